@@ -1,0 +1,342 @@
+//! The `orrery` command line: parses arguments with clap, sets up `tracing` from `RUST_LOG`, and
+//! runs the chosen command.
+//!
+//! The `store` commands read and write a cluster's store directly, the way `etcdctl` does for a
+//! real cluster: they are for learning what the API server keeps and for debugging, and on the
+//! embedded store they work only while no cluster has the store open.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use clap::{Args, Parser, Subcommand};
+use futures::StreamExt;
+
+use crate::bench;
+use crate::store::{self, Event, RangeRequest, Revision, Store, StoreUrl};
+
+/// Orrery: a see-through Kubernetes on one machine.
+#[derive(Debug, Parser)]
+#[command(name = "orrery", version, about, long_about = None)]
+pub struct Cli {
+    #[command(flatten)]
+    cluster: ClusterArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Which cluster a command works on.
+#[derive(Debug, Args)]
+struct ClusterArgs {
+    /// The cluster's name (used for its default state directory and, later, its kubeconfig
+    /// context).
+    #[arg(long, global = true, default_value = "orrery", env = "ORRERY_NAME")]
+    name: String,
+    /// Where the cluster keeps its state [default: ~/.local/state/orrery/<name>].
+    #[arg(long, global = true, env = "ORRERY_STATE_DIR")]
+    state_dir: Option<PathBuf>,
+    /// The store: `embedded` (a file in the state directory) or `etcd=http://HOST:PORT`.
+    #[arg(long, global = true, default_value = "embedded", env = "ORRERY_STORE")]
+    store: StoreUrl,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Read and write the cluster's store directly, like etcdctl.
+    #[command(subcommand)]
+    Store(StoreCommand),
+    /// Measure Orrery's parts.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum StoreCommand {
+    /// Print a key's value (with --revisions, its create and mod revisions first).
+    Get {
+        /// The key, such as /registry/pods/default/web-1.
+        key: String,
+        /// Also print the key's revisions.
+        #[arg(long)]
+        revisions: bool,
+    },
+    /// Create a key or replace its value (compare-and-swap on its current revision).
+    Put {
+        /// The key.
+        key: String,
+        /// The value.
+        value: String,
+    },
+    /// Delete a key.
+    Del {
+        /// The key.
+        key: String,
+    },
+    /// List the keys under a prefix, with their mod revisions.
+    Ls {
+        /// The prefix (empty: every key).
+        #[arg(default_value = "")]
+        prefix: String,
+        /// At most this many keys.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Read the keys as they were at this revision.
+        #[arg(long)]
+        revision: Option<Revision>,
+        /// Print the values too.
+        #[arg(long)]
+        values: bool,
+    },
+    /// Print changes under a prefix as they happen (or from a past revision).
+    Watch {
+        /// The prefix (empty: every key).
+        #[arg(default_value = "")]
+        prefix: String,
+        /// Start from this revision (default: changes from now on).
+        #[arg(long, default_value_t = 0)]
+        from: Revision,
+    },
+    /// Discard the history before a revision.
+    Compact {
+        /// The revision.
+        revision: Revision,
+    },
+    /// Print the store's current revision and key count.
+    Status,
+    /// Write new keys from concurrent writers, printing `KEY REVISION` for each acknowledged
+    /// write as soon as it is acknowledged (a load generator; the crash test uses it).
+    Fill {
+        /// The prefix of the keys to create.
+        prefix: String,
+        /// How many keys to write in all.
+        #[arg(long, default_value_t = 1000)]
+        count: usize,
+        /// How many concurrent writers.
+        #[arg(long, default_value_t = 8)]
+        writers: usize,
+        /// The size of each value in bytes.
+        #[arg(long, default_value_t = 256)]
+        value_size: usize,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Run one workload against the embedded store and a real etcd, and print both.
+    Store(bench::StoreBenchOptions),
+}
+
+/// The errors a command reports before exiting with status 1.
+#[derive(Debug, thiserror::Error)]
+enum CliError {
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    #[error("no state directory: pass --state-dir (neither $XDG_STATE_HOME nor $HOME is set)")]
+    NoStateDir,
+    #[error("key {0:?} not found")]
+    KeyNotFound(String),
+    #[error("cannot write to stdout: {0}")]
+    Stdout(#[from] std::io::Error),
+    #[error("benchmark failed: {0}")]
+    Bench(String),
+    #[error("a writer task failed: {0}")]
+    Task(String),
+}
+
+/// Runs the `orrery` command with the process's arguments.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("orrery: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("orrery: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+impl ClusterArgs {
+    fn state_dir(&self) -> Result<PathBuf, CliError> {
+        if let Some(dir) = &self.state_dir {
+            return Ok(dir.clone());
+        }
+        let base = dirs::state_dir()
+            .or_else(|| dirs::home_dir().map(|home| home.join(".local/state")))
+            .ok_or(CliError::NoStateDir)?;
+        Ok(base.join("orrery").join(&self.name))
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Store(command) => {
+            let state_dir = cli.cluster.state_dir()?;
+            let store = store::open(&cli.cluster.store, &state_dir).await?;
+            run_store(store, command).await
+        }
+        Command::Bench(BenchCommand::Store(options)) => {
+            let report = bench::run_store_bench(&options)
+                .await
+                .map_err(CliError::Bench)?;
+            print!("{report}");
+            Ok(())
+        }
+    }
+}
+
+async fn run_store(store: Arc<dyn Store>, command: StoreCommand) -> Result<(), CliError> {
+    let mut out = std::io::stdout().lock();
+    match command {
+        StoreCommand::Get { key, revisions } => {
+            let kv = store.get(&key).await?.ok_or(CliError::KeyNotFound(key))?;
+            if revisions {
+                writeln!(
+                    out,
+                    "create_revision={} mod_revision={}",
+                    kv.create_revision, kv.mod_revision
+                )?;
+            }
+            out.write_all(&kv.value)?;
+            writeln!(out)?;
+        }
+        StoreCommand::Put { key, value } => {
+            let value = Bytes::from(value);
+            let revision = match store.get(&key).await? {
+                Some(kv) => store.update(&key, value, kv.mod_revision).await?,
+                None => store.create(&key, value).await?,
+            };
+            writeln!(out, "revision {revision}")?;
+        }
+        StoreCommand::Del { key } => {
+            let kv = store
+                .get(&key)
+                .await?
+                .ok_or_else(|| CliError::KeyNotFound(key.clone()))?;
+            let revision = store.delete(&key, kv.mod_revision).await?;
+            writeln!(out, "revision {revision}")?;
+        }
+        StoreCommand::Ls {
+            prefix,
+            limit,
+            revision,
+            values,
+        } => {
+            let request = RangeRequest {
+                prefix,
+                start_after: None,
+                limit,
+                at_revision: revision,
+            };
+            let result = store.range(&request).await?;
+            for kv in &result.kvs {
+                writeln!(out, "{}\tmod_revision={}", kv.key, kv.mod_revision)?;
+                if values {
+                    out.write_all(&kv.value)?;
+                    writeln!(out)?;
+                }
+            }
+            let more = if result.more {
+                " (more keys follow)"
+            } else {
+                ""
+            };
+            writeln!(
+                out,
+                "# {} keys at revision {}{more}",
+                result.kvs.len(),
+                result.revision
+            )?;
+        }
+        StoreCommand::Watch { prefix, from } => {
+            drop(out);
+            let mut events = store.watch(&prefix, from).await?;
+            while let Some(event) = events.next().await {
+                let line = match event? {
+                    Event::Put { kv, prev } => format!(
+                        "{} PUT {} {}{}",
+                        kv.mod_revision,
+                        kv.key,
+                        String::from_utf8_lossy(&kv.value),
+                        if prev.is_some() { "" } else { " (created)" }
+                    ),
+                    Event::Delete { key, revision, .. } => format!("{revision} DELETE {key}"),
+                };
+                let mut out = std::io::stdout().lock();
+                writeln!(out, "{line}")?;
+                out.flush()?;
+            }
+        }
+        StoreCommand::Compact { revision } => {
+            store.compact(revision).await?;
+            writeln!(out, "compacted to revision {revision}")?;
+        }
+        StoreCommand::Status => {
+            let revision = store.current_revision().await?;
+            let keys = store.range(&RangeRequest::prefix("")).await?.kvs.len();
+            writeln!(out, "revision {revision}, {keys} keys")?;
+        }
+        StoreCommand::Fill {
+            prefix,
+            count,
+            writers,
+            value_size,
+        } => {
+            drop(out);
+            fill(store, &prefix, count, writers.max(1), value_size).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Creates `count` keys from `writers` concurrent tasks, printing each acknowledged one.
+async fn fill(
+    store: Arc<dyn Store>,
+    prefix: &str,
+    count: usize,
+    writers: usize,
+    value_size: usize,
+) -> Result<(), CliError> {
+    let value = Bytes::from(vec![b'v'; value_size]);
+    let mut tasks = tokio::task::JoinSet::new();
+    for writer in 0..writers {
+        let (store, value) = (store.clone(), value.clone());
+        let keys: Vec<String> = (writer..count)
+            .step_by(writers)
+            .map(|i| format!("{prefix}{i:08}"))
+            .collect();
+        tasks.spawn(async move {
+            for key in keys {
+                let revision = store.create(&key, value.clone()).await?;
+                // One line per acknowledged write, flushed at once (stdout is line-buffered).
+                println!("{key} {revision}");
+            }
+            Ok::<_, store::Error>(())
+        });
+    }
+    while let Some(result) = tasks.join_next().await {
+        result.map_err(|e| CliError::Task(e.to_string()))??;
+    }
+    Ok(())
+}
