@@ -2,8 +2,9 @@
 //! and a real etcd on the same machine, in one run, and prints them side by side.
 //!
 //! Both backends are durable on acknowledgement (etcd fsyncs its WAL on every commit; the embedded
-//! store fsyncs every group commit), and both keep their data under the same directory, so the
-//! figures compare like with like. Every loop is bounded in count and in time.
+//! store fsyncs every group commit), both keep their data under the same directory, and their
+//! samples are interleaved, so the figures compare like with like. Every loop is bounded in count
+//! and in time.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -31,7 +32,7 @@ pub struct StoreBenchOptions {
     #[arg(long, default_value_t = 1000)]
     pub sequential: usize,
     /// Puts per concurrency level.
-    #[arg(long, default_value_t = 6400)]
+    #[arg(long, default_value_t = 19_200)]
     pub concurrent: usize,
     /// Keys in the range.
     #[arg(long, default_value_t = 10_000)]
@@ -90,13 +91,15 @@ fn value(size: usize, seed: usize) -> Bytes {
     Bytes::from(bytes)
 }
 
+/// Creates `total` keys from `writers` concurrent tasks; returns how many were written and how
+/// long it took.
 async fn concurrent_puts(
     store: &Arc<dyn Store>,
     prefix: &str,
     writers: usize,
     total: usize,
     value_size: usize,
-) -> Result<f64, String> {
+) -> Result<(usize, Duration), String> {
     let started = Instant::now();
     let deadline = started + ROW_TIME_LIMIT;
     let mut tasks = tokio::task::JoinSet::new();
@@ -124,117 +127,139 @@ async fn concurrent_puts(
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
     }
-    Ok(done as f64 / started.elapsed().as_secs_f64())
+    Ok((done, started.elapsed()))
 }
 
-/// Runs the whole workload against one store.
+/// Runs the whole workload against every store, interleaved: each sample (or each round, for
+/// throughput) is taken from every store in turn, so that whatever else the machine does at the
+/// time (a slow disk flush, another process) falls on all of them alike.
 pub async fn measure(
-    store: Arc<dyn Store>,
+    stores: &[Arc<dyn Store>],
     options: &StoreBenchOptions,
-) -> Result<StoreFigures, String> {
-    let mut figures = StoreFigures::default();
+) -> Result<Vec<StoreFigures>, String> {
+    let mut figures = vec![StoreFigures::default(); stores.len()];
     let err = |e: crate::store::Error| e.to_string();
 
-    // Sequential puts.
+    // Sequential puts, one store after the other for each key.
     let deadline = Instant::now() + ROW_TIME_LIMIT;
-    let mut latencies = Vec::with_capacity(options.sequential);
+    let mut latencies = vec![Vec::with_capacity(options.sequential); stores.len()];
     for i in 0..options.sequential {
         if Instant::now() > deadline {
             break;
         }
-        let started = Instant::now();
-        store
-            .create(&format!("/bench/seq/{i:06}"), value(options.value_size, i))
-            .await
-            .map_err(err)?;
-        latencies.push(started.elapsed());
-    }
-    latencies.sort();
-    figures.put_p50 = percentile(&latencies, 0.50);
-    figures.put_p99 = percentile(&latencies, 0.99);
-
-    // Concurrent puts.
-    figures.put_16 = concurrent_puts(
-        &store,
-        "/bench/c16/",
-        16,
-        options.concurrent,
-        options.value_size,
-    )
-    .await?;
-    figures.put_64 = concurrent_puts(
-        &store,
-        "/bench/c64/",
-        64,
-        options.concurrent,
-        options.value_size,
-    )
-    .await?;
-
-    // A range over `range_keys` keys, loaded with 64 writers first.
-    concurrent_puts(
-        &store,
-        "/bench/range/",
-        64,
-        options.range_keys,
-        options.value_size,
-    )
-    .await?;
-    let request = RangeRequest::prefix("/bench/range/");
-    let mut times = Vec::new();
-    for _ in 0..5 {
-        let started = Instant::now();
-        let result = store.range(&request).await.map_err(err)?;
-        times.push(started.elapsed());
-        if result.kvs.len() != options.range_keys / 64 * 64 {
-            return Err(format!(
-                "range returned {} keys, expected {}",
-                result.kvs.len(),
-                options.range_keys / 64 * 64
-            ));
+        for (store, latencies) in stores.iter().zip(&mut latencies) {
+            let started = Instant::now();
+            store
+                .create(&format!("/bench/seq/{i:06}"), value(options.value_size, i))
+                .await
+                .map_err(err)?;
+            latencies.push(started.elapsed());
         }
     }
-    times.sort();
-    figures.range = percentile(&times, 0.5);
+    for (figures, latencies) in figures.iter_mut().zip(&mut latencies) {
+        latencies.sort();
+        figures.put_p50 = percentile(latencies, 0.50);
+        figures.put_p99 = percentile(latencies, 0.99);
+    }
 
-    // Watch delivery: put, then wait for the watcher to see it.
-    let mut watch = store.watch("/bench/watch/", 0).await.map_err(err)?;
+    // Concurrent puts, in rounds that alternate between the stores.
+    const ROUNDS: usize = 4;
+    for writers in [16, 64] {
+        let mut totals = vec![(0usize, Duration::ZERO); stores.len()];
+        for round in 0..ROUNDS {
+            for (store, total) in stores.iter().zip(&mut totals) {
+                let prefix = format!("/bench/c{writers}/{round}/");
+                let per_round = options.concurrent / ROUNDS;
+                let (done, took) =
+                    concurrent_puts(store, &prefix, writers, per_round, options.value_size).await?;
+                total.0 += done;
+                total.1 += took;
+            }
+        }
+        for (figures, (done, took)) in figures.iter_mut().zip(totals) {
+            let rate = done as f64 / took.as_secs_f64().max(f64::EPSILON);
+            if writers == 16 {
+                figures.put_16 = rate;
+            } else {
+                figures.put_64 = rate;
+            }
+        }
+    }
+
+    // A range over `range_keys` keys, loaded with 64 writers first.
+    let keys = options.range_keys / 64 * 64;
+    for store in stores {
+        concurrent_puts(store, "/bench/range/", 64, keys, options.value_size).await?;
+    }
+    let request = RangeRequest::prefix("/bench/range/");
+    let mut times = vec![Vec::new(); stores.len()];
+    for _ in 0..5 {
+        for (store, times) in stores.iter().zip(&mut times) {
+            let started = Instant::now();
+            let result = store.range(&request).await.map_err(err)?;
+            times.push(started.elapsed());
+            if result.kvs.len() != keys {
+                return Err(format!(
+                    "range returned {} keys, expected {keys}",
+                    result.kvs.len()
+                ));
+            }
+        }
+    }
+    for (figures, times) in figures.iter_mut().zip(&mut times) {
+        times.sort();
+        figures.range = percentile(times, 0.5);
+    }
+
+    // Watch delivery: put, then wait for the store's watcher to see it.
+    let mut watches = Vec::new();
+    for store in stores {
+        watches.push(store.watch("/bench/watch/", 0).await.map_err(err)?);
+    }
     let deadline = Instant::now() + ROW_TIME_LIMIT;
-    let mut latencies = Vec::with_capacity(options.watch_events);
+    let mut latencies = vec![Vec::with_capacity(options.watch_events); stores.len()];
     for i in 0..options.watch_events {
         if Instant::now() > deadline {
             break;
         }
-        let key = format!("/bench/watch/{i:06}");
-        let started = Instant::now();
-        let put = store.create(&key, value(options.value_size, i));
-        let seen = async {
-            match tokio::time::timeout(Duration::from_secs(10), watch.next()).await {
-                Ok(Some(Ok(event))) if event.key() == key => Ok(started.elapsed()),
-                Ok(Some(Ok(event))) => Err(format!("unexpected event for {}", event.key())),
-                Ok(Some(Err(e))) => Err(e.to_string()),
-                Ok(None) => Err("watch ended".to_owned()),
-                Err(_) => Err("no watch event within 10 s".to_owned()),
-            }
-        };
-        let (put, seen) = tokio::join!(put, seen);
-        put.map_err(err)?;
-        latencies.push(seen?);
+        for ((store, watch), latencies) in stores.iter().zip(&mut watches).zip(&mut latencies) {
+            let key = format!("/bench/watch/{i:06}");
+            let started = Instant::now();
+            let put = store.create(&key, value(options.value_size, i));
+            let seen = async {
+                match tokio::time::timeout(Duration::from_secs(10), watch.next()).await {
+                    Ok(Some(Ok(event))) if event.key() == key => Ok(started.elapsed()),
+                    Ok(Some(Ok(event))) => Err(format!("unexpected event for {}", event.key())),
+                    Ok(Some(Err(e))) => Err(e.to_string()),
+                    Ok(None) => Err("watch ended".to_owned()),
+                    Err(_) => Err("no watch event within 10 s".to_owned()),
+                }
+            };
+            let (put, seen) = tokio::join!(put, seen);
+            put.map_err(err)?;
+            latencies.push(seen?);
+        }
     }
-    latencies.sort();
-    figures.watch_p50 = percentile(&latencies, 0.50);
-    figures.watch_p99 = percentile(&latencies, 0.99);
+    for (figures, latencies) in figures.iter_mut().zip(&mut latencies) {
+        latencies.sort();
+        figures.watch_p50 = percentile(latencies, 0.50);
+        figures.watch_p99 = percentile(latencies, 0.99);
+    }
     Ok(figures)
 }
 
+/// Something that keeps a benchmarked store alive (a private etcd process).
+type Guard = Box<dyn std::any::Any + Send>;
+
+/// Connects to the etcd to compare with: `--etcd URL`, or a private one started here.
 #[cfg(feature = "etcd")]
-async fn measure_etcd(
+async fn connect_etcd(
     options: &StoreBenchOptions,
     dir: &std::path::Path,
-) -> Result<(String, StoreFigures), String> {
+) -> Result<(String, Arc<dyn Store>, Option<Guard>), String> {
     use crate::store::etcd::{EtcdStore, LocalEtcd};
-    let (endpoint, _local) = match &options.etcd {
-        Some(url) => (url.clone(), None),
+    let (label, endpoint, guard) = match &options.etcd {
+        Some(url) => (url.clone(), url.clone(), None),
         None => {
             if !LocalEtcd::available() {
                 return Err(
@@ -244,26 +269,25 @@ async fn measure_etcd(
             let local = LocalEtcd::start(Some(dir))
                 .await
                 .map_err(|e| e.to_string())?;
-            (local.endpoint.clone(), Some(local))
+            let endpoint = local.endpoint.clone();
+            (
+                format!("private etcd at {endpoint}"),
+                endpoint,
+                Some(Box::new(local) as Guard),
+            )
         }
     };
     let store = EtcdStore::connect(std::slice::from_ref(&endpoint))
         .await
         .map_err(|e| e.to_string())?;
-    let figures = measure(Arc::new(store), options).await?;
-    let label = if _local.is_some() {
-        format!("private etcd at {endpoint}")
-    } else {
-        endpoint
-    };
-    Ok((label, figures))
+    Ok((label, Arc::new(store), guard))
 }
 
 #[cfg(not(feature = "etcd"))]
-async fn measure_etcd(
+async fn connect_etcd(
     _options: &StoreBenchOptions,
     _dir: &std::path::Path,
-) -> Result<(String, StoreFigures), String> {
+) -> Result<(String, Arc<dyn Store>, Option<Guard>), String> {
     Err(
         "this orrery was built without the `etcd` feature (cargo build --release --features etcd)"
             .into(),
@@ -280,8 +304,18 @@ pub async fn run_store_bench(options: &StoreBenchOptions) -> Result<StoreReport,
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
-    let embedded = measure(Arc::new(embedded), options).await?;
-    let etcd = measure_etcd(options, dir.path()).await;
+    let mut stores: Vec<Arc<dyn Store>> = vec![Arc::new(embedded)];
+    let etcd = connect_etcd(options, dir.path()).await;
+    let (_guard, etcd_label) = match etcd {
+        Ok((label, store, guard)) => {
+            stores.push(store);
+            (guard, Ok(label))
+        }
+        Err(why) => (None, Err(why)),
+    };
+    let mut figures = measure(&stores, options).await?.into_iter();
+    let embedded = figures.next().unwrap_or_default();
+    let etcd = etcd_label.map(|label| (label, figures.next().unwrap_or_default()));
     Ok(StoreReport {
         options: options.clone(),
         embedded,
