@@ -44,12 +44,49 @@ struct ClusterArgs {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Start the cluster in the foreground (until Ctrl-C or `orrery down`).
+    Up(UpArgs),
+    /// Stop the cluster started with this state directory.
+    Down,
     /// Read and write the cluster's store directly, like etcdctl.
     #[command(subcommand)]
     Store(StoreCommand),
     /// Measure Orrery's parts.
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(Debug, Args)]
+struct UpArgs {
+    /// Run without the dashboard.
+    #[arg(long)]
+    headless: bool,
+    /// The API server's port on 127.0.0.1 (0: any free port).
+    #[arg(long, default_value_t = 6443)]
+    port: u16,
+    /// Keep store history for at least this long, for watches to resume from.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    history: std::time::Duration,
+    /// ...but at most this many revisions.
+    #[arg(long, default_value_t = 10_000)]
+    history_revisions: u64,
+    /// Do not merge the cluster's context into $KUBECONFIG or ~/.kube/config.
+    #[arg(long)]
+    no_kubeconfig_merge: bool,
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let (number, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?}: use e.g. 30s, 5m, 1h"))?;
+    let seconds = match unit {
+        "s" | "" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => return Err(format!("invalid duration {s:?}: use e.g. 30s, 5m, 1h")),
+    };
+    Ok(std::time::Duration::from_secs(seconds))
 }
 
 #[derive(Debug, Subcommand)]
@@ -133,6 +170,8 @@ enum BenchCommand {
 enum CliError {
     #[error(transparent)]
     Store(#[from] store::Error),
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
     #[error("no state directory: pass --state-dir (neither $XDG_STATE_HOME nor $HOME is set)")]
     NoStateDir,
     #[error("key {0:?} not found")]
@@ -191,6 +230,30 @@ impl ClusterArgs {
 
 async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
+        Command::Up(args) => {
+            if !args.headless {
+                eprintln!("orrery: the dashboard is not built yet; running headless");
+            }
+            let options = crate::cluster::UpOptions {
+                name: cli.cluster.name.clone(),
+                state_dir: cli.cluster.state_dir()?,
+                port: args.port,
+                store: cli.cluster.store.clone(),
+                compaction: crate::store::compactor::CompactionPolicy {
+                    keep_for: args.history,
+                    keep_revisions: args.history_revisions,
+                    ..Default::default()
+                },
+                merge_kubeconfig: !args.no_kubeconfig_merge,
+            };
+            crate::cluster::up(options).await?;
+            Ok(())
+        }
+        Command::Down => {
+            let pid = crate::cluster::down(&cli.cluster.state_dir()?).await?;
+            println!("orrery: stopped cluster (pid {pid})");
+            Ok(())
+        }
         Command::Store(command) => {
             let state_dir = cli.cluster.state_dir()?;
             let store = store::open(&cli.cluster.store, &state_dir).await?;

@@ -19,6 +19,9 @@
 
 #![warn(missing_docs, rust_2018_idioms, unreachable_pub)]
 
+pub mod apiserver;
 pub mod bench;
 pub mod cli;
+pub mod cluster;
+pub mod flow;
 pub mod store;

@@ -1,0 +1,699 @@
+//! What the real API server does to an object before it stores it: defaulting (the same defaults
+//! the real server applies to pods, containers, deployments, services, jobs, ...) and validation
+//! with field-level causes (names, labels, required fields, duplicates, port ranges, immutable
+//! fields).
+
+use std::collections::BTreeSet;
+
+use serde_json::{Map, Value, json};
+
+use super::errors::Cause;
+use super::resources::Resource;
+
+const DNS1123_SUBDOMAIN: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
+const DNS1123_LABEL: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')";
+const LABEL_VALUE: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')";
+const QUALIFIED_NAME: &str = "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')";
+
+pub(crate) fn is_dns1123_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+pub(crate) fn is_dns1123_subdomain(s: &str) -> bool {
+    s.len() <= 253 && s.split('.').all(is_dns1123_label)
+}
+
+fn is_label_value(s: &str) -> bool {
+    s.is_empty()
+        || (s.len() <= 63
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+            && s.as_bytes()[0].is_ascii_alphanumeric()
+            && s.as_bytes()[s.len() - 1].is_ascii_alphanumeric())
+}
+
+fn qualified_name_causes(field: &str, key: &str) -> Vec<Cause> {
+    let (prefix, name) = match key.split_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, key),
+    };
+    let mut causes = Vec::new();
+    if let Some(p) = prefix {
+        if !is_dns1123_subdomain(p) {
+            causes.push(Cause::invalid(
+                field,
+                &json!(key),
+                format!("prefix part {DNS1123_SUBDOMAIN}"),
+            ));
+        }
+    }
+    if name.is_empty() || name.len() > 63 || !is_label_value(name) {
+        causes.push(Cause::invalid(field, &json!(key), QUALIFIED_NAME));
+    }
+    causes
+}
+
+/// Whether a resource's names must be DNS-1123 labels (stricter than subdomains).
+fn names_are_labels(resource: &Resource) -> bool {
+    matches!(resource.plural, "namespaces" | "services")
+}
+
+/// Validates `metadata`: name, labels, annotations.
+fn validate_metadata(resource: &Resource, object: &Value, causes: &mut Vec<Cause>) {
+    let meta = &object["metadata"];
+    let name = meta["name"].as_str().unwrap_or_default();
+    if name.is_empty() {
+        if meta["generateName"].as_str().unwrap_or_default().is_empty() {
+            causes.push(Cause::required("metadata.name"));
+        }
+    } else if names_are_labels(resource) {
+        if !is_dns1123_label(name) {
+            causes.push(Cause::invalid("metadata.name", &json!(name), DNS1123_LABEL));
+        }
+    } else if !is_dns1123_subdomain(name) {
+        causes.push(Cause::invalid(
+            "metadata.name",
+            &json!(name),
+            DNS1123_SUBDOMAIN,
+        ));
+    }
+    if let Some(labels) = meta["labels"].as_object() {
+        for (k, v) in labels {
+            causes.extend(qualified_name_causes("metadata.labels", k));
+            let v = v.as_str().unwrap_or_default();
+            if !is_label_value(v) {
+                causes.push(Cause::invalid(
+                    format!("metadata.labels"),
+                    &json!(v),
+                    LABEL_VALUE,
+                ));
+            }
+        }
+    }
+    if let Some(annotations) = meta["annotations"].as_object() {
+        for k in annotations.keys() {
+            causes.extend(qualified_name_causes("metadata.annotations", k));
+        }
+    }
+}
+
+fn validate_port(field: String, port: &Value, causes: &mut Vec<Cause>) {
+    match port.as_i64() {
+        Some(p) if (1..=65535).contains(&p) => {}
+        Some(_) => causes.push(Cause::invalid(
+            field,
+            port,
+            "must be between 1 and 65535, inclusive",
+        )),
+        None => causes.push(Cause::required(field)),
+    }
+}
+
+/// Validates a pod spec found at `path` (`spec` or `spec.template.spec`).
+fn validate_pod_spec(path: &str, spec: &Value, allowed_restart: &[&str], causes: &mut Vec<Cause>) {
+    let containers = spec["containers"].as_array().cloned().unwrap_or_default();
+    if containers.is_empty() {
+        causes.push(Cause::required(format!("{path}.containers")));
+    }
+    let mut names = BTreeSet::new();
+    for (list, items) in [
+        (
+            "initContainers",
+            spec["initContainers"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default(),
+        ),
+        ("containers", containers),
+    ] {
+        for (i, c) in items.iter().enumerate() {
+            let field = format!("{path}.{list}[{i}]");
+            match c["name"].as_str() {
+                None | Some("") => causes.push(Cause::required(format!("{field}.name"))),
+                Some(name) if !is_dns1123_label(name) => causes.push(Cause::invalid(
+                    format!("{field}.name"),
+                    &json!(name),
+                    DNS1123_LABEL,
+                )),
+                Some(name) => {
+                    if !names.insert(name.to_owned()) {
+                        causes.push(Cause::duplicate(format!("{field}.name"), &json!(name)));
+                    }
+                }
+            }
+            if c["image"].as_str().unwrap_or_default().trim().is_empty() {
+                causes.push(Cause::required(format!("{field}.image")));
+            }
+            for (j, p) in c["ports"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .enumerate()
+            {
+                validate_port(
+                    format!("{field}.ports[{j}].containerPort"),
+                    &p["containerPort"],
+                    causes,
+                );
+                if let Some(proto) = p["protocol"].as_str() {
+                    if !matches!(proto, "TCP" | "UDP" | "SCTP") {
+                        causes.push(Cause::unsupported(
+                            format!("{field}.ports[{j}].protocol"),
+                            &json!(proto),
+                            &["SCTP", "TCP", "UDP"],
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    if let Some(policy) = spec["restartPolicy"].as_str() {
+        if !allowed_restart.contains(&policy) {
+            causes.push(Cause::unsupported(
+                format!("{path}.restartPolicy"),
+                &json!(policy),
+                allowed_restart,
+            ));
+        }
+    }
+    let mut volumes = BTreeSet::new();
+    for (i, v) in spec["volumes"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        let name = v["name"].as_str().unwrap_or_default();
+        if name.is_empty() {
+            causes.push(Cause::required(format!("{path}.volumes[{i}].name")));
+        } else if !volumes.insert(name.to_owned()) {
+            causes.push(Cause::duplicate(
+                format!("{path}.volumes[{i}].name"),
+                &json!(name),
+            ));
+        }
+    }
+}
+
+fn validate_workload_selector(path_prefix: &str, spec: &Value, causes: &mut Vec<Cause>) {
+    let selector = &spec["selector"];
+    if selector.is_null() || selector.as_object().is_some_and(|m| m.is_empty()) {
+        causes.push(Cause::required(format!("{path_prefix}.selector")));
+        return;
+    }
+    let template_labels = super::selectors::labels_of(&spec["template"]);
+    let matches = selector["matchLabels"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .all(|(k, v)| template_labels.get(k).map(String::as_str) == v.as_str())
+        })
+        .unwrap_or(true);
+    if !matches {
+        let rendered: Vec<String> = template_labels
+            .iter()
+            .map(|(k, v)| format!("{k:?}:{v:?}"))
+            .collect();
+        causes.push(Cause::invalid(
+            format!("{path_prefix}.template.metadata.labels"),
+            &json!(format!("map[string]string{{{}}}", rendered.join(", "))),
+            "`selector` does not match template `labels`",
+        ));
+    }
+}
+
+/// Validates a whole object, new or updated (`old` is the stored object on update).
+pub(crate) fn validate(resource: &Resource, object: &Value, old: Option<&Value>) -> Vec<Cause> {
+    let mut causes = Vec::new();
+    validate_metadata(resource, object, &mut causes);
+    let spec = &object["spec"];
+    match (resource.group, resource.kind) {
+        ("", "Pod") => {
+            validate_pod_spec("spec", spec, &["Always", "OnFailure", "Never"], &mut causes)
+        }
+        ("apps", "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet") => {
+            validate_workload_selector("spec", spec, &mut causes);
+            validate_pod_spec(
+                "spec.template.spec",
+                &spec["template"]["spec"],
+                &["Always"],
+                &mut causes,
+            );
+            if spec["replicas"].as_i64().is_some_and(|r| r < 0) {
+                causes.push(Cause::invalid(
+                    "spec.replicas",
+                    &spec["replicas"],
+                    "must be greater than or equal to 0",
+                ));
+            }
+        }
+        ("batch", "Job") => {
+            validate_pod_spec(
+                "spec.template.spec",
+                &spec["template"]["spec"],
+                &["OnFailure", "Never"],
+                &mut causes,
+            );
+        }
+        ("batch", "CronJob") => {
+            if spec["schedule"].as_str().unwrap_or_default().is_empty() {
+                causes.push(Cause::required("spec.schedule"));
+            }
+            validate_pod_spec(
+                "spec.jobTemplate.spec.template.spec",
+                &spec["jobTemplate"]["spec"]["template"]["spec"],
+                &["OnFailure", "Never"],
+                &mut causes,
+            );
+        }
+        ("", "Service") => {
+            let ports = spec["ports"].as_array().cloned().unwrap_or_default();
+            let headless = spec["clusterIP"].as_str() == Some("None");
+            if ports.is_empty() && !headless && spec["type"].as_str() != Some("ExternalName") {
+                causes.push(Cause::required("spec.ports"));
+            }
+            let mut names = BTreeSet::new();
+            for (i, p) in ports.iter().enumerate() {
+                validate_port(format!("spec.ports[{i}].port"), &p["port"], &mut causes);
+                if ports.len() > 1 {
+                    match p["name"].as_str() {
+                        None | Some("") => {
+                            causes.push(Cause::required(format!("spec.ports[{i}].name")))
+                        }
+                        Some(n) if !names.insert(n.to_owned()) => causes
+                            .push(Cause::duplicate(format!("spec.ports[{i}].name"), &json!(n))),
+                        _ => {}
+                    }
+                }
+            }
+            if let Some(t) = spec["type"].as_str() {
+                if !matches!(
+                    t,
+                    "ClusterIP" | "NodePort" | "LoadBalancer" | "ExternalName"
+                ) {
+                    causes.push(Cause::unsupported(
+                        "spec.type",
+                        &json!(t),
+                        &["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"],
+                    ));
+                }
+            }
+        }
+        _ => {}
+    }
+    if let Some(old) = old {
+        validate_update(resource, object, old, &mut causes);
+    }
+    causes
+}
+
+/// The fields the real server refuses to change after creation.
+fn validate_update(resource: &Resource, new: &Value, old: &Value, causes: &mut Vec<Cause>) {
+    let immutable = |field: &str, a: &Value, b: &Value, causes: &mut Vec<Cause>| {
+        if a != b {
+            causes.push(Cause::invalid(field, a, "field is immutable"));
+        }
+    };
+    match (resource.group, resource.kind) {
+        ("apps", "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet") => {
+            immutable(
+                "spec.selector",
+                &new["spec"]["selector"],
+                &old["spec"]["selector"],
+                causes,
+            );
+        }
+        ("batch", "Job") => {
+            immutable(
+                "spec.selector",
+                &new["spec"]["selector"],
+                &old["spec"]["selector"],
+                causes,
+            );
+            if new["spec"]["template"] != old["spec"]["template"] {
+                causes.push(Cause::invalid(
+                    "spec.template",
+                    &json!("core.PodTemplateSpec{...}"),
+                    "field is immutable",
+                ));
+            }
+        }
+        ("", "Service") => {
+            let (a, b) = (&new["spec"]["clusterIP"], &old["spec"]["clusterIP"]);
+            if !a.is_null() && a != b {
+                causes.push(Cause::invalid(
+                    "spec.clusterIPs[0]",
+                    a,
+                    "may not change once set",
+                ));
+            }
+        }
+        ("", "ConfigMap" | "Secret") if old["immutable"] == true => {
+            if new["data"] != old["data"] || new["binaryData"] != old["binaryData"] {
+                causes.push(Cause::forbidden(
+                    "data",
+                    "field is immutable when `immutable` is set",
+                ));
+            }
+        }
+        ("", "Pod") => {
+            // Only images, activeDeadlineSeconds, tolerations (additions) and a few more may
+            // change; compare the rest with images masked out.
+            let mask = |spec: &Value| {
+                let mut spec = spec.clone();
+                for list in ["containers", "initContainers"] {
+                    if let Some(items) = spec[list].as_array_mut() {
+                        for c in items {
+                            c["image"] = Value::Null;
+                        }
+                    }
+                }
+                for field in [
+                    "activeDeadlineSeconds",
+                    "tolerations",
+                    "terminationGracePeriodSeconds",
+                    "nodeName",
+                    "schedulingGates",
+                ] {
+                    if let Some(m) = spec.as_object_mut() {
+                        m.remove(field);
+                    }
+                }
+                spec
+            };
+            if mask(&new["spec"]) != mask(&old["spec"]) {
+                causes.push(Cause::forbidden(
+                    "spec",
+                    "pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)",
+                ));
+            }
+        }
+        _ => {}
+    }
+}
+
+fn set_default(map: &mut Map<String, Value>, key: &str, value: Value) {
+    if map.get(key).is_none_or(Value::is_null) {
+        map.insert(key.to_owned(), value);
+    }
+}
+
+fn object_at<'a>(value: &'a mut Value, key: &str) -> &'a mut Map<String, Value> {
+    if !value[key].is_object() {
+        value[key] = json!({});
+    }
+    value[key].as_object_mut().expect("just made an object")
+}
+
+fn default_container(c: &mut Value) {
+    let Some(m) = c.as_object_mut() else { return };
+    let image = m
+        .get("image")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let tag = image.rsplit('/').next().unwrap_or_default();
+    let latest = !tag.contains(':') && !image.contains('@') || tag.ends_with(":latest");
+    set_default(
+        m,
+        "imagePullPolicy",
+        json!(if latest { "Always" } else { "IfNotPresent" }),
+    );
+    set_default(m, "terminationMessagePath", json!("/dev/termination-log"));
+    set_default(m, "terminationMessagePolicy", json!("File"));
+    set_default(m, "resources", json!({}));
+    if let Some(ports) = m.get_mut("ports").and_then(Value::as_array_mut) {
+        for p in ports {
+            if let Some(p) = p.as_object_mut() {
+                set_default(p, "protocol", json!("TCP"));
+            }
+        }
+    }
+    for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
+        if let Some(p) = m.get_mut(probe).and_then(Value::as_object_mut) {
+            set_default(p, "timeoutSeconds", json!(1));
+            set_default(p, "periodSeconds", json!(10));
+            set_default(p, "successThreshold", json!(1));
+            set_default(p, "failureThreshold", json!(3));
+            if let Some(http) = p.get_mut("httpGet").and_then(Value::as_object_mut) {
+                set_default(http, "path", json!("/"));
+                set_default(http, "scheme", json!("HTTP"));
+            }
+        }
+    }
+}
+
+/// The real defaults of a pod spec.
+fn default_pod_spec(spec: &mut Value) {
+    if !spec.is_object() {
+        *spec = json!({});
+    }
+    for list in ["containers", "initContainers"] {
+        if let Some(items) = spec[list].as_array_mut() {
+            items.iter_mut().for_each(default_container);
+        }
+    }
+    let m = spec.as_object_mut().expect("object");
+    set_default(m, "restartPolicy", json!("Always"));
+    set_default(m, "terminationGracePeriodSeconds", json!(30));
+    set_default(m, "dnsPolicy", json!("ClusterFirst"));
+    set_default(m, "securityContext", json!({}));
+    set_default(m, "schedulerName", json!("default-scheduler"));
+    set_default(m, "enableServiceLinks", json!(true));
+    set_default(m, "preemptionPolicy", json!("PreemptLowerPriority"));
+    set_default(m, "priority", json!(0));
+    if let Some(volumes) = m.get_mut("volumes").and_then(Value::as_array_mut) {
+        for v in volumes {
+            for (source, mode) in [
+                ("configMap", "defaultMode"),
+                ("secret", "defaultMode"),
+                ("downwardAPI", "defaultMode"),
+                ("projected", "defaultMode"),
+            ] {
+                if let Some(s) = v.get_mut(source).and_then(Value::as_object_mut) {
+                    set_default(s, mode, json!(420));
+                }
+            }
+            if let Some(e) = v.get_mut("emptyDir").and_then(Value::as_object_mut) {
+                let _ = e;
+            }
+        }
+    }
+}
+
+fn default_template(spec: &mut Value) {
+    default_pod_spec(&mut spec["template"]["spec"]);
+    if !spec["template"]["metadata"].is_object() {
+        spec["template"]["metadata"] = json!({});
+    }
+}
+
+/// Applies the real server's defaults to a new or updated object.
+pub(crate) fn default(resource: &Resource, object: &mut Value) {
+    match (resource.group, resource.kind) {
+        ("", "Pod") => {
+            default_pod_spec(&mut object["spec"]);
+            let spec = object["spec"].as_object_mut().expect("object");
+            let account = spec
+                .get("serviceAccountName")
+                .cloned()
+                .filter(|v| !v.is_null())
+                .unwrap_or(json!("default"));
+            set_default(spec, "serviceAccountName", account.clone());
+            set_default(spec, "serviceAccount", account);
+            let tolerations = spec.entry("tolerations").or_insert_with(|| json!([]));
+            if let Some(list) = tolerations.as_array_mut() {
+                for key in [
+                    "node.kubernetes.io/not-ready",
+                    "node.kubernetes.io/unreachable",
+                ] {
+                    if !list.iter().any(|t| t["key"] == key) {
+                        list.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}));
+                    }
+                }
+            }
+            let status = object_at(object, "status");
+            set_default(status, "phase", json!("Pending"));
+            set_default(status, "qosClass", json!("BestEffort"));
+        }
+        ("apps", "Deployment") => {
+            let spec = object_at(object, "spec");
+            set_default(spec, "replicas", json!(1));
+            set_default(spec, "revisionHistoryLimit", json!(10));
+            set_default(spec, "progressDeadlineSeconds", json!(600));
+            set_default(
+                spec,
+                "strategy",
+                json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}}),
+            );
+            default_template(&mut object["spec"]);
+        }
+        ("apps", "ReplicaSet") => {
+            set_default(object_at(object, "spec"), "replicas", json!(1));
+            default_template(&mut object["spec"]);
+        }
+        ("apps", "StatefulSet") => {
+            let spec = object_at(object, "spec");
+            set_default(spec, "replicas", json!(1));
+            set_default(spec, "podManagementPolicy", json!("OrderedReady"));
+            set_default(spec, "revisionHistoryLimit", json!(10));
+            set_default(
+                spec,
+                "updateStrategy",
+                json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}),
+            );
+            set_default(
+                spec,
+                "persistentVolumeClaimRetentionPolicy",
+                json!({"whenDeleted": "Retain", "whenScaled": "Retain"}),
+            );
+            default_template(&mut object["spec"]);
+        }
+        ("apps", "DaemonSet") => {
+            let spec = object_at(object, "spec");
+            set_default(spec, "revisionHistoryLimit", json!(10));
+            set_default(
+                spec,
+                "updateStrategy",
+                json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}),
+            );
+            default_template(&mut object["spec"]);
+        }
+        ("batch", "Job") => {
+            let spec = object_at(object, "spec");
+            set_default(spec, "parallelism", json!(1));
+            if spec.get("completions").is_none_or(Value::is_null)
+                && spec.get("parallelism") == Some(&json!(1))
+            {
+                spec.insert("completions".into(), json!(1));
+            }
+            set_default(spec, "backoffLimit", json!(6));
+            set_default(spec, "completionMode", json!("NonIndexed"));
+            set_default(spec, "suspend", json!(false));
+            set_default(spec, "manualSelector", json!(false));
+            set_default(spec, "podReplacementPolicy", json!("TerminatingOrFailed"));
+            default_pod_spec(&mut object["spec"]["template"]["spec"]);
+        }
+        ("batch", "CronJob") => {
+            let spec = object_at(object, "spec");
+            set_default(spec, "concurrencyPolicy", json!("Allow"));
+            set_default(spec, "suspend", json!(false));
+            set_default(spec, "successfulJobsHistoryLimit", json!(3));
+            set_default(spec, "failedJobsHistoryLimit", json!(1));
+            default_pod_spec(&mut object["spec"]["jobTemplate"]["spec"]["template"]["spec"]);
+        }
+        ("", "Service") => {
+            let spec = object_at(object, "spec");
+            set_default(spec, "type", json!("ClusterIP"));
+            set_default(spec, "sessionAffinity", json!("None"));
+            if spec.get("type") != Some(&json!("ExternalName")) {
+                set_default(spec, "internalTrafficPolicy", json!("Cluster"));
+                set_default(spec, "ipFamilyPolicy", json!("SingleStack"));
+                set_default(spec, "ipFamilies", json!(["IPv4"]));
+            }
+            if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
+                for p in ports {
+                    if let Some(p) = p.as_object_mut() {
+                        set_default(p, "protocol", json!("TCP"));
+                        let port = p.get("port").cloned().unwrap_or(Value::Null);
+                        set_default(p, "targetPort", port);
+                    }
+                }
+            }
+            object_at(object, "status")
+                .entry("loadBalancer")
+                .or_insert_with(|| json!({}));
+        }
+        ("", "Secret") => {
+            let m = object.as_object_mut().expect("object");
+            set_default(m, "type", json!("Opaque"));
+        }
+        ("", "Namespace") => {
+            let spec = object_at(object, "spec");
+            set_default(spec, "finalizers", json!(["kubernetes"]));
+            set_default(object_at(object, "status"), "phase", json!("Active"));
+            let name = object["metadata"]["name"].clone();
+            let labels = object_at(&mut object["metadata"], "labels");
+            labels.insert("kubernetes.io/metadata.name".into(), name);
+        }
+        ("", "PersistentVolumeClaim") => {
+            let spec = object_at(object, "spec");
+            set_default(spec, "volumeMode", json!("Filesystem"));
+            set_default(object_at(object, "status"), "phase", json!("Pending"));
+        }
+        ("", "Node") => {
+            set_default(
+                object_at(object, "status"),
+                "daemonEndpoints",
+                json!({"kubeletEndpoint": {"Port": 0}}),
+            );
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apiserver::resources::find;
+
+    #[test]
+    fn pod_defaults_are_the_real_ones() {
+        let pods = find("", "v1", "pods").unwrap();
+        let mut pod = json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "nginx", "ports": [{"containerPort": 80}]}, {"name": "d", "image": "busybox:1.36"}]}});
+        default(pods, &mut pod);
+        assert_eq!(pod["spec"]["restartPolicy"], "Always");
+        assert_eq!(pod["spec"]["terminationGracePeriodSeconds"], 30);
+        assert_eq!(pod["spec"]["serviceAccountName"], "default");
+        assert_eq!(pod["spec"]["containers"][0]["imagePullPolicy"], "Always");
+        assert_eq!(
+            pod["spec"]["containers"][1]["imagePullPolicy"],
+            "IfNotPresent"
+        );
+        assert_eq!(pod["spec"]["containers"][0]["ports"][0]["protocol"], "TCP");
+        assert_eq!(pod["spec"]["tolerations"].as_array().unwrap().len(), 2);
+        assert_eq!(pod["status"]["phase"], "Pending");
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        let pods = find("", "v1", "pods").unwrap();
+        let pod = json!({"metadata": {"name": "Bad_Name", "labels": {"ok": "-bad"}}, "spec": {"containers": [{"name": "c", "image": ""}, {"name": "c", "image": "x", "ports": [{"containerPort": 70000}]}]}});
+        let causes: Vec<(String, &str)> = validate(pods, &pod, None)
+            .into_iter()
+            .map(|c| (c.field, c.reason))
+            .collect();
+        assert_eq!(
+            causes,
+            [
+                ("metadata.name".to_owned(), "FieldValueInvalid"),
+                ("metadata.labels".to_owned(), "FieldValueInvalid"),
+                ("spec.containers[0].image".to_owned(), "FieldValueRequired"),
+                ("spec.containers[1].name".to_owned(), "FieldValueDuplicate"),
+                (
+                    "spec.containers[1].ports[0].containerPort".to_owned(),
+                    "FieldValueInvalid"
+                ),
+            ]
+        );
+        let deploy = find("apps", "v1", "deployments").unwrap();
+        let d = json!({"metadata": {"name": "d"}, "spec": {"selector": {"matchLabels": {"app": "a"}}, "template": {"metadata": {"labels": {"app": "b"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}}});
+        let causes = validate(deploy, &d, None);
+        assert_eq!(causes[0].field, "spec.template.metadata.labels");
+        let mut changed = d.clone();
+        changed["spec"]["selector"]["matchLabels"]["app"] = json!("b");
+        let causes = validate(deploy, &changed, Some(&d));
+        assert!(
+            causes
+                .iter()
+                .any(|c| c.field == "spec.selector" && c.message.contains("field is immutable"))
+        );
+    }
+}

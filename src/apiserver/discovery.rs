@@ -1,0 +1,242 @@
+//! Discovery: `/version`, `/api`, `/apis`, each group-version's resource list, aggregated
+//! discovery (`apidiscovery.k8s.io/v2`), and a minimal OpenAPI v3 that tells kubectl the server
+//! validates fields itself.
+
+use axum::response::Response;
+use http::HeaderMap;
+use serde_json::{Value, json};
+
+use super::errors::ApiError;
+use super::path::Route;
+use super::resources::{self, RESOURCES, Resource};
+use super::{KUBERNETES_VERSION, json_response};
+
+pub(crate) fn version() -> Value {
+    json!({
+        "major": "1",
+        "minor": "33",
+        "gitVersion": KUBERNETES_VERSION,
+        "gitCommit": "orrery",
+        "gitTreeState": "clean",
+        "buildDate": "2026-01-01T00:00:00Z",
+        "goVersion": "rust",
+        "compiler": "rustc",
+        "platform": "linux/amd64",
+    })
+}
+
+fn api_resource(r: &Resource) -> Vec<Value> {
+    let mut out = vec![json!({
+        "name": r.plural,
+        "singularName": r.singular,
+        "namespaced": r.namespaced,
+        "kind": r.kind,
+        "verbs": resources::verbs(""),
+        "shortNames": r.short_names,
+        "categories": r.categories,
+    })];
+    for sub in r.subresources {
+        let (group, version, kind) = resources::subresource_kind(r, sub);
+        let mut entry = json!({
+            "name": format!("{}/{sub}", r.plural),
+            "singularName": "",
+            "namespaced": r.namespaced,
+            "kind": kind,
+            "verbs": resources::verbs(sub),
+        });
+        if *sub == "scale" || *sub == "eviction" {
+            entry["group"] = json!(group);
+            entry["version"] = json!(version);
+        }
+        out.push(entry);
+    }
+    out
+}
+
+fn resource_list(group: &str, version: &str) -> Option<Value> {
+    let served: Vec<&Resource> = RESOURCES
+        .iter()
+        .filter(|r| r.group == group && r.version == version)
+        .collect();
+    if served.is_empty() {
+        return None;
+    }
+    let group_version = if group.is_empty() {
+        version.to_owned()
+    } else {
+        format!("{group}/{version}")
+    };
+    Some(json!({
+        "kind": "APIResourceList",
+        "apiVersion": "v1",
+        "groupVersion": group_version,
+        "resources": served.iter().flat_map(|r| api_resource(r)).collect::<Vec<_>>(),
+    }))
+}
+
+fn api_group(group: &str, version: &str) -> Value {
+    let gv = json!({"groupVersion": format!("{group}/{version}"), "version": version});
+    json!({"name": group, "versions": [gv], "preferredVersion": gv})
+}
+
+/// The aggregated discovery document for the core group (`/api`) or the named groups (`/apis`).
+fn aggregated(core: bool) -> Value {
+    let groups: Vec<(&str, &str)> = if core {
+        vec![("", "v1")]
+    } else {
+        resources::groups()
+    };
+    let items: Vec<Value> = groups
+        .iter()
+        .map(|(group, version)| {
+            let resources: Vec<Value> = RESOURCES
+                .iter()
+                .filter(|r| r.group == *group && r.version == *version)
+                .map(|r| {
+                    let subresources: Vec<Value> = r
+                        .subresources
+                        .iter()
+                        .map(|sub| {
+                            let (g, v, k) = resources::subresource_kind(r, sub);
+                            json!({"subresource": sub, "responseKind": {"group": g, "version": v, "kind": k}, "verbs": resources::verbs(sub)})
+                        })
+                        .collect();
+                    let mut entry = json!({
+                        "resource": r.plural,
+                        "responseKind": {"group": r.group, "version": r.version, "kind": r.kind},
+                        "scope": if r.namespaced { "Namespaced" } else { "Cluster" },
+                        "singularResource": r.singular,
+                        "verbs": resources::verbs(""),
+                        "subresources": subresources,
+                    });
+                    if !r.short_names.is_empty() {
+                        entry["shortNames"] = json!(r.short_names);
+                    }
+                    if !r.categories.is_empty() {
+                        entry["categories"] = json!(r.categories);
+                    }
+                    entry
+                })
+                .collect();
+            let metadata = if group.is_empty() { json!({"creationTimestamp": null}) } else { json!({"name": group, "creationTimestamp": null}) };
+            json!({"metadata": metadata, "versions": [{"version": version, "resources": resources, "freshness": "Current"}]})
+        })
+        .collect();
+    json!({"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {}, "items": items})
+}
+
+const AGGREGATED: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+
+fn wants_aggregated(headers: &HeaderMap) -> bool {
+    headers
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| {
+            accept.contains("as=APIGroupDiscoveryList") && accept.contains("v=v2")
+        })
+}
+
+fn openapi_path(group: &str, version: &str) -> String {
+    if group.is_empty() {
+        format!("api/{version}")
+    } else {
+        format!("apis/{group}/{version}")
+    }
+}
+
+/// A minimal OpenAPI v3 document for one group-version: a path per kind whose PATCH carries the
+/// kind and a `fieldValidation` parameter, which is what makes kubectl leave field validation to
+/// the server.
+fn openapi_document(path: &str) -> Option<Value> {
+    let mut paths = serde_json::Map::new();
+    for r in RESOURCES
+        .iter()
+        .filter(|r| openapi_path(r.group, r.version) == path)
+    {
+        let base = if r.namespaced {
+            format!("/{path}/namespaces/{{namespace}}/{}/{{name}}", r.plural)
+        } else {
+            format!("/{path}/{}/{{name}}", r.plural)
+        };
+        let gvk = json!({"group": r.group, "version": r.version, "kind": r.kind});
+        let params = json!([
+            {"name": "dryRun", "in": "query", "schema": {"type": "string", "uniqueItems": true}},
+            {"name": "fieldManager", "in": "query", "schema": {"type": "string", "uniqueItems": true}},
+            {"name": "fieldValidation", "in": "query", "schema": {"type": "string", "uniqueItems": true}},
+            {"name": "force", "in": "query", "schema": {"type": "boolean", "uniqueItems": true}},
+        ]);
+        let op = |action: &str| json!({"operationId": format!("{action}{}", r.kind), "x-kubernetes-action": action, "x-kubernetes-group-version-kind": gvk, "parameters": params, "responses": {"200": {"description": "OK"}}});
+        paths.insert(base, json!({"get": op("get"), "put": op("put"), "patch": op("patch"), "delete": op("delete")}));
+    }
+    if paths.is_empty() {
+        return None;
+    }
+    Some(json!({
+        "openapi": "3.0.0",
+        "info": {"title": "Kubernetes", "version": KUBERNETES_VERSION},
+        "paths": paths,
+        "components": {"schemas": {}},
+    }))
+}
+
+fn openapi_index() -> Value {
+    let mut paths = serde_json::Map::new();
+    let mut gvs = vec![("", "v1")];
+    gvs.extend(resources::groups());
+    for (group, version) in gvs {
+        let path = openapi_path(group, version);
+        paths.insert(path.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{path}?hash=orrery-{}", env!("CARGO_PKG_VERSION"))}));
+    }
+    json!({"paths": paths})
+}
+
+/// Serves a discovery route.
+pub(crate) fn serve(route: Route, headers: &HeaderMap) -> Result<Response, ApiError> {
+    let ok = |body: Value| json_response(http::StatusCode::OK, &body);
+    match route {
+        Route::CoreVersions if wants_aggregated(headers) => {
+            Ok(aggregated_response(aggregated(true)))
+        }
+        Route::CoreVersions => Ok(ok(json!({
+            "kind": "APIVersions",
+            "versions": ["v1"],
+            "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1:6443"}],
+        }))),
+        Route::CoreResources => Ok(ok(resource_list("", "v1").expect("core is served"))),
+        Route::Groups if wants_aggregated(headers) => Ok(aggregated_response(aggregated(false))),
+        Route::Groups => Ok(ok(json!({
+            "kind": "APIGroupList",
+            "apiVersion": "v1",
+            "groups": resources::groups().iter().map(|(g, v)| api_group(g, v)).collect::<Vec<_>>(),
+        }))),
+        Route::Group(group) => {
+            let (g, v) = resources::groups()
+                .into_iter()
+                .find(|(g, _)| *g == group)
+                .ok_or(ApiError::NoSuchPath)?;
+            let mut body = api_group(g, v);
+            body["kind"] = json!("APIGroup");
+            body["apiVersion"] = json!("v1");
+            Ok(ok(body))
+        }
+        Route::GroupResources(group, version) => resource_list(&group, &version)
+            .map(ok)
+            .ok_or(ApiError::NoSuchPath),
+        Route::OpenApiIndex => Ok(ok(openapi_index())),
+        Route::OpenApi(path) => openapi_document(&path).map(ok).ok_or(ApiError::NoSuchPath),
+        // The real /openapi/v2 is protobuf-only; kubectl uses v3 when it is there.
+        Route::OpenApiV2 => Err(ApiError::NoSuchPath),
+        _ => Err(ApiError::NoSuchPath),
+    }
+}
+
+fn aggregated_response(body: Value) -> Response {
+    let bytes = serde_json::to_vec(&body).unwrap_or_default();
+    let mut response = json_response(http::StatusCode::OK, &Value::Null);
+    *response.body_mut() = axum::body::Body::from(bytes);
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(AGGREGATED),
+    );
+    response
+}

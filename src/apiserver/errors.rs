@@ -1,0 +1,325 @@
+//! API errors as the real API server reports them: a `metav1.Status` with the HTTP code, a
+//! reason, a message in Kubernetes' own words and, for invalid objects, field causes.
+
+use axum::response::{IntoResponse, Response};
+use http::StatusCode;
+use serde_json::{Value, json};
+
+/// One reason an object is invalid, tied to a field path such as `spec.containers[0].name`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Cause {
+    /// `FieldValueRequired`, `FieldValueInvalid`, `FieldValueDuplicate`, ...
+    pub(crate) reason: &'static str,
+    pub(crate) field: String,
+    /// The detail, such as `Required value` or `Invalid value: "A": must be lowercase`.
+    pub(crate) message: String,
+}
+
+impl Cause {
+    pub(crate) fn required(field: impl Into<String>) -> Self {
+        Cause {
+            reason: "FieldValueRequired",
+            field: field.into(),
+            message: "Required value".into(),
+        }
+    }
+
+    pub(crate) fn invalid(
+        field: impl Into<String>,
+        value: &Value,
+        detail: impl AsRef<str>,
+    ) -> Self {
+        Cause {
+            reason: "FieldValueInvalid",
+            field: field.into(),
+            message: format!(
+                "Invalid value: {}: {}",
+                display_value(value),
+                detail.as_ref()
+            ),
+        }
+    }
+
+    pub(crate) fn duplicate(field: impl Into<String>, value: &Value) -> Self {
+        Cause {
+            reason: "FieldValueDuplicate",
+            field: field.into(),
+            message: format!("Duplicate value: {}", display_value(value)),
+        }
+    }
+
+    pub(crate) fn unsupported(field: impl Into<String>, value: &Value, supported: &[&str]) -> Self {
+        let supported: Vec<String> = supported.iter().map(|s| format!("\"{s}\"")).collect();
+        Cause {
+            reason: "FieldValueNotSupported",
+            field: field.into(),
+            message: format!(
+                "Unsupported value: {}: supported values: {}",
+                display_value(value),
+                supported.join(", ")
+            ),
+        }
+    }
+
+    pub(crate) fn forbidden(field: impl Into<String>, detail: impl Into<String>) -> Self {
+        Cause {
+            reason: "FieldValueForbidden",
+            field: field.into(),
+            message: format!("Forbidden: {}", detail.into()),
+        }
+    }
+}
+
+fn display_value(value: &Value) -> String {
+    match value {
+        Value::String(s) => format!("{s:?}"),
+        other => other.to_string(),
+    }
+}
+
+/// What went wrong with an API request, in the terms of a `metav1.Status`.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ApiError {
+    #[error("{resource} \"{name}\" not found")]
+    NotFound { resource: String, name: String },
+    #[error("{resource} \"{name}\" already exists")]
+    AlreadyExists { resource: String, name: String },
+    #[error("Operation cannot be fulfilled on {resource} \"{name}\": {detail}")]
+    Conflict {
+        resource: String,
+        name: String,
+        detail: String,
+    },
+    #[error("{}", invalid_message(kind, name, causes))]
+    Invalid {
+        group: String,
+        kind: String,
+        name: String,
+        causes: Vec<Cause>,
+    },
+    #[error("{message}")]
+    ApplyConflict { message: String, causes: Vec<Cause> },
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{resource} \"{name}\" is forbidden: {detail}")]
+    Forbidden {
+        resource: String,
+        name: String,
+        detail: String,
+    },
+    #[error("{0}")]
+    Expired(String),
+    #[error("the server does not allow this method on the requested resource")]
+    MethodNotAllowed,
+    #[error("the server could not find the requested resource")]
+    NoSuchPath,
+    #[error(
+        "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml"
+    )]
+    UnsupportedMediaType,
+    #[error("Unauthorized")]
+    Unauthorized,
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("Timeout: {0}")]
+    Timeout(String),
+    #[error("Internal error occurred: {0}")]
+    Internal(String),
+}
+
+fn invalid_message(kind: &str, name: &str, causes: &[Cause]) -> String {
+    let parts: Vec<String> = causes
+        .iter()
+        .map(|c| format!("{}: {}", c.field, c.message))
+        .collect();
+    let list = if parts.len() == 1 {
+        parts[0].clone()
+    } else {
+        format!("[{}]", parts.join(", "))
+    };
+    format!("{kind} \"{name}\" is invalid: {list}")
+}
+
+impl ApiError {
+    pub(crate) fn code(&self) -> StatusCode {
+        match self {
+            ApiError::NotFound { .. } | ApiError::NoSuchPath => StatusCode::NOT_FOUND,
+            ApiError::AlreadyExists { .. }
+            | ApiError::Conflict { .. }
+            | ApiError::ApplyConflict { .. } => StatusCode::CONFLICT,
+            ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            ApiError::Expired(_) => StatusCode::GONE,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn reason(&self) -> &'static str {
+        match self {
+            ApiError::NotFound { .. } | ApiError::NoSuchPath => "NotFound",
+            ApiError::AlreadyExists { .. } => "AlreadyExists",
+            ApiError::Conflict { .. } | ApiError::ApplyConflict { .. } => "Conflict",
+            ApiError::Invalid { .. } => "Invalid",
+            ApiError::BadRequest(_) => "BadRequest",
+            ApiError::Forbidden { .. } => "Forbidden",
+            ApiError::Expired(_) => "Expired",
+            ApiError::MethodNotAllowed => "MethodNotAllowed",
+            ApiError::UnsupportedMediaType => "UnsupportedMediaType",
+            ApiError::Unauthorized => "Unauthorized",
+            ApiError::Unavailable(_) => "ServiceUnavailable",
+            ApiError::Timeout(_) => "Timeout",
+            ApiError::Internal(_) => "InternalError",
+        }
+    }
+
+    /// The `metav1.Status` object for this error.
+    pub(crate) fn status(&self) -> Value {
+        let mut status = json!({
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.to_string(),
+            "reason": self.reason(),
+            "code": self.code().as_u16(),
+        });
+        let details = match self {
+            ApiError::NotFound { resource, name }
+            | ApiError::AlreadyExists { resource, name }
+            | ApiError::Conflict { resource, name, .. }
+            | ApiError::Forbidden { resource, name, .. } => {
+                let (kind, group) = match resource.split_once('.') {
+                    Some((kind, group)) => (kind, group),
+                    None => (resource.as_str(), ""),
+                };
+                let mut details = json!({"name": name, "kind": kind});
+                if !group.is_empty() {
+                    details["group"] = json!(group);
+                }
+                Some(details)
+            }
+            ApiError::Invalid {
+                group,
+                kind,
+                name,
+                causes,
+            } => {
+                let causes: Vec<Value> = causes
+                    .iter()
+                    .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
+                    .collect();
+                let mut details = json!({"name": name, "kind": kind, "causes": causes});
+                if !group.is_empty() {
+                    details["group"] = json!(group);
+                }
+                Some(details)
+            }
+            ApiError::ApplyConflict { causes, .. } => Some(json!({
+                "causes": causes
+                    .iter()
+                    .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
+                    .collect::<Vec<_>>()
+            })),
+            _ => None,
+        };
+        if let Some(details) = details {
+            status["details"] = details;
+        }
+        status
+    }
+}
+
+/// Maps store errors onto the API's, for the resource and object at hand.
+pub(crate) fn from_store(error: crate::store::Error, resource: &str, name: &str) -> ApiError {
+    use crate::store::Error as S;
+    match error {
+        S::NotFound { .. } => ApiError::NotFound { resource: resource.into(), name: name.into() },
+        S::AlreadyExists { .. } => ApiError::AlreadyExists { resource: resource.into(), name: name.into() },
+        S::Conflict { .. } => ApiError::Conflict {
+            resource: resource.into(),
+            name: name.into(),
+            detail: "the object has been modified; please apply your changes to the latest version and try again".into(),
+        },
+        S::Compacted { requested, compacted } => ApiError::Expired(match compacted {
+            Some(c) => format!("too old resource version: {requested} ({c})"),
+            None => format!("too old resource version: {requested}"),
+        }),
+        S::FutureRevision { requested, current } => ApiError::Timeout(format!(
+            "Too large resource version: {requested}, current: {current}"
+        )),
+        S::ValueTooLarge { .. } => ApiError::BadRequest("etcdserver: request is too large".into()),
+        other => ApiError::Internal(other.to_string()),
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::to_vec(&self.status()).unwrap_or_default();
+        (
+            self.code(),
+            [(http::header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_read_like_the_real_servers() {
+        let e = ApiError::NotFound {
+            resource: "pods".into(),
+            name: "nope".into(),
+        };
+        assert_eq!(e.to_string(), "pods \"nope\" not found");
+        assert_eq!(
+            e.status()["details"],
+            json!({"name": "nope", "kind": "pods"})
+        );
+        let e = ApiError::AlreadyExists {
+            resource: "deployments.apps".into(),
+            name: "web".into(),
+        };
+        assert_eq!(
+            e.status()["details"],
+            json!({"name": "web", "kind": "deployments", "group": "apps"})
+        );
+        assert_eq!(e.status()["code"], 409);
+        let e = ApiError::Invalid {
+            group: String::new(),
+            kind: "Pod".into(),
+            name: "x".into(),
+            causes: vec![Cause::required("spec.containers[0].image")],
+        };
+        assert_eq!(
+            e.to_string(),
+            "Pod \"x\" is invalid: spec.containers[0].image: Required value"
+        );
+        let two = ApiError::Invalid {
+            group: String::new(),
+            kind: "Pod".into(),
+            name: "x".into(),
+            causes: vec![
+                Cause::required("a"),
+                Cause::invalid("b", &json!("B"), "bad"),
+            ],
+        };
+        assert_eq!(
+            two.to_string(),
+            "Pod \"x\" is invalid: [a: Required value, b: Invalid value: \"B\": bad]"
+        );
+        assert_eq!(
+            two.status()["details"]["causes"][1]["reason"],
+            "FieldValueInvalid"
+        );
+    }
+}

@@ -1,0 +1,1522 @@
+//! The verbs on resources: get, list, create, update, patch, delete, deletecollection and the
+//! subresources (status, scale, binding, eviction), plus Orrery's `/orrery/v1` control endpoints.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Query, Request};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use http::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use super::errors::{ApiError, Cause, from_store};
+use super::path::Target;
+use super::resources::{self, Resource};
+use super::selectors::{FieldSelector, LabelSelector};
+use super::{ApiServer, admission, apply, decode, encode, json_response, patch, tables, watch};
+use crate::flow::{FlowEvent, StepMode};
+use crate::store::{RangeRequest, Revision};
+
+/// The most bytes a request body may have (a 1.5 MiB object plus its JSON framing).
+const MAX_BODY: usize = 3 << 20;
+/// How many times a write that lost a race (no resourceVersion given) is retried.
+const RETRIES: usize = 10;
+
+pub(crate) type Params = HashMap<String, String>;
+
+fn params(request: &Request) -> Params {
+    Query::<Params>::try_from_uri(request.uri())
+        .map(|q| q.0)
+        .unwrap_or_default()
+}
+
+fn header(request: &Request, name: http::header::HeaderName) -> String {
+    request
+        .headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+async fn body_bytes(request: Request) -> Result<bytes::Bytes, ApiError> {
+    axum::body::to_bytes(request.into_body(), MAX_BODY)
+        .await
+        .map_err(|e| ApiError::BadRequest(format!("cannot read the request body: {e}")))
+}
+
+fn parse_body(content_type: &str, body: &[u8]) -> Result<Value, ApiError> {
+    let media = content_type.split(';').next().unwrap_or_default().trim();
+    match media {
+        ""
+        | "application/json"
+        | "application/merge-patch+json"
+        | "application/strategic-merge-patch+json"
+        | "application/json-patch+json"
+        | "*/*" => serde_json::from_slice(body).map_err(|e| {
+            ApiError::BadRequest(format!("the body of the request was not valid JSON: {e}"))
+        }),
+        "application/yaml" | "application/apply-patch+yaml" | "text/yaml" => {
+            serde_yaml::from_slice(body).map_err(|e| {
+                ApiError::BadRequest(format!("the body of the request was not valid YAML: {e}"))
+            })
+        }
+        _ => Err(ApiError::UnsupportedMediaType),
+    }
+}
+
+fn now() -> String {
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+fn random_suffix() -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let bytes = uuid::Uuid::new_v4().into_bytes();
+    bytes[..5]
+        .iter()
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect()
+}
+
+fn name_of(object: &Value) -> &str {
+    object["metadata"]["name"].as_str().unwrap_or_default()
+}
+
+/// Kinds whose `metadata.generation` counts spec changes.
+fn has_generation(resource: &Resource) -> bool {
+    matches!(
+        resource.kind,
+        "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" | "Job" | "CronJob" | "Pod"
+    )
+}
+
+fn invalid(resource: &Resource, name: &str, causes: Vec<Cause>) -> ApiError {
+    ApiError::Invalid {
+        group: resource.group.into(),
+        kind: resource.kind.into(),
+        name: name.into(),
+        causes,
+    }
+}
+
+/// Fields in `input` that the typed form dropped: unknown to the type.
+fn unknown_fields(input: &Value, typed: &Value, path: &str, out: &mut Vec<String>) {
+    if let (Value::Object(a), Value::Object(b)) = (input, typed) {
+        for (k, v) in a {
+            let field = if path.is_empty() {
+                k.clone()
+            } else {
+                format!("{path}.{k}")
+            };
+            match b.get(k) {
+                None if !v.is_null() => out.push(field),
+                Some(t) => unknown_fields(v, t, &field, out),
+                None => {}
+            }
+        }
+    } else if let (Value::Array(a), Value::Array(b)) = (input, typed) {
+        for (i, (v, t)) in a.iter().zip(b).enumerate() {
+            unknown_fields(v, t, &format!("{path}[{i}]"), out);
+        }
+    }
+}
+
+/// Normalises a request object through its type, applying `fieldValidation`.
+fn normalize(
+    resource: &Resource,
+    mut object: Value,
+    params: &Params,
+    warnings: &mut Vec<String>,
+) -> Result<Value, ApiError> {
+    let (group, version) = (resource.group, resource.version);
+    let expected = resource.api_version();
+    if let Some(given) = object["apiVersion"].as_str() {
+        if given != expected {
+            return Err(ApiError::BadRequest(format!(
+                "the API version in the data ({given}) does not match the expected API version ({expected})"
+            )));
+        }
+    }
+    if let Some(kind) = object["kind"].as_str() {
+        if kind != resource.kind {
+            return Err(ApiError::BadRequest(format!(
+                "the kind in the data ({kind}) does not match the expected kind ({})",
+                resource.kind
+            )));
+        }
+    }
+    object["apiVersion"] = json!(expected);
+    object["kind"] = json!(resource.kind);
+    if !object["metadata"].is_object() {
+        object["metadata"] = json!({});
+    }
+    let typed = (resource.normalize)(object.clone()).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "{} in version \"{version}\" cannot be handled as a {}: {e}",
+            resource.kind, resource.kind
+        ))
+    })?;
+    let _ = group;
+    let mut unknown = Vec::new();
+    unknown_fields(&object, &typed, "", &mut unknown);
+    if !unknown.is_empty() {
+        match params.get("fieldValidation").map(String::as_str) {
+            Some("Strict") => {
+                let list: Vec<String> = unknown
+                    .iter()
+                    .map(|f| format!("unknown field \"{f}\""))
+                    .collect();
+                return Err(ApiError::BadRequest(format!(
+                    "{} in version \"{version}\" cannot be handled as a {}: strict decoding error: {}",
+                    resource.kind,
+                    resource.kind,
+                    list.join(", ")
+                )));
+            }
+            Some("Ignore") => {}
+            _ => warnings.extend(unknown.iter().map(|f| format!("unknown field \"{f}\""))),
+        }
+    }
+    Ok(typed)
+}
+
+fn with_warnings(mut response: Response, warnings: &[String]) -> Response {
+    for w in warnings {
+        if let Ok(v) = http::HeaderValue::from_str(&format!("299 - \"{}\"", w.replace('"', "\\\"")))
+        {
+            response.headers_mut().append("Warning", v);
+        }
+    }
+    response
+}
+
+/// Checks the namespace a namespaced object is created in: it must exist and not be terminating.
+async fn check_namespace(
+    api: &ApiServer,
+    resource: &Resource,
+    namespace: &str,
+    name: &str,
+) -> Result<(), ApiError> {
+    let namespaces = resources::find("", "v1", "namespaces").expect("served");
+    let kv = api
+        .store()
+        .get(&namespaces.key(None, namespace))
+        .await
+        .map_err(|e| from_store(e, "namespaces", namespace))?
+        .ok_or_else(|| ApiError::NotFound {
+            resource: "namespaces".into(),
+            name: namespace.into(),
+        })?;
+    let ns = decode(&kv)?;
+    if ns["metadata"]["deletionTimestamp"].is_string() || ns["status"]["phase"] == "Terminating" {
+        return Err(ApiError::Forbidden {
+            resource: resource.qualified(),
+            name: name.into(),
+            detail: format!(
+                "unable to create new content in namespace {namespace} because it is being terminated"
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// The object at the root of `object`'s controller ownerReferences, as `Kind/name`.
+async fn root_owner(api: &ApiServer, object: &Value) -> String {
+    let mut current = object.clone();
+    let mut root = format!(
+        "{}/{}",
+        current["kind"].as_str().unwrap_or_default(),
+        name_of(&current)
+    );
+    for _ in 0..5 {
+        let owner = current["metadata"]["ownerReferences"]
+            .as_array()
+            .and_then(|refs| {
+                refs.iter()
+                    .find(|r| r["controller"] == true)
+                    .or_else(|| refs.first())
+            })
+            .cloned();
+        let Some(owner) = owner else { break };
+        let kind = owner["kind"].as_str().unwrap_or_default();
+        let name = owner["name"].as_str().unwrap_or_default();
+        root = format!("{kind}/{name}");
+        let Some(resource) = resources::RESOURCES
+            .iter()
+            .find(|r| r.kind == kind && owner["apiVersion"] == r.api_version())
+        else {
+            break;
+        };
+        let namespace = current["metadata"]["namespace"].as_str().map(str::to_owned);
+        match api
+            .store()
+            .get(&resource.key(namespace.as_deref(), name))
+            .await
+        {
+            Ok(Some(kv)) => match decode(&kv) {
+                Ok(o) => current = o,
+                Err(_) => break,
+            },
+            _ => break,
+        }
+    }
+    root
+}
+
+/// Emits a store write to the flow, after waiting at the stepper's gate.
+async fn gate_write(api: &ApiServer, verb: &str, object: &Value) -> String {
+    let root = root_owner(api, object).await;
+    let meta = &object["metadata"];
+    if api.flow().stepper().mode() == StepMode::Step {
+        let mut held = FlowEvent::new("apiserver", "store", "GATE")
+            .object(
+                object["kind"].as_str().unwrap_or_default(),
+                meta["namespace"].as_str().unwrap_or_default(),
+                name_of(object),
+            )
+            .detail(format!("{verb} waits for a step"));
+        held.root = root.clone();
+        api.emit(held);
+    }
+    api.flow().stepper().gate().await;
+    root
+}
+
+fn emit_store(
+    api: &ApiServer,
+    verb: &str,
+    object: &Value,
+    revision: Option<Revision>,
+    root: String,
+    detail: String,
+) {
+    let meta = &object["metadata"];
+    let mut event = FlowEvent::new("apiserver", "store", verb)
+        .object(
+            object["kind"].as_str().unwrap_or_default(),
+            meta["namespace"].as_str().unwrap_or_default(),
+            name_of(object),
+        )
+        .detail(detail);
+    event.uid = meta["uid"].as_str().unwrap_or_default().to_owned();
+    event.revision = revision;
+    event.root = root;
+    api.emit(event);
+}
+
+/// Creates an object: the whole write path of a POST.
+pub(crate) async fn create_object(
+    api: &ApiServer,
+    resource: &'static Resource,
+    namespace: Option<&str>,
+    mut object: Value,
+    manager: Option<&str>,
+) -> Result<Value, ApiError> {
+    let meta = object["metadata"]
+        .as_object_mut()
+        .ok_or_else(|| ApiError::BadRequest("metadata must be an object".into()))?;
+    if resource.namespaced {
+        let ns = namespace.unwrap_or("default");
+        match meta.get("namespace").and_then(Value::as_str) {
+            Some(given) if !given.is_empty() && given != ns => {
+                return Err(ApiError::BadRequest(
+                    "the namespace of the provided object does not match the namespace sent on the request".into(),
+                ));
+            }
+            _ => {
+                meta.insert("namespace".into(), json!(ns));
+            }
+        }
+    } else {
+        meta.remove("namespace");
+    }
+    let name = meta
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    if name.is_empty() {
+        if let Some(prefix) = meta
+            .get("generateName")
+            .and_then(Value::as_str)
+            .filter(|p| !p.is_empty())
+        {
+            meta.insert("name".into(), json!(format!("{prefix}{}", random_suffix())));
+        }
+    }
+    meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+    meta.insert("creationTimestamp".into(), json!(now()));
+    meta.remove("resourceVersion");
+    meta.remove("deletionTimestamp");
+    meta.remove("deletionGracePeriodSeconds");
+    if has_generation(resource) {
+        meta.insert("generation".into(), json!(1));
+    } else {
+        meta.remove("generation");
+    }
+    admission::default(resource, &mut object);
+    if resource.kind == "Service" {
+        allocate_service_ips(api, &mut object).await?;
+    }
+    if let Some(manager) = manager {
+        if let Some(m) = object["metadata"].as_object_mut() {
+            m.remove("managedFields");
+        }
+        apply::record_update(resource, &Value::Null, &mut object, manager, "");
+    }
+    let name = name_of(&object).to_owned();
+    let causes = admission::validate(resource, &object, None);
+    if !causes.is_empty() {
+        return Err(invalid(resource, &name, causes));
+    }
+    let namespace = object["metadata"]["namespace"].as_str().map(str::to_owned);
+    if let Some(ns) = &namespace {
+        check_namespace(api, resource, ns, &name).await?;
+    }
+    let key = resource.key(namespace.as_deref(), &name);
+    let root = gate_write(api, "CREATE", &object).await;
+    let revision = api
+        .store()
+        .create(&key, encode(&object))
+        .await
+        .map_err(|e| from_store(e, &resource.qualified(), &name))?;
+    emit_store(
+        api,
+        "CREATE",
+        &object,
+        Some(revision),
+        root,
+        format!("create {key} at revision {revision}"),
+    );
+    object["metadata"]["resourceVersion"] = json!(revision.to_string());
+    Ok(object)
+}
+
+/// Gives a new Service its cluster IP (from 10.96.0.0/12, as kube-apiserver's default range) and
+/// node ports, the way the real API server allocates them on create.
+async fn allocate_service_ips(api: &ApiServer, service: &mut Value) -> Result<(), ApiError> {
+    let services = resources::find("", "v1", "services").expect("served");
+    let existing = api
+        .store()
+        .range(&RangeRequest::prefix(services.key_prefix(None)))
+        .await
+        .map_err(|e| from_store(e, "services", ""))?;
+    let objects: Vec<Value> = existing
+        .kvs
+        .iter()
+        .filter_map(|kv| decode(kv).ok())
+        .collect();
+    let spec = &mut service["spec"];
+    let kind = spec["type"].as_str().unwrap_or("ClusterIP").to_owned();
+    if kind != "ExternalName" && spec["clusterIP"].as_str().is_none_or(str::is_empty) {
+        let used: std::collections::HashSet<String> = objects
+            .iter()
+            .filter_map(|s| s["spec"]["clusterIP"].as_str().map(str::to_owned))
+            .collect();
+        // The first address, 10.96.0.1, is the `kubernetes` Service's, as on a real cluster.
+        let ip = (2u32..(1 << 20) - 1)
+            .map(|n| {
+                std::net::Ipv4Addr::from(u32::from(std::net::Ipv4Addr::new(10, 96, 0, 0)) + n)
+                    .to_string()
+            })
+            .find(|ip| !used.contains(ip))
+            .ok_or_else(|| ApiError::Internal("the service IP range is full".into()))?;
+        spec["clusterIP"] = json!(ip);
+        spec["clusterIPs"] = json!([ip]);
+    } else if let Some(ip) = spec["clusterIP"].as_str().map(str::to_owned) {
+        spec["clusterIPs"] = json!([ip]);
+    }
+    if matches!(kind.as_str(), "NodePort" | "LoadBalancer") {
+        let used: std::collections::HashSet<i64> = objects
+            .iter()
+            .flat_map(|s| s["spec"]["ports"].as_array().cloned().unwrap_or_default())
+            .filter_map(|p| p["nodePort"].as_i64())
+            .collect();
+        let mut next = 30000;
+        if let Some(ports) = spec["ports"].as_array_mut() {
+            for p in ports {
+                if p["nodePort"].as_i64().is_none() {
+                    while used.contains(&next) {
+                        next += 1;
+                    }
+                    p["nodePort"] = json!(next);
+                    next += 1;
+                }
+            }
+        }
+        if spec["externalTrafficPolicy"].is_null() {
+            spec["externalTrafficPolicy"] = json!("Cluster");
+        }
+    }
+    Ok(())
+}
+
+/// How an update treats the stored object.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum UpdateKind {
+    /// The main resource: status is kept as stored (for kinds with a status subresource).
+    Main,
+    /// The status subresource: only status changes.
+    Status,
+    /// Namespace finalize: only `spec.finalizers` changes.
+    Finalize,
+}
+
+/// The result of an update.
+struct Updated {
+    object: Value,
+    created: bool,
+}
+
+/// Writes `new` over the stored object, as PUT (and, after patching, PATCH) do. `precondition`
+/// is the resourceVersion the client based its change on (`None`: retry until it sticks).
+async fn update_object(
+    api: &ApiServer,
+    resource: &'static Resource,
+    namespace: Option<&str>,
+    name: &str,
+    kind: UpdateKind,
+    precondition: Option<Revision>,
+    mut make_new: impl FnMut(&Value) -> Result<Value, ApiError>,
+    allow_create: bool,
+    manager: Option<&str>,
+) -> Result<Updated, ApiError> {
+    let key = resource.key(namespace, name);
+    let qualified = resource.qualified();
+    for _ in 0..RETRIES {
+        let current = api
+            .store()
+            .get(&key)
+            .await
+            .map_err(|e| from_store(e, &qualified, name))?;
+        let Some(current) = current else {
+            if allow_create && kind == UpdateKind::Main {
+                let new = make_new(&Value::Null)?;
+                let object = create_object(api, resource, namespace, new, manager).await?;
+                return Ok(Updated {
+                    object,
+                    created: true,
+                });
+            }
+            return Err(ApiError::NotFound {
+                resource: qualified,
+                name: name.into(),
+            });
+        };
+        if let Some(expected) = precondition {
+            if expected != current.mod_revision {
+                return Err(from_store(
+                    crate::store::Error::Conflict {
+                        key: key.clone(),
+                        expected,
+                        actual: current.mod_revision,
+                    },
+                    &qualified,
+                    name,
+                ));
+            }
+        }
+        let old = decode(&current)?;
+        let requested = make_new(&old)?;
+        let mut new = match kind {
+            UpdateKind::Main => {
+                let mut new = requested;
+                if resource.has_status() {
+                    new["status"] = old["status"].clone();
+                }
+                new
+            }
+            UpdateKind::Status => {
+                let mut new = old.clone();
+                new["status"] = requested["status"].clone();
+                new
+            }
+            UpdateKind::Finalize => {
+                let mut new = old.clone();
+                new["spec"]["finalizers"] = requested["spec"]["finalizers"].clone();
+                new
+            }
+        };
+        // What only the server sets stays as stored.
+        for field in [
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generation",
+            "namespace",
+        ] {
+            match old["metadata"].get(field) {
+                Some(v) => new["metadata"][field] = v.clone(),
+                None => {
+                    if let Some(m) = new["metadata"].as_object_mut() {
+                        m.remove(field);
+                    }
+                }
+            }
+        }
+        if name_of(&new) != name {
+            return Err(ApiError::BadRequest(format!(
+                "the name of the object ({}) does not match the name on the URL ({name})",
+                name_of(&new)
+            )));
+        }
+        admission::default(resource, &mut new);
+        if let Some(manager) = manager {
+            new["metadata"]["managedFields"] = old["metadata"]["managedFields"].clone();
+            let sub = match kind {
+                UpdateKind::Main => "",
+                UpdateKind::Status => "status",
+                UpdateKind::Finalize => "finalize",
+            };
+            apply::record_update(resource, &old, &mut new, manager, sub);
+            if new["metadata"]["managedFields"]
+                .as_array()
+                .is_some_and(Vec::is_empty)
+            {
+                if let Some(m) = new["metadata"].as_object_mut() {
+                    m.remove("managedFields");
+                }
+            }
+        }
+        if has_generation(resource) && kind == UpdateKind::Main && new["spec"] != old["spec"] {
+            let generation = old["metadata"]["generation"].as_i64().unwrap_or(1) + 1;
+            new["metadata"]["generation"] = json!(generation);
+        }
+        let causes = admission::validate(resource, &new, Some(&old));
+        if !causes.is_empty() {
+            return Err(invalid(resource, name, causes));
+        }
+        new["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"].clone();
+        if new == old {
+            // A no-op update writes nothing, so the resourceVersion stays.
+            return Ok(Updated {
+                object: old,
+                created: false,
+            });
+        }
+        let finalized = new["metadata"]["deletionTimestamp"].is_string()
+            && new["metadata"]["finalizers"]
+                .as_array()
+                .is_none_or(Vec::is_empty)
+            && (resource.kind != "Namespace"
+                || new["spec"]["finalizers"]
+                    .as_array()
+                    .is_none_or(Vec::is_empty));
+        let root = gate_write(api, if finalized { "DELETE" } else { "UPDATE" }, &new).await;
+        let result = if finalized {
+            api.store().delete(&key, current.mod_revision).await
+        } else {
+            api.store()
+                .update(&key, encode(&new), current.mod_revision)
+                .await
+        };
+        match result {
+            Ok(revision) => {
+                let verb = if finalized { "DELETE" } else { "UPDATE" };
+                emit_store(
+                    api,
+                    verb,
+                    &new,
+                    Some(revision),
+                    root,
+                    format!("{} {key} at revision {revision}", verb.to_lowercase()),
+                );
+                new["metadata"]["resourceVersion"] = json!(revision.to_string());
+                return Ok(Updated {
+                    object: new,
+                    created: false,
+                });
+            }
+            Err(crate::store::Error::Conflict { .. } | crate::store::Error::NotFound { .. })
+                if precondition.is_none() =>
+            {
+                continue;
+            }
+            Err(e) => return Err(from_store(e, &qualified, name)),
+        }
+    }
+    Err(ApiError::Conflict {
+        resource: qualified,
+        name: name.into(),
+        detail: "the object has been modified; please apply your changes to the latest version and try again".into(),
+    })
+}
+
+fn precondition_of(object: &Value) -> Result<Option<Revision>, ApiError> {
+    match object["metadata"]["resourceVersion"].as_str() {
+        None | Some("") => Ok(None),
+        Some(rv) => rv
+            .parse()
+            .map(Some)
+            .map_err(|_| ApiError::BadRequest(format!("invalid resourceVersion {rv:?}"))),
+    }
+}
+
+/// Serves one resource request.
+pub(crate) async fn resource(
+    api: &Arc<ApiServer>,
+    target: Target,
+    request: Request,
+    client: String,
+) -> Result<Response, ApiError> {
+    let params = params(&request);
+    let method = request.method().clone();
+    let accept = header(&request, http::header::ACCEPT);
+    let content_type = header(&request, http::header::CONTENT_TYPE);
+    let resource = target.resource;
+    let namespace = if resource.namespaced {
+        target.namespace.clone()
+    } else {
+        None
+    };
+    let watching = params.get("watch").is_some_and(|w| w == "true" || w == "1");
+    let verb = match (&method, &target.name) {
+        (&Method::GET, None) if watching => "WATCH",
+        (&Method::GET, None) => "LIST",
+        (m, _) => m.as_str(),
+    };
+    let mut event = FlowEvent::new(client.clone(), "apiserver", verb).object(
+        resource.kind,
+        namespace.as_deref().unwrap_or_default(),
+        target.name.as_deref().unwrap_or_default(),
+    );
+    event.detail = format!("{verb} {}", request.uri().path());
+    api.emit(event);
+    if target.resource.namespaced && target.namespace.is_none() && target.name.is_some() {
+        return Err(ApiError::NoSuchPath);
+    }
+    let sub = target.subresource.as_deref().unwrap_or_default();
+    let qualified = resource.qualified();
+    let manager = params
+        .get("fieldManager")
+        .filter(|m| !m.is_empty())
+        .cloned()
+        .unwrap_or_else(|| client.clone());
+    let manager = Some(manager.as_str());
+    let mut warnings = Vec::new();
+    let response = match (method.clone(), target.name.as_deref(), sub) {
+        (Method::GET, None, "") if watching => {
+            watch::serve(api.clone(), resource, namespace, params, &accept).await?
+        }
+        (Method::GET, None, "") => {
+            list(api, resource, namespace.as_deref(), &params, &accept).await?
+        }
+        (Method::GET, Some(name), "" | "status") => {
+            let object = get_object(api, resource, namespace.as_deref(), name).await?;
+            if tables::wants_table(&accept) {
+                let rv = object["metadata"]["resourceVersion"].clone();
+                json_response(
+                    StatusCode::OK,
+                    &tables::table(resource, &[object], json!({"resourceVersion": rv})),
+                )
+            } else {
+                json_response(StatusCode::OK, &object)
+            }
+        }
+        (Method::GET, Some(name), "scale") => {
+            let object = get_object(api, resource, namespace.as_deref(), name).await?;
+            json_response(StatusCode::OK, &scale_of(&object))
+        }
+        (Method::GET, Some(name), "log") => {
+            let pod = get_object(api, resource, namespace.as_deref(), name).await?;
+            return Err(match pod["spec"]["nodeName"].as_str() {
+                None => ApiError::BadRequest(format!("pod {name} does not have a host assigned")),
+                Some(node) => ApiError::BadRequest(format!(
+                    "logs for pod {name} are kept by the kubelet on {node}, which this cluster does not run yet"
+                )),
+            });
+        }
+        (Method::POST, None, "") => {
+            let body = body_bytes(request).await?;
+            let object = normalize(
+                resource,
+                parse_body(&content_type, &body)?,
+                &params,
+                &mut warnings,
+            )?;
+            let object = if params.get("dryRun").is_some_and(|d| d == "All") {
+                dry_run_create(resource, namespace.as_deref(), object)?
+            } else {
+                create_object(api, resource, namespace.as_deref(), object, manager).await?
+            };
+            json_response(StatusCode::CREATED, &object)
+        }
+        (Method::POST, Some(name), "binding") => {
+            let body = body_bytes(request).await?;
+            let binding = parse_body(&content_type, &body)?;
+            bind(api, resource, namespace.as_deref(), name, &binding, manager).await?
+        }
+        (Method::POST, Some(name), "eviction") => {
+            delete_object(
+                api,
+                resource,
+                namespace.as_deref(),
+                name,
+                &json!({}),
+                &params,
+            )
+            .await?;
+            json_response(
+                StatusCode::CREATED,
+                &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+            )
+        }
+        (Method::PUT, Some(name), "" | "status" | "finalize") => {
+            let body = body_bytes(request).await?;
+            let object = normalize(
+                resource,
+                parse_body(&content_type, &body)?,
+                &params,
+                &mut warnings,
+            )?;
+            let kind = match sub {
+                "status" => UpdateKind::Status,
+                "finalize" => UpdateKind::Finalize,
+                _ => UpdateKind::Main,
+            };
+            let precondition = precondition_of(&object)?;
+            let updated = update_object(
+                api,
+                resource,
+                namespace.as_deref(),
+                name,
+                kind,
+                precondition,
+                |_| Ok(object.clone()),
+                false,
+                manager,
+            )
+            .await?;
+            json_response(
+                if updated.created {
+                    StatusCode::CREATED
+                } else {
+                    StatusCode::OK
+                },
+                &updated.object,
+            )
+        }
+        (Method::PUT, Some(name), "scale") => {
+            let body = body_bytes(request).await?;
+            let scale = parse_body(&content_type, &body)?;
+            let replicas = scale["spec"]["replicas"].clone();
+            let precondition = precondition_of(&scale)?;
+            let updated = update_object(
+                api,
+                resource,
+                namespace.as_deref(),
+                name,
+                UpdateKind::Main,
+                precondition,
+                |old| {
+                    let mut new = old.clone();
+                    new["spec"]["replicas"] = replicas.clone();
+                    Ok(new)
+                },
+                false,
+                manager,
+            )
+            .await?;
+            json_response(StatusCode::OK, &scale_of(&updated.object))
+        }
+        (Method::PATCH, Some(name), "" | "status" | "scale") => {
+            let body = body_bytes(request).await?;
+            patch_object(
+                api,
+                resource,
+                namespace.as_deref(),
+                name,
+                sub,
+                &content_type,
+                &body,
+                &params,
+                manager.unwrap_or_default(),
+                &mut warnings,
+            )
+            .await?
+        }
+        (Method::DELETE, Some(name), "") => {
+            let body = body_bytes(request).await?;
+            let options = if body.is_empty() {
+                json!({})
+            } else {
+                parse_body("application/json", &body)?
+            };
+            let object =
+                delete_object(api, resource, namespace.as_deref(), name, &options, &params).await?;
+            json_response(StatusCode::OK, &object)
+        }
+        (Method::DELETE, None, "") => {
+            let body = body_bytes(request).await?;
+            let options = if body.is_empty() {
+                json!({})
+            } else {
+                parse_body("application/json", &body)?
+            };
+            delete_collection(api, resource, namespace.as_deref(), &options, &params).await?
+        }
+        _ => {
+            let _ = qualified;
+            return Err(ApiError::MethodNotAllowed);
+        }
+    };
+    Ok(with_warnings(response, &warnings))
+}
+
+fn dry_run_create(
+    resource: &Resource,
+    namespace: Option<&str>,
+    mut object: Value,
+) -> Result<Value, ApiError> {
+    if let (true, Some(ns)) = (resource.namespaced, namespace) {
+        object["metadata"]["namespace"] = json!(ns);
+    }
+    object["metadata"]["uid"] = json!(uuid::Uuid::new_v4().to_string());
+    object["metadata"]["creationTimestamp"] = json!(now());
+    admission::default(resource, &mut object);
+    let causes = admission::validate(resource, &object, None);
+    if !causes.is_empty() {
+        return Err(invalid(resource, name_of(&object), causes));
+    }
+    Ok(object)
+}
+
+pub(crate) async fn get_object(
+    api: &ApiServer,
+    resource: &Resource,
+    namespace: Option<&str>,
+    name: &str,
+) -> Result<Value, ApiError> {
+    let kv = api
+        .store()
+        .get(&resource.key(namespace, name))
+        .await
+        .map_err(|e| from_store(e, &resource.qualified(), name))?
+        .ok_or_else(|| ApiError::NotFound {
+            resource: resource.qualified(),
+            name: name.into(),
+        })?;
+    decode(&kv)
+}
+
+/// The `autoscaling/v1 Scale` of a scalable object.
+fn scale_of(object: &Value) -> Value {
+    let meta = &object["metadata"];
+    let selector = object["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default();
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "uid": meta["uid"],
+            "resourceVersion": meta["resourceVersion"],
+            "creationTimestamp": meta["creationTimestamp"],
+        },
+        "spec": {"replicas": object["spec"]["replicas"].as_i64().unwrap_or(0)},
+        "status": {"replicas": object["status"]["replicas"].as_i64().unwrap_or(0), "selector": selector},
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn patch_object(
+    api: &ApiServer,
+    resource: &'static Resource,
+    namespace: Option<&str>,
+    name: &str,
+    sub: &str,
+    content_type: &str,
+    body: &[u8],
+    params: &Params,
+    manager: &str,
+    warnings: &mut Vec<String>,
+) -> Result<Response, ApiError> {
+    let media = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
+    let patch_doc = parse_body(&media, body)?;
+    if media == "application/apply-patch+yaml" {
+        return apply_patch(
+            api, resource, namespace, name, sub, patch_doc, params, warnings,
+        )
+        .await;
+    }
+    let kind = match sub {
+        "status" => UpdateKind::Status,
+        _ => UpdateKind::Main,
+    };
+    let precondition = precondition_of(&patch_doc).unwrap_or(None);
+    let mut produced_warnings = Vec::new();
+    let updated = update_object(
+        api,
+        resource,
+        namespace,
+        name,
+        kind,
+        precondition,
+        |old| {
+            let base = if sub == "scale" {
+                scale_of(old)
+            } else {
+                old.clone()
+            };
+            let patched = match media.as_str() {
+                "application/merge-patch+json" => patch::merge(&base, &patch_doc),
+                "application/json-patch+json" => patch::json(&base, &patch_doc)?,
+                "application/strategic-merge-patch+json" => {
+                    patch::strategic_merge(&base, &patch_doc)?
+                }
+                _ => return Err(ApiError::UnsupportedMediaType),
+            };
+            if sub == "scale" {
+                let mut new = old.clone();
+                new["spec"]["replicas"] = patched["spec"]["replicas"].clone();
+                return Ok(new);
+            }
+            let mut w = Vec::new();
+            let normalized = normalize(resource, patched, params, &mut w)?;
+            produced_warnings = w;
+            Ok(normalized)
+        },
+        false,
+        Some(manager),
+    )
+    .await?;
+    warnings.extend(produced_warnings);
+    let object = if sub == "scale" {
+        scale_of(&updated.object)
+    } else {
+        updated.object
+    };
+    Ok(json_response(StatusCode::OK, &object))
+}
+
+/// Server-side apply (`application/apply-patch+yaml`): creates the object when absent, otherwise
+/// merges the applied configuration into it, owning its fields for `fieldManager`.
+#[allow(clippy::too_many_arguments)]
+async fn apply_patch(
+    api: &ApiServer,
+    resource: &'static Resource,
+    namespace: Option<&str>,
+    name: &str,
+    sub: &str,
+    applied: Value,
+    params: &Params,
+    warnings: &mut Vec<String>,
+) -> Result<Response, ApiError> {
+    let manager = params
+        .get("fieldManager")
+        .filter(|m| !m.is_empty())
+        .ok_or_else(|| {
+            ApiError::BadRequest(
+                "PATCH, fieldManager: Required value: is required for apply patch".into(),
+            )
+        })?
+        .clone();
+    let force = params.get("force").is_some_and(|f| f == "true");
+    let applied = normalize(resource, applied, params, warnings)?;
+    if name_of(&applied) != name {
+        return Err(ApiError::BadRequest(format!(
+            "the name of the object ({}) does not match the name on the URL ({name})",
+            name_of(&applied)
+        )));
+    }
+    let kind = if sub == "status" {
+        UpdateKind::Status
+    } else {
+        UpdateKind::Main
+    };
+    let updated = update_object(
+        api,
+        resource,
+        namespace,
+        name,
+        kind,
+        None,
+        |old| apply::merge(resource, old, &applied, &manager, force),
+        true,
+        None,
+    )
+    .await?;
+    Ok(json_response(
+        if updated.created {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        },
+        &updated.object,
+    ))
+}
+
+async fn bind(
+    api: &ApiServer,
+    resource: &'static Resource,
+    namespace: Option<&str>,
+    name: &str,
+    binding: &Value,
+    manager: Option<&str>,
+) -> Result<Response, ApiError> {
+    let node = binding["target"]["name"]
+        .as_str()
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| invalid(resource, name, vec![Cause::required("target.name")]))?
+        .to_owned();
+    update_object(
+        api,
+        resource,
+        namespace,
+        name,
+        UpdateKind::Main,
+        None,
+        |old| {
+            if let Some(existing) = old["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
+                return Err(ApiError::Conflict {
+                    resource: "pods".into(),
+                    name: name.into(),
+                    detail: format!("pod {name} is already assigned to node \"{existing}\""),
+                });
+            }
+            if old["metadata"]["deletionTimestamp"].is_string() {
+                return Err(ApiError::Conflict {
+                    resource: "pods".into(),
+                    name: name.into(),
+                    detail: format!("pod {name} is being deleted, cannot be assigned to a host"),
+                });
+            }
+            let mut new = old.clone();
+            new["spec"]["nodeName"] = json!(node);
+            Ok(new)
+        },
+        false,
+        manager,
+    )
+    .await?;
+    Ok(json_response(
+        StatusCode::CREATED,
+        &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+    ))
+}
+
+fn grace_period(options: &Value, params: &Params) -> Option<i64> {
+    params
+        .get("gracePeriodSeconds")
+        .and_then(|g| g.parse().ok())
+        .or_else(|| options["gracePeriodSeconds"].as_i64())
+}
+
+/// Deletes an object as the real server does: at once, or by setting `deletionTimestamp` when
+/// finalizers (including the garbage collector's `foregroundDeletion`/`orphan`, which record
+/// `propagationPolicy`) or a pod's grace period make it wait.
+async fn delete_object(
+    api: &ApiServer,
+    resource: &'static Resource,
+    namespace: Option<&str>,
+    name: &str,
+    options: &Value,
+    params: &Params,
+) -> Result<Value, ApiError> {
+    let key = resource.key(namespace, name);
+    let qualified = resource.qualified();
+    let policy = params
+        .get("propagationPolicy")
+        .cloned()
+        .or_else(|| options["propagationPolicy"].as_str().map(str::to_owned));
+    let expected_uid = options["preconditions"]["uid"].as_str().map(str::to_owned);
+    for _ in 0..RETRIES {
+        let kv = api
+            .store()
+            .get(&key)
+            .await
+            .map_err(|e| from_store(e, &qualified, name))?
+            .ok_or_else(|| ApiError::NotFound {
+                resource: qualified.clone(),
+                name: name.into(),
+            })?;
+        let mut object = decode(&kv)?;
+        if let Some(uid) = &expected_uid {
+            if object["metadata"]["uid"].as_str() != Some(uid) {
+                return Err(ApiError::Conflict {
+                    resource: qualified.clone(),
+                    name: name.into(),
+                    detail: format!(
+                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                        object["metadata"]["uid"].as_str().unwrap_or_default()
+                    ),
+                });
+            }
+        }
+        let mut finalizers: Vec<Value> = object["metadata"]["finalizers"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        match policy.as_deref() {
+            Some("Foreground") if !finalizers.contains(&json!("foregroundDeletion")) => {
+                finalizers.push(json!("foregroundDeletion"))
+            }
+            Some("Orphan") if !finalizers.contains(&json!("orphan")) => {
+                finalizers.push(json!("orphan"))
+            }
+            _ => {}
+        }
+        let grace = if resource.kind == "Pod" {
+            let requested = grace_period(options, params).unwrap_or_else(|| {
+                object["spec"]["terminationGracePeriodSeconds"]
+                    .as_i64()
+                    .unwrap_or(30)
+            });
+            // A pod that never reached a node has nothing to stop: it goes at once.
+            if object["spec"]["nodeName"]
+                .as_str()
+                .is_none_or(str::is_empty)
+            {
+                0
+            } else {
+                requested.max(0)
+            }
+        } else {
+            0
+        };
+        let namespace_finalizers = resource.kind == "Namespace"
+            && object["spec"]["finalizers"]
+                .as_array()
+                .is_some_and(|f| !f.is_empty());
+        let waits = !finalizers.is_empty() || grace > 0 || namespace_finalizers;
+        if !waits {
+            let root = gate_write(api, "DELETE", &object).await;
+            match api.store().delete(&key, kv.mod_revision).await {
+                Ok(revision) => {
+                    emit_store(
+                        api,
+                        "DELETE",
+                        &object,
+                        Some(revision),
+                        root,
+                        format!("delete {key} at revision {revision}"),
+                    );
+                    return Ok(object);
+                }
+                Err(crate::store::Error::Conflict { .. }) => continue,
+                Err(e) => return Err(from_store(e, &qualified, name)),
+            }
+        }
+        if object["metadata"]["deletionTimestamp"].is_string() && grace == 0 {
+            // Already being deleted: nothing more to record.
+            return Ok(object);
+        }
+        let deadline = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(grace);
+        object["metadata"]["deletionTimestamp"] =
+            json!(deadline.strftime("%Y-%m-%dT%H:%M:%SZ").to_string());
+        object["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
+        object["metadata"]["finalizers"] = json!(finalizers);
+        if resource.kind == "Namespace" {
+            object["status"]["phase"] = json!("Terminating");
+        }
+        if has_generation(resource) {
+            let generation = object["metadata"]["generation"].as_i64().unwrap_or(1) + 1;
+            object["metadata"]["generation"] = json!(generation);
+        }
+        let root = gate_write(api, "UPDATE", &object).await;
+        match api
+            .store()
+            .update(&key, encode(&object), kv.mod_revision)
+            .await
+        {
+            Ok(revision) => {
+                emit_store(
+                    api,
+                    "UPDATE",
+                    &object,
+                    Some(revision),
+                    root,
+                    format!("mark {key} for deletion (grace {grace}s)"),
+                );
+                object["metadata"]["resourceVersion"] = json!(revision.to_string());
+                return Ok(object);
+            }
+            Err(crate::store::Error::Conflict { .. }) => continue,
+            Err(e) => return Err(from_store(e, &qualified, name)),
+        }
+    }
+    Err(ApiError::Conflict { resource: qualified, name: name.into(), detail: "the object has been modified; please apply your changes to the latest version and try again".into() })
+}
+
+async fn delete_collection(
+    api: &ApiServer,
+    resource: &'static Resource,
+    namespace: Option<&str>,
+    options: &Value,
+    params: &Params,
+) -> Result<Response, ApiError> {
+    let labels = LabelSelector::parse(
+        params
+            .get("labelSelector")
+            .map(String::as_str)
+            .unwrap_or_default(),
+    )?;
+    let fields = FieldSelector::parse(
+        params
+            .get("fieldSelector")
+            .map(String::as_str)
+            .unwrap_or_default(),
+        resource.kind,
+    )?;
+    let range = api
+        .store()
+        .range(&RangeRequest::prefix(resource.key_prefix(namespace)))
+        .await
+        .map_err(|e| from_store(e, &resource.qualified(), ""))?;
+    let mut deleted = Vec::new();
+    for kv in &range.kvs {
+        let object = decode(kv)?;
+        if !labels.matches_object(&object) || !fields.matches(&object) {
+            continue;
+        }
+        let ns = object["metadata"]["namespace"].as_str().map(str::to_owned);
+        match delete_object(
+            api,
+            resource,
+            ns.as_deref(),
+            name_of(&object),
+            options,
+            params,
+        )
+        .await
+        {
+            Ok(o) => deleted.push(o),
+            Err(ApiError::NotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"kind": format!("{}List", resource.kind), "apiVersion": resource.api_version(), "metadata": {}, "items": deleted}),
+    ))
+}
+
+/// A continue token: the revision of the first page and the last key returned, as the real
+/// server encodes them (base64 JSON).
+fn encode_continue(revision: Revision, last_key: &str, prefix: &str) -> String {
+    let start = last_key.strip_prefix(prefix).unwrap_or(last_key);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(
+        json!({"v": "meta.k8s.io/v1", "rv": revision, "start": format!("{start}\u{0}")})
+            .to_string(),
+    )
+}
+
+fn decode_continue(token: &str, prefix: &str) -> Result<(Revision, String), ApiError> {
+    let bad = || ApiError::BadRequest("continue key is not valid: expired or malformed".into());
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token.trim_end_matches('='))
+        .or_else(|_| base64::engine::general_purpose::STANDARD.decode(token))
+        .map_err(|_| bad())?;
+    let value: Value = serde_json::from_slice(&bytes).map_err(|_| bad())?;
+    let rv = value["rv"].as_u64().ok_or_else(bad)?;
+    let start = value["start"]
+        .as_str()
+        .ok_or_else(bad)?
+        .trim_end_matches('\u{0}');
+    Ok((rv, format!("{prefix}{start}")))
+}
+
+async fn list(
+    api: &ApiServer,
+    resource: &'static Resource,
+    namespace: Option<&str>,
+    params: &Params,
+    accept: &str,
+) -> Result<Response, ApiError> {
+    let labels = LabelSelector::parse(
+        params
+            .get("labelSelector")
+            .map(String::as_str)
+            .unwrap_or_default(),
+    )?;
+    let fields = FieldSelector::parse(
+        params
+            .get("fieldSelector")
+            .map(String::as_str)
+            .unwrap_or_default(),
+        resource.kind,
+    )?;
+    let limit: usize = params
+        .get("limit")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(0);
+    let prefix = resource.key_prefix(namespace);
+    let (mut at, mut start_after) = (None, None);
+    if let Some(token) = params.get("continue").filter(|t| !t.is_empty()) {
+        let (rv, key) = decode_continue(token, &prefix)?;
+        at = Some(rv);
+        start_after = Some(key);
+    } else if let Some(rv) = params
+        .get("resourceVersion")
+        .filter(|rv| !rv.is_empty() && *rv != "0")
+    {
+        let rv: Revision = rv
+            .parse()
+            .map_err(|_| ApiError::BadRequest(format!("invalid resourceVersion {rv:?}")))?;
+        if params
+            .get("resourceVersionMatch")
+            .is_some_and(|m| m == "Exact")
+        {
+            at = Some(rv);
+        }
+    }
+    let filtering = !labels.is_empty() || !fields.is_empty();
+    let mut items = Vec::new();
+    let mut revision: Option<Revision>;
+    let mut next_continue = None;
+    loop {
+        let page_limit = if limit == 0 {
+            None
+        } else if filtering {
+            Some(limit.max(500))
+        } else {
+            Some(limit - items.len())
+        };
+        let request = RangeRequest {
+            prefix: prefix.clone(),
+            start_after: start_after.clone(),
+            limit: page_limit,
+            at_revision: at,
+        };
+        let page = api.store().range(&request).await.map_err(|e| match e {
+            crate::store::Error::Compacted { .. } => ApiError::Expired("The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.".into()),
+            other => from_store(other, &resource.qualified(), ""),
+        })?;
+        revision = Some(page.revision);
+        at = Some(page.revision);
+        let mut last_key = None;
+        for kv in &page.kvs {
+            last_key = Some(kv.key.clone());
+            let object = decode(kv)?;
+            if labels.matches_object(&object) && fields.matches(&object) {
+                items.push(object);
+                if limit > 0 && items.len() == limit {
+                    break;
+                }
+            }
+        }
+        let exhausted = !page.more && last_key.as_ref() == page.kvs.last().map(|kv| &kv.key);
+        if limit > 0 && items.len() == limit {
+            if !exhausted {
+                next_continue = last_key.map(|k| encode_continue(page.revision, &k, &prefix));
+            }
+            break;
+        }
+        if !page.more {
+            break;
+        }
+        start_after = last_key;
+    }
+    let mut metadata = json!({"resourceVersion": revision.unwrap_or(0).to_string()});
+    if let Some(token) = next_continue {
+        metadata["continue"] = json!(token);
+    }
+    let body = if tables::wants_table(accept) {
+        tables::table(resource, &items, metadata)
+    } else {
+        json!({"kind": format!("{}List", resource.kind), "apiVersion": resource.api_version(), "metadata": metadata, "items": items})
+    };
+    Ok(json_response(StatusCode::OK, &body))
+}
+
+/// `/orrery/v1/...`: the flow stream and the stepper.
+pub(crate) async fn control(api: &Arc<ApiServer>, rest: &str, request: Request) -> Response {
+    match (request.method().clone(), rest) {
+        (Method::GET, "flow") => {
+            let since = params(&request)
+                .get("since")
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
+            let (backlog, mut live) = api.flow().subscribe(since);
+            let (tx, rx) =
+                tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::convert::Infallible>>(256);
+            tokio::spawn(async move {
+                let line = |e: &crate::flow::FlowEvent| {
+                    let mut line = serde_json::to_vec(e).unwrap_or_default();
+                    line.push(b'\n');
+                    bytes::Bytes::from(line)
+                };
+                let mut last = since;
+                for e in &backlog {
+                    last = e.seq;
+                    if tx.send(Ok(line(e))).await.is_err() {
+                        return;
+                    }
+                }
+                loop {
+                    match live.recv().await {
+                        Ok(e) if e.seq <= last => {}
+                        Ok(e) => {
+                            last = e.seq;
+                            if tx.send(Ok(line(&e))).await.is_err() {
+                                return;
+                            }
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(_) => return,
+                    }
+                }
+            });
+            let mut response = Response::new(Body::from_stream(
+                tokio_stream::wrappers::ReceiverStream::new(rx),
+            ));
+            response.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/x-ndjson"),
+            );
+            response
+        }
+        (Method::GET, "stepper") => {
+            let stepper = api.flow().stepper();
+            json_response(
+                StatusCode::OK,
+                &json!({"mode": stepper.mode(), "waiting": stepper.waiting()}),
+            )
+        }
+        (Method::POST, "stepper") => {
+            let body = match body_bytes(request).await {
+                Ok(b) => b,
+                Err(e) => return e.into_response(),
+            };
+            let command: Value = serde_json::from_slice(&body).unwrap_or(json!({}));
+            let stepper = api.flow().stepper();
+            match command["mode"].as_str() {
+                Some("step") => stepper.set_mode(StepMode::Step),
+                Some("run") => stepper.set_mode(StepMode::Run),
+                Some(other) => {
+                    return ApiError::BadRequest(format!(
+                        "unknown mode {other:?}: use \"run\" or \"step\""
+                    ))
+                    .into_response();
+                }
+                None => {}
+            }
+            if let Some(n) = command["release"].as_u64() {
+                stepper.release(n as usize);
+            }
+            json_response(
+                StatusCode::OK,
+                &json!({"mode": stepper.mode(), "waiting": stepper.waiting()}),
+            )
+        }
+        _ => ApiError::NoSuchPath.into_response(),
+    }
+}

@@ -1,0 +1,438 @@
+//! The resources the API server serves: names, kinds, scopes, verbs and subresources as the real
+//! API server reports them in discovery, and the `k8s-openapi` type behind each.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use k8s_openapi::api::{apps, batch, coordination, core, discovery, events};
+
+/// Turns a JSON object into its typed form and back: what the type does not know is dropped
+/// (the real server prunes unknown fields too) and what it knows is kept exactly.
+pub(crate) type Normalize = fn(Value) -> Result<Value, serde_json::Error>;
+
+fn normalize<T: Serialize + DeserializeOwned>(value: Value) -> Result<Value, serde_json::Error> {
+    serde_json::to_value(serde_json::from_value::<T>(value)?)
+}
+
+/// One resource, such as `pods` or `deployments.apps`.
+#[derive(Debug)]
+pub(crate) struct Resource {
+    pub(crate) group: &'static str,
+    pub(crate) version: &'static str,
+    pub(crate) plural: &'static str,
+    pub(crate) singular: &'static str,
+    pub(crate) kind: &'static str,
+    pub(crate) namespaced: bool,
+    pub(crate) short_names: &'static [&'static str],
+    pub(crate) categories: &'static [&'static str],
+    /// Subresources other than the main one, such as `status` or `scale`.
+    pub(crate) subresources: &'static [&'static str],
+    pub(crate) normalize: Normalize,
+}
+
+impl PartialEq for Resource {
+    fn eq(&self, other: &Self) -> bool {
+        (self.group, self.version, self.plural) == (other.group, other.version, other.plural)
+    }
+}
+
+impl Resource {
+    /// `v1` or `apps/v1`.
+    pub(crate) fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.to_owned()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    /// `pods` or `deployments.apps`, as error messages name a resource.
+    pub(crate) fn qualified(&self) -> String {
+        if self.group.is_empty() {
+            self.plural.to_owned()
+        } else {
+            format!("{}.{}", self.plural, self.group)
+        }
+    }
+
+    pub(crate) fn has_status(&self) -> bool {
+        self.subresources.contains(&"status")
+    }
+
+    /// The store key prefix for all objects of this resource (in one namespace, if given):
+    /// `/registry/<resource>/<namespace>/`, as the real API server keys etcd.
+    pub(crate) fn key_prefix(&self, namespace: Option<&str>) -> String {
+        // events.k8s.io/v1 Events are kept apart from core/v1 Events (the real server converts
+        // between the two; Orrery does not yet).
+        let resource = if self.group == "events.k8s.io" {
+            self.qualified()
+        } else {
+            self.plural.to_owned()
+        };
+        match namespace {
+            Some(ns) if self.namespaced => format!("/registry/{resource}/{ns}/"),
+            _ => format!("/registry/{resource}/"),
+        }
+    }
+
+    /// The store key of one object.
+    pub(crate) fn key(&self, namespace: Option<&str>, name: &str) -> String {
+        format!("{}{name}", self.key_prefix(namespace))
+    }
+}
+
+const ALL: &[&str] = &["all"];
+const NONE: &[&str] = &[];
+
+macro_rules! resource {
+    ($group:expr, $version:expr, $plural:expr, $singular:expr, $kind:expr, $namespaced:expr,
+     $short:expr, $categories:expr, $subresources:expr, $ty:ty) => {
+        Resource {
+            group: $group,
+            version: $version,
+            plural: $plural,
+            singular: $singular,
+            kind: $kind,
+            namespaced: $namespaced,
+            short_names: $short,
+            categories: $categories,
+            subresources: $subresources,
+            normalize: normalize::<$ty>,
+        }
+    };
+}
+
+/// Every resource served, in discovery order.
+pub(crate) static RESOURCES: &[Resource] = &[
+    resource!(
+        "",
+        "v1",
+        "namespaces",
+        "namespace",
+        "Namespace",
+        false,
+        &["ns"],
+        NONE,
+        &["status", "finalize"],
+        core::v1::Namespace
+    ),
+    resource!(
+        "",
+        "v1",
+        "nodes",
+        "node",
+        "Node",
+        false,
+        &["no"],
+        NONE,
+        &["status"],
+        core::v1::Node
+    ),
+    resource!(
+        "",
+        "v1",
+        "pods",
+        "pod",
+        "Pod",
+        true,
+        &["po"],
+        ALL,
+        &["status", "binding", "log", "eviction"],
+        core::v1::Pod
+    ),
+    resource!(
+        "",
+        "v1",
+        "services",
+        "service",
+        "Service",
+        true,
+        &["svc"],
+        ALL,
+        &["status"],
+        core::v1::Service
+    ),
+    resource!(
+        "",
+        "v1",
+        "endpoints",
+        "endpoints",
+        "Endpoints",
+        true,
+        &["ep"],
+        NONE,
+        NONE,
+        core::v1::Endpoints
+    ),
+    resource!(
+        "",
+        "v1",
+        "configmaps",
+        "configmap",
+        "ConfigMap",
+        true,
+        &["cm"],
+        NONE,
+        NONE,
+        core::v1::ConfigMap
+    ),
+    resource!(
+        "",
+        "v1",
+        "secrets",
+        "secret",
+        "Secret",
+        true,
+        NONE,
+        NONE,
+        NONE,
+        core::v1::Secret
+    ),
+    resource!(
+        "",
+        "v1",
+        "serviceaccounts",
+        "serviceaccount",
+        "ServiceAccount",
+        true,
+        &["sa"],
+        NONE,
+        NONE,
+        core::v1::ServiceAccount
+    ),
+    resource!(
+        "",
+        "v1",
+        "events",
+        "event",
+        "Event",
+        true,
+        &["ev"],
+        NONE,
+        NONE,
+        core::v1::Event
+    ),
+    resource!(
+        "",
+        "v1",
+        "persistentvolumeclaims",
+        "persistentvolumeclaim",
+        "PersistentVolumeClaim",
+        true,
+        &["pvc"],
+        NONE,
+        &["status"],
+        core::v1::PersistentVolumeClaim
+    ),
+    resource!(
+        "apps",
+        "v1",
+        "deployments",
+        "deployment",
+        "Deployment",
+        true,
+        &["deploy"],
+        ALL,
+        &["status", "scale"],
+        apps::v1::Deployment
+    ),
+    resource!(
+        "apps",
+        "v1",
+        "replicasets",
+        "replicaset",
+        "ReplicaSet",
+        true,
+        &["rs"],
+        ALL,
+        &["status", "scale"],
+        apps::v1::ReplicaSet
+    ),
+    resource!(
+        "apps",
+        "v1",
+        "daemonsets",
+        "daemonset",
+        "DaemonSet",
+        true,
+        &["ds"],
+        ALL,
+        &["status"],
+        apps::v1::DaemonSet
+    ),
+    resource!(
+        "apps",
+        "v1",
+        "statefulsets",
+        "statefulset",
+        "StatefulSet",
+        true,
+        &["sts"],
+        ALL,
+        &["status", "scale"],
+        apps::v1::StatefulSet
+    ),
+    resource!(
+        "apps",
+        "v1",
+        "controllerrevisions",
+        "controllerrevision",
+        "ControllerRevision",
+        true,
+        NONE,
+        NONE,
+        NONE,
+        apps::v1::ControllerRevision
+    ),
+    resource!(
+        "batch",
+        "v1",
+        "jobs",
+        "job",
+        "Job",
+        true,
+        NONE,
+        ALL,
+        &["status"],
+        batch::v1::Job
+    ),
+    resource!(
+        "batch",
+        "v1",
+        "cronjobs",
+        "cronjob",
+        "CronJob",
+        true,
+        &["cj"],
+        ALL,
+        &["status"],
+        batch::v1::CronJob
+    ),
+    resource!(
+        "coordination.k8s.io",
+        "v1",
+        "leases",
+        "lease",
+        "Lease",
+        true,
+        NONE,
+        NONE,
+        NONE,
+        coordination::v1::Lease
+    ),
+    resource!(
+        "discovery.k8s.io",
+        "v1",
+        "endpointslices",
+        "endpointslice",
+        "EndpointSlice",
+        true,
+        NONE,
+        NONE,
+        NONE,
+        discovery::v1::EndpointSlice
+    ),
+    resource!(
+        "events.k8s.io",
+        "v1",
+        "events",
+        "event",
+        "Event",
+        true,
+        &["ev"],
+        NONE,
+        NONE,
+        events::v1::Event
+    ),
+];
+
+/// The API groups other than the core group, with their one version, in discovery order.
+pub(crate) fn groups() -> Vec<(&'static str, &'static str)> {
+    let mut groups: Vec<(&str, &str)> = Vec::new();
+    for r in RESOURCES {
+        if !r.group.is_empty() && !groups.contains(&(r.group, r.version)) {
+            groups.push((r.group, r.version));
+        }
+    }
+    groups
+}
+
+/// The resource served at `group`/`version` under `plural`.
+pub(crate) fn find(group: &str, version: &str, plural: &str) -> Option<&'static Resource> {
+    RESOURCES
+        .iter()
+        .find(|r| r.group == group && r.version == version && r.plural == plural)
+}
+
+/// The verbs of a subresource (or of the resource itself, for `""`), as discovery lists them.
+pub(crate) fn verbs(subresource: &str) -> &'static [&'static str] {
+    match subresource {
+        "" => &[
+            "create",
+            "delete",
+            "deletecollection",
+            "get",
+            "list",
+            "patch",
+            "update",
+            "watch",
+        ],
+        "status" | "scale" => &["get", "patch", "update"],
+        "binding" | "eviction" => &["create"],
+        "log" => &["get"],
+        "finalize" => &["update"],
+        _ => &[],
+    }
+}
+
+/// The kind a subresource's requests and answers carry.
+pub(crate) fn subresource_kind(
+    resource: &Resource,
+    subresource: &str,
+) -> (&'static str, &'static str, &'static str) {
+    match subresource {
+        "scale" => ("autoscaling", "v1", "Scale"),
+        "binding" => ("", "v1", "Binding"),
+        "eviction" => ("policy", "v1", "Eviction"),
+        "log" => ("", "v1", "Pod"),
+        _ => (resource.group, resource.version, resource.kind),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_resource_round_trips_its_type() {
+        for r in RESOURCES {
+            let object = serde_json::json!({
+                "apiVersion": r.api_version(),
+                "kind": r.kind,
+                "metadata": {"name": "x", "ownerReferences": [{"apiVersion": "v1", "kind": "K", "name": "o", "uid": "u", "controller": true}]},
+                "unknownField": 1,
+            });
+            let normalized = (r.normalize)(object).unwrap();
+            assert_eq!(normalized["kind"], r.kind, "{}", r.plural);
+            assert_eq!(
+                normalized["metadata"]["ownerReferences"][0]["controller"],
+                true
+            );
+            assert!(normalized.get("unknownField").is_none());
+        }
+    }
+
+    #[test]
+    fn keys_look_like_the_real_api_servers() {
+        let pods = find("", "v1", "pods").unwrap();
+        assert_eq!(
+            pods.key(Some("default"), "web"),
+            "/registry/pods/default/web"
+        );
+        let nodes = find("", "v1", "nodes").unwrap();
+        assert_eq!(nodes.key(None, "node-1"), "/registry/nodes/node-1");
+        let deploy = find("apps", "v1", "deployments").unwrap();
+        assert_eq!(deploy.key(Some("ns"), "d"), "/registry/deployments/ns/d");
+    }
+}

@@ -1,0 +1,1219 @@
+//! Server-side printing: the `meta.k8s.io/v1 Table` that `kubectl get` asks for, with the real
+//! API server's columns for each kind (priority-1 columns show only with `-o wide`).
+
+use serde_json::{Value, json};
+
+use super::resources::Resource;
+
+/// Whether the client asked for a Table (`Accept: application/json;as=Table;v=v1;g=meta.k8s.io`).
+pub(crate) fn wants_table(accept: &str) -> bool {
+    accept
+        .split(',')
+        .next()
+        .is_some_and(|first| first.contains("as=Table"))
+}
+
+/// kube's `duration.HumanDuration`: how `kubectl get` shows ages.
+pub(crate) fn human_duration(seconds: i64) -> String {
+    if seconds < -1 {
+        return "<invalid>".into();
+    }
+    let s = seconds.max(0);
+    let (m, h, d) = (s / 60, s / 3600, s / 86400);
+    if s < 120 {
+        format!("{s}s")
+    } else if m < 10 {
+        if s % 60 == 0 {
+            format!("{m}m")
+        } else {
+            format!("{m}m{}s", s % 60)
+        }
+    } else if m < 180 {
+        format!("{m}m")
+    } else if h < 8 {
+        if m % 60 == 0 {
+            format!("{h}h")
+        } else {
+            format!("{h}h{}m", m % 60)
+        }
+    } else if h < 48 {
+        format!("{h}h")
+    } else if h < 24 * 8 {
+        if h % 24 == 0 {
+            format!("{d}d")
+        } else {
+            format!("{d}d{}h", h % 24)
+        }
+    } else if d < 365 * 2 {
+        format!("{d}d")
+    } else if d < 365 * 8 {
+        let y = d / 365;
+        if d % 365 == 0 {
+            format!("{y}y")
+        } else {
+            format!("{y}y{}d", d % 365)
+        }
+    } else {
+        format!("{}y", d / 365)
+    }
+}
+
+fn age(object: &Value, field: &Value) -> String {
+    let _ = object;
+    match field
+        .as_str()
+        .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+    {
+        Some(t) => human_duration(jiff::Timestamp::now().as_second() - t.as_second()),
+        None => "<unknown>".into(),
+    }
+}
+
+fn s(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+fn or_none(text: String) -> String {
+    if text.is_empty() {
+        "<none>".into()
+    } else {
+        text
+    }
+}
+
+fn count(v: &Value) -> i64 {
+    v.as_object().map_or(0, |m| m.len() as i64) + 0
+}
+
+fn int(v: &Value) -> i64 {
+    v.as_i64().unwrap_or(0)
+}
+
+fn labels_selector(selector: &Value) -> String {
+    let mut parts = Vec::new();
+    if let Some(labels) = selector.get("matchLabels").and_then(Value::as_object) {
+        parts.extend(labels.iter().map(|(k, v)| format!("{k}={}", s(v))));
+    }
+    if let Some(exprs) = selector.get("matchExpressions").and_then(Value::as_array) {
+        for e in exprs {
+            let values: Vec<String> = e["values"]
+                .as_array()
+                .map(|v| v.iter().map(s).collect())
+                .unwrap_or_default();
+            match e["operator"].as_str() {
+                Some("In") => parts.push(format!("{} in ({})", s(&e["key"]), values.join(","))),
+                Some("NotIn") => {
+                    parts.push(format!("{} notin ({})", s(&e["key"]), values.join(",")))
+                }
+                Some("Exists") => parts.push(s(&e["key"])),
+                Some("DoesNotExist") => parts.push(format!("!{}", s(&e["key"]))),
+                _ => {}
+            }
+        }
+    }
+    if parts.is_empty()
+        && selector.is_object()
+        && !selector.as_object().is_some_and(|m| m.is_empty())
+    {
+        return "<none>".into();
+    }
+    or_none(parts.join(","))
+}
+
+fn map_selector(selector: &Value) -> String {
+    or_none(
+        selector
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| format!("{k}={}", s(v)))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .unwrap_or_default(),
+    )
+}
+
+fn containers_and_images(template_spec: &Value) -> (String, String) {
+    let containers = template_spec["containers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let names: Vec<String> = containers.iter().map(|c| s(&c["name"])).collect();
+    let images: Vec<String> = containers.iter().map(|c| s(&c["image"])).collect();
+    (names.join(","), images.join(","))
+}
+
+/// The real pod printer's STATUS column (the reason a pod is in, much as `kubectl get` shows it).
+fn pod_status(pod: &Value) -> String {
+    let status = &pod["status"];
+    let mut reason = s(&status["phase"]);
+    if let Some(r) = status["reason"].as_str() {
+        reason = r.to_owned();
+    }
+    let mut initializing = false;
+    let init_total = pod["spec"]["initContainers"].as_array().map_or(0, Vec::len);
+    for (i, c) in status["initContainerStatuses"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        let state = &c["state"];
+        if let Some(t) = state.get("terminated") {
+            if int(&t["exitCode"]) == 0 {
+                continue;
+            }
+            reason = match t["reason"].as_str() {
+                Some(r) => format!("Init:{r}"),
+                None => match t["signal"].as_i64() {
+                    Some(sig) if sig != 0 => format!("Init:Signal:{sig}"),
+                    _ => format!("Init:ExitCode:{}", int(&t["exitCode"])),
+                },
+            };
+        } else if let Some(r) = state["waiting"]["reason"]
+            .as_str()
+            .filter(|r| !r.is_empty() && *r != "PodInitializing")
+        {
+            reason = format!("Init:{r}");
+        } else {
+            reason = format!("Init:{i}/{init_total}");
+        }
+        initializing = true;
+        break;
+    }
+    if !initializing {
+        let mut has_running = false;
+        for c in status["containerStatuses"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .rev()
+        {
+            let state = &c["state"];
+            if let Some(r) = state["waiting"]["reason"]
+                .as_str()
+                .filter(|r| !r.is_empty())
+            {
+                reason = r.to_owned();
+            } else if let Some(t) = state.get("terminated") {
+                reason = match t["reason"].as_str() {
+                    Some(r) => r.to_owned(),
+                    None => match t["signal"].as_i64() {
+                        Some(sig) if sig != 0 => format!("Signal:{sig}"),
+                        _ => format!("ExitCode:{}", int(&t["exitCode"])),
+                    },
+                };
+            } else if state.get("running").is_some() && c["ready"].as_bool() == Some(true) {
+                has_running = true;
+            }
+        }
+        if reason == "Completed" && has_running {
+            reason = "Running".into();
+        }
+    }
+    if pod["metadata"]["deletionTimestamp"].is_string() {
+        reason = if status["reason"].as_str() == Some("NodeLost") {
+            "Unknown".into()
+        } else {
+            "Terminating".into()
+        };
+    }
+    reason
+}
+
+fn pod_row(pod: &Value) -> Vec<Value> {
+    let statuses = pod["status"]["containerStatuses"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let total = pod["spec"]["containers"].as_array().map_or(0, Vec::len);
+    let ready = statuses
+        .iter()
+        .filter(|c| c["ready"].as_bool() == Some(true))
+        .count();
+    let restarts: i64 = statuses.iter().map(|c| int(&c["restartCount"])).sum();
+    let gates = pod["spec"]["readinessGates"].as_array().map_or(0, Vec::len);
+    vec![
+        json!(s(&pod["metadata"]["name"])),
+        json!(format!("{ready}/{total}")),
+        json!(pod_status(pod)),
+        json!(restarts),
+        json!(age(pod, &pod["metadata"]["creationTimestamp"])),
+        json!(or_none(s(&pod["status"]["podIP"]))),
+        json!(or_none(s(&pod["spec"]["nodeName"]))),
+        json!(or_none(s(&pod["status"]["nominatedNodeName"]))),
+        json!(if gates == 0 {
+            "<none>".to_owned()
+        } else {
+            format!("0/{gates}")
+        }),
+    ]
+}
+
+fn service_ports(ports: &Value) -> String {
+    let ports = ports.as_array().cloned().unwrap_or_default();
+    let parts: Vec<String> = ports
+        .iter()
+        .map(|p| {
+            let proto = p["protocol"].as_str().unwrap_or("TCP");
+            match p["nodePort"].as_i64() {
+                Some(np) if np != 0 => format!("{}:{np}/{proto}", int(&p["port"])),
+                _ => format!("{}/{proto}", int(&p["port"])),
+            }
+        })
+        .collect();
+    or_none(parts.join(","))
+}
+
+fn node_status(node: &Value) -> String {
+    let conditions = node["status"]["conditions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let ready = conditions.iter().find(|c| c["type"] == "Ready");
+    let mut status = match ready.and_then(|c| c["status"].as_str()) {
+        Some("True") => "Ready".to_owned(),
+        _ => "NotReady".to_owned(),
+    };
+    if conditions.is_empty() {
+        status = "Unknown".into();
+    }
+    if node["spec"]["unschedulable"].as_bool() == Some(true) {
+        status.push_str(",SchedulingDisabled");
+    }
+    status
+}
+
+fn node_roles(node: &Value) -> String {
+    let mut roles: Vec<String> = node["metadata"]["labels"]
+        .as_object()
+        .map(|labels| {
+            labels
+                .keys()
+                .filter_map(|k| {
+                    k.strip_prefix("node-role.kubernetes.io/")
+                        .map(str::to_owned)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    roles.sort();
+    or_none(roles.join(","))
+}
+
+fn node_address(node: &Value, kind: &str) -> String {
+    or_none(
+        node["status"]["addresses"]
+            .as_array()
+            .and_then(|a| a.iter().find(|a| a["type"] == kind))
+            .map(|a| s(&a["address"]))
+            .unwrap_or_default(),
+    )
+}
+
+fn source_of(event: &Value) -> String {
+    let component = s(&event["source"]["component"]);
+    let host = s(&event["source"]["host"]);
+    if host.is_empty() {
+        component
+    } else {
+        format!("{component}, {host}")
+    }
+}
+
+fn col(name: &str, ty: &str, priority: i64, description: &str) -> Value {
+    let mut c = json!({"name": name, "type": ty, "format": "", "description": description, "priority": priority});
+    if name == "Name" {
+        c["format"] = json!("name");
+    }
+    c
+}
+
+/// The columns of a kind and the cells of one object.
+fn printer(kind: &str, group: &str) -> (Vec<Value>, fn(&Value) -> Vec<Value>) {
+    let name_desc = "Name must be unique within a namespace. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names";
+    let age_desc = "CreationTimestamp is a timestamp representing the server time when this object was created.";
+    let name = || col("Name", "string", 0, name_desc);
+    let age_col = || col("Age", "string", 0, age_desc);
+    macro_rules! cells {
+        ($($e:expr),* $(,)?) => { |o: &Value| vec![json!(s(&o["metadata"]["name"])), $(json!($e(o))),*] };
+    }
+    fn created(o: &Value) -> String {
+        age(o, &o["metadata"]["creationTimestamp"])
+    }
+    match (group, kind) {
+        ("", "Pod") => (
+            vec![
+                name(),
+                col(
+                    "Ready",
+                    "string",
+                    0,
+                    "The aggregate readiness state of this pod for accepting traffic.",
+                ),
+                col(
+                    "Status",
+                    "string",
+                    0,
+                    "The aggregate status of the containers in this pod.",
+                ),
+                col(
+                    "Restarts",
+                    "string",
+                    0,
+                    "The number of times the containers in this pod have been restarted and when the last container in this pod has restarted.",
+                ),
+                age_col(),
+                col(
+                    "IP",
+                    "string",
+                    1,
+                    "IP address allocated to the pod. Routable at least within the cluster. Empty if not yet allocated.",
+                ),
+                col(
+                    "Node",
+                    "string",
+                    1,
+                    "NodeName indicates in which node this pod is scheduled.",
+                ),
+                col(
+                    "Nominated Node",
+                    "string",
+                    1,
+                    "nominatedNodeName is set only when this pod preempts other pods on the node, but it cannot be scheduled right away as preemption victims receive their graceful termination periods.",
+                ),
+                col(
+                    "Readiness Gates",
+                    "string",
+                    1,
+                    "If specified, all readiness gates will be evaluated for pod readiness.",
+                ),
+            ],
+            pod_row,
+        ),
+        ("", "Namespace") => (
+            vec![
+                name(),
+                col("Status", "string", 0, "The status of the namespace"),
+                age_col(),
+            ],
+            cells!(|o: &Value| s(&o["status"]["phase"]), created),
+        ),
+        ("", "Node") => (
+            vec![
+                name(),
+                col("Status", "string", 0, "The status of the node"),
+                col("Roles", "string", 0, "The roles of the node"),
+                age_col(),
+                col(
+                    "Version",
+                    "string",
+                    0,
+                    "Kubelet Version reported by the node.",
+                ),
+                col("Internal-IP", "string", 1, "List of internal IPs."),
+                col("External-IP", "string", 1, "List of external IPs."),
+                col(
+                    "OS-Image",
+                    "string",
+                    1,
+                    "OS Image reported by the node from /etc/os-release (e.g. Debian GNU/Linux 7 (wheezy)).",
+                ),
+                col(
+                    "Kernel-Version",
+                    "string",
+                    1,
+                    "Kernel Version reported by the node from 'uname -r' (e.g. 3.16.0-0.bpo.4-amd64).",
+                ),
+                col(
+                    "Container-Runtime",
+                    "string",
+                    1,
+                    "ContainerRuntime Version reported by the node through runtime remote API (e.g. containerd://1.4.2).",
+                ),
+            ],
+            cells!(
+                node_status,
+                node_roles,
+                created,
+                |o: &Value| s(&o["status"]["nodeInfo"]["kubeletVersion"]),
+                |o: &Value| node_address(o, "InternalIP"),
+                |o: &Value| node_address(o, "ExternalIP"),
+                |o: &Value| or_none(s(&o["status"]["nodeInfo"]["osImage"])),
+                |o: &Value| or_none(s(&o["status"]["nodeInfo"]["kernelVersion"])),
+                |o: &Value| or_none(s(&o["status"]["nodeInfo"]["containerRuntimeVersion"])),
+            ),
+        ),
+        ("", "Service") => (
+            vec![
+                name(),
+                col(
+                    "Type",
+                    "string",
+                    0,
+                    "type determines how the Service is exposed.",
+                ),
+                col(
+                    "Cluster-IP",
+                    "string",
+                    0,
+                    "clusterIP is the IP address of the service and is usually assigned randomly.",
+                ),
+                col(
+                    "External-IP",
+                    "string",
+                    0,
+                    "externalIPs is a list of IP addresses for which nodes in the cluster will also accept traffic for this service.",
+                ),
+                col(
+                    "Port(s)",
+                    "string",
+                    0,
+                    "The list of ports that are exposed by this service.",
+                ),
+                age_col(),
+                col(
+                    "Selector",
+                    "string",
+                    1,
+                    "Route service traffic to pods with label keys and values matching this selector.",
+                ),
+            ],
+            cells!(
+                |o: &Value| s(&o["spec"]["type"]),
+                |o: &Value| or_none(s(&o["spec"]["clusterIP"])),
+                |o: &Value| {
+                    let mut ips: Vec<String> = o["spec"]["externalIPs"]
+                        .as_array()
+                        .map(|a| a.iter().map(s).collect())
+                        .unwrap_or_default();
+                    if let Some(ingress) = o["status"]["loadBalancer"]["ingress"].as_array() {
+                        ips.extend(ingress.iter().map(|i| s(&i["ip"])));
+                    }
+                    if ips.is_empty() && o["spec"]["type"] == "LoadBalancer" {
+                        "<pending>".to_owned()
+                    } else {
+                        or_none(ips.join(","))
+                    }
+                },
+                |o: &Value| service_ports(&o["spec"]["ports"]),
+                created,
+                |o: &Value| map_selector(&o["spec"]["selector"]),
+            ),
+        ),
+        ("", "Endpoints") => (
+            vec![
+                name(),
+                col(
+                    "Endpoints",
+                    "string",
+                    0,
+                    "Endpoints is the list of endpoints",
+                ),
+                age_col(),
+            ],
+            cells!(
+                |o: &Value| {
+                    let mut eps = Vec::new();
+                    for subset in o["subsets"].as_array().cloned().unwrap_or_default() {
+                        for a in subset["addresses"].as_array().cloned().unwrap_or_default() {
+                            for p in subset["ports"].as_array().cloned().unwrap_or_default() {
+                                eps.push(format!("{}:{}", s(&a["ip"]), int(&p["port"])));
+                            }
+                        }
+                    }
+                    or_none(eps.join(","))
+                },
+                created
+            ),
+        ),
+        ("", "ConfigMap") => (
+            vec![
+                name(),
+                col("Data", "string", 0, "Data contains the configuration data."),
+                age_col(),
+            ],
+            cells!(
+                |o: &Value| count(&o["data"]) + count(&o["binaryData"]),
+                created
+            ),
+        ),
+        ("", "Secret") => (
+            vec![
+                name(),
+                col("Type", "string", 0, "The type of the secret"),
+                col("Data", "string", 0, "The number of data entries"),
+                age_col(),
+            ],
+            cells!(
+                |o: &Value| s(&o["type"]),
+                |o: &Value| count(&o["data"]),
+                created
+            ),
+        ),
+        ("", "ServiceAccount") => (
+            vec![
+                name(),
+                col(
+                    "Secrets",
+                    "string",
+                    0,
+                    "Secrets is the list of secrets allowed to be used by pods running using this ServiceAccount.",
+                ),
+                age_col(),
+            ],
+            cells!(
+                |o: &Value| o["secrets"].as_array().map_or(0, Vec::len),
+                created
+            ),
+        ),
+        ("", "PersistentVolumeClaim") => (
+            vec![
+                name(),
+                col("Status", "string", 0, "The phase of the claim"),
+                col("Volume", "string", 0, "The name of the bound volume"),
+                col("Capacity", "string", 0, "The storage capacity"),
+                col("Access Modes", "string", 0, "The access modes"),
+                col("StorageClass", "string", 0, "The storage class"),
+                col(
+                    "VolumeAttributesClass",
+                    "string",
+                    0,
+                    "The volume attributes class",
+                ),
+                age_col(),
+                col("VolumeMode", "string", 1, "The volume mode"),
+            ],
+            cells!(
+                |o: &Value| s(&o["status"]["phase"]),
+                |o: &Value| s(&o["spec"]["volumeName"]),
+                |o: &Value| s(&o["status"]["capacity"]["storage"]),
+                |o: &Value| {
+                    let modes: Vec<&str> = o["status"]["accessModes"]
+                        .as_array()
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(Value::as_str)
+                                .map(|m| match m {
+                                    "ReadWriteOnce" => "RWO",
+                                    "ReadOnlyMany" => "ROX",
+                                    "ReadWriteMany" => "RWX",
+                                    "ReadWriteOncePod" => "RWOP",
+                                    other => other,
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    modes.join(",")
+                },
+                |o: &Value| s(&o["spec"]["storageClassName"]),
+                |o: &Value| or_none(s(&o["spec"]["volumeAttributesClassName"])),
+                created,
+                |o: &Value| s(&o["spec"]["volumeMode"]),
+            ),
+        ),
+        ("", "Event") => (
+            vec![
+                col("Last Seen", "string", 0, "The last time the event was seen"),
+                col("Type", "string", 0, "The type of the event"),
+                col("Reason", "string", 0, "The reason of the event"),
+                col("Object", "string", 0, "The object the event is about"),
+                col("Subobject", "string", 1, "The subobject the event is about"),
+                col("Source", "string", 1, "The source of the event"),
+                col("Message", "string", 0, "The message of the event"),
+                col(
+                    "First Seen",
+                    "string",
+                    1,
+                    "The first time the event was seen",
+                ),
+                col(
+                    "Count",
+                    "string",
+                    1,
+                    "The number of times the event was seen",
+                ),
+                name(),
+            ],
+            |o: &Value| {
+                let last = if o["lastTimestamp"].is_string() {
+                    &o["lastTimestamp"]
+                } else if o["eventTime"].is_string() {
+                    &o["eventTime"]
+                } else {
+                    &o["metadata"]["creationTimestamp"]
+                };
+                let first = if o["firstTimestamp"].is_string() {
+                    &o["firstTimestamp"]
+                } else {
+                    last
+                };
+                let involved = &o["involvedObject"];
+                vec![
+                    json!(age(o, last)),
+                    json!(s(&o["type"])),
+                    json!(s(&o["reason"])),
+                    json!(format!(
+                        "{}/{}",
+                        s(&involved["kind"]).to_lowercase(),
+                        s(&involved["name"])
+                    )),
+                    json!(s(&involved["fieldPath"])),
+                    json!(source_of(o)),
+                    json!(s(&o["message"])),
+                    json!(age(o, first)),
+                    json!(o["count"].as_i64().unwrap_or(1)),
+                    json!(s(&o["metadata"]["name"])),
+                ]
+            },
+        ),
+        ("apps", "Deployment") => (
+            vec![
+                name(),
+                col("Ready", "string", 0, "Number of the pod with ready state"),
+                col(
+                    "Up-to-date",
+                    "string",
+                    0,
+                    "Total number of non-terminated pods targeted by this deployment that have the desired template spec.",
+                ),
+                col(
+                    "Available",
+                    "string",
+                    0,
+                    "Total number of available pods (ready for at least minReadySeconds) targeted by this deployment.",
+                ),
+                age_col(),
+                col(
+                    "Containers",
+                    "string",
+                    1,
+                    "Names of each container in the template.",
+                ),
+                col(
+                    "Images",
+                    "string",
+                    1,
+                    "Images referenced by each container in the template.",
+                ),
+                col(
+                    "Selector",
+                    "string",
+                    1,
+                    "Label selector for pods. Existing ReplicaSets whose pods are selected by this will be the ones affected by this deployment.",
+                ),
+            ],
+            cells!(
+                |o: &Value| format!(
+                    "{}/{}",
+                    int(&o["status"]["readyReplicas"]),
+                    int(&o["spec"]["replicas"])
+                ),
+                |o: &Value| int(&o["status"]["updatedReplicas"]),
+                |o: &Value| int(&o["status"]["availableReplicas"]),
+                created,
+                |o: &Value| containers_and_images(&o["spec"]["template"]["spec"]).0,
+                |o: &Value| containers_and_images(&o["spec"]["template"]["spec"]).1,
+                |o: &Value| labels_selector(&o["spec"]["selector"]),
+            ),
+        ),
+        ("apps", "ReplicaSet") => (
+            vec![
+                name(),
+                col(
+                    "Desired",
+                    "integer",
+                    0,
+                    "Replicas is the number of desired replicas.",
+                ),
+                col(
+                    "Current",
+                    "integer",
+                    0,
+                    "Replicas is the most recently observed number of replicas.",
+                ),
+                col(
+                    "Ready",
+                    "integer",
+                    0,
+                    "The number of ready replicas for this replica set.",
+                ),
+                age_col(),
+                col(
+                    "Containers",
+                    "string",
+                    1,
+                    "Names of each container in the template.",
+                ),
+                col(
+                    "Images",
+                    "string",
+                    1,
+                    "Images referenced by each container in the template.",
+                ),
+                col(
+                    "Selector",
+                    "string",
+                    1,
+                    "Selector is a label query over pods that should match the replica count.",
+                ),
+            ],
+            cells!(
+                |o: &Value| int(&o["spec"]["replicas"]),
+                |o: &Value| int(&o["status"]["replicas"]),
+                |o: &Value| int(&o["status"]["readyReplicas"]),
+                created,
+                |o: &Value| containers_and_images(&o["spec"]["template"]["spec"]).0,
+                |o: &Value| containers_and_images(&o["spec"]["template"]["spec"]).1,
+                |o: &Value| labels_selector(&o["spec"]["selector"]),
+            ),
+        ),
+        ("apps", "DaemonSet") => (
+            vec![
+                name(),
+                col(
+                    "Desired",
+                    "integer",
+                    0,
+                    "The total number of nodes that should be running the daemon pod.",
+                ),
+                col(
+                    "Current",
+                    "integer",
+                    0,
+                    "The number of nodes that are running at least 1 daemon pod.",
+                ),
+                col(
+                    "Ready",
+                    "integer",
+                    0,
+                    "The number of nodes that should be running the daemon pod and have one or more running and ready.",
+                ),
+                col(
+                    "Up-to-date",
+                    "integer",
+                    0,
+                    "The total number of nodes that are running updated daemon pod",
+                ),
+                col(
+                    "Available",
+                    "integer",
+                    0,
+                    "The number of nodes that should be running the daemon pod and have one or more of the daemon pod running and available.",
+                ),
+                col(
+                    "Node Selector",
+                    "string",
+                    0,
+                    "NodeSelector is a selector which must be true for the pod to fit on a node.",
+                ),
+                age_col(),
+                col(
+                    "Containers",
+                    "string",
+                    1,
+                    "Names of each container in the template.",
+                ),
+                col(
+                    "Images",
+                    "string",
+                    1,
+                    "Images referenced by each container in the template.",
+                ),
+                col(
+                    "Selector",
+                    "string",
+                    1,
+                    "A label query over pods that are managed by the daemon set.",
+                ),
+            ],
+            cells!(
+                |o: &Value| int(&o["status"]["desiredNumberScheduled"]),
+                |o: &Value| int(&o["status"]["currentNumberScheduled"]),
+                |o: &Value| int(&o["status"]["numberReady"]),
+                |o: &Value| int(&o["status"]["updatedNumberScheduled"]),
+                |o: &Value| int(&o["status"]["numberAvailable"]),
+                |o: &Value| map_selector(&o["spec"]["template"]["spec"]["nodeSelector"]),
+                created,
+                |o: &Value| containers_and_images(&o["spec"]["template"]["spec"]).0,
+                |o: &Value| containers_and_images(&o["spec"]["template"]["spec"]).1,
+                |o: &Value| labels_selector(&o["spec"]["selector"]),
+            ),
+        ),
+        ("apps", "StatefulSet") => (
+            vec![
+                name(),
+                col("Ready", "string", 0, "Number of the pod with ready state"),
+                age_col(),
+                col(
+                    "Containers",
+                    "string",
+                    1,
+                    "Names of each container in the template.",
+                ),
+                col(
+                    "Images",
+                    "string",
+                    1,
+                    "Images referenced by each container in the template.",
+                ),
+            ],
+            cells!(
+                |o: &Value| format!(
+                    "{}/{}",
+                    int(&o["status"]["readyReplicas"]),
+                    int(&o["spec"]["replicas"])
+                ),
+                created,
+                |o: &Value| containers_and_images(&o["spec"]["template"]["spec"]).0,
+                |o: &Value| containers_and_images(&o["spec"]["template"]["spec"]).1,
+            ),
+        ),
+        ("apps", "ControllerRevision") => (
+            vec![
+                name(),
+                col("Controller", "string", 0, "Controller of the object"),
+                col(
+                    "Revision",
+                    "string",
+                    0,
+                    "Revision indicates the revision of the state represented by Data.",
+                ),
+                age_col(),
+            ],
+            cells!(
+                |o: &Value| {
+                    o["metadata"]["ownerReferences"]
+                        .as_array()
+                        .and_then(|refs| refs.iter().find(|r| r["controller"] == true))
+                        .map(|r| {
+                            let group = s(&r["apiVersion"])
+                                .split('/')
+                                .next()
+                                .map(str::to_owned)
+                                .unwrap_or_default();
+                            let kind = s(&r["kind"]).to_lowercase();
+                            if s(&r["apiVersion"]).contains('/') {
+                                format!("{kind}.{group}/{}", s(&r["name"]))
+                            } else {
+                                format!("{kind}/{}", s(&r["name"]))
+                            }
+                        })
+                        .unwrap_or_else(|| "<none>".into())
+                },
+                |o: &Value| int(&o["revision"]),
+                created
+            ),
+        ),
+        ("batch", "Job") => (
+            vec![
+                name(),
+                col("Status", "string", 0, "Status of the job."),
+                col(
+                    "Completions",
+                    "string",
+                    0,
+                    "The completion status of the job.",
+                ),
+                col(
+                    "Duration",
+                    "string",
+                    0,
+                    "Time required to complete the job.",
+                ),
+                age_col(),
+                col(
+                    "Containers",
+                    "string",
+                    1,
+                    "Names of each container in the template.",
+                ),
+                col(
+                    "Images",
+                    "string",
+                    1,
+                    "Images referenced by each container in the template.",
+                ),
+                col(
+                    "Selector",
+                    "string",
+                    1,
+                    "Selector is a label query over pods that should match the pod count.",
+                ),
+            ],
+            cells!(
+                |o: &Value| {
+                    let conditions = o["status"]["conditions"]
+                        .as_array()
+                        .cloned()
+                        .unwrap_or_default();
+                    let has = |t: &str| {
+                        conditions
+                            .iter()
+                            .any(|c| c["type"] == t && c["status"] == "True")
+                    };
+                    if has("Complete") {
+                        "Complete"
+                    } else if has("Failed") {
+                        "Failed"
+                    } else if has("Suspended") {
+                        "Suspended"
+                    } else if o["metadata"]["deletionTimestamp"].is_string() {
+                        "Terminating"
+                    } else {
+                        "Running"
+                    }
+                    .to_owned()
+                },
+                |o: &Value| match o["spec"]["completions"].as_i64() {
+                    Some(c) => format!("{}/{c}", int(&o["status"]["succeeded"])),
+                    None => format!(
+                        "{}/1 of {}",
+                        int(&o["status"]["succeeded"]),
+                        o["spec"]["parallelism"].as_i64().unwrap_or(1)
+                    ),
+                },
+                |o: &Value| {
+                    let start = o["status"]["startTime"]
+                        .as_str()
+                        .and_then(|t| t.parse::<jiff::Timestamp>().ok());
+                    let end = o["status"]["completionTime"]
+                        .as_str()
+                        .and_then(|t| t.parse::<jiff::Timestamp>().ok());
+                    match (start, end) {
+                        (Some(a), Some(b)) => human_duration(b.as_second() - a.as_second()),
+                        (Some(a), None) => {
+                            human_duration(jiff::Timestamp::now().as_second() - a.as_second())
+                        }
+                        _ => String::new(),
+                    }
+                },
+                created,
+                |o: &Value| containers_and_images(&o["spec"]["template"]["spec"]).0,
+                |o: &Value| containers_and_images(&o["spec"]["template"]["spec"]).1,
+                |o: &Value| labels_selector(&o["spec"]["selector"]),
+            ),
+        ),
+        ("batch", "CronJob") => (
+            vec![
+                name(),
+                col("Schedule", "string", 0, "The schedule in Cron format"),
+                col(
+                    "Timezone",
+                    "string",
+                    0,
+                    "The time zone name for the given schedule",
+                ),
+                col(
+                    "Suspend",
+                    "boolean",
+                    0,
+                    "This flag tells the controller to suspend subsequent executions.",
+                ),
+                col(
+                    "Active",
+                    "integer",
+                    0,
+                    "A list of pointers to currently running jobs.",
+                ),
+                col(
+                    "Last Schedule",
+                    "date",
+                    0,
+                    "Information when was the last time the job was successfully scheduled.",
+                ),
+                age_col(),
+                col(
+                    "Containers",
+                    "string",
+                    1,
+                    "Names of each container in the template.",
+                ),
+                col(
+                    "Images",
+                    "string",
+                    1,
+                    "Images referenced by each container in the template.",
+                ),
+                col(
+                    "Selector",
+                    "string",
+                    1,
+                    "Selector is a label query over pods that should match the pod count.",
+                ),
+            ],
+            cells!(
+                |o: &Value| s(&o["spec"]["schedule"]),
+                |o: &Value| or_none(s(&o["spec"]["timeZone"])),
+                |o: &Value| o["spec"]["suspend"]
+                    .as_bool()
+                    .unwrap_or(false)
+                    .to_string()
+                    .replace("true", "True")
+                    .replace("false", "False"),
+                |o: &Value| o["status"]["active"].as_array().map_or(0, Vec::len),
+                |o: &Value| if o["status"]["lastScheduleTime"].is_string() {
+                    age(o, &o["status"]["lastScheduleTime"])
+                } else {
+                    "<none>".into()
+                },
+                created,
+                |o: &Value| containers_and_images(
+                    &o["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+                )
+                .0,
+                |o: &Value| containers_and_images(
+                    &o["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+                )
+                .1,
+                |o: &Value| labels_selector(&o["spec"]["jobTemplate"]["spec"]["selector"]),
+            ),
+        ),
+        ("coordination.k8s.io", "Lease") => (
+            vec![
+                name(),
+                col("Holder", "string", 0, "The holder of the lease"),
+                age_col(),
+            ],
+            cells!(|o: &Value| s(&o["spec"]["holderIdentity"]), created),
+        ),
+        ("discovery.k8s.io", "EndpointSlice") => (
+            vec![
+                name(),
+                col(
+                    "AddressType",
+                    "string",
+                    0,
+                    "The type of addresses in this slice",
+                ),
+                col("Ports", "string", 0, "The ports of the endpoints"),
+                col("Endpoints", "string", 0, "The addresses of the endpoints"),
+                age_col(),
+            ],
+            cells!(
+                |o: &Value| s(&o["addressType"]),
+                |o: &Value| or_none(
+                    o["ports"]
+                        .as_array()
+                        .map(|p| p
+                            .iter()
+                            .map(|p| int(&p["port"]).to_string())
+                            .collect::<Vec<_>>()
+                            .join(","))
+                        .unwrap_or_default()
+                ),
+                |o: &Value| or_none(
+                    o["endpoints"]
+                        .as_array()
+                        .map(|e| e
+                            .iter()
+                            .flat_map(|e| e["addresses"].as_array().cloned().unwrap_or_default())
+                            .map(|a| s(&a))
+                            .collect::<Vec<_>>()
+                            .join(","))
+                        .unwrap_or_default()
+                ),
+                created,
+            ),
+        ),
+        _ => (
+            vec![name(), col("Created At", "date", 0, age_desc)],
+            cells!(|o: &Value| s(&o["metadata"]["creationTimestamp"])),
+        ),
+    }
+}
+
+/// The Table for `objects` of `resource`. Each row carries the object's metadata as a
+/// `PartialObjectMetadata`, which is where `kubectl get -A` finds the NAMESPACE column.
+pub(crate) fn table(resource: &Resource, objects: &[Value], list_metadata: Value) -> Value {
+    let (columns, cells) = printer(resource.kind, resource.group);
+    let rows: Vec<Value> = objects
+        .iter()
+        .map(|o| {
+            json!({
+                "cells": cells(o),
+                "object": {
+                    "kind": "PartialObjectMetadata",
+                    "apiVersion": "meta.k8s.io/v1",
+                    "metadata": o["metadata"],
+                },
+            })
+        })
+        .collect();
+    json!({
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": list_metadata,
+        "columnDefinitions": columns,
+        "rows": rows,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apiserver::resources;
+
+    #[test]
+    fn human_durations() {
+        for (seconds, text) in [
+            (5, "5s"),
+            (119, "119s"),
+            (150, "2m30s"),
+            (600, "10m"),
+            (3 * 3600 + 60, "3h1m"),
+            (9 * 3600, "9h"),
+            (3 * 86400 + 3600, "3d1h"),
+            (30 * 86400, "30d"),
+            (800 * 86400, "2y70d"),
+        ] {
+            assert_eq!(human_duration(seconds), text);
+        }
+    }
+
+    #[test]
+    fn pod_rows() {
+        let pods = resources::find("", "v1", "pods").unwrap();
+        let pod = json!({
+            "metadata": {"name": "web", "namespace": "default", "creationTimestamp": "2020-01-01T00:00:00Z"},
+            "spec": {"containers": [{"name": "a"}, {"name": "b"}], "nodeName": "node-1"},
+            "status": {"phase": "Running", "podIP": "10.244.1.5", "containerStatuses": [
+                {"name": "a", "ready": true, "restartCount": 2, "state": {"running": {}}},
+                {"name": "b", "ready": false, "restartCount": 1, "state": {"waiting": {"reason": "CrashLoopBackOff"}}},
+            ]},
+        });
+        let t = table(pods, &[pod], json!({"resourceVersion": "5"}));
+        let cells = &t["rows"][0]["cells"];
+        assert_eq!(cells[0], "web");
+        assert_eq!(cells[1], "1/2");
+        assert_eq!(cells[2], "CrashLoopBackOff");
+        assert_eq!(cells[3], 3);
+        assert_eq!(cells[5], "10.244.1.5");
+        assert_eq!(cells[6], "node-1");
+        assert_eq!(
+            t["columnDefinitions"].as_array().unwrap().len(),
+            cells.as_array().unwrap().len()
+        );
+        assert_eq!(t["rows"][0]["object"]["metadata"]["namespace"], "default");
+    }
+
+    #[test]
+    fn every_kind_has_as_many_cells_as_columns() {
+        for r in resources::RESOURCES {
+            let (columns, cells) = printer(r.kind, r.group);
+            assert_eq!(
+                columns.len(),
+                cells(&json!({"metadata": {"name": "x"}})).len(),
+                "{}",
+                r.plural
+            );
+        }
+    }
+}

@@ -1,0 +1,270 @@
+//! Watch: a chunked stream of `{"type": ..., "object": ...}` lines, one per change, from a store
+//! watch. It resumes from any recent resourceVersion, sends the current objects first when asked
+//! (`sendInitialEvents`, or no resourceVersion), ends the initial batch with an annotated
+//! BOOKMARK, sends BOOKMARKs while idle, filters by label and field selectors (an object leaving
+//! the selection is DELETED for this watcher), and reports a compacted resourceVersion as an
+//! in-stream `ERROR` with a 410 `Expired` Status, as the real server does.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::response::Response;
+use bytes::Bytes;
+use futures::StreamExt;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use super::errors::{ApiError, from_store};
+use super::handlers::Params;
+use super::resources::Resource;
+use super::selectors::{FieldSelector, LabelSelector};
+use super::{ApiServer, decode, tables};
+use crate::store::{Event, RangeRequest, Revision};
+
+/// How often an idle watch with bookmarks allowed says where it is.
+const BOOKMARK_EVERY: Duration = Duration::from_secs(5);
+
+fn line(kind: &str, object: &Value) -> Bytes {
+    let mut bytes =
+        serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
+    bytes.push(b'\n');
+    Bytes::from(bytes)
+}
+
+struct Watcher {
+    resource: &'static Resource,
+    labels: LabelSelector,
+    fields: FieldSelector,
+    table: bool,
+    tx: mpsc::Sender<Result<Bytes, Infallible>>,
+}
+
+impl Watcher {
+    fn matches(&self, object: &Value) -> bool {
+        self.labels.matches_object(object) && self.fields.matches(object)
+    }
+
+    async fn send(&self, kind: &str, object: &Value) -> bool {
+        let object = if self.table && kind != "BOOKMARK" && kind != "ERROR" {
+            tables::table(
+                self.resource,
+                std::slice::from_ref(object),
+                json!({"resourceVersion": object["metadata"]["resourceVersion"]}),
+            )
+        } else {
+            object.clone()
+        };
+        self.tx.send(Ok(line(kind, &object))).await.is_ok()
+    }
+
+    async fn bookmark(&self, revision: Revision, initial_end: bool) -> bool {
+        let mut metadata = json!({"resourceVersion": revision.to_string()});
+        if initial_end {
+            metadata["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+        }
+        let object = json!({"kind": self.resource.kind, "apiVersion": self.resource.api_version(), "metadata": metadata});
+        self.send("BOOKMARK", &object).await
+    }
+
+    async fn expired(&self, message: String) {
+        let status = ApiError::Expired(message).status();
+        let _ = self.send("ERROR", &status).await;
+    }
+}
+
+/// Turns one store event into what this watcher sees, if anything.
+fn translate(event: &Event, watcher: &Watcher) -> Option<(&'static str, Value)> {
+    let with_rv = |value: &bytes::Bytes, revision: Revision| -> Option<Value> {
+        let mut object: Value = serde_json::from_slice(value).ok()?;
+        object["metadata"]["resourceVersion"] = json!(revision.to_string());
+        Some(object)
+    };
+    match event {
+        Event::Put { kv, prev } => {
+            let object = with_rv(&kv.value, kv.mod_revision)?;
+            let before = prev
+                .as_ref()
+                .and_then(|p| with_rv(&p.value, p.mod_revision));
+            let now_matches = watcher.matches(&object);
+            let matched = before.as_ref().is_some_and(|b| watcher.matches(b));
+            match (matched, now_matches) {
+                (_, true) if before.is_none() => Some(("ADDED", object)),
+                (true, true) => Some(("MODIFIED", object)),
+                (false, true) => Some(("ADDED", object)),
+                (true, false) => Some(("DELETED", object)),
+                (false, false) => None,
+            }
+        }
+        Event::Delete { revision, prev, .. } => {
+            let object = with_rv(&prev.value, *revision)?;
+            watcher.matches(&object).then_some(("DELETED", object))
+        }
+    }
+}
+
+/// Serves a watch request.
+pub(crate) async fn serve(
+    api: Arc<ApiServer>,
+    resource: &'static Resource,
+    namespace: Option<String>,
+    params: Params,
+    accept: &str,
+) -> Result<Response, ApiError> {
+    let labels = LabelSelector::parse(
+        params
+            .get("labelSelector")
+            .map(String::as_str)
+            .unwrap_or_default(),
+    )?;
+    let fields = FieldSelector::parse(
+        params
+            .get("fieldSelector")
+            .map(String::as_str)
+            .unwrap_or_default(),
+        resource.kind,
+    )?;
+    let bookmarks = params
+        .get("allowWatchBookmarks")
+        .is_some_and(|b| b == "true");
+    let timeout = params
+        .get("timeoutSeconds")
+        .and_then(|t| t.parse::<u64>().ok())
+        .map(Duration::from_secs)
+        .unwrap_or(Duration::from_secs(30 * 60));
+    let rv = params.get("resourceVersion").cloned().unwrap_or_default();
+    let send_initial = match params.get("sendInitialEvents").map(String::as_str) {
+        Some("true") => true,
+        Some(_) => false,
+        None => rv.is_empty() || rv == "0",
+    };
+    let prefix = resource.key_prefix(namespace.as_deref());
+    let start: Option<Revision> = if rv.is_empty() || rv == "0" {
+        None
+    } else {
+        Some(
+            rv.parse()
+                .map_err(|_| ApiError::BadRequest(format!("invalid resourceVersion {rv:?}")))?,
+        )
+    };
+    let (tx, rx) = mpsc::channel(256);
+    let watcher = Watcher {
+        resource,
+        labels,
+        fields,
+        table: tables::wants_table(accept),
+        tx,
+    };
+    // The initial state and the stream that follows it start at one revision, so nothing is
+    // missed or repeated between them.
+    let (initial, from) = if send_initial {
+        let snapshot = api
+            .store()
+            .range(&RangeRequest::prefix(prefix.clone()))
+            .await
+            .map_err(|e| from_store(e, &resource.qualified(), ""))?;
+        let objects: Vec<Value> = snapshot
+            .kvs
+            .iter()
+            .filter_map(|kv| decode(kv).ok())
+            .collect();
+        (Some((objects, snapshot.revision)), snapshot.revision + 1)
+    } else {
+        let start = match start {
+            Some(rv) => rv,
+            None => api
+                .store()
+                .current_revision()
+                .await
+                .map_err(|e| from_store(e, &resource.qualified(), ""))?,
+        };
+        (None, start + 1)
+    };
+    let explicit_initial = params.get("sendInitialEvents").is_some_and(|s| s == "true");
+    let events = api.store().watch(&prefix, from).await;
+    tokio::spawn(async move {
+        let mut last = from - 1;
+        if let Some((objects, revision)) = initial {
+            for object in objects.iter().filter(|o| watcher.matches(o)) {
+                if !watcher.send("ADDED", object).await {
+                    return;
+                }
+            }
+            if explicit_initial && !watcher.bookmark(revision, true).await {
+                return;
+            }
+        }
+        let mut events = match events {
+            Ok(events) => events,
+            Err(crate::store::Error::Compacted {
+                requested,
+                compacted,
+            }) => {
+                let oldest = compacted.map(|c| format!(" ({c})")).unwrap_or_default();
+                watcher
+                    .expired(
+                        format!(
+                            "too old resource version: {} {oldest}",
+                            requested.saturating_sub(1)
+                        )
+                        .replace("  ", " "),
+                    )
+                    .await;
+                return;
+            }
+            Err(e) => {
+                let _ = watcher
+                    .send("ERROR", &ApiError::Internal(e.to_string()).status())
+                    .await;
+                return;
+            }
+        };
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        let mut ticker = tokio::time::interval(BOOKMARK_EVERY);
+        ticker.tick().await;
+        loop {
+            tokio::select! {
+                _ = &mut deadline => return,
+                _ = ticker.tick(), if bookmarks => {
+                    if !watcher.bookmark(last, false).await {
+                        return;
+                    }
+                }
+                event = events.next() => match event {
+                    Some(Ok(event)) => {
+                        last = event.revision();
+                        if let Some((kind, object)) = translate(&event, &watcher) {
+                            if !watcher.send(kind, &object).await {
+                                return;
+                            }
+                        }
+                    }
+                    Some(Err(crate::store::Error::Compacted { requested, .. })) => {
+                        watcher.expired(format!("too old resource version: {requested}")).await;
+                        return;
+                    }
+                    Some(Err(e)) => {
+                        let _ = watcher.send("ERROR", &ApiError::Internal(e.to_string()).status()).await;
+                        return;
+                    }
+                    None => return,
+                },
+                _ = watcher.tx.closed() => return,
+            }
+        }
+    });
+    let mut response = Response::new(Body::from_stream(
+        tokio_stream::wrappers::ReceiverStream::new(rx),
+    ));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    response.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-cache, private"),
+    );
+    Ok(response)
+}

@@ -1,0 +1,184 @@
+//! `orrery up`: starts a cluster in this process and keeps it up until Ctrl-C, SIGTERM or
+//! `orrery down`. It opens the store, generates or loads the certificates, starts the API server
+//! on 127.0.0.1 with the store's compactor, writes the kubeconfig, and records its pid and port
+//! in the state directory so that `orrery down` (and later `orrery tui`) can find it.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::apiserver::{ApiServer, kubeconfig, pki::Pki, server};
+use crate::flow::Flow;
+use crate::store::compactor::{CompactionPolicy, Compactor};
+use crate::store::{self, StoreUrl};
+
+/// What `orrery up` was asked for.
+#[derive(Clone, Debug)]
+pub struct UpOptions {
+    /// The cluster's name: its kubeconfig context, and later its cgroup and network names.
+    pub name: String,
+    /// Where the cluster keeps its state.
+    pub state_dir: PathBuf,
+    /// The API server's port on 127.0.0.1 (0: any free port).
+    pub port: u16,
+    /// The store.
+    pub store: StoreUrl,
+    /// How much store history to keep.
+    pub compaction: CompactionPolicy,
+    /// Whether to merge the context into the user's kubeconfig.
+    pub merge_kubeconfig: bool,
+}
+
+/// What went wrong starting or stopping a cluster.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// The store could not be opened.
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    /// The certificates could not be made or read.
+    #[error(transparent)]
+    Pki(#[from] crate::apiserver::pki::PkiError),
+    /// A kubeconfig could not be written.
+    #[error(transparent)]
+    Kubeconfig(#[from] kubeconfig::KubeconfigError),
+    /// The API server could not create the cluster's first objects.
+    #[error(transparent)]
+    Bootstrap(#[from] crate::apiserver::BootstrapError),
+    /// The port could not be bound.
+    #[error("cannot listen on 127.0.0.1:{port}: {source}")]
+    Listen {
+        /// The port.
+        port: u16,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// A state file could not be read or written.
+    #[error("{path}: {source}")]
+    StateFile {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// No cluster is running for this state directory.
+    #[error("no cluster is running with state directory {0} (no orrery.pid there)")]
+    NotRunning(PathBuf),
+    /// The cluster did not stop in time.
+    #[error("the cluster (pid {0}) did not stop within 30 s")]
+    DidNotStop(i32),
+}
+
+/// The file in which a running cluster records `pid port`.
+pub fn pid_file(state_dir: &Path) -> PathBuf {
+    state_dir.join("orrery.pid")
+}
+
+/// Starts the cluster and runs it until a shutdown signal.
+pub async fn up(options: UpOptions) -> Result<(), ClusterError> {
+    let state_dir = &options.state_dir;
+    std::fs::create_dir_all(state_dir).map_err(|source| ClusterError::StateFile {
+        path: state_dir.clone(),
+        source,
+    })?;
+    let store = store::open(&options.store, state_dir).await?;
+    let pki = Pki::load_or_create(&state_dir.join("pki"))?;
+    let flow = Flow::new();
+    let api = ApiServer::new(store.clone(), flow.clone());
+    api.bootstrap().await?;
+    let compactor = Compactor::new(store.clone(), options.compaction.clone()).spawn();
+
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", options.port))
+        .await
+        .map_err(|source| ClusterError::Listen {
+            port: options.port,
+            source,
+        })?;
+    let port = listener
+        .local_addr()
+        .map_err(|source| ClusterError::Listen {
+            port: options.port,
+            source,
+        })?
+        .port();
+    let server_url = format!("https://127.0.0.1:{port}");
+    let config = kubeconfig::render(&options.name, &server_url, &pki);
+    let own_kubeconfig = state_dir.join("kubeconfig");
+    kubeconfig::write(&own_kubeconfig, &config)?;
+    if options.merge_kubeconfig {
+        if let Some(user) = kubeconfig::user_kubeconfig_path() {
+            kubeconfig::merge_into(&user, &config)?;
+        }
+    }
+    let pid_path = pid_file(state_dir);
+    std::fs::write(&pid_path, format!("{} {port}\n", std::process::id())).map_err(|source| {
+        ClusterError::StateFile {
+            path: pid_path.clone(),
+            source,
+        }
+    })?;
+
+    println!(
+        "orrery: cluster {:?} is up at {server_url} (store: {})",
+        options.name, options.store
+    );
+    println!(
+        "orrery: kubectl --kubeconfig {} get namespaces",
+        own_kubeconfig.display()
+    );
+    if options.merge_kubeconfig {
+        println!(
+            "orrery: or, with the merged context: kubectl --context {} get namespaces",
+            options.name
+        );
+    }
+
+    let tls = Arc::new(pki.server_config()?);
+    server::serve(listener, tls, api.router(), shutdown_signal()).await;
+
+    println!("orrery: stopping cluster {:?}", options.name);
+    compactor.abort();
+    let _ = std::fs::remove_file(&pid_path);
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).ok();
+    let terminated = async {
+        match term.as_mut() {
+            Some(term) => {
+                term.recv().await;
+            }
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminated => {}
+    }
+}
+
+/// Stops the cluster running with `state_dir`: SIGTERM, then waits for it to exit.
+pub async fn down(state_dir: &Path) -> Result<i32, ClusterError> {
+    let path = pid_file(state_dir);
+    let text = std::fs::read_to_string(&path)
+        .map_err(|_| ClusterError::NotRunning(state_dir.to_owned()))?;
+    let pid: i32 = text
+        .split_whitespace()
+        .next()
+        .and_then(|p| p.parse().ok())
+        .ok_or_else(|| ClusterError::NotRunning(state_dir.to_owned()))?;
+    let pid = nix::unistd::Pid::from_raw(pid);
+    if nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).is_err() {
+        // The process is gone: a stale pid file.
+        let _ = std::fs::remove_file(&path);
+        return Err(ClusterError::NotRunning(state_dir.to_owned()));
+    }
+    for _ in 0..300 {
+        if nix::sys::signal::kill(pid, None).is_err() {
+            return Ok(pid.as_raw());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(ClusterError::DidNotStop(pid.as_raw()))
+}
