@@ -104,10 +104,10 @@ pub async fn up(options: UpOptions) -> Result<(), ClusterError> {
     let config = kubeconfig::render(&options.name, &server_url, &pki);
     let own_kubeconfig = state_dir.join("kubeconfig");
     kubeconfig::write(&own_kubeconfig, &config)?;
-    if options.merge_kubeconfig {
-        if let Some(user) = kubeconfig::user_kubeconfig_path() {
-            kubeconfig::merge_into(&user, &config)?;
-        }
+    if options.merge_kubeconfig
+        && let Some(user) = kubeconfig::user_kubeconfig_path()
+    {
+        kubeconfig::merge_into(&user, &config)?;
     }
     let pid_path = pid_file(state_dir);
     std::fs::write(&pid_path, format!("{} {port}\n", std::process::id())).map_err(|source| {

@@ -43,14 +43,14 @@ fn qualified_name_causes(field: &str, key: &str) -> Vec<Cause> {
         None => (None, key),
     };
     let mut causes = Vec::new();
-    if let Some(p) = prefix {
-        if !is_dns1123_subdomain(p) {
-            causes.push(Cause::invalid(
-                field,
-                &json!(key),
-                format!("prefix part {DNS1123_SUBDOMAIN}"),
-            ));
-        }
+    if let Some(p) = prefix
+        && !is_dns1123_subdomain(p)
+    {
+        causes.push(Cause::invalid(
+            field,
+            &json!(key),
+            format!("prefix part {DNS1123_SUBDOMAIN}"),
+        ));
     }
     if name.is_empty() || name.len() > 63 || !is_label_value(name) {
         causes.push(Cause::invalid(field, &json!(key), QUALIFIED_NAME));
@@ -88,7 +88,7 @@ fn validate_metadata(resource: &Resource, object: &Value, causes: &mut Vec<Cause
             let v = v.as_str().unwrap_or_default();
             if !is_label_value(v) {
                 causes.push(Cause::invalid(
-                    format!("metadata.labels"),
+                    "metadata.labels".to_string(),
                     &json!(v),
                     LABEL_VALUE,
                 ));
@@ -161,26 +161,26 @@ fn validate_pod_spec(path: &str, spec: &Value, allowed_restart: &[&str], causes:
                     &p["containerPort"],
                     causes,
                 );
-                if let Some(proto) = p["protocol"].as_str() {
-                    if !matches!(proto, "TCP" | "UDP" | "SCTP") {
-                        causes.push(Cause::unsupported(
-                            format!("{field}.ports[{j}].protocol"),
-                            &json!(proto),
-                            &["SCTP", "TCP", "UDP"],
-                        ));
-                    }
+                if let Some(proto) = p["protocol"].as_str()
+                    && !matches!(proto, "TCP" | "UDP" | "SCTP")
+                {
+                    causes.push(Cause::unsupported(
+                        format!("{field}.ports[{j}].protocol"),
+                        &json!(proto),
+                        &["SCTP", "TCP", "UDP"],
+                    ));
                 }
             }
         }
     }
-    if let Some(policy) = spec["restartPolicy"].as_str() {
-        if !allowed_restart.contains(&policy) {
-            causes.push(Cause::unsupported(
-                format!("{path}.restartPolicy"),
-                &json!(policy),
-                allowed_restart,
-            ));
-        }
+    if let Some(policy) = spec["restartPolicy"].as_str()
+        && !allowed_restart.contains(&policy)
+    {
+        causes.push(Cause::unsupported(
+            format!("{path}.restartPolicy"),
+            &json!(policy),
+            allowed_restart,
+        ));
     }
     let mut volumes = BTreeSet::new();
     for (i, v) in spec["volumes"]
@@ -293,17 +293,17 @@ pub(crate) fn validate(resource: &Resource, object: &Value, old: Option<&Value>)
                     }
                 }
             }
-            if let Some(t) = spec["type"].as_str() {
-                if !matches!(
+            if let Some(t) = spec["type"].as_str()
+                && !matches!(
                     t,
                     "ClusterIP" | "NodePort" | "LoadBalancer" | "ExternalName"
-                ) {
-                    causes.push(Cause::unsupported(
-                        "spec.type",
-                        &json!(t),
-                        &["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"],
-                    ));
-                }
+                )
+            {
+                causes.push(Cause::unsupported(
+                    "spec.type",
+                    &json!(t),
+                    &["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"],
+                ));
             }
         }
         _ => {}
@@ -355,13 +355,14 @@ fn validate_update(resource: &Resource, new: &Value, old: &Value, causes: &mut V
                 ));
             }
         }
-        ("", "ConfigMap" | "Secret") if old["immutable"] == true => {
-            if new["data"] != old["data"] || new["binaryData"] != old["binaryData"] {
-                causes.push(Cause::forbidden(
-                    "data",
-                    "field is immutable when `immutable` is set",
-                ));
-            }
+        ("", "ConfigMap" | "Secret")
+            if old["immutable"] == true
+                && (new["data"] != old["data"] || new["binaryData"] != old["binaryData"]) =>
+        {
+            causes.push(Cause::forbidden(
+                "data",
+                "field is immutable when `immutable` is set",
+            ));
         }
         ("", "Pod") => {
             // Only images, activeDeadlineSeconds, tolerations (additions) and a few more may
@@ -456,7 +457,7 @@ fn default_pod_spec(spec: &mut Value) {
         *spec = json!({});
     }
     for list in ["containers", "initContainers"] {
-        if let Some(items) = spec[list].as_array_mut() {
+        if let Some(items) = spec.get_mut(list).and_then(Value::as_array_mut) {
             items.iter_mut().for_each(default_container);
         }
     }

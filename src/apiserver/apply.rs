@@ -43,7 +43,14 @@ pub(crate) fn field_set(value: &Value, field: &str, top: bool) -> Value {
                 continue;
             }
             let entry = match v {
-                Value::Object(_) => field_set(v, k, false),
+                Value::Object(m) => {
+                    let sub = field_set(v, k, false);
+                    // Only server-owned fields (such as metadata.name): nothing to own.
+                    if !m.is_empty() && sub.as_object().is_some_and(|s| s.is_empty()) {
+                        continue;
+                    }
+                    sub
+                }
                 Value::Array(items) => match merge_key_of(k, field) {
                     Some(key) => {
                         let mut list = Map::new();
@@ -181,11 +188,21 @@ fn prune(object: &mut Value, path: &[String]) {
     }
 }
 
+/// A field path as the real server prints it: `.spec.containers[name="web"].image`.
 fn render(path: &[String]) -> String {
     path.iter()
-        .map(|s| match s.strip_prefix("f:") {
-            Some(f) => format!(".{f}"),
-            None => format!("[{}]", s.trim_start_matches("k:").trim_start_matches("v:")),
+        .map(|s| {
+            if let Some(f) = s.strip_prefix("f:") {
+                return format!(".{f}");
+            }
+            let key = s.trim_start_matches("k:");
+            match serde_json::from_str::<Value>(key) {
+                Ok(Value::Object(m)) => {
+                    let parts: Vec<String> = m.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    format!("[{}]", parts.join(","))
+                }
+                _ => format!("[{key}]"),
+            }
         })
         .collect()
 }
@@ -320,7 +337,13 @@ fn changed(old: &Value, new: &Value, field: &str, top: bool) -> Value {
             continue;
         }
         let entry = match (before, v) {
-            (Some(o @ Value::Object(_)), Value::Object(_)) => changed(o, v, k, false),
+            (Some(o @ Value::Object(_)), Value::Object(_)) => {
+                let sub = changed(o, v, k, false);
+                if sub.as_object().is_some_and(|s| s.is_empty()) {
+                    continue;
+                }
+                sub
+            }
             (_, Value::Object(_)) => field_set(v, k, false),
             (Some(Value::Array(olds)), Value::Array(items)) => match merge_key_of(k, field) {
                 Some(key) => {

@@ -134,20 +134,20 @@ fn normalize(
 ) -> Result<Value, ApiError> {
     let (group, version) = (resource.group, resource.version);
     let expected = resource.api_version();
-    if let Some(given) = object["apiVersion"].as_str() {
-        if given != expected {
-            return Err(ApiError::BadRequest(format!(
-                "the API version in the data ({given}) does not match the expected API version ({expected})"
-            )));
-        }
+    if let Some(given) = object["apiVersion"].as_str()
+        && given != expected
+    {
+        return Err(ApiError::BadRequest(format!(
+            "the API version in the data ({given}) does not match the expected API version ({expected})"
+        )));
     }
-    if let Some(kind) = object["kind"].as_str() {
-        if kind != resource.kind {
-            return Err(ApiError::BadRequest(format!(
-                "the kind in the data ({kind}) does not match the expected kind ({})",
-                resource.kind
-            )));
-        }
+    if let Some(kind) = object["kind"].as_str()
+        && kind != resource.kind
+    {
+        return Err(ApiError::BadRequest(format!(
+            "the kind in the data ({kind}) does not match the expected kind ({})",
+            resource.kind
+        )));
     }
     object["apiVersion"] = json!(expected);
     object["kind"] = json!(resource.kind);
@@ -339,14 +339,13 @@ pub(crate) async fn create_object(
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_owned();
-    if name.is_empty() {
-        if let Some(prefix) = meta
+    if name.is_empty()
+        && let Some(prefix) = meta
             .get("generateName")
             .and_then(Value::as_str)
             .filter(|p| !p.is_empty())
-        {
-            meta.insert("name".into(), json!(format!("{prefix}{}", random_suffix())));
-        }
+    {
+        meta.insert("name".into(), json!(format!("{prefix}{}", random_suffix())));
     }
     meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
     meta.insert("creationTimestamp".into(), json!(now()));
@@ -368,6 +367,8 @@ pub(crate) async fn create_object(
         }
         apply::record_update(resource, &Value::Null, &mut object, manager, "");
     }
+    // Back through the type: whatever defaulting left empty (nulls) goes, as in the real server.
+    let mut object = (resource.normalize)(object).map_err(|e| ApiError::Internal(e.to_string()))?;
     let name = name_of(&object).to_owned();
     let causes = admission::validate(resource, &object, None);
     if !causes.is_empty() {
@@ -472,7 +473,8 @@ struct Updated {
     created: bool,
 }
 
-/// Writes `new` over the stored object, as PUT (and, after patching, PATCH) do. `precondition`
+/// Writes `new` over the stored object, as PUT (and, after patching, PATCH) do.
+#[allow(clippy::too_many_arguments)] // each argument is one independent knob of the write `precondition`
 /// is the resourceVersion the client based its change on (`None`: retry until it sticks).
 async fn update_object(
     api: &ApiServer,
@@ -507,18 +509,18 @@ async fn update_object(
                 name: name.into(),
             });
         };
-        if let Some(expected) = precondition {
-            if expected != current.mod_revision {
-                return Err(from_store(
-                    crate::store::Error::Conflict {
-                        key: key.clone(),
-                        expected,
-                        actual: current.mod_revision,
-                    },
-                    &qualified,
-                    name,
-                ));
-            }
+        if let Some(expected) = precondition
+            && expected != current.mod_revision
+        {
+            return Err(from_store(
+                crate::store::Error::Conflict {
+                    key: key.clone(),
+                    expected,
+                    actual: current.mod_revision,
+                },
+                &qualified,
+                name,
+            ));
         }
         let old = decode(&current)?;
         let requested = make_new(&old)?;
@@ -577,16 +579,16 @@ async fn update_object(
             if new["metadata"]["managedFields"]
                 .as_array()
                 .is_some_and(Vec::is_empty)
+                && let Some(m) = new["metadata"].as_object_mut()
             {
-                if let Some(m) = new["metadata"].as_object_mut() {
-                    m.remove("managedFields");
-                }
+                m.remove("managedFields");
             }
         }
         if has_generation(resource) && kind == UpdateKind::Main && new["spec"] != old["spec"] {
             let generation = old["metadata"]["generation"].as_i64().unwrap_or(1) + 1;
             new["metadata"]["generation"] = json!(generation);
         }
+        let mut new = (resource.normalize)(new).map_err(|e| ApiError::Internal(e.to_string()))?;
         let causes = admission::validate(resource, &new, Some(&old));
         if !causes.is_empty() {
             return Err(invalid(resource, name, causes));
@@ -692,12 +694,12 @@ pub(crate) async fn resource(
     }
     let sub = target.subresource.as_deref().unwrap_or_default();
     let qualified = resource.qualified();
-    let manager = params
+    let manager_name = params
         .get("fieldManager")
         .filter(|m| !m.is_empty())
         .cloned()
         .unwrap_or_else(|| client.clone());
-    let manager = Some(manager.as_str());
+    let manager = Some(manager_name.as_str());
     let mut warnings = Vec::new();
     let response = match (method.clone(), target.name.as_deref(), sub) {
         (Method::GET, None, "") if watching => {
@@ -835,7 +837,7 @@ pub(crate) async fn resource(
                 &content_type,
                 &body,
                 &params,
-                manager.unwrap_or_default(),
+                &manager_name,
                 &mut warnings,
             )
             .await?
@@ -1149,17 +1151,17 @@ async fn delete_object(
                 name: name.into(),
             })?;
         let mut object = decode(&kv)?;
-        if let Some(uid) = &expected_uid {
-            if object["metadata"]["uid"].as_str() != Some(uid) {
-                return Err(ApiError::Conflict {
-                    resource: qualified.clone(),
-                    name: name.into(),
-                    detail: format!(
-                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
-                        object["metadata"]["uid"].as_str().unwrap_or_default()
-                    ),
-                });
-            }
+        if let Some(uid) = &expected_uid
+            && object["metadata"]["uid"].as_str() != Some(uid)
+        {
+            return Err(ApiError::Conflict {
+                resource: qualified.clone(),
+                name: name.into(),
+                detail: format!(
+                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                    object["metadata"]["uid"].as_str().unwrap_or_default()
+                ),
+            });
         }
         let mut finalizers: Vec<Value> = object["metadata"]["finalizers"]
             .as_array()

@@ -43,10 +43,10 @@ pub fn render(name: &str, server: &str, pki: &Pki) -> String {
 
 /// The user's kubeconfig: the first file in `$KUBECONFIG`, else `~/.kube/config`.
 pub fn user_kubeconfig_path() -> Option<PathBuf> {
-    if let Some(paths) = std::env::var_os("KUBECONFIG") {
-        if let Some(first) = std::env::split_paths(&paths).find(|p| !p.as_os_str().is_empty()) {
-            return Some(first);
-        }
+    if let Some(paths) = std::env::var_os("KUBECONFIG")
+        && let Some(first) = std::env::split_paths(&paths).find(|p| !p.as_os_str().is_empty())
+    {
+        return Some(first);
     }
     dirs::home_dir().map(|home| home.join(".kube").join("config"))
 }

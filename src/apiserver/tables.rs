@@ -86,7 +86,7 @@ fn or_none(text: String) -> String {
 }
 
 fn count(v: &Value) -> i64 {
-    v.as_object().map_or(0, |m| m.len() as i64) + 0
+    v.as_object().map_or(0, |m| m.len() as i64)
 }
 
 fn int(v: &Value) -> i64 {
@@ -337,7 +337,10 @@ fn col(name: &str, ty: &str, priority: i64, description: &str) -> Value {
 }
 
 /// The columns of a kind and the cells of one object.
-fn printer(kind: &str, group: &str) -> (Vec<Value>, fn(&Value) -> Vec<Value>) {
+/// The cells of one row.
+type Cells = fn(&Value) -> Vec<Value>;
+
+fn printer(kind: &str, group: &str) -> (Vec<Value>, Cells) {
     let name_desc = "Name must be unique within a namespace. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names";
     let age_desc = "CreationTimestamp is a timestamp representing the server time when this object was created.";
     let name = || col("Name", "string", 0, name_desc);

@@ -235,11 +235,10 @@ pub(crate) async fn serve(
                 event = events.next() => match event {
                     Some(Ok(event)) => {
                         last = event.revision();
-                        if let Some((kind, object)) = translate(&event, &watcher) {
-                            if !watcher.send(kind, &object).await {
+                        if let Some((kind, object)) = translate(&event, &watcher)
+                            && !watcher.send(kind, &object).await {
                                 return;
                             }
-                        }
                     }
                     Some(Err(crate::store::Error::Compacted { requested, .. })) => {
                         watcher.expired(format!("too old resource version: {requested}")).await;

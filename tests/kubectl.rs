@@ -1,0 +1,377 @@
+//! The real kubectl against `orrery up`, checked on what it prints, as a user sees it.
+
+mod common;
+
+use common::{Cluster, rows};
+
+const DEPLOYMENT: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  labels: {app: web}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - name: web
+        image: orrery/hello:1
+        ports: [{containerPort: 8080}]
+"#;
+
+const POD: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: p1, labels: {app: web, tier: front}}
+spec:
+  containers: [{name: c, image: busybox:1.36, command: [sleep, "3600"]}]
+"#;
+
+#[test]
+fn discovery_and_namespaces() {
+    let c = Cluster::start();
+    let resources = c.ok(&["api-resources"]);
+    for expected in [
+        ["deployments", "deploy", "apps/v1", "true", "Deployment"],
+        ["pods", "po", "v1", "true", "Pod"],
+        ["namespaces", "ns", "v1", "false", "Namespace"],
+        ["cronjobs", "cj", "batch/v1", "true", "CronJob"],
+    ] {
+        assert!(
+            rows(&resources).iter().any(|r| r == &expected),
+            "{expected:?} missing from:\n{resources}"
+        );
+    }
+    let namespaces = c.ok(&["get", "ns", "-o", "name"]);
+    assert_eq!(
+        namespaces,
+        "namespace/default\nnamespace/kube-node-lease\nnamespace/kube-public\nnamespace/kube-system\n"
+    );
+    let version = c.ok(&["version"]);
+    assert!(version.contains("Server Version: v1.33.0"), "{version}");
+}
+
+#[test]
+fn create_get_in_every_format() {
+    let c = Cluster::start();
+    assert_eq!(
+        c.ok_with(&["create", "-f", "-"], Some(POD)),
+        "pod/p1 created\n"
+    );
+    let wide = rows(&c.ok(&["get", "pods", "-o", "wide"]));
+    assert_eq!(
+        wide[0],
+        [
+            "NAME",
+            "READY",
+            "STATUS",
+            "RESTARTS",
+            "AGE",
+            "IP",
+            "NODE",
+            "NOMINATED NODE",
+            "READINESS GATES"
+        ]
+    );
+    assert_eq!(wide[1][..4], ["p1", "0/1", "Pending", "0"]);
+    let yaml = c.ok(&["get", "pod", "p1", "-o", "yaml"]);
+    for line in [
+        "restartPolicy: Always",
+        "terminationGracePeriodSeconds: 30",
+        "imagePullPolicy: IfNotPresent",
+        "phase: Pending",
+        "uid: ",
+    ] {
+        assert!(yaml.contains(line), "{line} missing in:\n{yaml}");
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(&c.ok(&["get", "pods", "-o", "json"])).unwrap();
+    assert_eq!(json["items"][0]["metadata"]["name"], "p1");
+    assert_eq!(
+        c.ok(&["get", "po", "-l", "tier=front", "-o", "name"]),
+        "pod/p1\n"
+    );
+    assert_eq!(
+        c.ok(&["get", "po", "-l", "tier in (back)", "-o", "name"]),
+        ""
+    );
+    let all = rows(&c.ok(&[
+        "get",
+        "pods",
+        "-A",
+        "--field-selector",
+        "status.phase=Pending",
+    ]));
+    assert_eq!(all[0][..2], ["NAMESPACE", "NAME"]);
+    assert_eq!(all[1][..2], ["default", "p1"]);
+    let described = c.ok(&["describe", "pod", "p1"]);
+    assert!(
+        described.contains("Labels:           app=web") && described.contains("Command:"),
+        "{described}"
+    );
+}
+
+#[test]
+fn apply_client_side_and_server_side() {
+    let c = Cluster::start();
+    assert_eq!(
+        c.ok_with(&["apply", "-f", "-"], Some(DEPLOYMENT)),
+        "deployment.apps/web created\n"
+    );
+    assert_eq!(
+        c.ok_with(&["apply", "-f", "-"], Some(DEPLOYMENT)),
+        "deployment.apps/web unchanged\n"
+    );
+    let scaled = DEPLOYMENT.replace("replicas: 2", "replicas: 3");
+    assert_eq!(
+        c.ok_with(&["apply", "-f", "-"], Some(&scaled)),
+        "deployment.apps/web configured\n"
+    );
+    let got = c.ok(&[
+        "get",
+        "deploy",
+        "web",
+        "-o",
+        "jsonpath={.spec.replicas} {.metadata.generation}",
+    ]);
+    assert_eq!(got, "3 2");
+    let table = rows(&c.ok(&["get", "deploy", "-o", "wide"]));
+    assert_eq!(
+        table[0],
+        [
+            "NAME",
+            "READY",
+            "UP-TO-DATE",
+            "AVAILABLE",
+            "AGE",
+            "CONTAINERS",
+            "IMAGES",
+            "SELECTOR"
+        ]
+    );
+    assert_eq!(table[1][5..], ["web", "orrery/hello:1", "app=web"]);
+
+    // Server-side apply: a new object, then a conflict with another manager, then --force.
+    let ssa = DEPLOYMENT.replace("name: web\n  labels", "name: api\n  labels");
+    assert_eq!(
+        c.ok_with(&["apply", "--server-side", "-f", "-"], Some(&ssa)),
+        "deployment.apps/api serverside-applied\n"
+    );
+    c.ok(&["scale", "deploy", "api", "--replicas=5"]);
+    let conflict = c.fails(&["apply", "--server-side", "-f", "-"], Some(&ssa));
+    assert!(
+        conflict.contains(
+            "Apply failed with 1 conflict: conflict with \"kubectl\" using apps/v1: .spec.replicas"
+        ),
+        "{conflict}"
+    );
+    c.ok_with(
+        &["apply", "--server-side", "--force-conflicts", "-f", "-"],
+        Some(&ssa),
+    );
+    assert_eq!(
+        c.ok(&["get", "deploy", "api", "-o", "jsonpath={.spec.replicas}"]),
+        "2"
+    );
+}
+
+#[test]
+fn patch_label_annotate_scale_edit() {
+    let c = Cluster::start();
+    c.ok_with(&["apply", "-f", "-"], Some(DEPLOYMENT));
+    c.ok(&["patch", "deploy", "web", "-p", r#"{"spec":{"template":{"spec":{"containers":[{"name":"web","image":"orrery/hello:2"}]}}}}"#]);
+    c.ok(&[
+        "patch",
+        "deploy",
+        "web",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"metadata":{"labels":{"m":"1"}}}"#,
+    ]);
+    c.ok(&[
+        "patch",
+        "deploy",
+        "web",
+        "--type",
+        "json",
+        "-p",
+        r#"[{"op":"replace","path":"/spec/replicas","value":4}]"#,
+    ]);
+    assert_eq!(
+        c.ok(&["label", "deploy", "web", "tier=front"]),
+        "deployment.apps/web labeled\n"
+    );
+    assert_eq!(
+        c.ok(&["annotate", "deploy", "web", "note=hi"]),
+        "deployment.apps/web annotated\n"
+    );
+    let got = c.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas} {.spec.template.spec.containers[0].image} {.spec.template.spec.containers[0].ports[0].containerPort} {.metadata.labels.m}{.metadata.labels.tier} {.metadata.annotations.note}"]);
+    assert_eq!(got, "4 orrery/hello:2 8080 1front hi");
+    assert_eq!(
+        c.ok(&["scale", "deploy", "web", "--replicas=6"]),
+        "deployment.apps/web scaled\n"
+    );
+    let out = c.kubectl(
+        &["edit", "deploy", "web"],
+        None,
+        &[
+            ("EDITOR", "sed -i s/replicas:.*/replicas:\\ 7/"),
+            ("KUBE_EDITOR", ""),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        c.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]),
+        "7"
+    );
+    let bad = c.fails(
+        &[
+            "patch",
+            "deploy",
+            "web",
+            "--type",
+            "json",
+            "-p",
+            r#"[{"op":"test","path":"/spec/replicas","value":1}]"#,
+        ],
+        None,
+    );
+    assert!(bad.contains("The request is invalid"), "{bad}");
+}
+
+#[test]
+fn errors_read_like_kubernetes() {
+    let c = Cluster::start();
+    assert_eq!(
+        c.fails(&["get", "pod", "nope"], None),
+        "Error from server (NotFound): pods \"nope\" not found\n"
+    );
+    c.ok_with(&["create", "-f", "-"], Some(POD));
+    let exists = c.fails(&["create", "-f", "-"], Some(POD));
+    assert!(exists.contains("Error from server (AlreadyExists): error when creating \"STDIN\": pods \"p1\" already exists"), "{exists}");
+    let invalid = c.fails(
+        &["create", "-f", "-"],
+        Some(
+            &POD.replace("name: p1", "name: Bad_Pod")
+                .replace("image: busybox:1.36", "image: ''"),
+        ),
+    );
+    assert!(
+        invalid.contains("The Pod \"Bad_Pod\" is invalid"),
+        "{invalid}"
+    );
+    assert!(
+        invalid.contains("spec.containers[0].image: Required value"),
+        "{invalid}"
+    );
+    let unknown = c.fails(
+        &["apply", "-f", "-"],
+        Some("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\nbogus: 1\n"),
+    );
+    assert!(
+        unknown.contains("strict decoding error: unknown field \"bogus\""),
+        "{unknown}"
+    );
+    // A stale resourceVersion is a 409 Conflict.
+    let mut stale: serde_json::Value =
+        serde_json::from_str(&c.ok(&["get", "pod", "p1", "-o", "json"])).unwrap();
+    c.ok(&["label", "pod", "p1", "bump=1"]);
+    stale["metadata"]["labels"]["x"] = "y".into();
+    let conflict = c.fails(&["replace", "-f", "-"], Some(&stale.to_string()));
+    assert!(conflict.contains("Error from server (Conflict): error when replacing \"STDIN\": Operation cannot be fulfilled on pods \"p1\": the object has been modified"), "{conflict}");
+    let missing_ns = c.fails(&["create", "-n", "nowhere", "-f", "-"], Some(POD));
+    assert!(
+        missing_ns.contains("namespaces \"nowhere\" not found"),
+        "{missing_ns}"
+    );
+}
+
+#[test]
+#[allow(clippy::disallowed_methods)] // a plain test thread, not a tokio worker
+fn watch_and_delete() {
+    let c = Cluster::start();
+    c.ok_with(&["create", "-f", "-"], Some(POD));
+    let mut watch = std::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(c.kubeconfig())
+        .args([
+            "get",
+            "pods",
+            "-w",
+            "--output-watch-events",
+            "-o",
+            "json",
+            "--request-timeout=20s",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = watch.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        serde_json::Deserializer::from_reader(stdout)
+            .into_iter::<serde_json::Value>()
+            .map_while(Result::ok)
+            .take(3)
+            .map(|e| {
+                format!(
+                    "{} {} {}",
+                    e["type"].as_str().unwrap_or_default(),
+                    e["object"]["metadata"]["name"].as_str().unwrap_or_default(),
+                    e["object"]["metadata"]["labels"]["x"]
+                        .as_str()
+                        .unwrap_or("-")
+                )
+            })
+            .collect::<Vec<String>>()
+    });
+    // Give the watch time to start before changing things.
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    c.ok(&["label", "pod", "p1", "x=1"]);
+    assert_eq!(c.ok(&["delete", "pod", "p1"]), "pod \"p1\" deleted\n");
+    let events = reader.join().unwrap();
+    let _ = watch.kill();
+    let _ = watch.wait();
+    assert_eq!(events, ["ADDED p1 -", "MODIFIED p1 1", "DELETED p1 1"]);
+    // Foreground deletion is recorded for the garbage collector as a finalizer.
+    c.ok_with(&["apply", "-f", "-"], Some(DEPLOYMENT));
+    c.ok(&[
+        "delete",
+        "deploy",
+        "web",
+        "--cascade=foreground",
+        "--wait=false",
+    ]);
+    assert_eq!(
+        c.ok(&[
+            "get",
+            "deploy",
+            "web",
+            "-o",
+            "jsonpath={.metadata.finalizers}"
+        ]),
+        r#"["foregroundDeletion"]"#
+    );
+}
+
+#[test]
+fn requests_without_a_client_certificate_get_401() {
+    let c = Cluster::start();
+    let out = std::process::Command::new("curl")
+        .args([
+            "-sk",
+            &format!("https://127.0.0.1:{}/api/v1/namespaces", c.port),
+        ])
+        .output();
+    let Ok(out) = out else { return }; // curl is on every machine here, but do not depend on it
+    let body: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(body["code"], 401);
+    assert_eq!(body["reason"], "Unauthorized");
+}
