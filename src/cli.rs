@@ -163,6 +163,8 @@ enum StoreCommand {
 enum BenchCommand {
     /// Run one workload against the embedded store and a real etcd, and print both.
     Store(bench::StoreBenchOptions),
+    /// Measure the Kubernetes API over HTTPS: writes, reads, LISTs and watches.
+    Apiserver(bench::ApiBenchOptions),
 }
 
 /// The errors a command reports before exiting with status 1.
@@ -261,6 +263,13 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Bench(BenchCommand::Store(options)) => {
             let report = bench::run_store_bench(&options)
+                .await
+                .map_err(CliError::Bench)?;
+            print!("{report}");
+            Ok(())
+        }
+        Command::Bench(BenchCommand::Apiserver(options)) => {
+            let report = bench::run_apiserver_bench(&options)
                 .await
                 .map_err(CliError::Bench)?;
             print!("{report}");

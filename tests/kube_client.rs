@@ -21,10 +21,15 @@ struct InProcess {
 
 async fn in_process() -> InProcess {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(&dir.path().join("store.redb")).unwrap());
+    let store: Arc<dyn Store> =
+        Arc::new(EmbeddedStore::open(&dir.path().join("store.redb")).unwrap());
     let api = ApiServer::new(store.clone(), Flow::new());
     api.bootstrap().await.unwrap();
-    InProcess { api, store, _dir: dir }
+    InProcess {
+        api,
+        store,
+        _dir: dir,
+    }
 }
 
 fn config_map(name: &str, value: &str) -> ConfigMap {
@@ -40,33 +45,63 @@ async fn typed_crud_and_lists() {
     let cluster = in_process().await;
     let client = cluster.api.client("test");
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
-    let created = cms.create(&PostParams::default(), &config_map("a", "1")).await.unwrap();
+    let created = cms
+        .create(&PostParams::default(), &config_map("a", "1"))
+        .await
+        .unwrap();
     assert!(created.metadata.uid.is_some() && created.metadata.resource_version.is_some());
     for i in 0..5 {
-        cms.create(&PostParams::default(), &config_map(&format!("b{i}"), "x")).await.unwrap();
+        cms.create(&PostParams::default(), &config_map(&format!("b{i}"), "x"))
+            .await
+            .unwrap();
     }
     let page = cms.list(&ListParams::default().limit(4)).await.unwrap();
     assert_eq!(page.items.len(), 4);
     let token = page.metadata.continue_.clone().expect("a continue token");
-    let rest = cms.list(&ListParams::default().limit(4).continue_token(&token)).await.unwrap();
+    let rest = cms
+        .list(&ListParams::default().limit(4).continue_token(&token))
+        .await
+        .unwrap();
     assert_eq!(rest.items.len(), 2);
     assert!(rest.metadata.continue_.is_none());
     let patched = cms
-        .patch("a", &PatchParams::default(), &Patch::Merge(serde_json::json!({"data": {"value": "2"}})))
+        .patch(
+            "a",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"data": {"value": "2"}})),
+        )
         .await
         .unwrap();
     assert_eq!(patched.data.unwrap()["value"], "2");
     let applied = cms
-        .patch("c", &PatchParams::apply("tester"), &Patch::Apply(config_map("c", "applied")))
+        .patch(
+            "c",
+            &PatchParams::apply("tester"),
+            &Patch::Apply(config_map("c", "applied")),
+        )
         .await
         .unwrap();
-    assert_eq!(applied.metadata.managed_fields.unwrap()[0].manager.as_deref(), Some("tester"));
+    assert_eq!(
+        applied.metadata.managed_fields.unwrap()[0]
+            .manager
+            .as_deref(),
+        Some("tester")
+    );
     let err = cms.get("missing").await.unwrap_err();
     match err {
-        kube::Error::Api(status) => assert_eq!((status.code, status.reason.as_str()), (404, "NotFound")),
+        kube::Error::Api(status) => {
+            assert_eq!((status.code, status.reason.as_str()), (404, "NotFound"))
+        }
         other => panic!("{other}"),
     }
-    let selected = cms.list(&ListParams::default().labels("app=demo").fields("metadata.name=b3")).await.unwrap();
+    let selected = cms
+        .list(
+            &ListParams::default()
+                .labels("app=demo")
+                .fields("metadata.name=b3"),
+        )
+        .await
+        .unwrap();
     assert_eq!(selected.items.len(), 1);
 }
 
@@ -76,12 +111,24 @@ async fn watch_resumes_from_a_resource_version() {
     let cms: Api<ConfigMap> = Api::namespaced(cluster.api.client("test"), "default");
     let listed = cms.list(&ListParams::default()).await.unwrap();
     let rv = listed.metadata.resource_version.unwrap();
-    cms.create(&PostParams::default(), &config_map("a", "1")).await.unwrap();
-    cms.create(&PostParams::default(), &config_map("b", "1")).await.unwrap();
-    let mut stream = cms.watch(&WatchParams::default(), &rv).await.unwrap().boxed();
+    cms.create(&PostParams::default(), &config_map("a", "1"))
+        .await
+        .unwrap();
+    cms.create(&PostParams::default(), &config_map("b", "1"))
+        .await
+        .unwrap();
+    let mut stream = cms
+        .watch(&WatchParams::default(), &rv)
+        .await
+        .unwrap()
+        .boxed();
     let mut names = Vec::new();
     while names.len() < 2 {
-        match tokio::time::timeout(Duration::from_secs(5), stream.try_next()).await.unwrap().unwrap() {
+        match tokio::time::timeout(Duration::from_secs(5), stream.try_next())
+            .await
+            .unwrap()
+            .unwrap()
+        {
             Some(WatchEvent::Added(cm)) => names.push(cm.metadata.name.unwrap()),
             Some(WatchEvent::Bookmark(_)) => {}
             other => panic!("unexpected {other:?}"),
@@ -96,7 +143,9 @@ async fn kube_runtime_watcher_relists_through_a_compaction() {
     let client = cluster.api.client("test");
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
     let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
-    cms.create(&PostParams::default(), &config_map("before", "1")).await.unwrap();
+    cms.create(&PostParams::default(), &config_map("before", "1"))
+        .await
+        .unwrap();
 
     // Watch requests that end after a second, so the watcher re-watches from its last version.
     let config = watcher::Config::default().timeout(1);
@@ -120,34 +169,54 @@ async fn kube_runtime_watcher_relists_through_a_compaction() {
     // so the watcher's next watch (its last one ends after a second) asks for a compacted
     // revision and gets 410 Expired.
     for i in 0..20 {
-        let s: Secret = serde_json::from_value(serde_json::json!({"metadata": {"name": format!("s{i}")}})).unwrap();
+        let s: Secret =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": format!("s{i}")}}))
+                .unwrap();
         secrets.create(&PostParams::default(), &s).await.unwrap();
     }
     let current = cluster.store.current_revision().await.unwrap();
     cluster.store.compact(current).await.unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while errors.lock().unwrap().is_empty() {
-        assert!(tokio::time::Instant::now() < deadline, "the watcher never hit the compaction");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the watcher never hit the compaction"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    cms.create(&PostParams::default(), &config_map("during", "1")).await.unwrap();
-    cms.create(&PostParams::default(), &config_map("after", "1")).await.unwrap();
+    cms.create(&PostParams::default(), &config_map("during", "1"))
+        .await
+        .unwrap();
+    cms.create(&PostParams::default(), &config_map("after", "1"))
+        .await
+        .unwrap();
 
     // The watcher converges on every configmap, relisting where it had to.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
-        let mut names: Vec<String> = reader.state().iter().filter_map(|cm| cm.metadata.name.clone()).collect();
+        let mut names: Vec<String> = reader
+            .state()
+            .iter()
+            .filter_map(|cm| cm.metadata.name.clone())
+            .collect();
         names.sort();
         if names == ["after", "before", "during"] {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "watcher state: {names:?}, errors: {:?}", errors.lock().unwrap());
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "watcher state: {names:?}, errors: {:?}",
+            errors.lock().unwrap()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(!task.is_finished(), "the watcher keeps running");
     // The only errors it may have seen are 410s that it answered with a relist.
     for e in errors.lock().unwrap().iter() {
-        assert!(e.contains("410") || e.to_lowercase().contains("expired") || e.contains("too old"), "unexpected watcher error: {e}");
+        assert!(
+            e.contains("410") || e.to_lowercase().contains("expired") || e.contains("too old"),
+            "unexpected watcher error: {e}"
+        );
     }
     task.abort();
 }
@@ -155,19 +224,38 @@ async fn kube_runtime_watcher_relists_through_a_compaction() {
 #[tokio::test]
 async fn the_kubeconfig_client_speaks_https_with_client_certificates() {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(&dir.path().join("store.redb")).unwrap());
+    let store: Arc<dyn Store> =
+        Arc::new(EmbeddedStore::open(&dir.path().join("store.redb")).unwrap());
     let api = ApiServer::new(store, Flow::new());
     api.bootstrap().await.unwrap();
     let pki = orrery::apiserver::pki::Pki::load_or_create(&dir.path().join("pki")).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let tls = Arc::new(pki.server_config().unwrap());
-    tokio::spawn(orrery::apiserver::server::serve(listener, tls, api.router(), std::future::pending()));
-    let yaml = orrery::apiserver::kubeconfig::render("t", &format!("https://127.0.0.1:{port}"), &pki);
+    tokio::spawn(orrery::apiserver::server::serve(
+        listener,
+        tls,
+        api.router(),
+        std::future::pending(),
+    ));
+    let yaml =
+        orrery::apiserver::kubeconfig::render("t", &format!("https://127.0.0.1:{port}"), &pki);
     let kubeconfig: kube::config::Kubeconfig = serde_yaml::from_str(&yaml).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await.unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .unwrap();
     let client = kube::Client::try_from(config).unwrap();
     let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client);
-    let names: Vec<String> = namespaces.list(&ListParams::default()).await.unwrap().items.into_iter().filter_map(|n| n.metadata.name).collect();
-    assert_eq!(names, ["default", "kube-node-lease", "kube-public", "kube-system"]);
+    let names: Vec<String> = namespaces
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|n| n.metadata.name)
+        .collect();
+    assert_eq!(
+        names,
+        ["default", "kube-node-lease", "kube-public", "kube-system"]
+    );
 }

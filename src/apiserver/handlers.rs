@@ -1381,16 +1381,22 @@ async fn list(
         }
     }
     let filtering = !labels.is_empty() || !fields.is_empty();
-    let mut items = Vec::new();
+    // Plain JSON lists splice each stored object in with only its metadata re-encoded; tables and
+    // selectors on other fields need whole objects.
+    let table = tables::wants_table(accept);
+    let raw = !table && fields.only_metadata();
+    let mut items: Vec<Value> = Vec::new();
+    let mut raw_items: Vec<bytes::Bytes> = Vec::new();
     let mut revision: Option<Revision>;
     let mut next_continue = None;
     loop {
+        let taken = items.len() + raw_items.len();
         let page_limit = if limit == 0 {
             None
         } else if filtering {
             Some(limit.max(500))
         } else {
-            Some(limit - items.len())
+            Some(limit - taken)
         };
         let request = RangeRequest {
             prefix: prefix.clone(),
@@ -1407,16 +1413,25 @@ async fn list(
         let mut last_key = None;
         for kv in &page.kvs {
             last_key = Some(kv.key.clone());
-            let object = decode(kv)?;
-            if labels.matches_object(&object) && fields.matches(&object) {
-                items.push(object);
-                if limit > 0 && items.len() == limit {
-                    break;
+            if raw {
+                let object = api.list_item(kv)?;
+                if labels.matches(&object.labels)
+                    && fields.matches_metadata(&object.name, &object.namespace)
+                {
+                    raw_items.push(object.json);
                 }
+            } else {
+                let object = decode(kv)?;
+                if labels.matches_object(&object) && fields.matches(&object) {
+                    items.push(object);
+                }
+            }
+            if limit > 0 && items.len() + raw_items.len() == limit {
+                break;
             }
         }
         let exhausted = !page.more && last_key.as_ref() == page.kvs.last().map(|kv| &kv.key);
-        if limit > 0 && items.len() == limit {
+        if limit > 0 && items.len() + raw_items.len() == limit {
             if !exhausted {
                 next_continue = last_key.map(|k| encode_continue(page.revision, &k, &prefix));
             }
@@ -1431,12 +1446,45 @@ async fn list(
     if let Some(token) = next_continue {
         metadata["continue"] = json!(token);
     }
-    let body = if tables::wants_table(accept) {
-        tables::table(resource, &items, metadata)
-    } else {
-        json!({"kind": format!("{}List", resource.kind), "apiVersion": resource.api_version(), "metadata": metadata, "items": items})
-    };
-    Ok(json_response(StatusCode::OK, &body))
+    if table {
+        return Ok(json_response(
+            StatusCode::OK,
+            &tables::table(resource, &items, metadata),
+        ));
+    }
+    if !raw {
+        let body = json!({"kind": format!("{}List", resource.kind), "apiVersion": resource.api_version(), "metadata": metadata, "items": items});
+        return Ok(json_response(StatusCode::OK, &body));
+    }
+    // The body goes out in chunks of about 256 KiB, so a large list starts flowing at once.
+    const CHUNK: usize = 256 << 10;
+    let head = format!(
+        "{{\"kind\":\"{}List\",\"apiVersion\":\"{}\",\"metadata\":{},\"items\":[",
+        resource.kind,
+        resource.api_version(),
+        metadata
+    );
+    let mut chunks = Vec::new();
+    let mut chunk = bytes::BytesMut::with_capacity(CHUNK);
+    chunk.extend_from_slice(head.as_bytes());
+    for (i, item) in raw_items.iter().enumerate() {
+        if i > 0 {
+            chunk.extend_from_slice(b",");
+        }
+        chunk.extend_from_slice(item);
+        if chunk.len() >= CHUNK {
+            chunks.push(chunk.split().freeze());
+        }
+    }
+    chunk.extend_from_slice(b"]}");
+    chunks.push(chunk.freeze());
+    let stream = futures::stream::iter(chunks.into_iter().map(Ok::<_, std::convert::Infallible>));
+    let mut response = Response::new(Body::from_stream(stream));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    Ok(response)
 }
 
 /// `/orrery/v1/...`: the flow stream and the stepper.

@@ -60,8 +60,39 @@ pub struct BootstrapError {
     message: String,
 }
 
+/// Recently listed objects, encoded: what makes repeated LISTs of many objects cheap, as the real
+/// API server's watch cache does. Entries are keyed by store key and valid for one revision; the
+/// whole cache is dropped when it grows past its budget.
+#[derive(Default)]
+pub(crate) struct ListCache {
+    entries: std::collections::HashMap<String, (crate::store::Revision, RawObject)>,
+    bytes: usize,
+}
+
+const LIST_CACHE_BYTES: usize = 512 << 20;
+
+impl ListCache {
+    pub(crate) fn get(&self, kv: &KeyValue) -> Option<RawObject> {
+        self.entries
+            .get(&kv.key)
+            .filter(|(rev, _)| *rev == kv.mod_revision)
+            .map(|(_, o)| o.clone())
+    }
+
+    pub(crate) fn put(&mut self, kv: &KeyValue, object: RawObject) {
+        self.bytes += object.json.len() + kv.key.len();
+        if self.bytes > LIST_CACHE_BYTES {
+            self.entries.clear();
+            self.bytes = object.json.len() + kv.key.len();
+        }
+        self.entries
+            .insert(kv.key.clone(), (kv.mod_revision, object));
+    }
+}
+
 /// The API server's shared state.
 pub struct ApiServer {
+    list_cache: std::sync::Mutex<ListCache>,
     store: Arc<dyn Store>,
     flow: Flow,
     /// Whether the Kubernetes API answers (`orrery component stop apiserver` turns it off).
@@ -72,6 +103,7 @@ impl ApiServer {
     /// An API server over `store`, reporting to `flow`.
     pub fn new(store: Arc<dyn Store>, flow: Flow) -> Arc<Self> {
         Arc::new(ApiServer {
+            list_cache: Default::default(),
             store,
             flow,
             serving: AtomicBool::new(true),
@@ -131,6 +163,24 @@ impl ApiServer {
 
     pub(crate) fn store(&self) -> &dyn Store {
         &*self.store
+    }
+
+    /// A list item for `kv`, from the cache or freshly encoded.
+    pub(crate) fn list_item(&self, kv: &KeyValue) -> Result<RawObject, ApiError> {
+        if let Some(hit) = self
+            .list_cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(kv)
+        {
+            return Ok(hit);
+        }
+        let object = decode_raw(kv)?;
+        self.list_cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .put(kv, object.clone());
+        Ok(object)
     }
 
     pub(crate) fn emit(&self, event: FlowEvent) {
@@ -197,6 +247,84 @@ pub(crate) fn decode(kv: &KeyValue) -> Result<Value, ApiError> {
         meta.insert("resourceVersion".into(), json!(kv.mod_revision.to_string()));
     }
     Ok(object)
+}
+
+/// A stored object as list items need it: its JSON text with `resourceVersion` set, and the few
+/// metadata fields selectors look at. Only the metadata's top level is looked into; every other
+/// field is copied as it is, which keeps LISTs of many objects cheap.
+#[derive(Clone)]
+pub(crate) struct RawObject {
+    pub(crate) json: Bytes,
+    pub(crate) name: String,
+    pub(crate) namespace: String,
+    pub(crate) labels: std::collections::BTreeMap<String, String>,
+}
+
+pub(crate) fn decode_raw(kv: &KeyValue) -> Result<RawObject, ApiError> {
+    use serde_json::value::RawValue;
+    use std::collections::BTreeMap;
+    let bad = |e: serde_json::Error| {
+        ApiError::Internal(format!("stored object {} is not JSON: {e}", kv.key))
+    };
+    let top: BTreeMap<String, &RawValue> = serde_json::from_slice(&kv.value).map_err(bad)?;
+    let mut json = String::with_capacity(kv.value.len() + 32);
+    let (mut name, mut namespace, mut labels) = (String::new(), String::new(), BTreeMap::new());
+    let rv = Value::String(kv.mod_revision.to_string()).to_string();
+    json.push('{');
+    for (i, (key, raw)) in top.iter().enumerate() {
+        if i > 0 {
+            json.push(',');
+        }
+        json.push_str(&Value::String(key.clone()).to_string());
+        json.push(':');
+        if key != "metadata" {
+            json.push_str(raw.get());
+            continue;
+        }
+        let mut meta: BTreeMap<String, &RawValue> = serde_json::from_str(raw.get()).map_err(bad)?;
+        if let Some(raw_name) = meta.get("name") {
+            name = serde_json::from_str(raw_name.get()).map_err(bad)?;
+        }
+        if let Some(raw_namespace) = meta.get("namespace") {
+            namespace = serde_json::from_str(raw_namespace.get()).map_err(bad)?;
+        }
+        if let Some(raw_labels) = meta.get("labels") {
+            labels = serde_json::from_str(raw_labels.get()).map_err(bad)?;
+        }
+        meta.remove("resourceVersion");
+        json.push('{');
+        let mut first = true;
+        let mut rv_written = false;
+        for (k, v) in &meta {
+            if !rv_written && k.as_str() > "resourceVersion" {
+                json.push_str(if first { "" } else { "," });
+                json.push_str("\"resourceVersion\":");
+                json.push_str(&rv);
+                rv_written = true;
+                first = false;
+            }
+            if !first {
+                json.push(',');
+            }
+            first = false;
+            json.push_str(&Value::String(k.clone()).to_string());
+            json.push(':');
+            json.push_str(v.get());
+        }
+        if !rv_written {
+            json.push_str(if first { "" } else { "," });
+            json.push_str("\"resourceVersion\":");
+            json.push_str(&rv);
+        }
+        json.push('}');
+    }
+    json.push('}');
+    Ok(RawObject {
+        json: Bytes::from(json),
+        name,
+        namespace,
+        labels,
+    })
 }
 
 /// An object as it is stored: without `resourceVersion`, which is the store's to say.

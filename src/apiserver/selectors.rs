@@ -239,6 +239,25 @@ impl FieldSelector {
         self.0.is_empty()
     }
 
+    /// Whether every term looks only at `metadata` (so metadata alone can be matched).
+    pub(crate) fn only_metadata(&self) -> bool {
+        self.0
+            .iter()
+            .all(|(field, _, _)| field.starts_with("metadata."))
+    }
+
+    /// Matches terms that look only at `metadata.name` and `metadata.namespace`.
+    pub(crate) fn matches_metadata(&self, name: &str, namespace: &str) -> bool {
+        self.0.iter().all(|(field, equal, value)| {
+            let actual = if field == "metadata.name" {
+                name
+            } else {
+                namespace
+            };
+            (actual == value) == *equal
+        })
+    }
+
     pub(crate) fn matches(&self, object: &Value) -> bool {
         self.0.iter().all(|(field, equal, value)| {
             let mut node = object;

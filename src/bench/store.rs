@@ -1,5 +1,5 @@
-//! Benchmarks anyone can rerun: `orrery bench store` runs one workload against the embedded store
-//! and a real etcd on the same machine, in one run, and prints them side by side.
+//! `orrery bench store`: one workload against the embedded store and a real etcd on the same
+//! machine, in one run, printed side by side.
 //!
 //! Both backends are durable on acknowledgement (etcd fsyncs its WAL on every commit; the embedded
 //! store fsyncs every group commit), both keep their data under the same directory, and their
@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::StreamExt;
 
+use super::percentile;
 use crate::store::embedded::EmbeddedStore;
 use crate::store::{RangeRequest, Store};
 
@@ -73,14 +74,6 @@ pub struct StoreReport {
     options: StoreBenchOptions,
     embedded: StoreFigures,
     etcd: Result<(String, StoreFigures), String>,
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[index.min(sorted.len() - 1)]
 }
 
 fn value(size: usize, seed: usize) -> Bytes {

@@ -1,0 +1,381 @@
+//! `orrery bench apiserver`: the Kubernetes API as clients see it, over HTTPS with client
+//! certificates, on the embedded store (durable on acknowledgement). Creates and gets per second
+//! with 1 and 32 clients (each its own `kube::Client`, like 32 kubectls), single-object write
+//! latency, LIST latency over 10,000 pods, and 100 concurrent watchers receiving every event.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+
+use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
+
+use super::percentile;
+use crate::apiserver::{ApiServer, kubeconfig, pki::Pki, server};
+use crate::flow::Flow;
+use crate::store::Store;
+use crate::store::embedded::EmbeddedStore;
+
+/// Options of `orrery bench apiserver`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct ApiBenchOptions {
+    /// Keep the cluster's data under this directory [default: the system's temp directory].
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Operations per row with one client.
+    #[arg(long, default_value_t = 1000)]
+    pub single: usize,
+    /// Operations per row with 32 clients.
+    #[arg(long, default_value_t = 6400)]
+    pub concurrent: usize,
+    /// Pods to LIST.
+    #[arg(long, default_value_t = 10_000)]
+    pub pods: usize,
+    /// Concurrent watchers.
+    #[arg(long, default_value_t = 100)]
+    pub watchers: usize,
+    /// Events each watcher must receive.
+    #[arg(long, default_value_t = 100)]
+    pub events: usize,
+}
+
+/// No row runs longer than this.
+const ROW_TIME_LIMIT: Duration = Duration::from_secs(120);
+
+/// The figures.
+#[derive(Clone, Debug, Default)]
+pub struct ApiReport {
+    options: Option<ApiBenchOptions>,
+    creates_1: f64,
+    creates_32: f64,
+    gets_1: f64,
+    gets_32: f64,
+    write_p50: Duration,
+    write_p99: Duration,
+    list_all: Duration,
+    list_paged: Duration,
+    listed: usize,
+    watch_p50: Duration,
+    watch_p99: Duration,
+    delivered: usize,
+    expected: usize,
+}
+
+fn config_map(name: &str) -> ConfigMap {
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name, "labels": {"bench": "orrery"}},
+        "data": {"payload": "x".repeat(512)},
+    }))
+    .expect("a valid ConfigMap")
+}
+
+fn pod(name: &str) -> Pod {
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name, "labels": {"app": "bench"}},
+        "spec": {"containers": [{"name": "c", "image": "orrery/hello:1", "ports": [{"containerPort": 8080}]}]},
+    }))
+    .expect("a valid Pod")
+}
+
+async fn https_client(yaml: &str) -> Result<kube::Client, String> {
+    let kubeconfig: kube::config::Kubeconfig =
+        serde_yaml::from_str(yaml).map_err(|e| e.to_string())?;
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    kube::Client::try_from(config).map_err(|e| e.to_string())
+}
+
+/// Runs `count` operations from `clients.len()` concurrent clients; returns ops/s and, per
+/// operation, its latency.
+async fn run<F, Fut>(
+    clients: &[kube::Client],
+    count: usize,
+    op: F,
+) -> Result<(f64, Vec<Duration>), String>
+where
+    F: Fn(kube::Client, usize) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Result<(), kube::Error>> + Send,
+{
+    let started = Instant::now();
+    let deadline = started + ROW_TIME_LIMIT;
+    let mut tasks = tokio::task::JoinSet::new();
+    let n = clients.len();
+    for (c, client) in clients.iter().enumerate() {
+        let (client, op) = (client.clone(), op.clone());
+        tasks.spawn(async move {
+            let mut latencies = Vec::new();
+            for i in (c..count).step_by(n) {
+                if Instant::now() > deadline {
+                    break;
+                }
+                let t = Instant::now();
+                op(client.clone(), i).await?;
+                latencies.push(t.elapsed());
+            }
+            Ok::<_, kube::Error>(latencies)
+        });
+    }
+    let mut all = Vec::new();
+    while let Some(result) = tasks.join_next().await {
+        all.extend(
+            result
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?,
+        );
+    }
+    let rate = all.len() as f64 / started.elapsed().as_secs_f64();
+    all.sort();
+    Ok((rate, all))
+}
+
+/// Runs `orrery bench apiserver`.
+pub async fn run_apiserver_bench(options: &ApiBenchOptions) -> Result<ApiReport, String> {
+    let parent = options.dir.clone().unwrap_or_else(std::env::temp_dir);
+    let dir = tempfile::tempdir_in(&parent)
+        .map_err(|e| format!("cannot create a directory under {}: {e}", parent.display()))?;
+    let path = dir.path().join("store.redb");
+    let store: Arc<dyn Store> = Arc::new(
+        tokio::task::spawn_blocking(move || EmbeddedStore::open(&path))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?,
+    );
+    let api = ApiServer::new(store, Flow::new());
+    api.bootstrap().await.map_err(|e| e.to_string())?;
+    let pki = Pki::load_or_create(&dir.path().join("pki")).map_err(|e| e.to_string())?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| e.to_string())?;
+    let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+    let tls = Arc::new(pki.server_config().map_err(|e| e.to_string())?);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(server::serve(listener, tls, api.router(), async {
+        let _ = stopped.await;
+    }));
+    let yaml = kubeconfig::render("bench", &format!("https://127.0.0.1:{port}"), &pki);
+    let mut clients = Vec::new();
+    for _ in 0..32 {
+        clients.push(https_client(&yaml).await?);
+    }
+    let one = &clients[..1];
+    let mut report = ApiReport {
+        options: Some(options.clone()),
+        ..ApiReport::default()
+    };
+
+    let create = |client: kube::Client, i: usize| async move {
+        let api: Api<ConfigMap> = Api::namespaced(client, "default");
+        api.create(&PostParams::default(), &config_map(&format!("cm-{i}")))
+            .await
+            .map(drop)
+    };
+    let (rate, latencies) = run(one, options.single, create).await?;
+    report.creates_1 = rate;
+    report.write_p50 = percentile(&latencies, 0.50);
+    report.write_p99 = percentile(&latencies, 0.99);
+    let create_many = |client: kube::Client, i: usize| async move {
+        let api: Api<ConfigMap> = Api::namespaced(client, "default");
+        api.create(&PostParams::default(), &config_map(&format!("many-{i}")))
+            .await
+            .map(drop)
+    };
+    report.creates_32 = run(&clients, options.concurrent, create_many).await?.0;
+    let single = options.single;
+    let get = move |client: kube::Client, i: usize| async move {
+        let api: Api<ConfigMap> = Api::namespaced(client, "default");
+        api.get(&format!("cm-{}", i % single.max(1)))
+            .await
+            .map(drop)
+    };
+    report.gets_1 = run(one, options.single, get).await?.0;
+    report.gets_32 = run(&clients, options.concurrent, get).await?.0;
+
+    // LIST over many pods.
+    let create_pod = |client: kube::Client, i: usize| async move {
+        let api: Api<Pod> = Api::namespaced(client, "default");
+        api.create(&PostParams::default(), &pod(&format!("pod-{i:05}")))
+            .await
+            .map(drop)
+    };
+    run(&clients, options.pods, create_pod).await?;
+    // Timed until the whole response has arrived, without the client's typed decoding.
+    #[derive(serde::Deserialize)]
+    struct Page {
+        metadata: PageMeta,
+        items: Vec<serde::de::IgnoredAny>,
+    }
+    #[derive(serde::Deserialize)]
+    struct PageMeta {
+        #[serde(rename = "continue", default)]
+        continue_: Option<String>,
+    }
+    let list = |query: String| {
+        let client = clients[0].clone();
+        async move {
+            let request = http::Request::get(format!("/api/v1/namespaces/default/pods{query}"))
+                .body(Vec::new())
+                .map_err(|e| e.to_string())?;
+            let text = client
+                .request_text(request)
+                .await
+                .map_err(|e| e.to_string())?;
+            serde_json::from_str::<Page>(&text).map_err(|e| e.to_string())
+        }
+    };
+    let mut all_times = Vec::new();
+    let mut paged_times = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        let page = list(String::new()).await?;
+        all_times.push(t.elapsed());
+        report.listed = page.items.len();
+        let t = Instant::now();
+        let mut query = "?limit=500".to_owned();
+        loop {
+            let page = list(query.clone()).await?;
+            match page.metadata.continue_ {
+                Some(token) if !token.is_empty() => query = format!("?limit=500&continue={token}"),
+                _ => break,
+            }
+        }
+        paged_times.push(t.elapsed());
+    }
+    all_times.sort();
+    paged_times.sort();
+    report.list_all = percentile(&all_times, 0.5);
+    report.list_paged = percentile(&paged_times, 0.5);
+
+    // Watchers: each must see every event; latency from the create's start to each delivery.
+    let cms: Api<ConfigMap> = Api::namespaced(clients[0].clone(), "default");
+    let rv = cms
+        .list(&ListParams::default().limit(1))
+        .await
+        .map_err(|e| e.to_string())?
+        .metadata
+        .resource_version
+        .unwrap_or_default();
+    let started_at = Arc::new(std::sync::Mutex::new(std::collections::HashMap::<
+        String,
+        Instant,
+    >::new()));
+    let mut watchers = tokio::task::JoinSet::new();
+    for w in 0..options.watchers {
+        let client = clients[w % clients.len()].clone();
+        let (rv, started_at, events) = (rv.clone(), started_at.clone(), options.events);
+        watchers.spawn(async move {
+            let api: Api<ConfigMap> = Api::namespaced(client, "default");
+            let params = WatchParams::default().labels("bench=watch");
+            let mut stream = api.watch(&params, &rv).await?.boxed();
+            let mut latencies = Vec::new();
+            let deadline = Instant::now() + ROW_TIME_LIMIT;
+            while latencies.len() < events && Instant::now() < deadline {
+                match tokio::time::timeout(Duration::from_secs(30), stream.try_next()).await {
+                    Ok(Ok(Some(WatchEvent::Added(cm)))) => {
+                        let name = cm.metadata.name.unwrap_or_default();
+                        if let Some(t) = started_at.lock().expect("lock").get(&name) {
+                            latencies.push(t.elapsed());
+                        }
+                    }
+                    Ok(Ok(Some(_))) => {}
+                    _ => break,
+                }
+            }
+            Ok::<_, kube::Error>(latencies)
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for i in 0..options.events {
+        let name = format!("watched-{i}");
+        let mut cm = config_map(&name);
+        cm.metadata.labels = Some([("bench".to_owned(), "watch".to_owned())].into());
+        started_at
+            .lock()
+            .expect("lock")
+            .insert(name, Instant::now());
+        cms.create(&PostParams::default(), &cm)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    let mut latencies = Vec::new();
+    while let Some(result) = watchers.join_next().await {
+        latencies.extend(
+            result
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?,
+        );
+    }
+    latencies.sort();
+    report.delivered = latencies.len();
+    report.expected = options.watchers * options.events;
+    report.watch_p50 = percentile(&latencies, 0.5);
+    report.watch_p99 = percentile(&latencies, 0.99);
+
+    let _ = stop.send(());
+    let _ = serving.await;
+    Ok(report)
+}
+
+impl fmt::Display for ApiReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        let o = self.options.clone().unwrap_or(ApiBenchOptions {
+            dir: None,
+            single: 0,
+            concurrent: 0,
+            pods: 0,
+            watchers: 0,
+            events: 0,
+        });
+        writeln!(
+            f,
+            "orrery bench apiserver: HTTPS with client certificates, embedded store (fsync per commit)"
+        )?;
+        writeln!(f)?;
+        writeln!(f, "| {:<52} | {:>12} |", "", "measured")?;
+        writeln!(f, "|{:-<54}|{:->14}|", "", "")?;
+        let mut row = |name: String, value: String| writeln!(f, "| {name:<52} | {value:>12} |");
+        row(
+            format!("creates/s, 1 client ({} ConfigMaps)", o.single),
+            format!("{:.0}", self.creates_1),
+        )?;
+        row(
+            format!("creates/s, 32 clients ({} ConfigMaps)", o.concurrent),
+            format!("{:.0}", self.creates_32),
+        )?;
+        row("gets/s, 1 client".into(), format!("{:.0}", self.gets_1))?;
+        row("gets/s, 32 clients".into(), format!("{:.0}", self.gets_32))?;
+        row(
+            "single-object write p50 (ms)".into(),
+            format!("{:.2}", ms(self.write_p50)),
+        )?;
+        row(
+            "single-object write p99 (ms, goal < 5)".into(),
+            format!("{:.2}", ms(self.write_p99)),
+        )?;
+        row(
+            format!("LIST {} pods, one request (ms, goal < 100)", self.listed),
+            format!("{:.1}", ms(self.list_all)),
+        )?;
+        row(
+            format!("LIST {} pods, pages of 500 like kubectl (ms)", self.listed),
+            format!("{:.1}", ms(self.list_paged)),
+        )?;
+        row(
+            format!("{} watchers: events delivered / expected", o.watchers),
+            format!("{}/{}", self.delivered, self.expected),
+        )?;
+        row(
+            "watch create->event p50 (ms)".into(),
+            format!("{:.2}", ms(self.watch_p50)),
+        )?;
+        row(
+            "watch create->event p99 (ms)".into(),
+            format!("{:.2}", ms(self.watch_p99)),
+        )?;
+        Ok(())
+    }
+}
