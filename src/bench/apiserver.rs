@@ -57,6 +57,7 @@ pub struct ApiReport {
     write_p99: Duration,
     list_all: Duration,
     list_paged: Duration,
+    list_in_process: Duration,
     listed: usize,
     watch_p50: Duration,
     watch_p99: Duration,
@@ -228,7 +229,19 @@ pub async fn run_apiserver_bench(options: &ApiBenchOptions) -> Result<ApiReport,
     };
     let mut all_times = Vec::new();
     let mut paged_times = Vec::new();
+    let mut in_process_times = Vec::new();
+    let in_process = api.client("bench");
     for _ in 0..5 {
+        let t = Instant::now();
+        let request = http::Request::get("/api/v1/namespaces/default/pods")
+            .body(Vec::new())
+            .map_err(|e| e.to_string())?;
+        let text = in_process
+            .request_text(request)
+            .await
+            .map_err(|e| e.to_string())?;
+        in_process_times.push(t.elapsed());
+        drop(text);
         let t = Instant::now();
         let page = list(String::new()).await?;
         all_times.push(t.elapsed());
@@ -246,6 +259,8 @@ pub async fn run_apiserver_bench(options: &ApiBenchOptions) -> Result<ApiReport,
     }
     all_times.sort();
     paged_times.sort();
+    in_process_times.sort();
+    report.list_in_process = percentile(&in_process_times, 0.5);
     report.list_all = percentile(&all_times, 0.5);
     report.list_paged = percentile(&paged_times, 0.5);
 
@@ -363,6 +378,10 @@ impl fmt::Display for ApiReport {
         row(
             format!("LIST {} pods, pages of 500 like kubectl (ms)", self.listed),
             format!("{:.1}", ms(self.list_paged)),
+        )?;
+        row(
+            format!("LIST {} pods, in-process client, no TLS (ms)", self.listed),
+            format!("{:.1}", ms(self.list_in_process)),
         )?;
         row(
             format!("{} watchers: events delivered / expected", o.watchers),
