@@ -287,6 +287,16 @@ fn errors_read_like_kubernetes() {
     stale["metadata"]["labels"]["x"] = "y".into();
     let conflict = c.fails(&["replace", "-f", "-"], Some(&stale.to_string()));
     assert!(conflict.contains("Error from server (Conflict): error when replacing \"STDIN\": Operation cannot be fulfilled on pods \"p1\": the object has been modified"), "{conflict}");
+    let warned = c.kubectl(
+        &["create", "--validate=warn", "-f", "-"],
+        Some("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: w}\nbogus: 1\n"),
+        &[],
+    );
+    assert!(warned.status.success());
+    assert!(
+        String::from_utf8_lossy(&warned.stderr).contains("Warning: unknown field \"bogus\""),
+        "{warned:?}"
+    );
     let missing_ns = c.fails(&["create", "-n", "nowhere", "-f", "-"], Some(POD));
     assert!(
         missing_ns.contains("namespaces \"nowhere\" not found"),
@@ -374,4 +384,39 @@ fn requests_without_a_client_certificate_get_401() {
     let body: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(body["code"], 401);
     assert_eq!(body["reason"], "Unauthorized");
+}
+
+#[test]
+#[allow(clippy::disallowed_methods)] // a plain test thread, not a tokio worker
+fn get_watch_prints_table_rows() {
+    let c = Cluster::start();
+    c.ok_with(&["apply", "-f", "-"], Some(DEPLOYMENT));
+    let mut watch = std::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(c.kubeconfig())
+        .args(["get", "deploy", "-w", "--request-timeout=20s"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = watch.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .take(3)
+            .collect::<Vec<String>>()
+    });
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    c.ok(&["scale", "deploy", "web", "--replicas=4"]);
+    let lines = reader.join().unwrap();
+    let _ = watch.kill();
+    let _ = watch.wait();
+    let table = rows(&lines.join("\n"));
+    assert_eq!(
+        table[0],
+        ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]
+    );
+    assert_eq!(table[1][..2], ["web", "0/2"]);
+    assert_eq!(table[2][..2], ["web", "0/4"]);
 }
