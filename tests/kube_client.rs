@@ -259,3 +259,42 @@ async fn the_kubeconfig_client_speaks_https_with_client_certificates() {
         ["default", "kube-node-lease", "kube-public", "kube-system"]
     );
 }
+
+#[tokio::test]
+async fn streaming_lists_end_with_an_annotated_bookmark() {
+    let cluster = in_process().await;
+    let cms: Api<ConfigMap> = Api::namespaced(cluster.api.client("test"), "default");
+    for name in ["a", "b"] {
+        cms.create(&PostParams::default(), &config_map(name, "1"))
+            .await
+            .unwrap();
+    }
+    // kube-runtime's streaming list: sendInitialEvents=true, then the watch goes on.
+    let config = watcher::Config::default().streaming_lists();
+    let mut events = watcher(cms.clone(), config).boxed();
+    let mut initial = Vec::new();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), events.try_next())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            Some(watcher::Event::Init) => {}
+            Some(watcher::Event::InitApply(cm)) => initial.push(cm.metadata.name.unwrap()),
+            Some(watcher::Event::InitDone) => break,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(initial, ["a", "b"]);
+    cms.create(&PostParams::default(), &config_map("c", "1"))
+        .await
+        .unwrap();
+    match tokio::time::timeout(Duration::from_secs(5), events.try_next())
+        .await
+        .unwrap()
+        .unwrap()
+    {
+        Some(watcher::Event::Apply(cm)) => assert_eq!(cm.metadata.name.as_deref(), Some("c")),
+        other => panic!("unexpected {other:?}"),
+    }
+}
