@@ -31,6 +31,23 @@ fn key_entry(key: &str, item: &Value) -> String {
     format!("k:{}", json!({key: item[key]}))
 }
 
+/// The field set of a whole list: one `k:{...}` entry per element for lists with a merge key, or
+/// the list as one atomic field.
+fn keyed_list_set(items: &[Value], list: &str, parent: &str) -> Value {
+    let Some(key) = merge_key_of(list, parent) else {
+        return json!({});
+    };
+    let mut set = Map::new();
+    for item in items {
+        let mut sub = field_set(item, list, false);
+        sub.as_object_mut()
+            .expect("object")
+            .insert(".".into(), json!({}));
+        set.insert(key_entry(key, item), sub);
+    }
+    Value::Object(set)
+}
+
 /// The field set of `value` (an object), in `FieldsV1` form.
 pub(crate) fn field_set(value: &Value, field: &str, top: bool) -> Value {
     let mut set = Map::new();
@@ -51,20 +68,7 @@ pub(crate) fn field_set(value: &Value, field: &str, top: bool) -> Value {
                     }
                     sub
                 }
-                Value::Array(items) => match merge_key_of(k, field) {
-                    Some(key) => {
-                        let mut list = Map::new();
-                        for item in items {
-                            let mut sub = field_set(item, k, false);
-                            sub.as_object_mut()
-                                .expect("object")
-                                .insert(".".into(), json!({}));
-                            list.insert(key_entry(key, item), sub);
-                        }
-                        Value::Object(list)
-                    }
-                    None => json!({}),
-                },
+                Value::Array(items) => keyed_list_set(items, k, field),
                 _ => json!({}),
             };
             set.insert(format!("f:{k}"), entry);
@@ -366,20 +370,7 @@ fn changed(old: &Value, new: &Value, field: &str, top: bool) -> Value {
                 }
                 None => json!({}),
             },
-            (_, Value::Array(items)) => match merge_key_of(k, field) {
-                Some(key) => {
-                    let mut list = Map::new();
-                    for item in items {
-                        let mut sub = field_set(item, k, false);
-                        sub.as_object_mut()
-                            .expect("object")
-                            .insert(".".into(), json!({}));
-                        list.insert(key_entry(key, item), sub);
-                    }
-                    Value::Object(list)
-                }
-                None => json!({}),
-            },
+            (_, Value::Array(items)) => keyed_list_set(items, k, field),
             _ => json!({}),
         };
         set.insert(format!("f:{k}"), entry);

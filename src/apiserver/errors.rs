@@ -140,7 +140,20 @@ fn invalid_message(kind: &str, name: &str, causes: &[Cause]) -> String {
     format!("{kind} \"{name}\" is invalid: {list}")
 }
 
+/// What a compare-and-swap that lost says.
+const MODIFIED: &str =
+    "the object has been modified; please apply your changes to the latest version and try again";
+
 impl ApiError {
+    /// 409 Conflict: the object changed since the client read it.
+    pub(crate) fn modified(resource: &str, name: &str) -> Self {
+        ApiError::Conflict {
+            resource: resource.into(),
+            name: name.into(),
+            detail: MODIFIED.into(),
+        }
+    }
+
     pub(crate) fn code(&self) -> StatusCode {
         match self {
             ApiError::NotFound { .. } | ApiError::NoSuchPath => StatusCode::NOT_FOUND,
@@ -239,14 +252,19 @@ impl ApiError {
 pub(crate) fn from_store(error: crate::store::Error, resource: &str, name: &str) -> ApiError {
     use crate::store::Error as S;
     match error {
-        S::NotFound { .. } => ApiError::NotFound { resource: resource.into(), name: name.into() },
-        S::AlreadyExists { .. } => ApiError::AlreadyExists { resource: resource.into(), name: name.into() },
-        S::Conflict { .. } => ApiError::Conflict {
+        S::NotFound { .. } => ApiError::NotFound {
             resource: resource.into(),
             name: name.into(),
-            detail: "the object has been modified; please apply your changes to the latest version and try again".into(),
         },
-        S::Compacted { requested, compacted } => ApiError::Expired(match compacted {
+        S::AlreadyExists { .. } => ApiError::AlreadyExists {
+            resource: resource.into(),
+            name: name.into(),
+        },
+        S::Conflict { .. } => ApiError::modified(resource, name),
+        S::Compacted {
+            requested,
+            compacted,
+        } => ApiError::Expired(match compacted {
             Some(c) => format!("too old resource version: {requested} ({c})"),
             None => format!("too old resource version: {requested}"),
         }),

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use super::errors::{ApiError, Cause, from_store};
 use super::path::Target;
 use super::resources::{self, Resource};
-use super::selectors::{FieldSelector, LabelSelector};
+use super::selectors;
 use super::{ApiServer, admission, apply, decode, encode, json_response, patch, tables, watch};
 use crate::flow::{FlowEvent, StepMode};
 use crate::store::{RangeRequest, Revision};
@@ -642,11 +642,7 @@ async fn update_object(
             Err(e) => return Err(from_store(e, &qualified, name)),
         }
     }
-    Err(ApiError::Conflict {
-        resource: qualified,
-        name: name.into(),
-        detail: "the object has been modified; please apply your changes to the latest version and try again".into(),
-    })
+    Err(ApiError::modified(&qualified, name))
 }
 
 fn precondition_of(object: &Value) -> Result<Option<Revision>, ApiError> {
@@ -1255,7 +1251,7 @@ async fn delete_object(
             Err(e) => return Err(from_store(e, &qualified, name)),
         }
     }
-    Err(ApiError::Conflict { resource: qualified, name: name.into(), detail: "the object has been modified; please apply your changes to the latest version and try again".into() })
+    Err(ApiError::modified(&qualified, name))
 }
 
 async fn delete_collection(
@@ -1265,19 +1261,7 @@ async fn delete_collection(
     options: &Value,
     params: &Params,
 ) -> Result<Response, ApiError> {
-    let labels = LabelSelector::parse(
-        params
-            .get("labelSelector")
-            .map(String::as_str)
-            .unwrap_or_default(),
-    )?;
-    let fields = FieldSelector::parse(
-        params
-            .get("fieldSelector")
-            .map(String::as_str)
-            .unwrap_or_default(),
-        resource.kind,
-    )?;
+    let (labels, fields) = selectors::from_params(params, resource.kind)?;
     let range = api
         .store()
         .range(&RangeRequest::prefix(resource.key_prefix(namespace)))
@@ -1343,19 +1327,7 @@ async fn list(
     params: &Params,
     accept: &str,
 ) -> Result<Response, ApiError> {
-    let labels = LabelSelector::parse(
-        params
-            .get("labelSelector")
-            .map(String::as_str)
-            .unwrap_or_default(),
-    )?;
-    let fields = FieldSelector::parse(
-        params
-            .get("fieldSelector")
-            .map(String::as_str)
-            .unwrap_or_default(),
-        resource.kind,
-    )?;
+    let (labels, fields) = selectors::from_params(params, resource.kind)?;
     let limit: usize = params
         .get("limit")
         .and_then(|l| l.parse().ok())

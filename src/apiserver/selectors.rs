@@ -279,6 +279,18 @@ impl FieldSelector {
     }
 }
 
+/// The label and field selectors of a request's `labelSelector` and `fieldSelector` parameters.
+pub(crate) fn from_params(
+    params: &std::collections::HashMap<String, String>,
+    kind: &str,
+) -> Result<(LabelSelector, FieldSelector), ApiError> {
+    let get = |name: &str| params.get(name).map(String::as_str).unwrap_or_default();
+    Ok((
+        LabelSelector::parse(get("labelSelector"))?,
+        FieldSelector::parse(get("fieldSelector"), kind)?,
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;

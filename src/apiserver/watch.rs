@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use super::errors::{ApiError, from_store};
 use super::handlers::Params;
 use super::resources::Resource;
-use super::selectors::{FieldSelector, LabelSelector};
+use super::selectors::{self, FieldSelector, LabelSelector};
 use super::{ApiServer, decode, tables};
 use crate::store::{Event, RangeRequest, Revision};
 
@@ -112,19 +112,7 @@ pub(crate) async fn serve(
     params: Params,
     accept: &str,
 ) -> Result<Response, ApiError> {
-    let labels = LabelSelector::parse(
-        params
-            .get("labelSelector")
-            .map(String::as_str)
-            .unwrap_or_default(),
-    )?;
-    let fields = FieldSelector::parse(
-        params
-            .get("fieldSelector")
-            .map(String::as_str)
-            .unwrap_or_default(),
-        resource.kind,
-    )?;
+    let (labels, fields) = selectors::from_params(&params, resource.kind)?;
     let bookmarks = params
         .get("allowWatchBookmarks")
         .is_some_and(|b| b == "true");
