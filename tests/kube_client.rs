@@ -298,3 +298,29 @@ async fn streaming_lists_end_with_an_annotated_bookmark() {
         other => panic!("unexpected {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn malformed_bodies_get_a_400_not_a_crash() {
+    let cluster = in_process().await;
+    let client = cluster.api.client("test");
+    for body in [
+        "[1, 2]",
+        "not json",
+        "42",
+        r#"{"kind": "Pod", "apiVersion": "v1", "metadata": {"name": "x"}}"#,
+    ] {
+        let request = http::Request::post("/api/v1/namespaces/default/configmaps")
+            .header("Content-Type", "application/json")
+            .body(body.as_bytes().to_vec())
+            .unwrap();
+        match client.request_text(request).await {
+            Err(kube::Error::Api(status)) => assert_eq!(status.code, 400, "{body}: {status:?}"),
+            other => panic!("{body}: expected a 400, got {other:?}"),
+        }
+    }
+    // The server is still there.
+    let cms: Api<ConfigMap> = Api::namespaced(client, "default");
+    cms.create(&PostParams::default(), &config_map("after", "1"))
+        .await
+        .unwrap();
+}

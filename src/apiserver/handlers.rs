@@ -133,6 +133,12 @@ fn normalize(
     warnings: &mut Vec<String>,
 ) -> Result<Value, ApiError> {
     let (group, version) = (resource.group, resource.version);
+    if !object.is_object() {
+        return Err(ApiError::BadRequest(format!(
+            "{} in version \"{version}\" cannot be handled as a {}: the body must be a JSON object",
+            resource.kind, resource.kind
+        )));
+    }
     let expected = resource.api_version();
     if let Some(given) = object["apiVersion"].as_str()
         && given != expected
