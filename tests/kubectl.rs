@@ -420,3 +420,70 @@ fn get_watch_prints_table_rows() {
     assert_eq!(table[1][..2], ["web", "0/2"]);
     assert_eq!(table[2][..2], ["web", "0/4"]);
 }
+
+#[test]
+fn create_subcommands_send_protobuf() {
+    let c = Cluster::start();
+    for (args, printed) in [
+        (
+            vec!["create", "namespace", "team-a"],
+            "namespace/team-a created\n",
+        ),
+        (
+            vec![
+                "create",
+                "deployment",
+                "web",
+                "--image=nginx:1.25",
+                "--replicas=0",
+                "--port=80",
+            ],
+            "deployment.apps/web created\n",
+        ),
+        (
+            vec!["create", "configmap", "cfg", "--from-literal=a=1"],
+            "configmap/cfg created\n",
+        ),
+        (
+            vec![
+                "create",
+                "secret",
+                "generic",
+                "s1",
+                "--from-literal=p=hunter2",
+            ],
+            "secret/s1 created\n",
+        ),
+        (
+            vec!["create", "service", "nodeport", "np", "--tcp=80:8080"],
+            "service/np created\n",
+        ),
+        (
+            vec!["create", "job", "j1", "--image=busybox", "--", "echo", "hi"],
+            "job.batch/j1 created\n",
+        ),
+    ] {
+        assert_eq!(c.ok(&args), printed, "{args:?}");
+    }
+    assert_eq!(
+        c.ok(&["get", "ns", "team-a", "-o", "jsonpath={.status.phase}"]),
+        "Active"
+    );
+    // An explicit zero survives; what Go writes as empty is left out and defaulted.
+    let deployment = c.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas} {.spec.template.spec.restartPolicy} {.spec.template.spec.containers[0].ports[0].protocol}"]);
+    assert_eq!(deployment, "0 Always TCP");
+    assert_eq!(c.ok(&["get", "cm", "cfg", "-o", "jsonpath={.data.a}"]), "1");
+    assert_eq!(
+        c.ok(&["get", "secret", "s1", "-o", "jsonpath={.data.p}"]),
+        "aHVudGVyMg=="
+    );
+    let service = c.ok(&[
+        "get",
+        "svc",
+        "np",
+        "-o",
+        "jsonpath={.spec.type} {.spec.ports[0].nodePort} {.spec.ports[0].targetPort}",
+    ]);
+    assert_eq!(service, "NodePort 30000 8080");
+    assert_eq!(c.ok(&["get", "job", "j1", "-o", "jsonpath={.spec.template.spec.restartPolicy} {.spec.template.spec.containers[0].command}"]), r#"Never ["echo","hi"]"#);
+}

@@ -114,7 +114,7 @@ pub(crate) enum ApiError {
     #[error("the server could not find the requested resource")]
     NoSuchPath,
     #[error(
-        "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml"
+        "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf"
     )]
     UnsupportedMediaType,
     #[error("Unauthorized")]

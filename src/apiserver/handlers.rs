@@ -67,6 +67,18 @@ fn parse_body(content_type: &str, body: &[u8]) -> Result<Value, ApiError> {
     }
 }
 
+/// A request body holding an object of `resource`: JSON, YAML or Kubernetes protobuf.
+fn parse_resource_body(
+    resource: &Resource,
+    content_type: &str,
+    body: &[u8],
+) -> Result<Value, ApiError> {
+    if content_type.split(';').next().unwrap_or_default().trim() == super::protobuf::MEDIA_TYPE {
+        return super::protobuf::decode(resource, body);
+    }
+    parse_body(content_type, body)
+}
+
 fn now() -> String {
     jiff::Timestamp::now()
         .strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -739,7 +751,7 @@ pub(crate) async fn resource(
             let body = body_bytes(request).await?;
             let object = normalize(
                 resource,
-                parse_body(&content_type, &body)?,
+                parse_resource_body(resource, &content_type, &body)?,
                 &params,
                 &mut warnings,
             )?;
@@ -774,7 +786,7 @@ pub(crate) async fn resource(
             let body = body_bytes(request).await?;
             let object = normalize(
                 resource,
-                parse_body(&content_type, &body)?,
+                parse_resource_body(resource, &content_type, &body)?,
                 &params,
                 &mut warnings,
             )?;

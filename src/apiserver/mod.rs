@@ -20,6 +20,7 @@ pub mod kubeconfig;
 mod patch;
 mod path;
 pub mod pki;
+mod protobuf;
 pub(crate) mod resources;
 mod selectors;
 pub mod server;

@@ -1,0 +1,40 @@
+//! Parses the Kubernetes API's protobuf definitions (`proto/`) into a descriptor set, with the
+//! pure-Rust parser (no `protoc`), for decoding protobuf request bodies at run time.
+
+use std::path::PathBuf;
+
+use protobuf::Message;
+
+const FILES: &[&str] = &[
+    "apimachinery/pkg/runtime/schema",
+    "apimachinery/pkg/runtime",
+    "apimachinery/pkg/util/intstr",
+    "apimachinery/pkg/api/resource",
+    "apimachinery/pkg/apis/meta/v1",
+    "api/core/v1",
+    "api/apps/v1",
+    "api/batch/v1",
+    "api/coordination/v1",
+    "api/discovery/v1",
+    "api/events/v1",
+];
+
+fn main() {
+    println!("cargo:rerun-if-changed=proto");
+    let inputs: Vec<PathBuf> = FILES
+        .iter()
+        .map(|f| PathBuf::from(format!("proto/{f}/generated.proto")))
+        .collect();
+    let parsed = protobuf_parse::Parser::new()
+        .pure()
+        .include("proto")
+        .inputs(&inputs)
+        .parse_and_typecheck()
+        .expect("the Kubernetes .proto files in proto/ parse");
+    let mut set = protobuf::descriptor::FileDescriptorSet::new();
+    set.file = parsed.file_descriptors;
+    let out =
+        PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("kubernetes.fds");
+    std::fs::write(out, set.write_to_bytes().expect("a descriptor set encodes"))
+        .expect("OUT_DIR is writable");
+}
