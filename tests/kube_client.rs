@@ -324,3 +324,49 @@ async fn malformed_bodies_get_a_400_not_a_crash() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn events_k8s_io_and_core_events_are_the_same_objects() {
+    use k8s_openapi::api::core::v1::Event as CoreEvent;
+    use k8s_openapi::api::events::v1::Event as NewEvent;
+    let cluster = in_process().await;
+    let client = cluster.api.client("test");
+    let new_events: Api<NewEvent> = Api::namespaced(client.clone(), "default");
+    let core_events: Api<CoreEvent> = Api::namespaced(client, "default");
+    let event: NewEvent = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "scheduled"},
+        "eventTime": "2026-01-01T00:00:00.000000Z",
+        "reportingController": "default-scheduler",
+        "reportingInstance": "default-scheduler-orrery",
+        "action": "Binding",
+        "reason": "Scheduled",
+        "type": "Normal",
+        "note": "Successfully assigned default/web to node-1",
+        "regarding": {"kind": "Pod", "namespace": "default", "name": "web"},
+    }))
+    .unwrap();
+    new_events
+        .create(&PostParams::default(), &event)
+        .await
+        .unwrap();
+    let core = core_events.get("scheduled").await.unwrap();
+    assert_eq!(
+        core.message.as_deref(),
+        Some("Successfully assigned default/web to node-1")
+    );
+    assert_eq!(core.involved_object.name.as_deref(), Some("web"));
+    assert_eq!(
+        core.reporting_component.as_deref(),
+        Some("default-scheduler")
+    );
+    let listed = new_events.list(&ListParams::default()).await.unwrap();
+    assert_eq!(
+        listed.items[0].note.as_deref(),
+        Some("Successfully assigned default/web to node-1")
+    );
+    let selected = core_events
+        .list(&ListParams::default().fields("involvedObject.name=web"))
+        .await
+        .unwrap();
+    assert_eq!(selected.items.len(), 1);
+}

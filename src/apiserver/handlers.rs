@@ -400,7 +400,7 @@ pub(crate) async fn create_object(
     let root = gate_write(api, "CREATE", &object).await;
     let revision = api
         .store()
-        .create(&key, encode(&object))
+        .create(&key, encode(&resource.stored(object.clone())))
         .await
         .map_err(|e| from_store(e, &resource.qualified(), &name))?;
     emit_store(
@@ -540,7 +540,7 @@ async fn update_object(
                 name,
             ));
         }
-        let old = decode(&current)?;
+        let old = resource.served(decode(&current)?);
         let requested = make_new(&old)?;
         let mut new = match kind {
             UpdateKind::Main => {
@@ -632,7 +632,11 @@ async fn update_object(
             api.store().delete(&key, current.mod_revision).await
         } else {
             api.store()
-                .update(&key, encode(&new), current.mod_revision)
+                .update(
+                    &key,
+                    encode(&resource.stored(new.clone())),
+                    current.mod_revision,
+                )
                 .await
         };
         match result {
@@ -917,7 +921,7 @@ pub(crate) async fn get_object(
             resource: resource.qualified(),
             name: name.into(),
         })?;
-    decode(&kv)
+    Ok(resource.served(decode(&kv)?))
 }
 
 /// The `autoscaling/v1 Scale` of a scalable object.
@@ -1164,7 +1168,7 @@ async fn delete_object(
                 resource: qualified.clone(),
                 name: name.into(),
             })?;
-        let mut object = decode(&kv)?;
+        let mut object = resource.served(decode(&kv)?);
         if let Some(uid) = &expected_uid
             && object["metadata"]["uid"].as_str() != Some(uid)
         {
@@ -1250,7 +1254,11 @@ async fn delete_object(
         let root = gate_write(api, "UPDATE", &object).await;
         match api
             .store()
-            .update(&key, encode(&object), kv.mod_revision)
+            .update(
+                &key,
+                encode(&resource.stored(object.clone())),
+                kv.mod_revision,
+            )
             .await
         {
             Ok(revision) => {
@@ -1287,7 +1295,7 @@ async fn delete_collection(
         .map_err(|e| from_store(e, &resource.qualified(), ""))?;
     let mut deleted = Vec::new();
     for kv in &range.kvs {
-        let object = decode(kv)?;
+        let object = resource.served(decode(kv)?);
         if !labels.matches_object(&object) || !fields.matches(&object) {
             continue;
         }
@@ -1374,7 +1382,7 @@ async fn list(
     // Plain JSON lists splice each stored object in with only its metadata re-encoded; tables and
     // selectors on other fields need whole objects.
     let table = tables::wants_table(accept);
-    let raw = !table && fields.only_metadata();
+    let raw = !table && fields.only_metadata() && resource.conversion.is_none();
     let mut items: Vec<Value> = Vec::new();
     let mut raw_items: Vec<bytes::Bytes> = Vec::new();
     let mut revision: Option<Revision>;
@@ -1411,7 +1419,7 @@ async fn list(
                     raw_items.push(object.json);
                 }
             } else {
-                let object = decode(kv)?;
+                let object = resource.served(decode(kv)?);
                 if labels.matches_object(&object) && fields.matches(&object) {
                     items.push(object);
                 }

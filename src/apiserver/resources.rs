@@ -29,6 +29,18 @@ pub(crate) struct Resource {
     /// Subresources other than the main one, such as `status` or `scale`.
     pub(crate) subresources: &'static [&'static str],
     pub(crate) normalize: Normalize,
+    /// For a resource served in another form than it is stored in (events.k8s.io Events are
+    /// kept as core Events, as the real server keeps them).
+    pub(crate) conversion: Option<Conversion>,
+}
+
+/// Converts between how a resource is served and how it is stored.
+#[derive(Debug)]
+pub(crate) struct Conversion {
+    /// The stored form's store resource (`events`).
+    pub(crate) stored_as: &'static str,
+    pub(crate) to_served: fn(Value) -> Value,
+    pub(crate) to_stored: fn(Value) -> Value,
 }
 
 impl PartialEq for Resource {
@@ -60,16 +72,29 @@ impl Resource {
         self.subresources.contains(&"status")
     }
 
+    /// An object as stored, in the form this resource serves.
+    pub(crate) fn served(&self, stored: Value) -> Value {
+        match &self.conversion {
+            Some(c) => (c.to_served)(stored),
+            None => stored,
+        }
+    }
+
+    /// An object as served, in the form it is stored in.
+    pub(crate) fn stored(&self, served: Value) -> Value {
+        match &self.conversion {
+            Some(c) => (c.to_stored)(served),
+            None => served,
+        }
+    }
+
     /// The store key prefix for all objects of this resource (in one namespace, if given):
     /// `/registry/<resource>/<namespace>/`, as the real API server keys etcd.
     pub(crate) fn key_prefix(&self, namespace: Option<&str>) -> String {
-        // events.k8s.io/v1 Events are kept apart from core/v1 Events (the real server converts
-        // between the two; Orrery does not yet).
-        let resource = if self.group == "events.k8s.io" {
-            self.qualified()
-        } else {
-            self.plural.to_owned()
-        };
+        let resource = self
+            .conversion
+            .as_ref()
+            .map_or(self.plural, |c| c.stored_as);
         match namespace {
             Some(ns) if self.namespaced => format!("/registry/{resource}/{ns}/"),
             _ => format!("/registry/{resource}/"),
@@ -99,9 +124,54 @@ macro_rules! resource {
             categories: $categories,
             subresources: $subresources,
             normalize: normalize::<$ty>,
+            conversion: None,
         }
     };
+    ($($args:expr),+ ; $ty:ty ; $conversion:expr) => {
+        Resource { conversion: Some($conversion), ..resource!($($args),+, $ty) }
+    };
 }
+
+/// Moves fields between the two Event forms: `(core/v1 name, events.k8s.io/v1 name)`.
+const EVENT_FIELDS: &[(&str, &str)] = &[
+    ("involvedObject", "regarding"),
+    ("message", "note"),
+    ("reportingComponent", "reportingController"),
+    ("source", "deprecatedSource"),
+    ("firstTimestamp", "deprecatedFirstTimestamp"),
+    ("lastTimestamp", "deprecatedLastTimestamp"),
+    ("count", "deprecatedCount"),
+];
+
+fn rename_fields(
+    mut object: Value,
+    pairs: impl Iterator<Item = (&'static str, &'static str)>,
+    api_version: &str,
+) -> Value {
+    if let Some(map) = object.as_object_mut() {
+        for (from, to) in pairs {
+            if let Some(v) = map.remove(from) {
+                map.insert(to.to_owned(), v);
+            }
+        }
+        map.insert("apiVersion".into(), Value::String(api_version.to_owned()));
+    }
+    object
+}
+
+fn event_to_served(stored: Value) -> Value {
+    rename_fields(stored, EVENT_FIELDS.iter().copied(), "events.k8s.io/v1")
+}
+
+fn event_to_stored(served: Value) -> Value {
+    rename_fields(served, EVENT_FIELDS.iter().map(|(a, b)| (*b, *a)), "v1")
+}
+
+const EVENTS: Conversion = Conversion {
+    stored_as: "events",
+    to_served: event_to_served,
+    to_stored: event_to_stored,
+};
 
 /// Every resource served, in discovery order.
 pub(crate) static RESOURCES: &[Resource] = &[
@@ -342,8 +412,9 @@ pub(crate) static RESOURCES: &[Resource] = &[
         true,
         &["ev"],
         NONE,
-        NONE,
-        events::v1::Event
+        NONE;
+        events::v1::Event;
+        EVENTS
     ),
 ];
 
@@ -432,6 +503,18 @@ mod tests {
         );
         let nodes = find("", "v1", "nodes").unwrap();
         assert_eq!(nodes.key(None, "node-1"), "/registry/nodes/node-1");
+        let events = find("events.k8s.io", "v1", "events").unwrap();
+        assert_eq!(
+            events.key(Some("ns"), "e"),
+            "/registry/events/ns/e",
+            "stored with core Events"
+        );
+        let served = events.served(serde_json::json!({"apiVersion": "v1", "kind": "Event", "message": "m", "involvedObject": {"name": "p"}}));
+        assert_eq!(
+            served,
+            serde_json::json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "note": "m", "regarding": {"name": "p"}})
+        );
+        assert_eq!(events.stored(served)["message"], "m");
         let deploy = find("apps", "v1", "deployments").unwrap();
         assert_eq!(deploy.key(Some("ns"), "d"), "/registry/deployments/ns/d");
     }

@@ -79,7 +79,7 @@ fn translate(event: &Event, watcher: &Watcher) -> Option<(&'static str, Value)> 
     let with_rv = |value: &bytes::Bytes, revision: Revision| -> Option<Value> {
         let mut object: Value = serde_json::from_slice(value).ok()?;
         object["metadata"]["resourceVersion"] = json!(revision.to_string());
-        Some(object)
+        Some(watcher.resource.served(object))
     };
     match event {
         Event::Put { kv, prev } => {
@@ -155,7 +155,7 @@ pub(crate) async fn serve(
         let objects: Vec<Value> = snapshot
             .kvs
             .iter()
-            .filter_map(|kv| decode(kv).ok())
+            .filter_map(|kv| decode(kv).ok().map(|o| resource.served(o)))
             .collect();
         (Some((objects, snapshot.revision)), snapshot.revision + 1)
     } else {
