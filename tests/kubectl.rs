@@ -487,3 +487,73 @@ fn create_subcommands_send_protobuf() {
     assert_eq!(service, "NodePort 30000 8080");
     assert_eq!(c.ok(&["get", "job", "j1", "-o", "jsonpath={.spec.template.spec.restartPolicy} {.spec.template.spec.containers[0].command}"]), r#"Never ["echo","hi"]"#);
 }
+
+/// A stand-in for a kubelet's log endpoint: answers every request with the path and query it got.
+#[allow(clippy::disallowed_methods)] // a plain test thread, not a tokio worker
+fn fake_kubelet() -> u16 {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(20) {
+            let Ok(mut stream) = stream else { continue };
+            let mut request_line = String::new();
+            BufReader::new(&stream)
+                .read_line(&mut request_line)
+                .unwrap();
+            let target = request_line
+                .split_whitespace()
+                .nth(1)
+                .unwrap_or_default()
+                .to_owned();
+            let body = format!("first line\nserved {target}\n");
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    port
+}
+
+#[test]
+fn logs_come_from_the_pods_kubelet() {
+    let c = Cluster::start();
+    let port = fake_kubelet();
+    let node = format!(
+        "apiVersion: v1\nkind: Node\nmetadata: {{name: node-1}}\nstatus:\n  addresses: [{{type: InternalIP, address: 127.0.0.1}}]\n  daemonEndpoints: {{kubeletEndpoint: {{Port: {port}}}}}\n"
+    );
+    c.ok_with(&["create", "-f", "-"], Some(&node));
+    let unscheduled = c.fails(&["logs", "p1"], None);
+    assert!(
+        unscheduled.contains("pods \"p1\" not found"),
+        "{unscheduled}"
+    );
+    c.ok_with(&["create", "-f", "-"], Some(POD));
+    let waiting = c.fails(&["logs", "p1"], None);
+    assert!(
+        waiting.contains("pod p1 does not have a host assigned"),
+        "{waiting}"
+    );
+    c.ok_with(
+        &["create", "-f", "-"],
+        Some(
+            &POD.replace("name: p1", "name: p2")
+                .replace("spec:\n", "spec:\n  nodeName: node-1\n"),
+        ),
+    );
+    assert_eq!(
+        c.ok(&["logs", "p2"]),
+        "first line\nserved /containerLogs/default/p2/c\n"
+    );
+    assert_eq!(
+        c.ok(&["logs", "p2", "-c", "c", "--tail=5", "--timestamps"]),
+        "first line\nserved /containerLogs/default/p2/c?tailLines=5&timestamps=true\n"
+    );
+    let wrong = c.fails(&["logs", "p2", "-c", "nope"], None);
+    assert!(
+        wrong.contains("container nope is not valid for pod p2"),
+        "{wrong}"
+    );
+}

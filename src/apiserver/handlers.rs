@@ -743,13 +743,13 @@ pub(crate) async fn resource(
             json_response(StatusCode::OK, &scale_of(&object))
         }
         (Method::GET, Some(name), "log") => {
-            let pod = get_object(api, resource, namespace.as_deref(), name).await?;
-            return Err(match pod["spec"]["nodeName"].as_str() {
-                None => ApiError::BadRequest(format!("pod {name} does not have a host assigned")),
-                Some(node) => ApiError::BadRequest(format!(
-                    "logs for pod {name} are kept by the kubelet on {node}, which this cluster does not run yet"
-                )),
-            });
+            super::logs::serve(
+                api,
+                namespace.as_deref().unwrap_or("default"),
+                name,
+                &params,
+            )
+            .await?
         }
         (Method::POST, None, "") => {
             let body = body_bytes(request).await?;

@@ -17,6 +17,7 @@ mod discovery;
 pub(crate) mod errors;
 mod handlers;
 pub mod kubeconfig;
+mod logs;
 mod patch;
 mod path;
 pub mod pki;

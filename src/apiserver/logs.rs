@@ -1,0 +1,132 @@
+//! `pods/log`: as the real API server does, it checks the request against the pod, finds the
+//! pod's node and that node's kubelet endpoint (`status.addresses` InternalIP and
+//! `status.daemonEndpoints.kubeletEndpoint.Port`), and streams the kubelet's
+//! `/containerLogs/<namespace>/<pod>/<container>` answer back as `text/plain`, `follow=true`
+//! included. Orrery's kubelets serve that endpoint over plain HTTP on loopback.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::response::Response;
+use http_body_util::BodyExt;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+
+use super::ApiServer;
+use super::errors::ApiError;
+use super::handlers::{Params, get_object};
+use super::resources;
+
+/// The query parameters the kubelet understands, passed through as they are.
+const PASSED: &[&str] = &[
+    "follow",
+    "previous",
+    "timestamps",
+    "tailLines",
+    "limitBytes",
+    "sinceSeconds",
+    "sinceTime",
+];
+
+fn container_names(pod: &Value) -> Vec<String> {
+    ["initContainers", "containers", "ephemeralContainers"]
+        .iter()
+        .flat_map(|list| pod["spec"][list].as_array().cloned().unwrap_or_default())
+        .filter_map(|c| c["name"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Serves `GET .../pods/<name>/log`.
+pub(crate) async fn serve(
+    api: &ApiServer,
+    namespace: &str,
+    name: &str,
+    params: &Params,
+) -> Result<Response, ApiError> {
+    let pods = resources::find("", "v1", "pods").expect("served");
+    let pod = get_object(api, pods, Some(namespace), name).await?;
+    let regular: Vec<String> = pod["spec"]["containers"]
+        .as_array()
+        .map(|cs| {
+            cs.iter()
+                .filter_map(|c| c["name"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    let container = match params.get("container").filter(|c| !c.is_empty()) {
+        Some(c) if container_names(&pod).contains(c) => c.clone(),
+        Some(c) => {
+            return Err(ApiError::BadRequest(format!(
+                "container {c} is not valid for pod {name}"
+            )));
+        }
+        None if regular.len() == 1 => regular[0].clone(),
+        None => {
+            return Err(ApiError::BadRequest(format!(
+                "a container name must be specified for pod {name}, choose one of: [{}]",
+                container_names(&pod).join(" ")
+            )));
+        }
+    };
+    let Some(node_name) = pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) else {
+        return Err(ApiError::BadRequest(format!(
+            "pod {name} does not have a host assigned"
+        )));
+    };
+    let nodes = resources::find("", "v1", "nodes").expect("served");
+    let node = get_object(api, nodes, None, node_name).await?;
+    let address = node["status"]["addresses"]
+        .as_array()
+        .and_then(|a| a.iter().find(|a| a["type"] == "InternalIP"))
+        .and_then(|a| a["address"].as_str())
+        .unwrap_or("127.0.0.1")
+        .to_owned();
+    let port = node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"]
+        .as_i64()
+        .unwrap_or(0);
+    if port == 0 {
+        return Err(ApiError::BadRequest(format!(
+            "the kubelet on node {node_name} does not serve logs (no kubelet endpoint in its status)"
+        )));
+    }
+    let mut query: Vec<String> = PASSED
+        .iter()
+        .filter_map(|k| params.get(*k).map(|v| format!("{k}={v}")))
+        .collect();
+    query.sort();
+    let url = format!(
+        "http://{address}:{port}/containerLogs/{namespace}/{name}/{container}{}{}",
+        if query.is_empty() { "" } else { "?" },
+        query.join("&")
+    );
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|e| ApiError::Internal(format!("bad kubelet URL {url}: {e}")))?;
+    let client: Client<_, Body> = Client::builder(TokioExecutor::new()).build_http();
+    let request = http::Request::get(uri)
+        .body(Body::empty())
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let response = tokio::time::timeout(Duration::from_secs(10), client.request(request))
+        .await
+        .map_err(|_| ApiError::Timeout(format!("the kubelet on {node_name} did not answer")))?
+        .map_err(|e| ApiError::Internal(format!("Get \"{url}\": {e}")))?;
+    let status = response.status();
+    if !status.is_success() {
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        return Err(ApiError::BadRequest(
+            String::from_utf8_lossy(&body).trim().to_owned(),
+        ));
+    }
+    let mut answer = Response::new(Body::new(response.into_body()));
+    answer.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain"),
+    );
+    Ok(answer)
+}
