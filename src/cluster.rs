@@ -4,7 +4,6 @@
 //! in the state directory so that `orrery down` (and later `orrery tui`) can find it.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use crate::apiserver::{ApiServer, kubeconfig, pki::Pki, server};
@@ -132,7 +131,7 @@ pub async fn up(options: UpOptions) -> Result<(), ClusterError> {
         );
     }
 
-    let tls = Arc::new(pki.server_config()?);
+    let tls = pki.server_tls()?;
     server::serve(listener, tls, api.router(), shutdown_signal()).await;
 
     println!("orrery: stopping cluster {:?}", options.name);

@@ -231,7 +231,7 @@ async fn the_kubeconfig_client_speaks_https_with_client_certificates() {
     let pki = orrery::apiserver::pki::Pki::load_or_create(&dir.path().join("pki")).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    let tls = Arc::new(pki.server_config().unwrap());
+    let tls = pki.server_tls().unwrap();
     tokio::spawn(orrery::apiserver::server::serve(
         listener,
         tls,

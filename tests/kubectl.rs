@@ -372,18 +372,44 @@ fn watch_and_delete() {
 }
 
 #[test]
-fn requests_without_a_client_certificate_get_401() {
+fn requests_without_a_trusted_client_certificate_get_401() {
     let c = Cluster::start();
-    let out = std::process::Command::new("curl")
-        .args([
-            "-sk",
-            &format!("https://127.0.0.1:{}/api/v1/namespaces", c.port),
-        ])
-        .output();
-    let Ok(out) = out else { return }; // curl is on every machine here, but do not depend on it
-    let body: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(body["code"], 401);
-    assert_eq!(body["reason"], "Unauthorized");
+    let url = format!("https://127.0.0.1:{}/api/v1/namespaces", c.port);
+    // A certificate the cluster's CA did not sign.
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["intruder".to_owned()]).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "kubernetes-admin");
+    let cert = params.self_signed(&key).unwrap();
+    let (cert_path, key_path) = (
+        c.dir.path().join("intruder.crt"),
+        c.dir.path().join("intruder.key"),
+    );
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    let anonymous = ["-sk".to_owned(), url.clone()];
+    let untrusted = [
+        "-sk".to_owned(),
+        "--cert".into(),
+        cert_path.display().to_string(),
+        "--key".into(),
+        key_path.display().to_string(),
+        url,
+    ];
+    for args in [&anonymous[..], &untrusted[..]] {
+        let out = std::process::Command::new("curl")
+            .args(args)
+            .output()
+            .expect("curl");
+        let body: serde_json::Value =
+            serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{args:?}: {out:?}"));
+        assert_eq!(
+            (body["code"].as_i64(), body["reason"].as_str()),
+            (Some(401), Some("Unauthorized")),
+            "{args:?}"
+        );
+    }
 }
 
 #[test]

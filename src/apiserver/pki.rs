@@ -9,8 +9,9 @@ use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime, pem::PemObject};
 use rustls::server::WebPkiClientVerifier;
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 
 /// What went wrong with the certificates.
 #[derive(Debug, thiserror::Error)]
@@ -202,10 +203,11 @@ impl Pki {
         })
     }
 
-    /// The TLS configuration of the API server: its certificate, and client certificates
-    /// verified against the CA. Clients without a certificate may connect (so that they can be
-    /// answered 401 in Kubernetes' words); the API server checks for one on every request.
-    pub fn server_config(&self) -> Result<rustls::ServerConfig, PkiError> {
+    /// The API server's TLS: its certificate, and a request for a client certificate that the
+    /// handshake takes whatever it is (proving only that the client holds its key), so that a
+    /// missing or untrusted certificate can be answered with a 401 in Kubernetes' words, as
+    /// kube-apiserver does. [`ServerTls::authenticate`] checks it against the CA.
+    pub fn server_tls(&self) -> Result<ServerTls, PkiError> {
         let bad = |message: String| PkiError::Certificate {
             name: "apiserver",
             message,
@@ -230,10 +232,84 @@ impl Pki {
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| bad(e.to_string()))?
-            .with_client_cert_verifier(verifier)
+            .with_client_cert_verifier(Arc::new(AnyClientCert(verifier.clone())))
             .with_single_cert(certs, key)
             .map_err(|e| bad(e.to_string()))?;
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        Ok(config)
+        Ok(ServerTls {
+            config: Arc::new(config),
+            clients: verifier,
+        })
+    }
+}
+
+/// The API server's TLS configuration and the check of client certificates.
+#[derive(Clone)]
+pub struct ServerTls {
+    /// What the TLS layer serves with.
+    pub config: Arc<rustls::ServerConfig>,
+    clients: Arc<dyn ClientCertVerifier>,
+}
+
+impl ServerTls {
+    /// Whether the certificate chain a client presented is signed by the cluster's CA.
+    pub fn authenticate(&self, chain: &[CertificateDer<'_>]) -> bool {
+        match chain.split_first() {
+            Some((leaf, intermediates)) => self
+                .clients
+                .verify_client_cert(leaf, intermediates, UnixTime::now())
+                .is_ok(),
+            None => false,
+        }
+    }
+}
+
+/// Asks for a client certificate and takes any (its holder must still prove it has the key);
+/// whether it is trusted is decided per request, so untrusted clients get a 401, not a TLS alert.
+#[derive(Debug)]
+struct AnyClientCert(Arc<dyn ClientCertVerifier>);
+
+impl ClientCertVerifier for AnyClientCert {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        self.0.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.supported_verify_schemes()
     }
 }

@@ -2,7 +2,6 @@
 //! and HTTP/2 (hyper), and the client's certificate subject passed to the router as a [`Peer`].
 
 use std::future::Future;
-use std::sync::Arc;
 
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -11,16 +10,17 @@ use tokio::net::TcpListener;
 use tower::ServiceExt;
 
 use super::Peer;
+use super::pki::ServerTls;
 
 /// Accepts connections until `shutdown` completes, then stops accepting (open connections end
 /// with the process).
 pub async fn serve(
     listener: TcpListener,
-    tls: Arc<rustls::ServerConfig>,
+    tls: ServerTls,
     router: Router,
     shutdown: impl Future<Output = ()>,
 ) {
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls.config.clone());
     tokio::pin!(shutdown);
     loop {
         let (stream, remote) = tokio::select! {
@@ -33,7 +33,7 @@ pub async fn serve(
                 }
             },
         };
-        let (acceptor, router) = (acceptor.clone(), router.clone());
+        let (acceptor, router, tls_check) = (acceptor.clone(), router.clone(), tls.clone());
         tokio::spawn(async move {
             let tls = match acceptor.accept(stream).await {
                 Ok(tls) => tls,
@@ -42,11 +42,12 @@ pub async fn serve(
                     return;
                 }
             };
+            // Trusted only if signed by the cluster's CA; anything else is anonymous, and 401.
             let peer = tls
                 .get_ref()
                 .1
                 .peer_certificates()
-                .and_then(|certs| certs.first())
+                .filter(|chain| tls_check.authenticate(chain))
                 .map(|_| "client-certificate".to_owned());
             let service = hyper::service::service_fn(
                 move |mut request: http::Request<hyper::body::Incoming>| {

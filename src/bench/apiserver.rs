@@ -152,7 +152,7 @@ pub async fn run_apiserver_bench(options: &ApiBenchOptions) -> Result<ApiReport,
         .await
         .map_err(|e| e.to_string())?;
     let port = listener.local_addr().map_err(|e| e.to_string())?.port();
-    let tls = Arc::new(pki.server_config().map_err(|e| e.to_string())?);
+    let tls = pki.server_tls().map_err(|e| e.to_string())?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let serving = tokio::spawn(server::serve(listener, tls, api.router(), async {
         let _ = stopped.await;
