@@ -174,10 +174,26 @@ pub async fn down(state_dir: &Path) -> Result<i32, ClusterError> {
         return Err(ClusterError::NotRunning(state_dir.to_owned()));
     }
     for _ in 0..300 {
-        if nix::sys::signal::kill(pid, None).is_err() {
+        if !alive(pid.as_raw()) {
             return Ok(pid.as_raw());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     Err(ClusterError::DidNotStop(pid.as_raw()))
+}
+
+/// Whether a process is still running: it exists and is not a zombie waiting for its parent.
+fn alive(pid: i32) -> bool {
+    if nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_err() {
+        return false;
+    }
+    // /proc/<pid>/stat is "pid (comm) state ...": the state follows the last ')'.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+                != Some("Z")
+        }
+        Err(_) => false,
+    }
 }

@@ -583,3 +583,54 @@ fn logs_come_from_the_pods_kubelet() {
         "{wrong}"
     );
 }
+
+#[test]
+fn restart_keeps_objects_and_the_users_kubeconfig_keeps_other_contexts() {
+    let dir = tempfile::tempdir().unwrap();
+    let user = dir.path().join("user-kubeconfig");
+    std::fs::write(&user, "apiVersion: v1\nkind: Config\nclusters:\n- name: prod\n  cluster: {server: https://prod.example}\nusers:\n- name: prod\n  user: {token: t}\ncontexts:\n- name: prod\n  context: {cluster: prod, user: prod}\ncurrent-context: prod\n").unwrap();
+    let c = Cluster::start_in(dir, &["--name", "lab"]);
+    c.ok_with(&["apply", "-f", "-"], Some(DEPLOYMENT));
+    let merged = std::fs::read_to_string(c.dir.path().join("user-kubeconfig")).unwrap();
+    assert!(
+        merged.contains("name: prod")
+            && merged.contains("name: lab")
+            && merged.contains("current-context: lab"),
+        "{merged}"
+    );
+    // The merged context works as kubectl's current context.
+    let out = std::process::Command::new("kubectl")
+        .args(["get", "deploy", "web", "-o", "name"])
+        .env("KUBECONFIG", c.dir.path().join("user-kubeconfig"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "deployment.apps/web\n"
+    );
+    let rv = c.ok(&[
+        "get",
+        "deploy",
+        "web",
+        "-o",
+        "jsonpath={.metadata.resourceVersion}",
+    ]);
+
+    let dir = c.down();
+    assert!(
+        !dir.path().join("orrery.pid").exists(),
+        "down removes the pid file"
+    );
+    let c = Cluster::start_in(dir, &["--name", "lab"]);
+    assert_eq!(
+        c.ok(&[
+            "get",
+            "deploy",
+            "web",
+            "-o",
+            "jsonpath={.metadata.resourceVersion}"
+        ]),
+        rv
+    );
+    assert_eq!(c.ok(&["get", "ns", "-o", "name"]).lines().count(), 4);
+}

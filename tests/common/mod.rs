@@ -16,13 +16,19 @@ pub struct Cluster {
 
 impl Cluster {
     /// Starts a cluster and waits until its API answers.
-    #[allow(clippy::disallowed_methods)] // a plain test thread, not a tokio worker
     pub fn start() -> Cluster {
-        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(tempfile::tempdir().unwrap(), &["--no-kubeconfig-merge"])
+    }
+
+    /// Starts a cluster on an existing state directory (a restart), with extra `up` flags.
+    #[allow(clippy::disallowed_methods)] // a plain test thread, not a tokio worker
+    pub fn start_in(dir: tempfile::TempDir, flags: &[&str]) -> Cluster {
+        let _ = std::fs::remove_file(dir.path().join("orrery.pid"));
         let child = Command::new(env!("CARGO_BIN_EXE_orrery"))
             .arg("--state-dir")
             .arg(dir.path())
-            .args(["up", "--headless", "--port", "0", "--no-kubeconfig-merge"])
+            .args(["up", "--headless", "--port", "0"])
+            .args(flags)
             .env("KUBECONFIG", dir.path().join("user-kubeconfig"))
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -106,6 +112,30 @@ impl Cluster {
             String::from_utf8_lossy(&out.stdout)
         );
         String::from_utf8(out.stderr).unwrap()
+    }
+}
+
+impl Cluster {
+    /// Stops the cluster with `orrery down` and hands back its state directory.
+    pub fn down(mut self) -> tempfile::TempDir {
+        let out = Command::new(env!("CARGO_BIN_EXE_orrery"))
+            .arg("--state-dir")
+            .arg(self.dir.path())
+            .arg("down")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "orrery down: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let status = self.child.wait().unwrap();
+        assert!(
+            status.success(),
+            "orrery up exits cleanly on down: {status}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        std::mem::replace(&mut self.dir, dir)
     }
 }
 
