@@ -482,9 +482,6 @@ fn default_pod_spec(spec: &mut Value) {
                     set_default(s, mode, json!(420));
                 }
             }
-            if let Some(e) = v.get_mut("emptyDir").and_then(Value::as_object_mut) {
-                let _ = e;
-            }
         }
     }
 }

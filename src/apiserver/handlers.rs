@@ -144,7 +144,7 @@ fn normalize(
     params: &Params,
     warnings: &mut Vec<String>,
 ) -> Result<Value, ApiError> {
-    let (group, version) = (resource.group, resource.version);
+    let version = resource.version;
     if !object.is_object() {
         return Err(ApiError::BadRequest(format!(
             "{} in version \"{version}\" cannot be handled as a {}: the body must be a JSON object",
@@ -178,7 +178,6 @@ fn normalize(
             resource.kind, resource.kind
         ))
     })?;
-    let _ = group;
     let mut unknown = Vec::new();
     unknown_fields(&object, &typed, "", &mut unknown);
     if !unknown.is_empty() {
@@ -711,7 +710,6 @@ pub(crate) async fn resource(
         return Err(ApiError::NoSuchPath);
     }
     let sub = target.subresource.as_deref().unwrap_or_default();
-    let qualified = resource.qualified();
     let manager_name = params
         .get("fieldManager")
         .filter(|m| !m.is_empty())
@@ -880,10 +878,7 @@ pub(crate) async fn resource(
             };
             delete_collection(api, resource, namespace.as_deref(), &options, &params).await?
         }
-        _ => {
-            let _ = qualified;
-            return Err(ApiError::MethodNotAllowed);
-        }
+        _ => return Err(ApiError::MethodNotAllowed),
     };
     Ok(with_warnings(response, &warnings))
 }

@@ -58,8 +58,7 @@ pub(crate) fn human_duration(seconds: i64) -> String {
     }
 }
 
-fn age(object: &Value, field: &Value) -> String {
-    let _ = object;
+fn age(field: &Value) -> String {
     match field
         .as_str()
         .and_then(|t| t.parse::<jiff::Timestamp>().ok())
@@ -245,7 +244,7 @@ fn pod_row(pod: &Value) -> Vec<Value> {
         json!(format!("{ready}/{total}")),
         json!(pod_status(pod)),
         json!(restarts),
-        json!(age(pod, &pod["metadata"]["creationTimestamp"])),
+        json!(age(&pod["metadata"]["creationTimestamp"])),
         json!(or_none(s(&pod["status"]["podIP"]))),
         json!(or_none(s(&pod["spec"]["nodeName"]))),
         json!(or_none(s(&pod["status"]["nominatedNodeName"]))),
@@ -349,7 +348,7 @@ fn printer(kind: &str, group: &str) -> (Vec<Value>, Cells) {
         ($($e:expr),* $(,)?) => { |o: &Value| vec![json!(s(&o["metadata"]["name"])), $(json!($e(o))),*] };
     }
     fn created(o: &Value) -> String {
-        age(o, &o["metadata"]["creationTimestamp"])
+        age(&o["metadata"]["creationTimestamp"])
     }
     match (group, kind) {
         ("", "Pod") => (
@@ -660,7 +659,7 @@ fn printer(kind: &str, group: &str) -> (Vec<Value>, Cells) {
                 };
                 let involved = &o["involvedObject"];
                 vec![
-                    json!(age(o, last)),
+                    json!(age(last)),
                     json!(s(&o["type"])),
                     json!(s(&o["reason"])),
                     json!(format!(
@@ -671,7 +670,7 @@ fn printer(kind: &str, group: &str) -> (Vec<Value>, Cells) {
                     json!(s(&involved["fieldPath"])),
                     json!(source_of(o)),
                     json!(s(&o["message"])),
-                    json!(age(o, first)),
+                    json!(age(first)),
                     json!(o["count"].as_i64().unwrap_or(1)),
                     json!(s(&o["metadata"]["name"])),
                 ]
@@ -1063,7 +1062,7 @@ fn printer(kind: &str, group: &str) -> (Vec<Value>, Cells) {
                     .replace("false", "False"),
                 |o: &Value| o["status"]["active"].as_array().map_or(0, Vec::len),
                 |o: &Value| if o["status"]["lastScheduleTime"].is_string() {
-                    age(o, &o["status"]["lastScheduleTime"])
+                    age(&o["status"]["lastScheduleTime"])
                 } else {
                     "<none>".into()
                 },
