@@ -344,6 +344,22 @@ fn printer(kind: &str, group: &str) -> (Vec<Value>, Cells) {
     let age_desc = "CreationTimestamp is a timestamp representing the server time when this object was created.";
     let name = || col("Name", "string", 0, name_desc);
     let age_col = || col("Age", "string", 0, age_desc);
+    let containers_col = || {
+        col(
+            "Containers",
+            "string",
+            1,
+            "Names of each container in the template.",
+        )
+    };
+    let images_col = || {
+        col(
+            "Images",
+            "string",
+            1,
+            "Images referenced by each container in the template.",
+        )
+    };
     macro_rules! cells {
         ($($e:expr),* $(,)?) => { |o: &Value| vec![json!(s(&o["metadata"]["name"])), $(json!($e(o))),*] };
     }
@@ -693,18 +709,8 @@ fn printer(kind: &str, group: &str) -> (Vec<Value>, Cells) {
                     "Total number of available pods (ready for at least minReadySeconds) targeted by this deployment.",
                 ),
                 age_col(),
-                col(
-                    "Containers",
-                    "string",
-                    1,
-                    "Names of each container in the template.",
-                ),
-                col(
-                    "Images",
-                    "string",
-                    1,
-                    "Images referenced by each container in the template.",
-                ),
+                containers_col(),
+                images_col(),
                 col(
                     "Selector",
                     "string",
@@ -748,18 +754,8 @@ fn printer(kind: &str, group: &str) -> (Vec<Value>, Cells) {
                     "The number of ready replicas for this replica set.",
                 ),
                 age_col(),
-                col(
-                    "Containers",
-                    "string",
-                    1,
-                    "Names of each container in the template.",
-                ),
-                col(
-                    "Images",
-                    "string",
-                    1,
-                    "Images referenced by each container in the template.",
-                ),
+                containers_col(),
+                images_col(),
                 col(
                     "Selector",
                     "string",
@@ -817,18 +813,8 @@ fn printer(kind: &str, group: &str) -> (Vec<Value>, Cells) {
                     "NodeSelector is a selector which must be true for the pod to fit on a node.",
                 ),
                 age_col(),
-                col(
-                    "Containers",
-                    "string",
-                    1,
-                    "Names of each container in the template.",
-                ),
-                col(
-                    "Images",
-                    "string",
-                    1,
-                    "Images referenced by each container in the template.",
-                ),
+                containers_col(),
+                images_col(),
                 col(
                     "Selector",
                     "string",
@@ -854,18 +840,8 @@ fn printer(kind: &str, group: &str) -> (Vec<Value>, Cells) {
                 name(),
                 col("Ready", "string", 0, "Number of the pod with ready state"),
                 age_col(),
-                col(
-                    "Containers",
-                    "string",
-                    1,
-                    "Names of each container in the template.",
-                ),
-                col(
-                    "Images",
-                    "string",
-                    1,
-                    "Images referenced by each container in the template.",
-                ),
+                containers_col(),
+                images_col(),
             ],
             cells!(
                 |o: &Value| format!(
@@ -931,18 +907,8 @@ fn printer(kind: &str, group: &str) -> (Vec<Value>, Cells) {
                     "Time required to complete the job.",
                 ),
                 age_col(),
-                col(
-                    "Containers",
-                    "string",
-                    1,
-                    "Names of each container in the template.",
-                ),
-                col(
-                    "Images",
-                    "string",
-                    1,
-                    "Images referenced by each container in the template.",
-                ),
+                containers_col(),
+                images_col(),
                 col(
                     "Selector",
                     "string",
@@ -1032,18 +998,8 @@ fn printer(kind: &str, group: &str) -> (Vec<Value>, Cells) {
                     "Information when was the last time the job was successfully scheduled.",
                 ),
                 age_col(),
-                col(
-                    "Containers",
-                    "string",
-                    1,
-                    "Names of each container in the template.",
-                ),
-                col(
-                    "Images",
-                    "string",
-                    1,
-                    "Images referenced by each container in the template.",
-                ),
+                containers_col(),
+                images_col(),
                 col(
                     "Selector",
                     "string",
