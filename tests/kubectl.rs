@@ -634,3 +634,49 @@ fn restart_keeps_objects_and_the_users_kubeconfig_keeps_other_contexts() {
     );
     assert_eq!(c.ok(&["get", "ns", "-o", "name"]).lines().count(), 4);
 }
+
+#[test]
+fn server_side_dry_runs_and_diff_change_nothing() {
+    let c = Cluster::start();
+    c.ok_with(&["apply", "-f", "-"], Some(DEPLOYMENT));
+    let rv = c.ok(&[
+        "get",
+        "deploy",
+        "web",
+        "-o",
+        "jsonpath={.metadata.resourceVersion}",
+    ]);
+    let scaled = DEPLOYMENT.replace("replicas: 2", "replicas: 9");
+    // kubectl diff asks the server for a dry-run patch: it must show the change and make none.
+    let diff = c.kubectl(&["diff", "-f", "-"], Some(&scaled), &[]);
+    assert_eq!(
+        diff.status.code(),
+        Some(1),
+        "diff exits 1 when there are differences: {diff:?}"
+    );
+    assert!(
+        String::from_utf8_lossy(&diff.stdout).contains("+  replicas: 9"),
+        "{diff:?}"
+    );
+    c.ok_with(&["apply", "--dry-run=server", "-f", "-"], Some(&scaled));
+    c.ok_with(
+        &["apply", "--server-side", "--dry-run=server", "-f", "-"],
+        Some(&scaled.replace("name: web\n  labels", "name: new\n  labels")),
+    );
+    c.ok(&["delete", "deploy", "web", "--dry-run=server"]);
+    c.ok(&["scale", "deploy", "web", "--replicas=7", "--dry-run=server"]);
+    assert_eq!(
+        c.ok(&[
+            "get",
+            "deploy",
+            "web",
+            "-o",
+            "jsonpath={.spec.replicas} {.metadata.resourceVersion}"
+        ]),
+        format!("2 {rv}")
+    );
+    assert_eq!(
+        c.ok(&["get", "deploy", "-o", "name"]),
+        "deployment.apps/web\n"
+    );
+}

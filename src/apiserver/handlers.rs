@@ -484,6 +484,20 @@ enum UpdateKind {
     Finalize,
 }
 
+/// How an update writes.
+#[derive(Clone, Copy, Debug)]
+struct Write<'a> {
+    kind: UpdateKind,
+    /// The resourceVersion the client based its change on (`None`: retry until it sticks).
+    precondition: Option<Revision>,
+    /// Whether a missing object is created (server-side apply).
+    allow_create: bool,
+    /// Who changes the fields (`None`: the caller maintains managedFields itself).
+    manager: Option<&'a str>,
+    /// `dryRun=All`: everything but the write.
+    dry_run: bool,
+}
+
 /// The result of an update.
 struct Updated {
     object: Value,
@@ -491,19 +505,21 @@ struct Updated {
 }
 
 /// Writes `new` over the stored object, as PUT (and, after patching, PATCH) do.
-#[allow(clippy::too_many_arguments)] // each argument is one independent knob of the write `precondition`
-/// is the resourceVersion the client based its change on (`None`: retry until it sticks).
 async fn update_object(
     api: &ApiServer,
     resource: &'static Resource,
     namespace: Option<&str>,
     name: &str,
-    kind: UpdateKind,
-    precondition: Option<Revision>,
+    write: Write<'_>,
     mut make_new: impl FnMut(&Value) -> Result<Value, ApiError>,
-    allow_create: bool,
-    manager: Option<&str>,
 ) -> Result<Updated, ApiError> {
+    let Write {
+        kind,
+        precondition,
+        allow_create,
+        manager,
+        dry_run,
+    } = write;
     let key = resource.key(namespace, name);
     let qualified = resource.qualified();
     for _ in 0..RETRIES {
@@ -515,7 +531,11 @@ async fn update_object(
         let Some(current) = current else {
             if allow_create && kind == UpdateKind::Main {
                 let new = make_new(&Value::Null)?;
-                let object = create_object(api, resource, namespace, new, manager).await?;
+                let object = if dry_run {
+                    dry_run_create(resource, namespace, new)?
+                } else {
+                    create_object(api, resource, namespace, new, manager).await?
+                };
                 return Ok(Updated {
                     object,
                     created: true,
@@ -618,6 +638,12 @@ async fn update_object(
                 created: false,
             });
         }
+        if dry_run {
+            return Ok(Updated {
+                object: new,
+                created: false,
+            });
+        }
         let finalized = new["metadata"]["deletionTimestamp"].is_string()
             && new["metadata"]["finalizers"]
                 .as_array()
@@ -664,6 +690,11 @@ async fn update_object(
         }
     }
     Err(ApiError::modified(&qualified, name))
+}
+
+/// `dryRun=All`: validate and answer as if written, but write nothing.
+fn is_dry_run(params: &Params) -> bool {
+    params.get("dryRun").is_some_and(|d| d == "All")
 }
 
 fn precondition_of(object: &Value) -> Result<Option<Revision>, ApiError> {
@@ -803,11 +834,14 @@ pub(crate) async fn resource(
                 resource,
                 namespace.as_deref(),
                 name,
-                kind,
-                precondition,
+                Write {
+                    kind,
+                    precondition,
+                    allow_create: false,
+                    manager,
+                    dry_run: is_dry_run(&params),
+                },
                 |_| Ok(object.clone()),
-                false,
-                manager,
             )
             .await?;
             json_response(
@@ -829,15 +863,18 @@ pub(crate) async fn resource(
                 resource,
                 namespace.as_deref(),
                 name,
-                UpdateKind::Main,
-                precondition,
+                Write {
+                    kind: UpdateKind::Main,
+                    precondition,
+                    allow_create: false,
+                    manager,
+                    dry_run: is_dry_run(&params),
+                },
                 |old| {
                     let mut new = old.clone();
                     new["spec"]["replicas"] = replicas.clone();
                     Ok(new)
                 },
-                false,
-                manager,
             )
             .await?;
             json_response(StatusCode::OK, &scale_of(&updated.object))
@@ -983,8 +1020,13 @@ async fn patch_object(
         resource,
         namespace,
         name,
-        kind,
-        precondition,
+        Write {
+            kind,
+            precondition,
+            allow_create: false,
+            manager: Some(manager),
+            dry_run: is_dry_run(params),
+        },
         |old| {
             let base = if sub == "scale" {
                 scale_of(old)
@@ -1009,8 +1051,6 @@ async fn patch_object(
             produced_warnings = w;
             Ok(normalized)
         },
-        false,
-        Some(manager),
     )
     .await?;
     warnings.extend(produced_warnings);
@@ -1062,11 +1102,14 @@ async fn apply_patch(
         resource,
         namespace,
         name,
-        kind,
-        None,
+        Write {
+            kind,
+            precondition: None,
+            allow_create: true,
+            manager: None,
+            dry_run: is_dry_run(params),
+        },
         |old| apply::merge(resource, old, &applied, &manager, force),
-        true,
-        None,
     )
     .await?;
     Ok(json_response(
@@ -1097,8 +1140,13 @@ async fn bind(
         resource,
         namespace,
         name,
-        UpdateKind::Main,
-        None,
+        Write {
+            kind: UpdateKind::Main,
+            precondition: None,
+            allow_create: false,
+            manager,
+            dry_run: false,
+        },
         |old| {
             if let Some(existing) = old["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
                 return Err(ApiError::Conflict {
@@ -1118,8 +1166,6 @@ async fn bind(
             new["spec"]["nodeName"] = json!(node);
             Ok(new)
         },
-        false,
-        manager,
     )
     .await?;
     Ok(json_response(
@@ -1175,6 +1221,13 @@ async fn delete_object(
                     object["metadata"]["uid"].as_str().unwrap_or_default()
                 ),
             });
+        }
+        // kubectl sends dryRun in the DeleteOptions body; other clients in the query.
+        let body_dry_run = options["dryRun"]
+            .as_array()
+            .is_some_and(|d| d.iter().any(|v| v == "All"));
+        if is_dry_run(params) || body_dry_run {
+            return Ok(object);
         }
         let mut finalizers: Vec<Value> = object["metadata"]["finalizers"]
             .as_array()
