@@ -680,3 +680,44 @@ fn server_side_dry_runs_and_diff_change_nothing() {
         "deployment.apps/web\n"
     );
 }
+
+#[test]
+fn replacing_a_service_keeps_its_cluster_ip_and_node_port() {
+    let c = Cluster::start();
+    let service = "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  type: NodePort\n  selector: {app: web}\n  ports: [{port: 80, targetPort: 8080}]\n";
+    c.ok_with(&["create", "-f", "-"], Some(service));
+    let before = c.ok(&[
+        "get",
+        "svc",
+        "web",
+        "-o",
+        "jsonpath={.spec.clusterIP} {.spec.ports[0].nodePort}",
+    ]);
+    assert!(
+        before.starts_with("10.96.") && before.ends_with(" 30000"),
+        "{before}"
+    );
+    c.ok_with(
+        &["replace", "-f", "-"],
+        Some(&service.replace("app: web", "app: web2")),
+    );
+    let after = c.ok(&[
+        "get",
+        "svc",
+        "web",
+        "-o",
+        "jsonpath={.spec.clusterIP} {.spec.ports[0].nodePort} {.spec.selector.app}",
+    ]);
+    assert_eq!(after, format!("{before} web2"));
+    let changed = c.fails(
+        &[
+            "patch",
+            "svc",
+            "web",
+            "-p",
+            r#"{"spec":{"clusterIP":"10.96.9.9"}}"#,
+        ],
+        None,
+    );
+    assert!(changed.contains("may not change once set"), "{changed}");
+}

@@ -493,6 +493,33 @@ fn default_template(spec: &mut Value) {
     }
 }
 
+/// What an update leaves out but the server allocated keeps its old value, as the real
+/// Service strategy does: the cluster IPs and the node ports.
+pub(crate) fn keep_allocated(resource: &Resource, new: &mut Value, old: &Value) {
+    if resource.kind != "Service" || resource.group != "" {
+        return;
+    }
+    let (old_spec, spec) = (&old["spec"], &mut new["spec"]);
+    if spec["clusterIP"].as_str().is_none_or(str::is_empty) && old_spec["clusterIP"].is_string() {
+        spec["clusterIP"] = old_spec["clusterIP"].clone();
+        spec["clusterIPs"] = old_spec["clusterIPs"].clone();
+    }
+    let old_ports = old_spec["ports"].as_array().cloned().unwrap_or_default();
+    if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
+        for port in ports {
+            if port["nodePort"].as_i64().is_some_and(|n| n != 0) {
+                continue;
+            }
+            let same = old_ports
+                .iter()
+                .find(|o| o["port"] == port["port"] && o["protocol"] == port["protocol"]);
+            if let Some(node_port) = same.and_then(|o| o["nodePort"].as_i64()) {
+                port["nodePort"] = json!(node_port);
+            }
+        }
+    }
+}
+
 /// Applies the real server's defaults to a new or updated object.
 pub(crate) fn default(resource: &Resource, object: &mut Value) {
     match (resource.group, resource.kind) {

@@ -605,6 +605,7 @@ async fn update_object(
             )));
         }
         admission::default(resource, &mut new);
+        admission::keep_allocated(resource, &mut new, &old);
         if let Some(manager) = manager {
             new["metadata"]["managedFields"] = old["metadata"]["managedFields"].clone();
             let sub = match kind {
