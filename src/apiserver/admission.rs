@@ -496,7 +496,7 @@ fn default_template(spec: &mut Value) {
 /// What an update leaves out but the server allocated keeps its old value, as the real
 /// Service strategy does: the cluster IPs and the node ports.
 pub(crate) fn keep_allocated(resource: &Resource, new: &mut Value, old: &Value) {
-    if resource.kind != "Service" || resource.group != "" {
+    if resource.kind != "Service" || !resource.group.is_empty() {
         return;
     }
     let (old_spec, spec) = (&old["spec"], &mut new["spec"]);
