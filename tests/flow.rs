@@ -140,3 +140,32 @@ async fn step_mode_holds_a_write_until_released() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn reads_are_store_operations_too() {
+    let (api, _dir) = cluster().await;
+    let cms: Api<ConfigMap> = Api::namespaced(api.client("test"), "default");
+    cms.create(&PostParams::default(), &cm("read-me"))
+        .await
+        .unwrap();
+    let (_, mut events) = api.flow().subscribe(u64::MAX);
+    cms.get("read-me").await.unwrap();
+    cms.list(&Default::default()).await.unwrap();
+    let verbs: Vec<(String, String)> = (0..4)
+        .map(|_| {
+            events
+                .try_recv()
+                .map(|e| (format!("{}->{}", e.from, e.to), e.verb))
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(
+        verbs,
+        [
+            ("test->apiserver".into(), "GET".into()),
+            ("apiserver->store".into(), "GET".into()),
+            ("test->apiserver".into(), "LIST".into()),
+            ("apiserver->store".into(), "RANGE".into()),
+        ]
+    );
+}

@@ -303,6 +303,23 @@ async fn gate_write(api: &ApiServer, verb: &str, object: &Value) -> String {
     root
 }
 
+/// Emits a store read that serves a request (reads are not gated).
+pub(crate) fn emit_read(
+    api: &ApiServer,
+    verb: &str,
+    resource: &Resource,
+    namespace: Option<&str>,
+    name: &str,
+    revision: Revision,
+    detail: String,
+) {
+    let mut event = FlowEvent::new("apiserver", "store", verb)
+        .object(resource.kind, namespace.unwrap_or_default(), name)
+        .detail(detail);
+    event.revision = Some(revision);
+    api.emit(event);
+}
+
 fn emit_store(
     api: &ApiServer,
     verb: &str,
@@ -758,6 +775,19 @@ pub(crate) async fn resource(
         }
         (Method::GET, Some(name), "" | "status") => {
             let object = get_object(api, resource, namespace.as_deref(), name).await?;
+            let revision = object["metadata"]["resourceVersion"]
+                .as_str()
+                .and_then(|r| r.parse().ok())
+                .unwrap_or(0);
+            emit_read(
+                api,
+                "GET",
+                resource,
+                namespace.as_deref(),
+                name,
+                revision,
+                format!("get {}", resource.key(namespace.as_deref(), name)),
+            );
             if tables::wants_table(&accept) {
                 let rv = object["metadata"]["resourceVersion"].clone();
                 json_response(
@@ -1456,6 +1486,20 @@ async fn list(
             other => from_store(other, &resource.qualified(), ""),
         })?;
         revision = Some(page.revision);
+        emit_read(
+            api,
+            "RANGE",
+            resource,
+            namespace,
+            "",
+            page.revision,
+            format!(
+                "range {prefix} from {:?}: {} keys at revision {}",
+                request.start_after,
+                page.kvs.len(),
+                page.revision
+            ),
+        );
         at = Some(page.revision);
         let mut last_key = None;
         for kv in &page.kvs {

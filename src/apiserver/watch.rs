@@ -171,6 +171,15 @@ pub(crate) async fn serve(
     };
     let explicit_initial = params.get("sendInitialEvents").is_some_and(|s| s == "true");
     let events = api.store().watch(&prefix, from).await;
+    super::handlers::emit_read(
+        &api,
+        "WATCH",
+        resource,
+        namespace.as_deref(),
+        "",
+        from,
+        format!("watch {prefix} from revision {from}"),
+    );
     tokio::spawn(async move {
         let mut last = from - 1;
         if let Some((objects, revision)) = initial {
