@@ -316,9 +316,20 @@ pub(crate) fn merge(
             }
         }
     }
+    // An apply that owns the same fields as before keeps its entry (and its time), so a repeated
+    // apply that changes nothing writes nothing.
+    let unchanged = entries.iter().position(|e| {
+        e["manager"] == manager && e["operation"] == "Apply" && e["fieldsV1"] == ours
+    });
+    let entry = match unchanged {
+        Some(i) => entries.remove(i),
+        None => {
+            json!({"manager": manager, "operation": "Apply", "apiVersion": api_version, "time": now(), "fieldsType": "FieldsV1", "fieldsV1": ours})
+        }
+    };
     entries.retain(|e| !(e["manager"] == manager && e["operation"] == "Apply"));
     entries.retain(|e| e["fieldsV1"].as_object().is_some_and(|m| !m.is_empty()));
-    entries.push(json!({"manager": manager, "operation": "Apply", "apiVersion": api_version, "time": now(), "fieldsType": "FieldsV1", "fieldsV1": ours}));
+    entries.push(entry);
     result["metadata"]["managedFields"] = json!(entries);
     Ok(result)
 }
