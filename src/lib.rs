@@ -24,4 +24,5 @@ pub mod bench;
 pub mod cli;
 pub mod cluster;
 pub mod flow;
+pub mod runtime;
 pub mod store;

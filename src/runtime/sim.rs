@@ -1,0 +1,535 @@
+//! The simulated runtime: containers without processes, for thousands of virtual pods and for
+//! machines without root (`orrery up --runtime sim`, never chosen silently).
+//!
+//! A simulated container "runs" its `command` and `args` by these rules, so that tests and
+//! lessons can show starts, crashes and completions:
+//! - `sh -c "<script>"` (or `bash -c`): the script's statements, separated by `;` or `&&`, run
+//!   in order: `echo <text>` writes a log line, `sleep <seconds>` waits, `exit <n>` ends with
+//!   code `n`, `true`/`false` set the status; at the end the container exits with the last
+//!   status. Any other statement (`nginx`, `python app.py`, ...) runs until the container is
+//!   stopped.
+//! - `sleep <seconds>` exits 0 after that many seconds (`sleep infinity` never ends);
+//!   `echo <text>` logs the text and exits 0; `true` exits 0; `false` exits 1.
+//! - Anything else, including no command at all (the image's own entrypoint), runs until stopped.
+//! - Stopping handles SIGTERM at once (exit code 143); a grace period of zero kills (137).
+//! - Images pull after a short delay; a reference whose tag is `notfound` fails as a registry
+//!   would (`manifest unknown`), for showing `ErrImagePull` and `ImagePullBackOff`.
+//!
+//! Time is tokio's, so tests run the rules on a paused clock.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::oneshot;
+
+use super::{
+    ContainerConfig, ContainerRuntime, ContainerState, ContainerStatus, LogLine, Result,
+    RuntimeError, SandboxConfig,
+};
+
+/// Timings of the simulation.
+#[derive(Clone, Debug)]
+pub struct SimOptions {
+    /// From `start_container` until the process runs.
+    pub start_delay: Duration,
+    /// How long an image pull takes.
+    pub pull_delay: Duration,
+}
+
+impl Default for SimOptions {
+    fn default() -> Self {
+        SimOptions {
+            start_delay: Duration::from_millis(20),
+            pull_delay: Duration::from_millis(50),
+        }
+    }
+}
+
+/// One step of a simulated program.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Step {
+    Log(String),
+    Sleep(Duration),
+    Status(i32),
+    Exit(i32),
+    Forever,
+}
+
+fn seconds(text: &str) -> Option<Step> {
+    if text == "infinity" {
+        return Some(Step::Forever);
+    }
+    let value: f64 = text.trim_end_matches('s').parse().ok()?;
+    Some(Step::Sleep(Duration::from_secs_f64(value.max(0.0))))
+}
+
+/// One shell statement (or a whole program without a shell) as steps.
+fn statement(words: &[&str]) -> Vec<Step> {
+    let program = words
+        .first()
+        .map(|w| w.rsplit('/').next().unwrap_or(w))
+        .unwrap_or("");
+    match program {
+        "echo" => vec![
+            Step::Log(words[1..].join(" ").trim_matches(['"', '\'']).to_owned()),
+            Step::Status(0),
+        ],
+        "sleep" => match words.get(1).and_then(|s| seconds(s)) {
+            Some(step) => vec![step, Step::Status(0)],
+            None => vec![Step::Status(1)],
+        },
+        "exit" => vec![Step::Exit(
+            words.get(1).and_then(|n| n.parse().ok()).unwrap_or(0),
+        )],
+        "true" => vec![Step::Status(0)],
+        "false" => vec![Step::Status(1)],
+        _ => vec![Step::Forever],
+    }
+}
+
+/// What a container's command and args do, by the rules in the module documentation.
+fn plan(config: &ContainerConfig) -> Vec<Step> {
+    let program: Vec<&str> = config
+        .command
+        .iter()
+        .chain(&config.args)
+        .map(String::as_str)
+        .collect();
+    if program.is_empty() {
+        return vec![Step::Forever];
+    }
+    let shell = matches!(program[0].rsplit('/').next(), Some("sh" | "bash" | "ash"));
+    if shell && program.get(1) == Some(&"-c") {
+        let script = program.get(2).copied().unwrap_or_default();
+        return script
+            .split([';', '\n'])
+            .flat_map(|part| part.split("&&"))
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .flat_map(|s| statement(&s.split_whitespace().collect::<Vec<_>>()))
+            .collect();
+    }
+    statement(&program)
+}
+
+struct Container {
+    sandbox: String,
+    name: String,
+    plan: Vec<Step>,
+    state: ContainerState,
+    started_at: Option<jiff::Timestamp>,
+    finished_at: Option<jiff::Timestamp>,
+    exit_code: Option<i32>,
+    logs: Vec<LogLine>,
+    stop: Option<oneshot::Sender<i32>>,
+}
+
+#[derive(Default)]
+struct State {
+    sandboxes: HashMap<String, SandboxConfig>,
+    containers: HashMap<String, Container>,
+}
+
+/// The simulated runtime. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct SimRuntime {
+    options: SimOptions,
+    state: Arc<Mutex<State>>,
+}
+
+fn new_id(prefix: &str) -> String {
+    format!("{prefix}{}", uuid::Uuid::new_v4().simple())
+}
+
+impl SimRuntime {
+    /// A simulated runtime with these timings.
+    pub fn new(options: SimOptions) -> Self {
+        SimRuntime {
+            options,
+            state: Arc::default(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn finish(&self, id: &str, code: i32) {
+        let mut state = self.lock();
+        if let Some(c) = state.containers.get_mut(id)
+            && c.state == ContainerState::Running
+        {
+            c.state = ContainerState::Exited;
+            c.exit_code = Some(code);
+            c.finished_at = Some(jiff::Timestamp::now());
+            c.stop = None;
+        }
+    }
+
+    /// Runs a container's plan until it ends or is stopped.
+    async fn run(self, id: String, steps: Vec<Step>, mut stop: oneshot::Receiver<i32>) {
+        let mut status = 0;
+        for step in steps {
+            let wait = match step {
+                Step::Log(text) => {
+                    if let Some(c) = self.lock().containers.get_mut(&id) {
+                        c.logs.push(LogLine {
+                            time: jiff::Timestamp::now(),
+                            stream: "stdout",
+                            text,
+                        });
+                    }
+                    continue;
+                }
+                Step::Status(code) => {
+                    status = code;
+                    continue;
+                }
+                Step::Exit(code) => {
+                    status = code;
+                    break;
+                }
+                Step::Sleep(d) => Some(d),
+                Step::Forever => None,
+            };
+            let sleep = async {
+                match wait {
+                    Some(d) => tokio::time::sleep(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = sleep => {}
+                signal = &mut stop => {
+                    self.finish(&id, signal.unwrap_or(137));
+                    return;
+                }
+            }
+        }
+        self.finish(&id, status);
+    }
+
+    fn container<T>(&self, id: &str, f: impl FnOnce(&mut Container) -> Result<T>) -> Result<T> {
+        let mut state = self.lock();
+        let c = state
+            .containers
+            .get_mut(id)
+            .ok_or_else(|| RuntimeError::NotFound {
+                kind: "container",
+                id: id.to_owned(),
+            })?;
+        f(c)
+    }
+}
+
+#[async_trait]
+impl ContainerRuntime for SimRuntime {
+    async fn run_pod_sandbox(&self, config: &SandboxConfig) -> Result<String> {
+        let id = new_id("sim-sandbox-");
+        self.lock().sandboxes.insert(id.clone(), config.clone());
+        Ok(id)
+    }
+
+    async fn stop_pod_sandbox(&self, sandbox: &str) -> Result<()> {
+        let ids: Vec<String> = {
+            let state = self.lock();
+            if !state.sandboxes.contains_key(sandbox) {
+                return Err(RuntimeError::NotFound {
+                    kind: "sandbox",
+                    id: sandbox.to_owned(),
+                });
+            }
+            state
+                .containers
+                .iter()
+                .filter(|(_, c)| c.sandbox == sandbox)
+                .map(|(id, _)| id.clone())
+                .collect()
+        };
+        for id in ids {
+            self.stop_container(&id, Duration::ZERO).await?;
+        }
+        Ok(())
+    }
+
+    async fn remove_pod_sandbox(&self, sandbox: &str) -> Result<()> {
+        self.stop_pod_sandbox(sandbox).await?;
+        let mut state = self.lock();
+        state.containers.retain(|_, c| c.sandbox != sandbox);
+        state.sandboxes.remove(sandbox);
+        Ok(())
+    }
+
+    async fn pull_image(&self, image: &str) -> Result<String> {
+        tokio::time::sleep(self.options.pull_delay).await;
+        let tag = image
+            .rsplit_once(':')
+            .map(|(_, t)| t)
+            .filter(|t| !t.contains('/'));
+        if tag == Some("notfound") {
+            return Err(RuntimeError::ImagePull {
+                image: image.to_owned(),
+                message: "manifest unknown: manifest unknown".into(),
+            });
+        }
+        Ok(format!("sim.local/{image}"))
+    }
+
+    async fn create_container(&self, sandbox: &str, config: &ContainerConfig) -> Result<String> {
+        let mut state = self.lock();
+        if !state.sandboxes.contains_key(sandbox) {
+            return Err(RuntimeError::NotFound {
+                kind: "sandbox",
+                id: sandbox.to_owned(),
+            });
+        }
+        let id = new_id("sim-");
+        state.containers.insert(
+            id.clone(),
+            Container {
+                sandbox: sandbox.to_owned(),
+                name: config.name.clone(),
+                plan: plan(config),
+                state: ContainerState::Created,
+                started_at: None,
+                finished_at: None,
+                exit_code: None,
+                logs: Vec::new(),
+                stop: None,
+            },
+        );
+        Ok(id)
+    }
+
+    async fn start_container(&self, id: &str) -> Result<()> {
+        let (steps, stop) = self.container(id, |c| {
+            if c.state != ContainerState::Created {
+                return Err(RuntimeError::InvalidState {
+                    id: id.to_owned(),
+                    state: c.state.name(),
+                    action: "start",
+                });
+            }
+            let (tx, rx) = oneshot::channel();
+            c.stop = Some(tx);
+            Ok((c.plan.clone(), rx))
+        })?;
+        tokio::time::sleep(self.options.start_delay).await;
+        self.container(id, |c| {
+            c.state = ContainerState::Running;
+            c.started_at = Some(jiff::Timestamp::now());
+            Ok(())
+        })?;
+        tokio::spawn(self.clone().run(id.to_owned(), steps, stop));
+        Ok(())
+    }
+
+    async fn stop_container(&self, id: &str, grace: Duration) -> Result<()> {
+        let stop = self.container(id, |c| Ok(c.stop.take()))?;
+        if let Some(stop) = stop {
+            // The simulated process handles SIGTERM at once; no grace means SIGKILL.
+            let _ = stop.send(if grace.is_zero() { 137 } else { 143 });
+        }
+        // Wait until the run task has recorded the exit.
+        for _ in 0..1000 {
+            if self.container(id, |c| Ok(c.state != ContainerState::Running))? {
+                return Ok(());
+            }
+            tokio::task::yield_now().await;
+        }
+        Ok(())
+    }
+
+    async fn remove_container(&self, id: &str) -> Result<()> {
+        let mut state = self.lock();
+        match state.containers.get(id).map(|c| c.state) {
+            None => Err(RuntimeError::NotFound {
+                kind: "container",
+                id: id.to_owned(),
+            }),
+            Some(ContainerState::Running) => Err(RuntimeError::InvalidState {
+                id: id.to_owned(),
+                state: "running",
+                action: "remove",
+            }),
+            Some(_) => {
+                state.containers.remove(id);
+                Ok(())
+            }
+        }
+    }
+
+    async fn container_status(&self, id: &str) -> Result<ContainerStatus> {
+        self.container(id, |c| {
+            Ok(ContainerStatus {
+                id: id.to_owned(),
+                name: c.name.clone(),
+                state: c.state,
+                started_at: c.started_at,
+                finished_at: c.finished_at,
+                exit_code: c.exit_code,
+                reason: c
+                    .exit_code
+                    .map(|code| if code == 0 { "Completed" } else { "Error" }.to_owned()),
+            })
+        })
+    }
+
+    async fn container_logs(&self, id: &str) -> Result<Vec<LogLine>> {
+        self.container(id, |c| Ok(c.logs.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(command: &[&str], args: &[&str]) -> ContainerConfig {
+        ContainerConfig {
+            name: "c".into(),
+            image: "busybox".into(),
+            command: command.iter().map(|s| (*s).to_owned()).collect(),
+            args: args.iter().map(|s| (*s).to_owned()).collect(),
+            env: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn commands_become_plans() {
+        use Step::*;
+        for (command, args, expected) in [
+            (vec!["sh", "-c", "exit 3"], vec![], vec![Exit(3)]),
+            (vec![], vec![], vec![Forever]),
+            (vec!["nginx"], vec!["-g", "daemon off;"], vec![Forever]),
+            (
+                vec!["sleep", "5"],
+                vec![],
+                vec![Sleep(Duration::from_secs(5)), Status(0)],
+            ),
+            (vec!["sleep"], vec!["infinity"], vec![Forever, Status(0)]),
+            (
+                vec!["/bin/echo", "hi", "there"],
+                vec![],
+                vec![Log("hi there".into()), Status(0)],
+            ),
+            (vec!["false"], vec![], vec![Status(1)]),
+            (
+                vec!["/bin/sh", "-c"],
+                vec!["echo start; sleep 2 && echo done; exit 0"],
+                vec![
+                    Log("start".into()),
+                    Status(0),
+                    Sleep(Duration::from_secs(2)),
+                    Status(0),
+                    Log("done".into()),
+                    Status(0),
+                    Exit(0),
+                ],
+            ),
+            (
+                vec!["sh", "-c", "echo 'crashing'; false"],
+                vec![],
+                vec![Log("crashing".into()), Status(0), Status(1)],
+            ),
+        ] {
+            assert_eq!(
+                plan(&config(&command, &args)),
+                expected,
+                "{command:?} {args:?}"
+            );
+        }
+    }
+
+    async fn started(rt: &SimRuntime, command: &[&str]) -> String {
+        let sandbox = rt
+            .run_pod_sandbox(&SandboxConfig {
+                uid: "u".into(),
+                namespace: "ns".into(),
+                name: "p".into(),
+            })
+            .await
+            .unwrap();
+        let id = rt
+            .create_container(&sandbox, &config(command, &[]))
+            .await
+            .unwrap();
+        rt.start_container(&id).await.unwrap();
+        id
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn containers_exit_by_the_rules() {
+        let rt = SimRuntime::new(SimOptions::default());
+        let crash = started(&rt, &["sh", "-c", "echo boom; exit 3"]).await;
+        let sleeper = started(&rt, &["sleep", "5"]).await;
+        let server = started(&rt, &["nginx"]).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let status = rt.container_status(&crash).await.unwrap();
+        assert_eq!(
+            (status.state, status.exit_code, status.reason.as_deref()),
+            (ContainerState::Exited, Some(3), Some("Error"))
+        );
+        assert_eq!(rt.container_logs(&crash).await.unwrap()[0].text, "boom");
+        assert_eq!(
+            rt.container_status(&sleeper).await.unwrap().state,
+            ContainerState::Running
+        );
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let status = rt.container_status(&sleeper).await.unwrap();
+        assert_eq!(
+            (status.state, status.exit_code, status.reason.as_deref()),
+            (ContainerState::Exited, Some(0), Some("Completed"))
+        );
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        assert_eq!(
+            rt.container_status(&server).await.unwrap().state,
+            ContainerState::Running
+        );
+        rt.stop_container(&server, Duration::from_secs(30))
+            .await
+            .unwrap();
+        assert_eq!(
+            rt.container_status(&server).await.unwrap().exit_code,
+            Some(143)
+        );
+        rt.remove_container(&server).await.unwrap();
+        assert!(matches!(
+            rt.container_status(&server).await,
+            Err(RuntimeError::NotFound { .. })
+        ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn errors_and_sandboxes() {
+        let rt = SimRuntime::new(SimOptions::default());
+        assert!(matches!(
+            rt.pull_image("nginx:notfound").await,
+            Err(RuntimeError::ImagePull { .. })
+        ));
+        assert_eq!(
+            rt.pull_image("localhost:5000/app:1").await.unwrap(),
+            "sim.local/localhost:5000/app:1"
+        );
+        let id = started(&rt, &["nginx"]).await;
+        assert!(matches!(
+            rt.start_container(&id).await,
+            Err(RuntimeError::InvalidState { .. })
+        ));
+        assert!(matches!(
+            rt.remove_container(&id).await,
+            Err(RuntimeError::InvalidState { .. })
+        ));
+        let sandbox = rt.lock().containers[&id].sandbox.clone();
+        rt.remove_pod_sandbox(&sandbox).await.unwrap();
+        assert!(matches!(
+            rt.container_status(&id).await,
+            Err(RuntimeError::NotFound { .. })
+        ));
+        assert!(matches!(
+            rt.create_container(&sandbox, &config(&[], &[])).await,
+            Err(RuntimeError::NotFound { .. })
+        ));
+    }
+}
