@@ -25,4 +25,5 @@ pub mod cli;
 pub mod cluster;
 pub mod flow;
 pub mod runtime;
+pub mod scheduler;
 pub mod store;

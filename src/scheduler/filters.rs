@@ -1,0 +1,370 @@
+//! Filter plugins, as kube-scheduler's framework has them: each says whether a pod can run on a
+//! node (`Ok`), or why not in the words kube-scheduler uses (`Unschedulable(reasons)`), and
+//! [`failed_scheduling`] sums the reasons up the way the `FailedScheduling` event does.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Node, Pod, Taint, Toleration};
+
+use super::quantity;
+
+/// A node and the pods already on it.
+#[derive(Clone, Debug, Default)]
+pub struct NodeInfo {
+    /// The node.
+    pub node: Node,
+    /// The pods bound to it (not yet finished).
+    pub pods: Vec<Pod>,
+}
+
+/// A filter's verdict.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Filter {
+    /// The pod fits.
+    Ok,
+    /// The pod cannot run here, for these reasons.
+    Unschedulable(Vec<String>),
+}
+
+/// NodeName: a pod that names its node fits only there.
+pub const NODE_NAME: &str = "node(s) didn't match the requested node name";
+/// NodeUnschedulable: cordoned nodes take no new pods (unless tolerated).
+pub const NODE_UNSCHEDULABLE: &str = "node(s) were unschedulable";
+/// NodeResourcesFit: too many pods.
+pub const TOO_MANY_PODS: &str = "Too many pods";
+
+/// NodeName.
+pub fn node_name(pod: &Pod, node: &NodeInfo) -> Filter {
+    match pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) {
+        Some(wanted)
+            if !wanted.is_empty() && Some(wanted) != node.node.metadata.name.as_deref() =>
+        {
+            Filter::Unschedulable(vec![NODE_NAME.into()])
+        }
+        _ => Filter::Ok,
+    }
+}
+
+fn tolerations(pod: &Pod) -> &[Toleration] {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.tolerations.as_deref())
+        .unwrap_or_default()
+}
+
+/// Whether a toleration tolerates a taint (same key, or an empty key with Exists; same effect
+/// or any; Equal compares values).
+pub fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
+    let effect_ok = toleration
+        .effect
+        .as_deref()
+        .is_none_or(|e| e.is_empty() || e == taint.effect);
+    let key_ok = match toleration.key.as_deref() {
+        None | Some("") => toleration.operator.as_deref() == Some("Exists"),
+        Some(key) => key == taint.key,
+    };
+    let value_ok = match toleration.operator.as_deref() {
+        Some("Exists") => true,
+        _ => {
+            toleration.value.as_deref().unwrap_or_default()
+                == taint.value.as_deref().unwrap_or_default()
+        }
+    };
+    effect_ok && key_ok && value_ok
+}
+
+/// NodeUnschedulable.
+pub fn node_unschedulable(pod: &Pod, node: &NodeInfo) -> Filter {
+    let cordoned = node
+        .node
+        .spec
+        .as_ref()
+        .and_then(|s| s.unschedulable)
+        .unwrap_or(false);
+    let taint = Taint {
+        key: "node.kubernetes.io/unschedulable".into(),
+        effect: "NoSchedule".into(),
+        ..Default::default()
+    };
+    if cordoned && !tolerations(pod).iter().any(|t| tolerates(t, &taint)) {
+        return Filter::Unschedulable(vec![NODE_UNSCHEDULABLE.into()]);
+    }
+    Filter::Ok
+}
+
+/// TaintToleration: every NoSchedule and NoExecute taint must be tolerated.
+pub fn taint_toleration(pod: &Pod, node: &NodeInfo) -> Filter {
+    let taints = node
+        .node
+        .spec
+        .as_ref()
+        .and_then(|s| s.taints.as_deref())
+        .unwrap_or_default();
+    for taint in taints
+        .iter()
+        .filter(|t| t.effect == "NoSchedule" || t.effect == "NoExecute")
+    {
+        if !tolerations(pod).iter().any(|t| tolerates(t, taint)) {
+            return Filter::Unschedulable(vec![format!(
+                "node(s) had untolerated taint {{{}: {}}}",
+                taint.key,
+                taint.value.as_deref().unwrap_or_default()
+            )]);
+        }
+    }
+    Filter::Ok
+}
+
+/// What a pod asks for: the larger of its containers' summed requests and any one init
+/// container's, per resource (cpu in millicores, the rest in bytes), as kube-scheduler counts.
+pub fn requests(pod: &Pod) -> BTreeMap<String, i64> {
+    let Some(spec) = pod.spec.as_ref() else {
+        return BTreeMap::new();
+    };
+    let read = |name: &str, q: &k8s_openapi::apimachinery::pkg::api::resource::Quantity| {
+        if name == "cpu" {
+            quantity::cpu_millis(&q.0).unwrap_or(0)
+        } else {
+            quantity::bytes(&q.0).unwrap_or(0)
+        }
+    };
+    let mut sum: BTreeMap<String, i64> = BTreeMap::new();
+    for c in &spec.containers {
+        for (name, q) in c
+            .resources
+            .as_ref()
+            .and_then(|r| r.requests.as_ref())
+            .into_iter()
+            .flatten()
+        {
+            *sum.entry(name.clone()).or_default() += read(name, q);
+        }
+    }
+    for c in spec.init_containers.iter().flatten() {
+        for (name, q) in c
+            .resources
+            .as_ref()
+            .and_then(|r| r.requests.as_ref())
+            .into_iter()
+            .flatten()
+        {
+            let v = read(name, q);
+            let entry = sum.entry(name.clone()).or_default();
+            *entry = (*entry).max(v);
+        }
+    }
+    for (name, q) in spec.overhead.iter().flatten() {
+        *sum.entry(name.clone()).or_default() += read(name, q);
+    }
+    sum
+}
+
+/// NodeResourcesFit: the pod's requests fit in what the node's allocatable leaves after the pods
+/// already on it, and there is room for one more pod.
+pub fn node_resources_fit(pod: &Pod, node: &NodeInfo) -> Filter {
+    let allocatable = node
+        .node
+        .status
+        .as_ref()
+        .and_then(|s| s.allocatable.clone())
+        .unwrap_or_default();
+    let mut reasons = Vec::new();
+    let max_pods = allocatable
+        .get("pods")
+        .and_then(|q| quantity::bytes(&q.0).ok())
+        .unwrap_or(110);
+    if node.pods.len() as i64 + 1 > max_pods {
+        reasons.push(TOO_MANY_PODS.to_owned());
+    }
+    let mut used: BTreeMap<String, i64> = BTreeMap::new();
+    for other in &node.pods {
+        for (name, v) in requests(other) {
+            *used.entry(name).or_default() += v;
+        }
+    }
+    for (name, wanted) in requests(pod) {
+        if wanted == 0 {
+            continue;
+        }
+        let free = allocatable
+            .get(&name)
+            .map(|q| {
+                if name == "cpu" {
+                    quantity::cpu_millis(&q.0).unwrap_or(0)
+                } else {
+                    quantity::bytes(&q.0).unwrap_or(0)
+                }
+            })
+            .unwrap_or(0)
+            - used.get(&name).copied().unwrap_or(0);
+        if wanted > free {
+            reasons.push(format!("Insufficient {name}"));
+        }
+    }
+    if reasons.is_empty() {
+        Filter::Ok
+    } else {
+        Filter::Unschedulable(reasons)
+    }
+}
+
+/// The `FailedScheduling` message: `0/3 nodes are available: 1 node(s) had untolerated taint
+/// {k: v}, 2 Insufficient cpu. preemption: ...`, reasons counted and sorted as kube-scheduler does.
+pub fn failed_scheduling(nodes: usize, reasons: &[Vec<String>]) -> String {
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for node_reasons in reasons {
+        for r in node_reasons {
+            *counts.entry(r.as_str()).or_default() += 1;
+        }
+    }
+    let mut parts: Vec<String> = counts.iter().map(|(r, n)| format!("{n} {r}")).collect();
+    parts.sort();
+    format!(
+        "0/{nodes} nodes are available: {}. preemption: 0/{nodes} nodes are available: {nodes} Preemption is not helpful for scheduling.",
+        parts.join(", ")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn node(value: serde_json::Value) -> NodeInfo {
+        let mut node: Node = serde_json::from_value(value).unwrap();
+        if node.status.is_none() {
+            node.status = serde_json::from_value(
+                json!({"allocatable": {"cpu": "4", "memory": "8Gi", "pods": "110"}}),
+            )
+            .unwrap();
+        }
+        NodeInfo {
+            node,
+            pods: Vec::new(),
+        }
+    }
+
+    fn pod(value: serde_json::Value) -> Pod {
+        serde_json::from_value(value).unwrap()
+    }
+
+    fn requesting(cpu: &str, memory: &str) -> Pod {
+        pod(
+            json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "resources": {"requests": {"cpu": cpu, "memory": memory}}}]}}),
+        )
+    }
+
+    #[test]
+    fn filters() {
+        let plain = node(json!({"metadata": {"name": "node-1"}}));
+        let cordoned =
+            node(json!({"metadata": {"name": "node-2"}, "spec": {"unschedulable": true}}));
+        let tainted = node(
+            json!({"metadata": {"name": "node-3"}, "spec": {"taints": [{"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}]}}),
+        );
+        let any = pod(json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c"}]}}));
+        let tolerant = pod(
+            json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c"}], "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"}, {"operator": "Exists", "key": "node.kubernetes.io/unschedulable"}]}}),
+        );
+        let pinned = pod(
+            json!({"metadata": {"name": "p"}, "spec": {"nodeName": "node-2", "containers": [{"name": "c"}]}}),
+        );
+        let no = |r: &str| Filter::Unschedulable(vec![r.to_owned()]);
+        for (name, result, expected) in [
+            (
+                "any pod on a plain node",
+                node_unschedulable(&any, &plain),
+                Filter::Ok,
+            ),
+            (
+                "cordoned",
+                node_unschedulable(&any, &cordoned),
+                no(NODE_UNSCHEDULABLE),
+            ),
+            (
+                "cordoned, tolerated",
+                node_unschedulable(&tolerant, &cordoned),
+                Filter::Ok,
+            ),
+            (
+                "tainted",
+                taint_toleration(&any, &tainted),
+                no("node(s) had untolerated taint {dedicated: gpu}"),
+            ),
+            (
+                "tainted, tolerated",
+                taint_toleration(&tolerant, &tainted),
+                Filter::Ok,
+            ),
+            (
+                "pinned elsewhere",
+                node_name(&pinned, &plain),
+                no(NODE_NAME),
+            ),
+            ("pinned here", node_name(&pinned, &cordoned), Filter::Ok),
+            (
+                "fits",
+                node_resources_fit(&requesting("3500m", "7Gi"), &plain),
+                Filter::Ok,
+            ),
+            (
+                "too much cpu",
+                node_resources_fit(&requesting("5", "1Gi"), &plain),
+                no("Insufficient cpu"),
+            ),
+            (
+                "too much memory",
+                node_resources_fit(&requesting("1", "9Gi"), &plain),
+                no("Insufficient memory"),
+            ),
+        ] {
+            assert_eq!(result, expected, "{name}");
+        }
+        let mut busy = plain.clone();
+        busy.pods = vec![requesting("3", "1Gi")];
+        assert_eq!(
+            node_resources_fit(&requesting("1500m", "1Gi"), &busy),
+            no("Insufficient cpu")
+        );
+        busy.node.status = serde_json::from_value(
+            json!({"allocatable": {"cpu": "4", "memory": "8Gi", "pods": "1"}}),
+        )
+        .unwrap();
+        assert_eq!(
+            node_resources_fit(&requesting("0", "0"), &busy),
+            no(TOO_MANY_PODS)
+        );
+    }
+
+    #[test]
+    fn init_containers_count_by_their_largest() {
+        let p = pod(json!({"spec": {
+            "initContainers": [{"name": "i", "resources": {"requests": {"cpu": "2"}}}],
+            "containers": [{"name": "a", "resources": {"requests": {"cpu": "500m"}}}, {"name": "b", "resources": {"requests": {"cpu": "500m", "memory": "64Mi"}}}],
+        }}));
+        assert_eq!(
+            requests(&p),
+            BTreeMap::from([("cpu".to_owned(), 2000), ("memory".to_owned(), 64 << 20)])
+        );
+    }
+
+    #[test]
+    fn failed_scheduling_reads_like_kube_scheduler() {
+        let message = failed_scheduling(
+            3,
+            &[
+                vec![
+                    "node(s) had untolerated taint {node-role.kubernetes.io/control-plane: }"
+                        .into(),
+                ],
+                vec!["Insufficient cpu".into()],
+                vec!["Insufficient cpu".into()],
+            ],
+        );
+        assert_eq!(
+            message,
+            "0/3 nodes are available: 1 node(s) had untolerated taint {node-role.kubernetes.io/control-plane: }, 2 Insufficient cpu. preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling."
+        );
+    }
+}
