@@ -1,13 +1,15 @@
 //! `orrery up`: starts a cluster in this process and keeps it up until Ctrl-C, SIGTERM or
 //! `orrery down`. It opens the store, generates or loads the certificates, starts the API server
-//! on 127.0.0.1 with the store's compactor, writes the kubeconfig, and records its pid and port
-//! in the state directory so that `orrery down` (and later `orrery tui`) can find it.
+//! on 127.0.0.1 with the store's compactor and the scheduler (an in-process API client), writes
+//! the kubeconfig, and records its pid and port in the state directory so that `orrery down`
+//! (and later `orrery tui`) can find it.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::apiserver::{ApiServer, kubeconfig, pki::Pki, server};
 use crate::flow::Flow;
+use crate::scheduler::run::Scheduler;
 use crate::store::compactor::{CompactionPolicy, Compactor};
 use crate::store::{self, StoreUrl};
 
@@ -85,6 +87,8 @@ pub async fn up(options: UpOptions) -> Result<(), ClusterError> {
     let api = ApiServer::new(store.clone(), flow.clone());
     api.bootstrap().await?;
     let compactor = Compactor::new(store.clone(), options.compaction.clone()).spawn();
+    // The control plane's components are API clients like any other.
+    let scheduler = tokio::spawn(Scheduler::new(api.client("scheduler"), flow.clone()).run());
 
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", options.port))
         .await
@@ -136,6 +140,7 @@ pub async fn up(options: UpOptions) -> Result<(), ClusterError> {
 
     println!("orrery: stopping cluster {:?}", options.name);
     compactor.abort();
+    scheduler.abort();
     let _ = std::fs::remove_file(&pid_path);
     Ok(())
 }

@@ -556,7 +556,11 @@ fn logs_come_from_the_pods_kubelet() {
         unscheduled.contains("pods \"p1\" not found"),
         "{unscheduled}"
     );
-    c.ok_with(&["create", "-f", "-"], Some(POD));
+    // A pod left to a scheduler that does not run here stays unscheduled.
+    c.ok_with(
+        &["create", "-f", "-"],
+        Some(&POD.replace("spec:\n", "spec:\n  schedulerName: elsewhere\n")),
+    );
     let waiting = c.fails(&["logs", "p1"], None);
     assert!(
         waiting.contains("pod p1 does not have a host assigned"),
@@ -720,4 +724,88 @@ fn replacing_a_service_keeps_its_cluster_ip_and_node_port() {
         None,
     );
     assert!(changed.contains("may not change once set"), "{changed}");
+}
+
+fn node_manifest(name: &str, cpu: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Node\nmetadata: {{name: {name}}}\nspec: {{{extra}}}\nstatus:\n  allocatable: {{cpu: \"{cpu}\", memory: 8Gi, pods: \"110\"}}\n  capacity: {{cpu: \"{cpu}\", memory: 8Gi, pods: \"110\"}}\n"
+    )
+}
+
+#[test]
+#[allow(clippy::disallowed_methods)] // a plain test thread, not a tokio worker
+fn the_scheduler_binds_pods_or_says_why_not() {
+    let c = Cluster::start();
+    c.ok_with(
+        &["create", "-f", "-"],
+        Some(&node_manifest("node-1", "2", "")),
+    );
+    c.ok_with(
+        &["create", "-f", "-"],
+        Some(&node_manifest("node-2", "4", "")),
+    );
+    c.ok_with(
+        &["create", "-f", "-"],
+        Some(&node_manifest(
+            "node-3",
+            "8",
+            "taints: [{key: dedicated, value: gpu, effect: NoSchedule}]",
+        )),
+    );
+    let pod = |name: &str, cpu: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  containers: [{{name: c, image: busybox, resources: {{requests: {{cpu: \"{cpu}\"}}}}}}]\n"
+        )
+    };
+    c.ok_with(&["create", "-f", "-"], Some(&pod("fits", "1500m")));
+    c.ok_with(&["create", "-f", "-"], Some(&pod("too-big", "6")));
+    let wait = |name: &str, jsonpath: &str, want: &str| {
+        for _ in 0..100 {
+            if c.ok(&["get", "pod", name, "-o", &format!("jsonpath={jsonpath}")]) == want {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("{name}: {jsonpath} never became {want}");
+    };
+    // node-1 lacks cpu, node-3's taint is not tolerated: node-2 it is.
+    wait("fits", "{.spec.nodeName}", "node-2");
+    assert_eq!(
+        c.ok(&[
+            "get",
+            "pod",
+            "fits",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"PodScheduled\")].status}"
+        ]),
+        "True"
+    );
+    let message = "0/3 nodes are available: 1 node(s) had untolerated taint {dedicated: gpu}, 2 Insufficient cpu. preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling.";
+    wait("too-big", "{.status.conditions[0].message}", message);
+    assert_eq!(
+        c.ok(&[
+            "get",
+            "pod",
+            "too-big",
+            "-o",
+            "jsonpath={.status.conditions[0].reason} {.spec.nodeName}"
+        ]),
+        "Unschedulable "
+    );
+    let described = c.ok(&["describe", "pod", "too-big"]);
+    assert!(
+        described.contains("FailedScheduling") && described.contains("2 Insufficient cpu"),
+        "{described}"
+    );
+    let described = c.ok(&["describe", "pod", "fits"]);
+    assert!(
+        described.contains("Successfully assigned default/fits to node-2"),
+        "{described}"
+    );
+    // A bigger node arrives: the pending pod is scheduled onto it.
+    c.ok_with(
+        &["create", "-f", "-"],
+        Some(&node_manifest("node-4", "16", "")),
+    );
+    wait("too-big", "{.spec.nodeName}", "node-4");
 }

@@ -499,6 +499,8 @@ enum UpdateKind {
     Status,
     /// Namespace finalize: only `spec.finalizers` changes.
     Finalize,
+    /// A pod's binding: `spec.nodeName` and the PodScheduled condition change together.
+    Binding,
 }
 
 /// How an update writes.
@@ -586,6 +588,7 @@ async fn update_object(
                 }
                 new
             }
+            UpdateKind::Binding => requested,
             UpdateKind::Status => {
                 let mut new = old.clone();
                 new["status"] = requested["status"].clone();
@@ -629,6 +632,7 @@ async fn update_object(
                 UpdateKind::Main => "",
                 UpdateKind::Status => "status",
                 UpdateKind::Finalize => "finalize",
+                UpdateKind::Binding => "binding",
             };
             apply::record_update(resource, &old, &mut new, manager, sub);
             if new["metadata"]["managedFields"]
@@ -1172,7 +1176,7 @@ async fn bind(
         namespace,
         name,
         Write {
-            kind: UpdateKind::Main,
+            kind: UpdateKind::Binding,
             precondition: None,
             allow_create: false,
             manager,
@@ -1195,6 +1199,13 @@ async fn bind(
             }
             let mut new = old.clone();
             new["spec"]["nodeName"] = json!(node);
+            // As the real binding does, the pod is marked scheduled in the same write.
+            let now = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+            let scheduled = json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": now});
+            let mut conditions: Vec<Value> = old["status"]["conditions"].as_array().cloned().unwrap_or_default();
+            conditions.retain(|c| c["type"] != "PodScheduled");
+            conditions.push(scheduled);
+            new["status"]["conditions"] = json!(conditions);
             Ok(new)
         },
     )

@@ -10,4 +10,5 @@
 pub mod affinity;
 pub mod filters;
 pub mod quantity;
+pub mod run;
 pub mod scores;
