@@ -73,6 +73,19 @@ struct UpArgs {
     /// Do not merge the cluster's context into $KUBECONFIG or ~/.kube/config.
     #[arg(long)]
     no_kubeconfig_merge: bool,
+    /// How many virtual nodes to run (`node-1` .. `node-N`).
+    #[arg(long, default_value_t = 3)]
+    nodes: u16,
+    /// Each node's CPU capacity.
+    #[arg(long, default_value = "4")]
+    node_cpu: String,
+    /// Each node's memory capacity.
+    #[arg(long, default_value = "8Gi")]
+    node_memory: String,
+    /// The container runtime: `sim` (simulated containers; real containers through libcontainer
+    /// are not built yet).
+    #[arg(long, default_value = "sim", value_parser = ["sim"])]
+    runtime: String,
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
@@ -247,6 +260,9 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                     ..Default::default()
                 },
                 merge_kubeconfig: !args.no_kubeconfig_merge,
+                nodes: args.nodes,
+                node_cpu: args.node_cpu,
+                node_memory: args.node_memory,
             };
             crate::cluster::up(options).await?;
             Ok(())

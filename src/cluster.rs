@@ -5,10 +5,14 @@
 //! (and later `orrery tui`) can find it.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::apiserver::{ApiServer, kubeconfig, pki::Pki, server};
 use crate::flow::Flow;
+use crate::kubelet::{Kubelet, NodeConfig};
+use crate::runtime::ContainerRuntime;
+use crate::runtime::sim::{SimOptions, SimRuntime};
 use crate::scheduler::run::Scheduler;
 use crate::store::compactor::{CompactionPolicy, Compactor};
 use crate::store::{self, StoreUrl};
@@ -28,6 +32,12 @@ pub struct UpOptions {
     pub compaction: CompactionPolicy,
     /// Whether to merge the context into the user's kubeconfig.
     pub merge_kubeconfig: bool,
+    /// How many virtual nodes (kubelets) to run.
+    pub nodes: u16,
+    /// Each node's CPU capacity (`4`).
+    pub node_cpu: String,
+    /// Each node's memory capacity (`8Gi`).
+    pub node_memory: String,
 }
 
 /// What went wrong starting or stopping a cluster.
@@ -89,6 +99,21 @@ pub async fn up(options: UpOptions) -> Result<(), ClusterError> {
     let compactor = Compactor::new(store.clone(), options.compaction.clone()).spawn();
     // The control plane's components are API clients like any other.
     let scheduler = tokio::spawn(Scheduler::new(api.client("scheduler"), flow.clone()).run());
+    let mut kubelets = Vec::new();
+    for index in 1..=options.nodes {
+        let config = NodeConfig {
+            name: format!("node-{index}"),
+            index,
+            cpu: options.node_cpu.clone(),
+            memory: options.node_memory.clone(),
+            max_pods: 110,
+        };
+        let client = api.client(&format!("kubelet/{}", config.name));
+        let runtime: Arc<dyn ContainerRuntime> = Arc::new(SimRuntime::new(SimOptions::default()));
+        kubelets.push(tokio::spawn(
+            Kubelet::new(config, client, runtime, flow.clone()).run(),
+        ));
+    }
 
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", options.port))
         .await
@@ -141,6 +166,9 @@ pub async fn up(options: UpOptions) -> Result<(), ClusterError> {
     println!("orrery: stopping cluster {:?}", options.name);
     compactor.abort();
     scheduler.abort();
+    for kubelet in kubelets {
+        kubelet.abort();
+    }
     let _ = std::fs::remove_file(&pid_path);
     Ok(())
 }

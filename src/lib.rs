@@ -24,6 +24,7 @@ pub mod bench;
 pub mod cli;
 pub mod cluster;
 pub mod flow;
+pub mod kubelet;
 pub mod runtime;
 pub mod scheduler;
 pub mod store;

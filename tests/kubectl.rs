@@ -593,7 +593,7 @@ fn restart_keeps_objects_and_the_users_kubeconfig_keeps_other_contexts() {
     let dir = tempfile::tempdir().unwrap();
     let user = dir.path().join("user-kubeconfig");
     std::fs::write(&user, "apiVersion: v1\nkind: Config\nclusters:\n- name: prod\n  cluster: {server: https://prod.example}\nusers:\n- name: prod\n  user: {token: t}\ncontexts:\n- name: prod\n  context: {cluster: prod, user: prod}\ncurrent-context: prod\n").unwrap();
-    let c = Cluster::start_in(dir, &["--name", "lab"]);
+    let c = Cluster::start_in(dir, &["--name", "lab", "--nodes", "0"]);
     c.ok_with(&["apply", "-f", "-"], Some(DEPLOYMENT));
     let merged = std::fs::read_to_string(c.dir.path().join("user-kubeconfig")).unwrap();
     assert!(
@@ -625,7 +625,7 @@ fn restart_keeps_objects_and_the_users_kubeconfig_keeps_other_contexts() {
         !dir.path().join("orrery.pid").exists(),
         "down removes the pid file"
     );
-    let c = Cluster::start_in(dir, &["--name", "lab"]);
+    let c = Cluster::start_in(dir, &["--name", "lab", "--nodes", "0"]);
     assert_eq!(
         c.ok(&[
             "get",
@@ -808,4 +808,131 @@ fn the_scheduler_binds_pods_or_says_why_not() {
         Some(&node_manifest("node-4", "16", "")),
     );
     wait("too-big", "{.spec.nodeName}", "node-4");
+}
+
+#[test]
+#[allow(clippy::disallowed_methods)] // a plain test thread, not a tokio worker
+fn pods_run_on_virtual_nodes() {
+    let c = Cluster::with_nodes(3);
+    let wait_for = |args: &[&str], want: &str| {
+        for _ in 0..100 {
+            if c.kubectl(args, None, &[]).stdout == want.as_bytes() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!(
+            "kubectl {args:?} never printed {want:?}: {}",
+            String::from_utf8_lossy(&c.kubectl(args, None, &[]).stdout)
+        );
+    };
+    wait_for(
+        &[
+            "get",
+            "nodes",
+            "-o",
+            "jsonpath={.items[*].status.conditions[?(@.type==\"Ready\")].status}",
+        ],
+        "True True True",
+    );
+    assert_eq!(
+        c.ok(&["get", "lease", "-n", "kube-node-lease", "-o", "name"])
+            .lines()
+            .count(),
+        3
+    );
+    c.ok(&[
+        "run",
+        "hello",
+        "--image=busybox",
+        "--",
+        "sh",
+        "-c",
+        "echo hello from orrery; sleep 3600",
+    ]);
+    c.ok(&[
+        "run",
+        "crash",
+        "--image=busybox",
+        "--restart=Never",
+        "--",
+        "sh",
+        "-c",
+        "echo boom; exit 3",
+    ]);
+    c.ok(&[
+        "run",
+        "done",
+        "--image=busybox",
+        "--restart=Never",
+        "--",
+        "echo",
+        "finished",
+    ]);
+    wait_for(
+        &[
+            "get",
+            "pod",
+            "hello",
+            "-o",
+            "jsonpath={.status.phase} {.status.containerStatuses[0].ready}",
+        ],
+        "Running true",
+    );
+    wait_for(
+        &[
+            "get",
+            "pod",
+            "crash",
+            "-o",
+            "jsonpath={.status.phase} {.status.containerStatuses[0].state.terminated.exitCode}",
+        ],
+        "Failed 3",
+    );
+    wait_for(
+        &[
+            "get",
+            "pod",
+            "done",
+            "-o",
+            "jsonpath={.status.phase} {.status.containerStatuses[0].state.terminated.reason}",
+        ],
+        "Succeeded Completed",
+    );
+    let ip = c.ok(&[
+        "get",
+        "pod",
+        "hello",
+        "-o",
+        "jsonpath={.status.podIP} {.spec.nodeName}",
+    ]);
+    let (ip, node) = ip.split_once(' ').unwrap();
+    assert!(
+        ip.starts_with(&format!("10.244.{}.", node.trim_start_matches("node-"))),
+        "{ip} on {node}"
+    );
+    assert_eq!(c.ok(&["logs", "hello"]), "hello from orrery\n");
+    assert_eq!(c.ok(&["logs", "crash"]), "boom\n");
+    let table = rows(&c.ok(&["get", "pods"]));
+    let status = |name: &str| {
+        table
+            .iter()
+            .find(|r| r[0] == name)
+            .map(|r| r[2].clone())
+            .unwrap()
+    };
+    assert_eq!(
+        (status("hello"), status("crash"), status("done")),
+        ("Running".into(), "Error".into(), "Completed".into())
+    );
+    let described = c.ok(&["describe", "pod", "hello"]);
+    for reason in ["Scheduled", "Pulling", "Pulled", "Created", "Started"] {
+        assert!(
+            described.contains(reason),
+            "{reason} missing in:\n{described}"
+        );
+    }
+    // Deleting waits for the kubelet to stop the container and remove the pod.
+    assert_eq!(c.ok(&["delete", "pod", "hello"]), "pod \"hello\" deleted\n");
+    assert!(c.fails(&["get", "pod", "hello"], None).contains("NotFound"));
 }

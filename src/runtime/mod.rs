@@ -146,4 +146,7 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     async fn container_status(&self, id: &str) -> Result<ContainerStatus>;
     /// Everything a container has written so far.
     async fn container_logs(&self, id: &str) -> Result<Vec<LogLine>>;
+    /// The newest container called `container` in the sandbox of pod `namespace/pod` (CRI's
+    /// ListContainers with a filter), for serving its logs.
+    async fn find_container(&self, namespace: &str, pod: &str, container: &str) -> Option<String>;
 }

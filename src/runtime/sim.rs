@@ -115,6 +115,8 @@ fn plan(config: &ContainerConfig) -> Vec<Step> {
 }
 
 struct Container {
+    /// Creation order, to find the newest of a name.
+    serial: u64,
     sandbox: String,
     name: String,
     plan: Vec<Step>,
@@ -130,6 +132,7 @@ struct Container {
 struct State {
     sandboxes: HashMap<String, SandboxConfig>,
     containers: HashMap<String, Container>,
+    serial: u64,
 }
 
 /// The simulated runtime. Cheap to clone.
@@ -286,9 +289,12 @@ impl ContainerRuntime for SimRuntime {
             });
         }
         let id = new_id("sim-");
+        state.serial += 1;
+        let serial = state.serial;
         state.containers.insert(
             id.clone(),
             Container {
+                serial,
                 sandbox: sandbox.to_owned(),
                 name: config.name.clone(),
                 plan: plan(config),
@@ -379,6 +385,22 @@ impl ContainerRuntime for SimRuntime {
 
     async fn container_logs(&self, id: &str) -> Result<Vec<LogLine>> {
         self.container(id, |c| Ok(c.logs.clone()))
+    }
+
+    async fn find_container(&self, namespace: &str, pod: &str, container: &str) -> Option<String> {
+        let state = self.lock();
+        state
+            .containers
+            .iter()
+            .filter(|(_, c)| {
+                c.name == container
+                    && state
+                        .sandboxes
+                        .get(&c.sandbox)
+                        .is_some_and(|s| s.namespace == namespace && s.name == pod)
+            })
+            .max_by_key(|(_, c)| c.serial)
+            .map(|(id, _)| id.clone())
     }
 }
 

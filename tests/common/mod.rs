@@ -15,9 +15,28 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Starts a cluster and waits until its API answers.
+    /// Starts a cluster without nodes (the API server and the scheduler) and waits until its
+    /// API answers.
     pub fn start() -> Cluster {
-        Self::start_in(tempfile::tempdir().unwrap(), &["--no-kubeconfig-merge"])
+        Self::start_in(
+            tempfile::tempdir().unwrap(),
+            &["--no-kubeconfig-merge", "--nodes", "0"],
+        )
+    }
+
+    /// Starts a cluster with `nodes` virtual nodes on the simulated runtime.
+    pub fn with_nodes(nodes: u16) -> Cluster {
+        let nodes = nodes.to_string();
+        Self::start_in(
+            tempfile::tempdir().unwrap(),
+            &[
+                "--no-kubeconfig-merge",
+                "--nodes",
+                &nodes,
+                "--runtime",
+                "sim",
+            ],
+        )
     }
 
     /// Starts a cluster on an existing state directory (a restart), with extra `up` flags.
