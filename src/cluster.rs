@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::apiserver::{ApiServer, kubeconfig, pki::Pki, server};
+use crate::controllers::replicaset::ReplicaSetController;
 use crate::flow::Flow;
 use crate::kubelet::{Kubelet, NodeConfig};
 use crate::runtime::ContainerRuntime;
@@ -99,6 +100,9 @@ pub async fn up(options: UpOptions) -> Result<(), ClusterError> {
     let compactor = Compactor::new(store.clone(), options.compaction.clone()).spawn();
     // The control plane's components are API clients like any other.
     let scheduler = tokio::spawn(Scheduler::new(api.client("scheduler"), flow.clone()).run());
+    let replicasets = tokio::spawn(
+        ReplicaSetController::new(api.client("controller/replicaset"), flow.clone()).run(),
+    );
     let mut kubelets = Vec::new();
     for index in 1..=options.nodes {
         let config = NodeConfig {
@@ -166,6 +170,7 @@ pub async fn up(options: UpOptions) -> Result<(), ClusterError> {
     println!("orrery: stopping cluster {:?}", options.name);
     compactor.abort();
     scheduler.abort();
+    replicasets.abort();
     for kubelet in kubelets {
         kubelet.abort();
     }

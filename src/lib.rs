@@ -23,6 +23,7 @@ pub mod apiserver;
 pub mod bench;
 pub mod cli;
 pub mod cluster;
+pub mod controllers;
 pub mod flow;
 pub mod kubelet;
 pub mod runtime;

@@ -936,3 +936,57 @@ fn pods_run_on_virtual_nodes() {
     assert_eq!(c.ok(&["delete", "pod", "hello"]), "pod \"hello\" deleted\n");
     assert!(c.fails(&["get", "pod", "hello"], None).contains("NotFound"));
 }
+
+#[test]
+#[allow(clippy::disallowed_methods)] // a plain test thread, not a tokio worker
+fn a_replicaset_keeps_its_pods_running() {
+    let c = Cluster::with_nodes(3);
+    let rs = "apiVersion: apps/v1\nkind: ReplicaSet\nmetadata: {name: web}\nspec:\n  replicas: 4\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec:\n      containers: [{name: web, image: orrery/hello:1}]\n";
+    c.ok_with(&["apply", "-f", "-"], Some(rs));
+    let wait = |jsonpath: &str, want: &str| {
+        for _ in 0..150 {
+            if c.ok(&["get", "rs", "web", "-o", &format!("jsonpath={jsonpath}")]) == want {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("{jsonpath} never became {want}");
+    };
+    wait("{.status.readyReplicas}", "4");
+    let pods = c.ok(&[
+        "get",
+        "pods",
+        "-l",
+        "app=web",
+        "-o",
+        "jsonpath={.items[*].metadata.ownerReferences[0].name}",
+    ]);
+    assert_eq!(pods, "web web web web");
+    c.ok(&["scale", "rs", "web", "--replicas=2"]);
+    wait("{.status.replicas} {.status.readyReplicas}", "2 2");
+    // A deleted pod is replaced.
+    let victim = c.ok(&[
+        "get",
+        "pods",
+        "-l",
+        "app=web",
+        "-o",
+        "jsonpath={.items[0].metadata.name}",
+    ]);
+    c.ok(&["delete", "pod", &victim]);
+    for _ in 0..150 {
+        let names = c.ok(&[
+            "get",
+            "pods",
+            "-l",
+            "app=web",
+            "-o",
+            "jsonpath={.items[*].metadata.name}",
+        ]);
+        if names.split(' ').count() == 2 && !names.contains(&victim) {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("the deleted pod was not replaced");
+}

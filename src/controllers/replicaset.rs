@@ -1,0 +1,358 @@
+//! The ReplicaSet controller: keeps `spec.replicas` pods matching each ReplicaSet's selector
+//! running, creating them from the template (owned by the ReplicaSet) or deleting extras, adopts
+//! orphans its selector matches, and writes the ReplicaSet's status. Like kube-controller-manager's,
+//! it remembers what it has asked for ("expectations") and does not act on a ReplicaSet again
+//! until its own creates and deletes have shown up, so a lagging cache never doubles a scale-up.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::{WatchStreamExt, reflector, watcher};
+use serde_json::json;
+
+use super::event;
+use crate::flow::{Flow, FlowEvent};
+
+const COMPONENT: &str = "controller/replicaset";
+
+/// What the controller has asked for and not yet seen, per ReplicaSet uid.
+#[derive(Default)]
+struct Expectations {
+    creates: HashMap<String, HashSet<String>>,
+    deletes: HashMap<String, HashSet<String>>,
+}
+
+impl Expectations {
+    /// Forgets what has been observed; whether nothing is left pending for `uid`.
+    fn satisfied(&mut self, uid: &str, pod_names: &HashSet<String>) -> bool {
+        if let Some(c) = self.creates.get_mut(uid) {
+            c.retain(|name| !pod_names.contains(name));
+        }
+        if let Some(d) = self.deletes.get_mut(uid) {
+            d.retain(|name| pod_names.contains(name));
+        }
+        self.creates.get(uid).is_none_or(HashSet::is_empty)
+            && self.deletes.get(uid).is_none_or(HashSet::is_empty)
+    }
+}
+
+fn selector_matches(rs: &ReplicaSet, pod: &Pod) -> bool {
+    let labels = pod.metadata.labels.clone().unwrap_or_default();
+    let Some(selector) = rs.spec.as_ref().map(|s| &s.selector) else {
+        return false;
+    };
+    let by_label = selector
+        .match_labels
+        .iter()
+        .flatten()
+        .all(|(k, v)| labels.get(k) == Some(v));
+    let by_expression = selector.match_expressions.iter().flatten().all(|e| {
+        let values = e.values.clone().unwrap_or_default();
+        match e.operator.as_str() {
+            "In" => labels.get(&e.key).is_some_and(|v| values.contains(v)),
+            "NotIn" => labels.get(&e.key).is_none_or(|v| !values.contains(v)),
+            "Exists" => labels.contains_key(&e.key),
+            "DoesNotExist" => !labels.contains_key(&e.key),
+            _ => false,
+        }
+    });
+    let empty = selector
+        .match_labels
+        .as_ref()
+        .is_none_or(BTreeMap::is_empty)
+        && selector
+            .match_expressions
+            .as_ref()
+            .is_none_or(Vec::is_empty);
+    !empty && by_label && by_expression
+}
+
+fn controller_uid(pod: &Pod) -> Option<String> {
+    pod.metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|r| r.controller == Some(true))
+        .map(|r| r.uid.clone())
+}
+
+fn is_active(pod: &Pod) -> bool {
+    pod.metadata.deletion_timestamp.is_none()
+        && !matches!(
+            pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+            Some("Succeeded" | "Failed")
+        )
+}
+
+fn is_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// The ReplicaSet controller; runs until its task is aborted.
+pub struct ReplicaSetController {
+    client: kube::Client,
+    flow: Flow,
+}
+
+impl ReplicaSetController {
+    /// A controller talking to the API server through `client`.
+    pub fn new(client: kube::Client, flow: Flow) -> Self {
+        ReplicaSetController { client, flow }
+    }
+
+    fn emit(&self, verb: &str, rs: &ReplicaSet, detail: String) {
+        let mut e = FlowEvent::new(COMPONENT, "apiserver", verb)
+            .object(
+                "ReplicaSet",
+                rs.metadata.namespace.as_deref().unwrap_or_default(),
+                rs.metadata.name.as_deref().unwrap_or_default(),
+            )
+            .detail(detail);
+        e.uid = rs.metadata.uid.clone().unwrap_or_default();
+        self.flow.emit(e);
+    }
+
+    /// Watches ReplicaSets and pods and reconciles, forever.
+    pub async fn run(self) {
+        let (sets, set_writer) = reflector::store::<ReplicaSet>();
+        let (pods, pod_writer) = reflector::store::<Pod>();
+        let set_events = reflector(
+            set_writer,
+            watcher(
+                Api::<ReplicaSet>::all(self.client.clone()),
+                watcher::Config::default(),
+            ),
+        )
+        .default_backoff()
+        .map(|_| ());
+        let pod_events = reflector(
+            pod_writer,
+            watcher(
+                Api::<Pod>::all(self.client.clone()),
+                watcher::Config::default(),
+            ),
+        )
+        .default_backoff()
+        .map(|_| ());
+        let mut changes = futures::stream::select(set_events, pod_events).boxed();
+        let ready = async {
+            let _ = sets.wait_until_ready().await;
+            let _ = pods.wait_until_ready().await;
+        };
+        tokio::pin!(ready);
+        loop {
+            tokio::select! {
+                _ = &mut ready => break,
+                _ = changes.next() => {}
+            }
+        }
+        let mut expectations = Expectations::default();
+        loop {
+            for rs in sets.state() {
+                self.reconcile(&rs, &pods.state(), &mut expectations).await;
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(5), changes.next()).await;
+            while let Ok(Some(_)) =
+                tokio::time::timeout(Duration::from_millis(5), changes.next()).await
+            {}
+        }
+    }
+
+    async fn reconcile(
+        &self,
+        rs: &ReplicaSet,
+        all: &[std::sync::Arc<Pod>],
+        expectations: &mut Expectations,
+    ) {
+        let (Some(namespace), Some(name), Some(uid)) = (
+            rs.metadata.namespace.clone(),
+            rs.metadata.name.clone(),
+            rs.metadata.uid.clone(),
+        ) else {
+            return;
+        };
+        if rs.metadata.deletion_timestamp.is_some() {
+            return;
+        }
+        let in_namespace: Vec<&Pod> = all
+            .iter()
+            .map(|p| &**p)
+            .filter(|p| p.metadata.namespace.as_deref() == Some(&namespace))
+            .collect();
+        let names: HashSet<String> = in_namespace
+            .iter()
+            .filter_map(|p| p.metadata.name.clone())
+            .collect();
+        if !expectations.satisfied(&uid, &names) {
+            return;
+        }
+        let pods_api: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
+        // Adopt orphans the selector matches.
+        for orphan in in_namespace
+            .iter()
+            .filter(|p| controller_uid(p).is_none() && is_active(p) && selector_matches(rs, p))
+        {
+            let owner = json!({"metadata": {"ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": name, "uid": uid, "controller": true, "blockOwnerDeletion": true}]}});
+            if let Some(pod_name) = &orphan.metadata.name {
+                let _ = pods_api
+                    .patch(pod_name, &PatchParams::default(), &Patch::Strategic(owner))
+                    .await;
+            }
+        }
+        let mut owned: Vec<&Pod> = in_namespace
+            .iter()
+            .copied()
+            .filter(|p| controller_uid(p).as_deref() == Some(&uid) && is_active(p))
+            .collect();
+        let wanted = rs
+            .spec
+            .as_ref()
+            .and_then(|s| s.replicas)
+            .unwrap_or(1)
+            .max(0) as usize;
+        if owned.len() < wanted {
+            let missing = wanted - owned.len();
+            self.flow.stepper().gate().await;
+            self.emit(
+                "SCALE UP",
+                rs,
+                format!("{} of {wanted} pods exist: creating {missing}", owned.len()),
+            );
+            for _ in 0..missing {
+                let template = rs
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.template.clone())
+                    .unwrap_or_default();
+                let mut metadata = template.metadata.unwrap_or_default();
+                metadata.name = None;
+                metadata.generate_name = Some(format!("{name}-"));
+                metadata.namespace = Some(namespace.clone());
+                metadata.owner_references = Some(vec![serde_json::from_value(json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": name, "uid": uid, "controller": true, "blockOwnerDeletion": true})).expect("valid")]);
+                let pod = Pod {
+                    metadata,
+                    spec: template.spec,
+                    status: None,
+                };
+                match pods_api.create(&PostParams::default(), &pod).await {
+                    Ok(created) => {
+                        let pod_name = created.metadata.name.unwrap_or_default();
+                        expectations
+                            .creates
+                            .entry(uid.clone())
+                            .or_default()
+                            .insert(pod_name.clone());
+                        event(
+                            &self.client,
+                            "ReplicaSet",
+                            &namespace,
+                            &name,
+                            &uid,
+                            "replicaset-controller",
+                            "Normal",
+                            "SuccessfulCreate",
+                            &format!("Created pod: {pod_name}"),
+                        )
+                        .await;
+                    }
+                    Err(error) => {
+                        event(
+                            &self.client,
+                            "ReplicaSet",
+                            &namespace,
+                            &name,
+                            &uid,
+                            "replicaset-controller",
+                            "Warning",
+                            "FailedCreate",
+                            &format!("Error creating: {error}"),
+                        )
+                        .await;
+                        break;
+                    }
+                }
+            }
+        } else if owned.len() > wanted {
+            // Delete the least far along first: unscheduled, then not ready, then the newest.
+            owned.sort_by_key(|p| {
+                let scheduled = p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some();
+                (
+                    scheduled,
+                    is_ready(p),
+                    std::cmp::Reverse(p.metadata.creation_timestamp.clone()),
+                )
+            });
+            let extra = owned.len() - wanted;
+            self.flow.stepper().gate().await;
+            self.emit(
+                "SCALE DOWN",
+                rs,
+                format!("{} of {wanted} pods exist: deleting {extra}", owned.len()),
+            );
+            for pod in owned.iter().take(extra) {
+                let Some(pod_name) = pod.metadata.name.clone() else {
+                    continue;
+                };
+                if pods_api
+                    .delete(&pod_name, &DeleteParams::default())
+                    .await
+                    .is_ok()
+                {
+                    expectations
+                        .deletes
+                        .entry(uid.clone())
+                        .or_default()
+                        .insert(pod_name.clone());
+                    event(
+                        &self.client,
+                        "ReplicaSet",
+                        &namespace,
+                        &name,
+                        &uid,
+                        "replicaset-controller",
+                        "Normal",
+                        "SuccessfulDelete",
+                        &format!("Deleted pod: {pod_name}"),
+                    )
+                    .await;
+                }
+            }
+        }
+        // Status, written only when it changes.
+        let replicas = owned.len().min(wanted.max(owned.len())) as i32;
+        let ready = owned.iter().filter(|p| is_ready(p)).count() as i32;
+        let status = json!({
+            "replicas": replicas,
+            "fullyLabeledReplicas": replicas,
+            "readyReplicas": ready,
+            "availableReplicas": ready,
+            "observedGeneration": rs.metadata.generation,
+        });
+        let current = rs.status.as_ref().map(|s| {
+            json!({
+                "replicas": s.replicas,
+                "fullyLabeledReplicas": s.fully_labeled_replicas.unwrap_or(0),
+                "readyReplicas": s.ready_replicas.unwrap_or(0),
+                "availableReplicas": s.available_replicas.unwrap_or(0),
+                "observedGeneration": s.observed_generation,
+            })
+        });
+        if current.as_ref() != Some(&status) {
+            let sets: Api<ReplicaSet> = Api::namespaced(self.client.clone(), &namespace);
+            let _ = sets
+                .patch_status(
+                    &name,
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"status": status})),
+                )
+                .await;
+        }
+    }
+}
