@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::apiserver::{ApiServer, kubeconfig, pki::Pki, server};
+use crate::controllers::deployment::DeploymentController;
 use crate::controllers::replicaset::ReplicaSetController;
 use crate::flow::Flow;
 use crate::kubelet::{Kubelet, NodeConfig};
@@ -103,6 +104,9 @@ pub async fn up(options: UpOptions) -> Result<(), ClusterError> {
     let replicasets = tokio::spawn(
         ReplicaSetController::new(api.client("controller/replicaset"), flow.clone()).run(),
     );
+    let deployments = tokio::spawn(
+        DeploymentController::new(api.client("controller/deployment"), flow.clone()).run(),
+    );
     let mut kubelets = Vec::new();
     for index in 1..=options.nodes {
         let config = NodeConfig {
@@ -171,6 +175,7 @@ pub async fn up(options: UpOptions) -> Result<(), ClusterError> {
     compactor.abort();
     scheduler.abort();
     replicasets.abort();
+    deployments.abort();
     for kubelet in kubelets {
         kubelet.abort();
     }

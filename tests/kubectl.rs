@@ -990,3 +990,60 @@ fn a_replicaset_keeps_its_pods_running() {
     }
     panic!("the deleted pod was not replaced");
 }
+
+#[test]
+fn deployments_roll_out_update_and_undo() {
+    let c = Cluster::with_nodes(3);
+    let six = DEPLOYMENT.replace("replicas: 2", "replicas: 6");
+    c.ok_with(&["apply", "-f", "-"], Some(&six));
+    let done = c.ok(&["rollout", "status", "deploy/web", "--timeout=60s"]);
+    assert!(
+        done.ends_with("deployment \"web\" successfully rolled out\n"),
+        "{done}"
+    );
+    let nodes = c.ok(&[
+        "get",
+        "pods",
+        "-l",
+        "app=web",
+        "-o",
+        "jsonpath={.items[*].spec.nodeName}",
+    ]);
+    for node in ["node-1", "node-2", "node-3"] {
+        assert!(nodes.contains(node), "pods spread over every node: {nodes}");
+    }
+    c.ok(&["set", "image", "deploy/web", "web=orrery/hello:2"]);
+    c.ok(&["rollout", "status", "deploy/web", "--timeout=60s"]);
+    let images = c.ok(&[
+        "get",
+        "pods",
+        "-l",
+        "app=web",
+        "-o",
+        "jsonpath={.items[*].spec.containers[0].image}",
+    ]);
+    assert_eq!(
+        images.split(' ').filter(|i| *i == "orrery/hello:2").count(),
+        6,
+        "{images}"
+    );
+    let history = c.ok(&["rollout", "history", "deploy/web"]);
+    assert!(
+        history.contains("1 ") && history.contains("2 "),
+        "{history}"
+    );
+    c.ok(&["rollout", "undo", "deploy/web"]);
+    c.ok(&["rollout", "status", "deploy/web", "--timeout=60s"]);
+    assert_eq!(
+        c.ok(&[
+            "get",
+            "deploy",
+            "web",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].image} {.status.availableReplicas}"
+        ]),
+        "orrery/hello:1 6"
+    );
+    let sets = rows(&c.ok(&["get", "rs"]));
+    assert_eq!(sets.len(), 3, "two ReplicaSets, one per template: {sets:?}");
+}

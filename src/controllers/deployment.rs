@@ -1,0 +1,498 @@
+//! The Deployment controller: one ReplicaSet per pod template (named and labelled with the
+//! template's `pod-template-hash`), scaled by the strategy: RollingUpdate within `maxSurge` and
+//! `maxUnavailable`, or Recreate (old pods gone before new ones start). It numbers revisions
+//! (`deployment.kubernetes.io/revision`), keeps `revisionHistoryLimit` old ReplicaSets, and
+//! writes the status `kubectl rollout status` reads: observedGeneration, replicas, updated,
+//! ready and available counts, and the Available and Progressing conditions.
+
+use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::{WatchStreamExt, reflector, watcher};
+use serde_json::{Value, json};
+
+use super::event;
+use crate::flow::{Flow, FlowEvent};
+
+const COMPONENT: &str = "controller/deployment";
+const REVISION: &str = "deployment.kubernetes.io/revision";
+const HASH_LABEL: &str = "pod-template-hash";
+
+/// The template's hash, in the alphabet Kubernetes uses for generated names.
+fn template_hash(template: &Value) -> String {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    template.to_string().hash(&mut hasher);
+    let mut n = hasher.finish();
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let mut out = String::new();
+    for _ in 0..10 {
+        out.push(ALPHABET[(n % ALPHABET.len() as u64) as usize] as char);
+        n /= ALPHABET.len() as u64;
+    }
+    out
+}
+
+/// `maxSurge`/`maxUnavailable`: a count, or a percentage of `replicas` (surge rounds up,
+/// unavailable rounds down, as Kubernetes does).
+fn resolve(value: Option<&Value>, replicas: i64, round_up: bool, default: &str) -> i64 {
+    let value = value.cloned().unwrap_or_else(|| json!(default));
+    match value {
+        Value::Number(n) => n.as_i64().unwrap_or(0),
+        Value::String(s) => match s.strip_suffix('%').and_then(|p| p.parse::<i64>().ok()) {
+            Some(percent) if round_up => (percent * replicas + 99) / 100,
+            Some(percent) => percent * replicas / 100,
+            None => s.parse().unwrap_or(0),
+        },
+        _ => 0,
+    }
+}
+
+fn owned_by(rs: &ReplicaSet, uid: &str) -> bool {
+    rs.metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .any(|r| r.controller == Some(true) && r.uid == uid)
+}
+
+fn replicas(rs: &ReplicaSet) -> i64 {
+    i64::from(rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0))
+}
+
+fn available(rs: &ReplicaSet) -> i64 {
+    i64::from(
+        rs.status
+            .as_ref()
+            .and_then(|s| s.available_replicas)
+            .unwrap_or(0),
+    )
+}
+
+fn revision(rs: &ReplicaSet) -> i64 {
+    rs.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(REVISION))
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The Deployment controller; runs until its task is aborted.
+pub struct DeploymentController {
+    client: kube::Client,
+    flow: Flow,
+}
+
+impl DeploymentController {
+    /// A controller talking to the API server through `client`.
+    pub fn new(client: kube::Client, flow: Flow) -> Self {
+        DeploymentController { client, flow }
+    }
+
+    /// Watches Deployments and ReplicaSets and reconciles, forever.
+    pub async fn run(self) {
+        let (deployments, d_writer) = reflector::store::<Deployment>();
+        let (sets, s_writer) = reflector::store::<ReplicaSet>();
+        let d_events = reflector(
+            d_writer,
+            watcher(
+                Api::<Deployment>::all(self.client.clone()),
+                watcher::Config::default(),
+            ),
+        )
+        .default_backoff()
+        .map(|_| ());
+        let s_events = reflector(
+            s_writer,
+            watcher(
+                Api::<ReplicaSet>::all(self.client.clone()),
+                watcher::Config::default(),
+            ),
+        )
+        .default_backoff()
+        .map(|_| ());
+        let mut changes = futures::stream::select(d_events, s_events).boxed();
+        let ready = async {
+            let _ = deployments.wait_until_ready().await;
+            let _ = sets.wait_until_ready().await;
+        };
+        tokio::pin!(ready);
+        loop {
+            tokio::select! {
+                _ = &mut ready => break,
+                _ = changes.next() => {}
+            }
+        }
+        loop {
+            for d in deployments.state() {
+                self.reconcile(&d, &sets.state()).await;
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(5), changes.next()).await;
+            while let Ok(Some(_)) =
+                tokio::time::timeout(Duration::from_millis(5), changes.next()).await
+            {}
+        }
+    }
+
+    async fn scale(&self, api: &Api<ReplicaSet>, d: &Deployment, rs: &ReplicaSet, to: i64) {
+        let name = rs.metadata.name.clone().unwrap_or_default();
+        if replicas(rs) == to {
+            return;
+        }
+        self.flow.stepper().gate().await;
+        let mut e = FlowEvent::new(COMPONENT, "apiserver", "SCALE")
+            .object(
+                "ReplicaSet",
+                rs.metadata.namespace.as_deref().unwrap_or_default(),
+                &name,
+            )
+            .detail(format!("scale {name} from {} to {to}", replicas(rs)));
+        e.root = format!(
+            "Deployment/{}",
+            d.metadata.name.as_deref().unwrap_or_default()
+        );
+        self.flow.emit(e);
+        if api
+            .patch(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"replicas": to}})),
+            )
+            .await
+            .is_ok()
+        {
+            let verb = if to > replicas(rs) { "up" } else { "down" };
+            let (ns, dname, uid) = (
+                d.metadata.namespace.clone().unwrap_or_default(),
+                d.metadata.name.clone().unwrap_or_default(),
+                d.metadata.uid.clone().unwrap_or_default(),
+            );
+            event(
+                &self.client,
+                "Deployment",
+                &ns,
+                &dname,
+                &uid,
+                "deployment-controller",
+                "Normal",
+                "ScalingReplicaSet",
+                &format!(
+                    "Scaled {verb} replica set {name} from {} to {to}",
+                    replicas(rs)
+                ),
+            )
+            .await;
+        }
+    }
+
+    async fn reconcile(&self, d: &Deployment, all: &[std::sync::Arc<ReplicaSet>]) {
+        let (Some(namespace), Some(name), Some(uid)) = (
+            d.metadata.namespace.clone(),
+            d.metadata.name.clone(),
+            d.metadata.uid.clone(),
+        ) else {
+            return;
+        };
+        if d.metadata.deletion_timestamp.is_some() {
+            return;
+        }
+        let Some(spec) = d.spec.clone() else { return };
+        let api: Api<ReplicaSet> = Api::namespaced(self.client.clone(), &namespace);
+        let desired = i64::from(spec.replicas.unwrap_or(1));
+        let template = serde_json::to_value(&spec.template).unwrap_or(Value::Null);
+        let hash = template_hash(&template);
+        let mut owned: Vec<ReplicaSet> = all
+            .iter()
+            .filter(|rs| rs.metadata.namespace.as_deref() == Some(&namespace) && owned_by(rs, &uid))
+            .map(|rs| (**rs).clone())
+            .collect();
+        let max_revision = owned.iter().map(revision).max().unwrap_or(0);
+        let new_rs = owned
+            .iter()
+            .find(|rs| rs.metadata.labels.as_ref().and_then(|l| l.get(HASH_LABEL)) == Some(&hash))
+            .cloned();
+        let new_rs = match new_rs {
+            Some(rs) => {
+                // A template rolled back to an old ReplicaSet makes it the newest revision again.
+                if revision(&rs) < max_revision {
+                    let _ = api.patch(rs.metadata.name.as_deref().unwrap_or_default(), &PatchParams::default(), &Patch::Merge(json!({"metadata": {"annotations": {REVISION: (max_revision + 1).to_string()}}}))).await;
+                }
+                rs
+            }
+            None => {
+                let rs_name = format!("{name}-{hash}");
+                let mut rs_template = template.clone();
+                rs_template["metadata"]["labels"][HASH_LABEL] = json!(hash);
+                let mut selector = serde_json::to_value(&spec.selector).unwrap_or(json!({}));
+                selector["matchLabels"][HASH_LABEL] = json!(hash);
+                let labels = rs_template["metadata"]["labels"].clone();
+                let initial = if owned.is_empty() { desired } else { 0 };
+                let object = json!({
+                    "metadata": {
+                        "name": rs_name, "namespace": namespace, "labels": labels,
+                        "annotations": {REVISION: (max_revision + 1).to_string(), "deployment.kubernetes.io/desired-replicas": desired.to_string()},
+                        "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": name, "uid": uid, "controller": true, "blockOwnerDeletion": true}],
+                    },
+                    "spec": {"replicas": initial, "selector": selector, "template": rs_template, "minReadySeconds": spec.min_ready_seconds.unwrap_or(0)},
+                });
+                let Ok(rs) = serde_json::from_value::<ReplicaSet>(object) else {
+                    return;
+                };
+                self.flow.stepper().gate().await;
+                self.flow.emit(
+                    FlowEvent::new(COMPONENT, "apiserver", "CREATE")
+                        .object("ReplicaSet", &namespace, &rs_name)
+                        .detail(format!(
+                            "new ReplicaSet {rs_name} for revision {}",
+                            max_revision + 1
+                        )),
+                );
+                match api.create(&PostParams::default(), &rs).await {
+                    Ok(created) => {
+                        event(
+                            &self.client,
+                            "Deployment",
+                            &namespace,
+                            &name,
+                            &uid,
+                            "deployment-controller",
+                            "Normal",
+                            "ScalingReplicaSet",
+                            &format!("Scaled up replica set {rs_name} from 0 to {initial}"),
+                        )
+                        .await;
+                        owned.push(created.clone());
+                        created
+                    }
+                    Err(_) => return,
+                }
+            }
+        };
+        let new_name = new_rs.metadata.name.clone().unwrap_or_default();
+        let mut old: Vec<ReplicaSet> = owned
+            .iter()
+            .filter(|rs| rs.metadata.name.as_deref() != Some(&new_name))
+            .cloned()
+            .collect();
+        old.sort_by_key(revision);
+        let strategy = spec.strategy.clone().unwrap_or_default();
+        if strategy.type_.as_deref() == Some("Recreate") {
+            let old_running: i64 = old
+                .iter()
+                .map(|rs| i64::from(rs.status.as_ref().map_or(0, |s| s.replicas)))
+                .sum();
+            for rs in &old {
+                self.scale(&api, d, rs, 0).await;
+            }
+            if old_running == 0 {
+                self.scale(&api, d, &new_rs, desired).await;
+            }
+        } else {
+            let rolling = serde_json::to_value(&strategy.rolling_update).unwrap_or(Value::Null);
+            let surge = resolve(rolling.get("maxSurge"), desired, true, "25%");
+            let unavailable = resolve(rolling.get("maxUnavailable"), desired, false, "25%")
+                .max(if surge == 0 { 1 } else { 0 });
+            // Scale up the new ReplicaSet within maxSurge.
+            let total: i64 = owned.iter().map(replicas).sum();
+            if replicas(&new_rs) < desired {
+                let room = (desired + surge - total).max(0);
+                let to = (replicas(&new_rs) + room).min(desired);
+                self.scale(&api, d, &new_rs, to).await;
+            } else if replicas(&new_rs) > desired {
+                self.scale(&api, d, &new_rs, desired).await;
+            }
+            // Scale down old ReplicaSets, keeping desired - maxUnavailable available.
+            let available_total: i64 = owned.iter().map(available).sum();
+            let mut can_remove = (available_total - (desired - unavailable)).max(0);
+            for rs in &old {
+                // Old pods that are not available can always go.
+                let unhealthy = (replicas(rs) - available(rs)).max(0);
+                let take = (unhealthy + can_remove).min(replicas(rs));
+                if take > 0 {
+                    self.scale(&api, d, rs, replicas(rs) - take).await;
+                    can_remove -= (take - unhealthy).max(0);
+                }
+            }
+        }
+        // Old ReplicaSets beyond the history limit go.
+        let limit = spec.revision_history_limit.unwrap_or(10).max(0) as usize;
+        let idle: Vec<&ReplicaSet> = old
+            .iter()
+            .filter(|rs| replicas(rs) == 0 && rs.status.as_ref().is_none_or(|s| s.replicas == 0))
+            .collect();
+        for rs in idle.iter().take(idle.len().saturating_sub(limit)) {
+            let _ = api
+                .delete(
+                    rs.metadata.name.as_deref().unwrap_or_default(),
+                    &DeleteParams::default(),
+                )
+                .await;
+        }
+        self.write_status(d, &owned, &new_rs, desired).await;
+    }
+
+    async fn write_status(
+        &self,
+        d: &Deployment,
+        owned: &[ReplicaSet],
+        new_rs: &ReplicaSet,
+        desired: i64,
+    ) {
+        let count = |f: &dyn Fn(&ReplicaSet) -> i64| owned.iter().map(f).sum::<i64>();
+        let replicas_now = count(&|rs| i64::from(rs.status.as_ref().map_or(0, |s| s.replicas)));
+        let ready = count(&|rs| {
+            i64::from(
+                rs.status
+                    .as_ref()
+                    .and_then(|s| s.ready_replicas)
+                    .unwrap_or(0),
+            )
+        });
+        let available_now = count(&available);
+        let updated = i64::from(new_rs.status.as_ref().map_or(0, |s| s.replicas));
+        let old_conditions: BTreeMap<String, Value> = d
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .map(|c| {
+                c.iter()
+                    .map(|c| {
+                        (
+                            c.type_.clone(),
+                            serde_json::to_value(c).unwrap_or(Value::Null),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let now = jiff::Timestamp::now()
+            .strftime("%Y-%m-%dT%H:%M:%SZ")
+            .to_string();
+        let condition = |kind: &str, status: &str, reason: &str, message: String| {
+            // Keep the transition time while the status stays the same.
+            let previous = old_conditions.get(kind);
+            let unchanged =
+                previous.is_some_and(|p| p["status"] == status && p["reason"] == reason);
+            let transition = if unchanged {
+                previous
+                    .map(|p| p["lastTransitionTime"].clone())
+                    .unwrap_or(json!(now))
+            } else {
+                json!(now)
+            };
+            let update = if unchanged {
+                previous
+                    .map(|p| p["lastUpdateTime"].clone())
+                    .unwrap_or(json!(now))
+            } else {
+                json!(now)
+            };
+            json!({"type": kind, "status": status, "reason": reason, "message": message, "lastTransitionTime": transition, "lastUpdateTime": update})
+        };
+        let rs_name = new_rs.metadata.name.clone().unwrap_or_default();
+        let complete = updated == desired && replicas_now == desired && available_now == desired;
+        let unavailable_allowed = resolve(
+            serde_json::to_value(
+                d.spec
+                    .as_ref()
+                    .and_then(|s| s.strategy.as_ref())
+                    .and_then(|s| s.rolling_update.as_ref()),
+            )
+            .ok()
+            .as_ref()
+            .and_then(|r| r.get("maxUnavailable")),
+            desired,
+            false,
+            "25%",
+        );
+        let is_available = available_now >= desired - unavailable_allowed;
+        let status = json!({
+            "observedGeneration": d.metadata.generation,
+            "replicas": replicas_now,
+            "updatedReplicas": updated,
+            "readyReplicas": ready,
+            "availableReplicas": available_now,
+            "unavailableReplicas": (replicas_now - available_now).max(0),
+            "conditions": [
+                if is_available {
+                    condition("Available", "True", "MinimumReplicasAvailable", "Deployment has minimum availability.".into())
+                } else {
+                    condition("Available", "False", "MinimumReplicasUnavailable", "Deployment does not have minimum availability.".into())
+                },
+                if complete {
+                    condition("Progressing", "True", "NewReplicaSetAvailable", format!("ReplicaSet \"{rs_name}\" has successfully progressed."))
+                } else {
+                    condition("Progressing", "True", "ReplicaSetUpdated", format!("ReplicaSet \"{rs_name}\" is progressing."))
+                },
+            ],
+        });
+        let current = serde_json::to_value(&d.status).unwrap_or(Value::Null);
+        let changed = [
+            "observedGeneration",
+            "replicas",
+            "updatedReplicas",
+            "readyReplicas",
+            "availableReplicas",
+            "unavailableReplicas",
+        ]
+        .iter()
+        .any(|k| {
+            current.get(*k).cloned().unwrap_or(json!(0))
+                != status.get(*k).cloned().unwrap_or(json!(0))
+        }) || current["conditions"].as_array().map(|c| {
+            c.iter()
+                .map(|c| (c["type"].clone(), c["reason"].clone()))
+                .collect::<Vec<_>>()
+        }) != status["conditions"].as_array().map(|c| {
+            c.iter()
+                .map(|c| (c["type"].clone(), c["reason"].clone()))
+                .collect::<Vec<_>>()
+        });
+        if changed {
+            let (ns, name) = (
+                d.metadata.namespace.clone().unwrap_or_default(),
+                d.metadata.name.clone().unwrap_or_default(),
+            );
+            let api: Api<Deployment> = Api::namespaced(self.client.clone(), &ns);
+            let revision_annotation =
+                json!({"metadata": {"annotations": {REVISION: revision(new_rs).to_string()}}});
+            let _ = api
+                .patch(
+                    &name,
+                    &PatchParams::default(),
+                    &Patch::Merge(revision_annotation),
+                )
+                .await;
+            let _ = api
+                .patch_status(
+                    &name,
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"status": status})),
+                )
+                .await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn surge_and_unavailable() {
+        assert_eq!(resolve(None, 4, true, "25%"), 1);
+        assert_eq!(resolve(None, 6, true, "25%"), 2, "surge rounds up");
+        assert_eq!(resolve(None, 6, false, "25%"), 1, "unavailable rounds down");
+        assert_eq!(resolve(Some(&json!(3)), 6, false, "25%"), 3);
+        assert_eq!(resolve(Some(&json!("50%")), 10, false, "25%"), 5);
+        assert_ne!(
+            template_hash(&json!({"a": 1})),
+            template_hash(&json!({"a": 2}))
+        );
+        assert_eq!(template_hash(&json!({"a": 1})).len(), 10);
+    }
+}
