@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use crate::apiserver::{ApiServer, kubeconfig, pki::Pki, server};
 use crate::controllers::deployment::DeploymentController;
+use crate::controllers::namespace::NamespaceController;
 use crate::controllers::replicaset::ReplicaSetController;
 use crate::flow::Flow;
 use crate::kubelet::{Kubelet, NodeConfig};
@@ -107,6 +108,9 @@ pub async fn up(options: UpOptions) -> Result<(), ClusterError> {
     let deployments = tokio::spawn(
         DeploymentController::new(api.client("controller/deployment"), flow.clone()).run(),
     );
+    let namespaces = tokio::spawn(
+        NamespaceController::new(api.client("controller/namespace"), flow.clone()).run(),
+    );
     let mut kubelets = Vec::new();
     for index in 1..=options.nodes {
         let config = NodeConfig {
@@ -176,6 +180,7 @@ pub async fn up(options: UpOptions) -> Result<(), ClusterError> {
     scheduler.abort();
     replicasets.abort();
     deployments.abort();
+    namespaces.abort();
     for kubelet in kubelets {
         kubelet.abort();
     }

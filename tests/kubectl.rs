@@ -1047,3 +1047,39 @@ fn deployments_roll_out_update_and_undo() {
     let sets = rows(&c.ok(&["get", "rs"]));
     assert_eq!(sets.len(), 3, "two ReplicaSets, one per template: {sets:?}");
 }
+
+#[test]
+fn deleting_a_namespace_removes_everything_in_it() {
+    let c = Cluster::with_nodes(2);
+    c.ok(&["create", "namespace", "team"]);
+    c.ok(&[
+        "-n",
+        "team",
+        "create",
+        "configmap",
+        "c1",
+        "--from-literal=a=1",
+    ]);
+    c.ok_with(&["-n", "team", "apply", "-f", "-"], Some(DEPLOYMENT));
+    c.ok(&[
+        "-n",
+        "team",
+        "rollout",
+        "status",
+        "deploy/web",
+        "--timeout=60s",
+    ]);
+    // kubectl waits until the namespace is gone.
+    assert_eq!(
+        c.ok(&["delete", "namespace", "team", "--timeout=60s"]),
+        "namespace \"team\" deleted\n"
+    );
+    assert!(
+        c.fails(&["get", "namespace", "team"], None)
+            .contains("NotFound")
+    );
+    assert_eq!(
+        c.ok(&["get", "pods,rs,deploy,cm", "-n", "team", "-o", "name"]),
+        ""
+    );
+}
