@@ -12,6 +12,7 @@ use crate::apiserver::{ApiServer, kubeconfig, pki::Pki, server};
 use crate::controllers::deployment::DeploymentController;
 use crate::controllers::namespace::NamespaceController;
 use crate::controllers::replicaset::ReplicaSetController;
+use crate::controllers::serviceaccount::ServiceAccountController;
 use crate::flow::Flow;
 use crate::kubelet::{Kubelet, NodeConfig};
 use crate::runtime::ContainerRuntime;
@@ -111,6 +112,9 @@ pub async fn up(options: UpOptions) -> Result<(), ClusterError> {
     let namespaces = tokio::spawn(
         NamespaceController::new(api.client("controller/namespace"), flow.clone()).run(),
     );
+    let accounts = tokio::spawn(
+        ServiceAccountController::new(api.client("controller/serviceaccount"), flow.clone()).run(),
+    );
     let mut kubelets = Vec::new();
     for index in 1..=options.nodes {
         let config = NodeConfig {
@@ -181,6 +185,7 @@ pub async fn up(options: UpOptions) -> Result<(), ClusterError> {
     replicasets.abort();
     deployments.abort();
     namespaces.abort();
+    accounts.abort();
     for kubelet in kubelets {
         kubelet.abort();
     }

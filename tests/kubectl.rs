@@ -1049,6 +1049,7 @@ fn deployments_roll_out_update_and_undo() {
 }
 
 #[test]
+#[allow(clippy::disallowed_methods)] // a plain test thread, not a tokio worker
 fn deleting_a_namespace_removes_everything_in_it() {
     let c = Cluster::with_nodes(2);
     c.ok(&["create", "namespace", "team"]);

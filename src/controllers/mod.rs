@@ -1,13 +1,14 @@
 //! The controller manager's controllers, each an ordinary API client (list + watch + write
 //! through the API server), in-process like every Orrery component.
 //!
-//! So far: the Deployment ([`deployment`]), ReplicaSet ([`replicaset`]) and Namespace
-//! ([`namespace`]) controllers. The Job, DaemonSet, garbage collector, ServiceAccount, node
-//! lifecycle and EndpointSlice controllers come with the rest of issue 4.
+//! So far: the Deployment ([`deployment`]), ReplicaSet ([`replicaset`]), Namespace
+//! ([`namespace`]) and ServiceAccount ([`serviceaccount`]) controllers. The Job, DaemonSet,
+//! garbage collector, node lifecycle and EndpointSlice controllers come with the rest of issue 4.
 
 pub mod deployment;
 pub mod namespace;
 pub mod replicaset;
+pub mod serviceaccount;
 
 use kube::api::{Api, PostParams};
 use serde_json::json;
