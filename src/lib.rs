@@ -25,6 +25,7 @@ pub mod cli;
 pub mod cluster;
 pub mod controllers;
 pub mod flow;
+pub mod informers;
 pub mod kubelet;
 pub mod runtime;
 pub mod scheduler;

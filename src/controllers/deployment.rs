@@ -116,25 +116,16 @@ impl DeploymentController {
         .default_backoff()
         .map(|_| ());
         let mut changes = futures::stream::select(d_events, s_events).boxed();
-        let ready = async {
+        crate::informers::prime(&mut changes, async {
             let _ = deployments.wait_until_ready().await;
             let _ = sets.wait_until_ready().await;
-        };
-        tokio::pin!(ready);
-        loop {
-            tokio::select! {
-                _ = &mut ready => break,
-                _ = changes.next() => {}
-            }
-        }
+        })
+        .await;
         loop {
             for d in deployments.state() {
                 self.reconcile(&d, &sets.state()).await;
             }
-            let _ = tokio::time::timeout(Duration::from_secs(5), changes.next()).await;
-            while let Ok(Some(_)) =
-                tokio::time::timeout(Duration::from_millis(5), changes.next()).await
-            {}
+            crate::informers::next_batch(&mut changes, Duration::from_secs(5)).await;
         }
     }
 

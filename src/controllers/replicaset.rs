@@ -142,26 +142,17 @@ impl ReplicaSetController {
         .default_backoff()
         .map(|_| ());
         let mut changes = futures::stream::select(set_events, pod_events).boxed();
-        let ready = async {
+        crate::informers::prime(&mut changes, async {
             let _ = sets.wait_until_ready().await;
             let _ = pods.wait_until_ready().await;
-        };
-        tokio::pin!(ready);
-        loop {
-            tokio::select! {
-                _ = &mut ready => break,
-                _ = changes.next() => {}
-            }
-        }
+        })
+        .await;
         let mut expectations = Expectations::default();
         loop {
             for rs in sets.state() {
                 self.reconcile(&rs, &pods.state(), &mut expectations).await;
             }
-            let _ = tokio::time::timeout(Duration::from_secs(5), changes.next()).await;
-            while let Ok(Some(_)) =
-                tokio::time::timeout(Duration::from_millis(5), changes.next()).await
-            {}
+            crate::informers::next_batch(&mut changes, Duration::from_secs(5)).await;
         }
     }
 

@@ -44,17 +44,11 @@ impl ServiceAccountController {
         .default_backoff()
         .map(|_| ());
         let mut changes = futures::stream::select(ns_events, sa_events).boxed();
-        let ready = async {
+        crate::informers::prime(&mut changes, async {
             let _ = namespaces.wait_until_ready().await;
             let _ = accounts.wait_until_ready().await;
-        };
-        tokio::pin!(ready);
-        loop {
-            tokio::select! {
-                _ = &mut ready => break,
-                _ = changes.next() => {}
-            }
-        }
+        })
+        .await;
         loop {
             let have: HashSet<String> = accounts
                 .state()
@@ -85,10 +79,7 @@ impl ServiceAccountController {
                     tracing::debug!(%error, namespace = %name, "could not create the default ServiceAccount");
                 }
             }
-            let _ = tokio::time::timeout(Duration::from_secs(5), changes.next()).await;
-            while let Ok(Some(_)) =
-                tokio::time::timeout(Duration::from_millis(5), changes.next()).await
-            {}
+            crate::informers::next_batch(&mut changes, Duration::from_secs(5)).await;
         }
     }
 }

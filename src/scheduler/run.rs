@@ -172,17 +172,11 @@ impl Scheduler {
         .map(|_| ());
         let mut changes = futures::stream::select(node_events, pod_events).boxed();
         // The stores fill as the watches are polled: poll until both have their first list.
-        let ready = async {
+        crate::informers::prime(&mut changes, async {
             let _ = nodes.wait_until_ready().await;
             let _ = pods.wait_until_ready().await;
-        };
-        tokio::pin!(ready);
-        loop {
-            tokio::select! {
-                _ = &mut ready => break,
-                _ = changes.next() => {}
-            }
-        }
+        })
+        .await;
         // Pods bound here that the pod store has not seen bound yet.
         let mut assumed: HashMap<String, String> = HashMap::new();
         // The last message reported for each unschedulable pod, so events are not repeated.
@@ -190,12 +184,8 @@ impl Scheduler {
         loop {
             self.schedule_pending(&nodes, &pods, &mut assumed, &mut reported)
                 .await;
-            // Wait for the next change (or retry after a while).
-            let _ = tokio::time::timeout(Duration::from_secs(5), changes.next()).await;
-            // Take in the burst of changes that came with it.
-            while let Ok(Some(_)) =
-                tokio::time::timeout(Duration::from_millis(5), changes.next()).await
-            {}
+            // Wait for the next burst of changes (or retry after a while).
+            crate::informers::next_batch(&mut changes, Duration::from_secs(5)).await;
         }
     }
 

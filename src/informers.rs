@@ -1,0 +1,27 @@
+//! What every component's watch loop shares (client-go calls these informers): caches filled by
+//! kube-runtime reflectors, primed before the first pass, then woken by batches of changes.
+
+use std::future::Future;
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::stream::BoxStream;
+
+/// Polls `changes` (the reflectors' streams, which fill the caches) until `ready` completes,
+/// that is until every cache holds its first list.
+pub async fn prime(changes: &mut BoxStream<'_, ()>, ready: impl Future<Output = ()>) {
+    tokio::pin!(ready);
+    loop {
+        tokio::select! {
+            _ = &mut ready => return,
+            _ = changes.next() => {}
+        }
+    }
+}
+
+/// Waits for the next change (at most `resync`, after which a component looks again anyway),
+/// then takes in the burst of changes that came with it.
+pub async fn next_batch(changes: &mut BoxStream<'_, ()>, resync: Duration) {
+    let _ = tokio::time::timeout(resync, changes.next()).await;
+    while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(5), changes.next()).await {}
+}
