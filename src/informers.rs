@@ -25,3 +25,28 @@ pub async fn next_batch(changes: &mut BoxStream<'_, ()>, resync: Duration) {
     let _ = tokio::time::timeout(resync, changes.next()).await;
     while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(5), changes.next()).await {}
 }
+
+/// A cache of every `K` the API server has (narrowed by `config`, e.g. a field selector), kept
+/// current by a kube-runtime reflector, and the stream that drives it (one `()` per change).
+pub fn cache<K>(
+    client: &kube::Client,
+    config: kube::runtime::watcher::Config,
+) -> (kube::runtime::reflector::Store<K>, BoxStream<'static, ()>)
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    use kube::runtime::{WatchStreamExt, reflector, watcher};
+    let (store, writer) = reflector::store::<K>();
+    let api = kube::Api::<K>::all(client.clone());
+    let changes = reflector(writer, watcher(api, config))
+        .default_backoff()
+        .map(|_| ())
+        .boxed();
+    (store, changes)
+}

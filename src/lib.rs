@@ -24,6 +24,7 @@ pub mod bench;
 pub mod cli;
 pub mod cluster;
 pub mod controllers;
+pub mod events;
 pub mod flow;
 pub mod informers;
 pub mod kubelet;

@@ -12,7 +12,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use kube::runtime::{WatchStreamExt, reflector, watcher};
+use kube::runtime::watcher;
 use serde_json::{Value, json};
 
 use super::event;
@@ -95,26 +95,10 @@ impl DeploymentController {
 
     /// Watches Deployments and ReplicaSets and reconciles, forever.
     pub async fn run(self) {
-        let (deployments, d_writer) = reflector::store::<Deployment>();
-        let (sets, s_writer) = reflector::store::<ReplicaSet>();
-        let d_events = reflector(
-            d_writer,
-            watcher(
-                Api::<Deployment>::all(self.client.clone()),
-                watcher::Config::default(),
-            ),
-        )
-        .default_backoff()
-        .map(|_| ());
-        let s_events = reflector(
-            s_writer,
-            watcher(
-                Api::<ReplicaSet>::all(self.client.clone()),
-                watcher::Config::default(),
-            ),
-        )
-        .default_backoff()
-        .map(|_| ());
+        let (deployments, d_events) =
+            crate::informers::cache::<Deployment>(&self.client, watcher::Config::default());
+        let (sets, s_events) =
+            crate::informers::cache::<ReplicaSet>(&self.client, watcher::Config::default());
         let mut changes = futures::stream::select(d_events, s_events).boxed();
         crate::informers::prime(&mut changes, async {
             let _ = deployments.wait_until_ready().await;

@@ -10,9 +10,6 @@ pub mod namespace;
 pub mod replicaset;
 pub mod serviceaccount;
 
-use kube::api::{Api, PostParams};
-use serde_json::json;
-
 /// Records a core/v1 Event about an object, as controllers do.
 #[allow(clippy::too_many_arguments)] // the event's fields, as the API spells them
 pub(crate) async fn event(
@@ -26,26 +23,16 @@ pub(crate) async fn event(
     reason: &str,
     message: &str,
 ) {
-    let api_version = match kind {
-        "ReplicaSet" | "Deployment" | "DaemonSet" | "StatefulSet" => "apps/v1",
-        "Job" | "CronJob" => "batch/v1",
-        _ => "v1",
+    let about = crate::events::Involved {
+        kind,
+        namespace,
+        name,
+        uid,
     };
-    let stamp = jiff::Timestamp::now();
-    let now = stamp.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
-    let object = json!({
-        "metadata": {"name": format!("{name}.{:x}", stamp.as_nanosecond()), "namespace": namespace},
-        "involvedObject": {"apiVersion": api_version, "kind": kind, "namespace": namespace, "name": name, "uid": uid},
-        "reason": reason, "message": message, "type": event_type,
-        "source": {"component": component},
-        "reportingComponent": component,
-        "firstTimestamp": now, "lastTimestamp": now, "count": 1,
-    });
-    if let Ok(event) = serde_json::from_value::<k8s_openapi::api::core::v1::Event>(object) {
-        let events: Api<k8s_openapi::api::core::v1::Event> =
-            Api::namespaced(client.clone(), namespace);
-        if let Err(error) = events.create(&PostParams::default(), &event).await {
-            tracing::debug!(%error, "could not record an event");
-        }
-    }
+    let source = crate::events::Source {
+        component,
+        host: None,
+        instance: None,
+    };
+    crate::events::record(client, &about, &source, event_type, reason, message).await;
 }

@@ -8,7 +8,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, PostParams};
 use kube::discovery::{ApiResource, Discovery, Scope, verbs};
-use kube::runtime::{WatchStreamExt, reflector, watcher};
+use kube::runtime::watcher;
 use serde_json::json;
 
 use crate::flow::{Flow, FlowEvent};
@@ -46,17 +46,8 @@ impl NamespaceController {
 
     /// Watches namespaces and empties the ones being deleted, forever.
     pub async fn run(self) {
-        let (namespaces, writer) = reflector::store::<Namespace>();
-        let mut changes = reflector(
-            writer,
-            watcher(
-                Api::<Namespace>::all(self.client.clone()),
-                watcher::Config::default(),
-            ),
-        )
-        .default_backoff()
-        .map(|_| ())
-        .boxed();
+        let (namespaces, mut changes) =
+            crate::informers::cache::<Namespace>(&self.client, watcher::Config::default());
         let mut resources: Vec<ApiResource> = Vec::new();
         loop {
             let terminating: Vec<_> = namespaces

@@ -11,7 +11,7 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use kube::runtime::{WatchStreamExt, reflector, watcher};
+use kube::runtime::watcher;
 use serde_json::json;
 
 use super::event;
@@ -121,26 +121,10 @@ impl ReplicaSetController {
 
     /// Watches ReplicaSets and pods and reconciles, forever.
     pub async fn run(self) {
-        let (sets, set_writer) = reflector::store::<ReplicaSet>();
-        let (pods, pod_writer) = reflector::store::<Pod>();
-        let set_events = reflector(
-            set_writer,
-            watcher(
-                Api::<ReplicaSet>::all(self.client.clone()),
-                watcher::Config::default(),
-            ),
-        )
-        .default_backoff()
-        .map(|_| ());
-        let pod_events = reflector(
-            pod_writer,
-            watcher(
-                Api::<Pod>::all(self.client.clone()),
-                watcher::Config::default(),
-            ),
-        )
-        .default_backoff()
-        .map(|_| ());
+        let (sets, set_events) =
+            crate::informers::cache::<ReplicaSet>(&self.client, watcher::Config::default());
+        let (pods, pod_events) =
+            crate::informers::cache::<Pod>(&self.client, watcher::Config::default());
         let mut changes = futures::stream::select(set_events, pod_events).boxed();
         crate::informers::prime(&mut changes, async {
             let _ = sets.wait_until_ready().await;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use kube::api::{Api, PostParams};
-use kube::runtime::{WatchStreamExt, reflector, watcher};
+use kube::runtime::watcher;
 
 use crate::flow::{Flow, FlowEvent};
 
@@ -25,24 +25,11 @@ impl ServiceAccountController {
 
     /// Watches namespaces and service accounts, and creates missing `default` accounts, forever.
     pub async fn run(self) {
-        let (namespaces, ns_writer) = reflector::store::<Namespace>();
-        let (accounts, sa_writer) = reflector::store::<ServiceAccount>();
-        let ns_events = reflector(
-            ns_writer,
-            watcher(
-                Api::<Namespace>::all(self.client.clone()),
-                watcher::Config::default(),
-            ),
-        )
-        .default_backoff()
-        .map(|_| ());
+        let (namespaces, ns_events) =
+            crate::informers::cache::<Namespace>(&self.client, watcher::Config::default());
         let sa_config = watcher::Config::default().fields("metadata.name=default");
-        let sa_events = reflector(
-            sa_writer,
-            watcher(Api::<ServiceAccount>::all(self.client.clone()), sa_config),
-        )
-        .default_backoff()
-        .map(|_| ());
+        let (accounts, sa_events) =
+            crate::informers::cache::<ServiceAccount>(&self.client, sa_config);
         let mut changes = futures::stream::select(ns_events, sa_events).boxed();
         crate::informers::prime(&mut changes, async {
             let _ = namespaces.wait_until_ready().await;

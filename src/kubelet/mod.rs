@@ -5,8 +5,8 @@
 //! hostIP, startTime), with Events. It also serves `/containerLogs/...` on 127.0.0.1 for the
 //! API server's `pods/log`.
 //!
-//! This first version starts containers and keeps their status; restarts with back-off, init
-//! containers and probes come with the rest of issue 4.
+//! Restarts follow `restartPolicy` with the real back-off; init containers and probes come with
+//! the rest of issue 4.
 
 mod logs;
 mod pod;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
@@ -75,20 +75,19 @@ async fn event(kubelet: &Kubelet, pod: &Pod, kind: &str, reason: &str, message: 
     .detail(message.clone());
     flow.uid = pod.metadata.uid.clone().unwrap_or_default();
     kubelet.flow.emit(flow);
-    let stamp = jiff::Timestamp::now();
-    let object = json!({
-        "metadata": {"name": format!("{name}.{:x}", stamp.as_nanosecond()), "namespace": namespace},
-        "involvedObject": {"apiVersion": "v1", "kind": "Pod", "namespace": namespace, "name": name, "uid": pod.metadata.uid},
-        "reason": reason, "message": message, "type": kind,
-        "source": {"component": "kubelet", "host": kubelet.config.name},
-        "reportingComponent": "kubelet", "reportingInstance": kubelet.config.name,
-        "firstTimestamp": now(), "lastTimestamp": now(), "count": 1,
-    });
-    if let Ok(event) = serde_json::from_value::<k8s_openapi::api::core::v1::Event>(object) {
-        let events: Api<k8s_openapi::api::core::v1::Event> =
-            Api::namespaced(kubelet.client.clone(), &namespace);
-        let _ = events.create(&PostParams::default(), &event).await;
-    }
+    let about = crate::events::Involved {
+        kind: "Pod",
+        namespace: &namespace,
+        name: &name,
+        uid: pod.metadata.uid.as_deref().unwrap_or_default(),
+    };
+    let node = kubelet.config.name.as_str();
+    let source = crate::events::Source {
+        component: "kubelet",
+        host: Some(node),
+        instance: Some(node),
+    };
+    crate::events::record(&kubelet.client, &about, &source, kind, reason, &message).await;
 }
 
 fn container_config(c: &k8s_openapi::api::core::v1::Container) -> ContainerConfig {

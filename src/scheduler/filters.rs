@@ -122,11 +122,7 @@ pub fn requests(pod: &Pod) -> BTreeMap<String, i64> {
         return BTreeMap::new();
     };
     let read = |name: &str, q: &k8s_openapi::apimachinery::pkg::api::resource::Quantity| {
-        if name == "cpu" {
-            quantity::cpu_millis(&q.0).unwrap_or(0)
-        } else {
-            quantity::bytes(&q.0).unwrap_or(0)
-        }
+        quantity::amount(name, &q.0)
     };
     let mut sum: BTreeMap<String, i64> = BTreeMap::new();
     for c in &spec.containers {
@@ -188,14 +184,7 @@ pub fn node_resources_fit(pod: &Pod, node: &NodeInfo) -> Filter {
         }
         let free = allocatable
             .get(&name)
-            .map(|q| {
-                if name == "cpu" {
-                    quantity::cpu_millis(&q.0).unwrap_or(0)
-                } else {
-                    quantity::bytes(&q.0).unwrap_or(0)
-                }
-            })
-            .unwrap_or(0)
+            .map_or(0, |q| quantity::amount(&name, &q.0))
             - used.get(&name).copied().unwrap_or(0);
         if wanted > free {
             reasons.push(format!("Insufficient {name}"));

@@ -55,6 +55,17 @@ pub fn bytes(text: &str) -> Result<i64, QuantityError> {
     Ok(((milli + 999) / 1000) as i64)
 }
 
+/// An amount of `resource` in the units the scheduler adds up: millicores for `cpu`, whole
+/// units (bytes, pods) for the rest; an unreadable quantity counts as zero.
+pub fn amount(resource: &str, text: &str) -> i64 {
+    let parsed = if resource == "cpu" {
+        cpu_millis(text)
+    } else {
+        bytes(text)
+    };
+    parsed.unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

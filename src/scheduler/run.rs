@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use kube::runtime::{WatchStreamExt, reflector, watcher};
+use kube::runtime::{reflector, watcher};
 use serde_json::json;
 
 use super::affinity;
@@ -150,26 +150,10 @@ impl Scheduler {
 
     /// Watches nodes and pods and schedules pending pods, forever.
     pub async fn run(self) {
-        let (nodes, node_writer) = reflector::store::<Node>();
-        let (pods, pod_writer) = reflector::store::<Pod>();
-        let node_events = reflector(
-            node_writer,
-            watcher(
-                Api::<Node>::all(self.client.clone()),
-                watcher::Config::default(),
-            ),
-        )
-        .default_backoff()
-        .map(|_| ());
-        let pod_events = reflector(
-            pod_writer,
-            watcher(
-                Api::<Pod>::all(self.client.clone()),
-                watcher::Config::default(),
-            ),
-        )
-        .default_backoff()
-        .map(|_| ());
+        let (nodes, node_events) =
+            crate::informers::cache::<Node>(&self.client, watcher::Config::default());
+        let (pods, pod_events) =
+            crate::informers::cache::<Pod>(&self.client, watcher::Config::default());
         let mut changes = futures::stream::select(node_events, pod_events).boxed();
         // The stores fill as the watches are polled: poll until both have their first list.
         crate::informers::prime(&mut changes, async {
@@ -370,34 +354,19 @@ impl Scheduler {
     }
 
     async fn record_event(&self, pod: &Pod, kind: &str, reason: &str, message: &str) {
-        let namespace = pod.metadata.namespace.clone().unwrap_or_default();
-        let name = pod.metadata.name.clone().unwrap_or_default();
-        let now = jiff::Timestamp::now();
-        let event = json!({
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"name": format!("{name}.{:x}", now.as_nanosecond()), "namespace": namespace},
-            "involvedObject": {"apiVersion": "v1", "kind": "Pod", "namespace": namespace, "name": name, "uid": pod.metadata.uid},
-            "reason": reason,
-            "message": message,
-            "type": kind,
-            "source": {"component": SCHEDULER_NAME},
-            "reportingComponent": SCHEDULER_NAME,
-            "reportingInstance": format!("{SCHEDULER_NAME}-orrery"),
-            "firstTimestamp": now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
-            "lastTimestamp": now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
-            "count": 1,
-        });
-        let events: Api<k8s_openapi::api::core::v1::Event> =
-            Api::namespaced(self.client.clone(), &namespace);
-        match serde_json::from_value(event) {
-            Ok(event) => {
-                if let Err(error) = events.create(&PostParams::default(), &event).await {
-                    tracing::debug!(%error, "could not record an event");
-                }
-            }
-            Err(error) => tracing::debug!(%error, "could not build an event"),
-        }
+        let about = crate::events::Involved {
+            kind: "Pod",
+            namespace: pod.metadata.namespace.as_deref().unwrap_or_default(),
+            name: pod.metadata.name.as_deref().unwrap_or_default(),
+            uid: pod.metadata.uid.as_deref().unwrap_or_default(),
+        };
+        let instance = format!("{SCHEDULER_NAME}-orrery");
+        let source = crate::events::Source {
+            component: SCHEDULER_NAME,
+            host: None,
+            instance: Some(&instance),
+        };
+        crate::events::record(&self.client, &about, &source, kind, reason, message).await;
     }
 }
 

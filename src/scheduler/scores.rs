@@ -28,14 +28,7 @@ fn allocatable(node: &NodeInfo, resource: &str) -> i64 {
         .as_ref()
         .and_then(|s| s.allocatable.as_ref())
         .and_then(|a| a.get(resource))
-        .map(|q| {
-            if resource == "cpu" {
-                quantity::cpu_millis(&q.0).unwrap_or(0)
-            } else {
-                quantity::bytes(&q.0).unwrap_or(0)
-            }
-        })
-        .unwrap_or(0)
+        .map_or(0, |q| quantity::amount(resource, &q.0))
 }
 
 /// A pod's cpu and memory for scoring, with the non-zero defaults.
