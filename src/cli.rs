@@ -48,6 +48,13 @@ enum Command {
     Up(UpArgs),
     /// Stop the cluster started with this state directory.
     Down,
+    /// Stop or start a virtual node's kubelet (its containers keep running, as on a real node
+    /// whose kubelet died).
+    #[command(subcommand)]
+    Node(NodeCommand),
+    /// Stop or start a control-plane component of the running cluster.
+    #[command(subcommand)]
+    Component(ComponentCommand),
     /// Read and write the cluster's store directly, like etcdctl.
     #[command(subcommand)]
     Store(StoreCommand),
@@ -82,11 +89,57 @@ struct UpArgs {
     /// Each node's memory capacity.
     #[arg(long, default_value = "8Gi")]
     node_memory: String,
+    /// The kubelets' lease duration; they renew their Lease every quarter of it.
+    #[arg(long, default_value_t = 40)]
+    node_lease_duration_seconds: u32,
+    /// How long a node may go without renewing its Lease before the node lifecycle controller
+    /// marks it Ready=Unknown and taints it `node.kubernetes.io/unreachable`.
+    #[arg(long, default_value = "40s", value_parser = parse_duration)]
+    node_monitor_grace_period: std::time::Duration,
+    /// How long new pods tolerate the `node.kubernetes.io/not-ready` NoExecute taint.
+    #[arg(long, default_value_t = 300)]
+    default_not_ready_toleration_seconds: u32,
+    /// How long new pods tolerate the `node.kubernetes.io/unreachable` NoExecute taint before
+    /// they are evicted.
+    #[arg(long, default_value_t = 300)]
+    default_unreachable_toleration_seconds: u32,
     /// The container runtime: `sim` (simulated containers; real containers through libcontainer
     /// are not built yet).
     #[arg(long, default_value = "sim", value_parser = ["sim"])]
     runtime: String,
 }
+
+#[derive(Debug, Subcommand)]
+enum NodeCommand {
+    /// Stop a node's kubelet.
+    Stop {
+        /// The node, such as node-2.
+        name: String,
+    },
+    /// Start a stopped node's kubelet again.
+    Start {
+        /// The node, such as node-2.
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ComponentCommand {
+    /// Stop a control-plane component (a stopped API server answers 503).
+    Stop {
+        /// apiserver, scheduler or controller-manager.
+        #[arg(value_parser = COMPONENTS)]
+        name: String,
+    },
+    /// Start a stopped control-plane component again.
+    Start {
+        /// apiserver, scheduler or controller-manager.
+        #[arg(value_parser = COMPONENTS)]
+        name: String,
+    },
+}
+
+const COMPONENTS: [&str; 3] = ["apiserver", "scheduler", "controller-manager"];
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     let (number, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
@@ -197,6 +250,8 @@ enum CliError {
     Bench(String),
     #[error("a writer task failed: {0}")]
     Task(String),
+    #[error("{0}")]
+    Usage(String),
 }
 
 /// Runs the `orrery` command with the process's arguments.
@@ -263,7 +318,23 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 nodes: args.nodes,
                 node_cpu: args.node_cpu,
                 node_memory: args.node_memory,
+                node_lease_duration_seconds: args.node_lease_duration_seconds,
+                node_monitor_grace_period: args.node_monitor_grace_period,
+                default_not_ready_toleration_seconds: args.default_not_ready_toleration_seconds,
+                default_unreachable_toleration_seconds: args.default_unreachable_toleration_seconds,
             };
+            let renew =
+                std::time::Duration::from_secs(u64::from(options.node_lease_duration_seconds)) / 4;
+            if options.node_monitor_grace_period <= renew {
+                return Err(CliError::Usage(format!(
+                    "--node-monitor-grace-period ({}s) must be longer than the kubelets' lease \
+                     renew interval ({}s, a quarter of --node-lease-duration-seconds {}); \
+                     lower --node-lease-duration-seconds too",
+                    options.node_monitor_grace_period.as_secs(),
+                    renew.as_secs_f64(),
+                    options.node_lease_duration_seconds
+                )));
+            }
             crate::cluster::up(options).await?;
             Ok(())
         }
@@ -271,6 +342,32 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             let pid = crate::cluster::down(&cli.cluster.state_dir()?).await?;
             println!("orrery: stopped cluster (pid {pid})");
             Ok(())
+        }
+        Command::Node(command) => {
+            let (action, name) = match command {
+                NodeCommand::Stop { name } => ("stop", name),
+                NodeCommand::Start { name } => ("start", name),
+            };
+            control(
+                &cli.cluster,
+                &format!("nodes/{name}/{action}"),
+                "node",
+                &name,
+            )
+            .await
+        }
+        Command::Component(command) => {
+            let (action, name) = match command {
+                ComponentCommand::Stop { name } => ("stop", name),
+                ComponentCommand::Start { name } => ("start", name),
+            };
+            control(
+                &cli.cluster,
+                &format!("components/{name}/{action}"),
+                "component",
+                &name,
+            )
+            .await
         }
         Command::Store(command) => {
             let state_dir = cli.cluster.state_dir()?;
@@ -292,6 +389,25 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
     }
+}
+
+/// Sends a control request to the running cluster and says what it did.
+async fn control(
+    cluster: &ClusterArgs,
+    path: &str,
+    role: &str,
+    name: &str,
+) -> Result<(), CliError> {
+    let answer = crate::cluster::control(&cluster.state_dir()?, path).await?;
+    let running = answer["running"].as_bool().unwrap_or(false);
+    let changed = answer["changed"].as_bool().unwrap_or(false);
+    let state = if running { "started" } else { "stopped" };
+    if changed {
+        println!("orrery: {role} {name} {state}");
+    } else {
+        println!("orrery: {role} {name} was already {state}");
+    }
+    Ok(())
 }
 
 async fn run_store(store: Arc<dyn Store>, command: StoreCommand) -> Result<(), CliError> {

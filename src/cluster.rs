@@ -11,6 +11,7 @@ use std::time::Duration;
 use crate::apiserver::{ApiServer, kubeconfig, pki::Pki, server};
 use crate::controllers::deployment::DeploymentController;
 use crate::controllers::namespace::NamespaceController;
+use crate::controllers::nodelifecycle::NodeLifecycleController;
 use crate::controllers::replicaset::ReplicaSetController;
 use crate::controllers::serviceaccount::ServiceAccountController;
 use crate::flow::Flow;
@@ -20,6 +21,7 @@ use crate::runtime::sim::{SimOptions, SimRuntime};
 use crate::scheduler::run::Scheduler;
 use crate::store::compactor::{CompactionPolicy, Compactor};
 use crate::store::{self, StoreUrl};
+use crate::supervisor::{Role, Supervisor};
 
 /// What `orrery up` was asked for.
 #[derive(Clone, Debug)]
@@ -42,6 +44,14 @@ pub struct UpOptions {
     pub node_cpu: String,
     /// Each node's memory capacity (`8Gi`).
     pub node_memory: String,
+    /// The kubelets' `--node-lease-duration-seconds` (they renew every quarter of it).
+    pub node_lease_duration_seconds: u32,
+    /// The node lifecycle controller's `--node-monitor-grace-period`.
+    pub node_monitor_grace_period: Duration,
+    /// The API server's `--default-not-ready-toleration-seconds`.
+    pub default_not_ready_toleration_seconds: u32,
+    /// The API server's `--default-unreachable-toleration-seconds`.
+    pub default_unreachable_toleration_seconds: u32,
 }
 
 /// What went wrong starting or stopping a cluster.
@@ -78,6 +88,9 @@ pub enum ClusterError {
     /// No cluster is running for this state directory.
     #[error("no cluster is running with state directory {0} (no orrery.pid there)")]
     NotRunning(PathBuf),
+    /// The running cluster refused or failed a control request.
+    #[error("{0}")]
+    Control(String),
     /// The cluster did not stop in time.
     #[error("the cluster (pid {0}) did not stop within 30 s")]
     DidNotStop(i32),
@@ -100,22 +113,38 @@ pub async fn up(options: UpOptions) -> Result<(), ClusterError> {
     let flow = Flow::new();
     let api = ApiServer::new(store.clone(), flow.clone());
     api.bootstrap().await?;
+    api.set_default_toleration_seconds(
+        options.default_not_ready_toleration_seconds,
+        options.default_unreachable_toleration_seconds,
+    );
     let compactor = Compactor::new(store.clone(), options.compaction.clone()).spawn();
-    // The control plane's components are API clients like any other.
-    let scheduler = tokio::spawn(Scheduler::new(api.client("scheduler"), flow.clone()).run());
-    let replicasets = tokio::spawn(
-        ReplicaSetController::new(api.client("controller/replicaset"), flow.clone()).run(),
-    );
-    let deployments = tokio::spawn(
-        DeploymentController::new(api.client("controller/deployment"), flow.clone()).run(),
-    );
-    let namespaces = tokio::spawn(
-        NamespaceController::new(api.client("controller/namespace"), flow.clone()).run(),
-    );
-    let accounts = tokio::spawn(
-        ServiceAccountController::new(api.client("controller/serviceaccount"), flow.clone()).run(),
-    );
-    let mut kubelets = Vec::new();
+    // Every other component is an API client like any other, run under the supervisor so that
+    // `orrery component|node stop|start` can take it down and bring it back.
+    let supervisor = Arc::new(Supervisor::new(flow.clone()));
+    api.set_supervisor(supervisor.clone());
+    supervisor.add("apiserver", Role::Component, {
+        let api = api.clone();
+        move || {
+            // Serving while this task lives; stopping it (dropping the guard) turns it off.
+            let guard = Serving::on(api.clone());
+            vec![tokio::spawn(async move {
+                let _guard = guard;
+                std::future::pending::<()>().await
+            })]
+        }
+    });
+    supervisor.add("scheduler", Role::Component, {
+        let (api, flow) = (api.clone(), flow.clone());
+        move || {
+            vec![tokio::spawn(
+                Scheduler::new(api.client("scheduler"), flow.clone()).run(),
+            )]
+        }
+    });
+    supervisor.add("controller-manager", Role::Component, {
+        let (api, flow, options) = (api.clone(), flow.clone(), options.clone());
+        move || controller_manager(&api, &flow, &options)
+    });
     for index in 1..=options.nodes {
         let config = NodeConfig {
             name: format!("node-{index}"),
@@ -123,12 +152,17 @@ pub async fn up(options: UpOptions) -> Result<(), ClusterError> {
             cpu: options.node_cpu.clone(),
             memory: options.node_memory.clone(),
             max_pods: 110,
+            lease_duration_seconds: options.node_lease_duration_seconds,
         };
-        let client = api.client(&format!("kubelet/{}", config.name));
+        // The runtime outlives the kubelet: a stopped kubelet's containers keep running.
         let runtime: Arc<dyn ContainerRuntime> = Arc::new(SimRuntime::new(SimOptions::default()));
-        kubelets.push(tokio::spawn(
-            Kubelet::new(config, client, runtime, flow.clone()).run(),
-        ));
+        let (api, flow) = (api.clone(), flow.clone());
+        supervisor.add(&config.name.clone(), Role::Node, move || {
+            let client = api.client(&format!("kubelet/{}", config.name));
+            vec![tokio::spawn(
+                Kubelet::new(config.clone(), client, runtime.clone(), flow.clone()).run(),
+            )]
+        });
     }
 
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", options.port))
@@ -181,16 +215,48 @@ pub async fn up(options: UpOptions) -> Result<(), ClusterError> {
 
     println!("orrery: stopping cluster {:?}", options.name);
     compactor.abort();
-    scheduler.abort();
-    replicasets.abort();
-    deployments.abort();
-    namespaces.abort();
-    accounts.abort();
-    for kubelet in kubelets {
-        kubelet.abort();
-    }
+    supervisor.stop_all();
     let _ = std::fs::remove_file(&pid_path);
     Ok(())
+}
+
+/// The controller manager: every controller, each an API client of its own.
+fn controller_manager(
+    api: &Arc<ApiServer>,
+    flow: &Flow,
+    options: &UpOptions,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let client = |name: &str| api.client(&format!("controller/{name}"));
+    vec![
+        tokio::spawn(ReplicaSetController::new(client("replicaset"), flow.clone()).run()),
+        tokio::spawn(DeploymentController::new(client("deployment"), flow.clone()).run()),
+        tokio::spawn(NamespaceController::new(client("namespace"), flow.clone()).run()),
+        tokio::spawn(ServiceAccountController::new(client("serviceaccount"), flow.clone()).run()),
+        tokio::spawn(
+            NodeLifecycleController::new(
+                client("nodelifecycle"),
+                flow.clone(),
+                options.node_monitor_grace_period,
+            )
+            .run(),
+        ),
+    ]
+}
+
+/// Keeps the Kubernetes API serving while it lives.
+struct Serving(Arc<ApiServer>);
+
+impl Serving {
+    fn on(api: Arc<ApiServer>) -> Self {
+        api.set_serving(true);
+        Serving(api)
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        self.0.set_serving(false);
+    }
 }
 
 async fn shutdown_signal() {
@@ -208,6 +274,32 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = terminated => {}
     }
+}
+
+/// Sends `POST /orrery/v1/<path>` (say `nodes/node-2/stop`) to the cluster running with
+/// `state_dir`, authenticated with its admin kubeconfig, and returns the answer.
+pub async fn control(state_dir: &Path, path: &str) -> Result<serde_json::Value, ClusterError> {
+    if !pid_file(state_dir).exists() {
+        return Err(ClusterError::NotRunning(state_dir.to_owned()));
+    }
+    let file = state_dir.join("kubeconfig");
+    let kubeconfig = kube::config::Kubeconfig::read_from(&file)
+        .map_err(|e| ClusterError::Control(format!("{}: {e}", file.display())))?;
+    let config = kube::Config::from_custom_kubeconfig(
+        kubeconfig,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await
+    .map_err(|e| ClusterError::Control(format!("{}: {e}", file.display())))?;
+    let client =
+        kube::Client::try_from(config).map_err(|e| ClusterError::Control(e.to_string()))?;
+    let request = http::Request::post(format!("/orrery/v1/{path}"))
+        .body(Vec::new())
+        .map_err(|e| ClusterError::Control(e.to_string()))?;
+    client.request(request).await.map_err(|e| match e {
+        kube::Error::Api(status) => ClusterError::Control(status.message),
+        other => ClusterError::Control(other.to_string()),
+    })
 }
 
 /// Stops the cluster running with `state_dir`: SIGTERM, then waits for it to exit.

@@ -31,3 +31,4 @@ pub mod kubelet;
 pub mod runtime;
 pub mod scheduler;
 pub mod store;
+pub mod supervisor;

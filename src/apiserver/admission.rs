@@ -520,6 +520,33 @@ pub(crate) fn keep_allocated(resource: &Resource, new: &mut Value, old: &Value) 
     }
 }
 
+/// The DefaultTolerationSeconds admission plugin: a new pod that does not tolerate the
+/// `not-ready` and `unreachable` NoExecute taints (with `Exists`, or with no key) gets
+/// tolerations for them that last `not_ready` and `unreachable` seconds, so its controller
+/// replaces it when its node goes away.
+pub(crate) fn default_toleration_seconds(object: &mut Value, (not_ready, unreachable): (u32, u32)) {
+    let Some(spec) = object.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let tolerations = spec.entry("tolerations").or_insert_with(|| json!([]));
+    let Some(list) = tolerations.as_array_mut() else {
+        return;
+    };
+    for (key, seconds) in [
+        ("node.kubernetes.io/not-ready", not_ready),
+        ("node.kubernetes.io/unreachable", unreachable),
+    ] {
+        let tolerated = list.iter().any(|t| {
+            let effect_matches = t["effect"].is_null() || t["effect"] == "NoExecute";
+            let key_matches = t["key"] == key || (t["key"].is_null() && t["operator"] == "Exists");
+            effect_matches && key_matches
+        });
+        if !tolerated {
+            list.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": seconds}));
+        }
+    }
+}
+
 /// Applies the real server's defaults to a new or updated object.
 pub(crate) fn default(resource: &Resource, object: &mut Value) {
     match (resource.group, resource.kind) {
@@ -533,17 +560,6 @@ pub(crate) fn default(resource: &Resource, object: &mut Value) {
                 .unwrap_or(json!("default"));
             set_default(spec, "serviceAccountName", account.clone());
             set_default(spec, "serviceAccount", account);
-            let tolerations = spec.entry("tolerations").or_insert_with(|| json!([]));
-            if let Some(list) = tolerations.as_array_mut() {
-                for key in [
-                    "node.kubernetes.io/not-ready",
-                    "node.kubernetes.io/unreachable",
-                ] {
-                    if !list.iter().any(|t| t["key"] == key) {
-                        list.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}));
-                    }
-                }
-            }
             let status = object_at(object, "status");
             set_default(status, "phase", json!("Pending"));
             set_default(status, "qosClass", json!("BestEffort"));
@@ -674,6 +690,7 @@ mod tests {
         let pods = find("", "v1", "pods").unwrap();
         let mut pod = json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "nginx", "ports": [{"containerPort": 80}]}, {"name": "d", "image": "busybox:1.36"}]}});
         default(pods, &mut pod);
+        default_toleration_seconds(&mut pod, (300, 7));
         assert_eq!(pod["spec"]["restartPolicy"], "Always");
         assert_eq!(pod["spec"]["terminationGracePeriodSeconds"], 30);
         assert_eq!(pod["spec"]["serviceAccountName"], "default");
@@ -684,7 +701,16 @@ mod tests {
         );
         assert_eq!(pod["spec"]["containers"][0]["ports"][0]["protocol"], "TCP");
         assert_eq!(pod["spec"]["tolerations"].as_array().unwrap().len(), 2);
+        assert_eq!(
+            pod["spec"]["tolerations"][1]["key"],
+            "node.kubernetes.io/unreachable"
+        );
+        assert_eq!(pod["spec"]["tolerations"][1]["tolerationSeconds"], 7);
         assert_eq!(pod["status"]["phase"], "Pending");
+        // A pod that tolerates everything gets nothing more.
+        let mut tolerant = json!({"spec": {"tolerations": [{"operator": "Exists"}]}});
+        default_toleration_seconds(&mut tolerant, (300, 300));
+        assert_eq!(tolerant["spec"]["tolerations"].as_array().unwrap().len(), 1);
     }
 
     #[test]

@@ -392,6 +392,9 @@ pub(crate) async fn create_object(
         meta.remove("generation");
     }
     admission::default(resource, &mut object);
+    if resource.kind == "Pod" {
+        admission::default_toleration_seconds(&mut object, api.default_toleration_seconds());
+    }
     if resource.kind == "Service" {
         allocate_service_ips(api, &mut object).await?;
     }
@@ -551,7 +554,7 @@ async fn update_object(
             if allow_create && kind == UpdateKind::Main {
                 let new = make_new(&Value::Null)?;
                 let object = if dry_run {
-                    dry_run_create(resource, namespace, new)?
+                    dry_run_create(api, resource, namespace, new)?
                 } else {
                     create_object(api, resource, namespace, new, manager).await?
                 };
@@ -824,7 +827,7 @@ pub(crate) async fn resource(
                 &mut warnings,
             )?;
             let object = if params.get("dryRun").is_some_and(|d| d == "All") {
-                dry_run_create(resource, namespace.as_deref(), object)?
+                dry_run_create(api, resource, namespace.as_deref(), object)?
             } else {
                 create_object(api, resource, namespace.as_deref(), object, manager).await?
             };
@@ -956,6 +959,7 @@ pub(crate) async fn resource(
 }
 
 fn dry_run_create(
+    api: &ApiServer,
     resource: &Resource,
     namespace: Option<&str>,
     mut object: Value,
@@ -966,6 +970,9 @@ fn dry_run_create(
     object["metadata"]["uid"] = json!(uuid::Uuid::new_v4().to_string());
     object["metadata"]["creationTimestamp"] = json!(now());
     admission::default(resource, &mut object);
+    if resource.kind == "Pod" {
+        admission::default_toleration_seconds(&mut object, api.default_toleration_seconds());
+    }
     let causes = admission::validate(resource, &object, None);
     if !causes.is_empty() {
         return Err(invalid(resource, name_of(&object), causes));
@@ -1669,6 +1676,43 @@ pub(crate) async fn control(api: &Arc<ApiServer>, rest: &str, request: Request) 
                 &json!({"mode": stepper.mode(), "waiting": stepper.waiting()}),
             )
         }
+        (Method::GET, "components") => match api.supervisor() {
+            Some(supervisor) => {
+                json_response(StatusCode::OK, &json!({"components": supervisor.list()}))
+            }
+            None => json_response(StatusCode::OK, &json!({"components": []})),
+        },
+        (Method::POST, rest) => match operate(api, rest) {
+            Ok(answer) => json_response(StatusCode::OK, &answer),
+            Err(e) => e.into_response(),
+        },
         _ => ApiError::NoSuchPath.into_response(),
     }
+}
+
+/// `POST /orrery/v1/components/<name>/{stop,start}` and `/orrery/v1/nodes/<name>/{stop,start}`.
+fn operate(api: &ApiServer, rest: &str) -> Result<Value, ApiError> {
+    use crate::supervisor::Role;
+    let parts: Vec<&str> = rest.split('/').collect();
+    let [group, name, action] = parts[..] else {
+        return Err(ApiError::NoSuchPath);
+    };
+    let role = match group {
+        "components" => Role::Component,
+        "nodes" => Role::Node,
+        _ => return Err(ApiError::NoSuchPath),
+    };
+    let supervisor = api
+        .supervisor()
+        .ok_or_else(|| ApiError::Unavailable("this API server runs no components".into()))?;
+    let changed = match action {
+        "stop" => supervisor.stop(role, name),
+        "start" => supervisor.start(role, name),
+        _ => return Err(ApiError::NoSuchPath),
+    }
+    .map_err(|_| ApiError::NotFound {
+        resource: group.to_owned(),
+        name: name.to_owned(),
+    })?;
+    Ok(json!({"name": name, "running": action == "start", "changed": changed}))
 }

@@ -99,6 +99,11 @@ pub struct ApiServer {
     flow: Flow,
     /// Whether the Kubernetes API answers (`orrery component stop apiserver` turns it off).
     serving: AtomicBool,
+    /// The cluster's components, for `/orrery/v1/components` and `/orrery/v1/nodes`.
+    supervisor: std::sync::OnceLock<Arc<crate::supervisor::Supervisor>>,
+    /// What the DefaultTolerationSeconds admission plugin gives new pods: seconds for the
+    /// `not-ready` and `unreachable` NoExecute taints.
+    toleration_seconds: std::sync::atomic::AtomicU64,
 }
 
 impl ApiServer {
@@ -109,6 +114,10 @@ impl ApiServer {
             store,
             flow,
             serving: AtomicBool::new(true),
+            supervisor: std::sync::OnceLock::new(),
+            toleration_seconds: std::sync::atomic::AtomicU64::new(pack_toleration_seconds(
+                300, 300,
+            )),
         })
     }
 
@@ -130,6 +139,32 @@ impl ApiServer {
             }
         }
         Ok(())
+    }
+
+    /// Hands the API server the cluster's components, so the control endpoints can stop and
+    /// start them. Only the first call counts.
+    pub fn set_supervisor(&self, supervisor: Arc<crate::supervisor::Supervisor>) {
+        let _ = self.supervisor.set(supervisor);
+    }
+
+    pub(crate) fn supervisor(&self) -> Option<&Arc<crate::supervisor::Supervisor>> {
+        self.supervisor.get()
+    }
+
+    /// Sets kube-apiserver's `--default-not-ready-toleration-seconds` and
+    /// `--default-unreachable-toleration-seconds`: the `tolerationSeconds` the
+    /// DefaultTolerationSeconds admission plugin gives new pods for those NoExecute taints.
+    pub fn set_default_toleration_seconds(&self, not_ready: u32, unreachable: u32) {
+        self.toleration_seconds.store(
+            pack_toleration_seconds(not_ready, unreachable),
+            Ordering::SeqCst,
+        );
+    }
+
+    /// `(not_ready, unreachable)` toleration seconds for new pods.
+    pub(crate) fn default_toleration_seconds(&self) -> (u32, u32) {
+        let packed = self.toleration_seconds.load(Ordering::SeqCst);
+        ((packed >> 32) as u32, packed as u32)
     }
 
     /// Turns the Kubernetes API on or off (off: every API request gets 503).
@@ -228,6 +263,10 @@ async fn handle(State(api): State<Arc<ApiServer>>, request: Request) -> Response
         route => discovery::serve(route, request.headers()),
     };
     result.unwrap_or_else(IntoResponse::into_response)
+}
+
+fn pack_toleration_seconds(not_ready: u32, unreachable: u32) -> u64 {
+    (u64::from(not_ready) << 32) | u64::from(unreachable)
 }
 
 /// A JSON response.

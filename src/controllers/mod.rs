@@ -2,11 +2,12 @@
 //! through the API server), in-process like every Orrery component.
 //!
 //! So far: the Deployment ([`deployment`]), ReplicaSet ([`replicaset`]), Namespace
-//! ([`namespace`]) and ServiceAccount ([`serviceaccount`]) controllers. The Job, DaemonSet,
-//! garbage collector, node lifecycle and EndpointSlice controllers come with the rest of issue 4.
+//! ([`namespace`]), ServiceAccount ([`serviceaccount`]) and node lifecycle ([`nodelifecycle`],
+//! with taint-based eviction) controllers.
 
 pub mod deployment;
 pub mod namespace;
+pub mod nodelifecycle;
 pub mod replicaset;
 pub mod serviceaccount;
 

@@ -5,8 +5,9 @@
 //! hostIP, startTime), with Events. It also serves `/containerLogs/...` on 127.0.0.1 for the
 //! API server's `pods/log`.
 //!
-//! Restarts follow `restartPolicy` with the real back-off; init containers and probes come with
-//! the rest of issue 4.
+//! Restarts follow `restartPolicy` with the real back-off. Stopping a kubelet (its task is
+//! aborted) ends every task it started, but not its containers, which live in the runtime: a
+//! kubelet started again on the same runtime adopts them. Probes come with real containers.
 
 mod logs;
 mod pod;
@@ -38,10 +39,10 @@ pub struct NodeConfig {
     pub memory: String,
     /// The most pods it takes.
     pub max_pods: u32,
+    /// The Lease's duration (`--node-lease-duration-seconds`, 40 by default); the kubelet renews
+    /// it every quarter of that, as the real one does.
+    pub lease_duration_seconds: u32,
 }
-
-/// How often the Lease is renewed (the real kubelet's default).
-const LEASE_RENEW: Duration = Duration::from_secs(10);
 
 /// One virtual node's kubelet.
 pub struct Kubelet {
@@ -130,13 +131,28 @@ impl Kubelet {
         Ok(())
     }
 
+    /// Whether the Node's `Ready` condition is `True` (an unreadable Node counts as ready, so a
+    /// failed read never causes a write).
+    async fn posted_ready(&self) -> bool {
+        let nodes: Api<Node> = Api::all(self.client.clone());
+        match nodes.get_opt(&self.config.name).await {
+            Ok(Some(node)) => node
+                .status
+                .and_then(|s| s.conditions)
+                .and_then(|c| c.into_iter().find(|c| c.type_ == "Ready"))
+                .is_some_and(|c| c.status == "True"),
+            Ok(None) => false,
+            Err(_) => true,
+        }
+    }
+
     /// Renews the node's Lease (never gated: heartbeats are not steps).
     async fn renew_lease(&self) -> kube::Result<()> {
         let leases: Api<Lease> = Api::namespaced(self.client.clone(), "kube-node-lease");
         let now = jiff::Timestamp::now()
             .strftime("%Y-%m-%dT%H:%M:%S%.6fZ")
             .to_string();
-        let spec = json!({"holderIdentity": self.config.name, "leaseDurationSeconds": 40, "renewTime": now});
+        let spec = json!({"holderIdentity": self.config.name, "leaseDurationSeconds": self.config.lease_duration_seconds, "renewTime": now});
         match leases.get_opt(&self.config.name).await? {
             None => {
                 let lease: Lease = serde_json::from_value(
@@ -158,12 +174,13 @@ impl Kubelet {
         Ok(())
     }
 
-    /// Runs the kubelet until its task is aborted.
+    /// Runs the kubelet until its task is aborted, which ends every task it started.
     pub async fn run(self) {
         let this = Arc::new(self);
+        let mut tasks = tokio::task::JoinSet::new();
         let port = match logs::serve(this.runtime.clone()).await {
             Ok((port, server)) => {
-                tokio::spawn(server);
+                tasks.spawn(server);
                 port
             }
             Err(error) => {
@@ -175,14 +192,22 @@ impl Kubelet {
             tracing::warn!(%error, node = %this.config.name, "node registration failed; retrying");
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
-        let leases = tokio::spawn({
+        tasks.spawn({
             let this = this.clone();
             async move {
-                let mut ticker = tokio::time::interval(LEASE_RENEW);
+                let renew = Duration::from_secs(u64::from(this.config.lease_duration_seconds)) / 4;
+                let mut ticker = tokio::time::interval(renew.max(Duration::from_millis(250)));
                 loop {
                     ticker.tick().await;
                     if let Err(error) = this.renew_lease().await {
                         tracing::warn!(%error, node = %this.config.name, "lease renewal failed");
+                    }
+                    // Someone else (the node lifecycle controller) said this node is not
+                    // ready: post the true status again.
+                    if !this.posted_ready().await
+                        && let Err(error) = this.register(port).await
+                    {
+                        tracing::warn!(%error, node = %this.config.name, "node status update failed");
                     }
                 }
             }
@@ -207,9 +232,10 @@ impl Kubelet {
             }
             workers
                 .entry(uid)
-                .or_insert_with(|| pod::Worker::spawn(this.clone()))
+                .or_insert_with(|| pod::Worker::spawn(this.clone(), &mut tasks))
                 .update(pod);
+            // Forget the workers that have finished.
+            while tasks.try_join_next().is_some() {}
         }
-        leases.abort();
     }
 }

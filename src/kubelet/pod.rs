@@ -1,6 +1,9 @@
-//! One worker per pod: it starts the pod's containers through the runtime, keeps its status
-//! current, restarts containers by `restartPolicy` with the real back-off (10 s doubling to
-//! 5 min), and on deletion stops them within the grace period and removes the pod.
+//! One worker per pod: it runs the pod's init containers one at a time, in order, then its
+//! containers, through the runtime; keeps its status current; restarts containers by
+//! `restartPolicy` with the real back-off (10 s doubling to 5 min, back to 10 s after a container
+//! ran for 10 minutes); and on deletion stops them within the grace period and removes the pod.
+//! A worker started for a pod whose sandbox the runtime already has (the kubelet was stopped and
+//! started again) adopts that sandbox and its containers.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,7 +16,7 @@ use tokio::sync::watch;
 
 use super::{Kubelet, now};
 use crate::flow::FlowEvent;
-use crate::runtime::{ContainerConfig, ContainerState, SandboxConfig};
+use crate::runtime::{ContainerConfig, ContainerState, ContainerStatus, SandboxConfig};
 
 /// The first restart back-off, doubled per crash up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_secs(10);
@@ -21,15 +24,20 @@ const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// How often running containers are looked at.
 const SYNC: Duration = Duration::from_millis(500);
 
+/// A container that ran at least this long before it exited restarts with the first back-off
+/// again (the real kubelet forgets a container's back-off after twice its maximum).
+const BACKOFF_RESET: Duration = Duration::from_secs(600);
+
 /// The handle to a pod's worker.
 pub(super) struct Worker {
     latest: watch::Sender<Option<Pod>>,
 }
 
 impl Worker {
-    pub(super) fn spawn(kubelet: Arc<Kubelet>) -> Worker {
+    /// Starts a worker in `tasks` (the kubelet's: they end when the kubelet stops).
+    pub(super) fn spawn(kubelet: Arc<Kubelet>, tasks: &mut tokio::task::JoinSet<()>) -> Worker {
         let (latest, rx) = watch::channel(None);
-        tokio::spawn(run(kubelet, rx));
+        tasks.spawn(run(kubelet, rx));
         Worker { latest }
     }
 
@@ -44,15 +52,59 @@ impl Worker {
     }
 }
 
+/// Which of a pod's lists a container is in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// `initContainers`: run one at a time, in order, each to successful completion.
+    Init,
+    /// `containers`: run together once every init container has succeeded.
+    Regular,
+}
+
+/// Whether a container that exited with `code` is started again, by `restartPolicy`.
+fn restarts(kind: Kind, policy: &str, code: i32) -> bool {
+    match kind {
+        Kind::Init => code != 0 && policy != "Never",
+        Kind::Regular => policy == "Always" || (policy == "OnFailure" && code != 0),
+    }
+}
+
 /// A container as the worker tracks it.
 struct Running {
     id: Option<String>,
     restarts: i32,
     backoff: Duration,
-    /// While crash-looping: when the next start may happen.
+    /// The exited container whose exit has been dealt with.
+    handled: Option<String>,
+    /// While backing off: when the next start may happen.
     not_before: Option<tokio::time::Instant>,
     last_terminated: Option<Value>,
     waiting: Option<(String, String)>,
+    /// An init container that has succeeded.
+    done: bool,
+}
+
+impl Running {
+    /// The container called `name` as the runtime has it (the newest attempt), or a fresh one.
+    fn adopt(name: &str, existing: &[ContainerStatus]) -> Running {
+        let newest = existing
+            .iter()
+            .filter(|c| c.name == name)
+            .max_by_key(|c| c.attempt);
+        Running {
+            id: newest.map(|c| c.id.clone()),
+            restarts: newest.map_or(0, |c| c.attempt as i32),
+            backoff: FIRST_BACKOFF,
+            handled: None,
+            not_before: None,
+            last_terminated: None,
+            waiting: match newest {
+                Some(_) => None,
+                None => Some(("ContainerCreating".into(), String::new())),
+            },
+            done: false,
+        }
+    }
 }
 
 fn ip_for(kubelet: &Kubelet, uid: &str) -> String {
@@ -90,7 +142,7 @@ async fn event(kubelet: &Kubelet, pod: &Pod, kind: &str, reason: &str, message: 
     crate::events::record(&kubelet.client, &about, &source, kind, reason, &message).await;
 }
 
-fn container_config(c: &k8s_openapi::api::core::v1::Container) -> ContainerConfig {
+fn container_config(c: &k8s_openapi::api::core::v1::Container, attempt: i32) -> ContainerConfig {
     ContainerConfig {
         name: c.name.clone(),
         image: c.image.clone().unwrap_or_default(),
@@ -102,7 +154,19 @@ fn container_config(c: &k8s_openapi::api::core::v1::Container) -> ContainerConfi
             .flatten()
             .map(|e| (e.name.clone(), e.value.clone().unwrap_or_default()))
             .collect(),
+        attempt: attempt.max(0) as u32,
     }
+}
+
+fn rfc3339(t: Option<jiff::Timestamp>) -> Option<String> {
+    t.map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+}
+
+fn terminated(s: &ContainerStatus) -> Value {
+    json!({"terminated": {
+        "exitCode": s.exit_code, "reason": s.reason, "containerID": format!("sim://{}", s.id),
+        "startedAt": rfc3339(s.started_at), "finishedAt": rfc3339(s.finished_at),
+    }})
 }
 
 async fn run(kubelet: Arc<Kubelet>, mut latest: watch::Receiver<Option<Pod>>) {
@@ -121,40 +185,49 @@ async fn run(kubelet: Arc<Kubelet>, mut latest: watch::Receiver<Option<Pod>>) {
         .as_ref()
         .and_then(|s| s.phase.clone())
         .unwrap_or_default();
-    if matches!(phase.as_str(), "Succeeded" | "Failed") && pod.metadata.deletion_timestamp.is_none()
+    let runtime = kubelet.runtime.clone();
+    // A sandbox the runtime already has for this pod (this kubelet was stopped and started
+    // again) is adopted with its containers, as the real kubelet does after a restart.
+    let existing = runtime
+        .list_pod_sandboxes()
+        .await
+        .into_iter()
+        .find(|(_, config)| config.uid == uid)
+        .map(|(id, _)| id);
+    if matches!(phase.as_str(), "Succeeded" | "Failed")
+        && pod.metadata.deletion_timestamp.is_none()
+        && existing.is_none()
     {
         return;
     }
-    let runtime = kubelet.runtime.clone();
-    let Ok(sandbox) = runtime
-        .run_pod_sandbox(&SandboxConfig {
-            uid: uid.clone(),
-            namespace: namespace.clone(),
-            name: name.clone(),
-        })
-        .await
-    else {
-        return;
+    let sandbox = match existing {
+        Some(id) => id,
+        None => {
+            let config = SandboxConfig {
+                uid: uid.clone(),
+                namespace: namespace.clone(),
+                name: name.clone(),
+            };
+            match runtime.run_pod_sandbox(&config).await {
+                Ok(id) => id,
+                Err(_) => return,
+            }
+        }
     };
+    let adopted = runtime.list_containers(&sandbox).await.unwrap_or_default();
     let ip = ip_for(&kubelet, &uid);
-    let start_time = now();
+    let start_time = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.start_time.as_ref())
+        .map(|t| t.0.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_else(now);
     let spec = pod.spec.clone().unwrap_or_default();
-    let mut containers: HashMap<String, Running> = spec
-        .containers
+    let init = spec.init_containers.clone().unwrap_or_default();
+    let mut containers: HashMap<String, Running> = init
         .iter()
-        .map(|c| {
-            (
-                c.name.clone(),
-                Running {
-                    id: None,
-                    restarts: 0,
-                    backoff: FIRST_BACKOFF,
-                    not_before: None,
-                    last_terminated: None,
-                    waiting: Some(("ContainerCreating".into(), String::new())),
-                },
-            )
-        })
+        .chain(&spec.containers)
+        .map(|c| (c.name.clone(), Running::adopt(&c.name, &adopted)))
         .collect();
     let policy = spec
         .restart_policy
@@ -170,8 +243,10 @@ async fn run(kubelet: Arc<Kubelet>, mut latest: watch::Receiver<Option<Pod>>) {
                     .unwrap_or(30)
                     .max(0) as u64,
             );
-            for (cname, c) in &containers {
-                let Some(id) = &c.id else { continue };
+            for c in init.iter().chain(&spec.containers) {
+                let Some(id) = &containers[&c.name].id else {
+                    continue;
+                };
                 let running = runtime
                     .container_status(id)
                     .await
@@ -182,7 +257,7 @@ async fn run(kubelet: Arc<Kubelet>, mut latest: watch::Receiver<Option<Pod>>) {
                         &pod,
                         "Normal",
                         "Killing",
-                        format!("Stopping container {cname}"),
+                        format!("Stopping container {}", c.name),
                     )
                     .await;
                     let _ = runtime.stop_container(id, grace).await;
@@ -200,115 +275,24 @@ async fn run(kubelet: Arc<Kubelet>, mut latest: watch::Receiver<Option<Pod>>) {
             let _ = pods.delete(&name, &params).await;
             return;
         }
-        // Start what should run.
-        for c in &spec.containers {
-            let state = containers
-                .get_mut(&c.name)
-                .expect("every container is tracked");
-            let running = match &state.id {
-                Some(id) => runtime.container_status(id).await.ok(),
-                None => None,
-            };
-            if let Some(status) = &running {
-                if status.state == ContainerState::Exited && state.not_before.is_none() {
-                    let code = status.exit_code.unwrap_or(0);
-                    state.last_terminated = Some(json!({"terminated": {
-                        "exitCode": code, "reason": status.reason, "containerID": format!("sim://{}", status.id),
-                        "startedAt": status.started_at.map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()),
-                        "finishedAt": status.finished_at.map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()),
-                    }}));
-                    let restart = policy == "Always" || (policy == "OnFailure" && code != 0);
-                    if restart {
-                        state.not_before = Some(tokio::time::Instant::now() + state.backoff);
-                        state.waiting = Some((
-                            "CrashLoopBackOff".into(),
-                            format!(
-                                "back-off {}s restarting failed container={} pod={name}_{namespace}({uid})",
-                                state.backoff.as_secs(),
-                                c.name
-                            ),
-                        ));
-                        event(
-                            &kubelet,
-                            &pod,
-                            "Warning",
-                            "BackOff",
-                            "Back-off restarting failed container".into(),
-                        )
-                        .await;
-                        state.backoff = (state.backoff * 2).min(MAX_BACKOFF);
-                    }
-                }
-                if status.state != ContainerState::Exited || state.not_before.is_none() {
-                    continue;
-                }
-            }
-            if state
-                .not_before
-                .is_some_and(|t| tokio::time::Instant::now() < t)
-            {
+        // Init containers one at a time, in order; then every container.
+        let mut initializing = false;
+        for c in &init {
+            let state = containers.get_mut(&c.name).expect("tracked");
+            if state.done {
                 continue;
             }
-            if let Some(old) = state.id.take() {
-                let _ = runtime.remove_container(&old).await;
-                state.restarts += 1;
+            sync_container(&kubelet, &pod, &sandbox, c, state, Kind::Init, &policy).await;
+            initializing = !state.done;
+            if initializing {
+                break;
             }
-            let config = container_config(c);
-            event(
-                &kubelet,
-                &pod,
-                "Normal",
-                "Pulling",
-                format!("Pulling image \"{}\"", config.image),
-            )
-            .await;
-            if let Err(error) = runtime.pull_image(&config.image).await {
-                event(
-                    &kubelet,
-                    &pod,
-                    "Warning",
-                    "Failed",
-                    format!("Failed to pull image \"{}\": {error}", config.image),
-                )
-                .await;
-                state.waiting = Some(("ErrImagePull".into(), error.to_string()));
-                state.not_before = Some(tokio::time::Instant::now() + state.backoff);
-                state.backoff = (state.backoff * 2).min(MAX_BACKOFF);
-                continue;
+        }
+        if !initializing {
+            for c in &spec.containers {
+                let state = containers.get_mut(&c.name).expect("tracked");
+                sync_container(&kubelet, &pod, &sandbox, c, state, Kind::Regular, &policy).await;
             }
-            event(
-                &kubelet,
-                &pod,
-                "Normal",
-                "Pulled",
-                format!("Successfully pulled image \"{}\"", config.image),
-            )
-            .await;
-            let Ok(id) = runtime.create_container(&sandbox, &config).await else {
-                continue;
-            };
-            event(
-                &kubelet,
-                &pod,
-                "Normal",
-                "Created",
-                format!("Created container: {}", c.name),
-            )
-            .await;
-            kubelet.flow.stepper().gate().await;
-            if runtime.start_container(&id).await.is_ok() {
-                event(
-                    &kubelet,
-                    &pod,
-                    "Normal",
-                    "Started",
-                    format!("Started container {}", c.name),
-                )
-                .await;
-            }
-            state.id = Some(id);
-            state.waiting = None;
-            state.not_before = None;
         }
         // Report.
         let status = status_of(&kubelet, &pod, &containers, &ip, &start_time, &policy).await;
@@ -343,6 +327,213 @@ async fn run(kubelet: Arc<Kubelet>, mut latest: watch::Receiver<Option<Pod>>) {
     }
 }
 
+/// Looks at one container and does what its state calls for: notes an exit (and whether and
+/// when it restarts, with back-off), or pulls, creates and starts it.
+async fn sync_container(
+    kubelet: &Kubelet,
+    pod: &Pod,
+    sandbox: &str,
+    c: &k8s_openapi::api::core::v1::Container,
+    state: &mut Running,
+    kind: Kind,
+    policy: &str,
+) {
+    let runtime = &kubelet.runtime;
+    let (namespace, name, uid) = (
+        pod.metadata.namespace.as_deref().unwrap_or_default(),
+        pod.metadata.name.as_deref().unwrap_or_default(),
+        pod.metadata.uid.as_deref().unwrap_or_default(),
+    );
+    let current = match &state.id {
+        Some(id) => runtime.container_status(id).await.ok(),
+        None => None,
+    };
+    if let Some(status) = &current {
+        if status.state != ContainerState::Exited {
+            return;
+        }
+        if state.handled.as_deref() != Some(status.id.as_str()) {
+            state.handled = Some(status.id.clone());
+            let code = status.exit_code.unwrap_or(0);
+            if kind == Kind::Init && code == 0 {
+                state.done = true;
+                return;
+            }
+            if !restarts(kind, policy, code) {
+                return;
+            }
+            let ran = match (status.started_at, status.finished_at) {
+                (Some(a), Some(b)) => b.duration_since(a).unsigned_abs(),
+                _ => Duration::ZERO,
+            };
+            if ran >= BACKOFF_RESET {
+                state.backoff = FIRST_BACKOFF;
+            }
+            state.last_terminated = Some(terminated(status));
+            state.not_before = Some(tokio::time::Instant::now() + state.backoff);
+            state.waiting = Some((
+                "CrashLoopBackOff".into(),
+                format!(
+                    "back-off {}s restarting failed container={} pod={name}_{namespace}({uid})",
+                    state.backoff.as_secs(),
+                    c.name
+                ),
+            ));
+            event(
+                kubelet,
+                pod,
+                "Warning",
+                "BackOff",
+                "Back-off restarting failed container".into(),
+            )
+            .await;
+            state.backoff = (state.backoff * 2).min(MAX_BACKOFF);
+        }
+        if state.not_before.is_none() {
+            // Exited for good.
+            return;
+        }
+    }
+    let image = c.image.clone().unwrap_or_default();
+    if let Some(t) = state.not_before
+        && tokio::time::Instant::now() < t
+    {
+        if state
+            .waiting
+            .as_ref()
+            .is_some_and(|(r, _)| r == "ErrImagePull")
+        {
+            state.waiting = Some((
+                "ImagePullBackOff".into(),
+                format!("Back-off pulling image \"{image}\""),
+            ));
+            event(
+                kubelet,
+                pod,
+                "Normal",
+                "BackOff",
+                format!("Back-off pulling image \"{image}\""),
+            )
+            .await;
+        }
+        return;
+    }
+    if let Some(old) = state.id.take() {
+        let _ = runtime.remove_container(&old).await;
+        state.restarts += 1;
+    }
+    let config = container_config(c, state.restarts);
+    event(
+        kubelet,
+        pod,
+        "Normal",
+        "Pulling",
+        format!("Pulling image \"{image}\""),
+    )
+    .await;
+    if let Err(error) = runtime.pull_image(&image).await {
+        event(
+            kubelet,
+            pod,
+            "Warning",
+            "Failed",
+            format!("Failed to pull image \"{image}\": {error}"),
+        )
+        .await;
+        event(
+            kubelet,
+            pod,
+            "Warning",
+            "Failed",
+            "Error: ErrImagePull".into(),
+        )
+        .await;
+        state.waiting = Some(("ErrImagePull".into(), error.to_string()));
+        state.not_before = Some(tokio::time::Instant::now() + state.backoff);
+        state.backoff = (state.backoff * 2).min(MAX_BACKOFF);
+        return;
+    }
+    event(
+        kubelet,
+        pod,
+        "Normal",
+        "Pulled",
+        format!("Successfully pulled image \"{image}\""),
+    )
+    .await;
+    let Ok(id) = runtime.create_container(sandbox, &config).await else {
+        return;
+    };
+    event(
+        kubelet,
+        pod,
+        "Normal",
+        "Created",
+        format!("Created container: {}", c.name),
+    )
+    .await;
+    kubelet.flow.stepper().gate().await;
+    if runtime.start_container(&id).await.is_ok() {
+        event(
+            kubelet,
+            pod,
+            "Normal",
+            "Started",
+            format!("Started container {}", c.name),
+        )
+        .await;
+    }
+    state.id = Some(id);
+    state.waiting = None;
+    state.not_before = None;
+}
+
+/// One entry of `containerStatuses` or `initContainerStatuses`; with whether the container is
+/// ready, and its exit code if it has exited for good.
+async fn container_entry(
+    kubelet: &Kubelet,
+    c: &k8s_openapi::api::core::v1::Container,
+    state: &Running,
+    kind: Kind,
+) -> (Value, bool, Option<i32>) {
+    let current = match &state.id {
+        Some(id) => kubelet.runtime.container_status(id).await.ok(),
+        None => None,
+    };
+    let mut exited = None;
+    let (state_json, running) = match (&state.waiting, &current) {
+        (Some((reason, message)), _) => (
+            json!({"waiting": {"reason": reason, "message": message}}),
+            false,
+        ),
+        (None, Some(s)) if s.state == ContainerState::Running => (
+            json!({"running": {"startedAt": rfc3339(s.started_at)}}),
+            true,
+        ),
+        (None, Some(s)) if s.state == ContainerState::Exited => {
+            exited = s.exit_code;
+            (terminated(s), false)
+        }
+        _ => (json!({"waiting": {"reason": "PodInitializing"}}), false),
+    };
+    // An init container is ready once it has succeeded; others while they run.
+    let ready = match kind {
+        Kind::Init => state.done,
+        Kind::Regular => running,
+    };
+    let mut entry = json!({
+        "name": c.name, "image": c.image, "imageID": format!("sim.local/{}", c.image.clone().unwrap_or_default()),
+        "ready": ready, "started": running, "restartCount": state.restarts, "state": state_json,
+    });
+    if let Some(id) = &state.id {
+        entry["containerID"] = json!(format!("sim://{id}"));
+    }
+    if let Some(last) = &state.last_terminated {
+        entry["lastState"] = last.clone();
+    }
+    (entry, ready, exited)
+}
+
 async fn status_of(
     kubelet: &Kubelet,
     pod: &Pod,
@@ -352,75 +543,86 @@ async fn status_of(
     policy: &str,
 ) -> Value {
     let spec = pod.spec.clone().unwrap_or_default();
+    let init = spec.init_containers.clone().unwrap_or_default();
+    let mut init_statuses = Vec::new();
+    let mut incomplete = Vec::new();
+    let mut init_failed = false;
+    for c in &init {
+        let state = &containers[&c.name];
+        let (entry, done, exited) = container_entry(kubelet, c, state, Kind::Init).await;
+        if !done {
+            incomplete.push(c.name.clone());
+            init_failed |= exited.is_some_and(|code| !restarts(Kind::Init, policy, code))
+                && state.not_before.is_none();
+        }
+        init_statuses.push(entry);
+    }
     let mut statuses = Vec::new();
-    let (mut ready, mut finished, mut failed) = (0, 0, 0);
+    let mut unready = Vec::new();
+    let (mut running, mut finished, mut failed) = (0, 0, 0);
     for c in &spec.containers {
         let state = &containers[&c.name];
-        let current = match &state.id {
-            Some(id) => kubelet.runtime.container_status(id).await.ok(),
-            None => None,
-        };
-        let (state_json, is_ready) = match (&state.waiting, &current) {
-            (Some((reason, message)), _) => (
-                json!({"waiting": {"reason": reason, "message": message}}),
-                false,
-            ),
-            (None, Some(s)) if s.state == ContainerState::Running => (
-                json!({"running": {"startedAt": s.started_at.map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())}}),
-                true,
-            ),
-            (None, Some(s)) if s.state == ContainerState::Exited => {
-                finished += 1;
-                if s.exit_code != Some(0) {
-                    failed += 1;
-                }
-                (
-                    json!({"terminated": {
-                        "exitCode": s.exit_code, "reason": s.reason, "containerID": format!("sim://{}", s.id),
-                        "startedAt": s.started_at.map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()),
-                        "finishedAt": s.finished_at.map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()),
-                    }}),
-                    false,
-                )
+        let (mut entry, ready, exited) = container_entry(kubelet, c, state, Kind::Regular).await;
+        if !incomplete.is_empty() && state.id.is_none() {
+            entry["state"] = json!({"waiting": {"reason": "PodInitializing"}});
+        }
+        if ready {
+            running += 1;
+        } else {
+            unready.push(c.name.clone());
+        }
+        if let Some(code) = exited {
+            finished += 1;
+            if code != 0 {
+                failed += 1;
             }
-            _ => (json!({"waiting": {"reason": "ContainerCreating"}}), false),
-        };
-        if is_ready {
-            ready += 1;
-        }
-        let mut entry = json!({
-            "name": c.name, "image": c.image, "imageID": format!("sim.local/{}", c.image.clone().unwrap_or_default()),
-            "ready": is_ready, "started": is_ready, "restartCount": state.restarts, "state": state_json,
-        });
-        if let Some(id) = &state.id {
-            entry["containerID"] = json!(format!("sim://{id}"));
-        }
-        if let Some(last) = &state.last_terminated {
-            entry["lastState"] = last.clone();
         }
         statuses.push(entry);
     }
     let total = spec.containers.len();
-    let all_ready = ready == total && total > 0;
-    let phase = if finished == total
+    let initialized = incomplete.is_empty();
+    let all_ready = unready.is_empty() && total > 0;
+    let phase = if init_failed {
+        "Failed"
+    } else if !initialized {
+        "Pending"
+    } else if finished == total
         && total > 0
         && (policy == "Never" || (policy == "OnFailure" && failed == 0))
     {
         if failed > 0 { "Failed" } else { "Succeeded" }
-    } else if ready > 0 || finished > 0 {
+    } else if running > 0 || finished > 0 {
         "Running"
     } else {
         "Pending"
     };
-    let condition = |kind: &str, ok: bool| json!({"type": kind, "status": if ok { "True" } else { "False" }, "lastProbeTime": null, "lastTransitionTime": start_time});
-    json!({
+    let condition = |kind: &str, ok: bool, reason: &str, message: String| {
+        let mut c = json!({"type": kind, "status": if ok { "True" } else { "False" }, "lastProbeTime": null, "lastTransitionTime": start_time});
+        if !ok && !reason.is_empty() {
+            c["reason"] = json!(reason);
+            c["message"] = json!(message);
+        }
+        c
+    };
+    let list = |names: &[String]| format!("[{}]", names.join(" "));
+    let finished_pod = matches!(phase, "Succeeded" | "Failed");
+    let (not_ready_reason, not_ready_message) = if finished_pod {
+        ("PodCompleted", String::new())
+    } else {
+        (
+            "ContainersNotReady",
+            format!("containers with unready status: {}", list(&unready)),
+        )
+    };
+    let mut status = json!({
         "phase": phase,
         "conditions": [
-            condition("PodReadyToStartContainers", true),
-            condition("Initialized", true),
-            condition("Ready", all_ready),
-            condition("ContainersReady", all_ready),
-            condition("PodScheduled", true),
+            condition("PodReadyToStartContainers", true, "", String::new()),
+            condition("Initialized", initialized, "ContainersNotInitialized",
+                format!("containers with incomplete status: {}", list(&incomplete))),
+            condition("Ready", all_ready, not_ready_reason, not_ready_message.clone()),
+            condition("ContainersReady", all_ready, not_ready_reason, not_ready_message),
+            condition("PodScheduled", true, "", String::new()),
         ],
         "hostIP": "127.0.0.1",
         "hostIPs": [{"ip": "127.0.0.1"}],
@@ -428,5 +630,9 @@ async fn status_of(
         "podIPs": [{"ip": ip}],
         "startTime": start_time,
         "containerStatuses": statuses,
-    })
+    });
+    if !init.is_empty() {
+        status["initContainerStatuses"] = json!(init_statuses);
+    }
+    status
 }

@@ -70,6 +70,9 @@ pub struct ContainerConfig {
     pub args: Vec<String>,
     /// Environment variables.
     pub env: Vec<(String, String)>,
+    /// How many times this container has been created before in its pod (CRI's
+    /// `ContainerMetadata.attempt`): what a restarted kubelet reads its restart count from.
+    pub attempt: u32,
 }
 
 /// Where a container is in its life.
@@ -110,6 +113,8 @@ pub struct ContainerStatus {
     pub exit_code: Option<i32>,
     /// Why it exited, as the kubelet reports it: `Completed`, `Error`, `OOMKilled`.
     pub reason: Option<String>,
+    /// Its [`ContainerConfig::attempt`].
+    pub attempt: u32,
 }
 
 /// One line a container wrote.
@@ -146,6 +151,11 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     async fn container_status(&self, id: &str) -> Result<ContainerStatus>;
     /// Everything a container has written so far.
     async fn container_logs(&self, id: &str) -> Result<Vec<LogLine>>;
+    /// Every sandbox with its config (CRI's ListPodSandbox): what a restarted kubelet finds its
+    /// pods' sandboxes by.
+    async fn list_pod_sandboxes(&self) -> Vec<(String, SandboxConfig)>;
+    /// The status of every container in a sandbox (CRI's ListContainers with a sandbox filter).
+    async fn list_containers(&self, sandbox: &str) -> Result<Vec<ContainerStatus>>;
     /// The newest container called `container` in the sandbox of pod `namespace/pod` (CRI's
     /// ListContainers with a filter), for serving its logs.
     async fn find_container(&self, namespace: &str, pod: &str, container: &str) -> Option<String>;

@@ -126,6 +126,7 @@ struct Container {
     exit_code: Option<i32>,
     logs: Vec<LogLine>,
     stop: Option<oneshot::Sender<i32>>,
+    attempt: u32,
 }
 
 #[derive(Default)]
@@ -304,6 +305,7 @@ impl ContainerRuntime for SimRuntime {
                 exit_code: None,
                 logs: Vec::new(),
                 stop: None,
+                attempt: config.attempt,
             },
         );
         Ok(id)
@@ -379,8 +381,41 @@ impl ContainerRuntime for SimRuntime {
                 reason: c
                     .exit_code
                     .map(|code| if code == 0 { "Completed" } else { "Error" }.to_owned()),
+                attempt: c.attempt,
             })
         })
+    }
+
+    async fn list_pod_sandboxes(&self) -> Vec<(String, SandboxConfig)> {
+        let state = self.lock();
+        state
+            .sandboxes
+            .iter()
+            .map(|(id, config)| (id.clone(), config.clone()))
+            .collect()
+    }
+
+    async fn list_containers(&self, sandbox: &str) -> Result<Vec<ContainerStatus>> {
+        let ids: Vec<String> = {
+            let state = self.lock();
+            if !state.sandboxes.contains_key(sandbox) {
+                return Err(RuntimeError::NotFound {
+                    kind: "sandbox",
+                    id: sandbox.to_owned(),
+                });
+            }
+            state
+                .containers
+                .iter()
+                .filter(|(_, c)| c.sandbox == sandbox)
+                .map(|(id, _)| id.clone())
+                .collect()
+        };
+        let mut statuses = Vec::new();
+        for id in ids {
+            statuses.push(self.container_status(&id).await?);
+        }
+        Ok(statuses)
     }
 
     async fn container_logs(&self, id: &str) -> Result<Vec<LogLine>> {
@@ -415,6 +450,7 @@ mod tests {
             command: command.iter().map(|s| (*s).to_owned()).collect(),
             args: args.iter().map(|s| (*s).to_owned()).collect(),
             env: Vec::new(),
+            attempt: 0,
         }
     }
 

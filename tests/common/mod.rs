@@ -158,6 +158,38 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// Runs `orrery <args>` against this cluster's state directory.
+    pub fn orrery(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_orrery"))
+            .arg("--state-dir")
+            .arg(self.dir.path())
+            .args(args)
+            .output()
+            .expect("run orrery")
+    }
+
+    /// Polls `kubectl <args>` every 100 ms until its output satisfies `done`, for at most
+    /// `seconds`; returns that output or fails the test with the last one.
+    #[allow(clippy::disallowed_methods)] // a plain test thread, not a tokio worker
+    pub fn eventually(&self, args: &[&str], seconds: u64, done: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(seconds);
+        loop {
+            let out = self.kubectl(args, None, &[]);
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            if out.status.success() && done(&text) {
+                return text;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "kubectl {args:?} did not get there within {seconds} s; last: {text}{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
 impl Drop for Cluster {
     fn drop(&mut self) {
         let _ = self.child.kill();

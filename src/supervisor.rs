@@ -1,0 +1,222 @@
+//! The supervisor: a running cluster's components by name (`apiserver`, `scheduler`,
+//! `controller-manager`, `node-1`, ...), each of which can be stopped and started again while the
+//! rest of the cluster keeps going, as an operator stops a real component's process. This is what
+//! `orrery component stop|start` and `orrery node stop|start` reach through the API server's
+//! `/orrery/v1` control endpoints.
+//!
+//! A component is a function that starts its tasks; stopping it aborts them (dropping every
+//! future it owns, so its watches close and its timers stop). The supervisor knows nothing about
+//! what the components are.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use serde::Serialize;
+use tokio::task::JoinHandle;
+
+use crate::flow::{Flow, FlowEvent};
+
+/// What kind of component a name stands for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// A control-plane component: `apiserver`, `scheduler`, `controller-manager`.
+    Component,
+    /// A virtual node's kubelet.
+    Node,
+}
+
+/// What went wrong stopping or starting a component.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SupervisorError {
+    /// No component (or node) has this name.
+    #[error("no {role} named {name:?} (known: {known})")]
+    Unknown {
+        /// `component` or `node`.
+        role: &'static str,
+        /// The name asked for.
+        name: String,
+        /// The names there are.
+        known: String,
+    },
+}
+
+type Starter = Box<dyn Fn() -> Vec<JoinHandle<()>> + Send + Sync>;
+
+struct Entry {
+    role: Role,
+    start: Starter,
+    running: Option<Vec<JoinHandle<()>>>,
+}
+
+/// One component's state, as `GET /orrery/v1/components` lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ComponentState {
+    /// Its name.
+    pub name: String,
+    /// Component or node.
+    pub role: Role,
+    /// Whether it runs.
+    pub running: bool,
+}
+
+/// The cluster's components.
+pub struct Supervisor {
+    flow: Flow,
+    entries: Mutex<BTreeMap<String, Entry>>,
+}
+
+impl Supervisor {
+    /// An empty supervisor reporting to `flow`.
+    pub fn new(flow: Flow) -> Self {
+        Supervisor {
+            flow,
+            entries: Mutex::default(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Entry>> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds a component and starts it.
+    pub fn add(
+        &self,
+        name: &str,
+        role: Role,
+        start: impl Fn() -> Vec<JoinHandle<()>> + Send + Sync + 'static,
+    ) {
+        let running = Some(start());
+        self.lock().insert(
+            name.to_owned(),
+            Entry {
+                role,
+                start: Box::new(start),
+                running,
+            },
+        );
+    }
+
+    fn find<'a>(
+        entries: &'a mut BTreeMap<String, Entry>,
+        role: Role,
+        name: &str,
+    ) -> Result<&'a mut Entry, SupervisorError> {
+        let known: Vec<&str> = entries
+            .iter()
+            .filter(|(_, e)| e.role == role)
+            .map(|(n, _)| n.as_str())
+            .collect();
+        let known = known.join(", ");
+        match entries.get_mut(name) {
+            Some(entry) if entry.role == role => Ok(entry),
+            _ => Err(SupervisorError::Unknown {
+                role: match role {
+                    Role::Component => "component",
+                    Role::Node => "node",
+                },
+                name: name.to_owned(),
+                known,
+            }),
+        }
+    }
+
+    /// Stops a component; whether it was running.
+    pub fn stop(&self, role: Role, name: &str) -> Result<bool, SupervisorError> {
+        let mut entries = self.lock();
+        let entry = Self::find(&mut entries, role, name)?;
+        let Some(tasks) = entry.running.take() else {
+            return Ok(false);
+        };
+        for task in tasks {
+            task.abort();
+        }
+        self.flow.emit(
+            FlowEvent::new("orrery", name, "STOP")
+                .detail(format!("{name} stopped by the operator")),
+        );
+        Ok(true)
+    }
+
+    /// Starts a stopped component; whether it was stopped.
+    pub fn start(&self, role: Role, name: &str) -> Result<bool, SupervisorError> {
+        let mut entries = self.lock();
+        let entry = Self::find(&mut entries, role, name)?;
+        if entry.running.is_some() {
+            return Ok(false);
+        }
+        entry.running = Some((entry.start)());
+        self.flow.emit(
+            FlowEvent::new("orrery", name, "START")
+                .detail(format!("{name} started by the operator")),
+        );
+        Ok(true)
+    }
+
+    /// Every component and whether it runs.
+    pub fn list(&self) -> Vec<ComponentState> {
+        self.lock()
+            .iter()
+            .map(|(name, e)| ComponentState {
+                name: name.clone(),
+                role: e.role,
+                running: e.running.is_some(),
+            })
+            .collect()
+    }
+
+    /// Stops everything (the cluster is going down).
+    pub fn stop_all(&self) {
+        for entry in self.lock().values_mut() {
+            for task in entry.running.take().into_iter().flatten() {
+                task.abort();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn components_stop_and_start_by_name() {
+        let starts = Arc::new(AtomicUsize::new(0));
+        let ticks = Arc::new(AtomicUsize::new(0));
+        let supervisor = Supervisor::new(Flow::new());
+        supervisor.add("scheduler", Role::Component, {
+            let (starts, ticks) = (starts.clone(), ticks.clone());
+            move || {
+                starts.fetch_add(1, Ordering::SeqCst);
+                let ticks = ticks.clone();
+                vec![tokio::spawn(async move {
+                    loop {
+                        ticks.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    }
+                })]
+            }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        assert_eq!(ticks.load(Ordering::SeqCst), 2);
+        assert_eq!(supervisor.stop(Role::Component, "scheduler"), Ok(true));
+        assert_eq!(supervisor.stop(Role::Component, "scheduler"), Ok(false));
+        tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+        assert_eq!(
+            ticks.load(Ordering::SeqCst),
+            2,
+            "a stopped component does nothing"
+        );
+        assert!(!supervisor.list()[0].running);
+        assert_eq!(supervisor.start(Role::Component, "scheduler"), Ok(true));
+        assert_eq!(supervisor.start(Role::Component, "scheduler"), Ok(false));
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        assert_eq!(ticks.load(Ordering::SeqCst), 3);
+        assert_eq!(starts.load(Ordering::SeqCst), 2);
+        let unknown = supervisor.stop(Role::Node, "scheduler").unwrap_err();
+        assert_eq!(unknown.to_string(), "no node named \"scheduler\" (known: )");
+    }
+}
