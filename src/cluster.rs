@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use crate::apiserver::{ApiServer, kubeconfig, pki::Pki, server};
 use crate::controllers::deployment::DeploymentController;
+use crate::controllers::garbagecollector::GarbageCollector;
+use crate::controllers::job::JobController;
 use crate::controllers::namespace::NamespaceController;
 use crate::controllers::replicaset::ReplicaSetController;
 use crate::controllers::serviceaccount::ServiceAccountController;
@@ -115,6 +117,10 @@ pub async fn up(options: UpOptions) -> Result<(), ClusterError> {
     let accounts = tokio::spawn(
         ServiceAccountController::new(api.client("controller/serviceaccount"), flow.clone()).run(),
     );
+    let jobs = tokio::spawn(JobController::new(api.client("controller/job"), flow.clone()).run());
+    let collector = tokio::spawn(
+        GarbageCollector::new(api.client("controller/garbagecollector"), flow.clone()).run(),
+    );
     let mut kubelets = Vec::new();
     for index in 1..=options.nodes {
         let config = NodeConfig {
@@ -186,6 +192,8 @@ pub async fn up(options: UpOptions) -> Result<(), ClusterError> {
     deployments.abort();
     namespaces.abort();
     accounts.abort();
+    jobs.abort();
+    collector.abort();
     for kubelet in kubelets {
         kubelet.abort();
     }
