@@ -592,3 +592,206 @@ impl GarbageCollector {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A node: uid, owners as (uid, blockOwnerDeletion), deleting, finalizers.
+    fn node(uid: &str, owners: &[(&str, bool)], deleting: bool, finalizers: &[&str]) -> Node {
+        Node {
+            resource: 0,
+            kind: "Thing".into(),
+            namespace: Some("default".into()),
+            name: uid.into(),
+            uid: uid.into(),
+            resource_version: "1".into(),
+            owners: owners
+                .iter()
+                .map(|(o, block)| OwnerReference {
+                    api_version: "v1".into(),
+                    kind: "Thing".into(),
+                    name: (*o).into(),
+                    uid: (*o).into(),
+                    controller: Some(true),
+                    block_owner_deletion: Some(*block),
+                })
+                .collect(),
+            deleting,
+            finalizers: finalizers.iter().map(|f| (*f).to_owned()).collect(),
+        }
+    }
+
+    /// Actions as (uid, policy for a delete) plus the rest spelled out, for comparison.
+    fn summary(actions: &[Action]) -> Vec<String> {
+        actions
+            .iter()
+            .map(|a| match a {
+                Action::Delete { uid, policy, .. } => format!("delete {uid} {policy:?}"),
+                Action::RemoveOwners { uid, owners } => {
+                    format!("unown {uid} from {}", owners.join(","))
+                }
+                Action::RemoveFinalizer { uid, finalizer } => {
+                    format!("unfinalize {uid} {finalizer}")
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn plans() {
+        let dangling = HashMap::from([("gone".to_owned(), Absent::Dangling)]);
+        let exists = HashMap::from([("gone".to_owned(), Absent::Exists)]);
+        let none = HashMap::new();
+        type Case<'a> = (
+            &'a str,
+            Vec<Node>,
+            &'a HashMap<String, Absent>,
+            Vec<&'a str>,
+        );
+        let cases: Vec<Case<'_>> = vec![
+            (
+                "an owned object with its owner present stays",
+                vec![
+                    node("rs", &[], false, &[]),
+                    node("pod", &[("rs", true)], false, &[]),
+                ],
+                &none,
+                vec![],
+            ),
+            (
+                "a dependent of a dangling owner goes in the background",
+                vec![node("pod", &[("gone", true)], false, &[])],
+                &dangling,
+                vec!["delete pod Background"],
+            ),
+            (
+                "an owner the cache lacks but the API server has: wait",
+                vec![node("pod", &[("gone", true)], false, &[])],
+                &exists,
+                vec![],
+            ),
+            (
+                "an owner not yet looked up: wait",
+                vec![node("pod", &[("gone", true)], false, &[])],
+                &none,
+                vec![],
+            ),
+            (
+                "a solid owner and a dangling one: only the reference goes",
+                vec![
+                    node("rs", &[], false, &[]),
+                    node("pod", &[("rs", true), ("gone", false)], false, &[]),
+                ],
+                &dangling,
+                vec!["unown pod from gone"],
+            ),
+            (
+                "foreground: dependents go (foreground if they have their own), the owner waits",
+                vec![
+                    node("deploy", &[], true, &[FOREGROUND]),
+                    node("rs", &[("deploy", true)], false, &[]),
+                    node("pod", &[("rs", true)], false, &[]),
+                ],
+                &none,
+                vec!["delete rs Foreground"],
+            ),
+            (
+                "foreground: a dependent without dependents goes in the background",
+                vec![
+                    node("rs", &[], true, &[FOREGROUND]),
+                    node("pod", &[("rs", true)], false, &[]),
+                ],
+                &none,
+                vec!["delete pod Background"],
+            ),
+            (
+                "foreground: a dependent on its way out still blocks",
+                vec![
+                    node("rs", &[], true, &[FOREGROUND]),
+                    node("pod", &[("rs", true)], true, &[]),
+                ],
+                &none,
+                vec![],
+            ),
+            (
+                "foreground: only non-blocking dependents left, the finalizer comes off",
+                vec![
+                    node("rs", &[], true, &[FOREGROUND]),
+                    node("pod", &[("rs", false)], false, &[]),
+                ],
+                &none,
+                vec!["delete pod Background", "unfinalize rs foregroundDeletion"],
+            ),
+            (
+                "orphan: references come off the dependents first",
+                vec![
+                    node("rs", &[], true, &[ORPHAN]),
+                    node("a", &[("rs", true)], false, &[]),
+                    node("b", &[("rs", true)], false, &[]),
+                ],
+                &none,
+                vec!["unown a from rs", "unown b from rs"],
+            ),
+            (
+                "orphan: no dependents left, the finalizer comes off",
+                vec![
+                    node("rs", &[], true, &[ORPHAN, "other"]),
+                    node("a", &[], false, &[]),
+                ],
+                &none,
+                vec!["unfinalize rs orphan"],
+            ),
+            (
+                "a dependent already being deleted is left to finish",
+                vec![node("pod", &[("gone", true)], true, &[])],
+                &dangling,
+                vec![],
+            ),
+            (
+                "a dependent with an orphan finalizer of its own is deleted orphaning",
+                vec![node("rs", &[("gone", true)], false, &[ORPHAN])],
+                &dangling,
+                vec!["delete rs Orphan"],
+            ),
+        ];
+        for (name, nodes, absent, want) in cases {
+            let graph = Graph::new(nodes);
+            assert_eq!(summary(&graph.plan(absent)), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn absent_owners_are_the_ones_to_look_up() {
+        let graph = Graph::new([
+            node("rs", &[], false, &[]),
+            node("a", &[("rs", true), ("gone", true)], false, &[]),
+        ]);
+        let absent: Vec<(&str, &str)> = graph
+            .absent_owners()
+            .into_iter()
+            .map(|(d, o)| (d.uid.as_str(), o.uid.as_str()))
+            .collect();
+        assert_eq!(absent, [("a", "gone")]);
+    }
+
+    #[test]
+    fn guarded_patches_remove_empty_lists() {
+        let n = node("pod", &[("rs", true)], false, &[]);
+        let patch =
+            serde_json::to_value(guarded_replace(&n, "ownerReferences", json!([]))).unwrap();
+        assert_eq!(
+            patch,
+            json!([
+                {"op": "test", "path": "/metadata/uid", "value": "pod"},
+                {"op": "test", "path": "/metadata/resourceVersion", "value": "1"},
+                {"op": "remove", "path": "/metadata/ownerReferences"},
+            ])
+        );
+        let patch = serde_json::to_value(guarded_replace(&n, "finalizers", json!(["x"]))).unwrap();
+        assert_eq!(
+            patch[2],
+            json!({"op": "replace", "path": "/metadata/finalizers", "value": ["x"]})
+        );
+    }
+}

@@ -909,3 +909,408 @@ impl JobController {
             .map_err(|source| JobError::Status { job: name, source })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    const NOW: i64 = 1_700_000_000;
+
+    fn at(second: i64) -> String {
+        jiff::Timestamp::from_second(second).unwrap().to_string()
+    }
+
+    fn job(spec: Value, status: Value) -> Job {
+        let mut spec_full = json!({
+            "parallelism": 2, "backoffLimit": 6, "completionMode": "NonIndexed", "suspend": false,
+            "podReplacementPolicy": "TerminatingOrFailed",
+            "template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "i"}]}},
+        });
+        for (k, v) in spec.as_object().unwrap() {
+            spec_full[k] = v.clone();
+        }
+        serde_json::from_value(json!({
+            "metadata": {"name": "j", "namespace": "default", "uid": "job-uid"},
+            "spec": spec_full, "status": status,
+        }))
+        .unwrap()
+    }
+
+    /// A pod: name, phase, completion index, when it finished, being deleted, restarts.
+    fn pod(name: &str, phase: &str, index: Option<i32>, finished: i64, deleting: bool) -> Pod {
+        let mut p = json!({
+            "metadata": {"name": name, "namespace": "default", "creationTimestamp": at(finished - 5)},
+            "status": {"phase": phase},
+        });
+        if let Some(i) = index {
+            p["metadata"]["annotations"] = json!({COMPLETION_INDEX: i.to_string()});
+        }
+        if deleting {
+            p["metadata"]["deletionTimestamp"] = json!(at(NOW));
+        }
+        if matches!(phase, "Succeeded" | "Failed") {
+            p["status"]["containerStatuses"] = json!([{"name": "c", "image": "i", "imageID": "", "ready": false, "restartCount": 0,
+                "state": {"terminated": {"exitCode": 0, "finishedAt": at(finished)}}}]);
+        }
+        serde_json::from_value(p).unwrap()
+    }
+
+    fn types(status: &JobStatus) -> Vec<String> {
+        status
+            .conditions
+            .iter()
+            .flatten()
+            .map(|c| {
+                format!(
+                    "{}={}/{}",
+                    c.type_,
+                    c.status,
+                    c.reason.clone().unwrap_or_default()
+                )
+            })
+            .collect()
+    }
+
+    struct Case {
+        name: &'static str,
+        job: Job,
+        pods: Vec<Pod>,
+        met: bool,
+        delete: usize,
+        create: Vec<Option<i32>>,
+        conditions: &'static [&'static str],
+        events: &'static [&'static str],
+        requeue: Option<u64>,
+    }
+
+    #[test]
+    fn plans() {
+        let ft = json!({"conditions": [{"type": "FailureTarget", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"}], "failed": 3});
+        let cases = vec![
+            Case {
+                name: "a new job starts parallelism pods",
+                job: job(json!({"completions": 3}), json!(null)),
+                pods: vec![],
+                met: true,
+                delete: 0,
+                create: vec![None, None],
+                conditions: &[],
+                events: &[],
+                requeue: None,
+            },
+            Case {
+                name: "never more than the completions still missing",
+                job: job(json!({"completions": 3}), json!(null)),
+                pods: vec![
+                    pod("a", "Succeeded", None, NOW - 1, false),
+                    pod("b", "Succeeded", None, NOW - 1, false),
+                ],
+                met: true,
+                delete: 0,
+                create: vec![None],
+                conditions: &[],
+                events: &[],
+                requeue: None,
+            },
+            Case {
+                name: "a lagging cache creates nothing",
+                job: job(json!({"completions": 3}), json!(null)),
+                pods: vec![],
+                met: false,
+                delete: 0,
+                create: vec![],
+                conditions: &[],
+                events: &[],
+                requeue: None,
+            },
+            Case {
+                name: "all completions: SuccessCriteriaMet, then Complete",
+                job: job(json!({"completions": 2}), json!(null)),
+                pods: vec![
+                    pod("a", "Succeeded", None, NOW - 1, false),
+                    pod("b", "Succeeded", None, NOW - 1, false),
+                ],
+                met: true,
+                delete: 0,
+                create: vec![],
+                conditions: &[
+                    "SuccessCriteriaMet=True/CompletionsReached",
+                    "Complete=True/CompletionsReached",
+                ],
+                events: &["Completed"],
+                requeue: None,
+            },
+            Case {
+                name: "no completions: one success is enough once nothing runs",
+                job: job(json!({"completions": null}), json!(null)),
+                pods: vec![
+                    pod("a", "Succeeded", None, NOW - 1, false),
+                    pod("b", "Running", None, NOW, false),
+                ],
+                met: true,
+                delete: 0,
+                create: vec![],
+                conditions: &[],
+                events: &[],
+                requeue: None,
+            },
+            Case {
+                name: "past the backoff limit: active pods go, FailureTarget first",
+                job: job(json!({"completions": 3, "backoffLimit": 1}), json!(null)),
+                pods: vec![
+                    pod("a", "Failed", None, NOW - 1, false),
+                    pod("b", "Failed", None, NOW - 1, false),
+                    pod("c", "Running", None, NOW, false),
+                ],
+                met: true,
+                delete: 1,
+                create: vec![],
+                conditions: &["FailureTarget=True/BackoffLimitExceeded"],
+                events: &[],
+                requeue: None,
+            },
+            Case {
+                name: "FailureTarget and nothing terminating: Failed",
+                job: job(json!({"completions": 3, "backoffLimit": 2}), ft.clone()),
+                pods: vec![pod("a", "Failed", None, NOW - 1, false)],
+                met: true,
+                delete: 0,
+                create: vec![],
+                conditions: &[
+                    "FailureTarget=True/BackoffLimitExceeded",
+                    "Failed=True/BackoffLimitExceeded",
+                ],
+                events: &["BackoffLimitExceeded"],
+                requeue: None,
+            },
+            Case {
+                name: "FailureTarget with a pod still terminating: not Failed yet",
+                job: job(json!({"completions": 3, "backoffLimit": 2}), ft),
+                pods: vec![pod("a", "Running", None, NOW, true)],
+                met: true,
+                delete: 0,
+                create: vec![],
+                conditions: &["FailureTarget=True/BackoffLimitExceeded"],
+                events: &[],
+                requeue: None,
+            },
+            Case {
+                name: "one failure: 10 s back-off before the replacement",
+                job: job(json!({"completions": 1, "parallelism": 1}), json!(null)),
+                pods: vec![pod("a", "Failed", None, NOW - 3, false)],
+                met: true,
+                delete: 0,
+                create: vec![],
+                conditions: &[],
+                events: &[],
+                requeue: Some(7),
+            },
+            Case {
+                name: "two failures: 20 s",
+                job: job(json!({"completions": 1, "parallelism": 1}), json!(null)),
+                pods: vec![
+                    pod("a", "Failed", None, NOW - 30, false),
+                    pod("b", "Failed", None, NOW - 12, false),
+                ],
+                met: true,
+                delete: 0,
+                create: vec![],
+                conditions: &[],
+                events: &[],
+                requeue: Some(8),
+            },
+            Case {
+                name: "back-off over: replaced",
+                job: job(json!({"completions": 1, "parallelism": 1}), json!(null)),
+                pods: vec![pod("a", "Failed", None, NOW - 11, false)],
+                met: true,
+                delete: 0,
+                create: vec![None],
+                conditions: &[],
+                events: &[],
+                requeue: None,
+            },
+            Case {
+                name: "past the deadline: DeadlineExceeded",
+                job: job(
+                    json!({"completions": 1, "activeDeadlineSeconds": 10}),
+                    json!({"startTime": at(NOW - 10)}),
+                ),
+                pods: vec![pod("a", "Running", None, NOW, false)],
+                met: true,
+                delete: 1,
+                create: vec![],
+                conditions: &["FailureTarget=True/DeadlineExceeded"],
+                events: &[],
+                requeue: None,
+            },
+            Case {
+                name: "before the deadline: look again then",
+                job: job(
+                    json!({"completions": 1, "parallelism": 1, "activeDeadlineSeconds": 10}),
+                    json!({"startTime": at(NOW - 4)}),
+                ),
+                pods: vec![pod("a", "Running", None, NOW, false)],
+                met: true,
+                delete: 0,
+                create: vec![],
+                conditions: &[],
+                events: &[],
+                requeue: Some(6),
+            },
+            Case {
+                name: "suspended: active pods go",
+                job: job(json!({"completions": 3, "suspend": true}), json!(null)),
+                pods: vec![
+                    pod("a", "Running", None, NOW, false),
+                    pod("b", "Pending", None, NOW, false),
+                ],
+                met: true,
+                delete: 2,
+                create: vec![],
+                conditions: &["Suspended=True/JobSuspended"],
+                events: &["Suspended"],
+                requeue: None,
+            },
+            Case {
+                name: "indexed: the missing indexes, lowest first",
+                job: job(
+                    json!({"completions": 4, "parallelism": 2, "completionMode": "Indexed"}),
+                    json!(null),
+                ),
+                pods: vec![
+                    pod("a", "Succeeded", Some(0), NOW - 1, false),
+                    pod("b", "Running", Some(2), NOW, false),
+                ],
+                met: true,
+                delete: 0,
+                create: vec![Some(1)],
+                conditions: &[],
+                events: &[],
+                requeue: None,
+            },
+            Case {
+                name: "indexed: a repeated index goes",
+                job: job(
+                    json!({"completions": 2, "parallelism": 2, "completionMode": "Indexed"}),
+                    json!(null),
+                ),
+                pods: vec![
+                    pod("a", "Running", Some(0), NOW, false),
+                    pod("b", "Running", Some(0), NOW, false),
+                ],
+                met: true,
+                delete: 1,
+                create: vec![],
+                conditions: &[],
+                events: &[],
+                requeue: None,
+            },
+        ];
+        let now = jiff::Timestamp::from_second(NOW).unwrap();
+        for case in cases {
+            let pods: Vec<&Pod> = case.pods.iter().collect();
+            let plan = plan(&case.job, &pods, now, case.met);
+            assert_eq!(plan.delete.len(), case.delete, "{}", case.name);
+            assert_eq!(plan.create, case.create, "{}", case.name);
+            assert_eq!(types(&plan.status), case.conditions, "{}", case.name);
+            let reasons: Vec<&str> = plan.events.iter().map(|e| e.1).collect();
+            assert_eq!(reasons, case.events, "{}", case.name);
+            assert_eq!(
+                plan.requeue,
+                case.requeue.map(Duration::from_secs),
+                "{}",
+                case.name
+            );
+        }
+    }
+
+    #[test]
+    fn status_counts() {
+        let j = job(
+            json!({"completions": 3, "completionMode": "Indexed"}),
+            json!({"completedIndexes": "0"}),
+        );
+        let pods = [
+            pod("a", "Succeeded", Some(2), NOW - 1, false),
+            pod("b", "Running", Some(1), NOW, false),
+            pod("c", "Running", Some(1), NOW, true),
+        ];
+        let pods: Vec<&Pod> = pods.iter().collect();
+        let status = plan(&j, &pods, jiff::Timestamp::from_second(NOW).unwrap(), true).status;
+        assert_eq!(status.active, Some(1));
+        assert_eq!(status.terminating, Some(1));
+        assert_eq!(status.succeeded, Some(2));
+        assert_eq!(status.completed_indexes.as_deref(), Some("0,2"));
+        assert_eq!(
+            status.start_time,
+            Some(Time(jiff::Timestamp::from_second(NOW).unwrap()))
+        );
+    }
+
+    #[test]
+    fn restarts_count_toward_the_limit_under_on_failure() {
+        let mut j = job(json!({"completions": 1, "backoffLimit": 2}), json!(null));
+        j.spec
+            .as_mut()
+            .unwrap()
+            .template
+            .spec
+            .as_mut()
+            .unwrap()
+            .restart_policy = Some("OnFailure".into());
+        let mut p = pod("a", "Running", None, NOW, false);
+        p.status.as_mut().unwrap().container_statuses = Some(vec![
+            serde_json::from_value(json!({"name": "c", "image": "i", "imageID": "", "ready": false, "restartCount": 2})).unwrap(),
+        ]);
+        let plan = plan(&j, &[&p], jiff::Timestamp::from_second(NOW).unwrap(), true);
+        assert_eq!(
+            types(&plan.status),
+            ["FailureTarget=True/BackoffLimitExceeded"]
+        );
+        assert_eq!(plan.delete, ["a"]);
+    }
+
+    #[test]
+    fn completed_indexes_round_trip() {
+        for (text, indexes) in [
+            ("", vec![]),
+            ("0", vec![0]),
+            ("0-2", vec![0, 1, 2]),
+            ("1,3-5,7", vec![1, 3, 4, 5, 7]),
+        ] {
+            let set: BTreeSet<i32> = indexes.into_iter().collect();
+            assert_eq!(format_indexes(&set), text);
+            assert_eq!(parse_indexes(text), set);
+        }
+    }
+
+    #[test]
+    fn indexed_pods_carry_their_index() {
+        let j = job(
+            json!({"completions": 3, "completionMode": "Indexed"}),
+            json!(null),
+        );
+        let p = pod_for(&j, Some(2));
+        assert_eq!(p.metadata.generate_name.as_deref(), Some("j-2-"));
+        assert_eq!(p.metadata.annotations.unwrap()[COMPLETION_INDEX], "2");
+        assert_eq!(p.metadata.labels.unwrap()[COMPLETION_INDEX], "2");
+        let spec = p.spec.unwrap();
+        assert_eq!(spec.hostname.as_deref(), Some("j-2"));
+        let env = spec.containers[0].env.clone().unwrap();
+        assert_eq!(env[0].name, "JOB_COMPLETION_INDEX");
+        let owner = &p.metadata.owner_references.unwrap()[0];
+        assert_eq!(
+            (
+                owner.kind.as_str(),
+                owner.uid.as_str(),
+                owner.controller,
+                owner.block_owner_deletion
+            ),
+            ("Job", "job-uid", Some(true), Some(true))
+        );
+        let plain = pod_for(&j, None);
+        assert_eq!(plain.metadata.generate_name.as_deref(), Some("j-"));
+    }
+}
