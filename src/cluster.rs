@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use crate::apiserver::{ApiServer, kubeconfig, pki::Pki, server};
 use crate::controllers::deployment::DeploymentController;
+use crate::controllers::garbagecollector::GarbageCollector;
+use crate::controllers::job::JobController;
 use crate::controllers::namespace::NamespaceController;
 use crate::controllers::nodelifecycle::NodeLifecycleController;
 use crate::controllers::replicaset::ReplicaSetController;
@@ -232,6 +234,8 @@ fn controller_manager(
         tokio::spawn(DeploymentController::new(client("deployment"), flow.clone()).run()),
         tokio::spawn(NamespaceController::new(client("namespace"), flow.clone()).run()),
         tokio::spawn(ServiceAccountController::new(client("serviceaccount"), flow.clone()).run()),
+        tokio::spawn(JobController::new(client("job"), flow.clone()).run()),
+        tokio::spawn(GarbageCollector::new(client("garbagecollector"), flow.clone()).run()),
         tokio::spawn(
             NodeLifecycleController::new(
                 client("nodelifecycle"),

@@ -350,8 +350,13 @@ fn watch_and_delete() {
     let _ = watch.kill();
     let _ = watch.wait();
     assert_eq!(events, ["ADDED p1 -", "MODIFIED p1 1", "DELETED p1 1"]);
-    // Foreground deletion is recorded for the garbage collector as a finalizer.
-    c.ok_with(&["apply", "-f", "-"], Some(DEPLOYMENT));
+    // Foreground deletion is recorded for the garbage collector as a finalizer, which the
+    // collector removes once the dependents are gone (a finalizer of our own holds the object).
+    let held = DEPLOYMENT.replace(
+        "  name: web\n",
+        "  name: web\n  finalizers: [example.com/hold]\n",
+    );
+    c.ok_with(&["apply", "-f", "-"], Some(&held));
     c.ok(&[
         "delete",
         "deploy",
@@ -359,15 +364,39 @@ fn watch_and_delete() {
         "--cascade=foreground",
         "--wait=false",
     ]);
-    assert_eq!(
+    let finalizers = || {
         c.ok(&[
             "get",
             "deploy",
             "web",
             "-o",
-            "jsonpath={.metadata.finalizers}"
-        ]),
-        r#"["foregroundDeletion"]"#
+            "jsonpath={.metadata.finalizers}",
+        ])
+    };
+    let first = finalizers();
+    assert!(
+        first == r#"["example.com/hold","foregroundDeletion"]"#
+            || first == r#"["example.com/hold"]"#,
+        "{first}"
+    );
+    for _ in 0..100 {
+        if finalizers() == r#"["example.com/hold"]"# {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(finalizers(), r#"["example.com/hold"]"#);
+    c.ok(&[
+        "patch",
+        "deploy",
+        "web",
+        "--type=json",
+        "-p",
+        r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
+    ]);
+    assert!(
+        c.fails(&["get", "deploy", "web"], None)
+            .contains("NotFound")
     );
 }
 
@@ -640,16 +669,29 @@ fn restart_keeps_objects_and_the_users_kubeconfig_keeps_other_contexts() {
 }
 
 #[test]
+#[allow(clippy::disallowed_methods)] // a plain test thread, not a tokio worker
 fn server_side_dry_runs_and_diff_change_nothing() {
     let c = Cluster::start();
     c.ok_with(&["apply", "-f", "-"], Some(DEPLOYMENT));
-    let rv = c.ok(&[
-        "get",
-        "deploy",
-        "web",
-        "-o",
-        "jsonpath={.metadata.resourceVersion}",
-    ]);
+    // The Deployment controller writes the status a few times first: wait until it settles.
+    let version = || {
+        c.ok(&[
+            "get",
+            "deploy",
+            "web",
+            "-o",
+            "jsonpath={.metadata.resourceVersion}",
+        ])
+    };
+    let mut rv = version();
+    for _ in 0..20 {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let now = version();
+        if now == rv {
+            break;
+        }
+        rv = now;
+    }
     let scaled = DEPLOYMENT.replace("replicas: 2", "replicas: 9");
     // kubectl diff asks the server for a dry-run patch: it must show the change and make none.
     let diff = c.kubectl(&["diff", "-f", "-"], Some(&scaled), &[]);

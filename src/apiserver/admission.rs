@@ -548,6 +548,34 @@ pub(crate) fn default_toleration_seconds(object: &mut Value, (not_ready, unreach
 }
 
 /// Applies the real server's defaults to a new or updated object.
+/// A Job without `manualSelector: true` selects its pods by its uid, and its template labels
+/// them with its uid and name (both the `batch.kubernetes.io/` and the legacy keys), as the real
+/// server's job strategy does on create. The selector is immutable, so an update keeps it.
+fn generate_job_selector(object: &mut Value) {
+    if object["spec"]["manualSelector"] == json!(true) || !object["spec"]["selector"].is_null() {
+        return;
+    }
+    let (Some(uid), Some(name)) = (
+        object["metadata"]["uid"].as_str().map(str::to_owned),
+        object["metadata"]["name"].as_str().map(str::to_owned),
+    ) else {
+        return;
+    };
+    let template = &mut object["spec"]["template"];
+    if !template["metadata"].is_object() {
+        template["metadata"] = json!({});
+    }
+    let labels = object_at(&mut template["metadata"], "labels");
+    for key in ["batch.kubernetes.io/controller-uid", "controller-uid"] {
+        set_default(labels, key, json!(uid));
+    }
+    for key in ["batch.kubernetes.io/job-name", "job-name"] {
+        set_default(labels, key, json!(name));
+    }
+    object["spec"]["selector"] =
+        json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}});
+}
+
 pub(crate) fn default(resource: &Resource, object: &mut Value) {
     match (resource.group, resource.kind) {
         ("", "Pod") => {
@@ -621,6 +649,7 @@ pub(crate) fn default(resource: &Resource, object: &mut Value) {
             set_default(spec, "manualSelector", json!(false));
             set_default(spec, "podReplacementPolicy", json!("TerminatingOrFailed"));
             default_pod_spec(&mut object["spec"]["template"]["spec"]);
+            generate_job_selector(object);
         }
         ("batch", "CronJob") => {
             let spec = object_at(object, "spec");

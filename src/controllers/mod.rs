@@ -1,11 +1,14 @@
 //! The controller manager's controllers, each an ordinary API client (list + watch + write
 //! through the API server), in-process like every Orrery component.
 //!
-//! So far: the Deployment ([`deployment`]), ReplicaSet ([`replicaset`]), Namespace
-//! ([`namespace`]), ServiceAccount ([`serviceaccount`]) and node lifecycle ([`nodelifecycle`],
-//! with taint-based eviction) controllers.
+//! So far: the Deployment ([`deployment`]), ReplicaSet ([`replicaset`]), Job ([`job`]),
+//! Namespace ([`namespace`]), ServiceAccount ([`serviceaccount`]) and node lifecycle
+//! ([`nodelifecycle`], with taint-based eviction) controllers and the garbage collector
+//! ([`garbagecollector`]).
 
 pub mod deployment;
+pub mod garbagecollector;
+pub mod job;
 pub mod namespace;
 pub mod nodelifecycle;
 pub mod replicaset;
