@@ -141,7 +141,7 @@ enum ComponentCommand {
 
 const COMPONENTS: [&str; 3] = ["apiserver", "scheduler", "controller-manager"];
 
-fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     let (number, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
     let n: u64 = number
         .parse()
@@ -231,6 +231,8 @@ enum BenchCommand {
     Store(bench::StoreBenchOptions),
     /// Measure the Kubernetes API over HTTPS: writes, reads, LISTs and watches.
     Apiserver(bench::ApiBenchOptions),
+    /// Measure a whole cluster from outside: start-up, and memory idle and with N pods.
+    Cluster(bench::ClusterBenchOptions),
 }
 
 /// The errors a command reports before exiting with status 1.
@@ -376,6 +378,13 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Bench(BenchCommand::Store(options)) => {
             let report = bench::run_store_bench(&options)
+                .await
+                .map_err(CliError::Bench)?;
+            print!("{report}");
+            Ok(())
+        }
+        Command::Bench(BenchCommand::Cluster(options)) => {
+            let report = bench::run_cluster_bench(&options)
                 .await
                 .map_err(CliError::Bench)?;
             print!("{report}");

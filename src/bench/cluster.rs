@@ -1,0 +1,220 @@
+//! `orrery bench cluster`: what a whole cluster costs, measured from outside as a user would. It
+//! starts `orrery up --headless` (this binary, on the simulated runtime, a temporary state
+//! directory, a free port) as a child process, reads its resident memory once its nodes are
+//! Ready and it has sat idle, then, with `--pods N`, creates a Deployment of N replicas through
+//! the API, waits (bounded) until all N pods are Running and available, and reads its memory
+//! again. The child is stopped with SIGTERM at the end, as `orrery down` does.
+
+use std::fmt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Node;
+use kube::api::{Api, ListParams, PostParams};
+
+/// Options of `orrery bench cluster`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct ClusterBenchOptions {
+    /// Virtual nodes [default: 3, or enough for --pods at 100 pods a node].
+    #[arg(long)]
+    pub nodes: Option<u32>,
+    /// Pods to run after the idle reading (0: idle only).
+    #[arg(long, default_value_t = 0)]
+    pub pods: u32,
+    /// How long the cluster sits idle before the first reading.
+    #[arg(long, default_value = "10s", value_parser = crate::cli::parse_duration)]
+    pub idle: Duration,
+    /// Give up waiting for the pods after this long.
+    #[arg(long, default_value = "600s", value_parser = crate::cli::parse_duration)]
+    pub timeout: Duration,
+}
+
+/// The figures.
+#[derive(Clone, Debug, Default)]
+pub struct ClusterReport {
+    nodes: u32,
+    pods: u32,
+    startup: Duration,
+    idle_rss_kib: u64,
+    running: Option<Duration>,
+    running_rss_kib: u64,
+    peak_rss_kib: u64,
+}
+
+impl fmt::Display for ClusterReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mib = |kib: u64| kib as f64 / 1024.0;
+        writeln!(
+            f,
+            "orrery bench cluster: {} virtual nodes, simulated runtime",
+            self.nodes
+        )?;
+        writeln!(
+            f,
+            "| row | measured |\n|---|---|\n| start until every node is Ready | {:.2} s |",
+            self.startup.as_secs_f64()
+        )?;
+        writeln!(f, "| RSS, idle | {:.1} MiB |", mib(self.idle_rss_kib))?;
+        if self.pods > 0 {
+            match self.running {
+                Some(t) => writeln!(
+                    f,
+                    "| {} pods: create Deployment until all available | {:.1} s |",
+                    self.pods,
+                    t.as_secs_f64()
+                )?,
+                None => writeln!(f, "| {} pods | not all available in time |", self.pods)?,
+            }
+            writeln!(
+                f,
+                "| RSS with {} pods running | {:.1} MiB |",
+                self.pods,
+                mib(self.running_rss_kib)
+            )?;
+        }
+        writeln!(f, "| peak RSS (VmHWM) | {:.1} MiB |", mib(self.peak_rss_kib))
+    }
+}
+
+/// `VmRSS` and `VmHWM` of a process, in KiB.
+fn memory(pid: u32) -> Result<(u64, u64), String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .map_err(|e| format!("cannot read /proc/{pid}/status: {e}"))?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    Ok((field("VmRSS:"), field("VmHWM:")))
+}
+
+/// The cluster under test; stopped when dropped.
+struct Up(Child);
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        if let Ok(pid) = i32::try_from(self.0.id()) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+        let _ = self.0.wait();
+    }
+}
+
+async fn client(state_dir: &Path) -> Result<kube::Client, String> {
+    let kubeconfig = kube::config::Kubeconfig::read_from(state_dir.join("kubeconfig"))
+        .map_err(|e| e.to_string())?;
+    let config =
+        kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
+            .await
+            .map_err(|e| e.to_string())?;
+    kube::Client::try_from(config).map_err(|e| e.to_string())
+}
+
+/// Runs the benchmark.
+pub async fn run_cluster_bench(options: &ClusterBenchOptions) -> Result<ClusterReport, String> {
+    let nodes = options
+        .nodes
+        .unwrap_or_else(|| 3.max(options.pods.div_ceil(100)));
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let started = Instant::now();
+    let child = Command::new(exe)
+        .arg("--state-dir")
+        .arg(dir.path())
+        .args(["up", "--headless", "--port", "0", "--no-kubeconfig-merge"])
+        .args(["--runtime", "sim", "--nodes", &nodes.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("cannot start orrery up: {e}"))?;
+    let up = Up(child);
+    let pid = up.0.id();
+    let deadline = started + Duration::from_secs(60);
+    while !crate::cluster::pid_file(dir.path()).exists() {
+        if Instant::now() > deadline {
+            return Err("orrery up did not start within 60 s".into());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let client = client(dir.path()).await?;
+    let node_api: Api<Node> = Api::all(client.clone());
+    loop {
+        let ready = node_api
+            .list(&ListParams::default())
+            .await
+            .map(|l| {
+                l.items
+                    .iter()
+                    .filter(|n| {
+                        n.status
+                            .as_ref()
+                            .and_then(|s| s.conditions.as_ref())
+                            .is_some_and(|c| {
+                                c.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+                            })
+                    })
+                    .count()
+            })
+            .unwrap_or(0);
+        if ready == nodes as usize {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(format!("only {ready} of {nodes} nodes Ready after 60 s"));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut report = ClusterReport {
+        nodes,
+        pods: options.pods,
+        startup: started.elapsed(),
+        ..Default::default()
+    };
+    tokio::time::sleep(options.idle).await;
+    (report.idle_rss_kib, report.peak_rss_kib) = memory(pid)?;
+    if options.pods > 0 {
+        let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
+        let deployment: Deployment = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "bench"},
+            "spec": {
+                "replicas": options.pods,
+                "selector": {"matchLabels": {"app": "bench"}},
+                "template": {
+                    "metadata": {"labels": {"app": "bench"}},
+                    "spec": {"containers": [{"name": "app", "image": "orrery/hello"}]},
+                },
+            },
+        }))
+        .map_err(|e| e.to_string())?;
+        let created = Instant::now();
+        deployments
+            .create(&PostParams::default(), &deployment)
+            .await
+            .map_err(|e| format!("cannot create the Deployment: {e}"))?;
+        let deadline = created + options.timeout;
+        while Instant::now() < deadline {
+            let available = deployments
+                .get_status("bench")
+                .await
+                .ok()
+                .and_then(|d| d.status?.available_replicas)
+                .unwrap_or(0);
+            if available >= options.pods as i32 {
+                report.running = Some(created.elapsed());
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        (report.running_rss_kib, report.peak_rss_kib) = memory(pid)?;
+    }
+    drop(up);
+    Ok(report)
+}
