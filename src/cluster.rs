@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::apiserver::{ApiServer, kubeconfig, pki::Pki, server};
+use crate::controllers::daemonset::DaemonSetController;
 use crate::controllers::deployment::DeploymentController;
+use crate::controllers::endpointslice::{EndpointSliceController, KubernetesService};
 use crate::controllers::namespace::NamespaceController;
 use crate::controllers::replicaset::ReplicaSetController;
 use crate::controllers::serviceaccount::ServiceAccountController;
@@ -115,6 +117,12 @@ pub async fn up(options: UpOptions) -> Result<(), ClusterError> {
     let accounts = tokio::spawn(
         ServiceAccountController::new(api.client("controller/serviceaccount"), flow.clone()).run(),
     );
+    let daemonsets = tokio::spawn(
+        DaemonSetController::new(api.client("controller/daemonset"), flow.clone()).run(),
+    );
+    let endpointslices = tokio::spawn(
+        EndpointSliceController::new(api.client("controller/endpointslice"), flow.clone()).run(),
+    );
     let mut kubelets = Vec::new();
     for index in 1..=options.nodes {
         let config = NodeConfig {
@@ -145,6 +153,10 @@ pub async fn up(options: UpOptions) -> Result<(), ClusterError> {
         })?
         .port();
     let server_url = format!("https://127.0.0.1:{port}");
+    // The API server's own `kubernetes` Service, now that its port is known.
+    let kubernetes_service = tokio::spawn(
+        KubernetesService::new(api.client("kube-apiserver"), flow.clone(), port).run(),
+    );
     let config = kubeconfig::render(&options.name, &server_url, &pki);
     let own_kubeconfig = state_dir.join("kubeconfig");
     kubeconfig::write(&own_kubeconfig, &config)?;
@@ -186,6 +198,9 @@ pub async fn up(options: UpOptions) -> Result<(), ClusterError> {
     deployments.abort();
     namespaces.abort();
     accounts.abort();
+    daemonsets.abort();
+    endpointslices.abort();
+    kubernetes_service.abort();
     for kubelet in kubelets {
         kubelet.abort();
     }

@@ -1,11 +1,14 @@
 //! The controller manager's controllers, each an ordinary API client (list + watch + write
 //! through the API server), in-process like every Orrery component.
 //!
-//! So far: the Deployment ([`deployment`]), ReplicaSet ([`replicaset`]), Namespace
-//! ([`namespace`]) and ServiceAccount ([`serviceaccount`]) controllers. The Job, DaemonSet,
-//! garbage collector, node lifecycle and EndpointSlice controllers come with the rest of issue 4.
+//! So far: the Deployment ([`deployment`]), ReplicaSet ([`replicaset`]), DaemonSet
+//! ([`daemonset`]), EndpointSlice and Endpoints ([`endpointslice`]), Namespace ([`namespace`])
+//! and ServiceAccount ([`serviceaccount`]) controllers. The Job, garbage collector and node
+//! lifecycle controllers come with the rest of issue 4.
 
+pub mod daemonset;
 pub mod deployment;
+pub mod endpointslice;
 pub mod namespace;
 pub mod replicaset;
 pub mod serviceaccount;
