@@ -1191,7 +1191,16 @@ mod tests {
     fn plans_as_upstream_manage_and_rolling_update() {
         let now: jiff::Timestamp = "2026-01-01T01:00:00Z".parse().unwrap();
         let selector = json!({"containers": [], "nodeSelector": {"disk": "ssd"}});
-        let cases: Vec<(&str, Value, Value, Vec<Pod>, Vec<&str>, Vec<&str>)> = vec![
+        // (what, template spec, update strategy, pods, nodes to create on, pods to delete)
+        type Case = (
+            &'static str,
+            Value,
+            Value,
+            Vec<Pod>,
+            Vec<&'static str>,
+            Vec<&'static str>,
+        );
+        let cases: Vec<Case> = vec![
             (
                 "one pod per node",
                 plain(),

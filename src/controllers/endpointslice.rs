@@ -363,15 +363,22 @@ fn arrange(service: &Service, pods: &[&Pod], existing: &[&EndpointSlice]) -> Sli
     changes
 }
 
+/// One address of an Endpoints object, whether it is ready, and the ports it serves.
+struct Address {
+    address: EndpointAddress,
+    ready: bool,
+    ports: BTreeSet<String>,
+}
+
+/// A Service's namespace and name.
+type ServiceKey = (String, String);
+
 /// The Endpoints object's subsets (upstream's Endpoints controller, then `RepackSubsets`): each
 /// address with the ports it serves, grouped by port set; ready pods (or every pod with
 /// `publishNotReadyAddresses`) as addresses, the others as notReadyAddresses.
 fn subsets(service: &Service, pods: &[&Pod]) -> Vec<EndpointSubset> {
     let publish = publish_not_ready(service);
-    let mut by_address: BTreeMap<
-        (String, Option<String>),
-        (EndpointAddress, bool, BTreeSet<String>),
-    > = BTreeMap::new();
+    let mut by_address: BTreeMap<(String, Option<String>), Address> = BTreeMap::new();
     let mut port_of: HashMap<String, CorePort> = HashMap::new();
     let spec_ports = service
         .spec
@@ -418,10 +425,22 @@ fn subsets(service: &Service, pods: &[&Pod]) -> Vec<EndpointSubset> {
                 continue;
             }
         }
-        by_address.insert((ip, pod.metadata.uid.clone()), (address, ready, ports));
+        by_address.insert(
+            (ip, pod.metadata.uid.clone()),
+            Address {
+                address,
+                ready,
+                ports,
+            },
+        );
     }
     let mut groups: BTreeMap<BTreeSet<String>, EndpointSubset> = BTreeMap::new();
-    for (address, ready, ports) in by_address.into_values() {
+    for Address {
+        address,
+        ready,
+        ports,
+    } in by_address.into_values()
+    {
         let subset = groups
             .entry(ports.clone())
             .or_insert_with(|| EndpointSubset {
@@ -454,7 +473,7 @@ fn endpoints_labels(service: &Service) -> BTreeMap<String, String> {
 /// resourceVersion it must reach (None: gone), and when they were made.
 #[derive(Default)]
 struct Pending {
-    by_service: HashMap<(String, String), (std::time::Instant, HashMap<String, Option<u64>>)>,
+    by_service: HashMap<ServiceKey, (std::time::Instant, HashMap<String, Option<u64>>)>,
 }
 
 impl Pending {
@@ -512,15 +531,14 @@ impl EndpointSliceController {
         component: &str,
         verb: &str,
         kind: &str,
-        namespace: &str,
+        key: &ServiceKey,
         name: &str,
-        service: &str,
         detail: String,
     ) {
         let mut e = FlowEvent::new(component, "apiserver", verb)
-            .object(kind, namespace, name)
+            .object(kind, &key.0, name)
             .detail(detail);
-        e.root = format!("Service/{service}");
+        e.root = format!("Service/{}", key.1);
         self.flow.emit(e);
     }
 
@@ -680,15 +698,7 @@ impl EndpointSliceController {
         why: &str,
     ) {
         self.flow.stepper().gate().await;
-        self.emit(
-            component,
-            verb,
-            kind,
-            &key.0,
-            &key.1,
-            &key.1,
-            why.to_owned(),
-        );
+        self.emit(component, verb, kind, key, &key.1, why.to_owned());
     }
 
     async fn delete_slices(
@@ -706,9 +716,8 @@ impl EndpointSliceController {
                 COMPONENT,
                 "DELETE",
                 "EndpointSlice",
-                &key.0,
+                key,
                 &name,
-                &key.1,
                 why.to_owned(),
             );
             if api.delete(&name, &DeleteParams::default()).await.is_ok() {
@@ -742,9 +751,8 @@ impl EndpointSliceController {
                 COMPONENT,
                 "CREATE",
                 "EndpointSlice",
-                &key.0,
+                &key,
                 "",
-                &key.1,
                 format!(
                     "slice of {} endpoints for Service {}",
                     slice.endpoints.len(),
@@ -766,9 +774,8 @@ impl EndpointSliceController {
                 COMPONENT,
                 "UPDATE",
                 "EndpointSlice",
-                &key.0,
+                &key,
                 &name,
-                &key.1,
                 format!("now {} endpoints", slice.endpoints.len()),
             );
             match api.replace(&name, &PostParams::default(), slice).await {
