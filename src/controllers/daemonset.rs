@@ -297,6 +297,8 @@ fn oldest_first(pods: &mut [&Pod]) {
 struct Plan {
     create: Vec<String>,
     delete: Vec<String>,
+    /// Failed daemon pods among `delete`, with their nodes (a `FailedDaemonPod` event each).
+    failed: Vec<(String, String)>,
 }
 
 /// The status fields a pass computes.
@@ -361,7 +363,12 @@ fn plan(ds: &DaemonSet, nodes: &[Node], pods: &[&Pod], hash: &str, now: jiff::Ti
                 .filter(|p| p.metadata.deletion_timestamp.is_none())
             {
                 match phase(pod) {
-                    "Failed" | "Succeeded" => out
+                    "Failed" => {
+                        let name = pod.metadata.name.clone().unwrap_or_default();
+                        out.failed.push((name.clone(), node.clone()));
+                        out.delete.push(name);
+                    }
+                    "Succeeded" => out
                         .delete
                         .push(pod.metadata.name.clone().unwrap_or_default()),
                     _ => running.push(*pod),
@@ -812,6 +819,13 @@ impl DaemonSetController {
                     }
                 }
             }
+            for (pod_name, node) in &todo.failed {
+                let message = format!(
+                    "Found failed daemon pod {namespace}/{pod_name} on node {node}, will try to kill it"
+                );
+                self.record(ds, "Warning", "FailedDaemonPod", &message)
+                    .await;
+            }
             for pod_name in &todo.delete {
                 self.flow.stepper().gate().await;
                 self.emit(
@@ -1191,6 +1205,8 @@ mod tests {
     fn plans_as_upstream_manage_and_rolling_update() {
         let now: jiff::Timestamp = "2026-01-01T01:00:00Z".parse().unwrap();
         let selector = json!({"containers": [], "nodeSelector": {"disk": "ssd"}});
+        let mut failed = pod("a", "node-1", "new", false, false);
+        failed.status.as_mut().unwrap().phase = Some("Failed".into());
         // (what, template spec, update strategy, pods, nodes to create on, pods to delete)
         type Case = (
             &'static str,
@@ -1324,6 +1340,18 @@ mod tests {
                 ],
                 vec!["node-3"],
                 vec![],
+            ),
+            (
+                "a failed pod goes (and is replaced once gone)",
+                plain(),
+                rolling(0, 1),
+                vec![
+                    failed,
+                    pod("b", "node-2", "new", true, false),
+                    pod("c", "node-3", "new", true, false),
+                ],
+                vec![],
+                vec!["a"],
             ),
             (
                 "duplicates: all but the oldest go",
