@@ -327,11 +327,33 @@ fn endpointslices_and_endpoints_follow_a_service_s_pods() {
         (row[1].matches(":8080").count() == 1).then_some(())
     });
 
+    // A Service that loses its selector loses its managed slices.
+    c.ok(&[
+        "patch",
+        "service",
+        "web",
+        "--type=json",
+        "-p",
+        r#"[{"op": "remove", "path": "/spec/selector"}]"#,
+    ]);
+    wait_for("the slices gone with the selector", || {
+        (slices(&c).0 == 0).then_some(())
+    });
+    c.ok(&[
+        "patch",
+        "service",
+        "web",
+        "-p",
+        r#"{"spec": {"selector": {"app": "web"}}}"#,
+    ]);
+    wait_for("a slice again with the selector back", || {
+        let (count, endpoints, _) = slices(&c);
+        (count == 1 && endpoints.len() == 1).then_some(())
+    });
     c.ok(&["delete", "service", "web"]);
-    wait_for("the slices and Endpoints gone", || {
-        let (count, ..) = slices(&c);
+    wait_for("the slices and Endpoints gone with the Service", || {
         let endpoints = c.kubectl(&["get", "endpoints", "web"], None, &[]);
-        (count == 0 && !endpoints.status.success()).then_some(())
+        (slices(&c).0 == 0 && !endpoints.status.success()).then_some(())
     });
 }
 
