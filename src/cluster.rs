@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::apiserver::{ApiServer, kubeconfig, pki::Pki, server};
+use crate::controllers::daemonset::DaemonSetController;
 use crate::controllers::deployment::DeploymentController;
+use crate::controllers::endpointslice::{EndpointSliceController, KubernetesService};
 use crate::controllers::garbagecollector::GarbageCollector;
 use crate::controllers::job::JobController;
 use crate::controllers::namespace::NamespaceController;
@@ -181,6 +183,10 @@ pub async fn up(options: UpOptions) -> Result<(), ClusterError> {
         })?
         .port();
     let server_url = format!("https://127.0.0.1:{port}");
+    // The API server's own `kubernetes` Service, now that its port is known.
+    let kubernetes_service = tokio::spawn(
+        KubernetesService::new(api.client("kube-apiserver"), flow.clone(), port).run(),
+    );
     let config = kubeconfig::render(&options.name, &server_url, &pki);
     let own_kubeconfig = state_dir.join("kubeconfig");
     kubeconfig::write(&own_kubeconfig, &config)?;
@@ -218,6 +224,7 @@ pub async fn up(options: UpOptions) -> Result<(), ClusterError> {
     println!("orrery: stopping cluster {:?}", options.name);
     compactor.abort();
     supervisor.stop_all();
+    kubernetes_service.abort();
     let _ = std::fs::remove_file(&pid_path);
     Ok(())
 }
@@ -236,6 +243,8 @@ fn controller_manager(
         tokio::spawn(ServiceAccountController::new(client("serviceaccount"), flow.clone()).run()),
         tokio::spawn(JobController::new(client("job"), flow.clone()).run()),
         tokio::spawn(GarbageCollector::new(client("garbagecollector"), flow.clone()).run()),
+        tokio::spawn(DaemonSetController::new(client("daemonset"), flow.clone()).run()),
+        tokio::spawn(EndpointSliceController::new(client("endpointslice"), flow.clone()).run()),
         tokio::spawn(
             NodeLifecycleController::new(
                 client("nodelifecycle"),

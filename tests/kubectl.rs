@@ -673,20 +673,34 @@ fn restart_keeps_objects_and_the_users_kubeconfig_keeps_other_contexts() {
 fn server_side_dry_runs_and_diff_change_nothing() {
     let c = Cluster::start();
     c.ok_with(&["apply", "-f", "-"], Some(DEPLOYMENT));
-    // The Deployment controller writes the status a few times first: wait until it settles.
-    let version = || {
-        c.ok(&[
+    // Let the controllers finish their own writes to the Deployment (its status) first.
+    for _ in 0..200 {
+        let replicas = c.ok(&["get", "deploy", "web", "-o", "jsonpath={.status.replicas}"]);
+        if replicas == "2" {
+            break;
+        }
+        #[allow(clippy::disallowed_methods)] // a plain test thread, not a tokio worker
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let rv = c.ok(&[
+        "get",
+        "deploy",
+        "web",
+        "-o",
+        "jsonpath={.metadata.resourceVersion}",
+    ]);
+    // ...and any last write after that.
+    let mut rv = rv;
+    for _ in 0..20 {
+        #[allow(clippy::disallowed_methods)] // a plain test thread, not a tokio worker
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let now = c.ok(&[
             "get",
             "deploy",
             "web",
             "-o",
             "jsonpath={.metadata.resourceVersion}",
-        ])
-    };
-    let mut rv = version();
-    for _ in 0..20 {
-        std::thread::sleep(std::time::Duration::from_millis(500));
-        let now = version();
+        ]);
         if now == rv {
             break;
         }

@@ -628,11 +628,14 @@ pub(crate) fn default(resource: &Resource, object: &mut Value) {
         ("apps", "DaemonSet") => {
             let spec = object_at(object, "spec");
             set_default(spec, "revisionHistoryLimit", json!(10));
-            set_default(
-                spec,
-                "updateStrategy",
-                json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}),
-            );
+            // Field by field, as SetDefaults_DaemonSet: a given strategy keeps what it says.
+            let strategy = object_at(&mut object["spec"], "updateStrategy");
+            set_default(strategy, "type", json!("RollingUpdate"));
+            if strategy.get("type") == Some(&json!("RollingUpdate")) {
+                let rolling = object_at(&mut object["spec"]["updateStrategy"], "rollingUpdate");
+                set_default(rolling, "maxUnavailable", json!(1));
+                set_default(rolling, "maxSurge", json!(0));
+            }
             default_template(&mut object["spec"]);
         }
         ("batch", "Job") => {
@@ -740,6 +743,28 @@ mod tests {
         let mut tolerant = json!({"spec": {"tolerations": [{"operator": "Exists"}]}});
         default_toleration_seconds(&mut tolerant, (300, 300));
         assert_eq!(tolerant["spec"]["tolerations"].as_array().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn daemonset_strategy_defaults_field_by_field() {
+        let sets = find("apps", "v1", "daemonsets").unwrap();
+        let cases = [
+            (
+                json!(null),
+                json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}),
+            ),
+            (
+                json!({"rollingUpdate": {"maxSurge": "25%"}}),
+                json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": "25%"}}),
+            ),
+            (json!({"type": "OnDelete"}), json!({"type": "OnDelete"})),
+        ];
+        for (given, want) in cases {
+            let mut ds = json!({"metadata": {"name": "d"}, "spec": {"updateStrategy": given, "template": {"spec": {"containers": []}}}});
+            default(sets, &mut ds);
+            assert_eq!(ds["spec"]["updateStrategy"], want);
+            assert_eq!(ds["spec"]["revisionHistoryLimit"], 10);
+        }
     }
 
     #[test]

@@ -88,6 +88,15 @@ fn count(v: &Value) -> i64 {
     v.as_object().map_or(0, |m| m.len() as i64)
 }
 
+/// kubectl's lists of endpoints and ports: three entries, then `+ N more...`.
+fn at_most_three(list: Vec<String>, empty: &str) -> String {
+    match list.len() {
+        0 => empty.to_owned(),
+        n if n > 3 => format!("{} + {} more...", list[..3].join(","), n - 3),
+        _ => list.join(","),
+    }
+}
+
 fn int(v: &Value) -> i64 {
     v.as_i64().unwrap_or(0)
 }
@@ -539,15 +548,23 @@ fn printer(kind: &str, group: &str) -> (Vec<Value>, Cells) {
             ],
             cells!(
                 |o: &Value| {
+                    // kubectl's formatEndpoints: per port, each ready address; three at most.
                     let mut eps = Vec::new();
                     for subset in o["subsets"].as_array().cloned().unwrap_or_default() {
-                        for a in subset["addresses"].as_array().cloned().unwrap_or_default() {
-                            for p in subset["ports"].as_array().cloned().unwrap_or_default() {
-                                eps.push(format!("{}:{}", s(&a["ip"]), int(&p["port"])));
-                            }
+                        let addresses = subset["addresses"].as_array().cloned().unwrap_or_default();
+                        let ports = subset["ports"].as_array().cloned().unwrap_or_default();
+                        if ports.is_empty() {
+                            eps.extend(addresses.iter().map(|a| s(&a["ip"])));
+                        }
+                        for p in &ports {
+                            eps.extend(
+                                addresses
+                                    .iter()
+                                    .map(|a| format!("{}:{}", s(&a["ip"]), int(&p["port"]))),
+                            );
                         }
                     }
-                    or_none(eps.join(","))
+                    at_most_three(eps, "<none>")
                 },
                 created
             ),
@@ -1057,26 +1074,30 @@ fn printer(kind: &str, group: &str) -> (Vec<Value>, Cells) {
             ],
             cells!(
                 |o: &Value| s(&o["addressType"]),
-                |o: &Value| or_none(
+                |o: &Value| at_most_three(
                     o["ports"]
                         .as_array()
-                        .map(|p| p
-                            .iter()
-                            .map(|p| int(&p["port"]).to_string())
-                            .collect::<Vec<_>>()
-                            .join(","))
+                        .cloned()
                         .unwrap_or_default()
+                        .iter()
+                        .map(|p| match (&p["port"], &p["name"]) {
+                            (Value::Number(n), _) => n.to_string(),
+                            (_, Value::String(name)) => name.clone(),
+                            _ => "*".into(),
+                        })
+                        .collect(),
+                    "<unset>"
                 ),
-                |o: &Value| or_none(
+                |o: &Value| at_most_three(
                     o["endpoints"]
                         .as_array()
-                        .map(|e| e
-                            .iter()
-                            .flat_map(|e| e["addresses"].as_array().cloned().unwrap_or_default())
-                            .map(|a| s(&a))
-                            .collect::<Vec<_>>()
-                            .join(","))
+                        .cloned()
                         .unwrap_or_default()
+                        .iter()
+                        .flat_map(|e| e["addresses"].as_array().cloned().unwrap_or_default())
+                        .map(|a| s(&a))
+                        .collect(),
+                    "<unset>"
                 ),
                 created,
             ),

@@ -74,7 +74,11 @@ impl fmt::Display for ClusterReport {
                 mib(self.running_rss_kib)
             )?;
         }
-        writeln!(f, "| peak RSS (VmHWM) | {:.1} MiB |", mib(self.peak_rss_kib))
+        writeln!(
+            f,
+            "| peak RSS (VmHWM) | {:.1} MiB |",
+            mib(self.peak_rss_kib)
+        )
     }
 }
 
@@ -110,10 +114,12 @@ impl Drop for Up {
 async fn client(state_dir: &Path) -> Result<kube::Client, String> {
     let kubeconfig = kube::config::Kubeconfig::read_from(state_dir.join("kubeconfig"))
         .map_err(|e| e.to_string())?;
-    let config =
-        kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
-            .await
-            .map_err(|e| e.to_string())?;
+    let config = kube::Config::from_custom_kubeconfig(
+        kubeconfig,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     kube::Client::try_from(config).map_err(|e| e.to_string())
 }
 

@@ -1,12 +1,14 @@
 //! The controller manager's controllers, each an ordinary API client (list + watch + write
 //! through the API server), in-process like every Orrery component.
 //!
-//! So far: the Deployment ([`deployment`]), ReplicaSet ([`replicaset`]), Job ([`job`]),
-//! Namespace ([`namespace`]), ServiceAccount ([`serviceaccount`]) and node lifecycle
-//! ([`nodelifecycle`], with taint-based eviction) controllers and the garbage collector
-//! ([`garbagecollector`]).
+//! So far: the Deployment ([`deployment`]), ReplicaSet ([`replicaset`]), DaemonSet
+//! ([`daemonset`]), Job ([`job`]), EndpointSlice and Endpoints ([`endpointslice`]), Namespace
+//! ([`namespace`]), ServiceAccount ([`serviceaccount`]) and node lifecycle ([`nodelifecycle`],
+//! with taint-based eviction) controllers and the garbage collector ([`garbagecollector`]).
 
+pub mod daemonset;
 pub mod deployment;
+pub mod endpointslice;
 pub mod garbagecollector;
 pub mod job;
 pub mod namespace;
