@@ -1,5 +1,5 @@
-//! The Job controller and the garbage collector, end to end through the real kubectl against
-//! `orrery up` with virtual nodes on the simulated runtime.
+//! The workload controllers (Deployment, ReplicaSet, Job) and the garbage collector, end to end
+//! through the real kubectl against `orrery up` with virtual nodes on the simulated runtime.
 
 mod common;
 
@@ -270,4 +270,145 @@ fn a_foreground_delete_waits_for_the_dependents() {
         c.fails(&["get", "deploy", "web"], None)
             .contains("NotFound")
     );
+}
+
+const ROLLING: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: roll}\nspec:\n  replicas: 4\n  strategy: {type: RollingUpdate, rollingUpdate: {maxSurge: 1, maxUnavailable: 0}}\n  selector: {matchLabels: {app: roll}}\n  template:\n    metadata: {labels: {app: roll}}\n    spec:\n      containers: [{name: app, image: orrery/hello:1}]\n";
+
+/// Pods of `selector` that are not being deleted.
+fn live_pods(c: &Cluster, selector: &str) -> usize {
+    c.ok(&[
+        "get",
+        "pods",
+        "-l",
+        selector,
+        "-o",
+        "jsonpath={range .items[*]}{.metadata.name}={.metadata.deletionTimestamp}{\"\\n\"}{end}",
+    ])
+    .lines()
+    .filter(|l| l.ends_with('='))
+    .count()
+}
+
+#[test]
+fn deployments_scale_roll_within_their_limits_pause_and_resume() {
+    let c = Cluster::with_nodes(3);
+    c.ok_with(&["apply", "-f", "-"], Some(ROLLING));
+    c.ok(&["rollout", "status", "deploy/roll", "--timeout=60s"]);
+    // Scale to 20 and back.
+    c.ok(&["scale", "deploy/roll", "--replicas=20"]);
+    c.ok(&["rollout", "status", "deploy/roll", "--timeout=60s"]);
+    eventually(30, "20 pods", || live_pods(&c, "app=roll") == 20);
+    c.ok(&["scale", "deploy/roll", "--replicas=4"]);
+    c.ok(&["rollout", "status", "deploy/roll", "--timeout=60s"]);
+    eventually(30, "back to 4 pods", || live_pods(&c, "app=roll") == 4);
+
+    // A new image rolls one pod at a time: never more than 4 + maxSurge 1 pods asked for, never
+    // fewer than 4 - maxUnavailable 0, as the controller's own ScalingReplicaSet events show.
+    c.ok(&["set", "image", "deploy/roll", "app=orrery/hello:2"]);
+    c.ok(&["rollout", "status", "deploy/roll", "--timeout=60s"]);
+    let events: serde_json::Value = serde_json::from_str(&c.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=roll,reason=ScalingReplicaSet",
+        "-o",
+        "json",
+    ]))
+    .unwrap();
+    let mut scaled: Vec<(u64, String)> = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["metadata"]["resourceVersion"]
+                    .as_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap(),
+                e["message"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    scaled.sort();
+    let mut sizes: std::collections::BTreeMap<String, i64> = Default::default();
+    let mut first_rs = None;
+    let mut rolling_steps = 0;
+    for (_, message) in &scaled {
+        // "Scaled up replica set roll-abc from 0 to 4"
+        let words: Vec<&str> = message.split_whitespace().collect();
+        let (rs, to) = (words[4].to_owned(), words[8].parse::<i64>().unwrap());
+        let first = first_rs.get_or_insert_with(|| rs.clone()).clone();
+        sizes.insert(rs.clone(), to);
+        if rs != first || sizes.len() > 1 {
+            rolling_steps += 1;
+            let total: i64 = sizes.values().sum();
+            assert!(
+                (4..=5).contains(&total),
+                "{total} pods asked for after {message:?}: {scaled:?}"
+            );
+        }
+    }
+    assert!(rolling_steps >= 8, "one pod at a time: {scaled:?}");
+    assert_eq!(sizes.values().filter(|n| **n > 0).count(), 1, "{sizes:?}");
+
+    // Paused: a template change makes no new ReplicaSet until resumed.
+    c.ok(&["rollout", "pause", "deploy/roll"]);
+    c.ok(&["set", "image", "deploy/roll", "app=orrery/hello:3"]);
+    #[allow(clippy::disallowed_methods)] // a plain test thread, not a tokio worker
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(rows(&c.ok(&["get", "rs", "--no-headers"])).len(), 2);
+    assert_eq!(
+        c.ok(&[
+            "get",
+            "deploy",
+            "roll",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Progressing\")].reason}"
+        ]),
+        "DeploymentPaused"
+    );
+    c.ok(&["rollout", "resume", "deploy/roll"]);
+    c.ok(&["rollout", "status", "deploy/roll", "--timeout=60s"]);
+    assert_eq!(rows(&c.ok(&["get", "rs", "--no-headers"])).len(), 3);
+    c.ok(&["rollout", "undo", "deploy/roll"]);
+    c.ok(&["rollout", "status", "deploy/roll", "--timeout=60s"]);
+    assert_eq!(
+        c.ok(&[
+            "get",
+            "deploy",
+            "roll",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].image}"
+        ]),
+        "orrery/hello:2"
+    );
+    // `rollout restart` rolls the pods again under a new ReplicaSet.
+    c.ok(&["rollout", "restart", "deploy/roll"]);
+    c.ok(&["rollout", "status", "deploy/roll", "--timeout=60s"]);
+    assert_eq!(rows(&c.ok(&["get", "rs", "--no-headers"])).len(), 4);
+}
+
+#[test]
+fn a_replicaset_releases_a_pod_whose_labels_no_longer_match() {
+    let c = Cluster::with_nodes(1);
+    c.ok_with(&["apply", "-f", "-"], Some(DEPLOYMENT));
+    c.ok(&["rollout", "status", "deploy/web", "--timeout=60s"]);
+    let names = pod_names(&c, "app=web");
+    let pod = &names[0];
+    c.ok(&["label", "pod", pod, "app=debug", "--overwrite"]);
+    eventually(20, "released and replaced", || {
+        matches!(
+            c.ok(&[
+                "get",
+                "pod",
+                pod,
+                "-o",
+                "jsonpath={.metadata.ownerReferences}"
+            ])
+            .as_str(),
+            "" | "[]"
+        ) && pod_names(&c, "app=web").len() == 2
+    });
+    assert!(!pod_names(&c, "app=web").contains(pod));
 }

@@ -190,6 +190,26 @@ impl DeploymentController {
             .iter()
             .find(|rs| rs.metadata.labels.as_ref().and_then(|l| l.get(HASH_LABEL)) == Some(&hash))
             .cloned();
+        if spec.paused == Some(true) {
+            // Paused (`kubectl rollout pause`): no new ReplicaSet and no rollout; only a change
+            // of replicas reaches the newest ReplicaSet, as upstream's sync of a paused one does.
+            let newest = new_rs
+                .clone()
+                .or_else(|| owned.iter().max_by_key(|rs| revision(rs)).cloned());
+            if let Some(newest) = newest {
+                let others: i64 = owned
+                    .iter()
+                    .filter(|rs| rs.metadata.name != newest.metadata.name)
+                    .map(replicas)
+                    .sum();
+                let to = (desired - others).max(0);
+                if replicas(&newest) != to {
+                    self.scale(&api, d, &newest, to).await;
+                }
+                self.write_status(d, &owned, &newest, desired).await;
+            }
+            return;
+        }
         let new_rs = match new_rs {
             Some(rs) => {
                 // A template rolled back to an old ReplicaSet makes it the newest revision again.
@@ -398,7 +418,9 @@ impl DeploymentController {
                 } else {
                     condition("Available", "False", "MinimumReplicasUnavailable", "Deployment does not have minimum availability.".into())
                 },
-                if complete {
+                if d.spec.as_ref().and_then(|s| s.paused) == Some(true) {
+                    condition("Progressing", "Unknown", "DeploymentPaused", "Deployment is paused".into())
+                } else if complete {
                     condition("Progressing", "True", "NewReplicaSetAvailable", format!("ReplicaSet \"{rs_name}\" has successfully progressed."))
                 } else {
                     condition("Progressing", "True", "ReplicaSetUpdated", format!("ReplicaSet \"{rs_name}\" is progressing."))

@@ -95,6 +95,22 @@ fn is_ready(pod: &Pod) -> bool {
         .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
+/// Ready for at least `min_ready` seconds (a pod's "available", as upstream counts it).
+fn is_available(pod: &Pod, min_ready: i32, now: jiff::Timestamp) -> bool {
+    let since = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "Ready" && c.status == "True"))
+        .map(|c| c.last_transition_time.as_ref().map(|t| t.0));
+    match since {
+        None => false,
+        Some(_) if min_ready <= 0 => true,
+        Some(None) => false,
+        Some(Some(t)) => now.duration_since(t).as_secs() >= i64::from(min_ready),
+    }
+}
+
 /// The ReplicaSet controller; runs until its task is aborted.
 pub struct ReplicaSetController {
     client: kube::Client,
@@ -181,10 +197,39 @@ impl ReplicaSetController {
                     .await;
             }
         }
+        // Release the pods whose labels no longer match (`kubectl label pod x app-`): they are
+        // no longer this ReplicaSet's, and it replaces them.
+        for stray in in_namespace
+            .iter()
+            .filter(|p| controller_uid(p).as_deref() == Some(&uid) && !selector_matches(rs, p))
+        {
+            let (Some(pod_name), Some(pod_uid)) = (&stray.metadata.name, &stray.metadata.uid)
+            else {
+                continue;
+            };
+            self.flow.stepper().gate().await;
+            self.emit(
+                "RELEASE",
+                rs,
+                format!("pod {pod_name} no longer matches the selector: releasing it"),
+            );
+            let release = json!({"metadata": {"ownerReferences": [{"$patch": "delete", "uid": uid}], "uid": pod_uid}});
+            let _ = pods_api
+                .patch(
+                    pod_name,
+                    &PatchParams::default(),
+                    &Patch::Strategic(release),
+                )
+                .await;
+        }
         let mut owned: Vec<&Pod> = in_namespace
             .iter()
             .copied()
-            .filter(|p| controller_uid(p).as_deref() == Some(&uid) && is_active(p))
+            .filter(|p| {
+                controller_uid(p).as_deref() == Some(&uid)
+                    && is_active(p)
+                    && selector_matches(rs, p)
+            })
             .collect();
         let wanted = rs
             .spec
@@ -303,11 +348,21 @@ impl ReplicaSetController {
         // Status, written only when it changes.
         let replicas = owned.len().min(wanted.max(owned.len())) as i32;
         let ready = owned.iter().filter(|p| is_ready(p)).count() as i32;
+        let min_ready = rs
+            .spec
+            .as_ref()
+            .and_then(|s| s.min_ready_seconds)
+            .unwrap_or(0);
+        let now = jiff::Timestamp::now();
+        let available = owned
+            .iter()
+            .filter(|p| is_available(p, min_ready, now))
+            .count() as i32;
         let status = json!({
             "replicas": replicas,
             "fullyLabeledReplicas": replicas,
             "readyReplicas": ready,
-            "availableReplicas": ready,
+            "availableReplicas": available,
             "observedGeneration": rs.metadata.generation,
         });
         let current = rs.status.as_ref().map(|s| {

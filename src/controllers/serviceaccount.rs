@@ -49,6 +49,7 @@ impl ServiceAccountController {
                 if ns.metadata.deletion_timestamp.is_some() || have.contains(&name) {
                     continue;
                 }
+                self.flow.stepper().gate().await;
                 self.flow.emit(
                     FlowEvent::new("controller/serviceaccount", "apiserver", "CREATE")
                         .object("ServiceAccount", &name, "default")

@@ -596,8 +596,22 @@ async fn status_of(
     } else {
         "Pending"
     };
+    // A condition's lastTransitionTime moves only when its status changes.
+    let previous = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.clone())
+        .unwrap_or_default();
+    let now = now();
     let condition = |kind: &str, ok: bool, reason: &str, message: String| {
-        let mut c = json!({"type": kind, "status": if ok { "True" } else { "False" }, "lastProbeTime": null, "lastTransitionTime": start_time});
+        let status = if ok { "True" } else { "False" };
+        let since = previous
+            .iter()
+            .find(|c| c.type_ == kind && c.status == status)
+            .and_then(|c| c.last_transition_time.as_ref())
+            .map(|t| t.0.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+            .unwrap_or_else(|| now.clone());
+        let mut c = json!({"type": kind, "status": status, "lastProbeTime": null, "lastTransitionTime": since});
         if !ok && !reason.is_empty() {
             c["reason"] = json!(reason);
             c["message"] = json!(message);
