@@ -686,6 +686,7 @@ impl DaemonSetController {
         })
         .await;
         let mut expectations = Expectations::default();
+        let mut pace = crate::informers::Pace::default();
         loop {
             let node_list: Vec<Node> = nodes.state().iter().map(|n| (**n).clone()).collect();
             for ds in sets.state() {
@@ -698,7 +699,7 @@ impl DaemonSetController {
                 )
                 .await;
             }
-            crate::informers::next_batch(&mut changes, Duration::from_secs(5)).await;
+            crate::informers::next_batch(&mut changes, Duration::from_secs(5), &mut pace).await;
         }
     }
 

@@ -105,11 +105,12 @@ impl DeploymentController {
             let _ = sets.wait_until_ready().await;
         })
         .await;
+        let mut pace = crate::informers::Pace::default();
         loop {
             for d in deployments.state() {
                 self.reconcile(&d, &sets.state()).await;
             }
-            crate::informers::next_batch(&mut changes, Duration::from_secs(5)).await;
+            crate::informers::next_batch(&mut changes, Duration::from_secs(5), &mut pace).await;
         }
     }
 
@@ -301,7 +302,9 @@ impl DeploymentController {
                 self.scale(&api, d, &new_rs, desired).await;
             }
             // Scale down old ReplicaSets, keeping desired - maxUnavailable available.
-            let available_total: i64 = owned.iter().map(available).sum();
+            // A ReplicaSet's status may still count pods it is deleting: never more than its
+            // spec asks for.
+            let available_total: i64 = owned.iter().map(|rs| available(rs).min(replicas(rs))).sum();
             let mut can_remove = (available_total - (desired - unavailable)).max(0);
             for rs in &old {
                 // Old pods that are not available can always go.

@@ -580,6 +580,7 @@ impl EndpointSliceController {
                 )
             })
             .collect();
+        let mut pace = crate::informers::Pace::default();
         loop {
             let all_services = services.state();
             let all_pods = pods.state();
@@ -685,7 +686,7 @@ impl EndpointSliceController {
                 }
             }
             known.retain(|k| live.contains(k));
-            crate::informers::next_batch(&mut changes, Duration::from_secs(5)).await;
+            crate::informers::next_batch(&mut changes, Duration::from_secs(5), &mut pace).await;
         }
     }
 

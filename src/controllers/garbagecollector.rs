@@ -402,6 +402,7 @@ impl GarbageCollector {
         // What was done to which object at which resourceVersion: not done again until the
         // cache shows the object changed.
         let mut acted: HashMap<String, String> = HashMap::new();
+        let mut pace = crate::informers::Pace::default();
         loop {
             let graph = Graph::new(stores.iter().enumerate().flat_map(|(i, store)| {
                 let kind = served[i].resource.kind.clone();
@@ -426,7 +427,7 @@ impl GarbageCollector {
                     Err(error) => tracing::debug!(%error, "garbage collector"),
                 }
             }
-            crate::informers::next_batch(&mut changes, Duration::from_secs(5)).await;
+            crate::informers::next_batch(&mut changes, Duration::from_secs(5), &mut pace).await;
         }
     }
 

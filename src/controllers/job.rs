@@ -741,6 +741,7 @@ impl JobController {
         })
         .await;
         let mut expectations = Expectations::default();
+        let mut pace = crate::informers::Pace::default();
         loop {
             let all_pods = pods.state();
             let all_jobs = jobs.state();
@@ -766,7 +767,7 @@ impl JobController {
                     .filter_map(|j| j.metadata.uid.clone())
                     .collect(),
             );
-            crate::informers::next_batch(&mut changes, next).await;
+            crate::informers::next_batch(&mut changes, next, &mut pace).await;
         }
     }
 

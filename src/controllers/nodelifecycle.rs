@@ -157,6 +157,7 @@ impl NodeLifecycleController {
         .await;
         let period = MONITOR_PERIOD.min(self.grace / 4);
         let mut heartbeats: HashMap<String, Heartbeat> = HashMap::new();
+        let mut pace = crate::informers::Pace::default();
         loop {
             let now = tokio::time::Instant::now();
             let all_pods = pods.state();
@@ -204,7 +205,7 @@ impl NodeLifecycleController {
                     .any(|n| n.metadata.name.as_deref() == Some(name))
             });
             self.evict(&nodes.state(), &all_pods).await;
-            crate::informers::next_batch(&mut changes, period).await;
+            crate::informers::next_batch(&mut changes, period, &mut pace).await;
         }
     }
 

@@ -18,6 +18,8 @@ use super::event;
 use crate::flow::{Flow, FlowEvent};
 
 const COMPONENT: &str = "controller/replicaset";
+/// The most pods created or deleted in one pass (upstream's `BurstReplicas`).
+const BURST: usize = 500;
 
 /// What the controller has asked for and not yet seen, per ReplicaSet uid.
 #[derive(Default)]
@@ -27,13 +29,14 @@ struct Expectations {
 }
 
 impl Expectations {
-    /// Forgets what has been observed; whether nothing is left pending for `uid`.
-    fn satisfied(&mut self, uid: &str, pod_names: &HashSet<String>) -> bool {
+    /// Forgets what has been observed (a created pod that exists; a deleted pod that is gone
+    /// or terminating); whether nothing is left pending for `uid`.
+    fn satisfied(&mut self, uid: &str, existing: &HashSet<String>, live: &HashSet<String>) -> bool {
         if let Some(c) = self.creates.get_mut(uid) {
-            c.retain(|name| !pod_names.contains(name));
+            c.retain(|name| !existing.contains(name));
         }
         if let Some(d) = self.deletes.get_mut(uid) {
-            d.retain(|name| pod_names.contains(name));
+            d.retain(|name| live.contains(name));
         }
         self.creates.get(uid).is_none_or(HashSet::is_empty)
             && self.deletes.get(uid).is_none_or(HashSet::is_empty)
@@ -148,11 +151,12 @@ impl ReplicaSetController {
         })
         .await;
         let mut expectations = Expectations::default();
+        let mut pace = crate::informers::Pace::default();
         loop {
             for rs in sets.state() {
                 self.reconcile(&rs, &pods.state(), &mut expectations).await;
             }
-            crate::informers::next_batch(&mut changes, Duration::from_secs(5)).await;
+            crate::informers::next_batch(&mut changes, Duration::from_secs(5), &mut pace).await;
         }
     }
 
@@ -181,7 +185,13 @@ impl ReplicaSetController {
             .iter()
             .filter_map(|p| p.metadata.name.clone())
             .collect();
-        if !expectations.satisfied(&uid, &names) {
+        // A pod being deleted counts as deleted, as upstream's expectations count it.
+        let live: HashSet<String> = in_namespace
+            .iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .filter_map(|p| p.metadata.name.clone())
+            .collect();
+        if !expectations.satisfied(&uid, &names, &live) {
             return;
         }
         let pods_api: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
@@ -245,58 +255,76 @@ impl ReplicaSetController {
                 rs,
                 format!("{} of {wanted} pods exist: creating {missing}", owned.len()),
             );
-            for _ in 0..missing {
-                let template = rs
-                    .spec
-                    .as_ref()
-                    .and_then(|s| s.template.clone())
-                    .unwrap_or_default();
-                let mut metadata = template.metadata.unwrap_or_default();
-                metadata.name = None;
-                metadata.generate_name = Some(format!("{name}-"));
-                metadata.namespace = Some(namespace.clone());
-                metadata.owner_references = Some(vec![serde_json::from_value(json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": name, "uid": uid, "controller": true, "blockOwnerDeletion": true})).expect("valid")]);
-                let pod = Pod {
-                    metadata,
-                    spec: template.spec,
-                    status: None,
-                };
-                match pods_api.create(&PostParams::default(), &pod).await {
-                    Ok(created) => {
-                        let pod_name = created.metadata.name.unwrap_or_default();
-                        expectations
-                            .creates
-                            .entry(uid.clone())
-                            .or_default()
-                            .insert(pod_name.clone());
-                        event(
-                            &self.client,
-                            "ReplicaSet",
-                            &namespace,
-                            &name,
-                            &uid,
-                            "replicaset-controller",
-                            "Normal",
-                            "SuccessfulCreate",
-                            &format!("Created pod: {pod_name}"),
-                        )
+            let template = rs
+                .spec
+                .as_ref()
+                .and_then(|s| s.template.clone())
+                .unwrap_or_default();
+            let mut metadata = template.metadata.unwrap_or_default();
+            metadata.name = None;
+            metadata.generate_name = Some(format!("{name}-"));
+            metadata.namespace = Some(namespace.clone());
+            metadata.owner_references = Some(vec![serde_json::from_value(json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": name, "uid": uid, "controller": true, "blockOwnerDeletion": true})).expect("valid")]);
+            let pod = Pod {
+                metadata,
+                spec: template.spec,
+                status: None,
+            };
+            // Slow start, as upstream: batches of 1, 2, 4, ... created concurrently, stopping
+            // at the first batch with a failure; at most BURST per pass.
+            let params = PostParams::default();
+            let mut remaining = missing.min(BURST);
+            let mut batch = 1;
+            while remaining > 0 {
+                let size = batch.min(remaining);
+                remaining -= size;
+                batch *= 2;
+                let results =
+                    futures::future::join_all((0..size).map(|_| pods_api.create(&params, &pod)))
                         .await;
-                    }
-                    Err(error) => {
-                        event(
-                            &self.client,
-                            "ReplicaSet",
-                            &namespace,
-                            &name,
-                            &uid,
-                            "replicaset-controller",
-                            "Warning",
-                            "FailedCreate",
-                            &format!("Error creating: {error}"),
-                        )
-                        .await;
-                        break;
-                    }
+                let mut failed = false;
+                let mut outcomes = Vec::new();
+                for result in results {
+                    outcomes.push(match result {
+                        Ok(created) => {
+                            let pod_name = created.metadata.name.unwrap_or_default();
+                            expectations
+                                .creates
+                                .entry(uid.clone())
+                                .or_default()
+                                .insert(pod_name.clone());
+                            (
+                                "SuccessfulCreate",
+                                "Normal",
+                                format!("Created pod: {pod_name}"),
+                            )
+                        }
+                        Err(error) => {
+                            failed = true;
+                            (
+                                "FailedCreate",
+                                "Warning",
+                                format!("Error creating: {error}"),
+                            )
+                        }
+                    });
+                }
+                futures::future::join_all(outcomes.iter().map(|(reason, kind, message)| {
+                    event(
+                        &self.client,
+                        "ReplicaSet",
+                        &namespace,
+                        &name,
+                        &uid,
+                        "replicaset-controller",
+                        kind,
+                        reason,
+                        message,
+                    )
+                }))
+                .await;
+                if failed {
+                    break;
                 }
             }
         } else if owned.len() > wanted {

@@ -36,6 +36,7 @@ impl ServiceAccountController {
             let _ = accounts.wait_until_ready().await;
         })
         .await;
+        let mut pace = crate::informers::Pace::default();
         loop {
             let have: HashSet<String> = accounts
                 .state()
@@ -67,7 +68,7 @@ impl ServiceAccountController {
                     tracing::debug!(%error, namespace = %name, "could not create the default ServiceAccount");
                 }
             }
-            crate::informers::next_batch(&mut changes, Duration::from_secs(5)).await;
+            crate::informers::next_batch(&mut changes, Duration::from_secs(5), &mut pace).await;
         }
     }
 }

@@ -165,11 +165,12 @@ impl Scheduler {
         let mut assumed: HashMap<String, String> = HashMap::new();
         // The last message reported for each unschedulable pod, so events are not repeated.
         let mut reported: HashMap<String, String> = HashMap::new();
+        let mut pace = crate::informers::Pace::default();
         loop {
             self.schedule_pending(&nodes, &pods, &mut assumed, &mut reported)
                 .await;
             // Wait for the next burst of changes (or retry after a while).
-            crate::informers::next_batch(&mut changes, Duration::from_secs(5)).await;
+            crate::informers::next_batch(&mut changes, Duration::from_secs(5), &mut pace).await;
         }
     }
 
