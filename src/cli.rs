@@ -178,6 +178,8 @@ enum BenchCommand {
     Store(bench::StoreBenchOptions),
     /// Measure the Kubernetes API over HTTPS: writes, reads, LISTs and watches.
     Apiserver(bench::ApiBenchOptions),
+    /// Measure the scheduler: pods scheduled per second over many nodes.
+    Scheduler(bench::SchedulerBenchOptions),
 }
 
 /// The errors a command reports before exiting with status 1.
@@ -286,6 +288,13 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Bench(BenchCommand::Apiserver(options)) => {
             let report = bench::run_apiserver_bench(&options)
+                .await
+                .map_err(CliError::Bench)?;
+            print!("{report}");
+            Ok(())
+        }
+        Command::Bench(BenchCommand::Scheduler(options)) => {
+            let report = bench::run_scheduler_bench(&options)
                 .await
                 .map_err(CliError::Bench)?;
             print!("{report}");

@@ -13,6 +13,7 @@
 
 pub mod admission;
 mod apply;
+pub mod decisions;
 mod discovery;
 pub(crate) mod errors;
 mod handlers;
@@ -99,17 +100,27 @@ pub struct ApiServer {
     flow: Flow,
     /// Whether the Kubernetes API answers (`orrery component stop apiserver` turns it off).
     serving: AtomicBool,
+    /// The scheduler's latest decision per pod, followed from the flow.
+    decisions: Arc<decisions::Decisions>,
 }
 
 impl ApiServer {
     /// An API server over `store`, reporting to `flow`.
     pub fn new(store: Arc<dyn Store>, flow: Flow) -> Arc<Self> {
+        let decisions = Arc::new(decisions::Decisions::default());
+        decisions.follow(&flow);
         Arc::new(ApiServer {
             list_cache: Default::default(),
             store,
             flow,
             serving: AtomicBool::new(true),
+            decisions,
         })
+    }
+
+    /// The scheduler's latest decisions.
+    pub fn decisions(&self) -> &decisions::Decisions {
+        &self.decisions
     }
 
     /// Creates what a new cluster has from the start: the system namespaces.

@@ -1,11 +1,14 @@
 //! Benchmarks anyone can rerun, each a subcommand of `orrery bench` that prints its figures:
-//! `store` (the embedded store against a real etcd) and `apiserver` (the Kubernetes API over
-//! HTTPS). Every loop is bounded in count and in time.
+//! `store` (the embedded store against a real etcd), `apiserver` (the Kubernetes API over
+//! HTTPS) and `scheduler` (pods scheduled per second). Every loop is bounded in count and in
+//! time.
 
 mod apiserver;
+mod scheduler;
 mod store;
 
 pub use apiserver::{ApiBenchOptions, ApiReport, run_apiserver_bench};
+pub use scheduler::{SchedulerBenchOptions, SchedulerReport, run_scheduler_bench};
 pub use store::{StoreBenchOptions, StoreFigures, StoreReport, measure, run_store_bench};
 
 use std::time::Duration;
