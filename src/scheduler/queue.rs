@@ -12,7 +12,7 @@
 //! cycle). Time is tokio's, so tests run on a paused clock.
 
 use std::cmp::{Ordering, Reverse};
-use std::collections::{BTreeSet, BinaryHeap, HashMap};
+use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -183,6 +183,8 @@ pub struct Counts {
 #[derive(Default)]
 pub struct SchedulingQueue {
     pods: HashMap<String, Entry>,
+    /// The keys of the unschedulable pods (what cluster events look through).
+    unschedulable: HashSet<String>,
     active: BinaryHeap<ActiveKey>,
     backoff: BinaryHeap<Reverse<(Instant, u64, String)>>,
     in_flight: HashMap<String, QueuedPod>,
@@ -195,6 +197,12 @@ impl SchedulingQueue {
     /// An empty queue.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Takes a pod out of whichever part holds it.
+    fn take(&mut self, key: &str) -> Option<Entry> {
+        self.unschedulable.remove(key);
+        self.pods.remove(key)
     }
 
     fn next_seq(&mut self) -> u64 {
@@ -271,7 +279,7 @@ impl SchedulingQueue {
         entry.queued.pod = pod;
         if changed
             && let Place::Unschedulable(_) = entry.place
-            && let Some(entry) = self.pods.remove(&k)
+            && let Some(entry) = self.take(&k)
         {
             self.push_active_or_backoff(entry.queued, Instant::now());
         }
@@ -279,7 +287,7 @@ impl SchedulingQueue {
 
     /// A pod was deleted, bound elsewhere or no longer ours: gone from every part.
     pub fn delete(&mut self, key: &str) {
-        self.pods.remove(key);
+        self.take(key);
         self.in_flight.remove(key);
     }
 
@@ -295,7 +303,7 @@ impl SchedulingQueue {
             if !current {
                 continue;
             }
-            let mut queued = self.pods.remove(&top.key)?.queued;
+            let mut queued = self.take(&top.key)?.queued;
             self.cycle += 1;
             queued.attempts += 1;
             queued.cycle = self.cycle;
@@ -321,6 +329,7 @@ impl SchedulingQueue {
         match failure {
             Failure::Unschedulable(plugins) if self.move_request_cycle < queued.cycle => {
                 queued.unschedulable_plugins = plugins;
+                self.unschedulable.insert(key.to_owned());
                 self.pods.insert(
                     key.to_owned(),
                     Entry {
@@ -343,20 +352,21 @@ impl SchedulingQueue {
         let now = Instant::now();
         self.move_request_cycle = self.cycle;
         let helped: Vec<String> = self
-            .pods
+            .unschedulable
             .iter()
-            .filter(|(_, e)| {
-                matches!(e.place, Place::Unschedulable(_))
-                    && (e.queued.unschedulable_plugins.is_empty()
+            .filter(|k| {
+                self.pods.get(*k).is_some_and(|e| {
+                    e.queued.unschedulable_plugins.is_empty()
                         || e.queued
                             .unschedulable_plugins
                             .iter()
-                            .any(|p| event.may_help(p)))
+                            .any(|p| event.may_help(p))
+                })
             })
-            .map(|(k, _)| k.clone())
+            .cloned()
             .collect();
         for k in helped {
-            if let Some(entry) = self.pods.remove(&k) {
+            if let Some(entry) = self.take(&k) {
                 self.push_active_or_backoff(entry.queued, now);
             }
         }
@@ -369,15 +379,17 @@ impl SchedulingQueue {
         self.flush_backoff();
         let now = Instant::now();
         let stale: Vec<String> = self
-            .pods
+            .unschedulable
             .iter()
-            .filter(|(_, e)| {
-                matches!(e.place, Place::Unschedulable(since) if now.duration_since(since) >= MAX_UNSCHEDULABLE)
+            .filter(|k| {
+                self.pods.get(*k).is_some_and(|e| {
+                    matches!(e.place, Place::Unschedulable(since) if now.duration_since(since) >= MAX_UNSCHEDULABLE)
+                })
             })
-            .map(|(k, _)| k.clone())
+            .cloned()
             .collect();
         for k in stale {
-            if let Some(entry) = self.pods.remove(&k) {
+            if let Some(entry) = self.take(&k) {
                 self.push_active_or_backoff(entry.queued, now);
             }
         }
@@ -396,7 +408,7 @@ impl SchedulingQueue {
                 self.pods.get(&k),
                 Some(Entry { place: Place::Backoff(s), .. }) if *s == seq
             );
-            if current && let Some(entry) = self.pods.remove(&k) {
+            if current && let Some(entry) = self.take(&k) {
                 self.push_active(entry.queued);
             }
         }
