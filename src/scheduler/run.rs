@@ -157,36 +157,29 @@ pub fn decide(pod: &Pod, view: &View<'_>, start: usize) -> (Decision, usize) {
         }
         processed += 1;
         let node = &all[(start + i) % all.len()];
-        let verdicts = [
-            ("NodeUnschedulable", filters::node_unschedulable(pod, node)),
-            ("NodeName", filters::node_name(pod, node)),
-            ("TaintToleration", filters::taint_toleration(pod, node)),
-            ("NodeAffinity", affinity::filter(pod, node)),
-            ("NodeResourcesFit", filters::fits(&wanted, node)),
+        // kube-scheduler's filter order; the first plugin that rejects a node ends its checks.
+        let filters: [(&str, &dyn Fn() -> Filter); 7] = [
+            ("NodeUnschedulable", &|| {
+                filters::node_unschedulable(pod, node)
+            }),
+            ("NodeName", &|| filters::node_name(pod, node)),
+            ("TaintToleration", &|| filters::taint_toleration(pod, node)),
+            ("NodeAffinity", &|| affinity::filter(pod, node)),
+            ("NodeResourcesFit", &|| filters::fits(&wanted, node)),
+            (topology::NAME, &|| {
+                spread.as_ref().map_or(Filter::Ok, |s| s.filter(node))
+            }),
+            (interpod::NAME, &|| {
+                inter.as_ref().map_or(Filter::Ok, |s| s.filter(node))
+            }),
         ];
-        let mut rejection = verdicts.into_iter().find_map(|(plugin, v)| match v {
+        let rejection = filters.iter().find_map(|(plugin, filter)| match filter() {
             Filter::Ok => None,
             Filter::Unschedulable(reasons) => Some(Rejection {
-                plugin: plugin.to_owned(),
+                plugin: (*plugin).to_owned(),
                 reasons,
             }),
         });
-        if rejection.is_none()
-            && let Some(Filter::Unschedulable(reasons)) = spread.as_ref().map(|s| s.filter(node))
-        {
-            rejection = Some(Rejection {
-                plugin: topology::NAME.to_owned(),
-                reasons,
-            });
-        }
-        if rejection.is_none()
-            && let Some(Filter::Unschedulable(reasons)) = inter.as_ref().map(|s| s.filter(node))
-        {
-            rejection = Some(Rejection {
-                plugin: interpod::NAME.to_owned(),
-                reasons,
-            });
-        }
         match rejection {
             Some(r) => {
                 decision.rejected.insert(node.name().to_owned(), r);

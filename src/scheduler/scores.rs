@@ -125,6 +125,9 @@ pub fn image_locality(
         .as_ref()
         .and_then(|s| s.images.as_deref())
         .unwrap_or_default();
+    if images.is_empty() {
+        return 0;
+    }
     let mut sum = 0.0;
     for c in &spec.containers {
         let Some(image) = c.image.as_deref() else {
