@@ -233,6 +233,8 @@ enum BenchCommand {
     Apiserver(bench::ApiBenchOptions),
     /// Measure a whole cluster from outside: start-up, and memory idle and with N pods.
     Cluster(bench::ClusterBenchOptions),
+    /// Measure the scheduler: pods scheduled per second over many nodes.
+    Scheduler(bench::SchedulerBenchOptions),
 }
 
 /// The errors a command reports before exiting with status 1.
@@ -392,6 +394,13 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Bench(BenchCommand::Apiserver(options)) => {
             let report = bench::run_apiserver_bench(&options)
+                .await
+                .map_err(CliError::Bench)?;
+            print!("{report}");
+            Ok(())
+        }
+        Command::Bench(BenchCommand::Scheduler(options)) => {
+            let report = bench::run_scheduler_bench(&options)
                 .await
                 .map_err(CliError::Bench)?;
             print!("{report}");

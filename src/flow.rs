@@ -46,6 +46,9 @@ pub struct FlowEvent {
     pub root: String,
     /// One line for a human.
     pub detail: String,
+    /// Structured data for the dashboard (a scheduling decision, say), when there is any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<serde_json::Value>,
 }
 
 impl FlowEvent {
@@ -64,6 +67,7 @@ impl FlowEvent {
             revision: None,
             root: String::new(),
             detail: String::new(),
+            data: None,
         }
     }
 
@@ -72,6 +76,12 @@ impl FlowEvent {
         self.kind = kind.to_owned();
         self.namespace = namespace.to_owned();
         self.name = name.to_owned();
+        self
+    }
+
+    /// Attaches structured data.
+    pub fn data(mut self, data: serde_json::Value) -> Self {
+        self.data = Some(data);
         self
     }
 

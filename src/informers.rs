@@ -77,3 +77,33 @@ where
         .boxed();
     (store, changes)
 }
+
+/// Like [`cache`], but the stream yields each change (after the cache has taken it in), for a
+/// component that keeps its own state up to date incrementally (the scheduler's node cache):
+/// `Apply` and `Delete` per object, and `InitDone` after every (re)list, when the cache holds the
+/// whole truth again.
+pub fn changes<K>(
+    client: &kube::Client,
+    config: kube::runtime::watcher::Config,
+) -> (
+    kube::runtime::reflector::Store<K>,
+    BoxStream<'static, kube::runtime::watcher::Event<K>>,
+)
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    use kube::runtime::{WatchStreamExt, reflector, watcher};
+    let (store, writer) = reflector::store::<K>();
+    let api = kube::Api::<K>::all(client.clone());
+    let changes = reflector(writer, watcher(api, config))
+        .default_backoff()
+        .filter_map(|event| async move { event.ok() })
+        .boxed();
+    (store, changes)
+}

@@ -649,13 +649,7 @@ fn restart_keeps_objects_and_the_users_kubeconfig_keeps_other_contexts() {
         String::from_utf8_lossy(&out.stdout),
         "deployment.apps/web\n"
     );
-    let rv = c.ok(&[
-        "get",
-        "deploy",
-        "web",
-        "-o",
-        "jsonpath={.metadata.resourceVersion}",
-    ]);
+    let rv = c.settled_rv("deploy", "web");
 
     let dir = c.down();
     assert!(

@@ -1596,9 +1596,27 @@ async fn list(
     Ok(response)
 }
 
-/// `/orrery/v1/...`: the flow stream and the stepper.
+/// `/orrery/v1/...`: the flow stream, the stepper, and the scheduler's decisions.
 pub(crate) async fn control(api: &Arc<ApiServer>, rest: &str, request: Request) -> Response {
     match (request.method().clone(), rest) {
+        (Method::GET, path) if path.starts_with("scheduling/") => {
+            let mut parts = path["scheduling/".len()..].split('/');
+            match (parts.next(), parts.next(), parts.next()) {
+                (Some(namespace), Some(name), None)
+                    if !namespace.is_empty() && !name.is_empty() =>
+                {
+                    match api.decisions().get(namespace, name) {
+                        Some(decision) => json_response(StatusCode::OK, &decision),
+                        None => ApiError::NotFound {
+                            resource: "schedulingdecisions".into(),
+                            name: format!("{namespace}/{name}"),
+                        }
+                        .into_response(),
+                    }
+                }
+                _ => ApiError::NoSuchPath.into_response(),
+            }
+        }
         (Method::GET, "flow") => {
             let since = params(&request)
                 .get("since")

@@ -13,6 +13,7 @@
 
 pub mod admission;
 mod apply;
+pub mod decisions;
 mod discovery;
 pub(crate) mod errors;
 mod handlers;
@@ -104,11 +105,15 @@ pub struct ApiServer {
     /// What the DefaultTolerationSeconds admission plugin gives new pods: seconds for the
     /// `not-ready` and `unreachable` NoExecute taints.
     toleration_seconds: std::sync::atomic::AtomicU64,
+    /// The scheduler's latest decision per pod, followed from the flow.
+    decisions: Arc<decisions::Decisions>,
 }
 
 impl ApiServer {
     /// An API server over `store`, reporting to `flow`.
     pub fn new(store: Arc<dyn Store>, flow: Flow) -> Arc<Self> {
+        let decisions = Arc::new(decisions::Decisions::default());
+        decisions.follow(&flow);
         Arc::new(ApiServer {
             list_cache: Default::default(),
             store,
@@ -118,7 +123,13 @@ impl ApiServer {
             toleration_seconds: std::sync::atomic::AtomicU64::new(pack_toleration_seconds(
                 300, 300,
             )),
+            decisions,
         })
+    }
+
+    /// The scheduler's latest decisions.
+    pub fn decisions(&self) -> &decisions::Decisions {
+        &self.decisions
     }
 
     /// Creates what a new cluster has from the start: the system namespaces.

@@ -136,10 +136,7 @@ fn should_run(template: &PodSpec, node: &Node) -> (bool, bool) {
         spec: Some(spec),
         ..Default::default()
     };
-    let info = NodeInfo {
-        node: node.clone(),
-        pods: Vec::new(),
-    };
+    let info = NodeInfo::new(node.clone(), Vec::new());
     if !matches!(
         crate::scheduler::affinity::filter(&pod, &info),
         crate::scheduler::filters::Filter::Ok

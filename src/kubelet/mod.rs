@@ -26,6 +26,20 @@ use serde_json::json;
 use crate::flow::Flow;
 use crate::runtime::ContainerRuntime;
 
+impl NodeConfig {
+    /// The node's `/24` of the cluster's pod network: `10.244.<index>.0/24` for the first 255
+    /// nodes, continuing into `10.245.0.0/24` and on (the cluster network is `10.244.0.0/14`).
+    pub fn pod_cidr(&self) -> String {
+        format!("{}.0/24", self.pod_prefix())
+    }
+
+    /// The first three octets of [`NodeConfig::pod_cidr`].
+    pub(crate) fn pod_prefix(&self) -> String {
+        let n = u32::from(self.index);
+        format!("10.{}.{}", 244 + n / 256, n % 256)
+    }
+}
+
 /// How a virtual node presents itself.
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
@@ -88,7 +102,7 @@ impl Kubelet {
                 "beta.kubernetes.io/os": "linux",
                 "beta.kubernetes.io/arch": "amd64",
             }},
-            "spec": {"podCIDR": format!("10.244.{}.0/24", c.index), "podCIDRs": [format!("10.244.{}.0/24", c.index)]},
+            "spec": {"podCIDR": c.pod_cidr(), "podCIDRs": [c.pod_cidr()]},
             "status": {
                 "capacity": resources,
                 "allocatable": resources,

@@ -112,7 +112,7 @@ fn ip_for(kubelet: &Kubelet, uid: &str) -> String {
     let n = uid
         .bytes()
         .fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
-    format!("10.244.{}.{}", kubelet.config.index, 2 + n % 250)
+    format!("{}.{}", kubelet.config.pod_prefix(), 2 + n % 250)
 }
 
 async fn event(kubelet: &Kubelet, pod: &Pod, kind: &str, reason: &str, message: String) {

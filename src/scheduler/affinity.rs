@@ -31,14 +31,18 @@ fn requirement_matches(req: &NodeSelectorRequirement, value: Option<&String>) ->
 /// Whether a node matches one selector term (its expressions and fields all hold; an empty
 /// term matches nothing, as in Kubernetes).
 pub fn term_matches(term: &NodeSelectorTerm, node: &NodeInfo) -> bool {
-    let labels = node.node.metadata.labels.clone().unwrap_or_default();
+    let empty = BTreeMap::new();
+    let labels = node.node.metadata.labels.as_ref().unwrap_or(&empty);
     let expressions = term.match_expressions.as_deref().unwrap_or_default();
     let fields = term.match_fields.as_deref().unwrap_or_default();
     if expressions.is_empty() && fields.is_empty() {
         return false;
     }
-    let name = node.node.metadata.name.clone().unwrap_or_default();
-    let node_fields = BTreeMap::from([("metadata.name".to_owned(), name)]);
+    let node_fields = if fields.is_empty() {
+        BTreeMap::new()
+    } else {
+        BTreeMap::from([("metadata.name".to_owned(), node.name().to_owned())])
+    };
     expressions
         .iter()
         .all(|r| requirement_matches(r, labels.get(&r.key)))
@@ -52,7 +56,8 @@ pub fn filter(pod: &Pod, node: &NodeInfo) -> Filter {
     let Some(spec) = pod.spec.as_ref() else {
         return Filter::Ok;
     };
-    let labels = node.node.metadata.labels.clone().unwrap_or_default();
+    let empty = BTreeMap::new();
+    let labels = node.node.metadata.labels.as_ref().unwrap_or(&empty);
     let selector_ok = spec
         .node_selector
         .iter()
@@ -105,10 +110,7 @@ mod tests {
     fn node(name: &str, labels: serde_json::Value) -> NodeInfo {
         let node: Node =
             serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}})).unwrap();
-        NodeInfo {
-            node,
-            pods: Vec::new(),
-        }
+        NodeInfo::new(node, Vec::new())
     }
 
     fn pod(spec: serde_json::Value) -> Pod {

@@ -3,18 +3,128 @@
 //! [`failed_scheduling`] sums the reasons up the way the `FailedScheduling` event does.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Node, Pod, Taint, Toleration};
 
 use super::quantity;
 
-/// A node and the pods already on it.
+/// A node and the pods already on it, with what they add up to (kube-scheduler's `NodeInfo`):
+/// the scheduler's cache keeps one per node and updates the sums as pods come and go, so no
+/// plugin re-adds a node's pods for every pod it schedules.
 #[derive(Clone, Debug, Default)]
 pub struct NodeInfo {
     /// The node.
     pub node: Node,
-    /// The pods bound to it (not yet finished).
-    pub pods: Vec<Pod>,
+    /// The pods bound (or assumed bound) to it and not yet finished.
+    pub pods: Vec<Arc<Pod>>,
+    /// The node's allocatable resources, in the scheduler's units (millicores, bytes, pods).
+    pub allocatable: BTreeMap<String, i64>,
+    /// The pods' summed requests.
+    pub requested: BTreeMap<String, i64>,
+    /// The pods' summed cpu and memory with the scoring defaults for pods that ask for none.
+    pub non_zero: (i64, i64),
+    /// How many of the pods declare pod affinity or anti-affinity (InterPodAffinity looks only
+    /// at nodes that have some, unless the incoming pod has preferences of its own).
+    pub pods_with_affinity: usize,
+}
+
+impl NodeInfo {
+    /// A node with `pods` on it.
+    pub fn new(node: Node, pods: Vec<Pod>) -> Self {
+        let mut info = NodeInfo::default();
+        info.set_node(node);
+        for pod in pods {
+            info.add_pod(Arc::new(pod));
+        }
+        info
+    }
+
+    /// The node's name.
+    pub fn name(&self) -> &str {
+        self.node.metadata.name.as_deref().unwrap_or_default()
+    }
+
+    /// Replaces the node object (after an update), keeping its pods.
+    pub fn set_node(&mut self, node: Node) {
+        self.allocatable = node
+            .status
+            .as_ref()
+            .and_then(|s| s.allocatable.as_ref())
+            .map(|a| {
+                a.iter()
+                    .map(|(name, q)| (name.clone(), quantity::amount(name, &q.0)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        self.node = node;
+    }
+
+    /// Counts a pod on this node.
+    pub fn add_pod(&mut self, pod: Arc<Pod>) {
+        for (name, v) in requests(&pod) {
+            *self.requested.entry(name).or_default() += v;
+        }
+        let (cpu, memory) = non_zero_requests(&pod);
+        self.non_zero.0 += cpu;
+        self.non_zero.1 += memory;
+        if super::interpod::has_affinity(&pod) {
+            self.pods_with_affinity += 1;
+        }
+        self.pods.push(pod);
+    }
+
+    /// Stops counting the pod with this uid (or namespace/name when it has none); whether it was
+    /// here.
+    pub fn remove_pod(&mut self, pod: &Pod) -> bool {
+        let Some(i) = self.pods.iter().position(|p| same_pod(p, pod)) else {
+            return false;
+        };
+        let gone = self.pods.swap_remove(i);
+        for (name, v) in requests(&gone) {
+            *self.requested.entry(name).or_default() -= v;
+        }
+        let (cpu, memory) = non_zero_requests(&gone);
+        self.non_zero.0 -= cpu;
+        self.non_zero.1 -= memory;
+        if super::interpod::has_affinity(&gone) {
+            self.pods_with_affinity -= 1;
+        }
+        true
+    }
+}
+
+/// Whether two objects are the same pod: same uid, or same namespace and name without uids.
+pub fn same_pod(a: &Pod, b: &Pod) -> bool {
+    match (a.metadata.uid.as_deref(), b.metadata.uid.as_deref()) {
+        (Some(x), Some(y)) => x == y,
+        _ => a.metadata.namespace == b.metadata.namespace && a.metadata.name == b.metadata.name,
+    }
+}
+
+/// What a pod without requests counts as when scoring (kube-scheduler's non-zero defaults).
+pub const DEFAULT_CPU_MILLIS: i64 = 100;
+/// The memory a pod without a memory request counts as when scoring (200 MiB).
+pub const DEFAULT_MEMORY: i64 = 200 * 1024 * 1024;
+
+/// A pod's cpu and memory for scoring, with the non-zero defaults.
+pub fn non_zero_requests(pod: &Pod) -> (i64, i64) {
+    non_zero_of(&requests(pod))
+}
+
+/// The scoring cpu and memory of summed requests.
+pub fn non_zero_of(r: &BTreeMap<String, i64>) -> (i64, i64) {
+    let cpu = r
+        .get("cpu")
+        .copied()
+        .filter(|v| *v > 0)
+        .unwrap_or(DEFAULT_CPU_MILLIS);
+    let memory = r
+        .get("memory")
+        .copied()
+        .filter(|v| *v > 0)
+        .unwrap_or(DEFAULT_MEMORY);
+    (cpu, memory)
 }
 
 /// A filter's verdict.
@@ -81,12 +191,15 @@ pub fn node_unschedulable(pod: &Pod, node: &NodeInfo) -> Filter {
         .as_ref()
         .and_then(|s| s.unschedulable)
         .unwrap_or(false);
+    if !cordoned {
+        return Filter::Ok;
+    }
     let taint = Taint {
         key: "node.kubernetes.io/unschedulable".into(),
         effect: "NoSchedule".into(),
         ..Default::default()
     };
-    if cordoned && !tolerations(pod).iter().any(|t| tolerates(t, &taint)) {
+    if !tolerations(pod).iter().any(|t| tolerates(t, &taint)) {
         return Filter::Unschedulable(vec![NODE_UNSCHEDULABLE.into()]);
     }
     Filter::Ok
@@ -158,34 +271,22 @@ pub fn requests(pod: &Pod) -> BTreeMap<String, i64> {
 /// NodeResourcesFit: the pod's requests fit in what the node's allocatable leaves after the pods
 /// already on it, and there is room for one more pod.
 pub fn node_resources_fit(pod: &Pod, node: &NodeInfo) -> Filter {
-    let allocatable = node
-        .node
-        .status
-        .as_ref()
-        .and_then(|s| s.allocatable.clone())
-        .unwrap_or_default();
+    fits(&requests(pod), node)
+}
+
+/// NodeResourcesFit with the pod's requests already summed (once per scheduling cycle).
+pub fn fits(wanted: &BTreeMap<String, i64>, node: &NodeInfo) -> Filter {
     let mut reasons = Vec::new();
-    let max_pods = allocatable
-        .get("pods")
-        .and_then(|q| quantity::bytes(&q.0).ok())
-        .unwrap_or(110);
+    let max_pods = node.allocatable.get("pods").copied().unwrap_or(110);
     if node.pods.len() as i64 + 1 > max_pods {
         reasons.push(TOO_MANY_PODS.to_owned());
     }
-    let mut used: BTreeMap<String, i64> = BTreeMap::new();
-    for other in &node.pods {
-        for (name, v) in requests(other) {
-            *used.entry(name).or_default() += v;
-        }
-    }
-    for (name, wanted) in requests(pod) {
+    for (name, &wanted) in wanted {
         if wanted == 0 {
             continue;
         }
-        let free = allocatable
-            .get(&name)
-            .map_or(0, |q| quantity::amount(&name, &q.0))
-            - used.get(&name).copied().unwrap_or(0);
+        let free = node.allocatable.get(name).copied().unwrap_or(0)
+            - node.requested.get(name).copied().unwrap_or(0);
         if wanted > free {
             reasons.push(format!("Insufficient {name}"));
         }
@@ -228,10 +329,7 @@ mod tests {
             )
             .unwrap();
         }
-        NodeInfo {
-            node,
-            pods: Vec::new(),
-        }
+        NodeInfo::new(node, Vec::new())
     }
 
     fn pod(value: serde_json::Value) -> Pod {
@@ -311,15 +409,17 @@ mod tests {
             assert_eq!(result, expected, "{name}");
         }
         let mut busy = plain.clone();
-        busy.pods = vec![requesting("3", "1Gi")];
+        busy.add_pod(Arc::new(requesting("3", "1Gi")));
         assert_eq!(
             node_resources_fit(&requesting("1500m", "1Gi"), &busy),
             no("Insufficient cpu")
         );
-        busy.node.status = serde_json::from_value(
+        let mut node = busy.node.clone();
+        node.status = serde_json::from_value(
             json!({"allocatable": {"cpu": "4", "memory": "8Gi", "pods": "1"}}),
         )
         .unwrap();
+        busy.set_node(node);
         assert_eq!(
             node_resources_fit(&requesting("0", "0"), &busy),
             no(TOO_MANY_PODS)

@@ -1,14 +1,23 @@
-//! The scheduler, modelled on kube-scheduler's framework: Filter plugins decide which nodes can
-//! take a pod, Score plugins rank them, and the pod is bound through `pods/binding`.
+//! The scheduler, modelled on kube-scheduler's framework: a scheduling queue ([`queue`]) feeds
+//! pods one at a time to the scheduling cycle, whose Filter plugins decide which nodes can take
+//! the pod and whose Score plugins rank them ([`run::decide`]); the binding cycle then binds it
+//! through `pods/binding`, asynchronously, with the pod assumed on its node in the scheduler's
+//! [`cache`] meanwhile.
 //!
-//! So far this holds the plugins as pure functions over `k8s-openapi` types: filters with their
-//! reasons in kube-scheduler's words ([`filters`], [`affinity`]), scores with kube-scheduler's
-//! formulas, weights and normalisation ([`scores`]), and resource quantities ([`quantity`]). The
-//! scheduling queue and the binding loop, a client of the API server like every component, come
-//! next (issue 4).
+//! The plugins are pure functions over `k8s-openapi` types and the cache's [`filters::NodeInfo`]:
+//! filters with their reasons in kube-scheduler's words ([`filters`], [`affinity`],
+//! [`topology`], [`interpod`]), scores with kube-scheduler's formulas, weights and normalisation
+//! ([`scores`] and the same modules), label selectors ([`labels`]) and resource quantities
+//! ([`quantity`]). The loop ([`run`]) is an API client like every component: it never reads the
+//! store.
 
 pub mod affinity;
+pub mod cache;
 pub mod filters;
+pub mod interpod;
+pub mod labels;
 pub mod quantity;
+pub mod queue;
 pub mod run;
 pub mod scores;
+pub mod topology;

@@ -1,44 +1,121 @@
-//! The scheduling loop: an ordinary API client that watches nodes and pods, and for each pod
-//! without a node runs the filters, scores the feasible nodes, waits at the stepper's gate and
-//! binds the pod through `pods/binding`, or records why it cannot (`PodScheduled=False` and a
-//! `FailedScheduling` event with kube-scheduler's wording).
+//! The scheduling loop: an ordinary API client that watches nodes and pods into its
+//! [`Cache`], queues pending pods in the [`SchedulingQueue`], and for each pod it pops runs the
+//! scheduling cycle ([`decide`]: filters over a sample of the nodes, scores over the feasible
+//! ones) and then the binding cycle in a task of its own: the pod is assumed on the chosen node at
+//! once, the task waits at the stepper's gate and binds it through `pods/binding`, and a failed
+//! binding forgets the pod and sends it back to the queue. A pod that fits nowhere gets
+//! `PodScheduled=False` and a `FailedScheduling` event in kube-scheduler's words, and waits in
+//! the queue for a cluster event that may help.
+//!
+//! Every attempt's [`Decision`] (per node: the plugin that rejected it and why; per plugin: raw
+//! and normalised scores; the chosen node) goes out on the flow as a `DECIDE` event's `data`, which
+//! the API server keeps for `GET /orrery/v1/scheduling/<namespace>/<pod>`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::apps::v1::{ReplicaSet, StatefulSet};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use kube::runtime::{reflector, watcher};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use serde::Serialize;
 use serde_json::json;
 
-use super::affinity;
+use super::cache::{Cache, Change};
 use super::filters::{self, Filter, NodeInfo};
-use super::scores;
+use super::interpod::{self, NamespaceLabels};
+use super::queue::{ClusterEvent, Failure, SchedulingQueue, key};
+use super::{affinity, scores, topology};
 use crate::flow::{Flow, FlowEvent};
 
 /// The scheduler's name, in `spec.schedulerName` and in its events.
 pub const SCHEDULER_NAME: &str = "default-scheduler";
 
-/// One scheduling decision, as the flow (and the dashboard) shows it.
-#[derive(Clone, Debug, PartialEq)]
+/// How many of the best-scored nodes a decision records scores for (the rest only count).
+pub const SCORED_NODES_RECORDED: usize = 10;
+
+/// Why a node was rejected.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Rejection {
+    /// The filter plugin that rejected it (the first that did; later ones did not run).
+    pub plugin: String,
+    /// Its reasons, in kube-scheduler's words.
+    pub reasons: Vec<String>,
+}
+
+/// One plugin's score for one node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct PluginScore {
+    /// The plugin's own score.
+    pub raw: i64,
+    /// After the plugin's normalisation (0..100).
+    pub normalized: i64,
+    /// The plugin's weight in the total.
+    pub weight: i64,
+}
+
+/// One scheduling attempt, as the flow, the dashboard and `/orrery/v1/scheduling` show it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Decision {
-    /// Per node: the filter reasons that rejected it (empty: feasible).
-    pub rejected: BTreeMap<String, Vec<String>>,
-    /// Per feasible node: per plugin, (raw, normalised) scores.
-    pub scores: BTreeMap<String, BTreeMap<String, (i64, i64)>>,
-    /// The weighted totals.
+    /// `namespace/name`.
+    pub pod: String,
+    /// When the attempt ran (RFC 3339).
+    pub time: String,
+    /// The pod's attempt number, from 1.
+    pub attempt: u32,
+    /// Nodes in the cluster.
+    pub nodes: usize,
+    /// Nodes the filters ran on (a sample, in large clusters).
+    pub evaluated: usize,
+    /// Nodes that passed every filter.
+    pub feasible: usize,
+    /// Per rejected node: which plugin and why.
+    pub rejected: BTreeMap<String, Rejection>,
+    /// Per scored node (the best [`SCORED_NODES_RECORDED`]): per plugin, its score.
+    pub scores: BTreeMap<String, BTreeMap<String, PluginScore>>,
+    /// The weighted totals of the same nodes.
     pub totals: BTreeMap<String, i64>,
     /// The chosen node, if any.
     pub chosen: Option<String>,
+    /// The `FailedScheduling` message, if no node fits.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
-fn key(pod: &Pod) -> String {
-    format!(
-        "{}/{}",
-        pod.metadata.namespace.as_deref().unwrap_or_default(),
-        pod.metadata.name.as_deref().unwrap_or_default()
-    )
+impl Decision {
+    /// The plugins that rejected nodes (what a cluster event must help).
+    pub fn rejecting_plugins(&self) -> BTreeSet<String> {
+        self.rejected.values().map(|r| r.plugin.clone()).collect()
+    }
+}
+
+/// What the scheduling cycle sees of the cluster besides the pod.
+pub struct View<'a> {
+    /// Every node, with its pods.
+    pub nodes: &'a [NodeInfo],
+    /// How many nodes have an image.
+    pub nodes_with_image: &'a dyn Fn(&str) -> usize,
+    /// Namespace labels, for pod affinity `namespaceSelector`s.
+    pub namespace_labels: NamespaceLabels<'a>,
+    /// The selector of the Services, ReplicaSets and StatefulSets selecting the pod (for the
+    /// default topology spread constraints).
+    pub default_selector: k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
+}
+
+/// How many feasible nodes to find before scoring (kube-scheduler's adaptive
+/// `percentageOfNodesToScore`): every node under 100, else `50 - nodes/125` percent (at least
+/// 5%), and at least 100.
+pub fn nodes_to_find(nodes: usize) -> usize {
+    const MIN_FEASIBLE: usize = 100;
+    if nodes < MIN_FEASIBLE {
+        return nodes;
+    }
+    let percentage = (50i64 - nodes as i64 / 125).max(5) as usize;
+    (nodes * percentage / 100).max(MIN_FEASIBLE)
 }
 
 fn needs_scheduling(pod: &Pod) -> bool {
@@ -52,94 +129,184 @@ fn needs_scheduling(pod: &Pod) -> bool {
         && !matches!(phase, Some("Succeeded" | "Failed"))
 }
 
-/// Filters and scores `pod` against `nodes`.
-pub fn decide(pod: &Pod, nodes: &[NodeInfo], nodes_with_image: &dyn Fn(&str) -> usize) -> Decision {
+/// Filters and scores `pod` against the view's nodes, starting at node `start` (round robin, as
+/// upstream, so samples move over the cluster). Returns the decision and where the next pod
+/// starts.
+pub fn decide(pod: &Pod, view: &View<'_>, start: usize) -> (Decision, usize) {
+    let all = view.nodes;
     let mut decision = Decision {
-        rejected: BTreeMap::new(),
-        scores: BTreeMap::new(),
-        totals: BTreeMap::new(),
-        chosen: None,
+        pod: key(pod),
+        nodes: all.len(),
+        ..Decision::default()
     };
-    let mut feasible = Vec::new();
-    for node in nodes {
-        let name = node.node.metadata.name.clone().unwrap_or_default();
-        let mut reasons = Vec::new();
-        for result in [
-            filters::node_name(pod, node),
-            filters::node_unschedulable(pod, node),
-            filters::node_resources_fit(pod, node),
-            affinity::filter(pod, node),
-            filters::taint_toleration(pod, node),
-        ] {
-            if let Filter::Unschedulable(r) = result {
-                reasons.extend(r);
-                // kube-scheduler stops at the first failing filter for a node.
-                break;
+    if all.is_empty() {
+        decision.message = Some("no nodes available to schedule pods".to_owned());
+        return (decision, 0);
+    }
+    let wanted = filters::requests(pod);
+    let non_zero = filters::non_zero_of(&wanted);
+    let (constraints, system_defaulted) = topology::constraints(pod, &view.default_selector);
+    let spread = topology::FilterState::new(pod, &constraints, all);
+    let inter = interpod::FilterState::new(pod, all, view.namespace_labels);
+    let to_find = nodes_to_find(all.len());
+    let mut feasible: Vec<&NodeInfo> = Vec::new();
+    let mut processed = 0;
+    for i in 0..all.len() {
+        if feasible.len() >= to_find {
+            break;
+        }
+        processed += 1;
+        let node = &all[(start + i) % all.len()];
+        // kube-scheduler's filter order; the first plugin that rejects a node ends its checks.
+        let filters: [(&str, &dyn Fn() -> Filter); 7] = [
+            ("NodeUnschedulable", &|| {
+                filters::node_unschedulable(pod, node)
+            }),
+            ("NodeName", &|| filters::node_name(pod, node)),
+            ("TaintToleration", &|| filters::taint_toleration(pod, node)),
+            ("NodeAffinity", &|| affinity::filter(pod, node)),
+            ("NodeResourcesFit", &|| filters::fits(&wanted, node)),
+            (topology::NAME, &|| {
+                spread.as_ref().map_or(Filter::Ok, |s| s.filter(node))
+            }),
+            (interpod::NAME, &|| {
+                inter.as_ref().map_or(Filter::Ok, |s| s.filter(node))
+            }),
+        ];
+        let rejection = filters.iter().find_map(|(plugin, filter)| match filter() {
+            Filter::Ok => None,
+            Filter::Unschedulable(reasons) => Some(Rejection {
+                plugin: (*plugin).to_owned(),
+                reasons,
+            }),
+        });
+        match rejection {
+            Some(r) => {
+                decision.rejected.insert(node.name().to_owned(), r);
             }
-        }
-        if reasons.is_empty() {
-            feasible.push(node);
-        } else {
-            decision.rejected.insert(name, reasons);
+            None => feasible.push(node),
         }
     }
+    decision.evaluated = processed;
+    decision.feasible = feasible.len();
+    let next = (start + processed) % all.len();
     if feasible.is_empty() {
-        return decision;
+        let reasons: Vec<Vec<String>> = decision
+            .rejected
+            .values()
+            .map(|r| r.reasons.clone())
+            .collect();
+        decision.message = Some(filters::failed_scheduling(all.len(), &reasons));
+        return (decision, next);
     }
-    let names: Vec<String> = feasible
-        .iter()
-        .map(|n| n.node.metadata.name.clone().unwrap_or_default())
-        .collect();
     let raw = |f: &dyn Fn(&NodeInfo) -> i64| feasible.iter().map(|n| f(n)).collect::<Vec<i64>>();
+    let names: Vec<&str> = feasible.iter().map(|n| n.name()).collect();
     let mut plugins: Vec<(&str, Vec<i64>, Vec<i64>)> = Vec::new();
-    let least = raw(&|n| scores::least_allocated(pod, n));
+    let least = raw(&|n| scores::least_allocated_with(non_zero, n));
     plugins.push(("NodeResourcesFit", least.clone(), least));
-    let balanced = raw(&|n| scores::balanced_allocation(pod, n));
+    let balanced = raw(&|n| scores::balanced_allocation_with(non_zero, n));
     plugins.push((
         "NodeResourcesBalancedAllocation",
         balanced.clone(),
         balanced,
     ));
     let taints = raw(&|n| scores::intolerable_taints(pod, n));
-    let mut taints_normalized = taints.clone();
-    scores::normalize_reverse(&mut taints_normalized);
-    plugins.push(("TaintToleration", taints, taints_normalized));
-    let affinity_raw = raw(&|n| affinity::score(pod, n));
-    let mut affinity_normalized = affinity_raw.clone();
-    scores::normalize(&mut affinity_normalized);
-    plugins.push(("NodeAffinity", affinity_raw, affinity_normalized));
-    let images = raw(&|n| scores::image_locality(pod, n, nodes_with_image, nodes.len()));
+    let mut normalized = taints.clone();
+    scores::normalize_reverse(&mut normalized);
+    plugins.push(("TaintToleration", taints, normalized));
+    let node_affinity = raw(&|n| affinity::score(pod, n));
+    let mut normalized = node_affinity.clone();
+    scores::normalize(&mut normalized);
+    plugins.push(("NodeAffinity", node_affinity, normalized));
+    let (spread_raw, spread_normalized) =
+        match topology::ScoreState::new(pod, &constraints, system_defaulted, &feasible, all) {
+            Some(state) => {
+                let raw = raw(&|n| state.score(n));
+                let mut normalized = raw.clone();
+                state.normalize(&names, &mut normalized);
+                (raw, normalized)
+            }
+            None => (vec![0; feasible.len()], vec![0; feasible.len()]),
+        };
+    plugins.push((topology::NAME, spread_raw, spread_normalized));
+    let (inter_raw, inter_normalized) =
+        match interpod::ScoreState::new(pod, all, view.namespace_labels) {
+            Some(state) => {
+                let raw = raw(&|n| state.score(n));
+                let mut normalized = raw.clone();
+                interpod::normalize(&mut normalized);
+                (raw, normalized)
+            }
+            None => (vec![0; feasible.len()], vec![0; feasible.len()]),
+        };
+    plugins.push((interpod::NAME, inter_raw, inter_normalized));
+    let images = raw(&|n| scores::image_locality(pod, n, view.nodes_with_image, all.len()));
     plugins.push(("ImageLocality", images.clone(), images));
-    for (i, name) in names.iter().enumerate() {
-        let mut per_plugin = BTreeMap::new();
-        let mut total = 0;
-        for (plugin, raw, normalized) in &plugins {
-            let weight = scores::WEIGHTS
+    let weights: Vec<i64> = plugins.iter().map(|(p, _, _)| scores::weight(p)).collect();
+    let totals: Vec<i64> = (0..feasible.len())
+        .map(|i| {
+            plugins
                 .iter()
-                .find(|(p, _)| p == plugin)
-                .map_or(1, |(_, w)| *w);
-            total += normalized[i] * weight;
-            per_plugin.insert((*plugin).to_owned(), (raw[i], normalized[i]));
-        }
-        decision.scores.insert(name.clone(), per_plugin);
-        decision.totals.insert(name.clone(), total);
-    }
-    // The highest total wins; ties go to the first name, so decisions are reproducible.
-    decision.chosen = names
-        .iter()
-        .max_by(|a, b| {
-            decision.totals[*a]
-                .cmp(&decision.totals[*b])
-                .then_with(|| b.cmp(a))
+                .zip(&weights)
+                .map(|((_, _, normalized), w)| normalized[i] * w)
+                .sum()
         })
-        .cloned();
-    decision
+        .collect();
+    // The highest total wins; ties go to the first name, so decisions are reproducible.
+    let mut order: Vec<usize> = (0..feasible.len()).collect();
+    order.sort_by(|&a, &b| {
+        totals[b]
+            .cmp(&totals[a])
+            .then_with(|| names[a].cmp(names[b]))
+    });
+    decision.chosen = Some(names[order[0]].to_owned());
+    for &i in order.iter().take(SCORED_NODES_RECORDED) {
+        let per_plugin = plugins
+            .iter()
+            .zip(&weights)
+            .map(|((plugin, raw, normalized), &weight)| {
+                (
+                    (*plugin).to_owned(),
+                    PluginScore {
+                        raw: raw[i],
+                        normalized: normalized[i],
+                        weight,
+                    },
+                )
+            })
+            .collect();
+        decision.scores.insert(names[i].to_owned(), per_plugin);
+        decision.totals.insert(names[i].to_owned(), totals[i]);
+    }
+    (decision, next)
+}
+
+/// What a binding task reports back.
+struct Bound {
+    pod: Arc<Pod>,
+    ok: bool,
 }
 
 /// The scheduler: runs until its task is aborted.
 pub struct Scheduler {
     client: kube::Client,
     flow: Flow,
+}
+
+/// The loop's state.
+struct Loop {
+    client: kube::Client,
+    flow: Flow,
+    cache: Cache,
+    queue: SchedulingQueue,
+    next_start: usize,
+    /// The last message reported for each unschedulable pod, so events are not repeated.
+    reported: HashMap<String, String>,
+    bound: tokio::sync::mpsc::UnboundedSender<Bound>,
+    services: Store<Service>,
+    replica_sets: Store<ReplicaSet>,
+    stateful_sets: Store<StatefulSet>,
+    namespaces: Store<Namespace>,
 }
 
 impl Scheduler {
@@ -150,163 +317,265 @@ impl Scheduler {
 
     /// Watches nodes and pods and schedules pending pods, forever.
     pub async fn run(self) {
-        let (nodes, node_events) =
-            crate::informers::cache::<Node>(&self.client, watcher::Config::default());
-        let (pods, pod_events) =
-            crate::informers::cache::<Pod>(&self.client, watcher::Config::default());
-        let mut changes = futures::stream::select(node_events, pod_events).boxed();
-        // The stores fill as the watches are polled: poll until both have their first list.
-        crate::informers::prime(&mut changes, async {
-            let _ = nodes.wait_until_ready().await;
-            let _ = pods.wait_until_ready().await;
-        })
-        .await;
-        // Pods bound here that the pod store has not seen bound yet.
-        let mut assumed: HashMap<String, String> = HashMap::new();
-        // The last message reported for each unschedulable pod, so events are not repeated.
-        let mut reported: HashMap<String, String> = HashMap::new();
-        let mut pace = crate::informers::Pace::default();
+        let config = watcher::Config::default;
+        let (nodes, mut node_events) = crate::informers::changes::<Node>(&self.client, config());
+        let (pods, mut pod_events) = crate::informers::changes::<Pod>(&self.client, config());
+        let (services, service_changes) =
+            crate::informers::cache::<Service>(&self.client, config());
+        let (replica_sets, rs_changes) =
+            crate::informers::cache::<ReplicaSet>(&self.client, config());
+        let (stateful_sets, ss_changes) =
+            crate::informers::cache::<StatefulSet>(&self.client, config());
+        let (namespaces, ns_changes) = crate::informers::cache::<Namespace>(&self.client, config());
+        let mut others =
+            futures::stream::select_all([service_changes, rs_changes, ss_changes, ns_changes]);
+        let (bound, mut bound_results) = tokio::sync::mpsc::unbounded_channel();
+        let mut state = Loop {
+            client: self.client,
+            flow: self.flow,
+            cache: Cache::new(),
+            queue: SchedulingQueue::new(),
+            next_start: 0,
+            reported: HashMap::new(),
+            bound,
+            services,
+            replica_sets,
+            stateful_sets,
+            namespaces,
+        };
         loop {
-            self.schedule_pending(&nodes, &pods, &mut assumed, &mut reported)
-                .await;
-            // Wait for the next burst of changes (or retry after a while).
-            crate::informers::next_batch(&mut changes, Duration::from_secs(5), &mut pace).await;
+            let wake = state
+                .queue
+                .next_backoff()
+                .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(1))
+                .min(tokio::time::Instant::now() + Duration::from_secs(1));
+            let ready = state.queue.has_active();
+            tokio::select! {
+                Some(event) = node_events.next() => state.on_node(event, &nodes),
+                Some(event) = pod_events.next() => state.on_pod(event, &pods),
+                Some(result) = bound_results.recv() => state.on_bound(result),
+                Some(()) = others.next() => {}
+                () = async {}, if ready => state.schedule_one(),
+                () = tokio::time::sleep_until(wake) => state.queue.flush(),
+            }
+        }
+    }
+}
+
+impl Loop {
+    fn on_node(&mut self, event: watcher::Event<Node>, store: &Store<Node>) {
+        let change = match event {
+            watcher::Event::Apply(node) => self.cache.apply_node(node),
+            watcher::Event::Delete(node) => {
+                self.cache
+                    .delete_node(node.metadata.name.as_deref().unwrap_or_default());
+                Change::None
+            }
+            watcher::Event::InitDone => {
+                let all = store.state();
+                let names: Vec<String> = all
+                    .iter()
+                    .map(|n| n.metadata.name.clone().unwrap_or_default())
+                    .collect();
+                self.cache.retain_nodes(&names);
+                for node in all {
+                    self.cache.apply_node((*node).clone());
+                }
+                Change::NodeAdded
+            }
+            watcher::Event::Init | watcher::Event::InitApply(_) => Change::None,
+        };
+        self.changed(change);
+    }
+
+    fn on_pod(&mut self, event: watcher::Event<Pod>, store: &Store<Pod>) {
+        match event {
+            watcher::Event::Apply(pod) => {
+                let pod = Arc::new(pod);
+                let k = key(&pod);
+                if needs_scheduling(&pod) {
+                    if !self.cache.is_assumed(&k) {
+                        self.queue.add(pod.clone());
+                    }
+                } else {
+                    self.queue.delete(&k);
+                }
+                let change = self.cache.apply_pod(pod);
+                self.changed(change);
+            }
+            watcher::Event::Delete(pod) => {
+                let k = key(&pod);
+                self.queue.delete(&k);
+                self.reported.remove(&k);
+                let change = self.cache.delete_pod(&pod);
+                self.changed(change);
+            }
+            watcher::Event::InitDone => {
+                let all = store.state();
+                self.cache.reset_pods(&all);
+                for pod in all {
+                    let k = key(&pod);
+                    if needs_scheduling(&pod) && !self.cache.is_assumed(&k) {
+                        self.queue.add(pod);
+                    }
+                }
+                self.changed(Change::PodRemoved);
+            }
+            watcher::Event::Init | watcher::Event::InitApply(_) => {}
         }
     }
 
-    async fn schedule_pending(
+    fn changed(&mut self, change: Change) {
+        let event = match change {
+            Change::None => return,
+            Change::NodeAdded => ClusterEvent::NodeAdd,
+            Change::NodeChanged => ClusterEvent::NodeUpdate,
+            Change::PodAdded => ClusterEvent::AssignedPodAdd,
+            Change::PodChanged => ClusterEvent::AssignedPodUpdate,
+            Change::PodRemoved => ClusterEvent::AssignedPodDelete,
+        };
+        self.queue.on_event(event);
+    }
+
+    fn on_bound(&mut self, result: Bound) {
+        let k = key(&result.pod);
+        if result.ok {
+            self.queue.done(&k);
+            self.reported.remove(&k);
+        } else {
+            self.cache.forget(&result.pod);
+            self.queue.requeue(&k, Failure::Error);
+        }
+    }
+
+    fn default_selector(
         &self,
-        nodes: &reflector::Store<Node>,
-        pods: &reflector::Store<Pod>,
-        assumed: &mut HashMap<String, String>,
-        reported: &mut HashMap<String, String>,
-    ) {
-        let all_pods = pods.state();
-        assumed.retain(|k, _| all_pods.iter().any(|p| key(p) == *k && needs_scheduling(p)));
-        let mut pending: Vec<_> = all_pods
-            .iter()
-            .filter(|p| needs_scheduling(p) && !assumed.contains_key(&key(p)))
-            .cloned()
-            .collect();
-        pending.sort_by(|a, b| {
-            a.metadata
-                .creation_timestamp
-                .cmp(&b.metadata.creation_timestamp)
-                .then_with(|| key(a).cmp(&key(b)))
-        });
-        if pending.is_empty() {
+        pod: &Pod,
+    ) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector {
+        let has_own = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.topology_spread_constraints.as_ref())
+            .is_some_and(|c| !c.is_empty());
+        if has_own {
+            return Default::default();
+        }
+        let services = self.services.state();
+        let replica_sets = self.replica_sets.state();
+        let stateful_sets = self.stateful_sets.state();
+        topology::default_selector(
+            pod,
+            &services.iter().map(|s| &**s).collect::<Vec<_>>(),
+            &replica_sets.iter().map(|s| &**s).collect::<Vec<_>>(),
+            &stateful_sets.iter().map(|s| &**s).collect::<Vec<_>>(),
+        )
+    }
+
+    /// One scheduling cycle: pop, decide, publish the decision, and assume and bind (in a task)
+    /// or record why not.
+    fn schedule_one(&mut self) {
+        let Some(queued) = self.queue.pop() else {
+            return;
+        };
+        let pod = queued.pod.clone();
+        let k = key(&pod);
+        if !needs_scheduling(&pod) {
+            self.queue.done(&k);
             return;
         }
-        let mut infos: Vec<NodeInfo> = nodes
-            .state()
-            .iter()
-            .map(|n| NodeInfo {
-                node: (**n).clone(),
-                pods: Vec::new(),
-            })
-            .collect();
-        infos.sort_by(|a, b| a.node.metadata.name.cmp(&b.node.metadata.name));
-        for pod in all_pods.iter() {
-            let node = pod
-                .spec
-                .as_ref()
-                .and_then(|s| s.node_name.clone())
-                .filter(|n| !n.is_empty())
-                .or_else(|| assumed.get(&key(pod)).cloned());
-            let finished = matches!(
-                pod.status.as_ref().and_then(|s| s.phase.as_deref()),
-                Some("Succeeded" | "Failed")
-            );
-            if let (Some(node), false) = (node, finished)
-                && let Some(info) = infos
-                    .iter_mut()
-                    .find(|i| i.node.metadata.name.as_deref() == Some(&node))
-            {
-                info.pods.push((**pod).clone());
-            }
-        }
-        for pod in pending {
-            let images_on = |image: &str| {
-                infos
-                    .iter()
-                    .filter(|i| {
-                        i.node
-                            .status
-                            .as_ref()
-                            .and_then(|s| s.images.as_ref())
-                            .is_some_and(|imgs| {
-                                imgs.iter().any(|img| {
-                                    img.names.iter().flatten().any(|n| n.ends_with(image))
-                                })
-                            })
-                    })
-                    .count()
-            };
-            let decision = decide(&pod, &infos, &images_on);
-            let pod_key = key(&pod);
-            match decision.chosen.clone() {
-                Some(node) => {
-                    if self.bind(&pod, &node, &decision).await {
-                        assumed.insert(pod_key.clone(), node.clone());
-                        reported.remove(&pod_key);
-                        if let Some(info) = infos
-                            .iter_mut()
-                            .find(|i| i.node.metadata.name.as_deref() == Some(&node))
-                        {
-                            info.pods.push((*pod).clone());
-                        }
-                    }
-                }
-                None => {
-                    let message = if infos.is_empty() {
-                        "no nodes available to schedule pods".to_owned()
-                    } else {
-                        filters::failed_scheduling(
-                            infos.len(),
-                            &decision.rejected.values().cloned().collect::<Vec<_>>(),
-                        )
-                    };
-                    if reported.get(&pod_key) != Some(&message) {
-                        self.unschedulable(&pod, &message).await;
-                        reported.insert(pod_key, message);
-                    }
-                }
-            }
-        }
-    }
-
-    fn event(&self, verb: &str, pod: &Pod, detail: String) {
-        let mut event = FlowEvent::new("scheduler", "apiserver", verb)
-            .object(
-                "Pod",
-                pod.metadata.namespace.as_deref().unwrap_or_default(),
-                pod.metadata.name.as_deref().unwrap_or_default(),
-            )
-            .detail(detail);
-        event.uid = pod.metadata.uid.clone().unwrap_or_default();
+        let namespaces = self.namespaces.clone();
+        let namespace_labels = move |name: &str| {
+            namespaces
+                .get(&ObjectRef::new(name))
+                .and_then(|n| n.metadata.labels.clone())
+                .unwrap_or_default()
+        };
+        let cache = &self.cache;
+        let images = |image: &str| cache.nodes_with_image(image);
+        let view = View {
+            nodes: cache.nodes(),
+            nodes_with_image: &images,
+            namespace_labels: &namespace_labels,
+            default_selector: self.default_selector(&pod),
+        };
+        let (mut decision, next) = decide(&pod, &view, self.next_start);
+        self.next_start = next;
+        decision.attempt = queued.attempts;
+        decision.time = jiff::Timestamp::now()
+            .strftime("%Y-%m-%dT%H:%M:%S%.6fZ")
+            .to_string();
+        let summary = match &decision.chosen {
+            Some(node) => format!(
+                "filter: {} of {} nodes evaluated, {} feasible; best {node} ({})",
+                decision.evaluated, decision.nodes, decision.feasible, decision.totals[node]
+            ),
+            None => decision.message.clone().unwrap_or_default(),
+        };
+        let mut event = flow_event("DECIDE", "scheduler", &pod, summary);
+        event.data = serde_json::to_value(&decision).ok();
         self.flow.emit(event);
+        match decision.chosen.clone() {
+            Some(node) => {
+                self.cache.assume(&pod, &node);
+                let binder = Binder {
+                    client: self.client.clone(),
+                    flow: self.flow.clone(),
+                };
+                let bound = self.bound.clone();
+                let detail = format!(
+                    "bind to {node} (score {} of {} feasible nodes)",
+                    decision.totals[&node], decision.feasible
+                );
+                tokio::spawn(async move {
+                    let ok = binder.bind(&pod, &node, detail).await;
+                    let _ = bound.send(Bound { pod, ok });
+                });
+            }
+            None => {
+                self.queue
+                    .requeue(&k, Failure::Unschedulable(decision.rejecting_plugins()));
+                let message = decision.message.unwrap_or_default();
+                if self.reported.get(&k) != Some(&message) {
+                    self.reported.insert(k, message.clone());
+                    let binder = Binder {
+                        client: self.client.clone(),
+                        flow: self.flow.clone(),
+                    };
+                    tokio::spawn(async move { binder.unschedulable(&pod, &message).await });
+                }
+            }
+        }
     }
+}
 
-    async fn bind(&self, pod: &Pod, node: &str, decision: &Decision) -> bool {
+fn flow_event(verb: &str, to: &str, pod: &Pod, detail: String) -> FlowEvent {
+    let mut event = FlowEvent::new("scheduler", to, verb)
+        .object(
+            "Pod",
+            pod.metadata.namespace.as_deref().unwrap_or_default(),
+            pod.metadata.name.as_deref().unwrap_or_default(),
+        )
+        .detail(detail);
+    event.uid = pod.metadata.uid.clone().unwrap_or_default();
+    event
+}
+
+/// The writes of the binding cycle, each after the stepper's gate.
+struct Binder {
+    client: kube::Client,
+    flow: Flow,
+}
+
+impl Binder {
+    async fn bind(&self, pod: &Pod, node: &str, detail: String) -> bool {
         let (namespace, name) = (
             pod.metadata.namespace.clone().unwrap_or_default(),
             pod.metadata.name.clone().unwrap_or_default(),
         );
-        let summary: Vec<String> = decision
-            .totals
-            .iter()
-            .map(|(n, t)| format!("{n}={t}"))
-            .collect();
-        let detail = format!(
-            "filter: {} nodes -> {} feasible; score {}; bind {node}",
-            decision.rejected.len() + decision.totals.len(),
-            decision.totals.len(),
-            summary.join(" ")
-        );
         self.flow.stepper().gate().await;
-        self.event("BIND", pod, detail);
+        self.flow.emit(flow_event("BIND", "apiserver", pod, detail));
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
-        let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": name, "namespace": namespace}, "target": {"apiVersion": "v1", "kind": "Node", "name": node}});
+        let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": name, "namespace": namespace, "uid": pod.metadata.uid}, "target": {"apiVersion": "v1", "kind": "Node", "name": node}});
         match pods
             .create_subresource::<_, serde_json::Value>(
                 "binding",
@@ -338,7 +607,13 @@ impl Scheduler {
             pod.metadata.namespace.clone().unwrap_or_default(),
             pod.metadata.name.clone().unwrap_or_default(),
         );
-        self.event("UNSCHEDULABLE", pod, message.to_owned());
+        self.flow.stepper().gate().await;
+        self.flow.emit(flow_event(
+            "UNSCHEDULABLE",
+            "apiserver",
+            pod,
+            message.to_owned(),
+        ));
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
         let now = jiff::Timestamp::now()
             .strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -375,41 +650,111 @@ impl Scheduler {
 mod tests {
     use super::*;
 
-    fn node(name: &str, cpu: &str) -> NodeInfo {
-        NodeInfo {
-            node: serde_json::from_value(json!({"metadata": {"name": name}, "status": {"allocatable": {"cpu": cpu, "memory": "8Gi", "pods": "110"}}})).unwrap(),
-            pods: Vec::new(),
-        }
+    fn node(name: &str, cpu: &str, taint: Option<&str>) -> NodeInfo {
+        let taints = taint.map(|t| json!([{"key": t, "value": "", "effect": "NoSchedule"}]));
+        NodeInfo::new(
+            serde_json::from_value(json!({"metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}}, "spec": {"taints": taints}, "status": {"allocatable": {"cpu": cpu, "memory": "8Gi", "pods": "110"}}})).unwrap(),
+            Vec::new(),
+        )
     }
 
     fn pod(cpu: &str) -> Pod {
         serde_json::from_value(json!({"metadata": {"name": "p", "namespace": "default"}, "spec": {"containers": [{"name": "c", "resources": {"requests": {"cpu": cpu}}}]}})).unwrap()
     }
 
+    fn view(nodes: &[NodeInfo]) -> View<'_> {
+        View {
+            nodes,
+            nodes_with_image: &|_| 0,
+            namespace_labels: &|_| BTreeMap::new(),
+            default_selector: Default::default(),
+        }
+    }
+
     #[test]
     fn decisions() {
-        let none = |_: &str| 0usize;
         let nodes = vec![
-            node("node-1", "2"),
-            node("node-2", "4"),
-            node("node-3", "1"),
+            node("node-1", "2", None),
+            node("node-2", "4", None),
+            node("node-3", "1", None),
+            node("node-4", "8", Some("node-role.kubernetes.io/control-plane")),
         ];
-        let d = decide(&pod("1500m"), &nodes, &none);
-        assert_eq!(d.rejected.keys().collect::<Vec<_>>(), ["node-3"]);
-        assert_eq!(d.rejected["node-3"], ["Insufficient cpu"]);
+        let (d, next) = decide(&pod("1500m"), &view(&nodes), 0);
+        assert_eq!(next, 0, "every node evaluated");
+        assert_eq!(
+            d.rejected,
+            BTreeMap::from([
+                (
+                    "node-3".to_owned(),
+                    Rejection {
+                        plugin: "NodeResourcesFit".into(),
+                        reasons: vec!["Insufficient cpu".into()]
+                    }
+                ),
+                (
+                    "node-4".to_owned(),
+                    Rejection {
+                        plugin: "TaintToleration".into(),
+                        reasons: vec![
+                            "node(s) had untolerated taint {node-role.kubernetes.io/control-plane: }".into()
+                        ]
+                    }
+                ),
+            ])
+        );
         assert_eq!(
             d.chosen.as_deref(),
             Some("node-2"),
             "the emptiest node wins"
         );
-        assert!(
-            d.scores["node-2"]["NodeResourcesFit"].1 > d.scores["node-1"]["NodeResourcesFit"].1
-        );
-        let d = decide(&pod("8"), &nodes, &none);
+        assert_eq!((d.evaluated, d.feasible), (4, 2));
+        let fit = |n: &str| d.scores[n]["NodeResourcesFit"];
+        assert!(fit("node-2").normalized > fit("node-1").normalized);
+        assert_eq!(d.scores["node-2"]["TaintToleration"].weight, 3);
+        let total: i64 = d.scores["node-2"]
+            .values()
+            .map(|s| s.normalized * s.weight)
+            .sum();
+        assert_eq!(d.totals["node-2"], total);
+        let (d, _) = decide(&pod("5"), &view(&nodes), 0);
         assert_eq!(d.chosen, None);
         assert_eq!(
-            filters::failed_scheduling(3, &d.rejected.values().cloned().collect::<Vec<_>>()),
-            "0/3 nodes are available: 3 Insufficient cpu. preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling."
+            d.message.as_deref(),
+            Some(
+                "0/4 nodes are available: 1 node(s) had untolerated taint {node-role.kubernetes.io/control-plane: }, 3 Insufficient cpu. preemption: 0/4 nodes are available: 4 Preemption is not helpful for scheduling."
+            )
         );
+        assert_eq!(
+            d.rejecting_plugins(),
+            BTreeSet::from(["NodeResourcesFit".to_owned(), "TaintToleration".to_owned()])
+        );
+        let (d, _) = decide(&pod("1"), &view(&[]), 0);
+        assert_eq!(
+            d.message.as_deref(),
+            Some("no nodes available to schedule pods")
+        );
+    }
+
+    #[test]
+    fn sampling() {
+        for (nodes, expected) in [
+            (5, 5),
+            (99, 99),
+            (100, 100),
+            (150, 100),
+            (1000, 420),
+            (5000, 500),
+            (6250, 312),
+            (10_000, 500),
+        ] {
+            assert_eq!(nodes_to_find(nodes), expected, "{nodes}");
+        }
+        // 1000 nodes: 420 feasible found, then the next pod starts where this one stopped.
+        let many: Vec<NodeInfo> = (0..1000)
+            .map(|i| node(&format!("node-{i:04}"), "4", None))
+            .collect();
+        let (d, next) = decide(&pod("100m"), &view(&many), 900);
+        assert_eq!((d.evaluated, d.feasible, next), (420, 420, 320));
+        assert_eq!(d.scores.len(), SCORED_NODES_RECORDED);
     }
 }

@@ -3,67 +3,53 @@
 
 use k8s_openapi::api::core::v1::Pod;
 
-use super::filters::{NodeInfo, requests, tolerates};
-use super::quantity;
+use super::filters::{NodeInfo, non_zero_requests, tolerates};
 
 /// The largest node score.
 pub const MAX_SCORE: i64 = 100;
 
-/// Default weights of kube-scheduler's default profile.
+/// Default weights of kube-scheduler's default profile (`getDefaultPlugins` in
+/// `pkg/scheduler/apis/config/v1/default_plugins.go`).
 pub const WEIGHTS: &[(&str, i64)] = &[
-    ("NodeResourcesFit", 1),
-    ("NodeResourcesBalancedAllocation", 1),
     ("TaintToleration", 3),
     ("NodeAffinity", 2),
+    ("PodTopologySpread", 2),
+    ("InterPodAffinity", 2),
+    ("NodeResourcesFit", 1),
+    ("NodeResourcesBalancedAllocation", 1),
     ("ImageLocality", 1),
 ];
 
-/// What a pod without requests counts as when scoring (kube-scheduler's non-zero defaults).
-const DEFAULT_CPU_MILLIS: i64 = 100;
-const DEFAULT_MEMORY: i64 = 200 * 1024 * 1024;
-
-fn allocatable(node: &NodeInfo, resource: &str) -> i64 {
-    node.node
-        .status
-        .as_ref()
-        .and_then(|s| s.allocatable.as_ref())
-        .and_then(|a| a.get(resource))
-        .map_or(0, |q| quantity::amount(resource, &q.0))
-}
-
-/// A pod's cpu and memory for scoring, with the non-zero defaults.
-fn scoring_requests(pod: &Pod) -> (i64, i64) {
-    let r = requests(pod);
-    let cpu = r
-        .get("cpu")
-        .copied()
-        .filter(|v| *v > 0)
-        .unwrap_or(DEFAULT_CPU_MILLIS);
-    let memory = r
-        .get("memory")
-        .copied()
-        .filter(|v| *v > 0)
-        .unwrap_or(DEFAULT_MEMORY);
-    (cpu, memory)
+/// A plugin's weight in the default profile.
+pub fn weight(plugin: &str) -> i64 {
+    WEIGHTS
+        .iter()
+        .find(|(p, _)| *p == plugin)
+        .map_or(1, |(_, w)| *w)
 }
 
 /// (requested, allocatable) for cpu and memory, the incoming pod included.
-fn usage(pod: &Pod, node: &NodeInfo) -> [(i64, i64); 2] {
-    let (mut cpu, mut memory) = scoring_requests(pod);
-    for other in &node.pods {
-        let (c, m) = scoring_requests(other);
-        cpu += c;
-        memory += m;
-    }
+fn usage_with((cpu, memory): (i64, i64), node: &NodeInfo) -> [(i64, i64); 2] {
     [
-        (cpu, allocatable(node, "cpu")),
-        (memory, allocatable(node, "memory")),
+        (
+            cpu + node.non_zero.0,
+            node.allocatable.get("cpu").copied().unwrap_or(0),
+        ),
+        (
+            memory + node.non_zero.1,
+            node.allocatable.get("memory").copied().unwrap_or(0),
+        ),
     ]
 }
 
 /// NodeResourcesFit with the LeastAllocated strategy: the free share of cpu and memory, averaged.
 pub fn least_allocated(pod: &Pod, node: &NodeInfo) -> i64 {
-    let scores: Vec<i64> = usage(pod, node)
+    least_allocated_with(non_zero_requests(pod), node)
+}
+
+/// LeastAllocated with the pod's scoring requests already summed.
+pub fn least_allocated_with(pod: (i64, i64), node: &NodeInfo) -> i64 {
+    let scores: Vec<i64> = usage_with(pod, node)
         .iter()
         .map(|&(requested, capacity)| {
             if capacity == 0 || requested > capacity {
@@ -79,7 +65,12 @@ pub fn least_allocated(pod: &Pod, node: &NodeInfo) -> i64 {
 /// NodeResourcesBalancedAllocation: nodes whose cpu and memory fill alike score higher
 /// (`(1 - standard deviation of the fractions) * 100`).
 pub fn balanced_allocation(pod: &Pod, node: &NodeInfo) -> i64 {
-    let fractions: Vec<f64> = usage(pod, node)
+    balanced_allocation_with(non_zero_requests(pod), node)
+}
+
+/// BalancedAllocation with the pod's scoring requests already summed.
+pub fn balanced_allocation_with(pod: (i64, i64), node: &NodeInfo) -> i64 {
+    let fractions: Vec<f64> = usage_with(pod, node)
         .iter()
         .map(|&(requested, capacity)| {
             if capacity == 0 {
@@ -134,6 +125,9 @@ pub fn image_locality(
         .as_ref()
         .and_then(|s| s.images.as_deref())
         .unwrap_or_default();
+    if images.is_empty() {
+        return 0;
+    }
     let mut sum = 0.0;
     for c in &spec.containers {
         let Some(image) = c.image.as_deref() else {
@@ -190,7 +184,7 @@ mod tests {
 
     fn node(cpu: &str, memory: &str, pods: Vec<Pod>) -> NodeInfo {
         let node: Node = serde_json::from_value(json!({"metadata": {"name": "n"}, "status": {"allocatable": {"cpu": cpu, "memory": memory, "pods": "110"}, "images": [{"names": ["docker.io/library/nginx:1.25", "nginx:1.25"], "sizeBytes": 500 * 1024 * 1024}]}})).unwrap();
-        NodeInfo { node, pods }
+        NodeInfo::new(node, pods)
     }
 
     fn pod(cpu: &str, memory: &str) -> Pod {

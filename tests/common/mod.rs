@@ -169,6 +169,31 @@ impl Cluster {
             .expect("run orrery")
     }
 
+    /// The resourceVersion of `kind/name` once the controllers have stopped writing to it (the
+    /// same for a second in a row; at most 10 s).
+    #[allow(clippy::disallowed_methods)] // a plain test thread, not a tokio worker
+    pub fn settled_rv(&self, kind: &str, name: &str) -> String {
+        let read = || {
+            self.ok(&[
+                "get",
+                kind,
+                name,
+                "-o",
+                "jsonpath={.metadata.resourceVersion}",
+            ])
+        };
+        let mut rv = read();
+        for _ in 0..10 {
+            std::thread::sleep(Duration::from_secs(1));
+            let now = read();
+            if now == rv {
+                break;
+            }
+            rv = now;
+        }
+        rv
+    }
+
     /// Polls `kubectl <args>` every 100 ms until its output satisfies `done`, for at most
     /// `seconds`; returns that output or fails the test with the last one.
     #[allow(clippy::disallowed_methods)] // a plain test thread, not a tokio worker

@@ -1,0 +1,386 @@
+//! The scheduler's cache (kube-scheduler's `Cache` and its `NodeInfo` snapshot): one
+//! [`NodeInfo`] per node with the pods on it and their summed requests, updated incrementally
+//! from the watch (a pod added, changed, finished or deleted touches one node), plus **assumed**
+//! pods: a pod counts on its chosen node from the moment the scheduler picks it, while its
+//! binding is still on its way, until the watch shows it bound (confirmed) or the binding fails
+//! (forgotten). Pods the watch shows on a node the cache does not know yet wait aside until the
+//! node appears.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{Node, Pod};
+
+use super::filters::NodeInfo;
+use super::queue::key;
+
+/// A change the cache saw that may help unschedulable pods.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// Nothing that matters to scheduling.
+    None,
+    /// A node appeared.
+    NodeAdded,
+    /// A node's labels, taints, cordon, allocatable or images changed.
+    NodeChanged,
+    /// A pod started counting on a node.
+    PodAdded,
+    /// A counted pod changed.
+    PodChanged,
+    /// A pod stopped counting (deleted or finished).
+    PodRemoved,
+}
+
+/// The cache.
+#[derive(Default)]
+pub struct Cache {
+    nodes: Vec<NodeInfo>,
+    index: HashMap<String, usize>,
+    /// Pods counted on nodes the cache does not know (yet).
+    waiting: HashMap<String, Vec<Arc<Pod>>>,
+    /// Where each counted pod is counted.
+    placed: HashMap<String, String>,
+    /// Pods assumed on a node, not yet seen bound.
+    assumed: HashMap<String, String>,
+    /// How many nodes have each image (by every name the node reports).
+    images: HashMap<String, usize>,
+}
+
+fn image_names(node: &Node) -> Vec<String> {
+    let mut names: Vec<String> = node
+        .status
+        .iter()
+        .flat_map(|s| s.images.iter().flatten())
+        .flat_map(|i| i.names.iter().flatten())
+        .flat_map(|n| {
+            let short = n.strip_prefix("docker.io/library/").map(str::to_owned);
+            std::iter::once(n.clone()).chain(short)
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// Whether the pod counts on a node: bound and not finished.
+fn counts(pod: &Pod) -> Option<&str> {
+    let finished = matches!(
+        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Succeeded" | "Failed")
+    );
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.node_name.as_deref())
+        .filter(|n| !n.is_empty() && !finished)
+}
+
+impl Cache {
+    /// An empty cache.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Every known node, in the order the scheduler samples them.
+    pub fn nodes(&self) -> &[NodeInfo] {
+        &self.nodes
+    }
+
+    /// How many nodes report `image`.
+    pub fn nodes_with_image(&self, image: &str) -> usize {
+        self.images.get(image).copied().unwrap_or(0)
+    }
+
+    /// Whether the pod is assumed (its binding on its way).
+    pub fn is_assumed(&self, key: &str) -> bool {
+        self.assumed.contains_key(key)
+    }
+
+    fn node_mut(&mut self, name: &str) -> Option<&mut NodeInfo> {
+        self.index.get(name).map(|&i| &mut self.nodes[i])
+    }
+
+    fn place(&mut self, pod: Arc<Pod>, node: &str) {
+        self.placed.insert(key(&pod), node.to_owned());
+        match self.node_mut(node) {
+            Some(info) => info.add_pod(pod),
+            None => self.waiting.entry(node.to_owned()).or_default().push(pod),
+        }
+    }
+
+    fn unplace(&mut self, pod: &Pod) -> bool {
+        let Some(node) = self.placed.remove(&key(pod)) else {
+            return false;
+        };
+        match self.node_mut(&node) {
+            Some(info) => {
+                info.remove_pod(pod);
+            }
+            None => {
+                if let Some(list) = self.waiting.get_mut(&node) {
+                    list.retain(|p| !super::filters::same_pod(p, pod));
+                }
+            }
+        }
+        true
+    }
+
+    /// A node was added or changed.
+    pub fn apply_node(&mut self, node: Node) -> Change {
+        let name = node.metadata.name.clone().unwrap_or_default();
+        let added = image_names(&node);
+        if let Some(info) = self.node_mut(&name) {
+            let before = (
+                info.node.metadata.labels.clone(),
+                info.node.spec.clone(),
+                info.allocatable.clone(),
+            );
+            let removed = image_names(&info.node);
+            info.set_node(node);
+            let after = (
+                info.node.metadata.labels.clone(),
+                info.node.spec.clone(),
+                info.allocatable.clone(),
+            );
+            let images_changed = removed != added;
+            for n in removed {
+                if let Some(c) = self.images.get_mut(&n) {
+                    *c -= 1;
+                }
+            }
+            for n in added {
+                *self.images.entry(n).or_default() += 1;
+            }
+            return if before != after || images_changed {
+                Change::NodeChanged
+            } else {
+                Change::None
+            };
+        }
+        for n in added {
+            *self.images.entry(n).or_default() += 1;
+        }
+        let pods = self.waiting.remove(&name).unwrap_or_default();
+        let mut info = NodeInfo::new(node, Vec::new());
+        for pod in pods {
+            info.add_pod(pod);
+        }
+        self.index.insert(name, self.nodes.len());
+        self.nodes.push(info);
+        Change::NodeAdded
+    }
+
+    /// A node was deleted: its pods wait aside in case it comes back.
+    pub fn delete_node(&mut self, name: &str) {
+        let Some(i) = self.index.remove(name) else {
+            return;
+        };
+        let info = self.nodes.swap_remove(i);
+        if i < self.nodes.len() {
+            let moved = self.nodes[i].name().to_owned();
+            self.index.insert(moved, i);
+        }
+        for n in image_names(&info.node) {
+            if let Some(c) = self.images.get_mut(&n) {
+                *c -= 1;
+            }
+        }
+        if !info.pods.is_empty() {
+            self.waiting.insert(name.to_owned(), info.pods);
+        }
+    }
+
+    /// Counts `pod` on `node` before its binding is confirmed.
+    pub fn assume(&mut self, pod: &Pod, node: &str) {
+        let mut bound = pod.clone();
+        if let Some(spec) = bound.spec.as_mut() {
+            spec.node_name = Some(node.to_owned());
+        }
+        self.unplace(pod);
+        self.assumed.insert(key(pod), node.to_owned());
+        self.place(Arc::new(bound), node);
+    }
+
+    /// The binding failed: the pod no longer counts anywhere (unless the watch saw it bound).
+    pub fn forget(&mut self, pod: &Pod) {
+        if self.assumed.remove(&key(pod)).is_some() {
+            self.unplace(pod);
+        }
+    }
+
+    /// A pod as the watch shows it. Returns what changed for scheduling.
+    pub fn apply_pod(&mut self, pod: Arc<Pod>) -> Change {
+        let k = key(&pod);
+        match counts(&pod).map(str::to_owned) {
+            Some(node) => {
+                self.assumed.remove(&k);
+                let existed = self.unplace(&pod);
+                self.place(pod, &node);
+                if existed {
+                    Change::PodChanged
+                } else {
+                    Change::PodAdded
+                }
+            }
+            None if self.assumed.contains_key(&k)
+                && pod
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.node_name.as_deref())
+                    .is_none_or(str::is_empty) =>
+            {
+                // Still pending in the watch; our binding is on its way.
+                Change::None
+            }
+            None => {
+                self.assumed.remove(&k);
+                if self.unplace(&pod) {
+                    Change::PodRemoved
+                } else {
+                    Change::None
+                }
+            }
+        }
+    }
+
+    /// A pod was deleted.
+    pub fn delete_pod(&mut self, pod: &Pod) -> Change {
+        self.assumed.remove(&key(pod));
+        if self.unplace(pod) {
+            Change::PodRemoved
+        } else {
+            Change::None
+        }
+    }
+
+    /// After a relist: every pod counted again from the full list (assumed pods still pending
+    /// in it stay assumed).
+    pub fn reset_pods(&mut self, pods: &[Arc<Pod>]) {
+        for info in &mut self.nodes {
+            let node = info.node.clone();
+            *info = NodeInfo::new(node, Vec::new());
+        }
+        self.waiting.clear();
+        self.placed.clear();
+        let assumed = std::mem::take(&mut self.assumed);
+        let by_key: BTreeMap<String, &Arc<Pod>> = pods.iter().map(|p| (key(p), p)).collect();
+        for pod in pods {
+            self.apply_pod(pod.clone());
+        }
+        for (k, node) in assumed {
+            if let Some(pod) = by_key.get(&k)
+                && pod
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.node_name.as_deref())
+                    .is_none_or(str::is_empty)
+            {
+                self.assume(pod, &node);
+            }
+        }
+    }
+
+    /// After a relist: nodes no longer listed are dropped.
+    pub fn retain_nodes(&mut self, names: &[String]) {
+        let gone: Vec<String> = self
+            .index
+            .keys()
+            .filter(|n| !names.contains(n))
+            .cloned()
+            .collect();
+        for n in gone {
+            self.delete_node(&n);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn node(name: &str) -> Node {
+        serde_json::from_value(json!({"metadata": {"name": name}, "status": {"allocatable": {"cpu": "4", "memory": "8Gi", "pods": "110"}}})).unwrap()
+    }
+
+    fn pod(name: &str, node: Option<&str>, phase: &str) -> Arc<Pod> {
+        Arc::new(serde_json::from_value(json!({"metadata": {"name": name, "namespace": "default", "uid": name}, "spec": {"nodeName": node, "containers": [{"name": "c", "resources": {"requests": {"cpu": "1"}}}]}, "status": {"phase": phase}})).unwrap())
+    }
+
+    fn cpu(cache: &Cache) -> Vec<(String, i64, usize)> {
+        cache
+            .nodes()
+            .iter()
+            .map(|n| {
+                (
+                    n.name().to_owned(),
+                    n.requested.get("cpu").copied().unwrap_or(0),
+                    n.pods.len(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn incremental() {
+        let mut cache = Cache::new();
+        // A pod seen on a node before the node: it waits, then counts.
+        assert_eq!(
+            cache.apply_pod(pod("a", Some("node-1"), "Running")),
+            Change::PodAdded
+        );
+        assert_eq!(cache.apply_node(node("node-1")), Change::NodeAdded);
+        assert_eq!(cache.apply_node(node("node-2")), Change::NodeAdded);
+        assert_eq!(cache.apply_node(node("node-2")), Change::None);
+        assert_eq!(
+            cpu(&cache),
+            [("node-1".into(), 1000, 1), ("node-2".into(), 0, 0)]
+        );
+        // Assumed, then confirmed by the watch: counted once.
+        let pending = pod("b", None, "Pending");
+        cache.assume(&pending, "node-2");
+        assert!(cache.is_assumed("default/b"));
+        assert_eq!(cache.apply_pod(pending.clone()), Change::None);
+        assert_eq!(cpu(&cache)[1], ("node-2".into(), 1000, 1));
+        assert_eq!(
+            cache.apply_pod(pod("b", Some("node-2"), "Pending")),
+            Change::PodChanged
+        );
+        assert!(!cache.is_assumed("default/b"));
+        assert_eq!(cpu(&cache)[1], ("node-2".into(), 1000, 1));
+        // Assumed, then the binding fails: forgotten.
+        let c = pod("c", None, "Pending");
+        cache.assume(&c, "node-1");
+        assert_eq!(cpu(&cache)[0], ("node-1".into(), 2000, 2));
+        cache.forget(&c);
+        assert_eq!(cpu(&cache)[0], ("node-1".into(), 1000, 1));
+        // Finished pods stop counting; deleted ones too.
+        assert_eq!(
+            cache.apply_pod(pod("a", Some("node-1"), "Succeeded")),
+            Change::PodRemoved
+        );
+        assert_eq!(
+            cache.delete_pod(&pod("b", Some("node-2"), "Running")),
+            Change::PodRemoved
+        );
+        assert_eq!(
+            cpu(&cache),
+            [("node-1".into(), 0, 0), ("node-2".into(), 0, 0)]
+        );
+        // A relist counts everything again.
+        cache.reset_pods(&[
+            pod("d", Some("node-2"), "Running"),
+            pod("e", Some("node-3"), "Running"),
+        ]);
+        assert_eq!(
+            cpu(&cache),
+            [("node-1".into(), 0, 0), ("node-2".into(), 1000, 1)]
+        );
+        cache.delete_node("node-1");
+        assert_eq!(cache.apply_node(node("node-3")), Change::NodeAdded);
+        assert_eq!(
+            cpu(&cache),
+            [("node-2".into(), 1000, 1), ("node-3".into(), 1000, 1)]
+        );
+    }
+}
