@@ -71,10 +71,15 @@ where
     use kube::runtime::{WatchStreamExt, reflector, watcher};
     let (store, writer) = reflector::store::<K>();
     let api = kube::Api::<K>::all(client.clone());
-    let changes = reflector(writer, watcher(api, config))
-        .default_backoff()
-        .map(|_| ())
-        .boxed();
+    // Like kube-controller-manager's informers, the caches drop managedFields, which no
+    // component reads and which can be most of an object's size.
+    let changes = reflector(
+        writer,
+        watcher(api, config).modify(|o: &mut K| o.meta_mut().managed_fields = None),
+    )
+    .default_backoff()
+    .map(|_| ())
+    .boxed();
     (store, changes)
 }
 
@@ -101,9 +106,14 @@ where
     use kube::runtime::{WatchStreamExt, reflector, watcher};
     let (store, writer) = reflector::store::<K>();
     let api = kube::Api::<K>::all(client.clone());
-    let changes = reflector(writer, watcher(api, config))
-        .default_backoff()
-        .filter_map(|event| async move { event.ok() })
-        .boxed();
+    // Like kube-controller-manager's informers, the caches drop managedFields, which no
+    // component reads and which can be most of an object's size.
+    let changes = reflector(
+        writer,
+        watcher(api, config).modify(|o: &mut K| o.meta_mut().managed_fields = None),
+    )
+    .default_backoff()
+    .filter_map(|event| async move { event.ok() })
+    .boxed();
     (store, changes)
 }

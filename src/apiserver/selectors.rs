@@ -247,6 +247,14 @@ impl FieldSelector {
     }
 
     /// Matches terms that look only at `metadata.name` and `metadata.namespace`.
+    /// The value this selector requires `field` to equal, if it requires one.
+    pub(crate) fn required(&self, field: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(f, equal, _)| f == field && *equal)
+            .map(|(_, _, value)| value.as_str())
+    }
+
     pub(crate) fn matches_metadata(&self, name: &str, namespace: &str) -> bool {
         self.0.iter().all(|(field, equal, value)| {
             let actual = if field == "metadata.name" {

@@ -38,6 +38,11 @@ struct Watcher {
     labels: LabelSelector,
     fields: FieldSelector,
     table: bool,
+    /// For a pod watch with `spec.nodeName=X` (every kubelet's), the bytes `"nodeName":"X"`: an
+    /// event whose old and new object both lack them cannot match and is skipped before it is
+    /// decoded, as the real API server's watch cache indexes pods by node name. Objects are
+    /// stored as the compact JSON the API server writes, so a match always contains them.
+    node_name: Option<Vec<u8>>,
     tx: mpsc::Sender<Result<Bytes, Infallible>>,
 }
 
@@ -76,6 +81,18 @@ impl Watcher {
 
 /// Turns one store event into what this watcher sees, if anything.
 fn translate(event: &Event, watcher: &Watcher) -> Option<(&'static str, Value)> {
+    if let Some(needle) = &watcher.node_name {
+        let has = |value: &[u8]| memchr::memmem::find(value, needle).is_some();
+        let relevant = match event {
+            Event::Put { kv, prev } => {
+                has(&kv.value) || prev.as_ref().is_some_and(|p| has(&p.value))
+            }
+            Event::Delete { prev, .. } => has(&prev.value),
+        };
+        if !relevant {
+            return None;
+        }
+    }
     let with_rv = |value: &bytes::Bytes, revision: Revision| -> Option<Value> {
         let mut object: Value = serde_json::from_slice(value).ok()?;
         object["metadata"]["resourceVersion"] = json!(revision.to_string());
@@ -137,11 +154,17 @@ pub(crate) async fn serve(
         )
     };
     let (tx, rx) = mpsc::channel(256);
+    let node_name = (resource.kind == "Pod")
+        .then(|| fields.required("spec.nodeName"))
+        .flatten()
+        .filter(|n| !n.is_empty())
+        .map(|n| format!("\"nodeName\":{}", json!(n)).into_bytes());
     let watcher = Watcher {
         resource,
         labels,
         fields,
         table: tables::wants_table(accept),
+        node_name,
         tx,
     };
     // The initial state and the stream that follows it start at one revision, so nothing is

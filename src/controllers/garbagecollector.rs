@@ -385,10 +385,20 @@ impl GarbageCollector {
             stores.push(writer.as_reader());
             let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &s.resource);
             streams.push(
-                reflector(writer, watcher(api, watcher::Config::default()))
-                    .default_backoff()
-                    .map(|_| ())
-                    .boxed(),
+                // Only the metadata the graph needs is kept (upstream's collector watches
+                // metadata only).
+                reflector(
+                    writer,
+                    watcher(api, watcher::Config::default()).modify(|o: &mut DynamicObject| {
+                        o.data = serde_json::Value::Null;
+                        o.metadata.managed_fields = None;
+                        o.metadata.annotations = None;
+                        o.metadata.labels = None;
+                    }),
+                )
+                .default_backoff()
+                .map(|_| ())
+                .boxed(),
             );
         }
         let mut changes = futures::stream::select_all(streams).boxed();

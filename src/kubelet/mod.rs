@@ -229,7 +229,10 @@ impl Kubelet {
         let pods: Api<Pod> = Api::all(this.client.clone());
         let config =
             watcher::Config::default().fields(&format!("spec.nodeName={}", this.config.name));
-        let mut events = watcher(pods, config).default_backoff().boxed();
+        let mut events = watcher(pods, config)
+            .modify(|p: &mut Pod| p.metadata.managed_fields = None)
+            .default_backoff()
+            .boxed();
         let mut workers: HashMap<String, pod::Worker> = HashMap::new();
         while let Some(event) = events.next().await {
             let (pod, deleted) = match event {

@@ -22,7 +22,7 @@ use crate::runtime::{ContainerConfig, ContainerState, ContainerStatus, SandboxCo
 const FIRST_BACKOFF: Duration = Duration::from_secs(10);
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// How often running containers are looked at.
-const SYNC: Duration = Duration::from_millis(500);
+const SYNC: Duration = Duration::from_secs(1);
 
 /// A container that ran at least this long before it exited restarts with the first back-off
 /// again (the real kubelet forgets a container's back-off after twice its maximum).
@@ -306,23 +306,29 @@ async fn run(kubelet: Arc<Kubelet>, mut latest: watch::Receiver<Option<Pod>>) {
                 .await;
             last_status = status;
         }
-        if matches!(last_status["phase"].as_str(), Some("Succeeded" | "Failed"))
-            && pod.metadata.deletion_timestamp.is_none()
-        {
-            // Finished: nothing more to run until the pod is deleted.
-            if latest.changed().await.is_err() {
-                return;
-            }
+        let finished = matches!(last_status["phase"].as_str(), Some("Succeeded" | "Failed"))
+            && pod.metadata.deletion_timestamp.is_none();
+        // Finished: nothing more to run until the pod changes. Otherwise look again after SYNC
+        // (the real kubelet's PLEG relists every second), or as soon as the pod changes.
+        let woke = if finished {
+            Ok(latest.changed().await)
         } else {
-            let _ = tokio::time::timeout(SYNC, latest.changed()).await;
-        }
-        let next = latest.borrow().clone();
-        match next {
-            Some(p) => pod = p,
-            None => {
-                let _ = runtime.remove_pod_sandbox(&sandbox).await;
-                return;
+            tokio::time::timeout(SYNC, latest.changed()).await
+        };
+        match woke {
+            Ok(Ok(())) => {
+                let next = latest.borrow_and_update().clone();
+                match next {
+                    Some(p) => pod = p,
+                    None => {
+                        let _ = runtime.remove_pod_sandbox(&sandbox).await;
+                        return;
+                    }
+                }
             }
+            // The kubelet is gone.
+            Ok(Err(_)) => return,
+            Err(_) => {}
         }
     }
 }
@@ -542,12 +548,14 @@ async fn status_of(
     start_time: &str,
     policy: &str,
 ) -> Value {
-    let spec = pod.spec.clone().unwrap_or_default();
-    let init = spec.init_containers.clone().unwrap_or_default();
+    let empty = k8s_openapi::api::core::v1::PodSpec::default();
+    let spec = pod.spec.as_ref().unwrap_or(&empty);
+    let init: &[k8s_openapi::api::core::v1::Container] =
+        spec.init_containers.as_deref().unwrap_or_default();
     let mut init_statuses = Vec::new();
     let mut incomplete = Vec::new();
     let mut init_failed = false;
-    for c in &init {
+    for c in init {
         let state = &containers[&c.name];
         let (entry, done, exited) = container_entry(kubelet, c, state, Kind::Init).await;
         if !done {
