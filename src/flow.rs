@@ -48,7 +48,8 @@ pub struct FlowEvent {
     pub detail: String,
     /// Structured data for the dashboard (a scheduling decision, say), when there is any.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub data: Option<serde_json::Value>,
+    /// Kept as its JSON text behind an `Arc`: every subscriber and the ring share one copy.
+    pub data: Option<Data>,
 }
 
 impl FlowEvent {
@@ -80,8 +81,10 @@ impl FlowEvent {
     }
 
     /// Attaches structured data.
-    pub fn data(mut self, data: serde_json::Value) -> Self {
-        self.data = Some(data);
+    pub fn data(mut self, data: impl Serialize) -> Self {
+        self.data = serde_json::value::to_raw_value(&data)
+            .ok()
+            .map(|raw| Data(Arc::from(raw)));
         self
     }
 
@@ -89,6 +92,24 @@ impl FlowEvent {
     pub fn detail(mut self, detail: impl Into<String>) -> Self {
         self.detail = detail.into();
         self
+    }
+}
+
+/// An event's structured data: its JSON text, shared by every copy of the event.
+#[derive(Clone, Debug, Serialize)]
+#[serde(transparent)]
+pub struct Data(pub Arc<serde_json::value::RawValue>);
+
+impl Data {
+    /// The JSON text.
+    pub fn get(&self) -> &str {
+        self.0.get()
+    }
+}
+
+impl PartialEq for Data {
+    fn eq(&self, other: &Self) -> bool {
+        self.get() == other.get()
     }
 }
 

@@ -119,6 +119,7 @@ async fn old_history_is_read_back_from_disk() {
     // Room in memory for a few events only.
     let options = EmbeddedOptions {
         history_memory_bytes: 2048,
+        ..Default::default()
     };
     let store = EmbeddedStore::open_with(&dir.path().join("store.redb"), options).unwrap();
     let start = store.current_revision().await.unwrap() + 1;

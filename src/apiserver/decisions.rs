@@ -20,7 +20,7 @@ pub struct Decisions {
 
 #[derive(Default)]
 struct Kept {
-    by_pod: HashMap<String, serde_json::Value>,
+    by_pod: HashMap<String, crate::flow::Data>,
     order: VecDeque<String>,
 }
 
@@ -48,7 +48,8 @@ impl Decisions {
     /// The latest decision for a pod.
     pub fn get(&self, namespace: &str, name: &str) -> Option<serde_json::Value> {
         let kept = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        kept.by_pod.get(&format!("{namespace}/{name}")).cloned()
+        let raw = kept.by_pod.get(&format!("{namespace}/{name}"))?;
+        serde_json::from_str(raw.get()).ok()
     }
 
     /// Follows `flow` in a task (when there is a tokio runtime), until the bus closes.

@@ -252,13 +252,13 @@ async fn run(kubelet: Arc<Kubelet>, mut latest: watch::Receiver<Option<Pod>>) {
                     .await
                     .is_ok_and(|s| s.state == ContainerState::Running);
                 if running {
-                    event(
+                    Box::pin(event(
                         &kubelet,
                         &pod,
                         "Normal",
                         "Killing",
                         format!("Stopping container {}", c.name),
-                    )
+                    ))
                     .await;
                     let _ = runtime.stop_container(id, grace).await;
                 }
@@ -272,7 +272,7 @@ async fn run(kubelet: Arc<Kubelet>, mut latest: watch::Receiver<Option<Pod>>) {
                 }),
                 ..Default::default()
             };
-            let _ = pods.delete(&name, &params).await;
+            let _ = Box::pin(pods.delete(&name, &params)).await;
             return;
         }
         // Init containers one at a time, in order; then every container.
@@ -282,7 +282,16 @@ async fn run(kubelet: Arc<Kubelet>, mut latest: watch::Receiver<Option<Pod>>) {
             if state.done {
                 continue;
             }
-            sync_container(&kubelet, &pod, &sandbox, c, state, Kind::Init, &policy).await;
+            Box::pin(sync_container(
+                &kubelet,
+                &pod,
+                &sandbox,
+                c,
+                state,
+                Kind::Init,
+                &policy,
+            ))
+            .await;
             initializing = !state.done;
             if initializing {
                 break;
@@ -291,19 +300,36 @@ async fn run(kubelet: Arc<Kubelet>, mut latest: watch::Receiver<Option<Pod>>) {
         if !initializing {
             for c in &spec.containers {
                 let state = containers.get_mut(&c.name).expect("tracked");
-                sync_container(&kubelet, &pod, &sandbox, c, state, Kind::Regular, &policy).await;
+                Box::pin(sync_container(
+                    &kubelet,
+                    &pod,
+                    &sandbox,
+                    c,
+                    state,
+                    Kind::Regular,
+                    &policy,
+                ))
+                .await;
             }
         }
         // Report.
-        let status = status_of(&kubelet, &pod, &containers, &ip, &start_time, &policy).await;
+        // The big futures are boxed so that an idle worker (most of them) stays small.
+        let status = Box::pin(status_of(
+            &kubelet,
+            &pod,
+            &containers,
+            &ip,
+            &start_time,
+            &policy,
+        ))
+        .await;
         if status != last_status {
-            let _ = pods
-                .patch_status(
-                    &name,
-                    &PatchParams::default(),
-                    &Patch::Merge(json!({"status": status})),
-                )
-                .await;
+            let _ = Box::pin(pods.patch_status(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": status})),
+            ))
+            .await;
             last_status = status;
         }
         let finished = matches!(last_status["phase"].as_str(), Some("Succeeded" | "Failed"))

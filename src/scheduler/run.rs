@@ -511,8 +511,7 @@ impl Loop {
             ),
             None => decision.message.clone().unwrap_or_default(),
         };
-        let mut event = flow_event("DECIDE", "scheduler", &pod, summary);
-        event.data = serde_json::to_value(&decision).ok();
+        let event = flow_event("DECIDE", "scheduler", &pod, summary).data(&decision);
         self.flow.emit(event);
         match decision.chosen.clone() {
             Some(node) => {

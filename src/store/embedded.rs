@@ -57,12 +57,16 @@ pub struct EmbeddedOptions {
     /// The most bytes of recent history kept in memory for watches; older history is read back
     /// from disk when a watcher needs it.
     pub history_memory_bytes: usize,
+    /// The most bytes of file pages `redb` keeps in memory (its own default is 1 GiB, which a
+    /// busy cluster's change log would fill).
+    pub page_cache_bytes: usize,
 }
 
 impl Default for EmbeddedOptions {
     fn default() -> Self {
         EmbeddedOptions {
-            history_memory_bytes: 128 << 20,
+            history_memory_bytes: 64 << 20,
+            page_cache_bytes: 64 << 20,
         }
     }
 }
@@ -133,17 +137,20 @@ impl EmbeddedStore {
 
     /// Opens (or creates) the store at `path`.
     pub fn open_with(path: &Path, options: EmbeddedOptions) -> Result<Self> {
-        let db = Database::create(path).map_err(|e| Error::Embedded {
-            path: path.to_owned(),
-            message: match e {
-                redb::DatabaseError::DatabaseAlreadyOpen => {
-                    "already open in another process (is a cluster or another orrery command \
+        let db = Database::builder()
+            .set_cache_size(options.page_cache_bytes)
+            .create(path)
+            .map_err(|e| Error::Embedded {
+                path: path.to_owned(),
+                message: match e {
+                    redb::DatabaseError::DatabaseAlreadyOpen => {
+                        "already open in another process (is a cluster or another orrery command \
                      using this state directory?)"
-                        .to_owned()
-                }
-                other => other.to_string(),
-            },
-        })?;
+                            .to_owned()
+                    }
+                    other => other.to_string(),
+                },
+            })?;
         let txn = try_db!(path, db.begin_write());
         {
             // Create the tables so that readers never find them missing.
