@@ -223,8 +223,8 @@ pub async fn up(options: UpOptions) -> Result<(), ClusterError> {
 
     println!("orrery: stopping cluster {:?}", options.name);
     compactor.abort();
-    supervisor.stop_all();
     kubernetes_service.abort();
+    supervisor.stop_all().await;
     let _ = std::fs::remove_file(&pid_path);
     Ok(())
 }

@@ -165,12 +165,19 @@ impl Supervisor {
             .collect()
     }
 
-    /// Stops everything (the cluster is going down).
-    pub fn stop_all(&self) {
-        for entry in self.lock().values_mut() {
-            for task in entry.running.take().into_iter().flatten() {
-                task.abort();
-            }
+    /// Stops everything (the cluster is going down) and waits until every task has ended, so
+    /// nothing is still talking to the API server when the store closes.
+    pub async fn stop_all(&self) {
+        let tasks: Vec<JoinHandle<()>> = self
+            .lock()
+            .values_mut()
+            .flat_map(|entry| entry.running.take().into_iter().flatten())
+            .collect();
+        for task in &tasks {
+            task.abort();
+        }
+        for task in tasks {
+            let _ = task.await;
         }
     }
 }
