@@ -22,6 +22,7 @@ use kube::runtime::watcher;
 use serde_json::json;
 
 use crate::flow::{Flow, FlowEvent};
+use crate::scheduler::filters::tolerates;
 
 const COMPONENT: &str = "controller/nodelifecycle";
 /// The taint a node gets when its kubelet stops posting status.
@@ -57,25 +58,6 @@ pub fn taints_for(ready: &str) -> Vec<(&'static str, &'static str)> {
         _ => return Vec::new(),
     };
     vec![(key, "NoSchedule"), (key, "NoExecute")]
-}
-
-fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
-    let effect_ok = toleration
-        .effect
-        .as_deref()
-        .is_none_or(|e| e.is_empty() || e == taint.effect);
-    let key_ok = match toleration.key.as_deref() {
-        None | Some("") => toleration.operator.as_deref() == Some("Exists"),
-        Some(key) => key == taint.key,
-    };
-    let value_ok = match toleration.operator.as_deref() {
-        Some("Exists") => true,
-        _ => {
-            toleration.value.as_deref().unwrap_or_default()
-                == taint.value.as_deref().unwrap_or_default()
-        }
-    };
-    effect_ok && key_ok && value_ok
 }
 
 /// When a pod on a node with these taints is to be evicted, in seconds after the newest

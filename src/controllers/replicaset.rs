@@ -4,7 +4,7 @@
 //! it remembers what it has asked for ("expectations") and does not act on a ReplicaSet again
 //! until its own creates and deletes have shown up, so a lagging cache never doubles a scale-up.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -43,35 +43,14 @@ impl Expectations {
     }
 }
 
+/// Whether the ReplicaSet's selector selects the pod (an empty selector selects nothing).
 fn selector_matches(rs: &ReplicaSet, pod: &Pod) -> bool {
-    let labels = pod.metadata.labels.clone().unwrap_or_default();
     let Some(selector) = rs.spec.as_ref().map(|s| &s.selector) else {
         return false;
     };
-    let by_label = selector
-        .match_labels
-        .iter()
-        .flatten()
-        .all(|(k, v)| labels.get(k) == Some(v));
-    let by_expression = selector.match_expressions.iter().flatten().all(|e| {
-        let values = e.values.clone().unwrap_or_default();
-        match e.operator.as_str() {
-            "In" => labels.get(&e.key).is_some_and(|v| values.contains(v)),
-            "NotIn" => labels.get(&e.key).is_none_or(|v| !values.contains(v)),
-            "Exists" => labels.contains_key(&e.key),
-            "DoesNotExist" => !labels.contains_key(&e.key),
-            _ => false,
-        }
-    });
-    let empty = selector
-        .match_labels
-        .as_ref()
-        .is_none_or(BTreeMap::is_empty)
-        && selector
-            .match_expressions
-            .as_ref()
-            .is_none_or(Vec::is_empty);
-    !empty && by_label && by_expression
+    let labels = pod.metadata.labels.clone().unwrap_or_default();
+    !crate::scheduler::labels::is_empty(selector)
+        && crate::scheduler::labels::matches(selector, &labels)
 }
 
 fn controller_uid(pod: &Pod) -> Option<String> {
