@@ -68,19 +68,8 @@ where
         + Sync
         + 'static,
 {
-    use kube::runtime::{WatchStreamExt, reflector, watcher};
-    let (store, writer) = reflector::store::<K>();
-    let api = kube::Api::<K>::all(client.clone());
-    // Like kube-controller-manager's informers, the caches drop managedFields, which no
-    // component reads and which can be most of an object's size.
-    let changes = reflector(
-        writer,
-        watcher(api, config).modify(|o: &mut K| o.meta_mut().managed_fields = None),
-    )
-    .default_backoff()
-    .map(|_| ())
-    .boxed();
-    (store, changes)
+    let (store, changes) = changes::<K>(client, config);
+    (store, changes.map(|_| ()).boxed())
 }
 
 /// Like [`cache`], but the stream yields each change (after the cache has taken it in), for a

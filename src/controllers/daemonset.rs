@@ -627,18 +627,7 @@ impl DaemonSetController {
     }
 
     async fn record(&self, ds: &DaemonSet, event_type: &str, reason: &str, message: &str) {
-        event(
-            &self.client,
-            "DaemonSet",
-            ds.metadata.namespace.as_deref().unwrap_or_default(),
-            ds.metadata.name.as_deref().unwrap_or_default(),
-            ds.metadata.uid.as_deref().unwrap_or_default(),
-            SOURCE,
-            event_type,
-            reason,
-            message,
-        )
-        .await;
+        event(&self.client, ds, SOURCE, event_type, reason, message).await;
     }
 
     /// Watches DaemonSets, their pods and revisions, and nodes, and reconciles, forever.

@@ -142,17 +142,9 @@ impl DeploymentController {
             .is_ok()
         {
             let verb = if to > replicas(rs) { "up" } else { "down" };
-            let (ns, dname, uid) = (
-                d.metadata.namespace.clone().unwrap_or_default(),
-                d.metadata.name.clone().unwrap_or_default(),
-                d.metadata.uid.clone().unwrap_or_default(),
-            );
             event(
                 &self.client,
-                "Deployment",
-                &ns,
-                &dname,
-                &uid,
+                d,
                 "deployment-controller",
                 "Normal",
                 "ScalingReplicaSet",
@@ -251,10 +243,7 @@ impl DeploymentController {
                     Ok(created) => {
                         event(
                             &self.client,
-                            "Deployment",
-                            &namespace,
-                            &name,
-                            &uid,
+                            d,
                             "deployment-controller",
                             "Normal",
                             "ScalingReplicaSet",

@@ -714,18 +714,7 @@ impl JobController {
     }
 
     async fn record(&self, job: &Job, event_type: &str, reason: &str, message: &str) {
-        event(
-            &self.client,
-            "Job",
-            job.metadata.namespace.as_deref().unwrap_or_default(),
-            job.metadata.name.as_deref().unwrap_or_default(),
-            job.metadata.uid.as_deref().unwrap_or_default(),
-            SOURCE,
-            event_type,
-            reason,
-            message,
-        )
-        .await;
+        event(&self.client, job, SOURCE, event_type, reason, message).await;
     }
 
     /// Watches Jobs and pods and reconciles, forever.

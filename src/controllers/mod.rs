@@ -16,24 +16,21 @@ pub mod nodelifecycle;
 pub mod replicaset;
 pub mod serviceaccount;
 
-/// Records a core/v1 Event about an object, as controllers do.
-#[allow(clippy::too_many_arguments)] // the event's fields, as the API spells them
-pub(crate) async fn event(
+/// Records a core/v1 Event about `object` (its kind, namespace, name and uid), as controllers do.
+pub(crate) async fn event<K: kube::Resource<DynamicType = ()>>(
     client: &kube::Client,
-    kind: &str,
-    namespace: &str,
-    name: &str,
-    uid: &str,
+    object: &K,
     component: &str,
     event_type: &str,
     reason: &str,
     message: &str,
 ) {
+    let meta = object.meta();
     let about = crate::events::Involved {
-        kind,
-        namespace,
-        name,
-        uid,
+        kind: &K::kind(&()),
+        namespace: meta.namespace.as_deref().unwrap_or_default(),
+        name: meta.name.as_deref().unwrap_or_default(),
+        uid: meta.uid.as_deref().unwrap_or_default(),
     };
     let source = crate::events::Source {
         component,

@@ -143,20 +143,20 @@ impl NodeLifecycleController {
         loop {
             let now = tokio::time::Instant::now();
             let all_pods = pods.state();
+            let renewals: HashMap<String, String> = leases
+                .state()
+                .iter()
+                .filter(|l| l.metadata.namespace.as_deref() == Some("kube-node-lease"))
+                .filter_map(|l| {
+                    let renew = l.spec.as_ref()?.renew_time.as_ref()?.0.to_string();
+                    Some((l.metadata.name.clone()?, renew))
+                })
+                .collect();
             for node in nodes.state() {
                 let Some(name) = node.metadata.name.clone() else {
                     continue;
                 };
-                let renew = leases
-                    .state()
-                    .iter()
-                    .find(|l| {
-                        l.metadata.namespace.as_deref() == Some("kube-node-lease")
-                            && l.metadata.name.as_deref() == Some(&name)
-                    })
-                    .and_then(|l| l.spec.as_ref()?.renew_time.as_ref())
-                    .map(|t| t.0.to_string())
-                    .unwrap_or_default();
+                let renew = renewals.get(&name).cloned().unwrap_or_default();
                 let heartbeat = node
                     .status
                     .as_ref()
@@ -180,13 +180,13 @@ impl NodeLifecycleController {
                 }
                 self.reconcile_taints(&node, &name, &ready).await;
             }
-            heartbeats.retain(|name, _| {
-                nodes
-                    .state()
-                    .iter()
-                    .any(|n| n.metadata.name.as_deref() == Some(name))
-            });
-            self.evict(&nodes.state(), &all_pods).await;
+            let all_nodes = nodes.state();
+            let names: std::collections::HashSet<&str> = all_nodes
+                .iter()
+                .filter_map(|n| n.metadata.name.as_deref())
+                .collect();
+            heartbeats.retain(|name, _| names.contains(name.as_str()));
+            self.evict(&all_nodes, &all_pods).await;
             crate::informers::next_batch(&mut changes, period, &mut pace).await;
         }
     }
@@ -248,13 +248,9 @@ impl NodeLifecycleController {
             tracing::debug!(%error, node = name, "could not mark the node Unknown");
             return;
         }
-        let uid = node.metadata.uid.clone().unwrap_or_default();
         super::event(
             &self.client,
-            "Node",
-            "",
-            name,
-            &uid,
+            node,
             "node-controller",
             "Normal",
             "NodeNotReady",
@@ -392,10 +388,7 @@ impl NodeLifecycleController {
             if api.delete(name, &DeleteParams::default()).await.is_ok() {
                 super::event(
                     &self.client,
-                    "Pod",
-                    ns,
-                    name,
-                    pod.metadata.uid.as_deref().unwrap_or_default(),
+                    &**pod,
                     "taint-eviction-controller",
                     "Normal",
                     "TaintManagerEviction",

@@ -291,10 +291,7 @@ impl ReplicaSetController {
                 futures::future::join_all(outcomes.iter().map(|(reason, kind, message)| {
                     event(
                         &self.client,
-                        "ReplicaSet",
-                        &namespace,
-                        &name,
-                        &uid,
+                        rs,
                         "replicaset-controller",
                         kind,
                         reason,
@@ -339,10 +336,7 @@ impl ReplicaSetController {
                         .insert(pod_name.clone());
                     event(
                         &self.client,
-                        "ReplicaSet",
-                        &namespace,
-                        &name,
-                        &uid,
+                        rs,
                         "replicaset-controller",
                         "Normal",
                         "SuccessfulDelete",
