@@ -26,6 +26,7 @@ pub mod cluster;
 pub mod controllers;
 pub mod events;
 pub mod flow;
+pub mod images;
 pub mod informers;
 pub mod kubelet;
 pub mod runtime;

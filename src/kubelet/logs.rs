@@ -36,7 +36,15 @@ async fn logs(
     Path((namespace, pod, container)): Path<(String, String, String)>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    let Some(id) = runtime.find_container(&namespace, &pod, &container).await else {
+    let Some(id) = runtime
+        .find_container(
+            &namespace,
+            &pod,
+            &container,
+            params.get("previous").is_some_and(|p| p == "true"),
+        )
+        .await
+    else {
         return (
             StatusCode::NOT_FOUND,
             format!(

@@ -107,14 +107,6 @@ impl Running {
     }
 }
 
-fn ip_for(kubelet: &Kubelet, uid: &str) -> String {
-    // A stable address in the node's pod CIDR, from the pod's uid.
-    let n = uid
-        .bytes()
-        .fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
-    format!("{}.{}", kubelet.config.pod_prefix(), 2 + n % 250)
-}
-
 async fn event(kubelet: &Kubelet, pod: &Pod, kind: &str, reason: &str, message: String) {
     let namespace = pod.metadata.namespace.clone().unwrap_or_default();
     let name = pod.metadata.name.clone().unwrap_or_default();
@@ -155,6 +147,7 @@ fn container_config(c: &k8s_openapi::api::core::v1::Container, attempt: i32) -> 
             .map(|e| (e.name.clone(), e.value.clone().unwrap_or_default()))
             .collect(),
         attempt: attempt.max(0) as u32,
+        ..ContainerConfig::default()
     }
 }
 
@@ -203,10 +196,22 @@ async fn run(kubelet: Arc<Kubelet>, mut latest: watch::Receiver<Option<Pod>>) {
     let sandbox = match existing {
         Some(id) => id,
         None => {
+            let spec = pod.spec.as_ref();
             let config = SandboxConfig {
                 uid: uid.clone(),
                 namespace: namespace.clone(),
                 name: name.clone(),
+                hostname: spec
+                    .and_then(|s| s.hostname.clone())
+                    .unwrap_or_else(|| name.clone()),
+                node: kubelet.config.name.clone(),
+                pod_cidr: kubelet.config.pod_cidr(),
+                dns_search: vec![
+                    format!("{namespace}.svc.cluster.local"),
+                    "svc.cluster.local".into(),
+                    "cluster.local".into(),
+                ],
+                dns_servers: Vec::new(),
             };
             match runtime.run_pod_sandbox(&config).await {
                 Ok(id) => id,
@@ -215,7 +220,12 @@ async fn run(kubelet: Arc<Kubelet>, mut latest: watch::Receiver<Option<Pod>>) {
         }
     };
     let adopted = runtime.list_containers(&sandbox).await.unwrap_or_default();
-    let ip = ip_for(&kubelet, &uid);
+    let ip = runtime
+        .pod_sandbox_status(&sandbox)
+        .await
+        .ok()
+        .and_then(|s| s.ip)
+        .unwrap_or_default();
     let start_time = pod
         .status
         .as_ref()

@@ -3,9 +3,10 @@
 //!
 //! The kubelet drives a [`ContainerRuntime`] and never knows which one it has: the simulated
 //! runtime ([`sim::SimRuntime`], for thousands of virtual pods and for machines without root,
-//! always chosen explicitly with `--runtime sim`) or, in a later issue, real containers through
-//! youki's libcontainer. Only the kubelet (and the runtime helper process) may import this module.
+//! always chosen explicitly with `--runtime sim`) or real containers through youki's libcontainer
+//! (`libcontainer::LibcontainerRuntime`, run in a single-threaded helper process). Only the kubelet (and the runtime helper process) may import this module.
 
+pub mod libcontainer;
 pub mod sim;
 
 use std::time::Duration;
@@ -41,6 +42,18 @@ pub enum RuntimeError {
         /// What the registry said.
         message: String,
     },
+    /// The runtime cannot do this at all (the simulated runtime has no processes to exec in).
+    #[error("{0}")]
+    Unsupported(String),
+    /// The runtime tried and failed, with its own words: what the kubelet reports as
+    /// `CreateContainerError`, `RunContainerError` or a failed sandbox.
+    #[error("failed to {action}: {message}")]
+    Failed {
+        /// What was being done (`create container`, `start container`, `run pod sandbox`, ...).
+        action: &'static str,
+        /// What went wrong.
+        message: String,
+    },
 }
 
 /// The result of a runtime operation.
@@ -55,6 +68,71 @@ pub struct SandboxConfig {
     pub namespace: String,
     /// The pod's name.
     pub name: String,
+    /// The pod's hostname (its name, or `spec.hostname`), for `/etc/hostname` and UTS.
+    pub hostname: String,
+    /// The node it runs on (`node-1`): part of its cgroup path.
+    pub node: String,
+    /// The node's pod CIDR (`10.244.1.0/24`): where the runtime takes the pod's IP from.
+    pub pod_cidr: String,
+    /// `/etc/resolv.conf` search domains (`<namespace>.svc.cluster.local svc.cluster.local
+    /// cluster.local`).
+    pub dns_search: Vec<String>,
+    /// `/etc/resolv.conf` nameservers; empty means the host's.
+    pub dns_servers: Vec<String>,
+}
+
+/// A sandbox as the runtime has it now (CRI's PodSandboxStatus).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SandboxStatus {
+    /// The pod's IP, once its network is up.
+    pub ip: Option<String>,
+    /// Whether the sandbox (its namespaces and network) is up.
+    pub ready: bool,
+}
+
+/// A host path made visible in a container (a volume, or a file the kubelet writes such as
+/// the termination-message file).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Mount {
+    /// The path on the host.
+    pub host_path: std::path::PathBuf,
+    /// Where it appears in the container.
+    pub container_path: String,
+    /// Mounted read-only.
+    pub read_only: bool,
+}
+
+/// What a container may do (from `securityContext`), in the runtime's terms.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Security {
+    /// `runAsUser`; the image's user when unset.
+    pub run_as_user: Option<u32>,
+    /// `runAsGroup`.
+    pub run_as_group: Option<u32>,
+    /// `readOnlyRootFilesystem`.
+    pub read_only_root: bool,
+    /// `privileged`: every capability, no masked or read-only paths, host devices.
+    pub privileged: bool,
+    /// `capabilities.add` (`NET_ADMIN`, without `CAP_`).
+    pub add_capabilities: Vec<String>,
+    /// `capabilities.drop` (`ALL` drops every one).
+    pub drop_capabilities: Vec<String>,
+    /// `allowPrivilegeEscalation` as set; `no_new_privs` is on unless this is `Some(true)` or
+    /// the container is privileged.
+    pub allow_privilege_escalation: Option<bool>,
+}
+
+/// The limits a container's cgroup enforces (from `resources.limits`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Resources {
+    /// `limits.memory`, in bytes.
+    pub memory_limit: Option<i64>,
+    /// `limits.cpu`, in millicores (quota = millicores * period / 1000, period 100 ms).
+    pub cpu_limit_millis: Option<i64>,
+    /// `requests.cpu`, in millicores (cpu shares = millicores * 1024 / 1000, at least 2).
+    pub cpu_request_millis: Option<i64>,
+    /// The most processes the container may have (the kubelet's pod pids limit).
+    pub pids_limit: Option<i64>,
 }
 
 /// One container to create in a sandbox.
@@ -73,6 +151,16 @@ pub struct ContainerConfig {
     /// How many times this container has been created before in its pod (CRI's
     /// `ContainerMetadata.attempt`): what a restarted kubelet reads its restart count from.
     pub attempt: u32,
+    /// `workingDir`; the image's when unset.
+    pub working_dir: Option<String>,
+    /// Volumes and files mounted into the container.
+    pub mounts: Vec<Mount>,
+    /// `securityContext`, merged with the pod's.
+    pub security: Security,
+    /// `resources`.
+    pub resources: Resources,
+    /// `tty`: the container's stdout is a terminal.
+    pub tty: bool,
 }
 
 /// Where a container is in its life.
@@ -115,6 +203,42 @@ pub struct ContainerStatus {
     pub reason: Option<String>,
     /// Its [`ContainerConfig::attempt`].
     pub attempt: u32,
+    /// A message about its end (the termination message, or what the runtime knows).
+    pub message: Option<String>,
+}
+
+/// A command to run in a running container (`kubectl exec`, exec probes).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExecRequest {
+    /// The command and its arguments.
+    pub command: Vec<String>,
+    /// Whether the caller sends stdin.
+    pub stdin: bool,
+    /// Whether the command gets a terminal (stdout and stderr are then one stream).
+    pub tty: bool,
+}
+
+/// A command running in a container: its streams and, in the end, its exit code.
+pub struct ExecSession {
+    /// Its stdin, when asked for; dropping it closes the command's stdin.
+    pub stdin: Option<Box<dyn tokio::io::AsyncWrite + Send + Unpin>>,
+    /// Its stdout (with a terminal: everything it writes).
+    pub stdout: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+    /// Its stderr; `None` with a terminal.
+    pub stderr: Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>>,
+    /// Resizes its terminal (columns, rows); `None` without one.
+    pub resize: Option<Box<dyn Fn(u16, u16) + Send + Sync>>,
+    /// Resolves to its exit code once it has ended.
+    pub exit: futures::future::BoxFuture<'static, Result<i32>>,
+}
+
+impl std::fmt::Debug for ExecSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExecSession")
+            .field("stdin", &self.stdin.is_some())
+            .field("tty", &self.resize.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// One line a container wrote.
@@ -137,8 +261,14 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     async fn stop_pod_sandbox(&self, sandbox: &str) -> Result<()>;
     /// Removes a stopped sandbox and its containers.
     async fn remove_pod_sandbox(&self, sandbox: &str) -> Result<()>;
-    /// Makes an image available and returns its resolved reference.
+    /// The sandbox's IP and readiness.
+    async fn pod_sandbox_status(&self, sandbox: &str) -> Result<SandboxStatus>;
+    /// Makes an image available and returns its resolved reference (its image id, as
+    /// `imageID` in a container status).
     async fn pull_image(&self, image: &str) -> Result<String>;
+    /// The image's id if it is present already (CRI's ImageStatus), for `imagePullPolicy:
+    /// IfNotPresent` and `Never`.
+    async fn image_present(&self, image: &str) -> Option<String>;
     /// Creates a container in a sandbox and returns its id.
     async fn create_container(&self, sandbox: &str, config: &ContainerConfig) -> Result<String>;
     /// Starts a created container.
@@ -149,14 +279,65 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     async fn remove_container(&self, id: &str) -> Result<()>;
     /// A container's current status.
     async fn container_status(&self, id: &str) -> Result<ContainerStatus>;
-    /// Everything a container has written so far.
+    /// Everything a container has written so far; a removed container's logs stay readable
+    /// until its sandbox is removed (for `kubectl logs --previous`).
     async fn container_logs(&self, id: &str) -> Result<Vec<LogLine>>;
+    /// Runs a command in a running container (CRI's Exec).
+    async fn exec(&self, id: &str, request: ExecRequest) -> Result<ExecSession>;
     /// Every sandbox with its config (CRI's ListPodSandbox): what a restarted kubelet finds its
     /// pods' sandboxes by.
     async fn list_pod_sandboxes(&self) -> Vec<(String, SandboxConfig)>;
     /// The status of every container in a sandbox (CRI's ListContainers with a sandbox filter).
     async fn list_containers(&self, sandbox: &str) -> Result<Vec<ContainerStatus>>;
     /// The newest container called `container` in the sandbox of pod `namespace/pod` (CRI's
-    /// ListContainers with a filter), for serving its logs.
-    async fn find_container(&self, namespace: &str, pod: &str, container: &str) -> Option<String>;
+    /// ListContainers with a filter), for serving its logs; with `previous`, the one before it
+    /// (removed ones included).
+    async fn find_container(
+        &self,
+        namespace: &str,
+        pod: &str,
+        container: &str,
+        previous: bool,
+    ) -> Option<String>;
+
+    /// Runs a command in a container to its end (CRI's ExecSync, for exec probes): its exit
+    /// code and its stdout and stderr together, or `Failed` after `timeout`.
+    async fn exec_sync(
+        &self,
+        id: &str,
+        command: Vec<String>,
+        timeout: Duration,
+    ) -> Result<(i32, Vec<u8>)> {
+        use tokio::io::AsyncReadExt;
+        let session = self
+            .exec(
+                id,
+                ExecRequest {
+                    command,
+                    stdin: false,
+                    tty: false,
+                },
+            )
+            .await?;
+        let run = async move {
+            let mut stdout = session.stdout;
+            let mut stderr = session.stderr;
+            let (mut out, mut err) = (Vec::new(), Vec::new());
+            let read_err = async {
+                if let Some(stderr) = stderr.as_mut() {
+                    let _ = stderr.read_to_end(&mut err).await;
+                }
+            };
+            let (_, _) = tokio::join!(stdout.read_to_end(&mut out), read_err);
+            let code = session.exit.await?;
+            out.extend_from_slice(&err);
+            Ok((code, out))
+        };
+        tokio::time::timeout(timeout, run)
+            .await
+            .map_err(|_| RuntimeError::Failed {
+                action: "exec",
+                message: format!("command timed out after {}s", timeout.as_secs_f64()),
+            })?
+    }
 }

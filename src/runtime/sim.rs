@@ -25,8 +25,8 @@ use async_trait::async_trait;
 use tokio::sync::oneshot;
 
 use super::{
-    ContainerConfig, ContainerRuntime, ContainerState, ContainerStatus, LogLine, Result,
-    RuntimeError, SandboxConfig,
+    ContainerConfig, ContainerRuntime, ContainerState, ContainerStatus, ExecRequest, ExecSession,
+    LogLine, Result, RuntimeError, SandboxConfig, SandboxStatus,
 };
 
 /// Timings of the simulation.
@@ -134,6 +134,7 @@ struct State {
     sandboxes: HashMap<String, SandboxConfig>,
     containers: HashMap<String, Container>,
     serial: u64,
+    pulled: std::collections::HashSet<String>,
 }
 
 /// The simulated runtime. Cheap to clone.
@@ -278,6 +279,7 @@ impl ContainerRuntime for SimRuntime {
                 message: "manifest unknown: manifest unknown".into(),
             });
         }
+        self.lock().pulled.insert(image.to_owned());
         Ok(format!("sim.local/{image}"))
     }
 
@@ -382,6 +384,7 @@ impl ContainerRuntime for SimRuntime {
                     .exit_code
                     .map(|code| if code == 0 { "Completed" } else { "Error" }.to_owned()),
                 attempt: c.attempt,
+                message: None,
             })
         })
     }
@@ -422,9 +425,15 @@ impl ContainerRuntime for SimRuntime {
         self.container(id, |c| Ok(c.logs.clone()))
     }
 
-    async fn find_container(&self, namespace: &str, pod: &str, container: &str) -> Option<String> {
+    async fn find_container(
+        &self,
+        namespace: &str,
+        pod: &str,
+        container: &str,
+        previous: bool,
+    ) -> Option<String> {
         let state = self.lock();
-        state
+        let mut found: Vec<(&String, &Container)> = state
             .containers
             .iter()
             .filter(|(_, c)| {
@@ -434,8 +443,49 @@ impl ContainerRuntime for SimRuntime {
                         .get(&c.sandbox)
                         .is_some_and(|s| s.namespace == namespace && s.name == pod)
             })
-            .max_by_key(|(_, c)| c.serial)
-            .map(|(id, _)| id.clone())
+            .collect();
+        found.sort_by_key(|(_, c)| std::cmp::Reverse(c.serial));
+        found
+            .get(usize::from(previous))
+            .map(|(id, _)| (*id).clone())
+    }
+
+    async fn pod_sandbox_status(&self, sandbox: &str) -> Result<SandboxStatus> {
+        let state = self.lock();
+        let config = state
+            .sandboxes
+            .get(sandbox)
+            .ok_or_else(|| RuntimeError::NotFound {
+                kind: "sandbox",
+                id: sandbox.to_owned(),
+            })?;
+        // A stable address in the node's pod CIDR, from the pod's uid (no network to ask).
+        let n = config
+            .uid
+            .bytes()
+            .fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+        let prefix = config
+            .pod_cidr
+            .rsplit_once('.')
+            .map_or("10.244.0", |(p, _)| p);
+        Ok(SandboxStatus {
+            ip: Some(format!("{prefix}.{}", 2 + n % 250)),
+            ready: true,
+        })
+    }
+
+    async fn image_present(&self, image: &str) -> Option<String> {
+        self.lock()
+            .pulled
+            .contains(image)
+            .then(|| format!("sim.local/{image}"))
+    }
+
+    async fn exec(&self, id: &str, _request: ExecRequest) -> Result<ExecSession> {
+        self.container(id, |_| Ok(()))?;
+        Err(RuntimeError::Unsupported(
+            "the simulated runtime has no processes to exec in".into(),
+        ))
     }
 }
 
@@ -506,6 +556,11 @@ mod tests {
                 uid: "u".into(),
                 namespace: "ns".into(),
                 name: "p".into(),
+                hostname: "p".into(),
+                node: "node-1".into(),
+                pod_cidr: "10.244.1.0/24".into(),
+                dns_search: Vec::new(),
+                dns_servers: Vec::new(),
             })
             .await
             .unwrap();

@@ -1,0 +1,3 @@
+//! Real containers through youki's libcontainer. SKELETON: being written.
+
+pub mod network;
