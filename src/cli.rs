@@ -103,10 +103,13 @@ struct UpArgs {
     /// they are evicted.
     #[arg(long, default_value_t = 300)]
     default_unreachable_toleration_seconds: u32,
-    /// The container runtime: `sim` (simulated containers; real containers through libcontainer
-    /// are not built yet).
-    #[arg(long, default_value = "sim", value_parser = ["sim"])]
-    runtime: String,
+    /// The pod network, cut into one /24 per node (kube-controller-manager's --cluster-cidr).
+    #[arg(long, default_value = "10.244.0.0/14")]
+    cluster_cidr: crate::kubelet::ClusterCidr,
+    /// The container runtime: `libcontainer` (real containers; the default, needs root) or
+    /// `sim` (simulated containers, for thousands of pods or machines without root).
+    #[arg(long, value_parser = ["libcontainer", "sim"])]
+    runtime: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -235,6 +238,9 @@ enum BenchCommand {
     Cluster(bench::ClusterBenchOptions),
     /// Measure the scheduler: pods scheduled per second over many nodes.
     Scheduler(bench::SchedulerBenchOptions),
+    /// Measure pod start latency (p50, p99) next to a raw libcontainer start, and a
+    /// Deployment's time to all Running.
+    Pods(bench::PodBenchOptions),
 }
 
 /// The errors a command reports before exiting with status 1.
@@ -326,7 +332,22 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 node_monitor_grace_period: args.node_monitor_grace_period,
                 default_not_ready_toleration_seconds: args.default_not_ready_toleration_seconds,
                 default_unreachable_toleration_seconds: args.default_unreachable_toleration_seconds,
+                runtime: crate::cluster::RuntimeChoice::resolve(
+                    args.runtime.as_deref(),
+                    nix::unistd::geteuid().is_root(),
+                    args.nodes,
+                )
+                .map_err(CliError::Usage)?,
+                cluster_cidr: args.cluster_cidr,
             };
+            if u32::from(options.nodes) > options.cluster_cidr.capacity() {
+                return Err(CliError::Usage(format!(
+                    "--cluster-cidr {} has room for {} nodes' /24s, not {}",
+                    options.cluster_cidr,
+                    options.cluster_cidr.capacity(),
+                    options.nodes
+                )));
+            }
             let renew =
                 std::time::Duration::from_secs(u64::from(options.node_lease_duration_seconds)) / 4;
             if options.node_monitor_grace_period <= renew {
@@ -394,6 +415,13 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Bench(BenchCommand::Apiserver(options)) => {
             let report = bench::run_apiserver_bench(&options)
+                .await
+                .map_err(CliError::Bench)?;
+            print!("{report}");
+            Ok(())
+        }
+        Command::Bench(BenchCommand::Pods(options)) => {
+            let report = bench::run_pod_bench(&options)
                 .await
                 .map_err(CliError::Bench)?;
             print!("{report}");

@@ -56,6 +56,38 @@ pub struct UpOptions {
     pub default_not_ready_toleration_seconds: u32,
     /// The API server's `--default-unreachable-toleration-seconds`.
     pub default_unreachable_toleration_seconds: u32,
+    /// The kubelets' container runtime.
+    pub runtime: RuntimeChoice,
+    /// The pod network, one `/24` per node (`--cluster-cidr`).
+    pub cluster_cidr: crate::kubelet::ClusterCidr,
+}
+
+/// Which container runtime the kubelets drive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RuntimeChoice {
+    /// Real containers through libcontainer, in the runtime helper process (needs root).
+    Libcontainer,
+    /// Simulated containers (`--runtime sim`).
+    Sim,
+}
+
+impl RuntimeChoice {
+    /// The runtime for `--runtime` as given (`None`: not given), for a user who is or is not
+    /// root: real containers by default, and never a silent fallback to simulated ones. A
+    /// cluster without nodes runs no containers and needs no root.
+    pub fn resolve(flag: Option<&str>, root: bool, nodes: u16) -> Result<RuntimeChoice, String> {
+        match flag {
+            Some("sim") => Ok(RuntimeChoice::Sim),
+            _ if nodes == 0 => Ok(RuntimeChoice::Libcontainer),
+            _ if root => Ok(RuntimeChoice::Libcontainer),
+            Some(_) | None => Err(
+                "real containers (--runtime libcontainer, the default) need root: libcontainer \
+                 creates namespaces, cgroups, mounts and the pod network. Run orrery up with \
+                 sudo, or pass --runtime sim for simulated containers"
+                    .into(),
+            ),
+        }
+    }
 }
 
 /// What went wrong starting or stopping a cluster.
@@ -153,6 +185,7 @@ pub async fn up(options: UpOptions) -> Result<(), ClusterError> {
         let config = NodeConfig {
             name: format!("node-{index}"),
             index,
+            cluster_cidr: options.cluster_cidr,
             cpu: options.node_cpu.clone(),
             memory: options.node_memory.clone(),
             max_pods: 110,
@@ -353,5 +386,39 @@ fn alive(pid: i32) -> bool {
                 != Some("Z")
         }
         Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RuntimeChoice;
+
+    #[test]
+    fn real_containers_by_default_and_never_a_silent_fallback() {
+        let cases = [
+            // (flag, root, nodes, expected)
+            (None, true, 3, Ok(RuntimeChoice::Libcontainer)),
+            (
+                Some("libcontainer"),
+                true,
+                3,
+                Ok(RuntimeChoice::Libcontainer),
+            ),
+            (Some("sim"), true, 3, Ok(RuntimeChoice::Sim)),
+            (Some("sim"), false, 3, Ok(RuntimeChoice::Sim)),
+            (None, false, 0, Ok(RuntimeChoice::Libcontainer)),
+            (None, false, 3, Err("sudo")),
+            (Some("libcontainer"), false, 1, Err("--runtime sim")),
+        ];
+        for (flag, root, nodes, expected) in cases {
+            let got = RuntimeChoice::resolve(flag, root, nodes);
+            match expected {
+                Ok(choice) => assert_eq!(got, Ok(choice), "{flag:?} root={root}"),
+                Err(words) => {
+                    let message = got.expect_err("must refuse");
+                    assert!(message.contains(words), "{message}");
+                }
+            }
+        }
     }
 }

@@ -97,7 +97,7 @@ fn memory(pid: u32) -> Result<(u64, u64), String> {
 }
 
 /// The cluster under test; stopped when dropped.
-struct Up(Child);
+pub(super) struct Up(pub(super) Child);
 
 impl Drop for Up {
     fn drop(&mut self) {
@@ -111,7 +111,7 @@ impl Drop for Up {
     }
 }
 
-async fn client(state_dir: &Path) -> Result<kube::Client, String> {
+pub(super) async fn client(state_dir: &Path) -> Result<kube::Client, String> {
     let kubeconfig = kube::config::Kubeconfig::read_from(state_dir.join("kubeconfig"))
         .map_err(|e| e.to_string())?;
     let config = kube::Config::from_custom_kubeconfig(

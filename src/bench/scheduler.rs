@@ -189,6 +189,7 @@ pub async fn run_scheduler_bench(
             let config = NodeConfig {
                 name: format!("node-{index}"),
                 index: index as u16,
+                cluster_cidr: Default::default(),
                 cpu: "4".into(),
                 memory: "8Gi".into(),
                 max_pods: 110,

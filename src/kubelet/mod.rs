@@ -27,16 +27,71 @@ use crate::flow::Flow;
 use crate::runtime::ContainerRuntime;
 
 impl NodeConfig {
-    /// The node's `/24` of the cluster's pod network: `10.244.<index>.0/24` for the first 255
-    /// nodes, continuing into `10.245.0.0/24` and on (the cluster network is `10.244.0.0/14`).
+    /// The node's `/24` of the cluster's pod network (`--cluster-cidr`): with the default
+    /// `10.244.0.0/14`, `10.244.<index>.0/24` for the first 255 nodes, continuing into
+    /// `10.245.0.0/24` and on.
     pub fn pod_cidr(&self) -> String {
-        format!("{}.0/24", self.pod_prefix())
+        self.cluster_cidr.node_cidr(self.index)
+    }
+}
+
+/// The cluster's pod network (kube-controller-manager's `--cluster-cidr`), cut into one `/24`
+/// per node as its node IPAM does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClusterCidr {
+    base: std::net::Ipv4Addr,
+    prefix: u8,
+}
+
+impl Default for ClusterCidr {
+    fn default() -> Self {
+        ClusterCidr {
+            base: std::net::Ipv4Addr::new(10, 244, 0, 0),
+            prefix: 14,
+        }
+    }
+}
+
+impl std::fmt::Display for ClusterCidr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.base, self.prefix)
+    }
+}
+
+impl std::str::FromStr for ClusterCidr {
+    type Err = String;
+
+    /// An IPv4 CIDR with room for at least two `/24`s (`10.244.0.0/14`).
+    fn from_str(text: &str) -> Result<Self, String> {
+        let invalid = || {
+            format!(
+                "invalid cluster CIDR {text:?}: want an IPv4 network such as 10.244.0.0/16, no longer than /23"
+            )
+        };
+        let (address, prefix) = text.split_once('/').ok_or_else(invalid)?;
+        let address: std::net::Ipv4Addr = address.parse().map_err(|_| invalid())?;
+        let prefix: u8 = prefix.parse().map_err(|_| invalid())?;
+        if !(8..=23).contains(&prefix) {
+            return Err(invalid());
+        }
+        let mask = u32::MAX << (32 - prefix);
+        Ok(ClusterCidr {
+            base: std::net::Ipv4Addr::from(u32::from(address) & mask),
+            prefix,
+        })
+    }
+}
+
+impl ClusterCidr {
+    /// How many node `/24`s it holds (index 0 is not used: nodes count from 1).
+    pub fn capacity(&self) -> u32 {
+        (1u32 << (24 - self.prefix)) - 1
     }
 
-    /// The first three octets of [`NodeConfig::pod_cidr`].
-    pub(crate) fn pod_prefix(&self) -> String {
-        let n = u32::from(self.index);
-        format!("10.{}.{}", 244 + n / 256, n % 256)
+    /// Node `index`'s `/24`.
+    pub fn node_cidr(&self, index: u16) -> String {
+        let base = u32::from(self.base) + (u32::from(index) << 8);
+        format!("{}/24", std::net::Ipv4Addr::from(base))
     }
 }
 
@@ -45,8 +100,10 @@ impl NodeConfig {
 pub struct NodeConfig {
     /// `node-1`, `node-2`, ...
     pub name: String,
-    /// Its index, from 1: the pod CIDR is `10.244.<index>.0/24`.
+    /// Its index, from 1: its pod CIDR is the index-th `/24` of the cluster CIDR.
     pub index: u16,
+    /// The cluster's pod network.
+    pub cluster_cidr: ClusterCidr,
     /// CPU capacity, as a quantity (`4`).
     pub cpu: String,
     /// Memory capacity, as a quantity (`8Gi`).
@@ -253,6 +310,35 @@ impl Kubelet {
                 .update(pod);
             // Forget the workers that have finished.
             while tasks.try_join_next().is_some() {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ClusterCidr;
+
+    #[test]
+    fn the_cluster_cidr_is_cut_into_one_slash_24_per_node() {
+        let default = ClusterCidr::default();
+        assert_eq!(default.to_string(), "10.244.0.0/14");
+        assert_eq!(default.node_cidr(1), "10.244.1.0/24");
+        assert_eq!(default.node_cidr(255), "10.244.255.0/24");
+        assert_eq!(default.node_cidr(256), "10.245.0.0/24");
+        assert_eq!(default.capacity(), 1023);
+        let small: ClusterCidr = "10.101.7.9/16".parse().unwrap();
+        assert_eq!(small.to_string(), "10.101.0.0/16");
+        assert_eq!(small.node_cidr(2), "10.101.2.0/24");
+        assert_eq!(small.capacity(), 255);
+        for bad in [
+            "10.0.0.0",
+            "10.0.0.0/24",
+            "10.0.0.0/7",
+            "fd00::/64",
+            "ten/16",
+        ] {
+            let error = bad.parse::<ClusterCidr>().unwrap_err();
+            assert!(error.contains("invalid cluster CIDR"), "{bad}: {error}");
         }
     }
 }

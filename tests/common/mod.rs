@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod registry;
+
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
@@ -37,6 +39,36 @@ impl Cluster {
                 "sim",
             ],
         )
+    }
+
+    /// Starts a cluster of `nodes` nodes on real containers (libcontainer), with its own name
+    /// (its cgroups, bridge and namespaces are named after it) and pod network `cidr` (a /16),
+    /// so that tests running side by side do not meet. `None` when not root (the test then
+    /// says so and passes: CI runs as root).
+    pub fn real(name: &str, nodes: u16, cidr: &str) -> Option<Cluster> {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: real containers need root");
+            return None;
+        }
+        Some(Self::start_in(
+            tempfile::tempdir().unwrap(),
+            &[
+                "--no-kubeconfig-merge",
+                "--name",
+                name,
+                "--nodes",
+                &nodes.to_string(),
+                "--runtime",
+                "libcontainer",
+                "--cluster-cidr",
+                cidr,
+            ],
+        ))
+    }
+
+    /// Applies a manifest given as text.
+    pub fn apply(&self, manifest: &str) {
+        self.ok_with(&["apply", "-f", "-"], Some(manifest));
     }
 
     /// Starts a cluster on an existing state directory (a restart), with extra `up` flags.
