@@ -61,6 +61,25 @@ enum Command {
     /// Measure Orrery's parts.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// The container runtime helper a cluster starts (not for direct use).
+    #[command(hide = true)]
+    RuntimeHelper(RuntimeHelperArgs),
+}
+
+#[derive(Debug, Args)]
+struct RuntimeHelperArgs {
+    /// The helper's root directory.
+    #[arg(long)]
+    root: PathBuf,
+    /// The cluster's name.
+    #[arg(long)]
+    cluster: String,
+    /// The inherited socket to the cluster.
+    #[arg(long)]
+    fd: i32,
+    /// How pods get their network: `bridge` or `loopback`.
+    #[arg(long, default_value = "bridge", value_parser = ["bridge", "loopback"])]
+    pod_network: String,
 }
 
 #[derive(Debug, Args)]
@@ -267,6 +286,21 @@ enum CliError {
 /// Runs the `orrery` command with the process's arguments.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The runtime helper must stay single-threaded (libcontainer clones without exec): it
+    // runs its own current-thread runtime, never this multi-threaded one.
+    if let Command::RuntimeHelper(args) = cli.command {
+        use crate::runtime::libcontainer::helper;
+        return helper::main(helper::HelperArgs {
+            root: args.root,
+            cluster: args.cluster,
+            fd: args.fd,
+            network: if args.pod_network == "loopback" {
+                helper::PodNetworkMode::Loopback
+            } else {
+                helper::PodNetworkMode::Bridge
+            },
+        });
+    }
     init_tracing();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -434,6 +468,9 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             print!("{report}");
             Ok(())
         }
+        Command::RuntimeHelper(_) => Err(CliError::Usage(
+            "runtime-helper runs before the async runtime starts".into(),
+        )),
     }
 }
 

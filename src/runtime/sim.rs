@@ -499,8 +499,7 @@ mod tests {
             image: "busybox".into(),
             command: command.iter().map(|s| (*s).to_owned()).collect(),
             args: args.iter().map(|s| (*s).to_owned()).collect(),
-            env: Vec::new(),
-            attempt: 0,
+            ..Default::default()
         }
     }
 
