@@ -21,6 +21,8 @@ use crate::controllers::serviceaccount::ServiceAccountController;
 use crate::flow::Flow;
 use crate::kubelet::{Kubelet, NodeConfig};
 use crate::runtime::ContainerRuntime;
+use crate::images::ImageStore;
+use crate::runtime::libcontainer::{LibcontainerRuntime, RuntimeOptions};
 use crate::runtime::sim::{SimOptions, SimRuntime};
 use crate::scheduler::run::Scheduler;
 use crate::store::compactor::{CompactionPolicy, Compactor};
@@ -127,6 +129,12 @@ pub enum ClusterError {
     /// The running cluster refused or failed a control request.
     #[error("{0}")]
     Control(String),
+    /// The image store could not be opened.
+    #[error(transparent)]
+    Images(#[from] crate::images::ImageError),
+    /// The container runtime could not be started.
+    #[error("cannot start the container runtime: {0}")]
+    Runtime(crate::runtime::RuntimeError),
     /// The cluster did not stop in time.
     #[error("the cluster (pid {0}) did not stop within 30 s")]
     DidNotStop(i32),
@@ -181,6 +189,21 @@ pub async fn up(options: UpOptions) -> Result<(), ClusterError> {
         let (api, flow, options) = (api.clone(), flow.clone(), options.clone());
         move || controller_manager(&api, &flow, &options)
     });
+    // One runtime for every node: the sim's containers, or the runtime helper that runs real
+    // ones. It outlives the kubelets: a stopped kubelet's containers keep running.
+    let real = match options.runtime {
+        RuntimeChoice::Libcontainer if options.nodes > 0 => {
+            let images = ImageStore::open(&state_dir.join("images"))?;
+            let runtime = LibcontainerRuntime::start(
+                RuntimeOptions::new(state_dir.join("runtime"), &options.name),
+                Arc::new(images),
+            )
+            .await
+            .map_err(ClusterError::Runtime)?;
+            Some(runtime)
+        }
+        _ => None,
+    };
     for index in 1..=options.nodes {
         let config = NodeConfig {
             name: format!("node-{index}"),
@@ -191,8 +214,10 @@ pub async fn up(options: UpOptions) -> Result<(), ClusterError> {
             max_pods: 110,
             lease_duration_seconds: options.node_lease_duration_seconds,
         };
-        // The runtime outlives the kubelet: a stopped kubelet's containers keep running.
-        let runtime: Arc<dyn ContainerRuntime> = Arc::new(SimRuntime::new(SimOptions::default()));
+        let runtime: Arc<dyn ContainerRuntime> = match &real {
+            Some(real) => Arc::new(real.for_node(&config.name)),
+            None => Arc::new(SimRuntime::new(SimOptions::default())),
+        };
         let (api, flow) = (api.clone(), flow.clone());
         supervisor.add(&config.name.clone(), Role::Node, move || {
             let client = api.client(&format!("kubelet/{}", config.name));
@@ -258,6 +283,11 @@ pub async fn up(options: UpOptions) -> Result<(), ClusterError> {
     compactor.abort();
     kubernetes_service.abort();
     supervisor.stop_all().await;
+    if let Some(real) = real
+        && let Err(error) = real.shutdown().await
+    {
+        eprintln!("orrery: stopping the containers failed: {error}");
+    }
     let _ = std::fs::remove_file(&pid_path);
     Ok(())
 }
