@@ -260,6 +260,19 @@ enum BenchCommand {
     /// Measure pod start latency (p50, p99) next to a raw libcontainer start, and a
     /// Deployment's time to all Running.
     Pods(bench::PodBenchOptions),
+    /// Create and start one image's container directly through libcontainer, N times, and
+    /// print the p50 and p99 in microseconds (the image must be in the state dir's store).
+    RawContainer(RawContainerArgs),
+}
+
+#[derive(Debug, Args)]
+struct RawContainerArgs {
+    /// The image.
+    #[arg(long)]
+    image: String,
+    /// How many containers.
+    #[arg(long, default_value_t = 50)]
+    runs: u32,
 }
 
 /// The errors a command reports before exiting with status 1.
@@ -288,6 +301,29 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     // The runtime helper must stay single-threaded (libcontainer clones without exec): it
     // runs its own current-thread runtime, never this multi-threaded one.
+    // Likewise `bench raw-container`, which drives libcontainer directly.
+    if let Command::Bench(BenchCommand::RawContainer(args)) = &cli.command {
+        let state_dir = match cli.cluster.state_dir() {
+            Ok(dir) => dir,
+            Err(error) => {
+                eprintln!("orrery: {error}");
+                return ExitCode::FAILURE;
+            }
+        };
+        return match crate::runtime::libcontainer::raw::measure(&state_dir, &args.image, args.runs)
+        {
+            Ok(mut samples) => {
+                samples.sort();
+                let p = |q| bench::percentile(&samples, q).as_micros();
+                println!("{} {}", p(0.5), p(0.99));
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("orrery bench raw-container: {error}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if let Command::RuntimeHelper(args) = cli.command {
         use crate::runtime::libcontainer::helper;
         return helper::main(helper::HelperArgs {
@@ -468,7 +504,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             print!("{report}");
             Ok(())
         }
-        Command::RuntimeHelper(_) => Err(CliError::Usage(
+        Command::Bench(BenchCommand::RawContainer(_)) | Command::RuntimeHelper(_) => Err(CliError::Usage(
             "runtime-helper runs before the async runtime starts".into(),
         )),
     }

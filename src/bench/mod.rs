@@ -19,7 +19,7 @@ pub use store::{StoreBenchOptions, StoreFigures, StoreReport, measure, run_store
 use std::time::Duration;
 
 /// The value at fraction `p` of sorted samples.
-pub(crate) fn percentile(sorted: &[Duration], p: f64) -> Duration {
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
     }

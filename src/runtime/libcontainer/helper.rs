@@ -1185,7 +1185,7 @@ fn receive_console(listener: &std::os::unix::net::UnixListener) -> Result<OwnedF
 
 /// Mounts the container's overlay root: the image's layers (top first) under a per-container
 /// upper and work directory.
-fn mount_overlay(dir: &Path, layers: &[PathBuf]) -> Result<(), String> {
+pub(crate) fn mount_overlay(dir: &Path, layers: &[PathBuf]) -> Result<(), String> {
     if layers.is_empty() {
         return Err("the image has no layers".to_owned());
     }
@@ -1214,7 +1214,7 @@ fn mount_overlay(dir: &Path, layers: &[PathBuf]) -> Result<(), String> {
 }
 
 /// Unmounts whatever is mounted under a container's dir and removes it.
-fn unmount_container_dir(dir: &Path) {
+pub(crate) fn unmount_container_dir(dir: &Path) {
     let mut mounts = mounts_under(dir);
     mounts.sort_by_key(|m| std::cmp::Reverse(m.as_os_str().len()));
     for mount in mounts {

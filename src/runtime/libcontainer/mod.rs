@@ -14,6 +14,7 @@ pub mod helper;
 pub mod logs;
 pub mod network;
 pub mod protocol;
+pub mod raw;
 pub mod spec;
 
 use std::collections::HashMap;
