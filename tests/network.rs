@@ -142,6 +142,7 @@ fn pods_get_addresses_from_their_node_and_reach_the_host_and_each_other() {
     let prefix = cleanup.prefix.clone();
     let rt = runtime();
     let mut network = Network::new(&name);
+    let started = Instant::now();
     let (a, b, c) = rt.block_on(async {
         let a = network
             .add_pod(&format!("{prefix}a"), "10.244.201.0/24")
@@ -157,6 +158,7 @@ fn pods_get_addresses_from_their_node_and_reach_the_host_and_each_other() {
             .unwrap();
         (a, b, c)
     });
+    eprintln!("three pod networks set up in {:?}", started.elapsed());
     assert_eq!(a.ip, Ipv4Addr::new(10, 244, 201, 2));
     assert_eq!(b.ip, Ipv4Addr::new(10, 244, 201, 3));
     assert_eq!(c.ip, Ipv4Addr::new(10, 244, 202, 2));
@@ -183,6 +185,14 @@ fn pods_get_addresses_from_their_node_and_reach_the_host_and_each_other() {
     let bridge = stdout("ip", &["addr", "show", "dev", &network.bridge_name()]);
     assert!(bridge.contains("inet 10.244.201.1/24"), "{bridge}");
     assert!(bridge.contains("inet 10.244.202.1/24"), "{bridge}");
+    // A MAC set on the bridge (NET_ADDR_SET) stays; otherwise it follows the lowest port MAC and
+    // pods' ARP entries for their gateway go stale as pods come and go.
+    let assign = std::fs::read_to_string(format!(
+        "/sys/class/net/{}/addr_assign_type",
+        network.bridge_name()
+    ))
+    .unwrap();
+    assert_eq!(assign.trim(), "3", "the bridge's MAC is not fixed");
     let port = stdout("ip", &["-d", "link", "show", "dev", &a.host_veth]);
     assert!(
         port.contains(&format!("master {}", network.bridge_name())),

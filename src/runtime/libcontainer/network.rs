@@ -93,6 +93,26 @@ pub enum NetworkError {
 
 type Result<T, E = NetworkError> = std::result::Result<T, E>;
 
+impl NetworkError {
+    /// Says which pod operation failed, in CNI's words: `failed to set up pod network: ...`.
+    fn during(self, operation: &str) -> Self {
+        match self {
+            NetworkError::Netlink { action, message } => NetworkError::Netlink {
+                action: format!("{operation}: {action}"),
+                message,
+            },
+            NetworkError::Firewall { action, message } => NetworkError::Firewall {
+                action: format!("{operation}: {action}"),
+                message,
+            },
+            other => other,
+        }
+    }
+}
+
+const SETUP: &str = "failed to set up pod network";
+const TEARDOWN: &str = "failed to tear down pod network";
+
 /// One pod's network as set up: what tearing it down needs.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PodNetwork {
@@ -166,6 +186,26 @@ impl Network {
     /// the bridge (created on first use, with the node's gateway `<cidr>.1` on it) with an
     /// address from `pod_cidr` and a default route through the gateway.
     pub async fn add_pod(&mut self, netns_name: &str, pod_cidr: &str) -> Result<PodNetwork> {
+        self.set_up(netns_name, pod_cidr)
+            .await
+            .map_err(|e| e.during(SETUP))
+    }
+
+    /// Removes a pod's veth and namespace and frees its address. Missing parts are not errors.
+    pub async fn remove_pod(&mut self, pod: &PodNetwork) -> Result<()> {
+        self.tear_down(pod).await.map_err(|e| e.during(TEARDOWN))
+    }
+
+    /// Removes everything this cluster's network has on the host: every pod namespace named
+    /// with `netns_prefix`, their veths, and the bridge. Used at shutdown and at start (after a
+    /// crash). Missing parts are not errors.
+    pub async fn destroy(&mut self, netns_prefix: &str) -> Result<()> {
+        self.remove_all(netns_prefix)
+            .await
+            .map_err(|e| e.during(TEARDOWN))
+    }
+
+    async fn set_up(&mut self, netns_name: &str, pod_cidr: &str) -> Result<PodNetwork> {
         let cidr = parse_cidr(pod_cidr)?;
         let gateway = gateway(cidr).ok_or_else(|| NetworkError::InvalidCidr(pod_cidr.into()))?;
         if netns_name.is_empty() || netns_name.contains('/') || netns_name.starts_with('.') {
@@ -205,23 +245,25 @@ impl Network {
             host_veth: host_veth_name(netns_name),
             ip,
         };
-        match connect(&pod, netns_name, bridge_index, cidr, gateway).await {
-            Ok(()) => Ok(pod),
-            Err(e) => {
-                if !matches!(e, NetworkError::Namespace { source: ref s, .. } if s.raw_os_error() == Some(Errno::EEXIST as i32))
-                {
-                    // Undo what was made, but never remove a namespace that was already there.
-                    let _ = self.remove_pod(&pod).await;
-                } else {
-                    self.release(ip);
-                }
-                Err(e)
-            }
+        let Err(e) = connect(&pod, netns_name, bridge_index, cidr, gateway).await else {
+            return Ok(pod);
+        };
+        // Undo what was made, but never touch a namespace that was there already (the same
+        // name twice is the caller's mistake, and that pod is still running).
+        let already_there = matches!(
+            &e,
+            NetworkError::Namespace { source, .. }
+                if source.raw_os_error() == Some(Errno::EEXIST as i32)
+        );
+        if already_there {
+            self.release(ip);
+        } else {
+            let _ = self.tear_down(&pod).await;
         }
+        Err(e)
     }
 
-    /// Removes a pod's veth and namespace and frees its address. Missing parts are not errors.
-    pub async fn remove_pod(&mut self, pod: &PodNetwork) -> Result<()> {
+    async fn tear_down(&mut self, pod: &PodNetwork) -> Result<()> {
         let veth = pod.host_veth.clone();
         with_netlink(|h| async move { delete_link(&h, &veth).await }).await?;
         remove_netns(&pod.netns)?;
@@ -229,10 +271,7 @@ impl Network {
         Ok(())
     }
 
-    /// Removes everything this cluster's network has on the host: every pod namespace named
-    /// with `netns_prefix`, their veths, and the bridge. Used at shutdown and at start (after a
-    /// crash). Missing parts are not errors.
-    pub async fn destroy(&mut self, netns_prefix: &str) -> Result<()> {
+    async fn remove_all(&mut self, netns_prefix: &str) -> Result<()> {
         let names = netns_names(netns_prefix)?;
         let bridge = self.bridge_name();
         let veths: Vec<String> = names.iter().map(|n| host_veth_name(n)).collect();
@@ -449,7 +488,11 @@ async fn ensure_bridge(
         .map_err(|e| netlink_error(format!("failed to list addresses of {bridge:?}"), &e))?
     {
         let has = address.attributes.iter().any(|a| {
-            matches!(a, AddressAttribute::Local(IpAddr::V4(ip)) | AddressAttribute::Address(IpAddr::V4(ip)) if *ip == gateway)
+            matches!(
+                a,
+                AddressAttribute::Local(IpAddr::V4(ip)) | AddressAttribute::Address(IpAddr::V4(ip))
+                    if *ip == gateway
+            )
         });
         if has {
             return Ok(index);
@@ -547,15 +590,17 @@ async fn connect(
             .build();
         h.link().add(message).execute().await.map_err(|e| {
             netlink_error(
-                format!("failed to set up pod network: failed to create veth pair {veth:?} <-> {POD_INTERFACE:?}"),
+                format!("failed to create veth pair {veth:?} <-> {POD_INTERFACE:?}"),
                 &e,
             )
         })?;
         // The kernel takes an alias only on a link that exists (RTM_NEWLINK ignores it).
-        let index = link_index(&h, &veth).await?.ok_or_else(|| NetworkError::Netlink {
-            action: format!("failed to set up pod network: veth {veth:?}"),
-            message: "gone right after being made".into(),
-        })?;
+        let index = link_index(&h, &veth)
+            .await?
+            .ok_or_else(|| NetworkError::Netlink {
+                action: format!("failed to set up veth {veth:?}"),
+                message: "gone right after being made".into(),
+            })?;
         h.link()
             .set(LinkUnspec::new_with_index(index).alias(alias).build())
             .execute()
@@ -687,7 +732,7 @@ fn configure_pod_interfaces(
                 let index = link_index(&h, name)
                     .await?
                     .ok_or_else(|| NetworkError::Netlink {
-                        action: format!("failed to set up pod network: {name}"),
+                        action: format!("failed to set {name} up"),
                         message: "no such device in the pod's namespace".into(),
                     })?;
                 h.link()
@@ -702,7 +747,7 @@ fn configure_pod_interfaces(
         let eth0 = link_index(&h, POD_INTERFACE)
             .await?
             .ok_or_else(|| NetworkError::Netlink {
-                action: format!("failed to set up pod network: {POD_INTERFACE}"),
+                action: format!("failed to address {POD_INTERFACE}"),
                 message: "no such device in the pod's namespace".into(),
             })?;
         h.address()
@@ -835,7 +880,7 @@ fn allow_bridged_forwarding(bridge: &str) -> Result<()> {
     match iptables(&args) {
         Some(out) if out.status.success() => Ok(()),
         Some(out) => Err(NetworkError::Firewall {
-            action: format!("failed to set up pod network: iptables {}", args.join(" ")),
+            action: format!("iptables {}", args.join(" ")),
             message: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
         }),
         None => Ok(()),
@@ -930,6 +975,21 @@ mod tests {
         let mac = bridge_mac("orr-demo");
         assert_eq!(mac.len(), 6);
         assert_eq!(mac[0] & 0x03, 0x02, "locally administered unicast");
+    }
+
+    #[test]
+    fn errors_say_which_pod_operation_failed() {
+        let e = NetworkError::Netlink {
+            action: "failed to create bridge \"orr-demo\"".into(),
+            message: std::io::Error::from(Errno::EPERM).to_string(),
+        };
+        assert_eq!(
+            e.during(SETUP).to_string(),
+            "failed to set up pod network: failed to create bridge \"orr-demo\": \
+             Operation not permitted (os error 1)"
+        );
+        let e = NetworkError::Exhausted("10.244.1.0/24".into()).during(SETUP);
+        assert_eq!(e.to_string(), "no free address left in 10.244.1.0/24");
     }
 
     #[test]
