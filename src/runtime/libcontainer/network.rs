@@ -198,7 +198,8 @@ impl Network {
 
     /// Removes everything this cluster's network has on the host: every pod namespace named
     /// with `netns_prefix`, their veths, and the bridge. Used at shutdown and at start (after a
-    /// crash). Missing parts are not errors.
+    /// crash). Missing parts are not errors. The prefix should end with a separator
+    /// (`orr-demo-`), or it also matches another cluster's namespaces (`orr-demo2-...`).
     pub async fn destroy(&mut self, netns_prefix: &str) -> Result<()> {
         self.remove_all(netns_prefix)
             .await
