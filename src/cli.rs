@@ -80,6 +80,9 @@ struct RuntimeHelperArgs {
     /// How pods get their network: `bridge` or `loopback`.
     #[arg(long, default_value = "bridge", value_parser = ["bridge", "loopback"])]
     pod_network: String,
+    /// The cluster's pod network, routed on-link from every pod.
+    #[arg(long, default_value = "10.244.0.0/14")]
+    cluster_cidr: String,
 }
 
 #[derive(Debug, Args)]
@@ -329,6 +332,7 @@ pub fn main() -> ExitCode {
         return helper::main(helper::HelperArgs {
             root: args.root,
             cluster: args.cluster,
+            cluster_cidr: args.cluster_cidr,
             fd: args.fd,
             network: if args.pod_network == "loopback" {
                 helper::PodNetworkMode::Loopback
@@ -504,9 +508,9 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             print!("{report}");
             Ok(())
         }
-        Command::Bench(BenchCommand::RawContainer(_)) | Command::RuntimeHelper(_) => Err(CliError::Usage(
-            "runtime-helper runs before the async runtime starts".into(),
-        )),
+        Command::Bench(BenchCommand::RawContainer(_)) | Command::RuntimeHelper(_) => Err(
+            CliError::Usage("runtime-helper runs before the async runtime starts".into()),
+        ),
     }
 }
 

@@ -19,9 +19,9 @@ use crate::controllers::nodelifecycle::NodeLifecycleController;
 use crate::controllers::replicaset::ReplicaSetController;
 use crate::controllers::serviceaccount::ServiceAccountController;
 use crate::flow::Flow;
+use crate::images::ImageStore;
 use crate::kubelet::{Kubelet, NodeConfig};
 use crate::runtime::ContainerRuntime;
-use crate::images::ImageStore;
 use crate::runtime::libcontainer::{LibcontainerRuntime, RuntimeOptions};
 use crate::runtime::sim::{SimOptions, SimRuntime};
 use crate::scheduler::run::Scheduler;
@@ -195,7 +195,10 @@ pub async fn up(options: UpOptions) -> Result<(), ClusterError> {
         RuntimeChoice::Libcontainer if options.nodes > 0 => {
             let images = ImageStore::open(&state_dir.join("images"))?;
             let runtime = LibcontainerRuntime::start(
-                RuntimeOptions::new(state_dir.join("runtime"), &options.name),
+                RuntimeOptions {
+                    cluster_cidr: options.cluster_cidr.to_string(),
+                    ..RuntimeOptions::new(state_dir.join("runtime"), &options.name)
+                },
                 Arc::new(images),
             )
             .await

@@ -55,6 +55,8 @@ pub struct HelperArgs {
     pub root: PathBuf,
     /// The cluster's name (cgroup paths, netns names, bridge).
     pub cluster: String,
+    /// The cluster's pod network (`10.244.0.0/14`), routed on-link from every pod.
+    pub cluster_cidr: String,
     /// The socket to the client, inherited as this descriptor.
     pub fd: i32,
     /// How pods get their network.
@@ -190,7 +192,7 @@ async fn serve(args: HelperArgs) -> Result<(), HelperError> {
         root: args.root.clone(),
         cluster: args.cluster.clone(),
         mode: args.network,
-        network: Network::new(&args.cluster),
+        network: Network::new(&args.cluster).with_cluster_cidr(&args.cluster_cidr)?,
         sandboxes: HashMap::new(),
         containers: HashMap::new(),
         execs: HashMap::new(),
@@ -256,6 +258,9 @@ pub enum HelperError {
     /// A system call on the helper's own resources failed.
     #[error("{0}")]
     Io(std::io::Error),
+    /// The pod network's settings are wrong.
+    #[error(transparent)]
+    Network(#[from] super::network::NetworkError),
 }
 
 fn now_nanos() -> i64 {

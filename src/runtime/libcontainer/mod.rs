@@ -102,6 +102,8 @@ pub struct RuntimeOptions {
     pub root: PathBuf,
     /// The cluster's name.
     pub cluster: String,
+    /// The cluster's pod network (`--cluster-cidr`).
+    pub cluster_cidr: String,
     /// How pods get their network.
     pub network: PodNetworkMode,
     /// The sandbox's pause image ([`PAUSE_IMAGE`]).
@@ -115,6 +117,7 @@ impl RuntimeOptions {
             executable: PathBuf::from("/proc/self/exe"),
             root,
             cluster: cluster.to_owned(),
+            cluster_cidr: super::libcontainer::network::CLUSTER_CIDR.to_owned(),
             network: PodNetworkMode::Bridge,
             pause_image: PAUSE_IMAGE.to_owned(),
         }
@@ -180,6 +183,8 @@ impl LibcontainerRuntime {
             .arg(&options.root)
             .arg("--cluster")
             .arg(&options.cluster)
+            .arg("--cluster-cidr")
+            .arg(&options.cluster_cidr)
             .arg("--fd")
             .arg("3")
             .arg("--pod-network")
