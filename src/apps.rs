@@ -112,9 +112,10 @@ async fn serve_hello() -> std::io::Result<()> {
             .map_err(|_| std::io::Error::other(format!("PORT={port:?} is not a port number")))?,
         Err(_) => HELLO_PORT,
     };
-    let listener = tokio::net::TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)).await?;
+    // Signals first: once the port answers, SIGTERM ends the server cleanly.
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
+    let listener = tokio::net::TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)).await?;
     println!("hello: listening on {}", listener.local_addr()?);
     loop {
         tokio::select! {

@@ -90,9 +90,10 @@ enum ImageCommand {
     Load {
         /// The archive.
         file: PathBuf,
-        /// The repository for images an OCI archive names only by tag.
+        /// The repository for images an OCI archive names only by tag (`--repository
+        /// 127.0.0.1:5000/app` with `ref.name: v1` loads `127.0.0.1:5000/app:v1`).
         #[arg(long)]
-        name: Option<String>,
+        repository: Option<String>,
     },
 }
 
@@ -508,8 +509,8 @@ async fn run_image(
             let removed = store.remove(&reference)?;
             writeln!(out, "Deleted: {removed}")?;
         }
-        ImageCommand::Load { file, name } => {
-            for reference in store.load(&file, name.as_deref())? {
+        ImageCommand::Load { file, repository } => {
+            for reference in store.load(&file, repository.as_deref())? {
                 writeln!(out, "Loaded image: {reference}")?;
             }
         }

@@ -157,9 +157,14 @@ fn add_host_path(items: &mut BTreeMap<PathBuf, Item>, path: &Path, depth: u32) -
     Ok(())
 }
 
-/// Writes the built-in layer (an uncompressed tar) from `binary` to `out`; returns the time it
-/// stamps on it (the binary's modification time).
-pub(crate) fn write_layer(binary: &Path, out: &Path) -> io::Result<jiff::Timestamp> {
+/// When the built-in images were made: the binary's modification time.
+pub(crate) fn created(binary: &Path) -> io::Result<jiff::Timestamp> {
+    let mtime = fs::metadata(binary)?.mtime();
+    Ok(jiff::Timestamp::from_second(mtime).unwrap_or(jiff::Timestamp::UNIX_EPOCH))
+}
+
+/// Writes the built-in layer (an uncompressed tar) from `binary` to `out`.
+pub(crate) fn write_layer(binary: &Path, out: &Path) -> io::Result<()> {
     let meta = fs::metadata(binary)?;
     let mtime = u64::try_from(meta.mtime()).unwrap_or(0);
     let mut items = BTreeMap::new();
@@ -196,7 +201,6 @@ pub(crate) fn write_layer(binary: &Path, out: &Path) -> io::Result<jiff::Timesta
     items.insert(PathBuf::from("tmp"), Item::Dir(0o1777));
 
     let mut builder = tar::Builder::new(BufWriter::new(File::create(out)?));
-    builder.mode(tar::HeaderMode::Deterministic);
     for (path, item) in &items {
         let mut header = tar::Header::new_gnu();
         header.set_mtime(mtime);
@@ -231,7 +235,7 @@ pub(crate) fn write_layer(binary: &Path, out: &Path) -> io::Result<jiff::Timesta
         }
     }
     builder.into_inner()?.flush()?;
-    Ok(jiff::Timestamp::from_second(mtime as i64).unwrap_or(jiff::Timestamp::UNIX_EPOCH))
+    Ok(())
 }
 
 /// The image config of a built-in image whose one layer has diff-id `layer`.

@@ -448,7 +448,7 @@ impl ImageStore {
     /// Loads a `docker save` archive or an OCI image layout archive (a tar, possibly gzipped)
     /// and returns the references it added. An OCI archive whose entries name only a tag
     /// (`org.opencontainers.image.ref.name: v1`, as `skopeo` and `umoci` write) needs `name`,
-    /// the repository to put that tag on.
+    /// the repository to put that tag on (`orrery image load --repository`).
     pub fn load(&self, archive: &Path, name: Option<&str>) -> Result<Vec<String>, ImageError> {
         let _shared = self.lock("lock", FlockArg::LockShared)?;
         let scratch = tempfile::tempdir_in(self.root.join("tmp"))
@@ -805,18 +805,35 @@ impl ImageStore {
         }
         let stale = {
             let _shared = self.lock("lock", FlockArg::LockShared)?;
-            let manifests = self.generate_builtins()?;
-            let annotations = BTreeMap::from([(BUILTIN_ANNOTATION.to_owned(), source.clone())]);
-            // Every built-in reference in the index moves to this binary's images.
-            let mut references: Vec<(Builtin, String)> = self
-                .read_index()?
+            let index = self.read_index()?;
+            let builtins: Vec<(Builtin, &Descriptor)> = index
                 .manifests
                 .iter()
                 .filter(|entry| entry.annotations.contains_key(BUILTIN_ANNOTATION))
-                .filter_map(|entry| entry.annotations.get(NAME_ANNOTATION))
-                .filter_map(|name| {
-                    let normalized = normalize(name).ok()?;
-                    Some((Builtin::of(&normalized)?, normalized.whole))
+                .filter_map(|entry| {
+                    let name = normalize(entry.annotations.get(NAME_ANNOTATION)?).ok()?;
+                    Some((Builtin::of(&name)?, entry))
+                })
+                .collect();
+            // This binary's layer, if another built-in reference has it already.
+            let layer = builtins
+                .iter()
+                .filter(|(_, entry)| entry.annotations.get(BUILTIN_ANNOTATION) == Some(&source))
+                .find_map(|(_, entry)| {
+                    let manifest: Manifest = self.read_json(&entry.digest).ok()?;
+                    let layer = manifest.layers.first()?;
+                    self.has_blob(&layer.digest)
+                        .ok()?
+                        .then(|| (layer.digest.clone(), layer.size))
+                });
+            let manifests = self.generate_builtins(layer)?;
+            let annotations = BTreeMap::from([(BUILTIN_ANNOTATION.to_owned(), source.clone())]);
+            // Every built-in reference made from another binary moves to this binary's images.
+            let mut references: Vec<(Builtin, String)> = builtins
+                .iter()
+                .filter(|(_, entry)| entry.annotations.get(BUILTIN_ANNOTATION) != Some(&source))
+                .filter_map(|(kind, entry)| {
+                    Some((*kind, entry.annotations.get(NAME_ANNOTATION)?.clone()))
                 })
                 .collect();
             let stale = !references.is_empty();
@@ -832,15 +849,26 @@ impl ImageStore {
         current(self)?.ok_or_else(|| ImageError::NotFound(reference.to_owned()))
     }
 
-    /// Writes the built-in layer and configs as blobs; returns each image's manifest.
-    fn generate_builtins(&self) -> Result<BTreeMap<Builtin, Vec<u8>>, ImageError> {
-        let tmp = self.tmp_path();
-        let created = builtin::write_layer(&self.builtin_binary, &tmp).map_err(|error| {
-            let _ = fs::remove_file(&tmp);
-            ImageError::Invalid(format!("generating the built-in layer: {error}"))
-        })?;
-        let layer_size = fs::metadata(&tmp).map_err(io_error(&tmp))?.len();
-        let layer = self.put_blob_file(&tmp, None)?;
+    /// Writes the built-in layer (unless `layer`, its digest and size, is stored already) and
+    /// the configs as blobs; returns each image's manifest.
+    fn generate_builtins(
+        &self,
+        layer: Option<(String, u64)>,
+    ) -> Result<BTreeMap<Builtin, Vec<u8>>, ImageError> {
+        let created =
+            builtin::created(&self.builtin_binary).map_err(io_error(&self.builtin_binary))?;
+        let (layer, layer_size) = match layer {
+            Some(layer) => layer,
+            None => {
+                let tmp = self.tmp_path();
+                builtin::write_layer(&self.builtin_binary, &tmp).map_err(|error| {
+                    let _ = fs::remove_file(&tmp);
+                    ImageError::Invalid(format!("generating the built-in layer: {error}"))
+                })?;
+                let size = fs::metadata(&tmp).map_err(io_error(&tmp))?.len();
+                (self.put_blob_file(&tmp, None)?, size)
+            }
+        };
         let mut manifests = BTreeMap::new();
         for kind in Builtin::ALL {
             let config = builtin::config(kind, &layer, created);
@@ -964,8 +992,8 @@ impl ImageStore {
                     Some(name) => normalize(&format!("{name}:{tag}"))?.whole,
                     None => {
                         return Err(ImageError::Invalid(format!(
-                            "the archive names its image only by the tag {tag:?}: pass --name \
-                             REPOSITORY"
+                            "the archive names its image only by the tag {tag:?}: pass \
+                             --repository REPOSITORY"
                         )));
                     }
                 },
