@@ -605,15 +605,11 @@ impl ImageStore {
                 actual,
             }),
             Ok(_) => match fs::rename(&tmp, &dir) {
-                // Someone else unpacked it meanwhile.
-                Err(_) if dir.is_dir() => Err(None),
-                Err(error) => Err(Some(io_error(&dir)(error))),
                 Ok(()) => Ok(()),
-            }
-            .or_else(|lost| match lost {
-                None => Ok(()),
-                Some(error) => Err(error),
-            }),
+                // Another pull unpacked the same layer meanwhile: keep theirs.
+                Err(_) if dir.is_dir() => Ok(()),
+                Err(error) => Err(io_error(&dir)(error)),
+            },
         };
         if tmp.exists() {
             let _ = fs::remove_dir_all(&tmp);
