@@ -511,3 +511,45 @@ fn stop(child: &mut Child) -> Option<i32> {
     }
     panic!("no exit within 10 s of SIGTERM");
 }
+
+#[test]
+fn builtin_images_are_regenerated_when_the_binary_changes() {
+    // Any ELF stands in for the orrery binary here: generation copies it, it does not run it.
+    let dir = tempfile::tempdir().unwrap();
+    let binary = dir.path().join("orrery-copy");
+    std::fs::copy("/bin/true", &binary).unwrap();
+    let store = ImageStore::open(&dir.path().join("images"))
+        .unwrap()
+        .with_builtin_binary(&binary);
+    let first = store
+        .get("orrery/hello:v1")
+        .expect("generated on first use");
+    let pause = store
+        .get("orrery/pause:v1")
+        .expect("generated on first use");
+    assert_eq!(
+        store.get("orrery/hello:v1").unwrap(),
+        first,
+        "kept while unchanged"
+    );
+    let old_layer = first.layers[0].clone();
+
+    // A rebuilt binary (here: newer mtime) moves every built-in reference to new images, and
+    // the old layer is collected.
+    let file = std::fs::File::options().write(true).open(&binary).unwrap();
+    file.set_modified(std::time::SystemTime::now() + Duration::from_secs(60))
+        .unwrap();
+    drop(file);
+    let second = store.get("orrery/hello:v1").unwrap();
+    assert_ne!(second.id, first.id);
+    assert_ne!(second.layers, first.layers);
+    assert!(!old_layer.exists(), "the old layer is collected");
+    let listed = store.list().unwrap();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    let pause_now = listed
+        .iter()
+        .find(|image| image.reference == "docker.io/orrery/pause:v1")
+        .unwrap();
+    assert_ne!(pause_now.id, pause.id, "pause moved to the new binary too");
+    assert_eq!(store.get("orrery/pause:v1").unwrap().layers, second.layers);
+}

@@ -1149,6 +1149,43 @@ mod tests {
     }
 
     #[test]
+    fn the_platform_manifest_is_picked_from_an_index() {
+        let entry = |digest: char, os: &str, architecture: &str| Descriptor {
+            media_type: OCI_MANIFEST.to_owned(),
+            digest: format!("sha256:{}", digest.to_string().repeat(64)),
+            size: 1,
+            platform: Some(Platform {
+                architecture: architecture.to_owned(),
+                os: os.to_owned(),
+                variant: None,
+            }),
+            ..Default::default()
+        };
+        let index = Index {
+            manifests: vec![
+                entry('a', "windows", go_arch()),
+                entry('b', "linux", "s390x"),
+                entry('c', "linux", go_arch()),
+            ],
+            ..Default::default()
+        };
+        assert!(pick_platform(&index).unwrap().digest.ends_with('c'));
+        let other = Index {
+            manifests: vec![entry('b', "linux", "s390x")],
+            ..Default::default()
+        };
+        let error = pick_platform(&other).unwrap_err().to_string();
+        assert!(
+            error.starts_with("no matching manifest for linux/"),
+            "{error}"
+        );
+
+        assert!(is_index(br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#));
+        assert!(is_index(br#"{"schemaVersion":2,"manifests":[]}"#));
+        assert!(!is_index(br#"{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","config":{}}"#));
+    }
+
+    #[test]
     fn digests_must_be_sha256_hex() {
         assert!(digest_hex(&format!("sha256:{}", "0f".repeat(32))).is_ok());
         for bad in ["sha256:../../etc", "sha512:00", "sha256:ABC", "", "sha256:"] {
