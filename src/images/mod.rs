@@ -145,6 +145,10 @@ impl ImageSummary {
     }
 }
 
+/// The built-in pause image, for pod sandboxes (upstream's kubelet uses
+/// `registry.k8s.io/pause:3.10`); always present, never pulled.
+pub const PAUSE_IMAGE: &str = "docker.io/orrery/pause:3.10";
+
 /// Where `orrery up` and `orrery image` keep images under a cluster's state directory.
 pub fn store_dir(state_dir: &Path) -> PathBuf {
     state_dir.join("images")
