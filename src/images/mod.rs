@@ -763,7 +763,9 @@ impl ImageStore {
         ] {
             let dir = self.root.join(dir);
             for entry in fs::read_dir(&dir).map_err(io_error(&dir))?.flatten() {
-                if live.contains(entry.file_name().to_string_lossy().as_ref()) {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                // `.partial` files are index writes in flight (under the index lock only).
+                if live.contains(&name) || name.ends_with(".partial") {
                     continue;
                 }
                 let path = entry.path();
