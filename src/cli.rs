@@ -64,6 +64,15 @@ enum Command {
     /// The container runtime helper a cluster starts (not for direct use).
     #[command(hide = true)]
     RuntimeHelper(RuntimeHelperArgs),
+    /// List, pull, load and remove container images in the state directory's image store.
+    #[command(subcommand)]
+    Image(ImageCommand),
+    /// The built-in `orrery/hello` image's program: an HTTP server on $PORT (8080).
+    #[command(hide = true)]
+    Hello,
+    /// The built-in `orrery/pause` image's program: the pod sandbox's pause process.
+    #[command(hide = true)]
+    Pause,
 }
 
 #[derive(Debug, Args)]
@@ -83,6 +92,31 @@ struct RuntimeHelperArgs {
     /// The cluster's pod network, routed on-link from every pod.
     #[arg(long, default_value = "10.244.0.0/14")]
     cluster_cidr: String,
+}
+
+#[derive(Debug, Subcommand)]
+enum ImageCommand {
+    /// List the images (IMAGE, TAG, IMAGE ID, SIZE, as `crictl images`).
+    Ls,
+    /// Pull an image from its registry (plain HTTP for localhost and 127.0.0.1).
+    Pull {
+        /// The reference, such as busybox:1.36 or 127.0.0.1:5000/app:v1.
+        reference: String,
+    },
+    /// Remove an image reference, and the blobs and layers nothing refers to any more.
+    Rm {
+        /// The reference.
+        reference: String,
+    },
+    /// Load images from a `docker save` archive or an OCI layout archive (tar, maybe gzipped).
+    Load {
+        /// The archive.
+        file: PathBuf,
+        /// The repository for images an OCI archive names only by tag (`--repository
+        /// 127.0.0.1:5000/app` with `ref.name: v1` loads `127.0.0.1:5000/app:v1`).
+        #[arg(long)]
+        repository: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -297,6 +331,8 @@ enum CliError {
     Task(String),
     #[error("{0}")]
     Usage(String),
+    #[error(transparent)]
+    Image(#[from] crate::images::ImageError),
 }
 
 /// Runs the `orrery` command with the process's arguments.
@@ -342,6 +378,12 @@ pub fn main() -> ExitCode {
         });
     }
     init_tracing();
+    // The built-in images' programs run as containers: no multi-threaded runtime for them.
+    match cli.command {
+        Command::Hello => return crate::apps::hello(),
+        Command::Pause => return crate::apps::pause(),
+        _ => {}
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -473,6 +515,13 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             let store = store::open(&cli.cluster.store, &state_dir).await?;
             run_store(store, command).await
         }
+        Command::Image(command) => {
+            let store = crate::images::ImageStore::open(&crate::images::store_dir(
+                &cli.cluster.state_dir()?,
+            ))?;
+            run_image(store, command).await
+        }
+        Command::Hello | Command::Pause => Ok(()),
         Command::Bench(BenchCommand::Store(options)) => {
             let report = bench::run_store_bench(&options)
                 .await
@@ -512,6 +561,85 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             CliError::Usage("runtime-helper runs before the async runtime starts".into()),
         ),
     }
+}
+
+async fn run_image(
+    store: crate::images::ImageStore,
+    command: ImageCommand,
+) -> Result<(), CliError> {
+    let mut out = std::io::stdout().lock();
+    match command {
+        ImageCommand::Ls => {
+            let rows: Vec<[String; 4]> = store
+                .list()?
+                .iter()
+                .map(|image| {
+                    let (repository, tag) = image.repository_and_tag();
+                    let id = image.id.trim_start_matches("sha256:");
+                    [
+                        repository.to_owned(),
+                        tag.to_owned(),
+                        id[..id.len().min(12)].to_owned(),
+                        human_size(image.size),
+                    ]
+                })
+                .collect();
+            let header = ["IMAGE", "TAG", "IMAGE ID", "SIZE"].map(str::to_owned);
+            let mut widths = [0; 4];
+            for row in std::iter::once(&header).chain(&rows) {
+                for (width, cell) in widths.iter_mut().zip(row) {
+                    *width = (*width).max(cell.len());
+                }
+            }
+            for row in std::iter::once(&header).chain(&rows) {
+                let line = format!(
+                    "{:<w0$}   {:<w1$}   {:<w2$}   {}",
+                    row[0],
+                    row[1],
+                    row[2],
+                    row[3],
+                    w0 = widths[0],
+                    w1 = widths[1],
+                    w2 = widths[2]
+                );
+                writeln!(out, "{}", line.trim_end())?;
+            }
+        }
+        ImageCommand::Pull { reference } => {
+            drop(out);
+            let image = store.pull(&reference).await?;
+            println!("Image is up to date for {} ({})", image.reference, image.id);
+        }
+        ImageCommand::Rm { reference } => {
+            let removed = store.remove(&reference)?;
+            writeln!(out, "Deleted: {removed}")?;
+        }
+        ImageCommand::Load { file, repository } => {
+            for reference in store.load(&file, repository.as_deref())? {
+                writeln!(out, "Loaded image: {reference}")?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A size as Docker and crictl print it (decimal units, four significant digits: `4.27MB`).
+fn human_size(bytes: u64) -> String {
+    let units = ["B", "kB", "MB", "GB", "TB", "PB"];
+    let mut size = bytes as f64;
+    let mut unit = 0;
+    while size >= 1000.0 && unit + 1 < units.len() {
+        size /= 1000.0;
+        unit += 1;
+    }
+    let decimals = match size {
+        s if s >= 100.0 => 1,
+        s if s >= 10.0 => 2,
+        _ => 3,
+    };
+    let text = format!("{size:.decimals$}");
+    let trimmed = text.trim_end_matches('0').trim_end_matches('.');
+    format!("{trimmed}{}", units[unit])
 }
 
 /// Sends a control request to the running cluster and says what it did.
@@ -666,4 +794,21 @@ async fn fill(
         result.map_err(|e| CliError::Task(e.to_string()))??;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sizes_print_like_crictl() {
+        for (bytes, want) in [
+            (0, "0B"),
+            (512, "512B"),
+            (1_500, "1.5kB"),
+            (4_270_000, "4.27MB"),
+            (338_372_824, "338.4MB"),
+            (1_000_000_000, "1GB"),
+        ] {
+            assert_eq!(super::human_size(bytes), want, "{bytes}");
+        }
+    }
 }

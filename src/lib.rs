@@ -20,6 +20,7 @@
 #![warn(missing_docs, rust_2018_idioms, unreachable_pub)]
 
 pub mod apiserver;
+pub mod apps;
 pub mod bench;
 pub mod cli;
 pub mod cluster;

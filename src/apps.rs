@@ -1,0 +1,246 @@
+//! The programs inside the built-in images: `orrery hello`, a small HTTP server that says which
+//! pod answered, and `orrery pause`, what a pod sandbox's pause container does.
+//!
+//! Both run as the container's process (the `orrery` binary at `/orrery`), so they start before
+//! and without the command line's multi-threaded runtime: `hello` uses a current-thread tokio
+//! runtime, `pause` no runtime at all.
+
+use std::convert::Infallible;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::process::ExitCode;
+
+use http_body_util::Full;
+use hyper::body::Bytes;
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+
+/// The port `hello` listens on unless `PORT` says otherwise.
+pub const HELLO_PORT: u16 = 8080;
+
+/// Who is answering: the pod's name, namespace and IP.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    /// The pod's name (the hostname).
+    pub pod: String,
+    /// Its namespace.
+    pub namespace: String,
+    /// Its IP.
+    pub ip: String,
+}
+
+impl Identity {
+    /// The pod as seen from inside it: `POD_NAMESPACE` or the first `<ns>.svc.cluster.local`
+    /// search domain of `/etc/resolv.conf` (which the kubelet writes), `POD_IP` or the first
+    /// non-loopback IPv4 address, and the hostname.
+    pub fn discover() -> Identity {
+        let pod = nix::unistd::gethostname()
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| "unknown".to_owned());
+        let namespace = std::env::var("POD_NAMESPACE")
+            .ok()
+            .filter(|ns| !ns.is_empty())
+            .or_else(|| {
+                std::fs::read_to_string("/etc/resolv.conf")
+                    .ok()
+                    .and_then(|text| namespace_from_resolv_conf(&text))
+            })
+            .unwrap_or_else(|| "unknown".to_owned());
+        let ip = std::env::var("POD_IP")
+            .ok()
+            .filter(|ip| !ip.is_empty())
+            .or_else(|| first_ipv4().map(|ip| ip.to_string()))
+            .unwrap_or_else(|| "unknown".to_owned());
+        Identity { pod, namespace, ip }
+    }
+
+    /// The line `hello` answers with.
+    pub fn greeting(&self) -> String {
+        format!(
+            "Hello from {} in {} at {}\n",
+            self.pod, self.namespace, self.ip
+        )
+    }
+}
+
+/// The namespace in a pod's `/etc/resolv.conf`: the first search domain
+/// `<namespace>.svc.<cluster domain>`.
+pub fn namespace_from_resolv_conf(text: &str) -> Option<String> {
+    text.lines()
+        .filter_map(|line| line.trim().strip_prefix("search"))
+        .flat_map(str::split_whitespace)
+        .find_map(|domain| {
+            let (namespace, rest) = domain.split_once('.')?;
+            rest.starts_with("svc.").then(|| namespace.to_owned())
+        })
+}
+
+fn first_ipv4() -> Option<Ipv4Addr> {
+    nix::ifaddrs::getifaddrs()
+        .ok()?
+        .filter_map(|interface| interface.address?.as_sockaddr_in().map(|a| a.ip()))
+        .find(|ip| !ip.is_loopback())
+}
+
+/// `orrery hello`: serves `Hello from <pod> in <namespace> at <ip>` on 0.0.0.0:$PORT (8080)
+/// until SIGTERM or SIGINT, logging one line per request to stdout.
+pub fn hello() -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("hello: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve_hello()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("hello: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve_hello() -> std::io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let port = match std::env::var("PORT") {
+        Ok(port) => port
+            .parse()
+            .map_err(|_| std::io::Error::other(format!("PORT={port:?} is not a port number")))?,
+        Err(_) => HELLO_PORT,
+    };
+    // Signals first: once the port answers, SIGTERM ends the server cleanly.
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let listener = tokio::net::TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)).await?;
+    println!("hello: listening on {}", listener.local_addr()?);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        eprintln!("hello: accept: {error}");
+                        continue;
+                    }
+                };
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |request| answer(request, peer));
+                    let io = hyper_util::rt::TokioIo::new(stream);
+                    if let Err(error) = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(io, service)
+                        .await
+                    {
+                        eprintln!("hello: connection from {peer}: {error}");
+                    }
+                });
+            }
+            _ = terminate.recv() => break,
+            _ = interrupt.recv() => break,
+        }
+    }
+    println!("hello: shutting down");
+    Ok(())
+}
+
+async fn answer(
+    request: hyper::Request<hyper::body::Incoming>,
+    peer: SocketAddr,
+) -> Result<hyper::Response<Full<Bytes>>, Infallible> {
+    let identity = Identity::discover();
+    println!(
+        "{} {} from {peer}: {}",
+        request.method(),
+        request.uri(),
+        identity.greeting().trim_end()
+    );
+    let mut response = hyper::Response::new(Full::new(Bytes::from(identity.greeting())));
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    Ok(response)
+}
+
+/// `orrery pause`: what the pause container does. Sleeps until SIGINT or SIGTERM (then exits
+/// 0), reaping every child that ends meanwhile (in a shared PID namespace it is init).
+pub fn pause() -> ExitCode {
+    if nix::unistd::getpid() != Pid::from_raw(1) {
+        eprintln!("Warning: pause should be the first process");
+    }
+    let mut signals = SigSet::empty();
+    for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGCHLD] {
+        signals.add(signal);
+    }
+    // Blocked signals are queued for sigwait, even for PID 1 (which ignores unhandled ones).
+    if let Err(error) = signals.thread_block() {
+        eprintln!("pause: cannot block signals: {error}");
+        return ExitCode::FAILURE;
+    }
+    loop {
+        match signals.wait() {
+            Ok(Signal::SIGCHLD) => reap_children(),
+            Ok(signal) => {
+                eprintln!("Shutting down, got signal: {signal}");
+                return ExitCode::SUCCESS;
+            }
+            Err(error) => {
+                eprintln!("pause: sigwait: {error}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+}
+
+fn reap_children() {
+    loop {
+        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) | Err(_) => return,
+            Ok(_) => continue,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_namespace_comes_from_the_first_svc_search_domain() {
+        let cases = [
+            (
+                "search shop.svc.cluster.local svc.cluster.local cluster.local\nnameserver 10.96.0.10\n",
+                Some("shop"),
+            ),
+            (
+                "nameserver 1.1.1.1\nsearch example.com default.svc.cluster.local\n",
+                Some("default"),
+            ),
+            ("search svc.cluster.local cluster.local\n", None),
+            ("nameserver 1.1.1.1\n", None),
+        ];
+        for (text, want) in cases {
+            assert_eq!(
+                namespace_from_resolv_conf(text).as_deref(),
+                want,
+                "{text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_greeting_is_one_line() {
+        let identity = Identity {
+            pod: "web-1".to_owned(),
+            namespace: "default".to_owned(),
+            ip: "10.244.1.2".to_owned(),
+        };
+        assert_eq!(
+            identity.greeting(),
+            "Hello from web-1 in default at 10.244.1.2\n"
+        );
+    }
+}
