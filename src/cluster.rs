@@ -19,7 +19,7 @@ use crate::controllers::nodelifecycle::NodeLifecycleController;
 use crate::controllers::replicaset::ReplicaSetController;
 use crate::controllers::serviceaccount::ServiceAccountController;
 use crate::flow::Flow;
-use crate::kubelet::{Kubelet, NodeConfig};
+use crate::kubelet::{DEFAULT_POD_PIDS_LIMIT, Kubelet, NodeConfig};
 use crate::runtime::ContainerRuntime;
 use crate::runtime::sim::{SimOptions, SimRuntime};
 use crate::scheduler::run::Scheduler;
@@ -157,6 +157,8 @@ pub async fn up(options: UpOptions) -> Result<(), ClusterError> {
             memory: options.node_memory.clone(),
             max_pods: 110,
             lease_duration_seconds: options.node_lease_duration_seconds,
+            root_dir: state_dir.join("kubelet").join(format!("node-{index}")),
+            pod_pids_limit: Some(DEFAULT_POD_PIDS_LIMIT),
         };
         // The runtime outlives the kubelet: a stopped kubelet's containers keep running.
         let runtime: Arc<dyn ContainerRuntime> = Arc::new(SimRuntime::new(SimOptions::default()));

@@ -9,8 +9,12 @@
 //! aborted) ends every task it started, but not its containers, which live in the runtime: a
 //! kubelet started again on the same runtime adopts them. Probes come with real containers.
 
+mod config;
+mod env;
 mod logs;
 mod pod;
+mod probes;
+mod volumes;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -40,6 +44,10 @@ impl NodeConfig {
     }
 }
 
+/// The pids limit a kubelet gives each container unless told otherwise: generous for any real
+/// workload, small enough that a fork bomb in one pod cannot take the machine's pid space.
+pub const DEFAULT_POD_PIDS_LIMIT: i64 = 4096;
+
 /// How a virtual node presents itself.
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
@@ -56,6 +64,11 @@ pub struct NodeConfig {
     /// The Lease's duration (`--node-lease-duration-seconds`, 40 by default); the kubelet renews
     /// it every quarter of that, as the real one does.
     pub lease_duration_seconds: u32,
+    /// Where the kubelet keeps its pods' directories (volumes, termination-message files):
+    /// `<state-dir>/kubelet/<node>`, laid out as upstream's `/var/lib/kubelet`.
+    pub root_dir: std::path::PathBuf,
+    /// The most processes one container may have (`--pod-max-pids`); `None` for no limit.
+    pub pod_pids_limit: Option<i64>,
 }
 
 /// One virtual node's kubelet.

@@ -501,6 +501,7 @@ mod tests {
             args: args.iter().map(|s| (*s).to_owned()).collect(),
             env: Vec::new(),
             attempt: 0,
+            ..ContainerConfig::default()
         }
     }
 
