@@ -22,7 +22,8 @@ use super::{Kubelet, config, now, volumes};
 use crate::flow::FlowEvent;
 use crate::runtime::{ContainerConfig, ContainerState, ContainerStatus, Mount, SandboxConfig};
 
-/// The first restart back-off, doubled per crash up to [`MAX_BACKOFF`].
+/// The first restart back-off, doubled per crash up to [`MAX_BACKOFF`]. As upstream's, the
+/// first restart of a container (or the first after its back-off was forgotten) is immediate.
 const FIRST_BACKOFF: Duration = Duration::from_secs(10);
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// How often running containers are looked at.
@@ -114,7 +115,7 @@ impl Running {
         Running {
             id: newest.map(|c| c.id.clone()),
             restarts: newest.map_or(0, |c| c.attempt as i32),
-            backoff: FIRST_BACKOFF,
+            backoff: Duration::ZERO,
             handled: None,
             not_before: None,
             last_terminated: None,
@@ -611,10 +612,14 @@ async fn sync_container(ctx: &Ctx<'_>, c: &Container, state: &mut Running, kind:
                 _ => Duration::ZERO,
             };
             if ran >= BACKOFF_RESET {
-                state.backoff = FIRST_BACKOFF;
+                state.backoff = Duration::ZERO;
             }
             state.last_terminated = Some(terminated(status, message_of(state, &status.id)));
             state.not_before = Some(Instant::now() + state.backoff);
+            if state.backoff.is_zero() {
+                state.backoff = FIRST_BACKOFF;
+                return Box::pin(restart_now(ctx, c, state, kind)).await;
+            }
             state.waiting = Some((
                 "CrashLoopBackOff".into(),
                 format!(
@@ -631,7 +636,7 @@ async fn sync_container(ctx: &Ctx<'_>, c: &Container, state: &mut Running, kind:
                 "Back-off restarting failed container".into(),
             )
             .await;
-            state.backoff = (state.backoff * 2).min(MAX_BACKOFF);
+            state.backoff = next_backoff(state.backoff);
         }
         if state.not_before.is_none() {
             // Exited for good.
@@ -726,6 +731,20 @@ async fn sync_container(ctx: &Ctx<'_>, c: &Container, state: &mut Running, kind:
     }
 }
 
+/// The back-off after `current`: the first, then doubling up to the most.
+fn next_backoff(current: Duration) -> Duration {
+    if current.is_zero() {
+        FIRST_BACKOFF
+    } else {
+        (current * 2).min(MAX_BACKOFF)
+    }
+}
+
+/// Starts an exited container again at once (its first restart).
+async fn restart_now(ctx: &Ctx<'_>, c: &Container, state: &mut Running, kind: Kind) {
+    Box::pin(sync_container(ctx, c, state, kind)).await;
+}
+
 /// A create or start the runtime refused: the waiting reason with the runtime's message, a
 /// `Failed` event, and back-off before the next try, as upstream.
 async fn failed_to_run(
@@ -747,8 +766,8 @@ async fn failed_to_run(
     )
     .await;
     state.waiting = Some((reason.into(), message));
+    state.backoff = next_backoff(state.backoff);
     state.not_before = Some(Instant::now() + state.backoff);
-    state.backoff = (state.backoff * 2).min(MAX_BACKOFF);
 }
 
 /// Makes the image available by `imagePullPolicy`: `Always` pulls, `IfNotPresent` pulls when
@@ -816,8 +835,8 @@ async fn ensure_image(ctx: &Ctx<'_>, image: &str, c: &Container, state: &mut Run
         )
         .await;
         state.waiting = Some(("ErrImagePull".into(), error.to_string()));
+        state.backoff = next_backoff(state.backoff);
         state.not_before = Some(Instant::now() + state.backoff);
-        state.backoff = (state.backoff * 2).min(MAX_BACKOFF);
         return false;
     }
     let took = began.elapsed();
