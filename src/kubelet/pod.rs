@@ -425,9 +425,10 @@ async fn run(kubelet: Arc<Kubelet>, mut latest: watch::Receiver<Option<Pod>>) {
                 }
             }
             // Every container at once, as upstream kills them in parallel.
-            let kills = running
-                .iter()
-                .map(|(c, id)| Box::pin(kill(&ctx, c, id, grace)));
+            let kills = running.iter().map(|(c, id)| {
+                let why = format!("Stopping container {}", c.name);
+                Box::pin(kill(&ctx, c, id, grace, why))
+            });
             futures::future::join_all(kills).await;
             containers.clear();
             let _ = runtime.remove_pod_sandbox(&sandbox).await;
@@ -889,23 +890,20 @@ async fn check_probes(ctx: &Ctx<'_>, c: &Container, state: &mut Running, status:
         })
         .unwrap_or(30)
         .max(0) as u64;
-    event(
-        kubelet,
-        pod,
-        "Normal",
-        "Killing",
-        format!(
-            "Container {} failed {} probe, will be restarted",
-            c.name,
-            kind.name().to_lowercase()
-        ),
-    )
-    .await;
     state.probing = None;
-    let _ = kubelet
-        .runtime
-        .stop_container(&status.id, Duration::from_secs(grace))
-        .await;
+    let message = format!(
+        "Container {} failed {} probe, will be restarted",
+        c.name,
+        kind.name().to_lowercase()
+    );
+    Box::pin(kill(
+        ctx,
+        c,
+        &status.id,
+        Duration::from_secs(grace),
+        message,
+    ))
+    .await;
 }
 
 /// The termination message noted for container `id`.
@@ -951,8 +949,8 @@ async fn pre_stop(
         Attempt::Success => None,
         Attempt::Failure(m) | Attempt::Error(m) => Some(match &hook.exec {
             Some(e) => format!(
-                "Exec lifecycle hook ({:?}) for Container \"{}\" in Pod \"{pod}\" failed - error: {m}",
-                e.command.clone().unwrap_or_default(),
+                "Exec lifecycle hook ([{}]) for Container \"{}\" in Pod \"{pod}\" failed - error: {m}",
+                e.command.clone().unwrap_or_default().join(" "),
                 c.name
             ),
             None => format!(
@@ -967,18 +965,12 @@ async fn pre_stop(
     }
 }
 
-/// Stops one running container as upstream's `killContainer`: its `preStop` hook first,
+/// Stops one running container as upstream's `killContainer` (a `Killing` event saying why):
+/// its `preStop` hook first,
 /// then SIGTERM with what is left of the grace period (at least 2 s), then SIGKILL.
-async fn kill(ctx: &Ctx<'_>, c: &Container, id: &str, grace: Duration) {
+async fn kill(ctx: &Ctx<'_>, c: &Container, id: &str, grace: Duration, why: String) {
     let (kubelet, pod) = (ctx.kubelet, ctx.pod);
-    event(
-        kubelet,
-        pod,
-        "Normal",
-        "Killing",
-        format!("Stopping container {}", c.name),
-    )
-    .await;
+    event(kubelet, pod, "Normal", "Killing", why).await;
     let mut left = grace;
     if let Some(hook) = c.lifecycle.as_ref().and_then(|l| l.pre_stop.as_ref()) {
         let began = Instant::now();

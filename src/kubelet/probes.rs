@@ -276,7 +276,8 @@ fn io_text(e: &std::io::Error) -> String {
     }
 }
 
-/// One `httpGet` attempt (HTTP/1.1, `User-Agent: kube-probe/1.33`): success for a status in
+/// One `httpGet` attempt (HTTP/1.1 or HTTPS, `User-Agent: kube-probe/1.33`): success for a
+/// status in
 /// 200..400, as upstream. Redirects are not followed; a 3xx counts as success, as upstream
 /// counts a redirect it does not follow.
 pub(crate) async fn http(
@@ -294,20 +295,33 @@ pub(crate) async fn http(
     };
     let address = host_port(host, port);
     let url = format!("{scheme}://{address}{path}");
-    if scheme != "http" {
-        return Attempt::Error(format!(
-            "unsupported probe scheme {scheme:?}: this kubelet probes over plain HTTP"
-        ));
+    if scheme != "http" && scheme != "https" {
+        return Attempt::Error(format!("unsupported scheme: {scheme:?}"));
     }
     let run = async {
         let stream = tokio::net::TcpStream::connect(&address)
             .await
             .map_err(|e| format!("dial tcp {address}: connect: {}", io_text(&e)))?;
-        let (mut sender, connection) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-                .await
-                .map_err(|e| e.to_string())?;
-        let driver = tokio::spawn(connection);
+        let (mut sender, driver) = if scheme == "https" {
+            let stream = tls_connect(stream, host).await?;
+            let (sender, connection) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                    .await
+                    .map_err(|e| e.to_string())?;
+            (
+                sender,
+                tokio::spawn(async move { connection.await.map(|_| ()) }),
+            )
+        } else {
+            let (sender, connection) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                    .await
+                    .map_err(|e| e.to_string())?;
+            (
+                sender,
+                tokio::spawn(async move { connection.await.map(|_| ()) }),
+            )
+        };
         let mut request = http::Request::get(&path)
             .header("Host", &address)
             .header(
@@ -350,6 +364,76 @@ pub(crate) async fn http(
             }
         }
     }
+}
+
+/// A TLS connection for an HTTPS probe. As upstream's prober, the server's certificate is not
+/// verified (`InsecureSkipVerify`): a probe asks whether the server answers, not who it is.
+/// The handshake's signatures are still checked.
+async fn tls_connect(
+    stream: tokio::net::TcpStream,
+    host: &str,
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
+    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+    use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+    use rustls::{DigitallySignedStruct, SignatureScheme};
+
+    #[derive(Debug)]
+    struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+    impl ServerCertVerifier for AnyCertificate {
+        fn verify_server_cert(
+            &self,
+            _: &CertificateDer<'_>,
+            _: &[CertificateDer<'_>],
+            _: &ServerName<'_>,
+            _: &[u8],
+            _: UnixTime,
+        ) -> Result<ServerCertVerified, rustls::Error> {
+            Ok(ServerCertVerified::assertion())
+        }
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls12_signature(
+                message,
+                cert,
+                dss,
+                &self.0.signature_verification_algorithms,
+            )
+        }
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls13_signature(
+                message,
+                cert,
+                dss,
+                &self.0.signature_verification_algorithms,
+            )
+        }
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.0.signature_verification_algorithms.supported_schemes()
+        }
+    }
+
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+        .with_no_client_auth();
+    let name = ServerName::try_from(host.to_owned()).map_err(|e| e.to_string())?;
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, stream)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// One `exec` attempt: the command's exit code decides; its output is the failure message.
@@ -719,5 +803,40 @@ mod tests {
                 "Get \"http://127.0.0.1:{dead}/healthz\": dial tcp 127.0.0.1:{dead}: connect: connection refused"
             ))
         );
+    }
+
+    #[tokio::test]
+    async fn https_probes_skip_certificate_checks() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let cert = rcgen::generate_simple_self_signed(vec!["somewhere.example".into()]).unwrap();
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.cert.der().clone()], key)
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            let (s, _) = listener.accept().await.unwrap();
+            let mut s = acceptor.accept(s).await.unwrap();
+            let mut buf = vec![0; 4096];
+            let n = s.read(&mut buf).await.unwrap();
+            assert!(buf[..n].starts_with(b"GET / HTTP/1.1"));
+            s.write_all(b"HTTP/1.1 204 No Content\r\n\r\n")
+                .await
+                .unwrap();
+            s.flush().await.unwrap();
+        });
+        let action: HTTPGetAction =
+            serde_json::from_value(serde_json::json!({"port": port, "scheme": "HTTPS"})).unwrap();
+        assert_eq!(
+            http(&action, "127.0.0.1", port, Duration::from_secs(5)).await,
+            Attempt::Success
+        );
+        server.await.unwrap();
     }
 }
