@@ -7,7 +7,9 @@
 //!
 //! Restarts follow `restartPolicy` with the real back-off. Stopping a kubelet (its task is
 //! aborted) ends every task it started, but not its containers, which live in the runtime: a
-//! kubelet started again on the same runtime adopts them. Probes come with real containers.
+//! kubelet started again on the same runtime adopts them. Each container gets its environment
+//! (`env`), security and resources (`config`) and volumes (`volumes`, kept under
+//! [`NodeConfig::root_dir`]), and is probed (`probes`), as upstream's kubelet does.
 
 mod config;
 mod env;

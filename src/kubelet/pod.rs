@@ -1,7 +1,8 @@
 //! One worker per pod: it runs the pod's init containers one at a time, in order, then its
 //! containers, through the runtime; keeps its status current; restarts containers by
-//! `restartPolicy` with the real back-off (10 s doubling to 5 min, back to 10 s after a container
-//! ran for 10 minutes); and on deletion stops them within the grace period and removes the pod.
+//! `restartPolicy` with the real back-off (the first restart at once, then 10 s doubling to 5 min,
+//! forgotten after a container ran for 10 minutes); acts on probes; and on deletion runs preStop
+//! hooks, stops the containers within the grace period, removes the pod's directory and the pod.
 //! A worker started for a pod whose sandbox the runtime already has (the kubelet was stopped and
 //! started again) adopts that sandbox and its containers.
 
