@@ -210,6 +210,47 @@ fn image_pull_policy_never_without_the_image() {
         "jsonpath={.items[*].type}",
     ]);
     assert!(events.starts_with("Warning"), "{events}");
+
+    // IfNotPresent pulls once; the second pod finds the image on the node.
+    for name in ["first", "second"] {
+        let manifest = format!(
+            r#"{{"apiVersion": "v1", "kind": "Pod", "metadata": {{"name": "{name}"}},
+            "spec": {{"containers": [{{"name": "c", "image": "example.com/tool:3"}}]}}}}"#
+        );
+        c.ok_with(&["apply", "-f", "-"], Some(&manifest));
+        c.eventually(
+            &["get", "pod", name, "-o", "jsonpath={.status.phase}"],
+            20,
+            |t| t == "Running",
+        );
+    }
+    let policy = c.ok(&[
+        "get",
+        "pod",
+        "second",
+        "-o",
+        "jsonpath={.spec.containers[0].imagePullPolicy}",
+    ]);
+    assert_eq!(policy, "IfNotPresent");
+    let pulled = |pod: &str| {
+        c.ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            &format!("involvedObject.name={pod},reason=Pulled"),
+            "-o",
+            "jsonpath={.items[*].message}",
+        ])
+    };
+    assert!(
+        pulled("first").starts_with("Successfully pulled image \"example.com/tool:3\""),
+        "{}",
+        pulled("first")
+    );
+    assert_eq!(
+        pulled("second"),
+        "Container image \"example.com/tool:3\" already present on machine"
+    );
 }
 
 #[test]

@@ -251,6 +251,23 @@ impl Kubelet {
         let mut workers: HashMap<String, pod::Worker> = HashMap::new();
         while let Some(event) = events.next().await {
             let (pod, deleted) = match event {
+                Ok(watcher::Event::InitDone) => {
+                    // Directories of pods deleted while this kubelet was away.
+                    let (root, known) = (
+                        this.config.root_dir.clone(),
+                        workers.keys().cloned().collect(),
+                    );
+                    tasks.spawn(async move {
+                        let removed = tokio::task::spawn_blocking(move || {
+                            volumes::remove_orphans(&root, &known)
+                        })
+                        .await;
+                        if let Ok(Err(error)) = removed {
+                            tracing::warn!(%error, "cannot remove orphaned pod directories");
+                        }
+                    });
+                    continue;
+                }
                 Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => (pod, false),
                 Ok(watcher::Event::Delete(pod)) => (pod, true),
                 _ => continue,

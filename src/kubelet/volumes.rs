@@ -446,6 +446,28 @@ pub(crate) fn tear_down(root: &Path, uid: &str) -> std::io::Result<()> {
     }
 }
 
+/// Removes the directories of pods not in `known` (pods deleted while the kubelet was away),
+/// as upstream's kubelet cleans up orphaned pod directories.
+pub(crate) fn remove_orphans(
+    root: &Path,
+    known: &std::collections::HashSet<String>,
+) -> std::io::Result<()> {
+    let pods = root.join("pods");
+    let entries = match std::fs::read_dir(&pods) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let uid = entry.file_name().to_string_lossy().into_owned();
+        if !known.contains(&uid) {
+            tear_down(root, &uid)?;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -588,6 +610,10 @@ mod tests {
         };
         assert!(!write_payload(&cfg, &files).unwrap());
 
+        std::fs::create_dir_all(root.path().join("pods/gone-uid/volumes")).unwrap();
+        remove_orphans(root.path(), &["uid-1".to_owned()].into()).unwrap();
+        assert!(!root.path().join("pods/gone-uid").exists());
+        assert!(root.path().join("pods/uid-1").exists());
         tear_down(root.path(), "uid-1").unwrap();
         assert!(!root.path().join("pods/uid-1").exists());
     }
