@@ -20,7 +20,7 @@ use crate::controllers::replicaset::ReplicaSetController;
 use crate::controllers::serviceaccount::ServiceAccountController;
 use crate::flow::Flow;
 use crate::images::ImageStore;
-use crate::kubelet::{Kubelet, NodeConfig};
+use crate::kubelet::{DEFAULT_POD_PIDS_LIMIT, Kubelet, NodeConfig};
 use crate::runtime::ContainerRuntime;
 use crate::runtime::libcontainer::{LibcontainerRuntime, RuntimeOptions};
 use crate::runtime::sim::{SimOptions, SimRuntime};
@@ -216,6 +216,8 @@ pub async fn up(options: UpOptions) -> Result<(), ClusterError> {
             memory: options.node_memory.clone(),
             max_pods: 110,
             lease_duration_seconds: options.node_lease_duration_seconds,
+            root_dir: state_dir.join("kubelet").join(format!("node-{index}")),
+            pod_pids_limit: Some(DEFAULT_POD_PIDS_LIMIT),
         };
         let runtime: Arc<dyn ContainerRuntime> = match &real {
             Some(real) => Arc::new(real.for_node(&config.name)),

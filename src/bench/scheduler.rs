@@ -194,6 +194,8 @@ pub async fn run_scheduler_bench(
                 memory: "8Gi".into(),
                 max_pods: 110,
                 lease_duration_seconds: 40,
+                root_dir: dir.path().join("kubelet").join(format!("node-{index}")),
+                pod_pids_limit: Some(crate::kubelet::DEFAULT_POD_PIDS_LIMIT),
             };
             let runtime: Arc<dyn ContainerRuntime> =
                 Arc::new(SimRuntime::new(SimOptions::default()));

@@ -7,10 +7,16 @@
 //!
 //! Restarts follow `restartPolicy` with the real back-off. Stopping a kubelet (its task is
 //! aborted) ends every task it started, but not its containers, which live in the runtime: a
-//! kubelet started again on the same runtime adopts them. Probes come with real containers.
+//! kubelet started again on the same runtime adopts them. Each container gets its environment
+//! (`env`), security and resources (`config`) and volumes (`volumes`, kept under
+//! [`NodeConfig::root_dir`]), and is probed (`probes`), as upstream's kubelet does.
 
+mod config;
+mod env;
 mod logs;
 mod pod;
+mod probes;
+mod volumes;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -95,6 +101,10 @@ impl ClusterCidr {
     }
 }
 
+/// The pids limit a kubelet gives each container unless told otherwise: generous for any real
+/// workload, small enough that a fork bomb in one pod cannot take the machine's pid space.
+pub const DEFAULT_POD_PIDS_LIMIT: i64 = 4096;
+
 /// How a virtual node presents itself.
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
@@ -113,6 +123,11 @@ pub struct NodeConfig {
     /// The Lease's duration (`--node-lease-duration-seconds`, 40 by default); the kubelet renews
     /// it every quarter of that, as the real one does.
     pub lease_duration_seconds: u32,
+    /// Where the kubelet keeps its pods' directories (volumes, termination-message files):
+    /// `<state-dir>/kubelet/<node>`, laid out as upstream's `/var/lib/kubelet`.
+    pub root_dir: std::path::PathBuf,
+    /// The most processes one container may have (`--pod-max-pids`); `None` for no limit.
+    pub pod_pids_limit: Option<i64>,
 }
 
 /// One virtual node's kubelet.
@@ -293,6 +308,23 @@ impl Kubelet {
         let mut workers: HashMap<String, pod::Worker> = HashMap::new();
         while let Some(event) = events.next().await {
             let (pod, deleted) = match event {
+                Ok(watcher::Event::InitDone) => {
+                    // Directories of pods deleted while this kubelet was away.
+                    let (root, known) = (
+                        this.config.root_dir.clone(),
+                        workers.keys().cloned().collect(),
+                    );
+                    tasks.spawn(async move {
+                        let removed = tokio::task::spawn_blocking(move || {
+                            volumes::remove_orphans(&root, &known)
+                        })
+                        .await;
+                        if let Ok(Err(error)) = removed {
+                            tracing::warn!(%error, "cannot remove orphaned pod directories");
+                        }
+                    });
+                    continue;
+                }
                 Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => (pod, false),
                 Ok(watcher::Event::Delete(pod)) => (pod, true),
                 _ => continue,

@@ -1,28 +1,42 @@
 //! One worker per pod: it runs the pod's init containers one at a time, in order, then its
 //! containers, through the runtime; keeps its status current; restarts containers by
-//! `restartPolicy` with the real back-off (10 s doubling to 5 min, back to 10 s after a container
-//! ran for 10 minutes); and on deletion stops them within the grace period and removes the pod.
+//! `restartPolicy` with the real back-off (the first restart at once, then 10 s doubling to 5 min,
+//! forgotten after a container ran for 10 minutes); acts on probes; and on deletion runs preStop
+//! hooks, stops the containers within the grace period, removes the pod's directory and the pod.
 //! A worker started for a pod whose sandbox the runtime already has (the kubelet was stopped and
 //! started again) adopts that sandbox and its containers.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Container, LifecycleHandler, Pod, Probe};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use serde_json::{Value, json};
 use tokio::sync::watch;
+use tokio::time::Instant;
 
-use super::{Kubelet, now};
+use super::env::{self, NodeFacts, Sources};
+use super::probes::{self, Attempt, Probing, Target};
+use super::{Kubelet, config, now, volumes};
 use crate::flow::FlowEvent;
-use crate::runtime::{ContainerConfig, ContainerState, ContainerStatus, SandboxConfig};
+use crate::runtime::{ContainerConfig, ContainerState, ContainerStatus, Mount, SandboxConfig};
 
-/// The first restart back-off, doubled per crash up to [`MAX_BACKOFF`].
+/// The first restart back-off, doubled per crash up to [`MAX_BACKOFF`]. As upstream's, the
+/// first restart of a container (or the first after its back-off was forgotten) is immediate.
 const FIRST_BACKOFF: Duration = Duration::from_secs(10);
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// How often running containers are looked at.
 const SYNC: Duration = Duration::from_secs(1);
+
+/// How often a pod's volumes are set up again (ConfigMap and Secret files follow their objects).
+const VOLUME_RESYNC: Duration = Duration::from_secs(10);
+/// The same failure (a config error, a failed mount) is reported by an event at most this often
+/// while it lasts.
+const REPORT_EVERY: Duration = Duration::from_secs(10);
+/// The least grace a container gets after its preStop hook, as upstream's.
+const MIN_GRACE: Duration = Duration::from_secs(2);
 
 /// A container that ran at least this long before it exited restarts with the first back-off
 /// again (the real kubelet forgets a container's back-off after twice its maximum).
@@ -82,6 +96,14 @@ struct Running {
     waiting: Option<(String, String)>,
     /// An init container that has succeeded.
     done: bool,
+    /// The probes of the running container.
+    probing: Option<Probing>,
+    /// The failure last reported by an event, and when.
+    reported: Option<(String, Instant)>,
+    /// The image event last reported (`already present`, `ErrImageNeverPull`), and when.
+    image_reported: Option<(String, Instant)>,
+    /// The termination message of an exited container (its id, the message).
+    message: Option<(String, String)>,
 }
 
 impl Running {
@@ -94,7 +116,7 @@ impl Running {
         Running {
             id: newest.map(|c| c.id.clone()),
             restarts: newest.map_or(0, |c| c.attempt as i32),
-            backoff: FIRST_BACKOFF,
+            backoff: Duration::ZERO,
             handled: None,
             not_before: None,
             last_terminated: None,
@@ -103,7 +125,57 @@ impl Running {
                 None => Some(("ContainerCreating".into(), String::new())),
             },
             done: false,
+            probing: None,
+            reported: None,
+            image_reported: None,
+            message: None,
         }
+    }
+
+    /// Whether `failure` should be reported by an event now (new, or not reported for a while).
+    fn report(&mut self, failure: &str) -> bool {
+        report_due(&mut self.reported, failure)
+    }
+}
+
+/// Whether `failure` is new or was last reported more than [`REPORT_EVERY`] ago; notes it.
+fn report_due(reported: &mut Option<(String, Instant)>, failure: &str) -> bool {
+    let due = match reported {
+        Some((last, at)) => last != failure || at.elapsed() >= REPORT_EVERY,
+        None => true,
+    };
+    if due {
+        *reported = Some((failure.to_owned(), Instant::now()));
+    }
+    due
+}
+
+/// What a container's sync needs to know about its pod.
+struct Ctx<'a> {
+    kubelet: &'a Kubelet,
+    pod: &'a Pod,
+    sandbox: &'a str,
+    ip: &'a str,
+    volumes: &'a HashMap<String, PathBuf>,
+    policy: &'a str,
+}
+
+impl Ctx<'_> {
+    fn node(&self) -> NodeFacts {
+        node_facts(self.kubelet, self.ip)
+    }
+
+    fn uid(&self) -> &str {
+        self.pod.metadata.uid.as_deref().unwrap_or_default()
+    }
+}
+
+fn node_facts(kubelet: &Kubelet, ip: &str) -> NodeFacts {
+    NodeFacts {
+        host_ip: "127.0.0.1".into(),
+        pod_ip: ip.to_owned(),
+        cpu: kubelet.config.cpu.clone(),
+        memory: kubelet.config.memory.clone(),
     }
 }
 
@@ -134,32 +206,104 @@ async fn event(kubelet: &Kubelet, pod: &Pod, kind: &str, reason: &str, message: 
     crate::events::record(&kubelet.client, &about, &source, kind, reason, &message).await;
 }
 
-fn container_config(c: &k8s_openapi::api::core::v1::Container, attempt: i32) -> ContainerConfig {
-    ContainerConfig {
+/// Everything the runtime needs to create the container, or why it cannot be made (a
+/// `CreateContainerConfigError`): env from its sources, `$(VAR)` in command and args, the
+/// security context, resources, volume mounts, and the termination-message file.
+async fn container_config(
+    ctx: &Ctx<'_>,
+    c: &Container,
+    attempt: i32,
+) -> Result<ContainerConfig, String> {
+    let kubelet = ctx.kubelet;
+    let sources = Sources::fetch(&kubelet.client, ctx.pod, true)
+        .await
+        .map_err(|e| e.to_string())?;
+    let env = env::resolve(ctx.pod, c, &sources, &ctx.node()).map_err(|e| e.to_string())?;
+    let security = config::security(ctx.pod, c).map_err(|e| e.to_string())?;
+    let resources =
+        config::resources(c, kubelet.config.pod_pids_limit).map_err(|e| e.to_string())?;
+    let mut mounts = volumes::mounts(ctx.pod, c, ctx.volumes).map_err(|e| e.to_string())?;
+    let attempt = attempt.max(0) as u32;
+    if let Some(path) = c
+        .termination_message_path
+        .as_deref()
+        .filter(|p| !p.is_empty())
+    {
+        let host = volumes::termination_log(&kubelet.config.root_dir, ctx.uid(), &c.name, attempt);
+        let made = host
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| std::fs::write(&host, b""));
+        made.map_err(|e| {
+            format!(
+                "failed to create termination message file {}: {e}",
+                host.display()
+            )
+        })?;
+        mounts.push(Mount {
+            host_path: host,
+            container_path: path.to_owned(),
+            read_only: false,
+        });
+    }
+    Ok(ContainerConfig {
         name: c.name.clone(),
         image: c.image.clone().unwrap_or_default(),
-        command: c.command.clone().unwrap_or_default(),
-        args: c.args.clone().unwrap_or_default(),
-        env: c
-            .env
-            .iter()
-            .flatten()
-            .map(|e| (e.name.clone(), e.value.clone().unwrap_or_default()))
-            .collect(),
-        attempt: attempt.max(0) as u32,
-        ..ContainerConfig::default()
+        command: env::expand_all(c.command.as_deref().unwrap_or_default(), &env),
+        args: env::expand_all(c.args.as_deref().unwrap_or_default(), &env),
+        env,
+        attempt,
+        working_dir: c.working_dir.clone().filter(|d| !d.is_empty()),
+        mounts,
+        security,
+        resources,
+        tty: c.tty == Some(true),
+    })
+}
+
+/// The termination message of a container that has exited: its file, or its logs' tail by
+/// `terminationMessagePolicy`, or what the runtime says.
+async fn read_message(ctx: &Ctx<'_>, c: &Container, status: &ContainerStatus) -> Option<String> {
+    let file = volumes::termination_log(
+        &ctx.kubelet.config.root_dir,
+        ctx.uid(),
+        &c.name,
+        status.attempt,
+    );
+    let mut bytes = Vec::new();
+    if let Ok(f) = std::fs::File::open(&file) {
+        use std::io::Read;
+        let _ = f
+            .take(config::MAX_MESSAGE_BYTES as u64)
+            .read_to_end(&mut bytes);
     }
+    let code = status.exit_code.unwrap_or(0);
+    let policy = c.termination_message_policy.as_deref();
+    let logs = if bytes.is_empty() && code != 0 && policy == Some("FallbackToLogsOnError") {
+        ctx.kubelet
+            .runtime
+            .container_logs(&status.id)
+            .await
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    config::termination_message(&bytes, policy, code, &logs).or_else(|| status.message.clone())
 }
 
 fn rfc3339(t: Option<jiff::Timestamp>) -> Option<String> {
     t.map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
 }
 
-fn terminated(s: &ContainerStatus) -> Value {
-    json!({"terminated": {
+fn terminated(s: &ContainerStatus, message: Option<&str>) -> Value {
+    let mut t = json!({
         "exitCode": s.exit_code, "reason": s.reason, "containerID": format!("sim://{}", s.id),
         "startedAt": rfc3339(s.started_at), "finishedAt": rfc3339(s.finished_at),
-    }})
+    });
+    if let Some(m) = message.filter(|m| !m.is_empty()) {
+        t["message"] = json!(m);
+    }
+    json!({ "terminated": t })
 }
 
 async fn run(kubelet: Arc<Kubelet>, mut latest: watch::Receiver<Option<Pod>>) {
@@ -244,8 +388,15 @@ async fn run(kubelet: Arc<Kubelet>, mut latest: watch::Receiver<Option<Pod>>) {
         .clone()
         .unwrap_or_else(|| "Always".into());
     let mut last_status = Value::Null;
+    let root = kubelet.config.root_dir.clone();
+    // The pod's volumes once set up, and when they were last set up.
+    let mut volume_paths: Option<HashMap<String, PathBuf>> = None;
+    let mut volumes_at: Option<Instant> = None;
+    let mut mount_reported: Option<(String, Instant)> = None;
+    let no_volumes = HashMap::new();
     loop {
-        // Deletion: stop everything within the grace period, then let the pod go.
+        // Deletion: stop everything within the grace period (preStop hooks first), then let
+        // the pod go.
         if pod.metadata.deletion_timestamp.is_some() {
             let grace = Duration::from_secs(
                 pod.metadata
@@ -253,27 +404,38 @@ async fn run(kubelet: Arc<Kubelet>, mut latest: watch::Receiver<Option<Pod>>) {
                     .unwrap_or(30)
                     .max(0) as u64,
             );
+            let ctx = Ctx {
+                kubelet: &kubelet,
+                pod: &pod,
+                sandbox: &sandbox,
+                ip: &ip,
+                volumes: volume_paths.as_ref().unwrap_or(&no_volumes),
+                policy: &policy,
+            };
+            let mut running = Vec::new();
             for c in init.iter().chain(&spec.containers) {
                 let Some(id) = &containers[&c.name].id else {
                     continue;
                 };
-                let running = runtime
+                if runtime
                     .container_status(id)
                     .await
-                    .is_ok_and(|s| s.state == ContainerState::Running);
-                if running {
-                    Box::pin(event(
-                        &kubelet,
-                        &pod,
-                        "Normal",
-                        "Killing",
-                        format!("Stopping container {}", c.name),
-                    ))
-                    .await;
-                    let _ = runtime.stop_container(id, grace).await;
+                    .is_ok_and(|s| s.state == ContainerState::Running)
+                {
+                    running.push((c, id.clone()));
                 }
             }
+            // Every container at once, as upstream kills them in parallel.
+            let kills = running.iter().map(|(c, id)| {
+                let why = format!("Stopping container {}", c.name);
+                Box::pin(kill(&ctx, c, id, grace, why))
+            });
+            futures::future::join_all(kills).await;
+            containers.clear();
             let _ = runtime.remove_pod_sandbox(&sandbox).await;
+            if let Err(error) = volumes::tear_down(&root, &uid) {
+                tracing::warn!(%error, pod = %name, "cannot remove the pod's directory");
+            }
             let params = DeleteParams {
                 grace_period_seconds: Some(0),
                 preconditions: Some(Preconditions {
@@ -285,41 +447,49 @@ async fn run(kubelet: Arc<Kubelet>, mut latest: watch::Receiver<Option<Pod>>) {
             let _ = Box::pin(pods.delete(&name, &params)).await;
             return;
         }
-        // Init containers one at a time, in order; then every container.
-        let mut initializing = false;
-        for c in &init {
-            let state = containers.get_mut(&c.name).expect("tracked");
-            if state.done {
-                continue;
-            }
-            Box::pin(sync_container(
-                &kubelet,
-                &pod,
-                &sandbox,
-                c,
-                state,
-                Kind::Init,
-                &policy,
-            ))
-            .await;
-            initializing = !state.done;
-            if initializing {
-                break;
+        // Volumes: set up before any container starts, then again every VOLUME_RESYNC so
+        // ConfigMap and Secret files follow their objects.
+        if volumes_at.is_none_or(|t| t.elapsed() >= VOLUME_RESYNC) {
+            match Box::pin(set_up_volumes(&kubelet, &pod, &ip)).await {
+                Ok(paths) => {
+                    volume_paths = Some(paths);
+                    volumes_at = Some(Instant::now());
+                    mount_reported = None;
+                }
+                Err(message) => {
+                    if report_due(&mut mount_reported, &message) {
+                        Box::pin(event(&kubelet, &pod, "Warning", "FailedMount", message)).await;
+                    }
+                }
             }
         }
-        if !initializing {
-            for c in &spec.containers {
+        if let Some(paths) = &volume_paths {
+            let ctx = Ctx {
+                kubelet: &kubelet,
+                pod: &pod,
+                sandbox: &sandbox,
+                ip: &ip,
+                volumes: paths,
+                policy: &policy,
+            };
+            // Init containers one at a time, in order; then every container.
+            let mut initializing = false;
+            for c in &init {
                 let state = containers.get_mut(&c.name).expect("tracked");
-                Box::pin(sync_container(
-                    &kubelet,
-                    &pod,
-                    &sandbox,
-                    c,
-                    state,
-                    Kind::Regular,
-                    &policy,
-                ))
-                .await;
+                if state.done {
+                    continue;
+                }
+                Box::pin(sync_container(&ctx, c, state, Kind::Init)).await;
+                initializing = !state.done;
+                if initializing {
+                    break;
+                }
+            }
+            if !initializing {
+                for c in &spec.containers {
+                    let state = containers.get_mut(&c.name).expect("tracked");
+                    Box::pin(sync_container(&ctx, c, state, Kind::Regular)).await;
+                }
             }
         }
         // Report.
@@ -357,7 +527,9 @@ async fn run(kubelet: Arc<Kubelet>, mut latest: watch::Receiver<Option<Pod>>) {
                 match next {
                     Some(p) => pod = p,
                     None => {
+                        containers.clear();
                         let _ = runtime.remove_pod_sandbox(&sandbox).await;
+                        let _ = volumes::tear_down(&root, &uid);
                         return;
                     }
                 }
@@ -369,17 +541,43 @@ async fn run(kubelet: Arc<Kubelet>, mut latest: watch::Receiver<Option<Pod>>) {
     }
 }
 
-/// Looks at one container and does what its state calls for: notes an exit (and whether and
-/// when it restarts, with back-off), or pulls, creates and starts it.
-async fn sync_container(
+/// Sets up the pod's volumes (reading the ConfigMaps and Secrets they name); the error is the
+/// `FailedMount` event's message.
+async fn set_up_volumes(
     kubelet: &Kubelet,
     pod: &Pod,
-    sandbox: &str,
-    c: &k8s_openapi::api::core::v1::Container,
-    state: &mut Running,
-    kind: Kind,
-    policy: &str,
-) {
+    ip: &str,
+) -> Result<HashMap<String, PathBuf>, String> {
+    let volumes = pod.spec.as_ref().and_then(|s| s.volumes.as_deref());
+    let reads_objects = volumes
+        .unwrap_or_default()
+        .iter()
+        .any(|v| v.config_map.is_some() || v.secret.is_some());
+    let sources = if reads_objects {
+        Sources::fetch(&kubelet.client, pod, false)
+            .await
+            .map_err(|e| format!("MountVolume.SetUp failed: {e}"))?
+    } else {
+        Sources::default()
+    };
+    let root = kubelet.config.root_dir.clone();
+    let node = node_facts(kubelet, ip);
+    let pod = pod.clone();
+    // File system work off the async workers.
+    let done = tokio::task::spawn_blocking(move || volumes::set_up(&root, &pod, &sources, &node))
+        .await
+        .map_err(|e| e.to_string())?;
+    done.map_err(|(volume, error)| {
+        format!("MountVolume.SetUp failed for volume \"{volume}\" : {error}")
+    })
+}
+
+/// Looks at one container and does what its state calls for: acts on its probes while it runs
+/// (a failed liveness or startup probe kills it); notes an exit (its termination message, and
+/// whether and when it restarts, with back-off); or pulls by `imagePullPolicy`, creates and
+/// starts it.
+async fn sync_container(ctx: &Ctx<'_>, c: &Container, state: &mut Running, kind: Kind) {
+    let (kubelet, pod, policy) = (ctx.kubelet, ctx.pod, ctx.policy);
     let runtime = &kubelet.runtime;
     let (namespace, name, uid) = (
         pod.metadata.namespace.as_deref().unwrap_or_default(),
@@ -391,11 +589,18 @@ async fn sync_container(
         None => None,
     };
     if let Some(status) = &current {
+        if status.state == ContainerState::Running && kind == Kind::Regular {
+            Box::pin(check_probes(ctx, c, state, status)).await;
+            return;
+        }
         if status.state != ContainerState::Exited {
             return;
         }
         if state.handled.as_deref() != Some(status.id.as_str()) {
             state.handled = Some(status.id.clone());
+            state.probing = None;
+            let message = read_message(ctx, c, status).await.unwrap_or_default();
+            state.message = Some((status.id.clone(), message));
             let code = status.exit_code.unwrap_or(0);
             if kind == Kind::Init && code == 0 {
                 state.done = true;
@@ -409,10 +614,14 @@ async fn sync_container(
                 _ => Duration::ZERO,
             };
             if ran >= BACKOFF_RESET {
-                state.backoff = FIRST_BACKOFF;
+                state.backoff = Duration::ZERO;
             }
-            state.last_terminated = Some(terminated(status));
-            state.not_before = Some(tokio::time::Instant::now() + state.backoff);
+            state.last_terminated = Some(terminated(status, message_of(state, &status.id)));
+            state.not_before = Some(Instant::now() + state.backoff);
+            if state.backoff.is_zero() {
+                state.backoff = FIRST_BACKOFF;
+                return Box::pin(restart_now(ctx, c, state, kind)).await;
+            }
             state.waiting = Some((
                 "CrashLoopBackOff".into(),
                 format!(
@@ -429,7 +638,7 @@ async fn sync_container(
                 "Back-off restarting failed container".into(),
             )
             .await;
-            state.backoff = (state.backoff * 2).min(MAX_BACKOFF);
+            state.backoff = next_backoff(state.backoff);
         }
         if state.not_before.is_none() {
             // Exited for good.
@@ -438,7 +647,7 @@ async fn sync_container(
     }
     let image = c.image.clone().unwrap_or_default();
     if let Some(t) = state.not_before
-        && tokio::time::Instant::now() < t
+        && Instant::now() < t
     {
         if state
             .waiting
@@ -464,7 +673,143 @@ async fn sync_container(
         let _ = runtime.remove_container(&old).await;
         state.restarts += 1;
     }
-    let config = container_config(c, state.restarts);
+    if !Box::pin(ensure_image(ctx, &image, c, state)).await {
+        return;
+    }
+    let config = match Box::pin(container_config(ctx, c, state.restarts)).await {
+        Ok(config) => config,
+        Err(message) => {
+            if state.report(&message) {
+                event(
+                    kubelet,
+                    pod,
+                    "Warning",
+                    "Failed",
+                    format!("Error: {message}"),
+                )
+                .await;
+            }
+            state.waiting = Some(("CreateContainerConfigError".into(), message));
+            return;
+        }
+    };
+    let id = match runtime.create_container(ctx.sandbox, &config).await {
+        Ok(id) => id,
+        Err(error) => {
+            Box::pin(failed_to_run(ctx, state, "CreateContainerError", error)).await;
+            return;
+        }
+    };
+    event(
+        kubelet,
+        pod,
+        "Normal",
+        "Created",
+        format!("Created container: {}", c.name),
+    )
+    .await;
+    kubelet.flow.stepper().gate().await;
+    state.id = Some(id.clone());
+    state.not_before = None;
+    state.reported = None;
+    match runtime.start_container(&id).await {
+        Ok(()) => {
+            event(
+                kubelet,
+                pod,
+                "Normal",
+                "Started",
+                format!("Started container {}", c.name),
+            )
+            .await;
+            state.waiting = None;
+        }
+        Err(error) => {
+            // The container exists but never ran: the next sync sees it and retries with a
+            // new one after the back-off.
+            state.handled = Some(id);
+            Box::pin(failed_to_run(ctx, state, "RunContainerError", error)).await;
+        }
+    }
+}
+
+/// The back-off after `current`: the first, then doubling up to the most.
+fn next_backoff(current: Duration) -> Duration {
+    if current.is_zero() {
+        FIRST_BACKOFF
+    } else {
+        (current * 2).min(MAX_BACKOFF)
+    }
+}
+
+/// Starts an exited container again at once (its first restart).
+async fn restart_now(ctx: &Ctx<'_>, c: &Container, state: &mut Running, kind: Kind) {
+    Box::pin(sync_container(ctx, c, state, kind)).await;
+}
+
+/// A create or start the runtime refused: the waiting reason with the runtime's message, a
+/// `Failed` event, and back-off before the next try, as upstream.
+async fn failed_to_run(
+    ctx: &Ctx<'_>,
+    state: &mut Running,
+    reason: &str,
+    error: crate::runtime::RuntimeError,
+) {
+    let message = match &error {
+        crate::runtime::RuntimeError::Failed { message, .. } => message.clone(),
+        other => other.to_string(),
+    };
+    event(
+        ctx.kubelet,
+        ctx.pod,
+        "Warning",
+        "Failed",
+        format!("Error: {message}"),
+    )
+    .await;
+    state.waiting = Some((reason.into(), message));
+    state.backoff = next_backoff(state.backoff);
+    state.not_before = Some(Instant::now() + state.backoff);
+}
+
+/// Makes the image available by `imagePullPolicy`: `Always` pulls, `IfNotPresent` pulls when
+/// the runtime lacks it, `Never` never pulls (`ErrImageNeverPull`). False when the container
+/// cannot start yet.
+async fn ensure_image(ctx: &Ctx<'_>, image: &str, c: &Container, state: &mut Running) -> bool {
+    let (kubelet, pod) = (ctx.kubelet, ctx.pod);
+    let runtime = &kubelet.runtime;
+    let policy = c.image_pull_policy.as_deref().unwrap_or("IfNotPresent");
+    if policy != "Always" {
+        if runtime.image_present(image).await.is_some() {
+            if report_due(&mut state.image_reported, image) {
+                event(
+                    kubelet,
+                    pod,
+                    "Normal",
+                    "Pulled",
+                    format!("Container image \"{image}\" already present on machine"),
+                )
+                .await;
+            }
+            return true;
+        }
+        if policy == "Never" {
+            let message =
+                format!("Container image \"{image}\" is not present with pull policy of Never");
+            if report_due(&mut state.image_reported, &message) {
+                event(
+                    kubelet,
+                    pod,
+                    "Warning",
+                    "ErrImageNeverPull",
+                    message.clone(),
+                )
+                .await;
+            }
+            state.waiting = Some(("ErrImageNeverPull".into(), message));
+            return false;
+        }
+    }
     event(
         kubelet,
         pod,
@@ -473,7 +818,8 @@ async fn sync_container(
         format!("Pulling image \"{image}\""),
     )
     .await;
-    if let Err(error) = runtime.pull_image(&image).await {
+    let began = Instant::now();
+    if let Err(error) = runtime.pull_image(image).await {
         event(
             kubelet,
             pod,
@@ -491,53 +837,160 @@ async fn sync_container(
         )
         .await;
         state.waiting = Some(("ErrImagePull".into(), error.to_string()));
-        state.not_before = Some(tokio::time::Instant::now() + state.backoff);
-        state.backoff = (state.backoff * 2).min(MAX_BACKOFF);
-        return;
+        state.backoff = next_backoff(state.backoff);
+        state.not_before = Some(Instant::now() + state.backoff);
+        return false;
     }
+    let took = began.elapsed();
     event(
         kubelet,
         pod,
         "Normal",
         "Pulled",
-        format!("Successfully pulled image \"{image}\""),
+        format!(
+            "Successfully pulled image \"{image}\" in {took:.3?} ({took:.3?} including waiting)"
+        ),
     )
     .await;
-    let Ok(id) = runtime.create_container(sandbox, &config).await else {
+    true
+}
+
+/// A running container's probes: started when missing (a new container, or one adopted after
+/// a kubelet restart), their failures reported as `Unhealthy` events, and a failed liveness
+/// or startup probe answered by killing the container with its grace period.
+async fn check_probes(ctx: &Ctx<'_>, c: &Container, state: &mut Running, status: &ContainerStatus) {
+    let (kubelet, pod) = (ctx.kubelet, ctx.pod);
+    if state.probing.as_ref().is_none_or(|p| p.id != status.id) {
+        state.probing = Some(Probing::start(
+            kubelet.runtime.clone(),
+            status.id.clone(),
+            c,
+            Target {
+                pod_ip: ctx.ip.to_owned(),
+            },
+        ));
+    }
+    let Some(probing) = &state.probing else {
         return;
     };
-    event(
-        kubelet,
-        pod,
-        "Normal",
-        "Created",
-        format!("Created container: {}", c.name),
-    )
-    .await;
-    kubelet.flow.stepper().gate().await;
-    if runtime.start_container(&id).await.is_ok() {
-        event(
-            kubelet,
-            pod,
-            "Normal",
-            "Started",
-            format!("Started container {}", c.name),
-        )
-        .await;
+    let (_, _, failed, reports) = probing.read();
+    for message in reports {
+        event(kubelet, pod, "Warning", "Unhealthy", message).await;
     }
-    state.id = Some(id);
-    state.waiting = None;
-    state.not_before = None;
+    let Some(kind) = failed else { return };
+    let probe = match kind {
+        probes::ProbeKind::Startup => c.startup_probe.as_ref(),
+        _ => c.liveness_probe.as_ref(),
+    };
+    let grace = probe
+        .and_then(|p| p.termination_grace_period_seconds)
+        .or_else(|| {
+            pod.spec
+                .as_ref()
+                .and_then(|s| s.termination_grace_period_seconds)
+        })
+        .unwrap_or(30)
+        .max(0) as u64;
+    state.probing = None;
+    let message = format!(
+        "Container {} failed {} probe, will be restarted",
+        c.name,
+        kind.name().to_lowercase()
+    );
+    Box::pin(kill(
+        ctx,
+        c,
+        &status.id,
+        Duration::from_secs(grace),
+        message,
+    ))
+    .await;
+}
+
+/// The termination message noted for container `id`.
+fn message_of<'a>(state: &'a Running, id: &str) -> Option<&'a str> {
+    state
+        .message
+        .as_ref()
+        .filter(|(of, _)| of == id)
+        .map(|(_, m)| m.as_str())
+}
+
+/// Runs a container's `preStop` hook (exec, httpGet, tcpSocket or sleep) within `grace`;
+/// returns what it failed with.
+async fn pre_stop(
+    ctx: &Ctx<'_>,
+    c: &Container,
+    id: &str,
+    hook: &LifecycleHandler,
+    grace: Duration,
+) -> Option<String> {
+    if let Some(sleep) = &hook.sleep {
+        let wanted = Duration::from_secs(sleep.seconds.max(0) as u64);
+        tokio::time::sleep(wanted.min(grace)).await;
+        return None;
+    }
+    let probe = Probe {
+        exec: hook.exec.clone(),
+        http_get: hook.http_get.clone(),
+        tcp_socket: hook.tcp_socket.clone(),
+        ..Probe::default()
+    };
+    let target = Target {
+        pod_ip: ctx.ip.to_owned(),
+    };
+    let outcome = probes::attempt(&probe, &*ctx.kubelet.runtime, id, c, &target, grace).await;
+    let pod = format!(
+        "{}_{}({})",
+        ctx.pod.metadata.name.as_deref().unwrap_or_default(),
+        ctx.pod.metadata.namespace.as_deref().unwrap_or_default(),
+        ctx.uid()
+    );
+    match outcome {
+        Attempt::Success => None,
+        Attempt::Failure(m) | Attempt::Error(m) => Some(match &hook.exec {
+            Some(e) => format!(
+                "Exec lifecycle hook ([{}]) for Container \"{}\" in Pod \"{pod}\" failed - error: {m}",
+                e.command.clone().unwrap_or_default().join(" "),
+                c.name
+            ),
+            None => format!(
+                "HTTP lifecycle hook ({}) for Container \"{}\" in Pod \"{pod}\" failed - error: {m}",
+                hook.http_get
+                    .as_ref()
+                    .and_then(|h| h.path.clone())
+                    .unwrap_or_default(),
+                c.name
+            ),
+        }),
+    }
+}
+
+/// Stops one running container as upstream's `killContainer` (a `Killing` event saying why):
+/// its `preStop` hook first,
+/// then SIGTERM with what is left of the grace period (at least 2 s), then SIGKILL.
+async fn kill(ctx: &Ctx<'_>, c: &Container, id: &str, grace: Duration, why: String) {
+    let (kubelet, pod) = (ctx.kubelet, ctx.pod);
+    event(kubelet, pod, "Normal", "Killing", why).await;
+    let mut left = grace;
+    if let Some(hook) = c.lifecycle.as_ref().and_then(|l| l.pre_stop.as_ref()) {
+        let began = Instant::now();
+        if let Some(message) = Box::pin(pre_stop(ctx, c, id, hook, grace)).await {
+            event(kubelet, pod, "Warning", "FailedPreStopHook", message).await;
+        }
+        left = grace.saturating_sub(began.elapsed()).max(MIN_GRACE);
+    }
+    let _ = kubelet.runtime.stop_container(id, left).await;
 }
 
 /// One entry of `containerStatuses` or `initContainerStatuses`; with whether the container is
-/// ready, and its exit code if it has exited for good.
+/// ready, whether it runs, and its exit code if it has exited for good.
 async fn container_entry(
     kubelet: &Kubelet,
     c: &k8s_openapi::api::core::v1::Container,
     state: &Running,
     kind: Kind,
-) -> (Value, bool, Option<i32>) {
+) -> (Value, bool, bool, Option<i32>) {
     let current = match &state.id {
         Some(id) => kubelet.runtime.container_status(id).await.ok(),
         None => None,
@@ -554,18 +1007,23 @@ async fn container_entry(
         ),
         (None, Some(s)) if s.state == ContainerState::Exited => {
             exited = s.exit_code;
-            (terminated(s), false)
+            (terminated(s, message_of(state, &s.id)), false)
         }
         _ => (json!({"waiting": {"reason": "PodInitializing"}}), false),
     };
-    // An init container is ready once it has succeeded; others while they run.
+    // An init container is ready once it has succeeded; others while they run, have
+    // started (by their startup probe) and pass their readiness probe.
+    let (started, probed_ready) = match (&state.probing, &current) {
+        (Some(p), Some(s)) if p.id == s.id => p.peek(),
+        _ => (true, true),
+    };
     let ready = match kind {
         Kind::Init => state.done,
-        Kind::Regular => running,
+        Kind::Regular => running && started && probed_ready,
     };
     let mut entry = json!({
         "name": c.name, "image": c.image, "imageID": format!("sim.local/{}", c.image.clone().unwrap_or_default()),
-        "ready": ready, "started": running, "restartCount": state.restarts, "state": state_json,
+        "ready": ready, "started": running && started, "restartCount": state.restarts, "state": state_json,
     });
     if let Some(id) = &state.id {
         entry["containerID"] = json!(format!("sim://{id}"));
@@ -573,7 +1031,7 @@ async fn container_entry(
     if let Some(last) = &state.last_terminated {
         entry["lastState"] = last.clone();
     }
-    (entry, ready, exited)
+    (entry, ready, running, exited)
 }
 
 async fn status_of(
@@ -593,7 +1051,7 @@ async fn status_of(
     let mut init_failed = false;
     for c in init {
         let state = &containers[&c.name];
-        let (entry, done, exited) = container_entry(kubelet, c, state, Kind::Init).await;
+        let (entry, done, _, exited) = container_entry(kubelet, c, state, Kind::Init).await;
         if !done {
             incomplete.push(c.name.clone());
             init_failed |= exited.is_some_and(|code| !restarts(Kind::Init, policy, code))
@@ -606,13 +1064,15 @@ async fn status_of(
     let (mut running, mut finished, mut failed) = (0, 0, 0);
     for c in &spec.containers {
         let state = &containers[&c.name];
-        let (mut entry, ready, exited) = container_entry(kubelet, c, state, Kind::Regular).await;
+        let (mut entry, ready, runs, exited) =
+            container_entry(kubelet, c, state, Kind::Regular).await;
         if !incomplete.is_empty() && state.id.is_none() {
             entry["state"] = json!({"waiting": {"reason": "PodInitializing"}});
         }
-        if ready {
+        if runs {
             running += 1;
-        } else {
+        }
+        if !ready {
             unready.push(c.name.clone());
         }
         if let Some(code) = exited {

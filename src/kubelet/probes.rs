@@ -1,0 +1,842 @@
+//! Container probes, as upstream's prober: `exec` (the runtime's ExecSync), `httpGet` and
+//! `tcpSocket` (the kubelet connects to the pod itself), for startup, liveness and readiness.
+//!
+//! Each probe of a running container is its own small task ([`Probing::start`]), so a slow
+//! probe never holds up the pod's worker. Every `periodSeconds` it probes (skipping while
+//! within `initialDelaySeconds` of the container's start, and, for liveness and readiness,
+//! until the startup probe has succeeded), counts consecutive results against
+//! `successThreshold`/`failureThreshold` ([`ProbeState`]) and publishes the result in
+//! [`Health`], which the worker reads: `started`, `ready`, and whether a liveness or startup
+//! probe has failed (the worker then kills the container and restarts it by `restartPolicy`).
+//! Each failed attempt is reported for an `Unhealthy` event, as upstream records one.
+//! Dropping a [`Probing`] ends its tasks.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Container, HTTPGetAction, Probe};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use crate::runtime::{ContainerRuntime, RuntimeError};
+
+/// Which probe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ProbeKind {
+    /// `livenessProbe`: failing kills the container.
+    Liveness,
+    /// `readinessProbe`: gates `ready`.
+    Readiness,
+    /// `startupProbe`: gates the other two and sets `started`; failing kills the container.
+    Startup,
+}
+
+impl ProbeKind {
+    /// As upstream names it in events.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            ProbeKind::Liveness => "Liveness",
+            ProbeKind::Readiness => "Readiness",
+            ProbeKind::Startup => "Startup",
+        }
+    }
+}
+
+/// A probe's published result.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ProbeResult {
+    /// Not known yet (a startup probe before its first success).
+    Unknown,
+    /// Passing.
+    Success,
+    /// Failing (past `failureThreshold`).
+    Failure,
+}
+
+/// The counting of one probe: consecutive results against the thresholds, as upstream's worker.
+#[derive(Clone, Debug)]
+pub(crate) struct ProbeState {
+    kind: ProbeKind,
+    success_threshold: u32,
+    failure_threshold: u32,
+    last: Option<bool>,
+    run: u32,
+    /// The result published now.
+    pub(crate) result: ProbeResult,
+}
+
+impl ProbeState {
+    /// A fresh probe: readiness starts failing, liveness passing, startup unknown (upstream's
+    /// initial values).
+    pub(crate) fn new(kind: ProbeKind, success_threshold: u32, failure_threshold: u32) -> Self {
+        ProbeState {
+            kind,
+            success_threshold: success_threshold.max(1),
+            failure_threshold: failure_threshold.max(1),
+            last: None,
+            run: 0,
+            result: match kind {
+                ProbeKind::Readiness => ProbeResult::Failure,
+                ProbeKind::Liveness => ProbeResult::Success,
+                ProbeKind::Startup => ProbeResult::Unknown,
+            },
+        }
+    }
+
+    /// Counts one attempt; the result flips once enough agree in a row.
+    pub(crate) fn record(&mut self, ok: bool) -> ProbeResult {
+        if self.last == Some(ok) {
+            self.run = self.run.saturating_add(1);
+        } else {
+            self.last = Some(ok);
+            self.run = 1;
+        }
+        let (threshold, flip) = if ok {
+            (self.success_threshold, ProbeResult::Success)
+        } else {
+            (self.failure_threshold, ProbeResult::Failure)
+        };
+        if self.run >= threshold {
+            self.result = flip;
+        }
+        let _ = self.kind;
+        self.result
+    }
+}
+
+/// What the probes of one container say, read by the pod's worker.
+#[derive(Debug, Default)]
+pub(crate) struct Health {
+    /// The startup probe has succeeded (or there is none).
+    pub(crate) started: bool,
+    /// The readiness probe passes (or there is none and the container has started).
+    pub(crate) ready: bool,
+    /// A liveness or startup probe has failed for good: the container must be killed.
+    pub(crate) failed: Option<ProbeKind>,
+    /// Messages of failed attempts not yet turned into `Unhealthy` events.
+    pub(crate) unhealthy: Vec<String>,
+}
+
+/// How one attempt went.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Attempt {
+    /// The probe passed.
+    Success,
+    /// The probe failed, with its output.
+    Failure(String),
+    /// The probe could not be run (upstream's "probe errored"): the result is thrown away.
+    Error(String),
+}
+
+/// The settings of a probe, with upstream's defaults.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Timing {
+    /// `initialDelaySeconds` (0).
+    pub(crate) initial_delay: Duration,
+    /// `periodSeconds` (10).
+    pub(crate) period: Duration,
+    /// `timeoutSeconds` (1).
+    pub(crate) timeout: Duration,
+    /// `successThreshold` (1).
+    pub(crate) success: u32,
+    /// `failureThreshold` (3).
+    pub(crate) failure: u32,
+}
+
+impl Timing {
+    /// A probe's timing, defaults filled in.
+    pub(crate) fn of(probe: &Probe) -> Timing {
+        let secs = |v: Option<i32>, default: u64| {
+            Duration::from_secs(v.map_or(default, |v| v.max(0) as u64))
+        };
+        Timing {
+            initial_delay: secs(probe.initial_delay_seconds, 0),
+            period: secs(probe.period_seconds, 10).max(Duration::from_secs(1)),
+            timeout: secs(probe.timeout_seconds, 1).max(Duration::from_secs(1)),
+            success: probe.success_threshold.map_or(1, |v| v.max(1) as u32),
+            failure: probe.failure_threshold.map_or(3, |v| v.max(1) as u32),
+        }
+    }
+}
+
+/// Runs one probe until its container's probing is dropped (or, for liveness and startup,
+/// until it has failed for good: upstream's worker holds off until the container restarts).
+/// `started` is when the container started; `check` makes one attempt.
+pub(crate) async fn run<F, Fut>(
+    kind: ProbeKind,
+    timing: Timing,
+    started: tokio::time::Instant,
+    has_startup: bool,
+    health: Arc<Mutex<Health>>,
+    check: F,
+) where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Attempt>,
+{
+    let mut state = ProbeState::new(kind, timing.success, timing.failure);
+    let mut ticker = tokio::time::interval(timing.period);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        {
+            let h = health.lock().expect("health lock");
+            if kind == ProbeKind::Startup && h.started {
+                return;
+            }
+            if kind != ProbeKind::Startup && has_startup && !h.started {
+                continue;
+            }
+        }
+        if tokio::time::Instant::now() < started + timing.initial_delay {
+            continue;
+        }
+        let attempt = tokio::time::timeout(timing.timeout, check())
+            .await
+            .unwrap_or_else(|_| Attempt::Failure("probe timed out".into()));
+        let ok = match attempt {
+            Attempt::Success => true,
+            Attempt::Failure(output) => {
+                health
+                    .lock()
+                    .expect("health lock")
+                    .unhealthy
+                    .push(format!("{} probe failed: {output}", kind.name()));
+                false
+            }
+            Attempt::Error(error) => {
+                health
+                    .lock()
+                    .expect("health lock")
+                    .unhealthy
+                    .push(format!("{} probe errored: {error}", kind.name()));
+                continue;
+            }
+        };
+        let result = state.record(ok);
+        let mut h = health.lock().expect("health lock");
+        match (kind, result) {
+            (ProbeKind::Readiness, r) => h.ready = r == ProbeResult::Success,
+            (ProbeKind::Startup, ProbeResult::Success) => {
+                h.started = true;
+                return;
+            }
+            (_, ProbeResult::Failure) => {
+                h.failed = Some(kind);
+                return;
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Where probes connect: the pod's IP unless the probe names a host.
+#[derive(Clone, Debug)]
+pub(crate) struct Target {
+    /// The pod's IP.
+    pub(crate) pod_ip: String,
+}
+
+/// A port given by number or by the name of one of the container's ports.
+fn port(port: &IntOrString, container: &Container) -> Result<u16, String> {
+    match port {
+        IntOrString::Int(n) => u16::try_from(*n).map_err(|_| format!("invalid port number: {n}")),
+        IntOrString::String(name) => container
+            .ports
+            .iter()
+            .flatten()
+            .find(|p| p.name.as_deref() == Some(name.as_str()))
+            .and_then(|p| u16::try_from(p.container_port).ok())
+            .ok_or_else(|| format!("couldn't find port: {name} in {}", container.name)),
+    }
+}
+
+fn host_port(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// One `tcpSocket` attempt: success when the connection is made.
+pub(crate) async fn tcp(host: &str, port: u16, timeout: Duration) -> Attempt {
+    let address = host_port(host, port);
+    match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(&address)).await {
+        Ok(Ok(_)) => Attempt::Success,
+        Ok(Err(e)) => Attempt::Failure(format!("dial tcp {address}: connect: {}", io_text(&e))),
+        Err(_) => Attempt::Failure(format!("dial tcp {address}: i/o timeout")),
+    }
+}
+
+/// An I/O error as Go's net package words the common ones.
+fn io_text(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::ConnectionRefused => "connection refused".into(),
+        std::io::ErrorKind::ConnectionReset => "connection reset by peer".into(),
+        _ => e.to_string(),
+    }
+}
+
+/// One `httpGet` attempt (HTTP/1.1 or HTTPS, `User-Agent: kube-probe/1.33`): success for a
+/// status in
+/// 200..400, as upstream. Redirects are not followed; a 3xx counts as success, as upstream
+/// counts a redirect it does not follow.
+pub(crate) async fn http(
+    action: &HTTPGetAction,
+    host: &str,
+    port: u16,
+    timeout: Duration,
+) -> Attempt {
+    let scheme = action.scheme.as_deref().unwrap_or("HTTP").to_lowercase();
+    let path = action.path.as_deref().unwrap_or("/");
+    let path = if path.starts_with('/') {
+        path.to_owned()
+    } else {
+        format!("/{path}")
+    };
+    let address = host_port(host, port);
+    let url = format!("{scheme}://{address}{path}");
+    if scheme != "http" && scheme != "https" {
+        return Attempt::Error(format!("unsupported scheme: {scheme:?}"));
+    }
+    let run = async {
+        let stream = tokio::net::TcpStream::connect(&address)
+            .await
+            .map_err(|e| format!("dial tcp {address}: connect: {}", io_text(&e)))?;
+        let (mut sender, driver) = if scheme == "https" {
+            let stream = tls_connect(stream, host).await?;
+            let (sender, connection) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                    .await
+                    .map_err(|e| e.to_string())?;
+            (
+                sender,
+                tokio::spawn(async move { connection.await.map(|_| ()) }),
+            )
+        } else {
+            let (sender, connection) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                    .await
+                    .map_err(|e| e.to_string())?;
+            (
+                sender,
+                tokio::spawn(async move { connection.await.map(|_| ()) }),
+            )
+        };
+        let mut request = http::Request::get(&path)
+            .header("Host", &address)
+            .header(
+                "User-Agent",
+                format!(
+                    "kube-probe/{}",
+                    crate::apiserver::KUBERNETES_VERSION
+                        .trim_start_matches('v')
+                        .split('.')
+                        .take(2)
+                        .collect::<Vec<_>>()
+                        .join(".")
+                ),
+            )
+            .header("Accept", "*/*");
+        for h in action.http_headers.iter().flatten() {
+            request = request.header(h.name.as_str(), h.value.as_str());
+        }
+        let request = request
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .map_err(|e| e.to_string())?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| e.to_string());
+        driver.abort();
+        response
+    };
+    match tokio::time::timeout(timeout, run).await {
+        Err(_) => Attempt::Failure(format!(
+            "Get \"{url}\": context deadline exceeded (Client.Timeout exceeded while awaiting headers)"
+        )),
+        Ok(Err(e)) => Attempt::Failure(format!("Get \"{url}\": {e}")),
+        Ok(Ok(response)) => {
+            let code = response.status().as_u16();
+            if (200..400).contains(&code) {
+                Attempt::Success
+            } else {
+                Attempt::Failure(format!("HTTP probe failed with statuscode: {code}"))
+            }
+        }
+    }
+}
+
+/// A TLS connection for an HTTPS probe. As upstream's prober, the server's certificate is not
+/// verified (`InsecureSkipVerify`): a probe asks whether the server answers, not who it is.
+/// The handshake's signatures are still checked.
+async fn tls_connect(
+    stream: tokio::net::TcpStream,
+    host: &str,
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
+    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+    use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+    use rustls::{DigitallySignedStruct, SignatureScheme};
+
+    #[derive(Debug)]
+    struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+    impl ServerCertVerifier for AnyCertificate {
+        fn verify_server_cert(
+            &self,
+            _: &CertificateDer<'_>,
+            _: &[CertificateDer<'_>],
+            _: &ServerName<'_>,
+            _: &[u8],
+            _: UnixTime,
+        ) -> Result<ServerCertVerified, rustls::Error> {
+            Ok(ServerCertVerified::assertion())
+        }
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls12_signature(
+                message,
+                cert,
+                dss,
+                &self.0.signature_verification_algorithms,
+            )
+        }
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls13_signature(
+                message,
+                cert,
+                dss,
+                &self.0.signature_verification_algorithms,
+            )
+        }
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.0.signature_verification_algorithms.supported_schemes()
+        }
+    }
+
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+        .with_no_client_auth();
+    let name = ServerName::try_from(host.to_owned()).map_err(|e| e.to_string())?;
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, stream)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// One `exec` attempt: the command's exit code decides; its output is the failure message.
+pub(crate) async fn exec(
+    runtime: &dyn ContainerRuntime,
+    id: &str,
+    command: &[String],
+    timeout: Duration,
+) -> Attempt {
+    match runtime.exec_sync(id, command.to_vec(), timeout).await {
+        Ok((0, _)) => Attempt::Success,
+        Ok((_, output)) => Attempt::Failure(String::from_utf8_lossy(&output).trim_end().to_owned()),
+        Err(RuntimeError::Failed { action: "exec", .. }) => {
+            Attempt::Failure(format!("command {command:?} timed out"))
+        }
+        Err(e) => Attempt::Error(e.to_string()),
+    }
+}
+
+/// One attempt of any kind of probe (or preStop/postStart handler with the same actions).
+pub(crate) async fn attempt(
+    probe: &Probe,
+    runtime: &dyn ContainerRuntime,
+    id: &str,
+    container: &Container,
+    target: &Target,
+    timeout: Duration,
+) -> Attempt {
+    if let Some(e) = &probe.exec {
+        return exec(
+            runtime,
+            id,
+            e.command.as_deref().unwrap_or_default(),
+            timeout,
+        )
+        .await;
+    }
+    if let Some(h) = &probe.http_get {
+        let host = h
+            .host
+            .clone()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| target.pod_ip.clone());
+        return match port(&h.port, container) {
+            Ok(p) => http(h, &host, p, timeout).await,
+            Err(e) => Attempt::Error(e),
+        };
+    }
+    if let Some(t) = &probe.tcp_socket {
+        let host = t
+            .host
+            .clone()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| target.pod_ip.clone());
+        return match port(&t.port, container) {
+            Ok(p) => tcp(&host, p, timeout).await,
+            Err(e) => Attempt::Error(e),
+        };
+    }
+    Attempt::Error("unknown probe handler (gRPC probes are not supported)".into())
+}
+
+/// The probes of one running container: their tasks and what they say.
+pub(crate) struct Probing {
+    /// The container they probe.
+    pub(crate) id: String,
+    /// What they say.
+    pub(crate) health: Arc<Mutex<Health>>,
+    tasks: Vec<tokio::task::AbortHandle>,
+}
+
+impl Drop for Probing {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl Probing {
+    /// Starts the container's probes (none when it has none: then it is started and ready at
+    /// once).
+    pub(crate) fn start(
+        runtime: Arc<dyn ContainerRuntime>,
+        id: String,
+        container: &Container,
+        target: Target,
+    ) -> Probing {
+        let started = tokio::time::Instant::now();
+        let has_startup = container.startup_probe.is_some();
+        let health = Arc::new(Mutex::new(Health {
+            started: !has_startup,
+            ready: container.readiness_probe.is_none(),
+            failed: None,
+            unhealthy: Vec::new(),
+        }));
+        let mut tasks = Vec::new();
+        for (kind, probe) in [
+            (ProbeKind::Startup, &container.startup_probe),
+            (ProbeKind::Liveness, &container.liveness_probe),
+            (ProbeKind::Readiness, &container.readiness_probe),
+        ] {
+            let Some(probe) = probe.clone() else { continue };
+            let timing = Timing::of(&probe);
+            let (runtime, id, container, target) = (
+                runtime.clone(),
+                id.clone(),
+                Arc::new(container.clone()),
+                target.clone(),
+            );
+            let check = move || {
+                let (runtime, id, container, target, probe) = (
+                    runtime.clone(),
+                    id.clone(),
+                    container.clone(),
+                    target.clone(),
+                    probe.clone(),
+                );
+                async move { attempt(&probe, &*runtime, &id, &container, &target, timing.timeout).await }
+            };
+            let task = tokio::spawn(run(
+                kind,
+                timing,
+                started,
+                has_startup,
+                health.clone(),
+                check,
+            ));
+            tasks.push(task.abort_handle());
+        }
+        Probing { id, health, tasks }
+    }
+
+    /// `(started, ready)` now.
+    pub(crate) fn peek(&self) -> (bool, bool) {
+        let h = self.health.lock().expect("health lock");
+        (h.started, h.started && h.ready)
+    }
+
+    /// `(started, ready, failed probe)`, and the failures to report.
+    pub(crate) fn read(&self) -> (bool, bool, Option<ProbeKind>, Vec<String>) {
+        let mut h = self.health.lock().expect("health lock");
+        let reports = std::mem::take(&mut h.unhealthy);
+        (h.started, h.started && h.ready, h.failed, reports)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::VecDeque;
+
+    fn timing(initial: u64, period: u64, success: u32, failure: u32) -> Timing {
+        Timing {
+            initial_delay: Duration::from_secs(initial),
+            period: Duration::from_secs(period),
+            timeout: Duration::from_secs(1),
+            success,
+            failure,
+        }
+    }
+
+    #[test]
+    fn thresholds_count_consecutive_results() {
+        let mut s = ProbeState::new(ProbeKind::Readiness, 2, 3);
+        assert_eq!(s.result, ProbeResult::Failure);
+        let seen: Vec<_> = [
+            true, false, true, true, false, false, true, false, false, false,
+        ]
+        .into_iter()
+        .map(|ok| s.record(ok))
+        .collect();
+        use ProbeResult::*;
+        assert_eq!(
+            seen,
+            [
+                Failure, Failure, Failure, Success, Success, Success, Success, Success, Success,
+                Failure
+            ]
+        );
+        assert_eq!(ProbeState::new(ProbeKind::Liveness, 1, 3).result, Success);
+        assert_eq!(ProbeState::new(ProbeKind::Startup, 1, 3).result, Unknown);
+    }
+
+    /// Runs a probe task on the paused clock against scripted attempts; returns the health after
+    /// `secs` seconds and how many attempts were made.
+    async fn scripted(
+        kind: ProbeKind,
+        timing: Timing,
+        has_startup: bool,
+        health: Arc<Mutex<Health>>,
+        script: Vec<bool>,
+        secs: u64,
+    ) -> usize {
+        let script = Arc::new(Mutex::new(VecDeque::from(script)));
+        let calls = Arc::new(Mutex::new(0usize));
+        let check = {
+            let (script, calls) = (script.clone(), calls.clone());
+            move || {
+                *calls.lock().unwrap() += 1;
+                let ok = script.lock().unwrap().pop_front().unwrap_or(true);
+                async move {
+                    if ok {
+                        Attempt::Success
+                    } else {
+                        Attempt::Failure("nope".into())
+                    }
+                }
+            }
+        };
+        let start = tokio::time::Instant::now();
+        let task = tokio::spawn(run(kind, timing, start, has_startup, health, check));
+        tokio::time::sleep(Duration::from_secs(secs) + Duration::from_millis(1)).await;
+        task.abort();
+        *calls.lock().unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn initial_delay_and_period() {
+        let health = Arc::new(Mutex::new(Health {
+            started: true,
+            ..Health::default()
+        }));
+        // Ticks at 0, 10, 20, 30: the delay of 15 s skips the first two.
+        let calls = scripted(
+            ProbeKind::Readiness,
+            timing(15, 10, 1, 3),
+            false,
+            health.clone(),
+            vec![true],
+            30,
+        )
+        .await;
+        assert_eq!(calls, 2);
+        assert!(health.lock().unwrap().ready);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn liveness_fails_after_threshold_and_stops() {
+        let health = Arc::new(Mutex::new(Health {
+            started: true,
+            ..Health::default()
+        }));
+        let calls = scripted(
+            ProbeKind::Liveness,
+            timing(0, 1, 1, 3),
+            false,
+            health.clone(),
+            vec![false, true, false, false, false, false],
+            20,
+        )
+        .await;
+        let h = health.lock().unwrap();
+        assert_eq!(h.failed, Some(ProbeKind::Liveness));
+        // Failure at attempt 5 (false, true, false, false, false); nothing after.
+        assert_eq!(calls, 5);
+        assert_eq!(h.unhealthy.len(), 4);
+        assert_eq!(h.unhealthy[0], "Liveness probe failed: nope");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn startup_gates_liveness_and_readiness() {
+        let health = Arc::new(Mutex::new(Health::default()));
+        // Readiness does not probe until started.
+        let calls = scripted(
+            ProbeKind::Readiness,
+            timing(0, 1, 1, 1),
+            true,
+            health.clone(),
+            vec![],
+            5,
+        )
+        .await;
+        assert_eq!(calls, 0);
+        assert!(!health.lock().unwrap().ready);
+        // Startup: two failures, then success sets started and ends its task.
+        let calls = scripted(
+            ProbeKind::Startup,
+            timing(0, 1, 1, 5),
+            true,
+            health.clone(),
+            vec![false, false, true],
+            10,
+        )
+        .await;
+        assert_eq!(calls, 3);
+        assert!(health.lock().unwrap().started);
+        assert_eq!(health.lock().unwrap().failed, None);
+        let calls = scripted(
+            ProbeKind::Readiness,
+            timing(0, 1, 1, 1),
+            true,
+            health.clone(),
+            vec![],
+            2,
+        )
+        .await;
+        assert_eq!(calls, 3);
+        assert!(health.lock().unwrap().ready);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn startup_failure_kills() {
+        let health = Arc::new(Mutex::new(Health::default()));
+        scripted(
+            ProbeKind::Startup,
+            timing(0, 1, 1, 2),
+            true,
+            health.clone(),
+            vec![false, false],
+            5,
+        )
+        .await;
+        assert_eq!(health.lock().unwrap().failed, Some(ProbeKind::Startup));
+        assert!(!health.lock().unwrap().started);
+    }
+
+    #[tokio::test]
+    async fn tcp_and_http_attempts() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            // The tcpSocket probe only connects.
+            drop(listener.accept().await.unwrap());
+            for status in ["200 OK", "302 Found", "503 Service Unavailable"] {
+                let (mut s, _) = listener.accept().await.unwrap();
+                let mut buf = vec![0; 4096];
+                let n = s.read(&mut buf).await.unwrap();
+                let request = String::from_utf8_lossy(&buf[..n]).to_string();
+                assert!(request.starts_with("GET /healthz HTTP/1.1"), "{request}");
+                assert!(request.contains("x-probe: yes"), "{request}");
+                assert!(
+                    request.to_lowercase().contains("user-agent: kube-probe/1."),
+                    "{request}"
+                );
+                let reply = format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\n\r\n");
+                s.write_all(reply.as_bytes()).await.unwrap();
+            }
+        });
+        let action: HTTPGetAction = serde_json::from_value(serde_json::json!({
+            "port": port, "path": "healthz", "httpHeaders": [{"name": "x-probe", "value": "yes"}]
+        }))
+        .unwrap();
+        let t = Duration::from_secs(2);
+        assert_eq!(tcp("127.0.0.1", port, t).await, Attempt::Success);
+        assert_eq!(http(&action, "127.0.0.1", port, t).await, Attempt::Success);
+        assert_eq!(http(&action, "127.0.0.1", port, t).await, Attempt::Success);
+        assert_eq!(
+            http(&action, "127.0.0.1", port, t).await,
+            Attempt::Failure("HTTP probe failed with statuscode: 503".into())
+        );
+        server.await.unwrap();
+        // Nothing listens there any more.
+        let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let dead = closed.local_addr().unwrap().port();
+        drop(closed);
+        assert_eq!(
+            tcp("127.0.0.1", dead, t).await,
+            Attempt::Failure(format!(
+                "dial tcp 127.0.0.1:{dead}: connect: connection refused"
+            ))
+        );
+        assert_eq!(
+            http(&action, "127.0.0.1", dead, t).await,
+            Attempt::Failure(format!(
+                "Get \"http://127.0.0.1:{dead}/healthz\": dial tcp 127.0.0.1:{dead}: connect: connection refused"
+            ))
+        );
+    }
+
+    #[tokio::test]
+    async fn https_probes_skip_certificate_checks() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let cert = rcgen::generate_simple_self_signed(vec!["somewhere.example".into()]).unwrap();
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.cert.der().clone()], key)
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            let (s, _) = listener.accept().await.unwrap();
+            let mut s = acceptor.accept(s).await.unwrap();
+            let mut buf = vec![0; 4096];
+            let n = s.read(&mut buf).await.unwrap();
+            assert!(buf[..n].starts_with(b"GET / HTTP/1.1"));
+            s.write_all(b"HTTP/1.1 204 No Content\r\n\r\n")
+                .await
+                .unwrap();
+            s.flush().await.unwrap();
+        });
+        let action: HTTPGetAction =
+            serde_json::from_value(serde_json::json!({"port": port, "scheme": "HTTPS"})).unwrap();
+        assert_eq!(
+            http(&action, "127.0.0.1", port, Duration::from_secs(5)).await,
+            Attempt::Success
+        );
+        server.await.unwrap();
+    }
+}

@@ -1,0 +1,435 @@
+//! The kubelet's container features on the simulated runtime, driven with the real kubectl:
+//! probes (the kubelet itself probes, so an httpGet or tcpSocket probe with `host: 127.0.0.1`
+//! reaches a server this test runs), imagePullPolicy, env from ConfigMaps, and volumes written
+//! under the kubelet's root (`<state-dir>/kubelet/node-1`).
+
+mod common;
+
+use std::io::{Read, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::time::{Duration, Instant};
+
+use common::Cluster;
+
+/// A tiny HTTP server on 127.0.0.1 answering every request with the status in `code`; it
+/// stops when dropped (and after two minutes at most).
+struct TestServer {
+    port: u16,
+    code: Arc<AtomicU16>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TestServer {
+    #[allow(clippy::disallowed_methods)] // a plain test thread, not a tokio worker
+    fn start(code: u16) -> TestServer {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let code = Arc::new(AtomicU16::new(code));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = std::thread::spawn({
+            let (code, stop) = (code.clone(), stop.clone());
+            move || {
+                let deadline = Instant::now() + Duration::from_secs(120);
+                while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                    match listener.accept() {
+                        Ok((mut stream, _)) => {
+                            let _ = stream.set_nonblocking(false);
+                            let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+                            let mut buf = [0u8; 2048];
+                            let _ = stream.read(&mut buf);
+                            let status = code.load(Ordering::Relaxed);
+                            let reply = format!(
+                                "HTTP/1.1 {status} X\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok"
+                            );
+                            let _ = stream.write_all(reply.as_bytes());
+                        }
+                        Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                    }
+                }
+            }
+        });
+        TestServer {
+            port,
+            code,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn ready_of(c: &Cluster, pod: &str) -> String {
+    c.ok(&[
+        "get",
+        "pod",
+        pod,
+        "-o",
+        "jsonpath={.status.phase} {.status.conditions[?(@.type==\"Ready\")].status} {.status.containerStatuses[0].ready}",
+    ])
+}
+
+#[test]
+#[allow(clippy::disallowed_methods)] // a plain test thread, not a tokio worker
+fn readiness_http_get_gates_the_ready_condition() {
+    let c = Cluster::with_nodes(1);
+    let server = TestServer::start(503);
+    let manifest = format!(
+        r#"{{"apiVersion": "v1", "kind": "Pod", "metadata": {{"name": "web"}},
+        "spec": {{"containers": [{{"name": "c", "image": "nginx:1",
+          "readinessProbe": {{"httpGet": {{"host": "127.0.0.1", "port": {}, "path": "/ready"}}, "periodSeconds": 1}}}}]}}}}"#,
+        server.port
+    );
+    c.ok_with(&["apply", "-f", "-"], Some(&manifest));
+    c.eventually(
+        &["get", "pod", "web", "-o", "jsonpath={.status.phase}"],
+        20,
+        |t| t == "Running",
+    );
+    // Running, but the server says 503: not ready, and the kubelet says why.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(ready_of(&c, "web"), "Running False false");
+    let events = c.eventually(
+        &[
+            "get",
+            "events",
+            "--field-selector",
+            "reason=Unhealthy",
+            "-o",
+            "jsonpath={.items[*].message}",
+        ],
+        10,
+        |t| !t.is_empty(),
+    );
+    assert!(
+        events.contains("Readiness probe failed: HTTP probe failed with statuscode: 503"),
+        "{events}"
+    );
+    // Healthy now: Ready follows.
+    server.code.store(200, Ordering::Relaxed);
+    c.eventually(
+        &[
+            "get",
+            "pod",
+            "web",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+        ],
+        10,
+        |t| t == "True",
+    );
+    assert_eq!(ready_of(&c, "web"), "Running True true");
+    let row = c.ok(&["get", "pod", "web", "--no-headers"]);
+    assert!(row.contains("1/1"), "{row}");
+}
+
+#[test]
+fn liveness_tcp_failures_restart_the_container() {
+    let c = Cluster::with_nodes(1);
+    // A port nothing listens on.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let manifest = format!(
+        r#"{{"apiVersion": "v1", "kind": "Pod", "metadata": {{"name": "sick"}},
+        "spec": {{"terminationGracePeriodSeconds": 1, "containers": [{{"name": "app", "image": "nginx:1",
+          "livenessProbe": {{"tcpSocket": {{"host": "127.0.0.1", "port": {port}}}, "periodSeconds": 1, "failureThreshold": 2}}}}]}}}}"#
+    );
+    c.ok_with(&["apply", "-f", "-"], Some(&manifest));
+    c.eventually(
+        &[
+            "get",
+            "pod",
+            "sick",
+            "-o",
+            "jsonpath={.status.containerStatuses[0].restartCount}",
+        ],
+        40,
+        |t| t.parse::<u32>().is_ok_and(|n| n >= 2),
+    );
+    let events = c.ok(&[
+        "get",
+        "events",
+        "-o",
+        "jsonpath={range .items[*]}{.reason}: {.message}{\"\\n\"}{end}",
+    ]);
+    assert!(
+        events.contains(&format!(
+            "Unhealthy: Liveness probe failed: dial tcp 127.0.0.1:{port}: connect: connection refused"
+        )),
+        "{events}"
+    );
+    assert!(
+        events.contains("Killing: Container app failed liveness probe, will be restarted"),
+        "{events}"
+    );
+    let last = c.ok(&[
+        "get",
+        "pod",
+        "sick",
+        "-o",
+        "jsonpath={.status.containerStatuses[0].lastState.terminated.exitCode}",
+    ]);
+    assert_eq!(last, "143", "SIGTERM ends the simulated container");
+}
+
+#[test]
+fn image_pull_policy_never_without_the_image() {
+    let c = Cluster::with_nodes(1);
+    let manifest = r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "offline"},
+        "spec": {"containers": [{"name": "c", "image": "example.com/app:2", "imagePullPolicy": "Never"}]}}"#;
+    c.ok_with(&["apply", "-f", "-"], Some(manifest));
+    let waiting = c.eventually(
+        &["get", "pod", "offline", "-o", "jsonpath={.status.containerStatuses[0].state.waiting.reason}: {.status.containerStatuses[0].state.waiting.message}"],
+        20,
+        |t| t.starts_with("ErrImageNeverPull"),
+    );
+    assert_eq!(
+        waiting,
+        "ErrImageNeverPull: Container image \"example.com/app:2\" is not present with pull policy of Never"
+    );
+    let row = c.ok(&["get", "pod", "offline", "--no-headers"]);
+    assert!(row.contains("ErrImageNeverPull"), "{row}");
+    let events = c.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "reason=ErrImageNeverPull",
+        "-o",
+        "jsonpath={.items[*].type}",
+    ]);
+    assert!(events.starts_with("Warning"), "{events}");
+
+    // IfNotPresent pulls once; the second pod finds the image on the node.
+    for name in ["first", "second"] {
+        let manifest = format!(
+            r#"{{"apiVersion": "v1", "kind": "Pod", "metadata": {{"name": "{name}"}},
+            "spec": {{"containers": [{{"name": "c", "image": "example.com/tool:3"}}]}}}}"#
+        );
+        c.ok_with(&["apply", "-f", "-"], Some(&manifest));
+        c.eventually(
+            &["get", "pod", name, "-o", "jsonpath={.status.phase}"],
+            20,
+            |t| t == "Running",
+        );
+    }
+    let policy = c.ok(&[
+        "get",
+        "pod",
+        "second",
+        "-o",
+        "jsonpath={.spec.containers[0].imagePullPolicy}",
+    ]);
+    assert_eq!(policy, "IfNotPresent");
+    let pulled = |pod: &str| {
+        c.ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            &format!("involvedObject.name={pod},reason=Pulled"),
+            "-o",
+            "jsonpath={.items[*].message}",
+        ])
+    };
+    assert!(
+        pulled("first").starts_with("Successfully pulled image \"example.com/tool:3\""),
+        "{}",
+        pulled("first")
+    );
+    assert_eq!(
+        pulled("second"),
+        "Container image \"example.com/tool:3\" already present on machine"
+    );
+}
+
+#[test]
+fn env_from_a_missing_config_map_waits_for_it() {
+    let c = Cluster::with_nodes(1);
+    let manifest = r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "configured"},
+        "spec": {"containers": [{"name": "c", "image": "nginx:1",
+          "env": [{"name": "MODE", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "mode"}}}]}]}}"#;
+    c.ok_with(&["apply", "-f", "-"], Some(manifest));
+    let waiting = c.eventually(
+        &["get", "pod", "configured", "-o", "jsonpath={.status.containerStatuses[0].state.waiting.reason}: {.status.containerStatuses[0].state.waiting.message}"],
+        20,
+        |t| t.starts_with("CreateContainerConfigError"),
+    );
+    assert_eq!(
+        waiting,
+        "CreateContainerConfigError: configmap \"settings\" not found"
+    );
+    let events = c.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "reason=Failed",
+        "-o",
+        "jsonpath={.items[*].message}",
+    ]);
+    assert!(
+        events.contains("Error: configmap \"settings\" not found"),
+        "{events}"
+    );
+    // The key is missing at first, then there.
+    c.ok(&["create", "configmap", "settings", "--from-literal=other=1"]);
+    c.eventually(
+        &[
+            "get",
+            "pod",
+            "configured",
+            "-o",
+            "jsonpath={.status.containerStatuses[0].state.waiting.message}",
+        ],
+        20,
+        |t| t == "couldn't find key mode in ConfigMap default/settings",
+    );
+    c.ok(&[
+        "patch",
+        "configmap",
+        "settings",
+        "--type=merge",
+        "-p",
+        r#"{"data": {"mode": "fast"}}"#,
+    ]);
+    c.eventually(
+        &["get", "pod", "configured", "-o", "jsonpath={.status.phase}"],
+        20,
+        |t| t == "Running",
+    );
+}
+
+#[test]
+fn volumes_are_written_under_the_kubelet_root() {
+    let c = Cluster::with_nodes(1);
+    c.ok(&[
+        "create",
+        "configmap",
+        "app-config",
+        "--from-literal=greeting=hello",
+        "--from-literal=level=3",
+    ]);
+    c.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "app-secret",
+        "--from-literal=password=s3cret",
+    ]);
+    let manifest = r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "files", "labels": {"app": "files"}},
+        "spec": {"containers": [{"name": "c", "image": "nginx:1",
+            "volumeMounts": [{"name": "cfg", "mountPath": "/etc/cfg"}, {"name": "sec", "mountPath": "/etc/sec"},
+                             {"name": "scratch", "mountPath": "/scratch"}, {"name": "info", "mountPath": "/etc/info"}]}],
+          "volumes": [
+            {"name": "cfg", "configMap": {"name": "app-config", "items": [{"key": "greeting", "path": "hello.txt", "mode": 256}]}},
+            {"name": "sec", "secret": {"secretName": "app-secret"}},
+            {"name": "scratch", "emptyDir": {}},
+            {"name": "info", "downwardAPI": {"items": [{"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}},
+                                                       {"path": "ns", "fieldRef": {"fieldPath": "metadata.namespace"}}]}}]}}"#;
+    c.ok_with(&["apply", "-f", "-"], Some(manifest));
+    c.eventually(
+        &["get", "pod", "files", "-o", "jsonpath={.status.phase}"],
+        20,
+        |t| t == "Running",
+    );
+    let uid = c.ok(&["get", "pod", "files", "-o", "jsonpath={.metadata.uid}"]);
+    let pod_dir = c.dir.path().join("kubelet/node-1/pods").join(&uid);
+    let volumes = pod_dir.join("volumes");
+    let read =
+        |p: &str| std::fs::read_to_string(volumes.join(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
+    assert_eq!(read("kubernetes.io~configmap/cfg/hello.txt"), "hello");
+    assert!(!volumes.join("kubernetes.io~configmap/cfg/level").exists());
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(volumes.join("kubernetes.io~configmap/cfg/hello.txt"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o400);
+    assert_eq!(read("kubernetes.io~secret/sec/password"), "s3cret");
+    assert_eq!(
+        read("kubernetes.io~downward-api/info/labels"),
+        "app=\"files\""
+    );
+    assert_eq!(read("kubernetes.io~downward-api/info/ns"), "default");
+    assert!(volumes.join("kubernetes.io~empty-dir/scratch").is_dir());
+    // A termination-message file for the container's first attempt.
+    assert!(pod_dir.join("containers/c/00000000").is_file());
+    // Deleting the pod removes its directory.
+    c.ok(&["delete", "pod", "files", "--wait=true"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pod_dir.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "{} still exists",
+            pod_dir.display()
+        );
+        #[allow(clippy::disallowed_methods)] // a plain test thread, not a tokio worker
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_missing_config_map_volume_keeps_the_pod_creating() {
+    let c = Cluster::with_nodes(1);
+    let manifest = r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "unmounted"},
+        "spec": {"containers": [{"name": "c", "image": "nginx:1"}],
+          "volumes": [{"name": "cfg", "configMap": {"name": "nowhere"}}]}}"#;
+    c.ok_with(&["apply", "-f", "-"], Some(manifest));
+    let events = c.eventually(
+        &[
+            "get",
+            "events",
+            "--field-selector",
+            "reason=FailedMount",
+            "-o",
+            "jsonpath={.items[*].message}",
+        ],
+        20,
+        |t| !t.is_empty(),
+    );
+    assert_eq!(
+        events,
+        "MountVolume.SetUp failed for volume \"cfg\" : configmap \"nowhere\" not found"
+    );
+    let row = c.ok(&["get", "pod", "unmounted", "--no-headers"]);
+    assert!(row.contains("ContainerCreating"), "{row}");
+    c.ok(&["create", "configmap", "nowhere", "--from-literal=a=b"]);
+    c.eventually(
+        &["get", "pod", "unmounted", "-o", "jsonpath={.status.phase}"],
+        30,
+        |t| t == "Running",
+    );
+}
+
+#[test]
+fn termination_message_falls_back_to_logs_on_error() {
+    let c = Cluster::with_nodes(1);
+    let manifest = r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "failing"},
+        "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox:1",
+          "terminationMessagePolicy": "FallbackToLogsOnError",
+          "command": ["sh", "-c", "echo starting; echo it broke; exit 3"]}]}}"#;
+    c.ok_with(&["apply", "-f", "-"], Some(manifest));
+    c.eventually(
+        &["get", "pod", "failing", "-o", "jsonpath={.status.phase}"],
+        20,
+        |t| t == "Failed",
+    );
+    let message = c.ok(&[
+        "get",
+        "pod",
+        "failing",
+        "-o",
+        "jsonpath={.status.containerStatuses[0].state.terminated.message}",
+    ]);
+    assert_eq!(message, "starting\nit broke\n");
+}
