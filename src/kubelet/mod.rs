@@ -2,15 +2,18 @@
 //! Lease in `kube-node-lease`, watches the pods bound to it, and runs each through the
 //! [`crate::runtime::ContainerRuntime`]: sandbox, image pulls, containers, then status back to
 //! the API server as the real kubelet writes it (phase, conditions, containerStatuses, podIP,
-//! hostIP, startTime), with Events. It also serves `/containerLogs/...` on 127.0.0.1 for the
-//! API server's `pods/log`.
+//! hostIP, startTime), with Events. It also serves `/containerLogs/...`, `/exec/...` and
+//! `/portForward/...` on 127.0.0.1 for the API server's `pods/log`, `pods/exec` and
+//! `pods/portforward` ([`server`]).
 //!
 //! Restarts follow `restartPolicy` with the real back-off. Stopping a kubelet (its task is
 //! aborted) ends every task it started, but not its containers, which live in the runtime: a
 //! kubelet started again on the same runtime adopts them. Probes come with real containers.
 
+mod exec;
 mod logs;
 mod pod;
+mod server;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -192,13 +195,13 @@ impl Kubelet {
     pub async fn run(self) {
         let this = Arc::new(self);
         let mut tasks = tokio::task::JoinSet::new();
-        let port = match logs::serve(this.runtime.clone()).await {
+        let port = match server::serve(this.runtime.clone()).await {
             Ok((port, server)) => {
                 tasks.spawn(server);
                 port
             }
             Err(error) => {
-                tracing::error!(%error, node = %this.config.name, "cannot serve container logs");
+                tracing::error!(%error, node = %this.config.name, "cannot serve container logs, exec and port-forward");
                 0
             }
         };
