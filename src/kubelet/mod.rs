@@ -13,7 +13,9 @@
 mod exec;
 mod logs;
 mod pod;
+mod portforward;
 mod server;
+mod spdy;
 
 use std::collections::HashMap;
 use std::sync::Arc;

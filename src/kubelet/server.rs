@@ -27,6 +27,10 @@ pub(super) async fn serve(
             "/exec/{namespace}/{pod}/{container}",
             get(super::exec::serve).post(super::exec::serve),
         )
+        .route(
+            "/portForward/{namespace}/{pod}",
+            get(super::portforward::serve).post(super::portforward::serve),
+        )
         .with_state(runtime);
     Ok((port, async move {
         let _ = axum::serve(listener, router).await;
