@@ -246,3 +246,161 @@ spec:
     );
     assert_eq!(c.ok(&["logs", "crasher", "--previous"]), "run\n");
 }
+
+/// A background kubectl, killed when dropped.
+struct Background(std::process::Child);
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Lines a child writes, read on a plain thread.
+fn lines_of(reader: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(reader).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// What a request to `address` gets back (its first line), or `None` if nothing answers there.
+fn first_line_from(address: std::net::SocketAddr) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut connection =
+        std::net::TcpStream::connect_timeout(&address, Duration::from_secs(5)).ok()?;
+    connection
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    connection.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
+    let mut answer = Vec::new();
+    let _ = connection.read_to_end(&mut answer);
+    let text = String::from_utf8_lossy(&answer);
+    text.lines().next().map(str::to_owned)
+}
+
+/// kubectl port-forward through the API server to the kubelet's SPDY endpoint. A simulated
+/// pod has no process behind its IP: on a host where that address leads nowhere, kubectl must
+/// report the kubelet's connection error; where something does answer there (a host whose
+/// default route intercepts every address), the forwarded connection must get the same answer
+/// a direct connection gets.
+#[test]
+fn port_forward_reaches_the_pod_ip_or_reports_the_kubelets_error() {
+    let c = cluster_with("");
+    let ip = c.ok(&["get", "pod", "web", "-o", "jsonpath={.status.podIP}"]);
+    let direct = first_line_from(std::net::SocketAddr::new(ip.parse().unwrap(), 8080));
+    // kubectl 1.32 tunnels SPDY through a WebSocket; without it, it upgrades to SPDY itself.
+    for websockets in ["true", "false"] {
+        forward_once(&c, &ip, direct.clone(), websockets);
+    }
+}
+
+fn forward_once(c: &Cluster, ip: &str, direct: Option<String>, websockets: &str) {
+    use std::process::{Command, Stdio};
+
+    let mut child = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(c.kubeconfig())
+        .args(["port-forward", "pod/web", ":8080"])
+        .env("KUBECTL_PORT_FORWARD_WEBSOCKETS", websockets)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = lines_of(child.stdout.take().unwrap());
+    let stderr = lines_of(child.stderr.take().unwrap());
+    let _kubectl = Background(child);
+    let forwarding = stdout
+        .recv_timeout(Duration::from_secs(20))
+        .expect("kubectl says where it forwards from");
+    // "Forwarding from 127.0.0.1:41234 -> 8080"
+    let local: u16 = forwarding
+        .split_once("127.0.0.1:")
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{forwarding}"));
+    let forwarded = first_line_from(([127, 0, 0, 1], local).into());
+    if let Some(direct) = direct {
+        assert_eq!(
+            forwarded,
+            Some(direct),
+            "the forwarded answer (websockets {websockets})"
+        );
+        return;
+    }
+    assert_eq!(forwarded, None, "nothing answers at {ip}:8080");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seen = Vec::new();
+    while Instant::now() < deadline {
+        let Ok(line) = stderr.recv_timeout(Duration::from_millis(200)) else {
+            continue;
+        };
+        if line.contains("error forwarding port 8080 to pod") {
+            assert!(
+                line.contains(&format!(", uid : dial tcp {ip}:8080")),
+                "{line}"
+            );
+            return;
+        }
+        seen.push(line);
+    }
+    panic!("kubectl did not report the kubelet's error: {seen:#?}");
+}
+
+/// kube-rs's `Api::portforward` speaks the WebSocket channel protocol (two channels a port,
+/// the port number first on each); as with kubectl, the forwarded answer is the direct one, or
+/// the kubelet's error comes on the error channel.
+#[test]
+fn kube_rs_port_forward_works() {
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::Api;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let c = cluster_with("");
+    let ip = c.ok(&["get", "pod", "web", "-o", "jsonpath={.status.podIP}"]);
+    let direct = first_line_from(std::net::SocketAddr::new(ip.parse().unwrap(), 8080));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let config = kube::Config::from_custom_kubeconfig(
+            kube::config::Kubeconfig::read_from(c.kubeconfig()).unwrap(),
+            &kube::config::KubeConfigOptions::default(),
+        )
+        .await
+        .unwrap();
+        let pods: Api<Pod> = Api::default_namespaced(kube::Client::try_from(config).unwrap());
+        let mut forwarder = pods.portforward("web", &[8080]).await.unwrap();
+        let mut stream = forwarder.take_stream(8080).unwrap();
+        let error = forwarder.take_error(8080).unwrap();
+        stream.write_all(b"GET / HTTP/1.0\r\n\r\n").await.unwrap();
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut answer));
+        match direct {
+            Some(direct) => {
+                read.await.expect("the pod's answer in time").unwrap();
+                let text = String::from_utf8_lossy(&answer);
+                assert_eq!(text.lines().next(), Some(direct.as_str()));
+            }
+            None => {
+                let message = tokio::time::timeout(Duration::from_secs(20), error)
+                    .await
+                    .expect("the kubelet's error in time")
+                    .expect("an error");
+                assert!(
+                    message.starts_with("error forwarding port 8080 to pod "),
+                    "{message}"
+                );
+            }
+        }
+        drop(stream);
+        forwarder.abort();
+    });
+}

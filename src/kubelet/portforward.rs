@@ -464,7 +464,8 @@ async fn forward_spdy(
 }
 
 /// Copies a TCP connection both ways: what arrives on `incoming` is written to it (its end
-/// shuts the connection's write side), and what it sends goes to `send` until it ends.
+/// shuts the connection's write side), and what it sends goes to `send`; done when the pod's
+/// side ends.
 pub(super) async fn copy<F, Fut>(
     connection: tokio::net::TcpStream,
     incoming: &mut mpsc::Receiver<Bytes>,
@@ -496,7 +497,13 @@ pub(super) async fn copy<F, Fut>(
         }
     };
     // The connection is done when the pod side ends; the client's end only half-closes it.
-    tokio::join!(up, down);
+    tokio::select! {
+        _ = down => {}
+        _ = async {
+            up.await;
+            std::future::pending::<()>().await
+        } => {}
+    }
 }
 
 /// The WebSocket channel protocol: every port at once, two channels each.
