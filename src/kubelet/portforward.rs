@@ -87,15 +87,16 @@ pub(super) async fn serve(
     let (mut parts, _) = request.into_parts();
     let mut found = None;
     for (id, config) in runtime.list_pod_sandboxes().await {
-        if config.namespace == namespace && config.name == pod {
-            if let Ok(status) = runtime.pod_sandbox_status(&id).await {
-                found = Some(Target {
-                    sandbox: id,
-                    ip: status.ip,
-                });
-                if status.ready {
-                    break;
-                }
+        if config.namespace == namespace
+            && config.name == pod
+            && let Ok(status) = runtime.pod_sandbox_status(&id).await
+        {
+            found = Some(Target {
+                sandbox: id,
+                ip: status.ip,
+            });
+            if status.ready {
+                break;
             }
         }
     }
@@ -211,11 +212,7 @@ fn tunnel(
         let inbound = async {
             while let Some(Ok(message)) = incoming.next().await {
                 match message {
-                    Message::Binary(data) => {
-                        if write.write_all(&data).await.is_err() {
-                            break;
-                        }
-                    }
+                    Message::Binary(data) if write.write_all(&data).await.is_err() => break,
                     Message::Close(_) => break,
                     _ => {}
                 }
