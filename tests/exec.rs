@@ -135,6 +135,25 @@ spec:
         error.contains("cannot exec into a container in a completed pod"),
         "{error}"
     );
+    // The kubelet finds no running container, and its answer comes back through the API
+    // server as it is.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let error = runtime.block_on(async {
+        let config = kube::Config::from_custom_kubeconfig(
+            kube::config::Kubeconfig::read_from(c.kubeconfig()).unwrap(),
+            &kube::config::KubeConfigOptions::default(),
+        )
+        .await
+        .unwrap();
+        let client = kube::Client::try_from(config).unwrap();
+        let request = http::Request::get(
+            "/api/v1/namespaces/default/pods/done/exec?command=true&stdout=true",
+        )
+        .body(Vec::new())
+        .unwrap();
+        client.request_text(request).await.unwrap_err().to_string()
+    });
+    assert!(error.contains("container not found (\"job\")"), "{error}");
     // The API server validates the container for any client.
     let out = c.kubectl(
         &[
