@@ -818,6 +818,16 @@ pub(crate) async fn resource(
             )
             .await?
         }
+        (Method::GET | Method::POST, Some(name), "exec" | "portforward") => {
+            super::proxy::serve(
+                api,
+                namespace.as_deref().unwrap_or("default"),
+                name,
+                sub,
+                request,
+            )
+            .await?
+        }
         (Method::POST, None, "") => {
             let body = body_bytes(request).await?;
             let object = normalize(

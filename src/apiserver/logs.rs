@@ -37,15 +37,13 @@ fn container_names(pod: &Value) -> Vec<String> {
         .collect()
 }
 
-/// Serves `GET .../pods/<name>/log`.
-pub(crate) async fn serve(
-    api: &ApiServer,
-    namespace: &str,
+/// The container a `pods/log` or `pods/exec` request is for, as the real API server picks it:
+/// the named one if the pod has it, else the only regular container.
+pub(super) fn pick_container(
+    pod: &Value,
     name: &str,
-    params: &Params,
-) -> Result<Response, ApiError> {
-    let pods = resources::find("", "v1", "pods").expect("served");
-    let pod = get_object(api, pods, Some(namespace), name).await?;
+    asked: Option<&String>,
+) -> Result<String, ApiError> {
     let regular: Vec<String> = pod["spec"]["containers"]
         .as_array()
         .map(|cs| {
@@ -54,21 +52,25 @@ pub(crate) async fn serve(
                 .collect()
         })
         .unwrap_or_default();
-    let container = match params.get("container").filter(|c| !c.is_empty()) {
-        Some(c) if container_names(&pod).contains(c) => c.clone(),
-        Some(c) => {
-            return Err(ApiError::BadRequest(format!(
-                "container {c} is not valid for pod {name}"
-            )));
-        }
-        None if regular.len() == 1 => regular[0].clone(),
-        None => {
-            return Err(ApiError::BadRequest(format!(
-                "a container name must be specified for pod {name}, choose one of: [{}]",
-                container_names(&pod).join(" ")
-            )));
-        }
-    };
+    match asked.filter(|c| !c.is_empty()) {
+        Some(c) if container_names(pod).contains(c) => Ok(c.clone()),
+        Some(c) => Err(ApiError::BadRequest(format!(
+            "container {c} is not valid for pod {name}"
+        ))),
+        None if regular.len() == 1 => Ok(regular[0].clone()),
+        None => Err(ApiError::BadRequest(format!(
+            "a container name must be specified for pod {name}, choose one of: [{}]",
+            container_names(pod).join(" ")
+        ))),
+    }
+}
+
+/// The `host:port` of the kubelet running `pod`, and its node's name.
+pub(super) async fn kubelet_of(
+    api: &ApiServer,
+    pod: &Value,
+    name: &str,
+) -> Result<(String, String), ApiError> {
     let Some(node_name) = pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) else {
         return Err(ApiError::BadRequest(format!(
             "pod {name} does not have a host assigned"
@@ -90,13 +92,27 @@ pub(crate) async fn serve(
             "the kubelet on node {node_name} does not serve logs (no kubelet endpoint in its status)"
         )));
     }
+    Ok((format!("{address}:{port}"), node_name.to_owned()))
+}
+
+/// Serves `GET .../pods/<name>/log`.
+pub(crate) async fn serve(
+    api: &ApiServer,
+    namespace: &str,
+    name: &str,
+    params: &Params,
+) -> Result<Response, ApiError> {
+    let pods = resources::find("", "v1", "pods").expect("served");
+    let pod = get_object(api, pods, Some(namespace), name).await?;
+    let container = pick_container(&pod, name, params.get("container"))?;
+    let (kubelet, node_name) = kubelet_of(api, &pod, name).await?;
     let mut query: Vec<String> = PASSED
         .iter()
         .filter_map(|k| params.get(*k).map(|v| format!("{k}={v}")))
         .collect();
     query.sort();
     let url = format!(
-        "http://{address}:{port}/containerLogs/{namespace}/{name}/{container}{}{}",
+        "http://{kubelet}/containerLogs/{namespace}/{name}/{container}{}{}",
         if query.is_empty() { "" } else { "?" },
         query.join("&")
     );

@@ -23,6 +23,7 @@ mod patch;
 mod path;
 pub mod pki;
 mod protobuf;
+mod proxy;
 pub(crate) mod resources;
 mod selectors;
 pub mod server;

@@ -208,7 +208,14 @@ pub(crate) static RESOURCES: &[Resource] = &[
         true,
         &["po"],
         ALL,
-        &["status", "binding", "log", "eviction"],
+        &[
+            "status",
+            "binding",
+            "log",
+            "eviction",
+            "exec",
+            "portforward"
+        ],
         core::v1::Pod
     ),
     resource!(
@@ -452,6 +459,7 @@ pub(crate) fn verbs(subresource: &str) -> &'static [&'static str] {
         "status" | "scale" => &["get", "patch", "update"],
         "binding" | "eviction" => &["create"],
         "log" => &["get"],
+        "exec" | "portforward" => &["create", "get"],
         "finalize" => &["update"],
         _ => &[],
     }
@@ -467,6 +475,8 @@ pub(crate) fn subresource_kind(
         "binding" => ("", "v1", "Binding"),
         "eviction" => ("policy", "v1", "Eviction"),
         "log" => ("", "v1", "Pod"),
+        "exec" => ("", "v1", "PodExecOptions"),
+        "portforward" => ("", "v1", "PodPortForwardOptions"),
         _ => (resource.group, resource.version, resource.kind),
     }
 }

@@ -2,8 +2,9 @@
 //! Lease in `kube-node-lease`, watches the pods bound to it, and runs each through the
 //! [`crate::runtime::ContainerRuntime`]: sandbox, image pulls, containers, then status back to
 //! the API server as the real kubelet writes it (phase, conditions, containerStatuses, podIP,
-//! hostIP, startTime), with Events. It also serves `/containerLogs/...` on 127.0.0.1 for the
-//! API server's `pods/log`.
+//! hostIP, startTime), with Events. It also serves `/containerLogs/...`, `/exec/...` and
+//! `/portForward/...` on 127.0.0.1 for the API server's `pods/log`, `pods/exec` and
+//! `pods/portforward` ([`server`]).
 //!
 //! Restarts follow `restartPolicy` with the real back-off. Stopping a kubelet (its task is
 //! aborted) ends every task it started, but not its containers, which live in the runtime: a
@@ -13,9 +14,13 @@
 
 mod config;
 mod env;
+mod exec;
 mod logs;
 mod pod;
+mod portforward;
 mod probes;
+mod server;
+mod spdy;
 mod volumes;
 
 use std::collections::HashMap;
@@ -138,6 +143,13 @@ pub struct Kubelet {
     flow: Flow,
 }
 
+/// The host's kernel release (`uname -r`): every virtual node runs on it.
+fn kernel_version() -> String {
+    nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
 fn now() -> String {
     jiff::Timestamp::now()
         .strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -162,6 +174,7 @@ impl Kubelet {
 
     fn node_object(&self, port: u16) -> serde_json::Value {
         let c = &self.config;
+        let runtime = self.runtime.version();
         let resources = json!({"cpu": c.cpu, "memory": c.memory, "pods": c.max_pods.to_string(), "ephemeral-storage": "100Gi"});
         let condition = |kind: &str, status: &str, reason: &str, message: &str| json!({"type": kind, "status": status, "reason": reason, "message": message, "lastHeartbeatTime": now(), "lastTransitionTime": now()});
         json!({
@@ -182,7 +195,7 @@ impl Kubelet {
                 "daemonEndpoints": {"kubeletEndpoint": {"Port": port}},
                 "nodeInfo": {
                     "machineID": c.name, "systemUUID": c.name, "bootID": c.name,
-                    "kernelVersion": "orrery", "osImage": "Orrery virtual node", "containerRuntimeVersion": "sim://0.1",
+                    "kernelVersion": kernel_version(), "osImage": "Orrery virtual node", "containerRuntimeVersion": format!("{}://{}", runtime.0, runtime.1),
                     "kubeletVersion": crate::apiserver::KUBERNETES_VERSION, "kubeProxyVersion": "", "operatingSystem": "linux", "architecture": "amd64",
                 },
                 "conditions": [
@@ -264,13 +277,13 @@ impl Kubelet {
     pub async fn run(self) {
         let this = Arc::new(self);
         let mut tasks = tokio::task::JoinSet::new();
-        let port = match logs::serve(this.runtime.clone()).await {
+        let port = match server::serve(this.runtime.clone()).await {
             Ok((port, server)) => {
                 tasks.spawn(server);
                 port
             }
             Err(error) => {
-                tracing::error!(%error, node = %this.config.name, "cannot serve container logs");
+                tracing::error!(%error, node = %this.config.name, "cannot serve container logs, exec and port-forward");
                 0
             }
         };

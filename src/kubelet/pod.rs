@@ -104,6 +104,8 @@ struct Running {
     image_reported: Option<(String, Instant)>,
     /// The termination message of an exited container (its id, the message).
     message: Option<(String, String)>,
+    /// The image's id as the runtime resolved it (`imageID`).
+    image_id: Option<String>,
 }
 
 impl Running {
@@ -129,6 +131,7 @@ impl Running {
             reported: None,
             image_reported: None,
             message: None,
+            image_id: None,
         }
     }
 
@@ -295,9 +298,9 @@ fn rfc3339(t: Option<jiff::Timestamp>) -> Option<String> {
     t.map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
 }
 
-fn terminated(s: &ContainerStatus, message: Option<&str>) -> Value {
+fn terminated(scheme: &str, s: &ContainerStatus, message: Option<&str>) -> Value {
     let mut t = json!({
-        "exitCode": s.exit_code, "reason": s.reason, "containerID": format!("sim://{}", s.id),
+        "exitCode": s.exit_code, "reason": s.reason, "containerID": format!("{scheme}://{}", s.id),
         "startedAt": rfc3339(s.started_at), "finishedAt": rfc3339(s.finished_at),
     });
     if let Some(m) = message.filter(|m| !m.is_empty()) {
@@ -616,7 +619,11 @@ async fn sync_container(ctx: &Ctx<'_>, c: &Container, state: &mut Running, kind:
             if ran >= BACKOFF_RESET {
                 state.backoff = Duration::ZERO;
             }
-            state.last_terminated = Some(terminated(status, message_of(state, &status.id)));
+            state.last_terminated = Some(terminated(
+                ctx.kubelet.runtime.version().0,
+                status,
+                message_of(state, &status.id),
+            ));
             state.not_before = Some(Instant::now() + state.backoff);
             if state.backoff.is_zero() {
                 state.backoff = FIRST_BACKOFF;
@@ -780,7 +787,8 @@ async fn ensure_image(ctx: &Ctx<'_>, image: &str, c: &Container, state: &mut Run
     let runtime = &kubelet.runtime;
     let policy = c.image_pull_policy.as_deref().unwrap_or("IfNotPresent");
     if policy != "Always" {
-        if runtime.image_present(image).await.is_some() {
+        if let Some(id) = runtime.image_present(image).await {
+            state.image_id = Some(id);
             if report_due(&mut state.image_reported, image) {
                 event(
                     kubelet,
@@ -819,7 +827,11 @@ async fn ensure_image(ctx: &Ctx<'_>, image: &str, c: &Container, state: &mut Run
     )
     .await;
     let began = Instant::now();
-    if let Err(error) = runtime.pull_image(image).await {
+    let pulled = runtime.pull_image(image).await;
+    if let Ok(id) = &pulled {
+        state.image_id = Some(id.clone());
+    }
+    if let Err(error) = pulled {
         event(
             kubelet,
             pod,
@@ -1007,7 +1019,10 @@ async fn container_entry(
         ),
         (None, Some(s)) if s.state == ContainerState::Exited => {
             exited = s.exit_code;
-            (terminated(s, message_of(state, &s.id)), false)
+            (
+                terminated(kubelet.runtime.version().0, s, message_of(state, &s.id)),
+                false,
+            )
         }
         _ => (json!({"waiting": {"reason": "PodInitializing"}}), false),
     };
@@ -1022,11 +1037,11 @@ async fn container_entry(
         Kind::Regular => running && started && probed_ready,
     };
     let mut entry = json!({
-        "name": c.name, "image": c.image, "imageID": format!("sim.local/{}", c.image.clone().unwrap_or_default()),
+        "name": c.name, "image": c.image, "imageID": state.image_id.clone().unwrap_or_default(),
         "ready": ready, "started": running && started, "restartCount": state.restarts, "state": state_json,
     });
     if let Some(id) = &state.id {
-        entry["containerID"] = json!(format!("sim://{id}"));
+        entry["containerID"] = json!(format!("{}://{id}", kubelet.runtime.version().0));
     }
     if let Some(last) = &state.last_terminated {
         entry["lastState"] = last.clone();

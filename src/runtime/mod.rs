@@ -255,6 +255,9 @@ pub struct LogLine {
 /// The runtime seam: what the kubelet needs from a container runtime (CRI's shape).
 #[async_trait]
 pub trait ContainerRuntime: Send + Sync + 'static {
+    /// The runtime's name and version (CRI's Version): `containerID`s read `<name>://<id>` and
+    /// the Node's `containerRuntimeVersion` `<name>://<version>`.
+    fn version(&self) -> (&'static str, &'static str);
     /// Creates a pod's sandbox and returns its id.
     async fn run_pod_sandbox(&self, config: &SandboxConfig) -> Result<String>;
     /// Stops every container in a sandbox (at once) and the sandbox itself.

@@ -12,6 +12,15 @@
 //!   `echo <text>` logs the text and exits 0; `true` exits 0; `false` exits 1.
 //! - Anything else, including no command at all (the image's own entrypoint), runs until stopped.
 //! - Stopping handles SIGTERM at once (exit code 143); a grace period of zero kills (137).
+//! - `exec` in a running container runs its command by the same words, on the exec's own
+//!   streams: `echo <text>` writes the text and a newline to stdout, `cat` copies stdin to
+//!   stdout until stdin ends, `env` prints the container's environment (`NAME=value` lines),
+//!   `hostname` prints the pod's hostname, `sleep <seconds>` waits, `true`/`false`/`exit <n>`
+//!   set the exit code, and `sh -c "<script>"` runs statements separated by `;` or `&&` (a
+//!   failed statement ends an `&&` chain). A program it does not know fails as runc does
+//!   (`exec: "<x>": executable file not found in $PATH` on stderr, exit code 126); inside a
+//!   script it fails as a shell does (`sh: <x>: not found`, 127). With a terminal, stderr goes
+//!   to stdout and resizing does nothing (the simulated terminal has no size).
 //! - Images pull after a short delay; a reference whose tag is `notfound` fails as a registry
 //!   would (`manifest unknown`), for showing `ErrImagePull` and `ImagePullBackOff`.
 //!
@@ -22,6 +31,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::FutureExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::oneshot;
 
 use super::{
@@ -127,6 +138,10 @@ struct Container {
     logs: Vec<LogLine>,
     stop: Option<oneshot::Sender<i32>>,
     attempt: u32,
+    env: Vec<(String, String)>,
+    /// Removed: gone for every purpose but its logs (`kubectl logs --previous`), until its
+    /// sandbox is removed.
+    removed: bool,
 }
 
 #[derive(Default)]
@@ -221,6 +236,7 @@ impl SimRuntime {
         let c = state
             .containers
             .get_mut(id)
+            .filter(|c| !c.removed)
             .ok_or_else(|| RuntimeError::NotFound {
                 kind: "container",
                 id: id.to_owned(),
@@ -231,6 +247,10 @@ impl SimRuntime {
 
 #[async_trait]
 impl ContainerRuntime for SimRuntime {
+    fn version(&self) -> (&'static str, &'static str) {
+        ("sim", "0.1")
+    }
+
     async fn run_pod_sandbox(&self, config: &SandboxConfig) -> Result<String> {
         let id = new_id("sim-sandbox-");
         self.lock().sandboxes.insert(id.clone(), config.clone());
@@ -249,7 +269,7 @@ impl ContainerRuntime for SimRuntime {
             state
                 .containers
                 .iter()
-                .filter(|(_, c)| c.sandbox == sandbox)
+                .filter(|(_, c)| c.sandbox == sandbox && !c.removed)
                 .map(|(id, _)| id.clone())
                 .collect()
         };
@@ -308,6 +328,8 @@ impl ContainerRuntime for SimRuntime {
                 logs: Vec::new(),
                 stop: None,
                 attempt: config.attempt,
+                env: config.env.clone(),
+                removed: false,
             },
         );
         Ok(id)
@@ -354,7 +376,12 @@ impl ContainerRuntime for SimRuntime {
 
     async fn remove_container(&self, id: &str) -> Result<()> {
         let mut state = self.lock();
-        match state.containers.get(id).map(|c| c.state) {
+        match state
+            .containers
+            .get(id)
+            .filter(|c| !c.removed)
+            .map(|c| c.state)
+        {
             None => Err(RuntimeError::NotFound {
                 kind: "container",
                 id: id.to_owned(),
@@ -365,7 +392,15 @@ impl ContainerRuntime for SimRuntime {
                 action: "remove",
             }),
             Some(_) => {
-                state.containers.remove(id);
+                let Some(c) = state.containers.get_mut(id) else {
+                    return Ok(());
+                };
+                c.removed = true;
+                // Keep one dead container per name, as the kubelet's garbage collection does.
+                let (sandbox, name, serial) = (c.sandbox.clone(), c.name.clone(), c.serial);
+                state.containers.retain(|_, c| {
+                    !(c.removed && c.sandbox == sandbox && c.name == name && c.serial < serial)
+                });
                 Ok(())
             }
         }
@@ -410,7 +445,7 @@ impl ContainerRuntime for SimRuntime {
             state
                 .containers
                 .iter()
-                .filter(|(_, c)| c.sandbox == sandbox)
+                .filter(|(_, c)| c.sandbox == sandbox && !c.removed)
                 .map(|(id, _)| id.clone())
                 .collect()
         };
@@ -422,7 +457,15 @@ impl ContainerRuntime for SimRuntime {
     }
 
     async fn container_logs(&self, id: &str) -> Result<Vec<LogLine>> {
-        self.container(id, |c| Ok(c.logs.clone()))
+        // Removed containers included, until their sandbox goes.
+        self.lock()
+            .containers
+            .get(id)
+            .map(|c| c.logs.clone())
+            .ok_or_else(|| RuntimeError::NotFound {
+                kind: "container",
+                id: id.to_owned(),
+            })
     }
 
     async fn find_container(
@@ -481,12 +524,235 @@ impl ContainerRuntime for SimRuntime {
             .then(|| format!("sim.local/{image}"))
     }
 
-    async fn exec(&self, id: &str, _request: ExecRequest) -> Result<ExecSession> {
-        self.container(id, |_| Ok(()))?;
-        Err(RuntimeError::Unsupported(
-            "the simulated runtime has no processes to exec in".into(),
-        ))
+    async fn exec(&self, id: &str, request: ExecRequest) -> Result<ExecSession> {
+        let (env, hostname) = {
+            let state = self.lock();
+            let c = state
+                .containers
+                .get(id)
+                .ok_or_else(|| RuntimeError::NotFound {
+                    kind: "container",
+                    id: id.to_owned(),
+                })?;
+            if c.state != ContainerState::Running {
+                return Err(RuntimeError::InvalidState {
+                    id: id.to_owned(),
+                    state: c.state.name(),
+                    action: "exec",
+                });
+            }
+            let hostname = state
+                .sandboxes
+                .get(&c.sandbox)
+                .map(|s| s.hostname.clone())
+                .unwrap_or_default();
+            (c.env.clone(), hostname)
+        };
+        const PIPE: usize = 64 * 1024;
+        let (stdout, stdout_reader) = tokio::io::duplex(PIPE);
+        let (stderr, stderr_reader) = if request.tty {
+            (None, None)
+        } else {
+            let (w, r) = tokio::io::duplex(PIPE);
+            (Some(w), Some(r))
+        };
+        let (stdin_writer, stdin) = if request.stdin {
+            let (w, r) = tokio::io::duplex(PIPE);
+            (Some(w), Some(r))
+        } else {
+            (None, None)
+        };
+        let (done, exit) = oneshot::channel();
+        let mut process = ExecProcess {
+            stdin,
+            stdout,
+            stderr,
+            env,
+            hostname,
+        };
+        tokio::spawn(async move {
+            let code = process.run(&request.command).await;
+            // The streams close before the exit code is known, as a real process's pipes do.
+            drop(process);
+            let _ = done.send(code);
+        });
+        Ok(ExecSession {
+            stdin: stdin_writer.map(|w| Box::new(w) as Box<dyn AsyncWrite + Send + Unpin>),
+            stdout: Box::new(stdout_reader),
+            stderr: stderr_reader.map(|r| Box::new(r) as Box<dyn AsyncRead + Send + Unpin>),
+            resize: request
+                .tty
+                .then(|| Box::new(|_: u16, _: u16| {}) as Box<dyn Fn(u16, u16) + Send + Sync>),
+            exit: exit
+                .map(|code| {
+                    code.map_err(|_| RuntimeError::Failed {
+                        action: "exec",
+                        message: "the simulated process vanished".into(),
+                    })
+                })
+                .boxed(),
+        })
     }
+}
+
+/// A simulated process started by `exec`: its streams and what it can print.
+struct ExecProcess {
+    stdin: Option<tokio::io::DuplexStream>,
+    stdout: tokio::io::DuplexStream,
+    /// `None` with a terminal: stderr is stdout.
+    stderr: Option<tokio::io::DuplexStream>,
+    env: Vec<(String, String)>,
+    hostname: String,
+}
+
+impl ExecProcess {
+    async fn out(&mut self, text: &str) {
+        let _ = self.stdout.write_all(text.as_bytes()).await;
+    }
+
+    async fn err(&mut self, text: &str) {
+        let stream = self.stderr.as_mut().unwrap_or(&mut self.stdout);
+        let _ = stream.write_all(text.as_bytes()).await;
+    }
+
+    /// Runs a whole command line (no shell) and returns its exit code.
+    async fn run(&mut self, command: &[String]) -> i32 {
+        let words: Vec<&str> = command.iter().map(String::as_str).collect();
+        let program = words.first().map(|w| w.rsplit('/').next().unwrap_or(w));
+        if matches!(program, Some("sh" | "bash" | "ash")) && words.get(1) == Some(&"-c") {
+            let shell = program.unwrap_or("sh").to_owned();
+            return self
+                .script(&shell, words.get(2).copied().unwrap_or(""))
+                .await;
+        }
+        match self.builtin(&words).await {
+            Some(code) => code,
+            None => {
+                let name = words.first().copied().unwrap_or("");
+                self.err(&format!(
+                    "OCI runtime exec failed: exec failed: unable to start container process: exec: \"{name}\": executable file not found in $PATH: unknown\n"
+                ))
+                .await;
+                126
+            }
+        }
+    }
+
+    /// `sh -c`: statements separated by `;` or newlines, each a chain of `&&`.
+    async fn script(&mut self, shell: &str, script: &str) -> i32 {
+        let mut status = 0;
+        for statement in script.split([';', '\n']) {
+            for (i, part) in statement.split("&&").enumerate() {
+                if i > 0 && status != 0 {
+                    break;
+                }
+                let words = shell_words(part);
+                if words.is_empty() {
+                    continue;
+                }
+                let words: Vec<&str> = words.iter().map(String::as_str).collect();
+                if words[0] == "exit" {
+                    return words.get(1).and_then(|n| n.parse().ok()).unwrap_or(status);
+                }
+                status = match self.builtin(&words).await {
+                    Some(code) => code,
+                    None => {
+                        self.err(&format!("{shell}: {}: not found\n", words[0]))
+                            .await;
+                        127
+                    }
+                };
+            }
+        }
+        status
+    }
+
+    /// One program the simulation knows; `None` for any other.
+    async fn builtin(&mut self, words: &[&str]) -> Option<i32> {
+        let program = words.first()?.rsplit('/').next().unwrap_or_default();
+        Some(match program {
+            "echo" => {
+                self.out(&format!("{}\n", words[1..].join(" "))).await;
+                0
+            }
+            "true" => 0,
+            "false" => 1,
+            "exit" => words.get(1).and_then(|n| n.parse().ok()).unwrap_or(0),
+            "hostname" => {
+                let name = self.hostname.clone();
+                self.out(&format!("{name}\n")).await;
+                0
+            }
+            "env" => {
+                let text: String = self.env.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+                self.out(&text).await;
+                0
+            }
+            "sleep" => match words.get(1).and_then(|s| seconds(s)) {
+                Some(Step::Sleep(d)) => {
+                    tokio::time::sleep(d).await;
+                    0
+                }
+                Some(_) => {
+                    std::future::pending::<()>().await;
+                    0
+                }
+                None => {
+                    self.err("sleep: invalid number\n").await;
+                    1
+                }
+            },
+            "cat" => {
+                let mut buffer = vec![0; 16 * 1024];
+                if let Some(mut stdin) = self.stdin.take() {
+                    loop {
+                        match stdin.read(&mut buffer).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => {
+                                if self.stdout.write_all(&buffer[..n]).await.is_err() {
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                }
+                0
+            }
+            _ => return None,
+        })
+    }
+}
+
+/// Splits a shell statement into words, honouring single and double quotes.
+fn shell_words(statement: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut in_word = false;
+    let mut quote: Option<char> = None;
+    for ch in statement.chars() {
+        match (quote, ch) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), c) => word.push(c),
+            (None, '\'' | '"') => {
+                quote = Some(ch);
+                in_word = true;
+            }
+            (None, c) if c.is_whitespace() => {
+                if in_word {
+                    words.push(std::mem::take(&mut word));
+                    in_word = false;
+                }
+            }
+            (None, c) => {
+                word.push(c);
+                in_word = true;
+            }
+        }
+    }
+    if in_word {
+        words.push(word);
+    }
+    words
 }
 
 #[cfg(test)]
@@ -611,6 +877,14 @@ mod tests {
             rt.container_status(&server).await,
             Err(RuntimeError::NotFound { .. })
         ));
+        // A removed container's logs stay for `--previous`.
+        assert_eq!(rt.container_logs(&crash).await.unwrap().len(), 1);
+        rt.remove_container(&crash).await.unwrap();
+        assert_eq!(rt.container_logs(&crash).await.unwrap()[0].text, "boom");
+        assert_eq!(
+            rt.find_container("ns", "p", "c", true).await,
+            Some(sleeper.clone())
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -642,6 +916,81 @@ mod tests {
         assert!(matches!(
             rt.create_container(&sandbox, &config(&[], &[])).await,
             Err(RuntimeError::NotFound { .. })
+        ));
+    }
+
+    async fn exec_output(
+        rt: &SimRuntime,
+        id: &str,
+        command: &[&str],
+        stdin: Option<&str>,
+    ) -> (i32, String, String) {
+        let session = rt
+            .exec(
+                id,
+                ExecRequest {
+                    command: command.iter().map(|s| (*s).to_owned()).collect(),
+                    stdin: stdin.is_some(),
+                    tty: false,
+                },
+            )
+            .await
+            .unwrap();
+        if let (Some(mut writer), Some(input)) = (session.stdin, stdin) {
+            writer.write_all(input.as_bytes()).await.unwrap();
+        }
+        let (mut out, mut err) = (String::new(), String::new());
+        let mut stdout = session.stdout;
+        let mut stderr = session.stderr.unwrap();
+        let (a, b) = tokio::join!(
+            stdout.read_to_string(&mut out),
+            stderr.read_to_string(&mut err)
+        );
+        a.unwrap();
+        b.unwrap();
+        (session.exit.await.unwrap(), out, err)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn exec_runs_the_words() {
+        let rt = SimRuntime::new(SimOptions::default());
+        let id = started(&rt, &["nginx"]).await;
+        for (command, stdin, expected) in [
+            (vec!["echo", "hi", "there"], None, (0, "hi there\n", "")),
+            (vec!["sh", "-c", "exit 3"], None, (3, "", "")),
+            (
+                vec![
+                    "sh",
+                    "-c",
+                    "echo 'a  b'; false && echo no; true && echo yes",
+                ],
+                None,
+                (0, "a  b\nyes\n", ""),
+            ),
+            (vec!["cat"], Some("data\nmore"), (0, "data\nmore", "")),
+            (vec!["hostname"], None, (0, "p\n", "")),
+            (
+                vec!["nope", "x"],
+                None,
+                (
+                    126,
+                    "",
+                    "OCI runtime exec failed: exec failed: unable to start container process: exec: \"nope\": executable file not found in $PATH: unknown\n",
+                ),
+            ),
+            (
+                vec!["/bin/sh", "-c", "nope"],
+                None,
+                (127, "", "sh: nope: not found\n"),
+            ),
+        ] {
+            let (code, out, err) = exec_output(&rt, &id, &command, stdin).await;
+            assert_eq!((code, out.as_str(), err.as_str()), expected, "{command:?}");
+        }
+        rt.stop_container(&id, Duration::ZERO).await.unwrap();
+        assert!(matches!(
+            rt.exec(&id, ExecRequest::default()).await,
+            Err(RuntimeError::InvalidState { .. })
         ));
     }
 }

@@ -484,6 +484,10 @@ fn container_spec(image: &Image, config: &ContainerConfig) -> Result<ContainerSp
 
 #[async_trait]
 impl ContainerRuntime for LibcontainerRuntime {
+    fn version(&self) -> (&'static str, &'static str) {
+        ("libcontainer", "0.7.0")
+    }
+
     async fn run_pod_sandbox(&self, config: &SandboxConfig) -> Result<String> {
         let image = self.image(&self.shared.pause_image).await?;
         let pause = container_spec(

@@ -1,0 +1,180 @@
+//! `pods/exec` and `pods/portforward`: as kube-apiserver does, the API server checks the request
+//! against the pod (the container, like `pods/log`; a node assigned), finds the node's kubelet
+//! endpoint, and proxies the connection upgrade: it sends the same request to the kubelet's
+//! `/exec/<namespace>/<pod>/<container>` or `/portForward/<namespace>/<pod>` with the client's
+//! `Connection`, `Upgrade`, `Sec-WebSocket-*` and `X-Stream-Protocol-Version` headers, and when
+//! the kubelet answers `101 Switching Protocols` it answers the client the same, then copies
+//! bytes both ways between the two upgraded connections (kube-apiserver's
+//! `UpgradeAwareHandler`). Any other answer from the kubelet is passed back as it is, which is
+//! how kubectl shows the kubelet's words (`unable to upgrade connection: container not found
+//! ("x")`). The proxy knows no protocol: WebSocket channels and SPDY pass through untouched.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::response::Response;
+use http::header::{
+    CONNECTION, HOST, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_PROTOCOL, SEC_WEBSOCKET_VERSION, UPGRADE,
+};
+use http::{HeaderName, StatusCode};
+use http_body_util::BodyExt;
+use hyper_util::rt::TokioIo;
+
+use super::ApiServer;
+use super::errors::ApiError;
+use super::handlers::get_object;
+use super::logs::{kubelet_of, pick_container};
+use super::resources;
+
+/// The request headers an upgrade needs, passed to the kubelet.
+const PASSED: [HeaderName; 5] = [
+    CONNECTION,
+    UPGRADE,
+    SEC_WEBSOCKET_KEY,
+    SEC_WEBSOCKET_VERSION,
+    SEC_WEBSOCKET_PROTOCOL,
+];
+
+/// The kubelet path and query for an exec: the container moves from the query into the path.
+fn exec_path(
+    namespace: &str,
+    name: &str,
+    query: &str,
+    pod: &serde_json::Value,
+) -> Result<String, ApiError> {
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect();
+    let asked = pairs
+        .iter()
+        .find(|(k, _)| k == "container")
+        .map(|(_, v)| v.clone());
+    let container = pick_container(pod, name, asked.as_ref())?;
+    let mut rest = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs.iter().filter(|(k, _)| k != "container") {
+        rest.append_pair(k, v);
+    }
+    Ok(format!(
+        "/exec/{namespace}/{name}/{container}?{}",
+        rest.finish()
+    ))
+}
+
+/// Serves `pods/exec` and `pods/portforward` (GET or POST, with an upgrade).
+pub(crate) async fn serve(
+    api: &ApiServer,
+    namespace: &str,
+    name: &str,
+    subresource: &str,
+    mut request: Request,
+) -> Result<Response, ApiError> {
+    let pods = resources::find("", "v1", "pods").expect("served");
+    let pod = get_object(api, pods, Some(namespace), name).await?;
+    let query = request.uri().query().unwrap_or_default().to_owned();
+    let path = match subresource {
+        "exec" => exec_path(namespace, name, &query, &pod)?,
+        _ => format!("/portForward/{namespace}/{name}?{query}"),
+    };
+    let (kubelet, node_name) = kubelet_of(api, &pod, name).await?;
+    let dial = |e: String| ApiError::Internal(format!("error dialing backend: {e}"));
+    let stream = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio::net::TcpStream::connect(&kubelet),
+    )
+    .await
+    .map_err(|_| dial(format!("dial tcp {kubelet}: i/o timeout")))?
+    .map_err(|e| dial(format!("dial tcp {kubelet}: {e}")))?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| dial(e.to_string()))?;
+    tokio::spawn(connection.with_upgrades());
+    let mut upstream = http::Request::builder()
+        .method(request.method())
+        .uri(&path)
+        .header(HOST, &kubelet);
+    for (header, value) in request.headers() {
+        if PASSED.contains(header) || header.as_str() == "x-stream-protocol-version" {
+            upstream = upstream.header(header, value);
+        }
+    }
+    let upstream = upstream
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let mut response = tokio::time::timeout(Duration::from_secs(10), sender.send_request(upstream))
+        .await
+        .map_err(|_| ApiError::Timeout(format!("the kubelet on {node_name} did not answer")))?
+        .map_err(|e| dial(e.to_string()))?;
+    if response.status() != StatusCode::SWITCHING_PROTOCOLS {
+        let status = response.status();
+        let content_type = response.headers().get(http::header::CONTENT_TYPE).cloned();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        let mut answer = Response::new(Body::from(body));
+        *answer.status_mut() = status;
+        if let Some(content_type) = content_type {
+            answer
+                .headers_mut()
+                .insert(http::header::CONTENT_TYPE, content_type);
+        }
+        return Ok(answer);
+    }
+    let client = hyper::upgrade::on(&mut request);
+    let backend = hyper::upgrade::on(&mut response);
+    tokio::spawn(async move {
+        let (client, backend) = tokio::join!(client, backend);
+        match (client, backend) {
+            (Ok(client), Ok(backend)) => {
+                let (mut client, mut backend) = (TokioIo::new(client), TokioIo::new(backend));
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut backend).await;
+            }
+            (client, backend) => tracing::debug!(
+                client = ?client.err(),
+                backend = ?backend.err(),
+                "upgrade to the kubelet failed"
+            ),
+        }
+    });
+    let mut answer = Response::new(Body::empty());
+    *answer.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    for (header, value) in response.headers() {
+        answer.headers_mut().append(header, value.clone());
+    }
+    Ok(answer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn exec_paths_name_the_container() {
+        let pod = json!({"spec": {"containers": [{"name": "app"}, {"name": "side"}]}});
+        assert_eq!(
+            exec_path(
+                "ns",
+                "p",
+                "command=sh&command=-c&command=exit+3&container=side&stdout=true",
+                &pod
+            )
+            .unwrap(),
+            "/exec/ns/p/side?command=sh&command=-c&command=exit+3&stdout=true"
+        );
+        assert_eq!(
+            exec_path("ns", "p", "command=ls&container=nope", &pod)
+                .unwrap_err()
+                .to_string(),
+            ApiError::BadRequest("container nope is not valid for pod p".into()).to_string()
+        );
+        let single = json!({"spec": {"containers": [{"name": "app"}]}});
+        assert_eq!(
+            exec_path("ns", "p", "command=ls", &single).unwrap(),
+            "/exec/ns/p/app?command=ls"
+        );
+    }
+}

@@ -1,0 +1,379 @@
+//! `kubectl exec` at the kubelet: `/exec/<namespace>/<pod>/<container>?command=...&stdin=&
+//! stdout=&stderr=&tty=`, a WebSocket speaking Kubernetes' channel protocol
+//! (`v5.channel.k8s.io`, or `v4.channel.k8s.io` for older clients such as kube-rs's first
+//! choice being refused). Every binary message starts with its channel: 0 stdin, 1 stdout,
+//! 2 stderr, 3 the error channel (one JSON `metav1.Status` at the end: `Success`, or `Failure`
+//! with reason `NonZeroExitCode` and the exit code as the `ExitCode` cause, which is how
+//! kubectl learns it), 4 terminal resizes (`{"Width":w,"Height":h}`), and, in v5 only, 255: a
+//! client's `[255, 0]` closes the command's stdin. The command runs through
+//! [`ContainerRuntime::exec`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{
+    Message, WebSocket, WebSocketUpgrade, rejection::WebSocketUpgradeRejection,
+};
+use axum::extract::{Path, RawQuery, State};
+use axum::response::{IntoResponse, Response};
+use futures::{SinkExt, StreamExt};
+use http::StatusCode;
+use serde_json::{Value, json};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+use crate::runtime::{ContainerRuntime, ContainerState, ExecRequest, RuntimeError};
+
+/// The WebSocket subprotocols served, most preferred first.
+pub(super) const PROTOCOLS: [&str; 2] = [V5, V4];
+const V5: &str = "v5.channel.k8s.io";
+const V4: &str = "v4.channel.k8s.io";
+
+/// The channels of the protocol.
+pub(super) mod channel {
+    /// The command's stdin.
+    pub(crate) const STDIN: u8 = 0;
+    /// The command's stdout.
+    pub(crate) const STDOUT: u8 = 1;
+    /// The command's stderr.
+    pub(crate) const STDERR: u8 = 2;
+    /// The final `Status`.
+    pub(crate) const ERROR: u8 = 3;
+    /// Terminal size changes.
+    pub(crate) const RESIZE: u8 = 4;
+    /// v5: the payload names a channel the sender closes.
+    pub(crate) const CLOSE: u8 = 255;
+}
+
+/// One message of the channel protocol: the channel byte, then the data.
+pub(super) fn frame(channel: u8, data: &[u8]) -> Vec<u8> {
+    let mut message = Vec::with_capacity(data.len() + 1);
+    message.push(channel);
+    message.extend_from_slice(data);
+    message
+}
+
+/// A message's channel and data; `None` for an empty message.
+pub(super) fn unframe(message: &[u8]) -> Option<(u8, &[u8])> {
+    message.split_first().map(|(c, data)| (*c, data))
+}
+
+/// What the query asks for (`PodExecOptions`).
+#[derive(Debug, PartialEq, Eq)]
+struct Options {
+    command: Vec<String>,
+    stdin: bool,
+    stdout: bool,
+    stderr: bool,
+    tty: bool,
+}
+
+fn truthy(value: &str) -> bool {
+    matches!(value, "1" | "true" | "True" | "TRUE")
+}
+
+impl Options {
+    fn parse(query: &str) -> Result<Self, String> {
+        let mut options = Options {
+            command: Vec::new(),
+            stdin: false,
+            stdout: false,
+            stderr: false,
+            tty: false,
+        };
+        for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+            match key.as_ref() {
+                "command" => options.command.push(value.into_owned()),
+                "input" | "stdin" => options.stdin = truthy(&value),
+                "output" | "stdout" => options.stdout = truthy(&value),
+                "error" | "stderr" => options.stderr = truthy(&value),
+                "tty" => options.tty = truthy(&value),
+                _ => {}
+            }
+        }
+        if options.command.is_empty() {
+            return Err("you must specify at least 1 command".into());
+        }
+        if !(options.stdin || options.stdout || options.stderr) {
+            return Err("you must specify at least 1 of stdin, stdout, stderr".into());
+        }
+        Ok(options)
+    }
+}
+
+/// The Status ending an exec on the error channel, as the kubelet writes it.
+pub(super) fn exit_status(command: &[String], result: &Result<i32, RuntimeError>) -> Value {
+    match result {
+        Ok(0) => json!({"metadata": {}, "status": "Success"}),
+        Ok(code) => json!({
+            "metadata": {},
+            "status": "Failure",
+            "message": format!(
+                "command terminated with non-zero exit code: error executing command [{}], exit code {code}",
+                command.join(" ")
+            ),
+            "reason": "NonZeroExitCode",
+            "details": {"causes": [{"reason": "ExitCode", "message": code.to_string()}]},
+        }),
+        Err(error) => {
+            let message = format!("error executing command in container: {error}");
+            json!({
+                "metadata": {},
+                "status": "Failure",
+                "message": format!("Internal error occurred: {message}"),
+                "reason": "InternalError",
+                "details": {"causes": [{"message": message}]},
+                "code": 500,
+            })
+        }
+    }
+}
+
+/// Serves `/exec/{namespace}/{pod}/{container}`.
+pub(super) async fn serve(
+    State(runtime): State<Arc<dyn ContainerRuntime>>,
+    Path((namespace, pod, container)): Path<(String, String, String)>,
+    RawQuery(query): RawQuery,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let options = match Options::parse(query.as_deref().unwrap_or_default()) {
+        Ok(options) => options,
+        Err(message) => return (StatusCode::BAD_REQUEST, message).into_response(),
+    };
+    // Like the real kubelet, only running containers are found.
+    let running = match runtime
+        .find_container(&namespace, &pod, &container, false)
+        .await
+    {
+        Some(id) => match runtime.container_status(&id).await {
+            Ok(status) if status.state == ContainerState::Running => Some(id),
+            _ => None,
+        },
+        None => None,
+    };
+    let Some(id) = running else {
+        return (
+            StatusCode::NOT_FOUND,
+            format!("container not found ({container:?})"),
+        )
+            .into_response();
+    };
+    let upgrade = match upgrade {
+        Ok(upgrade) => upgrade,
+        Err(rejection) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "unable to upgrade: exec needs a WebSocket ({V5} or {V4}); {}",
+                    rejection.body_text()
+                ),
+            )
+                .into_response();
+        }
+    };
+    upgrade
+        .protocols(PROTOCOLS)
+        .on_upgrade(move |socket| session(socket, runtime, id, options))
+}
+
+/// Copies one of the command's outputs to its channel until it ends.
+async fn pump(mut from: Box<dyn AsyncRead + Send + Unpin>, channel: u8, to: mpsc::Sender<Message>) {
+    let mut buffer = vec![0; 32 * 1024];
+    loop {
+        match from.read(&mut buffer).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                let message = Message::Binary(frame(channel, &buffer[..n]).into());
+                if to.send(message).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The close message ending a session: status 1000, normal closure.
+pub(super) fn normal_close() -> Message {
+    Message::Close(Some(axum::extract::ws::CloseFrame {
+        code: axum::extract::ws::close_code::NORMAL,
+        reason: "".into(),
+    }))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Size {
+    width: u16,
+    height: u16,
+}
+
+async fn session(
+    socket: WebSocket,
+    runtime: Arc<dyn ContainerRuntime>,
+    id: String,
+    options: Options,
+) {
+    let v5 = socket.protocol().is_some_and(|p| p == V5);
+    let (mut sink, mut incoming) = socket.split();
+    let (tx, mut rx) = mpsc::channel::<Message>(16);
+    let writer = tokio::spawn(async move {
+        while let Some(message) = rx.recv().await {
+            if sink.send(message).await.is_err() {
+                return;
+            }
+        }
+        // A normal closure (1000) is how the client's channels see their end; a close
+        // without a status (1005) is an error to client-go.
+        let _ = sink.send(normal_close()).await;
+        let _ = sink.close().await;
+    });
+    let command = options.command.clone();
+    let started = runtime
+        .exec(
+            &id,
+            ExecRequest {
+                command: options.command,
+                stdin: options.stdin,
+                tty: options.tty,
+            },
+        )
+        .await;
+    let session = match started {
+        Ok(session) => session,
+        Err(error) => {
+            let status = exit_status(&command, &Err(error));
+            let _ = tx
+                .send(Message::Binary(
+                    frame(channel::ERROR, status.to_string().as_bytes()).into(),
+                ))
+                .await;
+            drop(tx);
+            let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+            return;
+        }
+    };
+    let mut stdin = session.stdin;
+    let resize = session.resize;
+    let input = async {
+        while let Some(Ok(message)) = incoming.next().await {
+            let data = match message {
+                Message::Binary(data) => data,
+                Message::Close(_) => break,
+                _ => continue,
+            };
+            match unframe(&data) {
+                Some((channel::STDIN, data)) => {
+                    if let Some(writer) = stdin.as_mut()
+                        && !data.is_empty()
+                        && writer.write_all(data).await.is_err()
+                    {
+                        stdin = None;
+                    }
+                }
+                Some((channel::RESIZE, data)) => {
+                    if let (Some(resize), Ok(size)) =
+                        (resize.as_ref(), serde_json::from_slice::<Size>(data))
+                    {
+                        resize(size.width, size.height);
+                    }
+                }
+                Some((channel::CLOSE, [channel::STDIN, ..])) if v5 => {
+                    if let Some(mut writer) = stdin.take() {
+                        let _ = writer.shutdown().await;
+                    }
+                }
+                _ => {}
+            }
+        }
+    };
+    let output = async {
+        let out = pump(session.stdout, channel::STDOUT, tx.clone());
+        let err = async {
+            if let Some(stderr) = session.stderr {
+                pump(stderr, channel::STDERR, tx.clone()).await;
+            }
+        };
+        tokio::join!(out, err);
+        let result = session.exit.await;
+        let status = exit_status(&command, &result);
+        let _ = tx
+            .send(Message::Binary(
+                frame(channel::ERROR, status.to_string().as_bytes()).into(),
+            ))
+            .await;
+    };
+    tokio::select! {
+        _ = output => {}
+        _ = input => {}
+    }
+    drop(tx);
+    let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_carry_their_channel() {
+        assert_eq!(frame(channel::STDOUT, b"hi"), b"\x01hi");
+        assert_eq!(unframe(b"\x00data"), Some((channel::STDIN, &b"data"[..])));
+        assert_eq!(unframe(b"\xff\x00"), Some((channel::CLOSE, &[0u8][..])));
+        assert_eq!(unframe(b""), None);
+        assert_eq!(frame(channel::RESIZE, b""), vec![4]);
+    }
+
+    #[test]
+    fn options_from_the_query() {
+        assert_eq!(
+            Options::parse("command=sh&command=-c&command=exit+3&stdout=true&stderr=1&tty=false"),
+            Ok(Options {
+                command: vec!["sh".into(), "-c".into(), "exit 3".into()],
+                stdin: false,
+                stdout: true,
+                stderr: true,
+                tty: false,
+            })
+        );
+        assert_eq!(
+            Options::parse("stdout=true"),
+            Err("you must specify at least 1 command".into())
+        );
+        assert_eq!(
+            Options::parse("command=ls"),
+            Err("you must specify at least 1 of stdin, stdout, stderr".into())
+        );
+    }
+
+    #[test]
+    fn exit_codes_become_statuses() {
+        let command = vec!["sh".to_owned(), "-c".to_owned(), "exit 3".to_owned()];
+        assert_eq!(
+            exit_status(&command, &Ok(0)),
+            json!({"metadata": {}, "status": "Success"})
+        );
+        let failed = exit_status(&command, &Ok(3));
+        assert_eq!(failed["reason"], "NonZeroExitCode");
+        assert_eq!(
+            failed["details"]["causes"],
+            json!([{"reason": "ExitCode", "message": "3"}])
+        );
+        assert_eq!(
+            failed["message"],
+            "command terminated with non-zero exit code: error executing command [sh -c exit 3], exit code 3"
+        );
+        let broken = exit_status(
+            &command,
+            &Err(RuntimeError::InvalidState {
+                id: "c1".into(),
+                state: "exited",
+                action: "exec",
+            }),
+        );
+        assert_eq!(broken["reason"], "InternalError");
+        assert_eq!(
+            broken["message"],
+            "Internal error occurred: error executing command in container: container \"c1\" is exited: cannot exec"
+        );
+    }
+}

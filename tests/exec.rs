@@ -1,0 +1,425 @@
+//! `kubectl exec`, `kubectl logs` and `kubectl port-forward` against `orrery up --runtime sim`,
+//! with the real kubectl (and kube-rs's `Api::exec`): the API server proxies the upgrade to the
+//! kubelet, which speaks WebSocket v5 for exec and SPDY/3.1 for port-forward.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::Cluster;
+
+/// A cluster with one sim node and a running pod `web` (container `app`, which runs until
+/// stopped, with an environment), plus whatever `manifest` adds.
+fn cluster_with(manifest: &str) -> Cluster {
+    let c = Cluster::with_nodes(1);
+    c.eventually(&["get", "nodes", "-o", "name"], 20, |t| {
+        t.contains("node-1")
+    });
+    c.eventually(
+        &["get", "serviceaccount", "default", "-o", "name"],
+        20,
+        |t| !t.is_empty(),
+    );
+    let web = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  containers:
+  - name: app
+    image: nginx
+    env: [{name: GREETING, value: hello}]
+  - name: side
+    image: busybox
+    command: [sleep, infinity]
+"#;
+    c.ok_with(
+        &["apply", "-f", "-"],
+        Some(&format!("{web}\n---\n{manifest}")),
+    );
+    c.eventually(
+        &["get", "pod", "web", "-o", "jsonpath={.status.phase}"],
+        30,
+        |t| t == "Running",
+    );
+    c
+}
+
+#[test]
+fn exec_runs_commands_with_exit_codes_and_stdin() {
+    let c = cluster_with("");
+    assert_eq!(
+        c.ok(&["exec", "web", "-c", "app", "--", "echo", "hi"]),
+        "hi\n"
+    );
+    assert_eq!(
+        c.ok(&["exec", "web", "-c", "app", "--", "env"]),
+        "GREETING=hello\n"
+    );
+    let out = c.kubectl(
+        &[
+            "exec",
+            "web",
+            "-c",
+            "app",
+            "--",
+            "sh",
+            "-c",
+            "echo out; exit 3",
+        ],
+        None,
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "out\n");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("command terminated with exit code 3"),
+        "{out:?}"
+    );
+    // stdin reaches the command, and its end closes the command's stdin (v5's close channel).
+    assert_eq!(
+        c.ok_with(
+            &["exec", "-i", "web", "-c", "side", "--", "cat"],
+            Some("data\nmore\n")
+        ),
+        "data\nmore\n"
+    );
+    // An unknown program fails as runc does.
+    let out = c.kubectl(
+        &["exec", "web", "-c", "app", "--", "nginx-debug"],
+        None,
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(126), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("exec: \"nginx-debug\": executable file not found in $PATH"),
+        "{out:?}"
+    );
+    // A container the pod does not have: the API server's words.
+    let error = c.fails(&["exec", "web", "-c", "nope", "--", "true"], None);
+    assert!(
+        error.contains("Error from server (BadRequest): container nope is not valid for pod web"),
+        "{error}"
+    );
+    // Two containers and none named: kubectl takes the first and says so.
+    let out = c.kubectl(&["exec", "web", "--", "hostname"], None, &[]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "web\n", "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Defaulted container \"app\""),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn exec_errors_come_from_the_api_server_and_the_kubelet() {
+    let c = cluster_with(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: done}
+spec:
+  restartPolicy: Never
+  containers: [{name: job, image: busybox, command: [sh, -c, "echo finished"]}]
+"#,
+    );
+    c.eventually(
+        &["get", "pod", "done", "-o", "jsonpath={.status.phase}"],
+        30,
+        |t| t == "Succeeded",
+    );
+    // kubectl refuses a completed pod itself; the raw API reaches the kubelet, which finds no
+    // running container.
+    let error = c.fails(&["exec", "done", "--", "true"], None);
+    assert!(
+        error.contains("cannot exec into a container in a completed pod"),
+        "{error}"
+    );
+    // The kubelet finds no running container, and its answer comes back through the API
+    // server as it is.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let error = runtime.block_on(async {
+        let config = kube::Config::from_custom_kubeconfig(
+            kube::config::Kubeconfig::read_from(c.kubeconfig()).unwrap(),
+            &kube::config::KubeConfigOptions::default(),
+        )
+        .await
+        .unwrap();
+        let client = kube::Client::try_from(config).unwrap();
+        let request = http::Request::get(
+            "/api/v1/namespaces/default/pods/done/exec?command=true&stdout=true",
+        )
+        .body(Vec::new())
+        .unwrap();
+        client.request_text(request).await.unwrap_err().to_string()
+    });
+    assert!(error.contains("container not found (\"job\")"), "{error}");
+    // The API server validates the container for any client.
+    let out = c.kubectl(
+        &[
+            "get",
+            "--raw",
+            "/api/v1/namespaces/default/pods/web/exec?command=true&container=nope&stdout=true",
+        ],
+        None,
+        &[],
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("container nope is not valid for pod web"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn kube_rs_exec_works() {
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::{Api, AttachParams};
+    use tokio::io::AsyncReadExt;
+
+    let c = cluster_with("");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let config = kube::Config::from_custom_kubeconfig(
+            kube::config::Kubeconfig::read_from(c.kubeconfig()).unwrap(),
+            &kube::config::KubeConfigOptions::default(),
+        )
+        .await
+        .unwrap();
+        let client = kube::Client::try_from(config).unwrap();
+        let pods: Api<Pod> = Api::default_namespaced(client);
+        let mut process = pods
+            .exec(
+                "web",
+                ["sh", "-c", "echo from kube; exit 4"],
+                &AttachParams::default().container("app").stderr(false),
+            )
+            .await
+            .unwrap();
+        let mut out = String::new();
+        process
+            .stdout()
+            .unwrap()
+            .read_to_string(&mut out)
+            .await
+            .unwrap();
+        let status = process.take_status().unwrap().await.unwrap();
+        assert_eq!(out, "from kube\n");
+        assert_eq!(status.reason.as_deref(), Some("NonZeroExitCode"));
+        let causes = status.details.unwrap().causes.unwrap();
+        assert_eq!(causes[0].message.as_deref(), Some("4"));
+        process.join().await.unwrap();
+    });
+}
+
+#[test]
+fn logs_follow_previous_tail_and_timestamps() {
+    let c = cluster_with(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: talker}
+spec:
+  restartPolicy: Never
+  containers: [{name: c, image: busybox, command: [sh, -c, "echo one; sleep 1; echo two; sleep 1; echo three"]}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: crasher}
+spec:
+  containers: [{name: c, image: busybox, command: [sh, -c, "echo run; sleep 1; exit 1"]}]
+"#,
+    );
+    // -f streams lines as they come and ends when the container has exited.
+    let started = Instant::now();
+    c.eventually(
+        &["get", "pod", "talker", "-o", "jsonpath={.status.phase}"],
+        30,
+        |t| t == "Running",
+    );
+    assert_eq!(c.ok(&["logs", "-f", "talker"]), "one\ntwo\nthree\n");
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert_eq!(c.ok(&["logs", "talker", "--tail=1"]), "three\n");
+    let stamped = c.ok(&["logs", "talker", "--timestamps", "--tail=2"]);
+    let lines: Vec<&str> = stamped.lines().collect();
+    assert_eq!(lines.len(), 2, "{stamped}");
+    let (time, text) = lines[1].split_once(' ').unwrap();
+    assert_eq!(text, "three");
+    assert!(time.parse::<jiff::Timestamp>().is_ok(), "{time}");
+    assert_eq!(time.len(), "2024-01-01T00:00:00.000000000Z".len(), "{time}");
+    // --previous: none before the first restart, then the last run's lines.
+    let error = c.fails(&["logs", "talker", "--previous"], None);
+    assert!(
+        error.contains("previous terminated container \"c\" in pod \"talker\" not found"),
+        "{error}"
+    );
+    c.eventually(
+        &[
+            "get",
+            "pod",
+            "crasher",
+            "-o",
+            "jsonpath={.status.containerStatuses[0].restartCount}",
+        ],
+        40,
+        |t| t.parse::<u32>().is_ok_and(|n| n >= 1),
+    );
+    assert_eq!(c.ok(&["logs", "crasher", "--previous"]), "run\n");
+}
+
+/// A background kubectl, killed when dropped.
+struct Background(std::process::Child);
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Lines a child writes, read on a plain thread.
+fn lines_of(reader: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(reader).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// What a request to `address` gets back (its first line), or `None` if nothing answers there.
+fn first_line_from(address: std::net::SocketAddr) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut connection =
+        std::net::TcpStream::connect_timeout(&address, Duration::from_secs(5)).ok()?;
+    connection
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    connection.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
+    let mut answer = Vec::new();
+    let _ = connection.read_to_end(&mut answer);
+    let text = String::from_utf8_lossy(&answer);
+    text.lines().next().map(str::to_owned)
+}
+
+/// kubectl port-forward through the API server to the kubelet's SPDY endpoint. A simulated
+/// pod has no process behind its IP: on a host where that address leads nowhere, kubectl must
+/// report the kubelet's connection error; where something does answer there (a host whose
+/// default route intercepts every address), the forwarded connection must get the same answer
+/// a direct connection gets.
+#[test]
+fn port_forward_reaches_the_pod_ip_or_reports_the_kubelets_error() {
+    let c = cluster_with("");
+    let ip = c.ok(&["get", "pod", "web", "-o", "jsonpath={.status.podIP}"]);
+    let direct = first_line_from(std::net::SocketAddr::new(ip.parse().unwrap(), 8080));
+    // kubectl 1.32 tunnels SPDY through a WebSocket; without it, it upgrades to SPDY itself.
+    for websockets in ["true", "false"] {
+        forward_once(&c, &ip, direct.clone(), websockets);
+    }
+}
+
+fn forward_once(c: &Cluster, ip: &str, direct: Option<String>, websockets: &str) {
+    use std::process::{Command, Stdio};
+
+    let mut child = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(c.kubeconfig())
+        .args(["port-forward", "pod/web", ":8080"])
+        .env("KUBECTL_PORT_FORWARD_WEBSOCKETS", websockets)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = lines_of(child.stdout.take().unwrap());
+    let stderr = lines_of(child.stderr.take().unwrap());
+    let _kubectl = Background(child);
+    let forwarding = stdout
+        .recv_timeout(Duration::from_secs(20))
+        .expect("kubectl says where it forwards from");
+    // "Forwarding from 127.0.0.1:41234 -> 8080"
+    let local: u16 = forwarding
+        .split_once("127.0.0.1:")
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{forwarding}"));
+    let forwarded = first_line_from(([127, 0, 0, 1], local).into());
+    if let Some(direct) = direct {
+        assert_eq!(
+            forwarded,
+            Some(direct),
+            "the forwarded answer (websockets {websockets})"
+        );
+        return;
+    }
+    assert_eq!(forwarded, None, "nothing answers at {ip}:8080");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seen = Vec::new();
+    while Instant::now() < deadline {
+        let Ok(line) = stderr.recv_timeout(Duration::from_millis(200)) else {
+            continue;
+        };
+        if line.contains("error forwarding port 8080 to pod") {
+            assert!(
+                line.contains(&format!(", uid : dial tcp {ip}:8080")),
+                "{line}"
+            );
+            return;
+        }
+        seen.push(line);
+    }
+    panic!("kubectl did not report the kubelet's error: {seen:#?}");
+}
+
+/// kube-rs's `Api::portforward` speaks the WebSocket channel protocol (two channels a port,
+/// the port number first on each); as with kubectl, the forwarded answer is the direct one, or
+/// the kubelet's error comes on the error channel.
+#[test]
+fn kube_rs_port_forward_works() {
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::Api;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let c = cluster_with("");
+    let ip = c.ok(&["get", "pod", "web", "-o", "jsonpath={.status.podIP}"]);
+    let direct = first_line_from(std::net::SocketAddr::new(ip.parse().unwrap(), 8080));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let config = kube::Config::from_custom_kubeconfig(
+            kube::config::Kubeconfig::read_from(c.kubeconfig()).unwrap(),
+            &kube::config::KubeConfigOptions::default(),
+        )
+        .await
+        .unwrap();
+        let pods: Api<Pod> = Api::default_namespaced(kube::Client::try_from(config).unwrap());
+        let mut forwarder = pods.portforward("web", &[8080]).await.unwrap();
+        let mut stream = forwarder.take_stream(8080).unwrap();
+        let error = forwarder.take_error(8080).unwrap();
+        stream.write_all(b"GET / HTTP/1.0\r\n\r\n").await.unwrap();
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut answer));
+        match direct {
+            Some(direct) => {
+                read.await.expect("the pod's answer in time").unwrap();
+                let text = String::from_utf8_lossy(&answer);
+                assert_eq!(text.lines().next(), Some(direct.as_str()));
+            }
+            None => {
+                let message = tokio::time::timeout(Duration::from_secs(20), error)
+                    .await
+                    .expect("the kubelet's error in time")
+                    .expect("an error");
+                assert!(
+                    message.starts_with("error forwarding port 8080 to pod "),
+                    "{message}"
+                );
+            }
+        }
+        drop(stream);
+        forwarder.abort();
+    });
+}
