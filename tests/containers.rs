@@ -171,9 +171,10 @@ fn hello_answers_over_the_pod_ip_and_through_port_forward() {
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(forward.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let mut output = BufReader::new(forward.stdout.take().unwrap());
+    output.read_line(&mut line).unwrap();
+    // kubectl goes on writing "Handling connection for ..." there: keep reading it.
+    std::thread::spawn(move || std::io::copy(&mut output, &mut std::io::sink()));
     // "Forwarding from 127.0.0.1:41234 -> 8080"
     let local = line
         .split_whitespace()

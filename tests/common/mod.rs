@@ -248,7 +248,23 @@ impl Cluster {
 }
 
 impl Drop for Cluster {
+    /// Stops the cluster as Ctrl-C would (SIGTERM: its containers are stopped and cleaned up),
+    /// and kills it if it has not ended within 20 s.
+    #[allow(clippy::disallowed_methods)] // a plain test thread, not a tokio worker
     fn drop(&mut self) {
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
