@@ -141,6 +141,20 @@ pub struct Kubelet {
     client: kube::Client,
     runtime: Arc<dyn ContainerRuntime>,
     flow: Flow,
+    /// Events to record, in order, by the kubelet's recorder task (as the real kubelet's event
+    /// broadcaster does), so that no pod worker waits for an Event's write.
+    events: tokio::sync::mpsc::UnboundedSender<PodEvent>,
+    recorder: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<PodEvent>>>,
+}
+
+/// An Event about a pod, queued for the recorder.
+pub(crate) struct PodEvent {
+    namespace: String,
+    name: String,
+    uid: String,
+    kind: &'static str,
+    reason: String,
+    message: String,
 }
 
 /// The host's kernel release (`uname -r`): every virtual node runs on it.
@@ -164,11 +178,42 @@ impl Kubelet {
         runtime: Arc<dyn ContainerRuntime>,
         flow: Flow,
     ) -> Self {
+        let (events, recorder) = tokio::sync::mpsc::unbounded_channel();
         Kubelet {
             config,
             client,
             runtime,
             flow,
+            events,
+            recorder: std::sync::Mutex::new(Some(recorder)),
+        }
+    }
+
+    /// Records queued Events one at a time, in the order they were queued.
+    async fn record_events(self: Arc<Self>) {
+        let Some(mut queue) = self
+            .recorder
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        else {
+            return;
+        };
+        let node = self.config.name.as_str();
+        let source = crate::events::Source {
+            component: "kubelet",
+            host: Some(node),
+            instance: Some(node),
+        };
+        while let Some(e) = queue.recv().await {
+            let about = crate::events::Involved {
+                kind: "Pod",
+                namespace: &e.namespace,
+                name: &e.name,
+                uid: &e.uid,
+            };
+            crate::events::record(&self.client, &about, &source, e.kind, &e.reason, &e.message)
+                .await;
         }
     }
 
@@ -277,6 +322,7 @@ impl Kubelet {
     pub async fn run(self) {
         let this = Arc::new(self);
         let mut tasks = tokio::task::JoinSet::new();
+        tasks.spawn(this.clone().record_events());
         let port = match server::serve(this.runtime.clone()).await {
             Ok((port, server)) => {
                 tasks.spawn(server);

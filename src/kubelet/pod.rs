@@ -194,19 +194,19 @@ async fn event(kubelet: &Kubelet, pod: &Pod, kind: &str, reason: &str, message: 
     .detail(message.clone());
     flow.uid = pod.metadata.uid.clone().unwrap_or_default();
     kubelet.flow.emit(flow);
-    let about = crate::events::Involved {
-        kind: "Pod",
-        namespace: &namespace,
-        name: &name,
-        uid: pod.metadata.uid.as_deref().unwrap_or_default(),
-    };
-    let node = kubelet.config.name.as_str();
-    let source = crate::events::Source {
-        component: "kubelet",
-        host: Some(node),
-        instance: Some(node),
-    };
-    crate::events::record(&kubelet.client, &about, &source, kind, reason, &message).await;
+    // The kubelet's recorder writes it, in order; the worker goes on at once.
+    let _ = kubelet.events.send(super::PodEvent {
+        namespace,
+        name,
+        uid: pod.metadata.uid.clone().unwrap_or_default(),
+        kind: if kind == "Warning" {
+            "Warning"
+        } else {
+            "Normal"
+        },
+        reason: reason.to_owned(),
+        message,
+    });
 }
 
 /// Everything the runtime needs to create the container, or why it cannot be made (a
