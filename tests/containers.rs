@@ -74,6 +74,19 @@ spec:
         String::from_utf8_lossy(&out.stderr).contains("command terminated with exit code 3"),
         "{out:?}"
     );
+    // -it: a terminal (util-linux's `script` gives kubectl one).
+    let tty = Command::new("script")
+        .args(["-qec"])
+        .arg(format!(
+            "kubectl --kubeconfig {} exec -it bb -- sh -c 'tty; exit 4'",
+            c.kubeconfig().display()
+        ))
+        .arg("/dev/null")
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&tty.stdout);
+    assert!(printed.contains("/dev/pts/"), "{printed}");
+    assert_eq!(tty.status.code(), Some(4), "{printed}");
     // stdin
     let out = c.ok_with(&["exec", "-i", "bb", "--", "cat"], Some("through stdin\n"));
     assert_eq!(out, "through stdin\n");
