@@ -6,12 +6,15 @@
 //! Tests that unpack images as the runtime would need root and skip (saying so) without it; CI
 //! runs as root. `scripts/test` installs busybox-static, umoci, skopeo and docker-registry.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::registry::Registry;
 use orrery::images::ImageStore;
 
 fn is_root() -> bool {
@@ -101,44 +104,6 @@ fn get(port: u16) -> (String, String) {
     (head.lines().next().unwrap().to_owned(), body.to_owned())
 }
 
-/// Debian's `docker-registry` on 127.0.0.1:<free port> with its own storage.
-struct Registry {
-    port: u16,
-    _process: Guard,
-    _dir: tempfile::TempDir,
-}
-
-impl Registry {
-    fn start() -> Registry {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let config = dir.path().join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
-                 http:\n  addr: 127.0.0.1:{port}\n",
-                dir.path().join("storage").display()
-            ),
-        )
-        .unwrap();
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("docker-registry (scripts/test installs it)");
-        let mut process = Guard(child);
-        wait_for_port(port, &mut process.0);
-        Registry {
-            port,
-            _process: process,
-            _dir: dir,
-        }
-    }
-}
-
 /// An OCI layout at `dir/layout` holding `busybox:<tag>`: Debian's static busybox with `sh`
 /// and `ls` links, built with umoci.
 fn busybox_layout(dir: &Path, tag: &str) -> PathBuf {
@@ -196,7 +161,7 @@ fn images_from_a_registry_and_from_archives() {
     let work = tempfile::tempdir().unwrap();
     let layout = busybox_layout(work.path(), "v1");
     let registry = Registry::start();
-    let remote = format!("127.0.0.1:{}/busybox", registry.port);
+    let remote = format!("{}/busybox", registry.host);
     run(
         "skopeo",
         &[
