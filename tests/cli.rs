@@ -138,3 +138,34 @@ fn bad_input_gets_a_clear_error() {
             .contains("expected `embedded` or `etcd=http://HOST:PORT")
     );
 }
+
+/// Not root, `orrery up` refuses real containers with a message that says what to do, and never
+/// falls back to simulated ones (`setpriv` from util-linux drops to `nobody`).
+#[test]
+fn up_without_root_says_to_use_sudo_or_the_simulated_runtime() {
+    use std::os::unix::fs::PermissionsExt;
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: dropping to another user needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let binary = dir.path().join("orrery");
+    std::fs::copy(env!("CARGO_BIN_EXE_orrery"), &binary).unwrap();
+    let out = Command::new("setpriv")
+        .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+        .arg(&binary)
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .args(["up", "--headless", "--port", "0", "--no-kubeconfig-merge"])
+        .env("HOME", dir.path())
+        .output()
+        .expect("run setpriv");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("need root"), "{stderr}");
+    assert!(
+        stderr.contains("sudo") && stderr.contains("--runtime sim"),
+        "{stderr}"
+    );
+}
