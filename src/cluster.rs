@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use nix::fcntl::{Flock, FlockArg};
+
 use crate::apiserver::{ApiServer, kubeconfig, pki::Pki, server};
 use crate::controllers::daemonset::DaemonSetController;
 use crate::controllers::deployment::DeploymentController;
@@ -135,6 +137,18 @@ pub enum ClusterError {
     /// The container runtime could not be started.
     #[error("cannot start the container runtime: {0}")]
     Runtime(crate::runtime::RuntimeError),
+    /// Another cluster with real containers and the same name runs on this machine.
+    #[error(
+        "a cluster named {name:?} already runs on this machine (state directory {state_dir}); \
+         its containers, cgroups and network are named after it: stop it (orrery down) or \
+         pick another --name"
+    )]
+    NameInUse {
+        /// The name.
+        name: String,
+        /// The running cluster's state directory.
+        state_dir: String,
+    },
     /// The cluster did not stop in time.
     #[error("the cluster (pid {0}) did not stop within 30 s")]
     DidNotStop(i32),
@@ -191,8 +205,10 @@ pub async fn up(options: UpOptions) -> Result<(), ClusterError> {
     });
     // One runtime for every node: the sim's containers, or the runtime helper that runs real
     // ones. It outlives the kubelets: a stopped kubelet's containers keep running.
+    let mut name_lock = None;
     let real = match options.runtime {
         RuntimeChoice::Libcontainer if options.nodes > 0 => {
+            name_lock = Some(claim_name(&options.name, state_dir)?);
             let images = ImageStore::open(&state_dir.join("images"))?;
             let runtime = LibcontainerRuntime::start(
                 RuntimeOptions {
@@ -294,7 +310,47 @@ pub async fn up(options: UpOptions) -> Result<(), ClusterError> {
         eprintln!("orrery: stopping the containers failed: {error}");
     }
     let _ = std::fs::remove_file(&pid_path);
+    drop(name_lock);
     Ok(())
+}
+
+/// Where clusters with real containers claim their names: their cgroups (`/orrery/<name>`),
+/// network namespaces and bridge are named after them, host-wide.
+const NAME_LOCKS: &str = "/run/orrery";
+
+/// Claims `name` on this machine for as long as the returned lock lives, so that a second
+/// cluster of the same name (whose runtime would sweep this one's containers and network as
+/// leftovers) is refused rather than started.
+fn claim_name(name: &str, state_dir: &Path) -> Result<Flock<std::fs::File>, ClusterError> {
+    let path = Path::new(NAME_LOCKS).join(format!("{name}.lock"));
+    let state_file = |source| ClusterError::StateFile {
+        path: path.clone(),
+        source,
+    };
+    std::fs::create_dir_all(NAME_LOCKS).map_err(state_file)?;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(state_file)?;
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(mut lock) => {
+            use std::io::{Seek, Write};
+            let _ = lock.set_len(0);
+            let _ = lock.seek(std::io::SeekFrom::Start(0));
+            let _ = write!(lock, "{}", state_dir.display());
+            Ok(lock)
+        }
+        Err((_, errno)) if errno == nix::errno::Errno::EWOULDBLOCK => {
+            Err(ClusterError::NameInUse {
+                name: name.to_owned(),
+                state_dir: std::fs::read_to_string(&path).unwrap_or_default(),
+            })
+        }
+        Err((_, errno)) => Err(state_file(errno.into())),
+    }
 }
 
 /// The controller manager: every controller, each an API client of its own.
