@@ -200,10 +200,10 @@ pub async fn run_pod_bench(options: &PodBenchOptions) -> Result<PodReport, Strin
         serde_json::json!({"bench": "warm"}),
     )?;
     time_to_running(&pods, &warm, options.timeout).await?;
-    let gone = DeleteParams {
-        grace_period_seconds: Some(0),
-        ..Default::default()
-    };
+    // Graceful deletion (the pods' 1 s grace; hello exits on SIGTERM at once): the kubelet
+    // removes the pod only once its containers and sandbox are gone, so "gone" means the
+    // node is idle again.
+    let gone = DeleteParams::default();
     for i in 0..options.pods {
         let p = pod(
             &format!("start-{i}"),
