@@ -472,27 +472,27 @@ fn down_leaves_nothing_and_up_brings_the_pods_back() {
             "10.105.0.0/16",
         ],
     );
+    // The statuses written before `down` still say Running: wait for the kubelets to report
+    // the three new containers (a different id for each), all running.
+    let old: Vec<String> = before.split_whitespace().map(str::to_owned).collect();
     c.eventually(
         &[
             "get",
             "pods",
             "-o",
-            "jsonpath={.items[*].status.containerStatuses[0].state.running.startedAt}",
+            "jsonpath={range .items[*]}{.status.containerStatuses[0].containerID} {.status.containerStatuses[0].state.running.startedAt}{\"\\n\"}{end}",
         ],
         60,
-        |s| s.split_whitespace().count() == 3,
+        |s| {
+            let lines: Vec<&str> = s.lines().filter(|l| !l.trim().is_empty()).collect();
+            lines.len() == 3
+                && lines.iter().all(|l| {
+                    let mut words = l.split_whitespace();
+                    let id = words.next().unwrap_or_default();
+                    words.next().is_some() && !id.is_empty() && !old.iter().any(|o| o == id)
+                })
+        },
     );
-    let after = jsonpath(
-        &c,
-        "pods",
-        "{.items[*].status.containerStatuses[0].containerID}",
-    );
-    for id in before.split_whitespace() {
-        assert!(
-            !after.contains(id),
-            "container {id} was not recreated: {after}"
-        );
-    }
     let ip = jsonpath(&c, "pods", "{.items[0].status.podIP}");
     assert!(http_get(&format!("{ip}:8080")).contains("Hello from"));
 }

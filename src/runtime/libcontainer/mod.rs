@@ -368,8 +368,19 @@ impl LibcontainerRuntime {
         }
     }
 
+    /// The image if present, looked up off the async workers: the store reads files, and a
+    /// built-in image is generated from the binary on first use.
+    async fn present(&self, reference: &str) -> Option<Image> {
+        let images = self.shared.images.clone();
+        let reference = reference.to_owned();
+        tokio::task::spawn_blocking(move || images.get(&reference))
+            .await
+            .ok()
+            .flatten()
+    }
+
     async fn image(&self, reference: &str) -> Result<Image> {
-        if let Some(image) = self.shared.images.get(reference) {
+        if let Some(image) = self.present(reference).await {
             return Ok(image);
         }
         self.shared
@@ -569,7 +580,7 @@ impl ContainerRuntime for LibcontainerRuntime {
     }
 
     async fn image_present(&self, image: &str) -> Option<String> {
-        self.shared.images.get(image).map(|image| image.id)
+        self.present(image).await.map(|image| image.id)
     }
 
     async fn create_container(&self, sandbox: &str, config: &ContainerConfig) -> Result<String> {
