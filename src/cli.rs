@@ -30,9 +30,9 @@ pub struct Cli {
 /// Which cluster a command works on.
 #[derive(Debug, Args)]
 struct ClusterArgs {
-    /// The cluster's name (used for its default state directory and, later, its kubeconfig
-    /// context).
-    #[arg(long, global = true, default_value = "orrery", env = "ORRERY_NAME")]
+    /// The cluster's name: its default state directory, its kubeconfig context, and the names
+    /// of its cgroups, network namespaces and bridge (lowercase letters, digits and `-`).
+    #[arg(long, global = true, default_value = "orrery", env = "ORRERY_NAME", value_parser = parse_name)]
     name: String,
     /// Where the cluster keeps its state [default: ~/.local/state/orrery/<name>].
     #[arg(long, global = true, env = "ORRERY_STATE_DIR")]
@@ -333,6 +333,25 @@ enum CliError {
     Usage(String),
     #[error(transparent)]
     Image(#[from] crate::images::ImageError),
+}
+
+/// A cluster name: 1 to 32 lowercase letters, digits and `-`, starting and ending with a letter
+/// or digit (a DNS label, as kind's cluster names), since it becomes part of cgroup paths,
+/// network namespace and bridge names.
+fn parse_name(text: &str) -> Result<String, String> {
+    let fits = (1..=32).contains(&text.len())
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !text.starts_with('-')
+        && !text.ends_with('-');
+    if fits {
+        Ok(text.to_owned())
+    } else {
+        Err(format!(
+            "invalid cluster name {text:?}: use 1 to 32 lowercase letters, digits and '-', starting and ending with a letter or digit"
+        ))
+    }
 }
 
 /// Runs the `orrery` command with the process's arguments.

@@ -137,6 +137,18 @@ fn bad_input_gets_a_clear_error() {
         String::from_utf8_lossy(&bad_url.stderr)
             .contains("expected `embedded` or `etcd=http://HOST:PORT")
     );
+    // A cluster's name becomes part of cgroup paths and interface names: no path tricks.
+    for bad in ["../..", "Big", "x-", "a/b", ""] {
+        let out = orrery(
+            dir.path(),
+            &["--name", bad, "up", "--headless", "--nodes", "0"],
+        );
+        assert_eq!(out.status.code(), Some(2), "{bad:?} is a usage error");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("invalid cluster name"),
+            "{bad:?}"
+        );
+    }
 }
 
 /// Not root, `orrery up` refuses real containers with a message that says what to do, and never
