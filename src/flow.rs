@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
-use tokio::sync::{Semaphore, broadcast, watch};
+use tokio::sync::broadcast;
 
 /// One hop of one request.
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -119,7 +119,13 @@ const RECENT: usize = 10_000;
 struct Recent {
     next_seq: u64,
     events: VecDeque<FlowEvent>,
+    /// The story each recently seen object belongs to, so a hop emitted without its root (a
+    /// scheduler's BIND, a kubelet's container start) still groups with its story.
+    roots: std::collections::HashMap<(String, String, String), String>,
 }
+
+/// How many objects' roots are remembered before the map starts again.
+const ROOTS: usize = 100_000;
 
 /// The flow bus. Cheap to clone.
 #[derive(Clone)]
@@ -143,6 +149,7 @@ impl Flow {
             recent: Arc::new(Mutex::new(Recent {
                 next_seq: 1,
                 events: VecDeque::new(),
+                roots: std::collections::HashMap::new(),
             })),
             sender,
             stepper: Stepper::new(),
@@ -152,6 +159,23 @@ impl Flow {
     /// Publishes an event, numbering and timestamping it. Returns its sequence number.
     pub fn emit(&self, mut event: FlowEvent) -> u64 {
         let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        if !event.name.is_empty() {
+            let key = (
+                event.kind.clone(),
+                event.namespace.clone(),
+                event.name.clone(),
+            );
+            if event.root.is_empty() {
+                if let Some(root) = recent.roots.get(&key) {
+                    event.root = root.clone();
+                }
+            } else if recent.roots.get(&key) != Some(&event.root) {
+                if recent.roots.len() >= ROOTS {
+                    recent.roots.clear();
+                }
+                recent.roots.insert(key, event.root.clone());
+            }
+        }
         event.seq = recent.next_seq;
         recent.next_seq += 1;
         event.time = jiff::Timestamp::now()
@@ -180,6 +204,20 @@ impl Flow {
         (backlog, receiver)
     }
 
+    /// The story `event`'s object was last seen in, or none.
+    fn root_of(&self, event: &FlowEvent) -> String {
+        let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        recent
+            .roots
+            .get(&(
+                event.kind.clone(),
+                event.namespace.clone(),
+                event.name.clone(),
+            ))
+            .cloned()
+            .unwrap_or_default()
+    }
+
     /// The stepper shared by every component of this cluster.
     pub fn stepper(&self) -> &Stepper {
         &self.stepper
@@ -196,70 +234,259 @@ pub enum StepMode {
     Step,
 }
 
+/// Which stories step mode holds. Gates of every other story stay open, so unrelated work
+/// (other namespaces, other deployments) keeps running while a learner steps through one.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Focus {
+    /// Only hops in this namespace are held.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Only hops of this story (`Deployment/web`, the event's `root`) are held.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<String>,
+}
+
+impl Focus {
+    /// Whether `hop` belongs to the focused story.
+    pub fn holds(&self, hop: &FlowEvent) -> bool {
+        self.namespace
+            .as_deref()
+            .is_none_or(|ns| hop.namespace == ns)
+            && self.root.as_deref().is_none_or(|root| hop.root == root)
+    }
+}
+
+/// A hop waiting at its gate, as the dashboard shows it.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct PendingGate {
+    /// The sequence number of the `GATE` event that announced it; release it by this id.
+    pub id: u64,
+    /// The hop, in words: "scheduler wants to BIND default/web-7d4b9-abcde to node-1".
+    pub words: String,
+    /// Who waits.
+    pub from: String,
+    /// What it wants to do.
+    pub verb: String,
+    /// The object's kind.
+    pub kind: String,
+    /// The object's namespace.
+    pub namespace: String,
+    /// The object's name.
+    pub name: String,
+    /// The story it belongs to.
+    pub root: String,
+}
+
+/// What `GET /orrery/v1/stepper` answers.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct StepperState {
+    /// Run or step.
+    pub mode: StepMode,
+    /// How many gates are waiting.
+    pub waiting: usize,
+    /// The waiting gates, oldest first.
+    pub pending: Vec<PendingGate>,
+    /// The story step mode holds, if it is focused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub focus: Option<Focus>,
+}
+
+struct Waiter {
+    gate: PendingGate,
+    open: tokio::sync::oneshot::Sender<()>,
+}
+
+struct Gates {
+    mode: StepMode,
+    focus: Option<Focus>,
+    pending: std::collections::BTreeMap<u64, Waiter>,
+}
+
 /// The gates that decision points await. In run mode they are open; in step mode each waits until
-/// [`Stepper::release`] lets one through.
+/// it is released, by id ([`Stepper::release_gate`]) or oldest first ([`Stepper::release`]).
+/// Heartbeats (Leases, a Node's status) and Events are never held: they are not a story's hops.
 #[derive(Clone)]
 pub struct Stepper {
-    mode: Arc<watch::Sender<StepMode>>,
-    permits: Arc<Semaphore>,
-    waiting: Arc<std::sync::atomic::AtomicUsize>,
+    gates: Arc<Mutex<Gates>>,
 }
 
 impl Stepper {
     fn new() -> Self {
-        let (mode, _) = watch::channel(StepMode::Run);
         Stepper {
-            mode: Arc::new(mode),
-            permits: Arc::new(Semaphore::new(0)),
-            waiting: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            gates: Arc::new(Mutex::new(Gates {
+                mode: StepMode::Run,
+                focus: None,
+                pending: std::collections::BTreeMap::new(),
+            })),
         }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Gates> {
+        self.gates.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The current mode.
     pub fn mode(&self) -> StepMode {
-        *self.mode.borrow()
+        self.lock().mode
     }
 
     /// How many gates are waiting now.
     pub fn waiting(&self) -> usize {
-        self.waiting.load(std::sync::atomic::Ordering::SeqCst)
+        self.lock().pending.len()
+    }
+
+    /// Mode, focus and the waiting gates.
+    pub fn state(&self) -> StepperState {
+        let gates = self.lock();
+        StepperState {
+            mode: gates.mode,
+            waiting: gates.pending.len(),
+            pending: gates.pending.values().map(|w| w.gate.clone()).collect(),
+            focus: gates.focus.clone(),
+        }
     }
 
     /// Switches mode. Switching to run opens every waiting gate.
     pub fn set_mode(&self, mode: StepMode) {
-        self.mode.send_replace(mode);
-    }
-
-    /// Lets `n` waiting (or future) gates through, in step mode.
-    pub fn release(&self, n: usize) {
-        self.permits.add_permits(n);
-    }
-
-    /// Waits at a gate: returns at once in run mode, or when released in step mode.
-    pub async fn gate(&self) {
-        let mut mode = self.mode.subscribe();
-        self.waiting
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        loop {
-            if *mode.borrow_and_update() == StepMode::Run {
-                break;
+        let mut gates = self.lock();
+        gates.mode = mode;
+        if mode == StepMode::Run {
+            for (_, waiter) in std::mem::take(&mut gates.pending) {
+                let _ = waiter.open.send(());
             }
-            tokio::select! {
-                permit = self.permits.acquire() => {
-                    if let Ok(permit) = permit {
-                        permit.forget();
-                    }
-                    break;
-                }
-                changed = mode.changed() => {
-                    if changed.is_err() {
-                        break;
-                    }
+        }
+    }
+
+    /// Holds only one story (or namespace) in step mode; `None` holds every story. Waiting gates
+    /// outside the new focus open.
+    pub fn set_focus(&self, focus: Option<Focus>) {
+        let mut gates = self.lock();
+        gates.focus = focus.filter(|f| f.namespace.is_some() || f.root.is_some());
+        if let Some(focus) = gates.focus.clone() {
+            let outside: Vec<u64> = gates
+                .pending
+                .iter()
+                .filter(|(_, w)| {
+                    !focus
+                        .namespace
+                        .as_deref()
+                        .is_none_or(|ns| w.gate.namespace == ns)
+                        || !focus.root.as_deref().is_none_or(|r| w.gate.root == r)
+                })
+                .map(|(id, _)| *id)
+                .collect();
+            for id in outside {
+                if let Some(waiter) = gates.pending.remove(&id) {
+                    let _ = waiter.open.send(());
                 }
             }
         }
-        self.waiting
-            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Lets the `n` oldest waiting gates through. Returns how many were waiting to go.
+    pub fn release(&self, n: usize) -> usize {
+        let mut gates = self.lock();
+        let ids: Vec<u64> = gates.pending.keys().take(n).copied().collect();
+        for id in &ids {
+            if let Some(waiter) = gates.pending.remove(id) {
+                let _ = waiter.open.send(());
+            }
+        }
+        ids.len()
+    }
+
+    /// Lets exactly the gate `id` through. False if no such gate waits.
+    pub fn release_gate(&self, id: u64) -> bool {
+        match self.lock().pending.remove(&id) {
+            Some(waiter) => {
+                let _ = waiter.open.send(());
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn forget(&self, id: u64) {
+        self.lock().pending.remove(&id);
+    }
+}
+
+/// Whether `hop` is a heartbeat or a record rather than a step of a story: never held.
+fn never_held(hop: &FlowEvent) -> bool {
+    matches!(hop.kind.as_str(), "Lease" | "Event")
+        || (hop.kind == "Node" && hop.from.starts_with("kubelet/"))
+}
+
+impl Flow {
+    /// Waits at the gate of `hop`, the event a component is about to emit: open in run mode, for
+    /// heartbeats and outside the focus; otherwise announced as a `GATE` event and held until
+    /// it is released.
+    pub async fn gate(&self, hop: &FlowEvent) {
+        let mut words = format!("{} wants to {}", hop.from, hop.verb);
+        if !hop.name.is_empty() {
+            words.push(' ');
+            if !hop.kind.is_empty() {
+                words.push_str(&hop.kind);
+                words.push(' ');
+            }
+            if !hop.namespace.is_empty() {
+                words.push_str(&hop.namespace);
+                words.push('/');
+            }
+            words.push_str(&hop.name);
+        }
+        self.gate_with(hop, words).await;
+    }
+
+    /// Waits at `hop`'s gate, then emits it. Returns its sequence number.
+    pub async fn gate_emit(&self, hop: FlowEvent) -> u64 {
+        self.gate(&hop).await;
+        self.emit(hop)
+    }
+
+    /// [`Flow::gate`] with the hop put in the caller's words.
+    pub async fn gate_with(&self, hop: &FlowEvent, words: String) {
+        if never_held(hop) {
+            return;
+        }
+        let mut hop = hop.clone();
+        if hop.root.is_empty() {
+            hop.root = self.root_of(&hop);
+        }
+        let (open, opened) = tokio::sync::oneshot::channel();
+        let id = {
+            let mut gates = self.stepper.lock();
+            if gates.mode == StepMode::Run || gates.focus.as_ref().is_some_and(|f| !f.holds(&hop)) {
+                return;
+            }
+            let mut announce = FlowEvent::new(hop.from.clone(), hop.to.clone(), "GATE")
+                .object(&hop.kind, &hop.namespace, &hop.name)
+                .detail(words.clone());
+            announce.uid = hop.uid.clone();
+            announce.root = hop.root.clone();
+            let id = self.emit(announce);
+            let gate = PendingGate {
+                id,
+                words,
+                from: hop.from,
+                verb: hop.verb,
+                kind: hop.kind,
+                namespace: hop.namespace,
+                name: hop.name,
+                root: hop.root,
+            };
+            gates.pending.insert(id, Waiter { gate, open });
+            id
+        };
+        // Forgotten if the waiter goes away (a cancelled request) before it is released.
+        struct Forget<'a>(&'a Stepper, u64);
+        impl Drop for Forget<'_> {
+            fn drop(&mut self) {
+                self.0.forget(self.1);
+            }
+        }
+        let _forget = Forget(&self.stepper, id);
+        let _ = opened.await;
     }
 }
 
@@ -280,27 +507,82 @@ mod tests {
         assert_eq!(flow.subscribe(1).0.len(), 1);
     }
 
+    fn hop(namespace: &str, name: &str) -> FlowEvent {
+        FlowEvent::new("scheduler", "apiserver", "BIND").object("Pod", namespace, name)
+    }
+
     #[tokio::test(start_paused = true)]
     async fn step_mode_holds_gates_until_released() {
         let flow = Flow::new();
         let stepper = flow.stepper().clone();
-        stepper.gate().await; // run mode: open
+        flow.gate(&hop("default", "a")).await; // run mode: open
         stepper.set_mode(StepMode::Step);
         let waiting = tokio::spawn({
-            let stepper = stepper.clone();
-            async move { stepper.gate().await }
+            let flow = flow.clone();
+            async move { flow.gate(&hop("default", "b")).await }
         });
         tokio::time::sleep(Duration::from_secs(1)).await;
         assert!(!waiting.is_finished());
-        assert_eq!(stepper.waiting(), 1);
-        stepper.release(1);
+        let state = stepper.state();
+        assert_eq!(state.waiting, 1);
+        assert_eq!(
+            state.pending[0].words,
+            "scheduler wants to BIND Pod default/b"
+        );
+        let (announced, _) = flow.subscribe(0);
+        assert_eq!(announced.last().unwrap().verb, "GATE");
+        assert_eq!(announced.last().unwrap().seq, state.pending[0].id);
+        assert!(!stepper.release_gate(state.pending[0].id + 1));
+        assert!(stepper.release_gate(state.pending[0].id));
         waiting.await.unwrap();
         let held = tokio::spawn({
-            let stepper = stepper.clone();
-            async move { stepper.gate().await }
+            let flow = flow.clone();
+            async move { flow.gate(&hop("default", "c")).await }
         });
         tokio::time::sleep(Duration::from_secs(1)).await;
         stepper.set_mode(StepMode::Run);
         held.await.unwrap();
+        assert_eq!(stepper.waiting(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn focus_holds_one_story_and_heartbeats_are_never_held() {
+        let flow = Flow::new();
+        let stepper = flow.stepper().clone();
+        stepper.set_mode(StepMode::Step);
+        // The apiserver's write names the story; the scheduler's later hop inherits it.
+        let mut created =
+            FlowEvent::new("apiserver", "store", "CREATE").object("Pod", "demo", "web-1");
+        created.root = "Deployment/web".into();
+        flow.emit(created);
+        let renew = FlowEvent::new("kubelet/node-1", "apiserver", "UPDATE").object(
+            "Lease",
+            "kube-node-lease",
+            "node-1",
+        );
+        flow.gate(&renew).await;
+        stepper.set_focus(Some(Focus {
+            namespace: None,
+            root: Some("Deployment/web".into()),
+        }));
+        flow.gate(&hop("other", "x")).await; // another story: open
+        let held = tokio::spawn({
+            let flow = flow.clone();
+            async move { flow.gate(&hop("demo", "web-1")).await }
+        });
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(!held.is_finished());
+        assert_eq!(stepper.state().pending[0].root, "Deployment/web");
+        assert_eq!(stepper.release(5), 1);
+        held.await.unwrap();
+        // A cancelled waiter leaves no gate behind.
+        let cancelled = tokio::spawn({
+            let flow = flow.clone();
+            async move { flow.gate(&hop("demo", "web-1")).await }
+        });
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        cancelled.abort();
+        let _ = cancelled.await;
+        assert_eq!(stepper.waiting(), 0);
     }
 }

@@ -284,23 +284,31 @@ async fn root_owner(api: &ApiServer, object: &Value) -> String {
     root
 }
 
-/// Emits a store write to the flow, after waiting at the stepper's gate.
+/// Waits at the stepper's gate before a store write; returns the object's story (its root).
 async fn gate_write(api: &ApiServer, verb: &str, object: &Value) -> String {
     let root = root_owner(api, object).await;
     let meta = &object["metadata"];
-    if api.flow().stepper().mode() == StepMode::Step {
-        let mut held = FlowEvent::new("apiserver", "store", "GATE")
-            .object(
-                object["kind"].as_str().unwrap_or_default(),
-                meta["namespace"].as_str().unwrap_or_default(),
-                name_of(object),
-            )
-            .detail(format!("{verb} waits for a step"));
-        held.root = root.clone();
-        api.emit(held);
-    }
-    api.flow().stepper().gate().await;
+    let mut hop = FlowEvent::new("apiserver", "store", verb).object(
+        object["kind"].as_str().unwrap_or_default(),
+        meta["namespace"].as_str().unwrap_or_default(),
+        name_of(object),
+    );
+    hop.root = root.clone();
+    let words = format!(
+        "apiserver wants to {verb} {} in the store",
+        store_key_words(&hop)
+    );
+    api.flow().gate_with(&hop, words).await;
     root
+}
+
+/// `Kind namespace/name` or `Kind name`.
+fn store_key_words(hop: &FlowEvent) -> String {
+    if hop.namespace.is_empty() {
+        format!("{} {}", hop.kind, hop.name)
+    } else {
+        format!("{} {}/{}", hop.kind, hop.namespace, hop.name)
+    }
 }
 
 /// Emits a store read that serves a request (reads are not gated).
@@ -1657,7 +1665,13 @@ pub(crate) async fn control(api: &Arc<ApiServer>, rest: &str, request: Request) 
                                 return;
                             }
                         }
-                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(lost)) => {
+                            // A reader too slow for the bus loses events, and is told how many.
+                            let line = format!("{{\"lost\":{lost}}}\n");
+                            if tx.send(Ok(bytes::Bytes::from(line))).await.is_err() {
+                                return;
+                            }
+                        }
                         Err(_) => return,
                     }
                 }
@@ -1672,37 +1686,17 @@ pub(crate) async fn control(api: &Arc<ApiServer>, rest: &str, request: Request) 
             response
         }
         (Method::GET, "stepper") => {
-            let stepper = api.flow().stepper();
-            json_response(
-                StatusCode::OK,
-                &json!({"mode": stepper.mode(), "waiting": stepper.waiting()}),
-            )
+            json_response(StatusCode::OK, &json!(api.flow().stepper().state()))
         }
         (Method::POST, "stepper") => {
             let body = match body_bytes(request).await {
                 Ok(b) => b,
                 Err(e) => return e.into_response(),
             };
-            let command: Value = serde_json::from_slice(&body).unwrap_or(json!({}));
-            let stepper = api.flow().stepper();
-            match command["mode"].as_str() {
-                Some("step") => stepper.set_mode(StepMode::Step),
-                Some("run") => stepper.set_mode(StepMode::Run),
-                Some(other) => {
-                    return ApiError::BadRequest(format!(
-                        "unknown mode {other:?}: use \"run\" or \"step\""
-                    ))
-                    .into_response();
-                }
-                None => {}
+            match step(api.flow().stepper(), &body) {
+                Ok(state) => json_response(StatusCode::OK, &json!(state)),
+                Err(e) => e.into_response(),
             }
-            if let Some(n) = command["release"].as_u64() {
-                stepper.release(n as usize);
-            }
-            json_response(
-                StatusCode::OK,
-                &json!({"mode": stepper.mode(), "waiting": stepper.waiting()}),
-            )
         }
         (Method::GET, "components") => match api.supervisor() {
             Some(supervisor) => {
@@ -1716,6 +1710,83 @@ pub(crate) async fn control(api: &Arc<ApiServer>, rest: &str, request: Request) 
         },
         _ => ApiError::NoSuchPath.into_response(),
     }
+}
+
+/// `POST /orrery/v1/stepper`: `{"mode": "run"|"step"}`, `{"release": n}` (the n oldest gates),
+/// `{"releaseGate": id}` (exactly that hop), `{"focus": {"namespace": .., "root": ..}}` or
+/// `{"focus": null}`; any together. Answers the stepper's state.
+fn step(
+    stepper: &crate::flow::Stepper,
+    body: &[u8],
+) -> Result<crate::flow::StepperState, ApiError> {
+    let command: Value = if body.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        serde_json::from_slice(body)
+            .map_err(|e| ApiError::BadRequest(format!("the stepper command is not JSON: {e}")))?
+    };
+    let Some(command) = command.as_object() else {
+        return Err(ApiError::BadRequest(
+            "the stepper command must be a JSON object".into(),
+        ));
+    };
+    let mode = match command.get("mode") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(m)) if m == "step" => Some(StepMode::Step),
+        Some(Value::String(m)) if m == "run" => Some(StepMode::Run),
+        Some(other) => {
+            return Err(ApiError::Invalid {
+                group: "orrery.dev".into(),
+                kind: "Stepper".into(),
+                name: "stepper".into(),
+                causes: vec![crate::apiserver::errors::Cause::unsupported(
+                    "mode",
+                    other,
+                    &["run", "step"],
+                )],
+            });
+        }
+    };
+    let focus = match command.get("focus") {
+        None => None,
+        Some(Value::Null) => Some(None),
+        Some(f) => Some(Some(
+            serde_json::from_value::<crate::flow::Focus>(f.clone())
+                .map_err(|e| ApiError::BadRequest(format!("focus: {e}")))?,
+        )),
+    };
+    let release = match command.get("release") {
+        None => None,
+        Some(n) => Some(
+            n.as_u64()
+                .ok_or_else(|| ApiError::BadRequest("release must be a number of gates".into()))?,
+        ),
+    };
+    let gate = match command.get("releaseGate") {
+        None => None,
+        Some(n) => Some(
+            n.as_u64()
+                .ok_or_else(|| ApiError::BadRequest("releaseGate must be a gate's id".into()))?,
+        ),
+    };
+    if let Some(mode) = mode {
+        stepper.set_mode(mode);
+    }
+    if let Some(focus) = focus {
+        stepper.set_focus(focus);
+    }
+    if let Some(n) = release {
+        stepper.release(n as usize);
+    }
+    if let Some(id) = gate
+        && !stepper.release_gate(id)
+    {
+        return Err(ApiError::NotFound {
+            resource: "gates".into(),
+            name: id.to_string(),
+        });
+    }
+    Ok(stepper.state())
 }
 
 /// `POST /orrery/v1/components/<name>/{stop,start}` and `/orrery/v1/nodes/<name>/{stop,start}`.

@@ -613,8 +613,8 @@ impl DaemonSetController {
     pub fn new(client: kube::Client, flow: Flow) -> Self {
         DaemonSetController { client, flow }
     }
-
-    fn emit(&self, verb: &str, ds: &DaemonSet, kind: &str, name: &str, detail: String) {
+    /// The flow event of a hop this controller takes.
+    fn hop(&self, verb: &str, ds: &DaemonSet, kind: &str, name: &str, detail: String) -> FlowEvent {
         let namespace = ds.metadata.namespace.as_deref().unwrap_or_default();
         let mut e = FlowEvent::new(COMPONENT, "apiserver", verb)
             .object(kind, namespace, name)
@@ -623,7 +623,7 @@ impl DaemonSetController {
             "DaemonSet/{}",
             ds.metadata.name.as_deref().unwrap_or_default()
         );
-        self.flow.emit(e);
+        e
     }
 
     async fn record(&self, ds: &DaemonSet, event_type: &str, reason: &str, message: &str) {
@@ -716,14 +716,15 @@ impl DaemonSetController {
             let Some(pod_name) = orphan.metadata.name.as_deref() else {
                 continue;
             };
-            self.flow.stepper().gate().await;
-            self.emit(
-                "ADOPT",
-                ds,
-                "Pod",
-                pod_name,
-                format!("adopt orphan pod {pod_name}"),
-            );
+            self.flow
+                .gate_emit(self.hop(
+                    "ADOPT",
+                    ds,
+                    "Pod",
+                    pod_name,
+                    format!("adopt orphan pod {pod_name}"),
+                ))
+                .await;
             let owner = json!({"metadata": {"ownerReferences": [owner_reference(ds)]}});
             let _ = pods_api
                 .patch(pod_name, &PatchParams::default(), &Patch::Strategic(owner))
@@ -746,14 +747,15 @@ impl DaemonSetController {
         if expectations.satisfied(&uid, &seen, &going) {
             let todo = plan(ds, nodes, &owned, &hash, now);
             for node in &todo.create {
-                self.flow.stepper().gate().await;
-                self.emit(
-                    "CREATE",
-                    ds,
-                    "Pod",
-                    "",
-                    format!("daemon pod for node {node} (revision hash {hash})"),
-                );
+                self.flow
+                    .gate_emit(self.hop(
+                        "CREATE",
+                        ds,
+                        "Pod",
+                        "",
+                        format!("daemon pod for node {node} (revision hash {hash})"),
+                    ))
+                    .await;
                 match pods_api
                     .create(&PostParams::default(), &new_pod(ds, node, &hash))
                     .await
@@ -793,14 +795,17 @@ impl DaemonSetController {
                     .await;
             }
             for pod_name in &todo.delete {
-                self.flow.stepper().gate().await;
-                self.emit(
-                    "DELETE",
-                    ds,
-                    "Pod",
-                    pod_name,
-                    format!("daemon pod {pod_name} is not wanted on its node, or is out of date"),
-                );
+                self.flow
+                    .gate_emit(self.hop(
+                        "DELETE",
+                        ds,
+                        "Pod",
+                        pod_name,
+                        format!(
+                            "daemon pod {pod_name} is not wanted on its node, or is out of date"
+                        ),
+                    ))
+                    .await;
                 match pods_api.delete(pod_name, &DeleteParams::default()).await {
                     Ok(_) => {
                         expectations
@@ -859,14 +864,15 @@ impl DaemonSetController {
             Some(current) if current.revision < max => {
                 // A template rolled back to an old revision makes it the newest again.
                 let current_name = current.metadata.name.clone().unwrap_or_default();
-                self.flow.stepper().gate().await;
-                self.emit(
-                    "UPDATE",
-                    ds,
-                    "ControllerRevision",
-                    &current_name,
-                    format!("revision {} becomes revision {}", current.revision, max + 1),
-                );
+                self.flow
+                    .gate_emit(self.hop(
+                        "UPDATE",
+                        ds,
+                        "ControllerRevision",
+                        &current_name,
+                        format!("revision {} becomes revision {}", current.revision, max + 1),
+                    ))
+                    .await;
                 let _ = api
                     .patch(
                         &current_name,
@@ -898,14 +904,15 @@ impl DaemonSetController {
                     )),
                     revision: max + 1,
                 };
-                self.flow.stepper().gate().await;
-                self.emit(
-                    "CREATE",
-                    ds,
-                    "ControllerRevision",
-                    &revision_name,
-                    format!("revision {} for template hash {hash}", max + 1),
-                );
+                self.flow
+                    .gate_emit(self.hop(
+                        "CREATE",
+                        ds,
+                        "ControllerRevision",
+                        &revision_name,
+                        format!("revision {} for template hash {hash}", max + 1),
+                    ))
+                    .await;
                 if let Err(error) = api.create(&PostParams::default(), &revision).await {
                     tracing::debug!(%error, "could not create a ControllerRevision");
                 }
@@ -950,17 +957,18 @@ impl DaemonSetController {
         let api: Api<ControllerRevision> = Api::namespaced(self.client.clone(), &namespace);
         for r in old.iter().take(old.len() - limit) {
             let name = r.metadata.name.clone().unwrap_or_default();
-            self.flow.stepper().gate().await;
-            self.emit(
-                "DELETE",
-                ds,
-                "ControllerRevision",
-                &name,
-                format!(
-                    "revision {} is beyond the history limit of {limit}",
-                    r.revision
-                ),
-            );
+            self.flow
+                .gate_emit(self.hop(
+                    "DELETE",
+                    ds,
+                    "ControllerRevision",
+                    &name,
+                    format!(
+                        "revision {} is beyond the history limit of {limit}",
+                        r.revision
+                    ),
+                ))
+                .await;
             let _ = api.delete(&name, &DeleteParams::default()).await;
         }
     }
@@ -986,17 +994,18 @@ impl DaemonSetController {
             return;
         }
         let name = ds.metadata.name.clone().unwrap_or_default();
-        self.flow.stepper().gate().await;
-        self.emit(
-            "UPDATE STATUS",
-            ds,
-            "DaemonSet",
-            &name,
-            format!(
-                "desired {}, current {}, ready {}, up-to-date {}, available {}",
-                c.desired, c.current, c.ready, c.updated, c.available
-            ),
-        );
+        self.flow
+            .gate_emit(self.hop(
+                "UPDATE STATUS",
+                ds,
+                "DaemonSet",
+                &name,
+                format!(
+                    "desired {}, current {}, ready {}, up-to-date {}, available {}",
+                    c.desired, c.current, c.ready, c.updated, c.available
+                ),
+            ))
+            .await;
         let api: Api<DaemonSet> = Api::namespaced(
             self.client.clone(),
             ds.metadata.namespace.as_deref().unwrap_or_default(),

@@ -119,7 +119,6 @@ impl DeploymentController {
         if replicas(rs) == to {
             return;
         }
-        self.flow.stepper().gate().await;
         let mut e = FlowEvent::new(COMPONENT, "apiserver", "SCALE")
             .object(
                 "ReplicaSet",
@@ -131,7 +130,7 @@ impl DeploymentController {
             "Deployment/{}",
             d.metadata.name.as_deref().unwrap_or_default()
         );
-        self.flow.emit(e);
+        self.flow.gate_emit(e).await;
         if api
             .patch(
                 &name,
@@ -230,15 +229,16 @@ impl DeploymentController {
                 let Ok(rs) = serde_json::from_value::<ReplicaSet>(object) else {
                     return;
                 };
-                self.flow.stepper().gate().await;
-                self.flow.emit(
-                    FlowEvent::new(COMPONENT, "apiserver", "CREATE")
-                        .object("ReplicaSet", &namespace, &rs_name)
-                        .detail(format!(
-                            "new ReplicaSet {rs_name} for revision {}",
-                            max_revision + 1
-                        )),
-                );
+                self.flow
+                    .gate_emit(
+                        FlowEvent::new(COMPONENT, "apiserver", "CREATE")
+                            .object("ReplicaSet", &namespace, &rs_name)
+                            .detail(format!(
+                                "new ReplicaSet {rs_name} for revision {}",
+                                max_revision + 1
+                            )),
+                    )
+                    .await;
                 match api.create(&PostParams::default(), &rs).await {
                     Ok(created) => {
                         event(

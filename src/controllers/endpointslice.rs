@@ -525,8 +525,8 @@ impl EndpointSliceController {
     pub fn new(client: kube::Client, flow: Flow) -> Self {
         EndpointSliceController { client, flow }
     }
-
-    fn emit(
+    /// The flow event of a hop this controller takes.
+    fn hop(
         &self,
         component: &str,
         verb: &str,
@@ -534,12 +534,12 @@ impl EndpointSliceController {
         key: &ServiceKey,
         name: &str,
         detail: String,
-    ) {
+    ) -> FlowEvent {
         let mut e = FlowEvent::new(component, "apiserver", verb)
             .object(kind, &key.0, name)
             .detail(detail);
         e.root = format!("Service/{}", key.1);
-        self.flow.emit(e);
+        e
     }
 
     /// Watches Services, pods, slices and Endpoints, and reconciles, forever.
@@ -698,8 +698,9 @@ impl EndpointSliceController {
         key: &(String, String),
         why: &str,
     ) {
-        self.flow.stepper().gate().await;
-        self.emit(component, verb, kind, key, &key.1, why.to_owned());
+        self.flow
+            .gate_emit(self.hop(component, verb, kind, key, &key.1, why.to_owned()))
+            .await;
     }
 
     async fn delete_slices(
@@ -712,15 +713,16 @@ impl EndpointSliceController {
         let api: Api<EndpointSlice> = Api::namespaced(self.client.clone(), &key.0);
         for slice in slices {
             let name = slice.metadata.name.clone().unwrap_or_default();
-            self.flow.stepper().gate().await;
-            self.emit(
-                COMPONENT,
-                "DELETE",
-                "EndpointSlice",
-                key,
-                &name,
-                why.to_owned(),
-            );
+            self.flow
+                .gate_emit(self.hop(
+                    COMPONENT,
+                    "DELETE",
+                    "EndpointSlice",
+                    key,
+                    &name,
+                    why.to_owned(),
+                ))
+                .await;
             if api.delete(&name, &DeleteParams::default()).await.is_ok() {
                 pending.expect(key, name, None);
             }
@@ -747,19 +749,20 @@ impl EndpointSliceController {
                 .and_then(|v| v.parse::<u64>().ok())
         };
         for slice in &changes.create {
-            self.flow.stepper().gate().await;
-            self.emit(
-                COMPONENT,
-                "CREATE",
-                "EndpointSlice",
-                &key,
-                "",
-                format!(
-                    "slice of {} endpoints for Service {}",
-                    slice.endpoints.len(),
-                    key.1
-                ),
-            );
+            self.flow
+                .gate_emit(self.hop(
+                    COMPONENT,
+                    "CREATE",
+                    "EndpointSlice",
+                    &key,
+                    "",
+                    format!(
+                        "slice of {} endpoints for Service {}",
+                        slice.endpoints.len(),
+                        key.1
+                    ),
+                ))
+                .await;
             match api.create(&PostParams::default(), slice).await {
                 Ok(created) => {
                     let name = created.metadata.name.clone().unwrap_or_default();
@@ -770,15 +773,16 @@ impl EndpointSliceController {
         }
         for slice in &changes.update {
             let name = slice.metadata.name.clone().unwrap_or_default();
-            self.flow.stepper().gate().await;
-            self.emit(
-                COMPONENT,
-                "UPDATE",
-                "EndpointSlice",
-                &key,
-                &name,
-                format!("now {} endpoints", slice.endpoints.len()),
-            );
+            self.flow
+                .gate_emit(self.hop(
+                    COMPONENT,
+                    "UPDATE",
+                    "EndpointSlice",
+                    &key,
+                    &name,
+                    format!("now {} endpoints", slice.endpoints.len()),
+                ))
+                .await;
             match api.replace(&name, &PostParams::default(), slice).await {
                 Ok(updated) => pending.expect(&key, name, version(&updated)),
                 Err(error) => tracing::debug!(%error, "could not update an EndpointSlice"),
@@ -871,12 +875,11 @@ impl KubernetesService {
     }
 
     async fn gate(&self, verb: &str, kind: &str, detail: &str) {
-        self.flow.stepper().gate().await;
         let mut e = FlowEvent::new(RECONCILER, "apiserver", verb)
             .object(kind, "default", KUBERNETES)
             .detail(detail);
         e.root = "Service/kubernetes".into();
-        self.flow.emit(e);
+        self.flow.gate_emit(e).await;
     }
 
     /// Reconciles now and then every 10 s, forever.

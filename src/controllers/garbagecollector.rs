@@ -487,8 +487,8 @@ impl GarbageCollector {
             None => Api::all_with(self.client.clone(), resource),
         }
     }
-
-    fn emit(&self, verb: &str, node: &Node, detail: String) {
+    /// The flow event of a hop this controller takes.
+    fn hop(&self, verb: &str, node: &Node, detail: String) -> FlowEvent {
         let mut e = FlowEvent::new(COMPONENT, "apiserver", verb)
             .object(
                 &node.kind,
@@ -497,7 +497,7 @@ impl GarbageCollector {
             )
             .detail(detail);
         e.uid = node.uid.clone();
-        self.flow.emit(e);
+        e
     }
 
     async fn act(
@@ -516,14 +516,15 @@ impl GarbageCollector {
         };
         let gone =
             |e: &kube::Error| matches!(e, kube::Error::Api(s) if s.code == 404 || s.code == 409);
-        self.flow.stepper().gate().await;
         match action {
             Action::Delete { policy, why, .. } => {
-                self.emit(
-                    "DELETE",
-                    node,
-                    format!("delete {} ({policy:?}): {why}", node.label()),
-                );
+                self.flow
+                    .gate_emit(self.hop(
+                        "DELETE",
+                        node,
+                        format!("delete {} ({policy:?}): {why}", node.label()),
+                    ))
+                    .await;
                 let params = DeleteParams {
                     propagation_policy: Some(match policy {
                         Policy::Background => PropagationPolicy::Background,
@@ -550,15 +551,17 @@ impl GarbageCollector {
                         None => format!("uid {uid}"),
                     })
                     .collect();
-                self.emit(
-                    "PATCH",
-                    node,
-                    format!(
-                        "remove ownerReferences to {} from {}",
-                        names.join(", "),
-                        node.label()
-                    ),
-                );
+                self.flow
+                    .gate_emit(self.hop(
+                        "PATCH",
+                        node,
+                        format!(
+                            "remove ownerReferences to {} from {}",
+                            names.join(", "),
+                            node.label()
+                        ),
+                    ))
+                    .await;
                 let kept: Vec<&OwnerReference> = node
                     .owners
                     .iter()
@@ -579,11 +582,13 @@ impl GarbageCollector {
                 }
             }
             Action::RemoveFinalizer { finalizer, .. } => {
-                self.emit(
-                    "PATCH",
-                    node,
-                    format!("remove the {finalizer} finalizer from {}", node.label()),
-                );
+                self.flow
+                    .gate_emit(self.hop(
+                        "PATCH",
+                        node,
+                        format!("remove the {finalizer} finalizer from {}", node.label()),
+                    ))
+                    .await;
                 let kept: Vec<&String> =
                     node.finalizers.iter().filter(|f| f != finalizer).collect();
                 let patch = guarded_replace(node, "finalizers", json!(kept));

@@ -700,8 +700,8 @@ impl JobController {
     pub fn new(client: kube::Client, flow: Flow) -> Self {
         JobController { client, flow }
     }
-
-    fn emit(&self, verb: &str, job: &Job, detail: String) {
+    /// The flow event of a hop this controller takes.
+    fn hop(&self, verb: &str, job: &Job, detail: String) -> FlowEvent {
         let mut e = FlowEvent::new(COMPONENT, "apiserver", verb)
             .object(
                 "Job",
@@ -710,7 +710,7 @@ impl JobController {
             )
             .detail(detail);
         e.uid = job.metadata.uid.clone().unwrap_or_default();
-        self.flow.emit(e);
+        e
     }
 
     async fn record(&self, job: &Job, event_type: &str, reason: &str, message: &str) {
@@ -780,12 +780,13 @@ impl JobController {
         let plan = plan(job, pods, jiff::Timestamp::now(), met);
         let pods_api: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
         if !plan.delete.is_empty() {
-            self.flow.stepper().gate().await;
-            self.emit(
-                "DELETE PODS",
-                job,
-                format!("deleting {} active pod(s) of job {name}", plan.delete.len()),
-            );
+            self.flow
+                .gate_emit(self.hop(
+                    "DELETE PODS",
+                    job,
+                    format!("deleting {} active pod(s) of job {name}", plan.delete.len()),
+                ))
+                .await;
             for pod in &plan.delete {
                 match pods_api.delete(pod, &DeleteParams::background()).await {
                     Ok(_) => {
@@ -817,12 +818,13 @@ impl JobController {
         }
         let mut created = 0;
         if !plan.create.is_empty() {
-            self.flow.stepper().gate().await;
-            self.emit(
-                "CREATE PODS",
-                job,
-                format!("creating {} pod(s) for job {name}", plan.create.len()),
-            );
+            self.flow
+                .gate_emit(self.hop(
+                    "CREATE PODS",
+                    job,
+                    format!("creating {} pod(s) for job {name}", plan.create.len()),
+                ))
+                .await;
             for index in &plan.create {
                 match pods_api
                     .create(&PostParams::default(), &pod_for(job, *index))
@@ -890,8 +892,9 @@ impl JobController {
                 .collect::<String>()
         );
         updated.status = Some(status);
-        self.flow.stepper().gate().await;
-        self.emit("UPDATE STATUS", job, summary);
+        self.flow
+            .gate_emit(self.hop("UPDATE STATUS", job, summary))
+            .await;
         let api: Api<Job> = Api::namespaced(self.client.clone(), &namespace);
         api.replace_status(&name, &PostParams::default(), &updated)
             .await

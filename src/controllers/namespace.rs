@@ -86,16 +86,17 @@ impl NamespaceController {
                 .iter()
                 .any(|o| o.metadata.deletion_timestamp.is_none())
             {
-                self.flow.stepper().gate().await;
-                self.flow.emit(
-                    FlowEvent::new(COMPONENT, "apiserver", "DELETECOLLECTION")
-                        .object("Namespace", "", &name)
-                        .detail(format!(
-                            "delete {} {} in namespace {name}",
-                            list.items.len(),
-                            resource.plural
-                        )),
-                );
+                self.flow
+                    .gate_emit(
+                        FlowEvent::new(COMPONENT, "apiserver", "DELETECOLLECTION")
+                            .object("Namespace", "", &name)
+                            .detail(format!(
+                                "delete {} {} in namespace {name}",
+                                list.items.len(),
+                                resource.plural
+                            )),
+                    )
+                    .await;
                 let _ = api
                     .delete_collection(&DeleteParams::background(), &ListParams::default())
                     .await;

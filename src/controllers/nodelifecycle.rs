@@ -112,13 +112,18 @@ impl NodeLifecycleController {
             grace,
         }
     }
-
-    fn emit(&self, verb: &str, kind: &str, namespace: &str, name: &str, detail: String) {
-        self.flow.emit(
-            FlowEvent::new(COMPONENT, "apiserver", verb)
-                .object(kind, namespace, name)
-                .detail(detail),
-        );
+    /// The flow event of a hop this controller takes.
+    fn hop(
+        &self,
+        verb: &str,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+        detail: String,
+    ) -> FlowEvent {
+        FlowEvent::new(COMPONENT, "apiserver", verb)
+            .object(kind, namespace, name)
+            .detail(detail)
     }
 
     /// Watches nodes, leases and pods, forever.
@@ -194,17 +199,18 @@ impl NodeLifecycleController {
     /// The kubelet has gone quiet: every condition it posts becomes Unknown, and its pods are no
     /// longer ready.
     async fn mark_unknown(&self, node: &Node, name: &str, pods: &[std::sync::Arc<Pod>]) {
-        self.flow.stepper().gate().await;
-        self.emit(
-            "UPDATE",
-            "Node",
-            "",
-            name,
-            format!(
-                "no heartbeat for more than {}s: Ready=Unknown",
-                self.grace.as_secs_f64()
-            ),
-        );
+        self.flow
+            .gate_emit(self.hop(
+                "UPDATE",
+                "Node",
+                "",
+                name,
+                format!(
+                    "no heartbeat for more than {}s: Ready=Unknown",
+                    self.grace.as_secs_f64()
+                ),
+            ))
+            .await;
         let now = jiff::Timestamp::now()
             .strftime("%Y-%m-%dT%H:%M:%SZ")
             .to_string();
@@ -294,7 +300,6 @@ impl NodeLifecycleController {
         if !stale && missing.is_empty() {
             return;
         }
-        self.flow.stepper().gate().await;
         let now = jiff::Timestamp::now()
             .strftime("%Y-%m-%dT%H:%M:%SZ")
             .to_string();
@@ -320,13 +325,15 @@ impl NodeLifecycleController {
                 )
             })
             .collect();
-        self.emit(
-            "PATCH",
-            "Node",
-            "",
-            name,
-            format!("Ready={ready}: taints now [{}]", names.join(", ")),
-        );
+        self.flow
+            .gate_emit(self.hop(
+                "PATCH",
+                "Node",
+                "",
+                name,
+                format!("Ready={ready}: taints now [{}]", names.join(", ")),
+            ))
+            .await;
         let api: Api<Node> = Api::all(self.client.clone());
         let patch = json!({
             "metadata": {"resourceVersion": node.metadata.resource_version},
@@ -368,14 +375,15 @@ impl NodeLifecycleController {
             let (Some(ns), Some(name)) = (&pod.metadata.namespace, &pod.metadata.name) else {
                 continue;
             };
-            self.flow.stepper().gate().await;
-            self.emit(
-                "DELETE",
-                "Pod",
-                ns,
-                name,
-                format!("evicted from {node}: its NoExecute taint is no longer tolerated"),
-            );
+            self.flow
+                .gate_emit(self.hop(
+                    "DELETE",
+                    "Pod",
+                    ns,
+                    name,
+                    format!("evicted from {node}: its NoExecute taint is no longer tolerated"),
+                ))
+                .await;
             let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
             let condition = json!({"status": {"conditions": [{
                 "type": "DisruptionTarget", "status": "True", "reason": "DeletionByTaintManager",

@@ -104,8 +104,8 @@ impl ReplicaSetController {
     pub fn new(client: kube::Client, flow: Flow) -> Self {
         ReplicaSetController { client, flow }
     }
-
-    fn emit(&self, verb: &str, rs: &ReplicaSet, detail: String) {
+    /// The flow event of a hop this controller takes.
+    fn hop(&self, verb: &str, rs: &ReplicaSet, detail: String) -> FlowEvent {
         let mut e = FlowEvent::new(COMPONENT, "apiserver", verb)
             .object(
                 "ReplicaSet",
@@ -114,7 +114,7 @@ impl ReplicaSetController {
             )
             .detail(detail);
         e.uid = rs.metadata.uid.clone().unwrap_or_default();
-        self.flow.emit(e);
+        e
     }
 
     /// Watches ReplicaSets and pods and reconciles, forever.
@@ -196,12 +196,13 @@ impl ReplicaSetController {
             else {
                 continue;
             };
-            self.flow.stepper().gate().await;
-            self.emit(
-                "RELEASE",
-                rs,
-                format!("pod {pod_name} no longer matches the selector: releasing it"),
-            );
+            self.flow
+                .gate_emit(self.hop(
+                    "RELEASE",
+                    rs,
+                    format!("pod {pod_name} no longer matches the selector: releasing it"),
+                ))
+                .await;
             let release = json!({"metadata": {"ownerReferences": [{"$patch": "delete", "uid": uid}], "uid": pod_uid}});
             let _ = pods_api
                 .patch(
@@ -228,12 +229,13 @@ impl ReplicaSetController {
             .max(0) as usize;
         if owned.len() < wanted {
             let missing = wanted - owned.len();
-            self.flow.stepper().gate().await;
-            self.emit(
-                "SCALE UP",
-                rs,
-                format!("{} of {wanted} pods exist: creating {missing}", owned.len()),
-            );
+            self.flow
+                .gate_emit(self.hop(
+                    "SCALE UP",
+                    rs,
+                    format!("{} of {wanted} pods exist: creating {missing}", owned.len()),
+                ))
+                .await;
             let template = rs
                 .spec
                 .as_ref()
@@ -314,12 +316,13 @@ impl ReplicaSetController {
                 )
             });
             let extra = owned.len() - wanted;
-            self.flow.stepper().gate().await;
-            self.emit(
-                "SCALE DOWN",
-                rs,
-                format!("{} of {wanted} pods exist: deleting {extra}", owned.len()),
-            );
+            self.flow
+                .gate_emit(self.hop(
+                    "SCALE DOWN",
+                    rs,
+                    format!("{} of {wanted} pods exist: deleting {extra}", owned.len()),
+                ))
+                .await;
             for pod in owned.iter().take(extra) {
                 let Some(pod_name) = pod.metadata.name.clone() else {
                     continue;

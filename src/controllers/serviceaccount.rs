@@ -50,12 +50,13 @@ impl ServiceAccountController {
                 if ns.metadata.deletion_timestamp.is_some() || have.contains(&name) {
                     continue;
                 }
-                self.flow.stepper().gate().await;
-                self.flow.emit(
-                    FlowEvent::new("controller/serviceaccount", "apiserver", "CREATE")
-                        .object("ServiceAccount", &name, "default")
-                        .detail(format!("namespace {name} gets its default ServiceAccount")),
-                );
+                self.flow
+                    .gate_emit(
+                        FlowEvent::new("controller/serviceaccount", "apiserver", "CREATE")
+                            .object("ServiceAccount", &name, "default")
+                            .detail(format!("namespace {name} gets its default ServiceAccount")),
+                    )
+                    .await;
                 let api: Api<ServiceAccount> = Api::namespaced(self.client.clone(), &name);
                 let account = ServiceAccount {
                     metadata: kube::api::ObjectMeta {

@@ -715,7 +715,24 @@ async fn sync_container(ctx: &Ctx<'_>, c: &Container, state: &mut Running, kind:
         format!("Created container: {}", c.name),
     )
     .await;
-    kubelet.flow.stepper().gate().await;
+    let mut hop = FlowEvent::new(
+        format!("kubelet/{}", kubelet.config.name),
+        format!("runtime/{}", kubelet.config.name),
+        "START CONTAINER",
+    )
+    .object(
+        "Pod",
+        pod.metadata.namespace.as_deref().unwrap_or_default(),
+        pod.metadata.name.as_deref().unwrap_or_default(),
+    )
+    .detail(format!("start container {}", c.name));
+    hop.uid = pod.metadata.uid.clone().unwrap_or_default();
+    let words = format!(
+        "kubelet/{} wants to START CONTAINER {} of {}/{}",
+        kubelet.config.name, c.name, hop.namespace, hop.name
+    );
+    kubelet.flow.gate_with(&hop, words).await;
+    kubelet.flow.emit(hop);
     state.id = Some(id.clone());
     state.not_before = None;
     state.reported = None;

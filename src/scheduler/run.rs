@@ -571,8 +571,10 @@ impl Binder {
             pod.metadata.namespace.clone().unwrap_or_default(),
             pod.metadata.name.clone().unwrap_or_default(),
         );
-        self.flow.stepper().gate().await;
-        self.flow.emit(flow_event("BIND", "apiserver", pod, detail));
+        let hop = flow_event("BIND", "apiserver", pod, detail);
+        let words = format!("scheduler wants to BIND {namespace}/{name} to {node}");
+        self.flow.gate_with(&hop, words).await;
+        self.flow.emit(hop);
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
         let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": name, "namespace": namespace, "uid": pod.metadata.uid}, "target": {"apiVersion": "v1", "kind": "Node", "name": node}});
         match pods
@@ -606,13 +608,14 @@ impl Binder {
             pod.metadata.namespace.clone().unwrap_or_default(),
             pod.metadata.name.clone().unwrap_or_default(),
         );
-        self.flow.stepper().gate().await;
-        self.flow.emit(flow_event(
-            "UNSCHEDULABLE",
-            "apiserver",
-            pod,
-            message.to_owned(),
-        ));
+        self.flow
+            .gate_emit(flow_event(
+                "UNSCHEDULABLE",
+                "apiserver",
+                pod,
+                message.to_owned(),
+            ))
+            .await;
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
         let now = jiff::Timestamp::now()
             .strftime("%Y-%m-%dT%H:%M:%SZ")
