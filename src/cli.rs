@@ -297,6 +297,9 @@ enum BenchCommand {
     /// Measure pod start latency (p50, p99) next to a raw libcontainer start, and a
     /// Deployment's time to all Running.
     Pods(bench::PodBenchOptions),
+    /// Measure the dashboard: frame time and key latency under 1,000 flow events a second,
+    /// the flow bus with slow readers, and an attached dashboard's CPU.
+    Tui(bench::TuiBenchOptions),
     /// Create and start one image's container directly through libcontainer, N times, and
     /// print the p50 and p99 in microseconds (the image must be in the state dir's store).
     RawContainer(RawContainerArgs),
@@ -564,6 +567,13 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Bench(BenchCommand::Pods(options)) => {
             let report = bench::run_pod_bench(&options)
+                .await
+                .map_err(CliError::Bench)?;
+            print!("{report}");
+            Ok(())
+        }
+        Command::Bench(BenchCommand::Tui(options)) => {
+            let report = bench::run_tui_bench(&options)
                 .await
                 .map_err(CliError::Bench)?;
             print!("{report}");

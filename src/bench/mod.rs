@@ -1,20 +1,24 @@
 //! Benchmarks anyone can rerun, each a subcommand of `orrery bench` that prints its figures:
 //! `store` (the embedded store against a real etcd), `apiserver` (the Kubernetes API over
 //! HTTPS), `scheduler` (pods scheduled per second), `cluster` (a whole `orrery up`: start-up,
-//! memory idle and with N pods) and `pods` (pod start latency on a real runtime, next to a raw
-//! libcontainer start, and a Deployment's time to all Running). Every loop is bounded in count and in time.
+//! memory idle and with N pods), `pods` (pod start latency on a real runtime, next to a raw
+//! libcontainer start, and a Deployment's time to all Running) and `tui` (the dashboard: frame
+//! time and key latency under load, the flow bus with slow readers, an attached dashboard's
+//! CPU). Every loop is bounded in count and in time.
 
 mod apiserver;
 mod cluster;
 mod pods;
 mod scheduler;
 mod store;
+mod tui;
 
 pub use apiserver::{ApiBenchOptions, ApiReport, run_apiserver_bench};
 pub use cluster::{ClusterBenchOptions, ClusterReport, run_cluster_bench};
 pub use pods::{PodBenchOptions, PodReport, run_pod_bench};
 pub use scheduler::{SchedulerBenchOptions, SchedulerReport, run_scheduler_bench};
 pub use store::{StoreBenchOptions, StoreFigures, StoreReport, measure, run_store_bench};
+pub use tui::{TuiBenchOptions, TuiReport, run_tui_bench};
 
 use std::time::Duration;
 
