@@ -718,6 +718,25 @@ async fn cpu(options: &TuiBenchOptions) -> Result<Cpu, String> {
         .trim()
         .parse()
         .map_err(|_| "tmux did not name the pane's process".to_owned())?;
+    // The dashboard is up once it draws the cluster's nodes; then it settles.
+    let drawn = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = tmux
+            .command()
+            .args(["capture-pane", "-p", "-J"])
+            .output()
+            .map_err(|e| format!("cannot run tmux: {e}"))?;
+        let screen = String::from_utf8_lossy(&out.stdout);
+        if screen.contains("node-1") {
+            break;
+        }
+        if Instant::now() > drawn {
+            return Err(format!(
+                "the dashboard did not draw node-1 within 30 s; the pane shows:\n{screen}"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     tokio::time::sleep(Duration::from_secs(3)).await;
     let idle = cpu_percent(pid, options.sample).await?;
     let mut report = Cpu {
@@ -800,4 +819,50 @@ pub async fn run_tui_bench(options: &TuiBenchOptions) -> Result<TuiReport, Strin
         report.cpu = Some(cpu(options).await);
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn synthetic_events_tell_whole_stories_in_order() {
+        let story: Vec<FlowEvent> = (0..STORY.len() as u64)
+            .map(|seq| event(seq, seq, 10))
+            .collect();
+        assert!(story.iter().all(|e| e.root == "Deployment/app-0"));
+        assert_eq!(
+            (story[0].from.as_str(), story[0].verb.as_str()),
+            ("kubectl", "POST")
+        );
+        assert_eq!(story[8].to, "runtime/node-1");
+        assert_eq!(story[1].revision, Some(101));
+        assert_eq!(story[0].time, "2023-11-14T22:13:20.000000Z");
+        assert_eq!(event(STORY.len() as u64, 0, 10).to, "apiserver");
+        assert_eq!(event(STORY.len() as u64 + 8, 0, 10).to, "runtime/node-2");
+    }
+
+    #[test]
+    fn the_flow_streams_lost_lines_are_counted() {
+        assert_eq!(lost_in(r#"{"lost":42}"#), 42);
+        assert_eq!(lost_in(r#"{"seq":1,"from":"kubectl"}"#), 0);
+        assert_eq!(lost_in("not json"), 0);
+    }
+
+    #[test]
+    fn cpu_time_is_read_from_proc() {
+        // Busy until /proc shows 20 ms more CPU time, for at most 5 s (the machine is shared).
+        let before = cpu_seconds(std::process::id()).unwrap();
+        let started = Instant::now();
+        let mut x = 0u64;
+        let mut after = before;
+        while after < before + 0.02 && started.elapsed() < Duration::from_secs(5) {
+            for _ in 0..100_000 {
+                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+            }
+            after = cpu_seconds(std::process::id()).unwrap();
+        }
+        assert!(after >= before + 0.02, "{before} -> {after}");
+        assert!(cpu_seconds(u32::MAX).is_err());
+    }
 }
