@@ -539,7 +539,7 @@ pub fn event_row(event: &Event) -> EventRow {
 #[derive(Debug, PartialEq)]
 pub enum FlowLine {
     /// A flow event.
-    Event(FlowEvent),
+    Event(Box<FlowEvent>),
     /// The bus dropped this many events before this reader read them.
     Lost(u64),
 }
@@ -591,7 +591,7 @@ pub fn parse_flow_line(line: &str) -> Option<FlowLine> {
             .map(|l| FlowLine::Lost(l.lost));
     }
     let wire: WireEvent = serde_json::from_str(line).ok()?;
-    Some(FlowLine::Event(FlowEvent {
+    Some(FlowLine::Event(Box::new(FlowEvent {
         seq: wire.seq,
         time: wire.time,
         from: wire.from,
@@ -605,7 +605,7 @@ pub fn parse_flow_line(line: &str) -> Option<FlowLine> {
         root: wire.root,
         detail: wire.detail,
         data: wire.data.map(|raw| Data(Arc::from(raw))),
-    }))
+    })))
 }
 
 /// Follows `GET /orrery/v1/flow`, from the beginning of the bus's ring, and again from the last
@@ -624,7 +624,7 @@ async fn follow_flow(client: Client, tx: mpsc::Sender<Msg>) {
                 let msg = match parse_flow_line(&line) {
                     Some(FlowLine::Event(event)) => {
                         since = event.seq;
-                        Msg::Flow(event)
+                        Msg::Flow(*event)
                     }
                     Some(FlowLine::Lost(n)) => Msg::Lost(n),
                     None => continue,
