@@ -685,3 +685,182 @@ fn orrery_up_without_a_terminal_runs_headless() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("is up at"));
 }
+
+/// `tmux` on a socket of this test's own, or `None` (the test then says so and passes) when
+/// tmux is not installed.
+struct Tmux(String);
+
+impl Tmux {
+    fn start(name: &str, width: u16, height: u16, command: &str) -> Option<Tmux> {
+        if std::process::Command::new("tmux")
+            .arg("-V")
+            .output()
+            .is_err()
+        {
+            eprintln!("skipped: tmux is not installed");
+            return None;
+        }
+        let tmux = Tmux(format!("orrery-{name}-{}", std::process::id()));
+        let out = tmux.run(&[
+            "new-session",
+            "-d",
+            "-x",
+            &width.to_string(),
+            "-y",
+            &height.to_string(),
+            command,
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Some(tmux)
+    }
+
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new("tmux")
+            .args(["-L", &self.0, "-f", "/dev/null"])
+            .args(args)
+            .output()
+            .expect("run tmux")
+    }
+
+    /// `#{alternate_on}` and the pane's text.
+    fn pane(&self) -> (bool, String) {
+        let on = self.run(&["display-message", "-p", "#{alternate_on}"]);
+        let text = self.run(&["capture-pane", "-p"]);
+        (
+            String::from_utf8_lossy(&on.stdout).trim() == "1",
+            String::from_utf8_lossy(&text.stdout).into_owned(),
+        )
+    }
+
+    /// Waits (at most `seconds`) until the pane satisfies `done`.
+    #[allow(clippy::disallowed_methods)] // a plain test thread, not a tokio worker
+    fn until(&self, seconds: u64, what: &str, done: impl Fn(bool, &str) -> bool) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(seconds);
+        loop {
+            let (alternate, text) = self.pane();
+            if done(alternate, &text) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{what} within {seconds} s; alternate screen {alternate}, pane:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.run(&["kill-server"]);
+    }
+}
+
+#[test]
+fn the_dashboard_takes_the_terminal_and_gives_it_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let orrery = env!("CARGO_BIN_EXE_orrery");
+    let state = dir.path().display().to_string();
+    let up = format!(
+        "{orrery} --state-dir {state} up --runtime sim --nodes 1 --port 0 --no-kubeconfig-merge; \
+         echo UP-EXITED $?; sleep 120"
+    );
+    let Some(tmux) = Tmux::start("up", 80, 24, &up) else {
+        return;
+    };
+    // `orrery up` opens the dashboard on the alternate screen; its log goes to the state dir.
+    tmux.until(
+        30,
+        "the dashboard on the alternate screen",
+        |alternate, _| alternate,
+    );
+    assert!(dir.path().join("orrery.log").exists());
+    assert!(dir.path().join("orrery.pid").exists());
+
+    // `orrery tui` attaches a second one; SIGTERM closes it, the cluster keeps running.
+    tmux.run(&[
+        "new-window",
+        "-d",
+        "-t",
+        ":1",
+        &format!("{orrery} --state-dir {state} tui; echo TUI-EXITED $?; sleep 120"),
+    ]);
+    let attached = Tmux(tmux.0.clone());
+    let window = |args: &[&str]| {
+        let mut all = vec![args[0], "-t", ":1"];
+        all.extend_from_slice(&args[1..]);
+        attached.run(&all)
+    };
+    let alternate_1 = || {
+        String::from_utf8_lossy(&window(&["display-message", "-p", "#{alternate_on}"]).stdout)
+            .trim()
+            == "1"
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !alternate_1() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "orrery tui took the screen"
+        );
+        #[allow(clippy::disallowed_methods)] // a plain test thread, not a tokio worker
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let pid = String::from_utf8_lossy(&window(&["display-message", "-p", "#{pane_pid}"]).stdout)
+        .trim()
+        .to_owned();
+    // The pane runs `sh -c`: its child is `orrery tui`.
+    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap();
+    let tui = children.split_whitespace().next().expect("orrery tui runs");
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", tui])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = String::from_utf8_lossy(&window(&["capture-pane", "-p"]).stdout).into_owned();
+        if text.contains("TUI-EXITED 0") && !alternate_1() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "orrery tui restored the terminal: {text}"
+        );
+        #[allow(clippy::disallowed_methods)] // a plain test thread, not a tokio worker
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        dir.path().join("orrery.pid").exists(),
+        "the cluster still runs"
+    );
+
+    // `orrery down`: the dashboard gives the terminal back and the cluster stops cleanly.
+    let down = std::process::Command::new(orrery)
+        .arg("--state-dir")
+        .arg(dir.path())
+        .arg("down")
+        .output()
+        .unwrap();
+    assert!(
+        down.status.success(),
+        "{}",
+        String::from_utf8_lossy(&down.stderr)
+    );
+    tmux.until(
+        30,
+        "orrery up stopped and the screen restored",
+        |alternate, text| !alternate && text.contains("UP-EXITED 0"),
+    );
+    let (_, text) = tmux.pane();
+    assert!(
+        text.contains("is up at"),
+        "the screen from before the dashboard: {text}"
+    );
+    assert!(text.contains("stopping cluster"), "{text}");
+}
