@@ -619,7 +619,10 @@ async fn up_dashboard(api: Arc<crate::apiserver::ApiServer>, name: String, log: 
         client: api.client("dashboard"),
         manifests: crate::tui::source::manifests_dir(),
     };
-    let headless = match tokio::spawn(app::run(options)).await {
+    let ended = tokio::spawn(app::run(options)).await;
+    // The terminal is the cluster's again: what it says while stopping is seen.
+    app::restore_stderr();
+    let headless = match ended {
         Ok(Ok(Exit::QuitAndStop | Exit::Signal)) => return,
         Ok(Ok(Exit::Quit)) => "the dashboard is closed".to_owned(),
         Ok(Err(error)) => format!("the dashboard failed: {error}"),
@@ -627,7 +630,7 @@ async fn up_dashboard(api: Arc<crate::apiserver::ApiServer>, name: String, log: 
     };
     println!(
         "orrery: {headless}; the cluster keeps running (Ctrl-C or orrery down stops it; \
-         orrery tui opens a dashboard again; logs in {})",
+         orrery tui opens a dashboard again; the dashboard's log is in {})",
         log.display()
     );
     crate::cluster::shutdown_signal().await;

@@ -864,3 +864,88 @@ fn the_dashboard_takes_the_terminal_and_gives_it_back() {
     );
     assert!(text.contains("stopping cluster"), "{text}");
 }
+
+/// The in-process client `orrery up` gives its dashboard, and a dashboard too slow for the bus:
+/// the components' `emit` never waits for it, it loses events, and it is told how many.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_dashboard_loses_flow_events_and_is_told_how_many() {
+    use orrery::flow::{Flow, FlowEvent};
+    use orrery::store::Store;
+    let dir = tempfile::tempdir().unwrap();
+    let store: std::sync::Arc<dyn Store> = std::sync::Arc::new(
+        orrery::store::embedded::EmbeddedStore::open(&dir.path().join("store.redb")).unwrap(),
+    );
+    let flow = Flow::new();
+    let api = orrery::apiserver::ApiServer::new(store, flow.clone());
+    api.bootstrap().await.unwrap();
+    let (tx, rx) = mpsc::channel(16);
+    let _sources = source::spawn(api.client("dashboard"), tx, None);
+    let mut inbox = Inbox {
+        rx,
+        seen: Vec::new(),
+        last: 0,
+    };
+    // Connected: the bootstrap's events arrive, and the stepper and components (none here).
+    inbox
+        .until(10, "a flow event", |m| matches!(m, Msg::Flow(_)))
+        .await;
+    inbox
+        .until(
+            10,
+            "the stepper",
+            |m| matches!(m, Msg::Stepper(s) if s.mode == "run"),
+        )
+        .await;
+    inbox
+        .until(
+            10,
+            "the components",
+            |m| matches!(m, Msg::Components(c) if c.is_empty()),
+        )
+        .await;
+    // The dashboard reads nothing while 20,000 events are emitted.
+    let mut first = 0;
+    let mut last = 0;
+    for i in 0..20_000 {
+        let seq = flow.emit(FlowEvent::new("test", "apiserver", "PING").detail(i.to_string()));
+        if i == 0 {
+            first = seq;
+        }
+        last = seq;
+    }
+    inbox.seen.clear();
+    inbox
+        .until(
+            60,
+            "the last event",
+            |m| matches!(m, Msg::Flow(e) if e.seq == last),
+        )
+        .await;
+    let lost: u64 = inbox
+        .seen
+        .iter()
+        .map(|m| match m {
+            Msg::Lost(n) => *n,
+            _ => 0,
+        })
+        .sum();
+    let seqs: Vec<u64> = inbox
+        .seen
+        .iter()
+        .filter_map(|m| match m {
+            Msg::Flow(e) => Some(e.seq),
+            _ => None,
+        })
+        .collect();
+    assert!(lost > 0, "a reader that reads nothing loses events");
+    assert!(
+        seqs.windows(2).all(|w| w[0] < w[1]),
+        "what arrives arrives in order"
+    );
+    let received = seqs.iter().filter(|s| (first..=last).contains(*s)).count() as u64;
+    assert!(
+        received + lost >= last - first + 1,
+        "every event is received or counted as lost: {received} + {lost} of {}",
+        last - first + 1
+    );
+}

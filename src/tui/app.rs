@@ -184,8 +184,8 @@ async fn event_loop(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let size = terminal.size()?;
     let mut pending = model.update(Msg::Resize(size.width, size.height));
-    let mut dirty = true;
-    let mut last_draw: Option<Instant> = None;
+    let mut pacer = Pacer::default();
+    pacer.changed();
     loop {
         for effect in pending.drain(..) {
             match effect {
@@ -194,12 +194,11 @@ async fn event_loop(
                 effect => effects.spawn(effect),
             }
         }
-        let due = last_draw.map_or_else(Instant::now, |at| at + FRAME);
-        if dirty && Instant::now() >= due {
+        if pacer.ready(Instant::now()) {
             terminal.draw(|frame| view::draw(frame, &model))?;
-            last_draw = Some(Instant::now());
-            dirty = false;
+            pacer.drew(Instant::now());
         }
+        let wake = pacer.wake();
         tokio::select! {
             _ = term.recv() => return Ok(Exit::Signal),
             _ = interrupt.recv() => return Ok(Exit::Signal),
@@ -207,11 +206,11 @@ async fn event_loop(
             event = input.next() => match event {
                 Some(Ok(TermEvent::Key(key))) if key.kind != KeyEventKind::Release => {
                     pending = model.update(Msg::Key(key));
-                    dirty = true;
+                    pacer.changed();
                 }
                 Some(Ok(TermEvent::Resize(width, height))) => {
                     pending = model.update(Msg::Resize(width, height));
-                    dirty = true;
+                    pacer.changed();
                 }
                 Some(Ok(_)) => {}
                 Some(Err(error)) => return Err(error.into()),
@@ -226,14 +225,46 @@ async fn event_loop(
                         Err(_) => break,
                     }
                 }
-                dirty = true;
+                pacer.changed();
             }
             _ = tick.tick() => {
                 pending = model.update(Msg::Tick(jiff::Timestamp::now()));
-                dirty = true;
+                pacer.changed();
             }
-            _ = tokio::time::sleep_until(due), if dirty => {}
+            _ = tokio::time::sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => {}
         }
+    }
+}
+
+/// When to draw: only when something changed since the last frame, and at most one frame per
+/// [`FRAME`], however many messages arrive.
+#[derive(Debug, Default)]
+pub struct Pacer {
+    dirty: bool,
+    last: Option<Instant>,
+}
+
+impl Pacer {
+    /// Something changed: a frame is owed.
+    pub fn changed(&mut self) {
+        self.dirty = true;
+    }
+
+    /// Whether to draw at `now`.
+    pub fn ready(&self, now: Instant) -> bool {
+        self.dirty && self.last.is_none_or(|last| now >= last + FRAME)
+    }
+
+    /// When the owed frame may be drawn, if one is owed.
+    pub fn wake(&self) -> Option<Instant> {
+        self.dirty
+            .then(|| self.last.map_or_else(Instant::now, |last| last + FRAME))
+    }
+
+    /// A frame was drawn at `now`.
+    pub fn drew(&mut self, now: Instant) {
+        self.dirty = false;
+        self.last = Some(now);
     }
 }
 
@@ -326,11 +357,41 @@ pub fn redirect_stderr(path: &Path) -> std::io::Result<StderrToFile> {
     Ok(StderrToFile(()))
 }
 
-fn restore_stderr() {
+/// Gives standard error back (after [`redirect_stderr`]); the guard's drop does the same.
+pub fn restore_stderr() {
     // try_lock: a panic while the lock is held must not deadlock the hook.
     if let Ok(mut saved) = SAVED_STDERR.try_lock()
         && let Some(fd) = saved.take()
     {
         let _ = nix::unistd::dup2_stderr(&fd);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn frames_are_drawn_only_on_change_and_at_most_every_frame() {
+        let mut pacer = Pacer::default();
+        let start = Instant::now();
+        assert!(!pacer.ready(start), "nothing changed: no frame");
+        assert_eq!(pacer.wake(), None, "and no wake-up");
+        pacer.changed();
+        assert!(pacer.ready(start), "the first change draws at once");
+        pacer.drew(start);
+        assert!(!pacer.ready(start));
+        // A burst right after a frame waits for the next frame, and makes one frame.
+        tokio::time::advance(Duration::from_millis(5)).await;
+        for _ in 0..1000 {
+            pacer.changed();
+        }
+        assert!(!pacer.ready(Instant::now()));
+        assert_eq!(pacer.wake(), Some(start + FRAME));
+        tokio::time::advance(FRAME).await;
+        assert!(pacer.ready(Instant::now()));
+        pacer.drew(Instant::now());
+        assert!(!pacer.ready(Instant::now() + FRAME * 10), "idle: no frame");
+        assert_eq!(pacer.wake(), None);
     }
 }
