@@ -103,8 +103,9 @@ pub async fn attach(state_dir: &Path, cluster: &str) -> Result<Exit, TuiError> {
     if !std::io::stdout().is_terminal() {
         return Err(TuiError::NotATerminal);
     }
-    // kube-rs's warnings (a watch retrying) must not draw over the dashboard.
-    let _stderr = redirect_stderr(&state_dir.join("orrery-tui.log"))?;
+    // kube-rs's warnings (a watch retrying) must not draw over the dashboard; a state directory
+    // this user cannot write to only costs the log.
+    let _stderr = redirect_stderr(&state_dir.join("orrery-tui.log")).ok();
     run(Options {
         host: Host::Attached,
         cluster: cluster.to_owned(),
