@@ -48,6 +48,9 @@ enum Command {
     Up(UpArgs),
     /// Stop the cluster started with this state directory.
     Down,
+    /// Open the dashboard on the cluster running with this state directory (quitting it leaves
+    /// the cluster running).
+    Tui,
     /// Stop or start a virtual node's kubelet (its containers keep running, as on a real node
     /// whose kubelet died).
     #[command(subcommand)]
@@ -336,6 +339,8 @@ enum CliError {
     Usage(String),
     #[error(transparent)]
     Image(#[from] crate::images::ImageError),
+    #[error(transparent)]
+    Tui(#[from] crate::tui::app::TuiError),
 }
 
 /// A cluster name: 1 to 32 lowercase letters, digits and `-`, starting and ending with a letter
@@ -449,8 +454,13 @@ impl ClusterArgs {
 async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Up(args) => {
-            if !args.headless {
-                eprintln!("orrery: the dashboard is not built yet; running headless");
+            use std::io::IsTerminal;
+            let dashboard = !args.headless && std::io::stdout().is_terminal();
+            if !args.headless && !dashboard {
+                eprintln!(
+                    "orrery: standard output is not a terminal, so there is no dashboard: \
+                     running headless (pass --headless to say so; attach one later with orrery tui)"
+                );
             }
             let options = crate::cluster::UpOptions {
                 name: cli.cluster.name.clone(),
@@ -498,7 +508,23 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                     options.node_lease_duration_seconds
                 )));
             }
-            crate::cluster::up(options).await?;
+            if !dashboard {
+                crate::cluster::up(options).await?;
+                return Ok(());
+            }
+            // Whatever would be written to the terminal (tracing, the runtime helper) goes to
+            // the log while the dashboard has the screen.
+            let state_dir = options.state_dir.clone();
+            std::fs::create_dir_all(&state_dir)?;
+            let log = state_dir.join("orrery.log");
+            let _stderr = crate::tui::app::redirect_stderr(&log)?;
+            let name = options.name.clone();
+            crate::cluster::up_until(options, move |api| up_dashboard(api, name, log)).await?;
+            Ok(())
+        }
+        Command::Tui => {
+            let state_dir = cli.cluster.state_dir()?;
+            crate::tui::app::attach(&state_dir, &cli.cluster.name).await?;
             Ok(())
         }
         Command::Down => {
@@ -590,6 +616,34 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             CliError::Usage("runtime-helper runs before the async runtime starts".into()),
         ),
     }
+}
+
+/// The dashboard of `orrery up`, on the API server's in-process client; returns when the
+/// cluster should stop. Quitting without stopping (or a dashboard that fails) leaves the cluster
+/// running headless until Ctrl-C or `orrery down`.
+async fn up_dashboard(api: Arc<crate::apiserver::ApiServer>, name: String, log: PathBuf) {
+    use crate::tui::app::{self, Exit};
+    let options = app::Options {
+        host: crate::tui::model::Host::Up,
+        cluster: name,
+        client: api.client("dashboard"),
+        manifests: crate::tui::source::manifests_dir(),
+    };
+    let ended = tokio::spawn(app::run(options)).await;
+    // The terminal is the cluster's again: what it says while stopping is seen.
+    app::restore_stderr();
+    let headless = match ended {
+        Ok(Ok(Exit::QuitAndStop | Exit::Signal)) => return,
+        Ok(Ok(Exit::Quit)) => "the dashboard is closed".to_owned(),
+        Ok(Err(error)) => format!("the dashboard failed: {error}"),
+        Err(error) => format!("the dashboard failed: {error}"),
+    };
+    println!(
+        "orrery: {headless}; the cluster keeps running (Ctrl-C or orrery down stops it; \
+         orrery tui opens a dashboard again; the dashboard's log is in {})",
+        log.display()
+    );
+    crate::cluster::shutdown_signal().await;
 }
 
 async fn run_image(

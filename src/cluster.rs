@@ -161,6 +161,16 @@ pub fn pid_file(state_dir: &Path) -> PathBuf {
 
 /// Starts the cluster and runs it until a shutdown signal.
 pub async fn up(options: UpOptions) -> Result<(), ClusterError> {
+    up_until(options, |_| shutdown_signal()).await
+}
+
+/// Starts the cluster and runs it until the future `until` makes (given the API server, once it
+/// listens) ends: a shutdown signal, or the dashboard's end. Then stops it cleanly.
+pub async fn up_until<F, Fut>(options: UpOptions, until: F) -> Result<(), ClusterError>
+where
+    F: FnOnce(Arc<ApiServer>) -> Fut,
+    Fut: Future<Output = ()>,
+{
     let state_dir = &options.state_dir;
     std::fs::create_dir_all(state_dir).map_err(|source| ClusterError::StateFile {
         path: state_dir.clone(),
@@ -298,7 +308,7 @@ pub async fn up(options: UpOptions) -> Result<(), ClusterError> {
     }
 
     let tls = pki.server_tls()?;
-    server::serve(listener, tls, api.router(), shutdown_signal()).await;
+    server::serve(listener, tls, api.router(), until(api.clone())).await;
 
     println!("orrery: stopping cluster {:?}", options.name);
     compactor.abort();
@@ -396,7 +406,8 @@ impl Drop for Serving {
     }
 }
 
-async fn shutdown_signal() {
+/// Ctrl-C (SIGINT) or SIGTERM (`orrery down`).
+pub async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).ok();
     let terminated = async {

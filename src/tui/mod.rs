@@ -2,7 +2,12 @@
 //! that draws the cluster map, the flow timeline, the detail of one object and the stepper, from
 //! the flow events (`GET /orrery/v1/flow`) and the Kubernetes API only — never from a
 //! component's internals. `model` is the state and its update function, `view` draws it, and
-//! `app` is the shell that owns the terminal, feeds the model and carries out its effects.
+//! `app` is the shell that owns the terminal, feeds the model (from `source`) and carries out its
+//! effects (`effects`).
 
+pub mod app;
+pub mod effects;
+mod interim;
 pub mod model;
+pub mod source;
 pub mod view;

@@ -1,0 +1,1043 @@
+//! What the dashboard reads from the cluster, turned into [`Msg`]s on one channel: watches of
+//! Pods (with ReplicaSets, to name each pod's story), Nodes, Deployments and Events through a
+//! `kube::Client`, converted into the model's rows the way `kubectl get` prints them; the flow
+//! stream (`GET /orrery/v1/flow`, reconnecting from the last sequence number it saw); the stepper
+//! and the components, polled (`/orrery/v1/stepper`, `/orrery/v1/components`) and sent only
+//! when they change; and the manifests a learner can apply, from a `manifests/` directory.
+//!
+//! The channel is bounded: a dashboard that draws too slowly slows its own readers, never the
+//! cluster. The flow bus then drops events for this reader alone and says how many
+//! (`{"lost":N}` → [`Msg::Lost`]).
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{AsyncBufReadExt, StreamExt};
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::{Event, Node, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher;
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::Deserialize;
+use tokio::sync::{Notify, mpsc};
+
+use super::model::{ComponentRow, DeploymentRow, EventRow, Msg, NodeRow, PodRow, StepperView};
+use crate::flow::{Data, FlowEvent};
+
+/// How often the stepper and the components are polled.
+pub const POLL: Duration = Duration::from_millis(250);
+
+/// How often the manifests directory is looked at again.
+const MANIFESTS_POLL: Duration = Duration::from_secs(5);
+
+/// The running readers. Dropping it stops them.
+pub struct Sources {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    poke: Arc<Notify>,
+}
+
+impl Sources {
+    /// Polls the stepper and the components now rather than at the next tick (after an action
+    /// that changes them).
+    pub fn poke(&self) {
+        self.poke.notify_one();
+    }
+
+    /// A handle that pokes the poller, for effects running on their own tasks.
+    pub fn poker(&self) -> Arc<Notify> {
+        self.poke.clone()
+    }
+}
+
+impl Drop for Sources {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// Starts every reader, each sending its [`Msg`]s on `tx`. `manifests` is the directory of
+/// sample manifests, if one was found ([`find_manifests`]).
+pub fn spawn(client: Client, tx: mpsc::Sender<Msg>, manifests: Option<PathBuf>) -> Sources {
+    let poke = Arc::new(Notify::new());
+    let tasks = vec![
+        tokio::spawn(follow_flow(client.clone(), tx.clone())),
+        tokio::spawn(watch_pods(client.clone(), tx.clone())),
+        tokio::spawn(watch_rows(
+            Api::<Node>::all(client.clone()),
+            tx.clone(),
+            |node: &Node| Msg::Node(node_row(node)),
+            |node: &Node| Some(Msg::NodeGone(node.name_any())),
+        )),
+        tokio::spawn(watch_rows(
+            Api::<Deployment>::all(client.clone()),
+            tx.clone(),
+            |d: &Deployment| Msg::Deployment(deployment_row(d)),
+            |d: &Deployment| {
+                Some(Msg::DeploymentGone(
+                    d.namespace().unwrap_or_default(),
+                    d.name_any(),
+                ))
+            },
+        )),
+        tokio::spawn(watch_rows(
+            Api::<Event>::all(client.clone()),
+            tx.clone(),
+            |e: &Event| Msg::Event(event_row(e)),
+            // The model keeps Events by `namespace/name` and has no Gone for them: an Event
+            // that expires simply stops changing.
+            |_: &Event| None,
+        )),
+        tokio::spawn(poll(client, tx.clone(), poke.clone())),
+        tokio::spawn(watch_manifests(manifests, tx)),
+    ];
+    Sources { tasks, poke }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Watches.
+
+/// `namespace/name` (or `name`), the key rows are kept under.
+fn key_of(meta: &ObjectMeta) -> String {
+    match &meta.namespace {
+        Some(ns) => format!("{ns}/{}", meta.name.as_deref().unwrap_or_default()),
+        None => meta.name.clone().unwrap_or_default(),
+    }
+}
+
+/// Watches one kind and sends a row for every change, and a Gone for every deletion, including
+/// objects that vanished while the watch was down (found when it lists again).
+async fn watch_rows<K>(
+    api: Api<K>,
+    tx: mpsc::Sender<Msg>,
+    row: impl Fn(&K) -> Msg,
+    gone: impl Fn(&K) -> Option<Msg>,
+) where
+    K: Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned,
+    K: Send + 'static,
+{
+    let mut stream = std::pin::pin!(watcher(api, watcher::Config::default()).default_backoff());
+    let mut known: HashMap<String, K> = HashMap::new();
+    let mut relisted: HashSet<String> = HashSet::new();
+    while let Some(event) = stream.next().await {
+        let Ok(event) = event else { continue };
+        let msgs: Vec<Msg> = match event {
+            watcher::Event::Init => {
+                relisted.clear();
+                Vec::new()
+            }
+            watcher::Event::InitApply(object) | watcher::Event::Apply(object) => {
+                let key = key_of(object.meta());
+                relisted.insert(key.clone());
+                let msg = row(&object);
+                known.insert(key, object);
+                vec![msg]
+            }
+            watcher::Event::Delete(object) => {
+                known.remove(&key_of(object.meta()));
+                gone(&object).into_iter().collect()
+            }
+            watcher::Event::InitDone => {
+                let stale: Vec<String> = known
+                    .keys()
+                    .filter(|k| !relisted.contains(*k))
+                    .cloned()
+                    .collect();
+                stale
+                    .iter()
+                    .filter_map(|k| known.remove(k))
+                    .filter_map(|o| gone(&o))
+                    .collect()
+            }
+        };
+        for msg in msgs {
+            if tx.send(msg).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// What the pod watch remembers of each pod: its row, and the ReplicaSet that owns it.
+struct KnownPod {
+    row: PodRow,
+    replicaset: Option<String>,
+}
+
+/// Pods, named by their story: a pod's root owner is found through the ReplicaSets watched
+/// alongside, so when a ReplicaSet's owner becomes known its pods are sent again.
+async fn watch_pods(client: Client, tx: mpsc::Sender<Msg>) {
+    enum Change {
+        Pod(watcher::Event<Pod>),
+        ReplicaSet(watcher::Event<ReplicaSet>),
+    }
+    let pods = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
+        .default_backoff()
+        .filter_map(|e| async move { e.ok().map(Change::Pod) });
+    let replicasets = watcher(Api::<ReplicaSet>::all(client), watcher::Config::default())
+        .default_backoff()
+        .filter_map(|e| async move { e.ok().map(Change::ReplicaSet) });
+    let mut changes = std::pin::pin!(futures::stream::select(pods, replicasets));
+    // ReplicaSet `namespace/name` → its controller owner (`Deployment/web`), if any.
+    let mut rs_owner: HashMap<String, Option<String>> = HashMap::new();
+    let mut known: HashMap<String, KnownPod> = HashMap::new();
+    let mut relisted: HashSet<String> = HashSet::new();
+    while let Some(change) = changes.next().await {
+        let mut msgs = Vec::new();
+        match change {
+            Change::Pod(watcher::Event::Init) => relisted.clear(),
+            Change::Pod(watcher::Event::InitApply(pod) | watcher::Event::Apply(pod)) => {
+                let key = key_of(&pod.metadata);
+                let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+                let replicaset = controller(&pod.metadata)
+                    .filter(|o| o.kind == "ReplicaSet")
+                    .map(|o| format!("{namespace}/{}", o.name));
+                let owner = root_owner(&pod.metadata, |rs| rs_owner.get(rs).cloned().flatten());
+                let row = pod_row(&pod, owner);
+                relisted.insert(key.clone());
+                msgs.push(Msg::Pod(row.clone()));
+                known.insert(key, KnownPod { row, replicaset });
+            }
+            Change::Pod(watcher::Event::Delete(pod)) => {
+                known.remove(&key_of(&pod.metadata));
+                msgs.push(Msg::PodGone(
+                    pod.metadata.namespace.clone().unwrap_or_default(),
+                    pod.name_any(),
+                ));
+            }
+            Change::Pod(watcher::Event::InitDone) => {
+                let stale: Vec<String> = known
+                    .keys()
+                    .filter(|k| !relisted.contains(*k))
+                    .cloned()
+                    .collect();
+                for key in stale {
+                    if let Some(pod) = known.remove(&key) {
+                        msgs.push(Msg::PodGone(pod.row.namespace, pod.row.name));
+                    }
+                }
+            }
+            Change::ReplicaSet(watcher::Event::InitApply(rs) | watcher::Event::Apply(rs)) => {
+                let key = key_of(&rs.metadata);
+                let owner = controller(&rs.metadata).map(|o| format!("{}/{}", o.kind, o.name));
+                if rs_owner.get(&key) != Some(&owner) {
+                    // Its pods' story may change: send them again, named by the new owner.
+                    let story = owner
+                        .clone()
+                        .unwrap_or_else(|| format!("ReplicaSet/{}", rs.name_any()));
+                    for pod in known.values_mut() {
+                        if pod.replicaset.as_deref() == Some(key.as_str()) && pod.row.owner != story
+                        {
+                            pod.row.owner = story.clone();
+                            msgs.push(Msg::Pod(pod.row.clone()));
+                        }
+                    }
+                    rs_owner.insert(key, owner);
+                }
+            }
+            Change::ReplicaSet(watcher::Event::Delete(rs)) => {
+                rs_owner.remove(&key_of(&rs.metadata));
+            }
+            Change::ReplicaSet(watcher::Event::Init | watcher::Event::InitDone) => {}
+        }
+        for msg in msgs {
+            if tx.send(msg).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// The owner reference with `controller: true`, or else the first one.
+fn controller(meta: &ObjectMeta) -> Option<&OwnerReference> {
+    let owners = meta.owner_references.as_deref().unwrap_or_default();
+    owners
+        .iter()
+        .find(|o| o.controller == Some(true))
+        .or_else(|| owners.first())
+}
+
+/// The root of a pod's ownerReferences as `Kind/name`: a ReplicaSet's pods belong to the
+/// ReplicaSet's owner (`Deployment/web`) when `replicaset_owner` (given `namespace/rs`) knows
+/// it; an unowned pod is its own story (`Pod/name`).
+pub fn root_owner(meta: &ObjectMeta, replicaset_owner: impl Fn(&str) -> Option<String>) -> String {
+    match controller(meta) {
+        Some(owner) if owner.kind == "ReplicaSet" => {
+            let rs = format!(
+                "{}/{}",
+                meta.namespace.as_deref().unwrap_or_default(),
+                owner.name
+            );
+            replicaset_owner(&rs).unwrap_or_else(|| format!("ReplicaSet/{}", owner.name))
+        }
+        Some(owner) => format!("{}/{}", owner.kind, owner.name),
+        None => format!("Pod/{}", meta.name.as_deref().unwrap_or_default()),
+    }
+}
+
+/// A pod as the dashboard shows it, with its story `owner`.
+pub fn pod_row(pod: &Pod, owner: String) -> PodRow {
+    let printed = print_pod(pod);
+    let spec = pod.spec.as_ref();
+    let status = pod.status.as_ref();
+    let phase = if pod.metadata.deletion_timestamp.is_some() {
+        "Terminating".to_owned()
+    } else {
+        status
+            .and_then(|s| s.phase.clone())
+            .unwrap_or_else(|| "Pending".into())
+    };
+    PodRow {
+        namespace: pod.metadata.namespace.clone().unwrap_or_default(),
+        name: pod.name_any(),
+        uid: pod.metadata.uid.clone().unwrap_or_default(),
+        node: spec.and_then(|s| s.node_name.clone()),
+        phase,
+        status: printed.status,
+        ready: printed.ready,
+        containers: printed.total,
+        restarts: printed.restarts,
+        owner,
+        created: pod
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map(|t| t.0.to_string())
+            .unwrap_or_default(),
+    }
+}
+
+/// What `kubectl get pods` prints for a pod: STATUS, READY as ready/total, RESTARTS.
+#[derive(Debug, PartialEq)]
+pub struct PrintedPod {
+    /// STATUS.
+    pub status: String,
+    /// Ready containers.
+    pub ready: u32,
+    /// Containers (and restartable init containers, the sidecars).
+    pub total: u32,
+    /// Restarts.
+    pub restarts: u32,
+}
+
+/// kubectl's pod printer (`printPod` in kubernetes/pkg/printers/internalversion): the phase or
+/// the status's reason, overridden by the first unfinished init container (`Init:0/1`,
+/// `Init:CrashLoopBackOff`), then by the last container's waiting or terminated reason
+/// (`CrashLoopBackOff`, `ErrImagePull`, `Completed`), and `Terminating` for a deleted pod that
+/// has not finished.
+pub fn print_pod(pod: &Pod) -> PrintedPod {
+    let spec = pod.spec.clone().unwrap_or_default();
+    let status = pod.status.clone().unwrap_or_default();
+    let phase = status.phase.clone().unwrap_or_default();
+    let mut reason = status.reason.clone().unwrap_or_else(|| phase.clone());
+    let conditions = status.conditions.as_deref().unwrap_or_default();
+    if conditions
+        .iter()
+        .any(|c| c.type_ == "PodScheduled" && c.reason.as_deref() == Some("SchedulingGated"))
+    {
+        reason = "SchedulingGated".into();
+    }
+    let init_containers = spec.init_containers.as_deref().unwrap_or_default();
+    let sidecar = |name: &str| {
+        init_containers
+            .iter()
+            .any(|c| c.name == name && c.restart_policy.as_deref() == Some("Always"))
+    };
+    let total = spec.containers.len() as u32
+        + init_containers
+            .iter()
+            .filter(|c| c.restart_policy.as_deref() == Some("Always"))
+            .count() as u32;
+    let mut ready = 0u32;
+    let mut restarts = 0u32;
+    let mut sidecar_restarts = 0u32;
+    let mut initializing = false;
+    for (i, container) in status
+        .init_container_statuses
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        let count = u32::try_from(container.restart_count).unwrap_or(0);
+        restarts += count;
+        let is_sidecar = sidecar(&container.name);
+        if is_sidecar {
+            sidecar_restarts += count;
+        }
+        let state = container.state.clone().unwrap_or_default();
+        if let Some(terminated) = &state.terminated
+            && terminated.exit_code == 0
+        {
+            continue;
+        }
+        if is_sidecar && container.started == Some(true) {
+            if container.ready {
+                ready += 1;
+            }
+            continue;
+        }
+        if let Some(terminated) = &state.terminated {
+            reason = match terminated.reason.as_deref() {
+                Some(r) if !r.is_empty() => format!("Init:{r}"),
+                _ => match terminated.signal {
+                    Some(signal) if signal != 0 => format!("Init:Signal:{signal}"),
+                    _ => format!("Init:ExitCode:{}", terminated.exit_code),
+                },
+            };
+        } else if let Some(waiting) = &state.waiting
+            && let Some(r) = waiting.reason.as_deref()
+            && !r.is_empty()
+            && r != "PodInitializing"
+        {
+            reason = format!("Init:{r}");
+        } else {
+            reason = format!("Init:{i}/{}", init_containers.len());
+        }
+        initializing = true;
+        break;
+    }
+    let initialized = conditions
+        .iter()
+        .any(|c| c.type_ == "Initialized" && c.status == "True");
+    if !initializing || initialized {
+        restarts = sidecar_restarts;
+        let mut has_running = false;
+        for container in status
+            .container_statuses
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .rev()
+        {
+            restarts += u32::try_from(container.restart_count).unwrap_or(0);
+            let state = container.state.clone().unwrap_or_default();
+            let waiting = state.waiting.as_ref().and_then(|w| w.reason.clone());
+            let terminated = state.terminated.as_ref();
+            if let Some(r) = waiting.filter(|r| !r.is_empty()) {
+                reason = r;
+            } else if let Some(t) = terminated {
+                reason = match t.reason.as_deref() {
+                    Some(r) if !r.is_empty() => r.to_owned(),
+                    _ => match t.signal {
+                        Some(signal) if signal != 0 => format!("Signal:{signal}"),
+                        _ => format!("ExitCode:{}", t.exit_code),
+                    },
+                };
+            } else if container.ready && state.running.is_some() {
+                has_running = true;
+                ready += 1;
+            }
+        }
+        if reason == "Completed" && has_running {
+            let pod_ready = conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True");
+            reason = if pod_ready { "Running" } else { "NotReady" }.into();
+        }
+    }
+    if pod.metadata.deletion_timestamp.is_some() {
+        if status.reason.as_deref() == Some("NodeLost") {
+            reason = "Unknown".into();
+        } else if phase != "Succeeded" && phase != "Failed" {
+            reason = "Terminating".into();
+        }
+    }
+    PrintedPod {
+        status: reason,
+        ready,
+        total,
+        restarts,
+    }
+}
+
+/// A node as the dashboard shows it.
+pub fn node_row(node: &Node) -> NodeRow {
+    let status = node.status.as_ref();
+    let spec = node.spec.as_ref();
+    NodeRow {
+        name: node.name_any(),
+        ready: status
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+            .map(|c| c.status.clone())
+            .unwrap_or_else(|| "Unknown".into()),
+        unschedulable: spec.and_then(|s| s.unschedulable).unwrap_or(false),
+        taints: spec
+            .and_then(|s| s.taints.as_ref())
+            .map(|taints| {
+                taints
+                    .iter()
+                    .map(|t| format!("{}:{}", t.key, t.effect))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        runtime: status
+            .and_then(|s| s.node_info.as_ref())
+            .map(|i| i.container_runtime_version.clone())
+            .unwrap_or_default(),
+    }
+}
+
+/// A Deployment as the dashboard shows it.
+pub fn deployment_row(deployment: &Deployment) -> DeploymentRow {
+    let status = deployment.status.clone().unwrap_or_default();
+    DeploymentRow {
+        namespace: deployment.namespace().unwrap_or_default(),
+        name: deployment.name_any(),
+        desired: deployment
+            .spec
+            .as_ref()
+            .and_then(|s| s.replicas)
+            .unwrap_or(1),
+        ready: status.ready_replicas.unwrap_or(0),
+        updated: status.updated_replicas.unwrap_or(0),
+        available: status.available_replicas.unwrap_or(0),
+    }
+}
+
+/// An Event as the dashboard shows it (`last` as `kubectl get events` orders them: the last
+/// timestamp, else the event time, else when it was created).
+pub fn event_row(event: &Event) -> EventRow {
+    let object = &event.involved_object;
+    EventRow {
+        namespace: event.namespace().unwrap_or_default(),
+        name: event.name_any(),
+        type_: event.type_.clone().unwrap_or_default(),
+        reason: event.reason.clone().unwrap_or_default(),
+        object: format!(
+            "{}/{}",
+            object.kind.as_deref().unwrap_or_default(),
+            object.name.as_deref().unwrap_or_default()
+        ),
+        message: event.message.clone().unwrap_or_default(),
+        count: event.count.unwrap_or(1),
+        last: event
+            .last_timestamp
+            .as_ref()
+            .map(|t| t.0.to_string())
+            .or_else(|| event.event_time.as_ref().map(|t| t.0.to_string()))
+            .or_else(|| {
+                event
+                    .metadata
+                    .creation_timestamp
+                    .as_ref()
+                    .map(|t| t.0.to_string())
+            })
+            .unwrap_or_default(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The flow stream.
+
+/// One line of `GET /orrery/v1/flow`.
+#[derive(Debug, PartialEq)]
+pub enum FlowLine {
+    /// A flow event.
+    Event(Box<FlowEvent>),
+    /// The bus dropped this many events before this reader read them.
+    Lost(u64),
+}
+
+/// A flow event as the stream carries it (`FlowEvent` is written, never read, by the server).
+#[derive(Deserialize)]
+struct WireEvent {
+    seq: u64,
+    #[serde(default)]
+    time: String,
+    #[serde(default)]
+    from: String,
+    #[serde(default)]
+    to: String,
+    #[serde(default)]
+    verb: String,
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    namespace: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    uid: String,
+    #[serde(default)]
+    revision: Option<u64>,
+    #[serde(default)]
+    root: String,
+    #[serde(default)]
+    detail: String,
+    #[serde(default)]
+    data: Option<Box<serde_json::value::RawValue>>,
+}
+
+#[derive(Deserialize)]
+struct LostLine {
+    lost: u64,
+}
+
+/// Reads one line of the flow stream; `None` for a blank or unreadable line.
+pub fn parse_flow_line(line: &str) -> Option<FlowLine> {
+    let line = line.trim();
+    if line.is_empty() {
+        return None;
+    }
+    if line.starts_with("{\"lost\"") {
+        return serde_json::from_str::<LostLine>(line)
+            .ok()
+            .map(|l| FlowLine::Lost(l.lost));
+    }
+    let wire: WireEvent = serde_json::from_str(line).ok()?;
+    Some(FlowLine::Event(Box::new(FlowEvent {
+        seq: wire.seq,
+        time: wire.time,
+        from: wire.from,
+        to: wire.to,
+        verb: wire.verb,
+        kind: wire.kind,
+        namespace: wire.namespace,
+        name: wire.name,
+        uid: wire.uid,
+        revision: wire.revision,
+        root: wire.root,
+        detail: wire.detail,
+        data: wire.data.map(|raw| Data(Arc::from(raw))),
+    })))
+}
+
+/// Follows `GET /orrery/v1/flow`, from the beginning of the bus's ring, and again from the last
+/// event seen whenever the stream ends (the API server's connection closed, a timeout).
+async fn follow_flow(client: Client, tx: mpsc::Sender<Msg>) {
+    let mut since = 0u64;
+    let mut pause = Duration::from_millis(100);
+    loop {
+        let request = http::Request::get(format!("/orrery/v1/flow?since={since}"))
+            .body(Vec::new())
+            .expect("a valid request");
+        if let Ok(reader) = client.request_stream(request).await {
+            pause = Duration::from_millis(100);
+            let mut lines = reader.lines();
+            while let Some(Ok(line)) = lines.next().await {
+                let msg = match parse_flow_line(&line) {
+                    Some(FlowLine::Event(event)) => {
+                        since = event.seq;
+                        Msg::Flow(*event)
+                    }
+                    Some(FlowLine::Lost(n)) => Msg::Lost(n),
+                    None => continue,
+                };
+                if tx.send(msg).await.is_err() {
+                    return;
+                }
+            }
+        }
+        if tx.is_closed() {
+            return;
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(2));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The stepper and the components.
+
+#[derive(Deserialize)]
+struct ComponentList {
+    #[serde(default)]
+    components: Vec<ComponentRow>,
+}
+
+/// `GET /orrery/v1/stepper`.
+pub async fn get_stepper(client: &Client) -> Result<StepperView, kube::Error> {
+    let request = http::Request::get("/orrery/v1/stepper")
+        .body(Vec::new())
+        .expect("a valid request");
+    client.request(request).await
+}
+
+/// `GET /orrery/v1/components`.
+pub async fn get_components(client: &Client) -> Result<Vec<ComponentRow>, kube::Error> {
+    let request = http::Request::get("/orrery/v1/components")
+        .body(Vec::new())
+        .expect("a valid request");
+    Ok(client.request::<ComponentList>(request).await?.components)
+}
+
+/// Polls the stepper and the components every [`POLL`] (or when poked), sending each only when
+/// it changed, so an idle cluster sends nothing.
+async fn poll(client: Client, tx: mpsc::Sender<Msg>, poke: Arc<Notify>) {
+    let mut interval = tokio::time::interval(POLL);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut stepper: Option<StepperView> = None;
+    let mut components: Option<Vec<ComponentRow>> = None;
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = poke.notified() => {}
+        }
+        if let Ok(now) = get_stepper(&client).await
+            && stepper.as_ref() != Some(&now)
+        {
+            stepper = Some(now.clone());
+            if tx.send(Msg::Stepper(now)).await.is_err() {
+                return;
+            }
+        }
+        if let Ok(now) = get_components(&client).await
+            && components.as_ref() != Some(&now)
+        {
+            components = Some(now.clone());
+            if tx.send(Msg::Components(now)).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Manifests.
+
+/// The manifests directory: `manifests/` in the current directory, then the repository's
+/// (`../../manifests` from the executable, as when it runs from `target/release`), then
+/// `$ORRERY_MANIFESTS`.
+pub fn find_manifests(
+    cwd: Option<&Path>,
+    exe: Option<&Path>,
+    env: Option<&Path>,
+) -> Option<PathBuf> {
+    let candidates = [
+        cwd.map(|d| d.join("manifests")),
+        exe.and_then(Path::parent)
+            .map(|d| d.join("../../manifests")),
+        env.map(Path::to_path_buf),
+    ];
+    candidates.into_iter().flatten().find(|d| d.is_dir())
+}
+
+/// [`find_manifests`] for this process.
+pub fn manifests_dir() -> Option<PathBuf> {
+    let cwd = std::env::current_dir().ok();
+    let exe = std::env::current_exe().ok();
+    let env = std::env::var_os("ORRERY_MANIFESTS").map(PathBuf::from);
+    find_manifests(cwd.as_deref(), exe.as_deref(), env.as_deref())
+        .map(|d| d.canonicalize().unwrap_or(d))
+}
+
+/// The `*.yaml` and `*.yml` files under `dir` (one level of subdirectories too), relative to
+/// it, sorted.
+pub fn list_manifests(dir: &Path) -> Vec<String> {
+    fn walk(root: &Path, dir: &Path, depth: u32, out: &mut Vec<String>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                if depth > 0 {
+                    walk(root, &path, depth - 1, out);
+                }
+            } else if matches!(
+                path.extension().and_then(|e| e.to_str()),
+                Some("yaml" | "yml")
+            ) && let Ok(relative) = path.strip_prefix(root)
+            {
+                out.push(relative.to_string_lossy().into_owned());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, 1, &mut out);
+    out.sort();
+    out
+}
+
+/// Sends the manifests list, and again whenever it changes.
+async fn watch_manifests(dir: Option<PathBuf>, tx: mpsc::Sender<Msg>) {
+    let mut last: Option<Vec<String>> = None;
+    loop {
+        let now = dir.as_deref().map(list_manifests).unwrap_or_default();
+        if last.as_ref() != Some(&now) {
+            last = Some(now.clone());
+            if tx.send(Msg::Manifests(now)).await.is_err() {
+                return;
+            }
+        }
+        if dir.is_none() {
+            return;
+        }
+        tokio::time::sleep(MANIFESTS_POLL).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(value: serde_json::Value) -> Pod {
+        serde_json::from_value(value).expect("a pod")
+    }
+
+    fn running(name: &str, ready: bool, restarts: i32) -> serde_json::Value {
+        json!({"name": name, "image": "orrery/hello", "imageID": "", "ready": ready,
+               "restartCount": restarts, "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}}})
+    }
+
+    fn waiting(name: &str, reason: &str, restarts: i32) -> serde_json::Value {
+        json!({"name": name, "image": "orrery/hello", "imageID": "", "ready": false,
+               "restartCount": restarts, "state": {"waiting": {"reason": reason}}})
+    }
+
+    #[test]
+    fn pod_status_reads_like_kubectl_get_pods() {
+        let cases = [
+            (
+                "Running",
+                json!({"metadata": {"name": "a"}, "spec": {"containers": [{"name": "app"}]},
+                       "status": {"phase": "Running", "containerStatuses": [running("app", true, 0)]}}),
+                (1, 1, 0),
+            ),
+            (
+                "CrashLoopBackOff",
+                json!({"metadata": {"name": "a"}, "spec": {"containers": [{"name": "app"}]},
+                       "status": {"phase": "Running",
+                                  "containerStatuses": [waiting("app", "CrashLoopBackOff", 4)]}}),
+                (0, 1, 4),
+            ),
+            (
+                "ErrImagePull",
+                json!({"metadata": {"name": "a"}, "spec": {"containers": [{"name": "app"}, {"name": "side"}]},
+                       "status": {"phase": "Pending",
+                                  "containerStatuses": [waiting("app", "ErrImagePull", 0),
+                                                        waiting("side", "ContainerCreating", 0)]}}),
+                (0, 2, 0),
+            ),
+            (
+                "Init:0/1",
+                json!({"metadata": {"name": "a"},
+                       "spec": {"initContainers": [{"name": "setup"}], "containers": [{"name": "app"}]},
+                       "status": {"phase": "Pending",
+                                  "conditions": [{"type": "Initialized", "status": "False"}],
+                                  "initContainerStatuses": [running("setup", false, 0)],
+                                  "containerStatuses": [waiting("app", "PodInitializing", 0)]}}),
+                (0, 1, 0),
+            ),
+            (
+                "Init:CrashLoopBackOff",
+                json!({"metadata": {"name": "a"},
+                       "spec": {"initContainers": [{"name": "setup"}], "containers": [{"name": "app"}]},
+                       "status": {"phase": "Pending",
+                                  "initContainerStatuses": [waiting("setup", "CrashLoopBackOff", 2)]}}),
+                (0, 1, 2),
+            ),
+            (
+                "Completed",
+                json!({"metadata": {"name": "a"}, "spec": {"containers": [{"name": "app"}]},
+                       "status": {"phase": "Succeeded", "containerStatuses": [
+                           {"name": "app", "image": "x", "imageID": "", "ready": false, "restartCount": 0,
+                            "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}}]}}),
+                (0, 1, 0),
+            ),
+            (
+                "Error",
+                json!({"metadata": {"name": "a"}, "spec": {"containers": [{"name": "app"}]},
+                       "status": {"phase": "Failed", "containerStatuses": [
+                           {"name": "app", "image": "x", "imageID": "", "ready": false, "restartCount": 0,
+                            "state": {"terminated": {"exitCode": 1, "reason": "Error"}}}]}}),
+                (0, 1, 0),
+            ),
+            (
+                "Terminating",
+                json!({"metadata": {"name": "a", "deletionTimestamp": "2026-01-01T00:00:00Z"},
+                       "spec": {"containers": [{"name": "app"}]},
+                       "status": {"phase": "Running", "containerStatuses": [running("app", true, 1)]}}),
+                (1, 1, 1),
+            ),
+            (
+                "Pending",
+                json!({"metadata": {"name": "a"}, "spec": {"containers": [{"name": "app"}]},
+                       "status": {"phase": "Pending"}}),
+                (0, 1, 0),
+            ),
+        ];
+        for (want, object, (ready, total, restarts)) in cases {
+            let printed = print_pod(&pod(object));
+            assert_eq!(
+                printed,
+                PrintedPod {
+                    status: want.to_owned(),
+                    ready,
+                    total,
+                    restarts
+                },
+                "{want}"
+            );
+        }
+    }
+
+    #[test]
+    fn pod_rows_carry_phase_node_and_owner() {
+        let object = pod(json!({
+            "metadata": {"name": "web-7d4b9-abcde", "namespace": "default", "uid": "u1",
+                         "creationTimestamp": "2026-01-01T00:00:00Z",
+                         "deletionTimestamp": "2026-01-01T00:01:00Z",
+                         "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                                              "name": "web-7d4b9", "uid": "rs", "controller": true}]},
+            "spec": {"nodeName": "node-1", "containers": [{"name": "app"}]},
+            "status": {"phase": "Running", "containerStatuses": [running("app", true, 0)]}
+        }));
+        let row = pod_row(&object, "Deployment/web".into());
+        assert_eq!(row.phase, "Terminating");
+        assert_eq!(row.status, "Terminating");
+        assert_eq!(row.node.as_deref(), Some("node-1"));
+        assert_eq!(row.owner, "Deployment/web");
+        assert_eq!(row.uid, "u1");
+        assert_eq!(row.created, "2026-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn a_pods_story_is_the_root_of_its_owners() {
+        let meta = |owners: serde_json::Value| -> ObjectMeta {
+            serde_json::from_value(
+                json!({"name": "p", "namespace": "default", "ownerReferences": owners}),
+            )
+            .unwrap()
+        };
+        let replicasets =
+            |rs: &str| (rs == "default/web-7d4b9").then(|| "Deployment/web".to_owned());
+        let rs = json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-7d4b9",
+                         "uid": "1", "controller": true}]);
+        assert_eq!(root_owner(&meta(rs), replicasets), "Deployment/web");
+        let lone_rs = json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "solo",
+                              "uid": "1", "controller": true}]);
+        assert_eq!(root_owner(&meta(lone_rs), replicasets), "ReplicaSet/solo");
+        let job = json!([{"apiVersion": "batch/v1", "kind": "Job", "name": "pi", "uid": "2",
+                          "controller": true}]);
+        assert_eq!(root_owner(&meta(job), replicasets), "Job/pi");
+        assert_eq!(root_owner(&meta(json!(null)), replicasets), "Pod/p");
+    }
+
+    #[test]
+    fn node_deployment_and_event_rows() {
+        let node: Node = serde_json::from_value(json!({
+            "metadata": {"name": "node-1"},
+            "spec": {"unschedulable": true, "taints": [{"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}]},
+            "status": {"conditions": [{"type": "Ready", "status": "True"}],
+                       "nodeInfo": {"containerRuntimeVersion": "orrery-sim://0.1", "architecture": "", "bootID": "",
+                                    "kernelVersion": "", "kubeProxyVersion": "", "kubeletVersion": "", "machineID": "",
+                                    "operatingSystem": "", "osImage": "", "systemUUID": ""}}
+        }))
+        .unwrap();
+        assert_eq!(
+            node_row(&node),
+            NodeRow {
+                name: "node-1".into(),
+                ready: "True".into(),
+                unschedulable: true,
+                taints: vec!["node.kubernetes.io/unschedulable:NoSchedule".into()],
+                runtime: "orrery-sim://0.1".into(),
+            }
+        );
+        let deployment: Deployment = serde_json::from_value(json!({
+            "metadata": {"name": "web", "namespace": "default"},
+            "spec": {"replicas": 3, "selector": {}, "template": {}},
+            "status": {"readyReplicas": 2, "updatedReplicas": 3, "availableReplicas": 2}
+        }))
+        .unwrap();
+        assert_eq!(
+            deployment_row(&deployment),
+            DeploymentRow {
+                namespace: "default".into(),
+                name: "web".into(),
+                desired: 3,
+                ready: 2,
+                updated: 3,
+                available: 2
+            }
+        );
+        let event: Event = serde_json::from_value(json!({
+            "metadata": {"name": "web-1.abc", "namespace": "default"},
+            "involvedObject": {"kind": "Pod", "name": "web-1"},
+            "type": "Normal", "reason": "Scheduled", "message": "Successfully assigned default/web-1 to node-1",
+            "count": 2, "lastTimestamp": "2026-01-01T00:00:05Z"
+        }))
+        .unwrap();
+        let row = event_row(&event);
+        assert_eq!(row.object, "Pod/web-1");
+        assert_eq!(row.count, 2);
+        assert_eq!(row.last, "2026-01-01T00:00:05Z");
+        assert_eq!(row.reason, "Scheduled");
+    }
+
+    #[test]
+    fn flow_lines_are_events_or_losses() {
+        let line = r#"{"seq":7,"time":"2026-01-01T00:00:00.000001Z","from":"scheduler","to":"apiserver","verb":"BIND","kind":"Pod","namespace":"default","name":"web-1","revision":42,"root":"Deployment/web","detail":"to node-1","data":{"chosen":"node-1"}}"#;
+        let Some(FlowLine::Event(event)) = parse_flow_line(line) else {
+            panic!("an event");
+        };
+        assert_eq!(event.seq, 7);
+        assert_eq!(event.from, "scheduler");
+        assert_eq!(event.verb, "BIND");
+        assert_eq!(event.revision, Some(42));
+        assert_eq!(event.root, "Deployment/web");
+        assert_eq!(event.uid, "");
+        assert_eq!(
+            event.data.as_ref().map(Data::get),
+            Some(r#"{"chosen":"node-1"}"#)
+        );
+        // What the server writes, the dashboard reads back unchanged.
+        let again = serde_json::to_string(&event).unwrap();
+        assert_eq!(parse_flow_line(&again), Some(FlowLine::Event(event)));
+        assert_eq!(parse_flow_line("{\"lost\":12}\n"), Some(FlowLine::Lost(12)));
+        assert_eq!(parse_flow_line(""), None);
+        assert_eq!(parse_flow_line("not json"), None);
+    }
+
+    #[test]
+    fn manifests_are_found_in_order_and_listed() {
+        let cwd = tempfile::tempdir().unwrap();
+        let repo = tempfile::tempdir().unwrap();
+        let env = tempfile::tempdir().unwrap();
+        let exe_dir = repo.path().join("target/release");
+        std::fs::create_dir_all(&exe_dir).unwrap();
+        let exe = exe_dir.join("orrery");
+        // Nothing anywhere.
+        assert_eq!(find_manifests(Some(cwd.path()), Some(&exe), None), None);
+        // $ORRERY_MANIFESTS when nothing else.
+        assert_eq!(
+            find_manifests(Some(cwd.path()), Some(&exe), Some(env.path())),
+            Some(env.path().to_path_buf())
+        );
+        // The repository's, next to the executable, before the variable.
+        std::fs::create_dir(repo.path().join("manifests")).unwrap();
+        let found = find_manifests(Some(cwd.path()), Some(&exe), Some(env.path())).unwrap();
+        assert_eq!(
+            found.canonicalize().unwrap(),
+            repo.path().join("manifests").canonicalize().unwrap()
+        );
+        // The current directory's first.
+        let dir = cwd.path().join("manifests");
+        std::fs::create_dir_all(dir.join("more")).unwrap();
+        assert_eq!(
+            find_manifests(Some(cwd.path()), Some(&exe), Some(env.path())),
+            Some(dir.clone())
+        );
+        for file in [
+            "service.yaml",
+            "hello.yaml",
+            "job.yml",
+            "README.md",
+            "more/pod.yaml",
+        ] {
+            std::fs::write(dir.join(file), "").unwrap();
+        }
+        assert_eq!(
+            list_manifests(&dir),
+            ["hello.yaml", "job.yml", "more/pod.yaml", "service.yaml"]
+        );
+    }
+}
