@@ -581,8 +581,23 @@ impl Model {
                     .retain(|id| stepper.pending.iter().any(|g| g.id == *id));
                 self.stepper = stepper;
             }
-            Msg::Detail(detail) => self.detail = Some(detail),
-            Msg::Logs(ns, name, text) => self.logs = Some((ns, name, text)),
+            // A late answer for an object the learner has left is dropped.
+            Msg::Detail(detail) => {
+                if self.detail_target.as_ref().is_none_or(|(kind, ns, name)| {
+                    (kind, ns, name) == (&detail.kind, &detail.namespace, &detail.name)
+                }) {
+                    self.detail = Some(detail);
+                }
+            }
+            Msg::Logs(ns, name, text) => {
+                if self
+                    .detail_target
+                    .as_ref()
+                    .is_none_or(|(_, tns, tname)| (tns, tname) == (&ns, &name))
+                {
+                    self.logs = Some((ns, name, text));
+                }
+            }
             Msg::Manifests(manifests) => self.manifests = manifests,
             Msg::Done(message, failed) => self.status = Some((message, failed)),
             Msg::Tick(now) => self.now = Some(now),

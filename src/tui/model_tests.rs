@@ -895,6 +895,17 @@ fn describe_and_logs_ask_the_shell_for_the_selected_object() {
     assert_eq!(m.view, View::Detail);
     m.update(Msg::Detail(Detail {
         kind: "Pod".into(),
+        namespace: "default".into(),
+        name: "lonely".into(),
+        ..Default::default()
+    }));
+    assert!(
+        m.detail.is_none(),
+        "a late answer for another object is dropped"
+    );
+    m.update(Msg::Detail(Detail {
+        kind: "Pod".into(),
+        namespace: "default".into(),
         name: "web-7d4b9-abcde".into(),
         ..Default::default()
     }));

@@ -313,3 +313,54 @@ fn monochrome_draws_no_colour_but_still_highlights() {
             && !matches!(c.bg, Color::Rgb(..) | Color::Indexed(_))
     }));
 }
+
+/// A guard against rendering that grows with the cluster rather than the screen: 10,000 pods
+/// and a full flow ring draw every view quickly even unoptimised (the release benchmark,
+/// `orrery bench tui`, measures the real figure).
+#[test]
+fn every_view_draws_a_big_cluster_quickly() {
+    use crate::tui::model::{KEPT_EVENTS, View};
+    let mut m = fixture(Host::Attached);
+    for i in 0..10_000u32 {
+        m.update(Msg::Pod(PodRow {
+            namespace: "bench".into(),
+            name: format!("p-{i:05}"),
+            node: Some(format!("node-{}", 1 + i % 2)),
+            phase: "Running".into(),
+            status: "Running".into(),
+            ready: 1,
+            containers: 1,
+            ..Default::default()
+        }));
+    }
+    let flow = crate::tui::model::tests::flow();
+    for seq in 0..KEPT_EVENTS as u64 {
+        let mut e = flow[(seq % 21) as usize].clone();
+        e.seq = 100 + seq;
+        m.update(Msg::Flow(e));
+    }
+    let mut terminal = Terminal::new(TestBackend::new(200, 60)).unwrap();
+    for (view, grouped, filter) in [
+        (View::Home, false, ""),
+        (View::Home, true, ""),
+        (View::Flow, false, "abcde"),
+        (View::Pods, false, ""),
+        (View::Pods, false, "p-09"),
+        (View::Store, false, ""),
+        (View::Events, false, ""),
+    ] {
+        m.view = view;
+        m.grouped = grouped;
+        m.filter = filter.to_owned();
+        let start = std::time::Instant::now();
+        for _ in 0..5 {
+            terminal.draw(|frame| draw(frame, &m)).unwrap();
+        }
+        let each = start.elapsed() / 5;
+        assert!(
+            each < std::time::Duration::from_millis(150),
+            "{view:?} grouped={grouped} filter={filter:?}: {each:?} a frame"
+        );
+        eprintln!("{view:?} grouped={grouped} filter={filter:?}: {each:?} a frame");
+    }
+}
