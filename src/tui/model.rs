@@ -1256,17 +1256,11 @@ impl Model {
         }
     }
 
-    /// How many lines the detail, logs or help view holds (the bound for scrolling).
+    /// How far the detail, logs or help view scrolls: its lines less the lines the terminal
+    /// shows (the view clamps the same way, so a key press always moves what is seen).
     fn content_len(&self) -> usize {
-        match self.view {
-            View::Logs => self
-                .logs
-                .as_ref()
-                .map_or(0, |(_, _, text)| text.lines().count()),
-            View::Detail => self.detail.as_ref().map_or(0, |d| d.yaml.lines().count()),
-            View::Help => HELP.len(),
-            _ => 0,
-        }
+        let shown = usize::from(self.size.1.saturating_sub(4));
+        super::view::scrollable_lines(self).saturating_sub(shown)
     }
 
     fn prompt_key(&mut self, prompt: Prompt, key: KeyEvent) -> Vec<Effect> {

@@ -1136,3 +1136,28 @@ fn key_releases_are_ignored() {
     release.kind = crossterm::event::KeyEventKind::Release;
     assert!(m.update(Msg::Key(release)).is_empty());
 }
+
+#[test]
+fn scrolling_stops_at_the_last_page() {
+    let mut m = fixture(Host::Attached);
+    command(&mut m, "pods");
+    m.update(key(KeyCode::Down));
+    m.update(key(KeyCode::Char('l')));
+    let text: String = (1..=30).map(|i| format!("line {i}\n")).collect();
+    m.update(Msg::Logs("default".into(), "web-7d4b9-abcde".into(), text));
+    // Logs open at their end; 80x24 shows 20 lines, so 10 lines scroll.
+    assert_eq!(m.scroll, usize::MAX);
+    m.update(key(KeyCode::Up));
+    assert_eq!(m.scroll, 9);
+    for _ in 0..5 {
+        m.update(key(KeyCode::Down));
+    }
+    assert_eq!(m.scroll, 10);
+    m.update(key(KeyCode::Home));
+    assert_eq!(m.scroll, 0);
+    m.update(key(KeyCode::PageDown));
+    assert_eq!(m.scroll, 10);
+    m.update(Msg::Resize(80, 44));
+    m.update(key(KeyCode::PageUp));
+    assert_eq!(m.scroll, 0, "a taller terminal shows every line");
+}

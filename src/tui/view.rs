@@ -131,6 +131,19 @@ fn fit(s: &str, width: usize) -> String {
     }
 }
 
+/// How many lines the detail, logs or help view holds, as drawn (what scrolling is bounded by).
+pub(crate) fn scrollable_lines(model: &Model) -> usize {
+    match model.view {
+        View::Detail => detail::page(model, Theme::of(model)).len(),
+        View::Logs => model
+            .logs
+            .as_ref()
+            .map_or(0, |(_, _, text)| text.lines().count()),
+        View::Help => super::model::HELP.len(),
+        _ => 0,
+    }
+}
+
 /// Draws the whole dashboard.
 pub fn draw(frame: &mut Frame<'_>, model: &Model) {
     let theme = Theme::of(model);

@@ -232,7 +232,7 @@ fn decision_lines(decision: &Value, theme: Theme) -> Vec<Line<'static>> {
 }
 
 /// The detail page's lines.
-fn page(model: &Model, theme: Theme) -> Vec<Line<'static>> {
+pub(super) fn page(model: &Model, theme: Theme) -> Vec<Line<'static>> {
     let Some((kind, ns, name)) = &model.detail_target else {
         return vec![Line::styled("nothing selected", theme.dim())];
     };
