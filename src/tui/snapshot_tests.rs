@@ -364,3 +364,39 @@ fn every_view_draws_a_big_cluster_quickly() {
         eprintln!("{view:?} grouped={grouped} filter={filter:?}: {each:?} a frame");
     }
 }
+
+/// Any size draws without a panic, however small (a terminal being resized passes through
+/// them all).
+#[test]
+fn every_view_survives_tiny_terminals() {
+    use crate::tui::model::View;
+    let mut m = fixture(Host::Attached);
+    m.update(Msg::Detail(pod_detail()));
+    m.detail_target = Some(("Pod".into(), "default".into(), "web-7d4b9-abcde".into()));
+    m.update(Msg::Logs(
+        "default".into(),
+        "web-7d4b9-abcde".into(),
+        "a\nb\n".into(),
+    ));
+    for view in [
+        View::Home,
+        View::Flow,
+        View::Pods,
+        View::Deployments,
+        View::Nodes,
+        View::Events,
+        View::Store,
+        View::Detail,
+        View::Logs,
+        View::Help,
+    ] {
+        m.view = view;
+        for (w, h) in [(1, 1), (10, 3), (20, 5), (33, 7), (80, 8)] {
+            let terminal = render(&m, w, h);
+            assert_eq!(terminal.backend().buffer().area.width, w);
+        }
+    }
+    m.view = View::Home;
+    m.update(key(KeyCode::Char('a')));
+    render(&m, 12, 4);
+}

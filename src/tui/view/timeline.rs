@@ -45,9 +45,30 @@ impl Widths {
         }
         w.hop = w.hop.min(34);
         w.verb = w.verb.min(16);
-        w.object = w.object.min(40);
+        // The object gets what the time, hop and verb leave, at least 12 columns.
+        let left = usize::from(width).saturating_sub(12 + w.hop + w.verb + 3 * w.gap);
+        w.object = w.object.min(40).min(left.max(12));
         w
     }
+}
+
+/// The event's object in `width` columns: `Kind ns/name`; on a narrow terminal `Kind name`,
+/// then `Kind …` and the end of the name (where generated names differ).
+fn fit_object(e: &FlowEvent, width: usize) -> String {
+    let full = object_words(&e.kind, &e.namespace, &e.name);
+    if full.chars().count() <= width || e.name.is_empty() {
+        return fit(&full, width);
+    }
+    let short = object_words(&e.kind, "", &e.name);
+    if short.chars().count() <= width {
+        return fit(&short, width);
+    }
+    let keep = width.saturating_sub(e.kind.chars().count() + 2);
+    if keep < 4 {
+        return fit(&short, width);
+    }
+    let tail: String = e.name.chars().skip(e.name.chars().count() - keep).collect();
+    fit(&format!("{} …{tail}", e.kind), width)
 }
 
 /// One flow event as a timeline row.
@@ -74,13 +95,7 @@ fn event_line(e: &FlowEvent, w: &Widths, style: Style, theme: Theme) -> Line<'st
             format!("{}{gap}", fit(&e.verb, w.verb)),
             verb_style.add_modifier(Modifier::BOLD),
         ),
-        Span::styled(
-            format!(
-                "{}{gap}",
-                fit(&object_words(&e.kind, &e.namespace, &e.name), w.object)
-            ),
-            style,
-        ),
+        Span::styled(format!("{}{gap}", fit_object(e, w.object)), style),
         Span::styled(
             if w.rev > 0 {
                 format!("{rev:>width$}{gap}", width = w.rev)
