@@ -290,8 +290,8 @@ pub struct Model {
     pub now: Option<jiff::Timestamp>,
     /// What the learner is looking at.
     pub view: View,
-    /// Where `esc` goes back to, most recent last.
-    pub back: Vec<View>,
+    /// Where `esc` goes back to, most recent last, each with the filter it had.
+    pub back: Vec<(View, String)>,
     /// The selected row of each list view (an index into its filtered rows).
     pub selection: BTreeMap<View, usize>,
     /// The selected timeline event by `seq`; `None` follows the newest event.
@@ -870,19 +870,20 @@ impl Model {
 
     fn open(&mut self, view: View) {
         if self.view != view {
-            self.back.push(self.view);
+            self.back
+                .push((self.view, std::mem::take(&mut self.filter)));
             if self.back.len() > 32 {
                 self.back.remove(0);
             }
             self.view = view;
-            self.filter.clear();
         }
         self.scroll = if view == View::Logs { usize::MAX } else { 0 };
     }
 
     fn go_back(&mut self) {
-        if let Some(view) = self.back.pop() {
+        if let Some((view, filter)) = self.back.pop() {
             self.view = view;
+            self.filter = filter;
             self.scroll = 0;
         }
     }

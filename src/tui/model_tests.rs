@@ -659,6 +659,11 @@ fn the_filter_matches_name_component_or_namespace_and_esc_clears_it() {
     m.update(key(KeyCode::Enter));
     let names: Vec<&str> = m.pod_rows().iter().map(|p| p.name.as_str()).collect();
     assert_eq!(names, ["lonely", "web-7d4b9-fghij"]);
+    // Describing a filtered row and coming back keeps the filter.
+    m.update(key(KeyCode::Char('d')));
+    assert_eq!((m.view, m.filter.as_str()), (View::Detail, ""));
+    m.update(key(KeyCode::Esc));
+    assert_eq!((m.view, m.filter.as_str()), (View::Pods, "node-2"));
 }
 
 #[test]

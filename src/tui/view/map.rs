@@ -203,6 +203,9 @@ fn draw_control_plane(
         second.push(Span::raw("   "));
     }
     second.push(Span::styled("controllers:", theme.dim()));
+    if model.controllers.is_empty() {
+        second.push(Span::styled(" none seen in the flow yet", theme.dim()));
+    }
     let mut used: usize = second.iter().map(|s| s.width()).sum();
     let room = usize::from(area.width.saturating_sub(2));
     let total = model.controllers.len();
