@@ -160,7 +160,8 @@ pub async fn run(options: Options) -> Result<Exit, TuiError> {
         options.manifests.clone(),
     );
     let effects = Effects::new(options.client, tx, options.manifests, sources.poker());
-    let model = Model::new(options.host, &options.cluster);
+    let mut model = Model::new(options.host, &options.cluster);
+    model.monochrome = monochrome();
     let screen = Screen::enter()?;
     let exit = event_loop(screen.terminal()?, model, rx, &effects).await;
     drop(screen);

@@ -7,7 +7,6 @@
 
 pub mod app;
 pub mod effects;
-mod interim;
 pub mod model;
 pub mod source;
 pub mod view;

@@ -3,7 +3,7 @@
 //! and [`Model::update`], the one function that changes it. Nothing here does I/O: the shell
 //! (`tui::app`) feeds it [`Msg`]s and carries out the [`Effect`]s it returns.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use crossterm::event::KeyEvent;
 use serde::Deserialize;
@@ -288,6 +288,39 @@ pub struct Model {
     pub size: (u16, u16),
     /// The latest tick.
     pub now: Option<jiff::Timestamp>,
+    /// What the learner is looking at.
+    pub view: View,
+    /// Where `esc` goes back to, most recent last, each with the filter it had.
+    pub back: Vec<(View, String)>,
+    /// The selected row of each list view (an index into its filtered rows).
+    pub selection: BTreeMap<View, usize>,
+    /// The selected timeline event by `seq`; `None` follows the newest event.
+    pub timeline_selected: Option<u64>,
+    /// The timeline groups events by story (`g`) instead of listing them live.
+    pub grouped: bool,
+    /// The `/` filter over the current list or timeline (name, namespace or component).
+    pub filter: String,
+    /// The prompt on the bottom line, if one is open.
+    pub prompt: Option<Prompt>,
+    /// The status line's message and whether it reports a failure.
+    pub status: Option<(String, bool)>,
+    /// The object the detail view shows (kind, namespace, name), asked for with `d`.
+    pub detail_target: Option<(String, String, String)>,
+    /// The detail the shell fetched for `detail_target`.
+    pub detail: Option<Detail>,
+    /// The logs view's pod and text (namespace, name, text).
+    pub logs: Option<(String, String, String)>,
+    /// How far the detail, logs or help view is scrolled.
+    pub scroll: usize,
+    /// Draw without colour (bold and reversed only): set when `NO_COLOR` is set.
+    pub monochrome: bool,
+    /// Gates this dashboard asked to release that the last stepper poll still listed.
+    pub released: BTreeSet<u64>,
+    /// The controllers (`controller/deployment`, ...) seen in the flow.
+    pub controllers: BTreeSet<String>,
+    /// Pods by node (`""` for pods no node holds yet), kept as pods come and go so the map
+    /// never walks every pod.
+    pub node_pods: BTreeMap<String, NodePods>,
 }
 
 impl Model {
@@ -307,6 +340,1169 @@ impl Model {
             manifests: Vec::new(),
             size: (80, 24),
             now: None,
+            view: View::Home,
+            back: Vec::new(),
+            selection: BTreeMap::new(),
+            timeline_selected: None,
+            grouped: false,
+            filter: String::new(),
+            prompt: None,
+            status: None,
+            detail_target: None,
+            detail: None,
+            logs: None,
+            scroll: 0,
+            monochrome: false,
+            released: BTreeSet::new(),
+            controllers: BTreeSet::new(),
+            node_pods: BTreeMap::new(),
         }
     }
 }
+
+/// A screen of the dashboard.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum View {
+    /// The cluster map above the flow timeline (`:map`).
+    Home,
+    /// The flow timeline alone (`:flow`).
+    Flow,
+    /// `:pods`.
+    Pods,
+    /// `:deploy`.
+    Deployments,
+    /// `:nodes`.
+    Nodes,
+    /// `:events`.
+    Events,
+    /// `:store`: the store's writes, from the flow.
+    Store,
+    /// One object: YAML, status, decision, store and Events.
+    Detail,
+    /// A pod's logs.
+    Logs,
+    /// Every key.
+    Help,
+}
+
+impl View {
+    /// Its name on the status line (the command that opens it).
+    pub fn name(self) -> &'static str {
+        match self {
+            View::Home => "map",
+            View::Flow => "flow",
+            View::Pods => "pods",
+            View::Deployments => "deploy",
+            View::Nodes => "nodes",
+            View::Events => "events",
+            View::Store => "store",
+            View::Detail => "detail",
+            View::Logs => "logs",
+            View::Help => "help",
+        }
+    }
+
+    /// Whether it shows the flow timeline.
+    pub fn timeline(self) -> bool {
+        matches!(self, View::Home | View::Flow)
+    }
+}
+
+/// The prompt on the bottom line.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Prompt {
+    /// `:` and what was typed so far.
+    Command(String),
+    /// `/` and what was typed so far (the filter applies as it is typed).
+    Filter(String),
+    /// A yes/no question.
+    Confirm(Confirm),
+    /// The replica count for a Deployment (namespace, name, digits typed).
+    Scale(String, String, String),
+    /// The manifest picker (`a`), with the selected manifest's index.
+    Picker(usize),
+}
+
+/// What a yes/no question would do.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Confirm {
+    /// Quit `orrery up` and stop the cluster.
+    QuitAndStop,
+    /// Delete a pod (namespace, name).
+    DeletePod(String, String),
+    /// Drain a node.
+    Drain(String),
+}
+
+impl Confirm {
+    /// The question, as the prompt asks it.
+    pub fn question(&self) -> String {
+        match self {
+            Confirm::QuitAndStop => "stop the cluster? (y/n)".to_owned(),
+            Confirm::DeletePod(ns, name) => format!("delete pod {ns}/{name}? (y/n)"),
+            Confirm::Drain(node) => format!("drain {node} (cordon, then evict its pods)? (y/n)"),
+        }
+    }
+}
+
+/// How a pod is coloured on the map.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PodClass {
+    /// Running and every container ready.
+    Ready = 0,
+    /// Running, not every container ready (or terminating).
+    NotReady = 1,
+    /// Not running yet.
+    Pending = 2,
+    /// Failed, crash-looping or in error.
+    Failed = 3,
+    /// Completed.
+    Succeeded = 4,
+}
+
+impl PodClass {
+    /// Every class, in the order the map counts them.
+    pub const ALL: [PodClass; 5] = [
+        PodClass::Ready,
+        PodClass::NotReady,
+        PodClass::Pending,
+        PodClass::Failed,
+        PodClass::Succeeded,
+    ];
+
+    /// The class of `pod`.
+    pub fn of(pod: &PodRow) -> PodClass {
+        let status = pod.status.as_str();
+        if pod.phase == "Failed"
+            || status.contains("CrashLoop")
+            || status.contains("Error")
+            || status.contains("OOMKilled")
+            || status.contains("BackOff")
+        {
+            PodClass::Failed
+        } else if pod.phase == "Succeeded" || status == "Completed" {
+            PodClass::Succeeded
+        } else if pod.phase == "Terminating" {
+            PodClass::NotReady
+        } else if pod.phase == "Running" {
+            if pod.containers > 0 && pod.ready == pod.containers {
+                PodClass::Ready
+            } else {
+                PodClass::NotReady
+            }
+        } else {
+            PodClass::Pending
+        }
+    }
+}
+
+/// The pods one node holds, and how many of each [`PodClass`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct NodePods {
+    /// The pods' `namespace/name` keys.
+    pub keys: BTreeSet<String>,
+    /// How many pods of each class, indexed by `PodClass as usize`.
+    pub counts: [usize; 5],
+}
+
+/// One row of the timeline.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TimelineRow {
+    /// A story's heading (its root, empty for events of no story) and how many of its events
+    /// the timeline shows.
+    Story(String, usize),
+    /// The flow event at this index of [`Model::events`].
+    Event(usize),
+}
+
+/// The components `:stop`/`:start` know besides nodes.
+const COMPONENTS: [&str; 3] = ["apiserver", "scheduler", "controller-manager"];
+
+/// Whether `hay` contains `needle` (already lowercase), ignoring ASCII case, without allocating.
+pub fn contains_ci(hay: &str, needle: &str) -> bool {
+    let (hay, needle) = (hay.as_bytes(), needle.as_bytes());
+    needle.is_empty()
+        || hay
+            .windows(needle.len())
+            .any(|w| w.eq_ignore_ascii_case(needle))
+}
+
+/// Whether a flow event is a store write (not a read: `GET`, `RANGE`, `LIST`, `WATCH`).
+pub fn is_store_write(e: &FlowEvent) -> bool {
+    e.to == "store" && !matches!(e.verb.as_str(), "GET" | "RANGE" | "LIST" | "WATCH" | "GATE")
+}
+
+/// `Kind ns/name`, `Kind name` or `Kind ns` (what an event names).
+pub fn object_words(kind: &str, namespace: &str, name: &str) -> String {
+    let mut s = kind.to_owned();
+    if !namespace.is_empty() || !name.is_empty() {
+        if !s.is_empty() {
+            s.push(' ');
+        }
+        s.push_str(namespace);
+        if !namespace.is_empty() && !name.is_empty() {
+            s.push('/');
+        }
+        s.push_str(name);
+    }
+    s
+}
+
+impl Model {
+    /// Changes the model by one message; returns what the shell must do.
+    pub fn update(&mut self, msg: Msg) -> Vec<Effect> {
+        match msg {
+            Msg::Key(key) => return self.key(key),
+            Msg::Resize(w, h) => self.size = (w, h),
+            Msg::Flow(event) => self.flow(event),
+            Msg::Lost(n) => self.lost += n,
+            Msg::Pod(pod) => self.upsert_pod(pod),
+            Msg::PodGone(ns, name) => self.remove_pod(&format!("{ns}/{name}")),
+            Msg::Node(node) => {
+                self.nodes.insert(node.name.clone(), node);
+            }
+            Msg::NodeGone(name) => {
+                self.nodes.remove(&name);
+            }
+            Msg::Deployment(d) => {
+                self.deployments
+                    .insert(format!("{}/{}", d.namespace, d.name), d);
+            }
+            Msg::DeploymentGone(ns, name) => {
+                self.deployments.remove(&format!("{ns}/{name}"));
+            }
+            Msg::Event(e) => {
+                self.kube_events
+                    .insert(format!("{}/{}", e.namespace, e.name), e);
+            }
+            Msg::Components(components) => self.components = components,
+            Msg::Stepper(stepper) => {
+                self.released
+                    .retain(|id| stepper.pending.iter().any(|g| g.id == *id));
+                self.stepper = stepper;
+            }
+            // A late answer for an object the learner has left is dropped.
+            Msg::Detail(detail) => {
+                if self.detail_target.as_ref().is_none_or(|(kind, ns, name)| {
+                    (kind, ns, name) == (&detail.kind, &detail.namespace, &detail.name)
+                }) {
+                    self.detail = Some(detail);
+                }
+            }
+            Msg::Logs(ns, name, text) => {
+                if self
+                    .detail_target
+                    .as_ref()
+                    .is_none_or(|(_, tns, tname)| (tns, tname) == (&ns, &name))
+                {
+                    self.logs = Some((ns, name, text));
+                }
+            }
+            Msg::Manifests(manifests) => self.manifests = manifests,
+            Msg::Done(message, failed) => self.status = Some((message, failed)),
+            Msg::Tick(now) => self.now = Some(now),
+        }
+        Vec::new()
+    }
+
+    fn flow(&mut self, event: FlowEvent) {
+        for who in [&event.from, &event.to] {
+            if who.starts_with("controller/") && !self.controllers.contains(who.as_str()) {
+                self.controllers.insert(who.clone());
+            }
+        }
+        if self.events.len() >= KEPT_EVENTS {
+            self.events.pop_front();
+        }
+        self.events.push_back(event);
+    }
+
+    fn upsert_pod(&mut self, pod: PodRow) {
+        let key = format!("{}/{}", pod.namespace, pod.name);
+        self.remove_pod(&key);
+        let on = self
+            .node_pods
+            .entry(pod.node.clone().unwrap_or_default())
+            .or_default();
+        on.keys.insert(key.clone());
+        on.counts[PodClass::of(&pod) as usize] += 1;
+        self.pods.insert(key, pod);
+    }
+
+    fn remove_pod(&mut self, key: &str) {
+        let Some(old) = self.pods.remove(key) else {
+            return;
+        };
+        let node = old.node.clone().unwrap_or_default();
+        if let Some(on) = self.node_pods.get_mut(&node) {
+            on.keys.remove(key);
+            let count = &mut on.counts[PodClass::of(&old) as usize];
+            *count = count.saturating_sub(1);
+            if on.keys.is_empty() {
+                self.node_pods.remove(&node);
+            }
+        }
+    }
+
+    /// Whether step mode is on.
+    pub fn stepping(&self) -> bool {
+        self.stepper.mode == "step"
+    }
+
+    /// The oldest pending gate this dashboard has not released yet.
+    pub fn pending_gate(&self) -> Option<&Gate> {
+        self.stepper
+            .pending
+            .iter()
+            .find(|g| !self.released.contains(&g.id))
+    }
+
+    /// The flow event with sequence number `seq`, if it is still kept.
+    pub fn event_by_seq(&self, seq: u64) -> Option<&FlowEvent> {
+        self.events
+            .binary_search_by_key(&seq, |e| e.seq)
+            .ok()
+            .map(|i| &self.events[i])
+    }
+
+    /// The hop in flight, as (from, to, verb, object): the oldest pending gate in step mode,
+    /// otherwise the newest hop (leases and Events, the heartbeat noise, are skipped).
+    pub fn hop_in_flight(&self) -> Option<(String, String, String, String)> {
+        if self.stepping()
+            && let Some(gate) = self.pending_gate()
+        {
+            let to = self
+                .event_by_seq(gate.id)
+                .map(|e| e.to.clone())
+                .unwrap_or_default();
+            return Some((
+                gate.from.clone(),
+                to,
+                gate.verb.clone(),
+                object_words(&gate.kind, &gate.namespace, &gate.name),
+            ));
+        }
+        self.events
+            .iter()
+            .rev()
+            .take(256)
+            .find(|e| e.verb != "GATE" && e.kind != "Lease" && e.kind != "Event")
+            .map(|e| {
+                (
+                    e.from.clone(),
+                    e.to.clone(),
+                    e.verb.clone(),
+                    object_words(&e.kind, &e.namespace, &e.name),
+                )
+            })
+    }
+
+    fn filter_lower(&self) -> String {
+        self.filter.to_ascii_lowercase()
+    }
+
+    fn event_matches(e: &FlowEvent, f: &str) -> bool {
+        f.is_empty()
+            || contains_ci(&e.name, f)
+            || contains_ci(&e.namespace, f)
+            || contains_ci(&e.from, f)
+            || contains_ci(&e.to, f)
+            || contains_ci(&e.root, f)
+    }
+
+    /// The timeline's rows: live (oldest first) or grouped by story (stories in the order of
+    /// their first event, each story's events in sequence order). `GATE` events are not rows:
+    /// the step bar shows the pending gate.
+    pub fn timeline_rows(&self) -> Vec<TimelineRow> {
+        let f = self.filter_lower();
+        let shown = self
+            .events
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.verb != "GATE" && Self::event_matches(e, &f))
+            .map(|(i, _)| i);
+        if !self.grouped {
+            return shown.map(TimelineRow::Event).collect();
+        }
+        let mut order: Vec<&str> = Vec::new();
+        let mut stories: std::collections::HashMap<&str, Vec<usize>> =
+            std::collections::HashMap::new();
+        for i in shown {
+            let root = self.events[i].root.as_str();
+            stories
+                .entry(root)
+                .or_insert_with(|| {
+                    order.push(root);
+                    Vec::new()
+                })
+                .push(i);
+        }
+        let mut rows = Vec::with_capacity(self.events.len() + order.len());
+        for root in order {
+            let members = &stories[root];
+            rows.push(TimelineRow::Story(root.to_owned(), members.len()));
+            rows.extend(members.iter().map(|i| TimelineRow::Event(*i)));
+        }
+        rows
+    }
+
+    /// The index in `rows` of the selected timeline event (the newest when following).
+    pub fn timeline_cursor(&self, rows: &[TimelineRow]) -> Option<usize> {
+        match self.timeline_selected {
+            Some(seq) => rows
+                .iter()
+                .position(|r| matches!(r, TimelineRow::Event(i) if self.events[*i].seq == seq))
+                .or_else(|| self.last_event_row(rows)),
+            None if self.grouped => rows
+                .iter()
+                .enumerate()
+                .filter_map(|(n, r)| match r {
+                    TimelineRow::Event(i) => Some((n, self.events[*i].seq)),
+                    TimelineRow::Story(..) => None,
+                })
+                .max_by_key(|(_, seq)| *seq)
+                .map(|(n, _)| n),
+            None => self.last_event_row(rows),
+        }
+    }
+
+    fn last_event_row(&self, rows: &[TimelineRow]) -> Option<usize> {
+        rows.iter()
+            .rposition(|r| matches!(r, TimelineRow::Event(_)))
+    }
+
+    /// The selected timeline event.
+    pub fn selected_event(&self) -> Option<&FlowEvent> {
+        let rows = self.timeline_rows();
+        match rows.get(self.timeline_cursor(&rows)?)? {
+            TimelineRow::Event(i) => self.events.get(*i),
+            TimelineRow::Story(..) => None,
+        }
+    }
+
+    /// `:pods` rows, filtered, sorted by namespace and name.
+    pub fn pod_rows(&self) -> Vec<&PodRow> {
+        let f = self.filter_lower();
+        self.pods
+            .values()
+            .filter(|p| {
+                f.is_empty()
+                    || contains_ci(&p.name, &f)
+                    || contains_ci(&p.namespace, &f)
+                    || p.node.as_deref().is_some_and(|n| contains_ci(n, &f))
+            })
+            .collect()
+    }
+
+    /// `:deploy` rows, filtered.
+    pub fn deployment_rows(&self) -> Vec<&DeploymentRow> {
+        let f = self.filter_lower();
+        self.deployments
+            .values()
+            .filter(|d| f.is_empty() || contains_ci(&d.name, &f) || contains_ci(&d.namespace, &f))
+            .collect()
+    }
+
+    /// `:nodes` rows, filtered.
+    pub fn node_rows(&self) -> Vec<&NodeRow> {
+        let f = self.filter_lower();
+        self.nodes
+            .values()
+            .filter(|n| f.is_empty() || contains_ci(&n.name, &f))
+            .collect()
+    }
+
+    /// `:events` rows, filtered, oldest first (as `kubectl get events`).
+    pub fn event_rows(&self) -> Vec<&EventRow> {
+        let f = self.filter_lower();
+        let mut rows: Vec<&EventRow> = self
+            .kube_events
+            .values()
+            .filter(|e| {
+                f.is_empty()
+                    || contains_ci(&e.object, &f)
+                    || contains_ci(&e.namespace, &f)
+                    || contains_ci(&e.reason, &f)
+            })
+            .collect();
+        rows.sort_by(|a, b| a.last.cmp(&b.last));
+        rows
+    }
+
+    /// `:store` rows: the store's writes from the flow (indices into [`Model::events`]),
+    /// newest last.
+    pub fn store_rows(&self) -> Vec<usize> {
+        let f = self.filter_lower();
+        self.events
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| is_store_write(e) && Self::event_matches(e, &f))
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    /// How many rows the current list view has.
+    fn list_len(&self) -> usize {
+        match self.view {
+            View::Pods => self.pod_rows().len(),
+            View::Deployments => self.deployment_rows().len(),
+            View::Nodes => self.node_rows().len(),
+            View::Events => self.event_rows().len(),
+            View::Store => self.store_rows().len(),
+            _ => 0,
+        }
+    }
+
+    /// The selected row of the current list view, clamped to its rows (`None` if empty).
+    pub fn selected(&self, view: View, len: usize) -> Option<usize> {
+        let wanted = self.selection.get(&view).copied().unwrap_or(match view {
+            // The store lists newest last: start at the newest write.
+            View::Store => usize::MAX,
+            _ => 0,
+        });
+        (len > 0).then(|| wanted.min(len - 1))
+    }
+
+    /// Rows a page holds (for PgUp/PgDn).
+    fn page(&self) -> usize {
+        usize::from(self.size.1.saturating_sub(8)).max(1)
+    }
+
+    fn open(&mut self, view: View) {
+        if self.view != view {
+            self.back
+                .push((self.view, std::mem::take(&mut self.filter)));
+            if self.back.len() > 32 {
+                self.back.remove(0);
+            }
+            self.view = view;
+        }
+        self.scroll = if view == View::Logs { usize::MAX } else { 0 };
+    }
+
+    fn go_back(&mut self) {
+        if let Some((view, filter)) = self.back.pop() {
+            self.view = view;
+            self.filter = filter;
+            self.scroll = 0;
+        }
+    }
+
+    fn say(&mut self, message: impl Into<String>, failed: bool) {
+        self.status = Some((message.into(), failed));
+    }
+
+    fn key(&mut self, key: KeyEvent) -> Vec<Effect> {
+        use crossterm::event::{KeyCode, KeyEventKind, KeyModifiers};
+        if key.kind == KeyEventKind::Release {
+            return Vec::new();
+        }
+        let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+        if let Some(prompt) = self.prompt.take() {
+            return self.prompt_key(prompt, key);
+        }
+        if ctrl {
+            return match key.code {
+                KeyCode::Char('c') => self.quit(),
+                KeyCode::Char('d') if self.view == View::Pods => {
+                    match self.selected_pod() {
+                        Some((ns, name)) => {
+                            self.prompt = Some(Prompt::Confirm(Confirm::DeletePod(ns, name)));
+                        }
+                        None => self.say("no pod selected", true),
+                    }
+                    Vec::new()
+                }
+                KeyCode::Char('f') => {
+                    self.move_by(self.page() as isize);
+                    Vec::new()
+                }
+                KeyCode::Char('b') => {
+                    self.move_by(-(self.page() as isize));
+                    Vec::new()
+                }
+                _ => Vec::new(),
+            };
+        }
+        match key.code {
+            KeyCode::Char('q') => return self.quit(),
+            KeyCode::Char('?') => self.open(View::Help),
+            KeyCode::Char(':') => self.prompt = Some(Prompt::Command(String::new())),
+            KeyCode::Char('/') => self.prompt = Some(Prompt::Filter(self.filter.clone())),
+            KeyCode::Esc => {
+                if self.filter.is_empty() {
+                    self.go_back();
+                } else {
+                    self.filter.clear();
+                }
+                self.status = None;
+            }
+            KeyCode::Char(' ') => {
+                let mode = if self.stepping() { "run" } else { "step" };
+                self.say(format!("asking for {mode} mode"), false);
+                return vec![Effect::Stepper(serde_json::json!({ "mode": mode }))];
+            }
+            KeyCode::Char('n') => return self.release(),
+            KeyCode::Enter
+                if self.view.timeline() && self.stepping() && self.pending_gate().is_some() =>
+            {
+                return self.release();
+            }
+            KeyCode::Enter | KeyCode::Char('d') => return self.describe(),
+            KeyCode::Char('f') => return self.focus(),
+            KeyCode::Char('F') => {
+                self.say("stepping holds every story", false);
+                return vec![Effect::Stepper(serde_json::json!({ "focus": null }))];
+            }
+            KeyCode::Char('g') if self.view.timeline() => {
+                self.grouped = !self.grouped;
+                self.timeline_selected = None;
+            }
+            KeyCode::Char('a') => {
+                if self.manifests.is_empty() {
+                    self.say("no manifests found in manifests/", true);
+                } else {
+                    self.prompt = Some(Prompt::Picker(0));
+                }
+            }
+            KeyCode::Char('l') => return self.logs_of_selected(),
+            KeyCode::Char('s') if self.view == View::Deployments => {
+                let rows = self.deployment_rows();
+                match self
+                    .selected(View::Deployments, rows.len())
+                    .map(|i| rows[i])
+                {
+                    Some(d) => {
+                        self.prompt = Some(Prompt::Scale(
+                            d.namespace.clone(),
+                            d.name.clone(),
+                            d.desired.to_string(),
+                        ));
+                    }
+                    None => self.say("no deployment selected", true),
+                }
+            }
+            KeyCode::Char('c') if self.view == View::Nodes => {
+                if let Some(node) = self.selected_node() {
+                    let cordon = !node.unschedulable;
+                    let name = node.name.clone();
+                    return vec![Effect::Cordon(name, cordon)];
+                }
+            }
+            KeyCode::Char('r') if self.view == View::Nodes => {
+                if let Some(node) = self.selected_node() {
+                    self.prompt = Some(Prompt::Confirm(Confirm::Drain(node.name.clone())));
+                }
+            }
+            KeyCode::Char('k') if self.view == View::Nodes => {
+                if let Some(node) = self.selected_node() {
+                    let name = node.name.clone();
+                    let start = !self.kubelet_running(&name);
+                    return vec![Effect::Kubelet(name, start)];
+                }
+            }
+            KeyCode::Down | KeyCode::Char('j') => self.move_by(1),
+            KeyCode::Up | KeyCode::Char('k') => self.move_by(-1),
+            KeyCode::PageDown => self.move_by(self.page() as isize),
+            KeyCode::PageUp => self.move_by(-(self.page() as isize)),
+            KeyCode::Home => self.move_to_end(false),
+            KeyCode::End | KeyCode::Char('G') => self.move_to_end(true),
+            _ => {}
+        }
+        Vec::new()
+    }
+
+    fn quit(&mut self) -> Vec<Effect> {
+        match self.host {
+            Host::Attached => vec![Effect::Quit],
+            Host::Up => {
+                self.prompt = Some(Prompt::Confirm(Confirm::QuitAndStop));
+                Vec::new()
+            }
+        }
+    }
+
+    fn release(&mut self) -> Vec<Effect> {
+        if !self.stepping() {
+            self.say("not stepping: space switches to step mode", true);
+            return Vec::new();
+        }
+        match self.pending_gate().map(|g| g.id) {
+            Some(id) => {
+                self.released.insert(id);
+                vec![Effect::Stepper(serde_json::json!({ "releaseGate": id }))]
+            }
+            None => {
+                self.say("no gate is waiting", false);
+                Vec::new()
+            }
+        }
+    }
+
+    /// The story of the selected row: a timeline event's root, a deployment, a pod's owner or
+    /// the object in the detail view.
+    fn selected_story(&self) -> Option<String> {
+        match self.view {
+            View::Home | View::Flow => {
+                let rows = self.timeline_rows();
+                match rows.get(self.timeline_cursor(&rows)?)? {
+                    TimelineRow::Story(root, _) => Some(root.clone()),
+                    TimelineRow::Event(i) => Some(self.events[*i].root.clone()),
+                }
+            }
+            View::Store => {
+                let rows = self.store_rows();
+                let i = rows[self.selected(View::Store, rows.len())?];
+                Some(self.events[i].root.clone())
+            }
+            View::Deployments => {
+                let rows = self.deployment_rows();
+                let d = rows[self.selected(View::Deployments, rows.len())?];
+                Some(format!("Deployment/{}", d.name))
+            }
+            View::Pods => {
+                let rows = self.pod_rows();
+                let p = rows[self.selected(View::Pods, rows.len())?];
+                Some(p.owner.clone())
+            }
+            View::Detail | View::Logs => {
+                let (kind, _, name) = self.detail_target.as_ref()?;
+                Some(format!("{kind}/{name}"))
+            }
+            _ => None,
+        }
+        .filter(|root| !root.is_empty())
+    }
+
+    fn focus(&mut self) -> Vec<Effect> {
+        match self.selected_story() {
+            Some(root) => {
+                self.say(format!("stepping holds only {root}"), false);
+                vec![Effect::Stepper(
+                    serde_json::json!({ "focus": { "root": root } }),
+                )]
+            }
+            None => {
+                self.say("the selected row belongs to no story", true);
+                Vec::new()
+            }
+        }
+    }
+
+    /// The object of the selected row (kind, namespace, name).
+    fn selected_object(&self) -> Option<(String, String, String)> {
+        let of_event = |e: &FlowEvent| (e.kind.clone(), e.namespace.clone(), e.name.clone());
+        let object = match self.view {
+            View::Home | View::Flow => self.selected_event().map(of_event),
+            View::Store => {
+                let rows = self.store_rows();
+                let i = rows[self.selected(View::Store, rows.len())?];
+                Some(of_event(&self.events[i]))
+            }
+            View::Pods => self
+                .selected_pod()
+                .map(|(ns, name)| ("Pod".to_owned(), ns, name)),
+            View::Deployments => {
+                let rows = self.deployment_rows();
+                let d = rows[self.selected(View::Deployments, rows.len())?];
+                Some(("Deployment".to_owned(), d.namespace.clone(), d.name.clone()))
+            }
+            View::Nodes => self
+                .selected_node()
+                .map(|n| ("Node".to_owned(), String::new(), n.name.clone())),
+            View::Events => {
+                let rows = self.event_rows();
+                let e = rows[self.selected(View::Events, rows.len())?];
+                let (kind, name) = e.object.split_once('/')?;
+                let namespace = if kind == "Node" {
+                    String::new()
+                } else {
+                    e.namespace.clone()
+                };
+                Some((kind.to_owned(), namespace, name.to_owned()))
+            }
+            View::Detail | View::Logs => self.detail_target.clone(),
+            View::Help => None,
+        }?;
+        (!object.0.is_empty() && !object.2.is_empty()).then_some(object)
+    }
+
+    fn describe(&mut self) -> Vec<Effect> {
+        match self.selected_object() {
+            Some((kind, ns, name)) => {
+                self.detail = None;
+                self.detail_target = Some((kind.clone(), ns.clone(), name.clone()));
+                self.open(View::Detail);
+                vec![Effect::Describe(kind, ns, name)]
+            }
+            None => {
+                self.say("the selected row names no object", true);
+                Vec::new()
+            }
+        }
+    }
+
+    fn logs_of_selected(&mut self) -> Vec<Effect> {
+        match self.selected_object() {
+            Some((kind, ns, name)) if kind == "Pod" => {
+                self.logs = None;
+                self.detail_target = Some((kind, ns.clone(), name.clone()));
+                self.open(View::Logs);
+                vec![Effect::Logs(ns, name)]
+            }
+            _ => {
+                self.say("logs: select a pod", true);
+                Vec::new()
+            }
+        }
+    }
+
+    fn selected_pod(&self) -> Option<(String, String)> {
+        let rows = self.pod_rows();
+        let p = rows[self.selected(View::Pods, rows.len())?];
+        Some((p.namespace.clone(), p.name.clone()))
+    }
+
+    fn selected_node(&self) -> Option<&NodeRow> {
+        let rows = self.node_rows();
+        Some(rows[self.selected(View::Nodes, rows.len())?])
+    }
+
+    /// Whether a node's kubelet runs (true when the components were not listed yet).
+    pub fn kubelet_running(&self, node: &str) -> bool {
+        self.component_running(node)
+    }
+
+    /// Whether a component or node runs, as `GET /orrery/v1/components` said last (true when
+    /// it was not listed).
+    pub fn component_running(&self, name: &str) -> bool {
+        self.components
+            .iter()
+            .find(|c| c.name == name)
+            .is_none_or(|c| c.running)
+    }
+
+    fn move_by(&mut self, delta: isize) {
+        match self.view {
+            View::Home | View::Flow => {
+                let rows = self.timeline_rows();
+                let Some(cursor) = self.timeline_cursor(&rows) else {
+                    return;
+                };
+                let step = delta.signum();
+                let mut at = cursor;
+                let mut left = delta.unsigned_abs();
+                // Walk event rows only: a story's heading is not a stop.
+                while left > 0 {
+                    let mut next = at as isize + step;
+                    while next >= 0
+                        && (next as usize) < rows.len()
+                        && matches!(rows[next as usize], TimelineRow::Story(..))
+                    {
+                        next += step;
+                    }
+                    if next < 0 || next as usize >= rows.len() {
+                        break;
+                    }
+                    at = next as usize;
+                    left -= 1;
+                }
+                let last = self.last_event_row(&rows);
+                self.timeline_selected = match rows[at] {
+                    // Back at the newest row of the live timeline: follow again.
+                    _ if !self.grouped && Some(at) == last => None,
+                    TimelineRow::Event(i) => Some(self.events[i].seq),
+                    TimelineRow::Story(..) => self.timeline_selected,
+                };
+            }
+            View::Detail | View::Logs | View::Help => {
+                let base = if self.scroll == usize::MAX {
+                    self.content_len()
+                } else {
+                    self.scroll
+                };
+                self.scroll = base.saturating_add_signed(delta).min(self.content_len());
+            }
+            view => {
+                let len = self.list_len();
+                if let Some(at) = self.selected(view, len) {
+                    let to = at.saturating_add_signed(delta).min(len - 1);
+                    self.selection.insert(view, to);
+                }
+            }
+        }
+    }
+
+    fn move_to_end(&mut self, end: bool) {
+        match self.view {
+            View::Home | View::Flow => {
+                self.timeline_selected = if end {
+                    None
+                } else {
+                    let rows = self.timeline_rows();
+                    rows.iter().find_map(|r| match r {
+                        TimelineRow::Event(i) => Some(self.events[*i].seq),
+                        TimelineRow::Story(..) => None,
+                    })
+                };
+            }
+            View::Detail | View::Logs | View::Help => {
+                self.scroll = if end { self.content_len() } else { 0 };
+            }
+            view => {
+                let len = self.list_len();
+                self.selection
+                    .insert(view, if end { len.saturating_sub(1) } else { 0 });
+            }
+        }
+    }
+
+    /// How far the detail, logs or help view scrolls: its lines less the lines the terminal
+    /// shows (the view clamps the same way, so a key press always moves what is seen).
+    fn content_len(&self) -> usize {
+        let shown = usize::from(self.size.1.saturating_sub(4));
+        super::view::scrollable_lines(self).saturating_sub(shown)
+    }
+
+    fn prompt_key(&mut self, prompt: Prompt, key: KeyEvent) -> Vec<Effect> {
+        use crossterm::event::{KeyCode, KeyModifiers};
+        let ctrl_c =
+            key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char('c');
+        match prompt {
+            Prompt::Command(mut text) => match key.code {
+                KeyCode::Enter => return self.command(&text),
+                KeyCode::Esc => {}
+                _ if ctrl_c => {}
+                KeyCode::Backspace => {
+                    if text.pop().is_some() {
+                        self.prompt = Some(Prompt::Command(text));
+                    }
+                }
+                KeyCode::Char(c) => {
+                    text.push(c);
+                    self.prompt = Some(Prompt::Command(text));
+                }
+                _ => self.prompt = Some(Prompt::Command(text)),
+            },
+            Prompt::Filter(mut text) => match key.code {
+                KeyCode::Enter => {}
+                KeyCode::Esc => self.filter.clear(),
+                _ if ctrl_c => self.filter.clear(),
+                KeyCode::Backspace => {
+                    text.pop();
+                    self.filter = text.clone();
+                    self.prompt = Some(Prompt::Filter(text));
+                }
+                KeyCode::Char(c) => {
+                    text.push(c);
+                    self.filter = text.clone();
+                    self.prompt = Some(Prompt::Filter(text));
+                }
+                _ => self.prompt = Some(Prompt::Filter(text)),
+            },
+            Prompt::Confirm(what) => {
+                if matches!(key.code, KeyCode::Char('y') | KeyCode::Char('Y')) {
+                    return match what {
+                        Confirm::QuitAndStop => vec![Effect::QuitAndStop],
+                        Confirm::DeletePod(ns, name) => {
+                            self.say(format!("deleting pod {ns}/{name}"), false);
+                            vec![Effect::DeletePod(ns, name)]
+                        }
+                        Confirm::Drain(node) => {
+                            self.say(format!("draining {node}"), false);
+                            vec![Effect::Drain(node)]
+                        }
+                    };
+                }
+            }
+            Prompt::Scale(ns, name, mut digits) => match key.code {
+                KeyCode::Enter => match digits.parse::<i32>() {
+                    Ok(n) => {
+                        self.say(format!("scaling deployment {ns}/{name} to {n}"), false);
+                        return vec![Effect::Scale(ns, name, n)];
+                    }
+                    Err(_) => self.say("scale: type a number of replicas", true),
+                },
+                KeyCode::Esc => {}
+                _ if ctrl_c => {}
+                KeyCode::Backspace => {
+                    digits.pop();
+                    self.prompt = Some(Prompt::Scale(ns, name, digits));
+                }
+                KeyCode::Char(c) if c.is_ascii_digit() && digits.len() < 6 => {
+                    digits.push(c);
+                    self.prompt = Some(Prompt::Scale(ns, name, digits));
+                }
+                _ => self.prompt = Some(Prompt::Scale(ns, name, digits)),
+            },
+            Prompt::Picker(at) => {
+                let last = self.manifests.len().saturating_sub(1);
+                match key.code {
+                    KeyCode::Enter => {
+                        if let Some(path) = self.manifests.get(at).cloned() {
+                            self.say(format!("applying {path}"), false);
+                            return vec![Effect::Apply(path)];
+                        }
+                    }
+                    KeyCode::Esc => {}
+                    _ if ctrl_c => {}
+                    KeyCode::Down | KeyCode::Char('j') => {
+                        self.prompt = Some(Prompt::Picker((at + 1).min(last)));
+                    }
+                    KeyCode::Up | KeyCode::Char('k') => {
+                        self.prompt = Some(Prompt::Picker(at.saturating_sub(1)));
+                    }
+                    _ => self.prompt = Some(Prompt::Picker(at)),
+                }
+            }
+        }
+        Vec::new()
+    }
+
+    /// Runs a `:` command.
+    fn command(&mut self, text: &str) -> Vec<Effect> {
+        let mut words = text.split_whitespace();
+        let Some(verb) = words.next() else {
+            return Vec::new();
+        };
+        let arg = words.next();
+        if let Some(extra) = words.next() {
+            self.say(format!(":{verb}: unexpected '{extra}'"), true);
+            return Vec::new();
+        }
+        let view = match verb {
+            "pods" | "pod" | "po" => Some(View::Pods),
+            "deploy" | "deployments" | "deployment" | "dp" => Some(View::Deployments),
+            "nodes" | "node" | "no" => Some(View::Nodes),
+            "events" | "event" | "ev" => Some(View::Events),
+            "flow" => Some(View::Flow),
+            "store" => Some(View::Store),
+            "map" | "home" => Some(View::Home),
+            "help" => Some(View::Help),
+            _ => None,
+        };
+        if let Some(view) = view {
+            if let Some(arg) = arg {
+                self.say(format!(":{verb} takes no argument (got '{arg}')"), true);
+            } else {
+                self.open(view);
+                self.status = None;
+            }
+            return Vec::new();
+        }
+        match (verb, arg) {
+            ("q" | "quit" | "q!", None) => self.quit(),
+            ("apply", None) => {
+                if self.manifests.is_empty() {
+                    self.say("no manifests found in manifests/", true);
+                } else {
+                    self.prompt = Some(Prompt::Picker(0));
+                }
+                Vec::new()
+            }
+            ("apply", Some(path)) => {
+                self.say(format!("applying {path}"), false);
+                vec![Effect::Apply(path.to_owned())]
+            }
+            ("stop" | "start", Some(target)) => {
+                let start = verb == "start";
+                let target = target.strip_prefix("kubelet/").unwrap_or(target);
+                if COMPONENTS.contains(&target) {
+                    self.say(format!("{verb}ing {target}"), false);
+                    vec![Effect::Component(target.to_owned(), start)]
+                } else if self.nodes.contains_key(target)
+                    || self
+                        .components
+                        .iter()
+                        .any(|c| c.role == "node" && c.name == target)
+                {
+                    self.say(format!("{verb}ing the kubelet of {target}"), false);
+                    vec![Effect::Kubelet(target.to_owned(), start)]
+                } else {
+                    self.say(
+                        format!(
+                            ":{verb} {target}: no such component (apiserver, scheduler, \
+                             controller-manager or a node)"
+                        ),
+                        true,
+                    );
+                    Vec::new()
+                }
+            }
+            ("stop" | "start", None) => {
+                self.say(
+                    format!(":{verb} needs a component: apiserver, scheduler, controller-manager or node-N"),
+                    true,
+                );
+                Vec::new()
+            }
+            _ => {
+                self.say(
+                    format!("unknown command ':{text}' (? lists the commands)"),
+                    true,
+                );
+                Vec::new()
+            }
+        }
+    }
+}
+
+/// Every key and command, as the help view lists them (key, what it does).
+pub const HELP: &[(&str, &str)] = &[
+    ("?", "this help"),
+    (
+        ":",
+        "command mode (:pods :deploy :nodes :events :flow :store :map :help)",
+    ),
+    (
+        ":apply [path]",
+        "apply a manifest (no path: pick one from manifests/)",
+    ),
+    (
+        ":stop X / :start X",
+        "stop or start apiserver, scheduler, controller-manager or node-N",
+    ),
+    (":q", "quit"),
+    (
+        "/",
+        "filter by name, namespace or component (enter keeps it)",
+    ),
+    ("esc", "clear the filter, close a prompt, or go back"),
+    ("j k / up down", "move the selection or scroll"),
+    ("pgup pgdn", "a page up or down (also ctrl-b ctrl-f)"),
+    (
+        "home / end G",
+        "the first or last row (end follows the timeline)",
+    ),
+    (
+        "enter",
+        "open the selected object (in step mode on the timeline: release the gate)",
+    ),
+    (
+        "d",
+        "describe the selected object: YAML, status, decision, store, events",
+    ),
+    ("l", "logs of the selected pod"),
+    ("space", "switch between run and step mode"),
+    ("n", "step mode: let the pending hop through"),
+    (
+        "f",
+        "step only the selected story; other work keeps running",
+    ),
+    ("F", "step every story again"),
+    ("g", "timeline: live, or grouped by story"),
+    ("a", "apply a manifest from manifests/"),
+    ("s", ":deploy: scale the selected deployment"),
+    ("ctrl-d", ":pods: delete the selected pod (asks)"),
+    ("c", ":nodes: cordon or uncordon the selected node"),
+    ("r", ":nodes: drain the selected node (asks)"),
+    ("k", ":nodes: stop or start the selected node's kubelet"),
+    (
+        "q / ctrl-c",
+        "quit (orrery up asks, then stops the cluster)",
+    ),
+];
+
+#[cfg(test)]
+#[path = "model_tests.rs"]
+pub(crate) mod tests;

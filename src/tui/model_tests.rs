@@ -1,0 +1,1168 @@
+//! Unit tests of [`Model::update`], and the fixture cluster the view's snapshot tests draw.
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use serde_json::json;
+
+use super::*;
+
+/// A flow event at a fixed time.
+#[allow(clippy::too_many_arguments)]
+fn hop(
+    seq: u64,
+    second: u32,
+    from: &str,
+    to: &str,
+    verb: &str,
+    kind: &str,
+    name: &str,
+    rev: Option<u64>,
+    root: &str,
+    detail: &str,
+) -> FlowEvent {
+    let mut e = FlowEvent::new(from, to, verb)
+        .object(kind, "default", name)
+        .detail(detail);
+    e.seq = seq;
+    e.time = format!("2026-01-01T12:00:{second:02}.{:06}Z", seq * 1_000 + 250);
+    e.revision = rev;
+    e.root = root.to_owned();
+    e
+}
+
+/// The fixture's flow: a Deployment's story interleaved with a bare pod's and a heartbeat.
+pub(crate) fn flow() -> Vec<FlowEvent> {
+    let web = "Deployment/web";
+    let rs = "web-7d4b9";
+    let (a, b, c) = ("web-7d4b9-abcde", "web-7d4b9-fghij", "web-7d4b9-klmno");
+    let mut lease = hop(
+        5,
+        2,
+        "kubelet/node-2",
+        "apiserver",
+        "PUT",
+        "Lease",
+        "node-2",
+        None,
+        "",
+        "renew lease",
+    );
+    lease.namespace = "kube-node-lease".to_owned();
+    vec![
+        hop(
+            1,
+            1,
+            "kubectl",
+            "apiserver",
+            "POST",
+            "Deployment",
+            "web",
+            None,
+            web,
+            "POST /apis/apps/v1/namespaces/default/deployments",
+        ),
+        hop(
+            2,
+            1,
+            "apiserver",
+            "store",
+            "CREATE",
+            "Deployment",
+            "web",
+            Some(101),
+            web,
+            "create /registry/deployments/default/web",
+        ),
+        hop(
+            3,
+            1,
+            "apiserver",
+            "controller/deployment",
+            "WATCH ADDED",
+            "Deployment",
+            "web",
+            Some(101),
+            web,
+            "deliver ADDED",
+        ),
+        hop(
+            4,
+            2,
+            "kubectl",
+            "apiserver",
+            "POST",
+            "Pod",
+            "lonely",
+            None,
+            "Pod/lonely",
+            "POST /api/v1/namespaces/default/pods",
+        ),
+        lease,
+        hop(
+            6,
+            2,
+            "controller/deployment",
+            "apiserver",
+            "CREATE",
+            "ReplicaSet",
+            rs,
+            None,
+            web,
+            "create replicaset web-7d4b9 for 3 replicas",
+        ),
+        hop(
+            7,
+            2,
+            "apiserver",
+            "store",
+            "CREATE",
+            "ReplicaSet",
+            rs,
+            Some(102),
+            web,
+            "create /registry/replicasets/default/web-7d4b9",
+        ),
+        hop(
+            8,
+            3,
+            "apiserver",
+            "store",
+            "CREATE",
+            "Pod",
+            "lonely",
+            Some(103),
+            "Pod/lonely",
+            "create /registry/pods/default/lonely",
+        ),
+        hop(
+            9,
+            3,
+            "controller/replicaset",
+            "apiserver",
+            "CREATE",
+            "Pod",
+            a,
+            None,
+            web,
+            "create pod 1 of 3",
+        ),
+        hop(
+            10,
+            3,
+            "apiserver",
+            "store",
+            "CREATE",
+            "Pod",
+            a,
+            Some(104),
+            web,
+            "create /registry/pods/default/web-7d4b9-abcde",
+        ),
+        hop(
+            11,
+            3,
+            "controller/replicaset",
+            "apiserver",
+            "CREATE",
+            "Pod",
+            b,
+            None,
+            web,
+            "create pod 2 of 3",
+        ),
+        hop(
+            12,
+            3,
+            "apiserver",
+            "store",
+            "CREATE",
+            "Pod",
+            b,
+            Some(105),
+            web,
+            "create /registry/pods/default/web-7d4b9-fghij",
+        ),
+        hop(
+            13,
+            3,
+            "controller/replicaset",
+            "apiserver",
+            "CREATE",
+            "Pod",
+            c,
+            None,
+            web,
+            "create pod 3 of 3",
+        ),
+        hop(
+            14,
+            3,
+            "apiserver",
+            "store",
+            "CREATE",
+            "Pod",
+            c,
+            Some(106),
+            web,
+            "create /registry/pods/default/web-7d4b9-klmno",
+        ),
+        hop(
+            15,
+            4,
+            "apiserver",
+            "scheduler",
+            "WATCH ADDED",
+            "Pod",
+            a,
+            Some(104),
+            web,
+            "deliver ADDED",
+        ),
+        hop(
+            16,
+            4,
+            "scheduler",
+            "apiserver",
+            "BIND",
+            "Pod",
+            a,
+            None,
+            web,
+            "filter: 2 nodes -> 2 feasible; score node-1=87 node-2=64; bind node-1",
+        ),
+        hop(
+            17,
+            4,
+            "apiserver",
+            "store",
+            "UPDATE",
+            "Pod",
+            a,
+            Some(107),
+            web,
+            "bind to node-1",
+        ),
+        hop(
+            18,
+            5,
+            "apiserver",
+            "kubelet/node-1",
+            "WATCH MODIFIED",
+            "Pod",
+            a,
+            Some(107),
+            web,
+            "deliver MODIFIED",
+        ),
+        hop(
+            19,
+            5,
+            "kubelet/node-1",
+            "runtime/node-1",
+            "START CONTAINER",
+            "Pod",
+            a,
+            None,
+            web,
+            "start container web",
+        ),
+        hop(
+            20,
+            6,
+            "kubelet/node-1",
+            "apiserver",
+            "PATCH",
+            "Pod",
+            a,
+            None,
+            web,
+            "status: Running, 1/1 ready",
+        ),
+        hop(
+            21,
+            6,
+            "apiserver",
+            "store",
+            "UPDATE",
+            "Pod",
+            a,
+            Some(108),
+            web,
+            "update /registry/pods/default/web-7d4b9-abcde",
+        ),
+    ]
+}
+
+fn pod(
+    name: &str,
+    node: Option<&str>,
+    phase: &str,
+    status: &str,
+    ready: u32,
+    restarts: u32,
+    owner: &str,
+) -> PodRow {
+    PodRow {
+        namespace: "default".to_owned(),
+        name: name.to_owned(),
+        uid: format!("uid-{name}"),
+        node: node.map(str::to_owned),
+        phase: phase.to_owned(),
+        status: status.to_owned(),
+        ready,
+        containers: 1,
+        restarts,
+        owner: owner.to_owned(),
+        created: "2026-01-01T12:00:03Z".to_owned(),
+    }
+}
+
+fn event(
+    name: &str,
+    type_: &str,
+    reason: &str,
+    object: &str,
+    message: &str,
+    second: u32,
+) -> EventRow {
+    EventRow {
+        namespace: "default".to_owned(),
+        name: name.to_owned(),
+        type_: type_.to_owned(),
+        reason: reason.to_owned(),
+        object: object.to_owned(),
+        message: message.to_owned(),
+        count: 1,
+        last: format!("2026-01-01T12:00:{second:02}Z"),
+    }
+}
+
+/// The scheduler's decision for `web-7d4b9-abcde`, shaped as `GET /orrery/v1/scheduling` answers.
+pub(crate) fn decision() -> serde_json::Value {
+    json!({
+        "pod": "default/web-7d4b9-abcde", "time": "2026-01-01T12:00:04Z", "attempt": 1,
+        "nodes": 3, "evaluated": 3, "feasible": 2,
+        "rejected": {"node-3": {"plugin": "NodeUnschedulable", "reasons": ["node(s) were unschedulable"]}},
+        "scores": {
+            "node-1": {"NodeResourcesFit": {"raw": 87, "normalized": 87, "weight": 1}, "ImageLocality": {"raw": 0, "normalized": 0, "weight": 1}},
+            "node-2": {"NodeResourcesFit": {"raw": 64, "normalized": 64, "weight": 1}, "ImageLocality": {"raw": 0, "normalized": 0, "weight": 1}}
+        },
+        "totals": {"node-1": 87, "node-2": 64},
+        "chosen": "node-1"
+    })
+}
+
+/// A small fixed cluster: two nodes, a Deployment with three pods, a crash-looping pod, a few
+/// Events and the flow above.
+pub(crate) fn fixture(host: Host) -> Model {
+    let mut m = Model::new(host, "orrery");
+    let web = "Deployment/web";
+    let msgs = [
+        Msg::Tick("2026-01-01T12:00:30Z".parse().unwrap()),
+        Msg::Node(NodeRow {
+            name: "node-1".into(),
+            ready: "True".into(),
+            runtime: "orrery-sim://0.1.0".into(),
+            ..Default::default()
+        }),
+        Msg::Node(NodeRow {
+            name: "node-2".into(),
+            ready: "True".into(),
+            runtime: "orrery-sim://0.1.0".into(),
+            ..Default::default()
+        }),
+        Msg::Pod(pod(
+            "web-7d4b9-abcde",
+            Some("node-1"),
+            "Running",
+            "Running",
+            1,
+            0,
+            web,
+        )),
+        Msg::Pod(pod(
+            "web-7d4b9-fghij",
+            Some("node-2"),
+            "Running",
+            "Running",
+            0,
+            0,
+            web,
+        )),
+        Msg::Pod(pod(
+            "web-7d4b9-klmno",
+            None,
+            "Pending",
+            "Pending",
+            0,
+            0,
+            web,
+        )),
+        Msg::Pod(pod(
+            "lonely",
+            Some("node-2"),
+            "Running",
+            "CrashLoopBackOff",
+            0,
+            4,
+            "Pod/lonely",
+        )),
+        Msg::Deployment(DeploymentRow {
+            namespace: "default".into(),
+            name: "web".into(),
+            desired: 3,
+            ready: 1,
+            updated: 3,
+            available: 1,
+        }),
+        Msg::Event(event(
+            "web.1",
+            "Normal",
+            "ScalingReplicaSet",
+            "Deployment/web",
+            "Scaled up replica set web-7d4b9 from 0 to 3",
+            2,
+        )),
+        Msg::Event(event(
+            "abcde.1",
+            "Normal",
+            "Scheduled",
+            "Pod/web-7d4b9-abcde",
+            "Successfully assigned default/web-7d4b9-abcde to node-1",
+            4,
+        )),
+        Msg::Event(event(
+            "lonely.1",
+            "Warning",
+            "BackOff",
+            "Pod/lonely",
+            "Back-off restarting failed container app in pod lonely",
+            20,
+        )),
+        Msg::Components(vec![
+            ComponentRow {
+                name: "apiserver".into(),
+                role: "component".into(),
+                running: true,
+            },
+            ComponentRow {
+                name: "scheduler".into(),
+                role: "component".into(),
+                running: true,
+            },
+            ComponentRow {
+                name: "controller-manager".into(),
+                role: "component".into(),
+                running: true,
+            },
+            ComponentRow {
+                name: "node-1".into(),
+                role: "node".into(),
+                running: true,
+            },
+            ComponentRow {
+                name: "node-2".into(),
+                role: "node".into(),
+                running: false,
+            },
+        ]),
+        Msg::Stepper(StepperView {
+            mode: "run".into(),
+            ..Default::default()
+        }),
+        Msg::Manifests(vec![
+            "hello-deployment.yaml".into(),
+            "service.yaml".into(),
+            "job.yaml".into(),
+            "crashloop-pod.yaml".into(),
+        ]),
+    ];
+    for msg in msgs {
+        assert!(m.update(msg).is_empty());
+    }
+    for e in flow() {
+        assert!(m.update(Msg::Flow(e)).is_empty());
+    }
+    m
+}
+
+/// A key press.
+pub(crate) fn key(code: KeyCode) -> Msg {
+    Msg::Key(KeyEvent::new(code, KeyModifiers::NONE))
+}
+
+/// A key press with Ctrl.
+pub(crate) fn ctrl(c: char) -> Msg {
+    Msg::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::CONTROL))
+}
+
+/// Types `text`, one key per character; returns every effect.
+pub(crate) fn typing(m: &mut Model, text: &str) -> Vec<Effect> {
+    text.chars()
+        .flat_map(|c| m.update(key(KeyCode::Char(c))))
+        .collect()
+}
+
+/// Runs a `:` command.
+pub(crate) fn command(m: &mut Model, text: &str) -> Vec<Effect> {
+    let mut effects = typing(m, &format!(":{text}"));
+    effects.extend(m.update(key(KeyCode::Enter)));
+    effects
+}
+
+/// A gate waiting, as the stepper lists it.
+pub(crate) fn gate(id: u64, words: &str) -> Gate {
+    Gate {
+        id,
+        words: words.to_owned(),
+        from: "scheduler".into(),
+        verb: "BIND".into(),
+        kind: "Pod".into(),
+        namespace: "default".into(),
+        name: "web-7d4b9-fghij".into(),
+        root: "Deployment/web".into(),
+    }
+}
+
+#[test]
+fn rows_are_upserted_and_removed_and_the_map_counts_follow() {
+    let mut m = fixture(Host::Attached);
+    assert_eq!(m.pods.len(), 4);
+    assert_eq!(m.node_pods["node-2"].keys.len(), 2);
+    assert_eq!(m.node_pods["node-2"].counts[PodClass::Failed as usize], 1);
+    // web-7d4b9-klmno is bound and runs: it leaves the unscheduled pods for node-1.
+    m.update(Msg::Pod(pod(
+        "web-7d4b9-klmno",
+        Some("node-1"),
+        "Running",
+        "Running",
+        1,
+        0,
+        "Deployment/web",
+    )));
+    assert!(!m.node_pods.contains_key(""));
+    assert_eq!(m.node_pods["node-1"].counts[PodClass::Ready as usize], 2);
+    m.update(Msg::PodGone("default".into(), "lonely".into()));
+    assert_eq!(m.pods.len(), 3);
+    assert_eq!(m.node_pods["node-2"].counts, [0, 1, 0, 0, 0]);
+    m.update(Msg::NodeGone("node-2".into()));
+    m.update(Msg::DeploymentGone("default".into(), "web".into()));
+    assert_eq!(m.nodes.len(), 1);
+    assert!(m.deployments.is_empty());
+}
+
+#[test]
+fn the_flow_ring_keeps_the_newest_events_and_counts_what_the_bus_lost() {
+    let mut m = Model::new(Host::Attached, "orrery");
+    for seq in 1..=(KEPT_EVENTS as u64 + 10) {
+        m.update(Msg::Flow(hop(
+            seq,
+            1,
+            "kubectl",
+            "apiserver",
+            "GET",
+            "Pod",
+            "p",
+            None,
+            "",
+            "",
+        )));
+    }
+    assert_eq!(m.events.len(), KEPT_EVENTS);
+    assert_eq!(m.events.front().unwrap().seq, 11);
+    assert_eq!(m.event_by_seq(11).unwrap().seq, 11);
+    assert!(m.event_by_seq(10).is_none());
+    m.update(Msg::Lost(7));
+    m.update(Msg::Lost(3));
+    assert_eq!(m.lost, 10);
+}
+
+#[test]
+fn controllers_seen_in_the_flow_are_on_the_map() {
+    let m = fixture(Host::Attached);
+    let seen: Vec<&str> = m.controllers.iter().map(String::as_str).collect();
+    assert_eq!(seen, ["controller/deployment", "controller/replicaset"]);
+}
+
+#[test]
+fn grouping_by_story_reads_each_story_top_to_bottom() {
+    let mut m = fixture(Host::Attached);
+    m.update(key(KeyCode::Char('g')));
+    assert!(m.grouped);
+    let rows = m.timeline_rows();
+    let mut stories = Vec::new();
+    let mut last_seq: BTreeMap<String, u64> = BTreeMap::new();
+    let mut current = String::new();
+    for row in &rows {
+        match row {
+            TimelineRow::Story(root, _) => {
+                stories.push(root.clone());
+                current = root.clone();
+            }
+            TimelineRow::Event(i) => {
+                let e = &m.events[*i];
+                assert_eq!(e.root, current, "event {} under the wrong story", e.seq);
+                let prev = last_seq.insert(current.clone(), e.seq).unwrap_or(0);
+                assert!(e.seq > prev, "story events in seq order");
+            }
+        }
+    }
+    // Stories in the order of their first event; the lease belongs to no story.
+    assert_eq!(stories, ["Deployment/web", "Pod/lonely", ""]);
+    assert_eq!(rows[0], TimelineRow::Story("Deployment/web".into(), 18));
+    m.update(key(KeyCode::Char('g')));
+    assert!(!m.grouped);
+    assert_eq!(m.timeline_rows().len(), 21);
+}
+
+#[test]
+fn gate_events_are_not_timeline_rows() {
+    let mut m = fixture(Host::Attached);
+    let mut g = hop(
+        22,
+        7,
+        "scheduler",
+        "apiserver",
+        "GATE",
+        "Pod",
+        "web-7d4b9-fghij",
+        None,
+        "Deployment/web",
+        "scheduler wants to BIND default/web-7d4b9-fghij to node-2",
+    );
+    g.root = "Deployment/web".into();
+    m.update(Msg::Flow(g));
+    assert_eq!(m.events.len(), 22);
+    assert_eq!(m.timeline_rows().len(), 21);
+}
+
+#[test]
+fn the_filter_matches_name_component_or_namespace_and_esc_clears_it() {
+    let mut m = fixture(Host::Attached);
+    typing(&mut m, "/lonely");
+    assert_eq!(m.filter, "lonely");
+    assert_eq!(m.timeline_rows().len(), 2);
+    m.update(key(KeyCode::Enter));
+    assert_eq!(m.prompt, None);
+    assert_eq!(m.filter, "lonely");
+    m.update(key(KeyCode::Esc));
+    assert_eq!(m.filter, "");
+    typing(&mut m, "/RUNTIME");
+    assert_eq!(m.timeline_rows().len(), 1, "components match, in any case");
+    m.update(key(KeyCode::Esc));
+    assert_eq!(m.filter, "");
+    typing(&mut m, "/kube-node-lease");
+    assert_eq!(m.timeline_rows().len(), 1, "namespaces match");
+    m.update(key(KeyCode::Enter));
+    command(&mut m, "pods");
+    assert_eq!(m.filter, "", "a new view starts unfiltered");
+    typing(&mut m, "/node-2");
+    m.update(key(KeyCode::Enter));
+    let names: Vec<&str> = m.pod_rows().iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["lonely", "web-7d4b9-fghij"]);
+    // Describing a filtered row and coming back keeps the filter.
+    m.update(key(KeyCode::Char('d')));
+    assert_eq!((m.view, m.filter.as_str()), (View::Detail, ""));
+    m.update(key(KeyCode::Esc));
+    assert_eq!((m.view, m.filter.as_str()), (View::Pods, "node-2"));
+}
+
+#[test]
+fn commands_open_views_and_esc_goes_back() {
+    let mut m = fixture(Host::Attached);
+    for (text, view) in [
+        ("pods", View::Pods),
+        ("deploy", View::Deployments),
+        ("deployments", View::Deployments),
+        ("nodes", View::Nodes),
+        ("events", View::Events),
+        ("flow", View::Flow),
+        ("store", View::Store),
+        ("help", View::Help),
+        ("map", View::Home),
+    ] {
+        assert!(command(&mut m, text).is_empty());
+        assert_eq!(m.view, view, ":{text}");
+    }
+    m.update(key(KeyCode::Esc));
+    assert_eq!(m.view, View::Help);
+    m.update(key(KeyCode::Esc));
+    assert_eq!(m.view, View::Store);
+    command(&mut m, "bogus");
+    assert_eq!(m.view, View::Store);
+    let (message, failed) = m.status.clone().unwrap();
+    assert!(failed);
+    assert!(message.contains("unknown command ':bogus'"), "{message}");
+    // Esc in the command line abandons it.
+    typing(&mut m, ":pod");
+    m.update(key(KeyCode::Esc));
+    assert_eq!((m.view, m.prompt.clone()), (View::Store, None));
+}
+
+#[test]
+fn stop_and_start_commands_name_components_and_nodes() {
+    let mut m = fixture(Host::Attached);
+    assert_eq!(
+        command(&mut m, "stop scheduler"),
+        [Effect::Component("scheduler".into(), false)]
+    );
+    assert_eq!(
+        command(&mut m, "start controller-manager"),
+        [Effect::Component("controller-manager".into(), true)]
+    );
+    assert_eq!(
+        command(&mut m, "stop apiserver"),
+        [Effect::Component("apiserver".into(), false)]
+    );
+    assert_eq!(
+        command(&mut m, "stop node-2"),
+        [Effect::Kubelet("node-2".into(), false)]
+    );
+    assert_eq!(
+        command(&mut m, "start kubelet/node-1"),
+        [Effect::Kubelet("node-1".into(), true)]
+    );
+    assert!(command(&mut m, "stop node-9").is_empty());
+    assert!(m.status.as_ref().unwrap().1);
+    assert!(command(&mut m, "stop").is_empty());
+    assert!(m.status.as_ref().unwrap().0.contains("needs a component"));
+    assert_eq!(
+        command(&mut m, "apply manifests/job.yaml"),
+        [Effect::Apply("manifests/job.yaml".into())]
+    );
+}
+
+#[test]
+fn quitting_an_attached_dashboard_leaves_at_once() {
+    let mut m = fixture(Host::Attached);
+    assert_eq!(m.update(key(KeyCode::Char('q'))), [Effect::Quit]);
+    assert_eq!(m.update(ctrl('c')), [Effect::Quit]);
+    assert_eq!(command(&mut m, "q"), [Effect::Quit]);
+}
+
+#[test]
+fn quitting_orrery_up_asks_first() {
+    let mut m = fixture(Host::Up);
+    assert!(m.update(key(KeyCode::Char('q'))).is_empty());
+    assert_eq!(m.prompt, Some(Prompt::Confirm(Confirm::QuitAndStop)));
+    assert!(m.update(key(KeyCode::Char('n'))).is_empty());
+    assert_eq!(m.prompt, None);
+    assert!(m.update(ctrl('c')).is_empty());
+    assert_eq!(m.update(key(KeyCode::Char('y'))), [Effect::QuitAndStop]);
+    assert!(command(&mut m, "quit").is_empty());
+    assert_eq!(m.update(key(KeyCode::Char('y'))), [Effect::QuitAndStop]);
+}
+
+#[test]
+fn step_keys_send_the_exact_stepper_requests() {
+    let mut m = fixture(Host::Attached);
+    assert_eq!(
+        m.update(key(KeyCode::Char(' '))),
+        [Effect::Stepper(json!({"mode": "step"}))]
+    );
+    // `n` in run mode releases nothing.
+    assert!(m.update(key(KeyCode::Char('n'))).is_empty());
+    m.update(Msg::Stepper(StepperView {
+        mode: "step".into(),
+        pending: vec![],
+        focus: None,
+    }));
+    assert!(
+        m.update(key(KeyCode::Char('n'))).is_empty(),
+        "no gate waiting"
+    );
+    m.update(Msg::Stepper(StepperView {
+        mode: "step".into(),
+        pending: vec![
+            gate(
+                30,
+                "scheduler wants to BIND default/web-7d4b9-fghij to node-2",
+            ),
+            gate(31, "second"),
+        ],
+        focus: None,
+    }));
+    assert_eq!(
+        m.update(key(KeyCode::Char('n'))),
+        [Effect::Stepper(json!({"releaseGate": 30}))]
+    );
+    // Before the next poll, the next key releases the next gate, not the same one again.
+    assert_eq!(
+        m.update(key(KeyCode::Enter)),
+        [Effect::Stepper(json!({"releaseGate": 31}))]
+    );
+    assert!(m.update(key(KeyCode::Char('n'))).is_empty());
+    m.update(Msg::Stepper(StepperView {
+        mode: "step".into(),
+        pending: vec![gate(32, "third")],
+        focus: None,
+    }));
+    assert!(
+        m.released.is_empty(),
+        "released gates no longer listed are forgotten"
+    );
+    assert_eq!(
+        m.update(key(KeyCode::Char('n'))),
+        [Effect::Stepper(json!({"releaseGate": 32}))]
+    );
+    assert_eq!(
+        m.update(key(KeyCode::Char(' '))),
+        [Effect::Stepper(json!({"mode": "run"}))]
+    );
+}
+
+#[test]
+fn focus_holds_the_selected_story_and_shift_f_clears_it() {
+    let mut m = fixture(Host::Attached);
+    // Following: the newest event, of Deployment/web.
+    assert_eq!(
+        m.update(key(KeyCode::Char('f'))),
+        [Effect::Stepper(
+            json!({"focus": {"root": "Deployment/web"}})
+        )]
+    );
+    // Up to the lease (no story), then up through the story of the bare pod.
+    for _ in 0..13 {
+        m.update(key(KeyCode::Up));
+    }
+    assert_eq!(m.selected_event().unwrap().seq, 8);
+    assert_eq!(
+        m.update(key(KeyCode::Char('f'))),
+        [Effect::Stepper(json!({"focus": {"root": "Pod/lonely"}}))]
+    );
+    m.update(key(KeyCode::Up));
+    m.update(key(KeyCode::Up));
+    m.update(key(KeyCode::Up));
+    assert_eq!(m.selected_event().unwrap().kind, "Lease");
+    assert!(m.update(key(KeyCode::Char('f'))).is_empty());
+    assert!(m.status.as_ref().unwrap().1);
+    assert_eq!(
+        m.update(key(KeyCode::Char('F'))),
+        [Effect::Stepper(json!({"focus": null}))]
+    );
+    command(&mut m, "deploy");
+    assert_eq!(
+        m.update(key(KeyCode::Char('f'))),
+        [Effect::Stepper(
+            json!({"focus": {"root": "Deployment/web"}})
+        )]
+    );
+}
+
+#[test]
+fn the_timeline_follows_until_the_learner_moves_up() {
+    let mut m = fixture(Host::Attached);
+    assert_eq!(m.timeline_selected, None);
+    assert_eq!(m.selected_event().unwrap().seq, 21);
+    m.update(key(KeyCode::Up));
+    assert_eq!(m.timeline_selected, Some(20));
+    m.update(Msg::Flow(hop(
+        22,
+        9,
+        "kubectl",
+        "apiserver",
+        "GET",
+        "Pod",
+        "x",
+        None,
+        "",
+        "",
+    )));
+    assert_eq!(
+        m.selected_event().unwrap().seq,
+        20,
+        "a paused timeline stays put"
+    );
+    m.update(key(KeyCode::Down));
+    m.update(key(KeyCode::Down));
+    assert_eq!(
+        m.timeline_selected, None,
+        "back at the bottom it follows again"
+    );
+    m.update(key(KeyCode::Home));
+    assert_eq!(m.selected_event().unwrap().seq, 1);
+    m.update(key(KeyCode::End));
+    assert_eq!(m.selected_event().unwrap().seq, 22);
+}
+
+#[test]
+fn describe_and_logs_ask_the_shell_for_the_selected_object() {
+    let mut m = fixture(Host::Attached);
+    command(&mut m, "pods");
+    m.update(key(KeyCode::Down));
+    assert_eq!(
+        m.update(key(KeyCode::Char('d'))),
+        [Effect::Describe(
+            "Pod".into(),
+            "default".into(),
+            "web-7d4b9-abcde".into()
+        )]
+    );
+    assert_eq!(m.view, View::Detail);
+    m.update(Msg::Detail(Detail {
+        kind: "Pod".into(),
+        namespace: "default".into(),
+        name: "lonely".into(),
+        ..Default::default()
+    }));
+    assert!(
+        m.detail.is_none(),
+        "a late answer for another object is dropped"
+    );
+    m.update(Msg::Detail(Detail {
+        kind: "Pod".into(),
+        namespace: "default".into(),
+        name: "web-7d4b9-abcde".into(),
+        ..Default::default()
+    }));
+    assert!(m.detail.is_some());
+    assert_eq!(
+        m.update(key(KeyCode::Char('l'))),
+        [Effect::Logs("default".into(), "web-7d4b9-abcde".into())]
+    );
+    assert_eq!(m.view, View::Logs);
+    m.update(key(KeyCode::Esc));
+    m.update(key(KeyCode::Esc));
+    assert_eq!(m.view, View::Pods);
+    assert_eq!(
+        m.update(key(KeyCode::Enter)),
+        [Effect::Describe(
+            "Pod".into(),
+            "default".into(),
+            "web-7d4b9-abcde".into()
+        )]
+    );
+    m.update(key(KeyCode::Esc));
+    command(&mut m, "nodes");
+    assert_eq!(
+        m.update(key(KeyCode::Char('d'))),
+        [Effect::Describe(
+            "Node".into(),
+            String::new(),
+            "node-1".into()
+        )]
+    );
+    m.update(key(KeyCode::Esc));
+    command(&mut m, "events");
+    assert_eq!(
+        m.update(key(KeyCode::Char('d'))),
+        [Effect::Describe(
+            "Deployment".into(),
+            "default".into(),
+            "web".into()
+        )]
+    );
+    m.update(key(KeyCode::Esc));
+    assert!(
+        m.update(key(KeyCode::Char('l'))).is_empty(),
+        "logs only of pods"
+    );
+    // From the timeline: the newest event's object.
+    command(&mut m, "map");
+    assert_eq!(
+        m.update(key(KeyCode::Char('d'))),
+        [Effect::Describe(
+            "Pod".into(),
+            "default".into(),
+            "web-7d4b9-abcde".into()
+        )]
+    );
+}
+
+#[test]
+fn enter_releases_in_step_mode_on_the_timeline_and_opens_rows_elsewhere() {
+    let mut m = fixture(Host::Attached);
+    m.update(Msg::Stepper(StepperView {
+        mode: "step".into(),
+        pending: vec![gate(40, "w")],
+        focus: None,
+    }));
+    assert_eq!(
+        m.update(key(KeyCode::Enter)),
+        [Effect::Stepper(json!({"releaseGate": 40}))]
+    );
+    command(&mut m, "deploy");
+    assert_eq!(
+        m.update(key(KeyCode::Enter)),
+        [Effect::Describe(
+            "Deployment".into(),
+            "default".into(),
+            "web".into()
+        )]
+    );
+}
+
+#[test]
+fn actions_on_lists_ask_and_then_act() {
+    let mut m = fixture(Host::Attached);
+    // Apply from the picker.
+    m.update(key(KeyCode::Char('a')));
+    assert_eq!(m.prompt, Some(Prompt::Picker(0)));
+    m.update(key(KeyCode::Down));
+    m.update(key(KeyCode::Char('j')));
+    assert_eq!(
+        m.update(key(KeyCode::Enter)),
+        [Effect::Apply("job.yaml".into())]
+    );
+    assert_eq!(m.prompt, None);
+    // Scale.
+    command(&mut m, "deploy");
+    m.update(key(KeyCode::Char('s')));
+    assert_eq!(
+        m.prompt,
+        Some(Prompt::Scale("default".into(), "web".into(), "3".into()))
+    );
+    m.update(key(KeyCode::Backspace));
+    typing(&mut m, "x5");
+    assert_eq!(
+        m.update(key(KeyCode::Enter)),
+        [Effect::Scale("default".into(), "web".into(), 5)]
+    );
+    // Delete a pod: Ctrl-D asks, `n` keeps it, `y` deletes it.
+    command(&mut m, "pods");
+    assert!(m.update(ctrl('d')).is_empty());
+    assert_eq!(
+        m.prompt,
+        Some(Prompt::Confirm(Confirm::DeletePod(
+            "default".into(),
+            "lonely".into()
+        )))
+    );
+    m.update(key(KeyCode::Char('n')));
+    assert_eq!(m.prompt, None);
+    m.update(ctrl('d'));
+    assert_eq!(
+        m.update(key(KeyCode::Char('y'))),
+        [Effect::DeletePod("default".into(), "lonely".into())]
+    );
+    // Nodes: cordon toggles, drain asks, k toggles the kubelet from the components' state.
+    command(&mut m, "nodes");
+    assert_eq!(
+        m.update(key(KeyCode::Char('c'))),
+        [Effect::Cordon("node-1".into(), true)]
+    );
+    m.update(Msg::Node(NodeRow {
+        name: "node-1".into(),
+        ready: "True".into(),
+        unschedulable: true,
+        ..Default::default()
+    }));
+    assert_eq!(
+        m.update(key(KeyCode::Char('c'))),
+        [Effect::Cordon("node-1".into(), false)]
+    );
+    assert_eq!(
+        m.update(key(KeyCode::Char('k'))),
+        [Effect::Kubelet("node-1".into(), false)]
+    );
+    m.update(key(KeyCode::Char('j')));
+    assert_eq!(
+        m.update(key(KeyCode::Char('k'))),
+        [Effect::Kubelet("node-2".into(), true)],
+        "node-2's kubelet is stopped"
+    );
+    assert!(m.update(key(KeyCode::Char('r'))).is_empty());
+    assert_eq!(
+        m.update(key(KeyCode::Char('y'))),
+        [Effect::Drain("node-2".into())]
+    );
+    // Done reports on the status line.
+    m.update(Msg::Done("drain node-2: evicted 2 pods".into(), false));
+    assert_eq!(
+        m.status,
+        Some(("drain node-2: evicted 2 pods".into(), false))
+    );
+}
+
+#[test]
+fn the_hop_in_flight_is_the_newest_hop_or_the_pending_gate() {
+    let mut m = fixture(Host::Attached);
+    m.update(Msg::Flow(hop(
+        22,
+        9,
+        "kubelet/node-2",
+        "apiserver",
+        "PUT",
+        "Lease",
+        "node-2",
+        None,
+        "",
+        "",
+    )));
+    let (from, to, verb, object) = m.hop_in_flight().unwrap();
+    assert_eq!(
+        (from.as_str(), to.as_str(), verb.as_str()),
+        ("apiserver", "store", "UPDATE"),
+        "heartbeats are skipped"
+    );
+    assert_eq!(object, "Pod default/web-7d4b9-abcde");
+    m.update(Msg::Flow(hop(
+        23,
+        9,
+        "scheduler",
+        "apiserver",
+        "GATE",
+        "Pod",
+        "web-7d4b9-fghij",
+        None,
+        "Deployment/web",
+        "words",
+    )));
+    m.update(Msg::Stepper(StepperView {
+        mode: "step".into(),
+        pending: vec![gate(23, "words")],
+        focus: None,
+    }));
+    let (from, to, verb, object) = m.hop_in_flight().unwrap();
+    assert_eq!(
+        (from.as_str(), to.as_str(), verb.as_str()),
+        ("scheduler", "apiserver", "BIND")
+    );
+    assert_eq!(object, "Pod default/web-7d4b9-fghij");
+}
+
+#[test]
+fn pods_are_classed_as_the_map_colours_them() {
+    let class = |phase: &str, status: &str, ready: u32| {
+        PodClass::of(&pod("p", None, phase, status, ready, 0, ""))
+    };
+    assert_eq!(class("Running", "Running", 1), PodClass::Ready);
+    assert_eq!(class("Running", "Running", 0), PodClass::NotReady);
+    assert_eq!(class("Pending", "ContainerCreating", 0), PodClass::Pending);
+    assert_eq!(class("Running", "CrashLoopBackOff", 0), PodClass::Failed);
+    assert_eq!(class("Failed", "OOMKilled", 0), PodClass::Failed);
+    assert_eq!(class("Succeeded", "Completed", 0), PodClass::Succeeded);
+    assert_eq!(class("Terminating", "Terminating", 1), PodClass::NotReady);
+}
+
+#[test]
+fn key_releases_are_ignored() {
+    let mut m = fixture(Host::Attached);
+    let mut release = KeyEvent::new(KeyCode::Char('q'), KeyModifiers::NONE);
+    release.kind = crossterm::event::KeyEventKind::Release;
+    assert!(m.update(Msg::Key(release)).is_empty());
+}
+
+#[test]
+fn scrolling_stops_at_the_last_page() {
+    let mut m = fixture(Host::Attached);
+    command(&mut m, "pods");
+    m.update(key(KeyCode::Down));
+    m.update(key(KeyCode::Char('l')));
+    let text: String = (1..=30).map(|i| format!("line {i}\n")).collect();
+    m.update(Msg::Logs("default".into(), "web-7d4b9-abcde".into(), text));
+    // Logs open at their end; 80x24 shows 20 lines, so 10 lines scroll.
+    assert_eq!(m.scroll, usize::MAX);
+    m.update(key(KeyCode::Up));
+    assert_eq!(m.scroll, 9);
+    for _ in 0..5 {
+        m.update(key(KeyCode::Down));
+    }
+    assert_eq!(m.scroll, 10);
+    m.update(key(KeyCode::Home));
+    assert_eq!(m.scroll, 0);
+    m.update(key(KeyCode::PageDown));
+    assert_eq!(m.scroll, 10);
+    m.update(Msg::Resize(80, 44));
+    m.update(key(KeyCode::PageUp));
+    assert_eq!(m.scroll, 0, "a taller terminal shows every line");
+}

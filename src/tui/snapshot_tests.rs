@@ -1,0 +1,402 @@
+//! Snapshot tests of every view: the fixture cluster, driven by key events through
+//! [`Model::update`], drawn on a `TestBackend` and compared with the committed snapshots in
+//! `src/tui/snapshots/` (what a learner sees).
+
+use crossterm::event::KeyCode;
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+
+use super::draw;
+use crate::tui::model::tests::{command, ctrl, decision, fixture, gate, key, typing};
+use crate::tui::model::{Detail, EventRow, Host, Model, Msg, PodRow, StepperView, StoreInfo};
+
+/// Draws `model` on a `width` x `height` terminal.
+fn render(model: &Model, width: u16, height: u16) -> Terminal<TestBackend> {
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
+    terminal.draw(|frame| draw(frame, model)).unwrap();
+    terminal
+}
+
+/// Asserts the snapshot of `model` at 80x24.
+macro_rules! snap {
+    ($name:expr, $model:expr) => {
+        snap!($name, $model, 80, 24)
+    };
+    ($name:expr, $model:expr, $w:expr, $h:expr) => {
+        insta::assert_snapshot!($name, render(&$model, $w, $h).backend())
+    };
+}
+
+#[test]
+fn home_80x24() {
+    snap!("home_80x24", fixture(Host::Up));
+}
+
+#[test]
+fn home_120x40() {
+    snap!("home_120x40", fixture(Host::Up), 120, 40);
+}
+
+#[test]
+fn home_with_a_selected_event_and_a_stopped_kubelet_200x50() {
+    let mut m = fixture(Host::Attached);
+    for _ in 0..4 {
+        m.update(key(KeyCode::Up));
+    }
+    snap!("home_selected_200x50", m, 200, 50);
+}
+
+#[test]
+fn home_with_10000_pods_summarises_the_nodes() {
+    let mut m = fixture(Host::Attached);
+    for i in 0..10_000 {
+        let node = format!("node-{}", 1 + i % 2);
+        let (phase, ready) = if i % 10 == 0 {
+            ("Pending", 0)
+        } else {
+            ("Running", 1)
+        };
+        m.update(Msg::Pod(PodRow {
+            namespace: "bench".into(),
+            name: format!("p-{i:05}"),
+            node: Some(node),
+            phase: phase.into(),
+            status: phase.into(),
+            ready,
+            containers: 1,
+            ..Default::default()
+        }));
+    }
+    snap!("home_10000_pods", m);
+}
+
+#[test]
+fn flow_live() {
+    let mut m = fixture(Host::Attached);
+    command(&mut m, "flow");
+    snap!("flow_live", m);
+}
+
+#[test]
+fn flow_by_story() {
+    let mut m = fixture(Host::Attached);
+    command(&mut m, "flow");
+    m.update(key(KeyCode::Char('g')));
+    m.update(key(KeyCode::Home));
+    snap!("flow_by_story", m, 100, 30);
+}
+
+#[test]
+fn flow_filtered() {
+    let mut m = fixture(Host::Attached);
+    command(&mut m, "flow");
+    typing(&mut m, "/lonely");
+    snap!("flow_filter_typing", m);
+    m.update(key(KeyCode::Enter));
+    snap!("flow_filtered", m);
+}
+
+#[test]
+fn pods() {
+    let mut m = fixture(Host::Attached);
+    command(&mut m, "pods");
+    m.update(key(KeyCode::Down));
+    snap!("pods", m);
+}
+
+#[test]
+fn deployments() {
+    let mut m = fixture(Host::Attached);
+    command(&mut m, "deploy");
+    snap!("deploy", m);
+}
+
+#[test]
+fn nodes() {
+    let mut m = fixture(Host::Attached);
+    command(&mut m, "nodes");
+    m.update(Msg::Node(crate::tui::model::NodeRow {
+        name: "node-1".into(),
+        ready: "True".into(),
+        unschedulable: true,
+        taints: vec!["node.kubernetes.io/unschedulable:NoSchedule".into()],
+        runtime: "orrery-sim://0.1.0".into(),
+    }));
+    snap!("nodes", m, 100, 12);
+}
+
+#[test]
+fn events() {
+    let mut m = fixture(Host::Attached);
+    command(&mut m, "events");
+    snap!("events", m, 100, 12);
+}
+
+#[test]
+fn store() {
+    let mut m = fixture(Host::Attached);
+    command(&mut m, "store");
+    snap!("store", m);
+}
+
+fn pod_detail() -> Detail {
+    Detail {
+        kind: "Pod".into(),
+        namespace: "default".into(),
+        name: "web-7d4b9-abcde".into(),
+        yaml: "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web-7d4b9-abcde\n  namespace: default\n  resourceVersion: \"108\"\nspec:\n  nodeName: node-1\n  containers:\n  - name: web\n    image: hello\nstatus:\n  phase: Running\n  conditions:\n  - type: PodScheduled\n    status: \"True\"\n  - type: Ready\n    status: \"True\"\n".into(),
+        decision: Some(decision()),
+        store: Some(StoreInfo {
+            key: "/registry/pods/default/web-7d4b9-abcde".into(),
+            create_revision: 104,
+            mod_revision: 108,
+            version: 3,
+        }),
+        events: vec![EventRow {
+            namespace: "default".into(),
+            name: "abcde.1".into(),
+            type_: "Normal".into(),
+            reason: "Scheduled".into(),
+            object: "Pod/web-7d4b9-abcde".into(),
+            message: "Successfully assigned default/web-7d4b9-abcde to node-1".into(),
+            count: 1,
+            last: "2026-01-01T12:00:04Z".into(),
+        }],
+    }
+}
+
+#[test]
+fn detail_of_a_pod_with_its_decision() {
+    let mut m = fixture(Host::Attached);
+    command(&mut m, "pods");
+    m.update(key(KeyCode::Down));
+    m.update(key(KeyCode::Char('d')));
+    snap!("detail_fetching", m);
+    m.update(Msg::Detail(pod_detail()));
+    snap!("detail_pod", m, 100, 40);
+    for _ in 0..12 {
+        m.update(key(KeyCode::Char('j')));
+    }
+    snap!("detail_pod_scrolled", m);
+}
+
+#[test]
+fn logs() {
+    let mut m = fixture(Host::Attached);
+    command(&mut m, "pods");
+    m.update(key(KeyCode::Down));
+    m.update(key(KeyCode::Char('l')));
+    let text: String = (1..=40)
+        .map(|i| format!("hello from web, request {i}\n"))
+        .collect();
+    m.update(Msg::Logs("default".into(), "web-7d4b9-abcde".into(), text));
+    snap!("logs_end", m);
+    m.update(key(KeyCode::Home));
+    snap!("logs_top", m);
+}
+
+#[test]
+fn help() {
+    let mut m = fixture(Host::Attached);
+    m.update(key(KeyCode::Char('?')));
+    snap!("help", m, 100, 30);
+}
+
+#[test]
+fn command_line() {
+    let mut m = fixture(Host::Attached);
+    typing(&mut m, ":dep");
+    snap!("command_line", m);
+    m.update(key(KeyCode::Esc));
+    command(&mut m, "nope");
+    snap!("command_unknown", m);
+}
+
+#[test]
+fn step_bar_with_a_pending_gate() {
+    let mut m = fixture(Host::Attached);
+    let mut announce = crate::flow::FlowEvent::new("scheduler", "apiserver", "GATE")
+        .object("Pod", "default", "web-7d4b9-fghij")
+        .detail("scheduler wants to BIND default/web-7d4b9-fghij to node-2");
+    announce.seq = 22;
+    announce.time = "2026-01-01T12:00:07.000000Z".into();
+    announce.root = "Deployment/web".into();
+    m.update(Msg::Flow(announce));
+    m.update(Msg::Stepper(StepperView {
+        mode: "step".into(),
+        pending: vec![gate(
+            22,
+            "scheduler wants to BIND default/web-7d4b9-fghij to node-2",
+        )],
+        focus: Some(serde_json::json!({"root": "Deployment/web"})),
+    }));
+    m.update(Msg::Lost(12));
+    snap!("step_gate", m);
+    snap!("step_gate_120x30", m, 120, 30);
+    m.update(key(KeyCode::Char('n')));
+    snap!("step_no_gate", m);
+}
+
+#[test]
+fn quit_confirm() {
+    let mut m = fixture(Host::Up);
+    m.update(key(KeyCode::Char('q')));
+    snap!("quit_confirm", m);
+}
+
+#[test]
+fn manifest_picker() {
+    let mut m = fixture(Host::Attached);
+    m.update(key(KeyCode::Char('a')));
+    m.update(key(KeyCode::Down));
+    snap!("manifest_picker", m);
+}
+
+#[test]
+fn scale_prompt() {
+    let mut m = fixture(Host::Attached);
+    command(&mut m, "deploy");
+    m.update(key(KeyCode::Char('s')));
+    m.update(key(KeyCode::Backspace));
+    typing(&mut m, "5");
+    snap!("scale_prompt", m);
+}
+
+#[test]
+fn delete_pod_confirm_and_done() {
+    let mut m = fixture(Host::Attached);
+    command(&mut m, "pods");
+    m.update(ctrl('d'));
+    snap!("delete_confirm", m);
+    m.update(key(KeyCode::Char('y')));
+    m.update(Msg::Done(
+        "delete pod default/lonely: forbidden".into(),
+        true,
+    ));
+    snap!("done_failed", m);
+}
+
+#[test]
+fn tiny_and_empty() {
+    let m = Model::new(Host::Attached, "orrery");
+    snap!("empty_80x24", m);
+    snap!("tiny_40x10", fixture(Host::Attached), 40, 10);
+}
+
+#[test]
+fn monochrome_draws_no_colour_but_still_highlights() {
+    use ratatui::style::{Color, Modifier};
+    let mut m = fixture(Host::Attached);
+    let coloured = render(&m, 80, 24);
+    let colours = |t: &Terminal<TestBackend>| {
+        t.backend()
+            .buffer()
+            .content()
+            .iter()
+            .filter(|c| c.fg != Color::Reset || c.bg != Color::Reset)
+            .count()
+    };
+    assert!(colours(&coloured) > 0);
+    m.monochrome = true;
+    let mono = render(&m, 80, 24);
+    assert_eq!(colours(&mono), 0);
+    assert!(
+        mono.backend()
+            .buffer()
+            .content()
+            .iter()
+            .any(|c| c.modifier.contains(Modifier::REVERSED))
+    );
+    // Only named ANSI colours, so 16-colour terminals draw the same.
+    assert!(coloured.backend().buffer().content().iter().all(|c| {
+        !matches!(c.fg, Color::Rgb(..) | Color::Indexed(_))
+            && !matches!(c.bg, Color::Rgb(..) | Color::Indexed(_))
+    }));
+}
+
+/// A guard against rendering that grows with the cluster rather than the screen: 10,000 pods
+/// and a full flow ring draw every view quickly even unoptimised (the release benchmark,
+/// `orrery bench tui`, measures the real figure).
+#[test]
+fn every_view_draws_a_big_cluster_quickly() {
+    use crate::tui::model::{KEPT_EVENTS, View};
+    let mut m = fixture(Host::Attached);
+    for i in 0..10_000u32 {
+        m.update(Msg::Pod(PodRow {
+            namespace: "bench".into(),
+            name: format!("p-{i:05}"),
+            node: Some(format!("node-{}", 1 + i % 2)),
+            phase: "Running".into(),
+            status: "Running".into(),
+            ready: 1,
+            containers: 1,
+            ..Default::default()
+        }));
+    }
+    let flow = crate::tui::model::tests::flow();
+    for seq in 0..KEPT_EVENTS as u64 {
+        let mut e = flow[(seq % 21) as usize].clone();
+        e.seq = 100 + seq;
+        m.update(Msg::Flow(e));
+    }
+    let mut terminal = Terminal::new(TestBackend::new(200, 60)).unwrap();
+    for (view, grouped, filter) in [
+        (View::Home, false, ""),
+        (View::Home, true, ""),
+        (View::Flow, false, "abcde"),
+        (View::Pods, false, ""),
+        (View::Pods, false, "p-09"),
+        (View::Store, false, ""),
+        (View::Events, false, ""),
+    ] {
+        m.view = view;
+        m.grouped = grouped;
+        m.filter = filter.to_owned();
+        let start = std::time::Instant::now();
+        for _ in 0..5 {
+            terminal.draw(|frame| draw(frame, &m)).unwrap();
+        }
+        let each = start.elapsed() / 5;
+        assert!(
+            each < std::time::Duration::from_millis(150),
+            "{view:?} grouped={grouped} filter={filter:?}: {each:?} a frame"
+        );
+        eprintln!("{view:?} grouped={grouped} filter={filter:?}: {each:?} a frame");
+    }
+}
+
+/// Any size draws without a panic, however small (a terminal being resized passes through
+/// them all).
+#[test]
+fn every_view_survives_tiny_terminals() {
+    use crate::tui::model::View;
+    let mut m = fixture(Host::Attached);
+    m.update(Msg::Detail(pod_detail()));
+    m.detail_target = Some(("Pod".into(), "default".into(), "web-7d4b9-abcde".into()));
+    m.update(Msg::Logs(
+        "default".into(),
+        "web-7d4b9-abcde".into(),
+        "a\nb\n".into(),
+    ));
+    for view in [
+        View::Home,
+        View::Flow,
+        View::Pods,
+        View::Deployments,
+        View::Nodes,
+        View::Events,
+        View::Store,
+        View::Detail,
+        View::Logs,
+        View::Help,
+    ] {
+        m.view = view;
+        for (w, h) in [(1, 1), (10, 3), (20, 5), (33, 7), (80, 8)] {
+            let terminal = render(&m, w, h);
+            assert_eq!(terminal.backend().buffer().area.width, w);
+        }
+    }
+    m.view = View::Home;
+    m.update(key(KeyCode::Char('a')));
+    render(&m, 12, 4);
+}

@@ -1,0 +1,239 @@
+//! The flow timeline (live, or grouped by story) and the `:store` view of the store's writes.
+//! A row reads `HH:MM:SS.mmm  from -> to  VERB  Kind ns/name  rev  detail`.
+
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::Paragraph;
+
+use super::{Theme, block, fit, offset};
+use crate::flow::FlowEvent;
+use crate::tui::model::{Model, TimelineRow, View, object_words};
+
+/// `HH:MM:SS.mmm` of an RFC 3339 time (the flow's times are UTC, microseconds).
+pub(super) fn clock(time: &str) -> &str {
+    time.get(11..23).unwrap_or(time)
+}
+
+/// Column widths, from the rows drawn.
+struct Widths {
+    /// Columns are two spaces apart, or one on a narrow terminal.
+    gap: usize,
+    hop: usize,
+    verb: usize,
+    object: usize,
+    rev: usize,
+}
+
+impl Widths {
+    fn of<'a>(events: impl Iterator<Item = &'a FlowEvent>, width: u16) -> Widths {
+        let mut w = Widths {
+            gap: if width < 100 { 1 } else { 2 },
+            hop: 0,
+            verb: 0,
+            object: 0,
+            rev: 0,
+        };
+        for e in events {
+            w.hop = w.hop.max(e.from.len() + 4 + e.to.len());
+            w.verb = w.verb.max(e.verb.len());
+            w.object = w
+                .object
+                .max(object_words(&e.kind, &e.namespace, &e.name).chars().count());
+            w.rev = w.rev.max(e.revision.map_or(0, |r| r.to_string().len()));
+        }
+        w.hop = w.hop.min(34);
+        w.verb = w.verb.min(16);
+        // The object gets what the time, hop and verb leave, at least 12 columns.
+        let left = usize::from(width).saturating_sub(12 + w.hop + w.verb + 3 * w.gap);
+        w.object = w.object.min(40).min(left.max(12));
+        w
+    }
+}
+
+/// The event's object in `width` columns: `Kind ns/name`; on a narrow terminal `Kind name`,
+/// then `Kind …` and the end of the name (where generated names differ).
+fn fit_object(e: &FlowEvent, width: usize) -> String {
+    let full = object_words(&e.kind, &e.namespace, &e.name);
+    if full.chars().count() <= width || e.name.is_empty() {
+        return fit(&full, width);
+    }
+    let short = object_words(&e.kind, "", &e.name);
+    if short.chars().count() <= width {
+        return fit(&short, width);
+    }
+    let keep = width.saturating_sub(e.kind.chars().count() + 2);
+    if keep < 4 {
+        return fit(&short, width);
+    }
+    let tail: String = e.name.chars().skip(e.name.chars().count() - keep).collect();
+    fit(&format!("{} …{tail}", e.kind), width)
+}
+
+/// One flow event as a timeline row.
+fn event_line(e: &FlowEvent, w: &Widths, style: Style, theme: Theme) -> Line<'static> {
+    let verb_style = if style == Style::new() {
+        match e.verb.as_str() {
+            v if v.starts_with("WATCH") => theme.fg(Color::Blue),
+            "DELETE" | "STOP" | "KILL" => theme.fg(Color::Red),
+            "CREATE" | "POST" | "BIND" | "START" => theme.fg(Color::Green),
+            _ => theme.fg(Color::Yellow),
+        }
+    } else {
+        style
+    };
+    let rev = e.revision.map(|r| r.to_string()).unwrap_or_default();
+    let gap = " ".repeat(w.gap);
+    Line::from(vec![
+        Span::styled(format!("{}{gap}", clock(&e.time)), style.patch(theme.dim())),
+        Span::styled(
+            format!("{}{gap}", fit(&format!("{} -> {}", e.from, e.to), w.hop)),
+            style,
+        ),
+        Span::styled(
+            format!("{}{gap}", fit(&e.verb, w.verb)),
+            verb_style.add_modifier(Modifier::BOLD),
+        ),
+        Span::styled(format!("{}{gap}", fit_object(e, w.object)), style),
+        Span::styled(
+            if w.rev > 0 {
+                format!("{rev:>width$}{gap}", width = w.rev)
+            } else {
+                String::new()
+            },
+            style.patch(theme.fg(Color::Cyan)),
+        ),
+        Span::styled(e.detail.clone(), style),
+    ])
+    .style(style)
+}
+
+/// The timeline of the home screen and `:flow`.
+pub(super) fn draw(frame: &mut Frame<'_>, model: &Model, area: Rect, theme: Theme) {
+    let rows = model.timeline_rows();
+    let shown = rows
+        .iter()
+        .filter(|r| matches!(r, TimelineRow::Event(_)))
+        .count();
+    let mode = if model.grouped {
+        "by story"
+    } else if model.timeline_selected.is_some() {
+        "live, paused (end: follow)"
+    } else {
+        "live"
+    };
+    let name = if model.view == View::Home {
+        "flow"
+    } else {
+        ":flow"
+    };
+    let title = format!(" {name} · {mode} · {shown} hops (g: group) ");
+    let b = block(title, theme);
+    let inner = b.inner(area);
+    frame.render_widget(b, area);
+    let height = usize::from(inner.height);
+    let cursor = model.timeline_cursor(&rows);
+    let first = offset(cursor, height);
+    let visible = &rows[first.min(rows.len())..(first + height).min(rows.len())];
+    let widths = Widths::of(
+        visible.iter().filter_map(|r| match r {
+            TimelineRow::Event(i) => model.events.get(*i),
+            TimelineRow::Story(..) => None,
+        }),
+        inner.width,
+    );
+    let lines: Vec<Line<'_>> = visible
+        .iter()
+        .enumerate()
+        .map(|(n, row)| {
+            let style = if Some(first + n) == cursor {
+                theme.selected()
+            } else {
+                Style::new()
+            };
+            match row {
+                TimelineRow::Story(root, count) => {
+                    let name = if root.is_empty() { "(no story)" } else { root };
+                    Line::from(vec![
+                        Span::styled(format!("▾ {name}"), theme.heading()),
+                        Span::styled(
+                            format!("  {count} {}", if *count == 1 { "hop" } else { "hops" }),
+                            theme.dim(),
+                        ),
+                    ])
+                }
+                TimelineRow::Event(i) => {
+                    let e = &model.events[*i];
+                    let mut line = event_line(e, &widths, style, theme);
+                    if model.grouped {
+                        line.spans.insert(0, Span::raw("  "));
+                    }
+                    line
+                }
+            }
+        })
+        .collect();
+    if lines.is_empty() {
+        let empty = if model.filter.is_empty() {
+            " no flow events yet: kubectl apply something, or press a to apply a manifest"
+        } else {
+            " no flow event matches the filter (esc clears it)"
+        };
+        frame.render_widget(Paragraph::new(Line::styled(empty, theme.dim())), inner);
+    } else {
+        frame.render_widget(Paragraph::new(lines), inner);
+    }
+}
+
+/// `:store`: the store's writes from the flow, newest last.
+pub(super) fn draw_store(frame: &mut Frame<'_>, model: &Model, area: Rect, theme: Theme) {
+    let rows = model.store_rows();
+    let b = block(
+        format!(" :store · {} writes (revision, verb, key) ", rows.len()),
+        theme,
+    );
+    let inner = b.inner(area);
+    frame.render_widget(b, area);
+    let height = usize::from(inner.height.saturating_sub(1));
+    let cursor = model.selected(View::Store, rows.len());
+    let first = offset(cursor, height);
+    let visible = &rows[first.min(rows.len())..(first + height).min(rows.len())];
+    let rev_width = visible
+        .iter()
+        .filter_map(|i| model.events[*i].revision)
+        .map(|r| r.to_string().len())
+        .max()
+        .unwrap_or(0)
+        .max(8);
+    let mut lines = vec![Line::styled(
+        format!(
+            "{:rev_width$}  {:12}  {:6}  {:36}  STORY",
+            "REVISION", "TIME", "VERB", "OBJECT"
+        ),
+        Style::new().add_modifier(Modifier::BOLD),
+    )];
+    for (n, i) in visible.iter().enumerate() {
+        let e = &model.events[*i];
+        let style = if Some(first + n) == cursor {
+            theme.selected()
+        } else {
+            Style::new()
+        };
+        let rev = e.revision.map(|r| r.to_string()).unwrap_or_default();
+        lines.push(Line::styled(
+            format!(
+                "{rev:>rev_width$}  {:12}  {:6}  {}  {}",
+                clock(&e.time),
+                e.verb,
+                fit(&object_words(&e.kind, &e.namespace, &e.name), 36),
+                e.root
+            ),
+            style,
+        ));
+    }
+    if rows.is_empty() {
+        lines.push(Line::styled("no store writes seen yet", theme.dim()));
+    }
+    frame.render_widget(Paragraph::new(lines), inner);
+}
