@@ -225,29 +225,8 @@ impl fmt::Display for TuiReport {
 
 /// Hands a message to the model, as the dashboard's shell does.
 fn feed(model: &mut Model, msg: Msg) {
-    // PRE-MERGE: the skeleton has no `Model::update` yet; replaced by `model.update(msg)`.
-    match msg {
-        Msg::Flow(e) => {
-            if model.events.len() == KEPT_EVENTS {
-                model.events.pop_front();
-            }
-            model.events.push_back(e);
-        }
-        Msg::Pod(p) => {
-            model.pods.insert(format!("{}/{}", p.namespace, p.name), p);
-        }
-        Msg::Node(n) => {
-            model.nodes.insert(n.name.clone(), n);
-        }
-        Msg::Deployment(d) => {
-            model
-                .deployments
-                .insert(format!("{}/{}", d.namespace, d.name), d);
-        }
-        Msg::Resize(w, h) => model.size = (w, h),
-        Msg::Tick(t) => model.now = Some(t),
-        _ => {}
-    }
+    // The effects are the shell's to carry out; a key pressed here asks for none that matter.
+    let _effects = model.update(msg);
 }
 
 /// The hops one pod's story takes, as the components emit them (from, to, verb, kind).
