@@ -484,19 +484,45 @@ fn orrery_up_shows_a_deployment_hop_by_hop_and_steps_through_one() {
         }
         std::thread::sleep(Duration::from_millis(30));
     };
+    let story_rows = || {
+        seen.rows
+            .values()
+            .filter(|r| r.object.starts_with("default/web") || r.kind == "Deployment")
+            .map(|r| format!("{r:?}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
     let mut at = 0;
+    let mut times = Vec::new();
     for (i, (what, hop)) in story.iter().enumerate() {
-        // Each hop's first row follows the first row of the hop before it; the kubelet reports
-        // status more than once, so the last hop is its first report after the runtime ran.
+        // The kubelet reports status more than once: the last hop is its first report after
+        // the runtime ran the pod.
         let from = if i + 1 == story.len() { at } else { 0 };
         let row = seen.first(hop, from).unwrap_or_else(|| {
             panic!("the timeline never showed the hop where {what}; last screen:\n{last}")
         });
-        assert!(
-            row.ms >= at,
-            "{what} ({row:?}) shows before the hop ahead of it in the story; last screen:\n{last}"
-        );
+        times.push(row.ms);
         at = row.ms;
+    }
+    // Each hop's first row follows the first row of the hop before it, with one exception: the
+    // API server emits its store write after the write returns, and the component woken by
+    // the watch can emit its next hop a few ms earlier (a known race in the flow's order, not
+    // in the dashboard). So a store write must follow the request that caused it, and the hop
+    // after a store write must follow that same request.
+    let to_store = |k: usize| story[k].1.to == "store";
+    for j in 1..story.len() {
+        let i = if j >= 2 && to_store(j - 1) {
+            j - 2
+        } else {
+            j - 1
+        };
+        assert!(
+            times[i] <= times[j],
+            "{} shows before {}; the story's rows:\n{}",
+            story[j].0,
+            story[i].0,
+            story_rows()
+        );
     }
     kubectl_until(
         dir.path(),
@@ -610,7 +636,9 @@ fn orrery_up_shows_a_deployment_hop_by_hop_and_steps_through_one() {
         s.contains("y/n") || s.contains("(y)") || s.contains("[y")
     });
     tmux.keys(&["y"]);
-    let end = tmux.wait_for("orrery up's exit", 60, |s| s.contains("ORRERY-EXIT="));
+    let end = tmux.wait_for("orrery up's exit", 60, |s| {
+        s.contains("ORRERY-EXIT=") && (s.contains("TTY=echo") || s.contains("TTY=-echo"))
+    });
     assert!(end.contains("ORRERY-EXIT=0"), "orrery up failed:\n{end}");
     assert!(
         end.contains("TTY=icanon") && end.contains("TTY=echo"),
@@ -636,7 +664,9 @@ fn an_attached_dashboard_quits_and_leaves_the_cluster_running() {
     );
     tmux.wait_for("the dashboard with node-1", 20, |s| s.contains("node-1"));
     tmux.keys(&["q"]);
-    let end = tmux.wait_for("orrery tui's exit", 20, |s| s.contains("ORRERY-EXIT="));
+    let end = tmux.wait_for("orrery tui's exit", 20, |s| {
+        s.contains("ORRERY-EXIT=") && (s.contains("TTY=echo") || s.contains("TTY=-echo"))
+    });
     assert!(end.contains("ORRERY-EXIT=0"), "orrery tui failed:\n{end}");
     assert!(
         end.contains("TTY=icanon") && end.contains("TTY=echo"),
