@@ -367,11 +367,11 @@ impl Stepper {
                 .pending
                 .iter()
                 .filter(|(_, w)| {
-                    !focus
+                    focus
                         .namespace
                         .as_deref()
-                        .is_none_or(|ns| w.gate.namespace == ns)
-                        || !focus.root.as_deref().is_none_or(|r| w.gate.root == r)
+                        .is_some_and(|ns| w.gate.namespace != ns)
+                        || focus.root.as_deref().is_some_and(|r| w.gate.root != r)
                 })
                 .map(|(id, _)| *id)
                 .collect();
