@@ -385,6 +385,21 @@ async fn wait_for_running(pods: &Api<Pod>, name: &str) {
 async fn a_pod_travels_kubelet_to_runtime_and_its_status_back() {
     let (api, dir) = cluster().await;
     let node = kubelet(&api, &dir);
+    // Once the kubelet watches its pods, a new pod reaches it as a watch event.
+    let mut watching = false;
+    for _ in 0..500 {
+        watching = api
+            .flow()
+            .subscribe(0)
+            .0
+            .iter()
+            .any(|e| e.from == "kubelet/node-1" && e.verb == "WATCH" && e.kind == "Pod");
+        if watching {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(watching, "the kubelet never watched its pods");
     let pods: Api<Pod> = Api::namespaced(api.client("test"), "default");
     pods.create(&PostParams::default(), &bound_pod("default", "web-1"))
         .await

@@ -148,11 +148,16 @@ fn the_samples_run_on_the_simulated_runtime() {
 }
 
 #[test]
-fn crashloop_init_container_and_oom_on_real_containers() {
+fn crashloop_init_container_oom_and_hello_on_real_containers() {
     let Some(c) = Cluster::real("manifests", 1, "10.126.0.0/16") else {
         return;
     };
-    for name in ["crashloop.yaml", "init-container.yaml", "oom.yaml"] {
+    for name in [
+        "crashloop.yaml",
+        "init-container.yaml",
+        "oom.yaml",
+        "hello-deployment.yaml",
+    ] {
         c.ok(&["apply", "-f", &manifest(name)]);
     }
     c.eventually(
@@ -186,6 +191,18 @@ fn crashloop_init_container_and_oom_on_real_containers() {
     assert!(
         body.starts_with("Prepared by the init container.\nHello from init-container"),
         "{answer}"
+    );
+    // Real servers answer the readiness probe: the Deployment becomes available.
+    c.eventually(
+        &[
+            "get",
+            "deploy",
+            "hello",
+            "-o",
+            "jsonpath={.status.availableReplicas}",
+        ],
+        90,
+        |out| out == "3",
     );
     c.eventually(
         &["get", "pod", "oom", "-o", "jsonpath={.status.containerStatuses[0].lastState.terminated.reason} {.status.containerStatuses[0].lastState.terminated.exitCode}"],

@@ -160,6 +160,11 @@ impl ApiServer {
 
     /// Creates what a new cluster has from the start: the system namespaces.
     pub async fn bootstrap(self: &Arc<Self>) -> Result<(), BootstrapError> {
+        // Writes from before this start (a restart on the same store) were never announced on
+        // this flow: watches replaying them need not wait for them.
+        if let Ok(revision) = self.store.current_revision().await {
+            self.announced(revision);
+        }
         let namespaces = resources::find("", "v1", "namespaces").expect("namespaces are served");
         for ns in SYSTEM_NAMESPACES {
             let object = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
