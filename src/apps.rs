@@ -272,6 +272,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn write_makes_the_directory_and_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("work/message.txt");
+        let _ = write(&file, &["Prepared".into(), "here.".into()]);
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "Prepared here.\n");
+    }
+
+    #[test]
     fn the_namespace_comes_from_the_first_svc_search_domain() {
         let cases = [
             (

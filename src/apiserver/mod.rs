@@ -268,7 +268,9 @@ impl ApiServer {
 }
 
 /// The longest a watch delivery waits for its write to be on the flow (a write this API server
-/// did not make is never announced).
+/// did not make is never announced). The wait is what keeps the flow in true order: without it
+/// a watcher (a kubelet) can act on a new object before the write that made it is on the flow.
+/// It costs watch latency (debug `bench apiserver`, 100 watchers: p50 ~35 -> ~48 ms).
 const ANNOUNCE_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// The component a request came from, for the flow: `kubectl`, `controller/x`, or the agent.

@@ -814,6 +814,25 @@ mod tests {
                 vec![],
                 vec![Log("crashing".into()), Status(0), Status(1)],
             ),
+            // The built-in images' tools.
+            (
+                vec!["/orrery", "exit", "1", "giving up"],
+                vec![],
+                vec![Exit(1)],
+            ),
+            (
+                vec!["/orrery", "sleep", "3"],
+                vec![],
+                vec![Sleep(Duration::from_secs(3)), Status(0)],
+            ),
+            (
+                vec!["/orrery", "write", "/work/a", "text"],
+                vec![],
+                vec![Status(0)],
+            ),
+            (vec!["/orrery", "hello"], vec![], vec![Forever]),
+            (vec!["/orrery", "hog", "256"], vec![], vec![Forever]),
+            (vec!["/orrery"], vec![], vec![Forever]),
         ] {
             assert_eq!(
                 plan(&config(&command, &args)),
