@@ -1,5 +1,7 @@
 //! The programs inside the built-in images: `orrery hello`, a small HTTP server that says which
-//! pod answered, and `orrery pause`, what a pod sandbox's pause container does.
+//! pod answered, and `orrery pause`, what a pod sandbox's pause container does; and the few
+//! tools the sample manifests run in them, since the images hold no shell: `sleep`, `exit`,
+//! `write` and `hog`.
 //!
 //! Both run as the container's process (the `orrery` binary at `/orrery`), so they start before
 //! and without the command line's multi-threaded runtime: `hello` uses a current-thread tokio
@@ -157,12 +159,73 @@ async fn answer(
         request.uri(),
         identity.greeting().trim_end()
     );
-    let mut response = hyper::Response::new(Full::new(Bytes::from(identity.greeting())));
+    let mut body = identity.greeting();
+    // `HELLO_FILE`: a file (written by an init container, say) answered before the greeting.
+    if let Some(text) = std::env::var_os("HELLO_FILE").and_then(|f| std::fs::read_to_string(f).ok())
+    {
+        body = format!(
+            "{text}{}{body}",
+            if text.ends_with('\n') { "" } else { "\n" }
+        );
+    }
+    let mut response = hyper::Response::new(Full::new(Bytes::from(body)));
     response.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
         hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     Ok(response)
+}
+
+/// `orrery sleep <seconds>`: waits, then exits 0 (a Job's work, in the built-in image, which
+/// has no shell).
+#[allow(clippy::disallowed_methods)] // the container's only thread, not a tokio worker
+pub fn sleep(seconds: f64) -> ExitCode {
+    std::thread::sleep(std::time::Duration::from_secs_f64(seconds.max(0.0)));
+    ExitCode::SUCCESS
+}
+
+/// `orrery exit <code> [message]`: writes the message to stderr and exits with `code` (a
+/// crashing program, for showing restarts and `CrashLoopBackOff`).
+pub fn exit(code: u8, message: &[String]) -> ExitCode {
+    if !message.is_empty() {
+        eprintln!("{}", message.join(" "));
+    }
+    ExitCode::from(code)
+}
+
+/// `orrery write <path> <text...>`: writes the text and a newline to the file, making its
+/// directory (an init container preparing a volume).
+pub fn write(path: &std::path::Path, text: &[String]) -> ExitCode {
+    let made = path
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| std::fs::write(path, format!("{}\n", text.join(" "))));
+    match made {
+        Ok(()) => {
+            println!("wrote {}", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("write {}: {error}", path.display());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `orrery hog <MiB>`: allocates and touches that much memory, one MiB at a time, then waits
+/// until stopped (a container that outgrows its memory limit and is OOM-killed).
+pub fn hog(mib: usize) -> ExitCode {
+    let mut held: Vec<Vec<u8>> = Vec::with_capacity(mib);
+    for i in 0..mib {
+        // Non-zero bytes, so every page is really touched.
+        held.push(vec![1u8; 1 << 20]);
+        if (i + 1) % 16 == 0 {
+            println!("hog: holding {} MiB", i + 1);
+        }
+    }
+    println!("hog: holding {mib} MiB; waiting");
+    std::hint::black_box(&held);
+    pause()
 }
 
 /// `orrery pause`: what the pause container does. Sleeps until SIGINT or SIGTERM (then exits
@@ -207,6 +270,14 @@ fn reap_children() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn write_makes_the_directory_and_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("work/message.txt");
+        let _ = write(&file, &["Prepared".into(), "here.".into()]);
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "Prepared here.\n");
+    }
 
     #[test]
     fn the_namespace_comes_from_the_first_svc_search_domain() {

@@ -76,6 +76,26 @@ enum Command {
     /// The built-in `orrery/pause` image's program: the pod sandbox's pause process.
     #[command(hide = true)]
     Pause,
+    /// In the built-in images: wait this many seconds, then exit 0.
+    #[command(hide = true)]
+    Sleep { seconds: f64 },
+    /// In the built-in images: print the message to stderr and exit with the code.
+    #[command(hide = true)]
+    Exit {
+        code: u8,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        message: Vec<String>,
+    },
+    /// In the built-in images: write the text to the file.
+    #[command(hide = true)]
+    Write {
+        path: PathBuf,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        text: Vec<String>,
+    },
+    /// In the built-in images: allocate and hold this many MiB.
+    #[command(hide = true)]
+    Hog { mib: usize },
 }
 
 #[derive(Debug, Args)]
@@ -409,6 +429,10 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Hello => return crate::apps::hello(),
         Command::Pause => return crate::apps::pause(),
+        Command::Sleep { seconds } => return crate::apps::sleep(seconds),
+        Command::Exit { code, message } => return crate::apps::exit(code, &message),
+        Command::Write { path, text } => return crate::apps::write(&path, &text),
+        Command::Hog { mib } => return crate::apps::hog(mib),
         _ => {}
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -569,7 +593,12 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             ))?;
             run_image(store, command).await
         }
-        Command::Hello | Command::Pause => Ok(()),
+        Command::Hello
+        | Command::Pause
+        | Command::Sleep { .. }
+        | Command::Exit { .. }
+        | Command::Write { .. }
+        | Command::Hog { .. } => Ok(()),
         Command::Bench(BenchCommand::Store(options)) => {
             let report = bench::run_store_bench(&options)
                 .await

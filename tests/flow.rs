@@ -4,12 +4,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::api::{Api, PostParams};
 use orrery::apiserver::ApiServer;
-use orrery::flow::Flow;
+use orrery::flow::{Flow, FlowEvent};
 use orrery::store::Store;
 use orrery::store::embedded::EmbeddedStore;
+use serde_json::Value;
 
 async fn cluster() -> (Arc<ApiServer>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
@@ -167,5 +168,466 @@ async fn reads_are_store_operations_too() {
             ("test->apiserver".into(), "LIST".into()),
             ("apiserver->store".into(), "RANGE".into()),
         ]
+    );
+}
+
+/// A `/orrery/v1` request's status code and JSON answer.
+async fn answer(api: &Arc<ApiServer>, method: &str, path: &str, body: &str) -> (u16, Value) {
+    let client = api.client("test");
+    let request = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .body(kube::client::Body::from(body.as_bytes().to_vec()))
+        .unwrap();
+    let response = client.send(request).await.unwrap();
+    let code = response.status().as_u16();
+    let bytes = response.into_body().collect_bytes().await.unwrap();
+    (code, serde_json::from_slice(&bytes).unwrap())
+}
+
+#[tokio::test]
+async fn the_store_endpoint_shows_an_objects_key_and_revisions() {
+    let (api, _dir) = cluster().await;
+    let cms: Api<ConfigMap> = Api::namespaced(api.client("test"), "default");
+    let created = cms
+        .create(&PostParams::default(), &cm("kept"))
+        .await
+        .unwrap();
+    let mut changed = created.clone();
+    for value in ["one", "two"] {
+        changed.data = Some([("k".to_owned(), value.to_owned())].into());
+        changed = cms
+            .replace("kept", &PostParams::default(), &changed)
+            .await
+            .unwrap();
+    }
+    let (code, info) = answer(&api, "GET", "/orrery/v1/store/configmaps/default/kept", "").await;
+    assert_eq!(code, 200, "{info}");
+    assert_eq!(info["key"], "/registry/configmaps/default/kept");
+    assert_eq!(
+        info["createRevision"].to_string(),
+        created.metadata.resource_version.unwrap()
+    );
+    assert_eq!(
+        info["modRevision"].to_string(),
+        changed.metadata.resource_version.unwrap()
+    );
+    assert_eq!(info["version"], 3, "created, then written twice: {info}");
+    // Cluster-scoped objects use `-` for the namespace; a group may be named.
+    let (code, info) = answer(&api, "GET", "/orrery/v1/store/namespaces/-/default", "").await;
+    assert_eq!(
+        (code, info["key"].as_str()),
+        (200, Some("/registry/namespaces/default"))
+    );
+    let (code, _) = answer(
+        &api,
+        "GET",
+        "/orrery/v1/store/deployments.apps/default/none",
+        "",
+    )
+    .await;
+    assert_eq!(code, 404);
+    // Missing: Kubernetes' NotFound, naming the resource and the object.
+    let (code, status) = answer(&api, "GET", "/orrery/v1/store/configmaps/default/nope", "").await;
+    assert_eq!(code, 404);
+    assert_eq!(status["kind"], "Status");
+    assert_eq!(status["reason"], "NotFound");
+    assert_eq!(status["message"], r#"configmaps "nope" not found"#);
+    assert_eq!(status["details"]["name"], "nope");
+    let (code, status) = answer(&api, "GET", "/orrery/v1/store/widgets/default/x", "").await;
+    assert_eq!((code, status["reason"].as_str()), (404, Some("NotFound")));
+}
+
+#[tokio::test]
+async fn the_stepper_api_focuses_releases_one_gate_and_refuses_bad_commands() {
+    let (api, _dir) = cluster().await;
+    let (code, state) = answer(
+        &api,
+        "POST",
+        "/orrery/v1/stepper",
+        r#"{"mode":"step","focus":{"namespace":"default"}}"#,
+    )
+    .await;
+    assert_eq!(code, 200, "{state}");
+    assert_eq!(state["focus"], serde_json::json!({"namespace": "default"}));
+    // Outside the focus nothing is held.
+    let other: Api<ConfigMap> = Api::namespaced(api.client("test"), "kube-system");
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        other.create(&PostParams::default(), &cm("free")),
+    )
+    .await
+    .expect("another namespace is not held")
+    .unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(api.client("test"), "default");
+    let create = tokio::spawn({
+        let cms = cms.clone();
+        async move { cms.create(&PostParams::default(), &cm("held")).await }
+    });
+    let mut pending = Value::Null;
+    for _ in 0..500 {
+        let (_, state) = answer(&api, "GET", "/orrery/v1/stepper", "").await;
+        if state["waiting"] == 1 {
+            pending = state["pending"][0].clone();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(pending["namespace"], "default", "{pending}");
+    assert_eq!(pending["name"], "held");
+    assert!(
+        pending["words"].as_str().unwrap().contains("held"),
+        "{pending}"
+    );
+    let id = pending["id"].as_u64().unwrap();
+    // A gate that is not waiting: 404.
+    let (code, status) = answer(
+        &api,
+        "POST",
+        "/orrery/v1/stepper",
+        &format!(r#"{{"releaseGate":{}}}"#, id + 1000),
+    )
+    .await;
+    assert_eq!((code, status["reason"].as_str()), (404, Some("NotFound")));
+    assert!(!create.is_finished());
+    let (code, state) = answer(
+        &api,
+        "POST",
+        "/orrery/v1/stepper",
+        &format!(r#"{{"releaseGate":{id}}}"#),
+    )
+    .await;
+    assert_eq!(code, 200, "{state}");
+    tokio::time::timeout(Duration::from_secs(5), create)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    // A mode the stepper does not have: 422 Invalid, with the field named.
+    let (code, status) = answer(&api, "POST", "/orrery/v1/stepper", r#"{"mode":"walk"}"#).await;
+    assert_eq!(code, 422, "{status}");
+    assert_eq!(status["reason"], "Invalid");
+    assert_eq!(status["details"]["causes"][0]["field"], "mode");
+    let (code, status) = answer(&api, "POST", "/orrery/v1/stepper", "mode=run").await;
+    assert_eq!((code, status["reason"].as_str()), (400, Some("BadRequest")));
+    let (_, state) = answer(
+        &api,
+        "POST",
+        "/orrery/v1/stepper",
+        r#"{"mode":"run","focus":null}"#,
+    )
+    .await;
+    assert_eq!(state["mode"], "run");
+    assert!(state.get("focus").is_none(), "{state}");
+}
+
+/// A kubelet on the simulated runtime, in the same process as `api`.
+fn kubelet(api: &Arc<ApiServer>, dir: &tempfile::TempDir) -> tokio::task::JoinHandle<()> {
+    use orrery::kubelet::{Kubelet, NodeConfig};
+    use orrery::runtime::sim::{SimOptions, SimRuntime};
+    let config = NodeConfig {
+        name: "node-1".into(),
+        index: 1,
+        cluster_cidr: Default::default(),
+        cpu: "4".into(),
+        memory: "8Gi".into(),
+        max_pods: 110,
+        lease_duration_seconds: 40,
+        root_dir: dir.path().join("kubelet/node-1"),
+        pod_pids_limit: None,
+    };
+    let runtime = Arc::new(SimRuntime::new(SimOptions::default()));
+    tokio::spawn(
+        Kubelet::new(
+            config,
+            api.client("kubelet/node-1"),
+            runtime,
+            api.flow().clone(),
+        )
+        .run(),
+    )
+}
+
+fn bound_pod(namespace: &str, name: &str) -> Pod {
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"nodeName": "node-1", "containers": [{"name": "app", "image": "orrery/hello"}]},
+    }))
+    .unwrap()
+}
+
+/// The events so far about pod `name`, as `from -> to VERB`, and the events themselves.
+fn hops_of(api: &ApiServer, name: &str) -> Vec<FlowEvent> {
+    api.flow()
+        .subscribe(0)
+        .0
+        .into_iter()
+        .filter(|e| e.kind == "Pod" && e.name == name)
+        .collect()
+}
+
+fn line(e: &FlowEvent) -> String {
+    format!("{} -> {} {}", e.from, e.to, e.verb)
+}
+
+async fn wait_for_running(pods: &Api<Pod>, name: &str) {
+    for _ in 0..500 {
+        let pod = pods.get(name).await.unwrap();
+        if pod.status.and_then(|s| s.phase).as_deref() == Some("Running") {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{name} never ran");
+}
+
+#[tokio::test]
+async fn a_pod_travels_kubelet_to_runtime_and_its_status_back() {
+    let (api, dir) = cluster().await;
+    let node = kubelet(&api, &dir);
+    // Once the kubelet watches its pods, a new pod reaches it as a watch event.
+    let mut watching = false;
+    for _ in 0..500 {
+        watching = api
+            .flow()
+            .subscribe(0)
+            .0
+            .iter()
+            .any(|e| e.from == "kubelet/node-1" && e.verb == "WATCH" && e.kind == "Pod");
+        if watching {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(watching, "the kubelet never watched its pods");
+    let pods: Api<Pod> = Api::namespaced(api.client("test"), "default");
+    pods.create(&PostParams::default(), &bound_pod("default", "web-1"))
+        .await
+        .unwrap();
+    wait_for_running(&pods, "web-1").await;
+    let hops = hops_of(&api, "web-1");
+    let lines: Vec<String> = hops.iter().map(line).collect();
+    let position = |wanted: &str| {
+        lines
+            .iter()
+            .position(|l| l == wanted)
+            .unwrap_or_else(|| panic!("no {wanted:?} in {lines:#?}"))
+    };
+    let order = [
+        "apiserver -> store CREATE",
+        "apiserver -> kubelet/node-1 WATCH ADDED",
+        "kubelet/node-1 -> runtime/node-1 RUN SANDBOX",
+        "runtime/node-1 -> kubelet/node-1 SANDBOX READY",
+        "kubelet/node-1 -> runtime/node-1 PULL IMAGE",
+        "runtime/node-1 -> kubelet/node-1 IMAGE PULLED",
+        "kubelet/node-1 -> runtime/node-1 CREATE CONTAINER",
+        "kubelet/node-1 -> runtime/node-1 START CONTAINER",
+    ];
+    let at: Vec<usize> = order.iter().map(|w| position(w)).collect();
+    assert!(at.windows(2).all(|w| w[0] < w[1]), "{lines:#?}");
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.ends_with("START CONTAINER"))
+            .count(),
+        1
+    );
+    let running = hops
+        .iter()
+        .find(|e| e.verb == "STATUS" && e.detail.starts_with("Running"))
+        .unwrap_or_else(|| panic!("no Running STATUS in {lines:#?}"));
+    assert_eq!(running.detail, "Running, 1/1 ready");
+    assert_eq!(running.from, "kubelet/node-1");
+    assert!(running.seq > hops[at[7]].seq);
+    let sandbox = &hops[at[3]];
+    assert!(sandbox.detail.starts_with("10.244."), "{}", sandbox.detail);
+    // The hops are in the pod's story, and carry its uid.
+    assert!(
+        hops[at[3]].root.starts_with("Pod/web-1"),
+        "{}",
+        hops[at[3]].root
+    );
+    assert!(!hops[at[3]].uid.is_empty());
+    // Nothing changes: no more status writes for it, however many syncs pass.
+    let statuses = hops.iter().filter(|e| e.verb == "STATUS").count();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let later = hops_of(&api, "web-1");
+    assert_eq!(
+        later.iter().filter(|e| e.verb == "STATUS").count(),
+        statuses
+    );
+    // Deletion: the container stops, the sandbox goes.
+    pods.delete("web-1", &Default::default()).await.unwrap();
+    for _ in 0..500 {
+        if pods.get_opt("web-1").await.unwrap().is_none() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let lines: Vec<String> = hops_of(&api, "web-1").iter().map(line).collect();
+    for wanted in [
+        "kubelet/node-1 -> runtime/node-1 STOP CONTAINER",
+        "kubelet/node-1 -> runtime/node-1 STOP SANDBOX",
+        "kubelet/node-1 -> runtime/node-1 REMOVE SANDBOX",
+    ] {
+        assert!(
+            lines.iter().any(|l| l == wanted),
+            "no {wanted:?} in {lines:#?}"
+        );
+    }
+    node.abort();
+}
+
+#[tokio::test]
+async fn in_step_mode_the_kubelet_waits_at_its_gates() {
+    let (api, dir) = cluster().await;
+    let node = kubelet(&api, &dir);
+    // Step only the demo namespace: the node's own registration and heartbeats keep going.
+    answer(
+        &api,
+        "POST",
+        "/orrery/v1/stepper",
+        r#"{"mode":"step","focus":{"namespace":"demo"}}"#,
+    )
+    .await;
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(api.client("test"));
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(serde_json::json!({"metadata": {"name": "demo"}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    let pods: Api<Pod> = Api::namespaced(api.client("test"), "demo");
+    let create = tokio::spawn({
+        let pods = pods.clone();
+        async move {
+            pods.create(&PostParams::default(), &bound_pod("demo", "p"))
+                .await
+        }
+    });
+    // Release one gate at a time, noting what each was and that its hop came only after.
+    let mut words = Vec::new();
+    for _ in 0..3000 {
+        let state = api.flow().stepper().state();
+        if let Some(gate) = state.pending.first() {
+            let hop_verb = gate.verb.clone();
+            if gate.from == "kubelet/node-1" {
+                let before = hops_of(&api, "p");
+                assert!(
+                    !before
+                        .iter()
+                        .any(|e| e.from == gate.from && e.verb == hop_verb && e.seq > gate.id),
+                    "{hop_verb} went before its gate opened"
+                );
+            }
+            words.push(gate.words.clone());
+            assert!(api.flow().stepper().release_gate(gate.id));
+            if gate.words.contains("STATUS Running") {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let find = |prefix: &str| {
+        words
+            .iter()
+            .position(|w| w.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no gate {prefix:?} in {words:#?}"))
+    };
+    let sandbox = find("kubelet/node-1 wants to RUN SANDBOX for demo/p");
+    let start = find("kubelet/node-1 wants to START CONTAINER app of demo/p");
+    let status = find("kubelet/node-1 wants to write STATUS Running, 1/1 ready for demo/p");
+    assert!(sandbox < start && start < status, "{words:#?}");
+    create.await.unwrap().unwrap();
+    answer(&api, "POST", "/orrery/v1/stepper", r#"{"mode":"run"}"#).await;
+    wait_for_running(&pods, "p").await;
+    node.abort();
+}
+
+#[tokio::test]
+async fn watch_deliveries_are_hops_and_a_replay_is_one() {
+    let (api, _dir) = cluster().await;
+    let cms: Api<ConfigMap> = Api::namespaced(api.client("controller/demo"), "default");
+    cms.create(&PostParams::default(), &cm("before"))
+        .await
+        .unwrap();
+    let before = cms.get("before").await.unwrap();
+    // From a resourceVersion: no replay, only what changes after it.
+    let stream = cms
+        .watch(
+            &Default::default(),
+            before.metadata.resource_version.as_deref().unwrap(),
+        )
+        .await
+        .unwrap();
+    let mut stream = Box::pin(stream);
+    let (_, mut events) = api.flow().subscribe(u64::MAX);
+    let created = cms
+        .create(&PostParams::default(), &cm("after"))
+        .await
+        .unwrap();
+    let _ = tokio::time::timeout(
+        Duration::from_secs(5),
+        futures::StreamExt::next(&mut stream),
+    )
+    .await
+    .unwrap();
+    let mut delivered = None;
+    while let Ok(Ok(e)) = tokio::time::timeout(Duration::from_secs(5), events.recv()).await {
+        if e.verb.starts_with("WATCH ") && e.name == "after" {
+            delivered = Some(e);
+            break;
+        }
+    }
+    let delivered = delivered.expect("the delivery is on the flow");
+    assert_eq!(
+        (
+            delivered.from.as_str(),
+            delivered.to.as_str(),
+            delivered.verb.as_str()
+        ),
+        ("apiserver", "controller/demo", "WATCH ADDED")
+    );
+    assert_eq!(
+        delivered.revision.map(|r| r.to_string()),
+        created.metadata.resource_version
+    );
+    assert_eq!(delivered.root, "ConfigMap/after");
+    let replay = api
+        .flow()
+        .subscribe(0)
+        .0
+        .into_iter()
+        .filter(|e| e.to == "controller/demo" && e.verb.starts_with("WATCH"))
+        .collect::<Vec<_>>();
+    // A watch that asks for the current objects gets one SYNC hop for all of them.
+    assert!(replay.iter().all(|e| e.name != "before"), "{replay:#?}");
+    let raw = api.client("controller/sync");
+    let request = http::Request::get("/api/v1/namespaces/default/configmaps?watch=true")
+        .body(Vec::new())
+        .unwrap();
+    let _lines = raw.request_stream(request).await.unwrap();
+    let mut sync = None;
+    for _ in 0..200 {
+        sync = api
+            .flow()
+            .subscribe(0)
+            .0
+            .into_iter()
+            .find(|e| e.to == "controller/sync" && e.verb == "WATCH SYNC");
+        if sync.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let sync = sync.expect("one SYNC hop for the replay");
+    assert_eq!(sync.detail, "2 objects to controller/sync");
+    assert!(
+        !api.flow()
+            .subscribe(0)
+            .0
+            .iter()
+            .any(|e| e.to == "controller/sync" && e.verb == "WATCH ADDED")
     );
 }

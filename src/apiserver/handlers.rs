@@ -348,6 +348,9 @@ fn emit_store(
     event.revision = revision;
     event.root = root;
     api.emit(event);
+    if let Some(revision) = revision {
+        api.announced(revision);
+    }
 }
 
 /// Creates an object: the whole write path of a POST.
@@ -783,7 +786,15 @@ pub(crate) async fn resource(
     let mut warnings = Vec::new();
     let response = match (method.clone(), target.name.as_deref(), sub) {
         (Method::GET, None, "") if watching => {
-            watch::serve(api.clone(), resource, namespace, params, &accept).await?
+            watch::serve(
+                api.clone(),
+                resource,
+                namespace,
+                params,
+                &accept,
+                client.clone(),
+            )
+            .await?
         }
         (Method::GET, None, "") => {
             list(api, resource, namespace.as_deref(), &params, &accept).await?
@@ -1635,6 +1646,12 @@ pub(crate) async fn control(api: &Arc<ApiServer>, rest: &str, request: Request) 
                 _ => ApiError::NoSuchPath.into_response(),
             }
         }
+        (Method::GET, path) if path.starts_with("store/") => {
+            match store_info(api, &path["store/".len()..]).await {
+                Ok(answer) => json_response(StatusCode::OK, &answer),
+                Err(e) => e.into_response(),
+            }
+        }
         (Method::GET, "flow") => {
             let since = params(&request)
                 .get("since")
@@ -1710,6 +1727,76 @@ pub(crate) async fn control(api: &Arc<ApiServer>, rest: &str, request: Request) 
         },
         _ => ApiError::NoSuchPath.into_response(),
     }
+}
+
+/// `GET /orrery/v1/store/<resource>/<namespace or ->/<name>`: what the store holds for one
+/// object, as etcd would say it: its key, the revisions that created and last changed it, and
+/// its version (how many writes since it was created, counted from the store's history; absent
+/// once that history is compacted away). `<resource>` is a plural, optionally with its group
+/// (`deployments.apps`).
+async fn store_info(api: &Arc<ApiServer>, rest: &str) -> Result<Value, ApiError> {
+    let parts: Vec<&str> = rest.split('/').collect();
+    let [plural, namespace, name] = parts[..] else {
+        return Err(ApiError::NoSuchPath);
+    };
+    let (plural, group) = plural.split_once('.').unwrap_or((plural, ""));
+    let resource = crate::apiserver::resources::RESOURCES
+        .iter()
+        .find(|r| r.plural == plural && (group.is_empty() || r.group == group))
+        .ok_or(ApiError::NoSuchPath)?;
+    let namespace = (resource.namespaced && namespace != "-").then_some(namespace);
+    if name.is_empty() || (resource.namespaced && namespace.is_none()) {
+        return Err(ApiError::NoSuchPath);
+    }
+    let key = resource.key(namespace, name);
+    let not_found = || ApiError::NotFound {
+        resource: resource.qualified(),
+        name: name.to_owned(),
+    };
+    let kv = api
+        .store()
+        .get(&key)
+        .await
+        .map_err(|e| from_store(e, &resource.qualified(), name))?
+        .ok_or_else(not_found)?;
+    let mut answer = json!({
+        "key": kv.key,
+        "createRevision": kv.create_revision,
+        "modRevision": kv.mod_revision,
+    });
+    if let Some(version) = version_of(api, &kv).await {
+        answer["version"] = json!(version);
+    }
+    Ok(answer)
+}
+
+/// How many times `kv` was written since it was created (etcd's `version`), by reading the
+/// store's history of its key from its creation to its latest change; `None` if that history is
+/// gone (compacted) or cannot be read in time.
+async fn version_of(api: &ApiServer, kv: &crate::store::KeyValue) -> Option<u64> {
+    use futures::StreamExt;
+    let mut events = api.store().watch(&kv.key, kv.create_revision).await.ok()?;
+    let count = async {
+        let mut version = 0u64;
+        while let Some(event) = events.next().await {
+            let event = event.ok()?;
+            if event.revision() > kv.mod_revision {
+                break;
+            }
+            if matches!(&event, crate::store::Event::Put { kv: put, .. } if put.key == kv.key) {
+                version += 1;
+            }
+            if event.revision() == kv.mod_revision {
+                break;
+            }
+        }
+        Some(version)
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(2), count)
+        .await
+        .ok()
+        .flatten()
+        .filter(|v| *v > 0)
 }
 
 /// `POST /orrery/v1/stepper`: `{"mode": "run"|"step"}`, `{"release": n}` (the n oldest gates),

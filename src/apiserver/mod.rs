@@ -108,6 +108,9 @@ pub struct ApiServer {
     toleration_seconds: std::sync::atomic::AtomicU64,
     /// The scheduler's latest decision per pod, followed from the flow.
     decisions: Arc<decisions::Decisions>,
+    /// The highest revision whose store write is on the flow: a watch delivery of a revision
+    /// waits for it, so the flow shows the write before the watchers hear of it.
+    announced: tokio::sync::watch::Sender<crate::store::Revision>,
 }
 
 impl ApiServer {
@@ -125,7 +128,29 @@ impl ApiServer {
                 300, 300,
             )),
             decisions,
+            announced: tokio::sync::watch::Sender::new(0),
         })
+    }
+
+    /// Notes that the store write at `revision` is on the flow.
+    pub(crate) fn announced(&self, revision: crate::store::Revision) {
+        self.announced.send_if_modified(|r| {
+            let later = revision > *r;
+            if later {
+                *r = revision;
+            }
+            later
+        });
+    }
+
+    /// Waits (briefly, at most [`ANNOUNCE_WAIT`]) until the store write at `revision` is on the
+    /// flow.
+    pub(crate) async fn announced_by(&self, revision: crate::store::Revision) {
+        if *self.announced.borrow() >= revision {
+            return;
+        }
+        let mut announced = self.announced.subscribe();
+        let _ = tokio::time::timeout(ANNOUNCE_WAIT, announced.wait_for(|r| *r >= revision)).await;
     }
 
     /// The scheduler's latest decisions.
@@ -135,6 +160,11 @@ impl ApiServer {
 
     /// Creates what a new cluster has from the start: the system namespaces.
     pub async fn bootstrap(self: &Arc<Self>) -> Result<(), BootstrapError> {
+        // Writes from before this start (a restart on the same store) were never announced on
+        // this flow: watches replaying them need not wait for them.
+        if let Ok(revision) = self.store.current_revision().await {
+            self.announced(revision);
+        }
         let namespaces = resources::find("", "v1", "namespaces").expect("namespaces are served");
         for ns in SYSTEM_NAMESPACES {
             let object = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
@@ -236,6 +266,12 @@ impl ApiServer {
         self.flow.emit(event);
     }
 }
+
+/// The longest a watch delivery waits for its write to be on the flow (a write this API server
+/// did not make is never announced). The wait is what keeps the flow in true order: without it
+/// a watcher (a kubelet) can act on a new object before the write that made it is on the flow.
+/// It costs watch latency (debug `bench apiserver`, 100 watchers: p50 ~35 -> ~48 ms).
+const ANNOUNCE_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// The component a request came from, for the flow: `kubectl`, `controller/x`, or the agent.
 fn client_name(request: &Request) -> String {

@@ -21,6 +21,7 @@ use super::handlers::Params;
 use super::resources::Resource;
 use super::selectors::{self, FieldSelector, LabelSelector};
 use super::{ApiServer, decode, tables};
+use crate::flow::{Flow, FlowEvent};
 use crate::store::{Event, RangeRequest, Revision};
 
 /// How often an idle watch with bookmarks allowed says where it is.
@@ -44,6 +45,11 @@ struct Watcher {
     /// stored as the compact JSON the API server writes, so a match always contains them.
     node_name: Option<Vec<u8>>,
     tx: mpsc::Sender<Result<Bytes, Infallible>>,
+    /// Where each delivery is a hop `apiserver -> <client>`, unless the client is the
+    /// dashboard (whose own watches would otherwise echo every change back to it).
+    flow: Option<Flow>,
+    /// The watching component, as the flow names it.
+    client: String,
 }
 
 impl Watcher {
@@ -62,6 +68,29 @@ impl Watcher {
             object.clone()
         };
         self.tx.send(Ok(line(kind, &object))).await.is_ok()
+    }
+
+    /// Puts a delivery on the flow: `apiserver -> <client>`, `WATCH <type>`, the object and its
+    /// revision. Its story (`root`) comes from the object's earlier hops.
+    fn delivered(&self, kind: &str, object: &Value) {
+        let Some(flow) = &self.flow else { return };
+        let meta = &object["metadata"];
+        let mut hop = FlowEvent::new("apiserver", self.client.as_str(), format!("WATCH {kind}"))
+            .object(
+                self.resource.kind,
+                meta["namespace"].as_str().unwrap_or_default(),
+                meta["name"].as_str().unwrap_or_default(),
+            )
+            .detail(format!(
+                "{} watch event to {}",
+                kind.to_lowercase(),
+                self.client
+            ));
+        hop.uid = meta["uid"].as_str().unwrap_or_default().to_owned();
+        hop.revision = meta["resourceVersion"]
+            .as_str()
+            .and_then(|rv| rv.parse().ok());
+        flow.emit(hop);
     }
 
     async fn bookmark(&self, revision: Revision, initial_end: bool) -> bool {
@@ -121,13 +150,18 @@ fn translate(event: &Event, watcher: &Watcher) -> Option<(&'static str, Value)> 
     }
 }
 
-/// Serves a watch request.
+/// The client whose watch deliveries are not put on the flow: the dashboard, which shows the
+/// flow and would otherwise see its own reads of every change as more changes.
+pub(crate) const UNFLOWED_WATCHER: &str = "dashboard";
+
+/// Serves a watch request from `client` (named as in the flow).
 pub(crate) async fn serve(
     api: Arc<ApiServer>,
     resource: &'static Resource,
     namespace: Option<String>,
     params: Params,
     accept: &str,
+    client: String,
 ) -> Result<Response, ApiError> {
     let (labels, fields) = selectors::from_params(&params, resource.kind)?;
     let bookmarks = params
@@ -166,6 +200,8 @@ pub(crate) async fn serve(
         table: tables::wants_table(accept),
         node_name,
         tx,
+        flow: (client != UNFLOWED_WATCHER).then(|| api.flow().clone()),
+        client,
     };
     // The initial state and the stream that follows it start at one revision, so nothing is
     // missed or repeated between them.
@@ -206,10 +242,24 @@ pub(crate) async fn serve(
     tokio::spawn(async move {
         let mut last = from - 1;
         if let Some((objects, revision)) = initial {
+            let mut sent = 0;
             for object in objects.iter().filter(|o| watcher.matches(o)) {
                 if !watcher.send("ADDED", object).await {
                     return;
                 }
+                sent += 1;
+            }
+            // The replay is one hop, not one per object: a LIST's worth could be thousands.
+            if let Some(flow) = &watcher.flow {
+                let mut hop = FlowEvent::new("apiserver", watcher.client.as_str(), "WATCH SYNC")
+                    .object(watcher.resource.kind, "", "")
+                    .detail(format!(
+                        "{sent} {} to {}",
+                        if sent == 1 { "object" } else { "objects" },
+                        watcher.client
+                    ));
+                hop.revision = Some(revision);
+                flow.emit(hop);
             }
             if explicit_initial && !watcher.bookmark(revision, true).await {
                 return;
@@ -255,10 +305,17 @@ pub(crate) async fn serve(
                 event = events.next() => match event {
                     Some(Ok(event)) => {
                         last = event.revision();
-                        if let Some((kind, object)) = translate(&event, &watcher)
-                            && !watcher.send(kind, &object).await {
+                        if let Some((kind, object)) = translate(&event, &watcher) {
+                            // On the flow after the write that made it and before it is on its
+                            // way, so the hop precedes whatever the watcher does about it.
+                            if watcher.flow.is_some() {
+                                api.announced_by(event.revision()).await;
+                            }
+                            watcher.delivered(kind, &object);
+                            if !watcher.send(kind, &object).await {
                                 return;
                             }
+                        }
                     }
                     Some(Err(crate::store::Error::Compacted { requested, .. })) => {
                         watcher.expired(format!("too old resource version: {requested}")).await;

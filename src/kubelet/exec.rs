@@ -132,6 +132,7 @@ pub(super) fn exit_status(command: &[String], result: &Result<i32, RuntimeError>
 /// Serves `/exec/{namespace}/{pod}/{container}`.
 pub(super) async fn serve(
     State(runtime): State<Arc<dyn ContainerRuntime>>,
+    axum::Extension(hops): axum::Extension<super::server::Hops>,
     Path((namespace, pod, container)): Path<(String, String, String)>,
     RawQuery(query): RawQuery,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
@@ -171,6 +172,16 @@ pub(super) async fn serve(
                 .into_response();
         }
     };
+    // One hop per exec a person (or a hook) asks for; probes exec through the runtime directly
+    // and are not hops, or they would flood the flow.
+    let hop = crate::flow::FlowEvent::new(
+        format!("kubelet/{}", hops.node),
+        format!("runtime/{}", hops.node),
+        "EXEC",
+    )
+    .object("Pod", &namespace, &pod)
+    .detail(format!("{container}: {}", options.command.join(" ")));
+    hops.flow.emit(hop);
     upgrade
         .protocols(PROTOCOLS)
         .on_upgrade(move |socket| session(socket, runtime, id, options))

@@ -323,7 +323,15 @@ impl Kubelet {
         let this = Arc::new(self);
         let mut tasks = tokio::task::JoinSet::new();
         tasks.spawn(this.clone().record_events());
-        let port = match server::serve(this.runtime.clone()).await {
+        let port = match server::serve(
+            this.runtime.clone(),
+            server::Hops {
+                flow: this.flow.clone(),
+                node: this.config.name.clone(),
+            },
+        )
+        .await
+        {
             Ok((port, server)) => {
                 tasks.spawn(server);
                 port

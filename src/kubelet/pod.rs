@@ -182,6 +182,82 @@ fn node_facts(kubelet: &Kubelet, ip: &str) -> NodeFacts {
     }
 }
 
+/// A hop between this kubelet and its runtime about `pod`: `kubelet/<node> -> runtime/<node>`
+/// for a CRI call, or `runtime/<node> -> kubelet/<node>` (`back`) for the runtime's answer.
+pub(super) fn runtime_hop(
+    kubelet: &Kubelet,
+    pod: &Pod,
+    verb: &str,
+    back: bool,
+    detail: String,
+) -> FlowEvent {
+    let node = &kubelet.config.name;
+    let (kubelet_side, runtime_side) = (format!("kubelet/{node}"), format!("runtime/{node}"));
+    let (from, to) = if back {
+        (runtime_side, kubelet_side)
+    } else {
+        (kubelet_side, runtime_side)
+    };
+    let mut hop = FlowEvent::new(from, to, verb)
+        .object(
+            "Pod",
+            pod.metadata.namespace.as_deref().unwrap_or_default(),
+            pod.metadata.name.as_deref().unwrap_or_default(),
+        )
+        .detail(detail);
+    hop.uid = pod.metadata.uid.clone().unwrap_or_default();
+    hop
+}
+
+/// Emits a [`runtime_hop`].
+fn emit_hop(kubelet: &Kubelet, pod: &Pod, verb: &str, back: bool, detail: String) {
+    kubelet
+        .flow
+        .emit(runtime_hop(kubelet, pod, verb, back, detail));
+}
+
+/// A container id as people read it: its first 12 characters (after any `prefix-`).
+fn short_id(id: &str) -> &str {
+    let id = id.rsplit('-').next().unwrap_or(id);
+    &id[..id.len().min(12)]
+}
+
+/// Stops and removes the pod's sandbox (and with it its containers), each a hop.
+async fn remove_sandbox(kubelet: &Kubelet, pod: &Pod, sandbox: &str) {
+    let runtime = &kubelet.runtime;
+    emit_hop(
+        kubelet,
+        pod,
+        "STOP SANDBOX",
+        false,
+        format!("sandbox {}", short_id(sandbox)),
+    );
+    let _ = runtime.stop_pod_sandbox(sandbox).await;
+    emit_hop(
+        kubelet,
+        pod,
+        "REMOVE SANDBOX",
+        false,
+        format!("sandbox {}", short_id(sandbox)),
+    );
+    let _ = runtime.remove_pod_sandbox(sandbox).await;
+}
+
+/// The status hop's words: `Running, 1/1 ready`.
+fn status_summary(status: &Value) -> String {
+    let statuses = status["containerStatuses"].as_array();
+    let total = statuses.map_or(0, Vec::len);
+    let ready = statuses.map_or(0, |s| {
+        s.iter()
+            .filter(|c| c["ready"].as_bool() == Some(true))
+            .count()
+    });
+    format!(
+        "{}, {ready}/{total} ready",
+        status["phase"].as_str().unwrap_or("Unknown")
+    )
+}
+
 async fn event(kubelet: &Kubelet, pod: &Pod, kind: &str, reason: &str, message: String) {
     let namespace = pod.metadata.namespace.clone().unwrap_or_default();
     let name = pod.metadata.name.clone().unwrap_or_default();
@@ -340,6 +416,7 @@ async fn run(kubelet: Arc<Kubelet>, mut latest: watch::Receiver<Option<Pod>>) {
     {
         return;
     }
+    let mut created_sandbox = false;
     let sandbox = match existing {
         Some(id) => id,
         None => {
@@ -360,9 +437,28 @@ async fn run(kubelet: Arc<Kubelet>, mut latest: watch::Receiver<Option<Pod>>) {
                 ],
                 dns_servers: Vec::new(),
             };
+            let hop = runtime_hop(
+                &kubelet,
+                &pod,
+                "RUN SANDBOX",
+                false,
+                format!("pod sandbox for {namespace}/{name}"),
+            );
+            let words = format!(
+                "kubelet/{} wants to RUN SANDBOX for {namespace}/{name}",
+                kubelet.config.name
+            );
+            kubelet.flow.gate_with(&hop, words).await;
+            kubelet.flow.emit(hop);
             match runtime.run_pod_sandbox(&config).await {
-                Ok(id) => id,
-                Err(_) => return,
+                Ok(id) => {
+                    created_sandbox = true;
+                    id
+                }
+                Err(error) => {
+                    emit_hop(&kubelet, &pod, "SANDBOX FAILED", true, error.to_string());
+                    return;
+                }
             }
         }
     };
@@ -373,6 +469,15 @@ async fn run(kubelet: Arc<Kubelet>, mut latest: watch::Receiver<Option<Pod>>) {
         .ok()
         .and_then(|s| s.ip)
         .unwrap_or_default();
+    if created_sandbox {
+        emit_hop(
+            &kubelet,
+            &pod,
+            "SANDBOX READY",
+            true,
+            format!("{ip} sandbox {}", short_id(&sandbox)),
+        );
+    }
     let start_time = pod
         .status
         .as_ref()
@@ -435,7 +540,7 @@ async fn run(kubelet: Arc<Kubelet>, mut latest: watch::Receiver<Option<Pod>>) {
             });
             futures::future::join_all(kills).await;
             containers.clear();
-            let _ = runtime.remove_pod_sandbox(&sandbox).await;
+            Box::pin(remove_sandbox(&kubelet, &pod, &sandbox)).await;
             if let Err(error) = volumes::tear_down(&root, &uid) {
                 tracing::warn!(%error, pod = %name, "cannot remove the pod's directory");
             }
@@ -507,6 +612,33 @@ async fn run(kubelet: Arc<Kubelet>, mut latest: watch::Receiver<Option<Pod>>) {
         ))
         .await;
         if status != last_status {
+            let summary = status_summary(&status);
+            let mut hop = FlowEvent::new(
+                format!("kubelet/{}", kubelet.config.name),
+                "apiserver",
+                "STATUS",
+            )
+            .object("Pod", &namespace, &name)
+            .detail(summary.clone());
+            hop.uid = uid.clone();
+            // A change of phase is a decision a learner steps through; other status writes
+            // (a restart count, a probe's readiness) pass.
+            let was = match last_status["phase"].as_str() {
+                Some(phase) => phase.to_owned(),
+                None => pod
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.phase.clone())
+                    .unwrap_or_default(),
+            };
+            if status["phase"].as_str() != Some(was.as_str()) {
+                let words = format!(
+                    "kubelet/{} wants to write STATUS {summary} for {namespace}/{name}",
+                    kubelet.config.name
+                );
+                Box::pin(kubelet.flow.gate_with(&hop, words)).await;
+            }
+            kubelet.flow.emit(hop);
             let _ = Box::pin(pods.patch_status(
                 &name,
                 &PatchParams::default(),
@@ -531,7 +663,7 @@ async fn run(kubelet: Arc<Kubelet>, mut latest: watch::Receiver<Option<Pod>>) {
                     Some(p) => pod = p,
                     None => {
                         containers.clear();
-                        let _ = runtime.remove_pod_sandbox(&sandbox).await;
+                        Box::pin(remove_sandbox(&kubelet, &pod, &sandbox)).await;
                         let _ = volumes::tear_down(&root, &uid);
                         return;
                     }
@@ -601,6 +733,18 @@ async fn sync_container(ctx: &Ctx<'_>, c: &Container, state: &mut Running, kind:
         }
         if state.handled.as_deref() != Some(status.id.as_str()) {
             state.handled = Some(status.id.clone());
+            emit_hop(
+                kubelet,
+                pod,
+                "CONTAINER EXITED",
+                true,
+                format!(
+                    "{} code {} ({})",
+                    c.name,
+                    status.exit_code.unwrap_or(0),
+                    status.reason.as_deref().unwrap_or("Unknown")
+                ),
+            );
             state.probing = None;
             let message = read_message(ctx, c, status).await.unwrap_or_default();
             state.message = Some((status.id.clone(), message));
@@ -677,6 +821,13 @@ async fn sync_container(ctx: &Ctx<'_>, c: &Container, state: &mut Running, kind:
         return;
     }
     if let Some(old) = state.id.take() {
+        emit_hop(
+            kubelet,
+            pod,
+            "REMOVE CONTAINER",
+            false,
+            format!("{} {}", c.name, short_id(&old)),
+        );
         let _ = runtime.remove_container(&old).await;
         state.restarts += 1;
     }
@@ -700,6 +851,13 @@ async fn sync_container(ctx: &Ctx<'_>, c: &Container, state: &mut Running, kind:
             return;
         }
     };
+    emit_hop(
+        kubelet,
+        pod,
+        "CREATE CONTAINER",
+        false,
+        format!("{} image {image}", c.name),
+    );
     let id = match runtime.create_container(ctx.sandbox, &config).await {
         Ok(id) => id,
         Err(error) => {
@@ -715,18 +873,13 @@ async fn sync_container(ctx: &Ctx<'_>, c: &Container, state: &mut Running, kind:
         format!("Created container: {}", c.name),
     )
     .await;
-    let mut hop = FlowEvent::new(
-        format!("kubelet/{}", kubelet.config.name),
-        format!("runtime/{}", kubelet.config.name),
+    let hop = runtime_hop(
+        kubelet,
+        pod,
         "START CONTAINER",
-    )
-    .object(
-        "Pod",
-        pod.metadata.namespace.as_deref().unwrap_or_default(),
-        pod.metadata.name.as_deref().unwrap_or_default(),
-    )
-    .detail(format!("start container {}", c.name));
-    hop.uid = pod.metadata.uid.clone().unwrap_or_default();
+        false,
+        format!("{} {} image {image}", c.name, short_id(&id)),
+    );
     let words = format!(
         "kubelet/{} wants to START CONTAINER {} of {}/{}",
         kubelet.config.name, c.name, hop.namespace, hop.name
@@ -844,11 +997,20 @@ async fn ensure_image(ctx: &Ctx<'_>, image: &str, c: &Container, state: &mut Run
     )
     .await;
     let began = Instant::now();
+    emit_hop(kubelet, pod, "PULL IMAGE", false, image.to_owned());
     let pulled = runtime.pull_image(image).await;
     if let Ok(id) = &pulled {
         state.image_id = Some(id.clone());
+        emit_hop(kubelet, pod, "IMAGE PULLED", true, format!("{image} {id}"));
     }
     if let Err(error) = pulled {
+        emit_hop(
+            kubelet,
+            pod,
+            "PULL FAILED",
+            true,
+            format!("{image}: {error}"),
+        );
         event(
             kubelet,
             pod,
@@ -1009,6 +1171,13 @@ async fn kill(ctx: &Ctx<'_>, c: &Container, id: &str, grace: Duration, why: Stri
         }
         left = grace.saturating_sub(began.elapsed()).max(MIN_GRACE);
     }
+    emit_hop(
+        kubelet,
+        pod,
+        "STOP CONTAINER",
+        false,
+        format!("{} {} grace {}s", c.name, short_id(id), left.as_secs()),
+    );
     let _ = kubelet.runtime.stop_container(id, left).await;
 }
 

@@ -12,9 +12,17 @@ use axum::routing::get;
 
 use crate::runtime::ContainerRuntime;
 
+/// What the handlers need to put their hops on the flow: the bus and the node's name.
+#[derive(Clone)]
+pub(super) struct Hops {
+    pub(super) flow: crate::flow::Flow,
+    pub(super) node: String,
+}
+
 /// Starts serving on a free port; returns the port and the server to spawn.
 pub(super) async fn serve(
     runtime: Arc<dyn ContainerRuntime>,
+    hops: Hops,
 ) -> std::io::Result<(u16, impl Future<Output = ()>)> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let port = listener.local_addr()?.port();
@@ -31,6 +39,7 @@ pub(super) async fn serve(
             "/portForward/{namespace}/{pod}",
             get(super::portforward::serve).post(super::portforward::serve),
         )
+        .layer(axum::Extension(hops))
         .with_state(runtime);
     Ok((port, async move {
         let _ = axum::serve(listener, router).await;

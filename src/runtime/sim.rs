@@ -10,6 +10,9 @@
 //!   stopped.
 //! - `sleep <seconds>` exits 0 after that many seconds (`sleep infinity` never ends);
 //!   `echo <text>` logs the text and exits 0; `true` exits 0; `false` exits 1.
+//! - `/orrery <tool> ...` (the built-in images' tools, see `apps`) runs as `<tool> ...`:
+//!   `sleep` and `exit` as above, `write` exits 0 at once; `hello`, `pause` and `hog` run until
+//!   stopped (the simulation has no memory to exhaust).
 //! - Anything else, including no command at all (the image's own entrypoint), runs until stopped.
 //! - Stopping handles SIGTERM at once (exit code 143); a grace period of zero kills (137).
 //! - `exec` in a running container runs its command by the same words, on the exec's own
@@ -83,6 +86,11 @@ fn statement(words: &[&str]) -> Vec<Step> {
         .map(|w| w.rsplit('/').next().unwrap_or(w))
         .unwrap_or("");
     match program {
+        // The built-in images' tools (`/orrery sleep 5`, `/orrery exit 1`) do what their
+        // names say.
+        "orrery" if words.len() > 1 => statement(&words[1..]),
+        // `orrery write <file> <text>`: done at once.
+        "write" => vec![Step::Status(0)],
         "echo" => vec![
             Step::Log(words[1..].join(" ").trim_matches(['"', '\'']).to_owned()),
             Step::Status(0),
@@ -806,6 +814,25 @@ mod tests {
                 vec![],
                 vec![Log("crashing".into()), Status(0), Status(1)],
             ),
+            // The built-in images' tools.
+            (
+                vec!["/orrery", "exit", "1", "giving up"],
+                vec![],
+                vec![Exit(1)],
+            ),
+            (
+                vec!["/orrery", "sleep", "3"],
+                vec![],
+                vec![Sleep(Duration::from_secs(3)), Status(0)],
+            ),
+            (
+                vec!["/orrery", "write", "/work/a", "text"],
+                vec![],
+                vec![Status(0)],
+            ),
+            (vec!["/orrery", "hello"], vec![], vec![Forever]),
+            (vec!["/orrery", "hog", "256"], vec![], vec![Forever]),
+            (vec!["/orrery"], vec![], vec![Forever]),
         ] {
             assert_eq!(
                 plan(&config(&command, &args)),

@@ -154,8 +154,10 @@ pub struct StoreInfo {
     pub create_revision: u64,
     /// The revision that last changed it.
     pub mod_revision: u64,
-    /// How many times it was written since it was created.
-    pub version: u64,
+    /// How many times it was written since it was created; absent once the store's history of
+    /// it was compacted.
+    #[serde(default)]
+    pub version: Option<u64>,
 }
 
 /// Everything the detail view shows of one object.

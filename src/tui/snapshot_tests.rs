@@ -150,7 +150,7 @@ fn pod_detail() -> Detail {
             key: "/registry/pods/default/web-7d4b9-abcde".into(),
             create_revision: 104,
             mod_revision: 108,
-            version: 3,
+            version: Some(3),
         }),
         events: vec![EventRow {
             namespace: "default".into(),

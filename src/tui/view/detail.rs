@@ -254,7 +254,10 @@ pub(super) fn page(model: &Model, theme: Theme) -> Vec<Line<'static>> {
             lines.push(Line::raw(format!("key             {}", s.key)));
             lines.push(Line::raw(format!(
                 "createRevision  {}   modRevision  {}   version  {}",
-                s.create_revision, s.mod_revision, s.version
+                s.create_revision,
+                s.mod_revision,
+                s.version
+                    .map_or_else(|| "? (compacted)".to_owned(), |v| v.to_string())
             )));
         }
         None => lines.push(Line::styled(

@@ -1,0 +1,212 @@
+//! The sample manifests in `manifests/`: each applies cleanly with the real kubectl and reaches
+//! the state its comments promise: on the simulated runtime where it can show it, and on real
+//! containers for what only they can show (an exit that restarts, an init container's file, the
+//! OOM killer).
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::Cluster;
+
+fn manifest(name: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("manifests")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+fn http_get(address: &str) -> String {
+    let mut stream =
+        TcpStream::connect_timeout(&address.parse().expect("address"), Duration::from_secs(5))
+            .unwrap_or_else(|e| panic!("connect {address}: {e}"));
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer
+}
+
+const ALL: &[&str] = &[
+    "hello-deployment.yaml",
+    "hello-service.yaml",
+    "job.yaml",
+    "crashloop.yaml",
+    "unschedulable.yaml",
+    "init-container.yaml",
+    "oom.yaml",
+];
+
+#[test]
+fn every_manifest_is_commented_with_what_to_watch_and_the_command() {
+    for name in ALL {
+        let text = std::fs::read_to_string(manifest(name)).unwrap();
+        let header: Vec<&str> = text.lines().take_while(|l| l.starts_with('#')).collect();
+        assert!(header.len() >= 5, "{name}: a comment header first");
+        let header = header.join("\n");
+        assert!(header.contains("What it shows"), "{name}");
+        assert!(header.contains("dashboard"), "{name}");
+        assert!(
+            header.contains(&format!("kubectl apply -f manifests/{name}")),
+            "{name}"
+        );
+    }
+    let listed: Vec<String> =
+        std::fs::read_dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("manifests"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+    assert_eq!(listed.len(), ALL.len(), "{listed:?}");
+}
+
+#[test]
+fn the_samples_run_on_the_simulated_runtime() {
+    let c = Cluster::with_nodes(2);
+    for name in ALL {
+        let out = c.ok(&["apply", "-f", &manifest(name)]);
+        assert!(out.contains("created"), "{name}: {out}");
+    }
+    // Three hello pods run (the simulation has no sockets, so none turns ready).
+    c.eventually(
+        &[
+            "get",
+            "pods",
+            "-l",
+            "app=hello",
+            "-o",
+            "jsonpath={.items[*].status.phase}",
+        ],
+        60,
+        |out| out.split_whitespace().filter(|p| *p == "Running").count() == 3,
+    );
+    c.eventually(
+        &[
+            "get",
+            "endpointslices",
+            "-l",
+            "kubernetes.io/service-name=hello",
+            "-o",
+            "name",
+        ],
+        30,
+        |out| !out.trim().is_empty(),
+    );
+    c.eventually(
+        &[
+            "get",
+            "job",
+            "countdown",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Complete\")].status}",
+        ],
+        60,
+        |out| out == "True",
+    );
+    c.eventually(
+        &[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=unschedulable",
+            "-o",
+            "jsonpath={.items[*].reason}",
+        ],
+        30,
+        |out| out.contains("FailedScheduling"),
+    );
+    let pending = c.ok(&[
+        "get",
+        "pod",
+        "unschedulable",
+        "-o",
+        "jsonpath={.status.phase}",
+    ]);
+    assert_eq!(pending, "Pending");
+    // The sim exits `/orrery exit 1` at once: restarts, then back-off.
+    c.eventually(
+        &["get", "pod", "crashloop", "-o", "jsonpath={.status.containerStatuses[0].restartCount} {.status.containerStatuses[0].state.waiting.reason}"],
+        60,
+        |out| out.ends_with("CrashLoopBackOff") && !out.starts_with('0'),
+    );
+    c.eventually(
+        &[
+            "get",
+            "pod",
+            "init-container",
+            "-o",
+            "jsonpath={.status.phase} {.status.initContainerStatuses[0].state.terminated.reason}",
+        ],
+        60,
+        |out| out == "Running Completed",
+    );
+}
+
+#[test]
+fn crashloop_init_container_oom_and_hello_on_real_containers() {
+    let Some(c) = Cluster::real("manifests", 1, "10.126.0.0/16") else {
+        return;
+    };
+    for name in [
+        "crashloop.yaml",
+        "init-container.yaml",
+        "oom.yaml",
+        "hello-deployment.yaml",
+    ] {
+        c.ok(&["apply", "-f", &manifest(name)]);
+    }
+    c.eventually(
+        &["get", "pod", "crashloop", "-o", "jsonpath={.status.containerStatuses[0].state.waiting.reason} {.status.containerStatuses[0].lastState.terminated.exitCode}"],
+        90,
+        |out| out == "CrashLoopBackOff 1",
+    );
+    let logs = c.ok(&["logs", "crashloop", "--previous"]);
+    assert!(logs.contains("cannot find my configuration"), "{logs}");
+    c.eventually(
+        &[
+            "get",
+            "pod",
+            "init-container",
+            "-o",
+            "jsonpath={.status.phase} {.status.containerStatuses[0].ready}",
+        ],
+        90,
+        |out| out == "Running true",
+    );
+    // The app serves what the init container wrote, before its greeting (over the pod's IP).
+    let ip = c.ok(&[
+        "get",
+        "pod",
+        "init-container",
+        "-o",
+        "jsonpath={.status.podIP}",
+    ]);
+    let answer = http_get(&format!("{ip}:8080"));
+    let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
+    assert!(
+        body.starts_with("Prepared by the init container.\nHello from init-container"),
+        "{answer}"
+    );
+    // Real servers answer the readiness probe: the Deployment becomes available.
+    c.eventually(
+        &[
+            "get",
+            "deploy",
+            "hello",
+            "-o",
+            "jsonpath={.status.availableReplicas}",
+        ],
+        90,
+        |out| out == "3",
+    );
+    c.eventually(
+        &["get", "pod", "oom", "-o", "jsonpath={.status.containerStatuses[0].lastState.terminated.reason} {.status.containerStatuses[0].lastState.terminated.exitCode}"],
+        90,
+        |out| out == "OOMKilled 137",
+    );
+}
