@@ -504,18 +504,10 @@ fn orrery_up_shows_a_deployment_hop_by_hop_and_steps_through_one() {
         times.push(row.ms);
         at = row.ms;
     }
-    // Each hop's first row follows the first row of the hop before it, with one exception: the
-    // API server emits its store write after the write returns, and the component woken by
-    // the watch can emit its next hop a few ms earlier (a known race in the flow's order, not
-    // in the dashboard). So a store write must follow the request that caused it, and the hop
-    // after a store write must follow that same request.
-    let to_store = |k: usize| story[k].1.to == "store";
+    // Each hop's first row follows the first row of the hop before it (a watch delivers a
+    // store write only after the write's flow event, so a woken component's hop comes later).
     for j in 1..story.len() {
-        let i = if j >= 2 && to_store(j - 1) {
-            j - 2
-        } else {
-            j - 1
-        };
+        let i = j - 1;
         assert!(
             times[i] <= times[j],
             "{} shows before {}; the story's rows:\n{}",
