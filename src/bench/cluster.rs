@@ -11,8 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Node;
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, PostParams};
 
 /// Options of `orrery bench cluster`.
 #[derive(Clone, Debug, clap::Args)]
@@ -150,25 +149,8 @@ pub async fn run_cluster_bench(options: &ClusterBenchOptions) -> Result<ClusterR
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let client = client(dir.path()).await?;
-    let node_api: Api<Node> = Api::all(client.clone());
     loop {
-        let ready = node_api
-            .list(&ListParams::default())
-            .await
-            .map(|l| {
-                l.items
-                    .iter()
-                    .filter(|n| {
-                        n.status
-                            .as_ref()
-                            .and_then(|s| s.conditions.as_ref())
-                            .is_some_and(|c| {
-                                c.iter().any(|c| c.type_ == "Ready" && c.status == "True")
-                            })
-                    })
-                    .count()
-            })
-            .unwrap_or(0);
+        let ready = super::ready_nodes(&client).await;
         if ready == nodes as usize {
             break;
         }

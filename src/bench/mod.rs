@@ -30,3 +30,24 @@ pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[index.min(sorted.len() - 1)]
 }
+
+/// How many nodes are Ready now (0 if they cannot be listed).
+pub(crate) async fn ready_nodes(client: &kube::Client) -> usize {
+    use k8s_openapi::api::core::v1::Node;
+    let nodes: kube::Api<Node> = kube::Api::all(client.clone());
+    nodes
+        .list(&kube::api::ListParams::default())
+        .await
+        .map(|l| {
+            l.items
+                .iter()
+                .filter(|n| {
+                    n.status
+                        .as_ref()
+                        .and_then(|s| s.conditions.as_ref())
+                        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}

@@ -19,8 +19,7 @@ use std::time::{Duration, Instant};
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Node;
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, PostParams};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 
@@ -617,25 +616,8 @@ async fn cpu_percent(pid: u32, window: Duration) -> Result<f64, String> {
 
 /// Waits until `count` nodes are Ready.
 async fn nodes_ready(client: &kube::Client, count: u32, deadline: Instant) -> Result<(), String> {
-    let nodes: Api<Node> = Api::all(client.clone());
     loop {
-        let ready = nodes
-            .list(&ListParams::default())
-            .await
-            .map(|l| {
-                l.items
-                    .iter()
-                    .filter(|n| {
-                        n.status
-                            .as_ref()
-                            .and_then(|s| s.conditions.as_ref())
-                            .is_some_and(|c| {
-                                c.iter().any(|c| c.type_ == "Ready" && c.status == "True")
-                            })
-                    })
-                    .count()
-            })
-            .unwrap_or(0);
+        let ready = super::ready_nodes(client).await;
         if ready >= count as usize {
             return Ok(());
         }
