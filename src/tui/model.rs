@@ -300,6 +300,9 @@ pub struct Model {
     pub timeline_selected: Option<u64>,
     /// The timeline groups events by story (`g`) instead of listing them live.
     pub grouped: bool,
+    /// The timeline shows heartbeats (every hop about a Lease: the kubelets' renewals and their
+    /// watch deliveries), which `h` toggles; hidden at first, so a story is not drowned by them.
+    pub heartbeats: bool,
     /// The `/` filter over the current list or timeline (name, namespace or component).
     pub filter: String,
     /// The prompt on the bottom line, if one is open.
@@ -347,6 +350,7 @@ impl Model {
             selection: BTreeMap::new(),
             timeline_selected: None,
             grouped: false,
+            heartbeats: false,
             filter: String::new(),
             prompt: None,
             status: None,
@@ -721,7 +725,11 @@ impl Model {
             .events
             .iter()
             .enumerate()
-            .filter(|(_, e)| e.verb != "GATE" && Self::event_matches(e, &f))
+            .filter(|(_, e)| {
+                e.verb != "GATE"
+                    && (self.heartbeats || e.kind != "Lease")
+                    && Self::event_matches(e, &f)
+            })
             .map(|(i, _)| i);
         if !self.grouped {
             return shown.map(TimelineRow::Event).collect();
@@ -959,6 +967,12 @@ impl Model {
             KeyCode::Char('g') if self.view.timeline() => {
                 self.grouped = !self.grouped;
                 self.timeline_selected = None;
+            }
+            KeyCode::Char('h') if self.view.timeline() => {
+                self.heartbeats = !self.heartbeats;
+                self.timeline_selected = None;
+                let shown = if self.heartbeats { "shown" } else { "hidden" };
+                self.say(format!("heartbeats (Leases) {shown}"), false);
             }
             KeyCode::Char('a') => {
                 if self.manifests.is_empty() {
@@ -1493,6 +1507,7 @@ pub const HELP: &[(&str, &str)] = &[
     ),
     ("F", "step every story again"),
     ("g", "timeline: live, or grouped by story"),
+    ("h", "timeline: show or hide heartbeats (Lease renewals)"),
     ("a", "apply a manifest from manifests/"),
     ("s", ":deploy: scale the selected deployment"),
     ("ctrl-d", ":pods: delete the selected pod (asks)"),

@@ -355,6 +355,8 @@ pub(crate) fn decision() -> serde_json::Value {
 /// Events and the flow above.
 pub(crate) fn fixture(host: Host) -> Model {
     let mut m = Model::new(host, "orrery");
+    // The fixture shows heartbeats (`h`), so its one Lease hop is a timeline row.
+    m.heartbeats = true;
     let web = "Deployment/web";
     let msgs = [
         Msg::Tick("2026-01-01T12:00:30Z".parse().unwrap()),
@@ -1165,4 +1167,23 @@ fn scrolling_stops_at_the_last_page() {
     m.update(Msg::Resize(80, 44));
     m.update(key(KeyCode::PageUp));
     assert_eq!(m.scroll, 0, "a taller terminal shows every line");
+}
+
+#[test]
+fn heartbeats_are_hidden_until_h_shows_them() {
+    let mut m = fixture(Host::Attached);
+    let leases = |m: &Model| {
+        m.timeline_rows()
+            .iter()
+            .filter(|r| matches!(r, TimelineRow::Event(i) if m.events[*i].kind == "Lease"))
+            .count()
+    };
+    assert_eq!(leases(&m), 1);
+    m.update(key(KeyCode::Char('h')));
+    assert!(!m.heartbeats);
+    assert_eq!(leases(&m), 0, "a fresh dashboard hides Lease hops");
+    assert!(m.timeline_rows().len() > 1, "every other hop stays");
+    m.update(key(KeyCode::Char('h')));
+    assert_eq!(leases(&m), 1);
+    assert!(!Model::new(Host::Up, "x").heartbeats);
 }
