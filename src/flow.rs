@@ -249,10 +249,12 @@ pub struct Focus {
 impl Focus {
     /// Whether `hop` belongs to the focused story.
     pub fn holds(&self, hop: &FlowEvent) -> bool {
-        self.namespace
-            .as_deref()
-            .is_none_or(|ns| hop.namespace == ns)
-            && self.root.as_deref().is_none_or(|root| hop.root == root)
+        self.covers(&hop.namespace, &hop.root)
+    }
+
+    fn covers(&self, namespace: &str, root: &str) -> bool {
+        self.namespace.as_deref().is_none_or(|ns| namespace == ns)
+            && self.root.as_deref().is_none_or(|r| root == r)
     }
 }
 
@@ -366,13 +368,7 @@ impl Stepper {
             let outside: Vec<u64> = gates
                 .pending
                 .iter()
-                .filter(|(_, w)| {
-                    focus
-                        .namespace
-                        .as_deref()
-                        .is_some_and(|ns| w.gate.namespace != ns)
-                        || focus.root.as_deref().is_some_and(|r| w.gate.root != r)
-                })
+                .filter(|(_, w)| !focus.covers(&w.gate.namespace, &w.gate.root))
                 .map(|(id, _)| *id)
                 .collect();
             for id in outside {

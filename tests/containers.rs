@@ -5,27 +5,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::Cluster;
 use common::registry::Registry;
-
-/// `GET /` over plain HTTP/1.0; the whole answer.
-fn http_get(address: &str) -> String {
-    let mut stream =
-        TcpStream::connect_timeout(&address.parse().expect("address"), Duration::from_secs(5))
-            .unwrap_or_else(|e| panic!("connect {address}: {e}"));
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    stream.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
-    let mut answer = String::new();
-    let _ = stream.read_to_string(&mut answer);
-    answer
-}
+use common::{Cluster, http_get};
 
 fn jsonpath(c: &Cluster, what: &str, path: &str) -> String {
     c.ok(&["get", what, "-o", &format!("jsonpath={path}")])

@@ -5,12 +5,9 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::PathBuf;
-use std::time::Duration;
 
-use common::Cluster;
+use common::{Cluster, http_get};
 
 fn manifest(name: &str) -> String {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -18,19 +15,6 @@ fn manifest(name: &str) -> String {
         .join(name)
         .display()
         .to_string()
-}
-
-fn http_get(address: &str) -> String {
-    let mut stream =
-        TcpStream::connect_timeout(&address.parse().expect("address"), Duration::from_secs(5))
-            .unwrap_or_else(|e| panic!("connect {address}: {e}"));
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    stream.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
-    let mut answer = String::new();
-    let _ = stream.read_to_string(&mut answer);
-    answer
 }
 
 const ALL: &[&str] = &[

@@ -10,9 +10,6 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::apps::v1::Deployment;
-use kube::api::{Api, PostParams};
-
 /// Options of `orrery bench cluster`.
 #[derive(Clone, Debug, clap::Args)]
 pub struct ClusterBenchOptions {
@@ -168,38 +165,14 @@ pub async fn run_cluster_bench(options: &ClusterBenchOptions) -> Result<ClusterR
     tokio::time::sleep(options.idle).await;
     (report.idle_rss_kib, report.peak_rss_kib) = memory(pid)?;
     if options.pods > 0 {
-        let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
-        let deployment: Deployment = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": "bench"},
-            "spec": {
-                "replicas": options.pods,
-                "selector": {"matchLabels": {"app": "bench"}},
-                "template": {
-                    "metadata": {"labels": {"app": "bench"}},
-                    "spec": {"containers": [{"name": "app", "image": "orrery/hello"}]},
-                },
-            },
-        }))
-        .map_err(|e| e.to_string())?;
-        let created = Instant::now();
-        deployments
-            .create(&PostParams::default(), &deployment)
-            .await
-            .map_err(|e| format!("cannot create the Deployment: {e}"))?;
-        let deadline = created + options.timeout;
-        while Instant::now() < deadline {
-            let available = deployments
-                .get_status("bench")
-                .await
-                .ok()
-                .and_then(|d| d.status?.available_replicas)
-                .unwrap_or(0);
-            if available >= options.pods as i32 {
-                report.running = Some(created.elapsed());
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        report.running = super::hello_deployment(
+            &client,
+            options.pods,
+            options.timeout,
+            Duration::from_millis(200),
+        )
+        .await?
+        .1;
         tokio::time::sleep(Duration::from_secs(2)).await;
         (report.running_rss_kib, report.peak_rss_kib) = memory(pid)?;
     }

@@ -51,3 +51,48 @@ pub(crate) async fn ready_nodes(client: &kube::Client) -> usize {
         })
         .unwrap_or(0)
 }
+
+/// Creates the Deployment `bench` (`replicas` pods of `orrery/hello`) in `default` and waits,
+/// polling every `poll`, until all are available or `timeout` passes after the create. Returns
+/// when the create was sent, and how long until all were available (none if they were not in
+/// time).
+pub(crate) async fn hello_deployment(
+    client: &kube::Client,
+    replicas: u32,
+    timeout: std::time::Duration,
+    poll: std::time::Duration,
+) -> Result<(std::time::Instant, Option<std::time::Duration>), String> {
+    use k8s_openapi::api::apps::v1::Deployment;
+    let deployments: kube::Api<Deployment> = kube::Api::namespaced(client.clone(), "default");
+    let deployment: Deployment = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "bench"},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": "bench"}},
+            "template": {
+                "metadata": {"labels": {"app": "bench"}},
+                "spec": {"containers": [{"name": "app", "image": "orrery/hello"}]},
+            },
+        },
+    }))
+    .map_err(|e| e.to_string())?;
+    let created = std::time::Instant::now();
+    deployments
+        .create(&kube::api::PostParams::default(), &deployment)
+        .await
+        .map_err(|e| format!("cannot create the Deployment: {e}"))?;
+    let deadline = created + timeout;
+    while std::time::Instant::now() < deadline {
+        let available = deployments
+            .get_status("bench")
+            .await
+            .ok()
+            .and_then(|d| d.status?.available_replicas)
+            .unwrap_or(0);
+        if available >= replicas as i32 {
+            return Ok((created, Some(created.elapsed())));
+        }
+        tokio::time::sleep(poll).await;
+    }
+    Ok((created, None))
+}

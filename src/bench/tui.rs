@@ -18,8 +18,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-use k8s_openapi::api::apps::v1::Deployment;
-use kube::api::{Api, PostParams};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 
@@ -708,39 +706,15 @@ async fn cpu(options: &TuiBenchOptions) -> Result<Cpu, String> {
         ..Default::default()
     };
     if options.cluster_pods > 0 {
-        let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
-        let deployment: Deployment = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": "bench"},
-            "spec": {
-                "replicas": options.cluster_pods,
-                "selector": {"matchLabels": {"app": "bench"}},
-                "template": {
-                    "metadata": {"labels": {"app": "bench"}},
-                    "spec": {"containers": [{"name": "app", "image": "orrery/hello"}]},
-                },
-            },
-        }))
-        .map_err(|e| e.to_string())?;
-        let created = Instant::now();
         let before = cpu_seconds(pid)?;
-        deployments
-            .create(&PostParams::default(), &deployment)
-            .await
-            .map_err(|e| format!("cannot create the Deployment: {e}"))?;
-        let deadline = created + options.timeout;
-        while Instant::now() < deadline {
-            let available = deployments
-                .get_status("bench")
-                .await
-                .ok()
-                .and_then(|d| d.status?.available_replicas)
-                .unwrap_or(0);
-            if available >= options.cluster_pods as i32 {
-                report.running = Some(created.elapsed());
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
+        let (created, running) = super::hello_deployment(
+            &client,
+            options.cluster_pods,
+            options.timeout,
+            Duration::from_millis(500),
+        )
+        .await?;
+        report.running = running;
         report.churn = Some((cpu_seconds(pid)? - before) / created.elapsed().as_secs_f64() * 100.0);
         if report.running.is_some() {
             tokio::time::sleep(Duration::from_secs(3)).await;

@@ -283,3 +283,20 @@ pub fn rows(output: &str) -> Vec<Vec<String>> {
         })
         .collect()
 }
+
+/// `GET /` over plain HTTP/1.0; the whole answer.
+pub fn http_get(address: &str) -> String {
+    use std::io::Read;
+    let mut stream = std::net::TcpStream::connect_timeout(
+        &address.parse().expect("address"),
+        Duration::from_secs(5),
+    )
+    .unwrap_or_else(|e| panic!("connect {address}: {e}"));
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer
+}
