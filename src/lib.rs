@@ -19,6 +19,7 @@
 
 #![warn(missing_docs, rust_2018_idioms, unreachable_pub)]
 
+pub mod apimachinery;
 pub mod apiserver;
 pub mod apps;
 pub mod bench;

@@ -269,17 +269,18 @@ fn env_from_a_missing_config_map_waits_for_it() {
         waiting,
         "CreateContainerConfigError: configmap \"settings\" not found"
     );
-    let events = c.ok(&[
-        "get",
-        "events",
-        "--field-selector",
-        "reason=Failed",
-        "-o",
-        "jsonpath={.items[*].message}",
-    ]);
-    assert!(
-        events.contains("Error: configmap \"settings\" not found"),
-        "{events}"
+    // The kubelet records its Event after the status it reports (its recorder runs apart).
+    c.eventually(
+        &[
+            "get",
+            "events",
+            "--field-selector",
+            "reason=Failed",
+            "-o",
+            "jsonpath={.items[*].message}",
+        ],
+        20,
+        |events| events.contains("Error: configmap \"settings\" not found"),
     );
     // The key is missing at first, then there.
     c.ok(&["create", "configmap", "settings", "--from-literal=other=1"]);

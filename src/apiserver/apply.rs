@@ -92,15 +92,16 @@ fn leaves(set: &Value, prefix: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
     }
 }
 
-/// Whether a field set contains a leaf path (or the whole of a subtree containing it).
+/// Whether a field set has a path as a member. Membership is exact, as in structured-merge-diff:
+/// owning a field (`f:data: {}`, an empty map applied) is not owning what a map or object under
+/// it holds, so applying `data: {}` gives up the keys applied before. (Atomic lists and values
+/// are single leaves in both sets, so nothing deeper is ever asked of them.)
 fn contains(set: &Value, path: &[String]) -> bool {
     let mut node = set;
     for segment in path {
         match node.get(segment) {
             Some(next) => node = next,
-            None => {
-                return node.as_object().is_some_and(|m| m.is_empty()) && !std::ptr::eq(node, set);
-            }
+            None => return false,
         }
     }
     true
@@ -480,6 +481,18 @@ mod tests {
         let second = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d", "labels": {"a": "1"}}, "spec": {"replicas": 2}});
         let pruned = merge(deploy, &forced, &second, "alice", false).unwrap();
         assert_eq!(pruned["metadata"]["labels"], json!({"a": "1"}));
+        // An empty map applied gives up the keys applied before; so does leaving the map out.
+        let emptied = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d", "labels": {}}, "spec": {"replicas": 2}});
+        let emptied = merge(deploy, &pruned, &emptied, "alice", false).unwrap();
+        assert_eq!(emptied["metadata"]["labels"], json!({}));
+        let again = merge(deploy, &forced, &json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"}, "spec": {"replicas": 2}}), "alice", false).unwrap();
+        assert!(again["metadata"].get("labels").is_none_or(|l| l == &json!({})), "{again}");
+        // Owning a map is not owning its keys: another manager's key in it is no conflict.
+        let mut labelled = emptied.clone();
+        labelled["metadata"]["labels"]["c"] = json!("3");
+        record_update(deploy, &emptied, &mut labelled, "kubectl-label", "");
+        let with_c = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d", "labels": {"c": "3"}}, "spec": {"replicas": 2}});
+        assert!(merge(deploy, &labelled, &with_c, "bob", false).is_ok());
         // Applying the same value another manager set is no conflict.
         let same = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"}, "spec": {"replicas": 5}});
         assert!(merge(deploy, &scaled, &same, "bob", false).is_ok());

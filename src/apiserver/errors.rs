@@ -278,7 +278,7 @@ pub(crate) fn from_store(error: crate::store::Error, resource: &str, name: &str)
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::to_vec(&self.status()).unwrap_or_default();
+        let body = crate::apimachinery::wire::body(&self.status());
         (
             self.code(),
             [(http::header::CONTENT_TYPE, "application/json")],

@@ -1,11 +1,10 @@
 //! The verbs on resources: get, list, create, update, patch, delete, deletecollection and the
 //! subresources (status, scale, binding, eviction), plus Orrery's `/orrery/v1` control endpoints.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Query, Request};
+use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use http::{Method, StatusCode};
@@ -21,15 +20,17 @@ use crate::store::{RangeRequest, Revision};
 
 /// The most bytes a request body may have (a 1.5 MiB object plus its JSON framing).
 const MAX_BODY: usize = 3 << 20;
-/// How many times a write that lost a race (no resourceVersion given) is retried.
-const RETRIES: usize = 10;
+/// How many times a write that lost a race (no resourceVersion given) is retried. kube-apiserver's
+/// `GuaranteedUpdate` retries without bound: a write only loses when another one committed, so
+/// every retry means progress, and hundreds of concurrent patches of one object all succeed.
+/// The bound is only a guard against a bug turning into an endless loop.
+const RETRIES: usize = 100_000;
 
-pub(crate) type Params = HashMap<String, String>;
+pub(crate) use crate::apimachinery::params::Params;
+use crate::apimachinery::params::flag;
 
 fn params(request: &Request) -> Params {
-    Query::<Params>::try_from_uri(request.uri())
-        .map(|q| q.0)
-        .unwrap_or_default()
+    crate::apimachinery::params::parse(request.uri().query().unwrap_or_default())
 }
 
 fn header(request: &Request, name: http::header::HeaderName) -> String {
@@ -172,12 +173,15 @@ fn normalize(
     if !object["metadata"].is_object() {
         object["metadata"] = json!({});
     }
-    let typed = (resource.normalize)(object.clone()).map_err(|e| {
+    let undecodable = |e: &dyn std::fmt::Display| {
         ApiError::BadRequest(format!(
             "{} in version \"{version}\" cannot be handled as a {}: {e}",
             resource.kind, resource.kind
         ))
-    })?;
+    };
+    crate::apimachinery::bytes::canonicalize(&mut object).map_err(|e| undecodable(&e))?;
+    resource.convert_request(&mut object);
+    let typed = (resource.normalize)(object.clone()).map_err(|e| undecodable(&e))?;
     let mut unknown = Vec::new();
     unknown_fields(&object, &typed, "", &mut unknown);
     if !unknown.is_empty() {
@@ -198,7 +202,7 @@ fn normalize(
             _ => warnings.extend(unknown.iter().map(|f| format!("unknown field \"{f}\""))),
         }
     }
-    Ok(typed)
+    Ok(crate::apimachinery::wire::shape(typed))
 }
 
 fn with_warnings(mut response: Response, warnings: &[String]) -> Response {
@@ -416,7 +420,9 @@ pub(crate) async fn create_object(
         apply::record_update(resource, &Value::Null, &mut object, manager, "");
     }
     // Back through the type: whatever defaulting left empty (nulls) goes, as in the real server.
-    let mut object = (resource.normalize)(object).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let mut object = resource
+        .canonical(object)
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
     let name = name_of(&object).to_owned();
     let causes = admission::validate(resource, &object, None);
     if !causes.is_empty() {
@@ -661,7 +667,9 @@ async fn update_object(
             let generation = old["metadata"]["generation"].as_i64().unwrap_or(1) + 1;
             new["metadata"]["generation"] = json!(generation);
         }
-        let mut new = (resource.normalize)(new).map_err(|e| ApiError::Internal(e.to_string()))?;
+        let mut new = resource
+            .canonical(new)
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
         let causes = admission::validate(resource, &new, Some(&old));
         if !causes.is_empty() {
             return Err(invalid(resource, name, causes));
@@ -760,7 +768,7 @@ pub(crate) async fn resource(
     } else {
         None
     };
-    let watching = params.get("watch").is_some_and(|w| w == "true" || w == "1");
+    let watching = flag(&params, "watch");
     let verb = match (&method, &target.name) {
         (&Method::GET, None) if watching => "WATCH",
         (&Method::GET, None) => "LIST",
@@ -1155,7 +1163,7 @@ async fn apply_patch(
             )
         })?
         .clone();
-    let force = params.get("force").is_some_and(|f| f == "true");
+    let force = flag(params, "force");
     let applied = normalize(resource, applied, params, warnings)?;
     if name_of(&applied) != name {
         return Err(ApiError::BadRequest(format!(

@@ -18,11 +18,12 @@ use super::errors::ApiError;
 use super::handlers::{Params, get_object};
 use super::resources;
 
-/// The query parameters the kubelet understands, passed through as they are.
+/// The boolean query parameters the kubelet understands: read as the API server reads
+/// `PodLogOptions`, and passed on as `true` when set (as kube-apiserver's `LogLocation` does).
+const FLAGS: &[&str] = &["follow", "previous", "timestamps"];
+
+/// The other query parameters the kubelet understands, passed through as they are.
 const PASSED: &[&str] = &[
-    "follow",
-    "previous",
-    "timestamps",
     "tailLines",
     "limitBytes",
     "sinceSeconds",
@@ -106,9 +107,15 @@ pub(crate) async fn serve(
     let pod = get_object(api, pods, Some(namespace), name).await?;
     let container = pick_container(&pod, name, params.get("container"))?;
     let (kubelet, node_name) = kubelet_of(api, &pod, name).await?;
-    let mut query: Vec<String> = PASSED
+    let mut query: Vec<String> = FLAGS
         .iter()
-        .filter_map(|k| params.get(*k).map(|v| format!("{k}={v}")))
+        .filter(|k| crate::apimachinery::params::flag(params, k))
+        .map(|k| format!("{k}=true"))
+        .chain(PASSED.iter().filter_map(|k| {
+            params
+                .get(*k)
+                .map(|v| format!("{k}={}", form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>()))
+        }))
         .collect();
     query.sort();
     let url = format!(

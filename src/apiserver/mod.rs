@@ -317,9 +317,9 @@ fn pack_toleration_seconds(not_ready: u32, unreachable: u32) -> u64 {
     (u64::from(not_ready) << 32) | u64::from(unreachable)
 }
 
-/// A JSON response.
+/// A JSON response, written as kube-apiserver writes it ([`crate::apimachinery::wire`]).
 pub(crate) fn json_response(status: http::StatusCode, body: &Value) -> Response {
-    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    let bytes = crate::apimachinery::wire::body(body);
     (
         status,
         [(http::header::CONTENT_TYPE, "application/json")],
@@ -340,7 +340,9 @@ pub(crate) fn decode(kv: &KeyValue) -> Result<Value, ApiError> {
 
 /// A stored object as list items need it: its JSON text with `resourceVersion` set, and the few
 /// metadata fields selectors look at. Only the metadata's top level is looked into; every other
-/// field is copied as it is, which keeps LISTs of many objects cheap.
+/// field is copied as it is, which keeps LISTs of many objects cheap. Stored objects are in Go's
+/// field order already; the order is kept, `resourceVersion` goes where `ObjectMeta` has it, and
+/// `kind` and `apiVersion` are left out, as kube-apiserver leaves them out of list items.
 #[derive(Clone)]
 pub(crate) struct RawObject {
     pub(crate) json: Bytes,
@@ -349,65 +351,98 @@ pub(crate) struct RawObject {
     pub(crate) labels: std::collections::BTreeMap<String, String>,
 }
 
+/// `ObjectMeta`'s fields that come after `resourceVersion` in Go's order.
+const AFTER_RESOURCE_VERSION: &[&str] = &[
+    "generation",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "labels",
+    "annotations",
+    "ownerReferences",
+    "finalizers",
+    "managedFields",
+];
+
+/// A JSON object's members in the order they are written.
+struct Ordered<'a>(Vec<(String, &'a serde_json::value::RawValue)>);
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for Ordered<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Members;
+        impl<'de> serde::de::Visitor<'de> for Members {
+            type Value = Ordered<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut members = Vec::new();
+                while let Some(entry) = map.next_entry()? {
+                    members.push(entry);
+                }
+                Ok(Ordered(members))
+            }
+        }
+        deserializer.deserialize_map(Members)
+    }
+}
+
 pub(crate) fn decode_raw(kv: &KeyValue) -> Result<RawObject, ApiError> {
-    use serde_json::value::RawValue;
-    use std::collections::BTreeMap;
     let bad = |e: serde_json::Error| {
         ApiError::Internal(format!("stored object {} is not JSON: {e}", kv.key))
     };
-    let top: BTreeMap<String, &RawValue> = serde_json::from_slice(&kv.value).map_err(bad)?;
-    let mut json = String::with_capacity(kv.value.len() + 32);
-    let (mut name, mut namespace, mut labels) = (String::new(), String::new(), BTreeMap::new());
-    let rv = Value::String(kv.mod_revision.to_string()).to_string();
-    json.push('{');
-    for (i, (key, raw)) in top.iter().enumerate() {
-        if i > 0 {
-            json.push(',');
+    let top: Ordered<'_> = serde_json::from_slice(&kv.value).map_err(bad)?;
+    let mut json = Vec::with_capacity(kv.value.len() + 32);
+    let (mut name, mut namespace, mut labels) =
+        (String::new(), String::new(), std::collections::BTreeMap::new());
+    let mut rv = Vec::new();
+    crate::apimachinery::wire::string(&kv.mod_revision.to_string(), &mut rv);
+    let mut first = true;
+    let member = |json: &mut Vec<u8>, key: &str, first: &mut bool| {
+        if !*first {
+            json.push(b',');
         }
-        json.push_str(&Value::String(key.clone()).to_string());
-        json.push(':');
-        if key != "metadata" {
-            json.push_str(raw.get());
+        *first = false;
+        crate::apimachinery::wire::string(key, json);
+        json.push(b':');
+    };
+    json.push(b'{');
+    for (key, raw) in &top.0 {
+        if key == "kind" || key == "apiVersion" {
             continue;
         }
-        let mut meta: BTreeMap<String, &RawValue> = serde_json::from_str(raw.get()).map_err(bad)?;
-        if let Some(raw_name) = meta.get("name") {
-            name = serde_json::from_str(raw_name.get()).map_err(bad)?;
+        member(&mut json, key, &mut first);
+        if key != "metadata" {
+            json.extend_from_slice(raw.get().as_bytes());
+            continue;
         }
-        if let Some(raw_namespace) = meta.get("namespace") {
-            namespace = serde_json::from_str(raw_namespace.get()).map_err(bad)?;
-        }
-        if let Some(raw_labels) = meta.get("labels") {
-            labels = serde_json::from_str(raw_labels.get()).map_err(bad)?;
-        }
-        meta.remove("resourceVersion");
-        json.push('{');
-        let mut first = true;
+        let meta: Ordered<'_> = serde_json::from_str(raw.get()).map_err(bad)?;
+        json.push(b'{');
+        let mut first_meta = true;
         let mut rv_written = false;
-        for (k, v) in &meta {
-            if !rv_written && k.as_str() > "resourceVersion" {
-                json.push_str(if first { "" } else { "," });
-                json.push_str("\"resourceVersion\":");
-                json.push_str(&rv);
+        for (k, v) in &meta.0 {
+            match k.as_str() {
+                "name" => name = serde_json::from_str(v.get()).map_err(bad)?,
+                "namespace" => namespace = serde_json::from_str(v.get()).map_err(bad)?,
+                "labels" => labels = serde_json::from_str(v.get()).map_err(bad)?,
+                "resourceVersion" => continue,
+                _ => {}
+            }
+            if !rv_written && AFTER_RESOURCE_VERSION.contains(&k.as_str()) {
+                member(&mut json, "resourceVersion", &mut first_meta);
+                json.extend_from_slice(&rv);
                 rv_written = true;
-                first = false;
             }
-            if !first {
-                json.push(',');
-            }
-            first = false;
-            json.push_str(&Value::String(k.clone()).to_string());
-            json.push(':');
-            json.push_str(v.get());
+            member(&mut json, k, &mut first_meta);
+            json.extend_from_slice(v.get().as_bytes());
         }
         if !rv_written {
-            json.push_str(if first { "" } else { "," });
-            json.push_str("\"resourceVersion\":");
-            json.push_str(&rv);
+            member(&mut json, "resourceVersion", &mut first_meta);
+            json.extend_from_slice(&rv);
         }
-        json.push('}');
+        json.push(b'}');
     }
-    json.push('}');
+    json.push(b'}');
     Ok(RawObject {
         json: Bytes::from(json),
         name,
@@ -416,11 +451,15 @@ pub(crate) fn decode_raw(kv: &KeyValue) -> Result<RawObject, ApiError> {
     })
 }
 
-/// An object as it is stored: without `resourceVersion`, which is the store's to say.
+/// An object as it is stored: without `resourceVersion`, which is the store's to say, in Go's
+/// JSON form (as kube-apiserver would store a JSON object), so list items can be copied out as
+/// they are.
 pub(crate) fn encode(object: &Value) -> Bytes {
     let mut object = object.clone();
     if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
         meta.remove("resourceVersion");
     }
-    Bytes::from(serde_json::to_vec(&object).unwrap_or_default())
+    let mut out = Vec::with_capacity(512);
+    crate::apimachinery::wire::write(&object, &mut out);
+    Bytes::from(out)
 }

@@ -6,17 +6,15 @@
 //!
 //! Kubernetes' protobuf field names are its JSON names; what needs care is the few types whose
 //! JSON form is not a message (`IntOrString`, `Quantity`, `Time`, `MicroTime`, `Duration`,
-//! `RawExtension`), 64-bit integers (numbers in Kubernetes JSON), bytes (base64), and zero values:
-//! Go writes every non-pointer field to protobuf, empty or not, where its JSON would omit them. So
-//! empty strings, zero times, and `0`/`false` are dropped, except in the pointer fields where an
-//! explicit zero means something (`replicas: 0`, `automountServiceAccountToken: false`, ...).
-
-use std::sync::OnceLock;
+//! `RawExtension`), 64-bit integers (numbers in Kubernetes JSON) and bytes (base64). Go writes
+//! every non-pointer field to protobuf, empty or not; the JSON made here has every field the
+//! message carried, and the API server's normalisation then leaves out the zeros Go's JSON omits
+//! ([`crate::apimachinery::wire`]), keeping a pointer's explicit zero (`replicas: 0`).
 
 use base64::Engine;
-use protobuf::Message;
+
 use protobuf::reflect::{
-    FileDescriptor, MessageDescriptor, MessageRef, ReflectFieldRef, ReflectValueRef,
+    MessageDescriptor, MessageRef, ReflectFieldRef, ReflectValueRef,
 };
 use serde_json::{Map, Value, json};
 
@@ -28,83 +26,12 @@ pub(crate) const MEDIA_TYPE: &str = "application/vnd.kubernetes.protobuf";
 
 const MAGIC: &[u8] = b"k8s\0";
 
-static DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/kubernetes.fds"));
-
-/// Pointer fields whose explicit `0` or `false` differs from leaving them out.
-const MEANINGFUL_ZEROS: &[&str] = &[
-    "replicas",
-    "parallelism",
-    "completions",
-    "backoffLimit",
-    "backoffLimitPerIndex",
-    "maxFailedIndexes",
-    "activeDeadlineSeconds",
-    "ttlSecondsAfterFinished",
-    "terminationGracePeriodSeconds",
-    "suspend",
-    "automountServiceAccountToken",
-    "enableServiceLinks",
-    "immutable",
-    "hostUsers",
-    "shareProcessNamespace",
-    "setHostnameAsFQDN",
-    "readOnlyRootFilesystem",
-    "runAsNonRoot",
-    "privileged",
-    "allowPrivilegeEscalation",
-    "runAsUser",
-    "runAsGroup",
-    "fsGroup",
-    "defaultMode",
-    "mode",
-    "optional",
-    "revisionHistoryLimit",
-    "progressDeadlineSeconds",
-    "successfulJobsHistoryLimit",
-    "failedJobsHistoryLimit",
-    "startingDeadlineSeconds",
-    "priority",
-    "partition",
-    "expirationSeconds",
-    "gracePeriodSeconds",
-    "deletionGracePeriodSeconds",
-    "publishNotReadyAddresses",
-    "allocateLoadBalancerNodePorts",
-    "ready",
-    "serving",
-    "terminating",
-];
-
-/// Whether a decoded field says nothing that leaving it out would not.
-fn is_unset(field: &str, value: &Value) -> bool {
-    match value {
-        Value::Null => true,
-        Value::String(s) => s.is_empty(),
-        Value::Bool(false) => !MEANINGFUL_ZEROS.contains(&field),
-        Value::Number(n) => n.as_f64() == Some(0.0) && !MEANINGFUL_ZEROS.contains(&field),
-        _ => false,
-    }
-}
-
 fn bad(message: impl std::fmt::Display) -> ApiError {
     ApiError::BadRequest(format!("the protobuf body could not be decoded: {message}"))
 }
 
-/// Every message of the served API groups, once.
-fn files() -> &'static [FileDescriptor] {
-    static FILES: OnceLock<Vec<FileDescriptor>> = OnceLock::new();
-    FILES.get_or_init(|| {
-        let set = protobuf::descriptor::FileDescriptorSet::parse_from_bytes(DESCRIPTOR_SET)
-            .expect("build.rs wrote a valid descriptor set");
-        FileDescriptor::new_dynamic_fds(set.file, &[])
-            .expect("the descriptor set is self-contained")
-    })
-}
-
 fn message(full_name: &str) -> Option<MessageDescriptor> {
-    // Descriptors name messages absolutely, with a leading dot.
-    let dotted = format!(".{full_name}");
-    files().iter().find_map(|f| f.message_by_full_name(&dotted))
+    crate::apimachinery::gotypes::descriptor(full_name)
 }
 
 /// The protobuf package of a resource's group (`apps` -> `api.apps.v1`).
@@ -212,14 +139,11 @@ fn to_json(message: &MessageRef<'_>) -> Value {
     let mut out = Map::new();
     for f in descriptor.fields() {
         let value = match f.get_reflect(&**message) {
+            // Present on the wire: Go writes every non-pointer field, zero or not, and a
+            // pointer only when set; which zeros its JSON omits is for the API server's
+            // normalisation to say, which knows the Go declarations.
             ReflectFieldRef::Optional(v) => match v.value() {
-                Some(v) => {
-                    let value = value_to_json(v);
-                    if is_unset(f.name(), &value) {
-                        continue;
-                    }
-                    value
-                }
+                Some(v) => value_to_json(v),
                 None => continue,
             },
             ReflectFieldRef::Repeated(items) => {
@@ -392,8 +316,9 @@ mod tests {
             "2023-11-14T22:13:20Z"
         );
         assert_eq!(object["spec"]["replicas"], 3);
+        let canonical = deployments.canonical(object.clone()).unwrap();
         assert!(
-            object["metadata"].get("generateName").is_none(),
+            canonical["metadata"].get("generateName").is_none(),
             "empty strings are left out"
         );
         assert_eq!(
@@ -442,7 +367,16 @@ mod tests {
         set(&mut *spec, "replicas", ReflectValueBox::I32(0));
         set(&mut *spec, "minReadySeconds", ReflectValueBox::I32(0));
         set(&mut *spec, "paused", ReflectValueBox::Bool(false));
-        assert_eq!(to_json(&MessageRef::from(&*spec)), json!({"replicas": 0}));
+        let mut written = Vec::new();
+        crate::apimachinery::wire::write_as(
+            &to_json(&MessageRef::from(&*spec)),
+            "api.apps.v1.DeploymentSpec",
+            &mut written,
+        );
+        let written: Value = serde_json::from_slice(&written).unwrap();
+        assert_eq!(written["replicas"], 0);
+        assert!(written.get("minReadySeconds").is_none());
+        assert!(written.get("paused").is_none());
         let mut quantity = new("apimachinery.pkg.api.resource.Quantity");
         set(
             &mut *quantity,

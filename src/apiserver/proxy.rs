@@ -51,9 +51,23 @@ fn exec_path(
         .find(|(k, _)| k == "container")
         .map(|(_, v)| v.clone());
     let container = pick_container(pod, name, asked.as_ref())?;
+    // As kube-apiserver's `streamLocation`: the streams read as `PodExecOptions` reads them,
+    // passed on under the kubelet's names (`input`, `output`, `error`, `tty`) as `1` when set;
+    // the command words in order.
+    let params = crate::apimachinery::params::parse(query);
     let mut rest = form_urlencoded::Serializer::new(String::new());
-    for (k, v) in pairs.iter().filter(|(k, _)| k != "container") {
-        rest.append_pair(k, v);
+    for (option, kubelet) in [
+        ("stdin", "input"),
+        ("stdout", "output"),
+        ("stderr", "error"),
+        ("tty", "tty"),
+    ] {
+        if crate::apimachinery::params::flag(&params, option) {
+            rest.append_pair(kubelet, "1");
+        }
+    }
+    for (_, v) in pairs.iter().filter(|(k, _)| k == "command") {
+        rest.append_pair("command", v);
     }
     Ok(format!(
         "/exec/{namespace}/{name}/{container}?{}",
@@ -159,11 +173,11 @@ mod tests {
             exec_path(
                 "ns",
                 "p",
-                "command=sh&command=-c&command=exit+3&container=side&stdout=true",
+                "command=sh&command=-c&command=exit+3&container=side&stdout=true&stdin=True&tty=0&stderr=false",
                 &pod
             )
             .unwrap(),
-            "/exec/ns/p/side?command=sh&command=-c&command=exit+3&stdout=true"
+            "/exec/ns/p/side?input=1&output=1&command=sh&command=-c&command=exit+3"
         );
         assert_eq!(
             exec_path("ns", "p", "command=ls&container=nope", &pod)

@@ -68,6 +68,21 @@ impl Resource {
         }
     }
 
+    /// An object through its type and into the shape Go gives it: what the type does not know
+    /// is dropped, and the zeros Go omits go (see [`crate::apimachinery::wire`]).
+    pub(crate) fn canonical(&self, object: Value) -> Result<Value, serde_json::Error> {
+        (self.normalize)(object).map(crate::apimachinery::wire::shape)
+    }
+
+    /// Converts a request's object of this resource's version into the form the server keeps,
+    /// as kube-apiserver's conversion to its internal type does: a Secret's `stringData` is
+    /// merged into `data` (base64), overwriting keys `data` has, and goes.
+    pub(crate) fn convert_request(&self, object: &mut Value) {
+        if (self.group, self.kind) == ("", "Secret") {
+            merge_string_data(object);
+        }
+    }
+
     pub(crate) fn has_status(&self) -> bool {
         self.subresources.contains(&"status")
     }
@@ -104,6 +119,41 @@ impl Resource {
     /// The store key of one object.
     pub(crate) fn key(&self, namespace: Option<&str>, name: &str) -> String {
         format!("{}{name}", self.key_prefix(namespace))
+    }
+}
+
+/// `stringData` into `data`, as `Convert_v1_Secret_To_core_Secret` does.
+fn merge_string_data(secret: &mut Value) {
+    use base64::Engine;
+    let Some(map) = secret.as_object_mut() else {
+        return;
+    };
+    // Values that are not strings stay, for the typed decoding to refuse in its words.
+    let Some(Value::Object(strings)) = map.get("stringData") else {
+        return;
+    };
+    if strings.values().any(|v| !v.is_string() && !v.is_null()) {
+        return;
+    }
+    let Some(Value::Object(strings)) = map.remove("stringData") else {
+        return;
+    };
+    if strings.is_empty() {
+        return;
+    }
+    if !map.get("data").is_some_and(Value::is_object) {
+        map.insert("data".into(), Value::Object(Default::default()));
+    }
+    let data = map
+        .get_mut("data")
+        .and_then(Value::as_object_mut)
+        .expect("an object, just made");
+    for (key, value) in strings {
+        let text = value.as_str().unwrap_or_default().to_owned();
+        data.insert(
+            key,
+            Value::String(base64::engine::general_purpose::STANDARD.encode(text)),
+        );
     }
 }
 

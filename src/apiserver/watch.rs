@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 
 use super::errors::{ApiError, from_store};
 use super::handlers::Params;
+use crate::apimachinery::params::flag;
 use super::resources::Resource;
 use super::selectors::{self, FieldSelector, LabelSelector};
 use super::{ApiServer, decode, tables};
@@ -27,10 +28,14 @@ use crate::store::{Event, RangeRequest, Revision};
 /// How often an idle watch with bookmarks allowed says where it is.
 const BOOKMARK_EVERY: Duration = Duration::from_secs(5);
 
+/// One watch event as kube-apiserver writes it: `{"type":...,"object":...}` and a newline.
 fn line(kind: &str, object: &Value) -> Bytes {
-    let mut bytes =
-        serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
-    bytes.push(b'\n');
+    let mut bytes = Vec::with_capacity(512);
+    bytes.extend_from_slice(b"{\"type\":");
+    crate::apimachinery::wire::string(kind, &mut bytes);
+    bytes.extend_from_slice(b",\"object\":");
+    crate::apimachinery::wire::write(object, &mut bytes);
+    bytes.extend_from_slice(b"}\n");
     Bytes::from(bytes)
 }
 
@@ -164,18 +169,15 @@ pub(crate) async fn serve(
     client: String,
 ) -> Result<Response, ApiError> {
     let (labels, fields) = selectors::from_params(&params, resource.kind)?;
-    let bookmarks = params
-        .get("allowWatchBookmarks")
-        .is_some_and(|b| b == "true");
+    let bookmarks = flag(&params, "allowWatchBookmarks");
     let timeout = params
         .get("timeoutSeconds")
         .and_then(|t| t.parse::<u64>().ok())
         .map(Duration::from_secs)
         .unwrap_or(Duration::from_secs(30 * 60));
     let rv = params.get("resourceVersion").cloned().unwrap_or_default();
-    let send_initial = match params.get("sendInitialEvents").map(String::as_str) {
-        Some("true") => true,
-        Some(_) => false,
+    let send_initial = match params.get("sendInitialEvents") {
+        Some(_) => flag(&params, "sendInitialEvents"),
         None => rv.is_empty() || rv == "0",
     };
     let prefix = resource.key_prefix(namespace.as_deref());
@@ -228,7 +230,7 @@ pub(crate) async fn serve(
         };
         (None, start + 1)
     };
-    let explicit_initial = params.get("sendInitialEvents").is_some_and(|s| s == "true");
+    let explicit_initial = flag(&params, "sendInitialEvents");
     let events = api.store().watch(&prefix, from).await;
     super::handlers::emit_read(
         &api,

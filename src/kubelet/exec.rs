@@ -69,7 +69,7 @@ struct Options {
 }
 
 fn truthy(value: &str) -> bool {
-    matches!(value, "1" | "true" | "True" | "TRUE")
+    crate::apimachinery::params::truth(Some(value))
 }
 
 impl Options {

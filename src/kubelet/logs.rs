@@ -6,16 +6,16 @@
 //! the runtime gets them (read again every 150 ms, so any runtime can be followed) and ends
 //! once the container has exited and everything it wrote has been sent.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use tokio_stream::wrappers::ReceiverStream;
 
+use crate::apimachinery::params::Params;
 use crate::runtime::{ContainerRuntime, ContainerState, LogLine};
 
 /// How often a followed container's logs are read again.
@@ -33,8 +33,8 @@ struct Options {
 }
 
 impl Options {
-    fn parse(params: &HashMap<String, String>, now: jiff::Timestamp) -> Result<Self, String> {
-        let flag = |k: &str| params.get(k).is_some_and(|v| v == "true" || v == "1");
+    fn parse(params: &Params, now: jiff::Timestamp) -> Result<Self, String> {
+        let flag = |k: &str| crate::apimachinery::params::flag(params, k);
         let number = |k: &str| -> Result<Option<i64>, String> {
             params
                 .get(k)
@@ -130,8 +130,9 @@ fn take(
 pub(super) async fn serve(
     State(runtime): State<Arc<dyn ContainerRuntime>>,
     Path((namespace, pod, container)): Path<(String, String, String)>,
-    Query(params): Query<HashMap<String, String>>,
+    RawQuery(query): RawQuery,
 ) -> Response {
+    let params = crate::apimachinery::params::parse(query.as_deref().unwrap_or_default());
     let options = match Options::parse(&params, jiff::Timestamp::now()) {
         Ok(options) => options,
         Err(message) => return (StatusCode::BAD_REQUEST, message).into_response(),

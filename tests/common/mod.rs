@@ -300,3 +300,39 @@ pub fn http_get(address: &str) -> String {
     let _ = stream.read_to_string(&mut answer);
     answer
 }
+
+/// The official Python client's interpreter: `$ORRERY_PYTHON`, or the venv `scripts/test` makes
+/// in `target/python`. A test that needs it fails when it is missing (CI installs it).
+pub fn python() -> PathBuf {
+    std::env::var_os("ORRERY_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/python/bin/python")
+        })
+}
+
+impl Cluster {
+    /// Runs a Python script with the official client, `KUBECONFIG` pointing at this cluster;
+    /// returns its stdout, failing the test with its output if it fails.
+    pub fn python(&self, script: &str) -> String {
+        let interpreter = python();
+        assert!(
+            interpreter.exists(),
+            "no Python with the official client at {} (bash scripts/test makes it; or set ORRERY_PYTHON)",
+            interpreter.display()
+        );
+        let out = Command::new(&interpreter)
+            .arg("-c")
+            .arg(script)
+            .env("KUBECONFIG", self.kubeconfig())
+            .output()
+            .expect("run python");
+        assert!(
+            out.status.success(),
+            "python failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+}

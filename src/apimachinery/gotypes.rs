@@ -1,0 +1,386 @@
+//! The Go types behind the API, as far as what a client sees depends on them: for every message
+//! of the served groups, its fields in Go struct order, what each holds (scalar, bytes, a
+//! message, a list or a map of them), and the two facts of its Go declaration that decide how
+//! `encoding/json` writes it: whether it is a pointer, and whether its tag says `omitempty`.
+//!
+//! Two sources are joined once, at first use: the descriptor set `build.rs` makes from the
+//! Kubernetes `.proto` files in `proto/` (field order, kinds, message types: Kubernetes' proto
+//! fields are declared in Go struct order and named by their JSON names), and `gofields.txt`,
+//! the pointer/omitempty facts read off upstream's Go types (`k8s.io/api`,
+//! `k8s.io/apimachinery`, v1.33), one line per field. Types whose Go form writes its own JSON
+//! (`Time`, `Quantity`, `IntOrString`, ...) are marked [`Special`].
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use protobuf::Message as _;
+use protobuf::reflect::{FileDescriptor, MessageDescriptor, RuntimeFieldType, RuntimeType};
+
+static DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/kubernetes.fds"));
+
+/// Pointer and omitempty facts of the Go fields, from upstream's Go types.
+static FACTS: &str = include_str!("gofields.txt");
+
+/// Every message of the served API groups, as protobuf descriptors (also what protobuf request
+/// bodies are decoded with).
+pub fn descriptors() -> &'static [FileDescriptor] {
+    static FILES: OnceLock<Vec<FileDescriptor>> = OnceLock::new();
+    FILES.get_or_init(|| {
+        let set = protobuf::descriptor::FileDescriptorSet::parse_from_bytes(DESCRIPTOR_SET)
+            .expect("build.rs wrote a valid descriptor set");
+        FileDescriptor::new_dynamic_fds(set.file, &[])
+            .expect("the descriptor set is self-contained")
+    })
+}
+
+/// The descriptor of a message by its full name (`api.apps.v1.Deployment`).
+pub fn descriptor(full_name: &str) -> Option<MessageDescriptor> {
+    // Descriptors name messages absolutely, with a leading dot.
+    let dotted = format!(".{full_name}");
+    descriptors()
+        .iter()
+        .find_map(|f| f.message_by_full_name(&dotted))
+}
+
+/// How a Go field is declared, as far as `encoding/json` cares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decl {
+    /// `*T` with `omitempty`: written when set, whatever it holds (an explicit `0` or `false`
+    /// means something), left out when nil.
+    Pointer,
+    /// `*T` without `omitempty`: `null` when nil.
+    PointerNoOmit,
+    /// `T` with `omitempty`: left out when empty (`0`, `false`, `""`, an empty list or map);
+    /// a struct is never empty to Go, so it is always written.
+    OmitEmpty,
+    /// `T` without `omitempty`: always written, its zero value included.
+    Value,
+}
+
+/// A type whose Go form writes its own JSON instead of a struct's fields.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Special {
+    /// `metav1.Time`, `metav1.MicroTime`: an RFC 3339 string, `null` when zero.
+    Time,
+    /// `resource.Quantity`: a string, `"0"` when zero.
+    Quantity,
+    /// `intstr.IntOrString`: a number or a string, `0` when zero.
+    IntOrString,
+    /// `metav1.Duration`: Go's duration string, `"0s"` when zero.
+    Duration,
+    /// `metav1.GroupVersion`: `"group/version"`, `""` when zero.
+    GroupVersion,
+    /// Raw JSON (`runtime.RawExtension`, `runtime.Unknown`, `metav1.FieldsV1`) or a named list
+    /// (`metav1.Verbs`): the value as it is, `null` when nil.
+    Raw,
+}
+
+impl Special {
+    /// What Go writes for the zero value.
+    pub fn zero(self) -> &'static str {
+        match self {
+            Special::Time | Special::Raw => "null",
+            Special::Quantity => "\"0\"",
+            Special::IntOrString => "0",
+            Special::Duration => "\"0s\"",
+            Special::GroupVersion => "\"\"",
+        }
+    }
+}
+
+/// What a field holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A string.
+    String,
+    /// A number.
+    Number,
+    /// A boolean.
+    Bool,
+    /// `[]byte`: base64 in JSON.
+    Bytes,
+    /// A struct (or a [`Special`] type), by message name.
+    Message(String),
+    /// A list of what the inner kind says.
+    List(Box<Kind>),
+    /// A map with string keys, of what the inner kind says.
+    Map(Box<Kind>),
+}
+
+/// One field of a message.
+#[derive(Clone, Debug)]
+pub struct Field {
+    /// Its JSON name.
+    pub name: String,
+    /// What it holds.
+    pub kind: Kind,
+    /// How Go declares it.
+    pub decl: Decl,
+}
+
+/// One message: a Go struct, or a [`Special`] type.
+#[derive(Clone, Debug, Default)]
+pub struct Message {
+    /// The full name (`api.core.v1.PodSpec`).
+    pub name: String,
+    /// The fields in Go struct order.
+    pub fields: Vec<Field>,
+    /// Where the struct embeds `metav1.TypeMeta` inline (`kind`, `apiVersion`): before the
+    /// field at this index (0 for every object kind), or `None` if it does not.
+    pub type_meta: Option<usize>,
+    /// Set for types with their own JSON form.
+    pub special: Option<Special>,
+}
+
+impl Message {
+    /// The field named `name`.
+    pub fn field(&self, name: &str) -> Option<&Field> {
+        self.fields.iter().find(|f| f.name == name)
+    }
+}
+
+/// Every message, by full name.
+pub struct Schema {
+    messages: HashMap<String, Message>,
+}
+
+/// What the facts table says of one field.
+#[derive(Debug, Default)]
+struct Facts {
+    decls: HashMap<(String, String), Decl>,
+    /// Fields whose Go type is a named slice or map wrapped in a proto message (`Verbs`).
+    plain: HashMap<(String, String), Kind>,
+    specials: HashMap<String, Special>,
+    type_meta: HashMap<String, usize>,
+}
+
+/// Which [`Special`] a type with its own `MarshalJSON` is.
+fn special_of(message: &str) -> Special {
+    let short = message.rsplit('.').next().unwrap_or(message);
+    match short {
+        "Time" | "MicroTime" => Special::Time,
+        "Quantity" | "QuantityValue" => Special::Quantity,
+        "IntOrString" => Special::IntOrString,
+        "Duration" => Special::Duration,
+        "GroupVersion" => Special::GroupVersion,
+        _ => Special::Raw,
+    }
+}
+
+fn parse_facts(text: &str) -> Facts {
+    let mut facts = Facts::default();
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if let Some(rest) = line.strip_prefix("#go-only ") {
+            let words: Vec<&str> = rest.split_whitespace().collect();
+            if let [message, "-", "inline", type_meta, ..] = words.as_slice()
+                && type_meta.ends_with("TypeMeta")
+            {
+                let index = seen.get(*message).copied().unwrap_or(0);
+                facts.type_meta.insert((*message).to_owned(), index);
+            }
+            continue;
+        }
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let body = line.split(" # ").next().unwrap_or(line);
+        let words: Vec<&str> = body.split_whitespace().collect();
+        match words.as_slice() {
+            [message, "-", "custom", ..] => {
+                facts
+                    .specials
+                    .insert((*message).to_owned(), special_of(message));
+            }
+            [message, field, class, go_type, ..] => {
+                let decl = match *class {
+                    "pointer" => Decl::Pointer,
+                    "pointer-noomit" => Decl::PointerNoOmit,
+                    "omitempty" => Decl::OmitEmpty,
+                    "value" => Decl::Value,
+                    _ => continue,
+                };
+                let key = ((*message).to_owned(), (*field).to_owned());
+                if go_type.ends_with("=slice") {
+                    facts
+                        .plain
+                        .insert(key.clone(), Kind::List(Box::new(Kind::String)));
+                } else if go_type.ends_with("=map") && !go_type.starts_with("ResourceList") {
+                    facts
+                        .plain
+                        .insert(key.clone(), Kind::Map(Box::new(Kind::String)));
+                }
+                facts.decls.insert(key, decl);
+                *seen.entry((*message).to_owned()).or_default() += 1;
+            }
+            _ => {}
+        }
+    }
+    facts
+}
+
+fn kind_of(ty: &RuntimeType) -> Kind {
+    match ty {
+        RuntimeType::VecU8 => Kind::Bytes,
+        RuntimeType::Message(m) => Kind::Message(m.full_name().to_owned()),
+        RuntimeType::String => Kind::String,
+        RuntimeType::Bool => Kind::Bool,
+        _ => Kind::Number,
+    }
+}
+
+impl Schema {
+    fn build() -> Schema {
+        let facts = parse_facts(FACTS);
+        let mut messages = HashMap::new();
+        for file in descriptors() {
+            for descriptor in file.messages() {
+                add(&descriptor, &facts, &mut messages);
+            }
+        }
+        Schema { messages }
+    }
+
+    /// The message named `full_name`.
+    pub fn message(&self, full_name: &str) -> Option<&Message> {
+        self.messages.get(full_name)
+    }
+
+    /// The message of an object of `apiVersion` and `kind` (`apps/v1`, `Deployment`), lists
+    /// (`DeploymentList`) and the meta kinds (`Status`, `APIResourceList`, ...) included.
+    pub fn for_object(&self, api_version: &str, kind: &str) -> Option<&Message> {
+        let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+        let short = group.split('.').next().unwrap_or(group);
+        let package = match short {
+            "" => "core",
+            "meta" => return self.message(&format!("apimachinery.pkg.apis.meta.v1.{kind}")),
+            other => other,
+        };
+        self.message(&format!("api.{package}.{version}.{kind}"))
+            .or_else(|| {
+                (group.is_empty() || group == "meta.k8s.io")
+                    .then(|| self.message(&format!("apimachinery.pkg.apis.meta.v1.{kind}")))
+                    .flatten()
+            })
+    }
+
+    /// Every message (for checks that the facts cover them).
+    pub fn messages(&self) -> impl Iterator<Item = &Message> {
+        self.messages.values()
+    }
+}
+
+fn add(descriptor: &MessageDescriptor, facts: &Facts, messages: &mut HashMap<String, Message>) {
+    for nested in descriptor.nested_messages() {
+        if !nested.is_map_entry() {
+            add(&nested, facts, messages);
+        }
+    }
+    let name = descriptor.full_name().to_owned();
+    let fields = descriptor
+        .fields()
+        .map(|f| {
+            let key = (name.clone(), f.name().to_owned());
+            let kind = facts.plain.get(&key).cloned().unwrap_or_else(|| {
+                match f.runtime_field_type() {
+                    RuntimeFieldType::Singular(t) => kind_of(&t),
+                    RuntimeFieldType::Repeated(t) => Kind::List(Box::new(kind_of(&t))),
+                    RuntimeFieldType::Map(_, v) => Kind::Map(Box::new(kind_of(&v))),
+                }
+            });
+            Field {
+                name: f.name().to_owned(),
+                kind,
+                // A field the facts do not know is written as it is when present and left
+                // out when absent.
+                decl: facts.decls.get(&key).copied().unwrap_or(Decl::Pointer),
+            }
+        })
+        .collect();
+    messages.insert(
+        name.clone(),
+        Message {
+            type_meta: facts.type_meta.get(&name).copied(),
+            special: facts.specials.get(&name).copied(),
+            name,
+            fields,
+        },
+    );
+}
+
+/// The schema, built at first use.
+pub fn schema() -> &'static Schema {
+    static SCHEMA: OnceLock<Schema> = OnceLock::new();
+    SCHEMA.get_or_init(Schema::build)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_field_of_every_message_has_its_go_facts() {
+        let facts = parse_facts(FACTS);
+        let mut missing = Vec::new();
+        for message in schema().messages() {
+            if message.special.is_some() {
+                continue;
+            }
+            for field in &message.fields {
+                if !facts
+                    .decls
+                    .contains_key(&(message.name.clone(), field.name.clone()))
+                {
+                    missing.push(format!("{} {}", message.name, field.name));
+                }
+            }
+        }
+        missing.sort();
+        assert!(
+            missing.is_empty(),
+            "gofields.txt has no line for {} fields: {:?}",
+            missing.len(),
+            &missing[..missing.len().min(20)]
+        );
+    }
+
+    #[test]
+    fn objects_find_their_messages() {
+        let s = schema();
+        let deployment = s.for_object("apps/v1", "Deployment").expect("deployment");
+        assert_eq!(deployment.name, "api.apps.v1.Deployment");
+        assert_eq!(deployment.type_meta, Some(0));
+        let names: Vec<&str> = deployment.fields.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["metadata", "spec", "status"]);
+        assert_eq!(
+            s.for_object("v1", "Status").map(|m| m.name.as_str()),
+            Some("apimachinery.pkg.apis.meta.v1.Status")
+        );
+        assert_eq!(
+            s.for_object("v1", "PodList").map(|m| m.name.as_str()),
+            Some("api.core.v1.PodList")
+        );
+        assert_eq!(
+            s.for_object("events.k8s.io/v1", "Event").map(|m| m.name.as_str()),
+            Some("api.events.v1.Event")
+        );
+        let status = s.message("api.apps.v1.DeploymentStatus").unwrap();
+        assert_eq!(
+            status.field("unavailableReplicas").map(|f| f.decl),
+            Some(Decl::OmitEmpty)
+        );
+        let spec = s.message("api.apps.v1.DeploymentSpec").unwrap();
+        assert_eq!(spec.field("replicas").map(|f| f.decl), Some(Decl::Pointer));
+        let secret = s.message("api.core.v1.Secret").unwrap();
+        assert_eq!(
+            secret.field("data").map(|f| f.kind.clone()),
+            Some(Kind::Map(Box::new(Kind::Bytes)))
+        );
+        assert_eq!(
+            s.message("apimachinery.pkg.apis.meta.v1.Time")
+                .and_then(|m| m.special),
+            Some(Special::Time)
+        );
+    }
+}

@@ -1,0 +1,10 @@
+//! What every component shares about the Kubernetes API itself, as upstream's
+//! `k8s.io/apimachinery` is shared: how query parameters convert ([`params`]), how Go decodes
+//! `[]byte` fields ([`bytes`]), which facts of the Go types decide what a client sees
+//! ([`gotypes`]), and how objects are written on the wire as Go's `encoding/json` writes them
+//! ([`wire`]). Nothing here knows of any component; every component may import it.
+
+pub mod bytes;
+pub mod gotypes;
+pub mod params;
+pub mod wire;
