@@ -231,10 +231,11 @@ async fn concurrent_patches_without_a_resource_version_all_succeed() {
     cluster.ok(&["create", "configmap", "hot"]);
     let mut tasks = Vec::new();
     for i in 0..50 {
-        let maps = maps.clone();
+        let merging = maps.clone();
         tasks.push(tokio::spawn(async move {
             let merge = serde_json::json!({"data": {format!("merge-{i}"): "x"}});
-            maps.patch("hot", &PatchParams::default(), &Patch::Merge(&merge))
+            merging
+                .patch("hot", &PatchParams::default(), &Patch::Merge(&merge))
                 .await
                 .map(|_| ())
         }));

@@ -53,9 +53,15 @@ fn programs() -> BTreeSet<String> {
     let mut programs = BTreeSet::new();
     for file in files {
         let text = std::fs::read_to_string(&file).unwrap();
-        for call in ["Command::new(\"", " run(\"", "(run(\"", " stdout(\""] {
+        for call in ["Command::new(", " run(", "(run(", " stdout("] {
             for (at, _) in text.match_indices(call) {
-                let rest = &text[at + call.len()..];
+                let line_start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+                if text[line_start..at].trim_start().starts_with("//") {
+                    continue;
+                }
+                let Some(rest) = text[at + call.len()..].trim_start().strip_prefix('"') else {
+                    continue;
+                };
                 let name = &rest[..rest.find('"').unwrap_or(0)];
                 if !name.is_empty()
                     && name

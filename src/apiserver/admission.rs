@@ -576,6 +576,24 @@ fn generate_job_selector(object: &mut Value) {
         json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}});
 }
 
+/// What only a create sets, as the strategies' `PrepareForCreate` do: a new Namespace is
+/// Active and carries the `kubernetes` finalizer (which the namespace controller removes, so
+/// it is no default: an update may leave it out).
+pub(crate) fn prepare_for_create(resource: &Resource, object: &mut Value) {
+    if (resource.group, resource.kind) == ("", "Namespace") {
+        let spec = object_at(object, "spec");
+        let finalizers = spec.entry("finalizers").or_insert_with(|| json!([]));
+        if !finalizers.is_array() {
+            *finalizers = json!([]);
+        }
+        let list = finalizers.as_array_mut().expect("an array");
+        if !list.iter().any(|f| f == "kubernetes") {
+            list.push(json!("kubernetes"));
+        }
+        object_at(object, "status").insert("phase".into(), json!("Active"));
+    }
+}
+
 pub(crate) fn default(resource: &Resource, object: &mut Value) {
     match (resource.group, resource.kind) {
         ("", "Pod") => {
@@ -689,8 +707,6 @@ pub(crate) fn default(resource: &Resource, object: &mut Value) {
             set_default(m, "type", json!("Opaque"));
         }
         ("", "Namespace") => {
-            let spec = object_at(object, "spec");
-            set_default(spec, "finalizers", json!(["kubernetes"]));
             set_default(object_at(object, "status"), "phase", json!("Active"));
             let name = object["metadata"]["name"].clone();
             let labels = object_at(&mut object["metadata"], "labels");

@@ -202,7 +202,9 @@ fn normalize(
             _ => warnings.extend(unknown.iter().map(|f| format!("unknown field \"{f}\""))),
         }
     }
-    Ok(crate::apimachinery::wire::shape(typed))
+    // Still as sent (an empty list is not yet gone): defaulting and server-side apply read it
+    // so; the write path's `Resource::canonical` gives it Go's shape.
+    Ok(typed)
 }
 
 fn with_warnings(mut response: Response, warnings: &[String]) -> Response {
@@ -357,6 +359,14 @@ fn emit_store(
     }
 }
 
+/// An object through its type and into Go's shape (a failure is the server's own fault: the
+/// object was decoded through the same type before).
+fn canonical(resource: &Resource, object: Value) -> Result<Value, ApiError> {
+    resource
+        .canonical(object)
+        .map_err(|e| ApiError::Internal(e.to_string()))
+}
+
 /// Creates an object: the whole write path of a POST.
 pub(crate) async fn create_object(
     api: &ApiServer,
@@ -406,6 +416,9 @@ pub(crate) async fn create_object(
     } else {
         meta.remove("generation");
     }
+    // In Go's shape first, so defaulting sees a zero Go omits as unset, as Go's defaulting does.
+    let mut object = canonical(resource, object)?;
+    admission::prepare_for_create(resource, &mut object);
     admission::default(resource, &mut object);
     if resource.kind == "Pod" {
         admission::default_toleration_seconds(&mut object, api.default_toleration_seconds());
@@ -413,16 +426,15 @@ pub(crate) async fn create_object(
     if resource.kind == "Service" {
         allocate_service_ips(api, &mut object).await?;
     }
+    // Back through the type: whatever defaulting left empty (nulls) goes, as in the real server;
+    // field ownership is then computed on the object as Go's JSON has it.
+    let mut object = canonical(resource, object)?;
     if let Some(manager) = manager {
         if let Some(m) = object["metadata"].as_object_mut() {
             m.remove("managedFields");
         }
         apply::record_update(resource, &Value::Null, &mut object, manager, "");
     }
-    // Back through the type: whatever defaulting left empty (nulls) goes, as in the real server.
-    let mut object = resource
-        .canonical(object)
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
     let name = name_of(&object).to_owned();
     let causes = admission::validate(resource, &object, None);
     if !causes.is_empty() {
@@ -644,8 +656,10 @@ async fn update_object(
                 name_of(&new)
             )));
         }
+        let mut new = canonical(resource, new)?;
         admission::default(resource, &mut new);
         admission::keep_allocated(resource, &mut new, &old);
+        let mut new = canonical(resource, new)?;
         if let Some(manager) = manager {
             new["metadata"]["managedFields"] = old["metadata"]["managedFields"].clone();
             let sub = match kind {
@@ -667,9 +681,6 @@ async fn update_object(
             let generation = old["metadata"]["generation"].as_i64().unwrap_or(1) + 1;
             new["metadata"]["generation"] = json!(generation);
         }
-        let mut new = resource
-            .canonical(new)
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
         let causes = admission::validate(resource, &new, Some(&old));
         if !causes.is_empty() {
             return Err(invalid(resource, name, causes));
@@ -1006,6 +1017,8 @@ fn dry_run_create(
     }
     object["metadata"]["uid"] = json!(uuid::Uuid::new_v4().to_string());
     object["metadata"]["creationTimestamp"] = json!(now());
+    let mut object = canonical(resource, object)?;
+    admission::prepare_for_create(resource, &mut object);
     admission::default(resource, &mut object);
     if resource.kind == "Pod" {
         admission::default_toleration_seconds(&mut object, api.default_toleration_seconds());
