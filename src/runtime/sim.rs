@@ -362,13 +362,14 @@ impl SimRuntime {
                 .collect();
             running.sort_by_key(|c| c.serial);
             let listener = running.into_iter().find_map(|c| {
-                let listens = match c.listening? {
+                let server = c.listening?;
+                let listens = match server {
                     Server::Hello => hello_port(&c.env) == Some(port),
                     Server::Unknown => c.ports.contains(&port),
                 };
-                listens.then(|| (c.listening, c))
+                listens.then_some((server, c))
             });
-            let Some((Some(server), c)) = listener else {
+            let Some((server, c)) = listener else {
                 return Err(std::io::ErrorKind::ConnectionRefused.into());
             };
             let env = |name: &str| {

@@ -300,3 +300,42 @@ pub fn http_get(address: &str) -> String {
     let _ = stream.read_to_string(&mut answer);
     answer
 }
+
+/// The Python interpreter with the official Kubernetes client: `ORRERY_PYTHON`, or the venv
+/// `scripts/test` makes at `target/python`. Fails the test with what to do when missing.
+pub fn python() -> PathBuf {
+    let path = std::env::var_os("ORRERY_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/python/bin/python")
+        });
+    assert!(
+        path.exists(),
+        "no Python with the kubernetes client at {} (set ORRERY_PYTHON, or run scripts/test, which makes the venv)",
+        path.display()
+    );
+    path
+}
+
+impl Cluster {
+    /// Runs a Python script with the official Kubernetes client loaded from this cluster's
+    /// kubeconfig (as `api`, a `CoreV1Api`); fails the test when the script does, and returns
+    /// what it printed.
+    pub fn python(&self, script: &str) -> String {
+        let prelude = "import sys\nfrom kubernetes import client, config\nconfig.load_kube_config(config_file=sys.argv[1])\napi = client.CoreV1Api()\n";
+        let out = Command::new(python())
+            .arg("-c")
+            .arg(format!("{prelude}{script}"))
+            .arg(self.kubeconfig())
+            .stdin(Stdio::null())
+            .output()
+            .expect("run python");
+        assert!(
+            out.status.success(),
+            "the Python script failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
