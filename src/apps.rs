@@ -68,13 +68,20 @@ impl Identity {
 /// The namespace in a pod's `/etc/resolv.conf`: the first search domain
 /// `<namespace>.svc.<cluster domain>`.
 pub fn namespace_from_resolv_conf(text: &str) -> Option<String> {
-    text.lines()
-        .filter_map(|line| line.trim().strip_prefix("search"))
-        .flat_map(str::split_whitespace)
-        .find_map(|domain| {
-            let (namespace, rest) = domain.split_once('.')?;
-            rest.starts_with("svc.").then(|| namespace.to_owned())
-        })
+    namespace_from_search(
+        text.lines()
+            .filter_map(|line| line.trim().strip_prefix("search"))
+            .flat_map(str::split_whitespace),
+    )
+}
+
+/// The namespace among a pod's DNS search domains: the first `<namespace>.svc.<cluster
+/// domain>`.
+pub fn namespace_from_search<'a>(domains: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    domains.into_iter().find_map(|domain| {
+        let (namespace, rest) = domain.split_once('.')?;
+        rest.starts_with("svc.").then(|| namespace.to_owned())
+    })
 }
 
 fn first_ipv4() -> Option<Ipv4Addr> {
@@ -159,10 +166,17 @@ async fn answer(
         request.uri(),
         identity.greeting().trim_end()
     );
-    let mut body = identity.greeting();
     // `HELLO_FILE`: a file (written by an init container, say) answered before the greeting.
-    if let Some(text) = std::env::var_os("HELLO_FILE").and_then(|f| std::fs::read_to_string(f).ok())
-    {
+    let file = std::env::var_os("HELLO_FILE").and_then(|f| std::fs::read_to_string(f).ok());
+    Ok(hello_response(&identity, file.as_deref()))
+}
+
+/// What `hello` answers every request with: 200, `text/plain`, the text of `HELLO_FILE` (when
+/// given) and then the identity's greeting. The simulated runtime's `hello` answers with it
+/// too.
+pub fn hello_response(identity: &Identity, file: Option<&str>) -> hyper::Response<Full<Bytes>> {
+    let mut body = identity.greeting();
+    if let Some(text) = file {
         body = format!(
             "{text}{}{body}",
             if text.ends_with('\n') { "" } else { "\n" }
@@ -173,7 +187,7 @@ async fn answer(
         hyper::header::CONTENT_TYPE,
         hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"),
     );
-    Ok(response)
+    response
 }
 
 /// `orrery sleep <seconds>`: waits, then exits 0 (a Job's work, in the built-in image, which

@@ -1,6 +1,7 @@
 //! `kubectl exec`, `kubectl logs` and `kubectl port-forward` against `orrery up --runtime sim`,
-//! with the real kubectl (and kube-rs's `Api::exec`): the API server proxies the upgrade to the
-//! kubelet, which speaks WebSocket v5 for exec and SPDY/3.1 for port-forward.
+//! with the real kubectl (and kube-rs's `Api::exec`, and the official Python client's
+//! `stream`): the API server proxies the upgrade to the kubelet, which speaks WebSocket v5 for
+//! exec and SPDY/3.1 for port-forward.
 
 mod common;
 
@@ -109,6 +110,38 @@ fn exec_runs_commands_with_exit_codes_and_stdin() {
         String::from_utf8_lossy(&out.stderr).contains("Defaulted container \"app\""),
         "{out:?}"
     );
+}
+
+/// The official Python client writes stdin and resizes as WebSocket text messages: the
+/// kubelet reads them as it reads binary ones, with or without a terminal, and v5's close of
+/// stdin ends `cat` with success.
+#[test]
+fn python_exec_writes_stdin_as_text() {
+    let c = cluster_with("");
+    let out = c.python(
+        r#"
+import json
+from kubernetes.stream import stream
+for tty in (False, True):
+    resp = stream(api.connect_get_namespaced_pod_exec, "web", "default", container="app",
+                  command=["cat"], stdin=True, stdout=True, stderr=not tty, tty=tty,
+                  _preload_content=False)
+    assert resp.subprotocol == "v5.channel.k8s.io", resp.subprotocol
+    resp.write_stdin("hello\n")
+    line = resp.readline_stdout(timeout=20)
+    assert line == "hello", repr(line)
+    # A resize on channel 4, as a text message too: the session goes on.
+    resp.write_channel(4, json.dumps({"Width": 100, "Height": 30}))
+    resp.write_stdin("again\n")
+    line = resp.readline_stdout(timeout=20)
+    assert line == "again", repr(line)
+    resp.close_channel(0)
+    resp.run_forever(timeout=20)
+    assert not resp.is_open(), "cat ends once stdin is closed"
+    print("tty" if tty else "plain", resp.returncode)
+"#,
+    );
+    assert_eq!(out, "plain 0\ntty 0\n");
 }
 
 #[test]
@@ -291,8 +324,8 @@ fn lines_of(reader: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Rec
     rx
 }
 
-/// What a request to `address` gets back (its first line), or `None` if nothing answers there.
-fn first_line_from(address: std::net::SocketAddr) -> Option<String> {
+/// The whole answer to a plain `GET /` at `address`, or `None` if nothing answers there.
+fn answer_from(address: std::net::SocketAddr) -> Option<String> {
     use std::io::{Read, Write};
     let mut connection =
         std::net::TcpStream::connect_timeout(&address, Duration::from_secs(5)).ok()?;
@@ -302,33 +335,87 @@ fn first_line_from(address: std::net::SocketAddr) -> Option<String> {
     connection.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
     let mut answer = Vec::new();
     let _ = connection.read_to_end(&mut answer);
-    let text = String::from_utf8_lossy(&answer);
-    text.lines().next().map(str::to_owned)
+    (!answer.is_empty()).then(|| String::from_utf8_lossy(&answer).into_owned())
 }
 
-/// kubectl port-forward through the API server to the kubelet's SPDY endpoint. A simulated
-/// pod has no process behind its IP: on a host where that address leads nowhere, kubectl must
-/// report the kubelet's connection error; where something does answer there (a host whose
-/// default route intercepts every address), the forwarded connection must get the same answer
-/// a direct connection gets.
+/// The built-in hello, which the simulated runtime serves in memory on 8080.
+const HELLO: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: hello}
+spec:
+  containers: [{name: hello, image: orrery/hello}]
+"#;
+
+/// kubectl port-forward through the API server to the kubelet's SPDY endpoint: the simulated
+/// hello answers over localhost as the real one would (the kubelet reaches it through the
+/// runtime, never the host's network); a port nothing simulated listens on is refused, and
+/// kubectl reports the kubelet's error.
 #[test]
-fn port_forward_reaches_the_pod_ip_or_reports_the_kubelets_error() {
-    let c = cluster_with("");
-    let ip = c.ok(&["get", "pod", "web", "-o", "jsonpath={.status.podIP}"]);
-    let direct = first_line_from(std::net::SocketAddr::new(ip.parse().unwrap(), 8080));
+fn port_forward_reaches_the_simulated_pod_or_reports_the_kubelets_error() {
+    let c = cluster_with(HELLO);
+    c.eventually(
+        &["get", "pod", "hello", "-o", "jsonpath={.status.phase}"],
+        30,
+        |t| t == "Running",
+    );
+    let hello_ip = c.ok(&["get", "pod", "hello", "-o", "jsonpath={.status.podIP}"]);
+    let web_ip = c.ok(&["get", "pod", "web", "-o", "jsonpath={.status.podIP}"]);
     // kubectl 1.32 tunnels SPDY through a WebSocket; without it, it upgrades to SPDY itself.
     for websockets in ["true", "false"] {
-        forward_once(&c, &ip, direct.clone(), websockets);
+        let (answer, _stderr, _kubectl) = forward_once(&c, "pod/hello", websockets);
+        let answer = answer.unwrap_or_else(|| panic!("hello answers (websockets {websockets})"));
+        assert!(answer.starts_with("HTTP/1.0 200 OK\r\n"), "{answer}");
+        assert!(
+            answer.ends_with(&format!(
+                "\r\n\r\nHello from hello in default at {hello_ip}\n"
+            )),
+            "{answer}"
+        );
+        // nginx is a program the simulation does not know, declaring no port: refused.
+        let (answer, stderr, _kubectl) = forward_once(&c, "pod/web", websockets);
+        assert_eq!(answer, None, "nothing answers at {web_ip}:8080");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut seen = Vec::new();
+        let reported = loop {
+            assert!(
+                Instant::now() < deadline,
+                "kubectl did not report the kubelet's error: {seen:#?}"
+            );
+            let Ok(line) = stderr.recv_timeout(Duration::from_millis(200)) else {
+                continue;
+            };
+            if line.contains("error forwarding port 8080 to pod") {
+                break line;
+            }
+            seen.push(line);
+        };
+        assert!(
+            reported.contains(&format!(
+                ", uid : dial tcp {web_ip}:8080: connect: connection refused"
+            )),
+            "{reported}"
+        );
     }
 }
 
-fn forward_once(c: &Cluster, ip: &str, direct: Option<String>, websockets: &str) {
+/// Starts `kubectl port-forward <pod> :8080` and makes one request through it: the answer,
+/// kubectl's stderr lines, and kubectl itself (killed when dropped).
+fn forward_once(
+    c: &Cluster,
+    pod: &str,
+    websockets: &str,
+) -> (
+    Option<String>,
+    std::sync::mpsc::Receiver<String>,
+    Background,
+) {
     use std::process::{Command, Stdio};
 
     let mut child = Command::new("kubectl")
         .arg("--kubeconfig")
         .arg(c.kubeconfig())
-        .args(["port-forward", "pod/web", ":8080"])
+        .args(["port-forward", pod, ":8080"])
         .env("KUBECTL_PORT_FORWARD_WEBSOCKETS", websockets)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -337,7 +424,7 @@ fn forward_once(c: &Cluster, ip: &str, direct: Option<String>, websockets: &str)
         .unwrap();
     let stdout = lines_of(child.stdout.take().unwrap());
     let stderr = lines_of(child.stderr.take().unwrap());
-    let _kubectl = Background(child);
+    let kubectl = Background(child);
     let forwarding = stdout
         .recv_timeout(Duration::from_secs(20))
         .expect("kubectl says where it forwards from");
@@ -347,46 +434,26 @@ fn forward_once(c: &Cluster, ip: &str, direct: Option<String>, websockets: &str)
         .and_then(|(_, rest)| rest.split_whitespace().next())
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(|| panic!("{forwarding}"));
-    let forwarded = first_line_from(([127, 0, 0, 1], local).into());
-    if let Some(direct) = direct {
-        assert_eq!(
-            forwarded,
-            Some(direct),
-            "the forwarded answer (websockets {websockets})"
-        );
-        return;
-    }
-    assert_eq!(forwarded, None, "nothing answers at {ip}:8080");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut seen = Vec::new();
-    while Instant::now() < deadline {
-        let Ok(line) = stderr.recv_timeout(Duration::from_millis(200)) else {
-            continue;
-        };
-        if line.contains("error forwarding port 8080 to pod") {
-            assert!(
-                line.contains(&format!(", uid : dial tcp {ip}:8080")),
-                "{line}"
-            );
-            return;
-        }
-        seen.push(line);
-    }
-    panic!("kubectl did not report the kubelet's error: {seen:#?}");
+    (answer_from(([127, 0, 0, 1], local).into()), stderr, kubectl)
 }
 
 /// kube-rs's `Api::portforward` speaks the WebSocket channel protocol (two channels a port,
-/// the port number first on each); as with kubectl, the forwarded answer is the direct one, or
-/// the kubelet's error comes on the error channel.
+/// the port number first on each): the simulated hello's answer comes on the data channel, and
+/// a refused port's error on the error channel.
 #[test]
 fn kube_rs_port_forward_works() {
     use k8s_openapi::api::core::v1::Pod;
     use kube::api::Api;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    let c = cluster_with("");
-    let ip = c.ok(&["get", "pod", "web", "-o", "jsonpath={.status.podIP}"]);
-    let direct = first_line_from(std::net::SocketAddr::new(ip.parse().unwrap(), 8080));
+    let c = cluster_with(HELLO);
+    c.eventually(
+        &["get", "pod", "hello", "-o", "jsonpath={.status.phase}"],
+        30,
+        |t| t == "Running",
+    );
+    let hello_ip = c.ok(&["get", "pod", "hello", "-o", "jsonpath={.status.podIP}"]);
+    let web_ip = c.ok(&["get", "pod", "web", "-o", "jsonpath={.status.podIP}"]);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let config = kube::Config::from_custom_kubeconfig(
@@ -396,30 +463,35 @@ fn kube_rs_port_forward_works() {
         .await
         .unwrap();
         let pods: Api<Pod> = Api::default_namespaced(kube::Client::try_from(config).unwrap());
-        let mut forwarder = pods.portforward("web", &[8080]).await.unwrap();
+        let mut forwarder = pods.portforward("hello", &[8080]).await.unwrap();
         let mut stream = forwarder.take_stream(8080).unwrap();
-        let error = forwarder.take_error(8080).unwrap();
         stream.write_all(b"GET / HTTP/1.0\r\n\r\n").await.unwrap();
         let mut answer = Vec::new();
-        let read = tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut answer));
-        match direct {
-            Some(direct) => {
-                read.await.expect("the pod's answer in time").unwrap();
-                let text = String::from_utf8_lossy(&answer);
-                assert_eq!(text.lines().next(), Some(direct.as_str()));
-            }
-            None => {
-                let message = tokio::time::timeout(Duration::from_secs(20), error)
-                    .await
-                    .expect("the kubelet's error in time")
-                    .expect("an error");
-                assert!(
-                    message.starts_with("error forwarding port 8080 to pod "),
-                    "{message}"
-                );
-            }
-        }
+        tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut answer))
+            .await
+            .expect("the pod's answer in time")
+            .unwrap();
+        let text = String::from_utf8_lossy(&answer);
+        assert!(
+            text.ends_with(&format!("Hello from hello in default at {hello_ip}\n")),
+            "{text}"
+        );
         drop(stream);
+        forwarder.abort();
+
+        let mut forwarder = pods.portforward("web", &[8080]).await.unwrap();
+        let error = forwarder.take_error(8080).unwrap();
+        let message = tokio::time::timeout(Duration::from_secs(20), error)
+            .await
+            .expect("the kubelet's error in time")
+            .expect("an error");
+        assert!(
+            message.starts_with("error forwarding port 8080 to pod ")
+                && message.ends_with(&format!(
+                    ", uid : dial tcp {web_ip}:8080: connect: connection refused"
+                )),
+            "{message}"
+        );
         forwarder.abort();
     });
 }

@@ -1,6 +1,7 @@
 //! The kubelet's container features on the simulated runtime, driven with the real kubectl:
-//! probes (the kubelet itself probes, so an httpGet or tcpSocket probe with `host: 127.0.0.1`
-//! reaches a server this test runs), imagePullPolicy, env from ConfigMaps, and volumes written
+//! probes (the kubelet itself probes: a probe of a simulated pod reaches its simulated
+//! programs in memory, and one with `host: 127.0.0.1` the node's loopback, where this test
+//! runs a server), imagePullPolicy, env from ConfigMaps, and volumes written
 //! under the kubelet's root (`<state-dir>/kubelet/node-1`).
 
 mod common;
@@ -131,6 +132,82 @@ fn readiness_http_get_gates_the_ready_condition() {
     assert_eq!(ready_of(&c, "web"), "Running True true");
     let row = c.ok(&["get", "pod", "web", "--no-headers"]);
     assert!(row.contains("1/1"), "{row}");
+}
+
+/// A probe of a simulated pod never leaves the machine: the built-in hello answers its
+/// readiness httpGet, an unknown program accepts a tcpSocket on its declared port, and an
+/// httpGet to a port nothing simulated listens on is refused: that pod stays unready and the
+/// kubelet says why.
+#[test]
+fn sim_probes_reach_only_the_simulated_programs() {
+    let c = Cluster::with_nodes(1);
+    let manifest = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: closed}
+spec:
+  containers:
+  - name: hello
+    image: orrery/hello
+    readinessProbe: {httpGet: {path: /, port: 9999}, periodSeconds: 1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: open}
+spec:
+  containers:
+  - name: hello
+    image: orrery/hello
+    readinessProbe: {httpGet: {path: /, port: 8080}, periodSeconds: 1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: declared}
+spec:
+  containers:
+  - name: web
+    image: nginx
+    ports: [{containerPort: 80}]
+    readinessProbe: {tcpSocket: {port: 80}, periodSeconds: 1}
+"#;
+    c.ok_with(&["apply", "-f", "-"], Some(manifest));
+    for pod in ["open", "declared"] {
+        c.eventually(
+            &[
+                "get",
+                "pod",
+                pod,
+                "-o",
+                "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+            ],
+            30,
+            |t| t == "True",
+        );
+    }
+    let ip = c.eventually(
+        &["get", "pod", "closed", "-o", "jsonpath={.status.podIP}"],
+        20,
+        |t| !t.is_empty(),
+    );
+    let events = c.eventually(
+        &[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=closed,reason=Unhealthy",
+            "-o",
+            "jsonpath={.items[*].message}",
+        ],
+        20,
+        |t| !t.is_empty(),
+    );
+    assert!(
+        events.contains(&format!(
+            "Readiness probe failed: Get \"http://{ip}:9999/\": dial tcp {ip}:9999: connect: connection refused"
+        )),
+        "{events}"
+    );
+    assert_eq!(ready_of(&c, "closed"), "Running False false");
 }
 
 #[test]

@@ -56,7 +56,7 @@ fn the_samples_run_on_the_simulated_runtime() {
         let out = c.ok(&["apply", "-f", &manifest(name)]);
         assert!(out.contains("created"), "{name}: {out}");
     }
-    // Three hello pods run (the simulation has no sockets, so none turns ready).
+    // Three hello pods run and turn ready: the simulated hello answers their readiness probe.
     c.eventually(
         &[
             "get",
@@ -64,11 +64,23 @@ fn the_samples_run_on_the_simulated_runtime() {
             "-l",
             "app=hello",
             "-o",
-            "jsonpath={.items[*].status.phase}",
+            "jsonpath={range .items[*]}{.status.phase}/{.status.conditions[?(@.type==\"Ready\")].status} {end}",
         ],
         60,
-        |out| out.split_whitespace().filter(|p| *p == "Running").count() == 3,
+        |out| out.split_whitespace().filter(|p| *p == "Running/True").count() == 3,
     );
+    c.eventually(
+        &[
+            "get",
+            "deployment",
+            "hello",
+            "-o",
+            "jsonpath={.status.readyReplicas}",
+        ],
+        30,
+        |out| out == "3",
+    );
+    // The Service lists the three as ready endpoints.
     c.eventually(
         &[
             "get",
@@ -76,10 +88,10 @@ fn the_samples_run_on_the_simulated_runtime() {
             "-l",
             "kubernetes.io/service-name=hello",
             "-o",
-            "name",
+            "jsonpath={.items[*].endpoints[?(@.conditions.ready==true)].addresses[0]}",
         ],
         30,
-        |out| !out.trim().is_empty(),
+        |out| out.split_whitespace().count() == 3,
     );
     c.eventually(
         &[

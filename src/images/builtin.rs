@@ -240,15 +240,10 @@ pub(crate) fn write_layer(binary: &Path, out: &Path) -> io::Result<()> {
 
 /// The image config of a built-in image whose one layer has diff-id `layer`.
 pub(crate) fn config(kind: Builtin, layer: &str, created: jiff::Timestamp) -> Vec<u8> {
-    let (entrypoint, extra) = match kind {
-        Builtin::Hello => (
-            ["/orrery", "hello"],
-            serde_json::json!({"ExposedPorts": {"8080/tcp": {}}}),
-        ),
-        Builtin::Pause => (
-            ["/orrery", "pause"],
-            serde_json::json!({"User": "65535:65535"}),
-        ),
+    let entrypoint = kind.entrypoint();
+    let extra = match kind {
+        Builtin::Hello => serde_json::json!({"ExposedPorts": {"8080/tcp": {}}}),
+        Builtin::Pause => serde_json::json!({"User": "65535:65535"}),
     };
     let mut runtime = serde_json::json!({
         "Entrypoint": entrypoint,

@@ -149,6 +149,14 @@ impl ImageSummary {
 /// `registry.k8s.io/pause:3.10`); always present, never pulled.
 pub const PAUSE_IMAGE: &str = "docker.io/orrery/pause:3.10";
 
+/// The entrypoint of the built-in image `reference` names (`orrery/hello` runs `/orrery
+/// hello`), or `None` for any other image: what the simulated runtime runs for a container
+/// with no command of its own.
+pub fn builtin_entrypoint(reference: &str) -> Option<[&'static str; 2]> {
+    let normalized = normalize(reference).ok()?;
+    Builtin::of(&normalized).map(Builtin::entrypoint)
+}
+
 /// Where `orrery up` and `orrery image` keep images under a cluster's state directory.
 pub fn store_dir(state_dir: &Path) -> PathBuf {
     state_dir.join("images")

@@ -69,6 +69,14 @@ impl Builtin {
         }
     }
 
+    /// Its entrypoint: the `orrery` binary's subcommand of the same name.
+    pub(crate) fn entrypoint(self) -> [&'static str; 2] {
+        match self {
+            Builtin::Hello => ["/orrery", "hello"],
+            Builtin::Pause => ["/orrery", "pause"],
+        }
+    }
+
     /// Which built-in image `reference` (normalised) names, if any: `docker.io/orrery/hello`
     /// or `docker.io/orrery/pause` with any tag (digests name content, not a built-in).
     pub(crate) fn of(reference: &Normalized) -> Option<Builtin> {

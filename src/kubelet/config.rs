@@ -1,6 +1,6 @@
 //! What the kubelet hands the runtime for one container, from the pod spec: the
 //! `securityContext` (the container's over the pod's) as [`Security`], `resources` as
-//! [`Resources`], upstream's `runAsNonRoot` check, and the termination message read back after
+//! [`Resources`], its declared TCP ports, upstream's `runAsNonRoot` check, and the termination message read back after
 //! the container ends (`terminationMessagePath`, `FallbackToLogsOnError`).
 
 use k8s_openapi::api::core::v1::{Container, Pod};
@@ -155,6 +155,22 @@ pub(crate) fn termination_message(
         text = text[cut..].to_owned();
     }
     Some(text)
+}
+
+/// The TCP `containerPort`s a container declares (`protocol` TCP, the default), in order,
+/// each once.
+pub(crate) fn tcp_ports(c: &Container) -> Vec<u16> {
+    let mut ports = Vec::new();
+    for p in c.ports.iter().flatten() {
+        if p.protocol.as_deref().is_none_or(|proto| proto == "TCP")
+            && let Ok(port) = u16::try_from(p.container_port)
+            && port > 0
+            && !ports.contains(&port)
+        {
+            ports.push(port);
+        }
+    }
+    ports
 }
 
 #[cfg(test)]

@@ -1,12 +1,14 @@
 //! `kubectl exec` at the kubelet: `/exec/<namespace>/<pod>/<container>?command=...&stdin=&
 //! stdout=&stderr=&tty=`, a WebSocket speaking Kubernetes' channel protocol
 //! (`v5.channel.k8s.io`, or `v4.channel.k8s.io` for older clients such as kube-rs's first
-//! choice being refused). Every binary message starts with its channel: 0 stdin, 1 stdout,
+//! choice being refused). Every message starts with its channel: 0 stdin, 1 stdout,
 //! 2 stderr, 3 the error channel (one JSON `metav1.Status` at the end: `Success`, or `Failure`
 //! with reason `NonZeroExitCode` and the exit code as the `ExitCode` cause, which is how
 //! kubectl learns it), 4 terminal resizes (`{"Width":w,"Height":h}`), and, in v5 only, 255: a
-//! client's `[255, 0]` closes the command's stdin. The command runs through
-//! [`ContainerRuntime::exec`].
+//! client's `[255, 0]` closes the command's stdin. The kubelet sends binary messages; it reads
+//! text messages as well, with the same bytes (the official Python client writes stdin and
+//! resizes as text): upstream's `wsstream` reads both kinds into one buffer and takes its first
+//! byte as the channel. The command runs through [`ContainerRuntime::exec`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,6 +58,17 @@ pub(super) fn frame(channel: u8, data: &[u8]) -> Vec<u8> {
 /// A message's channel and data; `None` for an empty message.
 pub(super) fn unframe(message: &[u8]) -> Option<(u8, &[u8])> {
     message.split_first().map(|(c, data)| (*c, data))
+}
+
+/// A message's bytes when it carries data: binary and text messages alike, as upstream's
+/// `wsstream` reads them (a text message's first byte is its channel too); `None` for control
+/// messages (ping, pong, close).
+pub(super) fn data_of(message: &Message) -> Option<&[u8]> {
+    match message {
+        Message::Binary(data) => Some(data),
+        Message::Text(text) => Some(text.as_str().as_bytes()),
+        _ => None,
+    }
 }
 
 /// What the query asks for (`PodExecOptions`).
@@ -267,12 +280,13 @@ async fn session(
     let resize = session.resize;
     let input = async {
         while let Some(Ok(message)) = incoming.next().await {
-            let data = match message {
-                Message::Binary(data) => data,
-                Message::Close(_) => break,
-                _ => continue,
+            if let Message::Close(_) = message {
+                break;
+            }
+            let Some(data) = data_of(&message) else {
+                continue;
             };
-            match unframe(&data) {
+            match unframe(data) {
                 Some((channel::STDIN, data)) => {
                     if let Some(writer) = stdin.as_mut()
                         && !data.is_empty()
@@ -332,6 +346,18 @@ mod tests {
         assert_eq!(unframe(b"\xff\x00"), Some((channel::CLOSE, &[0u8][..])));
         assert_eq!(unframe(b""), None);
         assert_eq!(frame(channel::RESIZE, b""), vec![4]);
+        // Text messages carry their channel and data the same way.
+        let text = Message::Text("\u{0}hello\n".into());
+        assert_eq!(
+            data_of(&text).and_then(unframe),
+            Some((channel::STDIN, &b"hello\n"[..]))
+        );
+        let resize = Message::Text("\u{4}{\"Width\":80,\"Height\":24}".into());
+        assert_eq!(
+            data_of(&resize).and_then(unframe).map(|(c, _)| c),
+            Some(channel::RESIZE)
+        );
+        assert_eq!(data_of(&Message::Ping(Default::default())), None);
     }
 
     #[test]

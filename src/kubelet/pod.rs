@@ -337,6 +337,7 @@ async fn container_config(
         security,
         resources,
         tty: c.tty == Some(true),
+        ports: config::tcp_ports(c),
     })
 }
 
@@ -1057,6 +1058,7 @@ async fn check_probes(ctx: &Ctx<'_>, c: &Container, state: &mut Running, status:
             status.id.clone(),
             c,
             Target {
+                sandbox: ctx.sandbox.to_owned(),
                 pod_ip: ctx.ip.to_owned(),
             },
         ));
@@ -1128,6 +1130,7 @@ async fn pre_stop(
         ..Probe::default()
     };
     let target = Target {
+        sandbox: ctx.sandbox.to_owned(),
         pod_ip: ctx.ip.to_owned(),
     };
     let outcome = probes::attempt(&probe, &*ctx.kubelet.runtime, id, c, &target, grace).await;

@@ -1,6 +1,8 @@
 //! `kubectl port-forward` at the kubelet: `/portForward/<namespace>/<pod>`. Each forwarded
-//! connection is a TCP connection from the kubelet to `<pod IP>:<port>` (the IP from
-//! [`ContainerRuntime::pod_sandbox_status`]), copied both ways. Three framings reach it:
+//! connection is a connection from the kubelet to `<pod IP>:<port>` (the IP from
+//! [`ContainerRuntime::pod_sandbox_status`]), opened through [`ContainerRuntime::dial`] (the
+//! pod network is the runtime's: a simulated pod is reached in memory), copied both ways.
+//! Three framings reach it:
 //! - SPDY/3.1 after `Upgrade: SPDY/3.1` with `X-Stream-Protocol-Version: portforward.k8s.io`
 //!   (kubectl's fallback). The client opens a pair of streams per connection, both with
 //!   headers `port` and `requestID`, one `streamType: error` and one `streamType: data`.
@@ -9,12 +11,12 @@
 //! - The WebSocket channel protocol (`v4.channel.k8s.io`, `portforward.k8s.io`; kube-rs's
 //!   `Api::portforward`): for the i-th port of `?ports=`, channel 2i carries data and 2i+1
 //!   errors, and the kubelet's first message on each is the port, two bytes little-endian.
+//!   Text messages are read as binary ones, as upstream's `wsstream` does.
 //!
 //! A connection that fails is reported on its error stream in the kubelet's words:
 //! `error forwarding port <port> to pod <sandbox>, uid : <why>`.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,8 +31,9 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
+use super::probes::{host_port, io_text};
 use super::spdy::{Codec, FLAG_FIN, Frame, status};
-use crate::runtime::ContainerRuntime;
+use crate::runtime::{ContainerRuntime, PodConnection};
 
 /// The SPDY subprotocol of port-forward.
 const PORT_FORWARD: &str = "portforward.k8s.io";
@@ -42,33 +45,27 @@ const CHANNELS: [&str; 3] = ["v4.channel.k8s.io", "v5.channel.k8s.io", PORT_FORW
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Where a pod's ports are, and what to call it in errors.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 struct Target {
+    runtime: Arc<dyn ContainerRuntime>,
     sandbox: String,
     ip: Option<String>,
 }
 
 impl Target {
     /// Connects to `port` on the pod, or says why not in the kubelet's words.
-    async fn connect(&self, port: u16) -> Result<tokio::net::TcpStream, String> {
+    async fn connect(&self, port: u16) -> Result<PodConnection, String> {
         let why = match &self.ip {
             None => "the pod has no IP address".to_owned(),
-            Some(ip) => match ip.parse::<std::net::IpAddr>() {
-                Err(_) => format!("bad pod IP {ip:?}"),
-                Ok(ip) => {
-                    let address = SocketAddr::new(ip, port);
-                    match tokio::time::timeout(
-                        CONNECT_TIMEOUT,
-                        tokio::net::TcpStream::connect(address),
-                    )
-                    .await
-                    {
-                        Ok(Ok(stream)) => return Ok(stream),
-                        Ok(Err(e)) => format!("dial tcp {address}: connect: {e}"),
-                        Err(_) => format!("dial tcp {address}: i/o timeout"),
-                    }
+            Some(ip) => {
+                let dial = self.runtime.dial(&self.sandbox, ip, port);
+                let address = host_port(ip, port);
+                match tokio::time::timeout(CONNECT_TIMEOUT, dial).await {
+                    Ok(Ok(stream)) => return Ok(stream),
+                    Ok(Err(e)) => format!("dial tcp {address}: connect: {}", io_text(&e)),
+                    Err(_) => format!("dial tcp {address}: i/o timeout"),
                 }
-            },
+            }
         };
         Err(format!(
             "error forwarding port {port} to pod {}, uid : {why}",
@@ -92,6 +89,7 @@ pub(super) async fn serve(
             && let Ok(status) = runtime.pod_sandbox_status(&id).await
         {
             found = Some(Target {
+                runtime: runtime.clone(),
                 sandbox: id,
                 ip: status.ip,
             });
@@ -460,18 +458,18 @@ async fn forward_spdy(
     let _ = frames.send(fin(error)).await;
 }
 
-/// Copies a TCP connection both ways: what arrives on `incoming` is written to it (its end
-/// shuts the connection's write side), and what it sends goes to `send`; done when the pod's
-/// side ends.
+/// Copies a connection to the pod both ways: what arrives on `incoming` is written to it (its
+/// end shuts the connection's write side), and what it sends goes to `send`; done when the
+/// pod's side ends.
 pub(super) async fn copy<F, Fut>(
-    connection: tokio::net::TcpStream,
+    connection: impl AsyncRead + AsyncWrite,
     incoming: &mut mpsc::Receiver<Bytes>,
     send: F,
 ) where
     F: Fn(Bytes) -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let (mut from_pod, mut to_pod) = connection.into_split();
+    let (mut from_pod, mut to_pod) = tokio::io::split(connection);
     let up = async {
         while let Some(chunk) = incoming.recv().await {
             if to_pod.write_all(&chunk).await.is_err() {
@@ -546,12 +544,12 @@ async fn channel_session(socket: WebSocket, target: Target, ports: Vec<u16>) {
     }
     let read = async {
         while let Some(Ok(message)) = incoming.next().await {
-            let data = match message {
-                Message::Binary(data) => data,
-                Message::Close(_) => break,
-                _ => continue,
-            };
-            let Some((channel, payload)) = super::exec::unframe(&data) else {
+            if let Message::Close(_) = message {
+                break;
+            }
+            let Some((channel, payload)) =
+                super::exec::data_of(&message).and_then(super::exec::unframe)
+            else {
                 continue;
             };
             let index = usize::from(channel / 2);
@@ -586,8 +584,45 @@ mod tests {
         assert!(ports_of("ports=http").is_err());
     }
 
-    /// The copy between a forwarded stream and a real TCP listener, both ways, with the
-    /// client's end half-closing the connection.
+    /// A simulated pod (`web` in `shop`) and, with `hello`, its running built-in hello
+    /// container: the target port-forward dials, at the pod's IP or at `ip`.
+    async fn sim_target(hello: bool, ip: Option<&str>) -> Target {
+        use crate::runtime::sim::{SimOptions, SimRuntime};
+        use crate::runtime::{ContainerConfig, SandboxConfig};
+        let runtime = SimRuntime::new(SimOptions::default());
+        let sandbox = runtime
+            .run_pod_sandbox(&SandboxConfig {
+                uid: "uid-1".into(),
+                namespace: "shop".into(),
+                name: "web".into(),
+                hostname: "web".into(),
+                node: "node-1".into(),
+                pod_cidr: "10.244.1.0/24".into(),
+                dns_search: vec!["shop.svc.cluster.local".into()],
+                dns_servers: Vec::new(),
+            })
+            .await
+            .unwrap();
+        if hello {
+            let config = ContainerConfig {
+                name: "hello".into(),
+                image: "orrery/hello".into(),
+                ..ContainerConfig::default()
+            };
+            let id = runtime.create_container(&sandbox, &config).await.unwrap();
+            runtime.start_container(&id).await.unwrap();
+        }
+        let pod_ip = runtime.pod_sandbox_status(&sandbox).await.unwrap().ip;
+        Target {
+            runtime: Arc::new(runtime),
+            sandbox,
+            ip: ip.map(str::to_owned).or(pod_ip),
+        }
+    }
+
+    /// The copy between a forwarded stream and a real TCP listener (a simulated node's
+    /// loopback is this machine's), both ways, with the client's end half-closing the
+    /// connection.
     #[tokio::test]
     async fn streams_copy_to_and_from_a_listener() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -599,11 +634,10 @@ mod tests {
             socket.write_all(b"echo: ").await.unwrap();
             socket.write_all(&request).await.unwrap();
         });
-        let target = Target {
-            sandbox: "sandbox-1".into(),
-            ip: Some(address.ip().to_string()),
+        let target = sim_target(false, Some("127.0.0.1")).await;
+        let Ok(connection) = target.connect(address.port()).await else {
+            panic!("the loopback listener takes the connection")
         };
-        let connection = target.connect(address.port()).await.unwrap();
         let (tx, mut rx) = mpsc::channel(4);
         tx.send(Bytes::from_static(b"hello ")).await.unwrap();
         tx.send(Bytes::from_static(b"pod")).await.unwrap();
@@ -624,56 +658,41 @@ mod tests {
 
     #[tokio::test]
     async fn failures_are_told_in_the_kubelets_words() {
-        // A port nothing listens on: bind one, then free it.
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        drop(listener);
-        let target = Target {
-            sandbox: "sandbox-1".into(),
-            ip: Some("127.0.0.1".into()),
-        };
-        let error = target.connect(port).await.unwrap_err();
-        assert!(
-            error.starts_with(&format!(
-                "error forwarding port {port} to pod sandbox-1, uid : dial tcp 127.0.0.1:{port}: connect: "
-            )),
-            "{error}"
-        );
-        let nowhere = Target {
-            sandbox: "sandbox-2".into(),
-            ip: None,
+        // A simulated pod where nothing listens.
+        let target = sim_target(false, None).await;
+        let (sandbox, ip) = (target.sandbox.clone(), target.ip.clone().unwrap());
+        let Err(error) = target.connect(8080).await else {
+            panic!("nothing listens in the pod")
         };
         assert_eq!(
-            nowhere.connect(80).await.unwrap_err(),
-            "error forwarding port 80 to pod sandbox-2, uid : the pod has no IP address"
+            error,
+            format!(
+                "error forwarding port 8080 to pod {sandbox}, uid : dial tcp {ip}:8080: connect: connection refused"
+            )
+        );
+        let mut nowhere = target;
+        nowhere.ip = None;
+        let Err(error) = nowhere.connect(80).await else {
+            panic!("no IP, no connection")
+        };
+        assert_eq!(
+            error,
+            format!("error forwarding port 80 to pod {sandbox}, uid : the pod has no IP address")
         );
     }
 
     /// A whole SPDY session over an in-memory connection, the way kubectl drives it: an
-    /// error stream and a data stream for one request, data both ways, FIN, and the pod's
-    /// answer on the data stream.
+    /// error stream and a data stream for one request, data both ways, FIN, and the simulated
+    /// hello's answer on the data stream.
     #[tokio::test]
     async fn a_spdy_session_forwards_a_connection() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            let (mut socket, _) = listener.accept().await.unwrap();
-            let mut request = Vec::new();
-            socket.read_to_end(&mut request).await.unwrap();
-            socket
-                .write_all(&request.to_ascii_uppercase())
-                .await
-                .unwrap();
-        });
+        let target = sim_target(true, None).await;
+        let ip = target.ip.clone().unwrap();
         let (client, server) = tokio::io::duplex(64 * 1024);
-        let target = Target {
-            sandbox: "s".into(),
-            ip: Some("127.0.0.1".into()),
-        };
         let session = tokio::spawn(spdy_session(server, target));
         let (mut read, mut write) = tokio::io::split(client);
         let mut codec = Codec::new().unwrap();
-        let port = address.port().to_string();
+        let port = "8080".to_owned();
         let headers = |kind: &str| {
             vec![
                 ("streamtype".to_owned(), kind.to_owned()),
@@ -701,7 +720,7 @@ mod tests {
             Frame::Data {
                 stream: 3,
                 flags: FLAG_FIN,
-                data: Bytes::from_static(b"quiet"),
+                data: Bytes::from_static(b"GET / HTTP/1.0\r\n\r\n"),
             },
         ] {
             codec.encode(&frame, &mut wire).unwrap();
@@ -745,7 +764,13 @@ mod tests {
                 _ => {}
             }
         }
-        assert_eq!((replies, pong, &answer[..]), (2, true, &b"QUIET"[..]));
+        let answer = String::from_utf8_lossy(&answer);
+        assert_eq!((replies, pong), (2, true));
+        assert!(answer.starts_with("HTTP/1.0 200 OK\r\n"), "{answer}");
+        assert!(
+            answer.ends_with(&format!("\r\n\r\nHello from web in shop at {ip}\n")),
+            "{answer}"
+        );
         drop(write);
         drop(read);
         tokio::time::timeout(Duration::from_secs(5), session)

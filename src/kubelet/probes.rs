@@ -1,5 +1,7 @@
 //! Container probes, as upstream's prober: `exec` (the runtime's ExecSync), `httpGet` and
-//! `tcpSocket` (the kubelet connects to the pod itself), for startup, liveness and readiness.
+//! `tcpSocket` (the kubelet connects to the pod itself, through [`ContainerRuntime::dial`]:
+//! the pod network is the runtime's, so a simulated pod is probed in memory and nothing
+//! leaves the machine), for startup, liveness and readiness.
 //!
 //! Each probe of a running container is its own small task ([`Probing::start`]), so a slow
 //! probe never holds up the pod's worker. Every `periodSeconds` it probes (skipping while
@@ -17,7 +19,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Container, HTTPGetAction, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use crate::runtime::{ContainerRuntime, RuntimeError};
+use crate::runtime::{ContainerRuntime, PodConnection, RuntimeError};
 
 /// Which probe.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -228,11 +230,42 @@ pub(crate) async fn run<F, Fut>(
     }
 }
 
-/// Where probes connect: the pod's IP unless the probe names a host.
+/// Where probes connect: the pod's IP unless the probe names a host, in the network of the
+/// pod's sandbox.
 #[derive(Clone, Debug)]
 pub(crate) struct Target {
+    /// The pod's sandbox.
+    pub(crate) sandbox: String,
     /// The pod's IP.
     pub(crate) pod_ip: String,
+}
+
+/// One connection a probe makes: `host:port` in the network of `sandbox`.
+#[derive(Clone, Copy)]
+pub(crate) struct Dial<'a> {
+    /// The runtime whose network the pod is in.
+    pub(crate) runtime: &'a dyn ContainerRuntime,
+    /// The pod's sandbox.
+    pub(crate) sandbox: &'a str,
+    /// The host: the pod's IP, or the probe's own `host`.
+    pub(crate) host: &'a str,
+    /// The port.
+    pub(crate) port: u16,
+}
+
+impl Dial<'_> {
+    /// `host:port`, as Go writes an address.
+    pub(crate) fn address(&self) -> String {
+        host_port(self.host, self.port)
+    }
+
+    /// Connects, or says why not in Go's words (`dial tcp <address>: connect: <why>`).
+    async fn connect(&self) -> Result<PodConnection, String> {
+        self.runtime
+            .dial(self.sandbox, self.host, self.port)
+            .await
+            .map_err(|e| format!("dial tcp {}: connect: {}", self.address(), io_text(&e)))
+    }
 }
 
 /// A port given by number or by the name of one of the container's ports.
@@ -249,7 +282,8 @@ fn port(port: &IntOrString, container: &Container) -> Result<u16, String> {
     }
 }
 
-fn host_port(host: &str, port: u16) -> String {
+/// `host:port` as Go writes an address (`[::1]:80`).
+pub(crate) fn host_port(host: &str, port: u16) -> String {
     if host.contains(':') {
         format!("[{host}]:{port}")
     } else {
@@ -258,17 +292,16 @@ fn host_port(host: &str, port: u16) -> String {
 }
 
 /// One `tcpSocket` attempt: success when the connection is made.
-pub(crate) async fn tcp(host: &str, port: u16, timeout: Duration) -> Attempt {
-    let address = host_port(host, port);
-    match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(&address)).await {
+pub(crate) async fn tcp(dial: Dial<'_>, timeout: Duration) -> Attempt {
+    match tokio::time::timeout(timeout, dial.connect()).await {
         Ok(Ok(_)) => Attempt::Success,
-        Ok(Err(e)) => Attempt::Failure(format!("dial tcp {address}: connect: {}", io_text(&e))),
-        Err(_) => Attempt::Failure(format!("dial tcp {address}: i/o timeout")),
+        Ok(Err(e)) => Attempt::Failure(e),
+        Err(_) => Attempt::Failure(format!("dial tcp {}: i/o timeout", dial.address())),
     }
 }
 
 /// An I/O error as Go's net package words the common ones.
-fn io_text(e: &std::io::Error) -> String {
+pub(crate) fn io_text(e: &std::io::Error) -> String {
     match e.kind() {
         std::io::ErrorKind::ConnectionRefused => "connection refused".into(),
         std::io::ErrorKind::ConnectionReset => "connection reset by peer".into(),
@@ -276,16 +309,21 @@ fn io_text(e: &std::io::Error) -> String {
     }
 }
 
+/// A failed HTTP exchange in Go's words: a server that hangs up without answering is `EOF`.
+fn hyper_text(e: &hyper::Error) -> String {
+    if e.is_incomplete_message() {
+        "EOF".into()
+    } else {
+        e.to_string()
+    }
+}
+
 /// One `httpGet` attempt (HTTP/1.1 or HTTPS, `User-Agent: kube-probe/1.33`): success for a
 /// status in
 /// 200..400, as upstream. Redirects are not followed; a 3xx counts as success, as upstream
 /// counts a redirect it does not follow.
-pub(crate) async fn http(
-    action: &HTTPGetAction,
-    host: &str,
-    port: u16,
-    timeout: Duration,
-) -> Attempt {
+pub(crate) async fn http(action: &HTTPGetAction, dial: Dial<'_>, timeout: Duration) -> Attempt {
+    let host = dial.host;
     let scheme = action.scheme.as_deref().unwrap_or("HTTP").to_lowercase();
     let path = action.path.as_deref().unwrap_or("/");
     let path = if path.starts_with('/') {
@@ -293,15 +331,13 @@ pub(crate) async fn http(
     } else {
         format!("/{path}")
     };
-    let address = host_port(host, port);
+    let address = dial.address();
     let url = format!("{scheme}://{address}{path}");
     if scheme != "http" && scheme != "https" {
         return Attempt::Error(format!("unsupported scheme: {scheme:?}"));
     }
     let run = async {
-        let stream = tokio::net::TcpStream::connect(&address)
-            .await
-            .map_err(|e| format!("dial tcp {address}: connect: {}", io_text(&e)))?;
+        let stream = dial.connect().await?;
         let (mut sender, driver) = if scheme == "https" {
             let stream = tls_connect(stream, host).await?;
             let (sender, connection) =
@@ -346,7 +382,7 @@ pub(crate) async fn http(
         let response = sender
             .send_request(request)
             .await
-            .map_err(|e| e.to_string());
+            .map_err(|e| hyper_text(&e));
         driver.abort();
         response
     };
@@ -370,9 +406,9 @@ pub(crate) async fn http(
 /// verified (`InsecureSkipVerify`): a probe asks whether the server answers, not who it is.
 /// The handshake's signatures are still checked.
 async fn tls_connect(
-    stream: tokio::net::TcpStream,
+    stream: PodConnection,
     host: &str,
-) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
+) -> Result<tokio_rustls::client::TlsStream<PodConnection>, String> {
     use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
     use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
     use rustls::{DigitallySignedStruct, SignatureScheme};
@@ -478,7 +514,15 @@ pub(crate) async fn attempt(
             .filter(|h| !h.is_empty())
             .unwrap_or_else(|| target.pod_ip.clone());
         return match port(&h.port, container) {
-            Ok(p) => http(h, &host, p, timeout).await,
+            Ok(port) => {
+                let dial = Dial {
+                    runtime,
+                    sandbox: &target.sandbox,
+                    host: &host,
+                    port,
+                };
+                http(h, dial, timeout).await
+            }
             Err(e) => Attempt::Error(e),
         };
     }
@@ -489,7 +533,15 @@ pub(crate) async fn attempt(
             .filter(|h| !h.is_empty())
             .unwrap_or_else(|| target.pod_ip.clone());
         return match port(&t.port, container) {
-            Ok(p) => tcp(&host, p, timeout).await,
+            Ok(port) => {
+                let dial = Dial {
+                    runtime,
+                    sandbox: &target.sandbox,
+                    host: &host,
+                    port,
+                };
+                tcp(dial, timeout).await
+            }
             Err(e) => Attempt::Error(e),
         };
     }
@@ -584,6 +636,8 @@ impl Probing {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::sim::{SimOptions, SimRuntime};
+    use crate::runtime::{ContainerConfig, SandboxConfig};
     use std::collections::VecDeque;
 
     fn timing(initial: u64, period: u64, success: u32, failure: u32) -> Timing {
@@ -751,6 +805,95 @@ mod tests {
         assert!(!health.lock().unwrap().started);
     }
 
+    /// A simulated pod on `node-1` and, with `command`, a container running it (the image
+    /// `orrery/hello` when the command is empty) that declares `ports`; the runtime, the
+    /// pod's sandbox and its IP.
+    async fn sim_pod(command: Option<&[&str]>, ports: &[u16]) -> (SimRuntime, String, String) {
+        let rt = SimRuntime::new(SimOptions::default());
+        let sandbox = rt
+            .run_pod_sandbox(&SandboxConfig {
+                uid: "uid-1".into(),
+                namespace: "shop".into(),
+                name: "web".into(),
+                hostname: "web".into(),
+                node: "node-1".into(),
+                pod_cidr: "10.244.1.0/24".into(),
+                dns_search: vec!["shop.svc.cluster.local".into()],
+                dns_servers: Vec::new(),
+            })
+            .await
+            .unwrap();
+        if let Some(command) = command {
+            let id = rt
+                .create_container(
+                    &sandbox,
+                    &ContainerConfig {
+                        name: "app".into(),
+                        image: "orrery/hello".into(),
+                        command: command.iter().map(|s| (*s).to_owned()).collect(),
+                        ports: ports.to_vec(),
+                        ..ContainerConfig::default()
+                    },
+                )
+                .await
+                .unwrap();
+            rt.start_container(&id).await.unwrap();
+            // Its program reaches its server step.
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let ip = rt.pod_sandbox_status(&sandbox).await.unwrap().ip.unwrap();
+        (rt, sandbox, ip)
+    }
+
+    /// Probes of a simulated pod go to its simulated programs, in memory: the built-in hello
+    /// answers, a declared port of an unknown program takes the connection and hangs up, and
+    /// anything else is refused; a host off the machine is unreachable.
+    #[tokio::test(start_paused = true)]
+    async fn probes_of_a_simulated_pod_stay_in_memory() {
+        let t = Duration::from_secs(1);
+        let root: HTTPGetAction = serde_json::from_value(serde_json::json!({"port": 1})).unwrap();
+        let (hello, sandbox, ip) = sim_pod(Some(&[]), &[]).await;
+        let dial = |rt, host, port| Dial {
+            runtime: rt,
+            sandbox: &sandbox,
+            host,
+            port,
+        };
+        assert_eq!(
+            http(&root, dial(&hello, &ip, 8080), t).await,
+            Attempt::Success
+        );
+        assert_eq!(tcp(dial(&hello, &ip, 8080), t).await, Attempt::Success);
+        assert_eq!(
+            http(&root, dial(&hello, &ip, 9999), t).await,
+            Attempt::Failure(format!(
+                "Get \"http://{ip}:9999/\": dial tcp {ip}:9999: connect: connection refused"
+            ))
+        );
+        assert_eq!(
+            tcp(dial(&hello, "192.0.2.1", 8080), t).await,
+            Attempt::Failure(
+                "dial tcp 192.0.2.1:8080: connect: network is unreachable (a simulated node reaches only its simulated pods and loopback)".into()
+            )
+        );
+        let (nginx, sandbox2, ip) = sim_pod(Some(&["nginx"]), &[80]).await;
+        let dial = |host, port| Dial {
+            runtime: &nginx,
+            sandbox: &sandbox2,
+            host,
+            port,
+        };
+        assert_eq!(tcp(dial(&ip, 80), t).await, Attempt::Success);
+        assert_eq!(
+            http(&root, dial(&ip, 80), t).await,
+            Attempt::Failure(format!("Get \"http://{ip}:80/\": EOF"))
+        );
+        assert_eq!(
+            tcp(dial(&ip, 81), t).await,
+            Attempt::Failure(format!("dial tcp {ip}:81: connect: connection refused"))
+        );
+    }
+
     #[tokio::test]
     async fn tcp_and_http_attempts() {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -779,11 +922,19 @@ mod tests {
         }))
         .unwrap();
         let t = Duration::from_secs(2);
-        assert_eq!(tcp("127.0.0.1", port, t).await, Attempt::Success);
-        assert_eq!(http(&action, "127.0.0.1", port, t).await, Attempt::Success);
-        assert_eq!(http(&action, "127.0.0.1", port, t).await, Attempt::Success);
+        // A probe naming 127.0.0.1 as its host reaches this machine's loopback.
+        let (rt, sandbox, _) = sim_pod(None, &[]).await;
+        let to = |port| Dial {
+            runtime: &rt,
+            sandbox: &sandbox,
+            host: "127.0.0.1",
+            port,
+        };
+        assert_eq!(tcp(to(port), t).await, Attempt::Success);
+        assert_eq!(http(&action, to(port), t).await, Attempt::Success);
+        assert_eq!(http(&action, to(port), t).await, Attempt::Success);
         assert_eq!(
-            http(&action, "127.0.0.1", port, t).await,
+            http(&action, to(port), t).await,
             Attempt::Failure("HTTP probe failed with statuscode: 503".into())
         );
         server.await.unwrap();
@@ -792,13 +943,13 @@ mod tests {
         let dead = closed.local_addr().unwrap().port();
         drop(closed);
         assert_eq!(
-            tcp("127.0.0.1", dead, t).await,
+            tcp(to(dead), t).await,
             Attempt::Failure(format!(
                 "dial tcp 127.0.0.1:{dead}: connect: connection refused"
             ))
         );
         assert_eq!(
-            http(&action, "127.0.0.1", dead, t).await,
+            http(&action, to(dead), t).await,
             Attempt::Failure(format!(
                 "Get \"http://127.0.0.1:{dead}/healthz\": dial tcp 127.0.0.1:{dead}: connect: connection refused"
             ))
@@ -833,8 +984,15 @@ mod tests {
         });
         let action: HTTPGetAction =
             serde_json::from_value(serde_json::json!({"port": port, "scheme": "HTTPS"})).unwrap();
+        let (rt, sandbox, _) = sim_pod(None, &[]).await;
+        let dial = Dial {
+            runtime: &rt,
+            sandbox: &sandbox,
+            host: "127.0.0.1",
+            port,
+        };
         assert_eq!(
-            http(&action, "127.0.0.1", port, Duration::from_secs(5)).await,
+            http(&action, dial, Duration::from_secs(5)).await,
             Attempt::Success
         );
         server.await.unwrap();

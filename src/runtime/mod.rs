@@ -161,6 +161,10 @@ pub struct ContainerConfig {
     pub resources: Resources,
     /// `tty`: the container's stdout is a terminal.
     pub tty: bool,
+    /// The TCP `containerPort`s the pod declares for this container. Real containers listen
+    /// wherever their programs bind (the list is informational, as in Kubernetes); the
+    /// simulated runtime's programs listen on them (see [`sim`]).
+    pub ports: Vec<u16>,
 }
 
 /// Where a container is in its life.
@@ -241,6 +245,24 @@ impl std::fmt::Debug for ExecSession {
     }
 }
 
+/// A byte stream into a pod's network: what an httpGet or tcpSocket probe, or a forwarded
+/// port, talks through.
+pub trait PodStream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin {}
+
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin> PodStream for T {}
+
+/// A connection opened by [`ContainerRuntime::dial`].
+pub type PodConnection = Box<dyn PodStream>;
+
+/// A TCP connection from this machine to `host:port` (an IP address or a name to resolve),
+/// as the host's own network routes it: how a runtime whose pods have real addresses on the
+/// host dials them.
+pub async fn dial_tcp(host: &str, port: u16) -> std::io::Result<PodConnection> {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let stream = tokio::net::TcpStream::connect((host, port)).await?;
+    Ok(Box::new(stream))
+}
+
 /// One line a container wrote.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogLine {
@@ -302,6 +324,14 @@ pub trait ContainerRuntime: Send + Sync + 'static {
         container: &str,
         previous: bool,
     ) -> Option<String>;
+
+    /// Opens a TCP connection from the node to `port` at `host`, as the kubelet's httpGet and
+    /// tcpSocket probes and port-forward do: `host` is the sandbox's IP, or the host a probe
+    /// names. The pod network is the runtime's, so the runtime says where that leads (real
+    /// containers: the host's network, which routes pod IPs to the node's bridge; simulated
+    /// ones: the simulated programs, never the network). Errors are the connection's
+    /// (`ConnectionRefused`, ...); the caller bounds the time it waits.
+    async fn dial(&self, sandbox: &str, host: &str, port: u16) -> std::io::Result<PodConnection>;
 
     /// Runs a command in a container to its end (CRI's ExecSync, for exec probes): its exit
     /// code and its stdout and stderr together, or `Failed` after `timeout`.

@@ -11,21 +11,51 @@
 //! - `sleep <seconds>` exits 0 after that many seconds (`sleep infinity` never ends);
 //!   `echo <text>` logs the text and exits 0; `true` exits 0; `false` exits 1.
 //! - `/orrery <tool> ...` (the built-in images' tools, see `apps`) runs as `<tool> ...`:
-//!   `sleep` and `exit` as above, `write` exits 0 at once; `hello`, `pause` and `hog` run until
-//!   stopped (the simulation has no memory to exhaust).
-//! - Anything else, including no command at all (the image's own entrypoint), runs until stopped.
+//!   `sleep` and `exit` as above, `write` exits 0 at once (the simulation has no files);
+//!   `hello`, `pause` and `hog` run until stopped (the simulation has no memory to exhaust).
+//! - No command at all runs the image's entrypoint: the built-in `orrery/hello` runs `/orrery
+//!   hello` (with the container's `args`), `orrery/pause` runs `/orrery pause`; any other
+//!   image's own entrypoint is a program the simulation does not know. Without a command,
+//!   `args` alone are the program (an image without an entrypoint runs them).
+//! - Anything else runs until stopped.
 //! - Stopping handles SIGTERM at once (exit code 143); a grace period of zero kills (137).
-//! - `exec` in a running container runs its command by the same words, on the exec's own
-//!   streams: `echo <text>` writes the text and a newline to stdout, `cat` copies stdin to
-//!   stdout until stdin ends, `env` prints the container's environment (`NAME=value` lines),
-//!   `hostname` prints the pod's hostname, `sleep <seconds>` waits, `true`/`false`/`exit <n>`
-//!   set the exit code, and `sh -c "<script>"` runs statements separated by `;` or `&&` (a
-//!   failed statement ends an `&&` chain). A program it does not know fails as runc does
-//!   (`exec: "<x>": executable file not found in $PATH` on stderr, exit code 126); inside a
-//!   script it fails as a shell does (`sh: <x>: not found`, 127). With a terminal, stderr goes
-//!   to stdout and resizing does nothing (the simulated terminal has no size).
-//! - Images pull after a short delay; a reference whose tag is `notfound` fails as a registry
-//!   would (`manifest unknown`), for showing `ErrImagePull` and `ImagePullBackOff`.
+//!
+//! The pod network is simulated too: nothing of a simulated pod is on the host's network, and
+//! a connection to it (an httpGet or tcpSocket probe, a forwarded port) is made in memory,
+//! never through a socket. A connection to a port of a pod reaches the first running
+//! container of the pod (oldest first) whose program listens there, by these rules:
+//! - `hello` (the built-in image's program) listens on `$PORT` (8080 when unset; nowhere
+//!   when `PORT` is not a number) and serves what the real one serves: every request gets
+//!   200 and `Hello from <pod> in <namespace> at <ip>`, the pod's hostname, `$POD_NAMESPACE`
+//!   or the namespace of its DNS search domains, and `$POD_IP` or the pod's IP. It reads no
+//!   `HELLO_FILE` (no files) and logs no requests.
+//! - A program the simulation does not know (`nginx`, an image's own entrypoint), once it
+//!   runs, listens on the TCP `containerPort`s its container declares, as the pod promises.
+//!   It accepts a connection, waits for the first bytes sent (or the end), then closes it
+//!   without a word, since nothing simulated speaks its protocol: a tcpSocket probe
+//!   succeeds, an httpGet probe fails (`EOF`), a forwarded connection ends empty.
+//! - Nothing else listens (`sleep`, `pause`, a script's steps before its program runs, an
+//!   exited container): the connection is refused, as by a real pod's kernel.
+//! - A connection ends when the container that accepted it exits.
+//!
+//! A probe that names its own `host` gets what a simulated node's network has: the pod's IP,
+//! or another simulated pod's on the node, is that pod, as above; a loopback address
+//! (`127.0.0.0/8`, `::1`, `localhost`) is this machine's loopback, which the kubelet really
+//! shares; any other host is unreachable (`network is unreachable`): the simulation never
+//! sends a probe or a forwarded connection off the machine.
+//!
+//! `exec` in a running container runs its command by the same words, on the exec's own
+//! streams: `echo <text>` writes the text and a newline to stdout, `cat` copies stdin to stdout
+//! until stdin ends, `env` prints the container's environment (`NAME=value` lines), `hostname`
+//! prints the pod's hostname, `sleep <seconds>` waits, `true`/`false`/`exit <n>` set the exit
+//! code, and `sh -c "<script>"` runs statements separated by `;` or `&&` (a failed statement
+//! ends an `&&` chain). A program it does not know fails as runc does (`exec: "<x>":
+//! executable file not found in $PATH` on stderr, exit code 126); inside a script it fails as
+//! a shell does (`sh: <x>: not found`, 127). With a terminal, stderr goes to stdout and
+//! resizing does nothing (the simulated terminal has no size).
+//!
+//! Images pull after a short delay; a reference whose tag is `notfound` fails as a registry
+//! would (`manifest unknown`), for showing `ErrImagePull` and `ImagePullBackOff`.
 //!
 //! Time is tokio's, so tests run the rules on a paused clock.
 
@@ -36,12 +66,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::FutureExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 use super::{
     ContainerConfig, ContainerRuntime, ContainerState, ContainerStatus, ExecRequest, ExecSession,
-    LogLine, Result, RuntimeError, SandboxConfig, SandboxStatus,
+    LogLine, PodConnection, Result, RuntimeError, SandboxConfig, SandboxStatus,
 };
+use crate::apps;
 
 /// Timings of the simulation.
 #[derive(Clone, Debug)]
@@ -68,7 +99,20 @@ enum Step {
     Sleep(Duration),
     Status(i32),
     Exit(i32),
+    /// Runs until stopped, listening nowhere.
     Forever,
+    /// Runs until stopped, listening as the server says.
+    Serve(Server),
+}
+
+/// What a running program listens on, by the rules in the module documentation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Server {
+    /// The built-in `hello`: HTTP on `$PORT` or 8080.
+    Hello,
+    /// A program the simulation does not know: its container's declared ports, answering
+    /// nothing.
+    Unknown,
 }
 
 fn seconds(text: &str) -> Option<Step> {
@@ -86,11 +130,8 @@ fn statement(words: &[&str]) -> Vec<Step> {
         .map(|w| w.rsplit('/').next().unwrap_or(w))
         .unwrap_or("");
     match program {
-        // The built-in images' tools (`/orrery sleep 5`, `/orrery exit 1`) do what their
-        // names say.
-        "orrery" if words.len() > 1 => statement(&words[1..]),
-        // `orrery write <file> <text>`: done at once.
-        "write" => vec![Step::Status(0)],
+        // The built-in images' tools (`/orrery sleep 5`, `/orrery exit 1`).
+        "orrery" => tool(&words[1..]),
         "echo" => vec![
             Step::Log(words[1..].join(" ").trim_matches(['"', '\'']).to_owned()),
             Step::Status(0),
@@ -104,20 +145,37 @@ fn statement(words: &[&str]) -> Vec<Step> {
         )],
         "true" => vec![Step::Status(0)],
         "false" => vec![Step::Status(1)],
-        _ => vec![Step::Forever],
+        _ => vec![Step::Serve(Server::Unknown)],
+    }
+}
+
+/// `/orrery <tool> ...`: the tools do what their names say.
+fn tool(words: &[&str]) -> Vec<Step> {
+    match words.first().copied() {
+        // `orrery write <file> <text>`: done at once.
+        Some("write") => vec![Step::Status(0)],
+        Some("hello") => vec![Step::Serve(Server::Hello)],
+        Some("pause" | "hog") | None => vec![Step::Forever],
+        Some(_) => statement(words),
     }
 }
 
 /// What a container's command and args do, by the rules in the module documentation.
 fn plan(config: &ContainerConfig) -> Vec<Step> {
-    let program: Vec<&str> = config
-        .command
+    let entrypoint = match config.command.is_empty() {
+        true => crate::images::builtin_entrypoint(&config.image),
+        false => None,
+    };
+    let program: Vec<&str> = entrypoint
         .iter()
-        .chain(&config.args)
-        .map(String::as_str)
+        .flatten()
+        .copied()
+        .chain(config.command.iter().map(String::as_str))
+        .chain(config.args.iter().map(String::as_str))
         .collect();
     if program.is_empty() {
-        return vec![Step::Forever];
+        // The entrypoint of an image the simulation does not know.
+        return vec![Step::Serve(Server::Unknown)];
     }
     let shell = matches!(program[0].rsplit('/').next(), Some("sh" | "bash" | "ash"));
     if shell && program.get(1) == Some(&"-c") {
@@ -147,6 +205,12 @@ struct Container {
     stop: Option<oneshot::Sender<i32>>,
     attempt: u32,
     env: Vec<(String, String)>,
+    /// The TCP ports its container declares.
+    ports: Vec<u16>,
+    /// What its program listens on now (only while it runs its server step).
+    listening: Option<Server>,
+    /// Becomes true when it exits: the end of the connections it accepted.
+    exited: watch::Sender<bool>,
     /// Removed: gone for every purpose but its logs (`kubectl logs --previous`), until its
     /// sandbox is removed.
     removed: bool,
@@ -165,6 +229,37 @@ struct State {
 pub struct SimRuntime {
     options: SimOptions,
     state: Arc<Mutex<State>>,
+}
+
+/// A simulated pod's IP: a stable address in the node's pod CIDR, from the pod's uid (no
+/// network to ask).
+fn ip_of(config: &SandboxConfig) -> String {
+    let n = config
+        .uid
+        .bytes()
+        .fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+    let prefix = config
+        .pod_cidr
+        .rsplit_once('.')
+        .map_or("10.244.0", |(p, _)| p);
+    format!("{prefix}.{}", 2 + n % 250)
+}
+
+/// A host on this machine's loopback: `localhost`, `127.0.0.0/8` or `::1`.
+fn is_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The port `hello` listens on: `$PORT`, or 8080; `None` when `PORT` is not a port number.
+fn hello_port(env: &[(String, String)]) -> Option<u16> {
+    match env.iter().rev().find(|(name, _)| name == "PORT") {
+        Some((_, port)) => port.parse().ok(),
+        None => Some(apps::HELLO_PORT),
+    }
 }
 
 fn new_id(prefix: &str) -> String {
@@ -193,6 +288,8 @@ impl SimRuntime {
             c.exit_code = Some(code);
             c.finished_at = Some(jiff::Timestamp::now());
             c.stop = None;
+            c.listening = None;
+            c.exited.send_replace(true);
         }
     }
 
@@ -221,6 +318,12 @@ impl SimRuntime {
                 }
                 Step::Sleep(d) => Some(d),
                 Step::Forever => None,
+                Step::Serve(server) => {
+                    if let Some(c) = self.lock().containers.get_mut(&id) {
+                        c.listening = Some(server);
+                    }
+                    None
+                }
             };
             let sleep = async {
                 match wait {
@@ -237,6 +340,59 @@ impl SimRuntime {
             }
         }
         self.finish(&id, status);
+    }
+
+    /// A connection to `port` of the pod in `sandbox`: to the program listening there, in
+    /// memory, or refused.
+    fn connect(&self, sandbox: &str, port: u16) -> std::io::Result<PodConnection> {
+        let (server, identity, exited) = {
+            let state = self.lock();
+            let config = state.sandboxes.get(sandbox).ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("sandbox {sandbox:?} not found"),
+                )
+            })?;
+            let mut running: Vec<&Container> = state
+                .containers
+                .values()
+                .filter(|c| {
+                    c.sandbox == sandbox && !c.removed && c.state == ContainerState::Running
+                })
+                .collect();
+            running.sort_by_key(|c| c.serial);
+            let listener = running.into_iter().find_map(|c| {
+                let server = c.listening?;
+                let listens = match server {
+                    Server::Hello => hello_port(&c.env) == Some(port),
+                    Server::Unknown => c.ports.contains(&port),
+                };
+                listens.then_some((server, c))
+            });
+            let Some((server, c)) = listener else {
+                return Err(std::io::ErrorKind::ConnectionRefused.into());
+            };
+            let env = |name: &str| {
+                c.env
+                    .iter()
+                    .rev()
+                    .find(|(n, v)| n == name && !v.is_empty())
+                    .map(|(_, v)| v.clone())
+            };
+            let identity = apps::Identity {
+                pod: config.hostname.clone(),
+                namespace: env("POD_NAMESPACE")
+                    .or_else(|| {
+                        apps::namespace_from_search(config.dns_search.iter().map(String::as_str))
+                    })
+                    .unwrap_or_else(|| "unknown".to_owned()),
+                ip: env("POD_IP").unwrap_or_else(|| ip_of(config)),
+            };
+            (server, identity, c.exited.subscribe())
+        };
+        let (client, pod_side) = tokio::io::duplex(64 * 1024);
+        tokio::spawn(serve(server, identity, pod_side, exited));
+        Ok(Box::new(client))
     }
 
     fn container<T>(&self, id: &str, f: impl FnOnce(&mut Container) -> Result<T>) -> Result<T> {
@@ -337,6 +493,9 @@ impl ContainerRuntime for SimRuntime {
                 stop: None,
                 attempt: config.attempt,
                 env: config.env.clone(),
+                ports: config.ports.clone(),
+                listening: None,
+                exited: watch::Sender::new(false),
                 removed: false,
             },
         );
@@ -510,19 +669,39 @@ impl ContainerRuntime for SimRuntime {
                 kind: "sandbox",
                 id: sandbox.to_owned(),
             })?;
-        // A stable address in the node's pod CIDR, from the pod's uid (no network to ask).
-        let n = config
-            .uid
-            .bytes()
-            .fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
-        let prefix = config
-            .pod_cidr
-            .rsplit_once('.')
-            .map_or("10.244.0", |(p, _)| p);
         Ok(SandboxStatus {
-            ip: Some(format!("{prefix}.{}", 2 + n % 250)),
+            ip: Some(ip_of(config)),
             ready: true,
         })
+    }
+
+    async fn dial(&self, sandbox: &str, host: &str, port: u16) -> std::io::Result<PodConnection> {
+        let pod = {
+            let state = self.lock();
+            let config = state.sandboxes.get(sandbox).ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("sandbox {sandbox:?} not found"),
+                )
+            })?;
+            if ip_of(config) == host {
+                Some(sandbox.to_owned())
+            } else {
+                state
+                    .sandboxes
+                    .iter()
+                    .find(|(_, config)| ip_of(config) == host)
+                    .map(|(id, _)| id.clone())
+            }
+        };
+        match pod {
+            Some(pod) => self.connect(&pod, port),
+            None if is_loopback(host) => super::dial_tcp(host, port).await,
+            None => Err(std::io::Error::new(
+                std::io::ErrorKind::NetworkUnreachable,
+                "network is unreachable (a simulated node reaches only its simulated pods and loopback)",
+            )),
+        }
     }
 
     async fn image_present(&self, image: &str) -> Option<String> {
@@ -600,6 +779,39 @@ impl ContainerRuntime for SimRuntime {
                 })
                 .boxed(),
         })
+    }
+}
+
+/// The pod's side of one accepted connection, until it is done or the program exits.
+async fn serve(
+    server: Server,
+    identity: apps::Identity,
+    mut connection: tokio::io::DuplexStream,
+    mut exited: watch::Receiver<bool>,
+) {
+    let done = async {
+        match server {
+            Server::Hello => {
+                let service = hyper::service::service_fn(move |_request| {
+                    let response = apps::hello_response(&identity, None);
+                    async move { Ok::<_, std::convert::Infallible>(response) }
+                });
+                // A client may shut its side once it has asked (a forwarded connection does).
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .half_close(true)
+                    .serve_connection(hyper_util::rt::TokioIo::new(&mut connection), service)
+                    .await;
+            }
+            Server::Unknown => {
+                // The first bytes (or the end), then close without a word.
+                let mut buffer = [0u8; 4096];
+                let _ = connection.read(&mut buffer).await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = done => {}
+        _ = exited.wait_for(|exited| *exited) => {}
     }
 }
 
@@ -782,8 +994,12 @@ mod tests {
         use Step::*;
         for (command, args, expected) in [
             (vec!["sh", "-c", "exit 3"], vec![], vec![Exit(3)]),
-            (vec![], vec![], vec![Forever]),
-            (vec!["nginx"], vec!["-g", "daemon off;"], vec![Forever]),
+            (vec![], vec![], vec![Serve(Server::Unknown)]),
+            (
+                vec!["nginx"],
+                vec!["-g", "daemon off;"],
+                vec![Serve(Server::Unknown)],
+            ),
             (
                 vec!["sleep", "5"],
                 vec![],
@@ -830,7 +1046,8 @@ mod tests {
                 vec![],
                 vec![Status(0)],
             ),
-            (vec!["/orrery", "hello"], vec![], vec![Forever]),
+            (vec!["/orrery", "hello"], vec![], vec![Serve(Server::Hello)]),
+            (vec!["/orrery", "pause"], vec![], vec![Forever]),
             (vec!["/orrery", "hog", "256"], vec![], vec![Forever]),
             (vec!["/orrery"], vec![], vec![Forever]),
         ] {
@@ -840,28 +1057,194 @@ mod tests {
                 "{command:?} {args:?}"
             );
         }
+        // Without a command, a built-in image runs its entrypoint with the args.
+        for (image, args, expected) in [
+            ("orrery/hello", vec![], vec![Serve(Server::Hello)]),
+            (
+                "docker.io/orrery/hello:v2",
+                vec!["x"],
+                vec![Serve(Server::Hello)],
+            ),
+            ("orrery/pause:3.10", vec![], vec![Forever]),
+            (
+                "busybox",
+                vec!["sleep", "2"],
+                vec![Sleep(Duration::from_secs(2)), Status(0)],
+            ),
+        ] {
+            let config = ContainerConfig {
+                image: image.into(),
+                ..config(&[], &args)
+            };
+            assert_eq!(plan(&config), expected, "{image} {args:?}");
+        }
     }
 
     async fn started(rt: &SimRuntime, command: &[&str]) -> String {
-        let sandbox = rt
-            .run_pod_sandbox(&SandboxConfig {
-                uid: "u".into(),
-                namespace: "ns".into(),
-                name: "p".into(),
-                hostname: "p".into(),
-                node: "node-1".into(),
-                pod_cidr: "10.244.1.0/24".into(),
-                dns_search: Vec::new(),
-                dns_servers: Vec::new(),
-            })
-            .await
-            .unwrap();
+        let sandbox = pod(rt, "u").await;
         let id = rt
             .create_container(&sandbox, &config(command, &[]))
             .await
             .unwrap();
         rt.start_container(&id).await.unwrap();
         id
+    }
+
+    /// A sandbox for pod `p` in namespace `ns`, with uid `uid`.
+    async fn pod(rt: &SimRuntime, uid: &str) -> String {
+        rt.run_pod_sandbox(&SandboxConfig {
+            uid: uid.into(),
+            namespace: "ns".into(),
+            name: "p".into(),
+            hostname: "p".into(),
+            node: "node-1".into(),
+            pod_cidr: "10.244.1.0/24".into(),
+            dns_search: vec![
+                "ns.svc.cluster.local".into(),
+                "svc.cluster.local".into(),
+                "cluster.local".into(),
+            ],
+            dns_servers: Vec::new(),
+        })
+        .await
+        .unwrap()
+    }
+
+    /// Starts `config` in `sandbox` and lets its program run to its first wait.
+    async fn run(rt: &SimRuntime, sandbox: &str, config: ContainerConfig) -> String {
+        let id = rt.create_container(sandbox, &config).await.unwrap();
+        rt.start_container(&id).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        id
+    }
+
+    /// What a plain HTTP/1.0 `GET /` to `host:port` in the pod of `sandbox` gets back.
+    async fn get(rt: &SimRuntime, sandbox: &str, host: &str, port: u16) -> std::io::Result<String> {
+        let mut connection = rt.dial(sandbox, host, port).await?;
+        connection.write_all(b"GET / HTTP/1.0\r\n\r\n").await?;
+        let mut answer = String::new();
+        connection.read_to_string(&mut answer).await?;
+        Ok(answer)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_pod_network_by_the_rules() {
+        use std::io::ErrorKind::{ConnectionRefused, NetworkUnreachable};
+        let rt = SimRuntime::new(SimOptions::default());
+        let sandbox = pod(&rt, "u1").await;
+        let ip = rt.pod_sandbox_status(&sandbox).await.unwrap().ip.unwrap();
+        let kind = |result: std::io::Result<String>| result.map_err(|e| e.kind());
+        // Nothing runs yet: refused.
+        assert_eq!(
+            kind(get(&rt, &sandbox, &ip, 8080).await),
+            Err(ConnectionRefused)
+        );
+        // The built-in hello answers on 8080 as the real one does.
+        let hello = ContainerConfig {
+            image: "orrery/hello".into(),
+            ..config(&[], &[])
+        };
+        let hello = run(&rt, &sandbox, hello).await;
+        let answer = get(&rt, &sandbox, &ip, 8080).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.0 200 OK\r\n"), "{answer}");
+        assert!(
+            answer.contains("content-type: text/plain; charset=utf-8\r\n"),
+            "{answer}"
+        );
+        assert!(
+            answer.ends_with(&format!("\r\n\r\nHello from p in ns at {ip}\n")),
+            "{answer}"
+        );
+        assert_eq!(
+            kind(get(&rt, &sandbox, &ip, 80).await),
+            Err(ConnectionRefused)
+        );
+        // A connection ends when its program exits; then the port is closed.
+        let mut open = rt.dial(&sandbox, &ip, 8080).await.unwrap();
+        rt.stop_container(&hello, Duration::from_secs(30))
+            .await
+            .unwrap();
+        let mut rest = Vec::new();
+        assert_eq!(open.read_to_end(&mut rest).await.unwrap(), 0);
+        assert_eq!(
+            kind(get(&rt, &sandbox, &ip, 8080).await),
+            Err(ConnectionRefused)
+        );
+
+        // `PORT` and the pod's own variables.
+        let other = pod(&rt, "u2").await;
+        let other_ip = rt.pod_sandbox_status(&other).await.unwrap().ip.unwrap();
+        let env = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        };
+        let moved = ContainerConfig {
+            env: env(&[("PORT", "9090"), ("POD_NAMESPACE", "shop"), ("POD_IP", "")]),
+            ..config(&["/orrery", "hello"], &[])
+        };
+        run(&rt, &other, moved).await;
+        assert_eq!(
+            kind(get(&rt, &other, &other_ip, 8080).await),
+            Err(ConnectionRefused)
+        );
+        let answer = get(&rt, &other, &other_ip, 9090).await.unwrap();
+        assert!(
+            answer.ends_with(&format!("Hello from p in shop at {other_ip}\n")),
+            "{answer}"
+        );
+        // One simulated pod reaches another on its node by its IP; nothing off the machine.
+        let answer = get(&rt, &sandbox, &other_ip, 9090).await.unwrap();
+        assert!(
+            answer.ends_with(&format!("Hello from p in shop at {other_ip}\n")),
+            "{answer}"
+        );
+        assert_eq!(
+            kind(get(&rt, &sandbox, "192.0.2.1", 80).await),
+            Err(NetworkUnreachable)
+        );
+        assert_eq!(
+            kind(get(&rt, &sandbox, "example.com", 80).await),
+            Err(NetworkUnreachable)
+        );
+
+        // An unknown program listens on its declared ports once it runs, and hangs up.
+        let third = pod(&rt, "u3").await;
+        let third_ip = rt.pod_sandbox_status(&third).await.unwrap().ip.unwrap();
+        let web = ContainerConfig {
+            ports: vec![80],
+            ..config(&["sh", "-c", "sleep 5; nginx -g 'daemon off;'"], &[])
+        };
+        run(&rt, &third, web).await;
+        assert_eq!(
+            kind(get(&rt, &third, &third_ip, 80).await),
+            Err(ConnectionRefused)
+        );
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(
+            kind(get(&rt, &third, &third_ip, 80).await),
+            Ok(String::new())
+        );
+        assert_eq!(
+            kind(get(&rt, &third, &third_ip, 81).await),
+            Err(ConnectionRefused)
+        );
+        // Programs that listen nowhere, declared ports or not.
+        for command in [vec!["sleep", "infinity"], vec!["/orrery", "pause"]] {
+            let quiet = pod(&rt, &format!("quiet-{}", command[0])).await;
+            let quiet_ip = rt.pod_sandbox_status(&quiet).await.unwrap().ip.unwrap();
+            let config = ContainerConfig {
+                ports: vec![80],
+                ..config(&command, &[])
+            };
+            run(&rt, &quiet, config).await;
+            assert_eq!(
+                kind(get(&rt, &quiet, &quiet_ip, 80).await),
+                Err(ConnectionRefused),
+                "{command:?}"
+            );
+        }
     }
 
     #[tokio::test(start_paused = true)]

@@ -301,38 +301,44 @@ pub fn http_get(address: &str) -> String {
     answer
 }
 
-/// The official Python client's interpreter: `$ORRERY_PYTHON`, or the venv `scripts/test` makes
-/// in `target/python`. A test that needs it fails when it is missing (CI installs it).
+/// The Python interpreter with the official Kubernetes client: `ORRERY_PYTHON`, or the venv
+/// `scripts/test` makes at `target/python`. Fails the test with what to do when missing.
 pub fn python() -> PathBuf {
-    std::env::var_os("ORRERY_PYTHON")
+    let path = std::env::var_os("ORRERY_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
             PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/python/bin/python")
-        })
+        });
+    assert!(
+        path.exists(),
+        "no Python with the kubernetes client at {} (set ORRERY_PYTHON, or run scripts/test, which makes the venv)",
+        path.display()
+    );
+    path
 }
 
 impl Cluster {
-    /// Runs a Python script with the official client, `KUBECONFIG` pointing at this cluster;
-    /// returns its stdout, failing the test with its output if it fails.
+    /// Runs a Python script with the official Kubernetes client loaded from this cluster's
+    /// kubeconfig (as `api`, a `CoreV1Api`; `KUBECONFIG` points at it too); fails the test
+    /// when the script does, and returns what it printed.
     pub fn python(&self, script: &str) -> String {
-        let interpreter = python();
-        assert!(
-            interpreter.exists(),
-            "no Python with the official client at {} (bash scripts/test makes it; or set ORRERY_PYTHON)",
-            interpreter.display()
-        );
-        let out = Command::new(&interpreter)
+        let prelude = "import sys\nfrom kubernetes import client, config\nconfig.load_kube_config(config_file=sys.argv[1])\napi = client.CoreV1Api()\n";
+        let out = Command::new(python())
             .arg("-c")
-            .arg(script)
+            .arg(format!("{prelude}{script}"))
+            .arg(self.kubeconfig())
             .env("KUBECONFIG", self.kubeconfig())
+            .stdin(Stdio::null())
             .output()
             .expect("run python");
         assert!(
             out.status.success(),
-            "python failed: {}{}",
+            "the Python script failed: {}{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        String::from_utf8(out.stdout).unwrap()
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
     }
 }

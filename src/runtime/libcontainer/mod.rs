@@ -656,6 +656,17 @@ impl ContainerRuntime for LibcontainerRuntime {
         Ok(logs::parse(&text))
     }
 
+    async fn dial(
+        &self,
+        _sandbox: &str,
+        host: &str,
+        port: u16,
+    ) -> std::io::Result<super::PodConnection> {
+        // Pod IPs are real addresses on the node's bridge: the host's network routes there,
+        // as it routes any other host a probe names.
+        super::dial_tcp(host, port).await
+    }
+
     async fn exec(&self, id: &str, request: ExecRequest) -> Result<ExecSession> {
         let (response, fds) = self
             .call(Request::Exec {
