@@ -22,7 +22,10 @@ async fn client(cluster: &Cluster) -> kube::Client {
 /// The raw answer to a GET: status and body bytes.
 async fn raw_get(client: &kube::Client, path: &str) -> (u16, Vec<u8>) {
     let request = http::Request::get(path).body(Vec::new()).unwrap();
-    let response = client.send(request.map(kube::client::Body::from)).await.unwrap();
+    let response = client
+        .send(request.map(kube::client::Body::from))
+        .await
+        .unwrap();
     let status = response.status().as_u16();
     let body = http_body_util::BodyExt::collect(response.into_body())
         .await
@@ -55,9 +58,17 @@ for event in w.stream(v1.list_namespaced_config_map, "default", timeout_seconds=
     );
     assert_eq!(out.trim(), "ADDED 1");
     // `watch=False` (or 0) is a list, and `watch=` (empty) a watch, as kube-apiserver reads them.
-    let listed = cluster.ok(&["get", "--raw", "/api/v1/namespaces/default/configmaps?watch=False"]);
+    let listed = cluster.ok(&[
+        "get",
+        "--raw",
+        "/api/v1/namespaces/default/configmaps?watch=False",
+    ]);
     assert!(listed.contains("\"kind\":\"ConfigMapList\""), "{listed}");
-    let listed = cluster.ok(&["get", "--raw", "/api/v1/namespaces/default/configmaps?watch=0"]);
+    let listed = cluster.ok(&[
+        "get",
+        "--raw",
+        "/api/v1/namespaces/default/configmaps?watch=0",
+    ]);
     assert!(listed.contains("\"kind\":\"ConfigMapList\""), "{listed}");
 }
 
@@ -95,9 +106,24 @@ data:
 fn line_wrapped_base64_is_accepted_and_bad_base64_refused_in_gos_words() {
     let cluster = Cluster::start();
     cluster.apply(DOCS_TLS_SECRET);
-    let crt = cluster.ok(&["get", "secret", "secret-tls", "-o", "jsonpath={.data.tls\\.crt}"]);
-    assert!(!crt.contains('\n') && crt.starts_with("LS0tLS1CRUdJTi"), "{crt}");
-    let key = cluster.ok(&["get", "secret", "secret-tls", "-o", "jsonpath={.data.tls\\.key}"]);
+    let crt = cluster.ok(&[
+        "get",
+        "secret",
+        "secret-tls",
+        "-o",
+        "jsonpath={.data.tls\\.crt}",
+    ]);
+    assert!(
+        !crt.contains('\n') && crt.starts_with("LS0tLS1CRUdJTi"),
+        "{crt}"
+    );
+    let key = cluster.ok(&[
+        "get",
+        "secret",
+        "secret-tls",
+        "-o",
+        "jsonpath={.data.tls\\.key}",
+    ]);
     assert_eq!(key, "RXhhbXBsZSBkYXRhIGZvciB0aGUgVExTIGNydCBmaWVsZA==");
     // binaryData is []byte too.
     cluster.apply(
@@ -133,7 +159,13 @@ async fn the_wire_is_gos() {
          \"details\":{\"name\":\"nope\",\"kind\":\"pods\"},\"code\":404}\n"
     );
     // A fresh Deployment has `"status": {}`, in Go's field order.
-    cluster.ok(&["create", "deployment", "web", "--image=orrery/hello", "--replicas=0"]);
+    cluster.ok(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=orrery/hello",
+        "--replicas=0",
+    ]);
     let (code, body) = raw_get(&client, "/apis/apps/v1/namespaces/default/deployments/web").await;
     assert_eq!(code, 200);
     let text = String::from_utf8(body).unwrap();
@@ -148,15 +180,27 @@ async fn the_wire_is_gos() {
     assert_eq!(keys.len(), 5, "{keys:?}");
     // Zeros Go omits are omitted; an emptied ownerReferences goes.
     cluster.ok(&[
-        "patch", "deployment", "web", "--type=merge",
-        "-p", r#"{"metadata":{"ownerReferences":[]},"spec":{"minReadySeconds":0,"paused":false}}"#,
+        "patch",
+        "deployment",
+        "web",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"ownerReferences":[]},"spec":{"minReadySeconds":0,"paused":false}}"#,
     ]);
     let (_, body) = raw_get(&client, "/apis/apps/v1/namespaces/default/deployments/web").await;
     let text = String::from_utf8(body).unwrap();
-    for absent in ["ownerReferences", "minReadySeconds", "paused", "unavailableReplicas\":0"] {
+    for absent in [
+        "ownerReferences",
+        "minReadySeconds",
+        "paused",
+        "unavailableReplicas\":0",
+    ] {
         assert!(!text.contains(absent), "{absent} in {text}");
     }
-    assert!(text.contains("\"replicas\":0"), "a pointer's zero stays: {text}");
+    assert!(
+        text.contains("\"replicas\":0"),
+        "a pointer's zero stays: {text}"
+    );
     // The Python client reads `.status` of a fresh object.
     let out = cluster.python(
         r#"
@@ -174,7 +218,10 @@ print(type(d.status).__name__)
         text.starts_with("{\"kind\":\"DeploymentList\",\"apiVersion\":\"apps/v1\",\"metadata\":{\"resourceVersion\":"),
         "{text}"
     );
-    assert!(text.contains("\"items\":[{\"metadata\":{\"name\":\"web\""), "{text}");
+    assert!(
+        text.contains("\"items\":[{\"metadata\":{\"name\":\"web\""),
+        "{text}"
+    );
     // Watch events are `{"type":...,"object":...}`.
     let (_, body) = raw_get(
         &client,
@@ -183,7 +230,9 @@ print(type(d.status).__name__)
     .await;
     let text = String::from_utf8(body).unwrap();
     assert!(
-        text.starts_with("{\"type\":\"ADDED\",\"object\":{\"kind\":\"Deployment\",\"apiVersion\":\"apps/v1\","),
+        text.starts_with(
+            "{\"type\":\"ADDED\",\"object\":{\"kind\":\"Deployment\",\"apiVersion\":\"apps/v1\","
+        ),
         "{text}"
     );
 }
@@ -197,7 +246,10 @@ fn string_data_is_merged_into_data_and_reaches_a_pod() {
     let secret: serde_json::Value =
         serde_json::from_str(&cluster.ok(&["get", "secret", "creds", "-o", "json"])).unwrap();
     assert!(secret.get("stringData").is_none(), "{secret}");
-    assert_eq!(secret["data"]["user"], "YWRtaW4=", "stringData overwrites data");
+    assert_eq!(
+        secret["data"]["user"], "YWRtaW4=",
+        "stringData overwrites data"
+    );
     assert_eq!(secret["data"]["password"], "czNjcmV0");
     assert_eq!(secret["data"]["keep"], "a2VlcA==");
     cluster.apply(
@@ -242,9 +294,13 @@ async fn concurrent_patches_without_a_resource_version_all_succeed() {
         let maps = maps.clone();
         tasks.push(tokio::spawn(async move {
             let strategic = serde_json::json!({"data": {format!("strategic-{i}"): "y"}});
-            maps.patch("hot", &PatchParams::default(), &Patch::Strategic(&strategic))
-                .await
-                .map(|_| ())
+            maps.patch(
+                "hot",
+                &PatchParams::default(),
+                &Patch::Strategic(&strategic),
+            )
+            .await
+            .map(|_| ())
         }));
     }
     let mut failures = Vec::new();
@@ -253,7 +309,11 @@ async fn concurrent_patches_without_a_resource_version_all_succeed() {
             failures.push(e.to_string());
         }
     }
-    assert!(failures.is_empty(), "{} failed: {failures:?}", failures.len());
+    assert!(
+        failures.is_empty(),
+        "{} failed: {failures:?}",
+        failures.len()
+    );
     let hot = maps.get("hot").await.unwrap();
     assert_eq!(hot.data.unwrap_or_default().len(), 100);
     // A patch that carries a resourceVersion may still conflict, as on kube-apiserver.
@@ -262,7 +322,10 @@ async fn concurrent_patches_without_a_resource_version_all_succeed() {
         .patch("hot", &PatchParams::default(), &Patch::Merge(&stale))
         .await
         .unwrap_err();
-    assert!(matches!(err, kube::Error::Api(ref s) if s.code == 409), "{err}");
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 409),
+        "{err}"
+    );
 }
 
 #[test]

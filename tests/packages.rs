@@ -13,7 +13,9 @@ const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 /// `(package, file)` pairs from the `needs` list of `scripts/test`.
 fn needs() -> Vec<(String, String)> {
     let script = std::fs::read_to_string(Path::new(ROOT).join("scripts/test")).unwrap();
-    let start = script.find("needs=(").expect("scripts/test declares needs=(...)");
+    let start = script
+        .find("needs=(")
+        .expect("scripts/test declares needs=(...)");
     let end = start + script[start..].find("\n)").expect("needs=( ... ) ends");
     script[start..end]
         .lines()
@@ -119,7 +121,10 @@ fn every_program_the_tests_run_is_installed_by_the_test_command() {
     let mut problems = Vec::new();
     let programs = programs();
     for program in ["kubectl", "etcd", "tmux", "ip", "umoci", "skopeo"] {
-        assert!(programs.contains(program), "the scan finds {program}: {programs:?}");
+        assert!(
+            programs.contains(program),
+            "the scan finds {program}: {programs:?}"
+        );
     }
     for program in &programs {
         let Some(path) = which(program) else {

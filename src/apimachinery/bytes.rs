@@ -6,8 +6,8 @@
 //! Decoded values are written back in canonical base64, as Go writes them out.
 
 use base64::Engine;
-use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
 use base64::engine::DecodePaddingMode;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
 use serde_json::Value;
 
 use super::gotypes::{Kind, Message, schema};
@@ -38,7 +38,8 @@ pub fn decode(text: &str) -> Result<Vec<u8>, IllegalBase64> {
     }
     GO_STD.decode(&kept).map_err(|e| {
         let at = match e {
-            base64::DecodeError::InvalidByte(i, _) | base64::DecodeError::InvalidLastSymbol(i, _) => {
+            base64::DecodeError::InvalidByte(i, _)
+            | base64::DecodeError::InvalidLastSymbol(i, _) => {
                 offsets.get(i).copied().unwrap_or(text.len())
             }
             // An unfinished last group of four (padding missing): Go reports where it began,

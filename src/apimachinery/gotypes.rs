@@ -278,26 +278,27 @@ fn add(descriptor: &MessageDescriptor, facts: &Facts, messages: &mut HashMap<Str
         }
     }
     let name = descriptor.full_name().to_owned();
-    let fields = descriptor
-        .fields()
-        .map(|f| {
-            let key = (name.clone(), f.name().to_owned());
-            let kind = facts.plain.get(&key).cloned().unwrap_or_else(|| {
-                match f.runtime_field_type() {
-                    RuntimeFieldType::Singular(t) => kind_of(&t),
-                    RuntimeFieldType::Repeated(t) => Kind::List(Box::new(kind_of(&t))),
-                    RuntimeFieldType::Map(_, v) => Kind::Map(Box::new(kind_of(&v))),
+    let fields =
+        descriptor
+            .fields()
+            .map(|f| {
+                let key = (name.clone(), f.name().to_owned());
+                let kind = facts.plain.get(&key).cloned().unwrap_or_else(|| {
+                    match f.runtime_field_type() {
+                        RuntimeFieldType::Singular(t) => kind_of(&t),
+                        RuntimeFieldType::Repeated(t) => Kind::List(Box::new(kind_of(&t))),
+                        RuntimeFieldType::Map(_, v) => Kind::Map(Box::new(kind_of(&v))),
+                    }
+                });
+                Field {
+                    name: f.name().to_owned(),
+                    kind,
+                    // A field the facts do not know is written as it is when present and left
+                    // out when absent.
+                    decl: facts.decls.get(&key).copied().unwrap_or(Decl::Pointer),
                 }
-            });
-            Field {
-                name: f.name().to_owned(),
-                kind,
-                // A field the facts do not know is written as it is when present and left
-                // out when absent.
-                decl: facts.decls.get(&key).copied().unwrap_or(Decl::Pointer),
-            }
-        })
-        .collect();
+            })
+            .collect();
     messages.insert(
         name.clone(),
         Message {
@@ -362,7 +363,8 @@ mod tests {
             Some("api.core.v1.PodList")
         );
         assert_eq!(
-            s.for_object("events.k8s.io/v1", "Event").map(|m| m.name.as_str()),
+            s.for_object("events.k8s.io/v1", "Event")
+                .map(|m| m.name.as_str()),
             Some("api.events.v1.Event")
         );
         let status = s.message("api.apps.v1.DeploymentStatus").unwrap();

@@ -79,22 +79,31 @@ fn message(value: &Value, m: &Message, out: &mut Vec<u8>) {
     };
     out.push(b'{');
     let mut first = true;
+    let mut known = 0;
     for (i, f) in m.fields.iter().enumerate() {
         if m.type_meta == Some(i) {
             type_meta(map, out, &mut first);
         }
-        field(map.get(&f.name), f, out, &mut first);
+        let value = map.get(&f.name);
+        known += usize::from(value.is_some());
+        field(value, f, out, &mut first);
     }
     if m.type_meta.is_some_and(|i| i >= m.fields.len()) {
         type_meta(map, out, &mut first);
     }
+    if m.type_meta.is_some() {
+        known +=
+            usize::from(map.contains_key("kind")) + usize::from(map.contains_key("apiVersion"));
+    }
     // Whatever the type does not declare (a newer field) is kept, after the rest.
-    for (k, v) in map {
-        let typed = m.fields.iter().any(|f| &f.name == k)
-            || (m.type_meta.is_some() && (k == "kind" || k == "apiVersion"));
-        if !typed {
-            key(k, out, &mut first);
-            generic(v, out);
+    if known < map.len() {
+        for (k, v) in map {
+            let typed = m.fields.iter().any(|f| &f.name == k)
+                || (m.type_meta.is_some() && (k == "kind" || k == "apiVersion"));
+            if !typed {
+                key(k, out, &mut first);
+                generic(v, out);
+            }
         }
     }
     out.push(b'}');
@@ -270,7 +279,10 @@ pub fn string(s: &str, out: &mut Vec<u8>) {
             '\u{c}' => Some(b"\\f"),
             _ => None,
         };
-        let unicode = matches!(c, '\u{0}'..='\u{1f}' | '<' | '>' | '&' | '\u{2028}' | '\u{2029}');
+        let unicode = matches!(
+            c,
+            '\u{0}'..='\u{1f}' | '<' | '>' | '&' | '\u{2028}' | '\u{2029}'
+        );
         if escape.is_none() && !unicode {
             continue;
         }

@@ -486,7 +486,12 @@ mod tests {
         let emptied = merge(deploy, &pruned, &emptied, "alice", false).unwrap();
         assert_eq!(emptied["metadata"]["labels"], json!({}));
         let again = merge(deploy, &forced, &json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"}, "spec": {"replicas": 2}}), "alice", false).unwrap();
-        assert!(again["metadata"].get("labels").is_none_or(|l| l == &json!({})), "{again}");
+        assert!(
+            again["metadata"]
+                .get("labels")
+                .is_none_or(|l| l == &json!({})),
+            "{again}"
+        );
         // Owning a map is not owning its keys: another manager's key in it is no conflict.
         let mut labelled = emptied.clone();
         labelled["metadata"]["labels"]["c"] = json!("3");

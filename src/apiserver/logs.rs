@@ -23,12 +23,7 @@ use super::resources;
 const FLAGS: &[&str] = &["follow", "previous", "timestamps"];
 
 /// The other query parameters the kubelet understands, passed through as they are.
-const PASSED: &[&str] = &[
-    "tailLines",
-    "limitBytes",
-    "sinceSeconds",
-    "sinceTime",
-];
+const PASSED: &[&str] = &["tailLines", "limitBytes", "sinceSeconds", "sinceTime"];
 
 fn container_names(pod: &Value) -> Vec<String> {
     ["initContainers", "containers", "ephemeralContainers"]
@@ -112,9 +107,12 @@ pub(crate) async fn serve(
         .filter(|k| crate::apimachinery::params::flag(params, k))
         .map(|k| format!("{k}=true"))
         .chain(PASSED.iter().filter_map(|k| {
-            params
-                .get(*k)
-                .map(|v| format!("{k}={}", form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>()))
+            params.get(*k).map(|v| {
+                format!(
+                    "{k}={}",
+                    form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>()
+                )
+            })
         }))
         .collect();
     query.sort();

@@ -375,7 +375,10 @@ impl<'de: 'a, 'a> serde::Deserialize<'de> for Ordered<'a> {
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str("a JSON object")
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
                 let mut members = Vec::new();
                 while let Some(entry) = map.next_entry()? {
                     members.push(entry);
@@ -393,8 +396,11 @@ pub(crate) fn decode_raw(kv: &KeyValue) -> Result<RawObject, ApiError> {
     };
     let top: Ordered<'_> = serde_json::from_slice(&kv.value).map_err(bad)?;
     let mut json = Vec::with_capacity(kv.value.len() + 32);
-    let (mut name, mut namespace, mut labels) =
-        (String::new(), String::new(), std::collections::BTreeMap::new());
+    let (mut name, mut namespace, mut labels) = (
+        String::new(),
+        String::new(),
+        std::collections::BTreeMap::new(),
+    );
     let mut rv = Vec::new();
     crate::apimachinery::wire::string(&kv.mod_revision.to_string(), &mut rv);
     let mut first = true;

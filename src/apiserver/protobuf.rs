@@ -13,9 +13,7 @@
 
 use base64::Engine;
 
-use protobuf::reflect::{
-    MessageDescriptor, MessageRef, ReflectFieldRef, ReflectValueRef,
-};
+use protobuf::reflect::{MessageDescriptor, MessageRef, ReflectFieldRef, ReflectValueRef};
 use serde_json::{Map, Value, json};
 
 use super::errors::ApiError;

@@ -18,10 +18,10 @@ use tokio::sync::mpsc;
 
 use super::errors::{ApiError, from_store};
 use super::handlers::Params;
-use crate::apimachinery::params::flag;
 use super::resources::Resource;
 use super::selectors::{self, FieldSelector, LabelSelector};
 use super::{ApiServer, decode, tables};
+use crate::apimachinery::params::flag;
 use crate::flow::{Flow, FlowEvent};
 use crate::store::{Event, RangeRequest, Revision};
 

@@ -340,5 +340,3 @@ impl Cluster {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 }
-    }
-}
