@@ -481,3 +481,87 @@ fn down_leaves_nothing_and_up_brings_the_pods_back() {
     let ip = jsonpath(&c, "pods", "{.items[0].status.podIP}");
     assert!(http_get(&format!("{ip}:8080")).contains("Hello from"));
 }
+
+/// The state a deleted pod's only container ended in, as the last event before `DELETED`
+/// showed it: `(phase, Ready reason, exit code, reason, containerID)`.
+fn ended(c: &Cluster, pod: &str) -> (String, String, i32, String, String) {
+    let running = jsonpath(
+        c,
+        &format!("pod/{pod}"),
+        "{.status.containerStatuses[0].containerID}",
+    );
+    let events = c.delete_pod_watching("default", pod, 60);
+    let last = common::last_before_deleted(&events);
+    let status = last.status.clone().unwrap();
+    let ready = status
+        .conditions
+        .unwrap_or_default()
+        .into_iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap();
+    let app = &status.container_statuses.unwrap()[0];
+    assert!(!app.ready);
+    let t = app.state.clone().unwrap().terminated.unwrap();
+    assert!(t.started_at.is_some() && t.finished_at.is_some(), "{t:?}");
+    assert_eq!(t.container_id.as_deref(), Some(running.as_str()));
+    (
+        status.phase.unwrap(),
+        format!("{} {}", ready.status, ready.reason.unwrap_or_default()),
+        t.exit_code,
+        t.reason.unwrap_or_default(),
+        t.container_id.unwrap_or_default(),
+    )
+}
+
+#[test]
+fn deleted_pods_end_with_their_containers_exit_before_they_go() {
+    let Some(c) = Cluster::real("ctr-term", 1, "10.117.0.0/16") else {
+        return;
+    };
+    c.apply(
+        r#"apiVersion: v1
+kind: Pod
+metadata: {name: hello}
+spec:
+  initContainers:
+  - {name: setup, image: orrery/hello, command: ["/orrery", "exit", "0"]}
+  containers:
+  - {name: hello, image: orrery/hello}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: sleeper}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {name: sleeper, image: orrery/hello, command: ["/orrery", "sleep", "3600"]}
+"#,
+    );
+    for pod in ["hello", "sleeper"] {
+        c.eventually(
+            &[
+                "get",
+                "pod",
+                pod,
+                "-o",
+                "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+            ],
+            60,
+            |t| t == "True",
+        );
+    }
+    // hello ends cleanly on SIGTERM: its container Completed, the pod Succeeded.
+    let (phase, ready, code, reason, id) = ended(&c, "hello");
+    assert_eq!(
+        (phase.as_str(), ready.as_str(), code, reason.as_str()),
+        ("Succeeded", "False PodCompleted", 0, "Completed")
+    );
+    assert!(id.starts_with("libcontainer://"), "{id}");
+    // `sleep`, the init of its pid namespace, has no SIGTERM handler: the signal is ignored
+    // and SIGKILL ends it when its 1 s grace is up.
+    let (phase, ready, code, reason, _) = ended(&c, "sleeper");
+    assert_eq!(
+        (phase.as_str(), ready.as_str(), code, reason.as_str()),
+        ("Failed", "False PodFailed", 137, "Error")
+    );
+}

@@ -456,7 +456,8 @@ async fn a_pod_travels_kubelet_to_runtime_and_its_status_back() {
         later.iter().filter(|e| e.verb == "STATUS").count(),
         statuses
     );
-    // Deletion: the container stops, the sandbox goes.
+    // Deletion: the container stops, then the sandbox; the kubelet writes the pod's end (its
+    // own hop), and only then deletes the pod for good; the sandbox goes last.
     pods.delete("web-1", &Default::default()).await.unwrap();
     for _ in 0..500 {
         if pods.get_opt("web-1").await.unwrap().is_none() {
@@ -464,17 +465,29 @@ async fn a_pod_travels_kubelet_to_runtime_and_its_status_back() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let lines: Vec<String> = hops_of(&api, "web-1").iter().map(line).collect();
+    let hops = hops_of(&api, "web-1");
+    let lines: Vec<String> = hops.iter().map(line).collect();
+    let mut at = 0;
+    let mut ending = Vec::new();
     for wanted in [
+        "test -> apiserver DELETE",
         "kubelet/node-1 -> runtime/node-1 STOP CONTAINER",
+        "runtime/node-1 -> kubelet/node-1 CONTAINER EXITED",
         "kubelet/node-1 -> runtime/node-1 STOP SANDBOX",
+        "kubelet/node-1 -> apiserver STATUS",
+        "kubelet/node-1 -> apiserver PATCH",
+        "kubelet/node-1 -> apiserver DELETE",
+        "apiserver -> store DELETE",
         "kubelet/node-1 -> runtime/node-1 REMOVE SANDBOX",
     ] {
-        assert!(
-            lines.iter().any(|l| l == wanted),
-            "no {wanted:?} in {lines:#?}"
-        );
+        at += lines[at..]
+            .iter()
+            .position(|l| l == wanted)
+            .unwrap_or_else(|| panic!("no {wanted:?} after hop {at} in {lines:#?}"));
+        ending.push(&hops[at]);
     }
+    assert_eq!(ending[2].detail, "app code 143 (Error)");
+    assert_eq!(ending[4].detail, "Failed, 0/1 ready");
     node.abort();
 }
 
@@ -542,6 +555,43 @@ async fn in_step_mode_the_kubelet_waits_at_its_gates() {
     create.await.unwrap().unwrap();
     answer(&api, "POST", "/orrery/v1/stepper", r#"{"mode":"run"}"#).await;
     wait_for_running(&pods, "p").await;
+
+    // Deleting it in step mode: the kubelet's write of the pod's end is a step of its own,
+    // before the pod leaves the store.
+    answer(
+        &api,
+        "POST",
+        "/orrery/v1/stepper",
+        r#"{"mode":"step","focus":{"namespace":"demo"}}"#,
+    )
+    .await;
+    let delete = tokio::spawn({
+        let pods = pods.clone();
+        async move { pods.delete("p", &Default::default()).await }
+    });
+    let mut words: Vec<String> = Vec::new();
+    for _ in 0..3000 {
+        let state = api.flow().stepper().state();
+        if let Some(gate) = state.pending.first() {
+            words.push(gate.words.clone());
+            assert!(api.flow().stepper().release_gate(gate.id));
+            if gate.words.starts_with("apiserver wants to DELETE") {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let ended = words
+        .iter()
+        .position(|w| w == "kubelet/node-1 wants to write STATUS Failed, 0/1 ready for demo/p")
+        .unwrap_or_else(|| panic!("the pod's end was no step: {words:#?}"));
+    let removed = words
+        .iter()
+        .position(|w| w.starts_with("apiserver wants to DELETE") && w.contains("demo/p"))
+        .unwrap_or_else(|| panic!("the pod never left the store: {words:#?}"));
+    assert!(ended < removed, "{words:#?}");
+    delete.await.unwrap().unwrap();
+    answer(&api, "POST", "/orrery/v1/stepper", r#"{"mode":"run"}"#).await;
     node.abort();
 }
 

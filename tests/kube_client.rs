@@ -5,8 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
+use kube::api::{
+    Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
+};
 use kube::runtime::watcher;
 use orrery::apiserver::ApiServer;
 use orrery::flow::Flow;
@@ -369,4 +371,69 @@ async fn events_k8s_io_and_core_events_are_the_same_objects() {
         .await
         .unwrap();
     assert_eq!(selected.items.len(), 1);
+}
+
+/// A pod bound to a node, with `finalizers`.
+fn bound_pod(name: &str, finalizers: &[&str]) -> Pod {
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name, "finalizers": finalizers},
+        "spec": {"nodeName": "node-1", "containers": [{"name": "app", "image": "nginx"}]},
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_pod_in_its_grace_period_stays_until_its_kubelet_deletes_it() {
+    let cluster = in_process().await;
+    let pods: Api<Pod> = Api::namespaced(cluster.api.client("test"), "default");
+    let ended = Patch::Merge(serde_json::json!({"status": {"phase": "Failed"}}));
+    let grace = |pod: &Pod| pod.metadata.deletion_grace_period_seconds;
+    for (name, finalizers) in [("plain", &[][..]), ("held", &["example.com/hold"][..])] {
+        pods.create(&PostParams::default(), &bound_pod(name, finalizers))
+            .await
+            .unwrap();
+        // A graceful delete marks it; the kubelet's status writes in the grace period keep it.
+        pods.delete(name, &DeleteParams::default()).await.unwrap();
+        let marked = pods.get(name).await.unwrap();
+        assert_eq!(grace(&marked), Some(30));
+        let since = marked.metadata.deletion_timestamp.clone().unwrap();
+        pods.patch_status(name, &PatchParams::default(), &ended)
+            .await
+            .unwrap();
+        assert_eq!(
+            pods.get(name)
+                .await
+                .unwrap()
+                .status
+                .unwrap()
+                .phase
+                .as_deref(),
+            Some("Failed")
+        );
+        // Deleting it again with the same grace changes nothing.
+        pods.delete(name, &DeleteParams::default()).await.unwrap();
+        let again = pods.get(name).await.unwrap();
+        assert_eq!(
+            (grace(&again), again.metadata.deletion_timestamp),
+            (Some(30), Some(since))
+        );
+    }
+    // The kubelet's final delete (grace 0): gone, unless a finalizer holds it, which then
+    // keeps it only until the finalizer goes.
+    pods.delete("plain", &DeleteParams::default().grace_period(0))
+        .await
+        .unwrap();
+    assert!(pods.get_opt("plain").await.unwrap().is_none());
+    pods.delete("held", &DeleteParams::default().grace_period(0))
+        .await
+        .unwrap();
+    assert_eq!(grace(&pods.get("held").await.unwrap()), Some(0));
+    pods.patch(
+        "held",
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
+    assert!(pods.get_opt("held").await.unwrap().is_none());
 }

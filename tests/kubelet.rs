@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
 use common::Cluster;
+use k8s_openapi::api::core::v1::Pod;
 
 /// A tiny HTTP server on 127.0.0.1 answering every request with the status in `code`; it
 /// stops when dropped (and after two minutes at most).
@@ -510,4 +511,210 @@ fn termination_message_falls_back_to_logs_on_error() {
         "jsonpath={.status.containerStatuses[0].state.terminated.message}",
     ]);
     assert_eq!(message, "starting\nit broke\n");
+}
+
+/// A condition of `pod` as `(status, reason)`.
+fn condition(pod: &Pod, kind: &str) -> Option<(String, Option<String>)> {
+    pod.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == kind)
+        .map(|c| (c.status.clone(), c.reason.clone()))
+}
+
+#[test]
+fn a_deleted_pod_is_seen_stopped_and_not_ready_before_it_goes() {
+    let c = Cluster::with_nodes(1);
+    c.apply(
+        r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "ending"},
+        "spec": {"initContainers": [{"name": "setup", "image": "busybox:1", "command": ["sh", "-c", "echo set up"]}],
+          "containers": [{"name": "app", "image": "nginx:1"}]}}"#,
+    );
+    c.eventually(
+        &[
+            "get",
+            "pod",
+            "ending",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+        ],
+        20,
+        |t| t == "True",
+    );
+    let running: Pod =
+        serde_json::from_str(&c.ok(&["get", "pod", "ending", "-o", "json"])).unwrap();
+    let running_app = &running
+        .status
+        .as_ref()
+        .unwrap()
+        .container_statuses
+        .as_ref()
+        .unwrap()[0];
+    let started_at = running_app
+        .state
+        .as_ref()
+        .unwrap()
+        .running
+        .as_ref()
+        .unwrap()
+        .started_at
+        .clone();
+
+    let events = c.delete_pod_watching("default", "ending", 60);
+    // The first event is the delete itself: the pod still runs and is still Ready.
+    let (kind, first) = &events[0];
+    assert_eq!(kind, "MODIFIED");
+    assert!(first.metadata.deletion_timestamp.is_some());
+    assert_eq!(condition(first, "Ready").unwrap().0, "True");
+    // Then the kubelet's word that it stopped, before the pod goes.
+    let last = common::last_before_deleted(&events);
+    let status = last.status.as_ref().unwrap();
+    // The simulated process ends on SIGTERM with 143: the pod failed (Kubernetes 1.27 on).
+    assert_eq!(status.phase.as_deref(), Some("Failed"));
+    let failed = ("False".to_owned(), Some("PodFailed".to_owned()));
+    assert_eq!(condition(last, "Ready").unwrap(), failed);
+    assert_eq!(condition(last, "ContainersReady").unwrap(), failed);
+    assert_eq!(
+        condition(last, "PodReadyToStartContainers").unwrap().0,
+        "False"
+    );
+    assert_eq!(condition(last, "Initialized").unwrap().0, "True");
+    // A plain delete is no disruption: the kubelet adds no DisruptionTarget.
+    assert_eq!(condition(last, "DisruptionTarget"), None);
+    assert_eq!(status.pod_ip, running.status.as_ref().unwrap().pod_ip);
+    let app = &status.container_statuses.as_ref().unwrap()[0];
+    assert!(!app.ready);
+    assert_eq!(app.started, Some(false));
+    assert_eq!(app.container_id, running_app.container_id);
+    let ended = app.state.as_ref().unwrap().terminated.as_ref().unwrap();
+    assert_eq!(
+        (ended.exit_code, ended.reason.as_deref()),
+        (143, Some("Error"))
+    );
+    assert_eq!(ended.container_id, running_app.container_id);
+    assert_eq!(ended.started_at, started_at);
+    assert!(ended.finished_at.as_ref().unwrap().0 >= ended.started_at.as_ref().unwrap().0);
+    let setup = &status.init_container_statuses.as_ref().unwrap()[0];
+    let done = setup.state.as_ref().unwrap().terminated.as_ref().unwrap();
+    assert_eq!(
+        (done.exit_code, done.reason.as_deref()),
+        (0, Some("Completed"))
+    );
+    assert!(setup.ready);
+    // The pod as it went is the pod as the kubelet last wrote it.
+    let (_, gone) = events.last().unwrap();
+    assert_eq!(gone.status, last.status);
+}
+
+/// Deletes the pod through the official Python client and watches it go as
+/// `watch.Watch().stream(list_namespaced_pod, ...)` shows it: one JSON line per event.
+const PYTHON_WATCH: &str = r#"
+import json, sys
+from kubernetes import client, config, watch
+
+kubeconfig, namespace, name = sys.argv[1:4]
+config.load_kube_config(config_file=kubeconfig)
+v1 = client.CoreV1Api()
+version = v1.read_namespaced_pod(name, namespace).metadata.resource_version
+v1.delete_namespaced_pod(name, namespace)
+w = watch.Watch()
+for event in w.stream(v1.list_namespaced_pod, namespace, field_selector="metadata.name=" + name,
+                      resource_version=version, timeout_seconds=60):
+    pod = event["object"]
+    conditions = {c.type: [c.status, c.reason] for c in pod.status.conditions or []}
+    ended = [s.state.terminated for s in pod.status.container_statuses or []]
+    print(json.dumps({
+        "type": event["type"],
+        "phase": pod.status.phase,
+        "ready": conditions.get("Ready"),
+        "containersReady": conditions.get("ContainersReady"),
+        "ended": [None if t is None else [t.exit_code, t.reason] for t in ended],
+    }), flush=True)
+    if event["type"] == "DELETED":
+        w.stop()
+"#;
+
+#[test]
+fn the_python_client_sees_a_deleted_pod_not_ready_before_it_goes() {
+    let python = common::python();
+    let c = Cluster::with_nodes(1);
+    c.apply(
+        r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "ending-py"},
+        "spec": {"containers": [{"name": "app", "image": "nginx:1"}]}}"#,
+    );
+    c.eventually(
+        &[
+            "get",
+            "pod",
+            "ending-py",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+        ],
+        20,
+        |t| t == "True",
+    );
+    let out = std::process::Command::new(python)
+        .arg("-c")
+        .arg(PYTHON_WATCH)
+        .arg(c.kubeconfig())
+        .args(["default", "ending-py"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let events: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(types.last(), Some(&"DELETED"), "{events:#?}");
+    assert_eq!(
+        events[0]["ready"],
+        serde_json::json!(["True", null]),
+        "{events:#?}"
+    );
+    let last = &events[events.len() - 2];
+    assert_eq!(last["type"], "MODIFIED", "{events:#?}");
+    assert_eq!(last["phase"], "Failed");
+    assert_eq!(last["ready"], serde_json::json!(["False", "PodFailed"]));
+    assert_eq!(
+        last["containersReady"],
+        serde_json::json!(["False", "PodFailed"])
+    );
+    assert_eq!(last["ended"], serde_json::json!([[143, "Error"]]));
+}
+
+#[test]
+fn a_finished_pod_whose_sandbox_is_gone_is_still_deleted() {
+    let c = Cluster::with_nodes(1);
+    c.apply(
+        r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "done"},
+        "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox:1", "command": ["sh", "-c", "exit 0"]}]}}"#,
+    );
+    c.eventually(
+        &["get", "pod", "done", "-o", "jsonpath={.status.phase}"],
+        20,
+        |t| t == "Succeeded",
+    );
+    // Up again on the same state: the simulated runtime starts empty, the pod's sandbox is gone.
+    let dir = c.down();
+    let c = Cluster::start_in(
+        dir,
+        &["--no-kubeconfig-merge", "--nodes", "1", "--runtime", "sim"],
+    );
+    c.eventually(&["get", "nodes", "--no-headers"], 20, |t| {
+        t.contains(" Ready ")
+    });
+    c.ok(&["delete", "pod", "done", "--timeout=30s"]);
+    assert_eq!(
+        c.ok(&["get", "pods", "-o", "name"]),
+        "",
+        "the kubelet deletes the finished pod for good"
+    );
 }

@@ -699,7 +699,13 @@ async fn update_object(
                 created: false,
             });
         }
-        let finalized = new["metadata"]["deletionTimestamp"].is_string()
+        // Upstream's `shouldDeleteDuringUpdate`: an object being deleted goes once its last
+        // finalizer does, unless it is still in its grace period (a pod whose kubelet is
+        // stopping it, and writes its status meanwhile, stays until the kubelet deletes it).
+        let finalized = old["metadata"]["deletionTimestamp"].is_string()
+            && old["metadata"]["deletionGracePeriodSeconds"]
+                .as_i64()
+                .is_none_or(|g| g == 0)
             && new["metadata"]["finalizers"]
                 .as_array()
                 .is_none_or(Vec::is_empty)
@@ -1382,11 +1388,21 @@ async fn delete_object(
                 Err(e) => return Err(from_store(e, &qualified, name)),
             }
         }
-        if object["metadata"]["deletionTimestamp"].is_string() && grace == 0 {
-            // Already being deleted: nothing more to record.
-            return Ok(object);
+        // Already being deleted: only a shorter grace period is recorded, counted from when the
+        // deletion was asked for (upstream's `BeforeDelete`).
+        let mut asked = jiff::Timestamp::now();
+        if let Some(since) = object["metadata"]["deletionTimestamp"].as_str() {
+            let current = object["metadata"]["deletionGracePeriodSeconds"]
+                .as_i64()
+                .unwrap_or(0);
+            if grace >= current {
+                return Ok(object);
+            }
+            if let Ok(t) = since.parse::<jiff::Timestamp>() {
+                asked = t - jiff::SignedDuration::from_secs(current);
+            }
         }
-        let deadline = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(grace);
+        let deadline = asked + jiff::SignedDuration::from_secs(grace);
         object["metadata"]["deletionTimestamp"] =
             json!(deadline.strftime("%Y-%m-%dT%H:%M:%SZ").to_string());
         object["metadata"]["deletionGracePeriodSeconds"] = json!(grace);

@@ -226,12 +226,14 @@ fn pod_status(pod: &Value) -> String {
             reason = "Running".into();
         }
     }
+    // A deleted pod that has ended shows how it ended (`Completed`, `Error`) until it goes.
+    let ended = matches!(status["phase"].as_str(), Some("Succeeded" | "Failed"));
     if pod["metadata"]["deletionTimestamp"].is_string() {
-        reason = if status["reason"].as_str() == Some("NodeLost") {
-            "Unknown".into()
-        } else {
-            "Terminating".into()
-        };
+        if status["reason"].as_str() == Some("NodeLost") {
+            reason = "Unknown".into();
+        } else if !ended {
+            reason = "Terminating".into();
+        }
     }
     reason
 }
@@ -1181,6 +1183,22 @@ mod tests {
             cells.as_array().unwrap().len()
         );
         assert_eq!(t["rows"][0]["object"]["metadata"]["namespace"], "default");
+    }
+
+    #[test]
+    fn a_deleted_pod_shows_terminating_until_it_has_ended() {
+        let status = |phase: &str, state: Value| {
+            pod_status(&json!({
+                "metadata": {"name": "web", "deletionTimestamp": "2020-01-01T00:00:00Z"},
+                "status": {"phase": phase, "containerStatuses": [{"name": "a", "state": state}]},
+            }))
+        };
+        let running = json!({"running": {}});
+        assert_eq!(status("Running", running), "Terminating");
+        let killed = json!({"terminated": {"exitCode": 143, "reason": "Error"}});
+        assert_eq!(status("Failed", killed), "Error");
+        let clean = json!({"terminated": {"exitCode": 0, "reason": "Completed"}});
+        assert_eq!(status("Succeeded", clean), "Completed");
     }
 
     #[test]

@@ -21,6 +21,7 @@ mod portforward;
 mod probes;
 mod server;
 mod spdy;
+mod status;
 mod volumes;
 
 use std::collections::HashMap;

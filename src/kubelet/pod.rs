@@ -1,24 +1,27 @@
 //! One worker per pod: it runs the pod's init containers one at a time, in order, then its
 //! containers, through the runtime; keeps its status current; restarts containers by
 //! `restartPolicy` with the real back-off (the first restart at once, then 10 s doubling to 5 min,
-//! forgotten after a container ran for 10 minutes); acts on probes; and on deletion runs preStop
-//! hooks, stops the containers within the grace period, removes the pod's directory and the pod.
-//! A worker started for a pod whose sandbox the runtime already has (the kubelet was stopped and
-//! started again) adopts that sandbox and its containers.
+//! forgotten after a container ran for 10 minutes); and acts on probes. On deletion it does what
+//! upstream's pod worker does once a pod is terminating: runs preStop hooks, stops the containers
+//! within the grace period and then the sandbox, writes the pod's final status (its containers
+//! terminated, not ready, a terminal phase) until the API server has it, removes the pod's
+//! directory, deletes the pod for good and removes its sandbox. A worker started for a pod whose
+//! sandbox the runtime already has (the kubelet was stopped and started again) adopts that
+//! sandbox and its containers.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Container, LifecycleHandler, Pod, Probe};
-use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use k8s_openapi::api::core::v1::{Container, LifecycleHandler, Pod, PodSpec, Probe};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::env::{self, NodeFacts, Sources};
 use super::probes::{self, Attempt, Probing, Target};
+use super::status::StatusWriter;
 use super::{Kubelet, config, now, volumes};
 use crate::flow::FlowEvent;
 use crate::runtime::{ContainerConfig, ContainerState, ContainerStatus, Mount, SandboxConfig};
@@ -92,7 +95,11 @@ struct Running {
     handled: Option<String>,
     /// While backing off: when the next start may happen.
     not_before: Option<tokio::time::Instant>,
+    /// The exit before the current attempt (`lastState`).
     last_terminated: Option<Value>,
+    /// The exit before `last_terminated`: a deleted pod's container in back-off shows its
+    /// last exit as its state, and this one as its `lastState`.
+    earlier_terminated: Option<Value>,
     waiting: Option<(String, String)>,
     /// An init container that has succeeded.
     done: bool,
@@ -122,6 +129,7 @@ impl Running {
             handled: None,
             not_before: None,
             last_terminated: None,
+            earlier_terminated: None,
             waiting: match newest {
                 Some(_) => None,
                 None => Some(("ContainerCreating".into(), String::new())),
@@ -222,9 +230,8 @@ fn short_id(id: &str) -> &str {
     &id[..id.len().min(12)]
 }
 
-/// Stops and removes the pod's sandbox (and with it its containers), each a hop.
-async fn remove_sandbox(kubelet: &Kubelet, pod: &Pod, sandbox: &str) {
-    let runtime = &kubelet.runtime;
+/// Stops the pod's sandbox (what still runs in it is killed), a hop.
+async fn stop_sandbox(kubelet: &Kubelet, pod: &Pod, sandbox: &str) {
     emit_hop(
         kubelet,
         pod,
@@ -232,7 +239,11 @@ async fn remove_sandbox(kubelet: &Kubelet, pod: &Pod, sandbox: &str) {
         false,
         format!("sandbox {}", short_id(sandbox)),
     );
-    let _ = runtime.stop_pod_sandbox(sandbox).await;
+    let _ = kubelet.runtime.stop_pod_sandbox(sandbox).await;
+}
+
+/// Removes the pod's sandbox and with it its containers, a hop.
+async fn remove_sandbox(kubelet: &Kubelet, pod: &Pod, sandbox: &str) {
     emit_hop(
         kubelet,
         pod,
@@ -240,22 +251,7 @@ async fn remove_sandbox(kubelet: &Kubelet, pod: &Pod, sandbox: &str) {
         false,
         format!("sandbox {}", short_id(sandbox)),
     );
-    let _ = runtime.remove_pod_sandbox(sandbox).await;
-}
-
-/// The status hop's words: `Running, 1/1 ready`.
-fn status_summary(status: &Value) -> String {
-    let statuses = status["containerStatuses"].as_array();
-    let total = statuses.map_or(0, Vec::len);
-    let ready = statuses.map_or(0, |s| {
-        s.iter()
-            .filter(|c| c["ready"].as_bool() == Some(true))
-            .count()
-    });
-    format!(
-        "{}, {ready}/{total} ready",
-        status["phase"].as_str().unwrap_or("Unknown")
-    )
+    let _ = kubelet.runtime.remove_pod_sandbox(sandbox).await;
 }
 
 async fn event(kubelet: &Kubelet, pod: &Pod, kind: &str, reason: &str, message: String) {
@@ -386,144 +382,362 @@ fn terminated(scheme: &str, s: &ContainerStatus, message: Option<&str>) -> Value
     json!({ "terminated": t })
 }
 
+/// How a pod's syncing ended.
+enum Outcome {
+    /// The pod has a `deletionTimestamp`: it is terminated gracefully.
+    Deleted,
+    /// The pod is gone from the API server without waiting for this kubelet (a forced delete):
+    /// its containers are stopped at once.
+    Removed,
+    /// The kubelet stopped: the containers stay with the runtime, for the next kubelet.
+    KubeletStopped,
+}
+
+/// Which status a worker reports: while it syncs the pod, or the final one once every container
+/// has stopped (upstream's `podIsTerminal`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Report {
+    Syncing,
+    Terminal,
+}
+
+/// A pod's worker. It goes through the stages upstream's pod workers name: syncing (runs the
+/// pod's containers and reports them, [`PodWorker::sync`]), terminating (a deleted pod: every
+/// container stopped within the grace period and the final status written,
+/// [`PodWorker::terminate`]) and terminated (the pod's directory, the pod and its sandbox
+/// removed, [`PodWorker::terminated`]).
+struct PodWorker {
+    kubelet: Arc<Kubelet>,
+    /// The pod as the API server last had it.
+    pod: Pod,
+    name: String,
+    uid: String,
+    /// The pod's sandbox; `None` for a pod deleted before it had one, or finished with its
+    /// sandbox gone.
+    sandbox: Option<String>,
+    ip: String,
+    start_time: String,
+    /// The spec the containers were made from.
+    spec: PodSpec,
+    containers: HashMap<String, Running>,
+    policy: String,
+    status: StatusWriter,
+    /// The pod's volumes, once set up.
+    volumes: Option<HashMap<String, PathBuf>>,
+}
+
 async fn run(kubelet: Arc<Kubelet>, mut latest: watch::Receiver<Option<Pod>>) {
     let Ok(first) = latest.wait_for(Option::is_some).await.map(|p| p.clone()) else {
         return;
     };
-    let Some(mut pod) = first else { return };
-    let (namespace, name, uid) = (
-        pod.metadata.namespace.clone().unwrap_or_default(),
-        pod.metadata.name.clone().unwrap_or_default(),
-        pod.metadata.uid.clone().unwrap_or_default(),
-    );
-    let pods: Api<Pod> = Api::namespaced(kubelet.client.clone(), &namespace);
-    let phase = pod
-        .status
-        .as_ref()
-        .and_then(|s| s.phase.clone())
-        .unwrap_or_default();
-    let runtime = kubelet.runtime.clone();
-    // A sandbox the runtime already has for this pod (this kubelet was stopped and started
-    // again) is adopted with its containers, as the real kubelet does after a restart.
-    let existing = runtime
-        .list_pod_sandboxes()
-        .await
-        .into_iter()
-        .find(|(_, config)| config.uid == uid)
-        .map(|(id, _)| id);
-    if matches!(phase.as_str(), "Succeeded" | "Failed")
-        && pod.metadata.deletion_timestamp.is_none()
-        && existing.is_none()
-    {
+    let Some(pod) = first else { return };
+    // The big futures are boxed so that an idle worker (most of them) stays small.
+    let Some(mut worker) = Box::pin(PodWorker::start(kubelet, pod)).await else {
         return;
+    };
+    let outcome = if worker.deleting() {
+        Outcome::Deleted
+    } else {
+        Box::pin(worker.sync(&mut latest)).await
+    };
+    match outcome {
+        Outcome::Deleted => {
+            let final_status = Box::pin(worker.terminate(&latest)).await;
+            Box::pin(worker.terminated(final_status)).await;
+        }
+        Outcome::Removed => Box::pin(worker.remove()).await,
+        Outcome::KubeletStopped => {}
     }
-    let mut created_sandbox = false;
-    let sandbox = match existing {
-        Some(id) => id,
-        None => {
-            let spec = pod.spec.as_ref();
-            let config = SandboxConfig {
-                uid: uid.clone(),
-                namespace: namespace.clone(),
-                name: name.clone(),
-                hostname: spec
-                    .and_then(|s| s.hostname.clone())
-                    .unwrap_or_else(|| name.clone()),
-                node: kubelet.config.name.clone(),
-                pod_cidr: kubelet.config.pod_cidr(),
-                dns_search: vec![
-                    format!("{namespace}.svc.cluster.local"),
-                    "svc.cluster.local".into(),
-                    "cluster.local".into(),
-                ],
-                dns_servers: Vec::new(),
-            };
-            let hop = runtime_hop(
-                &kubelet,
-                &pod,
-                "RUN SANDBOX",
-                false,
-                format!("pod sandbox for {namespace}/{name}"),
-            );
-            let words = format!(
-                "kubelet/{} wants to RUN SANDBOX for {namespace}/{name}",
-                kubelet.config.name
-            );
-            kubelet.flow.gate_with(&hop, words).await;
-            kubelet.flow.emit(hop);
-            match runtime.run_pod_sandbox(&config).await {
-                Ok(id) => {
-                    created_sandbox = true;
-                    id
-                }
-                Err(error) => {
-                    emit_hop(&kubelet, &pod, "SANDBOX FAILED", true, error.to_string());
-                    return;
+}
+
+impl PodWorker {
+    /// The worker for `pod`. It adopts the sandbox the runtime already has for the pod (this
+    /// kubelet was stopped and started again) with its containers, as the real kubelet does
+    /// after a restart, or runs a new one, unless the pod is being deleted or has finished.
+    /// `None` when the sandbox could not be made.
+    async fn start(kubelet: Arc<Kubelet>, pod: Pod) -> Option<PodWorker> {
+        let (namespace, name, uid) = (
+            pod.metadata.namespace.clone().unwrap_or_default(),
+            pod.metadata.name.clone().unwrap_or_default(),
+            pod.metadata.uid.clone().unwrap_or_default(),
+        );
+        let phase = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.clone())
+            .unwrap_or_default();
+        let deleting = pod.metadata.deletion_timestamp.is_some();
+        let runtime = kubelet.runtime.clone();
+        let existing = runtime
+            .list_pod_sandboxes()
+            .await
+            .into_iter()
+            .find(|(_, config)| config.uid == uid)
+            .map(|(id, _)| id);
+        let finished = matches!(phase.as_str(), "Succeeded" | "Failed");
+        let mut created_sandbox = false;
+        let sandbox = match existing {
+            Some(id) => Some(id),
+            // Deleted before it ran: nothing to start, only its end to report. Finished, and
+            // its sandbox gone (the runtime started afresh): nothing to run until it is deleted.
+            None if deleting || finished => None,
+            None => {
+                let spec = pod.spec.as_ref();
+                let config = SandboxConfig {
+                    uid: uid.clone(),
+                    namespace: namespace.clone(),
+                    name: name.clone(),
+                    hostname: spec
+                        .and_then(|s| s.hostname.clone())
+                        .unwrap_or_else(|| name.clone()),
+                    node: kubelet.config.name.clone(),
+                    pod_cidr: kubelet.config.pod_cidr(),
+                    dns_search: vec![
+                        format!("{namespace}.svc.cluster.local"),
+                        "svc.cluster.local".into(),
+                        "cluster.local".into(),
+                    ],
+                    dns_servers: Vec::new(),
+                };
+                let hop = runtime_hop(
+                    &kubelet,
+                    &pod,
+                    "RUN SANDBOX",
+                    false,
+                    format!("pod sandbox for {namespace}/{name}"),
+                );
+                let words = format!(
+                    "kubelet/{} wants to RUN SANDBOX for {namespace}/{name}",
+                    kubelet.config.name
+                );
+                kubelet.flow.gate_with(&hop, words).await;
+                kubelet.flow.emit(hop);
+                match runtime.run_pod_sandbox(&config).await {
+                    Ok(id) => {
+                        created_sandbox = true;
+                        Some(id)
+                    }
+                    Err(error) => {
+                        emit_hop(&kubelet, &pod, "SANDBOX FAILED", true, error.to_string());
+                        return None;
+                    }
                 }
             }
-        }
-    };
-    let adopted = runtime.list_containers(&sandbox).await.unwrap_or_default();
-    let ip = runtime
-        .pod_sandbox_status(&sandbox)
-        .await
-        .ok()
-        .and_then(|s| s.ip)
-        .unwrap_or_default();
-    if created_sandbox {
-        emit_hop(
-            &kubelet,
-            &pod,
-            "SANDBOX READY",
-            true,
-            format!("{ip} sandbox {}", short_id(&sandbox)),
-        );
-    }
-    let start_time = pod
-        .status
-        .as_ref()
-        .and_then(|s| s.start_time.as_ref())
-        .map(|t| t.0.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
-        .unwrap_or_else(now);
-    let spec = pod.spec.clone().unwrap_or_default();
-    let init = spec.init_containers.clone().unwrap_or_default();
-    let mut containers: HashMap<String, Running> = init
-        .iter()
-        .chain(&spec.containers)
-        .map(|c| (c.name.clone(), Running::adopt(&c.name, &adopted)))
-        .collect();
-    let policy = spec
-        .restart_policy
-        .clone()
-        .unwrap_or_else(|| "Always".into());
-    let mut last_status = Value::Null;
-    let root = kubelet.config.root_dir.clone();
-    // The pod's volumes once set up, and when they were last set up.
-    let mut volume_paths: Option<HashMap<String, PathBuf>> = None;
-    let mut volumes_at: Option<Instant> = None;
-    let mut mount_reported: Option<(String, Instant)> = None;
-    let no_volumes = HashMap::new();
-    loop {
-        // Deletion: stop everything within the grace period (preStop hooks first), then let
-        // the pod go.
-        if pod.metadata.deletion_timestamp.is_some() {
-            let grace = Duration::from_secs(
-                pod.metadata
-                    .deletion_grace_period_seconds
-                    .unwrap_or(30)
-                    .max(0) as u64,
+        };
+        let (adopted, ip) = match &sandbox {
+            Some(id) => (
+                runtime.list_containers(id).await.unwrap_or_default(),
+                runtime
+                    .pod_sandbox_status(id)
+                    .await
+                    .ok()
+                    .and_then(|s| s.ip)
+                    .unwrap_or_default(),
+            ),
+            None => (
+                Vec::new(),
+                pod.status
+                    .as_ref()
+                    .and_then(|s| s.pod_ip.clone())
+                    .unwrap_or_default(),
+            ),
+        };
+        if let Some(id) = sandbox.as_deref().filter(|_| created_sandbox) {
+            emit_hop(
+                &kubelet,
+                &pod,
+                "SANDBOX READY",
+                true,
+                format!("{ip} sandbox {}", short_id(id)),
             );
+        }
+        let start_time = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.start_time.as_ref())
+            .map(|t| t.0.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+            .unwrap_or_else(now);
+        let spec = pod.spec.clone().unwrap_or_default();
+        let containers = spec
+            .init_containers
+            .iter()
+            .flatten()
+            .chain(&spec.containers)
+            .map(|c| (c.name.clone(), Running::adopt(&c.name, &adopted)))
+            .collect();
+        let policy = spec
+            .restart_policy
+            .clone()
+            .unwrap_or_else(|| "Always".into());
+        let status = StatusWriter::new(&kubelet, &pod);
+        Some(PodWorker {
+            kubelet,
+            pod,
+            name,
+            uid,
+            sandbox,
+            ip,
+            start_time,
+            spec,
+            containers,
+            policy,
+            status,
+            volumes: None,
+        })
+    }
+
+    fn deleting(&self) -> bool {
+        self.pod.metadata.deletion_timestamp.is_some()
+    }
+
+    /// The init containers, then the containers, as the spec lists them.
+    fn all_containers(&self) -> Vec<Container> {
+        let init = self.spec.init_containers.iter().flatten();
+        init.chain(&self.spec.containers).cloned().collect()
+    }
+
+    /// The pod's status as it is now.
+    async fn status_now(&self, report: Report) -> Value {
+        Box::pin(status_of(
+            &self.kubelet,
+            &self.pod,
+            &self.containers,
+            &self.ip,
+            &self.start_time,
+            &self.policy,
+            report,
+        ))
+        .await
+    }
+
+    /// Syncing (upstream's `SyncPod`): sets up the volumes, runs the init containers one at a
+    /// time and then the containers, and writes the status when it changed; again after
+    /// [`SYNC`] (the real kubelet's PLEG relists every second) or as soon as the pod changes,
+    /// until it is deleted, gone or the kubelet stops.
+    async fn sync(&mut self, latest: &mut watch::Receiver<Option<Pod>>) -> Outcome {
+        let Some(sandbox) = self.sandbox.clone() else {
+            return Box::pin(self.wait_for_deletion(latest)).await;
+        };
+        let mut volumes_at: Option<Instant> = None;
+        let mut mount_reported: Option<(String, Instant)> = None;
+        loop {
+            if self.deleting() {
+                return Outcome::Deleted;
+            }
+            // Volumes: set up before any container starts, then again every VOLUME_RESYNC so
+            // ConfigMap and Secret files follow their objects.
+            if volumes_at.is_none_or(|t| t.elapsed() >= VOLUME_RESYNC) {
+                match Box::pin(set_up_volumes(&self.kubelet, &self.pod, &self.ip)).await {
+                    Ok(paths) => {
+                        self.volumes = Some(paths);
+                        volumes_at = Some(Instant::now());
+                        mount_reported = None;
+                    }
+                    Err(message) => {
+                        if report_due(&mut mount_reported, &message) {
+                            let failed =
+                                event(&self.kubelet, &self.pod, "Warning", "FailedMount", message);
+                            Box::pin(failed).await;
+                        }
+                    }
+                }
+            }
+            if let Some(paths) = &self.volumes {
+                let ctx = Ctx {
+                    kubelet: &self.kubelet,
+                    pod: &self.pod,
+                    sandbox: &sandbox,
+                    ip: &self.ip,
+                    volumes: paths,
+                    policy: &self.policy,
+                };
+                // Init containers one at a time, in order; then every container.
+                let mut initializing = false;
+                for c in self.spec.init_containers.iter().flatten() {
+                    let state = self.containers.get_mut(&c.name).expect("tracked");
+                    if state.done {
+                        continue;
+                    }
+                    Box::pin(sync_container(&ctx, c, state, Kind::Init)).await;
+                    initializing = !state.done;
+                    if initializing {
+                        break;
+                    }
+                }
+                if !initializing {
+                    for c in &self.spec.containers {
+                        let state = self.containers.get_mut(&c.name).expect("tracked");
+                        Box::pin(sync_container(&ctx, c, state, Kind::Regular)).await;
+                    }
+                }
+            }
+            let status = self.status_now(Report::Syncing).await;
+            // A write the API server did not take is tried again at the next sync.
+            let _ = Box::pin(self.status.write(&self.kubelet, &status)).await;
+            // Finished, and the API server has it: nothing more to run until the pod changes.
+            let finished = matches!(status["phase"].as_str(), Some("Succeeded" | "Failed"))
+                && self.status.has(&status);
+            let woke = if finished {
+                Ok(latest.changed().await)
+            } else {
+                tokio::time::timeout(SYNC, latest.changed()).await
+            };
+            match woke {
+                Ok(Ok(())) => match latest.borrow_and_update().clone() {
+                    Some(pod) => self.pod = pod,
+                    None => return Outcome::Removed,
+                },
+                Ok(Err(_)) => return Outcome::KubeletStopped,
+                Err(_) => {}
+            }
+        }
+    }
+
+    /// A finished pod without a sandbox: nothing to run, only its deletion to wait for.
+    async fn wait_for_deletion(&mut self, latest: &mut watch::Receiver<Option<Pod>>) -> Outcome {
+        loop {
+            if self.deleting() {
+                return Outcome::Deleted;
+            }
+            if latest.changed().await.is_err() {
+                return Outcome::KubeletStopped;
+            }
+            match latest.borrow_and_update().clone() {
+                Some(pod) => self.pod = pod,
+                None => return Outcome::Removed,
+            }
+        }
+    }
+
+    /// Terminating (upstream's `SyncTerminatingPod`): stops every running container at once,
+    /// each after its preStop hook and within the pod's deletion grace period, notes each
+    /// exit (a `CONTAINER EXITED` hop, its termination message), stops the sandbox, and writes
+    /// the final status (containers terminated with the runtime's exit codes, `Ready` and
+    /// `ContainersReady` false, a terminal phase) until the API server has it. False when the
+    /// pod went first.
+    async fn terminate(&mut self, latest: &watch::Receiver<Option<Pod>>) -> bool {
+        let grace = Duration::from_secs(
+            self.pod
+                .metadata
+                .deletion_grace_period_seconds
+                .unwrap_or(30)
+                .max(0) as u64,
+        );
+        let runtime = self.kubelet.runtime.clone();
+        let all = self.all_containers();
+        if let Some(sandbox) = self.sandbox.clone() {
+            let no_volumes = HashMap::new();
             let ctx = Ctx {
-                kubelet: &kubelet,
-                pod: &pod,
+                kubelet: &self.kubelet,
+                pod: &self.pod,
                 sandbox: &sandbox,
-                ip: &ip,
-                volumes: volume_paths.as_ref().unwrap_or(&no_volumes),
-                policy: &policy,
+                ip: &self.ip,
+                volumes: self.volumes.as_ref().unwrap_or(&no_volumes),
+                policy: &self.policy,
             };
             let mut running = Vec::new();
-            for c in init.iter().chain(&spec.containers) {
-                let Some(id) = &containers[&c.name].id else {
+            for c in &all {
+                let Some(id) = &self.containers[&c.name].id else {
                     continue;
                 };
                 if runtime
@@ -540,140 +754,57 @@ async fn run(kubelet: Arc<Kubelet>, mut latest: watch::Receiver<Option<Pod>>) {
                 Box::pin(kill(&ctx, c, id, grace, why))
             });
             futures::future::join_all(kills).await;
-            containers.clear();
-            Box::pin(remove_sandbox(&kubelet, &pod, &sandbox)).await;
-            if let Err(error) = volumes::tear_down(&root, &uid) {
-                tracing::warn!(%error, pod = %name, "cannot remove the pod's directory");
-            }
-            let params = DeleteParams {
-                grace_period_seconds: Some(0),
-                preconditions: Some(Preconditions {
-                    uid: Some(uid.clone()),
-                    resource_version: None,
-                }),
-                ..Default::default()
-            };
-            let _ = Box::pin(pods.delete(&name, &params)).await;
-            return;
-        }
-        // Volumes: set up before any container starts, then again every VOLUME_RESYNC so
-        // ConfigMap and Secret files follow their objects.
-        if volumes_at.is_none_or(|t| t.elapsed() >= VOLUME_RESYNC) {
-            match Box::pin(set_up_volumes(&kubelet, &pod, &ip)).await {
-                Ok(paths) => {
-                    volume_paths = Some(paths);
-                    volumes_at = Some(Instant::now());
-                    mount_reported = None;
-                }
-                Err(message) => {
-                    if report_due(&mut mount_reported, &message) {
-                        Box::pin(event(&kubelet, &pod, "Warning", "FailedMount", message)).await;
-                    }
-                }
-            }
-        }
-        if let Some(paths) = &volume_paths {
-            let ctx = Ctx {
-                kubelet: &kubelet,
-                pod: &pod,
-                sandbox: &sandbox,
-                ip: &ip,
-                volumes: paths,
-                policy: &policy,
-            };
-            // Init containers one at a time, in order; then every container.
-            let mut initializing = false;
-            for c in &init {
-                let state = containers.get_mut(&c.name).expect("tracked");
-                if state.done {
+            // The runtime's word on each: the exits not noted yet (those just stopped, and any
+            // that ended on their own since the last sync).
+            for c in &all {
+                let state = self.containers.get_mut(&c.name).expect("tracked");
+                state.probing = None;
+                let Some(id) = state.id.clone() else { continue };
+                if state.handled.as_deref() == Some(id.as_str()) {
                     continue;
                 }
-                Box::pin(sync_container(&ctx, c, state, Kind::Init)).await;
-                initializing = !state.done;
-                if initializing {
-                    break;
+                if let Ok(status) = runtime.container_status(&id).await
+                    && status.state == ContainerState::Exited
+                {
+                    Box::pin(note_exit(&ctx, c, state, &status)).await;
                 }
             }
-            if !initializing {
-                for c in &spec.containers {
-                    let state = containers.get_mut(&c.name).expect("tracked");
-                    Box::pin(sync_container(&ctx, c, state, Kind::Regular)).await;
-                }
-            }
+            Box::pin(stop_sandbox(&self.kubelet, &self.pod, &sandbox)).await;
         }
-        // Report.
-        // The big futures are boxed so that an idle worker (most of them) stays small.
-        let status = Box::pin(status_of(
-            &kubelet,
-            &pod,
-            &containers,
-            &ip,
-            &start_time,
-            &policy,
-        ))
-        .await;
-        if status != last_status {
-            let summary = status_summary(&status);
-            let mut hop = FlowEvent::new(
-                format!("kubelet/{}", kubelet.config.name),
-                "apiserver",
-                "STATUS",
-            )
-            .object("Pod", &namespace, &name)
-            .detail(summary.clone());
-            hop.uid = uid.clone();
-            // A change of phase is a decision a learner steps through; other status writes
-            // (a restart count, a probe's readiness) pass.
-            let was = match last_status["phase"].as_str() {
-                Some(phase) => phase.to_owned(),
-                None => pod
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.phase.clone())
-                    .unwrap_or_default(),
-            };
-            if status["phase"].as_str() != Some(was.as_str()) {
-                let words = format!(
-                    "kubelet/{} wants to write STATUS {summary} for {namespace}/{name}",
-                    kubelet.config.name
-                );
-                Box::pin(kubelet.flow.gate_with(&hop, words)).await;
-            }
-            kubelet.flow.emit(hop);
-            let _ = Box::pin(pods.patch_status(
-                &name,
-                &PatchParams::default(),
-                &Patch::Merge(json!({"status": status})),
-            ))
-            .await;
-            last_status = status;
+        let status = self.status_now(Report::Terminal).await;
+        Box::pin(
+            self.status
+                .write_until_current(&self.kubelet, &status, latest),
+        )
+        .await
+    }
+
+    /// Terminated (upstream's `SyncTerminatedPod`, then its status manager's delete): the
+    /// pod's directory goes; then, once the API server has the final status, the pod itself;
+    /// then the sandbox with its containers (as upstream's garbage collection removes a deleted
+    /// pod's sandbox after the pod).
+    async fn terminated(&mut self, final_status: bool) {
+        if let Err(error) = volumes::tear_down(&self.kubelet.config.root_dir, &self.uid) {
+            tracing::warn!(%error, pod = %self.name, "cannot remove the pod's directory");
         }
-        let finished = matches!(last_status["phase"].as_str(), Some("Succeeded" | "Failed"))
-            && pod.metadata.deletion_timestamp.is_none();
-        // Finished: nothing more to run until the pod changes. Otherwise look again after SYNC
-        // (the real kubelet's PLEG relists every second), or as soon as the pod changes.
-        let woke = if finished {
-            Ok(latest.changed().await)
-        } else {
-            tokio::time::timeout(SYNC, latest.changed()).await
-        };
-        match woke {
-            Ok(Ok(())) => {
-                let next = latest.borrow_and_update().clone();
-                match next {
-                    Some(p) => pod = p,
-                    None => {
-                        containers.clear();
-                        Box::pin(remove_sandbox(&kubelet, &pod, &sandbox)).await;
-                        let _ = volumes::tear_down(&root, &uid);
-                        return;
-                    }
-                }
-            }
-            // The kubelet is gone.
-            Ok(Err(_)) => return,
-            Err(_) => {}
+        if final_status {
+            Box::pin(self.status.delete()).await;
         }
+        self.containers.clear();
+        if let Some(sandbox) = &self.sandbox {
+            Box::pin(remove_sandbox(&self.kubelet, &self.pod, sandbox)).await;
+        }
+    }
+
+    /// The pod went from the API server before it was terminated (a forced delete): its
+    /// sandbox is stopped and removed at once, and its directory goes.
+    async fn remove(&mut self) {
+        self.containers.clear();
+        if let Some(sandbox) = &self.sandbox {
+            Box::pin(stop_sandbox(&self.kubelet, &self.pod, sandbox)).await;
+            Box::pin(remove_sandbox(&self.kubelet, &self.pod, sandbox)).await;
+        }
+        let _ = volumes::tear_down(&self.kubelet.config.root_dir, &self.uid);
     }
 }
 
@@ -733,22 +864,7 @@ async fn sync_container(ctx: &Ctx<'_>, c: &Container, state: &mut Running, kind:
             return;
         }
         if state.handled.as_deref() != Some(status.id.as_str()) {
-            state.handled = Some(status.id.clone());
-            emit_hop(
-                kubelet,
-                pod,
-                "CONTAINER EXITED",
-                true,
-                format!(
-                    "{} code {} ({})",
-                    c.name,
-                    status.exit_code.unwrap_or(0),
-                    status.reason.as_deref().unwrap_or("Unknown")
-                ),
-            );
-            state.probing = None;
-            let message = read_message(ctx, c, status).await.unwrap_or_default();
-            state.message = Some((status.id.clone(), message));
+            Box::pin(note_exit(ctx, c, state, status)).await;
             let code = status.exit_code.unwrap_or(0);
             if kind == Kind::Init && code == 0 {
                 state.done = true;
@@ -764,11 +880,12 @@ async fn sync_container(ctx: &Ctx<'_>, c: &Container, state: &mut Running, kind:
             if ran >= BACKOFF_RESET {
                 state.backoff = Duration::ZERO;
             }
-            state.last_terminated = Some(terminated(
+            let exit = terminated(
                 ctx.kubelet.runtime.version().0,
                 status,
                 message_of(state, &status.id),
-            ));
+            );
+            state.earlier_terminated = state.last_terminated.replace(exit);
             state.not_before = Some(Instant::now() + state.backoff);
             if state.backoff.is_zero() {
                 state.backoff = FIRST_BACKOFF;
@@ -909,6 +1026,27 @@ async fn sync_container(ctx: &Ctx<'_>, c: &Container, state: &mut Running, kind:
             Box::pin(failed_to_run(ctx, state, "RunContainerError", error)).await;
         }
     }
+}
+
+/// Notes that a container has exited: the runtime's answer as a hop, and its termination
+/// message.
+async fn note_exit(ctx: &Ctx<'_>, c: &Container, state: &mut Running, status: &ContainerStatus) {
+    state.handled = Some(status.id.clone());
+    emit_hop(
+        ctx.kubelet,
+        ctx.pod,
+        "CONTAINER EXITED",
+        true,
+        format!(
+            "{} code {} ({})",
+            c.name,
+            status.exit_code.unwrap_or(0),
+            status.reason.as_deref().unwrap_or("Unknown")
+        ),
+    );
+    state.probing = None;
+    let message = read_message(ctx, c, status).await.unwrap_or_default();
+    state.message = Some((status.id.clone(), message));
 }
 
 /// The back-off after `current`: the first, then doubling up to the most.
@@ -1184,34 +1322,63 @@ async fn kill(ctx: &Ctx<'_>, c: &Container, id: &str, grace: Duration, why: Stri
     let _ = kubelet.runtime.stop_container(id, left).await;
 }
 
+/// The reason and message upstream's status manager gives a container that has no state of its
+/// own when its pod ends (`TerminatePod`).
+const UNKNOWN_REASON: &str = "ContainerStatusUnknown";
+const UNKNOWN_MESSAGE: &str = "The container could not be located when the pod was terminated";
+
 /// One entry of `containerStatuses` or `initContainerStatuses`; with whether the container is
-/// ready, whether it runs, and its exit code if it has exited for good.
+/// ready, whether it runs, and its exit code if it has exited for good. `previous` is the
+/// container's entry in the status the API server has.
 async fn container_entry(
     kubelet: &Kubelet,
-    c: &k8s_openapi::api::core::v1::Container,
+    c: &Container,
     state: &Running,
     kind: Kind,
+    report: Report,
+    previous: Option<&Value>,
 ) -> (Value, bool, bool, Option<i32>) {
     let current = match &state.id {
         Some(id) => kubelet.runtime.container_status(id).await.ok(),
         None => None,
     };
+    // The runtime no longer knows a container that had ended: its end stays as it was.
+    if report == Report::Terminal
+        && current.is_none()
+        && let Some(previous) = previous.filter(|p| p["state"]["terminated"].is_object())
+    {
+        let mut entry = previous.clone();
+        if kind == Kind::Regular {
+            entry["ready"] = json!(false);
+            entry["started"] = json!(false);
+        }
+        let ready = entry["ready"].as_bool() == Some(true);
+        let code = entry["state"]["terminated"]["exitCode"]
+            .as_i64()
+            .map(|c| c as i32);
+        return (entry, ready, false, code);
+    }
+    let scheme = kubelet.runtime.version().0;
+    // A deleted pod's containers are not started again: one that has exited shows its exit,
+    // not the back-off before a restart that will not come (upstream's
+    // `ShouldContainerBeRestarted` is false for a deleted pod).
+    let exited_now = report == Report::Terminal
+        && current
+            .as_ref()
+            .is_some_and(|s| s.state == ContainerState::Exited);
     let mut exited = None;
     let (state_json, running) = match (&state.waiting, &current) {
-        (Some((reason, message)), _) => (
+        (Some((reason, message)), _) if !exited_now => (
             json!({"waiting": {"reason": reason, "message": message}}),
             false,
         ),
-        (None, Some(s)) if s.state == ContainerState::Running => (
+        (_, Some(s)) if s.state == ContainerState::Running => (
             json!({"running": {"startedAt": rfc3339(s.started_at)}}),
             true,
         ),
-        (None, Some(s)) if s.state == ContainerState::Exited => {
+        (_, Some(s)) if s.state == ContainerState::Exited => {
             exited = s.exit_code;
-            (
-                terminated(kubelet.runtime.version().0, s, message_of(state, &s.id)),
-                false,
-            )
+            (terminated(scheme, s, message_of(state, &s.id)), false)
         }
         _ => (json!({"waiting": {"reason": "PodInitializing"}}), false),
     };
@@ -1230,14 +1397,44 @@ async fn container_entry(
         "ready": ready, "started": running && started, "restartCount": state.restarts, "state": state_json,
     });
     if let Some(id) = &state.id {
-        entry["containerID"] = json!(format!("{}://{id}", kubelet.runtime.version().0));
+        entry["containerID"] = json!(format!("{scheme}://{id}"));
     }
-    if let Some(last) = &state.last_terminated {
+    // The exit shown as the state is not its own `lastState` too.
+    let last = match (&state.last_terminated, &state.id) {
+        (Some(last), Some(id))
+            if exited_now
+                && last["terminated"]["containerID"].as_str()
+                    == Some(format!("{scheme}://{id}").as_str()) =>
+        {
+            state.earlier_terminated.as_ref()
+        }
+        (last, _) => last.as_ref(),
+    };
+    if let Some(last) = last {
         entry["lastState"] = last.clone();
     }
     (entry, ready, running, exited)
 }
 
+/// The conditions the kubelet owns (upstream's `PodConditionsByKubelet`); it keeps every other
+/// condition of the pod's status (a `DisruptionTarget` another component wrote, readiness
+/// gates) as the API server has it.
+const KUBELET_CONDITIONS: [&str; 7] = [
+    "PodScheduled",
+    "Ready",
+    "Initialized",
+    "ContainersReady",
+    "PodReadyToStartContainers",
+    "PodResizePending",
+    "PodResizeInProgress",
+];
+
+/// The pod's status as upstream's `generateAPIPodStatus` makes it: phase, conditions and
+/// container statuses. The `Terminal` report is the one written once every container has
+/// stopped: a container without an end of its own is given one as upstream's status manager
+/// does (`ContainerStatusUnknown`, 137), and the phase is terminal: `Succeeded` when every
+/// container ended with 0, else `Failed` (since Kubernetes 1.27, a deleted pod is never left
+/// `Running`).
 async fn status_of(
     kubelet: &Kubelet,
     pod: &Pod,
@@ -1245,17 +1442,36 @@ async fn status_of(
     ip: &str,
     start_time: &str,
     policy: &str,
+    report: Report,
 ) -> Value {
-    let empty = k8s_openapi::api::core::v1::PodSpec::default();
+    let empty = PodSpec::default();
     let spec = pod.spec.as_ref().unwrap_or(&empty);
-    let init: &[k8s_openapi::api::core::v1::Container] =
-        spec.init_containers.as_deref().unwrap_or_default();
+    let init: &[Container] = spec.init_containers.as_deref().unwrap_or_default();
+    let api = pod.status.clone().unwrap_or_default();
+    let entries_of = |list: &Option<Vec<k8s_openapi::api::core::v1::ContainerStatus>>| {
+        list.iter()
+            .flatten()
+            .filter_map(|s| Some((s.name.clone(), serde_json::to_value(s).ok()?)))
+            .collect::<HashMap<String, Value>>()
+    };
+    let (previous_init, previous) = (
+        entries_of(&api.init_container_statuses),
+        entries_of(&api.container_statuses),
+    );
     let mut init_statuses = Vec::new();
     let mut incomplete = Vec::new();
     let mut init_failed = false;
     for c in init {
         let state = &containers[&c.name];
-        let (entry, done, _, exited) = container_entry(kubelet, c, state, Kind::Init).await;
+        let (entry, done, _, exited) = container_entry(
+            kubelet,
+            c,
+            state,
+            Kind::Init,
+            report,
+            previous_init.get(&c.name),
+        )
+        .await;
         if !done {
             incomplete.push(c.name.clone());
             init_failed |= exited.is_some_and(|code| !restarts(Kind::Init, policy, code))
@@ -1268,8 +1484,15 @@ async fn status_of(
     let (mut running, mut finished, mut failed) = (0, 0, 0);
     for c in &spec.containers {
         let state = &containers[&c.name];
-        let (mut entry, ready, runs, exited) =
-            container_entry(kubelet, c, state, Kind::Regular).await;
+        let (mut entry, ready, runs, exited) = container_entry(
+            kubelet,
+            c,
+            state,
+            Kind::Regular,
+            report,
+            previous.get(&c.name),
+        )
+        .await;
         if !incomplete.is_empty() && state.id.is_none() {
             entry["state"] = json!({"waiting": {"reason": "PodInitializing"}});
         }
@@ -1290,7 +1513,23 @@ async fn status_of(
     let total = spec.containers.len();
     let initialized = incomplete.is_empty();
     let all_ready = unready.is_empty() && total > 0;
-    let phase = if init_failed {
+    let api_phase = api.phase.as_deref().unwrap_or_default();
+    let phase = if report == Report::Terminal {
+        if matches!(api_phase, "Succeeded" | "Failed") {
+            // A pod never leaves a terminal phase.
+            api_phase
+        } else {
+            terminate_statuses(init, &mut init_statuses, &mut statuses);
+            let succeeded = statuses
+                .iter()
+                .all(|s| s["state"]["terminated"]["exitCode"].as_i64() == Some(0));
+            if total > 0 && succeeded {
+                "Succeeded"
+            } else {
+                "Failed"
+            }
+        }
+    } else if init_failed {
         "Failed"
     } else if !initialized {
         "Pending"
@@ -1305,47 +1544,75 @@ async fn status_of(
         "Pending"
     };
     // A condition's lastTransitionTime moves only when its status changes.
-    let previous = pod
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.clone())
-        .unwrap_or_default();
+    let previous_conditions = api.conditions.clone().unwrap_or_default();
     let now = now();
     let condition = |kind: &str, ok: bool, reason: &str, message: String| {
         let status = if ok { "True" } else { "False" };
-        let since = previous
+        let since = previous_conditions
             .iter()
             .find(|c| c.type_ == kind && c.status == status)
             .and_then(|c| c.last_transition_time.as_ref())
             .map(|t| t.0.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
             .unwrap_or_else(|| now.clone());
         let mut c = json!({"type": kind, "status": status, "lastProbeTime": null, "lastTransitionTime": since});
-        if !ok && !reason.is_empty() {
+        if !reason.is_empty() {
             c["reason"] = json!(reason);
+        }
+        if !message.is_empty() {
             c["message"] = json!(message);
         }
         c
     };
     let list = |names: &[String]| format!("[{}]", names.join(" "));
-    let finished_pod = matches!(phase, "Succeeded" | "Failed");
-    let (not_ready_reason, not_ready_message) = if finished_pod {
-        ("PodCompleted", String::new())
-    } else {
-        (
+    // A finished pod is not ready, whatever its containers last said (upstream's
+    // `generatePodReadyConditionForTerminalPhase`).
+    let (ready_reason, ready_message) = match phase {
+        "Succeeded" => ("PodCompleted", String::new()),
+        "Failed" => ("PodFailed", String::new()),
+        _ if all_ready => ("", String::new()),
+        _ => (
             "ContainersNotReady",
             format!("containers with unready status: {}", list(&unready)),
-        )
+        ),
     };
+    let ready = all_ready && !matches!(phase, "Succeeded" | "Failed");
+    let (initialized_reason, initialized_message) = if !initialized {
+        (
+            "ContainersNotInitialized",
+            format!("containers with incomplete status: {}", list(&incomplete)),
+        )
+    } else if phase == "Succeeded" {
+        ("PodCompleted", String::new())
+    } else {
+        ("", String::new())
+    };
+    // Once the pod has ended its sandbox is stopped (or it never had one).
+    let sandbox_ready = report == Report::Syncing;
+    let mut conditions: Vec<Value> = previous_conditions
+        .iter()
+        .filter(|c| !KUBELET_CONDITIONS.contains(&c.type_.as_str()))
+        .filter_map(|c| serde_json::to_value(c).ok())
+        .collect();
+    conditions.extend([
+        condition(
+            "PodReadyToStartContainers",
+            sandbox_ready,
+            "",
+            String::new(),
+        ),
+        condition(
+            "Initialized",
+            initialized,
+            initialized_reason,
+            initialized_message,
+        ),
+        condition("Ready", ready, ready_reason, ready_message.clone()),
+        condition("ContainersReady", ready, ready_reason, ready_message),
+        condition("PodScheduled", true, "", String::new()),
+    ]);
     let mut status = json!({
         "phase": phase,
-        "conditions": [
-            condition("PodReadyToStartContainers", true, "", String::new()),
-            condition("Initialized", initialized, "ContainersNotInitialized",
-                format!("containers with incomplete status: {}", list(&incomplete))),
-            condition("Ready", all_ready, not_ready_reason, not_ready_message.clone()),
-            condition("ContainersReady", all_ready, not_ready_reason, not_ready_message),
-            condition("PodScheduled", true, "", String::new()),
-        ],
+        "conditions": conditions,
         "hostIP": "127.0.0.1",
         "hostIPs": [{"ip": "127.0.0.1"}],
         "podIP": ip,
@@ -1357,4 +1624,111 @@ async fn status_of(
         status["initContainerStatuses"] = json!(init_statuses);
     }
     status
+}
+
+/// Gives every container of an ending pod that has no end of its own one, as upstream's
+/// status manager does before the pod is deleted (`TerminatePod`): once the pod has
+/// initialized, every container; and the init containers up to the last one that was started
+/// (the first, if none was).
+fn terminate_statuses(init: &[Container], init_statuses: &mut [Value], statuses: &mut [Value]) {
+    let waiting = |s: &Value| s["state"]["waiting"].is_object();
+    let ran_before = |s: &Value| s["lastState"]["terminated"].is_object();
+    let succeeded = |t: &Value| t["terminated"]["exitCode"].as_i64() == Some(0);
+    let initialized = init.is_empty()
+        || statuses.iter().any(|s| !waiting(s) || ran_before(s))
+        || init_statuses
+            .last()
+            .is_some_and(|s| succeeded(&s["state"]) || succeeded(&s["lastState"]));
+    let unknown = json!({"terminated": {"exitCode": 137, "reason": UNKNOWN_REASON, "message": UNKNOWN_MESSAGE}});
+    let end = |s: &mut Value| {
+        if !s["state"]["terminated"].is_object() {
+            s["state"] = unknown.clone();
+        }
+    };
+    if initialized {
+        statuses.iter_mut().for_each(end);
+    }
+    let started = init_statuses
+        .iter()
+        .rposition(|s| !waiting(s) || ran_before(s))
+        .unwrap_or(0);
+    if !init_statuses.is_empty() {
+        init_statuses[..=started].iter_mut().for_each(end);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn container(name: &str) -> Container {
+        Container {
+            name: name.into(),
+            ..Container::default()
+        }
+    }
+
+    fn waiting(name: &str) -> Value {
+        json!({"name": name, "state": {"waiting": {"reason": "PodInitializing"}}})
+    }
+
+    fn ended(name: &str, code: i32) -> Value {
+        json!({"name": name, "state": {"terminated": {"exitCode": code, "reason": "Error"}}})
+    }
+
+    fn unknown(name: &str) -> Value {
+        json!({"name": name, "state": {"terminated": {"exitCode": 137, "reason": UNKNOWN_REASON, "message": UNKNOWN_MESSAGE}}})
+    }
+
+    #[test]
+    fn an_ending_pods_containers_without_an_end_get_one_as_upstreams_terminate_pod() {
+        let (a, b) = (container("a"), container("b"));
+        struct Case {
+            name: &'static str,
+            init: Vec<Container>,
+            init_statuses: Vec<Value>,
+            statuses: Vec<Value>,
+            want_init: Vec<Value>,
+            want: Vec<Value>,
+        }
+        let cases = [
+            Case {
+                name: "no init containers: every container that never ran",
+                init: vec![],
+                init_statuses: vec![],
+                statuses: vec![ended("x", 143), waiting("y")],
+                want_init: vec![],
+                want: vec![ended("x", 143), unknown("y")],
+            },
+            Case {
+                name: "stopped while initializing: the started init containers, not the rest",
+                init: vec![a.clone(), b.clone()],
+                init_statuses: vec![ended("a", 143), waiting("b")],
+                statuses: vec![waiting("x")],
+                want_init: vec![ended("a", 143), waiting("b")],
+                want: vec![waiting("x")],
+            },
+            Case {
+                name: "no init container started: the first",
+                init: vec![a.clone(), b.clone()],
+                init_statuses: vec![waiting("a"), waiting("b")],
+                statuses: vec![waiting("x")],
+                want_init: vec![unknown("a"), waiting("b")],
+                want: vec![waiting("x")],
+            },
+            Case {
+                name: "initialized (the last init container succeeded): the containers too",
+                init: vec![a.clone()],
+                init_statuses: vec![ended("a", 0)],
+                statuses: vec![waiting("x")],
+                want_init: vec![ended("a", 0)],
+                want: vec![unknown("x")],
+            },
+        ];
+        for mut case in cases {
+            terminate_statuses(&case.init, &mut case.init_statuses, &mut case.statuses);
+            assert_eq!(case.init_statuses, case.want_init, "{}", case.name);
+            assert_eq!(case.statuses, case.want, "{}", case.name);
+        }
+    }
 }

@@ -270,6 +270,97 @@ impl Drop for Cluster {
     }
 }
 
+impl Cluster {
+    /// Deletes pod `namespace/name` through kube-rs (a graceful delete, as `kubectl delete`
+    /// makes one) and watches it from the resourceVersion it had just before, as a client
+    /// waiting for it to stop would: every event until `DELETED` (at most `seconds`), in order,
+    /// as `(type, pod)`.
+    pub fn delete_pod_watching(
+        &self,
+        namespace: &str,
+        name: &str,
+        seconds: u64,
+    ) -> Vec<(String, k8s_openapi::api::core::v1::Pod)> {
+        use futures::StreamExt;
+        use k8s_openapi::api::core::v1::Pod;
+        use kube::api::{Api, DeleteParams, WatchEvent, WatchParams};
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let kubeconfig = kube::config::Kubeconfig::read_from(self.kubeconfig()).unwrap();
+            let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+                .await
+                .unwrap();
+            let pods: Api<Pod> =
+                Api::namespaced(kube::Client::try_from(config).unwrap(), namespace);
+            let before = pods.get(name).await.unwrap();
+            let version = before.metadata.resource_version.unwrap();
+            let params = WatchParams::default()
+                .fields(&format!("metadata.name={name}"))
+                .timeout(seconds as u32);
+            let mut stream = pods.watch(&params, &version).await.unwrap().boxed();
+            pods.delete(name, &DeleteParams::default()).await.unwrap();
+            let mut seen = Vec::new();
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
+            while let Ok(Some(event)) = tokio::time::timeout_at(deadline, stream.next()).await {
+                let (kind, pod) = match event.unwrap() {
+                    WatchEvent::Added(p) => ("ADDED", p),
+                    WatchEvent::Modified(p) => ("MODIFIED", p),
+                    WatchEvent::Deleted(p) => ("DELETED", p),
+                    WatchEvent::Bookmark(_) => continue,
+                    WatchEvent::Error(e) => panic!("the watch failed: {e:?}"),
+                };
+                seen.push((kind.to_owned(), pod));
+                if kind == "DELETED" {
+                    break;
+                }
+            }
+            seen
+        })
+    }
+}
+
+/// The pod as the last event before `DELETED` showed it, once `events` (from
+/// [`Cluster::delete_pod_watching`]) are checked to end with `DELETED` after an event in which
+/// the pod is no longer `Ready`.
+pub fn last_before_deleted(
+    events: &[(String, k8s_openapi::api::core::v1::Pod)],
+) -> &k8s_openapi::api::core::v1::Pod {
+    let story = || {
+        events
+            .iter()
+            .map(|(kind, pod)| format!("{kind} {}", serde_json::to_string(&pod.status).unwrap()))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(
+        events.last().map(|(kind, _)| kind.as_str()),
+        Some("DELETED"),
+        "the watch never saw the pod go:\n{}",
+        story()
+    );
+    let before = &events[..events.len() - 1];
+    let (_, last) = before
+        .last()
+        .unwrap_or_else(|| panic!("nothing before DELETED:\n{}", story()));
+    let ready = |pod: &k8s_openapi::api::core::v1::Pod| {
+        pod.status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+            .map(|c| c.status.clone())
+    };
+    assert_eq!(
+        ready(last).as_deref(),
+        Some("False"),
+        "the pod was still Ready when it went:\n{}",
+        story()
+    );
+    last
+}
+
 /// The rows of a kubectl table, split on runs of spaces.
 pub fn rows(output: &str) -> Vec<Vec<String>> {
     output

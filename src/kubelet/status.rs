@@ -1,0 +1,201 @@
+//! A pod's status writes, as upstream's status manager makes them. A status goes to the API
+//! server only when it changed, each write a `STATUS` hop (`kubelet/<node> -> apiserver`,
+//! waiting at the stepper's gate when it changes the pod's phase). A write the API server did
+//! not take is not dropped: the next write of the same status tries again, first reading the pod
+//! back (as the status manager's `syncPod` does) so that a pod deleted or replaced under the same
+//! name is never written to. A terminated pod's final status is written until the API server has
+//! it, and only then is the pod deleted (grace period 0, with its UID as the precondition, as
+//! `canBeDeleted` and the final `Delete` in `status_manager.go`).
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use super::Kubelet;
+use crate::flow::FlowEvent;
+
+/// The first wait before a failed write is tried again, doubled per failure up to
+/// [`MAX_RETRY`] (upstream's status manager resyncs every 10 s).
+const FIRST_RETRY: Duration = Duration::from_millis(200);
+const MAX_RETRY: Duration = Duration::from_secs(10);
+
+/// What became of a status write.
+#[derive(Debug)]
+pub(super) enum Written {
+    /// The API server has this status now (it took the write, or already had it).
+    Current,
+    /// The API server did not take it (the error is logged); the next write tries again.
+    Failed,
+    /// The pod is gone from the API server, or a new pod has its name: nothing to write to.
+    Gone,
+}
+
+/// The status writer of one pod (one per pod worker).
+pub(super) struct StatusWriter {
+    pods: Api<Pod>,
+    namespace: String,
+    name: String,
+    uid: String,
+    /// The phase the API server has, as far as this writer knows: a write that changes it is a
+    /// step in step mode.
+    phase: String,
+    /// The status the API server last took from this writer.
+    accepted: Value,
+    /// The last write failed: read the pod back before the next one.
+    failed: bool,
+}
+
+impl StatusWriter {
+    /// A writer for `pod` as the API server has it now.
+    pub(super) fn new(kubelet: &Kubelet, pod: &Pod) -> StatusWriter {
+        let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+        StatusWriter {
+            pods: Api::namespaced(kubelet.client.clone(), &namespace),
+            namespace,
+            name: pod.metadata.name.clone().unwrap_or_default(),
+            uid: pod.metadata.uid.clone().unwrap_or_default(),
+            phase: phase_of(pod),
+            accepted: Value::Null,
+            failed: false,
+        }
+    }
+
+    /// Whether the API server has `status` from this writer.
+    pub(super) fn has(&self, status: &Value) -> bool {
+        !self.failed && self.accepted == *status
+    }
+
+    /// Writes `status` unless the API server already has it from this writer.
+    pub(super) async fn write(&mut self, kubelet: &Kubelet, status: &Value) -> Written {
+        if self.has(status) {
+            return Written::Current;
+        }
+        if self.failed {
+            match self.pods.get_opt(&self.name).await {
+                Ok(Some(pod)) if pod.metadata.uid.as_deref() == Some(self.uid.as_str()) => {
+                    self.phase = phase_of(&pod);
+                }
+                Ok(_) => return Written::Gone,
+                Err(error) => {
+                    tracing::warn!(%error, pod = %self.name, "cannot read the pod back before writing its status");
+                    return Written::Failed;
+                }
+            }
+        }
+        let summary = summary(status);
+        let mut hop = FlowEvent::new(
+            format!("kubelet/{}", kubelet.config.name),
+            "apiserver",
+            "STATUS",
+        )
+        .object("Pod", &self.namespace, &self.name)
+        .detail(summary.clone());
+        hop.uid = self.uid.clone();
+        // A change of phase is a decision a learner steps through; other status writes (a
+        // restart count, a probe's readiness) pass.
+        let phase = status["phase"].as_str().unwrap_or_default();
+        if phase != self.phase {
+            let words = format!(
+                "kubelet/{} wants to write STATUS {summary} for {}/{}",
+                kubelet.config.name, self.namespace, self.name
+            );
+            Box::pin(kubelet.flow.gate_with(&hop, words)).await;
+        }
+        kubelet.flow.emit(hop);
+        let patch = Patch::Merge(json!({ "status": status }));
+        match Box::pin(
+            self.pods
+                .patch_status(&self.name, &PatchParams::default(), &patch),
+        )
+        .await
+        {
+            Ok(_) => {
+                self.accepted = status.clone();
+                self.phase = phase.to_owned();
+                self.failed = false;
+                Written::Current
+            }
+            Err(kube::Error::Api(e)) if e.code == 404 => Written::Gone,
+            Err(error) => {
+                tracing::warn!(%error, pod = %self.name, "pod status write failed; it will be retried");
+                self.failed = true;
+                Written::Failed
+            }
+        }
+    }
+
+    /// Writes `status` until the API server has it, waiting longer after each failure; false
+    /// when the pod went first (from the API server, or from `latest`, the worker's view).
+    pub(super) async fn write_until_current(
+        &mut self,
+        kubelet: &Kubelet,
+        status: &Value,
+        latest: &watch::Receiver<Option<Pod>>,
+    ) -> bool {
+        let mut wait = FIRST_RETRY;
+        loop {
+            if latest.borrow().is_none() {
+                return false;
+            }
+            match self.write(kubelet, status).await {
+                Written::Current => return true,
+                Written::Gone => return false,
+                Written::Failed => {
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(MAX_RETRY);
+                }
+            }
+        }
+    }
+
+    /// Deletes the terminated pod for good: grace period 0, and only the pod with this UID (not
+    /// a new one by the same name). Tried until the pod is gone.
+    pub(super) async fn delete(&self) {
+        let params = DeleteParams {
+            grace_period_seconds: Some(0),
+            preconditions: Some(Preconditions {
+                uid: Some(self.uid.clone()),
+                resource_version: None,
+            }),
+            ..Default::default()
+        };
+        let mut wait = FIRST_RETRY;
+        loop {
+            match Box::pin(self.pods.delete(&self.name, &params)).await {
+                Ok(_) => return,
+                // Gone already, or the name is another pod's now.
+                Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => return,
+                Err(error) => {
+                    tracing::warn!(%error, pod = %self.name, "deleting the terminated pod failed; it will be retried");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(MAX_RETRY);
+                }
+            }
+        }
+    }
+}
+
+fn phase_of(pod: &Pod) -> String {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.phase.clone())
+        .unwrap_or_default()
+}
+
+/// The status hop's words: `Running, 1/1 ready`.
+fn summary(status: &Value) -> String {
+    let statuses = status["containerStatuses"].as_array();
+    let total = statuses.map_or(0, Vec::len);
+    let ready = statuses.map_or(0, |s| {
+        s.iter()
+            .filter(|c| c["ready"].as_bool() == Some(true))
+            .count()
+    });
+    format!(
+        "{}, {ready}/{total} ready",
+        status["phase"].as_str().unwrap_or("Unknown")
+    )
+}
