@@ -34,8 +34,9 @@ fn a_stopped_node_goes_unknown_and_its_pods_are_replaced_elsewhere() {
             "2",
         ],
     );
+    // Three workers and the control-plane node.
     c.eventually(&["get", "nodes", "-o", "name"], 20, |t| {
-        t.lines().count() == 3
+        t.lines().count() == 4
     });
     c.ok(&[
         "create",
@@ -141,7 +142,7 @@ fn a_stopped_node_goes_unknown_and_its_pods_are_replaced_elsewhere() {
 fn stopped_components_stop_working_until_started_again() {
     let c = Cluster::with_nodes(1);
     c.eventually(&["get", "nodes", "-o", "name"], 20, |t| {
-        t.lines().count() == 1
+        t.lines().count() == 2
     });
 
     // No scheduler: a new pod waits, unbound.

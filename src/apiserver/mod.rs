@@ -300,17 +300,50 @@ async fn handle(State(api): State<Arc<ApiServer>>, request: Request) -> Response
         )
         .into_response();
     }
+    let started = std::time::Instant::now();
+    let uri = request.uri().to_string();
+    let agent = request
+        .headers()
+        .get(http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let mut verb = request.method().to_string();
     let result = match path::route(&path) {
         path::Route::Version => Ok(json_response(http::StatusCode::OK, &discovery::version())),
         path::Route::Healthz => Ok((http::StatusCode::OK, "ok").into_response()),
         path::Route::Resource(target) => {
+            if request.method() == http::Method::GET && target.name.is_none() {
+                let watching = request.uri().query().is_some_and(|q| {
+                    form_urlencoded::parse(q.as_bytes())
+                        .any(|(k, v)| k == "watch" && (v == "true" || v == "1"))
+                });
+                verb = if watching { "WATCH" } else { "LIST" }.to_owned();
+            }
             let client = client_name(&request);
             handlers::resource(&api, target, request, client).await
         }
         path::Route::Unknown => Err(ApiError::NoSuchPath),
         route => discovery::serve(route, request.headers()),
     };
-    result.unwrap_or_else(IntoResponse::into_response)
+    let response = result.unwrap_or_else(IntoResponse::into_response);
+    // kube-apiserver's request log (httplog, at --v=3), written once the answer is known. A
+    // watch is left out: the real one logs it when it ends, and these end only with their
+    // client.
+    if verb != "WATCH" {
+        api.flow.logs().info(
+            crate::complog::Component::ApiServer,
+            "HTTP",
+            &[
+                ("verb", verb.into()),
+                ("URI", uri.into()),
+                ("latency", format!("{:?}", started.elapsed()).into()),
+                ("userAgent", agent.into()),
+                ("resp", i64::from(response.status().as_u16()).into()),
+            ],
+        );
+    }
+    response
 }
 
 fn pack_toleration_seconds(not_ready: u32, unreachable: u32) -> u64 {
