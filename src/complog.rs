@@ -267,7 +267,8 @@ impl ComponentLogs {
     }
 
     /// Takes what belongs in a log from a flow event emitted at `location`: a controller's hop
-    /// (kube-controller-manager's), the API server's own writes (its endpoint reconciler), and
+    /// (kube-controller-manager's), the API server's own controllers' (`kube-apiserver/...`: its
+    /// endpoint reconciler), and
     /// the supervisor's starting a component again (a new run).
     pub(crate) fn observe(&self, event: &FlowEvent, location: &Location<'_>) {
         if self.sink.get().is_none() || event.verb == "GATE" {
@@ -281,7 +282,7 @@ impl ComponentLogs {
         }
         let (component, logger) = if let Some(controller) = event.from.strip_prefix("controller/") {
             (Component::ControllerManager, Some(logger_name(controller)))
-        } else if event.from.starts_with("kube-apiserver") {
+        } else if event.from.starts_with("kube-apiserver/") {
             (Component::ApiServer, None)
         } else {
             return;

@@ -171,7 +171,17 @@ impl Flow {
         self.emit_at(event, std::panic::Location::caller())
     }
 
-    fn emit_at(&self, mut event: FlowEvent, location: &std::panic::Location<'_>) -> u64 {
+    /// Publishes an event the API server records about a client's request, its store or a
+    /// watch delivery: not an act of the component it names, so no component log takes it.
+    pub(crate) fn record(&self, event: FlowEvent) -> u64 {
+        self.publish(event, None)
+    }
+
+    fn emit_at(&self, event: FlowEvent, location: &std::panic::Location<'_>) -> u64 {
+        self.publish(event, Some(location))
+    }
+
+    fn publish(&self, mut event: FlowEvent, location: Option<&std::panic::Location<'_>>) -> u64 {
         let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
         if !event.name.is_empty() {
             let key = (
@@ -200,7 +210,9 @@ impl Flow {
             recent.events.pop_front();
         }
         recent.events.push_back(event.clone());
-        self.logs.observe(&event, location);
+        if let Some(location) = location {
+            self.logs.observe(&event, location);
+        }
         // Sent under the lock, so subscribers receive events in sequence order.
         let _ = self.sender.send(event);
         recent.next_seq - 1

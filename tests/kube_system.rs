@@ -177,6 +177,11 @@ fn the_control_plane_runs_as_static_pods_on_a_tainted_control_plane_node() {
         "{controllers}"
     );
     assert!(controllers.contains("\"Started controller\" controller=\"daemonset-controller\""));
+    // Its own acts only: the requests it sent are the API server's lines.
+    assert!(
+        !controllers.contains("verb=\"LIST\"") && !controllers.contains("verb=\"WATCH\""),
+        "{controllers}"
+    );
     let apiserver = c.ok(&[
         "logs",
         "-n",

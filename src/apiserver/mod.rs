@@ -263,7 +263,7 @@ impl ApiServer {
     }
 
     pub(crate) fn emit(&self, event: FlowEvent) {
-        self.flow.emit(event);
+        self.flow.record(event);
     }
 }
 
@@ -301,7 +301,11 @@ async fn handle(State(api): State<Arc<ApiServer>>, request: Request) -> Response
         .into_response();
     }
     let started = std::time::Instant::now();
-    let uri = request.uri().to_string();
+    // What the client asked for (the request line's target), not the absolute URI HTTP/2 gives.
+    let uri = request
+        .uri()
+        .path_and_query()
+        .map_or_else(|| path.clone(), ToString::to_string);
     let agent = request
         .headers()
         .get(http::header::USER_AGENT)
