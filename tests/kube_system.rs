@@ -347,3 +347,35 @@ fn daemonsets_reach_the_control_plane_node_only_when_they_tolerate_its_taint() {
     ]);
     assert!(ip.starts_with("10.244.0."), "{ip}");
 }
+
+#[test]
+fn a_pod_tolerating_the_taint_runs_in_real_containers_on_the_control_plane_node() {
+    let Some(c) = Cluster::real("cp-real", 1, "10.131.0.0/16") else {
+        return;
+    };
+    let node = "cp-real-control-plane";
+    wait_control_plane_ready(&c);
+    c.apply(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: hello}}\nspec:\n  nodeSelector: {{kubernetes.io/hostname: {node}}}\n  tolerations: [{{key: node-role.kubernetes.io/control-plane, operator: Exists, effect: NoSchedule}}]\n  containers: [{{name: hello, image: \"orrery/hello:v1\"}}]\n"
+    ));
+    let placed = c.eventually(
+        &[
+            "get",
+            "pod",
+            "hello",
+            "-o",
+            "jsonpath={.spec.nodeName} {.status.phase} {.status.podIP}",
+        ],
+        60,
+        |t| t.contains(" Running 10."),
+    );
+    let (on, rest) = placed.split_once(' ').unwrap();
+    assert_eq!(on, node);
+    let ip = rest.split(' ').nth(1).unwrap();
+    assert!(
+        ip.starts_with("10.131.0."),
+        "the control-plane node's /24: {ip}"
+    );
+    let answer = common::http_get(&format!("{ip}:8080"));
+    assert!(answer.contains("Hello from hello in default"), "{answer}");
+}
