@@ -434,6 +434,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::disallowed_methods)] // a plain test thread waiting for the writer thread
     fn runs_get_files_of_their_own_and_hops_become_lines() {
         let dir = tempfile::tempdir().unwrap();
         let logs = ComponentLogs::new();
