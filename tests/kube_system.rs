@@ -276,6 +276,16 @@ fn a_stopped_component_makes_its_pod_not_ready_until_it_comes_back() {
         15,
         |t| !t.starts_with(&uid) && t.ends_with(" Running"),
     );
+    // A status someone else wrote is put right, as the kubelet's status manager does.
+    c.ok(&[
+        "patch", "pod", "-n", "kube-system", &pod, "--subresource=status", "--type=merge", "-p",
+        r#"{"status":{"containerStatuses":[{"name":"kube-scheduler","image":"x","imageID":"","ready":false,"restartCount":0}]}}"#,
+    ]);
+    c.eventually(
+        &["get", "pod", "-n", "kube-system", &pod, "-o", "jsonpath={.status.containerStatuses[0].ready} {.status.containerStatuses[0].restartCount}"],
+        10,
+        |t| t == "true 1",
+    );
     // Nothing to exec into: it is not a container.
     let err = c.fails(&["exec", "-n", "kube-system", &pod, "--", "true"], None);
     assert!(err.contains("in-process component"), "{err}");
@@ -378,4 +388,53 @@ fn a_pod_tolerating_the_taint_runs_in_real_containers_on_the_control_plane_node(
     );
     let answer = common::http_get(&format!("{ip}:8080"));
     assert!(answer.contains("Hello from hello in default"), "{answer}");
+}
+
+#[test]
+fn a_stopped_control_plane_kubelet_leaves_its_pods_unready_until_it_is_back() {
+    let c = Cluster::start_in(
+        tempfile::tempdir().unwrap(),
+        &[
+            "--no-kubeconfig-merge",
+            "--nodes",
+            "1",
+            "--runtime",
+            "sim",
+            "--node-lease-duration-seconds",
+            "4",
+            "--node-monitor-grace-period",
+            "3s",
+        ],
+    );
+    wait_control_plane_ready(&c);
+    orrery_ok(&c, &["node", "stop", NODE]);
+    // The node lifecycle controller marks the silent node's pods not ready; its components
+    // still run, but nobody reports them.
+    c.eventually(
+        &[
+            "get",
+            "pods",
+            "-n",
+            "kube-system",
+            "-o",
+            "jsonpath={.items[*].status.conditions[?(@.type==\"Ready\")].status}",
+        ],
+        20,
+        |t| t == "False False False False",
+    );
+    // Back: the kubelet writes the components' true state again.
+    orrery_ok(&c, &["node", "start", NODE]);
+    wait_control_plane_ready(&c);
+    c.eventually(
+        &[
+            "get",
+            "pods",
+            "-n",
+            "kube-system",
+            "-o",
+            "jsonpath={.items[*].status.conditions[?(@.type==\"Ready\")].status}",
+        ],
+        20,
+        |t| t == "True True True True",
+    );
 }

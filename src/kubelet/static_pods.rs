@@ -435,6 +435,7 @@ pub(super) async fn run(
         store_started: started,
         mirrors: HashMap::new(),
         written: HashMap::new(),
+        attempted: HashMap::new(),
     };
     let mut ticker = tokio::time::interval(SYNC);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -458,8 +459,12 @@ struct Manager {
     store_started: String,
     /// The mirror pods as the API server has them, by name.
     mirrors: HashMap<String, Pod>,
-    /// The status last written for each mirror pod (by name).
-    written: HashMap<String, Value>,
+    /// The status last written for each mirror pod (by name), with the resourceVersion that
+    /// write made: a later change by anyone else (the node lifecycle controller marking the pods
+    /// of a silent node not ready, say) makes the status be written again.
+    written: HashMap<String, (Value, Option<String>)>,
+    /// The status last sent for each mirror pod, written or not.
+    attempted: HashMap<String, Value>,
 }
 
 impl Manager {
@@ -482,12 +487,8 @@ impl Manager {
                     delete_orphan(&self.kubelet.client, &pod).await;
                     return;
                 }
-                if self
-                    .mirrors
-                    .get(&name)
-                    .and_then(|m| m.metadata.uid.as_ref())
-                    != pod.metadata.uid.as_ref()
-                {
+                let ours = self.written.get(&name).map(|(_, rv)| rv);
+                if ours.is_some_and(|rv| rv.as_ref() != pod.metadata.resource_version.as_ref()) {
                     self.written.remove(&name);
                 }
                 self.mirrors.insert(name, pod);
@@ -603,15 +604,15 @@ impl Manager {
                 .as_str()
                 .map_or_else(|| seconds(&self.store_started), str::to_owned);
             let status = status(&pod, &seen, &start_time, &conditions);
-            if self.written.get(&pod.name) == Some(&status) {
+            if self.written.get(&pod.name).map(|(s, _)| s) == Some(&status) {
                 continue;
             }
             self.write_status(&pod, &mirror, status).await;
         }
     }
 
-    /// Writes a mirror pod's status through the API, as a hop; kept as written only once the
-    /// API server took it (a stopped API server is tried again on the next sync).
+    /// Writes a mirror pod's status through the API, after its hop; kept as written only once
+    /// the API server took it (a stopped API server is tried again on the next sync).
     async fn write_status(&mut self, pod: &StaticPod, mirror: &Pod, status: Value) {
         let summary = format!(
             "{}, {}/1 ready",
@@ -622,13 +623,18 @@ impl Manager {
             .object("Pod", &pod.namespace, &pod.name)
             .detail(summary.clone());
         hop.uid = mirror.metadata.uid.clone().unwrap_or_default();
-        let was = mirror.status.as_ref().and_then(|s| s.phase.as_deref());
-        if status["phase"].as_str() != was {
-            let words = format!(
-                "kubelet/{} wants to write STATUS {summary} for {}/{}",
-                self.node, pod.namespace, pod.name
-            );
-            self.kubelet.flow.gate_with(&hop, words).await;
+        // A retry of a write that failed (the API server is stopped) is not a new hop.
+        if self.attempted.get(&pod.name) != Some(&status) {
+            let was = mirror.status.as_ref().and_then(|s| s.phase.as_deref());
+            if status["phase"].as_str() != was {
+                let words = format!(
+                    "kubelet/{} wants to write STATUS {summary} for {}/{}",
+                    self.node, pod.namespace, pod.name
+                );
+                self.kubelet.flow.gate_with(&hop, words).await;
+            }
+            self.kubelet.flow.emit(hop);
+            self.attempted.insert(pod.name.clone(), status.clone());
         }
         let api: Api<Pod> = Api::namespaced(self.kubelet.client.clone(), &pod.namespace);
         match api
@@ -640,9 +646,9 @@ impl Manager {
             .await
         {
             Ok(updated) => {
-                self.kubelet.flow.emit(hop);
+                let rv = updated.metadata.resource_version.clone();
                 self.mirrors.insert(pod.name.clone(), updated);
-                self.written.insert(pod.name.clone(), status);
+                self.written.insert(pod.name.clone(), (status, rv));
             }
             Err(error) => {
                 tracing::debug!(%error, pod = %pod.name, "could not write a mirror pod's status");
