@@ -48,7 +48,7 @@ pub struct UpOptions {
     pub compaction: CompactionPolicy,
     /// Whether to merge the context into the user's kubeconfig.
     pub merge_kubeconfig: bool,
-    /// How many virtual nodes (kubelets) to run.
+    /// How many virtual worker nodes (kubelets) to run; with any, the control-plane node too.
     pub nodes: u16,
     /// Each node's CPU capacity (`4`).
     pub node_cpu: String,

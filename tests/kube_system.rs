@@ -438,3 +438,68 @@ fn a_stopped_control_plane_kubelet_leaves_its_pods_unready_until_it_is_back() {
         |t| t == "True True True True",
     );
 }
+
+/// With `--store etcd=URL`, the store's pod is kubeadm's `etcd-<node>`, pointing at that etcd.
+#[cfg(feature = "etcd")]
+#[test]
+fn with_etcd_the_store_pod_is_etcd() {
+    use orrery::store::etcd::LocalEtcd;
+    if !LocalEtcd::available() {
+        let required =
+            std::env::var_os("ORRERY_REQUIRE_ETCD").is_some() || std::env::var_os("CI").is_some();
+        assert!(
+            !required,
+            "etcd is required here but there is no `etcd` binary"
+        );
+        eprintln!("skipped: no `etcd` binary (apt-get install etcd-server)");
+        return;
+    }
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let etcd = runtime.block_on(LocalEtcd::start(None)).unwrap();
+    let store = format!("etcd={}", etcd.endpoint);
+    let dir = tempfile::tempdir().unwrap();
+    let c = Cluster::start_in(
+        dir,
+        &[
+            "--no-kubeconfig-merge",
+            "--nodes",
+            "1",
+            "--runtime",
+            "sim",
+            "--store",
+            &store,
+        ],
+    );
+    let pods = wait_control_plane_ready(&c);
+    assert!(
+        pods.contains(&format!("etcd-{NODE} Running true")),
+        "{pods}"
+    );
+    assert!(!pods.contains("orrery-store"), "{pods}");
+    let pod = format!("etcd-{NODE}");
+    assert_eq!(
+        c.ok(&[
+            "get",
+            "pod",
+            "-n",
+            "kube-system",
+            &pod,
+            "-o",
+            "jsonpath={.spec.containers[0].image} {.spec.containers[0].command[1]}"
+        ]),
+        format!(
+            "registry.k8s.io/etcd:3.5.21-0 --advertise-client-urls={}",
+            etcd.endpoint
+        )
+    );
+    let log = c.ok(&["logs", "-n", "kube-system", &pod]);
+    assert!(
+        log.contains(&format!(
+            "\"Connected to etcd\" endpoints=\"{}\"",
+            etcd.endpoint
+        )),
+        "{log}"
+    );
+    drop(c);
+    drop(etcd);
+}

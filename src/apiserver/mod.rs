@@ -331,9 +331,9 @@ async fn handle(State(api): State<Arc<ApiServer>>, request: Request) -> Response
         route => discovery::serve(route, request.headers()),
     };
     let response = result.unwrap_or_else(IntoResponse::into_response);
-    // kube-apiserver's request log (httplog, at --v=3), written once the answer is known. A
-    // watch is left out: the real one logs it when it ends, and these end only with their
-    // client.
+    // kube-apiserver's request log (httplog, at --v=3), written once the answer's head is
+    // known (a streamed answer, `logs -f` say, is logged as it starts). A watch is left out:
+    // the real one logs it when it ends, and these end only with their client.
     if verb != "WATCH" {
         api.flow.logs().info(
             crate::complog::Component::ApiServer,
