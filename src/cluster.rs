@@ -496,6 +496,7 @@ fn controller_manager(
         "garbage-collector-controller",
         "daemonset-controller",
         "endpointslice-controller",
+        "endpoints-controller",
         "node-lifecycle-controller",
     ] {
         flow.logs().info(
