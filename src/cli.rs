@@ -159,7 +159,8 @@ struct UpArgs {
     /// Do not merge the cluster's context into $KUBECONFIG or ~/.kube/config.
     #[arg(long)]
     no_kubeconfig_merge: bool,
-    /// How many virtual nodes to run (`node-1` .. `node-N`).
+    /// How many virtual worker nodes to run (`node-1` .. `node-N`); with any, a control-plane
+    /// node (`<name>-control-plane`) shows the control plane as pods in `kube-system`.
     #[arg(long, default_value_t = 3)]
     nodes: u16,
     /// Each node's CPU capacity.

@@ -11,6 +11,8 @@ use std::time::Duration;
 use nix::fcntl::{Flock, FlockArg};
 
 use crate::apiserver::{ApiServer, kubeconfig, pki::Pki, server};
+use crate::complog::Component;
+use crate::control_plane;
 use crate::controllers::daemonset::DaemonSetController;
 use crate::controllers::deployment::DeploymentController;
 use crate::controllers::endpointslice::{EndpointSliceController, KubernetesService};
@@ -22,7 +24,7 @@ use crate::controllers::replicaset::ReplicaSetController;
 use crate::controllers::serviceaccount::ServiceAccountController;
 use crate::flow::Flow;
 use crate::images::ImageStore;
-use crate::kubelet::{DEFAULT_POD_PIDS_LIMIT, Kubelet, NodeConfig};
+use crate::kubelet::{ControlPlane, DEFAULT_POD_PIDS_LIMIT, Kubelet, NodeConfig};
 use crate::runtime::ContainerRuntime;
 use crate::runtime::libcontainer::{LibcontainerRuntime, RuntimeOptions};
 use crate::runtime::sim::{SimOptions, SimRuntime};
@@ -46,7 +48,7 @@ pub struct UpOptions {
     pub compaction: CompactionPolicy,
     /// Whether to merge the context into the user's kubeconfig.
     pub merge_kubeconfig: bool,
-    /// How many virtual nodes (kubelets) to run.
+    /// How many virtual worker nodes (kubelets) to run; with any, the control-plane node too.
     pub nodes: u16,
     /// Each node's CPU capacity (`4`).
     pub node_cpu: String,
@@ -176,9 +178,14 @@ where
         path: state_dir.clone(),
         source,
     })?;
-    let store = store::open(&options.store, state_dir).await?;
-    let pki = Pki::load_or_create(&state_dir.join("pki"))?;
     let flow = Flow::new();
+    let logs = control_plane::logs_dir(state_dir);
+    flow.logs()
+        .write_to(&logs)
+        .map_err(|source| ClusterError::StateFile { path: logs, source })?;
+    let store = store::open(&options.store, state_dir).await?;
+    log_store_opened(&flow, &options.store, state_dir, &*store).await;
+    let pki = Pki::load_or_create(&state_dir.join("pki"))?;
     let api = ApiServer::new(store.clone(), flow.clone());
     api.bootstrap().await?;
     api.set_default_toleration_seconds(
@@ -244,6 +251,7 @@ where
             lease_duration_seconds: options.node_lease_duration_seconds,
             root_dir: state_dir.join("kubelet").join(format!("node-{index}")),
             pod_pids_limit: Some(DEFAULT_POD_PIDS_LIMIT),
+            control_plane: None,
         };
         let runtime: Arc<dyn ContainerRuntime> = match &real {
             Some(real) => Arc::new(real.for_node(&config.name)),
@@ -271,6 +279,9 @@ where
             source,
         })?
         .port();
+    if options.nodes > 0 {
+        add_control_plane_node(&options, &supervisor, &api, &flow, real.as_ref(), port)?;
+    }
     let server_url = format!("https://127.0.0.1:{port}");
     // The API server's own `kubernetes` Service, now that its port is known.
     let kubernetes_service = tokio::spawn(
@@ -363,6 +374,94 @@ fn claim_name(name: &str, state_dir: &Path) -> Result<Flock<std::fs::File>, Clus
     }
 }
 
+/// Writes the store's first log line: what was opened.
+async fn log_store_opened(
+    flow: &Flow,
+    url: &StoreUrl,
+    state_dir: &Path,
+    opened: &dyn store::Store,
+) {
+    let revision = opened
+        .current_revision()
+        .await
+        .map_or(0, |r| i64::try_from(r).unwrap_or(i64::MAX));
+    let (message, place) = match url {
+        StoreUrl::Embedded => (
+            "Opened the embedded store",
+            (
+                "path",
+                store::embedded_path(state_dir).display().to_string(),
+            ),
+        ),
+        StoreUrl::Etcd(endpoints) => ("Connected to etcd", ("endpoints", endpoints.join(","))),
+    };
+    flow.logs().info(
+        Component::Store,
+        message,
+        &[(place.0, place.1.into()), ("revision", revision.into())],
+    );
+}
+
+/// The control-plane node, as kubeadm sets one up: `orrery up` writes the static pod manifests
+/// (kubeadm's part), and the node's kubelet shows them as mirror pods. Its kubelet runs pods
+/// that tolerate its taint on the cluster's runtime, like any kubelet.
+fn add_control_plane_node(
+    options: &UpOptions,
+    supervisor: &Supervisor,
+    api: &Arc<ApiServer>,
+    flow: &Flow,
+    real: Option<&LibcontainerRuntime>,
+    port: u16,
+) -> Result<(), ClusterError> {
+    let state_dir = &options.state_dir;
+    let manifests = control_plane::manifests_dir(state_dir);
+    let layout = control_plane::Layout {
+        state_dir,
+        port,
+        store: &options.store,
+        cluster_cidr: options.cluster_cidr.to_string(),
+        node_monitor_grace_period: options.node_monitor_grace_period,
+        toleration_seconds: (
+            options.default_not_ready_toleration_seconds,
+            options.default_unreachable_toleration_seconds,
+        ),
+    };
+    control_plane::write_manifests(&manifests, &layout).map_err(|source| {
+        ClusterError::StateFile {
+            path: manifests.clone(),
+            source,
+        }
+    })?;
+    let name = control_plane::node_name(&options.name);
+    let config = NodeConfig {
+        name: name.clone(),
+        index: 0,
+        cluster_cidr: options.cluster_cidr,
+        cpu: options.node_cpu.clone(),
+        memory: options.node_memory.clone(),
+        max_pods: 110,
+        lease_duration_seconds: options.node_lease_duration_seconds,
+        root_dir: state_dir.join("kubelet").join(&name),
+        pod_pids_limit: Some(DEFAULT_POD_PIDS_LIMIT),
+        control_plane: Some(ControlPlane {
+            manifests,
+            logs: control_plane::logs_dir(state_dir),
+        }),
+    };
+    let runtime: Arc<dyn ContainerRuntime> = match real {
+        Some(real) => Arc::new(real.for_node(&name)),
+        None => Arc::new(SimRuntime::new(SimOptions::default())),
+    };
+    let (api, flow) = (api.clone(), flow.clone());
+    supervisor.add(&name, Role::Node, move || {
+        let client = api.client(&format!("kubelet/{}", config.name));
+        vec![tokio::spawn(
+            Kubelet::new(config.clone(), client, runtime.clone(), flow.clone()).run(),
+        )]
+    });
+    Ok(())
+}
+
 /// The controller manager: every controller, each an API client of its own.
 fn controller_manager(
     api: &Arc<ApiServer>,
@@ -370,7 +469,7 @@ fn controller_manager(
     options: &UpOptions,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let client = |name: &str| api.client(&format!("controller/{name}"));
-    vec![
+    let tasks = vec![
         tokio::spawn(ReplicaSetController::new(client("replicaset"), flow.clone()).run()),
         tokio::spawn(DeploymentController::new(client("deployment"), flow.clone()).run()),
         tokio::spawn(NamespaceController::new(client("namespace"), flow.clone()).run()),
@@ -387,7 +486,26 @@ fn controller_manager(
             )
             .run(),
         ),
-    ]
+    ];
+    for controller in [
+        "replicaset-controller",
+        "deployment-controller",
+        "namespace-controller",
+        "serviceaccount-controller",
+        "job-controller",
+        "garbage-collector-controller",
+        "daemonset-controller",
+        "endpointslice-controller",
+        "endpoints-controller",
+        "node-lifecycle-controller",
+    ] {
+        flow.logs().info(
+            Component::ControllerManager,
+            "Started controller",
+            &[("controller", controller.into())],
+        );
+    }
+    tasks
 }
 
 /// Keeps the Kubernetes API serving while it lives.

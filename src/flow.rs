@@ -133,6 +133,8 @@ pub struct Flow {
     recent: Arc<Mutex<Recent>>,
     sender: broadcast::Sender<FlowEvent>,
     stepper: Stepper,
+    /// The components' own logs, which take their lines from their hops (and from them).
+    logs: crate::complog::ComponentLogs,
 }
 
 impl Default for Flow {
@@ -153,11 +155,33 @@ impl Flow {
             })),
             sender,
             stepper: Stepper::new(),
+            logs: crate::complog::ComponentLogs::new(),
         }
     }
 
+    /// This cluster's component logs: each component writes its own lines there, and every
+    /// hop a component emits that belongs in its log is written there too.
+    pub fn logs(&self) -> &crate::complog::ComponentLogs {
+        &self.logs
+    }
+
     /// Publishes an event, numbering and timestamping it. Returns its sequence number.
-    pub fn emit(&self, mut event: FlowEvent) -> u64 {
+    #[track_caller]
+    pub fn emit(&self, event: FlowEvent) -> u64 {
+        self.emit_at(event, std::panic::Location::caller())
+    }
+
+    /// Publishes an event the API server records about a client's request, its store or a
+    /// watch delivery: not an act of the component it names, so no component log takes it.
+    pub(crate) fn record(&self, event: FlowEvent) -> u64 {
+        self.publish(event, None)
+    }
+
+    fn emit_at(&self, event: FlowEvent, location: &std::panic::Location<'_>) -> u64 {
+        self.publish(event, Some(location))
+    }
+
+    fn publish(&self, mut event: FlowEvent, location: Option<&std::panic::Location<'_>>) -> u64 {
         let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
         if !event.name.is_empty() {
             let key = (
@@ -186,6 +210,9 @@ impl Flow {
             recent.events.pop_front();
         }
         recent.events.push_back(event.clone());
+        if let Some(location) = location {
+            self.logs.observe(&event, location);
+        }
         // Sent under the lock, so subscribers receive events in sequence order.
         let _ = self.sender.send(event);
         recent.next_seq - 1
@@ -434,10 +461,15 @@ impl Flow {
         self.gate_with(hop, words).await;
     }
 
-    /// Waits at `hop`'s gate, then emits it. Returns its sequence number.
-    pub async fn gate_emit(&self, hop: FlowEvent) -> u64 {
-        self.gate(&hop).await;
-        self.emit(hop)
+    /// Waits at `hop`'s gate, then emits it. Returns its sequence number. (Not an `async fn`,
+    /// so that the hop's place in the caller's code is known for its log line.)
+    #[track_caller]
+    pub fn gate_emit(&self, hop: FlowEvent) -> impl Future<Output = u64> + Send + '_ {
+        let location = std::panic::Location::caller();
+        async move {
+            self.gate(&hop).await;
+            self.emit_at(hop, location)
+        }
     }
 
     /// [`Flow::gate`] with the hop put in the caller's words.

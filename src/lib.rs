@@ -25,6 +25,8 @@ pub mod apps;
 pub mod bench;
 pub mod cli;
 pub mod cluster;
+pub mod complog;
+pub mod control_plane;
 pub mod controllers;
 pub mod events;
 pub mod flow;

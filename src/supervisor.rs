@@ -47,6 +47,25 @@ struct Entry {
     role: Role,
     start: Starter,
     running: Option<Vec<JoinHandle<()>>>,
+    /// How many times it was started again after a stop.
+    restarts: u32,
+    /// Its last runs, oldest first (at most [`RUNS_KEPT`]).
+    runs: Vec<Run>,
+}
+
+/// How many runs of a component are remembered: the current one and the one before, as a
+/// kubelet reports a container's `state` and `lastState`.
+const RUNS_KEPT: usize = 2;
+
+/// One run of a component: from a start to its stop.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Run {
+    /// When it started (RFC 3339, microseconds).
+    pub started_at: String,
+    /// When it was stopped, if it was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped_at: Option<String>,
 }
 
 /// One component's state, as `GET /orrery/v1/components` lists it.
@@ -58,6 +77,16 @@ pub struct ComponentState {
     pub role: Role,
     /// Whether it runs.
     pub running: bool,
+    /// How many times it was started again after a stop (a container's `restartCount`).
+    pub restarts: u32,
+    /// Its last runs, oldest first: the current (or last) one and the one before it.
+    pub runs: Vec<Run>,
+}
+
+fn now() -> String {
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string()
 }
 
 /// The cluster's components.
@@ -86,6 +115,10 @@ impl Supervisor {
         role: Role,
         start: impl Fn() -> Vec<JoinHandle<()>> + Send + Sync + 'static,
     ) {
+        let runs = vec![Run {
+            started_at: now(),
+            stopped_at: None,
+        }];
         let running = Some(start());
         self.lock().insert(
             name.to_owned(),
@@ -93,6 +126,8 @@ impl Supervisor {
                 role,
                 start: Box::new(start),
                 running,
+                restarts: 0,
+                runs,
             },
         );
     }
@@ -131,6 +166,9 @@ impl Supervisor {
         for task in tasks {
             task.abort();
         }
+        if let Some(run) = entry.runs.last_mut() {
+            run.stopped_at = Some(now());
+        }
         self.flow.emit(
             FlowEvent::new("orrery", name, "STOP")
                 .detail(format!("{name} stopped by the operator")),
@@ -145,11 +183,21 @@ impl Supervisor {
         if entry.running.is_some() {
             return Ok(false);
         }
-        entry.running = Some((entry.start)());
+        entry.restarts += 1;
+        entry.runs.push(Run {
+            started_at: now(),
+            stopped_at: None,
+        });
+        if entry.runs.len() > RUNS_KEPT {
+            entry.runs.remove(0);
+        }
+        // Announced before its tasks start, so whatever the new run does (its first log
+        // line, say) comes after it.
         self.flow.emit(
             FlowEvent::new("orrery", name, "START")
                 .detail(format!("{name} started by the operator")),
         );
+        entry.running = Some((entry.start)());
         Ok(true)
     }
 
@@ -161,6 +209,8 @@ impl Supervisor {
                 name: name.clone(),
                 role: e.role,
                 running: e.running.is_some(),
+                restarts: e.restarts,
+                runs: e.runs.clone(),
             })
             .collect()
     }
@@ -217,12 +267,19 @@ mod tests {
             2,
             "a stopped component does nothing"
         );
-        assert!(!supervisor.list()[0].running);
+        let stopped = &supervisor.list()[0];
+        assert!(!stopped.running);
+        assert_eq!(stopped.restarts, 0);
+        assert!(stopped.runs[0].stopped_at.is_some());
         assert_eq!(supervisor.start(Role::Component, "scheduler"), Ok(true));
         assert_eq!(supervisor.start(Role::Component, "scheduler"), Ok(false));
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         assert_eq!(ticks.load(Ordering::SeqCst), 3);
         assert_eq!(starts.load(Ordering::SeqCst), 2);
+        let restarted = &supervisor.list()[0];
+        assert_eq!(restarted.restarts, 1);
+        assert_eq!(restarted.runs.len(), 2);
+        assert!(restarted.runs[1].stopped_at.is_none());
         let unknown = supervisor.stop(Role::Node, "scheduler").unwrap_err();
         assert_eq!(unknown.to_string(), "no node named \"scheduler\" (known: )");
     }

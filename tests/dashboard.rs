@@ -441,10 +441,14 @@ fn web_story() -> Vec<(&'static str, Hop)> {
     ]
 }
 
-/// Waits until the cluster in `dir` answers kubectl with `nodes` Ready nodes.
+/// Waits until the cluster in `dir` answers kubectl with `nodes` Ready worker nodes (and its
+/// control-plane node Ready too).
 fn wait_ready(dir: &Path, nodes: usize) {
     kubectl_until(dir, &["get", "nodes", "--no-headers"], 60, |text| {
-        text.lines().filter(|l| l.contains(" Ready ")).count() == nodes
+        let (control_plane, workers): (Vec<&str>, Vec<&str>) =
+            text.lines().partition(|l| l.contains("control-plane"));
+        let ready = |lines: &[&str]| lines.iter().filter(|l| l.contains(" Ready ")).count();
+        ready(&workers) == nodes && ready(&control_plane) == 1
     });
 }
 

@@ -335,6 +335,7 @@ fn kubelet(api: &Arc<ApiServer>, dir: &tempfile::TempDir) -> tokio::task::JoinHa
         lease_duration_seconds: 40,
         root_dir: dir.path().join("kubelet/node-1"),
         pod_pids_limit: None,
+        control_plane: None,
     };
     let runtime = Arc::new(SimRuntime::new(SimOptions::default()));
     tokio::spawn(

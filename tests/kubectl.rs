@@ -891,13 +891,14 @@ fn pods_run_on_virtual_nodes() {
             "-o",
             "jsonpath={.items[*].status.conditions[?(@.type==\"Ready\")].status}",
         ],
-        "True True True",
+        // Three workers and the control-plane node.
+        "True True True True",
     );
     assert_eq!(
         c.ok(&["get", "lease", "-n", "kube-node-lease", "-o", "name"])
             .lines()
             .count(),
-        3
+        4
     );
     c.ok(&[
         "run",

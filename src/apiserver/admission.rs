@@ -597,15 +597,22 @@ pub(crate) fn prepare_for_create(resource: &Resource, object: &mut Value) {
 pub(crate) fn default(resource: &Resource, object: &mut Value) {
     match (resource.group, resource.kind) {
         ("", "Pod") => {
+            // A mirror pod's spec is its static pod's: the ServiceAccount admission plugin
+            // leaves it alone (the kubelet would find it changed).
+            let mirror = object
+                .pointer("/metadata/annotations/kubernetes.io~1config.mirror")
+                .is_some();
             default_pod_spec(&mut object["spec"]);
             let spec = object["spec"].as_object_mut().expect("object");
-            let account = spec
-                .get("serviceAccountName")
-                .cloned()
-                .filter(|v| !v.is_null())
-                .unwrap_or(json!("default"));
-            set_default(spec, "serviceAccountName", account.clone());
-            set_default(spec, "serviceAccount", account);
+            if !mirror {
+                let account = spec
+                    .get("serviceAccountName")
+                    .cloned()
+                    .filter(|v| !v.is_null())
+                    .unwrap_or(json!("default"));
+                set_default(spec, "serviceAccountName", account.clone());
+                set_default(spec, "serviceAccount", account);
+            }
             let status = object_at(object, "status");
             set_default(status, "phase", json!("Pending"));
             set_default(status, "qosClass", json!("BestEffort"));

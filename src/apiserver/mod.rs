@@ -263,7 +263,7 @@ impl ApiServer {
     }
 
     pub(crate) fn emit(&self, event: FlowEvent) {
-        self.flow.emit(event);
+        self.flow.record(event);
     }
 }
 
@@ -300,17 +300,53 @@ async fn handle(State(api): State<Arc<ApiServer>>, request: Request) -> Response
         )
         .into_response();
     }
+    let started = std::time::Instant::now();
+    // What the client asked for (the request line's target), not the absolute URI HTTP/2 gives.
+    let uri = request
+        .uri()
+        .path_and_query()
+        .map_or_else(|| path.clone(), ToString::to_string);
+    let agent = request
+        .headers()
+        .get(http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let mut verb = request.method().to_string();
     let result = match path::route(&path) {
         path::Route::Version => Ok(json_response(http::StatusCode::OK, &discovery::version())),
         path::Route::Healthz => Ok((http::StatusCode::OK, "ok").into_response()),
         path::Route::Resource(target) => {
+            if request.method() == http::Method::GET && target.name.is_none() {
+                let params =
+                    crate::apimachinery::params::parse(request.uri().query().unwrap_or_default());
+                let watching = crate::apimachinery::params::flag(&params, "watch");
+                verb = if watching { "WATCH" } else { "LIST" }.to_owned();
+            }
             let client = client_name(&request);
             handlers::resource(&api, target, request, client).await
         }
         path::Route::Unknown => Err(ApiError::NoSuchPath),
         route => discovery::serve(route, request.headers()),
     };
-    result.unwrap_or_else(IntoResponse::into_response)
+    let response = result.unwrap_or_else(IntoResponse::into_response);
+    // kube-apiserver's request log (httplog, at --v=3), written once the answer's head is
+    // known (a streamed answer, `logs -f` say, is logged as it starts). A watch is left out:
+    // the real one logs it when it ends, and these end only with their client.
+    if verb != "WATCH" {
+        api.flow.logs().info(
+            crate::complog::Component::ApiServer,
+            "HTTP",
+            &[
+                ("verb", verb.into()),
+                ("URI", uri.into()),
+                ("latency", format!("{:?}", started.elapsed()).into()),
+                ("userAgent", agent.into()),
+                ("resp", i64::from(response.status().as_u16()).into()),
+            ],
+        );
+    }
+    response
 }
 
 fn pack_toleration_seconds(not_ready: u32, unreachable: u32) -> u64 {

@@ -95,7 +95,7 @@ impl Watcher {
         hop.revision = meta["resourceVersion"]
             .as_str()
             .and_then(|rv| rv.parse().ok());
-        flow.emit(hop);
+        flow.record(hop);
     }
 
     async fn bookmark(&self, revision: Revision, initial_end: bool) -> bool {
@@ -261,7 +261,7 @@ pub(crate) async fn serve(
                         watcher.client
                     ));
                 hop.revision = Some(revision);
-                flow.emit(hop);
+                flow.record(hop);
             }
             if explicit_initial && !watcher.bookmark(revision, true).await {
                 return;

@@ -31,7 +31,8 @@ pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[index.min(sorted.len() - 1)]
 }
 
-/// How many nodes are Ready now (0 if they cannot be listed).
+/// How many worker nodes (the `--nodes` asked for, not the control-plane node) are Ready now (0
+/// if they cannot be listed).
 pub(crate) async fn ready_nodes(client: &kube::Client) -> usize {
     use k8s_openapi::api::core::v1::Node;
     let nodes: kube::Api<Node> = kube::Api::all(client.clone());
@@ -41,6 +42,10 @@ pub(crate) async fn ready_nodes(client: &kube::Client) -> usize {
         .map(|l| {
             l.items
                 .iter()
+                .filter(|n| {
+                    let labels = n.metadata.labels.as_ref();
+                    !labels.is_some_and(|l| l.contains_key(crate::kubelet::CONTROL_PLANE_ROLE))
+                })
                 .filter(|n| {
                     n.status
                         .as_ref()

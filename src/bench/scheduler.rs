@@ -196,6 +196,7 @@ pub async fn run_scheduler_bench(
                 lease_duration_seconds: 40,
                 root_dir: dir.path().join("kubelet").join(format!("node-{index}")),
                 pod_pids_limit: Some(crate::kubelet::DEFAULT_POD_PIDS_LIMIT),
+                control_plane: None,
             };
             let runtime: Arc<dyn ContainerRuntime> =
                 Arc::new(SimRuntime::new(SimOptions::default()));

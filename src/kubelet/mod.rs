@@ -21,8 +21,11 @@ mod portforward;
 mod probes;
 mod server;
 mod spdy;
+mod static_pods;
 mod status;
 mod volumes;
+
+pub use static_pods::ControlPlane;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -95,7 +98,8 @@ impl std::str::FromStr for ClusterCidr {
 }
 
 impl ClusterCidr {
-    /// How many node `/24`s it holds (index 0 is not used: nodes count from 1).
+    /// How many worker nodes' `/24`s it holds (index 0 is the control-plane node's; workers
+    /// count from 1).
     pub fn capacity(&self) -> u32 {
         (1u32 << (24 - self.prefix)) - 1
     }
@@ -116,7 +120,8 @@ pub const DEFAULT_POD_PIDS_LIMIT: i64 = 4096;
 pub struct NodeConfig {
     /// `node-1`, `node-2`, ...
     pub name: String,
-    /// Its index, from 1: its pod CIDR is the index-th `/24` of the cluster CIDR.
+    /// Its index (0 for the control-plane node, workers from 1): its pod CIDR is the index-th
+    /// `/24` of the cluster CIDR.
     pub index: u16,
     /// The cluster's pod network.
     pub cluster_cidr: ClusterCidr,
@@ -134,13 +139,21 @@ pub struct NodeConfig {
     pub root_dir: std::path::PathBuf,
     /// The most processes one container may have (`--pod-max-pids`); `None` for no limit.
     pub pod_pids_limit: Option<i64>,
+    /// Set for a control-plane node, as kubeadm makes one: labelled and tainted
+    /// `node-role.kubernetes.io/control-plane`, running the control plane's static pods.
+    pub control_plane: Option<ControlPlane>,
 }
+
+/// The label and taint key of a control-plane node (kubeadm's).
+pub const CONTROL_PLANE_ROLE: &str = "node-role.kubernetes.io/control-plane";
 
 /// One virtual node's kubelet.
 pub struct Kubelet {
     config: NodeConfig,
     client: kube::Client,
     runtime: Arc<dyn ContainerRuntime>,
+    /// A control-plane node's static pods, shared with its runtime view.
+    pictures: Option<Arc<static_pods::Pictures>>,
     flow: Flow,
     /// Events to record, in order, by the kubelet's recorder task (as the real kubelet's event
     /// broadcaster does), so that no pod worker waits for an Event's write.
@@ -180,10 +193,24 @@ impl Kubelet {
         flow: Flow,
     ) -> Self {
         let (events, recorder) = tokio::sync::mpsc::unbounded_channel();
+        // A control-plane node's runtime shows its static pods' in-process containers too.
+        let (runtime, pictures): (Arc<dyn ContainerRuntime>, _) = match &config.control_plane {
+            Some(control_plane) => {
+                let pictures = Arc::new(static_pods::Pictures::default());
+                let view = static_pods::InProcess::new(
+                    runtime,
+                    pictures.clone(),
+                    control_plane.logs.clone(),
+                );
+                (Arc::new(view), Some(pictures))
+            }
+            None => (runtime, None),
+        };
         Kubelet {
             config,
             client,
             runtime,
+            pictures,
             flow,
             events,
             recorder: std::sync::Mutex::new(Some(recorder)),
@@ -223,17 +250,25 @@ impl Kubelet {
         let runtime = self.runtime.version();
         let resources = json!({"cpu": c.cpu, "memory": c.memory, "pods": c.max_pods.to_string(), "ephemeral-storage": "100Gi"});
         let condition = |kind: &str, status: &str, reason: &str, message: &str| json!({"type": kind, "status": status, "reason": reason, "message": message, "lastHeartbeatTime": now(), "lastTransitionTime": now()});
+        let mut labels = json!({
+            "kubernetes.io/hostname": c.name,
+            "kubernetes.io/os": "linux",
+            "kubernetes.io/arch": "amd64",
+            "beta.kubernetes.io/os": "linux",
+            "beta.kubernetes.io/arch": "amd64",
+        });
+        let mut spec = json!({"podCIDR": c.pod_cidr(), "podCIDRs": [c.pod_cidr()]});
+        if c.control_plane.is_some() {
+            // What kubeadm's mark-control-plane phase gives the node.
+            labels[CONTROL_PLANE_ROLE] = json!("");
+            labels["node.kubernetes.io/exclude-from-external-load-balancers"] = json!("");
+            spec["taints"] = json!([{"key": CONTROL_PLANE_ROLE, "effect": "NoSchedule"}]);
+        }
         json!({
             "apiVersion": "v1",
             "kind": "Node",
-            "metadata": {"name": c.name, "labels": {
-                "kubernetes.io/hostname": c.name,
-                "kubernetes.io/os": "linux",
-                "kubernetes.io/arch": "amd64",
-                "beta.kubernetes.io/os": "linux",
-                "beta.kubernetes.io/arch": "amd64",
-            }},
-            "spec": {"podCIDR": c.pod_cidr(), "podCIDRs": [c.pod_cidr()]},
+            "metadata": {"name": c.name, "labels": labels},
+            "spec": spec,
             "status": {
                 "capacity": resources,
                 "allocatable": resources,
@@ -366,6 +401,20 @@ impl Kubelet {
                 }
             }
         });
+        // A control-plane node's static pods, shown as mirror pods.
+        let mirrors = match (&this.config.control_plane, &this.pictures) {
+            (Some(control_plane), Some(pictures)) => {
+                let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+                tasks.spawn(static_pods::run(
+                    this.clone(),
+                    control_plane.clone(),
+                    pictures.clone(),
+                    rx,
+                ));
+                Some(tx)
+            }
+            _ => None,
+        };
         let pods: Api<Pod> = Api::all(this.client.clone());
         let config =
             watcher::Config::default().fields(&format!("spec.nodeName={}", this.config.name));
@@ -397,6 +446,25 @@ impl Kubelet {
                 Ok(watcher::Event::Delete(pod)) => (pod, true),
                 _ => continue,
             };
+            // A mirror pod is never run: its static pod is (or, bound here without one, it is
+            // an orphan, and goes).
+            if static_pods::is_mirror(&pod) {
+                match &mirrors {
+                    Some(mirrors) => {
+                        let _ = mirrors.send(if deleted {
+                            static_pods::MirrorEvent::Deleted(pod)
+                        } else {
+                            static_pods::MirrorEvent::Seen(pod)
+                        });
+                    }
+                    None if !deleted => {
+                        let client = this.client.clone();
+                        tasks.spawn(async move { static_pods::delete_orphan(&client, &pod).await });
+                    }
+                    None => {}
+                }
+                continue;
+            }
             let uid = pod.metadata.uid.clone().unwrap_or_default();
             if deleted {
                 if let Some(worker) = workers.remove(&uid) {

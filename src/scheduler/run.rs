@@ -29,6 +29,7 @@ use super::filters::{self, Filter, NodeInfo};
 use super::interpod::{self, NamespaceLabels};
 use super::queue::{ClusterEvent, Failure, SchedulingQueue, key};
 use super::{affinity, scores, topology};
+use crate::complog::Component;
 use crate::flow::{Flow, FlowEvent};
 
 /// The scheduler's name, in `spec.schedulerName` and in its events.
@@ -317,6 +318,11 @@ impl Scheduler {
 
     /// Watches nodes and pods and schedules pending pods, forever.
     pub async fn run(self) {
+        self.flow.logs().info(
+            Component::Scheduler,
+            "Starting Kubernetes Scheduler",
+            &[("version", crate::apiserver::KUBERNETES_VERSION.into())],
+        );
         let config = watcher::Config::default;
         let (nodes, mut node_events) = crate::informers::changes::<Node>(&self.client, config());
         let (pods, mut pod_events) = crate::informers::changes::<Pod>(&self.client, config());
@@ -525,8 +531,9 @@ impl Loop {
                     "bind to {node} (score {} of {} feasible nodes)",
                     decision.totals[&node], decision.feasible
                 );
+                let counts = (decision.evaluated, decision.feasible);
                 tokio::spawn(async move {
-                    let ok = binder.bind(&pod, &node, detail).await;
+                    let ok = binder.bind(&pod, &node, detail, counts).await;
                     let _ = bound.send(Bound { pod, ok });
                 });
             }
@@ -544,6 +551,14 @@ impl Loop {
                 }
             }
         }
+    }
+}
+
+/// An API error as its Status message says it.
+fn api_error_words(error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(status) => status.message.clone(),
+        other => other.to_string(),
     }
 }
 
@@ -566,7 +581,8 @@ struct Binder {
 }
 
 impl Binder {
-    async fn bind(&self, pod: &Pod, node: &str, detail: String) -> bool {
+    /// Binds `pod` to `node`, chosen among `(evaluated, feasible)` nodes.
+    async fn bind(&self, pod: &Pod, node: &str, detail: String, counts: (usize, usize)) -> bool {
         let (namespace, name) = (
             pod.metadata.namespace.clone().unwrap_or_default(),
             pod.metadata.name.clone().unwrap_or_default(),
@@ -587,6 +603,16 @@ impl Binder {
             .await
         {
             Ok(_) => {
+                self.flow.logs().info(
+                    Component::Scheduler,
+                    "Successfully bound pod to node",
+                    &[
+                        ("pod", format!("{namespace}/{name}").into()),
+                        ("node", node.into()),
+                        ("evaluatedNodes", counts.0.into()),
+                        ("feasibleNodes", counts.1.into()),
+                    ],
+                );
                 self.record_event(
                     pod,
                     "Normal",
@@ -598,6 +624,12 @@ impl Binder {
             }
             Err(error) => {
                 tracing::debug!(%error, pod = %name, "binding failed");
+                self.flow.logs().error(
+                    Component::Scheduler,
+                    "Error scheduling pod; retrying",
+                    &format!("binding rejected: {}", api_error_words(&error)),
+                    &[("pod", format!("{namespace}/{name}").into())],
+                );
                 false
             }
         }
@@ -616,6 +648,14 @@ impl Binder {
                 message.to_owned(),
             ))
             .await;
+        self.flow.logs().info(
+            Component::Scheduler,
+            "Unable to schedule pod; no fit; waiting",
+            &[
+                ("pod", format!("{namespace}/{name}").into()),
+                ("err", message.into()),
+            ],
+        );
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
         let now = jiff::Timestamp::now()
             .strftime("%Y-%m-%dT%H:%M:%SZ")

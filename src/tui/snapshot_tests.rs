@@ -71,6 +71,38 @@ fn home_with_10000_pods_summarises_the_nodes() {
 }
 
 #[test]
+fn home_with_the_control_plane_node_and_its_mirror_pods_120x40() {
+    let mut m = fixture(Host::Up);
+    m.update(Msg::Node(crate::tui::model::NodeRow {
+        name: "orrery-control-plane".into(),
+        ready: "True".into(),
+        taints: vec!["node-role.kubernetes.io/control-plane:NoSchedule".into()],
+        runtime: "orrery-sim://0.1.0".into(),
+        ..Default::default()
+    }));
+    for (component, ready) in [
+        ("kube-apiserver", 1),
+        ("kube-controller-manager", 1),
+        ("kube-scheduler", 0),
+        ("orrery-store", 1),
+    ] {
+        m.update(Msg::Pod(PodRow {
+            namespace: "kube-system".into(),
+            name: format!("{component}-orrery-control-plane"),
+            node: Some("orrery-control-plane".into()),
+            phase: "Running".into(),
+            status: if ready == 1 { "Running" } else { "Error" }.into(),
+            ready,
+            containers: 1,
+            restarts: 0,
+            owner: "Node/orrery-control-plane".into(),
+            ..Default::default()
+        }));
+    }
+    snap!("home_control_plane_120x40", m, 120, 40);
+}
+
+#[test]
 fn flow_live() {
     let mut m = fixture(Host::Attached);
     command(&mut m, "flow");

@@ -1,0 +1,351 @@
+//! The control plane as kubeadm lays it out: a control-plane node (`<cluster>-control-plane`, as
+//! kind names it) whose kubelet runs the control plane as static pods, read from manifests that
+//! `kubeadm init` writes into `/etc/kubernetes/manifests`. `orrery up` plays kubeadm's part: it
+//! writes one manifest per component into `<state-dir>/manifests` ([`write_manifests`]), and the
+//! control-plane node's kubelet ([`crate::kubelet`]'s static pods) shows each as a mirror pod in
+//! `kube-system`.
+//!
+//! The manifests are kubeadm's (labels, image, command-line flags, ports, resources, priority,
+//! host network), carrying Orrery's real settings where Orrery has the setting (the API server's
+//! port, the certificates under `<state-dir>/pki`, the store, the pod network, the node
+//! monitor's grace period) and leaving out the flags Orrery does not honour. But no container
+//! runs them: Orrery's components run inside the `orrery up` process. Each manifest says so in
+//! its [`PICTURE`] annotation, and has no probes: the kubelet learns each component's state from
+//! the API server's `/orrery/v1/components` instead of probing its port.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::apiserver::KUBERNETES_VERSION;
+use crate::complog::Component;
+use crate::store::StoreUrl;
+
+/// The annotation that says a static pod is a picture of an in-process component.
+pub const PICTURE: &str = "orrery.dev/in-process";
+
+/// The image kubeadm 1.33 runs etcd from.
+const ETCD_IMAGE: &str = "registry.k8s.io/etcd:3.5.21-0";
+
+/// The control-plane node's name: `<cluster>-control-plane`, as kind names it.
+pub fn node_name(cluster: &str) -> String {
+    format!("{cluster}-control-plane")
+}
+
+/// Where `orrery up` writes the static pod manifests (kubeadm's `/etc/kubernetes/manifests`).
+pub fn manifests_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("manifests")
+}
+
+/// Where the components' logs are kept ([`crate::complog`]).
+pub fn logs_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("logs")
+}
+
+/// What the manifests say about this cluster.
+#[derive(Clone, Debug)]
+pub struct Layout<'a> {
+    /// The state directory (certificates under `pki/`, the embedded store's file).
+    pub state_dir: &'a Path,
+    /// The API server's port on 127.0.0.1.
+    pub port: u16,
+    /// The store.
+    pub store: &'a StoreUrl,
+    /// The pod network (`--cluster-cidr`).
+    pub cluster_cidr: String,
+    /// The node lifecycle controller's grace period.
+    pub node_monitor_grace_period: Duration,
+    /// The API server's default not-ready and unreachable toleration seconds.
+    pub toleration_seconds: (u32, u32),
+}
+
+/// The manifest file of the store that is not in use, removed when the store changes.
+fn other_store_file(store: &StoreUrl) -> &'static str {
+    match store {
+        StoreUrl::Embedded => "etcd.yaml",
+        StoreUrl::Etcd(_) => "orrery-store.yaml",
+    }
+}
+
+/// The static pods, by file name: kube-apiserver, the store, kube-scheduler and
+/// kube-controller-manager.
+pub fn manifests(layout: &Layout<'_>) -> Vec<(&'static str, Value)> {
+    let pki = layout.state_dir.join("pki");
+    let pki = pki.display();
+    let pid = std::process::id();
+    let (not_ready, unreachable) = layout.toleration_seconds;
+    let mut apiserver_command = vec![
+        "kube-apiserver".to_owned(),
+        "--advertise-address=127.0.0.1".to_owned(),
+        format!("--client-ca-file={pki}/ca.crt"),
+        format!("--default-not-ready-toleration-seconds={not_ready}"),
+        format!("--default-unreachable-toleration-seconds={unreachable}"),
+    ];
+    if let StoreUrl::Etcd(endpoints) = layout.store {
+        apiserver_command.push(format!("--etcd-servers={}", endpoints.join(",")));
+    }
+    apiserver_command.extend([
+        format!("--secure-port={}", layout.port),
+        format!("--tls-cert-file={pki}/apiserver.crt"),
+        format!("--tls-private-key-file={pki}/apiserver.key"),
+        "--v=3".to_owned(),
+    ]);
+    let apiserver = pod(
+        "kube-apiserver",
+        &format!("registry.k8s.io/kube-apiserver:{KUBERNETES_VERSION}"),
+        apiserver_command,
+        "250m",
+        Some(layout.port),
+        pid,
+        json!({"kubeadm.kubernetes.io/kube-apiserver.advertise-address.endpoint": format!("127.0.0.1:{}", layout.port)}),
+        Some(("k8s-certs", layout.state_dir.join("pki"))),
+    );
+    let store = match layout.store {
+        StoreUrl::Etcd(endpoints) => (
+            "etcd.yaml",
+            pod(
+                "etcd",
+                ETCD_IMAGE,
+                vec![
+                    "etcd".to_owned(),
+                    format!("--advertise-client-urls={}", endpoints.join(",")),
+                ],
+                "100m",
+                None,
+                pid,
+                json!({"kubeadm.kubernetes.io/etcd.advertise-client-urls": endpoints.join(",")}),
+                None,
+            ),
+        ),
+        StoreUrl::Embedded => {
+            let file = crate::store::embedded_path(layout.state_dir);
+            (
+                "orrery-store.yaml",
+                pod(
+                    "orrery-store",
+                    &format!("orrery/store:{}", env!("CARGO_PKG_VERSION")),
+                    vec![
+                        "orrery-store".to_owned(),
+                        format!("--data-file={}", file.display()),
+                    ],
+                    "100m",
+                    None,
+                    pid,
+                    json!({}),
+                    file.parent().map(|dir| ("store-data", dir.to_owned())),
+                ),
+            )
+        }
+    };
+    let grace = layout.node_monitor_grace_period.as_secs();
+    let controller_manager = pod(
+        "kube-controller-manager",
+        &format!("registry.k8s.io/kube-controller-manager:{KUBERNETES_VERSION}"),
+        vec![
+            "kube-controller-manager".to_owned(),
+            format!("--cluster-cidr={}", layout.cluster_cidr),
+            "--controllers=daemonset,deployment,endpoint,endpointslice,garbagecollector,job,namespace,nodelifecycle,replicaset,serviceaccount".to_owned(),
+            "--leader-elect=false".to_owned(),
+            format!("--node-monitor-grace-period={grace}s"),
+            "--v=2".to_owned(),
+        ],
+        "200m",
+        None,
+        pid,
+        json!({}),
+        None,
+    );
+    let scheduler = pod(
+        "kube-scheduler",
+        &format!("registry.k8s.io/kube-scheduler:{KUBERNETES_VERSION}"),
+        vec![
+            "kube-scheduler".to_owned(),
+            "--leader-elect=false".to_owned(),
+            "--v=2".to_owned(),
+        ],
+        "100m",
+        None,
+        pid,
+        json!({}),
+        None,
+    );
+    vec![
+        ("kube-apiserver.yaml", apiserver),
+        store,
+        ("kube-controller-manager.yaml", controller_manager),
+        ("kube-scheduler.yaml", scheduler),
+    ]
+}
+
+/// One static pod as kubeadm writes it, for the component `name` (its label `component` and
+/// container name; the store's log is [`Component::Store`]).
+#[allow(clippy::too_many_arguments)]
+fn pod(
+    name: &str,
+    image: &str,
+    command: Vec<String>,
+    cpu: &str,
+    port: Option<u16>,
+    pid: u32,
+    mut annotations: Value,
+    volume: Option<(&str, PathBuf)>,
+) -> Value {
+    let component = Component::from_log_name(name).unwrap_or(Component::Store);
+    annotations[PICTURE] = json!(format!(
+        "{name} runs inside the orrery process (pid {pid}) as one of its components, not in a \
+         container. This static pod is kubeadm's manifest for it with Orrery's settings; its \
+         status follows the component (orrery component stop|start {}), its log is the \
+         component's own lines.",
+        component
+            .supervised_as()
+            .unwrap_or("- the store cannot be stopped")
+    ));
+    let mut container = json!({
+        "name": name,
+        "image": image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": command,
+        "resources": {"requests": {"cpu": cpu}},
+        "terminationMessagePath": "/dev/termination-log",
+        "terminationMessagePolicy": "File",
+    });
+    if name == "etcd" {
+        container["resources"]["requests"]["memory"] = json!("100Mi");
+    }
+    if let Some(port) = port {
+        container["ports"] =
+            json!([{"containerPort": port, "name": "probe-port", "protocol": "TCP"}]);
+    }
+    let mut spec = json!({
+        "containers": [container],
+        "hostNetwork": true,
+        "priority": 2000001000,
+        "priorityClassName": "system-node-critical",
+        "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+    });
+    if let Some((volume, path)) = volume {
+        let path = path.display().to_string();
+        spec["containers"][0]["volumeMounts"] =
+            json!([{"mountPath": path, "name": volume, "readOnly": name != "orrery-store"}]);
+        spec["volumes"] =
+            json!([{"name": volume, "hostPath": {"path": path, "type": "DirectoryOrCreate"}}]);
+    }
+    json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": "kube-system",
+            "labels": {"component": name, "tier": "control-plane"},
+            "annotations": annotations,
+        },
+        "spec": spec,
+    })
+}
+
+/// Writes the manifests into `dir` (kubeadm's `/etc/kubernetes/manifests`), replacing what an
+/// earlier `orrery up` wrote there.
+pub fn write_manifests(dir: &Path, layout: &Layout<'_>) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    match std::fs::remove_file(dir.join(other_store_file(layout.store))) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    for (file, pod) in manifests(layout) {
+        let text = serde_yaml::to_string(&pod).map_err(std::io::Error::other)?;
+        let path = dir.join(file);
+        let temporary = dir.join(format!(".{file}.tmp"));
+        std::fs::write(&temporary, text)?;
+        std::fs::rename(&temporary, &path)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifests_are_kubeadms_with_orrerys_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let embedded = StoreUrl::Embedded;
+        let layout = Layout {
+            state_dir: dir.path(),
+            port: 40123,
+            store: &embedded,
+            cluster_cidr: "10.244.0.0/14".into(),
+            node_monitor_grace_period: Duration::from_secs(40),
+            toleration_seconds: (300, 300),
+        };
+        let manifests_dir = manifests_dir(dir.path());
+        write_manifests(&manifests_dir, &layout).unwrap();
+        let mut files: Vec<String> = std::fs::read_dir(&manifests_dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        files.sort();
+        assert_eq!(
+            files,
+            [
+                "kube-apiserver.yaml",
+                "kube-controller-manager.yaml",
+                "kube-scheduler.yaml",
+                "orrery-store.yaml"
+            ]
+        );
+        let read = |file: &str| -> Value {
+            serde_yaml::from_str(&std::fs::read_to_string(manifests_dir.join(file)).unwrap())
+                .unwrap()
+        };
+        let scheduler = read("kube-scheduler.yaml");
+        assert_eq!(
+            scheduler["metadata"]["labels"]["component"],
+            "kube-scheduler"
+        );
+        assert_eq!(scheduler["metadata"]["labels"]["tier"], "control-plane");
+        assert_eq!(
+            scheduler["spec"]["priorityClassName"],
+            "system-node-critical"
+        );
+        assert_eq!(scheduler["spec"]["hostNetwork"], true);
+        let container = &scheduler["spec"]["containers"][0];
+        assert_eq!(container["image"], "registry.k8s.io/kube-scheduler:v1.33.0");
+        assert_eq!(container["resources"]["requests"]["cpu"], "100m");
+        assert!(
+            scheduler["metadata"]["annotations"][PICTURE]
+                .as_str()
+                .unwrap()
+                .contains("orrery component stop|start scheduler")
+        );
+        let apiserver = read("kube-apiserver.yaml");
+        let command = apiserver["spec"]["containers"][0]["command"]
+            .as_array()
+            .unwrap();
+        assert!(
+            command.contains(&json!("--secure-port=40123")),
+            "{command:?}"
+        );
+        assert!(
+            command.contains(&json!(format!(
+                "--client-ca-file={}/pki/ca.crt",
+                dir.path().display()
+            ))),
+            "{command:?}"
+        );
+        // The store pod's manifest follows the store.
+        let etcd = StoreUrl::Etcd(vec!["http://127.0.0.1:2379".into()]);
+        write_manifests(
+            &manifests_dir,
+            &Layout {
+                store: &etcd,
+                ..layout
+            },
+        )
+        .unwrap();
+        assert!(!manifests_dir.join("orrery-store.yaml").exists());
+        let etcd = read("etcd.yaml");
+        assert_eq!(etcd["spec"]["containers"][0]["image"], ETCD_IMAGE);
+        assert_eq!(etcd["metadata"]["labels"]["component"], "etcd");
+    }
+}
