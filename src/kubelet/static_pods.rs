@@ -788,6 +788,14 @@ impl ContainerRuntime for InProcess {
     async fn list_pod_sandboxes(&self) -> Vec<(String, SandboxConfig)> {
         self.inner.list_pod_sandboxes().await
     }
+    async fn dial(
+        &self,
+        sandbox: &str,
+        host: &str,
+        port: u16,
+    ) -> std::io::Result<crate::runtime::PodConnection> {
+        self.inner.dial(sandbox, host, port).await
+    }
     async fn list_containers(&self, sandbox: &str) -> Result<Vec<ContainerStatus>> {
         self.inner.list_containers(sandbox).await
     }
