@@ -21,7 +21,7 @@ pub mod kubeconfig;
 mod logs;
 mod patch;
 mod path;
-pub mod pki;
+pub use crate::pki;
 mod protobuf;
 mod proxy;
 pub(crate) mod resources;
