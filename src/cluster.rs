@@ -180,6 +180,7 @@ where
     let pki = Pki::load_or_create(&state_dir.join("pki"))?;
     let flow = Flow::new();
     let api = ApiServer::new(store.clone(), flow.clone());
+    api.set_kubelet_client(pki.kubelet_client()?);
     api.bootstrap().await?;
     api.set_default_toleration_seconds(
         options.default_not_ready_toleration_seconds,
@@ -249,11 +250,24 @@ where
             Some(real) => Arc::new(real.for_node(&config.name)),
             None => Arc::new(SimRuntime::new(SimOptions::default())),
         };
+        // Its serving certificate, for the address in its Node's status.
+        let tls = pki.kubelet_serving(
+            &config.name,
+            std::net::Ipv4Addr::LOCALHOST.into(),
+            &config.root_dir.join("pki"),
+        )?;
         let (api, flow) = (api.clone(), flow.clone());
         supervisor.add(&config.name.clone(), Role::Node, move || {
             let client = api.client(&format!("kubelet/{}", config.name));
             vec![tokio::spawn(
-                Kubelet::new(config.clone(), client, runtime.clone(), flow.clone()).run(),
+                Kubelet::new(
+                    config.clone(),
+                    client,
+                    runtime.clone(),
+                    flow.clone(),
+                    tls.clone(),
+                )
+                .run(),
             )]
         });
     }
