@@ -172,10 +172,7 @@ where
     Fut: Future<Output = ()>,
 {
     let state_dir = &options.state_dir;
-    std::fs::create_dir_all(state_dir).map_err(|source| ClusterError::StateFile {
-        path: state_dir.clone(),
-        source,
-    })?;
+    prepare_state_dir(state_dir)?;
     let store = store::open(&options.store, state_dir).await?;
     let pki = Pki::load_or_create(&state_dir.join("pki"))?;
     let flow = Flow::new();
@@ -335,6 +332,78 @@ where
     }
     let _ = std::fs::remove_file(&pid_path);
     drop(name_lock);
+    Ok(())
+}
+
+/// What an Orrery state directory holds: a directory with any of these is Orrery's own.
+const STATE_ENTRIES: &[&str] = &[
+    "store.redb",
+    "pki",
+    "kubeconfig",
+    "orrery.pid",
+    "orrery.log",
+    "images",
+    "kubelet",
+    "runtime",
+];
+
+/// Makes `dir` the cluster's state directory, readable by its owner only: it holds the CA's key,
+/// the admin kubeconfig, the store (every Secret) and the pods' volumes. A missing one is created
+/// 0700, with any missing parent. An existing one that others may enter is tightened to 0700 if
+/// it is the current user's and empty or Orrery's own (earlier versions made them 0755; then with
+/// a note on stderr, since its contents were exposed); anything else (a shared directory such as `/tmp`) is left as it is, with a
+/// warning: its store and keys are owner-only files, but the rest is not protected.
+pub fn prepare_state_dir(dir: &Path) -> Result<(), ClusterError> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    let state_file = |source| ClusterError::StateFile {
+        path: dir.to_owned(),
+        source,
+    };
+    let meta = match std::fs::metadata(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(state_file);
+        }
+        Err(e) => return Err(state_file(e)),
+        Ok(meta) if !meta.is_dir() => {
+            return Err(state_file(std::io::ErrorKind::NotADirectory.into()));
+        }
+        Ok(meta) => meta,
+    };
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o077 == 0 {
+        return Ok(());
+    }
+    let entries: Vec<std::ffi::OsString> = std::fs::read_dir(dir)
+        .map_err(state_file)?
+        .filter_map(|e| e.ok().map(|e| e.file_name()))
+        .collect();
+    let mine = meta.uid() == nix::unistd::geteuid().as_raw() && mode & 0o1000 == 0;
+    let orrerys =
+        entries.is_empty() || entries.iter().any(|e| STATE_ENTRIES.iter().any(|s| e == s));
+    if mine && orrerys {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(state_file)?;
+        if entries.is_empty() {
+            // Nothing was exposed: a directory made for the cluster (`mkdir`, `mktemp -d`).
+            return Ok(());
+        }
+        eprintln!(
+            "orrery: {} was open to other users (mode {mode:o}); it holds the cluster's keys and \
+             Secrets, so it is now 0700",
+            dir.display()
+        );
+    } else {
+        eprintln!(
+            "orrery: warning: the state directory {} is open to other users (mode {mode:o}) and \
+             is not Orrery's own to change; the store and keys in it are owner-only, but pod \
+             volumes and images are not: choose a private --state-dir",
+            dir.display()
+        );
+    }
     Ok(())
 }
 
