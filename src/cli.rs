@@ -540,7 +540,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             // Whatever would be written to the terminal (tracing, the runtime helper) goes to
             // the log while the dashboard has the screen.
             let state_dir = options.state_dir.clone();
-            std::fs::create_dir_all(&state_dir)?;
+            crate::cluster::prepare_state_dir(&state_dir)?;
             let log = state_dir.join("orrery.log");
             let _stderr = crate::tui::app::redirect_stderr(&log)?;
             let name = options.name.clone();
@@ -585,13 +585,14 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Store(command) => {
             let state_dir = cli.cluster.state_dir()?;
+            crate::cluster::prepare_state_dir(&state_dir)?;
             let store = store::open(&cli.cluster.store, &state_dir).await?;
             run_store(store, command).await
         }
         Command::Image(command) => {
-            let store = crate::images::ImageStore::open(&crate::images::store_dir(
-                &cli.cluster.state_dir()?,
-            ))?;
+            let state_dir = cli.cluster.state_dir()?;
+            crate::cluster::prepare_state_dir(&state_dir)?;
+            let store = crate::images::ImageStore::open(&crate::images::store_dir(&state_dir))?;
             run_image(store, command).await
         }
         Command::Hello

@@ -174,10 +174,7 @@ where
     Fut: Future<Output = ()>,
 {
     let state_dir = &options.state_dir;
-    std::fs::create_dir_all(state_dir).map_err(|source| ClusterError::StateFile {
-        path: state_dir.clone(),
-        source,
-    })?;
+    prepare_state_dir(state_dir)?;
     let flow = Flow::new();
     let logs = control_plane::logs_dir(state_dir);
     flow.logs()
@@ -187,6 +184,7 @@ where
     log_store_opened(&flow, &options.store, state_dir, &*store).await;
     let pki = Pki::load_or_create(&state_dir.join("pki"))?;
     let api = ApiServer::new(store.clone(), flow.clone());
+    api.set_kubelet_client(pki.kubelet_client()?);
     api.bootstrap().await?;
     api.set_default_toleration_seconds(
         options.default_not_ready_toleration_seconds,
@@ -253,17 +251,7 @@ where
             pod_pids_limit: Some(DEFAULT_POD_PIDS_LIMIT),
             control_plane: None,
         };
-        let runtime: Arc<dyn ContainerRuntime> = match &real {
-            Some(real) => Arc::new(real.for_node(&config.name)),
-            None => Arc::new(SimRuntime::new(SimOptions::default())),
-        };
-        let (api, flow) = (api.clone(), flow.clone());
-        supervisor.add(&config.name.clone(), Role::Node, move || {
-            let client = api.client(&format!("kubelet/{}", config.name));
-            vec![tokio::spawn(
-                Kubelet::new(config.clone(), client, runtime.clone(), flow.clone()).run(),
-            )]
-        });
+        add_node(config, &supervisor, &api, &flow, real.as_ref(), &pki)?;
     }
 
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", options.port))
@@ -280,7 +268,15 @@ where
         })?
         .port();
     if options.nodes > 0 {
-        add_control_plane_node(&options, &supervisor, &api, &flow, real.as_ref(), port)?;
+        add_control_plane_node(
+            &options,
+            &supervisor,
+            &api,
+            &flow,
+            real.as_ref(),
+            &pki,
+            port,
+        )?;
     }
     let server_url = format!("https://127.0.0.1:{port}");
     // The API server's own `kubernetes` Service, now that its port is known.
@@ -332,6 +328,78 @@ where
     }
     let _ = std::fs::remove_file(&pid_path);
     drop(name_lock);
+    Ok(())
+}
+
+/// What an Orrery state directory holds: a directory with any of these is Orrery's own.
+const STATE_ENTRIES: &[&str] = &[
+    "store.redb",
+    "pki",
+    "kubeconfig",
+    "orrery.pid",
+    "orrery.log",
+    "images",
+    "kubelet",
+    "runtime",
+];
+
+/// Makes `dir` the cluster's state directory, readable by its owner only: it holds the CA's key,
+/// the admin kubeconfig, the store (every Secret) and the pods' volumes. A missing one is created
+/// 0700, with any missing parent. An existing one that others may enter is tightened to 0700 if
+/// it is the current user's and empty or Orrery's own (earlier versions made them 0755; then with
+/// a note on stderr, since its contents were exposed); anything else (a shared directory such as `/tmp`) is left as it is, with a
+/// warning: its store and keys are owner-only files, but the rest is not protected.
+pub fn prepare_state_dir(dir: &Path) -> Result<(), ClusterError> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    let state_file = |source| ClusterError::StateFile {
+        path: dir.to_owned(),
+        source,
+    };
+    let meta = match std::fs::metadata(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(state_file);
+        }
+        Err(e) => return Err(state_file(e)),
+        Ok(meta) if !meta.is_dir() => {
+            return Err(state_file(std::io::ErrorKind::NotADirectory.into()));
+        }
+        Ok(meta) => meta,
+    };
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o077 == 0 {
+        return Ok(());
+    }
+    let entries: Vec<std::ffi::OsString> = std::fs::read_dir(dir)
+        .map_err(state_file)?
+        .filter_map(|e| e.ok().map(|e| e.file_name()))
+        .collect();
+    let mine = meta.uid() == nix::unistd::geteuid().as_raw() && mode & 0o1000 == 0;
+    let orrerys =
+        entries.is_empty() || entries.iter().any(|e| STATE_ENTRIES.iter().any(|s| e == s));
+    if mine && orrerys {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(state_file)?;
+        if entries.is_empty() {
+            // Nothing was exposed: a directory made for the cluster (`mkdir`, `mktemp -d`).
+            return Ok(());
+        }
+        eprintln!(
+            "orrery: {} was open to other users (mode {mode:o}); it holds the cluster's keys and \
+             Secrets, so it is now 0700",
+            dir.display()
+        );
+    } else {
+        eprintln!(
+            "orrery: warning: the state directory {} is open to other users (mode {mode:o}) and \
+             is not Orrery's own to change; the store and keys in it are owner-only, but pod \
+             volumes and images are not: choose a private --state-dir",
+            dir.display()
+        );
+    }
     Ok(())
 }
 
@@ -411,6 +479,7 @@ fn add_control_plane_node(
     api: &Arc<ApiServer>,
     flow: &Flow,
     real: Option<&LibcontainerRuntime>,
+    pki: &Pki,
     port: u16,
 ) -> Result<(), ClusterError> {
     let state_dir = &options.state_dir;
@@ -448,15 +517,41 @@ fn add_control_plane_node(
             logs: control_plane::logs_dir(state_dir),
         }),
     };
+    add_node(config, supervisor, api, flow, real, pki)
+}
+
+/// Adds a node: its kubelet under the supervisor, on its view of the cluster's runtime (or a
+/// simulated runtime of its own), serving with its own certificate.
+fn add_node(
+    config: NodeConfig,
+    supervisor: &Supervisor,
+    api: &Arc<ApiServer>,
+    flow: &Flow,
+    real: Option<&LibcontainerRuntime>,
+    pki: &Pki,
+) -> Result<(), ClusterError> {
     let runtime: Arc<dyn ContainerRuntime> = match real {
-        Some(real) => Arc::new(real.for_node(&name)),
+        Some(real) => Arc::new(real.for_node(&config.name)),
         None => Arc::new(SimRuntime::new(SimOptions::default())),
     };
+    // Its serving certificate, for the address in its Node's status.
+    let tls = pki.kubelet_serving(
+        &config.name,
+        std::net::Ipv4Addr::LOCALHOST.into(),
+        &config.root_dir.join("pki"),
+    )?;
     let (api, flow) = (api.clone(), flow.clone());
-    supervisor.add(&name, Role::Node, move || {
+    supervisor.add(&config.name.clone(), Role::Node, move || {
         let client = api.client(&format!("kubelet/{}", config.name));
         vec![tokio::spawn(
-            Kubelet::new(config.clone(), client, runtime.clone(), flow.clone()).run(),
+            Kubelet::new(
+                config.clone(),
+                client,
+                runtime.clone(),
+                flow.clone(),
+                tls.clone(),
+            )
+            .run(),
         )]
     });
     Ok(())

@@ -338,12 +338,21 @@ fn kubelet(api: &Arc<ApiServer>, dir: &tempfile::TempDir) -> tokio::task::JoinHa
         control_plane: None,
     };
     let runtime = Arc::new(SimRuntime::new(SimOptions::default()));
+    let pki = orrery::pki::Pki::load_or_create(&dir.path().join("pki")).unwrap();
+    let tls = pki
+        .kubelet_serving(
+            "node-1",
+            std::net::Ipv4Addr::LOCALHOST.into(),
+            &config.root_dir.join("pki"),
+        )
+        .unwrap();
     tokio::spawn(
         Kubelet::new(
             config,
             api.client("kubelet/node-1"),
             runtime,
             api.flow().clone(),
+            tls,
         )
         .run(),
     )

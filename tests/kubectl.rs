@@ -551,30 +551,89 @@ fn create_subcommands_send_protobuf() {
     assert_eq!(c.ok(&["get", "job", "j1", "-o", "jsonpath={.spec.template.spec.restartPolicy} {.spec.template.spec.containers[0].command}"]), r#"Never ["echo","hi"]"#);
 }
 
-/// A stand-in for a kubelet's log endpoint: answers every request with the path and query it got.
+/// A stand-in for a kubelet's log endpoint, serving HTTPS with a certificate of the cluster's CA
+/// and requiring a client certificate of it, as the kubelets do: answers every request with the
+/// path and query it got and the client certificate's user.
 #[allow(clippy::disallowed_methods)] // a plain test thread, not a tokio worker
-fn fake_kubelet() -> u16 {
+fn fake_kubelet(c: &Cluster) -> u16 {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
     use std::io::{BufRead, BufReader, Write};
+    use std::sync::Arc;
+    let pki = c.dir.path().join("pki");
+    let ca_cert = std::fs::read_to_string(pki.join("ca.crt")).unwrap();
+    let ca_key =
+        rcgen::KeyPair::from_pem(&std::fs::read_to_string(pki.join("ca.key")).unwrap()).unwrap();
+    let issuer = rcgen::Issuer::from_ca_cert_pem(&ca_cert, ca_key).unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+    params.use_authority_key_identifier_extension = true;
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(ca_cert.as_bytes()).unwrap())
+        .unwrap();
+    let clients = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .unwrap();
+    let config = Arc::new(
+        rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_client_cert_verifier(clients)
+            .with_single_cert(
+                vec![cert.der().clone()],
+                PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes()).unwrap(),
+            )
+            .unwrap(),
+    );
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {
         for stream in listener.incoming().take(20) {
-            let Ok(mut stream) = stream else { continue };
+            let Ok(stream) = stream else { continue };
+            let connection = rustls::ServerConnection::new(config.clone()).unwrap();
+            let mut tls = rustls::StreamOwned::new(connection, stream);
             let mut request_line = String::new();
-            BufReader::new(&stream)
+            if BufReader::new(&mut tls)
                 .read_line(&mut request_line)
-                .unwrap();
+                .is_err()
+            {
+                continue;
+            }
             let target = request_line
                 .split_whitespace()
                 .nth(1)
                 .unwrap_or_default()
                 .to_owned();
-            let body = format!("first line\nserved {target}\n");
+            let user = tls
+                .conn
+                .peer_certificates()
+                .and_then(|chain| chain.first().cloned())
+                .and_then(|leaf| {
+                    let (_, cert) = x509_parser::parse_x509_certificate(&leaf).ok()?;
+                    let cn = cert
+                        .subject()
+                        .iter_common_name()
+                        .next()?
+                        .as_str()
+                        .ok()?
+                        .to_owned();
+                    Some(cn)
+                })
+                .unwrap_or_default();
+            let body = format!("first line\nserved {target} to {user}\n");
             let _ = write!(
-                stream,
+                tls,
                 "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                 body.len()
             );
+            let _ = tls.flush();
+            tls.conn.send_close_notify();
+            let _ = tls.flush();
         }
     });
     port
@@ -583,7 +642,7 @@ fn fake_kubelet() -> u16 {
 #[test]
 fn logs_come_from_the_pods_kubelet() {
     let c = Cluster::start();
-    let port = fake_kubelet();
+    let port = fake_kubelet(&c);
     let node = format!(
         "apiVersion: v1\nkind: Node\nmetadata: {{name: node-1}}\nstatus:\n  addresses: [{{type: InternalIP, address: 127.0.0.1}}]\n  daemonEndpoints: {{kubeletEndpoint: {{Port: {port}}}}}\n"
     );
@@ -612,11 +671,11 @@ fn logs_come_from_the_pods_kubelet() {
     );
     assert_eq!(
         c.ok(&["logs", "p2"]),
-        "first line\nserved /containerLogs/default/p2/c\n"
+        "first line\nserved /containerLogs/default/p2/c to kube-apiserver-kubelet-client\n"
     );
     assert_eq!(
         c.ok(&["logs", "p2", "-c", "c", "--tail=5", "--timestamps"]),
-        "first line\nserved /containerLogs/default/p2/c?tailLines=5&timestamps=true\n"
+        "first line\nserved /containerLogs/default/p2/c?tailLines=5&timestamps=true to kube-apiserver-kubelet-client\n"
     );
     let wrong = c.fails(&["logs", "p2", "-c", "nope"], None);
     assert!(

@@ -172,13 +172,7 @@ mod tests {
             "apiVersion: v1\nkind: Config\nclusters:\n- name: prod\n  cluster: {server: https://prod}\nusers:\n- name: prod\n  user: {token: t}\ncontexts:\n- name: prod\n  context: {cluster: prod, user: prod}\ncurrent-context: prod\n",
         )
         .unwrap();
-        let pki = Pki {
-            ca_cert: "CA".into(),
-            server_cert: String::new(),
-            server_key: String::new(),
-            admin_cert: "C".into(),
-            admin_key: "K".into(),
-        };
+        let pki = Pki::load_or_create(&dir.path().join("pki")).unwrap();
         merge_into(&path, &render("orrery", "https://127.0.0.1:1", &pki)).unwrap();
         merge_into(&path, &render("orrery", "https://127.0.0.1:2", &pki)).unwrap();
         let merged: Value = serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();

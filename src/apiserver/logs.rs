@@ -2,15 +2,13 @@
 //! pod's node and that node's kubelet endpoint (`status.addresses` InternalIP and
 //! `status.daemonEndpoints.kubeletEndpoint.Port`), and streams the kubelet's
 //! `/containerLogs/<namespace>/<pod>/<container>` answer back as `text/plain`, `follow=true`
-//! included. Orrery's kubelets serve that endpoint over plain HTTP on loopback.
+//! included, over the API server's TLS connection to the kubelet ([`super::kubelet_client`]).
 
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::response::Response;
 use http_body_util::BodyExt;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 
 use super::ApiServer;
@@ -116,22 +114,31 @@ pub(crate) async fn serve(
         }))
         .collect();
     query.sort();
-    let url = format!(
-        "http://{kubelet}/containerLogs/{namespace}/{name}/{container}{}{}",
+    let path = format!(
+        "/containerLogs/{namespace}/{name}/{container}{}{}",
         if query.is_empty() { "" } else { "?" },
         query.join("&")
     );
-    let uri: http::Uri = url
-        .parse()
-        .map_err(|e| ApiError::Internal(format!("bad kubelet URL {url}: {e}")))?;
-    let client: Client<_, Body> = Client::builder(TokioExecutor::new()).build_http();
-    let request = http::Request::get(uri)
-        .body(Body::empty())
+    let url = format!("https://{kubelet}{path}");
+    let failed = |e: String| ApiError::Internal(format!("Get \"{url}\": {e}"));
+    let request = http::Request::get(&path)
+        .header(http::header::HOST, &kubelet)
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
         .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let response = tokio::time::timeout(Duration::from_secs(10), client.request(request))
-        .await
-        .map_err(|_| ApiError::Timeout(format!("the kubelet on {node_name} did not answer")))?
-        .map_err(|e| ApiError::Internal(format!("Get \"{url}\": {e}")))?;
+    let response = tokio::time::timeout(Duration::from_secs(10), async {
+        let io = super::kubelet_client::dial(api, &kubelet).await?;
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(connection);
+        sender
+            .send_request(request)
+            .await
+            .map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|_| ApiError::Timeout(format!("the kubelet on {node_name} did not answer")))?
+    .map_err(failed)?;
     let status = response.status();
     if !status.is_success() {
         let body = response

@@ -18,10 +18,11 @@ mod discovery;
 pub(crate) mod errors;
 mod handlers;
 pub mod kubeconfig;
+mod kubelet_client;
 mod logs;
 mod patch;
 mod path;
-pub mod pki;
+pub use crate::pki;
 mod protobuf;
 mod proxy;
 pub(crate) mod resources;
@@ -103,6 +104,8 @@ pub struct ApiServer {
     serving: AtomicBool,
     /// The cluster's components, for `/orrery/v1/components` and `/orrery/v1/nodes`.
     supervisor: std::sync::OnceLock<Arc<crate::supervisor::Supervisor>>,
+    /// Its TLS towards the kubelets (`--kubelet-client-certificate`).
+    kubelet_client: std::sync::OnceLock<Arc<rustls::ClientConfig>>,
     /// What the DefaultTolerationSeconds admission plugin gives new pods: seconds for the
     /// `not-ready` and `unreachable` NoExecute taints.
     toleration_seconds: std::sync::atomic::AtomicU64,
@@ -124,6 +127,7 @@ impl ApiServer {
             flow,
             serving: AtomicBool::new(true),
             supervisor: std::sync::OnceLock::new(),
+            kubelet_client: std::sync::OnceLock::new(),
             toleration_seconds: std::sync::atomic::AtomicU64::new(pack_toleration_seconds(
                 300, 300,
             )),
@@ -191,6 +195,17 @@ impl ApiServer {
 
     pub(crate) fn supervisor(&self) -> Option<&Arc<crate::supervisor::Supervisor>> {
         self.supervisor.get()
+    }
+
+    /// Hands the API server its TLS towards the kubelets
+    /// ([`crate::pki::Pki::kubelet_client`]), without which `pods/log`, `pods/exec` and
+    /// `pods/portforward` cannot reach them. Only the first call counts.
+    pub fn set_kubelet_client(&self, config: Arc<rustls::ClientConfig>) {
+        let _ = self.kubelet_client.set(config);
+    }
+
+    pub(crate) fn kubelet_client(&self) -> Option<Arc<rustls::ClientConfig>> {
+        self.kubelet_client.get().cloned()
     }
 
     /// Sets kube-apiserver's `--default-not-ready-toleration-seconds` and

@@ -8,6 +8,7 @@
 //! `UpgradeAwareHandler`). Any other answer from the kubelet is passed back as it is, which is
 //! how kubectl shows the kubelet's words (`unable to upgrade connection: container not found
 //! ("x")`). The proxy knows no protocol: WebSocket channels and SPDY pass through untouched.
+//! It reaches the kubelet over TLS with its kubelet client certificate ([`super::kubelet_client`]).
 
 use std::time::Duration;
 
@@ -92,14 +93,10 @@ pub(crate) async fn serve(
     };
     let (kubelet, node_name) = kubelet_of(api, &pod, name).await?;
     let dial = |e: String| ApiError::Internal(format!("error dialing backend: {e}"));
-    let stream = tokio::time::timeout(
-        Duration::from_secs(10),
-        tokio::net::TcpStream::connect(&kubelet),
-    )
-    .await
-    .map_err(|_| dial(format!("dial tcp {kubelet}: i/o timeout")))?
-    .map_err(|e| dial(format!("dial tcp {kubelet}: {e}")))?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+    let stream = super::kubelet_client::dial(api, &kubelet)
+        .await
+        .map_err(dial)?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(stream)
         .await
         .map_err(|e| dial(e.to_string()))?;
     tokio::spawn(connection.with_upgrades());

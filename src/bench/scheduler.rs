@@ -185,6 +185,8 @@ pub async fn run_scheduler_bench(
     // Nodes: registered by kubelets, or created directly.
     let nodes: Api<Node> = Api::all(client.clone());
     if options.kubelets {
+        let pki =
+            crate::pki::Pki::load_or_create(&dir.path().join("pki")).map_err(|e| e.to_string())?;
         for index in 1..=options.nodes {
             let config = NodeConfig {
                 name: format!("node-{index}"),
@@ -201,8 +203,15 @@ pub async fn run_scheduler_bench(
             let runtime: Arc<dyn ContainerRuntime> =
                 Arc::new(SimRuntime::new(SimOptions::default()));
             let kubelet_client = api.client(&format!("kubelet/{}", config.name));
+            let tls = pki
+                .kubelet_serving(
+                    &config.name,
+                    std::net::Ipv4Addr::LOCALHOST.into(),
+                    &config.root_dir.join("pki"),
+                )
+                .map_err(|e| e.to_string())?;
             tasks.push(tokio::spawn(
-                Kubelet::new(config, kubelet_client, runtime, flow.clone()).run(),
+                Kubelet::new(config, kubelet_client, runtime, flow.clone(), tls).run(),
             ));
         }
         loop {

@@ -3,8 +3,9 @@
 //! [`crate::runtime::ContainerRuntime`]: sandbox, image pulls, containers, then status back to
 //! the API server as the real kubelet writes it (phase, conditions, containerStatuses, podIP,
 //! hostIP, startTime), with Events. It also serves `/containerLogs/...`, `/exec/...` and
-//! `/portForward/...` on 127.0.0.1 for the API server's `pods/log`, `pods/exec` and
-//! `pods/portforward` ([`server`]).
+//! `/portForward/...` over HTTPS on 127.0.0.1 for the API server's `pods/log`, `pods/exec` and
+//! `pods/portforward`, to the API server alone ([`server`]; its serving certificate and the CA
+//! come from `orrery up`, like the other shared handles).
 //!
 //! Restarts follow `restartPolicy` with the real back-off. Stopping a kubelet (its task is
 //! aborted) ends every task it started, but not its containers, which live in the runtime: a
@@ -155,6 +156,8 @@ pub struct Kubelet {
     /// A control-plane node's static pods, shared with its runtime view.
     pictures: Option<Arc<static_pods::Pictures>>,
     flow: Flow,
+    /// The serving certificate of its HTTPS server, and the CA its clients must be signed by.
+    tls: crate::pki::ServerTls,
     /// Events to record, in order, by the kubelet's recorder task (as the real kubelet's event
     /// broadcaster does), so that no pod worker waits for an Event's write.
     events: tokio::sync::mpsc::UnboundedSender<PodEvent>,
@@ -185,12 +188,14 @@ fn now() -> String {
 }
 
 impl Kubelet {
-    /// A kubelet for `config`, talking to the API server through `client`.
+    /// A kubelet for `config`, talking to the API server through `client`, serving its HTTPS
+    /// endpoints with `tls` ([`crate::pki::Pki::kubelet_serving`]).
     pub fn new(
         config: NodeConfig,
         client: kube::Client,
         runtime: Arc<dyn ContainerRuntime>,
         flow: Flow,
+        tls: crate::pki::ServerTls,
     ) -> Self {
         let (events, recorder) = tokio::sync::mpsc::unbounded_channel();
         // A control-plane node's runtime shows its static pods' in-process containers too.
@@ -212,6 +217,7 @@ impl Kubelet {
             runtime,
             pictures,
             flow,
+            tls,
             events,
             recorder: std::sync::Mutex::new(Some(recorder)),
         }
@@ -365,6 +371,7 @@ impl Kubelet {
                 flow: this.flow.clone(),
                 node: this.config.name.clone(),
             },
+            this.tls.clone(),
         )
         .await
         {

@@ -128,6 +128,19 @@ fn lock(history: &Mutex<History>) -> MutexGuard<'_, History> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// Creates `path` as an empty file with mode 0600 if it is missing, and takes group and other
+/// permissions away from an existing one.
+fn private_file(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))
+}
+
 impl EmbeddedStore {
     /// Opens (or creates) the store at `path` with default options. This blocks on disk I/O and,
     /// after an unclean shutdown, on `redb`'s repair.
@@ -135,8 +148,13 @@ impl EmbeddedStore {
         Self::open_with(path, EmbeddedOptions::default())
     }
 
-    /// Opens (or creates) the store at `path`.
+    /// Opens (or creates) the store at `path`, readable by its owner only (it holds every
+    /// Secret), whatever mode an existing file had.
     pub fn open_with(path: &Path, options: EmbeddedOptions) -> Result<Self> {
+        private_file(path).map_err(|e| Error::Embedded {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
         let db = Database::builder()
             .set_cache_size(options.page_cache_bytes)
             .create(path)

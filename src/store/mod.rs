@@ -313,7 +313,13 @@ pub async fn open(url: &StoreUrl, state_dir: &Path) -> Result<Arc<dyn Store>> {
         StoreUrl::Embedded => {
             let path = embedded_path(state_dir);
             if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir).map_err(|e| Error::Embedded {
+                // Owner-only, like the file: the store holds every Secret.
+                std::os::unix::fs::DirBuilderExt::mode(
+                    std::fs::DirBuilder::new().recursive(true),
+                    0o700,
+                )
+                .create(dir)
+                .map_err(|e| Error::Embedded {
                     path: path.clone(),
                     message: format!("cannot create state directory: {e}"),
                 })?;

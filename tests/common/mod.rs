@@ -72,19 +72,48 @@ impl Cluster {
     }
 
     /// Starts a cluster on an existing state directory (a restart), with extra `up` flags.
-    #[allow(clippy::disallowed_methods)] // a plain test thread, not a tokio worker
     pub fn start_in(dir: tempfile::TempDir, flags: &[&str]) -> Cluster {
+        Self::start_with(dir, flags, None)
+    }
+
+    /// Like [`Cluster::start_in`], with `orrery up`'s stderr (its warnings) in the file
+    /// [`Cluster::log`] rather than the test's.
+    pub fn start_logged(dir: tempfile::TempDir, flags: &[&str]) -> Cluster {
+        let log = std::fs::File::create(Self::log_of(dir.path())).expect("create the log");
+        Self::start_with(dir, flags, Some(log))
+    }
+
+    fn log_of(dir: &std::path::Path) -> PathBuf {
+        dir.with_extension("stderr")
+    }
+
+    /// What `orrery up` wrote to stderr, for a cluster started with [`Cluster::start_logged`].
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(Self::log_of(self.dir.path())).unwrap_or_default()
+    }
+
+    /// The `orrery up` process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    #[allow(clippy::disallowed_methods)] // a plain test thread, not a tokio worker
+    fn start_with(dir: tempfile::TempDir, flags: &[&str], log: Option<std::fs::File>) -> Cluster {
         let _ = std::fs::remove_file(dir.path().join("orrery.pid"));
-        let child = Command::new(env!("CARGO_BIN_EXE_orrery"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_orrery"));
+        command
             .arg("--state-dir")
             .arg(dir.path())
             .args(["up", "--headless", "--port", "0"])
             .args(flags)
             .env("KUBECONFIG", dir.path().join("user-kubeconfig"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start orrery up");
+            .stdout(Stdio::null());
+        match log {
+            // Warnings and above, whatever RUST_LOG the tests run with.
+            Some(log) => command.env("RUST_LOG", "warn").stderr(log),
+            None => command.stderr(Stdio::inherit()),
+        };
+        let child = command.spawn().expect("start orrery up");
         let pid_file = dir.path().join("orrery.pid");
         let deadline = Instant::now() + Duration::from_secs(20);
         let port = loop {
@@ -252,6 +281,7 @@ impl Drop for Cluster {
     /// and kills it if it has not ended within 20 s.
     #[allow(clippy::disallowed_methods)] // a plain test thread, not a tokio worker
     fn drop(&mut self) {
+        let _ = std::fs::remove_file(Self::log_of(self.dir.path()));
         if let Ok(pid) = i32::try_from(self.child.id()) {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid),
@@ -406,6 +436,25 @@ pub fn python() -> PathBuf {
         path.display()
     );
     path
+}
+
+/// Runs `script` with [`python`] and `args`; returns its stdout, failing the test with its
+/// stderr if it fails.
+pub fn run_python(script: &str, args: &[&str]) -> String {
+    let out = Command::new(python())
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "the Python script failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 impl Cluster {
