@@ -41,22 +41,20 @@ fn the_python_client_watches_with_watch_true() {
     // The client sends `watch=True`; kube-apiserver takes any value but 0 and false as true.
     let out = cluster.python(
         r#"
-import threading, time
-from kubernetes import client, config, watch
-config.load_kube_config()
-v1 = client.CoreV1Api()
-def make():
-    time.sleep(0.5)
-    v1.create_namespaced_config_map("default", {"metadata": {"name": "seen"}, "data": {"a": "1"}})
-threading.Thread(target=make).start()
+from kubernetes import watch
+api.create_namespaced_config_map("default", {"metadata": {"name": "first"}})
 w = watch.Watch()
-for event in w.stream(v1.list_namespaced_config_map, "default", timeout_seconds=20):
-    if event["object"].metadata.name == "seen":
-        print(event["type"], event["object"].data["a"])
+for event in w.stream(api.list_namespaced_config_map, "default", timeout_seconds=20):
+    name = event["object"].metadata.name
+    print(event["type"], name)
+    if name == "first":
+        api.create_namespaced_config_map("default", {"metadata": {"name": "second"}})
+    if name == "second":
         w.stop()
 "#,
     );
-    assert_eq!(out.trim(), "ADDED 1");
+    // The first is in the watch's initial state; the second arrives while it streams.
+    assert_eq!(out.trim(), "ADDED first\nADDED second", "{out}");
     // `watch=False` (or 0) is a list, and `watch=` (empty) a watch, as kube-apiserver reads them.
     let listed = cluster.ok(&[
         "get",
@@ -204,8 +202,6 @@ async fn the_wire_is_gos() {
     // The Python client reads `.status` of a fresh object.
     let out = cluster.python(
         r#"
-from kubernetes import client, config
-config.load_kube_config()
 d = client.AppsV1Api().read_namespaced_deployment("web", "default")
 print(type(d.status).__name__)
 "#,

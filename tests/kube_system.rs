@@ -19,6 +19,22 @@ fn orrery_ok(c: &Cluster, args: &[&str]) {
 }
 
 /// Waits until every kube-system pod is Running with its container ready.
+/// Waits (20 s at most) until the Ready conditions of the kube-system pods read `expected`.
+fn wait_ready_conditions(c: &Cluster, expected: &str) {
+    c.eventually(
+        &[
+            "get",
+            "pods",
+            "-n",
+            "kube-system",
+            "-o",
+            "jsonpath={.items[*].status.conditions[?(@.type==\"Ready\")].status}",
+        ],
+        20,
+        |t| t == expected,
+    );
+}
+
 fn wait_control_plane_ready(c: &Cluster) -> String {
     c.eventually(
         &[
@@ -410,33 +426,11 @@ fn a_stopped_control_plane_kubelet_leaves_its_pods_unready_until_it_is_back() {
     orrery_ok(&c, &["node", "stop", NODE]);
     // The node lifecycle controller marks the silent node's pods not ready; its components
     // still run, but nobody reports them.
-    c.eventually(
-        &[
-            "get",
-            "pods",
-            "-n",
-            "kube-system",
-            "-o",
-            "jsonpath={.items[*].status.conditions[?(@.type==\"Ready\")].status}",
-        ],
-        20,
-        |t| t == "False False False False",
-    );
+    wait_ready_conditions(&c, "False False False False");
     // Back: the kubelet writes the components' true state again.
     orrery_ok(&c, &["node", "start", NODE]);
     wait_control_plane_ready(&c);
-    c.eventually(
-        &[
-            "get",
-            "pods",
-            "-n",
-            "kube-system",
-            "-o",
-            "jsonpath={.items[*].status.conditions[?(@.type==\"Ready\")].status}",
-        ],
-        20,
-        |t| t == "True True True True",
-    );
+    wait_ready_conditions(&c, "True True True True");
 }
 
 /// With `--store etcd=URL`, the store's pod is kubeadm's `etcd-<node>`, pointing at that etcd.

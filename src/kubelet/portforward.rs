@@ -587,22 +587,10 @@ mod tests {
     /// A simulated pod (`web` in `shop`) and, with `hello`, its running built-in hello
     /// container: the target port-forward dials, at the pod's IP or at `ip`.
     async fn sim_target(hello: bool, ip: Option<&str>) -> Target {
+        use crate::runtime::ContainerConfig;
         use crate::runtime::sim::{SimOptions, SimRuntime};
-        use crate::runtime::{ContainerConfig, SandboxConfig};
         let runtime = SimRuntime::new(SimOptions::default());
-        let sandbox = runtime
-            .run_pod_sandbox(&SandboxConfig {
-                uid: "uid-1".into(),
-                namespace: "shop".into(),
-                name: "web".into(),
-                hostname: "web".into(),
-                node: "node-1".into(),
-                pod_cidr: "10.244.1.0/24".into(),
-                dns_search: vec!["shop.svc.cluster.local".into()],
-                dns_servers: Vec::new(),
-            })
-            .await
-            .unwrap();
+        let sandbox = runtime.test_sandbox().await;
         if hello {
             let config = ContainerConfig {
                 name: "hello".into(),

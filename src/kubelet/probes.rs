@@ -507,12 +507,14 @@ pub(crate) async fn attempt(
         )
         .await;
     }
-    if let Some(h) = &probe.http_get {
-        let host = h
-            .host
-            .clone()
+    // Where an httpGet or tcpSocket probe connects: its own host, or the pod's IP.
+    let host_of = |host: &Option<String>| {
+        host.clone()
             .filter(|h| !h.is_empty())
-            .unwrap_or_else(|| target.pod_ip.clone());
+            .unwrap_or_else(|| target.pod_ip.clone())
+    };
+    if let Some(h) = &probe.http_get {
+        let host = host_of(&h.host);
         return match port(&h.port, container) {
             Ok(port) => {
                 let dial = Dial {
@@ -527,11 +529,7 @@ pub(crate) async fn attempt(
         };
     }
     if let Some(t) = &probe.tcp_socket {
-        let host = t
-            .host
-            .clone()
-            .filter(|h| !h.is_empty())
-            .unwrap_or_else(|| target.pod_ip.clone());
+        let host = host_of(&t.host);
         return match port(&t.port, container) {
             Ok(port) => {
                 let dial = Dial {
@@ -636,8 +634,8 @@ impl Probing {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::ContainerConfig;
     use crate::runtime::sim::{SimOptions, SimRuntime};
-    use crate::runtime::{ContainerConfig, SandboxConfig};
     use std::collections::VecDeque;
 
     fn timing(initial: u64, period: u64, success: u32, failure: u32) -> Timing {
@@ -810,19 +808,7 @@ mod tests {
     /// pod's sandbox and its IP.
     async fn sim_pod(command: Option<&[&str]>, ports: &[u16]) -> (SimRuntime, String, String) {
         let rt = SimRuntime::new(SimOptions::default());
-        let sandbox = rt
-            .run_pod_sandbox(&SandboxConfig {
-                uid: "uid-1".into(),
-                namespace: "shop".into(),
-                name: "web".into(),
-                hostname: "web".into(),
-                node: "node-1".into(),
-                pod_cidr: "10.244.1.0/24".into(),
-                dns_search: vec!["shop.svc.cluster.local".into()],
-                dns_servers: Vec::new(),
-            })
-            .await
-            .unwrap();
+        let sandbox = rt.test_sandbox().await;
         if let Some(command) = command {
             let id = rt
                 .create_container(

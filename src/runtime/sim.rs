@@ -976,6 +976,25 @@ fn shell_words(statement: &str) -> Vec<String> {
 }
 
 #[cfg(test)]
+impl SimRuntime {
+    /// For unit tests that need a simulated pod: the sandbox of pod `shop/web` on `node-1`.
+    pub(crate) async fn test_sandbox(&self) -> String {
+        self.run_pod_sandbox(&SandboxConfig {
+            uid: "uid-1".into(),
+            namespace: "shop".into(),
+            name: "web".into(),
+            hostname: "web".into(),
+            node: "node-1".into(),
+            pod_cidr: "10.244.1.0/24".into(),
+            dns_search: vec!["shop.svc.cluster.local".into()],
+            dns_servers: Vec::new(),
+        })
+        .await
+        .expect("a simulated sandbox")
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

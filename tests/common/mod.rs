@@ -459,24 +459,14 @@ pub fn run_python(script: &str, args: &[&str]) -> String {
 
 impl Cluster {
     /// Runs a Python script with the official Kubernetes client loaded from this cluster's
-    /// kubeconfig (as `api`, a `CoreV1Api`; `KUBECONFIG` points at it too); fails the test
-    /// when the script does, and returns what it printed.
+    /// kubeconfig (as `api`, a `CoreV1Api`); fails the test when the script does, and returns
+    /// what it printed.
     pub fn python(&self, script: &str) -> String {
         let prelude = "import sys\nfrom kubernetes import client, config\nconfig.load_kube_config(config_file=sys.argv[1])\napi = client.CoreV1Api()\n";
-        let out = Command::new(python())
-            .arg("-c")
-            .arg(format!("{prelude}{script}"))
-            .arg(self.kubeconfig())
-            .env("KUBECONFIG", self.kubeconfig())
-            .stdin(Stdio::null())
-            .output()
-            .expect("run python");
-        assert!(
-            out.status.success(),
-            "the Python script failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        let kubeconfig = self.kubeconfig();
+        run_python(
+            &format!("{prelude}{script}"),
+            &[kubeconfig.to_str().expect("a UTF-8 path")],
+        )
     }
 }
