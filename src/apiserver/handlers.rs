@@ -1480,8 +1480,20 @@ async fn delete_collection(
     }
     Ok(json_response(
         StatusCode::OK,
-        &json!({"kind": format!("{}List", resource.kind), "apiVersion": resource.api_version(), "metadata": {}, "items": deleted}),
+        &json!({"kind": format!("{}List", resource.kind), "apiVersion": resource.api_version(), "metadata": {}, "items": list_items(deleted)}),
     ))
+}
+
+/// Objects as a list's items: without `kind` and `apiVersion`, which kube-apiserver leaves out
+/// of list items (the list says them once; `decode_raw` does the same for stored bytes).
+fn list_items(mut items: Vec<Value>) -> Vec<Value> {
+    for item in &mut items {
+        if let Some(map) = item.as_object_mut() {
+            map.remove("kind");
+            map.remove("apiVersion");
+        }
+    }
+    items
 }
 
 /// A continue token: the revision of the first page and the last key returned, as the real
@@ -1628,7 +1640,7 @@ async fn list(
         ));
     }
     if !raw {
-        let body = json!({"kind": format!("{}List", resource.kind), "apiVersion": resource.api_version(), "metadata": metadata, "items": items});
+        let body = json!({"kind": format!("{}List", resource.kind), "apiVersion": resource.api_version(), "metadata": metadata, "items": list_items(items)});
         return Ok(json_response(StatusCode::OK, &body));
     }
     // The body goes out in chunks of about 256 KiB, so a large list starts flowing at once.
