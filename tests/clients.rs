@@ -218,6 +218,18 @@ print(type(d.status).__name__)
         text.contains("\"items\":[{\"metadata\":{\"name\":\"web\""),
         "{text}"
     );
+    // So do the items of a list filtered on other fields than metadata's.
+    cluster.ok(&["run", "waiting", "--image=orrery/hello"]);
+    let (_, body) = raw_get(
+        &client,
+        "/api/v1/namespaces/default/pods?fieldSelector=status.phase%3DPending",
+    )
+    .await;
+    let text = String::from_utf8(body).unwrap();
+    assert!(
+        text.contains("\"items\":[{\"metadata\":{\"name\":\"waiting\""),
+        "{text}"
+    );
     // Watch events are `{"type":...,"object":...}`.
     let (_, body) = raw_get(
         &client,
