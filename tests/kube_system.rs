@@ -9,16 +9,6 @@ use common::{Cluster, rows};
 
 const NODE: &str = "orrery-control-plane";
 
-fn orrery_ok(c: &Cluster, args: &[&str]) {
-    let out = c.orrery(args);
-    assert!(
-        out.status.success(),
-        "orrery {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Waits until every kube-system pod is Running with its container ready.
 /// Waits (20 s at most) until the Ready conditions of the kube-system pods read `expected`.
 fn wait_ready_conditions(c: &Cluster, expected: &str) {
     c.eventually(
@@ -35,6 +25,7 @@ fn wait_ready_conditions(c: &Cluster, expected: &str) {
     );
 }
 
+/// Waits until every kube-system pod is Running with its container ready.
 fn wait_control_plane_ready(c: &Cluster) -> String {
     c.eventually(
         &[
@@ -227,7 +218,7 @@ fn a_stopped_component_makes_its_pod_not_ready_until_it_comes_back() {
     };
     assert!(state().starts_with("True 0 {\"running\""), "{}", state());
 
-    orrery_ok(&c, &["component", "stop", "scheduler"]);
+    c.orrery_ok(&["component", "stop", "scheduler"]);
     let stopped = c.eventually(
         &["get", "pod", "-n", "kube-system", &pod, "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status} {.status.containerStatuses[0].state.terminated.exitCode}"],
         10,
@@ -249,7 +240,7 @@ fn a_stopped_component_makes_its_pod_not_ready_until_it_comes_back() {
     ]);
     assert_eq!(ready, "true");
 
-    orrery_ok(&c, &["component", "start", "scheduler"]);
+    c.orrery_ok(&["component", "start", "scheduler"]);
     c.eventually(
         &["get", "pod", "-n", "kube-system", &pod, "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status} {.status.containerStatuses[0].restartCount} {.status.containerStatuses[0].lastState.terminated.exitCode}"],
         10,
@@ -423,12 +414,12 @@ fn a_stopped_control_plane_kubelet_leaves_its_pods_unready_until_it_is_back() {
         ],
     );
     wait_control_plane_ready(&c);
-    orrery_ok(&c, &["node", "stop", NODE]);
+    c.orrery_ok(&["node", "stop", NODE]);
     // The node lifecycle controller marks the silent node's pods not ready; its components
     // still run, but nobody reports them.
     wait_ready_conditions(&c, "False False False False");
     // Back: the kubelet writes the components' true state again.
-    orrery_ok(&c, &["node", "start", NODE]);
+    c.orrery_ok(&["node", "start", NODE]);
     wait_control_plane_ready(&c);
     wait_ready_conditions(&c, "True True True True");
 }
@@ -438,14 +429,7 @@ fn a_stopped_control_plane_kubelet_leaves_its_pods_unready_until_it_is_back() {
 #[test]
 fn with_etcd_the_store_pod_is_etcd() {
     use orrery::store::etcd::LocalEtcd;
-    if !LocalEtcd::available() {
-        let required =
-            std::env::var_os("ORRERY_REQUIRE_ETCD").is_some() || std::env::var_os("CI").is_some();
-        assert!(
-            !required,
-            "etcd is required here but there is no `etcd` binary"
-        );
-        eprintln!("skipped: no `etcd` binary (apt-get install etcd-server)");
+    if !common::etcd_available() {
         return;
     }
     let runtime = tokio::runtime::Runtime::new().unwrap();

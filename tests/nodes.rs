@@ -6,16 +6,6 @@ mod common;
 
 use common::{Cluster, rows};
 
-fn orrery_ok(c: &Cluster, args: &[&str]) -> String {
-    let out = c.orrery(args);
-    assert!(
-        out.status.success(),
-        "orrery {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
 #[test]
 fn a_stopped_node_goes_unknown_and_its_pods_are_replaced_elsewhere() {
     let c = Cluster::start_in(
@@ -55,11 +45,11 @@ fn a_stopped_node_goes_unknown_and_its_pods_are_replaced_elsewhere() {
     assert!(placed.contains("node-2"), "{placed}");
 
     assert_eq!(
-        orrery_ok(&c, &["node", "stop", "node-2"]),
+        c.orrery_ok(&["node", "stop", "node-2"]),
         "orrery: node node-2 stopped\n"
     );
     assert_eq!(
-        orrery_ok(&c, &["node", "stop", "node-2"]),
+        c.orrery_ok(&["node", "stop", "node-2"]),
         "orrery: node node-2 was already stopped\n"
     );
     // The node lifecycle controller notices the silence...
@@ -109,7 +99,7 @@ fn a_stopped_node_goes_unknown_and_its_pods_are_replaced_elsewhere() {
     // The kubelet comes back: the node is Ready again, loses its taints, and finishes deleting
     // the pods that were evicted from it.
     assert_eq!(
-        orrery_ok(&c, &["node", "start", "node-2"]),
+        c.orrery_ok(&["node", "start", "node-2"]),
         "orrery: node node-2 started\n"
     );
     c.eventually(&["get", "node", "node-2", "-o", ready], 20, |t| {
@@ -151,7 +141,7 @@ fn stopped_components_stop_working_until_started_again() {
 
     // No scheduler: a new pod waits, unbound.
     assert_eq!(
-        orrery_ok(&c, &["component", "stop", "scheduler"]),
+        c.orrery_ok(&["component", "stop", "scheduler"]),
         "orrery: component scheduler stopped\n"
     );
     c.ok(&["run", "waiting", "--image=nginx"]);
@@ -167,7 +157,7 @@ fn stopped_components_stop_working_until_started_again() {
         ]),
         "|Pending"
     );
-    orrery_ok(&c, &["component", "start", "scheduler"]);
+    c.orrery_ok(&["component", "start", "scheduler"]);
     c.eventually(
         &["get", "pod", "waiting", "-o", "jsonpath={.status.phase}"],
         20,
@@ -175,12 +165,12 @@ fn stopped_components_stop_working_until_started_again() {
     );
 
     // No controller manager: a deployment gets no ReplicaSet.
-    orrery_ok(&c, &["component", "stop", "controller-manager"]);
+    c.orrery_ok(&["component", "stop", "controller-manager"]);
     c.ok(&["create", "deployment", "later", "--image=nginx"]);
     #[allow(clippy::disallowed_methods)] // a plain test thread, not a tokio worker
     std::thread::sleep(std::time::Duration::from_secs(2));
     assert_eq!(c.ok(&["get", "rs", "-o", "name"]), "");
-    orrery_ok(&c, &["component", "start", "controller-manager"]);
+    c.orrery_ok(&["component", "start", "controller-manager"]);
     c.eventually(
         &["rollout", "status", "deployment/later", "--timeout=1s"],
         30,
@@ -188,7 +178,7 @@ fn stopped_components_stop_working_until_started_again() {
     );
 
     // No API server: kubectl gets 503, the control endpoints still answer.
-    orrery_ok(&c, &["component", "stop", "apiserver"]);
+    c.orrery_ok(&["component", "stop", "apiserver"]);
     let err = c.fails(&["get", "pods"], None);
     assert!(
         err.contains("the API server is stopped")
@@ -196,7 +186,7 @@ fn stopped_components_stop_working_until_started_again() {
             || err.contains("503"),
         "{err}"
     );
-    orrery_ok(&c, &["component", "start", "apiserver"]);
+    c.orrery_ok(&["component", "start", "apiserver"]);
     assert!(c.ok(&["get", "pods"]).contains("waiting"));
 
     let err = c.orrery(&["component", "stop", "etcd"]);

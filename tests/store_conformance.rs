@@ -4,6 +4,9 @@
 //! started for the test on 127.0.0.1 (Debian's `etcd-server`). Without an `etcd` binary the etcd
 //! checks are skipped, unless `ORRERY_REQUIRE_ETCD` or `CI` is set, where they fail instead.
 
+#[cfg(feature = "etcd")]
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,14 +37,7 @@ impl Backend {
     #[cfg(feature = "etcd")]
     async fn etcd() -> Option<Backend> {
         use orrery::store::etcd::{EtcdStore, LocalEtcd};
-        if !LocalEtcd::available() {
-            let required = std::env::var_os("ORRERY_REQUIRE_ETCD").is_some()
-                || std::env::var_os("CI").is_some();
-            assert!(
-                !required,
-                "etcd is required here but there is no `etcd` binary (apt-get install etcd-server)"
-            );
-            eprintln!("skipped: no `etcd` binary (apt-get install etcd-server)");
+        if !common::etcd_available() {
             return None;
         }
         let local = LocalEtcd::start(None).await.unwrap();

@@ -490,12 +490,12 @@ pub(crate) async fn exec(
 }
 
 /// One attempt of any kind of probe (or preStop/postStart handler with the same actions).
-pub(crate) async fn attempt(
-    probe: &Probe,
-    runtime: &dyn ContainerRuntime,
+pub(crate) async fn attempt<'a>(
+    probe: &'a Probe,
+    runtime: &'a dyn ContainerRuntime,
     id: &str,
     container: &Container,
-    target: &Target,
+    target: &'a Target,
     timeout: Duration,
 ) -> Attempt {
     if let Some(e) = &probe.exec {
@@ -508,38 +508,26 @@ pub(crate) async fn attempt(
         .await;
     }
     // Where an httpGet or tcpSocket probe connects: its own host, or the pod's IP.
-    let host_of = |host: &Option<String>| {
-        host.clone()
-            .filter(|h| !h.is_empty())
-            .unwrap_or_else(|| target.pod_ip.clone())
+    let dial = |host: &'a Option<String>, p: &IntOrString| {
+        port(p, container).map(|port| Dial {
+            runtime,
+            sandbox: &target.sandbox,
+            host: host
+                .as_deref()
+                .filter(|h| !h.is_empty())
+                .unwrap_or(&target.pod_ip),
+            port,
+        })
     };
     if let Some(h) = &probe.http_get {
-        let host = host_of(&h.host);
-        return match port(&h.port, container) {
-            Ok(port) => {
-                let dial = Dial {
-                    runtime,
-                    sandbox: &target.sandbox,
-                    host: &host,
-                    port,
-                };
-                http(h, dial, timeout).await
-            }
+        return match dial(&h.host, &h.port) {
+            Ok(dial) => http(h, dial, timeout).await,
             Err(e) => Attempt::Error(e),
         };
     }
     if let Some(t) = &probe.tcp_socket {
-        let host = host_of(&t.host);
-        return match port(&t.port, container) {
-            Ok(port) => {
-                let dial = Dial {
-                    runtime,
-                    sandbox: &target.sandbox,
-                    host: &host,
-                    port,
-                };
-                tcp(dial, timeout).await
-            }
+        return match dial(&t.host, &t.port) {
+            Ok(dial) => tcp(dial, timeout).await,
             Err(e) => Attempt::Error(e),
         };
     }

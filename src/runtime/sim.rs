@@ -224,6 +224,18 @@ struct State {
     pulled: std::collections::HashSet<String>,
 }
 
+impl State {
+    /// The sandbox `id`, for a connection to its pod.
+    fn sandbox(&self, id: &str) -> std::io::Result<&SandboxConfig> {
+        self.sandboxes.get(id).ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("sandbox {id:?} not found"),
+            )
+        })
+    }
+}
+
 /// The simulated runtime. Cheap to clone.
 #[derive(Clone, Default)]
 pub struct SimRuntime {
@@ -347,12 +359,7 @@ impl SimRuntime {
     fn connect(&self, sandbox: &str, port: u16) -> std::io::Result<PodConnection> {
         let (server, identity, exited) = {
             let state = self.lock();
-            let config = state.sandboxes.get(sandbox).ok_or_else(|| {
-                std::io::Error::new(
-                    std::io::ErrorKind::NotFound,
-                    format!("sandbox {sandbox:?} not found"),
-                )
-            })?;
+            let config = state.sandbox(sandbox)?;
             let mut running: Vec<&Container> = state
                 .containers
                 .values()
@@ -678,12 +685,7 @@ impl ContainerRuntime for SimRuntime {
     async fn dial(&self, sandbox: &str, host: &str, port: u16) -> std::io::Result<PodConnection> {
         let pod = {
             let state = self.lock();
-            let config = state.sandboxes.get(sandbox).ok_or_else(|| {
-                std::io::Error::new(
-                    std::io::ErrorKind::NotFound,
-                    format!("sandbox {sandbox:?} not found"),
-                )
-            })?;
+            let config = state.sandbox(sandbox)?;
             if ip_of(config) == host {
                 Some(sandbox.to_owned())
             } else {

@@ -230,6 +230,18 @@ impl Cluster {
             .expect("run orrery")
     }
 
+    /// Runs `orrery <args>` against this cluster, fails the test if it fails, and returns its
+    /// standard output.
+    pub fn orrery_ok(&self, args: &[&str]) -> String {
+        let out = self.orrery(args);
+        assert!(
+            out.status.success(),
+            "orrery {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
     /// The resourceVersion of `kind/name` once the controllers have stopped writing to it (the
     /// same for a second in a row; at most 10 s).
     #[allow(clippy::disallowed_methods)] // a plain test thread, not a tokio worker
@@ -469,4 +481,22 @@ impl Cluster {
             &[kubeconfig.to_str().expect("a UTF-8 path")],
         )
     }
+}
+
+/// Whether an `etcd` binary is here to start. Without one the caller skips its test, unless
+/// `ORRERY_REQUIRE_ETCD` or `CI` is set, where the test fails instead: CI installs etcd, so a
+/// missing one there is a broken test command, not a reason to pass quietly.
+#[cfg(feature = "etcd")]
+pub fn etcd_available() -> bool {
+    if orrery::store::etcd::LocalEtcd::available() {
+        return true;
+    }
+    let required =
+        std::env::var_os("ORRERY_REQUIRE_ETCD").is_some() || std::env::var_os("CI").is_some();
+    assert!(
+        !required,
+        "etcd is required here but there is no `etcd` binary (apt-get install etcd-server)"
+    );
+    eprintln!("skipped: no `etcd` binary (apt-get install etcd-server)");
+    false
 }
