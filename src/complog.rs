@@ -196,19 +196,21 @@ impl ComponentLogs {
         Self::default()
     }
 
-    /// Starts keeping the logs under `dir` (emptied first: the logs of an earlier `orrery up`
-    /// belong to runs that are gone). A writer thread appends the lines, so no component waits
-    /// for a disk. Only the first call counts.
+    /// Starts keeping the logs under `dir`, one directory a component (each emptied first: the
+    /// logs of an earlier `orrery up` belong to runs that are gone; nothing else in `dir` is
+    /// touched). A writer thread appends the lines, so no component waits for a disk. Only the
+    /// first call counts.
     pub fn write_to(&self, dir: &Path) -> std::io::Result<()> {
         if self.sink.get().is_some() {
             return Ok(());
         }
-        match std::fs::remove_dir_all(dir) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-            _ => {}
-        }
         for component in Component::ALL {
-            std::fs::create_dir_all(dir.join(component.log_name()))?;
+            let own = dir.join(component.log_name());
+            match std::fs::remove_dir_all(&own) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+            std::fs::create_dir_all(own)?;
         }
         let (tx, rx) = mpsc::channel();
         let dir = dir.to_owned();

@@ -1,7 +1,7 @@
 //! The control plane as kubeadm lays it out: a control-plane node (`<cluster>-control-plane`, as
 //! kind names it) whose kubelet runs the control plane as static pods, read from manifests that
 //! `kubeadm init` writes into `/etc/kubernetes/manifests`. `orrery up` plays kubeadm's part: it
-//! writes one manifest per component into `<state-dir>/manifests` ([`write_manifests`]), and the
+//! writes one manifest per component into `<state-dir>/kubernetes/manifests` ([`write_manifests`]), and the
 //! control-plane node's kubelet ([`crate::kubelet`]'s static pods) shows each as a mirror pod in
 //! `kube-system`.
 //!
@@ -33,9 +33,11 @@ pub fn node_name(cluster: &str) -> String {
     format!("{cluster}-control-plane")
 }
 
-/// Where `orrery up` writes the static pod manifests (kubeadm's `/etc/kubernetes/manifests`).
+/// Where `orrery up` writes the static pod manifests: `<state-dir>/kubernetes/manifests`, as
+/// kubeadm's `/etc/kubernetes/manifests` (and not a bare `manifests/`, which in a project
+/// directory holds the project's own manifests).
 pub fn manifests_dir(state_dir: &Path) -> PathBuf {
-    state_dir.join("manifests")
+    state_dir.join("kubernetes").join("manifests")
 }
 
 /// Where the components' logs are kept ([`crate::complog`]).
@@ -73,7 +75,6 @@ fn other_store_file(store: &StoreUrl) -> &'static str {
 pub fn manifests(layout: &Layout<'_>) -> Vec<(&'static str, Value)> {
     let pki = layout.state_dir.join("pki");
     let pki = pki.display();
-    let pid = std::process::id();
     let (not_ready, unreachable) = layout.toleration_seconds;
     let mut apiserver_command = vec![
         "kube-apiserver".to_owned(),
@@ -86,6 +87,8 @@ pub fn manifests(layout: &Layout<'_>) -> Vec<(&'static str, Value)> {
         apiserver_command.push(format!("--etcd-servers={}", endpoints.join(",")));
     }
     apiserver_command.extend([
+        format!("--kubelet-client-certificate={pki}/apiserver-kubelet-client.crt"),
+        format!("--kubelet-client-key={pki}/apiserver-kubelet-client.key"),
         format!("--secure-port={}", layout.port),
         format!("--tls-cert-file={pki}/apiserver.crt"),
         format!("--tls-private-key-file={pki}/apiserver.key"),
@@ -97,7 +100,6 @@ pub fn manifests(layout: &Layout<'_>) -> Vec<(&'static str, Value)> {
         apiserver_command,
         "250m",
         Some(layout.port),
-        pid,
         json!({"kubeadm.kubernetes.io/kube-apiserver.advertise-address.endpoint": format!("127.0.0.1:{}", layout.port)}),
         Some(("k8s-certs", layout.state_dir.join("pki"))),
     );
@@ -113,7 +115,6 @@ pub fn manifests(layout: &Layout<'_>) -> Vec<(&'static str, Value)> {
                 ],
                 "100m",
                 None,
-                pid,
                 json!({"kubeadm.kubernetes.io/etcd.advertise-client-urls": endpoints.join(",")}),
                 None,
             ),
@@ -131,7 +132,6 @@ pub fn manifests(layout: &Layout<'_>) -> Vec<(&'static str, Value)> {
                     ],
                     "100m",
                     None,
-                    pid,
                     json!({}),
                     file.parent().map(|dir| ("store-data", dir.to_owned())),
                 ),
@@ -152,7 +152,6 @@ pub fn manifests(layout: &Layout<'_>) -> Vec<(&'static str, Value)> {
         ],
         "200m",
         None,
-        pid,
         json!({}),
         None,
     );
@@ -166,7 +165,6 @@ pub fn manifests(layout: &Layout<'_>) -> Vec<(&'static str, Value)> {
         ],
         "100m",
         None,
-        pid,
         json!({}),
         None,
     );
@@ -187,13 +185,12 @@ fn pod(
     command: Vec<String>,
     cpu: &str,
     port: Option<u16>,
-    pid: u32,
     mut annotations: Value,
     volume: Option<(&str, PathBuf)>,
 ) -> Value {
     let component = Component::from_log_name(name).unwrap_or(Component::Store);
     annotations[PICTURE] = json!(format!(
-        "{name} runs inside the orrery process (pid {pid}) as one of its components, not in a \
+        "{name} runs inside the `orrery up` process as one of its components, not in a \
          container. This static pod is kubeadm's manifest for it with Orrery's settings; its \
          status follows the component (orrery component stop|start {}), its log is the \
          component's own lines.",

@@ -129,14 +129,16 @@ fn write(path: &Path, contents: &str, private: bool) -> Result<(), PkiError> {
     std::io::Write::write_all(&mut file, contents.as_bytes()).map_err(io_error(path))
 }
 
-/// Creates `dir` (and any missing parent) readable by its owner only.
+/// Makes `dir` (and any missing parent) readable by its owner only; an existing `dir` (made
+/// 0755 by an earlier version) is tightened to 0700 too.
 fn create_private_dir(dir: &Path) -> Result<(), PkiError> {
-    use std::os::unix::fs::DirBuilderExt;
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)
-        .map_err(io_error(dir))
+        .map_err(io_error(dir))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io_error(dir))
 }
 
 fn cert_error(name: &str) -> impl Fn(rcgen::Error) -> PkiError + '_ {

@@ -122,7 +122,12 @@ fn the_control_plane_runs_as_static_pods_on_a_tainted_control_plane_node() {
             .contains("runs inside the orrery process"),
     );
     // The manifest it mirrors is where kubeadm would keep it.
-    assert!(c.dir.path().join("manifests/kube-scheduler.yaml").exists());
+    assert!(
+        c.dir
+            .path()
+            .join("kubernetes/manifests/kube-scheduler.yaml")
+            .exists()
+    );
 
     // Workloads stay off the tainted node; the scheduler's log says where they went.
     c.ok(&[

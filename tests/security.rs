@@ -316,7 +316,11 @@ fn earlier_version(dir: &Path) {
     leaf("apiserver", "kube-apiserver", None, true);
     leaf("admin", "kubernetes-admin", Some("system:masters"), false);
     std::fs::write(dir.join("store.redb"), "").unwrap();
-    for (path, mode) in [(dir.join("store.redb"), 0o644), (dir.to_owned(), 0o755)] {
+    for (path, mode) in [
+        (dir.join("store.redb"), 0o644),
+        (dir.join("pki"), 0o755),
+        (dir.to_owned(), 0o755),
+    ] {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
     }
 }
@@ -340,6 +344,7 @@ fn an_earlier_versions_state_is_brought_up_to_the_rules() {
     let (state, pki) = (c.dir.path(), c.dir.path().join("pki"));
     assert_eq!(mode(state), 0o700, "the state directory is tightened");
     assert_eq!(mode(state.join("store.redb")), 0o600);
+    assert_eq!(mode(&pki), 0o700, "and its pki directory");
     assert!(
         c.log().contains("it is now 0700"),
         "orrery up says so: {}",

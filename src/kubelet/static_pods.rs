@@ -1,7 +1,7 @@
 //! Static pods and their mirror pods, as the kubelet of a kubeadm control-plane node keeps them.
 //!
 //! A kubelet started with a manifest directory (kubeadm's `/etc/kubernetes/manifests`, here
-//! `<state-dir>/manifests`, see [`crate::control_plane`]) reads a pod from each file there,
+//! `<state-dir>/kubernetes/manifests`, see [`crate::control_plane`]) reads a pod from each file there,
 //! names it `<name>-<node>`, gives it the file's hash as `kubernetes.io/config.hash` (its UID),
 //! `kubernetes.io/config.seen`, `kubernetes.io/config.source: file` and a toleration of every
 //! `NoExecute` taint (so node trouble never evicts it), and runs it. The API server learns of it
@@ -420,17 +420,9 @@ pub(super) async fn run(
     let started = jiff::Timestamp::now()
         .strftime("%Y-%m-%dT%H:%M:%S%.6fZ")
         .to_string();
-    let nodes: Api<Node> = Api::all(kubelet.client.clone());
-    let node_uid = loop {
-        match nodes.get_opt(&node).await {
-            Ok(Some(n)) => break n.metadata.uid.unwrap_or_default(),
-            _ => tokio::time::sleep(SYNC).await,
-        }
-    };
     let mut manager = Manager {
         kubelet,
         node,
-        node_uid,
         pods,
         store_started: started,
         mirrors: HashMap::new(),
@@ -453,7 +445,6 @@ pub(super) async fn run(
 struct Manager {
     kubelet: Arc<Kubelet>,
     node: String,
-    node_uid: String,
     pods: Vec<StaticPod>,
     /// When the store's picture started (the store runs as long as the process).
     store_started: String,
@@ -528,8 +519,12 @@ impl Manager {
             delete_orphan(&self.kubelet.client, existing).await;
             self.mirrors.remove(&pod.name);
         }
-        let mirror: Pod =
-            serde_json::from_value(mirror_of(pod, &self.node, &self.node_uid)).ok()?;
+        // The owner is the Node as it is now, read at each creation as upstream's mirror client
+        // does: a Node deleted and registered again has a new UID, and the garbage collector
+        // removes the mirror pods of the old one.
+        let nodes: Api<Node> = Api::all(self.kubelet.client.clone());
+        let node_uid = nodes.get_opt(&self.node).await.ok()??.metadata.uid?;
+        let mirror: Pod = serde_json::from_value(mirror_of(pod, &self.node, &node_uid)).ok()?;
         match api.create(&PostParams::default(), &mirror).await {
             Ok(created) => {
                 self.mirrors.insert(pod.name.clone(), created.clone());
