@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::apiserver::KUBERNETES_VERSION;
+use crate::apimachinery::KUBERNETES_VERSION;
 use crate::complog::Component;
 use crate::store::StoreUrl;
 

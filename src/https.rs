@@ -88,8 +88,8 @@ impl<F> Handler for F where
 const FIRST_BACKOFF: Duration = Duration::from_millis(5);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
-/// Accepts connections until `shutdown` completes, then stops accepting (open connections end
-/// with the process). Each request goes to `handler` with the client's identity (`None`: no
+/// Accepts connections until `shutdown` completes; the open connections end when it does (or
+/// when this future is dropped), as a stopped server's connections end with it. Each request goes to `handler` with the client's identity (`None`: no
 /// certificate, or one the cluster's CA did not sign).
 pub async fn serve<H>(
     listener: TcpListener,
@@ -104,7 +104,9 @@ pub async fn serve<H>(
     let handler = Arc::new(handler);
     tokio::pin!(shutdown);
     let (mut failures, mut backoff) = (0u64, Duration::ZERO);
+    let mut connections = tokio::task::JoinSet::new();
     loop {
+        while connections.try_join_next().is_some() {}
         let accepted = tokio::select! {
             _ = &mut shutdown => return,
             accepted = listener.accept() => accepted,
@@ -115,7 +117,7 @@ pub async fn serve<H>(
                     tracing::warn!(failures, "accepting connections again");
                     (failures, backoff) = (0, Duration::ZERO);
                 }
-                tokio::spawn(connection(
+                connections.spawn(connection(
                     stream,
                     remote,
                     acceptor.clone(),

@@ -218,6 +218,25 @@ print(type(d.status).__name__)
         text.contains("\"items\":[{\"metadata\":{\"name\":\"web\""),
         "{text}"
     );
+    assert!(text.ends_with("]}\n"), "{text}");
+    // A page's ListMeta in Go's order: resourceVersion, then continue.
+    cluster.ok(&["create", "deployment", "api", "--image=orrery/hello"]);
+    let (_, body) = raw_get(
+        &client,
+        "/apis/apps/v1/namespaces/default/deployments?limit=1",
+    )
+    .await;
+    let text = String::from_utf8(body).unwrap();
+    let meta = text
+        .strip_prefix("{\"kind\":\"DeploymentList\",\"apiVersion\":\"apps/v1\",\"metadata\":{")
+        .and_then(|t| t.split_once('}'))
+        .map(|(meta, _)| meta)
+        .unwrap_or_else(|| panic!("{text}"));
+    let keys: Vec<&str> = meta
+        .split(',')
+        .map(|pair| pair.split(':').next().unwrap())
+        .collect();
+    assert_eq!(keys, ["\"resourceVersion\"", "\"continue\""], "{text}");
     // So do the items of a list filtered on other fields than metadata's.
     cluster.ok(&["run", "waiting", "--image=orrery/hello"]);
     let (_, body) = raw_get(

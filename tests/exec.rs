@@ -495,3 +495,41 @@ fn kube_rs_port_forward_works() {
         forwarder.abort();
     });
 }
+
+/// A kubelet's streams end with it: `orrery node stop` ends an exec session in progress (and
+/// kubectl with it), as stopping a real node's kubelet does.
+#[test]
+fn stopping_the_node_ends_its_exec_sessions() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+
+    let c = cluster_with("");
+    let mut child = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(c.kubeconfig())
+        .args(["exec", "-i", "web", "-c", "side", "--", "cat"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let stdout = lines_of(child.stdout.take().unwrap());
+    let mut kubectl = Background(child);
+    stdin.write_all(b"ping\n").unwrap();
+    assert_eq!(
+        stdout.recv_timeout(Duration::from_secs(20)).as_deref(),
+        Ok("ping"),
+        "the session is open"
+    );
+    c.orrery_ok(&["node", "stop", "node-1"]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while kubectl.0.try_wait().unwrap().is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "kubectl exec still runs after its node stopped"
+        );
+        let _ = stdout.recv_timeout(Duration::from_millis(100));
+    }
+    drop(stdin);
+}

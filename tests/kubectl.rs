@@ -1202,3 +1202,61 @@ fn deleting_a_namespace_removes_everything_in_it() {
         ""
     );
 }
+
+/// Deleting a pod follows kube-apiserver's `CheckGracefulDelete`: a negative grace period is one
+/// second, a period past what a timestamp can say is clamped (never a crash), and a pod whose
+/// containers have all ended goes at once.
+#[test]
+fn pod_grace_periods_are_checked_as_upstream_checks_them() {
+    let c = Cluster::start();
+    for name in ["negative", "huge", "done"] {
+        let pod = format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  nodeName: ghost\n  \
+             containers: [{{name: c, image: orrery/hello}}]\n"
+        );
+        c.ok_with(&["create", "-f", "-"], Some(&pod));
+    }
+    let path = "/api/v1/namespaces/default/pods";
+    c.ok(&[
+        "delete",
+        "--raw",
+        &format!("{path}/negative?gracePeriodSeconds=-5"),
+    ]);
+    assert_eq!(
+        c.ok(&[
+            "get",
+            "pod",
+            "negative",
+            "-o",
+            "jsonpath={.metadata.deletionGracePeriodSeconds}"
+        ]),
+        "1"
+    );
+    let max = i64::MAX;
+    c.ok(&[
+        "delete",
+        "--raw",
+        &format!("{path}/huge?gracePeriodSeconds={max}"),
+    ]);
+    let deletion = c.ok(&[
+        "get",
+        "pod",
+        "huge",
+        "-o",
+        "jsonpath={.metadata.deletionTimestamp} {.metadata.deletionGracePeriodSeconds}",
+    ]);
+    let (at, grace) = deletion.split_once(' ').unwrap();
+    assert!(at.starts_with("9999-12-"), "{deletion}");
+    assert_eq!(grace, max.to_string());
+    c.ok(&[
+        "patch",
+        "pod",
+        "done",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"phase":"Succeeded"}}"#,
+    ]);
+    c.ok(&["delete", "pod", "done", "--wait=false"]);
+    assert!(c.fails(&["get", "pod", "done"], None).contains("NotFound"));
+}

@@ -718,3 +718,36 @@ fn a_finished_pod_whose_sandbox_is_gone_is_still_deleted() {
         "the kubelet deletes the finished pod for good"
     );
 }
+
+/// A second deletion with a shorter grace period cuts a termination short, as upstream's pod
+/// worker restarts it: a preStop hook that would hold the pod for ten minutes gives way to a
+/// one-second grace period, and the pod goes within seconds.
+#[test]
+fn a_shorter_second_deletion_cuts_the_termination_short() {
+    let c = Cluster::with_nodes(1);
+    c.apply(
+        r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "slow"},
+        "spec": {"terminationGracePeriodSeconds": 600,
+          "containers": [{"name": "app", "image": "orrery/hello",
+            "lifecycle": {"preStop": {"exec": {"command": ["sleep", "600"]}}}}]}}"#,
+    );
+    c.eventually(
+        &["get", "pod", "slow", "-o", "jsonpath={.status.phase}"],
+        20,
+        |t| t == "Running",
+    );
+    c.ok(&["delete", "pod", "slow", "--wait=false"]);
+    c.eventually(
+        &[
+            "get",
+            "events",
+            "--field-selector=involvedObject.name=slow,reason=Killing",
+            "-o",
+            "name",
+        ],
+        20,
+        |t| !t.is_empty(),
+    );
+    c.ok(&["delete", "pod", "slow", "--wait=false", "--grace-period=1"]);
+    c.ok(&["wait", "--for=delete", "pod/slow", "--timeout=30s"]);
+}

@@ -2,9 +2,13 @@
 //! `k8s.io/apimachinery` is shared: how query parameters convert ([`params`]), how Go decodes
 //! `[]byte` fields ([`bytes`]), which facts of the Go types decide what a client sees
 //! ([`gotypes`]), and how objects are written on the wire as Go's `encoding/json` writes them
-//! ([`wire`]). Nothing here knows of any component; every component may import it.
+//! ([`wire`]), and the Kubernetes version Orrery is ([`KUBERNETES_VERSION`]). Nothing here knows of any component; every component may import it.
 
 pub mod bytes;
 pub mod gotypes;
 pub mod params;
 pub mod wire;
+
+/// The Kubernetes version Orrery reports: the API server's `/version`, the kubelets'
+/// `kubeletVersion`, the control plane's images (its types are `k8s-openapi`'s for this version).
+pub const KUBERNETES_VERSION: &str = "v1.33.0";

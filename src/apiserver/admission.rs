@@ -590,7 +590,8 @@ pub(crate) fn prepare_for_create(resource: &Resource, object: &mut Value) {
         if !list.iter().any(|f| f == "kubernetes") {
             list.push(json!("kubernetes"));
         }
-        object_at(object, "status").insert("phase".into(), json!("Active"));
+        // On create the status is Active, whatever the client sent.
+        object["status"] = json!({"phase": "Active"});
     }
 }
 

@@ -2,27 +2,60 @@
 //! discovery (`apidiscovery.k8s.io/v2`), and a minimal OpenAPI v3 that tells kubectl the server
 //! validates fields itself.
 
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use http::HeaderMap;
 use serde_json::{Value, json};
 
 use super::errors::ApiError;
+use super::json_response;
 use super::path::Route;
 use super::resources::{self, RESOURCES, Resource};
-use super::{KUBERNETES_VERSION, json_response};
+use crate::apimachinery::KUBERNETES_VERSION;
 
-pub(crate) fn version() -> Value {
-    json!({
-        "major": "1",
-        "minor": "33",
-        "gitVersion": KUBERNETES_VERSION,
-        "gitCommit": "orrery",
-        "gitTreeState": "clean",
-        "buildDate": "2026-01-01T00:00:00Z",
-        "goVersion": "rust",
-        "compiler": "rustc",
-        "platform": "linux/amd64",
-    })
+/// apimachinery's `version.Info`, in its Go field order.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct VersionInfo {
+    major: &'static str,
+    minor: &'static str,
+    emulation_major: &'static str,
+    emulation_minor: &'static str,
+    min_compatibility_major: &'static str,
+    min_compatibility_minor: &'static str,
+    git_version: &'static str,
+    git_commit: &'static str,
+    git_tree_state: &'static str,
+    build_date: &'static str,
+    go_version: &'static str,
+    compiler: &'static str,
+    platform: &'static str,
+}
+
+/// `/version`, as kube-apiserver writes it: indented (Go's `json.MarshalIndent`), in Go's field
+/// order, with no newline at the end.
+pub(crate) fn version() -> Response {
+    let info = VersionInfo {
+        major: "1",
+        minor: "33",
+        emulation_major: "1",
+        emulation_minor: "33",
+        min_compatibility_major: "1",
+        min_compatibility_minor: "32",
+        git_version: KUBERNETES_VERSION,
+        git_commit: "orrery",
+        git_tree_state: "clean",
+        build_date: "2026-01-01T00:00:00Z",
+        go_version: "rust",
+        compiler: "rustc",
+        platform: "linux/amd64",
+    };
+    let body = serde_json::to_vec_pretty(&info).expect("plain strings serialise");
+    (
+        http::StatusCode::OK,
+        [(http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
 }
 
 fn api_resource(r: &Resource) -> Vec<Value> {
@@ -231,9 +264,7 @@ pub(crate) fn serve(route: Route, headers: &HeaderMap) -> Result<Response, ApiEr
 }
 
 fn aggregated_response(body: Value) -> Response {
-    let bytes = serde_json::to_vec(&body).unwrap_or_default();
-    let mut response = json_response(http::StatusCode::OK, &Value::Null);
-    *response.body_mut() = axum::body::Body::from(bytes);
+    let mut response = json_response(http::StatusCode::OK, &body);
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static(AGGREGATED),

@@ -28,6 +28,7 @@ const RETRIES: usize = 100_000;
 
 pub(crate) use crate::apimachinery::params::Params;
 use crate::apimachinery::params::flag;
+use crate::apimachinery::wire;
 
 fn params(request: &Request) -> Params {
     crate::apimachinery::params::parse(request.uri().query().unwrap_or_default())
@@ -202,8 +203,8 @@ fn normalize(
             _ => warnings.extend(unknown.iter().map(|f| format!("unknown field \"{f}\""))),
         }
     }
-    // Still as sent (an empty list is not yet gone): defaulting and server-side apply read it
-    // so; the write path's `Resource::canonical` gives it Go's shape.
+    // Still as sent (an empty list is not yet gone), as server-side apply reads it; create and
+    // update give it Go's shape (`Resource::canonical`) before defaulting.
     Ok(typed)
 }
 
@@ -367,13 +368,16 @@ fn canonical(resource: &Resource, object: Value) -> Result<Value, ApiError> {
         .map_err(|e| ApiError::Internal(e.to_string()))
 }
 
-/// Creates an object: the whole write path of a POST.
+/// Creates an object: the whole write path of a POST. A dry run (`dryRun=All`) takes every step
+/// but the store's write, as upstream's `DryRunnableStorage`: the name must still be free, and
+/// the object comes back as it would be stored, without a resourceVersion.
 pub(crate) async fn create_object(
     api: &ApiServer,
     resource: &'static Resource,
     namespace: Option<&str>,
     mut object: Value,
     manager: Option<&str>,
+    dry_run: bool,
 ) -> Result<Value, ApiError> {
     let meta = object["metadata"]
         .as_object_mut()
@@ -445,6 +449,20 @@ pub(crate) async fn create_object(
         check_namespace(api, resource, ns, &name).await?;
     }
     let key = resource.key(namespace.as_deref(), &name);
+    if dry_run {
+        let existing = api
+            .store()
+            .get(&key)
+            .await
+            .map_err(|e| from_store(e, &resource.qualified(), &name))?;
+        if existing.is_some() {
+            return Err(ApiError::AlreadyExists {
+                resource: resource.qualified(),
+                name,
+            });
+        }
+        return Ok(object);
+    }
     let root = gate_write(api, "CREATE", &object).await;
     let revision = api
         .store()
@@ -582,11 +600,7 @@ async fn update_object(
         let Some(current) = current else {
             if allow_create && kind == UpdateKind::Main {
                 let new = make_new(&Value::Null)?;
-                let object = if dry_run {
-                    dry_run_create(api, resource, namespace, new)?
-                } else {
-                    create_object(api, resource, namespace, new, manager).await?
-                };
+                let object = create_object(api, resource, namespace, new, manager, dry_run).await?;
                 return Ok(Updated {
                     object,
                     created: true,
@@ -880,11 +894,16 @@ pub(crate) async fn resource(
                 &params,
                 &mut warnings,
             )?;
-            let object = if params.get("dryRun").is_some_and(|d| d == "All") {
-                dry_run_create(api, resource, namespace.as_deref(), object)?
-            } else {
-                create_object(api, resource, namespace.as_deref(), object, manager).await?
-            };
+            let dry_run = params.get("dryRun").is_some_and(|d| d == "All");
+            let object = create_object(
+                api,
+                resource,
+                namespace.as_deref(),
+                object,
+                manager,
+                dry_run,
+            )
+            .await?;
             json_response(StatusCode::CREATED, &object)
         }
         (Method::POST, Some(name), "binding") => {
@@ -1010,30 +1029,6 @@ pub(crate) async fn resource(
         _ => return Err(ApiError::MethodNotAllowed),
     };
     Ok(with_warnings(response, &warnings))
-}
-
-fn dry_run_create(
-    api: &ApiServer,
-    resource: &Resource,
-    namespace: Option<&str>,
-    mut object: Value,
-) -> Result<Value, ApiError> {
-    if let (true, Some(ns)) = (resource.namespaced, namespace) {
-        object["metadata"]["namespace"] = json!(ns);
-    }
-    object["metadata"]["uid"] = json!(uuid::Uuid::new_v4().to_string());
-    object["metadata"]["creationTimestamp"] = json!(now());
-    let mut object = canonical(resource, object)?;
-    admission::prepare_for_create(resource, &mut object);
-    admission::default(resource, &mut object);
-    if resource.kind == "Pod" {
-        admission::default_toleration_seconds(&mut object, api.default_toleration_seconds());
-    }
-    let causes = admission::validate(resource, &object, None);
-    if !causes.is_empty() {
-        return Err(invalid(resource, name_of(&object), causes));
-    }
-    Ok(object)
 }
 
 pub(crate) async fn get_object(
@@ -1353,14 +1348,22 @@ async fn delete_object(
                     .as_i64()
                     .unwrap_or(30)
             });
-            // A pod that never reached a node has nothing to stop: it goes at once.
-            if object["spec"]["nodeName"]
+            // Upstream's `CheckGracefulDelete`: a pod that never reached a node, or whose
+            // containers have all ended, has nothing to stop and goes at once; a negative period
+            // is one second.
+            let unscheduled = object["spec"]["nodeName"]
                 .as_str()
-                .is_none_or(str::is_empty)
-            {
+                .is_none_or(str::is_empty);
+            let ended = matches!(
+                object["status"]["phase"].as_str(),
+                Some("Succeeded" | "Failed")
+            );
+            if unscheduled || ended {
                 0
+            } else if requested < 0 {
+                1
             } else {
-                requested.max(0)
+                requested
             }
         } else {
             0
@@ -1399,10 +1402,15 @@ async fn delete_object(
                 return Ok(object);
             }
             if let Ok(t) = since.parse::<jiff::Timestamp>() {
-                asked = t - jiff::SignedDuration::from_secs(current);
+                asked = t
+                    .checked_sub(jiff::SignedDuration::from_secs(current))
+                    .unwrap_or(t);
             }
         }
-        let deadline = asked + jiff::SignedDuration::from_secs(grace);
+        // A period past the year 9999 is the last moment a timestamp can say.
+        let deadline = asked
+            .checked_add(jiff::SignedDuration::from_secs(grace))
+            .unwrap_or(jiff::Timestamp::MAX);
         object["metadata"]["deletionTimestamp"] =
             json!(deadline.strftime("%Y-%m-%dT%H:%M:%SZ").to_string());
         object["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
@@ -1645,15 +1653,22 @@ async fn list(
     }
     // The body goes out in chunks of about 256 KiB, so a large list starts flowing at once.
     const CHUNK: usize = 256 << 10;
-    let head = format!(
-        "{{\"kind\":\"{}List\",\"apiVersion\":\"{}\",\"metadata\":{},\"items\":[",
+    // Go's order: kind, apiVersion, metadata (a ListMeta), items; and a newline at the end.
+    let mut head = format!(
+        "{{\"kind\":\"{}List\",\"apiVersion\":\"{}\",\"metadata\":",
         resource.kind,
         resource.api_version(),
-        metadata
+    )
+    .into_bytes();
+    wire::write_as(
+        &metadata,
+        "apimachinery.pkg.apis.meta.v1.ListMeta",
+        &mut head,
     );
+    head.extend_from_slice(b",\"items\":[");
     let mut chunks = Vec::new();
     let mut chunk = bytes::BytesMut::with_capacity(CHUNK);
-    chunk.extend_from_slice(head.as_bytes());
+    chunk.extend_from_slice(&head);
     for (i, item) in raw_items.iter().enumerate() {
         if i > 0 {
             chunk.extend_from_slice(b",");
@@ -1663,7 +1678,7 @@ async fn list(
             chunks.push(chunk.split().freeze());
         }
     }
-    chunk.extend_from_slice(b"]}");
+    chunk.extend_from_slice(b"]}\n");
     chunks.push(chunk.freeze());
     let stream = futures::stream::iter(chunks.into_iter().map(Ok::<_, std::convert::Infallible>));
     let mut response = Response::new(Body::from_stream(stream));

@@ -45,9 +45,6 @@ use crate::flow::{Flow, FlowEvent};
 use crate::store::{KeyValue, Store};
 use errors::ApiError;
 
-/// The Kubernetes version Orrery reports (its types are `k8s-openapi`'s for this version).
-pub const KUBERNETES_VERSION: &str = "v1.33.0";
-
 /// The namespaces a new cluster starts with.
 pub const SYSTEM_NAMESPACES: &[&str] =
     &["default", "kube-system", "kube-public", "kube-node-lease"];
@@ -172,8 +169,15 @@ impl ApiServer {
         let namespaces = resources::find("", "v1", "namespaces").expect("namespaces are served");
         for ns in SYSTEM_NAMESPACES {
             let object = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
-            match handlers::create_object(self, namespaces, None, object, Some("kube-apiserver"))
-                .await
+            match handlers::create_object(
+                self,
+                namespaces,
+                None,
+                object,
+                Some("kube-apiserver"),
+                false,
+            )
+            .await
             {
                 Ok(_) | Err(ApiError::AlreadyExists { .. }) => {}
                 Err(e) => {
@@ -329,7 +333,7 @@ async fn handle(State(api): State<Arc<ApiServer>>, request: Request) -> Response
         .to_owned();
     let mut verb = request.method().to_string();
     let result = match path::route(&path) {
-        path::Route::Version => Ok(json_response(http::StatusCode::OK, &discovery::version())),
+        path::Route::Version => Ok(discovery::version()),
         path::Route::Healthz => Ok((http::StatusCode::OK, "ok").into_response()),
         path::Route::Resource(target) => {
             if request.method() == http::Method::GET && target.name.is_none() {

@@ -81,29 +81,31 @@ struct Options {
     tty: bool,
 }
 
-fn truthy(value: &str) -> bool {
-    crate::apimachinery::params::truth(Some(value))
-}
-
 impl Options {
+    /// The kubelet's names (`input`, `output`, `error`, `tty`, as the API server forwards them)
+    /// or `PodExecOptions`' (`stdin`, ...); the first value of each counts, as `FormValue` reads
+    /// it, and every `command` in order.
     fn parse(query: &str) -> Result<Self, String> {
-        let mut options = Options {
-            command: Vec::new(),
-            stdin: false,
-            stdout: false,
-            stderr: false,
-            tty: false,
+        use crate::apimachinery::params;
+        let given = params::parse(query);
+        let flag = |kubelet: &str, api: &str| {
+            params::truth(
+                given
+                    .get(kubelet)
+                    .or_else(|| given.get(api))
+                    .map(String::as_str),
+            )
         };
-        for (key, value) in form_urlencoded::parse(query.as_bytes()) {
-            match key.as_ref() {
-                "command" => options.command.push(value.into_owned()),
-                "input" | "stdin" => options.stdin = truthy(&value),
-                "output" | "stdout" => options.stdout = truthy(&value),
-                "error" | "stderr" => options.stderr = truthy(&value),
-                "tty" => options.tty = truthy(&value),
-                _ => {}
-            }
-        }
+        let options = Options {
+            command: form_urlencoded::parse(query.as_bytes())
+                .filter(|(key, _)| key == "command")
+                .map(|(_, value)| value.into_owned())
+                .collect(),
+            stdin: flag("input", "stdin"),
+            stdout: flag("output", "stdout"),
+            stderr: flag("error", "stderr"),
+            tty: flag("tty", "tty"),
+        };
         if options.command.is_empty() {
             return Err("you must specify at least 1 command".into());
         }
@@ -146,6 +148,7 @@ pub(super) fn exit_status(command: &[String], result: &Result<i32, RuntimeError>
 pub(super) async fn serve(
     State(runtime): State<Arc<dyn ContainerRuntime>>,
     axum::Extension(hops): axum::Extension<super::server::Hops>,
+    axum::Extension(sessions): axum::Extension<super::server::Sessions>,
     Path((namespace, pod, container)): Path<(String, String, String)>,
     RawQuery(query): RawQuery,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
@@ -197,7 +200,7 @@ pub(super) async fn serve(
     hops.flow.emit(hop);
     upgrade
         .protocols(PROTOCOLS)
-        .on_upgrade(move |socket| session(socket, runtime, id, options))
+        .on_upgrade(move |socket| sessions.run(session(socket, runtime, id, options)))
 }
 
 /// Copies one of the command's outputs to its channel until it ends.

@@ -283,7 +283,7 @@ impl Kubelet {
                 "nodeInfo": {
                     "machineID": c.name, "systemUUID": c.name, "bootID": c.name,
                     "kernelVersion": kernel_version(), "osImage": "Orrery virtual node", "containerRuntimeVersion": format!("{}://{}", runtime.0, runtime.1),
-                    "kubeletVersion": crate::apiserver::KUBERNETES_VERSION, "kubeProxyVersion": "", "operatingSystem": "linux", "architecture": "amd64",
+                    "kubeletVersion": crate::apimachinery::KUBERNETES_VERSION, "kubeProxyVersion": "", "operatingSystem": "linux", "architecture": "amd64",
                 },
                 "conditions": [
                     condition("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),

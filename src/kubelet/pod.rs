@@ -716,13 +716,7 @@ impl PodWorker {
     /// `ContainersReady` false, a terminal phase) until the API server has it. False when the
     /// pod went first.
     async fn terminate(&mut self, latest: &watch::Receiver<Option<Pod>>) -> bool {
-        let grace = Duration::from_secs(
-            self.pod
-                .metadata
-                .deletion_grace_period_seconds
-                .unwrap_or(30)
-                .max(0) as u64,
-        );
+        let mut grace = grace_of(Some(&self.pod));
         let runtime = self.kubelet.runtime.clone();
         let all = self.all_containers();
         if let Some(sandbox) = self.sandbox.clone() {
@@ -748,12 +742,34 @@ impl PodWorker {
                     running.push((c, id.clone()));
                 }
             }
-            // Every container at once, as upstream kills them in parallel.
-            let kills = running.iter().map(|(c, id)| {
-                let why = format!("Stopping container {}", c.name);
-                Box::pin(kill(&ctx, c, id, grace, why))
-            });
-            futures::future::join_all(kills).await;
+            // Every container at once, as upstream kills them in parallel. A second deletion
+            // with a shorter grace period (`--grace-period=0 --force`, or the pod gone from the
+            // API) starts the kills again within it, as upstream's pod worker restarts a
+            // termination when a shorter one is asked for.
+            let kills = |grace: Duration| {
+                futures::future::join_all(running.iter().map(|(c, id)| {
+                    let why = format!("Stopping container {}", c.name);
+                    Box::pin(kill(&ctx, c, id, grace, why))
+                }))
+            };
+            let mut stopping = std::pin::pin!(kills(grace));
+            let mut changes = latest.clone();
+            loop {
+                tokio::select! {
+                    _ = &mut stopping => break,
+                    changed = changes.changed() => {
+                        if changed.is_err() {
+                            (&mut stopping).await;
+                            break;
+                        }
+                        let shorter = grace_of(changes.borrow_and_update().as_ref());
+                        if shorter < grace {
+                            grace = shorter;
+                            stopping.set(kills(grace));
+                        }
+                    }
+                }
+            }
             // The runtime's word on each: the exits not noted yet (those just stopped, and any
             // that ended on their own since the last sync).
             for c in &all {
@@ -1301,6 +1317,16 @@ async fn pre_stop(
 /// Stops one running container as upstream's `killContainer` (a `Killing` event saying why):
 /// its `preStop` hook first,
 /// then SIGTERM with what is left of the grace period (at least 2 s), then SIGKILL.
+/// The grace period a deleted pod's containers get: its `deletionGracePeriodSeconds` (30 s if
+/// unset); none for a pod gone from the API (force-deleted).
+fn grace_of(pod: Option<&Pod>) -> Duration {
+    let seconds = match pod {
+        Some(pod) => pod.metadata.deletion_grace_period_seconds.unwrap_or(30),
+        None => 0,
+    };
+    Duration::from_secs(seconds.max(0) as u64)
+}
+
 async fn kill(ctx: &Ctx<'_>, c: &Container, id: &str, grace: Duration, why: String) {
     let (kubelet, pod) = (ctx.kubelet, ctx.pod);
     event(kubelet, pod, "Normal", "Killing", why).await;

@@ -77,6 +77,7 @@ impl Target {
 /// Serves `/portForward/{namespace}/{pod}`, choosing the framing by the upgrade asked for.
 pub(super) async fn serve(
     State(runtime): State<Arc<dyn ContainerRuntime>>,
+    axum::Extension(sessions): axum::Extension<super::server::Sessions>,
     Path((namespace, pod)): Path<(String, String)>,
     request: Request,
 ) -> Response {
@@ -110,12 +111,12 @@ pub(super) async fn serve(
         };
         let offered = header_values(&parts.headers, "sec-websocket-protocol");
         if offered.iter().any(|p| p == TUNNELED) {
-            return ws
-                .protocols([TUNNELED])
-                .on_upgrade(move |socket| async move {
+            return ws.protocols([TUNNELED]).on_upgrade(move |socket| {
+                sessions.run(async move {
                     let (stream, pump) = tunnel(socket);
                     tokio::join!(pump, spdy_session(stream, target));
-                });
+                })
+            });
         }
         let ports = match ports {
             Ok(ports) if !ports.is_empty() => ports,
@@ -130,7 +131,7 @@ pub(super) async fn serve(
         };
         return ws
             .protocols(CHANNELS)
-            .on_upgrade(move |socket| channel_session(socket, target, ports));
+            .on_upgrade(move |socket| sessions.run(channel_session(socket, target, ports)));
     }
     if upgrade.iter().any(|u| u.eq_ignore_ascii_case("SPDY/3.1")) {
         let versions = header_values(&parts.headers, "x-stream-protocol-version");
@@ -148,12 +149,12 @@ pub(super) async fn serve(
             )
                 .into_response();
         };
-        tokio::spawn(async move {
+        tokio::spawn(sessions.run(async move {
             match upgraded.await {
                 Ok(upgraded) => spdy_session(TokioIo::new(upgraded), target).await,
                 Err(error) => tracing::debug!(%error, "port-forward upgrade failed"),
             }
-        });
+        }));
         return Response::builder()
             .status(StatusCode::SWITCHING_PROTOCOLS)
             .header(http::header::CONNECTION, "Upgrade")

@@ -364,7 +364,7 @@ pub(crate) async fn http(action: &HTTPGetAction, dial: Dial<'_>, timeout: Durati
                 "User-Agent",
                 format!(
                     "kube-probe/{}",
-                    crate::apiserver::KUBERNETES_VERSION
+                    crate::apimachinery::KUBERNETES_VERSION
                         .trim_start_matches('v')
                         .split('.')
                         .take(2)

@@ -33,6 +33,22 @@ pub(super) struct Hops {
     pub(super) node: String,
 }
 
+/// The server's upgraded sessions (exec, port-forward), which run on after the request that
+/// opened them: each ends when the server does, as a stopped kubelet's streams end with it.
+#[derive(Clone)]
+pub(super) struct Sessions(tokio::sync::watch::Receiver<()>);
+
+impl Sessions {
+    /// Runs `session` until it ends or the server stops.
+    pub(super) async fn run(mut self, session: impl Future<Output = ()>) {
+        tokio::select! {
+            () = session => {}
+            // Nothing is ever sent: this is the server's end (its sender dropped).
+            _ = self.0.changed() => {}
+        }
+    }
+}
+
 fn plain(status: StatusCode, message: String) -> Response<Body> {
     let mut response = Response::new(Body::from(message));
     *response.status_mut() = status;
@@ -92,6 +108,7 @@ pub(super) async fn serve(
 ) -> std::io::Result<(u16, impl Future<Output = ()>)> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let port = listener.local_addr()?.port();
+    let (alive, sessions) = tokio::sync::watch::channel(());
     let router = Router::new()
         .route(
             "/containerLogs/{namespace}/{pod}/{container}",
@@ -106,6 +123,7 @@ pub(super) async fn serve(
             get(super::portforward::serve).post(super::portforward::serve),
         )
         .layer(axum::Extension(hops))
+        .layer(axum::Extension(Sessions(sessions)))
         .with_state(runtime);
     let handler = move |identity: Option<Arc<Identity>>, request: http::Request<Body>| {
         let router = router.clone();
@@ -121,16 +139,18 @@ pub(super) async fn serve(
             }
         }) as futures::future::BoxFuture<'static, _>
     };
-    Ok((
-        port,
+    Ok((port, async move {
+        // Held for as long as the server runs: dropping it ends the sessions.
+        let _alive = alive;
         https::serve(
             listener,
             tls,
             Timeouts::default(),
             handler,
             std::future::pending(),
-        ),
-    ))
+        )
+        .await
+    }))
 }
 
 #[cfg(test)]

@@ -321,7 +321,7 @@ impl Scheduler {
         self.flow.logs().info(
             Component::Scheduler,
             "Starting Kubernetes Scheduler",
-            &[("version", crate::apiserver::KUBERNETES_VERSION.into())],
+            &[("version", crate::apimachinery::KUBERNETES_VERSION.into())],
         );
         let config = watcher::Config::default;
         let (nodes, mut node_events) = crate::informers::changes::<Node>(&self.client, config());
