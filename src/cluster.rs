@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use nix::fcntl::{Flock, FlockArg};
 
-use crate::apiserver::{ApiServer, kubeconfig, pki::Pki, server};
+use crate::apiserver::{ApiServer, kubeconfig, server};
 use crate::complog::Component;
 use crate::control_plane;
 use crate::controllers::daemonset::DaemonSetController;
@@ -25,6 +25,7 @@ use crate::controllers::serviceaccount::ServiceAccountController;
 use crate::flow::Flow;
 use crate::images::ImageStore;
 use crate::kubelet::{ControlPlane, DEFAULT_POD_PIDS_LIMIT, Kubelet, NodeConfig};
+use crate::pki::Pki;
 use crate::runtime::ContainerRuntime;
 use crate::runtime::libcontainer::{LibcontainerRuntime, RuntimeOptions};
 use crate::runtime::sim::{SimOptions, SimRuntime};
@@ -104,7 +105,7 @@ pub enum ClusterError {
     Store(#[from] store::Error),
     /// The certificates could not be made or read.
     #[error(transparent)]
-    Pki(#[from] crate::apiserver::pki::PkiError),
+    Pki(#[from] crate::pki::PkiError),
     /// A kubeconfig could not be written.
     #[error(transparent)]
     Kubeconfig(#[from] kubeconfig::KubeconfigError),

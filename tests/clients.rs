@@ -220,7 +220,13 @@ print(type(d.status).__name__)
     );
     assert!(text.ends_with("]}\n"), "{text}");
     // A page's ListMeta in Go's order: resourceVersion, then continue.
-    cluster.ok(&["create", "deployment", "api", "--image=orrery/hello"]);
+    cluster.ok(&[
+        "create",
+        "deployment",
+        "api",
+        "--image=orrery/hello",
+        "--replicas=0",
+    ]);
     let (_, body) = raw_get(
         &client,
         "/apis/apps/v1/namespaces/default/deployments?limit=1",

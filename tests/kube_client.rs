@@ -230,7 +230,7 @@ async fn the_kubeconfig_client_speaks_https_with_client_certificates() {
         Arc::new(EmbeddedStore::open(&dir.path().join("store.redb")).unwrap());
     let api = ApiServer::new(store, Flow::new());
     api.bootstrap().await.unwrap();
-    let pki = orrery::apiserver::pki::Pki::load_or_create(&dir.path().join("pki")).unwrap();
+    let pki = orrery::pki::Pki::load_or_create(&dir.path().join("pki")).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let tls = pki.server_tls().unwrap();
@@ -397,6 +397,13 @@ async fn a_pod_in_its_grace_period_stays_until_its_kubelet_deletes_it() {
         let marked = pods.get(name).await.unwrap();
         assert_eq!(grace(&marked), Some(30));
         let since = marked.metadata.deletion_timestamp.clone().unwrap();
+        // Deleting it again with the same grace changes nothing.
+        pods.delete(name, &DeleteParams::default()).await.unwrap();
+        let again = pods.get(name).await.unwrap();
+        assert_eq!(
+            (grace(&again), again.metadata.deletion_timestamp),
+            (Some(30), Some(since))
+        );
         pods.patch_status(name, &PatchParams::default(), &ended)
             .await
             .unwrap();
@@ -409,13 +416,6 @@ async fn a_pod_in_its_grace_period_stays_until_its_kubelet_deletes_it() {
                 .phase
                 .as_deref(),
             Some("Failed")
-        );
-        // Deleting it again with the same grace changes nothing.
-        pods.delete(name, &DeleteParams::default()).await.unwrap();
-        let again = pods.get(name).await.unwrap();
-        assert_eq!(
-            (grace(&again), again.metadata.deletion_timestamp),
-            (Some(30), Some(since))
         );
     }
     // The kubelet's final delete (grace 0): gone, unless a finalizer holds it, which then

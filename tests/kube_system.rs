@@ -119,7 +119,7 @@ fn the_control_plane_runs_as_static_pods_on_a_tainted_control_plane_node() {
     );
     assert!(
         get("{.metadata.annotations.orrery\\.dev/in-process}")
-            .contains("runs inside the orrery process"),
+            .contains("runs inside the `orrery up` process"),
     );
     // The manifest it mirrors is where kubeadm would keep it.
     assert!(

@@ -27,29 +27,64 @@ pub struct IllegalBase64(pub usize);
 
 /// Decodes base64 as Go's `base64.StdEncoding.DecodeString` does.
 pub fn decode(text: &str) -> Result<Vec<u8>, IllegalBase64> {
-    // Where each kept symbol was in the input, so an error names the input's offset.
-    let mut kept = Vec::with_capacity(text.len());
-    let mut offsets = Vec::with_capacity(text.len());
-    for (i, b) in text.bytes().enumerate() {
-        if b != b'\r' && b != b'\n' {
-            kept.push(b);
-            offsets.push(i);
+    if let Some(at) = go_error(text.as_bytes()) {
+        return Err(IllegalBase64(at));
+    }
+    let kept: Vec<u8> = text.bytes().filter(|&b| b != b'\r' && b != b'\n').collect();
+    // Whatever Go accepts, the crate (configured as Go) decodes; the fallback is never taken.
+    GO_STD.decode(&kept).map_err(|_| IllegalBase64(text.len()))
+}
+
+/// Where Go's decoder stops with `CorruptInputError`, if it does: its `decodeQuantum` scan
+/// (groups of four symbols, `\r` and `\n` skipped anywhere, `=` padding only in the last group
+/// and nothing but newlines after it), with its offsets, which count the skipped newlines. The
+/// crate decodes; only Go's offsets need Go's scan (no crate reports them).
+fn go_error(src: &[u8]) -> Option<usize> {
+    let symbol = |b: u8| b.is_ascii_alphanumeric() || b == b'+' || b == b'/';
+    let newline = |b: u8| b == b'\r' || b == b'\n';
+    let skip_newlines = |mut si: usize| {
+        while si < src.len() && newline(src[si]) {
+            si += 1;
+        }
+        si
+    };
+    let mut si = 0;
+    while si < src.len() {
+        let mut j = 0;
+        while j < 4 {
+            if si == src.len() {
+                // The input ended inside a group (padding is required).
+                return (j > 0).then(|| si - j);
+            }
+            let b = src[si];
+            si += 1;
+            if symbol(b) {
+                j += 1;
+                continue;
+            }
+            if newline(b) {
+                continue;
+            }
+            if b != b'=' || j < 2 {
+                return Some(si - 1);
+            }
+            if j == 2 {
+                // `==` is needed: the first is read.
+                si = skip_newlines(si);
+                if si == src.len() {
+                    return Some(src.len());
+                }
+                if src[si] != b'=' {
+                    return Some(si - 1);
+                }
+                si += 1;
+            }
+            si = skip_newlines(si);
+            // Anything after the padding is trailing garbage.
+            return (si < src.len()).then_some(si);
         }
     }
-    GO_STD.decode(&kept).map_err(|e| {
-        let at = match e {
-            base64::DecodeError::InvalidByte(i, _)
-            | base64::DecodeError::InvalidLastSymbol(i, _) => {
-                offsets.get(i).copied().unwrap_or(text.len())
-            }
-            // An unfinished last group of four (padding missing): Go reports where it began,
-            // counted back from the end of the input.
-            _ if kept.len() % 4 != 0 => text.len() - kept.len() % 4,
-            // A misplaced `=`: where the padding starts.
-            _ => text.find('=').unwrap_or(text.len()),
-        };
-        IllegalBase64(at)
-    })
+    None
 }
 
 /// Rewrites every `[]byte` field of an object of a known kind into canonical base64, as Go
@@ -125,6 +160,14 @@ mod tests {
         assert_eq!(decode("aGV*bG8="), Err(IllegalBase64(3)));
         assert_eq!(decode("aG\nV*bG8="), Err(IllegalBase64(4)));
         assert_eq!(decode("aGVsbG8"), Err(IllegalBase64(4)));
+        // Go's offsets for padding gone wrong.
+        assert_eq!(decode("YQ="), Err(IllegalBase64(3)));
+        assert_eq!(decode("YQ=\n"), Err(IllegalBase64(4)));
+        assert_eq!(decode("aGVsbG8=aGVs"), Err(IllegalBase64(8)));
+        assert_eq!(decode("aGVsbG8=\n\n"), Ok(b"hello".to_vec()));
+        assert_eq!(decode("Y==="), Err(IllegalBase64(1)));
+        assert_eq!(decode("YQ=x"), Err(IllegalBase64(2)));
+        assert_eq!(decode("\n"), Ok(Vec::new()));
     }
 
     #[test]

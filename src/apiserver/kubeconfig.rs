@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use base64::Engine;
 use serde_yaml::{Mapping, Value};
 
-use super::pki::Pki;
+use crate::pki::Pki;
 
 /// What went wrong with a kubeconfig file.
 #[derive(Debug, thiserror::Error)]

@@ -22,7 +22,6 @@ mod kubelet_client;
 mod logs;
 mod patch;
 mod path;
-pub use crate::pki;
 mod protobuf;
 mod proxy;
 pub(crate) mod resources;

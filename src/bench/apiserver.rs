@@ -14,8 +14,9 @@ use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
 
 use super::percentile;
-use crate::apiserver::{ApiServer, kubeconfig, pki::Pki, server};
+use crate::apiserver::{ApiServer, kubeconfig, server};
 use crate::flow::Flow;
+use crate::pki::Pki;
 use crate::store::Store;
 use crate::store::embedded::EmbeddedStore;
 

@@ -37,7 +37,6 @@ use sha2::Digest;
 
 use super::Kubelet;
 use crate::complog::Component;
-use crate::flow::FlowEvent;
 use crate::runtime::{
     ContainerConfig, ContainerRuntime, ContainerState, ContainerStatus, ExecRequest, ExecSession,
     LogLine, Result, RuntimeError, SandboxConfig, SandboxStatus,
@@ -333,9 +332,7 @@ fn status(pod: &StaticPod, seen: &Seen, start_time: &str, previous: &[Value]) ->
         "state": state,
         "lastState": last_state,
     });
-    let now = jiff::Timestamp::now()
-        .strftime("%Y-%m-%dT%H:%M:%SZ")
-        .to_string();
+    let now = super::now();
     let condition = |kind: &str, ok: bool| {
         let status = if ok { "True" } else { "False" };
         let since = previous
@@ -609,26 +606,17 @@ impl Manager {
     /// Writes a mirror pod's status through the API, after its hop; kept as written only once
     /// the API server took it (a stopped API server is tried again on the next sync).
     async fn write_status(&mut self, pod: &StaticPod, mirror: &Pod, status: Value) {
-        let summary = format!(
-            "{}, {}/1 ready",
-            status["phase"].as_str().unwrap_or_default(),
-            u8::from(status["containerStatuses"][0]["ready"] == true)
-        );
-        let mut hop = FlowEvent::new(format!("kubelet/{}", self.node), "apiserver", "STATUS")
-            .object("Pod", &pod.namespace, &pod.name)
-            .detail(summary.clone());
-        hop.uid = mirror.metadata.uid.clone().unwrap_or_default();
         // A retry of a write that failed (the API server is stopped) is not a new hop.
         if self.attempted.get(&pod.name) != Some(&status) {
             let was = mirror.status.as_ref().and_then(|s| s.phase.as_deref());
-            if status["phase"].as_str() != was {
-                let words = format!(
-                    "kubelet/{} wants to write STATUS {summary} for {}/{}",
-                    self.node, pod.namespace, pod.name
-                );
-                self.kubelet.flow.gate_with(&hop, words).await;
-            }
-            self.kubelet.flow.emit(hop);
+            let uid = mirror.metadata.uid.as_deref().unwrap_or_default();
+            super::status::announce(
+                &self.kubelet,
+                (&pod.namespace, &pod.name, uid),
+                &status,
+                was.unwrap_or_default(),
+            )
+            .await;
             self.attempted.insert(pod.name.clone(), status.clone());
         }
         let api: Api<Pod> = Api::namespaced(self.kubelet.client.clone(), &pod.namespace);

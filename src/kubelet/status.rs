@@ -85,26 +85,14 @@ impl StatusWriter {
                 }
             }
         }
-        let summary = summary(status);
-        let mut hop = FlowEvent::new(
-            format!("kubelet/{}", kubelet.config.name),
-            "apiserver",
-            "STATUS",
-        )
-        .object("Pod", &self.namespace, &self.name)
-        .detail(summary.clone());
-        hop.uid = self.uid.clone();
-        // A change of phase is a decision a learner steps through; other status writes (a
-        // restart count, a probe's readiness) pass.
         let phase = status["phase"].as_str().unwrap_or_default();
-        if phase != self.phase {
-            let words = format!(
-                "kubelet/{} wants to write STATUS {summary} for {}/{}",
-                kubelet.config.name, self.namespace, self.name
-            );
-            Box::pin(kubelet.flow.gate_with(&hop, words)).await;
-        }
-        kubelet.flow.emit(hop);
+        Box::pin(announce(
+            kubelet,
+            (&self.namespace, &self.name, &self.uid),
+            status,
+            &self.phase,
+        ))
+        .await;
         let patch = Patch::Merge(json!({ "status": status }));
         match Box::pin(
             self.pods
@@ -186,6 +174,34 @@ fn phase_of(pod: &Pod) -> String {
 }
 
 /// The status hop's words: `Running, 1/1 ready`.
+/// The `STATUS` hop of a write of `status` for the pod `(namespace, name, uid)`. A change of
+/// phase from `phase_was` is a decision a learner steps through, so it waits at the stepper's
+/// gate first; other status writes (a restart count, a probe's readiness) pass.
+pub(super) async fn announce(
+    kubelet: &Kubelet,
+    (namespace, name, uid): (&str, &str, &str),
+    status: &Value,
+    phase_was: &str,
+) {
+    let summary = summary(status);
+    let mut hop = FlowEvent::new(
+        format!("kubelet/{}", kubelet.config.name),
+        "apiserver",
+        "STATUS",
+    )
+    .object("Pod", namespace, name)
+    .detail(summary.clone());
+    hop.uid = uid.to_owned();
+    if status["phase"].as_str().unwrap_or_default() != phase_was {
+        let words = format!(
+            "kubelet/{} wants to write STATUS {summary} for {namespace}/{name}",
+            kubelet.config.name
+        );
+        kubelet.flow.gate_with(&hop, words).await;
+    }
+    kubelet.flow.emit(hop);
+}
+
 fn summary(status: &Value) -> String {
     let statuses = status["containerStatuses"].as_array();
     let total = statuses.map_or(0, Vec::len);
