@@ -230,6 +230,20 @@ fn kind_of(ty: &RuntimeType) -> Kind {
     }
 }
 
+/// The protobuf package of a Kubernetes API group's version (`apps`, `v1` -> `api.apps.v1`;
+/// `rbac.authorization.k8s.io` -> `api.rbac.v1`); none for a group that is not Kubernetes' own
+/// (`apps.example.com`, a custom resource's), whose types are not Go's.
+pub fn package(group: &str, version: &str) -> Option<String> {
+    let short = match group {
+        "" => "core",
+        _ if !group.contains('.') || group.ends_with(".k8s.io") => {
+            group.split('.').next().unwrap_or(group)
+        }
+        _ => return None,
+    };
+    Some(format!("api.{short}.{version}"))
+}
+
 impl Schema {
     fn build() -> Schema {
         let facts = parse_facts(FACTS);
@@ -251,13 +265,11 @@ impl Schema {
     /// (`DeploymentList`) and the meta kinds (`Status`, `APIResourceList`, ...) included.
     pub fn for_object(&self, api_version: &str, kind: &str) -> Option<&Message> {
         let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
-        let short = group.split('.').next().unwrap_or(group);
-        let package = match short {
-            "" => "core",
-            "meta" => return self.message(&format!("apimachinery.pkg.apis.meta.v1.{kind}")),
-            other => other,
-        };
-        self.message(&format!("api.{package}.{version}.{kind}"))
+        if group == "meta.k8s.io" {
+            return self.message(&format!("apimachinery.pkg.apis.meta.v1.{kind}"));
+        }
+        package(group, version)
+            .and_then(|package| self.message(&format!("{package}.{kind}")))
             .or_else(|| {
                 (group.is_empty() || group == "meta.k8s.io")
                     .then(|| self.message(&format!("apimachinery.pkg.apis.meta.v1.{kind}")))
@@ -367,6 +379,13 @@ mod tests {
                 .map(|m| m.name.as_str()),
             Some("api.events.v1.Event")
         );
+        assert_eq!(
+            s.for_object("coordination.k8s.io/v1", "Lease")
+                .map(|m| m.name.as_str()),
+            Some("api.coordination.v1.Lease")
+        );
+        // A custom resource's group is not Kubernetes' own, whatever its first label.
+        assert!(s.for_object("apps.example.com/v1", "Deployment").is_none());
         let status = s.message("api.apps.v1.DeploymentStatus").unwrap();
         assert_eq!(
             status.field("unavailableReplicas").map(|f| f.decl),

@@ -34,11 +34,7 @@ fn message(full_name: &str) -> Option<MessageDescriptor> {
 
 /// The protobuf package of a resource's group (`apps` -> `api.apps.v1`).
 fn package(resource: &Resource) -> String {
-    let group = match resource.group {
-        "" => "core",
-        other => other.split('.').next().unwrap_or(other),
-    };
-    format!("api.{group}.{}", resource.version)
+    crate::apimachinery::gotypes::package(resource.group, resource.version).unwrap_or_default()
 }
 
 /// Decodes a protobuf request body for `resource` into its JSON form.
