@@ -100,6 +100,25 @@ data:
     RXhhbXBsZSBkYXRhIGZvciB0aGUgVExTIGNydCBmaWVsZA==
 ";
 
+/// The Python client asks for `follow=True`: the log streams until the container ends, instead
+/// of stopping at what was written when it asked.
+#[test]
+fn the_python_client_follows_logs_with_follow_true() {
+    let cluster = Cluster::with_nodes(1);
+    cluster.ok_with(
+        &["apply", "-f", "-"],
+        Some(
+            r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "talker"},
+            "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox",
+              "command": ["sh", "-c", "echo first; sleep 5; echo last"]}]}}"#,
+        ),
+    );
+    cluster.eventually(&["logs", "talker"], 30, |t| t.contains("first"));
+    let out = cluster
+        .python(r#"print(api.read_namespaced_pod_log("talker", "default", follow=True), end="")"#);
+    assert_eq!(out, "first\nlast\n");
+}
+
 #[test]
 fn line_wrapped_base64_is_accepted_and_bad_base64_refused_in_gos_words() {
     let cluster = Cluster::start();
