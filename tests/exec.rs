@@ -347,12 +347,8 @@ spec:
   containers: [{name: hello, image: orrery/hello}]
 "#;
 
-/// kubectl port-forward through the API server to the kubelet's SPDY endpoint: the simulated
-/// hello answers over localhost as the real one would (the kubelet reaches it through the
-/// runtime, never the host's network); a port nothing simulated listens on is refused, and
-/// kubectl reports the kubelet's error.
-#[test]
-fn port_forward_reaches_the_simulated_pod_or_reports_the_kubelets_error() {
+/// A cluster with [`HELLO`] running beside the `web` pod, and the two pods' IPs.
+fn hello_running() -> (Cluster, String, String) {
     let c = cluster_with(HELLO);
     c.eventually(
         &["get", "pod", "hello", "-o", "jsonpath={.status.phase}"],
@@ -361,6 +357,16 @@ fn port_forward_reaches_the_simulated_pod_or_reports_the_kubelets_error() {
     );
     let hello_ip = c.ok(&["get", "pod", "hello", "-o", "jsonpath={.status.podIP}"]);
     let web_ip = c.ok(&["get", "pod", "web", "-o", "jsonpath={.status.podIP}"]);
+    (c, hello_ip, web_ip)
+}
+
+/// kubectl port-forward through the API server to the kubelet's SPDY endpoint: the simulated
+/// hello answers over localhost as the real one would (the kubelet reaches it through the
+/// runtime, never the host's network); a port nothing simulated listens on is refused, and
+/// kubectl reports the kubelet's error.
+#[test]
+fn port_forward_reaches_the_simulated_pod_or_reports_the_kubelets_error() {
+    let (c, hello_ip, web_ip) = hello_running();
     // kubectl 1.32 tunnels SPDY through a WebSocket; without it, it upgrades to SPDY itself.
     for websockets in ["true", "false"] {
         let (answer, _stderr, _kubectl) = forward_once(&c, "pod/hello", websockets);
@@ -446,14 +452,7 @@ fn kube_rs_port_forward_works() {
     use kube::api::Api;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    let c = cluster_with(HELLO);
-    c.eventually(
-        &["get", "pod", "hello", "-o", "jsonpath={.status.phase}"],
-        30,
-        |t| t == "Running",
-    );
-    let hello_ip = c.ok(&["get", "pod", "hello", "-o", "jsonpath={.status.podIP}"]);
-    let web_ip = c.ok(&["get", "pod", "web", "-o", "jsonpath={.status.podIP}"]);
+    let (c, hello_ip, web_ip) = hello_running();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let config = kube::Config::from_custom_kubeconfig(

@@ -404,20 +404,7 @@ fn a_pod_tolerating_the_taint_runs_in_real_containers_on_the_control_plane_node(
 
 #[test]
 fn a_stopped_control_plane_kubelet_leaves_its_pods_unready_until_it_is_back() {
-    let c = Cluster::start_in(
-        tempfile::tempdir().unwrap(),
-        &[
-            "--no-kubeconfig-merge",
-            "--nodes",
-            "1",
-            "--runtime",
-            "sim",
-            "--node-lease-duration-seconds",
-            "4",
-            "--node-monitor-grace-period",
-            "3s",
-        ],
-    );
+    let c = Cluster::with_quick_node_monitor(1, &[]);
     wait_control_plane_ready(&c);
     c.orrery_ok(&["node", "stop", NODE]);
     // The node lifecycle controller marks the silent node's pods not ready; its components

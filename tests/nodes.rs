@@ -8,22 +8,7 @@ use common::{Cluster, rows};
 
 #[test]
 fn a_stopped_node_goes_unknown_and_its_pods_are_replaced_elsewhere() {
-    let c = Cluster::start_in(
-        tempfile::tempdir().unwrap(),
-        &[
-            "--no-kubeconfig-merge",
-            "--nodes",
-            "3",
-            "--runtime",
-            "sim",
-            "--node-lease-duration-seconds",
-            "4",
-            "--node-monitor-grace-period",
-            "3s",
-            "--default-unreachable-toleration-seconds",
-            "2",
-        ],
-    );
+    let c = Cluster::with_quick_node_monitor(3, &["--default-unreachable-toleration-seconds", "2"]);
     // Three workers and the control-plane node.
     c.eventually(&["get", "nodes", "-o", "name"], 20, |t| {
         t.lines().count() == 4

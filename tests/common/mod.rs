@@ -28,17 +28,33 @@ impl Cluster {
 
     /// Starts a cluster with `nodes` virtual nodes on the simulated runtime.
     pub fn with_nodes(nodes: u16) -> Cluster {
+        Self::with_nodes_and(nodes, &[])
+    }
+
+    /// Starts a cluster with `nodes` virtual nodes on the simulated runtime whose silence the
+    /// node lifecycle controller notices in seconds (leases of 4 s, a grace period of 3 s), with
+    /// `extra` flags for `orrery up`.
+    pub fn with_quick_node_monitor(nodes: u16, extra: &[&str]) -> Cluster {
+        let flags = [
+            "--node-lease-duration-seconds",
+            "4",
+            "--node-monitor-grace-period",
+            "3s",
+        ];
+        Self::with_nodes_and(nodes, &[&flags[..], extra].concat())
+    }
+
+    fn with_nodes_and(nodes: u16, extra: &[&str]) -> Cluster {
         let nodes = nodes.to_string();
-        Self::start_in(
-            tempfile::tempdir().unwrap(),
-            &[
-                "--no-kubeconfig-merge",
-                "--nodes",
-                &nodes,
-                "--runtime",
-                "sim",
-            ],
-        )
+        let mut args = vec![
+            "--no-kubeconfig-merge",
+            "--nodes",
+            &nodes,
+            "--runtime",
+            "sim",
+        ];
+        args.extend_from_slice(extra);
+        Self::start_in(tempfile::tempdir().unwrap(), &args)
     }
 
     /// Starts a cluster of `nodes` nodes on real containers (libcontainer), with its own name
