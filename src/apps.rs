@@ -168,7 +168,79 @@ async fn answer(
     );
     // `HELLO_FILE`: a file (written by an init container, say) answered before the greeting.
     let file = std::env::var_os("HELLO_FILE").and_then(|f| std::fs::read_to_string(f).ok());
-    Ok(hello_response(&identity, file.as_deref()))
+    let mut response = hello_response(&identity, file.as_deref());
+    // `HELLO_BACKEND`: the tier behind this one, asked on every request (by name, through the
+    // cluster's DNS and its Service), its answer passed on after the greeting.
+    if let Ok(backend) = std::env::var("HELLO_BACKEND")
+        && !backend.is_empty()
+    {
+        let (status, line) = match ask_backend(&backend).await {
+            Ok(text) => (200, format!("  -> {backend}: {}", text.trim_end())),
+            Err(error) => (502, format!("  -> {backend}: unreachable: {error}")),
+        };
+        let mut body = String::from_utf8_lossy(
+            &http_body_util::BodyExt::collect(response.into_body())
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default(),
+        )
+        .into_owned();
+        body.push_str(&line);
+        body.push('\n');
+        response = hyper::Response::new(Full::new(Bytes::from(body)));
+        *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or_default();
+        response.headers_mut().insert(
+            hyper::header::CONTENT_TYPE,
+            hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+    }
+    Ok(response)
+}
+
+/// One `GET` of `url` (`http://host[:port][/path]`, the host a name resolved by the system's
+/// resolver, so by the pod's `/etc/resolv.conf`): the body, within 5 seconds.
+async fn ask_backend(url: &str) -> Result<String, String> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("{url:?} is not an http:// URL"))?;
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let address = if authority.contains(':') {
+        authority.to_owned()
+    } else {
+        format!("{authority}:80")
+    };
+    let fetch = async {
+        let stream = tokio::net::TcpStream::connect(&address)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .map_err(|e| e.to_string())?;
+        tokio::spawn(connection);
+        let request = hyper::Request::get(format!("/{path}"))
+            .header(hyper::header::HOST, authority)
+            .body(http_body_util::Empty::<Bytes>::new())
+            .map_err(|e| e.to_string())?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = response.status();
+        let body = http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        let text = String::from_utf8_lossy(&body).into_owned();
+        if status.is_success() {
+            Ok(text)
+        } else {
+            Err(format!("{status}: {}", text.trim_end()))
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(5), fetch)
+        .await
+        .unwrap_or_else(|_| Err("no answer within 5s".into()))
 }
 
 /// What `hello` answers every request with: 200, `text/plain`, the text of `HELLO_FILE` (when

@@ -476,6 +476,10 @@ impl ClusterArgs {
     }
 }
 
+/// The service network (kube-apiserver's `--service-cluster-ip-range` default), which the pod
+/// network must not overlap.
+const SERVICE_CIDR: (std::net::Ipv4Addr, u8) = (std::net::Ipv4Addr::new(10, 96, 0, 0), 12);
+
 async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Up(args) => {
@@ -519,6 +523,17 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                     options.cluster_cidr,
                     options.cluster_cidr.capacity(),
                     options.nodes
+                )));
+            }
+            if options
+                .cluster_cidr
+                .overlaps(SERVICE_CIDR.0, SERVICE_CIDR.1)
+            {
+                return Err(CliError::Usage(format!(
+                    "--cluster-cidr {} overlaps the service network {}: a pod's on-link route \
+                     would swallow the ClusterIPs (kubeadm refuses this too); choose another, \
+                     such as 10.244.0.0/16",
+                    options.cluster_cidr, "10.96.0.0/12"
                 )));
             }
             let renew =

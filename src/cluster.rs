@@ -244,6 +244,7 @@ where
             name: format!("node-{index}"),
             index,
             cluster_cidr: options.cluster_cidr,
+            address: node_address(real.as_ref(), &options.cluster_cidr, index).await?,
             cpu: options.node_cpu.clone(),
             memory: options.node_memory.clone(),
             max_pods: 110,
@@ -277,7 +278,8 @@ where
             real.as_ref(),
             &pki,
             port,
-        )?;
+        )
+        .await?;
     }
     let server_url = format!("https://127.0.0.1:{port}");
     // The API server's own `kubernetes` Service, now that its port is known.
@@ -474,7 +476,7 @@ async fn log_store_opened(
 /// The control-plane node, as kubeadm sets one up: `orrery up` writes the static pod manifests
 /// (kubeadm's part), and the node's kubelet shows them as mirror pods. Its kubelet runs pods
 /// that tolerate its taint on the cluster's runtime, like any kubelet.
-fn add_control_plane_node(
+async fn add_control_plane_node(
     options: &UpOptions,
     supervisor: &Supervisor,
     api: &Arc<ApiServer>,
@@ -507,6 +509,7 @@ fn add_control_plane_node(
         name: name.clone(),
         index: 0,
         cluster_cidr: options.cluster_cidr,
+        address: node_address(real, &options.cluster_cidr, 0).await?,
         cpu: options.node_cpu.clone(),
         memory: options.node_memory.clone(),
         max_pods: 110,
@@ -519,6 +522,24 @@ fn add_control_plane_node(
         }),
     };
     add_node(config, supervisor, api, flow, real, pki)
+}
+
+/// Node `index`'s address, its InternalIP: with real containers its gateway on the cluster's
+/// bridge (made now, before its kubelet listens there), so the host and every pod reach it; on
+/// the simulated runtime (or pods without a network of their own) a loopback address of its own.
+async fn node_address(
+    real: Option<&LibcontainerRuntime>,
+    cidr: &crate::kubelet::ClusterCidr,
+    index: u16,
+) -> Result<std::net::Ipv4Addr, ClusterError> {
+    let bridged = match real {
+        Some(real) => real
+            .prepare_node(&cidr.node_cidr(index))
+            .await
+            .map_err(ClusterError::Runtime)?,
+        None => None,
+    };
+    Ok(bridged.unwrap_or_else(|| crate::kubelet::sim_address(index)))
 }
 
 /// Adds a node: its kubelet under the supervisor, on its view of the cluster's runtime (or a
@@ -538,7 +559,7 @@ fn add_node(
     // Its serving certificate, for the address in its Node's status.
     let tls = pki.kubelet_serving(
         &config.name,
-        std::net::Ipv4Addr::LOCALHOST.into(),
+        config.address.into(),
         &config.root_dir.join("pki"),
     )?;
     let (api, flow) = (api.clone(), flow.clone());

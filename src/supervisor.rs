@@ -45,6 +45,8 @@ type Starter = Box<dyn Fn() -> Vec<JoinHandle<()>> + Send + Sync>;
 
 struct Entry {
     role: Role,
+    /// The node whose stop and start it follows (a node's kube-proxy), if any.
+    follows: Option<String>,
     start: Starter,
     running: Option<Vec<JoinHandle<()>>>,
     /// How many times it was started again after a stop.
@@ -115,6 +117,26 @@ impl Supervisor {
         role: Role,
         start: impl Fn() -> Vec<JoinHandle<()>> + Send + Sync + 'static,
     ) {
+        self.insert(name, role, None, Box::new(start));
+    }
+
+    /// Adds a component that lives on a node, as a node's kube-proxy does, and starts it: it
+    /// stops and starts with its node (`orrery node stop|start`), and on its own as a component.
+    pub fn add_to_node(
+        &self,
+        node: &str,
+        name: &str,
+        start: impl Fn() -> Vec<JoinHandle<()>> + Send + Sync + 'static,
+    ) {
+        self.insert(
+            name,
+            Role::Component,
+            Some(node.to_owned()),
+            Box::new(start),
+        );
+    }
+
+    fn insert(&self, name: &str, role: Role, follows: Option<String>, start: Starter) {
         let runs = vec![Run {
             started_at: now(),
             stopped_at: None,
@@ -124,7 +146,8 @@ impl Supervisor {
             name.to_owned(),
             Entry {
                 role,
-                start: Box::new(start),
+                follows,
+                start,
                 running,
                 restarts: 0,
                 runs,
@@ -156,12 +179,35 @@ impl Supervisor {
         }
     }
 
-    /// Stops a component; whether it was running.
+    /// The components that follow node `name`.
+    fn followers(entries: &BTreeMap<String, Entry>, role: Role, name: &str) -> Vec<String> {
+        if role != Role::Node {
+            return Vec::new();
+        }
+        entries
+            .iter()
+            .filter(|(_, e)| e.follows.as_deref() == Some(name))
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+
+    /// Stops a component (a node with the components on it); whether it was running.
     pub fn stop(&self, role: Role, name: &str) -> Result<bool, SupervisorError> {
         let mut entries = self.lock();
-        let entry = Self::find(&mut entries, role, name)?;
+        Self::find(&mut entries, role, name)?;
+        let mut stopped = false;
+        for follower in Self::followers(&entries, role, name) {
+            stopped |= self.stop_entry(&mut entries, &follower);
+        }
+        Ok(self.stop_entry(&mut entries, name) || stopped)
+    }
+
+    fn stop_entry(&self, entries: &mut BTreeMap<String, Entry>, name: &str) -> bool {
+        let Some(entry) = entries.get_mut(name) else {
+            return false;
+        };
         let Some(tasks) = entry.running.take() else {
-            return Ok(false);
+            return false;
         };
         for task in tasks {
             task.abort();
@@ -173,15 +219,26 @@ impl Supervisor {
             FlowEvent::new("orrery", name, "STOP")
                 .detail(format!("{name} stopped by the operator")),
         );
-        Ok(true)
+        true
     }
 
-    /// Starts a stopped component; whether it was stopped.
+    /// Starts a stopped component (a node with the components on it); whether it was stopped.
     pub fn start(&self, role: Role, name: &str) -> Result<bool, SupervisorError> {
         let mut entries = self.lock();
-        let entry = Self::find(&mut entries, role, name)?;
+        Self::find(&mut entries, role, name)?;
+        let mut started = self.start_entry(&mut entries, name);
+        for follower in Self::followers(&entries, role, name) {
+            started |= self.start_entry(&mut entries, &follower);
+        }
+        Ok(started)
+    }
+
+    fn start_entry(&self, entries: &mut BTreeMap<String, Entry>, name: &str) -> bool {
+        let Some(entry) = entries.get_mut(name) else {
+            return false;
+        };
         if entry.running.is_some() {
-            return Ok(false);
+            return false;
         }
         entry.restarts += 1;
         entry.runs.push(Run {
@@ -198,7 +255,7 @@ impl Supervisor {
                 .detail(format!("{name} started by the operator")),
         );
         entry.running = Some((entry.start)());
-        Ok(true)
+        true
     }
 
     /// Every component and whether it runs.
@@ -282,5 +339,43 @@ mod tests {
         assert!(restarted.runs[1].stopped_at.is_none());
         let unknown = supervisor.stop(Role::Node, "scheduler").unwrap_err();
         assert_eq!(unknown.to_string(), "no node named \"scheduler\" (known: )");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_node_stops_and_starts_with_what_lives_on_it() {
+        let supervisor = Supervisor::new(Flow::new());
+        let forever = || vec![tokio::spawn(std::future::pending::<()>())];
+        supervisor.add("node-1", Role::Node, forever);
+        supervisor.add("node-2", Role::Node, forever);
+        supervisor.add_to_node("node-1", "kube-proxy/node-1", forever);
+        supervisor.add_to_node("node-2", "kube-proxy/node-2", forever);
+        let running = |name: &str| {
+            supervisor
+                .list()
+                .into_iter()
+                .find(|c| c.name == name)
+                .unwrap()
+                .running
+        };
+        assert_eq!(supervisor.stop(Role::Node, "node-1"), Ok(true));
+        assert!(!running("node-1") && !running("kube-proxy/node-1"));
+        assert!(running("node-2") && running("kube-proxy/node-2"));
+        assert_eq!(supervisor.start(Role::Node, "node-1"), Ok(true));
+        assert!(running("node-1") && running("kube-proxy/node-1"));
+        // On its own, as a component; the node's kubelet runs on.
+        assert_eq!(
+            supervisor.stop(Role::Component, "kube-proxy/node-2"),
+            Ok(true)
+        );
+        assert!(running("node-2") && !running("kube-proxy/node-2"));
+        assert_eq!(supervisor.start(Role::Node, "node-2"), Ok(true));
+        assert!(running("kube-proxy/node-2"));
+        let unknown = supervisor
+            .stop(Role::Node, "kube-proxy/node-1")
+            .unwrap_err();
+        assert_eq!(
+            unknown.to_string(),
+            "no node named \"kube-proxy/node-1\" (known: node-1, node-2)"
+        );
     }
 }

@@ -26,7 +26,7 @@ fn running(c: &Cluster, pod: &str, seconds: u64) {
 
 #[test]
 fn busybox_from_a_local_registry_runs_logs_and_execs() {
-    let Some(c) = Cluster::real("ctr-busybox", 1, "10.101.0.0/16") else {
+    let Some(c) = Cluster::real("ctr-busybox", 1, "10.201.0.0/16") else {
         return;
     };
     let registry = Registry::start();
@@ -115,7 +115,7 @@ spec:
 
 #[test]
 fn hello_answers_over_the_pod_ip_and_through_port_forward() {
-    let Some(c) = Cluster::real("ctr-hello", 2, "10.102.0.0/16") else {
+    let Some(c) = Cluster::real("ctr-hello", 2, "10.202.0.0/16") else {
         return;
     };
     c.ok(&[
@@ -187,7 +187,7 @@ fn hello_answers_over_the_pod_ip_and_through_port_forward() {
 
 #[test]
 fn containers_of_a_pod_share_localhost_and_follow_logs() {
-    let Some(c) = Cluster::real("ctr-pod", 1, "10.103.0.0/16") else {
+    let Some(c) = Cluster::real("ctr-pod", 1, "10.203.0.0/16") else {
         return;
     };
     let registry = Registry::start();
@@ -235,7 +235,7 @@ spec:
 
 #[test]
 fn oom_crash_loops_init_order_and_readiness() {
-    let Some(c) = Cluster::real("ctr-life", 1, "10.104.0.0/16") else {
+    let Some(c) = Cluster::real("ctr-life", 1, "10.204.0.0/16") else {
         return;
     };
     let registry = Registry::start();
@@ -397,7 +397,7 @@ fn leftovers(name: &str, state_dir: &std::path::Path) -> Vec<String> {
 #[test]
 #[allow(clippy::disallowed_methods)] // a plain test thread, not a tokio worker
 fn down_leaves_nothing_and_up_brings_the_pods_back() {
-    let Some(c) = Cluster::real("ctr-down", 2, "10.105.0.0/16") else {
+    let Some(c) = Cluster::real("ctr-down", 2, "10.205.0.0/16") else {
         return;
     };
     c.ok(&[
@@ -454,7 +454,7 @@ fn down_leaves_nothing_and_up_brings_the_pods_back() {
             "--runtime",
             "libcontainer",
             "--cluster-cidr",
-            "10.105.0.0/16",
+            "10.205.0.0/16",
         ],
     );
     // The statuses written before `down` still say Running: wait for the kubelets to report
@@ -515,7 +515,7 @@ fn ended(c: &Cluster, pod: &str) -> (String, String, i32, String, String) {
 
 #[test]
 fn deleted_pods_end_with_their_containers_exit_before_they_go() {
-    let Some(c) = Cluster::real("ctr-term", 1, "10.117.0.0/16") else {
+    let Some(c) = Cluster::real("ctr-term", 1, "10.217.0.0/16") else {
         return;
     };
     c.apply(

@@ -329,6 +329,7 @@ fn kubelet(api: &Arc<ApiServer>, dir: &tempfile::TempDir) -> tokio::task::JoinHa
         name: "node-1".into(),
         index: 1,
         cluster_cidr: Default::default(),
+        address: orrery::kubelet::sim_address(1),
         cpu: "4".into(),
         memory: "8Gi".into(),
         max_pods: 110,
@@ -342,7 +343,7 @@ fn kubelet(api: &Arc<ApiServer>, dir: &tempfile::TempDir) -> tokio::task::JoinHa
     let tls = pki
         .kubelet_serving(
             "node-1",
-            std::net::Ipv4Addr::LOCALHOST.into(),
+            orrery::kubelet::sim_address(1).into(),
             &config.root_dir.join("pki"),
         )
         .unwrap();

@@ -372,7 +372,7 @@ fn daemonsets_reach_the_control_plane_node_only_when_they_tolerate_its_taint() {
 
 #[test]
 fn a_pod_tolerating_the_taint_runs_in_real_containers_on_the_control_plane_node() {
-    let Some(c) = Cluster::real("cp-real", 1, "10.131.0.0/16") else {
+    let Some(c) = Cluster::real("cp-real", 1, "10.231.0.0/16") else {
         return;
     };
     let node = "cp-real-control-plane";
@@ -395,7 +395,7 @@ fn a_pod_tolerating_the_taint_runs_in_real_containers_on_the_control_plane_node(
     assert_eq!(on, node);
     let ip = rest.split(' ').nth(1).unwrap();
     assert!(
-        ip.starts_with("10.131.0."),
+        ip.starts_with("10.231.0."),
         "the control-plane node's /24: {ip}"
     );
     let answer = common::http_get(&format!("{ip}:8080"));

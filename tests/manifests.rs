@@ -7,7 +7,7 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::{Cluster, http_get};
+use common::{Cluster, http_get, try_http_get};
 
 fn manifest(name: &str) -> String {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -25,6 +25,7 @@ const ALL: &[&str] = &[
     "unschedulable.yaml",
     "init-container.yaml",
     "oom.yaml",
+    "two-tier.yaml",
 ];
 
 #[test]
@@ -145,7 +146,7 @@ fn the_samples_run_on_the_simulated_runtime() {
 
 #[test]
 fn crashloop_init_container_oom_and_hello_on_real_containers() {
-    let Some(c) = Cluster::real("manifests", 1, "10.126.0.0/16") else {
+    let Some(c) = Cluster::real("manifests", 1, "10.226.0.0/16") else {
         return;
     };
     for name in [
@@ -153,6 +154,7 @@ fn crashloop_init_container_oom_and_hello_on_real_containers() {
         "init-container.yaml",
         "oom.yaml",
         "hello-deployment.yaml",
+        "two-tier.yaml",
     ] {
         c.ok(&["apply", "-f", &manifest(name)]);
     }
@@ -205,4 +207,35 @@ fn crashloop_init_container_oom_and_hello_on_real_containers() {
         90,
         |out| out == "OOMKilled 137",
     );
+    // The two tiers meet only through a Service name: web asks `http://api/` on every request,
+    // and answers on the node port of the node's address.
+    c.eventually(
+        &[
+            "get",
+            "deploy",
+            "web",
+            "api",
+            "-o",
+            "jsonpath={.items[*].status.availableReplicas}",
+        ],
+        90,
+        |out| out == "2 2",
+    );
+    let node_ip = c.ok(&[
+        "get",
+        "node",
+        "node-1",
+        "-o",
+        "jsonpath={.status.addresses[?(@.type==\"InternalIP\")].address}",
+    ]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let answer = try_http_get(&format!("{node_ip}:30080")).unwrap_or_else(|e| e);
+        if answer.contains("Hello from web-") && answer.contains("-> http://api/: Hello from api-")
+        {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{answer}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
 }

@@ -481,6 +481,35 @@ pub(crate) async fn create_object(
     Ok(object)
 }
 
+/// The service network, kube-apiserver's default `--service-cluster-ip-range`.
+const SERVICE_NETWORK: std::net::Ipv4Addr = std::net::Ipv4Addr::new(10, 96, 0, 0);
+/// Its size (a /12).
+const SERVICE_ADDRESSES: u32 = 1 << 20;
+/// The low band kept for Services that ask for their address (KEP-3070: `min(max(16, size/16),
+/// 256)` addresses): `kubernetes` at 10.96.0.1 and `kube-dns` at 10.96.0.10 live there, and
+/// dynamic allocation takes it only when the rest is full.
+const STATIC_BAND: u32 = 256;
+
+/// A random offset into the dynamic band.
+fn rand_offset() -> u32 {
+    let bytes = uuid::Uuid::new_v4().into_bytes();
+    u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]])
+}
+
+/// A free cluster IP as kube-apiserver's allocator picks one: from a random place in the upper
+/// (dynamic) band, the first free address from there on (wrapping); then the static band.
+/// The network and broadcast addresses are never given.
+fn dynamic_cluster_ip(used: &std::collections::HashSet<String>, random: u32) -> Option<String> {
+    let address = |n: u32| std::net::Ipv4Addr::from(u32::from(SERVICE_NETWORK) + n).to_string();
+    let dynamic = SERVICE_ADDRESSES - 1 - STATIC_BAND;
+    let start = random % dynamic;
+    (0..dynamic)
+        .map(|i| STATIC_BAND + (start + i) % dynamic)
+        .chain(1..STATIC_BAND)
+        .map(address)
+        .find(|ip| !used.contains(ip))
+}
+
 /// Gives a new Service its cluster IP (from 10.96.0.0/12, as kube-apiserver's default range) and
 /// node ports, the way the real API server allocates them on create.
 async fn allocate_service_ips(api: &ApiServer, service: &mut Value) -> Result<(), ApiError> {
@@ -502,13 +531,7 @@ async fn allocate_service_ips(api: &ApiServer, service: &mut Value) -> Result<()
             .iter()
             .filter_map(|s| s["spec"]["clusterIP"].as_str().map(str::to_owned))
             .collect();
-        // The first address, 10.96.0.1, is the `kubernetes` Service's, as on a real cluster.
-        let ip = (2u32..(1 << 20) - 1)
-            .map(|n| {
-                std::net::Ipv4Addr::from(u32::from(std::net::Ipv4Addr::new(10, 96, 0, 0)) + n)
-                    .to_string()
-            })
-            .find(|ip| !used.contains(ip))
+        let ip = dynamic_cluster_ip(&used, rand_offset())
             .ok_or_else(|| ApiError::Internal("the service IP range is full".into()))?;
         spec["clusterIP"] = json!(ip);
         spec["clusterIPs"] = json!([ip]);
@@ -1717,10 +1740,10 @@ pub(crate) async fn control(api: &Arc<ApiServer>, rest: &str, request: Request) 
             }
         }
         (Method::GET, "flow") => {
-            let since = params(&request)
-                .get("since")
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(0);
+            let query = params(&request);
+            let since = query.get("since").and_then(|s| s.parse().ok()).unwrap_or(0);
+            // `follow=false`: the events kept so far, then the end (a script's look).
+            let follow = !query.contains_key("follow") || flag(&query, "follow");
             let (backlog, mut live) = api.flow().subscribe(since);
             let (tx, rx) =
                 tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::convert::Infallible>>(256);
@@ -1737,7 +1760,7 @@ pub(crate) async fn control(api: &Arc<ApiServer>, rest: &str, request: Request) 
                         return;
                     }
                 }
-                loop {
+                while follow {
                     match live.recv().await {
                         Ok(e) if e.seq <= last => {}
                         Ok(e) => {
@@ -1943,8 +1966,11 @@ fn step(
 /// `POST /orrery/v1/components/<name>/{stop,start}` and `/orrery/v1/nodes/<name>/{stop,start}`.
 fn operate(api: &ApiServer, rest: &str) -> Result<Value, ApiError> {
     use crate::supervisor::Role;
-    let parts: Vec<&str> = rest.split('/').collect();
-    let [group, name, action] = parts[..] else {
+    // A node's component has a slash in its name (`kube-proxy/node-1`).
+    let Some((group, (name, action))) = rest
+        .split_once('/')
+        .and_then(|(group, rest)| Some((group, rest.rsplit_once('/')?)))
+    else {
         return Err(ApiError::NoSuchPath);
     };
     let role = match group {
@@ -1965,4 +1991,30 @@ fn operate(api: &ApiServer, rest: &str) -> Result<Value, ApiError> {
         name: name.to_owned(),
     })?;
     Ok(json!({"name": name, "running": action == "start", "changed": changed}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dynamic_cluster_ips_stay_out_of_the_static_band_until_the_rest_is_full() {
+        let mut used = std::collections::HashSet::new();
+        let first = dynamic_cluster_ip(&used, 0).unwrap();
+        assert_eq!(first, "10.96.1.0");
+        let last = dynamic_cluster_ip(&used, SERVICE_ADDRESSES - 2 - STATIC_BAND).unwrap();
+        assert_eq!(last, "10.111.255.254");
+        used.insert(last.clone());
+        // Wraps round past the top, never onto the broadcast address.
+        let next = dynamic_cluster_ip(&used, SERVICE_ADDRESSES - 2 - STATIC_BAND).unwrap();
+        assert_eq!(next, "10.96.1.0");
+        // With the dynamic band full, the static band is used, from its first address.
+        let dynamic: std::collections::HashSet<String> = (STATIC_BAND..SERVICE_ADDRESSES - 1)
+            .map(|n| std::net::Ipv4Addr::from(u32::from(SERVICE_NETWORK) + n).to_string())
+            .collect();
+        assert_eq!(
+            dynamic_cluster_ip(&dynamic, 7).as_deref(),
+            Some("10.96.0.1")
+        );
+    }
 }

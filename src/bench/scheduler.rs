@@ -192,6 +192,7 @@ pub async fn run_scheduler_bench(
                 name: format!("node-{index}"),
                 index: index as u16,
                 cluster_cidr: Default::default(),
+                address: crate::kubelet::sim_address(index as u16),
                 cpu: "4".into(),
                 memory: "8Gi".into(),
                 max_pods: 110,
@@ -206,7 +207,7 @@ pub async fn run_scheduler_bench(
             let tls = pki
                 .kubelet_serving(
                     &config.name,
-                    std::net::Ipv4Addr::LOCALHOST.into(),
+                    config.address.into(),
                     &config.root_dir.join("pki"),
                 )
                 .map_err(|e| e.to_string())?;

@@ -105,11 +105,25 @@ impl ClusterCidr {
         (1u32 << (24 - self.prefix)) - 1
     }
 
+    /// Whether it shares any address with the network `base/prefix`.
+    pub fn overlaps(&self, base: std::net::Ipv4Addr, prefix: u8) -> bool {
+        let shorter = self.prefix.min(prefix);
+        let mask = u32::MAX.checked_shl(32 - u32::from(shorter)).unwrap_or(0);
+        u32::from(self.base) & mask == u32::from(base) & mask
+    }
+
     /// Node `index`'s `/24`.
     pub fn node_cidr(&self, index: u16) -> String {
         let base = u32::from(self.base) + (u32::from(index) << 8);
         format!("{}/24", std::net::Ipv4Addr::from(base))
     }
+}
+
+/// Node `index`'s address on the simulated runtime, where nothing of it is on a network:
+/// `127.0.0.<10 + index>` (carrying on into `127.0.1.x` past 245 nodes), distinct for every node
+/// and reachable from the host without root.
+pub fn sim_address(index: u16) -> std::net::Ipv4Addr {
+    std::net::Ipv4Addr::from(u32::from(std::net::Ipv4Addr::new(127, 0, 0, 10)) + u32::from(index))
 }
 
 /// The pids limit a kubelet gives each container unless told otherwise: generous for any real
@@ -126,6 +140,10 @@ pub struct NodeConfig {
     pub index: u16,
     /// The cluster's pod network.
     pub cluster_cidr: ClusterCidr,
+    /// The node's own address, its InternalIP: where its kubelet serves and its NodePorts are
+    /// reached (with real containers the node's gateway on the cluster's bridge, `<pod
+    /// CIDR>.1`; on the simulated runtime a loopback address, [`sim_address`]).
+    pub address: std::net::Ipv4Addr,
     /// CPU capacity, as a quantity (`4`).
     pub cpu: String,
     /// Memory capacity, as a quantity (`8Gi`).
@@ -278,7 +296,7 @@ impl Kubelet {
             "status": {
                 "capacity": resources,
                 "allocatable": resources,
-                "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}, {"type": "Hostname", "address": c.name}],
+                "addresses": [{"type": "InternalIP", "address": c.address.to_string()}, {"type": "Hostname", "address": c.name}],
                 "daemonEndpoints": {"kubeletEndpoint": {"Port": port}},
                 "nodeInfo": {
                     "machineID": c.name, "systemUUID": c.name, "bootID": c.name,
@@ -372,6 +390,7 @@ impl Kubelet {
                 node: this.config.name.clone(),
             },
             this.tls.clone(),
+            this.config.address,
         )
         .await
         {
@@ -503,6 +522,15 @@ mod tests {
         assert_eq!(default.capacity(), 1023);
         let small: ClusterCidr = "10.101.7.9/16".parse().unwrap();
         assert_eq!(small.to_string(), "10.101.0.0/16");
+        let service = std::net::Ipv4Addr::new(10, 96, 0, 0);
+        assert!(small.overlaps(service, 12), "10.101/16 is inside 10.96/12");
+        assert!(!default.overlaps(service, 12));
+        assert!(
+            "10.0.0.0/8"
+                .parse::<ClusterCidr>()
+                .unwrap()
+                .overlaps(service, 12)
+        );
         assert_eq!(small.node_cidr(2), "10.101.2.0/24");
         assert_eq!(small.capacity(), 255);
         for bad in [

@@ -183,7 +183,7 @@ impl Ctx<'_> {
 
 fn node_facts(kubelet: &Kubelet, ip: &str) -> NodeFacts {
     NodeFacts {
-        host_ip: "127.0.0.1".into(),
+        host_ip: kubelet.config.address.to_string(),
         pod_ip: ip.to_owned(),
         cpu: kubelet.config.cpu.clone(),
         memory: kubelet.config.memory.clone(),
@@ -1639,8 +1639,8 @@ async fn status_of(
     let mut status = json!({
         "phase": phase,
         "conditions": conditions,
-        "hostIP": "127.0.0.1",
-        "hostIPs": [{"ip": "127.0.0.1"}],
+        "hostIP": kubelet.config.address.to_string(),
+        "hostIPs": [{"ip": kubelet.config.address.to_string()}],
         "podIP": ip,
         "podIPs": [{"ip": ip}],
         "startTime": start_time,

@@ -100,13 +100,14 @@ fn refusal(identity: Option<&Identity>, method: &Method, path: &str) -> Option<R
     ))
 }
 
-/// Starts serving on a free port of 127.0.0.1; returns the port and the server to spawn.
+/// Starts serving on a free port of the node's address; returns the port and the server to spawn.
 pub(super) async fn serve(
     runtime: Arc<dyn ContainerRuntime>,
     hops: Hops,
     tls: ServerTls,
+    address: std::net::Ipv4Addr,
 ) -> std::io::Result<(u16, impl Future<Output = ()>)> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let listener = tokio::net::TcpListener::bind((address, 0)).await?;
     let port = listener.local_addr()?.port();
     let (alive, sessions) = tokio::sync::watch::channel(());
     let router = Router::new()

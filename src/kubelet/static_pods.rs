@@ -304,7 +304,15 @@ fn terminated(component: Component, run_index: u32, run: &Run) -> Value {
 /// The mirror pod's status for a component in state `seen`: what a kubelet writes for a
 /// host-network pod whose one container is that component. `previous` is the pod's current
 /// conditions (a condition's transition time moves only when its status does).
-fn status(pod: &StaticPod, seen: &Seen, start_time: &str, previous: &[Value]) -> Value {
+/// A static pod's status; like kubeadm's, the pods use the host's network, so their IP is the
+/// node's `address`.
+fn status(
+    pod: &StaticPod,
+    seen: &Seen,
+    start_time: &str,
+    previous: &[Value],
+    address: std::net::Ipv4Addr,
+) -> Value {
     let current_run = seen.restarts;
     let current = seen.runs.last().cloned().unwrap_or_default();
     let state = if seen.running {
@@ -359,10 +367,10 @@ fn status(pod: &StaticPod, seen: &Seen, start_time: &str, previous: &[Value]) ->
             condition("ContainersReady", ready),
             condition("PodScheduled", true),
         ],
-        "hostIP": "127.0.0.1",
-        "hostIPs": [{"ip": "127.0.0.1"}],
-        "podIP": "127.0.0.1",
-        "podIPs": [{"ip": "127.0.0.1"}],
+        "hostIP": address.to_string(),
+        "hostIPs": [{"ip": address.to_string()}],
+        "podIP": address.to_string(),
+        "podIPs": [{"ip": address.to_string()}],
         "startTime": start_time,
         "qosClass": "Burstable",
         "containerStatuses": [container_status],
@@ -595,7 +603,8 @@ impl Manager {
             let start_time = previous["startTime"]
                 .as_str()
                 .map_or_else(|| seconds(&self.store_started), str::to_owned);
-            let status = status(&pod, &seen, &start_time, &conditions);
+            let address = self.kubelet.config.address;
+            let status = status(&pod, &seen, &start_time, &conditions, address);
             if self.written.get(&pod.name).map(|(s, _)| s) == Some(&status) {
                 continue;
             }
@@ -886,7 +895,13 @@ mod tests {
             restarts: 0,
             runs: vec![run("2026-12-04T16:00:00.5Z", None)],
         };
-        let status = status(&pod, &running, "2026-12-04T16:00:01Z", &[]);
+        let status = status(
+            &pod,
+            &running,
+            "2026-12-04T16:00:01Z",
+            &[],
+            std::net::Ipv4Addr::LOCALHOST,
+        );
         let container = &status["containerStatuses"][0];
         assert_eq!(status["phase"], "Running");
         assert_eq!(status["podIP"], "127.0.0.1");

@@ -122,6 +122,12 @@ impl Cluster {
             .arg(dir.path())
             .args(["up", "--headless", "--port", "0"])
             .args(flags)
+            // Tests run side by side: the ingress controller on any free ports unless told.
+            .args(if flags.contains(&"--ingress-port") {
+                &[][..]
+            } else {
+                &["--ingress-port", "0", "--ingress-https-port", "0"][..]
+            })
             .env("KUBECONFIG", dir.path().join("user-kubeconfig"))
             .stdout(Stdio::null());
         match log {
@@ -435,19 +441,33 @@ pub fn rows(output: &str) -> Vec<Vec<String>> {
 
 /// `GET /` over plain HTTP/1.0; the whole answer.
 pub fn http_get(address: &str) -> String {
+    try_http_get(address).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// `GET /` over plain HTTP/1.0 with a `Host` header; the whole answer, or why there is none.
+pub fn try_http_get(address: &str) -> Result<String, String> {
+    http_request(address, "GET / HTTP/1.0\r\n\r\n")
+}
+
+/// Sends `request` as it is and reads the whole answer (5 s to connect, 5 s per read).
+pub fn http_request(address: &str, request: &str) -> Result<String, String> {
     use std::io::Read;
     let mut stream = std::net::TcpStream::connect_timeout(
-        &address.parse().expect("address"),
+        &address
+            .parse()
+            .map_err(|e| format!("address {address}: {e}"))?,
         Duration::from_secs(5),
     )
-    .unwrap_or_else(|e| panic!("connect {address}: {e}"));
+    .map_err(|e| format!("connect {address}: {e}"))?;
     stream
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
-    stream.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+    stream
+        .write_all(request.as_bytes())
+        .map_err(|e| format!("write to {address}: {e}"))?;
     let mut answer = String::new();
     let _ = stream.read_to_string(&mut answer);
-    answer
+    Ok(answer)
 }
 
 /// The Python interpreter with the official Kubernetes client: `ORRERY_PYTHON`, or the venv

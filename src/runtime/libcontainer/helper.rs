@@ -397,6 +397,13 @@ impl Helper {
                     }
                 },
             },
+            Request::PrepareNode { pod_cidr } => match self.mode {
+                PodNetworkMode::Bridge => match self.network.prepare_node(&pod_cidr).await {
+                    Ok(ip) => Response::Address { ip },
+                    Err(error) => failed("prepare node network", error.to_string()),
+                },
+                PodNetworkMode::Loopback => Response::Ok,
+            },
             Request::Shutdown => Response::Ok,
         };
         if let Err(error) = writer.send(&Envelope { id, body: response }, fds).await {

@@ -261,6 +261,20 @@ impl LibcontainerRuntime {
         }
     }
 
+    /// Puts a node on the pod network before its first pod: the cluster's bridge with the
+    /// node's gateway, the first address of `pod_cidr`, which is the node's own address (its
+    /// InternalIP). `None` when pods get no network of their own (`--pod-network loopback`).
+    pub async fn prepare_node(&self, pod_cidr: &str) -> Result<Option<std::net::Ipv4Addr>> {
+        let request = Request::PrepareNode {
+            pod_cidr: pod_cidr.to_owned(),
+        };
+        match self.call(request).await? {
+            (Response::Address { ip }, _) => Ok(Some(ip)),
+            (Response::Ok, _) => Ok(None),
+            (other, _) => Err(unexpected(other)),
+        }
+    }
+
     /// Stops every container, removes every mount, cgroup and network namespace, and waits
     /// for the helper to exit. Later calls fail.
     pub async fn shutdown(&self) -> Result<()> {
@@ -395,8 +409,9 @@ impl LibcontainerRuntime {
 }
 
 fn static_action(action: &str) -> &'static str {
-    const ACTIONS: [&str; 7] = [
+    const ACTIONS: [&str; 8] = [
         "run pod sandbox",
+        "prepare node network",
         "create container",
         "start container",
         "stop container",

@@ -201,6 +201,27 @@ impl Network {
             .map_err(|e| e.during(SETUP))
     }
 
+    /// Makes the node's place on the pod network before any pod: the bridge (created if
+    /// needed) with the node's gateway `<cidr>.1` on it, which is also the node's address (its
+    /// InternalIP: the kubelet and the node's NodePorts are reached there, from the host and
+    /// from every pod). Returns that address.
+    pub async fn prepare_node(&mut self, pod_cidr: &str) -> Result<Ipv4Addr> {
+        let cidr = parse_cidr(pod_cidr).map_err(|e| e.during(SETUP))?;
+        let gateway = gateway(cidr)
+            .ok_or_else(|| NetworkError::InvalidCidr(pod_cidr.into()).during(SETUP))?;
+        let bridge = self.bridge_name();
+        with_netlink(|h| async move {
+            ensure_bridge(&h, &bridge, bridge_mac(&bridge), gateway, cidr).await
+        })
+        .await
+        .map_err(|e| e.during(SETUP))?;
+        if !self.firewall_checked {
+            allow_bridged_forwarding(&self.bridge_name()).map_err(|e| e.during(SETUP))?;
+            self.firewall_checked = true;
+        }
+        Ok(gateway)
+    }
+
     /// Removes a pod's veth and namespace and frees its address. Missing parts are not errors.
     pub async fn remove_pod(&mut self, pod: &PodNetwork) -> Result<()> {
         self.tear_down(pod).await.map_err(|e| e.during(TEARDOWN))

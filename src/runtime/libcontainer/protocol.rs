@@ -222,6 +222,12 @@ pub enum Request {
         /// The exec.
         exec: u64,
     },
+    /// Puts a node on the pod network before its first pod (the bridge and the node's
+    /// gateway, its address); answers `Address`, or `Ok` when pods get no network of their own.
+    PrepareNode {
+        /// The node's pod CIDR.
+        pod_cidr: String,
+    },
     /// Stops every container, removes everything, and exits.
     Shutdown,
 }
@@ -274,6 +280,11 @@ pub struct ContainerInfo {
 pub enum Response {
     /// Done.
     Ok,
+    /// An address on the host (a node's, from `PrepareNode`).
+    Address {
+        /// The address.
+        ip: std::net::Ipv4Addr,
+    },
     /// A new id (sandbox or container).
     Id {
         /// The id.
