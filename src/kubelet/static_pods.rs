@@ -927,7 +927,13 @@ mod tests {
             runs: vec![run("2026-12-04T16:00:00Z", Some("2026-12-04T16:05:00Z"))],
             ..running.clone()
         };
-        let status = super::status(&pod, &stopped, "2026-12-04T16:00:01Z", &[]);
+        let status = super::status(
+            &pod,
+            &stopped,
+            "2026-12-04T16:00:01Z",
+            &[],
+            std::net::Ipv4Addr::LOCALHOST,
+        );
         let container = &status["containerStatuses"][0];
         assert_eq!(status["phase"], "Running");
         assert_eq!(container["ready"], false);
@@ -952,7 +958,13 @@ mod tests {
             ],
             ..running
         };
-        let status = super::status(&pod, &restarted, "2026-12-04T16:00:01Z", &[]);
+        let status = super::status(
+            &pod,
+            &restarted,
+            "2026-12-04T16:00:01Z",
+            &[],
+            std::net::Ipv4Addr::LOCALHOST,
+        );
         let container = &status["containerStatuses"][0];
         assert_eq!(container["restartCount"], 1);
         assert_eq!(container["ready"], true);
