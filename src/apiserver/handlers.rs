@@ -499,15 +499,14 @@ fn rand_offset() -> u32 {
 /// A free cluster IP as kube-apiserver's allocator picks one: from a random place in the upper
 /// (dynamic) band, the first free address from there on (wrapping); then the static band.
 /// The network and broadcast addresses are never given.
-fn dynamic_cluster_ip(used: &std::collections::HashSet<String>, random: u32) -> Option<String> {
-    let address = |n: u32| std::net::Ipv4Addr::from(u32::from(SERVICE_NETWORK) + n).to_string();
+fn dynamic_cluster_ip(used: impl Fn(u32) -> bool, random: u32) -> Option<std::net::Ipv4Addr> {
     let dynamic = SERVICE_ADDRESSES - 1 - STATIC_BAND;
     let start = random % dynamic;
     (0..dynamic)
         .map(|i| STATIC_BAND + (start + i) % dynamic)
         .chain(1..STATIC_BAND)
-        .map(address)
-        .find(|ip| !used.contains(ip))
+        .find(|n| !used(*n))
+        .map(|n| std::net::Ipv4Addr::from(u32::from(SERVICE_NETWORK) + n))
 }
 
 /// Gives a new Service its cluster IP (from 10.96.0.0/12, as kube-apiserver's default range) and
@@ -527,12 +526,20 @@ async fn allocate_service_ips(api: &ApiServer, service: &mut Value) -> Result<()
     let spec = &mut service["spec"];
     let kind = spec["type"].as_str().unwrap_or("ClusterIP").to_owned();
     if kind != "ExternalName" && spec["clusterIP"].as_str().is_none_or(str::is_empty) {
-        let used: std::collections::HashSet<String> = objects
+        // Offsets into the service network of the addresses taken.
+        let used: std::collections::HashSet<u32> = objects
             .iter()
-            .filter_map(|s| s["spec"]["clusterIP"].as_str().map(str::to_owned))
+            .filter_map(|s| {
+                s["spec"]["clusterIP"]
+                    .as_str()?
+                    .parse::<std::net::Ipv4Addr>()
+                    .ok()
+            })
+            .map(|ip| u32::from(ip).wrapping_sub(u32::from(SERVICE_NETWORK)))
             .collect();
-        let ip = dynamic_cluster_ip(&used, rand_offset())
-            .ok_or_else(|| ApiError::Internal("the service IP range is full".into()))?;
+        let ip = dynamic_cluster_ip(|n| used.contains(&n), rand_offset())
+            .ok_or_else(|| ApiError::Internal("the service IP range is full".into()))?
+            .to_string();
         spec["clusterIP"] = json!(ip);
         spec["clusterIPs"] = json!([ip]);
     } else if let Some(ip) = spec["clusterIP"].as_str().map(str::to_owned) {
@@ -1999,22 +2006,20 @@ mod tests {
 
     #[test]
     fn dynamic_cluster_ips_stay_out_of_the_static_band_until_the_rest_is_full() {
-        let mut used = std::collections::HashSet::new();
-        let first = dynamic_cluster_ip(&used, 0).unwrap();
-        assert_eq!(first, "10.96.1.0");
-        let last = dynamic_cluster_ip(&used, SERVICE_ADDRESSES - 2 - STATIC_BAND).unwrap();
-        assert_eq!(last, "10.111.255.254");
-        used.insert(last.clone());
+        let ip = |used: &dyn Fn(u32) -> bool, random| {
+            dynamic_cluster_ip(used, random).map(|ip| ip.to_string())
+        };
+        let none = |_| false;
+        assert_eq!(ip(&none, 0).as_deref(), Some("10.96.1.0"));
+        let top = SERVICE_ADDRESSES - 2 - STATIC_BAND;
+        assert_eq!(ip(&none, top).as_deref(), Some("10.111.255.254"));
         // Wraps round past the top, never onto the broadcast address.
-        let next = dynamic_cluster_ip(&used, SERVICE_ADDRESSES - 2 - STATIC_BAND).unwrap();
-        assert_eq!(next, "10.96.1.0");
+        let top_used = |n| n == SERVICE_ADDRESSES - 2;
+        assert_eq!(ip(&top_used, top).as_deref(), Some("10.96.1.0"));
         // With the dynamic band full, the static band is used, from its first address.
-        let dynamic: std::collections::HashSet<String> = (STATIC_BAND..SERVICE_ADDRESSES - 1)
-            .map(|n| std::net::Ipv4Addr::from(u32::from(SERVICE_NETWORK) + n).to_string())
-            .collect();
-        assert_eq!(
-            dynamic_cluster_ip(&dynamic, 7).as_deref(),
-            Some("10.96.0.1")
-        );
+        let dynamic_full = |n| n >= STATIC_BAND;
+        assert_eq!(ip(&dynamic_full, 7).as_deref(), Some("10.96.0.1"));
+        let all = |_| true;
+        assert_eq!(ip(&all, 7), None);
     }
 }
