@@ -190,6 +190,16 @@ struct UpArgs {
     /// `sim` (simulated containers, for thousands of pods or machines without root).
     #[arg(long, value_parser = ["libcontainer", "sim"])]
     runtime: Option<String>,
+    /// The cluster's DNS domain (the kubelet's --cluster-domain): Services are
+    /// `<name>.<namespace>.svc.<domain>`.
+    #[arg(long, default_value = "cluster.local")]
+    cluster_domain: String,
+    /// The ingress controller's HTTP port on 127.0.0.1 (0: any free port; `orrery up` prints it).
+    #[arg(long, default_value_t = 8080)]
+    ingress_port: u16,
+    /// The ingress controller's HTTPS port on 127.0.0.1 (0: any free port).
+    #[arg(long, default_value_t = 8443)]
+    ingress_https_port: u16,
 }
 
 #[derive(Debug, Subcommand)]
@@ -516,6 +526,8 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 )
                 .map_err(CliError::Usage)?,
                 cluster_cidr: args.cluster_cidr,
+                cluster_domain: args.cluster_domain,
+                ingress_ports: (args.ingress_port, args.ingress_https_port),
             };
             if u32::from(options.nodes) > options.cluster_cidr.capacity() {
                 return Err(CliError::Usage(format!(

@@ -67,6 +67,11 @@ pub struct UpOptions {
     pub runtime: RuntimeChoice,
     /// The pod network, one `/24` per node (`--cluster-cidr`).
     pub cluster_cidr: crate::kubelet::ClusterCidr,
+    /// The cluster's DNS domain (`--cluster-domain`, `cluster.local`).
+    pub cluster_domain: String,
+    /// The ingress controller's HTTP and HTTPS ports on 127.0.0.1 (`--ingress-port`,
+    /// `--ingress-https-port`; 0: any free port).
+    pub ingress_ports: (u16, u16),
 }
 
 /// Which container runtime the kubelets drive.
