@@ -126,6 +126,9 @@ struct Balancer {
     routes: Routes,
     /// The last ASSIGN hop's words.
     described: String,
+    /// The Service's resourceVersion when this controller last wrote its status: while the
+    /// cache still shows that version, it has not seen the write yet and is not written again.
+    written_over: Option<String>,
 }
 
 impl Drop for Balancer {
@@ -277,6 +280,7 @@ impl ServiceLb {
                     listeners,
                     routes,
                     described: String::new(),
+                    written_over: None,
                 },
             );
         }
@@ -314,7 +318,8 @@ impl ServiceLb {
                 }
             }
         }
-        if !status_shows(service, addr) {
+        let version = service.metadata.resource_version.clone();
+        if !status_shows(service, addr) && balancer.written_over != version {
             let api: Api<Service> = Api::namespaced(self.client.clone(), &key.0);
             api.patch_status(
                 &key.1,
@@ -327,6 +332,7 @@ impl ServiceLb {
                 name: key.1.clone(),
                 source,
             })?;
+            balancer.written_over = version;
         }
         let described = plan::describe(addr, plans);
         if described != balancer.described {

@@ -1054,6 +1054,82 @@ mod tests {
     }
 
     #[test]
+    fn service_and_slice_rows_read_like_kubectl() {
+        let service = |spec: serde_json::Value, status: serde_json::Value| -> Service {
+            serde_json::from_value(json!({
+                "metadata": {"name": "web", "namespace": "default",
+                             "creationTimestamp": "2026-01-01T00:00:00Z"},
+                "spec": spec, "status": status,
+            }))
+            .unwrap()
+        };
+        let lb = json!({"type": "LoadBalancer", "clusterIP": "10.96.0.20",
+            "ports": [{"name": "http", "port": 80, "targetPort": "http", "nodePort": 31234, "protocol": "TCP"},
+                      {"name": "dns", "port": 53, "protocol": "UDP"}]});
+        let pending = service_row(&service(lb.clone(), json!({})));
+        assert_eq!(pending.external, "<pending>");
+        assert_eq!(pending.ports_text(), "80:31234/TCP,53/UDP");
+        assert_eq!(pending.ports[0].target_port, "http");
+        assert_eq!(pending.ports[1].target_port, "53");
+        let assigned = service_row(&service(
+            lb,
+            json!({"loadBalancer": {"ingress": [{"ip": "127.240.0.1", "ipMode": "VIP"}]}}),
+        ));
+        assert_eq!(assigned.external, "127.240.0.1");
+        let plain = service_row(&service(
+            json!({"clusterIP": "None", "ports": []}),
+            json!({}),
+        ));
+        assert_eq!(
+            (
+                plain.type_.as_str(),
+                plain.cluster_ip.as_str(),
+                plain.external.as_str()
+            ),
+            ("ClusterIP", "None", "<none>")
+        );
+        assert_eq!(plain.ports_text(), "<none>");
+
+        let slice: EndpointSlice = serde_json::from_value(json!({
+            "metadata": {"name": "web-abc", "namespace": "default",
+                         "labels": {"kubernetes.io/service-name": "web"}},
+            "addressType": "IPv4",
+            "ports": [{"name": "http", "port": 8080}],
+            "endpoints": [
+                {"addresses": ["10.244.1.5"], "nodeName": "node-1",
+                 "targetRef": {"kind": "Pod", "name": "web-1"}},
+                {"addresses": ["10.244.2.7"], "nodeName": "node-2",
+                 "conditions": {"ready": false, "serving": true, "terminating": true}},
+            ],
+        }))
+        .unwrap();
+        let row = slice_row(&slice);
+        assert_eq!(row.service, "web");
+        assert_eq!(row.ports, [("http".to_owned(), 8080)]);
+        assert_eq!(
+            row.endpoints,
+            [
+                EndpointRow {
+                    ip: "10.244.1.5".into(),
+                    node: "node-1".into(),
+                    pod: "web-1".into(),
+                    ready: true,
+                    serving: true,
+                    terminating: false,
+                },
+                EndpointRow {
+                    ip: "10.244.2.7".into(),
+                    node: "node-2".into(),
+                    pod: String::new(),
+                    ready: false,
+                    serving: true,
+                    terminating: true,
+                },
+            ]
+        );
+    }
+
+    #[test]
     fn node_deployment_and_event_rows() {
         let node: Node = serde_json::from_value(json!({
             "metadata": {"name": "node-1"},
