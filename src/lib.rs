@@ -37,6 +37,7 @@ pub mod kubelet;
 pub mod pki;
 pub mod runtime;
 pub mod scheduler;
+pub mod servicelb;
 pub mod store;
 pub mod supervisor;
 pub mod tui;

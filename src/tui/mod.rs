@@ -8,5 +8,6 @@
 pub mod app;
 pub mod effects;
 pub mod model;
+pub mod services;
 pub mod source;
 pub mod view;

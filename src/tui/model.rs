@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use crossterm::event::KeyEvent;
 use serde::Deserialize;
 
+use super::services::{NodeProxy, ServiceRow, SliceRow, sync_of};
 use crate::flow::FlowEvent;
 
 /// How many flow events the dashboard keeps.
@@ -204,6 +205,14 @@ pub enum Msg {
     DeploymentGone(String, String),
     /// An Event was added or changed.
     Event(EventRow),
+    /// A Service was added or changed.
+    Service(ServiceRow),
+    /// A Service is gone (namespace, name).
+    ServiceGone(String, String),
+    /// An EndpointSlice was added or changed.
+    Slice(SliceRow),
+    /// An EndpointSlice is gone (namespace, name).
+    SliceGone(String, String),
     /// The components and whether they run.
     Components(Vec<ComponentRow>),
     /// The stepper's state.
@@ -326,6 +335,12 @@ pub struct Model {
     /// Pods by node (`""` for pods no node holds yet), kept as pods come and go so the map
     /// never walks every pod.
     pub node_pods: BTreeMap<String, NodePods>,
+    /// Services by `namespace/name`.
+    pub services: BTreeMap<String, ServiceRow>,
+    /// EndpointSlices by `namespace/name`.
+    pub slices: BTreeMap<String, SliceRow>,
+    /// What each node's kube-proxy last programmed (from its `SYNC` hops), by node.
+    pub kube_proxy: BTreeMap<String, NodeProxy>,
 }
 
 impl Model {
@@ -362,6 +377,9 @@ impl Model {
             released: BTreeSet::new(),
             controllers: BTreeSet::new(),
             node_pods: BTreeMap::new(),
+            services: BTreeMap::new(),
+            slices: BTreeMap::new(),
+            kube_proxy: BTreeMap::new(),
         }
     }
 }
@@ -381,6 +399,8 @@ pub enum View {
     Nodes,
     /// `:events`.
     Events,
+    /// `:svc`: Services, and the selected one's ports, endpoints and kube-proxy state.
+    Services,
     /// `:store`: the store's writes, from the flow.
     Store,
     /// One object: YAML, status, decision, store and Events.
@@ -401,6 +421,7 @@ impl View {
             View::Deployments => "deploy",
             View::Nodes => "nodes",
             View::Events => "events",
+            View::Services => "svc",
             View::Store => "store",
             View::Detail => "detail",
             View::Logs => "logs",
@@ -521,6 +542,9 @@ pub enum TimelineRow {
     Event(usize),
 }
 
+/// The add-ons the map draws with the controllers once seen in the flow.
+pub const ADDONS: [&str; 3] = ["kube-dns", "ingress-controller", "service-lb-controller"];
+
 /// The components `:stop`/`:start` know besides nodes.
 const COMPONENTS: [&str; 3] = ["apiserver", "scheduler", "controller-manager"];
 
@@ -581,6 +605,20 @@ impl Model {
                 self.kube_events
                     .insert(format!("{}/{}", e.namespace, e.name), e);
             }
+            Msg::Service(svc) => {
+                self.services
+                    .insert(format!("{}/{}", svc.namespace, svc.name), svc);
+            }
+            Msg::ServiceGone(ns, name) => {
+                self.services.remove(&format!("{ns}/{name}"));
+            }
+            Msg::Slice(slice) => {
+                self.slices
+                    .insert(format!("{}/{}", slice.namespace, slice.name), slice);
+            }
+            Msg::SliceGone(ns, name) => {
+                self.slices.remove(&format!("{ns}/{name}"));
+            }
             Msg::Components(components) => self.components = components,
             Msg::Stepper(stepper) => {
                 self.released
@@ -616,6 +654,17 @@ impl Model {
             if who.starts_with("controller/") && !self.controllers.contains(who.as_str()) {
                 self.controllers.insert(who.clone());
             }
+            // The add-ons drawn with the controllers.
+            let base = who.split('/').next().unwrap_or_default();
+            if ADDONS.contains(&base) && !self.controllers.contains(base) {
+                self.controllers.insert(base.to_owned());
+            }
+        }
+        if let Some((node, data)) = sync_of(&event) {
+            self.kube_proxy
+                .entry(node)
+                .or_default()
+                .apply(data, &event.time);
         }
         if self.events.len() >= KEPT_EVENTS {
             self.events.pop_front();
@@ -851,6 +900,31 @@ impl Model {
             .collect()
     }
 
+    /// `:svc` rows, filtered, sorted by namespace and name.
+    pub fn service_rows(&self) -> Vec<&ServiceRow> {
+        let f = self.filter_lower();
+        self.services
+            .values()
+            .filter(|s| f.is_empty() || contains_ci(&s.name, &f) || contains_ci(&s.namespace, &f))
+            .collect()
+    }
+
+    /// The selected Service of `:svc`.
+    pub fn selected_service(&self) -> Option<&ServiceRow> {
+        let rows = self.service_rows();
+        Some(rows[self.selected(View::Services, rows.len())?])
+    }
+
+    /// The EndpointSlices of a Service, by name.
+    pub fn slices_of(&self, namespace: &str, service: &str) -> Vec<&SliceRow> {
+        self.slices
+            .range(format!("{namespace}/")..)
+            .take_while(|(k, _)| k.starts_with(&format!("{namespace}/")))
+            .map(|(_, s)| s)
+            .filter(|s| s.service == service)
+            .collect()
+    }
+
     /// How many rows the current list view has.
     fn list_len(&self) -> usize {
         match self.view {
@@ -858,6 +932,7 @@ impl Model {
             View::Deployments => self.deployment_rows().len(),
             View::Nodes => self.node_rows().len(),
             View::Events => self.event_rows().len(),
+            View::Services => self.service_rows().len(),
             View::Store => self.store_rows().len(),
             _ => 0,
         }
@@ -982,6 +1057,10 @@ impl Model {
                 }
             }
             KeyCode::Char('l') => return self.logs_of_selected(),
+            KeyCode::Char('S') => {
+                self.open(View::Services);
+                self.status = None;
+            }
             KeyCode::Char('s') if self.view == View::Deployments => {
                 let rows = self.deployment_rows();
                 match self
@@ -1081,6 +1160,9 @@ impl Model {
                 let p = rows[self.selected(View::Pods, rows.len())?];
                 Some(p.owner.clone())
             }
+            View::Services => self
+                .selected_service()
+                .map(|s| format!("Service/{}", s.name)),
             View::Detail | View::Logs => {
                 let (kind, _, name) = self.detail_target.as_ref()?;
                 Some(format!("{kind}/{name}"))
@@ -1126,6 +1208,9 @@ impl Model {
             View::Nodes => self
                 .selected_node()
                 .map(|n| ("Node".to_owned(), String::new(), n.name.clone())),
+            View::Services => self
+                .selected_service()
+                .map(|s| ("Service".to_owned(), s.namespace.clone(), s.name.clone())),
             View::Events => {
                 let rows = self.event_rows();
                 let e = rows[self.selected(View::Events, rows.len())?];
@@ -1391,6 +1476,7 @@ impl Model {
             "deploy" | "deployments" | "deployment" | "dp" => Some(View::Deployments),
             "nodes" | "node" | "no" => Some(View::Nodes),
             "events" | "event" | "ev" => Some(View::Events),
+            "svc" | "services" | "service" => Some(View::Services),
             "flow" => Some(View::Flow),
             "store" => Some(View::Store),
             "map" | "home" => Some(View::Home),
@@ -1468,7 +1554,7 @@ pub const HELP: &[(&str, &str)] = &[
     ("?", "this help"),
     (
         ":",
-        "command mode (:pods :deploy :nodes :events :flow :store :map :help)",
+        "command mode (:pods :deploy :nodes :events :svc :flow :store :map :help)",
     ),
     (
         ":apply [path]",
@@ -1499,6 +1585,10 @@ pub const HELP: &[(&str, &str)] = &[
         "describe the selected object: YAML, status, decision, store, events",
     ),
     ("l", "logs of the selected pod"),
+    (
+        "S",
+        "Services (:svc): ports, endpoints, each node's kube-proxy",
+    ),
     ("space", "switch between run and step mode"),
     ("n", "step mode: let the pending hop through"),
     (

@@ -1187,3 +1187,231 @@ fn heartbeats_are_hidden_until_h_shows_them() {
     assert_eq!(leases(&m), 1);
     assert!(!Model::new(Host::Up, "x").heartbeats);
 }
+
+/// A kube-proxy SYNC hop from `node` at `second` with `data`.
+fn sync(seq: u64, second: u32, node: &str, data: serde_json::Value) -> FlowEvent {
+    let mut e = FlowEvent::new(format!("kube-proxy/{node}"), "nftables", "SYNC")
+        .detail("synced")
+        .data(data);
+    e.seq = seq;
+    e.time = format!("2026-01-01T12:00:{second:02}.000000Z");
+    e
+}
+
+fn programmed(endpoints: serde_json::Value) -> serde_json::Value {
+    json!({"namespace": "default", "name": "web", "type": "LoadBalancer",
+           "clusterIP": "10.96.0.20",
+           "ports": [{"name": "http", "port": 80, "protocol": "TCP", "nodePort": 31234}],
+           "endpoints": endpoints})
+}
+
+/// The fixture with the `web` LoadBalancer Service, its slice (two endpoints, one terminating),
+/// `kubernetes`, and kube-proxy syncs: node-1 current (at 12:00:28), node-2 stale (at 12:00:18,
+/// before the terminating endpoint).
+pub(crate) fn services_fixture() -> Model {
+    use crate::tui::services::{EndpointRow, PortRow, ServiceRow, SliceRow};
+    let mut m = fixture(Host::Attached);
+    m.update(Msg::Service(ServiceRow {
+        namespace: "default".into(),
+        name: "kubernetes".into(),
+        type_: "ClusterIP".into(),
+        cluster_ip: "10.96.0.1".into(),
+        external: "<none>".into(),
+        ports: vec![PortRow {
+            name: "https".into(),
+            port: 443,
+            protocol: "TCP".into(),
+            node_port: None,
+            target_port: "6443".into(),
+        }],
+        created: "2026-01-01T11:00:00Z".into(),
+    }));
+    m.update(Msg::Service(ServiceRow {
+        namespace: "default".into(),
+        name: "web".into(),
+        type_: "LoadBalancer".into(),
+        cluster_ip: "10.96.0.20".into(),
+        external: "127.240.0.1".into(),
+        ports: vec![PortRow {
+            name: "http".into(),
+            port: 80,
+            protocol: "TCP".into(),
+            node_port: Some(31234),
+            target_port: "8080".into(),
+        }],
+        created: "2026-01-01T11:59:00Z".into(),
+    }));
+    let endpoint = |ip: &str, node: &str, pod: &str, ready: bool, terminating: bool| EndpointRow {
+        ip: ip.into(),
+        node: node.into(),
+        pod: pod.into(),
+        ready,
+        serving: !terminating || ready,
+        terminating,
+    };
+    m.update(Msg::Slice(SliceRow {
+        namespace: "default".into(),
+        name: "web-x2k9q".into(),
+        service: "web".into(),
+        ports: vec![("http".into(), 8080)],
+        endpoints: vec![
+            endpoint("10.244.1.5", "node-1", "web-7d4b9-abcde", true, false),
+            endpoint("10.244.2.7", "node-2", "web-7d4b9-fghij", false, true),
+        ],
+    }));
+    let now = json!([
+        {"ip": "10.244.1.5", "port": 8080, "node": "node-1", "ready": true, "serving": true, "terminating": false},
+        {"ip": "10.244.2.7", "port": 8080, "node": "node-2", "ready": false, "serving": false, "terminating": true},
+    ]);
+    let before = json!([
+        {"ip": "10.244.1.5", "port": 8080, "node": "node-1", "ready": true, "serving": true, "terminating": false},
+        {"ip": "10.244.2.7", "port": 8080, "node": "node-2", "ready": true, "serving": true, "terminating": false},
+    ]);
+    m.update(Msg::Flow(sync(
+        900,
+        18,
+        "node-2",
+        json!({"node": "node-2", "programmed": true, "full": true, "services": [programmed(before)]}),
+    )));
+    m.update(Msg::Flow(sync(
+        901,
+        28,
+        "node-1",
+        json!({"node": "node-1", "programmed": true, "services": [programmed(now)]}),
+    )));
+    m
+}
+
+#[test]
+fn services_and_slices_follow_their_watches() {
+    let mut m = services_fixture();
+    assert_eq!(m.service_rows().len(), 2);
+    assert_eq!(m.slices_of("default", "web").len(), 1);
+    assert!(m.slices_of("default", "kubernetes").is_empty());
+    assert!(m.slices_of("other", "web").is_empty());
+    m.update(Msg::SliceGone("default".into(), "web-x2k9q".into()));
+    assert!(m.slices_of("default", "web").is_empty());
+    m.update(Msg::ServiceGone("default".into(), "web".into()));
+    let names: Vec<&str> = m.service_rows().iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["kubernetes"]);
+    assert_eq!(m.services["default/kubernetes"].ports_text(), "443/TCP");
+}
+
+#[test]
+fn kube_proxy_syncs_full_and_incremental_keep_each_nodes_state() {
+    use crate::tui::services::{ProxyState, proxy_state};
+    let mut m = services_fixture();
+    let slices = m
+        .slices_of("default", "web")
+        .into_iter()
+        .cloned()
+        .collect::<Vec<_>>();
+    let refs: Vec<_> = slices.iter().collect();
+    assert_eq!(
+        proxy_state(&m.kube_proxy["node-1"], "default/web", &refs),
+        ProxyState::Current(2)
+    );
+    assert_eq!(
+        proxy_state(&m.kube_proxy["node-2"], "default/web", &refs),
+        ProxyState::Stale
+    );
+    // An incremental sync changes only the Services it names.
+    let other = json!({"namespace": "default", "name": "db", "type": "ClusterIP",
+                       "clusterIP": "10.96.0.30", "ports": [], "endpoints": []});
+    m.update(Msg::Flow(sync(
+        902,
+        29,
+        "node-2",
+        json!({"node": "node-2", "programmed": true, "full": false, "services": [other]}),
+    )));
+    let node2 = &m.kube_proxy["node-2"];
+    assert_eq!(node2.services.len(), 2);
+    assert_eq!(node2.synced, "2026-01-01T12:00:29.000000Z");
+    assert_eq!(proxy_state(node2, "default/web", &refs), ProxyState::Stale);
+    let fixed = programmed(json!([
+        {"ip": "10.244.1.5", "port": 8080, "node": "node-1", "ready": true, "serving": true, "terminating": false},
+        {"ip": "10.244.2.7", "port": 8080, "node": "node-2", "ready": false, "serving": false, "terminating": true},
+    ]));
+    m.update(Msg::Flow(sync(
+        903,
+        30,
+        "node-2",
+        json!({"node": "node-2", "programmed": true, "full": false,
+               "services": [fixed, {"namespace": "default", "name": "db", "removed": true}]}),
+    )));
+    let node2 = &m.kube_proxy["node-2"];
+    assert_eq!(
+        node2.services.keys().collect::<Vec<_>>(),
+        ["default/web"],
+        "db removed"
+    );
+    assert_eq!(
+        proxy_state(node2, "default/web", &refs),
+        ProxyState::Current(2)
+    );
+    // A full sync replaces everything; one that failed is reported as such.
+    m.update(Msg::Flow(sync(
+        904,
+        31,
+        "node-2",
+        json!({"node": "node-2", "programmed": false, "full": true, "services": []}),
+    )));
+    assert!(m.kube_proxy["node-2"].services.is_empty());
+    assert_eq!(
+        proxy_state(&m.kube_proxy["node-2"], "default/web", &refs),
+        ProxyState::Failed
+    );
+    // Not a SYNC to nftables: ignored.
+    let mut e = sync(
+        905,
+        31,
+        "node-3",
+        json!({"node": "node-3", "programmed": true}),
+    );
+    e.verb = "LIST".into();
+    m.update(Msg::Flow(e));
+    assert!(!m.kube_proxy.contains_key("node-3"));
+}
+
+#[test]
+fn the_services_view_opens_by_command_and_key_and_describes_its_service() {
+    let mut m = services_fixture();
+    for text in ["svc", "services", "service"] {
+        command(&mut m, "map");
+        assert!(command(&mut m, text).is_empty());
+        assert_eq!(m.view, View::Services, ":{text}");
+    }
+    command(&mut m, "map");
+    m.update(key(KeyCode::Char('S')));
+    assert_eq!(m.view, View::Services);
+    assert_eq!(m.view.name(), "svc");
+    m.update(key(KeyCode::Down));
+    assert_eq!(m.selected_service().unwrap().name, "web");
+    assert_eq!(
+        m.update(key(KeyCode::Char('d'))),
+        [Effect::Describe(
+            "Service".into(),
+            "default".into(),
+            "web".into()
+        )]
+    );
+    assert!(HELP.iter().any(|(k, _)| *k == "S"));
+}
+
+#[test]
+fn add_ons_seen_in_the_flow_join_the_controllers() {
+    let mut m = Model::new(Host::Attached, "orrery");
+    for from in [
+        "kube-dns",
+        "ingress-controller",
+        "service-lb-controller",
+        "kube-proxy/node-1",
+    ] {
+        m.update(Msg::Flow(FlowEvent::new(from, "apiserver", "LIST")));
+    }
+    let seen: Vec<&str> = m.controllers.iter().map(String::as_str).collect();
+    assert_eq!(
+        seen,
+        ["ingress-controller", "kube-dns", "service-lb-controller"]
+    );
+}

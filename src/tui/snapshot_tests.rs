@@ -137,6 +137,31 @@ fn pods() {
 }
 
 #[test]
+fn services() {
+    let mut m = crate::tui::model::tests::services_fixture();
+    command(&mut m, "svc");
+    m.update(key(KeyCode::Down));
+    snap!("services", m, 110, 30);
+}
+
+#[test]
+fn home_with_add_ons_and_kube_proxy_in_flight_120x40() {
+    let mut m = crate::tui::model::tests::services_fixture();
+    for (seq, from) in [(950, "kube-dns"), (951, "service-lb-controller")] {
+        let mut e = crate::flow::FlowEvent::new(from, "apiserver", "LIST");
+        e.seq = seq;
+        e.time = "2026-01-01T12:00:29.000000Z".into();
+        m.update(Msg::Flow(e));
+    }
+    let mut e = crate::flow::FlowEvent::new("kube-proxy/node-2", "nftables", "SYNC")
+        .detail("3 services, 4 endpoints");
+    e.seq = 952;
+    e.time = "2026-01-01T12:00:29.500000Z".into();
+    m.update(Msg::Flow(e));
+    snap!("home_add_ons_kube_proxy_120x40", m, 120, 40);
+}
+
+#[test]
 fn deployments() {
     let mut m = fixture(Host::Attached);
     command(&mut m, "deploy");
@@ -417,6 +442,7 @@ fn every_view_survives_tiny_terminals() {
         View::Deployments,
         View::Nodes,
         View::Events,
+        View::Services,
         View::Store,
         View::Detail,
         View::Logs,

@@ -1,5 +1,6 @@
 //! What the dashboard reads from the cluster, turned into [`Msg`]s on one channel: watches of
-//! Pods (with ReplicaSets, to name each pod's story), Nodes, Deployments and Events through a
+//! Pods (with ReplicaSets, to name each pod's story), Nodes, Deployments, Events, Services and
+//! EndpointSlices through a
 //! `kube::Client`, converted into the model's rows the way `kubectl get` prints them; the flow
 //! stream (`GET /orrery/v1/flow`, reconnecting from the last sequence number it saw); the stepper
 //! and the components, polled (`/orrery/v1/stepper`, `/orrery/v1/components`) and sent only
@@ -16,7 +17,8 @@ use std::time::Duration;
 
 use futures::{AsyncBufReadExt, StreamExt};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::{Event, Node, Pod};
+use k8s_openapi::api::core::v1::{Event, Node, Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher;
@@ -25,6 +27,7 @@ use serde::Deserialize;
 use tokio::sync::{Notify, mpsc};
 
 use super::model::{ComponentRow, DeploymentRow, EventRow, Msg, NodeRow, PodRow, StepperView};
+use super::services::{EndpointRow, PortRow, ServiceRow, SliceRow};
 use crate::flow::{Data, FlowEvent};
 
 /// How often the stepper and the components are polled.
@@ -91,6 +94,28 @@ pub fn spawn(client: Client, tx: mpsc::Sender<Msg>, manifests: Option<PathBuf>) 
             // The model keeps Events by `namespace/name` and has no Gone for them: an Event
             // that expires simply stops changing.
             |_: &Event| None,
+        )),
+        tokio::spawn(watch_rows(
+            Api::<Service>::all(client.clone()),
+            tx.clone(),
+            |s: &Service| Msg::Service(service_row(s)),
+            |s: &Service| {
+                Some(Msg::ServiceGone(
+                    s.namespace().unwrap_or_default(),
+                    s.name_any(),
+                ))
+            },
+        )),
+        tokio::spawn(watch_rows(
+            Api::<EndpointSlice>::all(client.clone()),
+            tx.clone(),
+            |s: &EndpointSlice| Msg::Slice(slice_row(s)),
+            |s: &EndpointSlice| {
+                Some(Msg::SliceGone(
+                    s.namespace().unwrap_or_default(),
+                    s.name_any(),
+                ))
+            },
         )),
         tokio::spawn(poll(client, tx.clone(), poke.clone())),
         tokio::spawn(watch_manifests(manifests, tx)),
@@ -480,6 +505,113 @@ pub fn node_row(node: &Node) -> NodeRow {
             .and_then(|s| s.node_info.as_ref())
             .map(|i| i.container_runtime_version.clone())
             .unwrap_or_default(),
+    }
+}
+
+/// A Service as the dashboard shows it (`kubectl get svc`'s columns).
+pub fn service_row(service: &Service) -> ServiceRow {
+    let spec = service.spec.clone().unwrap_or_default();
+    let type_ = spec.type_.clone().unwrap_or_else(|| "ClusterIP".into());
+    let mut external: Vec<String> = spec.external_ips.clone().unwrap_or_default();
+    if let Some(ingress) = service
+        .status
+        .as_ref()
+        .and_then(|s| s.load_balancer.as_ref())
+        .and_then(|lb| lb.ingress.as_ref())
+    {
+        external.extend(
+            ingress
+                .iter()
+                .filter_map(|i| i.ip.clone().or_else(|| i.hostname.clone())),
+        );
+    }
+    // kubectl's getServiceExternalIP.
+    let external = match type_.as_str() {
+        "ExternalName" => spec.external_name.clone().unwrap_or_default(),
+        "LoadBalancer" if external.is_empty() => "<pending>".to_owned(),
+        _ if external.is_empty() => "<none>".to_owned(),
+        _ => external.join(","),
+    };
+    ServiceRow {
+        namespace: service.namespace().unwrap_or_default(),
+        name: service.name_any(),
+        cluster_ip: spec
+            .cluster_ip
+            .clone()
+            .filter(|ip| !ip.is_empty())
+            .unwrap_or_else(|| "<none>".into()),
+        type_,
+        external,
+        ports: spec
+            .ports
+            .iter()
+            .flatten()
+            .map(|p| PortRow {
+                name: p.name.clone().unwrap_or_default(),
+                port: p.port,
+                protocol: p.protocol.clone().unwrap_or_else(|| "TCP".into()),
+                node_port: p.node_port,
+                target_port: match &p.target_port {
+                    Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(n)) => {
+                        n.to_string()
+                    }
+                    Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(s)) => {
+                        s.clone()
+                    }
+                    None => p.port.to_string(),
+                },
+            })
+            .collect(),
+        created: service
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map(|t| t.0.to_string())
+            .unwrap_or_default(),
+    }
+}
+
+/// An EndpointSlice as the dashboard keeps it: one endpoint per address, conditions defaulted
+/// as kube-proxy reads them (ready absent = true, serving absent = ready).
+pub fn slice_row(slice: &EndpointSlice) -> SliceRow {
+    SliceRow {
+        namespace: slice.namespace().unwrap_or_default(),
+        name: slice.name_any(),
+        service: slice
+            .labels()
+            .get("kubernetes.io/service-name")
+            .cloned()
+            .unwrap_or_default(),
+        ports: slice
+            .ports
+            .iter()
+            .flatten()
+            .filter_map(|p| Some((p.name.clone().unwrap_or_default(), p.port?)))
+            .collect(),
+        endpoints: slice
+            .endpoints
+            .iter()
+            .flat_map(|e| {
+                let c = e.conditions.clone().unwrap_or_default();
+                let ready = c.ready.unwrap_or(true);
+                let row = EndpointRow {
+                    ip: String::new(),
+                    node: e.node_name.clone().unwrap_or_default(),
+                    pod: e
+                        .target_ref
+                        .as_ref()
+                        .and_then(|r| r.name.clone())
+                        .unwrap_or_default(),
+                    ready,
+                    serving: c.serving.unwrap_or(ready),
+                    terminating: c.terminating.unwrap_or(false),
+                };
+                e.addresses.iter().map(move |ip| EndpointRow {
+                    ip: ip.clone(),
+                    ..row.clone()
+                })
+            })
+            .collect(),
     }
 }
 
@@ -919,6 +1051,82 @@ mod tests {
                           "controller": true}]);
         assert_eq!(root_owner(&meta(job), replicasets), "Job/pi");
         assert_eq!(root_owner(&meta(json!(null)), replicasets), "Pod/p");
+    }
+
+    #[test]
+    fn service_and_slice_rows_read_like_kubectl() {
+        let service = |spec: serde_json::Value, status: serde_json::Value| -> Service {
+            serde_json::from_value(json!({
+                "metadata": {"name": "web", "namespace": "default",
+                             "creationTimestamp": "2026-01-01T00:00:00Z"},
+                "spec": spec, "status": status,
+            }))
+            .unwrap()
+        };
+        let lb = json!({"type": "LoadBalancer", "clusterIP": "10.96.0.20",
+            "ports": [{"name": "http", "port": 80, "targetPort": "http", "nodePort": 31234, "protocol": "TCP"},
+                      {"name": "dns", "port": 53, "protocol": "UDP"}]});
+        let pending = service_row(&service(lb.clone(), json!({})));
+        assert_eq!(pending.external, "<pending>");
+        assert_eq!(pending.ports_text(), "80:31234/TCP,53/UDP");
+        assert_eq!(pending.ports[0].target_port, "http");
+        assert_eq!(pending.ports[1].target_port, "53");
+        let assigned = service_row(&service(
+            lb,
+            json!({"loadBalancer": {"ingress": [{"ip": "127.240.0.1", "ipMode": "VIP"}]}}),
+        ));
+        assert_eq!(assigned.external, "127.240.0.1");
+        let plain = service_row(&service(
+            json!({"clusterIP": "None", "ports": []}),
+            json!({}),
+        ));
+        assert_eq!(
+            (
+                plain.type_.as_str(),
+                plain.cluster_ip.as_str(),
+                plain.external.as_str()
+            ),
+            ("ClusterIP", "None", "<none>")
+        );
+        assert_eq!(plain.ports_text(), "<none>");
+
+        let slice: EndpointSlice = serde_json::from_value(json!({
+            "metadata": {"name": "web-abc", "namespace": "default",
+                         "labels": {"kubernetes.io/service-name": "web"}},
+            "addressType": "IPv4",
+            "ports": [{"name": "http", "port": 8080}],
+            "endpoints": [
+                {"addresses": ["10.244.1.5"], "nodeName": "node-1",
+                 "targetRef": {"kind": "Pod", "name": "web-1"}},
+                {"addresses": ["10.244.2.7"], "nodeName": "node-2",
+                 "conditions": {"ready": false, "serving": true, "terminating": true}},
+            ],
+        }))
+        .unwrap();
+        let row = slice_row(&slice);
+        assert_eq!(row.service, "web");
+        assert_eq!(row.ports, [("http".to_owned(), 8080)]);
+        assert_eq!(
+            row.endpoints,
+            [
+                EndpointRow {
+                    ip: "10.244.1.5".into(),
+                    node: "node-1".into(),
+                    pod: "web-1".into(),
+                    ready: true,
+                    serving: true,
+                    terminating: false,
+                },
+                EndpointRow {
+                    ip: "10.244.2.7".into(),
+                    node: "node-2".into(),
+                    pod: String::new(),
+                    ready: false,
+                    serving: true,
+                    terminating: true,
+                },
+            ]
+        );
     }
 
     #[test]

@@ -1,11 +1,12 @@
 //! Drawing the [`Model`]: the cluster map, the flow timeline, the lists (`:pods`, `:deploy`,
-//! `:nodes`, `:events`, `:store`), the detail, help and the step bar. Pure: the same model draws
+//! `:nodes`, `:events`, `:svc`, `:store`), the detail, help and the step bar. Pure: the same model draws
 //! the same frame, which is what the `TestBackend` snapshot tests rely on. Every view formats
 //! only the rows it shows, so 10,000 pods and 5,000 flow events draw as fast as ten.
 
 mod detail;
 mod lists;
 mod map;
+mod services;
 mod timeline;
 
 use ratatui::Frame;
@@ -172,6 +173,7 @@ pub fn draw(frame: &mut Frame<'_>, model: &Model) {
         View::Deployments => lists::deployments(frame, model, body, theme),
         View::Nodes => lists::nodes(frame, model, body, theme),
         View::Events => lists::events(frame, model, body, theme),
+        View::Services => services::draw(frame, model, body, theme),
         View::Detail => detail::draw(frame, model, body, theme),
         View::Logs => detail::logs(frame, model, body, theme),
         View::Help => detail::help(frame, model, body, theme),

@@ -13,7 +13,7 @@ use crate::tui::model::{Model, PodClass, View};
 /// Draws a list: a titled block, a bold header, and the visible window of `len` rows, the
 /// selected one reversed. `row(i)` builds row `i`.
 #[allow(clippy::too_many_arguments)]
-fn list<'a>(
+pub(super) fn list<'a>(
     frame: &mut Frame<'_>,
     model: &Model,
     view: View,

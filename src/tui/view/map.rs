@@ -1,6 +1,7 @@
 //! The cluster map: the control plane (API server, store, scheduler, controller manager and
-//! the controllers seen in the flow) and one box per node (its kubelet, its runtime, its pods as
-//! coloured cells, or counts when the cells do not fit), with the hop in flight highlighted.
+//! the controllers and add-ons seen in the flow) and one box per node (its kubelet, its
+//! runtime, its kube-proxy, its pods as coloured cells, or counts when the cells do not fit),
+//! with the hop in flight highlighted.
 
 use ratatui::Frame;
 use ratatui::layout::Rect;
@@ -164,6 +165,8 @@ fn draw_control_plane(
         ) || who.starts_with("controller/")
             || who.starts_with("kubelet/")
             || who.starts_with("runtime/")
+            || who.starts_with("kube-proxy/")
+            || crate::tui::model::ADDONS.contains(&who)
     };
     let mut first = vec![Span::raw(" ")];
     // A client off the map (kubectl, orrery) is drawn at the left edge while its hop is in
@@ -221,8 +224,14 @@ fn draw_control_plane(
             second.push(Span::styled(format!(" +{}", total - i), theme.dim()));
             break;
         }
+        // The add-ons run outside the controller manager.
+        let running = if name.starts_with("controller/") {
+            cm
+        } else {
+            model.component_running(name)
+        };
         second.push(Span::raw(" "));
-        second.push(component(name, short, cm, ends, theme));
+        second.push(component(name, short, running, ends, theme));
         used += 1 + short.len();
     }
     let title = format!(" {} · control plane ", model.cluster);
@@ -245,17 +254,30 @@ fn draw_node(
     let kubelet = format!("kubelet/{}", node.name);
     let runtime = format!("runtime/{}", node.name);
     let running = model.kubelet_running(&node.name);
+    let proxy = format!("kube-proxy/{}", node.name);
+    let inner = usize::from(area.width.saturating_sub(2));
+    // Full names when they fit, else short ones (the box's title names the node).
+    let full = 1 + kubelet.len() + 1 + runtime.len() + 1 + "kube-proxy".len() <= inner;
+    let short = "kubelet runtime kube-proxy".len();
+    let (lead, kubelet_shown, runtime_shown) = if full {
+        (" ", kubelet.as_str(), runtime.as_str())
+    } else if short < inner {
+        (" ", "kubelet", "runtime")
+    } else {
+        ("", "kubelet", "runtime")
+    };
     let mut lines = vec![Line::from(vec![
-        Span::raw(" "),
-        component(&kubelet, &kubelet, true, ends, theme).patch_style(if running {
+        Span::raw(lead),
+        component(&kubelet, kubelet_shown, true, ends, theme).patch_style(if running {
             Style::new()
         } else {
             theme.dim()
         }),
         Span::raw(" "),
-        component(&runtime, &runtime, true, ends, theme),
+        component(&runtime, runtime_shown, true, ends, theme),
+        Span::raw(" "),
+        component(&proxy, "kube-proxy", true, ends, theme),
     ])];
-    let inner = usize::from(area.width.saturating_sub(2));
     let room = usize::from(area.height.saturating_sub(3)).max(1);
     lines.extend(pod_lines(model, &node.name, inner, room, theme));
     let count = model.node_pods.get(&node.name).map_or(0, |p| p.keys.len());
