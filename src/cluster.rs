@@ -224,6 +224,19 @@ where
         let (api, flow, options) = (api.clone(), flow.clone(), options.clone());
         move || controller_manager(&api, &flow, &options)
     });
+    // The add-ons a cluster ships with, each an API client of its own: the service load
+    // balancer (what k3s's ServiceLB and kind's cloud-provider-kind are).
+    supervisor.add(crate::servicelb::COMPONENT, Role::Component, {
+        let (api, flow) = (api.clone(), flow.clone());
+        move || {
+            let lb = crate::servicelb::ServiceLb::new(
+                api.client(crate::servicelb::COMPONENT),
+                flow.clone(),
+                crate::servicelb::ServiceLbConfig::default(),
+            );
+            vec![tokio::spawn(lb.run())]
+        }
+    });
     // One runtime for every node: the sim's containers, or the runtime helper that runs real
     // ones. It outlives the kubelets: a stopped kubelet's containers keep running.
     let mut name_lock = None;
