@@ -1,0 +1,383 @@
+//! Cluster DNS (`kube-dns`): a DNS server over UDP and TCP that answers for the cluster domain
+//! by the Kubernetes DNS-Based Service Discovery specification, from an index of the Services,
+//! EndpointSlices and Pods it watches as an ordinary API client ([`zone`]), and forwards every
+//! other name to the host's resolvers ([`forward`]). It also keeps the `kube-system/kube-dns`
+//! Service and its endpoints pointing at itself ([`service`]). Each query is one flow hop from
+//! the asking pod (or address) to `kube-dns`, never gated.
+//!
+//! Messages are parsed and written by `hickory-proto`; the sockets, the index and the answers
+//! are ours, so a query costs one hash lookup and one serialisation.
+
+pub mod forward;
+pub mod service;
+pub mod zone;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use futures::StreamExt;
+use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
+use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::runtime::watcher;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+
+use crate::flow::{Flow, FlowEvent};
+pub use zone::{Outcome, Zone};
+
+/// The component's name in the supervisor and in the flow.
+pub const COMPONENT: &str = "kube-dns";
+/// The default cluster domain.
+pub const DEFAULT_DOMAIN: &str = "cluster.local";
+/// UDP receivers sharing the socket.
+const UDP_WORKERS: usize = 4;
+
+/// Where and how the server runs.
+#[derive(Clone, Debug)]
+pub struct DnsConfig {
+    /// Where it listens, UDP and TCP (`127.0.0.1:0` on `--runtime sim`, the control-plane
+    /// node's address port 53 with real containers).
+    pub listen: SocketAddr,
+    /// The cluster domain (`cluster.local`).
+    pub cluster_domain: String,
+    /// Where names outside the cluster go: the host's resolvers by default.
+    pub upstreams: Vec<SocketAddr>,
+    /// The node the kube-dns endpoint is said to be on (the control-plane node's name).
+    pub node_name: String,
+    /// Whether to keep the `kube-system/kube-dns` Service and its endpoints (on by default).
+    pub keep_service: bool,
+}
+
+impl DnsConfig {
+    /// Listens on `listen`, for `cluster.local`, forwarding to the resolvers of the host's
+    /// `/etc/resolv.conf`, its endpoint on `node_name`.
+    pub fn new(listen: SocketAddr, node_name: &str) -> Self {
+        DnsConfig {
+            listen,
+            cluster_domain: DEFAULT_DOMAIN.into(),
+            upstreams: forward::host_upstreams(),
+            node_name: node_name.into(),
+            keep_service: true,
+        }
+    }
+}
+
+/// What can go wrong starting the server.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Its UDP or TCP socket could not be bound.
+    #[error("cannot listen for DNS on {addr}: {source}")]
+    Bind {
+        /// Where.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// A bound server, not answering yet: [`Dns::local_addr`] is where it listens.
+pub struct Dns {
+    config: DnsConfig,
+    udp: Arc<UdpSocket>,
+    tcp: TcpListener,
+    zone: Arc<RwLock<Arc<Zone>>>,
+}
+
+impl Dns {
+    /// Binds UDP and TCP on `config.listen` (port 0: a free port, the same for both).
+    pub async fn bind(config: DnsConfig) -> Result<Dns, Error> {
+        let bind_error = |addr, source| Error::Bind { addr, source };
+        let mut attempt = 0;
+        let (udp, tcp) = loop {
+            let udp = UdpSocket::bind(config.listen)
+                .await
+                .map_err(|e| bind_error(config.listen, e))?;
+            let addr = udp.local_addr().map_err(|e| bind_error(config.listen, e))?;
+            // tokio sets SO_REUSEADDR on listeners, so a restart rebinds at once.
+            match TcpListener::bind(addr).await {
+                Ok(tcp) => break (udp, tcp),
+                Err(e) if config.listen.port() == 0 && attempt < 10 => {
+                    attempt += 1;
+                    tracing::debug!(%e, "TCP port taken, trying another");
+                }
+                Err(e) => return Err(bind_error(addr, e)),
+            }
+        };
+        let zone = Arc::new(RwLock::new(Arc::new(Zone::empty(&config.cluster_domain))));
+        Ok(Dns {
+            config,
+            udp: Arc::new(udp),
+            tcp,
+            zone,
+        })
+    }
+
+    /// Where it listens (UDP and TCP).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.udp.local_addr().unwrap_or(self.config.listen)
+    }
+
+    /// Watches Services, EndpointSlices and Pods through `client`, keeps the kube-dns Service,
+    /// and answers queries, until aborted.
+    pub async fn run(self, client: kube::Client, flow: Flow) {
+        let (services, service_changes) =
+            crate::informers::cache::<Service>(&client, watcher::Config::default());
+        let (slices, slice_changes) =
+            crate::informers::cache::<EndpointSlice>(&client, watcher::Config::default());
+        let (pods, pod_changes) =
+            crate::informers::cache::<Pod>(&client, watcher::Config::default());
+        let mut changes =
+            futures::stream::select_all([service_changes, slice_changes, pod_changes]);
+        let mut changes = changes.by_ref().boxed();
+        crate::informers::prime(&mut changes, async {
+            let _ = tokio::join!(
+                services.wait_until_ready(),
+                slices.wait_until_ready(),
+                pods.wait_until_ready()
+            );
+        })
+        .await;
+        let domain = self.config.cluster_domain.clone();
+        let rebuild = || {
+            let zone = Zone::build(&domain, &services.state(), &slices.state(), &pods.state());
+            *self.zone.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(zone);
+        };
+        rebuild();
+        let server = Arc::new(Server {
+            zone: self.zone.clone(),
+            upstreams: self
+                .config
+                .upstreams
+                .iter()
+                .copied()
+                .filter(|u| *u != self.local_addr())
+                .collect(),
+            flow: flow.clone(),
+        });
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..UDP_WORKERS {
+            tasks.spawn(serve_udp(server.clone(), self.udp.clone()));
+        }
+        tasks.spawn(serve_tcp(server.clone(), self.tcp));
+        if self.config.keep_service {
+            let listen = self.udp.local_addr().unwrap_or(self.config.listen);
+            tasks.spawn(
+                service::KubeDnsService {
+                    client: client.clone(),
+                    flow: flow.clone(),
+                    listen,
+                    node: self.config.node_name.clone(),
+                }
+                .run(),
+            );
+        }
+        let mut pace = crate::informers::Pace::default();
+        loop {
+            crate::informers::next_batch(&mut changes, Duration::from_secs(30), &mut pace).await;
+            rebuild();
+        }
+    }
+}
+
+/// Binds and runs until aborted (what the supervisor starts).
+pub async fn serve(config: DnsConfig, client: kube::Client, flow: Flow) -> Result<(), Error> {
+    Dns::bind(config).await?.run(client, flow).await;
+    Ok(())
+}
+
+/// What every socket task shares.
+struct Server {
+    zone: Arc<RwLock<Arc<Zone>>>,
+    upstreams: Vec<SocketAddr>,
+    flow: Flow,
+}
+
+/// The answer to one query's bytes, and the flow hop it makes.
+enum Reply {
+    Now(Vec<u8>),
+    Forward,
+    Drop,
+}
+
+impl Server {
+    fn zone(&self) -> Arc<Zone> {
+        self.zone.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Answers a query from `peer`; `max` is the most bytes the transport takes (512 or the
+    /// EDNS payload over UDP).
+    fn handle(&self, bytes: &[u8], peer: SocketAddr, udp: bool) -> (Reply, Option<Hop>) {
+        let Ok(request) = Message::from_vec(bytes) else {
+            // Too broken to answer (or not a query): answer FORMERR when there is an id.
+            if bytes.len() >= 12 && bytes[2] & 0x80 == 0 {
+                let id = u16::from_be_bytes([bytes[0], bytes[1]]);
+                let message = Message::error_msg(id, OpCode::Query, ResponseCode::FormErr);
+                return (Reply::Now(message.to_vec().unwrap_or_default()), None);
+            }
+            return (Reply::Drop, None);
+        };
+        if request.metadata.message_type != MessageType::Query {
+            return (Reply::Drop, None);
+        }
+        let zone = self.zone();
+        let qtype = request
+            .queries
+            .first()
+            .map(|q| q.query_type().to_string())
+            .unwrap_or_default();
+        let pod = zone.pod(peer.ip()).cloned();
+        let hop = Hop {
+            qtype,
+            pod,
+            peer: peer.ip(),
+            detail: String::new(),
+        };
+        match zone.answer(&request) {
+            Outcome::Answered(response, detail) => {
+                let max = if udp {
+                    request
+                        .edns
+                        .as_ref()
+                        .map_or(512, |e| usize::from(e.max_payload().max(512)))
+                } else {
+                    usize::from(u16::MAX)
+                };
+                let mut bytes = response.to_vec().unwrap_or_default();
+                if bytes.len() > max {
+                    bytes = response.truncate().to_vec().unwrap_or_default();
+                }
+                (Reply::Now(bytes), Some(Hop { detail, ..hop }))
+            }
+            Outcome::Forward => {
+                let name = request
+                    .queries
+                    .first()
+                    .map(|q| q.name().to_string())
+                    .unwrap_or_default();
+                (
+                    Reply::Forward,
+                    Some(Hop {
+                        detail: name,
+                        ..hop
+                    }),
+                )
+            }
+        }
+    }
+
+    /// Forwards a query; the answer, or SERVFAIL.
+    async fn forward(&self, bytes: &[u8], tcp: bool, hop: &mut Hop) -> Vec<u8> {
+        match forward::forward(&self.upstreams, bytes, tcp).await {
+            Some((answer, upstream)) => {
+                hop.detail = format!("{} → forwarded: {}", hop.detail, upstream.ip());
+                answer
+            }
+            None => {
+                hop.detail = format!("{} → SERVFAIL (no upstream answered)", hop.detail);
+                let id = u16::from_be_bytes([bytes[0], bytes[1]]);
+                let mut message = Message::error_msg(id, OpCode::Query, ResponseCode::ServFail);
+                if let Ok(request) = Message::from_vec(bytes) {
+                    message.metadata.recursion_desired = request.metadata.recursion_desired;
+                    message.metadata.recursion_available = true;
+                    message.add_queries(request.queries);
+                }
+                message.to_vec().unwrap_or_default()
+            }
+        }
+    }
+
+    fn emit(&self, hop: Hop) {
+        let from = match &hop.pod {
+            Some(pod) => format!("pod/{}/{}", pod.namespace, pod.name),
+            None => hop.peer.to_string(),
+        };
+        let mut event =
+            FlowEvent::new(from, COMPONENT, format!("DNS {}", hop.qtype)).detail(hop.detail);
+        if let Some(pod) = &hop.pod {
+            event = event.object("Pod", &pod.namespace, &pod.name);
+        }
+        self.flow.emit(event);
+    }
+}
+
+/// One query's flow hop, before it is emitted.
+struct Hop {
+    qtype: String,
+    pod: Option<Arc<zone::PodRef>>,
+    peer: IpAddr,
+    detail: String,
+}
+
+async fn serve_udp(server: Arc<Server>, socket: Arc<UdpSocket>) {
+    let mut buffer = vec![0u8; 4096];
+    loop {
+        let Ok((n, peer)) = socket.recv_from(&mut buffer).await else {
+            continue;
+        };
+        let request = &buffer[..n];
+        match server.handle(request, peer, true) {
+            (Reply::Now(bytes), hop) => {
+                let _ = socket.send_to(&bytes, peer).await;
+                if let Some(hop) = hop {
+                    server.emit(hop);
+                }
+            }
+            (Reply::Forward, Some(mut hop)) => {
+                let request = request.to_vec();
+                let (server, socket) = (server.clone(), socket.clone());
+                tokio::spawn(async move {
+                    let bytes = server.forward(&request, false, &mut hop).await;
+                    let _ = socket.send_to(&bytes, peer).await;
+                    server.emit(hop);
+                });
+            }
+            _ => {}
+        }
+    }
+}
+
+async fn serve_tcp(server: Arc<Server>, listener: TcpListener) {
+    loop {
+        let Ok((stream, peer)) = listener.accept().await else {
+            continue;
+        };
+        tokio::spawn(serve_connection(server.clone(), stream, peer));
+    }
+}
+
+/// Answers length-prefixed queries on one TCP connection until it closes or idles 10 s.
+async fn serve_connection(server: Arc<Server>, mut stream: TcpStream, peer: SocketAddr) {
+    loop {
+        let read = async {
+            let length = stream.read_u16().await.ok()?;
+            let mut request = vec![0u8; usize::from(length)];
+            stream.read_exact(&mut request).await.ok()?;
+            Some(request)
+        };
+        let Ok(Some(request)) = tokio::time::timeout(Duration::from_secs(10), read).await else {
+            return;
+        };
+        let (bytes, hop) = match server.handle(&request, peer, false) {
+            (Reply::Now(bytes), hop) => (bytes, hop),
+            (Reply::Forward, Some(mut hop)) => {
+                let bytes = server.forward(&request, true, &mut hop).await;
+                (bytes, Some(hop))
+            }
+            _ => return,
+        };
+        let Ok(length) = u16::try_from(bytes.len()) else {
+            return;
+        };
+        let mut framed = Vec::with_capacity(bytes.len() + 2);
+        framed.extend_from_slice(&length.to_be_bytes());
+        framed.extend_from_slice(&bytes);
+        if stream.write_all(&framed).await.is_err() {
+            return;
+        }
+        if let Some(hop) = hop {
+            server.emit(hop);
+        }
+    }
+}
