@@ -81,7 +81,7 @@ pub enum Error {
 pub struct Dns {
     config: DnsConfig,
     udp: Arc<UdpSocket>,
-    tcp: TcpListener,
+    tcp: Arc<TcpListener>,
     zone: Arc<RwLock<Arc<Zone>>>,
 }
 
@@ -109,7 +109,7 @@ impl Dns {
         Ok(Dns {
             config,
             udp: Arc::new(udp),
-            tcp,
+            tcp: Arc::new(tcp),
             zone,
         })
     }
@@ -129,8 +129,7 @@ impl Dns {
         let (pods, pod_changes) =
             crate::informers::cache::<Pod>(&client, watcher::Config::default());
         let mut changes =
-            futures::stream::select_all([service_changes, slice_changes, pod_changes]);
-        let mut changes = changes.by_ref().boxed();
+            futures::stream::select_all([service_changes, slice_changes, pod_changes]).boxed();
         crate::informers::prime(&mut changes, async {
             let _ = tokio::join!(
                 services.wait_until_ready(),
@@ -145,24 +144,10 @@ impl Dns {
             *self.zone.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(zone);
         };
         rebuild();
-        let server = Arc::new(Server {
-            zone: self.zone.clone(),
-            upstreams: self
-                .config
-                .upstreams
-                .iter()
-                .copied()
-                .filter(|u| *u != self.local_addr())
-                .collect(),
-            flow: flow.clone(),
-        });
         let mut tasks = tokio::task::JoinSet::new();
-        for _ in 0..UDP_WORKERS {
-            tasks.spawn(serve_udp(server.clone(), self.udp.clone()));
-        }
-        tasks.spawn(serve_tcp(server.clone(), self.tcp));
+        let listen = self.local_addr();
+        self.spawn_sockets(&mut tasks, flow.clone());
         if self.config.keep_service {
-            let listen = self.udp.local_addr().unwrap_or(self.config.listen);
             tasks.spawn(
                 service::KubeDnsService {
                     client: client.clone(),
@@ -178,6 +163,28 @@ impl Dns {
             crate::informers::next_batch(&mut changes, Duration::from_secs(30), &mut pace).await;
             rebuild();
         }
+    }
+}
+
+impl Dns {
+    /// Starts answering from the current zone on both sockets.
+    fn spawn_sockets(&self, tasks: &mut tokio::task::JoinSet<()>, flow: Flow) {
+        let listen = self.local_addr();
+        let server = Arc::new(Server {
+            zone: self.zone.clone(),
+            upstreams: self
+                .config
+                .upstreams
+                .iter()
+                .copied()
+                .filter(|u| *u != listen)
+                .collect(),
+            flow,
+        });
+        for _ in 0..UDP_WORKERS {
+            tasks.spawn(serve_udp(server.clone(), self.udp.clone()));
+        }
+        tasks.spawn(serve_tcp(server, self.tcp.clone()));
     }
 }
 
@@ -338,7 +345,7 @@ async fn serve_udp(server: Arc<Server>, socket: Arc<UdpSocket>) {
     }
 }
 
-async fn serve_tcp(server: Arc<Server>, listener: TcpListener) {
+async fn serve_tcp(server: Arc<Server>, listener: Arc<TcpListener>) {
     loop {
         let Ok((stream, peer)) = listener.accept().await else {
             continue;
@@ -379,5 +386,141 @@ async fn serve_connection(server: Arc<Server>, mut stream: TcpStream, peer: Sock
         if let Some(hop) = hop {
             server.emit(hop);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hickory_proto::op::Query;
+    use hickory_proto::rr::{Name, RecordType};
+
+    fn query(id: u16, name: &str, qtype: RecordType) -> Vec<u8> {
+        let mut request = Message::new(id, MessageType::Query, OpCode::Query);
+        request.metadata.recursion_desired = true;
+        request.add_query(Query::query(Name::from_ascii(name).unwrap(), qtype));
+        request.to_vec().unwrap()
+    }
+
+    async fn over_udp(server: SocketAddr, request: &[u8]) -> Message {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        socket.send_to(request, server).await.unwrap();
+        let mut buffer = vec![0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(10), socket.recv(&mut buffer))
+            .await
+            .expect("an answer in time")
+            .unwrap();
+        Message::from_vec(&buffer[..n]).unwrap()
+    }
+
+    async fn over_tcp(server: SocketAddr, request: &[u8]) -> Message {
+        let mut stream = TcpStream::connect(server).await.unwrap();
+        let mut framed = (request.len() as u16).to_be_bytes().to_vec();
+        framed.extend_from_slice(request);
+        stream.write_all(&framed).await.unwrap();
+        let length = stream.read_u16().await.unwrap();
+        let mut answer = vec![0u8; usize::from(length)];
+        stream.read_exact(&mut answer).await.unwrap();
+        Message::from_vec(&answer).unwrap()
+    }
+
+    /// A resolver that answers every query with 192.0.2.1, over UDP.
+    async fn fake_upstream() -> SocketAddr {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = socket.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut buffer = vec![0u8; 4096];
+            while let Ok((n, peer)) = socket.recv_from(&mut buffer).await {
+                let request = Message::from_vec(&buffer[..n]).unwrap();
+                let mut response = Message::response(request.metadata.id, OpCode::Query);
+                let q = request.queries[0].clone();
+                response.add_answer(hickory_proto::rr::Record::from_rdata(
+                    q.name().clone(),
+                    60,
+                    hickory_proto::rr::RData::A(hickory_proto::rr::rdata::A(
+                        "192.0.2.1".parse().unwrap(),
+                    )),
+                ));
+                response.add_query(q);
+                let _ = socket.send_to(&response.to_vec().unwrap(), peer).await;
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn answers_over_udp_and_tcp_and_forwards_the_rest() {
+        let upstream = fake_upstream().await;
+        let mut config = DnsConfig::new("127.0.0.1:0".parse().unwrap(), "node-0");
+        config.upstreams = vec![upstream];
+        let dns = Dns::bind(config).await.unwrap();
+        let addr = dns.local_addr();
+        assert_ne!(addr.port(), 0);
+        let service: Service = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web", "namespace": "default"},
+            "spec": {"clusterIP": "10.96.0.12"}}))
+        .unwrap();
+        *dns.zone.write().unwrap() =
+            Arc::new(Zone::build("cluster.local", &[Arc::new(service)], &[], &[]));
+        let flow = Flow::new();
+        let (_, mut hops) = flow.subscribe(0);
+        let mut tasks = tokio::task::JoinSet::new();
+        dns.spawn_sockets(&mut tasks, flow.clone());
+
+        let a = query(1, "web.default.svc.cluster.local.", RecordType::A);
+        for response in [over_udp(addr, &a).await, over_tcp(addr, &a).await] {
+            assert_eq!(response.metadata.id, 1);
+            assert_eq!(response.answers.len(), 1);
+            assert_eq!(response.answers[0].data.to_string(), "10.96.0.12");
+        }
+        let hop = hops.recv().await.unwrap();
+        assert_eq!(
+            (hop.from.as_str(), hop.to.as_str(), hop.verb.as_str()),
+            ("127.0.0.1", "kube-dns", "DNS A")
+        );
+        assert_eq!(hop.detail, "web.default.svc.cluster.local. → 10.96.0.12");
+        let _tcp_hop = hops.recv().await.unwrap();
+
+        let missing = query(2, "nope.default.svc.cluster.local.", RecordType::A);
+        let response = over_udp(addr, &missing).await;
+        assert_eq!(response.metadata.response_code, ResponseCode::NXDomain);
+        assert_eq!(
+            hops.recv().await.unwrap().detail,
+            "nope.default.svc.cluster.local. → NXDOMAIN"
+        );
+
+        let outside = query(3, "example.com.", RecordType::A);
+        let response = over_udp(addr, &outside).await;
+        assert_eq!(response.metadata.id, 3);
+        assert_eq!(response.answers[0].data.to_string(), "192.0.2.1");
+        assert_eq!(
+            hops.recv().await.unwrap().detail,
+            "example.com. → forwarded: 127.0.0.1"
+        );
+        drop(tasks);
+    }
+
+    #[tokio::test]
+    async fn servfail_when_no_upstream_answers() {
+        // A port nobody answers on (bound, then closed).
+        let dead = UdpSocket::bind("127.0.0.1:0")
+            .await
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let mut config = DnsConfig::new("127.0.0.1:0".parse().unwrap(), "node-0");
+        config.upstreams = vec![dead];
+        let dns = Dns::bind(config).await.unwrap();
+        let addr = dns.local_addr();
+        let mut tasks = tokio::task::JoinSet::new();
+        dns.spawn_sockets(&mut tasks, Flow::new());
+        let response = over_udp(addr, &query(4, "example.com.", RecordType::A)).await;
+        assert_eq!(response.metadata.id, 4);
+        assert_eq!(response.metadata.response_code, ResponseCode::ServFail);
+        // Rebinding the same address after the server stops works (a supervisor restart).
+        drop(tasks);
+        drop(dns);
+        let again = Dns::bind(DnsConfig::new(addr, "node-0")).await.unwrap();
+        assert_eq!(again.local_addr(), addr);
     }
 }

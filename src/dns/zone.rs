@@ -484,3 +484,242 @@ impl Zone {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hickory_proto::op::Query;
+    use serde_json::json;
+
+    fn zone() -> Zone {
+        let services: Vec<Arc<Service>> = [
+            json!({"metadata": {"name": "web", "namespace": "default"}, "spec": {
+                "clusterIP": "10.96.0.12", "clusterIPs": ["10.96.0.12"],
+                "ports": [{"name": "http", "port": 80, "protocol": "TCP"}, {"port": 81}]}}),
+            json!({"metadata": {"name": "db", "namespace": "shop"}, "spec": {
+                "clusterIP": "None", "ports": [{"name": "pg", "port": 5432}]}}),
+            json!({"metadata": {"name": "ext", "namespace": "default"}, "spec": {
+                "type": "ExternalName", "externalName": "example.com"}}),
+            json!({"metadata": {"name": "alias", "namespace": "default"}, "spec": {
+                "type": "ExternalName", "externalName": "web.default.svc.cluster.local"}}),
+        ]
+        .into_iter()
+        .map(|v| Arc::new(serde_json::from_value(v).unwrap()))
+        .collect();
+        let slices: Vec<Arc<EndpointSlice>> = [json!({
+            "metadata": {"name": "db-abc", "namespace": "shop", "labels": {SERVICE_NAME_LABEL: "db"}},
+            "addressType": "IPv4",
+            "endpoints": [
+                {"addresses": ["10.244.1.5"], "hostname": "db-0", "conditions": {"ready": true}},
+                {"addresses": ["10.244.2.7"], "conditions": {"ready": true}},
+                {"addresses": ["10.244.2.9"], "hostname": "db-2", "conditions": {"ready": false}},
+            ],
+            "ports": [{"name": "pg", "port": 5432, "protocol": "TCP"}],
+        })]
+        .into_iter()
+        .map(|v| Arc::new(serde_json::from_value(v).unwrap()))
+        .collect();
+        let pods: Vec<Arc<Pod>> = [
+            json!({"metadata": {"name": "client", "namespace": "default"}, "spec": {"containers": []},
+                "status": {"podIP": "10.244.1.9"}}),
+            json!({"metadata": {"name": "db-0", "namespace": "shop"}, "spec": {"containers": []},
+                "status": {"podIP": "10.244.1.5"}}),
+        ]
+        .into_iter()
+        .map(|v| Arc::new(serde_json::from_value(v).unwrap()))
+        .collect();
+        Zone::build("cluster.local", &services, &slices, &pods)
+    }
+
+    /// The rcode, the answers and the additionals as text, and whether an SOA is in the
+    /// authority section; `None` when forwarded.
+    fn ask(
+        zone: &Zone,
+        name: &str,
+        qtype: RecordType,
+    ) -> Option<(ResponseCode, Vec<String>, Vec<String>, bool)> {
+        let mut request = Message::new(7, MessageType::Query, OpCode::Query);
+        request.metadata.recursion_desired = true;
+        request.add_query(Query::query(Name::from_ascii(name).unwrap(), qtype));
+        // Through the wire format, as a client sends it.
+        let request = Message::from_vec(&request.to_vec().unwrap()).unwrap();
+        let Outcome::Answered(response, _) = zone.answer(&request) else {
+            return None;
+        };
+        let response = Message::from_vec(&response.to_vec().unwrap()).unwrap();
+        assert_eq!(response.metadata.id, 7);
+        assert!(response.metadata.authoritative);
+        let text = |records: &[Record]| {
+            records
+                .iter()
+                .map(|r| format!("{} {} {}", r.name, r.record_type(), r.data))
+                .collect::<Vec<_>>()
+        };
+        Some((
+            response.metadata.response_code,
+            text(&response.answers),
+            text(&response.additionals),
+            response
+                .authorities
+                .iter()
+                .any(|r| r.record_type() == RecordType::SOA),
+        ))
+    }
+
+    fn answers(zone: &Zone, name: &str, qtype: RecordType) -> Vec<String> {
+        let (code, answers, _, _) = ask(zone, name, qtype).expect("answered");
+        assert_eq!(code, ResponseCode::NoError, "{name} {qtype}");
+        answers
+    }
+
+    #[test]
+    fn cluster_ip_services() {
+        let z = zone();
+        assert_eq!(
+            answers(&z, "web.default.svc.cluster.local.", RecordType::A),
+            ["web.default.svc.cluster.local. A 10.96.0.12"]
+        );
+        // Case does not matter.
+        assert_eq!(
+            answers(&z, "WEB.Default.svc.cluster.local.", RecordType::A).len(),
+            1
+        );
+        // IPv4 only: AAAA is an empty NOERROR, with the SOA.
+        let (code, none, _, soa) =
+            ask(&z, "web.default.svc.cluster.local.", RecordType::AAAA).unwrap();
+        assert_eq!((code, none.len(), soa), (ResponseCode::NoError, 0, true));
+        // SRV for named ports only, with the target's address as additional.
+        let (_, srv, extra, _) = ask(
+            &z,
+            "_http._tcp.web.default.svc.cluster.local.",
+            RecordType::SRV,
+        )
+        .unwrap();
+        assert_eq!(
+            srv,
+            [
+                "_http._tcp.web.default.svc.cluster.local. SRV 0 100 80 web.default.svc.cluster.local."
+            ]
+        );
+        assert_eq!(extra, ["web.default.svc.cluster.local. A 10.96.0.12"]);
+        assert_eq!(
+            answers(&z, "12.0.96.10.in-addr.arpa.", RecordType::PTR),
+            ["12.0.96.10.in-addr.arpa. PTR web.default.svc.cluster.local."]
+        );
+    }
+
+    #[test]
+    fn headless_services_and_their_endpoints() {
+        let z = zone();
+        assert_eq!(
+            answers(&z, "db.shop.svc.cluster.local.", RecordType::A),
+            [
+                "db.shop.svc.cluster.local. A 10.244.1.5",
+                "db.shop.svc.cluster.local. A 10.244.2.7"
+            ]
+        );
+        assert_eq!(
+            answers(&z, "db-0.db.shop.svc.cluster.local.", RecordType::A),
+            ["db-0.db.shop.svc.cluster.local. A 10.244.1.5"]
+        );
+        // Without a hostname: its dashed IP, as CoreDNS.
+        assert_eq!(
+            answers(&z, "10-244-2-7.db.shop.svc.cluster.local.", RecordType::A),
+            ["10-244-2-7.db.shop.svc.cluster.local. A 10.244.2.7"]
+        );
+        // Not ready: not published.
+        let (code, ..) = ask(&z, "db-2.db.shop.svc.cluster.local.", RecordType::A).unwrap();
+        assert_eq!(code, ResponseCode::NXDomain);
+        let (_, srv, extra, _) =
+            ask(&z, "_pg._tcp.db.shop.svc.cluster.local.", RecordType::SRV).unwrap();
+        assert_eq!(
+            srv,
+            [
+                "_pg._tcp.db.shop.svc.cluster.local. SRV 0 100 5432 10-244-2-7.db.shop.svc.cluster.local.",
+                "_pg._tcp.db.shop.svc.cluster.local. SRV 0 100 5432 db-0.db.shop.svc.cluster.local."
+            ]
+        );
+        assert_eq!(
+            extra,
+            [
+                "10-244-2-7.db.shop.svc.cluster.local. A 10.244.2.7",
+                "db-0.db.shop.svc.cluster.local. A 10.244.1.5"
+            ]
+        );
+        // An endpoint's PTR names its record, not the pod's.
+        assert_eq!(
+            answers(&z, "5.1.244.10.in-addr.arpa.", RecordType::PTR),
+            ["5.1.244.10.in-addr.arpa. PTR db-0.db.shop.svc.cluster.local."]
+        );
+    }
+
+    #[test]
+    fn external_names_pods_and_the_rest() {
+        let z = zone();
+        assert_eq!(
+            answers(&z, "ext.default.svc.cluster.local.", RecordType::A),
+            ["ext.default.svc.cluster.local. CNAME example.com."]
+        );
+        assert_eq!(
+            answers(&z, "ext.default.svc.cluster.local.", RecordType::CNAME),
+            ["ext.default.svc.cluster.local. CNAME example.com."]
+        );
+        // A CNAME into the cluster is chased.
+        assert_eq!(
+            answers(&z, "alias.default.svc.cluster.local.", RecordType::A),
+            [
+                "alias.default.svc.cluster.local. CNAME web.default.svc.cluster.local.",
+                "web.default.svc.cluster.local. A 10.96.0.12"
+            ]
+        );
+        assert_eq!(
+            answers(&z, "10-244-1-9.default.pod.cluster.local.", RecordType::A),
+            ["10-244-1-9.default.pod.cluster.local. A 10.244.1.9"]
+        );
+        assert_eq!(
+            answers(&z, "9.1.244.10.in-addr.arpa.", RecordType::PTR),
+            ["9.1.244.10.in-addr.arpa. PTR 10-244-1-9.default.pod.cluster.local."]
+        );
+        assert_eq!(
+            answers(&z, "dns-version.cluster.local.", RecordType::TXT),
+            ["dns-version.cluster.local. TXT 1.1.0"]
+        );
+        assert_eq!(answers(&z, "cluster.local.", RecordType::SOA).len(), 1);
+        // Missing names in the domain: NXDOMAIN with the SOA; intermediate names exist.
+        for missing in [
+            "nope.default.svc.cluster.local.",
+            "web.nope.svc.cluster.local.",
+            "x-y.default.pod.cluster.local.",
+            "example.com.default.svc.cluster.local.",
+        ] {
+            let (code, answers, _, soa) = ask(&z, missing, RecordType::A).unwrap();
+            assert_eq!(
+                (code, answers.len(), soa),
+                (ResponseCode::NXDomain, 0, true),
+                "{missing}"
+            );
+        }
+        let (code, ..) = ask(&z, "default.svc.cluster.local.", RecordType::A).unwrap();
+        assert_eq!(code, ResponseCode::NoError);
+        // Everything else is forwarded, unknown reverse names too.
+        assert!(ask(&z, "example.com.", RecordType::A).is_none());
+        assert!(ask(&z, "8.8.8.8.in-addr.arpa.", RecordType::PTR).is_none());
+        // Who asked.
+        assert_eq!(z.pod("10.244.1.9".parse().unwrap()).unwrap().name, "client");
+        assert!(z.pod("10.244.3.3".parse().unwrap()).is_none());
+    }
+
+    #[test]
+    fn another_cluster_domain() {
+        let service: Service =
+            serde_json::from_value(json!({"metadata": {"name": "web", "namespace": "default"},
+            "spec": {"clusterIP": "10.96.0.12"}}))
+            .unwrap();
+        let z = Zone::build("k8s.test", &[Arc::new(service)], &[], &[]);
+        assert_eq!(
+            answers(&z, "web.default.svc.k8s.test.", RecordType::A).len(),
+            1
+        );
+        assert!(ask(&z, "web.default.svc.cluster.local.", RecordType::A).is_none());
+    }
+}

@@ -513,7 +513,8 @@ pub fn hosts_file(ip: Option<&str>, hostname: &str) -> String {
 }
 
 /// `/etc/resolv.conf` for a pod: its nameservers (the host's non-loopback ones from
-/// `host_resolv` when the pod gives none), search domains and `options ndots:5`.
+/// `host_resolv` when the pod gives none), search domains and options (the kubelet's, by the
+/// pod's `dnsPolicy`).
 pub fn resolv_conf(
     servers: &[String],
     search: &[String],
