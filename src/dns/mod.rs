@@ -91,16 +91,30 @@ impl Dns {
         let bind_error = |addr, source| Error::Bind { addr, source };
         let mut attempt = 0;
         let (udp, tcp) = loop {
-            let udp = UdpSocket::bind(config.listen)
-                .await
-                .map_err(|e| bind_error(config.listen, e))?;
+            attempt += 1;
+            // A server just aborted (a supervisor's restart) lets go of its sockets when its
+            // tasks are dropped, a moment later: try again for up to 2 s. On port 0, another
+            // free port if TCP's is taken.
+            let retry =
+                |e: &std::io::Error| e.kind() == std::io::ErrorKind::AddrInUse && attempt < 100;
+            let udp = match UdpSocket::bind(config.listen).await {
+                Ok(udp) => udp,
+                Err(e) if retry(&e) => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+                Err(e) => return Err(bind_error(config.listen, e)),
+            };
             let addr = udp.local_addr().map_err(|e| bind_error(config.listen, e))?;
-            // tokio sets SO_REUSEADDR on listeners, so a restart rebinds at once.
+            // tokio sets SO_REUSEADDR on listeners, so connections in TIME_WAIT do not hold
+            // the port.
             match TcpListener::bind(addr).await {
                 Ok(tcp) => break (udp, tcp),
-                Err(e) if config.listen.port() == 0 && attempt < 10 => {
-                    attempt += 1;
-                    tracing::debug!(%e, "TCP port taken, trying another");
+                Err(e) if retry(&e) => {
+                    drop(udp);
+                    if config.listen.port() != 0 {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
                 }
                 Err(e) => return Err(bind_error(addr, e)),
             }
