@@ -537,4 +537,73 @@ mod tests {
         let again = Dns::bind(DnsConfig::new(addr, "node-0")).await.unwrap();
         assert_eq!(again.local_addr(), addr);
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn keeps_the_kube_dns_service_and_answers_for_it() {
+        use crate::store::embedded::EmbeddedStore;
+        use k8s_openapi::api::core::v1::Endpoints;
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn crate::store::Store> =
+            Arc::new(EmbeddedStore::open(&dir.path().join("store.redb")).unwrap());
+        let flow = Flow::new();
+        let api = crate::apiserver::ApiServer::new(store, flow.clone());
+        api.bootstrap().await.unwrap();
+        let mut config = DnsConfig::new("127.0.0.1:0".parse().unwrap(), "orrery-control-plane");
+        config.upstreams = Vec::new();
+        let dns = Dns::bind(config).await.unwrap();
+        let addr = dns.local_addr();
+        let client = api.client("test");
+        let running = tokio::spawn(dns.run(api.client(COMPONENT), flow));
+        let request = query(9, "kube-dns.kube-system.svc.cluster.local.", RecordType::A);
+        let started = std::time::Instant::now();
+        loop {
+            let response = over_udp(addr, &request).await;
+            if let Some(answer) = response.answers.first() {
+                assert_eq!(answer.data.to_string(), service::CLUSTER_IP);
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "never answered"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // A Service made later is answered too, once its ClusterIP is allocated.
+        let web: Service = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web", "namespace": "default"},
+            "spec": {"ports": [{"port": 80}]}}))
+        .unwrap();
+        kube::Api::<Service>::namespaced(client.clone(), "default")
+            .create(&Default::default(), &web)
+            .await
+            .unwrap();
+        let request = query(10, "web.default.svc.cluster.local.", RecordType::A);
+        while over_udp(addr, &request).await.answers.is_empty() {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "web never answered"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // The slice is written last.
+        let slices = kube::Api::<EndpointSlice>::namespaced(client.clone(), "kube-system");
+        let slice = loop {
+            if let Some(slice) = slices.get_opt("kube-dns").await.unwrap() {
+                break slice;
+            }
+            assert!(started.elapsed() < Duration::from_secs(20), "no slice");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert_eq!(slice.endpoints[0].addresses, ["127.0.0.1"]);
+        assert_eq!(slice.ports.unwrap()[0].port, Some(i32::from(addr.port())));
+        let endpoints = kube::Api::<Endpoints>::namespaced(client, "kube-system")
+            .get("kube-dns")
+            .await
+            .unwrap();
+        assert_eq!(
+            endpoints.subsets.unwrap()[0].addresses.as_ref().unwrap()[0].ip,
+            "127.0.0.1"
+        );
+        running.abort();
+    }
 }

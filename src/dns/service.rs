@@ -22,7 +22,7 @@ pub const NAMESPACE: &str = "kube-system";
 /// Its ClusterIP.
 pub const CLUSTER_IP: &str = "10.96.0.10";
 /// Who manages its EndpointSlice (so the EndpointSlice controller leaves it alone).
-pub const MANAGED_BY: &str = "orrery.dev/kube-dns";
+pub const MANAGED_BY: &str = "kube-dns.orrery.dev";
 
 fn labels() -> BTreeMap<String, String> {
     BTreeMap::from([
