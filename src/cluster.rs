@@ -269,6 +269,8 @@ where
             lease_duration_seconds: options.node_lease_duration_seconds,
             root_dir: state_dir.join("kubelet").join(format!("node-{index}")),
             pod_pids_limit: Some(DEFAULT_POD_PIDS_LIMIT),
+            cluster_dns: vec![crate::kubelet::DEFAULT_CLUSTER_DNS],
+            cluster_domain: crate::dns::DEFAULT_DOMAIN.into(),
             control_plane: None,
         };
         add_node(config, &supervisor, &api, &flow, real.as_ref(), &pki)?;
@@ -534,6 +536,8 @@ async fn add_control_plane_node(
         lease_duration_seconds: options.node_lease_duration_seconds,
         root_dir: state_dir.join("kubelet").join(&name),
         pod_pids_limit: Some(DEFAULT_POD_PIDS_LIMIT),
+        cluster_dns: vec![crate::kubelet::DEFAULT_CLUSTER_DNS],
+        cluster_domain: crate::dns::DEFAULT_DOMAIN.into(),
         control_plane: Some(ControlPlane {
             manifests,
             logs: control_plane::logs_dir(state_dir),

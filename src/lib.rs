@@ -28,6 +28,7 @@ pub mod cluster;
 pub mod complog;
 pub mod control_plane;
 pub mod controllers;
+pub mod dns;
 pub mod events;
 pub mod flow;
 pub mod https;

@@ -336,6 +336,8 @@ fn kubelet(api: &Arc<ApiServer>, dir: &tempfile::TempDir) -> tokio::task::JoinHa
         lease_duration_seconds: 40,
         root_dir: dir.path().join("kubelet/node-1"),
         pod_pids_limit: None,
+        cluster_dns: vec![orrery::kubelet::DEFAULT_CLUSTER_DNS],
+        cluster_domain: orrery::dns::DEFAULT_DOMAIN.into(),
         control_plane: None,
     };
     let runtime = Arc::new(SimRuntime::new(SimOptions::default()));

@@ -126,6 +126,7 @@ impl Fixture {
             pod_cidr: "10.244.1.0/24".into(),
             dns_search: vec!["default.svc.cluster.local".into()],
             dns_servers: vec!["10.96.0.10".into()],
+            dns_options: vec!["ndots:5".into()],
         }
     }
 

@@ -8,6 +8,7 @@
 
 mod apiserver;
 mod cluster;
+mod dns;
 mod pods;
 mod scheduler;
 mod store;
@@ -15,6 +16,7 @@ mod tui;
 
 pub use apiserver::{ApiBenchOptions, ApiReport, run_apiserver_bench};
 pub use cluster::{ClusterBenchOptions, ClusterReport, run_cluster_bench};
+pub use dns::{DnsReport, queries as dns_queries};
 pub use pods::{PodBenchOptions, PodReport, run_pod_bench};
 pub use scheduler::{SchedulerBenchOptions, SchedulerReport, run_scheduler_bench};
 pub use store::{StoreBenchOptions, StoreFigures, StoreReport, measure, run_store_bench};

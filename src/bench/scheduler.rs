@@ -199,6 +199,8 @@ pub async fn run_scheduler_bench(
                 lease_duration_seconds: 40,
                 root_dir: dir.path().join("kubelet").join(format!("node-{index}")),
                 pod_pids_limit: Some(crate::kubelet::DEFAULT_POD_PIDS_LIMIT),
+                cluster_dns: vec![crate::kubelet::DEFAULT_CLUSTER_DNS],
+                cluster_domain: crate::dns::DEFAULT_DOMAIN.into(),
                 control_plane: None,
             };
             let runtime: Arc<dyn ContainerRuntime> =

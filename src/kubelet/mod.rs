@@ -14,6 +14,7 @@
 //! [`NodeConfig::root_dir`]), and is probed (`probes`), as upstream's kubelet does.
 
 mod config;
+pub mod dns;
 mod env;
 mod exec;
 mod logs;
@@ -161,7 +162,16 @@ pub struct NodeConfig {
     /// Set for a control-plane node, as kubeadm makes one: labelled and tainted
     /// `node-role.kubernetes.io/control-plane`, running the control plane's static pods.
     pub control_plane: Option<ControlPlane>,
+    /// The cluster DNS servers pods with `dnsPolicy: ClusterFirst` use (`--cluster-dns`,
+    /// [`DEFAULT_CLUSTER_DNS`]); empty: they get the host's, as upstream's kubelet.
+    pub cluster_dns: Vec<std::net::IpAddr>,
+    /// The cluster domain of pods' search domains (`--cluster-domain`, `cluster.local`).
+    pub cluster_domain: String,
 }
+
+/// The `kube-dns` Service's ClusterIP, the kubelet's `--cluster-dns` by default.
+pub const DEFAULT_CLUSTER_DNS: std::net::IpAddr =
+    std::net::IpAddr::V4(std::net::Ipv4Addr::new(10, 96, 0, 10));
 
 /// The label and taint key of a control-plane node (kubeadm's).
 pub const CONTROL_PLANE_ROLE: &str = "node-role.kubernetes.io/control-plane";

@@ -483,6 +483,12 @@ impl PodWorker {
             None if deleting || finished => None,
             None => {
                 let spec = pod.spec.as_ref();
+                let dns = super::dns::pod_dns(
+                    &pod,
+                    &kubelet.config.cluster_dns,
+                    &kubelet.config.cluster_domain,
+                    &super::dns::DnsConfig::host(),
+                );
                 let config = SandboxConfig {
                     uid: uid.clone(),
                     namespace: namespace.clone(),
@@ -492,12 +498,9 @@ impl PodWorker {
                         .unwrap_or_else(|| name.clone()),
                     node: kubelet.config.name.clone(),
                     pod_cidr: kubelet.config.pod_cidr(),
-                    dns_search: vec![
-                        format!("{namespace}.svc.cluster.local"),
-                        "svc.cluster.local".into(),
-                        "cluster.local".into(),
-                    ],
-                    dns_servers: Vec::new(),
+                    dns_search: dns.searches,
+                    dns_servers: dns.servers,
+                    dns_options: dns.options,
                 };
                 let hop = runtime_hop(
                     &kubelet,

@@ -79,6 +79,8 @@ pub struct SandboxConfig {
     pub dns_search: Vec<String>,
     /// `/etc/resolv.conf` nameservers; empty means the host's.
     pub dns_servers: Vec<String>,
+    /// `/etc/resolv.conf` options (`ndots:5`), the kubelet's by the pod's `dnsPolicy`.
+    pub dns_options: Vec<String>,
 }
 
 /// A sandbox as the runtime has it now (CRI's PodSandboxStatus).

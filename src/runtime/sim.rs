@@ -990,6 +990,7 @@ impl SimRuntime {
             pod_cidr: "10.244.1.0/24".into(),
             dns_search: vec!["shop.svc.cluster.local".into()],
             dns_servers: Vec::new(),
+            dns_options: vec!["ndots:5".into()],
         })
         .await
         .expect("a simulated sandbox")
@@ -1126,6 +1127,7 @@ mod tests {
                 "cluster.local".into(),
             ],
             dns_servers: Vec::new(),
+            dns_options: vec!["ndots:5".into()],
         })
         .await
         .unwrap()

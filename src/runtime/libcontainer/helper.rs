@@ -489,7 +489,12 @@ impl Helper {
                 ("hostname", format!("{}\n", spec.hostname)),
                 (
                     "resolv.conf",
-                    spec::resolv_conf(&spec.dns_servers, &spec.dns_search, &host_resolv),
+                    spec::resolv_conf(
+                        &spec.dns_servers,
+                        &spec.dns_search,
+                        &spec.dns_options,
+                        &host_resolv,
+                    ),
                 ),
             ] {
                 std::fs::write(dir.join(file), text).map_err(|e| format!("write {file}: {e}"))?;

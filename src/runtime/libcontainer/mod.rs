@@ -535,6 +535,7 @@ impl ContainerRuntime for LibcontainerRuntime {
             pod_cidr: config.pod_cidr.clone(),
             dns_search: config.dns_search.clone(),
             dns_servers: config.dns_servers.clone(),
+            dns_options: config.dns_options.clone(),
             pause,
         };
         match self.call(Request::RunPodSandbox(Box::new(spec))).await? {
@@ -777,6 +778,7 @@ impl ContainerRuntime for LibcontainerRuntime {
                         pod_cidr: spec.pod_cidr,
                         dns_search: spec.dns_search,
                         dns_servers: spec.dns_servers,
+                        dns_options: spec.dns_options,
                     },
                 )
             })

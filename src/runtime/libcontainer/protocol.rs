@@ -142,6 +142,9 @@ pub struct SandboxSpec {
     pub dns_search: Vec<String>,
     /// resolv.conf nameservers (empty: the host's).
     pub dns_servers: Vec<String>,
+    /// resolv.conf options.
+    #[serde(default)]
+    pub dns_options: Vec<String>,
     /// The pause container.
     pub pause: ContainerSpec,
 }

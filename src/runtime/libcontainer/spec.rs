@@ -513,8 +513,14 @@ pub fn hosts_file(ip: Option<&str>, hostname: &str) -> String {
 }
 
 /// `/etc/resolv.conf` for a pod: its nameservers (the host's non-loopback ones from
-/// `host_resolv` when the pod gives none), search domains and `options ndots:5`.
-pub fn resolv_conf(servers: &[String], search: &[String], host_resolv: &str) -> String {
+/// `host_resolv` when the pod gives none), search domains and options (the kubelet's, by the
+/// pod's `dnsPolicy`).
+pub fn resolv_conf(
+    servers: &[String],
+    search: &[String],
+    options: &[String],
+    host_resolv: &str,
+) -> String {
     let servers: Vec<String> = if servers.is_empty() {
         host_resolv
             .lines()
@@ -536,7 +542,9 @@ pub fn resolv_conf(servers: &[String], search: &[String], host_resolv: &str) -> 
     for server in servers {
         text.push_str(&format!("nameserver {server}\n"));
     }
-    text.push_str("options ndots:5\n");
+    if !options.is_empty() {
+        text.push_str(&format!("options {}\n", options.join(" ")));
+    }
     text
 }
 
@@ -792,6 +800,7 @@ mod tests {
         let resolv = resolv_conf(
             &[],
             &s(&["default.svc.cluster.local", "svc.cluster.local"]),
+            &s(&["ndots:5"]),
             "nameserver 127.0.0.53\nnameserver 192.0.2.1\n# x\n",
         );
         assert_eq!(
@@ -799,8 +808,12 @@ mod tests {
             "search default.svc.cluster.local svc.cluster.local\nnameserver 192.0.2.1\noptions ndots:5\n"
         );
         assert_eq!(
-            resolv_conf(&s(&["10.96.0.10"]), &[], ""),
-            "nameserver 10.96.0.10\noptions ndots:5\n"
+            resolv_conf(&s(&["10.96.0.10"]), &[], &s(&["ndots:5", "edns0"]), ""),
+            "nameserver 10.96.0.10\noptions ndots:5 edns0\n"
+        );
+        assert_eq!(
+            resolv_conf(&s(&["10.96.0.10"]), &[], &[], ""),
+            "nameserver 10.96.0.10\n"
         );
     }
 }
