@@ -1122,4 +1122,115 @@ mod tests {
                 .any(|c| c.field == "spec.selector" && c.message.contains("field is immutable"))
         );
     }
+
+    #[test]
+    fn ingress_validation_speaks_upstreams_words() {
+        let ingresses = find("networking.k8s.io", "v1", "ingresses").unwrap();
+        let backend = json!({"service": {"name": "web", "port": {"number": 80}}});
+        let ing = json!({"metadata": {"name": "i"}, "spec": {
+            "ingressClassName": "Bad_Class",
+            "tls": [{"hosts": ["*.ok.com", "10.0.0.1"]}],
+            "rules": [
+                {"host": "*.foo.com", "http": {"paths": [
+                    {"path": "/a", "backend": backend},
+                    {"path": "foo", "pathType": "Prefix", "backend": backend},
+                    {"path": "/x", "pathType": "Regex", "backend": backend},
+                    {"path": "/b//c", "pathType": "Exact", "backend": {}},
+                    {"path": "/d", "pathType": "ImplementationSpecific", "backend": {"service": {"name": "web", "port": {}}}},
+                    {"path": "/e", "pathType": "Prefix", "backend": {"service": {"name": "web", "port": {"name": "http", "number": 80}}}},
+                ]}},
+                {"host": "a.*.com", "http": {"paths": []}},
+            ],
+        }});
+        let got: Vec<(String, String)> = validate(ingresses, &ing, None)
+            .into_iter()
+            .map(|c| (c.field, c.message))
+            .collect();
+        let want = [
+            (
+                "spec.rules[0].http.paths[0].pathType",
+                "Required value: pathType must be specified",
+            ),
+            (
+                "spec.rules[0].http.paths[1].path",
+                "Invalid value: \"foo\": must be an absolute path",
+            ),
+            (
+                "spec.rules[0].http.paths[2].pathType",
+                "Unsupported value: \"Regex\": supported values: \"Exact\", \"ImplementationSpecific\", \"Prefix\"",
+            ),
+            (
+                "spec.rules[0].http.paths[3].path",
+                "Invalid value: \"/b//c\": must not contain '//'",
+            ),
+            (
+                "spec.rules[0].http.paths[3].backend",
+                "Invalid value: \"\": resource or service backend is required",
+            ),
+            (
+                "spec.rules[0].http.paths[4].backend",
+                "Required value: port name or number is required",
+            ),
+            (
+                "spec.rules[0].http.paths[5].backend",
+                "Invalid value: \"\": cannot set both port name & port number",
+            ),
+            (
+                "spec.rules[1].host",
+                "Invalid value: \"a.*.com\": a wildcard DNS-1123 subdomain must start with '*.', followed by a valid DNS subdomain, which must consist of lower case alphanumeric characters, '-' or '.' and end with an alphanumeric character (e.g. '*.example.com', regex used for validation is '\\*\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')",
+            ),
+            ("spec.rules[1].http.paths", "Required value"),
+            (
+                "spec.tls[0].hosts[1]",
+                "Invalid value: \"10.0.0.1\": must be a DNS name, not an IP address",
+            ),
+        ];
+        let got_fields: Vec<(&str, &str)> = got
+            .iter()
+            .filter(|(f, _)| f != "spec.ingressClassName")
+            .map(|(f, m)| (f.as_str(), m.as_str()))
+            .collect();
+        assert_eq!(got_fields, want);
+        assert!(got.iter().any(|(f, _)| f == "spec.ingressClassName"));
+        let empty = json!({"metadata": {"name": "i"}, "spec": {}});
+        assert_eq!(validate(ingresses, &empty, None)[0].field, "spec.rules");
+
+        let classes = find("networking.k8s.io", "v1", "ingressclasses").unwrap();
+        let class = json!({"metadata": {"name": "c"}, "spec": {"controller": "nope"}});
+        assert_eq!(
+            validate(classes, &class, None)[0].message,
+            "Invalid value: \"nope\": must be a domain-prefixed path (such as \"acme.io/foo\")"
+        );
+        let good = json!({"metadata": {"name": "c"}, "spec": {"controller": "acme.io/ingress"}});
+        assert!(validate(classes, &good, None).is_empty());
+        let mut changed = good.clone();
+        changed["spec"]["controller"] = json!("acme.io/other");
+        assert_eq!(
+            validate(classes, &changed, Some(&good))[0].field,
+            "spec.controller"
+        );
+    }
+
+    #[test]
+    fn the_newest_default_ingress_class_wins() {
+        let class = |name: &str, created: &str, default: Option<&str>| {
+            let mut c = json!({"metadata": {"name": name, "creationTimestamp": created}});
+            if let Some(d) = default {
+                c["metadata"]["annotations"] = json!({IS_DEFAULT_CLASS: d});
+            }
+            c
+        };
+        assert_eq!(default_ingress_class(&[]), None);
+        let classes = [
+            class("a", "2026-01-01T00:00:00Z", Some("true")),
+            class("b", "2026-01-03T00:00:00Z", Some("false")),
+            class("c", "2026-01-02T00:00:00Z", None),
+        ];
+        assert_eq!(default_ingress_class(&classes).as_deref(), Some("a"));
+        let more = [
+            class("a", "2026-01-01T00:00:00Z", Some("true")),
+            class("z", "2026-01-02T00:00:00Z", Some("true")),
+        ];
+        assert_eq!(default_ingress_class(&more).as_deref(), Some("z"));
+    }
 }
