@@ -362,8 +362,9 @@ fn validate_ingress_path(field: &str, path: &Value, causes: &mut Vec<Cause>) {
             ));
         }
     };
+    // k8s-openapi's `pathType` is a plain string: an absent one reads as "".
     match path["pathType"].as_str() {
-        None => {
+        None | Some("") => {
             causes.push(Cause::required_because(
                 format!("{field}.pathType"),
                 "pathType must be specified",
