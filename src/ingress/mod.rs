@@ -178,6 +178,9 @@ impl IngressController {
     }
 }
 
+/// A TLS Secret's resourceVersion and its certificate, if it holds a usable one.
+type ParsedSecret = (String, Option<Arc<rustls::sign::CertifiedKey>>);
+
 /// The controller's loop and what it remembers between passes.
 struct Loop {
     client: kube::Client,
@@ -185,7 +188,7 @@ struct Loop {
     resolver: Option<Arc<tls::SniResolver>>,
     status_address: IpAddr,
     /// Parsed certificates by Secret (namespace, name) and resourceVersion.
-    certificates: HashMap<(String, String), (String, Option<Arc<rustls::sign::CertifiedKey>>)>,
+    certificates: HashMap<(String, String), ParsedSecret>,
     /// The last table's description, to emit a SYNC hop only when routes change.
     last_sync: Option<String>,
 }
