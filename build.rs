@@ -17,6 +17,7 @@ const FILES: &[&str] = &[
     "api/coordination/v1",
     "api/discovery/v1",
     "api/events/v1",
+    "api/networking/v1",
 ];
 
 fn main() {

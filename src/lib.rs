@@ -34,6 +34,7 @@ pub mod flow;
 pub mod https;
 pub mod images;
 pub mod informers;
+pub mod ingress;
 pub mod kubelet;
 pub mod pki;
 pub mod runtime;

@@ -116,6 +116,9 @@ pub struct Field {
     pub kind: Kind,
     /// How Go declares it.
     pub decl: Decl,
+    /// An embedded struct with `json:",inline"` (`IngressRule`'s `IngressRuleValue`, `Probe`'s
+    /// `ProbeHandler`): its fields are the outer object's in JSON.
+    pub inline: bool,
 }
 
 /// One message: a Go struct, or a [`Special`] type.
@@ -152,6 +155,8 @@ struct Facts {
     plain: HashMap<(String, String), Kind>,
     specials: HashMap<String, Special>,
     type_meta: HashMap<String, usize>,
+    /// Embedded structs with `json:",inline"`, as the comments of the facts say.
+    inline: std::collections::HashSet<(String, String)>,
 }
 
 /// Which [`Special`] a type with its own `MarshalJSON` is.
@@ -185,7 +190,7 @@ fn parse_facts(text: &str) -> Facts {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let body = line.split(" # ").next().unwrap_or(line);
+        let (body, comment) = line.split_once(" # ").unwrap_or((line, ""));
         let words: Vec<&str> = body.split_whitespace().collect();
         match words.as_slice() {
             [message, "-", "custom", ..] => {
@@ -202,6 +207,9 @@ fn parse_facts(text: &str) -> Facts {
                     _ => continue,
                 };
                 let key = ((*message).to_owned(), (*field).to_owned());
+                if comment.contains("json:\",inline\"") {
+                    facts.inline.insert(key.clone());
+                }
                 if go_type.ends_with("=slice") {
                     facts
                         .plain
@@ -308,6 +316,7 @@ fn add(descriptor: &MessageDescriptor, facts: &Facts, messages: &mut HashMap<Str
                     // A field the facts do not know is written as it is when present and left
                     // out when absent.
                     decl: facts.decls.get(&key).copied().unwrap_or(Decl::Pointer),
+                    inline: facts.inline.contains(&key),
                 }
             })
             .collect();

@@ -84,9 +84,11 @@ fn message(value: &Value, m: &Message, out: &mut Vec<u8>) {
         if m.type_meta == Some(i) {
             type_meta(map, out, &mut first);
         }
-        let value = map.get(&f.name);
-        known += usize::from(value.is_some());
-        field(value, f, out, &mut first);
+        for f in flattened(f) {
+            let value = map.get(&f.name);
+            known += usize::from(value.is_some());
+            field(value, f, out, &mut first);
+        }
     }
     if m.type_meta.is_some_and(|i| i >= m.fields.len()) {
         type_meta(map, out, &mut first);
@@ -98,7 +100,7 @@ fn message(value: &Value, m: &Message, out: &mut Vec<u8>) {
     // Whatever the type does not declare (a newer field) is kept, after the rest.
     if known < map.len() {
         for (k, v) in map {
-            let typed = m.fields.iter().any(|f| &f.name == k)
+            let typed = m.fields.iter().flat_map(flattened).any(|f| &f.name == k)
                 || (m.type_meta.is_some() && (k == "kind" || k == "apiVersion"));
             if !typed {
                 key(k, out, &mut first);
@@ -107,6 +109,18 @@ fn message(value: &Value, m: &Message, out: &mut Vec<u8>) {
         }
     }
     out.push(b'}');
+}
+
+/// A field, or for an embedded struct with `json:",inline"` the fields it promotes (Go's JSON
+/// writes them in the outer object, in its place).
+fn flattened(f: &Field) -> Vec<&Field> {
+    match (&f.kind, f.inline) {
+        (Kind::Message(name), true) => match schema().message(name) {
+            Some(inner) => inner.fields.iter().flat_map(flattened).collect(),
+            None => vec![f],
+        },
+        _ => vec![f],
+    }
 }
 
 /// `kind` and `apiVersion`, each left out when empty (`metav1.TypeMeta`'s tags).
@@ -327,6 +341,26 @@ mod tests {
              \"message\":\"pods \\\"nope\\\" not found\",\"reason\":\"NotFound\",\
              \"details\":{\"name\":\"nope\",\"kind\":\"pods\"},\"code\":404}\n"
         );
+    }
+
+    #[test]
+    fn embedded_inline_structs_write_their_fields_in_place() {
+        let ingress = json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+            "metadata": {"name": "web"},
+            "spec": {"rules": [{"http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "svc", "port": {"name": "", "number": 80}}}}]}, "host": "foo.com"}]},
+        });
+        assert_eq!(
+            shape(ingress)["spec"]["rules"][0],
+            json!({"host": "foo.com", "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "svc", "port": {"number": 80}}}}]}})
+        );
+        let pod = json!({
+            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+            "spec": {"containers": [{"name": "c", "image": "i", "readinessProbe": {"httpGet": {"port": 80}, "periodSeconds": 3}}]},
+        });
+        let probe = &shape(pod)["spec"]["containers"][0]["readinessProbe"];
+        assert_eq!(probe["httpGet"]["port"], 80);
+        assert!(probe.get("handler").is_none(), "{probe}");
     }
 
     #[test]

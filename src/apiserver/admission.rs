@@ -229,6 +229,290 @@ fn validate_workload_selector(path_prefix: &str, spec: &Value, causes: &mut Vec<
     }
 }
 
+const WILDCARD_DNS1123_SUBDOMAIN: &str = "a wildcard DNS-1123 subdomain must start with '*.', followed by a valid DNS subdomain, which must consist of lower case alphanumeric characters, '-' or '.' and end with an alphanumeric character (e.g. '*.example.com', regex used for validation is '\\*\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
+const DNS1035_LABEL: &str = "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')";
+
+/// The annotation the DefaultIngressClass admission plugin looks for.
+pub(crate) const IS_DEFAULT_CLASS: &str = "ingressclass.kubernetes.io/is-default-class";
+
+/// A host as an Ingress rule or TLS entry may name it: a DNS subdomain, or `*.` and one.
+fn validate_ingress_host(field: &str, host: &str, causes: &mut Vec<Cause>) {
+    if host.parse::<std::net::IpAddr>().is_ok() {
+        causes.push(Cause::invalid(
+            field,
+            &json!(host),
+            "must be a DNS name, not an IP address",
+        ));
+    } else if host.contains('*') {
+        let ok = host.strip_prefix("*.").is_some_and(is_dns1123_subdomain);
+        if !ok {
+            causes.push(Cause::invalid(
+                field,
+                &json!(host),
+                WILDCARD_DNS1123_SUBDOMAIN,
+            ));
+        }
+    } else if !is_dns1123_subdomain(host) {
+        causes.push(Cause::invalid(field, &json!(host), DNS1123_SUBDOMAIN));
+    }
+}
+
+/// validation's `IsValidPortName`.
+fn port_name_problems(name: &str) -> Vec<&'static str> {
+    let mut problems = Vec::new();
+    if name.len() > 15 {
+        problems.push("must be no more than 15 characters");
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        problems.push("must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)");
+    }
+    if !name.bytes().any(|b| b.is_ascii_lowercase()) {
+        problems.push("must contain at least one letter (a-z)");
+    }
+    if name.contains("--") {
+        problems.push("must not contain consecutive hyphens");
+    }
+    if name.starts_with('-') || name.ends_with('-') {
+        problems.push("must not begin or end with a hyphen");
+    }
+    problems
+}
+
+/// `validateIngressBackend`: exactly one of service and resource; a service by name with a
+/// port name or number.
+fn validate_ingress_backend(path: &str, backend: &Value, causes: &mut Vec<Cause>) {
+    let service = &backend["service"];
+    match (backend["resource"].is_object(), service.is_object()) {
+        (true, true) => causes.push(Cause::invalid(
+            path,
+            &json!(""),
+            "cannot set both resource and service backends",
+        )),
+        (true, false) => {
+            let resource = &backend["resource"];
+            for key in ["kind", "name"] {
+                if resource[key].as_str().unwrap_or_default().is_empty() {
+                    causes.push(Cause::required(format!("{path}.resource.{key}")));
+                }
+            }
+        }
+        (false, true) => {
+            let name = service["name"].as_str().unwrap_or_default();
+            if name.is_empty() {
+                causes.push(Cause::required(format!("{path}.service.name")));
+            } else if !is_dns1123_label(name) || !name.as_bytes()[0].is_ascii_lowercase() {
+                causes.push(Cause::invalid(
+                    format!("{path}.service.name"),
+                    &json!(name),
+                    DNS1035_LABEL,
+                ));
+            }
+            let port_name = service["port"]["name"].as_str().unwrap_or_default();
+            let number = service["port"]["number"].as_i64().unwrap_or(0);
+            match (port_name.is_empty(), number == 0) {
+                (false, false) => causes.push(Cause::invalid(
+                    path,
+                    &json!(""),
+                    "cannot set both port name & port number",
+                )),
+                (false, true) => {
+                    for problem in port_name_problems(port_name) {
+                        causes.push(Cause::invalid(
+                            format!("{path}.service.port.name"),
+                            &json!(port_name),
+                            problem,
+                        ));
+                    }
+                }
+                (true, false) => {
+                    if !(1..=65535).contains(&number) {
+                        causes.push(Cause::invalid(
+                            format!("{path}.service.port.number"),
+                            &json!(number),
+                            "must be between 1 and 65535, inclusive",
+                        ));
+                    }
+                }
+                (true, true) => causes.push(Cause::required_because(
+                    path,
+                    "port name or number is required",
+                )),
+            }
+        }
+        (false, false) => causes.push(Cause::invalid(
+            path,
+            &json!(""),
+            "resource or service backend is required",
+        )),
+    }
+}
+
+/// `validateHTTPIngressPath`.
+fn validate_ingress_path(field: &str, path: &Value, causes: &mut Vec<Cause>) {
+    let text = path["path"].as_str().unwrap_or_default();
+    let absolute = |causes: &mut Vec<Cause>| {
+        if !text.starts_with('/') {
+            causes.push(Cause::invalid(
+                format!("{field}.path"),
+                &json!(text),
+                "must be an absolute path",
+            ));
+        }
+    };
+    // k8s-openapi's `pathType` is a plain string: an absent one reads as "".
+    match path["pathType"].as_str() {
+        None | Some("") => {
+            causes.push(Cause::required_because(
+                format!("{field}.pathType"),
+                "pathType must be specified",
+            ));
+            return;
+        }
+        Some("Exact" | "Prefix") => {
+            absolute(causes);
+            for bad in ["//", "/./", "/../", "%2f", "%2F"] {
+                if text.contains(bad) {
+                    causes.push(Cause::invalid(
+                        format!("{field}.path"),
+                        &json!(text),
+                        format!("must not contain '{bad}'"),
+                    ));
+                }
+            }
+            for bad in ["/..", "/."] {
+                if text.ends_with(bad) {
+                    causes.push(Cause::invalid(
+                        format!("{field}.path"),
+                        &json!(text),
+                        format!("cannot end with '{bad}'"),
+                    ));
+                }
+            }
+        }
+        Some("ImplementationSpecific") => {
+            if !text.is_empty() {
+                absolute(causes);
+            }
+        }
+        Some(other) => causes.push(Cause::unsupported(
+            format!("{field}.pathType"),
+            &json!(other),
+            &["Exact", "ImplementationSpecific", "Prefix"],
+        )),
+    }
+    validate_ingress_backend(&format!("{field}.backend"), &path["backend"], causes);
+}
+
+/// `ValidateIngressSpec`: rules or a default backend, hosts, paths, backends, TLS hosts, the
+/// class name.
+fn validate_ingress_spec(spec: &Value, causes: &mut Vec<Cause>) {
+    let rules = spec["rules"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    if spec["defaultBackend"].is_object() {
+        validate_ingress_backend("spec.defaultBackend", &spec["defaultBackend"], causes);
+    } else if rules.is_empty() {
+        causes.push(Cause::invalid(
+            "spec.rules",
+            &json!("[]"),
+            "either `defaultBackend` or `rules` must be specified",
+        ));
+    }
+    for (i, rule) in rules.iter().enumerate() {
+        if let Some(host) = rule["host"].as_str().filter(|h| !h.is_empty()) {
+            validate_ingress_host(&format!("spec.rules[{i}].host"), host, causes);
+        }
+        let Some(http) = rule["http"].as_object() else {
+            continue;
+        };
+        let paths = http
+            .get("paths")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        if paths.is_empty() {
+            causes.push(Cause::required(format!("spec.rules[{i}].http.paths")));
+        }
+        for (j, path) in paths.iter().enumerate() {
+            validate_ingress_path(&format!("spec.rules[{i}].http.paths[{j}]"), path, causes);
+        }
+    }
+    for (i, tls) in spec["tls"].as_array().into_iter().flatten().enumerate() {
+        for (j, host) in tls["hosts"].as_array().into_iter().flatten().enumerate() {
+            validate_ingress_host(
+                &format!("spec.tls[{i}].hosts[{j}]"),
+                host.as_str().unwrap_or_default(),
+                causes,
+            );
+        }
+    }
+    if let Some(class) = spec["ingressClassName"].as_str()
+        && !is_dns1123_subdomain(class)
+    {
+        causes.push(Cause::invalid(
+            "spec.ingressClassName",
+            &json!(class),
+            DNS1123_SUBDOMAIN,
+        ));
+    }
+}
+
+/// `IsDomainPrefixedPath`: an IngressClass's controller, such as `acme.io/ingress-controller`.
+fn validate_domain_prefixed_path(field: &str, value: &Value, causes: &mut Vec<Cause>) {
+    let text = value.as_str().unwrap_or_default();
+    if text.is_empty() {
+        causes.push(Cause::required(field));
+        return;
+    }
+    let Some((host, path)) = text.split_once('/') else {
+        causes.push(Cause::invalid(
+            field,
+            &json!(text),
+            "must be a domain-prefixed path (such as \"acme.io/foo\")",
+        ));
+        return;
+    };
+    if !is_dns1123_subdomain(host) {
+        causes.push(Cause::invalid(field, &json!(host), DNS1123_SUBDOMAIN));
+    }
+    let path_ok = !path.is_empty()
+        && path
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/-._~%!$&'()*+,;=:".contains(&b));
+    if !path_ok {
+        causes.push(Cause::invalid(field, &json!(path), "Invalid path"));
+    }
+}
+
+/// The DefaultIngressClass admission plugin's choice: among the IngressClasses annotated
+/// `ingressclass.kubernetes.io/is-default-class: "true"`, the newest (by creation time, then
+/// name); none when none is marked.
+pub(crate) fn default_ingress_class(classes: &[Value]) -> Option<String> {
+    let key = |c: &Value| {
+        (
+            c["metadata"]["creationTimestamp"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            std::cmp::Reverse(
+                c["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            ),
+        )
+    };
+    classes
+        .iter()
+        .filter(|c| c["metadata"]["annotations"][IS_DEFAULT_CLASS].as_str() == Some("true"))
+        .max_by_key(|c| key(c))
+        .and_then(|c| c["metadata"]["name"].as_str().map(str::to_owned))
+}
+
 /// Validates a whole object, new or updated (`old` is the stored object on update).
 pub(crate) fn validate(resource: &Resource, object: &Value, old: Option<&Value>) -> Vec<Cause> {
     let mut causes = Vec::new();
@@ -306,6 +590,10 @@ pub(crate) fn validate(resource: &Resource, object: &Value, old: Option<&Value>)
                 ));
             }
         }
+        ("networking.k8s.io", "Ingress") => validate_ingress_spec(spec, &mut causes),
+        ("networking.k8s.io", "IngressClass") => {
+            validate_domain_prefixed_path("spec.controller", &spec["controller"], &mut causes)
+        }
         _ => {}
     }
     if let Some(old) = old {
@@ -344,6 +632,10 @@ fn validate_update(resource: &Resource, new: &Value, old: &Value, causes: &mut V
                     "field is immutable",
                 ));
             }
+        }
+        ("networking.k8s.io", "IngressClass") => {
+            let (a, b) = (&new["spec"]["controller"], &old["spec"]["controller"]);
+            immutable("spec.controller", a, b, causes);
         }
         ("", "Service") => {
             let (a, b) = (&new["spec"]["clusterIP"], &old["spec"]["clusterIP"]);
@@ -680,6 +972,12 @@ pub(crate) fn default(resource: &Resource, object: &mut Value) {
             default_pod_spec(&mut object["spec"]["template"]["spec"]);
             generate_job_selector(object);
         }
+        ("networking.k8s.io", "IngressClass") => {
+            // SetDefaults_IngressClass: parameters are cluster-scoped unless said otherwise.
+            if let Some(parameters) = object["spec"]["parameters"].as_object_mut() {
+                set_default(parameters, "scope", json!("Cluster"));
+            }
+        }
         ("batch", "CronJob") => {
             let spec = object_at(object, "spec");
             set_default(spec, "concurrencyPolicy", json!("Allow"));
@@ -824,5 +1122,116 @@ mod tests {
                 .iter()
                 .any(|c| c.field == "spec.selector" && c.message.contains("field is immutable"))
         );
+    }
+
+    #[test]
+    fn ingress_validation_speaks_upstreams_words() {
+        let ingresses = find("networking.k8s.io", "v1", "ingresses").unwrap();
+        let backend = json!({"service": {"name": "web", "port": {"number": 80}}});
+        let ing = json!({"metadata": {"name": "i"}, "spec": {
+            "ingressClassName": "Bad_Class",
+            "tls": [{"hosts": ["*.ok.com", "10.0.0.1"]}],
+            "rules": [
+                {"host": "*.foo.com", "http": {"paths": [
+                    {"path": "/a", "backend": backend},
+                    {"path": "foo", "pathType": "Prefix", "backend": backend},
+                    {"path": "/x", "pathType": "Regex", "backend": backend},
+                    {"path": "/b//c", "pathType": "Exact", "backend": {}},
+                    {"path": "/d", "pathType": "ImplementationSpecific", "backend": {"service": {"name": "web", "port": {}}}},
+                    {"path": "/e", "pathType": "Prefix", "backend": {"service": {"name": "web", "port": {"name": "http", "number": 80}}}},
+                ]}},
+                {"host": "a.*.com", "http": {"paths": []}},
+            ],
+        }});
+        let got: Vec<(String, String)> = validate(ingresses, &ing, None)
+            .into_iter()
+            .map(|c| (c.field, c.message))
+            .collect();
+        let want = [
+            (
+                "spec.rules[0].http.paths[0].pathType",
+                "Required value: pathType must be specified",
+            ),
+            (
+                "spec.rules[0].http.paths[1].path",
+                "Invalid value: \"foo\": must be an absolute path",
+            ),
+            (
+                "spec.rules[0].http.paths[2].pathType",
+                "Unsupported value: \"Regex\": supported values: \"Exact\", \"ImplementationSpecific\", \"Prefix\"",
+            ),
+            (
+                "spec.rules[0].http.paths[3].path",
+                "Invalid value: \"/b//c\": must not contain '//'",
+            ),
+            (
+                "spec.rules[0].http.paths[3].backend",
+                "Invalid value: \"\": resource or service backend is required",
+            ),
+            (
+                "spec.rules[0].http.paths[4].backend",
+                "Required value: port name or number is required",
+            ),
+            (
+                "spec.rules[0].http.paths[5].backend",
+                "Invalid value: \"\": cannot set both port name & port number",
+            ),
+            (
+                "spec.rules[1].host",
+                "Invalid value: \"a.*.com\": a wildcard DNS-1123 subdomain must start with '*.', followed by a valid DNS subdomain, which must consist of lower case alphanumeric characters, '-' or '.' and end with an alphanumeric character (e.g. '*.example.com', regex used for validation is '\\*\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')",
+            ),
+            ("spec.rules[1].http.paths", "Required value"),
+            (
+                "spec.tls[0].hosts[1]",
+                "Invalid value: \"10.0.0.1\": must be a DNS name, not an IP address",
+            ),
+        ];
+        let got_fields: Vec<(&str, &str)> = got
+            .iter()
+            .filter(|(f, _)| f != "spec.ingressClassName")
+            .map(|(f, m)| (f.as_str(), m.as_str()))
+            .collect();
+        assert_eq!(got_fields, want);
+        assert!(got.iter().any(|(f, _)| f == "spec.ingressClassName"));
+        let empty = json!({"metadata": {"name": "i"}, "spec": {}});
+        assert_eq!(validate(ingresses, &empty, None)[0].field, "spec.rules");
+
+        let classes = find("networking.k8s.io", "v1", "ingressclasses").unwrap();
+        let class = json!({"metadata": {"name": "c"}, "spec": {"controller": "nope"}});
+        assert_eq!(
+            validate(classes, &class, None)[0].message,
+            "Invalid value: \"nope\": must be a domain-prefixed path (such as \"acme.io/foo\")"
+        );
+        let good = json!({"metadata": {"name": "c"}, "spec": {"controller": "acme.io/ingress"}});
+        assert!(validate(classes, &good, None).is_empty());
+        let mut changed = good.clone();
+        changed["spec"]["controller"] = json!("acme.io/other");
+        assert_eq!(
+            validate(classes, &changed, Some(&good))[0].field,
+            "spec.controller"
+        );
+    }
+
+    #[test]
+    fn the_newest_default_ingress_class_wins() {
+        let class = |name: &str, created: &str, default: Option<&str>| {
+            let mut c = json!({"metadata": {"name": name, "creationTimestamp": created}});
+            if let Some(d) = default {
+                c["metadata"]["annotations"] = json!({IS_DEFAULT_CLASS: d});
+            }
+            c
+        };
+        assert_eq!(default_ingress_class(&[]), None);
+        let classes = [
+            class("a", "2026-01-01T00:00:00Z", Some("true")),
+            class("b", "2026-01-03T00:00:00Z", Some("false")),
+            class("c", "2026-01-02T00:00:00Z", None),
+        ];
+        assert_eq!(default_ingress_class(&classes).as_deref(), Some("a"));
+        let more = [
+            class("a", "2026-01-01T00:00:00Z", Some("true")),
+            class("z", "2026-01-02T00:00:00Z", Some("true")),
+        ];
+        assert_eq!(default_ingress_class(&more).as_deref(), Some("z"));
     }
 }

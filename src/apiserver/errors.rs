@@ -24,6 +24,15 @@ impl Cause {
         }
     }
 
+    /// `field.Required(path, detail)`: `Required value: <detail>`.
+    pub(crate) fn required_because(field: impl Into<String>, detail: &str) -> Self {
+        Cause {
+            reason: "FieldValueRequired",
+            field: field.into(),
+            message: format!("Required value: {detail}"),
+        }
+    }
+
     pub(crate) fn invalid(
         field: impl Into<String>,
         value: &Value,

@@ -104,7 +104,15 @@ fn name_of(object: &Value) -> &str {
 fn has_generation(resource: &Resource) -> bool {
     matches!(
         resource.kind,
-        "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" | "Job" | "CronJob" | "Pod"
+        "Deployment"
+            | "ReplicaSet"
+            | "StatefulSet"
+            | "DaemonSet"
+            | "Job"
+            | "CronJob"
+            | "Pod"
+            | "Ingress"
+            | "IngressClass"
     )
 }
 
@@ -430,6 +438,10 @@ pub(crate) async fn create_object(
     if resource.kind == "Service" {
         allocate_service_ips(api, &mut object).await?;
     }
+    if (resource.group, resource.kind) == ("networking.k8s.io", "Ingress") {
+        default_ingress_class(api, &mut object).await?;
+    }
+
     // Back through the type: whatever defaulting left empty (nulls) goes, as in the real server;
     // field ownership is then computed on the object as Go's JSON has it.
     let mut object = canonical(resource, object)?;
@@ -511,6 +523,32 @@ fn dynamic_cluster_ip(used: impl Fn(u32) -> bool, random: u32) -> Option<std::ne
 
 /// Gives a new Service its cluster IP (from 10.96.0.0/12, as kube-apiserver's default range) and
 /// node ports, the way the real API server allocates them on create.
+/// The DefaultIngressClass admission plugin: an Ingress created with neither
+/// `spec.ingressClassName` nor the `kubernetes.io/ingress.class` annotation gets the default
+/// IngressClass's name (see [`admission::default_ingress_class`]).
+async fn default_ingress_class(api: &ApiServer, ingress: &mut Value) -> Result<(), ApiError> {
+    if ingress["spec"]["ingressClassName"].is_string()
+        || ingress["metadata"]["annotations"]["kubernetes.io/ingress.class"].is_string()
+    {
+        return Ok(());
+    }
+    let classes = resources::find("networking.k8s.io", "v1", "ingressclasses").expect("served");
+    let existing = api
+        .store()
+        .range(&RangeRequest::prefix(classes.key_prefix(None)))
+        .await
+        .map_err(|e| from_store(e, "ingressclasses.networking.k8s.io", ""))?;
+    let objects: Vec<Value> = existing
+        .kvs
+        .iter()
+        .filter_map(|kv| decode(kv).ok())
+        .collect();
+    if let Some(name) = admission::default_ingress_class(&objects) {
+        ingress["spec"]["ingressClassName"] = json!(name);
+    }
+    Ok(())
+}
+
 async fn allocate_service_ips(api: &ApiServer, service: &mut Value) -> Result<(), ApiError> {
     let services = resources::find("", "v1", "services").expect("served");
     let existing = api

@@ -59,10 +59,15 @@ pub(crate) fn decode(resource: &Resource, body: &[u8]) -> Result<Value, ApiError
     if !object.is_object() {
         return Err(bad("the object is not a message"));
     }
-    if let Some(api_version) = unknown["typeMeta"]["apiVersion"].as_str() {
+    // `runtime.Unknown` embeds its TypeMeta inline, so its fields come out flattened.
+    let type_meta = match &unknown["typeMeta"] {
+        Value::Object(_) => &unknown["typeMeta"],
+        _ => &unknown,
+    };
+    if let Some(api_version) = type_meta["apiVersion"].as_str() {
         object["apiVersion"] = json!(api_version);
     }
-    if let Some(kind) = unknown["typeMeta"]["kind"].as_str() {
+    if let Some(kind) = type_meta["kind"].as_str() {
         object["kind"] = json!(kind);
     }
     Ok(object)
@@ -130,6 +135,9 @@ fn to_json(message: &MessageRef<'_>) -> Value {
             _ => Value::Null,
         };
     }
+    let schema = crate::apimachinery::gotypes::schema().message(&name);
+    let inline =
+        |field: &str| schema.is_some_and(|m| m.fields.iter().any(|f| f.name == field && f.inline));
     let mut out = Map::new();
     for f in descriptor.fields() {
         let value = match f.get_reflect(&**message) {
@@ -161,7 +169,13 @@ fn to_json(message: &MessageRef<'_>) -> Value {
                 Value::Object(object)
             }
         };
-        out.insert(f.name().to_owned(), value);
+        match value {
+            // An embedded struct's fields are the outer object's in Go's JSON.
+            Value::Object(fields) if inline(f.name()) => out.extend(fields),
+            value => {
+                out.insert(f.name().to_owned(), value);
+            }
+        }
     }
     Value::Object(out)
 }
@@ -249,6 +263,54 @@ mod tests {
                 r.plural
             );
         }
+    }
+
+    #[test]
+    fn embedded_inline_structs_are_flattened() {
+        let mut number = new("api.networking.v1.ServiceBackendPort");
+        set(&mut *number, "number", ReflectValueBox::I32(80));
+        let mut service = new("api.networking.v1.IngressServiceBackend");
+        set(&mut *service, "name", ReflectValueBox::String("svc".into()));
+        set(&mut *service, "port", ReflectValueBox::Message(number));
+        let mut backend = new("api.networking.v1.IngressBackend");
+        set(&mut *backend, "service", ReflectValueBox::Message(service));
+        let mut path = new("api.networking.v1.HTTPIngressPath");
+        set(&mut *path, "path", ReflectValueBox::String("/bar".into()));
+        set(
+            &mut *path,
+            "pathType",
+            ReflectValueBox::String("Prefix".into()),
+        );
+        set(&mut *path, "backend", ReflectValueBox::Message(backend));
+        let mut http = new("api.networking.v1.HTTPIngressRuleValue");
+        push(&mut *http, "paths", ReflectValueBox::Message(path));
+        let mut value = new("api.networking.v1.IngressRuleValue");
+        set(&mut *value, "http", ReflectValueBox::Message(http));
+        let mut rule = new("api.networking.v1.IngressRule");
+        set(
+            &mut *rule,
+            "host",
+            ReflectValueBox::String("foo.com".into()),
+        );
+        set(
+            &mut *rule,
+            "ingressRuleValue",
+            ReflectValueBox::Message(value),
+        );
+        let mut spec = new("api.networking.v1.IngressSpec");
+        push(&mut *spec, "rules", ReflectValueBox::Message(rule));
+        let mut ingress = new("api.networking.v1.Ingress");
+        set(&mut *ingress, "spec", ReflectValueBox::Message(spec));
+        let ingresses = find("networking.k8s.io", "v1", "ingresses").unwrap();
+        let object = decode(
+            ingresses,
+            &envelope("networking.k8s.io/v1", "Ingress", &*ingress),
+        )
+        .unwrap();
+        assert_eq!(
+            object["spec"]["rules"][0],
+            json!({"host": "foo.com", "http": {"paths": [{"path": "/bar", "pathType": "Prefix", "backend": {"service": {"name": "svc", "port": {"number": 80}}}}]}})
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use k8s_openapi::api::{apps, batch, coordination, core, discovery, events};
+use k8s_openapi::api::{apps, batch, coordination, core, discovery, events, networking};
 
 /// Turns a JSON object into its typed form and back: what the type does not know is dropped
 /// (the real server prunes unknown fields too) and what it knows is kept exactly.
@@ -459,6 +459,30 @@ pub(crate) static RESOURCES: &[Resource] = &[
         NONE,
         NONE,
         discovery::v1::EndpointSlice
+    ),
+    resource!(
+        "networking.k8s.io",
+        "v1",
+        "ingresses",
+        "ingress",
+        "Ingress",
+        true,
+        &["ing"],
+        NONE,
+        &["status"],
+        networking::v1::Ingress
+    ),
+    resource!(
+        "networking.k8s.io",
+        "v1",
+        "ingressclasses",
+        "ingressclass",
+        "IngressClass",
+        false,
+        NONE,
+        NONE,
+        NONE,
+        networking::v1::IngressClass
     ),
     resource!(
         "events.k8s.io",

@@ -338,6 +338,64 @@ fn source_of(event: &Value) -> String {
     }
 }
 
+/// printers.go's `formatHosts`: up to three hosts, `+ N more...`, `*` when no rule names one.
+fn ingress_hosts(rules: &Value) -> String {
+    let rules = rules.as_array().map(Vec::as_slice).unwrap_or_default();
+    let max = 3;
+    let mut list = Vec::new();
+    let mut more = false;
+    for rule in rules {
+        if list.len() == max {
+            more = true;
+        }
+        let host = s(&rule["host"]);
+        if !more && !host.is_empty() {
+            list.push(host);
+        }
+    }
+    if list.is_empty() {
+        return "*".into();
+    }
+    let joined = list.join(",");
+    if more {
+        format!("{joined} + {} more...", rules.len() - max)
+    } else {
+        joined
+    }
+}
+
+/// printers.go's `ingressLoadBalancerStatusStringer` (not wide): the sorted set of IPs (or
+/// hostnames), cut at 16 characters.
+fn ingress_address(load_balancer: &Value) -> String {
+    let mut set = std::collections::BTreeSet::new();
+    for point in load_balancer["ingress"].as_array().into_iter().flatten() {
+        let (ip, hostname) = (s(&point["ip"]), s(&point["hostname"]));
+        if !ip.is_empty() {
+            set.insert(ip);
+        } else if !hostname.is_empty() {
+            set.insert(hostname);
+        }
+    }
+    let joined = set.into_iter().collect::<Vec<_>>().join(",");
+    if joined.len() > 16 {
+        format!("{}...", &joined[..13])
+    } else {
+        joined
+    }
+}
+
+/// printers.go's `printIngressClass` parameters: `Kind[.apiGroup]/name`, or `<none>`.
+fn ingress_class_parameters(parameters: &Value) -> String {
+    if !parameters.is_object() {
+        return "<none>".into();
+    }
+    let mut text = s(&parameters["kind"]);
+    if let Some(group) = parameters["apiGroup"].as_str() {
+        text = format!("{text}.{group}");
+    }
+    format!("{text}/{}", s(&parameters["name"]))
+}
+
 fn col(name: &str, ty: &str, priority: i64, description: &str) -> Value {
     let mut c = json!({"name": name, "type": ty, "format": "", "description": description, "priority": priority});
     if name == "Name" {
@@ -1061,6 +1119,70 @@ fn printer(kind: &str, group: &str) -> (Vec<Value>, Cells) {
             ],
             cells!(|o: &Value| s(&o["spec"]["holderIdentity"]), created),
         ),
+        ("networking.k8s.io", "Ingress") => (
+            vec![
+                name(),
+                col(
+                    "Class",
+                    "string",
+                    0,
+                    "The name of the IngressClass resource that should be used for the Ingress.",
+                ),
+                col(
+                    "Hosts",
+                    "string",
+                    0,
+                    "Hosts that incoming requests are matched against before the ingress rule",
+                ),
+                col(
+                    "Address",
+                    "string",
+                    0,
+                    "Address is a list containing ingress points for the load-balancer",
+                ),
+                col(
+                    "Ports",
+                    "string",
+                    0,
+                    "Ports of TLS configurations that open",
+                ),
+                age_col(),
+            ],
+            cells!(
+                |o: &Value| or_none(s(&o["spec"]["ingressClassName"])),
+                |o: &Value| ingress_hosts(&o["spec"]["rules"]),
+                |o: &Value| ingress_address(&o["status"]["loadBalancer"]),
+                |o: &Value| if o["spec"]["tls"].as_array().is_some_and(|t| !t.is_empty()) {
+                    "80, 443"
+                } else {
+                    "80"
+                },
+                created,
+            ),
+        ),
+        ("networking.k8s.io", "IngressClass") => (
+            vec![
+                name(),
+                col(
+                    "Controller",
+                    "string",
+                    0,
+                    "Controller that is responsible for handling this class",
+                ),
+                col(
+                    "Parameters",
+                    "string",
+                    0,
+                    "A reference to a resource with additional parameters",
+                ),
+                age_col(),
+            ],
+            cells!(
+                |o: &Value| s(&o["spec"]["controller"]),
+                |o: &Value| ingress_class_parameters(&o["spec"]["parameters"]),
+                created,
+            ),
+        ),
         ("discovery.k8s.io", "EndpointSlice") => (
             vec![
                 name(),
@@ -1212,5 +1334,41 @@ mod tests {
                 r.plural
             );
         }
+    }
+
+    #[test]
+    fn ingress_columns_are_kubectls() {
+        assert_eq!(ingress_hosts(&json!(null)), "*");
+        assert_eq!(ingress_hosts(&json!([{"http": {}}])), "*");
+        assert_eq!(
+            ingress_hosts(&json!([{"host": "a"}, {"host": "b"}, {"host": "c"}, {"host": "d"}, {}])),
+            "a,b,c + 2 more..."
+        );
+        assert_eq!(
+            ingress_address(&json!({"ingress": [{"ip": "127.0.0.1"}, {"hostname": "lb"}]})),
+            "127.0.0.1,lb"
+        );
+        assert_eq!(
+            ingress_address(&json!({"ingress": [{"ip": "10.0.0.1"}, {"ip": "10.0.0.2"}]})),
+            "10.0.0.1,10.0..."
+        );
+        assert_eq!(ingress_class_parameters(&json!(null)), "<none>");
+        assert_eq!(
+            ingress_class_parameters(
+                &json!({"apiGroup": "k8s.example.com", "kind": "IngressParameters", "name": "p"})
+            ),
+            "IngressParameters.k8s.example.com/p"
+        );
+        let ingresses = resources::find("networking.k8s.io", "v1", "ingresses").unwrap();
+        let t = table(
+            ingresses,
+            &[
+                json!({"metadata": {"name": "web"}, "spec": {"tls": [{}], "rules": [{"host": "foo.com"}]}}),
+            ],
+            json!({}),
+        );
+        assert_eq!(t["rows"][0]["cells"][1], "<none>");
+        assert_eq!(t["rows"][0]["cells"][2], "foo.com");
+        assert_eq!(t["rows"][0]["cells"][4], "80, 443");
     }
 }
