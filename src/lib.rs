@@ -35,6 +35,7 @@ pub mod images;
 pub mod informers;
 pub mod kubelet;
 pub mod pki;
+pub mod proxy;
 pub mod runtime;
 pub mod scheduler;
 pub mod store;
