@@ -10,6 +10,7 @@ mod apiserver;
 mod cluster;
 mod pods;
 mod scheduler;
+mod services;
 mod store;
 mod tui;
 
@@ -17,6 +18,7 @@ pub use apiserver::{ApiBenchOptions, ApiReport, run_apiserver_bench};
 pub use cluster::{ClusterBenchOptions, ClusterReport, run_cluster_bench};
 pub use pods::{PodBenchOptions, PodReport, run_pod_bench};
 pub use scheduler::{SchedulerBenchOptions, SchedulerReport, run_scheduler_bench};
+pub use services::{ProgrammingOptions, ProgrammingReport, programming};
 pub use store::{StoreBenchOptions, StoreFigures, StoreReport, measure, run_store_bench};
 pub use tui::{TuiBenchOptions, TuiReport, run_tui_bench};
 
