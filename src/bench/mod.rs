@@ -11,6 +11,7 @@ mod cluster;
 mod dns;
 mod pods;
 mod scheduler;
+mod services;
 mod store;
 mod tui;
 
@@ -19,6 +20,7 @@ pub use cluster::{ClusterBenchOptions, ClusterReport, run_cluster_bench};
 pub use dns::{DnsReport, queries as dns_queries};
 pub use pods::{PodBenchOptions, PodReport, run_pod_bench};
 pub use scheduler::{SchedulerBenchOptions, SchedulerReport, run_scheduler_bench};
+pub use services::{ProgrammingOptions, ProgrammingReport, programming};
 pub use store::{StoreBenchOptions, StoreFigures, StoreReport, measure, run_store_bench};
 pub use tui::{TuiBenchOptions, TuiReport, run_tui_bench};
 
