@@ -334,6 +334,9 @@ enum BenchCommand {
     /// Measure the dashboard: frame time and key latency under 1,000 flow events a second,
     /// the flow bus with slow readers, and an attached dashboard's CPU.
     Tui(bench::TuiBenchOptions),
+    /// The data plane of Services: kube-proxy's programming latency, HTTP through a ClusterIP
+    /// next to the pod IP (real containers, root), cluster DNS queries per second.
+    Services(bench::ServicesBenchOptions),
     /// Create and start one image's container directly through libcontainer, N times, and
     /// print the p50 and p99 in microseconds (the image must be in the state dir's store).
     RawContainer(RawContainerArgs),
@@ -655,6 +658,17 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 .map_err(CliError::Bench)?;
             print!("{report}");
             Ok(())
+        }
+        Command::Bench(BenchCommand::Services(options)) => {
+            let report = bench::run_services_bench(&options).await;
+            print!("{report}");
+            if report.complete() {
+                Ok(())
+            } else {
+                Err(CliError::Bench(
+                    "a part could not be measured (see above)".into(),
+                ))
+            }
         }
         Command::Bench(BenchCommand::Tui(options)) => {
             let report = bench::run_tui_bench(&options)

@@ -32,6 +32,9 @@ use crate::runtime::sim::{SimOptions, SimRuntime};
 use crate::scheduler::run::Scheduler;
 use crate::store::compactor::{CompactionPolicy, Compactor};
 use crate::store::{self, StoreUrl};
+use std::net::SocketAddr;
+
+use crate::proxy::{KubeProxy, ProxyConfig, ProxyError, ProxyMode};
 use crate::supervisor::{Role, Supervisor};
 
 /// What `orrery up` was asked for.
@@ -145,6 +148,17 @@ pub enum ClusterError {
     /// The container runtime could not be started.
     #[error("cannot start the container runtime: {0}")]
     Runtime(crate::runtime::RuntimeError),
+    /// kube-proxy cannot program the kernel (no `nft`), or its tables cannot be removed.
+    #[error("kube-proxy: {0}")]
+    Proxy(#[from] crate::proxy::ProxyError),
+    /// The cluster's DNS server cannot listen.
+    #[error("cluster DNS: {0}")]
+    Dns(#[from] crate::dns::Error),
+    /// The ingress controller cannot listen.
+    #[error(
+        "ingress controller: {0} (--ingress-port and --ingress-https-port choose others; 0 picks free ones)"
+    )]
+    Ingress(#[from] crate::ingress::IngressError),
     /// Another cluster with real containers and the same name runs on this machine.
     #[error(
         "a cluster named {name:?} already runs on this machine (state directory {state_dir}); \
@@ -242,7 +256,11 @@ where
     let mut name_lock = None;
     let real = match options.runtime {
         RuntimeChoice::Libcontainer if options.nodes > 0 => {
+            // kube-proxy programs the kernel with nft: say what to install before anything starts.
+            crate::proxy::check_nft()?;
             name_lock = Some(claim_name(&options.name, state_dir)?);
+            // What a crashed run of this cluster left in the kernel goes first.
+            remove_tables(&options.name).await?;
             let images = ImageStore::open(&state_dir.join("images"))?;
             let runtime = LibcontainerRuntime::start(
                 RuntimeOptions {
@@ -270,10 +288,18 @@ where
             root_dir: state_dir.join("kubelet").join(format!("node-{index}")),
             pod_pids_limit: Some(DEFAULT_POD_PIDS_LIMIT),
             cluster_dns: vec![crate::kubelet::DEFAULT_CLUSTER_DNS],
-            cluster_domain: crate::dns::DEFAULT_DOMAIN.into(),
+            cluster_domain: options.cluster_domain.clone(),
             control_plane: None,
         };
-        add_node(config, &supervisor, &api, &flow, real.as_ref(), &pki)?;
+        add_node(
+            config,
+            &supervisor,
+            &api,
+            &flow,
+            real.as_ref(),
+            &pki,
+            &options.name,
+        )?;
     }
 
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", options.port))
@@ -301,6 +327,8 @@ where
         )
         .await?;
     }
+    let (dns, ingress) =
+        add_listening_addons(&options, &supervisor, &api, &flow, real.as_ref()).await?;
     let server_url = format!("https://127.0.0.1:{port}");
     // The API server's own `kubernetes` Service, now that its port is known.
     let kubernetes_service = tokio::spawn(
@@ -336,6 +364,19 @@ where
             options.name
         );
     }
+    println!(
+        "orrery: cluster DNS (the kube-dns Service, {}) answers on {dns}: dig @{} -p {} kubernetes.default.svc.{}",
+        crate::dns::service::CLUSTER_IP,
+        dns.ip(),
+        dns.port(),
+        options.cluster_domain
+    );
+    println!(
+        "orrery: ingress controller (IngressClass {}) on http://{} and https://{}",
+        crate::ingress::CLASS_NAME,
+        ingress.0,
+        ingress.1
+    );
 
     let tls = pki.server_tls()?;
     server::serve(listener, tls, api.router(), until(api.clone())).await;
@@ -344,10 +385,14 @@ where
     compactor.abort();
     kubernetes_service.abort();
     supervisor.stop_all().await;
-    if let Some(real) = real
-        && let Err(error) = real.shutdown().await
-    {
-        eprintln!("orrery: stopping the containers failed: {error}");
+    if let Some(real) = real {
+        if let Err(error) = real.shutdown().await {
+            eprintln!("orrery: stopping the containers failed: {error}");
+        }
+        // The kube-proxies' rules go with the cluster.
+        if let Err(error) = remove_tables(&options.name).await {
+            eprintln!("orrery: {error}");
+        }
     }
     let _ = std::fs::remove_file(&pid_path);
     drop(name_lock);
@@ -537,13 +582,119 @@ async fn add_control_plane_node(
         root_dir: state_dir.join("kubelet").join(&name),
         pod_pids_limit: Some(DEFAULT_POD_PIDS_LIMIT),
         cluster_dns: vec![crate::kubelet::DEFAULT_CLUSTER_DNS],
-        cluster_domain: crate::dns::DEFAULT_DOMAIN.into(),
+        cluster_domain: options.cluster_domain.clone(),
         control_plane: Some(ControlPlane {
             manifests,
             logs: control_plane::logs_dir(state_dir),
         }),
     };
-    add_node(config, supervisor, api, flow, real, pki)
+    add_node(config, supervisor, api, flow, real, pki, &options.name)
+}
+
+/// The add-ons that listen on the host, each bound here first (so that `orrery up` knows and
+/// prints where) and then run under the supervisor, which binds the same address again when it
+/// restarts one: the cluster's DNS server (`kube-dns`: on the control-plane node's address, port
+/// 53, with real containers, where the kube-dns Service's endpoint is; on a free loopback port
+/// otherwise) and the ingress controller (`--ingress-port`, `--ingress-https-port`). Returns
+/// their addresses.
+async fn add_listening_addons(
+    options: &UpOptions,
+    supervisor: &Supervisor,
+    api: &Arc<ApiServer>,
+    flow: &Flow,
+    real: Option<&LibcontainerRuntime>,
+) -> Result<(SocketAddr, (SocketAddr, SocketAddr)), ClusterError> {
+    use crate::dns::{Dns, DnsConfig};
+    use crate::ingress::{IngressConfig, IngressController};
+    let listen = match real {
+        Some(_) => SocketAddr::from((node_address(real, &options.cluster_cidr, 0).await?, 53)),
+        None => SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 0)),
+    };
+    let node = if options.nodes > 0 {
+        control_plane::node_name(&options.name)
+    } else {
+        String::new()
+    };
+    let mut dns_config = DnsConfig::new(listen, &node);
+    dns_config.cluster_domain = options.cluster_domain.clone();
+    let dns = Dns::bind(dns_config.clone()).await?;
+    dns_config.listen = dns.local_addr();
+    let dns_address = dns_config.listen;
+    add_listener(supervisor, crate::dns::COMPONENT, dns, {
+        let (api, flow) = (api.clone(), flow.clone());
+        move |first| {
+            let (api, flow, config) = (api.clone(), flow.clone(), dns_config.clone());
+            async move {
+                let dns = match first {
+                    Some(dns) => dns,
+                    None => Dns::bind(config).await.map_err(|e| e.to_string())?,
+                };
+                dns.run(api.client(crate::dns::COMPONENT), flow).await;
+                Ok(())
+            }
+        }
+    });
+
+    let localhost = std::net::Ipv4Addr::LOCALHOST;
+    let mut ingress_config = IngressConfig {
+        http: SocketAddr::from((localhost, options.ingress_ports.0)),
+        https: Some(SocketAddr::from((localhost, options.ingress_ports.1))),
+        status_address: None,
+    };
+    let client = |api: &Arc<ApiServer>| api.client(crate::ingress::COMPONENT);
+    let ingress = IngressController::bind(client(api), flow.clone(), &ingress_config).await?;
+    let addresses = (
+        ingress.http_address(),
+        ingress.https_address().unwrap_or(ingress.http_address()),
+    );
+    ingress_config.http = addresses.0;
+    ingress_config.https = Some(addresses.1);
+    add_listener(supervisor, crate::ingress::COMPONENT, ingress, {
+        let (api, flow) = (api.clone(), flow.clone());
+        move |first| {
+            let (api, flow, config) = (api.clone(), flow.clone(), ingress_config.clone());
+            async move {
+                let ingress = match first {
+                    Some(ingress) => ingress,
+                    None => IngressController::bind(client(&api), flow, &config)
+                        .await
+                        .map_err(|e| e.to_string())?,
+                };
+                ingress.run().await;
+                Ok(())
+            }
+        }
+    });
+    Ok((dns_address, addresses))
+}
+
+/// Adds component `name`, which runs `run(Some(first))` the first time (`first` bound by the
+/// caller) and `run(None)` after a restart (binding again); a failure to do so is logged.
+fn add_listener<T, R, F>(supervisor: &Supervisor, name: &'static str, first: T, run: R)
+where
+    T: Send + 'static,
+    R: Fn(Option<T>) -> F + Send + Sync + 'static,
+    F: Future<Output = Result<(), String>> + Send + 'static,
+{
+    let first = std::sync::Mutex::new(Some(first));
+    supervisor.add(name, Role::Component, move || {
+        let bound = first.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let task = run(bound);
+        vec![tokio::spawn(async move {
+            if let Err(error) = task.await {
+                tracing::warn!(component = name, %error, "cannot start");
+            }
+        })]
+    });
+}
+
+/// Removes every nftables table of cluster `name`'s kube-proxies.
+async fn remove_tables(name: &str) -> Result<(), ClusterError> {
+    let prefix = crate::proxy::table_prefix(name);
+    tokio::task::spawn_blocking(move || crate::proxy::remove_tables(&prefix))
+        .await
+        .map_err(|e| ClusterError::Proxy(ProxyError::Io(std::io::Error::other(e))))??;
+    Ok(())
 }
 
 /// Node `index`'s address, its InternalIP: with real containers its gateway on the cluster's
@@ -565,7 +716,11 @@ async fn node_address(
 }
 
 /// Adds a node: its kubelet under the supervisor, on its view of the cluster's runtime (or a
-/// simulated runtime of its own), serving with its own certificate.
+/// simulated runtime of its own), serving with its own certificate; and its kube-proxy
+/// (`kube-proxy/<node>`), which stops and starts with the node or on its own. The control-plane
+/// node's kube-proxy also routes the host's own connections to ClusterIPs, as on a kubeadm
+/// control plane. Only real containers have packets to route: on the simulated runtime
+/// kube-proxy computes its rules and programs nothing.
 fn add_node(
     config: NodeConfig,
     supervisor: &Supervisor,
@@ -573,7 +728,29 @@ fn add_node(
     flow: &Flow,
     real: Option<&LibcontainerRuntime>,
     pki: &Pki,
+    cluster: &str,
 ) -> Result<(), ClusterError> {
+    let proxy = ProxyConfig {
+        node: config.name.clone(),
+        node_ip: config.address,
+        pod_cidr: config
+            .pod_cidr()
+            .parse()
+            .map_err(|_| ProxyError::Config(format!("pod CIDR {}", config.pod_cidr())))?,
+        cluster_cidr: config
+            .cluster_cidr
+            .to_string()
+            .parse()
+            .map_err(|_| ProxyError::Config(format!("cluster CIDR {}", config.cluster_cidr)))?,
+        host: config.index == 0,
+        table: ProxyConfig::table_name(cluster, &config.name),
+        mode: if real.is_some() {
+            ProxyMode::Nftables
+        } else {
+            ProxyMode::Compute
+        },
+        netns: None,
+    };
     let runtime: Arc<dyn ContainerRuntime> = match real {
         Some(real) => Arc::new(real.for_node(&config.name)),
         None => Arc::new(SimRuntime::new(SimOptions::default())),
@@ -584,18 +761,28 @@ fn add_node(
         config.address.into(),
         &config.root_dir.join("pki"),
     )?;
+    supervisor.add(&config.name.clone(), Role::Node, {
+        let (api, flow) = (api.clone(), flow.clone());
+        move || {
+            let client = api.client(&format!("kubelet/{}", config.name));
+            vec![tokio::spawn(
+                Kubelet::new(
+                    config.clone(),
+                    client,
+                    runtime.clone(),
+                    flow.clone(),
+                    tls.clone(),
+                )
+                .run(),
+            )]
+        }
+    });
     let (api, flow) = (api.clone(), flow.clone());
-    supervisor.add(&config.name.clone(), Role::Node, move || {
-        let client = api.client(&format!("kubelet/{}", config.name));
+    let proxy_name = format!("kube-proxy/{}", proxy.node);
+    supervisor.add_to_node(&proxy.node.clone(), &proxy_name.clone(), move || {
+        let client = api.client(&proxy_name);
         vec![tokio::spawn(
-            Kubelet::new(
-                config.clone(),
-                client,
-                runtime.clone(),
-                flow.clone(),
-                tls.clone(),
-            )
-            .run(),
+            KubeProxy::new(proxy.clone(), client, flow.clone()).run(),
         )]
     });
     Ok(())

@@ -8,8 +8,10 @@
 
 mod apiserver;
 mod cluster;
+mod dataplane;
 mod dns;
 mod pods;
+mod routing;
 mod scheduler;
 mod services;
 mod store;
@@ -17,8 +19,10 @@ mod tui;
 
 pub use apiserver::{ApiBenchOptions, ApiReport, run_apiserver_bench};
 pub use cluster::{ClusterBenchOptions, ClusterReport, run_cluster_bench};
+pub use dataplane::{ServicesBenchOptions, ServicesReport, run_services_bench};
 pub use dns::{DnsReport, queries as dns_queries};
 pub use pods::{PodBenchOptions, PodReport, run_pod_bench};
+pub use routing::{RoutingFigures, routing};
 pub use scheduler::{SchedulerBenchOptions, SchedulerReport, run_scheduler_bench};
 pub use services::{ProgrammingOptions, ProgrammingReport, programming};
 pub use store::{StoreBenchOptions, StoreFigures, StoreReport, measure, run_store_bench};

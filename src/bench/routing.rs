@@ -19,8 +19,6 @@ use super::percentile;
 /// The figures of part (b).
 #[derive(Clone, Debug)]
 pub struct RoutingFigures {
-    /// Requests made each way.
-    pub requests: usize,
     /// Straight to the pod's IP.
     pub direct: Vec<Duration>,
     /// Through the Service's ClusterIP.
@@ -184,7 +182,6 @@ pub async fn routing(requests: usize, timeout: Duration) -> Result<RoutingFigure
         request(&through).await?;
     }
     let mut figures = RoutingFigures {
-        requests,
         direct: Vec::with_capacity(requests),
         service: Vec::with_capacity(requests),
     };

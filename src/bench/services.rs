@@ -187,7 +187,9 @@ pub async fn programming(options: &ProgrammingOptions) -> Result<ProgrammingRepo
             let slices: Api<EndpointSlice> = Api::namespaced(client, "default");
             for i in (w..n).step_by(writers) {
                 services.create(&PostParams::default(), &service(i)).await?;
-                slices.create(&PostParams::default(), &slice(i, m, 0)).await?;
+                slices
+                    .create(&PostParams::default(), &slice(i, m, 0))
+                    .await?;
             }
             Ok::<_, kube::Error>(())
         });

@@ -79,7 +79,7 @@ pub fn endpoint_slice(listen: SocketAddr, node: &str) -> EndpointSlice {
         "endpoints": [{
             "addresses": [listen.ip().to_string()],
             "conditions": {"ready": true, "serving": true, "terminating": false},
-            "nodeName": node,
+            "nodeName": (!node.is_empty()).then_some(node),
         }],
         "ports": ports_json(Some(listen.port())),
     }))
@@ -96,7 +96,7 @@ pub fn endpoints(listen: SocketAddr, node: &str) -> Endpoints {
     serde_json::from_value(json!({
         "metadata": {"name": NAME, "namespace": NAMESPACE, "labels": labels},
         "subsets": [{
-            "addresses": [{"ip": listen.ip().to_string(), "nodeName": node}],
+            "addresses": [{"ip": listen.ip().to_string(), "nodeName": (!node.is_empty()).then_some(node)}],
             "ports": ports_json(Some(listen.port())),
         }],
     }))

@@ -285,7 +285,11 @@ impl KubeProxy {
             if full_due && ok {
                 next_full = tokio::time::Instant::now() + FULL_RESYNC;
             }
-            let wait = if ok { next_full } else { tokio::time::Instant::now() + RETRY };
+            let wait = if ok {
+                next_full
+            } else {
+                tokio::time::Instant::now() + RETRY
+            };
             tokio::select! {
                 change = changes.next() => {
                     if change.is_none() {
