@@ -2,9 +2,9 @@
 //! `store` (the embedded store against a real etcd), `apiserver` (the Kubernetes API over
 //! HTTPS), `scheduler` (pods scheduled per second), `cluster` (a whole `orrery up`: start-up,
 //! memory idle and with N pods), `pods` (pod start latency on a real runtime, next to a raw
-//! libcontainer start, and a Deployment's time to all Running) and `tui` (the dashboard: frame
+//! libcontainer start, and a Deployment's time to all Running), `tui` (the dashboard: frame
 //! time and key latency under load, the flow bus with slow readers, an attached dashboard's
-//! CPU). Every loop is bounded in count and in time.
+//! CPU) and the cluster DNS server's queries per second and latency ([`dns_queries`]). Every loop is bounded in count and in time.
 
 mod apiserver;
 mod cluster;

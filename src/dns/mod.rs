@@ -219,6 +219,9 @@ struct Server {
 enum Reply {
     Now(Vec<u8>),
     Forward,
+    /// An ExternalName's CNAME to a name outside the cluster: ask the upstreams for the
+    /// target's addresses and answer both (as CoreDNS does), within `max` bytes.
+    Chase(Box<Message>, usize),
     Drop,
 }
 
@@ -265,6 +268,23 @@ impl Server {
                 } else {
                     usize::from(u16::MAX)
                 };
+                let outside_cname = match response.answers.as_slice() {
+                    [answer]
+                        if matches!(
+                            request.queries[0].query_type(),
+                            hickory_proto::rr::RecordType::A | hickory_proto::rr::RecordType::AAAA
+                        ) =>
+                    {
+                        matches!(&answer.data, hickory_proto::rr::RData::CNAME(target) if !zone.owns(&target.0))
+                    }
+                    _ => false,
+                };
+                if outside_cname && !self.upstreams.is_empty() {
+                    return (
+                        Reply::Chase(Box::new(response), max),
+                        Some(Hop { detail, ..hop }),
+                    );
+                }
                 let mut bytes = response.to_vec().unwrap_or_default();
                 if bytes.len() > max {
                     bytes = response.truncate().to_vec().unwrap_or_default();
@@ -286,6 +306,38 @@ impl Server {
                 )
             }
         }
+    }
+
+    /// Completes an ExternalName's answer with its target's addresses from the upstreams.
+    async fn chase(&self, mut response: Message, max: usize, tcp: bool, hop: &mut Hop) -> Vec<u8> {
+        if let (Some(query), Some(hickory_proto::rr::RData::CNAME(target))) = (
+            response.queries.first().cloned(),
+            response.answers.first().map(|a| a.data.clone()),
+        ) {
+            let mut request = Message::new(response.metadata.id, MessageType::Query, OpCode::Query);
+            request.metadata.recursion_desired = true;
+            request.add_query(hickory_proto::op::Query::query(
+                target.0.clone(),
+                query.query_type(),
+            ));
+            if let Ok(bytes) = request.to_vec()
+                && let Some((answer, upstream)) =
+                    forward::forward(&self.upstreams, &bytes, tcp).await
+                && let Ok(answer) = Message::from_vec(&answer)
+            {
+                for record in &answer.answers {
+                    hop.detail.push_str(&format!(" {}", record.data));
+                }
+                hop.detail
+                    .push_str(&format!(" (forwarded: {})", upstream.ip()));
+                response.add_answers(answer.answers);
+            }
+        }
+        let bytes = response.to_vec().unwrap_or_default();
+        if bytes.len() > max {
+            return response.truncate().to_vec().unwrap_or_default();
+        }
+        bytes
     }
 
     /// Forwards a query; the answer, or SERVFAIL.
@@ -345,6 +397,14 @@ async fn serve_udp(server: Arc<Server>, socket: Arc<UdpSocket>) {
                     server.emit(hop);
                 }
             }
+            (Reply::Chase(response, max), Some(mut hop)) => {
+                let (server, socket) = (server.clone(), socket.clone());
+                tokio::spawn(async move {
+                    let bytes = server.chase(*response, max, false, &mut hop).await;
+                    let _ = socket.send_to(&bytes, peer).await;
+                    server.emit(hop);
+                });
+            }
             (Reply::Forward, Some(mut hop)) => {
                 let request = request.to_vec();
                 let (server, socket) = (server.clone(), socket.clone());
@@ -382,6 +442,10 @@ async fn serve_connection(server: Arc<Server>, mut stream: TcpStream, peer: Sock
         };
         let (bytes, hop) = match server.handle(&request, peer, false) {
             (Reply::Now(bytes), hop) => (bytes, hop),
+            (Reply::Chase(response, max), Some(mut hop)) => {
+                let bytes = server.chase(*response, max, true, &mut hop).await;
+                (bytes, Some(hop))
+            }
             (Reply::Forward, Some(mut hop)) => {
                 let bytes = server.forward(&request, true, &mut hop).await;
                 (bytes, Some(hop))
@@ -465,6 +529,10 @@ mod tests {
     #[tokio::test]
     async fn answers_over_udp_and_tcp_and_forwards_the_rest() {
         let upstream = fake_upstream().await;
+        let external: Service = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "ext", "namespace": "default"},
+            "spec": {"type": "ExternalName", "externalName": "example.net"}}))
+        .unwrap();
         let mut config = DnsConfig::new("127.0.0.1:0".parse().unwrap(), "node-0");
         config.upstreams = vec![upstream];
         let dns = Dns::bind(config).await.unwrap();
@@ -474,8 +542,12 @@ mod tests {
             "metadata": {"name": "web", "namespace": "default"},
             "spec": {"clusterIP": "10.96.0.12"}}))
         .unwrap();
-        *dns.zone.write().unwrap() =
-            Arc::new(Zone::build("cluster.local", &[Arc::new(service)], &[], &[]));
+        *dns.zone.write().unwrap() = Arc::new(Zone::build(
+            "cluster.local",
+            &[Arc::new(service), Arc::new(external)],
+            &[],
+            &[],
+        ));
         let flow = Flow::new();
         let (_, mut hops) = flow.subscribe(0);
         let mut tasks = tokio::task::JoinSet::new();
@@ -501,6 +573,19 @@ mod tests {
         assert_eq!(
             hops.recv().await.unwrap().detail,
             "nope.default.svc.cluster.local. → NXDOMAIN"
+        );
+
+        let ext = query(5, "ext.default.svc.cluster.local.", RecordType::A);
+        let response = over_udp(addr, &ext).await;
+        let answers: Vec<String> = response
+            .answers
+            .iter()
+            .map(|r| r.data.to_string())
+            .collect();
+        assert_eq!(answers, ["example.net.", "192.0.2.1"]);
+        assert_eq!(
+            hops.recv().await.unwrap().detail,
+            "ext.default.svc.cluster.local. → CNAME example.net. 192.0.2.1 (forwarded: 127.0.0.1)"
         );
 
         let outside = query(3, "example.com.", RecordType::A);
