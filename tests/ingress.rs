@@ -24,6 +24,28 @@ const DEFAULT_CLASS: &str = "apiVersion: networking.k8s.io/v1\nkind: IngressClas
 #[test]
 fn kubectl_creates_lists_and_describes_ingresses() {
     let c = Cluster::start();
+    let resources = rows(&c.ok(&["api-resources", "--api-group=networking.k8s.io"]));
+    assert!(
+        resources.iter().any(|r| r
+            == &[
+                "ingresses",
+                "ing",
+                "networking.k8s.io/v1",
+                "true",
+                "Ingress"
+            ]),
+        "{resources:?}"
+    );
+    assert!(
+        resources.iter().any(|r| r
+            == &[
+                "ingressclasses",
+                "networking.k8s.io/v1",
+                "false",
+                "IngressClass"
+            ]),
+        "{resources:?}"
+    );
     c.ok_with(&["apply", "-f", "-"], Some(DEFAULT_CLASS));
     let classes = rows(&c.ok(&["get", "ingressclass"]));
     assert_eq!(classes[0], ["NAME", "CONTROLLER", "PARAMETERS", "AGE"]);
