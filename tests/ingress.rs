@@ -46,6 +46,17 @@ fn kubectl_creates_lists_and_describes_ingresses() {
             ]),
         "{resources:?}"
     );
+    // Whether or not `orrery up` runs the ingress controller (whose `orrery` class would be
+    // the default), exactly one class is the default: ours.
+    let orrery = "apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata: {name: orrery}\nspec: {controller: orrery.dev/ingress-controller}\n";
+    let _ = c.kubectl(&["create", "-f", "-"], Some(orrery), &[]);
+    c.ok(&[
+        "annotate",
+        "ingressclass",
+        "orrery",
+        "ingressclass.kubernetes.io/is-default-class=false",
+        "--overwrite",
+    ]);
     c.ok_with(&["apply", "-f", "-"], Some(DEFAULT_CLASS));
     let classes = rows(&c.ok(&["get", "ingressclass"]));
     assert_eq!(classes[0], ["NAME", "CONTROLLER", "PARAMETERS", "AGE"]);
@@ -70,8 +81,7 @@ fn kubectl_creates_lists_and_describes_ingresses() {
         ["NAME", "CLASS", "HOSTS", "ADDRESS", "PORTS", "AGE"]
     );
     let web = listed.iter().find(|r| r[0] == "web").expect("web listed");
-    // The newest default class was filled in (the controller's `orrery` class, if the cluster
-    // runs it, predates ours).
+    // The default class was filled in.
     assert_eq!(web[1], "test-default");
     assert_eq!(web[2], "foo.com");
     assert!(web.contains(&"80".to_owned()), "{web:?}");
@@ -93,6 +103,19 @@ fn kubectl_creates_lists_and_describes_ingresses() {
     let stored = c.ok(&["get", "ing", "web", "-o", "json"]);
     assert!(!stored.contains("ingressRuleValue"), "{stored}");
     assert!(!stored.contains("\"name\": \"\""), "{stored}");
+
+    // Two default classes: the DefaultIngressClass plugin refuses, as upstream's.
+    let second = DEFAULT_CLASS.replace("test-default", "test-second");
+    c.ok_with(&["apply", "-f", "-"], Some(&second));
+    let refused = c.fails(
+        &["create", "ingress", "late", "--rule=late.com/=svc:80"],
+        None,
+    );
+    assert!(
+        refused.contains("ingresses.networking.k8s.io \"late\" is forbidden: Internal error occurred: 2 default IngressClasses were found, only 1 allowed"),
+        "{refused}"
+    );
+    c.ok(&["delete", "ingressclass", "test-second"]);
 
     // Validation in upstream's words.
     let bad = "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: bad}\nspec:\n  rules:\n  - http:\n      paths:\n      - {path: foo, pathType: Prefix, backend: {service: {name: svc, port: {number: 80}}}}\n      - {path: /x, backend: {service: {name: svc, port: {number: 80}}}}\n";
