@@ -24,6 +24,39 @@ const DEFAULT_CLASS: &str = "apiVersion: networking.k8s.io/v1\nkind: IngressClas
 #[test]
 fn kubectl_creates_lists_and_describes_ingresses() {
     let c = Cluster::start();
+    let resources = rows(&c.ok(&["api-resources", "--api-group=networking.k8s.io"]));
+    assert!(
+        resources.iter().any(|r| r
+            == &[
+                "ingresses",
+                "ing",
+                "networking.k8s.io/v1",
+                "true",
+                "Ingress"
+            ]),
+        "{resources:?}"
+    );
+    assert!(
+        resources.iter().any(|r| r
+            == &[
+                "ingressclasses",
+                "networking.k8s.io/v1",
+                "false",
+                "IngressClass"
+            ]),
+        "{resources:?}"
+    );
+    // Whether or not `orrery up` runs the ingress controller (whose `orrery` class would be
+    // the default), exactly one class is the default: ours.
+    let orrery = "apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata: {name: orrery}\nspec: {controller: orrery.dev/ingress-controller}\n";
+    let _ = c.kubectl(&["create", "-f", "-"], Some(orrery), &[]);
+    c.ok(&[
+        "annotate",
+        "ingressclass",
+        "orrery",
+        "ingressclass.kubernetes.io/is-default-class=false",
+        "--overwrite",
+    ]);
     c.ok_with(&["apply", "-f", "-"], Some(DEFAULT_CLASS));
     let classes = rows(&c.ok(&["get", "ingressclass"]));
     assert_eq!(classes[0], ["NAME", "CONTROLLER", "PARAMETERS", "AGE"]);
@@ -48,8 +81,7 @@ fn kubectl_creates_lists_and_describes_ingresses() {
         ["NAME", "CLASS", "HOSTS", "ADDRESS", "PORTS", "AGE"]
     );
     let web = listed.iter().find(|r| r[0] == "web").expect("web listed");
-    // The newest default class was filled in (the controller's `orrery` class, if the cluster
-    // runs it, predates ours).
+    // The default class was filled in.
     assert_eq!(web[1], "test-default");
     assert_eq!(web[2], "foo.com");
     assert!(web.contains(&"80".to_owned()), "{web:?}");
@@ -67,6 +99,23 @@ fn kubectl_creates_lists_and_describes_ingresses() {
     assert!(described.contains("foo.com"), "{described}");
     assert!(described.contains("/bar"), "{described}");
     assert!(described.contains("svc:80"), "{described}");
+    // Stored as Go writes it: the embedded rule value's `http` in place, no empty port name.
+    let stored = c.ok(&["get", "ing", "web", "-o", "json"]);
+    assert!(!stored.contains("ingressRuleValue"), "{stored}");
+    assert!(!stored.contains("\"name\": \"\""), "{stored}");
+
+    // Two default classes: the DefaultIngressClass plugin refuses, as upstream's.
+    let second = DEFAULT_CLASS.replace("test-default", "test-second");
+    c.ok_with(&["apply", "-f", "-"], Some(&second));
+    let refused = c.fails(
+        &["create", "ingress", "late", "--rule=late.com/=svc:80"],
+        None,
+    );
+    assert!(
+        refused.contains("ingresses.networking.k8s.io \"late\" is forbidden: Internal error occurred: 2 default IngressClasses were found, only 1 allowed"),
+        "{refused}"
+    );
+    c.ok(&["delete", "ingressclass", "test-second"]);
 
     // Validation in upstream's words.
     let bad = "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: bad}\nspec:\n  rules:\n  - http:\n      paths:\n      - {path: foo, pathType: Prefix, backend: {service: {name: svc, port: {number: 80}}}}\n      - {path: /x, backend: {service: {name: svc, port: {number: 80}}}}\n";
@@ -229,6 +278,42 @@ async fn get_tls(address: SocketAddr, sni: &str, path: &str) -> (u16, String, St
         .to_owned();
     let (status, body) = send(tls, "GET", sni, path, "").await;
     (status, body, cn)
+}
+
+/// A GET over TLS negotiated to h2 by ALPN: the status.
+async fn h2(address: SocketAddr, sni: &str, path: &str) -> u16 {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from(sni.to_owned()).unwrap();
+    let tls = connector.connect(name, stream).await.unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        TokioIo::new(tls),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(connection);
+    let request = http::Request::builder()
+        .uri(format!("https://{sni}{path}"))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert!(
+        String::from_utf8_lossy(&body).contains(&format!(" {path} host={sni}")),
+        "{body:?}"
+    );
+    status
 }
 
 /// Polls `check` every 20 ms until it returns `Some`, for at most 10 s.
@@ -424,6 +509,7 @@ async fn the_controller_routes_by_host_and_path_and_terminates_tls() {
         body.contains(" /s host=secure.com") && body.contains("xfp=https"),
         "{body}"
     );
+    assert_eq!(h2(https, "secure.com", "/h2").await, 200);
     let (status, _, cn_other) = get_tls(https, "foo.com", "/").await;
     assert_eq!(status, 200);
     assert_eq!(cn_other, "Kubernetes Ingress Controller Fake Certificate");

@@ -488,29 +488,20 @@ fn validate_domain_prefixed_path(field: &str, value: &Value, causes: &mut Vec<Ca
     }
 }
 
-/// The DefaultIngressClass admission plugin's choice: among the IngressClasses annotated
-/// `ingressclass.kubernetes.io/is-default-class: "true"`, the newest (by creation time, then
-/// name); none when none is marked.
-pub(crate) fn default_ingress_class(classes: &[Value]) -> Option<String> {
-    let key = |c: &Value| {
-        (
-            c["metadata"]["creationTimestamp"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned(),
-            std::cmp::Reverse(
-                c["metadata"]["name"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned(),
-            ),
-        )
-    };
-    classes
+/// The DefaultIngressClass admission plugin's choice: the one IngressClass annotated
+/// `ingressclass.kubernetes.io/is-default-class: "true"`; none when none is; the number found
+/// when several are, which upstream's plugin refuses ("N default IngressClasses were found,
+/// only 1 allowed").
+pub(crate) fn default_ingress_class(classes: &[Value]) -> Result<Option<String>, usize> {
+    let defaults: Vec<&Value> = classes
         .iter()
         .filter(|c| c["metadata"]["annotations"][IS_DEFAULT_CLASS].as_str() == Some("true"))
-        .max_by_key(|c| key(c))
-        .and_then(|c| c["metadata"]["name"].as_str().map(str::to_owned))
+        .collect();
+    match defaults.as_slice() {
+        [] => Ok(None),
+        [one] => Ok(one["metadata"]["name"].as_str().map(str::to_owned)),
+        several => Err(several.len()),
+    }
 }
 
 /// Validates a whole object, new or updated (`old` is the stored object on update).
@@ -1213,25 +1204,22 @@ mod tests {
     }
 
     #[test]
-    fn the_newest_default_ingress_class_wins() {
-        let class = |name: &str, created: &str, default: Option<&str>| {
-            let mut c = json!({"metadata": {"name": name, "creationTimestamp": created}});
+    fn exactly_one_default_ingress_class_is_the_default() {
+        let class = |name: &str, default: Option<&str>| {
+            let mut c = json!({"metadata": {"name": name}});
             if let Some(d) = default {
                 c["metadata"]["annotations"] = json!({IS_DEFAULT_CLASS: d});
             }
             c
         };
-        assert_eq!(default_ingress_class(&[]), None);
+        assert_eq!(default_ingress_class(&[]), Ok(None));
         let classes = [
-            class("a", "2026-01-01T00:00:00Z", Some("true")),
-            class("b", "2026-01-03T00:00:00Z", Some("false")),
-            class("c", "2026-01-02T00:00:00Z", None),
+            class("a", Some("true")),
+            class("b", Some("false")),
+            class("c", None),
         ];
-        assert_eq!(default_ingress_class(&classes).as_deref(), Some("a"));
-        let more = [
-            class("a", "2026-01-01T00:00:00Z", Some("true")),
-            class("z", "2026-01-02T00:00:00Z", Some("true")),
-        ];
-        assert_eq!(default_ingress_class(&more).as_deref(), Some("z"));
+        assert_eq!(default_ingress_class(&classes), Ok(Some("a".to_owned())));
+        let more = [class("a", Some("true")), class("z", Some("true"))];
+        assert_eq!(default_ingress_class(&more), Err(2));
     }
 }

@@ -525,7 +525,8 @@ fn dynamic_cluster_ip(used: impl Fn(u32) -> bool, random: u32) -> Option<std::ne
 /// node ports, the way the real API server allocates them on create.
 /// The DefaultIngressClass admission plugin: an Ingress created with neither
 /// `spec.ingressClassName` nor the `kubernetes.io/ingress.class` annotation gets the default
-/// IngressClass's name (see [`admission::default_ingress_class`]).
+/// IngressClass's name when exactly one is marked default, and is refused when several are
+/// (see [`admission::default_ingress_class`]).
 async fn default_ingress_class(api: &ApiServer, ingress: &mut Value) -> Result<(), ApiError> {
     if ingress["spec"]["ingressClassName"].is_string()
         || ingress["metadata"]["annotations"]["kubernetes.io/ingress.class"].is_string()
@@ -543,8 +544,19 @@ async fn default_ingress_class(api: &ApiServer, ingress: &mut Value) -> Result<(
         .iter()
         .filter_map(|kv| decode(kv).ok())
         .collect();
-    if let Some(name) = admission::default_ingress_class(&objects) {
-        ingress["spec"]["ingressClassName"] = json!(name);
+    match admission::default_ingress_class(&objects) {
+        Ok(Some(name)) => ingress["spec"]["ingressClassName"] = json!(name),
+        Ok(None) => {}
+        // admission.NewForbidden around an InternalError, in upstream's words.
+        Err(n) => {
+            return Err(ApiError::Forbidden {
+                resource: "ingresses.networking.k8s.io".into(),
+                name: name_of(ingress).to_owned(),
+                detail: format!(
+                    "Internal error occurred: {n} default IngressClasses were found, only 1 allowed"
+                ),
+            });
+        }
     }
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! The built-in ingress controller, as k3s ships Traefik: an API client named
 //! `ingress-controller` that ensures the IngressClass `orrery` (controller
-//! `orrery.dev/ingress-controller`, the cluster's default class), serves every Ingress of a class
+//! `orrery.dev/ingress-controller`, the cluster's default class unless another class already
+//! is), serves every Ingress of a class
 //! of its controller (or of no class while one of its classes is the default), proxies HTTP and
 //! HTTPS on host listeners to the Services' ready endpoints, and writes each served Ingress's
 //! `status.loadBalancer.ingress` (`[{"ip": <listen address>}]`, without `ports`, as
@@ -225,22 +226,36 @@ pub fn serves(ingress: &Ingress, ours: &BTreeSet<String>, ours_is_default: bool)
 }
 
 impl Loop {
+    /// Creates the `orrery` IngressClass if it is missing: the default class, unless another
+    /// class already is (two defaults would make the API server refuse every Ingress without a
+    /// class).
     async fn ensure_class(&self) {
         let api: Api<IngressClass> = Api::all(self.client.clone());
         if matches!(api.get_opt(CLASS_NAME).await, Ok(Some(_))) {
             return;
+        }
+        let other_default = api.list(&Default::default()).await.is_ok_and(|list| {
+            list.items.iter().any(|c| {
+                c.metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(IS_DEFAULT_CLASS))
+                    .is_some_and(|v| v == "true")
+            })
+        });
+        let mut class = orrery_class();
+        if other_default {
+            class.metadata.annotations = None;
         }
         self.shared
             .flow
             .gate_emit(
                 FlowEvent::new(COMPONENT, "apiserver", "CREATE")
                     .object("IngressClass", "", CLASS_NAME)
-                    .detail(format!(
-                        "the default IngressClass {CLASS_NAME} ({CONTROLLER_NAME})"
-                    )),
+                    .detail(format!("the IngressClass {CLASS_NAME} ({CONTROLLER_NAME})")),
             )
             .await;
-        if let Err(e) = api.create(&PostParams::default(), &orrery_class()).await {
+        if let Err(e) = api.create(&PostParams::default(), &class).await {
             tracing::debug!("creating IngressClass {CLASS_NAME}: {e}");
         }
     }
