@@ -218,21 +218,20 @@ enum NodeCommand {
 
 #[derive(Debug, Subcommand)]
 enum ComponentCommand {
-    /// Stop a control-plane component (a stopped API server answers 503).
+    /// Stop a component (a stopped API server answers 503; a stopped kube-proxy leaves its
+    /// node's rules as they were).
     Stop {
-        /// apiserver, scheduler or controller-manager.
-        #[arg(value_parser = COMPONENTS)]
+        /// apiserver, scheduler, controller-manager, kube-dns, ingress-controller,
+        /// service-lb-controller, or a node's kube-proxy/<node>.
         name: String,
     },
-    /// Start a stopped control-plane component again.
+    /// Start a stopped component again.
     Start {
-        /// apiserver, scheduler or controller-manager.
-        #[arg(value_parser = COMPONENTS)]
+        /// apiserver, scheduler, controller-manager, kube-dns, ingress-controller,
+        /// service-lb-controller, or a node's kube-proxy/<node>.
         name: String,
     },
 }
-
-const COMPONENTS: [&str; 3] = ["apiserver", "scheduler", "controller-manager"];
 
 pub(crate) fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     let (number, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
