@@ -28,8 +28,15 @@ impl Netns {
     fn new(tag: &str) -> Self {
         let name = format!("orrproxy{tag}{}", std::process::id() % 100_000);
         let _ = Command::new("ip").args(["netns", "del", &name]).output();
-        let out = Command::new("ip").args(["netns", "add", &name]).output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new("ip")
+            .args(["netns", "add", &name])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         Netns(name)
     }
 
@@ -39,7 +46,11 @@ impl Netns {
             .args(args)
             .output()
             .unwrap();
-        assert!(out.status.success(), "nft {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "nft {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 }
@@ -95,8 +106,10 @@ fn objects(endpoints: &[&str]) -> (Vec<Arc<Service>>, Vec<Arc<EndpointSlice>>) {
     let slice = |service: &str, rv: &str, eps: &[&str]| -> Arc<EndpointSlice> {
         let endpoints: Vec<_> = eps
             .iter()
-            .map(|ip| serde_json::json!({"addresses": [ip], "nodeName": "node-1",
-                "conditions": {"ready": true}}))
+            .map(|ip| {
+                serde_json::json!({"addresses": [ip], "nodeName": "node-1",
+                "conditions": {"ready": true}})
+            })
             .collect();
         Arc::new(
             serde_json::from_value(serde_json::json!({
@@ -118,7 +131,10 @@ fn objects(endpoints: &[&str]) -> (Vec<Arc<Service>>, Vec<Arc<EndpointSlice>>) {
 }
 
 fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 #[test]
@@ -176,19 +192,23 @@ fn a_rendered_table_loads_updates_in_place_and_is_removed() {
     rt().block_on(proxy::nft::apply(&rewrite, Some(&ns.0)))
         .unwrap_or_else(|e| panic!("{e}\n{rewrite}"));
     let listed = ns.nft(&["list", "table", "ip", &cfg.table]);
-    assert!(listed.contains("dnat to 10.244.2.3:8080") && !listed.contains("10.244.1.6"), "{listed}");
+    assert!(
+        listed.contains("dnat to 10.244.2.3:8080") && !listed.contains("10.244.1.6"),
+        "{listed}"
+    );
 
     // Everything with the cluster's prefix goes; another cluster's table stays.
     let other = config("node-1", &ns.0);
     let other_table = ProxyConfig::table_name("other", "node-1");
     let script = rules::render_full(&other_table, None, &first, true);
-    rt().block_on(proxy::nft::apply(&script, Some(&ns.0))).unwrap();
+    rt().block_on(proxy::nft::apply(&script, Some(&ns.0)))
+        .unwrap();
     let mut second_node = other.clone();
     second_node.table = ProxyConfig::table_name("ptest", "node-2");
     let script = rules::render_full(&second_node.table, None, &first, true);
-    rt().block_on(proxy::nft::apply(&script, Some(&ns.0))).unwrap();
-    let mut removed =
-        proxy::remove_tables_in(&proxy::table_prefix("ptest"), Some(&ns.0)).unwrap();
+    rt().block_on(proxy::nft::apply(&script, Some(&ns.0)))
+        .unwrap();
+    let mut removed = proxy::remove_tables_in(&proxy::table_prefix("ptest"), Some(&ns.0)).unwrap();
     removed.sort();
     assert_eq!(removed, ["orrery_ptest_node-1", "orrery_ptest_node-2"]);
     let tables = ns.nft(&["list", "tables", "ip"]);

@@ -43,9 +43,10 @@ pub async fn apply(script: &str, netns: Option<&str>) -> Result<(), ProxyError> 
         .stderr(Stdio::piped())
         .kill_on_drop(true);
     let mut child = command.spawn().map_err(spawn_error)?;
-    let mut stdin = child.stdin.take().ok_or(ProxyError::Io(std::io::Error::other(
-        "nft: no stdin",
-    )))?;
+    let mut stdin = child
+        .stdin
+        .take()
+        .ok_or(ProxyError::Io(std::io::Error::other("nft: no stdin")))?;
     let write = stdin.write_all(script.as_bytes());
     // Write while nft reads; a failure to write shows as nft's own error below.
     let _ = write.await;
@@ -104,7 +105,9 @@ pub fn remove_tables(prefix: &str) -> Result<Vec<String>, ProxyError> {
 /// [`remove_tables`] inside network namespace `netns`.
 pub fn remove_tables_in(prefix: &str, netns: Option<&str>) -> Result<Vec<String>, ProxyError> {
     if prefix.is_empty() {
-        return Err(ProxyError::Config("an empty table prefix would match every table".into()));
+        return Err(ProxyError::Config(
+            "an empty table prefix would match every table".into(),
+        ));
     }
     let tables: Vec<String> = list_tables(netns)?
         .into_iter()

@@ -340,12 +340,14 @@ pub fn base(config: &ProxyConfig) -> Fragment {
         );
     };
     let to_services = format!("ip daddr . meta l4proto . th dport vmap @{SERVICE_IPS}");
-    let to_nodeports =
-        format!("ip daddr {node} meta l4proto . th dport vmap @{SERVICE_NODEPORTS}");
+    let to_nodeports = format!("ip daddr {node} meta l4proto . th dport vmap @{SERVICE_NODEPORTS}");
     chain(
         "nat-prerouting",
         Some("type nat hook prerouting priority -100;"),
-        vec![format!("ip saddr {pods} {to_services}"), to_nodeports.clone()],
+        vec![
+            format!("ip saddr {pods} {to_services}"),
+            to_nodeports.clone(),
+        ],
     );
     let mut output = vec![to_nodeports];
     if config.host {
@@ -375,10 +377,10 @@ pub fn base(config: &ProxyConfig) -> Fragment {
         None,
         vec![format!("meta mark set meta mark | {MASQUERADE_MARK}")],
     );
-    let no_services =
-        format!("ip daddr . meta l4proto . th dport vmap @{NO_ENDPOINT_SERVICES}");
-    let no_nodeports =
-        format!("ct state new ip daddr {node} meta l4proto . th dport vmap @{NO_ENDPOINT_NODEPORTS}");
+    let no_services = format!("ip daddr . meta l4proto . th dport vmap @{NO_ENDPOINT_SERVICES}");
+    let no_nodeports = format!(
+        "ct state new ip daddr {node} meta l4proto . th dport vmap @{NO_ENDPOINT_NODEPORTS}"
+    );
     chain(
         "filter-forward",
         Some("type filter hook forward priority -110;"),
@@ -463,7 +465,11 @@ pub fn service_rules(view: &ServiceView, ctx: &Context) -> Fragment {
         // Endpoint chains (and affinity sets) for every endpoint either chain may pick.
         // The cluster-wide chain is only needed when some traffic may use any endpoint.
         let uses_cluster = !view.internal_local || view.external();
-        let cluster_eps = if uses_cluster { cluster_eps } else { Vec::new() };
+        let cluster_eps = if uses_cluster {
+            cluster_eps
+        } else {
+            Vec::new()
+        };
         let mut picked: BTreeSet<&EndpointView> = BTreeSet::new();
         picked.extend(cluster_eps.iter());
         picked.extend(local_eps.iter());
@@ -570,7 +576,11 @@ pub fn service_rules(view: &ServiceView, ctx: &Context) -> Fragment {
         }
         let mut keys = Vec::new();
         if let Some(node_port) = port.node_port {
-            keys.push((SERVICE_NODEPORTS, NO_ENDPOINT_NODEPORTS, format!("{proto} . {node_port}")));
+            keys.push((
+                SERVICE_NODEPORTS,
+                NO_ENDPOINT_NODEPORTS,
+                format!("{proto} . {node_port}"),
+            ));
         }
         for ip in &view.load_balancer_ips {
             keys.push((
@@ -937,25 +947,43 @@ mod tests {
             &[service("web", serde_json::json!({}))],
             &[slice(
                 "web",
-                &[ep("10.244.1.5", "node-1", READY), ep("10.244.2.3", "node-2", READY)],
+                &[
+                    ep("10.244.1.5", "node-1", READY),
+                    ep("10.244.2.3", "node-2", READY),
+                ],
             )],
         );
         let text = rules_of(&m);
-        assert!(text.contains("numgen random mod 2 vmap { 0 : goto endpoint-"), "{text}");
-        assert!(text.contains("meta l4proto tcp dnat to 10.244.1.5:8080"), "{text}");
-        assert!(text.contains("meta l4proto tcp dnat to 10.244.2.3:8080"), "{text}");
+        assert!(
+            text.contains("numgen random mod 2 vmap { 0 : goto endpoint-"),
+            "{text}"
+        );
+        assert!(
+            text.contains("meta l4proto tcp dnat to 10.244.1.5:8080"),
+            "{text}"
+        );
+        assert!(
+            text.contains("meta l4proto tcp dnat to 10.244.2.3:8080"),
+            "{text}"
+        );
         assert!(
             text.contains("add element ip t service-ips { 10.96.0.20 . tcp . 80 : goto service-"),
             "{text}"
         );
         // Pod-to-pod through a Service is masqueraded (one bridge).
         assert!(text.contains("ip saddr 10.244.0.0/14 jump mark-for-masquerade"));
-        assert!(!text.contains("add element ip t no-endpoint-services"), "{text}");
+        assert!(
+            !text.contains("add element ip t no-endpoint-services"),
+            "{text}"
+        );
         // Scoped to this node's pods and address.
         assert!(text.contains(
             "add rule ip t nat-prerouting ip saddr 10.244.1.0/24 ip daddr . meta l4proto . th dport vmap @service-ips"
         ));
-        assert!(!text.contains("add rule ip t nat-output ip daddr . meta"), "not the host");
+        assert!(
+            !text.contains("add rule ip t nat-output ip daddr . meta"),
+            "not the host"
+        );
     }
 
     #[test]
@@ -1004,7 +1032,11 @@ mod tests {
         assert!(!text.contains("service-ips { 10.96"));
 
         let local = service("web", serde_json::json!({"internalTrafficPolicy": "Local"}));
-        let m = model(&cfg, &[local.clone()], &[slice("web", &[ep("10.244.2.3", "node-2", READY)])]);
+        let m = model(
+            &cfg,
+            std::slice::from_ref(&local),
+            &[slice("web", &[ep("10.244.2.3", "node-2", READY)])],
+        );
         let text = rules_of(&m);
         assert!(
             text.contains("no-endpoint-services { 10.96.0.20 . tcp . 80 : drop }"),
@@ -1013,11 +1045,23 @@ mod tests {
         let m = model(
             &cfg,
             &[local],
-            &[slice("web", &[ep("10.244.2.3", "node-2", READY), ep("10.244.1.5", "node-1", READY)])],
+            &[slice(
+                "web",
+                &[
+                    ep("10.244.2.3", "node-2", READY),
+                    ep("10.244.1.5", "node-1", READY),
+                ],
+            )],
         );
         let text = rules_of(&m);
-        assert!(text.contains("service-ips { 10.96.0.20 . tcp . 80 : goto local-"), "{text}");
-        assert!(!text.contains("dnat to 10.244.2.3"), "only local endpoints: {text}");
+        assert!(
+            text.contains("service-ips { 10.96.0.20 . tcp . 80 : goto local-"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("dnat to 10.244.2.3"),
+            "only local endpoints: {text}"
+        );
     }
 
     #[test]
@@ -1032,21 +1076,47 @@ mod tests {
         };
         let remote = [slice("web", &[ep("10.244.2.3", "node-2", READY)])];
         let text = rules_of(&model(&cfg, &[np("Cluster")], &remote));
-        assert!(text.contains("service-nodeports { tcp . 30080 : goto external-"), "{text}");
-        assert!(text.contains("ip daddr 10.244.1.1 meta l4proto . th dport vmap @service-nodeports"));
-        let external: Vec<&str> = text.lines().filter(|l| l.contains("rule ip t external-")).collect();
-        assert!(external[0].ends_with("jump mark-for-masquerade"), "{external:?}");
+        assert!(
+            text.contains("service-nodeports { tcp . 30080 : goto external-"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ip daddr 10.244.1.1 meta l4proto . th dport vmap @service-nodeports")
+        );
+        let external: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("rule ip t external-"))
+            .collect();
+        assert!(
+            external[0].ends_with("jump mark-for-masquerade"),
+            "{external:?}"
+        );
 
         let text = rules_of(&model(&cfg, &[np("Local")], &remote));
-        assert!(text.contains("no-endpoint-nodeports { tcp . 30080 : drop }"), "{text}");
+        assert!(
+            text.contains("no-endpoint-nodeports { tcp . 30080 : drop }"),
+            "{text}"
+        );
         // The ClusterIP still works from pods.
         assert!(text.contains("service-ips { 10.96.0.20 . tcp . 80 : goto service-"));
 
-        let both = [slice("web", &[ep("10.244.2.3", "node-2", READY), ep("10.244.1.5", "node-1", READY)])];
+        let both = [slice(
+            "web",
+            &[
+                ep("10.244.2.3", "node-2", READY),
+                ep("10.244.1.5", "node-1", READY),
+            ],
+        )];
         let text = rules_of(&model(&cfg, &[np("Local")], &both));
-        assert!(text.contains("service-nodeports { tcp . 30080 : goto external-"), "{text}");
+        assert!(
+            text.contains("service-nodeports { tcp . 30080 : goto external-"),
+            "{text}"
+        );
         assert!(text.contains("fib saddr type local jump mark-for-masquerade"));
-        let local: Vec<&str> = text.lines().filter(|l| l.contains("rule ip t local-")).collect();
+        let local: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("rule ip t local-"))
+            .collect();
         assert_eq!(local.len(), 1, "{local:?}");
         assert!(local[0].contains("numgen random mod 1"));
     }
@@ -1060,11 +1130,20 @@ mod tests {
         ))
         .clone();
         lb.status = Some(
-            serde_json::from_value(serde_json::json!({"loadBalancer": {"ingress": [{"ip": "172.18.0.5"}]}}))
-                .unwrap(),
+            serde_json::from_value(
+                serde_json::json!({"loadBalancer": {"ingress": [{"ip": "172.18.0.5"}]}}),
+            )
+            .unwrap(),
         );
-        let text = rules_of(&model(&cfg, &[Arc::new(lb)], &[slice("web", &[ep("10.244.2.3", "node-2", READY)])]));
-        assert!(text.contains("service-ips { 172.18.0.5 . tcp . 80 : goto external-"), "{text}");
+        let text = rules_of(&model(
+            &cfg,
+            &[Arc::new(lb)],
+            &[slice("web", &[ep("10.244.2.3", "node-2", READY)])],
+        ));
+        assert!(
+            text.contains("service-ips { 172.18.0.5 . tcp . 80 : goto external-"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -1075,13 +1154,30 @@ mod tests {
             serde_json::json!({"sessionAffinity": "ClientIP",
                 "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 60}}}),
         );
-        let text = rules_of(&model(&cfg, &[svc], &[slice("web", &[ep("10.244.2.3", "node-2", READY)])]));
-        assert!(text.contains("flags dynamic,timeout; timeout 60s;"), "{text}");
+        let text = rules_of(&model(
+            &cfg,
+            &[svc],
+            &[slice("web", &[ep("10.244.2.3", "node-2", READY)])],
+        ));
+        assert!(
+            text.contains("flags dynamic,timeout; timeout 60s;"),
+            "{text}"
+        );
         assert!(text.contains("update @affinity-"), "{text}");
-        let service_rules: Vec<&str> = text.lines().filter(|l| l.contains("rule ip t service-")).collect();
-        assert!(service_rules[0].contains("ip saddr @affinity-"), "{service_rules:?}");
+        let service_rules: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("rule ip t service-"))
+            .collect();
+        assert!(
+            service_rules[0].contains("ip saddr @affinity-"),
+            "{service_rules:?}"
+        );
         let svc = service("web", serde_json::json!({"sessionAffinity": "ClientIP"}));
-        let text = rules_of(&model(&cfg, &[svc], &[slice("web", &[ep("10.244.2.3", "node-2", READY)])]));
+        let text = rules_of(&model(
+            &cfg,
+            &[svc],
+            &[slice("web", &[ep("10.244.2.3", "node-2", READY)])],
+        ));
         assert!(text.contains("timeout 10800s;"));
     }
 
@@ -1093,15 +1189,28 @@ mod tests {
                 "status": {"addresses": [{"type": "InternalIP", "address": "10.244.0.1"}]}}))
             .unwrap(),
         );
-        let dns = service("kube-dns", serde_json::json!({"clusterIP": "10.96.0.10",
-            "ports": [{"name": "http", "port": 53, "protocol": "UDP"}]}));
+        let dns = service(
+            "kube-dns",
+            serde_json::json!({"clusterIP": "10.96.0.10",
+            "ports": [{"name": "http", "port": 53, "protocol": "UDP"}]}),
+        );
         let mut s = (*slice("kube-dns", &[ep("10.244.0.1", "cp", READY)])).clone();
-        s.ports = Some(vec![serde_json::from_value(serde_json::json!({"name": "http", "port": 53, "protocol": "UDP"})).unwrap()]);
+        s.ports = Some(vec![
+            serde_json::from_value(
+                serde_json::json!({"name": "http", "port": 53, "protocol": "UDP"}),
+            )
+            .unwrap(),
+        ]);
         let m = compute_model(&cfg, &[dns], &[Arc::new(s)], &[node]);
         let text = rules_of(&m);
-        assert!(text.contains("meta l4proto udp dnat to 10.244.0.1:53"), "{text}");
+        assert!(
+            text.contains("meta l4proto udp dnat to 10.244.0.1:53"),
+            "{text}"
+        );
         assert!(!text.contains("jump mark-for-masquerade\n"), "{text}");
-        assert!(text.contains("add rule ip t nat-output ip daddr . meta l4proto . th dport vmap @service-ips"));
+        assert!(text.contains(
+            "add rule ip t nat-output ip daddr . meta l4proto . th dport vmap @service-ips"
+        ));
     }
 
     #[test]
@@ -1111,7 +1220,10 @@ mod tests {
             &cfg,
             &[
                 service("headless", serde_json::json!({"clusterIP": "None"})),
-                service("ext", serde_json::json!({"type": "ExternalName", "externalName": "example.com"})),
+                service(
+                    "ext",
+                    serde_json::json!({"type": "ExternalName", "externalName": "example.com"}),
+                ),
             ],
             &[],
         );
@@ -1128,32 +1240,63 @@ mod tests {
         let before = model(
             &cfg,
             &services,
-            &[slice("web", &[ep("10.244.2.3", "node-2", READY)]), slice("api", &[ep("10.244.2.9", "node-2", READY)])],
+            &[
+                slice("web", &[ep("10.244.2.3", "node-2", READY)]),
+                slice("api", &[ep("10.244.2.9", "node-2", READY)]),
+            ],
         );
         let after = model(
             &cfg,
             &services,
-            &[slice("web", &[ep("10.244.1.5", "node-1", READY)]), slice("api", &[ep("10.244.2.9", "node-2", READY)])],
+            &[
+                slice("web", &[ep("10.244.1.5", "node-1", READY)]),
+                slice("api", &[ep("10.244.2.9", "node-2", READY)]),
+            ],
         );
         let diff = render_diff("t", &before, &after).unwrap();
         assert!(!diff.contains("default/api"), "{diff}");
         assert!(diff.contains("flush chain ip t service-"), "{diff}");
         assert!(diff.contains("dnat to 10.244.1.5:8080"));
         assert!(diff.contains("delete chain ip t endpoint-"), "{diff}");
-        assert!(!diff.contains("service-ips"), "the ClusterIP's element is unchanged: {diff}");
+        assert!(
+            !diff.contains("service-ips"),
+            "the ClusterIP's element is unchanged: {diff}"
+        );
         assert_eq!(
             summarize(&before, &after),
             "2 services, 2 endpoints; default/web +10.244.1.5:8080 -10.244.2.3:8080"
         );
         assert_eq!(render_diff("t", &after, &after).unwrap(), "");
 
-        let gone = model(&cfg, &services, &[slice("api", &[ep("10.244.2.9", "node-2", READY)])]);
+        let gone = model(
+            &cfg,
+            &services,
+            &[slice("api", &[ep("10.244.2.9", "node-2", READY)])],
+        );
         let diff = render_diff("t", &after, &gone).unwrap();
-        assert!(diff.contains("delete element ip t service-ips { 10.96.0.20 . tcp . 80 }"), "{diff}");
-        assert!(diff.contains("add element ip t no-endpoint-services { 10.96.0.20 . tcp . 80 : goto reject-chain }"));
-        assert_eq!(summarize(&after, &gone), "2 services, 1 endpoints; default/web -10.244.1.5:8080");
-        let removed = model(&cfg, &services[1..], &[slice("api", &[ep("10.244.2.9", "node-2", READY)])]);
-        assert_eq!(summarize(&gone, &removed), "1 services, 1 endpoints; -default/web");
-        assert_eq!(summarize(&Model::default(), &removed), "1 services, 1 endpoints; +default/api");
+        assert!(
+            diff.contains("delete element ip t service-ips { 10.96.0.20 . tcp . 80 }"),
+            "{diff}"
+        );
+        assert!(diff.contains(
+            "add element ip t no-endpoint-services { 10.96.0.20 . tcp . 80 : goto reject-chain }"
+        ));
+        assert_eq!(
+            summarize(&after, &gone),
+            "2 services, 1 endpoints; default/web -10.244.1.5:8080"
+        );
+        let removed = model(
+            &cfg,
+            &services[1..],
+            &[slice("api", &[ep("10.244.2.9", "node-2", READY)])],
+        );
+        assert_eq!(
+            summarize(&gone, &removed),
+            "1 services, 1 endpoints; -default/web"
+        );
+        assert_eq!(
+            summarize(&Model::default(), &removed),
+            "1 services, 1 endpoints; +default/api"
+        );
     }
 }
