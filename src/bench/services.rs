@@ -101,7 +101,10 @@ const FIRST_TIMEOUT: Duration = Duration::from_secs(120);
 fn service(i: usize) -> Service {
     serde_json::from_value(serde_json::json!({
         "metadata": {"name": format!("svc-{i}"), "namespace": "default"},
-        "spec": {"ports": [{"name": "http", "port": 80, "targetPort": 8080}],
+        // Explicit ClusterIPs (10.100.0.0/16, inside 10.96.0.0/12) keep 16 concurrent writers
+        // clear of the allocator.
+        "spec": {"clusterIP": format!("10.100.{}.{}", (i >> 8) & 255, i & 255),
+                 "ports": [{"name": "http", "port": 80, "targetPort": 8080}],
                  "selector": {"app": format!("svc-{i}")}},
     }))
     .expect("a valid Service")
@@ -110,8 +113,9 @@ fn service(i: usize) -> Service {
 /// The address of endpoint `e` of Service `i` in generation `g` (every change moves one
 /// endpoint to a new address).
 fn address(i: usize, e: usize, g: usize) -> String {
-    let n = i * 16 + e + g * 65_536;
-    format!("10.{}.{}.{}", 128 + (n >> 16) % 64, (n >> 8) & 255, n & 255)
+    let n = i * 16 + e;
+    let second = if g == 0 { 64 } else { 65 + (g - 1) % 100 };
+    format!("10.{second}.{}.{}", (n >> 8) & 255, n & 255)
 }
 
 fn slice(i: usize, endpoints: usize, generation: usize) -> EndpointSlice {
@@ -276,7 +280,10 @@ pub async fn programming(options: &ProgrammingOptions) -> Result<ProgrammingRepo
             .map_err(|e| e.to_string())?;
         match sync_hop(&mut events, |e| e.detail.contains(&wanted), CHANGE_TIMEOUT).await {
             Some(_) => latencies.push(t.elapsed()),
-            None => report.missed += 1,
+            None => {
+                tracing::warn!(change = c, "bench: no SYNC hop naming {wanted}");
+                report.missed += 1
+            }
         }
     }
     running.abort();

@@ -193,6 +193,7 @@ impl Syncer {
             services: BTreeMap::new(),
         };
         let mut cache = HashMap::with_capacity(services.len());
+        let mut claimed: std::collections::HashSet<(String, String)> = Default::default();
         for service in services {
             let ns = service.metadata.namespace.as_deref().unwrap_or("");
             let name = service.metadata.name.as_deref().unwrap_or("");
@@ -211,7 +212,7 @@ impl Syncer {
                     .collect(),
             };
             let key = format!("{ns}/{name}");
-            let entry = match self.cache.remove(&key) {
+            let mut entry = match self.cache.remove(&key) {
                 Some((f, rules)) if f == fingerprint => rules,
                 _ => {
                     let Some(view) = rules::service_view(service, &slices) else {
@@ -221,8 +222,21 @@ impl Syncer {
                     Arc::new(ServiceRules { view, fragment })
                 }
             };
+            // Two Services claiming one map key (the same ClusterIP or node port, which the
+            // API server should never allow) would fail every transaction: the first keeps it,
+            // and the other is recomputed on every sync until the conflict is gone.
+            let conflict = entry.fragment.elements.keys().any(|k| claimed.contains(k));
+            if conflict {
+                let mut rules = (*entry).clone();
+                rules.fragment.elements.retain(|k, _| !claimed.contains(k));
+                tracing::warn!(service = %key, "kube-proxy: a ClusterIP or node port taken by another Service");
+                entry = Arc::new(rules);
+            }
+            claimed.extend(entry.fragment.elements.keys().cloned());
             model.services.insert(key.clone(), entry.clone());
-            cache.insert(key, (fingerprint, entry));
+            if !conflict {
+                cache.insert(key, (fingerprint, entry));
+            }
         }
         self.cache = cache;
         model

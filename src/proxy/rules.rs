@@ -130,6 +130,10 @@ pub fn service_view(service: &Service, slices: &[&EndpointSlice]) -> Option<Serv
             .into_iter()
             .flatten()
             .filter_map(|i| i.ip.as_deref()?.parse().ok())
+            // The built-in service load balancer's addresses are loopback ones, served by its
+            // own proxy on the host (which goes on to a node port): a pod cannot reach them,
+            // and a host connection DNATed from loopback to a pod would be dropped.
+            .filter(|ip: &Ipv4Addr| !ip.is_loopback())
             .collect()
     } else {
         Vec::new()
@@ -1034,7 +1038,7 @@ mod tests {
         let local = service("web", serde_json::json!({"internalTrafficPolicy": "Local"}));
         let m = model(
             &cfg,
-            &[local.clone()],
+            std::slice::from_ref(&local),
             &[slice("web", &[ep("10.244.2.3", "node-2", READY)])],
         );
         let text = rules_of(&m);
