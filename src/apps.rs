@@ -1,7 +1,7 @@
 //! The programs inside the built-in images: `orrery hello`, a small HTTP server that says which
 //! pod answered, and `orrery pause`, what a pod sandbox's pause container does; and the few
 //! tools the sample manifests run in them, since the images hold no shell: `sleep`, `exit`,
-//! `write` and `hog`.
+//! `write`, `hog` and `fetch`.
 //!
 //! Both run as the container's process (the `orrery` binary at `/orrery`), so they start before
 //! and without the command line's multi-threaded runtime: `hello` uses a current-thread tokio
@@ -195,6 +195,34 @@ async fn answer(
         );
     }
     Ok(response)
+}
+
+/// `orrery fetch <url> [count]`: `count` GETs of an `http://` URL, one after the other, each
+/// answer's body printed; the first failure is written to stderr and ends it with 1 (a client
+/// for Services and cluster DNS inside the built-in images, which have no shell or wget).
+pub fn fetch(url: &str, count: u32) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("fetch: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        for _ in 0..count {
+            match ask_backend(url).await {
+                Ok(body) => print!("{body}"),
+                Err(error) => {
+                    eprintln!("fetch {url}: {error}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        ExitCode::SUCCESS
+    })
 }
 
 /// One `GET` of `url` (`http://host[:port][/path]`, the host a name resolved by the system's

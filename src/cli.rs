@@ -96,6 +96,14 @@ enum Command {
     /// In the built-in images: allocate and hold this many MiB.
     #[command(hide = true)]
     Hog { mib: usize },
+    /// In the built-in images: GET an http:// URL (by name, through the pod's DNS) and print
+    /// the answer, `count` times.
+    #[command(hide = true)]
+    Fetch {
+        url: String,
+        #[arg(default_value_t = 1)]
+        count: u32,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -446,6 +454,7 @@ pub fn main() -> ExitCode {
         Command::Exit { code, message } => return crate::apps::exit(code, &message),
         Command::Write { path, text } => return crate::apps::write(&path, &text),
         Command::Hog { mib } => return crate::apps::hog(mib),
+        Command::Fetch { url, count } => return crate::apps::fetch(&url, count),
         _ => {}
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -629,7 +638,8 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         | Command::Sleep { .. }
         | Command::Exit { .. }
         | Command::Write { .. }
-        | Command::Hog { .. } => Ok(()),
+        | Command::Hog { .. }
+        | Command::Fetch { .. } => Ok(()),
         Command::Bench(BenchCommand::Store(options)) => {
             let report = bench::run_store_bench(&options)
                 .await

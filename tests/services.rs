@@ -44,11 +44,17 @@ spec:
     )
 }
 
-/// A busybox pod that sleeps, optionally pinned to a node.
+/// A client pod, optionally pinned to a node: `orrery/hello`, whose `/orrery fetch` resolves
+/// names as any glibc program does (the static busybox's wget cannot: it would need glibc's NSS
+/// libraries in the image), or a busybox that sleeps, for `nslookup`.
 fn client(name: &str, image: &str, node: Option<&str>) -> String {
     let pin = node
         .map(|n| format!("  nodeName: {n}\n"))
         .unwrap_or_default();
+    let command = match image.starts_with("orrery/") {
+        true => "",
+        false => "    command: [sleep, \"3600\"]\n",
+    };
     format!(
         r#"apiVersion: v1
 kind: Pod
@@ -58,8 +64,7 @@ spec:
   containers:
   - name: sh
     image: {image}
-    command: [sleep, "3600"]
-"#
+{command}"#
     )
 }
 
@@ -85,9 +90,16 @@ fn running(c: &Cluster, pod: &str) {
     );
 }
 
-/// `kubectl exec pod -- sh -c script`: its exit status, stdout and stderr.
+/// `kubectl exec pod -- sh -c script` (`/orrery ...` as it is, in a built-in image, which has
+/// no shell): its exit status, stdout and stderr.
 fn sh(c: &Cluster, pod: &str, script: &str) -> (bool, String, String) {
-    let out = c.kubectl(&["exec", pod, "--", "sh", "-c", script], None, &[]);
+    let words: Vec<&str> = script.split_whitespace().collect();
+    let command: Vec<&str> = match script.starts_with("/orrery ") {
+        true => words,
+        false => vec!["sh", "-c", script],
+    };
+    let args: Vec<&str> = ["exec", pod, "--"].into_iter().chain(command).collect();
+    let out = c.kubectl(&args, None, &[]);
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -157,7 +169,8 @@ fn services_route_by_name_spread_over_ready_pods_and_refuse_without_endpoints() 
     let registry = Registry::start();
     let busybox = registry.push_busybox("1");
     c.apply(&hello("web", 3, "ClusterIP"));
-    c.apply(&client("client", &busybox, None));
+    c.apply(&client("client", "orrery/hello", None));
+    c.apply(&client("toolbox", &busybox, None));
     c.apply(
         r#"apiVersion: v1
 kind: Service
@@ -188,11 +201,12 @@ spec:
     );
     available(&c, "web", 3);
     running(&c, "client");
+    running(&c, "toolbox");
     running(&c, "db-0");
 
     // By name, short and fully qualified: resolv.conf searches the namespace, kube-dns
     // answers with the ClusterIP, and kube-proxy takes the connection to a pod.
-    let resolv = sh(&c, "client", "cat /etc/resolv.conf").1;
+    let resolv = sh(&c, "toolbox", "cat /etc/resolv.conf").1;
     assert!(resolv.contains("nameserver 10.96.0.10"), "{resolv}");
     assert!(
         resolv.contains("search default.svc.cluster.local svc.cluster.local cluster.local"),
@@ -203,7 +217,7 @@ spec:
         let out = sh_eventually(
             &c,
             "client",
-            &format!("wget -qO- -T 5 http://{name}/"),
+            &format!("/orrery fetch http://{name}/"),
             30,
             |out| out.starts_with("Hello from web-"),
         );
@@ -211,11 +225,7 @@ spec:
     }
 
     // Spread over the ready pods.
-    let many = sh(
-        &c,
-        "client",
-        "for i in $(seq 30); do wget -qO- -T 5 http://web/; done",
-    );
+    let many = sh(&c, "client", "/orrery fetch http://web/ 30");
     let pods = answered_by(&many.1);
     assert!(
         pods.len() >= 2,
@@ -239,11 +249,7 @@ spec:
     );
     // The rules follow within a moment; then 20 requests never reach it.
     std::thread::sleep(Duration::from_millis(500));
-    let after = sh(
-        &c,
-        "client",
-        "for i in $(seq 20); do wget -qO- -T 5 http://web/; done",
-    );
+    let after = sh(&c, "client", "/orrery fetch http://web/ 20");
     let reached = answered_by(&after.1);
     assert!(
         !reached.contains(&victim),
@@ -253,7 +259,7 @@ spec:
 
     // A Service without endpoints refuses at once, not after a timeout.
     let began = Instant::now();
-    let (ok, _, err) = sh(&c, "client", "wget -qO- -T 10 http://empty/");
+    let (ok, _, err) = sh(&c, "client", "/orrery fetch http://empty/");
     assert!(!ok);
     assert!(
         began.elapsed() < Duration::from_secs(5),
@@ -264,13 +270,17 @@ spec:
 
     // Headless: the name is the ready pods; the pod's hostname.subdomain record too.
     let db_ip = c.ok(&["get", "pod", "db-0", "-o", "jsonpath={.status.podIP}"]);
-    let out = sh_eventually(&c, "client", "nslookup db-0.db", 30, |out| {
-        out.contains(&db_ip)
-    });
+    let out = sh_eventually(
+        &c,
+        "toolbox",
+        "nslookup db-0.db.default.svc.cluster.local",
+        30,
+        |out| out.contains(&db_ip),
+    );
     assert!(out.contains("db-0.db.default.svc.cluster.local"), "{out}");
     sh_eventually(
         &c,
-        "client",
+        "toolbox",
         "nslookup db.default.svc.cluster.local",
         30,
         |out| out.contains(&db_ip),
@@ -529,23 +539,21 @@ fn a_stopped_kube_proxy_leaves_only_its_node_stale_and_down_leaves_nothing() {
     let Some(c) = Cluster::real("svc-stale", 2, "10.243.0.0/16") else {
         return;
     };
-    let registry = Registry::start();
-    let busybox = registry.push_busybox("1");
-    c.apply(&client("client-1", &busybox, Some("node-1")));
-    c.apply(&client("client-2", &busybox, Some("node-2")));
+    c.apply(&client("client-1", "orrery/hello", Some("node-1")));
+    c.apply(&client("client-2", "orrery/hello", Some("node-2")));
     running(&c, "client-1");
     running(&c, "client-2");
     c.orrery_ok(&["component", "stop", "kube-proxy/node-2"]);
     c.apply(&hello("late", 1, "ClusterIP"));
     available(&c, "late", 1);
     // node-1's kube-proxy follows; node-2's rules are stale: the new ClusterIP goes nowhere.
-    sh_eventually(&c, "client-1", "wget -qO- -T 5 http://late/", 30, |out| {
+    sh_eventually(&c, "client-1", "/orrery fetch http://late/", 30, |out| {
         out.starts_with("Hello from late-")
     });
-    let (ok, out, _) = sh(&c, "client-2", "wget -qO- -T 3 http://late/");
+    let (ok, out, _) = sh(&c, "client-2", "/orrery fetch http://late/");
     assert!(!ok, "node-2's kube-proxy is stopped, yet: {out}");
     c.orrery_ok(&["component", "start", "kube-proxy/node-2"]);
-    sh_eventually(&c, "client-2", "wget -qO- -T 5 http://late/", 30, |out| {
+    sh_eventually(&c, "client-2", "/orrery fetch http://late/", 30, |out| {
         out.starts_with("Hello from late-")
     });
 

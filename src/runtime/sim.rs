@@ -12,7 +12,8 @@
 //!   `echo <text>` logs the text and exits 0; `true` exits 0; `false` exits 1.
 //! - `/orrery <tool> ...` (the built-in images' tools, see `apps`) runs as `<tool> ...`:
 //!   `sleep` and `exit` as above, `write` exits 0 at once (the simulation has no files);
-//!   `hello`, `pause` and `hog` run until stopped (the simulation has no memory to exhaust).
+//!   `hello`, `pause` and `hog` run until stopped (the simulation has no memory to exhaust),
+//!   `fetch` exits 1 (no packet leaves a simulated pod).
 //! - No command at all runs the image's entrypoint: the built-in `orrery/hello` runs `/orrery
 //!   hello` (with the container's `args`), `orrery/pause` runs `/orrery pause`; any other
 //!   image's own entrypoint is a program the simulation does not know. Without a command,
@@ -156,6 +157,8 @@ fn tool(words: &[&str]) -> Vec<Step> {
         Some("write") => vec![Step::Status(0)],
         Some("hello") => vec![Step::Serve(Server::Hello)],
         Some("pause" | "hog") | None => vec![Step::Forever],
+        // No packet leaves a simulated pod.
+        Some("fetch") => vec![Step::Status(1)],
         Some(_) => statement(words),
     }
 }
