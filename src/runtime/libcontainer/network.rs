@@ -18,11 +18,13 @@
 //! short-lived threads that are joined before the call returns, because the caller is a
 //! single-threaded helper process that later clones containers.
 //!
-//! One host setting matters: with `br_netfilter` loaded (`net.bridge.bridge-nf-call-iptables =
-//! 1`), frames bridged from pod to pod traverse iptables' FORWARD chain, and Docker sets that
-//! chain's policy to DROP. When (and only when) the chain would drop them, an ACCEPT rule for
-//! traffic within the bridge is inserted, as Docker does for its own bridge; [`Network::destroy`]
-//! removes it.
+//! Two host settings matter. A pod's connection to a Service is DNATed by the host (kube-proxy)
+//! to a pod behind the same bridge and routed back out: that is forwarding, so IPv4 forwarding
+//! is turned on (as CNI's bridge plugin does for a gateway; it is left on). Forwarded traffic,
+//! and with `br_netfilter` loaded (`net.bridge.bridge-nf-call-iptables = 1`) frames bridged from
+//! pod to pod, traverse iptables' FORWARD chain, whose policy Docker sets to DROP. When (and only
+//! when) the chain would drop them, an ACCEPT rule for traffic within the bridge is inserted, as
+//! Docker does for its own bridge; [`Network::destroy`] removes it.
 
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
@@ -219,6 +221,7 @@ impl Network {
             allow_bridged_forwarding(&self.bridge_name()).map_err(|e| e.during(SETUP))?;
             self.firewall_checked = true;
         }
+        enable_forwarding().map_err(|e| e.during(SETUP))?;
         Ok(gateway)
     }
 
@@ -870,6 +873,23 @@ fn netns_names(prefix: &str) -> Result<Vec<String>> {
     Ok(names)
 }
 
+/// Turns on IPv4 forwarding (`net.ipv4.ip_forward`), as CNI's bridge plugin does for a gateway
+/// and as Kubernetes requires: a pod's connection to a Service is DNATed on the host to a pod
+/// behind the same bridge and routed back out, which is forwarding. Left on at the end, as CNI
+/// and Docker leave it.
+fn enable_forwarding() -> Result<()> {
+    const SYSCTL: &str = "/proc/sys/net/ipv4/ip_forward";
+    let firewall = |message: String| NetworkError::Firewall {
+        action: format!("turn on {SYSCTL}"),
+        message,
+    };
+    match std::fs::read_to_string(SYSCTL) {
+        Ok(value) if value.trim() == "1" => Ok(()),
+        Ok(_) => std::fs::write(SYSCTL, "1").map_err(|e| firewall(e.to_string())),
+        Err(e) => Err(firewall(e.to_string())),
+    }
+}
+
 /// The iptables rule that lets frames through from one port of the bridge to another.
 fn forwarding_rule(bridge: &str) -> [&str; 8] {
     ["FORWARD", "-i", bridge, "-o", bridge, "-j", "ACCEPT", "-w"]
@@ -889,15 +909,11 @@ fn forward_chain_drops(listing: &str) -> bool {
     })
 }
 
-/// Lets bridged pod-to-pod traffic through the host firewall when it would not pass: only
-/// when `br_netfilter` hands bridged frames to iptables and the FORWARD chain drops.
+/// Lets pod-to-pod traffic through the host firewall's FORWARD chain when it would not pass
+/// (only when that chain drops): frames bridged from pod to pod when `br_netfilter` hands them
+/// to iptables, and connections to a Service, which the host DNATs and routes back out of the
+/// bridge.
 fn allow_bridged_forwarding(bridge: &str) -> Result<()> {
-    let bridged_to_iptables =
-        std::fs::read_to_string("/proc/sys/net/bridge/bridge-nf-call-iptables")
-            .is_ok_and(|v| v.trim() == "1");
-    if !bridged_to_iptables {
-        return Ok(());
-    }
     let Some(listing) = iptables(&["-w", "-S", "FORWARD"]) else {
         return Ok(());
     };
