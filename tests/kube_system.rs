@@ -111,7 +111,11 @@ fn the_control_plane_runs_as_static_pods_on_a_tainted_control_plane_node() {
     );
     assert_eq!(
         get("{.spec.priorityClassName} {.spec.priority} {.spec.hostNetwork} {.status.podIP}"),
-        "system-node-critical 2000001000 true 127.0.0.1"
+        // The host's network: the node's own address (a loopback one on the simulated runtime).
+        format!(
+            "system-node-critical 2000001000 true {}",
+            orrery::kubelet::sim_address(0)
+        )
     );
     assert_eq!(
         get("{.spec.containers[0].image}"),

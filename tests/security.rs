@@ -81,23 +81,24 @@ fn localhost() -> ServerName<'static> {
     ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into())
 }
 
-/// One HTTPS request to 127.0.0.1:`port` (the server's certificate checked against the CA in
-/// `config`); the status and the body.
+/// One HTTPS request to `to` (the server's certificate checked against the CA in `config`, for
+/// its IP address); the status and the body.
 fn https_request(
-    port: u16,
+    to: std::net::SocketAddr,
     config: &Arc<rustls::ClientConfig>,
     method: &str,
     path: &str,
 ) -> (u16, String) {
-    let tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let tcp = TcpStream::connect(to).unwrap();
     tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     tcp.set_write_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    let connection = rustls::ClientConnection::new(config.clone(), localhost()).unwrap();
+    let name = ServerName::IpAddress(to.ip().into());
+    let connection = rustls::ClientConnection::new(config.clone(), name).unwrap();
     let mut tls = rustls::StreamOwned::new(connection, tcp);
     write!(
         tls,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {to}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
     )
     .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
     let mut answer = Vec::new();
@@ -152,16 +153,16 @@ fn foreign_ca() -> (String, String) {
 }
 
 /// Python's own TLS with `ssl.VERIFY_X509_STRICT` (on by default from Python 3.13): the status
-/// line of `GET path` from 127.0.0.1:`port`, showing `cert`/`key`, trusting `ca`.
+/// line of `GET path` from `host`:`port`, showing `cert`/`key`, trusting `ca`.
 const STRICT_GET: &str = r#"
 import socket, ssl, sys
-port, ca, cert, key, path = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
+host, port, ca, cert, key, path = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6]
 ctx = ssl.create_default_context(cafile=ca)
 ctx.verify_flags |= ssl.VERIFY_X509_STRICT
 ctx.load_cert_chain(cert, key)
-with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
-    with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
-        tls.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
+with socket.create_connection((host, port), timeout=10) as raw:
+    with ctx.wrap_socket(raw, server_hostname=host) as tls:
+        tls.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
         data = b""
         while chunk := tls.recv(65536):
             data += chunk
@@ -179,20 +180,24 @@ assert client.Configuration.get_default_copy().verify_ssl, "certificate verifica
 print(" ".join(sorted(n.metadata.name for n in client.CoreV1Api().list_namespace().items)))
 "#;
 
-fn kubelet_port(c: &Cluster, node: &str) -> u16 {
-    c.eventually(
+/// Where the kubelet of `node` serves: its InternalIP and the port in its Node's status.
+fn kubelet_address(c: &Cluster, node: &str) -> std::net::SocketAddr {
+    let found = c.eventually(
         &[
             "get",
             "node",
             node,
             "-o",
-            "jsonpath={.status.daemonEndpoints.kubeletEndpoint.Port}",
+            "jsonpath={.status.addresses[?(@.type==\"InternalIP\")].address} {.status.daemonEndpoints.kubeletEndpoint.Port}",
         ],
         30,
-        |port| port.parse::<u16>().is_ok_and(|p| p > 0),
-    )
-    .parse()
-    .unwrap()
+        |out| {
+            out.split_once(' ')
+                .is_some_and(|(_, port)| port.parse::<u16>().is_ok_and(|p| p > 0))
+        },
+    );
+    let (ip, port) = found.split_once(' ').unwrap();
+    std::net::SocketAddr::new(ip.parse().unwrap(), port.parse().unwrap())
 }
 
 const POD: &str = r#"
@@ -208,7 +213,7 @@ fn strict_tls_clients_trust_the_certificates() {
     let c = Cluster::with_nodes(1);
     let pki = c.dir.path().join("pki");
     let kubelet_pki = c.dir.path().join("kubelet/node-1/pki");
-    let port = kubelet_port(&c, "node-1");
+    let kubelet = kubelet_address(&c, "node-1");
     for cert in [
         pki.join("apiserver.crt"),
         pki.join("admin.crt"),
@@ -224,11 +229,12 @@ fn strict_tls_clients_trust_the_certificates() {
         "default kube-node-lease kube-public kube-system"
     );
     let ca = pki.join("ca.crt");
-    let strict = |port: u16, who: &str, path: &str| {
+    let strict = |to: std::net::SocketAddr, who: &str, path: &str| {
         run_python(
             STRICT_GET,
             &[
-                &port.to_string(),
+                &to.ip().to_string(),
+                &to.port().to_string(),
                 ca.to_str().unwrap(),
                 pki.join(format!("{who}.crt")).to_str().unwrap(),
                 pki.join(format!("{who}.key")).to_str().unwrap(),
@@ -238,7 +244,8 @@ fn strict_tls_clients_trust_the_certificates() {
         .trim()
         .to_owned()
     };
-    assert_eq!(strict(c.port, "admin", "/version"), "HTTP/1.1 200 OK");
+    let apiserver = std::net::SocketAddr::from(([127, 0, 0, 1], c.port));
+    assert_eq!(strict(apiserver, "admin", "/version"), "HTTP/1.1 200 OK");
     // The kubelet's serving certificate too, from the API server's side.
     c.apply(POD);
     c.eventually(
@@ -248,7 +255,7 @@ fn strict_tls_clients_trust_the_certificates() {
     );
     assert_eq!(
         strict(
-            port,
+            kubelet,
             "apiserver-kubelet-client",
             "/containerLogs/default/p/app"
         ),
@@ -397,7 +404,7 @@ fn an_earlier_versions_state_is_brought_up_to_the_rules() {
 #[test]
 fn a_local_user_without_the_api_servers_certificate_is_refused_by_every_kubelet_endpoint() {
     let c = Cluster::with_nodes(1);
-    let port = kubelet_port(&c, "node-1");
+    let kubelet = kubelet_address(&c, "node-1");
     c.apply(POD);
     c.eventually(
         &["get", "pod", "p", "-o", "jsonpath={.status.phase}"],
@@ -409,7 +416,7 @@ fn a_local_user_without_the_api_servers_certificate_is_refused_by_every_kubelet_
     let alpn: &[&[u8]] = &[b"http/1.1"];
 
     // Plain HTTP gets no HTTP answer at all.
-    let plain = common::http_get(&format!("127.0.0.1:{port}"));
+    let plain = common::http_get(&kubelet.to_string());
     assert!(!plain.starts_with("HTTP/"), "{plain:?}");
 
     let (foreign_cert, foreign_key) = foreign_ca();
@@ -496,7 +503,7 @@ fn a_local_user_without_the_api_servers_certificate_is_refused_by_every_kubelet_
     ];
     for (who, config, user) in &strangers {
         for (method, path, verb, subresource) in routes {
-            let (status, body) = https_request(port, config, method, path);
+            let (status, body) = https_request(kubelet, config, method, path);
             match user {
                 None => assert_eq!(
                     (status, body.as_str()),
@@ -525,7 +532,7 @@ fn a_local_user_without_the_api_servers_certificate_is_refused_by_every_kubelet_
         )),
         alpn,
     );
-    let (status, body) = https_request(port, &apiserver, "GET", "/containerLogs/default/p/app");
+    let (status, body) = https_request(kubelet, &apiserver, "GET", "/containerLogs/default/p/app");
     assert_eq!(status, 200, "{body}");
     c.ok(&["logs", "p"]);
 }

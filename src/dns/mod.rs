@@ -161,21 +161,35 @@ impl Dns {
         let mut tasks = tokio::task::JoinSet::new();
         let listen = self.local_addr();
         self.spawn_sockets(&mut tasks, flow.clone());
-        if self.config.keep_service {
-            tasks.spawn(
-                service::KubeDnsService {
-                    client: client.clone(),
-                    flow: flow.clone(),
-                    listen,
-                    node: self.config.node_name.clone(),
-                }
-                .run(),
-            );
-        }
+        // The kube-dns Service and its endpoints, made at start and again whenever the caches
+        // show them changed or gone (no polling: a learner's timeline stays quiet).
+        let keeper = self.config.keep_service.then(|| service::KubeDnsService {
+            client: client.clone(),
+            flow: flow.clone(),
+            listen,
+            node: self.config.node_name.clone(),
+        });
+        let mut keeping: Option<tokio::task::AbortHandle> = None;
+        let keep = |keeping: &mut Option<tokio::task::AbortHandle>,
+                    tasks: &mut tokio::task::JoinSet<()>| {
+            if let Some(keeper) = &keeper
+                && keeping.as_ref().is_none_or(|k| k.is_finished())
+            {
+                *keeping = Some(tasks.spawn(keeper.clone().run()));
+            }
+        };
+        keep(&mut keeping, &mut tasks);
         let mut pace = crate::informers::Pace::default();
         loop {
             crate::informers::next_batch(&mut changes, Duration::from_secs(30), &mut pace).await;
             rebuild();
+            if keeper
+                .as_ref()
+                .is_some_and(|k| k.drifted(&services.state(), &slices.state()))
+            {
+                keep(&mut keeping, &mut tasks);
+            }
+            while tasks.try_join_next().is_some() {}
         }
     }
 }

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Endpoints, Service};
@@ -104,6 +105,7 @@ pub fn endpoints(listen: SocketAddr, node: &str) -> Endpoints {
 }
 
 /// Keeps the three objects as they should be.
+#[derive(Clone)]
 pub(crate) struct KubeDnsService {
     pub(crate) client: kube::Client,
     pub(crate) flow: Flow,
@@ -120,14 +122,38 @@ impl KubeDnsService {
         self.flow.gate_emit(e).await;
     }
 
-    /// Reconciles now and then every 10 s, forever.
+    /// Reconciles once, retrying every 10 s until it succeeds.
     pub(crate) async fn run(self) {
-        loop {
-            if let Err(error) = self.reconcile().await {
-                tracing::debug!(%error, "could not reconcile the kube-dns Service");
-            }
+        while let Err(error) = self.reconcile().await {
+            tracing::debug!(%error, "could not reconcile the kube-dns Service");
             tokio::time::sleep(Duration::from_secs(10)).await;
         }
+    }
+
+    /// Whether the Service or its EndpointSlice, as the component's caches have them, differ
+    /// from what they should be (missing, or changed by someone): then [`Self::run`] again.
+    pub(crate) fn drifted(&self, services: &[Arc<Service>], slices: &[Arc<EndpointSlice>]) -> bool {
+        let ours = |m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
+            m.namespace.as_deref() == Some(NAMESPACE) && m.name.as_deref() == Some(NAME)
+        };
+        let wanted = service().spec.unwrap_or_default();
+        let service_ok = services.iter().any(|s| {
+            ours(&s.metadata)
+                && s.spec
+                    .as_ref()
+                    .is_some_and(|spec| spec.ports == wanted.ports)
+                && labels()
+                    .iter()
+                    .all(|(k, v)| s.metadata.labels.as_ref().and_then(|l| l.get(k)) == Some(v))
+        });
+        let wanted = endpoint_slice(self.listen, &self.node);
+        let slice_ok = slices.iter().any(|s| {
+            ours(&s.metadata)
+                && s.endpoints == wanted.endpoints
+                && s.ports == wanted.ports
+                && s.metadata.labels == wanted.metadata.labels
+        });
+        !(service_ok && slice_ok)
     }
 
     pub(crate) async fn reconcile(&self) -> Result<(), kube::Error> {
