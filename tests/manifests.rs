@@ -145,6 +145,7 @@ fn the_samples_run_on_the_simulated_runtime() {
 }
 
 #[test]
+#[allow(clippy::disallowed_methods)] // a plain test thread, not a tokio worker
 fn crashloop_init_container_oom_and_hello_on_real_containers() {
     let Some(c) = Cluster::real("manifests", 1, "10.226.0.0/16") else {
         return;

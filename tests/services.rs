@@ -162,6 +162,7 @@ fn free_port() -> u16 {
 }
 
 #[test]
+#[allow(clippy::disallowed_methods)] // a plain test thread, not a tokio worker
 fn services_route_by_name_spread_over_ready_pods_and_refuse_without_endpoints() {
     let Some(c) = Cluster::real("svc-route", 2, "10.241.0.0/16") else {
         return;
@@ -308,6 +309,7 @@ spec:
 }
 
 #[test]
+#[allow(clippy::disallowed_methods)] // a plain test thread, not a tokio worker
 fn nodeport_loadbalancer_and_ingress_reach_the_pods_from_the_host() {
     let (http, https) = (free_port(), free_port());
     if !nix::unistd::geteuid().is_root() {

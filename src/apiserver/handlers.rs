@@ -1817,7 +1817,10 @@ pub(crate) async fn control(api: &Arc<ApiServer>, rest: &str, request: Request) 
                         return;
                     }
                 }
-                while follow {
+                if !follow {
+                    return;
+                }
+                loop {
                     match live.recv().await {
                         Ok(e) if e.seq <= last => {}
                         Ok(e) => {
