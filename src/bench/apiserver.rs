@@ -14,11 +14,8 @@ use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
 
 use super::percentile;
-use crate::apiserver::{ApiServer, kubeconfig, server};
-use crate::flow::Flow;
+use crate::apiserver::{kubeconfig, server};
 use crate::pki::Pki;
-use crate::store::Store;
-use crate::store::embedded::EmbeddedStore;
 
 /// Options of `orrery bench apiserver`.
 #[derive(Clone, Debug, clap::Args)]
@@ -136,18 +133,7 @@ where
 
 /// Runs `orrery bench apiserver`.
 pub async fn run_apiserver_bench(options: &ApiBenchOptions) -> Result<ApiReport, String> {
-    let parent = options.dir.clone().unwrap_or_else(std::env::temp_dir);
-    let dir = tempfile::tempdir_in(&parent)
-        .map_err(|e| format!("cannot create a directory under {}: {e}", parent.display()))?;
-    let path = dir.path().join("store.redb");
-    let store: Arc<dyn Store> = Arc::new(
-        tokio::task::spawn_blocking(move || EmbeddedStore::open(&path))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?,
-    );
-    let api = ApiServer::new(store, Flow::new());
-    api.bootstrap().await.map_err(|e| e.to_string())?;
+    let (dir, api, _flow) = super::in_process_api(options.dir.as_deref()).await?;
     let pki = Pki::load_or_create(&dir.path().join("pki")).map_err(|e| e.to_string())?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

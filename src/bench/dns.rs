@@ -4,7 +4,6 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
@@ -14,11 +13,7 @@ use kube::api::{Api, PostParams};
 use tokio::net::UdpSocket;
 
 use super::percentile;
-use crate::apiserver::ApiServer;
 use crate::dns::{Dns, DnsConfig};
-use crate::flow::Flow;
-use crate::store::Store;
-use crate::store::embedded::EmbeddedStore;
 
 /// No run takes longer than this.
 const TIME_LIMIT: Duration = Duration::from_secs(60);
@@ -61,17 +56,7 @@ impl fmt::Display for DnsReport {
 /// (each one query in flight at a time) to a DNS server on 127.0.0.1:0, stopping after 60 s.
 pub async fn queries(queries: usize, senders: usize) -> Result<DnsReport, String> {
     let senders = senders.max(1);
-    let dir = tempfile::tempdir().map_err(|e| format!("cannot create a directory: {e}"))?;
-    let path = dir.path().join("store.redb");
-    let store: Arc<dyn Store> = Arc::new(
-        tokio::task::spawn_blocking(move || EmbeddedStore::open(&path))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?,
-    );
-    let flow = Flow::new();
-    let api = ApiServer::new(store, flow.clone());
-    api.bootstrap().await.map_err(|e| e.to_string())?;
+    let (_dir, api, flow) = super::in_process_api(None).await?;
     let client = api.client("bench");
     let service: Service = serde_json::from_value(serde_json::json!({
         "metadata": {"name": "web", "namespace": "default"},

@@ -30,6 +30,35 @@ pub use tui::{TuiBenchOptions, TuiReport, run_tui_bench};
 
 use std::time::Duration;
 
+/// An in-process API server (bootstrapped, with its own `Flow`) on an embedded store in a new
+/// temporary directory under `parent` (the system's temp directory when `None`), which lives
+/// as long as the returned `TempDir`.
+pub(crate) async fn in_process_api(
+    parent: Option<&std::path::Path>,
+) -> Result<
+    (
+        tempfile::TempDir,
+        std::sync::Arc<crate::apiserver::ApiServer>,
+        crate::flow::Flow,
+    ),
+    String,
+> {
+    let parent = parent.map_or_else(std::env::temp_dir, std::path::Path::to_owned);
+    let dir = tempfile::tempdir_in(&parent)
+        .map_err(|e| format!("cannot create a directory under {}: {e}", parent.display()))?;
+    let path = dir.path().join("store.redb");
+    let store: std::sync::Arc<dyn crate::store::Store> = std::sync::Arc::new(
+        tokio::task::spawn_blocking(move || crate::store::embedded::EmbeddedStore::open(&path))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?,
+    );
+    let flow = crate::flow::Flow::new();
+    let api = crate::apiserver::ApiServer::new(store, flow.clone());
+    api.bootstrap().await.map_err(|e| e.to_string())?;
+    Ok((dir, api, flow))
+}
+
 /// The value at fraction `p` of sorted samples.
 pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {

@@ -17,14 +17,10 @@ use kube::api::{Api, PostParams};
 use kube::runtime::watcher;
 
 use super::percentile;
-use crate::apiserver::ApiServer;
-use crate::flow::Flow;
 use crate::kubelet::{Kubelet, NodeConfig};
 use crate::runtime::ContainerRuntime;
 use crate::runtime::sim::{SimOptions, SimRuntime};
 use crate::scheduler::run::Scheduler;
-use crate::store::Store;
-use crate::store::embedded::EmbeddedStore;
 
 /// Options of `orrery bench scheduler`.
 #[derive(Clone, Debug, clap::Args)]
@@ -166,19 +162,7 @@ pub async fn run_scheduler_bench(
     options: &SchedulerBenchOptions,
 ) -> Result<SchedulerReport, String> {
     let deadline = Instant::now() + Duration::from_secs(options.timeout);
-    let parent = options.dir.clone().unwrap_or_else(std::env::temp_dir);
-    let dir = tempfile::tempdir_in(&parent)
-        .map_err(|e| format!("cannot create a directory under {}: {e}", parent.display()))?;
-    let path = dir.path().join("store.redb");
-    let store: Arc<dyn Store> = Arc::new(
-        tokio::task::spawn_blocking(move || EmbeddedStore::open(&path))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?,
-    );
-    let flow = Flow::new();
-    let api = ApiServer::new(store, flow.clone());
-    api.bootstrap().await.map_err(|e| e.to_string())?;
+    let (dir, api, flow) = super::in_process_api(options.dir.as_deref()).await?;
     let client = api.client("bench");
     let mut tasks = Vec::new();
 

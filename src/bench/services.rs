@@ -7,7 +7,6 @@
 
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Service;
@@ -16,11 +15,8 @@ use kube::api::{Api, PostParams};
 use tokio::sync::broadcast::error::RecvError;
 
 use super::percentile;
-use crate::apiserver::ApiServer;
-use crate::flow::{Flow, FlowEvent};
+use crate::flow::FlowEvent;
 use crate::proxy::{KubeProxy, ProxyConfig, ProxyMode};
-use crate::store::Store;
-use crate::store::embedded::EmbeddedStore;
 
 /// Options of the kube-proxy programming benchmark.
 #[derive(Clone, Debug, clap::Args)]
@@ -165,19 +161,7 @@ impl Drop for Netns {
 
 /// Runs the programming benchmark.
 pub async fn programming(options: &ProgrammingOptions) -> Result<ProgrammingReport, String> {
-    let parent = options.dir.clone().unwrap_or_else(std::env::temp_dir);
-    let dir = tempfile::tempdir_in(&parent)
-        .map_err(|e| format!("cannot create a directory under {}: {e}", parent.display()))?;
-    let path = dir.path().join("store.redb");
-    let store: Arc<dyn Store> = Arc::new(
-        tokio::task::spawn_blocking(move || EmbeddedStore::open(&path))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?,
-    );
-    let flow = Flow::new();
-    let api = ApiServer::new(store, flow.clone());
-    api.bootstrap().await.map_err(|e| e.to_string())?;
+    let (_dir, api, flow) = super::in_process_api(options.dir.as_deref()).await?;
     let client = api.client("bench");
 
     // The objects, 16 writers at a time.
