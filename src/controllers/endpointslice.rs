@@ -28,10 +28,9 @@ use crate::flow::{Flow, FlowEvent};
 
 const COMPONENT: &str = "controller/endpointslice";
 const ENDPOINTS_COMPONENT: &str = "controller/endpoints";
-/// The label naming a slice's Service.
-pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
-/// The label naming who manages a slice.
-pub const MANAGED_BY_LABEL: &str = "endpointslice.kubernetes.io/managed-by";
+pub use crate::apimachinery::labels::{
+    MANAGED_BY as MANAGED_BY_LABEL, SERVICE_NAME as SERVICE_NAME_LABEL,
+};
 /// This controller's name in [`MANAGED_BY_LABEL`].
 pub const CONTROLLER_NAME: &str = "endpointslice-controller.k8s.io";
 const HEADLESS_LABEL: &str = "service.kubernetes.io/headless";

@@ -13,7 +13,9 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 
-use crate::controllers::endpointslice::{MANAGED_BY_LABEL, SERVICE_NAME_LABEL};
+use crate::apimachinery::labels::{
+    MANAGED_BY as MANAGED_BY_LABEL, SERVICE_NAME as SERVICE_NAME_LABEL,
+};
 use crate::flow::{Flow, FlowEvent};
 
 /// The Service's (and its EndpointSlice's and Endpoints') name.

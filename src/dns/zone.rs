@@ -25,7 +25,7 @@ use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
-use crate::controllers::endpointslice::SERVICE_NAME_LABEL;
+use crate::apimachinery::labels::SERVICE_NAME as SERVICE_NAME_LABEL;
 
 /// The TTL of every record (kubeadm's Corefile says `ttl 30`).
 pub const TTL: u32 = 30;

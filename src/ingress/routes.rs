@@ -187,7 +187,7 @@ fn resolve(
                     && s.metadata
                         .labels
                         .as_ref()
-                        .and_then(|l| l.get("kubernetes.io/service-name"))
+                        .and_then(|l| l.get(crate::apimachinery::labels::SERVICE_NAME))
                         == Some(&service.name)
             }) {
                 let Some(target) = slice.ports.iter().flatten().find_map(|p| {

@@ -183,7 +183,7 @@ impl Syncer {
                 .metadata
                 .labels
                 .as_ref()
-                .and_then(|l| l.get(rules::SERVICE_NAME_LABEL))
+                .and_then(|l| l.get(crate::apimachinery::labels::SERVICE_NAME))
             {
                 by_service.entry((ns, name)).or_default().push(slice);
             }

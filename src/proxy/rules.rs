@@ -26,8 +26,6 @@ use sha2::{Digest, Sha256};
 
 use super::ProxyConfig;
 
-/// The label that ties an EndpointSlice to its Service.
-pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 /// The mark bit that asks `masquerading` to masquerade a connection (upstream's 0x4000).
 pub const MASQUERADE_MARK: &str = "0x00004000";
 /// `sessionAffinityConfig.clientIP.timeoutSeconds` when unset (three hours, as upstream).
@@ -920,7 +918,7 @@ mod tests {
         Arc::new(
             serde_json::from_value(serde_json::json!({
                 "metadata": {"namespace": "default", "name": format!("{service}-abc"),
-                    "resourceVersion": "1", "labels": {SERVICE_NAME_LABEL: service}},
+                    "resourceVersion": "1", "labels": {crate::apimachinery::labels::SERVICE_NAME: service}},
                 "addressType": "IPv4",
                 "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
                 "endpoints": endpoints,

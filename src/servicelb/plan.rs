@@ -9,8 +9,8 @@ use ipnet::Ipv4Net;
 use k8s_openapi::api::core::v1::{Node, Service, ServicePort};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
-/// The label naming an EndpointSlice's Service.
-const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+use crate::apimachinery::labels::SERVICE_NAME as SERVICE_NAME_LABEL;
+
 /// A node with this label is never a load balancer's backend (upstream's service controller).
 pub const EXCLUDE_LABEL: &str = "node.kubernetes.io/exclude-from-external-load-balancers";
 

@@ -579,7 +579,7 @@ pub fn slice_row(slice: &EndpointSlice) -> SliceRow {
         name: slice.name_any(),
         service: slice
             .labels()
-            .get("kubernetes.io/service-name")
+            .get(crate::apimachinery::labels::SERVICE_NAME)
             .cloned()
             .unwrap_or_default(),
         ports: slice
