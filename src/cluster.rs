@@ -4,6 +4,7 @@
 //! the kubeconfig, and records its pid and port in the state directory so that `orrery down`
 //! (and later `orrery tui`) can find it.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,15 +27,13 @@ use crate::flow::Flow;
 use crate::images::ImageStore;
 use crate::kubelet::{ControlPlane, DEFAULT_POD_PIDS_LIMIT, Kubelet, NodeConfig};
 use crate::pki::Pki;
+use crate::proxy::{KubeProxy, ProxyConfig, ProxyError, ProxyMode};
 use crate::runtime::ContainerRuntime;
 use crate::runtime::libcontainer::{LibcontainerRuntime, RuntimeOptions};
 use crate::runtime::sim::{SimOptions, SimRuntime};
 use crate::scheduler::run::Scheduler;
 use crate::store::compactor::{CompactionPolicy, Compactor};
 use crate::store::{self, StoreUrl};
-use std::net::SocketAddr;
-
-use crate::proxy::{KubeProxy, ProxyConfig, ProxyError, ProxyMode};
 use crate::supervisor::{Role, Supervisor};
 
 /// What `orrery up` was asked for.
@@ -275,6 +274,10 @@ where
         }
         _ => None,
     };
+    // Before any kube-proxy programs the kernel, so that a port already taken stops `up` with
+    // nothing left behind.
+    let (dns, ingress) =
+        add_listening_addons(&options, &supervisor, &api, &flow, real.as_ref()).await?;
     for index in 1..=options.nodes {
         let config = NodeConfig {
             name: format!("node-{index}"),
@@ -327,8 +330,6 @@ where
         )
         .await?;
     }
-    let (dns, ingress) =
-        add_listening_addons(&options, &supervisor, &api, &flow, real.as_ref()).await?;
     let server_url = format!("https://127.0.0.1:{port}");
     // The API server's own `kubernetes` Service, now that its port is known.
     let kubernetes_service = tokio::spawn(
