@@ -177,14 +177,3 @@ mod tests {
         assert!(report.p50 <= report.p99);
     }
 }
-
-#[cfg(test)]
-mod figures {
-    /// The full run, by hand: `cargo test --release --lib bench::dns::figures -- --ignored
-    /// --nocapture`.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[ignore = "a benchmark"]
-    async fn hundred_thousand_queries() {
-        println!("{}", super::queries(100_000, 8).await.unwrap());
-    }
-}

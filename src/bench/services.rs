@@ -300,14 +300,4 @@ mod tests {
         assert_eq!(report.mode, "compute");
         assert_eq!((report.changes, report.missed), (5, 0), "{report}");
     }
-
-    /// The full-size run (1,000 Services of 10 endpoints, 200 changes); in nftables mode as
-    /// root: `cargo test --release --lib bench::services -- --ignored --nocapture`.
-    #[tokio::test(flavor = "multi_thread")]
-    #[ignore = "slow: the full-size benchmark"]
-    async fn full_size() {
-        let report = programming(&ProgrammingOptions::default()).await.unwrap();
-        println!("{report}");
-        assert_eq!(report.missed, 0);
-    }
 }
