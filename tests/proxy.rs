@@ -168,9 +168,9 @@ fn a_rendered_table_loads_updates_in_place_and_is_removed() {
         "map no-endpoint-nodeports",
         "default/web/tcp/http",
         "default/web/udp/dns",
-        "dnat to 10.244.1.5:8080",
-        "dnat to 10.244.2.3:5353",
-        "numgen random mod 2",
+        // Without affinity the service chain DNATs through a numgen map of its own.
+        "dnat ip to numgen random mod 2 map { 0 : 10.244.1.5 . 8080, 1 : 10.244.2.3 . 8080 }",
+        "10.244.2.3 . 5353",
         "10.96.0.22 . tcp . 80 : goto reject-chain",
         "set affinity-",
     ] {
@@ -184,7 +184,7 @@ fn a_rendered_table_loads_updates_in_place_and_is_removed() {
     rt().block_on(proxy::nft::apply(&diff, Some(&ns.0)))
         .unwrap_or_else(|e| panic!("{e}\n{diff}"));
     let listed = ns.nft(&["list", "table", "ip", &cfg.table]);
-    assert!(listed.contains("dnat to 10.244.1.6:8080"), "{listed}");
+    assert!(listed.contains("10.244.1.6 . 8080"), "{listed}");
     assert!(!listed.contains("10.244.2.3"), "{listed}");
 
     // A rewrite in place (the periodic resync) from the first state back again.
@@ -193,7 +193,7 @@ fn a_rendered_table_loads_updates_in_place_and_is_removed() {
         .unwrap_or_else(|e| panic!("{e}\n{rewrite}"));
     let listed = ns.nft(&["list", "table", "ip", &cfg.table]);
     assert!(
-        listed.contains("dnat to 10.244.2.3:8080") && !listed.contains("10.244.1.6"),
+        listed.contains("10.244.2.3 . 8080") && !listed.contains("10.244.1.6"),
         "{listed}"
     );
 

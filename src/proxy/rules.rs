@@ -7,7 +7,11 @@
 //! The table follows upstream kube-proxy's nftables mode (KEP-3866, `pkg/proxy/nftables`): a
 //! `service-ips` verdict map sends `clusterIP . protocol . port` to a service chain, which picks
 //! an endpoint chain with `numgen random mod N vmap`; the endpoint chain marks the connection for
-//! masquerade where needed and `dnat`s; `service-nodeports` sends `protocol . nodePort` to an
+//! masquerade where needed and `dnat`s. Unlike upstream, a Service without session affinity
+//! (whose endpoints agree on masquerading) has no endpoint chains: its service chain marks and
+//! DNATs by itself through `numgen random mod N map { i : ip . port }`, because `nft` reads every
+//! chain of the table before each transaction and ten times fewer chains keep a sync quick;
+//! `service-nodeports` sends `protocol . nodePort` to an
 //! external chain; a Service port without usable endpoints sits in `no-endpoint-services` /
 //! `no-endpoint-nodeports`, which the filter hooks turn into a reject (or a drop when only a
 //! `Local` policy leaves it without endpoints). Unlike upstream, every virtual node's table
@@ -482,10 +486,20 @@ pub fn service_rules(view: &ServiceView, ctx: &Context) -> Fragment {
                 format!("affinity-{}-{long}", hash(&long)),
             )
         };
-        for e in &picked {
+        // A pod's connection DNATed to a pod is masqueraded; to a host endpoint (the DNS
+        // server on a node's address) never.
+        let masquerades =
+            |e: &EndpointView| cfg.cluster_cidr.contains(&e.ip) && !ctx.node_ips.contains(&e.ip);
+        // Without affinity, and when the endpoints agree on masquerading (they all do but for
+        // host endpoints), the service chain DNATs by itself through a `numgen` map: one chain
+        // per Service port instead of one more per endpoint. nft reads the table's chains
+        // before every transaction, so ten times fewer chains keep each sync quick.
+        let inline = view.affinity.is_none()
+            && (picked.iter().all(|e| masquerades(e)) || !picked.iter().any(|e| masquerades(e)));
+        for e in picked.iter().filter(|_| !inline) {
             let (chain, set) = ep_name(e);
             let mut rules = Vec::new();
-            if cfg.cluster_cidr.contains(&e.ip) && !ctx.node_ips.contains(&e.ip) {
+            if masquerades(e) {
                 rules.push(format!(
                     "ip saddr {} jump {MARK_FOR_MASQUERADE}",
                     cfg.cluster_cidr
@@ -503,6 +517,30 @@ pub fn service_rules(view: &ServiceView, ctx: &Context) -> Fragment {
         }
         let pick = |eps: &[EndpointView]| {
             let mut rules = Vec::new();
+            if inline {
+                if eps.iter().any(&masquerades) {
+                    rules.push(format!(
+                        "ip saddr {} jump {MARK_FOR_MASQUERADE}",
+                        cfg.cluster_cidr
+                    ));
+                }
+                rules.push(match eps {
+                    [e] => format!("meta l4proto {proto} dnat to {}:{}", e.ip, e.port),
+                    _ => {
+                        let arms: Vec<String> = eps
+                            .iter()
+                            .enumerate()
+                            .map(|(i, e)| format!("{i} : {} . {}", e.ip, e.port))
+                            .collect();
+                        format!(
+                            "meta l4proto {proto} dnat to numgen random mod {} map {{ {} }}",
+                            eps.len(),
+                            arms.join(", ")
+                        )
+                    }
+                });
+                return Chain { hook: None, rules };
+            }
             if view.affinity.is_some() {
                 for e in eps {
                     let (chain, set) = ep_name(e);
@@ -956,18 +994,12 @@ mod tests {
             )],
         );
         let text = rules_of(&m);
+        // No affinity: the service chain picks and DNATs by itself, no endpoint chains.
         assert!(
-            text.contains("numgen random mod 2 vmap { 0 : goto endpoint-"),
+            text.contains("meta l4proto tcp dnat to numgen random mod 2 map { 0 : 10.244.1.5 . 8080, 1 : 10.244.2.3 . 8080 }"),
             "{text}"
         );
-        assert!(
-            text.contains("meta l4proto tcp dnat to 10.244.1.5:8080"),
-            "{text}"
-        );
-        assert!(
-            text.contains("meta l4proto tcp dnat to 10.244.2.3:8080"),
-            "{text}"
-        );
+        assert!(!text.contains("chain ip t endpoint-"), "{text}");
         assert!(
             text.contains("add element ip t service-ips { 10.96.0.20 . tcp . 80 : goto service-"),
             "{text}"
@@ -1004,8 +1036,8 @@ mod tests {
             )],
         );
         let text = rules_of(&m);
-        assert!(text.contains("numgen random mod 1 "));
-        assert!(!text.contains("dnat to 10.244.1.6"));
+        assert!(text.contains("dnat to 10.244.1.5:8080"), "{text}");
+        assert!(!text.contains("10.244.1.6"), "{text}");
         let m = model(
             &cfg,
             &services,
@@ -1117,10 +1149,11 @@ mod tests {
         assert!(text.contains("fib saddr type local jump mark-for-masquerade"));
         let local: Vec<&str> = text
             .lines()
-            .filter(|l| l.contains("rule ip t local-"))
+            .filter(|l| l.contains("rule ip t local-") && l.contains("dnat"))
             .collect();
         assert_eq!(local.len(), 1, "{local:?}");
-        assert!(local[0].contains("numgen random mod 1"));
+        // Only node-1's own endpoint, DNATed by the chain itself.
+        assert!(local[0].contains("dnat to 10.244.1.5:8080"), "{local:?}");
     }
 
     #[test]
@@ -1259,7 +1292,8 @@ mod tests {
         assert!(!diff.contains("default/api"), "{diff}");
         assert!(diff.contains("flush chain ip t service-"), "{diff}");
         assert!(diff.contains("dnat to 10.244.1.5:8080"));
-        assert!(diff.contains("delete chain ip t endpoint-"), "{diff}");
+        // Without affinity the service chain DNATs by itself: no endpoint chains to make or drop.
+        assert!(!diff.contains("chain ip t endpoint-"), "{diff}");
         assert!(
             !diff.contains("service-ips"),
             "the ClusterIP's element is unchanged: {diff}"
