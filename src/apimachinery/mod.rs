@@ -2,12 +2,13 @@
 //! `k8s.io/apimachinery` is shared: how query parameters convert ([`params`]), how Go decodes
 //! `[]byte` fields ([`bytes`]), which facts of the Go types decide what a client sees
 //! ([`gotypes`]), and how objects are written on the wire as Go's `encoding/json` writes them
-//! ([`wire`]), the well-known labels ([`labels`]), and the Kubernetes version Orrery is ([`KUBERNETES_VERSION`]). Nothing here knows of any component; every component may import it.
+//! ([`wire`]), the well-known labels ([`labels`]), readiness and load-balancer addresses as every Service reader reads them ([`services`]), and the Kubernetes version Orrery is ([`KUBERNETES_VERSION`]). Nothing here knows of any component; every component may import it.
 
 pub mod bytes;
 pub mod gotypes;
 pub mod labels;
 pub mod params;
+pub mod services;
 pub mod wire;
 
 /// The Kubernetes version Orrery reports: the API server's `/version`, the kubelets'

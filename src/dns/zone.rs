@@ -245,11 +245,7 @@ impl Zone {
             let publish_not_ready = spec.publish_not_ready_addresses.unwrap_or(false);
             for slice in by_service.get(&(namespace, svc)).into_iter().flatten() {
                 for endpoint in &slice.endpoints {
-                    let ready = endpoint
-                        .conditions
-                        .as_ref()
-                        .and_then(|c| c.ready)
-                        .unwrap_or(true);
+                    let ready = crate::apimachinery::services::endpoint_ready(endpoint);
                     if !ready && !publish_not_ready {
                         continue;
                     }

@@ -201,11 +201,7 @@ fn resolve(
                     continue;
                 };
                 for endpoint in &slice.endpoints {
-                    let ready = endpoint
-                        .conditions
-                        .as_ref()
-                        .and_then(|c| c.ready)
-                        .unwrap_or(true);
+                    let ready = crate::apimachinery::services::endpoint_ready(endpoint);
                     if !ready {
                         continue;
                     }

@@ -124,14 +124,8 @@ pub fn service_view(service: &Service, slices: &[&EndpointSlice]) -> Option<Serv
     let cluster_ip: Ipv4Addr = spec.cluster_ip.as_deref()?.parse().ok()?;
     let external = type_ == "NodePort" || type_ == "LoadBalancer";
     let load_balancer_ips = if type_ == "LoadBalancer" {
-        service
-            .status
-            .as_ref()
-            .and_then(|s| s.load_balancer.as_ref())
-            .and_then(|lb| lb.ingress.as_ref())
+        crate::apimachinery::services::load_balancer_ips(service)
             .into_iter()
-            .flatten()
-            .filter_map(|i| i.ip.as_deref()?.parse().ok())
             // The built-in service load balancer's addresses are loopback ones, served by its
             // own proxy on the host (which goes on to a node port): a pod cannot reach them,
             // and a host connection DNATed from loopback to a pod would be dropped.
@@ -185,7 +179,7 @@ pub fn service_view(service: &Service, slices: &[&EndpointSlice]) -> Option<Serv
             };
             for e in &slice.endpoints {
                 let c = e.conditions.as_ref();
-                let ready = c.and_then(|c| c.ready).unwrap_or(true);
+                let ready = crate::apimachinery::services::endpoint_ready(e);
                 let serving = c.and_then(|c| c.serving).unwrap_or(ready);
                 let terminating = c.and_then(|c| c.terminating).unwrap_or(false);
                 // One address per endpoint (the first, as upstream uses).

@@ -10,6 +10,7 @@ use k8s_openapi::api::core::v1::{Node, Service, ServicePort};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 use crate::apimachinery::labels::SERVICE_NAME as SERVICE_NAME_LABEL;
+use crate::apimachinery::services::endpoint_ready;
 
 /// A node with this label is never a load balancer's backend (upstream's service controller).
 pub const EXCLUDE_LABEL: &str = "node.kubernetes.io/exclude-from-external-load-balancers";
@@ -86,17 +87,7 @@ pub fn requested(service: &Service) -> Option<Ipv4Addr> {
 }
 
 /// The IPv4 addresses in the Service's `status.loadBalancer.ingress`.
-pub fn status_ips(service: &Service) -> Vec<Ipv4Addr> {
-    service
-        .status
-        .as_ref()
-        .and_then(|s| s.load_balancer.as_ref())
-        .and_then(|lb| lb.ingress.as_ref())
-        .into_iter()
-        .flatten()
-        .filter_map(|i| i.ip.as_deref()?.parse().ok())
-        .collect()
-}
+pub use crate::apimachinery::services::load_balancer_ips as status_ips;
 
 fn node_ready(node: &Node) -> bool {
     node.status
@@ -156,7 +147,7 @@ pub fn eligible_nodes(
     let local: Option<HashSet<String>> = local_policy(service).then(|| {
         slices_of(service, slices)
             .flat_map(|s| s.endpoints.iter())
-            .filter(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true))
+            .filter(|e| endpoint_ready(e))
             .filter_map(|e| e.node_name.clone())
             .collect()
     });
@@ -232,7 +223,7 @@ fn endpoints(service: &Service, port: &ServicePort, slices: &[&EndpointSlice]) -
             continue;
         };
         for e in &slice.endpoints {
-            if !e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true) {
+            if !endpoint_ready(e) {
                 continue;
             }
             for a in &e.addresses {

@@ -593,7 +593,7 @@ pub fn slice_row(slice: &EndpointSlice) -> SliceRow {
             .iter()
             .flat_map(|e| {
                 let c = e.conditions.clone().unwrap_or_default();
-                let ready = c.ready.unwrap_or(true);
+                let ready = crate::apimachinery::services::endpoint_ready(e);
                 let row = EndpointRow {
                     ip: String::new(),
                     node: e.node_name.clone().unwrap_or_default(),
