@@ -3,7 +3,7 @@
 //! `openssl verify -x509_strict`), the kubelets' endpoints without the API server's certificate,
 //! the state directory's permissions, and a thousand idle connections.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -4,7 +4,7 @@
 //! runs a server), imagePullPolicy, env from ConfigMaps, and volumes written
 //! under the kubelet's root (`<state-dir>/kubelet/node-1`).
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::sync::Arc;

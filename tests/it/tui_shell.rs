@@ -3,7 +3,7 @@
 //! events, the stepper and the components, and every effect really changes the cluster (seen
 //! with kubectl) and shows up in the flow as the dashboard's own request.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! containers for what only they can show (an exit that restarts, an init container's file, the
 //! OOM killer).
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 

@@ -3,7 +3,7 @@
 //! pushed with skopeo) and the built-in `orrery/hello`. Each test has its own cluster name and
 //! pod network so that tests running side by side do not meet.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

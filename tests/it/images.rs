@@ -6,7 +6,7 @@
 //! Tests that unpack images as the runtime would need root and skip (saying so) without it; CI
 //! runs as root. `scripts/test` installs busybox-static, umoci, skopeo and docker-registry.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};

@@ -4,7 +4,7 @@
 //! `stringData` merged into `data`, concurrent patches without a resourceVersion, and
 //! server-side apply of an empty map.
 
-mod common;
+use crate::common;
 
 use common::Cluster;
 use k8s_openapi::api::core::v1::ConfigMap;

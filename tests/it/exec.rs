@@ -3,7 +3,7 @@
 //! `stream`): the API server proxies the upgrade to the kubelet, which speaks WebSocket v5 for
 //! exec and SPDY/3.1 for port-forward.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -6,7 +6,7 @@
 //! The cluster runs on the simulated runtime: the dashboard draws the same flow for real
 //! containers, and the runtime's own hops are tested in `tests/kubelet.rs` and friends.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::Path;

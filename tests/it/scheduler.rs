@@ -2,7 +2,7 @@
 //! spread, a pending pod re-queued when a node changes, and the decisions it publishes at
 //! `/orrery/v1/scheduling/<namespace>/<pod>`.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

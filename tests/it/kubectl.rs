@@ -1,6 +1,6 @@
 //! The real kubectl against `orrery up`, checked on what it prints, as a user sees it.
 
-mod common;
+use crate::common;
 
 use common::{Cluster, rows};
 

@@ -3,7 +3,7 @@
 //! their status follows the components (`orrery component stop|start`), and `kubectl logs`
 //! shows each component's own lines.
 
-mod common;
+use crate::common;
 
 use common::{Cluster, rows};
 

@@ -1,7 +1,7 @@
 //! What only the etcd backend promises: keys and values are etcd's own, readable with `etcdctl`.
 #![cfg(feature = "etcd")]
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

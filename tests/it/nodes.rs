@@ -2,7 +2,7 @@
 //! stop|start`, `orrery component stop|start`, and the real kubectl watching what the cluster
 //! does about it. Also the kubelet's init containers.
 
-mod common;
+use crate::common;
 
 use common::{Cluster, rows};
 

@@ -1,7 +1,7 @@
 //! The workload controllers (Deployment, ReplicaSet, Job) and the garbage collector, end to end
 //! through the real kubectl against `orrery up` with virtual nodes on the simulated runtime.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

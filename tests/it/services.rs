@@ -4,7 +4,7 @@
 //! from the host, a stopped kube-proxy leaving only its node stale, and nothing left after
 //! `orrery down`. And on the simulated runtime: the rules computed and the DNS answers.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::process::Command;

@@ -5,7 +5,7 @@
 //! checks are skipped, unless `ORRERY_REQUIRE_ETCD` or `CI` is set, where they fail instead.
 
 #[cfg(feature = "etcd")]
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

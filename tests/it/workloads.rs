@@ -1,7 +1,7 @@
 //! The DaemonSet and EndpointSlice controllers as a user sees them: the real `kubectl` against
 //! `orrery up` with virtual nodes on the simulated runtime.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

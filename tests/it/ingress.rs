@@ -2,7 +2,7 @@
 //! admission plugin and kubectl's columns) and the built-in ingress controller's data path
 //! (in-process: an API server, the controller, and local HTTP servers standing in for pods).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

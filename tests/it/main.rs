@@ -1,0 +1,34 @@
+//! The integration tests, one binary: each module drives Orrery from outside (the `orrery`
+//! binary, kubectl, kube and the Python client, real containers) at one boundary. One test
+//! crate links the library once instead of once per file, which keeps the build and `target/`
+//! small (the rust-analyzer layout).
+
+mod common;
+
+mod cli;
+mod clients;
+mod containers;
+mod controllers;
+mod dashboard;
+mod exec;
+mod flow;
+mod images;
+mod ingress;
+mod kube_client;
+mod kube_system;
+mod kubectl;
+mod kubelet;
+mod manifests;
+mod network;
+mod nodes;
+mod packages;
+mod proxy;
+mod runtime_libcontainer;
+mod scheduler;
+mod security;
+mod services;
+mod store_conformance;
+mod store_embedded;
+mod store_etcd;
+mod tui_shell;
+mod workloads;
