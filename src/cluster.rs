@@ -14,6 +14,7 @@ use nix::fcntl::{Flock, FlockArg};
 use crate::apiserver::{ApiServer, kubeconfig, server};
 use crate::complog::Component;
 use crate::control_plane;
+use crate::controllers;
 use crate::controllers::daemonset::DaemonSetController;
 use crate::controllers::deployment::DeploymentController;
 use crate::controllers::endpointslice::{EndpointSliceController, KubernetesService};
@@ -35,6 +36,7 @@ use crate::scheduler::run::Scheduler;
 use crate::store::compactor::{CompactionPolicy, Compactor};
 use crate::store::{self, StoreUrl};
 use crate::supervisor::{Role, Supervisor};
+use futures::FutureExt;
 
 /// What `orrery up` was asked for.
 #[derive(Clone, Debug)]
@@ -789,31 +791,52 @@ fn add_node(
     Ok(())
 }
 
-/// The controller manager: every controller, each an API client of its own.
+/// The controller manager: the shared informers, then every controller, each writing as an API
+/// client of its own.
 fn controller_manager(
     api: &Arc<ApiServer>,
     flow: &Flow,
     options: &UpOptions,
 ) -> Vec<tokio::task::JoinHandle<()>> {
-    let client = |name: &str| api.client(&format!("controller/{name}"));
-    let tasks = vec![
-        tokio::spawn(ReplicaSetController::new(client("replicaset"), flow.clone()).run()),
-        tokio::spawn(DeploymentController::new(client("deployment"), flow.clone()).run()),
-        tokio::spawn(NamespaceController::new(client("namespace"), flow.clone()).run()),
-        tokio::spawn(ServiceAccountController::new(client("serviceaccount"), flow.clone()).run()),
-        tokio::spawn(JobController::new(client("job"), flow.clone()).run()),
-        tokio::spawn(GarbageCollector::new(client("garbagecollector"), flow.clone()).run()),
-        tokio::spawn(DaemonSetController::new(client("daemonset"), flow.clone()).run()),
-        tokio::spawn(EndpointSliceController::new(client("endpointslice"), flow.clone()).run()),
-        tokio::spawn(
-            NodeLifecycleController::new(
-                client("nodelifecycle"),
-                flow.clone(),
-                options.node_monitor_grace_period,
-            )
-            .run(),
-        ),
+    let clients = api.clone();
+    let ctx = controllers::Context::new(flow.clone(), move |name| clients.client(name));
+    let client = |name: &str| ctx.client(name);
+    let controllers: Vec<futures::future::BoxFuture<'static, ()>> = vec![
+        ReplicaSetController::new(client("replicaset"), flow.clone())
+            .run()
+            .boxed(),
+        DeploymentController::new(client("deployment"), flow.clone())
+            .run()
+            .boxed(),
+        NamespaceController::new(client("namespace"), flow.clone())
+            .run()
+            .boxed(),
+        ServiceAccountController::new(client("serviceaccount"), flow.clone())
+            .run()
+            .boxed(),
+        JobController::new(client("job"), flow.clone())
+            .run()
+            .boxed(),
+        GarbageCollector::new(client("garbagecollector"), flow.clone())
+            .run()
+            .boxed(),
+        DaemonSetController::new(client("daemonset"), flow.clone())
+            .run()
+            .boxed(),
+        EndpointSliceController::new(client("endpointslice"), flow.clone())
+            .run()
+            .boxed(),
+        NodeLifecycleController::new(
+            client("nodelifecycle"),
+            flow.clone(),
+            options.node_monitor_grace_period,
+        )
+        .run()
+        .boxed(),
     ];
+    // The informers start once every controller has taken the ones it needs.
+    let mut tasks = ctx.factory.start();
+    tasks.extend(controllers.into_iter().map(tokio::spawn));
     for controller in [
         "replicaset-controller",
         "deployment-controller",

@@ -2,12 +2,14 @@
 //! `k8s.io/apimachinery` is shared: how query parameters convert ([`params`]), how Go decodes
 //! `[]byte` fields ([`bytes`]), which facts of the Go types decide what a client sees
 //! ([`gotypes`]), and how objects are written on the wire as Go's `encoding/json` writes them
-//! ([`wire`]), the well-known labels ([`labels`]), readiness and load-balancer addresses as every Service reader reads them ([`services`]), and the Kubernetes version Orrery is ([`KUBERNETES_VERSION`]). Nothing here knows of any component; every component may import it.
+//! ([`wire`]), label selectors and the well-known labels ([`labels`]), resource quantities ([`quantity`]), pod readiness and ownership as every controller reads them ([`pods`]), readiness and load-balancer addresses as every Service reader reads them ([`services`]), and the Kubernetes version Orrery is ([`KUBERNETES_VERSION`]). Nothing here knows of any component; every component may import it.
 
 pub mod bytes;
 pub mod gotypes;
 pub mod labels;
 pub mod params;
+pub mod pods;
+pub mod quantity;
 pub mod services;
 pub mod wire;
 

@@ -184,8 +184,8 @@ fn revision_patch(template: &Value) -> Value {
 
 /// A controller's selector: an empty one selects nothing (for a controller, unlike a plugin).
 fn label_selector_matches(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
-    !crate::scheduler::labels::is_empty(selector)
-        && crate::scheduler::labels::matches(selector, labels)
+    !crate::apimachinery::labels::is_empty(selector)
+        && crate::apimachinery::labels::matches(selector, labels)
 }
 
 fn controller_uid(

@@ -1,5 +1,9 @@
-//! The controller manager's controllers, each an ordinary API client (list + watch + write
-//! through the API server), in-process like every Orrery component.
+//! The controller manager's controllers, built as kube-controller-manager builds them: every
+//! controller reads from one [`SharedInformerFactory`] (one list+watch per resource type, shared
+//! caches with indexes), turns changes into keys on its own [`workqueue::WorkQueue`], and
+//! reconciles one key at a time with [`workqueue::run_workers`]; controllers that create pods
+//! share one [`expectations::Expectations`]. Every write goes through the API server under the
+//! controller's own name (`controller/<name>`), as an ordinary API client.
 //!
 //! So far: the Deployment ([`deployment`]), ReplicaSet ([`replicaset`]), DaemonSet
 //! ([`daemonset`]), Job ([`job`]), EndpointSlice and Endpoints ([`endpointslice`]), Namespace
@@ -9,12 +13,47 @@
 pub mod daemonset;
 pub mod deployment;
 pub mod endpointslice;
+pub mod expectations;
 pub mod garbagecollector;
 pub mod job;
 pub mod namespace;
 pub mod nodelifecycle;
 pub mod replicaset;
 pub mod serviceaccount;
+pub mod workqueue;
+
+use crate::flow::Flow;
+use crate::informers::SharedInformerFactory;
+
+/// The user name the shared informers list and watch as: one watch per resource on the flow.
+pub const INFORMERS_CLIENT: &str = "controller-manager";
+
+/// What every controller is built from: the shared informers, the flow, and a client per
+/// controller for its writes.
+pub struct Context {
+    /// The informers all controllers share.
+    pub factory: SharedInformerFactory,
+    /// The flow the controllers' hops go on.
+    pub flow: Flow,
+    clients: Box<dyn Fn(&str) -> kube::Client + Send + Sync>,
+}
+
+impl Context {
+    /// A context whose controllers get their clients from `clients` (given `controller/<name>`),
+    /// and whose informers watch through `clients(INFORMERS_CLIENT)`.
+    pub fn new(flow: Flow, clients: impl Fn(&str) -> kube::Client + Send + Sync + 'static) -> Self {
+        Context {
+            factory: SharedInformerFactory::new(clients(INFORMERS_CLIENT)),
+            flow,
+            clients: Box::new(clients),
+        }
+    }
+
+    /// The client a controller writes with: user `controller/<controller>`.
+    pub fn client(&self, controller: &str) -> kube::Client {
+        (self.clients)(&format!("controller/{controller}"))
+    }
+}
 
 /// Records a core/v1 Event about `object` (its kind, namespace, name and uid), as controllers do.
 pub(crate) async fn event<K: kube::Resource<DynamicType = ()>>(

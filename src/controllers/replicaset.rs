@@ -49,8 +49,8 @@ fn selector_matches(rs: &ReplicaSet, pod: &Pod) -> bool {
         return false;
     };
     let labels = pod.metadata.labels.clone().unwrap_or_default();
-    !crate::scheduler::labels::is_empty(selector)
-        && crate::scheduler::labels::matches(selector, &labels)
+    !crate::apimachinery::labels::is_empty(selector)
+        && crate::apimachinery::labels::matches(selector, &labels)
 }
 
 fn controller_uid(pod: &Pod) -> Option<String> {

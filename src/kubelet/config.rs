@@ -5,8 +5,8 @@
 
 use k8s_openapi::api::core::v1::{Container, Pod};
 
+use crate::apimachinery::quantity;
 use crate::runtime::{LogLine, Resources, Security};
-use crate::scheduler::quantity;
 
 /// Why the container's config cannot be made (a `CreateContainerConfigError`).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -411,7 +411,7 @@ pub(crate) fn resource_value(
     divisor: &str,
     node: &NodeFacts,
 ) -> Result<String, EnvError> {
-    use crate::scheduler::quantity;
+    use crate::apimachinery::quantity;
     let bad = || EnvError::Resource(resource.to_owned());
     let resources = container.resources.as_ref();
     let get = |which: &str, name: &str| -> Option<String> {

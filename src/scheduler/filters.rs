@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Node, Pod, Taint, Toleration};
 
-use super::quantity;
+use crate::apimachinery::quantity;
 
 /// A node and the pods already on it, with what they add up to (kube-scheduler's `NodeInfo`):
 /// the scheduler's cache keeps one per node and updates the sums as pods come and go, so no

@@ -20,7 +20,8 @@ use k8s_openapi::api::core::v1::{Pod, PodAffinityTerm};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
 
 use super::filters::{Filter, NodeInfo};
-use super::{labels, scores};
+use super::scores;
+use crate::apimachinery::labels;
 
 /// The plugin's name.
 pub const NAME: &str = "InterPodAffinity";

@@ -7,16 +7,14 @@
 //! The plugins are pure functions over `k8s-openapi` types and the cache's [`filters::NodeInfo`]:
 //! filters with their reasons in kube-scheduler's words ([`filters`], [`affinity`],
 //! [`topology`], [`interpod`]), scores with kube-scheduler's formulas, weights and normalisation
-//! ([`scores`] and the same modules), label selectors ([`labels`]) and resource quantities
-//! ([`quantity`]). The loop ([`run`]) is an API client like every component: it never reads the
+//! ([`scores`] and the same modules); label selectors and resource quantities come from
+//! [`crate::apimachinery`]. The loop ([`run`]) is an API client like every component: it never reads the
 //! store.
 
 pub mod affinity;
 pub mod cache;
 pub mod filters;
 pub mod interpod;
-pub mod labels;
-pub mod quantity;
 pub mod queue;
 pub mod run;
 pub mod scores;

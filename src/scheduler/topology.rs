@@ -19,7 +19,8 @@ use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
 
 use super::filters::{self, Filter, NodeInfo};
-use super::{affinity, labels, scores};
+use super::{affinity, scores};
+use crate::apimachinery::labels;
 
 /// The plugin's name.
 pub const NAME: &str = "PodTopologySpread";

@@ -1,5 +1,11 @@
-//! What every component's watch loop shares (client-go calls these informers): caches filled by
-//! kube-runtime reflectors, primed before the first pass, then woken by batches of changes.
+//! What every component's watch loop shares (client-go calls these informers): the controller
+//! manager's [`SharedInformerFactory`] (one cache per resource type for every controller, with
+//! indexes and event handlers), and for the other components caches filled by kube-runtime
+//! reflectors, primed before the first pass, then woken by batches of changes.
+
+mod shared;
+
+pub use shared::{BY_OWNER, Change, Informer, SharedInformerFactory, Watched};
 
 use std::future::Future;
 use std::time::Duration;
