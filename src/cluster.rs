@@ -802,18 +802,10 @@ fn controller_manager(
     let ctx = controllers::Context::new(flow.clone(), move |name| clients.client(name));
     let client = |name: &str| ctx.client(name);
     let controllers: Vec<futures::future::BoxFuture<'static, ()>> = vec![
-        ReplicaSetController::new(client("replicaset"), flow.clone())
-            .run()
-            .boxed(),
-        DeploymentController::new(client("deployment"), flow.clone())
-            .run()
-            .boxed(),
-        NamespaceController::new(client("namespace"), flow.clone())
-            .run()
-            .boxed(),
-        ServiceAccountController::new(client("serviceaccount"), flow.clone())
-            .run()
-            .boxed(),
+        ReplicaSetController::new(&ctx).run().boxed(),
+        DeploymentController::new(&ctx).run().boxed(),
+        NamespaceController::new(&ctx).run().boxed(),
+        ServiceAccountController::new(&ctx).run().boxed(),
         JobController::new(client("job"), flow.clone())
             .run()
             .boxed(),

@@ -7,20 +7,22 @@
 
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
-use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use kube::runtime::watcher;
 use serde_json::{Value, json};
 
-use super::event;
+use super::workqueue::{Action, Key, WorkQueue, run_workers};
+use super::{Context, event};
+use crate::apimachinery::pods::controller_ref;
 use crate::flow::{Flow, FlowEvent};
+use crate::informers::{BY_OWNER, Change, Informer};
 
 const COMPONENT: &str = "controller/deployment";
 const REVISION: &str = "deployment.kubernetes.io/revision";
 const HASH_LABEL: &str = "pod-template-hash";
+/// How many Deployments are reconciled at once (upstream's `--concurrent-deployment-syncs`).
+const WORKERS: usize = 5;
 
 /// The template's hash, in the alphabet Kubernetes uses for generated names.
 fn template_hash(template: &Value) -> String {
@@ -85,33 +87,66 @@ fn revision(rs: &ReplicaSet) -> i64 {
 pub struct DeploymentController {
     client: kube::Client,
     flow: Flow,
+    deployments: Informer<Deployment>,
+    sets: Informer<ReplicaSet>,
+    queue: WorkQueue,
+}
+
+/// The key of the Deployment a ReplicaSet names as its controller.
+fn owner_key(rs: &ReplicaSet) -> Option<Key> {
+    let owner = controller_ref(&rs.metadata)?;
+    (owner.kind == "Deployment").then(|| {
+        Key::new(
+            rs.metadata.namespace.clone().unwrap_or_default(),
+            owner.name.clone(),
+        )
+    })
 }
 
 impl DeploymentController {
-    /// A controller talking to the API server through `client`.
-    pub fn new(client: kube::Client, flow: Flow) -> Self {
-        DeploymentController { client, flow }
+    /// A controller on the shared informers of `ctx`, writing as `controller/deployment`.
+    pub fn new(ctx: &Context) -> Self {
+        let deployments = ctx.factory.informer::<Deployment>();
+        let sets = ctx.factory.informer::<ReplicaSet>();
+        let queue = WorkQueue::new("deployment");
+        let q = queue.clone();
+        deployments.add_handler(move |change| q.add(Key::of(change.object())));
+        let q = queue.clone();
+        sets.add_handler(move |change| {
+            if let Change::Update { old, new } = &change
+                && owner_key(old) != owner_key(new)
+                && let Some(key) = owner_key(old)
+            {
+                q.add(key);
+            }
+            if let Some(key) = owner_key(change.object()) {
+                q.add(key);
+            }
+        });
+        DeploymentController {
+            client: ctx.client("deployment"),
+            flow: ctx.flow.clone(),
+            deployments,
+            sets,
+            queue,
+        }
     }
 
-    /// Watches Deployments and ReplicaSets and reconciles, forever.
+    /// Waits for the caches, then reconciles one Deployment per key, forever.
     pub async fn run(self) {
-        let (deployments, d_events) =
-            crate::informers::cache::<Deployment>(&self.client, watcher::Config::default());
-        let (sets, s_events) =
-            crate::informers::cache::<ReplicaSet>(&self.client, watcher::Config::default());
-        let mut changes = futures::stream::select(d_events, s_events).boxed();
-        crate::informers::prime(&mut changes, async {
-            let _ = deployments.wait_until_ready().await;
-            let _ = sets.wait_until_ready().await;
-        })
-        .await;
-        let mut pace = crate::informers::Pace::default();
-        loop {
-            for d in deployments.state() {
-                self.reconcile(&d, &sets.state()).await;
-            }
-            crate::informers::next_batch(&mut changes, Duration::from_secs(5), &mut pace).await;
+        self.deployments.synced().await;
+        self.sets.synced().await;
+        run_workers(self.queue.clone(), WORKERS, |key| self.sync(key)).await;
+    }
+
+    /// Reconciles the Deployment `key` from the caches.
+    async fn sync(&self, key: Key) -> Result<Action, std::convert::Infallible> {
+        if let Some(d) = self.deployments.get(&key.namespace, &key.name) {
+            let uid = d.metadata.uid.clone().unwrap_or_default();
+            self.reconcile(&d, &self.sets.by_index(BY_OWNER, &uid))
+                .await;
         }
+        Ok(Action::Done)
     }
 
     async fn scale(&self, api: &Api<ReplicaSet>, d: &Deployment, rs: &ReplicaSet, to: i64) {

@@ -4,14 +4,15 @@
 
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, PostParams};
 use kube::discovery::{ApiResource, Discovery, Scope, verbs};
-use kube::runtime::watcher;
 use serde_json::json;
 
+use super::Context;
+use super::workqueue::{Action, Key, WorkQueue, run_workers};
 use crate::flow::{Flow, FlowEvent};
+use crate::informers::Informer;
 
 const COMPONENT: &str = "controller/namespace";
 
@@ -19,12 +20,33 @@ const COMPONENT: &str = "controller/namespace";
 pub struct NamespaceController {
     client: kube::Client,
     flow: Flow,
+    namespaces: Informer<Namespace>,
+    queue: WorkQueue,
+    /// The namespaced resources discovery listed, learnt at the first deletion.
+    resources: tokio::sync::Mutex<Vec<ApiResource>>,
 }
+
+/// How soon a namespace that is not empty yet is looked at again.
+const RECHECK: Duration = Duration::from_secs(1);
 
 impl NamespaceController {
     /// A controller talking to the API server through `client`.
-    pub fn new(client: kube::Client, flow: Flow) -> Self {
-        NamespaceController { client, flow }
+    pub fn new(ctx: &Context) -> Self {
+        let namespaces = ctx.factory.informer::<Namespace>();
+        let queue = WorkQueue::new("namespace");
+        let q = queue.clone();
+        namespaces.add_handler(move |change| {
+            if change.object().metadata.deletion_timestamp.is_some() {
+                q.add(Key::of(change.object()));
+            }
+        });
+        NamespaceController {
+            client: ctx.client("namespace"),
+            flow: ctx.flow.clone(),
+            namespaces,
+            queue,
+            resources: tokio::sync::Mutex::default(),
+        }
     }
 
     /// Every namespaced resource that can be listed and deleted, from discovery.
@@ -46,28 +68,37 @@ impl NamespaceController {
 
     /// Watches namespaces and empties the ones being deleted, forever.
     pub async fn run(self) {
-        let (namespaces, mut changes) =
-            crate::informers::cache::<Namespace>(&self.client, watcher::Config::default());
-        let mut resources: Vec<ApiResource> = Vec::new();
-        loop {
-            let terminating: Vec<_> = namespaces
-                .state()
-                .into_iter()
-                .filter(|n| n.metadata.deletion_timestamp.is_some())
-                .collect();
-            if !terminating.is_empty() && resources.is_empty() {
-                resources = self.resources().await;
-            }
-            for namespace in terminating {
-                self.empty(&namespace, &resources).await;
-            }
-            let _ = tokio::time::timeout(Duration::from_secs(1), changes.next()).await;
-        }
+        self.namespaces.synced().await;
+        run_workers(self.queue.clone(), 1, |key| self.sync(key)).await;
     }
 
-    async fn empty(&self, namespace: &Namespace, resources: &[ApiResource]) {
+    /// Empties the terminating namespace `key`, then finalizes it; until it is empty, looks
+    /// again every [`RECHECK`].
+    async fn sync(&self, key: Key) -> Result<Action, std::convert::Infallible> {
+        let Some(namespace) = self.namespaces.get("", &key.name) else {
+            return Ok(Action::Done);
+        };
+        if namespace.metadata.deletion_timestamp.is_none() {
+            return Ok(Action::Done);
+        }
+        let resources = {
+            let mut known = self.resources.lock().await;
+            if known.is_empty() {
+                *known = self.resources().await;
+            }
+            known.clone()
+        };
+        Ok(if self.empty(&namespace, &resources).await {
+            Action::Done
+        } else {
+            Action::RequeueAfter(RECHECK)
+        })
+    }
+
+    /// Deletes what is left in the namespace; whether it was empty (and is now finalized).
+    async fn empty(&self, namespace: &Namespace, resources: &[ApiResource]) -> bool {
         let Some(name) = namespace.metadata.name.clone() else {
-            return;
+            return true;
         };
         let mut remaining = 0;
         for resource in resources {
@@ -103,7 +134,7 @@ impl NamespaceController {
             }
         }
         if remaining > 0 {
-            return;
+            return false;
         }
         let finalizers = namespace
             .spec
@@ -123,7 +154,9 @@ impl NamespaceController {
                 .await
             {
                 tracing::debug!(%error, namespace = %name, "could not finalize");
+                return false;
             }
         }
+        true
     }
 }

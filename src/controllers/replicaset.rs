@@ -4,44 +4,27 @@
 //! it remembers what it has asked for ("expectations") and does not act on a ReplicaSet again
 //! until its own creates and deletes have shown up, so a lagging cache never doubles a scale-up.
 
-use std::collections::{HashMap, HashSet};
-use std::time::Duration;
+use std::sync::Arc;
 
-use futures::StreamExt;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use kube::runtime::watcher;
 use serde_json::json;
 
-use super::event;
+use super::expectations::Expectations;
+use super::workqueue::{Action, Key, WorkQueue, run_workers};
+use super::{Context, event};
+use crate::apimachinery::pods::{
+    controller_ref, controller_uid, is_active, is_available, is_ready, until_available,
+};
 use crate::flow::{Flow, FlowEvent};
+use crate::informers::{BY_OWNER, Change, Informer, ORPHANS};
 
 const COMPONENT: &str = "controller/replicaset";
 /// The most pods created or deleted in one pass (upstream's `BurstReplicas`).
 const BURST: usize = 500;
-
-/// What the controller has asked for and not yet seen, per ReplicaSet uid.
-#[derive(Default)]
-struct Expectations {
-    creates: HashMap<String, HashSet<String>>,
-    deletes: HashMap<String, HashSet<String>>,
-}
-
-impl Expectations {
-    /// Forgets what has been observed (a created pod that exists; a deleted pod that is gone
-    /// or terminating); whether nothing is left pending for `uid`.
-    fn satisfied(&mut self, uid: &str, existing: &HashSet<String>, live: &HashSet<String>) -> bool {
-        if let Some(c) = self.creates.get_mut(uid) {
-            c.retain(|name| !existing.contains(name));
-        }
-        if let Some(d) = self.deletes.get_mut(uid) {
-            d.retain(|name| live.contains(name));
-        }
-        self.creates.get(uid).is_none_or(HashSet::is_empty)
-            && self.deletes.get(uid).is_none_or(HashSet::is_empty)
-    }
-}
+/// How many ReplicaSets are reconciled at once (upstream's `--concurrent-replicaset-syncs`).
+const WORKERS: usize = 5;
 
 /// Whether the ReplicaSet's selector selects the pod (an empty selector selects nothing).
 fn selector_matches(rs: &ReplicaSet, pod: &Pod) -> bool {
@@ -53,57 +36,120 @@ fn selector_matches(rs: &ReplicaSet, pod: &Pod) -> bool {
         && crate::apimachinery::labels::matches(selector, &labels)
 }
 
-fn controller_uid(pod: &Pod) -> Option<String> {
-    pod.metadata
-        .owner_references
-        .iter()
-        .flatten()
-        .find(|r| r.controller == Some(true))
-        .map(|r| r.uid.clone())
-}
-
-fn is_active(pod: &Pod) -> bool {
-    pod.metadata.deletion_timestamp.is_none()
-        && !matches!(
-            pod.status.as_ref().and_then(|s| s.phase.as_deref()),
-            Some("Succeeded" | "Failed")
-        )
-}
-
-fn is_ready(pod: &Pod) -> bool {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
-
-/// Ready for at least `min_ready` seconds (a pod's "available", as upstream counts it).
-fn is_available(pod: &Pod, min_ready: i32, now: jiff::Timestamp) -> bool {
-    let since = pod
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .and_then(|c| c.iter().find(|c| c.type_ == "Ready" && c.status == "True"))
-        .map(|c| c.last_transition_time.as_ref().map(|t| t.0));
-    match since {
-        None => false,
-        Some(_) if min_ready <= 0 => true,
-        Some(None) => false,
-        Some(Some(t)) => now.duration_since(t).as_secs() >= i64::from(min_ready),
-    }
-}
-
 /// The ReplicaSet controller; runs until its task is aborted.
 pub struct ReplicaSetController {
     client: kube::Client,
     flow: Flow,
+    sets: Informer<ReplicaSet>,
+    pods: Informer<Pod>,
+    queue: WorkQueue,
+    expectations: Expectations,
+}
+
+/// The key of the ReplicaSet that controls `pod`, if it is one the cache knows (same uid).
+fn owner_key(sets: &Informer<ReplicaSet>, pod: &Pod) -> Option<Key> {
+    let owner = controller_ref(&pod.metadata)?;
+    if owner.kind != "ReplicaSet" {
+        return None;
+    }
+    let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
+    let rs = sets.get(namespace, &owner.name)?;
+    (rs.metadata.uid.as_deref() == Some(owner.uid.as_str())).then(|| Key::of(&*rs))
+}
+
+/// Queues every ReplicaSet in the orphan's namespace whose selector matches it (one may adopt it).
+fn enqueue_adopters(sets: &Informer<ReplicaSet>, queue: &WorkQueue, pod: &Pod) {
+    let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
+    for rs in sets.list_namespace(namespace) {
+        if selector_matches(&rs, pod) {
+            queue.add(Key::of(&*rs));
+        }
+    }
 }
 
 impl ReplicaSetController {
-    /// A controller talking to the API server through `client`.
-    pub fn new(client: kube::Client, flow: Flow) -> Self {
-        ReplicaSetController { client, flow }
+    /// A controller on the shared informers of `ctx`, writing as `controller/replicaset`.
+    pub fn new(ctx: &Context) -> Self {
+        let sets = ctx.factory.informer::<ReplicaSet>();
+        let pods = ctx.factory.informer::<Pod>();
+        let queue = WorkQueue::new("replicaset");
+        let expectations = Expectations::default();
+        {
+            let (queue, expectations) = (queue.clone(), expectations.clone());
+            sets.add_handler(move |change| {
+                let key = Key::of(change.object());
+                if let Change::Delete(_) = change {
+                    expectations.forget(&key.to_string());
+                }
+                queue.add(key);
+            });
+        }
+        {
+            let (sets, queue, expectations) = (sets.clone(), queue.clone(), expectations.clone());
+            pods.add_handler(move |change| {
+                let name = |p: &Pod| p.metadata.name.clone().unwrap_or_default();
+                match change {
+                    // Upstream's addPod / updatePod / deletePod: a pod that shows up is an
+                    // observed creation, one that goes (or starts terminating) an observed
+                    // deletion; either way its owner looks again, and an orphan's candidates do.
+                    Change::Add(pod) => match owner_key(&sets, pod) {
+                        Some(key) => {
+                            if pod.metadata.deletion_timestamp.is_some() {
+                                expectations.deletion_observed(&key.to_string(), &name(pod));
+                            } else {
+                                expectations.creation_observed(&key.to_string());
+                            }
+                            queue.add(key);
+                        }
+                        None if controller_ref(&pod.metadata).is_none() => {
+                            enqueue_adopters(&sets, &queue, pod)
+                        }
+                        None => {}
+                    },
+                    Change::Update { old, new } => {
+                        let old_key = owner_key(&sets, old);
+                        let new_key = owner_key(&sets, new);
+                        if let Some(key) = &new_key
+                            && new.metadata.deletion_timestamp.is_some()
+                            && old.metadata.deletion_timestamp.is_none()
+                        {
+                            expectations.deletion_observed(&key.to_string(), &name(new));
+                        }
+                        if old_key != new_key
+                            && let Some(key) = old_key
+                        {
+                            queue.add(key);
+                        }
+                        match new_key {
+                            Some(key) => queue.add(key),
+                            None if controller_ref(&new.metadata).is_none()
+                                && (old.metadata.labels != new.metadata.labels
+                                    || controller_ref(&old.metadata).is_some()) =>
+                            {
+                                enqueue_adopters(&sets, &queue, new)
+                            }
+                            None => {}
+                        }
+                    }
+                    Change::Delete(pod) => {
+                        if let Some(key) = owner_key(&sets, pod) {
+                            expectations.deletion_observed(&key.to_string(), &name(pod));
+                            queue.add(key);
+                        }
+                    }
+                }
+            });
+        }
+        ReplicaSetController {
+            client: ctx.client("replicaset"),
+            flow: ctx.flow.clone(),
+            sets,
+            pods,
+            queue,
+            expectations,
+        }
     }
+
     /// The flow event of a hop this controller takes.
     fn hop(&self, verb: &str, rs: &ReplicaSet, detail: String) -> FlowEvent {
         let mut e = FlowEvent::new(COMPONENT, "apiserver", verb)
@@ -117,68 +163,51 @@ impl ReplicaSetController {
         e
     }
 
-    /// Watches ReplicaSets and pods and reconciles, forever.
+    /// Waits for the caches, then reconciles one ReplicaSet per key, forever.
     pub async fn run(self) {
-        let (sets, set_events) =
-            crate::informers::cache::<ReplicaSet>(&self.client, watcher::Config::default());
-        let (pods, pod_events) =
-            crate::informers::cache::<Pod>(&self.client, watcher::Config::default());
-        let mut changes = futures::stream::select(set_events, pod_events).boxed();
-        crate::informers::prime(&mut changes, async {
-            let _ = sets.wait_until_ready().await;
-            let _ = pods.wait_until_ready().await;
-        })
-        .await;
-        let mut expectations = Expectations::default();
-        let mut pace = crate::informers::Pace::default();
-        loop {
-            for rs in sets.state() {
-                self.reconcile(&rs, &pods.state(), &mut expectations).await;
-            }
-            crate::informers::next_batch(&mut changes, Duration::from_secs(5), &mut pace).await;
-        }
+        self.sets.synced().await;
+        self.pods.synced().await;
+        run_workers(self.queue.clone(), WORKERS, |key| self.sync(key)).await;
     }
 
-    async fn reconcile(
-        &self,
-        rs: &ReplicaSet,
-        all: &[std::sync::Arc<Pod>],
-        expectations: &mut Expectations,
-    ) {
+    /// Reconciles the ReplicaSet `key` from the caches.
+    async fn sync(&self, key: Key) -> Result<Action, std::convert::Infallible> {
+        let Some(rs) = self.sets.get(&key.namespace, &key.name) else {
+            self.expectations.forget(&key.to_string());
+            return Ok(Action::Done);
+        };
+        if !self.expectations.satisfied(&key.to_string()) {
+            return Ok(Action::Done);
+        }
+        Ok(self.reconcile(&rs, &key).await)
+    }
+
+    /// Brings one ReplicaSet's pods to its `replicas` and writes its status; when to look again.
+    async fn reconcile(&self, rs: &ReplicaSet, key: &Key) -> Action {
         let (Some(namespace), Some(name), Some(uid)) = (
             rs.metadata.namespace.clone(),
             rs.metadata.name.clone(),
             rs.metadata.uid.clone(),
         ) else {
-            return;
+            return Action::Done;
         };
         if rs.metadata.deletion_timestamp.is_some() {
-            return;
+            return Action::Done;
         }
-        let in_namespace: Vec<&Pod> = all
-            .iter()
-            .map(|p| &**p)
-            .filter(|p| p.metadata.namespace.as_deref() == Some(&namespace))
+        let key = key.to_string();
+        // Its own pods and the namespace's orphans: the only pods it may act on.
+        let candidates: Vec<Arc<Pod>> = self
+            .pods
+            .by_index(BY_OWNER, &uid)
+            .into_iter()
+            .chain(self.pods.by_index(ORPHANS, &namespace))
             .collect();
-        let names: HashSet<String> = in_namespace
-            .iter()
-            .filter_map(|p| p.metadata.name.clone())
-            .collect();
-        // A pod being deleted counts as deleted, as upstream's expectations count it.
-        let live: HashSet<String> = in_namespace
-            .iter()
-            .filter(|p| p.metadata.deletion_timestamp.is_none())
-            .filter_map(|p| p.metadata.name.clone())
-            .collect();
-        if !expectations.satisfied(&uid, &names, &live) {
-            return;
-        }
+        let in_namespace: Vec<&Pod> = candidates.iter().map(|p| &**p).collect();
         let pods_api: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
         // Adopt orphans the selector matches.
-        for orphan in in_namespace
-            .iter()
-            .filter(|p| controller_uid(p).is_none() && is_active(p) && selector_matches(rs, p))
-        {
+        for orphan in in_namespace.iter().filter(|p| {
+            controller_uid(&p.metadata).is_none() && is_active(p) && selector_matches(rs, p)
+        }) {
             let owner = json!({"metadata": {"ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": name, "uid": uid, "controller": true, "blockOwnerDeletion": true}]}});
             if let Some(pod_name) = &orphan.metadata.name {
                 let _ = pods_api
@@ -188,10 +217,9 @@ impl ReplicaSetController {
         }
         // Release the pods whose labels no longer match (`kubectl label pod x app-`): they are
         // no longer this ReplicaSet's, and it replaces them.
-        for stray in in_namespace
-            .iter()
-            .filter(|p| controller_uid(p).as_deref() == Some(&uid) && !selector_matches(rs, p))
-        {
+        for stray in in_namespace.iter().filter(|p| {
+            controller_uid(&p.metadata) == Some(uid.as_str()) && !selector_matches(rs, p)
+        }) {
             let (Some(pod_name), Some(pod_uid)) = (&stray.metadata.name, &stray.metadata.uid)
             else {
                 continue;
@@ -216,7 +244,7 @@ impl ReplicaSetController {
             .iter()
             .copied()
             .filter(|p| {
-                controller_uid(p).as_deref() == Some(&uid)
+                controller_uid(&p.metadata) == Some(uid.as_str())
                     && is_active(p)
                     && selector_matches(rs, p)
             })
@@ -260,6 +288,7 @@ impl ReplicaSetController {
                 let size = batch.min(remaining);
                 remaining -= size;
                 batch *= 2;
+                self.expectations.expect_creations(&key, size);
                 let results =
                     futures::future::join_all((0..size).map(|_| pods_api.create(&params, &pod)))
                         .await;
@@ -269,11 +298,6 @@ impl ReplicaSetController {
                     outcomes.push(match result {
                         Ok(created) => {
                             let pod_name = created.metadata.name.unwrap_or_default();
-                            expectations
-                                .creates
-                                .entry(uid.clone())
-                                .or_default()
-                                .insert(pod_name.clone());
                             (
                                 "SuccessfulCreate",
                                 "Normal",
@@ -281,6 +305,8 @@ impl ReplicaSetController {
                             )
                         }
                         Err(error) => {
+                            // It will never show up.
+                            self.expectations.creation_observed(&key);
                             failed = true;
                             (
                                 "FailedCreate",
@@ -323,20 +349,22 @@ impl ReplicaSetController {
                     format!("{} of {wanted} pods exist: deleting {extra}", owned.len()),
                 ))
                 .await;
-            for pod in owned.iter().take(extra) {
-                let Some(pod_name) = pod.metadata.name.clone() else {
-                    continue;
-                };
+            let doomed: Vec<String> = owned
+                .iter()
+                .take(extra)
+                .filter_map(|p| p.metadata.name.clone())
+                .collect();
+            self.expectations
+                .expect_deletions(&key, doomed.iter().cloned());
+            for pod_name in doomed {
                 if pods_api
                     .delete(&pod_name, &DeleteParams::default())
                     .await
-                    .is_ok()
+                    .is_err()
                 {
-                    expectations
-                        .deletes
-                        .entry(uid.clone())
-                        .or_default()
-                        .insert(pod_name.clone());
+                    // It will not go.
+                    self.expectations.deletion_observed(&key, &pod_name);
+                } else {
                     event(
                         &self.client,
                         rs,
@@ -360,8 +388,13 @@ impl ReplicaSetController {
         let now = jiff::Timestamp::now();
         let available = owned
             .iter()
-            .filter(|p| is_available(p, min_ready, now))
+            .filter(|p| is_available(p, i64::from(min_ready), now))
             .count() as i32;
+        // A ready pod that is not yet available becomes so after minReadySeconds: look then.
+        let next = owned
+            .iter()
+            .filter_map(|p| until_available(p, i64::from(min_ready), now))
+            .min();
         let status = json!({
             "replicas": replicas,
             "fullyLabeledReplicas": replicas,
@@ -388,5 +421,6 @@ impl ReplicaSetController {
                 )
                 .await;
         }
+        next.map_or(Action::Done, Action::RequeueAfter)
     }
 }

@@ -1,75 +1,95 @@
 //! The ServiceAccount controller: every active namespace has a `default` ServiceAccount, which
 //! pods use unless they name another.
 
-use std::collections::HashSet;
-use std::time::Duration;
-
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use kube::api::{Api, PostParams};
-use kube::runtime::watcher;
 
+use super::Context;
+use super::workqueue::{Action, Key, WorkQueue, run_workers};
 use crate::flow::{Flow, FlowEvent};
+use crate::informers::{Change, Informer};
 
-/// The ServiceAccount controller; runs until its task is aborted.
+/// Gives every namespace its `default` ServiceAccount; runs until its task is aborted.
 pub struct ServiceAccountController {
     client: kube::Client,
     flow: Flow,
+    namespaces: Informer<Namespace>,
+    accounts: Informer<ServiceAccount>,
+    /// Keyed by namespace name.
+    queue: WorkQueue,
 }
 
 impl ServiceAccountController {
-    /// A controller talking to the API server through `client`.
-    pub fn new(client: kube::Client, flow: Flow) -> Self {
-        ServiceAccountController { client, flow }
+    /// A controller on the shared informers of `ctx`, writing as `controller/serviceaccount`.
+    pub fn new(ctx: &Context) -> Self {
+        let namespaces = ctx.factory.informer::<Namespace>();
+        let accounts = ctx.factory.informer::<ServiceAccount>();
+        let queue = WorkQueue::new("serviceaccount");
+        let q = queue.clone();
+        namespaces.add_handler(move |change| {
+            if !matches!(change, Change::Delete(_)) {
+                q.add(Key::of(change.object()));
+            }
+        });
+        let q = queue.clone();
+        accounts.add_handler(move |change| {
+            if let Change::Delete(sa) = change
+                && sa.metadata.name.as_deref() == Some("default")
+            {
+                q.add(Key::new(
+                    "",
+                    sa.metadata.namespace.clone().unwrap_or_default(),
+                ));
+            }
+        });
+        ServiceAccountController {
+            client: ctx.client("serviceaccount"),
+            flow: ctx.flow.clone(),
+            namespaces,
+            accounts,
+            queue,
+        }
     }
 
-    /// Watches namespaces and service accounts, and creates missing `default` accounts, forever.
+    /// Waits for the caches, then gives each namespace key its account, forever.
     pub async fn run(self) {
-        let (namespaces, ns_events) =
-            crate::informers::cache::<Namespace>(&self.client, watcher::Config::default());
-        let sa_config = watcher::Config::default().fields("metadata.name=default");
-        let (accounts, sa_events) =
-            crate::informers::cache::<ServiceAccount>(&self.client, sa_config);
-        let mut changes = futures::stream::select(ns_events, sa_events).boxed();
-        crate::informers::prime(&mut changes, async {
-            let _ = namespaces.wait_until_ready().await;
-            let _ = accounts.wait_until_ready().await;
-        })
-        .await;
-        let mut pace = crate::informers::Pace::default();
-        loop {
-            let have: HashSet<String> = accounts
-                .state()
-                .iter()
-                .filter_map(|sa| sa.metadata.namespace.clone())
-                .collect();
-            for ns in namespaces.state() {
-                let Some(name) = ns.metadata.name.clone() else {
-                    continue;
-                };
-                if ns.metadata.deletion_timestamp.is_some() || have.contains(&name) {
-                    continue;
-                }
-                self.flow
-                    .gate_emit(
-                        FlowEvent::new("controller/serviceaccount", "apiserver", "CREATE")
-                            .object("ServiceAccount", &name, "default")
-                            .detail(format!("namespace {name} gets its default ServiceAccount")),
-                    )
-                    .await;
-                let api: Api<ServiceAccount> = Api::namespaced(self.client.clone(), &name);
-                let account = ServiceAccount {
-                    metadata: kube::api::ObjectMeta {
-                        name: Some("default".into()),
-                        ..Default::default()
-                    },
-                    ..Default::default()
-                };
-                if let Err(error) = api.create(&PostParams::default(), &account).await {
-                    tracing::debug!(%error, namespace = %name, "could not create the default ServiceAccount");
-                }
+        self.namespaces.synced().await;
+        self.accounts.synced().await;
+        run_workers(self.queue.clone(), 1, |key| self.sync(key)).await;
+    }
+
+    /// Creates the namespace's `default` ServiceAccount if it is missing.
+    async fn sync(&self, key: Key) -> Result<Action, kube::Error> {
+        let name = key.name;
+        let Some(ns) = self.namespaces.get("", &name) else {
+            return Ok(Action::Done);
+        };
+        if ns.metadata.deletion_timestamp.is_some() || self.accounts.get(&name, "default").is_some()
+        {
+            return Ok(Action::Done);
+        }
+        self.flow
+            .gate_emit(
+                FlowEvent::new("controller/serviceaccount", "apiserver", "CREATE")
+                    .object("ServiceAccount", &name, "default")
+                    .detail(format!("namespace {name} gets its default ServiceAccount")),
+            )
+            .await;
+        let api: Api<ServiceAccount> = Api::namespaced(self.client.clone(), &name);
+        let account = ServiceAccount {
+            metadata: kube::api::ObjectMeta {
+                name: Some("default".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        match api.create(&PostParams::default(), &account).await {
+            Ok(_) => Ok(Action::Done),
+            // Already there (the cache lags), or the namespace is going: nothing to do.
+            Err(kube::Error::Api(status)) if status.code == 409 || status.code == 403 => {
+                Ok(Action::Done)
             }
-            crate::informers::next_batch(&mut changes, Duration::from_secs(5), &mut pace).await;
+            Err(error) => Err(error),
         }
     }
 }

@@ -5,7 +5,7 @@
 
 mod shared;
 
-pub use shared::{BY_OWNER, Change, Informer, SharedInformerFactory, Watched};
+pub use shared::{BY_OWNER, Change, Informer, ORPHANS, SharedInformerFactory, Watched};
 
 use std::future::Future;
 use std::time::Duration;

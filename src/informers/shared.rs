@@ -19,6 +19,8 @@ use serde::de::DeserializeOwned;
 
 /// The index of objects by the uid of their controlling owner reference.
 pub const BY_OWNER: &str = "owner";
+/// The index of objects without a controller (orphans a controller may adopt), by namespace.
+pub const ORPHANS: &str = "orphans";
 /// The index of objects by namespace.
 const BY_NAMESPACE: &str = "namespace";
 
@@ -171,6 +173,15 @@ impl<K: Watched> Informer<K> {
                     .into_iter()
                     .collect()
             }),
+        ));
+        state.indexers.push((
+            ORPHANS,
+            Box::new(
+                |o: &K| match crate::apimachinery::pods::controller_uid(o.meta()) {
+                    Some(_) => Vec::new(),
+                    None => o.meta().namespace.clone().into_iter().collect(),
+                },
+            ),
         ));
         Informer {
             inner: Arc::new(InformerInner {
@@ -517,6 +528,7 @@ mod tests {
         assert_eq!(names(informer.by_index("node", "n1")), ["a", "b"]);
         assert!(informer.by_index("node", "n2").is_empty());
         assert_eq!(names(informer.by_index(BY_OWNER, "u1")), ["a"]);
+        assert_eq!(names(informer.by_index(ORPHANS, "default")), ["b"]);
 
         // A relist that has lost a, kept b unchanged and found c.
         informer.apply(watcher::Event::Init, &mut relist);
