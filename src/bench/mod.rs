@@ -94,12 +94,13 @@ pub(crate) async fn ready_nodes(client: &kube::Client) -> usize {
         .unwrap_or(0)
 }
 
-/// Creates the Deployment `bench` (`replicas` pods of `orrery/hello`) in `default` and waits,
+/// Creates the Deployment `name` (`replicas` pods of `orrery/hello`) in `default` and waits,
 /// polling every `poll`, until all are available or `timeout` passes after the create. Returns
 /// when the create was sent, and how long until all were available (none if they were not in
 /// time).
 pub(crate) async fn hello_deployment(
     client: &kube::Client,
+    name: &str,
     replicas: u32,
     timeout: std::time::Duration,
     poll: std::time::Duration,
@@ -107,12 +108,12 @@ pub(crate) async fn hello_deployment(
     use k8s_openapi::api::apps::v1::Deployment;
     let deployments: kube::Api<Deployment> = kube::Api::namespaced(client.clone(), "default");
     let deployment: Deployment = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": "bench"},
+        "metadata": {"name": name},
         "spec": {
             "replicas": replicas,
-            "selector": {"matchLabels": {"app": "bench"}},
+            "selector": {"matchLabels": {"app": name}},
             "template": {
-                "metadata": {"labels": {"app": "bench"}},
+                "metadata": {"labels": {"app": name}},
                 "spec": {"containers": [{"name": "app", "image": "orrery/hello"}]},
             },
         },
@@ -126,7 +127,7 @@ pub(crate) async fn hello_deployment(
     let deadline = created + timeout;
     while std::time::Instant::now() < deadline {
         let available = deployments
-            .get_status("bench")
+            .get_status(name)
             .await
             .ok()
             .and_then(|d| d.status?.available_replicas)

@@ -709,6 +709,7 @@ async fn cpu(options: &TuiBenchOptions) -> Result<Cpu, String> {
         let before = cpu_seconds(pid)?;
         let (created, running) = super::hello_deployment(
             &client,
+            "bench",
             options.cluster_pods,
             options.timeout,
             Duration::from_millis(500),
