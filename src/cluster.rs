@@ -806,15 +806,11 @@ fn controller_manager(
         DeploymentController::new(&ctx).run().boxed(),
         NamespaceController::new(&ctx).run().boxed(),
         ServiceAccountController::new(&ctx).run().boxed(),
-        JobController::new(client("job"), flow.clone())
-            .run()
-            .boxed(),
+        JobController::new(&ctx).run().boxed(),
         GarbageCollector::new(client("garbagecollector"), flow.clone())
             .run()
             .boxed(),
-        DaemonSetController::new(client("daemonset"), flow.clone())
-            .run()
-            .boxed(),
+        DaemonSetController::new(&ctx).run().boxed(),
         EndpointSliceController::new(client("endpointslice"), flow.clone())
             .run()
             .boxed(),

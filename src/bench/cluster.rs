@@ -230,7 +230,12 @@ async fn flow_after(client: &kube::Client, since: u64) -> Result<Vec<serde_json:
 /// named after it in `default`, and how many of those are `WATCH` deliveries.
 async fn deployment_hops(client: &kube::Client) -> Result<(usize, usize), String> {
     let seq = |e: &serde_json::Value| e.get("seq").and_then(serde_json::Value::as_u64);
-    let since = flow_after(client, 0).await?.iter().filter_map(seq).max().unwrap_or(0);
+    let since = flow_after(client, 0)
+        .await?
+        .iter()
+        .filter_map(seq)
+        .max()
+        .unwrap_or(0);
     let (_, available) = super::hello_deployment(
         client,
         "hops",

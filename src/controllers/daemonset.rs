@@ -7,24 +7,34 @@
 //! controller keeps one ControllerRevision per template (`<ds>-<hash>`, numbered, pods labelled
 //! `controller-revision-hash`), replaces old pods by the update strategy (RollingUpdate within
 //! `maxUnavailable` or `maxSurge`, or OnDelete), and writes the status `kubectl rollout status`
-//! reads. Like the ReplicaSet controller it waits for its own creates and deletes to show up
-//! before acting on a DaemonSet again.
+//! reads.
+//!
+//! It reads the shared informers of DaemonSets, pods (by controlling owner), nodes and
+//! ControllerRevisions. Their handlers put DaemonSet keys on its work queue as upstream's do: a
+//! pod's change wakes its controller (or, for an orphan, the DaemonSets selecting it), a node's
+//! the DaemonSets whose answer for it changed, a revision's its owner. Its `sync`
+//! then reconciles that one DaemonSet from the caches, and asks to be woken when a ready pod
+//! becomes available (`minReadySeconds`). Like the ReplicaSet controller it waits (through the
+//! shared [`Expectations`]) for its own creates and deletes to show up before acting on a
+//! DaemonSet again.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::borrow::Borrow;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet};
 use k8s_openapi::api::core::v1::{Node, Pod, PodSpec, Taint, Toleration};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use kube::runtime::watcher;
 use serde_json::{Value, json};
 
-use super::event;
+use super::expectations::{Expectations, TIMEOUT as EXPECTATIONS_TIMEOUT};
+use super::workqueue::{Action, Key, WorkQueue, run_workers};
+use super::{Context, event};
+use crate::apimachinery::pods::{self, controller_ref, is_available, is_ready, phase};
 use crate::flow::{Flow, FlowEvent};
+use crate::informers::{BY_OWNER, Change, Informer, ORPHANS};
 use crate::scheduler::filters::{NodeInfo, tolerates};
 
 const COMPONENT: &str = "controller/daemonset";
@@ -188,57 +198,12 @@ fn label_selector_matches(selector: &LabelSelector, labels: &BTreeMap<String, St
         && crate::apimachinery::labels::matches(selector, labels)
 }
 
-fn controller_uid(
-    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
-) -> Option<&str> {
-    meta.owner_references
-        .iter()
-        .flatten()
-        .find(|r| r.controller == Some(true))
-        .map(|r| r.uid.as_str())
-}
-
-fn phase(pod: &Pod) -> &str {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.phase.as_deref())
-        .unwrap_or_default()
-}
-
 fn hash_of(pod: &Pod) -> Option<&str> {
     pod.metadata
         .labels
         .as_ref()
         .and_then(|l| l.get(HASH_LABEL))
         .map(String::as_str)
-}
-
-/// When the pod became Ready, if it is.
-fn ready_since(pod: &Pod) -> Option<jiff::Timestamp> {
-    let condition = pod
-        .status
-        .as_ref()?
-        .conditions
-        .as_ref()?
-        .iter()
-        .find(|c| c.type_ == "Ready" && c.status == "True")?;
-    let since = serde_json::to_value(&condition.last_transition_time).ok()?;
-    Some(
-        since
-            .as_str()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(jiff::Timestamp::UNIX_EPOCH),
-    )
-}
-
-fn is_ready(pod: &Pod) -> bool {
-    ready_since(pod).is_some()
-}
-
-/// Ready for at least `min_ready` seconds (upstream's `IsPodAvailable`).
-fn is_available(pod: &Pod, min_ready: i64, now: jiff::Timestamp) -> bool {
-    ready_since(pod)
-        .is_some_and(|since| min_ready <= 0 || since.as_second() + min_ready <= now.as_second())
 }
 
 /// `maxSurge`/`maxUnavailable`: a count, or a percentage of `total` rounded up, as the
@@ -301,7 +266,13 @@ fn by_node<'a>(pods: &[&'a Pod]) -> BTreeMap<String, Vec<&'a Pod>> {
 
 /// One pass of upstream's `manage` and `rollingUpdate` over the DaemonSet's pods (`pods`: every
 /// pod it controls, terminating ones included) on `nodes`, with `hash` the current template's.
-fn plan(ds: &DaemonSet, nodes: &[Node], pods: &[&Pod], hash: &str, now: jiff::Timestamp) -> Plan {
+fn plan<N: Borrow<Node>>(
+    ds: &DaemonSet,
+    nodes: &[N],
+    pods: &[&Pod],
+    hash: &str,
+    now: jiff::Timestamp,
+) -> Plan {
     let mut out = Plan::default();
     let Some(spec) = ds.spec.as_ref() else {
         return out;
@@ -313,7 +284,7 @@ fn plan(ds: &DaemonSet, nodes: &[Node], pods: &[&Pod], hash: &str, now: jiff::Ti
     let rolling_update = strategy.rolling_update.unwrap_or_default();
     let placed = by_node(pods);
     let mut eligible = BTreeMap::new();
-    for node in nodes {
+    for node in nodes.iter().map(Borrow::borrow) {
         let name = node.metadata.name.clone().unwrap_or_default();
         eligible.insert(name, should_run(&template, node));
     }
@@ -498,9 +469,9 @@ fn plan(ds: &DaemonSet, nodes: &[Node], pods: &[&Pod], hash: &str, now: jiff::Ti
 }
 
 /// The status counts, as upstream's `updateDaemonSetStatus`.
-fn counts(
+fn counts<N: Borrow<Node>>(
     ds: &DaemonSet,
-    nodes: &[Node],
+    nodes: &[N],
     pods: &[&Pod],
     hash: &str,
     now: jiff::Timestamp,
@@ -513,7 +484,7 @@ fn counts(
     let min_ready = i64::from(spec.min_ready_seconds.unwrap_or(0));
     let generation = ds.metadata.generation.unwrap_or(0).to_string();
     let placed = by_node(pods);
-    for node in nodes {
+    for node in nodes.iter().map(Borrow::borrow) {
         let name = node.metadata.name.clone().unwrap_or_default();
         let (run, _) = should_run(&template, node);
         let mut on_node = placed.get(&name).cloned().unwrap_or_default();
@@ -567,10 +538,8 @@ fn new_pod(ds: &DaemonSet, node: &str, hash: &str) -> Pod {
     }
 }
 
-fn owner_reference(
-    ds: &DaemonSet,
-) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
-    k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+fn owner_reference(ds: &DaemonSet) -> OwnerReference {
+    OwnerReference {
         api_version: "apps/v1".into(),
         kind: "DaemonSet".into(),
         name: ds.metadata.name.clone().unwrap_or_default(),
@@ -580,39 +549,289 @@ fn owner_reference(
     }
 }
 
-/// What the controller has asked for and not yet seen, per DaemonSet uid.
-#[derive(Default)]
-struct Expectations {
-    creates: HashMap<String, HashSet<String>>,
-    deletes: HashMap<String, HashSet<String>>,
+/// What went wrong reconciling a DaemonSet: the key is tried again after a back-off.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonSetError {
+    /// An orphan pod could not be adopted.
+    #[error("adopting pod {pod} for daemonset {daemonset}: {source}")]
+    Adopt {
+        /// The DaemonSet (`namespace/name`).
+        daemonset: String,
+        /// The pod.
+        pod: String,
+        /// The API error.
+        source: kube::Error,
+    },
+    /// A daemon pod could not be created.
+    #[error("creating a pod for daemonset {daemonset}: {source}")]
+    Create {
+        /// The DaemonSet (`namespace/name`).
+        daemonset: String,
+        /// The API error.
+        source: kube::Error,
+    },
+    /// A daemon pod could not be deleted.
+    #[error("deleting pod {pod} of daemonset {daemonset}: {source}")]
+    Delete {
+        /// The DaemonSet (`namespace/name`).
+        daemonset: String,
+        /// The pod.
+        pod: String,
+        /// The API error.
+        source: kube::Error,
+    },
+    /// A ControllerRevision could not be created, renumbered or deleted.
+    #[error("writing revision {revision} of daemonset {daemonset}: {source}")]
+    Revision {
+        /// The DaemonSet (`namespace/name`).
+        daemonset: String,
+        /// The ControllerRevision.
+        revision: String,
+        /// The API error.
+        source: kube::Error,
+    },
+    /// The status could not be written.
+    #[error("writing the status of daemonset {daemonset}: {source}")]
+    Status {
+        /// The DaemonSet (`namespace/name`).
+        daemonset: String,
+        /// The API error.
+        source: kube::Error,
+    },
 }
 
-impl Expectations {
-    /// Forgets what has been observed; whether nothing is left pending for `uid`. `seen` are the
-    /// pods that exist, `gone_or_going` the ones deleted or terminating.
-    fn satisfied(&mut self, uid: &str, seen: &HashSet<String>, going: &HashSet<String>) -> bool {
-        if let Some(c) = self.creates.get_mut(uid) {
-            c.retain(|name| !seen.contains(name));
+/// Whether an API error is a 404 (the object is already gone).
+fn not_found(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::Api(e) if e.code == 404)
+}
+
+/// How many DaemonSets are reconciled at once (upstream's `ConcurrentDaemonSetSyncs`).
+const WORKERS: usize = 2;
+
+/// What the informers' handlers need: the DaemonSets to resolve owners in, the queue to put
+/// their keys on, and the expectations to report what they see to.
+#[derive(Clone)]
+struct Handlers {
+    sets: Informer<DaemonSet>,
+    queue: WorkQueue,
+    expectations: Expectations,
+}
+
+impl Handlers {
+    /// The DaemonSet a controller reference names, if it still exists with that uid (upstream's
+    /// `resolveControllerRef`).
+    fn resolve(&self, namespace: &str, owner: &OwnerReference) -> Option<Key> {
+        if owner.kind != "DaemonSet" {
+            return None;
         }
-        if let Some(d) = self.deletes.get_mut(uid) {
-            d.retain(|name| seen.contains(name) && !going.contains(name));
+        self.sets
+            .get(namespace, &owner.name)
+            .filter(|ds| ds.metadata.uid.as_deref() == Some(owner.uid.as_str()))
+            .map(|ds| Key::of(&*ds))
+    }
+
+    /// The DaemonSets whose selector selects an orphan pod (upstream's `GetPodDaemonSets`): they
+    /// may want to adopt it.
+    fn selecting(&self, pod: &Pod) -> Vec<Key> {
+        let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
+        let labels = pod.metadata.labels.clone().unwrap_or_default();
+        self.sets
+            .list_namespace(namespace)
+            .iter()
+            .filter(|ds| {
+                ds.spec
+                    .as_ref()
+                    .is_some_and(|s| label_selector_matches(&s.selector, &labels))
+            })
+            .map(|ds| Key::of(&**ds))
+            .collect()
+    }
+
+    fn daemonset(&self, change: Change<'_, DaemonSet>) {
+        match change {
+            Change::Add(ds) => self.queue.add(Key::of(ds)),
+            Change::Update { old, new } => {
+                // Deleted and created again under the same name: the old one's
+                // expectations are void.
+                if old.metadata.uid != new.metadata.uid {
+                    self.expectations.forget(&Key::of(old).to_string());
+                }
+                self.queue.add(Key::of(new));
+            }
+            Change::Delete(ds) => {
+                let key = Key::of(ds);
+                self.expectations.forget(&key.to_string());
+                self.queue.add(key);
+            }
         }
-        self.creates.get(uid).is_none_or(HashSet::is_empty)
-            && self.deletes.get(uid).is_none_or(HashSet::is_empty)
+    }
+
+    /// upstream's `addPod`, `updatePod` and `deletePod`.
+    fn pod(&self, change: Change<'_, Pod>) {
+        let namespace = |p: &Pod| p.metadata.namespace.clone().unwrap_or_default();
+        match change {
+            // Already going (seen first after a restart): no creation to observe.
+            Change::Add(pod) if pod.metadata.deletion_timestamp.is_some() => self.pod_gone(pod),
+            Change::Add(pod) => match controller_ref(&pod.metadata) {
+                Some(owner) => {
+                    if let Some(key) = self.resolve(&namespace(pod), owner) {
+                        self.expectations.creation_observed(&key.to_string());
+                        self.queue.add(key);
+                    }
+                }
+                None => self
+                    .selecting(pod)
+                    .into_iter()
+                    .for_each(|k| self.queue.add(k)),
+            },
+            Change::Update { old, new } => {
+                if old.metadata.resource_version == new.metadata.resource_version {
+                    return;
+                }
+                // A pod being deleted counts as deleted: its replacement need not wait for
+                // the grace period.
+                if new.metadata.deletion_timestamp.is_some() {
+                    return self.pod_gone(new);
+                }
+                let (was, is) = (controller_ref(&old.metadata), controller_ref(&new.metadata));
+                if was != is
+                    && let Some(key) = was.and_then(|w| self.resolve(&namespace(old), w))
+                {
+                    self.queue.add(key);
+                }
+                match is {
+                    Some(owner) => {
+                        if let Some(key) = self.resolve(&namespace(new), owner) {
+                            self.queue.add(key);
+                        }
+                    }
+                    None if was != is || old.metadata.labels != new.metadata.labels => {
+                        self.selecting(new)
+                            .into_iter()
+                            .for_each(|k| self.queue.add(k));
+                    }
+                    None => {}
+                }
+            }
+            Change::Delete(pod) => self.pod_gone(pod),
+        }
+    }
+
+    /// A pod went (or started terminating): its DaemonSet's deletion expectation is met.
+    fn pod_gone(&self, pod: &Pod) {
+        let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
+        let Some(key) = controller_ref(&pod.metadata).and_then(|o| self.resolve(namespace, o))
+        else {
+            return;
+        };
+        let name = pod.metadata.name.as_deref().unwrap_or_default();
+        self.expectations.deletion_observed(&key.to_string(), name);
+        self.queue.add(key);
+    }
+
+    /// upstream's `addNode` and `updateNode`: the DaemonSets whose answer for the node
+    /// changed; a node's deletion wakes every DaemonSet (its counts, and unbound pods meant
+    /// for it).
+    fn node(&self, change: Change<'_, Node>) {
+        let template = |ds: &DaemonSet| {
+            ds.spec
+                .as_ref()
+                .and_then(|s| s.template.spec.clone())
+                .unwrap_or_default()
+        };
+        match change {
+            Change::Add(node) => {
+                for ds in self.sets.list() {
+                    if should_run(&template(&ds), node).0 {
+                        self.queue.add(Key::of(&*ds));
+                    }
+                }
+            }
+            Change::Update { old, new } => {
+                // Only the name, labels and spec (taints) decide; heartbeats do not.
+                if old.metadata.name == new.metadata.name
+                    && old.metadata.labels == new.metadata.labels
+                    && old.spec == new.spec
+                {
+                    return;
+                }
+                for ds in self.sets.list() {
+                    let template = template(&ds);
+                    if should_run(&template, old) != should_run(&template, new) {
+                        self.queue.add(Key::of(&*ds));
+                    }
+                }
+            }
+            Change::Delete(_) => {
+                for ds in self.sets.list() {
+                    self.queue.add(Key::of(&*ds));
+                }
+            }
+        }
+    }
+
+    /// A ControllerRevision's change wakes its DaemonSet (orphans are not adopted).
+    fn revision(&self, change: Change<'_, ControllerRevision>) {
+        let revision = change.object();
+        let namespace = revision.metadata.namespace.as_deref().unwrap_or_default();
+        if let Change::Update { old, .. } = &change
+            && controller_ref(&old.metadata) != controller_ref(&revision.metadata)
+            && let Some(key) =
+                controller_ref(&old.metadata).and_then(|o| self.resolve(namespace, o))
+        {
+            self.queue.add(key);
+        }
+        if let Some(key) =
+            controller_ref(&revision.metadata).and_then(|o| self.resolve(namespace, o))
+        {
+            self.queue.add(key);
+        }
     }
 }
 
-/// The DaemonSet controller; runs until its task is aborted.
+/// The DaemonSet controller: built on the shared informers, reconciling one DaemonSet per key.
 pub struct DaemonSetController {
     client: kube::Client,
     flow: Flow,
+    sets: Informer<DaemonSet>,
+    pods: Informer<Pod>,
+    nodes: Informer<Node>,
+    revisions: Informer<ControllerRevision>,
+    queue: WorkQueue,
+    expectations: Expectations,
 }
 
 impl DaemonSetController {
-    /// A controller talking to the API server through `client`.
-    pub fn new(client: kube::Client, flow: Flow) -> Self {
-        DaemonSetController { client, flow }
+    /// A controller on `ctx`'s informers (DaemonSets, pods, nodes, ControllerRevisions), writing
+    /// as `controller/daemonset`.
+    pub fn new(ctx: &Context) -> Self {
+        let handlers = Handlers {
+            sets: ctx.factory.informer::<DaemonSet>(),
+            queue: WorkQueue::new("daemonset"),
+            expectations: Expectations::default(),
+        };
+        let controller = DaemonSetController {
+            client: ctx.client("daemonset"),
+            flow: ctx.flow.clone(),
+            sets: handlers.sets.clone(),
+            pods: ctx.factory.informer::<Pod>(),
+            nodes: ctx.factory.informer::<Node>(),
+            revisions: ctx.factory.informer::<ControllerRevision>(),
+            queue: handlers.queue.clone(),
+            expectations: handlers.expectations.clone(),
+        };
+        let h = handlers.clone();
+        controller.sets.add_handler(move |c| h.daemonset(c));
+        let h = handlers.clone();
+        controller.pods.add_handler(move |c| h.pod(c));
+        let h = handlers.clone();
+        controller.nodes.add_handler(move |c| h.node(c));
+        controller
+            .revisions
+            .add_handler(move |c| handlers.revision(c));
+        controller
     }
+
     /// The flow event of a hop this controller takes.
     fn hop(&self, verb: &str, ds: &DaemonSet, kind: &str, name: &str, detail: String) -> FlowEvent {
         let namespace = ds.metadata.namespace.as_deref().unwrap_or_default();
@@ -630,212 +849,243 @@ impl DaemonSetController {
         event(&self.client, ds, SOURCE, event_type, reason, message).await;
     }
 
-    /// Watches DaemonSets, their pods and revisions, and nodes, and reconciles, forever.
+    /// Waits for the caches, then reconciles the DaemonSets whose keys come up, forever.
     pub async fn run(self) {
-        let (sets, set_events) =
-            crate::informers::cache::<DaemonSet>(&self.client, watcher::Config::default());
-        let (pods, pod_events) =
-            crate::informers::cache::<Pod>(&self.client, watcher::Config::default());
-        let (nodes, node_events) =
-            crate::informers::cache::<Node>(&self.client, watcher::Config::default());
-        let (revisions, revision_events) =
-            crate::informers::cache::<ControllerRevision>(&self.client, watcher::Config::default());
-        let mut changes =
-            futures::stream::select_all([set_events, pod_events, node_events, revision_events])
-                .boxed();
-        crate::informers::prime(&mut changes, async {
-            let _ = sets.wait_until_ready().await;
-            let _ = pods.wait_until_ready().await;
-            let _ = nodes.wait_until_ready().await;
-            let _ = revisions.wait_until_ready().await;
-        })
-        .await;
-        let mut expectations = Expectations::default();
-        let mut pace = crate::informers::Pace::default();
-        loop {
-            let node_list: Vec<Node> = nodes.state().iter().map(|n| (**n).clone()).collect();
-            for ds in sets.state() {
-                self.reconcile(
-                    &ds,
-                    &node_list,
-                    &pods.state(),
-                    &revisions.state(),
-                    &mut expectations,
-                )
-                .await;
-            }
-            crate::informers::next_batch(&mut changes, Duration::from_secs(5), &mut pace).await;
-        }
+        self.sets.synced().await;
+        self.pods.synced().await;
+        self.nodes.synced().await;
+        self.revisions.synced().await;
+        run_workers(self.queue.clone(), WORKERS, |key| self.sync(key)).await;
     }
 
-    async fn reconcile(
-        &self,
-        ds: &DaemonSet,
-        nodes: &[Node],
-        all_pods: &[Arc<Pod>],
-        all_revisions: &[Arc<ControllerRevision>],
-        expectations: &mut Expectations,
-    ) {
-        let (Some(namespace), Some(uid)) = (ds.metadata.namespace.clone(), ds.metadata.uid.clone())
-        else {
-            return;
+    /// Reconciles the DaemonSet `key` from the caches (upstream's `syncDaemonSet`).
+    async fn sync(&self, key: Key) -> Result<Action, DaemonSetError> {
+        let id = key.to_string();
+        let Some(ds) = self.sets.get(&key.namespace, &key.name) else {
+            self.expectations.forget(&id);
+            return Ok(Action::Done);
         };
-        if ds.metadata.name.is_none() || ds.metadata.deletion_timestamp.is_some() {
-            return;
+        let Some(uid) = ds.metadata.uid.clone() else {
+            return Ok(Action::Done);
+        };
+        if ds.metadata.deletion_timestamp.is_some() {
+            return Ok(Action::Done);
         }
-        let Some(spec) = ds.spec.as_ref() else { return };
+        let Some(spec) = ds.spec.as_ref() else {
+            return Ok(Action::Done);
+        };
+        let namespace = key.namespace.as_str();
         let template = serde_json::to_value(&spec.template).unwrap_or(Value::Null);
         let hash = template_hash(&template);
         let now = jiff::Timestamp::now();
-        let pods_api: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
+        let pods_api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        let mut failure = None;
 
-        let revisions: Vec<&ControllerRevision> = all_revisions
-            .iter()
-            .map(|r| &**r)
-            .filter(|r| {
-                r.metadata.namespace.as_deref() == Some(&namespace)
-                    && controller_uid(&r.metadata) == Some(&uid)
+        let mut revisions: Vec<Arc<ControllerRevision>> = self
+            .revisions
+            .by_index(BY_OWNER, &uid)
+            .into_iter()
+            .filter(|r| r.metadata.namespace.as_deref() == Some(namespace))
+            .collect();
+        revisions.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+        let revisions: Vec<&ControllerRevision> = revisions.iter().map(|r| &**r).collect();
+        if let Err(e) = self.sync_revision(&ds, &revisions, &template, &hash).await {
+            failure.get_or_insert(e);
+        }
+
+        // Adopt orphans the selector matches, as ClaimPods does.
+        let mut orphans: Vec<Arc<Pod>> = self
+            .pods
+            .by_index(ORPHANS, namespace)
+            .into_iter()
+            .filter(|p| {
+                p.metadata.deletion_timestamp.is_none()
+                    && label_selector_matches(
+                        &spec.selector,
+                        &p.metadata.labels.clone().unwrap_or_default(),
+                    )
             })
             .collect();
-        self.sync_revision(ds, &revisions, &template, &hash).await;
-
-        let in_namespace: Vec<&Pod> = all_pods
-            .iter()
-            .map(|p| &**p)
-            .filter(|p| p.metadata.namespace.as_deref() == Some(&namespace))
-            .collect();
-        // Adopt orphans the selector matches, as ClaimPods does.
-        for orphan in in_namespace.iter().filter(|p| {
-            controller_uid(&p.metadata).is_none()
-                && p.metadata.deletion_timestamp.is_none()
-                && label_selector_matches(
-                    &spec.selector,
-                    &p.metadata.labels.clone().unwrap_or_default(),
-                )
-        }) {
+        orphans.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+        for orphan in &orphans {
             let Some(pod_name) = orphan.metadata.name.as_deref() else {
                 continue;
             };
             self.flow
                 .gate_emit(self.hop(
                     "ADOPT",
-                    ds,
+                    &ds,
                     "Pod",
                     pod_name,
                     format!("adopt orphan pod {pod_name}"),
                 ))
                 .await;
-            let owner = json!({"metadata": {"ownerReferences": [owner_reference(ds)]}});
-            let _ = pods_api
+            let owner = json!({"metadata": {"ownerReferences": [owner_reference(&ds)]}});
+            match pods_api
                 .patch(pod_name, &PatchParams::default(), &Patch::Strategic(owner))
+                .await
+            {
+                Err(source) if !not_found(&source) => {
+                    failure.get_or_insert(DaemonSetError::Adopt {
+                        daemonset: id.clone(),
+                        pod: pod_name.to_owned(),
+                        source,
+                    });
+                }
+                _ => {}
+            }
+        }
+
+        let mut owned: Vec<Arc<Pod>> = self
+            .pods
+            .by_index(BY_OWNER, &uid)
+            .into_iter()
+            .filter(|p| p.metadata.namespace.as_deref() == Some(namespace))
+            .collect();
+        owned.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+        let owned: Vec<&Pod> = owned.iter().map(|p| &**p).collect();
+        let nodes = self.nodes.list();
+        // Look again when a ready pod becomes available (status, and a surge's old pod), or,
+        // should an expected pod never show up, once the expectations have timed out.
+        let min_ready = i64::from(spec.min_ready_seconds.unwrap_or(0));
+        let mut next = owned
+            .iter()
+            .filter_map(|p| pods::until_available(p, min_ready, now))
+            .min();
+        if self.expectations.satisfied(&id) {
+            let todo = plan(&ds, &nodes, &owned, &hash, now);
+            if let Err(e) = self.sync_nodes(&ds, &id, &todo, &hash).await {
+                failure.get_or_insert(e);
+            }
+            if let Err(e) = self.clean_history(&ds, &revisions, &owned, &hash).await {
+                failure.get_or_insert(e);
+            }
+        } else {
+            next = Some(next.map_or(EXPECTATIONS_TIMEOUT, |n| n.min(EXPECTATIONS_TIMEOUT)));
+        }
+        if let Err(e) = self
+            .write_status(&ds, &counts(&ds, &nodes, &owned, &hash, now))
+            .await
+        {
+            failure.get_or_insert(e);
+        }
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(next.map_or(Action::Done, Action::RequeueAfter)),
+        }
+    }
+
+    /// Creates and deletes what `todo` says (upstream's `syncNodes`), expecting each before
+    /// asking, so that the informer's report of it cannot come first.
+    async fn sync_nodes(
+        &self,
+        ds: &DaemonSet,
+        id: &str,
+        todo: &Plan,
+        hash: &str,
+    ) -> Result<(), DaemonSetError> {
+        let namespace = ds.metadata.namespace.as_deref().unwrap_or_default();
+        let pods_api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        let mut failure = None;
+        if !todo.create.is_empty() {
+            self.expectations.expect_creations(id, todo.create.len());
+        }
+        for (done, node) in todo.create.iter().enumerate() {
+            self.flow
+                .gate_emit(self.hop(
+                    "CREATE",
+                    ds,
+                    "Pod",
+                    "",
+                    format!("daemon pod for node {node} (revision hash {hash})"),
+                ))
+                .await;
+            match pods_api
+                .create(&PostParams::default(), &new_pod(ds, node, hash))
+                .await
+            {
+                Ok(created) => {
+                    let pod_name = created.metadata.name.unwrap_or_default();
+                    self.record(
+                        ds,
+                        "Normal",
+                        "SuccessfulCreate",
+                        &format!("Created pod: {pod_name}"),
+                    )
+                    .await;
+                }
+                Err(source) => {
+                    self.record(
+                        ds,
+                        "Warning",
+                        "FailedCreate",
+                        &format!("Error creating: {source}"),
+                    )
+                    .await;
+                    // Neither this pod nor the ones not tried will show up.
+                    for _ in done..todo.create.len() {
+                        self.expectations.creation_observed(id);
+                    }
+                    failure = Some(DaemonSetError::Create {
+                        daemonset: id.to_owned(),
+                        source,
+                    });
+                    break;
+                }
+            }
+        }
+        for (pod_name, node) in &todo.failed {
+            let message = format!(
+                "Found failed daemon pod {namespace}/{pod_name} on node {node}, will try to kill it"
+            );
+            self.record(ds, "Warning", "FailedDaemonPod", &message)
                 .await;
         }
-        let owned: Vec<&Pod> = in_namespace
-            .iter()
-            .copied()
-            .filter(|p| controller_uid(&p.metadata) == Some(&uid))
-            .collect();
-        let seen: HashSet<String> = owned
-            .iter()
-            .filter_map(|p| p.metadata.name.clone())
-            .collect();
-        let going: HashSet<String> = owned
-            .iter()
-            .filter(|p| p.metadata.deletion_timestamp.is_some())
-            .filter_map(|p| p.metadata.name.clone())
-            .collect();
-        if expectations.satisfied(&uid, &seen, &going) {
-            let todo = plan(ds, nodes, &owned, &hash, now);
-            for node in &todo.create {
-                self.flow
-                    .gate_emit(self.hop(
-                        "CREATE",
-                        ds,
-                        "Pod",
-                        "",
-                        format!("daemon pod for node {node} (revision hash {hash})"),
-                    ))
-                    .await;
-                match pods_api
-                    .create(&PostParams::default(), &new_pod(ds, node, &hash))
-                    .await
-                {
-                    Ok(created) => {
-                        let pod_name = created.metadata.name.unwrap_or_default();
-                        expectations
-                            .creates
-                            .entry(uid.clone())
-                            .or_default()
-                            .insert(pod_name.clone());
-                        self.record(
-                            ds,
-                            "Normal",
-                            "SuccessfulCreate",
-                            &format!("Created pod: {pod_name}"),
-                        )
-                        .await;
-                    }
-                    Err(error) => {
-                        self.record(
-                            ds,
-                            "Warning",
-                            "FailedCreate",
-                            &format!("Error creating: {error}"),
-                        )
-                        .await;
-                        break;
-                    }
-                }
-            }
-            for (pod_name, node) in &todo.failed {
-                let message = format!(
-                    "Found failed daemon pod {namespace}/{pod_name} on node {node}, will try to kill it"
-                );
-                self.record(ds, "Warning", "FailedDaemonPod", &message)
-                    .await;
-            }
-            for pod_name in &todo.delete {
-                self.flow
-                    .gate_emit(self.hop(
-                        "DELETE",
-                        ds,
-                        "Pod",
-                        pod_name,
-                        format!(
-                            "daemon pod {pod_name} is not wanted on its node, or is out of date"
-                        ),
-                    ))
-                    .await;
-                match pods_api.delete(pod_name, &DeleteParams::default()).await {
-                    Ok(_) => {
-                        expectations
-                            .deletes
-                            .entry(uid.clone())
-                            .or_default()
-                            .insert(pod_name.clone());
-                        self.record(
-                            ds,
-                            "Normal",
-                            "SuccessfulDelete",
-                            &format!("Deleted pod: {pod_name}"),
-                        )
-                        .await;
-                    }
-                    Err(error) => {
-                        self.record(
-                            ds,
-                            "Warning",
-                            "FailedDelete",
-                            &format!("Error deleting: {error}"),
-                        )
-                        .await;
-                    }
-                }
-            }
-            self.clean_history(ds, &revisions, &owned, &hash).await;
+        if !todo.delete.is_empty() {
+            self.expectations
+                .expect_deletions(id, todo.delete.iter().cloned());
         }
-        self.write_status(ds, &counts(ds, nodes, &owned, &hash, now))
-            .await;
+        for pod_name in &todo.delete {
+            self.flow
+                .gate_emit(self.hop(
+                    "DELETE",
+                    ds,
+                    "Pod",
+                    pod_name,
+                    format!("daemon pod {pod_name} is not wanted on its node, or is out of date"),
+                ))
+                .await;
+            match pods_api.delete(pod_name, &DeleteParams::default()).await {
+                Ok(_) => {
+                    self.record(
+                        ds,
+                        "Normal",
+                        "SuccessfulDelete",
+                        &format!("Deleted pod: {pod_name}"),
+                    )
+                    .await;
+                }
+                Err(source) => {
+                    // The informer will not report this one going.
+                    self.expectations.deletion_observed(id, pod_name);
+                    self.record(
+                        ds,
+                        "Warning",
+                        "FailedDelete",
+                        &format!("Error deleting: {source}"),
+                    )
+                    .await;
+                    if !not_found(&source) {
+                        failure.get_or_insert(DaemonSetError::Delete {
+                            daemonset: id.to_owned(),
+                            pod: pod_name.clone(),
+                            source,
+                        });
+                    }
+                }
+            }
+        }
+        failure.map_or(Ok(()), Err)
     }
 
     /// Makes sure the current template has the newest revision (`constructHistory`).
@@ -845,12 +1095,17 @@ impl DaemonSetController {
         revisions: &[&ControllerRevision],
         template: &Value,
         hash: &str,
-    ) {
+    ) -> Result<(), DaemonSetError> {
         let namespace = ds.metadata.namespace.clone().unwrap_or_default();
         let name = ds.metadata.name.clone().unwrap_or_default();
         let api: Api<ControllerRevision> = Api::namespaced(self.client.clone(), &namespace);
         let max = revisions.iter().map(|r| r.revision).max().unwrap_or(0);
         let revision_name = format!("{name}-{hash}");
+        let failed = |revision: &str, source| DaemonSetError::Revision {
+            daemonset: format!("{namespace}/{name}"),
+            revision: revision.to_owned(),
+            source,
+        };
         let current = revisions.iter().find(|r| {
             r.metadata.name.as_deref() == Some(&revision_name)
                 || r.metadata
@@ -873,15 +1128,19 @@ impl DaemonSetController {
                         format!("revision {} becomes revision {}", current.revision, max + 1),
                     ))
                     .await;
-                let _ = api
+                match api
                     .patch(
                         &current_name,
                         &PatchParams::default(),
                         &Patch::Merge(json!({"revision": max + 1})),
                     )
-                    .await;
+                    .await
+                {
+                    Err(source) if !not_found(&source) => Err(failed(&current_name, source)),
+                    _ => Ok(()),
+                }
             }
-            Some(_) => {}
+            Some(_) => Ok(()),
             None => {
                 let mut labels = ds
                     .spec
@@ -913,8 +1172,15 @@ impl DaemonSetController {
                         format!("revision {} for template hash {hash}", max + 1),
                     ))
                     .await;
-                if let Err(error) = api.create(&PostParams::default(), &revision).await {
-                    tracing::debug!(%error, "could not create a ControllerRevision");
+                match api.create(&PostParams::default(), &revision).await {
+                    // Made by an earlier sync the cache has not shown yet: its event will
+                    // bring the DaemonSet back.
+                    Err(kube::Error::Api(e)) if e.code == 409 => {
+                        tracing::debug!(revision = %revision_name, "ControllerRevision exists: {}", e.message);
+                        Ok(())
+                    }
+                    Err(source) => Err(failed(&revision_name, source)),
+                    Ok(_) => Ok(()),
                 }
             }
         }
@@ -928,7 +1194,7 @@ impl DaemonSetController {
         revisions: &[&ControllerRevision],
         pods: &[&Pod],
         hash: &str,
-    ) {
+    ) -> Result<(), DaemonSetError> {
         let limit = ds
             .spec
             .as_ref()
@@ -950,11 +1216,12 @@ impl DaemonSetController {
             })
             .collect();
         if old.len() <= limit {
-            return;
+            return Ok(());
         }
         old.sort_by_key(|r| r.revision);
         let namespace = ds.metadata.namespace.clone().unwrap_or_default();
         let api: Api<ControllerRevision> = Api::namespaced(self.client.clone(), &namespace);
+        let mut failure = None;
         for r in old.iter().take(old.len() - limit) {
             let name = r.metadata.name.clone().unwrap_or_default();
             self.flow
@@ -969,11 +1236,24 @@ impl DaemonSetController {
                     ),
                 ))
                 .await;
-            let _ = api.delete(&name, &DeleteParams::default()).await;
+            match api.delete(&name, &DeleteParams::default()).await {
+                Err(source) if !not_found(&source) => {
+                    failure.get_or_insert(DaemonSetError::Revision {
+                        daemonset: format!(
+                            "{namespace}/{}",
+                            ds.metadata.name.as_deref().unwrap_or_default()
+                        ),
+                        revision: name,
+                        source,
+                    });
+                }
+                _ => {}
+            }
         }
+        failure.map_or(Ok(()), Err)
     }
 
-    async fn write_status(&self, ds: &DaemonSet, c: &Counts) {
+    async fn write_status(&self, ds: &DaemonSet, c: &Counts) -> Result<(), DaemonSetError> {
         let status = json!({
             "desiredNumberScheduled": c.desired,
             "currentNumberScheduled": c.current,
@@ -991,7 +1271,7 @@ impl DaemonSetController {
             .iter()
             .any(|(k, v)| current.get(k).cloned().unwrap_or(json!(0)) != *v);
         if !changed {
-            return;
+            return Ok(());
         }
         let name = ds.metadata.name.clone().unwrap_or_default();
         self.flow
@@ -1006,17 +1286,22 @@ impl DaemonSetController {
                 ),
             ))
             .await;
-        let api: Api<DaemonSet> = Api::namespaced(
-            self.client.clone(),
-            ds.metadata.namespace.as_deref().unwrap_or_default(),
-        );
-        let _ = api
+        let namespace = ds.metadata.namespace.as_deref().unwrap_or_default();
+        let api: Api<DaemonSet> = Api::namespaced(self.client.clone(), namespace);
+        match api
             .patch_status(
                 &name,
                 &PatchParams::default(),
                 &Patch::Merge(json!({"status": status})),
             )
-            .await;
+            .await
+        {
+            Err(source) if !not_found(&source) => Err(DaemonSetError::Status {
+                daemonset: format!("{namespace}/{name}"),
+                source,
+            }),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -1375,6 +1660,105 @@ mod tests {
                 updated: 1
             }
         );
+    }
+
+    /// A context whose clients answer 404 to everything: the informers are fed by hand.
+    fn offline() -> Context {
+        Context::new(Flow::new(), |_| {
+            let service = tower::service_fn(|_: http::Request<kube::client::Body>| async {
+                let empty = http_body_util::Empty::<bytes::Bytes>::new();
+                Ok::<_, std::convert::Infallible>(
+                    http::Response::builder().status(404).body(empty).unwrap(),
+                )
+            });
+            kube::Client::new(service, "default")
+        })
+    }
+
+    /// The keys queued, each once, sorted.
+    async fn drain(queue: &WorkQueue) -> Vec<String> {
+        let mut keys = Vec::new();
+        while !queue.is_empty() {
+            let key = queue.get().await.unwrap();
+            queue.done(&key);
+            keys.push(key.to_string());
+        }
+        keys.sort();
+        keys
+    }
+
+    #[tokio::test]
+    async fn changes_wake_the_daemonsets_they_concern_and_meet_expectations() {
+        use kube::runtime::watcher::Event;
+        let ctx = offline();
+        let controller = DaemonSetController::new(&ctx);
+        let (queue, expectations) = (&controller.queue, &controller.expectations);
+        let (sets, pods, nodes) = (
+            ctx.factory.informer::<DaemonSet>(),
+            ctx.factory.informer::<Pod>(),
+            ctx.factory.informer::<Node>(),
+        );
+        let ds = daemonset(
+            json!({"containers": [], "nodeSelector": {"disk": "ssd"}}),
+            rolling(0, 1),
+        );
+        sets.apply(Event::Apply(ds.clone()), &mut None);
+        assert_eq!(drain(queue).await, ["default/agent"]);
+
+        let in_default = |mut p: Pod, rv: &str, owner: Option<OwnerReference>| {
+            p.metadata.namespace = Some("default".into());
+            p.metadata.resource_version = Some(rv.into());
+            p.metadata.owner_references = owner.map(|o| vec![o]);
+            p
+        };
+        // Its pod's creation is observed, and the pod's deletion starting counts as deleted.
+        expectations.expect_creations("default/agent", 1);
+        let owned = in_default(
+            pod("a", "node-1", "h", true, false),
+            "1",
+            Some(owner_reference(&ds)),
+        );
+        pods.apply(Event::Apply(owned.clone()), &mut None);
+        assert!(expectations.satisfied("default/agent"));
+        expectations.expect_deletions("default/agent", ["a".to_owned()]);
+        let mut going = in_default(owned, "2", Some(owner_reference(&ds)));
+        going.metadata.deletion_timestamp =
+            pod("x", "n", "h", true, true).metadata.deletion_timestamp;
+        pods.apply(Event::Apply(going), &mut None);
+        assert!(expectations.satisfied("default/agent"));
+        assert_eq!(drain(queue).await, ["default/agent"]);
+
+        // An orphan the selector matches wakes it (to adopt it); a pod of another DaemonSet of
+        // the same name (another uid) does not.
+        let orphan = in_default(pod("b", "node-1", "h", true, false), "3", None);
+        pods.apply(Event::Apply(orphan), &mut None);
+        assert_eq!(drain(queue).await, ["default/agent"]);
+        let mut stranger = owner_reference(&ds);
+        stranger.uid = "other".into();
+        let foreign = in_default(pod("c", "node-1", "h", true, false), "4", Some(stranger));
+        pods.apply(Event::Apply(foreign), &mut None);
+        assert!(drain(queue).await.is_empty());
+
+        // A node it should not run on, and a heartbeat, wake nothing; a label that makes the
+        // node eligible wakes it; a node's deletion wakes every DaemonSet.
+        let plain_node = node("node-2", json!({}), json!([]));
+        nodes.apply(Event::Apply(plain_node.clone()), &mut None);
+        let mut beat = plain_node.clone();
+        beat.metadata.resource_version = Some("9".into());
+        beat.status = Some(Default::default());
+        nodes.apply(Event::Apply(beat), &mut None);
+        assert!(drain(queue).await.is_empty());
+        let labelled = node("node-2", json!({"disk": "ssd"}), json!([]));
+        nodes.apply(Event::Apply(labelled.clone()), &mut None);
+        assert_eq!(drain(queue).await, ["default/agent"]);
+        nodes.apply(Event::Delete(labelled), &mut None);
+        assert_eq!(drain(queue).await, ["default/agent"]);
+
+        // Deleting the DaemonSet forgets what it waited for.
+        expectations.expect_creations("default/agent", 3);
+        sets.apply(Event::Delete(ds), &mut None);
+        assert!(expectations.satisfied("default/agent"));
+        assert_eq!(drain(queue).await, ["default/agent"]);
     }
 
     #[test]

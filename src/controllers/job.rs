@@ -9,21 +9,30 @@
 //! completions first gets `SuccessCriteriaMet` and then `Complete`; one past its `backoffLimit`
 //! (failed pods, or container restarts under `restartPolicy: OnFailure`) or its
 //! `activeDeadlineSeconds` first gets `FailureTarget`, its active pods are deleted, and `Failed`
-//! follows once none is left terminating. Expectations, as in the ReplicaSet controller, keep a
+//! follows once none is left terminating.
+//!
+//! What to do is [`plan`], a pure function of the Job, its pods and the time. The controller
+//! reads the shared Job and pod informers: a Job's change, or a change to a pod it controls
+//! (found through the pod's controller reference), puts the Job's key on its work queue, and
+//! its `sync` carries out the plan for that one Job, asking to be woken when the back-off or
+//! the deadline runs out. The shared [`Expectations`], as in the ReplicaSet controller, keep a
 //! lagging cache from doubling a creation.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::batch::v1::{Job, JobCondition, JobStatus};
 use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, ObjectFieldSelector, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
 use kube::api::{Api, DeleteParams, PostParams};
-use kube::runtime::watcher;
 
-use super::event;
+use super::expectations::{Expectations, TIMEOUT as EXPECTATIONS_TIMEOUT};
+use super::workqueue::{Action, Key, WorkQueue, run_workers};
+use super::{Context, event};
+use crate::apimachinery::pods::{controller_ref, is_active, is_ready, phase};
 use crate::flow::{Flow, FlowEvent};
+use crate::informers::{BY_OWNER, Change, Informer};
 
 const COMPONENT: &str = "controller/job";
 const SOURCE: &str = "job-controller";
@@ -35,6 +44,9 @@ const BACKOFF_BASE: Duration = Duration::from_secs(10);
 const BACKOFF_MAX: Duration = Duration::from_secs(360);
 /// How many pods one pass creates or deletes at most, as kube-controller-manager's.
 const MAX_PER_SYNC: usize = 500;
+/// Added to a back-off's or deadline's end before looking again, so that the look (whose
+/// clock is read in whole seconds) falls after it.
+const REQUEUE_SLACK: Duration = Duration::from_millis(100);
 
 /// What went wrong writing for a Job.
 #[derive(Debug, thiserror::Error)]
@@ -57,35 +69,8 @@ pub enum JobError {
     },
 }
 
-fn phase(pod: &Pod) -> &str {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.phase.as_deref())
-        .unwrap_or_default()
-}
-
 fn is_terminal(pod: &Pod) -> bool {
     matches!(phase(pod), "Succeeded" | "Failed")
-}
-
-fn is_active(pod: &Pod) -> bool {
-    pod.metadata.deletion_timestamp.is_none() && !is_terminal(pod)
-}
-
-fn is_ready(pod: &Pod) -> bool {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
-
-fn controller_uid(pod: &Pod) -> Option<&str> {
-    pod.metadata
-        .owner_references
-        .iter()
-        .flatten()
-        .find(|r| r.controller == Some(true))
-        .map(|r| r.uid.as_str())
 }
 
 /// An Indexed Job pod's completion index, if it has a valid one.
@@ -579,7 +564,8 @@ fn manage(
     }
     let remaining = backoff_remaining(pods, now);
     if !remaining.is_zero() {
-        out.requeue = Some(remaining);
+        // The sooner of the back-off's end and the deadline.
+        out.requeue = Some(out.requeue.map_or(remaining, |r| r.min(remaining)));
         return;
     }
     let diff = (diff as usize).min(MAX_PER_SYNC);
@@ -654,52 +640,125 @@ pub fn pod_for(job: &Job, index: Option<i32>) -> Pod {
     }
 }
 
-/// What the controller has asked for and not yet seen, per Job uid: pods created and not yet
-/// in the cache, pods deleted and still there without a deletionTimestamp.
-#[derive(Default)]
-struct Expectations {
-    creates: HashMap<String, HashSet<String>>,
-    deletes: HashMap<String, HashSet<String>>,
+/// How many Jobs are reconciled at once (upstream's `ConcurrentJobSyncs`).
+const WORKERS: usize = 5;
+
+/// What the informers' handlers need: the Jobs to resolve owners in, the queue to put their
+/// keys on, and the expectations to report what they see to.
+#[derive(Clone)]
+struct Handlers {
+    jobs: Informer<Job>,
+    queue: WorkQueue,
+    expectations: Expectations,
 }
 
-impl Expectations {
-    fn satisfied(&mut self, uid: &str, pods: &[&Pod]) -> bool {
-        let present: HashSet<&str> = pods
-            .iter()
-            .filter_map(|p| p.metadata.name.as_deref())
-            .collect();
-        let alive: HashSet<&str> = pods
-            .iter()
-            .filter(|p| p.metadata.deletion_timestamp.is_none())
-            .filter_map(|p| p.metadata.name.as_deref())
-            .collect();
-        if let Some(c) = self.creates.get_mut(uid) {
-            c.retain(|name| !present.contains(name.as_str()));
-        }
-        if let Some(d) = self.deletes.get_mut(uid) {
-            d.retain(|name| alive.contains(name.as_str()));
-        }
-        self.creates.get(uid).is_none_or(HashSet::is_empty)
-            && self.deletes.get(uid).is_none_or(HashSet::is_empty)
+impl Handlers {
+    /// The Job a controller reference names, if it still exists with that uid (upstream's
+    /// `resolveControllerRef`).
+    fn resolve(&self, pod: &Pod, owner: Option<&OwnerReference>) -> Option<Key> {
+        let owner = owner.filter(|o| o.kind == "Job")?;
+        let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
+        self.jobs
+            .get(namespace, &owner.name)
+            .filter(|job| job.metadata.uid.as_deref() == Some(owner.uid.as_str()))
+            .map(|job| Key::of(&*job))
     }
 
-    fn forget_except(&mut self, uids: &HashSet<String>) {
-        self.creates.retain(|uid, _| uids.contains(uid));
-        self.deletes.retain(|uid, _| uids.contains(uid));
+    fn job(&self, change: Change<'_, Job>) {
+        match change {
+            Change::Add(job) => self.queue.add(Key::of(job)),
+            Change::Update { old, new } => {
+                // Deleted and created again under the same name: the old one's
+                // expectations are void.
+                if old.metadata.uid != new.metadata.uid {
+                    self.expectations.forget(&Key::of(old).to_string());
+                }
+                self.queue.add(Key::of(new));
+            }
+            Change::Delete(job) => {
+                let key = Key::of(job);
+                self.expectations.forget(&key.to_string());
+                self.queue.add(key);
+            }
+        }
+    }
+
+    /// upstream's `addPod`, `updatePod` and `deletePod` (a Job adopts no orphans).
+    fn pod(&self, change: Change<'_, Pod>) {
+        match change {
+            // Already going (seen first after a restart): no creation to observe.
+            Change::Add(pod) if pod.metadata.deletion_timestamp.is_some() => self.pod_gone(pod),
+            Change::Add(pod) => {
+                if let Some(key) = self.resolve(pod, controller_ref(&pod.metadata)) {
+                    self.expectations.creation_observed(&key.to_string());
+                    self.queue.add(key);
+                }
+            }
+            Change::Update { old, new } => {
+                if old.metadata.resource_version == new.metadata.resource_version {
+                    return;
+                }
+                // A pod being deleted counts as deleted: the Job need not wait for its grace
+                // period to act again.
+                if new.metadata.deletion_timestamp.is_some() {
+                    return self.pod_gone(new);
+                }
+                let (was, is) = (controller_ref(&old.metadata), controller_ref(&new.metadata));
+                if was != is
+                    && let Some(key) = self.resolve(old, was)
+                {
+                    self.queue.add(key);
+                }
+                if let Some(key) = self.resolve(new, is) {
+                    self.queue.add(key);
+                }
+            }
+            Change::Delete(pod) => self.pod_gone(pod),
+        }
+    }
+
+    /// A pod went (or started terminating): its Job's deletion expectation is met.
+    fn pod_gone(&self, pod: &Pod) {
+        if let Some(key) = self.resolve(pod, controller_ref(&pod.metadata)) {
+            let name = pod.metadata.name.as_deref().unwrap_or_default();
+            self.expectations.deletion_observed(&key.to_string(), name);
+            self.queue.add(key);
+        }
     }
 }
 
-/// The Job controller; runs until its task is aborted.
+/// The Job controller: built on the shared informers, reconciling one Job per key.
 pub struct JobController {
     client: kube::Client,
     flow: Flow,
+    jobs: Informer<Job>,
+    pods: Informer<Pod>,
+    queue: WorkQueue,
+    expectations: Expectations,
 }
 
 impl JobController {
-    /// A controller talking to the API server through `client`.
-    pub fn new(client: kube::Client, flow: Flow) -> Self {
-        JobController { client, flow }
+    /// A controller on `ctx`'s informers (Jobs and pods), writing as `controller/job`.
+    pub fn new(ctx: &Context) -> Self {
+        let handlers = Handlers {
+            jobs: ctx.factory.informer::<Job>(),
+            queue: WorkQueue::new("job"),
+            expectations: Expectations::default(),
+        };
+        let controller = JobController {
+            client: ctx.client("job"),
+            flow: ctx.flow.clone(),
+            jobs: handlers.jobs.clone(),
+            pods: ctx.factory.informer::<Pod>(),
+            queue: handlers.queue.clone(),
+            expectations: handlers.expectations.clone(),
+        };
+        let h = handlers.clone();
+        controller.jobs.add_handler(move |c| h.job(c));
+        controller.pods.add_handler(move |c| handlers.pod(c));
+        controller
     }
+
     /// The flow event of a hop this controller takes.
     fn hop(&self, verb: &str, job: &Job, detail: String) -> FlowEvent {
         let mut e = FlowEvent::new(COMPONENT, "apiserver", verb)
@@ -717,96 +776,67 @@ impl JobController {
         event(&self.client, job, SOURCE, event_type, reason, message).await;
     }
 
-    /// Watches Jobs and pods and reconciles, forever.
+    /// Waits for the caches, then reconciles the Jobs whose keys come up, forever.
     pub async fn run(self) {
-        let (jobs, job_events) =
-            crate::informers::cache::<Job>(&self.client, watcher::Config::default());
-        let (pods, pod_events) =
-            crate::informers::cache::<Pod>(&self.client, watcher::Config::default());
-        let mut changes = futures::stream::select(job_events, pod_events).boxed();
-        crate::informers::prime(&mut changes, async {
-            let _ = jobs.wait_until_ready().await;
-            let _ = pods.wait_until_ready().await;
-        })
-        .await;
-        let mut expectations = Expectations::default();
-        let mut pace = crate::informers::Pace::default();
-        loop {
-            let all_pods = pods.state();
-            let all_jobs = jobs.state();
-            let mut by_owner: HashMap<&str, Vec<&Pod>> = HashMap::new();
-            for pod in &all_pods {
-                if let Some(uid) = controller_uid(pod) {
-                    by_owner.entry(uid).or_default().push(pod);
-                }
-            }
-            let mut next = Duration::from_secs(5);
-            for job in &all_jobs {
-                let uid = job.metadata.uid.clone().unwrap_or_default();
-                let owned = by_owner.get(uid.as_str()).cloned().unwrap_or_default();
-                match self.reconcile(job, &owned, &mut expectations).await {
-                    Ok(Some(requeue)) => next = next.min(requeue + Duration::from_millis(100)),
-                    Ok(None) => {}
-                    Err(error) => tracing::debug!(%error, "job sync"),
-                }
-            }
-            expectations.forget_except(
-                &all_jobs
-                    .iter()
-                    .filter_map(|j| j.metadata.uid.clone())
-                    .collect(),
-            );
-            crate::informers::next_batch(&mut changes, next, &mut pace).await;
-        }
+        self.jobs.synced().await;
+        self.pods.synced().await;
+        run_workers(self.queue.clone(), WORKERS, |key| self.sync(key)).await;
     }
 
-    async fn reconcile(
-        &self,
-        job: &Job,
-        pods: &[&Pod],
-        expectations: &mut Expectations,
-    ) -> Result<Option<Duration>, JobError> {
-        let (Some(namespace), Some(name), Some(uid)) = (
-            job.metadata.namespace.clone(),
-            job.metadata.name.clone(),
-            job.metadata.uid.clone(),
-        ) else {
-            return Ok(None);
+    /// Reconciles the Job `key` from the caches (upstream's `syncJob`): carries out its
+    /// [`plan`], and asks to be woken when its back-off or deadline runs out.
+    async fn sync(&self, key: Key) -> Result<Action, JobError> {
+        let id = key.to_string();
+        let Some(job) = self.jobs.get(&key.namespace, &key.name) else {
+            self.expectations.forget(&id);
+            return Ok(Action::Done);
         };
-        if is_finished(job) {
-            return Ok(None);
+        let (Some(name), Some(uid)) = (job.metadata.name.clone(), job.metadata.uid.clone()) else {
+            return Ok(Action::Done);
+        };
+        if is_finished(&job) {
+            return Ok(Action::Done);
         }
-        let met = expectations.satisfied(&uid, pods);
-        let plan = plan(job, pods, jiff::Timestamp::now(), met);
-        let pods_api: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
+        let mut pods: Vec<Arc<Pod>> = self
+            .pods
+            .by_index(BY_OWNER, &uid)
+            .into_iter()
+            .filter(|p| p.metadata.namespace == job.metadata.namespace)
+            .collect();
+        pods.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+        let pods: Vec<&Pod> = pods.iter().map(|p| &**p).collect();
+        let met = self.expectations.satisfied(&id);
+        let plan = plan(&job, &pods, jiff::Timestamp::now(), met);
+        let pods_api: Api<Pod> = Api::namespaced(self.client.clone(), &key.namespace);
         if !plan.delete.is_empty() {
             self.flow
                 .gate_emit(self.hop(
                     "DELETE PODS",
-                    job,
+                    &job,
                     format!("deleting {} active pod(s) of job {name}", plan.delete.len()),
                 ))
                 .await;
+            // Expected before asking, so that the informer's report cannot come first.
+            self.expectations
+                .expect_deletions(&id, plan.delete.iter().cloned());
             for pod in &plan.delete {
                 match pods_api.delete(pod, &DeleteParams::background()).await {
                     Ok(_) => {
-                        expectations
-                            .deletes
-                            .entry(uid.clone())
-                            .or_default()
-                            .insert(pod.clone());
                         self.record(
-                            job,
+                            &job,
                             "Normal",
                             "SuccessfulDelete",
                             &format!("Deleted pod: {pod}"),
                         )
                         .await;
                     }
-                    Err(kube::Error::Api(e)) if e.code == 404 => {}
+                    Err(kube::Error::Api(e)) if e.code == 404 => {
+                        self.expectations.deletion_observed(&id, pod);
+                    }
                     Err(error) => {
+                        self.expectations.deletion_observed(&id, pod);
                         self.record(
-                            job,
+                            &job,
                             "Warning",
                             "FailedDelete",
                             &format!("Error deleting: {error}"),
@@ -821,25 +851,21 @@ impl JobController {
             self.flow
                 .gate_emit(self.hop(
                     "CREATE PODS",
-                    job,
+                    &job,
                     format!("creating {} pod(s) for job {name}", plan.create.len()),
                 ))
                 .await;
+            self.expectations.expect_creations(&id, plan.create.len());
             for index in &plan.create {
                 match pods_api
-                    .create(&PostParams::default(), &pod_for(job, *index))
+                    .create(&PostParams::default(), &pod_for(&job, *index))
                     .await
                 {
                     Ok(pod) => {
                         let pod_name = pod.metadata.name.unwrap_or_default();
-                        expectations
-                            .creates
-                            .entry(uid.clone())
-                            .or_default()
-                            .insert(pod_name.clone());
                         created += 1;
                         self.record(
-                            job,
+                            &job,
                             "Normal",
                             "SuccessfulCreate",
                             &format!("Created pod: {pod_name}"),
@@ -848,29 +874,42 @@ impl JobController {
                     }
                     Err(source) => {
                         self.record(
-                            job,
+                            &job,
                             "Warning",
                             "FailedCreate",
                             &format!("Error creating: {source}"),
                         )
                         .await;
-                        // Pods not created are not active: the next pass tries again.
+                        // Neither this pod nor the ones not tried will show up, and they are
+                        // not active: the retry creates them.
+                        let missing = plan.create.len() - created;
+                        for _ in 0..missing {
+                            self.expectations.creation_observed(&id);
+                        }
                         let mut status = plan.status.clone();
-                        let missing = (plan.create.len() - created) as i32;
-                        status.active = status.active.map(|a| a - missing).filter(|a| *a > 0);
-                        self.write_status(job, status).await?;
+                        status.active =
+                            status.active.map(|a| a - missing as i32).filter(|a| *a > 0);
+                        self.write_status(&job, status).await?;
                         return Err(JobError::Create { job: name, source });
                     }
                 }
             }
         }
         if job.status.as_ref() != Some(&plan.status) {
-            self.write_status(job, plan.status.clone()).await?;
+            self.write_status(&job, plan.status.clone()).await?;
             for (event_type, reason, message) in &plan.events {
-                self.record(job, event_type, reason, message).await;
+                self.record(&job, event_type, reason, message).await;
             }
         }
-        Ok(plan.requeue)
+        // A Job waiting for its own pods to show up looks again once the expectations time
+        // out, should one never come.
+        let wait = (!met).then_some(EXPECTATIONS_TIMEOUT);
+        let requeue = plan.requeue.map(|r| r + REQUEUE_SLACK);
+        Ok(match (requeue, wait) {
+            (Some(a), Some(b)) => Action::RequeueAfter(a.min(b)),
+            (Some(d), None) | (None, Some(d)) => Action::RequeueAfter(d),
+            (None, None) => Action::Done,
+        })
     }
 
     async fn write_status(&self, job: &Job, status: JobStatus) -> Result<(), JobError> {
@@ -1153,6 +1192,20 @@ mod tests {
                 requeue: Some(6),
             },
             Case {
+                name: "a back-off outlasting the deadline: look again at the deadline",
+                job: job(
+                    json!({"completions": 1, "parallelism": 1, "activeDeadlineSeconds": 10}),
+                    json!({"startTime": at(NOW - 4)}),
+                ),
+                pods: vec![pod("a", "Failed", None, NOW - 3, false)],
+                met: true,
+                delete: 0,
+                create: vec![],
+                conditions: &[],
+                events: &[],
+                requeue: Some(6),
+            },
+            Case {
                 name: "suspended: active pods go",
                 job: job(json!({"completions": 3, "suspend": true}), json!(null)),
                 pods: vec![
@@ -1263,6 +1316,78 @@ mod tests {
             ["FailureTarget=True/BackoffLimitExceeded"]
         );
         assert_eq!(plan.delete, ["a"]);
+    }
+
+    /// A context whose clients answer 404 to everything: the informers are fed by hand.
+    fn offline() -> Context {
+        Context::new(Flow::new(), |_| {
+            let service = tower::service_fn(|_: http::Request<kube::client::Body>| async {
+                let empty = http_body_util::Empty::<bytes::Bytes>::new();
+                Ok::<_, std::convert::Infallible>(
+                    http::Response::builder().status(404).body(empty).unwrap(),
+                )
+            });
+            kube::Client::new(service, "default")
+        })
+    }
+
+    /// The keys queued, each once, sorted.
+    async fn drain(queue: &WorkQueue) -> Vec<String> {
+        let mut keys = Vec::new();
+        while !queue.is_empty() {
+            let key = queue.get().await.unwrap();
+            queue.done(&key);
+            keys.push(key.to_string());
+        }
+        keys.sort();
+        keys
+    }
+
+    #[tokio::test]
+    async fn pod_changes_wake_their_job_and_meet_expectations() {
+        use kube::runtime::watcher::Event;
+        let ctx = offline();
+        let controller = JobController::new(&ctx);
+        let (queue, expectations) = (&controller.queue, &controller.expectations);
+        let (jobs, pods) = (ctx.factory.informer::<Job>(), ctx.factory.informer::<Pod>());
+        let j = job(json!({"completions": 2}), json!(null));
+        jobs.apply(Event::Apply(j.clone()), &mut None);
+        assert_eq!(drain(queue).await, ["default/j"]);
+
+        let owned = |name: &str, rv: &str, deleting: bool| {
+            let mut p = pod(name, "Running", None, NOW, deleting);
+            p.metadata.resource_version = Some(rv.into());
+            p.metadata.owner_references = pod_for(&j, None).metadata.owner_references;
+            p
+        };
+        expectations.expect_creations("default/j", 2);
+        pods.apply(Event::Apply(owned("a", "1", false)), &mut None);
+        assert!(!expectations.satisfied("default/j"));
+        pods.apply(Event::Apply(owned("b", "2", false)), &mut None);
+        assert!(expectations.satisfied("default/j"));
+        assert_eq!(drain(queue).await, ["default/j"]);
+
+        // A pod starting to terminate counts as deleted; its final deletion wakes the Job too.
+        expectations.expect_deletions("default/j", ["a".to_owned()]);
+        pods.apply(Event::Apply(owned("a", "3", true)), &mut None);
+        assert!(expectations.satisfied("default/j"));
+        assert_eq!(drain(queue).await, ["default/j"]);
+        pods.apply(Event::Delete(owned("a", "4", true)), &mut None);
+        assert_eq!(drain(queue).await, ["default/j"]);
+
+        // Orphans and another Job's pods (same name, other uid) wake nothing: no adoption.
+        let mut orphan = pod("c", "Running", None, NOW, false);
+        orphan.metadata.resource_version = Some("5".into());
+        pods.apply(Event::Apply(orphan), &mut None);
+        let mut foreign = owned("d", "6", false);
+        foreign.metadata.owner_references.as_mut().unwrap()[0].uid = "other".into();
+        pods.apply(Event::Apply(foreign), &mut None);
+        assert!(drain(queue).await.is_empty());
+
+        // Deleting the Job forgets what it waited for.
+        expectations.expect_creations("default/j", 1);
+        jobs.apply(Event::Delete(j), &mut None);
+        assert!(expectations.satisfied("default/j"));
     }
 
     #[test]
