@@ -177,7 +177,8 @@ impl ReplicaSetController {
             return Ok(Action::Done);
         };
         if !self.expectations.satisfied(&key.to_string()) {
-            return Ok(Action::Done);
+            // Its pods' events wake it; in case one is lost, look again when they time out.
+            return Ok(Action::RequeueAfter(super::expectations::TIMEOUT));
         }
         Ok(self.reconcile(&rs, &key).await)
     }
