@@ -20,6 +20,7 @@ pub mod namespace;
 pub mod nodelifecycle;
 pub mod replicaset;
 pub mod serviceaccount;
+pub mod statefulset;
 pub mod workqueue;
 
 use crate::flow::Flow;
