@@ -24,6 +24,7 @@ use crate::controllers::namespace::NamespaceController;
 use crate::controllers::nodelifecycle::NodeLifecycleController;
 use crate::controllers::replicaset::ReplicaSetController;
 use crate::controllers::serviceaccount::ServiceAccountController;
+use crate::controllers::statefulset::StatefulSetController;
 use crate::flow::Flow;
 use crate::images::ImageStore;
 use crate::kubelet::{ControlPlane, DEFAULT_POD_PIDS_LIMIT, Kubelet, NodeConfig};
@@ -821,6 +822,7 @@ fn controller_manager(
         )
         .run()
         .boxed(),
+        StatefulSetController::new(&ctx).run().boxed(),
     ];
     // The informers start once every controller has taken the ones it needs.
     let mut tasks = ctx.factory.start();
@@ -836,6 +838,7 @@ fn controller_manager(
         "endpointslice-controller",
         "endpoints-controller",
         "node-lifecycle-controller",
+        "statefulset-controller",
     ] {
         flow.logs().info(
             Component::ControllerManager,

@@ -229,6 +229,79 @@ fn validate_workload_selector(path_prefix: &str, spec: &Value, causes: &mut Vec<
     }
 }
 
+/// What ValidateStatefulSetSpec checks beyond the workload basics: the pod management policy,
+/// the update strategy and its partition, the claim retention policy, and non-negative
+/// `minReadySeconds` and `ordinals.start`.
+fn validate_statefulset_spec(spec: &Value, causes: &mut Vec<Cause>) {
+    match spec["podManagementPolicy"].as_str() {
+        None | Some("") => causes.push(Cause::required("spec.podManagementPolicy")),
+        Some("OrderedReady" | "Parallel") => {}
+        Some(other) => causes.push(Cause::invalid(
+            "spec.podManagementPolicy",
+            &json!(other),
+            "must be 'OrderedReady' or 'Parallel'",
+        )),
+    }
+    let strategy = &spec["updateStrategy"];
+    match strategy["type"].as_str() {
+        None | Some("") => causes.push(Cause::required("spec.updateStrategy")),
+        Some("OnDelete") => {
+            if !strategy["rollingUpdate"].is_null() {
+                causes.push(Cause::invalid(
+                    "spec.updateStrategy.rollingUpdate",
+                    &strategy["rollingUpdate"],
+                    "only allowed for updateStrategy 'RollingUpdate'",
+                ));
+            }
+        }
+        Some("RollingUpdate") => {
+            let partition = &strategy["rollingUpdate"]["partition"];
+            if partition.as_i64().is_some_and(|p| p < 0) {
+                causes.push(Cause::invalid(
+                    "spec.updateStrategy.rollingUpdate.partition",
+                    partition,
+                    "must be greater than or equal to 0",
+                ));
+            }
+        }
+        Some(_) => causes.push(Cause::invalid(
+            "spec.updateStrategy",
+            strategy,
+            "must be 'RollingUpdate' or 'OnDelete'",
+        )),
+    }
+    for when in ["whenDeleted", "whenScaled"] {
+        let value = &spec["persistentVolumeClaimRetentionPolicy"][when];
+        if let Some(v) = value.as_str()
+            && !matches!(v, "Retain" | "Delete")
+        {
+            causes.push(Cause::unsupported(
+                format!("spec.persistentVolumeClaimRetentionPolicy.{when}"),
+                value,
+                &["Retain", "Delete"],
+            ));
+        }
+    }
+    for (field, value) in [
+        ("spec.minReadySeconds", &spec["minReadySeconds"]),
+        ("spec.ordinals.start", &spec["ordinals"]["start"]),
+    ] {
+        if value.as_i64().is_some_and(|v| v < 0) {
+            causes.push(Cause::invalid(
+                field,
+                value,
+                "must be greater than or equal to 0",
+            ));
+        }
+    }
+    if !spec["template"]["spec"]["activeDeadlineSeconds"].is_null() {
+        causes.push(Cause::forbidden(
+            "spec.template.spec.activeDeadlineSeconds",
+            "activeDeadlineSeconds in StatefulSet is not Supported",
+        ));
+    }
+}
+
 const WILDCARD_DNS1123_SUBDOMAIN: &str = "a wildcard DNS-1123 subdomain must start with '*.', followed by a valid DNS subdomain, which must consist of lower case alphanumeric characters, '-' or '.' and end with an alphanumeric character (e.g. '*.example.com', regex used for validation is '\\*\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
 const DNS1035_LABEL: &str = "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')";
 
@@ -528,6 +601,9 @@ pub(crate) fn validate(resource: &Resource, object: &Value, old: Option<&Value>)
                     "must be greater than or equal to 0",
                 ));
             }
+            if resource.kind == "StatefulSet" {
+                validate_statefulset_spec(spec, &mut causes);
+            }
         }
         ("batch", "Job") => {
             validate_pod_spec(
@@ -601,13 +677,40 @@ fn validate_update(resource: &Resource, new: &Value, old: &Value, causes: &mut V
         }
     };
     match (resource.group, resource.kind) {
-        ("apps", "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet") => {
+        ("apps", "Deployment" | "ReplicaSet" | "DaemonSet") => {
             immutable(
                 "spec.selector",
                 &new["spec"]["selector"],
                 &old["spec"]["selector"],
                 causes,
             );
+        }
+        ("apps", "StatefulSet") => {
+            // ValidateStatefulSetUpdate: only these fields of the spec may change.
+            let mutable = [
+                "replicas",
+                "ordinals",
+                "template",
+                "updateStrategy",
+                "persistentVolumeClaimRetentionPolicy",
+                "minReadySeconds",
+            ];
+            let rest = |spec: &Value| -> Value {
+                let mut spec = spec.clone();
+                if let Some(m) = spec.as_object_mut() {
+                    m.retain(|k, _| !mutable.contains(&k.as_str()));
+                }
+                spec
+            };
+            if rest(&new["spec"]) != rest(&old["spec"]) {
+                causes.push(Cause::forbidden(
+                    "spec",
+                    "updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden",
+                ));
+            }
+        }
+        ("apps", "ControllerRevision") => {
+            immutable("data", &new["data"], &old["data"], causes);
         }
         ("batch", "Job") => {
             immutable(
@@ -922,16 +1025,34 @@ pub(crate) fn default(resource: &Resource, object: &mut Value) {
             set_default(spec, "replicas", json!(1));
             set_default(spec, "podManagementPolicy", json!("OrderedReady"));
             set_default(spec, "revisionHistoryLimit", json!(10));
-            set_default(
-                spec,
-                "updateStrategy",
-                json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}),
-            );
-            set_default(
-                spec,
-                "persistentVolumeClaimRetentionPolicy",
-                json!({"whenDeleted": "Retain", "whenScaled": "Retain"}),
-            );
+            // Field by field, as SetDefaults_StatefulSet: a type given without `rollingUpdate`
+            // keeps none; a `rollingUpdate` without a partition gets 0.
+            let strategy = object_at(&mut object["spec"], "updateStrategy");
+            if strategy
+                .get("type")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+            {
+                strategy.insert("type".into(), json!("RollingUpdate"));
+                set_default(strategy, "rollingUpdate", json!({}));
+            }
+            if strategy.get("type") == Some(&json!("RollingUpdate"))
+                && let Some(rolling) = strategy
+                    .get_mut("rollingUpdate")
+                    .and_then(Value::as_object_mut)
+            {
+                set_default(rolling, "partition", json!(0));
+            }
+            let policy = object_at(&mut object["spec"], "persistentVolumeClaimRetentionPolicy");
+            set_default(policy, "whenDeleted", json!("Retain"));
+            set_default(policy, "whenScaled", json!("Retain"));
+            // Each claim template is defaulted as a claim is (SetObjectDefaults_StatefulSet).
+            if let Some(templates) = object["spec"]["volumeClaimTemplates"].as_array_mut() {
+                for claim in templates.iter_mut().filter(|c| c.is_object()) {
+                    set_default(object_at(claim, "spec"), "volumeMode", json!("Filesystem"));
+                    set_default(object_at(claim, "status"), "phase", json!("Pending"));
+                }
+            }
             default_template(&mut object["spec"]);
         }
         ("apps", "DaemonSet") => {

@@ -27,6 +27,7 @@ mod runtime_libcontainer;
 mod scheduler;
 mod security;
 mod services;
+mod statefulset;
 mod store_conformance;
 mod store_embedded;
 mod store_etcd;

@@ -10,7 +10,7 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
-use super::identity::{controller_ref, in_range, name, ordinal};
+use super::identity::{in_range, name, new_controller_ref, ordinal};
 
 const DELETE: &str = "Delete";
 
@@ -163,7 +163,7 @@ pub fn update_owner_refs(claim: &mut PersistentVolumeClaim, set: &StatefulSet, p
             });
         }
         if set_owns && !kept.iter().any(|r| r.uid == uid(&set.metadata)) {
-            kept.push(controller_ref(set));
+            kept.push(new_controller_ref(set));
         }
     }
     claim.metadata.owner_references = (!kept.is_empty()).then_some(kept);

