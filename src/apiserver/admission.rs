@@ -1202,6 +1202,111 @@ mod tests {
     }
 
     #[test]
+    fn statefulset_defaults_field_by_field_and_validation() {
+        let sets = find("apps", "v1", "statefulsets").unwrap();
+        let set = |strategy: Value, extra: Value| {
+            let mut set = json!({"metadata": {"name": "web"}, "spec": {
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "x"}]}},
+                "volumeClaimTemplates": [{"metadata": {"name": "www"}, "spec": {"accessModes": ["ReadWriteOnce"]}}],
+                "updateStrategy": strategy,
+            }});
+            if let (Some(spec), Some(extra)) = (set["spec"].as_object_mut(), extra.as_object()) {
+                spec.extend(extra.clone());
+            }
+            default(sets, &mut set);
+            set
+        };
+        for (given, want) in [
+            (
+                json!(null),
+                json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}),
+            ),
+            (
+                json!({"type": "RollingUpdate"}),
+                json!({"type": "RollingUpdate"}),
+            ),
+            (
+                json!({"type": "RollingUpdate", "rollingUpdate": {}}),
+                json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}),
+            ),
+            (json!({"type": "OnDelete"}), json!({"type": "OnDelete"})),
+        ] {
+            assert_eq!(set(given, json!({}))["spec"]["updateStrategy"], want);
+        }
+        let defaulted = set(
+            json!(null),
+            json!({"persistentVolumeClaimRetentionPolicy": {"whenScaled": "Delete"}}),
+        );
+        let spec = &defaulted["spec"];
+        assert_eq!(spec["replicas"], 1);
+        assert_eq!(spec["podManagementPolicy"], "OrderedReady");
+        assert_eq!(spec["revisionHistoryLimit"], 10);
+        assert_eq!(
+            spec["persistentVolumeClaimRetentionPolicy"],
+            json!({"whenDeleted": "Retain", "whenScaled": "Delete"})
+        );
+        assert_eq!(
+            spec["volumeClaimTemplates"][0]["spec"]["volumeMode"],
+            "Filesystem"
+        );
+        assert_eq!(
+            spec["volumeClaimTemplates"][0]["status"]["phase"],
+            "Pending"
+        );
+        assert!(validate(sets, &defaulted, None).is_empty());
+
+        let causes = |object: &Value, old: Option<&Value>| -> Vec<(String, String)> {
+            validate(sets, object, old)
+                .into_iter()
+                .map(|c| (c.field, c.message))
+                .collect()
+        };
+        let bad = set(
+            json!({"type": "OnDelete", "rollingUpdate": {"partition": 1}}),
+            json!({"podManagementPolicy": "Sometimes", "minReadySeconds": -1,
+                   "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Keep"}}),
+        );
+        assert_eq!(
+            causes(&bad, None),
+            [
+                (
+                    "spec.podManagementPolicy".to_owned(),
+                    "Invalid value: \"Sometimes\": must be 'OrderedReady' or 'Parallel'".to_owned()
+                ),
+                (
+                    "spec.updateStrategy.rollingUpdate".to_owned(),
+                    "Invalid value: {\"partition\":1}: only allowed for updateStrategy 'RollingUpdate'"
+                        .to_owned()
+                ),
+                (
+                    "spec.persistentVolumeClaimRetentionPolicy.whenDeleted".to_owned(),
+                    "Unsupported value: \"Keep\": supported values: \"Retain\", \"Delete\"".to_owned()
+                ),
+                (
+                    "spec.minReadySeconds".to_owned(),
+                    "Invalid value: -1: must be greater than or equal to 0".to_owned()
+                ),
+            ]
+        );
+        // Only replicas, ordinals, template, updateStrategy, the retention policy and
+        // minReadySeconds may change.
+        let mut scaled = defaulted.clone();
+        scaled["spec"]["replicas"] = json!(3);
+        scaled["spec"]["template"]["spec"]["containers"][0]["image"] = json!("y");
+        assert!(causes(&scaled, Some(&defaulted)).is_empty());
+        let mut renamed = defaulted.clone();
+        renamed["spec"]["serviceName"] = json!("other");
+        assert_eq!(
+            causes(&renamed, Some(&defaulted)),
+            [(
+                "spec".to_owned(),
+                "Forbidden: updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden".to_owned()
+            )]
+        );
+    }
+
+    #[test]
     fn validation_names_the_field() {
         let pods = find("", "v1", "pods").unwrap();
         let pod = json!({"metadata": {"name": "Bad_Name", "labels": {"ok": "-bad"}}, "spec": {"containers": [{"name": "c", "image": ""}, {"name": "c", "image": "x", "ports": [{"containerPort": 70000}]}]}});

@@ -6,7 +6,7 @@
 //! controller's own name (`controller/<name>`), as an ordinary API client.
 //!
 //! So far: the Deployment ([`deployment`]), ReplicaSet ([`replicaset`]), DaemonSet
-//! ([`daemonset`]), Job ([`job`]), EndpointSlice and Endpoints ([`endpointslice`]), Namespace
+//! ([`daemonset`]), StatefulSet ([`statefulset`]), Job ([`job`]), EndpointSlice and Endpoints ([`endpointslice`]), Namespace
 //! ([`namespace`]), ServiceAccount ([`serviceaccount`]) and node lifecycle ([`nodelifecycle`],
 //! with taint-based eviction) controllers and the garbage collector ([`garbagecollector`]).
 

@@ -593,7 +593,9 @@ mod tests {
     #[test]
     fn ordered_ready_creates_one_at_a_time_after_the_previous_is_ready() {
         let s = set(3, "OrderedReady", rolling(0));
-        let cases: Vec<(Vec<Pod>, Vec<i32>, Vec<&str>, Option<&str>)> = vec![
+        // (pods, claims present, steps, where the pass stops)
+        type Case<'a> = (Vec<Pod>, Vec<i32>, Vec<&'a str>, Option<&'a str>);
+        let cases: Vec<Case<'_>> = vec![
             (
                 vec![],
                 vec![],
