@@ -24,7 +24,7 @@ use serde_json::json;
 
 use super::Context;
 use super::event;
-use super::expectations::Expectations;
+use super::expectations::{self, Expectations};
 use super::workqueue::{Action, Key, WorkQueue, run_workers};
 use crate::apimachinery::{labels, pods};
 use crate::flow::{Flow, FlowEvent};
@@ -256,8 +256,9 @@ impl StatefulSetController {
             return Ok(Action::Done);
         }
         if !self.expectations.satisfied(&expectations_key) {
-            // Its own creates and deletes have not shown up yet: the pod events requeue it.
-            return Ok(Action::Done);
+            // Its own creates and deletes have not shown up yet: the pod events requeue it, or,
+            // should one be lost, the expectations' timeout does.
+            return Ok(Action::RequeueAfter(expectations::TIMEOUT));
         }
         let mut revisions = self.revisions_of(&set).await?;
         let pods = self.claim_pods(&set).await?;
@@ -599,17 +600,35 @@ impl StatefulSetController {
             }
             return Ok(());
         }
-        let mut rest = &decided.steps[..];
-        let mut batch = 1;
-        while !rest.is_empty() {
-            let (now, later) = rest.split_at(batch.min(rest.len()));
-            let results =
-                futures::future::join_all(now.iter().map(|s| self.step(set, key, s))).await;
-            if let Some(e) = results.into_iter().find_map(Result::err) {
-                return Err(e);
+        // Scale-down deletions start only once every claim has its owners (upstream's separate
+        // `runForAll` passes), so a scaled-away pod never goes before its claim names it.
+        let barrier = decided
+            .steps
+            .iter()
+            .position(|s| {
+                matches!(
+                    s,
+                    Step::DeletePod {
+                        reason: Reason::ScaleDown,
+                        ..
+                    }
+                )
+            })
+            .unwrap_or(decided.steps.len());
+        let (first, then) = decided.steps.split_at(barrier);
+        for phase in [first, then] {
+            let mut rest = phase;
+            let mut batch = 1;
+            while !rest.is_empty() {
+                let (now, later) = rest.split_at(batch.min(rest.len()));
+                let results =
+                    futures::future::join_all(now.iter().map(|s| self.step(set, key, s))).await;
+                if let Some(e) = results.into_iter().find_map(Result::err) {
+                    return Err(e);
+                }
+                rest = later;
+                batch *= 2;
             }
-            rest = later;
-            batch *= 2;
         }
         Ok(())
     }
