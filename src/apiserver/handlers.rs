@@ -113,6 +113,7 @@ fn has_generation(resource: &Resource) -> bool {
             | "Pod"
             | "Ingress"
             | "IngressClass"
+            | "PodDisruptionBudget"
     )
 }
 

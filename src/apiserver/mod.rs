@@ -28,6 +28,7 @@ pub(crate) mod resources;
 mod selectors;
 pub mod server;
 mod tables;
+mod validation;
 mod watch;
 
 use std::sync::Arc;
