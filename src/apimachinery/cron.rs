@@ -23,7 +23,8 @@
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp, Zoned};
 
-/// Why a schedule does not parse, in robfig/cron's words.
+/// Why a schedule does not parse, in robfig/cron's words (each variant's message is its doc).
+#[allow(missing_docs)]
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
     #[error("empty spec string")]

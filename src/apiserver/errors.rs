@@ -137,6 +137,8 @@ pub(crate) enum ApiError {
     TooManyRequests {
         message: String,
         causes: Vec<(&'static str, String)>,
+        /// `details.retryAfterSeconds` and the `Retry-After` header (none when 0).
+        retry_after: u32,
     },
     #[error("the server does not allow this method on the requested resource")]
     MethodNotAllowed,
@@ -264,12 +266,22 @@ impl ApiError {
                 }
                 Some(details)
             }
-            ApiError::TooManyRequests { causes, .. } => Some(json!({
-                "causes": causes
-                    .iter()
-                    .map(|(reason, message)| json!({"reason": reason, "message": message}))
-                    .collect::<Vec<_>>()
-            })),
+            ApiError::TooManyRequests {
+                causes,
+                retry_after,
+                ..
+            } => {
+                let mut details = json!({
+                    "causes": causes
+                        .iter()
+                        .map(|(reason, message)| json!({"reason": reason, "message": message}))
+                        .collect::<Vec<_>>()
+                });
+                if *retry_after > 0 {
+                    details["retryAfterSeconds"] = json!(retry_after);
+                }
+                Some(details)
+            }
             ApiError::ApplyConflict { causes, .. } => Some(json!({
                 "causes": causes
                     .iter()
@@ -316,12 +328,21 @@ pub(crate) fn from_store(error: crate::store::Error, resource: &str, name: &str)
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = crate::apimachinery::wire::body(&self.status());
-        (
+        let mut response = (
             self.code(),
             [(http::header::CONTENT_TYPE, "application/json")],
             body,
         )
-            .into_response()
+            .into_response();
+        if let ApiError::TooManyRequests { retry_after, .. } = &self
+            && *retry_after > 0
+        {
+            response.headers_mut().insert(
+                http::header::RETRY_AFTER,
+                http::HeaderValue::from(*retry_after),
+            );
+        }
+        response
     }
 }
 

@@ -16,6 +16,7 @@ mod apply;
 pub mod decisions;
 mod discovery;
 pub(crate) mod errors;
+mod eviction;
 mod handlers;
 pub mod kubeconfig;
 mod kubelet_client;
