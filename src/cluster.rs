@@ -834,6 +834,17 @@ fn controller_manager(
         .run()
         .boxed(),
     ];
+    let controllers = controllers
+        .into_iter()
+        .chain([
+            controllers::cronjob::CronJobController::new(&ctx)
+                .run()
+                .boxed(),
+            controllers::disruption::DisruptionController::new(&ctx)
+                .run()
+                .boxed(),
+        ])
+        .collect::<Vec<_>>();
     // The informers start once every controller has taken the ones it needs.
     let mut tasks = ctx.factory.start();
     tasks.extend(controllers.into_iter().map(tokio::spawn));
@@ -843,6 +854,8 @@ fn controller_manager(
         "namespace-controller",
         "serviceaccount-controller",
         "job-controller",
+        "cronjob-controller",
+        "disruption-controller",
         "garbage-collector-controller",
         "daemonset-controller",
         "endpointslice-controller",

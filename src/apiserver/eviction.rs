@@ -270,7 +270,7 @@ async fn budgets_of(
         let Some(selector) = pdb.spec.as_ref().and_then(|s| s.selector.as_ref()) else {
             continue;
         };
-        if crate::scheduler::labels::matches(selector, &labels) {
+        if crate::apimachinery::labels::matches(selector, &labels) {
             out.push((pdb, kv.mod_revision));
         }
     }
