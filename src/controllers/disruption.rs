@@ -58,6 +58,10 @@ pub enum DisruptionError {
 /// A controller's uid and scale, as the finders return them.
 pub type Scale = (String, i32);
 
+/// Finds the uid and scale of the controller an owner reference names, in a namespace
+/// (`Ok(None)`: not one it knows).
+pub type Finder<'a> = &'a dyn Fn(&OwnerReference, &str) -> Result<Option<Scale>, String>;
+
 /// `intstr.GetScaledValueFromIntOrPercent(v, total, true)`.
 fn scaled(value: &IntOrString, total: i32) -> Result<i32, String> {
     match value {
@@ -78,7 +82,7 @@ fn scaled(value: &IntOrString, total: i32) -> Result<i32, String> {
 pub fn expected_pod_count(
     pdb: &PodDisruptionBudget,
     pods: &[&Pod],
-    find: &dyn Fn(&OwnerReference, &str) -> Result<Option<Scale>, String>,
+    find: Finder<'_>,
 ) -> Result<(i32, i32, Vec<String>), String> {
     let spec = pdb.spec.clone().unwrap_or_default();
     let expected_scale = || -> Result<(i32, Vec<String>), String> {

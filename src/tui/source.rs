@@ -220,6 +220,7 @@ struct KnownPod {
 /// watched alongside, so when a ReplicaSet's or a Job's owner becomes known its pods are sent
 /// again.
 async fn watch_pods(client: Client, tx: mpsc::Sender<Msg>) {
+    #[allow(clippy::large_enum_variant)] // short-lived, one at a time off the stream
     enum Change {
         Pod(watcher::Event<Pod>),
         Parent(&'static str, watcher::Event<ObjectMeta>),
