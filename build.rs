@@ -18,6 +18,7 @@ const FILES: &[&str] = &[
     "api/discovery/v1",
     "api/events/v1",
     "api/networking/v1",
+    "api/policy/v1",
 ];
 
 fn main() {

@@ -824,6 +824,17 @@ fn controller_manager(
         .boxed(),
         StatefulSetController::new(&ctx).run().boxed(),
     ];
+    let controllers = controllers
+        .into_iter()
+        .chain([
+            controllers::cronjob::CronJobController::new(&ctx)
+                .run()
+                .boxed(),
+            controllers::disruption::DisruptionController::new(&ctx)
+                .run()
+                .boxed(),
+        ])
+        .collect::<Vec<_>>();
     // The informers start once every controller has taken the ones it needs.
     let mut tasks = ctx.factory.start();
     tasks.extend(controllers.into_iter().map(tokio::spawn));
@@ -833,6 +844,8 @@ fn controller_manager(
         "namespace-controller",
         "serviceaccount-controller",
         "job-controller",
+        "cronjob-controller",
+        "disruption-controller",
         "garbage-collector-controller",
         "daemonset-controller",
         "endpointslice-controller",

@@ -39,6 +39,7 @@ pub async fn record(
     let api_version = match about.kind {
         "ReplicaSet" | "Deployment" | "DaemonSet" | "StatefulSet" => "apps/v1",
         "Job" | "CronJob" => "batch/v1",
+        "PodDisruptionBudget" => "policy/v1",
         _ => "v1",
     };
     let stamp = jiff::Timestamp::now();

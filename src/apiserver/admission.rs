@@ -614,9 +614,7 @@ pub(crate) fn validate(resource: &Resource, object: &Value, old: Option<&Value>)
             );
         }
         ("batch", "CronJob") => {
-            if spec["schedule"].as_str().unwrap_or_default().is_empty() {
-                causes.push(Cause::required("spec.schedule"));
-            }
+            super::validation::cronjob(object, old, &mut causes);
             validate_pod_spec(
                 "spec.jobTemplate.spec.template.spec",
                 &spec["jobTemplate"]["spec"]["template"]["spec"],
@@ -658,6 +656,9 @@ pub(crate) fn validate(resource: &Resource, object: &Value, old: Option<&Value>)
             }
         }
         ("networking.k8s.io", "Ingress") => validate_ingress_spec(spec, &mut causes),
+        ("policy", "PodDisruptionBudget") => {
+            super::validation::pod_disruption_budget(object, &mut causes)
+        }
         ("networking.k8s.io", "IngressClass") => {
             validate_domain_prefixed_path("spec.controller", &spec["controller"], &mut causes)
         }

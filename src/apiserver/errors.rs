@@ -49,6 +49,19 @@ impl Cause {
         }
     }
 
+    /// `field.Invalid` of a value Go prints with `%#v` (a struct), given as Go prints it.
+    pub(crate) fn invalid_shown(
+        field: impl Into<String>,
+        shown: &str,
+        detail: impl AsRef<str>,
+    ) -> Self {
+        Cause {
+            reason: "FieldValueInvalid",
+            field: field.into(),
+            message: format!("Invalid value: {shown}: {}", detail.as_ref()),
+        }
+    }
+
     pub(crate) fn duplicate(field: impl Into<String>, value: &Value) -> Self {
         Cause {
             reason: "FieldValueDuplicate",
@@ -118,6 +131,15 @@ pub(crate) enum ApiError {
     },
     #[error("{0}")]
     Expired(String),
+    /// 429, `errors.NewTooManyRequests` with causes (`(reason, message)`), such as an eviction
+    /// a disruption budget refuses.
+    #[error("{message}")]
+    TooManyRequests {
+        message: String,
+        causes: Vec<(&'static str, String)>,
+        /// `details.retryAfterSeconds` and the `Retry-After` header (none when 0).
+        retry_after: u32,
+    },
     #[error("the server does not allow this method on the requested resource")]
     MethodNotAllowed,
     #[error("the server could not find the requested resource")]
@@ -173,6 +195,7 @@ impl ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::Expired(_) => StatusCode::GONE,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
@@ -191,6 +214,7 @@ impl ApiError {
             ApiError::BadRequest(_) => "BadRequest",
             ApiError::Forbidden { .. } => "Forbidden",
             ApiError::Expired(_) => "Expired",
+            ApiError::TooManyRequests { .. } => "TooManyRequests",
             ApiError::MethodNotAllowed => "MethodNotAllowed",
             ApiError::UnsupportedMediaType => "UnsupportedMediaType",
             ApiError::Unauthorized => "Unauthorized",
@@ -242,6 +266,22 @@ impl ApiError {
                 }
                 Some(details)
             }
+            ApiError::TooManyRequests {
+                causes,
+                retry_after,
+                ..
+            } => {
+                let mut details = json!({
+                    "causes": causes
+                        .iter()
+                        .map(|(reason, message)| json!({"reason": reason, "message": message}))
+                        .collect::<Vec<_>>()
+                });
+                if *retry_after > 0 {
+                    details["retryAfterSeconds"] = json!(retry_after);
+                }
+                Some(details)
+            }
             ApiError::ApplyConflict { causes, .. } => Some(json!({
                 "causes": causes
                     .iter()
@@ -288,12 +328,21 @@ pub(crate) fn from_store(error: crate::store::Error, resource: &str, name: &str)
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = crate::apimachinery::wire::body(&self.status());
-        (
+        let mut response = (
             self.code(),
             [(http::header::CONTENT_TYPE, "application/json")],
             body,
         )
-            .into_response()
+            .into_response();
+        if let ApiError::TooManyRequests { retry_after, .. } = &self
+            && *retry_after > 0
+        {
+            response.headers_mut().insert(
+                http::header::RETRY_AFTER,
+                http::HeaderValue::from(*retry_after),
+            );
+        }
+        response
     }
 }
 

@@ -113,6 +113,7 @@ fn has_generation(resource: &Resource) -> bool {
             | "Pod"
             | "Ingress"
             | "IngressClass"
+            | "PodDisruptionBudget"
     )
 }
 
@@ -622,7 +623,7 @@ async fn allocate_service_ips(api: &ApiServer, service: &mut Value) -> Result<()
 
 /// How an update treats the stored object.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum UpdateKind {
+pub(super) enum UpdateKind {
     /// The main resource: status is kept as stored (for kinds with a status subresource).
     Main,
     /// The status subresource: only status changes.
@@ -635,26 +636,26 @@ enum UpdateKind {
 
 /// How an update writes.
 #[derive(Clone, Copy, Debug)]
-struct Write<'a> {
-    kind: UpdateKind,
+pub(super) struct Write<'a> {
+    pub(super) kind: UpdateKind,
     /// The resourceVersion the client based its change on (`None`: retry until it sticks).
-    precondition: Option<Revision>,
+    pub(super) precondition: Option<Revision>,
     /// Whether a missing object is created (server-side apply).
-    allow_create: bool,
+    pub(super) allow_create: bool,
     /// Who changes the fields (`None`: the caller maintains managedFields itself).
-    manager: Option<&'a str>,
+    pub(super) manager: Option<&'a str>,
     /// `dryRun=All`: everything but the write.
-    dry_run: bool,
+    pub(super) dry_run: bool,
 }
 
 /// The result of an update.
-struct Updated {
-    object: Value,
-    created: bool,
+pub(super) struct Updated {
+    pub(super) object: Value,
+    pub(super) created: bool,
 }
 
 /// Writes `new` over the stored object, as PUT (and, after patching, PATCH) do.
-async fn update_object(
+pub(super) async fn update_object(
     api: &ApiServer,
     resource: &'static Resource,
     namespace: Option<&str>,
@@ -992,19 +993,17 @@ pub(crate) async fn resource(
             bind(api, resource, namespace.as_deref(), name, &binding, manager).await?
         }
         (Method::POST, Some(name), "eviction") => {
-            delete_object(
+            let body = body_bytes(request).await?;
+            let eviction = parse_body(&content_type, &body)?;
+            super::eviction::evict(
                 api,
                 resource,
-                namespace.as_deref(),
+                namespace.as_deref().unwrap_or("default"),
                 name,
-                &json!({}),
+                &eviction,
                 &params,
             )
-            .await?;
-            json_response(
-                StatusCode::CREATED,
-                &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
-            )
+            .await?
         }
         (Method::PUT, Some(name), "" | "status" | "finalize") => {
             let body = body_bytes(request).await?;
@@ -1364,7 +1363,7 @@ fn grace_period(options: &Value, params: &Params) -> Option<i64> {
 /// Deletes an object as the real server does: at once, or by setting `deletionTimestamp` when
 /// finalizers (including the garbage collector's `foregroundDeletion`/`orphan`, which record
 /// `propagationPolicy`) or a pod's grace period make it wait.
-async fn delete_object(
+pub(super) async fn delete_object(
     api: &ApiServer,
     resource: &'static Resource,
     namespace: Option<&str>,
@@ -1379,6 +1378,9 @@ async fn delete_object(
         .cloned()
         .or_else(|| options["propagationPolicy"].as_str().map(str::to_owned));
     let expected_uid = options["preconditions"]["uid"].as_str().map(str::to_owned);
+    let expected_rv = options["preconditions"]["resourceVersion"]
+        .as_str()
+        .map(str::to_owned);
     for _ in 0..RETRIES {
         let kv = api
             .store()
@@ -1399,6 +1401,20 @@ async fn delete_object(
                 detail: format!(
                     "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
                     object["metadata"]["uid"].as_str().unwrap_or_default()
+                ),
+            });
+        }
+        if let Some(rv) = &expected_rv
+            && object["metadata"]["resourceVersion"].as_str() != Some(rv)
+        {
+            return Err(ApiError::Conflict {
+                resource: qualified.clone(),
+                name: name.into(),
+                detail: format!(
+                    "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                    object["metadata"]["resourceVersion"]
+                        .as_str()
+                        .unwrap_or_default()
                 ),
             });
         }

@@ -16,6 +16,7 @@ mod apply;
 pub mod decisions;
 mod discovery;
 pub(crate) mod errors;
+mod eviction;
 mod handlers;
 pub mod kubeconfig;
 mod kubelet_client;
@@ -28,6 +29,7 @@ pub(crate) mod resources;
 mod selectors;
 pub mod server;
 mod tables;
+mod validation;
 mod watch;
 
 use std::sync::Arc;

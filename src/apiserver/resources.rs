@@ -5,7 +5,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use k8s_openapi::api::{apps, batch, coordination, core, discovery, events, networking};
+use k8s_openapi::api::{apps, batch, coordination, core, discovery, events, networking, policy};
 
 /// Turns a JSON object into its typed form and back: what the type does not know is dropped
 /// (the real server prunes unknown fields too) and what it knows is kept exactly.
@@ -483,6 +483,18 @@ pub(crate) static RESOURCES: &[Resource] = &[
         NONE,
         NONE,
         networking::v1::IngressClass
+    ),
+    resource!(
+        "policy",
+        "v1",
+        "poddisruptionbudgets",
+        "poddisruptionbudget",
+        "PodDisruptionBudget",
+        true,
+        &["pdb"],
+        NONE,
+        &["status"],
+        policy::v1::PodDisruptionBudget
     ),
     resource!(
         "events.k8s.io",

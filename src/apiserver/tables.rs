@@ -97,6 +97,15 @@ fn at_most_three(list: Vec<String>, empty: &str) -> String {
     }
 }
 
+/// An `IntOrString` as its `String()` prints it, `N/A` when unset (printPodDisruptionBudget).
+fn int_or_string(v: &Value) -> String {
+    match v {
+        Value::String(text) => text.clone(),
+        Value::Number(n) => n.to_string(),
+        _ => "N/A".into(),
+    }
+}
+
 fn int(v: &Value) -> i64 {
     v.as_i64().unwrap_or(0)
 }
@@ -1109,6 +1118,36 @@ fn printer(kind: &str, group: &str) -> (Vec<Value>, Cells) {
                 )
                 .1,
                 |o: &Value| labels_selector(&o["spec"]["jobTemplate"]["spec"]["selector"]),
+            ),
+        ),
+        ("policy", "PodDisruptionBudget") => (
+            vec![
+                name(),
+                col(
+                    "Min Available",
+                    "string",
+                    0,
+                    "The minimum number of pods that must be available.",
+                ),
+                col(
+                    "Max Unavailable",
+                    "string",
+                    0,
+                    "The maximum number of pods that may be unavailable.",
+                ),
+                col(
+                    "Allowed Disruptions",
+                    "integer",
+                    0,
+                    "Calculated number of pods that may be disrupted at this time.",
+                ),
+                age_col(),
+            ],
+            cells!(
+                |o: &Value| int_or_string(&o["spec"]["minAvailable"]),
+                |o: &Value| int_or_string(&o["spec"]["maxUnavailable"]),
+                |o: &Value| int(&o["status"]["disruptionsAllowed"]),
+                created
             ),
         ),
         ("coordination.k8s.io", "Lease") => (

@@ -6,12 +6,15 @@
 //! controller's own name (`controller/<name>`), as an ordinary API client.
 //!
 //! So far: the Deployment ([`deployment`]), ReplicaSet ([`replicaset`]), DaemonSet
-//! ([`daemonset`]), StatefulSet ([`statefulset`]), Job ([`job`]), EndpointSlice and Endpoints ([`endpointslice`]), Namespace
+//! ([`daemonset`]), StatefulSet ([`statefulset`]), Job ([`job`]), CronJob ([`cronjob`]),
+//! disruption ([`disruption`]: PodDisruptionBudget status), EndpointSlice and Endpoints ([`endpointslice`]), Namespace
 //! ([`namespace`]), ServiceAccount ([`serviceaccount`]) and node lifecycle ([`nodelifecycle`],
 //! with taint-based eviction) controllers and the garbage collector ([`garbagecollector`]).
 
+pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
+pub mod disruption;
 pub mod endpointslice;
 pub mod expectations;
 pub mod garbagecollector;

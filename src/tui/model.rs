@@ -73,6 +73,23 @@ pub struct DeploymentRow {
     pub available: i32,
 }
 
+/// A StatefulSet, CronJob or PodDisruptionBudget as the dashboard lists it: after namespace and
+/// name, the columns `kubectl get` prints for its kind ([`View::workload_columns`]).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct WorkloadRow {
+    /// `StatefulSet`, `CronJob` or `PodDisruptionBudget`.
+    pub kind: String,
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// The kind's columns, printed.
+    pub columns: Vec<String>,
+    /// Whether it is as wanted (all replicas ready; a disruption allowed; a CronJob not
+    /// suspended).
+    pub healthy: bool,
+}
+
 /// A Kubernetes Event as the dashboard shows it.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct EventRow {
@@ -203,6 +220,10 @@ pub enum Msg {
     Deployment(DeploymentRow),
     /// A Deployment is gone (namespace, name).
     DeploymentGone(String, String),
+    /// A StatefulSet, CronJob or PodDisruptionBudget was added or changed.
+    Workload(WorkloadRow),
+    /// One is gone (kind, namespace, name).
+    WorkloadGone(String, String, String),
     /// An Event was added or changed.
     Event(EventRow),
     /// A Service was added or changed.
@@ -287,6 +308,8 @@ pub struct Model {
     pub nodes: BTreeMap<String, NodeRow>,
     /// Deployments by `namespace/name`.
     pub deployments: BTreeMap<String, DeploymentRow>,
+    /// StatefulSets, CronJobs and PodDisruptionBudgets by `Kind/namespace/name`.
+    pub workloads: BTreeMap<String, WorkloadRow>,
     /// Events by `namespace/name`.
     pub kube_events: BTreeMap<String, EventRow>,
     /// The components.
@@ -354,6 +377,7 @@ impl Model {
             pods: BTreeMap::new(),
             nodes: BTreeMap::new(),
             deployments: BTreeMap::new(),
+            workloads: BTreeMap::new(),
             kube_events: BTreeMap::new(),
             components: Vec::new(),
             stepper: StepperView::default(),
@@ -395,6 +419,12 @@ pub enum View {
     Pods,
     /// `:deploy`.
     Deployments,
+    /// `:sts`.
+    StatefulSets,
+    /// `:cj`.
+    CronJobs,
+    /// `:pdb`.
+    Budgets,
     /// `:nodes`.
     Nodes,
     /// `:events`.
@@ -412,6 +442,26 @@ pub enum View {
 }
 
 impl View {
+    /// The kind a workload list shows.
+    pub fn workload_kind(self) -> Option<&'static str> {
+        match self {
+            View::StatefulSets => Some("StatefulSet"),
+            View::CronJobs => Some("CronJob"),
+            View::Budgets => Some("PodDisruptionBudget"),
+            _ => None,
+        }
+    }
+
+    /// The columns a workload list prints after NAMESPACE and NAME, as `kubectl get` does.
+    pub fn workload_columns(self) -> &'static [&'static str] {
+        match self {
+            View::StatefulSets => &["READY"],
+            View::CronJobs => &["SCHEDULE", "TIMEZONE", "SUSPEND", "ACTIVE", "LAST SCHEDULE"],
+            View::Budgets => &["MIN AVAILABLE", "MAX UNAVAILABLE", "ALLOWED DISRUPTIONS"],
+            _ => &[],
+        }
+    }
+
     /// Its name on the status line (the command that opens it).
     pub fn name(self) -> &'static str {
         match self {
@@ -419,6 +469,9 @@ impl View {
             View::Flow => "flow",
             View::Pods => "pods",
             View::Deployments => "deploy",
+            View::StatefulSets => "sts",
+            View::CronJobs => "cj",
+            View::Budgets => "pdb",
             View::Nodes => "nodes",
             View::Events => "events",
             View::Services => "svc",
@@ -600,6 +653,13 @@ impl Model {
             }
             Msg::DeploymentGone(ns, name) => {
                 self.deployments.remove(&format!("{ns}/{name}"));
+            }
+            Msg::Workload(w) => {
+                self.workloads
+                    .insert(format!("{}/{}/{}", w.kind, w.namespace, w.name), w);
+            }
+            Msg::WorkloadGone(kind, ns, name) => {
+                self.workloads.remove(&format!("{kind}/{ns}/{name}"));
             }
             Msg::Event(e) => {
                 self.kube_events
@@ -862,6 +922,19 @@ impl Model {
             .collect()
     }
 
+    /// The rows of a workload list (`:sts`, `:cj`, `:pdb`), filtered.
+    pub fn workload_rows(&self, view: View) -> Vec<&WorkloadRow> {
+        let f = self.filter_lower();
+        let Some(kind) = view.workload_kind() else {
+            return Vec::new();
+        };
+        self.workloads
+            .values()
+            .filter(|w| w.kind == kind)
+            .filter(|w| f.is_empty() || contains_ci(&w.name, &f) || contains_ci(&w.namespace, &f))
+            .collect()
+    }
+
     /// `:nodes` rows, filtered.
     pub fn node_rows(&self) -> Vec<&NodeRow> {
         let f = self.filter_lower();
@@ -930,6 +1003,9 @@ impl Model {
         match self.view {
             View::Pods => self.pod_rows().len(),
             View::Deployments => self.deployment_rows().len(),
+            View::StatefulSets | View::CronJobs | View::Budgets => {
+                self.workload_rows(self.view).len()
+            }
             View::Nodes => self.node_rows().len(),
             View::Events => self.event_rows().len(),
             View::Services => self.service_rows().len(),
@@ -1155,6 +1231,11 @@ impl Model {
                 let d = rows[self.selected(View::Deployments, rows.len())?];
                 Some(format!("Deployment/{}", d.name))
             }
+            View::StatefulSets | View::CronJobs | View::Budgets => {
+                let rows = self.workload_rows(self.view);
+                let w = rows[self.selected(self.view, rows.len())?];
+                Some(format!("{}/{}", w.kind, w.name))
+            }
             View::Pods => {
                 let rows = self.pod_rows();
                 let p = rows[self.selected(View::Pods, rows.len())?];
@@ -1204,6 +1285,11 @@ impl Model {
                 let rows = self.deployment_rows();
                 let d = rows[self.selected(View::Deployments, rows.len())?];
                 Some(("Deployment".to_owned(), d.namespace.clone(), d.name.clone()))
+            }
+            View::StatefulSets | View::CronJobs | View::Budgets => {
+                let rows = self.workload_rows(self.view);
+                let w = rows[self.selected(self.view, rows.len())?];
+                Some((w.kind.clone(), w.namespace.clone(), w.name.clone()))
             }
             View::Nodes => self
                 .selected_node()
@@ -1474,6 +1560,9 @@ impl Model {
         let view = match verb {
             "pods" | "pod" | "po" => Some(View::Pods),
             "deploy" | "deployments" | "deployment" | "dp" => Some(View::Deployments),
+            "sts" | "statefulsets" | "statefulset" => Some(View::StatefulSets),
+            "cj" | "cronjobs" | "cronjob" => Some(View::CronJobs),
+            "pdb" | "poddisruptionbudgets" | "poddisruptionbudget" => Some(View::Budgets),
             "nodes" | "node" | "no" => Some(View::Nodes),
             "events" | "event" | "ev" => Some(View::Events),
             "svc" | "services" | "service" => Some(View::Services),

@@ -169,6 +169,38 @@ fn deployments() {
 }
 
 #[test]
+fn statefulsets_cronjobs_and_budgets() {
+    use crate::tui::model::WorkloadRow;
+    let mut m = fixture(Host::Attached);
+    let row = |kind: &str, name: &str, columns: &[&str], healthy| WorkloadRow {
+        kind: kind.into(),
+        namespace: "default".into(),
+        name: name.into(),
+        columns: columns.iter().map(|c| c.to_string()).collect(),
+        healthy,
+    };
+    m.update(Msg::Workload(row("StatefulSet", "db", &["2/3"], false)));
+    m.update(Msg::Workload(row(
+        "CronJob",
+        "backup",
+        &["*/5 * * * *", "Europe/Paris", "False", "1", "10:05:00"],
+        true,
+    )));
+    m.update(Msg::Workload(row(
+        "PodDisruptionBudget",
+        "web",
+        &["2", "N/A", "1"],
+        true,
+    )));
+    command(&mut m, "sts");
+    snap!("statefulsets", m, 100, 8);
+    command(&mut m, "cj");
+    snap!("cronjobs", m, 100, 8);
+    command(&mut m, "pdb");
+    snap!("budgets", m, 100, 8);
+}
+
+#[test]
 fn nodes() {
     let mut m = fixture(Host::Attached);
     command(&mut m, "nodes");
@@ -440,6 +472,9 @@ fn every_view_survives_tiny_terminals() {
         View::Flow,
         View::Pods,
         View::Deployments,
+        View::StatefulSets,
+        View::CronJobs,
+        View::Budgets,
         View::Nodes,
         View::Events,
         View::Services,

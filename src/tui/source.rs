@@ -16,9 +16,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{AsyncBufReadExt, StreamExt};
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{Event, Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher;
@@ -26,7 +28,9 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde::Deserialize;
 use tokio::sync::{Notify, mpsc};
 
-use super::model::{ComponentRow, DeploymentRow, EventRow, Msg, NodeRow, PodRow, StepperView};
+use super::model::{
+    ComponentRow, DeploymentRow, EventRow, Msg, NodeRow, PodRow, StepperView, WorkloadRow,
+};
 use super::services::{EndpointRow, PortRow, ServiceRow, SliceRow};
 use crate::flow::{Data, FlowEvent};
 
@@ -86,6 +90,24 @@ pub fn spawn(client: Client, tx: mpsc::Sender<Msg>, manifests: Option<PathBuf>) 
                     d.name_any(),
                 ))
             },
+        )),
+        tokio::spawn(watch_rows(
+            Api::<StatefulSet>::all(client.clone()),
+            tx.clone(),
+            |o: &StatefulSet| Msg::Workload(statefulset_row(o)),
+            |o: &StatefulSet| Some(workload_gone("StatefulSet", &o.metadata)),
+        )),
+        tokio::spawn(watch_rows(
+            Api::<CronJob>::all(client.clone()),
+            tx.clone(),
+            |o: &CronJob| Msg::Workload(cronjob_row(o)),
+            |o: &CronJob| Some(workload_gone("CronJob", &o.metadata)),
+        )),
+        tokio::spawn(watch_rows(
+            Api::<PodDisruptionBudget>::all(client.clone()),
+            tx.clone(),
+            |o: &PodDisruptionBudget| Msg::Workload(budget_row(o)),
+            |o: &PodDisruptionBudget| Some(workload_gone("PodDisruptionBudget", &o.metadata)),
         )),
         tokio::spawn(watch_rows(
             Api::<Event>::all(client.clone()),
@@ -187,28 +209,40 @@ async fn watch_rows<K>(
     }
 }
 
-/// What the pod watch remembers of each pod: its row, and the ReplicaSet that owns it.
+/// What the pod watch remembers of each pod: its row, and the ReplicaSet or Job that owns it
+/// (`Kind:namespace/name`).
 struct KnownPod {
     row: PodRow,
-    replicaset: Option<String>,
+    parent: Option<String>,
 }
 
-/// Pods, named by their story: a pod's root owner is found through the ReplicaSets watched
-/// alongside, so when a ReplicaSet's owner becomes known its pods are sent again.
+/// Pods, named by their story: a pod's root owner is found through the ReplicaSets and Jobs
+/// watched alongside, so when a ReplicaSet's or a Job's owner becomes known its pods are sent
+/// again.
 async fn watch_pods(client: Client, tx: mpsc::Sender<Msg>) {
+    #[allow(clippy::large_enum_variant)] // short-lived, one at a time off the stream
     enum Change {
         Pod(watcher::Event<Pod>),
-        ReplicaSet(watcher::Event<ReplicaSet>),
+        Parent(&'static str, watcher::Event<ObjectMeta>),
     }
     let pods = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
         .default_backoff()
         .filter_map(|e| async move { e.ok().map(Change::Pod) });
-    let replicasets = watcher(Api::<ReplicaSet>::all(client), watcher::Config::default())
+    let replicasets = watcher(
+        Api::<ReplicaSet>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .filter_map(|e| async move { e.ok().map(|e| Change::Parent("ReplicaSet", meta_event(e))) });
+    let jobs = watcher(Api::<Job>::all(client), watcher::Config::default())
         .default_backoff()
-        .filter_map(|e| async move { e.ok().map(Change::ReplicaSet) });
-    let mut changes = std::pin::pin!(futures::stream::select(pods, replicasets));
-    // ReplicaSet `namespace/name` → its controller owner (`Deployment/web`), if any.
-    let mut rs_owner: HashMap<String, Option<String>> = HashMap::new();
+        .filter_map(|e| async move { e.ok().map(|e| Change::Parent("Job", meta_event(e))) });
+    let mut changes = std::pin::pin!(futures::stream::select(
+        pods,
+        futures::stream::select(replicasets, jobs)
+    ));
+    // `Kind:namespace/name` of a ReplicaSet or Job → its controller owner (`Deployment/web`).
+    let mut parent_owner: HashMap<String, Option<String>> = HashMap::new();
     let mut known: HashMap<String, KnownPod> = HashMap::new();
     let mut relisted: HashSet<String> = HashSet::new();
     while let Some(change) = changes.next().await {
@@ -218,14 +252,14 @@ async fn watch_pods(client: Client, tx: mpsc::Sender<Msg>) {
             Change::Pod(watcher::Event::InitApply(pod) | watcher::Event::Apply(pod)) => {
                 let key = key_of(&pod.metadata);
                 let namespace = pod.metadata.namespace.clone().unwrap_or_default();
-                let replicaset = controller(&pod.metadata)
-                    .filter(|o| o.kind == "ReplicaSet")
-                    .map(|o| format!("{namespace}/{}", o.name));
-                let owner = root_owner(&pod.metadata, |rs| rs_owner.get(rs).cloned().flatten());
+                let parent = controller(&pod.metadata)
+                    .filter(|o| INTERMEDIATE.contains(&o.kind.as_str()))
+                    .map(|o| format!("{}:{namespace}/{}", o.kind, o.name));
+                let owner = root_owner(&pod.metadata, |p| parent_owner.get(p).cloned().flatten());
                 let row = pod_row(&pod, owner);
                 relisted.insert(key.clone());
                 msgs.push(Msg::Pod(row.clone()));
-                known.insert(key, KnownPod { row, replicaset });
+                known.insert(key, KnownPod { row, parent });
             }
             Change::Pod(watcher::Event::Delete(pod)) => {
                 known.remove(&key_of(&pod.metadata));
@@ -246,34 +280,44 @@ async fn watch_pods(client: Client, tx: mpsc::Sender<Msg>) {
                     }
                 }
             }
-            Change::ReplicaSet(watcher::Event::InitApply(rs) | watcher::Event::Apply(rs)) => {
-                let key = key_of(&rs.metadata);
-                let owner = controller(&rs.metadata).map(|o| format!("{}/{}", o.kind, o.name));
-                if rs_owner.get(&key) != Some(&owner) {
+            Change::Parent(kind, watcher::Event::InitApply(meta) | watcher::Event::Apply(meta)) => {
+                let key = format!("{kind}:{}", key_of(&meta));
+                let owner = controller(&meta).map(|o| format!("{}/{}", o.kind, o.name));
+                if parent_owner.get(&key) != Some(&owner) {
                     // Its pods' story may change: send them again, named by the new owner.
-                    let story = owner
-                        .clone()
-                        .unwrap_or_else(|| format!("ReplicaSet/{}", rs.name_any()));
+                    let story = owner.clone().unwrap_or_else(|| {
+                        format!("{kind}/{}", meta.name.as_deref().unwrap_or_default())
+                    });
                     for pod in known.values_mut() {
-                        if pod.replicaset.as_deref() == Some(key.as_str()) && pod.row.owner != story
-                        {
+                        if pod.parent.as_deref() == Some(key.as_str()) && pod.row.owner != story {
                             pod.row.owner = story.clone();
                             msgs.push(Msg::Pod(pod.row.clone()));
                         }
                     }
-                    rs_owner.insert(key, owner);
+                    parent_owner.insert(key, owner);
                 }
             }
-            Change::ReplicaSet(watcher::Event::Delete(rs)) => {
-                rs_owner.remove(&key_of(&rs.metadata));
+            Change::Parent(kind, watcher::Event::Delete(meta)) => {
+                parent_owner.remove(&format!("{kind}:{}", key_of(&meta)));
             }
-            Change::ReplicaSet(watcher::Event::Init | watcher::Event::InitDone) => {}
+            Change::Parent(_, watcher::Event::Init | watcher::Event::InitDone) => {}
         }
         for msg in msgs {
             if tx.send(msg).await.is_err() {
                 return;
             }
         }
+    }
+}
+
+/// A watch event of an object, carrying only its metadata.
+fn meta_event<K: Resource>(event: watcher::Event<K>) -> watcher::Event<ObjectMeta> {
+    match event {
+        watcher::Event::Apply(o) => watcher::Event::Apply(o.meta().clone()),
+        watcher::Event::Delete(o) => watcher::Event::Delete(o.meta().clone()),
+        watcher::Event::Init => watcher::Event::Init,
+        watcher::Event::InitApply(o) => watcher::Event::InitApply(o.meta().clone()),
+        watcher::Event::InitDone => watcher::Event::InitDone,
     }
 }
 
@@ -287,22 +331,28 @@ fn controller(meta: &ObjectMeta) -> Option<&OwnerReference> {
 }
 
 /// The root of a pod's ownerReferences as `Kind/name`: a ReplicaSet's pods belong to the
-/// ReplicaSet's owner (`Deployment/web`) when `replicaset_owner` (given `namespace/rs`) knows
-/// it; an unowned pod is its own story (`Pod/name`).
-pub fn root_owner(meta: &ObjectMeta, replicaset_owner: impl Fn(&str) -> Option<String>) -> String {
+/// ReplicaSet's owner (`Deployment/web`), a Job's to the Job's (`CronJob/backup`), when
+/// `parent_owner` (given `Kind:namespace/name`) knows it; an unowned pod is its own story
+/// (`Pod/name`).
+pub fn root_owner(meta: &ObjectMeta, parent_owner: impl Fn(&str) -> Option<String>) -> String {
     match controller(meta) {
-        Some(owner) if owner.kind == "ReplicaSet" => {
-            let rs = format!(
-                "{}/{}",
+        Some(owner) if INTERMEDIATE.contains(&owner.kind.as_str()) => {
+            let parent = format!(
+                "{}:{}/{}",
+                owner.kind,
                 meta.namespace.as_deref().unwrap_or_default(),
                 owner.name
             );
-            replicaset_owner(&rs).unwrap_or_else(|| format!("ReplicaSet/{}", owner.name))
+            parent_owner(&parent).unwrap_or_else(|| format!("{}/{}", owner.kind, owner.name))
         }
         Some(owner) => format!("{}/{}", owner.kind, owner.name),
         None => format!("Pod/{}", meta.name.as_deref().unwrap_or_default()),
     }
 }
+
+/// The owners whose own owner names their pods' story: a Deployment's ReplicaSets, a
+/// CronJob's Jobs.
+const INTERMEDIATE: &[&str] = &["ReplicaSet", "Job"];
 
 /// A pod as the dashboard shows it, with its story `owner`.
 pub fn pod_row(pod: &Pod, owner: String) -> PodRow {
@@ -613,6 +663,84 @@ pub fn slice_row(slice: &EndpointSlice) -> SliceRow {
             })
             .collect(),
     }
+}
+
+fn workload_gone(kind: &str, meta: &ObjectMeta) -> Msg {
+    Msg::WorkloadGone(
+        kind.to_owned(),
+        meta.namespace.clone().unwrap_or_default(),
+        meta.name.clone().unwrap_or_default(),
+    )
+}
+
+fn workload(kind: &str, meta: &ObjectMeta, columns: Vec<String>, healthy: bool) -> WorkloadRow {
+    WorkloadRow {
+        kind: kind.to_owned(),
+        namespace: meta.namespace.clone().unwrap_or_default(),
+        name: meta.name.clone().unwrap_or_default(),
+        columns,
+        healthy,
+    }
+}
+
+/// A StatefulSet as `kubectl get sts` prints it: READY as ready/replicas.
+pub fn statefulset_row(sts: &StatefulSet) -> WorkloadRow {
+    let desired = sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let ready = sts
+        .status
+        .as_ref()
+        .and_then(|s| s.ready_replicas)
+        .unwrap_or(0);
+    workload(
+        "StatefulSet",
+        &sts.metadata,
+        vec![format!("{ready}/{desired}")],
+        ready >= desired,
+    )
+}
+
+/// A CronJob as `kubectl get cronjob` prints it (the last schedule as a time, not an age: the
+/// view has no clock).
+pub fn cronjob_row(cj: &CronJob) -> WorkloadRow {
+    let spec = cj.spec.clone().unwrap_or_default();
+    let status = cj.status.clone().unwrap_or_default();
+    let suspended = spec.suspend == Some(true);
+    workload(
+        "CronJob",
+        &cj.metadata,
+        vec![
+            spec.schedule,
+            spec.time_zone.unwrap_or_else(|| "<none>".into()),
+            if suspended { "True" } else { "False" }.into(),
+            status.active.map_or(0, |a| a.len()).to_string(),
+            status
+                .last_schedule_time
+                .map_or_else(|| "<none>".into(), |t| t.0.strftime("%H:%M:%S").to_string()),
+        ],
+        !suspended,
+    )
+}
+
+/// A PodDisruptionBudget as `kubectl get pdb` prints it.
+pub fn budget_row(pdb: &PodDisruptionBudget) -> WorkloadRow {
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+    let show = |v: Option<&IntOrString>| match v {
+        Some(IntOrString::Int(n)) => n.to_string(),
+        Some(IntOrString::String(s)) => s.clone(),
+        None => "N/A".into(),
+    };
+    let spec = pdb.spec.clone().unwrap_or_default();
+    let allowed = pdb.status.as_ref().map_or(0, |s| s.disruptions_allowed);
+    workload(
+        "PodDisruptionBudget",
+        &pdb.metadata,
+        vec![
+            show(spec.min_available.as_ref()),
+            show(spec.max_unavailable.as_ref()),
+            allowed.to_string(),
+        ],
+        allowed > 0,
+    )
 }
 
 /// A Deployment as the dashboard shows it.
@@ -1040,7 +1168,7 @@ mod tests {
             .unwrap()
         };
         let replicasets =
-            |rs: &str| (rs == "default/web-7d4b9").then(|| "Deployment/web".to_owned());
+            |rs: &str| (rs == "ReplicaSet:default/web-7d4b9").then(|| "Deployment/web".to_owned());
         let rs = json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-7d4b9",
                          "uid": "1", "controller": true}]);
         assert_eq!(root_owner(&meta(rs), replicasets), "Deployment/web");

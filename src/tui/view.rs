@@ -171,6 +171,9 @@ pub fn draw(frame: &mut Frame<'_>, model: &Model) {
         View::Store => timeline::draw_store(frame, model, body, theme),
         View::Pods => lists::pods(frame, model, body, theme),
         View::Deployments => lists::deployments(frame, model, body, theme),
+        View::StatefulSets | View::CronJobs | View::Budgets => {
+            lists::workloads(frame, model, model.view, body, theme)
+        }
         View::Nodes => lists::nodes(frame, model, body, theme),
         View::Events => lists::events(frame, model, body, theme),
         View::Services => services::draw(frame, model, body, theme),

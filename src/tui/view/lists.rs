@@ -139,6 +139,59 @@ pub(super) fn deployments(frame: &mut Frame<'_>, model: &Model, area: Rect, them
     );
 }
 
+/// `:sts`, `:cj`, `:pdb`: NAMESPACE NAME and the kind's `kubectl get` columns.
+pub(super) fn workloads(
+    frame: &mut Frame<'_>,
+    model: &Model,
+    view: View,
+    area: Rect,
+    theme: Theme,
+) {
+    let rows = model.workload_rows(view);
+    let columns = view.workload_columns();
+    let mut headers = vec!["NAMESPACE", "NAME"];
+    headers.extend_from_slice(columns);
+    let mut widths = vec![Constraint::Max(12), Constraint::Fill(2)];
+    widths.extend(
+        columns
+            .iter()
+            .map(|c| Constraint::Length(c.len().max(9) as u16)),
+    );
+    let title = match view {
+        View::StatefulSets => "statefulsets",
+        View::CronJobs => "cronjobs",
+        _ => "poddisruptionbudgets",
+    };
+    list(
+        frame,
+        model,
+        view,
+        area,
+        theme,
+        title,
+        &headers,
+        &widths,
+        rows.len(),
+        |i| {
+            let w = rows[i];
+            let style = if w.healthy {
+                theme.fg(Color::Green)
+            } else {
+                theme.fg(Color::Yellow)
+            };
+            let mut cells = vec![Cell::from(w.namespace.clone()), Cell::from(w.name.clone())];
+            cells.extend(w.columns.iter().enumerate().map(|(j, c)| {
+                if j == 0 || (view == View::Budgets && j == 2) {
+                    Cell::from(Span::styled(c.clone(), style))
+                } else {
+                    Cell::from(c.clone())
+                }
+            }));
+            cells
+        },
+    );
+}
+
 /// `:nodes`: NAME STATUS TAINTS RUNTIME KUBELET.
 pub(super) fn nodes(frame: &mut Frame<'_>, model: &Model, area: Rect, theme: Theme) {
     let rows = model.node_rows();
