@@ -406,7 +406,8 @@ impl Effects {
     }
 
     /// `kubectl drain --ignore-daemonsets`: cordon, then evict every pod on the node except
-    /// DaemonSet pods and mirror pods. A PodDisruptionBudget's refusal is reported, not retried.
+    /// DaemonSet pods and mirror pods. An eviction a PodDisruptionBudget refuses (429) is retried
+    /// every 5 s as kubectl drain retries it, for at most [`DRAIN_PATIENCE`]; then reported.
     async fn drain(&self, node: &str) -> Result<(String, bool), kube::Error> {
         self.cordon(node, true).await?;
         let pods: Api<Pod> = Api::all(self.client.clone());
@@ -431,10 +432,24 @@ impl Effects {
             let namespace = pod.namespace().unwrap_or_default();
             let name = pod.name_any();
             let api: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
-            match api.evict(&name, &EvictParams::default()).await {
-                Ok(_) => evicted.push(format!("{namespace}/{name}")),
-                Err(error) if not_found(&error) => {}
-                Err(error) => refused.push(format!("{namespace}/{name}: {}", api_words(&error))),
+            // As kubectl drain: a 429 (a disruption budget says not now) is retried every 5 s,
+            // here for at most DRAIN_PATIENCE, after which the refusal is reported.
+            let patience = tokio::time::Instant::now() + DRAIN_PATIENCE;
+            loop {
+                match api.evict(&name, &EvictParams::default()).await {
+                    Ok(_) => evicted.push(format!("{namespace}/{name}")),
+                    Err(error) if not_found(&error) => {}
+                    Err(kube::Error::Api(status))
+                        if status.code == 429 && tokio::time::Instant::now() < patience =>
+                    {
+                        tokio::time::sleep(DRAIN_RETRY).await;
+                        continue;
+                    }
+                    Err(error) => {
+                        refused.push(format!("{namespace}/{name}: {}", api_words(&error)))
+                    }
+                }
+                break;
             }
         }
         let mut text = format!("node/{node} cordoned; evicted {} pods", evicted.len());
@@ -447,6 +462,11 @@ impl Effects {
         Ok((text, !refused.is_empty()))
     }
 }
+
+/// How often a drain retries an eviction a disruption budget refused (kubectl drain's 5 s).
+const DRAIN_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long a drain from the dashboard waits for disruption budgets before it reports them.
+const DRAIN_PATIENCE: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// What a component or kubelet control request did, in the words `orrery node|component` prints.
 fn said(role: &str, name: &str, answer: &Value) -> String {
