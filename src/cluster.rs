@@ -808,9 +808,7 @@ fn controller_manager(
         NamespaceController::new(&ctx).run().boxed(),
         ServiceAccountController::new(&ctx).run().boxed(),
         JobController::new(&ctx).run().boxed(),
-        GarbageCollector::new(client("garbagecollector"), flow.clone())
-            .run()
-            .boxed(),
+        GarbageCollector::new(&ctx).run().boxed(),
         DaemonSetController::new(&ctx).run().boxed(),
         EndpointSliceController::new(client("endpointslice"), flow.clone())
             .run()
