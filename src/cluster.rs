@@ -810,9 +810,7 @@ fn controller_manager(
         JobController::new(&ctx).run().boxed(),
         GarbageCollector::new(&ctx).run().boxed(),
         DaemonSetController::new(&ctx).run().boxed(),
-        EndpointSliceController::new(client("endpointslice"), flow.clone())
-            .run()
-            .boxed(),
+        EndpointSliceController::new(&ctx).run().boxed(),
         NodeLifecycleController::new(
             client("nodelifecycle"),
             flow.clone(),
