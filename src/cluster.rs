@@ -801,7 +801,6 @@ fn controller_manager(
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let clients = api.clone();
     let ctx = controllers::Context::new(flow.clone(), move |name| clients.client(name));
-    let client = |name: &str| ctx.client(name);
     let controllers: Vec<futures::future::BoxFuture<'static, ()>> = vec![
         ReplicaSetController::new(&ctx).run().boxed(),
         DeploymentController::new(&ctx).run().boxed(),
@@ -811,13 +810,9 @@ fn controller_manager(
         GarbageCollector::new(&ctx).run().boxed(),
         DaemonSetController::new(&ctx).run().boxed(),
         EndpointSliceController::new(&ctx).run().boxed(),
-        NodeLifecycleController::new(
-            client("nodelifecycle"),
-            flow.clone(),
-            options.node_monitor_grace_period,
-        )
-        .run()
-        .boxed(),
+        NodeLifecycleController::new(&ctx, options.node_monitor_grace_period)
+            .run()
+            .boxed(),
         StatefulSetController::new(&ctx).run().boxed(),
     ];
     // The informers start once every controller has taken the ones it needs.
