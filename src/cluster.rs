@@ -801,27 +801,18 @@ fn controller_manager(
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let clients = api.clone();
     let ctx = controllers::Context::new(flow.clone(), move |name| clients.client(name));
-    let client = |name: &str| ctx.client(name);
     let controllers: Vec<futures::future::BoxFuture<'static, ()>> = vec![
         ReplicaSetController::new(&ctx).run().boxed(),
         DeploymentController::new(&ctx).run().boxed(),
         NamespaceController::new(&ctx).run().boxed(),
         ServiceAccountController::new(&ctx).run().boxed(),
         JobController::new(&ctx).run().boxed(),
-        GarbageCollector::new(client("garbagecollector"), flow.clone())
-            .run()
-            .boxed(),
+        GarbageCollector::new(&ctx).run().boxed(),
         DaemonSetController::new(&ctx).run().boxed(),
-        EndpointSliceController::new(client("endpointslice"), flow.clone())
+        EndpointSliceController::new(&ctx).run().boxed(),
+        NodeLifecycleController::new(&ctx, options.node_monitor_grace_period)
             .run()
             .boxed(),
-        NodeLifecycleController::new(
-            client("nodelifecycle"),
-            flow.clone(),
-            options.node_monitor_grace_period,
-        )
-        .run()
-        .boxed(),
         StatefulSetController::new(&ctx).run().boxed(),
     ];
     let controllers = controllers

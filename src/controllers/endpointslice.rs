@@ -8,11 +8,19 @@
 //! Endpoints object goes with its Service. [`KubernetesService`] is the API server's own
 //! reconciler: the `kubernetes` Service in `default` and its endpoints, pointing at the API
 //! server.
+//!
+//! Both controllers are built as kube-controller-manager's: the handlers of the shared Service,
+//! Pod, EndpointSlice and Endpoints informers queue the keys of the Services a change concerns
+//! (a pod's through the selectors matching its labels, old and new, when its labels or what its
+//! endpoint shows changed; a slice's through its `kubernetes.io/service-name` label), each on the
+//! controller's own queue, and a worker syncs one Service at a time from the caches. A Service
+//! whose slice writes the cache does not show yet waits for them (upstream's stale-cache check,
+//! forgotten after 30 s), so a lagging cache never doubles a slice.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::{
     EndpointAddress, EndpointPort as CorePort, EndpointSubset, Endpoints, ObjectReference, Pod,
     Service, ServicePort,
@@ -21,10 +29,14 @@ use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
-use kube::runtime::watcher;
 use serde_json::json;
+use tokio::time::Instant;
 
+use super::Context;
+use super::workqueue::{self, Action, Key, WorkQueue};
+use crate::apimachinery::pods;
 use crate::flow::{Flow, FlowEvent};
+use crate::informers::{Change, Informer};
 
 const COMPONENT: &str = "controller/endpointslice";
 const ENDPOINTS_COMPONENT: &str = "controller/endpoints";
@@ -36,6 +48,11 @@ pub const CONTROLLER_NAME: &str = "endpointslice-controller.k8s.io";
 const HEADLESS_LABEL: &str = "service.kubernetes.io/headless";
 /// At most this many endpoints per slice (the controller's `--max-endpoints-per-slice` default).
 const MAX_PER_SLICE: usize = 100;
+/// Workers per controller (upstream's `--concurrent-service-endpoint-syncs` and
+/// `--concurrent-endpoint-syncs`).
+const WORKERS: usize = 5;
+/// The slice informer's index of this controller's slices by their Service's key (`ns/name`).
+const BY_SERVICE: &str = "endpointslice-controller/service";
 
 /// The port a service port reaches on a pod (upstream's `FindPort`): a numeric `targetPort`
 /// as is, a named one looked up among the pod's container ports with the same protocol.
@@ -62,13 +79,6 @@ fn find_port(pod: &Pod, port: &ServicePort) -> Option<i32> {
     }
 }
 
-fn is_ready(pod: &Pod) -> bool {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
-
 fn pod_ip(pod: &Pod) -> Option<String> {
     let status = pod.status.as_ref()?;
     status
@@ -82,8 +92,7 @@ fn pod_ip(pod: &Pod) -> Option<String> {
 /// Whether a pod is an endpoint at all (upstream's `ShouldPodBeInEndpoints`): not finished, with
 /// an IP, and, unless terminating pods are included, not terminating.
 fn in_endpoints(pod: &Pod, include_terminating: bool) -> bool {
-    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
-    !matches!(phase, Some("Succeeded" | "Failed"))
+    !matches!(pods::phase(pod), "Succeeded" | "Failed")
         && pod_ip(pod).is_some()
         && (include_terminating || pod.metadata.deletion_timestamp.is_none())
 }
@@ -139,7 +148,7 @@ fn target_ref(pod: &Pod) -> ObjectReference {
 
 /// The slice endpoint for a pod (upstream's `podToEndpoint`).
 fn endpoint(pod: &Pod, service: &Service) -> Endpoint {
-    let serving = is_ready(pod);
+    let serving = pods::is_ready(pod);
     let terminating = pod.metadata.deletion_timestamp.is_some();
     let ready = publish_not_ready(service) || (serving && !terminating);
     Endpoint {
@@ -369,9 +378,6 @@ struct Address {
     ports: BTreeSet<String>,
 }
 
-/// A Service's namespace and name.
-type ServiceKey = (String, String);
-
 /// The Endpoints object's subsets (upstream's Endpoints controller, then `RepackSubsets`): each
 /// address with the ports it serves, grouped by port set; ready pods (or every pod with
 /// `publishNotReadyAddresses`) as addresses, the others as notReadyAddresses.
@@ -399,7 +405,7 @@ fn subsets(service: &Service, pods: &[&Pod]) -> Vec<EndpointSubset> {
                 .filter(|n| !n.is_empty()),
             target_ref: Some(target_ref(pod)),
         };
-        let ready = publish || is_ready(pod);
+        let ready = publish || pods::is_ready(pod);
         let mut ports = BTreeSet::new();
         if spec_ports.is_empty() {
             if !headless(service) {
@@ -468,16 +474,37 @@ fn endpoints_labels(service: &Service) -> BTreeMap<String, String> {
     labels
 }
 
+/// Why a Service's sync did not finish; the Service is looked at again after a backoff.
+#[derive(Debug, thiserror::Error)]
+pub enum EndpointsError {
+    /// The slice cache does not show every write made for the Service yet (upstream's
+    /// `StaleInformerCache`).
+    #[error("EndpointSlice informer cache is out of date for Service {0}")]
+    Stale(Key),
+    /// A write failed.
+    #[error("{action} {kind} {name}: {source}")]
+    Write {
+        /// What was being done.
+        action: &'static str,
+        /// The object's kind.
+        kind: &'static str,
+        /// The object's name (empty for a slice being created).
+        name: String,
+        /// The API error.
+        source: kube::Error,
+    },
+}
+
 /// Writes the controller has made and not yet seen in its cache, per Service: slice name to the
 /// resourceVersion it must reach (None: gone), and when they were made.
 #[derive(Default)]
 struct Pending {
-    by_service: HashMap<ServiceKey, (std::time::Instant, HashMap<String, Option<u64>>)>,
+    by_service: HashMap<Key, (Instant, HashMap<String, Option<u64>>)>,
 }
 
 impl Pending {
     /// Whether the cache shows every write made for the Service (forgotten after 30 s).
-    fn settled(&mut self, key: &(String, String), slices: &[&EndpointSlice]) -> bool {
+    fn settled(&mut self, key: &Key, slices: &[&EndpointSlice]) -> bool {
         let Some((since, expected)) = self.by_service.get(key) else {
             return true;
         };
@@ -504,174 +531,256 @@ impl Pending {
         false
     }
 
-    fn expect(&mut self, key: &(String, String), name: String, version: Option<u64>) {
+    fn expect(&mut self, key: &Key, name: String, version: Option<u64>) {
         self.by_service
             .entry(key.clone())
-            .or_insert_with(|| (std::time::Instant::now(), HashMap::new()))
+            .or_insert_with(|| (Instant::now(), HashMap::new()))
             .1
             .insert(name, version);
     }
 }
 
-/// The EndpointSlice and Endpoints controllers; run until their task is aborted.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The key of the Service a slice belongs to, if this controller manages the slice.
+fn slice_service(slice: &EndpointSlice) -> Option<Key> {
+    let labels = slice.metadata.labels.as_ref()?;
+    if labels.get(MANAGED_BY_LABEL).map(String::as_str) != Some(CONTROLLER_NAME) {
+        return None;
+    }
+    Some(Key::new(
+        slice.metadata.namespace.clone().unwrap_or_default(),
+        labels.get(SERVICE_NAME_LABEL).cloned().unwrap_or_default(),
+    ))
+}
+
+/// Whether a pod change may move it into or out of a Service (upstream's `podEndpointsChanged`
+/// "labels changed"): its labels, or the hostname and subdomain a headless Service publishes.
+fn membership_changed(old: &Pod, new: &Pod) -> bool {
+    let host = |p: &Pod| {
+        p.spec
+            .as_ref()
+            .map(|s| (s.hostname.clone(), s.subdomain.clone()))
+    };
+    old.metadata.labels != new.metadata.labels || host(old) != host(new)
+}
+
+/// Whether a pod change shows in its endpoints (upstream's `podEndpointsChanged`): terminating,
+/// readiness, addresses, node, finished.
+fn endpoint_changed(old: &Pod, new: &Pod) -> bool {
+    let look = |p: &Pod| {
+        let status = p.status.as_ref();
+        (
+            p.metadata.deletion_timestamp.clone(),
+            pods::is_ready(p),
+            pod_ip(p),
+            status.and_then(|s| s.pod_ips.clone()),
+            p.spec.as_ref().and_then(|s| s.node_name.clone()),
+            matches!(pods::phase(p), "Succeeded" | "Failed"),
+        )
+    };
+    look(old) != look(new)
+}
+
+/// The Services among `services` (those of the pod's namespace) a pod change concerns
+/// (upstream's `getPodServiceMemberships`, of the old pod too when its labels changed).
+fn services_of(services: &[Arc<Service>], change: &Change<'_, Pod>) -> Vec<Key> {
+    let mut pods = vec![change.object()];
+    if let Change::Update { old, new } = change {
+        if membership_changed(old, new) {
+            pods.push(old);
+        } else if !endpoint_changed(old, new) {
+            return Vec::new();
+        }
+    }
+    services
+        .iter()
+        .filter(|s| pods.iter().any(|p| selects(s, p)))
+        .map(|s| Key::of(&**s))
+        .collect()
+}
+
+/// The EndpointSlice and Endpoints controllers, each with its own queue of Service keys; run
+/// until their task is aborted.
 pub struct EndpointSliceController {
     client: kube::Client,
     flow: Flow,
+    services: Informer<Service>,
+    pods: Informer<Pod>,
+    slices: Informer<EndpointSlice>,
+    endpoints: Informer<Endpoints>,
+    slice_queue: WorkQueue,
+    endpoints_queue: WorkQueue,
+    pending: Mutex<Pending>,
+    /// Services seen with endpoints (and, at start, every Endpoints object's name): the
+    /// Endpoints object of such a Service goes when the Service does.
+    known: Mutex<HashSet<Key>>,
 }
 
 impl EndpointSliceController {
-    /// A controller talking to the API server through `client`.
-    pub fn new(client: kube::Client, flow: Flow) -> Self {
-        EndpointSliceController { client, flow }
+    /// The controllers on the shared Service, Pod, EndpointSlice and Endpoints informers,
+    /// writing as `controller/endpointslice`.
+    pub fn new(ctx: &Context) -> Self {
+        let services = ctx.factory.informer::<Service>();
+        let pods = ctx.factory.informer::<Pod>();
+        let slices = ctx.factory.informer::<EndpointSlice>();
+        let endpoints = ctx.factory.informer::<Endpoints>();
+        let slice_queue = WorkQueue::new("endpointslice");
+        let endpoints_queue = WorkQueue::new("endpoints");
+        slices.add_index(BY_SERVICE, |s: &EndpointSlice| {
+            slice_service(s)
+                .map(|k| k.to_string())
+                .into_iter()
+                .collect()
+        });
+        let (sq, eq) = (slice_queue.clone(), endpoints_queue.clone());
+        services.add_handler(move |change: Change<'_, Service>| {
+            let key = Key::of(change.object());
+            sq.add(key.clone());
+            eq.add(key);
+        });
+        let (sq, eq, by_name) = (
+            slice_queue.clone(),
+            endpoints_queue.clone(),
+            services.clone(),
+        );
+        pods.add_handler(move |change: Change<'_, Pod>| {
+            let namespace = change.object().metadata.namespace.as_deref();
+            let services = by_name.list_namespace(namespace.unwrap_or_default());
+            for key in services_of(&services, &change) {
+                sq.add(key.clone());
+                eq.add(key);
+            }
+        });
+        let sq = slice_queue.clone();
+        slices.add_handler(move |change: Change<'_, EndpointSlice>| {
+            if let Change::Update { old, .. } = &change
+                && let Some(key) = slice_service(old)
+            {
+                sq.add(key);
+            }
+            if let Some(key) = slice_service(change.object()) {
+                sq.add(key);
+            }
+        });
+        let eq = endpoints_queue.clone();
+        endpoints.add_handler(move |change: Change<'_, Endpoints>| {
+            eq.add(Key::of(change.object()));
+        });
+        EndpointSliceController {
+            client: ctx.client("endpointslice"),
+            flow: ctx.flow.clone(),
+            services,
+            pods,
+            slices,
+            endpoints,
+            slice_queue,
+            endpoints_queue,
+            pending: Mutex::default(),
+            known: Mutex::default(),
+        }
     }
+
     /// The flow event of a hop this controller takes.
     fn hop(
         &self,
         component: &str,
         verb: &str,
         kind: &str,
-        key: &ServiceKey,
+        key: &Key,
         name: &str,
         detail: String,
     ) -> FlowEvent {
         let mut e = FlowEvent::new(component, "apiserver", verb)
-            .object(kind, &key.0, name)
+            .object(kind, &key.namespace, name)
             .detail(detail);
-        e.root = format!("Service/{}", key.1);
+        e.root = format!("Service/{}", key.name);
         e
     }
 
-    /// Watches Services, pods, slices and Endpoints, and reconciles, forever.
+    /// Waits for the caches, then reconciles Services' slices and Endpoints, forever. A
+    /// leftover Endpoints object is checked once at start.
     pub async fn run(self) {
-        let (services, service_events) =
-            crate::informers::cache::<Service>(&self.client, watcher::Config::default());
-        let (pods, pod_events) =
-            crate::informers::cache::<Pod>(&self.client, watcher::Config::default());
-        let (slices, slice_events) = crate::informers::cache::<EndpointSlice>(
-            &self.client,
-            watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={CONTROLLER_NAME}")),
+        self.services.synced().await;
+        self.pods.synced().await;
+        self.slices.synced().await;
+        self.endpoints.synced().await;
+        for e in self.endpoints.list() {
+            let key = Key::of(&*e);
+            lock(&self.known).insert(key.clone());
+            self.endpoints_queue.add(key);
+        }
+        futures::join!(
+            workqueue::run_workers(self.slice_queue.clone(), WORKERS, |key| self
+                .sync_service_slices(key)),
+            workqueue::run_workers(self.endpoints_queue.clone(), WORKERS, |key| self
+                .sync_service_endpoints(key)),
         );
-        let (endpoints, endpoints_events) =
-            crate::informers::cache::<Endpoints>(&self.client, watcher::Config::default());
-        let mut changes = futures::stream::select_all([
-            service_events,
-            pod_events,
-            slice_events,
-            endpoints_events,
-        ])
-        .boxed();
-        crate::informers::prime(&mut changes, async {
-            let _ = services.wait_until_ready().await;
-            let _ = pods.wait_until_ready().await;
-            let _ = slices.wait_until_ready().await;
-            let _ = endpoints.wait_until_ready().await;
-        })
-        .await;
-        let mut pending = Pending::default();
-        // Services seen with endpoints; a leftover Endpoints object is checked once at start.
-        let mut known: HashSet<(String, String)> = endpoints
-            .state()
-            .iter()
-            .map(|e| {
-                (
-                    e.metadata.namespace.clone().unwrap_or_default(),
-                    e.metadata.name.clone().unwrap_or_default(),
-                )
-            })
-            .collect();
-        let mut pace = crate::informers::Pace::default();
-        loop {
-            let all_services = services.state();
-            let all_pods = pods.state();
-            let all_slices = slices.state();
-            let all_endpoints = endpoints.state();
-            let pods_ref: Vec<&Pod> = all_pods.iter().map(|p| &**p).collect();
-            let mut live: HashSet<(String, String)> = HashSet::new();
-            for service in &all_services {
-                let key = (
-                    service.metadata.namespace.clone().unwrap_or_default(),
-                    service.metadata.name.clone().unwrap_or_default(),
-                );
-                live.insert(key.clone());
-                let ours: Vec<&EndpointSlice> = all_slices
-                    .iter()
-                    .map(|s| &**s)
-                    .filter(|s| {
-                        s.metadata.namespace.as_ref() == Some(&key.0)
-                            && s.metadata
-                                .labels
-                                .as_ref()
-                                .and_then(|l| l.get(SERVICE_NAME_LABEL))
-                                == Some(&key.1)
-                    })
-                    .collect();
-                if !pending.settled(&key, &ours) {
-                    continue;
-                }
-                if managed(service) && service.metadata.deletion_timestamp.is_none() {
-                    known.insert(key.clone());
-                    let uid = service.metadata.uid.clone().unwrap_or_default();
-                    let (current, stale): (Vec<&EndpointSlice>, Vec<&EndpointSlice>) =
-                        ours.iter().partition(|s| {
-                            s.metadata
-                                .owner_references
-                                .iter()
-                                .flatten()
-                                .any(|r| r.uid == uid)
-                        });
-                    self.delete_slices(
-                        &key,
-                        &stale,
-                        "belongs to an earlier Service of this name",
-                        &mut pending,
-                    )
-                    .await;
-                    self.sync_slices(service, &pods_ref, &current, &mut pending)
-                        .await;
-                    let existing = all_endpoints.iter().find(|e| {
-                        e.metadata.namespace.as_ref() == Some(&key.0)
-                            && e.metadata.name.as_ref() == Some(&key.1)
+    }
+
+    /// Brings one Service's slices to what it should have (upstream's EndpointSlice
+    /// controller `syncService`); slices whose Service is gone or has no selector go.
+    async fn sync_service_slices(&self, key: Key) -> Result<Action, EndpointsError> {
+        let mut ours = self.slices.by_index(BY_SERVICE, &key.to_string());
+        ours.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+        let ours: Vec<&EndpointSlice> = ours.iter().map(|s| &**s).collect();
+        if !lock(&self.pending).settled(&key, &ours) {
+            return Err(EndpointsError::Stale(key));
+        }
+        match self.services.get(&key.namespace, &key.name) {
+            Some(service) if managed(&service) && service.metadata.deletion_timestamp.is_none() => {
+                let uid = service.metadata.uid.clone().unwrap_or_default();
+                let (current, stale): (Vec<&EndpointSlice>, Vec<&EndpointSlice>) =
+                    ours.iter().partition(|s| {
+                        s.metadata
+                            .owner_references
+                            .iter()
+                            .flatten()
+                            .any(|r| r.uid == uid)
                     });
-                    self.sync_endpoints(service, &pods_ref, existing.map(|e| &**e))
-                        .await;
-                } else {
-                    self.delete_slices(&key, &ours, "its Service has no selector", &mut pending)
-                        .await;
+                self.delete_slices(&key, &stale, "belongs to an earlier Service of this name")
+                    .await?;
+                let pods = self.pods.list_namespace(&key.namespace);
+                let pods: Vec<&Pod> = pods.iter().map(|p| &**p).collect();
+                self.sync_slices(&service, &pods, &current).await?;
+            }
+            Some(_) => {
+                self.delete_slices(&key, &ours, "its Service has no selector")
+                    .await?
+            }
+            None => {
+                self.delete_slices(&key, &ours, "its Service is gone")
+                    .await?
+            }
+        }
+        Ok(Action::Done)
+    }
+
+    /// Brings one Service's Endpoints object to what it should have (upstream's Endpoints
+    /// controller `syncService`); it goes with its Service.
+    async fn sync_service_endpoints(&self, key: Key) -> Result<Action, EndpointsError> {
+        let existing = self.endpoints.get(&key.namespace, &key.name);
+        match self.services.get(&key.namespace, &key.name) {
+            Some(service) => {
+                if managed(&service) && service.metadata.deletion_timestamp.is_none() {
+                    lock(&self.known).insert(key.clone());
+                    let pods = self.pods.list_namespace(&key.namespace);
+                    let pods: Vec<&Pod> = pods.iter().map(|p| &**p).collect();
+                    self.sync_endpoints(&service, &pods, existing.as_deref())
+                        .await?;
                 }
             }
-            // Slices and Endpoints whose Service is gone.
-            let mut orphans: BTreeMap<(String, String), Vec<&EndpointSlice>> = BTreeMap::new();
-            for slice in &all_slices {
-                let key = (
-                    slice.metadata.namespace.clone().unwrap_or_default(),
-                    slice
-                        .metadata
-                        .labels
+            None => {
+                let known = lock(&self.known).remove(&key);
+                let leader = |e: &Endpoints| {
+                    e.metadata
+                        .annotations
                         .as_ref()
-                        .and_then(|l| l.get(SERVICE_NAME_LABEL))
-                        .cloned()
-                        .unwrap_or_default(),
-                );
-                if !live.contains(&key) {
-                    orphans.entry(key).or_default().push(slice);
-                }
-            }
-            for (key, list) in orphans {
-                if pending.settled(&key, &list) {
-                    self.delete_slices(&key, &list, "its Service is gone", &mut pending)
-                        .await;
-                }
-            }
-            for e in &all_endpoints {
-                let key = (
-                    e.metadata.namespace.clone().unwrap_or_default(),
-                    e.metadata.name.clone().unwrap_or_default(),
-                );
-                let leader =
-                    e.metadata.annotations.as_ref().is_some_and(|a| {
-                        a.contains_key("control-plane.alpha.kubernetes.io/leader")
-                    });
-                if !live.contains(&key) && known.remove(&key) && !leader {
+                        .is_some_and(|a| a.contains_key("control-plane.alpha.kubernetes.io/leader"))
+                };
+                if known && existing.is_some_and(|e| !leader(&e)) {
                     self.gate_and_emit(
                         ENDPOINTS_COMPONENT,
                         "DELETE",
@@ -680,36 +789,38 @@ impl EndpointSliceController {
                         "its Service is gone",
                     )
                     .await;
-                    let api: Api<Endpoints> = Api::namespaced(self.client.clone(), &key.0);
-                    let _ = api.delete(&key.1, &DeleteParams::default()).await;
+                    let api: Api<Endpoints> = Api::namespaced(self.client.clone(), &key.namespace);
+                    match api.delete(&key.name, &DeleteParams::default()).await {
+                        Ok(_) => {}
+                        Err(e) if not_found(&e) => {}
+                        Err(source) => {
+                            return Err(EndpointsError::Write {
+                                action: "deleting",
+                                kind: "Endpoints",
+                                name: key.name.clone(),
+                                source,
+                            });
+                        }
+                    }
                 }
             }
-            known.retain(|k| live.contains(k));
-            crate::informers::next_batch(&mut changes, Duration::from_secs(5), &mut pace).await;
         }
+        Ok(Action::Done)
     }
 
-    async fn gate_and_emit(
-        &self,
-        component: &str,
-        verb: &str,
-        kind: &str,
-        key: &(String, String),
-        why: &str,
-    ) {
+    async fn gate_and_emit(&self, component: &str, verb: &str, kind: &str, key: &Key, why: &str) {
         self.flow
-            .gate_emit(self.hop(component, verb, kind, key, &key.1, why.to_owned()))
+            .gate_emit(self.hop(component, verb, kind, key, &key.name, why.to_owned()))
             .await;
     }
 
     async fn delete_slices(
         &self,
-        key: &(String, String),
+        key: &Key,
         slices: &[&EndpointSlice],
         why: &str,
-        pending: &mut Pending,
-    ) {
-        let api: Api<EndpointSlice> = Api::namespaced(self.client.clone(), &key.0);
+    ) -> Result<(), EndpointsError> {
+        let api: Api<EndpointSlice> = Api::namespaced(self.client.clone(), &key.namespace);
         for slice in slices {
             let name = slice.metadata.name.clone().unwrap_or_default();
             self.flow
@@ -722,10 +833,20 @@ impl EndpointSliceController {
                     why.to_owned(),
                 ))
                 .await;
-            if api.delete(&name, &DeleteParams::default()).await.is_ok() {
-                pending.expect(key, name, None);
+            match api.delete(&name, &DeleteParams::default()).await {
+                Ok(_) => lock(&self.pending).expect(key, name, None),
+                Err(e) if not_found(&e) => {}
+                Err(source) => {
+                    return Err(EndpointsError::Write {
+                        action: "deleting",
+                        kind: "EndpointSlice",
+                        name,
+                        source,
+                    });
+                }
             }
         }
+        Ok(())
     }
 
     async fn sync_slices(
@@ -733,14 +854,10 @@ impl EndpointSliceController {
         service: &Service,
         pods: &[&Pod],
         existing: &[&EndpointSlice],
-        pending: &mut Pending,
-    ) {
-        let key = (
-            service.metadata.namespace.clone().unwrap_or_default(),
-            service.metadata.name.clone().unwrap_or_default(),
-        );
+    ) -> Result<(), EndpointsError> {
+        let key = Key::of(service);
         let changes = arrange(service, pods, existing);
-        let api: Api<EndpointSlice> = Api::namespaced(self.client.clone(), &key.0);
+        let api: Api<EndpointSlice> = Api::namespaced(self.client.clone(), &key.namespace);
         let version = |s: &EndpointSlice| {
             s.metadata
                 .resource_version
@@ -758,17 +875,21 @@ impl EndpointSliceController {
                     format!(
                         "slice of {} endpoints for Service {}",
                         slice.endpoints.len(),
-                        key.1
+                        key.name
                     ),
                 ))
                 .await;
-            match api.create(&PostParams::default(), slice).await {
-                Ok(created) => {
-                    let name = created.metadata.name.clone().unwrap_or_default();
-                    pending.expect(&key, name, version(&created));
-                }
-                Err(error) => tracing::debug!(%error, "could not create an EndpointSlice"),
-            }
+            let created = api
+                .create(&PostParams::default(), slice)
+                .await
+                .map_err(|source| EndpointsError::Write {
+                    action: "creating",
+                    kind: "EndpointSlice",
+                    name: String::new(),
+                    source,
+                })?;
+            let name = created.metadata.name.clone().unwrap_or_default();
+            lock(&self.pending).expect(&key, name, version(&created));
         }
         for slice in &changes.update {
             let name = slice.metadata.name.clone().unwrap_or_default();
@@ -782,10 +903,16 @@ impl EndpointSliceController {
                     format!("now {} endpoints", slice.endpoints.len()),
                 ))
                 .await;
-            match api.replace(&name, &PostParams::default(), slice).await {
-                Ok(updated) => pending.expect(&key, name, version(&updated)),
-                Err(error) => tracing::debug!(%error, "could not update an EndpointSlice"),
-            }
+            let updated = api
+                .replace(&name, &PostParams::default(), slice)
+                .await
+                .map_err(|source| EndpointsError::Write {
+                    action: "updating",
+                    kind: "EndpointSlice",
+                    name: name.clone(),
+                    source,
+                })?;
+            lock(&self.pending).expect(&key, name, version(&updated));
         }
         let gone: Vec<&EndpointSlice> = existing
             .iter()
@@ -797,17 +924,29 @@ impl EndpointSliceController {
                     .any(|n| Some(n) == s.metadata.name.as_ref())
             })
             .collect();
-        self.delete_slices(&key, &gone, "no endpoints left in it", pending)
-            .await;
+        self.delete_slices(&key, &gone, "no endpoints left in it")
+            .await
     }
 
-    async fn sync_endpoints(&self, service: &Service, pods: &[&Pod], existing: Option<&Endpoints>) {
-        let namespace = service.metadata.namespace.clone().unwrap_or_default();
-        let name = service.metadata.name.clone().unwrap_or_default();
+    async fn sync_endpoints(
+        &self,
+        service: &Service,
+        pods: &[&Pod],
+        existing: Option<&Endpoints>,
+    ) -> Result<(), EndpointsError> {
+        let key = Key::of(service);
         let subsets = subsets(service, pods);
         let labels = endpoints_labels(service);
-        let api: Api<Endpoints> = Api::namespaced(self.client.clone(), &namespace);
-        let key = (namespace.clone(), name.clone());
+        let api: Api<Endpoints> = Api::namespaced(self.client.clone(), &key.namespace);
+        let write_error = |action: &'static str| {
+            let name = key.name.clone();
+            move |source| EndpointsError::Write {
+                action,
+                kind: "Endpoints",
+                name,
+                source,
+            }
+        };
         match existing {
             Some(current)
                 if current.subsets.clone().unwrap_or_default() == subsets
@@ -824,15 +963,15 @@ impl EndpointSliceController {
                     "its pods changed",
                 )
                 .await;
-                if let Err(error) = api.replace(&name, &PostParams::default(), &object).await {
-                    tracing::debug!(%error, "could not update Endpoints");
-                }
+                api.replace(&key.name, &PostParams::default(), &object)
+                    .await
+                    .map_err(write_error("updating"))?;
             }
             None => {
                 let object = Endpoints {
                     metadata: ObjectMeta {
-                        name: Some(name.clone()),
-                        namespace: Some(namespace.clone()),
+                        name: Some(key.name.clone()),
+                        namespace: Some(key.namespace.clone()),
                         labels: Some(labels),
                         ..Default::default()
                     },
@@ -846,12 +985,17 @@ impl EndpointSliceController {
                     "a Service with a selector",
                 )
                 .await;
-                if let Err(error) = api.create(&PostParams::default(), &object).await {
-                    tracing::debug!(%error, "could not create Endpoints");
-                }
+                api.create(&PostParams::default(), &object)
+                    .await
+                    .map_err(write_error("creating"))?;
             }
         }
+        Ok(())
     }
+}
+
+fn not_found(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 404)
 }
 
 /// The API server's endpoint reconciler: keeps the `kubernetes` Service in `default`
@@ -1139,6 +1283,76 @@ mod tests {
         assert_eq!(none.create.len(), 1);
         assert!(none.create[0].endpoints.is_empty());
         assert_eq!(none.create[0].ports.as_deref(), Some(&[][..]));
+    }
+
+    #[test]
+    fn pod_changes_queue_the_services_they_concern() {
+        let web = service(json!([{"port": 80}]));
+        let mut other = service(json!([{"port": 80}]));
+        other.metadata.name = Some("api".into());
+        other.spec.as_mut().unwrap().selector =
+            Some(BTreeMap::from([("app".into(), "api".into())]));
+        let mut plain = service(json!([{"port": 80}]));
+        plain.metadata.name = Some("plain".into());
+        plain.spec.as_mut().unwrap().selector = None;
+        let services: Vec<Arc<Service>> = [web, other, plain].into_iter().map(Arc::new).collect();
+        let names = |keys: Vec<Key>| -> Vec<String> { keys.iter().map(Key::to_string).collect() };
+        let a = pod("a", Some("10.244.1.2"), false, false);
+        assert_eq!(
+            names(services_of(&services, &Change::Add(&a))),
+            ["default/web"]
+        );
+        assert_eq!(
+            names(services_of(&services, &Change::Delete(&a))),
+            ["default/web"]
+        );
+        // Ready now: its endpoint changes.
+        let ready = pod("a", Some("10.244.1.2"), true, false);
+        let update = Change::Update {
+            old: &a,
+            new: &ready,
+        };
+        assert_eq!(names(services_of(&services, &update)), ["default/web"]);
+        // Nothing its endpoint shows changed: no Service is looked at.
+        let mut annotated = ready.clone();
+        annotated.metadata.annotations = Some(BTreeMap::from([("x".into(), "y".into())]));
+        let update = Change::Update {
+            old: &ready,
+            new: &annotated,
+        };
+        assert!(services_of(&services, &update).is_empty());
+        // Relabelled: the Service it left and the one it joined.
+        let mut moved = ready.clone();
+        moved.metadata.labels = Some(BTreeMap::from([("app".into(), "api".into())]));
+        let update = Change::Update {
+            old: &ready,
+            new: &moved,
+        };
+        assert_eq!(
+            names(services_of(&services, &update)),
+            ["default/web", "default/api"]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_service_waits_until_the_cache_shows_its_writes() {
+        let key = Key::new("default", "web");
+        let mut slice: EndpointSlice = serde_json::from_value(json!({
+            "metadata": {"name": "web-1", "namespace": "default", "resourceVersion": "7"},
+            "addressType": "IPv4", "endpoints": [],
+        }))
+        .unwrap();
+        let mut pending = Pending::default();
+        assert!(pending.settled(&key, &[]));
+        pending.expect(&key, "web-1".into(), Some(8));
+        pending.expect(&key, "web-0".into(), None);
+        assert!(!pending.settled(&key, &[&slice]), "an older version");
+        slice.metadata.resource_version = Some("8".into());
+        assert!(pending.settled(&key, &[&slice]));
+        pending.expect(&key, "web-1".into(), None);
+        assert!(!pending.settled(&key, &[&slice]), "not gone yet");
+        tokio::time::advance(Duration::from_secs(31)).await;
+        assert!(pending.settled(&key, &[&slice]), "forgotten after 30 s");
     }
 
     #[test]

@@ -1,43 +1,65 @@
 //! The garbage collector: keeps a dependency graph of every object the API server serves (every
-//! resource discovery lists as listable, watchable and deletable, events aside) through
+//! resource but events, each through the controller manager's shared informer of its kind, as
+//! upstream's collector takes the shared informer of every kind it knows) through
 //! `ownerReferences`, and enforces the three deletion propagation policies as
-//! kube-controller-manager's does. Background: a dependent whose owners are all gone is deleted
-//! (with a uid precondition); an owner missing from the cache counts as gone only once a GET by
-//! name answers 404 or another uid, so a lagging cache never deletes a live object's dependents.
-//! Foreground: an owner being deleted with the `foregroundDeletion` finalizer has its dependents
-//! deleted (in the foreground themselves if they have dependents), and the finalizer comes off
-//! once no dependent with `blockOwnerDeletion` is left. Orphan: an owner being deleted with the
-//! `orphan` finalizer has its ownerReferences removed from its dependents, then the finalizer.
+//! kube-controller-manager's does. The informers' handlers keep the graph and queue the uids a
+//! change concerns (the object, its owners, and its dependents when it goes or starts or stops
+//! deleting); a worker decides and acts for one object at a time. Background: a dependent whose
+//! owners are all gone is deleted (with a uid precondition); an owner missing from the cache
+//! counts as gone only once a GET by name answers 404 or another uid, so a lagging cache never
+//! deletes a live object's dependents (one the API server has but the cache does not yet show is
+//! looked at again after 5 s). Foreground: an owner being deleted with the `foregroundDeletion`
+//! finalizer has its dependents deleted (in the foreground themselves if they have dependents),
+//! and the finalizer comes off once no dependent with `blockOwnerDeletion` is left. Orphan: an
+//! owner being deleted with the `orphan` finalizer has its ownerReferences removed from its
+//! dependents, then the finalizer.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use futures::StreamExt;
-use futures::stream::BoxStream;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use k8s_openapi::api::{apps, batch, coordination, core, discovery, networking};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{
     Api, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions, PropagationPolicy,
 };
-use kube::discovery::{ApiResource, Discovery, Scope, verbs};
-use kube::runtime::reflector::store::Writer;
-use kube::runtime::reflector::{Store, reflector};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::discovery::ApiResource;
 use serde_json::json;
 
+use super::Context;
+use super::workqueue::{self, WorkQueue};
 use crate::flow::{Flow, FlowEvent};
+use crate::informers::{Change, Watched};
 
 const COMPONENT: &str = "controller/garbagecollector";
 /// The finalizer of an owner whose dependents go first.
 pub const FOREGROUND: &str = "foregroundDeletion";
 /// The finalizer of an owner whose dependents stay, without their references to it.
 pub const ORPHAN: &str = "orphan";
+/// Workers deciding at once (upstream's `--concurrent-gc-syncs`).
+const WORKERS: usize = 20;
+/// When to look again at a dependent whose owner the API server has but the cache does not show
+/// yet (upstream requeues such an unobserved owner too).
+const RECHECK: Duration = Duration::from_secs(5);
+/// How many owners confirmed gone are remembered, so their other dependents need no GET
+/// (upstream's `absentOwnerCache`).
+const ABSENT_CACHE: usize = 500;
 
 /// What went wrong collecting garbage.
 #[derive(Debug, thiserror::Error)]
 pub enum GcError {
-    /// Discovery failed.
-    #[error("discovering the served resources: {0}")]
-    Discovery(kube::Error),
+    /// Looking up an owner missing from the cache failed.
+    #[error("looking up {kind} {name}: {source}")]
+    Lookup {
+        /// The owner's kind.
+        kind: String,
+        /// The owner's name.
+        name: String,
+        /// The API error.
+        source: kube::Error,
+    },
     /// A write failed.
     #[error("{action} {kind} {name}: {source}")]
     Write {
@@ -163,7 +185,7 @@ impl Action {
 pub struct Graph {
     /// Every object, by uid.
     pub nodes: BTreeMap<String, Node>,
-    dependents: HashMap<String, Vec<String>>,
+    dependents: HashMap<String, BTreeSet<String>>,
 }
 
 impl Graph {
@@ -171,16 +193,37 @@ impl Graph {
     pub fn new(nodes: impl IntoIterator<Item = Node>) -> Self {
         let mut graph = Graph::default();
         for node in nodes {
-            for owner in &node.owners {
-                graph
-                    .dependents
-                    .entry(owner.uid.clone())
-                    .or_default()
-                    .push(node.uid.clone());
-            }
-            graph.nodes.insert(node.uid.clone(), node);
+            graph.insert(node);
         }
         graph
+    }
+
+    /// Puts `node` in (replacing the node of its uid), returning what it replaces.
+    pub fn insert(&mut self, node: Node) -> Option<Node> {
+        let old = self.remove(&node.uid);
+        for owner in &node.owners {
+            self.dependents
+                .entry(owner.uid.clone())
+                .or_default()
+                .insert(node.uid.clone());
+        }
+        self.nodes.insert(node.uid.clone(), node);
+        old
+    }
+
+    /// Takes the node of `uid` out. Its dependents keep their references to it: they now have
+    /// an owner missing from the graph.
+    pub fn remove(&mut self, uid: &str) -> Option<Node> {
+        let old = self.nodes.remove(uid)?;
+        for owner in &old.owners {
+            if let Some(dependents) = self.dependents.get_mut(&owner.uid) {
+                dependents.remove(uid);
+                if dependents.is_empty() {
+                    self.dependents.remove(&owner.uid);
+                }
+            }
+        }
+        Some(old)
     }
 
     fn dependents_of(&self, uid: &str) -> impl Iterator<Item = &Node> {
@@ -195,56 +238,67 @@ impl Graph {
     pub fn absent_owners(&self) -> Vec<(&Node, &OwnerReference)> {
         self.nodes
             .values()
-            .flat_map(|n| n.owners.iter().map(move |o| (n, o)))
-            .filter(|(_, o)| !self.nodes.contains_key(&o.uid))
+            .flat_map(|n| self.absent_owners_of(n).map(move |o| (n, o)))
             .collect()
+    }
+
+    /// The node's owner references whose owner is not in the graph.
+    fn absent_owners_of<'a>(&'a self, node: &'a Node) -> impl Iterator<Item = &'a OwnerReference> {
+        node.owners
+            .iter()
+            .filter(|o| !self.nodes.contains_key(&o.uid))
     }
 
     /// Decides every write, given what GETs said about owners missing from the graph (an owner
     /// not in `absent` is neither known to exist nor to dangle, so its dependents wait).
     pub fn plan(&self, absent: &HashMap<String, Absent>) -> Vec<Action> {
-        let mut actions = Vec::new();
-        for node in self.nodes.values() {
-            if node.deleting && node.has(ORPHAN) {
-                let dependents: Vec<&Node> = self.dependents_of(&node.uid).collect();
-                for dependent in &dependents {
-                    actions.push(Action::RemoveOwners {
-                        uid: dependent.uid.clone(),
-                        owners: vec![node.uid.clone()],
-                    });
-                }
-                if dependents.is_empty() {
-                    actions.push(Action::RemoveFinalizer {
-                        uid: node.uid.clone(),
-                        finalizer: ORPHAN,
-                    });
-                }
-                continue;
-            }
-            if node.deleting_dependents() {
-                let blocking = self.dependents_of(&node.uid).any(|d| {
-                    d.owners
-                        .iter()
-                        .any(|o| o.uid == node.uid && o.block_owner_deletion == Some(true))
-                });
-                if !blocking {
-                    actions.push(Action::RemoveFinalizer {
-                        uid: node.uid.clone(),
-                        finalizer: FOREGROUND,
-                    });
-                }
-                continue;
-            }
-            if node.deleting || node.owners.is_empty() {
-                continue;
-            }
-            if let Some(action) = self.attempt_to_delete(node, absent) {
-                actions.push(action);
-            }
-        }
-        actions
+        self.nodes
+            .values()
+            .flat_map(|node| self.plan_node(node, absent))
+            .collect()
     }
 
+    /// Decides the writes one node calls for: an orphaning owner's references coming off its
+    /// dependents (then its finalizer), a foreground-deleting owner's finalizer once nothing
+    /// blocks it, or what becomes of a dependent ([`Graph::attempt_to_delete`]).
+    fn plan_node(&self, node: &Node, absent: &HashMap<String, Absent>) -> Vec<Action> {
+        let mut actions = Vec::new();
+        if node.deleting && node.has(ORPHAN) {
+            let dependents: Vec<&Node> = self.dependents_of(&node.uid).collect();
+            for dependent in &dependents {
+                actions.push(Action::RemoveOwners {
+                    uid: dependent.uid.clone(),
+                    owners: vec![node.uid.clone()],
+                });
+            }
+            if dependents.is_empty() {
+                actions.push(Action::RemoveFinalizer {
+                    uid: node.uid.clone(),
+                    finalizer: ORPHAN,
+                });
+            }
+            return actions;
+        }
+        if node.deleting_dependents() {
+            let blocking = self.dependents_of(&node.uid).any(|d| {
+                d.owners
+                    .iter()
+                    .any(|o| o.uid == node.uid && o.block_owner_deletion == Some(true))
+            });
+            if !blocking {
+                actions.push(Action::RemoveFinalizer {
+                    uid: node.uid.clone(),
+                    finalizer: FOREGROUND,
+                });
+            }
+            return actions;
+        }
+        if node.deleting || node.owners.is_empty() {
+            return actions;
+        }
+        actions.extend(self.attempt_to_delete(node, absent));
+        actions
+    }
     /// attemptToDeleteItem: a dependent with no solid owner left goes; one with a solid owner
     /// loses its references to dangling and waiting owners.
     fn attempt_to_delete(&self, node: &Node, absent: &HashMap<String, Absent>) -> Option<Action> {
@@ -302,8 +356,7 @@ impl Graph {
     }
 }
 
-fn node_of(resource: usize, kind: &str, object: &DynamicObject) -> Option<Node> {
-    let meta = &object.metadata;
+fn node_of(resource: usize, kind: &str, meta: &ObjectMeta) -> Option<Node> {
     Some(Node {
         resource,
         kind: kind.to_owned(),
@@ -334,123 +387,271 @@ fn guarded_replace(node: &Node, field: &str, value: serde_json::Value) -> json_p
     serde_json::from_value(patch).expect("a valid JSON patch")
 }
 
+/// What the informers' handlers and the workers share: the graph, the queue of uids to look at,
+/// what was done, and the owners confirmed gone.
+#[derive(Default)]
+struct Shared {
+    graph: Mutex<Graph>,
+    /// What was done to which object at which resourceVersion: not done again until the cache
+    /// shows the object changed.
+    acted: Mutex<HashMap<String, String>>,
+    /// Owner uids a GET found gone (a uid never comes back).
+    absent: Mutex<HashSet<String>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Shared {
+    /// An object was added or changed: the graph takes it in, and the uids it concerns are
+    /// queued (upstream's `processGraphChanges`).
+    fn upsert(&self, node: Node, queue: &WorkQueue<String>) {
+        let mut graph = lock(&self.graph);
+        let old = graph.insert(node.clone());
+        let mut wake: BTreeSet<String> = BTreeSet::new();
+        if !node.owners.is_empty() || node.deleting {
+            wake.insert(node.uid.clone());
+        }
+        // Its owners: an orphaning one has a new reference to strip, a foreground-deleting one
+        // may have lost its last blocking dependent, a dependent's write may have raced theirs.
+        for owner in node.owners.iter().chain(old.iter().flat_map(|o| &o.owners)) {
+            wake.insert(owner.uid.clone());
+        }
+        // Its dependents, when it starts (or stops) deleting or its finalizers change.
+        let turned = old
+            .as_ref()
+            .is_none_or(|o| o.deleting != node.deleting || o.finalizers != node.finalizers);
+        if node.deleting && turned {
+            wake.extend(graph.dependents_of(&node.uid).map(|d| d.uid.clone()));
+        }
+        wake.retain(|uid| graph.nodes.contains_key(uid));
+        drop(graph);
+        for uid in wake {
+            queue.add(uid);
+        }
+    }
+
+    /// An object went: its dependents have an owner missing now, and its owners one dependent
+    /// fewer.
+    fn delete(&self, uid: &str, queue: &WorkQueue<String>) {
+        let mut graph = lock(&self.graph);
+        let Some(old) = graph.remove(uid) else {
+            return;
+        };
+        let mut wake: BTreeSet<String> = graph.dependents_of(uid).map(|d| d.uid.clone()).collect();
+        wake.extend(old.owners.iter().map(|o| o.uid.clone()));
+        wake.retain(|uid| graph.nodes.contains_key(uid));
+        drop(graph);
+        lock(&self.acted).remove(uid);
+        for uid in wake {
+            queue.add(uid);
+        }
+    }
+}
+
+/// Visits every kind the collector covers: each typed resource the API server serves but events,
+/// with whether it is namespaced.
+trait Kinds {
+    fn kind<K: Watched>(&mut self, namespaced: bool);
+}
+
+fn every_kind(v: &mut impl Kinds) {
+    v.kind::<core::v1::Namespace>(false);
+    v.kind::<core::v1::Node>(false);
+    v.kind::<core::v1::Pod>(true);
+    v.kind::<core::v1::Service>(true);
+    v.kind::<core::v1::Endpoints>(true);
+    v.kind::<core::v1::ConfigMap>(true);
+    v.kind::<core::v1::Secret>(true);
+    v.kind::<core::v1::ServiceAccount>(true);
+    v.kind::<core::v1::PersistentVolumeClaim>(true);
+    v.kind::<apps::v1::Deployment>(true);
+    v.kind::<apps::v1::ReplicaSet>(true);
+    v.kind::<apps::v1::DaemonSet>(true);
+    v.kind::<apps::v1::StatefulSet>(true);
+    v.kind::<apps::v1::ControllerRevision>(true);
+    v.kind::<batch::v1::Job>(true);
+    v.kind::<batch::v1::CronJob>(true);
+    v.kind::<coordination::v1::Lease>(true);
+    v.kind::<discovery::v1::EndpointSlice>(true);
+    v.kind::<networking::v1::Ingress>(true);
+    v.kind::<networking::v1::IngressClass>(false);
+}
+
+/// Takes each kind's shared informer into a collector.
+struct Taking<'a> {
+    gc: &'a mut GarbageCollector,
+    ctx: &'a Context,
+}
+
+impl Kinds for Taking<'_> {
+    fn kind<K: Watched>(&mut self, namespaced: bool) {
+        self.gc.watch::<K>(self.ctx, namespaced);
+    }
+}
+
+/// Waits for one informer's first list.
+type Synced = Box<dyn Fn() -> BoxFuture<'static, ()> + Send + Sync>;
+
 /// The garbage collector; runs until its task is aborted.
 pub struct GarbageCollector {
     client: kube::Client,
     flow: Flow,
+    /// Every resource the graph covers; a node's `resource` indexes it.
+    served: Vec<Served>,
+    shared: Arc<Shared>,
+    queue: WorkQueue<String>,
+    /// Each informer's first list, to wait for.
+    synced: Vec<Synced>,
 }
 
 impl GarbageCollector {
-    /// A collector talking to the API server through `client`.
-    pub fn new(client: kube::Client, flow: Flow) -> Self {
-        GarbageCollector { client, flow }
-    }
-
-    /// Every resource to watch: listable, watchable and deletable, events aside.
-    async fn served(&self) -> Result<Vec<Served>, GcError> {
-        let discovery = Discovery::new(self.client.clone())
-            .run()
-            .await
-            .map_err(GcError::Discovery)?;
-        Ok(discovery
-            .groups()
-            .flat_map(|group| group.recommended_resources())
-            .filter(|(resource, caps)| {
-                caps.supports_operation(verbs::LIST)
-                    && caps.supports_operation(verbs::WATCH)
-                    && caps.supports_operation(verbs::DELETE)
-                    && resource.plural != "events"
-            })
-            .map(|(resource, caps)| Served {
-                resource,
-                namespaced: caps.scope == Scope::Namespaced,
-            })
-            .collect())
-    }
-
-    /// Watches every served resource and collects, forever.
-    pub async fn run(self) {
-        let served = loop {
-            match self.served().await {
-                Ok(served) if !served.is_empty() => break served,
-                Ok(_) => tracing::debug!("no resources to watch yet"),
-                Err(error) => tracing::debug!(%error, "garbage collector discovery"),
-            }
-            tokio::time::sleep(Duration::from_secs(1)).await;
+    /// A collector on the shared informers of every resource the API server serves but events,
+    /// writing as `controller/garbagecollector`.
+    pub fn new(ctx: &Context) -> Self {
+        let mut gc = GarbageCollector {
+            client: ctx.client("garbagecollector"),
+            flow: ctx.flow.clone(),
+            served: Vec::new(),
+            shared: Arc::default(),
+            queue: WorkQueue::new("garbagecollector"),
+            synced: Vec::new(),
         };
-        let mut stores: Vec<Store<DynamicObject>> = Vec::new();
-        let mut streams: Vec<BoxStream<'static, ()>> = Vec::new();
-        for s in &served {
-            let writer = Writer::<DynamicObject>::new(s.resource.clone());
-            stores.push(writer.as_reader());
-            let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &s.resource);
-            streams.push(
-                // Only the metadata the graph needs is kept (upstream's collector watches
-                // metadata only).
-                reflector(
-                    writer,
-                    watcher(api, watcher::Config::default()).modify(|o: &mut DynamicObject| {
-                        o.data = serde_json::Value::Null;
-                        o.metadata.managed_fields = None;
-                        o.metadata.annotations = None;
-                        o.metadata.labels = None;
-                    }),
-                )
-                .default_backoff()
-                .map(|_| ())
-                .boxed(),
-            );
-        }
-        let mut changes = futures::stream::select_all(streams).boxed();
-        let ready = stores.clone();
-        crate::informers::prime(&mut changes, async move {
-            for store in ready {
-                let _ = store.wait_until_ready().await;
-            }
-        })
-        .await;
-        // What was done to which object at which resourceVersion: not done again until the
-        // cache shows the object changed.
-        let mut acted: HashMap<String, String> = HashMap::new();
-        let mut pace = crate::informers::Pace::default();
-        loop {
-            let graph = Graph::new(stores.iter().enumerate().flat_map(|(i, store)| {
-                let kind = served[i].resource.kind.clone();
-                store
-                    .state()
-                    .into_iter()
-                    .filter_map(move |o| node_of(i, &kind, &o))
-            }));
-            acted.retain(|uid, _| graph.nodes.contains_key(uid));
-            let absent = self.verify_absent(&graph, &served).await;
-            for action in graph.plan(&absent) {
-                let Some(node) = graph.nodes.get(action.uid()) else {
-                    continue;
-                };
-                if acted.get(&node.uid) == Some(&node.resource_version) {
-                    continue;
-                }
-                match self.act(&action, node, &graph, &served).await {
-                    Ok(()) => {
-                        acted.insert(node.uid.clone(), node.resource_version.clone());
-                    }
-                    Err(error) => tracing::debug!(%error, "garbage collector"),
-                }
-            }
-            crate::informers::next_batch(&mut changes, Duration::from_secs(5), &mut pace).await;
-        }
+        every_kind(&mut Taking { gc: &mut gc, ctx });
+        gc
     }
 
-    /// Asks the API server about every owner missing from the cache, by name: 404 or another
-    /// uid is dangling.
-    async fn verify_absent(&self, graph: &Graph, served: &[Served]) -> HashMap<String, Absent> {
+    /// Takes the shared informer of `K` into the graph.
+    fn watch<K: Watched>(&mut self, ctx: &Context, namespaced: bool) {
+        let index = self.served.len();
+        let resource = ApiResource::erase::<K>(&());
+        let kind = resource.kind.clone();
+        self.served.push(Served {
+            resource,
+            namespaced,
+        });
+        let informer = ctx.factory.informer::<K>();
+        let (shared, queue) = (self.shared.clone(), self.queue.clone());
+        informer.add_handler(move |change: Change<'_, K>| match change {
+            Change::Add(o) => {
+                if let Some(node) = node_of(index, &kind, o.meta()) {
+                    shared.upsert(node, &queue);
+                }
+            }
+            Change::Update { old, new } => {
+                // The same name, another object (seen across a relist): the old one went.
+                if let Some(uid) = &old.meta().uid
+                    && old.meta().uid != new.meta().uid
+                {
+                    shared.delete(uid, &queue);
+                }
+                if let Some(node) = node_of(index, &kind, new.meta()) {
+                    shared.upsert(node, &queue);
+                }
+            }
+            Change::Delete(o) => {
+                if let Some(uid) = &o.meta().uid {
+                    shared.delete(uid, &queue);
+                }
+            }
+        });
+        self.synced.push(Box::new(move || {
+            let informer = informer.clone();
+            async move { informer.synced().await }.boxed()
+        }));
+    }
+
+    /// Waits for every informer's first list, then collects, forever.
+    pub async fn run(self) {
+        for synced in &self.synced {
+            synced().await;
+        }
+        workqueue::run_workers(self.queue.clone(), WORKERS, |uid| self.sync(uid)).await;
+    }
+
+    /// Decides and acts for the object of `uid` (upstream's `attemptToDeleteItem` and
+    /// `attemptToOrphan`).
+    async fn sync(&self, uid: String) -> Result<workqueue::Action, GcError> {
+        let (node, missing) = {
+            let graph = lock(&self.shared.graph);
+            let Some(node) = graph.nodes.get(&uid) else {
+                return Ok(workqueue::Action::Done);
+            };
+            let missing: Vec<OwnerReference> = if node.deleting {
+                Vec::new()
+            } else {
+                graph.absent_owners_of(node).cloned().collect()
+            };
+            (node.clone(), missing)
+        };
+        let absent = self.verify_absent(&node, &missing).await?;
+        let planned: Vec<(Action, Node, Vec<String>)> = {
+            let graph = lock(&self.shared.graph);
+            let Some(node) = graph.nodes.get(&uid) else {
+                return Ok(workqueue::Action::Done);
+            };
+            graph
+                .plan_node(node, &absent)
+                .into_iter()
+                .filter_map(|action| {
+                    let target = graph.nodes.get(action.uid())?.clone();
+                    let names = match &action {
+                        Action::RemoveOwners { owners, .. } => owners
+                            .iter()
+                            .map(|uid| match graph.nodes.get(uid) {
+                                Some(o) => o.label(),
+                                None => format!("uid {uid}"),
+                            })
+                            .collect(),
+                        _ => Vec::new(),
+                    };
+                    Some((action, target, names))
+                })
+                .collect()
+        };
+        let mut failed = None;
+        for (action, target, names) in planned {
+            if lock(&self.shared.acted).get(&target.uid) == Some(&target.resource_version) {
+                continue;
+            }
+            match self.act(&action, &target, &names).await {
+                Ok(()) => {
+                    lock(&self.shared.acted)
+                        .insert(target.uid.clone(), target.resource_version.clone());
+                }
+                Err(error) if failed.is_none() => failed = Some(error),
+                Err(error) => tracing::debug!(%error, "garbage collector"),
+            }
+        }
+        if let Some(error) = failed {
+            return Err(error);
+        }
+        if absent.values().any(|a| *a == Absent::Exists) {
+            return Ok(workqueue::Action::RequeueAfter(RECHECK));
+        }
+        Ok(workqueue::Action::Done)
+    }
+
+    /// Asks the API server about each owner of `dependent` missing from the cache, by name: 404
+    /// or another uid is dangling.
+    async fn verify_absent(
+        &self,
+        dependent: &Node,
+        owners: &[OwnerReference],
+    ) -> Result<HashMap<String, Absent>, GcError> {
         let mut out = HashMap::new();
-        for (dependent, owner) in graph.absent_owners() {
+        for owner in owners {
             if out.contains_key(&owner.uid) {
                 continue;
             }
+            if lock(&self.shared.absent).contains(&owner.uid) {
+                out.insert(owner.uid.clone(), Absent::Dangling);
+                continue;
+            }
             let group = owner.api_version.split_once('/').map_or("", |(g, _)| g);
-            let Some(target) = served
+            let Some(target) = self
+                .served
                 .iter()
                 .find(|s| s.resource.group == group && s.resource.kind == owner.kind)
             else {
@@ -467,26 +668,36 @@ impl GarbageCollector {
                 }
                 (_, false) => Api::all_with(self.client.clone(), &target.resource),
             };
-            match api.get_opt(&owner.name).await {
-                Ok(Some(found)) if found.metadata.uid.as_deref() == Some(owner.uid.as_str()) => {
-                    out.insert(owner.uid.clone(), Absent::Exists);
+            let found = api
+                .get_opt(&owner.name)
+                .await
+                .map_err(|source| GcError::Lookup {
+                    kind: owner.kind.clone(),
+                    name: owner.name.clone(),
+                    source,
+                })?;
+            if found.is_some_and(|f| f.metadata.uid.as_deref() == Some(owner.uid.as_str())) {
+                out.insert(owner.uid.clone(), Absent::Exists);
+            } else {
+                let mut absent = lock(&self.shared.absent);
+                if absent.len() >= ABSENT_CACHE {
+                    absent.clear();
                 }
-                Ok(_) => {
-                    out.insert(owner.uid.clone(), Absent::Dangling);
-                }
-                Err(error) => tracing::debug!(%error, owner = %owner.name, "owner lookup"),
+                absent.insert(owner.uid.clone());
+                out.insert(owner.uid.clone(), Absent::Dangling);
             }
         }
-        out
+        Ok(out)
     }
 
-    fn api(&self, node: &Node, served: &[Served]) -> Api<DynamicObject> {
-        let resource = &served[node.resource].resource;
+    fn api(&self, node: &Node) -> Api<DynamicObject> {
+        let resource = &self.served[node.resource].resource;
         match &node.namespace {
             Some(ns) => Api::namespaced_with(self.client.clone(), ns, resource),
             None => Api::all_with(self.client.clone(), resource),
         }
     }
+
     /// The flow event of a hop this controller takes.
     fn hop(&self, verb: &str, node: &Node, detail: String) -> FlowEvent {
         let mut e = FlowEvent::new(COMPONENT, "apiserver", verb)
@@ -500,14 +711,14 @@ impl GarbageCollector {
         e
     }
 
+    /// Makes one write; `owner_names` names the owners a [`Action::RemoveOwners`] removes.
     async fn act(
         &self,
         action: &Action,
         node: &Node,
-        graph: &Graph,
-        served: &[Served],
+        owner_names: &[String],
     ) -> Result<(), GcError> {
-        let api = self.api(node, served);
+        let api = self.api(node);
         let write_error = |action: &'static str, source: kube::Error| GcError::Write {
             action,
             kind: node.kind.clone(),
@@ -544,20 +755,13 @@ impl GarbageCollector {
                 }
             }
             Action::RemoveOwners { owners, .. } => {
-                let names: Vec<String> = owners
-                    .iter()
-                    .map(|uid| match graph.nodes.get(uid) {
-                        Some(o) => o.label(),
-                        None => format!("uid {uid}"),
-                    })
-                    .collect();
                 self.flow
                     .gate_emit(self.hop(
                         "PATCH",
                         node,
                         format!(
                             "remove ownerReferences to {} from {}",
-                            names.join(", "),
+                            owner_names.join(", "),
                             node.label()
                         ),
                     ))
@@ -789,6 +993,87 @@ mod tests {
             .map(|(d, o)| (d.uid.as_str(), o.uid.as_str()))
             .collect();
         assert_eq!(absent, [("a", "gone")]);
+    }
+
+    /// What the queue holds, taken out.
+    async fn drain(queue: &WorkQueue<String>) -> Vec<String> {
+        let mut out = Vec::new();
+        while !queue.is_empty() {
+            let uid = queue.get().await.unwrap();
+            queue.done(&uid);
+            out.push(uid);
+        }
+        out.sort();
+        out
+    }
+
+    #[tokio::test]
+    async fn changes_keep_the_graph_and_queue_what_they_concern() {
+        let shared = Shared::default();
+        let queue = WorkQueue::new("test");
+        shared.upsert(node("deploy", &[], false, &[]), &queue);
+        assert!(
+            drain(&queue).await.is_empty(),
+            "nothing to decide for an owner alone"
+        );
+        shared.upsert(node("rs", &[("deploy", true)], false, &[]), &queue);
+        shared.upsert(node("pod", &[("rs", true)], false, &[]), &queue);
+        assert_eq!(drain(&queue).await, ["deploy", "pod", "rs"]);
+        // A status change of the pod looks at it and its owner, not its owner's owner.
+        shared.upsert(node("pod", &[("rs", true)], false, &[]), &queue);
+        assert_eq!(drain(&queue).await, ["pod", "rs"]);
+        // The Deployment starts deleting in the foreground: it and its dependents.
+        shared.upsert(node("deploy", &[], true, &[FOREGROUND]), &queue);
+        assert_eq!(drain(&queue).await, ["deploy", "rs"]);
+        // The ReplicaSet goes: its pod has a missing owner, the Deployment one dependent fewer.
+        shared.delete("rs", &queue);
+        assert_eq!(drain(&queue).await, ["deploy", "pod"]);
+        let graph = lock(&shared.graph);
+        assert_eq!(graph.dependents.get("rs").map(BTreeSet::len), Some(1));
+        assert!(!graph.dependents.contains_key("deploy"));
+        assert_eq!(
+            graph
+                .absent_owners()
+                .into_iter()
+                .map(|(d, o)| (d.uid.as_str(), o.uid.as_str()))
+                .collect::<Vec<_>>(),
+            [("pod", "rs")]
+        );
+    }
+
+    #[test]
+    fn every_served_resource_but_events_is_in_the_graph() {
+        struct Listing(Vec<(String, String, String, String, bool)>);
+        impl Kinds for Listing {
+            fn kind<K: Watched>(&mut self, namespaced: bool) {
+                let r = ApiResource::erase::<K>(&());
+                self.0
+                    .push((r.group, r.version, r.plural, r.kind, namespaced));
+            }
+        }
+        let mut covered = Listing(Vec::new());
+        every_kind(&mut covered);
+        let mut covered = covered.0;
+        covered.sort();
+        let mut served: Vec<(String, String, String, String, bool)> =
+            crate::apiserver::resources::RESOURCES
+                .iter()
+                .filter(|r| r.plural != "events")
+                .map(|r| {
+                    (
+                        r.group.to_owned(),
+                        r.version.to_owned(),
+                        r.plural.to_owned(),
+                        r.kind.to_owned(),
+                        r.namespaced,
+                    )
+                })
+                .collect();
+        served.sort();
+        assert_eq!(
+            covered, served,
+            "a resource the API server serves is not collected"
+        );
     }
 
     #[test]

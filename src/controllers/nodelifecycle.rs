@@ -9,19 +9,26 @@
 //! `unreachable` and `not-ready`) are evicted when that time has passed since the taint was
 //! added, and their controllers replace them elsewhere.
 //!
-//! The decisions are pure functions ([`taints_for`], [`eviction_due`]); the loop applies them.
+//! It reads the shared Node, Lease and Pod informers (pods indexed by node). Their handlers queue
+//! a node's name when the node or its Lease changes, or a pod lands on it; every
+//! `--node-monitor-period` (5 s, at most a quarter of the grace period) every node is queued, as
+//! upstream's `monitorNodeHealth` looks at them all, and a node whose pods' tolerations run out
+//! later is looked at again then. Each sync handles one node. The decisions are pure functions
+//! ([`taints_for`], [`eviction_due`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod, Taint, Toleration};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
-use kube::runtime::watcher;
 use serde_json::json;
 
+use super::Context;
+use super::workqueue::{self, Action, Key, WorkQueue};
 use crate::flow::{Flow, FlowEvent};
+use crate::informers::{Change, Informer};
 use crate::scheduler::filters::tolerates;
 
 const COMPONENT: &str = "controller/nodelifecycle";
@@ -31,12 +38,26 @@ pub const UNREACHABLE: &str = "node.kubernetes.io/unreachable";
 pub const NOT_READY: &str = "node.kubernetes.io/not-ready";
 /// How often nodes are looked at, at most (upstream's `--node-monitor-period`).
 const MONITOR_PERIOD: Duration = Duration::from_secs(5);
+/// The namespace of the nodes' Leases.
+const LEASE_NAMESPACE: &str = "kube-node-lease";
+/// The pod informer's index of pods by `spec.nodeName`.
+const BY_NODE: &str = "node";
+/// Workers at once (upstream's `nodeUpdateWorkerSize`).
+const WORKERS: usize = 8;
 
-/// The node lifecycle controller; runs until its task is aborted.
-pub struct NodeLifecycleController {
-    client: kube::Client,
-    flow: Flow,
-    grace: Duration,
+/// Why a node's sync did not finish; it is looked at again after a backoff.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeLifecycleError {
+    /// A write to the node failed.
+    #[error("{action} node {node}: {source}")]
+    Write {
+        /// What was being done.
+        action: &'static str,
+        /// The node's name.
+        node: String,
+        /// The API error.
+        source: kube::Error,
+    },
 }
 
 /// A node's `Ready` condition status: `True`, `False`, `Unknown` (or empty when missing).
@@ -103,15 +124,100 @@ struct Heartbeat {
     at: tokio::time::Instant,
 }
 
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The node a pod is bound to, if any.
+fn node_of(pod: &Pod) -> Option<&str> {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.node_name.as_deref())
+        .filter(|n| !n.is_empty())
+}
+
+/// The node a pod change concerns for eviction: a pod newly bound there, or one whose
+/// tolerations changed.
+fn pod_node(change: &Change<'_, Pod>) -> Option<String> {
+    match change {
+        Change::Add(pod) => node_of(pod).map(str::to_owned),
+        Change::Update { old, new } => {
+            let tolerations = |p: &Pod| p.spec.as_ref().map(|s| s.tolerations.clone());
+            (node_of(old) != node_of(new) || tolerations(old) != tolerations(new))
+                .then(|| node_of(new).map(str::to_owned))
+                .flatten()
+        }
+        Change::Delete(_) => None,
+    }
+}
+
+/// The node lifecycle controller; runs until its task is aborted.
+pub struct NodeLifecycleController {
+    client: kube::Client,
+    flow: Flow,
+    grace: Duration,
+    nodes: Informer<Node>,
+    leases: Informer<Lease>,
+    pods: Informer<Pod>,
+    queue: WorkQueue,
+    heartbeats: Mutex<HashMap<String, Heartbeat>>,
+    /// The resourceVersion each node was marked Unknown at: not marked again until the cache
+    /// shows the node changed.
+    marked: Mutex<HashMap<String, String>>,
+    /// Pods evicted and not yet gone from the cache (uids): not evicted twice.
+    evicted: Arc<Mutex<HashSet<String>>>,
+}
+
 impl NodeLifecycleController {
-    /// A controller that gives nodes `grace` to renew their Lease.
-    pub fn new(client: kube::Client, flow: Flow, grace: Duration) -> Self {
+    /// A controller on the shared Node, Lease and Pod informers that gives nodes `grace` to
+    /// renew their Lease, writing as `controller/nodelifecycle`.
+    pub fn new(ctx: &Context, grace: Duration) -> Self {
+        let nodes = ctx.factory.informer::<Node>();
+        let leases = ctx.factory.informer::<Lease>();
+        let pods = ctx.factory.informer::<Pod>();
+        let queue = WorkQueue::new("nodelifecycle");
+        let evicted: Arc<Mutex<HashSet<String>>> = Arc::default();
+        pods.add_index(BY_NODE, |p: &Pod| {
+            node_of(p).map(str::to_owned).into_iter().collect()
+        });
+        let q = queue.clone();
+        nodes.add_handler(move |change: Change<'_, Node>| {
+            q.add(Key::of(change.object()));
+        });
+        let q = queue.clone();
+        leases.add_handler(move |change: Change<'_, Lease>| {
+            let meta = &change.object().metadata;
+            if meta.namespace.as_deref() == Some(LEASE_NAMESPACE)
+                && let Some(name) = &meta.name
+            {
+                q.add(Key::new("", name.clone()));
+            }
+        });
+        let (q, gone) = (queue.clone(), evicted.clone());
+        pods.add_handler(move |change: Change<'_, Pod>| {
+            if let Change::Delete(pod) = &change
+                && let Some(uid) = &pod.metadata.uid
+            {
+                lock(&gone).remove(uid);
+            }
+            if let Some(node) = pod_node(&change) {
+                q.add(Key::new("", node));
+            }
+        });
         NodeLifecycleController {
-            client,
-            flow,
+            client: ctx.client("nodelifecycle"),
+            flow: ctx.flow.clone(),
             grace,
+            nodes,
+            leases,
+            pods,
+            queue,
+            heartbeats: Mutex::default(),
+            marked: Mutex::default(),
+            evicted,
         }
     }
+
     /// The flow event of a hop this controller takes.
     fn hop(
         &self,
@@ -126,79 +232,82 @@ impl NodeLifecycleController {
             .detail(detail)
     }
 
-    /// Watches nodes, leases and pods, forever.
+    /// Waits for the caches, then looks at every node each monitor period and at a node when it
+    /// changes, forever.
     pub async fn run(self) {
-        let (nodes, node_events) =
-            crate::informers::cache::<Node>(&self.client, watcher::Config::default());
-        let (leases, lease_events) =
-            crate::informers::cache::<Lease>(&self.client, watcher::Config::default());
-        let (pods, pod_events) =
-            crate::informers::cache::<Pod>(&self.client, watcher::Config::default());
-        let mut changes =
-            futures::stream::select_all([node_events, lease_events, pod_events]).boxed();
-        crate::informers::prime(&mut changes, async {
-            let _ = nodes.wait_until_ready().await;
-            let _ = leases.wait_until_ready().await;
-            let _ = pods.wait_until_ready().await;
-        })
-        .await;
+        self.nodes.synced().await;
+        self.leases.synced().await;
+        self.pods.synced().await;
         let period = MONITOR_PERIOD.min(self.grace / 4);
-        let mut heartbeats: HashMap<String, Heartbeat> = HashMap::new();
-        let mut pace = crate::informers::Pace::default();
-        loop {
-            let now = tokio::time::Instant::now();
-            let all_pods = pods.state();
-            let renewals: HashMap<String, String> = leases
-                .state()
-                .iter()
-                .filter(|l| l.metadata.namespace.as_deref() == Some("kube-node-lease"))
-                .filter_map(|l| {
-                    let renew = l.spec.as_ref()?.renew_time.as_ref()?.0.to_string();
-                    Some((l.metadata.name.clone()?, renew))
-                })
-                .collect();
-            for node in nodes.state() {
-                let Some(name) = node.metadata.name.clone() else {
-                    continue;
-                };
-                let renew = renewals.get(&name).cloned().unwrap_or_default();
-                let heartbeat = node
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.conditions.as_ref())
-                    .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
-                    .and_then(|c| c.last_heartbeat_time.as_ref())
-                    .map(|t| t.0.to_string())
-                    .unwrap_or_default();
-                let seen = (renew, heartbeat);
-                let entry = heartbeats.entry(name.clone()).or_insert(Heartbeat {
-                    seen: seen.clone(),
-                    at: now,
-                });
-                if entry.seen != seen {
-                    *entry = Heartbeat { seen, at: now };
+        let monitor = async {
+            let mut ticks = tokio::time::interval(period);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                for node in self.nodes.list() {
+                    self.queue.add(Key::of(&*node));
                 }
-                let mut ready = ready_status(&node);
-                if now.duration_since(entry.at) > self.grace && ready != "Unknown" {
-                    self.mark_unknown(&node, &name, &all_pods).await;
-                    ready = "Unknown".into();
-                }
-                self.reconcile_taints(&node, &name, &ready).await;
             }
-            let all_nodes = nodes.state();
-            let names: std::collections::HashSet<&str> = all_nodes
-                .iter()
-                .filter_map(|n| n.metadata.name.as_deref())
-                .collect();
-            heartbeats.retain(|name, _| names.contains(name.as_str()));
-            self.evict(&all_nodes, &all_pods).await;
-            crate::informers::next_batch(&mut changes, period, &mut pace).await;
+        };
+        let workers =
+            workqueue::run_workers(self.queue.clone(), WORKERS, |key: Key| self.sync(key.name));
+        futures::future::join(monitor, workers).await;
+    }
+
+    /// One node: its heartbeat, its conditions when it has gone quiet, its taints, and the
+    /// eviction of its pods whose toleration has run out.
+    async fn sync(&self, name: String) -> Result<Action, NodeLifecycleError> {
+        let Some(mut node) = self.nodes.get("", &name) else {
+            lock(&self.heartbeats).remove(&name);
+            lock(&self.marked).remove(&name);
+            return Ok(Action::Done);
+        };
+        let renew = self
+            .leases
+            .get(LEASE_NAMESPACE, &name)
+            .and_then(|l| Some(l.spec.as_ref()?.renew_time.as_ref()?.0.to_string()))
+            .unwrap_or_default();
+        let heartbeat = node
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+            .and_then(|c| c.last_heartbeat_time.as_ref())
+            .map(|t| t.0.to_string())
+            .unwrap_or_default();
+        let seen = (renew, heartbeat);
+        let now = tokio::time::Instant::now();
+        let silent = {
+            let mut heartbeats = lock(&self.heartbeats);
+            let entry = heartbeats.entry(name.clone()).or_insert(Heartbeat {
+                seen: seen.clone(),
+                at: now,
+            });
+            if entry.seen != seen {
+                *entry = Heartbeat { seen, at: now };
+            }
+            now.duration_since(entry.at)
+        };
+        let mut ready = ready_status(&node);
+        let version = node.metadata.resource_version.clone().unwrap_or_default();
+        if silent > self.grace
+            && ready != "Unknown"
+            && lock(&self.marked).get(&name) != Some(&version)
+        {
+            node = Arc::new(self.mark_unknown(&node, &name).await?);
+            lock(&self.marked).insert(name.clone(), version);
+            ready = "Unknown".into();
         }
+        self.reconcile_taints(&node, &name, &ready).await?;
+        Ok(match self.evict(&node, &name).await {
+            Some(next) => Action::RequeueAfter(next),
+            None => Action::Done,
+        })
     }
 
     /// The kubelet has gone quiet: every condition it posts becomes Unknown, and its pods are no
-    /// longer ready.
-    async fn mark_unknown(&self, node: &Node, name: &str, pods: &[std::sync::Arc<Pod>]) {
+    /// longer ready. Returns the node as written.
+    async fn mark_unknown(&self, node: &Node, name: &str) -> Result<Node, NodeLifecycleError> {
         self.flow
             .gate_emit(self.hop(
                 "UPDATE",
@@ -243,17 +352,18 @@ impl NodeLifecycleController {
                 })
                 .collect();
         let api: Api<Node> = Api::all(self.client.clone());
-        if let Err(error) = api
+        let written = api
             .patch_status(
                 name,
                 &PatchParams::default(),
                 &Patch::Strategic(json!({"status": {"conditions": conditions}})),
             )
             .await
-        {
-            tracing::debug!(%error, node = name, "could not mark the node Unknown");
-            return;
-        }
+            .map_err(|source| NodeLifecycleError::Write {
+                action: "marking Unknown",
+                node: name.to_owned(),
+                source,
+            })?;
         super::event(
             &self.client,
             node,
@@ -264,10 +374,12 @@ impl NodeLifecycleController {
         )
         .await;
         // MarkPodsNotReady: the pods' Ready condition is False until the node is heard from.
-        for pod in pods.iter().filter(|p| {
-            p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(name)
-                && p.metadata.deletion_timestamp.is_none()
-        }) {
+        for pod in self
+            .pods
+            .by_index(BY_NODE, name)
+            .iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+        {
             let (Some(ns), Some(pod_name)) = (&pod.metadata.namespace, &pod.metadata.name) else {
                 continue;
             };
@@ -280,10 +392,16 @@ impl NodeLifecycleController {
                 .patch_status(pod_name, &PatchParams::default(), &Patch::Strategic(patch))
                 .await;
         }
+        Ok(written)
     }
 
     /// Adds the lifecycle taints a node's readiness calls for and removes the others.
-    async fn reconcile_taints(&self, node: &Node, name: &str, ready: &str) {
+    async fn reconcile_taints(
+        &self,
+        node: &Node,
+        name: &str,
+        ready: &str,
+    ) -> Result<(), NodeLifecycleError> {
         let current: Vec<Taint> = node
             .spec
             .as_ref()
@@ -298,7 +416,7 @@ impl NodeLifecycleController {
             .any(|t| lifecycle(t) && !wanted.contains(&(t.key.as_str(), t.effect.as_str())));
         let missing: Vec<&(&str, &str)> = wanted.iter().filter(|(k, e)| !has(k, e)).collect();
         if !stale && missing.is_empty() {
-            return;
+            return Ok(());
         }
         let now = jiff::Timestamp::now()
             .strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -340,36 +458,43 @@ impl NodeLifecycleController {
             // No taints left: the field goes, as `kubectl taint ... -` leaves it.
             "spec": {"taints": if taints.is_empty() { serde_json::Value::Null } else { json!(taints) }},
         });
-        if let Err(error) = api
-            .patch(name, &PatchParams::default(), &Patch::Merge(patch))
+        api.patch(name, &PatchParams::default(), &Patch::Merge(patch))
             .await
-        {
-            tracing::debug!(%error, node = name, "could not update the node's taints");
-        }
+            .map_err(|source| NodeLifecycleError::Write {
+                action: "updating the taints of",
+                node: name.to_owned(),
+                source,
+            })?;
+        Ok(())
     }
 
-    /// Taint-based eviction: deletes the pods whose toleration of their node's NoExecute taints
-    /// has run out.
-    async fn evict(&self, nodes: &[std::sync::Arc<Node>], pods: &[std::sync::Arc<Pod>]) {
+    /// Taint-based eviction: deletes the node's pods whose toleration of its NoExecute taints
+    /// has run out. Returns how long until the next one runs out, if any will.
+    async fn evict(&self, node: &Node, node_name: &str) -> Option<Duration> {
         let now = jiff::Timestamp::now();
-        let taints: HashMap<&str, Vec<Taint>> = nodes
-            .iter()
-            .filter_map(|n| {
-                let taints = n.spec.as_ref()?.taints.clone()?;
-                Some((n.metadata.name.as_deref()?, taints))
-            })
-            .collect();
-        for pod in pods {
+        let node_taints: &[Taint] = node
+            .spec
+            .as_ref()
+            .and_then(|s| s.taints.as_deref())
+            .unwrap_or_default();
+        if node_taints.is_empty() {
+            return None;
+        }
+        let mut next: Option<Duration> = None;
+        for pod in self.pods.by_index(BY_NODE, node_name) {
             if pod.metadata.deletion_timestamp.is_some() {
                 continue;
             }
-            let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) else {
+            let uid = pod.metadata.uid.clone().unwrap_or_default();
+            if lock(&self.evicted).contains(&uid) {
+                continue;
+            }
+            let Some(due) = eviction_due(&pod, node_taints, now) else {
                 continue;
             };
-            let Some(node_taints) = taints.get(node) else {
-                continue;
-            };
-            if eviction_due(pod, node_taints, now).is_none_or(|due| due > now) {
+            if due > now {
+                let left = Duration::try_from(due.duration_since(now)).unwrap_or_default();
+                next = Some(next.map_or(left, |n| n.min(left)));
                 continue;
             }
             let (Some(ns), Some(name)) = (&pod.metadata.namespace, &pod.metadata.name) else {
@@ -381,7 +506,7 @@ impl NodeLifecycleController {
                     "Pod",
                     ns,
                     name,
-                    format!("evicted from {node}: its NoExecute taint is no longer tolerated"),
+                    format!("evicted from {node_name}: its NoExecute taint is no longer tolerated"),
                 ))
                 .await;
             let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
@@ -394,9 +519,10 @@ impl NodeLifecycleController {
                 .patch_status(name, &PatchParams::default(), &Patch::Strategic(condition))
                 .await;
             if api.delete(name, &DeleteParams::default()).await.is_ok() {
+                lock(&self.evicted).insert(uid);
                 super::event(
                     &self.client,
-                    &**pod,
+                    &*pod,
                     "taint-eviction-controller",
                     "Normal",
                     "TaintManagerEviction",
@@ -405,6 +531,7 @@ impl NodeLifecycleController {
                 .await;
             }
         }
+        next
     }
 }
 
@@ -419,6 +546,30 @@ mod tests {
 
     fn taint(key: &str, effect: &str, added: &str) -> Taint {
         serde_json::from_value(json!({"key": key, "effect": effect, "timeAdded": added})).unwrap()
+    }
+
+    #[test]
+    fn pods_landing_on_a_node_or_changing_tolerations_queue_it() {
+        let on = |node: Option<&str>, tolerations: serde_json::Value| -> Pod {
+            serde_json::from_value(
+                json!({"spec": {"containers": [], "nodeName": node, "tolerations": tolerations}}),
+            )
+            .unwrap()
+        };
+        let pending = on(None, json!([]));
+        let bound = on(Some("node-1"), json!([]));
+        let tolerant = on(Some("node-1"), json!([{"operator": "Exists"}]));
+        assert_eq!(pod_node(&Change::Add(&pending)), None);
+        assert_eq!(pod_node(&Change::Add(&bound)).as_deref(), Some("node-1"));
+        let update = |old, new| pod_node(&Change::Update { old, new });
+        assert_eq!(update(&pending, &bound).as_deref(), Some("node-1"));
+        assert_eq!(
+            update(&bound, &bound),
+            None,
+            "a status change is not looked at"
+        );
+        assert_eq!(update(&bound, &tolerant).as_deref(), Some("node-1"));
+        assert_eq!(pod_node(&Change::Delete(&bound)), None);
     }
 
     #[test]
