@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use k8s_openapi::api::{apps, batch, coordination, core, discovery, networking};
+use k8s_openapi::api::{apps, batch, coordination, core, discovery, networking, policy};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{
     Api, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions, PropagationPolicy,
@@ -477,6 +477,7 @@ fn every_kind(v: &mut impl Kinds) {
     v.kind::<discovery::v1::EndpointSlice>(true);
     v.kind::<networking::v1::Ingress>(true);
     v.kind::<networking::v1::IngressClass>(false);
+    v.kind::<policy::v1::PodDisruptionBudget>(true);
 }
 
 /// Takes each kind's shared informer into a collector.
