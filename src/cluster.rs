@@ -824,6 +824,15 @@ fn controller_manager(
             controllers::disruption::DisruptionController::new(&ctx)
                 .run()
                 .boxed(),
+            controllers::persistentvolume::PersistentVolumeController::new(&ctx)
+                .run()
+                .boxed(),
+            controllers::pvcprotection::PvcProtectionController::new(&ctx)
+                .run()
+                .boxed(),
+            controllers::pvprotection::PvProtectionController::new(&ctx)
+                .run()
+                .boxed(),
         ])
         .collect::<Vec<_>>();
     // The informers start once every controller has taken the ones it needs.
@@ -843,6 +852,9 @@ fn controller_manager(
         "endpoints-controller",
         "node-lifecycle-controller",
         "statefulset-controller",
+        "persistentvolume-binder-controller",
+        "pvc-protection-controller",
+        "pv-protection-controller",
     ] {
         flow.logs().info(
             Component::ControllerManager,
