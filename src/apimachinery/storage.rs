@@ -311,7 +311,8 @@ mod tests {
             volume(v)
         };
         let rwo = json!(["ReadWriteOnce"]);
-        let cases: Vec<(&str, Vec<Arc<PersistentVolume>>, Option<&str>)> = vec![
+        type Case<'a> = (&'a str, Vec<Arc<PersistentVolume>>, Option<&'a str>);
+        let cases: Vec<Case<'_>> = vec![
             ("nothing", vec![], None),
             (
                 "too small",

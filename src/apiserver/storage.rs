@@ -7,7 +7,8 @@
 //! bound claim of a class that allows expansion may grow).
 //!
 //! One difference on purpose: where upstream appends Go's `cmp.Diff` of the old and new spec to
-//! an immutability error (a format `cmp` itself keeps unstable), this names the changed fields.
+//! an immutability error (a format `cmp` itself keeps unstable), this writes a report of the same
+//! shape naming the changed fields, with their values as JSON rather than Go literals.
 
 use serde_json::{Map, Value, json};
 
@@ -374,8 +375,9 @@ pub(crate) fn validate(resource: &Resource, object: &Value, old: Option<&Value>)
     causes
 }
 
-/// The top-level fields of `a` and `b` that differ, as `cmp.Diff` would mark them.
-fn changed_fields(old: &Value, new: &Value) -> String {
+/// The top-level fields of `old` and `new` (a value of Go type `go_type`) that differ, in the
+/// shape of `cmp.Diff`'s report: `-` the old, `+` the new, fields by their Go names.
+fn changed_fields(go_type: &str, old: &Value, new: &Value) -> String {
     let empty = Map::new();
     let (a, b) = (
         old.as_object().unwrap_or(&empty),
@@ -384,16 +386,31 @@ fn changed_fields(old: &Value, new: &Value) -> String {
     let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
     keys.sort();
     keys.dedup();
-    let mut lines = Vec::new();
+    let go_name = |key: &str| {
+        let mut chars = key.chars();
+        chars
+            .next()
+            .map(|c| c.to_ascii_uppercase().to_string() + chars.as_str())
+            .unwrap_or_default()
+    };
+    let mut lines = vec![format!("  {go_type}{{")];
+    let mut same = 0;
     for key in keys {
         let (x, y) = (
             a.get(key).unwrap_or(&Value::Null),
             b.get(key).unwrap_or(&Value::Null),
         );
-        if x != y {
-            lines.push(format!("- \t{key}: {x},\n+ \t{key}: {y},"));
+        if x == y {
+            same += 1;
+        } else {
+            lines.push(format!("- \t{}: {x},", go_name(key)));
+            lines.push(format!("+ \t{}: {y},", go_name(key)));
         }
     }
+    if same > 0 {
+        lines.push(format!("  \t... // {same} identical fields"));
+    }
+    lines.push("  }".into());
     lines.join("\n")
 }
 
@@ -413,7 +430,7 @@ fn validate_pv_update(new: &Value, old: &Value, causes: &mut Vec<Cause>) {
             "spec.persistentvolumesource",
             format!(
                 "spec.persistentvolumesource is immutable after creation\n{}",
-                changed_fields(&old_source, &new_source)
+                changed_fields("core.PersistentVolumeSource", &old_source, &new_source)
             ),
         ));
     }
@@ -469,7 +486,7 @@ fn validate_pvc_update(new: &Value, old: &Value, causes: &mut Vec<Cause>) {
             "spec",
             format!(
                 "spec is immutable after creation except resources.requests and volumeAttributesClassName for bound claims\n{}",
-                changed_fields(&old_spec, &new_spec)
+                changed_fields("core.PersistentVolumeClaimSpec", &old_spec, &new_spec)
             ),
         ));
     }
@@ -784,7 +801,7 @@ mod tests {
         modes["spec"]["accessModes"] = json!(["ReadWriteMany"]);
         let got = messages(validate(pvcs, &modes, Some(&claim)));
         assert_eq!(got.len(), 1);
-        assert!(got[0].1.starts_with("Forbidden: spec is immutable after creation except resources.requests and volumeAttributesClassName for bound claims\n- \taccessModes"), "{got:?}");
+        assert!(got[0].1.starts_with("Forbidden: spec is immutable after creation except resources.requests and volumeAttributesClassName for bound claims\n  core.PersistentVolumeClaimSpec{\n- \tAccessModes"), "{got:?}");
         // Growth: only once bound, and a shrink never below the status.
         let mut grown = claim.clone();
         grown["spec"]["resources"]["requests"]["storage"] = json!("2Gi");

@@ -839,13 +839,20 @@ async fn set_up_volumes(
         .unwrap_or_default()
         .iter()
         .any(|v| v.config_map.is_some() || v.secret.is_some());
-    let sources = if reads_objects {
+    let mut sources = if reads_objects {
         Sources::fetch(&kubelet.client, pod, false)
             .await
             .map_err(|e| format!("MountVolume.SetUp failed: {e}"))?
     } else {
         Sources::default()
     };
+    let claims = volumes
+        .unwrap_or_default()
+        .iter()
+        .any(|v| v.persistent_volume_claim.is_some());
+    if claims {
+        sources.claims = volumes::resolve_claims(&kubelet.client, pod).await?;
+    }
     let root = kubelet.config.root_dir.clone();
     let node = node_facts(kubelet, ip);
     let pod = pod.clone();

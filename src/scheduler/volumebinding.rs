@@ -301,7 +301,7 @@ mod tests {
 
     #[test]
     fn volume_binding() {
-        let claims = vec![
+        let claims = [
             claim("wffc", "standard", None),
             claim("now", "fast", None),
             claim("bound", "standard", Some("pv-on-1")),

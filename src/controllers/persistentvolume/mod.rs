@@ -115,8 +115,25 @@ impl PersistentVolumeController {
         }
         {
             let (claim_queue, volume_queue) = (claim_queue.clone(), volume_queue.clone());
+            let claims = claims.clone();
             volumes.add_handler(move |change| match change {
-                Change::Add(v) | Change::Update { new: v, .. } => volume_queue.add(Key::of(v)),
+                Change::Add(v) | Change::Update { new: v, .. } => {
+                    volume_queue.add(Key::of(v));
+                    // A free volume may be what a waiting claim needs: look now rather than at
+                    // the next resync.
+                    if v.spec.as_ref().is_some_and(|s| s.claim_ref.is_none()) {
+                        for claim in claims.list() {
+                            let unbound = claim
+                                .spec
+                                .as_ref()
+                                .and_then(|s| s.volume_name.as_deref())
+                                .is_none_or(str::is_empty);
+                            if unbound {
+                                claim_queue.add(Key::of(&*claim));
+                            }
+                        }
+                    }
+                }
                 // A deleted volume leaves its claim Lost.
                 Change::Delete(v) => {
                     if let Some(r) = v.spec.as_ref().and_then(|s| s.claim_ref.as_ref()) {

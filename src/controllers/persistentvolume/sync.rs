@@ -480,7 +480,15 @@ mod tests {
             ClaimSync::AssignClass(c) => format!("class {c}"),
             ClaimSync::Nothing => "nothing".into(),
         };
-        let cases: Vec<(&str, PersistentVolumeClaim, Vec<Arc<PersistentVolume>>, &Vec<Arc<StorageClass>>, Vec<String>, String)> = vec![
+        type Case<'a> = (
+            &'a str,
+            PersistentVolumeClaim,
+            Vec<Arc<PersistentVolume>>,
+            &'a Vec<Arc<StorageClass>>,
+            Vec<String>,
+            String,
+        );
+        let cases: Vec<Case<'_>> = vec![
             ("a static volume that fits", claim(json!({})), vec![volume("pv1", json!({}))], &immediate, none.clone(), bind("pv1")),
             (
                 "no volume, an Immediate class: the provisioner is asked",
