@@ -516,13 +516,15 @@ pub(crate) fn claim_volume(
     Err(format!("no volume plugin matched PV {volume_name}"))
 }
 
-/// Finds the volumes of the claims `pod` uses; on failure, the `FailedMount` event's message
+/// Finds the volumes of the claims `pod` uses (those `mounted` already keep their directory: a
+/// running pod's claim that is being deleted stays mounted); on failure, the `FailedMount` event's message
 /// as upstream's volume manager words it (`Unable to attach or mount volumes: unmounted
 /// volumes=[...], unattached volumes=[], failed to process volumes=[...]: error processing PVC
 /// <ns>/<claim>: <why>`).
 pub(crate) async fn resolve_claims(
     client: &kube::Client,
     pod: &Pod,
+    mounted: &HashMap<String, PathBuf>,
 ) -> Result<HashMap<String, ClaimVolume>, String> {
     let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
     let claims: kube::Api<PersistentVolumeClaim> = kube::Api::namespaced(client.clone(), namespace);
@@ -540,6 +542,14 @@ pub(crate) async fn resolve_claims(
             continue;
         };
         let name = &source.claim_name;
+        if let Some(path) = mounted.get(&volume.name) {
+            let known = ClaimVolume {
+                path: path.clone(),
+                kind: String::new(),
+            };
+            out.insert(name.clone(), known);
+            continue;
+        }
         let claim = claims.get(name).await.map_err(words);
         let pv = match claim
             .as_ref()
