@@ -19,6 +19,7 @@ const FILES: &[&str] = &[
     "api/events/v1",
     "api/networking/v1",
     "api/policy/v1",
+    "api/storage/v1",
 ];
 
 fn main() {

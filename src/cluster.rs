@@ -253,6 +253,20 @@ where
             vec![tokio::spawn(lb.run())]
         }
     });
+    // The dynamic provisioner (what rancher's local-path provisioner is to kind), with the
+    // default StorageClass.
+    supervisor.add(crate::provisioner::COMPONENT, Role::Component, {
+        let (api, flow) = (api.clone(), flow.clone());
+        let root = crate::provisioner::storage_dir(state_dir);
+        move || {
+            let provisioner = crate::provisioner::LocalPathProvisioner::new(
+                api.client(crate::provisioner::COMPONENT),
+                flow.clone(),
+                root.clone(),
+            );
+            vec![tokio::spawn(provisioner.run())]
+        }
+    });
     // One runtime for every node: the sim's containers, or the runtime helper that runs real
     // ones. It outlives the kubelets: a stopped kubelet's containers keep running.
     let mut name_lock = None;
@@ -413,6 +427,7 @@ const STATE_ENTRIES: &[&str] = &[
     "images",
     "kubelet",
     "runtime",
+    "storage",
 ];
 
 /// Makes `dir` the cluster's state directory, readable by its owner only: it holds the CA's key,
@@ -824,6 +839,15 @@ fn controller_manager(
             controllers::disruption::DisruptionController::new(&ctx)
                 .run()
                 .boxed(),
+            controllers::persistentvolume::PersistentVolumeController::new(&ctx)
+                .run()
+                .boxed(),
+            controllers::pvcprotection::PvcProtectionController::new(&ctx)
+                .run()
+                .boxed(),
+            controllers::pvprotection::PvProtectionController::new(&ctx)
+                .run()
+                .boxed(),
         ])
         .collect::<Vec<_>>();
     // The informers start once every controller has taken the ones it needs.
@@ -843,6 +867,9 @@ fn controller_manager(
         "endpoints-controller",
         "node-lifecycle-controller",
         "statefulset-controller",
+        "persistentvolume-binder-controller",
+        "pvc-protection-controller",
+        "pv-protection-controller",
     ] {
         flow.logs().info(
             Component::ControllerManager,

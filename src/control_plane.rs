@@ -145,7 +145,7 @@ pub fn manifests(layout: &Layout<'_>) -> Vec<(&'static str, Value)> {
         vec![
             "kube-controller-manager".to_owned(),
             format!("--cluster-cidr={}", layout.cluster_cidr),
-            "--controllers=cronjob,daemonset,deployment,disruption,endpoint,endpointslice,garbagecollector,job,namespace,nodelifecycle,replicaset,serviceaccount,statefulset".to_owned(),
+            "--controllers=cronjob,daemonset,deployment,disruption,endpoint,endpointslice,garbagecollector,job,namespace,nodelifecycle,persistentvolume-binder,pv-protection,pvc-protection,replicaset,serviceaccount,statefulset".to_owned(),
             "--leader-elect=false".to_owned(),
             format!("--node-monitor-grace-period={grace}s"),
             "--v=2".to_owned(),

@@ -42,10 +42,16 @@ pub async fn record(
         "PodDisruptionBudget" => "policy/v1",
         _ => "v1",
     };
+    // Events about cluster-scoped objects (Nodes, PersistentVolumes) live in `default`.
+    let namespace = if about.namespace.is_empty() {
+        "default"
+    } else {
+        about.namespace
+    };
     let stamp = jiff::Timestamp::now();
     let now = stamp.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
     let mut object = json!({
-        "metadata": {"name": format!("{}.{:x}", about.name, stamp.as_nanosecond()), "namespace": about.namespace},
+        "metadata": {"name": format!("{}.{:x}", about.name, stamp.as_nanosecond()), "namespace": namespace},
         "involvedObject": {"apiVersion": api_version, "kind": about.kind, "namespace": about.namespace, "name": about.name, "uid": about.uid},
         "reason": reason, "message": message, "type": event_type,
         "source": {"component": source.component},
@@ -61,7 +67,7 @@ pub async fn record(
     match serde_json::from_value::<k8s_openapi::api::core::v1::Event>(object) {
         Ok(event) => {
             let events: Api<k8s_openapi::api::core::v1::Event> =
-                Api::namespaced(client.clone(), about.namespace);
+                Api::namespaced(client.clone(), namespace);
             if let Err(error) = events.create(&PostParams::default(), &event).await {
                 tracing::debug!(%error, "could not record an event");
             }

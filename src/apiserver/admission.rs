@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 use super::errors::Cause;
 use super::resources::Resource;
 
-const DNS1123_SUBDOMAIN: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
+pub(crate) const DNS1123_SUBDOMAIN: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
 const DNS1123_LABEL: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')";
 const LABEL_VALUE: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')";
 const QUALIFIED_NAME: &str = "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')";
@@ -37,7 +37,7 @@ fn is_label_value(s: &str) -> bool {
             && s.as_bytes()[s.len() - 1].is_ascii_alphanumeric())
 }
 
-fn qualified_name_causes(field: &str, key: &str) -> Vec<Cause> {
+pub(crate) fn qualified_name_causes(field: &str, key: &str) -> Vec<Cause> {
     let (prefix, name) = match key.split_once('/') {
         Some((p, n)) => (Some(p), n),
         None => (None, key),
@@ -667,6 +667,7 @@ pub(crate) fn validate(resource: &Resource, object: &Value, old: Option<&Value>)
     if let Some(old) = old {
         validate_update(resource, object, old, &mut causes);
     }
+    causes.extend(super::storage::validate(resource, object, old));
     causes
 }
 
@@ -967,6 +968,7 @@ fn generate_job_selector(object: &mut Value) {
 /// Active and carries the `kubernetes` finalizer (which the namespace controller removes, so
 /// it is no default: an update may leave it out).
 pub(crate) fn prepare_for_create(resource: &Resource, object: &mut Value) {
+    super::storage::prepare_for_create(resource, object);
     if (resource.group, resource.kind) == ("", "Namespace") {
         let spec = object_at(object, "spec");
         let finalizers = spec.entry("finalizers").or_insert_with(|| json!([]));
@@ -983,6 +985,7 @@ pub(crate) fn prepare_for_create(resource: &Resource, object: &mut Value) {
 }
 
 pub(crate) fn default(resource: &Resource, object: &mut Value) {
+    super::storage::default(resource, object);
     match (resource.group, resource.kind) {
         ("", "Pod") => {
             // A mirror pod's spec is its static pod's: the ServiceAccount admission plugin

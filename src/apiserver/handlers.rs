@@ -442,6 +442,9 @@ pub(crate) async fn create_object(
     if (resource.group, resource.kind) == ("networking.k8s.io", "Ingress") {
         default_ingress_class(api, &mut object).await?;
     }
+    if (resource.group, resource.kind) == ("", "PersistentVolumeClaim") {
+        super::storage::admit_default_class(api, &mut object).await?;
+    }
 
     // Back through the type: whatever defaulting left empty (nulls) goes, as in the real server;
     // field ownership is then computed on the object as Go's JSON has it.
@@ -754,6 +757,7 @@ pub(super) async fn update_object(
         let mut new = canonical(resource, new)?;
         admission::default(resource, &mut new);
         admission::keep_allocated(resource, &mut new, &old);
+        super::storage::prepare_for_update(resource, &mut new, &old);
         let mut new = canonical(resource, new)?;
         if let Some(manager) = manager {
             new["metadata"]["managedFields"] = old["metadata"]["managedFields"].clone();
@@ -779,6 +783,11 @@ pub(super) async fn update_object(
         let causes = admission::validate(resource, &new, Some(&old));
         if !causes.is_empty() {
             return Err(invalid(resource, name, causes));
+        }
+        if (resource.group, resource.kind) == ("", "PersistentVolumeClaim")
+            && kind == UpdateKind::Main
+        {
+            super::storage::admit_resize(api, &new, &old).await?;
         }
         new["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"].clone();
         if new == old {

@@ -28,6 +28,7 @@ mod proxy;
 pub(crate) mod resources;
 mod selectors;
 pub mod server;
+pub(crate) mod storage;
 mod tables;
 mod validation;
 mod watch;

@@ -5,7 +5,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use k8s_openapi::api::{apps, batch, coordination, core, discovery, events, networking, policy};
+use k8s_openapi::api::{
+    apps, batch, coordination, core, discovery, events, networking, policy, storage,
+};
 
 /// Turns a JSON object into its typed form and back: what the type does not know is dropped
 /// (the real server prunes unknown fields too) and what it knows is kept exactly.
@@ -353,6 +355,18 @@ pub(crate) static RESOURCES: &[Resource] = &[
         core::v1::PersistentVolumeClaim
     ),
     resource!(
+        "",
+        "v1",
+        "persistentvolumes",
+        "persistentvolume",
+        "PersistentVolume",
+        false,
+        &["pv"],
+        NONE,
+        &["status"],
+        core::v1::PersistentVolume
+    ),
+    resource!(
         "apps",
         "v1",
         "deployments",
@@ -495,6 +509,18 @@ pub(crate) static RESOURCES: &[Resource] = &[
         NONE,
         &["status"],
         policy::v1::PodDisruptionBudget
+    ),
+    resource!(
+        "storage.k8s.io",
+        "v1",
+        "storageclasses",
+        "storageclass",
+        "StorageClass",
+        false,
+        &["sc"],
+        NONE,
+        NONE,
+        storage::v1::StorageClass
     ),
     resource!(
         "events.k8s.io",

@@ -84,6 +84,62 @@ fn or_none(text: String) -> String {
     }
 }
 
+/// `<unset>` for an optional field without a value, as kubectl's volume columns say.
+fn or_unset(v: &Value) -> String {
+    match v.as_str() {
+        Some(text) => text.to_owned(),
+        None => "<unset>".into(),
+    }
+}
+
+/// Access modes as kubectl abbreviates them (`GetAccessModesAsString`): each once, in the order
+/// RWO, ROX, RWX, RWOP, whatever order the object lists them in.
+fn access_modes(modes: &Value) -> String {
+    let listed: Vec<&str> = modes
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    [
+        ("ReadWriteOnce", "RWO"),
+        ("ReadOnlyMany", "ROX"),
+        ("ReadWriteMany", "RWX"),
+        ("ReadWriteOncePod", "RWOP"),
+    ]
+    .iter()
+    .filter(|(mode, _)| listed.contains(mode))
+    .map(|(_, short)| *short)
+    .collect::<Vec<_>>()
+    .join(",")
+}
+
+/// A claim that names its volume (kubectl shows its capacity and access modes only then).
+fn bound_claim(claim: &Value) -> bool {
+    claim["spec"]["volumeName"]
+        .as_str()
+        .is_some_and(|v| !v.is_empty())
+}
+
+/// The class of a claim or volume: the beta annotation first, then `spec.storageClassName`
+/// (upstream's `GetPersistentVolumeClaimClass` and `GetPersistentVolumeClass`).
+fn storage_class_of(o: &Value) -> String {
+    match o["metadata"]["annotations"]["volume.beta.kubernetes.io/storage-class"].as_str() {
+        Some(class) => class.to_owned(),
+        None => s(&o["spec"]["storageClassName"]),
+    }
+}
+
+/// Whether a StorageClass is marked default (`storageclass.kubernetes.io/is-default-class`, or
+/// its beta form, `"true"`).
+fn is_default_storage_class(class: &Value) -> bool {
+    let annotations = &class["metadata"]["annotations"];
+    [
+        "storageclass.kubernetes.io/is-default-class",
+        "storageclass.beta.kubernetes.io/is-default-class",
+    ]
+    .iter()
+    .any(|key| annotations[*key].as_str() == Some("true"))
+}
+
 fn count(v: &Value) -> i64 {
     v.as_object().map_or(0, |m| m.len() as i64)
 }
@@ -681,46 +737,145 @@ fn printer(kind: &str, group: &str) -> (Vec<Value>, Cells) {
         ("", "PersistentVolumeClaim") => (
             vec![
                 name(),
-                col("Status", "string", 0, "The phase of the claim"),
-                col("Volume", "string", 0, "The name of the bound volume"),
-                col("Capacity", "string", 0, "The storage capacity"),
-                col("Access Modes", "string", 0, "The access modes"),
-                col("StorageClass", "string", 0, "The storage class"),
+                col(
+                    "Status",
+                    "string",
+                    0,
+                    "phase represents the current phase of PersistentVolumeClaim.",
+                ),
+                col(
+                    "Volume",
+                    "string",
+                    0,
+                    "volumeName is the binding reference to the PersistentVolume backing this claim.",
+                ),
+                col(
+                    "Capacity",
+                    "string",
+                    0,
+                    "capacity represents the actual resources of the underlying volume.",
+                ),
+                col(
+                    "Access Modes",
+                    "string",
+                    0,
+                    "accessModes contains the actual access modes the volume backing the PVC has.",
+                ),
+                col("StorageClass", "string", 0, "StorageClass of the pvc"),
                 col(
                     "VolumeAttributesClass",
                     "string",
                     0,
-                    "The volume attributes class",
+                    "VolumeAttributesClass of the pvc",
                 ),
                 age_col(),
-                col("VolumeMode", "string", 1, "The volume mode"),
+                col(
+                    "VolumeMode",
+                    "string",
+                    1,
+                    "volumeMode defines what type of volume is required by the claim.",
+                ),
             ],
             cells!(
-                |o: &Value| s(&o["status"]["phase"]),
-                |o: &Value| s(&o["spec"]["volumeName"]),
-                |o: &Value| s(&o["status"]["capacity"]["storage"]),
-                |o: &Value| {
-                    let modes: Vec<&str> = o["status"]["accessModes"]
-                        .as_array()
-                        .map(|a| {
-                            a.iter()
-                                .filter_map(Value::as_str)
-                                .map(|m| match m {
-                                    "ReadWriteOnce" => "RWO",
-                                    "ReadOnlyMany" => "ROX",
-                                    "ReadWriteMany" => "RWX",
-                                    "ReadWriteOncePod" => "RWOP",
-                                    other => other,
-                                })
-                                .collect()
-                        })
-                        .unwrap_or_default();
-                    modes.join(",")
+                |o: &Value| if o["metadata"]["deletionTimestamp"].is_string() {
+                    "Terminating".to_owned()
+                } else {
+                    s(&o["status"]["phase"])
                 },
-                |o: &Value| s(&o["spec"]["storageClassName"]),
-                |o: &Value| or_none(s(&o["spec"]["volumeAttributesClassName"])),
+                |o: &Value| s(&o["spec"]["volumeName"]),
+                // Capacity and access modes only once the claim names its volume.
+                |o: &Value| if bound_claim(o) {
+                    s(&o["status"]["capacity"]["storage"])
+                } else {
+                    String::new()
+                },
+                |o: &Value| if bound_claim(o) {
+                    access_modes(&o["status"]["accessModes"])
+                } else {
+                    String::new()
+                },
+                |o: &Value| storage_class_of(o),
+                |o: &Value| or_unset(&o["spec"]["volumeAttributesClassName"]),
                 created,
-                |o: &Value| s(&o["spec"]["volumeMode"]),
+                |o: &Value| or_unset(&o["spec"]["volumeMode"]),
+            ),
+        ),
+        ("", "PersistentVolume") => (
+            vec![
+                name(),
+                col(
+                    "Capacity",
+                    "string",
+                    0,
+                    "capacity is the description of the persistent volume's resources and capacity.",
+                ),
+                col(
+                    "Access Modes",
+                    "string",
+                    0,
+                    "accessModes contains all ways the volume can be mounted.",
+                ),
+                col(
+                    "Reclaim Policy",
+                    "string",
+                    0,
+                    "persistentVolumeReclaimPolicy defines what happens to a persistent volume when released from its claim.",
+                ),
+                col(
+                    "Status",
+                    "string",
+                    0,
+                    "phase indicates if a volume is available, bound to a claim, or released by a claim.",
+                ),
+                col(
+                    "Claim",
+                    "string",
+                    0,
+                    "claimRef is part of a bi-directional binding between PersistentVolume and PersistentVolumeClaim.",
+                ),
+                col("StorageClass", "string", 0, "StorageClass of the pv"),
+                col(
+                    "VolumeAttributesClass",
+                    "string",
+                    0,
+                    "VolumeAttributesClass of the pv",
+                ),
+                col(
+                    "Reason",
+                    "string",
+                    0,
+                    "reason is a brief CamelCase string that describes any failure and is meant for machine parsing and tidy display in the CLI.",
+                ),
+                age_col(),
+                col(
+                    "VolumeMode",
+                    "string",
+                    1,
+                    "volumeMode defines if a volume is intended to be used with a formatted filesystem or to remain in raw block state.",
+                ),
+            ],
+            cells!(
+                |o: &Value| s(&o["spec"]["capacity"]["storage"]),
+                |o: &Value| access_modes(&o["spec"]["accessModes"]),
+                |o: &Value| s(&o["spec"]["persistentVolumeReclaimPolicy"]),
+                |o: &Value| if o["metadata"]["deletionTimestamp"].is_string() {
+                    "Terminating".to_owned()
+                } else {
+                    s(&o["status"]["phase"])
+                },
+                |o: &Value| match &o["spec"]["claimRef"] {
+                    Value::Object(r) => format!(
+                        "{}/{}",
+                        s(r.get("namespace").unwrap_or(&Value::Null)),
+                        s(r.get("name").unwrap_or(&Value::Null))
+                    ),
+                    _ => String::new(),
+                },
+                |o: &Value| storage_class_of(o),
+                |o: &Value| or_unset(&o["spec"]["volumeAttributesClassName"]),
+                |o: &Value| s(&o["status"]["reason"]),
+                created,
+                |o: &Value| or_unset(&o["spec"]["volumeMode"]),
             ),
         ),
         ("", "Event") => (
@@ -1265,6 +1420,55 @@ fn printer(kind: &str, group: &str) -> (Vec<Value>, Cells) {
                 created,
             ),
         ),
+        ("storage.k8s.io", "StorageClass") => (
+            vec![
+                name(),
+                col(
+                    "Provisioner",
+                    "string",
+                    0,
+                    "provisioner indicates the type of the provisioner.",
+                ),
+                col(
+                    "ReclaimPolicy",
+                    "string",
+                    0,
+                    "reclaimPolicy controls the reclaimPolicy for dynamically provisioned PersistentVolumes of this storage class. Defaults to Delete.",
+                ),
+                col(
+                    "VolumeBindingMode",
+                    "string",
+                    0,
+                    "volumeBindingMode indicates how PersistentVolumeClaims should be provisioned and bound.  When unset, VolumeBindingImmediate is used. This field is only honored by servers that enable the VolumeScheduling feature.",
+                ),
+                col(
+                    "AllowVolumeExpansion",
+                    "string",
+                    0,
+                    "allowVolumeExpansion shows whether the storage class allow volume expand.",
+                ),
+                age_col(),
+            ],
+            |o: &Value| {
+                // `(default)` after the default class's name, as kubectl shows it.
+                let mut name = s(&o["metadata"]["name"]);
+                if is_default_storage_class(o) {
+                    name.push_str(" (default)");
+                }
+                let or = |v: &Value, default: &str| match v.as_str() {
+                    Some(text) => text.to_owned(),
+                    None => default.to_owned(),
+                };
+                vec![
+                    json!(name),
+                    json!(s(&o["provisioner"])),
+                    json!(or(&o["reclaimPolicy"], "Delete")),
+                    json!(or(&o["volumeBindingMode"], "Immediate")),
+                    json!(o["allowVolumeExpansion"].as_bool().unwrap_or(false)),
+                    json!(created(o)),
+                ]
+            },
+        ),
         _ => (
             vec![name(), col("Created At", "date", 0, age_desc)],
             cells!(|o: &Value| s(&o["metadata"]["creationTimestamp"])),
@@ -1373,6 +1577,71 @@ mod tests {
                 r.plural
             );
         }
+    }
+
+    #[test]
+    fn storage_columns_are_kubectls() {
+        let find = |g: &str, p: &str| resources::find(g, "v1", p).unwrap();
+        let cells = |r, o: Value| table(r, &[o], json!({}))["rows"][0]["cells"].clone();
+        let pending = json!({"metadata": {"name": "data"}, "spec": {"volumeMode": "Filesystem", "storageClassName": "standard", "resources": {"requests": {"storage": "1Gi"}}}, "status": {"phase": "Pending"}});
+        assert_eq!(
+            cells(find("", "persistentvolumeclaims"), pending),
+            json!([
+                "data",
+                "Pending",
+                "",
+                "",
+                "",
+                "standard",
+                "<unset>",
+                "<unknown>",
+                "Filesystem"
+            ])
+        );
+        let bound = json!({"metadata": {"name": "data", "deletionTimestamp": "2020-01-01T00:00:00Z"}, "spec": {"volumeName": "pvc-1", "storageClassName": "standard"}, "status": {"phase": "Bound", "capacity": {"storage": "2Gi"}, "accessModes": ["ReadWriteMany", "ReadWriteOnce", "ReadWriteOnce"]}});
+        assert_eq!(
+            cells(find("", "persistentvolumeclaims"), bound),
+            json!([
+                "data",
+                "Terminating",
+                "pvc-1",
+                "2Gi",
+                "RWO,RWX",
+                "standard",
+                "<unset>",
+                "<unknown>",
+                "<unset>"
+            ])
+        );
+        let pv = json!({"metadata": {"name": "pvc-1"}, "spec": {"capacity": {"storage": "2Gi"}, "accessModes": ["ReadWriteOnce"], "persistentVolumeReclaimPolicy": "Delete", "claimRef": {"namespace": "default", "name": "data"}, "storageClassName": "standard", "volumeMode": "Filesystem"}, "status": {"phase": "Bound"}});
+        assert_eq!(
+            cells(find("", "persistentvolumes"), pv),
+            json!([
+                "pvc-1",
+                "2Gi",
+                "RWO",
+                "Delete",
+                "Bound",
+                "default/data",
+                "standard",
+                "<unset>",
+                "",
+                "<unknown>",
+                "Filesystem"
+            ])
+        );
+        let class = json!({"metadata": {"name": "standard", "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}}, "provisioner": "rancher.io/local-path", "volumeBindingMode": "WaitForFirstConsumer"});
+        assert_eq!(
+            cells(find("storage.k8s.io", "storageclasses"), class),
+            json!([
+                "standard (default)",
+                "rancher.io/local-path",
+                "Delete",
+                "WaitForFirstConsumer",
+                false,
+                "<unknown>"
+            ])
+        );
     }
 
     #[test]

@@ -9,7 +9,9 @@
 //! ([`daemonset`]), StatefulSet ([`statefulset`]), Job ([`job`]), CronJob ([`cronjob`]),
 //! disruption ([`disruption`]: PodDisruptionBudget status), EndpointSlice and Endpoints ([`endpointslice`]), Namespace
 //! ([`namespace`]), ServiceAccount ([`serviceaccount`]) and node lifecycle ([`nodelifecycle`],
-//! with taint-based eviction) controllers and the garbage collector ([`garbagecollector`]).
+//! with taint-based eviction) controllers, the garbage collector ([`garbagecollector`]), and the
+//! volume controllers: the PV controller ([`persistentvolume`], `persistentvolume-binder`) and
+//! the claim and volume protection controllers ([`pvcprotection`], [`pvprotection`]).
 
 pub mod cronjob;
 pub mod daemonset;
@@ -21,6 +23,9 @@ pub mod garbagecollector;
 pub mod job;
 pub mod namespace;
 pub mod nodelifecycle;
+pub mod persistentvolume;
+pub mod pvcprotection;
+pub mod pvprotection;
 pub mod replicaset;
 pub mod serviceaccount;
 pub mod statefulset;

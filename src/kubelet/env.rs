@@ -62,6 +62,9 @@ pub(crate) struct Sources {
     pub(crate) secrets: HashMap<String, Option<Secret>>,
     /// The Service link variables (`KUBERNETES_SERVICE_HOST`, ...), in order.
     pub(crate) services: Vec<(String, String)>,
+    /// The volumes of the claims the pod's volumes name, by claim name (see
+    /// [`super::volumes::resolve_claims`]).
+    pub(crate) claims: HashMap<String, super::volumes::ClaimVolume>,
 }
 
 impl Sources {
@@ -541,6 +544,7 @@ mod tests {
             config_maps: [("settings".into(), Some(cm)), ("gone".into(), None)].into(),
             secrets: [("creds".into(), Some(secret)), ("nosecret".into(), None)].into(),
             services: vec![("KUBERNETES_SERVICE_HOST".into(), "10.96.0.1".into())],
+            claims: HashMap::new(),
         }
     }
 

@@ -630,7 +630,8 @@ impl PodWorker {
             // Volumes: set up before any container starts, then again every VOLUME_RESYNC so
             // ConfigMap and Secret files follow their objects.
             if volumes_at.is_none_or(|t| t.elapsed() >= VOLUME_RESYNC) {
-                match Box::pin(set_up_volumes(&self.kubelet, &self.pod, &self.ip)).await {
+                let mounted = self.volumes.clone().unwrap_or_default();
+                match Box::pin(set_up_volumes(&self.kubelet, &self.pod, &self.ip, &mounted)).await {
                     Ok(paths) => {
                         self.volumes = Some(paths);
                         volumes_at = Some(Instant::now());
@@ -833,19 +834,27 @@ async fn set_up_volumes(
     kubelet: &Kubelet,
     pod: &Pod,
     ip: &str,
+    mounted: &HashMap<String, PathBuf>,
 ) -> Result<HashMap<String, PathBuf>, String> {
     let volumes = pod.spec.as_ref().and_then(|s| s.volumes.as_deref());
     let reads_objects = volumes
         .unwrap_or_default()
         .iter()
         .any(|v| v.config_map.is_some() || v.secret.is_some());
-    let sources = if reads_objects {
+    let mut sources = if reads_objects {
         Sources::fetch(&kubelet.client, pod, false)
             .await
             .map_err(|e| format!("MountVolume.SetUp failed: {e}"))?
     } else {
         Sources::default()
     };
+    let claims = volumes
+        .unwrap_or_default()
+        .iter()
+        .any(|v| v.persistent_volume_claim.is_some());
+    if claims {
+        sources.claims = volumes::resolve_claims(&kubelet.client, pod, mounted).await?;
+    }
     let root = kubelet.config.root_dir.clone();
     let node = node_facts(kubelet, ip);
     let pod = pod.clone();

@@ -1,7 +1,10 @@
 //! A pod's volumes on the node, laid out as upstream's kubelet lays out `/var/lib/kubelet`:
 //! `<root>/pods/<uid>/volumes/kubernetes.io~empty-dir/<name>`, `kubernetes.io~configmap/<name>`,
 //! `kubernetes.io~secret/<name>`, `kubernetes.io~downward-api/<name>`; a `hostPath` volume is
-//! the host path itself, after upstream's `type` checks. Files of ConfigMap, Secret and
+//! the host path itself, after upstream's `type` checks; a `persistentVolumeClaim` volume is its
+//! bound PersistentVolume's directory (`hostPath` or `local`), found through the API as
+//! upstream's desired-state populator finds it ([`resolve_claims`]): while the claim is not bound
+//! the pod waits with upstream's `FailedMount` words. Files of ConfigMap, Secret and
 //! downward API volumes are rewritten when their content changes (each pod sync) and files no
 //! longer projected are removed. `volumeMounts` become [`crate::runtime::Mount`]s.
 //!
@@ -13,7 +16,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use k8s_openapi::api::core::v1::{Container, KeyToPath, Pod, Volume};
+use k8s_openapi::api::core::v1::{
+    Container, KeyToPath, PersistentVolume, PersistentVolumeClaim, Pod, Volume,
+};
 
 use super::env::{NodeFacts, Sources, field_value, resource_value};
 use crate::runtime::Mount;
@@ -48,6 +53,9 @@ pub(crate) enum VolumeError {
     /// A kind of volume this kubelet does not set up.
     #[error("unsupported volume type for volume {0:?}")]
     Unsupported(String),
+    /// A claim's volume was not resolved before setting up (a bug: the caller resolves first).
+    #[error("persistentvolumeclaim {0:?} has no volume to mount")]
+    ClaimNotResolved(String),
     /// A volume a `volumeMounts` entry names is not in the pod.
     #[error("cannot find volume {0:?} to mount into container")]
     NoVolume(String),
@@ -165,6 +173,12 @@ pub(crate) fn plan(
         return Ok(Planned::Dir(
             volumes.join("kubernetes.io~empty-dir").join(name),
         ));
+    }
+    if let Some(source) = &volume.persistent_volume_claim {
+        return match sources.claims.get(&source.claim_name) {
+            Some(claim) => Ok(Planned::Host(claim.path.clone(), claim.kind.clone())),
+            None => Err(VolumeError::ClaimNotResolved(source.claim_name.clone())),
+        };
     }
     if let Some(source) = &volume.host_path {
         return Ok(Planned::Host(
@@ -418,6 +432,11 @@ pub(crate) fn mounts(
         };
         let projected =
             spec.config_map.is_some() || spec.secret.is_some() || spec.downward_api.is_some();
+        // A claim mounted `readOnly: true` is read-only in every container.
+        let claim_read_only = spec
+            .persistent_volume_claim
+            .as_ref()
+            .is_some_and(|c| c.read_only == Some(true));
         let mut host_path = host.clone();
         if let Some(sub) = m.sub_path.as_deref().filter(|s| !s.is_empty()) {
             host_path = host.join(sub);
@@ -428,10 +447,142 @@ pub(crate) fn mounts(
         out.push(Mount {
             host_path,
             container_path: m.mount_path.clone(),
-            read_only: m.read_only == Some(true) || projected,
+            read_only: m.read_only == Some(true) || projected || claim_read_only,
         });
     }
     Ok(out)
+}
+
+/// Where a claim's volume is on the host: its PersistentVolume's directory and, for a
+/// `hostPath` volume, its `type` (checked, and `DirectoryOrCreate` made, as for any hostPath).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ClaimVolume {
+    /// The directory.
+    pub(crate) path: PathBuf,
+    /// The hostPath type (`""` for a `local` volume: it must exist).
+    pub(crate) kind: String,
+}
+
+/// A claim's volume from the claim and its PersistentVolume as the API server has them, in
+/// upstream's words when it cannot be used yet (`getPVCExtractPV`, `getPVSpec`): `pvc` and `pv`
+/// are the reads' outcomes (`Err`: the API error's message).
+pub(crate) fn claim_volume(
+    pvc: Result<&PersistentVolumeClaim, String>,
+    pv: impl FnOnce(&str) -> Result<PersistentVolume, String>,
+) -> Result<ClaimVolume, String> {
+    let claim = pvc.map_err(|e| format!("failed to fetch PVC from API server: {e}"))?;
+    if claim.metadata.deletion_timestamp.is_some() {
+        return Err("PVC is being deleted".into());
+    }
+    if claim.status.as_ref().and_then(|s| s.phase.as_deref()) != Some("Bound") {
+        return Err("PVC is not bound".into());
+    }
+    let volume_name = claim
+        .spec
+        .as_ref()
+        .and_then(|s| s.volume_name.clone())
+        .unwrap_or_default();
+    if volume_name.is_empty() {
+        return Err("PVC has empty pvc.Spec.VolumeName".into());
+    }
+    let volume = pv(&volume_name)
+        .map_err(|e| format!("failed to fetch PV {volume_name} from API server: {e}"))?;
+    let spec = volume.spec.clone().unwrap_or_default();
+    let Some(reference) = spec.claim_ref.as_ref() else {
+        return Err(format!(
+            "found PV object {volume_name} but it has a nil pv.Spec.ClaimRef indicating it is not yet bound to the claim"
+        ));
+    };
+    if reference.uid != claim.metadata.uid {
+        return Err(format!(
+            "found PV object {volume_name} but its pv.Spec.ClaimRef.UID {} does not point to claim.UID {}",
+            reference.uid.as_deref().unwrap_or_default(),
+            claim.metadata.uid.as_deref().unwrap_or_default()
+        ));
+    }
+    if let Some(host) = &spec.host_path {
+        return Ok(ClaimVolume {
+            path: PathBuf::from(&host.path),
+            kind: host.type_.clone().unwrap_or_default(),
+        });
+    }
+    if let Some(local) = &spec.local {
+        return Ok(ClaimVolume {
+            path: PathBuf::from(&local.path),
+            kind: "Directory".into(),
+        });
+    }
+    // Upstream would find no plugin for the volume; the mount fails with that.
+    Err(format!("no volume plugin matched PV {volume_name}"))
+}
+
+/// Finds the volumes of the claims `pod` uses (those `mounted` already keep their directory: a
+/// running pod's claim that is being deleted stays mounted); on failure, the `FailedMount` event's message
+/// as upstream's volume manager words it (`Unable to attach or mount volumes: unmounted
+/// volumes=[...], unattached volumes=[], failed to process volumes=[...]: error processing PVC
+/// <ns>/<claim>: <why>`).
+pub(crate) async fn resolve_claims(
+    client: &kube::Client,
+    pod: &Pod,
+    mounted: &HashMap<String, PathBuf>,
+) -> Result<HashMap<String, ClaimVolume>, String> {
+    let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let claims: kube::Api<PersistentVolumeClaim> = kube::Api::namespaced(client.clone(), namespace);
+    let volumes: kube::Api<PersistentVolume> = kube::Api::all(client.clone());
+    let words = |e: kube::Error| match e {
+        kube::Error::Api(status) => status.message,
+        other => other.to_string(),
+    };
+    let mut out = HashMap::new();
+    let mut failed: Vec<String> = Vec::new();
+    let mut errors: Vec<String> = Vec::new();
+    let pod_volumes = pod.spec.as_ref().and_then(|s| s.volumes.as_deref());
+    for volume in pod_volumes.unwrap_or_default() {
+        let Some(source) = &volume.persistent_volume_claim else {
+            continue;
+        };
+        let name = &source.claim_name;
+        if let Some(path) = mounted.get(&volume.name) {
+            let known = ClaimVolume {
+                path: path.clone(),
+                kind: String::new(),
+            };
+            out.insert(name.clone(), known);
+            continue;
+        }
+        let claim = claims.get(name).await.map_err(words);
+        let pv = match claim
+            .as_ref()
+            .ok()
+            .and_then(|c| c.spec.as_ref())
+            .and_then(|s| s.volume_name.clone())
+        {
+            Some(pv_name) if !pv_name.is_empty() => {
+                Some(volumes.get(&pv_name).await.map_err(words))
+            }
+            _ => None,
+        };
+        let resolved = claim_volume(claim.as_ref().map_err(Clone::clone), |_| {
+            pv.unwrap_or_else(|| Err("no volume name".into()))
+        });
+        match resolved {
+            Ok(found) => {
+                out.insert(name.clone(), found);
+            }
+            Err(why) => {
+                failed.push(volume.name.clone());
+                errors.push(format!("error processing PVC {namespace}/{name}: {why}"));
+            }
+        }
+    }
+    if failed.is_empty() {
+        return Ok(out);
+    }
+    let listed = failed.join(" ");
+    Err(format!(
+        "Unable to attach or mount volumes: unmounted volumes=[{listed}], unattached volumes=[], failed to process volumes=[{listed}]: {}",
+        errors.join("; ")
+    ))
 }
 
 /// Removes the pod's directory (its emptyDirs, projected files and termination logs); host
@@ -507,6 +658,7 @@ mod tests {
             config_maps: [("app".into(), Some(cm)), ("absent".into(), None)].into(),
             secrets: [("tls".into(), Some(secret))].into(),
             services: Vec::new(),
+            claims: HashMap::new(),
         }
     }
 
@@ -640,6 +792,10 @@ mod tests {
             ),
             (
                 json!([{"name": "cfg", "persistentVolumeClaim": {"claimName": "x"}}]),
+                Some("persistentvolumeclaim \"x\" has no volume to mount"),
+            ),
+            (
+                json!([{"name": "cfg", "gitRepo": {"repository": "x"}}]),
                 Some("unsupported volume type for volume \"cfg\""),
             ),
         ];
@@ -654,6 +810,81 @@ mod tests {
                 (got, want) => panic!("{volumes}: got {got:?}, want {want:?}"),
             }
         }
+    }
+
+    #[test]
+    fn claims_resolve_to_their_bound_volume_or_say_why_not() {
+        let claim = |extra: serde_json::Value| -> PersistentVolumeClaim {
+            let mut c = json!({"metadata": {"name": "data", "namespace": "ns", "uid": "c1"},
+                "spec": {"volumeName": "pv1"}, "status": {"phase": "Bound"}});
+            for (k, v) in extra.as_object().unwrap() {
+                for (kk, vv) in v.as_object().unwrap() {
+                    c[k][kk] = vv.clone();
+                }
+            }
+            serde_json::from_value(c).unwrap()
+        };
+        let pv = |source: serde_json::Value| -> Result<PersistentVolume, String> {
+            let mut v = json!({"metadata": {"name": "pv1"}, "spec": {"claimRef": {"namespace": "ns", "name": "data", "uid": "c1"}}});
+            for (k, val) in source.as_object().unwrap() {
+                v["spec"][k] = val.clone();
+            }
+            Ok(serde_json::from_value(v).unwrap())
+        };
+        let host = json!({"hostPath": {"path": "/state/storage/pvc-c1_ns_data", "type": "DirectoryOrCreate"}});
+        assert_eq!(
+            claim_volume(Ok(&claim(json!({}))), |_| pv(host.clone())),
+            Ok(ClaimVolume {
+                path: "/state/storage/pvc-c1_ns_data".into(),
+                kind: "DirectoryOrCreate".into()
+            })
+        );
+        assert_eq!(
+            claim_volume(Ok(&claim(json!({}))), |_| pv(
+                json!({"local": {"path": "/mnt/disk"}})
+            )),
+            Ok(ClaimVolume {
+                path: "/mnt/disk".into(),
+                kind: "Directory".into()
+            })
+        );
+        let cases = [
+            (
+                Err("persistentvolumeclaims \"data\" not found".to_owned()),
+                "failed to fetch PVC from API server: persistentvolumeclaims \"data\" not found"
+                    .to_owned(),
+            ),
+            (
+                Ok(claim(json!({"status": {"phase": "Pending"}}))),
+                "PVC is not bound".to_owned(),
+            ),
+            (
+                Ok(claim(
+                    json!({"metadata": {"deletionTimestamp": "2020-01-01T00:00:00Z"}}),
+                )),
+                "PVC is being deleted".to_owned(),
+            ),
+            (
+                Ok(claim(json!({"spec": {"volumeName": ""}}))),
+                "PVC has empty pvc.Spec.VolumeName".to_owned(),
+            ),
+        ];
+        for (c, want) in cases {
+            assert_eq!(
+                claim_volume(c.as_ref().map_err(Clone::clone), |_| pv(host.clone())),
+                Err(want)
+            );
+        }
+        let other = |_: &str| {
+            Ok(serde_json::from_value(
+                json!({"metadata": {"name": "pv1"}, "spec": {"claimRef": {"uid": "c0"}}}),
+            )
+            .unwrap())
+        };
+        assert_eq!(
+            claim_volume(Ok(&claim(json!({}))), other),
+            Err("found PV object pv1 but its pv.Spec.ClaimRef.UID c0 does not point to claim.UID c1".into())
+        );
     }
 
     #[test]

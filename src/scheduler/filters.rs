@@ -298,6 +298,14 @@ pub fn fits(wanted: &BTreeMap<String, i64>, node: &NodeInfo) -> Filter {
     }
 }
 
+/// The `FailedScheduling` message when a PreFilter plugin rejects the pod for every node: its
+/// message in place of the per-node reasons, as upstream's `FitError` writes it.
+pub fn failed_pre_filter(nodes: usize, message: &str) -> String {
+    format!(
+        "0/{nodes} nodes are available: {message}. preemption: 0/{nodes} nodes are available: {nodes} Preemption is not helpful for scheduling."
+    )
+}
+
 /// The `FailedScheduling` message: `0/3 nodes are available: 1 node(s) had untolerated taint
 /// {k: v}, 2 Insufficient cpu. preemption: ...`, reasons counted and sorted as kube-scheduler does.
 pub fn failed_scheduling(nodes: usize, reasons: &[Vec<String>]) -> String {

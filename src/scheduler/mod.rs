@@ -6,7 +6,7 @@
 //!
 //! The plugins are pure functions over `k8s-openapi` types and the cache's [`filters::NodeInfo`]:
 //! filters with their reasons in kube-scheduler's words ([`filters`], [`affinity`],
-//! [`topology`], [`interpod`]), scores with kube-scheduler's formulas, weights and normalisation
+//! [`topology`], [`interpod`], [`volumebinding`]), scores with kube-scheduler's formulas, weights and normalisation
 //! ([`scores`] and the same modules); label selectors and resource quantities come from
 //! [`crate::apimachinery`]. The loop ([`run`]) is an API client like every component: it never reads the
 //! store.
@@ -19,3 +19,4 @@ pub mod queue;
 pub mod run;
 pub mod scores;
 pub mod topology;
+pub mod volumebinding;

@@ -108,6 +108,8 @@ pub enum ClusterEvent {
     AssignedPodUpdate,
     /// A pod on a node was deleted or finished, freeing its resources.
     AssignedPodDelete,
+    /// A PersistentVolumeClaim, PersistentVolume or StorageClass was added or changed.
+    StorageChange,
 }
 
 impl ClusterEvent {
@@ -122,6 +124,7 @@ impl ClusterEvent {
                 plugin,
                 "NodeResourcesFit" | "PodTopologySpread" | "InterPodAffinity"
             ),
+            ClusterEvent::StorageChange => plugin == super::volumebinding::NAME,
         }
     }
 }

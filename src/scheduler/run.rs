@@ -17,7 +17,10 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ReplicaSet, StatefulSet};
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
+use k8s_openapi::api::core::v1::{
+    Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod, Service,
+};
+use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
@@ -28,6 +31,7 @@ use super::cache::{Cache, Change};
 use super::filters::{self, Filter, NodeInfo};
 use super::interpod::{self, NamespaceLabels};
 use super::queue::{ClusterEvent, Failure, SchedulingQueue, key};
+use super::volumebinding::{self, Bindings, Storage};
 use super::{affinity, scores, topology};
 use crate::complog::Component;
 use crate::flow::{Flow, FlowEvent};
@@ -105,6 +109,8 @@ pub struct View<'a> {
     /// The selector of the Services, ReplicaSets and StatefulSets selecting the pod (for the
     /// default topology spread constraints).
     pub default_selector: k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
+    /// The claims, volumes and classes (for VolumeBinding).
+    pub storage: Storage<'a>,
 }
 
 /// How many feasible nodes to find before scoring (kube-scheduler's adaptive
@@ -144,6 +150,23 @@ pub fn decide(pod: &Pod, view: &View<'_>, start: usize) -> (Decision, usize) {
         decision.message = Some("no nodes available to schedule pods".to_owned());
         return (decision, 0);
     }
+    // PreFilter: VolumeBinding may reject the pod for every node at once.
+    let pod_volumes = match volumebinding::pre_filter(pod, &view.storage) {
+        Ok(volumes) => volumes,
+        Err(message) => {
+            for node in all {
+                decision.rejected.insert(
+                    node.name().to_owned(),
+                    Rejection {
+                        plugin: volumebinding::NAME.to_owned(),
+                        reasons: vec![message.clone()],
+                    },
+                );
+            }
+            decision.message = Some(filters::failed_pre_filter(all.len(), &message));
+            return (decision, start % all.len());
+        }
+    };
     let wanted = filters::requests(pod);
     let non_zero = filters::non_zero_of(&wanted);
     let (constraints, system_defaulted) = topology::constraints(pod, &view.default_selector);
@@ -159,7 +182,7 @@ pub fn decide(pod: &Pod, view: &View<'_>, start: usize) -> (Decision, usize) {
         processed += 1;
         let node = &all[(start + i) % all.len()];
         // kube-scheduler's filter order; the first plugin that rejects a node ends its checks.
-        let filters: [(&str, &dyn Fn() -> Filter); 7] = [
+        let filters: [(&str, &dyn Fn() -> Filter); 8] = [
             ("NodeUnschedulable", &|| {
                 filters::node_unschedulable(pod, node)
             }),
@@ -167,6 +190,11 @@ pub fn decide(pod: &Pod, view: &View<'_>, start: usize) -> (Decision, usize) {
             ("TaintToleration", &|| filters::taint_toleration(pod, node)),
             ("NodeAffinity", &|| affinity::filter(pod, node)),
             ("NodeResourcesFit", &|| filters::fits(&wanted, node)),
+            (volumebinding::NAME, &|| {
+                pod_volumes.as_ref().map_or(Filter::Ok, |v| {
+                    volumebinding::filter(v, node, &view.storage)
+                })
+            }),
             (topology::NAME, &|| {
                 spread.as_ref().map_or(Filter::Ok, |s| s.filter(node))
             }),
@@ -308,6 +336,10 @@ struct Loop {
     replica_sets: Store<ReplicaSet>,
     stateful_sets: Store<StatefulSet>,
     namespaces: Store<Namespace>,
+    claims: Store<PersistentVolumeClaim>,
+    volumes: Store<PersistentVolume>,
+    classes: Store<StorageClass>,
+    pods: Store<Pod>,
 }
 
 impl Scheduler {
@@ -335,6 +367,14 @@ impl Scheduler {
         let (namespaces, ns_changes) = crate::informers::cache::<Namespace>(&self.client, config());
         let mut others =
             futures::stream::select_all([service_changes, rs_changes, ss_changes, ns_changes]);
+        let (claims, claim_changes) =
+            crate::informers::cache::<PersistentVolumeClaim>(&self.client, config());
+        let (volumes, volume_changes) =
+            crate::informers::cache::<PersistentVolume>(&self.client, config());
+        let (classes, class_changes) =
+            crate::informers::cache::<StorageClass>(&self.client, config());
+        let mut storage_changes =
+            futures::stream::select_all([claim_changes, volume_changes, class_changes]);
         let (bound, mut bound_results) = tokio::sync::mpsc::unbounded_channel();
         let mut state = Loop {
             client: self.client,
@@ -348,6 +388,10 @@ impl Scheduler {
             replica_sets,
             stateful_sets,
             namespaces,
+            claims,
+            volumes,
+            classes,
+            pods: pods.clone(),
         };
         loop {
             let wake = state
@@ -361,6 +405,7 @@ impl Scheduler {
                 Some(event) = pod_events.next() => state.on_pod(event, &pods),
                 Some(result) = bound_results.recv() => state.on_bound(result),
                 Some(()) = others.next() => {}
+                Some(()) = storage_changes.next() => state.queue.on_event(ClusterEvent::StorageChange),
                 () = async {}, if ready => state.schedule_one(),
                 () = tokio::time::sleep_until(wake) => state.queue.flush(),
             }
@@ -477,6 +522,15 @@ impl Loop {
         )
     }
 
+    fn binder(&self) -> Binder {
+        Binder {
+            client: self.client.clone(),
+            flow: self.flow.clone(),
+            claims: self.claims.clone(),
+            pods: self.pods.clone(),
+        }
+    }
+
     /// One scheduling cycle: pop, decide, publish the decision, and assume and bind (in a task)
     /// or record why not.
     fn schedule_one(&mut self) {
@@ -496,6 +550,15 @@ impl Loop {
                 .and_then(|n| n.metadata.labels.clone())
                 .unwrap_or_default()
         };
+        let claims = self.claims.clone();
+        let claim =
+            move |namespace: &str, name: &str| claims.get(&ObjectRef::new(name).within(namespace));
+        let (volumes, classes) = (self.volumes.state(), self.classes.state());
+        let storage = Storage {
+            claim: &claim,
+            volumes: &volumes,
+            classes: &classes,
+        };
         let cache = &self.cache;
         let images = |image: &str| cache.nodes_with_image(image);
         let view = View {
@@ -503,8 +566,15 @@ impl Loop {
             nodes_with_image: &images,
             namespace_labels: &namespace_labels,
             default_selector: self.default_selector(&pod),
+            storage,
         };
         let (mut decision, next) = decide(&pod, &view, self.next_start);
+        // What VolumeBinding's PreBind must do for the chosen node.
+        let bindings = decision.chosen.as_deref().and_then(|chosen| {
+            let volumes = volumebinding::pre_filter(&pod, &storage).ok().flatten()?;
+            let node = cache.nodes().iter().find(|n| n.name() == chosen)?;
+            Some(volumebinding::bindings(&volumes, node, &storage))
+        });
         self.next_start = next;
         decision.attempt = queued.attempts;
         decision.time = jiff::Timestamp::now()
@@ -522,10 +592,7 @@ impl Loop {
         match decision.chosen.clone() {
             Some(node) => {
                 self.cache.assume(&pod, &node);
-                let binder = Binder {
-                    client: self.client.clone(),
-                    flow: self.flow.clone(),
-                };
+                let binder = self.binder();
                 let bound = self.bound.clone();
                 let detail = format!(
                     "bind to {node} (score {} of {} feasible nodes)",
@@ -533,7 +600,13 @@ impl Loop {
                 );
                 let counts = (decision.evaluated, decision.feasible);
                 tokio::spawn(async move {
-                    let ok = binder.bind(&pod, &node, detail, counts).await;
+                    let ok = match binder.pre_bind(&pod, &node, bindings).await {
+                        Ok(()) => binder.bind(&pod, &node, detail, counts).await,
+                        Err(error) => {
+                            binder.pre_bind_failed(&pod, &error);
+                            false
+                        }
+                    };
                     let _ = bound.send(Bound { pod, ok });
                 });
             }
@@ -543,10 +616,7 @@ impl Loop {
                 let message = decision.message.unwrap_or_default();
                 if self.reported.get(&k) != Some(&message) {
                     self.reported.insert(k, message.clone());
-                    let binder = Binder {
-                        client: self.client.clone(),
-                        flow: self.flow.clone(),
-                    };
+                    let binder = self.binder();
                     tokio::spawn(async move { binder.unschedulable(&pod, &message).await });
                 }
             }
@@ -578,9 +648,155 @@ fn flow_event(verb: &str, to: &str, pod: &Pod, detail: String) -> FlowEvent {
 struct Binder {
     client: kube::Client,
     flow: Flow,
+    /// The claims, for PreBind's wait.
+    claims: Store<PersistentVolumeClaim>,
+    /// The pods, so PreBind stops waiting for a pod that is gone.
+    pods: Store<Pod>,
+}
+
+/// How long PreBind waits for a pod's claims to be bound (kube-scheduler's `bindTimeoutSeconds`).
+const BIND_TIMEOUT: Duration = Duration::from_secs(600);
+/// How often it looks.
+const BIND_POLL: Duration = Duration::from_millis(100);
+
+/// Why VolumeBinding's PreBind gave up.
+#[derive(Debug, thiserror::Error)]
+pub enum PreBindError {
+    /// A write was refused.
+    #[error("binding volumes: {0}")]
+    Api(String),
+    /// A claim's provisioning gave the chosen node up.
+    #[error("binding volumes: provisioning failed for PVC {0:?}")]
+    Rescheduled(String),
+    /// The claims were not bound in time.
+    #[error("binding volumes: context deadline exceeded")]
+    Timeout,
+    /// The pod went while its claims were being bound.
+    #[error("binding volumes: pod {0} is gone")]
+    PodGone(String),
 }
 
 impl Binder {
+    /// VolumeBinding's PreBind: gives static volumes their claimRef, asks for the rest to be
+    /// provisioned on `node` (`volume.kubernetes.io/selected-node`), then waits until the PV
+    /// controller has bound every claim of the pod.
+    async fn pre_bind(
+        &self,
+        pod: &Pod,
+        node: &str,
+        bindings: Option<Bindings>,
+    ) -> Result<(), PreBindError> {
+        let Some(bindings) = bindings else {
+            return Ok(());
+        };
+        let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+        let api_error = |e: kube::Error| PreBindError::Api(api_error_words(&e));
+        for (claim, volume) in &bindings.volumes {
+            let name = volume.metadata.name.clone().unwrap_or_default();
+            let claim_name = claim.metadata.name.clone().unwrap_or_default();
+            let mut updated = (**volume).clone();
+            updated.spec.get_or_insert_default().claim_ref =
+                Some(k8s_openapi::api::core::v1::ObjectReference {
+                    api_version: Some("v1".into()),
+                    kind: Some("PersistentVolumeClaim".into()),
+                    namespace: claim.metadata.namespace.clone(),
+                    name: claim.metadata.name.clone(),
+                    uid: claim.metadata.uid.clone(),
+                    resource_version: claim.metadata.resource_version.clone(),
+                    field_path: None,
+                });
+            updated
+                .metadata
+                .annotations
+                .get_or_insert_default()
+                .entry(crate::apimachinery::storage::BOUND_BY_CONTROLLER.into())
+                .or_insert_with(|| "yes".into());
+            self.flow
+                .gate_emit(flow_event(
+                    "BIND VOLUME",
+                    "apiserver",
+                    pod,
+                    format!("volume {name} to claim {namespace}/{claim_name} on {node}"),
+                ))
+                .await;
+            Api::<PersistentVolume>::all(self.client.clone())
+                .replace(&name, &PostParams::default(), &updated)
+                .await
+                .map_err(api_error)?;
+        }
+        for claim in &bindings.provision {
+            let claim_name = claim.metadata.name.clone().unwrap_or_default();
+            let selected = crate::apimachinery::storage::annotation_value(
+                &claim.metadata,
+                crate::apimachinery::storage::SELECTED_NODE,
+            );
+            if selected == Some(node) {
+                continue;
+            }
+            self.flow
+                .gate_emit(flow_event(
+                    "SELECT NODE",
+                    "apiserver",
+                    pod,
+                    format!("claim {namespace}/{claim_name} to be provisioned on {node}"),
+                ))
+                .await;
+            let patch = json!({"metadata": {"annotations": {crate::apimachinery::storage::SELECTED_NODE: node}}});
+            Api::<PersistentVolumeClaim>::namespaced(self.client.clone(), &namespace)
+                .patch(&claim_name, &PatchParams::default(), &Patch::Merge(patch))
+                .await
+                .map_err(api_error)?;
+        }
+        let names = volumebinding::claim_names(pod);
+        let provisioned: Vec<String> = bindings
+            .provision
+            .iter()
+            .filter_map(|c| c.metadata.name.clone())
+            .collect();
+        let deadline = tokio::time::Instant::now() + BIND_TIMEOUT;
+        let pod_name = pod.metadata.name.clone().unwrap_or_default();
+        loop {
+            let current = self.pods.get(&ObjectRef::new(&pod_name).within(&namespace));
+            if current.is_none_or(|p| p.metadata.uid != pod.metadata.uid) {
+                return Err(PreBindError::PodGone(format!("{namespace}/{pod_name}")));
+            }
+            let mut all_bound = true;
+            for name in &names {
+                let claim = self.claims.get(&ObjectRef::new(name).within(&namespace));
+                match claim {
+                    Some(c) if volumebinding::fully_bound(&c) => {}
+                    Some(c)
+                        if provisioned.contains(name) && volumebinding::rescheduled(&c, node) =>
+                    {
+                        return Err(PreBindError::Rescheduled(format!("{namespace}/{name}")));
+                    }
+                    _ => all_bound = false,
+                }
+            }
+            if all_bound {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(PreBindError::Timeout);
+            }
+            tokio::time::sleep(BIND_POLL).await;
+        }
+    }
+
+    /// Logs a PreBind failure as kube-scheduler does; the pod goes back to the queue.
+    fn pre_bind_failed(&self, pod: &Pod, error: &PreBindError) {
+        let (namespace, name) = (
+            pod.metadata.namespace.as_deref().unwrap_or_default(),
+            pod.metadata.name.as_deref().unwrap_or_default(),
+        );
+        self.flow.logs().error(
+            Component::Scheduler,
+            "Error scheduling pod; retrying",
+            &error.to_string(),
+            &[("pod", format!("{namespace}/{name}").into())],
+        );
+    }
+
     /// Binds `pod` to `node`, chosen among `(evaluated, feasible)` nodes.
     async fn bind(&self, pod: &Pod, node: &str, detail: String, counts: (usize, usize)) -> bool {
         let (namespace, name) = (
@@ -710,6 +926,7 @@ mod tests {
             nodes_with_image: &|_| 0,
             namespace_labels: &|_| BTreeMap::new(),
             default_selector: Default::default(),
+            storage: Storage::none(),
         }
     }
 
@@ -774,6 +991,42 @@ mod tests {
         assert_eq!(
             d.message.as_deref(),
             Some("no nodes available to schedule pods")
+        );
+    }
+
+    #[test]
+    fn a_pod_with_an_unbound_immediate_claim_fits_nowhere() {
+        let nodes = vec![node("node-1", "2", None), node("node-2", "2", None)];
+        let claim: Arc<PersistentVolumeClaim> = Arc::new(
+            serde_json::from_value(json!({"metadata": {"name": "data", "namespace": "default"},
+                "spec": {"storageClassName": "fast"}}))
+            .unwrap(),
+        );
+        let lookup = move |_: &str, _: &str| Some(claim.clone());
+        let mut v = view(&nodes);
+        v.storage = Storage {
+            claim: &lookup,
+            volumes: &[],
+            classes: &[],
+        };
+        let mut with_claim = pod("100m");
+        with_claim.spec.as_mut().unwrap().volumes = Some(vec![
+            serde_json::from_value(
+                json!({"name": "d", "persistentVolumeClaim": {"claimName": "data"}}),
+            )
+            .unwrap(),
+        ]);
+        let (d, _) = decide(&with_claim, &v, 0);
+        assert_eq!(d.chosen, None);
+        assert_eq!(
+            d.message.as_deref(),
+            Some(
+                "0/2 nodes are available: pod has unbound immediate PersistentVolumeClaims. preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling."
+            )
+        );
+        assert_eq!(
+            d.rejecting_plugins(),
+            BTreeSet::from(["VolumeBinding".to_owned()])
         );
     }
 

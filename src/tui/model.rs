@@ -596,7 +596,12 @@ pub enum TimelineRow {
 }
 
 /// The add-ons the map draws with the controllers once seen in the flow.
-pub const ADDONS: [&str; 3] = ["kube-dns", "ingress-controller", "service-lb-controller"];
+pub const ADDONS: [&str; 4] = [
+    "kube-dns",
+    "ingress-controller",
+    "service-lb-controller",
+    "local-path-provisioner",
+];
 
 /// The components `:stop`/`:start` know besides nodes.
 const COMPONENTS: [&str; 3] = ["apiserver", "scheduler", "controller-manager"];

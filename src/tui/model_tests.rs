@@ -1405,6 +1405,7 @@ fn add_ons_seen_in_the_flow_join_the_controllers() {
         "kube-dns",
         "ingress-controller",
         "service-lb-controller",
+        "local-path-provisioner",
         "kube-proxy/node-1",
     ] {
         m.update(Msg::Flow(FlowEvent::new(from, "apiserver", "LIST")));
@@ -1412,6 +1413,11 @@ fn add_ons_seen_in_the_flow_join_the_controllers() {
     let seen: Vec<&str> = m.controllers.iter().map(String::as_str).collect();
     assert_eq!(
         seen,
-        ["ingress-controller", "kube-dns", "service-lb-controller"]
+        [
+            "ingress-controller",
+            "kube-dns",
+            "local-path-provisioner",
+            "service-lb-controller"
+        ]
     );
 }

@@ -30,6 +30,7 @@ mod scheduler;
 mod security;
 mod services;
 mod statefulset;
+mod storage;
 mod store_conformance;
 mod store_embedded;
 mod store_etcd;
