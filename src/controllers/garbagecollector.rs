@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use k8s_openapi::api::{apps, batch, coordination, core, discovery, networking, policy};
+use k8s_openapi::api::{apps, batch, coordination, core, discovery, networking, policy, storage};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{
     Api, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions, PropagationPolicy,
@@ -466,6 +466,7 @@ fn every_kind(v: &mut impl Kinds) {
     v.kind::<core::v1::Secret>(true);
     v.kind::<core::v1::ServiceAccount>(true);
     v.kind::<core::v1::PersistentVolumeClaim>(true);
+    v.kind::<core::v1::PersistentVolume>(false);
     v.kind::<apps::v1::Deployment>(true);
     v.kind::<apps::v1::ReplicaSet>(true);
     v.kind::<apps::v1::DaemonSet>(true);
@@ -478,6 +479,7 @@ fn every_kind(v: &mut impl Kinds) {
     v.kind::<networking::v1::Ingress>(true);
     v.kind::<networking::v1::IngressClass>(false);
     v.kind::<policy::v1::PodDisruptionBudget>(true);
+    v.kind::<storage::v1::StorageClass>(false);
 }
 
 /// Takes each kind's shared informer into a collector.
