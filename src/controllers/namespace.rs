@@ -88,6 +88,10 @@ impl NamespaceController {
             }
             known.clone()
         };
+        if resources.is_empty() {
+            // Discovery failed: never finalize a namespace without knowing what it may hold.
+            return Ok(Action::RequeueAfter(RECHECK));
+        }
         Ok(if self.empty(&namespace, &resources).await {
             Action::Done
         } else {
