@@ -1662,35 +1662,10 @@ mod tests {
         );
     }
 
-    /// A context whose clients answer 404 to everything: the informers are fed by hand.
-    fn offline() -> Context {
-        Context::new(Flow::new(), |_| {
-            let service = tower::service_fn(|_: http::Request<kube::client::Body>| async {
-                let empty = http_body_util::Empty::<bytes::Bytes>::new();
-                Ok::<_, std::convert::Infallible>(
-                    http::Response::builder().status(404).body(empty).unwrap(),
-                )
-            });
-            kube::Client::new(service, "default")
-        })
-    }
-
-    /// The keys queued, each once, sorted.
-    async fn drain(queue: &WorkQueue) -> Vec<String> {
-        let mut keys = Vec::new();
-        while !queue.is_empty() {
-            let key = queue.get().await.unwrap();
-            queue.done(&key);
-            keys.push(key.to_string());
-        }
-        keys.sort();
-        keys
-    }
-
     #[tokio::test]
     async fn changes_wake_the_daemonsets_they_concern_and_meet_expectations() {
         use kube::runtime::watcher::Event;
-        let ctx = offline();
+        let ctx = Context::offline();
         let controller = DaemonSetController::new(&ctx);
         let (queue, expectations) = (&controller.queue, &controller.expectations);
         let (sets, pods, nodes) = (
@@ -1703,7 +1678,7 @@ mod tests {
             rolling(0, 1),
         );
         sets.apply(Event::Apply(ds.clone()), &mut None);
-        assert_eq!(drain(queue).await, ["default/agent"]);
+        assert_eq!(queue.drain_sorted().await, ["default/agent"]);
 
         let in_default = |mut p: Pod, rv: &str, owner: Option<OwnerReference>| {
             p.metadata.namespace = Some("default".into());
@@ -1726,18 +1701,18 @@ mod tests {
             pod("x", "n", "h", true, true).metadata.deletion_timestamp;
         pods.apply(Event::Apply(going), &mut None);
         assert!(expectations.satisfied("default/agent"));
-        assert_eq!(drain(queue).await, ["default/agent"]);
+        assert_eq!(queue.drain_sorted().await, ["default/agent"]);
 
         // An orphan the selector matches wakes it (to adopt it); a pod of another DaemonSet of
         // the same name (another uid) does not.
         let orphan = in_default(pod("b", "node-1", "h", true, false), "3", None);
         pods.apply(Event::Apply(orphan), &mut None);
-        assert_eq!(drain(queue).await, ["default/agent"]);
+        assert_eq!(queue.drain_sorted().await, ["default/agent"]);
         let mut stranger = owner_reference(&ds);
         stranger.uid = "other".into();
         let foreign = in_default(pod("c", "node-1", "h", true, false), "4", Some(stranger));
         pods.apply(Event::Apply(foreign), &mut None);
-        assert!(drain(queue).await.is_empty());
+        assert!(queue.drain_sorted().await.is_empty());
 
         // A node it should not run on, and a heartbeat, wake nothing; a label that makes the
         // node eligible wakes it; a node's deletion wakes every DaemonSet.
@@ -1747,18 +1722,18 @@ mod tests {
         beat.metadata.resource_version = Some("9".into());
         beat.status = Some(Default::default());
         nodes.apply(Event::Apply(beat), &mut None);
-        assert!(drain(queue).await.is_empty());
+        assert!(queue.drain_sorted().await.is_empty());
         let labelled = node("node-2", json!({"disk": "ssd"}), json!([]));
         nodes.apply(Event::Apply(labelled.clone()), &mut None);
-        assert_eq!(drain(queue).await, ["default/agent"]);
+        assert_eq!(queue.drain_sorted().await, ["default/agent"]);
         nodes.apply(Event::Delete(labelled), &mut None);
-        assert_eq!(drain(queue).await, ["default/agent"]);
+        assert_eq!(queue.drain_sorted().await, ["default/agent"]);
 
         // Deleting the DaemonSet forgets what it waited for.
         expectations.expect_creations("default/agent", 3);
         sets.apply(Event::Delete(ds), &mut None);
         assert!(expectations.satisfied("default/agent"));
-        assert_eq!(drain(queue).await, ["default/agent"]);
+        assert_eq!(queue.drain_sorted().await, ["default/agent"]);
     }
 
     #[test]

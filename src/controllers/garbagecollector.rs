@@ -998,39 +998,27 @@ mod tests {
         assert_eq!(absent, [("a", "gone")]);
     }
 
-    /// What the queue holds, taken out.
-    async fn drain(queue: &WorkQueue<String>) -> Vec<String> {
-        let mut out = Vec::new();
-        while !queue.is_empty() {
-            let uid = queue.get().await.unwrap();
-            queue.done(&uid);
-            out.push(uid);
-        }
-        out.sort();
-        out
-    }
-
     #[tokio::test]
     async fn changes_keep_the_graph_and_queue_what_they_concern() {
         let shared = Shared::default();
         let queue = WorkQueue::new("test");
         shared.upsert(node("deploy", &[], false, &[]), &queue);
         assert!(
-            drain(&queue).await.is_empty(),
+            queue.drain_sorted().await.is_empty(),
             "nothing to decide for an owner alone"
         );
         shared.upsert(node("rs", &[("deploy", true)], false, &[]), &queue);
         shared.upsert(node("pod", &[("rs", true)], false, &[]), &queue);
-        assert_eq!(drain(&queue).await, ["deploy", "pod", "rs"]);
+        assert_eq!(queue.drain_sorted().await, ["deploy", "pod", "rs"]);
         // A status change of the pod looks at it and its owner, not its owner's owner.
         shared.upsert(node("pod", &[("rs", true)], false, &[]), &queue);
-        assert_eq!(drain(&queue).await, ["pod", "rs"]);
+        assert_eq!(queue.drain_sorted().await, ["pod", "rs"]);
         // The Deployment starts deleting in the foreground: it and its dependents.
         shared.upsert(node("deploy", &[], true, &[FOREGROUND]), &queue);
-        assert_eq!(drain(&queue).await, ["deploy", "rs"]);
+        assert_eq!(queue.drain_sorted().await, ["deploy", "rs"]);
         // The ReplicaSet goes: its pod has a missing owner, the Deployment one dependent fewer.
         shared.delete("rs", &queue);
-        assert_eq!(drain(&queue).await, ["deploy", "pod"]);
+        assert_eq!(queue.drain_sorted().await, ["deploy", "pod"]);
         let graph = lock(&shared.graph);
         assert_eq!(graph.dependents.get("rs").map(BTreeSet::len), Some(1));
         assert!(!graph.dependents.contains_key("deploy"));

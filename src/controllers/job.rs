@@ -1318,41 +1318,16 @@ mod tests {
         assert_eq!(plan.delete, ["a"]);
     }
 
-    /// A context whose clients answer 404 to everything: the informers are fed by hand.
-    fn offline() -> Context {
-        Context::new(Flow::new(), |_| {
-            let service = tower::service_fn(|_: http::Request<kube::client::Body>| async {
-                let empty = http_body_util::Empty::<bytes::Bytes>::new();
-                Ok::<_, std::convert::Infallible>(
-                    http::Response::builder().status(404).body(empty).unwrap(),
-                )
-            });
-            kube::Client::new(service, "default")
-        })
-    }
-
-    /// The keys queued, each once, sorted.
-    async fn drain(queue: &WorkQueue) -> Vec<String> {
-        let mut keys = Vec::new();
-        while !queue.is_empty() {
-            let key = queue.get().await.unwrap();
-            queue.done(&key);
-            keys.push(key.to_string());
-        }
-        keys.sort();
-        keys
-    }
-
     #[tokio::test]
     async fn pod_changes_wake_their_job_and_meet_expectations() {
         use kube::runtime::watcher::Event;
-        let ctx = offline();
+        let ctx = Context::offline();
         let controller = JobController::new(&ctx);
         let (queue, expectations) = (&controller.queue, &controller.expectations);
         let (jobs, pods) = (ctx.factory.informer::<Job>(), ctx.factory.informer::<Pod>());
         let j = job(json!({"completions": 2}), json!(null));
         jobs.apply(Event::Apply(j.clone()), &mut None);
-        assert_eq!(drain(queue).await, ["default/j"]);
+        assert_eq!(queue.drain_sorted().await, ["default/j"]);
 
         let owned = |name: &str, rv: &str, deleting: bool| {
             let mut p = pod(name, "Running", None, NOW, deleting);
@@ -1365,15 +1340,15 @@ mod tests {
         assert!(!expectations.satisfied("default/j"));
         pods.apply(Event::Apply(owned("b", "2", false)), &mut None);
         assert!(expectations.satisfied("default/j"));
-        assert_eq!(drain(queue).await, ["default/j"]);
+        assert_eq!(queue.drain_sorted().await, ["default/j"]);
 
         // A pod starting to terminate counts as deleted; its final deletion wakes the Job too.
         expectations.expect_deletions("default/j", ["a".to_owned()]);
         pods.apply(Event::Apply(owned("a", "3", true)), &mut None);
         assert!(expectations.satisfied("default/j"));
-        assert_eq!(drain(queue).await, ["default/j"]);
+        assert_eq!(queue.drain_sorted().await, ["default/j"]);
         pods.apply(Event::Delete(owned("a", "4", true)), &mut None);
-        assert_eq!(drain(queue).await, ["default/j"]);
+        assert_eq!(queue.drain_sorted().await, ["default/j"]);
 
         // Orphans and another Job's pods (same name, other uid) wake nothing: no adoption.
         let mut orphan = pod("c", "Running", None, NOW, false);
@@ -1382,7 +1357,7 @@ mod tests {
         let mut foreign = owned("d", "6", false);
         foreign.metadata.owner_references.as_mut().unwrap()[0].uid = "other".into();
         pods.apply(Event::Apply(foreign), &mut None);
-        assert!(drain(queue).await.is_empty());
+        assert!(queue.drain_sorted().await.is_empty());
 
         // Deleting the Job forgets what it waited for.
         expectations.expect_creations("default/j", 1);

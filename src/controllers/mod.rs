@@ -62,6 +62,24 @@ impl Context {
     pub fn client(&self, controller: &str) -> kube::Client {
         (self.clients)(&format!("controller/{controller}"))
     }
+
+    /// A context for tests whose clients answer 404 to everything: its informers are fed by
+    /// hand (`Informer::apply`), and a controller built on it only queues keys.
+    #[cfg(test)]
+    pub(crate) fn offline() -> Self {
+        Context::new(Flow::new(), |_| {
+            let service = tower::service_fn(|_: http::Request<kube::client::Body>| async {
+                let empty = http_body_util::Empty::<bytes::Bytes>::new();
+                Ok::<_, std::convert::Infallible>(
+                    http::Response::builder()
+                        .status(404)
+                        .body(empty)
+                        .expect("a valid response"),
+                )
+            });
+            kube::Client::new(service, "default")
+        })
+    }
 }
 
 /// Records a core/v1 Event about `object` (its kind, namespace, name and uid), as controllers do.

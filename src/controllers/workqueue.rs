@@ -241,6 +241,22 @@ impl<T: Clone + Eq + Hash + Send + Sync + 'static> WorkQueue<T> {
         self.len() == 0
     }
 
+    /// For tests: takes every queued key out (marking each done), written out and sorted.
+    #[cfg(test)]
+    pub(crate) async fn drain_sorted(&self) -> Vec<String>
+    where
+        T: Display,
+    {
+        let mut keys = Vec::new();
+        while !self.is_empty() {
+            let Some(key) = self.get().await else { break };
+            self.done(&key);
+            keys.push(key.to_string());
+        }
+        keys.sort();
+        keys
+    }
+
     /// Stops handing out keys: every waiting [`Self::get`] returns `None`.
     pub fn shut_down(&self) {
         self.lock().shutting_down = true;
