@@ -33,6 +33,12 @@ pub fn matches(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> b
         })
 }
 
+/// Whether a workload controller's selector selects `labels`: as for [`matches`], except that an
+/// empty selector selects nothing (upstream's controllers refuse to act on everything).
+pub fn controller_selects(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
+    !is_empty(selector) && matches(selector, labels)
+}
+
 /// Whether the selector has no requirement at all.
 pub fn is_empty(selector: &LabelSelector) -> bool {
     selector

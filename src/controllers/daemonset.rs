@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet};
 use k8s_openapi::api::core::v1::{Node, Pod, PodSpec, Taint, Toleration};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
@@ -190,12 +190,6 @@ fn revision_patch(template: &Value) -> Value {
     let mut template = template.clone();
     template["$patch"] = json!("replace");
     json!({"spec": {"template": template}})
-}
-
-/// A controller's selector: an empty one selects nothing (for a controller, unlike a plugin).
-fn label_selector_matches(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
-    !crate::apimachinery::labels::is_empty(selector)
-        && crate::apimachinery::labels::matches(selector, labels)
 }
 
 fn hash_of(pod: &Pod) -> Option<&str> {
@@ -639,9 +633,9 @@ impl Handlers {
             .list_namespace(namespace)
             .iter()
             .filter(|ds| {
-                ds.spec
-                    .as_ref()
-                    .is_some_and(|s| label_selector_matches(&s.selector, &labels))
+                ds.spec.as_ref().is_some_and(|s| {
+                    crate::apimachinery::labels::controller_selects(&s.selector, &labels)
+                })
             })
             .map(|ds| Key::of(&**ds))
             .collect()
@@ -900,7 +894,7 @@ impl DaemonSetController {
             .into_iter()
             .filter(|p| {
                 p.metadata.deletion_timestamp.is_none()
-                    && label_selector_matches(
+                    && crate::apimachinery::labels::controller_selects(
                         &spec.selector,
                         &p.metadata.labels.clone().unwrap_or_default(),
                     )

@@ -32,8 +32,7 @@ fn selector_matches(rs: &ReplicaSet, pod: &Pod) -> bool {
         return false;
     };
     let labels = pod.metadata.labels.clone().unwrap_or_default();
-    !crate::apimachinery::labels::is_empty(selector)
-        && crate::apimachinery::labels::matches(selector, &labels)
+    crate::apimachinery::labels::controller_selects(selector, &labels)
 }
 
 /// The ReplicaSet controller; runs until its task is aborted.

@@ -109,18 +109,10 @@ fn selecting(sets: &Informer<StatefulSet>, pod: &Pod) -> Vec<Key> {
         .filter(|s| {
             s.spec
                 .as_ref()
-                .is_some_and(|spec| selects(&spec.selector, &labels))
+                .is_some_and(|spec| labels::controller_selects(&spec.selector, &labels))
         })
         .map(|s| Key::of(&**s))
         .collect()
-}
-
-/// A controller's selector: an empty one selects nothing.
-fn selects(
-    selector: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
-    labels: &BTreeMap<String, String>,
-) -> bool {
-    !labels::is_empty(selector) && labels::matches(selector, labels)
 }
 
 fn min_ready_seconds(set: &StatefulSet) -> i32 {
@@ -355,7 +347,7 @@ impl StatefulSetController {
         let mut out = Vec::new();
         for r in self.revisions.list_namespace(namespace) {
             let labels = r.metadata.labels.clone().unwrap_or_default();
-            if !selects(&spec.selector, &labels) {
+            if !labels::controller_selects(&spec.selector, &labels) {
                 continue;
             }
             match pods::controller_uid(&r.metadata) {
@@ -407,7 +399,8 @@ impl StatefulSetController {
         let mut out = Vec::new();
         for pod in self.pods.list_namespace(namespace) {
             let labels = pod.metadata.labels.clone().unwrap_or_default();
-            let matches = selects(&spec.selector, &labels) && is_member_of(set, &pod);
+            let matches =
+                labels::controller_selects(&spec.selector, &labels) && is_member_of(set, &pod);
             let pod_name = name(&pod.metadata).to_owned();
             match pods::controller_uid(&pod.metadata) {
                 Some(owner) if owner == uid => {
