@@ -641,25 +641,6 @@ impl Handlers {
             .collect()
     }
 
-    fn daemonset(&self, change: Change<'_, DaemonSet>) {
-        match change {
-            Change::Add(ds) => self.queue.add(Key::of(ds)),
-            Change::Update { old, new } => {
-                // Deleted and created again under the same name: the old one's
-                // expectations are void.
-                if old.metadata.uid != new.metadata.uid {
-                    self.expectations.forget(&Key::of(old).to_string());
-                }
-                self.queue.add(Key::of(new));
-            }
-            Change::Delete(ds) => {
-                let key = Key::of(ds);
-                self.expectations.forget(&key.to_string());
-                self.queue.add(key);
-            }
-        }
-    }
-
     /// upstream's `addPod`, `updatePod` and `deletePod`.
     fn pod(&self, change: Change<'_, Pod>) {
         let namespace = |p: &Pod| p.metadata.namespace.clone().unwrap_or_default();
@@ -815,7 +796,9 @@ impl DaemonSetController {
             expectations: handlers.expectations.clone(),
         };
         let h = handlers.clone();
-        controller.sets.add_handler(move |c| h.daemonset(c));
+        controller
+            .sets
+            .add_handler(move |c| super::owner_changed(&h.queue, &h.expectations, c));
         let h = handlers.clone();
         controller.pods.add_handler(move |c| h.pod(c));
         let h = handlers.clone();

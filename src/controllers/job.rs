@@ -664,25 +664,6 @@ impl Handlers {
             .map(|job| Key::of(&*job))
     }
 
-    fn job(&self, change: Change<'_, Job>) {
-        match change {
-            Change::Add(job) => self.queue.add(Key::of(job)),
-            Change::Update { old, new } => {
-                // Deleted and created again under the same name: the old one's
-                // expectations are void.
-                if old.metadata.uid != new.metadata.uid {
-                    self.expectations.forget(&Key::of(old).to_string());
-                }
-                self.queue.add(Key::of(new));
-            }
-            Change::Delete(job) => {
-                let key = Key::of(job);
-                self.expectations.forget(&key.to_string());
-                self.queue.add(key);
-            }
-        }
-    }
-
     /// upstream's `addPod`, `updatePod` and `deletePod` (a Job adopts no orphans).
     fn pod(&self, change: Change<'_, Pod>) {
         match change {
@@ -754,7 +735,9 @@ impl JobController {
             expectations: handlers.expectations.clone(),
         };
         let h = handlers.clone();
-        controller.jobs.add_handler(move |c| h.job(c));
+        controller
+            .jobs
+            .add_handler(move |c| super::owner_changed(&h.queue, &h.expectations, c));
         controller.pods.add_handler(move |c| handlers.pod(c));
         controller
     }

@@ -32,7 +32,7 @@ pub mod statefulset;
 pub mod workqueue;
 
 use crate::flow::Flow;
-use crate::informers::SharedInformerFactory;
+use crate::informers::{self, SharedInformerFactory};
 
 /// The user name the shared informers list and watch as: one watch per resource on the flow.
 pub const INFORMERS_CLIENT: &str = "controller-manager";
@@ -80,6 +80,28 @@ impl Context {
             kube::Client::new(service, "default")
         })
     }
+}
+
+/// What an owner's own change does to a controller that creates pods for it: the owner is
+/// queued, and its pending expectations are dropped when it is deleted or replaced by a new
+/// object of the same name (another uid), as upstream's `deleteRS`/`updateRS` do.
+pub(crate) fn owner_changed<K: kube::Resource>(
+    queue: &workqueue::WorkQueue,
+    expectations: &expectations::Expectations,
+    change: informers::Change<'_, K>,
+) {
+    use informers::Change;
+    use workqueue::Key;
+    let replaced = match &change {
+        Change::Add(_) => false,
+        Change::Update { old, new } => old.meta().uid != new.meta().uid,
+        Change::Delete(_) => true,
+    };
+    let key = Key::of(change.object());
+    if replaced {
+        expectations.forget(&key.to_string());
+    }
+    queue.add(key);
 }
 
 /// Records a core/v1 Event about `object` (its kind, namespace, name and uid), as controllers do.

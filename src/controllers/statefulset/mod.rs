@@ -134,11 +134,7 @@ impl StatefulSetController {
         {
             let (queue, expectations) = (queue.clone(), expectations.clone());
             sets.add_handler(move |change| {
-                let key = Key::of(change.object());
-                if let Change::Delete(_) = change {
-                    expectations.forget(&key.to_string());
-                }
-                queue.add(key);
+                crate::controllers::owner_changed(&queue, &expectations, change)
             });
         }
         {
