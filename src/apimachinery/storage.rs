@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{
-    NodeSelectorRequirement, PersistentVolume, PersistentVolumeClaim,
+    NodeSelectorRequirement, ObjectReference, PersistentVolume, PersistentVolumeClaim,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
@@ -107,6 +107,20 @@ pub fn capacity_bytes(volume: &PersistentVolume) -> i64 {
         .and_then(|c| c.get("storage"))
         .and_then(|q| super::quantity::bytes(&q.0).ok())
         .unwrap_or(0)
+}
+
+/// The `claimRef` a volume bound (or pre-bound) to `claim` carries: the claim's name, namespace,
+/// uid and resourceVersion, as upstream's `GetReference` writes it.
+pub fn claim_ref(claim: &PersistentVolumeClaim) -> ObjectReference {
+    ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("PersistentVolumeClaim".into()),
+        namespace: claim.metadata.namespace.clone(),
+        name: claim.metadata.name.clone(),
+        uid: claim.metadata.uid.clone(),
+        resource_version: claim.metadata.resource_version.clone(),
+        field_path: None,
+    }
 }
 
 /// Whether `volume` is bound, or pre-bound, to `claim` (`IsVolumeBoundToClaim`): its claimRef

@@ -8,8 +8,7 @@ use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::{
     HostPathVolumeSource, Node, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm,
-    ObjectReference, PersistentVolume, PersistentVolumeClaim, PersistentVolumeSpec,
-    VolumeNodeAffinity,
+    PersistentVolume, PersistentVolumeClaim, PersistentVolumeSpec, VolumeNodeAffinity,
 };
 use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -169,15 +168,7 @@ pub fn plan_claim(
         spec: Some(PersistentVolumeSpec {
             access_modes: Some(modes),
             capacity: Some(BTreeMap::from([("storage".to_owned(), request)])),
-            claim_ref: Some(ObjectReference {
-                api_version: Some("v1".into()),
-                kind: Some("PersistentVolumeClaim".into()),
-                namespace: claim.metadata.namespace.clone(),
-                name: claim.metadata.name.clone(),
-                uid: claim.metadata.uid.clone(),
-                resource_version: claim.metadata.resource_version.clone(),
-                field_path: None,
-            }),
+            claim_ref: Some(crate::apimachinery::storage::claim_ref(claim)),
             host_path: Some(HostPathVolumeSource {
                 path: path.display().to_string(),
                 type_: Some("DirectoryOrCreate".into()),

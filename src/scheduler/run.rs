@@ -696,15 +696,7 @@ impl Binder {
             let claim_name = claim.metadata.name.clone().unwrap_or_default();
             let mut updated = (**volume).clone();
             updated.spec.get_or_insert_default().claim_ref =
-                Some(k8s_openapi::api::core::v1::ObjectReference {
-                    api_version: Some("v1".into()),
-                    kind: Some("PersistentVolumeClaim".into()),
-                    namespace: claim.metadata.namespace.clone(),
-                    name: claim.metadata.name.clone(),
-                    uid: claim.metadata.uid.clone(),
-                    resource_version: claim.metadata.resource_version.clone(),
-                    field_path: None,
-                });
+                Some(crate::apimachinery::storage::claim_ref(claim));
             updated
                 .metadata
                 .annotations

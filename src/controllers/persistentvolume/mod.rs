@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{
-    ObjectReference, PersistentVolume, PersistentVolumeClaim, PersistentVolumeClaimStatus, Pod,
+    PersistentVolume, PersistentVolumeClaim, PersistentVolumeClaimStatus, Pod,
 };
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Api, PostParams};
@@ -430,15 +430,8 @@ impl PersistentVolumeController {
         if !points_here || needs_annotation {
             let mut updated = volume.clone();
             if !points_here {
-                updated.spec.get_or_insert_default().claim_ref = Some(ObjectReference {
-                    api_version: Some("v1".into()),
-                    kind: Some("PersistentVolumeClaim".into()),
-                    namespace: claim.metadata.namespace.clone(),
-                    name: claim.metadata.name.clone(),
-                    uid: claim.metadata.uid.clone(),
-                    resource_version: claim.metadata.resource_version.clone(),
-                    field_path: None,
-                });
+                updated.spec.get_or_insert_default().claim_ref =
+                    Some(crate::apimachinery::storage::claim_ref(claim));
             }
             if needs_annotation {
                 updated
