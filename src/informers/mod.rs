@@ -66,13 +66,7 @@ pub fn cache<K>(
     config: kube::runtime::watcher::Config,
 ) -> (kube::runtime::reflector::Store<K>, BoxStream<'static, ()>)
 where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
+    K: Watched,
 {
     let (store, changes) = changes::<K>(client, config);
     (store, changes.map(|_| ()).boxed())
@@ -90,13 +84,7 @@ pub fn changes<K>(
     BoxStream<'static, kube::runtime::watcher::Event<K>>,
 )
 where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
+    K: Watched,
 {
     use kube::runtime::{WatchStreamExt, reflector, watcher};
     let (store, writer) = reflector::store::<K>();
