@@ -1,7 +1,7 @@
 //! The scheduler's latest decision per pod, as `GET /orrery/v1/scheduling/<namespace>/<pod>`
 //! serves it. The scheduler is an API client and never calls into the API server for this: it
 //! publishes each decision as the `data` of a `DECIDE` flow event, and a follower task here keeps
-//! the newest one per pod, for at most [`KEPT`] pods (the oldest go first). A follower that falls
+//! the newest one per pod, for at most [`KEPT_BYTES`] of them (the oldest go first). A follower that falls
 //! behind the bus catches up from the flow's ring of recent events.
 
 use std::collections::{HashMap, VecDeque};
@@ -9,8 +9,9 @@ use std::sync::{Arc, Mutex};
 
 use crate::flow::{Flow, FlowEvent};
 
-/// How many pods' decisions are kept.
-pub const KEPT: usize = 10_000;
+/// How many bytes of decisions are kept (the newest first): ~4.5 KiB each in a cluster of 100
+/// nodes, so about 1,800 pods' decisions, the ones a learner asks about.
+pub const KEPT_BYTES: usize = 8 << 20;
 
 /// The latest decision per `namespace/name`.
 #[derive(Default)]
@@ -22,6 +23,7 @@ pub struct Decisions {
 struct Kept {
     by_pod: HashMap<String, crate::flow::Data>,
     order: VecDeque<String>,
+    bytes: usize,
 }
 
 impl Decisions {
@@ -35,12 +37,16 @@ impl Decisions {
         };
         let key = format!("{}/{}", event.namespace, event.name);
         let mut kept = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if kept.by_pod.insert(key.clone(), data.clone()).is_none() {
-            kept.order.push_back(key);
-            while kept.order.len() > KEPT {
-                if let Some(old) = kept.order.pop_front() {
-                    kept.by_pod.remove(&old);
-                }
+        kept.bytes += data.get().len();
+        match kept.by_pod.insert(key.clone(), data.clone()) {
+            Some(replaced) => kept.bytes -= replaced.get().len(),
+            None => kept.order.push_back(key),
+        }
+        while kept.bytes > KEPT_BYTES && kept.order.len() > 1 {
+            if let Some(old) = kept.order.pop_front()
+                && let Some(gone) = kept.by_pod.remove(&old)
+            {
+                kept.bytes -= gone.get().len();
             }
         }
     }
@@ -117,5 +123,28 @@ mod tests {
         }
         assert_eq!(decisions.get("default", "a"), Some(json!({"attempt": 2})));
         assert_eq!(decisions.get("default", "b"), None);
+    }
+
+    #[test]
+    fn keeps_the_newest_decisions_within_its_budget() {
+        let decisions = Decisions::default();
+        let big = "x".repeat(KEPT_BYTES / 4);
+        for name in ["a", "b", "c", "d", "e"] {
+            decisions.record(
+                &FlowEvent::new("scheduler", "scheduler", "DECIDE")
+                    .object("Pod", "default", name)
+                    .data(json!({"why": big})),
+            );
+        }
+        assert_eq!(decisions.get("default", "a"), None, "the oldest went first");
+        for name in ["c", "d", "e"] {
+            assert!(decisions.get("default", name).is_some(), "{name}");
+        }
+        let kept = decisions.inner.lock().unwrap();
+        assert!(kept.bytes <= KEPT_BYTES);
+        assert_eq!(
+            kept.bytes,
+            kept.by_pod.values().map(|d| d.get().len()).sum::<usize>()
+        );
     }
 }

@@ -73,7 +73,7 @@ pub(crate) struct ListCache {
     bytes: usize,
 }
 
-const LIST_CACHE_BYTES: usize = 512 << 20;
+const LIST_CACHE_BYTES: usize = 64 << 20;
 
 impl ListCache {
     pub(crate) fn get(&self, kv: &KeyValue) -> Option<RawObject> {

@@ -141,7 +141,7 @@ impl Dns {
         let (slices, slice_changes) =
             crate::informers::cache::<EndpointSlice>(&client, watcher::Config::default());
         let (pods, pod_changes) =
-            crate::informers::cache::<Pod>(&client, watcher::Config::default());
+            crate::informers::cache_with::<Pod>(&client, watcher::Config::default(), zone::slim);
         let mut changes =
             futures::stream::select_all([service_changes, slice_changes, pod_changes]).boxed();
         crate::informers::prime(&mut changes, async {

@@ -109,6 +109,31 @@ fn dashed(ip: IpAddr) -> String {
     ip.to_string().replace(['.', ':'], "-")
 }
 
+/// What the zone reads of a pod, applied before the DNS server's cache takes it in: its name,
+/// namespace, whether it is on the host's network, and its IP. The server watches every pod
+/// (to name the pod that asks, and for the pods' PTR records) and keeps no more than that.
+pub fn slim(pod: &mut Pod) {
+    use k8s_openapi::api::core::v1::{PodSpec, PodStatus};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    let meta = std::mem::take(&mut pod.metadata);
+    pod.metadata = ObjectMeta {
+        name: meta.name,
+        namespace: meta.namespace,
+        uid: meta.uid,
+        resource_version: meta.resource_version,
+        ..Default::default()
+    };
+    pod.spec = Some(PodSpec {
+        host_network: pod.spec.as_ref().and_then(|s| s.host_network),
+        ..Default::default()
+    });
+    pod.status = pod.status.take().map(|s| PodStatus {
+        pod_ip: s.pod_ip,
+        pod_ips: s.pod_ips,
+        ..Default::default()
+    });
+}
+
 fn pod_ip(pod: &Pod) -> Option<IpAddr> {
     let status = pod.status.as_ref()?;
     status

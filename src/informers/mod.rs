@@ -68,7 +68,20 @@ pub fn cache<K>(
 where
     K: Watched,
 {
-    let (store, changes) = changes::<K>(client, config);
+    cache_with(client, config, |_: &mut K| {})
+}
+
+/// Like [`cache`], with `slim` applied to each object before the cache takes it in: a component
+/// that reads a few fields of many objects (DNS, of every pod) keeps only those.
+pub fn cache_with<K>(
+    client: &kube::Client,
+    config: kube::runtime::watcher::Config,
+    slim: impl FnMut(&mut K) + Send + 'static,
+) -> (kube::runtime::reflector::Store<K>, BoxStream<'static, ()>)
+where
+    K: Watched,
+{
+    let (store, changes) = changes_with::<K>(client, config, slim);
     (store, changes.map(|_| ()).boxed())
 }
 
@@ -86,6 +99,21 @@ pub fn changes<K>(
 where
     K: Watched,
 {
+    changes_with(client, config, |_: &mut K| {})
+}
+
+/// Like [`changes`], with `slim` applied to each object before the cache takes it in.
+pub fn changes_with<K>(
+    client: &kube::Client,
+    config: kube::runtime::watcher::Config,
+    mut slim: impl FnMut(&mut K) + Send + 'static,
+) -> (
+    kube::runtime::reflector::Store<K>,
+    BoxStream<'static, kube::runtime::watcher::Event<K>>,
+)
+where
+    K: Watched,
+{
     use kube::runtime::{WatchStreamExt, reflector, watcher};
     let (store, writer) = reflector::store::<K>();
     let api = kube::Api::<K>::all(client.clone());
@@ -93,7 +121,10 @@ where
     // component reads and which can be most of an object's size.
     let changes = reflector(
         writer,
-        watcher(api, config).modify(|o: &mut K| o.meta_mut().managed_fields = None),
+        watcher(api, config).modify(move |o: &mut K| {
+            o.meta_mut().managed_fields = None;
+            slim(o);
+        }),
     )
     .default_backoff()
     .filter_map(|event| async move { event.ok() })

@@ -511,7 +511,7 @@ impl Kubelet {
             workers
                 .entry(uid)
                 .or_insert_with(|| pod::Worker::spawn(this.clone(), &mut tasks))
-                .update(pod);
+                .update(Arc::new(pod));
             // Forget the workers that have finished.
             while tasks.try_join_next().is_some() {}
         }

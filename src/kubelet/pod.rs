@@ -47,7 +47,7 @@ const BACKOFF_RESET: Duration = Duration::from_secs(600);
 
 /// The handle to a pod's worker.
 pub(super) struct Worker {
-    latest: watch::Sender<Option<Pod>>,
+    latest: watch::Sender<Option<Arc<Pod>>>,
 }
 
 impl Worker {
@@ -59,7 +59,7 @@ impl Worker {
     }
 
     /// Hands the worker the pod as the API server has it now.
-    pub(super) fn update(&self, pod: Pod) {
+    pub(super) fn update(&self, pod: Arc<Pod>) {
         self.latest.send_replace(Some(pod));
     }
 
@@ -382,6 +382,12 @@ fn terminated(scheme: &str, s: &ContainerStatus, message: Option<&str>) -> Value
     json!({ "terminated": t })
 }
 
+/// A pod's spec (an empty one for a pod without, which the API server never stores).
+fn spec_of(pod: &Pod) -> &PodSpec {
+    static EMPTY: std::sync::LazyLock<PodSpec> = std::sync::LazyLock::new(PodSpec::default);
+    pod.spec.as_ref().unwrap_or(&EMPTY)
+}
+
 /// How a pod's syncing ended.
 enum Outcome {
     /// The pod has a `deletionTimestamp`: it is terminated gracefully.
@@ -408,8 +414,8 @@ enum Report {
 /// removed, [`PodWorker::terminated`]).
 struct PodWorker {
     kubelet: Arc<Kubelet>,
-    /// The pod as the API server last had it.
-    pod: Pod,
+    /// The pod as the API server last had it (the same allocation the worker's channel holds).
+    pod: Arc<Pod>,
     name: String,
     uid: String,
     /// The pod's sandbox; `None` for a pod deleted before it had one, or finished with its
@@ -417,8 +423,9 @@ struct PodWorker {
     sandbox: Option<String>,
     ip: String,
     start_time: String,
-    /// The spec the containers were made from.
-    spec: PodSpec,
+    /// The pod whose spec the containers were made from: the same allocation as `pod` while
+    /// the spec is unchanged, so an idle worker holds one copy of its pod.
+    made_from: Arc<Pod>,
     containers: HashMap<String, Running>,
     policy: String,
     status: StatusWriter,
@@ -426,7 +433,7 @@ struct PodWorker {
     volumes: Option<HashMap<String, PathBuf>>,
 }
 
-async fn run(kubelet: Arc<Kubelet>, mut latest: watch::Receiver<Option<Pod>>) {
+async fn run(kubelet: Arc<Kubelet>, mut latest: watch::Receiver<Option<Arc<Pod>>>) {
     let Ok(first) = latest.wait_for(Option::is_some).await.map(|p| p.clone()) else {
         return;
     };
@@ -455,7 +462,7 @@ impl PodWorker {
     /// kubelet was stopped and started again) with its containers, as the real kubelet does
     /// after a restart, or runs a new one, unless the pod is being deleted or has finished.
     /// `None` when the sandbox could not be made.
-    async fn start(kubelet: Arc<Kubelet>, pod: Pod) -> Option<PodWorker> {
+    async fn start(kubelet: Arc<Kubelet>, pod: Arc<Pod>) -> Option<PodWorker> {
         let (namespace, name, uid) = (
             pod.metadata.namespace.clone().unwrap_or_default(),
             pod.metadata.name.clone().unwrap_or_default(),
@@ -560,7 +567,7 @@ impl PodWorker {
             .and_then(|s| s.start_time.as_ref())
             .map(|t| t.0.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
             .unwrap_or_else(now);
-        let spec = pod.spec.clone().unwrap_or_default();
+        let spec = spec_of(&pod);
         let containers = spec
             .init_containers
             .iter()
@@ -575,18 +582,26 @@ impl PodWorker {
         let status = StatusWriter::new(&kubelet, &pod);
         Some(PodWorker {
             kubelet,
+            made_from: pod.clone(),
             pod,
             name,
             uid,
             sandbox,
             ip,
             start_time,
-            spec,
             containers,
             policy,
             status,
             volumes: None,
         })
+    }
+
+    /// Takes in the pod as the API server has it now.
+    fn take(&mut self, pod: Arc<Pod>) {
+        if pod.spec == self.made_from.spec {
+            self.made_from = pod.clone();
+        }
+        self.pod = pod;
     }
 
     fn deleting(&self) -> bool {
@@ -595,8 +610,9 @@ impl PodWorker {
 
     /// The init containers, then the containers, as the spec lists them.
     fn all_containers(&self) -> Vec<Container> {
-        let init = self.spec.init_containers.iter().flatten();
-        init.chain(&self.spec.containers).cloned().collect()
+        let spec = spec_of(&self.made_from);
+        let init = spec.init_containers.iter().flatten();
+        init.chain(&spec.containers).cloned().collect()
     }
 
     /// The pod's status as it is now.
@@ -617,7 +633,7 @@ impl PodWorker {
     /// time and then the containers, and writes the status when it changed; again after
     /// [`SYNC`] (the real kubelet's PLEG relists every second) or as soon as the pod changes,
     /// until it is deleted, gone or the kubelet stops.
-    async fn sync(&mut self, latest: &mut watch::Receiver<Option<Pod>>) -> Outcome {
+    async fn sync(&mut self, latest: &mut watch::Receiver<Option<Arc<Pod>>>) -> Outcome {
         let Some(sandbox) = self.sandbox.clone() else {
             return Box::pin(self.wait_for_deletion(latest)).await;
         };
@@ -657,7 +673,7 @@ impl PodWorker {
                 };
                 // Init containers one at a time, in order; then every container.
                 let mut initializing = false;
-                for c in self.spec.init_containers.iter().flatten() {
+                for c in spec_of(&self.made_from).init_containers.iter().flatten() {
                     let state = self.containers.get_mut(&c.name).expect("tracked");
                     if state.done {
                         continue;
@@ -669,7 +685,7 @@ impl PodWorker {
                     }
                 }
                 if !initializing {
-                    for c in &self.spec.containers {
+                    for c in &spec_of(&self.made_from).containers {
                         let state = self.containers.get_mut(&c.name).expect("tracked");
                         Box::pin(sync_container(&ctx, c, state, Kind::Regular)).await;
                     }
@@ -681,6 +697,8 @@ impl PodWorker {
             // Finished, and the API server has it: nothing more to run until the pod changes.
             let finished = matches!(status["phase"].as_str(), Some("Succeeded" | "Failed"))
                 && self.status.has(&status);
+            // Not held while waiting: an idle worker keeps only its pod.
+            drop(status);
             let woke = if finished {
                 Ok(latest.changed().await)
             } else {
@@ -688,7 +706,7 @@ impl PodWorker {
             };
             match woke {
                 Ok(Ok(())) => match latest.borrow_and_update().clone() {
-                    Some(pod) => self.pod = pod,
+                    Some(pod) => self.take(pod),
                     None => return Outcome::Removed,
                 },
                 Ok(Err(_)) => return Outcome::KubeletStopped,
@@ -698,7 +716,10 @@ impl PodWorker {
     }
 
     /// A finished pod without a sandbox: nothing to run, only its deletion to wait for.
-    async fn wait_for_deletion(&mut self, latest: &mut watch::Receiver<Option<Pod>>) -> Outcome {
+    async fn wait_for_deletion(
+        &mut self,
+        latest: &mut watch::Receiver<Option<Arc<Pod>>>,
+    ) -> Outcome {
         loop {
             if self.deleting() {
                 return Outcome::Deleted;
@@ -707,7 +728,7 @@ impl PodWorker {
                 return Outcome::KubeletStopped;
             }
             match latest.borrow_and_update().clone() {
-                Some(pod) => self.pod = pod,
+                Some(pod) => self.take(pod),
                 None => return Outcome::Removed,
             }
         }
@@ -719,8 +740,8 @@ impl PodWorker {
     /// the final status (containers terminated with the runtime's exit codes, `Ready` and
     /// `ContainersReady` false, a terminal phase) until the API server has it. False when the
     /// pod went first.
-    async fn terminate(&mut self, latest: &watch::Receiver<Option<Pod>>) -> bool {
-        let mut grace = grace_of(Some(&self.pod));
+    async fn terminate(&mut self, latest: &watch::Receiver<Option<Arc<Pod>>>) -> bool {
+        let mut grace = grace_of(Some(&*self.pod));
         let runtime = self.kubelet.runtime.clone();
         let all = self.all_containers();
         if let Some(sandbox) = self.sandbox.clone() {
@@ -766,7 +787,7 @@ impl PodWorker {
                             (&mut stopping).await;
                             break;
                         }
-                        let shorter = grace_of(changes.borrow_and_update().as_ref());
+                        let shorter = grace_of(changes.borrow_and_update().as_deref());
                         if shorter < grace {
                             grace = shorter;
                             stopping.set(kills(grace));

@@ -42,8 +42,9 @@ pub(super) struct StatusWriter {
     /// The phase the API server has, as far as this writer knows: a write that changes it is a
     /// step in step mode.
     phase: String,
-    /// The status the API server last took from this writer.
-    accepted: Value,
+    /// A digest of the status the API server last took from this writer (not the status
+    /// itself: a worker per pod keeps it for as long as the pod runs).
+    accepted: Option<u64>,
     /// The last write failed: read the pod back before the next one.
     failed: bool,
 }
@@ -58,14 +59,14 @@ impl StatusWriter {
             name: pod.metadata.name.clone().unwrap_or_default(),
             uid: pod.metadata.uid.clone().unwrap_or_default(),
             phase: phase_of(pod),
-            accepted: Value::Null,
+            accepted: None,
             failed: false,
         }
     }
 
     /// Whether the API server has `status` from this writer.
     pub(super) fn has(&self, status: &Value) -> bool {
-        !self.failed && self.accepted == *status
+        !self.failed && self.accepted == Some(digest(status))
     }
 
     /// Writes `status` unless the API server already has it from this writer.
@@ -101,7 +102,7 @@ impl StatusWriter {
         .await
         {
             Ok(_) => {
-                self.accepted = status.clone();
+                self.accepted = Some(digest(status));
                 self.phase = phase.to_owned();
                 self.failed = false;
                 Written::Current
@@ -121,7 +122,7 @@ impl StatusWriter {
         &mut self,
         kubelet: &Kubelet,
         status: &Value,
-        latest: &watch::Receiver<Option<Pod>>,
+        latest: &watch::Receiver<Option<std::sync::Arc<Pod>>>,
     ) -> bool {
         let mut wait = FIRST_RETRY;
         loop {
@@ -214,4 +215,13 @@ fn summary(status: &Value) -> String {
         "{}, {ready}/{total} ready",
         status["phase"].as_str().unwrap_or("Unknown")
     )
+}
+
+/// A digest of a status, as compared by [`StatusWriter::has`]: 64 bits of SipHash over its
+/// JSON, so two different statuses agree by accident with odds of 2^-64.
+fn digest(status: &Value) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    status.to_string().hash(&mut hasher);
+    hasher.finish()
 }

@@ -68,6 +68,26 @@ pub enum ProxyMode {
     Compute,
 }
 
+/// What kube-proxy reads of a node, applied before its cache takes the node in: its name and
+/// addresses. Every node runs one kube-proxy watching every node, so the rest of each node
+/// (images, conditions, capacity) would be kept once per pair of nodes.
+fn slim_node(node: &mut Node) {
+    use k8s_openapi::api::core::v1::NodeStatus;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    let meta = std::mem::take(&mut node.metadata);
+    node.metadata = ObjectMeta {
+        name: meta.name,
+        uid: meta.uid,
+        resource_version: meta.resource_version,
+        ..Default::default()
+    };
+    node.spec = None;
+    node.status = node.status.take().map(|s| NodeStatus {
+        addresses: s.addresses,
+        ..Default::default()
+    });
+}
+
 /// One node's kube-proxy configuration.
 #[derive(Clone, Debug)]
 pub struct ProxyConfig {
@@ -282,7 +302,8 @@ impl KubeProxy {
         let (services, s) = crate::informers::cache::<Service>(client, watcher::Config::default());
         let (slices, e) =
             crate::informers::cache::<EndpointSlice>(client, watcher::Config::default());
-        let (nodes, n) = crate::informers::cache::<Node>(client, watcher::Config::default());
+        let (nodes, n) =
+            crate::informers::cache_with::<Node>(client, watcher::Config::default(), slim_node);
         let mut changes = futures::stream::select_all([s, e, n]).boxed();
         crate::informers::prime(&mut changes, async {
             let _ = services.wait_until_ready().await;

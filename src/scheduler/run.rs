@@ -357,7 +357,8 @@ impl Scheduler {
         );
         let config = watcher::Config::default;
         let (nodes, mut node_events) = crate::informers::changes::<Node>(&self.client, config());
-        let (pods, mut pod_events) = crate::informers::changes::<Pod>(&self.client, config());
+        let (pods, mut pod_events) =
+            crate::informers::changes_with::<Pod>(&self.client, config(), super::cache::slim);
         let (services, service_changes) =
             crate::informers::cache::<Service>(&self.client, config());
         let (replica_sets, rs_changes) =
@@ -442,7 +443,10 @@ impl Loop {
     fn on_pod(&mut self, event: watcher::Event<Pod>, store: &Store<Pod>) {
         match event {
             watcher::Event::Apply(pod) => {
-                let pod = Arc::new(pod);
+                // The reflector's copy, not a second one.
+                let pod = store
+                    .get(&ObjectRef::from_obj(&pod))
+                    .unwrap_or_else(|| Arc::new(pod));
                 let k = key(&pod);
                 if needs_scheduling(&pod) {
                     if !self.cache.is_assumed(&k) {

@@ -65,8 +65,8 @@ pub struct EmbeddedOptions {
 impl Default for EmbeddedOptions {
     fn default() -> Self {
         EmbeddedOptions {
-            history_memory_bytes: 64 << 20,
-            page_cache_bytes: 64 << 20,
+            history_memory_bytes: 16 << 20,
+            page_cache_bytes: 16 << 20,
         }
     }
 }
