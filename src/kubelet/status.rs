@@ -219,9 +219,36 @@ fn summary(status: &Value) -> String {
 
 /// A digest of a status, as compared by [`StatusWriter::has`]: 64 bits of SipHash over its
 /// JSON, so two different statuses agree by accident with odds of 2^-64.
+/// The JSON is streamed into the hasher, not built as a string: every worker asks once a second.
 fn digest(status: &Value) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    status.to_string().hash(&mut hasher);
-    hasher.finish()
+    use std::hash::Hasher;
+    struct Sink(std::collections::hash_map::DefaultHasher);
+    impl std::io::Write for Sink {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.write(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut sink = Sink(std::collections::hash_map::DefaultHasher::new());
+    // Writing a `Value` into a sink that never fails cannot fail.
+    let _ = serde_json::to_writer(&mut sink, status);
+    sink.0.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    #[test]
+    fn equal_statuses_share_a_digest_and_different_ones_do_not() {
+        let running =
+            json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]});
+        assert_eq!(super::digest(&running), super::digest(&running.clone()));
+        let not_ready =
+            json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "False"}]});
+        assert_ne!(super::digest(&running), super::digest(&not_ready));
+    }
 }
