@@ -31,6 +31,9 @@ pub mod serviceaccount;
 pub mod statefulset;
 pub mod workqueue;
 
+use k8s_openapi::api::core::v1::Pod;
+
+use crate::apimachinery::pods;
 use crate::flow::Flow;
 use crate::informers::{self, SharedInformerFactory};
 
@@ -51,8 +54,10 @@ impl Context {
     /// A context whose controllers get their clients from `clients` (given `controller/<name>`),
     /// and whose informers watch through `clients(INFORMERS_CLIENT)`.
     pub fn new(flow: Flow, clients: impl Fn(&str) -> kube::Client + Send + Sync + 'static) -> Self {
+        let factory = SharedInformerFactory::new(clients(INFORMERS_CLIENT));
+        factory.informer::<Pod>().set_transform(slim_pod);
         Context {
-            factory: SharedInformerFactory::new(clients(INFORMERS_CLIENT)),
+            factory,
             flow,
             clients: Box::new(clients),
         }
@@ -80,6 +85,40 @@ impl Context {
             kube::Client::new(service, "default")
         })
     }
+}
+
+/// What the controller manager keeps of a pod, applied before its informer caches it: every
+/// field a controller reads (metadata; the spec's node, hostname, scheduling fields and the
+/// ports of the containers that declare some, for EndpointSlices' named target ports; volumes
+/// that name a claim; the whole status), in lists without spare room ([`pods::shrink`]), and
+/// not what only the kubelet reads (the other volumes, each of which is kilobytes even when it
+/// is a small projected token, the other containers and fields of containers). A controller
+/// that writes a pod back whole reads it from the API server first.
+pub fn slim_pod(pod: &mut Pod) {
+    use k8s_openapi::api::core::v1::Container;
+    fn with_ports(list: Vec<Container>) -> Vec<Container> {
+        list.into_iter()
+            .filter(|c| c.ports.as_ref().is_some_and(|p| !p.is_empty()))
+            .map(|c| Container {
+                name: c.name,
+                ports: c.ports,
+                ..Default::default()
+            })
+            .collect()
+    }
+    if let Some(spec) = pod.spec.as_mut() {
+        if let Some(volumes) = spec.volumes.as_mut() {
+            volumes.retain(|v| v.persistent_volume_claim.is_some() || v.ephemeral.is_some());
+        }
+        spec.containers = with_ports(std::mem::take(&mut spec.containers));
+        spec.init_containers = spec
+            .init_containers
+            .take()
+            .map(with_ports)
+            .filter(|l| !l.is_empty());
+        spec.ephemeral_containers = None;
+    }
+    pods::shrink(pod);
 }
 
 /// What an owner's own change does to a controller that creates pods for it: the owner is
@@ -126,4 +165,55 @@ pub(crate) async fn event<K: kube::Resource<DynamicType = ()>>(
         instance: None,
     };
     crate::events::record(client, &about, &source, event_type, reason, message).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_controller_manager_keeps_what_controllers_read_of_a_pod() {
+        let mut pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "p", "namespace": "default", "labels": {"app": "web"}},
+            "spec": {
+                "nodeName": "node-1",
+                "hostname": "web-0",
+                "containers": [
+                    {"name": "web", "image": "nginx", "env": [{"name": "A", "value": "1"}],
+                     "ports": [{"name": "http", "containerPort": 80}]},
+                    {"name": "sidecar", "image": "busybox", "command": ["sleep", "1d"]},
+                ],
+                "initContainers": [{"name": "init", "image": "busybox"}],
+                "volumes": [
+                    {"name": "data", "persistentVolumeClaim": {"claimName": "data-web-0"}},
+                    {"name": "token", "projected": {"sources": [{"serviceAccountToken": {"path": "token"}}]}},
+                ],
+            },
+            "status": {"phase": "Running", "podIP": "10.244.1.5",
+                "containerStatuses": [{"name": "web", "image": "nginx", "imageID": "", "ready": true, "restartCount": 2}]},
+        }))
+        .unwrap();
+        let status = pod.status.clone();
+        slim_pod(&mut pod);
+        let spec = pod.spec.as_ref().unwrap();
+        assert_eq!(
+            serde_json::to_value(&spec.containers).unwrap(),
+            json!([{"name": "web", "ports": [{"name": "http", "containerPort": 80}]}])
+        );
+        assert!(spec.init_containers.is_none());
+        let volumes: Vec<&str> = spec
+            .volumes
+            .iter()
+            .flatten()
+            .map(|v| v.name.as_str())
+            .collect();
+        assert_eq!(volumes, ["data"]);
+        assert_eq!(
+            (spec.node_name.as_deref(), spec.hostname.as_deref()),
+            (Some("node-1"), Some("web-0"))
+        );
+        assert_eq!(pod.status, status);
+        assert_eq!(pod.metadata.labels.unwrap()["app"], "web");
+    }
 }

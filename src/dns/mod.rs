@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::watcher;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -141,7 +141,7 @@ impl Dns {
         let (slices, slice_changes) =
             crate::informers::cache::<EndpointSlice>(&client, watcher::Config::default());
         let (pods, pod_changes) =
-            crate::informers::cache_with::<Pod>(&client, watcher::Config::default(), zone::slim);
+            crate::informers::compact(&client, watcher::Config::default(), zone::pod_address);
         let mut changes =
             futures::stream::select_all([service_changes, slice_changes, pod_changes]).boxed();
         crate::informers::prime(&mut changes, async {

@@ -26,6 +26,7 @@ use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 use crate::apimachinery::labels::SERVICE_NAME as SERVICE_NAME_LABEL;
+use crate::informers::Keyed;
 
 /// The TTL of every record (kubeadm's Corefile says `ttl 30`).
 pub const TTL: u32 = 30;
@@ -104,34 +105,49 @@ pub fn reverse_name(ip: IpAddr) -> Option<Name> {
     name(&text)
 }
 
+/// The address an in-addr.arpa (or ip6.arpa) name is the reverse of.
+fn ip_of_reverse(name: &Name) -> Option<IpAddr> {
+    let text = name.to_ascii().to_ascii_lowercase();
+    let text = text.trim_end_matches('.');
+    if let Some(v4) = text.strip_suffix(".in-addr.arpa") {
+        let mut octets: Vec<u8> = v4
+            .split('.')
+            .map(|o| o.parse().ok())
+            .collect::<Option<_>>()?;
+        octets.reverse();
+        let octets: [u8; 4] = octets.try_into().ok()?;
+        return Some(IpAddr::from(octets));
+    }
+    let v6 = text.strip_suffix(".ip6.arpa")?;
+    let nibbles: Vec<u8> = v6
+        .split('.')
+        .map(|n| u8::from_str_radix(n, 16).ok().filter(|_| n.len() == 1))
+        .collect::<Option<_>>()?;
+    if nibbles.len() != 32 {
+        return None;
+    }
+    let mut octets = [0u8; 16];
+    for (i, pair) in nibbles.rchunks(2).enumerate() {
+        octets[i] = (pair[1] << 4) | pair[0];
+    }
+    Some(IpAddr::from(octets))
+}
+
 /// An IP with dashes for dots (`10-244-1-5`), as CoreDNS names an endpoint without a hostname.
 fn dashed(ip: IpAddr) -> String {
     ip.to_string().replace(['.', ':'], "-")
 }
 
-/// What the zone reads of a pod, applied before the DNS server's cache takes it in: its name,
-/// namespace, whether it is on the host's network, and its IP. The server watches every pod
-/// (to name the pod that asks, and for the pods' PTR records) and keeps no more than that.
-pub fn slim(pod: &mut Pod) {
-    use k8s_openapi::api::core::v1::{PodSpec, PodStatus};
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-    let meta = std::mem::take(&mut pod.metadata);
-    pod.metadata = ObjectMeta {
-        name: meta.name,
-        namespace: meta.namespace,
-        uid: meta.uid,
-        resource_version: meta.resource_version,
-        ..Default::default()
-    };
-    pod.spec = Some(PodSpec {
-        host_network: pod.spec.as_ref().and_then(|s| s.host_network),
-        ..Default::default()
-    });
-    pod.status = pod.status.take().map(|s| PodStatus {
-        pod_ip: s.pod_ip,
-        pod_ips: s.pod_ips,
-        ..Default::default()
-    });
+/// What the zone keeps of a pod: its namespace and name, and the address it answers on
+/// (`None` before it has one, and for a pod on the host's network, whose address is its
+/// node's). The DNS server watches every pod (to name the pod that asks, and for the pods' PTR
+/// records) and keeps no more than this of each.
+pub type PodAddress = Keyed<Pod, Option<IpAddr>>;
+
+/// The address the zone keeps for `pod` (see [`PodAddress`]).
+pub fn pod_address(pod: &Pod) -> Option<IpAddr> {
+    let host_network = pod.spec.as_ref().and_then(|s| s.host_network) == Some(true);
+    pod_ip(pod).filter(|_| !host_network)
 }
 
 fn pod_ip(pod: &Pod) -> Option<IpAddr> {
@@ -156,7 +172,7 @@ impl Zone {
         domain: &str,
         services: &[Arc<Service>],
         slices: &[Arc<EndpointSlice>],
-        pods: &[Arc<Pod>],
+        pods: &[Arc<PodAddress>],
     ) -> Zone {
         let domain_name = name(domain.trim_end_matches('.'))
             .unwrap_or_else(|| name("cluster.local").expect("a valid name"));
@@ -208,7 +224,6 @@ impl Zone {
                     .push(slice);
             }
         }
-        let mut claimed: HashMap<IpAddr, ()> = HashMap::new();
         for service in services {
             let (Some(namespace), Some(svc)) = (
                 service.metadata.namespace.as_deref(),
@@ -246,7 +261,6 @@ impl Zone {
                 for ip in &cluster_ips {
                     zone.node(&base).records.push(address(&base, *ip));
                     if let Some(reverse) = reverse_name(*ip) {
-                        claimed.insert(*ip, ());
                         zone.node(&reverse)
                             .records
                             .push(record(&reverse, RData::PTR(PTR(base.clone()))));
@@ -292,7 +306,6 @@ impl Zone {
                         zone.node(&base).records.push(address(&base, *ip));
                         zone.node(&target).records.push(address(&target, *ip));
                         if let Some(reverse) = reverse_name(*ip) {
-                            claimed.insert(*ip, ());
                             zone.node(&reverse)
                                 .records
                                 .push(record(&reverse, RData::PTR(PTR(target.clone()))));
@@ -313,36 +326,17 @@ impl Zone {
                 }
             }
         }
+        // A pod's PTR (from an IP no Service or endpoint claims) is made when asked for, from
+        // this map: built here for every pod, it would be most of the zone.
         for pod in pods {
-            let spec = pod.spec.as_ref();
-            if spec.and_then(|s| s.host_network) == Some(true) {
-                continue;
-            }
-            let (Some(namespace), Some(pod_name), Some(ip)) = (
-                pod.metadata.namespace.as_deref(),
-                pod.metadata.name.as_deref(),
-                pod_ip(pod),
-            ) else {
-                continue;
-            };
+            let Some(ip) = pod.value else { continue };
             zone.pods.insert(
                 ip,
                 Arc::new(PodRef {
-                    namespace: namespace.into(),
-                    name: pod_name.into(),
+                    namespace: pod.namespace.clone().unwrap_or_default(),
+                    name: pod.name.clone(),
                 }),
             );
-            if !claimed.contains_key(&ip)
-                && let (Some(reverse), Some(target)) = (
-                    reverse_name(ip),
-                    name(&format!("{}.{namespace}.pod.{domain}", dashed(ip))),
-                )
-            {
-                let node = zone.node(&reverse);
-                if node.records.is_empty() {
-                    node.records.push(record(&reverse, RData::PTR(PTR(target))));
-                }
-            }
         }
         // Sort each name's records so answers are stable (and equal sets compare equal).
         for node in zone.names.values_mut() {
@@ -396,7 +390,9 @@ impl Zone {
     /// Whether a name is this zone's to answer: under the cluster domain, or a reverse name
     /// the zone has a PTR for.
     pub fn owns(&self, name: &Name) -> bool {
-        self.domain.zone_of(name) || self.names.contains_key(name)
+        self.domain.zone_of(name)
+            || self.names.contains_key(name)
+            || ip_of_reverse(name).is_some_and(|ip| self.pods.contains_key(&ip))
     }
 
     /// Answers `request`, or says it is not the cluster's.
@@ -435,7 +431,7 @@ impl Zone {
         let node = match self.names.get(qname) {
             Some(node) => Some(node),
             None => {
-                pod_record = self.pod_address(qname);
+                pod_record = self.pod_address(qname).or_else(|| self.pod_pointer(qname));
                 pod_record.as_ref()
             }
         };
@@ -485,6 +481,22 @@ impl Zone {
             response.add_additionals(node.additionals.iter().cloned());
         }
         Outcome::Answered(response, detail)
+    }
+
+    /// A pod IP's PTR record, to `a-b-c-d.<ns>.pod.<domain>`.
+    fn pod_pointer(&self, qname: &Name) -> Option<Node> {
+        let ip = ip_of_reverse(qname)?;
+        let pod = self.pods.get(&ip)?;
+        let target = name(&format!(
+            "{}.{}.{}",
+            dashed(ip),
+            pod.namespace,
+            self.pod_domain.to_ascii()
+        ))?;
+        Some(Node {
+            records: vec![record(qname, RData::PTR(PTR(target)))],
+            additionals: Vec::new(),
+        })
     }
 
     /// `a-b-c-d.<ns>.pod.<domain>`'s A record.
@@ -540,14 +552,19 @@ mod tests {
         .into_iter()
         .map(|v| Arc::new(serde_json::from_value(v).unwrap()))
         .collect();
-        let pods: Vec<Arc<Pod>> = [
+        let pods: Vec<Arc<PodAddress>> = [
             json!({"metadata": {"name": "client", "namespace": "default"}, "spec": {"containers": []},
                 "status": {"podIP": "10.244.1.9"}}),
             json!({"metadata": {"name": "db-0", "namespace": "shop"}, "spec": {"containers": []},
                 "status": {"podIP": "10.244.1.5"}}),
+            json!({"metadata": {"name": "agent", "namespace": "default"},
+                "spec": {"containers": [], "hostNetwork": true}, "status": {"podIP": "10.0.0.7"}}),
         ]
         .into_iter()
-        .map(|v| Arc::new(serde_json::from_value(v).unwrap()))
+        .map(|v| {
+            let pod: Pod = serde_json::from_value(v).unwrap();
+            Arc::new(PodAddress::new(&pod, pod_address(&pod)))
+        })
         .collect();
         Zone::build("cluster.local", &services, &slices, &pods)
     }
@@ -675,6 +692,26 @@ mod tests {
     }
 
     #[test]
+    fn reverse_names_read_back_as_their_addresses() {
+        for ip in ["10.244.1.9", "fd00:10:244::1:9", "::1"] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(ip_of_reverse(&reverse_name(ip).unwrap()), Some(ip), "{ip}");
+        }
+        for other in [
+            "example.com.",
+            "1.2.3.in-addr.arpa.",
+            "x.2.3.4.in-addr.arpa.",
+            "1.ip6.arpa.",
+        ] {
+            assert_eq!(
+                ip_of_reverse(&Name::from_ascii(other).unwrap()),
+                None,
+                "{other}"
+            );
+        }
+    }
+
+    #[test]
     fn external_names_pods_and_the_rest() {
         let z = zone();
         assert_eq!(
@@ -728,6 +765,9 @@ mod tests {
         // Who asked.
         assert_eq!(z.pod("10.244.1.9".parse().unwrap()).unwrap().name, "client");
         assert!(z.pod("10.244.3.3".parse().unwrap()).is_none());
+        // A pod on the host's network has its node's address: neither a name nor a PTR.
+        assert!(z.pod("10.0.0.7".parse().unwrap()).is_none());
+        assert!(ask(&z, "7.0.0.10.in-addr.arpa.", RecordType::PTR).is_none());
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! What every component's watch loop shares (client-go calls these informers): the controller
 //! manager's [`SharedInformerFactory`] (one cache per resource type for every controller, with
 //! indexes and event handlers), and for the other components caches filled by kube-runtime
-//! reflectors, primed before the first pass, then woken by batches of changes.
+//! reflectors (of the objects, or of a compact value a component keeps of each: [`compact`],
+//! [`changes_as`]), primed before the first pass, then woken by batches of changes.
 
 mod shared;
 
@@ -68,21 +69,135 @@ pub fn cache<K>(
 where
     K: Watched,
 {
-    cache_with(client, config, |_: &mut K| {})
+    let (store, changes) = changes::<K>(client, config);
+    (store, changes.map(|_| ()).boxed())
 }
 
-/// Like [`cache`], with `slim` applied to each object before the cache takes it in: a component
-/// that reads a few fields of many objects (DNS, of every pod) keeps only those.
-pub fn cache_with<K>(
+/// What a compact cache keeps of one `K`: its namespace and name (its key in the cache) and
+/// `value`, what the component reads of it.
+#[derive(Debug)]
+pub struct Keyed<K, T> {
+    /// The object's namespace (`None` when cluster-scoped).
+    pub namespace: Option<String>,
+    /// The object's name.
+    pub name: String,
+    /// What the component keeps of it.
+    pub value: T,
+    kind: std::marker::PhantomData<fn() -> K>,
+}
+
+impl<K, T: Clone> Clone for Keyed<K, T> {
+    fn clone(&self) -> Self {
+        Keyed {
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+            value: self.value.clone(),
+            kind: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<K: kube::Resource<DynamicType = ()>, T> Keyed<K, T> {
+    /// `value`, kept for `object`.
+    pub fn new(object: &K, value: T) -> Self {
+        let meta = object.meta();
+        Keyed {
+            namespace: meta.namespace.clone(),
+            name: meta.name.clone().unwrap_or_default(),
+            value,
+            kind: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<K: kube::Resource<DynamicType = ()>, T> kube::runtime::reflector::Lookup for Keyed<K, T> {
+    type DynamicType = ();
+
+    fn kind(_: &()) -> std::borrow::Cow<'_, str> {
+        K::kind(&())
+    }
+
+    fn group(_: &()) -> std::borrow::Cow<'_, str> {
+        K::group(&())
+    }
+
+    fn version(_: &()) -> std::borrow::Cow<'_, str> {
+        K::version(&())
+    }
+
+    fn plural(_: &()) -> std::borrow::Cow<'_, str> {
+        K::plural(&())
+    }
+
+    fn name(&self) -> Option<std::borrow::Cow<'_, str>> {
+        Some(self.name.as_str().into())
+    }
+
+    fn namespace(&self) -> Option<std::borrow::Cow<'_, str>> {
+        self.namespace.as_deref().map(Into::into)
+    }
+
+    fn resource_version(&self) -> Option<std::borrow::Cow<'_, str>> {
+        None
+    }
+
+    fn uid(&self) -> Option<std::borrow::Cow<'_, str>> {
+        None
+    }
+}
+
+/// Like [`cache`], but what the cache keeps of each object is only what `compact` makes of it
+/// (with its key): a component that reads a few fields of very many objects (DNS, of every
+/// pod; each kube-proxy, of every node) keeps a small value of its own rather than the API
+/// type, whose empty size alone is kilobytes.
+pub fn compact<K, T>(
     client: &kube::Client,
     config: kube::runtime::watcher::Config,
-    slim: impl FnMut(&mut K) + Send + 'static,
-) -> (kube::runtime::reflector::Store<K>, BoxStream<'static, ()>)
+    compact: impl Fn(&K) -> T + Send + 'static,
+) -> (
+    kube::runtime::reflector::Store<Keyed<K, T>>,
+    BoxStream<'static, ()>,
+)
 where
     K: Watched,
+    T: Clone + Send + Sync + 'static,
 {
-    let (store, changes) = changes_with::<K>(client, config, slim);
+    let (store, changes) = changes_as(client, config, move |o: K| Keyed::new(&o, compact(&o)));
     (store, changes.map(|_| ()).boxed())
+}
+
+/// Like [`changes`], but the cache holds `T`s made from each object by `make` (a type of the
+/// component's own that keeps what it reads, and is keyed as the object is).
+pub fn changes_as<K, T>(
+    client: &kube::Client,
+    config: kube::runtime::watcher::Config,
+    make: impl Fn(K) -> T + Send + 'static,
+) -> (
+    kube::runtime::reflector::Store<T>,
+    BoxStream<'static, kube::runtime::watcher::Event<T>>,
+)
+where
+    K: Watched,
+    T: kube::runtime::reflector::Lookup<DynamicType = ()> + Clone + Send + Sync + 'static,
+{
+    use kube::runtime::watcher::Event;
+    use kube::runtime::{WatchStreamExt, reflector, watcher};
+    let (store, writer) = reflector::store::<T>();
+    let api = kube::Api::<K>::all(client.clone());
+    let events = watcher(api, config).map(move |event| {
+        event.map(|event| match event {
+            Event::Apply(o) => Event::Apply(make(o)),
+            Event::Delete(o) => Event::Delete(make(o)),
+            Event::InitApply(o) => Event::InitApply(make(o)),
+            Event::Init => Event::Init,
+            Event::InitDone => Event::InitDone,
+        })
+    });
+    let changes = reflector(writer, events)
+        .default_backoff()
+        .filter_map(|event| async move { event.ok() })
+        .boxed();
+    (store, changes)
 }
 
 /// Like [`cache`], but the stream yields each change (after the cache has taken it in), for a
@@ -99,21 +214,6 @@ pub fn changes<K>(
 where
     K: Watched,
 {
-    changes_with(client, config, |_: &mut K| {})
-}
-
-/// Like [`changes`], with `slim` applied to each object before the cache takes it in.
-pub fn changes_with<K>(
-    client: &kube::Client,
-    config: kube::runtime::watcher::Config,
-    mut slim: impl FnMut(&mut K) + Send + 'static,
-) -> (
-    kube::runtime::reflector::Store<K>,
-    BoxStream<'static, kube::runtime::watcher::Event<K>>,
-)
-where
-    K: Watched,
-{
     use kube::runtime::{WatchStreamExt, reflector, watcher};
     let (store, writer) = reflector::store::<K>();
     let api = kube::Api::<K>::all(client.clone());
@@ -121,10 +221,7 @@ where
     // component reads and which can be most of an object's size.
     let changes = reflector(
         writer,
-        watcher(api, config).modify(move |o: &mut K| {
-            o.meta_mut().managed_fields = None;
-            slim(o);
-        }),
+        watcher(api, config).modify(|o: &mut K| o.meta_mut().managed_fields = None),
     )
     .default_backoff()
     .filter_map(|event| async move { event.ok() })

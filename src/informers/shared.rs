@@ -138,6 +138,8 @@ struct InformerInner<K> {
     state: RwLock<State<K>>,
     handlers: RwLock<Vec<Handler<K>>>,
     synced: tokio::sync::watch::Sender<bool>,
+    /// What is done to each object before the cache takes it in (client-go's `SetTransform`).
+    transform: RwLock<fn(&mut K)>,
 }
 
 /// One resource type's shared cache and its handlers. Cloning is cheap: every clone is the same
@@ -187,6 +189,7 @@ impl<K: Watched> Informer<K> {
             inner: Arc::new(InformerInner {
                 state: RwLock::new(state),
                 handlers: RwLock::new(Vec::new()),
+                transform: RwLock::new(|_| {}),
                 synced: tokio::sync::watch::Sender::new(false),
             }),
         }
@@ -268,6 +271,17 @@ impl<K: Watched> Informer<K> {
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// Sets what is done to each object before the cache takes it in, as client-go's
+    /// `SetTransform`: the controller manager drops what no controller reads of objects it
+    /// keeps very many of. Set before the factory starts.
+    pub fn set_transform(&self, transform: fn(&mut K)) {
+        *self
+            .inner
+            .transform
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = transform;
     }
 
     /// Adds a handler, called for every change after the cache has taken it in. Handlers run on
@@ -383,8 +397,16 @@ impl<K: Watched> Informer<K> {
     /// controller reads and which can be most of an object's size), forever.
     async fn run(self, client: kube::Client) {
         let api = kube::Api::<K>::all(client);
+        let transform = *self
+            .inner
+            .transform
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
         let mut events = watcher(api, watcher::Config::default())
-            .modify(|o: &mut K| o.meta_mut().managed_fields = None)
+            .modify(move |o: &mut K| {
+                o.meta_mut().managed_fields = None;
+                transform(o);
+            })
             .default_backoff()
             .boxed();
         let mut relist = None;

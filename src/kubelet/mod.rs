@@ -455,7 +455,10 @@ impl Kubelet {
         let config =
             watcher::Config::default().fields(&format!("spec.nodeName={}", this.config.name));
         let mut events = watcher(pods, config)
-            .modify(|p: &mut Pod| p.metadata.managed_fields = None)
+            .modify(|p: &mut Pod| {
+                p.metadata.managed_fields = None;
+                crate::apimachinery::pods::shrink(p);
+            })
             .default_backoff()
             .boxed();
         let mut workers: HashMap<String, pod::Worker> = HashMap::new();

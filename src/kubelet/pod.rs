@@ -115,6 +115,42 @@ struct Running {
     image_id: Option<String>,
 }
 
+/// The containers a worker tracks, by name, in the spec's order. A pod has a few, so a list
+/// of exactly their number rather than a map, whose smallest table holds four.
+struct Tracked(Vec<(String, Running)>);
+
+impl Tracked {
+    fn get_mut(&mut self, name: &str) -> Option<&mut Running> {
+        self.0.iter_mut().find(|(n, _)| n == name).map(|(_, r)| r)
+    }
+
+    fn clear(&mut self) {
+        self.0.clear();
+    }
+}
+
+impl std::ops::Index<&String> for Tracked {
+    type Output = Running;
+
+    fn index(&self, name: &String) -> &Running {
+        self.0
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, r)| r)
+            .expect("a tracked container")
+    }
+}
+
+impl FromIterator<(String, Running)> for Tracked {
+    fn from_iter<I: IntoIterator<Item = (String, Running)>>(iter: I) -> Self {
+        // Collected from a chain whose length the iterator does not tell, a list starts with
+        // room for four (1.7 KiB).
+        let mut list: Vec<_> = iter.into_iter().collect();
+        list.shrink_to_fit();
+        Tracked(list)
+    }
+}
+
 impl Running {
     /// The container called `name` as the runtime has it (the newest attempt), or a fresh one.
     fn adopt(name: &str, existing: &[ContainerStatus]) -> Running {
@@ -426,7 +462,7 @@ struct PodWorker {
     /// The pod whose spec the containers were made from: the same allocation as `pod` while
     /// the spec is unchanged, so an idle worker holds one copy of its pod.
     made_from: Arc<Pod>,
-    containers: HashMap<String, Running>,
+    containers: Tracked,
     policy: String,
     status: StatusWriter,
     /// The pod's volumes, once set up.
@@ -1497,7 +1533,7 @@ const KUBELET_CONDITIONS: [&str; 7] = [
 async fn status_of(
     kubelet: &Kubelet,
     pod: &Pod,
-    containers: &HashMap<String, Running>,
+    containers: &Tracked,
     ip: &str,
     start_time: &str,
     policy: &str,
@@ -1718,6 +1754,7 @@ fn terminate_statuses(init: &[Container], init_statuses: &mut [Value], statuses:
 
 #[cfg(test)]
 mod tests {
+
     use super::*;
 
     fn container(name: &str) -> Container {

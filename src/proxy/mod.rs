@@ -31,6 +31,7 @@ pub use nft::{check_nft, remove_tables, remove_tables_in};
 use rules::{Context, Model, ServiceRules, ServiceView};
 
 use crate::flow::{Flow, FlowEvent};
+use crate::informers::Keyed;
 
 /// How often the whole table is rewritten even without changes (upstream's periodic sync).
 pub const FULL_RESYNC: Duration = Duration::from_secs(30);
@@ -68,24 +69,21 @@ pub enum ProxyMode {
     Compute,
 }
 
-/// What kube-proxy reads of a node, applied before its cache takes the node in: its name and
-/// addresses. Every node runs one kube-proxy watching every node, so the rest of each node
-/// (images, conditions, capacity) would be kept once per pair of nodes.
-fn slim_node(node: &mut Node) {
-    use k8s_openapi::api::core::v1::NodeStatus;
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-    let meta = std::mem::take(&mut node.metadata);
-    node.metadata = ObjectMeta {
-        name: meta.name,
-        uid: meta.uid,
-        resource_version: meta.resource_version,
-        ..Default::default()
-    };
-    node.spec = None;
-    node.status = node.status.take().map(|s| NodeStatus {
-        addresses: s.addresses,
-        ..Default::default()
-    });
+/// What kube-proxy keeps of a node: its InternalIPs (where node ports are caught). Every node
+/// runs one kube-proxy watching every node, so the rest of each node (images, conditions,
+/// capacity) would be kept once per pair of nodes.
+pub type NodeIps = Keyed<Node, Vec<Ipv4Addr>>;
+
+/// The InternalIPs kube-proxy keeps of `node`.
+pub fn node_ips(node: &Node) -> Vec<Ipv4Addr> {
+    node.status
+        .as_ref()
+        .and_then(|s| s.addresses.as_ref())
+        .into_iter()
+        .flatten()
+        .filter(|a| a.type_ == "InternalIP")
+        .filter_map(|a| a.address.parse().ok())
+        .collect()
 }
 
 /// One node's kube-proxy configuration.
@@ -177,20 +175,10 @@ impl Syncer {
         &mut self,
         services: &[Arc<Service>],
         slices: &[Arc<EndpointSlice>],
-        nodes: &[Arc<Node>],
+        nodes: &[Arc<NodeIps>],
     ) -> Model {
-        let mut node_ips: BTreeSet<Ipv4Addr> = nodes
-            .iter()
-            .flat_map(|n| {
-                n.status
-                    .as_ref()
-                    .and_then(|s| s.addresses.as_ref())
-                    .into_iter()
-                    .flatten()
-                    .filter(|a| a.type_ == "InternalIP")
-                    .filter_map(|a| a.address.parse().ok())
-            })
-            .collect();
+        let mut node_ips: BTreeSet<Ipv4Addr> =
+            nodes.iter().flat_map(|n| n.value.iter().copied()).collect();
         node_ips.insert(self.ctx.config.node_ip);
         if node_ips != self.ctx.node_ips {
             self.ctx.node_ips = node_ips;
@@ -268,7 +256,7 @@ pub fn compute_model(
     config: &ProxyConfig,
     services: &[Arc<Service>],
     slices: &[Arc<EndpointSlice>],
-    nodes: &[Arc<Node>],
+    nodes: &[Arc<NodeIps>],
 ) -> Model {
     Syncer::new(config.clone()).compute(services, slices, nodes)
 }
@@ -302,8 +290,7 @@ impl KubeProxy {
         let (services, s) = crate::informers::cache::<Service>(client, watcher::Config::default());
         let (slices, e) =
             crate::informers::cache::<EndpointSlice>(client, watcher::Config::default());
-        let (nodes, n) =
-            crate::informers::cache_with::<Node>(client, watcher::Config::default(), slim_node);
+        let (nodes, n) = crate::informers::compact(client, watcher::Config::default(), node_ips);
         let mut changes = futures::stream::select_all([s, e, n]).boxed();
         crate::informers::prime(&mut changes, async {
             let _ = services.wait_until_ready().await;

@@ -898,7 +898,7 @@ pub fn summarize(old: &Model, new: &Model) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proxy::{ProxyConfig, ProxyMode, compute_model};
+    use crate::proxy::{NodeIps, ProxyConfig, ProxyMode, compute_model, node_ips};
     use k8s_openapi::api::core::v1::Node;
 
     pub(crate) fn config(node: &str, host: bool) -> ProxyConfig {
@@ -960,7 +960,7 @@ mod tests {
     }
 
     fn model(cfg: &ProxyConfig, services: &[Arc<Service>], slices: &[Arc<EndpointSlice>]) -> Model {
-        compute_model(cfg, services, slices, &[] as &[Arc<Node>])
+        compute_model(cfg, services, slices, &[])
     }
 
     fn rules_of(m: &Model) -> String {
@@ -1213,11 +1213,10 @@ mod tests {
     #[test]
     fn host_endpoints_are_not_masqueraded_and_the_host_node_catches_its_own_traffic() {
         let cfg = config("node-0", true);
-        let node: Arc<Node> = Arc::new(
-            serde_json::from_value(serde_json::json!({"metadata": {"name": "cp"},
-                "status": {"addresses": [{"type": "InternalIP", "address": "10.244.0.1"}]}}))
-            .unwrap(),
-        );
+        let node: Node = serde_json::from_value(serde_json::json!({"metadata": {"name": "cp"},
+            "status": {"addresses": [{"type": "InternalIP", "address": "10.244.0.1"}]}}))
+        .unwrap();
+        let node = Arc::new(NodeIps::new(&node, node_ips(&node)));
         let dns = service(
             "kube-dns",
             serde_json::json!({"clusterIP": "10.96.0.10",

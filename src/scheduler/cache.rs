@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{Node, Pod, PodSpec};
 
 use super::filters::NodeInfo;
 use super::queue::key;
@@ -37,7 +37,7 @@ pub struct Cache {
     nodes: Vec<NodeInfo>,
     index: HashMap<String, usize>,
     /// Pods counted on nodes the cache does not know (yet).
-    waiting: HashMap<String, Vec<Arc<Pod>>>,
+    waiting: HashMap<String, Vec<Arc<PodInfo>>>,
     /// Where each counted pod is counted.
     placed: HashMap<String, String>,
     /// Pods assumed on a node, not yet seen bound.
@@ -64,10 +64,11 @@ fn image_names(node: &Node) -> Vec<String> {
 
 /// What the scheduler keeps of a pod, applied before its cache takes the pod in: what the
 /// filters, scores and queue read (metadata, the scheduling fields of the spec, each
-/// container's name, image, ports, resources and restart policy, and the phase), not what only
-/// the kubelet reads (commands, env, probes, mounts, the rest of the status). With thousands of
+/// container's name, image, ports, resources and restart policy, the volumes that name a claim,
+/// and the phase), not what only the kubelet reads (commands, env, probes, mounts, the other
+/// volumes, the rest of the status). With thousands of
 /// pods the difference is most of the scheduler's memory.
-pub fn slim(pod: &mut Pod) {
+fn slim(pod: &mut Pod) {
     use k8s_openapi::api::core::v1::{Container, PodStatus};
     pod.metadata.annotations = None;
     if let Some(spec) = &mut pod.spec {
@@ -83,12 +84,95 @@ pub fn slim(pod: &mut Pod) {
             };
         }
         spec.ephemeral_containers = None;
+        // VolumeBinding reads the claims; every other volume (each kilobytes, even a small
+        // projected token) is the kubelet's.
+        if let Some(volumes) = spec.volumes.as_mut() {
+            volumes.retain(|v| v.persistent_volume_claim.is_some() || v.ephemeral.is_some());
+        }
     }
     if let Some(status) = &mut pod.status {
         *status = PodStatus {
             phase: status.phase.take(),
             ..Default::default()
         };
+    }
+    crate::apimachinery::pods::shrink(pod);
+}
+
+/// What the scheduler keeps of a pod: the pod as [`slim`] leaves it, and its summed requests.
+/// Of a pod bound to a node it keeps only what the plugins read of the pods already on a node
+/// (metadata, node, affinity, priority and phase): its requests are summed here when it
+/// arrives, so its containers (over 2 KiB each, however small) go.
+#[derive(Clone, Debug)]
+pub struct PodInfo {
+    /// The pod.
+    pub pod: Pod,
+    /// What it asks for ([`super::filters::requests`]).
+    pub requests: BTreeMap<String, i64>,
+    /// Its cpu and memory for scoring, with the non-zero defaults.
+    pub non_zero: (i64, i64),
+}
+
+impl PodInfo {
+    /// What the scheduler keeps of `pod`.
+    pub fn new(mut pod: Pod) -> PodInfo {
+        slim(&mut pod);
+        let requests = super::filters::requests(&pod);
+        let non_zero = super::filters::non_zero_of(&requests);
+        if let Some(spec) = pod.spec.as_mut()
+            && spec.node_name.as_deref().is_some_and(|n| !n.is_empty())
+        {
+            *spec = PodSpec {
+                node_name: spec.node_name.take(),
+                affinity: spec.affinity.take(),
+                scheduler_name: spec.scheduler_name.take(),
+                priority: spec.priority,
+                ..Default::default()
+            };
+        }
+        PodInfo {
+            pod,
+            requests,
+            non_zero,
+        }
+    }
+}
+
+impl std::ops::Deref for PodInfo {
+    type Target = Pod;
+
+    fn deref(&self) -> &Pod {
+        &self.pod
+    }
+}
+
+/// Keyed and named as the pod is, so the scheduler's reflector can cache it.
+impl kube::Resource for PodInfo {
+    type DynamicType = ();
+    type Scope = k8s_openapi::NamespaceResourceScope;
+
+    fn kind(_: &()) -> std::borrow::Cow<'_, str> {
+        <Pod as kube::Resource>::kind(&())
+    }
+
+    fn group(_: &()) -> std::borrow::Cow<'_, str> {
+        <Pod as kube::Resource>::group(&())
+    }
+
+    fn version(_: &()) -> std::borrow::Cow<'_, str> {
+        <Pod as kube::Resource>::version(&())
+    }
+
+    fn plural(_: &()) -> std::borrow::Cow<'_, str> {
+        <Pod as kube::Resource>::plural(&())
+    }
+
+    fn meta(&self) -> &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+        &self.pod.metadata
+    }
+
+    fn meta_mut(&mut self) -> &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+        &mut self.pod.metadata
     }
 }
 
@@ -129,7 +213,7 @@ impl Cache {
         self.index.get(name).map(|&i| &mut self.nodes[i])
     }
 
-    fn place(&mut self, pod: Arc<Pod>, node: &str) {
+    fn place(&mut self, pod: Arc<PodInfo>, node: &str) {
         self.placed.insert(key(&pod), node.to_owned());
         match self.node_mut(node) {
             Some(info) => info.add_pod(pod),
@@ -220,9 +304,9 @@ impl Cache {
     }
 
     /// Counts `pod` on `node` before its binding is confirmed.
-    pub fn assume(&mut self, pod: &Pod, node: &str) {
+    pub fn assume(&mut self, pod: &PodInfo, node: &str) {
         let mut bound = pod.clone();
-        if let Some(spec) = bound.spec.as_mut() {
+        if let Some(spec) = bound.pod.spec.as_mut() {
             spec.node_name = Some(node.to_owned());
         }
         self.unplace(pod);
@@ -238,7 +322,7 @@ impl Cache {
     }
 
     /// A pod as the watch shows it. Returns what changed for scheduling.
-    pub fn apply_pod(&mut self, pod: Arc<Pod>) -> Change {
+    pub fn apply_pod(&mut self, pod: Arc<PodInfo>) -> Change {
         let k = key(&pod);
         match counts(&pod).map(str::to_owned) {
             Some(node) => {
@@ -284,7 +368,7 @@ impl Cache {
 
     /// After a relist: every pod counted again from the full list (assumed pods still pending
     /// in it stay assumed).
-    pub fn reset_pods(&mut self, pods: &[Arc<Pod>]) {
+    pub fn reset_pods(&mut self, pods: &[Arc<PodInfo>]) {
         for info in &mut self.nodes {
             let node = info.node.clone();
             *info = NodeInfo::new(node, Vec::new());
@@ -292,7 +376,7 @@ impl Cache {
         self.waiting.clear();
         self.placed.clear();
         let assumed = std::mem::take(&mut self.assumed);
-        let by_key: BTreeMap<String, &Arc<Pod>> = pods.iter().map(|p| (key(p), p)).collect();
+        let by_key: BTreeMap<String, &Arc<PodInfo>> = pods.iter().map(|p| (key(p), p)).collect();
         for pod in pods {
             self.apply_pod(pod.clone());
         }
@@ -333,8 +417,8 @@ mod tests {
         serde_json::from_value(json!({"metadata": {"name": name}, "status": {"allocatable": {"cpu": "4", "memory": "8Gi", "pods": "110"}}})).unwrap()
     }
 
-    fn pod(name: &str, node: Option<&str>, phase: &str) -> Arc<Pod> {
-        Arc::new(serde_json::from_value(json!({"metadata": {"name": name, "namespace": "default", "uid": name}, "spec": {"nodeName": node, "containers": [{"name": "c", "resources": {"requests": {"cpu": "1"}}}]}, "status": {"phase": phase}})).unwrap())
+    fn pod(name: &str, node: Option<&str>, phase: &str) -> Arc<PodInfo> {
+        Arc::new(PodInfo::new(serde_json::from_value(json!({"metadata": {"name": name, "namespace": "default", "uid": name}, "spec": {"nodeName": node, "containers": [{"name": "c", "resources": {"requests": {"cpu": "1"}}}]}, "status": {"phase": phase}})).unwrap()))
     }
 
     fn cpu(cache: &Cache) -> Vec<(String, i64, usize)> {
@@ -349,6 +433,19 @@ mod tests {
                 )
             })
             .collect()
+    }
+
+    #[test]
+    fn a_bound_pod_keeps_its_requests_and_what_plugins_read_not_its_containers() {
+        let bound = pod("a", Some("node-1"), "Running");
+        assert_eq!(bound.requests.get("cpu"), Some(&1000));
+        let spec = bound.spec.as_ref().unwrap();
+        assert!(spec.containers.is_empty());
+        assert_eq!(spec.node_name.as_deref(), Some("node-1"));
+        assert_eq!(bound.metadata.name.as_deref(), Some("a"));
+        // A pending pod keeps its containers: the filters read them.
+        let pending = pod("b", None, "Pending");
+        assert_eq!(pending.spec.as_ref().unwrap().containers.len(), 1);
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Node, Pod, Taint, Toleration};
 
+use super::cache::PodInfo;
 use crate::apimachinery::quantity;
 
 /// A node and the pods already on it, with what they add up to (kube-scheduler's `NodeInfo`):
@@ -17,7 +18,7 @@ pub struct NodeInfo {
     /// The node.
     pub node: Node,
     /// The pods bound (or assumed bound) to it and not yet finished.
-    pub pods: Vec<Arc<Pod>>,
+    pub pods: Vec<Arc<PodInfo>>,
     /// The node's allocatable resources, in the scheduler's units (millicores, bytes, pods).
     pub allocatable: BTreeMap<String, i64>,
     /// The pods' summed requests.
@@ -35,7 +36,7 @@ impl NodeInfo {
         let mut info = NodeInfo::default();
         info.set_node(node);
         for pod in pods {
-            info.add_pod(Arc::new(pod));
+            info.add_pod(Arc::new(PodInfo::new(pod)));
         }
         info
     }
@@ -61,11 +62,11 @@ impl NodeInfo {
     }
 
     /// Counts a pod on this node.
-    pub fn add_pod(&mut self, pod: Arc<Pod>) {
-        for (name, v) in requests(&pod) {
-            *self.requested.entry(name).or_default() += v;
+    pub fn add_pod(&mut self, pod: Arc<PodInfo>) {
+        for (name, v) in &pod.requests {
+            *self.requested.entry(name.clone()).or_default() += v;
         }
-        let (cpu, memory) = non_zero_requests(&pod);
+        let (cpu, memory) = pod.non_zero;
         self.non_zero.0 += cpu;
         self.non_zero.1 += memory;
         if super::interpod::has_affinity(&pod) {
@@ -81,10 +82,10 @@ impl NodeInfo {
             return false;
         };
         let gone = self.pods.swap_remove(i);
-        for (name, v) in requests(&gone) {
-            *self.requested.entry(name).or_default() -= v;
+        for (name, v) in &gone.requests {
+            *self.requested.entry(name.clone()).or_default() -= v;
         }
-        let (cpu, memory) = non_zero_requests(&gone);
+        let (cpu, memory) = gone.non_zero;
         self.non_zero.0 -= cpu;
         self.non_zero.1 -= memory;
         if super::interpod::has_affinity(&gone) {
@@ -417,7 +418,7 @@ mod tests {
             assert_eq!(result, expected, "{name}");
         }
         let mut busy = plain.clone();
-        busy.add_pod(Arc::new(requesting("3", "1Gi")));
+        busy.add_pod(Arc::new(PodInfo::new(requesting("3", "1Gi"))));
         assert_eq!(
             node_resources_fit(&requesting("1500m", "1Gi"), &busy),
             no("Insufficient cpu")

@@ -19,6 +19,8 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Pod;
 use tokio::time::Instant;
 
+use super::cache::PodInfo;
+
 /// The first back-off (`podInitialBackoffSeconds`).
 pub const INITIAL_BACKOFF: Duration = Duration::from_secs(1);
 /// The longest back-off (`podMaxBackoffSeconds`).
@@ -39,7 +41,7 @@ pub fn key(pod: &Pod) -> String {
 #[derive(Clone, Debug)]
 pub struct QueuedPod {
     /// The pod, as last seen.
-    pub pod: Arc<Pod>,
+    pub pod: Arc<PodInfo>,
     /// How many times it has been popped for scheduling.
     pub attempts: u32,
     /// When it was last added to the queue (orders pods of equal priority).
@@ -53,7 +55,7 @@ pub struct QueuedPod {
 }
 
 impl QueuedPod {
-    fn new(pod: Arc<Pod>, now: Instant) -> Self {
+    fn new(pod: Arc<PodInfo>, now: Instant) -> Self {
         QueuedPod {
             pod,
             attempts: 0,
@@ -255,7 +257,7 @@ impl SchedulingQueue {
     }
 
     /// A new pending pod: straight to activeQ.
-    pub fn add(&mut self, pod: Arc<Pod>) {
+    pub fn add(&mut self, pod: Arc<PodInfo>) {
         let k = key(&pod);
         if self.pods.contains_key(&k) || self.in_flight.contains_key(&k) {
             self.update(pod);
@@ -266,7 +268,7 @@ impl SchedulingQueue {
 
     /// A pending pod changed: kept where it is with the new object, except that an
     /// unschedulable pod whose spec or labels changed gets another try.
-    pub fn update(&mut self, pod: Arc<Pod>) {
+    pub fn update(&mut self, pod: Arc<PodInfo>) {
         let k = key(&pod);
         if let Some(flying) = self.in_flight.get_mut(&k) {
             flying.pod = pod;
@@ -455,11 +457,11 @@ mod tests {
 
     use super::*;
 
-    fn pod(name: &str, priority: i32) -> Arc<Pod> {
-        Arc::new(
+    fn pod(name: &str, priority: i32) -> Arc<PodInfo> {
+        Arc::new(PodInfo::new(
             serde_json::from_value(json!({"metadata": {"name": name, "namespace": "default"}, "spec": {"priority": priority, "containers": [{"name": "c"}]}}))
                 .unwrap(),
-        )
+        ))
     }
 
     fn names(q: &mut SchedulingQueue) -> Vec<String> {

@@ -27,7 +27,7 @@ use kube::runtime::watcher;
 use serde::Serialize;
 use serde_json::json;
 
-use super::cache::{Cache, Change};
+use super::cache::{Cache, Change, PodInfo};
 use super::filters::{self, Filter, NodeInfo};
 use super::interpod::{self, NamespaceLabels};
 use super::queue::{ClusterEvent, Failure, SchedulingQueue, key};
@@ -312,7 +312,7 @@ pub fn decide(pod: &Pod, view: &View<'_>, start: usize) -> (Decision, usize) {
 
 /// What a binding task reports back.
 struct Bound {
-    pod: Arc<Pod>,
+    pod: Arc<PodInfo>,
     ok: bool,
 }
 
@@ -339,7 +339,7 @@ struct Loop {
     claims: Store<PersistentVolumeClaim>,
     volumes: Store<PersistentVolume>,
     classes: Store<StorageClass>,
-    pods: Store<Pod>,
+    pods: Store<PodInfo>,
 }
 
 impl Scheduler {
@@ -358,7 +358,7 @@ impl Scheduler {
         let config = watcher::Config::default;
         let (nodes, mut node_events) = crate::informers::changes::<Node>(&self.client, config());
         let (pods, mut pod_events) =
-            crate::informers::changes_with::<Pod>(&self.client, config(), super::cache::slim);
+            crate::informers::changes_as(&self.client, config(), PodInfo::new);
         let (services, service_changes) =
             crate::informers::cache::<Service>(&self.client, config());
         let (replica_sets, rs_changes) =
@@ -440,7 +440,7 @@ impl Loop {
         self.changed(change);
     }
 
-    fn on_pod(&mut self, event: watcher::Event<Pod>, store: &Store<Pod>) {
+    fn on_pod(&mut self, event: watcher::Event<PodInfo>, store: &Store<PodInfo>) {
         match event {
             watcher::Event::Apply(pod) => {
                 // The reflector's copy, not a second one.
@@ -655,7 +655,7 @@ struct Binder {
     /// The claims, for PreBind's wait.
     claims: Store<PersistentVolumeClaim>,
     /// The pods, so PreBind stops waiting for a pod that is gone.
-    pods: Store<Pod>,
+    pods: Store<PodInfo>,
 }
 
 /// How long PreBind waits for a pod's claims to be bound (kube-scheduler's `bindTimeoutSeconds`).

@@ -6,7 +6,7 @@
 use std::process::Command;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use orrery::proxy::{self, ProxyConfig, ProxyMode, rules};
 
@@ -145,7 +145,7 @@ fn a_rendered_table_loads_updates_in_place_and_is_removed() {
     proxy::check_nft().expect("nft is installed");
     let ns = Netns::new("a");
     let cfg = config("node-1", &ns.0);
-    let nodes: [Arc<Node>; 0] = [];
+    let nodes: [Arc<proxy::NodeIps>; 0] = [];
     let (services, slices) = objects(&["10.244.1.5", "10.244.2.3"]);
     let first = proxy::compute_model(&cfg, &services, &slices, &nodes);
     let script = rules::render_full(&cfg.table, None, &first, true);

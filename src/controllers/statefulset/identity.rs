@@ -170,6 +170,30 @@ pub fn update_storage(set: &StatefulSet, pod: &mut Pod) {
     spec.volumes = (!volumes.is_empty()).then_some(volumes);
 }
 
+/// Puts what [`update_identity`] and [`update_storage`] repaired on `repaired` (a copy of the
+/// controller manager's slimmed pod) onto `live` (the pod as the API server has it): the
+/// labels, hostname and subdomain, and the claim volumes by name, keeping every other volume.
+pub fn carry_repair(repaired: &Pod, live: &mut Pod) {
+    live.metadata.labels = repaired.metadata.labels.clone();
+    let (Some(from), Some(to)) = (repaired.spec.as_ref(), live.spec.as_mut()) else {
+        return;
+    };
+    to.hostname = from.hostname.clone();
+    to.subdomain = from.subdomain.clone();
+    let claims = from
+        .volumes
+        .iter()
+        .flatten()
+        .filter(|v| v.persistent_volume_claim.is_some());
+    let volumes = to.volumes.get_or_insert_with(Vec::new);
+    for claim in claims {
+        match volumes.iter_mut().find(|v| v.name == claim.name) {
+            Some(v) => *v = claim.clone(),
+            None => volumes.insert(0, claim.clone()),
+        }
+    }
+}
+
 /// Gives the pod its name, namespace and identity labels (`updateIdentity`).
 pub fn update_identity(set: &StatefulSet, pod: &mut Pod) {
     let Some(ordinal) = ordinal(pod) else {
@@ -379,6 +403,39 @@ pub(crate) mod tests {
         );
         assert_eq!(value["spec"]["resources"]["requests"]["storage"], "1Gi");
         assert!(value.get("status").is_none());
+    }
+
+    #[test]
+    fn a_repair_of_the_slimmed_pod_goes_onto_the_whole_one() {
+        let set = web();
+        let mut live = new_pod(&set, 0);
+        live.metadata
+            .labels
+            .as_mut()
+            .unwrap()
+            .remove(POD_NAME_LABEL);
+        let spec = live.spec.as_mut().unwrap();
+        spec.volumes.as_mut().unwrap().retain(|v| v.name != "www");
+        spec.containers[0].env = Some(vec![
+            serde_json::from_value(json!({"name": "A", "value": "1"})).unwrap(),
+        ]);
+        // What the controller manager's informer keeps, repaired.
+        let mut repaired = live.clone();
+        crate::controllers::slim_pod(&mut repaired);
+        update_identity(&set, &mut repaired);
+        update_storage(&set, &mut repaired);
+        carry_repair(&repaired, &mut live);
+        assert!(identity_matches(&set, &live));
+        assert!(storage_matches(&set, &live));
+        let spec = live.spec.as_ref().unwrap();
+        let volumes: Vec<&str> = spec
+            .volumes
+            .iter()
+            .flatten()
+            .map(|v| v.name.as_str())
+            .collect();
+        assert_eq!(volumes, ["www", "cache"]);
+        assert!(spec.containers[0].env.is_some());
     }
 
     #[test]

@@ -687,7 +687,14 @@ impl StatefulSetController {
                             "{pod_name} gets back its identity and storage in StatefulSet {set_name}"
                         )))
                         .await;
-                    pods.replace(&pod_name, &PostParams::default(), pod)
+                    // The informer's copy is slimmed (see `slim_pod`): the repair goes onto
+                    // the pod as the API server has it, at its resourceVersion.
+                    let mut live = pods
+                        .get(&pod_name)
+                        .await
+                        .map_err(write(format!("update pod {pod_name}")))?;
+                    identity::carry_repair(pod, &mut live);
+                    pods.replace(&pod_name, &PostParams::default(), &live)
                         .await
                         .map_err(write(format!("update pod {pod_name}")))
                 }
