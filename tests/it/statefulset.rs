@@ -500,3 +500,47 @@ fn parallel_creates_every_pod_and_claim_at_once_on_delete_waits_and_scaled_claim
     });
     assert_eq!(pods(&c).len(), 1);
 }
+
+#[test]
+fn a_pod_that_lost_its_identity_label_gets_it_back_whole() {
+    let c = Cluster::with_nodes(1);
+    c.apply(SERVICE);
+    let with_env = statefulset(1, CLAIMS).replace(
+        "        ports:",
+        "        env: [{name: GREETING, value: hi}]\n        volumeMounts: [{name: www, mountPath: /data}]\n        ports:",
+    );
+    c.apply(&with_env);
+    wait_for("web-0", || (pods(&c).len() == 1).then_some(()));
+    c.ok(&[
+        "label",
+        "pod",
+        "web-0",
+        "statefulset.kubernetes.io/pod-name-",
+    ]);
+    // The controller manager caches pods slimmed (no env, no other volumes): the repair goes
+    // onto the pod as the API server has it, so nothing else of it is lost.
+    let pod: Value = wait_for("the identity label back", || {
+        let pod: Value =
+            serde_json::from_str(&c.ok(&["get", "pod", "web-0", "-o", "json"])).unwrap();
+        (pod["metadata"]["labels"]["statefulset.kubernetes.io/pod-name"] == "web-0").then_some(pod)
+    });
+    assert_eq!(
+        pod["spec"]["containers"][0]["env"],
+        serde_json::json!([{"name": "GREETING", "value": "hi"}])
+    );
+    assert_eq!(
+        pod["spec"]["containers"][0]["volumeMounts"][0]["name"],
+        "www"
+    );
+    assert_eq!(pod["spec"]["containers"][0]["image"], "orrery/hello:1");
+    let events = c.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "reason=SuccessfulUpdate",
+    ]);
+    assert!(
+        events.contains("update Pod web-0 in StatefulSet web successful"),
+        "{events}"
+    );
+}
