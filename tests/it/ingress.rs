@@ -457,22 +457,27 @@ async fn the_controller_routes_by_host_and_path_and_terminates_tls() {
         "DefaultIngressClass"
     );
 
-    // Routed, round robin over both pods, with the forwarding headers.
-    let first = eventually("foo.com routed", || async move {
-        let (status, body) = get(http, "foo.com", "/a/b?x=1").await;
-        (status == 200).then_some(body)
+    // Routed, round robin over both pods (once the controller has both endpoints: the route
+    // can answer while it knows one), with the forwarding headers.
+    let (first, second) = eventually("foo.com routed to both pods in turn", || async move {
+        let (status, first) = get(http, "foo.com", "/a/b?x=1").await;
+        if status != 200 {
+            return None;
+        }
+        let (_, second) = get(http, "foo.com:8080", "/a/b?x=1").await;
+        let mut names = [first.split(' ').next()?, second.split(' ').next()?];
+        names.sort();
+        (names == ["one", "two"]).then(|| (first.clone(), second.clone()))
     })
     .await;
-    let (_, second) = get(http, "foo.com:8080", "/a/b?x=1").await;
-    let mut names: Vec<&str> = [&first, &second]
-        .iter()
-        .map(|b| b.split(' ').next().unwrap())
-        .collect();
-    names.sort();
-    assert_eq!(names, ["one", "two"], "{first} / {second}");
     assert!(
         first.contains(" /a/b?x=1 host=foo.com xff=127.0.0.1 xri=127.0.0.1 xfh=foo.com xfp=http"),
         "{first}"
+    );
+    // The Host header as the client sent it, port and all.
+    assert!(
+        second.contains(" host=foo.com:8080 xff=127.0.0.1 xri=127.0.0.1 xfh=foo.com:8080 xfp=http"),
+        "{second}"
     );
     // A body streams through.
     let stream = tokio::net::TcpStream::connect(http).await.unwrap();
