@@ -48,6 +48,14 @@ pub fn shrink(pod: &mut Pod) {
     }
 }
 
+/// Drops the volumes that name no claim (a `persistentVolumeClaim` or an `ephemeral` one): what
+/// a component that reads only a pod's claims (the scheduler, the controller manager) keeps.
+pub fn keep_claim_volumes(spec: &mut k8s_openapi::api::core::v1::PodSpec) {
+    if let Some(volumes) = spec.volumes.as_mut() {
+        volumes.retain(|v| v.persistent_volume_claim.is_some() || v.ephemeral.is_some());
+    }
+}
+
 /// The owner reference that controls the object (`controller: true`), if any.
 pub fn controller_ref(meta: &ObjectMeta) -> Option<&OwnerReference> {
     meta.owner_references

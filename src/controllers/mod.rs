@@ -107,9 +107,7 @@ pub fn slim_pod(pod: &mut Pod) {
             .collect()
     }
     if let Some(spec) = pod.spec.as_mut() {
-        if let Some(volumes) = spec.volumes.as_mut() {
-            volumes.retain(|v| v.persistent_volume_claim.is_some() || v.ephemeral.is_some());
-        }
+        pods::keep_claim_volumes(spec);
         spec.containers = with_ports(std::mem::take(&mut spec.containers));
         spec.init_containers = spec
             .init_containers

@@ -1539,8 +1539,7 @@ async fn status_of(
     policy: &str,
     report: Report,
 ) -> Value {
-    let empty = PodSpec::default();
-    let spec = pod.spec.as_ref().unwrap_or(&empty);
+    let spec = spec_of(pod);
     let init: &[Container] = spec.init_containers.as_deref().unwrap_or_default();
     let api = pod.status.clone().unwrap_or_default();
     let entries_of = |list: &Option<Vec<k8s_openapi::api::core::v1::ContainerStatus>>| {

@@ -86,9 +86,7 @@ fn slim(pod: &mut Pod) {
         spec.ephemeral_containers = None;
         // VolumeBinding reads the claims; every other volume (each kilobytes, even a small
         // projected token) is the kubelet's.
-        if let Some(volumes) = spec.volumes.as_mut() {
-            volumes.retain(|v| v.persistent_volume_claim.is_some() || v.ephemeral.is_some());
-        }
+        crate::apimachinery::pods::keep_claim_volumes(spec);
     }
     if let Some(status) = &mut pod.status {
         *status = PodStatus {
