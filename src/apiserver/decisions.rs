@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use crate::flow::{Flow, FlowEvent};
 
 /// How many bytes of decisions are kept (the newest first): ~4.5 KiB each in a cluster of 100
-/// nodes, so about 1,800 pods' decisions, the ones a learner asks about.
-pub const KEPT_BYTES: usize = 8 << 20;
+/// nodes, so about 900 pods' decisions, the recent ones a learner asks about.
+pub const KEPT_BYTES: usize = 4 << 20;
 
 /// The latest decision per `namespace/name`.
 #[derive(Default)]

@@ -1,8 +1,6 @@
 //! Image references, normalised the way Docker and containerd do (`busybox` →
 //! `docker.io/library/busybox:latest`), and which of them name a built-in image.
 
-use std::str::FromStr;
-
 use oci_client::Reference;
 
 use super::ImageError;
@@ -19,33 +17,159 @@ pub(crate) struct Normalized {
 /// Normalises `reference` like Docker: Docker Hub's registry and `library/` filled in, `latest`
 /// when neither a tag nor a digest is given; a digest reference keeps only its digest.
 pub(crate) fn normalize(reference: &str) -> Result<Normalized, ImageError> {
-    let trimmed = reference.trim();
-    let parsed = Reference::from_str(trimmed).map_err(|error| ImageError::InvalidReference {
+    let invalid = |message: &str| ImageError::InvalidReference {
         reference: reference.to_owned(),
-        message: error.to_string(),
-    })?;
-    let whole = match parsed.digest() {
-        Some(digest) => format!("{}/{}@{digest}", parsed.registry(), parsed.repository()),
-        None => format!(
-            "{}/{}:{}",
-            parsed.registry(),
-            parsed.repository(),
-            parsed.tag().unwrap_or("latest")
-        ),
+        message: message.to_owned(),
     };
-    let reference = match parsed.digest() {
-        Some(digest) => Reference::with_digest(
-            parsed.registry().to_owned(),
-            parsed.repository().to_owned(),
-            digest.to_owned(),
-        ),
-        None => Reference::with_tag(
-            parsed.registry().to_owned(),
-            parsed.repository().to_owned(),
-            parsed.tag().unwrap_or("latest").to_owned(),
-        ),
+    let Parsed {
+        registry,
+        repository,
+        tag,
+        digest,
+    } = parse(reference.trim()).map_err(invalid)?;
+    Ok(match digest {
+        Some(digest) => Normalized {
+            whole: format!("{registry}/{repository}@{digest}"),
+            reference: Reference::with_digest(registry, repository, digest),
+        },
+        None => {
+            let tag = tag.unwrap_or_else(|| "latest".to_owned());
+            Normalized {
+                whole: format!("{registry}/{repository}:{tag}"),
+                reference: Reference::with_tag(registry, repository, tag),
+            }
+        }
+    })
+}
+
+/// A reference split into its parts, the registry and repository normalised.
+struct Parsed {
+    registry: String,
+    repository: String,
+    tag: Option<String>,
+    digest: Option<String>,
+}
+
+/// Splits and checks `name[:tag][@digest]` against the grammar of distribution's `reference`
+/// package, as `oci-spec`'s `Reference::from_str` does, with its messages. Hand-written
+/// because that parser's regular expression, with its Unicode classes, keeps megabytes of
+/// matcher caches for every thread that has parsed a reference (8 MiB in a busy cluster).
+fn parse(s: &str) -> Result<Parsed, &'static str> {
+    const INVALID: &str = "invalid reference format";
+    if s.is_empty() {
+        return Err("repository name must have at least one component");
+    }
+    let (rest, digest) = match s.split_once('@') {
+        Some((rest, digest)) => (rest, Some(digest)),
+        None => (s, None),
     };
-    Ok(Normalized { whole, reference })
+    if let Some(digest) = digest {
+        let (algorithm, hex) = digest.split_once(':').ok_or(INVALID)?;
+        if !is_algorithm(algorithm) || hex.len() < 32 || !hex.bytes().all(|b| b.is_ascii_hexdigit())
+        {
+            return Err(INVALID);
+        }
+        let want = match algorithm {
+            "sha256" => 64,
+            "sha384" => 96,
+            "sha512" => 128,
+            _ => return Err("unsupported digest algorithm"),
+        };
+        if hex.len() != want {
+            return Err("invalid checksum digest length");
+        }
+    }
+    let last = rest.rfind('/').map_or(0, |i| i + 1);
+    let (name, tag) = match rest[last..].rfind(':') {
+        Some(i) => (&rest[..last + i], Some(&rest[last + i + 1..])),
+        None => (rest, None),
+    };
+    if let Some(tag) = tag {
+        let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+        let ok = tag.len() <= 128
+            && tag.bytes().next().is_some_and(word)
+            && tag.bytes().all(|b| word(b) || b == b'.' || b == b'-');
+        if !ok {
+            return Err(INVALID);
+        }
+    }
+    let components: Vec<&str> = name.split('/').collect();
+    let paths_ok = components[1..].iter().all(|c| is_path_component(c));
+    let first = components[0];
+    if !paths_ok || !(is_path_component(first) || components.len() > 1 && is_domain(first)) {
+        return Err(INVALID);
+    }
+    // Docker's normalisation: a first component that looks like a host is the registry.
+    let (mut registry, mut repository) = match name.split_once('/') {
+        Some((left, right)) if left.contains(['.', ':']) || left == "localhost" => {
+            (left.to_owned(), right.to_owned())
+        }
+        _ => ("docker.io".to_owned(), name.to_owned()),
+    };
+    if registry == "index.docker.io" {
+        registry = "docker.io".to_owned();
+    }
+    if registry == "docker.io" && !repository.contains('/') {
+        repository = format!("library/{repository}");
+    }
+    if repository.len() > 255 {
+        return Err("repository name must not be more than 255 characters");
+    }
+    Ok(Parsed {
+        registry,
+        repository,
+        tag: tag.map(str::to_owned),
+        digest: digest.map(str::to_owned),
+    })
+}
+
+/// `[a-z0-9]+` runs joined by `.`, `_`, `__` or any number of `-`.
+fn is_path_component(c: &str) -> bool {
+    let bytes = c.as_bytes();
+    let alnum = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    if !bytes.first().is_some_and(alnum) || !bytes.last().is_some_and(alnum) {
+        return false;
+    }
+    let mut separator = String::new();
+    for &b in bytes {
+        if alnum(&b) {
+            let ok = matches!(separator.as_str(), "" | "." | "_" | "__")
+                || separator.bytes().all(|s| s == b'-');
+            if !ok {
+                return false;
+            }
+            separator.clear();
+        } else if matches!(b, b'.' | b'_' | b'-') {
+            separator.push(b as char);
+        } else {
+            return false;
+        }
+    }
+    true
+}
+
+/// Host labels (letters, digits, inner `-`) joined by `.`, with an optional `:port`.
+fn is_domain(d: &str) -> bool {
+    let (host, port) = match d.split_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (d, None),
+    };
+    let label = |l: &str| {
+        let b = l.as_bytes();
+        b.first().is_some_and(u8::is_ascii_alphanumeric)
+            && b.last().is_some_and(u8::is_ascii_alphanumeric)
+            && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
+    };
+    host.split('.').all(label)
+        && port.is_none_or(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// A digest algorithm: `[A-Za-z][A-Za-z0-9]*` parts joined by `-`, `_`, `+` or `.`.
+fn is_algorithm(a: &str) -> bool {
+    a.split(['-', '_', '+', '.']).all(|part| {
+        let b = part.as_bytes();
+        b.first().is_some_and(u8::is_ascii_alphabetic) && b.iter().all(u8::is_ascii_alphanumeric)
+    })
 }
 
 /// The built-in images, generated from the `orrery` binary and never pulled.
@@ -130,6 +254,19 @@ mod tests {
                 &format!("127.0.0.1:5000/busybox:1@{digest}"),
                 format!("127.0.0.1:5000/busybox@{digest}"),
             ),
+            (
+                "a--b/c__d/e.f_g:V1.0-rc_1",
+                "docker.io/a--b/c__d/e.f_g:V1.0-rc_1".to_owned(),
+            ),
+            (
+                "My-Registry.io:443/x",
+                "My-Registry.io:443/x:latest".to_owned(),
+            ),
+            (
+                "localhost:5000",
+                "docker.io/library/localhost:5000".to_owned(),
+            ),
+            ("my_host/x", "docker.io/my_host/x:latest".to_owned()),
         ];
         for (input, want) in cases {
             assert_eq!(
@@ -138,7 +275,24 @@ mod tests {
                 "normalising {input:?}"
             );
         }
-        for bad in ["", "Busybox", "busybox:", "a b"] {
+        for bad in [
+            "",
+            "Busybox",
+            "busybox:",
+            "a b",
+            "a//b",
+            "a/",
+            "/a",
+            "a--",
+            "a._b",
+            "a___b",
+            "-a",
+            "busybox:-1",
+            "busybox:é",
+            "Host.io:x/a",
+            "busybox@sha256:abc",
+            "busybox@md5:0123456789abcdef0123456789abcdef",
+        ] {
             assert!(normalize(bad).is_err(), "{bad:?} should be refused");
         }
     }

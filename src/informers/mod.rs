@@ -184,15 +184,19 @@ where
     use kube::runtime::{WatchStreamExt, reflector, watcher};
     let (store, writer) = reflector::store::<T>();
     let api = kube::Api::<K>::all(client.clone());
-    let events = watcher(api, config).map(move |event| {
-        event.map(|event| match event {
-            Event::Apply(o) => Event::Apply(make(o)),
-            Event::Delete(o) => Event::Delete(make(o)),
-            Event::InitApply(o) => Event::InitApply(make(o)),
-            Event::Init => Event::Init,
-            Event::InitDone => Event::InitDone,
-        })
-    });
+    // Like kube-controller-manager's informers, the caches drop managedFields, which no
+    // component reads and which can be most of an object's size.
+    let events = watcher(api, config)
+        .modify(|o: &mut K| o.meta_mut().managed_fields = None)
+        .map(move |event| {
+            event.map(|event| match event {
+                Event::Apply(o) => Event::Apply(make(o)),
+                Event::Delete(o) => Event::Delete(make(o)),
+                Event::InitApply(o) => Event::InitApply(make(o)),
+                Event::Init => Event::Init,
+                Event::InitDone => Event::InitDone,
+            })
+        });
     let changes = reflector(writer, events)
         .default_backoff()
         .filter_map(|event| async move { event.ok() })
@@ -214,17 +218,5 @@ pub fn changes<K>(
 where
     K: Watched,
 {
-    use kube::runtime::{WatchStreamExt, reflector, watcher};
-    let (store, writer) = reflector::store::<K>();
-    let api = kube::Api::<K>::all(client.clone());
-    // Like kube-controller-manager's informers, the caches drop managedFields, which no
-    // component reads and which can be most of an object's size.
-    let changes = reflector(
-        writer,
-        watcher(api, config).modify(|o: &mut K| o.meta_mut().managed_fields = None),
-    )
-    .default_backoff()
-    .filter_map(|event| async move { event.ok() })
-    .boxed();
-    (store, changes)
+    changes_as(client, config, |o: K| o)
 }

@@ -9,10 +9,11 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Node, Pod, PodSpec};
+use k8s_openapi::api::core::v1::{Affinity, Node, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::filters::NodeInfo;
-use super::queue::key;
+use super::queue::{key, meta_key};
 
 /// A change the cache saw that may help unschedulable pods.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -97,18 +98,29 @@ fn slim(pod: &mut Pod) {
     crate::apimachinery::pods::shrink(pod);
 }
 
-/// What the scheduler keeps of a pod: the pod as [`slim`] leaves it, and its summed requests.
-/// Of a pod bound to a node it keeps only what the plugins read of the pods already on a node
-/// (metadata, node, affinity, priority and phase): its requests are summed here when it
-/// arrives, so its containers (over 2 KiB each, however small) go.
+/// What the scheduler keeps of a pod. Of every pod: its metadata, what the plugins read of the
+/// pods already on a node (node, affinity, priority, phase) and its requests, summed when it
+/// arrives. Of a pod still without a node, also the pod itself as [`slim`] leaves it, which the
+/// filters and scores are asked about. A bound pod keeps no `Pod`: the type's empty size alone
+/// (over 2 KiB) would be most of what the scheduler holds for a cluster's running pods.
 #[derive(Clone, Debug)]
 pub struct PodInfo {
-    /// The pod.
-    pub pod: Pod,
+    /// Its metadata.
+    pub metadata: ObjectMeta,
+    /// `spec.nodeName`, when not empty.
+    pub node_name: Option<String>,
+    /// `spec.affinity`.
+    pub affinity: Option<Box<Affinity>>,
+    /// `spec.priority`.
+    pub priority: Option<i32>,
+    /// `status.phase`.
+    pub phase: Option<String>,
     /// What it asks for ([`super::filters::requests`]).
     pub requests: BTreeMap<String, i64>,
     /// Its cpu and memory for scoring, with the non-zero defaults.
     pub non_zero: (i64, i64),
+    /// The slim pod, while it has no node.
+    pending: Option<Arc<Pod>>,
 }
 
 impl PodInfo {
@@ -117,30 +129,37 @@ impl PodInfo {
         slim(&mut pod);
         let requests = super::filters::requests(&pod);
         let non_zero = super::filters::non_zero_of(&requests);
-        if let Some(spec) = pod.spec.as_mut()
-            && spec.node_name.as_deref().is_some_and(|n| !n.is_empty())
-        {
-            *spec = PodSpec {
-                node_name: spec.node_name.take(),
-                affinity: spec.affinity.take(),
-                scheduler_name: spec.scheduler_name.take(),
-                priority: spec.priority,
-                ..Default::default()
-            };
-        }
-        PodInfo {
-            pod,
+        let spec = pod.spec.as_ref();
+        let mut info = PodInfo {
+            metadata: pod.metadata.clone(),
+            node_name: spec
+                .and_then(|s| s.node_name.clone())
+                .filter(|n| !n.is_empty()),
+            affinity: spec.and_then(|s| s.affinity.clone()).map(Box::new),
+            priority: spec.and_then(|s| s.priority),
+            phase: pod.status.as_ref().and_then(|s| s.phase.clone()),
             requests,
             non_zero,
+            pending: None,
+        };
+        if info.node_name.is_none() {
+            info.pending = Some(Arc::new(pod));
         }
+        info
     }
-}
 
-impl std::ops::Deref for PodInfo {
-    type Target = Pod;
+    /// The pod, while it has no node (what is scheduled); `None` once it is bound.
+    pub fn pod(&self) -> Option<&Arc<Pod>> {
+        self.pending.as_ref()
+    }
 
-    fn deref(&self) -> &Pod {
-        &self.pod
+    /// The same pod, counted on `node` (an assumed binding).
+    fn on_node(&self, node: &str) -> PodInfo {
+        PodInfo {
+            node_name: Some(node.to_owned()),
+            pending: None,
+            ..self.clone()
+        }
     }
 }
 
@@ -165,25 +184,19 @@ impl kube::Resource for PodInfo {
         <Pod as kube::Resource>::plural(&())
     }
 
-    fn meta(&self) -> &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
-        &self.pod.metadata
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
     }
 
-    fn meta_mut(&mut self) -> &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
-        &mut self.pod.metadata
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
     }
 }
 
 /// Whether the pod counts on a node: bound and not finished.
-fn counts(pod: &Pod) -> Option<&str> {
-    let finished = matches!(
-        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
-        Some("Succeeded" | "Failed")
-    );
-    pod.spec
-        .as_ref()
-        .and_then(|s| s.node_name.as_deref())
-        .filter(|n| !n.is_empty() && !finished)
+fn counts(pod: &PodInfo) -> Option<&str> {
+    let finished = matches!(pod.phase.as_deref(), Some("Succeeded" | "Failed"));
+    pod.node_name.as_deref().filter(|_| !finished)
 }
 
 impl Cache {
@@ -212,15 +225,15 @@ impl Cache {
     }
 
     fn place(&mut self, pod: Arc<PodInfo>, node: &str) {
-        self.placed.insert(key(&pod), node.to_owned());
+        self.placed.insert(key(&*pod), node.to_owned());
         match self.node_mut(node) {
             Some(info) => info.add_pod(pod),
             None => self.waiting.entry(node.to_owned()).or_default().push(pod),
         }
     }
 
-    fn unplace(&mut self, pod: &Pod) -> bool {
-        let Some(node) = self.placed.remove(&key(pod)) else {
+    fn unplace(&mut self, pod: &ObjectMeta) -> bool {
+        let Some(node) = self.placed.remove(&meta_key(pod)) else {
             return false;
         };
         match self.node_mut(&node) {
@@ -229,7 +242,7 @@ impl Cache {
             }
             None => {
                 if let Some(list) = self.waiting.get_mut(&node) {
-                    list.retain(|p| !super::filters::same_pod(p, pod));
+                    list.retain(|p| !super::filters::same_pod(&p.metadata, pod));
                 }
             }
         }
@@ -303,29 +316,25 @@ impl Cache {
 
     /// Counts `pod` on `node` before its binding is confirmed.
     pub fn assume(&mut self, pod: &PodInfo, node: &str) {
-        let mut bound = pod.clone();
-        if let Some(spec) = bound.pod.spec.as_mut() {
-            spec.node_name = Some(node.to_owned());
-        }
-        self.unplace(pod);
+        self.unplace(&pod.metadata);
         self.assumed.insert(key(pod), node.to_owned());
-        self.place(Arc::new(bound), node);
+        self.place(Arc::new(pod.on_node(node)), node);
     }
 
     /// The binding failed: the pod no longer counts anywhere (unless the watch saw it bound).
-    pub fn forget(&mut self, pod: &Pod) {
-        if self.assumed.remove(&key(pod)).is_some() {
+    pub fn forget(&mut self, pod: &ObjectMeta) {
+        if self.assumed.remove(&meta_key(pod)).is_some() {
             self.unplace(pod);
         }
     }
 
     /// A pod as the watch shows it. Returns what changed for scheduling.
     pub fn apply_pod(&mut self, pod: Arc<PodInfo>) -> Change {
-        let k = key(&pod);
+        let k = key(&*pod);
         match counts(&pod).map(str::to_owned) {
             Some(node) => {
                 self.assumed.remove(&k);
-                let existed = self.unplace(&pod);
+                let existed = self.unplace(&pod.metadata);
                 self.place(pod, &node);
                 if existed {
                     Change::PodChanged
@@ -333,19 +342,13 @@ impl Cache {
                     Change::PodAdded
                 }
             }
-            None if self.assumed.contains_key(&k)
-                && pod
-                    .spec
-                    .as_ref()
-                    .and_then(|s| s.node_name.as_deref())
-                    .is_none_or(str::is_empty) =>
-            {
+            None if self.assumed.contains_key(&k) && pod.node_name.is_none() => {
                 // Still pending in the watch; our binding is on its way.
                 Change::None
             }
             None => {
                 self.assumed.remove(&k);
-                if self.unplace(&pod) {
+                if self.unplace(&pod.metadata) {
                     Change::PodRemoved
                 } else {
                     Change::None
@@ -355,8 +358,8 @@ impl Cache {
     }
 
     /// A pod was deleted.
-    pub fn delete_pod(&mut self, pod: &Pod) -> Change {
-        self.assumed.remove(&key(pod));
+    pub fn delete_pod(&mut self, pod: &ObjectMeta) -> Change {
+        self.assumed.remove(&meta_key(pod));
         if self.unplace(pod) {
             Change::PodRemoved
         } else {
@@ -374,17 +377,13 @@ impl Cache {
         self.waiting.clear();
         self.placed.clear();
         let assumed = std::mem::take(&mut self.assumed);
-        let by_key: BTreeMap<String, &Arc<PodInfo>> = pods.iter().map(|p| (key(p), p)).collect();
+        let by_key: BTreeMap<String, &Arc<PodInfo>> = pods.iter().map(|p| (key(&**p), p)).collect();
         for pod in pods {
             self.apply_pod(pod.clone());
         }
         for (k, node) in assumed {
             if let Some(pod) = by_key.get(&k)
-                && pod
-                    .spec
-                    .as_ref()
-                    .and_then(|s| s.node_name.as_deref())
-                    .is_none_or(str::is_empty)
+                && pod.node_name.is_none()
             {
                 self.assume(pod, &node);
             }
@@ -434,16 +433,22 @@ mod tests {
     }
 
     #[test]
-    fn a_bound_pod_keeps_its_requests_and_what_plugins_read_not_its_containers() {
+    fn a_bound_pod_keeps_its_requests_and_what_plugins_read_not_the_pod() {
         let bound = pod("a", Some("node-1"), "Running");
         assert_eq!(bound.requests.get("cpu"), Some(&1000));
-        let spec = bound.spec.as_ref().unwrap();
-        assert!(spec.containers.is_empty());
-        assert_eq!(spec.node_name.as_deref(), Some("node-1"));
+        assert!(bound.pod().is_none());
+        assert_eq!(bound.node_name.as_deref(), Some("node-1"));
+        assert_eq!(bound.phase.as_deref(), Some("Running"));
         assert_eq!(bound.metadata.name.as_deref(), Some("a"));
         // A pending pod keeps its containers: the filters read them.
         let pending = pod("b", None, "Pending");
-        assert_eq!(pending.spec.as_ref().unwrap().containers.len(), 1);
+        let spec = pending.pod().unwrap().spec.as_ref().unwrap();
+        assert_eq!(spec.containers.len(), 1);
+        // Assumed on a node, it is counted there as a bound pod is.
+        let assumed = pending.on_node("node-2");
+        assert!(assumed.pod().is_none());
+        assert_eq!(assumed.node_name.as_deref(), Some("node-2"));
+        assert_eq!(assumed.requests.get("cpu"), Some(&1000));
     }
 
     #[test]
@@ -477,7 +482,7 @@ mod tests {
         let c = pod("c", None, "Pending");
         cache.assume(&c, "node-1");
         assert_eq!(cpu(&cache)[0], ("node-1".into(), 2000, 2));
-        cache.forget(&c);
+        cache.forget(&c.metadata);
         assert_eq!(cpu(&cache)[0], ("node-1".into(), 1000, 1));
         // Finished pods stop counting; deleted ones too.
         assert_eq!(
@@ -485,7 +490,7 @@ mod tests {
             Change::PodRemoved
         );
         assert_eq!(
-            cache.delete_pod(&pod("b", Some("node-2"), "Running")),
+            cache.delete_pod(&pod("b", Some("node-2"), "Running").metadata),
             Change::PodRemoved
         );
         assert_eq!(

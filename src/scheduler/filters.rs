@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Node, Pod, Taint, Toleration};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::cache::PodInfo;
 use crate::apimachinery::quantity;
@@ -69,7 +70,7 @@ impl NodeInfo {
         let (cpu, memory) = pod.non_zero;
         self.non_zero.0 += cpu;
         self.non_zero.1 += memory;
-        if super::interpod::has_affinity(&pod) {
+        if super::interpod::has_affinity(pod.affinity.as_deref()) {
             self.pods_with_affinity += 1;
         }
         self.pods.push(pod);
@@ -77,8 +78,8 @@ impl NodeInfo {
 
     /// Stops counting the pod with this uid (or namespace/name when it has none); whether it was
     /// here.
-    pub fn remove_pod(&mut self, pod: &Pod) -> bool {
-        let Some(i) = self.pods.iter().position(|p| same_pod(p, pod)) else {
+    pub fn remove_pod(&mut self, pod: &ObjectMeta) -> bool {
+        let Some(i) = self.pods.iter().position(|p| same_pod(&p.metadata, pod)) else {
             return false;
         };
         let gone = self.pods.swap_remove(i);
@@ -88,7 +89,7 @@ impl NodeInfo {
         let (cpu, memory) = gone.non_zero;
         self.non_zero.0 -= cpu;
         self.non_zero.1 -= memory;
-        if super::interpod::has_affinity(&gone) {
+        if super::interpod::has_affinity(gone.affinity.as_deref()) {
             self.pods_with_affinity -= 1;
         }
         true
@@ -96,10 +97,10 @@ impl NodeInfo {
 }
 
 /// Whether two objects are the same pod: same uid, or same namespace and name without uids.
-pub fn same_pod(a: &Pod, b: &Pod) -> bool {
-    match (a.metadata.uid.as_deref(), b.metadata.uid.as_deref()) {
+pub fn same_pod(a: &ObjectMeta, b: &ObjectMeta) -> bool {
+    match (a.uid.as_deref(), b.uid.as_deref()) {
         (Some(x), Some(y)) => x == y,
-        _ => a.metadata.namespace == b.metadata.namespace && a.metadata.name == b.metadata.name,
+        _ => a.namespace == b.namespace && a.name == b.name,
     }
 }
 

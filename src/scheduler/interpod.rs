@@ -16,8 +16,10 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use k8s_openapi::api::core::v1::{Pod, PodAffinityTerm};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
+use k8s_openapi::api::core::v1::{Affinity, Pod, PodAffinityTerm};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+    LabelSelector, LabelSelectorRequirement, ObjectMeta,
+};
 
 use super::filters::{Filter, NodeInfo};
 use super::scores;
@@ -49,14 +51,14 @@ struct Term {
 }
 
 impl Term {
-    fn new(owner: &Pod, t: &PodAffinityTerm, weight: i64) -> Self {
+    fn new(owner: &ObjectMeta, t: &PodAffinityTerm, weight: i64) -> Self {
         let mut namespaces: HashSet<String> = t.namespaces.iter().flatten().cloned().collect();
         if namespaces.is_empty() && t.namespace_selector.is_none() {
-            namespaces.insert(owner.metadata.namespace.clone().unwrap_or_default());
+            namespaces.insert(owner.namespace.clone().unwrap_or_default());
         }
         let mut selector = t.label_selector.clone();
         let empty = BTreeMap::new();
-        let owner_labels = owner.metadata.labels.as_ref().unwrap_or(&empty);
+        let owner_labels = owner.labels.as_ref().unwrap_or(&empty);
         if let Some(s) = selector.as_mut() {
             for (keys, operator) in [
                 (&t.match_label_keys, "In"),
@@ -84,8 +86,8 @@ impl Term {
         }
     }
 
-    fn matches(&self, pod: &Pod, ns_labels: NamespaceLabels<'_>) -> bool {
-        let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
+    fn matches(&self, pod: &ObjectMeta, ns_labels: NamespaceLabels<'_>) -> bool {
+        let namespace = pod.namespace.as_deref().unwrap_or_default();
         let in_namespace = self.namespaces.contains(namespace)
             || self
                 .namespace_selector
@@ -96,7 +98,7 @@ impl Term {
             && self
                 .selector
                 .as_ref()
-                .is_some_and(|s| labels::matches(s, pod.metadata.labels.as_ref().unwrap_or(&empty)))
+                .is_some_and(|s| labels::matches(s, pod.labels.as_ref().unwrap_or(&empty)))
     }
 }
 
@@ -110,8 +112,8 @@ struct Terms {
     preferred_anti: Vec<Term>,
 }
 
-fn terms(pod: &Pod) -> Terms {
-    let Some(affinity) = pod.spec.as_ref().and_then(|s| s.affinity.as_ref()) else {
+fn terms(pod: &ObjectMeta, affinity: Option<&Affinity>) -> Terms {
+    let Some(affinity) = affinity else {
         return Terms::default();
     };
     let required = |terms: Option<&Vec<PodAffinityTerm>>| -> Vec<Term> {
@@ -153,12 +155,14 @@ fn terms(pod: &Pod) -> Terms {
     }
 }
 
+/// `spec.affinity` of a pod.
+pub fn affinity_of(pod: &Pod) -> Option<&Affinity> {
+    pod.spec.as_ref().and_then(|s| s.affinity.as_ref())
+}
+
 /// Whether a pod declares any pod affinity or anti-affinity (the cache counts these per node).
-pub fn has_affinity(pod: &Pod) -> bool {
-    pod.spec
-        .as_ref()
-        .and_then(|s| s.affinity.as_ref())
-        .is_some_and(|a| a.pod_affinity.is_some() || a.pod_anti_affinity.is_some())
+pub fn has_affinity(affinity: Option<&Affinity>) -> bool {
+    affinity.is_some_and(|a| a.pod_affinity.is_some() || a.pod_anti_affinity.is_some())
 }
 
 type Pair = (String, String);
@@ -186,12 +190,16 @@ impl FilterState {
     /// Counts matching pods per domain; `None` when there is nothing to check (the pod has no
     /// required terms and no existing pod's anti-affinity matches it).
     pub fn new(pod: &Pod, nodes: &[NodeInfo], ns_labels: NamespaceLabels<'_>) -> Option<Self> {
-        let own = terms(pod);
+        let own = terms(&pod.metadata, affinity_of(pod));
         let mut existing_anti = HashMap::new();
         for node in nodes.iter().filter(|n| n.pods_with_affinity > 0) {
-            for other in node.pods.iter().filter(|p| has_affinity(p)) {
-                for term in terms(other).anti {
-                    if term.matches(pod, ns_labels)
+            for other in node
+                .pods
+                .iter()
+                .filter(|p| has_affinity(p.affinity.as_deref()))
+            {
+                for term in terms(&other.metadata, other.affinity.as_deref()).anti {
+                    if term.matches(&pod.metadata, ns_labels)
                         && let Some(p) = pair(node, &term.topology_key)
                     {
                         *existing_anti.entry(p).or_insert(0) += 1;
@@ -212,7 +220,7 @@ impl FilterState {
                         (&own.anti, &mut anti_counts),
                     ] {
                         for term in list {
-                            if term.matches(other, ns_labels)
+                            if term.matches(&other.metadata, ns_labels)
                                 && let Some(p) = pair(node, &term.topology_key)
                             {
                                 *counts.entry(p).or_insert(0) += 1;
@@ -222,7 +230,10 @@ impl FilterState {
                 }
             }
         }
-        let matches_own_terms = own.affinity.iter().all(|t| t.matches(pod, ns_labels));
+        let matches_own_terms = own
+            .affinity
+            .iter()
+            .all(|t| t.matches(&pod.metadata, ns_labels));
         Some(FilterState {
             affinity: own.affinity,
             anti: own.anti,
@@ -277,10 +288,10 @@ impl ScoreState {
     /// `None` when nothing scores (no preferred terms on the pod and none on existing pods that
     /// match it).
     pub fn new(pod: &Pod, nodes: &[NodeInfo], ns_labels: NamespaceLabels<'_>) -> Option<Self> {
-        let own = terms(pod);
+        let own = terms(&pod.metadata, affinity_of(pod));
         let has_constraints = !own.preferred.is_empty() || !own.preferred_anti.is_empty();
         let mut topology_score: HashMap<Pair, i64> = HashMap::new();
-        let mut add = |term: &Term, target: &Pod, node: &NodeInfo, weight: i64| {
+        let mut add = |term: &Term, target: &ObjectMeta, node: &NodeInfo, weight: i64| {
             if term.matches(target, ns_labels)
                 && let Some(p) = pair(node, &term.topology_key)
             {
@@ -292,27 +303,27 @@ impl ScoreState {
                 continue;
             }
             for existing in &node.pods {
-                let theirs = if has_affinity(existing) {
-                    terms(existing)
+                let theirs = if has_affinity(existing.affinity.as_deref()) {
+                    terms(&existing.metadata, existing.affinity.as_deref())
                 } else if has_constraints {
                     Terms::default()
                 } else {
                     continue;
                 };
                 for t in &own.preferred {
-                    add(t, existing, node, t.weight);
+                    add(t, &existing.metadata, node, t.weight);
                 }
                 for t in &own.preferred_anti {
-                    add(t, existing, node, -t.weight);
+                    add(t, &existing.metadata, node, -t.weight);
                 }
                 for t in &theirs.affinity {
-                    add(t, pod, node, HARD_POD_AFFINITY_WEIGHT);
+                    add(t, &pod.metadata, node, HARD_POD_AFFINITY_WEIGHT);
                 }
                 for t in &theirs.preferred {
-                    add(t, pod, node, t.weight);
+                    add(t, &pod.metadata, node, t.weight);
                 }
                 for t in &theirs.preferred_anti {
-                    add(t, pod, node, -t.weight);
+                    add(t, &pod.metadata, node, -t.weight);
                 }
             }
         }

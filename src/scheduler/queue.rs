@@ -16,7 +16,7 @@ use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use tokio::time::Instant;
 
 use super::cache::PodInfo;
@@ -29,11 +29,16 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(10);
 pub const MAX_UNSCHEDULABLE: Duration = Duration::from_secs(5 * 60);
 
 /// A pod's queue key, `namespace/name`.
-pub fn key(pod: &Pod) -> String {
+pub fn key(pod: &impl kube::Resource) -> String {
+    meta_key(pod.meta())
+}
+
+/// [`key`] of the object with this metadata.
+pub fn meta_key(meta: &ObjectMeta) -> String {
     format!(
         "{}/{}",
-        pod.metadata.namespace.as_deref().unwrap_or_default(),
-        pod.metadata.name.as_deref().unwrap_or_default()
+        meta.namespace.as_deref().unwrap_or_default(),
+        meta.name.as_deref().unwrap_or_default()
     )
 }
 
@@ -67,7 +72,7 @@ impl QueuedPod {
     }
 
     fn priority(&self) -> i32 {
-        self.pod.spec.as_ref().and_then(|s| s.priority).unwrap_or(0)
+        self.pod.priority.unwrap_or(0)
     }
 
     /// How long this pod backs off after its last attempt: 1 s doubling per attempt, at most
@@ -217,7 +222,7 @@ impl SchedulingQueue {
 
     fn push_active(&mut self, queued: QueuedPod) {
         let seq = self.next_seq();
-        let key = key(&queued.pod);
+        let key = key(&*queued.pod);
         self.active.push(ActiveKey {
             priority: queued.priority(),
             timestamp: queued.timestamp,
@@ -235,7 +240,7 @@ impl SchedulingQueue {
 
     fn push_backoff(&mut self, queued: QueuedPod) {
         let seq = self.next_seq();
-        let key = key(&queued.pod);
+        let key = key(&*queued.pod);
         self.backoff
             .push(Reverse((queued.backoff_expiry(), seq, key.clone())));
         self.pods.insert(
@@ -258,7 +263,7 @@ impl SchedulingQueue {
 
     /// A new pending pod: straight to activeQ.
     pub fn add(&mut self, pod: Arc<PodInfo>) {
-        let k = key(&pod);
+        let k = key(&*pod);
         if self.pods.contains_key(&k) || self.in_flight.contains_key(&k) {
             self.update(pod);
             return;
@@ -269,7 +274,7 @@ impl SchedulingQueue {
     /// A pending pod changed: kept where it is with the new object, except that an
     /// unschedulable pod whose spec or labels changed gets another try.
     pub fn update(&mut self, pod: Arc<PodInfo>) {
-        let k = key(&pod);
+        let k = key(&*pod);
         if let Some(flying) = self.in_flight.get_mut(&k) {
             flying.pod = pod;
             return;
@@ -279,7 +284,7 @@ impl SchedulingQueue {
             return;
         };
         // Status-only changes (our own PodScheduled=False, say) do not make a pod schedulable.
-        let changed = entry.queued.pod.spec != pod.spec
+        let changed = entry.queued.pod.pod().map(|p| &p.spec) != pod.pod().map(|p| &p.spec)
             || entry.queued.pod.metadata.labels != pod.metadata.labels;
         entry.queued.pod = pod;
         if changed

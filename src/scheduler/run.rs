@@ -136,6 +136,11 @@ fn needs_scheduling(pod: &Pod) -> bool {
         && !matches!(phase, Some("Succeeded" | "Failed"))
 }
 
+/// Whether the scheduler has `pod` to schedule.
+fn waits(pod: &PodInfo) -> bool {
+    pod.pod().is_some_and(|p| needs_scheduling(p))
+}
+
 /// Filters and scores `pod` against the view's nodes, starting at node `start` (round robin, as
 /// upstream, so samples move over the cluster). Returns the decision and where the next pod
 /// starts.
@@ -447,8 +452,8 @@ impl Loop {
                 let pod = store
                     .get(&ObjectRef::from_obj(&pod))
                     .unwrap_or_else(|| Arc::new(pod));
-                let k = key(&pod);
-                if needs_scheduling(&pod) {
+                let k = key(&*pod);
+                if waits(&pod) {
                     if !self.cache.is_assumed(&k) {
                         self.queue.add(pod.clone());
                     }
@@ -462,15 +467,15 @@ impl Loop {
                 let k = key(&pod);
                 self.queue.delete(&k);
                 self.reported.remove(&k);
-                let change = self.cache.delete_pod(&pod);
+                let change = self.cache.delete_pod(&pod.metadata);
                 self.changed(change);
             }
             watcher::Event::InitDone => {
                 let all = store.state();
                 self.cache.reset_pods(&all);
                 for pod in all {
-                    let k = key(&pod);
-                    if needs_scheduling(&pod) && !self.cache.is_assumed(&k) {
+                    let k = key(&*pod);
+                    if waits(&pod) && !self.cache.is_assumed(&k) {
                         self.queue.add(pod);
                     }
                 }
@@ -493,12 +498,12 @@ impl Loop {
     }
 
     fn on_bound(&mut self, result: Bound) {
-        let k = key(&result.pod);
+        let k = key(&*result.pod);
         if result.ok {
             self.queue.done(&k);
             self.reported.remove(&k);
         } else {
-            self.cache.forget(&result.pod);
+            self.cache.forget(&result.pod.metadata);
             self.queue.requeue(&k, Failure::Error);
         }
     }
@@ -541,12 +546,12 @@ impl Loop {
         let Some(queued) = self.queue.pop() else {
             return;
         };
-        let pod = queued.pod.clone();
-        let k = key(&pod);
-        if !needs_scheduling(&pod) {
+        let info = queued.pod.clone();
+        let k = key(&*info);
+        let Some(pod) = info.pod().filter(|p| needs_scheduling(p)).cloned() else {
             self.queue.done(&k);
             return;
-        }
+        };
         let namespaces = self.namespaces.clone();
         let namespace_labels = move |name: &str| {
             namespaces
@@ -595,7 +600,7 @@ impl Loop {
         self.flow.emit(event);
         match decision.chosen.clone() {
             Some(node) => {
-                self.cache.assume(&pod, &node);
+                self.cache.assume(&info, &node);
                 let binder = self.binder();
                 let bound = self.bound.clone();
                 let detail = format!(
@@ -611,7 +616,7 @@ impl Loop {
                             false
                         }
                     };
-                    let _ = bound.send(Bound { pod, ok });
+                    let _ = bound.send(Bound { pod: info, ok });
                 });
             }
             None => {

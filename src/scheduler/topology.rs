@@ -16,7 +16,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use k8s_openapi::api::apps::v1::{ReplicaSet, StatefulSet};
 use k8s_openapi::api::core::v1::{Pod, Service};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+    LabelSelector, LabelSelectorRequirement, ObjectMeta,
+};
 
 use super::filters::{self, Filter, NodeInfo};
 use super::{affinity, scores};
@@ -54,18 +56,18 @@ pub struct Constraint {
 }
 
 impl Constraint {
-    fn counts_pod(&self, namespace: &str, pod: &Pod) -> bool {
-        pod.metadata.namespace.as_deref().unwrap_or_default() == namespace
-            && pod.metadata.deletion_timestamp.is_none()
+    fn counts_pod(&self, namespace: &str, pod: &ObjectMeta) -> bool {
+        pod.namespace.as_deref().unwrap_or_default() == namespace
+            && pod.deletion_timestamp.is_none()
             && self.selector.as_ref().is_some_and(|s| {
-                labels::matches(s, pod.metadata.labels.as_ref().unwrap_or(&BTreeMap::new()))
+                labels::matches(s, pod.labels.as_ref().unwrap_or(&BTreeMap::new()))
             })
     }
 
     fn matching_on(&self, namespace: &str, node: &NodeInfo) -> i64 {
         node.pods
             .iter()
-            .filter(|p| self.counts_pod(namespace, p))
+            .filter(|p| self.counts_pod(namespace, &p.metadata))
             .count() as i64
     }
 

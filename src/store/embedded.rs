@@ -65,8 +65,8 @@ pub struct EmbeddedOptions {
 impl Default for EmbeddedOptions {
     fn default() -> Self {
         EmbeddedOptions {
-            history_memory_bytes: 16 << 20,
-            page_cache_bytes: 16 << 20,
+            history_memory_bytes: 8 << 20,
+            page_cache_bytes: 8 << 20,
         }
     }
 }
@@ -722,7 +722,8 @@ impl Cursor {
                             return Some(Err(Error::Closed));
                         }
                     } else {
-                        self.pending.extend(events);
+                        // Sized to this batch, not kept at the largest catch-up's size.
+                        self.pending = events.into_iter().collect();
                     }
                 }
                 Err(error) => {
