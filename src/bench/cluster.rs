@@ -159,6 +159,7 @@ pub async fn run_cluster_bench(options: &ClusterBenchOptions) -> Result<ClusterR
         .arg("--state-dir")
         .arg(dir.path())
         .args(["up", "--headless", "--port", "0", "--no-kubeconfig-merge"])
+        .args(["--ingress-port", "0", "--ingress-https-port", "0"])
         .args(["--runtime", "sim", "--nodes", &nodes.to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())

@@ -158,6 +158,7 @@ pub async fn run_pod_bench(options: &PodBenchOptions) -> Result<PodReport, Strin
         .arg(dir.path())
         .args(["--name", "bench"])
         .args(["up", "--headless", "--port", "0", "--no-kubeconfig-merge"])
+        .args(["--ingress-port", "0", "--ingress-https-port", "0"])
         .args(["--runtime", &options.runtime, "--nodes", "1"])
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())

@@ -635,6 +635,7 @@ async fn cpu(options: &TuiBenchOptions) -> Result<Cpu, String> {
         .arg("--state-dir")
         .arg(dir.path())
         .args(["up", "--headless", "--port", "0", "--no-kubeconfig-merge"])
+        .args(["--ingress-port", "0", "--ingress-https-port", "0"])
         .args(["--runtime", "sim", "--nodes", &nodes.to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -170,6 +170,7 @@ fn up_without_root_says_to_use_sudo_or_the_simulated_runtime() {
         .arg("--state-dir")
         .arg(dir.path().join("state"))
         .args(["up", "--headless", "--port", "0", "--no-kubeconfig-merge"])
+        .args(["--ingress-port", "0", "--ingress-https-port", "0"])
         .env("HOME", dir.path())
         .output()
         .expect("run setpriv");

@@ -462,7 +462,7 @@ fn orrery_up_shows_a_deployment_hop_by_hop_and_steps_through_one() {
         60,
         &orrery_then_report(
             dir.path(),
-            "up --runtime sim --nodes 2 --port 0 --no-kubeconfig-merge",
+            "up --runtime sim --nodes 2 --port 0 --no-kubeconfig-merge --ingress-port 0 --ingress-https-port 0",
         ),
     );
     wait_ready(dir.path(), 2);

@@ -551,6 +551,10 @@ fn up(state_dir: &Path, log: &Path) -> Child {
             "--nodes",
             "0",
             "--no-kubeconfig-merge",
+            "--ingress-port",
+            "0",
+            "--ingress-https-port",
+            "0",
         ])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())

@@ -655,6 +655,7 @@ fn orrery_up_without_a_terminal_runs_headless() {
         .arg("--state-dir")
         .arg(dir.path())
         .args(["up", "--port", "0", "--nodes", "0", "--no-kubeconfig-merge"])
+        .args(["--ingress-port", "0", "--ingress-https-port", "0"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -766,7 +767,8 @@ fn the_dashboard_takes_the_terminal_and_gives_it_back() {
     let orrery = env!("CARGO_BIN_EXE_orrery");
     let state = dir.path().display().to_string();
     let up = format!(
-        "{orrery} --state-dir {state} up --runtime sim --nodes 1 --port 0 --no-kubeconfig-merge; \
+        "{orrery} --state-dir {state} up --runtime sim --nodes 1 --port 0 --no-kubeconfig-merge \
+         --ingress-port 0 --ingress-https-port 0; \
          echo UP-EXITED $?; sleep 120"
     );
     let Some(tmux) = Tmux::start("up", 80, 24, &up) else {
