@@ -342,6 +342,46 @@ pub fn hog(mib: usize) -> ExitCode {
     pause()
 }
 
+/// How `burn` spreads `millicores` of CPU: how many threads, and how long each is busy in
+/// every [`BURN_PERIOD`] (the CFS period, so a CPU limit throttles it as it would any program).
+/// `1500m` is two threads each busy 75 ms of every 100 ms.
+pub fn burn_plan(millicores: u64) -> (u64, std::time::Duration) {
+    let threads = millicores.div_ceil(1000);
+    if threads == 0 {
+        return (0, std::time::Duration::ZERO);
+    }
+    let per_thread = millicores as f64 / threads as f64 / 1000.0;
+    (threads, BURN_PERIOD.mul_f64(per_thread))
+}
+
+/// The period `burn` works and rests in.
+pub const BURN_PERIOD: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// The most CPU `burn` takes on (1,024 cores).
+pub const BURN_MAX_MILLICORES: u64 = 1_024_000;
+
+/// `orrery burn <millicores>`: uses that much CPU (`400` millicores: 40% of one core), busy and
+/// resting in turn in every [`BURN_PERIOD`], until stopped (load for `kubectl top` and a
+/// HorizontalPodAutoscaler).
+#[allow(clippy::disallowed_methods)] // plain threads of a program of its own, no tokio runtime
+pub fn burn(millicores: u64) -> ExitCode {
+    let (threads, busy) = burn_plan(millicores);
+    for _ in 0..threads {
+        std::thread::spawn(move || {
+            loop {
+                let began = std::time::Instant::now();
+                let mut spins = 0u64;
+                while began.elapsed() < busy {
+                    spins = std::hint::black_box(spins.wrapping_add(1));
+                }
+                std::thread::sleep(BURN_PERIOD.saturating_sub(began.elapsed()));
+            }
+        });
+    }
+    println!("burn: using {millicores}m of CPU in {threads} thread(s); waiting");
+    pause()
+}
+
 /// `orrery pause`: what the pause container does. Sleeps until SIGINT or SIGTERM (then exits
 /// 0), reaping every child that ends meanwhile (in a shared PID namespace it is init).
 pub fn pause() -> ExitCode {
@@ -384,6 +424,18 @@ fn reap_children() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn burn_spreads_its_share_over_one_thread_per_started_core() {
+        let ms = std::time::Duration::from_millis;
+        assert_eq!(burn_plan(0), (0, ms(0)));
+        assert_eq!(burn_plan(400), (1, ms(40)));
+        assert_eq!(burn_plan(1000), (1, ms(100)));
+        assert_eq!(burn_plan(1500), (2, ms(75)));
+        assert_eq!(burn_plan(2000), (2, ms(100)));
+        let (threads, busy) = burn_plan(250);
+        assert_eq!((threads, busy), (1, ms(25)));
+    }
 
     #[test]
     fn write_makes_the_directory_and_the_file() {

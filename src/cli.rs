@@ -96,6 +96,12 @@ enum Command {
     /// In the built-in images: allocate and hold this many MiB.
     #[command(hide = true)]
     Hog { mib: usize },
+    /// In the built-in images: use this much CPU (`400m`, `1.5`) until stopped.
+    #[command(hide = true)]
+    Burn {
+        #[arg(allow_hyphen_values = true)]
+        cpu: String,
+    },
     /// In the built-in images: GET an http:// URL (by name, through the pod's DNS) and print
     /// the answer, `count` times.
     #[command(hide = true)]
@@ -454,6 +460,19 @@ pub fn main() -> ExitCode {
         Command::Exit { code, message } => return crate::apps::exit(code, &message),
         Command::Write { path, text } => return crate::apps::write(&path, &text),
         Command::Hog { mib } => return crate::apps::hog(mib),
+        Command::Burn { cpu } => {
+            return match crate::apimachinery::quantity::cpu_millis(&cpu) {
+                Ok(m) if (0..=crate::apps::BURN_MAX_MILLICORES as i64).contains(&m) => {
+                    crate::apps::burn(m as u64)
+                }
+                _ => {
+                    eprintln!(
+                        "burn: {cpu:?} is not a CPU quantity from 0 to 1024 cores (such as 400m or 1.5)"
+                    );
+                    ExitCode::from(2)
+                }
+            };
+        }
         Command::Fetch { url, count } => return crate::apps::fetch(&url, count),
         _ => {}
     }
@@ -639,6 +658,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         | Command::Exit { .. }
         | Command::Write { .. }
         | Command::Hog { .. }
+        | Command::Burn { .. }
         | Command::Fetch { .. } => Ok(()),
         Command::Bench(BenchCommand::Store(options)) => {
             let report = bench::run_store_bench(&options)

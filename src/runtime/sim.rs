@@ -12,7 +12,8 @@
 //!   `echo <text>` logs the text and exits 0; `true` exits 0; `false` exits 1.
 //! - `/orrery <tool> ...` (the built-in images' tools, see `apps`) runs as `<tool> ...`:
 //!   `sleep` and `exit` as above, `write` exits 0 at once (the simulation has no files);
-//!   `hello`, `pause` and `hog` run until stopped (the simulation has no memory to exhaust),
+//!   `hello`, `pause`, `hog` and `burn` run until stopped (the simulation has no memory to
+//!   exhaust and no CPU to use),
 //!   `fetch` exits 1 (no packet leaves a simulated pod).
 //! - No command at all runs the image's entrypoint: the built-in `orrery/hello` runs `/orrery
 //!   hello` (with the container's `args`), `orrery/pause` runs `/orrery pause`; any other
@@ -156,7 +157,7 @@ fn tool(words: &[&str]) -> Vec<Step> {
         // `orrery write <file> <text>`: done at once.
         Some("write") => vec![Step::Status(0)],
         Some("hello") => vec![Step::Serve(Server::Hello)],
-        Some("pause" | "hog") | None => vec![Step::Forever],
+        Some("pause" | "hog" | "burn") | None => vec![Step::Forever],
         // No packet leaves a simulated pod.
         Some("fetch") => vec![Step::Status(1)],
         Some(_) => statement(words),
@@ -1074,6 +1075,7 @@ mod tests {
             (vec!["/orrery", "hello"], vec![], vec![Serve(Server::Hello)]),
             (vec!["/orrery", "pause"], vec![], vec![Forever]),
             (vec!["/orrery", "hog", "256"], vec![], vec![Forever]),
+            (vec!["/orrery", "burn", "400m"], vec![], vec![Forever]),
             (vec!["/orrery"], vec![], vec![Forever]),
         ] {
             assert_eq!(

@@ -137,6 +137,15 @@ fn bad_input_gets_a_clear_error() {
         String::from_utf8_lossy(&bad_url.stderr)
             .contains("expected `embedded` or `etcd=http://HOST:PORT")
     );
+    // The built-in images' `burn` takes a CPU quantity, and says what it wants otherwise.
+    for bad in ["lots", "-1", "2000"] {
+        let out = orrery(dir.path(), &["burn", bad]);
+        assert_eq!(out.status.code(), Some(2), "{bad:?} is a usage error");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("is not a CPU quantity"),
+            "{bad:?}"
+        );
+    }
     // A cluster's name becomes part of cgroup paths and interface names: no path tricks.
     for bad in ["../..", "Big", "x-", "a/b", ""] {
         let out = orrery(
