@@ -360,9 +360,9 @@ pub const BURN_PERIOD: std::time::Duration = std::time::Duration::from_millis(10
 /// The most CPU `burn` takes on (1,024 cores).
 pub const BURN_MAX_MILLICORES: u64 = 1_024_000;
 
-/// `orrery burn <millicores>`: uses that much CPU (`400` millicores: 40% of one core), busy and
-/// resting in turn in every [`BURN_PERIOD`], until stopped (load for `kubectl top` and a
-/// HorizontalPodAutoscaler).
+/// `orrery burn <cpu>` (the quantity read as millicores by `cli`): uses that much CPU (`400m`:
+/// 40% of one core), busy and resting in turn in every [`BURN_PERIOD`], until stopped (load for
+/// `kubectl top` and a HorizontalPodAutoscaler).
 #[allow(clippy::disallowed_methods)] // plain threads of a program of its own, no tokio runtime
 pub fn burn(millicores: u64) -> ExitCode {
     let (threads, busy) = burn_plan(millicores);
