@@ -13,6 +13,8 @@ const FILES: &[&str] = &[
     "apimachinery/pkg/apis/meta/v1",
     "api/core/v1",
     "api/apps/v1",
+    "api/autoscaling/v1",
+    "api/autoscaling/v2",
     "api/batch/v1",
     "api/coordination/v1",
     "api/discovery/v1",

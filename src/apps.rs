@@ -354,6 +354,14 @@ pub fn burn_plan(millicores: u64) -> (u64, std::time::Duration) {
     (threads, BURN_PERIOD.mul_f64(per_thread))
 }
 
+/// `burn`'s argument as millicores: a CPU quantity from 0 to [`BURN_MAX_MILLICORES`].
+pub fn burn_millicores(cpu: &str) -> Option<u64> {
+    crate::apimachinery::quantity::cpu_millis(cpu)
+        .ok()
+        .filter(|m| (0..=BURN_MAX_MILLICORES as i64).contains(m))
+        .map(|m| m as u64)
+}
+
 /// The period `burn` works and rests in.
 pub const BURN_PERIOD: std::time::Duration = std::time::Duration::from_millis(100);
 

@@ -190,6 +190,14 @@ struct UpArgs {
     /// marks it Ready=Unknown and taints it `node.kubernetes.io/unreachable`.
     #[arg(long, default_value = "40s", value_parser = parse_duration)]
     node_monitor_grace_period: std::time::Duration,
+    /// How often the metrics server reads the kubelets (metrics-server's
+    /// `--metric-resolution`): the freshness of `kubectl top` and of what autoscalers see.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    metrics_resolution: std::time::Duration,
+    /// How often the HorizontalPodAutoscaler controller looks at every HPA
+    /// (kube-controller-manager's flag of the same name).
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    horizontal_pod_autoscaler_sync_period: std::time::Duration,
     /// How long new pods tolerate the `node.kubernetes.io/not-ready` NoExecute taint.
     #[arg(long, default_value_t = 300)]
     default_not_ready_toleration_seconds: u32,
@@ -341,6 +349,9 @@ enum BenchCommand {
     Cluster(bench::ClusterBenchOptions),
     /// Measure the scheduler: pods scheduled per second over many nodes.
     Scheduler(bench::SchedulerBenchOptions),
+    /// Measure the metrics pipeline (CPU and memory of scraping and serving with many pods)
+    /// and the time from a load change to the HPA's scale.
+    Metrics(bench::MetricsBenchOptions),
     /// Measure pod start latency (p50, p99) next to a raw libcontainer start, and a
     /// Deployment's time to all Running.
     Pods(bench::PodBenchOptions),
@@ -461,11 +472,9 @@ pub fn main() -> ExitCode {
         Command::Write { path, text } => return crate::apps::write(&path, &text),
         Command::Hog { mib } => return crate::apps::hog(mib),
         Command::Burn { cpu } => {
-            return match crate::apimachinery::quantity::cpu_millis(&cpu) {
-                Ok(m) if (0..=crate::apps::BURN_MAX_MILLICORES as i64).contains(&m) => {
-                    crate::apps::burn(m as u64)
-                }
-                _ => {
+            return match crate::apps::burn_millicores(&cpu) {
+                Some(m) => crate::apps::burn(m),
+                None => {
                     eprintln!(
                         "burn: {cpu:?} is not a CPU quantity from 0 to 1024 cores (such as 400m or 1.5)"
                     );
@@ -547,6 +556,8 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 node_memory: args.node_memory,
                 node_lease_duration_seconds: args.node_lease_duration_seconds,
                 node_monitor_grace_period: args.node_monitor_grace_period,
+                metrics_resolution: args.metrics_resolution,
+                horizontal_pod_autoscaler_sync_period: args.horizontal_pod_autoscaler_sync_period,
                 default_not_ready_toleration_seconds: args.default_not_ready_toleration_seconds,
                 default_unreachable_toleration_seconds: args.default_unreachable_toleration_seconds,
                 runtime: crate::cluster::RuntimeChoice::resolve(
@@ -662,6 +673,13 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         | Command::Fetch { .. } => Ok(()),
         Command::Bench(BenchCommand::Store(options)) => {
             let report = bench::run_store_bench(&options)
+                .await
+                .map_err(CliError::Bench)?;
+            print!("{report}");
+            Ok(())
+        }
+        Command::Bench(BenchCommand::Metrics(options)) => {
+            let report = bench::run_metrics_bench(&options)
                 .await
                 .map_err(CliError::Bench)?;
             print!("{report}");

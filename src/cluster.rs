@@ -64,6 +64,11 @@ pub struct UpOptions {
     pub node_lease_duration_seconds: u32,
     /// The node lifecycle controller's `--node-monitor-grace-period`.
     pub node_monitor_grace_period: Duration,
+    /// How often the metrics server reads the kubelets (`--metrics-resolution`).
+    pub metrics_resolution: Duration,
+    /// How often the HPA controller looks at every HPA
+    /// (`--horizontal-pod-autoscaler-sync-period`).
+    pub horizontal_pod_autoscaler_sync_period: Duration,
     /// The API server's `--default-not-ready-toleration-seconds`.
     pub default_not_ready_toleration_seconds: u32,
     /// The API server's `--default-unreachable-toleration-seconds`.
@@ -251,6 +256,23 @@ where
                 crate::servicelb::ServiceLbConfig::default(),
             );
             vec![tokio::spawn(lb.run())]
+        }
+    });
+    // The metrics server (what k3s ships), whose data the API server serves as
+    // metrics.k8s.io.
+    let scraped = Arc::new(crate::metrics_server::Scraped::default());
+    api.set_metrics(scraped.clone());
+    supervisor.add(crate::metrics_server::COMPONENT, Role::Component, {
+        let (api, flow) = (api.clone(), flow.clone());
+        let resolution = options.metrics_resolution;
+        move || {
+            let server = crate::metrics_server::MetricsServer::new(
+                api.client(crate::metrics_server::COMPONENT),
+                flow.clone(),
+                resolution,
+                scraped.clone(),
+            );
+            vec![tokio::spawn(server.run())]
         }
     });
     // The dynamic provisioner (what rancher's local-path provisioner is to kind), with the
@@ -839,6 +861,12 @@ fn controller_manager(
             controllers::disruption::DisruptionController::new(&ctx)
                 .run()
                 .boxed(),
+            controllers::podautoscaler::HorizontalController::new(
+                &ctx,
+                options.horizontal_pod_autoscaler_sync_period,
+            )
+            .run()
+            .boxed(),
             controllers::persistentvolume::PersistentVolumeController::new(&ctx)
                 .run()
                 .boxed(),

@@ -40,6 +40,7 @@ pub async fn record(
         "ReplicaSet" | "Deployment" | "DaemonSet" | "StatefulSet" => "apps/v1",
         "Job" | "CronJob" => "batch/v1",
         "PodDisruptionBudget" => "policy/v1",
+        "HorizontalPodAutoscaler" => "autoscaling/v2",
         _ => "v1",
     };
     // Events about cluster-scoped objects (Nodes, PersistentVolumes) live in `default`.

@@ -36,6 +36,7 @@ pub mod images;
 pub mod informers;
 pub mod ingress;
 pub mod kubelet;
+pub mod metrics_server;
 pub mod pki;
 pub mod provisioner;
 pub mod proxy;

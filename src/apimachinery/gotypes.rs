@@ -414,3 +414,57 @@ mod tests {
         );
     }
 }
+
+/// A duration as Go's `time.Duration.String` writes it, which is how `metav1.Duration` goes on
+/// the wire (`15.012s`, `1m30s`, `1h0m0s`, `500ms`, `0s`).
+pub fn go_duration(d: std::time::Duration) -> String {
+    let nanos = d.as_nanos();
+    if nanos == 0 {
+        return "0s".into();
+    }
+    let trimmed = |whole: u128, frac: u128, digits: usize| {
+        let frac = format!("{frac:0digits$}");
+        let frac = frac.trim_end_matches('0');
+        if frac.is_empty() {
+            whole.to_string()
+        } else {
+            format!("{whole}.{frac}")
+        }
+    };
+    if nanos < 1_000 {
+        return format!("{nanos}ns");
+    }
+    if nanos < 1_000_000 {
+        return format!("{}µs", trimmed(nanos / 1_000, nanos % 1_000, 3));
+    }
+    if nanos < 1_000_000_000 {
+        return format!("{}ms", trimmed(nanos / 1_000_000, nanos % 1_000_000, 6));
+    }
+    let secs = nanos / 1_000_000_000;
+    let seconds = format!("{}s", trimmed(secs % 60, nanos % 1_000_000_000, 9));
+    match (secs / 3600, secs / 60 % 60) {
+        (0, 0) => seconds,
+        (0, m) => format!("{m}m{seconds}"),
+        (h, m) => format!("{h}h{m}m{seconds}"),
+    }
+}
+
+#[cfg(test)]
+mod duration_tests {
+    use std::time::Duration;
+
+    #[test]
+    fn durations_read_as_gos() {
+        for (d, text) in [
+            (Duration::ZERO, "0s"),
+            (Duration::from_millis(15_012), "15.012s"),
+            (Duration::from_secs(90), "1m30s"),
+            (Duration::from_secs(3600), "1h0m0s"),
+            (Duration::from_millis(500), "500ms"),
+            (Duration::from_micros(1500), "1.5ms"),
+            (Duration::from_secs(20), "20s"),
+        ] {
+            assert_eq!(super::go_duration(d), text);
+        }
+    }
+}

@@ -4,6 +4,7 @@
 //! ([`gotypes`]), and how objects are written on the wire as Go's `encoding/json` writes them
 //! ([`wire`]), label selectors and the well-known labels ([`labels`]), resource quantities ([`quantity`]), pod readiness and ownership as every controller reads them ([`pods`]), readiness and load-balancer addresses as every Service reader reads them ([`services`]), the storage API's well-known annotations and finalizers ([`storage`]), and the Kubernetes version Orrery is ([`KUBERNETES_VERSION`]). Nothing here knows of any component; every component may import it.
 
+pub mod autoscaling;
 pub mod bytes;
 pub mod cron;
 pub mod disruption;
@@ -14,6 +15,7 @@ pub mod pods;
 pub mod quantity;
 pub mod services;
 pub mod storage;
+pub mod summary;
 pub mod wire;
 
 /// The Kubernetes version Orrery reports: the API server's `/version`, the kubelets'

@@ -41,7 +41,43 @@ pub fn parse_milli(text: &str) -> Result<i128, QuantityError> {
         s if s.starts_with(['e', 'E']) => 10f64.powi(s[1..].parse::<i32>().map_err(|_| bad())?),
         _ => return Err(bad()),
     };
-    Ok((value * scale * 1000.0).ceil() as i128)
+    // Rounded up, but not past a whole number that floating point only misses by its error
+    // (`3800m` is 3800.0000000000005 thousandths in f64).
+    let milli = value * scale * 1000.0;
+    let nearest = milli.round();
+    let milli = if (milli - nearest).abs() < 1e-6 * nearest.abs().max(1.0) {
+        nearest
+    } else {
+        milli.ceil()
+    };
+    Ok(milli as i128)
+}
+
+/// A count of billionths (`nanocores`) written as Go's `resource.Quantity` writes a
+/// `DecimalSI` quantity of scale -9 in canonical form: the largest of `n`, `u`, `m` or none that
+/// keeps it whole (`400000000` nanocores is `400m`, `17483094` is `17483094n`, `0` is `0`).
+pub fn format_nano(nanos: u64) -> String {
+    if nanos == 0 {
+        return "0".into();
+    }
+    for (divisor, suffix) in [(1_000_000_000, ""), (1_000_000, "m"), (1_000, "u")] {
+        if nanos.is_multiple_of(divisor) {
+            return format!("{}{suffix}", nanos / divisor);
+        }
+    }
+    format!("{nanos}n")
+}
+
+/// Bytes written as a `BinarySI` quantity in canonical form: the largest power-of-1024 suffix
+/// that keeps it whole (`67108864` is `64Mi`, `13176832` is `12868Ki`, `1000` is `1000`).
+pub fn format_binary(bytes: u64) -> String {
+    let suffixes = ["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"];
+    let (mut value, mut i) = (bytes, 0);
+    while value != 0 && value.is_multiple_of(1024) && i + 1 < suffixes.len() {
+        value /= 1024;
+        i += 1;
+    }
+    format!("{value}{}", suffixes[i])
 }
 
 /// CPU in millicores.
@@ -69,6 +105,26 @@ pub fn amount(resource: &str, text: &str) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn whole_thousandths_are_not_rounded_past() {
+        assert_eq!(cpu_millis("3800m"), Ok(3800));
+        assert_eq!(cpu_millis("0.1"), Ok(100));
+        assert_eq!(cpu_millis("1.0001"), Ok(1001));
+    }
+
+    #[test]
+    fn canonical_forms_are_gos() {
+        assert_eq!(format_nano(400_000_000), "400m");
+        assert_eq!(format_nano(2_000_000_000), "2");
+        assert_eq!(format_nano(17_483_094), "17483094n");
+        assert_eq!(format_nano(5_000), "5u");
+        assert_eq!(format_nano(0), "0");
+        assert_eq!(format_binary(64 << 20), "64Mi");
+        assert_eq!(format_binary(13_176_832), "12868Ki");
+        assert_eq!(format_binary(1000), "1000");
+        assert_eq!(format_binary(0), "0");
+    }
 
     #[test]
     fn quantities() {

@@ -613,6 +613,10 @@ pub(crate) fn validate(resource: &Resource, object: &Value, old: Option<&Value>)
                 &mut causes,
             );
         }
+        ("autoscaling", "HorizontalPodAutoscaler") => {
+            let v2 = resource.stored(object.clone());
+            super::validation::horizontal_pod_autoscaler(&v2, &mut causes);
+        }
         ("batch", "CronJob") => {
             super::validation::cronjob(object, old, &mut causes);
             validate_pod_spec(
@@ -770,6 +774,8 @@ fn validate_update(resource: &Resource, new: &Value, old: &Value, causes: &mut V
                     "terminationGracePeriodSeconds",
                     "nodeName",
                     "schedulingGates",
+                    // Changed through `pods/ephemeralcontainers` alone, checked below.
+                    "ephemeralContainers",
                 ] {
                     if let Some(m) = spec.as_object_mut() {
                         m.remove(field);
@@ -783,8 +789,85 @@ fn validate_update(resource: &Resource, new: &Value, old: &Value, causes: &mut V
                     "pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)",
                 ));
             }
+            validate_ephemeral_containers(&new["spec"], &old["spec"], causes);
         }
         _ => {}
+    }
+}
+
+/// `ValidateEphemeralContainers` and the ephemeral containers update's own checks: each has a
+/// name unique in the pod and an image, sets none of the fields an ephemeral container may not
+/// (ports, probes, lifecycle, resources), targets a container the pod has; the ones already
+/// there stay as they were.
+fn validate_ephemeral_containers(new: &Value, old: &Value, causes: &mut Vec<Cause>) {
+    let list = |spec: &Value| {
+        spec["ephemeralContainers"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    };
+    let (now, before) = (list(new), list(old));
+    for was in &before {
+        let name = was["name"].as_str().unwrap_or_default();
+        match now.iter().find(|c| c["name"] == was["name"]) {
+            None => causes.push(Cause::forbidden(
+                "spec.ephemeralContainers",
+                format!("existing ephemeral containers {name:?} may not be removed"),
+            )),
+            Some(c) if c != was => causes.push(Cause::forbidden(
+                "spec.ephemeralContainers",
+                format!("existing ephemeral containers {name:?} may not be changed"),
+            )),
+            Some(_) => {}
+        }
+    }
+    let mut names: BTreeSet<String> = ["containers", "initContainers"]
+        .iter()
+        .flat_map(|l| new[*l].as_array().cloned().unwrap_or_default())
+        .filter_map(|c| c["name"].as_str().map(str::to_owned))
+        .collect();
+    let regular: BTreeSet<String> = names.clone();
+    for (i, c) in now.iter().enumerate() {
+        let at = format!("spec.ephemeralContainers[{i}]");
+        match c["name"].as_str().filter(|n| !n.is_empty()) {
+            None => causes.push(Cause::required(format!("{at}.name"))),
+            Some(name) if !names.insert(name.to_owned()) => {
+                causes.push(Cause::duplicate(format!("{at}.name"), &json!(name)))
+            }
+            Some(_) => {}
+        }
+        if c["image"].as_str().is_none_or(str::is_empty) {
+            causes.push(Cause::required(format!("{at}.image")));
+        }
+        for field in [
+            "ports",
+            "livenessProbe",
+            "readinessProbe",
+            "startupProbe",
+            "lifecycle",
+            "resources",
+        ] {
+            let set = match &c[field] {
+                Value::Null => false,
+                Value::Array(a) => !a.is_empty(),
+                Value::Object(o) => !o.is_empty(),
+                _ => true,
+            };
+            if set {
+                causes.push(Cause::forbidden(
+                    format!("{at}.{field}"),
+                    "cannot be set for an Ephemeral Container",
+                ));
+            }
+        }
+        if let Some(target) = c["targetContainerName"].as_str()
+            && !regular.contains(target)
+        {
+            causes.push(Cause::not_found(
+                format!("{at}.targetContainerName"),
+                &json!(target),
+            ));
+        }
     }
 }
 
@@ -844,7 +927,7 @@ fn default_pod_spec(spec: &mut Value) {
     if !spec.is_object() {
         *spec = json!({});
     }
-    for list in ["containers", "initContainers"] {
+    for list in ["containers", "initContainers", "ephemeralContainers"] {
         if let Some(items) = spec.get_mut(list).and_then(Value::as_array_mut) {
             items.iter_mut().for_each(default_container);
         }
@@ -1019,6 +1102,12 @@ pub(crate) fn default(resource: &Resource, object: &mut Value) {
                 json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}}),
             );
             default_template(&mut object["spec"]);
+        }
+        ("autoscaling", "HorizontalPodAutoscaler") if resource.version == "v2" => {
+            crate::apimachinery::autoscaling::default_v2(object);
+        }
+        ("autoscaling", "HorizontalPodAutoscaler") => {
+            crate::apimachinery::autoscaling::default_v1(object);
         }
         ("apps", "ReplicaSet") => {
             set_default(object_at(object, "spec"), "replicas", json!(1));

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use super::errors::ApiError;
 use super::json_response;
+use super::metrics;
 use super::path::Route;
 use super::resources::{self, RESOURCES, Resource};
 use crate::apimachinery::KUBERNETES_VERSION;
@@ -91,68 +92,120 @@ fn resource_list(group: &str, version: &str) -> Option<Value> {
         .iter()
         .filter(|r| r.group == group && r.version == version)
         .collect();
-    if served.is_empty() {
-        return None;
-    }
     let group_version = if group.is_empty() {
         version.to_owned()
     } else {
         format!("{group}/{version}")
     };
+    let resources: Vec<Value> = if group_version == metrics::GROUP_VERSION {
+        metrics::RESOURCES
+            .iter()
+            .map(|(plural, singular, kind, namespaced)| {
+                json!({"name": plural, "singularName": singular, "namespaced": namespaced, "kind": kind, "verbs": metrics::VERBS})
+            })
+            .collect()
+    } else if served.is_empty() {
+        return None;
+    } else {
+        served.iter().flat_map(|r| api_resource(r)).collect()
+    };
     Some(json!({
         "kind": "APIResourceList",
         "apiVersion": "v1",
         "groupVersion": group_version,
-        "resources": served.iter().flat_map(|r| api_resource(r)).collect::<Vec<_>>(),
+        "resources": resources,
     }))
 }
 
-fn api_group(group: &str, version: &str) -> Value {
-    let gv = json!({"groupVersion": format!("{group}/{version}"), "version": version});
-    json!({"name": group, "versions": [gv], "preferredVersion": gv})
+/// The named groups with their versions, the preferred first: the served resources' groups,
+/// then the aggregated `metrics.k8s.io` (listed last, as aggregated groups are).
+fn groups() -> Vec<(&'static str, Vec<&'static str>)> {
+    let mut groups = resources::groups();
+    let (group, version) = metrics::GROUP_VERSION
+        .split_once('/')
+        .expect("group/version");
+    groups.push((group, vec![version]));
+    groups
+}
+
+fn api_group(group: &str, versions: &[&str]) -> Value {
+    let gv =
+        |version: &str| json!({"groupVersion": format!("{group}/{version}"), "version": version});
+    json!({
+        "name": group,
+        "versions": versions.iter().map(|v| gv(v)).collect::<Vec<_>>(),
+        "preferredVersion": gv(versions[0]),
+    })
+}
+
+fn aggregated_version(group: &str, version: &str) -> Value {
+    if format!("{group}/{version}") == metrics::GROUP_VERSION {
+        let resources: Vec<Value> = metrics::RESOURCES
+            .iter()
+            .map(|(plural, _, kind, namespaced)| {
+                json!({
+                    "resource": plural,
+                    "responseKind": {"group": group, "version": version, "kind": kind},
+                    "scope": if *namespaced { "Namespaced" } else { "Cluster" },
+                    "singularResource": plural.trim_end_matches('s'),
+                    "verbs": metrics::VERBS,
+                })
+            })
+            .collect();
+        return json!({"version": version, "resources": resources, "freshness": "Current"});
+    }
+    let resources: Vec<Value> = RESOURCES
+        .iter()
+        .filter(|r| r.group == group && r.version == version)
+        .map(|r| {
+            let subresources: Vec<Value> = r
+                .subresources
+                .iter()
+                .map(|sub| {
+                    let (g, v, k) = resources::subresource_kind(r, sub);
+                    json!({"subresource": sub, "responseKind": {"group": g, "version": v, "kind": k}, "verbs": resources::verbs(sub)})
+                })
+                .collect();
+            let mut entry = json!({
+                "resource": r.plural,
+                "responseKind": {"group": r.group, "version": r.version, "kind": r.kind},
+                "scope": if r.namespaced { "Namespaced" } else { "Cluster" },
+                "singularResource": r.singular,
+                "verbs": resources::verbs(""),
+                "subresources": subresources,
+            });
+            if !r.short_names.is_empty() {
+                entry["shortNames"] = json!(r.short_names);
+            }
+            if !r.categories.is_empty() {
+                entry["categories"] = json!(r.categories);
+            }
+            entry
+        })
+        .collect();
+    json!({"version": version, "resources": resources, "freshness": "Current"})
 }
 
 /// The aggregated discovery document for the core group (`/api`) or the named groups (`/apis`).
 fn aggregated(core: bool) -> Value {
-    let groups: Vec<(&str, &str)> = if core {
-        vec![("", "v1")]
+    let groups: Vec<(&str, Vec<&str>)> = if core {
+        vec![("", vec!["v1"])]
     } else {
-        resources::groups()
+        groups()
     };
     let items: Vec<Value> = groups
         .iter()
-        .map(|(group, version)| {
-            let resources: Vec<Value> = RESOURCES
+        .map(|(group, versions)| {
+            let metadata = if group.is_empty() {
+                json!({"creationTimestamp": null})
+            } else {
+                json!({"name": group, "creationTimestamp": null})
+            };
+            let versions: Vec<Value> = versions
                 .iter()
-                .filter(|r| r.group == *group && r.version == *version)
-                .map(|r| {
-                    let subresources: Vec<Value> = r
-                        .subresources
-                        .iter()
-                        .map(|sub| {
-                            let (g, v, k) = resources::subresource_kind(r, sub);
-                            json!({"subresource": sub, "responseKind": {"group": g, "version": v, "kind": k}, "verbs": resources::verbs(sub)})
-                        })
-                        .collect();
-                    let mut entry = json!({
-                        "resource": r.plural,
-                        "responseKind": {"group": r.group, "version": r.version, "kind": r.kind},
-                        "scope": if r.namespaced { "Namespaced" } else { "Cluster" },
-                        "singularResource": r.singular,
-                        "verbs": resources::verbs(""),
-                        "subresources": subresources,
-                    });
-                    if !r.short_names.is_empty() {
-                        entry["shortNames"] = json!(r.short_names);
-                    }
-                    if !r.categories.is_empty() {
-                        entry["categories"] = json!(r.categories);
-                    }
-                    entry
-                })
+                .map(|v| aggregated_version(group, v))
                 .collect();
-            let metadata = if group.is_empty() { json!({"creationTimestamp": null}) } else { json!({"name": group, "creationTimestamp": null}) };
-            json!({"metadata": metadata, "versions": [{"version": version, "resources": resources, "freshness": "Current"}]})
+            json!({"metadata": metadata, "versions": versions})
         })
         .collect();
     json!({"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {}, "items": items})
@@ -215,7 +268,9 @@ fn openapi_document(path: &str) -> Option<Value> {
 fn openapi_index() -> Value {
     let mut paths = serde_json::Map::new();
     let mut gvs = vec![("", "v1")];
-    gvs.extend(resources::groups());
+    for (group, versions) in resources::groups() {
+        gvs.extend(versions.into_iter().map(|v| (group, v)));
+    }
     for (group, version) in gvs {
         let path = openapi_path(group, version);
         paths.insert(path.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{path}?hash=orrery-{}", env!("CARGO_PKG_VERSION"))}));
@@ -240,14 +295,14 @@ pub(crate) fn serve(route: Route, headers: &HeaderMap) -> Result<Response, ApiEr
         Route::Groups => Ok(ok(json!({
             "kind": "APIGroupList",
             "apiVersion": "v1",
-            "groups": resources::groups().iter().map(|(g, v)| api_group(g, v)).collect::<Vec<_>>(),
+            "groups": groups().iter().map(|(g, v)| api_group(g, v)).collect::<Vec<_>>(),
         }))),
         Route::Group(group) => {
-            let (g, v) = resources::groups()
+            let (g, v) = groups()
                 .into_iter()
                 .find(|(g, _)| *g == group)
                 .ok_or(ApiError::NoSuchPath)?;
-            let mut body = api_group(g, v);
+            let mut body = api_group(g, &v);
             body["kind"] = json!("APIGroup");
             body["apiVersion"] = json!("v1");
             Ok(ok(body))

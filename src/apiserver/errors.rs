@@ -83,6 +83,15 @@ impl Cause {
         }
     }
 
+    /// `field.NotFound`: `Not found: "x"`.
+    pub(crate) fn not_found(field: impl Into<String>, value: &Value) -> Self {
+        Cause {
+            reason: "FieldValueNotFound",
+            field: field.into(),
+            message: format!("Not found: {}", display_value(value)),
+        }
+    }
+
     pub(crate) fn forbidden(field: impl Into<String>, detail: impl Into<String>) -> Self {
         Cause {
             reason: "FieldValueForbidden",

@@ -635,6 +635,8 @@ pub(super) enum UpdateKind {
     Finalize,
     /// A pod's binding: `spec.nodeName` and the PodScheduled condition change together.
     Binding,
+    /// A pod's `ephemeralcontainers` subresource: only `spec.ephemeralContainers` changes.
+    EphemeralContainers,
 }
 
 /// How an update writes.
@@ -716,6 +718,17 @@ pub(super) async fn update_object(
                 if resource.has_status() {
                     new["status"] = old["status"].clone();
                 }
+                // A pod's ephemeral containers change through their subresource alone (the
+                // pod strategy's `PrepareForUpdate` keeps them).
+                if (resource.group, resource.kind) == ("", "Pod") {
+                    new["spec"]["ephemeralContainers"] = old["spec"]["ephemeralContainers"].clone();
+                }
+                new
+            }
+            UpdateKind::EphemeralContainers => {
+                let mut new = old.clone();
+                new["spec"]["ephemeralContainers"] =
+                    requested["spec"]["ephemeralContainers"].clone();
                 new
             }
             UpdateKind::Binding => requested,
@@ -766,6 +779,7 @@ pub(super) async fn update_object(
                 UpdateKind::Status => "status",
                 UpdateKind::Finalize => "finalize",
                 UpdateKind::Binding => "binding",
+                UpdateKind::EphemeralContainers => "ephemeralcontainers",
             };
             apply::record_update(resource, &old, &mut new, manager, sub);
             if new["metadata"]["managedFields"]
@@ -928,7 +942,7 @@ pub(crate) async fn resource(
         (Method::GET, None, "") => {
             list(api, resource, namespace.as_deref(), &params, &accept).await?
         }
-        (Method::GET, Some(name), "" | "status") => {
+        (Method::GET, Some(name), "" | "status" | "ephemeralcontainers") => {
             let object = get_object(api, resource, namespace.as_deref(), name).await?;
             let revision = object["metadata"]["resourceVersion"]
                 .as_str()
@@ -966,7 +980,8 @@ pub(crate) async fn resource(
             )
             .await?
         }
-        (Method::GET | Method::POST, Some(name), "exec" | "portforward") => {
+        (_, Some(name), "proxy") => super::proxy::serve_node(api, name, request).await?,
+        (Method::GET | Method::POST, Some(name), "exec" | "attach" | "portforward") => {
             super::proxy::serve(
                 api,
                 namespace.as_deref().unwrap_or("default"),
@@ -1014,7 +1029,7 @@ pub(crate) async fn resource(
             )
             .await?
         }
-        (Method::PUT, Some(name), "" | "status" | "finalize") => {
+        (Method::PUT, Some(name), "" | "status" | "finalize" | "ephemeralcontainers") => {
             let body = body_bytes(request).await?;
             let object = normalize(
                 resource,
@@ -1025,6 +1040,7 @@ pub(crate) async fn resource(
             let kind = match sub {
                 "status" => UpdateKind::Status,
                 "finalize" => UpdateKind::Finalize,
+                "ephemeralcontainers" => UpdateKind::EphemeralContainers,
                 _ => UpdateKind::Main,
             };
             let precondition = precondition_of(&object)?;
@@ -1078,7 +1094,7 @@ pub(crate) async fn resource(
             .await?;
             json_response(StatusCode::OK, &scale_of(&updated.object))
         }
-        (Method::PATCH, Some(name), "" | "status" | "scale") => {
+        (Method::PATCH, Some(name), "" | "status" | "scale" | "ephemeralcontainers") => {
             let body = body_bytes(request).await?;
             patch_object(
                 api,
@@ -1192,6 +1208,7 @@ async fn patch_object(
     }
     let kind = match sub {
         "status" => UpdateKind::Status,
+        "ephemeralcontainers" => UpdateKind::EphemeralContainers,
         _ => UpdateKind::Main,
     };
     let precondition = precondition_of(&patch_doc).unwrap_or(None);

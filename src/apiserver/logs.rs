@@ -70,6 +70,12 @@ pub(super) async fn kubelet_of(
             "pod {name} does not have a host assigned"
         )));
     };
+    Ok((kubelet_of_node(api, node_name).await?, node_name.to_owned()))
+}
+
+/// The `address:port` of a node's kubelet, from its status (InternalIP and
+/// `daemonEndpoints.kubeletEndpoint.Port`).
+pub(super) async fn kubelet_of_node(api: &ApiServer, node_name: &str) -> Result<String, ApiError> {
     let nodes = resources::find("", "v1", "nodes").expect("served");
     let node = get_object(api, nodes, None, node_name).await?;
     let address = node["status"]["addresses"]
@@ -83,10 +89,10 @@ pub(super) async fn kubelet_of(
         .unwrap_or(0);
     if port == 0 {
         return Err(ApiError::BadRequest(format!(
-            "the kubelet on node {node_name} does not serve logs (no kubelet endpoint in its status)"
+            "the kubelet on node {node_name} serves nothing yet (no kubelet endpoint in its status)"
         )));
     }
-    Ok((format!("{address}:{port}"), node_name.to_owned()))
+    Ok(format!("{address}:{port}"))
 }
 
 /// Serves `GET .../pods/<name>/log`.

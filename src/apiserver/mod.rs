@@ -21,6 +21,7 @@ mod handlers;
 pub mod kubeconfig;
 mod kubelet_client;
 mod logs;
+mod metrics;
 mod patch;
 mod path;
 mod protobuf;
@@ -105,6 +106,9 @@ pub struct ApiServer {
     supervisor: std::sync::OnceLock<Arc<crate::supervisor::Supervisor>>,
     /// Its TLS towards the kubelets (`--kubelet-client-certificate`).
     kubelet_client: std::sync::OnceLock<Arc<rustls::ClientConfig>>,
+    /// What the metrics server keeps, which `metrics.k8s.io` is served from (the aggregated
+    /// API's backend, in-process).
+    metrics: std::sync::OnceLock<Arc<crate::metrics_server::Scraped>>,
     /// What the DefaultTolerationSeconds admission plugin gives new pods: seconds for the
     /// `not-ready` and `unreachable` NoExecute taints.
     toleration_seconds: std::sync::atomic::AtomicU64,
@@ -127,6 +131,7 @@ impl ApiServer {
             serving: AtomicBool::new(true),
             supervisor: std::sync::OnceLock::new(),
             kubelet_client: std::sync::OnceLock::new(),
+            metrics: std::sync::OnceLock::new(),
             toleration_seconds: std::sync::atomic::AtomicU64::new(pack_toleration_seconds(
                 300, 300,
             )),
@@ -201,6 +206,16 @@ impl ApiServer {
 
     pub(crate) fn supervisor(&self) -> Option<&Arc<crate::supervisor::Supervisor>> {
         self.supervisor.get()
+    }
+
+    /// Registers the metrics server's data as the backend of `metrics.k8s.io` (as the
+    /// aggregation layer registers an APIService). Only the first call counts.
+    pub fn set_metrics(&self, scraped: Arc<crate::metrics_server::Scraped>) {
+        let _ = self.metrics.set(scraped);
+    }
+
+    pub(crate) fn metrics(&self) -> Option<&Arc<crate::metrics_server::Scraped>> {
+        self.metrics.get()
     }
 
     /// Hands the API server its TLS towards the kubelets
@@ -347,6 +362,14 @@ async fn handle(State(api): State<Arc<ApiServer>>, request: Request) -> Response
             let client = client_name(&request);
             handlers::resource(&api, target, request, client).await
         }
+        path::Route::Metrics(target) => {
+            let params =
+                crate::apimachinery::params::parse(request.uri().query().unwrap_or_default());
+            if target_is_collection(&target) {
+                verb = "LIST".to_owned();
+            }
+            metrics::serve(&api, target, request.method(), &params).await
+        }
         path::Route::Unknown => Err(ApiError::NoSuchPath),
         route => discovery::serve(route, request.headers()),
     };
@@ -368,6 +391,13 @@ async fn handle(State(api): State<Arc<ApiServer>>, request: Request) -> Response
         );
     }
     response
+}
+
+fn target_is_collection(target: &metrics::Target) -> bool {
+    matches!(
+        target,
+        metrics::Target::Nodes(None) | metrics::Target::Pods(_, None)
+    )
 }
 
 fn pack_toleration_seconds(not_ready: u32, unreachable: u32) -> u64 {

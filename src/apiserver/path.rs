@@ -27,6 +27,8 @@ pub(crate) enum Route {
     OpenApiV2,
     /// A resource, collection or object.
     Resource(Target),
+    /// Something of `metrics.k8s.io/v1beta1`, which the metrics server's data serves.
+    Metrics(super::metrics::Target),
     Unknown,
 }
 
@@ -53,6 +55,9 @@ pub(crate) fn route(path: &str) -> Route {
         ["apis", group] => Route::Group((*group).to_owned()),
         ["apis", group, version] => {
             Route::GroupResources((*group).to_owned(), (*version).to_owned())
+        }
+        ["apis", "metrics.k8s.io", "v1beta1", rest @ ..] => {
+            super::metrics::route(rest).map_or(Route::Unknown, Route::Metrics)
         }
         ["apis", group, version, rest @ ..] => resource_route(group, version, rest),
         ["openapi", "v3"] => Route::OpenApiIndex,
@@ -95,6 +100,10 @@ fn resource_route(group: &str, version: &str, rest: &[&str]) -> Route {
                 [name, sub] if !resource.namespaced && resource.subresources.contains(sub) => {
                     target(resource, None, Some(name), Some(sub))
                 }
+                // `nodes/<name>/proxy/<path>`: the rest of the path is the kubelet's.
+                [name, "proxy", ..] if resource.subresources.contains(&"proxy") => {
+                    target(resource, None, Some(name), Some("proxy"))
+                }
                 _ => Route::Unknown,
             }
         }
@@ -117,6 +126,10 @@ mod tests {
     fn routes() {
         let s = |v: &str| Some(v.to_owned());
         assert_eq!(target("/api/v1/pods"), ("pods".into(), None, None, None));
+        assert_eq!(
+            target("/api/v1/nodes/node-1/proxy/stats/summary"),
+            ("nodes".into(), None, s("node-1"), s("proxy"))
+        );
         assert_eq!(
             target("/api/v1/namespaces/default/pods"),
             ("pods".into(), s("default"), None, None)

@@ -1,4 +1,4 @@
-//! `pods/exec` and `pods/portforward`: as kube-apiserver does, the API server checks the request
+//! `pods/exec`, `pods/portforward` and `nodes/proxy`: as kube-apiserver does, the API server checks the request
 //! against the pod (the container, like `pods/log`; a node assigned), finds the node's kubelet
 //! endpoint, and proxies the connection upgrade: it sends the same request to the kubelet's
 //! `/exec/<namespace>/<pod>/<container>` or `/portForward/<namespace>/<pod>` with the client's
@@ -15,6 +15,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::extract::Request;
 use axum::response::Response;
+use bytes::Bytes;
 use http::header::{
     CONNECTION, HOST, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_PROTOCOL, SEC_WEBSOCKET_VERSION, UPGRADE,
 };
@@ -25,7 +26,7 @@ use hyper_util::rt::TokioIo;
 use super::ApiServer;
 use super::errors::ApiError;
 use super::handlers::get_object;
-use super::logs::{kubelet_of, pick_container};
+use super::logs::{kubelet_of, kubelet_of_node, pick_container};
 use super::resources;
 
 /// The request headers an upgrade needs, passed to the kubelet.
@@ -37,8 +38,10 @@ const PASSED: [HeaderName; 5] = [
     SEC_WEBSOCKET_PROTOCOL,
 ];
 
-/// The kubelet path and query for an exec: the container moves from the query into the path.
+/// The kubelet path and query for an exec or an attach (`endpoint`): the container moves from
+/// the query into the path.
 fn exec_path(
+    endpoint: &str,
     namespace: &str,
     name: &str,
     query: &str,
@@ -71,29 +74,78 @@ fn exec_path(
         rest.append_pair("command", v);
     }
     Ok(format!(
-        "/exec/{namespace}/{name}/{container}?{}",
+        "/{endpoint}/{namespace}/{name}/{container}?{}",
         rest.finish()
     ))
 }
 
-/// Serves `pods/exec` and `pods/portforward` (GET or POST, with an upgrade).
+/// Serves `pods/exec`, `pods/attach` and `pods/portforward` (GET or POST, with an upgrade).
 pub(crate) async fn serve(
     api: &ApiServer,
     namespace: &str,
     name: &str,
     subresource: &str,
-    mut request: Request,
+    request: Request,
 ) -> Result<Response, ApiError> {
     let pods = resources::find("", "v1", "pods").expect("served");
     let pod = get_object(api, pods, Some(namespace), name).await?;
     let query = request.uri().query().unwrap_or_default().to_owned();
     let path = match subresource {
-        "exec" => exec_path(namespace, name, &query, &pod)?,
+        "exec" => exec_path("exec", namespace, name, &query, &pod)?,
+        "attach" => exec_path("attach", namespace, name, &query, &pod)?,
         _ => format!("/portForward/{namespace}/{name}?{query}"),
     };
     let (kubelet, node_name) = kubelet_of(api, &pod, name).await?;
+    forward(api, &kubelet, &node_name, &path, request, Bytes::new()).await
+}
+
+/// The most of a request's body `nodes/proxy` passes on.
+const MAX_PROXIED_BODY: usize = 3 << 20;
+
+/// Serves `nodes/<name>/proxy/<path>`, any method: the kubelet's own endpoints
+/// (`/stats/summary`, `/metrics/resource`, `/containerLogs/...`), reached as kube-apiserver's
+/// node proxy reaches them, with the path after `proxy` and the query passed on.
+pub(crate) async fn serve_node(
+    api: &ApiServer,
+    node_name: &str,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let prefix = format!("/api/v1/nodes/{node_name}/proxy");
+    let rest = request
+        .uri()
+        .path()
+        .strip_prefix(&prefix)
+        .unwrap_or_default();
+    let mut path = if rest.starts_with('/') {
+        rest.to_owned()
+    } else {
+        format!("/{rest}")
+    };
+    if let Some(query) = request.uri().query() {
+        path = format!("{path}?{query}");
+    }
+    let kubelet = kubelet_of_node(api, node_name).await?;
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, MAX_PROXIED_BODY)
+        .await
+        .map_err(|e| ApiError::BadRequest(format!("reading the request body: {e}")))?;
+    let request = Request::from_parts(parts, Body::empty());
+    forward(api, &kubelet, node_name, &path, request, body).await
+}
+
+/// Sends `request` (its method, upgrade headers and `body`) to `path` on the kubelet at
+/// `kubelet`: an upgrade answered `101` joins the two connections, any other answer comes back
+/// as it is.
+async fn forward(
+    api: &ApiServer,
+    kubelet: &str,
+    node_name: &str,
+    path: &str,
+    mut request: Request,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let dial = |e: String| ApiError::Internal(format!("error dialing backend: {e}"));
-    let stream = super::kubelet_client::dial(api, &kubelet)
+    let stream = super::kubelet_client::dial(api, kubelet)
         .await
         .map_err(dial)?;
     let (mut sender, connection) = hyper::client::conn::http1::handshake(stream)
@@ -102,15 +154,18 @@ pub(crate) async fn serve(
     tokio::spawn(connection.with_upgrades());
     let mut upstream = http::Request::builder()
         .method(request.method())
-        .uri(&path)
-        .header(HOST, &kubelet);
+        .uri(path)
+        .header(HOST, kubelet);
     for (header, value) in request.headers() {
-        if PASSED.contains(header) || header.as_str() == "x-stream-protocol-version" {
+        if PASSED.contains(header)
+            || header.as_str() == "x-stream-protocol-version"
+            || (header == http::header::CONTENT_TYPE && !body.is_empty())
+        {
             upstream = upstream.header(header, value);
         }
     }
     let upstream = upstream
-        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .body(http_body_util::Full::new(body))
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     let mut response = tokio::time::timeout(Duration::from_secs(10), sender.send_request(upstream))
         .await
@@ -168,6 +223,7 @@ mod tests {
         let pod = json!({"spec": {"containers": [{"name": "app"}, {"name": "side"}]}});
         assert_eq!(
             exec_path(
+                "exec",
                 "ns",
                 "p",
                 "command=sh&command=-c&command=exit+3&container=side&stdout=true&stdin=True&tty=0&stderr=false",
@@ -177,15 +233,28 @@ mod tests {
             "/exec/ns/p/side?input=1&output=1&command=sh&command=-c&command=exit+3"
         );
         assert_eq!(
-            exec_path("ns", "p", "command=ls&container=nope", &pod)
+            exec_path("exec", "ns", "p", "command=ls&container=nope", &pod)
                 .unwrap_err()
                 .to_string(),
             ApiError::BadRequest("container nope is not valid for pod p".into()).to_string()
         );
         let single = json!({"spec": {"containers": [{"name": "app"}]}});
         assert_eq!(
-            exec_path("ns", "p", "command=ls", &single).unwrap(),
+            exec_path("exec", "ns", "p", "command=ls", &single).unwrap(),
             "/exec/ns/p/app?command=ls"
+        );
+        // An attach names no command; an ephemeral container is a container of the pod.
+        let debugged = json!({"spec": {"containers": [{"name": "app"}], "ephemeralContainers": [{"name": "debugger"}]}});
+        assert_eq!(
+            exec_path(
+                "attach",
+                "ns",
+                "p",
+                "container=debugger&stdin=true&stdout=true&tty=true",
+                &debugged
+            )
+            .unwrap(),
+            "/attach/ns/p/debugger?input=1&output=1&tty=1"
         );
     }
 }

@@ -6,7 +6,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use k8s_openapi::api::{
-    apps, batch, coordination, core, discovery, events, networking, policy, storage,
+    apps, autoscaling, batch, coordination, core, discovery, events, networking, policy, storage,
 };
 
 /// Turns a JSON object into its typed form and back: what the type does not know is dropped
@@ -219,6 +219,14 @@ fn event_to_stored(served: Value) -> Value {
     rename_fields(served, EVENT_FIELDS.iter().map(|(a, b)| (*b, *a)), "v1")
 }
 
+/// autoscaling/v1 HorizontalPodAutoscalers are kept as autoscaling/v2 ones, as the real server
+/// keeps them ([`crate::apimachinery::autoscaling`]).
+const HPA_V1: Conversion = Conversion {
+    stored_as: "horizontalpodautoscalers",
+    to_served: crate::apimachinery::autoscaling::v2_to_v1,
+    to_stored: crate::apimachinery::autoscaling::v1_to_v2,
+};
+
 const EVENTS: Conversion = Conversion {
     stored_as: "events",
     to_served: event_to_served,
@@ -248,7 +256,7 @@ pub(crate) static RESOURCES: &[Resource] = &[
         false,
         &["no"],
         NONE,
-        &["status"],
+        &["status", "proxy"],
         core::v1::Node
     ),
     resource!(
@@ -266,7 +274,9 @@ pub(crate) static RESOURCES: &[Resource] = &[
             "log",
             "eviction",
             "exec",
-            "portforward"
+            "portforward",
+            "attach",
+            "ephemeralcontainers"
         ],
         core::v1::Pod
     ),
@@ -451,6 +461,31 @@ pub(crate) static RESOURCES: &[Resource] = &[
         batch::v1::CronJob
     ),
     resource!(
+        "autoscaling",
+        "v2",
+        "horizontalpodautoscalers",
+        "horizontalpodautoscaler",
+        "HorizontalPodAutoscaler",
+        true,
+        &["hpa"],
+        ALL,
+        &["status"],
+        autoscaling::v2::HorizontalPodAutoscaler
+    ),
+    resource!(
+        "autoscaling",
+        "v1",
+        "horizontalpodautoscalers",
+        "horizontalpodautoscaler",
+        "HorizontalPodAutoscaler",
+        true,
+        &["hpa"],
+        ALL,
+        &["status"];
+        autoscaling::v1::HorizontalPodAutoscaler;
+        HPA_V1
+    ),
+    resource!(
         "coordination.k8s.io",
         "v1",
         "leases",
@@ -538,11 +573,13 @@ pub(crate) static RESOURCES: &[Resource] = &[
 ];
 
 /// The API groups other than the core group, with their one version, in discovery order.
-pub(crate) fn groups() -> Vec<(&'static str, &'static str)> {
-    let mut groups: Vec<(&str, &str)> = Vec::new();
-    for r in RESOURCES {
-        if !r.group.is_empty() && !groups.contains(&(r.group, r.version)) {
-            groups.push((r.group, r.version));
+pub(crate) fn groups() -> Vec<(&'static str, Vec<&'static str>)> {
+    let mut groups: Vec<(&str, Vec<&str>)> = Vec::new();
+    for r in RESOURCES.iter().filter(|r| !r.group.is_empty()) {
+        match groups.iter_mut().find(|(g, _)| *g == r.group) {
+            Some((_, versions)) if !versions.contains(&r.version) => versions.push(r.version),
+            Some(_) => {}
+            None => groups.push((r.group, vec![r.version])),
         }
     }
     groups
@@ -571,7 +608,9 @@ pub(crate) fn verbs(subresource: &str) -> &'static [&'static str] {
         "status" | "scale" => &["get", "patch", "update"],
         "binding" | "eviction" => &["create"],
         "log" => &["get"],
-        "exec" | "portforward" => &["create", "get"],
+        "exec" | "portforward" | "attach" => &["create", "get"],
+        "ephemeralcontainers" => &["get", "patch", "update"],
+        "proxy" => &["create", "delete", "get", "patch", "update"],
         "finalize" => &["update"],
         _ => &[],
     }
@@ -589,6 +628,9 @@ pub(crate) fn subresource_kind(
         "log" => ("", "v1", "Pod"),
         "exec" => ("", "v1", "PodExecOptions"),
         "portforward" => ("", "v1", "PodPortForwardOptions"),
+        "attach" => ("", "v1", "PodAttachOptions"),
+        "ephemeralcontainers" => ("", "v1", "Pod"),
+        "proxy" => ("", "v1", "NodeProxyOptions"),
         _ => (resource.group, resource.version, resource.kind),
     }
 }

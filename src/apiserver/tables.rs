@@ -162,6 +162,77 @@ fn int_or_string(v: &Value) -> String {
     }
 }
 
+/// An HPA as autoscaling/v2 has it, whichever version it is served in.
+fn as_hpa_v2(o: &Value) -> Value {
+    if o["apiVersion"] == "autoscaling/v1" {
+        crate::apimachinery::autoscaling::v1_to_v2(o.clone())
+    } else {
+        o.clone()
+    }
+}
+
+/// `formatHPAMetrics`: each metric as `<name>: <current>/<target>` (`cpu: 45%/50%`,
+/// `<unknown>` before the first measurement), at most two, then `+ N more...`.
+fn hpa_targets(hpa: &Value) -> String {
+    let specs = hpa["spec"]["metrics"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if specs.is_empty() {
+        return "<none>".into();
+    }
+    let statuses = hpa["status"]["currentMetrics"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let mut list = Vec::new();
+    for (i, spec) in specs.iter().enumerate() {
+        let status = statuses.get(i);
+        let (source, current_of) = match spec["type"].as_str().unwrap_or_default() {
+            "Resource" => ("resource", "resource"),
+            "ContainerResource" => ("containerResource", "containerResource"),
+            "Pods" => ("pods", "pods"),
+            "Object" => ("object", "object"),
+            "External" => ("external", "external"),
+            _ => ("", ""),
+        };
+        let source_spec = &spec[source];
+        let current = status.map(|s| &s[current_of]["current"]);
+        let name = if source == "resource" || source == "containerResource" {
+            s(&source_spec["name"])
+        } else {
+            s(&source_spec["metric"]["name"])
+        };
+        let target = &source_spec["target"];
+        let entry = if let Some(value) = target["averageValue"].as_str() {
+            let now = current
+                .and_then(|c| c["averageValue"].as_str())
+                .unwrap_or("<unknown>");
+            let avg = if source == "resource" { "" } else { " (avg)" };
+            format!("{name}: {now}/{value}{avg}")
+        } else if let Some(value) = target["value"].as_str() {
+            let now = current
+                .and_then(|c| c["value"].as_str())
+                .unwrap_or("<unknown>");
+            format!("{name}: {now}/{value}")
+        } else {
+            let now = current
+                .and_then(|c| c["averageUtilization"].as_i64())
+                .map_or_else(|| "<unknown>".to_owned(), |u| format!("{u}%"));
+            let target = target["averageUtilization"]
+                .as_i64()
+                .map_or_else(|| "<auto>".to_owned(), |u| format!("{u}%"));
+            format!("{name}: {now}/{target}")
+        };
+        list.push(entry);
+        if list.len() > 2 {
+            list.truncate(2);
+            return format!("{} + {} more...", list.join(", "), specs.len() - 2);
+        }
+    }
+    list.join(", ")
+}
+
 fn int(v: &Value) -> i64 {
     v.as_i64().unwrap_or(0)
 }
@@ -1302,6 +1373,56 @@ fn printer(kind: &str, group: &str) -> (Vec<Value>, Cells) {
                 |o: &Value| int_or_string(&o["spec"]["minAvailable"]),
                 |o: &Value| int_or_string(&o["spec"]["maxUnavailable"]),
                 |o: &Value| int(&o["status"]["disruptionsAllowed"]),
+                created
+            ),
+        ),
+        ("autoscaling", "HorizontalPodAutoscaler") => (
+            vec![
+                name(),
+                col(
+                    "Reference",
+                    "string",
+                    0,
+                    "scaleTargetRef points to the target resource to scale, and is used to the pods for which metrics should be collected, as well as to actually change the replica count.",
+                ),
+                col(
+                    "Targets",
+                    "string",
+                    0,
+                    "metrics contains the specifications for which to use to calculate the desired replica count (the maximum replica count across all metrics will be used).",
+                ),
+                col(
+                    "MinPods",
+                    "string",
+                    0,
+                    "minReplicas is the lower limit for the number of replicas to which the autoscaler can scale down.",
+                ),
+                col(
+                    "MaxPods",
+                    "integer",
+                    0,
+                    "maxReplicas is the upper limit for the number of replicas to which the autoscaler can scale up.",
+                ),
+                col(
+                    "Replicas",
+                    "integer",
+                    0,
+                    "currentReplicas is current number of replicas of pods managed by this autoscaler, as last seen by the autoscaler.",
+                ),
+                age_col(),
+            ],
+            cells!(
+                |o: &Value| {
+                    let target = &o["spec"]["scaleTargetRef"];
+                    format!("{}/{}", s(&target["kind"]), s(&target["name"]))
+                },
+                |o: &Value| hpa_targets(&as_hpa_v2(o)),
+                |o: &Value| match o["spec"]["minReplicas"].as_i64() {
+                    Some(n) => n.to_string(),
+                    None => "<unset>".into(),
+                },
+                |o: &Value| int(&o["spec"]["maxReplicas"]),
+                |o: &Value| int(&o["status"]["currentReplicas"]),
                 created
             ),
         ),

@@ -259,6 +259,179 @@ fn label_selector(path: &str, selector: &Value, causes: &mut Vec<Cause>) {
     }
 }
 
+/// `ValidateHorizontalPodAutoscaler` (`pkg/apis/autoscaling/validation`), on the object as
+/// autoscaling/v2 has it (a v1 object is checked after its conversion, as upstream checks the
+/// internal form): the target reference, the replica bounds, each Resource metric's target and
+/// the behavior's policies and windows.
+pub(crate) fn horizontal_pod_autoscaler(object: &Value, causes: &mut Vec<Cause>) {
+    let spec = &object["spec"];
+    let target = &spec["scaleTargetRef"];
+    for field in ["kind", "name"] {
+        if target[field].as_str().is_none_or(str::is_empty) {
+            causes.push(Cause::required(format!("spec.scaleTargetRef.{field}")));
+        }
+    }
+    let min = spec["minReplicas"].as_i64();
+    if let Some(min) = min.filter(|m| *m < 1) {
+        causes.push(Cause::invalid(
+            "spec.minReplicas",
+            &json!(min),
+            "must be greater than or equal to 1",
+        ));
+    }
+    let max = spec["maxReplicas"].as_i64().unwrap_or(0);
+    if max < 1 {
+        causes.push(Cause::invalid(
+            "spec.maxReplicas",
+            &json!(max),
+            "must be greater than 0",
+        ));
+    }
+    if let Some(min) = min
+        && max < min
+    {
+        causes.push(Cause::invalid(
+            "spec.maxReplicas",
+            &json!(max),
+            "must be greater than or equal to `minReplicas`",
+        ));
+    }
+    for (i, metric) in spec["metrics"].as_array().into_iter().flatten().enumerate() {
+        let at = format!("spec.metrics[{i}]");
+        match metric["type"].as_str().unwrap_or_default() {
+            "" => causes.push(Cause::required(format!("{at}.type"))),
+            "Resource" | "ContainerResource" => {
+                let source = if metric["type"] == "Resource" {
+                    "resource"
+                } else {
+                    "containerResource"
+                };
+                let r = &metric[source];
+                let at = format!("{at}.{source}");
+                if !r.is_object() {
+                    causes.push(Cause::required(at));
+                    continue;
+                }
+                if r["name"].as_str().is_none_or(str::is_empty) {
+                    causes.push(Cause::required(format!("{at}.name")));
+                }
+                metric_target(&format!("{at}.target"), &r["target"], causes);
+            }
+            "Pods" | "Object" | "External" => {}
+            other => causes.push(Cause::invalid(
+                format!("{at}.type"),
+                &json!(other),
+                "must be either Resource, Pods, Object, External or ContainerResource",
+            )),
+        }
+    }
+    for direction in ["scaleUp", "scaleDown"] {
+        let rules = &spec["behavior"][direction];
+        let at = format!("spec.behavior.{direction}");
+        if let Some(window) = rules["stabilizationWindowSeconds"].as_i64()
+            && !(0..=3600).contains(&window)
+        {
+            let detail = if window < 0 {
+                "must be greater than or equal to zero"
+            } else {
+                "must be less than or equal to 3600"
+            };
+            causes.push(Cause::invalid(
+                format!("{at}.stabilizationWindowSeconds"),
+                &json!(window),
+                detail,
+            ));
+        }
+        if let Some(policy) = rules["selectPolicy"].as_str()
+            && !["Max", "Min", "Disabled"].contains(&policy)
+        {
+            causes.push(Cause::invalid(
+                format!("{at}.selectPolicy"),
+                &json!(policy),
+                "must be one of Max, Min or Disabled",
+            ));
+        }
+        for (i, policy) in rules["policies"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            let at = format!("{at}.policies[{i}]");
+            let kind = policy["type"].as_str().unwrap_or_default();
+            if !["Pods", "Percent"].contains(&kind) {
+                causes.push(Cause::invalid(
+                    format!("{at}.type"),
+                    &json!(kind),
+                    "must be one of Pods or Percent",
+                ));
+            }
+            let value = policy["value"].as_i64().unwrap_or(0);
+            if value <= 0 {
+                causes.push(Cause::invalid(
+                    format!("{at}.value"),
+                    &json!(value),
+                    "must be greater than zero",
+                ));
+            }
+            let period = policy["periodSeconds"].as_i64().unwrap_or(0);
+            if period <= 0 {
+                causes.push(Cause::invalid(
+                    format!("{at}.periodSeconds"),
+                    &json!(period),
+                    "must be greater than zero",
+                ));
+            } else if period > 1800 {
+                causes.push(Cause::invalid(
+                    format!("{at}.periodSeconds"),
+                    &json!(period),
+                    "must be less than or equal to 1800",
+                ));
+            }
+        }
+    }
+}
+
+/// `validateMetricTarget`: the target type and the value that type needs.
+fn metric_target(at: &str, target: &Value, causes: &mut Vec<Cause>) {
+    match target["type"].as_str().unwrap_or_default() {
+        "" => causes.push(Cause::required(format!("{at}.type"))),
+        "Utilization" => match target["averageUtilization"].as_i64() {
+            None => causes.push(Cause::required_because(
+                format!("{at}.averageUtilization"),
+                "must set averageUtilization when type is Utilization",
+            )),
+            Some(u) if u <= 0 => causes.push(Cause::invalid(
+                format!("{at}.averageUtilization"),
+                &json!(u),
+                "must be greater than 0",
+            )),
+            Some(_) => {}
+        },
+        "AverageValue" => {
+            let value = target["averageValue"].as_str().unwrap_or_default();
+            if value.is_empty() {
+                causes.push(Cause::required_because(
+                    format!("{at}.averageValue"),
+                    "must set averageValue when type is AverageValue",
+                ));
+            } else if crate::apimachinery::quantity::parse_milli(value).is_ok_and(|v| v <= 0) {
+                causes.push(Cause::invalid(
+                    format!("{at}.averageValue"),
+                    &json!(value),
+                    "must be positive",
+                ));
+            }
+        }
+        "Value" => {}
+        other => causes.push(Cause::invalid(
+            format!("{at}.type"),
+            &json!(other),
+            "must be either Utilization, Value, or AverageValue",
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

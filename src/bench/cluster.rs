@@ -107,7 +107,7 @@ impl fmt::Display for ClusterReport {
 }
 
 /// `VmRSS` and `VmHWM` of a process, in KiB.
-fn memory(pid: u32) -> Result<(u64, u64), String> {
+pub(super) fn memory(pid: u32) -> Result<(u64, u64), String> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .map_err(|e| format!("cannot read /proc/{pid}/status: {e}"))?;
     let field = |name: &str| {
@@ -147,11 +147,13 @@ pub(super) async fn client(state_dir: &Path) -> Result<kube::Client, String> {
     kube::Client::try_from(config).map_err(|e| e.to_string())
 }
 
-/// Runs the benchmark.
-pub async fn run_cluster_bench(options: &ClusterBenchOptions) -> Result<ClusterReport, String> {
-    let nodes = options
-        .nodes
-        .unwrap_or_else(|| 3.max(options.pods.div_ceil(100)));
+/// Starts `orrery up --headless` on the simulated runtime with `nodes` nodes (and `extra`
+/// flags) in a new state directory, and waits until every node is Ready: the directory, the
+/// cluster, a client, and how long that took.
+pub(super) async fn start(
+    nodes: u32,
+    extra: &[&str],
+) -> Result<(tempfile::TempDir, Up, kube::Client, Duration), String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let started = Instant::now();
@@ -161,12 +163,12 @@ pub async fn run_cluster_bench(options: &ClusterBenchOptions) -> Result<ClusterR
         .args(["up", "--headless", "--port", "0", "--no-kubeconfig-merge"])
         .args(["--ingress-port", "0", "--ingress-https-port", "0"])
         .args(["--runtime", "sim", "--nodes", &nodes.to_string()])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
         .map_err(|e| format!("cannot start orrery up: {e}"))?;
     let up = Up(child);
-    let pid = up.0.id();
     let deadline = started + Duration::from_secs(60);
     while !crate::cluster::pid_file(dir.path()).exists() {
         if Instant::now() > deadline {
@@ -185,10 +187,20 @@ pub async fn run_cluster_bench(options: &ClusterBenchOptions) -> Result<ClusterR
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    Ok((dir, up, client, started.elapsed()))
+}
+
+/// Runs the benchmark.
+pub async fn run_cluster_bench(options: &ClusterBenchOptions) -> Result<ClusterReport, String> {
+    let nodes = options
+        .nodes
+        .unwrap_or_else(|| 3.max(options.pods.div_ceil(100)));
+    let (_dir, up, client, startup) = start(nodes, &[]).await?;
+    let pid = up.0.id();
     let mut report = ClusterReport {
         nodes,
         pods: options.pods,
-        startup: started.elapsed(),
+        startup,
         ..Default::default()
     };
     tokio::time::sleep(options.idle).await;

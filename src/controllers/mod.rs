@@ -24,6 +24,7 @@ pub mod job;
 pub mod namespace;
 pub mod nodelifecycle;
 pub mod persistentvolume;
+pub mod podautoscaler;
 pub mod pvcprotection;
 pub mod pvprotection;
 pub mod replicaset;

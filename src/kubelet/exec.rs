@@ -86,6 +86,18 @@ impl Options {
     /// or `PodExecOptions`' (`stdin`, ...); the first value of each counts, as `FormValue` reads
     /// it, and every `command` in order.
     fn parse(query: &str) -> Result<Self, String> {
+        let options = Options::streams(query);
+        if options.command.is_empty() {
+            return Err("you must specify at least 1 command".into());
+        }
+        if !(options.stdin || options.stdout || options.stderr) {
+            return Err("you must specify at least 1 of stdin, stdout, stderr".into());
+        }
+        Ok(options)
+    }
+
+    /// The streams asked for (and the command words, for an exec), unchecked.
+    fn streams(query: &str) -> Self {
         use crate::apimachinery::params;
         let given = params::parse(query);
         let flag = |kubelet: &str, api: &str| {
@@ -96,7 +108,7 @@ impl Options {
                     .map(String::as_str),
             )
         };
-        let options = Options {
+        Options {
             command: form_urlencoded::parse(query.as_bytes())
                 .filter(|(key, _)| key == "command")
                 .map(|(_, value)| value.into_owned())
@@ -105,14 +117,7 @@ impl Options {
             stdout: flag("output", "stdout"),
             stderr: flag("error", "stderr"),
             tty: flag("tty", "tty"),
-        };
-        if options.command.is_empty() {
-            return Err("you must specify at least 1 command".into());
         }
-        if !(options.stdin || options.stdout || options.stderr) {
-            return Err("you must specify at least 1 of stdin, stdout, stderr".into());
-        }
-        Ok(options)
     }
 }
 
@@ -144,6 +149,82 @@ pub(super) fn exit_status(command: &[String], result: &Result<i32, RuntimeError>
     }
 }
 
+/// Serves `/attach/{namespace}/{pod}/{container}` (`kubectl attach`, `kubectl debug -it`):
+/// the same channels as an exec, joined to the container's own process through
+/// [`ContainerRuntime::attach`]; the session ends when the container does (or the client
+/// leaves, which leaves the container running).
+pub(super) async fn serve_attach(
+    State(runtime): State<Arc<dyn ContainerRuntime>>,
+    axum::Extension(hops): axum::Extension<super::server::Hops>,
+    axum::Extension(sessions): axum::Extension<super::server::Sessions>,
+    Path((namespace, pod, container)): Path<(String, String, String)>,
+    RawQuery(query): RawQuery,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let options = Options::streams(query.as_deref().unwrap_or_default());
+    if !(options.stdin || options.stdout || options.stderr) {
+        return (
+            StatusCode::BAD_REQUEST,
+            "you must specify at least 1 of stdin, stdout, stderr",
+        )
+            .into_response();
+    }
+    let id = match running(runtime.as_ref(), &namespace, &pod, &container).await {
+        Ok(id) => id,
+        Err(response) => return response,
+    };
+    let upgrade = match upgrade {
+        Ok(upgrade) => upgrade,
+        Err(rejection) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "unable to upgrade: attach needs a WebSocket ({V5} or {V4}); {}",
+                    rejection.body_text()
+                ),
+            )
+                .into_response();
+        }
+    };
+    let hop = crate::flow::FlowEvent::new(
+        format!("kubelet/{}", hops.node),
+        format!("runtime/{}", hops.node),
+        "ATTACH",
+    )
+    .object("Pod", &namespace, &pod)
+    .detail(format!("{container}: attach"));
+    hops.flow.emit(hop);
+    upgrade.protocols(PROTOCOLS).on_upgrade(move |socket| {
+        sessions.run(async move {
+            let started = runtime.attach(&id).await;
+            session(socket, started, options).await;
+        })
+    })
+}
+
+/// The running container called `container` in the pod, or the kubelet's 404.
+async fn running(
+    runtime: &dyn ContainerRuntime,
+    namespace: &str,
+    pod: &str,
+    container: &str,
+) -> Result<String, Response> {
+    // Like the real kubelet, only running containers are found.
+    if let Some(id) = runtime
+        .find_container(namespace, pod, container, false)
+        .await
+        && let Ok(status) = runtime.container_status(&id).await
+        && status.state == ContainerState::Running
+    {
+        return Ok(id);
+    }
+    Err((
+        StatusCode::NOT_FOUND,
+        format!("container not found ({container:?})"),
+    )
+        .into_response())
+}
+
 /// Serves `/exec/{namespace}/{pod}/{container}`.
 pub(super) async fn serve(
     State(runtime): State<Arc<dyn ContainerRuntime>>,
@@ -157,23 +238,9 @@ pub(super) async fn serve(
         Ok(options) => options,
         Err(message) => return (StatusCode::BAD_REQUEST, message).into_response(),
     };
-    // Like the real kubelet, only running containers are found.
-    let running = match runtime
-        .find_container(&namespace, &pod, &container, false)
-        .await
-    {
-        Some(id) => match runtime.container_status(&id).await {
-            Ok(status) if status.state == ContainerState::Running => Some(id),
-            _ => None,
-        },
-        None => None,
-    };
-    let Some(id) = running else {
-        return (
-            StatusCode::NOT_FOUND,
-            format!("container not found ({container:?})"),
-        )
-            .into_response();
+    let id = match running(runtime.as_ref(), &namespace, &pod, &container).await {
+        Ok(id) => id,
+        Err(response) => return response,
     };
     let upgrade = match upgrade {
         Ok(upgrade) => upgrade,
@@ -198,9 +265,21 @@ pub(super) async fn serve(
     .object("Pod", &namespace, &pod)
     .detail(format!("{container}: {}", options.command.join(" ")));
     hops.flow.emit(hop);
-    upgrade
-        .protocols(PROTOCOLS)
-        .on_upgrade(move |socket| sessions.run(session(socket, runtime, id, options)))
+    upgrade.protocols(PROTOCOLS).on_upgrade(move |socket| {
+        sessions.run(async move {
+            let started = runtime
+                .exec(
+                    &id,
+                    ExecRequest {
+                        command: options.command.clone(),
+                        stdin: options.stdin,
+                        tty: options.tty,
+                    },
+                )
+                .await;
+            session(socket, started, options).await;
+        })
+    })
 }
 
 /// Copies one of the command's outputs to its channel until it ends.
@@ -236,8 +315,7 @@ struct Size {
 
 async fn session(
     socket: WebSocket,
-    runtime: Arc<dyn ContainerRuntime>,
-    id: String,
+    started: Result<crate::runtime::ExecSession, RuntimeError>,
     options: Options,
 ) {
     let v5 = socket.protocol().is_some_and(|p| p == V5);
@@ -255,16 +333,6 @@ async fn session(
         let _ = sink.close().await;
     });
     let command = options.command.clone();
-    let started = runtime
-        .exec(
-            &id,
-            ExecRequest {
-                command: options.command,
-                stdin: options.stdin,
-                tty: options.tty,
-            },
-        )
-        .await;
     let session = match started {
         Ok(session) => session,
         Err(error) => {

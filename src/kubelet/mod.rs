@@ -24,6 +24,7 @@ mod probes;
 mod server;
 mod spdy;
 mod static_pods;
+pub mod stats;
 mod status;
 mod volumes;
 
@@ -393,12 +394,18 @@ impl Kubelet {
         let this = Arc::new(self);
         let mut tasks = tokio::task::JoinSet::new();
         tasks.spawn(this.clone().record_events());
+        let memory = crate::apimachinery::quantity::bytes(&this.config.memory).unwrap_or(0);
         let port = match server::serve(
             this.runtime.clone(),
             server::Hops {
                 flow: this.flow.clone(),
                 node: this.config.name.clone(),
             },
+            Arc::new(stats::NodeStats::new(
+                &this.config.name,
+                u64::try_from(memory).unwrap_or(0),
+                jiff::Timestamp::now(),
+            )),
             this.tls.clone(),
             this.config.address,
         )

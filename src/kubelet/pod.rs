@@ -76,6 +76,9 @@ enum Kind {
     Init,
     /// `containers`: run together once every init container has succeeded.
     Regular,
+    /// `ephemeralContainers` (`kubectl debug`): started once each, never restarted, never
+    /// probed, in the running pod.
+    Ephemeral,
 }
 
 /// Whether a container that exited with `code` is started again, by `restartPolicy`.
@@ -83,7 +86,24 @@ fn restarts(kind: Kind, policy: &str, code: i32) -> bool {
     match kind {
         Kind::Init => code != 0 && policy != "Never",
         Kind::Regular => policy == "Always" || (policy == "OnFailure" && code != 0),
+        Kind::Ephemeral => false,
     }
+}
+
+/// The pod's ephemeral containers as containers (they have the same fields, fewer allowed),
+/// each with the name of the container whose process namespace it joins.
+fn ephemeral_containers(pod: &Pod) -> Vec<(Container, Option<String>)> {
+    spec_of(pod)
+        .ephemeral_containers
+        .iter()
+        .flatten()
+        .filter_map(|e| {
+            let container = serde_json::to_value(e)
+                .and_then(serde_json::from_value::<Container>)
+                .ok()?;
+            Some((container, e.target_container_name.clone()))
+        })
+        .collect()
 }
 
 /// A container as the worker tracks it.
@@ -205,6 +225,8 @@ struct Ctx<'a> {
     ip: &'a str,
     volumes: &'a HashMap<String, PathBuf>,
     policy: &'a str,
+    /// For an ephemeral container: the id of the container whose process namespace it joins.
+    target: Option<&'a str>,
 }
 
 impl Ctx<'_> {
@@ -370,6 +392,8 @@ async fn container_config(
         resources,
         tty: c.tty == Some(true),
         ports: config::tcp_ports(c),
+        stdin: c.stdin == Some(true),
+        target: ctx.target.map(str::to_owned),
     })
 }
 
@@ -644,11 +668,19 @@ impl PodWorker {
         self.pod.metadata.deletion_timestamp.is_some()
     }
 
-    /// The init containers, then the containers, as the spec lists them.
+    /// The init containers, then the containers, as the spec lists them, then the ephemeral
+    /// containers that were started.
     fn all_containers(&self) -> Vec<Container> {
         let spec = spec_of(&self.made_from);
         let init = spec.init_containers.iter().flatten();
-        init.chain(&spec.containers).cloned().collect()
+        let mut all: Vec<Container> = init.chain(&spec.containers).cloned().collect();
+        all.extend(
+            ephemeral_containers(&self.pod)
+                .into_iter()
+                .map(|(c, _)| c)
+                .filter(|c| self.containers.0.iter().any(|(n, _)| *n == c.name)),
+        );
+        all
     }
 
     /// The pod's status as it is now.
@@ -706,6 +738,7 @@ impl PodWorker {
                     ip: &self.ip,
                     volumes: paths,
                     policy: &self.policy,
+                    target: None,
                 };
                 // Init containers one at a time, in order; then every container.
                 let mut initializing = false;
@@ -724,6 +757,22 @@ impl PodWorker {
                     for c in &spec_of(&self.made_from).containers {
                         let state = self.containers.get_mut(&c.name).expect("tracked");
                         Box::pin(sync_container(&ctx, c, state, Kind::Regular)).await;
+                    }
+                    // Ephemeral containers, as the API server added them to the running pod.
+                    for (c, target) in ephemeral_containers(&self.pod) {
+                        if self.containers.get_mut(&c.name).is_none() {
+                            self.containers
+                                .0
+                                .push((c.name.clone(), Running::adopt(&c.name, &[])));
+                        }
+                        let target_id = target
+                            .and_then(|t| self.containers.get_mut(&t).and_then(|r| r.id.clone()));
+                        let ctx = Ctx {
+                            target: target_id.as_deref(),
+                            ..ctx
+                        };
+                        let state = self.containers.get_mut(&c.name).expect("tracked");
+                        Box::pin(sync_container(&ctx, &c, state, Kind::Ephemeral)).await;
                     }
                 }
             }
@@ -789,6 +838,7 @@ impl PodWorker {
                 ip: &self.ip,
                 volumes: self.volumes.as_ref().unwrap_or(&no_volumes),
                 policy: &self.policy,
+                target: None,
             };
             let mut running = Vec::new();
             for c in &all {
@@ -1486,6 +1536,7 @@ async fn container_entry(
     let ready = match kind {
         Kind::Init => state.done,
         Kind::Regular => running && started && probed_ready,
+        Kind::Ephemeral => false,
     };
     let mut entry = json!({
         "name": c.name, "image": c.image, "imageID": state.image_id.clone().unwrap_or_default(),
@@ -1716,6 +1767,30 @@ async fn status_of(
     });
     if !init.is_empty() {
         status["initContainerStatuses"] = json!(init_statuses);
+    }
+    let previous_ephemeral = entries_of(&api.ephemeral_container_statuses);
+    let mut ephemeral_statuses = Vec::new();
+    for (c, _) in ephemeral_containers(pod) {
+        let Some((_, state)) = containers.0.iter().find(|(n, _)| *n == c.name) else {
+            continue;
+        };
+        let (mut entry, ..) = container_entry(
+            kubelet,
+            &c,
+            state,
+            Kind::Ephemeral,
+            report,
+            previous_ephemeral.get(&c.name),
+        )
+        .await;
+        if let Some(entry) = entry.as_object_mut() {
+            // An ephemeral container has no startup probe to pass: upstream leaves it out.
+            entry.remove("started");
+        }
+        ephemeral_statuses.push(entry);
+    }
+    if !ephemeral_statuses.is_empty() {
+        status["ephemeralContainerStatuses"] = json!(ephemeral_statuses);
     }
     status
 }

@@ -1,7 +1,8 @@
-//! The kubelet's HTTPS server, which the API server proxies `pods/log`, `pods/exec` and
-//! `pods/portforward` to (as the real API server proxies to the real kubelet's port 10250):
-//! `/containerLogs/...` ([`super::logs`]), `/exec/...` ([`super::exec`]) and `/portForward/...`
-//! ([`super::portforward`]). Served on 127.0.0.1, on a port written into the Node's
+//! The kubelet's HTTPS server, which the API server proxies `pods/log`, `pods/exec`,
+//! `pods/portforward` and `nodes/proxy` to, and scrapes for its metrics API (as the real API
+//! server and metrics-server reach the real kubelet's port 10250): `/containerLogs/...`
+//! ([`super::logs`]), `/exec/...` ([`super::exec`]), `/portForward/...`
+//! ([`super::portforward`]), `/stats/summary` and `/metrics/resource` ([`super::stats`]). Served on 127.0.0.1, on a port written into the Node's
 //! `status.daemonEndpoints.kubeletEndpoint.Port`, with a serving certificate signed by the
 //! cluster's CA ([`crate::pki::Pki::kubelet_serving`]) and [`crate::https`]'s timeouts.
 //!
@@ -104,6 +105,7 @@ fn refusal(identity: Option<&Identity>, method: &Method, path: &str) -> Option<R
 pub(super) async fn serve(
     runtime: Arc<dyn ContainerRuntime>,
     hops: Hops,
+    stats: Arc<super::stats::NodeStats>,
     tls: ServerTls,
     address: std::net::Ipv4Addr,
 ) -> std::io::Result<(u16, impl Future<Output = ()>)> {
@@ -120,10 +122,20 @@ pub(super) async fn serve(
             get(super::exec::serve).post(super::exec::serve),
         )
         .route(
+            "/attach/{namespace}/{pod}/{container}",
+            get(super::exec::serve_attach).post(super::exec::serve_attach),
+        )
+        .route(
             "/portForward/{namespace}/{pod}",
             get(super::portforward::serve).post(super::portforward::serve),
         )
+        .route("/stats/summary", get(super::stats::serve_summary))
+        .route(
+            "/metrics/resource",
+            get(super::stats::serve_resource_metrics),
+        )
         .layer(axum::Extension(hops))
+        .layer(axum::Extension(stats))
         .layer(axum::Extension(Sessions(sessions)))
         .with_state(runtime);
     let handler = move |identity: Option<Arc<Identity>>, request: http::Request<Body>| {

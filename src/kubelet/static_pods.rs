@@ -38,8 +38,8 @@ use sha2::Digest;
 use super::Kubelet;
 use crate::complog::Component;
 use crate::runtime::{
-    ContainerConfig, ContainerRuntime, ContainerState, ContainerStatus, ExecRequest, ExecSession,
-    LogLine, Result, RuntimeError, SandboxConfig, SandboxStatus,
+    ContainerConfig, ContainerRuntime, ContainerState, ContainerStats, ContainerStatus,
+    ExecRequest, ExecSession, LogLine, Result, RuntimeError, SandboxConfig, SandboxStatus,
 };
 
 /// The annotation that marks a mirror pod, with its static pod's hash.
@@ -724,6 +724,19 @@ impl ContainerRuntime for InProcess {
         match parse_container_id(id) {
             Some(_) => Err(in_process(id)),
             None => self.inner.remove_container(id).await,
+        }
+    }
+    async fn attach(&self, id: &str) -> Result<ExecSession> {
+        match parse_container_id(id) {
+            Some(_) => Err(in_process(id)),
+            None => self.inner.attach(id).await,
+        }
+    }
+    async fn container_stats(&self, id: &str) -> Result<ContainerStats> {
+        // The components share orrery's process: no cgroup measures one of them alone.
+        match parse_container_id(id) {
+            Some(_) => Err(in_process(id)),
+            None => self.inner.container_stats(id).await,
         }
     }
     async fn container_status(&self, id: &str) -> Result<ContainerStatus> {

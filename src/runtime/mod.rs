@@ -163,6 +163,11 @@ pub struct ContainerConfig {
     pub resources: Resources,
     /// `tty`: the container's stdout is a terminal.
     pub tty: bool,
+    /// `stdin`: the container takes input, which a client may [`ContainerRuntime::attach`] to.
+    pub stdin: bool,
+    /// The id of the container whose process namespace this one joins (an ephemeral
+    /// container's `targetContainerName`); `None`: a namespace of its own.
+    pub target: Option<String>,
     /// The TCP `containerPort`s the pod declares for this container. Real containers listen
     /// wherever their programs bind (the list is informational, as in Kubernetes); the
     /// simulated runtime's programs listen on them (see [`sim`]).
@@ -211,6 +216,27 @@ pub struct ContainerStatus {
     pub attempt: u32,
     /// A message about its end (the termination message, or what the runtime knows).
     pub message: Option<String>,
+}
+
+/// A container's resource use so far (CRI's ContainerStats), as its cgroup counts it on the
+/// real runtime and as its program declares it on the simulated one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ContainerStats {
+    /// When it was read.
+    pub timestamp: jiff::Timestamp,
+    /// CPU time used since the container started, in nanoseconds (cumulative).
+    pub cpu_usage_core_nanos: u64,
+    /// Memory in use, page cache included (cgroup `memory.usage_in_bytes` / `memory.current`).
+    pub memory_usage_bytes: u64,
+    /// The working set: usage less inactive file pages, what the kubelet evicts by and `kubectl
+    /// top` shows.
+    pub memory_working_set_bytes: u64,
+    /// Anonymous and swap-cache memory (`rss` / `anon`).
+    pub memory_rss_bytes: u64,
+    /// Page faults so far.
+    pub page_faults: u64,
+    /// Major page faults so far.
+    pub major_page_faults: u64,
 }
 
 /// A command to run in a running container (`kubectl exec`, exec probes).
@@ -306,11 +332,17 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     async fn remove_container(&self, id: &str) -> Result<()>;
     /// A container's current status.
     async fn container_status(&self, id: &str) -> Result<ContainerStatus>;
+    /// A running container's resource use (CRI's ContainerStats).
+    async fn container_stats(&self, id: &str) -> Result<ContainerStats>;
     /// Everything a container has written so far; a removed container's logs stay readable
     /// until its sandbox is removed (for `kubectl logs --previous`).
     async fn container_logs(&self, id: &str) -> Result<Vec<LogLine>>;
     /// Runs a command in a running container (CRI's Exec).
     async fn exec(&self, id: &str, request: ExecRequest) -> Result<ExecSession>;
+    /// Attaches to a running container's own process (CRI's Attach): its output from now on,
+    /// its input if it takes any (`stdin`), its terminal's size if it has one; `exit`
+    /// resolves with the container's exit code.
+    async fn attach(&self, id: &str) -> Result<ExecSession>;
     /// Every sandbox with its config (CRI's ListPodSandbox): what a restarted kubelet finds its
     /// pods' sandboxes by.
     async fn list_pod_sandboxes(&self) -> Vec<(String, SandboxConfig)>;

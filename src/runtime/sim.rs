@@ -12,8 +12,10 @@
 //!   `echo <text>` logs the text and exits 0; `true` exits 0; `false` exits 1.
 //! - `/orrery <tool> ...` (the built-in images' tools, see `apps`) runs as `<tool> ...`:
 //!   `sleep` and `exit` as above, `write` exits 0 at once (the simulation has no files);
-//!   `hello`, `pause`, `hog` and `burn` run until stopped (the simulation has no memory to
-//!   exhaust and no CPU to use),
+//!   `hello` and `pause` run until stopped; `hog <MiB>` and `burn <cpu>` run until stopped
+//!   and are reported as using what they name (that much memory as working set, that share
+//!   of a core, cumulative from when the tool began), so `kubectl top` and autoscaling read
+//!   the same on both runtimes; nothing else uses any CPU or memory,
 //!   `fetch` exits 1 (no packet leaves a simulated pod).
 //! - No command at all runs the image's entrypoint: the built-in `orrery/hello` runs `/orrery
 //!   hello` (with the container's `args`), `orrery/pause` runs `/orrery pause`; any other
@@ -71,8 +73,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{oneshot, watch};
 
 use super::{
-    ContainerConfig, ContainerRuntime, ContainerState, ContainerStatus, ExecRequest, ExecSession,
-    LogLine, PodConnection, Result, RuntimeError, SandboxConfig, SandboxStatus,
+    ContainerConfig, ContainerRuntime, ContainerState, ContainerStats, ContainerStatus,
+    ExecRequest, ExecSession, LogLine, PodConnection, Result, RuntimeError, SandboxConfig,
+    SandboxStatus,
 };
 use crate::apps;
 
@@ -103,8 +106,17 @@ enum Step {
     Exit(i32),
     /// Runs until stopped, listening nowhere.
     Forever,
+    /// Runs until stopped, using what it declares (`burn`, `hog`).
+    Load(Load),
     /// Runs until stopped, listening as the server says.
     Serve(Server),
+}
+
+/// What a running tool declares it uses: `burn`'s share of a core, `hog`'s memory.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Load {
+    millicores: u64,
+    bytes: u64,
 }
 
 /// What a running program listens on, by the rules in the module documentation.
@@ -157,7 +169,21 @@ fn tool(words: &[&str]) -> Vec<Step> {
         // `orrery write <file> <text>`: done at once.
         Some("write") => vec![Step::Status(0)],
         Some("hello") => vec![Step::Serve(Server::Hello)],
-        Some("pause" | "hog" | "burn") | None => vec![Step::Forever],
+        Some("hog") => vec![match words.get(1).and_then(|m| m.parse::<u64>().ok()) {
+            Some(mib) => Step::Load(Load {
+                millicores: 0,
+                bytes: mib << 20,
+            }),
+            None => Step::Exit(2),
+        }],
+        Some("burn") => vec![match words.get(1).and_then(|c| apps::burn_millicores(c)) {
+            Some(millicores) => Step::Load(Load {
+                millicores,
+                bytes: 0,
+            }),
+            None => Step::Exit(2),
+        }],
+        Some("pause") | None => vec![Step::Forever],
         // No packet leaves a simulated pod.
         Some("fetch") => vec![Step::Status(1)],
         Some(_) => statement(words),
@@ -218,6 +244,25 @@ struct Container {
     /// Removed: gone for every purpose but its logs (`kubectl logs --previous`), until its
     /// sandbox is removed.
     removed: bool,
+    /// What its program uses now, and since when (only while it runs a [`Step::Load`]).
+    load: Option<(Load, jiff::Timestamp)>,
+}
+
+impl Container {
+    /// Its CPU time so far: its load's share of the time it has run.
+    fn stats(&self, now: jiff::Timestamp) -> ContainerStats {
+        let (load, since) = self.load.unwrap_or((Load::default(), now));
+        let until = self.finished_at.unwrap_or(now);
+        let ran = until.duration_since(since).as_nanos().max(0) as u128;
+        ContainerStats {
+            timestamp: now,
+            cpu_usage_core_nanos: (ran * u128::from(load.millicores) / 1000) as u64,
+            memory_usage_bytes: load.bytes,
+            memory_working_set_bytes: load.bytes,
+            memory_rss_bytes: load.bytes,
+            ..ContainerStats::default()
+        }
+    }
 }
 
 #[derive(Default)]
@@ -334,6 +379,12 @@ impl SimRuntime {
                 }
                 Step::Sleep(d) => Some(d),
                 Step::Forever => None,
+                Step::Load(load) => {
+                    if let Some(c) = self.lock().containers.get_mut(&id) {
+                        c.load = Some((load, jiff::Timestamp::now()));
+                    }
+                    None
+                }
                 Step::Serve(server) => {
                     if let Some(c) = self.lock().containers.get_mut(&id) {
                         c.listening = Some(server);
@@ -508,6 +559,7 @@ impl ContainerRuntime for SimRuntime {
                 listening: None,
                 exited: watch::Sender::new(false),
                 removed: false,
+                load: None,
             },
         );
         Ok(id)
@@ -600,6 +652,19 @@ impl ContainerRuntime for SimRuntime {
                 message: None,
             })
         })
+    }
+
+    async fn attach(&self, id: &str) -> Result<ExecSession> {
+        self.container(id, |_| Ok(()))?;
+        Err(RuntimeError::Unsupported(
+            "a simulated container has no process to attach to: attach needs real containers \
+             (--runtime libcontainer)"
+                .into(),
+        ))
+    }
+
+    async fn container_stats(&self, id: &str) -> Result<ContainerStats> {
+        self.container(id, |c| Ok(c.stats(jiff::Timestamp::now())))
     }
 
     async fn list_pod_sandboxes(&self) -> Vec<(String, SandboxConfig)> {
@@ -1074,8 +1139,23 @@ mod tests {
             ),
             (vec!["/orrery", "hello"], vec![], vec![Serve(Server::Hello)]),
             (vec!["/orrery", "pause"], vec![], vec![Forever]),
-            (vec!["/orrery", "hog", "256"], vec![], vec![Forever]),
-            (vec!["/orrery", "burn", "400m"], vec![], vec![Forever]),
+            (
+                vec!["/orrery", "hog", "256"],
+                vec![],
+                vec![Load(super::Load {
+                    millicores: 0,
+                    bytes: 256 << 20,
+                })],
+            ),
+            (
+                vec!["/orrery", "burn", "400m"],
+                vec![],
+                vec![Load(super::Load {
+                    millicores: 400,
+                    bytes: 0,
+                })],
+            ),
+            (vec!["/orrery", "burn", "lots"], vec![], vec![Exit(2)]),
             (vec!["/orrery"], vec![], vec![Forever]),
         ] {
             assert_eq!(

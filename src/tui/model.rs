@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use crossterm::event::KeyEvent;
 use serde::Deserialize;
 
+use super::metrics::{Metrics, MetricsRead, Resources, Usage};
 use super::services::{NodeProxy, ServiceRow, SliceRow, sync_of};
 use crate::flow::FlowEvent;
 
@@ -216,6 +217,12 @@ pub enum Msg {
     Node(NodeRow),
     /// A node is gone.
     NodeGone(String),
+    /// A node's `status.allocatable` (name, CPU and memory).
+    Allocatable(String, Usage),
+    /// A pod's requests and limits, its containers' summed (namespace, name, resources).
+    PodResources(String, String, Resources),
+    /// What the metrics API (`metrics.k8s.io/v1beta1`) answered this poll.
+    Metrics(MetricsRead),
     /// A Deployment was added or changed.
     Deployment(DeploymentRow),
     /// A Deployment is gone (namespace, name).
@@ -364,6 +371,9 @@ pub struct Model {
     pub slices: BTreeMap<String, SliceRow>,
     /// What each node's kube-proxy last programmed (from its `SYNC` hops), by node.
     pub kube_proxy: BTreeMap<String, NodeProxy>,
+    /// Live usage from the metrics API, allocatable, requests and limits, and the
+    /// autoscalers' decisions from the flow (`:top`).
+    pub metrics: Metrics,
 }
 
 impl Model {
@@ -404,6 +414,7 @@ impl Model {
             services: BTreeMap::new(),
             slices: BTreeMap::new(),
             kube_proxy: BTreeMap::new(),
+            metrics: Metrics::default(),
         }
     }
 }
@@ -431,6 +442,8 @@ pub enum View {
     Events,
     /// `:svc`: Services, and the selected one's ports, endpoints and kube-proxy state.
     Services,
+    /// `:top`: live CPU and memory of nodes and pods, and the autoscalers' decisions.
+    Top,
     /// `:store`: the store's writes, from the flow.
     Store,
     /// One object: YAML, status, decision, store and Events.
@@ -475,6 +488,7 @@ impl View {
             View::Nodes => "nodes",
             View::Events => "events",
             View::Services => "svc",
+            View::Top => "top",
             View::Store => "store",
             View::Detail => "detail",
             View::Logs => "logs",
@@ -645,13 +659,27 @@ impl Model {
             Msg::Flow(event) => self.flow(event),
             Msg::Lost(n) => self.lost += n,
             Msg::Pod(pod) => self.upsert_pod(pod),
-            Msg::PodGone(ns, name) => self.remove_pod(&format!("{ns}/{name}")),
+            Msg::PodGone(ns, name) => {
+                let key = format!("{ns}/{name}");
+                self.metrics.forget_pod(&key);
+                self.remove_pod(&key);
+            }
             Msg::Node(node) => {
                 self.nodes.insert(node.name.clone(), node);
             }
             Msg::NodeGone(name) => {
+                self.metrics.forget_node(&name);
                 self.nodes.remove(&name);
             }
+            Msg::Allocatable(name, usage) => {
+                self.metrics.allocatable.insert(name, usage);
+            }
+            Msg::PodResources(ns, name, resources) => {
+                self.metrics
+                    .resources
+                    .insert(format!("{ns}/{name}"), resources);
+            }
+            Msg::Metrics(read) => self.metrics.read(read),
             Msg::Deployment(d) => {
                 self.deployments
                     .insert(format!("{}/{}", d.namespace, d.name), d);
@@ -725,6 +753,7 @@ impl Model {
                 self.controllers.insert(base.to_owned());
             }
         }
+        self.metrics.flow(&event);
         if let Some((node, data)) = sync_of(&event) {
             self.kube_proxy
                 .entry(node)
@@ -1006,7 +1035,7 @@ impl Model {
     /// How many rows the current list view has.
     fn list_len(&self) -> usize {
         match self.view {
-            View::Pods => self.pod_rows().len(),
+            View::Pods | View::Top => self.pod_rows().len(),
             View::Deployments => self.deployment_rows().len(),
             View::StatefulSets | View::CronJobs | View::Budgets => {
                 self.workload_rows(self.view).len()
@@ -1142,6 +1171,10 @@ impl Model {
                 self.open(View::Services);
                 self.status = None;
             }
+            KeyCode::Char('t') => {
+                self.open(View::Top);
+                self.status = None;
+            }
             KeyCode::Char('s') if self.view == View::Deployments => {
                 let rows = self.deployment_rows();
                 match self
@@ -1241,9 +1274,9 @@ impl Model {
                 let w = rows[self.selected(self.view, rows.len())?];
                 Some(format!("{}/{}", w.kind, w.name))
             }
-            View::Pods => {
+            View::Pods | View::Top => {
                 let rows = self.pod_rows();
-                let p = rows[self.selected(View::Pods, rows.len())?];
+                let p = rows[self.selected(self.view, rows.len())?];
                 Some(p.owner.clone())
             }
             View::Services => self
@@ -1283,7 +1316,7 @@ impl Model {
                 let i = rows[self.selected(View::Store, rows.len())?];
                 Some(of_event(&self.events[i]))
             }
-            View::Pods => self
+            View::Pods | View::Top => self
                 .selected_pod()
                 .map(|(ns, name)| ("Pod".to_owned(), ns, name)),
             View::Deployments => {
@@ -1350,8 +1383,13 @@ impl Model {
     }
 
     fn selected_pod(&self) -> Option<(String, String)> {
+        let view = if self.view == View::Top {
+            View::Top
+        } else {
+            View::Pods
+        };
         let rows = self.pod_rows();
-        let p = rows[self.selected(View::Pods, rows.len())?];
+        let p = rows[self.selected(view, rows.len())?];
         Some((p.namespace.clone(), p.name.clone()))
     }
 
@@ -1571,6 +1609,7 @@ impl Model {
             "nodes" | "node" | "no" => Some(View::Nodes),
             "events" | "event" | "ev" => Some(View::Events),
             "svc" | "services" | "service" => Some(View::Services),
+            "top" => Some(View::Top),
             "flow" => Some(View::Flow),
             "store" => Some(View::Store),
             "map" | "home" => Some(View::Home),
@@ -1648,7 +1687,7 @@ pub const HELP: &[(&str, &str)] = &[
     ("?", "this help"),
     (
         ":",
-        "command mode (:pods :deploy :nodes :events :svc :flow :store :map :help)",
+        "command mode (:pods :deploy :nodes :events :svc :top :flow :store :map :help)",
     ),
     (
         ":apply [path]",
@@ -1682,6 +1721,10 @@ pub const HELP: &[(&str, &str)] = &[
     (
         "S",
         "Services (:svc): ports, endpoints, each node's kube-proxy",
+    ),
+    (
+        "t",
+        "top (:top): CPU and memory of nodes and pods, HPA decisions",
     ),
     ("space", "switch between run and step mode"),
     ("n", "step mode: let the pending hop through"),

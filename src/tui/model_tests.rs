@@ -1421,3 +1421,292 @@ fn add_ons_seen_in_the_flow_join_the_controllers() {
         ]
     );
 }
+
+/// A hop of the HorizontalPodAutoscaler controller about `default/<hpa>`.
+pub(crate) fn hpa_hop(
+    seq: u64,
+    second: u32,
+    verb: &str,
+    hpa: &str,
+    data: serde_json::Value,
+) -> FlowEvent {
+    let mut e = FlowEvent::new(crate::tui::metrics::HPA_CONTROLLER, "apiserver", verb)
+        .object("HorizontalPodAutoscaler", "default", hpa)
+        .detail(format!("Deployment/{hpa}"))
+        .data(data);
+    e.seq = seq;
+    e.time = format!("2026-01-01T12:00:{second:02}.000000Z");
+    e
+}
+
+/// A DECIDE hop's data, as the HPA controller writes it.
+pub(crate) fn decided(current: i64, proposed: i64, desired: i64, value: &str) -> serde_json::Value {
+    json!({"current": current, "proposed": proposed, "desired": desired, "min": 1, "max": 10,
+           "metric": "cpu resource utilization (percentage of request)",
+           "value": value, "target": "50%",
+           "limit": if proposed == desired { "DesiredWithinRange" } else { "ScaleUpLimit" }})
+}
+
+/// A metrics API answer: nodes `(name, cpu, memory)` and pods `(name, cpu, memory)` in
+/// `default`, read at `second`, through the same reader the poll uses.
+pub(crate) fn metrics_read(
+    second: u32,
+    nodes: &[(&str, &str, &str)],
+    pods: &[(&str, &str, &str)],
+) -> Msg {
+    use crate::tui::metrics::{MetricsRead, read_list};
+    let time = format!("2026-01-01T12:00:{second:02}Z");
+    let nodes = json!({"kind": "NodeMetricsList", "items": nodes.iter().map(|(n, cpu, mem)| json!({
+        "metadata": {"name": n}, "timestamp": time, "window": "15s",
+        "usage": {"cpu": cpu, "memory": mem}})).collect::<Vec<_>>()});
+    let pods = json!({"kind": "PodMetricsList", "items": pods.iter().map(|(n, cpu, mem)| json!({
+        "metadata": {"name": n, "namespace": "default"}, "timestamp": time, "window": "15s",
+        "containers": [{"name": "app", "usage": {"cpu": cpu, "memory": mem}}]})).collect::<Vec<_>>()});
+    Msg::Metrics(MetricsRead::Lists {
+        nodes: read_list(&nodes.to_string()).unwrap(),
+        pods: read_list(&pods.to_string()).unwrap(),
+    })
+}
+
+/// The fixture with live usage: both nodes' allocatable (2 CPUs, 4Gi), the web pods' requests
+/// and limits (100m/200m CPU, 64Mi/128Mi memory), three scrapes (node-2 nearly full,
+/// `web-...-abcde` past its CPU request, `web-...-fghij` past its CPU limit), the metrics
+/// server's last SCRAPE, and two autoscalers' decisions (`web` scaled 3 → 5, `api` undecided).
+pub(crate) fn top_fixture() -> Model {
+    use crate::tui::metrics::{Resources, Usage};
+    let mut m = fixture(Host::Attached);
+    for node in ["node-1", "node-2"] {
+        m.update(Msg::Allocatable(
+            node.into(),
+            Usage {
+                cpu: 2000,
+                memory: 4 << 30,
+            },
+        ));
+    }
+    for pod in ["web-7d4b9-abcde", "web-7d4b9-fghij", "web-7d4b9-klmno"] {
+        m.update(Msg::PodResources(
+            "default".into(),
+            pod.into(),
+            Resources {
+                cpu_request: Some(100),
+                cpu_limit: Some(200),
+                memory_request: Some(64 << 20),
+                memory_limit: Some(128 << 20),
+            },
+        ));
+    }
+    m.update(Msg::PodResources(
+        "default".into(),
+        "lonely".into(),
+        Resources::default(),
+    ));
+    for (second, load) in [(0, 1), (15, 2), (30, 3)] {
+        let cpu = |m: i64| format!("{}m", m * load);
+        let (n1, n2, a, f, l) = (cpu(130), cpu(630), cpu(50), cpu(80), cpu(10));
+        m.update(metrics_read(
+            second,
+            &[("node-1", &n1, "1Gi"), ("node-2", &n2, "3Gi")],
+            &[
+                ("web-7d4b9-abcde", &a, "80Mi"),
+                ("web-7d4b9-fghij", &f, "40Mi"),
+                ("lonely", &l, "10Mi"),
+            ],
+        ));
+    }
+    let mut scrape = FlowEvent::new("metrics-server", "kubelet", "SCRAPE")
+        .detail("scraped 2 node(s), 3 pod(s) with containers running")
+        .data(json!({"nodes": 2, "pods": 3, "failed": []}));
+    scrape.seq = 959;
+    scrape.time = "2026-01-01T12:00:28.000000Z".into();
+    m.update(Msg::Flow(scrape));
+    let hops = [
+        hpa_hop(960, 5, "DECIDE", "web", decided(3, 3, 3, "45%")),
+        hpa_hop(961, 20, "DECIDE", "web", decided(3, 3, 3, "45%")),
+        hpa_hop(962, 27, "DECIDE", "web", decided(3, 6, 5, "120%")),
+        hpa_hop(963, 27, "SCALE", "web", decided(3, 6, 5, "120%")),
+        hpa_hop(
+            964,
+            29,
+            "DECIDE",
+            "api",
+            json!({"current": 2, "desired": 2,
+                   "error": "unable to get metrics for resource cpu: no metrics returned from resource metrics API"}),
+        ),
+    ];
+    for hop in hops {
+        m.update(Msg::Flow(hop));
+    }
+    m
+}
+
+#[test]
+fn metrics_polls_keep_the_latest_usage_and_one_sample_per_scrape() {
+    use crate::tui::metrics::{HISTORY, MetricsRead, MetricsState, Usage};
+    let mut m = fixture(Host::Attached);
+    assert_eq!(m.metrics.state, MetricsState::Waiting);
+    let read = |second| {
+        metrics_read(
+            second,
+            &[
+                ("node-1", "400m", "64Mi"),
+                ("node-2", "17483094n", "12868Ki"),
+            ],
+            &[("lonely", "2", "1000")],
+        )
+    };
+    m.update(read(0));
+    // A poll that finds the same scrape adds no sample.
+    m.update(read(0));
+    assert_eq!(m.metrics.state, MetricsState::Serving);
+    let node1 = &m.metrics.nodes["node-1"];
+    assert_eq!(node1.history.len(), 1);
+    assert_eq!(
+        node1.latest(),
+        Some(Usage {
+            cpu: 400,
+            memory: 64 << 20
+        })
+    );
+    assert_eq!(node1.window, "15s");
+    assert_eq!(m.metrics.nodes["node-2"].latest().map(|u| u.cpu), Some(18));
+    assert_eq!(
+        m.metrics.pods["default/lonely"].latest(),
+        Some(Usage {
+            cpu: 2000,
+            memory: 1000
+        })
+    );
+    // A new scrape is a new sample; the history keeps the last HISTORY.
+    for second in 1..=40 {
+        m.update(read(second));
+    }
+    assert_eq!(m.metrics.nodes["node-1"].history.len(), HISTORY);
+    assert_eq!(m.metrics.nodes["node-1"].timestamp, "2026-01-01T12:00:40Z");
+    // The metrics server stops: the last answer stays, marked unavailable.
+    m.update(Msg::Metrics(MetricsRead::Unavailable(
+        "503: no metrics yet".into(),
+    )));
+    assert_eq!(
+        m.metrics.state,
+        MetricsState::Unavailable("503: no metrics yet".into())
+    );
+    assert!(m.metrics.nodes.contains_key("node-1"));
+    // Objects the API stops listing are forgotten, as are pods and nodes that are gone.
+    m.update(metrics_read(
+        50,
+        &[("node-1", "1", "1Mi")],
+        &[("lonely", "1m", "1")],
+    ));
+    assert_eq!(m.metrics.state, MetricsState::Serving);
+    assert!(!m.metrics.nodes.contains_key("node-2"));
+    m.update(Msg::Allocatable(
+        "node-1".into(),
+        Usage {
+            cpu: 2000,
+            memory: 1 << 30,
+        },
+    ));
+    m.update(Msg::PodResources(
+        "default".into(),
+        "lonely".into(),
+        crate::tui::metrics::Resources::default(),
+    ));
+    m.update(Msg::PodGone("default".into(), "lonely".into()));
+    m.update(Msg::NodeGone("node-1".into()));
+    assert!(m.metrics.pods.is_empty());
+    assert!(m.metrics.resources.is_empty());
+    assert!(m.metrics.nodes.is_empty());
+    assert!(m.metrics.allocatable.is_empty());
+}
+
+#[test]
+fn autoscaler_decisions_come_from_decide_and_scale_hops() {
+    let m = top_fixture();
+    let web = &m.metrics.decisions["default/web"];
+    // Two identical "no change" decisions are one, repeated; the scale marks its decision.
+    assert_eq!(web.len(), 2);
+    assert_eq!((web[0].current, web[0].desired, web[0].repeats), (3, 3, 1));
+    assert_eq!(web[0].time, "2026-01-01T12:00:20.000000Z");
+    assert!(!web[0].scaled);
+    assert_eq!(
+        (web[1].current, web[1].proposed, web[1].desired),
+        (3, Some(6), 5)
+    );
+    assert_eq!(
+        (web[1].value.as_str(), web[1].target.as_str()),
+        ("120%", "50%")
+    );
+    assert_eq!(web[1].limit, "ScaleUpLimit");
+    assert!(web[1].scaled);
+    let api = &m.metrics.decisions["default/api"];
+    assert!(api[0].error.starts_with("unable to get metrics"));
+    // The autoscaler that decided last comes first.
+    let order: Vec<&str> = m
+        .metrics
+        .autoscalers()
+        .iter()
+        .map(|(k, _)| k.as_str())
+        .collect();
+    assert_eq!(order, ["default/api", "default/web"]);
+    let scrape = m.metrics.scrape.as_ref().unwrap();
+    assert_eq!((scrape.nodes, scrape.pods), (2, 3));
+
+    // Only the last few are kept; hops from others, or other verbs, are not decisions.
+    let mut m = Model::new(Host::Attached, "orrery");
+    for i in 0..8 {
+        m.update(Msg::Flow(hpa_hop(
+            i,
+            i as u32,
+            "DECIDE",
+            "web",
+            decided(i as i64, i as i64 + 1, i as i64 + 1, "90%"),
+        )));
+    }
+    let mut other = hpa_hop(20, 20, "DECIDE", "web", decided(1, 1, 1, "1%"));
+    other.from = "controller/deployment".into();
+    m.update(Msg::Flow(other));
+    m.update(Msg::Flow(hpa_hop(21, 21, "GATE", "web", json!({}))));
+    m.update(Msg::Flow(hpa_hop(
+        22,
+        22,
+        "DECIDE",
+        "web",
+        json!("not an object"),
+    )));
+    let web = &m.metrics.decisions["default/web"];
+    assert_eq!(web.len(), crate::tui::metrics::DECISIONS);
+    assert_eq!(web.back().map(|d| d.current), Some(7));
+    // A SCALE whose DECIDE was not seen (the ring started later) is a decision of its own.
+    m.update(Msg::Flow(hpa_hop(
+        23,
+        23,
+        "SCALE",
+        "web",
+        decided(9, 9, 4, "10%"),
+    )));
+    let last = m.metrics.decisions["default/web"].back().cloned().unwrap();
+    assert!(last.scaled && last.desired == 4);
+}
+
+#[test]
+fn top_opens_by_key_and_command_and_its_pods_are_selectable() {
+    let mut m = top_fixture();
+    m.update(key(KeyCode::Char('t')));
+    assert_eq!(m.view, View::Top);
+    m.update(key(KeyCode::Esc));
+    assert_eq!(m.view, View::Home);
+    command(&mut m, "top");
+    assert_eq!(m.view, View::Top);
+    m.update(key(KeyCode::Down));
+    // Pods sort by key: lonely, then the web pods.
+    assert_eq!(
+        m.update(key(KeyCode::Char('d'))),
+        [Effect::Describe(
+            "Pod".into(),
+            "default".into(),
+            "web-7d4b9-abcde".into()
+        )]
+    );
+    assert!(HELP.iter().any(|(k, _)| *k == "t"));
+}

@@ -145,6 +145,27 @@ fn services() {
 }
 
 #[test]
+fn top() {
+    let mut m = crate::tui::model::tests::top_fixture();
+    m.update(key(KeyCode::Char('t')));
+    m.update(key(KeyCode::Down));
+    snap!("top_120x40", m, 120, 40);
+    snap!("top_80x24", m);
+    // The metrics server stops: the bars keep its last answer, and the title says so.
+    m.update(Msg::Metrics(crate::tui::metrics::MetricsRead::Unavailable(
+        "503: no metrics yet".into(),
+    )));
+    snap!("top_unavailable_100x16", m, 100, 16);
+}
+
+#[test]
+fn top_before_any_metrics() {
+    let mut m = fixture(Host::Attached);
+    command(&mut m, "top");
+    snap!("top_empty", m);
+}
+
+#[test]
 fn home_with_add_ons_and_kube_proxy_in_flight_120x40() {
     let mut m = crate::tui::model::tests::services_fixture();
     for (seq, from) in [(950, "kube-dns"), (951, "service-lb-controller")] {
@@ -437,6 +458,7 @@ fn every_view_draws_a_big_cluster_quickly() {
         (View::Pods, false, "p-09"),
         (View::Store, false, ""),
         (View::Events, false, ""),
+        (View::Top, false, ""),
     ] {
         m.view = view;
         m.grouped = grouped;
@@ -459,7 +481,7 @@ fn every_view_draws_a_big_cluster_quickly() {
 #[test]
 fn every_view_survives_tiny_terminals() {
     use crate::tui::model::View;
-    let mut m = fixture(Host::Attached);
+    let mut m = crate::tui::model::tests::top_fixture();
     m.update(Msg::Detail(pod_detail()));
     m.detail_target = Some(("Pod".into(), "default".into(), "web-7d4b9-abcde".into()));
     m.update(Msg::Logs(
@@ -478,6 +500,7 @@ fn every_view_survives_tiny_terminals() {
         View::Nodes,
         View::Events,
         View::Services,
+        View::Top,
         View::Store,
         View::Detail,
         View::Logs,

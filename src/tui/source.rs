@@ -4,7 +4,10 @@
 //! `kube::Client`, converted into the model's rows the way `kubectl get` prints them; the flow
 //! stream (`GET /orrery/v1/flow`, reconnecting from the last sequence number it saw); the stepper
 //! and the components, polled (`/orrery/v1/stepper`, `/orrery/v1/components`) and sent only
-//! when they change; and the manifests a learner can apply, from a `manifests/` directory.
+//! when they change; the metrics API (`metrics.k8s.io/v1beta1` nodes and pods), polled every
+//! [`METRICS_POLL`] and sent only when its answer changes (a 503 or 404, the metrics server
+//! stopped or not served, is sent once, as "no metrics"); and the manifests a learner can
+//! apply, from a `manifests/` directory.
 //!
 //! The channel is bounded: a dashboard that draws too slowly slows its own readers, never the
 //! cluster. The flow bus then drops events for this reader alone and says how many
@@ -28,6 +31,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde::Deserialize;
 use tokio::sync::{Notify, mpsc};
 
+use super::metrics::{MetricsRead, Resources, allocatable, read_list, resources};
 use super::model::{
     ComponentRow, DeploymentRow, EventRow, Msg, NodeRow, PodRow, StepperView, WorkloadRow,
 };
@@ -36,6 +40,13 @@ use crate::flow::{Data, FlowEvent};
 
 /// How often the stepper and the components are polled.
 pub const POLL: Duration = Duration::from_millis(250);
+
+/// How often the metrics API is read (the metrics server itself scrapes every
+/// `--metrics-resolution`, 15 s by default, so most polls find nothing new and send nothing).
+pub const METRICS_POLL: Duration = Duration::from_secs(5);
+
+/// How long one read of the metrics API may take.
+const METRICS_TIMEOUT: Duration = Duration::from_secs(4);
 
 /// How often the manifests directory is looked at again.
 const MANIFESTS_POLL: Duration = Duration::from_secs(5);
@@ -77,13 +88,18 @@ pub fn spawn(client: Client, tx: mpsc::Sender<Msg>, manifests: Option<PathBuf>) 
         tokio::spawn(watch_rows(
             Api::<Node>::all(client.clone()),
             tx.clone(),
-            |node: &Node| Msg::Node(node_row(node)),
+            |node: &Node| {
+                vec![
+                    Msg::Node(node_row(node)),
+                    Msg::Allocatable(node.name_any(), allocatable(node)),
+                ]
+            },
             |node: &Node| Some(Msg::NodeGone(node.name_any())),
         )),
         tokio::spawn(watch_rows(
             Api::<Deployment>::all(client.clone()),
             tx.clone(),
-            |d: &Deployment| Msg::Deployment(deployment_row(d)),
+            |d: &Deployment| vec![Msg::Deployment(deployment_row(d))],
             |d: &Deployment| {
                 Some(Msg::DeploymentGone(
                     d.namespace().unwrap_or_default(),
@@ -94,25 +110,25 @@ pub fn spawn(client: Client, tx: mpsc::Sender<Msg>, manifests: Option<PathBuf>) 
         tokio::spawn(watch_rows(
             Api::<StatefulSet>::all(client.clone()),
             tx.clone(),
-            |o: &StatefulSet| Msg::Workload(statefulset_row(o)),
+            |o: &StatefulSet| vec![Msg::Workload(statefulset_row(o))],
             |o: &StatefulSet| Some(workload_gone("StatefulSet", &o.metadata)),
         )),
         tokio::spawn(watch_rows(
             Api::<CronJob>::all(client.clone()),
             tx.clone(),
-            |o: &CronJob| Msg::Workload(cronjob_row(o)),
+            |o: &CronJob| vec![Msg::Workload(cronjob_row(o))],
             |o: &CronJob| Some(workload_gone("CronJob", &o.metadata)),
         )),
         tokio::spawn(watch_rows(
             Api::<PodDisruptionBudget>::all(client.clone()),
             tx.clone(),
-            |o: &PodDisruptionBudget| Msg::Workload(budget_row(o)),
+            |o: &PodDisruptionBudget| vec![Msg::Workload(budget_row(o))],
             |o: &PodDisruptionBudget| Some(workload_gone("PodDisruptionBudget", &o.metadata)),
         )),
         tokio::spawn(watch_rows(
             Api::<Event>::all(client.clone()),
             tx.clone(),
-            |e: &Event| Msg::Event(event_row(e)),
+            |e: &Event| vec![Msg::Event(event_row(e))],
             // The model keeps Events by `namespace/name` and has no Gone for them: an Event
             // that expires simply stops changing.
             |_: &Event| None,
@@ -120,7 +136,7 @@ pub fn spawn(client: Client, tx: mpsc::Sender<Msg>, manifests: Option<PathBuf>) 
         tokio::spawn(watch_rows(
             Api::<Service>::all(client.clone()),
             tx.clone(),
-            |s: &Service| Msg::Service(service_row(s)),
+            |s: &Service| vec![Msg::Service(service_row(s))],
             |s: &Service| {
                 Some(Msg::ServiceGone(
                     s.namespace().unwrap_or_default(),
@@ -131,7 +147,7 @@ pub fn spawn(client: Client, tx: mpsc::Sender<Msg>, manifests: Option<PathBuf>) 
         tokio::spawn(watch_rows(
             Api::<EndpointSlice>::all(client.clone()),
             tx.clone(),
-            |s: &EndpointSlice| Msg::Slice(slice_row(s)),
+            |s: &EndpointSlice| vec![Msg::Slice(slice_row(s))],
             |s: &EndpointSlice| {
                 Some(Msg::SliceGone(
                     s.namespace().unwrap_or_default(),
@@ -139,6 +155,7 @@ pub fn spawn(client: Client, tx: mpsc::Sender<Msg>, manifests: Option<PathBuf>) 
                 ))
             },
         )),
+        tokio::spawn(poll_metrics(client.clone(), tx.clone())),
         tokio::spawn(poll(client, tx.clone(), poke.clone())),
         tokio::spawn(watch_manifests(manifests, tx)),
     ];
@@ -156,12 +173,12 @@ fn key_of(meta: &ObjectMeta) -> String {
     }
 }
 
-/// Watches one kind and sends a row for every change, and a Gone for every deletion, including
-/// objects that vanished while the watch was down (found when it lists again).
+/// Watches one kind and sends its rows for every change, and a Gone for every deletion,
+/// including objects that vanished while the watch was down (found when it lists again).
 async fn watch_rows<K>(
     api: Api<K>,
     tx: mpsc::Sender<Msg>,
-    row: impl Fn(&K) -> Msg,
+    row: impl Fn(&K) -> Vec<Msg>,
     gone: impl Fn(&K) -> Option<Msg>,
 ) where
     K: Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned,
@@ -180,9 +197,9 @@ async fn watch_rows<K>(
             watcher::Event::InitApply(object) | watcher::Event::Apply(object) => {
                 let key = key_of(object.meta());
                 relisted.insert(key.clone());
-                let msg = row(&object);
+                let msgs = row(&object);
                 known.insert(key, object);
-                vec![msg]
+                msgs
             }
             watcher::Event::Delete(object) => {
                 known.remove(&key_of(object.meta()));
@@ -209,11 +226,12 @@ async fn watch_rows<K>(
     }
 }
 
-/// What the pod watch remembers of each pod: its row, and the ReplicaSet or Job that owns it
-/// (`Kind:namespace/name`).
+/// What the pod watch remembers of each pod: its row, the ReplicaSet or Job that owns it
+/// (`Kind:namespace/name`), and its requests and limits as last sent.
 struct KnownPod {
     row: PodRow,
     parent: Option<String>,
+    resources: Resources,
 }
 
 /// Pods, named by their story: a pod's root owner is found through the ReplicaSets and Jobs
@@ -257,9 +275,25 @@ async fn watch_pods(client: Client, tx: mpsc::Sender<Msg>) {
                     .map(|o| format!("{}:{namespace}/{}", o.kind, o.name));
                 let owner = root_owner(&pod.metadata, |p| parent_owner.get(p).cloned().flatten());
                 let row = pod_row(&pod, owner);
+                let resources = resources(&pod);
                 relisted.insert(key.clone());
+                let sent = known.get(&key).map(|k| k.resources);
                 msgs.push(Msg::Pod(row.clone()));
-                known.insert(key, KnownPod { row, parent });
+                if sent != Some(resources) {
+                    msgs.push(Msg::PodResources(
+                        row.namespace.clone(),
+                        row.name.clone(),
+                        resources,
+                    ));
+                }
+                known.insert(
+                    key,
+                    KnownPod {
+                        row,
+                        parent,
+                        resources,
+                    },
+                );
             }
             Change::Pod(watcher::Event::Delete(pod)) => {
                 known.remove(&key_of(&pod.metadata));
@@ -952,6 +986,71 @@ async fn poll(client: Client, tx: mpsc::Sender<Msg>, poke: Arc<Notify>) {
         {
             components = Some(now.clone());
             if tx.send(Msg::Components(now)).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The metrics API.
+
+/// `GET` one metrics list (`nodes` or `pods`) of `metrics.k8s.io/v1beta1`, as samples.
+async fn get_metrics_list(
+    client: &Client,
+    resource: &str,
+) -> Result<Vec<crate::tui::metrics::Sample>, String> {
+    let request = http::Request::get(format!("/apis/metrics.k8s.io/v1beta1/{resource}"))
+        .body(Vec::new())
+        .map_err(|e| e.to_string())?;
+    let text = tokio::time::timeout(METRICS_TIMEOUT, client.request_text(request))
+        .await
+        .map_err(|_| format!("GET {resource} metrics timed out"))?
+        .map_err(|e| metrics_error(&e))?;
+    read_list(&text)
+}
+
+/// Why the metrics API gave no metrics, in words for the learner.
+pub fn metrics_error(error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(status) if status.code == 503 => {
+            "503: no metrics yet (the metrics server is not running or has not scraped)".to_owned()
+        }
+        kube::Error::Api(status) if status.code == 404 => {
+            "404: metrics.k8s.io is not served by this cluster".to_owned()
+        }
+        kube::Error::Api(status) => format!("{}: {}", status.code, status.message),
+        other => other.to_string(),
+    }
+}
+
+/// One read of the metrics API: nodes, then pods.
+pub async fn read_metrics(client: &Client) -> MetricsRead {
+    let nodes = match get_metrics_list(client, "nodes").await {
+        Ok(nodes) => nodes,
+        Err(why) => return MetricsRead::Unavailable(why),
+    };
+    match get_metrics_list(client, "pods").await {
+        Ok(pods) => MetricsRead::Lists { nodes, pods },
+        Err(why) => MetricsRead::Unavailable(why),
+    }
+}
+
+/// Reads the metrics API every [`METRICS_POLL`], one read at a time, and sends what it
+/// answered only when that changed: a stopped metrics server is one message, not one a poll.
+async fn poll_metrics(client: Client, tx: mpsc::Sender<Msg>) {
+    let mut interval = tokio::time::interval(METRICS_POLL);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last: Option<MetricsRead> = None;
+    loop {
+        interval.tick().await;
+        if tx.is_closed() {
+            return;
+        }
+        let now = read_metrics(&client).await;
+        if last.as_ref() != Some(&now) {
+            last = Some(now.clone());
+            if tx.send(Msg::Metrics(now)).await.is_err() {
                 return;
             }
         }

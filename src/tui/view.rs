@@ -1,5 +1,6 @@
 //! Drawing the [`Model`]: the cluster map, the flow timeline, the lists (`:pods`, `:deploy`,
-//! `:nodes`, `:events`, `:svc`, `:store`), the detail, help and the step bar. Pure: the same model draws
+//! `:nodes`, `:events`, `:svc`, `:store`), `:top`'s usage bars and autoscaling decisions, the
+//! detail, help and the step bar. Pure: the same model draws
 //! the same frame, which is what the `TestBackend` snapshot tests rely on. Every view formats
 //! only the rows it shows, so 10,000 pods and 5,000 flow events draw as fast as ten.
 
@@ -8,6 +9,7 @@ mod lists;
 mod map;
 mod services;
 mod timeline;
+mod top;
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -177,6 +179,7 @@ pub fn draw(frame: &mut Frame<'_>, model: &Model) {
         View::Nodes => lists::nodes(frame, model, body, theme),
         View::Events => lists::events(frame, model, body, theme),
         View::Services => services::draw(frame, model, body, theme),
+        View::Top => top::draw(frame, model, body, theme),
         View::Detail => detail::draw(frame, model, body, theme),
         View::Logs => detail::logs(frame, model, body, theme),
         View::Help => detail::help(frame, model, body, theme),

@@ -21,6 +21,7 @@ mod kube_system;
 mod kubectl;
 mod kubelet;
 mod manifests;
+mod metrics;
 mod network;
 mod nodes;
 mod packages;

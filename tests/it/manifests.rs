@@ -26,6 +26,7 @@ const ALL: &[&str] = &[
     "init-container.yaml",
     "oom.yaml",
     "two-tier.yaml",
+    "autoscale.yaml",
 ];
 
 #[test]
@@ -57,6 +58,13 @@ fn the_samples_run_on_the_simulated_runtime() {
         let out = c.ok(&["apply", "-f", &manifest(name)]);
         assert!(out.contains("created"), "{name}: {out}");
     }
+    // The autoscaled burn: 150m of a 100m request is 150%, three times the 50% target, at
+    // every size, so the HPA climbs to its maximum (default resolution and sync period).
+    c.eventually(
+        &["get", "hpa", "burn", "-o", "jsonpath={.status.desiredReplicas}"],
+        150,
+        |r| r == "5",
+    );
     // Three hello pods run and turn ready: the simulated hello answers their readiness probe.
     c.eventually(
         &[

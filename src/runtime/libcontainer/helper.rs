@@ -154,7 +154,15 @@ struct Container {
     waiters: Vec<oneshot::Sender<()>>,
     /// The process's spec, for execs.
     process: serde_json::Value,
+    /// Where input to the container goes (its terminal's master, or its stdin pipe), for
+    /// attaching; `None` unless it was created with `stdin`.
+    input: Option<OwnedFd>,
+    /// The attached clients' ends, by stream: its output is copied to each as to its log.
+    sinks: Sinks,
 }
+
+/// The attached clients of a container, by stream (`stdout`, `stderr`).
+type Sinks = std::rc::Rc<std::cell::RefCell<Vec<(&'static str, std::os::unix::net::UnixStream)>>>;
 
 struct Exec {
     pid: Pid,
@@ -347,6 +355,17 @@ impl Helper {
             Request::ContainerStatus { id } => match self.containers.get(&id) {
                 Some(c) => Response::Container(Box::new(self.info(&id, c))),
                 None => not_found("container", &id),
+            },
+            Request::Attach { id } => match self.attach(&id) {
+                Ok((tty, stdin, handed)) => {
+                    fds = handed;
+                    Response::Attached { tty, stdin }
+                }
+                Err(response) => response,
+            },
+            Request::ContainerStats { id } => match self.containers.get(&id) {
+                Some(c) if !c.removed => Response::Stats(super::stats::read(&c.cgroups_path)),
+                _ => not_found("container", &id),
             },
             Request::ListContainers { sandbox, removed } => {
                 if !self.sandboxes.contains_key(&sandbox) {
@@ -633,8 +652,25 @@ impl Helper {
                 .filter(|c| c.state == State::Running)
                 .and_then(|c| c.pid)
                 .ok_or_else(|| failed(action, "the sandbox's pause container is not running"))?;
+            let pid_of = match &spec.target {
+                None => None,
+                Some(target) => Some(
+                    self.containers
+                        .get(target)
+                        .filter(|c| c.state == State::Running)
+                        .and_then(|c| c.pid)
+                        .ok_or_else(|| {
+                            failed(
+                                action,
+                                format!("the target container {target} is not running"),
+                            )
+                        })?
+                        .as_raw(),
+                ),
+            };
             Namespaces::Member {
                 pause_pid: pause_pid.as_raw(),
+                pid_of,
             }
         };
         let files = (!pause).then(|| SandboxFiles {
@@ -712,8 +748,8 @@ impl Helper {
                 return Err(failed(action, format!("open log: {error}")));
             }
         };
-        let created = self.libcontainer_create(&id, &dir, spec.tty);
-        let (lc, streams) = match created {
+        let created = self.libcontainer_create(&id, &dir, spec.tty, spec.stdin);
+        let (lc, streams, input) = match created {
             Ok(created) => created,
             Err(message) => {
                 let _ = LcContainer::load(self.state_dir().join(&id)).map(|mut c| c.delete(true));
@@ -724,12 +760,14 @@ impl Helper {
         let pid = lc.pid().map(|p| Pid::from_raw(p.as_raw()));
         let open_streams = streams.len() as u8;
         let log = std::rc::Rc::new(std::cell::RefCell::new(log));
+        let sinks = Sinks::default();
         for (stream, fd) in streams {
             let events = self.events.clone();
             let log = log.clone();
             let id = id.clone();
+            let sinks = sinks.clone();
             tokio::task::spawn_local(async move {
-                copy_to_log(fd, stream, &log).await;
+                copy_to_log(fd, stream, &log, &sinks).await;
                 let _ = events.send(Event::LogClosed(id));
             });
         }
@@ -756,23 +794,34 @@ impl Helper {
                 removed: false,
                 waiters: Vec::new(),
                 process: oci["process"].clone(),
+                input,
+                sinks,
             },
         );
         Ok(id)
     }
 
-    /// libcontainer's create, with stdout and stderr to pipes (or a terminal) the helper reads.
+    /// libcontainer's create, with stdout and stderr to pipes (or a terminal) the helper reads,
+    /// and, with `stdin`, where its input goes (the terminal's master, or a pipe to its stdin).
     fn libcontainer_create(
         &mut self,
         id: &str,
         bundle: &Path,
         tty: bool,
-    ) -> Result<(LcContainer, Streams), String> {
-        let stdin = std::fs::File::open("/dev/null").map_err(|e| e.to_string())?;
+        stdin: bool,
+    ) -> Result<(LcContainer, Streams, Option<OwnedFd>), String> {
+        let (stdin_fd, mut input): (OwnedFd, Option<OwnedFd>) = if stdin && !tty {
+            let (in_r, in_w) =
+                nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| e.to_string())?;
+            (in_r, Some(in_w))
+        } else {
+            let null = std::fs::File::open("/dev/null").map_err(|e| e.to_string())?;
+            (OwnedFd::from(null), None)
+        };
         let builder = ContainerBuilder::new(id.to_owned(), SyscallType::default())
             .with_root_path(self.state_dir())
             .map_err(|e| e.to_string())?
-            .with_stdin(OwnedFd::from(stdin));
+            .with_stdin(stdin_fd);
         if tty {
             let (socket_path, listener) = self.console_listener()?;
             let container = builder
@@ -785,7 +834,10 @@ impl Helper {
             let _ = std::fs::remove_file(&socket_path);
             let container = container?;
             let master = receive_console(&listener)?;
-            Ok((container, vec![("stdout", master)]))
+            if stdin {
+                input = Some(master.try_clone().map_err(|e| e.to_string())?);
+            }
+            Ok((container, vec![("stdout", master)], input))
         } else {
             let (out_r, out_w) =
                 nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| e.to_string())?;
@@ -799,8 +851,48 @@ impl Helper {
                 .with_detach(true)
                 .build()
                 .map_err(|e| e.to_string())?;
-            Ok((container, vec![("stdout", out_r), ("stderr", err_r)]))
+            Ok((container, vec![("stdout", out_r), ("stderr", err_r)], input))
         }
+    }
+
+    /// Attaches a client to a running container: a socket per output stream (the helper
+    /// copies the container's output to it as it comes) and, if the container takes input, a
+    /// duplicate of where its input goes. The descriptors travel with the answer: the input
+    /// (when there is one), then stdout, then (without a terminal) stderr.
+    fn attach(&mut self, id: &str) -> Result<(bool, bool, Vec<OwnedFd>), Response> {
+        let Some(c) = self.containers.get(id).filter(|c| !c.removed) else {
+            return Err(not_found("container", id));
+        };
+        if c.state != State::Running {
+            return Err(Response::InvalidState {
+                id: id.to_owned(),
+                state: state_name(c.state).to_owned(),
+                action: "attach".to_owned(),
+            });
+        }
+        let tty = c.process["terminal"] == true;
+        let mut fds = Vec::new();
+        if let Some(input) = &c.input {
+            fds.push(
+                input
+                    .try_clone()
+                    .map_err(|e| failed("attach", e.to_string()))?,
+            );
+        }
+        let streams: &[&'static str] = if tty {
+            &["stdout"]
+        } else {
+            &["stdout", "stderr"]
+        };
+        for stream in streams {
+            let (ours, theirs) = std::os::unix::net::UnixStream::pair()
+                .map_err(|e| failed("attach", e.to_string()))?;
+            ours.set_nonblocking(true)
+                .map_err(|e| failed("attach", e.to_string()))?;
+            c.sinks.borrow_mut().push((stream, ours));
+            fds.push(OwnedFd::from(theirs));
+        }
+        Ok((tty, c.input.is_some(), fds))
     }
 
     fn console_listener(&mut self) -> Result<(PathBuf, std::os::unix::net::UnixListener), String> {
@@ -1145,6 +1237,7 @@ async fn copy_to_log(
     fd: OwnedFd,
     stream: &'static str,
     log: &std::rc::Rc<std::cell::RefCell<std::fs::File>>,
+    sinks: &Sinks,
 ) {
     use std::io::Write;
     let mut receiver = match tokio::net::unix::pipe::Receiver::from_owned_fd_unchecked(fd) {
@@ -1168,8 +1261,14 @@ async fn copy_to_log(
             let _ = log.borrow_mut().write_all(&records);
         }
         if n == 0 {
+            // The attached clients see the end.
+            sinks.borrow_mut().retain(|(s, _)| *s != stream);
             return;
         }
+        // Attached clients get the bytes as they are; one that cannot keep up is let go.
+        sinks
+            .borrow_mut()
+            .retain_mut(|(s, sink)| *s != stream || sink.write_all(&buffer[..n]).is_ok());
     }
 }
 

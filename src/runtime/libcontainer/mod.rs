@@ -16,6 +16,7 @@ pub mod network;
 pub mod protocol;
 pub mod raw;
 pub mod spec;
+mod stats;
 
 use std::collections::HashMap;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -34,8 +35,8 @@ use protocol::{
 };
 
 use super::{
-    ContainerConfig, ContainerRuntime, ContainerState, ContainerStatus, ExecRequest, ExecSession,
-    LogLine, Result, RuntimeError, SandboxConfig, SandboxStatus,
+    ContainerConfig, ContainerRuntime, ContainerState, ContainerStats, ContainerStatus,
+    ExecRequest, ExecSession, LogLine, Result, RuntimeError, SandboxConfig, SandboxStatus,
 };
 use crate::images::{Image, ImageError, ImageStore};
 
@@ -505,6 +506,8 @@ fn container_spec(image: &Image, config: &ContainerConfig) -> Result<ContainerSp
             pids_limit: config.resources.pids_limit,
         },
         tty: config.tty,
+        stdin: config.stdin,
+        target: config.target.clone(),
     })
 }
 
@@ -657,6 +660,22 @@ impl ContainerRuntime for LibcontainerRuntime {
         Ok(status(info))
     }
 
+    async fn container_stats(&self, id: &str) -> Result<ContainerStats> {
+        let request = Request::ContainerStats { id: id.to_owned() };
+        match self.call(request).await? {
+            (Response::Stats(usage), _) => Ok(ContainerStats {
+                timestamp: jiff::Timestamp::now(),
+                cpu_usage_core_nanos: usage.cpu_usage_core_nanos,
+                memory_usage_bytes: usage.memory_usage_bytes,
+                memory_working_set_bytes: usage.memory_working_set_bytes,
+                memory_rss_bytes: usage.memory_rss_bytes,
+                page_faults: usage.page_faults,
+                major_page_faults: usage.major_page_faults,
+            }),
+            (other, _) => Err(unexpected(other)),
+        }
+    }
+
     async fn container_logs(&self, id: &str) -> Result<Vec<LogLine>> {
         let info = self.info(id).await?;
         let text = match std::fs::read(&info.log_path) {
@@ -756,6 +775,73 @@ impl ContainerRuntime for LibcontainerRuntime {
             stdout: Box::new(stdout),
             stderr: Some(Box::new(stderr)),
             resize: None,
+            exit,
+        })
+    }
+
+    async fn attach(&self, id: &str) -> Result<ExecSession> {
+        use tokio::net::UnixStream;
+        let (response, fds) = self.call(Request::Attach { id: id.to_owned() }).await?;
+        let Response::Attached { tty, stdin } = response else {
+            return Err(unexpected(response));
+        };
+        let io = |e: std::io::Error| RuntimeError::Failed {
+            action: "attach",
+            message: e.to_string(),
+        };
+        let mut fds = fds.into_iter();
+        let mut next = || {
+            fds.next().ok_or_else(|| RuntimeError::Failed {
+                action: "attach",
+                message: "the helper sent too few descriptors".to_owned(),
+            })
+        };
+        let input = if stdin { Some(next()?) } else { None };
+        let socket = |fd: OwnedFd| -> Result<UnixStream> {
+            let std = std::os::unix::net::UnixStream::from(fd);
+            std.set_nonblocking(true).map_err(io)?;
+            UnixStream::from_std(std).map_err(io)
+        };
+        let stdout = socket(next()?)?;
+        let stderr = if tty { None } else { Some(socket(next()?)?) };
+        let runtime = self.clone();
+        let waited = id.to_owned();
+        let exit: futures::future::BoxFuture<'static, Result<i32>> = Box::pin(async move {
+            runtime
+                .call(Request::WaitExit { id: waited.clone() })
+                .await?;
+            Ok(runtime.info(&waited).await?.exit_code.unwrap_or(0))
+        });
+        let mut resize: Option<Box<dyn Fn(u16, u16) + Send + Sync>> = None;
+        let writer = match input {
+            Some(fd) => {
+                if tty {
+                    let master = fd.try_clone().map_err(io)?;
+                    resize = Some(Box::new(move |columns: u16, rows: u16| {
+                        let size = nix::pty::Winsize {
+                            ws_row: rows,
+                            ws_col: columns,
+                            ws_xpixel: 0,
+                            ws_ypixel: 0,
+                        };
+                        // SAFETY: TIOCSWINSZ reads the winsize we pass, on the master we own.
+                        unsafe {
+                            nix::libc::ioctl(master.as_raw_fd(), nix::libc::TIOCSWINSZ, &size);
+                        }
+                    }));
+                }
+                Some(Box::new(
+                    tokio::net::unix::pipe::Sender::from_owned_fd_unchecked(fd).map_err(io)?,
+                )
+                    as Box<dyn tokio::io::AsyncWrite + Send + Unpin>)
+            }
+            None => None,
+        };
+        Ok(ExecSession {
+            stdin: writer,
+            stdout: Box::new(stdout),
+            stderr: stderr.map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+            resize,
             exit,
         })
     }

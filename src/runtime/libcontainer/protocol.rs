@@ -82,6 +82,13 @@ pub struct ContainerSpec {
     pub resources: ResourceSpec,
     /// Whether stdout is a terminal.
     pub tty: bool,
+    /// Whether it takes input (`stdin: true`): a client may attach and write to it.
+    #[serde(default)]
+    pub stdin: bool,
+    /// The container (by id) whose process namespace it joins (an ephemeral container's
+    /// `targetContainerName`).
+    #[serde(default)]
+    pub target: Option<String>,
 }
 
 /// A bind mount into a container.
@@ -201,6 +208,16 @@ pub enum Request {
         /// The container.
         id: String,
     },
+    /// Attaches to a running container's streams (and input, if it takes any).
+    Attach {
+        /// The container.
+        id: String,
+    },
+    /// A running container's resource use, from its cgroup.
+    ContainerStats {
+        /// The container.
+        id: String,
+    },
     /// Every container of a sandbox, removed ones included when asked.
     ListContainers {
         /// The sandbox.
@@ -277,6 +294,23 @@ pub struct ContainerInfo {
     pub removed: bool,
 }
 
+/// A container's resource use as its cgroup counts it (see [`super::stats`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    /// CPU time, nanoseconds, cumulative.
+    pub cpu_usage_core_nanos: u64,
+    /// Memory in use, page cache included.
+    pub memory_usage_bytes: u64,
+    /// Usage less inactive file pages.
+    pub memory_working_set_bytes: u64,
+    /// Anonymous memory.
+    pub memory_rss_bytes: u64,
+    /// Page faults.
+    pub page_faults: u64,
+    /// Major page faults.
+    pub major_page_faults: u64,
+}
+
 /// What the helper answers.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
@@ -300,6 +334,16 @@ pub enum Response {
     },
     /// One container.
     Container(Box<ContainerInfo>),
+    /// A container's resource use.
+    Stats(Usage),
+    /// Attached: the descriptors travel with this frame (the input if `stdin`, stdout, and
+    /// stderr without a terminal).
+    Attached {
+        /// Whether the container has a terminal.
+        tty: bool,
+        /// Whether it takes input.
+        stdin: bool,
+    },
     /// Several containers.
     Containers {
         /// The containers.

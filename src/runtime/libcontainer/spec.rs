@@ -336,10 +336,14 @@ pub enum Namespaces {
         /// The pod's hostname.
         hostname: String,
     },
-    /// An app container: the pause container's network, UTS and IPC.
+    /// An app container: the pause container's network, UTS and IPC; its own process
+    /// namespace, or another container's.
     Member {
         /// The pause container's pid.
         pause_pid: i32,
+        /// The pid of the container whose process namespace it joins (an ephemeral
+        /// container's target).
+        pid_of: Option<i32>,
     },
 }
 
@@ -401,7 +405,14 @@ pub fn oci_spec(
     for mount in &container.mounts {
         mounts.push(bind(&mount.source, &mount.destination, mount.read_only));
     }
-    let mut linux_namespaces = vec![json!({"type": "pid"}), json!({"type": "mount"})];
+    let pid = match namespaces {
+        Namespaces::Member {
+            pid_of: Some(target),
+            ..
+        } => json!({"type": "pid", "path": format!("/proc/{target}/ns/pid")}),
+        _ => json!({"type": "pid"}),
+    };
+    let mut linux_namespaces = vec![pid, json!({"type": "mount"})];
     let hostname = match namespaces {
         Namespaces::Sandbox { netns, hostname } => {
             linux_namespaces.push(json!({"type": "network", "path": netns}));
@@ -409,7 +420,7 @@ pub fn oci_spec(
             linux_namespaces.push(json!({"type": "ipc"}));
             Some(hostname.clone())
         }
-        Namespaces::Member { pause_pid } => {
+        Namespaces::Member { pause_pid, .. } => {
             for (kind, file) in [("network", "net"), ("uts", "uts"), ("ipc", "ipc")] {
                 linux_namespaces
                     .push(json!({"type": kind, "path": format!("/proc/{pause_pid}/ns/{file}")}));
@@ -707,7 +718,10 @@ mod tests {
             &container(),
             &root,
             Path::new("/c/rootfs"),
-            &Namespaces::Member { pause_pid: 42 },
+            &Namespaces::Member {
+                pause_pid: 42,
+                pid_of: None,
+            },
             Some(&files),
             &path,
         )

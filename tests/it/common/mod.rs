@@ -44,7 +44,8 @@ impl Cluster {
         Self::with_nodes_and(nodes, &[&flags[..], extra].concat())
     }
 
-    fn with_nodes_and(nodes: u16, extra: &[&str]) -> Cluster {
+    /// Starts a cluster with `nodes` virtual nodes on the simulated runtime, with `extra` flags.
+    pub fn with_nodes_and(nodes: u16, extra: &[&str]) -> Cluster {
         let nodes = nodes.to_string();
         let mut args = vec![
             "--no-kubeconfig-merge",
@@ -62,24 +63,29 @@ impl Cluster {
     /// so that tests running side by side do not meet. `None` when not root (the test then
     /// says so and passes: CI runs as root).
     pub fn real(name: &str, nodes: u16, cidr: &str) -> Option<Cluster> {
+        Self::real_with(name, nodes, cidr, &[])
+    }
+
+    /// [`Cluster::real`] with extra `up` flags.
+    pub fn real_with(name: &str, nodes: u16, cidr: &str, extra: &[&str]) -> Option<Cluster> {
         if !nix::unistd::geteuid().is_root() {
             eprintln!("skipped: real containers need root");
             return None;
         }
-        Some(Self::start_in(
-            tempfile::tempdir().unwrap(),
-            &[
-                "--no-kubeconfig-merge",
-                "--name",
-                name,
-                "--nodes",
-                &nodes.to_string(),
-                "--runtime",
-                "libcontainer",
-                "--cluster-cidr",
-                cidr,
-            ],
-        ))
+        let nodes = nodes.to_string();
+        let mut args = vec![
+            "--no-kubeconfig-merge",
+            "--name",
+            name,
+            "--nodes",
+            &nodes,
+            "--runtime",
+            "libcontainer",
+            "--cluster-cidr",
+            cidr,
+        ];
+        args.extend_from_slice(extra);
+        Some(Self::start_in(tempfile::tempdir().unwrap(), &args))
     }
 
     /// Applies a manifest given as text.
