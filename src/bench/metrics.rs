@@ -118,7 +118,12 @@ fn cpu_time(pid: u32) -> Result<Duration, String> {
     // The fields after the command (which may hold spaces) in parentheses.
     let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
     // utime and stime are fields 14 and 15 of the line: 11 and 12 after the state.
     let per_second = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
         .ok()
@@ -185,7 +190,12 @@ pub async fn run_metrics_bench(options: &MetricsBenchOptions) -> Result<MetricsR
     let span = options.resolution * options.windows.max(1);
     tokio::time::sleep(options.resolution * 2).await;
     let listed_at = Instant::now();
-    let all = raw(&client, http::Method::GET, "/apis/metrics.k8s.io/v1beta1/pods").await?;
+    let all = raw(
+        &client,
+        http::Method::GET,
+        "/apis/metrics.k8s.io/v1beta1/pods",
+    )
+    .await?;
     report.list_all = listed_at.elapsed();
     report.listed = serde_json::from_str::<serde_json::Value>(&all)
         .ok()

@@ -61,7 +61,13 @@ fn the_samples_run_on_the_simulated_runtime() {
     // The autoscaled burn: 150m of a 100m request is 150%, three times the 50% target, at
     // every size, so the HPA climbs to its maximum (default resolution and sync period).
     c.eventually(
-        &["get", "hpa", "burn", "-o", "jsonpath={.status.desiredReplicas}"],
+        &[
+            "get",
+            "hpa",
+            "burn",
+            "-o",
+            "jsonpath={.status.desiredReplicas}",
+        ],
         150,
         |r| r == "5",
     );

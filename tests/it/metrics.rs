@@ -237,16 +237,28 @@ spec:
     // kubectl events reads them as on a real cluster: --for, --types, and -o json.
     let events = c.ok(&["events", "--for", "hpa/web", "--types=Normal"]);
     let header = rows(&events);
-    assert_eq!(header[0], ["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]);
+    assert_eq!(
+        header[0],
+        ["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]
+    );
     assert!(events.contains("SuccessfulRescale"), "{events}");
     assert!(events.contains("horizontalpodautoscaler/web"), "{events}");
-    let warnings = c.ok(&["events", "--for", "hpa/web", "--types=Warning", "-o", "json"]);
+    let warnings = c.ok(&[
+        "events",
+        "--for",
+        "hpa/web",
+        "--types=Warning",
+        "-o",
+        "json",
+    ]);
     let warnings: serde_json::Value = serde_json::from_str(&warnings).unwrap();
-    assert!(warnings["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .all(|e| e["type"] == "Warning"));
+    assert!(
+        warnings["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["type"] == "Warning")
+    );
     // A watch of events replays what there is, then ends with its timeout.
     let watched = c.ok(&["get", "events", "--watch", "--request-timeout=2s"]);
     assert!(watched.contains("SuccessfulRescale"), "{watched}");
