@@ -31,20 +31,27 @@ use crate::runtime::{ContainerRuntime, ContainerState, ContainerStats};
 /// 10–15 s; a rate over a shorter gap is mostly noise).
 pub const MIN_SAMPLE_GAP: Duration = Duration::from_secs(1);
 
-/// A container's sample: when, its CPU time then, and the last rate worked out.
-type Sample = (Timestamp, u64, Option<u64>);
+/// What the kubelet keeps of a running container between reads: the sample its CPU rate is
+/// measured from (when, and its CPU time then), the last rate worked out, and its CPU time
+/// when last read (what the node's counter has counted of it).
+#[derive(Clone, Copy, Debug)]
+struct Sample {
+    at: Timestamp,
+    cpu: u64,
+    rate: Option<u64>,
+    counted: u64,
+}
 
 /// What the stats endpoints know about their node, and the samples CPU rates come from.
 pub(super) struct NodeStats {
     pub(super) node: String,
     pub(super) memory_capacity: u64,
     pub(super) started: Timestamp,
-    /// Per container id: the sample a rate is measured from, and the last rate.
+    /// Per running container id.
     samples: Mutex<HashMap<String, Sample>>,
-    /// The node's CPU time so far (every container's, counted as it was seen to grow), and
-    /// each running container's CPU time when last seen: a counter that never goes back
-    /// when a pod goes.
-    node_cpu: Mutex<(u64, HashMap<String, u64>)>,
+    /// The node's CPU time so far, every container's counted as it was seen to grow: a
+    /// counter that never goes back when a pod goes.
+    node_cpu: std::sync::atomic::AtomicU64,
 }
 
 impl NodeStats {
@@ -54,7 +61,7 @@ impl NodeStats {
             memory_capacity,
             started,
             samples: Mutex::default(),
-            node_cpu: Mutex::default(),
+            node_cpu: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -62,40 +69,47 @@ impl NodeStats {
     /// this sample then replaces), else the last rate worked out.
     fn rate(&self, id: &str, stats: &ContainerStats) -> Option<u64> {
         let mut samples = self.samples.lock().unwrap_or_else(|p| p.into_inner());
-        let Some((at, cumulative, last)) = samples.get(id).copied() else {
+        let Some(sample) = samples.get_mut(id) else {
             samples.insert(
                 id.to_owned(),
-                (stats.timestamp, stats.cpu_usage_core_nanos, None),
+                Sample {
+                    at: stats.timestamp,
+                    cpu: stats.cpu_usage_core_nanos,
+                    rate: None,
+                    counted: 0,
+                },
             );
             return None;
         };
-        let gap = stats.timestamp.duration_since(at);
+        let gap = stats.timestamp.duration_since(sample.at);
         if gap.as_secs_f64() < MIN_SAMPLE_GAP.as_secs_f64() {
-            return last;
+            return sample.rate;
         }
-        let used = stats.cpu_usage_core_nanos.saturating_sub(cumulative) as f64;
+        let used = stats.cpu_usage_core_nanos.saturating_sub(sample.cpu) as f64;
         let rate = (used / gap.as_secs_f64()) as u64;
-        samples.insert(
-            id.to_owned(),
-            (stats.timestamp, stats.cpu_usage_core_nanos, Some(rate)),
-        );
+        (sample.at, sample.cpu, sample.rate) =
+            (stats.timestamp, stats.cpu_usage_core_nanos, Some(rate));
         Some(rate)
     }
 
     /// Adds what the running containers used since they were last seen to the node's CPU
     /// time, forgets the containers that no longer run, and returns the node's CPU time.
     fn node_cpu(&self, running: &HashMap<String, u64>) -> u64 {
-        self.samples
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|id, _| running.contains_key(id));
-        let mut node = self.node_cpu.lock().unwrap_or_else(|p| p.into_inner());
-        let (total, seen) = &mut *node;
+        use std::sync::atomic::Ordering;
+        let mut samples = self.samples.lock().unwrap_or_else(|p| p.into_inner());
+        samples.retain(|id, _| running.contains_key(id));
+        let mut grown = 0;
         for (id, now) in running {
-            *total += now.saturating_sub(seen.get(id).copied().unwrap_or(0));
+            let sample = samples.entry(id.clone()).or_insert(Sample {
+                at: Timestamp::now(),
+                cpu: *now,
+                rate: None,
+                counted: 0,
+            });
+            grown += now.saturating_sub(sample.counted);
+            sample.counted = *now;
         }
-        *seen = running.clone();
-        *total
+        self.node_cpu.fetch_add(grown, Ordering::Relaxed) + grown
     }
 }
 

@@ -109,8 +109,9 @@ pub struct PodUsage {
     pub containers: BTreeMap<String, Usage>,
 }
 
-/// One node's pods, by (namespace, name): each container's series, by name.
-type NodePods = HashMap<(String, String), BTreeMap<String, Series>>;
+/// One node's pods, by (namespace, name): each container's series, by name (a pod has one or
+/// a few: a list, not a map, whose smallest node holds eleven).
+type NodePods = HashMap<(String, String), Vec<(String, Series)>>;
 
 #[derive(Default)]
 struct State {
@@ -186,13 +187,19 @@ impl Scraped {
             state.nodes.insert(node.to_owned(), series);
         }
         let before = state.pods.remove(node).unwrap_or_default();
-        let mut now = NodePods::new();
+        let mut now = NodePods::with_capacity(before.len());
         for ((ns, pod, container), point) in &metrics.containers {
             let key = (ns.clone(), pod.clone());
-            let previous = before.get(&key).and_then(|c| c.get(container));
+            let previous = before
+                .get(&key)
+                .and_then(|c| c.iter().find(|(name, _)| name == container))
+                .map(|(_, s)| s);
             now.entry(key)
                 .or_default()
-                .insert(container.clone(), Series::push(previous, *point));
+                .push((container.clone(), Series::push(previous, *point)));
+        }
+        for containers in now.values_mut() {
+            containers.shrink_to_fit();
         }
         state.pods.insert(node.to_owned(), now);
     }

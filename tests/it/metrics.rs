@@ -65,8 +65,11 @@ fn top_shows_what_burn_and_hog_declare_on_the_simulated_runtime() {
     // metrics.k8s.io is in discovery, as kubectl top needs.
     let resources = c.ok(&["api-resources", "--api-group", "metrics.k8s.io"]);
     assert!(resources.contains("PodMetrics"), "{resources}");
+    // The first window runs from the container's start (read to the second), the next ones
+    // between two readings.
     let out = c.eventually(&["top", "pods", "--no-headers"], 30, |t| {
-        top_row(t, "burn").is_some() && top_row(t, "hog").is_some()
+        top_row(t, "burn").is_some_and(|r| (390..=410).contains(&millicores(&r[1])))
+            && top_row(t, "hog").is_some()
     });
     let burn = top_row(&out, "burn").unwrap();
     assert!((390..=410).contains(&millicores(&burn[1])), "{out}");
@@ -242,7 +245,7 @@ spec:
         ["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]
     );
     assert!(events.contains("SuccessfulRescale"), "{events}");
-    assert!(events.contains("horizontalpodautoscaler/web"), "{events}");
+    assert!(events.contains("HorizontalPodAutoscaler/web"), "{events}");
     let warnings = c.ok(&[
         "events",
         "--for",
@@ -295,7 +298,9 @@ fn top_measures_real_containers_and_debug_attaches_to_a_running_pod() {
     };
     let registry = Registry::start();
     let busybox = registry.push_busybox("1.36");
-    c.apply(&load("burn", "burn", "400m", "200m"));
+    // A request of two cores is 2048 CPU shares: the kernel gives burn its 400m even while
+    // the machine is busy with other tests.
+    c.apply(&load("burn", "burn", "400m", "2"));
     c.apply(&load("hog", "hog", "64", "100m"));
     c.apply(&format!(
         r#"apiVersion: v1
