@@ -173,18 +173,9 @@ pub(super) async fn serve_attach(
         Ok(id) => id,
         Err(response) => return response,
     };
-    let upgrade = match upgrade {
+    let upgrade = match websocket(upgrade, "attach") {
         Ok(upgrade) => upgrade,
-        Err(rejection) => {
-            return (
-                StatusCode::BAD_REQUEST,
-                format!(
-                    "unable to upgrade: attach needs a WebSocket ({V5} or {V4}); {}",
-                    rejection.body_text()
-                ),
-            )
-                .into_response();
-        }
+        Err(message) => return (StatusCode::BAD_REQUEST, message).into_response(),
     };
     let hop = crate::flow::FlowEvent::new(
         format!("kubelet/{}", hops.node),
@@ -199,6 +190,19 @@ pub(super) async fn serve_attach(
             let started = runtime.attach(&id).await;
             session(socket, started, options).await;
         })
+    })
+}
+
+/// The WebSocket upgrade an exec or attach (`what`) needs, or the kubelet's 400 words.
+fn websocket(
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    what: &str,
+) -> Result<WebSocketUpgrade, String> {
+    upgrade.map_err(|rejection| {
+        format!(
+            "unable to upgrade: {what} needs a WebSocket ({V5} or {V4}); {}",
+            rejection.body_text()
+        )
     })
 }
 
@@ -242,18 +246,9 @@ pub(super) async fn serve(
         Ok(id) => id,
         Err(response) => return response,
     };
-    let upgrade = match upgrade {
+    let upgrade = match websocket(upgrade, "exec") {
         Ok(upgrade) => upgrade,
-        Err(rejection) => {
-            return (
-                StatusCode::BAD_REQUEST,
-                format!(
-                    "unable to upgrade: exec needs a WebSocket ({V5} or {V4}); {}",
-                    rejection.body_text()
-                ),
-            )
-                .into_response();
-        }
+        Err(message) => return (StatusCode::BAD_REQUEST, message).into_response(),
     };
     // One hop per exec a person (or a hook) asks for; probes exec through the runtime directly
     // and are not hops, or they would flood the flow.

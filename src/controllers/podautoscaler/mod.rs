@@ -396,14 +396,9 @@ impl HorizontalController {
                 target.kind,
                 api_version.split_once('/').map_or("", |(g, _)| g)
             );
-            self.event(&hpa, "Warning", "FailedGetScale", &message)
+            return self
+                .failed_get_scale(&hpa, status, conditions, message)
                 .await;
-            set_condition(
-                &mut conditions,
-                condition("AbleToScale", false, "FailedGetScale", message),
-            );
-            status.conditions = Some(conditions);
-            return self.write_status(&hpa, status).await;
         };
         let scales: Api<DynamicObject> =
             Api::namespaced_with(self.client.clone(), &namespace, &resource);
@@ -414,14 +409,9 @@ impl HorizontalController {
                     "the HPA controller was unable to get the target's current scale: {}",
                     api_message(&error)
                 );
-                self.event(&hpa, "Warning", "FailedGetScale", &message)
+                return self
+                    .failed_get_scale(&hpa, status, conditions, message)
                     .await;
-                set_condition(
-                    &mut conditions,
-                    condition("AbleToScale", false, "FailedGetScale", message),
-                );
-                status.conditions = Some(conditions);
-                return self.write_status(&hpa, status).await;
             }
         };
         set_condition(
@@ -708,6 +698,23 @@ impl HorizontalController {
         status.observed_generation = hpa.metadata.generation;
         status.conditions = Some(conditions);
         self.write_status(&hpa, status).await
+    }
+
+    /// The target's scale could not be read: an event, `AbleToScale` false, and the status.
+    async fn failed_get_scale(
+        &self,
+        hpa: &HorizontalPodAutoscaler,
+        mut status: HorizontalPodAutoscalerStatus,
+        mut conditions: Vec<HorizontalPodAutoscalerCondition>,
+        message: String,
+    ) -> Result<(), HpaError> {
+        self.event(hpa, "Warning", "FailedGetScale", &message).await;
+        set_condition(
+            &mut conditions,
+            condition("AbleToScale", false, "FailedGetScale", message),
+        );
+        status.conditions = Some(conditions);
+        self.write_status(hpa, status).await
     }
 
     async fn write_status(

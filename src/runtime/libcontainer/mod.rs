@@ -409,6 +409,22 @@ impl LibcontainerRuntime {
     }
 }
 
+/// Resizes the terminal whose master is `master` (columns, rows), as a session's resize.
+fn resizer(master: OwnedFd) -> Box<dyn Fn(u16, u16) + Send + Sync> {
+    Box::new(move |columns: u16, rows: u16| {
+        let size = nix::pty::Winsize {
+            ws_row: rows,
+            ws_col: columns,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCSWINSZ reads the winsize we pass, on the master we own.
+        unsafe {
+            nix::libc::ioctl(master.as_raw_fd(), nix::libc::TIOCSWINSZ, &size);
+        }
+    })
+}
+
 fn static_action(action: &str) -> &'static str {
     const ACTIONS: [&str; 8] = [
         "run pod sandbox",
@@ -739,25 +755,14 @@ impl ContainerRuntime for LibcontainerRuntime {
             let writing = master.try_clone().map_err(io)?;
             let stdout = pipe::Receiver::from_owned_fd_unchecked(reading).map_err(io)?;
             let stdin = pipe::Sender::from_owned_fd_unchecked(writing).map_err(io)?;
-            let resize = move |columns: u16, rows: u16| {
-                let size = nix::pty::Winsize {
-                    ws_row: rows,
-                    ws_col: columns,
-                    ws_xpixel: 0,
-                    ws_ypixel: 0,
-                };
-                // SAFETY: TIOCSWINSZ reads the winsize we pass, on the master we own.
-                unsafe {
-                    nix::libc::ioctl(master.as_raw_fd(), nix::libc::TIOCSWINSZ, &size);
-                }
-            };
+            let resize = resizer(master);
             return Ok(ExecSession {
                 stdin: request
                     .stdin
                     .then(|| Box::new(stdin) as Box<dyn tokio::io::AsyncWrite + Send + Unpin>),
                 stdout: Box::new(PtyReader(stdout)),
                 stderr: None,
-                resize: Some(Box::new(resize)),
+                resize: Some(resize),
                 exit,
             });
         }
@@ -816,19 +821,7 @@ impl ContainerRuntime for LibcontainerRuntime {
         let writer = match input {
             Some(fd) => {
                 if tty {
-                    let master = fd.try_clone().map_err(io)?;
-                    resize = Some(Box::new(move |columns: u16, rows: u16| {
-                        let size = nix::pty::Winsize {
-                            ws_row: rows,
-                            ws_col: columns,
-                            ws_xpixel: 0,
-                            ws_ypixel: 0,
-                        };
-                        // SAFETY: TIOCSWINSZ reads the winsize we pass, on the master we own.
-                        unsafe {
-                            nix::libc::ioctl(master.as_raw_fd(), nix::libc::TIOCSWINSZ, &size);
-                        }
-                    }));
+                    resize = Some(resizer(fd.try_clone().map_err(io)?));
                 }
                 Some(Box::new(
                     tokio::net::unix::pipe::Sender::from_owned_fd_unchecked(fd).map_err(io)?,
