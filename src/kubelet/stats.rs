@@ -136,6 +136,9 @@ fn add_memory(total: &mut MemoryStats, one: &MemoryStats) {
 /// Reads every running container of the node's pods and sums them up.
 pub(super) async fn summary(runtime: &dyn ContainerRuntime, node: &NodeStats) -> Summary {
     let now = Timestamp::now();
+    // The node's figures are as of its last container's reading, so its CPU counter and its
+    // time agree.
+    let mut latest = now;
     let mut pods = Vec::new();
     let mut running = HashMap::new();
     let mut sandboxes = runtime.list_pod_sandboxes().await;
@@ -155,6 +158,7 @@ pub(super) async fn summary(runtime: &dyn ContainerRuntime, node: &NodeStats) ->
                 continue;
             };
             running.insert(status.id.clone(), stats.cpu_usage_core_nanos);
+            latest = latest.max(stats.timestamp);
             let start = status.started_at.unwrap_or(now);
             started = Some(started.map_or(start, |s| s.min(start)));
             let at = time(stats.timestamp);
@@ -206,7 +210,7 @@ pub(super) async fn summary(runtime: &dyn ContainerRuntime, node: &NodeStats) ->
             memory,
         });
     }
-    let at = time(now);
+    let at = time(latest);
     let mut cpu = CpuStats {
         time: at.clone(),
         ..CpuStats::default()

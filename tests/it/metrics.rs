@@ -199,7 +199,18 @@ spec:
         described.contains("above target"),
         "upstream's reason text: {described}"
     );
-    assert!(described.contains("TooManyReplicas"), "{described}");
+    // Once the new pods are measured too, the proposal is past the maximum: limited.
+    c.eventually(
+        &[
+            "get",
+            "hpa",
+            "web",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"ScalingLimited\")].reason}",
+        ],
+        30,
+        |r| r == "TooManyReplicas",
+    );
     // The load drops: the new pods burn 20m (10%), and after the 3 s window the HPA scales
     // down to its minimum, never below.
     c.ok(&[
