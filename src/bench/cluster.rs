@@ -40,6 +40,8 @@ pub struct ClusterReport {
     idle_rss_kib: u64,
     running: Option<Duration>,
     running_rss_kib: u64,
+    /// Resident memory once the pods have run a while (two metrics rounds, 30 s later).
+    settled_rss_kib: u64,
     peak_rss_kib: u64,
     /// Hops of one Deployment of 3 replicas: all, and watch deliveries.
     hops: Option<(usize, usize)>,
@@ -96,6 +98,12 @@ impl fmt::Display for ClusterReport {
                 } else {
                     String::new()
                 }
+            )?;
+            writeln!(
+                f,
+                "| RSS with {} pods, 30 s later (two metrics rounds) | {:.1} MiB | |",
+                self.pods,
+                mib(self.settled_rss_kib)
             )?;
         }
         writeln!(
@@ -218,6 +226,8 @@ pub async fn run_cluster_bench(options: &ClusterBenchOptions) -> Result<ClusterR
         .1;
         tokio::time::sleep(Duration::from_secs(2)).await;
         (report.running_rss_kib, report.peak_rss_kib) = memory(pid)?;
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        (report.settled_rss_kib, report.peak_rss_kib) = memory(pid)?;
     }
     drop(up);
     Ok(report)
