@@ -29,6 +29,10 @@ pub struct ClusterBenchOptions {
     /// Give up waiting for the pods after this long.
     #[arg(long, default_value = "600s", value_parser = crate::cli::parse_duration)]
     pub timeout: Duration,
+    /// A flag for `orrery up` (repeat it for more: `--up-arg=--metrics-resolution=1h`), to
+    /// measure a setting's cost.
+    #[arg(long = "up-arg", allow_hyphen_values = true)]
+    pub up_args: Vec<String>,
 }
 
 /// The figures.
@@ -203,7 +207,8 @@ pub async fn run_cluster_bench(options: &ClusterBenchOptions) -> Result<ClusterR
     let nodes = options
         .nodes
         .unwrap_or_else(|| 3.max(options.pods.div_ceil(100)));
-    let (_dir, up, client, startup) = start(nodes, &[]).await?;
+    let extra: Vec<&str> = options.up_args.iter().map(String::as_str).collect();
+    let (_dir, up, client, startup) = start(nodes, &extra).await?;
     let pid = up.0.id();
     let mut report = ClusterReport {
         nodes,

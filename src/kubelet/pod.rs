@@ -217,6 +217,26 @@ fn report_due(reported: &mut Option<(String, Instant)>, failure: &str) -> bool {
     due
 }
 
+/// Starts the pod's ephemeral containers that are new, tracking them, and follows the ones
+/// that run (never restarted, never probed); each joins its target's processes, if it names
+/// one that runs.
+async fn sync_ephemeral(ctx: &Ctx<'_>, containers: &mut Tracked) {
+    for (c, target) in ephemeral_containers(ctx.pod) {
+        if containers.get_mut(&c.name).is_none() {
+            containers
+                .0
+                .push((c.name.clone(), Running::adopt(&c.name, &[])));
+        }
+        let target_id = target.and_then(|t| containers.get_mut(&t).and_then(|r| r.id.clone()));
+        let ctx = Ctx {
+            target: target_id.as_deref(),
+            ..*ctx
+        };
+        let state = containers.get_mut(&c.name).expect("tracked");
+        Box::pin(sync_container(&ctx, &c, state, Kind::Ephemeral)).await;
+    }
+}
+
 /// What a container's sync needs to know about its pod.
 struct Ctx<'a> {
     kubelet: &'a Kubelet,
@@ -758,21 +778,10 @@ impl PodWorker {
                         let state = self.containers.get_mut(&c.name).expect("tracked");
                         Box::pin(sync_container(&ctx, c, state, Kind::Regular)).await;
                     }
-                    // Ephemeral containers, as the API server added them to the running pod.
-                    for (c, target) in ephemeral_containers(&self.pod) {
-                        if self.containers.get_mut(&c.name).is_none() {
-                            self.containers
-                                .0
-                                .push((c.name.clone(), Running::adopt(&c.name, &[])));
-                        }
-                        let target_id = target
-                            .and_then(|t| self.containers.get_mut(&t).and_then(|r| r.id.clone()));
-                        let ctx = Ctx {
-                            target: target_id.as_deref(),
-                            ..ctx
-                        };
-                        let state = self.containers.get_mut(&c.name).expect("tracked");
-                        Box::pin(sync_container(&ctx, &c, state, Kind::Ephemeral)).await;
+                    // Ephemeral containers, as the API server added them to the running pod
+                    // (in a future of its own: what it holds is not part of every pod's).
+                    if spec_of(&self.pod).ephemeral_containers.is_some() {
+                        Box::pin(sync_ephemeral(&ctx, &mut self.containers)).await;
                     }
                 }
             }
