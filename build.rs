@@ -22,6 +22,10 @@ const FILES: &[&str] = &[
     "api/networking/v1",
     "api/policy/v1",
     "api/storage/v1",
+    "api/rbac/v1",
+    "api/authentication/v1",
+    "api/authorization/v1",
+    "api/certificates/v1",
 ];
 
 fn main() {

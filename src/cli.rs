@@ -51,6 +51,10 @@ enum Command {
     /// Open the dashboard on the cluster running with this state directory (quitting it leaves
     /// the cluster running).
     Tui,
+    /// Print a kubeconfig for a new user of the cluster: a client certificate the cluster's CA
+    /// signs, naming the user (CN) and groups (O), as kube-apiserver reads them. The user can
+    /// do nothing until RBAC lets them (`kubectl create rolebinding ... --user NAME`).
+    Kubeconfig(KubeconfigArgs),
     /// Stop or start a virtual node's kubelet (its containers keep running, as on a real node
     /// whose kubelet died).
     #[command(subcommand)]
@@ -377,6 +381,23 @@ struct RawContainerArgs {
 }
 
 /// The errors a command reports before exiting with status 1.
+/// `orrery kubeconfig`.
+#[derive(Debug, clap::Args)]
+struct KubeconfigArgs {
+    /// The user's name (the certificate's CN).
+    #[arg(long)]
+    user: String,
+    /// A group the user is in (the certificate's O); may be given more than once.
+    #[arg(long = "group")]
+    groups: Vec<String>,
+    /// How long the certificate is valid, in seconds (default: one year, as kubeadm's).
+    #[arg(long, default_value_t = 365 * 24 * 3600)]
+    expiration_seconds: u64,
+    /// Write the kubeconfig to this file (owner-only) instead of standard output.
+    #[arg(long, short)]
+    output: Option<PathBuf>,
+}
+
 #[derive(Debug, thiserror::Error)]
 enum CliError {
     #[error(transparent)]
@@ -618,6 +639,46 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Tui => {
             let state_dir = cli.cluster.state_dir()?;
             crate::tui::app::attach(&state_dir, &cli.cluster.name).await?;
+            Ok(())
+        }
+        Command::Kubeconfig(args) => {
+            let state_dir = cli.cluster.state_dir()?;
+            let usage = |m: String| CliError::Usage(m);
+            if args.user.is_empty() || args.expiration_seconds < 600 {
+                return Err(usage(
+                    "--user must not be empty and --expiration-seconds must be at least 600".into(),
+                ));
+            }
+            let own = std::fs::read_to_string(state_dir.join("kubeconfig")).map_err(|e| {
+                usage(format!(
+                    "no cluster in {}: start one with `orrery up` first ({e})",
+                    state_dir.display()
+                ))
+            })?;
+            let server = crate::apiserver::kubeconfig::server_of(&own)
+                .ok_or_else(|| usage(format!("{}/kubeconfig names no server", state_dir.display())))?;
+            let pki = crate::pki::Pki::load_or_create(&state_dir.join("pki"))
+                .map_err(|e| usage(e.to_string()))?;
+            let (cert, key) = pki
+                .issue_client(
+                    &args.user,
+                    &args.groups,
+                    std::time::Duration::from_secs(args.expiration_seconds),
+                )
+                .map_err(|e| usage(e.to_string()))?;
+            let text = crate::apiserver::kubeconfig::render_user(
+                &cli.cluster.name,
+                &server,
+                &pki.ca_cert,
+                &args.user,
+                &cert,
+                &key,
+            );
+            match &args.output {
+                Some(path) => crate::apiserver::kubeconfig::write(path, &text)
+                    .map_err(|e| usage(e.to_string()))?,
+                None => print!("{text}"),
+            }
             Ok(())
         }
         Command::Down => {

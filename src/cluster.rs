@@ -876,6 +876,9 @@ fn controller_manager(
             controllers::pvprotection::PvProtectionController::new(&ctx)
                 .run()
                 .boxed(),
+            controllers::clusterroleaggregation::ClusterRoleAggregationController::new(&ctx)
+                .run()
+                .boxed(),
         ])
         .collect::<Vec<_>>();
     // The informers start once every controller has taken the ones it needs.
@@ -898,6 +901,7 @@ fn controller_manager(
         "persistentvolume-binder-controller",
         "pvc-protection-controller",
         "pv-protection-controller",
+        "clusterrole-aggregation-controller",
     ] {
         flow.logs().info(
             Component::ControllerManager,

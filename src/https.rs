@@ -84,6 +84,18 @@ impl<F> Handler for F where
 {
 }
 
+/// Put on a request whose connection presented a client certificate the cluster's CA did not
+/// sign (the handler gets no identity for it): bad credentials, unlike none at all.
+#[derive(Clone, Copy, Debug)]
+pub struct UntrustedCertificate;
+
+fn mark(mut request: http::Request<Body>, untrusted: bool) -> http::Request<Body> {
+    if untrusted {
+        request.extensions_mut().insert(UntrustedCertificate);
+    }
+    request
+}
+
 /// The back-off after a failed `accept`, as Go's `http.Server.Serve` has it.
 const FIRST_BACKOFF: Duration = Duration::from_millis(5);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
@@ -171,17 +183,16 @@ async fn connection<H>(
         }
     };
     let session = stream.get_ref().1;
-    let identity = session
-        .peer_certificates()
-        .and_then(|chain| tls.identity(chain))
-        .map(Arc::new);
+    let chain = session.peer_certificates().filter(|c| !c.is_empty());
+    let identity = chain.and_then(|chain| tls.identity(chain)).map(Arc::new);
+    let untrusted = chain.is_some() && identity.is_none();
     let h2 = session.alpn_protocol() == Some(b"h2");
     let io = TokioIo::new(stream);
     let result = if h2 {
-        http2(io, identity, handler, timeouts).await
+        http2(io, identity, untrusted, handler, timeouts).await
     } else {
         let service = hyper::service::service_fn(move |request: http::Request<_>| {
-            let answer = handler(identity.clone(), request.map(Body::new));
+            let answer = handler(identity.clone(), mark(request.map(Body::new), untrusted));
             async move { Ok::<_, Infallible>(answer.await) }
         });
         hyper::server::conn::http1::Builder::new()
@@ -233,6 +244,7 @@ async fn quiet(mut streams: watch::Receiver<usize>, first: Duration, idle: Durat
 async fn http2<H>(
     io: TokioIo<tokio_rustls::server::TlsStream<TcpStream>>,
     identity: Option<Arc<Identity>>,
+    untrusted: bool,
     handler: Arc<H>,
     timeouts: Timeouts,
 ) -> hyper::Result<()>
@@ -243,7 +255,7 @@ where
     let streams = Arc::new(streams);
     let service = hyper::service::service_fn(move |request: http::Request<_>| {
         let open = Open::new(&streams);
-        let answer = handler(identity.clone(), request.map(Body::new));
+        let answer = handler(identity.clone(), mark(request.map(Body::new), untrusted));
         async move {
             let response = answer.await;
             // The stream stays open until its body is done (or dropped): a watch keeps it busy.

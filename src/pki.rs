@@ -155,6 +155,29 @@ fn validity(params: &mut CertificateParams) {
     params.not_after = rcgen::date_time_ymd(2124, 1, 1);
 }
 
+/// A client certificate's parameters: CN the user, one O per group, client auth only.
+fn client_params(user: &str, groups: &[String]) -> Result<CertificateParams, PkiError> {
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    for group in groups {
+        dn.push(DnType::OrganizationName, group.as_str());
+    }
+    dn.push(DnType::CommonName, user);
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    params.use_authority_key_identifier_extension = true;
+    Ok(params)
+}
+
+/// Valid from five minutes ago (clock skew, as upstream's signer backdates) for `valid_for`.
+fn client_validity(params: &mut CertificateParams, valid_for: std::time::Duration) {
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::minutes(5);
+    params.not_after = now + valid_for;
+}
+
 /// The DER of the first certificate in `pem`.
 fn der_of(pem: &str) -> Result<CertificateDer<'static>, String> {
     CertificateDer::from_pem_slice(pem.as_bytes()).map_err(|e| e.to_string())
@@ -479,6 +502,57 @@ impl Pki {
             kubelet_client_cert,
             kubelet_client_key,
         })
+    }
+
+    fn issuer(&self) -> Result<Issuer<'static, KeyPair>, PkiError> {
+        let ca_key = KeyPair::from_pem(&self.ca_key).map_err(cert_error("ca"))?;
+        Issuer::from_ca_cert_pem(&self.ca_cert, ca_key).map_err(cert_error("ca"))
+    }
+
+    /// A new client key and certificate naming `user` (CN) in `groups` (O), signed by the
+    /// cluster's CA and valid for `valid_for` from now: a kubeconfig user, as
+    /// `kubeadm kubeconfig user` makes one.
+    pub fn issue_client(
+        &self,
+        user: &str,
+        groups: &[String],
+        valid_for: std::time::Duration,
+    ) -> Result<(String, String), PkiError> {
+        let key = KeyPair::generate().map_err(cert_error(user))?;
+        let mut params = client_params(user, groups)?;
+        client_validity(&mut params, valid_for);
+        let cert = params
+            .signed_by(&key, &self.issuer()?)
+            .map_err(cert_error(user))?;
+        Ok((cert.pem(), key.serialize_pem()))
+    }
+
+    /// Signs a PKCS#10 request (PEM) as the `kubernetes.io/kube-apiserver-client` signer does:
+    /// the request's subject and key, client auth only, valid for `valid_for` from now.
+    pub fn sign_client_request(
+        &self,
+        request_pem: &str,
+        valid_for: std::time::Duration,
+    ) -> Result<String, PkiError> {
+        let bad = |message: String| PkiError::Certificate {
+            name: "certificatesigningrequest".into(),
+            message,
+        };
+        let mut request = rcgen::CertificateSigningRequestParams::from_pem(request_pem)
+            .map_err(|e| bad(e.to_string()))?;
+        let subject = request.params.distinguished_name.clone();
+        let mut params = CertificateParams::default();
+        params.distinguished_name = subject;
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.use_authority_key_identifier_extension = true;
+        client_validity(&mut params, valid_for);
+        request.params = params;
+        let cert = request
+            .signed_by(&self.issuer()?)
+            .map_err(|e| bad(e.to_string()))?;
+        Ok(cert.pem())
     }
 
     /// The API server's TLS: its certificate, and a request for a client certificate that the

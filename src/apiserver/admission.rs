@@ -71,6 +71,19 @@ fn validate_metadata(resource: &Resource, object: &Value, causes: &mut Vec<Cause
         if meta["generateName"].as_str().unwrap_or_default().is_empty() {
             causes.push(Cause::required("metadata.name"));
         }
+    } else if resource.group == "rbac.authorization.k8s.io" {
+        // RBAC names are path segments (`ValidateRBACName`): `system:node` is one.
+        let reason = match name {
+            "." => Some("may not be '.'".to_owned()),
+            ".." => Some("may not be '..'".to_owned()),
+            _ => ["/", "%"]
+                .iter()
+                .find(|c| name.contains(**c))
+                .map(|c| format!("may not contain '{c}'")),
+        };
+        if let Some(reason) = reason {
+            causes.push(Cause::invalid("metadata.name", &json!(name), reason));
+        }
     } else if names_are_labels(resource) {
         if !is_dns1123_label(name) {
             causes.push(Cause::invalid("metadata.name", &json!(name), DNS1123_LABEL));

@@ -65,7 +65,7 @@ fn api_resource(r: &Resource) -> Vec<Value> {
         "singularName": r.singular,
         "namespaced": r.namespaced,
         "kind": r.kind,
-        "verbs": resources::verbs(""),
+        "verbs": r.verbs(),
         "shortNames": r.short_names,
         "categories": r.categories,
     })];
@@ -171,7 +171,7 @@ fn aggregated_version(group: &str, version: &str) -> Value {
                 "responseKind": {"group": r.group, "version": r.version, "kind": r.kind},
                 "scope": if r.namespaced { "Namespaced" } else { "Cluster" },
                 "singularResource": r.singular,
-                "verbs": resources::verbs(""),
+                "verbs": r.verbs(),
                 "subresources": subresources,
             });
             if !r.short_names.is_empty() {

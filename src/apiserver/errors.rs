@@ -5,6 +5,15 @@ use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use serde_json::{Value, json};
 
+/// `errors.NewForbidden`'s message: the resource and name when there are any.
+fn forbidden_message(resource: &str, name: &str, detail: &str) -> String {
+    match (resource, name) {
+        ("", _) => format!("forbidden: {detail}"),
+        (_, "") => format!("{resource} is forbidden: {detail}"),
+        _ => format!("{resource} \"{name}\" is forbidden: {detail}"),
+    }
+}
+
 /// One reason an object is invalid, tied to a field path such as `spec.containers[0].name`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Cause {
@@ -132,7 +141,7 @@ pub(crate) enum ApiError {
     ApplyConflict { message: String, causes: Vec<Cause> },
     #[error("{0}")]
     BadRequest(String),
-    #[error("{resource} \"{name}\" is forbidden: {detail}")]
+    #[error("{}", forbidden_message(resource, name, detail))]
     Forbidden {
         resource: String,
         name: String,
@@ -253,9 +262,12 @@ impl ApiError {
                     Some((kind, group)) => (kind, group),
                     None => (resource.as_str(), ""),
                 };
-                let mut details = json!({"name": name, "kind": kind});
-                if !group.is_empty() {
-                    details["group"] = json!(group);
+                // Go omits the empty ones: a non-resource path's refusal has `"details": {}`.
+                let mut details = json!({});
+                for (field, value) in [("name", name.as_str()), ("group", group), ("kind", kind)] {
+                    if !value.is_empty() {
+                        details[field] = json!(value);
+                    }
                 }
                 Some(details)
             }

@@ -361,6 +361,9 @@ fn emit_store(
         )
         .detail(detail);
     event.uid = meta["uid"].as_str().unwrap_or_default().to_owned();
+    if let Some(revision) = revision {
+        api.authorizer().rbac().written(&event.kind, revision);
+    }
     event.revision = revision;
     event.root = root;
     api.emit(event);
@@ -460,6 +463,7 @@ pub(crate) async fn create_object(
     if !causes.is_empty() {
         return Err(invalid(resource, &name, causes));
     }
+    super::auth::rbac::confirm_no_escalation(api, resource, &object, None).await?;
     let namespace = object["metadata"]["namespace"].as_str().map(str::to_owned);
     if let Some(ns) = &namespace {
         check_namespace(api, resource, ns, &name).await?;
@@ -798,6 +802,7 @@ pub(super) async fn update_object(
         if !causes.is_empty() {
             return Err(invalid(resource, name, causes));
         }
+        super::auth::rbac::confirm_no_escalation(api, resource, &new, Some(&old)).await?;
         if (resource.group, resource.kind) == ("", "PersistentVolumeClaim")
             && kind == UpdateKind::Main
         {
@@ -915,7 +920,31 @@ pub(crate) async fn resource(
         target.name.as_deref().unwrap_or_default(),
     );
     event.detail = format!("{verb} {}", request.uri().path());
+    // Who asked, and which rule let them: the authentication and authorization steps.
+    if let Some(authorized) = request.extensions().get::<super::Authorized>() {
+        event = event.data(json!({
+            "user": &*authorized.user,
+            "allowed": true,
+            "reason": authorized.reason,
+        }));
+    }
     api.emit(event);
+    if super::auth::reviews::is_review(resource) {
+        if method != Method::POST || target.name.is_some() || target.subresource.is_some() {
+            return Err(ApiError::MethodNotAllowed);
+        }
+        let user = request
+            .extensions()
+            .get::<super::Authorized>()
+            .map(|a| (*a.user).clone())
+            .unwrap_or_default();
+        let body = body_bytes(request).await?;
+        let object = parse_resource_body(resource, &content_type, &body)?;
+        let answer =
+            super::auth::reviews::create(api, resource, namespace.as_deref(), &user, object)
+                .await?;
+        return Ok(json_response(StatusCode::CREATED, &answer));
+    }
     if target.resource.namespaced && target.namespace.is_none() && target.name.is_some() {
         return Err(ApiError::NoSuchPath);
     }

@@ -41,6 +41,34 @@ pub fn render(name: &str, server: &str, pki: &Pki) -> String {
     )
 }
 
+/// A kubeconfig for another user of the cluster: cluster `cluster` at `server`, user `user`
+/// with its client certificate and key, and context `<user>@<cluster>`.
+pub fn render_user(
+    cluster: &str,
+    server: &str,
+    ca_cert: &str,
+    user: &str,
+    cert: &str,
+    key: &str,
+) -> String {
+    let b64 = |pem: &str| base64::engine::general_purpose::STANDARD.encode(pem.as_bytes());
+    let context = format!("{user}@{cluster}");
+    format!(
+        "apiVersion: v1\nkind: Config\npreferences: {{}}\nclusters:\n- name: {cluster}\n  cluster:\n    server: {server}\n    certificate-authority-data: {}\nusers:\n- name: {user:?}\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\ncontexts:\n- name: {context:?}\n  context:\n    cluster: {cluster}\n    user: {user:?}\ncurrent-context: {context:?}\n",
+        b64(ca_cert),
+        b64(cert),
+        b64(key),
+    )
+}
+
+/// The `server` of the first cluster in a kubeconfig's text.
+pub fn server_of(kubeconfig: &str) -> Option<String> {
+    let config: Value = serde_yaml::from_str(kubeconfig).ok()?;
+    config["clusters"][0]["cluster"]["server"]
+        .as_str()
+        .map(str::to_owned)
+}
+
 /// The user's kubeconfig: the first file in `$KUBECONFIG`, else `~/.kube/config`.
 pub fn user_kubeconfig_path() -> Option<PathBuf> {
     if let Some(paths) = std::env::var_os("KUBECONFIG")

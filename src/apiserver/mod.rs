@@ -13,6 +13,7 @@
 
 pub mod admission;
 mod apply;
+pub mod auth;
 pub mod decisions;
 mod discovery;
 pub(crate) mod errors;
@@ -52,10 +53,15 @@ use errors::ApiError;
 pub const SYSTEM_NAMESPACES: &[&str] =
     &["default", "kube-system", "kube-public", "kube-node-lease"];
 
-/// Who made a request, as the TLS layer saw it. Requests without this extension come from the
-/// in-process client and are trusted; requests with `None` had no client certificate.
+pub use auth::Peer;
+
+/// Who a request is from and why it was allowed, put on the request once authorized: the
+/// handlers name the user in the flow and check what the user may grant.
 #[derive(Clone, Debug)]
-pub struct Peer(pub Option<String>);
+pub(crate) struct Authorized {
+    pub(crate) user: Arc<auth::UserInfo>,
+    pub(crate) reason: String,
+}
 
 /// What stopped the API server from creating a new cluster's first objects.
 #[derive(Debug, thiserror::Error)]
@@ -117,6 +123,8 @@ pub struct ApiServer {
     /// The highest revision whose store write is on the flow: a watch delivery of a revision
     /// waits for it, so the flow shows the write before the watchers hear of it.
     announced: tokio::sync::watch::Sender<crate::store::Revision>,
+    /// Who may do what.
+    authorizer: auth::Authorizer,
 }
 
 impl ApiServer {
@@ -137,7 +145,17 @@ impl ApiServer {
             )),
             decisions,
             announced: tokio::sync::watch::Sender::new(0),
+            authorizer: auth::Authorizer::new(),
         })
+    }
+
+    /// Who may do what: the authorizer every request passes.
+    pub fn authorizer(&self) -> &auth::Authorizer {
+        &self.authorizer
+    }
+
+    pub(crate) fn store_arc(&self) -> Arc<dyn Store> {
+        self.store.clone()
     }
 
     /// Notes that the store write at `revision` is on the flow.
@@ -194,6 +212,69 @@ impl ApiServer {
                     });
                 }
             }
+        }
+        self.bootstrap_policy().await
+    }
+
+    /// The `rbac/bootstrap-roles` post-start hook: every default ClusterRole and
+    /// ClusterRoleBinding made, or given back what it lost ([`auth::policy::reconcile`]).
+    async fn bootstrap_policy(self: &Arc<Self>) -> Result<(), BootstrapError> {
+        let group = "rbac.authorization.k8s.io";
+        let roles = resources::find(group, "v1", "clusterroles").expect("served");
+        let bindings = resources::find(group, "v1", "clusterrolebindings").expect("served");
+        let defaults = auth::policy::cluster_roles()
+            .into_iter()
+            .map(|r| (roles, r))
+            .chain(
+                auth::policy::cluster_role_bindings()
+                    .into_iter()
+                    .map(|b| (bindings, b)),
+            );
+        for (resource, default) in defaults {
+            let name = default["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            let failed = |e: ApiError| BootstrapError {
+                object: format!("{} {name}", resource.singular),
+                message: e.to_string(),
+            };
+            let existing = self
+                .store
+                .get(&resource.key(None, &name))
+                .await
+                .map_err(|e| failed(errors::from_store(e, &resource.qualified(), &name)))?;
+            let Some(existing) = existing else {
+                match handlers::create_object(
+                    self,
+                    resource,
+                    None,
+                    default,
+                    Some("kube-apiserver"),
+                    false,
+                )
+                .await
+                {
+                    Ok(_) | Err(ApiError::AlreadyExists { .. }) => continue,
+                    Err(e) => return Err(failed(e)),
+                }
+            };
+            let existing = decode(&existing).map_err(failed)?;
+            if auth::policy::reconcile(&default, &existing).is_none() {
+                continue;
+            }
+            let write = handlers::Write {
+                kind: handlers::UpdateKind::Main,
+                precondition: None,
+                allow_create: false,
+                manager: Some("kube-apiserver"),
+                dry_run: false,
+            };
+            handlers::update_object(self, resource, None, &name, write, |current| {
+                Ok(auth::policy::reconcile(&default, current).unwrap_or_else(|| current.clone()))
+            })
+            .await
+            .map_err(failed)?;
         }
         Ok(())
     }
@@ -263,13 +344,20 @@ impl ApiServer {
     /// An in-process `kube::Client` over this server's router: no TCP, no TLS, the same code
     /// path as any other client. `component` names it in the flow (as its user agent).
     pub fn client(self: &Arc<Self>, component: &str) -> kube::Client {
+        self.client_as(component, auth::component_user(component))
+    }
+
+    /// [`ApiServer::client`] authenticated as `user`.
+    pub fn client_as(self: &Arc<Self>, component: &str, user: auth::UserInfo) -> kube::Client {
         let router = self.router();
         let agent = http::HeaderValue::from_str(&format!("orrery/{component}")).expect("ascii");
+        let peer = Peer::User(Arc::new(user));
         let service = tower::ServiceBuilder::new()
             .map_request(move |mut request: http::Request<kube::client::Body>| {
                 request
                     .headers_mut()
                     .insert(http::header::USER_AGENT, agent.clone());
+                request.extensions_mut().insert(peer.clone());
                 request.map(Body::new)
             })
             .service(router);
@@ -311,8 +399,11 @@ const ANNOUNCE_WAIT: std::time::Duration = std::time::Duration::from_millis(200)
 
 /// The component a request came from, for the flow: `kubectl`, `controller/x`, or the agent.
 fn client_name(request: &Request) -> String {
-    let agent = request
-        .headers()
+    agent_name(request.headers())
+}
+
+fn agent_name(headers: &http::HeaderMap) -> String {
+    let agent = headers
         .get(http::header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("client");
@@ -322,11 +413,91 @@ fn client_name(request: &Request) -> String {
     agent.split('/').next().unwrap_or("client").to_owned()
 }
 
-async fn handle(State(api): State<Arc<ApiServer>>, request: Request) -> Response {
-    if let Some(Peer(None)) = request.extensions().get::<Peer>() {
-        return ApiError::Unauthorized.into_response();
-    }
+async fn handle(State(api): State<Arc<ApiServer>>, mut request: Request) -> Response {
     let path = request.uri().path().to_owned();
+    let route = path::route(&path);
+    let user = match auth::authenticate(&request) {
+        Ok(user) => user,
+        Err(e) => return e.into_response(),
+    };
+    let (method, uri) = (request.method().clone(), request.uri().clone());
+    let user = match authorize(&api, user, &method, &uri, request.headers(), &route).await {
+        Ok(authorized) => authorized,
+        Err(refusal) => return refusal,
+    };
+    let rbac_write = matches!(&route, path::Route::Resource(t) if t.resource.group == "rbac.authorization.k8s.io")
+        && request.method() != http::Method::GET;
+    let requester = user.user.clone();
+    request.extensions_mut().insert(user);
+    let response = auth::serve_as(requester, serve(&api, path, route, request)).await;
+    if rbac_write {
+        // The next request is decided by what this one wrote.
+        api.authorizer.rbac().caught_up(&api.store).await;
+    }
+    response
+}
+
+/// Impersonation and authorization: as whom does the authenticated `user` ask, and may they.
+async fn authorize(
+    api: &Arc<ApiServer>,
+    user: auth::UserInfo,
+    method: &http::Method,
+    uri: &http::Uri,
+    headers: &http::HeaderMap,
+    route: &path::Route,
+) -> Result<Authorized, Response> {
+    let user = auth::impersonate(api, user, headers)
+        .await
+        .map_err(IntoResponse::into_response)?;
+    let mut attributes = auth::Attributes::of(
+        method,
+        uri.path(),
+        uri.query().unwrap_or_default(),
+        route,
+    );
+    // A websocket GET of exec, attach or port-forward needs `create` too, as upstream checks.
+    let connect = attributes.resource_request
+        && matches!(
+            attributes.subresource.as_str(),
+            "exec" | "attach" | "portforward"
+        )
+        && attributes.verb == "get";
+    let mut decision = api.authorizer.authorize(&api.store, &user, &attributes).await;
+    if decision.allowed && connect {
+        attributes.verb = "create".into();
+        decision = api.authorizer.authorize(&api.store, &user, &attributes).await;
+    }
+    if !decision.allowed {
+        let refusal = attributes.forbidden(&user, &decision.reason);
+        let mut event = FlowEvent::new(agent_name(headers), "apiserver", "FORBIDDEN")
+            .object(
+                "",
+                &attributes.namespace,
+                &attributes.name,
+            )
+            .detail(refusal.to_string())
+            .data(json!({"user": user, "allowed": false, "reason": decision.reason}));
+        if let path::Route::Resource(target) = route {
+            event.kind = target.resource.kind.to_owned();
+        }
+        api.emit(event);
+        if headers
+            .get(http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.starts_with("orrery/"))
+        {
+            tracing::warn!(user = %user.name, "{refusal}");
+        }
+        return Err(refusal.into_response());
+    }
+    Ok(Authorized {
+        user: Arc::new(user),
+        reason: decision.reason,
+    })
+}
+
+async fn serve(api: &Arc<ApiServer>, path: String, route: path::Route, request: Request) -> Response {
+    let api = api.clone();
     if let Some(rest) = path.strip_prefix("/orrery/v1/") {
         return handlers::control(&api, rest, request).await;
     }
@@ -349,7 +520,7 @@ async fn handle(State(api): State<Arc<ApiServer>>, request: Request) -> Response
         .unwrap_or_default()
         .to_owned();
     let mut verb = request.method().to_string();
-    let result = match path::route(&path) {
+    let result = match route {
         path::Route::Version => Ok(discovery::version()),
         path::Route::Healthz => Ok((http::StatusCode::OK, "ok").into_response()),
         path::Route::Resource(target) => {

@@ -6,7 +6,8 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use k8s_openapi::api::{
-    apps, autoscaling, batch, coordination, core, discovery, events, networking, policy, storage,
+    apps, authentication, authorization, autoscaling, batch, coordination, core, discovery,
+    events, networking, policy, rbac, storage,
 };
 
 /// Turns a JSON object into its typed form and back: what the type does not know is dropped
@@ -82,6 +83,16 @@ impl Resource {
     pub(crate) fn convert_request(&self, object: &mut Value) {
         if (self.group, self.kind) == ("", "Secret") {
             merge_string_data(object);
+        }
+    }
+
+    /// The verbs of the resource itself, as discovery lists them: the reviews are only
+    /// created.
+    pub(crate) fn verbs(&self) -> &'static [&'static str] {
+        if super::auth::reviews::is_review(self) {
+            &["create"]
+        } else {
+            verbs("")
         }
     }
 
@@ -569,6 +580,114 @@ pub(crate) static RESOURCES: &[Resource] = &[
         NONE;
         events::v1::Event;
         EVENTS
+    ),
+    resource!(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "clusterrolebindings",
+        "clusterrolebinding",
+        "ClusterRoleBinding",
+        false,
+        NONE,
+        NONE,
+        NONE,
+        rbac::v1::ClusterRoleBinding
+    ),
+    resource!(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "clusterroles",
+        "clusterrole",
+        "ClusterRole",
+        false,
+        NONE,
+        NONE,
+        NONE,
+        rbac::v1::ClusterRole
+    ),
+    resource!(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "rolebindings",
+        "rolebinding",
+        "RoleBinding",
+        true,
+        NONE,
+        NONE,
+        NONE,
+        rbac::v1::RoleBinding
+    ),
+    resource!(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "roles",
+        "role",
+        "Role",
+        true,
+        NONE,
+        NONE,
+        NONE,
+        rbac::v1::Role
+    ),
+    resource!(
+        "authentication.k8s.io",
+        "v1",
+        "selfsubjectreviews",
+        "selfsubjectreview",
+        "SelfSubjectReview",
+        false,
+        NONE,
+        NONE,
+        NONE,
+        authentication::v1::SelfSubjectReview
+    ),
+    resource!(
+        "authorization.k8s.io",
+        "v1",
+        "localsubjectaccessreviews",
+        "localsubjectaccessreview",
+        "LocalSubjectAccessReview",
+        true,
+        NONE,
+        NONE,
+        NONE,
+        authorization::v1::LocalSubjectAccessReview
+    ),
+    resource!(
+        "authorization.k8s.io",
+        "v1",
+        "selfsubjectaccessreviews",
+        "selfsubjectaccessreview",
+        "SelfSubjectAccessReview",
+        false,
+        NONE,
+        NONE,
+        NONE,
+        authorization::v1::SelfSubjectAccessReview
+    ),
+    resource!(
+        "authorization.k8s.io",
+        "v1",
+        "selfsubjectrulesreviews",
+        "selfsubjectrulesreview",
+        "SelfSubjectRulesReview",
+        false,
+        NONE,
+        NONE,
+        NONE,
+        authorization::v1::SelfSubjectRulesReview
+    ),
+    resource!(
+        "authorization.k8s.io",
+        "v1",
+        "subjectaccessreviews",
+        "subjectaccessreview",
+        "SubjectAccessReview",
+        false,
+        NONE,
+        NONE,
+        NONE,
+        authorization::v1::SubjectAccessReview
     ),
 ];
 

@@ -1,6 +1,6 @@
 //! Serves the router over HTTPS on 127.0.0.1 ([`crate::https`]: TLS with client certificates,
 //! HTTP/1.1 and HTTP/2, kube-apiserver's timeouts and accept back-off), with the client's
-//! certificate user passed to the router as a [`Peer`].
+//! certificate's user passed to the router as a [`Peer`].
 
 use std::future::Future;
 
@@ -33,10 +33,20 @@ pub async fn serve_with(
 ) {
     let handler = move |identity: Option<std::sync::Arc<crate::pki::Identity>>,
                         mut request: http::Request<axum::body::Body>| {
-        // Trusted only if signed by the cluster's CA; anything else is anonymous, and 401.
-        request
-            .extensions_mut()
-            .insert(Peer(identity.map(|i| i.user.clone())));
+        // Trusted only if signed by the cluster's CA; another certificate is bad credentials
+        // (401), and none at all is `system:anonymous`.
+        let untrusted = request
+            .extensions()
+            .get::<https::UntrustedCertificate>()
+            .is_some();
+        let peer = match identity {
+            Some(identity) => Peer::User(std::sync::Arc::new(super::auth::certificate_user(
+                &identity,
+            ))),
+            None if untrusted => Peer::Untrusted,
+            None => Peer::Anonymous,
+        };
+        request.extensions_mut().insert(peer);
         let router = router.clone();
         Box::pin(async move {
             match router.oneshot(request).await {

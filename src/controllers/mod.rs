@@ -13,6 +13,7 @@
 //! volume controllers: the PV controller ([`persistentvolume`], `persistentvolume-binder`) and
 //! the claim and volume protection controllers ([`pvcprotection`], [`pvprotection`]).
 
+pub mod clusterroleaggregation;
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
