@@ -24,6 +24,7 @@ mod logs;
 mod metrics;
 mod patch;
 mod path;
+mod podsecurity;
 mod protobuf;
 mod proxy;
 pub(crate) mod resources;
@@ -183,6 +184,7 @@ impl ApiServer {
                 object,
                 Some("kube-apiserver"),
                 false,
+                &mut Vec::new(),
             )
             .await
             {
