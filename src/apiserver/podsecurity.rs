@@ -1104,7 +1104,9 @@ pub(crate) async fn admit(
             {
                 return Ok(Vec::new());
             }
-            let Some((policy, parsed)) = namespace_policy(api, object).await? else {
+            // A namespace that cannot be read leaves a workload alone (upstream records it in
+            // the audit annotations only).
+            let Ok(Some((policy, parsed))) = namespace_policy(api, object).await else {
                 return Ok(Vec::new());
             };
             if parsed && fully_open(&policy) {
@@ -1210,10 +1212,12 @@ fn is_significant_pod_update(new: &Value, old: &Value) -> bool {
         let key = format!("container.seccomp.security.alpha.kubernetes.io/{}", name(c));
         c["image"] != o["image"] || annotation(new, &key) != annotation(old, &key)
     };
-    let list = |pod: &Value, list: &str| pod["spec"][list].as_array().cloned().unwrap_or_default();
+    fn list<'a>(pod: &'a Value, list: &str) -> &'a [Value] {
+        pod["spec"][list].as_array().map_or(&[], Vec::as_slice)
+    }
     for l in ["containers", "initContainers"] {
         let (n, o) = (list(new, l), list(old, l));
-        if n.len() != o.len() || n.iter().zip(&o).any(|(c, o)| significant(c, o)) {
+        if n.len() != o.len() || n.iter().zip(o).any(|(c, o)| significant(c, o)) {
             return true;
         }
     }
