@@ -217,79 +217,105 @@ fn forbidden_reason(violations: &[Violation]) -> String {
         .join(", ")
 }
 
-/// Where a check sits: in baseline (and so in restricted), in baseline only because a
-/// restricted check covers the same fields more strictly (upstream's `Overlap`), or in
-/// restricted only.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Class {
-    Baseline,
-    BaselineOverlap,
-    Restricted,
-}
-
 type CheckFn = fn(&Value, &Value, u32) -> Option<Violation>;
 
-/// Every check, in upstream's registration order (its `check_*.go` files in name order), with
-/// its class. A check is given the pod's metadata, its spec and the policy's minor version.
-const CHECKS: &[(&str, Class, CheckFn)] = &[
-    (
+/// One check: its ID, its level, the first minor version it applies to, the baseline checks it
+/// stands in for at restricted from then on (upstream's `OverrideCheckIDs`), and the check
+/// itself, given the pod's metadata, its spec and the policy's minor version.
+struct Check {
+    id: &'static str,
+    level: Level,
+    since: u32,
+    overrides: &'static [&'static str],
+    check: CheckFn,
+}
+
+const fn baseline(id: &'static str, check: CheckFn) -> Check {
+    Check {
+        id,
+        level: Level::Baseline,
+        since: 0,
+        overrides: &[],
+        check,
+    }
+}
+
+const fn restricted(
+    id: &'static str,
+    since: u32,
+    overrides: &'static [&'static str],
+    check: CheckFn,
+) -> Check {
+    Check {
+        id,
+        level: Level::Restricted,
+        since,
+        overrides,
+        check,
+    }
+}
+
+/// Every check, sorted by ID within its level as upstream's registry orders them (so its
+/// messages list them in this order).
+const CHECKS: &[Check] = &[
+    baseline("appArmorProfile", app_armor_profile),
+    baseline("capabilities_baseline", capabilities_baseline),
+    baseline("hostNamespaces", host_namespaces),
+    baseline("hostPathVolumes", host_path_volumes),
+    baseline("hostPorts", host_ports),
+    baseline("privileged", privileged),
+    baseline("procMount", proc_mount),
+    baseline("seLinuxOptions", se_linux_options),
+    baseline("seccompProfile_baseline", seccomp_profile_baseline),
+    baseline("sysctls", sysctls),
+    baseline("windowsHostProcess", windows_host_process),
+    restricted(
         "allowPrivilegeEscalation",
-        Class::Restricted,
+        8,
+        &[],
         allow_privilege_escalation,
     ),
-    ("appArmorProfile", Class::Baseline, app_armor_profile),
-    (
-        "capabilities_baseline",
-        Class::BaselineOverlap,
-        capabilities_baseline,
-    ),
-    (
+    restricted(
         "capabilities_restricted",
-        Class::Restricted,
+        22,
+        &["capabilities_baseline"],
         capabilities_restricted,
     ),
-    ("hostNamespaces", Class::Baseline, host_namespaces),
-    ("hostPathVolumes", Class::BaselineOverlap, host_path_volumes),
-    ("hostPorts", Class::Baseline, host_ports),
-    ("privileged", Class::Baseline, privileged),
-    ("procMount", Class::Baseline, proc_mount),
-    ("restrictedVolumes", Class::Restricted, restricted_volumes),
-    ("runAsNonRoot", Class::Restricted, run_as_non_root),
-    ("runAsUser", Class::Restricted, run_as_user),
-    ("seLinuxOptions", Class::Baseline, se_linux_options),
-    (
-        "seccompProfile_baseline",
-        Class::BaselineOverlap,
-        seccomp_profile_baseline,
+    restricted(
+        "restrictedVolumes",
+        0,
+        &["hostPathVolumes"],
+        restricted_volumes,
     ),
-    (
+    restricted("runAsNonRoot", 0, &[], run_as_non_root),
+    restricted("runAsUser", 23, &[], run_as_user),
+    restricted(
         "seccompProfile_restricted",
-        Class::Restricted,
+        19,
+        &["seccompProfile_baseline"],
         seccomp_profile_restricted,
     ),
-    ("sysctls", Class::Baseline, sysctls),
-    ("windowsHostProcess", Class::Baseline, windows_host_process),
 ];
 
 /// `Evaluator.EvaluatePod`: the violations of a pod (its metadata and spec) against a level and
-/// version, in upstream's order: baseline's own checks, then the overlapping baseline checks
-/// (baseline) or the restricted checks (restricted).
+/// version, in upstream's order: the baseline checks (at restricted, those no restricted check
+/// of that version overrides), then the restricted ones.
 pub(crate) fn evaluate(lv: LevelVersion, meta: &Value, spec: &Value) -> Vec<Violation> {
     let minor = lv.version.minor();
-    let wanted = |class: Class| match lv.level {
-        Level::Privileged => false,
-        Level::Baseline => class != Class::Restricted,
-        Level::Restricted => class != Class::BaselineOverlap,
+    let applies = |c: &Check| c.since <= minor && c.level <= lv.level;
+    let overridden = |id: &str| {
+        lv.level == Level::Restricted
+            && CHECKS
+                .iter()
+                .any(|c| applies(c) && c.overrides.contains(&id))
     };
-    let run = |class: Class| {
-        CHECKS
-            .iter()
-            .filter(move |(_, c, _)| *c == class && wanted(class))
-            .filter_map(move |(_, _, check)| check(meta, spec, minor))
-    };
-    run(Class::Baseline)
-        .chain(run(Class::BaselineOverlap))
-        .chain(run(Class::Restricted))
+    if lv.level == Level::Privileged {
+        return Vec::new();
+    }
+    CHECKS
+        .iter()
+        .filter(|c| applies(c) && !overridden(c.id))
+        .filter_map(|c| (c.check)(meta, spec, minor))
         .collect()
 }
 

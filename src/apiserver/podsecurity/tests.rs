@@ -569,18 +569,27 @@ fn levels_run_their_checks_in_upstreams_order() {
         "volumes": [{"name": "root", "hostPath": {"path": "/"}}],
         "containers": [c("c", json!({"privileged": true, "capabilities": {"add": ["SYS_ADMIN"]}}))],
     });
-    // Baseline: its own checks first, then the ones restricted overlaps.
+    // Baseline: its checks by ID.
     assert_eq!(
         forbidden_detail(&evaluate(lv(Level::Baseline), &meta, &privileged_pod)),
-        r#"host namespaces (hostNetwork=true), privileged (container "c" must not set securityContext.privileged=true), non-default capabilities (container "c" must not include "SYS_ADMIN" in securityContext.capabilities.add), hostPath volumes (volume "root")"#
+        r#"non-default capabilities (container "c" must not include "SYS_ADMIN" in securityContext.capabilities.add), host namespaces (hostNetwork=true), hostPath volumes (volume "root"), privileged (container "c" must not set securityContext.privileged=true)"#
     );
-    // Restricted: baseline's own, then restricted's (not the overlapped baseline ones).
+    // Restricted: baseline's (but those a restricted check overrides), then restricted's.
     assert_eq!(
         forbidden_reason(&evaluate(lv(Level::Restricted), &meta, &privileged_pod)),
         "host namespaces, privileged, allowPrivilegeEscalation != false, unrestricted capabilities, restricted volume types, runAsNonRoot != true, seccompProfile"
     );
     let compliant = json!({"containers": [good("c")], "initContainers": [good("i")]});
     assert!(evaluate(lv(Level::Restricted), &meta, &compliant).is_empty());
+    // Before v1.22 no restricted check stands in for baseline's capabilities check.
+    let v1_21 = LevelVersion {
+        level: Level::Restricted,
+        version: Version::V1(21),
+    };
+    assert_eq!(
+        forbidden_reason(&evaluate(v1_21, &meta, &privileged_pod)),
+        "non-default capabilities, host namespaces, privileged, allowPrivilegeEscalation != false, restricted volume types, runAsNonRoot != true, seccompProfile"
+    );
 }
 
 fn labels(pairs: &[(&str, &str)]) -> Map<String, Value> {
