@@ -374,7 +374,7 @@ fn sorted(set: std::collections::BTreeSet<String>) -> Vec<String> {
 
 /// `allowPrivilegeEscalation` (restricted, v1.8+; Windows pods exempt from v1.25).
 fn allow_privilege_escalation(_: &Value, spec: &Value, minor: u32) -> Option<Violation> {
-    if minor < 8 || (minor >= 25 && is_windows(spec)) {
+    if minor >= 25 && is_windows(spec) {
         return None;
     }
     let bad: Vec<String> = containers(spec)
@@ -512,7 +512,7 @@ fn capabilities_baseline(_: &Value, spec: &Value, _: u32) -> Option<Violation> {
 /// `capabilities_restricted` (restricted, v1.22+; Windows pods exempt from v1.25): drop `ALL`,
 /// add nothing but `NET_BIND_SERVICE`.
 fn capabilities_restricted(_: &Value, spec: &Value, minor: u32) -> Option<Violation> {
-    if minor < 22 || (minor >= 25 && is_windows(spec)) {
+    if minor >= 25 && is_windows(spec) {
         return None;
     }
     let mut missing_drop = Vec::new();
@@ -794,10 +794,7 @@ fn run_as_non_root(_: &Value, spec: &Value, _: u32) -> Option<Violation> {
 }
 
 /// `runAsUser` (restricted, v1.23+): never `runAsUser=0`.
-fn run_as_user(_: &Value, spec: &Value, minor: u32) -> Option<Violation> {
-    if minor < 23 {
-        return None;
-    }
+fn run_as_user(_: &Value, spec: &Value, _: u32) -> Option<Violation> {
     let mut setters = Vec::new();
     if spec["securityContext"]["runAsUser"] == 0 {
         setters.push("pod".to_owned());
@@ -979,7 +976,7 @@ fn seccomp_profile_baseline(meta: &Value, spec: &Value, minor: u32) -> Option<Vi
 /// `seccompProfile_restricted` (restricted, v1.19+; Windows pods exempt from v1.25): the pod or
 /// every container sets `RuntimeDefault` or `Localhost`.
 fn seccomp_profile_restricted(_: &Value, spec: &Value, minor: u32) -> Option<Violation> {
-    if minor < 19 || (minor >= 25 && is_windows(spec)) {
+    if minor >= 25 && is_windows(spec) {
         return None;
     }
     let (setters, values, implicit) = bad_seccomp(spec);

@@ -67,9 +67,12 @@ fn allow_privilege_escalation_must_be_false() {
     assert_eq!(check(allow_privilege_escalation, windows.clone()), None);
     // Before v1.25 a Windows pod is checked like any other; before v1.8 not at all.
     assert!(check_at(allow_privilege_escalation, json!({}), windows, 24).is_some());
-    assert_eq!(
-        check_at(allow_privilege_escalation, json!({}), spec, 7),
-        None
+    let v1_7 = LevelVersion {
+        level: Level::Restricted,
+        version: Version::V1(7),
+    };
+    assert!(
+        !forbidden_reason(&evaluate(v1_7, &json!({}), &spec)).contains("allowPrivilegeEscalation")
     );
     assert_eq!(
         check(
@@ -385,14 +388,16 @@ fn run_as_user_never_root() {
         check(run_as_user, json!({"securityContext": {"runAsUser": 1}})),
         None
     );
+    // Only from v1.23.
+    let root = json!({"securityContext": {"runAsUser": 0, "runAsNonRoot": true}, "containers": [good("c")]});
+    let at = |minor| LevelVersion {
+        level: Level::Restricted,
+        version: Version::V1(minor),
+    };
+    assert!(evaluate(at(22), &json!({}), &root).is_empty());
     assert_eq!(
-        check_at(
-            run_as_user,
-            json!({}),
-            json!({"securityContext": {"runAsUser": 0}}),
-            22
-        ),
-        None
+        forbidden_detail(&evaluate(at(23), &json!({}), &root)),
+        "runAsUser=0 (pod must not set runAsUser=0)"
     );
 }
 
