@@ -390,6 +390,7 @@ pub(crate) async fn create_object(
     mut object: Value,
     manager: Option<&str>,
     dry_run: bool,
+    warnings: &mut Vec<String>,
 ) -> Result<Value, ApiError> {
     let meta = object["metadata"]
         .as_object_mut()
@@ -468,6 +469,7 @@ pub(crate) async fn create_object(
     if let Some(ns) = &namespace {
         check_namespace(api, resource, ns, &name).await?;
     }
+    warnings.extend(super::podsecurity::admit(api, resource, &object, None).await?);
     let key = resource.key(namespace.as_deref(), &name);
     if dry_run {
         let existing = api
@@ -661,6 +663,8 @@ pub(super) struct Write<'a> {
 pub(super) struct Updated {
     pub(super) object: Value,
     pub(super) created: bool,
+    /// What admission warns of (Pod Security's `warn` level).
+    pub(super) warnings: Vec<String>,
 }
 
 /// Writes `new` over the stored object, as PUT (and, after patching, PATCH) do.
@@ -690,10 +694,21 @@ pub(super) async fn update_object(
         let Some(current) = current else {
             if allow_create && kind == UpdateKind::Main {
                 let new = make_new(&Value::Null)?;
-                let object = create_object(api, resource, namespace, new, manager, dry_run).await?;
+                let mut warnings = Vec::new();
+                let object = create_object(
+                    api,
+                    resource,
+                    namespace,
+                    new,
+                    manager,
+                    dry_run,
+                    &mut warnings,
+                )
+                .await?;
                 return Ok(Updated {
                     object,
                     created: true,
+                    warnings,
                 });
             }
             return Err(ApiError::NotFound {
@@ -808,18 +823,21 @@ pub(super) async fn update_object(
         {
             super::storage::admit_resize(api, &new, &old).await?;
         }
+        let warnings = super::podsecurity::admit(api, resource, &new, Some((&old, kind))).await?;
         new["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"].clone();
         if new == old {
             // A no-op update writes nothing, so the resourceVersion stays.
             return Ok(Updated {
                 object: old,
                 created: false,
+                warnings,
             });
         }
         if dry_run {
             return Ok(Updated {
                 object: new,
                 created: false,
+                warnings,
             });
         }
         // Upstream's `shouldDeleteDuringUpdate`: an object being deleted goes once its last
@@ -863,6 +881,7 @@ pub(super) async fn update_object(
                 return Ok(Updated {
                     object: new,
                     created: false,
+                    warnings,
                 });
             }
             Err(crate::store::Error::Conflict { .. } | crate::store::Error::NotFound { .. })
@@ -1036,6 +1055,7 @@ pub(crate) async fn resource(
                 object,
                 manager,
                 dry_run,
+                &mut warnings,
             )
             .await?;
             json_response(StatusCode::CREATED, &object)
@@ -1088,6 +1108,7 @@ pub(crate) async fn resource(
                 |_| Ok(object.clone()),
             )
             .await?;
+            warnings.extend(updated.warnings);
             json_response(
                 if updated.created {
                     StatusCode::CREATED
@@ -1281,6 +1302,7 @@ async fn patch_object(
     )
     .await?;
     warnings.extend(produced_warnings);
+    warnings.extend(updated.warnings);
     let object = if sub == "scale" {
         scale_of(&updated.object)
     } else {
@@ -1339,6 +1361,7 @@ async fn apply_patch(
         |old| apply::merge(resource, old, &applied, &manager, force),
     )
     .await?;
+    warnings.extend(updated.warnings);
     Ok(json_response(
         if updated.created {
             StatusCode::CREATED

@@ -25,6 +25,7 @@ mod logs;
 mod metrics;
 mod patch;
 mod path;
+mod podsecurity;
 mod protobuf;
 mod proxy;
 pub(crate) mod resources;
@@ -201,6 +202,7 @@ impl ApiServer {
                 object,
                 Some("kube-apiserver"),
                 false,
+                &mut Vec::new(),
             )
             .await
             {

@@ -25,6 +25,7 @@ mod metrics;
 mod network;
 mod nodes;
 mod packages;
+mod podsecurity;
 mod proxy;
 mod runtime_libcontainer;
 mod scheduler;
