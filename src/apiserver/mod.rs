@@ -254,6 +254,7 @@ impl ApiServer {
                     default,
                     Some("kube-apiserver"),
                     false,
+                    &mut Vec::new(),
                 )
                 .await
                 {
