@@ -212,6 +212,11 @@ where
     let pki = Pki::load_or_create(&state_dir.join("pki"))?;
     let api = ApiServer::new(store.clone(), flow.clone());
     api.set_kubelet_client(pki.kubelet_client()?);
+    api.set_service_account_key(&pki.sa_key, &pki.sa_public)
+        .map_err(|e| crate::pki::PkiError::Certificate {
+            name: "sa".into(),
+            message: e.to_string(),
+        })?;
     api.bootstrap().await?;
     api.set_default_toleration_seconds(
         options.default_not_ready_toleration_seconds,
@@ -242,8 +247,8 @@ where
         }
     });
     supervisor.add("controller-manager", Role::Component, {
-        let (api, flow, options) = (api.clone(), flow.clone(), options.clone());
-        move || controller_manager(&api, &flow, &options)
+        let (api, flow, options, pki) = (api.clone(), flow.clone(), options.clone(), pki.clone());
+        move || controller_manager(&api, &flow, &options, &pki)
     });
     // The add-ons a cluster ships with, each an API client of its own: the service load
     // balancer (what k3s's ServiceLB and kind's cloud-provider-kind are).
@@ -835,6 +840,7 @@ fn controller_manager(
     api: &Arc<ApiServer>,
     flow: &Flow,
     options: &UpOptions,
+    pki: &Pki,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let clients = api.clone();
     let ctx = controllers::Context::new(flow.clone(), move |name| clients.client(name));
@@ -879,6 +885,9 @@ fn controller_manager(
             controllers::clusterroleaggregation::ClusterRoleAggregationController::new(&ctx)
                 .run()
                 .boxed(),
+            controllers::rootcacertpublisher::RootCaCertPublisher::new(&ctx, pki.ca_cert.clone())
+                .run()
+                .boxed(),
         ])
         .collect::<Vec<_>>();
     // The informers start once every controller has taken the ones it needs.
@@ -902,6 +911,7 @@ fn controller_manager(
         "pvc-protection-controller",
         "pv-protection-controller",
         "clusterrole-aggregation-controller",
+        "root-ca-cert-publisher-controller",
     ] {
         flow.logs().info(
             Component::ControllerManager,

@@ -83,6 +83,10 @@ pub struct Pki {
     pub admin_cert: String,
     /// The admin client's private key.
     pub admin_key: String,
+    /// The service account signing key (PKCS#8 PEM): kubeadm's `sa.key`.
+    pub sa_key: String,
+    /// Its public key (PEM): kubeadm's `sa.pub`.
+    pub sa_public: String,
     /// The API server's client certificate for the kubelets.
     pub kubelet_client_cert: String,
     /// Its private key.
@@ -153,6 +157,26 @@ fn cert_error(name: &str) -> impl Fn(rcgen::Error) -> PkiError + '_ {
 fn validity(params: &mut CertificateParams) {
     params.not_before = rcgen::date_time_ymd(2024, 1, 1);
     params.not_after = rcgen::date_time_ymd(2124, 1, 1);
+}
+
+/// The service account key pair in `dir` (`sa.key`, owner-only, and `sa.pub`), made if
+/// missing or unreadable.
+fn service_account_key(dir: &Path) -> Result<(String, String), PkiError> {
+    let (key_path, pub_path) = (dir.join("sa.key"), dir.join("sa.pub"));
+    if let Some(key) = read(&key_path)?
+        && let Ok(pair) = KeyPair::from_pem(&key)
+    {
+        let public = pair.public_key_pem();
+        if read(&pub_path)?.as_deref() != Some(public.as_str()) {
+            write(&pub_path, &public, false)?;
+        }
+        return Ok((key, public));
+    }
+    let pair = KeyPair::generate().map_err(cert_error("sa"))?;
+    let (key, public) = (pair.serialize_pem(), pair.public_key_pem());
+    write(&key_path, &key, true)?;
+    write(&pub_path, &public, false)?;
+    Ok((key, public))
 }
 
 /// A client certificate's parameters: CN the user, one O per group, client auth only.
@@ -492,7 +516,10 @@ impl Pki {
             ips: vec![],
         };
         let (kubelet_client_cert, kubelet_client_key) = ca.leaf(dir, &kubelet_client)?;
+        let (sa_key, sa_public) = service_account_key(dir)?;
         Ok(Pki {
+            sa_key,
+            sa_public,
             ca_cert: ca.cert,
             ca_key: ca.key,
             server_cert,

@@ -437,6 +437,9 @@ pub(crate) async fn create_object(
     let mut object = canonical(resource, object)?;
     admission::prepare_for_create(resource, &mut object);
     admission::default(resource, &mut object);
+    if resource.kind == "Pod" && resource.group.is_empty() {
+        super::serviceaccount::admit(api, &mut object).await?;
+    }
     if resource.kind == "Pod" {
         admission::default_toleration_seconds(&mut object, api.default_toleration_seconds());
     }
@@ -1029,6 +1032,23 @@ pub(crate) async fn resource(
             .await?
         }
         (_, Some(name), "proxy") => super::proxy::serve_node(api, name, request).await?,
+        (Method::POST, Some(name), "token") => {
+            let body = body_bytes(request).await?;
+            let media = content_type.split(';').next().unwrap_or_default().trim();
+            let asked = if media == super::protobuf::MEDIA_TYPE {
+                super::protobuf::decode_kind("authentication.k8s.io", "v1", "TokenRequest", &body)?
+            } else {
+                parse_body(&content_type, &body)?
+            };
+            let answer = super::auth::tokens::token_request(
+                api,
+                namespace.as_deref().unwrap_or("default"),
+                name,
+                asked,
+            )
+            .await?;
+            json_response(StatusCode::CREATED, &answer)
+        }
         (Method::GET | Method::POST, Some(name), "exec" | "attach" | "portforward") => {
             super::proxy::serve(
                 api,

@@ -28,6 +28,7 @@ mod path;
 mod podsecurity;
 mod protobuf;
 mod proxy;
+pub(crate) mod serviceaccount;
 pub(crate) mod resources;
 mod selectors;
 pub mod server;
@@ -126,6 +127,8 @@ pub struct ApiServer {
     announced: tokio::sync::watch::Sender<crate::store::Revision>,
     /// Who may do what.
     authorizer: auth::Authorizer,
+    /// The service account token keys (`--service-account-signing-key-file`).
+    tokens: std::sync::OnceLock<auth::tokens::Tokens>,
 }
 
 impl ApiServer {
@@ -147,7 +150,25 @@ impl ApiServer {
             decisions,
             announced: tokio::sync::watch::Sender::new(0),
             authorizer: auth::Authorizer::new(),
+            tokens: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Hands the API server its service account key (a PKCS#8 EC private key and its public
+    /// key, PEM), without which it neither issues nor accepts service account tokens. Only the
+    /// first call counts.
+    pub fn set_service_account_key(
+        &self,
+        private_pem: &str,
+        public_pem: &str,
+    ) -> Result<(), auth::tokens::KeyError> {
+        let tokens = auth::tokens::Tokens::new(private_pem, public_pem)?;
+        let _ = self.tokens.set(tokens);
+        Ok(())
+    }
+
+    pub(crate) fn tokens(&self) -> Option<&auth::tokens::Tokens> {
+        self.tokens.get()
     }
 
     /// Who may do what: the authorizer every request passes.
@@ -419,7 +440,9 @@ fn agent_name(headers: &http::HeaderMap) -> String {
 async fn handle(State(api): State<Arc<ApiServer>>, mut request: Request) -> Response {
     let path = request.uri().path().to_owned();
     let route = path::route(&path);
-    let user = match auth::authenticate(&request) {
+    let peer = request.extensions().get::<Peer>().cloned();
+    let bearer = auth::bearer(request.headers());
+    let user = match auth::authenticate(&api, peer, bearer).await {
         Ok(user) => user,
         Err(e) => return e.into_response(),
     };

@@ -33,12 +33,20 @@ fn message(full_name: &str) -> Option<MessageDescriptor> {
 }
 
 /// The protobuf package of a resource's group (`apps` -> `api.apps.v1`).
-fn package(resource: &Resource) -> String {
-    crate::apimachinery::gotypes::package(resource.group, resource.version).unwrap_or_default()
-}
 
 /// Decodes a protobuf request body for `resource` into its JSON form.
 pub(crate) fn decode(resource: &Resource, body: &[u8]) -> Result<Value, ApiError> {
+    decode_kind(resource.group, resource.version, resource.kind, body)
+}
+
+/// Decodes a protobuf request body holding a `kind` of `group`/`version` (a subresource's
+/// kind, such as `TokenRequest`).
+pub(crate) fn decode_kind(
+    group: &str,
+    version: &str,
+    kind: &str,
+    body: &[u8],
+) -> Result<Value, ApiError> {
     let payload = body
         .strip_prefix(MAGIC)
         .ok_or_else(|| bad("it does not start with the k8s\\0 magic number"))?;
@@ -52,8 +60,10 @@ pub(crate) fn decode(resource: &Resource, body: &[u8]) -> Result<Value, ApiError
     let raw = base64::engine::general_purpose::STANDARD
         .decode(raw)
         .map_err(bad)?;
-    let descriptor = message(&format!("{}.{}", package(resource), resource.kind))
-        .ok_or(ApiError::UnsupportedMediaType)?;
+    let package =
+        crate::apimachinery::gotypes::package(group, version).unwrap_or_default();
+    let descriptor =
+        message(&format!("{package}.{kind}")).ok_or(ApiError::UnsupportedMediaType)?;
     let object = descriptor.parse_from_bytes(&raw).map_err(bad)?;
     let mut object = to_json(&MessageRef::from(&*object));
     if !object.is_object() {
@@ -258,7 +268,12 @@ mod tests {
     fn every_served_kind_has_a_message() {
         for r in RESOURCES {
             assert!(
-                message(&format!("{}.{}", package(r), r.kind)).is_some(),
+                message(&format!(
+                    "{}.{}",
+                    crate::apimachinery::gotypes::package(r.group, r.version).unwrap_or_default(),
+                    r.kind
+                ))
+                .is_some(),
                 "{}",
                 r.plural
             );

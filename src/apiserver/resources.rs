@@ -348,7 +348,7 @@ pub(crate) static RESOURCES: &[Resource] = &[
         true,
         &["sa"],
         NONE,
-        NONE,
+        &["token"],
         core::v1::ServiceAccount
     ),
     resource!(
@@ -642,6 +642,18 @@ pub(crate) static RESOURCES: &[Resource] = &[
         authentication::v1::SelfSubjectReview
     ),
     resource!(
+        "authentication.k8s.io",
+        "v1",
+        "tokenreviews",
+        "tokenreview",
+        "TokenReview",
+        false,
+        NONE,
+        NONE,
+        NONE,
+        authentication::v1::TokenReview
+    ),
+    resource!(
         "authorization.k8s.io",
         "v1",
         "localsubjectaccessreviews",
@@ -725,7 +737,7 @@ pub(crate) fn verbs(subresource: &str) -> &'static [&'static str] {
             "watch",
         ],
         "status" | "scale" => &["get", "patch", "update"],
-        "binding" | "eviction" => &["create"],
+        "binding" | "eviction" | "token" => &["create"],
         "log" => &["get"],
         "exec" | "portforward" | "attach" => &["create", "get"],
         "ephemeralcontainers" => &["get", "patch", "update"],
@@ -743,6 +755,7 @@ pub(crate) fn subresource_kind(
     match subresource {
         "scale" => ("autoscaling", "v1", "Scale"),
         "binding" => ("", "v1", "Binding"),
+        "token" => ("authentication.k8s.io", "v1", "TokenRequest"),
         "eviction" => ("policy", "v1", "Eviction"),
         "log" => ("", "v1", "Pod"),
         "exec" => ("", "v1", "PodExecOptions"),

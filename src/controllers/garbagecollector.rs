@@ -21,7 +21,7 @@ use std::time::Duration;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use k8s_openapi::api::{
-    apps, autoscaling, batch, coordination, core, discovery, networking, policy, storage,
+    apps, autoscaling, batch, coordination, core, discovery, networking, policy, rbac, storage,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{
@@ -483,6 +483,10 @@ fn every_kind(v: &mut impl Kinds) {
     v.kind::<networking::v1::IngressClass>(false);
     v.kind::<policy::v1::PodDisruptionBudget>(true);
     v.kind::<storage::v1::StorageClass>(false);
+    v.kind::<rbac::v1::ClusterRole>(false);
+    v.kind::<rbac::v1::ClusterRoleBinding>(false);
+    v.kind::<rbac::v1::Role>(true);
+    v.kind::<rbac::v1::RoleBinding>(true);
 }
 
 /// Takes each kind's shared informer into a collector.
@@ -1054,7 +1058,12 @@ mod tests {
                 .iter()
                 // Events are not collected; a resource served in another version's form is
                 // collected in the form it is stored in.
-                .filter(|r| r.plural != "events" && r.conversion.is_none())
+                // The reviews are answered, never stored.
+                .filter(|r| {
+                    r.plural != "events"
+                        && r.conversion.is_none()
+                        && !crate::apiserver::auth::reviews::is_review(r)
+                })
                 .map(|r| {
                     (
                         r.group.to_owned(),

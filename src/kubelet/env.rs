@@ -65,6 +65,9 @@ pub(crate) struct Sources {
     /// The volumes of the claims the pod's volumes name, by claim name (see
     /// [`super::volumes::resolve_claims`]).
     pub(crate) claims: HashMap<String, super::volumes::ClaimVolume>,
+    /// Service account tokens of projected volumes, by `<volume>/<path>` (see
+    /// [`super::volumes::tokens`]).
+    pub(crate) tokens: HashMap<String, Vec<u8>>,
 }
 
 impl Sources {
@@ -109,6 +112,14 @@ impl Sources {
             }
             if let Some(s) = &v.secret {
                 secrets.push(s.secret_name.clone().unwrap_or_default());
+            }
+            for source in v.projected.iter().flat_map(|p| p.sources.iter().flatten()) {
+                if let Some(c) = &source.config_map {
+                    maps.push(c.name.clone());
+                }
+                if let Some(s) = &source.secret {
+                    secrets.push(s.name.clone());
+                }
             }
         }
         let mut sources = Sources::default();
@@ -545,6 +556,7 @@ mod tests {
             secrets: [("creds".into(), Some(secret)), ("nosecret".into(), None)].into(),
             services: vec![("KUBERNETES_SERVICE_HOST".into(), "10.96.0.1".into())],
             claims: HashMap::new(),
+            tokens: HashMap::new(),
         }
     }
 

@@ -956,7 +956,7 @@ async fn set_up_volumes(
     let reads_objects = volumes
         .unwrap_or_default()
         .iter()
-        .any(|v| v.config_map.is_some() || v.secret.is_some());
+        .any(|v| v.config_map.is_some() || v.secret.is_some() || v.projected.is_some());
     let mut sources = if reads_objects {
         Sources::fetch(&kubelet.client, pod, false)
             .await
@@ -971,6 +971,9 @@ async fn set_up_volumes(
     if claims {
         sources.claims = volumes::resolve_claims(&kubelet.client, pod, mounted).await?;
     }
+    sources.tokens = volumes::tokens(&kubelet.client, &kubelet.config.root_dir, pod)
+        .await
+        .map_err(|e| format!("MountVolume.SetUp failed: {e}"))?;
     let root = kubelet.config.root_dir.clone();
     let node = node_facts(kubelet, ip);
     let pod = pod.clone();

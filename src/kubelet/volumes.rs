@@ -17,7 +17,7 @@ use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::{
-    Container, KeyToPath, PersistentVolume, PersistentVolumeClaim, Pod, Volume,
+    ConfigMap, Container, DownwardAPIVolumeFile, KeyToPath, Secret, PersistentVolume, PersistentVolumeClaim, Pod, Volume,
 };
 
 use super::env::{NodeFacts, Sources, field_value, resource_value};
@@ -56,6 +56,9 @@ pub(crate) enum VolumeError {
     /// A claim's volume was not resolved before setting up (a bug: the caller resolves first).
     #[error("persistentvolumeclaim {0:?} has no volume to mount")]
     ClaimNotResolved(String),
+    /// A projected service account token could not be had.
+    #[error("failed to fetch token: {0}")]
+    Token(String),
     /// A volume a `volumeMounts` entry names is not in the pod.
     #[error("cannot find volume {0:?} to mount into container")]
     NoVolume(String),
@@ -194,23 +197,13 @@ pub(crate) fn plan(
         let files = match sources.config_maps.get(&name_of).and_then(Option::as_ref) {
             None if optional => Payload::new(),
             None => return Err(VolumeError::ConfigMapNotFound(name_of)),
-            Some(map) => {
-                let mut data: BTreeMap<String, Vec<u8>> = map
-                    .data
-                    .iter()
-                    .flatten()
-                    .map(|(k, v)| (k.clone(), v.clone().into_bytes()))
-                    .collect();
-                data.extend(
-                    map.binary_data
-                        .iter()
-                        .flatten()
-                        .map(|(k, v)| (k.clone(), v.0.clone())),
-                );
-                payload(&data, source.items.as_deref(), mode, optional, |k| {
-                    VolumeError::ConfigMapKey(k.to_owned())
-                })?
-            }
+            Some(map) => payload(
+                &config_map_data(map),
+                source.items.as_deref(),
+                mode,
+                optional,
+                |k| VolumeError::ConfigMapKey(k.to_owned()),
+            )?,
         };
         return Ok(Planned::Files(path, files));
     }
@@ -222,24 +215,108 @@ pub(crate) fn plan(
         let files = match sources.secrets.get(&name_of).and_then(Option::as_ref) {
             None if optional => Payload::new(),
             None => return Err(VolumeError::SecretNotFound(name_of)),
-            Some(secret) => {
-                let data: BTreeMap<String, Vec<u8>> = secret
-                    .data
-                    .iter()
-                    .flatten()
-                    .map(|(k, v)| (k.clone(), v.0.clone()))
-                    .collect();
-                payload(&data, source.items.as_deref(), mode, optional, |k| {
-                    VolumeError::SecretKey(k.to_owned())
-                })?
-            }
+            Some(secret) => payload(
+                &secret_data(secret),
+                source.items.as_deref(),
+                mode,
+                optional,
+                |k| VolumeError::SecretKey(k.to_owned()),
+            )?,
         };
         return Ok(Planned::Files(path, files));
     }
     if let Some(source) = &volume.downward_api {
         let default_mode = source.default_mode.map_or(DEFAULT_MODE, |m| m as u32);
+        let files = downward_files(pod, source.items.as_deref(), default_mode, node)?;
+        let path = volumes.join("kubernetes.io~downward-api").join(name);
+        return Ok(Planned::Files(path, files));
+    }
+    if let Some(source) = &volume.projected {
+        let mode = source.default_mode.map_or(DEFAULT_MODE, |m| m as u32);
         let mut files = Payload::new();
-        for item in source.items.iter().flatten() {
+        for projection in source.sources.iter().flatten() {
+            if let Some(c) = &projection.config_map {
+                let optional = c.optional == Some(true);
+                match sources.config_maps.get(&c.name).and_then(Option::as_ref) {
+                    None if optional => {}
+                    None => return Err(VolumeError::ConfigMapNotFound(c.name.clone())),
+                    Some(map) => files.extend(payload(
+                        &config_map_data(map),
+                        c.items.as_deref(),
+                        mode,
+                        optional,
+                        |k| VolumeError::ConfigMapKey(k.to_owned()),
+                    )?),
+                }
+            }
+            if let Some(s) = &projection.secret {
+                let optional = s.optional == Some(true);
+                match sources.secrets.get(&s.name).and_then(Option::as_ref) {
+                    None if optional => {}
+                    None => return Err(VolumeError::SecretNotFound(s.name.clone())),
+                    Some(secret) => files.extend(payload(
+                        &secret_data(secret),
+                        s.items.as_deref(),
+                        mode,
+                        optional,
+                        |k| VolumeError::SecretKey(k.to_owned()),
+                    )?),
+                }
+            }
+            if let Some(d) = &projection.downward_api {
+                files.extend(downward_files(pod, d.items.as_deref(), mode, node)?);
+            }
+            if let Some(t) = &projection.service_account_token {
+                let key = format!("{name}/{}", t.path);
+                let data = sources
+                    .tokens
+                    .get(&key)
+                    .cloned()
+                    .ok_or_else(|| VolumeError::Token(format!("no token for {key}")))?;
+                files.insert(t.path.clone(), File { data, mode });
+            }
+        }
+        let path = volumes.join("kubernetes.io~projected").join(name);
+        return Ok(Planned::Files(path, files));
+    }
+    Err(VolumeError::Unsupported(name.clone()))
+}
+
+fn config_map_data(map: &ConfigMap) -> BTreeMap<String, Vec<u8>> {
+    let mut data: BTreeMap<String, Vec<u8>> = map
+        .data
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.clone().into_bytes()))
+        .collect();
+    data.extend(
+        map.binary_data
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.0.clone())),
+    );
+    data
+}
+
+fn secret_data(secret: &Secret) -> BTreeMap<String, Vec<u8>> {
+    secret
+        .data
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.0.clone()))
+        .collect()
+}
+
+/// The files of downward API items.
+fn downward_files(
+    pod: &Pod,
+    items: Option<&[DownwardAPIVolumeFile]>,
+    default_mode: u32,
+    node: &NodeFacts,
+) -> Result<Payload, VolumeError> {
+    let mut files = Payload::new();
+    {
+        for item in items.unwrap_or_default() {
             let text = if let Some(r) = &item.field_ref {
                 field_value(pod, &r.field_path, node)?
             } else if let Some(r) = &item.resource_field_ref {
@@ -265,10 +342,83 @@ pub(crate) fn plan(
                 },
             );
         }
-        let path = volumes.join("kubernetes.io~downward-api").join(name);
-        return Ok(Planned::Files(path, files));
     }
-    Err(VolumeError::Unsupported(name.clone()))
+    Ok(files)
+}
+
+/// Whether a token written at `iat` to expire at `exp` should be asked for again: past 80% of
+/// its life or older than a day, as the kubelet's token manager decides.
+fn needs_refresh(iat: i64, exp: i64, now: i64) -> bool {
+    now >= iat + (exp - iat) * 8 / 10 || now >= iat + 24 * 3600
+}
+
+/// The tokens of the pod's projected `serviceAccountToken` sources, by `<volume>/<path>`: the
+/// one already written while it is fresh, else a new one from the TokenRequest API, bound to
+/// the pod (so deleting the pod invalidates it).
+pub(crate) async fn tokens(
+    client: &kube::Client,
+    root: &Path,
+    pod: &Pod,
+) -> Result<HashMap<String, Vec<u8>>, VolumeError> {
+    let mut out = HashMap::new();
+    let Some(spec) = pod.spec.as_ref() else {
+        return Ok(out);
+    };
+    let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+    let name = pod.metadata.name.as_deref().unwrap_or_default();
+    let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let account = spec
+        .service_account_name
+        .as_deref()
+        .filter(|a| !a.is_empty())
+        .unwrap_or("default");
+    let dir = pod_dir(root, uid).join("volumes").join("kubernetes.io~projected");
+    let now = jiff::Timestamp::now().as_second();
+    for volume in spec.volumes.iter().flatten() {
+        let sources = volume.projected.iter().flat_map(|p| p.sources.iter().flatten());
+        for token in sources.filter_map(|s| s.service_account_token.as_ref()) {
+            let key = format!("{}/{}", volume.name, token.path);
+            let path = dir.join(&volume.name).join(&token.path);
+            if let Ok(existing) = std::fs::read(&path)
+                && let Some((iat, exp)) =
+                    crate::apiserver::auth::tokens::unverified_times(&existing)
+                && !needs_refresh(iat, exp, now)
+            {
+                out.insert(key, existing);
+                continue;
+            }
+            let mut spec = serde_json::json!({
+                "expirationSeconds": token.expiration_seconds.unwrap_or(3600),
+                "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": name, "uid": uid},
+            });
+            if let Some(audience) = token.audience.as_deref().filter(|a| !a.is_empty()) {
+                spec["audiences"] = serde_json::json!([audience]);
+            }
+            let body = serde_json::json!({
+                "apiVersion": "authentication.k8s.io/v1",
+                "kind": "TokenRequest",
+                "spec": spec,
+            });
+            let request = http::Request::post(format!(
+                "/api/v1/namespaces/{namespace}/serviceaccounts/{account}/token"
+            ))
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(serde_json::to_vec(&body).unwrap_or_default())
+            .map_err(|e| VolumeError::Token(e.to_string()))?;
+            let answer: serde_json::Value = client
+                .request(request)
+                .await
+                .map_err(|e| match e {
+                    kube::Error::Api(status) => VolumeError::Token(status.message),
+                    other => VolumeError::Token(other.to_string()),
+                })?;
+            let token = answer["status"]["token"]
+                .as_str()
+                .ok_or_else(|| VolumeError::Token("the answer holds no token".into()))?;
+            out.insert(key, token.as_bytes().to_vec());
+        }
+    }
+    Ok(out)
 }
 
 /// Checks (and for `...OrCreate`, creates) a hostPath by its `type`, as upstream.
@@ -622,7 +772,6 @@ pub(crate) fn remove_orphans(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::core::v1::{ConfigMap, Secret};
     use serde_json::json;
 
     fn node() -> NodeFacts {
@@ -659,6 +808,7 @@ mod tests {
             secrets: [("tls".into(), Some(secret))].into(),
             services: Vec::new(),
             claims: HashMap::new(),
+            tokens: HashMap::from([("api/token".to_owned(), b"t0ken".to_vec())]),
         }
     }
 
@@ -679,9 +829,19 @@ mod tests {
                 {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}},
                 {"path": "mem", "resourceFieldRef": {"containerName": "c", "resource": "limits.memory", "divisor": "1Mi"}}]}},
             {"name": "scratch", "emptyDir": {}},
+            {"name": "api", "projected": {"defaultMode": 0o640, "sources": [
+                {"serviceAccountToken": {"path": "token", "expirationSeconds": 3607}},
+                {"configMap": {"name": "app", "items": [{"key": "a.conf", "path": "ca.crt"}]}},
+                {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"fieldPath": "metadata.namespace"}}]}}]}},
         ]));
         let got = set_up(root.path(), &p, &sources(), &node()).unwrap();
         let vols = root.path().join("pods/uid-1/volumes");
+        let api = vols.join("kubernetes.io~projected/api");
+        assert_eq!(got["api"], api);
+        assert_eq!(std::fs::read_to_string(api.join("token")).unwrap(), "t0ken");
+        assert_eq!(std::fs::read_to_string(api.join("ca.crt")).unwrap(), "alpha");
+        assert_eq!(mode(&api.join("token")), 0o640);
+        assert!(needs_refresh(0, 1000, 800) && !needs_refresh(0, 1000, 799));
         let cfg = vols.join("kubernetes.io~configmap/cfg");
         assert_eq!(got["cfg"], cfg);
         assert_eq!(

@@ -35,11 +35,17 @@ async fn control(api: &Arc<ApiServer>, method: &str, path: &str, body: &str) -> 
     client.request_text(request).await.unwrap()
 }
 
+/// A test's in-process client, named as a controller in the flow, with the administrator's
+/// rights (no role is bootstrapped for a made-up controller).
+fn admin() -> orrery::apiserver::auth::UserInfo {
+    orrery::apiserver::auth::UserInfo::new("kubernetes-admin", &["system:masters"])
+}
+
 #[tokio::test]
 async fn a_create_is_a_request_then_a_store_write() {
     let (api, _dir) = cluster().await;
     let (_, mut events) = api.flow().subscribe(u64::MAX);
-    let cms: Api<ConfigMap> = Api::namespaced(api.client("controller/demo"), "default");
+    let cms: Api<ConfigMap> = Api::namespaced(api.client_as("controller/demo", admin()), "default");
     let created = cms
         .create(&PostParams::default(), &cm("hello"))
         .await
@@ -611,7 +617,7 @@ async fn in_step_mode_the_kubelet_waits_at_its_gates() {
 #[tokio::test]
 async fn watch_deliveries_are_hops_and_a_replay_is_one() {
     let (api, _dir) = cluster().await;
-    let cms: Api<ConfigMap> = Api::namespaced(api.client("controller/demo"), "default");
+    let cms: Api<ConfigMap> = Api::namespaced(api.client_as("controller/demo", admin()), "default");
     cms.create(&PostParams::default(), &cm("before"))
         .await
         .unwrap();
@@ -666,7 +672,7 @@ async fn watch_deliveries_are_hops_and_a_replay_is_one() {
         .collect::<Vec<_>>();
     // A watch that asks for the current objects gets one SYNC hop for all of them.
     assert!(replay.iter().all(|e| e.name != "before"), "{replay:#?}");
-    let raw = api.client("controller/sync");
+    let raw = api.client_as("controller/sync", admin());
     let request = http::Request::get("/api/v1/namespaces/default/configmaps?watch=true")
         .body(Vec::new())
         .unwrap();

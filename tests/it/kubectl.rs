@@ -401,7 +401,7 @@ fn watch_and_delete() {
 }
 
 #[test]
-fn requests_without_a_trusted_client_certificate_get_401() {
+fn bad_credentials_get_401_and_no_credentials_are_anonymous() {
     let c = Cluster::start();
     let url = format!("https://127.0.0.1:{}/api/v1/namespaces", c.port);
     // A certificate the cluster's CA did not sign.
@@ -424,22 +424,48 @@ fn requests_without_a_trusted_client_certificate_get_401() {
         cert_path.display().to_string(),
         "--key".into(),
         key_path.display().to_string(),
-        url,
+        url.clone(),
     ];
-    for args in [&anonymous[..], &untrusted[..]] {
+    let junk_token = [
+        "-sk".to_owned(),
+        "-H".into(),
+        "Authorization: Bearer not-a-token".into(),
+        url.clone(),
+    ];
+    let version = [
+        "-sk".to_owned(),
+        format!("https://127.0.0.1:{}/version", c.port),
+    ];
+    let curl = |args: &[String]| -> serde_json::Value {
         let out = std::process::Command::new("curl")
             .args(args)
             .output()
             .expect("curl");
-        let body: serde_json::Value =
-            serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{args:?}: {out:?}"));
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{args:?}: {out:?}"))
+    };
+    // Bad credentials: 401, as kube-apiserver answers them.
+    for args in [&untrusted[..], &junk_token[..]] {
+        let body = curl(args);
         assert_eq!(
             (body["code"].as_i64(), body["reason"].as_str()),
             (Some(401), Some("Unauthorized")),
             "{args:?}"
         );
     }
+    // None: `system:anonymous`, whom RBAC lets read /version and nothing of the API.
+    let body = curl(&anonymous);
+    assert_eq!(
+        (body["code"].as_i64(), body["message"].as_str()),
+        (
+            Some(403),
+            Some(
+                "namespaces is forbidden: User \"system:anonymous\" cannot list resource \"namespaces\" in API group \"\" at the cluster scope"
+            )
+        ),
+    );
+    assert!(curl(&version)["gitVersion"].is_string());
 }
+
 
 #[test]
 #[allow(clippy::disallowed_methods)] // a plain test thread, not a tokio worker

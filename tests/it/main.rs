@@ -5,6 +5,7 @@
 
 mod common;
 
+mod auth;
 mod cli;
 mod clients;
 mod containers;

@@ -19,6 +19,7 @@
 pub(crate) mod policy;
 pub(crate) mod rbac;
 pub(crate) mod reviews;
+pub mod tokens;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -119,26 +120,38 @@ pub enum Peer {
 
 /// Who `request` comes from: its certificate's or component's user, a bearer token's, or
 /// `system:anonymous`. Bad credentials are a 401.
-pub(crate) fn authenticate(
-    request: &http::Request<axum::body::Body>,
+pub(crate) async fn authenticate(
+    api: &super::ApiServer,
+    peer: Option<Peer>,
+    bearer: Option<String>,
 ) -> Result<UserInfo, ApiError> {
-    let bearer = request
-        .headers()
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .map(str::trim);
-    match request.extensions().get::<Peer>() {
-        Some(Peer::User(user)) => Ok((**user).clone()),
+    match peer {
+        Some(Peer::User(user)) => Ok((*user).clone()),
         Some(Peer::Untrusted) => Err(ApiError::Unauthorized),
         // A request with no peer at all comes through the router directly (a test's), not
         // through a server or an in-process client: it has no credentials either.
         Some(Peer::Anonymous) | None => match bearer {
-            // No token authenticator knows it (service account tokens are the only kind).
-            Some(_) => Err(ApiError::Unauthorized),
+            // Service account tokens are the only kind of bearer token.
+            Some(token) => match tokens::authenticate(api, &token, &[]).await {
+                Ok((user, _)) => Ok(user),
+                Err(why) => {
+                    tracing::debug!("bearer token refused: {why}");
+                    Err(ApiError::Unauthorized)
+                }
+            },
             None => Ok(UserInfo::anonymous()),
         },
     }
+}
+
+/// A request's bearer token, if it has one.
+pub(crate) fn bearer(headers: &http::HeaderMap) -> Option<String> {
+    headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty())
 }
 
 /// The identity of a client certificate the cluster's CA signed.

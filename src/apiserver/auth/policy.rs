@@ -131,6 +131,7 @@ pub(crate) fn controller_account(controller: &str) -> &'static str {
         "pvc-protection" => "pvc-protection-controller",
         "pv-protection" => "pv-protection-controller",
         "clusterrole-aggregation" => "clusterrole-aggregation-controller",
+        "root-ca-cert-publisher" => "root-ca-cert-publisher",
         // A controller added without a role here has none: its requests are refused, which
         // the tests of every controller would show at once.
         _ => "unknown-controller",
@@ -271,6 +272,8 @@ fn controller_rules(account: &str) -> Vec<Value> {
             r(&["create", "delete", "list", "patch", "watch"], &[""], &["pods"]),
         ],
         "service-account-controller" => vec![r(&["create"], &[""], &["serviceaccounts"])],
+        // Upstream's reads its ConfigMaps from an informer; Orrery's gets the one it keeps.
+        "root-ca-cert-publisher" => vec![r(&["create", "get", "update"], &[""], &["configmaps"])],
         "statefulset-controller" => vec![
             r(READ, &[""], &["pods"]),
             r(READ, &["apps"], &["statefulsets"]),
@@ -318,6 +321,7 @@ const CONTROLLER_ACCOUNTS: &[&str] = &[
     "pvc-protection-controller",
     "pv-protection-controller",
     "replicaset-controller",
+    "root-ca-cert-publisher",
     "service-account-controller",
     "statefulset-controller",
 ];
@@ -747,7 +751,8 @@ pub(crate) fn cluster_roles() -> Vec<Value> {
                 r(READ, &["networking.k8s.io"], &["ingresses", "ingressclasses"]),
                 // Orrery's makes its IngressClass, which the controller's manifest would.
                 r(&["create", "patch", "update"], &["networking.k8s.io"], &["ingressclasses"]),
-                r(&["update"], &["networking.k8s.io"], &["ingresses/status"]),
+                // Orrery's patches the status where ingress-nginx updates it.
+                r(&["update", "patch"], &["networking.k8s.io"], &["ingresses/status"]),
                 r(&["list", "watch", "get"], &["discovery.k8s.io"], &["endpointslices"]),
                 events(),
             ],
@@ -928,6 +933,7 @@ mod tests {
             "pvc-protection",
             "pv-protection",
             "clusterrole-aggregation",
+            "root-ca-cert-publisher",
         ] {
             let account = controller_account(controller);
             assert!(CONTROLLER_ACCOUNTS.contains(&account), "{controller}");

@@ -738,6 +738,8 @@ mod tests {
         assert_eq!(
             text,
             [
+                // `pods/*` is no wildcard to RBAC: only `*/log` would cover `pods/log`.
+                "{APIGroups:[\"\"], Resources:[\"pods/log\"], Verbs:[\"get\"]}",
                 "{APIGroups:[\"\"], Resources:[\"pods\"], Verbs:[\"delete\"]}",
                 "{APIGroups:[\"\"], Resources:[\"pods/log\"], Verbs:[\"delete\"]}"
             ]

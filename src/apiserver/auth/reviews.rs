@@ -22,6 +22,7 @@ pub(crate) fn is_review(resource: &Resource) -> bool {
             | "LocalSubjectAccessReview"
             | "SelfSubjectRulesReview"
             | "SelfSubjectReview"
+            | "TokenReview"
     )
 }
 
@@ -99,6 +100,19 @@ pub(crate) async fn create(
     let spec = object.get("spec").cloned().unwrap_or(json!({}));
     let status = match resource.kind {
         "SelfSubjectReview" => json!({"userInfo": user_info_json(requester)}),
+        "TokenReview" => {
+            let token = spec["token"].as_str().unwrap_or_default();
+            let audiences: Vec<String> =
+                serde_json::from_value(spec["audiences"].clone()).unwrap_or_default();
+            match super::tokens::authenticate(api, token, &audiences).await {
+                Ok((user, audiences)) => json!({
+                    "authenticated": true,
+                    "user": user_info_json(&user),
+                    "audiences": audiences,
+                }),
+                Err(why) => json!({"user": {}, "error": format!("[invalid bearer token, {why}]")}),
+            }
+        }
         "SelfSubjectRulesReview" => {
             let namespace = spec["namespace"].as_str().unwrap_or_default();
             let rules = api.authorizer().rbac().rules(&store).await;
