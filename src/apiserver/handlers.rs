@@ -57,10 +57,25 @@ fn parse_body(content_type: &str, body: &[u8]) -> Result<Value, ApiError> {
         | "application/merge-patch+json"
         | "application/strategic-merge-patch+json"
         | "application/json-patch+json"
-        | "*/*" => serde_json::from_slice(body).map_err(|e| {
-            ApiError::BadRequest(format!("the body of the request was not valid JSON: {e}"))
-        }),
+        | "*/*" => {
+            if super::body::too_deep(body, super::body::MAX_DEPTH) {
+                // Go's `encoding/json` words.
+                return Err(ApiError::BadRequest(
+                    "the body of the request was not valid JSON: exceeded max depth".into(),
+                ));
+            }
+            serde_json::from_slice(body).map_err(|e| {
+                ApiError::BadRequest(format!("the body of the request was not valid JSON: {e}"))
+            })
+        }
         "application/yaml" | "application/apply-patch+yaml" | "text/yaml" => {
+            if super::body::too_deep(body, super::body::MAX_DEPTH) {
+                // go-yaml's words, with our limit.
+                return Err(ApiError::BadRequest(format!(
+                    "the body of the request was not valid YAML: yaml: exceeded max depth of {}",
+                    super::body::MAX_DEPTH
+                )));
+            }
             serde_yaml::from_slice(body).map_err(|e| {
                 ApiError::BadRequest(format!("the body of the request was not valid YAML: {e}"))
             })

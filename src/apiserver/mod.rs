@@ -13,6 +13,7 @@
 
 pub mod admission;
 mod apply;
+mod body;
 pub mod decisions;
 mod discovery;
 pub(crate) mod errors;
