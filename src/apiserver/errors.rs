@@ -121,7 +121,7 @@ pub(crate) enum ApiError {
         name: String,
         detail: String,
     },
-    #[error("{}", invalid_message(kind, name, causes))]
+    #[error("{}", invalid_message(group, kind, name, causes))]
     Invalid {
         group: String,
         kind: String,
@@ -167,7 +167,9 @@ pub(crate) enum ApiError {
     Internal(String),
 }
 
-fn invalid_message(kind: &str, name: &str, causes: &[Cause]) -> String {
+/// `errors.NewInvalid`: the kind qualified by its group (`Deployment.apps`), as
+/// `GroupKind.String()` writes it.
+fn invalid_message(group: &str, kind: &str, name: &str, causes: &[Cause]) -> String {
     let parts: Vec<String> = causes
         .iter()
         .map(|c| format!("{}: {}", c.field, c.message))
@@ -177,7 +179,11 @@ fn invalid_message(kind: &str, name: &str, causes: &[Cause]) -> String {
     } else {
         format!("[{}]", parts.join(", "))
     };
-    format!("{kind} \"{name}\" is invalid: {list}")
+    if group.is_empty() {
+        format!("{kind} \"{name}\" is invalid: {list}")
+    } else {
+        format!("{kind}.{group} \"{name}\" is invalid: {list}")
+    }
 }
 
 /// What a compare-and-swap that lost says.

@@ -901,6 +901,107 @@ fn precondition_of(object: &Value) -> Result<Option<Revision>, ApiError> {
     }
 }
 
+/// Upstream's `ValidateCreateOptions`, `ValidateUpdateOptions`, `ValidatePatchOptions` and
+/// `ValidateDeleteOptions` on a write's query parameters (and a delete's body): a 422 about the
+/// options kind before anything is read or written, in upstream's words. `dryRun` may repeat;
+/// every value must be `All`.
+fn validate_options(
+    method: &Method,
+    query: &str,
+    params: &Params,
+    content_type: &str,
+    delete_body: Option<&Value>,
+) -> Result<(), ApiError> {
+    let kind = match *method {
+        Method::POST => "CreateOptions",
+        Method::PUT => "UpdateOptions",
+        Method::PATCH => "PatchOptions",
+        Method::DELETE => "DeleteOptions",
+        _ => return Ok(()),
+    };
+    let mut causes = Vec::new();
+    let apply = content_type.split(';').next().unwrap_or_default().trim()
+        == "application/apply-patch+yaml";
+    if kind == "PatchOptions" && !apply && params.contains_key("force") {
+        causes.push(Cause::forbidden(
+            "force",
+            "may not be specified for non-apply patch",
+        ));
+    }
+    if kind != "DeleteOptions"
+        && let Some(manager) = params.get("fieldManager")
+    {
+        if manager.len() > 128 {
+            causes.push(Cause {
+                reason: "FieldValueTooLong",
+                field: "fieldManager".into(),
+                message: "Too long: may not be more than 128 bytes".into(),
+            });
+        }
+        for (i, c) in manager.char_indices() {
+            if c.is_control() || (c.is_whitespace() && c != ' ') {
+                causes.push(Cause::invalid(
+                    "fieldManager",
+                    &json!(manager),
+                    format!("invalid character U+{:04X} (at position {i})", u32::from(c)),
+                ));
+            }
+        }
+    }
+    if kind == "DeleteOptions" {
+        let policy = params.get("propagationPolicy").cloned().or_else(|| {
+            delete_body.and_then(|o| o["propagationPolicy"].as_str().map(str::to_owned))
+        });
+        if let Some(policy) = policy
+            && !matches!(policy.as_str(), "Foreground" | "Background" | "Orphan")
+        {
+            causes.push(Cause::unsupported(
+                "propagationPolicy",
+                &json!(policy),
+                &["Foreground", "Background", "Orphan", "nil"],
+            ));
+        }
+    }
+    let mut dry_run: Vec<String> = form_urlencoded::parse(query.as_bytes())
+        .filter(|(k, _)| k == "dryRun")
+        .map(|(_, v)| v.into_owned())
+        .collect();
+    if let Some(values) = delete_body.and_then(|o| o["dryRun"].as_array()) {
+        dry_run.extend(values.iter().map(|v| v.as_str().unwrap_or_default().to_owned()));
+    }
+    if dry_run.iter().any(|d| d != "All") {
+        // Go prints the `[]string` with `%#v`.
+        let shown: Vec<String> = dry_run.iter().map(|d| format!("{d:?}")).collect();
+        causes.push(Cause {
+            reason: "FieldValueNotSupported",
+            field: "dryRun".into(),
+            message: format!(
+                "Unsupported value: []string{{{}}}: supported values: \"All\"",
+                shown.join(", ")
+            ),
+        });
+    }
+    if let Some(validation) = params.get("fieldValidation")
+        && kind != "DeleteOptions"
+        && !matches!(validation.as_str(), "" | "Ignore" | "Warn" | "Strict")
+    {
+        causes.push(Cause::unsupported(
+            "fieldValidation",
+            &json!(validation),
+            &["", "Ignore", "Strict", "Warn"],
+        ));
+    }
+    if causes.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::Invalid {
+        group: "meta.k8s.io".into(),
+        kind: kind.into(),
+        name: String::new(),
+        causes,
+    })
+}
+
 /// Serves one resource request.
 pub(crate) async fn resource(
     api: &Arc<ApiServer>,
@@ -935,6 +1036,10 @@ pub(crate) async fn resource(
         return Err(ApiError::NoSuchPath);
     }
     let sub = target.subresource.as_deref().unwrap_or_default();
+    if !matches!(sub, "proxy" | "exec" | "attach" | "portforward" | "log") {
+        let query = request.uri().query().unwrap_or_default();
+        validate_options(&method, query, &params, &content_type, None)?;
+    }
     let manager_name = params
         .get("fieldManager")
         .filter(|m| !m.is_empty())
@@ -1126,23 +1231,29 @@ pub(crate) async fn resource(
             .await?
         }
         (Method::DELETE, Some(name), "") => {
+            let uri = request.uri().clone();
             let body = body_bytes(request).await?;
             let options = if body.is_empty() {
                 json!({})
             } else {
                 parse_body("application/json", &body)?
             };
+            let query = uri.query().unwrap_or_default();
+            validate_options(&method, query, &params, &content_type, Some(&options))?;
             let object =
                 delete_object(api, resource, namespace.as_deref(), name, &options, &params).await?;
             json_response(StatusCode::OK, &object)
         }
         (Method::DELETE, None, "") => {
+            let uri = request.uri().clone();
             let body = body_bytes(request).await?;
             let options = if body.is_empty() {
                 json!({})
             } else {
                 parse_body("application/json", &body)?
             };
+            let query = uri.query().unwrap_or_default();
+            validate_options(&method, query, &params, &content_type, Some(&options))?;
             delete_collection(api, resource, namespace.as_deref(), &options, &params).await?
         }
         _ => return Err(ApiError::MethodNotAllowed),
@@ -2113,6 +2224,61 @@ fn operate(api: &ApiServer, rest: &str) -> Result<Value, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn write_options_are_validated_in_upstreams_words() {
+        let check = |method: Method, query: &str, body: Option<Value>| {
+            let params = crate::apimachinery::params::parse(query);
+            validate_options(&method, query, &params, "application/json", body.as_ref())
+                .err()
+                .map(|e| (e.code().as_u16(), e.to_string(), e.status()["details"].clone()))
+        };
+        assert_eq!(check(Method::POST, "dryRun=All", None), None);
+        assert_eq!(check(Method::GET, "dryRun=Bogus", None), None);
+        let (code, message, details) = check(Method::POST, "dryRun=Bogus", None).unwrap();
+        assert_eq!(code, 422);
+        assert_eq!(
+            message,
+            r#"CreateOptions.meta.k8s.io "" is invalid: dryRun: Unsupported value: []string{"Bogus"}: supported values: "All""#
+        );
+        assert_eq!(details["kind"], "CreateOptions");
+        assert_eq!(details["group"], "meta.k8s.io");
+        assert_eq!(details["causes"][0]["reason"], "FieldValueNotSupported");
+        let (_, message, _) = check(Method::PATCH, "dryRun=All&dryRun=x", None).unwrap();
+        assert!(
+            message.starts_with(r#"PatchOptions.meta.k8s.io "" is invalid: dryRun: Unsupported value: []string{"All", "x"}"#),
+            "{message}"
+        );
+        let (_, message, _) =
+            check(Method::DELETE, "", Some(json!({"dryRun": ["Bogus"]}))).unwrap();
+        assert!(message.starts_with("DeleteOptions.meta.k8s.io"), "{message}");
+        let (_, message, _) = check(Method::DELETE, "propagationPolicy=Sideways", None).unwrap();
+        assert_eq!(
+            message,
+            r#"DeleteOptions.meta.k8s.io "" is invalid: propagationPolicy: Unsupported value: "Sideways": supported values: "Foreground", "Background", "Orphan", "nil""#
+        );
+        let long = format!("fieldManager={}", "m".repeat(129));
+        let (_, message, _) = check(Method::PUT, &long, None).unwrap();
+        assert_eq!(
+            message,
+            r#"UpdateOptions.meta.k8s.io "" is invalid: fieldManager: Too long: may not be more than 128 bytes"#
+        );
+        let (_, message, _) = check(Method::PUT, "fieldManager=a%07b", None).unwrap();
+        assert!(
+            message.ends_with("invalid character U+0007 (at position 1)"),
+            "{message}"
+        );
+        let (_, message, _) = check(Method::PATCH, "force=true", None).unwrap();
+        assert!(
+            message.ends_with("force: Forbidden: may not be specified for non-apply patch"),
+            "{message}"
+        );
+        let (_, message, _) = check(Method::POST, "fieldValidation=Loose", None).unwrap();
+        assert!(
+            message.ends_with(r#"supported values: "", "Ignore", "Strict", "Warn""#),
+            "{message}"
+        );
+    }
 
     #[test]
     fn dynamic_cluster_ips_stay_out_of_the_static_band_until_the_rest_is_full() {
