@@ -920,8 +920,8 @@ fn validate_options(
         _ => return Ok(()),
     };
     let mut causes = Vec::new();
-    let apply = content_type.split(';').next().unwrap_or_default().trim()
-        == "application/apply-patch+yaml";
+    let apply =
+        content_type.split(';').next().unwrap_or_default().trim() == "application/apply-patch+yaml";
     if kind == "PatchOptions" && !apply && params.contains_key("force") {
         causes.push(Cause::forbidden(
             "force",
@@ -967,7 +967,11 @@ fn validate_options(
         .map(|(_, v)| v.into_owned())
         .collect();
     if let Some(values) = delete_body.and_then(|o| o["dryRun"].as_array()) {
-        dry_run.extend(values.iter().map(|v| v.as_str().unwrap_or_default().to_owned()));
+        dry_run.extend(
+            values
+                .iter()
+                .map(|v| v.as_str().unwrap_or_default().to_owned()),
+        );
     }
     if dry_run.iter().any(|d| d != "All") {
         // Go prints the `[]string` with `%#v`.
@@ -2231,7 +2235,13 @@ mod tests {
             let params = crate::apimachinery::params::parse(query);
             validate_options(&method, query, &params, "application/json", body.as_ref())
                 .err()
-                .map(|e| (e.code().as_u16(), e.to_string(), e.status()["details"].clone()))
+                .map(|e| {
+                    (
+                        e.code().as_u16(),
+                        e.to_string(),
+                        e.status()["details"].clone(),
+                    )
+                })
         };
         assert_eq!(check(Method::POST, "dryRun=All", None), None);
         assert_eq!(check(Method::GET, "dryRun=Bogus", None), None);
@@ -2251,7 +2261,10 @@ mod tests {
         );
         let (_, message, _) =
             check(Method::DELETE, "", Some(json!({"dryRun": ["Bogus"]}))).unwrap();
-        assert!(message.starts_with("DeleteOptions.meta.k8s.io"), "{message}");
+        assert!(
+            message.starts_with("DeleteOptions.meta.k8s.io"),
+            "{message}"
+        );
         let (_, message, _) = check(Method::DELETE, "propagationPolicy=Sideways", None).unwrap();
         assert_eq!(
             message,

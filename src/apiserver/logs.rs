@@ -283,7 +283,9 @@ mod tests {
         );
         assert_eq!(check("sinceTime=a%20b").unwrap().0, 400);
         assert_eq!(
-            check("sinceSeconds=1&sinceTime=2023-11-14T22:13:24Z").unwrap().1,
+            check("sinceSeconds=1&sinceTime=2023-11-14T22:13:24Z")
+                .unwrap()
+                .1,
             "PodLogOptions \"p\" is invalid: : Forbidden: at most one of `sinceTime` or `sinceSeconds` may be specified"
         );
         assert_eq!(segment("a b&c/d"), "a%20b%26c%2Fd");

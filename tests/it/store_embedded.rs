@@ -83,7 +83,10 @@ async fn an_empty_store_file_is_refused_and_a_missing_one_is_made_whole() {
     assert!(std::fs::metadata(&path).unwrap().len() > 0);
     assert!(!dir.path().join("store.redb.new").exists());
     let store = EmbeddedStore::open(&path).unwrap();
-    assert_eq!(store.get("/k/a").await.unwrap().unwrap().mod_revision, revision);
+    assert_eq!(
+        store.get("/k/a").await.unwrap().unwrap().mod_revision,
+        revision
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
