@@ -19,6 +19,7 @@ mod discovery;
 pub(crate) mod errors;
 mod eviction;
 mod handlers;
+mod inflight;
 pub mod kubeconfig;
 mod kubelet_client;
 mod logs;
@@ -118,6 +119,8 @@ pub struct ApiServer {
     /// The highest revision whose store write is on the flow: a watch delivery of a revision
     /// waits for it, so the flow shows the write before the watchers hear of it.
     announced: tokio::sync::watch::Sender<crate::store::Revision>,
+    /// The places for requests served at once ([`inflight`]).
+    in_flight: inflight::InFlight,
 }
 
 impl ApiServer {
@@ -138,6 +141,7 @@ impl ApiServer {
             )),
             decisions,
             announced: tokio::sync::watch::Sender::new(0),
+            in_flight: inflight::InFlight::default(),
         })
     }
 
@@ -331,6 +335,10 @@ async fn handle(State(api): State<Arc<ApiServer>>, request: Request) -> Response
     if let Some(rest) = path.strip_prefix("/orrery/v1/") {
         return handlers::control(&api, rest, request).await;
     }
+    let _in_flight = match api.in_flight.admit(&request) {
+        Ok(slot) => slot,
+        Err(too_many) => return too_many,
+    };
     if !api.serving.load(Ordering::SeqCst) {
         return ApiError::Unavailable(
             "the API server is stopped (orrery component start apiserver)".into(),
