@@ -18,7 +18,8 @@ use super::{ApiServer, admission, apply, decode, encode, json_response, patch, t
 use crate::flow::{FlowEvent, StepMode};
 use crate::store::{RangeRequest, Revision};
 
-/// The most bytes a request body may have (a 1.5 MiB object plus its JSON framing).
+/// The most bytes a request body may have (a 1.5 MiB object plus its JSON framing): 3 MiB, as
+/// kube-apiserver's `MaxRequestBodyBytes`.
 const MAX_BODY: usize = 3 << 20;
 /// How many times a write that lost a race (no resourceVersion given) is retried. kube-apiserver's
 /// `GuaranteedUpdate` retries without bound: a write only loses when another one committed, so
@@ -43,10 +44,29 @@ fn header(request: &Request, name: http::header::HeaderName) -> String {
         .to_owned()
 }
 
+/// The request's body, refused as kube-apiserver's `limitedReadBody` refuses it once it is over
+/// [`MAX_BODY`] (413): at once when its `Content-Length` says so, else as soon as that much
+/// has arrived, so an oversized body is never held whole.
 async fn body_bytes(request: Request) -> Result<bytes::Bytes, ApiError> {
+    let too_large = || ApiError::RequestEntityTooLarge(format!("limit is {MAX_BODY}"));
+    let declared = request
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY as u64) {
+        return Err(too_large());
+    }
     axum::body::to_bytes(request.into_body(), MAX_BODY)
         .await
-        .map_err(|e| ApiError::BadRequest(format!("cannot read the request body: {e}")))
+        .map_err(|e| {
+            let e = e.into_inner();
+            if e.is::<http_body_util::LengthLimitError>() {
+                too_large()
+            } else {
+                ApiError::BadRequest(format!("cannot read the request body: {e}"))
+            }
+        })
 }
 
 fn parse_body(content_type: &str, body: &[u8]) -> Result<Value, ApiError> {
@@ -94,6 +114,23 @@ fn parse_resource_body(
         return super::protobuf::decode(resource, body);
     }
     parse_body(content_type, body)
+}
+
+/// A create's or update's object from its body, which is dropped as soon as it is decoded. An
+/// object over a whole-object size limit (a ConfigMap's or Secret's 1 MiB of data) is refused
+/// here, in validation's words, before the copies normalising, defaulting and encoding make.
+fn object_body(
+    resource: &Resource,
+    content_type: &str,
+    body: bytes::Bytes,
+) -> Result<Value, ApiError> {
+    let object = parse_resource_body(resource, content_type, &body)?;
+    drop(body);
+    let causes = admission::validate_size(resource, &object);
+    if !causes.is_empty() {
+        return Err(invalid(resource, name_of(&object), causes));
+    }
+    Ok(object)
 }
 
 fn now() -> String {
@@ -497,7 +534,7 @@ pub(crate) async fn create_object(
     let root = gate_write(api, "CREATE", &object).await;
     let revision = api
         .store()
-        .create(&key, encode(&resource.stored(object.clone())))
+        .create(&key, encode(resource.stored(object.clone())))
         .await
         .map_err(|e| from_store(e, &resource.qualified(), &name))?;
     emit_store(
@@ -853,7 +890,7 @@ pub(super) async fn update_object(
             api.store()
                 .update(
                     &key,
-                    encode(&resource.stored(new.clone())),
+                    encode(resource.stored(new.clone())),
                     current.mod_revision,
                 )
                 .await
@@ -1116,13 +1153,8 @@ pub(crate) async fn resource(
             .await?
         }
         (Method::POST, None, "") => {
-            let body = body_bytes(request).await?;
-            let object = normalize(
-                resource,
-                parse_resource_body(resource, &content_type, &body)?,
-                &params,
-                &mut warnings,
-            )?;
+            let object = object_body(resource, &content_type, body_bytes(request).await?)?;
+            let object = normalize(resource, object, &params, &mut warnings)?;
             let dry_run = params.get("dryRun").is_some_and(|d| d == "All");
             let object = create_object(
                 api,
@@ -1154,13 +1186,8 @@ pub(crate) async fn resource(
             .await?
         }
         (Method::PUT, Some(name), "" | "status" | "finalize" | "ephemeralcontainers") => {
-            let body = body_bytes(request).await?;
-            let object = normalize(
-                resource,
-                parse_resource_body(resource, &content_type, &body)?,
-                &params,
-                &mut warnings,
-            )?;
+            let object = object_body(resource, &content_type, body_bytes(request).await?)?;
+            let object = normalize(resource, object, &params, &mut warnings)?;
             let kind = match sub {
                 "status" => UpdateKind::Status,
                 "finalize" => UpdateKind::Finalize,
@@ -1679,7 +1706,7 @@ pub(super) async fn delete_object(
             .store()
             .update(
                 &key,
-                encode(&resource.stored(object.clone())),
+                encode(resource.stored(object.clone())),
                 kv.mod_revision,
             )
             .await

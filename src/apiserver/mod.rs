@@ -556,8 +556,8 @@ pub(crate) fn decode_raw(kv: &KeyValue) -> Result<RawObject, ApiError> {
 /// An object as it is stored: without `resourceVersion`, which is the store's to say, in Go's
 /// JSON form (as kube-apiserver would store a JSON object), so list items can be copied out as
 /// they are.
-pub(crate) fn encode(object: &Value) -> Bytes {
-    let mut object = object.clone();
+/// The object is taken, not copied: a large object's copies are what a write costs.
+pub(crate) fn encode(mut object: Value) -> Bytes {
     if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
         meta.remove("resourceVersion");
     }

@@ -1151,4 +1151,47 @@ async fn hostile_requests_get_upstreams_answers() {
         assert_eq!(status, 400, "{body}");
         assert!(body.contains("exceeded max depth"), "{body}");
     }
+
+    // Too large: a ConfigMap's data over 1 MiB (422, as ValidateConfigMap), a body over 3 MiB
+    // (413, as limitedReadBody).
+    let big = |size: usize| {
+        format!(
+            r#"{{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {{"name": "big"}}, "data": {{"k": "{}"}}}}"#,
+            "x".repeat(size)
+        )
+    };
+    let (status, body) = h1_exchange(
+        port,
+        config(b"http/1.1"),
+        &request(
+            "POST",
+            configmaps,
+            "application/json",
+            big(2_900_000).as_bytes(),
+        ),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body.contains(
+            r#"ConfigMap \"big\" is invalid: []: Too long: may not be more than 1048576 bytes"#
+        ),
+        "{body}"
+    );
+    let (status, body) = h1_exchange(
+        port,
+        config(b"http/1.1"),
+        &request(
+            "POST",
+            configmaps,
+            "application/json",
+            big(3_200_000).as_bytes(),
+        ),
+    )
+    .await;
+    assert_eq!(status, 413, "{body}");
+    assert!(
+        body.contains("Request entity too large: limit is 3145728"),
+        "{body}"
+    );
 }
