@@ -55,8 +55,8 @@ impl InFlight {
         }
     }
 
-    /// A place for `request`, or the 429 to answer it with.
-    pub(crate) fn admit(&self, request: &Request) -> Result<Slot, Response> {
+    /// A place for `request`, or the refusal to answer it with.
+    pub(crate) fn admit(&self, request: &Request) -> Result<Slot, TooMany> {
         if exempt(request) {
             return Ok(Slot(None));
         }
@@ -67,7 +67,27 @@ impl InFlight {
         pool.clone()
             .try_acquire_owned()
             .map(|permit| Slot(Some(permit)))
-            .map_err(|_| too_many_requests())
+            .map_err(|_| TooMany)
+    }
+}
+
+/// A refused request: upstream's `tooManyRequests`, `http.Error`'s plain text and
+/// `Retry-After: 1`.
+#[derive(Debug)]
+pub(crate) struct TooMany;
+
+impl IntoResponse for TooMany {
+    fn into_response(self) -> Response {
+        (
+            http::StatusCode::TOO_MANY_REQUESTS,
+            [
+                (http::header::RETRY_AFTER, "1"),
+                (http::header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+                (http::header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            ],
+            TOO_MANY,
+        )
+            .into_response()
     }
 }
 
@@ -95,20 +115,6 @@ fn exempt(request: &Request) -> bool {
     }
 }
 
-/// Upstream's `tooManyRequests`: `http.Error`'s plain text and `Retry-After: 1`.
-fn too_many_requests() -> Response {
-    (
-        http::StatusCode::TOO_MANY_REQUESTS,
-        [
-            (http::header::RETRY_AFTER, "1"),
-            (http::header::CONTENT_TYPE, "text/plain; charset=utf-8"),
-            (http::header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        ],
-        TOO_MANY,
-    )
-        .into_response()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,7 +138,11 @@ mod tests {
         let limits = InFlight::new(1, 1);
         let pods = "/api/v1/namespaces/default/pods";
         let held = limits.admit(&request("GET", pods, true)).ok().unwrap();
-        let refused = limits.admit(&request("GET", pods, true)).err().unwrap();
+        let refused = limits
+            .admit(&request("GET", pods, true))
+            .err()
+            .unwrap()
+            .into_response();
         assert_eq!(refused.status(), 429);
         assert_eq!(refused.headers()[http::header::RETRY_AFTER], "1");
         let body = axum::body::to_bytes(refused.into_body(), 1024)

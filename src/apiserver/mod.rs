@@ -337,7 +337,7 @@ async fn handle(State(api): State<Arc<ApiServer>>, request: Request) -> Response
     }
     let _in_flight = match api.in_flight.admit(&request) {
         Ok(slot) => slot,
-        Err(too_many) => return too_many,
+        Err(too_many) => return too_many.into_response(),
     };
     if !api.serving.load(Ordering::SeqCst) {
         return ApiError::Unavailable(
