@@ -116,16 +116,38 @@ fn parse_resource_body(
     parse_body(content_type, body)
 }
 
+/// Bodies from this size on are decoded on the blocking pool ([`off_thread`]).
+const LARGE_BODY: usize = 64 << 10;
+
+/// Decodes a body with `decode`: a large one on the blocking pool, so its CPU time stalls no
+/// other request on the async workers, and a request whose client has gone meanwhile (its
+/// future dropped by the connection) does nothing more with the result. Small bodies are
+/// decoded in place.
+async fn off_thread<T: Send + 'static>(
+    body: bytes::Bytes,
+    decode: impl FnOnce(&[u8]) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    if body.len() < LARGE_BODY {
+        return decode(&body);
+    }
+    tokio::task::spawn_blocking(move || decode(&body))
+        .await
+        .map_err(|e| ApiError::Internal(format!("decoding the request body: {e}")))?
+}
+
 /// A create's or update's object from its body, which is dropped as soon as it is decoded. An
 /// object over a whole-object size limit (a ConfigMap's or Secret's 1 MiB of data) is refused
 /// here, in validation's words, before the copies normalising, defaulting and encoding make.
-fn object_body(
-    resource: &Resource,
+async fn object_body(
+    resource: &'static Resource,
     content_type: &str,
     body: bytes::Bytes,
 ) -> Result<Value, ApiError> {
-    let object = parse_resource_body(resource, content_type, &body)?;
-    drop(body);
+    let content_type = content_type.to_owned();
+    let object = off_thread(body, move |body| {
+        parse_resource_body(resource, &content_type, body)
+    })
+    .await?;
     let causes = admission::validate_size(resource, &object);
     if !causes.is_empty() {
         return Err(invalid(resource, name_of(&object), causes));
@@ -1153,7 +1175,7 @@ pub(crate) async fn resource(
             .await?
         }
         (Method::POST, None, "") => {
-            let object = object_body(resource, &content_type, body_bytes(request).await?)?;
+            let object = object_body(resource, &content_type, body_bytes(request).await?).await?;
             let object = normalize(resource, object, &params, &mut warnings)?;
             let dry_run = params.get("dryRun").is_some_and(|d| d == "All");
             let object = create_object(
@@ -1186,7 +1208,7 @@ pub(crate) async fn resource(
             .await?
         }
         (Method::PUT, Some(name), "" | "status" | "finalize" | "ephemeralcontainers") => {
-            let object = object_body(resource, &content_type, body_bytes(request).await?)?;
+            let object = object_body(resource, &content_type, body_bytes(request).await?).await?;
             let object = normalize(resource, object, &params, &mut warnings)?;
             let kind = match sub {
                 "status" => UpdateKind::Status,
@@ -1254,7 +1276,7 @@ pub(crate) async fn resource(
                 name,
                 sub,
                 &content_type,
-                &body,
+                body,
                 &params,
                 &manager_name,
                 &mut warnings,
@@ -1345,7 +1367,7 @@ async fn patch_object(
     name: &str,
     sub: &str,
     content_type: &str,
-    body: &[u8],
+    body: bytes::Bytes,
     params: &Params,
     manager: &str,
     warnings: &mut Vec<String>,
@@ -1356,7 +1378,10 @@ async fn patch_object(
         .unwrap_or_default()
         .trim()
         .to_owned();
-    let patch_doc = parse_body(&media, body)?;
+    let patch_doc = {
+        let media = media.clone();
+        off_thread(body, move |body| parse_body(&media, body)).await?
+    };
     if media == "application/apply-patch+yaml" {
         return apply_patch(
             api, resource, namespace, name, sub, patch_doc, params, warnings,
