@@ -188,4 +188,33 @@ mod tests {
         assert!(limits.admit(&request("GET", pods, true)).is_ok());
         assert!(limits.admit(&request("DELETE", pods, true)).is_ok());
     }
+
+    /// The filter in the API server's entry point: with every read place taken, a client's
+    /// LIST gets the 429, while the in-process components and the health checks are served.
+    #[tokio::test]
+    async fn the_api_server_refuses_a_client_once_its_places_are_taken() {
+        use tower::ServiceExt;
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn crate::store::Store> = Arc::new(
+            crate::store::embedded::EmbeddedStore::open(&dir.path().join("store.redb")).unwrap(),
+        );
+        let api = super::super::ApiServer::new(store, crate::flow::Flow::new());
+        api.bootstrap().await.unwrap();
+        let taken = api
+            .in_flight
+            .read_only
+            .clone()
+            .try_acquire_many_owned(MAX_READ_ONLY as u32)
+            .unwrap();
+        let status = |request: Request| {
+            let router = api.router();
+            async move { router.oneshot(request).await.unwrap().status().as_u16() }
+        };
+        let namespaces = "/api/v1/namespaces";
+        assert_eq!(status(request("GET", namespaces, true)).await, 429);
+        assert_eq!(status(request("GET", namespaces, false)).await, 200);
+        assert_eq!(status(request("GET", "/readyz", true)).await, 200);
+        drop(taken);
+        assert_eq!(status(request("GET", namespaces, true)).await, 200);
+    }
 }
