@@ -9,6 +9,8 @@
 //! - an HTTP/2 connection must open its first stream within [`Timeouts::request_header`] (Go
 //!   bounds the preface by 10 s), and one with no open stream for [`Timeouts::idle`] is closed
 //!   with a GOAWAY (`http2.Server.IdleTimeout`); one whose peer stops answering pings is dropped;
+//! - a request's headers may hold 1 MB (Go's `MaxHeaderBytes`), more gets a 431
+//!   ([`MAX_HEADER_BYTES`]);
 //! - when `accept` fails (out of file descriptors: `EMFILE`), the loop backs off as Go's does
 //!   (5 ms, doubling up to 1 s) and logs once per burst of failures, not once per attempt.
 //!
@@ -160,6 +162,14 @@ pub async fn serve<H>(
     }
 }
 
+/// The most a request's headers may hold, as Go's `http.Server` (whose default `MaxHeaderBytes`,
+/// 1 MB, kube-apiserver keeps) reads them: 1 MB plus the 4 KiB of slack Go allows. Larger
+/// headers get `431 Request Header Fields Too Large`, on HTTP/1.1 (hyper's read buffer) and on
+/// HTTP/2 (`SETTINGS_MAX_HEADER_LIST_SIZE`; hyper's default there is 16 KiB, past which a
+/// client got a GOAWAY instead of an answer). A header list far past the limit on HTTP/2 (more
+/// than h2's allowance of CONTINUATION frames for it) ends its connection with a GOAWAY.
+const MAX_HEADER_BYTES: usize = (1 << 20) + 4096;
+
 /// One connection: the handshake, then HTTP/2 if ALPN chose it, else HTTP/1.1.
 async fn connection<H>(
     stream: TcpStream,
@@ -197,6 +207,7 @@ async fn connection<H>(
         });
         hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
+            .max_buf_size(MAX_HEADER_BYTES)
             .header_read_timeout(timeouts.request_header)
             .serve_connection(io, service)
             .with_upgrades()
@@ -269,6 +280,7 @@ where
     });
     let connection = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
+        .max_header_list_size(MAX_HEADER_BYTES as u32)
         .keep_alive_interval(Some(timeouts.ping_interval))
         .keep_alive_timeout(timeouts.ping_timeout)
         .serve_connection(io, service);

@@ -112,6 +112,71 @@ fn validate_metadata(resource: &Resource, object: &Value, causes: &mut Vec<Cause
         for k in annotations.keys() {
             causes.extend(qualified_name_causes("metadata.annotations", k));
         }
+        // `ValidateAnnotationsSize`: keys and values together.
+        let size: usize = annotations
+            .iter()
+            .map(|(k, v)| k.len() + v.as_str().map_or(0, str::len))
+            .sum();
+        if size > TOTAL_ANNOTATION_SIZE {
+            causes.push(too_long("metadata.annotations", TOTAL_ANNOTATION_SIZE));
+        }
+    }
+}
+
+/// `TotalAnnotationSizeLimitB`: 256 KiB of annotations.
+const TOTAL_ANNOTATION_SIZE: usize = 256 << 10;
+/// `core.MaxSecretSize`: the most a ConfigMap's or a Secret's data may hold, 1 MiB.
+pub(crate) const MAX_SECRET_SIZE: usize = 1 << 20;
+
+/// `field.TooLong(path, _, max)` as 1.33 words it.
+fn too_long(field: &str, max: usize) -> Cause {
+    Cause {
+        reason: "FieldValueTooLong",
+        field: field.into(),
+        message: format!("Too long: may not be more than {max} bytes"),
+    }
+}
+
+/// The bytes a ConfigMap's `data` and `binaryData`, or a Secret's `data` (base64 on the wire,
+/// counted decoded), hold together, as `ValidateConfigMap` and `ValidateSecret` count them.
+fn data_size(object: &Value, secret: bool) -> usize {
+    let decoded = |text: &str| {
+        let padding = text.bytes().rev().take_while(|b| *b == b'=').count();
+        (text.len() / 4 * 3).saturating_sub(padding)
+    };
+    let strings = |field: &str, base64: bool| -> usize {
+        object[field].as_object().map_or(0, |m| {
+            m.values()
+                .filter_map(Value::as_str)
+                .map(|v| if base64 { decoded(v) } else { v.len() })
+                .sum()
+        })
+    };
+    if secret {
+        strings("data", true)
+    } else {
+        strings("data", false) + strings("binaryData", true)
+    }
+}
+
+/// The whole-object size limits alone ([`validate`] checks them too): what the API server
+/// checks first of a large body, before copying it.
+pub(crate) fn validate_size(resource: &Resource, object: &Value) -> Vec<Cause> {
+    let mut causes = Vec::new();
+    validate_data_size(resource, object, &mut causes);
+    causes
+}
+
+/// The whole-object size limits of ConfigMaps (`[]`, the object itself) and Secrets (`data`).
+fn validate_data_size(resource: &Resource, object: &Value, causes: &mut Vec<Cause>) {
+    match (resource.group, resource.kind) {
+        ("", "ConfigMap") if data_size(object, false) > MAX_SECRET_SIZE => {
+            causes.push(too_long("[]", MAX_SECRET_SIZE));
+        }
+        ("", "Secret") if data_size(object, true) > MAX_SECRET_SIZE => {
+            causes.push(too_long("data", MAX_SECRET_SIZE));
+        }
+        _ => {}
     }
 }
 
@@ -594,6 +659,7 @@ pub(crate) fn default_ingress_class(classes: &[Value]) -> Result<Option<String>,
 pub(crate) fn validate(resource: &Resource, object: &Value, old: Option<&Value>) -> Vec<Cause> {
     let mut causes = Vec::new();
     validate_metadata(resource, object, &mut causes);
+    validate_data_size(resource, object, &mut causes);
     let spec = &object["spec"];
     match (resource.group, resource.kind) {
         ("", "Pod") => {
@@ -1409,6 +1475,40 @@ mod tests {
                 "spec".to_owned(),
                 "Forbidden: updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden".to_owned()
             )]
+        );
+    }
+
+    #[test]
+    fn whole_object_sizes_are_bounded_as_upstream() {
+        let cm = find("", "v1", "configmaps").unwrap();
+        let secrets = find("", "v1", "secrets").unwrap();
+        let messages = |resource, object: Value| -> Vec<String> {
+            validate(resource, &object, None)
+                .into_iter()
+                .map(|c| format!("{}: {}", c.field, c.message))
+                .collect()
+        };
+        let mib = MAX_SECRET_SIZE;
+        let fits = json!({"metadata": {"name": "c"}, "data": {"a": "x".repeat(mib / 2), "b": "x".repeat(mib / 2)}});
+        assert!(messages(cm, fits).is_empty());
+        let over = json!({"metadata": {"name": "c"}, "data": {"a": "x".repeat(mib / 2)}, "binaryData": {"b": "eHh4".repeat(mib / 6 + 1)}});
+        assert_eq!(
+            messages(cm, over),
+            ["[]: Too long: may not be more than 1048576 bytes"]
+        );
+        // A Secret's data counts decoded: 4 base64 characters are 3 bytes.
+        let fits = json!({"metadata": {"name": "s"}, "data": {"a": "eHh4".repeat(mib / 3)}});
+        assert!(messages(secrets, fits).is_empty());
+        let over = json!({"metadata": {"name": "s"}, "data": {"a": "eHh4".repeat(mib / 3 + 1)}});
+        assert_eq!(
+            messages(secrets, over),
+            ["data: Too long: may not be more than 1048576 bytes"]
+        );
+        let annotated =
+            json!({"metadata": {"name": "c", "annotations": {"a": "x".repeat(256 << 10)}}});
+        assert_eq!(
+            messages(cm, annotated),
+            ["metadata.annotations: Too long: may not be more than 262144 bytes"]
         );
     }
 

@@ -3,6 +3,8 @@
 //! entries), conflicts when an apply would change a field another manager set, and pruning of
 //! fields a manager applied before but no longer applies.
 
+use std::collections::{HashMap, HashSet};
+
 use serde_json::{Map, Value, json};
 
 use super::errors::{ApiError, Cause};
@@ -107,8 +109,34 @@ fn contains(set: &Value, path: &[String]) -> bool {
     true
 }
 
+/// Finds the elements of keyed lists by their key through an index built once per list, so
+/// looking up every element of a long list is linear, not quadratic.
+#[derive(Default)]
+struct Finder<'a> {
+    /// (the list's address, the key's name) -> the key's JSON text -> the first such element.
+    lists: HashMap<(usize, String), HashMap<String, &'a Value>>,
+}
+
+impl<'a> Finder<'a> {
+    fn find(&mut self, items: &'a [Value], key: &str, wanted: &Value) -> Option<&'a Value> {
+        let index = self
+            .lists
+            .entry((items.as_ptr() as usize, key.to_owned()))
+            .or_insert_with(|| {
+                let mut index = HashMap::with_capacity(items.len());
+                for item in items {
+                    if let Some(id) = item.get(key) {
+                        index.entry(id.to_string()).or_insert(item);
+                    }
+                }
+                index
+            });
+        index.get(&wanted.to_string()).copied()
+    }
+}
+
 /// The value an object holds at a field path.
-fn value_at<'a>(object: &'a Value, path: &[String]) -> Option<&'a Value> {
+fn value_at<'a>(object: &'a Value, path: &[String], finder: &mut Finder<'a>) -> Option<&'a Value> {
     let mut node = object;
     for segment in path {
         if let Some(field) = segment.strip_prefix("f:") {
@@ -116,10 +144,7 @@ fn value_at<'a>(object: &'a Value, path: &[String]) -> Option<&'a Value> {
         } else if let Some(key) = segment.strip_prefix("k:") {
             let wanted: Value = serde_json::from_str(key).ok()?;
             let (k, v) = wanted.as_object()?.iter().next()?;
-            node = node
-                .as_array()?
-                .iter()
-                .find(|item| item.get(k) == Some(v))?;
+            node = finder.find(node.as_array()?, k, v)?;
         } else {
             return None;
         }
@@ -150,46 +175,83 @@ fn remove(set: &mut Value, path: &[String]) {
     }
 }
 
-/// Removes a field path from an object.
-fn prune(object: &mut Value, path: &[String]) {
-    let Some((last, parents)) = path.split_last() else {
-        return;
-    };
-    let mut node = object;
-    for segment in parents {
-        let next = if let Some(field) = segment.strip_prefix("f:") {
-            node.get_mut(field)
-        } else if let Some(key) = segment.strip_prefix("k:") {
-            let Ok(wanted) = serde_json::from_str::<Value>(key) else {
-                return;
-            };
-            let Some((k, v)) = wanted.as_object().and_then(|m| m.iter().next()) else {
-                return;
-            };
-            node.as_array_mut()
-                .and_then(|items| items.iter_mut().find(|item| item.get(k) == Some(v)))
-        } else {
-            None
-        };
-        match next {
-            Some(n) => node = n,
-            None => return,
+/// Removes field paths from an object in one walk: the paths as a tree (`{"f:a": {"k:{..}":
+/// {}}}`, an empty node being a path's end), each keyed list indexed once, so pruning every
+/// element of a long list is linear.
+fn prune(object: &mut Value, tree: &Map<String, Value>) {
+    match object {
+        Value::Object(map) => {
+            for (segment, below) in tree {
+                let Some(field) = segment.strip_prefix("f:") else {
+                    continue;
+                };
+                let below = below.as_object().filter(|b| !b.is_empty());
+                match below {
+                    None => {
+                        map.remove(field);
+                    }
+                    Some(below) => {
+                        if let Some(child) = map.get_mut(field) {
+                            prune(child, below);
+                        }
+                    }
+                }
+            }
         }
+        Value::Array(items) => {
+            let mut index: HashMap<(String, String), usize> = HashMap::new();
+            let mut indexed: HashSet<String> = HashSet::new();
+            let mut gone = HashSet::new();
+            for (segment, below) in tree {
+                let Some(key) = segment.strip_prefix("k:") else {
+                    continue;
+                };
+                let Ok(Value::Object(wanted)) = serde_json::from_str::<Value>(key) else {
+                    continue;
+                };
+                let Some((k, v)) = wanted.iter().next() else {
+                    continue;
+                };
+                if indexed.insert(k.clone()) {
+                    for (i, item) in items.iter().enumerate() {
+                        if let Some(id) = item.get(k) {
+                            index.entry((k.clone(), id.to_string())).or_insert(i);
+                        }
+                    }
+                }
+                let Some(&i) = index.get(&(k.clone(), v.to_string())) else {
+                    continue;
+                };
+                match below.as_object().filter(|b| !b.is_empty()) {
+                    // Every element with the key goes, as `retain` removed them before.
+                    None => {
+                        gone.insert((k.clone(), v.to_string()));
+                    }
+                    Some(below) => prune(&mut items[i], below),
+                }
+            }
+            if !gone.is_empty() {
+                items.retain(|item| {
+                    !indexed.iter().any(|k| {
+                        item.get(k)
+                            .is_some_and(|v| gone.contains(&(k.clone(), v.to_string())))
+                    })
+                });
+            }
+        }
+        _ => {}
     }
-    if let Some(field) = last.strip_prefix("f:") {
-        if let Some(map) = node.as_object_mut() {
-            map.remove(field);
-        }
-    } else if let Some(key) = last.strip_prefix("k:") {
-        let Ok(wanted) = serde_json::from_str::<Value>(key) else {
-            return;
-        };
-        if let (Some((k, v)), Some(items)) = (
-            wanted.as_object().and_then(|m| m.iter().next()),
-            node.as_array_mut(),
-        ) {
-            items.retain(|item| item.get(k) != Some(v));
-        }
+}
+
+/// Adds a field path to a tree of paths (see [`prune`]).
+fn add_path(tree: &mut Map<String, Value>, path: &[String]) {
+    let mut node = tree;
+    for segment in path {
+        node = node
+            .entry(segment.clone())
+            .or_insert_with(|| json!({}))
+            .as_object_mut()
+            .expect("object");
     }
 }
 
@@ -242,13 +304,16 @@ pub(crate) fn merge(
 
     // Conflicts: fields another manager set, which this apply would change.
     let mut conflicts = Vec::new();
+    let (mut in_old, mut in_applied) = (Finder::default(), Finder::default());
     for entry in &entries {
         if entry["manager"] == manager && entry["operation"] == "Apply" {
             continue;
         }
         let theirs = &entry["fieldsV1"];
         for path in &our_leaves {
-            if contains(theirs, path) && value_at(old, path) != value_at(applied, path) {
+            if contains(theirs, path)
+                && value_at(old, path, &mut in_old) != value_at(applied, path, &mut in_applied)
+            {
                 conflicts.push((
                     entry["manager"].as_str().unwrap_or_default().to_owned(),
                     path.clone(),
@@ -306,6 +371,7 @@ pub(crate) fn merge(
     {
         let mut before = Vec::new();
         leaves(&previous["fieldsV1"], &mut Vec::new(), &mut before);
+        let mut gone = Map::new();
         for path in before {
             let still_ours = contains(&ours, &path);
             let others = entries.iter().any(|e| {
@@ -313,9 +379,10 @@ pub(crate) fn merge(
                     && contains(&e["fieldsV1"], &path)
             });
             if !still_ours && !others {
-                prune(&mut result, &path);
+                add_path(&mut gone, &path);
             }
         }
+        prune(&mut result, &gone);
     }
     // An apply that owns the same fields as before keeps its entry (and its time), so a repeated
     // apply that changes nothing writes nothing.
@@ -363,9 +430,14 @@ fn changed(old: &Value, new: &Value, field: &str, top: bool) -> Value {
             (_, Value::Object(_)) => field_set(v, k, false),
             (Some(Value::Array(olds)), Value::Array(items)) => match merge_key_of(k, field) {
                 Some(key) => {
+                    // The old elements by key (the first of each), so the comparison is linear.
+                    let mut by_key = std::collections::HashMap::with_capacity(olds.len());
+                    for o in olds {
+                        by_key.entry(o.get(key).map(Value::to_string)).or_insert(o);
+                    }
                     let mut list = Map::new();
                     for item in items {
-                        let previous = olds.iter().find(|o| o.get(key) == item.get(key));
+                        let previous = by_key.get(&item.get(key).map(Value::to_string)).copied();
                         if previous == Some(item) {
                             continue;
                         }
@@ -454,6 +526,58 @@ mod tests {
         assert_eq!(
             field_set(&d, "", true),
             json!({"f:metadata": {"f:labels": {"f:app": {}}}, "f:spec": {"f:replicas": {}, "f:template": {"f:spec": {"f:containers": {"k:{\"name\":\"web\"}": {".": {}, "f:image": {}, "f:name": {}}}}}}})
+        );
+    }
+
+    /// Ownership of 20,000 list elements, through every path that looks elements up: an
+    /// update's changed fields, apply's conflicts (forced) and pruning. Each is linear in the
+    /// list (no timing asserted: a quadratic lookup would make this run for minutes).
+    #[test]
+    fn long_keyed_lists_cost_linear_time() {
+        const N: usize = 20_000;
+        let cm = find("", "v1", "configmaps").unwrap();
+        let with = |block: bool| {
+            let owners: Vec<Value> = (0..N)
+                .map(|i| json!({"apiVersion": "v1", "kind": "ConfigMap", "name": format!("o{i}"), "uid": format!("u{i}"), "blockOwnerDeletion": block}))
+                .collect();
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "ownerReferences": owners}})
+        };
+        let applied = with(false);
+        let created = merge(cm, &Value::Null, &applied, "alice", false).unwrap();
+        // Bob changes every element with an ordinary update: he owns their blockOwnerDeletion.
+        let mut updated = with(true);
+        updated["metadata"]["managedFields"] = created["metadata"]["managedFields"].clone();
+        record_update(cm, &created, &mut updated, "bob", "");
+        let bobs = &updated["metadata"]["managedFields"][1];
+        assert_eq!(bobs["manager"], "bob");
+        assert_eq!(
+            bobs["fieldsV1"]["f:metadata"]["f:ownerReferences"]
+                .as_object()
+                .unwrap()
+                .len(),
+            N
+        );
+        // Alice's apply conflicts on every element; forced, she takes them back.
+        let Err(ApiError::ApplyConflict { causes, .. }) =
+            merge(cm, &updated, &applied, "alice", false)
+        else {
+            panic!("no conflict");
+        };
+        assert_eq!(causes.len(), N);
+        let forced = merge(cm, &updated, &applied, "alice", true).unwrap();
+        assert_eq!(
+            forced["metadata"]["ownerReferences"][7]["blockOwnerDeletion"],
+            false
+        );
+        // Applying none of them prunes them all.
+        let none = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}});
+        let pruned = merge(cm, &forced, &none, "alice", false).unwrap();
+        assert!(
+            pruned["metadata"]["ownerReferences"]
+                .as_array()
+                .is_none_or(|refs| refs.iter().all(|r| r.get("uid").is_none())),
+            "{}",
+            pruned["metadata"]["ownerReferences"]
         );
     }
 

@@ -130,7 +130,7 @@ pub(crate) enum ApiError {
         name: String,
         detail: String,
     },
-    #[error("{}", invalid_message(kind, name, causes))]
+    #[error("{}", invalid_message(group, kind, name, causes))]
     Invalid {
         group: String,
         kind: String,
@@ -158,6 +158,9 @@ pub(crate) enum ApiError {
         /// `details.retryAfterSeconds` and the `Retry-After` header (none when 0).
         retry_after: u32,
     },
+    /// 413, `errors.NewRequestEntityTooLargeError`: a body over the API server's limit.
+    #[error("Request entity too large: {0}")]
+    RequestEntityTooLarge(String),
     #[error("the server does not allow this method on the requested resource")]
     MethodNotAllowed,
     #[error("the server could not find the requested resource")]
@@ -176,7 +179,9 @@ pub(crate) enum ApiError {
     Internal(String),
 }
 
-fn invalid_message(kind: &str, name: &str, causes: &[Cause]) -> String {
+/// `errors.NewInvalid`: the kind qualified by its group (`Deployment.apps`), as
+/// `GroupKind.String()` writes it.
+fn invalid_message(group: &str, kind: &str, name: &str, causes: &[Cause]) -> String {
     let parts: Vec<String> = causes
         .iter()
         .map(|c| format!("{}: {}", c.field, c.message))
@@ -186,7 +191,11 @@ fn invalid_message(kind: &str, name: &str, causes: &[Cause]) -> String {
     } else {
         format!("[{}]", parts.join(", "))
     };
-    format!("{kind} \"{name}\" is invalid: {list}")
+    if group.is_empty() {
+        format!("{kind} \"{name}\" is invalid: {list}")
+    } else {
+        format!("{kind}.{group} \"{name}\" is invalid: {list}")
+    }
 }
 
 /// What a compare-and-swap that lost says.
@@ -214,6 +223,7 @@ impl ApiError {
             ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::Expired(_) => StatusCode::GONE,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::RequestEntityTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
@@ -233,6 +243,7 @@ impl ApiError {
             ApiError::Forbidden { .. } => "Forbidden",
             ApiError::Expired(_) => "Expired",
             ApiError::TooManyRequests { .. } => "TooManyRequests",
+            ApiError::RequestEntityTooLarge(_) => "RequestEntityTooLarge",
             ApiError::MethodNotAllowed => "MethodNotAllowed",
             ApiError::UnsupportedMediaType => "UnsupportedMediaType",
             ApiError::Unauthorized => "Unauthorized",

@@ -18,7 +18,8 @@ use super::{ApiServer, admission, apply, decode, encode, json_response, patch, t
 use crate::flow::{FlowEvent, StepMode};
 use crate::store::{RangeRequest, Revision};
 
-/// The most bytes a request body may have (a 1.5 MiB object plus its JSON framing).
+/// The most bytes a request body may have (a 1.5 MiB object plus its JSON framing): 3 MiB, as
+/// kube-apiserver's `MaxRequestBodyBytes`.
 const MAX_BODY: usize = 3 << 20;
 /// How many times a write that lost a race (no resourceVersion given) is retried. kube-apiserver's
 /// `GuaranteedUpdate` retries without bound: a write only loses when another one committed, so
@@ -43,10 +44,29 @@ fn header(request: &Request, name: http::header::HeaderName) -> String {
         .to_owned()
 }
 
+/// The request's body, refused as kube-apiserver's `limitedReadBody` refuses it once it is over
+/// [`MAX_BODY`] (413): at once when its `Content-Length` says so, else as soon as that much
+/// has arrived, so an oversized body is never held whole.
 async fn body_bytes(request: Request) -> Result<bytes::Bytes, ApiError> {
+    let too_large = || ApiError::RequestEntityTooLarge(format!("limit is {MAX_BODY}"));
+    let declared = request
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY as u64) {
+        return Err(too_large());
+    }
     axum::body::to_bytes(request.into_body(), MAX_BODY)
         .await
-        .map_err(|e| ApiError::BadRequest(format!("cannot read the request body: {e}")))
+        .map_err(|e| {
+            let e = e.into_inner();
+            if e.is::<http_body_util::LengthLimitError>() {
+                too_large()
+            } else {
+                ApiError::BadRequest(format!("cannot read the request body: {e}"))
+            }
+        })
 }
 
 fn parse_body(content_type: &str, body: &[u8]) -> Result<Value, ApiError> {
@@ -57,10 +77,25 @@ fn parse_body(content_type: &str, body: &[u8]) -> Result<Value, ApiError> {
         | "application/merge-patch+json"
         | "application/strategic-merge-patch+json"
         | "application/json-patch+json"
-        | "*/*" => serde_json::from_slice(body).map_err(|e| {
-            ApiError::BadRequest(format!("the body of the request was not valid JSON: {e}"))
-        }),
+        | "*/*" => {
+            if super::body::too_deep(body, super::body::MAX_DEPTH) {
+                // Go's `encoding/json` words.
+                return Err(ApiError::BadRequest(
+                    "the body of the request was not valid JSON: exceeded max depth".into(),
+                ));
+            }
+            serde_json::from_slice(body).map_err(|e| {
+                ApiError::BadRequest(format!("the body of the request was not valid JSON: {e}"))
+            })
+        }
         "application/yaml" | "application/apply-patch+yaml" | "text/yaml" => {
+            if super::body::too_deep(body, super::body::MAX_DEPTH) {
+                // go-yaml's words, with our limit.
+                return Err(ApiError::BadRequest(format!(
+                    "the body of the request was not valid YAML: yaml: exceeded max depth of {}",
+                    super::body::MAX_DEPTH
+                )));
+            }
             serde_yaml::from_slice(body).map_err(|e| {
                 ApiError::BadRequest(format!("the body of the request was not valid YAML: {e}"))
             })
@@ -79,6 +114,45 @@ fn parse_resource_body(
         return super::protobuf::decode(resource, body);
     }
     parse_body(content_type, body)
+}
+
+/// Bodies from this size on are decoded on the blocking pool ([`off_thread`]).
+const LARGE_BODY: usize = 64 << 10;
+
+/// Decodes a body with `decode`: a large one on the blocking pool, so its CPU time stalls no
+/// other request on the async workers, and a request whose client has gone meanwhile (its
+/// future dropped by the connection) does nothing more with the result. Small bodies are
+/// decoded in place.
+async fn off_thread<T: Send + 'static>(
+    body: bytes::Bytes,
+    decode: impl FnOnce(&[u8]) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    if body.len() < LARGE_BODY {
+        return decode(&body);
+    }
+    tokio::task::spawn_blocking(move || decode(&body))
+        .await
+        .map_err(|e| ApiError::Internal(format!("decoding the request body: {e}")))?
+}
+
+/// A create's or update's object from its body, which is dropped as soon as it is decoded. An
+/// object over a whole-object size limit (a ConfigMap's or Secret's 1 MiB of data) is refused
+/// here, in validation's words, before the copies normalising, defaulting and encoding make.
+async fn object_body(
+    resource: &'static Resource,
+    content_type: &str,
+    body: bytes::Bytes,
+) -> Result<Value, ApiError> {
+    let content_type = content_type.to_owned();
+    let object = off_thread(body, move |body| {
+        parse_resource_body(resource, &content_type, body)
+    })
+    .await?;
+    let causes = admission::validate_size(resource, &object);
+    if !causes.is_empty() {
+        return Err(invalid(resource, name_of(&object), causes));
+    }
+    Ok(object)
 }
 
 fn now() -> String {
@@ -491,7 +565,7 @@ pub(crate) async fn create_object(
     let root = gate_write(api, "CREATE", &object).await;
     let revision = api
         .store()
-        .create(&key, encode(&resource.stored(object.clone())))
+        .create(&key, encode(resource.stored(object.clone())))
         .await
         .map_err(|e| from_store(e, &resource.qualified(), &name))?;
     emit_store(
@@ -864,7 +938,7 @@ pub(super) async fn update_object(
             api.store()
                 .update(
                     &key,
-                    encode(&resource.stored(new.clone())),
+                    encode(resource.stored(new.clone())),
                     current.mod_revision,
                 )
                 .await
@@ -911,6 +985,111 @@ fn precondition_of(object: &Value) -> Result<Option<Revision>, ApiError> {
             .map(Some)
             .map_err(|_| ApiError::BadRequest(format!("invalid resourceVersion {rv:?}"))),
     }
+}
+
+/// Upstream's `ValidateCreateOptions`, `ValidateUpdateOptions`, `ValidatePatchOptions` and
+/// `ValidateDeleteOptions` on a write's query parameters (and a delete's body): a 422 about the
+/// options kind before anything is read or written, in upstream's words. `dryRun` may repeat;
+/// every value must be `All`.
+fn validate_options(
+    method: &Method,
+    query: &str,
+    params: &Params,
+    content_type: &str,
+    delete_body: Option<&Value>,
+) -> Result<(), ApiError> {
+    let kind = match *method {
+        Method::POST => "CreateOptions",
+        Method::PUT => "UpdateOptions",
+        Method::PATCH => "PatchOptions",
+        Method::DELETE => "DeleteOptions",
+        _ => return Ok(()),
+    };
+    let mut causes = Vec::new();
+    let apply =
+        content_type.split(';').next().unwrap_or_default().trim() == "application/apply-patch+yaml";
+    if kind == "PatchOptions" && !apply && params.contains_key("force") {
+        causes.push(Cause::forbidden(
+            "force",
+            "may not be specified for non-apply patch",
+        ));
+    }
+    if kind != "DeleteOptions"
+        && let Some(manager) = params.get("fieldManager")
+    {
+        if manager.len() > 128 {
+            causes.push(Cause {
+                reason: "FieldValueTooLong",
+                field: "fieldManager".into(),
+                message: "Too long: may not be more than 128 bytes".into(),
+            });
+        }
+        for (i, c) in manager.char_indices() {
+            if c.is_control() || (c.is_whitespace() && c != ' ') {
+                causes.push(Cause::invalid(
+                    "fieldManager",
+                    &json!(manager),
+                    format!("invalid character U+{:04X} (at position {i})", u32::from(c)),
+                ));
+            }
+        }
+    }
+    if kind == "DeleteOptions" {
+        let policy = params.get("propagationPolicy").cloned().or_else(|| {
+            delete_body.and_then(|o| o["propagationPolicy"].as_str().map(str::to_owned))
+        });
+        if let Some(policy) = policy
+            && !matches!(policy.as_str(), "Foreground" | "Background" | "Orphan")
+        {
+            causes.push(Cause::unsupported(
+                "propagationPolicy",
+                &json!(policy),
+                &["Foreground", "Background", "Orphan", "nil"],
+            ));
+        }
+    }
+    let mut dry_run: Vec<String> = form_urlencoded::parse(query.as_bytes())
+        .filter(|(k, _)| k == "dryRun")
+        .map(|(_, v)| v.into_owned())
+        .collect();
+    if let Some(values) = delete_body.and_then(|o| o["dryRun"].as_array()) {
+        dry_run.extend(
+            values
+                .iter()
+                .map(|v| v.as_str().unwrap_or_default().to_owned()),
+        );
+    }
+    if dry_run.iter().any(|d| d != "All") {
+        // Go prints the `[]string` with `%#v`.
+        let shown: Vec<String> = dry_run.iter().map(|d| format!("{d:?}")).collect();
+        causes.push(Cause {
+            reason: "FieldValueNotSupported",
+            field: "dryRun".into(),
+            message: format!(
+                "Unsupported value: []string{{{}}}: supported values: \"All\"",
+                shown.join(", ")
+            ),
+        });
+    }
+    if let Some(validation) = params.get("fieldValidation")
+        && kind != "DeleteOptions"
+        && !matches!(validation.as_str(), "" | "Ignore" | "Warn" | "Strict")
+    {
+        causes.push(Cause::unsupported(
+            "fieldValidation",
+            &json!(validation),
+            &["", "Ignore", "Strict", "Warn"],
+        ));
+    }
+    if causes.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::Invalid {
+        group: "meta.k8s.io".into(),
+        kind: kind.into(),
+        name: String::new(),
+        causes,
+    })
 }
 
 /// Serves one resource request.
@@ -971,6 +1150,10 @@ pub(crate) async fn resource(
         return Err(ApiError::NoSuchPath);
     }
     let sub = target.subresource.as_deref().unwrap_or_default();
+    if !matches!(sub, "proxy" | "exec" | "attach" | "portforward" | "log") {
+        let query = request.uri().query().unwrap_or_default();
+        validate_options(&method, query, &params, &content_type, None)?;
+    }
     let manager_name = params
         .get("fieldManager")
         .filter(|m| !m.is_empty())
@@ -1060,13 +1243,8 @@ pub(crate) async fn resource(
             .await?
         }
         (Method::POST, None, "") => {
-            let body = body_bytes(request).await?;
-            let object = normalize(
-                resource,
-                parse_resource_body(resource, &content_type, &body)?,
-                &params,
-                &mut warnings,
-            )?;
+            let object = object_body(resource, &content_type, body_bytes(request).await?).await?;
+            let object = normalize(resource, object, &params, &mut warnings)?;
             let dry_run = params.get("dryRun").is_some_and(|d| d == "All");
             let object = create_object(
                 api,
@@ -1099,13 +1277,8 @@ pub(crate) async fn resource(
             .await?
         }
         (Method::PUT, Some(name), "" | "status" | "finalize" | "ephemeralcontainers") => {
-            let body = body_bytes(request).await?;
-            let object = normalize(
-                resource,
-                parse_resource_body(resource, &content_type, &body)?,
-                &params,
-                &mut warnings,
-            )?;
+            let object = object_body(resource, &content_type, body_bytes(request).await?).await?;
+            let object = normalize(resource, object, &params, &mut warnings)?;
             let kind = match sub {
                 "status" => UpdateKind::Status,
                 "finalize" => UpdateKind::Finalize,
@@ -1173,7 +1346,7 @@ pub(crate) async fn resource(
                 name,
                 sub,
                 &content_type,
-                &body,
+                body,
                 &params,
                 &manager_name,
                 &mut warnings,
@@ -1181,23 +1354,29 @@ pub(crate) async fn resource(
             .await?
         }
         (Method::DELETE, Some(name), "") => {
+            let uri = request.uri().clone();
             let body = body_bytes(request).await?;
             let options = if body.is_empty() {
                 json!({})
             } else {
                 parse_body("application/json", &body)?
             };
+            let query = uri.query().unwrap_or_default();
+            validate_options(&method, query, &params, &content_type, Some(&options))?;
             let object =
                 delete_object(api, resource, namespace.as_deref(), name, &options, &params).await?;
             json_response(StatusCode::OK, &object)
         }
         (Method::DELETE, None, "") => {
+            let uri = request.uri().clone();
             let body = body_bytes(request).await?;
             let options = if body.is_empty() {
                 json!({})
             } else {
                 parse_body("application/json", &body)?
             };
+            let query = uri.query().unwrap_or_default();
+            validate_options(&method, query, &params, &content_type, Some(&options))?;
             delete_collection(api, resource, namespace.as_deref(), &options, &params).await?
         }
         _ => return Err(ApiError::MethodNotAllowed),
@@ -1258,7 +1437,7 @@ async fn patch_object(
     name: &str,
     sub: &str,
     content_type: &str,
-    body: &[u8],
+    body: bytes::Bytes,
     params: &Params,
     manager: &str,
     warnings: &mut Vec<String>,
@@ -1269,7 +1448,10 @@ async fn patch_object(
         .unwrap_or_default()
         .trim()
         .to_owned();
-    let patch_doc = parse_body(&media, body)?;
+    let patch_doc = {
+        let media = media.clone();
+        off_thread(body, move |body| parse_body(&media, body)).await?
+    };
     if media == "application/apply-patch+yaml" {
         return apply_patch(
             api, resource, namespace, name, sub, patch_doc, params, warnings,
@@ -1621,7 +1803,7 @@ pub(super) async fn delete_object(
             .store()
             .update(
                 &key,
-                encode(&resource.stored(object.clone())),
+                encode(resource.stored(object.clone())),
                 kv.mod_revision,
             )
             .await
@@ -2170,6 +2352,70 @@ fn operate(api: &ApiServer, rest: &str) -> Result<Value, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn write_options_are_validated_in_upstreams_words() {
+        let check = |method: Method, query: &str, body: Option<Value>| {
+            let params = crate::apimachinery::params::parse(query);
+            validate_options(&method, query, &params, "application/json", body.as_ref())
+                .err()
+                .map(|e| {
+                    (
+                        e.code().as_u16(),
+                        e.to_string(),
+                        e.status()["details"].clone(),
+                    )
+                })
+        };
+        assert_eq!(check(Method::POST, "dryRun=All", None), None);
+        assert_eq!(check(Method::GET, "dryRun=Bogus", None), None);
+        let (code, message, details) = check(Method::POST, "dryRun=Bogus", None).unwrap();
+        assert_eq!(code, 422);
+        assert_eq!(
+            message,
+            r#"CreateOptions.meta.k8s.io "" is invalid: dryRun: Unsupported value: []string{"Bogus"}: supported values: "All""#
+        );
+        assert_eq!(details["kind"], "CreateOptions");
+        assert_eq!(details["group"], "meta.k8s.io");
+        assert_eq!(details["causes"][0]["reason"], "FieldValueNotSupported");
+        let (_, message, _) = check(Method::PATCH, "dryRun=All&dryRun=x", None).unwrap();
+        assert!(
+            message.starts_with(r#"PatchOptions.meta.k8s.io "" is invalid: dryRun: Unsupported value: []string{"All", "x"}"#),
+            "{message}"
+        );
+        let (_, message, _) =
+            check(Method::DELETE, "", Some(json!({"dryRun": ["Bogus"]}))).unwrap();
+        assert!(
+            message.starts_with("DeleteOptions.meta.k8s.io"),
+            "{message}"
+        );
+        let (_, message, _) = check(Method::DELETE, "propagationPolicy=Sideways", None).unwrap();
+        assert_eq!(
+            message,
+            r#"DeleteOptions.meta.k8s.io "" is invalid: propagationPolicy: Unsupported value: "Sideways": supported values: "Foreground", "Background", "Orphan", "nil""#
+        );
+        let long = format!("fieldManager={}", "m".repeat(129));
+        let (_, message, _) = check(Method::PUT, &long, None).unwrap();
+        assert_eq!(
+            message,
+            r#"UpdateOptions.meta.k8s.io "" is invalid: fieldManager: Too long: may not be more than 128 bytes"#
+        );
+        let (_, message, _) = check(Method::PUT, "fieldManager=a%07b", None).unwrap();
+        assert!(
+            message.ends_with("invalid character U+0007 (at position 1)"),
+            "{message}"
+        );
+        let (_, message, _) = check(Method::PATCH, "force=true", None).unwrap();
+        assert!(
+            message.ends_with("force: Forbidden: may not be specified for non-apply patch"),
+            "{message}"
+        );
+        let (_, message, _) = check(Method::POST, "fieldValidation=Loose", None).unwrap();
+        assert!(
+            message.ends_with(r#"supported values: "", "Ignore", "Strict", "Warn""#),
+            "{message}"
+        );
+    }
 
     #[test]
     fn dynamic_cluster_ips_stay_out_of_the_static_band_until_the_rest_is_full() {

@@ -9,10 +9,10 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::response::Response;
 use http_body_util::BodyExt;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::ApiServer;
-use super::errors::ApiError;
+use super::errors::{ApiError, Cause};
 use super::handlers::{Params, get_object};
 use super::resources;
 
@@ -95,6 +95,81 @@ pub(super) async fn kubelet_of_node(api: &ApiServer, node_name: &str) -> Result<
     Ok(format!("{address}:{port}"))
 }
 
+/// `PodLogOptions` as kube-apiserver decodes them from the query (a number that does not parse
+/// is a 400 in `strconv`'s words) and validates them (`ValidatePodLogOptions`: a 422 about
+/// `PodLogOptions "<pod>"`), before the kubelet is asked anything.
+fn validate(name: &str, params: &Params) -> Result<(), ApiError> {
+    let number = |k: &str| -> Result<Option<i64>, ApiError> {
+        let Some(v) = params.get(k) else {
+            return Ok(None);
+        };
+        v.parse::<i64>().map(Some).map_err(|e| {
+            let why = match e.kind() {
+                std::num::IntErrorKind::PosOverflow | std::num::IntErrorKind::NegOverflow => {
+                    "value out of range"
+                }
+                _ => "invalid syntax",
+            };
+            ApiError::BadRequest(format!("strconv.ParseInt: parsing {v:?}: {why}"))
+        })
+    };
+    let mut causes = Vec::new();
+    if let Some(lines) = number("tailLines")?
+        && lines < 0
+    {
+        causes.push(Cause::invalid(
+            "tailLines",
+            &json!(lines),
+            "must be greater than or equal to 0",
+        ));
+    }
+    if let Some(bytes) = number("limitBytes")?
+        && bytes < 1
+    {
+        causes.push(Cause::invalid(
+            "limitBytes",
+            &json!(bytes),
+            "must be greater than 0",
+        ));
+    }
+    let since_time = params.get("sinceTime");
+    if let Some(time) = since_time
+        && time.parse::<jiff::Timestamp>().is_err()
+    {
+        return Err(ApiError::BadRequest(format!(
+            "parsing time {time:?} as \"2006-01-02T15:04:05Z07:00\": cannot parse {time:?} as \"2006\""
+        )));
+    }
+    match (number("sinceSeconds")?, since_time) {
+        (Some(_), Some(_)) => causes.push(Cause::forbidden(
+            "",
+            "at most one of `sinceTime` or `sinceSeconds` may be specified",
+        )),
+        (Some(seconds), None) if seconds < 1 => causes.push(Cause::invalid(
+            "sinceSeconds",
+            &json!(seconds),
+            "must be greater than 0",
+        )),
+        _ => {}
+    }
+    if causes.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::Invalid {
+        group: String::new(),
+        kind: "PodLogOptions".into(),
+        name: name.into(),
+        causes,
+    })
+}
+
+/// A path segment as a URL carries it (`%2F` for `/`, `%20` for a space).
+fn segment(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
+}
+
 /// Serves `GET .../pods/<name>/log`.
 pub(crate) async fn serve(
     api: &ApiServer,
@@ -104,6 +179,7 @@ pub(crate) async fn serve(
 ) -> Result<Response, ApiError> {
     let pods = resources::find("", "v1", "pods").expect("served");
     let pod = get_object(api, pods, Some(namespace), name).await?;
+    validate(name, params)?;
     let container = pick_container(&pod, name, params.get("container"))?;
     let (kubelet, node_name) = kubelet_of(api, &pod, name).await?;
     let mut query: Vec<String> = FLAGS
@@ -121,7 +197,10 @@ pub(crate) async fn serve(
         .collect();
     query.sort();
     let path = format!(
-        "/containerLogs/{namespace}/{name}/{container}{}{}",
+        "/containerLogs/{}/{}/{}{}{}",
+        segment(namespace),
+        segment(name),
+        segment(&container),
         if query.is_empty() { "" } else { "?" },
         query.join("&")
     );
@@ -163,4 +242,52 @@ pub(crate) async fn serve(
         http::HeaderValue::from_static("text/plain"),
     );
     Ok(answer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_options_are_validated_as_upstreams() {
+        let check = |query: &str| {
+            validate("p", &crate::apimachinery::params::parse(query))
+                .err()
+                .map(|e| (e.code().as_u16(), e.to_string()))
+        };
+        assert_eq!(check("sinceSeconds=10&tailLines=0&limitBytes=1"), None);
+        assert_eq!(check(&format!("sinceSeconds={}", i64::MAX)), None);
+        assert_eq!(
+            check(&format!("sinceSeconds={}", i64::MIN)),
+            Some((
+                422,
+                format!(
+                    "PodLogOptions \"p\" is invalid: sinceSeconds: Invalid value: {}: must be greater than 0",
+                    i64::MIN
+                )
+            ))
+        );
+        assert_eq!(
+            check("sinceSeconds=99999999999999999999"),
+            Some((
+                400,
+                "strconv.ParseInt: parsing \"99999999999999999999\": value out of range".into()
+            ))
+        );
+        assert_eq!(
+            check("tailLines=-1&limitBytes=0"),
+            Some((
+                422,
+                "PodLogOptions \"p\" is invalid: [tailLines: Invalid value: -1: must be greater than or equal to 0, limitBytes: Invalid value: 0: must be greater than 0]".into()
+            ))
+        );
+        assert_eq!(check("sinceTime=a%20b").unwrap().0, 400);
+        assert_eq!(
+            check("sinceSeconds=1&sinceTime=2023-11-14T22:13:24Z")
+                .unwrap()
+                .1,
+            "PodLogOptions \"p\" is invalid: : Forbidden: at most one of `sinceTime` or `sinceSeconds` may be specified"
+        );
+        assert_eq!(segment("a b&c/d"), "a%20b%26c%2Fd");
+    }
 }

@@ -14,11 +14,13 @@
 pub mod admission;
 mod apply;
 pub mod auth;
+mod body;
 pub mod decisions;
 mod discovery;
 pub(crate) mod errors;
 mod eviction;
 mod handlers;
+mod inflight;
 pub mod kubeconfig;
 mod kubelet_client;
 mod logs;
@@ -129,6 +131,8 @@ pub struct ApiServer {
     authorizer: auth::Authorizer,
     /// The service account token keys (`--service-account-signing-key-file`).
     tokens: std::sync::OnceLock<auth::tokens::Tokens>,
+    /// The places for requests served at once ([`inflight`]).
+    in_flight: inflight::InFlight,
 }
 
 impl ApiServer {
@@ -151,6 +155,7 @@ impl ApiServer {
             announced: tokio::sync::watch::Sender::new(0),
             authorizer: auth::Authorizer::new(),
             tokens: std::sync::OnceLock::new(),
+            in_flight: inflight::InFlight::default(),
         })
     }
 
@@ -382,6 +387,7 @@ impl ApiServer {
                     .headers_mut()
                     .insert(http::header::USER_AGENT, agent.clone());
                 request.extensions_mut().insert(peer.clone());
+                request.extensions_mut().insert(auth::InProcess);
                 request.map(Body::new)
             })
             .service(router);
@@ -527,6 +533,10 @@ async fn serve(api: &Arc<ApiServer>, path: String, route: path::Route, request: 
     if let Some(rest) = path.strip_prefix("/orrery/v1/") {
         return handlers::control(&api, rest, request).await;
     }
+    let _in_flight = match api.in_flight.admit(&request) {
+        Ok(slot) => slot,
+        Err(too_many) => return too_many.into_response(),
+    };
     if !api.serving.load(Ordering::SeqCst) {
         return ApiError::Unavailable(
             "the API server is stopped (orrery component start apiserver)".into(),
@@ -744,8 +754,8 @@ pub(crate) fn decode_raw(kv: &KeyValue) -> Result<RawObject, ApiError> {
 /// An object as it is stored: without `resourceVersion`, which is the store's to say, in Go's
 /// JSON form (as kube-apiserver would store a JSON object), so list items can be copied out as
 /// they are.
-pub(crate) fn encode(object: &Value) -> Bytes {
-    let mut object = object.clone();
+/// The object is taken, not copied: a large object's copies are what a write costs.
+pub(crate) fn encode(mut object: Value) -> Bytes {
     if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
         meta.remove("resourceVersion");
     }

@@ -3,6 +3,8 @@
 //! the `$patch`, `$setElementOrder`, `$retainKeys` and `$deleteFromPrimitiveList` directives), and
 //! server-side apply (`super::apply`).
 
+use std::collections::{HashMap, HashSet};
+
 use serde_json::{Map, Value};
 
 use super::errors::ApiError;
@@ -95,22 +97,25 @@ fn merge_map(
         }
     }
     if let Some(retain) = patch.get("$retainKeys") {
-        let keep: Vec<&str> = retain
+        let keep: HashSet<&str> = retain
             .as_array()
             .ok_or_else(|| bad("$retainKeys must be a list"))?
             .iter()
             .filter_map(Value::as_str)
             .collect();
-        target.retain(|k, _| keep.contains(&k.as_str()));
+        target.retain(|k, _| keep.contains(k.as_str()));
     }
     for (key, value) in patch {
         if key == "$patch" || key == "$retainKeys" || key.starts_with("$setElementOrder/") {
             continue;
         }
         if let Some(list_field) = key.strip_prefix("$deleteFromPrimitiveList/") {
-            let remove = value.as_array().cloned().unwrap_or_default();
+            let remove: HashSet<String> = value
+                .as_array()
+                .map(|r| r.iter().map(identity).collect())
+                .unwrap_or_default();
             if let Some(Value::Array(items)) = target.get_mut(list_field) {
-                items.retain(|v| !remove.contains(v));
+                items.retain(|v| !remove.contains(&identity(v)));
             }
             continue;
         }
@@ -138,22 +143,35 @@ fn merge_map(
         let Some(Value::Array(items)) = target.get_mut(list_field) else {
             continue;
         };
-        let order = order.as_array().cloned().unwrap_or_default();
         let mk = merge_key_for(list_field, this_field);
-        let position = |item: &Value| {
-            order
-                .iter()
-                .position(|o| match mk {
-                    Some(k) => o.get(k) == item.get(k),
-                    None => o == item,
-                })
-                .unwrap_or(usize::MAX)
+        let id = |item: &Value| match mk {
+            Some(k) => item.get(k).map(identity),
+            None => Some(identity(item)),
         };
-        items.sort_by_key(position);
+        // Each element's place in the order, looked up by its identity: linear in both lists.
+        let mut places: HashMap<String, usize> = HashMap::new();
+        for (i, o) in order.as_array().into_iter().flatten().enumerate() {
+            if let Some(id) = id(o) {
+                places.entry(id).or_insert(i);
+            }
+        }
+        items.sort_by_cached_key(|item| {
+            id(item)
+                .and_then(|id| places.get(&id).copied())
+                .unwrap_or(usize::MAX)
+        });
     }
     Ok(())
 }
 
+/// A value's identity as a hash key: its JSON text (so `"1"` and `1` differ).
+fn identity(value: &Value) -> String {
+    value.to_string()
+}
+
+/// Merges a patch's list into the existing one. Linear in both lists: elements are found by
+/// their merge key (or, in a set of primitives, by value) through a hash index, never by
+/// scanning, so a patch adding 100,000 finalizers or ownerReferences costs 100,000 lookups.
 fn merge_list(
     existing: Value,
     patch: &[Value],
@@ -165,8 +183,9 @@ fn merge_list(
         _ => Vec::new(),
     };
     if merges_primitives(field) {
+        let mut seen: HashSet<String> = items.iter().map(identity).collect();
         for v in patch {
-            if !items.contains(v) {
+            if seen.insert(identity(v)) {
                 items.push(v.clone());
             }
         }
@@ -195,24 +214,39 @@ fn merge_list(
                 .collect(),
         ));
     }
+    let mut deleted = HashSet::new();
     for element in patch {
         let Some(id) = element.get(key) else {
             return Err(bad(format!(
                 "map: {element} does not contain declared merge key: {key}"
             )));
         };
-        let position = items.iter().position(|i| i.get(key) == Some(id));
         if element.get("$patch").and_then(Value::as_str) == Some("delete") {
-            if let Some(i) = position {
-                items.remove(i);
-            }
+            deleted.insert(identity(id));
+        }
+    }
+    // As upstream's `mergeSliceWithSpecialElements`: deletions first (every element with the
+    // key), then the rest merged into the element with the same key, or appended.
+    if !deleted.is_empty() {
+        items.retain(|i| i.get(key).is_none_or(|id| !deleted.contains(&identity(id))));
+    }
+    let mut index: HashMap<String, usize> = HashMap::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        if let Some(id) = item.get(key) {
+            index.entry(identity(id)).or_insert(i);
+        }
+    }
+    for element in patch {
+        if element.get("$patch").and_then(Value::as_str) == Some("delete") {
             continue;
         }
-        match position {
-            Some(i) => merge_value(&mut items[i], element, field, parent)?,
+        let id = identity(&element[key]);
+        match index.get(&id) {
+            Some(&i) => merge_value(&mut items[i], element, field, parent)?,
             None => {
                 let mut fresh = Value::Null;
                 merge_value(&mut fresh, element, field, parent)?;
+                index.insert(id, items.len());
                 items.push(fresh);
             }
         }
@@ -317,6 +351,82 @@ mod tests {
             json!({"spec": {"ports": [{"port": 80, "targetPort": 8080}]}}),
             json!({"spec": {"ports": [{"port": 80, "name": "http", "targetPort": 8080}]}}),
         );
+    }
+
+    /// The probes' patches: 100,000 finalizers or ownerReferences in one strategic merge patch.
+    /// Nested scans made these minutes of CPU; indexed, they finish at once (no timing asserted:
+    /// a quadratic merge would make this test run for minutes).
+    #[test]
+    fn long_lists_merge_in_linear_time() {
+        const N: usize = 100_000;
+        let original = json!({"metadata": {"name": "x", "finalizers": ["keep.example.com/a"]}});
+        let finalizers: Vec<Value> = (0..N).map(|i| json!(format!("example.com/f{i}"))).collect();
+        let patched = strategic_merge(
+            &original,
+            &json!({"metadata": {"finalizers": finalizers.clone()}}),
+        )
+        .unwrap();
+        assert_eq!(
+            patched["metadata"]["finalizers"].as_array().unwrap().len(),
+            N + 1
+        );
+        // Again: all duplicates.
+        let again = strategic_merge(
+            &patched,
+            &json!({"metadata": {"finalizers": finalizers.clone()}}),
+        )
+        .unwrap();
+        assert_eq!(again, patched);
+        // Half of them deleted.
+        let halved = strategic_merge(
+            &patched,
+            &json!({"metadata": {"$deleteFromPrimitiveList/finalizers": finalizers[..N / 2].to_vec()}}),
+        )
+        .unwrap();
+        assert_eq!(
+            halved["metadata"]["finalizers"].as_array().unwrap().len(),
+            N / 2 + 1
+        );
+
+        let owners: Vec<Value> = (0..N)
+            .map(|i| json!({"apiVersion": "v1", "kind": "ConfigMap", "name": format!("o{i}"), "uid": format!("u{i}")}))
+            .collect();
+        let owned = strategic_merge(
+            &original,
+            &json!({"metadata": {"ownerReferences": owners.clone()}}),
+        )
+        .unwrap();
+        assert_eq!(
+            owned["metadata"]["ownerReferences"]
+                .as_array()
+                .unwrap()
+                .len(),
+            N
+        );
+        // Every element changed, every other one deleted, in reverse order.
+        let changes: Vec<Value> = (0..N)
+            .map(|i| {
+                if i % 2 == 0 {
+                    json!({"uid": format!("u{i}"), "$patch": "delete"})
+                } else {
+                    json!({"uid": format!("u{i}"), "controller": false})
+                }
+            })
+            .collect();
+        let order: Vec<Value> = (0..N)
+            .rev()
+            .map(|i| json!({"uid": format!("u{i}")}))
+            .collect();
+        let changed = strategic_merge(
+            &owned,
+            &json!({"metadata": {"ownerReferences": changes, "$setElementOrder/ownerReferences": order}}),
+        )
+        .unwrap();
+        let refs = changed["metadata"]["ownerReferences"].as_array().unwrap();
+        assert_eq!(refs.len(), N / 2);
+        assert_eq!(refs[0]["uid"], format!("u{}", N - 1));
+        assert_eq!(refs[0]["controller"], false);
+        assert_eq!(refs[0]["name"], format!("o{}", N - 1));
     }
 
     #[test]

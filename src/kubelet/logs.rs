@@ -48,7 +48,15 @@ impl Options {
             (Some(_), Some(_)) => {
                 return Err("at most one of `sinceTime` or `sinceSeconds` may be specified".into());
             }
-            (Some(seconds), None) => Some(now - jiff::SignedDuration::from_secs(seconds)),
+            // Clamped to the earliest (or latest) time there is: no overflow at i64's ends.
+            (Some(seconds), None) => Some(
+                now.checked_sub(jiff::SignedDuration::from_secs(seconds))
+                    .unwrap_or(if seconds > 0 {
+                        jiff::Timestamp::MIN
+                    } else {
+                        jiff::Timestamp::MAX
+                    }),
+            ),
             (None, Some(time)) => Some(
                 time.parse::<jiff::Timestamp>()
                     .map_err(|e| format!("invalid sinceTime {time:?}: {e}"))?,
@@ -267,5 +275,10 @@ mod tests {
             Err("tailLines: must be greater than or equal to 0".into())
         );
         assert!(options(&[("sinceSeconds", "1"), ("sinceTime", "2023-11-14T22:13:24Z")]).is_err());
+        // i64's ends neither panic nor wrap: everything, or nothing yet.
+        let max = i64::MAX.to_string();
+        assert_eq!(output(&[("sinceSeconds", &max)]), output(&[]));
+        let min = i64::MIN.to_string();
+        assert_eq!(output(&[("sinceSeconds", &min)]), "");
     }
 }

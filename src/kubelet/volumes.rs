@@ -8,6 +8,11 @@
 //! downward API volumes are rewritten when their content changes (each pod sync) and files no
 //! longer projected are removed. `volumeMounts` become [`crate::runtime::Mount`]s.
 //!
+//! The kubelet's root, `pods`, each pod's directory and its `volumes` are 0750, as upstream's
+//! kubelet makes them ([`private_pod_dir`]): the files keep the pod's modes (a Secret's
+//! `defaultMode`, 0644) for the container's users, and no other user on the host can reach
+//! them.
+//!
 //! Differences from upstream, on purpose: `emptyDir` with `medium: Memory` and Secret volumes
 //! are plain directories rather than tmpfs mounts (nothing to unmount if the kubelet dies), and
 //! files are replaced one by one by rename rather than through the `..data` symlink swap.
@@ -82,6 +87,47 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> VolumeError + '_ {
 /// A pod's directory under the kubelet's root.
 pub(crate) fn pod_dir(root: &Path, uid: &str) -> PathBuf {
     root.join("pods").join(uid)
+}
+
+/// The mode of the kubelet's own directories: its root, `pods`, each pod's directory and its
+/// `volumes`, as upstream's kubelet makes them (`setupDataDirs`, `makePodDataDirs`: 0750). Other
+/// users on the host cannot reach the files under them (Secret volumes' included), whose modes
+/// are the pod's (`defaultMode`, 0644 unless it says otherwise) for the container's users to
+/// read; containers see their volumes through bind mounts, which these modes do not affect.
+const PRIVATE_DIR_MODE: u32 = 0o750;
+
+/// Makes (or tightens) the kubelet's root, `pods`, the pod's directory and its `volumes`
+/// [`PRIVATE_DIR_MODE`]; returns the pod's directory.
+pub(crate) fn private_pod_dir(root: &Path, uid: &str) -> Result<PathBuf, VolumeError> {
+    use std::os::unix::fs::DirBuilderExt;
+    let dir = pod_dir(root, uid);
+    if let Some(parent) = root.parent() {
+        std::fs::create_dir_all(parent).map_err(io(parent))?;
+    }
+    for path in [
+        root.to_owned(),
+        root.join("pods"),
+        dir.clone(),
+        dir.join("volumes"),
+    ] {
+        match std::fs::metadata(&path) {
+            Ok(meta) if meta.permissions().mode() & 0o7777 == PRIVATE_DIR_MODE => {}
+            Ok(_) => {
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(PRIVATE_DIR_MODE))
+                    .map_err(io(&path))?
+            }
+            Err(_) => {
+                std::fs::DirBuilder::new()
+                    .mode(PRIVATE_DIR_MODE)
+                    .create(&path)
+                    .map_err(io(&path))?;
+                // The umask may have taken bits away; the mode is exactly this.
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(PRIVATE_DIR_MODE))
+                    .map_err(io(&path))?;
+            }
+        }
+    }
+    Ok(dir)
 }
 
 /// The host file a container's termination message is written to: one per start attempt, as
@@ -488,7 +534,19 @@ pub(crate) fn write_payload(dir: &Path, files: &Payload) -> Result<bool, VolumeE
             ".{}.tmp",
             path.file_name().unwrap_or_default().to_string_lossy()
         ));
-        std::fs::write(&temp, &file.data).map_err(io(&temp))?;
+        {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            // Owner-only until its mode is set: never readable by anyone else meanwhile.
+            let _ = std::fs::remove_file(&temp);
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&temp)
+                .and_then(|mut f| f.write_all(&file.data))
+                .map_err(io(&temp))?;
+        }
         std::fs::set_permissions(&temp, std::fs::Permissions::from_mode(file.mode))
             .map_err(io(&temp))?;
         std::fs::rename(&temp, &path).map_err(io(&path))?;
@@ -527,7 +585,7 @@ pub(crate) fn set_up(
     node: &NodeFacts,
 ) -> Result<HashMap<String, PathBuf>, (String, VolumeError)> {
     let uid = pod.metadata.uid.as_deref().unwrap_or_default();
-    let dir = pod_dir(root, uid);
+    let dir = private_pod_dir(root, uid).map_err(|e| (String::new(), e))?;
     let mut out = HashMap::new();
     let volumes = pod.spec.as_ref().and_then(|s| s.volumes.as_deref());
     for volume in volumes.unwrap_or_default() {
@@ -871,6 +929,24 @@ mod tests {
         let scratch = vols.join("kubernetes.io~empty-dir/scratch");
         assert!(scratch.is_dir());
         assert_eq!(mode(&scratch), 0o777);
+        // The files keep the pod's modes for the container's users; other users on the host
+        // cannot reach them: the kubelet's directories are 0750, as upstream's.
+        for dir in [
+            root.path().to_owned(),
+            root.path().join("pods"),
+            root.path().join("pods/uid-1"),
+            vols.clone(),
+        ] {
+            assert_eq!(mode(&dir), 0o750, "{}", dir.display());
+        }
+        // An earlier version's 0755 directories are tightened at the next sync.
+        std::fs::set_permissions(
+            root.path().join("pods/uid-1"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+        set_up(root.path(), &p, &sources(), &node()).unwrap();
+        assert_eq!(mode(&root.path().join("pods/uid-1")), 0o750);
 
         // Mounts: projected volumes read-only; a subPath is made.
         let c = &p.spec.as_ref().unwrap().containers[0];

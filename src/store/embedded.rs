@@ -150,14 +150,38 @@ impl EmbeddedStore {
 
     /// Opens (or creates) the store at `path`, readable by its owner only (it holds every
     /// Secret), whatever mode an existing file had.
+    ///
+    /// A missing file is a new store, made under a temporary name and renamed into place once
+    /// its tables are committed, so a crash never leaves an empty file behind. An existing empty
+    /// file is refused ([`Error::EmptyFile`]): redb would take it for a new store, and the
+    /// cluster would start with every object gone.
     pub fn open_with(path: &Path, options: EmbeddedOptions) -> Result<Self> {
-        private_file(path).map_err(|e| Error::Embedded {
+        let failed = |e: std::io::Error| Error::Embedded {
             path: path.to_owned(),
             message: e.to_string(),
-        })?;
+        };
+        let fresh = match std::fs::metadata(path) {
+            Ok(meta) if meta.len() == 0 => {
+                return Err(Error::EmptyFile {
+                    path: path.to_owned(),
+                });
+            }
+            Ok(_) => None,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let mut name = path.as_os_str().to_owned();
+                name.push(".new");
+                let new = std::path::PathBuf::from(name);
+                // A crash's half-made store: nothing in it was ever acknowledged.
+                let _ = std::fs::remove_file(&new);
+                Some(new)
+            }
+            Err(e) => return Err(failed(e)),
+        };
+        let open_path = fresh.as_deref().unwrap_or(path);
+        private_file(open_path).map_err(failed)?;
         let db = Database::builder()
             .set_cache_size(options.page_cache_bytes)
-            .create(path)
+            .create(open_path)
             .map_err(|e| Error::Embedded {
                 path: path.to_owned(),
                 message: match e {
@@ -177,6 +201,14 @@ impl EmbeddedStore {
             try_db!(path, txn.open_table(META));
         }
         try_db!(path, txn.commit());
+        if let Some(new) = &fresh {
+            std::fs::rename(new, path).map_err(failed)?;
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::File::open(dir)
+                    .and_then(|d| d.sync_all())
+                    .map_err(failed)?;
+            }
+        }
 
         let read = try_db!(path, db.begin_read());
         let (current, compacted) = read_meta(path, &read)?;

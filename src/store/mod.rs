@@ -199,6 +199,16 @@ pub enum Error {
         /// What the database reported.
         message: String,
     },
+    /// The embedded store's file exists but is empty: not a store (a new one would silently
+    /// start a cluster with none of its objects).
+    #[error(
+        "embedded store {path}: the file is empty (0 bytes), not a store; refusing to start a \
+         new cluster over it (restore it from a backup, or remove it to start afresh)"
+    )]
+    EmptyFile {
+        /// The database file.
+        path: PathBuf,
+    },
     /// etcd failed or could not be reached.
     #[error("etcd at {endpoint}: {message}")]
     Etcd {

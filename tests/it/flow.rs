@@ -18,7 +18,22 @@ async fn cluster() -> (Arc<ApiServer>, tempfile::TempDir) {
         Arc::new(EmbeddedStore::open(&dir.path().join("store.redb")).unwrap());
     let api = ApiServer::new(store, Flow::new());
     api.bootstrap().await.unwrap();
+    default_account(&api, "default").await;
     (api, dir)
+}
+
+/// The namespace's `default` service account, which pods run as (no controller manager runs
+/// here to make it).
+async fn default_account(api: &Arc<ApiServer>, namespace: &str) {
+    let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> =
+        Api::namespaced(api.client("test"), namespace);
+    accounts
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(serde_json::json!({"metadata": {"name": "default"}})).unwrap(),
+        )
+        .await
+        .unwrap();
 }
 
 fn cm(name: &str) -> ConfigMap {
@@ -530,6 +545,7 @@ async fn in_step_mode_the_kubelet_waits_at_its_gates() {
         )
         .await
         .unwrap();
+    default_account(&api, "demo").await;
     let pods: Api<Pod> = Api::namespaced(api.client("test"), "demo");
     let create = tokio::spawn({
         let pods = pods.clone();

@@ -1,7 +1,8 @@
 //! The cluster's doors, tried as a stranger on the same machine would try them: its certificates
 //! against strict TLS clients (the official Python client, Python's `VERIFY_X509_STRICT`,
 //! `openssl verify -x509_strict`), the kubelets' endpoints without the API server's certificate,
-//! the state directory's permissions, and a thousand idle connections.
+//! the state directory's permissions, a thousand idle connections, and the probes' hostile
+//! requests (huge headers, bad options, deep bodies).
 
 use crate::common;
 
@@ -965,4 +966,232 @@ async fn idle_connections_are_closed_after_the_timeouts_and_long_requests_are_no
         .unwrap();
     within(start.elapsed(), "an idle HTTP/2 connection");
     drop(sender);
+}
+
+/// An API server over TLS in this process (embedded store, the cluster's certificates): its port
+/// and the admin's TLS config for `alpn`.
+async fn tls_api_server(
+    dir: &Path,
+) -> (
+    u16,
+    impl Fn(&'static [u8]) -> Arc<rustls::ClientConfig>,
+    Arc<orrery::apiserver::ApiServer>,
+) {
+    let store: Arc<dyn orrery::store::Store> =
+        Arc::new(orrery::store::embedded::EmbeddedStore::open(&dir.join("store.redb")).unwrap());
+    let api = orrery::apiserver::ApiServer::new(store, orrery::flow::Flow::new());
+    api.bootstrap().await.unwrap();
+    let pki = orrery::pki::Pki::load_or_create(&dir.join("pki")).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(orrery::apiserver::server::serve_with(
+        listener,
+        pki.server_tls().unwrap(),
+        orrery::https::Timeouts::default(),
+        api.router(),
+        std::future::pending(),
+    ));
+    let config = move |alpn: &'static [u8]| {
+        client_config(
+            &pki.ca_cert,
+            Some((pki.admin_cert.as_str(), pki.admin_key.as_str())),
+            &[alpn],
+        )
+    };
+    (port, config, api)
+}
+
+/// One HTTP/1.1 exchange (`Connection: close`) of raw bytes: the status and the body (at most
+/// 10 s).
+async fn h1_exchange(
+    port: u16,
+    config: Arc<rustls::ClientConfig>,
+    request: &[u8],
+) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(config)
+        .connect(localhost(), tcp)
+        .await
+        .unwrap();
+    let exchange = async {
+        // The server may answer (431) before it has read everything: a failed write is fine.
+        let _ = tls.write_all(request).await;
+        let mut answer = Vec::new();
+        let _ = tls.read_to_end(&mut answer).await;
+        answer
+    };
+    let answer = tokio::time::timeout(Duration::from_secs(10), exchange)
+        .await
+        .expect("an answer within 10 s");
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let status = answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no HTTP answer: {answer:?}"));
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// What the security probes sent, and what kube-apiserver answers them: headers up to Go's
+/// 1 MB `MaxHeaderBytes` served and larger ones a 431 (HTTP/1.1 and HTTP/2; a 200 kB header
+/// over HTTP/2 used to end in a GOAWAY), `dryRun=Bogus` a 422 that writes nothing, a body of
+/// 200,000 brackets a 400 at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_requests_get_upstreams_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, config, _api) = tls_api_server(dir.path()).await;
+    let get_with_header = |size: usize| {
+        format!(
+            "GET /version HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Big: {}\r\n\r\n",
+            "a".repeat(size)
+        )
+        .into_bytes()
+    };
+    let (status, body) = h1_exchange(port, config(b"http/1.1"), &get_with_header(200_000)).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = h1_exchange(port, config(b"http/1.1"), &get_with_header(2 << 20)).await;
+    assert_eq!(status, 431);
+
+    // HTTP/2: the same limit on the header list.
+    let h2 = |size: usize| {
+        let config = config(b"h2");
+        async move {
+            let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .unwrap();
+            let tls = tokio_rustls::TlsConnector::from(config)
+                .connect(localhost(), tcp)
+                .await
+                .unwrap();
+            let (mut sender, connection) =
+                hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .max_header_list_size(16 << 20)
+                    .handshake(hyper_util::rt::TokioIo::new(tls))
+                    .await
+                    .unwrap();
+            tokio::spawn(connection);
+            let request = http::Request::get(format!("https://127.0.0.1:{port}/version"))
+                .header("x-big", "a".repeat(size))
+                .body(http_body_util::Empty::<bytes::Bytes>::new())
+                .unwrap();
+            tokio::time::timeout(Duration::from_secs(10), sender.send_request(request))
+                .await
+                .expect("an answer within 10 s")
+                .map(|r| r.status().as_u16())
+                .map_err(|e| format!("{e:?}"))
+        }
+    };
+    assert_eq!(h2(200_000).await, Ok(200));
+    assert_eq!(h2(1_100_000).await, Ok(431));
+
+    let request = |method: &str, path: &str, content_type: &str, body: &[u8]| {
+        let mut request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        request.extend_from_slice(body);
+        request
+    };
+    let configmaps = "/api/v1/namespaces/default/configmaps";
+    let cm = br#"{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "probe"}}"#;
+    let (status, body) = h1_exchange(
+        port,
+        config(b"http/1.1"),
+        &request(
+            "POST",
+            &format!("{configmaps}?dryRun=Bogus"),
+            "application/json",
+            cm,
+        ),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body.contains(r#"CreateOptions.meta.k8s.io \"\" is invalid: dryRun: Unsupported value: []string{\"Bogus\"}: supported values: \"All\""#),
+        "{body}"
+    );
+    let (status, _) = h1_exchange(
+        port,
+        config(b"http/1.1"),
+        &request(
+            "GET",
+            &format!("{configmaps}/probe"),
+            "application/json",
+            b"",
+        ),
+    )
+    .await;
+    assert_eq!(status, 404, "dryRun=Bogus wrote nothing");
+
+    // 200,000 brackets as YAML (what cost libyaml 27 CPU-seconds) and as JSON.
+    let deep = "[".repeat(200_000);
+    for content_type in [
+        "application/apply-patch+yaml",
+        "application/merge-patch+json",
+    ] {
+        let (status, body) = h1_exchange(
+            port,
+            config(b"http/1.1"),
+            &request(
+                "PATCH",
+                &format!("{configmaps}/probe?fieldManager=probe"),
+                content_type,
+                deep.as_bytes(),
+            ),
+        )
+        .await;
+        assert_eq!(status, 400, "{body}");
+        assert!(body.contains("exceeded max depth"), "{body}");
+    }
+
+    // Too large: a ConfigMap's data over 1 MiB (422, as ValidateConfigMap), a body over 3 MiB
+    // (413, as limitedReadBody).
+    let big = |size: usize| {
+        format!(
+            r#"{{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {{"name": "big"}}, "data": {{"k": "{}"}}}}"#,
+            "x".repeat(size)
+        )
+    };
+    let (status, body) = h1_exchange(
+        port,
+        config(b"http/1.1"),
+        &request(
+            "POST",
+            configmaps,
+            "application/json",
+            big(2_900_000).as_bytes(),
+        ),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body.contains(
+            r#"ConfigMap \"big\" is invalid: []: Too long: may not be more than 1048576 bytes"#
+        ),
+        "{body}"
+    );
+    let (status, body) = h1_exchange(
+        port,
+        config(b"http/1.1"),
+        &request(
+            "POST",
+            configmaps,
+            "application/json",
+            big(3_200_000).as_bytes(),
+        ),
+    )
+    .await;
+    assert_eq!(status, 413, "{body}");
+    assert!(
+        body.contains("Request entity too large: limit is 3145728"),
+        "{body}"
+    );
 }

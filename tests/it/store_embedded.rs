@@ -63,6 +63,32 @@ async fn a_second_open_is_refused_clearly() {
     assert!(error.to_string().contains("already open"), "{error}");
 }
 
+#[tokio::test]
+async fn an_empty_store_file_is_refused_and_a_missing_one_is_made_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.redb");
+    std::fs::write(&path, b"").unwrap();
+    let error = EmbeddedStore::open(&path)
+        .err()
+        .expect("an empty file is no store");
+    assert!(matches!(error, Error::EmptyFile { .. }), "{error}");
+    assert!(error.to_string().contains("the file is empty"), "{error}");
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 0, "left as it was");
+
+    // A missing file is a new store, whole on disk (no `.new` left) and open again after.
+    std::fs::remove_file(&path).unwrap();
+    let store = EmbeddedStore::open(&path).unwrap();
+    let revision = store.create("/k/a", "1".into()).await.unwrap();
+    drop(store);
+    assert!(std::fs::metadata(&path).unwrap().len() > 0);
+    assert!(!dir.path().join("store.redb.new").exists());
+    let store = EmbeddedStore::open(&path).unwrap();
+    assert_eq!(
+        store.get("/k/a").await.unwrap().unwrap().mod_revision,
+        revision
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_writers_share_commits() {
     let dir = tempfile::tempdir().unwrap();

@@ -118,6 +118,11 @@ pub enum Peer {
     User(Arc<UserInfo>),
 }
 
+/// Put on every request of an in-process component ([`crate::apiserver::ApiServer::client`]):
+/// what no remote client can send.
+#[derive(Clone, Copy, Debug)]
+pub struct InProcess;
+
 /// Who `request` comes from: its certificate's or component's user, a bearer token's, or
 /// `system:anonymous`. Bad credentials are a 401.
 pub(crate) async fn authenticate(
