@@ -243,7 +243,8 @@ where
     });
     supervisor.add("controller-manager", Role::Component, {
         let (api, flow, options) = (api.clone(), flow.clone(), options.clone());
-        move || controller_manager(&api, &flow, &options)
+        let pki = Arc::new(pki.clone());
+        move || controller_manager(&api, &flow, &options, &pki)
     });
     // The add-ons a cluster ships with, each an API client of its own: the service load
     // balancer (what k3s's ServiceLB and kind's cloud-provider-kind are).
@@ -835,6 +836,7 @@ fn controller_manager(
     api: &Arc<ApiServer>,
     flow: &Flow,
     options: &UpOptions,
+    pki: &Arc<Pki>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let clients = api.clone();
     let ctx = controllers::Context::new(flow.clone(), move |name| clients.client(name));
@@ -879,6 +881,13 @@ fn controller_manager(
             controllers::clusterroleaggregation::ClusterRoleAggregationController::new(&ctx)
                 .run()
                 .boxed(),
+            controllers::csrsigning::CsrSigningController::new(
+                &ctx,
+                pki.clone(),
+                crate::apimachinery::certificates::DEFAULT_DURATION,
+            )
+            .run()
+            .boxed(),
         ])
         .collect::<Vec<_>>();
     // The informers start once every controller has taken the ones it needs.
@@ -902,6 +911,7 @@ fn controller_manager(
         "pvc-protection-controller",
         "pv-protection-controller",
         "clusterrole-aggregation-controller",
+        "certificatesigningrequest-signing-controller",
     ] {
         flow.logs().info(
             Component::ControllerManager,

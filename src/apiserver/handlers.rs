@@ -1,5 +1,5 @@
 //! The verbs on resources: get, list, create, update, patch, delete, deletecollection and the
-//! subresources (status, scale, binding, eviction), plus Orrery's `/orrery/v1` control endpoints.
+//! subresources (status, scale, binding, eviction, a CertificateSigningRequest's approval), plus Orrery's `/orrery/v1` control endpoints.
 
 use std::sync::Arc;
 
@@ -460,9 +460,19 @@ pub(crate) async fn create_object(
         apply::record_update(resource, &Value::Null, &mut object, manager, "");
     }
     let name = name_of(&object).to_owned();
-    let causes = admission::validate(resource, &object, None);
+    let mut causes = admission::validate(resource, &object, None);
+    if super::certificates::is_csr(resource) {
+        causes.extend(super::certificates::validate(
+            &object,
+            None,
+            UpdateKind::Main,
+        ));
+    }
     if !causes.is_empty() {
         return Err(invalid(resource, &name, causes));
+    }
+    if super::certificates::is_csr(resource) {
+        super::certificates::admit(api, UpdateKind::Main, &object, None).await?;
     }
     super::auth::rbac::confirm_no_escalation(api, resource, &object, None).await?;
     let namespace = object["metadata"]["namespace"].as_str().map(str::to_owned);
@@ -643,6 +653,8 @@ pub(super) enum UpdateKind {
     Binding,
     /// A pod's `ephemeralcontainers` subresource: only `spec.ephemeralContainers` changes.
     EphemeralContainers,
+    /// A CertificateSigningRequest's `approval` subresource: only the conditions change.
+    Approval,
 }
 
 /// How an update writes.
@@ -751,7 +763,7 @@ pub(super) async fn update_object(
                 new
             }
             UpdateKind::Binding => requested,
-            UpdateKind::Status => {
+            UpdateKind::Status | UpdateKind::Approval => {
                 let mut new = old.clone();
                 new["status"] = requested["status"].clone();
                 new
@@ -762,6 +774,9 @@ pub(super) async fn update_object(
                 new
             }
         };
+        if super::certificates::is_csr(resource) {
+            super::certificates::prepare_for_update(kind, &mut new, &old);
+        }
         // What only the server sets stays as stored.
         for field in [
             "uid",
@@ -799,6 +814,7 @@ pub(super) async fn update_object(
                 UpdateKind::Finalize => "finalize",
                 UpdateKind::Binding => "binding",
                 UpdateKind::EphemeralContainers => "ephemeralcontainers",
+                UpdateKind::Approval => "approval",
             };
             apply::record_update(resource, &old, &mut new, manager, sub);
             if new["metadata"]["managedFields"]
@@ -813,9 +829,15 @@ pub(super) async fn update_object(
             let generation = old["metadata"]["generation"].as_i64().unwrap_or(1) + 1;
             new["metadata"]["generation"] = json!(generation);
         }
-        let causes = admission::validate(resource, &new, Some(&old));
+        let mut causes = admission::validate(resource, &new, Some(&old));
+        if super::certificates::is_csr(resource) {
+            causes.extend(super::certificates::validate(&new, Some(&old), kind));
+        }
         if !causes.is_empty() {
             return Err(invalid(resource, name, causes));
+        }
+        if super::certificates::is_csr(resource) {
+            super::certificates::admit(api, kind, &new, Some(&old)).await?;
         }
         super::auth::rbac::confirm_no_escalation(api, resource, &new, Some(&old)).await?;
         if (resource.group, resource.kind) == ("", "PersistentVolumeClaim")
@@ -990,7 +1012,7 @@ pub(crate) async fn resource(
         (Method::GET, None, "") => {
             list(api, resource, namespace.as_deref(), &params, &accept).await?
         }
-        (Method::GET, Some(name), "" | "status" | "ephemeralcontainers") => {
+        (Method::GET, Some(name), "" | "status" | "ephemeralcontainers" | "approval") => {
             let object = get_object(api, resource, namespace.as_deref(), name).await?;
             let revision = object["metadata"]["resourceVersion"]
                 .as_str()
@@ -1078,7 +1100,11 @@ pub(crate) async fn resource(
             )
             .await?
         }
-        (Method::PUT, Some(name), "" | "status" | "finalize" | "ephemeralcontainers") => {
+        (
+            Method::PUT,
+            Some(name),
+            "" | "status" | "finalize" | "ephemeralcontainers" | "approval",
+        ) => {
             let body = body_bytes(request).await?;
             let object = normalize(
                 resource,
@@ -1090,6 +1116,7 @@ pub(crate) async fn resource(
                 "status" => UpdateKind::Status,
                 "finalize" => UpdateKind::Finalize,
                 "ephemeralcontainers" => UpdateKind::EphemeralContainers,
+                "approval" => UpdateKind::Approval,
                 _ => UpdateKind::Main,
             };
             let precondition = precondition_of(&object)?;
@@ -1144,7 +1171,11 @@ pub(crate) async fn resource(
             .await?;
             json_response(StatusCode::OK, &scale_of(&updated.object))
         }
-        (Method::PATCH, Some(name), "" | "status" | "scale" | "ephemeralcontainers") => {
+        (
+            Method::PATCH,
+            Some(name),
+            "" | "status" | "scale" | "ephemeralcontainers" | "approval",
+        ) => {
             let body = body_bytes(request).await?;
             patch_object(
                 api,
@@ -1259,6 +1290,7 @@ async fn patch_object(
     let kind = match sub {
         "status" => UpdateKind::Status,
         "ephemeralcontainers" => UpdateKind::EphemeralContainers,
+        "approval" => UpdateKind::Approval,
         _ => UpdateKind::Main,
     };
     let precondition = precondition_of(&patch_doc).unwrap_or(None);
@@ -1341,10 +1373,10 @@ async fn apply_patch(
             name_of(&applied)
         )));
     }
-    let kind = if sub == "status" {
-        UpdateKind::Status
-    } else {
-        UpdateKind::Main
+    let kind = match sub {
+        "status" => UpdateKind::Status,
+        "approval" => UpdateKind::Approval,
+        _ => UpdateKind::Main,
     };
     let updated = update_object(
         api,

@@ -14,6 +14,7 @@
 pub mod admission;
 mod apply;
 pub mod auth;
+mod certificates;
 pub mod decisions;
 mod discovery;
 pub(crate) mod errors;

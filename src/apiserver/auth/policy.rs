@@ -135,6 +135,7 @@ pub(crate) fn controller_account(controller: &str) -> &'static str {
         "pvc-protection" => "pvc-protection-controller",
         "pv-protection" => "pv-protection-controller",
         "clusterrole-aggregation" => "clusterrole-aggregation-controller",
+        "certificate" => "certificate-controller",
         // A controller added without a role here has none: its requests are refused, which
         // the tests of every controller would show at once.
         _ => "unknown-controller",
@@ -145,6 +146,46 @@ pub(crate) fn controller_account(controller: &str) -> &'static str {
 fn controller_rules(account: &str) -> Vec<Value> {
     let apps = &["apps", "extensions"];
     let mut rules = match account {
+        "certificate-controller" => {
+            let certificates = &["certificates.k8s.io"];
+            vec![
+                r(
+                    &["get", "list", "watch", "delete"],
+                    certificates,
+                    &["certificatesigningrequests"],
+                ),
+                r(
+                    &["update"],
+                    certificates,
+                    &[
+                        "certificatesigningrequests/status",
+                        "certificatesigningrequests/approval",
+                    ],
+                ),
+                named(
+                    &["approve"],
+                    certificates,
+                    &["signers"],
+                    &["kubernetes.io/kube-apiserver-client-kubelet"],
+                ),
+                named(
+                    &["sign"],
+                    certificates,
+                    &["signers"],
+                    &[
+                        "kubernetes.io/legacy-unknown",
+                        "kubernetes.io/kube-apiserver-client",
+                        "kubernetes.io/kube-apiserver-client-kubelet",
+                        "kubernetes.io/kubelet-serving",
+                    ],
+                ),
+                r(
+                    &["create"],
+                    &["authorization.k8s.io"],
+                    &["subjectaccessreviews"],
+                ),
+            ]
+        }
         "clusterrole-aggregation-controller" => vec![r(
             &["escalate", "get", "list", "patch", "update", "watch"],
             &["rbac.authorization.k8s.io"],
@@ -374,6 +415,7 @@ fn controller_rules(account: &str) -> Vec<Value> {
 }
 
 const CONTROLLER_ACCOUNTS: &[&str] = &[
+    "certificate-controller",
     "clusterrole-aggregation-controller",
     "cronjob-controller",
     "daemon-set-controller",
@@ -859,6 +901,23 @@ pub(crate) fn cluster_roles() -> Vec<Value> {
                 events(),
             ],
         ),
+        // Who may ask for a node's client certificate, their own or any.
+        cluster_role(
+            "system:certificates.k8s.io:certificatesigningrequests:nodeclient",
+            vec![r(
+                &["create"],
+                &["certificates.k8s.io"],
+                &["certificatesigningrequests/nodeclient"],
+            )],
+        ),
+        cluster_role(
+            "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient",
+            vec![r(
+                &["create"],
+                &["certificates.k8s.io"],
+                &["certificatesigningrequests/selfnodeclient"],
+            )],
+        ),
         // Orrery's control-plane kubelet shows the in-process components as static pods: it
         // reads their state.
         cluster_role(
@@ -1161,6 +1220,7 @@ mod tests {
             "pvc-protection",
             "pv-protection",
             "clusterrole-aggregation",
+            "certificate",
         ] {
             let account = controller_account(controller);
             assert!(CONTROLLER_ACCOUNTS.contains(&account), "{controller}");
