@@ -2,9 +2,9 @@
 //! `certificate-controller`): the built-in `kubernetes.io/kube-apiserver-client` signer. An
 //! approved CertificateSigningRequest for it, neither denied nor failed nor issued yet, is
 //! checked as upstream's signer checks it (client auth required, digital signature and key
-//! encipherment allowed) and signed with the cluster's CA for `expirationSeconds` (10 minutes
-//! at least, the signer's duration, a year, at most); the certificate is written through the
-//! `status` subresource. A request the signer refuses gets a `Failed` condition
+//! encipherment allowed) and signed with the cluster's CA, with the usages it names, for
+//! `expirationSeconds` (10 minutes at least, the signer's duration, a year, at most); the
+//! certificate is written through the `status` subresource. A request the signer refuses gets a `Failed` condition
 //! (`SignerValidationFailure`). Requests for other signers are left alone: the kubelet signers
 //! are not run, and `kubernetes.io/legacy-unknown` is never signed.
 
@@ -154,9 +154,11 @@ impl CsrSigningController {
                 ("FAIL", message)
             }
             Verdict::Sign(pem, duration) => {
+                let usages = csr.spec.usages.clone().unwrap_or_default();
+                let usages: Vec<&str> = usages.iter().map(String::as_str).collect();
                 let certificate = self
                     .pki
-                    .sign_client_request(&pem, duration)
+                    .sign_client_request_for(&pem, duration, &usages)
                     .map_err(|e| Error::Sign(e.to_string()))?;
                 status.certificate = Some(ByteString(certificate.into_bytes()));
                 (
