@@ -1,8 +1,9 @@
 //! CertificateSigningRequests end to end with the real kubectl and openssl: a request made
 //! with openssl, approved with `kubectl certificate approve`, signed by the built-in
 //! `kubernetes.io/kube-apiserver-client` signer for the hour it asked for, and the certificate
-//! then used as a kubeconfig user; a denied request is never signed, approving needs `approve`
-//! on the signer, and no one gets a `system:masters` certificate this way.
+//! then used as a kubeconfig user; a denied request is never signed, one for other usages
+//! fails, approving needs `approve` on the signer, and no one gets a `system:masters`
+//! certificate this way.
 
 use std::path::Path;
 use std::process::Command;
@@ -216,6 +217,31 @@ fn an_approved_request_is_signed_and_its_certificate_authenticates() {
         String::from_utf8_lossy(&whoami.stdout),
         r#"carol ["qa","system:authenticated"]"#
     );
+
+    // A request the signer refuses fails, in its words.
+    let (_, frank) = request(dir.path(), "frank", "/CN=frank");
+    cluster.ok_with(
+        &["create", "-f", "-"],
+        Some(&manifest("frank", &frank, "[client auth, server auth]")),
+    );
+    cluster.ok(&["certificate", "approve", "frank"]);
+    let failed = cluster.eventually(
+        &[
+            "get",
+            "csr",
+            "frank",
+            "-o",
+            "jsonpath={.status.conditions[1].type}/{.status.conditions[1].reason}: {.status.conditions[1].message}",
+        ],
+        30,
+        |c| c.starts_with("Failed"),
+    );
+    assert_eq!(
+        failed,
+        "Failed/SignerValidationFailure: invalid usage for client certificate: server auth"
+    );
+    let table = rows(&cluster.ok(&["get", "csr", "frank"]));
+    assert_eq!(table[1][5], "Approved,Failed");
 
     // Approving needs `approve` on the signer, not only the approval subresource.
     cluster.apply(
