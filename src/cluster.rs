@@ -247,7 +247,8 @@ where
         }
     });
     supervisor.add("controller-manager", Role::Component, {
-        let (api, flow, options, pki) = (api.clone(), flow.clone(), options.clone(), pki.clone());
+        let (api, flow, options) = (api.clone(), flow.clone(), options.clone());
+        let pki = Arc::new(pki.clone());
         move || controller_manager(&api, &flow, &options, &pki)
     });
     // The add-ons a cluster ships with, each an API client of its own: the service load
@@ -840,7 +841,7 @@ fn controller_manager(
     api: &Arc<ApiServer>,
     flow: &Flow,
     options: &UpOptions,
-    pki: &Pki,
+    pki: &Arc<Pki>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let clients = api.clone();
     let ctx = controllers::Context::new(flow.clone(), move |name| clients.client(name));
@@ -888,6 +889,13 @@ fn controller_manager(
             controllers::rootcacertpublisher::RootCaCertPublisher::new(&ctx, pki.ca_cert.clone())
                 .run()
                 .boxed(),
+            controllers::csrsigning::CsrSigningController::new(
+                &ctx,
+                pki.clone(),
+                crate::apimachinery::certificates::DEFAULT_DURATION,
+            )
+            .run()
+            .boxed(),
         ])
         .collect::<Vec<_>>();
     // The informers start once every controller has taken the ones it needs.
@@ -912,6 +920,7 @@ fn controller_manager(
         "pv-protection-controller",
         "clusterrole-aggregation-controller",
         "root-ca-cert-publisher-controller",
+        "certificatesigningrequest-signing-controller",
     ] {
         flow.logs().info(
             Component::ControllerManager,

@@ -561,6 +561,23 @@ impl Pki {
         request_pem: &str,
         valid_for: std::time::Duration,
     ) -> Result<String, PkiError> {
+        self.sign_client_request_for(
+            request_pem,
+            valid_for,
+            &["digital signature", "client auth"],
+        )
+    }
+
+    /// [`Pki::sign_client_request`] with the key usages a CertificateSigningRequest names
+    /// (`digital signature`, `key encipherment`, `client auth`), as upstream's signer copies
+    /// them into the certificate (none named: no keyUsage extension). Other usages are the
+    /// caller's to refuse first.
+    pub fn sign_client_request_for(
+        &self,
+        request_pem: &str,
+        valid_for: std::time::Duration,
+        usages: &[&str],
+    ) -> Result<String, PkiError> {
         let bad = |message: String| PkiError::Certificate {
             name: "certificatesigningrequest".into(),
             message,
@@ -571,8 +588,16 @@ impl Pki {
         let mut params = CertificateParams::default();
         params.distinguished_name = subject;
         params.is_ca = IsCa::ExplicitNoCa;
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        for usage in usages {
+            match *usage {
+                "digital signature" => params.key_usages.push(KeyUsagePurpose::DigitalSignature),
+                "key encipherment" => params.key_usages.push(KeyUsagePurpose::KeyEncipherment),
+                "client auth" => params
+                    .extended_key_usages
+                    .push(ExtendedKeyUsagePurpose::ClientAuth),
+                other => return Err(bad(format!("unsupported usage {other:?}"))),
+            }
+        }
         params.use_authority_key_identifier_extension = true;
         client_validity(&mut params, valid_for);
         request.params = params;
@@ -798,6 +823,48 @@ mod tests {
         let cert = params.signed_by(&key, &issuer).unwrap();
         std::fs::write(dir.join(format!("{file}.crt")), cert.pem()).unwrap();
         std::fs::write(dir.join(format!("{file}.key")), key.serialize_pem()).unwrap();
+    }
+
+    #[test]
+    fn signed_requests_carry_the_usages_they_name() {
+        let root = tempfile::tempdir().unwrap();
+        let pki = Pki::load_or_create(&root.path().join("pki")).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::default();
+        params.distinguished_name.push(DnType::CommonName, "carol");
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, "qa");
+        let request = params.serialize_request(&key).unwrap().pem().unwrap();
+        let hour = std::time::Duration::from_secs(3600);
+        let pem = pki
+            .sign_client_request_for(&request, hour, &["key encipherment", "client auth"])
+            .unwrap();
+        let der = der_of(&pem).unwrap();
+        let cert = parse(&der).unwrap();
+        let usage = cert.key_usage().unwrap().unwrap().value;
+        assert!(usage.key_encipherment() && !usage.digital_signature());
+        assert!(
+            cert.extended_key_usage()
+                .unwrap()
+                .unwrap()
+                .value
+                .client_auth
+        );
+        assert_eq!(
+            Identity::of(&cert),
+            Identity {
+                user: "carol".into(),
+                groups: vec!["qa".into()],
+            }
+        );
+        let lifetime = cert.validity().not_after.timestamp()
+            - time::OffsetDateTime::now_utc().unix_timestamp();
+        assert!((3500..=3600).contains(&lifetime), "{lifetime}");
+        assert!(
+            pki.sign_client_request_for(&request, hour, &["server auth"])
+                .is_err()
+        );
     }
 
     #[test]

@@ -1131,6 +1131,9 @@ fn generate_job_selector(object: &mut Value) {
 /// it is no default: an update may leave it out).
 pub(crate) fn prepare_for_create(resource: &Resource, object: &mut Value) {
     super::storage::prepare_for_create(resource, object);
+    if super::certificates::is_csr(resource) {
+        super::certificates::prepare_for_create(object);
+    }
     if (resource.group, resource.kind) == ("", "Namespace") {
         let spec = object_at(object, "spec");
         let finalizers = spec.entry("finalizers").or_insert_with(|| json!([]));

@@ -1,5 +1,5 @@
 //! The verbs on resources: get, list, create, update, patch, delete, deletecollection and the
-//! subresources (status, scale, binding, eviction), plus Orrery's `/orrery/v1` control endpoints.
+//! subresources (status, scale, binding, eviction, a CertificateSigningRequest's approval), plus Orrery's `/orrery/v1` control endpoints.
 
 use std::sync::Arc;
 
@@ -512,6 +512,11 @@ pub(crate) async fn create_object(
     admission::prepare_for_create(resource, &mut object);
     admission::default(resource, &mut object);
     if resource.kind == "Pod" && resource.group.is_empty() {
+        // NamespaceLifecycle comes first: a pod in no namespace is refused for that.
+        let namespace = object["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("default");
+        check_namespace(api, resource, namespace, name_of(&object)).await?;
         super::serviceaccount::admit(api, &mut object).await?;
     }
     if resource.kind == "Pod" {
@@ -537,9 +542,19 @@ pub(crate) async fn create_object(
         apply::record_update(resource, &Value::Null, &mut object, manager, "");
     }
     let name = name_of(&object).to_owned();
-    let causes = admission::validate(resource, &object, None);
+    let mut causes = admission::validate(resource, &object, None);
+    if super::certificates::is_csr(resource) {
+        causes.extend(super::certificates::validate(
+            &object,
+            None,
+            UpdateKind::Main,
+        ));
+    }
     if !causes.is_empty() {
         return Err(invalid(resource, &name, causes));
+    }
+    if super::certificates::is_csr(resource) {
+        super::certificates::admit(api, UpdateKind::Main, &object, None).await?;
     }
     super::auth::rbac::confirm_no_escalation(api, resource, &object, None).await?;
     let namespace = object["metadata"]["namespace"].as_str().map(str::to_owned);
@@ -720,6 +735,8 @@ pub(super) enum UpdateKind {
     Binding,
     /// A pod's `ephemeralcontainers` subresource: only `spec.ephemeralContainers` changes.
     EphemeralContainers,
+    /// A CertificateSigningRequest's `approval` subresource: only the conditions change.
+    Approval,
 }
 
 /// How an update writes.
@@ -828,7 +845,7 @@ pub(super) async fn update_object(
                 new
             }
             UpdateKind::Binding => requested,
-            UpdateKind::Status => {
+            UpdateKind::Status | UpdateKind::Approval => {
                 let mut new = old.clone();
                 new["status"] = requested["status"].clone();
                 new
@@ -839,6 +856,9 @@ pub(super) async fn update_object(
                 new
             }
         };
+        if super::certificates::is_csr(resource) {
+            super::certificates::prepare_for_update(kind, &mut new, &old);
+        }
         // What only the server sets stays as stored.
         for field in [
             "uid",
@@ -876,6 +896,7 @@ pub(super) async fn update_object(
                 UpdateKind::Finalize => "finalize",
                 UpdateKind::Binding => "binding",
                 UpdateKind::EphemeralContainers => "ephemeralcontainers",
+                UpdateKind::Approval => "approval",
             };
             apply::record_update(resource, &old, &mut new, manager, sub);
             if new["metadata"]["managedFields"]
@@ -890,9 +911,15 @@ pub(super) async fn update_object(
             let generation = old["metadata"]["generation"].as_i64().unwrap_or(1) + 1;
             new["metadata"]["generation"] = json!(generation);
         }
-        let causes = admission::validate(resource, &new, Some(&old));
+        let mut causes = admission::validate(resource, &new, Some(&old));
+        if super::certificates::is_csr(resource) {
+            causes.extend(super::certificates::validate(&new, Some(&old), kind));
+        }
         if !causes.is_empty() {
             return Err(invalid(resource, name, causes));
+        }
+        if super::certificates::is_csr(resource) {
+            super::certificates::admit(api, kind, &new, Some(&old)).await?;
         }
         super::auth::rbac::confirm_no_escalation(api, resource, &new, Some(&old)).await?;
         if (resource.group, resource.kind) == ("", "PersistentVolumeClaim")
@@ -1176,7 +1203,7 @@ pub(crate) async fn resource(
         (Method::GET, None, "") => {
             list(api, resource, namespace.as_deref(), &params, &accept).await?
         }
-        (Method::GET, Some(name), "" | "status" | "ephemeralcontainers") => {
+        (Method::GET, Some(name), "" | "status" | "ephemeralcontainers" | "approval") => {
             let object = get_object(api, resource, namespace.as_deref(), name).await?;
             let revision = object["metadata"]["resourceVersion"]
                 .as_str()
@@ -1276,13 +1303,18 @@ pub(crate) async fn resource(
             )
             .await?
         }
-        (Method::PUT, Some(name), "" | "status" | "finalize" | "ephemeralcontainers") => {
+        (
+            Method::PUT,
+            Some(name),
+            "" | "status" | "finalize" | "ephemeralcontainers" | "approval",
+        ) => {
             let object = object_body(resource, &content_type, body_bytes(request).await?).await?;
             let object = normalize(resource, object, &params, &mut warnings)?;
             let kind = match sub {
                 "status" => UpdateKind::Status,
                 "finalize" => UpdateKind::Finalize,
                 "ephemeralcontainers" => UpdateKind::EphemeralContainers,
+                "approval" => UpdateKind::Approval,
                 _ => UpdateKind::Main,
             };
             let precondition = precondition_of(&object)?;
@@ -1337,7 +1369,11 @@ pub(crate) async fn resource(
             .await?;
             json_response(StatusCode::OK, &scale_of(&updated.object))
         }
-        (Method::PATCH, Some(name), "" | "status" | "scale" | "ephemeralcontainers") => {
+        (
+            Method::PATCH,
+            Some(name),
+            "" | "status" | "scale" | "ephemeralcontainers" | "approval",
+        ) => {
             let body = body_bytes(request).await?;
             patch_object(
                 api,
@@ -1461,6 +1497,7 @@ async fn patch_object(
     let kind = match sub {
         "status" => UpdateKind::Status,
         "ephemeralcontainers" => UpdateKind::EphemeralContainers,
+        "approval" => UpdateKind::Approval,
         _ => UpdateKind::Main,
     };
     let precondition = precondition_of(&patch_doc).unwrap_or(None);
@@ -1543,10 +1580,10 @@ async fn apply_patch(
             name_of(&applied)
         )));
     }
-    let kind = if sub == "status" {
-        UpdateKind::Status
-    } else {
-        UpdateKind::Main
+    let kind = match sub {
+        "status" => UpdateKind::Status,
+        "approval" => UpdateKind::Approval,
+        _ => UpdateKind::Main,
     };
     let updated = update_object(
         api,

@@ -60,10 +60,8 @@ pub(crate) fn decode_kind(
     let raw = base64::engine::general_purpose::STANDARD
         .decode(raw)
         .map_err(bad)?;
-    let package =
-        crate::apimachinery::gotypes::package(group, version).unwrap_or_default();
-    let descriptor =
-        message(&format!("{package}.{kind}")).ok_or(ApiError::UnsupportedMediaType)?;
+    let package = crate::apimachinery::gotypes::package(group, version).unwrap_or_default();
+    let descriptor = message(&format!("{package}.{kind}")).ok_or(ApiError::UnsupportedMediaType)?;
     let object = descriptor.parse_from_bytes(&raw).map_err(bad)?;
     let mut object = to_json(&MessageRef::from(&*object));
     if !object.is_object() {

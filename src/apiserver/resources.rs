@@ -6,8 +6,8 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use k8s_openapi::api::{
-    apps, authentication, authorization, autoscaling, batch, coordination, core, discovery,
-    events, networking, policy, rbac, storage,
+    apps, authentication, authorization, autoscaling, batch, certificates, coordination, core,
+    discovery, events, networking, policy, rbac, storage,
 };
 
 /// Turns a JSON object into its typed form and back: what the type does not know is dropped
@@ -497,6 +497,18 @@ pub(crate) static RESOURCES: &[Resource] = &[
         HPA_V1
     ),
     resource!(
+        "certificates.k8s.io",
+        "v1",
+        "certificatesigningrequests",
+        "certificatesigningrequest",
+        "CertificateSigningRequest",
+        false,
+        &["csr"],
+        NONE,
+        &["status", "approval"],
+        certificates::v1::CertificateSigningRequest
+    ),
+    resource!(
         "coordination.k8s.io",
         "v1",
         "leases",
@@ -736,7 +748,7 @@ pub(crate) fn verbs(subresource: &str) -> &'static [&'static str] {
             "update",
             "watch",
         ],
-        "status" | "scale" => &["get", "patch", "update"],
+        "status" | "scale" | "approval" => &["get", "patch", "update"],
         "binding" | "eviction" | "token" => &["create"],
         "log" => &["get"],
         "exec" | "portforward" | "attach" => &["create", "get"],

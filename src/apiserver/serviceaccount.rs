@@ -43,7 +43,10 @@ pub(crate) async fn admit(api: &ApiServer, pod: &mut Value) -> Result<(), ApiErr
         .as_str()
         .unwrap_or("default")
         .to_owned();
-    let pod_name = pod["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+    let pod_name = pod["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     let name = match pod["spec"]["serviceAccountName"].as_str() {
         Some(n) if !n.is_empty() => n.to_owned(),
         _ => "default".to_owned(),

@@ -1541,6 +1541,55 @@ fn printer(kind: &str, group: &str) -> (Vec<Value>, Cells) {
                 created,
             ),
         ),
+        ("certificates.k8s.io", "CertificateSigningRequest") => (
+            vec![
+                name(),
+                age_col(),
+                col(
+                    "SignerName",
+                    "string",
+                    0,
+                    "signerName indicates the requested signer, and is a qualified name.",
+                ),
+                col(
+                    "Requestor",
+                    "string",
+                    0,
+                    "request contains an x509 certificate signing request encoded in a \"CERTIFICATE REQUEST\" PEM block. When serialized as JSON or YAML, the data is additionally base64-encoded.",
+                ),
+                col(
+                    "RequestedDuration",
+                    "string",
+                    0,
+                    "expirationSeconds is the requested duration of validity of the issued certificate.",
+                ),
+                col(
+                    "Condition",
+                    "string",
+                    0,
+                    "conditions applied to the request. Known conditions are \"Approved\", \"Denied\", and \"Failed\".",
+                ),
+            ],
+            cells!(
+                created,
+                |o: &Value| or_none(s(&o["spec"]["signerName"])),
+                |o: &Value| s(&o["spec"]["username"]),
+                |o: &Value| match o["spec"]["expirationSeconds"].as_i64() {
+                    Some(seconds) => human_duration(seconds),
+                    None => "<none>".into(),
+                },
+                |o: &Value| {
+                    let types: Vec<String> = o["status"]["conditions"]
+                        .as_array()
+                        .map(|a| a.iter().map(|c| s(&c["type"])).collect())
+                        .unwrap_or_default();
+                    let issued = o["status"]["certificate"]
+                        .as_str()
+                        .is_some_and(|c| !c.is_empty());
+                    crate::apimachinery::certificates::Standing::column(&types, issued)
+                },
+            ),
+        ),
         ("storage.k8s.io", "StorageClass") => (
             vec![
                 name(),
@@ -1698,6 +1747,40 @@ mod tests {
                 r.plural
             );
         }
+    }
+
+    #[test]
+    fn certificate_signing_request_columns_are_kubectls() {
+        let csrs =
+            resources::find("certificates.k8s.io", "v1", "certificatesigningrequests").unwrap();
+        let cells = |o: Value| table(csrs, &[o], json!({}))["rows"][0]["cells"].clone();
+        let names: Vec<Value> = table(csrs, &[], json!({}))["columnDefinitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].clone())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "Name",
+                "Age",
+                "SignerName",
+                "Requestor",
+                "RequestedDuration",
+                "Condition"
+            ]
+        );
+        let pending = json!({"metadata": {"name": "carol"}, "spec": {"signerName": "kubernetes.io/kube-apiserver-client", "username": "kubernetes-admin", "expirationSeconds": 86400}});
+        let row = cells(pending);
+        assert_eq!(row[2], "kubernetes.io/kube-apiserver-client");
+        assert_eq!(row[3], "kubernetes-admin");
+        assert_eq!(row[4], "24h");
+        assert_eq!(row[5], "Pending");
+        let issued = json!({"metadata": {"name": "carol"}, "spec": {"signerName": "x.io/y"}, "status": {"certificate": "eA==", "conditions": [{"type": "Approved", "status": "True"}]}});
+        let row = cells(issued);
+        assert_eq!(row[4], "<none>");
+        assert_eq!(row[5], "Approved,Issued");
     }
 
     #[test]

@@ -21,7 +21,8 @@ use std::time::Duration;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use k8s_openapi::api::{
-    apps, autoscaling, batch, coordination, core, discovery, networking, policy, rbac, storage,
+    apps, autoscaling, batch, certificates, coordination, core, discovery, networking, policy,
+    rbac, storage,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{
@@ -477,6 +478,7 @@ fn every_kind(v: &mut impl Kinds) {
     v.kind::<autoscaling::v2::HorizontalPodAutoscaler>(true);
     v.kind::<batch::v1::Job>(true);
     v.kind::<batch::v1::CronJob>(true);
+    v.kind::<certificates::v1::CertificateSigningRequest>(false);
     v.kind::<coordination::v1::Lease>(true);
     v.kind::<discovery::v1::EndpointSlice>(true);
     v.kind::<networking::v1::Ingress>(true);

@@ -11,10 +11,12 @@
 //! ([`namespace`]), ServiceAccount ([`serviceaccount`]) and node lifecycle ([`nodelifecycle`],
 //! with taint-based eviction) controllers, the garbage collector ([`garbagecollector`]), and the
 //! volume controllers: the PV controller ([`persistentvolume`], `persistentvolume-binder`) and
-//! the claim and volume protection controllers ([`pvcprotection`], [`pvprotection`]).
+//! the claim and volume protection controllers ([`pvcprotection`], [`pvprotection`]), and the
+//! `kubernetes.io/kube-apiserver-client` signer ([`csrsigning`]).
 
 pub mod clusterroleaggregation;
 pub mod cronjob;
+pub mod csrsigning;
 pub mod daemonset;
 pub mod deployment;
 pub mod disruption;

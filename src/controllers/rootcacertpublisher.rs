@@ -137,7 +137,9 @@ impl RootCaCertPublisher {
             .gate_emit(
                 FlowEvent::new(format!("controller/{NAME}"), "apiserver", "PUBLISH")
                     .object("ConfigMap", namespace, ROOT_CA_CONFIG_MAP)
-                    .detail(format!("{what} the cluster's CA for service account volumes")),
+                    .detail(format!(
+                        "{what} the cluster's CA for service account volumes"
+                    )),
             )
             .await;
     }

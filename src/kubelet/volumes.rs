@@ -22,7 +22,8 @@ use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Container, DownwardAPIVolumeFile, KeyToPath, Secret, PersistentVolume, PersistentVolumeClaim, Pod, Volume,
+    ConfigMap, Container, DownwardAPIVolumeFile, KeyToPath, PersistentVolume,
+    PersistentVolumeClaim, Pod, Secret, Volume,
 };
 
 use super::env::{NodeFacts, Sources, field_value, resource_value};
@@ -418,10 +419,15 @@ pub(crate) async fn tokens(
         .as_deref()
         .filter(|a| !a.is_empty())
         .unwrap_or("default");
-    let dir = pod_dir(root, uid).join("volumes").join("kubernetes.io~projected");
+    let dir = pod_dir(root, uid)
+        .join("volumes")
+        .join("kubernetes.io~projected");
     let now = jiff::Timestamp::now().as_second();
     for volume in spec.volumes.iter().flatten() {
-        let sources = volume.projected.iter().flat_map(|p| p.sources.iter().flatten());
+        let sources = volume
+            .projected
+            .iter()
+            .flat_map(|p| p.sources.iter().flatten());
         for token in sources.filter_map(|s| s.service_account_token.as_ref()) {
             let key = format!("{}/{}", volume.name, token.path);
             let path = dir.join(&volume.name).join(&token.path);
@@ -451,13 +457,10 @@ pub(crate) async fn tokens(
             .header(http::header::CONTENT_TYPE, "application/json")
             .body(serde_json::to_vec(&body).unwrap_or_default())
             .map_err(|e| VolumeError::Token(e.to_string()))?;
-            let answer: serde_json::Value = client
-                .request(request)
-                .await
-                .map_err(|e| match e {
-                    kube::Error::Api(status) => VolumeError::Token(status.message),
-                    other => VolumeError::Token(other.to_string()),
-                })?;
+            let answer: serde_json::Value = client.request(request).await.map_err(|e| match e {
+                kube::Error::Api(status) => VolumeError::Token(status.message),
+                other => VolumeError::Token(other.to_string()),
+            })?;
             let token = answer["status"]["token"]
                 .as_str()
                 .ok_or_else(|| VolumeError::Token("the answer holds no token".into()))?;
@@ -897,7 +900,10 @@ mod tests {
         let api = vols.join("kubernetes.io~projected/api");
         assert_eq!(got["api"], api);
         assert_eq!(std::fs::read_to_string(api.join("token")).unwrap(), "t0ken");
-        assert_eq!(std::fs::read_to_string(api.join("ca.crt")).unwrap(), "alpha");
+        assert_eq!(
+            std::fs::read_to_string(api.join("ca.crt")).unwrap(),
+            "alpha"
+        );
         assert_eq!(mode(&api.join("token")), 0o640);
         assert!(needs_refresh(0, 1000, 800) && !needs_refresh(0, 1000, 799));
         let cfg = vols.join("kubernetes.io~configmap/cfg");

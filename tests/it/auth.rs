@@ -46,37 +46,111 @@ fn a_new_user_is_refused_until_a_binding_lets_their_group_in_one_namespace() {
     let alice = user(&c, "alice", &["dev"]);
     let out = as_user(&c, &alice, &["auth", "whoami"]);
     assert!(stdout(&out).contains("alice"), "{out:?}");
-    assert!(stdout(&out).contains("[dev system:authenticated]"), "{out:?}");
+    assert!(
+        stdout(&out).contains("[dev system:authenticated]"),
+        "{out:?}"
+    );
 
     let out = as_user(&c, &alice, &["get", "pods"]);
     assert_eq!(
         stderr(&out).trim(),
         "Error from server (Forbidden): pods is forbidden: User \"alice\" cannot list resource \"pods\" in API group \"\" in the namespace \"default\""
     );
-    assert_eq!(stdout(&as_user(&c, &alice, &["auth", "can-i", "create", "pods", "-n", "team"])).trim(), "no");
+    assert_eq!(
+        stdout(&as_user(
+            &c,
+            &alice,
+            &["auth", "can-i", "create", "pods", "-n", "team"]
+        ))
+        .trim(),
+        "no"
+    );
 
     c.ok(&["create", "namespace", "team"]);
-    c.ok(&["create", "rolebinding", "dev-edit", "--clusterrole=edit", "--group=dev", "-n", "team"]);
+    c.ok(&[
+        "create",
+        "rolebinding",
+        "dev-edit",
+        "--clusterrole=edit",
+        "--group=dev",
+        "-n",
+        "team",
+    ]);
     // Allowed at once: the binding is in the rules before its create answers.
-    let out = as_user(&c, &alice, &["auth", "can-i", "create", "pods", "-n", "team"]);
+    let out = as_user(
+        &c,
+        &alice,
+        &["auth", "can-i", "create", "pods", "-n", "team"],
+    );
     assert_eq!(stdout(&out).trim(), "yes", "{out:?}");
     let out = as_user(&c, &alice, &["create", "configmap", "notes", "-n", "team"]);
     assert!(out.status.success(), "{out:?}");
     // ...and only there.
     let out = as_user(&c, &alice, &["create", "configmap", "notes"]);
     assert!(stderr(&out).contains("configmaps is forbidden: User \"alice\" cannot create resource \"configmaps\" in API group \"\" in the namespace \"default\""), "{out:?}");
-    let list = stdout(&as_user(&c, &alice, &["auth", "can-i", "--list", "-n", "team"]));
+    let list = stdout(&as_user(
+        &c,
+        &alice,
+        &["auth", "can-i", "--list", "-n", "team"],
+    ));
     assert!(list.contains("deployments.apps"), "{list}");
-    assert!(list.contains("selfsubjectreviews.authentication.k8s.io"), "{list}");
+    assert!(
+        list.contains("selfsubjectreviews.authentication.k8s.io"),
+        "{list}"
+    );
 
     // Edit grants no RBAC: alice cannot bind roles, even to herself.
-    let out = as_user(&c, &alice, &["create", "rolebinding", "me", "--clusterrole=admin", "--user=alice", "-n", "team"]);
+    let out = as_user(
+        &c,
+        &alice,
+        &[
+            "create",
+            "rolebinding",
+            "me",
+            "--clusterrole=admin",
+            "--user=alice",
+            "-n",
+            "team",
+        ],
+    );
     assert!(stderr(&out).contains("rolebindings.rbac.authorization.k8s.io is forbidden: User \"alice\" cannot create resource \"rolebindings\""), "{out:?}");
     // With admin she can bind what she holds, but not cluster-admin (the escalation check).
-    c.ok(&["create", "rolebinding", "alice-admin", "--clusterrole=admin", "--user=alice", "-n", "team"]);
-    let out = as_user(&c, &alice, &["create", "rolebinding", "bob-view", "--clusterrole=view", "--user=bob", "-n", "team"]);
+    c.ok(&[
+        "create",
+        "rolebinding",
+        "alice-admin",
+        "--clusterrole=admin",
+        "--user=alice",
+        "-n",
+        "team",
+    ]);
+    let out = as_user(
+        &c,
+        &alice,
+        &[
+            "create",
+            "rolebinding",
+            "bob-view",
+            "--clusterrole=view",
+            "--user=bob",
+            "-n",
+            "team",
+        ],
+    );
     assert!(out.status.success(), "{out:?}");
-    let out = as_user(&c, &alice, &["create", "rolebinding", "bob-root", "--clusterrole=cluster-admin", "--user=bob", "-n", "team"]);
+    let out = as_user(
+        &c,
+        &alice,
+        &[
+            "create",
+            "rolebinding",
+            "bob-root",
+            "--clusterrole=cluster-admin",
+            "--user=bob",
+            "-n",
+            "team",
+        ],
+    );
     let err = stderr(&out);
     assert!(
         err.contains("rolebindings.rbac.authorization.k8s.io \"bob-root\" is forbidden: user \"alice\" (groups=[\"dev\" \"system:authenticated\"]) is attempting to grant RBAC permissions not currently held:"),
@@ -85,18 +159,50 @@ fn a_new_user_is_refused_until_a_binding_lets_their_group_in_one_namespace() {
 
     // Impersonation: the administrator may, alice may not.
     let err = c.fails(&["get", "pods", "-n", "team", "--as", "dave"], None);
-    assert!(err.contains("User \"dave\" cannot list resource \"pods\""), "{err}");
-    c.ok(&["get", "pods", "-n", "team", "--as", "dave", "--as-group", "dev"]);
+    assert!(
+        err.contains("User \"dave\" cannot list resource \"pods\""),
+        "{err}"
+    );
+    c.ok(&[
+        "get",
+        "pods",
+        "-n",
+        "team",
+        "--as",
+        "dave",
+        "--as-group",
+        "dev",
+    ]);
     let out = as_user(&c, &alice, &["get", "pods", "-n", "team", "--as", "carol"]);
     assert!(stderr(&out).contains("users \"carol\" is forbidden: User \"alice\" cannot impersonate resource \"users\" in API group \"\" at the cluster scope"), "{out:?}");
 
     // The defaults are there from the first start.
     let roles = c.ok(&["get", "clusterroles", "-o", "name"]);
-    for role in ["cluster-admin", "admin", "edit", "view", "system:node", "system:kube-scheduler"] {
-        assert!(roles.contains(&format!("clusterrole.rbac.authorization.k8s.io/{role}\n")), "{role}: {roles}");
+    for role in [
+        "cluster-admin",
+        "admin",
+        "edit",
+        "view",
+        "system:node",
+        "system:kube-scheduler",
+    ] {
+        assert!(
+            roles.contains(&format!("clusterrole.rbac.authorization.k8s.io/{role}\n")),
+            "{role}: {roles}"
+        );
     }
     // view is aggregated from the roles labelled for it.
-    c.eventually(&["get", "clusterrole", "view", "-o", "jsonpath={.rules[*].resources}"], 20, |r| r.contains("pods"));
+    c.eventually(
+        &[
+            "get",
+            "clusterrole",
+            "view",
+            "-o",
+            "jsonpath={.rules[*].resources}",
+        ],
+        20,
+        |r| r.contains("pods"),
+    );
 }
 
 /// The files under `dir` named `name`.
@@ -144,11 +250,28 @@ fn service_account_tokens_authenticate_as_the_account_until_their_pod_goes() {
         me["status"]["userInfo"]["username"], "system:serviceaccount:default:default",
         "{me}"
     );
-    let out = c.kubectl(&["--token", token, "--kubeconfig", "/dev/null", "--server", &format!("https://127.0.0.1:{}", c.port), "--insecure-skip-tls-verify", "get", "pods"], None, &[]);
+    let out = c.kubectl(
+        &[
+            "--token",
+            token,
+            "--kubeconfig",
+            "/dev/null",
+            "--server",
+            &format!("https://127.0.0.1:{}", c.port),
+            "--insecure-skip-tls-verify",
+            "get",
+            "pods",
+        ],
+        None,
+        &[],
+    );
     assert!(stderr(&out).contains("pods is forbidden: User \"system:serviceaccount:default:default\" cannot list resource \"pods\""), "{out:?}");
     // A token too short-lived is refused in upstream's words.
     let err = c.fails(&["create", "token", "default", "--duration=1m"], None);
-    assert!(err.contains("may not specify a duration less than 10 minutes"), "{err}");
+    assert!(
+        err.contains("may not specify a duration less than 10 minutes"),
+        "{err}"
+    );
     // TokenReview says the same.
     let review = c.ok_with(
         &["create", "-o", "json", "-f", "-"],
@@ -158,30 +281,60 @@ fn service_account_tokens_authenticate_as_the_account_until_their_pod_goes() {
     );
     let review: serde_json::Value = serde_json::from_str(&review).unwrap();
     assert_eq!(review["status"]["authenticated"], true, "{review}");
-    assert_eq!(review["status"]["user"]["username"], "system:serviceaccount:default:default");
+    assert_eq!(
+        review["status"]["user"]["username"],
+        "system:serviceaccount:default:default"
+    );
 
     // A pod gets the projected token, CA and namespace.
     c.ok(&["run", "p", "--image=orrery/hello"]);
-    c.eventually(&["get", "pod", "p", "-o", "jsonpath={.status.phase}"], 30, |p| p == "Running");
+    c.eventually(
+        &["get", "pod", "p", "-o", "jsonpath={.status.phase}"],
+        30,
+        |p| p == "Running",
+    );
     let volumes = c.ok(&["get", "pod", "p", "-o", "jsonpath={.spec.volumes[*].name} {.spec.containers[0].volumeMounts[*].mountPath} {.spec.serviceAccountName}"]);
     assert!(volumes.starts_with("kube-api-access-"), "{volumes}");
-    assert!(volumes.contains("/var/run/secrets/kubernetes.io/serviceaccount default"), "{volumes}");
+    assert!(
+        volumes.contains("/var/run/secrets/kubernetes.io/serviceaccount default"),
+        "{volumes}"
+    );
     let uid = c.ok(&["get", "pod", "p", "-o", "jsonpath={.metadata.uid}"]);
     let mut tokens = Vec::new();
     find(c.dir.path(), "token", &mut tokens);
     let file = tokens
         .iter()
-        .find(|p| p.to_string_lossy().contains(&uid) && p.to_string_lossy().contains("kubernetes.io~projected"))
+        .find(|p| {
+            p.to_string_lossy().contains(&uid)
+                && p.to_string_lossy().contains("kubernetes.io~projected")
+        })
         .unwrap_or_else(|| panic!("no token of pod {uid} in {tokens:?}"));
     let dir = file.parent().unwrap();
-    assert_eq!(std::fs::read_to_string(dir.join("namespace")).unwrap(), "default");
-    assert!(std::fs::read_to_string(dir.join("ca.crt")).unwrap().contains("BEGIN CERTIFICATE"));
+    assert_eq!(
+        std::fs::read_to_string(dir.join("namespace")).unwrap(),
+        "default"
+    );
+    assert!(
+        std::fs::read_to_string(dir.join("ca.crt"))
+            .unwrap()
+            .contains("BEGIN CERTIFICATE")
+    );
     let pod_token = std::fs::read_to_string(file).unwrap();
     let me = curl_whoami(&c, &pod_token);
-    assert_eq!(me["status"]["userInfo"]["username"], "system:serviceaccount:default:default", "{me}");
-    assert_eq!(me["status"]["userInfo"]["extra"]["authentication.kubernetes.io/pod-name"][0], "p", "{me}");
+    assert_eq!(
+        me["status"]["userInfo"]["username"], "system:serviceaccount:default:default",
+        "{me}"
+    );
+    assert_eq!(
+        me["status"]["userInfo"]["extra"]["authentication.kubernetes.io/pod-name"][0], "p",
+        "{me}"
+    );
     // Bound to the pod: once it is gone, the token is refused.
     c.ok(&["delete", "pod", "p", "--wait=true"]);
     let gone = curl_whoami(&c, &pod_token);
-    assert_eq!((gone["code"].as_i64(), gone["reason"].as_str()), (Some(401), Some("Unauthorized")), "{gone}");
+    assert_eq!(
+        (gone["code"].as_i64(), gone["reason"].as_str()),
+        (Some(401), Some("Unauthorized")),
+        "{gone}"
+    );
 }

@@ -385,7 +385,9 @@ fn kubelet(api: &Arc<ApiServer>, dir: &tempfile::TempDir) -> tokio::task::JoinHa
 fn bound_pod(namespace: &str, name: &str) -> Pod {
     serde_json::from_value(serde_json::json!({
         "metadata": {"name": name, "namespace": namespace},
-        "spec": {"nodeName": "node-1", "containers": [{"name": "app", "image": "orrery/hello"}]},
+        // No service account token: no controller manager runs here to publish the CA.
+        "spec": {"nodeName": "node-1", "automountServiceAccountToken": false,
+                 "containers": [{"name": "app", "image": "orrery/hello"}]},
     }))
     .unwrap()
 }

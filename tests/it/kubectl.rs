@@ -466,7 +466,6 @@ fn bad_credentials_get_401_and_no_credentials_are_anonymous() {
     assert!(curl(&version)["gitVersion"].is_string());
 }
 
-
 #[test]
 #[allow(clippy::disallowed_methods)] // a plain test thread, not a tokio worker
 fn get_watch_prints_table_rows() {

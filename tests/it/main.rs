@@ -6,6 +6,7 @@
 mod common;
 
 mod auth;
+mod certificates;
 mod cli;
 mod clients;
 mod containers;

@@ -154,7 +154,10 @@ pub(crate) fn bearer(headers: &http::HeaderMap) -> Option<String> {
     headers
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(|t| t.trim().to_owned())
         .filter(|t| !t.is_empty())
 }
@@ -182,7 +185,9 @@ pub fn component_user(component: &str) -> UserInfo {
     }
     match component {
         "scheduler" => UserInfo::new("system:kube-scheduler", &[]),
-        crate::controllers::INFORMERS_CLIENT => UserInfo::new("system:kube-controller-manager", &[]),
+        crate::controllers::INFORMERS_CLIENT => {
+            UserInfo::new("system:kube-controller-manager", &[])
+        }
         "kube-apiserver" => UserInfo::new("system:apiserver", &[MASTERS]),
         crate::dns::COMPONENT => UserInfo::service_account("kube-system", "coredns"),
         crate::metrics_server::COMPONENT
@@ -482,7 +487,10 @@ pub(crate) async fn impersonate(
     }
     let store = api.store_arc();
     let check = async |attributes: Attributes| -> Result<(), ApiError> {
-        let decision = api.authorizer().authorize(&store, &requester, &attributes).await;
+        let decision = api
+            .authorizer()
+            .authorize(&store, &requester, &attributes)
+            .await;
         if decision.allowed {
             Ok(())
         } else {
@@ -495,8 +503,10 @@ pub(crate) async fn impersonate(
         .and_then(|rest| rest.split_once(':'))
     {
         Some((namespace, name)) => {
-            check(Attributes::resource("impersonate", "", "serviceaccounts", namespace).named(name))
-                .await?;
+            check(
+                Attributes::resource("impersonate", "", "serviceaccounts", namespace).named(name),
+            )
+            .await?;
             let mut user = UserInfo::service_account(namespace, name);
             if !groups.is_empty() {
                 user.groups.clear();

@@ -51,7 +51,11 @@ fn urls(verbs: &[&str], urls: &[&str]) -> Value {
 
 /// `eventsRule()`: what every component's recorder needs.
 fn events() -> Value {
-    r(&["create", "patch", "update"], &["", "events.k8s.io"], &["events"])
+    r(
+        &["create", "patch", "update"],
+        &["", "events.k8s.io"],
+        &["events"],
+    )
 }
 
 fn metadata(name: &str, labels: &[(&str, &str)]) -> Value {
@@ -132,6 +136,7 @@ pub(crate) fn controller_account(controller: &str) -> &'static str {
         "pv-protection" => "pv-protection-controller",
         "clusterrole-aggregation" => "clusterrole-aggregation-controller",
         "root-ca-cert-publisher" => "root-ca-cert-publisher",
+        "certificate" => "certificate-controller",
         // A controller added without a role here has none: its requests are refused, which
         // the tests of every controller would show at once.
         _ => "unknown-controller",
@@ -142,15 +147,61 @@ pub(crate) fn controller_account(controller: &str) -> &'static str {
 fn controller_rules(account: &str) -> Vec<Value> {
     let apps = &["apps", "extensions"];
     let mut rules = match account {
+        "certificate-controller" => {
+            let certificates = &["certificates.k8s.io"];
+            vec![
+                r(
+                    &["get", "list", "watch", "delete"],
+                    certificates,
+                    &["certificatesigningrequests"],
+                ),
+                r(
+                    &["update"],
+                    certificates,
+                    &[
+                        "certificatesigningrequests/status",
+                        "certificatesigningrequests/approval",
+                    ],
+                ),
+                named(
+                    &["approve"],
+                    certificates,
+                    &["signers"],
+                    &["kubernetes.io/kube-apiserver-client-kubelet"],
+                ),
+                named(
+                    &["sign"],
+                    certificates,
+                    &["signers"],
+                    &[
+                        "kubernetes.io/legacy-unknown",
+                        "kubernetes.io/kube-apiserver-client",
+                        "kubernetes.io/kube-apiserver-client-kubelet",
+                        "kubernetes.io/kubelet-serving",
+                    ],
+                ),
+                r(
+                    &["create"],
+                    &["authorization.k8s.io"],
+                    &["subjectaccessreviews"],
+                ),
+            ]
+        }
         "clusterrole-aggregation-controller" => vec![r(
             &["escalate", "get", "list", "patch", "update", "watch"],
             &["rbac.authorization.k8s.io"],
             &["clusterroles"],
         )],
         "cronjob-controller" => vec![
-            r(&["get", "list", "update", "watch"], &["batch"], &["cronjobs"]),
             r(
-                &["create", "delete", "get", "list", "patch", "update", "watch"],
+                &["get", "list", "update", "watch"],
+                &["batch"],
+                &["cronjobs"],
+            ),
+            r(
+                &[
+                    "create", "delete", "get", "list", "patch", "update", "watch",
+                ],
                 &["batch"],
                 &["jobs"],
             ),
@@ -163,10 +214,16 @@ fn controller_rules(account: &str) -> Vec<Value> {
             r(&["update"], apps, &["daemonsets/status"]),
             r(&["update"], apps, &["daemonsets/finalizers"]),
             r(READ, &[""], &["nodes"]),
-            r(&["create", "delete", "list", "patch", "watch"], &[""], &["pods"]),
+            r(
+                &["create", "delete", "list", "patch", "watch"],
+                &[""],
+                &["pods"],
+            ),
             r(&["create"], &[""], &["pods/binding"]),
             r(
-                &["create", "delete", "get", "list", "patch", "update", "watch"],
+                &[
+                    "create", "delete", "get", "list", "patch", "update", "watch",
+                ],
                 &["apps"],
                 &["controllerrevisions"],
             ),
@@ -176,7 +233,9 @@ fn controller_rules(account: &str) -> Vec<Value> {
             r(&["update"], apps, &["deployments/status"]),
             r(&["update"], apps, &["deployments/finalizers"]),
             r(
-                &["create", "delete", "get", "list", "patch", "update", "watch"],
+                &[
+                    "create", "delete", "get", "list", "patch", "update", "watch",
+                ],
                 apps,
                 &["replicasets"],
             ),
@@ -194,7 +253,11 @@ fn controller_rules(account: &str) -> Vec<Value> {
         ],
         "endpoint-controller" => vec![
             r(READ, &[""], &["services", "pods"]),
-            r(&["create", "delete", "get", "list", "update"], &[""], &["endpoints"]),
+            r(
+                &["create", "delete", "get", "list", "update"],
+                &[""],
+                &["endpoints"],
+            ),
             r(&["create"], &[""], &["endpoints/restricted"]),
         ],
         "endpointslice-controller" => vec![
@@ -206,7 +269,11 @@ fn controller_rules(account: &str) -> Vec<Value> {
                 &["endpointslices"],
             ),
             // Orrery's EndpointSlice controller keeps the legacy Endpoints too.
-            r(&["create", "delete", "get", "list", "update"], &[""], &["endpoints"]),
+            r(
+                &["create", "delete", "get", "list", "update"],
+                &[""],
+                &["endpoints"],
+            ),
             r(&["create"], &[""], &["endpoints/restricted"]),
         ],
         "generic-garbage-collector" => vec![r(
@@ -216,7 +283,11 @@ fn controller_rules(account: &str) -> Vec<Value> {
         )],
         "horizontal-pod-autoscaler" => vec![
             r(READ, &["autoscaling"], &["horizontalpodautoscalers"]),
-            r(&["update"], &["autoscaling"], &["horizontalpodautoscalers/status"]),
+            r(
+                &["update"],
+                &["autoscaling"],
+                &["horizontalpodautoscalers/status"],
+            ),
             r(&["get", "update"], &["*"], &["*/scale"]),
             r(&["list"], &[""], &["pods"]),
             r(&["list"], &["metrics.k8s.io"], &["pods"]),
@@ -227,15 +298,31 @@ fn controller_rules(account: &str) -> Vec<Value> {
             r(&["get", "list", "update", "watch"], &["batch"], &["jobs"]),
             r(&["update"], &["batch"], &["jobs/status"]),
             r(&["update"], &["batch"], &["jobs/finalizers"]),
-            r(&["create", "delete", "list", "patch", "watch"], &[""], &["pods"]),
+            r(
+                &["create", "delete", "list", "patch", "watch"],
+                &[""],
+                &["pods"],
+            ),
         ],
         "namespace-controller" => vec![
             r(&["delete", "get", "list", "watch"], &[""], &["namespaces"]),
-            r(&["update"], &[""], &["namespaces/finalize", "namespaces/status"]),
-            r(&["delete", "deletecollection", "get", "list"], &["*"], &["*"]),
+            r(
+                &["update"],
+                &[""],
+                &["namespaces/finalize", "namespaces/status"],
+            ),
+            r(
+                &["delete", "deletecollection", "get", "list"],
+                &["*"],
+                &["*"],
+            ),
         ],
         "node-controller" => vec![
-            r(&["delete", "get", "list", "patch", "update"], &[""], &["nodes"]),
+            r(
+                &["delete", "get", "list", "patch", "update"],
+                &[""],
+                &["nodes"],
+            ),
             r(&["patch", "update"], &[""], &["nodes/status"]),
             r(&["patch", "update"], &[""], &["pods/status"]),
             r(&["delete", "list"], &[""], &["pods"]),
@@ -248,16 +335,32 @@ fn controller_rules(account: &str) -> Vec<Value> {
                 &["persistentvolumes"],
             ),
             r(&["update"], &[""], &["persistentvolumes/status"]),
-            r(&["get", "list", "update", "watch"], &[""], &["persistentvolumeclaims"]),
+            r(
+                &["get", "list", "update", "watch"],
+                &[""],
+                &["persistentvolumeclaims"],
+            ),
             r(&["update"], &[""], &["persistentvolumeclaims/status"]),
-            r(&["create", "delete", "get", "list", "watch"], &[""], &["pods"]),
+            r(
+                &["create", "delete", "get", "list", "watch"],
+                &[""],
+                &["pods"],
+            ),
             r(READ, &["storage.k8s.io"], &["storageclasses"]),
-            r(&["create", "delete", "get"], &["", "discovery.k8s.io"], &["endpoints", "services", "endpointslices"]),
+            r(
+                &["create", "delete", "get"],
+                &["", "discovery.k8s.io"],
+                &["endpoints", "services", "endpointslices"],
+            ),
             r(&["get"], &[""], &["secrets"]),
             r(READ, &[""], &["nodes"]),
         ],
         "pvc-protection-controller" => vec![
-            r(&["get", "list", "update", "watch"], &[""], &["persistentvolumeclaims"]),
+            r(
+                &["get", "list", "update", "watch"],
+                &[""],
+                &["persistentvolumeclaims"],
+            ),
             r(READ, &[""], &["pods"]),
         ],
         "pv-protection-controller" => vec![r(
@@ -269,7 +372,11 @@ fn controller_rules(account: &str) -> Vec<Value> {
             r(&["get", "list", "update", "watch"], apps, &["replicasets"]),
             r(&["update"], apps, &["replicasets/status"]),
             r(&["update"], apps, &["replicasets/finalizers"]),
-            r(&["create", "delete", "list", "patch", "watch"], &[""], &["pods"]),
+            r(
+                &["create", "delete", "list", "patch", "watch"],
+                &[""],
+                &["pods"],
+            ),
         ],
         "service-account-controller" => vec![r(&["create"], &[""], &["serviceaccounts"])],
         // Upstream's reads its ConfigMaps from an informer; Orrery's gets the one it keeps.
@@ -279,9 +386,15 @@ fn controller_rules(account: &str) -> Vec<Value> {
             r(READ, &["apps"], &["statefulsets"]),
             r(&["update"], &["apps"], &["statefulsets/status"]),
             r(&["update"], &["apps"], &["statefulsets/finalizers"]),
-            r(&["create", "delete", "get", "patch", "update"], &[""], &["pods"]),
             r(
-                &["create", "delete", "get", "list", "patch", "update", "watch"],
+                &["create", "delete", "get", "patch", "update"],
+                &[""],
+                &["pods"],
+            ),
+            r(
+                &[
+                    "create", "delete", "get", "list", "patch", "update", "watch",
+                ],
                 &["apps"],
                 &["controllerrevisions"],
             ),
@@ -305,6 +418,7 @@ fn controller_rules(account: &str) -> Vec<Value> {
 }
 
 const CONTROLLER_ACCOUNTS: &[&str] = &[
+    "certificate-controller",
     "clusterrole-aggregation-controller",
     "cronjob-controller",
     "daemon-set-controller",
@@ -383,9 +497,16 @@ fn aggregate_roles() -> Vec<Value> {
         r(
             READ,
             &["autoscaling"],
-            &["horizontalpodautoscalers", "horizontalpodautoscalers/status"],
+            &[
+                "horizontalpodautoscalers",
+                "horizontalpodautoscalers/status",
+            ],
         ),
-        r(READ, &["batch"], &["cronjobs", "cronjobs/status", "jobs", "jobs/status"]),
+        r(
+            READ,
+            &["batch"],
+            &["cronjobs", "cronjobs/status", "jobs", "jobs/status"],
+        ),
         r(
             READ,
             &["extensions"],
@@ -504,11 +625,19 @@ fn aggregate_roles() -> Vec<Value> {
             ],
         ),
         r(WRITE, &["policy"], &["poddisruptionbudgets"]),
-        r(WRITE, &["networking.k8s.io"], &["ingresses", "networkpolicies"]),
+        r(
+            WRITE,
+            &["networking.k8s.io"],
+            &["ingresses", "networkpolicies"],
+        ),
         r(READ_WRITE, &["coordination.k8s.io"], &["leases"]),
     ];
     let admin = vec![
-        r(&["create"], &["authorization.k8s.io"], &["localsubjectaccessreviews"]),
+        r(
+            &["create"],
+            &["authorization.k8s.io"],
+            &["localsubjectaccessreviews"],
+        ),
         r(
             READ_WRITE,
             &["rbac.authorization.k8s.io"],
@@ -520,7 +649,11 @@ fn aggregate_roles() -> Vec<Value> {
         aggregated("admin", &[], &to("admin")),
         aggregated("edit", &[(&to("admin"), "true")], &to("edit")),
         aggregated("view", &[(&to("edit"), "true")], &to("view")),
-        cluster_role_labelled("system:aggregate-to-admin", &[(&to("admin"), "true")], admin),
+        cluster_role_labelled(
+            "system:aggregate-to-admin",
+            &[(&to("admin"), "true")],
+            admin,
+        ),
         cluster_role_labelled("system:aggregate-to-edit", &[(&to("edit"), "true")], edit),
         cluster_role_labelled("system:aggregate-to-view", &[(&to("view"), "true")], view),
     ]
@@ -528,12 +661,10 @@ fn aggregate_roles() -> Vec<Value> {
 
 /// Every default ClusterRole.
 pub(crate) fn cluster_roles() -> Vec<Value> {
-    let mut roles = vec![
-        cluster_role(
-            "cluster-admin",
-            vec![r(&["*"], &["*"], &["*"]), urls(&["*"], &["*"])],
-        ),
-    ];
+    let mut roles = vec![cluster_role(
+        "cluster-admin",
+        vec![r(&["*"], &["*"], &["*"]), urls(&["*"], &["*"])],
+    )];
     roles.extend(aggregate_roles());
     roles.extend([
         cluster_role(
@@ -541,8 +672,17 @@ pub(crate) fn cluster_roles() -> Vec<Value> {
             vec![urls(
                 &["get"],
                 &[
-                    "/api", "/api/*", "/apis", "/apis/*", "/healthz", "/livez", "/openapi",
-                    "/openapi/*", "/readyz", "/version", "/version/",
+                    "/api",
+                    "/api/*",
+                    "/apis",
+                    "/apis/*",
+                    "/healthz",
+                    "/livez",
+                    "/openapi",
+                    "/openapi/*",
+                    "/readyz",
+                    "/version",
+                    "/version/",
                 ],
             )],
         ),
@@ -561,7 +701,11 @@ pub(crate) fn cluster_roles() -> Vec<Value> {
                     &["authorization.k8s.io"],
                     &["selfsubjectaccessreviews", "selfsubjectrulesreviews"],
                 ),
-                r(&["create"], &["authentication.k8s.io"], &["selfsubjectreviews"]),
+                r(
+                    &["create"],
+                    &["authentication.k8s.io"],
+                    &["selfsubjectreviews"],
+                ),
             ],
         ),
         cluster_role(
@@ -569,8 +713,14 @@ pub(crate) fn cluster_roles() -> Vec<Value> {
             vec![urls(
                 &["get"],
                 &[
-                    "/healthz", "/healthz/*", "/livez", "/livez/*", "/metrics", "/metrics/slis",
-                    "/readyz", "/readyz/*",
+                    "/healthz",
+                    "/healthz/*",
+                    "/livez",
+                    "/livez/*",
+                    "/metrics",
+                    "/metrics/slis",
+                    "/readyz",
+                    "/readyz/*",
                 ],
             )],
         ),
@@ -578,7 +728,11 @@ pub(crate) fn cluster_roles() -> Vec<Value> {
             "system:auth-delegator",
             vec![
                 r(&["create"], &["authentication.k8s.io"], &["tokenreviews"]),
-                r(&["create"], &["authorization.k8s.io"], &["subjectaccessreviews"]),
+                r(
+                    &["create"],
+                    &["authorization.k8s.io"],
+                    &["subjectaccessreviews"],
+                ),
             ],
         ),
         cluster_role(
@@ -600,18 +754,34 @@ pub(crate) fn cluster_roles() -> Vec<Value> {
                 r(READ, &["apps", "extensions"], &["replicasets"]),
                 r(READ, &["apps"], &["statefulsets"]),
                 r(READ, &["policy"], &["poddisruptionbudgets"]),
-                r(READ, &[""], &["persistentvolumeclaims", "persistentvolumes"]),
+                r(
+                    READ,
+                    &[""],
+                    &["persistentvolumeclaims", "persistentvolumes"],
+                ),
                 r(&["create"], &["authentication.k8s.io"], &["tokenreviews"]),
-                r(&["create"], &["authorization.k8s.io"], &["subjectaccessreviews"]),
+                r(
+                    &["create"],
+                    &["authorization.k8s.io"],
+                    &["subjectaccessreviews"],
+                ),
                 r(READ, &["storage.k8s.io"], &["csinodes"]),
                 r(READ, &[""], &["namespaces"]),
-                r(READ, &["storage.k8s.io"], &["csidrivers", "csistoragecapacities"]),
+                r(
+                    READ,
+                    &["storage.k8s.io"],
+                    &["csidrivers", "csistoragecapacities"],
+                ),
             ],
         ),
         cluster_role(
             "system:volume-scheduler",
             vec![
-                r(&["get", "list", "patch", "update", "watch"], &[""], &["persistentvolumes"]),
+                r(
+                    &["get", "list", "patch", "update", "watch"],
+                    &[""],
+                    &["persistentvolumes"],
+                ),
                 r(READ, &["storage.k8s.io"], &["storageclasses"]),
                 r(
                     &["get", "list", "patch", "update", "watch"],
@@ -633,10 +803,18 @@ pub(crate) fn cluster_roles() -> Vec<Value> {
                 ),
                 r(&["create"], &[""], &["secrets", "serviceaccounts"]),
                 r(&["delete"], &[""], &["secrets"]),
-                r(&["get"], &[""], &["configmaps", "namespaces", "secrets", "serviceaccounts"]),
+                r(
+                    &["get"],
+                    &[""],
+                    &["configmaps", "namespaces", "secrets", "serviceaccounts"],
+                ),
                 r(&["update"], &[""], &["secrets", "serviceaccounts"]),
                 r(&["create"], &["authentication.k8s.io"], &["tokenreviews"]),
-                r(&["create"], &["authorization.k8s.io"], &["subjectaccessreviews"]),
+                r(
+                    &["create"],
+                    &["authorization.k8s.io"],
+                    &["subjectaccessreviews"],
+                ),
                 r(&["list", "watch"], &["*"], &["*"]),
                 r(&["create"], &[""], &["serviceaccounts/token"]),
             ],
@@ -660,7 +838,11 @@ pub(crate) fn cluster_roles() -> Vec<Value> {
                 r(&["patch", "update"], &[""], &["pods/status"]),
                 r(&["create"], &[""], &["pods/eviction"]),
                 r(READ, &[""], &["configmaps", "secrets"]),
-                r(&["get"], &[""], &["persistentvolumeclaims", "persistentvolumes"]),
+                r(
+                    &["get"],
+                    &[""],
+                    &["persistentvolumeclaims", "persistentvolumes"],
+                ),
                 r(&["get"], &[""], &["endpoints"]),
                 r(
                     &["create", "get", "list", "watch"],
@@ -674,7 +856,11 @@ pub(crate) fn cluster_roles() -> Vec<Value> {
                 ),
                 r(&["get"], &["storage.k8s.io"], &["volumeattachments"]),
                 r(&["create"], &[""], &["serviceaccounts/token"]),
-                r(&["get", "patch", "update"], &[""], &["persistentvolumeclaims/status"]),
+                r(
+                    &["get", "patch", "update"],
+                    &[""],
+                    &["persistentvolumeclaims/status"],
+                ),
                 r(READ, &["storage.k8s.io"], &["csidrivers"]),
                 r(
                     &["create", "delete", "get", "patch", "update"],
@@ -690,7 +876,11 @@ pub(crate) fn cluster_roles() -> Vec<Value> {
                 r(&["list", "watch"], &[""], &["endpoints", "services"]),
                 r(READ, &[""], &["nodes"]),
                 events(),
-                r(&["list", "watch"], &["discovery.k8s.io"], &["endpointslices"]),
+                r(
+                    &["list", "watch"],
+                    &["discovery.k8s.io"],
+                    &["endpointslices"],
+                ),
             ],
         ),
         cluster_role(
@@ -700,12 +890,37 @@ pub(crate) fn cluster_roles() -> Vec<Value> {
         cluster_role(
             "system:persistent-volume-provisioner",
             vec![
-                r(&["create", "delete", "get", "list", "watch"], &[""], &["persistentvolumes"]),
-                r(&["get", "list", "update", "watch"], &[""], &["persistentvolumeclaims"]),
+                r(
+                    &["create", "delete", "get", "list", "watch"],
+                    &[""],
+                    &["persistentvolumes"],
+                ),
+                r(
+                    &["get", "list", "update", "watch"],
+                    &[""],
+                    &["persistentvolumeclaims"],
+                ),
                 r(READ, &["storage.k8s.io"], &["storageclasses"]),
                 r(&["watch"], &[""], &["events"]),
                 events(),
             ],
+        ),
+        // Who may ask for a node's client certificate, their own or any.
+        cluster_role(
+            "system:certificates.k8s.io:certificatesigningrequests:nodeclient",
+            vec![r(
+                &["create"],
+                &["certificates.k8s.io"],
+                &["certificatesigningrequests/nodeclient"],
+            )],
+        ),
+        cluster_role(
+            "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient",
+            vec![r(
+                &["create"],
+                &["certificates.k8s.io"],
+                &["certificatesigningrequests/selfnodeclient"],
+            )],
         ),
         // Orrery's control-plane kubelet shows the in-process components as static pods: it
         // reads their state.
@@ -717,11 +932,23 @@ pub(crate) fn cluster_roles() -> Vec<Value> {
         cluster_role(
             "system:coredns",
             vec![
-                r(&["list", "watch"], &[""], &["endpoints", "services", "pods", "namespaces"]),
-                r(&["list", "watch"], &["discovery.k8s.io"], &["endpointslices"]),
+                r(
+                    &["list", "watch"],
+                    &[""],
+                    &["endpoints", "services", "pods", "namespaces"],
+                ),
+                r(
+                    &["list", "watch"],
+                    &["discovery.k8s.io"],
+                    &["endpointslices"],
+                ),
                 // Orrery's DNS keeps its own `kube-system/kube-dns` Service and endpoints,
                 // which kubeadm's add-on manifests would make.
-                r(&["create"], &["", "discovery.k8s.io"], &["services", "endpoints", "endpointslices"]),
+                r(
+                    &["create"],
+                    &["", "discovery.k8s.io"],
+                    &["services", "endpoints", "endpointslices"],
+                ),
                 named(
                     &["get", "patch", "update"],
                     &["", "discovery.k8s.io"],
@@ -745,15 +972,38 @@ pub(crate) fn cluster_roles() -> Vec<Value> {
                 r(
                     &["list", "watch", "get"],
                     &[""],
-                    &["configmaps", "endpoints", "nodes", "pods", "secrets", "namespaces"],
+                    &[
+                        "configmaps",
+                        "endpoints",
+                        "nodes",
+                        "pods",
+                        "secrets",
+                        "namespaces",
+                    ],
                 ),
                 r(READ, &[""], &["services"]),
-                r(READ, &["networking.k8s.io"], &["ingresses", "ingressclasses"]),
+                r(
+                    READ,
+                    &["networking.k8s.io"],
+                    &["ingresses", "ingressclasses"],
+                ),
                 // Orrery's makes its IngressClass, which the controller's manifest would.
-                r(&["create", "patch", "update"], &["networking.k8s.io"], &["ingressclasses"]),
+                r(
+                    &["create", "patch", "update"],
+                    &["networking.k8s.io"],
+                    &["ingressclasses"],
+                ),
                 // Orrery's patches the status where ingress-nginx updates it.
-                r(&["update", "patch"], &["networking.k8s.io"], &["ingresses/status"]),
-                r(&["list", "watch", "get"], &["discovery.k8s.io"], &["endpointslices"]),
+                r(
+                    &["update", "patch"],
+                    &["networking.k8s.io"],
+                    &["ingresses/status"],
+                ),
+                r(
+                    &["list", "watch", "get"],
+                    &["discovery.k8s.io"],
+                    &["endpointslices"],
+                ),
                 events(),
             ],
         ),
@@ -761,7 +1011,11 @@ pub(crate) fn cluster_roles() -> Vec<Value> {
         cluster_role(
             "system:orrery:service-lb-controller",
             vec![
-                r(&["get", "list", "watch", "patch", "update"], &[""], &["services"]),
+                r(
+                    &["get", "list", "watch", "patch", "update"],
+                    &[""],
+                    &["services"],
+                ),
                 r(&["patch", "update"], &[""], &["services/status"]),
                 r(READ, &[""], &["nodes", "pods", "endpoints"]),
                 r(READ, &["discovery.k8s.io"], &["endpointslices"]),
@@ -772,17 +1026,31 @@ pub(crate) fn cluster_roles() -> Vec<Value> {
         cluster_role(
             "system:orrery:local-path-provisioner",
             vec![
-                r(READ, &[""], &["nodes", "persistentvolumeclaims", "configmaps", "pods"]),
-                r(&["get", "list", "watch", "update", "patch"], &[""], &["persistentvolumeclaims"]),
                 r(
-                    &["get", "list", "watch", "create", "patch", "update", "delete"],
+                    READ,
+                    &[""],
+                    &["nodes", "persistentvolumeclaims", "configmaps", "pods"],
+                ),
+                r(
+                    &["get", "list", "watch", "update", "patch"],
+                    &[""],
+                    &["persistentvolumeclaims"],
+                ),
+                r(
+                    &[
+                        "get", "list", "watch", "create", "patch", "update", "delete",
+                    ],
                     &[""],
                     &["persistentvolumes"],
                 ),
                 r(&["create", "delete", "get"], &[""], &["pods"]),
                 r(READ, &["storage.k8s.io"], &["storageclasses"]),
                 // Orrery's makes its default StorageClass, which the manifest would.
-                r(&["create", "patch", "update"], &["storage.k8s.io"], &["storageclasses"]),
+                r(
+                    &["create", "patch", "update"],
+                    &["storage.k8s.io"],
+                    &["storageclasses"],
+                ),
                 events(),
             ],
         ),
@@ -809,17 +1077,38 @@ pub(crate) fn cluster_role_bindings() -> Vec<Value> {
             &[authenticated, ("Group", super::UNAUTHENTICATED)],
         ),
         binding("system:monitoring", &[("Group", "system:monitoring")]),
-        binding("system:kube-controller-manager", &[("User", "system:kube-controller-manager")]),
-        binding("system:kube-scheduler", &[("User", "system:kube-scheduler")]),
-        binding("system:volume-scheduler", &[("User", "system:kube-scheduler")]),
+        binding(
+            "system:kube-controller-manager",
+            &[("User", "system:kube-controller-manager")],
+        ),
+        binding(
+            "system:kube-scheduler",
+            &[("User", "system:kube-scheduler")],
+        ),
+        binding(
+            "system:volume-scheduler",
+            &[("User", "system:kube-scheduler")],
+        ),
         binding("system:node-proxier", &[("User", "system:kube-proxy")]),
         binding("system:kube-dns", &[(sa, "kube-dns")]),
         binding("system:coredns", &[(sa, "coredns")]),
         binding("system:orrery:node", &[("Group", super::NODES)]),
-        binding("system:metrics-server", &[(sa, crate::metrics_server::COMPONENT)]),
-        binding("system:orrery:ingress-controller", &[(sa, crate::ingress::COMPONENT)]),
-        binding("system:orrery:service-lb-controller", &[(sa, crate::servicelb::COMPONENT)]),
-        binding("system:orrery:local-path-provisioner", &[(sa, crate::provisioner::COMPONENT)]),
+        binding(
+            "system:metrics-server",
+            &[(sa, crate::metrics_server::COMPONENT)],
+        ),
+        binding(
+            "system:orrery:ingress-controller",
+            &[(sa, crate::ingress::COMPONENT)],
+        ),
+        binding(
+            "system:orrery:service-lb-controller",
+            &[(sa, crate::servicelb::COMPONENT)],
+        ),
+        binding(
+            "system:orrery:local-path-provisioner",
+            &[(sa, crate::provisioner::COMPONENT)],
+        ),
     ];
     // `system:node` has no subjects: the Node authorizer grants it (a binding to
     // `system:nodes` would let any node write every Node).
@@ -879,7 +1168,10 @@ pub(crate) fn reconcile(default: &Value, existing: &Value) -> Option<Value> {
             }
         }
     }
-    for (field, labels) in [("labels", &default["metadata"]["labels"]), ("annotations", &default["metadata"]["annotations"])] {
+    for (field, labels) in [
+        ("labels", &default["metadata"]["labels"]),
+        ("annotations", &default["metadata"]["annotations"]),
+    ] {
         if let Some(labels) = labels.as_object() {
             for (k, v) in labels {
                 if updated["metadata"][field][k] != *v {
@@ -913,7 +1205,11 @@ mod tests {
         for b in cluster_role_bindings() {
             let b: k8s_openapi::api::rbac::v1::ClusterRoleBinding =
                 serde_json::from_value(b).unwrap();
-            assert!(names.contains(&b.role_ref.name.as_str()), "{}", b.role_ref.name);
+            assert!(
+                names.contains(&b.role_ref.name.as_str()),
+                "{}",
+                b.role_ref.name
+            );
         }
         for controller in [
             "deployment",
@@ -934,6 +1230,7 @@ mod tests {
             "pv-protection",
             "clusterrole-aggregation",
             "root-ca-cert-publisher",
+            "certificate",
         ] {
             let account = controller_account(controller);
             assert!(CONTROLLER_ACCOUNTS.contains(&account), "{controller}");
@@ -946,7 +1243,10 @@ mod tests {
         assert_eq!(reconcile(&default, &default), None);
         let mut lost = default.clone();
         lost["rules"] = json!([]);
-        assert_eq!(reconcile(&default, &lost).unwrap()["rules"], default["rules"]);
+        assert_eq!(
+            reconcile(&default, &lost).unwrap()["rules"],
+            default["rules"]
+        );
         let mut off = lost.clone();
         off["metadata"]["annotations"][AUTOUPDATE] = json!("false");
         assert_eq!(reconcile(&default, &off), None);

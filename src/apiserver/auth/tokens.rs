@@ -160,15 +160,20 @@ pub(crate) async fn authenticate(
     let private = &claims.kubernetes;
     let namespace = private.namespace.as_str();
     let lookup = |e: ApiError| e.to_string();
-    let account = get(api, "serviceaccounts", Some(namespace), &private.serviceaccount.name)
-        .await
-        .map_err(lookup)?
-        .ok_or_else(|| {
-            format!(
-                "service account {}/{} has been deleted",
-                namespace, private.serviceaccount.name
-            )
-        })?;
+    let account = get(
+        api,
+        "serviceaccounts",
+        Some(namespace),
+        &private.serviceaccount.name,
+    )
+    .await
+    .map_err(lookup)?
+    .ok_or_else(|| {
+        format!(
+            "service account {}/{} has been deleted",
+            namespace, private.serviceaccount.name
+        )
+    })?;
     if uid_of(&account) != private.serviceaccount.uid {
         return Err(format!(
             "service account UID ({}) does not match claim ({})",
@@ -319,12 +324,13 @@ pub(crate) async fn token_request(
                 )));
             }
         };
-        let object = get(api, plural, scope, bound_name).await?.ok_or_else(|| {
-            ApiError::NotFound {
-                resource: plural.into(),
-                name: bound_name.into(),
-            }
-        })?;
+        let object =
+            get(api, plural, scope, bound_name)
+                .await?
+                .ok_or_else(|| ApiError::NotFound {
+                    resource: plural.into(),
+                    name: bound_name.into(),
+                })?;
         let uid = bound["uid"].as_str().unwrap_or_default();
         if !uid.is_empty() && uid != uid_of(&object) {
             return Err(ApiError::Conflict {
@@ -342,7 +348,9 @@ pub(crate) async fn token_request(
         match kind {
             "Pod" => {
                 private.pod = Some(reference);
-                if let Some(node) = object["spec"]["nodeName"].as_str().filter(|n| !n.is_empty())
+                if let Some(node) = object["spec"]["nodeName"]
+                    .as_str()
+                    .filter(|n| !n.is_empty())
                     && let Some(node_object) = get(api, "nodes", None, node).await?
                 {
                     private.node = Some(Ref {
