@@ -655,8 +655,12 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                     state_dir.display()
                 ))
             })?;
-            let server = crate::apiserver::kubeconfig::server_of(&own)
-                .ok_or_else(|| usage(format!("{}/kubeconfig names no server", state_dir.display())))?;
+            let server = crate::apiserver::kubeconfig::server_of(&own).ok_or_else(|| {
+                usage(format!(
+                    "{}/kubeconfig names no server",
+                    state_dir.display()
+                ))
+            })?;
             let pki = crate::pki::Pki::load_or_create(&state_dir.join("pki"))
                 .map_err(|e| usage(e.to_string()))?;
             let (cert, key) = pki

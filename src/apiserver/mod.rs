@@ -452,12 +452,8 @@ async fn authorize(
     let user = auth::impersonate(api, user, headers)
         .await
         .map_err(IntoResponse::into_response)?;
-    let mut attributes = auth::Attributes::of(
-        method,
-        uri.path(),
-        uri.query().unwrap_or_default(),
-        route,
-    );
+    let mut attributes =
+        auth::Attributes::of(method, uri.path(), uri.query().unwrap_or_default(), route);
     // A websocket GET of exec, attach or port-forward needs `create` too, as upstream checks.
     let connect = attributes.resource_request
         && matches!(
@@ -465,19 +461,21 @@ async fn authorize(
             "exec" | "attach" | "portforward"
         )
         && attributes.verb == "get";
-    let mut decision = api.authorizer.authorize(&api.store, &user, &attributes).await;
+    let mut decision = api
+        .authorizer
+        .authorize(&api.store, &user, &attributes)
+        .await;
     if decision.allowed && connect {
         attributes.verb = "create".into();
-        decision = api.authorizer.authorize(&api.store, &user, &attributes).await;
+        decision = api
+            .authorizer
+            .authorize(&api.store, &user, &attributes)
+            .await;
     }
     if !decision.allowed {
         let refusal = attributes.forbidden(&user, &decision.reason);
         let mut event = FlowEvent::new(agent_name(headers), "apiserver", "FORBIDDEN")
-            .object(
-                "",
-                &attributes.namespace,
-                &attributes.name,
-            )
+            .object("", &attributes.namespace, &attributes.name)
             .detail(refusal.to_string())
             .data(json!({"user": user, "allowed": false, "reason": decision.reason}));
         if let path::Route::Resource(target) = route {
@@ -499,7 +497,12 @@ async fn authorize(
     })
 }
 
-async fn serve(api: &Arc<ApiServer>, path: String, route: path::Route, request: Request) -> Response {
+async fn serve(
+    api: &Arc<ApiServer>,
+    path: String,
+    route: path::Route,
+    request: Request,
+) -> Response {
     let api = api.clone();
     if let Some(rest) = path.strip_prefix("/orrery/v1/") {
         return handlers::control(&api, rest, request).await;

@@ -116,13 +116,19 @@ impl ClusterRoleAggregationController {
             .gate_emit(
                 FlowEvent::new(format!("controller/{NAME}"), "apiserver", "AGGREGATE")
                     .object("ClusterRole", "", &key.name)
-                    .detail(format!("{} rules from the roles its selectors match", rules.len())),
+                    .detail(format!(
+                        "{} rules from the roles its selectors match",
+                        rules.len()
+                    )),
             )
             .await;
         let mut updated = (*role).clone();
         updated.rules = Some(rules);
         let roles: Api<ClusterRole> = Api::all(self.client.clone());
-        match roles.replace(&key.name, &PostParams::default(), &updated).await {
+        match roles
+            .replace(&key.name, &PostParams::default(), &updated)
+            .await
+        {
             Ok(_) => Ok(Action::Done),
             Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => {
                 Ok(Action::RequeueAfter(std::time::Duration::from_millis(100)))
@@ -142,7 +148,8 @@ mod tests {
 
     #[test]
     fn a_role_gets_the_rules_of_the_roles_it_selects() {
-        let role = |v: serde_json::Value| Arc::new(serde_json::from_value::<ClusterRole>(v).unwrap());
+        let role =
+            |v: serde_json::Value| Arc::new(serde_json::from_value::<ClusterRole>(v).unwrap());
         let view = role(json!({
             "metadata": {"name": "view"},
             "aggregationRule": {"clusterRoleSelectors": [{"matchLabels": {"agg": "true"}}]},
@@ -158,10 +165,15 @@ mod tests {
                 {"verbs": ["list"], "apiGroups": [""], "resources": ["pods"]},
             ],
         }));
-        let other = role(json!({"metadata": {"name": "c"}, "rules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}]}));
+        let other = role(
+            json!({"metadata": {"name": "c"}, "rules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}]}),
+        );
         let rules = aggregated_rules(&view, &[view.clone(), b, a, other]).unwrap();
         assert_eq!(rules.len(), 2);
         assert_eq!(rules[1].verbs, ["list"]);
-        assert_eq!(aggregated_rules(&role(json!({"metadata": {"name": "x"}})), &[]), None);
+        assert_eq!(
+            aggregated_rules(&role(json!({"metadata": {"name": "x"}})), &[]),
+            None
+        );
     }
 }

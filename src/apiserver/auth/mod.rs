@@ -126,7 +126,10 @@ pub(crate) fn authenticate(
         .headers()
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(str::trim);
     match request.extensions().get::<Peer>() {
         Some(Peer::User(user)) => Ok((**user).clone()),
@@ -164,7 +167,9 @@ pub fn component_user(component: &str) -> UserInfo {
     }
     match component {
         "scheduler" => UserInfo::new("system:kube-scheduler", &[]),
-        crate::controllers::INFORMERS_CLIENT => UserInfo::new("system:kube-controller-manager", &[]),
+        crate::controllers::INFORMERS_CLIENT => {
+            UserInfo::new("system:kube-controller-manager", &[])
+        }
         "kube-apiserver" => UserInfo::new("system:apiserver", &[MASTERS]),
         crate::dns::COMPONENT => UserInfo::service_account("kube-system", "coredns"),
         crate::metrics_server::COMPONENT
@@ -464,7 +469,10 @@ pub(crate) async fn impersonate(
     }
     let store = api.store_arc();
     let check = async |attributes: Attributes| -> Result<(), ApiError> {
-        let decision = api.authorizer().authorize(&store, &requester, &attributes).await;
+        let decision = api
+            .authorizer()
+            .authorize(&store, &requester, &attributes)
+            .await;
         if decision.allowed {
             Ok(())
         } else {
@@ -477,8 +485,10 @@ pub(crate) async fn impersonate(
         .and_then(|rest| rest.split_once(':'))
     {
         Some((namespace, name)) => {
-            check(Attributes::resource("impersonate", "", "serviceaccounts", namespace).named(name))
-                .await?;
+            check(
+                Attributes::resource("impersonate", "", "serviceaccounts", namespace).named(name),
+            )
+            .await?;
             let mut user = UserInfo::service_account(namespace, name);
             if !groups.is_empty() {
                 user.groups.clear();

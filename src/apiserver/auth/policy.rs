@@ -51,7 +51,11 @@ fn urls(verbs: &[&str], urls: &[&str]) -> Value {
 
 /// `eventsRule()`: what every component's recorder needs.
 fn events() -> Value {
-    r(&["create", "patch", "update"], &["", "events.k8s.io"], &["events"])
+    r(
+        &["create", "patch", "update"],
+        &["", "events.k8s.io"],
+        &["events"],
+    )
 }
 
 fn metadata(name: &str, labels: &[(&str, &str)]) -> Value {
@@ -147,9 +151,15 @@ fn controller_rules(account: &str) -> Vec<Value> {
             &["clusterroles"],
         )],
         "cronjob-controller" => vec![
-            r(&["get", "list", "update", "watch"], &["batch"], &["cronjobs"]),
             r(
-                &["create", "delete", "get", "list", "patch", "update", "watch"],
+                &["get", "list", "update", "watch"],
+                &["batch"],
+                &["cronjobs"],
+            ),
+            r(
+                &[
+                    "create", "delete", "get", "list", "patch", "update", "watch",
+                ],
                 &["batch"],
                 &["jobs"],
             ),
@@ -162,10 +172,16 @@ fn controller_rules(account: &str) -> Vec<Value> {
             r(&["update"], apps, &["daemonsets/status"]),
             r(&["update"], apps, &["daemonsets/finalizers"]),
             r(READ, &[""], &["nodes"]),
-            r(&["create", "delete", "list", "patch", "watch"], &[""], &["pods"]),
+            r(
+                &["create", "delete", "list", "patch", "watch"],
+                &[""],
+                &["pods"],
+            ),
             r(&["create"], &[""], &["pods/binding"]),
             r(
-                &["create", "delete", "get", "list", "patch", "update", "watch"],
+                &[
+                    "create", "delete", "get", "list", "patch", "update", "watch",
+                ],
                 &["apps"],
                 &["controllerrevisions"],
             ),
@@ -175,7 +191,9 @@ fn controller_rules(account: &str) -> Vec<Value> {
             r(&["update"], apps, &["deployments/status"]),
             r(&["update"], apps, &["deployments/finalizers"]),
             r(
-                &["create", "delete", "get", "list", "patch", "update", "watch"],
+                &[
+                    "create", "delete", "get", "list", "patch", "update", "watch",
+                ],
                 apps,
                 &["replicasets"],
             ),
@@ -193,7 +211,11 @@ fn controller_rules(account: &str) -> Vec<Value> {
         ],
         "endpoint-controller" => vec![
             r(READ, &[""], &["services", "pods"]),
-            r(&["create", "delete", "get", "list", "update"], &[""], &["endpoints"]),
+            r(
+                &["create", "delete", "get", "list", "update"],
+                &[""],
+                &["endpoints"],
+            ),
             r(&["create"], &[""], &["endpoints/restricted"]),
         ],
         "endpointslice-controller" => vec![
@@ -205,7 +227,11 @@ fn controller_rules(account: &str) -> Vec<Value> {
                 &["endpointslices"],
             ),
             // Orrery's EndpointSlice controller keeps the legacy Endpoints too.
-            r(&["create", "delete", "get", "list", "update"], &[""], &["endpoints"]),
+            r(
+                &["create", "delete", "get", "list", "update"],
+                &[""],
+                &["endpoints"],
+            ),
             r(&["create"], &[""], &["endpoints/restricted"]),
         ],
         "generic-garbage-collector" => vec![r(
@@ -215,7 +241,11 @@ fn controller_rules(account: &str) -> Vec<Value> {
         )],
         "horizontal-pod-autoscaler" => vec![
             r(READ, &["autoscaling"], &["horizontalpodautoscalers"]),
-            r(&["update"], &["autoscaling"], &["horizontalpodautoscalers/status"]),
+            r(
+                &["update"],
+                &["autoscaling"],
+                &["horizontalpodautoscalers/status"],
+            ),
             r(&["get", "update"], &["*"], &["*/scale"]),
             r(&["list"], &[""], &["pods"]),
             r(&["list"], &["metrics.k8s.io"], &["pods"]),
@@ -226,15 +256,31 @@ fn controller_rules(account: &str) -> Vec<Value> {
             r(&["get", "list", "update", "watch"], &["batch"], &["jobs"]),
             r(&["update"], &["batch"], &["jobs/status"]),
             r(&["update"], &["batch"], &["jobs/finalizers"]),
-            r(&["create", "delete", "list", "patch", "watch"], &[""], &["pods"]),
+            r(
+                &["create", "delete", "list", "patch", "watch"],
+                &[""],
+                &["pods"],
+            ),
         ],
         "namespace-controller" => vec![
             r(&["delete", "get", "list", "watch"], &[""], &["namespaces"]),
-            r(&["update"], &[""], &["namespaces/finalize", "namespaces/status"]),
-            r(&["delete", "deletecollection", "get", "list"], &["*"], &["*"]),
+            r(
+                &["update"],
+                &[""],
+                &["namespaces/finalize", "namespaces/status"],
+            ),
+            r(
+                &["delete", "deletecollection", "get", "list"],
+                &["*"],
+                &["*"],
+            ),
         ],
         "node-controller" => vec![
-            r(&["delete", "get", "list", "patch", "update"], &[""], &["nodes"]),
+            r(
+                &["delete", "get", "list", "patch", "update"],
+                &[""],
+                &["nodes"],
+            ),
             r(&["patch", "update"], &[""], &["nodes/status"]),
             r(&["patch", "update"], &[""], &["pods/status"]),
             r(&["delete", "list"], &[""], &["pods"]),
@@ -247,16 +293,32 @@ fn controller_rules(account: &str) -> Vec<Value> {
                 &["persistentvolumes"],
             ),
             r(&["update"], &[""], &["persistentvolumes/status"]),
-            r(&["get", "list", "update", "watch"], &[""], &["persistentvolumeclaims"]),
+            r(
+                &["get", "list", "update", "watch"],
+                &[""],
+                &["persistentvolumeclaims"],
+            ),
             r(&["update"], &[""], &["persistentvolumeclaims/status"]),
-            r(&["create", "delete", "get", "list", "watch"], &[""], &["pods"]),
+            r(
+                &["create", "delete", "get", "list", "watch"],
+                &[""],
+                &["pods"],
+            ),
             r(READ, &["storage.k8s.io"], &["storageclasses"]),
-            r(&["create", "delete", "get"], &["", "discovery.k8s.io"], &["endpoints", "services", "endpointslices"]),
+            r(
+                &["create", "delete", "get"],
+                &["", "discovery.k8s.io"],
+                &["endpoints", "services", "endpointslices"],
+            ),
             r(&["get"], &[""], &["secrets"]),
             r(READ, &[""], &["nodes"]),
         ],
         "pvc-protection-controller" => vec![
-            r(&["get", "list", "update", "watch"], &[""], &["persistentvolumeclaims"]),
+            r(
+                &["get", "list", "update", "watch"],
+                &[""],
+                &["persistentvolumeclaims"],
+            ),
             r(READ, &[""], &["pods"]),
         ],
         "pv-protection-controller" => vec![r(
@@ -268,7 +330,11 @@ fn controller_rules(account: &str) -> Vec<Value> {
             r(&["get", "list", "update", "watch"], apps, &["replicasets"]),
             r(&["update"], apps, &["replicasets/status"]),
             r(&["update"], apps, &["replicasets/finalizers"]),
-            r(&["create", "delete", "list", "patch", "watch"], &[""], &["pods"]),
+            r(
+                &["create", "delete", "list", "patch", "watch"],
+                &[""],
+                &["pods"],
+            ),
         ],
         "service-account-controller" => vec![r(&["create"], &[""], &["serviceaccounts"])],
         "statefulset-controller" => vec![
@@ -276,9 +342,15 @@ fn controller_rules(account: &str) -> Vec<Value> {
             r(READ, &["apps"], &["statefulsets"]),
             r(&["update"], &["apps"], &["statefulsets/status"]),
             r(&["update"], &["apps"], &["statefulsets/finalizers"]),
-            r(&["create", "delete", "get", "patch", "update"], &[""], &["pods"]),
             r(
-                &["create", "delete", "get", "list", "patch", "update", "watch"],
+                &["create", "delete", "get", "patch", "update"],
+                &[""],
+                &["pods"],
+            ),
+            r(
+                &[
+                    "create", "delete", "get", "list", "patch", "update", "watch",
+                ],
                 &["apps"],
                 &["controllerrevisions"],
             ),
@@ -379,9 +451,16 @@ fn aggregate_roles() -> Vec<Value> {
         r(
             READ,
             &["autoscaling"],
-            &["horizontalpodautoscalers", "horizontalpodautoscalers/status"],
+            &[
+                "horizontalpodautoscalers",
+                "horizontalpodautoscalers/status",
+            ],
         ),
-        r(READ, &["batch"], &["cronjobs", "cronjobs/status", "jobs", "jobs/status"]),
+        r(
+            READ,
+            &["batch"],
+            &["cronjobs", "cronjobs/status", "jobs", "jobs/status"],
+        ),
         r(
             READ,
             &["extensions"],
@@ -500,11 +579,19 @@ fn aggregate_roles() -> Vec<Value> {
             ],
         ),
         r(WRITE, &["policy"], &["poddisruptionbudgets"]),
-        r(WRITE, &["networking.k8s.io"], &["ingresses", "networkpolicies"]),
+        r(
+            WRITE,
+            &["networking.k8s.io"],
+            &["ingresses", "networkpolicies"],
+        ),
         r(READ_WRITE, &["coordination.k8s.io"], &["leases"]),
     ];
     let admin = vec![
-        r(&["create"], &["authorization.k8s.io"], &["localsubjectaccessreviews"]),
+        r(
+            &["create"],
+            &["authorization.k8s.io"],
+            &["localsubjectaccessreviews"],
+        ),
         r(
             READ_WRITE,
             &["rbac.authorization.k8s.io"],
@@ -516,7 +603,11 @@ fn aggregate_roles() -> Vec<Value> {
         aggregated("admin", &[], &to("admin")),
         aggregated("edit", &[(&to("admin"), "true")], &to("edit")),
         aggregated("view", &[(&to("edit"), "true")], &to("view")),
-        cluster_role_labelled("system:aggregate-to-admin", &[(&to("admin"), "true")], admin),
+        cluster_role_labelled(
+            "system:aggregate-to-admin",
+            &[(&to("admin"), "true")],
+            admin,
+        ),
         cluster_role_labelled("system:aggregate-to-edit", &[(&to("edit"), "true")], edit),
         cluster_role_labelled("system:aggregate-to-view", &[(&to("view"), "true")], view),
     ]
@@ -524,12 +615,10 @@ fn aggregate_roles() -> Vec<Value> {
 
 /// Every default ClusterRole.
 pub(crate) fn cluster_roles() -> Vec<Value> {
-    let mut roles = vec![
-        cluster_role(
-            "cluster-admin",
-            vec![r(&["*"], &["*"], &["*"]), urls(&["*"], &["*"])],
-        ),
-    ];
+    let mut roles = vec![cluster_role(
+        "cluster-admin",
+        vec![r(&["*"], &["*"], &["*"]), urls(&["*"], &["*"])],
+    )];
     roles.extend(aggregate_roles());
     roles.extend([
         cluster_role(
@@ -537,8 +626,17 @@ pub(crate) fn cluster_roles() -> Vec<Value> {
             vec![urls(
                 &["get"],
                 &[
-                    "/api", "/api/*", "/apis", "/apis/*", "/healthz", "/livez", "/openapi",
-                    "/openapi/*", "/readyz", "/version", "/version/",
+                    "/api",
+                    "/api/*",
+                    "/apis",
+                    "/apis/*",
+                    "/healthz",
+                    "/livez",
+                    "/openapi",
+                    "/openapi/*",
+                    "/readyz",
+                    "/version",
+                    "/version/",
                 ],
             )],
         ),
@@ -557,7 +655,11 @@ pub(crate) fn cluster_roles() -> Vec<Value> {
                     &["authorization.k8s.io"],
                     &["selfsubjectaccessreviews", "selfsubjectrulesreviews"],
                 ),
-                r(&["create"], &["authentication.k8s.io"], &["selfsubjectreviews"]),
+                r(
+                    &["create"],
+                    &["authentication.k8s.io"],
+                    &["selfsubjectreviews"],
+                ),
             ],
         ),
         cluster_role(
@@ -565,8 +667,14 @@ pub(crate) fn cluster_roles() -> Vec<Value> {
             vec![urls(
                 &["get"],
                 &[
-                    "/healthz", "/healthz/*", "/livez", "/livez/*", "/metrics", "/metrics/slis",
-                    "/readyz", "/readyz/*",
+                    "/healthz",
+                    "/healthz/*",
+                    "/livez",
+                    "/livez/*",
+                    "/metrics",
+                    "/metrics/slis",
+                    "/readyz",
+                    "/readyz/*",
                 ],
             )],
         ),
@@ -574,7 +682,11 @@ pub(crate) fn cluster_roles() -> Vec<Value> {
             "system:auth-delegator",
             vec![
                 r(&["create"], &["authentication.k8s.io"], &["tokenreviews"]),
-                r(&["create"], &["authorization.k8s.io"], &["subjectaccessreviews"]),
+                r(
+                    &["create"],
+                    &["authorization.k8s.io"],
+                    &["subjectaccessreviews"],
+                ),
             ],
         ),
         cluster_role(
@@ -596,18 +708,34 @@ pub(crate) fn cluster_roles() -> Vec<Value> {
                 r(READ, &["apps", "extensions"], &["replicasets"]),
                 r(READ, &["apps"], &["statefulsets"]),
                 r(READ, &["policy"], &["poddisruptionbudgets"]),
-                r(READ, &[""], &["persistentvolumeclaims", "persistentvolumes"]),
+                r(
+                    READ,
+                    &[""],
+                    &["persistentvolumeclaims", "persistentvolumes"],
+                ),
                 r(&["create"], &["authentication.k8s.io"], &["tokenreviews"]),
-                r(&["create"], &["authorization.k8s.io"], &["subjectaccessreviews"]),
+                r(
+                    &["create"],
+                    &["authorization.k8s.io"],
+                    &["subjectaccessreviews"],
+                ),
                 r(READ, &["storage.k8s.io"], &["csinodes"]),
                 r(READ, &[""], &["namespaces"]),
-                r(READ, &["storage.k8s.io"], &["csidrivers", "csistoragecapacities"]),
+                r(
+                    READ,
+                    &["storage.k8s.io"],
+                    &["csidrivers", "csistoragecapacities"],
+                ),
             ],
         ),
         cluster_role(
             "system:volume-scheduler",
             vec![
-                r(&["get", "list", "patch", "update", "watch"], &[""], &["persistentvolumes"]),
+                r(
+                    &["get", "list", "patch", "update", "watch"],
+                    &[""],
+                    &["persistentvolumes"],
+                ),
                 r(READ, &["storage.k8s.io"], &["storageclasses"]),
                 r(
                     &["get", "list", "patch", "update", "watch"],
@@ -629,10 +757,18 @@ pub(crate) fn cluster_roles() -> Vec<Value> {
                 ),
                 r(&["create"], &[""], &["secrets", "serviceaccounts"]),
                 r(&["delete"], &[""], &["secrets"]),
-                r(&["get"], &[""], &["configmaps", "namespaces", "secrets", "serviceaccounts"]),
+                r(
+                    &["get"],
+                    &[""],
+                    &["configmaps", "namespaces", "secrets", "serviceaccounts"],
+                ),
                 r(&["update"], &[""], &["secrets", "serviceaccounts"]),
                 r(&["create"], &["authentication.k8s.io"], &["tokenreviews"]),
-                r(&["create"], &["authorization.k8s.io"], &["subjectaccessreviews"]),
+                r(
+                    &["create"],
+                    &["authorization.k8s.io"],
+                    &["subjectaccessreviews"],
+                ),
                 r(&["list", "watch"], &["*"], &["*"]),
                 r(&["create"], &[""], &["serviceaccounts/token"]),
             ],
@@ -656,7 +792,11 @@ pub(crate) fn cluster_roles() -> Vec<Value> {
                 r(&["patch", "update"], &[""], &["pods/status"]),
                 r(&["create"], &[""], &["pods/eviction"]),
                 r(READ, &[""], &["configmaps", "secrets"]),
-                r(&["get"], &[""], &["persistentvolumeclaims", "persistentvolumes"]),
+                r(
+                    &["get"],
+                    &[""],
+                    &["persistentvolumeclaims", "persistentvolumes"],
+                ),
                 r(&["get"], &[""], &["endpoints"]),
                 r(
                     &["create", "get", "list", "watch"],
@@ -670,7 +810,11 @@ pub(crate) fn cluster_roles() -> Vec<Value> {
                 ),
                 r(&["get"], &["storage.k8s.io"], &["volumeattachments"]),
                 r(&["create"], &[""], &["serviceaccounts/token"]),
-                r(&["get", "patch", "update"], &[""], &["persistentvolumeclaims/status"]),
+                r(
+                    &["get", "patch", "update"],
+                    &[""],
+                    &["persistentvolumeclaims/status"],
+                ),
                 r(READ, &["storage.k8s.io"], &["csidrivers"]),
                 r(
                     &["create", "delete", "get", "patch", "update"],
@@ -686,7 +830,11 @@ pub(crate) fn cluster_roles() -> Vec<Value> {
                 r(&["list", "watch"], &[""], &["endpoints", "services"]),
                 r(READ, &[""], &["nodes"]),
                 events(),
-                r(&["list", "watch"], &["discovery.k8s.io"], &["endpointslices"]),
+                r(
+                    &["list", "watch"],
+                    &["discovery.k8s.io"],
+                    &["endpointslices"],
+                ),
             ],
         ),
         cluster_role(
@@ -696,8 +844,16 @@ pub(crate) fn cluster_roles() -> Vec<Value> {
         cluster_role(
             "system:persistent-volume-provisioner",
             vec![
-                r(&["create", "delete", "get", "list", "watch"], &[""], &["persistentvolumes"]),
-                r(&["get", "list", "update", "watch"], &[""], &["persistentvolumeclaims"]),
+                r(
+                    &["create", "delete", "get", "list", "watch"],
+                    &[""],
+                    &["persistentvolumes"],
+                ),
+                r(
+                    &["get", "list", "update", "watch"],
+                    &[""],
+                    &["persistentvolumeclaims"],
+                ),
                 r(READ, &["storage.k8s.io"], &["storageclasses"]),
                 r(&["watch"], &[""], &["events"]),
                 events(),
@@ -713,11 +869,23 @@ pub(crate) fn cluster_roles() -> Vec<Value> {
         cluster_role(
             "system:coredns",
             vec![
-                r(&["list", "watch"], &[""], &["endpoints", "services", "pods", "namespaces"]),
-                r(&["list", "watch"], &["discovery.k8s.io"], &["endpointslices"]),
+                r(
+                    &["list", "watch"],
+                    &[""],
+                    &["endpoints", "services", "pods", "namespaces"],
+                ),
+                r(
+                    &["list", "watch"],
+                    &["discovery.k8s.io"],
+                    &["endpointslices"],
+                ),
                 // Orrery's DNS keeps its own `kube-system/kube-dns` Service and endpoints,
                 // which kubeadm's add-on manifests would make.
-                r(&["create"], &["", "discovery.k8s.io"], &["services", "endpoints", "endpointslices"]),
+                r(
+                    &["create"],
+                    &["", "discovery.k8s.io"],
+                    &["services", "endpoints", "endpointslices"],
+                ),
                 named(
                     &["get", "patch", "update"],
                     &["", "discovery.k8s.io"],
@@ -741,14 +909,33 @@ pub(crate) fn cluster_roles() -> Vec<Value> {
                 r(
                     &["list", "watch", "get"],
                     &[""],
-                    &["configmaps", "endpoints", "nodes", "pods", "secrets", "namespaces"],
+                    &[
+                        "configmaps",
+                        "endpoints",
+                        "nodes",
+                        "pods",
+                        "secrets",
+                        "namespaces",
+                    ],
                 ),
                 r(READ, &[""], &["services"]),
-                r(READ, &["networking.k8s.io"], &["ingresses", "ingressclasses"]),
+                r(
+                    READ,
+                    &["networking.k8s.io"],
+                    &["ingresses", "ingressclasses"],
+                ),
                 // Orrery's makes its IngressClass, which the controller's manifest would.
-                r(&["create", "patch", "update"], &["networking.k8s.io"], &["ingressclasses"]),
+                r(
+                    &["create", "patch", "update"],
+                    &["networking.k8s.io"],
+                    &["ingressclasses"],
+                ),
                 r(&["update"], &["networking.k8s.io"], &["ingresses/status"]),
-                r(&["list", "watch", "get"], &["discovery.k8s.io"], &["endpointslices"]),
+                r(
+                    &["list", "watch", "get"],
+                    &["discovery.k8s.io"],
+                    &["endpointslices"],
+                ),
                 events(),
             ],
         ),
@@ -756,7 +943,11 @@ pub(crate) fn cluster_roles() -> Vec<Value> {
         cluster_role(
             "system:orrery:service-lb-controller",
             vec![
-                r(&["get", "list", "watch", "patch", "update"], &[""], &["services"]),
+                r(
+                    &["get", "list", "watch", "patch", "update"],
+                    &[""],
+                    &["services"],
+                ),
                 r(&["patch", "update"], &[""], &["services/status"]),
                 r(READ, &[""], &["nodes", "pods", "endpoints"]),
                 r(READ, &["discovery.k8s.io"], &["endpointslices"]),
@@ -767,17 +958,31 @@ pub(crate) fn cluster_roles() -> Vec<Value> {
         cluster_role(
             "system:orrery:local-path-provisioner",
             vec![
-                r(READ, &[""], &["nodes", "persistentvolumeclaims", "configmaps", "pods"]),
-                r(&["get", "list", "watch", "update", "patch"], &[""], &["persistentvolumeclaims"]),
                 r(
-                    &["get", "list", "watch", "create", "patch", "update", "delete"],
+                    READ,
+                    &[""],
+                    &["nodes", "persistentvolumeclaims", "configmaps", "pods"],
+                ),
+                r(
+                    &["get", "list", "watch", "update", "patch"],
+                    &[""],
+                    &["persistentvolumeclaims"],
+                ),
+                r(
+                    &[
+                        "get", "list", "watch", "create", "patch", "update", "delete",
+                    ],
                     &[""],
                     &["persistentvolumes"],
                 ),
                 r(&["create", "delete", "get"], &[""], &["pods"]),
                 r(READ, &["storage.k8s.io"], &["storageclasses"]),
                 // Orrery's makes its default StorageClass, which the manifest would.
-                r(&["create", "patch", "update"], &["storage.k8s.io"], &["storageclasses"]),
+                r(
+                    &["create", "patch", "update"],
+                    &["storage.k8s.io"],
+                    &["storageclasses"],
+                ),
                 events(),
             ],
         ),
@@ -804,17 +1009,38 @@ pub(crate) fn cluster_role_bindings() -> Vec<Value> {
             &[authenticated, ("Group", super::UNAUTHENTICATED)],
         ),
         binding("system:monitoring", &[("Group", "system:monitoring")]),
-        binding("system:kube-controller-manager", &[("User", "system:kube-controller-manager")]),
-        binding("system:kube-scheduler", &[("User", "system:kube-scheduler")]),
-        binding("system:volume-scheduler", &[("User", "system:kube-scheduler")]),
+        binding(
+            "system:kube-controller-manager",
+            &[("User", "system:kube-controller-manager")],
+        ),
+        binding(
+            "system:kube-scheduler",
+            &[("User", "system:kube-scheduler")],
+        ),
+        binding(
+            "system:volume-scheduler",
+            &[("User", "system:kube-scheduler")],
+        ),
         binding("system:node-proxier", &[("User", "system:kube-proxy")]),
         binding("system:kube-dns", &[(sa, "kube-dns")]),
         binding("system:coredns", &[(sa, "coredns")]),
         binding("system:orrery:node", &[("Group", super::NODES)]),
-        binding("system:metrics-server", &[(sa, crate::metrics_server::COMPONENT)]),
-        binding("system:orrery:ingress-controller", &[(sa, crate::ingress::COMPONENT)]),
-        binding("system:orrery:service-lb-controller", &[(sa, crate::servicelb::COMPONENT)]),
-        binding("system:orrery:local-path-provisioner", &[(sa, crate::provisioner::COMPONENT)]),
+        binding(
+            "system:metrics-server",
+            &[(sa, crate::metrics_server::COMPONENT)],
+        ),
+        binding(
+            "system:orrery:ingress-controller",
+            &[(sa, crate::ingress::COMPONENT)],
+        ),
+        binding(
+            "system:orrery:service-lb-controller",
+            &[(sa, crate::servicelb::COMPONENT)],
+        ),
+        binding(
+            "system:orrery:local-path-provisioner",
+            &[(sa, crate::provisioner::COMPONENT)],
+        ),
     ];
     // `system:node` has no subjects: the Node authorizer grants it (a binding to
     // `system:nodes` would let any node write every Node).
@@ -874,7 +1100,10 @@ pub(crate) fn reconcile(default: &Value, existing: &Value) -> Option<Value> {
             }
         }
     }
-    for (field, labels) in [("labels", &default["metadata"]["labels"]), ("annotations", &default["metadata"]["annotations"])] {
+    for (field, labels) in [
+        ("labels", &default["metadata"]["labels"]),
+        ("annotations", &default["metadata"]["annotations"]),
+    ] {
         if let Some(labels) = labels.as_object() {
             for (k, v) in labels {
                 if updated["metadata"][field][k] != *v {
@@ -908,7 +1137,11 @@ mod tests {
         for b in cluster_role_bindings() {
             let b: k8s_openapi::api::rbac::v1::ClusterRoleBinding =
                 serde_json::from_value(b).unwrap();
-            assert!(names.contains(&b.role_ref.name.as_str()), "{}", b.role_ref.name);
+            assert!(
+                names.contains(&b.role_ref.name.as_str()),
+                "{}",
+                b.role_ref.name
+            );
         }
         for controller in [
             "deployment",
@@ -940,7 +1173,10 @@ mod tests {
         assert_eq!(reconcile(&default, &default), None);
         let mut lost = default.clone();
         lost["rules"] = json!([]);
-        assert_eq!(reconcile(&default, &lost).unwrap()["rules"], default["rules"]);
+        assert_eq!(
+            reconcile(&default, &lost).unwrap()["rules"],
+            default["rules"]
+        );
         let mut off = lost.clone();
         off["metadata"]["annotations"][AUTOUPDATE] = json!("false");
         assert_eq!(reconcile(&default, &off), None);

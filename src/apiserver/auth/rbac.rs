@@ -84,7 +84,10 @@ impl Snapshot {
                 self.cluster_roles.remove(&name);
             }
             (1, Some(o)) => {
-                self.roles.entry(namespace).or_default().insert(name, rules_of(o));
+                self.roles
+                    .entry(namespace)
+                    .or_default()
+                    .insert(name, rules_of(o));
             }
             (1, None) => {
                 if let Some(roles) = self.roles.get_mut(&namespace) {
@@ -184,8 +187,10 @@ impl Snapshot {
     pub(crate) fn authorize(&self, user: &UserInfo, attributes: &Attributes) -> Decision {
         let mut errors = Vec::new();
         let mut allowed = None;
-        self.visit(user, &attributes.namespace, |binding, subject, rules| {
-            match rules {
+        self.visit(
+            user,
+            &attributes.namespace,
+            |binding, subject, rules| match rules {
                 Ok(rules) if rules.iter().any(|r| rule_allows(attributes, r)) => {
                     allowed = Some(describe(binding, subject));
                     false
@@ -195,8 +200,8 @@ impl Snapshot {
                     errors.push(e);
                     true
                 }
-            }
-        });
+            },
+        );
         match allowed {
             Some(source) => Decision {
                 allowed: true,
@@ -215,7 +220,11 @@ impl Snapshot {
 
     /// Every rule that applies to `user` in `namespace` (`RulesFor`), and whether some binding
     /// named a role that does not exist.
-    pub(crate) fn rules_for(&self, user: &UserInfo, namespace: &str) -> (Vec<PolicyRule>, Vec<String>) {
+    pub(crate) fn rules_for(
+        &self,
+        user: &UserInfo,
+        namespace: &str,
+    ) -> (Vec<PolicyRule>, Vec<String>) {
         let mut all = Vec::new();
         let mut errors = Vec::new();
         self.visit(user, namespace, |_, _, rules| {
@@ -257,7 +266,10 @@ fn describe(binding: &Binding, subject: &Subject) -> String {
     let subject = match subject.kind.as_str() {
         "ServiceAccount" => {
             let namespace = subject.namespace.as_deref().unwrap_or(&binding.namespace);
-            format!("ServiceAccount {:?}", format!("{}/{namespace}", subject.name))
+            format!(
+                "ServiceAccount {:?}",
+                format!("{}/{namespace}", subject.name)
+            )
         }
         kind => format!("{kind} {:?}", subject.name),
     };
@@ -303,8 +315,7 @@ pub(crate) fn rule_allows(a: &Attributes, rule: &PolicyRule) -> bool {
     let resource_ok = resources.iter().any(|r| {
         r == "*"
             || *r == combined
-            || (!a.subresource.is_empty()
-                && r.strip_prefix("*/") == Some(a.subresource.as_str()))
+            || (!a.subresource.is_empty() && r.strip_prefix("*/") == Some(a.subresource.as_str()))
     });
     if !resource_ok {
         return false;
@@ -366,8 +377,8 @@ impl Rbac {
         let written = *self.written.lock().unwrap_or_else(|p| p.into_inner());
         for (seen, wanted) in follower.seen.iter().zip(written) {
             let mut seen = seen.subscribe();
-            let _ = tokio::time::timeout(Duration::from_secs(5), seen.wait_for(|r| *r >= wanted))
-                .await;
+            let _ =
+                tokio::time::timeout(Duration::from_secs(5), seen.wait_for(|r| *r >= wanted)).await;
         }
     }
 }
@@ -393,7 +404,13 @@ async fn start(store: Arc<dyn Store>) -> Follower {
             *guard = Arc::new(next);
         }
         sender.send_replace(revision);
-        let follow = follow(store.clone(), kind, revision, snapshot.clone(), sender.clone());
+        let follow = follow(
+            store.clone(),
+            kind,
+            revision,
+            snapshot.clone(),
+            sender.clone(),
+        );
         let stopped = stopped.clone();
         tokio::spawn(async move {
             tokio::select! {
@@ -532,9 +549,15 @@ pub(crate) async fn confirm_no_escalation(
         detail,
     };
     let wanted: Vec<PolicyRule> = if binding {
-        let role_ref: RoleRef = serde_json::from_value(object["roleRef"].clone()).unwrap_or_default();
-        let plural = if role_ref.kind == "ClusterRole" { "clusterroles" } else { "roles" };
-        let bind = Attributes::resource("bind", resource.group, plural, namespace).named(&role_ref.name);
+        let role_ref: RoleRef =
+            serde_json::from_value(object["roleRef"].clone()).unwrap_or_default();
+        let plural = if role_ref.kind == "ClusterRole" {
+            "clusterroles"
+        } else {
+            "roles"
+        };
+        let bind =
+            Attributes::resource("bind", resource.group, plural, namespace).named(&role_ref.name);
         if authorizer.authorize(&store, &user, &bind).await.allowed {
             return Ok(());
         }
@@ -550,7 +573,8 @@ pub(crate) async fn confirm_no_escalation(
             Err(e) => return Err(forbidden(e)),
         }
     } else {
-        let escalate = Attributes::resource("escalate", resource.group, resource.plural, namespace).named(name);
+        let escalate = Attributes::resource("escalate", resource.group, resource.plural, namespace)
+            .named(name);
         if authorizer.authorize(&store, &user, &escalate).await.allowed {
             return Ok(());
         }
@@ -627,14 +651,18 @@ fn breakdown(rule: &PolicyRule) -> Vec<PolicyRule> {
 
 /// Whether `owner` covers one broken-down rule (`ruleCovers`).
 fn rule_covers(owner: &PolicyRule, servant: &PolicyRule) -> bool {
-    let all = |set: &[String], covered: &[String]| has(set, "*") || covered.iter().all(|c| has(set, c));
+    let all =
+        |set: &[String], covered: &[String]| has(set, "*") || covered.iter().all(|c| has(set, c));
     let opt = |v: &Option<Vec<String>>| v.clone().unwrap_or_default();
     if !all(&owner.verbs, &servant.verbs) {
         return false;
     }
     let owner_urls = opt(&owner.non_resource_urls);
     let servant_urls = opt(&servant.non_resource_urls);
-    if !servant_urls.iter().all(|u| owner_urls.iter().any(|o| url_matches(o, u))) {
+    if !servant_urls
+        .iter()
+        .all(|u| owner_urls.iter().any(|o| url_matches(o, u)))
+    {
         return false;
     }
     if !all(&opt(&owner.api_groups), &opt(&servant.api_groups)) {
@@ -651,7 +679,10 @@ fn rule_covers(owner: &PolicyRule, servant: &PolicyRule) -> bool {
         return false;
     }
     let owner_names = opt(&owner.resource_names);
-    owner_names.is_empty() || opt(&servant.resource_names).iter().all(|n| has(&owner_names, n))
+    owner_names.is_empty()
+        || opt(&servant.resource_names)
+            .iter()
+            .all(|n| has(&owner_names, n))
 }
 
 /// The rules of `servant` that `owner` does not cover (`Covers`), broken down.
@@ -711,7 +742,10 @@ mod tests {
         let mut exec = Attributes::resource("create", "", "pods", "default").named("web");
         exec.subresource = "exec".into();
         assert!(!rule_allows(&exec, &rule(&["create"], &[""], &["pods"])));
-        assert!(rule_allows(&exec, &rule(&["create"], &[""], &["pods/exec"])));
+        assert!(rule_allows(
+            &exec,
+            &rule(&["create"], &[""], &["pods/exec"])
+        ));
         assert!(rule_allows(&exec, &rule(&["create"], &[""], &["*/exec"])));
         let mut named = rule(&["get"], &[""], &["pods"]);
         named.resource_names = Some(vec!["db".into()]);

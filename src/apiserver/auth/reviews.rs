@@ -107,9 +107,14 @@ pub(crate) async fn create(
             let mut resource_rules = Vec::new();
             let mut non_resource_rules = Vec::new();
             for rule in rules {
-                if rule.non_resource_urls.as_ref().is_some_and(|u| !u.is_empty()) {
-                    non_resource_rules
-                        .push(json!({"verbs": rule.verbs, "nonResourceURLs": rule.non_resource_urls}));
+                if rule
+                    .non_resource_urls
+                    .as_ref()
+                    .is_some_and(|u| !u.is_empty())
+                {
+                    non_resource_rules.push(
+                        json!({"verbs": rule.verbs, "nonResourceURLs": rule.non_resource_urls}),
+                    );
                 }
                 if rule.resources.as_ref().is_some_and(|r| !r.is_empty()) {
                     let mut r = json!({"verbs": rule.verbs, "apiGroups": rule.api_groups.unwrap_or_default(), "resources": rule.resources});
