@@ -879,6 +879,12 @@ fn controller_manager(
             controllers::clusterroleaggregation::ClusterRoleAggregationController::new(&ctx)
                 .run()
                 .boxed(),
+            controllers::resourcequota::ResourceQuotaController::new(
+                &ctx,
+                controllers::resourcequota::SYNC_PERIOD,
+            )
+            .run()
+            .boxed(),
         ])
         .collect::<Vec<_>>();
     // The informers start once every controller has taken the ones it needs.
@@ -902,6 +908,7 @@ fn controller_manager(
         "pvc-protection-controller",
         "pv-protection-controller",
         "clusterrole-aggregation-controller",
+        "resourcequota-controller",
     ] {
         flow.logs().info(
             Component::ControllerManager,

@@ -11,7 +11,8 @@
 //! ([`namespace`]), ServiceAccount ([`serviceaccount`]) and node lifecycle ([`nodelifecycle`],
 //! with taint-based eviction) controllers, the garbage collector ([`garbagecollector`]), and the
 //! volume controllers: the PV controller ([`persistentvolume`], `persistentvolume-binder`) and
-//! the claim and volume protection controllers ([`pvcprotection`], [`pvprotection`]).
+//! the claim and volume protection controllers ([`pvcprotection`], [`pvprotection`]), and the
+//! resource quota controller ([`resourcequota`]).
 
 pub mod clusterroleaggregation;
 pub mod cronjob;
@@ -29,6 +30,7 @@ pub mod podautoscaler;
 pub mod pvcprotection;
 pub mod pvprotection;
 pub mod replicaset;
+pub mod resourcequota;
 pub mod serviceaccount;
 pub mod statefulset;
 pub mod workqueue;

@@ -135,6 +135,7 @@ pub(crate) fn controller_account(controller: &str) -> &'static str {
         "pvc-protection" => "pvc-protection-controller",
         "pv-protection" => "pv-protection-controller",
         "clusterrole-aggregation" => "clusterrole-aggregation-controller",
+        "resourcequota" => "resourcequota-controller",
         // A controller added without a role here has none: its requests are refused, which
         // the tests of every controller would show at once.
         _ => "unknown-controller",
@@ -336,6 +337,11 @@ fn controller_rules(account: &str) -> Vec<Value> {
                 &["pods"],
             ),
         ],
+        "resourcequota-controller" => vec![
+            // Quota can count anything, so it lists and watches everything.
+            r(&["list", "watch"], &["*"], &["*"]),
+            r(&["update"], &[""], &["resourcequotas/status"]),
+        ],
         "service-account-controller" => vec![r(&["create"], &[""], &["serviceaccounts"])],
         "statefulset-controller" => vec![
             r(READ, &[""], &["pods"]),
@@ -390,6 +396,7 @@ const CONTROLLER_ACCOUNTS: &[&str] = &[
     "pvc-protection-controller",
     "pv-protection-controller",
     "replicaset-controller",
+    "resourcequota-controller",
     "service-account-controller",
     "statefulset-controller",
 ];
