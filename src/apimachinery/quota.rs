@@ -3,7 +3,8 @@
 //! ([`Quantity`], written as Go's `Quantity.String()`), resource lists and their arithmetic
 //! ([`add`], [`subtract_non_negative`], [`mask`], [`less_than_or_equal`]), what one object
 //! uses ([`usage`]: the pod, service and claim evaluators, and object counts for the rest),
-//! which quota names an object's kind is charged under ([`matches`]), the pod evaluator's
+//! which quota names an object's kind is charged under ([`matches`]) and which scoped quotas
+//! select it ([`in_scope`]), the pod evaluator's
 //! `Constraints` ([`pod_constraints`]) and the names a quota may hold ([`is_standard_name`]).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -453,6 +454,82 @@ pub fn is_terminal(pod: &Value) -> bool {
     )
 }
 
+/// Whether a pod is of the `BestEffort` QoS class: no container requests or limits cpu or
+/// memory.
+pub fn is_best_effort(pod: &Value) -> bool {
+    ["containers", "initContainers"].iter().all(|list| {
+        containers(pod, list).iter().all(|c| {
+            ["requests", "limits"].iter().all(|what| {
+                resource_list(&c["resources"][*what])
+                    .iter()
+                    .all(|(k, q)| !matches!(k.as_str(), "cpu" | "memory") || q.is_zero())
+            })
+        })
+    })
+}
+
+/// Whether a quota's scopes (`spec.scopes`, and `spec.scopeSelector`'s expressions) all
+/// select `object` (upstream's `podMatchesScopeFunc`; only pods have scopes, so a scoped quota
+/// counts nothing else). An unscoped quota selects everything.
+pub fn in_scope(quota: &Value, group: &str, plural: &str, object: &Value) -> bool {
+    let spec = &quota["spec"];
+    let mut requirements: Vec<(String, String, Vec<String>)> = spec["scopes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(|s| (s.to_owned(), "Exists".to_owned(), Vec::new()))
+        .collect();
+    for e in spec["scopeSelector"]["matchExpressions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let values = e["values"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect();
+        requirements.push((
+            e["scopeName"].as_str().unwrap_or_default().to_owned(),
+            e["operator"].as_str().unwrap_or_default().to_owned(),
+            values,
+        ));
+    }
+    if requirements.is_empty() {
+        return true;
+    }
+    if (group, plural) != ("", "pods") {
+        return false;
+    }
+    requirements.iter().all(|(scope, operator, values)| {
+        let deadline = object["spec"]["activeDeadlineSeconds"]
+            .as_i64()
+            .is_some_and(|d| d >= 0);
+        match scope.as_str() {
+            "Terminating" => deadline,
+            "NotTerminating" => !deadline,
+            "BestEffort" => is_best_effort(object),
+            "NotBestEffort" => !is_best_effort(object),
+            "PriorityClass" => {
+                let class = object["spec"]["priorityClassName"]
+                    .as_str()
+                    .unwrap_or_default();
+                match operator.as_str() {
+                    "Exists" => !class.is_empty(),
+                    "DoesNotExist" => class.is_empty(),
+                    "In" => values.iter().any(|v| v == class),
+                    "NotIn" => !values.iter().any(|v| v == class),
+                    _ => false,
+                }
+            }
+            _ => false,
+        }
+    })
+}
+
 /// `podComputeUsageHelper`: what one container's (or a whole pod's) requests and limits use.
 fn compute_usage(requests: &ResourceList, limits: &ResourceList) -> ResourceList {
     let mut out = ResourceList::new();
@@ -738,6 +815,49 @@ mod tests {
         assert!(go_debug("500m").contains(r#"s:"500m""#));
         assert!(go_debug("128Mi").contains(r#"value:134217728, scale:0}, d:resource.infDecAmount{Dec:(*inf.Dec)(nil)}, s:"", Format:"BinarySI""#));
         assert!(go_debug("1000").contains(r#"s:"""#));
+    }
+
+    #[test]
+    fn scoped_quotas_select_pods_only() {
+        let best_effort = json!({"spec": {"containers": [{"name": "c"}]}});
+        let burstable = json!({"spec": {"activeDeadlineSeconds": 30, "priorityClassName": "high",
+            "containers": [{"name": "c", "resources": {"requests": {"cpu": "1"}}}]}});
+        let scoped = |scopes: Value| json!({"spec": {"hard": {"pods": "1"}, "scopes": scopes}});
+        assert!(in_scope(
+            &scoped(json!(["BestEffort"])),
+            "",
+            "pods",
+            &best_effort
+        ));
+        assert!(!in_scope(
+            &scoped(json!(["BestEffort"])),
+            "",
+            "pods",
+            &burstable
+        ));
+        assert!(in_scope(
+            &scoped(json!(["NotBestEffort", "Terminating"])),
+            "",
+            "pods",
+            &burstable
+        ));
+        assert!(!in_scope(
+            &scoped(json!(["NotTerminating"])),
+            "",
+            "pods",
+            &burstable
+        ));
+        assert!(!in_scope(
+            &scoped(json!(["BestEffort"])),
+            "",
+            "services",
+            &json!({})
+        ));
+        assert!(in_scope(&json!({"spec": {}}), "", "services", &json!({})));
+        let priority = json!({"spec": {"scopeSelector": {"matchExpressions": [
+            {"scopeName": "PriorityClass", "operator": "In", "values": ["high"]}]}}});
+        assert!(in_scope(&priority, "", "pods", &burstable));
+        assert!(!in_scope(&priority, "", "pods", &best_effort));
     }
 
     #[test]

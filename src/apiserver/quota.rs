@@ -183,6 +183,9 @@ pub(crate) fn check(
     let name = quota["metadata"]["name"].as_str().unwrap_or_default();
     let hard = resource_list(&quota["status"]["hard"]);
     let used = resource_list(&quota["status"]["used"]);
+    if !accounting::in_scope(quota, group, plural, object) {
+        return Ok(Charge::Untouched);
+    }
     let required: BTreeSet<String> = hard
         .keys()
         .filter(|k| accounting::matches(group, plural, k))

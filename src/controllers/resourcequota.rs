@@ -82,10 +82,17 @@ pub fn kinds_of(name: &str) -> Vec<(String, String)> {
 
 /// A quota's usage from the objects of each kind it counts (`objects`: by `(group, plural)`):
 /// every name of `hard`, zero where nothing uses it.
-pub fn used(hard: &ResourceList, objects: &BTreeMap<(String, String), Vec<Value>>) -> ResourceList {
+pub fn used(
+    quota: &Value,
+    hard: &ResourceList,
+    objects: &BTreeMap<(String, String), Vec<Value>>,
+) -> ResourceList {
     let mut total = ResourceList::new();
     for ((group, plural), list) in objects {
-        for object in list {
+        for object in list
+            .iter()
+            .filter(|o| accounting::in_scope(quota, group, plural, o))
+        {
             let usage = accounting::usage(group, plural, object);
             total = accounting::add(&total, &accounting::mask(&usage, hard.keys()));
         }
@@ -294,7 +301,11 @@ impl ResourceQuotaController {
             let list = self.list(&group, &plural, &key.namespace).await?;
             objects.insert((group, plural), list);
         }
-        let used = used(&hard, &objects);
+        let used = used(
+            &serde_json::to_value(&*quota).unwrap_or_default(),
+            &hard,
+            &objects,
+        );
         let status = serde_json::json!({"hard": to_json(&hard), "used": to_json(&used)});
         let current = serde_json::to_value(&quota.status).unwrap_or_default();
         let same = |field: &str| to_json(&resource_list(&current[field])) == status[field];
@@ -377,7 +388,7 @@ mod tests {
             ],
         )]);
         assert_eq!(
-            to_json(&used(&hard, &objects)),
+            to_json(&used(&json!({"spec": {}}), &hard, &objects)),
             json!({"count/pods": "3", "pods": "2", "requests.cpu": "750m", "services": "0"})
         );
     }
