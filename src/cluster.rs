@@ -896,6 +896,12 @@ fn controller_manager(
             )
             .run()
             .boxed(),
+            controllers::resourcequota::ResourceQuotaController::new(
+                &ctx,
+                controllers::resourcequota::SYNC_PERIOD,
+            )
+            .run()
+            .boxed(),
         ])
         .collect::<Vec<_>>();
     // The informers start once every controller has taken the ones it needs.
@@ -921,6 +927,7 @@ fn controller_manager(
         "clusterrole-aggregation-controller",
         "root-ca-cert-publisher-controller",
         "certificatesigningrequest-signing-controller",
+        "resourcequota-controller",
     ] {
         flow.logs().info(
             Component::ControllerManager,

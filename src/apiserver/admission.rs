@@ -665,6 +665,8 @@ pub(crate) fn validate(resource: &Resource, object: &Value, old: Option<&Value>)
         ("", "Pod") => {
             validate_pod_spec("spec", spec, &["Always", "OnFailure", "Never"], &mut causes)
         }
+        ("", "LimitRange") => super::limitranger::validate(object, &mut causes),
+        ("", "ResourceQuota") => super::quota::validate(object, &mut causes),
         ("apps", "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet") => {
             validate_workload_selector("spec", spec, &mut causes);
             validate_pod_spec(
@@ -1036,6 +1038,70 @@ fn default_pod_spec(spec: &mut Value) {
     }
 }
 
+/// `SetDefaults_Pod`: a container (or init container) that sets a limit but no request of a
+/// resource requests its limit.
+fn default_requests_from_limits(spec: &mut Value) {
+    for list in ["containers", "initContainers"] {
+        let Some(items) = spec.get_mut(list).and_then(Value::as_array_mut) else {
+            continue;
+        };
+        for c in items {
+            let Some(limits) = c["resources"]["limits"].as_object().cloned() else {
+                continue;
+            };
+            if limits.is_empty() {
+                continue;
+            }
+            if !c["resources"]["requests"].is_object() {
+                c["resources"]["requests"] = json!({});
+            }
+            let requests = c["resources"]["requests"]
+                .as_object_mut()
+                .expect("an object");
+            for (k, v) in limits {
+                requests.entry(k).or_insert(v);
+            }
+        }
+    }
+}
+
+/// `qos.GetPodQOS` (`PrepareForCreate` sets it): `Guaranteed` when every container limits cpu
+/// and memory and requests what it limits, `BestEffort` when none requests or limits either,
+/// else `Burstable`.
+pub(crate) fn pod_qos(pod: &Value) -> &'static str {
+    use crate::apimachinery::quota::{ResourceList, add, resource_list};
+    let compute = |list: &Value| -> ResourceList {
+        resource_list(list)
+            .into_iter()
+            .filter(|(k, q)| matches!(k.as_str(), "cpu" | "memory") && !q.is_zero())
+            .collect()
+    };
+    let (mut requests, mut limits) = (ResourceList::new(), ResourceList::new());
+    let mut guaranteed = true;
+    for list in ["containers", "initContainers"] {
+        for c in pod["spec"][list].as_array().into_iter().flatten() {
+            requests = add(&requests, &compute(&c["resources"]["requests"]));
+            let own = compute(&c["resources"]["limits"]);
+            if !(own.contains_key("cpu") && own.contains_key("memory")) {
+                guaranteed = false;
+            }
+            limits = add(&limits, &own);
+        }
+    }
+    if requests.is_empty() && limits.is_empty() {
+        return "BestEffort";
+    }
+    let same = requests.len() == limits.len()
+        && requests
+            .iter()
+            .all(|(k, q)| limits.get(k).is_some_and(|l| l.milli() == q.milli()));
+    if guaranteed && same {
+        "Guaranteed"
+    } else {
+        "Burstable"
+    }
+}
+
 fn default_template(spec: &mut Value) {
     default_pod_spec(&mut spec["template"]["spec"]);
     if !spec["template"]["metadata"].is_object() {
@@ -1134,6 +1200,9 @@ pub(crate) fn prepare_for_create(resource: &Resource, object: &mut Value) {
     if super::certificates::is_csr(resource) {
         super::certificates::prepare_for_create(object);
     }
+    if (resource.group, resource.kind) == ("", "ResourceQuota") {
+        super::quota::prepare_for_create(object);
+    }
     if (resource.group, resource.kind) == ("", "Namespace") {
         let spec = object_at(object, "spec");
         let finalizers = spec.entry("finalizers").or_insert_with(|| json!([]));
@@ -1152,6 +1221,7 @@ pub(crate) fn prepare_for_create(resource: &Resource, object: &mut Value) {
 pub(crate) fn default(resource: &Resource, object: &mut Value) {
     super::storage::default(resource, object);
     match (resource.group, resource.kind) {
+        ("", "LimitRange") => super::limitranger::default(object),
         ("", "Pod") => {
             // A mirror pod's spec is its static pod's: the ServiceAccount admission plugin
             // leaves it alone (the kubelet would find it changed).
@@ -1159,6 +1229,7 @@ pub(crate) fn default(resource: &Resource, object: &mut Value) {
                 .pointer("/metadata/annotations/kubernetes.io~1config.mirror")
                 .is_some();
             default_pod_spec(&mut object["spec"]);
+            default_requests_from_limits(&mut object["spec"]);
             let spec = object["spec"].as_object_mut().expect("object");
             if !mirror {
                 let account = spec
@@ -1325,6 +1396,24 @@ pub(crate) fn default(resource: &Resource, object: &mut Value) {
 mod tests {
     use super::*;
     use crate::apiserver::resources::find;
+
+    #[test]
+    fn a_limit_without_a_request_is_requested_and_qos_follows() {
+        let pods = find("", "v1", "pods").unwrap();
+        let mut pod = json!({"metadata": {"name": "p"}, "spec": {"containers": [
+            {"name": "c", "image": "nginx", "resources": {"limits": {"cpu": "1", "memory": "1Gi"}, "requests": {"cpu": "500m"}}},
+        ]}});
+        default(pods, &mut pod);
+        assert_eq!(
+            pod["spec"]["containers"][0]["resources"]["requests"],
+            json!({"cpu": "500m", "memory": "1Gi"})
+        );
+        assert_eq!(pod_qos(&pod), "Burstable");
+        pod["spec"]["containers"][0]["resources"]["requests"]["cpu"] = json!("1000m");
+        assert_eq!(pod_qos(&pod), "Guaranteed");
+        pod["spec"]["containers"][0]["resources"] = json!({});
+        assert_eq!(pod_qos(&pod), "BestEffort");
+    }
 
     #[test]
     fn pod_defaults_are_the_real_ones() {

@@ -375,7 +375,7 @@ async fn root_owner(api: &ApiServer, object: &Value) -> String {
 }
 
 /// Waits at the stepper's gate before a store write; returns the object's story (its root).
-async fn gate_write(api: &ApiServer, verb: &str, object: &Value) -> String {
+pub(super) async fn gate_write(api: &ApiServer, verb: &str, object: &Value) -> String {
     let root = root_owner(api, object).await;
     let meta = &object["metadata"];
     let mut hop = FlowEvent::new("apiserver", "store", verb).object(
@@ -418,7 +418,7 @@ pub(crate) fn emit_read(
     api.emit(event);
 }
 
-fn emit_store(
+pub(super) fn emit_store(
     api: &ApiServer,
     verb: &str,
     object: &Value,
@@ -531,6 +531,12 @@ pub(crate) async fn create_object(
     if (resource.group, resource.kind) == ("", "PersistentVolumeClaim") {
         super::storage::admit_default_class(api, &mut object).await?;
     }
+    // LimitRanger's mutating half now; its refusal after validation, where upstream's
+    // validating admission runs.
+    let limit_refusal = super::limitranger::admit(api, resource, &mut object).await?;
+    if (resource.group, resource.kind) == ("", "Pod") {
+        object["status"]["qosClass"] = json!(admission::pod_qos(&object));
+    }
 
     // Back through the type: whatever defaulting left empty (nulls) goes, as in the real server;
     // field ownership is then computed on the object as Go's JSON has it.
@@ -561,7 +567,11 @@ pub(crate) async fn create_object(
     if let Some(ns) = &namespace {
         check_namespace(api, resource, ns, &name).await?;
     }
+    if let Some(refusal) = limit_refusal {
+        return Err(refusal);
+    }
     warnings.extend(super::podsecurity::admit(api, resource, &object, None).await?);
+    super::quota::admit(api, resource, &object, None, dry_run).await?;
     let key = resource.key(namespace.as_deref(), &name);
     if dry_run {
         let existing = api
@@ -926,8 +936,16 @@ pub(super) async fn update_object(
             && kind == UpdateKind::Main
         {
             super::storage::admit_resize(api, &new, &old).await?;
+            // LimitRanger holds a claim's new size to the namespace's bounds (pods' updates
+            // it passes over, as upstream).
+            if let Some(refusal) = super::limitranger::admit(api, resource, &mut new).await? {
+                return Err(refusal);
+            }
         }
         let warnings = super::podsecurity::admit(api, resource, &new, Some((&old, kind))).await?;
+        if kind == UpdateKind::Main {
+            super::quota::admit(api, resource, &new, Some(&old), dry_run).await?;
+        }
         new["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"].clone();
         if new == old {
             // A no-op update writes nothing, so the resourceVersion stays.

@@ -388,6 +388,30 @@ pub(crate) static RESOURCES: &[Resource] = &[
         core::v1::PersistentVolume
     ),
     resource!(
+        "",
+        "v1",
+        "resourcequotas",
+        "resourcequota",
+        "ResourceQuota",
+        true,
+        &["quota"],
+        NONE,
+        &["status"],
+        core::v1::ResourceQuota
+    ),
+    resource!(
+        "",
+        "v1",
+        "limitranges",
+        "limitrange",
+        "LimitRange",
+        true,
+        &["limits"],
+        NONE,
+        NONE,
+        core::v1::LimitRange
+    ),
+    resource!(
         "apps",
         "v1",
         "deployments",

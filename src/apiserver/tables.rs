@@ -532,6 +532,26 @@ fn ingress_class_parameters(parameters: &Value) -> String {
     format!("{text}/{}", s(&parameters["name"]))
 }
 
+/// kubectl's `printResourceQuota`: `used/hard` of every resource in `status.hard`, by name;
+/// `limits.*` in the LIMIT column, the rest in REQUEST.
+fn quota_column(quota: &Value, limits: bool) -> String {
+    use crate::apimachinery::quota::{Quantity, resource_list};
+    let hard = resource_list(&quota["status"]["hard"]);
+    let used = resource_list(&quota["status"]["used"]);
+    hard.iter()
+        .filter(|(name, _)| {
+            let mut pieces = name.split('.');
+            let first = pieces.next();
+            (pieces.next().is_some() && first == Some("limits")) == limits
+        })
+        .map(|(name, hard)| {
+            let used = used.get(name).copied().unwrap_or(Quantity::count(0));
+            format!("{name}: {used}/{hard}")
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn col(name: &str, ty: &str, priority: i64, description: &str) -> Value {
     let mut c = json!({"name": name, "type": ty, "format": "", "description": description, "priority": priority});
     if name == "Name" {
@@ -1589,6 +1609,27 @@ fn printer(kind: &str, group: &str) -> (Vec<Value>, Cells) {
                     crate::apimachinery::certificates::Standing::column(&types, issued)
                 },
             ),
+        ),
+        ("", "ResourceQuota") => (
+            vec![
+                name(),
+                age_col(),
+                col(
+                    "Request",
+                    "string",
+                    0,
+                    "Request represents a minimum amount of cpu/memory that a container may consume.",
+                ),
+                col(
+                    "Limit",
+                    "string",
+                    0,
+                    "Limits control the maximum amount of cpu/memory that a container may use independent of contention on the node.",
+                ),
+            ],
+            cells!(created, |o: &Value| quota_column(o, false), |o: &Value| {
+                quota_column(o, true)
+            }),
         ),
         ("storage.k8s.io", "StorageClass") => (
             vec![

@@ -12,7 +12,8 @@
 //! with taint-based eviction) controllers, the garbage collector ([`garbagecollector`]), and the
 //! volume controllers: the PV controller ([`persistentvolume`], `persistentvolume-binder`) and
 //! the claim and volume protection controllers ([`pvcprotection`], [`pvprotection`]), and the
-//! `kubernetes.io/kube-apiserver-client` signer ([`csrsigning`]).
+//! `kubernetes.io/kube-apiserver-client` signer ([`csrsigning`]), and the resource quota
+//! controller ([`resourcequota`]).
 
 pub mod clusterroleaggregation;
 pub mod cronjob;
@@ -31,6 +32,7 @@ pub mod podautoscaler;
 pub mod pvcprotection;
 pub mod pvprotection;
 pub mod replicaset;
+pub mod resourcequota;
 pub mod rootcacertpublisher;
 pub mod serviceaccount;
 pub mod statefulset;

@@ -29,6 +29,7 @@ mod nodes;
 mod packages;
 mod podsecurity;
 mod proxy;
+mod quota;
 mod runtime_libcontainer;
 mod scheduler;
 mod security;

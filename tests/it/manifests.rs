@@ -27,6 +27,7 @@ const ALL: &[&str] = &[
     "oom.yaml",
     "two-tier.yaml",
     "autoscale.yaml",
+    "quota.yaml",
 ];
 
 #[test]
@@ -155,6 +156,53 @@ fn the_samples_run_on_the_simulated_runtime() {
         ],
         60,
         |out| out == "Running Completed",
+    );
+    // The quota: counted by its controller, then a Deployment of three gets two pods, each
+    // with the LimitRange's request, and a FailedCreate for the third.
+    c.eventually(
+        &[
+            "-n",
+            "quota-demo",
+            "get",
+            "quota",
+            "compute",
+            "-o",
+            "jsonpath={.status.used.pods}",
+        ],
+        30,
+        |used| used == "0",
+    );
+    c.ok(&[
+        "-n",
+        "quota-demo",
+        "create",
+        "deployment",
+        "capped",
+        "--image=orrery/hello",
+        "--replicas=3",
+    ]);
+    c.eventually(
+        &[
+            "-n",
+            "quota-demo",
+            "get",
+            "events",
+            "--field-selector",
+            "reason=FailedCreate",
+            "-o",
+            "jsonpath={.items[*].message}",
+        ],
+        60,
+        |out| {
+            out.contains(
+                "exceeded quota: compute, requested: pods=1, used: pods=2, limited: pods=2",
+            )
+        },
+    );
+    let quota = c.ok(&["-n", "quota-demo", "get", "quota", "compute"]);
+    assert!(
+        quota.contains("pods: 2/2, requests.cpu: 200m/1, requests.memory: 64Mi/256Mi"),
+        "{quota}"
     );
 }
 

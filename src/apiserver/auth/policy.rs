@@ -137,6 +137,7 @@ pub(crate) fn controller_account(controller: &str) -> &'static str {
         "clusterrole-aggregation" => "clusterrole-aggregation-controller",
         "root-ca-cert-publisher" => "root-ca-cert-publisher",
         "certificate" => "certificate-controller",
+        "resourcequota" => "resourcequota-controller",
         // A controller added without a role here has none: its requests are refused, which
         // the tests of every controller would show at once.
         _ => "unknown-controller",
@@ -378,6 +379,11 @@ fn controller_rules(account: &str) -> Vec<Value> {
                 &["pods"],
             ),
         ],
+        "resourcequota-controller" => vec![
+            // Quota can count anything, so it lists and watches everything.
+            r(&["list", "watch"], &["*"], &["*"]),
+            r(&["update"], &[""], &["resourcequotas/status"]),
+        ],
         "service-account-controller" => vec![r(&["create"], &[""], &["serviceaccounts"])],
         // Upstream's reads its ConfigMaps from an informer; Orrery's gets the one it keeps.
         "root-ca-cert-publisher" => vec![r(&["create", "get", "update"], &[""], &["configmaps"])],
@@ -436,6 +442,7 @@ const CONTROLLER_ACCOUNTS: &[&str] = &[
     "pv-protection-controller",
     "replicaset-controller",
     "root-ca-cert-publisher",
+    "resourcequota-controller",
     "service-account-controller",
     "statefulset-controller",
 ];
@@ -1050,6 +1057,12 @@ pub(crate) fn cluster_roles() -> Vec<Value> {
                     &["create", "patch", "update"],
                     &["storage.k8s.io"],
                     &["storageclasses"],
+                ),
+                // Orrery's resizes claims it provisioned: it writes their status.
+                r(
+                    &["patch", "update"],
+                    &[""],
+                    &["persistentvolumeclaims/status"],
                 ),
                 events(),
             ],
