@@ -125,6 +125,11 @@ mod tests {
             .uri(uri)
             .body(axum::body::Body::empty())
             .unwrap();
+        // The administrator, over TLS or in-process.
+        let admin = super::super::auth::UserInfo::new("kubernetes-admin", &["system:masters"]);
+        request
+            .extensions_mut()
+            .insert(super::super::Peer::User(Arc::new(admin)));
         if !remote {
             request.extensions_mut().insert(InProcess);
         }

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, ServiceAccount};
+use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 
 use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
 
@@ -144,7 +145,44 @@ pub async fn run_apiserver_bench(options: &ApiBenchOptions) -> Result<ApiReport,
     let serving = tokio::spawn(server::serve(listener, tls, api.router(), async {
         let _ = stopped.await;
     }));
-    let yaml = kubeconfig::render("bench", &format!("https://127.0.0.1:{port}"), &pki);
+    // The clients are a user RBAC judges (not `system:masters`, which is allowed before RBAC
+    // looks): `bench` in group `orrery:bench`, bound to cluster-admin by a ClusterRoleBinding
+    // among the defaults, so every request pays the authorizer's walk of the bindings.
+    let admin = api.client("bench");
+    let bindings: Api<ClusterRoleBinding> = Api::all(admin.clone());
+    bindings
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "orrery-bench"},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+                "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "orrery:bench"}],
+            }))
+            .map_err(|e| e.to_string())?,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    // Pods run as the namespace's `default` account, which no controller makes here.
+    let accounts: Api<ServiceAccount> = Api::namespaced(admin, "default");
+    accounts
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(serde_json::json!({"metadata": {"name": "default"}}))
+                .map_err(|e| e.to_string())?,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let (cert, key) = pki
+        .issue_client("bench", &["orrery:bench".to_owned()], Duration::from_secs(3600))
+        .map_err(|e| e.to_string())?;
+    let yaml = kubeconfig::render_user(
+        "bench",
+        &format!("https://127.0.0.1:{port}"),
+        &pki.ca_cert,
+        "bench",
+        &cert,
+        &key,
+    );
     let mut clients = Vec::new();
     for _ in 0..32 {
         clients.push(https_client(&yaml).await?);
@@ -334,7 +372,8 @@ impl fmt::Display for ApiReport {
         });
         writeln!(
             f,
-            "orrery bench apiserver: HTTPS with client certificates, embedded store (fsync per commit)"
+            "orrery bench apiserver: HTTPS with client certificates, embedded store (fsync per commit);\n\
+             the clients are user `bench`, authorized by RBAC through a ClusterRoleBinding"
         )?;
         writeln!(f)?;
         writeln!(f, "| {:<52} | {:>12} |", "", "measured")?;

@@ -470,6 +470,8 @@ fn every_kind(v: &mut impl Kinds) {
     v.kind::<core::v1::ServiceAccount>(true);
     v.kind::<core::v1::PersistentVolumeClaim>(true);
     v.kind::<core::v1::PersistentVolume>(false);
+    v.kind::<core::v1::ResourceQuota>(true);
+    v.kind::<core::v1::LimitRange>(true);
     v.kind::<apps::v1::Deployment>(true);
     v.kind::<apps::v1::ReplicaSet>(true);
     v.kind::<apps::v1::DaemonSet>(true);

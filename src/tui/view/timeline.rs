@@ -109,6 +109,29 @@ fn event_line(e: &FlowEvent, w: &Widths, style: Style, theme: Theme) -> Line<'st
     .style(style)
 }
 
+/// Who made a request and which rule allowed it (or why it was refused), from the data the API
+/// server puts on a request's hop: `alice [dev system:authenticated]: RBAC: allowed by ...`.
+pub(super) fn authorization(e: &FlowEvent) -> Option<String> {
+    let data: serde_json::Value = serde_json::from_str(e.data.as_ref()?.get()).ok()?;
+    let user = data.get("user")?;
+    let name = user["name"].as_str()?;
+    let groups: Vec<&str> = user["groups"]
+        .as_array()
+        .map(|g| g.iter().filter_map(|g| g.as_str()).collect())
+        .unwrap_or_default();
+    let verdict = if data["allowed"].as_bool() == Some(true) {
+        ""
+    } else {
+        "refused: "
+    };
+    let reason = data["reason"].as_str().filter(|r| !r.is_empty()).unwrap_or(if verdict.is_empty() {
+        "allowed"
+    } else {
+        "no rule allows it"
+    });
+    Some(format!(" {name} [{}]: {verdict}{reason}", groups.join(" ")))
+}
+
 /// The timeline of the home screen and `:flow`.
 pub(super) fn draw(frame: &mut Frame<'_>, model: &Model, area: Rect, theme: Theme) {
     let rows = model.timeline_rows();
@@ -130,10 +153,29 @@ pub(super) fn draw(frame: &mut Frame<'_>, model: &Model, area: Rect, theme: Them
     };
     let title = format!(" {name} · {mode} · {shown} hops (g: group) ");
     let b = block(title, theme);
-    let inner = b.inner(area);
+    let mut inner = b.inner(area);
     frame.render_widget(b, area);
-    let height = usize::from(inner.height);
     let cursor = model.timeline_cursor(&rows);
+    // A selected request says who made it and why it was allowed (or refused), on the last line.
+    let why = model
+        .timeline_selected
+        .and(cursor)
+        .and_then(|c| match rows.get(c) {
+            Some(TimelineRow::Event(i)) => model.events.get(*i).and_then(authorization),
+            _ => None,
+        });
+    if let Some(why) = why
+        && inner.height > 2
+    {
+        inner.height -= 1;
+        let line = Rect {
+            y: inner.y + inner.height,
+            height: 1,
+            ..inner
+        };
+        frame.render_widget(Paragraph::new(Line::styled(why, theme.heading())), line);
+    }
+    let height = usize::from(inner.height);
     let first = offset(cursor, height);
     let visible = &rows[first.min(rows.len())..(first + height).min(rows.len())];
     let widths = Widths::of(
@@ -236,4 +278,30 @@ pub(super) fn draw_store(frame: &mut Frame<'_>, model: &Model, area: Rect, theme
         lines.push(Line::styled("no store writes seen yet", theme.dim()));
     }
     frame.render_widget(Paragraph::new(lines), inner);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_request_says_who_made_it_and_why_it_was_allowed() {
+        let allowed = FlowEvent::new("kubectl", "apiserver", "GET").data(json!({
+            "user": {"name": "alice", "groups": ["dev", "system:authenticated"]},
+            "allowed": true,
+            "reason": "RBAC: allowed by RoleBinding \"dev-edit/team\" of ClusterRole \"edit\" to Group \"dev\"",
+        }));
+        assert_eq!(
+            authorization(&allowed).unwrap(),
+            " alice [dev system:authenticated]: RBAC: allowed by RoleBinding \"dev-edit/team\" of ClusterRole \"edit\" to Group \"dev\""
+        );
+        let refused = FlowEvent::new("kubectl", "apiserver", "FORBIDDEN")
+            .data(json!({"user": {"name": "bob", "groups": []}, "allowed": false, "reason": ""}));
+        assert_eq!(
+            authorization(&refused).unwrap(),
+            " bob []: refused: no rule allows it"
+        );
+        assert_eq!(authorization(&FlowEvent::new("a", "b", "c")), None);
+    }
 }
