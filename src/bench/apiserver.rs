@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 
 use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
@@ -148,8 +148,7 @@ pub async fn run_apiserver_bench(options: &ApiBenchOptions) -> Result<ApiReport,
     // The clients are a user RBAC judges (not `system:masters`, which is allowed before RBAC
     // looks): `bench` in group `orrery:bench`, bound to cluster-admin by a ClusterRoleBinding
     // among the defaults, so every request pays the authorizer's walk of the bindings.
-    let admin = api.client("bench");
-    let bindings: Api<ClusterRoleBinding> = Api::all(admin.clone());
+    let bindings: Api<ClusterRoleBinding> = Api::all(api.client("bench"));
     bindings
         .create(
             &PostParams::default(),
@@ -162,18 +161,12 @@ pub async fn run_apiserver_bench(options: &ApiBenchOptions) -> Result<ApiReport,
         )
         .await
         .map_err(|e| e.to_string())?;
-    // Pods run as the namespace's `default` account, which no controller makes here.
-    let accounts: Api<ServiceAccount> = Api::namespaced(admin, "default");
-    accounts
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(serde_json::json!({"metadata": {"name": "default"}}))
-                .map_err(|e| e.to_string())?,
-        )
-        .await
-        .map_err(|e| e.to_string())?;
     let (cert, key) = pki
-        .issue_client("bench", &["orrery:bench".to_owned()], Duration::from_secs(3600))
+        .issue_client(
+            "bench",
+            &["orrery:bench".to_owned()],
+            Duration::from_secs(3600),
+        )
         .map_err(|e| e.to_string())?;
     let yaml = kubeconfig::render_user(
         "bench",

@@ -60,6 +60,17 @@ pub(crate) async fn in_process_api(
     let flow = crate::flow::Flow::new();
     let api = crate::apiserver::ApiServer::new(store, flow.clone());
     api.bootstrap().await.map_err(|e| e.to_string())?;
+    // Pods run as their namespace's `default` account, which no controller makes here.
+    let accounts: kube::Api<k8s_openapi::api::core::v1::ServiceAccount> =
+        kube::Api::namespaced(api.client("bench"), "default");
+    accounts
+        .create(
+            &kube::api::PostParams::default(),
+            &serde_json::from_value(serde_json::json!({"metadata": {"name": "default"}}))
+                .map_err(|e| e.to_string())?,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
     Ok((dir, api, flow))
 }
 

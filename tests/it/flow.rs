@@ -531,14 +531,6 @@ async fn a_pod_travels_kubelet_to_runtime_and_its_status_back() {
 async fn in_step_mode_the_kubelet_waits_at_its_gates() {
     let (api, dir) = cluster().await;
     let node = kubelet(&api, &dir);
-    // Step only the demo namespace: the node's own registration and heartbeats keep going.
-    answer(
-        &api,
-        "POST",
-        "/orrery/v1/stepper",
-        r#"{"mode":"step","focus":{"namespace":"demo"}}"#,
-    )
-    .await;
     let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(api.client("test"));
     namespaces
         .create(
@@ -547,7 +539,16 @@ async fn in_step_mode_the_kubelet_waits_at_its_gates() {
         )
         .await
         .unwrap();
+    // Its account first: in step mode its create would wait at a gate of its own.
     default_account(&api, "demo").await;
+    // Step only the demo namespace: the node's own registration and heartbeats keep going.
+    answer(
+        &api,
+        "POST",
+        "/orrery/v1/stepper",
+        r#"{"mode":"step","focus":{"namespace":"demo"}}"#,
+    )
+    .await;
     let pods: Api<Pod> = Api::namespaced(api.client("test"), "demo");
     let create = tokio::spawn({
         let pods = pods.clone();

@@ -309,14 +309,38 @@ fn the_restricted_team_sample_admits_only_what_its_rules_allow() {
     let c = Cluster::with_nodes(1);
     c.ok(&["apply", "-f", &manifest("restricted-team.yaml")]);
     c.eventually(
-        &["-n", "team-a", "get", "pod", "compliant", "-o", "jsonpath={.status.phase}"],
+        &[
+            "-n",
+            "team-a",
+            "get",
+            "pod",
+            "compliant",
+            "-o",
+            "jsonpath={.status.phase}",
+        ],
         60,
         |p| p == "Running",
     );
-    let err = c.fails(&["-n", "team-a", "run", "root", "--image=orrery/hello"], None);
-    assert!(err.contains("violates PodSecurity \"restricted:latest\""), "{err}");
+    let err = c.fails(
+        &["-n", "team-a", "run", "root", "--image=orrery/hello"],
+        None,
+    );
+    assert!(
+        err.contains("violates PodSecurity \"restricted:latest\""),
+        "{err}"
+    );
     let ci = "system:serviceaccount:team-a:ci";
-    assert_eq!(c.ok(&["auth", "can-i", "list", "pods", "-n", "team-a", "--as", ci]).trim(), "yes");
-    let out = c.kubectl(&["auth", "can-i", "delete", "pods", "-n", "team-a", "--as", ci], None, &[]);
+    assert_eq!(
+        c.ok(&["auth", "can-i", "list", "pods", "-n", "team-a", "--as", ci])
+            .trim(),
+        "yes"
+    );
+    let out = c.kubectl(
+        &[
+            "auth", "can-i", "delete", "pods", "-n", "team-a", "--as", ci,
+        ],
+        None,
+        &[],
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "no");
 }

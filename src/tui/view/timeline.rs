@@ -124,11 +124,15 @@ pub(super) fn authorization(e: &FlowEvent) -> Option<String> {
     } else {
         "refused: "
     };
-    let reason = data["reason"].as_str().filter(|r| !r.is_empty()).unwrap_or(if verdict.is_empty() {
-        "allowed"
-    } else {
-        "no rule allows it"
-    });
+    let reason =
+        data["reason"]
+            .as_str()
+            .filter(|r| !r.is_empty())
+            .unwrap_or(if verdict.is_empty() {
+                "allowed"
+            } else {
+                "no rule allows it"
+            });
     Some(format!(" {name} [{}]: {verdict}{reason}", groups.join(" ")))
 }
 
