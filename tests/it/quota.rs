@@ -194,6 +194,7 @@ spec:
 fn quota_refuses_past_hard_and_the_controller_counts() {
     let c = Cluster::with_nodes(1);
     c.ok(&["create", "namespace", "capped"]);
+    root_ca_published(&c, "capped");
     c.ok_with(
         &["-n", "capped", "create", "-f", "-"],
         Some(
@@ -227,7 +228,8 @@ spec:
     let rows = rows(&table);
     assert_eq!(rows[0], ["NAME", "AGE", "REQUEST", "LIMIT"], "{table}");
     assert_eq!(rows[1][0], "q", "{table}");
-    assert_eq!(rows[1][2], "configmaps: 0/5, pods: 0/2", "{table}");
+    // The namespace's `kube-root-ca.crt` counts, as on any cluster.
+    assert_eq!(rows[1][2], "configmaps: 1/5, pods: 0/2", "{table}");
 
     c.ok_with(
         &["-n", "capped", "create", "-f", "-"],
@@ -381,7 +383,9 @@ spec:
 fn quota_concurrent_creates_never_share_the_last_unit() {
     let c = Cluster::start();
     c.ok(&["create", "namespace", "race"]);
-    c.ok(&["-n", "race", "create", "quota", "q", "--hard=configmaps=3"]);
+    root_ca_published(&c, "race");
+    // Four: the namespace's `kube-root-ca.crt` takes one.
+    c.ok(&["-n", "race", "create", "quota", "q", "--hard=configmaps=4"]);
     c.eventually(
         &[
             "-n",
@@ -393,7 +397,7 @@ fn quota_concurrent_creates_never_share_the_last_unit() {
             "jsonpath={.status.used.configmaps}",
         ],
         30,
-        |used| used == "0",
+        |used| used == "1",
     );
     // Eight creates at once: each charge is a compare-and-swap on the quota, so three win.
     let created: usize = std::thread::scope(|s| {
@@ -412,7 +416,7 @@ fn quota_concurrent_creates_never_share_the_last_unit() {
             .filter(|out| {
                 let stderr = String::from_utf8_lossy(&out.stderr);
                 assert!(
-                    out.status.success() || stderr.contains("exceeded quota: q, requested: configmaps=1, used: configmaps=3, limited: configmaps=3"),
+                    out.status.success() || stderr.contains("exceeded quota: q, requested: configmaps=1, used: configmaps=4, limited: configmaps=4"),
                     "{stderr}"
                 );
                 out.status.success()
@@ -429,7 +433,16 @@ fn quota_concurrent_creates_never_share_the_last_unit() {
         "-o",
         "jsonpath={.status.used.configmaps}",
     ]);
-    assert_eq!(used, "3");
+    assert_eq!(used, "4");
     let listed = c.ok(&["-n", "race", "get", "configmaps", "-o", "name"]);
-    assert_eq!(listed.lines().count(), 3, "{listed}");
+    assert_eq!(listed.lines().count(), 4, "{listed}");
+}
+
+/// Waits until the root CA publisher has made the namespace's `kube-root-ca.crt`.
+fn root_ca_published(c: &Cluster, namespace: &str) {
+    c.eventually(
+        &["-n", namespace, "get", "configmaps", "-o", "name"],
+        30,
+        |out| out.contains("configmap/kube-root-ca.crt"),
+    );
 }
