@@ -161,7 +161,8 @@ fn now() -> String {
         .to_string()
 }
 
-fn random_suffix() -> String {
+/// Five characters of upstream's `utilrand.String` alphabet: `generateName`'s suffix.
+pub(super) fn random_suffix() -> String {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let bytes = uuid::Uuid::new_v4().into_bytes();
     bytes[..5]

@@ -92,7 +92,7 @@ pub(crate) async fn admit(api: &ApiServer, pod: &mut Value) -> Result<(), ApiErr
     if mounted_already(&spec["containers"]) || mounted_already(&spec["initContainers"]) {
         return Ok(());
     }
-    let volume_name = format!("kube-api-access-{}", suffix());
+    let volume_name = format!("kube-api-access-{}", super::handlers::random_suffix());
     let volume = json!({
         "name": volume_name,
         "projected": {
@@ -118,13 +118,4 @@ pub(crate) async fn admit(api: &ApiServer, pod: &mut Value) -> Result<(), ApiErr
         }
     }
     Ok(())
-}
-
-/// Five characters of upstream's `utilrand.String` alphabet.
-fn suffix() -> String {
-    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    uuid::Uuid::new_v4().as_bytes()[..5]
-        .iter()
-        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
-        .collect()
 }

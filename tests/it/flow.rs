@@ -18,22 +18,8 @@ async fn cluster() -> (Arc<ApiServer>, tempfile::TempDir) {
         Arc::new(EmbeddedStore::open(&dir.path().join("store.redb")).unwrap());
     let api = ApiServer::new(store, Flow::new());
     api.bootstrap().await.unwrap();
-    default_account(&api, "default").await;
+    crate::common::default_account(&api, "default").await;
     (api, dir)
-}
-
-/// The namespace's `default` service account, which pods run as (no controller manager runs
-/// here to make it).
-async fn default_account(api: &Arc<ApiServer>, namespace: &str) {
-    let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> =
-        Api::namespaced(api.client("test"), namespace);
-    accounts
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(serde_json::json!({"metadata": {"name": "default"}})).unwrap(),
-        )
-        .await
-        .unwrap();
 }
 
 fn cm(name: &str) -> ConfigMap {
@@ -540,7 +526,7 @@ async fn in_step_mode_the_kubelet_waits_at_its_gates() {
         .await
         .unwrap();
     // Its account first: in step mode its create would wait at a gate of its own.
-    default_account(&api, "demo").await;
+    crate::common::default_account(&api, "demo").await;
     // Step only the demo namespace: the node's own registration and heartbeats keep going.
     answer(
         &api,

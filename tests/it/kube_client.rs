@@ -27,16 +27,7 @@ async fn in_process() -> InProcess {
         Arc::new(EmbeddedStore::open(&dir.path().join("store.redb")).unwrap());
     let api = ApiServer::new(store.clone(), Flow::new());
     api.bootstrap().await.unwrap();
-    // Pods run as the namespace's `default` account, which no controller makes here.
-    let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> =
-        Api::namespaced(api.client("test"), "default");
-    accounts
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(serde_json::json!({"metadata": {"name": "default"}})).unwrap(),
-        )
-        .await
-        .unwrap();
+    crate::common::default_account(&api, "default").await;
     InProcess {
         api,
         store,

@@ -234,11 +234,11 @@ impl Snapshot {
             }
             true
         });
-        if let Some(node) = user.node() {
-            let _ = node;
-            if let Some(rules) = self.cluster_roles.get(super::policy::NODE_ROLE) {
-                all.extend(rules.iter().cloned());
-            }
+        // A kubelet's rules come from the Node authorizer, not from a binding.
+        if user.node().is_some()
+            && let Some(rules) = self.cluster_roles.get(super::policy::NODE_ROLE)
+        {
+            all.extend(rules.iter().cloned());
         }
         (all, errors)
     }

@@ -542,3 +542,17 @@ pub fn etcd_available() -> bool {
     eprintln!("skipped: no `etcd` binary (apt-get install etcd-server)");
     false
 }
+
+/// The namespace's `default` service account, which pods run as, on an in-process API server
+/// where no controller manager runs to make it.
+pub async fn default_account(api: &std::sync::Arc<orrery::apiserver::ApiServer>, namespace: &str) {
+    let accounts: kube::Api<k8s_openapi::api::core::v1::ServiceAccount> =
+        kube::Api::namespaced(api.client("test"), namespace);
+    accounts
+        .create(
+            &kube::api::PostParams::default(),
+            &serde_json::from_value(serde_json::json!({"metadata": {"name": "default"}})).unwrap(),
+        )
+        .await
+        .unwrap();
+}
