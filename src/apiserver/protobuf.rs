@@ -32,8 +32,6 @@ fn message(full_name: &str) -> Option<MessageDescriptor> {
     crate::apimachinery::gotypes::descriptor(full_name)
 }
 
-/// The protobuf package of a resource's group (`apps` -> `api.apps.v1`).
-
 /// Decodes a protobuf request body for `resource` into its JSON form.
 pub(crate) fn decode(resource: &Resource, body: &[u8]) -> Result<Value, ApiError> {
     decode_kind(resource.group, resource.version, resource.kind, body)
