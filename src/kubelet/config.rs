@@ -39,6 +39,12 @@ pub(crate) enum ConfigError {
     /// A `seccompProfile.type` Kubernetes does not have.
     #[error("unsupported seccomp profile type {0:?}")]
     SeccompType(String),
+    /// `hostNetwork`, `hostPID` or `hostIPC`: refused, as a virtual node has no host
+    /// namespaces of its own (every node shares the one machine's kernel).
+    #[error(
+        "{0} is not supported: Orrery's nodes are virtual and share one machine, so a pod cannot have its node's own host namespaces"
+    )]
+    HostNamespace(&'static str),
     /// A quantity in `resources` that cannot be read.
     #[error("invalid resource quantity {0:?}")]
     Quantity(String),
@@ -119,6 +125,25 @@ pub(crate) fn security(
         allow_privilege_escalation: sc.and_then(|s| s.allow_privilege_escalation),
         seccomp,
     })
+}
+
+/// Refuses a pod that asks for its node's namespaces (`hostNetwork`, `hostPID`, `hostIPC`):
+/// all of Orrery's nodes share one machine, so the "host" would be the machine itself, shared
+/// by every node, and its network the one the nodes' pods are routed through. Refused openly
+/// (a `CreateContainerConfigError` with this message) rather than run in the pod's own
+/// namespaces as if granted.
+pub(crate) fn host_namespaces(pod: &Pod) -> Result<(), ConfigError> {
+    let spec = pod.spec.as_ref();
+    for (asked, name) in [
+        (spec.and_then(|s| s.host_network), "hostNetwork"),
+        (spec.and_then(|s| s.host_pid), "hostPID"),
+        (spec.and_then(|s| s.host_ipc), "hostIPC"),
+    ] {
+        if asked == Some(true) {
+            return Err(ConfigError::HostNamespace(name));
+        }
+    }
+    Ok(())
 }
 
 /// The container's cgroup limits: `limits.memory` in bytes, `limits.cpu` and `requests.cpu`
@@ -289,6 +314,26 @@ mod tests {
             seccomp(json!({}), json!({"seccompProfile": {"type": "Localhost"}})),
             Err(ConfigError::LocalhostProfile)
         );
+    }
+
+    #[test]
+    fn host_namespaces_are_refused() {
+        let with = |spec: serde_json::Value| {
+            let pod: Pod = serde_json::from_value(json!({"spec": spec})).unwrap();
+            host_namespaces(&pod).map_err(|e| e.to_string())
+        };
+        assert_eq!(with(json!({"containers": []})), Ok(()));
+        assert_eq!(
+            with(json!({"containers": [], "hostNetwork": false})),
+            Ok(())
+        );
+        for field in ["hostNetwork", "hostPID", "hostIPC"] {
+            let error = with(json!({"containers": [], field: true})).unwrap_err();
+            assert!(
+                error.starts_with(&format!("{field} is not supported: ")),
+                "{error}"
+            );
+        }
     }
 
     #[test]

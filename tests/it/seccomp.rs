@@ -3,6 +3,7 @@
 //! container under a seccomp filter (`/proc/self/status` says `Seccomp: 2`), the default
 //! (unset) leaves it unconfined, a missing `Localhost` profile fails the container with
 //! containerd's words, and a privileged container runs unconfined with every capability.
+//! Pods asking for host namespaces are refused by the kubelet, on any runtime.
 
 use crate::common;
 
@@ -103,4 +104,46 @@ spec:
         |m| m.contains("cannot load seccomp profile"),
     );
     assert!(message.contains("profiles/nope.json"), "{message}");
+}
+
+#[test]
+fn host_namespaces_are_refused_with_a_reason() {
+    let c = Cluster::with_nodes(1);
+    c.apply(
+        r#"apiVersion: v1
+kind: Pod
+metadata: {name: hostnet}
+spec:
+  hostNetwork: true
+  containers:
+  - name: main
+    image: orrery/hello
+"#,
+    );
+    let waiting = c.eventually(
+        &[
+            "get",
+            "pod",
+            "hostnet",
+            "-o",
+            "jsonpath={.status.containerStatuses[0].state.waiting.reason}: {.status.containerStatuses[0].state.waiting.message}",
+        ],
+        30,
+        |w| w.starts_with("CreateContainerConfigError"),
+    );
+    assert!(
+        waiting.contains("hostNetwork is not supported: Orrery's nodes are virtual"),
+        "{waiting}"
+    );
+    let events = c.eventually(
+        &[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=hostnet",
+        ],
+        30,
+        |e| e.contains("hostNetwork is not supported"),
+    );
+    assert!(events.contains("Failed"), "{events}");
 }
