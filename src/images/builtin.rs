@@ -2,7 +2,7 @@
 //! its sample manifests with no registry at all.
 //!
 //! Both share one layer: `/orrery` (the binary), the shared libraries it runs with (every
-//! shared object this process has mapped, from `/proc/self/maps`, and the binary's ELF
+//! shared object this process has mapped, from `/proc/self/maps`, with its soname symlink, and the binary's ELF
 //! interpreter), each at its host path with the symlinks leading to it (`/lib64` →
 //! `usr/lib64` on a merged-/usr host), `/etc/passwd` and `/etc/group` with root and nobody, and
 //! an empty `/tmp`. `orrery/hello` runs `/orrery hello` (the HTTP server on 8080); `orrery/pause`
@@ -96,6 +96,27 @@ pub(crate) fn mapped_libraries(maps: &str) -> Vec<PathBuf> {
     libraries
 }
 
+/// The shorter names a versioned shared object goes by in its directory, longest first:
+/// `libseccomp.so.2.5` and `libseccomp.so.2` for `libseccomp.so.2.5.4` (never the bare
+/// `.so`, which only the linker uses).
+pub(crate) fn soname_candidates(path: &Path) -> Vec<PathBuf> {
+    let Some(name) = path.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+        return Vec::new();
+    };
+    let Some(at) = name.find(".so.") else {
+        return Vec::new();
+    };
+    let mut candidates = Vec::new();
+    let mut current = name.clone();
+    while let Some(dot) = current.rfind('.')
+        && dot > at + 3
+    {
+        current.truncate(dot);
+        candidates.push(path.with_file_name(&current));
+    }
+    candidates
+}
+
 /// Lexically resolves `.` and `..` in an absolute path.
 fn lexical(path: &Path) -> PathBuf {
     let mut out = PathBuf::from("/");
@@ -185,6 +206,13 @@ pub(crate) fn write_layer(binary: &Path, out: &Path) -> io::Result<()> {
     }
     for path in &needed {
         add_host_path(&mut items, path, 0)?;
+        // The loader looks a library up by its soname (`libseccomp.so.2`), a symlink beside
+        // the versioned file the maps name (`libseccomp.so.2.5.4`).
+        for alias in soname_candidates(path) {
+            if fs::symlink_metadata(&alias).is_ok_and(|m| m.file_type().is_symlink()) {
+                add_host_path(&mut items, &alias, 0)?;
+            }
+        }
     }
     items.insert(PathBuf::from("etc"), Item::Dir(0o755));
     items.insert(
@@ -290,6 +318,19 @@ mod tests {
                 PathBuf::from("/usr/lib/x86_64-linux-gnu/libc.so.6"),
             ]
         );
+    }
+
+    #[test]
+    fn versioned_libraries_bring_their_sonames() {
+        assert_eq!(
+            soname_candidates(Path::new("/usr/lib/libseccomp.so.2.5.4")),
+            [
+                PathBuf::from("/usr/lib/libseccomp.so.2.5"),
+                PathBuf::from("/usr/lib/libseccomp.so.2"),
+            ]
+        );
+        assert!(soname_candidates(Path::new("/usr/lib/libc.so.6")).is_empty());
+        assert!(soname_candidates(Path::new("/usr/lib/ld-linux-x86-64.so.2")).is_empty());
     }
 
     #[test]

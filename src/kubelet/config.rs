@@ -3,10 +3,12 @@
 //! [`Resources`], its declared TCP ports, upstream's `runAsNonRoot` check, and the termination message read back after
 //! the container ends (`terminationMessagePath`, `FallbackToLogsOnError`).
 
+use std::path::Path;
+
 use k8s_openapi::api::core::v1::{Container, Pod};
 
 use crate::apimachinery::quantity;
-use crate::runtime::{LogLine, Resources, Security};
+use crate::runtime::{LogLine, Resources, SeccompProfile, Security};
 
 /// Why the container's config cannot be made (a `CreateContainerConfigError`).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -31,6 +33,18 @@ pub(crate) enum ConfigError {
         /// The container.
         container: String,
     },
+    /// `seccompProfile.type: Localhost` without a `localhostProfile`.
+    #[error("localhostProfile must be set when seccomp profile type is Localhost")]
+    LocalhostProfile,
+    /// A `seccompProfile.type` Kubernetes does not have.
+    #[error("unsupported seccomp profile type {0:?}")]
+    SeccompType(String),
+    /// `hostNetwork`, `hostPID` or `hostIPC`: refused, as a virtual node has no host
+    /// namespaces of its own (every node shares the one machine's kernel).
+    #[error(
+        "{0} is not supported: Orrery's nodes are virtual and share one machine, so a pod cannot have its node's own host namespaces"
+    )]
+    HostNamespace(&'static str),
     /// A quantity in `resources` that cannot be read.
     #[error("invalid resource quantity {0:?}")]
     Quantity(String),
@@ -40,7 +54,15 @@ pub(crate) enum ConfigError {
 /// `runAsNonRoot` is checked against the user the container will run as; an image's own user
 /// is not known to the kubelet, so without `runAsUser` it is taken to be root, as upstream does
 /// for an image that names no user.
-pub(crate) fn security(pod: &Pod, c: &Container) -> Result<Security, ConfigError> {
+///
+/// `seccompProfile` (the container's over the pod's) is unconfined when unset, as in
+/// Kubernetes; a `Localhost` profile names a file under `seccomp_root` (the kubelet's
+/// `<root>/seccomp`).
+pub(crate) fn security(
+    pod: &Pod,
+    c: &Container,
+    seccomp_root: &Path,
+) -> Result<Security, ConfigError> {
     let pod_sc = pod.spec.as_ref().and_then(|s| s.security_context.as_ref());
     let sc = c.security_context.as_ref();
     let run_as_user = sc
@@ -78,6 +100,21 @@ pub(crate) fn security(pod: &Pod, c: &Container) -> Result<Security, ConfigError
         }
     }
     let caps = sc.and_then(|s| s.capabilities.as_ref());
+    let profile = sc
+        .and_then(|s| s.seccomp_profile.as_ref())
+        .or_else(|| pod_sc.and_then(|s| s.seccomp_profile.as_ref()));
+    let seccomp = match profile {
+        None => SeccompProfile::Unconfined,
+        Some(p) => match p.type_.as_str() {
+            "Unconfined" => SeccompProfile::Unconfined,
+            "RuntimeDefault" => SeccompProfile::RuntimeDefault,
+            "Localhost" => match p.localhost_profile.as_deref().filter(|l| !l.is_empty()) {
+                Some(name) => SeccompProfile::Localhost(seccomp_root.join(name)),
+                None => return Err(ConfigError::LocalhostProfile),
+            },
+            other => return Err(ConfigError::SeccompType(other.to_owned())),
+        },
+    };
     Ok(Security {
         run_as_user: run_as_user.and_then(|u| u32::try_from(u).ok()),
         run_as_group: run_as_group.and_then(|g| u32::try_from(g).ok()),
@@ -86,7 +123,27 @@ pub(crate) fn security(pod: &Pod, c: &Container) -> Result<Security, ConfigError
         add_capabilities: caps.and_then(|c| c.add.clone()).unwrap_or_default(),
         drop_capabilities: caps.and_then(|c| c.drop.clone()).unwrap_or_default(),
         allow_privilege_escalation: sc.and_then(|s| s.allow_privilege_escalation),
+        seccomp,
     })
+}
+
+/// Refuses a pod that asks for its node's namespaces (`hostNetwork`, `hostPID`, `hostIPC`):
+/// all of Orrery's nodes share one machine, so the "host" would be the machine itself, shared
+/// by every node, and its network the one the nodes' pods are routed through. Refused openly
+/// (a `CreateContainerConfigError` with this message) rather than run in the pod's own
+/// namespaces as if granted.
+pub(crate) fn host_namespaces(pod: &Pod) -> Result<(), ConfigError> {
+    let spec = pod.spec.as_ref();
+    for (asked, name) in [
+        (spec.and_then(|s| s.host_network), "hostNetwork"),
+        (spec.and_then(|s| s.host_pid), "hostPID"),
+        (spec.and_then(|s| s.host_ipc), "hostIPC"),
+    ] {
+        if asked == Some(true) {
+            return Err(ConfigError::HostNamespace(name));
+        }
+    }
+    Ok(())
 }
 
 /// The container's cgroup limits: `limits.memory` in bytes, `limits.cpu` and `requests.cpu`
@@ -201,7 +258,7 @@ mod tests {
             json!({}),
         );
         assert_eq!(
-            security(&p, &c).unwrap(),
+            security(&p, &c, Path::new("/k/seccomp")).unwrap(),
             Security {
                 run_as_user: Some(2000),
                 run_as_group: Some(3000),
@@ -210,10 +267,73 @@ mod tests {
                 add_capabilities: vec!["NET_ADMIN".into()],
                 drop_capabilities: vec!["ALL".into()],
                 allow_privilege_escalation: Some(false),
+                seccomp: SeccompProfile::Unconfined,
             }
         );
         let (p, c) = pod(json!({}), json!({"privileged": true}), json!({}));
-        assert!(security(&p, &c).unwrap().privileged);
+        assert!(
+            security(&p, &c, Path::new("/k/seccomp"))
+                .unwrap()
+                .privileged
+        );
+    }
+
+    #[test]
+    fn seccomp_profile_container_over_pod_unconfined_by_default() {
+        let root = Path::new("/k/seccomp");
+        let seccomp = |pod_sc: serde_json::Value, sc: serde_json::Value| {
+            let (p, c) = pod(pod_sc, sc, json!({}));
+            security(&p, &c, root).map(|s| s.seccomp)
+        };
+        assert_eq!(
+            seccomp(json!({}), json!({})),
+            Ok(SeccompProfile::Unconfined)
+        );
+        assert_eq!(
+            seccomp(
+                json!({"seccompProfile": {"type": "RuntimeDefault"}}),
+                json!({})
+            ),
+            Ok(SeccompProfile::RuntimeDefault)
+        );
+        assert_eq!(
+            seccomp(
+                json!({"seccompProfile": {"type": "RuntimeDefault"}}),
+                json!({"seccompProfile": {"type": "Unconfined"}})
+            ),
+            Ok(SeccompProfile::Unconfined)
+        );
+        assert_eq!(
+            seccomp(
+                json!({}),
+                json!({"seccompProfile": {"type": "Localhost", "localhostProfile": "profiles/audit.json"}})
+            ),
+            Ok(SeccompProfile::Localhost(root.join("profiles/audit.json")))
+        );
+        assert_eq!(
+            seccomp(json!({}), json!({"seccompProfile": {"type": "Localhost"}})),
+            Err(ConfigError::LocalhostProfile)
+        );
+    }
+
+    #[test]
+    fn host_namespaces_are_refused() {
+        let with = |spec: serde_json::Value| {
+            let pod: Pod = serde_json::from_value(json!({"spec": spec})).unwrap();
+            host_namespaces(&pod).map_err(|e| e.to_string())
+        };
+        assert_eq!(with(json!({"containers": []})), Ok(()));
+        assert_eq!(
+            with(json!({"containers": [], "hostNetwork": false})),
+            Ok(())
+        );
+        for field in ["hostNetwork", "hostPID", "hostIPC"] {
+            let error = with(json!({"containers": [], field: true})).unwrap_err();
+            assert!(
+                error.starts_with(&format!("{field} is not supported: ")),
+                "{error}"
+            );
+        }
     }
 
     #[test]
@@ -224,12 +344,16 @@ mod tests {
             json!({}),
         );
         assert_eq!(
-            security(&p, &c).unwrap_err().to_string(),
+            security(&p, &c, Path::new("/k/seccomp"))
+                .unwrap_err()
+                .to_string(),
             "container's runAsUser breaks non-root policy (pod: \"p_ns(u)\", container: c)"
         );
         let (p, c) = pod(json!({}), json!({"runAsNonRoot": true}), json!({}));
         assert_eq!(
-            security(&p, &c).unwrap_err().to_string(),
+            security(&p, &c, Path::new("/k/seccomp"))
+                .unwrap_err()
+                .to_string(),
             "container has runAsNonRoot and image will run as root (pod: \"p_ns(u)\", container: c)"
         );
         let (p, c) = pod(
@@ -237,7 +361,7 @@ mod tests {
             json!({"runAsNonRoot": false}),
             json!({}),
         );
-        assert!(security(&p, &c).is_ok());
+        assert!(security(&p, &c, Path::new("/k/seccomp")).is_ok());
     }
 
     #[test]

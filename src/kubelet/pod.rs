@@ -372,7 +372,9 @@ async fn container_config(
         .await
         .map_err(|e| e.to_string())?;
     let env = env::resolve(ctx.pod, c, &sources, &ctx.node()).map_err(|e| e.to_string())?;
-    let security = config::security(ctx.pod, c).map_err(|e| e.to_string())?;
+    config::host_namespaces(ctx.pod).map_err(|e| e.to_string())?;
+    let security = config::security(ctx.pod, c, &kubelet.config.root_dir.join("seccomp"))
+        .map_err(|e| e.to_string())?;
     let resources =
         config::resources(c, kubelet.config.pod_pids_limit).map_err(|e| e.to_string())?;
     let mut mounts = volumes::mounts(ctx.pod, c, ctx.volumes).map_err(|e| e.to_string())?;

@@ -122,6 +122,20 @@ pub struct Security {
     /// `allowPrivilegeEscalation` as set; `no_new_privs` is on unless this is `Some(true)` or
     /// the container is privileged.
     pub allow_privilege_escalation: Option<bool>,
+    /// `seccompProfile`, the container's over the pod's.
+    pub seccomp: SeccompProfile,
+}
+
+/// The seccomp filter a container runs under (`securityContext.seccompProfile.type`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum SeccompProfile {
+    /// `Unconfined`, and Kubernetes' default when unset: no filter.
+    #[default]
+    Unconfined,
+    /// `RuntimeDefault`: the runtime's default profile (containerd's and Docker's).
+    RuntimeDefault,
+    /// `Localhost`: the profile in this file on the node (`<kubelet root>/seccomp/<name>`).
+    Localhost(std::path::PathBuf),
 }
 
 /// The limits a container's cgroup enforces (from `resources.limits`).

@@ -75,7 +75,7 @@ use tokio::sync::{oneshot, watch};
 use super::{
     ContainerConfig, ContainerRuntime, ContainerState, ContainerStats, ContainerStatus,
     ExecRequest, ExecSession, LogLine, PodConnection, Result, RuntimeError, SandboxConfig,
-    SandboxStatus,
+    SandboxStatus, Security,
 };
 use crate::apps;
 
@@ -246,6 +246,9 @@ struct Container {
     removed: bool,
     /// What its program uses now, and since when (only while it runs a [`Step::Load`]).
     load: Option<(Load, jiff::Timestamp)>,
+    /// The security settings it was created with (nothing enforces them here; tests read
+    /// them through [`SimRuntime::security`]).
+    security: Security,
 }
 
 impl Container {
@@ -334,6 +337,12 @@ impl SimRuntime {
             options,
             state: Arc::default(),
         }
+    }
+
+    /// The security settings (`securityContext`, seccomp profile included) a container was
+    /// created with: accepted and recorded, as nothing runs to enforce them.
+    pub fn security(&self, id: &str) -> Option<Security> {
+        self.lock().containers.get(id).map(|c| c.security.clone())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -560,6 +569,7 @@ impl ContainerRuntime for SimRuntime {
                 exited: watch::Sender::new(false),
                 removed: false,
                 load: None,
+                security: config.security.clone(),
             },
         );
         Ok(id)
@@ -1195,6 +1205,19 @@ mod tests {
             .unwrap();
         rt.start_container(&id).await.unwrap();
         id
+    }
+
+    #[tokio::test]
+    async fn security_and_seccomp_profile_are_recorded() {
+        let rt = SimRuntime::new(SimOptions::default());
+        let sandbox = pod(&rt, "u-sec").await;
+        let mut c = config(&["sleep", "infinity"], &[]);
+        c.security.seccomp = crate::runtime::SeccompProfile::RuntimeDefault;
+        let id = rt.create_container(&sandbox, &c).await.unwrap();
+        assert_eq!(
+            rt.security(&id).unwrap().seccomp,
+            crate::runtime::SeccompProfile::RuntimeDefault
+        );
     }
 
     /// A sandbox for pod `p` in namespace `ns`, with uid `uid`.

@@ -32,6 +32,7 @@ mod proxy;
 mod quota;
 mod runtime_libcontainer;
 mod scheduler;
+mod seccomp;
 mod security;
 mod services;
 mod statefulset;

@@ -718,6 +718,7 @@ impl Helper {
                 &namespaces,
                 files.as_ref(),
                 &cgroups_path,
+                spec::host_capabilities(),
             )
             .map_err(|e| e.to_string())?;
             std::fs::write(

@@ -15,6 +15,7 @@ pub mod logs;
 pub mod network;
 pub mod protocol;
 pub mod raw;
+pub mod seccomp;
 pub mod spec;
 mod stats;
 
@@ -469,6 +470,40 @@ fn status(info: ContainerInfo) -> ContainerStatus {
 }
 
 /// The container's process from its image and its pod, on the wire.
+/// The OCI seccomp profile a container runs under: none when unconfined or privileged (a
+/// privileged container runs unconfined, as in containerd), the runtime's default, or a
+/// `Localhost` file, whose conditions (capabilities, architecture, kernel) are resolved
+/// against the container's capabilities and this node.
+fn seccomp_profile(security: &crate::runtime::Security) -> Result<Option<serde_json::Value>> {
+    use crate::runtime::SeccompProfile;
+    if security.privileged || security.seccomp == SeccompProfile::Unconfined {
+        return Ok(None);
+    }
+    let failed = |message: String| RuntimeError::Failed {
+        action: "create container",
+        message,
+    };
+    let caps = spec::capabilities(
+        security.privileged,
+        &security.add_capabilities,
+        &security.drop_capabilities,
+    )
+    .map_err(|e| failed(e.to_string()))?;
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let target = seccomp::Target {
+        arch: seccomp::native_arch(),
+        kernel: seccomp::kernel_version(release.trim()),
+        caps: &caps,
+    };
+    match &security.seccomp {
+        SeccompProfile::Unconfined => Ok(None),
+        SeccompProfile::RuntimeDefault => Ok(Some(seccomp::runtime_default(&target))),
+        SeccompProfile::Localhost(path) => seccomp::localhost(path, &target)
+            .map(Some)
+            .map_err(|e| failed(e.to_string())),
+    }
+}
+
 fn container_spec(image: &Image, config: &ContainerConfig) -> Result<ContainerSpec> {
     let args = spec::process_args(
         &image.config.entrypoint,
@@ -514,6 +549,7 @@ fn container_spec(image: &Image, config: &ContainerConfig) -> Result<ContainerSp
             no_new_privileges: security.allow_privilege_escalation != Some(true)
                 && !security.privileged,
             read_only_root: security.read_only_root,
+            seccomp: seccomp_profile(security)?,
         },
         resources: ResourceSpec {
             memory_limit: config.resources.memory_limit,
@@ -962,6 +998,39 @@ mod tests {
         let spec = container_spec(&image(), &escalating).unwrap();
         assert!(!spec.security.no_new_privileges);
         assert_eq!(spec.args, ["/bin/true", "-c", "echo hi"]);
+    }
+
+    #[test]
+    fn seccomp_profile_selection() {
+        use crate::runtime::{SeccompProfile, Security};
+        let with = |seccomp: SeccompProfile, privileged: bool| {
+            seccomp_profile(&Security {
+                seccomp,
+                privileged,
+                ..Default::default()
+            })
+        };
+        assert_eq!(with(SeccompProfile::Unconfined, false).unwrap(), None);
+        let default = with(SeccompProfile::RuntimeDefault, false)
+            .unwrap()
+            .unwrap();
+        assert_eq!(default["defaultAction"], "SCMP_ACT_ERRNO");
+        // A privileged container runs unconfined, as in containerd.
+        assert_eq!(with(SeccompProfile::RuntimeDefault, true).unwrap(), None);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.json");
+        std::fs::write(&path, r#"{"defaultAction": "SCMP_ACT_LOG"}"#).unwrap();
+        let local = with(SeccompProfile::Localhost(path), false)
+            .unwrap()
+            .unwrap();
+        assert_eq!(local["defaultAction"], "SCMP_ACT_LOG");
+        let missing = with(
+            SeccompProfile::Localhost(dir.path().join("nope.json")),
+            false,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(missing.contains("cannot load seccomp profile"), "{missing}");
     }
 
     #[tokio::test]

@@ -115,6 +115,9 @@ pub struct SecuritySpec {
     pub no_new_privileges: bool,
     /// A read-only root filesystem.
     pub read_only_root: bool,
+    /// The OCI `linux.seccomp` profile, resolved by the client; `None`: unconfined.
+    #[serde(default)]
+    pub seccomp: Option<serde_json::Value>,
 }
 
 /// `runtime::Resources` on the wire.

@@ -71,6 +71,7 @@ pub fn measure(state_dir: &Path, image: &str, runs: u32) -> Result<Vec<Duration>
                 &namespaces,
                 None,
                 &cgroups,
+                spec::host_capabilities(),
             )
             .map_err(|e| e.to_string())?;
             std::fs::write(dir.join("config.json"), oci.to_string()).map_err(|e| e.to_string())?;

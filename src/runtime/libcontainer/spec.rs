@@ -360,7 +360,27 @@ pub struct SandboxFiles {
     pub shm: PathBuf,
 }
 
+/// The capability mask of `CapBnd:` in a `/proc/<pid>/status`.
+pub fn bounding_mask(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("CapBnd:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+}
+
+/// This process's bounding set (every capability when it cannot be read): what a privileged
+/// container can have at most.
+pub fn host_capabilities() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| bounding_mask(&status))
+        .unwrap_or(u64::MAX)
+}
+
 /// The OCI `config.json` of a container whose root filesystem is mounted at `rootfs`.
+/// `host_caps` is the runtime's own bounding set ([`host_capabilities`]): a privileged
+/// container (or one adding `ALL`) gets every capability the runtime has, as containerd's
+/// `WithAllCurrentCapabilities` gives, not ones the kernel would refuse to grant.
 pub fn oci_spec(
     container: &ContainerSpec,
     user: &User,
@@ -368,9 +388,18 @@ pub fn oci_spec(
     namespaces: &Namespaces,
     files: Option<&SandboxFiles>,
     cgroups_path: &str,
+    host_caps: u64,
 ) -> Result<Value, SpecError> {
     let security = &container.security;
-    let caps = capabilities(security.privileged, &security.add, &security.drop)?;
+    let mut caps = capabilities(security.privileged, &security.add, &security.drop)?;
+    if security.privileged || security.add.iter().any(|c| c.eq_ignore_ascii_case("ALL")) {
+        caps.retain(|cap| {
+            ALL_CAPABILITIES
+                .iter()
+                .position(|c| cap.strip_prefix("CAP_") == Some(c))
+                .is_none_or(|bit| bit >= 64 || host_caps & (1 << bit) != 0)
+        });
+    }
     // Kubernetes (containerd) gives non-root users no effective or permitted capabilities
     // unless ambient ones are asked for; the bounding set stays.
     let effective = if user.uid == 0 {
@@ -436,6 +465,9 @@ pub fn oci_spec(
     if !security.privileged {
         linux["maskedPaths"] = json!(MASKED_PATHS);
         linux["readonlyPaths"] = json!(READONLY_PATHS);
+    }
+    if let Some(seccomp) = &security.seccomp {
+        linux["seccomp"] = seccomp.clone();
     }
     let mut process = json!({
         "terminal": container.tty,
@@ -724,6 +756,7 @@ mod tests {
             },
             Some(&files),
             &path,
+            u64::MAX,
         )
         .unwrap();
         // It is a valid OCI spec as libcontainer reads it.
@@ -761,6 +794,85 @@ mod tests {
     }
 
     #[test]
+    fn privileged_gets_every_capability_the_runtime_has() {
+        let status = "Name:\tx\nCapPrm:\t000001fffeffffff\nCapBnd:\t000001fffeffffff\n";
+        let mask = bounding_mask(status).unwrap();
+        assert_eq!(mask, 0x1fffeffffff);
+        let mut privileged = container();
+        privileged.security.privileged = true;
+        let root = User {
+            uid: 0,
+            gid: 0,
+            additional_gids: vec![],
+        };
+        let spec = oci_spec(
+            &privileged,
+            &root,
+            Path::new("/c/rootfs"),
+            &Namespaces::Member {
+                pause_pid: 42,
+                pid_of: None,
+            },
+            None,
+            "/orrery/demo/node-1/uid-1/web",
+            mask,
+        )
+        .unwrap();
+        let bounding = spec["process"]["capabilities"]["bounding"]
+            .as_array()
+            .unwrap();
+        assert_eq!(bounding.len(), 40);
+        assert!(!bounding.contains(&json!("CAP_SYS_RESOURCE")));
+        assert!(bounding.contains(&json!("CAP_SYS_ADMIN")));
+        assert_eq!(spec["mounts"][4]["options"][3], "rw");
+    }
+
+    #[test]
+    fn seccomp_profile_goes_into_linux_seccomp() {
+        let root = User {
+            uid: 0,
+            gid: 0,
+            additional_gids: vec![],
+        };
+        let build = |spec: &ContainerSpec| {
+            oci_spec(
+                spec,
+                &root,
+                Path::new("/c/rootfs"),
+                &Namespaces::Member {
+                    pause_pid: 42,
+                    pid_of: None,
+                },
+                None,
+                "/orrery/demo/node-1/uid-1/web",
+                u64::MAX,
+            )
+            .unwrap()
+        };
+        let unconfined = build(&container());
+        assert!(unconfined["linux"].get("seccomp").is_none());
+        let caps: Vec<String> = DEFAULT_CAPABILITIES
+            .iter()
+            .map(|c| format!("CAP_{c}"))
+            .collect();
+        let profile = super::super::seccomp::runtime_default(&super::super::seccomp::Target {
+            arch: "amd64",
+            kernel: (6, 1),
+            caps: &caps,
+        });
+        let mut filtered = container();
+        filtered.security.seccomp = Some(profile.clone());
+        let spec = build(&filtered);
+        assert_eq!(spec["linux"]["seccomp"], profile);
+        let typed: libcontainer::oci_spec::runtime::Spec = serde_json::from_value(spec).unwrap();
+        let seccomp = typed.linux().as_ref().unwrap().seccomp().as_ref().unwrap();
+        assert_eq!(
+            seccomp.default_action(),
+            libcontainer::oci_spec::runtime::LinuxSeccompAction::ScmpActErrno
+        );
+    }
+
+    #[test]
     fn pause_spec_has_new_uts_and_ipc_and_the_hostname() {
         let mut pause = container();
         pause.security.privileged = true;
@@ -779,6 +891,7 @@ mod tests {
             },
             None,
             "/orrery/demo/node-1/uid-1/pause",
+            u64::MAX,
         )
         .unwrap();
         let _: libcontainer::oci_spec::runtime::Spec =
