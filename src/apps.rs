@@ -1,7 +1,7 @@
 //! The programs inside the built-in images: `orrery hello`, a small HTTP server that says which
 //! pod answered, and `orrery pause`, what a pod sandbox's pause container does; and the few
 //! tools the sample manifests run in them, since the images hold no shell: `sleep`, `exit`,
-//! `write`, `hog` and `fetch`.
+//! `write`, `hog`, `burn`, `fetch`, and `whoami` (an in-cluster API client).
 //!
 //! Both run as the container's process (the `orrery` binary at `/orrery`), so they start before
 //! and without the command line's multi-threaded runtime: `hello` uses a current-thread tokio
@@ -94,20 +94,27 @@ fn first_ipv4() -> Option<Ipv4Addr> {
 /// `orrery hello`: serves `Hello from <pod> in <namespace> at <ip>` on 0.0.0.0:$PORT (8080)
 /// until SIGTERM or SIGINT, logging one line per request to stdout.
 pub fn hello() -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
+    on_current_thread("hello", async {
+        match serve_hello().await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("hello: {error}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+/// Runs a tool's `work` on a current-thread tokio runtime (the tools are a container's one
+/// process, started without the command line's multi-threaded runtime).
+fn on_current_thread(tool: &str, work: impl std::future::Future<Output = ExitCode>) -> ExitCode {
+    match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
-        Ok(runtime) => runtime,
+        Ok(runtime) => runtime.block_on(work),
         Err(error) => {
-            eprintln!("hello: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(serve_hello()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("hello: {error}");
+            eprintln!("{tool}: cannot start the async runtime: {error}");
             ExitCode::FAILURE
         }
     }
@@ -201,17 +208,7 @@ async fn answer(
 /// answer's body printed; the first failure is written to stderr and ends it with 1 (a client
 /// for Services and cluster DNS inside the built-in images, which have no shell or wget).
 pub fn fetch(url: &str, count: u32) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("fetch: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    runtime.block_on(async {
+    on_current_thread("fetch", async {
         for _ in 0..count {
             match ask_backend(url).await {
                 Ok(body) => print!("{body}"),
@@ -223,6 +220,61 @@ pub fn fetch(url: &str, count: u32) -> ExitCode {
         }
         ExitCode::SUCCESS
     })
+}
+
+/// `orrery whoami`: an ordinary in-cluster client, the `kube` crate with its in-cluster
+/// configuration (`KUBERNETES_SERVICE_HOST` and `_PORT`, and the service account's token, CA
+/// and namespace under `/var/run/secrets/kubernetes.io/serviceaccount`), as any client library
+/// in a pod is configured. It asks the API server who it is (a SelfSubjectReview, what
+/// `kubectl auth whoami` sends) and prints `user: <name>` and `groups: <g>,...`, then lists the
+/// pods of its namespace and prints `pods in <ns>: <count>`, or the API's refusal as
+/// `pods in <ns>: <status message>`. Exits 1 when it cannot reach the API or is not who it
+/// says.
+pub fn whoami() -> ExitCode {
+    on_current_thread("whoami", async {
+        match ask_whoami().await {
+            Ok(lines) => {
+                print!("{lines}");
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("whoami: {error}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+async fn ask_whoami() -> Result<String, String> {
+    use k8s_openapi::api::authentication::v1::SelfSubjectReview;
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::{Api, ListParams, PostParams};
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let config = kube::Config::incluster().map_err(|e| format!("in-cluster configuration: {e}"))?;
+    let namespace = config.default_namespace.clone();
+    let client = kube::Client::try_from(config).map_err(|e| e.to_string())?;
+    let reviews: Api<SelfSubjectReview> = Api::all(client.clone());
+    let review = reviews
+        .create(&PostParams::default(), &SelfSubjectReview::default())
+        .await
+        .map_err(|e| format!("SelfSubjectReview: {e}"))?;
+    let user = review
+        .status
+        .and_then(|s| s.user_info)
+        .ok_or("the SelfSubjectReview has no status.userInfo")?;
+    let mut lines = format!(
+        "user: {}\ngroups: {}\n",
+        user.username.unwrap_or_default(),
+        user.groups.unwrap_or_default().join(",")
+    );
+    let pods: Api<Pod> = Api::namespaced(client, &namespace);
+    let listed = match pods.list(&ListParams::default()).await {
+        Ok(list) => list.items.len().to_string(),
+        Err(kube::Error::Api(status)) => status.message,
+        Err(error) => return Err(format!("listing pods: {error}")),
+    };
+    lines.push_str(&format!("pods in {namespace}: {listed}\n"));
+    Ok(lines)
 }
 
 /// One `GET` of `url` (`http://host[:port][/path]`, the host a name resolved by the system's

@@ -114,6 +114,10 @@ enum Command {
         #[arg(default_value_t = 1)]
         count: u32,
     },
+    /// In the built-in images: an in-cluster API client that prints who the API server says it
+    /// is (its service account) and how many pods its namespace has, or why it may not list them.
+    #[command(hide = true)]
+    Whoami,
 }
 
 #[derive(Debug, Args)]
@@ -504,6 +508,7 @@ pub fn main() -> ExitCode {
             };
         }
         Command::Fetch { url, count } => return crate::apps::fetch(&url, count),
+        Command::Whoami => return crate::apps::whoami(),
         _ => {}
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -735,7 +740,8 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         | Command::Write { .. }
         | Command::Hog { .. }
         | Command::Burn { .. }
-        | Command::Fetch { .. } => Ok(()),
+        | Command::Fetch { .. }
+        | Command::Whoami => Ok(()),
         Command::Bench(BenchCommand::Store(options)) => {
             let report = bench::run_store_bench(&options)
                 .await

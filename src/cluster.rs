@@ -350,20 +350,33 @@ where
         )?;
     }
 
+    let listen_error = |port| move |source| ClusterError::Listen { port, source };
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", options.port))
         .await
-        .map_err(|source| ClusterError::Listen {
-            port: options.port,
-            source,
-        })?;
+        .map_err(listen_error(options.port))?;
     let port = listener
         .local_addr()
-        .map_err(|source| ClusterError::Listen {
-            port: options.port,
-            source,
-        })?
+        .map_err(listen_error(options.port))?
         .port();
-    if options.nodes > 0 {
+    // The API server's advertise address: where pods reach it, through the `kubernetes`
+    // Service. With real containers that is the control-plane node's address on the pod
+    // network (as kube-apiserver advertises its host's address), where it listens too; on the
+    // simulated runtime no pod sends a packet, and 127.0.0.1 is the only address.
+    let control_plane_address = match options.nodes {
+        0 => None,
+        _ => Some(node_address(real.as_ref(), &options.cluster_cidr, 0).await?),
+    };
+    let advertise = control_plane_address.filter(|_| real.is_some());
+    let pod_listener = match advertise {
+        Some(address) => Some(
+            tokio::net::TcpListener::bind((address, port))
+                .await
+                .map_err(listen_error(port))?,
+        ),
+        None => None,
+    };
+    let advertise = advertise.unwrap_or(std::net::Ipv4Addr::LOCALHOST);
+    if let Some(address) = control_plane_address {
         add_control_plane_node(
             &options,
             &supervisor,
@@ -371,14 +384,14 @@ where
             &flow,
             real.as_ref(),
             &pki,
-            port,
-        )
-        .await?;
+            address,
+            (advertise, port),
+        )?;
     }
     let server_url = format!("https://127.0.0.1:{port}");
     // The API server's own `kubernetes` Service, now that its port is known.
     let kubernetes_service = tokio::spawn(
-        KubernetesService::new(api.client("kube-apiserver"), flow.clone(), port).run(),
+        KubernetesService::new(api.client("kube-apiserver"), flow.clone(), advertise, port).run(),
     );
     let config = kubeconfig::render(&options.name, &server_url, &pki);
     let own_kubeconfig = state_dir.join("kubeconfig");
@@ -425,7 +438,19 @@ where
     );
 
     let tls = pki.server_tls()?;
+    // The pods' listener serves the same router; it stops when the host's does.
+    let pods_serving = pod_listener.map(|listener| {
+        tokio::spawn(server::serve(
+            listener,
+            tls.clone(),
+            api.router(),
+            std::future::pending(),
+        ))
+    });
     server::serve(listener, tls, api.router(), until(api.clone())).await;
+    if let Some(serving) = pods_serving {
+        serving.abort();
+    }
 
     println!("orrery: stopping cluster {:?}", options.name);
     compactor.abort();
@@ -588,19 +613,21 @@ async fn log_store_opened(
 /// The control-plane node, as kubeadm sets one up: `orrery up` writes the static pod manifests
 /// (kubeadm's part), and the node's kubelet shows them as mirror pods. Its kubelet runs pods
 /// that tolerate its taint on the cluster's runtime, like any kubelet.
-async fn add_control_plane_node(
+fn add_control_plane_node(
     options: &UpOptions,
     supervisor: &Supervisor,
     api: &Arc<ApiServer>,
     flow: &Flow,
     real: Option<&LibcontainerRuntime>,
     pki: &Pki,
-    port: u16,
+    address: std::net::Ipv4Addr,
+    (advertise, port): (std::net::Ipv4Addr, u16),
 ) -> Result<(), ClusterError> {
     let state_dir = &options.state_dir;
     let manifests = control_plane::manifests_dir(state_dir);
     let layout = control_plane::Layout {
         state_dir,
+        advertise,
         port,
         store: &options.store,
         cluster_cidr: options.cluster_cidr.to_string(),
@@ -621,7 +648,7 @@ async fn add_control_plane_node(
         name: name.clone(),
         index: 0,
         cluster_cidr: options.cluster_cidr,
-        address: node_address(real, &options.cluster_cidr, 0).await?,
+        address,
         cpu: options.node_cpu.clone(),
         memory: options.node_memory.clone(),
         max_pods: 110,

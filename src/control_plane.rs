@@ -50,7 +50,9 @@ pub fn logs_dir(state_dir: &Path) -> PathBuf {
 pub struct Layout<'a> {
     /// The state directory (certificates under `pki/`, the embedded store's file).
     pub state_dir: &'a Path,
-    /// The API server's port on 127.0.0.1.
+    /// The API server's advertise address (`--advertise-address`): where pods reach it.
+    pub advertise: std::net::Ipv4Addr,
+    /// The API server's port, on 127.0.0.1 and on the advertise address.
     pub port: u16,
     /// The store.
     pub store: &'a StoreUrl,
@@ -78,7 +80,7 @@ pub fn manifests(layout: &Layout<'_>) -> Vec<(&'static str, Value)> {
     let (not_ready, unreachable) = layout.toleration_seconds;
     let mut apiserver_command = vec![
         "kube-apiserver".to_owned(),
-        "--advertise-address=127.0.0.1".to_owned(),
+        format!("--advertise-address={}", layout.advertise),
         format!("--client-ca-file={pki}/ca.crt"),
         format!("--default-not-ready-toleration-seconds={not_ready}"),
         format!("--default-unreachable-toleration-seconds={unreachable}"),
@@ -100,7 +102,7 @@ pub fn manifests(layout: &Layout<'_>) -> Vec<(&'static str, Value)> {
         apiserver_command,
         "250m",
         Some(layout.port),
-        json!({"kubeadm.kubernetes.io/kube-apiserver.advertise-address.endpoint": format!("127.0.0.1:{}", layout.port)}),
+        json!({"kubeadm.kubernetes.io/kube-apiserver.advertise-address.endpoint": format!("{}:{}", layout.advertise, layout.port)}),
         Some(("k8s-certs", layout.state_dir.join("pki"))),
     );
     let store = match layout.store {
@@ -269,6 +271,7 @@ mod tests {
         let embedded = StoreUrl::Embedded;
         let layout = Layout {
             state_dir: dir.path(),
+            advertise: std::net::Ipv4Addr::LOCALHOST,
             port: 40123,
             store: &embedded,
             cluster_cidr: "10.244.0.0/14".into(),

@@ -1000,11 +1000,12 @@ fn not_found(e: &kube::Error) -> bool {
 
 /// The API server's endpoint reconciler: keeps the `kubernetes` Service in `default`
 /// (ClusterIP 10.96.0.1, port 443 named `https` to the API server's port) and its Endpoints and
-/// EndpointSlice (both named `kubernetes`, address 127.0.0.1), checking every 10 s as
-/// kube-apiserver does.
+/// EndpointSlice (both named `kubernetes`, with the API server's advertise address), checking
+/// every 10 s as kube-apiserver does.
 pub struct KubernetesService {
     client: kube::Client,
     flow: Flow,
+    address: std::net::Ipv4Addr,
     port: u16,
 }
 
@@ -1012,9 +1013,15 @@ const KUBERNETES: &str = "kubernetes";
 const RECONCILER: &str = "kube-apiserver/endpoint-reconciler";
 
 impl KubernetesService {
-    /// A reconciler for an API server listening on 127.0.0.1:`port`.
-    pub fn new(client: kube::Client, flow: Flow, port: u16) -> Self {
-        KubernetesService { client, flow, port }
+    /// A reconciler for an API server that pods reach at `address`:`port` (its
+    /// `--advertise-address`).
+    pub fn new(client: kube::Client, flow: Flow, address: std::net::Ipv4Addr, port: u16) -> Self {
+        KubernetesService {
+            client,
+            flow,
+            address,
+            port,
+        }
     }
 
     async fn gate(&self, verb: &str, kind: &str, detail: &str) {
@@ -1071,7 +1078,7 @@ impl KubernetesService {
         let endpoints: Api<Endpoints> = Api::namespaced(self.client.clone(), "default");
         let subsets = vec![EndpointSubset {
             addresses: Some(vec![EndpointAddress {
-                ip: "127.0.0.1".into(),
+                ip: self.address.to_string(),
                 ..Default::default()
             }]),
             ports: Some(vec![CorePort {
@@ -1107,7 +1114,7 @@ impl KubernetesService {
         }
         let slices: Api<EndpointSlice> = Api::namespaced(self.client.clone(), "default");
         let wanted_endpoints = vec![Endpoint {
-            addresses: vec!["127.0.0.1".into()],
+            addresses: vec![self.address.to_string()],
             conditions: Some(EndpointConditions {
                 ready: Some(true),
                 ..Default::default()

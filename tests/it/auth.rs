@@ -338,3 +338,79 @@ fn service_account_tokens_authenticate_as_the_account_until_their_pod_goes() {
         "{gone}"
     );
 }
+
+/// A pod that runs `/orrery whoami` (the `kube` crate's in-cluster client) once.
+fn whoami_pod(name: &str) -> String {
+    format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata: {{name: {name}}}
+spec:
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: whoami
+    image: orrery/hello
+    command: [/orrery, whoami]
+"#
+    )
+}
+
+/// Waits for `pod` to finish and returns its log; fails with the log if it failed.
+fn finished_log(c: &Cluster, pod: &str) -> String {
+    let phase = c.eventually(
+        &["get", "pod", pod, "-o", "jsonpath={.status.phase}"],
+        90,
+        |p| p == "Succeeded" || p == "Failed",
+    );
+    let log = c.ok(&["logs", pod]);
+    assert_eq!(phase, "Succeeded", "{pod} failed; its log:\n{log}");
+    log
+}
+
+/// An ordinary client library in a real container (the `kube` crate's in-cluster configuration:
+/// `KUBERNETES_SERVICE_HOST`, the projected token and CA) reaches the API server through the
+/// `kubernetes` Service, whose endpoint is the control-plane node's address on the pod network;
+/// it is its service account, and RBAC judges it as one.
+#[test]
+fn an_in_cluster_client_in_a_real_container_reaches_the_api_as_its_service_account() {
+    let Some(c) = Cluster::real("auth-incluster", 1, "10.206.0.0/16") else {
+        return;
+    };
+    c.eventually(
+        &[
+            "get",
+            "endpoints",
+            "kubernetes",
+            "-o",
+            "jsonpath={.subsets[0].addresses[0].ip}:{.subsets[0].ports[0].port}",
+        ],
+        30,
+        |endpoint| endpoint == format!("10.206.0.1:{}", c.port),
+    );
+    c.apply(&whoami_pod("whoami-1"));
+    let log = finished_log(&c, "whoami-1");
+    let account = "system:serviceaccount:default:default";
+    assert!(log.contains(&format!("user: {account}\n")), "{log}");
+    assert!(
+        log.contains("groups: system:serviceaccounts,system:serviceaccounts:default,system:authenticated\n"),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!(
+            "pods in default: pods is forbidden: User \"{account}\" cannot list resource \"pods\" in API group \"\" in the namespace \"default\"\n"
+        )),
+        "{log}"
+    );
+    // Once a binding lets the account view the namespace, the same client lists its pods.
+    c.ok(&[
+        "create",
+        "rolebinding",
+        "default-view",
+        "--clusterrole=view",
+        "--serviceaccount=default:default",
+    ]);
+    c.apply(&whoami_pod("whoami-2"));
+    let log = finished_log(&c, "whoami-2");
+    assert!(log.contains("pods in default: 2\n"), "{log}");
+}

@@ -12,10 +12,15 @@ const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
 /// `(package, file)` pairs from the `needs` list of `scripts/test`.
 fn needs() -> Vec<(String, String)> {
-    let script = std::fs::read_to_string(Path::new(ROOT).join("scripts/test")).unwrap();
+    needs_of("scripts/test")
+}
+
+/// `(package, file)` pairs from the `needs` list of `script` (`scripts/test`, `scripts/up`).
+fn needs_of(script: &str) -> Vec<(String, String)> {
+    let script = std::fs::read_to_string(Path::new(ROOT).join(script)).unwrap();
     let start = script
         .find("needs=(")
-        .expect("scripts/test declares needs=(...)");
+        .expect("the script declares needs=(...)");
     let end = start + script[start..].find("\n)").expect("needs=( ... ) ends");
     script[start..end]
         .lines()
@@ -144,6 +149,24 @@ fn every_program_the_tests_run_is_installed_by_the_test_command() {
         }
     }
     assert!(problems.is_empty(), "{problems:#?}");
+}
+
+/// The start command (`scripts/up`) installs what a running cluster needs; the test command must
+/// install all of it too, or the tests would pass on a machine where `orrery up` cannot run.
+#[test]
+fn the_test_command_installs_everything_the_start_command_does() {
+    let test = needs();
+    let up = needs_of("scripts/up");
+    assert!(
+        up.iter().any(|(p, _)| p == "libseccomp-dev"),
+        "scripts/up installs libseccomp-dev, which the build links against: {up:?}"
+    );
+    for need in &up {
+        assert!(
+            test.contains(need),
+            "scripts/up needs {need:?}, which scripts/test does not install"
+        );
+    }
 }
 
 #[test]
