@@ -1,9 +1,9 @@
 //! The built-in images, generated offline from the `orrery` binary itself, so a cluster runs
 //! its sample manifests with no registry at all.
 //!
-//! Both share one layer: `/orrery` (the binary), the shared libraries it runs with (every
-//! shared object this process has mapped, from `/proc/self/maps`, with its soname symlink, and the binary's ELF
-//! interpreter), each at its host path with the symlinks leading to it (`/lib64` →
+//! Both share one layer: `/orrery` (the binary), the shared libraries it runs with (its ELF
+//! interpreter and the `DT_NEEDED` closure, found as the dynamic loader finds them, soname
+//! symlinks kept), each at its host path with the symlinks leading to it (`/lib64` →
 //! `usr/lib64` on a merged-/usr host), `/etc/passwd` and `/etc/group` with root and nobody, and
 //! an empty `/tmp`. `orrery/hello` runs `/orrery hello` (the HTTP server on 8080); `orrery/pause`
 //! runs `/orrery pause` as 65535, as the upstream pause image does. The store keys the images
@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
@@ -40,81 +40,133 @@ enum Item {
     Data(Vec<u8>),
 }
 
-/// The ELF interpreter (`PT_INTERP`) of a 64-bit little-endian ELF binary, if it has one.
-pub(crate) fn interpreter(binary: &Path) -> io::Result<Option<PathBuf>> {
-    let mut file = File::open(binary)?;
-    let mut header = [0u8; 64];
-    file.read_exact(&mut header)?;
-    if &header[..4] != b"\x7fELF" || header[4] != 2 || header[5] != 1 {
-        return Ok(None);
-    }
-    let u16_at = |b: &[u8], at: usize| u16::from_le_bytes([b[at], b[at + 1]]);
-    let u64_at = |b: &[u8], at: usize| {
-        let mut bytes = [0u8; 8];
-        bytes.copy_from_slice(&b[at..at + 8]);
-        u64::from_le_bytes(bytes)
+/// What the dynamic loader reads of an ELF object: its interpreter (`PT_INTERP`), the shared
+/// objects it names (`DT_NEEDED`) and where it says to look for them (`DT_RUNPATH`, or the older
+/// `DT_RPATH`). Parsed with the `object` crate, through a read cache: the binary is hundreds of
+/// MB with its debug information, of which only the headers are read.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct Dynamic {
+    pub interpreter: Option<PathBuf>,
+    pub needed: Vec<String>,
+    pub runpath: Vec<String>,
+}
+
+/// The dynamic entries of the 64-bit ELF file at `path`; an empty [`Dynamic`] for a file that is
+/// not one (a script, a static binary has no entries either).
+pub(crate) fn dynamic(path: &Path) -> io::Result<Dynamic> {
+    use object::read::elf::{ElfFile64, ProgramHeader};
+    let invalid = |e: object::read::Error| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{}: {e}", path.display()),
+        )
     };
-    let (phoff, phentsize, phnum) = (
-        u64_at(&header, 0x20),
-        u64::from(u16_at(&header, 0x36)),
-        u16_at(&header, 0x38),
-    );
-    for i in 0..u64::from(phnum) {
-        let mut ph = [0u8; 56];
-        file.seek(SeekFrom::Start(phoff + i * phentsize))?;
-        file.read_exact(&mut ph)?;
-        const PT_INTERP: u32 = 3;
-        if u32::from_le_bytes([ph[0], ph[1], ph[2], ph[3]]) == PT_INTERP {
-            let (offset, size) = (u64_at(&ph, 8), u64_at(&ph, 32));
-            let mut name = vec![0u8; size.min(4096) as usize];
-            file.seek(SeekFrom::Start(offset))?;
-            file.read_exact(&mut name)?;
-            let end = name.iter().position(|&b| b == 0).unwrap_or(name.len());
-            use std::os::unix::ffi::OsStrExt;
-            return Ok(Some(PathBuf::from(std::ffi::OsStr::from_bytes(
-                &name[..end],
-            ))));
+    let cache = object::ReadCache::new(File::open(path)?);
+    let Ok(elf) = ElfFile64::<object::Endianness, _>::parse(&cache) else {
+        return Ok(Dynamic::default());
+    };
+    let endian = elf.endian();
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    let mut found = Dynamic::default();
+    for header in elf.elf_program_headers() {
+        if let Some(name) = header.interpreter(endian, &cache).map_err(invalid)? {
+            found.interpreter = Some(PathBuf::from(text(name)));
         }
     }
-    Ok(None)
-}
-
-/// The shared objects mapped into this process (`/proc/self/maps`).
-pub(crate) fn mapped_libraries(maps: &str) -> Vec<PathBuf> {
-    let mut libraries: Vec<PathBuf> = maps
-        .lines()
-        .filter_map(|line| line.split_whitespace().nth(5))
-        .filter(|path| path.starts_with('/'))
-        .map(PathBuf::from)
-        .filter(|path| {
-            path.file_name()
-                .is_some_and(|name| name.to_string_lossy().contains(".so"))
-        })
-        .collect();
-    libraries.sort();
-    libraries.dedup();
-    libraries
-}
-
-/// The shorter names a versioned shared object goes by in its directory, longest first:
-/// `libseccomp.so.2.5` and `libseccomp.so.2` for `libseccomp.so.2.5.4` (never the bare
-/// `.so`, which only the linker uses).
-pub(crate) fn soname_candidates(path: &Path) -> Vec<PathBuf> {
-    let Some(name) = path.file_name().map(|n| n.to_string_lossy().into_owned()) else {
-        return Vec::new();
-    };
-    let Some(at) = name.find(".so.") else {
-        return Vec::new();
-    };
-    let mut candidates = Vec::new();
-    let mut current = name.clone();
-    while let Some(dot) = current.rfind('.')
-        && dot > at + 3
-    {
-        current.truncate(dot);
-        candidates.push(path.with_file_name(&current));
+    let table = elf
+        .elf_section_table()
+        .dynamic_table(endian, &cache)
+        .map_err(invalid)?;
+    for entry in &table {
+        let value = || table.string(entry).map(text).map_err(invalid);
+        match entry.tag {
+            object::elf::DT_NEEDED => found.needed.push(value()?),
+            object::elf::DT_RUNPATH | object::elf::DT_RPATH => found.runpath.extend(
+                value()?
+                    .split(':')
+                    .filter(|d| !d.is_empty())
+                    .map(str::to_owned),
+            ),
+            _ => {}
+        }
     }
-    candidates
+    Ok(found)
+}
+
+/// Where the loader looks for a library no `DT_RUNPATH` finds: the directories
+/// `/etc/ld.so.conf.d` lists, then the multiarch and the plain `lib` directories.
+fn system_library_dirs() -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    let mut confs: Vec<PathBuf> = fs::read_dir("/etc/ld.so.conf.d")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "conf"))
+        .collect();
+    confs.sort();
+    for conf in confs {
+        let text = fs::read_to_string(&conf).unwrap_or_default();
+        dirs.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| l.starts_with('/'))
+                .map(PathBuf::from),
+        );
+    }
+    let triple = format!("{}-linux-gnu", std::env::consts::ARCH);
+    for base in ["/lib", "/usr/lib"] {
+        dirs.push(Path::new(base).join(&triple));
+    }
+    dirs.extend(["/lib64", "/usr/lib64", "/lib", "/usr/lib"].map(PathBuf::from));
+    dirs
+}
+
+/// Every shared object `binary` needs to run, as the loader would find them: its `DT_NEEDED`
+/// names and theirs in turn, each looked up in the needing object's `DT_RUNPATH` (`$ORIGIN`
+/// expanded) and then in `system`; plus the interpreter. The paths are as found (a soname
+/// symlink such as `libseccomp.so.2`, which the image keeps with what it points to).
+pub(crate) fn needed_libraries(binary: &Path, system: &[PathBuf]) -> io::Result<Vec<PathBuf>> {
+    let own = dynamic(binary)?;
+    let mut found: Vec<PathBuf> = own.interpreter.iter().cloned().collect();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut queue = vec![(binary.to_owned(), own)];
+    while let Some((object, entries)) = queue.pop() {
+        let origin = object.parent().unwrap_or(Path::new("/")).to_owned();
+        let mut dirs: Vec<PathBuf> = entries
+            .runpath
+            .iter()
+            .map(|d| {
+                PathBuf::from(
+                    d.replace("${ORIGIN}", "$ORIGIN")
+                        .replace("$ORIGIN", &origin.to_string_lossy()),
+                )
+            })
+            .collect();
+        dirs.extend_from_slice(system);
+        for name in entries.needed {
+            if !seen.insert(name.clone()) {
+                continue;
+            }
+            let Some(path) = dirs.iter().map(|d| d.join(&name)).find(|p| p.exists()) else {
+                return Err(io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!(
+                        "{} needs {name}, which is in none of {}",
+                        object.display(),
+                        dirs.iter()
+                            .map(|d| d.display().to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ));
+            };
+            let entries = dynamic(&path)?;
+            found.push(path.clone());
+            queue.push((path, entries));
+        }
+    }
+    Ok(found)
 }
 
 /// Lexically resolves `.` and `..` in an absolute path.
@@ -196,23 +248,8 @@ pub(crate) fn write_layer(binary: &Path, out: &Path) -> io::Result<()> {
             mode: 0o755,
         },
     );
-    let maps = fs::read_to_string("/proc/self/maps")?;
-    let exe = fs::canonicalize(binary)?;
-    let own_exe = fs::canonicalize("/proc/self/exe")?;
-    let mut needed = mapped_libraries(&maps);
-    needed.retain(|path| *path != exe && *path != own_exe);
-    if let Some(interpreter) = interpreter(binary)? {
-        needed.push(interpreter);
-    }
-    for path in &needed {
-        add_host_path(&mut items, path, 0)?;
-        // The loader looks a library up by its soname (`libseccomp.so.2`), a symlink beside
-        // the versioned file the maps name (`libseccomp.so.2.5.4`).
-        for alias in soname_candidates(path) {
-            if fs::symlink_metadata(&alias).is_ok_and(|m| m.file_type().is_symlink()) {
-                add_host_path(&mut items, &alias, 0)?;
-            }
-        }
+    for path in needed_libraries(binary, &system_library_dirs())? {
+        add_host_path(&mut items, &path, 0)?;
     }
     items.insert(PathBuf::from("etc"), Item::Dir(0o755));
     items.insert(
@@ -301,47 +338,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn shared_objects_are_read_from_the_maps() {
-        let maps = "\
-55d0c0a00000-55d0c0a01000 r--p 00000000 08:01 1 /work/target/debug/orrery
-7f0000000000-7f0000001000 r-xp 00000000 08:01 2 /usr/lib/x86_64-linux-gnu/libc.so.6
-7f0000001000-7f0000002000 r--p 00001000 08:01 2 /usr/lib/x86_64-linux-gnu/libc.so.6
-7f0000003000-7f0000004000 rw-p 00000000 00:00 0
-7f0000005000-7f0000006000 r-xp 00000000 08:01 3 /usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2
-7ffd00000000-7ffd00001000 rw-p 00000000 00:00 0 [stack]
-7f0000007000-7f0000008000 r--p 00000000 08:01 4 /usr/lib/locale/C.utf8/LC_CTYPE
-";
-        assert_eq!(
-            mapped_libraries(maps),
-            [
-                PathBuf::from("/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"),
-                PathBuf::from("/usr/lib/x86_64-linux-gnu/libc.so.6"),
-            ]
+    fn this_binary_needs_libc_and_its_interpreter_found_where_they_are() {
+        let exe = fs::canonicalize("/proc/self/exe").unwrap();
+        let own = dynamic(&exe).unwrap();
+        let interpreter = own
+            .interpreter
+            .clone()
+            .expect("a dynamically linked test binary");
+        assert!(
+            interpreter.is_absolute() && interpreter.exists(),
+            "{interpreter:?}"
         );
-    }
-
-    #[test]
-    fn versioned_libraries_bring_their_sonames() {
-        assert_eq!(
-            soname_candidates(Path::new("/usr/lib/libseccomp.so.2.5.4")),
-            [
-                PathBuf::from("/usr/lib/libseccomp.so.2.5"),
-                PathBuf::from("/usr/lib/libseccomp.so.2"),
-            ]
+        assert!(own.needed.iter().any(|n| n == "libc.so.6"), "{own:?}");
+        let libraries = needed_libraries(&exe, &system_library_dirs()).unwrap();
+        assert_eq!(libraries[0], interpreter);
+        assert!(
+            libraries
+                .iter()
+                .any(|p| p.file_name().is_some_and(|n| n == "libc.so.6") && p.exists()),
+            "{libraries:?}"
         );
-        assert!(soname_candidates(Path::new("/usr/lib/libc.so.6")).is_empty());
-        assert!(soname_candidates(Path::new("/usr/lib/ld-linux-x86-64.so.2")).is_empty());
-    }
-
-    #[test]
-    fn this_binary_has_an_interpreter_that_exists() {
-        let interpreter = interpreter(Path::new("/proc/self/exe")).unwrap();
-        if let Some(path) = interpreter {
-            assert!(path.is_absolute(), "{}", path.display());
-            assert!(path.exists(), "{}", path.display());
-        }
+        // Nowhere to look: the need is named in the error.
+        let error = needed_libraries(&exe, &[]).unwrap_err();
+        assert!(error.to_string().contains("needs lib"), "{error}");
         let not_elf = tempfile::NamedTempFile::new().unwrap();
         fs::write(not_elf.path(), [b'#'; 64]).unwrap();
-        assert_eq!(super::interpreter(not_elf.path()).unwrap(), None);
+        assert_eq!(dynamic(not_elf.path()).unwrap(), Dynamic::default());
     }
 }

@@ -393,7 +393,9 @@ fn an_in_cluster_client_in_a_real_container_reaches_the_api_as_its_service_accou
     let account = "system:serviceaccount:default:default";
     assert!(log.contains(&format!("user: {account}\n")), "{log}");
     assert!(
-        log.contains("groups: system:serviceaccounts,system:serviceaccounts:default,system:authenticated\n"),
+        log.contains(
+            "groups: system:serviceaccounts,system:serviceaccounts:default,system:authenticated\n"
+        ),
         "{log}"
     );
     assert!(
