@@ -361,12 +361,15 @@ where
     // The API server's advertise address: where pods reach it, through the `kubernetes`
     // Service. With real containers that is the control-plane node's address on the pod
     // network (as kube-apiserver advertises its host's address), where it listens too; on the
-    // simulated runtime no pod sends a packet, and 127.0.0.1 is the only address.
-    let control_plane_address = match options.nodes {
-        0 => None,
-        _ => Some(node_address(real.as_ref(), &options.cluster_cidr, 0).await?),
+    // simulated runtime (or pods on loopback) no pod sends a packet there, and 127.0.0.1 is the
+    // only address.
+    let advertise = match real.as_ref() {
+        Some(real) if options.nodes > 0 => real
+            .prepare_node(&options.cluster_cidr.node_cidr(0))
+            .await
+            .map_err(ClusterError::Runtime)?,
+        _ => None,
     };
-    let advertise = control_plane_address.filter(|_| real.is_some());
     let pod_listener = match advertise {
         Some(address) => Some(
             tokio::net::TcpListener::bind((address, port))
@@ -376,7 +379,7 @@ where
         None => None,
     };
     let advertise = advertise.unwrap_or(std::net::Ipv4Addr::LOCALHOST);
-    if let Some(address) = control_plane_address {
+    if options.nodes > 0 {
         add_control_plane_node(
             &options,
             &supervisor,
@@ -384,9 +387,9 @@ where
             &flow,
             real.as_ref(),
             &pki,
-            address,
-            (advertise, port),
-        )?;
+            std::net::SocketAddrV4::new(advertise, port),
+        )
+        .await?;
     }
     let server_url = format!("https://127.0.0.1:{port}");
     // The API server's own `kubernetes` Service, now that its port is known.
@@ -613,22 +616,21 @@ async fn log_store_opened(
 /// The control-plane node, as kubeadm sets one up: `orrery up` writes the static pod manifests
 /// (kubeadm's part), and the node's kubelet shows them as mirror pods. Its kubelet runs pods
 /// that tolerate its taint on the cluster's runtime, like any kubelet.
-fn add_control_plane_node(
+async fn add_control_plane_node(
     options: &UpOptions,
     supervisor: &Supervisor,
     api: &Arc<ApiServer>,
     flow: &Flow,
     real: Option<&LibcontainerRuntime>,
     pki: &Pki,
-    address: std::net::Ipv4Addr,
-    (advertise, port): (std::net::Ipv4Addr, u16),
+    apiserver: std::net::SocketAddrV4,
 ) -> Result<(), ClusterError> {
     let state_dir = &options.state_dir;
     let manifests = control_plane::manifests_dir(state_dir);
     let layout = control_plane::Layout {
         state_dir,
-        advertise,
-        port,
+        advertise: *apiserver.ip(),
+        port: apiserver.port(),
         store: &options.store,
         cluster_cidr: options.cluster_cidr.to_string(),
         node_monitor_grace_period: options.node_monitor_grace_period,
@@ -648,7 +650,7 @@ fn add_control_plane_node(
         name: name.clone(),
         index: 0,
         cluster_cidr: options.cluster_cidr,
-        address,
+        address: node_address(real, &options.cluster_cidr, 0).await?,
         cpu: options.node_cpu.clone(),
         memory: options.node_memory.clone(),
         max_pods: 110,
