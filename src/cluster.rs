@@ -613,6 +613,7 @@ async fn log_store_opened(
 /// The control-plane node, as kubeadm sets one up: `orrery up` writes the static pod manifests
 /// (kubeadm's part), and the node's kubelet shows them as mirror pods. Its kubelet runs pods
 /// that tolerate its taint on the cluster's runtime, like any kubelet.
+#[allow(clippy::too_many_arguments)] // each is a part of `up` the node needs, as `add_node`'s are
 fn add_control_plane_node(
     options: &UpOptions,
     supervisor: &Supervisor,
