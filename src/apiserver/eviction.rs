@@ -137,6 +137,7 @@ pub(crate) async fn evict(
             "name in URL does not match name in Eviction object".into(),
         ));
     }
+    super::noderestriction::admit_eviction(api, namespace, name).await?;
     let options = delete_options(eviction, params)?;
     let mut pod = Value::Null;
     let retries = if has_rv_precondition(&options) {

@@ -437,7 +437,7 @@ pub(super) fn emit_store(
         .detail(detail);
     event.uid = meta["uid"].as_str().unwrap_or_default().to_owned();
     if let Some(revision) = revision {
-        api.authorizer().rbac().written(&event.kind, revision);
+        api.authorizer().written(&event.kind, revision);
     }
     event.revision = revision;
     event.root = root;
@@ -549,6 +549,13 @@ pub(crate) async fn create_object(
         apply::record_update(resource, &Value::Null, &mut object, manager, "");
     }
     let name = name_of(&object).to_owned();
+    super::noderestriction::admit(
+        api,
+        resource,
+        "",
+        super::noderestriction::Op::Create(&object),
+    )
+    .await?;
     let mut causes = admission::validate(resource, &object, None);
     if super::certificates::is_csr(resource) {
         causes.extend(super::certificates::validate(
@@ -750,6 +757,20 @@ pub(super) enum UpdateKind {
     Approval,
 }
 
+impl UpdateKind {
+    /// The subresource written (`""`: the object itself).
+    pub(super) fn subresource(self) -> &'static str {
+        match self {
+            UpdateKind::Main => "",
+            UpdateKind::Status => "status",
+            UpdateKind::Finalize => "finalize",
+            UpdateKind::Binding => "binding",
+            UpdateKind::EphemeralContainers => "ephemeralcontainers",
+            UpdateKind::Approval => "approval",
+        }
+    }
+}
+
 /// How an update writes.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Write<'a> {
@@ -901,15 +922,7 @@ pub(super) async fn update_object(
         let mut new = canonical(resource, new)?;
         if let Some(manager) = manager {
             new["metadata"]["managedFields"] = old["metadata"]["managedFields"].clone();
-            let sub = match kind {
-                UpdateKind::Main => "",
-                UpdateKind::Status => "status",
-                UpdateKind::Finalize => "finalize",
-                UpdateKind::Binding => "binding",
-                UpdateKind::EphemeralContainers => "ephemeralcontainers",
-                UpdateKind::Approval => "approval",
-            };
-            apply::record_update(resource, &old, &mut new, manager, sub);
+            apply::record_update(resource, &old, &mut new, manager, kind.subresource());
             if new["metadata"]["managedFields"]
                 .as_array()
                 .is_some_and(Vec::is_empty)
@@ -922,6 +935,11 @@ pub(super) async fn update_object(
             let generation = old["metadata"]["generation"].as_i64().unwrap_or(1) + 1;
             new["metadata"]["generation"] = json!(generation);
         }
+        let op = super::noderestriction::Op::Update {
+            new: &new,
+            old: &old,
+        };
+        super::noderestriction::admit(api, resource, kind.subresource(), op).await?;
         let mut causes = admission::validate(resource, &new, Some(&old));
         if super::certificates::is_csr(resource) {
             causes.extend(super::certificates::validate(&new, Some(&old), kind));
@@ -1269,13 +1287,9 @@ pub(crate) async fn resource(
             } else {
                 parse_body(&content_type, &body)?
             };
-            let answer = super::auth::tokens::token_request(
-                api,
-                namespace.as_deref().unwrap_or("default"),
-                name,
-                asked,
-            )
-            .await?;
+            let namespace = namespace.as_deref().unwrap_or("default");
+            super::noderestriction::admit_token_request(api, namespace, name, &asked).await?;
+            let answer = super::auth::tokens::token_request(api, namespace, name, asked).await?;
             json_response(StatusCode::CREATED, &answer)
         }
         (Method::GET | Method::POST, Some(name), "exec" | "attach" | "portforward") => {
@@ -1728,6 +1742,13 @@ pub(super) async fn delete_object(
                 name: name.into(),
             })?;
         let mut object = resource.served(decode(&kv)?);
+        super::noderestriction::admit(
+            api,
+            resource,
+            "",
+            super::noderestriction::Op::Delete(&object),
+        )
+        .await?;
         if let Some(uid) = &expected_uid
             && object["metadata"]["uid"].as_str() != Some(uid)
         {

@@ -27,6 +27,7 @@ mod kubelet_client;
 mod limitranger;
 mod logs;
 mod metrics;
+mod noderestriction;
 mod patch;
 mod path;
 mod podsecurity;

@@ -1,7 +1,8 @@
 //! Who may do what, as a user sees it with the real kubectl: users from `orrery kubeconfig`,
 //! RBAC refusals in upstream's words, `kubectl auth can-i` and `whoami`, impersonation, the
-//! escalation check, and service account tokens (TokenRequest, the pod's projected token used
-//! from the host, and its end when the pod goes).
+//! escalation check, service account tokens (TokenRequest, the pod's projected token used
+//! from the host, and its end when the pod goes), and what a kubelet's credentials reach (the
+//! Node authorizer's graph, NodeRestriction).
 
 use std::path::{Path, PathBuf};
 
@@ -203,6 +204,131 @@ fn a_new_user_is_refused_until_a_binding_lets_their_group_in_one_namespace() {
         20,
         |r| r.contains("pods"),
     );
+}
+
+/// A pod pinned to `node` whose container reads `secret` into its environment.
+fn pod_using(name: &str, node: &str, secret: &str) -> String {
+    format!(
+        r#"{{"apiVersion": "v1", "kind": "Pod", "metadata": {{"name": "{name}"}},
+        "spec": {{"nodeName": "{node}", "containers": [{{"name": "c", "image": "nginx:1",
+          "env": [{{"name": "PASSWORD", "valueFrom": {{"secretKeyRef": {{"name": "{secret}", "key": "password"}}}}}}]}}]}}}}"#
+    )
+}
+
+#[test]
+fn a_kubelet_reads_only_the_secrets_its_own_pods_use() {
+    let c = Cluster::with_nodes(2);
+    for secret in ["mine", "theirs", "nobodys"] {
+        c.ok(&[
+            "create",
+            "secret",
+            "generic",
+            secret,
+            "--from-literal=password=p",
+        ]);
+    }
+    c.apply(&pod_using("here", "node-1", "mine"));
+    c.apply(&pod_using("there", "node-2", "theirs"));
+    // Each kubelet read its pod's secret through the graph.
+    for pod in ["here", "there"] {
+        c.eventually(
+            &["get", "pod", pod, "-o", "jsonpath={.status.phase}"],
+            20,
+            |p| p == "Running",
+        );
+    }
+
+    let node = user(&c, "system:node:node-1", &["system:nodes"]);
+    let out = as_user(&c, &node, &["get", "secret", "mine", "-o", "name"]);
+    assert_eq!(stdout(&out), "secret/mine\n", "{out:?}");
+    // A list of that one object (what a watch of it asks) is allowed too.
+    let out = as_user(
+        &c,
+        &node,
+        &[
+            "get",
+            "secrets",
+            "--field-selector",
+            "metadata.name=mine",
+            "-o",
+            "name",
+        ],
+    );
+    assert_eq!(stdout(&out), "secret/mine\n", "{out:?}");
+    let refused = |secret: &str| {
+        format!(
+            "Error from server (Forbidden): secrets \"{secret}\" is forbidden: User \"system:node:node-1\" cannot get resource \"secrets\" in API group \"\" in the namespace \"default\": no relationship found between node 'node-1' and this object"
+        )
+    };
+    for secret in ["theirs", "nobodys"] {
+        let out = as_user(&c, &node, &["get", "secret", secret]);
+        assert_eq!(stderr(&out).trim(), refused(secret), "{out:?}");
+    }
+    let out = as_user(&c, &node, &["get", "secrets"]);
+    assert_eq!(
+        stderr(&out).trim(),
+        "Error from server (Forbidden): secrets is forbidden: User \"system:node:node-1\" cannot list resource \"secrets\" in API group \"\" in the namespace \"default\": No Object name found",
+        "{out:?}"
+    );
+
+    // NodeRestriction: a token only for a pod of its own, only its own Node, only mirror pods.
+    let uid = |pod: &str| c.ok(&["get", "pod", pod, "-o", "jsonpath={.metadata.uid}"]);
+    let token = |pod: &str| {
+        let uid = uid(pod);
+        as_user(
+            &c,
+            &node,
+            &[
+                "create",
+                "token",
+                "default",
+                "--bound-object-kind",
+                "Pod",
+                "--bound-object-name",
+                pod,
+                "--bound-object-uid",
+                &uid,
+            ],
+        )
+    };
+    let out = token("here");
+    assert!(
+        out.status.success() && stdout(&out).starts_with("ey"),
+        "{out:?}"
+    );
+    let out = token("there");
+    assert!(
+        stderr(&out).contains("serviceaccounts \"default\" is forbidden: node requested token bound to a pod scheduled on a different node"),
+        "{out:?}"
+    );
+    let out = as_user(&c, &node, &["create", "token", "default"]);
+    assert!(
+        stderr(&out).contains(
+            "serviceaccounts \"default\" is forbidden: node requested token not bound to a pod"
+        ),
+        "{out:?}"
+    );
+    let out = as_user(&c, &node, &["label", "node", "node-2", "taken=yes"]);
+    assert!(
+        stderr(&out).contains("nodes \"node-2\" is forbidden: node \"node-1\" is not allowed to modify node \"node-2\""),
+        "{out:?}"
+    );
+    let out = as_user(&c, &node, &["run", "sneaky", "--image=nginx:1"]);
+    assert!(
+        stderr(&out).contains("pods \"sneaky\" is forbidden: pod does not have \"kubernetes.io/config.mirror\" annotation, node \"node-1\" can only create mirror pods"),
+        "{out:?}"
+    );
+
+    // Once the pod is gone, so is the way to its secret.
+    c.ok(&["delete", "pod", "here", "--wait=true"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let out = as_user(&c, &node, &["get", "secret", "mine"]);
+        if stderr(&out).trim() == refused("mine") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{out:?}");
+    }
 }
 
 /// The files under `dir` named `name`.

@@ -8,14 +8,20 @@
 //! - **Impersonation** ([`impersonate`]): `Impersonate-User`/`-Group`/`-Uid`/`-Extra-*`
 //!   headers, each checked as the `impersonate` verb first.
 //! - **Authorization** ([`Authorizer::authorize`]): `system:masters` always; the Node authorizer
-//!   for kubelets (the `system:node` role's rules, only for their own Node and Lease); then RBAC
-//!   ([`rbac`]). A refusal reads as upstream's (`pods is forbidden: User "alice" cannot list
-//!   resource "pods" in API group "" in the namespace "default"`).
+//!   for kubelets ([`node`]: Secrets, ConfigMaps, claims, volumes and service account tokens
+//!   only as the [`graph`] of their node's pods relates them, their own Lease, and otherwise the
+//!   `system:node` role's rules); then RBAC ([`rbac`]). Both follow their objects from the store
+//!   ([`follow`]). A refusal reads as upstream's (`pods is forbidden: User "alice" cannot list
+//!   resource "pods" in API group "" in the namespace "default"`, and the authorizers' reasons
+//!   after a colon).
 //!
 //! The default roles and bindings ([`policy`]) are reconciled at every start, as the
 //! `rbac/bootstrap-roles` post-start hook does; the access reviews ([`reviews`]) answer
 //! `kubectl auth can-i` and `kubectl auth whoami`.
 
+mod follow;
+pub(crate) mod graph;
+mod node;
 pub(crate) mod policy;
 pub(crate) mod rbac;
 pub(crate) mod reviews;
@@ -291,8 +297,16 @@ impl Attributes {
                 let r = target.resource;
                 let named = target.name.is_some();
                 let subresource = target.subresource.clone().unwrap_or_default();
+                let verb = resource_verb(named);
+                // A list or watch of one object names it (`RequestInfoFactory`): a field selector
+                // requiring `metadata.name`, if the name could be a path segment.
+                let name = match &target.name {
+                    Some(name) => name.clone(),
+                    None if verb == "list" || verb == "watch" => selected_name(query),
+                    None => String::new(),
+                };
                 Attributes {
-                    verb: resource_verb(named),
+                    verb,
                     resource_request: true,
                     // A namespace names itself: its objects' namespace is the namespace.
                     namespace: if r.kind == "Namespace" {
@@ -303,7 +317,7 @@ impl Attributes {
                     api_group: r.group.into(),
                     resource: r.plural.into(),
                     subresource,
-                    name: target.name.clone().unwrap_or_default(),
+                    name,
                     path: path.into(),
                 }
             }
@@ -373,6 +387,28 @@ impl Attributes {
     }
 }
 
+/// The name a list's `fieldSelector` requires (`metadata.name=x` or `==x`, among any other
+/// terms), if it is a valid path segment name; else empty.
+fn selected_name(query: &str) -> String {
+    let params = crate::apimachinery::params::parse(query);
+    let Some(selector) = params.get("fieldSelector") else {
+        return String::new();
+    };
+    let name = selector.split(',').find_map(|term| {
+        let (field, value) = term
+            .split_once("==")
+            .or_else(|| term.split_once('='))
+            .filter(|(field, _)| !field.ends_with('!'))?;
+        (field.trim() == "metadata.name").then(|| value.trim())
+    });
+    match name {
+        Some(name) if !matches!(name, "" | "." | "..") && !name.contains(['/', '%']) => {
+            name.to_owned()
+        }
+        _ => String::new(),
+    }
+}
+
 /// An authorizer's answer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Decision {
@@ -382,16 +418,23 @@ pub struct Decision {
     pub reason: String,
 }
 
+/// The longest a kubelet's request for which the graph finds no relationship waits, before it
+/// is refused, for the graph to have every pod and volume write this server made: a pod just
+/// bound to the kubelet's node is then in it.
+const GRAPH_CATCH_UP: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Authorization: kube-apiserver's `--authorization-mode=Node,RBAC`, after the always-allowed
 /// `system:masters` group.
 pub struct Authorizer {
     rbac: rbac::Rbac,
+    graph: follow::Following<graph::NodeGraph>,
 }
 
 impl Authorizer {
     pub(crate) fn new() -> Authorizer {
         Authorizer {
             rbac: rbac::Rbac::default(),
+            graph: follow::Following::default(),
         }
     }
 
@@ -399,7 +442,15 @@ impl Authorizer {
         &self.rbac
     }
 
-    /// May `user` do `attributes`?
+    /// Notes that this API server wrote an object of `kind` at `revision`: the RBAC rules and
+    /// the Node authorizer's graph may then wait until they have it.
+    pub(crate) fn written(&self, kind: &str, revision: crate::store::Revision) {
+        self.rbac.written(kind, revision);
+        self.graph.written(kind, revision);
+    }
+
+    /// May `user` do `attributes`? Each authorizer in turn (upstream's union authorizer): the
+    /// first to allow decides; a refusal gives every reason, one per line.
     pub async fn authorize(
         &self,
         store: &Arc<dyn crate::store::Store>,
@@ -413,42 +464,39 @@ impl Authorizer {
             };
         }
         let rules = self.rbac.rules(store).await;
-        if let Some(node) = user.node()
-            && let Some(decision) = node_authorize(&rules, node, attributes)
-        {
-            return decision;
+        let mut reasons = Vec::new();
+        if let Some(node) = user.node() {
+            let role = rules
+                .cluster_role_rules(policy::NODE_ROLE)
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            let graph = self.graph.state(store).await;
+            let mut verdict = node::authorize(role, &graph.read(), node, attributes);
+            if let node::Verdict::NoOpinion {
+                unrelated: true, ..
+            } = verdict
+            {
+                self.graph.caught_up(store, GRAPH_CATCH_UP).await;
+                verdict = node::authorize(role, &graph.read(), node, attributes);
+            }
+            match verdict {
+                node::Verdict::Allow => {
+                    return Decision {
+                        allowed: true,
+                        reason: format!("allowed by the Node authorizer to node {node:?}"),
+                    };
+                }
+                node::Verdict::NoOpinion { reason, .. } => reasons.push(reason),
+            }
         }
-        rules.authorize(user, attributes)
-    }
-}
-
-/// The Node authorizer, as far as it goes here: a kubelet may do what the `system:node` role
-/// allows, and write only its own Node and Lease. (Upstream's graph of which secrets and
-/// volumes each node's pods use is not built: a kubelet may read any Secret or ConfigMap.)
-fn node_authorize(rules: &rbac::Snapshot, node: &str, a: &Attributes) -> Option<Decision> {
-    if !a.resource_request {
-        return None;
-    }
-    let writes = !matches!(a.verb.as_str(), "get" | "list" | "watch");
-    let own = match (a.api_group.as_str(), a.resource.as_str()) {
-        ("", "nodes") | ("coordination.k8s.io", "leases") if writes && !a.name.is_empty() => {
-            Some(a.name == node)
+        let mut decision = rules.authorize(user, attributes);
+        if !decision.allowed {
+            reasons.push(std::mem::take(&mut decision.reason));
+            reasons.retain(|r| !r.is_empty());
+            decision.reason = reasons.join("\n");
         }
-        _ => None,
-    };
-    if own == Some(false) {
-        return Some(Decision {
-            allowed: false,
-            reason: format!("node '{node}' cannot modify another node's {}", a.resource),
-        });
+        decision
     }
-    let allowed = rules
-        .cluster_role_rules(policy::NODE_ROLE)
-        .is_some_and(|rules| rules.iter().any(|r| rbac::rule_allows(a, r)));
-    allowed.then(|| Decision {
-        allowed: true,
-        reason: format!("allowed by the Node authorizer to node {node:?}"),
-    })
 }
 
 /// Applies `Impersonate-*` headers: the requester must be allowed to `impersonate` each user,
@@ -598,6 +646,89 @@ mod tests {
             path.forbidden(&alice, "").to_string(),
             "forbidden: User \"alice\" cannot get path \"/api\""
         );
+    }
+
+    #[test]
+    fn a_list_of_one_object_names_it() {
+        let of = |method: http::Method, path: &str, query: &str| {
+            let a = Attributes::of(&method, path, query, &crate::apiserver::path::route(path));
+            (a.verb, a.name)
+        };
+        let secrets = "/api/v1/namespaces/default/secrets";
+        let named = |verb: &str, name: &str| (verb.to_owned(), name.to_owned());
+        assert_eq!(
+            of(
+                http::Method::GET,
+                secrets,
+                "fieldSelector=metadata.name%3Ddb"
+            ),
+            named("list", "db")
+        );
+        assert_eq!(
+            of(
+                http::Method::GET,
+                secrets,
+                "watch=1&fieldSelector=type%3Dx,metadata.name%3D%3Ddb"
+            ),
+            named("watch", "db")
+        );
+        for query in [
+            "",
+            "fieldSelector=metadata.name%21%3Ddb",
+            "fieldSelector=metadata.namespace%3Ddb",
+            "fieldSelector=metadata.name%3D..",
+        ] {
+            assert_eq!(
+                of(http::Method::GET, secrets, query),
+                named("list", ""),
+                "{query}"
+            );
+        }
+        assert_eq!(
+            of(http::Method::GET, &format!("{secrets}/db"), ""),
+            named("get", "db")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_kubelet_reads_what_a_pod_just_bound_to_its_node_uses_until_the_pod_goes() {
+        use crate::store::Store;
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(
+            crate::store::embedded::EmbeddedStore::open(&dir.path().join("store.redb")).unwrap(),
+        );
+        let authorizer = Authorizer::new();
+        let kubelet = component_user("kubelet/node-1");
+        let get = Attributes::resource("get", "", "secrets", "default").named("db");
+        let refused = authorizer.authorize(&store, &kubelet, &get).await;
+        assert!(!refused.allowed);
+        assert_eq!(
+            refused.reason,
+            "no relationship found between node 'node-1' and this object"
+        );
+
+        let pod = serde_json::json!({
+            "metadata": {"name": "web", "namespace": "default"},
+            "spec": {"nodeName": "node-1", "volumes": [{"name": "s", "secret": {"secretName": "db"}}]},
+        });
+        let key = "/registry/pods/default/web";
+        let created = store
+            .create(key, serde_json::to_vec(&pod).unwrap().into())
+            .await
+            .unwrap();
+        // Asked at once: the decision waits for the graph to have the pod.
+        authorizer.written("Pod", created);
+        assert!(authorizer.authorize(&store, &kubelet, &get).await.allowed);
+        let other = component_user("kubelet/node-2");
+        assert!(!authorizer.authorize(&store, &other, &get).await.allowed);
+
+        let deleted = store.delete(key, created).await.unwrap();
+        authorizer.written("Pod", deleted);
+        authorizer
+            .graph
+            .caught_up(&store, std::time::Duration::from_secs(60))
+            .await;
+        assert!(!authorizer.authorize(&store, &kubelet, &get).await.allowed);
     }
 
     #[test]

@@ -11,7 +11,8 @@
 
 use serde_json::{Value, json};
 
-/// The role the Node authorizer grants every kubelet.
+/// The role whose rules the Node authorizer grants every kubelet for what its graph does not
+/// decide.
 pub(crate) const NODE_ROLE: &str = "system:node";
 
 const AUTOUPDATE: &str = "rbac.authorization.kubernetes.io/autoupdate";
@@ -1123,8 +1124,8 @@ pub(crate) fn cluster_role_bindings() -> Vec<Value> {
             &[(sa, crate::provisioner::COMPONENT)],
         ),
     ];
-    // `system:node` has no subjects: the Node authorizer grants it (a binding to
-    // `system:nodes` would let any node write every Node).
+    // `system:node` has no subjects: the Node authorizer grants it, narrowed by its graph (a
+    // binding to `system:nodes` would let any node read every Secret).
     let mut node = binding(NODE_ROLE, &[]);
     if let Some(map) = node.as_object_mut() {
         map.remove("subjects");

@@ -7,13 +7,11 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::rbac::v1::{PolicyRule, RoleRef, Subject};
 use serde_json::Value;
-use tokio::sync::{OnceCell, watch};
 
-use super::{Attributes, Decision, UserInfo};
-use crate::store::{Event, RangeRequest, Revision, Store};
+use super::{Attributes, Decision, UserInfo, follow};
+use crate::store::{KeyValue, Revision, Store};
 
 /// The four kinds, in the order their followers and revisions are kept.
 const KINDS: [(&str, &str); 4] = [
@@ -334,158 +332,65 @@ fn url_matches(rule: &str, path: &str) -> bool {
             .is_some_and(|prefix| path.starts_with(prefix))
 }
 
+/// The RBAC objects as the followers last saw them: a snapshot replaced whole on each change,
+/// so a decision reads one consistent set.
+#[derive(Default)]
+pub(crate) struct Objects(Mutex<Arc<Snapshot>>);
+
+impl Objects {
+    fn publish(&self, change: impl FnOnce(&mut Snapshot)) {
+        let mut guard = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut next = (**guard).clone();
+        change(&mut next);
+        *guard = Arc::new(next);
+    }
+}
+
+impl follow::State for Objects {
+    const KINDS: &'static [(&'static str, &'static str)] = &KINDS;
+
+    fn reset(&self, kind: usize, objects: &[KeyValue]) {
+        self.publish(|s| {
+            s.clear(kind);
+            for kv in objects {
+                if let Ok(object) = serde_json::from_slice::<Value>(&kv.value) {
+                    s.apply(kind, &kv.key, Some(&object));
+                }
+            }
+        });
+    }
+
+    fn apply(&self, kind: usize, key: &str, value: Option<&[u8]>) {
+        let object: Option<Value> = value.and_then(|v| serde_json::from_slice(v).ok());
+        self.publish(|s| s.apply(kind, key, object.as_ref()));
+    }
+}
+
 /// The RBAC objects, followed from the store from the first request that needs them.
 #[derive(Default)]
 pub(crate) struct Rbac {
-    follower: OnceCell<Follower>,
-    /// The highest revision this API server wrote of each kind.
-    written: Mutex<[Revision; 4]>,
-}
-
-struct Follower {
-    snapshot: Arc<Mutex<Arc<Snapshot>>>,
-    /// The revision each kind's follower has applied.
-    seen: [watch::Sender<Revision>; 4],
-    /// Dropped with the API server: the followers then stop.
-    _stop: tokio::sync::oneshot::Sender<()>,
+    following: follow::Following<Objects>,
 }
 
 impl Rbac {
     /// The RBAC objects as they are now.
     pub(crate) async fn rules(&self, store: &Arc<dyn Store>) -> Arc<Snapshot> {
-        let follower = self.follower.get_or_init(|| start(store.clone())).await;
-        follower
-            .snapshot
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        let objects = self.following.state(store).await;
+        objects.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Notes that this API server wrote an object of `kind` at `revision`.
     pub(crate) fn written(&self, kind: &str, revision: Revision) {
-        if let Some(i) = KINDS.iter().position(|(k, _)| *k == kind) {
-            let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
-            written[i] = written[i].max(revision);
-        }
+        self.following.written(kind, revision);
     }
 
     /// Waits (a few seconds at most) until every RBAC write this server made is in the rules,
     /// so the next request is decided by them: what a client that just made a RoleBinding
     /// expects.
     pub(crate) async fn caught_up(&self, store: &Arc<dyn Store>) {
-        let follower = self.follower.get_or_init(|| start(store.clone())).await;
-        let written = *self.written.lock().unwrap_or_else(|p| p.into_inner());
-        for (seen, wanted) in follower.seen.iter().zip(written) {
-            let mut seen = seen.subscribe();
-            let _ =
-                tokio::time::timeout(Duration::from_secs(5), seen.wait_for(|r| *r >= wanted)).await;
-        }
-    }
-}
-
-/// Lists each kind and follows its watch, in a task per kind.
-async fn start(store: Arc<dyn Store>) -> Follower {
-    let snapshot = Arc::new(Mutex::new(Arc::new(Snapshot::default())));
-    let seen = std::array::from_fn(|_| watch::Sender::new(0));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let stopped = futures::future::FutureExt::shared(async move {
-        let _ = stopped.await;
-    });
-    for (kind, sender) in seen.iter().enumerate() {
-        // The first list is made here, so the first decision already has every object.
-        let listed = list(&*store, kind).await;
-        let (revision, objects) = listed.unwrap_or_default();
-        {
-            let mut guard = snapshot.lock().unwrap_or_else(|p| p.into_inner());
-            let mut next = (**guard).clone();
-            for (key, object) in &objects {
-                next.apply(kind, key, Some(object));
-            }
-            *guard = Arc::new(next);
-        }
-        sender.send_replace(revision);
-        let follow = follow(
-            store.clone(),
-            kind,
-            revision,
-            snapshot.clone(),
-            sender.clone(),
-        );
-        let stopped = stopped.clone();
-        tokio::spawn(async move {
-            tokio::select! {
-                () = follow => {}
-                () = stopped => {}
-            }
-        });
-    }
-    Follower {
-        snapshot,
-        seen,
-        _stop: stop,
-    }
-}
-
-type Listed = (Revision, Vec<(String, Value)>);
-
-async fn list(store: &dyn Store, kind: usize) -> Result<Listed, crate::store::Error> {
-    let result = store.range(&RangeRequest::prefix(KINDS[kind].1)).await?;
-    let objects = result
-        .kvs
-        .iter()
-        .filter_map(|kv| {
-            serde_json::from_slice(&kv.value)
-                .ok()
-                .map(|o| (kv.key.clone(), o))
-        })
-        .collect();
-    Ok((result.revision, objects))
-}
-
-/// Applies one kind's watch events, listing again whenever the watch ends.
-async fn follow(
-    store: Arc<dyn Store>,
-    kind: usize,
-    mut revision: Revision,
-    snapshot: Arc<Mutex<Arc<Snapshot>>>,
-    seen: watch::Sender<Revision>,
-) {
-    let publish = |change: &dyn Fn(&mut Snapshot)| {
-        let mut guard = snapshot.lock().unwrap_or_else(|p| p.into_inner());
-        let mut next = (**guard).clone();
-        change(&mut next);
-        *guard = Arc::new(next);
-    };
-    loop {
-        match store.watch(KINDS[kind].1, revision + 1).await {
-            Ok(mut events) => {
-                while let Some(Ok(event)) = events.next().await {
-                    let at = event.revision();
-                    match &event {
-                        Event::Put { kv, .. } => {
-                            let object: Option<Value> = serde_json::from_slice(&kv.value).ok();
-                            publish(&|s| s.apply(kind, &kv.key, object.as_ref()));
-                        }
-                        Event::Delete { key, .. } => publish(&|s| s.apply(kind, key, None)),
-                    }
-                    revision = at;
-                    seen.send_replace(at);
-                }
-            }
-            Err(error) => tracing::warn!(%error, "RBAC: cannot watch {}", KINDS[kind].1),
-        }
-        // The watch ended (compacted, or the store restarted): list again.
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        if let Ok((at, objects)) = list(&*store, kind).await {
-            publish(&|s| {
-                s.clear(kind);
-                for (key, object) in &objects {
-                    s.apply(kind, key, Some(object));
-                }
-            });
-            revision = at;
-            seen.send_replace(at);
-        }
+        self.following
+            .caught_up(store, Duration::from_secs(5))
+            .await;
     }
 }
 
