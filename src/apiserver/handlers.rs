@@ -437,7 +437,7 @@ pub(super) fn emit_store(
         .detail(detail);
     event.uid = meta["uid"].as_str().unwrap_or_default().to_owned();
     if let Some(revision) = revision {
-        api.authorizer().written(&event.kind, revision);
+        api.written(&event.kind, revision);
     }
     event.revision = revision;
     event.root = root;
@@ -512,7 +512,8 @@ pub(crate) async fn create_object(
     let mut object = canonical(resource, object)?;
     admission::prepare_for_create(resource, &mut object);
     admission::default(resource, &mut object);
-    if resource.kind == "Pod" && resource.group.is_empty() {
+    let pod = resource.kind == "Pod" && resource.group.is_empty();
+    if pod {
         // NamespaceLifecycle comes first: a pod in no namespace is refused for that.
         let namespace = object["metadata"]["namespace"]
             .as_str()
@@ -572,7 +573,7 @@ pub(crate) async fn create_object(
     }
     super::auth::rbac::confirm_no_escalation(api, resource, &object, None).await?;
     let namespace = object["metadata"]["namespace"].as_str().map(str::to_owned);
-    if let Some(ns) = &namespace {
+    if let Some(ns) = namespace.as_ref().filter(|_| !pod) {
         check_namespace(api, resource, ns, &name).await?;
     }
     if let Some(refusal) = limit_refusal {

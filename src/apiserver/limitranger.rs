@@ -277,6 +277,12 @@ pub(crate) fn validate(limit_range: &Value, causes: &mut Vec<Cause>) {
 
 /// The LimitRanges of a namespace, in name order.
 async fn limit_ranges(api: &ApiServer, namespace: &str) -> Result<Vec<Value>, ApiError> {
+    if !api
+        .constrained(super::constraints::Constraint::LimitRange, namespace)
+        .await
+    {
+        return Ok(Vec::new());
+    }
     let ranges = resources::find("", "v1", "limitranges").expect("served");
     let listed = api
         .store()

@@ -16,10 +16,12 @@ mod apply;
 pub mod auth;
 mod body;
 mod certificates;
+mod constraints;
 pub mod decisions;
 mod discovery;
 pub(crate) mod errors;
 mod eviction;
+pub(crate) mod follow;
 mod handlers;
 mod inflight;
 pub mod kubeconfig;
@@ -133,6 +135,8 @@ pub struct ApiServer {
     announced: tokio::sync::watch::Sender<crate::store::Revision>,
     /// Who may do what.
     authorizer: auth::Authorizer,
+    /// Which namespaces have ResourceQuotas and LimitRanges.
+    constraints: constraints::Constraints,
     /// The service account token keys (`--service-account-signing-key-file`).
     tokens: std::sync::OnceLock<auth::tokens::Tokens>,
     /// The places for requests served at once ([`inflight`]).
@@ -158,6 +162,7 @@ impl ApiServer {
             decisions,
             announced: tokio::sync::watch::Sender::new(0),
             authorizer: auth::Authorizer::new(),
+            constraints: constraints::Constraints::default(),
             tokens: std::sync::OnceLock::new(),
             in_flight: inflight::InFlight::default(),
         })
@@ -183,6 +188,22 @@ impl ApiServer {
     /// Who may do what: the authorizer every request passes.
     pub fn authorizer(&self) -> &auth::Authorizer {
         &self.authorizer
+    }
+
+    /// Notes that this API server wrote an object of `kind` at `revision`, for what follows
+    /// objects from the store (the authorizers, [`constraints`]) to wait for when it must.
+    pub(crate) fn written(&self, kind: &str, revision: crate::store::Revision) {
+        self.authorizer.written(kind, revision);
+        self.constraints.written(kind, revision);
+    }
+
+    /// Whether `namespace` has an object of `kind` (a ResourceQuota, a LimitRange).
+    pub(crate) async fn constrained(
+        &self,
+        kind: constraints::Constraint,
+        namespace: &str,
+    ) -> bool {
+        self.constraints.any(&self.store, kind, namespace).await
     }
 
     pub(crate) fn store_arc(&self) -> Arc<dyn Store> {

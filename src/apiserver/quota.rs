@@ -243,6 +243,12 @@ pub(crate) async fn admit(
     let Some(namespace) = object["metadata"]["namespace"].as_str() else {
         return Ok(());
     };
+    if !api
+        .constrained(super::constraints::Constraint::ResourceQuota, namespace)
+        .await
+    {
+        return Ok(());
+    }
     let name = object["metadata"]["name"].as_str().unwrap_or_default();
     let forbidden = |detail: String| ApiError::Forbidden {
         resource: resource.qualified(),

@@ -778,12 +778,14 @@ impl Cursor {
 #[async_trait]
 impl Store for EmbeddedStore {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
-        let key = key.to_owned();
-        self.read(move |path, txn| {
-            let kv = try_db!(path, txn.open_table(KV));
-            Ok(try_db!(path, kv.get(key.as_str())).map(|v| to_kv(&key, v.value())))
-        })
-        .await
+        // A point read is a few pages of one B-tree, from redb's cache or the kernel's page
+        // cache: done here, it is shorter than the hop to the blocking pool and back that a
+        // range takes (every GET and most admission checks make one). MVCC: no writer holds
+        // it up.
+        let path = &self.path;
+        let txn = try_db!(path, self.db.begin_read());
+        let kv = try_db!(path, txn.open_table(KV));
+        Ok(try_db!(path, kv.get(key)).map(|v| to_kv(key, v.value())))
     }
 
     async fn range(&self, request: &RangeRequest) -> Result<RangeResult> {

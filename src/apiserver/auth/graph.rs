@@ -27,7 +27,7 @@ use std::sync::{Arc, RwLock};
 
 use serde::{Deserialize, Deserializer};
 
-use super::follow;
+use crate::apiserver::follow;
 use crate::store::KeyValue;
 
 /// What a pod may use, as the Node authorizer names the kinds it guards.

@@ -19,7 +19,7 @@
 //! `rbac/bootstrap-roles` post-start hook does; the access reviews ([`reviews`]) answer
 //! `kubectl auth can-i` and `kubectl auth whoami`.
 
-mod follow;
+use super::follow;
 pub(crate) mod graph;
 mod node;
 pub(crate) mod policy;

@@ -10,7 +10,8 @@ use std::time::Duration;
 use k8s_openapi::api::rbac::v1::{PolicyRule, RoleRef, Subject};
 use serde_json::Value;
 
-use super::{Attributes, Decision, UserInfo, follow};
+use super::{Attributes, Decision, UserInfo};
+use crate::apiserver::follow;
 use crate::store::{KeyValue, Revision, Store};
 
 /// The four kinds, in the order their followers and revisions are kept.

@@ -1,5 +1,5 @@
-//! Objects followed from the store into an authorizer's state, as kube-apiserver's authorizers
-//! follow theirs through informers: each kind listed, then watched from the list's revision
+//! Objects followed from the store into an authorizer's or admission plugin's state, as
+//! kube-apiserver's authorizers and quota admission follow theirs through informers: each kind listed, then watched from the list's revision
 //! (and listed again whenever its watch ends), in a task per kind, from the first request that
 //! needs them until the API server is dropped.
 //!
