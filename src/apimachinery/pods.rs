@@ -24,6 +24,12 @@ pub fn shrink(pod: &mut Pod) {
         fit(&mut spec.init_containers);
         fit(&mut spec.tolerations);
         fit(&mut spec.volumes);
+        // A projected volume's sources (the service account's three) decode with room for four.
+        for volume in spec.volumes.iter_mut().flatten() {
+            if let Some(projected) = volume.projected.as_mut() {
+                fit(&mut projected.sources);
+            }
+        }
         fit(&mut spec.readiness_gates);
         fit(&mut spec.topology_spread_constraints);
         for c in spec

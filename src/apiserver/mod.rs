@@ -198,11 +198,7 @@ impl ApiServer {
     }
 
     /// Whether `namespace` has an object of `kind` (a ResourceQuota, a LimitRange).
-    pub(crate) async fn constrained(
-        &self,
-        kind: constraints::Constraint,
-        namespace: &str,
-    ) -> bool {
+    pub(crate) async fn constrained(&self, kind: constraints::Constraint, namespace: &str) -> bool {
         self.constraints.any(&self.store, kind, namespace).await
     }
 
