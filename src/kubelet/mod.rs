@@ -521,7 +521,7 @@ impl Kubelet {
             workers
                 .entry(uid)
                 .or_insert_with(|| pod::Worker::spawn(this.clone(), &mut tasks))
-                .update(Arc::new(pod));
+                .update(pod);
             // Forget the workers that have finished.
             while tasks.try_join_next().is_some() {}
         }

@@ -122,7 +122,7 @@ impl StatusWriter {
         &mut self,
         kubelet: &Kubelet,
         status: &Value,
-        latest: &watch::Receiver<Option<std::sync::Arc<Pod>>>,
+        latest: &watch::Receiver<Option<std::sync::Arc<super::pod::Kept>>>,
     ) -> bool {
         let mut wait = FIRST_RETRY;
         loop {
