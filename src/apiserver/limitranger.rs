@@ -16,7 +16,8 @@ use serde_json::{Value, json};
 use super::errors::{ApiError, Cause, from_store};
 use super::resources::{self, Resource};
 use super::{ApiServer, decode};
-use crate::apimachinery::quota::{Quantity, ResourceList, go_debug, pod_resources, resource_list};
+use crate::apimachinery::quantity::{Quantity, go_debug};
+use crate::apimachinery::quota::{ResourceList, pod_resources, resource_list};
 use crate::store::RangeRequest;
 
 /// The annotation the plugin records its defaults in.

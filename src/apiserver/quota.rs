@@ -16,9 +16,10 @@ use serde_json::{Value, json};
 use super::errors::{ApiError, Cause, from_store};
 use super::resources::{self, Resource};
 use super::{ApiServer, decode, encode};
+use crate::apimachinery::quantity::{Quantity, go_debug};
 use crate::apimachinery::quota::{
-    self as accounting, ResourceList, add, go_debug, less_than_or_equal, mask, pretty,
-    resource_list, subtract_non_negative, to_json,
+    self as accounting, ResourceList, add, less_than_or_equal, mask, pretty, resource_list,
+    subtract_non_negative, to_json,
 };
 use crate::store::RangeRequest;
 
@@ -60,7 +61,7 @@ fn validate_list(list: &Value, path: &str, causes: &mut Vec<Cause>) {
             }
         }
         let text = v.as_str().map_or(v.to_string(), str::to_owned);
-        let Some(q) = accounting::Quantity::of(v) else {
+        let Some(q) = Quantity::of(v) else {
             continue;
         };
         if q.is_negative() {

@@ -535,7 +535,8 @@ fn ingress_class_parameters(parameters: &Value) -> String {
 /// kubectl's `printResourceQuota`: `used/hard` of every resource in `status.hard`, by name;
 /// `limits.*` in the LIMIT column, the rest in REQUEST.
 fn quota_column(quota: &Value, limits: bool) -> String {
-    use crate::apimachinery::quota::{Quantity, resource_list};
+    use crate::apimachinery::quantity::Quantity;
+    use crate::apimachinery::quota::resource_list;
     let hard = resource_list(&quota["status"]["hard"]);
     let used = resource_list(&quota["status"]["used"]);
     hard.iter()

@@ -24,9 +24,8 @@ use serde_json::Value;
 
 use super::Context;
 use super::workqueue::{Action, Key, WorkQueue, run_workers};
-use crate::apimachinery::quota::{
-    self as accounting, Quantity, ResourceList, resource_list, to_json,
-};
+use crate::apimachinery::quantity::Quantity;
+use crate::apimachinery::quota::{self as accounting, ResourceList, resource_list, to_json};
 use crate::flow::{Flow, FlowEvent};
 use crate::informers::{Change, Informer, Watched};
 
