@@ -155,8 +155,14 @@ mod tests {
         assert_eq!(get(".spec.replicas"), Some(json!(3)));
         assert_eq!(get("{.spec.containers[1].name}"), Some(json!("b")));
         assert_eq!(get(".spec.containers[-1].name"), Some(json!("b")));
-        assert_eq!(get(".metadata.labels['app.kubernetes.io/name']"), Some(json!("web")));
-        assert_eq!(get(".metadata.labels[\"app.kubernetes.io/name\"]"), Some(json!("web")));
+        assert_eq!(
+            get(".metadata.labels['app.kubernetes.io/name']"),
+            Some(json!("web"))
+        );
+        assert_eq!(
+            get(".metadata.labels[\"app.kubernetes.io/name\"]"),
+            Some(json!("web"))
+        );
         assert_eq!(get(".status.conditions[0].type"), Some(json!("Ready")));
         assert_eq!(get(".spec.containers[*].name"), Some(json!("a")));
         assert_eq!(get(".spec.missing.deeper"), None);

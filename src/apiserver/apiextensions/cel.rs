@@ -48,7 +48,9 @@ pub(crate) struct Rule {
 
 impl std::fmt::Debug for Rule {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Rule").field("rule", &self.source.rule).finish()
+        f.debug_struct("Rule")
+            .field("rule", &self.source.rule)
+            .finish()
     }
 }
 
@@ -95,7 +97,11 @@ pub(crate) fn compile_rules(
         if let Some(message) = rule.message.as_deref() {
             let mpath = child(&at, "message");
             if !message.is_empty() && message.trim().is_empty() {
-                causes.push(Cause::invalid(mpath, &json!(message), "message must be non-empty if specified"));
+                causes.push(Cause::invalid(
+                    mpath,
+                    &json!(message),
+                    "message must be non-empty if specified",
+                ));
             } else if message.chars().count() > MAX_MESSAGE {
                 causes.push(Cause::invalid(
                     mpath,
@@ -103,21 +109,36 @@ pub(crate) fn compile_rules(
                     format!("message must have a maximum length of {MAX_MESSAGE} characters"),
                 ));
             } else if message.contains(['\n', '\r']) {
-                causes.push(Cause::invalid(mpath, &json!(message), "message must not contain line breaks"));
+                causes.push(Cause::invalid(
+                    mpath,
+                    &json!(message),
+                    "message must not contain line breaks",
+                ));
             }
         }
         if let Some(reason) = rule.reason.as_deref()
             && !REASONS.contains(&reason)
         {
-            causes.push(Cause::unsupported(child(&at, "reason"), &json!(reason), &REASONS));
+            causes.push(Cause::unsupported(
+                child(&at, "reason"),
+                &json!(reason),
+                &REASONS,
+            ));
         }
         if let Some(field_path) = rule.field_path.as_deref()
             && let Err(e) = resolve_field_path(node, field_path)
         {
-            causes.push(Cause::invalid(child(&at, "fieldPath"), &json!(field_path), e));
+            causes.push(Cause::invalid(
+                child(&at, "fieldPath"),
+                &json!(field_path),
+                e,
+            ));
         }
         if rule.rule.trim().is_empty() {
-            causes.push(Cause::required_because(child(&at, "rule"), "rule is not specified"));
+            causes.push(Cause::required_because(
+                child(&at, "rule"),
+                "rule is not specified",
+            ));
             continue;
         }
         let program = match ENV.compile(&rule.rule) {
@@ -176,36 +197,44 @@ fn resolve_field_path(node: &Schema, field_path: &str) -> Result<Vec<Segment>, S
             segments.push(Segment::Child(name.to_owned()));
             rest = &after[end..];
         } else if let Some(after) = rest.strip_prefix("['") {
-            let end = after
-                .find("']")
-                .ok_or_else(|| format!("fieldPath must be a valid path: unterminated bracket in {field_path}"))?;
+            let end = after.find("']").ok_or_else(|| {
+                format!("fieldPath must be a valid path: unterminated bracket in {field_path}")
+            })?;
             let name = &after[..end];
             s = descend(s, name, field_path)?;
             segments.push(Segment::Key(name.to_owned()));
             rest = &after[end + 2..];
         } else if let Some(after) = rest.strip_prefix('[') {
-            let end = after
-                .find(']')
-                .ok_or_else(|| format!("fieldPath must be a valid path: unterminated bracket in {field_path}"))?;
-            let i: usize = after[..end]
-                .parse()
-                .map_err(|_| format!("fieldPath must be a valid path: invalid index in {field_path}"))?;
+            let end = after.find(']').ok_or_else(|| {
+                format!("fieldPath must be a valid path: unterminated bracket in {field_path}")
+            })?;
+            let i: usize = after[..end].parse().map_err(|_| {
+                format!("fieldPath must be a valid path: invalid index in {field_path}")
+            })?;
             s = s.and_then(|s| s.items.as_deref());
             segments.push(Segment::Index(i));
             rest = &after[end + 1..];
         } else {
-            return Err(format!("fieldPath must be a valid path: expected [ or . at the start of {rest}"));
+            return Err(format!(
+                "fieldPath must be a valid path: expected [ or . at the start of {rest}"
+            ));
         }
     }
     Ok(segments)
 }
 
-fn descend<'a>(s: Option<&'a Schema>, name: &str, whole: &str) -> Result<Option<&'a Schema>, String> {
+fn descend<'a>(
+    s: Option<&'a Schema>,
+    name: &str,
+    whole: &str,
+) -> Result<Option<&'a Schema>, String> {
     let Some(s) = s else { return Ok(None) };
     match s.child(name) {
         Ok(next) => Ok(next),
         Err(()) if s.preserve_unknown => Ok(None),
-        Err(()) => Err(format!("fieldPath must be a valid path: does not refer to a valid field {whole}")),
+        Err(()) => Err(format!(
+            "fieldPath must be a valid path: does not refer to a valid field {whole}"
+        )),
     }
 }
 
@@ -217,7 +246,13 @@ enum Segment {
 
 /// Runs every rule of the tree under `s` against `value` (`old` the correlated stored value),
 /// `path` the value's field path (empty at the root, which errors call `<nil>`).
-pub(crate) fn validate(s: &Schema, value: &Value, old: Option<&Value>, path: &str, causes: &mut Vec<Cause>) {
+pub(crate) fn validate(
+    s: &Schema,
+    value: &Value,
+    old: Option<&Value>,
+    path: &str,
+    causes: &mut Vec<Cause>,
+) {
     if value.is_null() {
         return;
     }
@@ -261,7 +296,12 @@ fn correlate<'a>(s: &Schema, item: &Value, old: &'a [Value]) -> Option<&'a Value
     }
     let keys = |v: &'_ Value| -> Option<Vec<Value>> {
         let o = v.as_object()?;
-        Some(s.list_map_keys.iter().map(|k| o.get(k).cloned().unwrap_or(Value::Null)).collect())
+        Some(
+            s.list_map_keys
+                .iter()
+                .map(|k| o.get(k).cloned().unwrap_or(Value::Null))
+                .collect(),
+        )
     };
     let want = keys(item)?;
     old.iter().find(|o| keys(o).as_ref() == Some(&want))
@@ -304,12 +344,20 @@ fn run(rule: &Rule, s: &Schema, value: &Value, old: Option<&Value>, path: &str) 
         Ok(cel::Value::Bool(true)) => None,
         Ok(cel::Value::Bool(false)) => {
             let detail = message_of(rule, &context);
-            Some(field_error(&field, &ty, &detail, rule.source.reason.as_deref()))
+            Some(field_error(
+                &field,
+                &ty,
+                &detail,
+                rule.source.reason.as_deref(),
+            ))
         }
         Ok(other) => Some(Cause::invalid(
             field,
             &ty,
-            format!("rule did not evaluate to a bool but to {:?} evaluating rule: {source}", other.type_of().to_string()),
+            format!(
+                "rule did not evaluate to a bool but to {:?} evaluating rule: {source}",
+                other.type_of().to_string()
+            ),
         )),
         Err(e) => {
             let detail = match &e {
@@ -390,13 +438,36 @@ fn error_path(path: &str, field_path: Option<&str>, s: &Schema) -> String {
             };
         }
     }
-    if out.is_empty() { "<nil>".to_owned() } else { out }
+    if out.is_empty() {
+        "<nil>".to_owned()
+    } else {
+        out
+    }
 }
 
 /// CEL's reserved words, which property names escape as `__word__`.
 const RESERVED: [&str; 21] = [
-    "true", "false", "null", "in", "as", "break", "const", "continue", "else", "for", "function", "if",
-    "import", "let", "loop", "package", "namespace", "return", "var", "void", "while",
+    "true",
+    "false",
+    "null",
+    "in",
+    "as",
+    "break",
+    "const",
+    "continue",
+    "else",
+    "for",
+    "function",
+    "if",
+    "import",
+    "let",
+    "loop",
+    "package",
+    "namespace",
+    "return",
+    "var",
+    "void",
+    "while",
 ];
 
 /// `model.Escape`: a property name as a CEL identifier, or `None` when it cannot be one.
@@ -494,15 +565,20 @@ fn add_list_functions(context: &mut Context<'_, '_>) {
             for v in this.iter() {
                 match v {
                     cel::Value::Int(i) => {
-                        ints = ints
-                            .checked_add(*i)
-                            .ok_or_else(|| ExecutionError::function_error("sum", "integer overflow"))?;
+                        ints = ints.checked_add(*i).ok_or_else(|| {
+                            ExecutionError::function_error("sum", "integer overflow")
+                        })?;
                     }
                     cel::Value::Float(f) => {
                         any_float = true;
                         floats += f;
                     }
-                    other => return Err(ExecutionError::function_error("sum", format!("cannot sum {other:?}"))),
+                    other => {
+                        return Err(ExecutionError::function_error(
+                            "sum",
+                            format!("cannot sum {other:?}"),
+                        ));
+                    }
                 }
             }
             Ok(if any_float {
@@ -525,7 +601,10 @@ fn add_list_functions(context: &mut Context<'_, '_>) {
                     };
                 }
                 best.cloned().ok_or_else(|| {
-                    ExecutionError::function_error(if want_max { "max" } else { "min" }, "list is empty")
+                    ExecutionError::function_error(
+                        if want_max { "max" } else { "min" },
+                        "list is empty",
+                    )
                 })
             },
         );
@@ -539,7 +618,10 @@ mod tests {
     use crate::apiserver::apiextensions::schema::tests::props;
 
     fn messages(causes: &[Cause]) -> Vec<String> {
-        causes.iter().map(|c| format!("{}: {}", c.field, c.message)).collect()
+        causes
+            .iter()
+            .map(|c| format!("{}: {}", c.field, c.message))
+            .collect()
     }
 
     fn schema() -> Structural {
@@ -575,10 +657,14 @@ mod tests {
     #[test]
     fn rules_pass_and_fail_in_upstreams_words() {
         let s = schema();
-        let ok = spec(json!({"replicas": 2, "minReplicas": 1, "maxReplicas": 3, "x-y": "ok", "tags": ["abc"]}));
+        let ok = spec(
+            json!({"replicas": 2, "minReplicas": 1, "maxReplicas": 3, "x-y": "ok", "tags": ["abc"]}),
+        );
         assert_eq!(messages(&s.validate(&ok, None)), Vec::<String>::new());
-        let bad = spec(json!({"replicas": 5, "minReplicas": 6, "maxReplicas": 3, "image": "docker.io/x",
-            "x-y": "no", "tags": ["a", "long"]}));
+        let bad = spec(
+            json!({"replicas": 5, "minReplicas": 6, "maxReplicas": 3, "image": "docker.io/x",
+            "x-y": "no", "tags": ["a", "long"]}),
+        );
         assert_eq!(
             messages(&s.validate(&bad, None)),
             [
@@ -615,7 +701,10 @@ mod tests {
         );
         // Ratcheting: an unchanged value keeps its stored (failing) state.
         let stuck = spec(json!({"replicas": 5, "minReplicas": 6, "maxReplicas": 9, "x-y": "a"}));
-        assert_eq!(messages(&s.validate(&stuck, Some(&stuck))), Vec::<String>::new());
+        assert_eq!(
+            messages(&s.validate(&stuck, Some(&stuck))),
+            Vec::<String>::new()
+        );
     }
 
     #[test]
@@ -632,7 +721,10 @@ mod tests {
         })))
         .expect_err("refused");
         let got = messages(&causes);
-        assert_eq!(got[0], "x-kubernetes-validations[0].rule: Required value: rule is not specified");
+        assert_eq!(
+            got[0],
+            "x-kubernetes-validations[0].rule: Required value: rule is not specified"
+        );
         assert!(
             got[1].starts_with("x-kubernetes-validations[1].rule: Invalid value: apiextensions.ValidationRule{Rule:\"self.a ==\", Message:\"m\", MessageExpression:\"\", Reason:(*apiextensions.FieldValueErrorReason)(nil), FieldPath:\"\", OptionalOldSelf:(*bool)(nil)}: compilation failed: "),
             "{}",

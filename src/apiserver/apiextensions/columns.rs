@@ -81,7 +81,9 @@ pub(crate) fn definitions(columns: &[Column]) -> Vec<Value> {
 /// One row's cells for `object`: its name, then each column's value; `now` is when the
 /// table is made (ages count from it).
 pub(crate) fn cells(columns: &[Column], object: &Value, now: jiff::Timestamp) -> Vec<Value> {
-    let mut out = vec![json!(object["metadata"]["name"].as_str().unwrap_or_default())];
+    let mut out = vec![json!(
+        object["metadata"]["name"].as_str().unwrap_or_default()
+    )];
     for c in columns {
         let cell = match c.path.first(object) {
             None | Some(Value::Null) => Value::Null,
@@ -159,15 +161,28 @@ mod tests {
         assert_eq!(
             cells(&columns, &object, now),
             vec![
-                json!("c"), json!("* * * * */5"), json!(3), json!(3.0), json!(true), json!("5m"),
-                json!("<invalid>"), Value::Null, Value::Null, json!("[\"a\",\"b\"]"), json!("3"), json!("Ready"),
+                json!("c"),
+                json!("* * * * */5"),
+                json!(3),
+                json!(3.0),
+                json!(true),
+                json!("5m"),
+                json!("<invalid>"),
+                Value::Null,
+                Value::Null,
+                json!("[\"a\",\"b\"]"),
+                json!("3"),
+                json!("Ready"),
             ]
         );
         let defs = definitions(&columns);
         assert_eq!(defs[0]["name"], "Name");
         assert_eq!(defs[0]["format"], "name");
-        assert_eq!(defs[1], json!({"name": "Spec", "type": "string", "format": "",
-            "description": "Custom resource definition column (in JSONPath format): .spec.cronSpec", "priority": 0}));
+        assert_eq!(
+            defs[1],
+            json!({"name": "Spec", "type": "string", "format": "",
+            "description": "Custom resource definition column (in JSONPath format): .spec.cronSpec", "priority": 0})
+        );
     }
 
     #[test]
@@ -177,7 +192,8 @@ mod tests {
         assert_eq!(defs.len(), 2);
         assert_eq!(defs[1]["name"], "Age");
         assert_eq!(defs[1]["type"], "date");
-        let object = json!({"metadata": {"name": "x", "creationTimestamp": "2024-01-01T00:00:00Z"}});
+        let object =
+            json!({"metadata": {"name": "x", "creationTimestamp": "2024-01-01T00:00:00Z"}});
         let now: jiff::Timestamp = "2024-01-03T00:00:00Z".parse().expect("time");
         assert_eq!(cells(&columns, &object, now), vec![json!("x"), json!("2d")]);
     }

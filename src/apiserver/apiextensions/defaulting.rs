@@ -46,7 +46,9 @@ fn default_node(value: &mut Value, s: &Schema) {
             }
         }
         Value::Array(items) => {
-            let Some(item) = s.items.as_deref() else { return };
+            let Some(item) = s.items.as_deref() else {
+                return;
+            };
             for v in items.iter_mut() {
                 if non_nullable_null(v, item)
                     && let Some(default) = &item.default

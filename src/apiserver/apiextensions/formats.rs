@@ -15,7 +15,9 @@ pub(crate) fn check(format: &str, text: &str) -> Option<bool> {
         "duration" => duration(text),
         "byte" => {
             use base64::Engine;
-            base64::engine::general_purpose::STANDARD.decode(text).is_ok()
+            base64::engine::general_purpose::STANDARD
+                .decode(text)
+                .is_ok()
         }
         "uuid" | "uuid3" | "uuid4" | "uuid5" => uuid(format, text),
         "ipv4" => text.parse::<Ipv4Addr>().is_ok(),

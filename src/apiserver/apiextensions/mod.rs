@@ -18,4 +18,3 @@ mod prune;
 pub(crate) mod schema;
 pub(crate) mod validate;
 pub(crate) mod validation;
-

@@ -35,7 +35,13 @@ impl Structural {
     /// (`fieldValidation=Warn`) and the strict decoding error (`Strict`) word them.
     pub(crate) fn prune(&self, object: &mut Value) -> Vec<String> {
         let mut pruned = Vec::new();
-        prune_node(object, Some(self.root()), true, &mut Vec::new(), &mut pruned);
+        prune_node(
+            object,
+            Some(self.root()),
+            true,
+            &mut Vec::new(),
+            &mut pruned,
+        );
         pruned.sort();
         pruned
             .into_iter()
@@ -145,7 +151,12 @@ fn skip_prune(
 
 /// An embedded resource's `apiVersion`, `kind` and `metadata` are kept (true); `metadata`
 /// loses the fields `ObjectMeta` does not have.
-fn meta_field(map: &mut Map<String, Value>, k: &str, path: &mut Vec<String>, pruned: &mut Vec<String>) -> bool {
+fn meta_field(
+    map: &mut Map<String, Value>,
+    k: &str,
+    path: &mut Vec<String>,
+    pruned: &mut Vec<String>,
+) -> bool {
     match k {
         "apiVersion" | "kind" => true,
         "metadata" => {

@@ -442,9 +442,10 @@ fn invariants(s: &JSONSchemaProps, lvl: Level, path: &str, out: &mut Vec<Cause>)
 /// The root's `metadata` may say `type: object` and restrict `name` and `generateName`, and
 /// nothing else (`validateStructuralMetadataInvariants`).
 fn metadata_only_restricts_names(m: &JSONSchemaProps) -> bool {
-    let names_only = m.properties.as_ref().is_none_or(|p| {
-        p.keys().all(|k| k == "name" || k == "generateName")
-    });
+    let names_only = m
+        .properties
+        .as_ref()
+        .is_none_or(|p| p.keys().all(|k| k == "name" || k == "generateName"));
     let rest = JSONSchemaProps {
         properties: None,
         type_: None,
@@ -510,7 +511,13 @@ fn nested(s: &JSONSchemaProps, skip_any_of: bool, lvl: Level, path: &str, out: &
         nested(items, false, lvl, &child(path, "items"), out);
     }
     for (k, v) in s.properties.iter().flatten() {
-        nested(v, false, Level::Field, &key(&child(path, "properties"), k), out);
+        nested(
+            v,
+            false,
+            Level::Field,
+            &key(&child(path, "properties"), k),
+            out,
+        );
     }
     let forbid = |out: &mut Vec<Cause>, name: &str, detail: &str| {
         out.push(Cause::forbidden(child(path, name), detail));
@@ -519,7 +526,11 @@ fn nested(s: &JSONSchemaProps, skip_any_of: bool, lvl: Level, path: &str, out: &
         forbid(out, "type", "must be empty to be structural");
     }
     if s.additional_properties.is_some() {
-        forbid(out, "additionalProperties", "must be undefined to be structural");
+        forbid(
+            out,
+            "additionalProperties",
+            "must be undefined to be structural",
+        );
     }
     if s.default.is_some() {
         forbid(out, "default", "must be undefined to be structural");
@@ -557,7 +568,10 @@ fn nested(s: &JSONSchemaProps, skip_any_of: bool, lvl: Level, path: &str, out: &
             "must be false to be structural",
         );
     }
-    if s.x_kubernetes_list_map_keys.as_ref().is_some_and(|k| !k.is_empty()) {
+    if s.x_kubernetes_list_map_keys
+        .as_ref()
+        .is_some_and(|k| !k.is_empty())
+    {
         forbid(
             out,
             "x-kubernetes-list-map-keys",
@@ -578,14 +592,20 @@ fn nested(s: &JSONSchemaProps, skip_any_of: bool, lvl: Level, path: &str, out: &
             "must be undefined to be structural",
         );
     }
-    if s.x_kubernetes_validations.as_ref().is_some_and(|v| !v.is_empty()) {
+    if s.x_kubernetes_validations
+        .as_ref()
+        .is_some_and(|v| !v.is_empty())
+    {
         forbid(
             out,
             "x-kubernetes-validations",
             "must be empty to be structural",
         );
     }
-    if s.properties.as_ref().is_some_and(|p| p.contains_key("metadata")) {
+    if s.properties
+        .as_ref()
+        .is_some_and(|p| p.contains_key("metadata"))
+    {
         out.push(Cause::forbidden(
             key(&child(path, "properties"), "metadata"),
             "must not be specified in a nested context",
@@ -609,7 +629,11 @@ fn junctors_complete(
     if let Some(not) = &v.not {
         nested_complete(not, s, s_path, &child(v_path, "not"), out);
     }
-    for (name, list) in [("allOf", &v.all_of), ("anyOf", &v.any_of), ("oneOf", &v.one_of)] {
+    for (name, list) in [
+        ("allOf", &v.all_of),
+        ("anyOf", &v.any_of),
+        ("oneOf", &v.one_of),
+    ] {
         for (i, x) in list.iter().flatten().enumerate() {
             nested_complete(x, s, s_path, &index(&child(v_path, name), i), out);
         }
@@ -683,7 +707,11 @@ fn openapi_checks(s: &JSONSchemaProps, path: &str, out: &mut Vec<Cause>) {
         forbid(out, "additionalItems", "additionalItems is not supported");
     }
     if s.pattern_properties.as_ref().is_some_and(|m| !m.is_empty()) {
-        forbid(out, "patternProperties", "patternProperties is not supported");
+        forbid(
+            out,
+            "patternProperties",
+            "patternProperties is not supported",
+        );
     }
     if s.definitions.as_ref().is_some_and(|m| !m.is_empty()) {
         forbid(out, "definitions", "definitions is not supported");
@@ -752,7 +780,11 @@ fn openapi_checks(s: &JSONSchemaProps, path: &str, out: &mut Vec<Cause>) {
     if let Some(not) = &s.not {
         openapi_checks(not, &child(path, "not"), out);
     }
-    for (name, list) in [("allOf", &s.all_of), ("oneOf", &s.one_of), ("anyOf", &s.any_of)] {
+    for (name, list) in [
+        ("allOf", &s.all_of),
+        ("oneOf", &s.one_of),
+        ("anyOf", &s.any_of),
+    ] {
         for (i, x) in list.iter().flatten().enumerate() {
             openapi_checks(x, &index(&child(path, name), i), out);
         }
@@ -933,7 +965,12 @@ fn convert(s: &JSONSchemaProps, path: &str, causes: &mut Vec<Cause>) -> Schema {
         .as_ref()
         .map(|n| Box::new(convert(n, &child(path, "not"), causes)));
     if let Some(rules) = &s.x_kubernetes_validations {
-        out.rules = cel::compile_rules(rules, &out, &child(path, "x-kubernetes-validations"), causes);
+        out.rules = cel::compile_rules(
+            rules,
+            &out,
+            &child(path, "x-kubernetes-validations"),
+            causes,
+        );
     }
     out
 }
@@ -990,8 +1027,12 @@ pub(crate) mod tests {
             ]
         );
         assert_eq!(
-            refused(json!({"type": "object", "properties": {"list": {"type": "array", "items": {}}}})),
-            ["properties[list].items.type: Required value: must not be empty for specified array items"]
+            refused(
+                json!({"type": "object", "properties": {"list": {"type": "array", "items": {}}}})
+            ),
+            [
+                "properties[list].items.type: Required value: must not be empty for specified array items"
+            ]
         );
         assert_eq!(
             refused(json!({"type": "object", "properties": {"list": {"type": "array"}}})),
@@ -1006,14 +1047,18 @@ pub(crate) mod tests {
             ["additionalProperties: Forbidden: must not be used at the root"]
         );
         assert_eq!(
-            refused(json!({"type": "object", "properties": {"e": {"x-kubernetes-embedded-resource": true, "type": "string"}}})),
+            refused(
+                json!({"type": "object", "properties": {"e": {"x-kubernetes-embedded-resource": true, "type": "string"}}})
+            ),
             [
                 "properties[e].properties: Required value: must not be empty if x-kubernetes-embedded-resource is true without x-kubernetes-preserve-unknown-fields",
                 "properties[e].type: Invalid value: \"string\": must be object if x-kubernetes-embedded-resource is true",
             ]
         );
         assert_eq!(
-            refused(json!({"type": "object", "properties": {"e": {"x-kubernetes-embedded-resource": true, "type": "object"}}})),
+            refused(
+                json!({"type": "object", "properties": {"e": {"x-kubernetes-embedded-resource": true, "type": "object"}}})
+            ),
             [
                 "properties[e].properties: Required value: must not be empty if x-kubernetes-embedded-resource is true without x-kubernetes-preserve-unknown-fields",
             ]
@@ -1021,25 +1066,44 @@ pub(crate) mod tests {
         assert_eq!(
             refused(json!({"type": "object", "properties": {"p": {
                 "x-kubernetes-int-or-string": true, "x-kubernetes-preserve-unknown-fields": true}}})),
-            ["properties[p].x-kubernetes-preserve-unknown-fields: Invalid value: true: must be false if x-kubernetes-int-or-string is true"]
-        );
-        assert_eq!(
-            refused(json!({"type": "object", "properties": {"p": {"type": "object", "anyOf": [{"type": "object"}]}}})),
-            ["properties[p].anyOf[0].type: Forbidden: must be empty to be structural"]
-        );
-        assert_eq!(
-            refused(json!({"type": "object", "properties": {"p": {"type": "object", "oneOf": [{"properties": {"q": {"description": "d"}}}]}}})),
             [
-                "properties[p].oneOf[0].properties[q].description: Forbidden: must be empty to be structural",
-                "properties[p].properties[q]: Required value: because it is defined in properties[p].oneOf[0].properties[q]",
+                "properties[p].x-kubernetes-preserve-unknown-fields: Invalid value: true: must be false if x-kubernetes-int-or-string is true"
             ]
         );
         assert_eq!(
-            refused(json!({"type": "object", "properties": {"metadata": {"type": "object", "properties": {"labels": {"type": "object"}}}}})),
-            ["properties[metadata]: Forbidden: must not specify anything other than name and generateName, but metadata is implicitly specified"]
+            refused(
+                json!({"type": "object", "properties": {"p": {"type": "object", "anyOf": [{"type": "object"}]}}})
+            ),
+            ["properties[p].anyOf[0].type: Forbidden: must be empty to be structural"]
         );
         assert_eq!(
-            refused(json!({"type": "object", "properties": {"metadata": {"type": "object", "properties": {"name": {"type": "string", "maxLength": 10}}}}})),
+            refused(
+                json!({"type": "object", "properties": {"p": {"type": "object", "oneOf": [{"properties": {"q": {"description": "d"}}}]}}})
+            ),
+            [
+                "properties[p].oneOf[0].properties[q].description: Forbidden: must be empty to be structural",
+            ]
+        );
+        assert_eq!(
+            refused(
+                json!({"type": "object", "anyOf": [{"properties": {"spec": {"required": ["a"]}}}]})
+            ),
+            [
+                "properties[spec]: Required value: because it is defined in anyOf[0].properties[spec]"
+            ]
+        );
+        assert_eq!(
+            refused(
+                json!({"type": "object", "properties": {"metadata": {"type": "object", "properties": {"labels": {"type": "object"}}}}})
+            ),
+            [
+                "properties[metadata]: Forbidden: must not specify anything other than name and generateName, but metadata is implicitly specified"
+            ]
+        );
+        assert_eq!(
+            refused(
+                json!({"type": "object", "properties": {"metadata": {"type": "object", "properties": {"name": {"type": "string", "maxLength": 10}}}}})
+            ),
             Vec::<String>::new()
         );
         assert_eq!(
@@ -1047,46 +1111,68 @@ pub(crate) mod tests {
             ["properties[kind].type: Invalid value: \"integer\": must be string"]
         );
         assert_eq!(
-            refused(json!({"type": "object", "properties": {"s": {"type": "string", "pattern": "("}}})),
-            ["properties[s].pattern: Invalid value: \"(\": must be a valid regular expression, but isn't: regex parse error:\n    (\n    ^\nerror: unclosed group"]
+            refused(
+                json!({"type": "object", "properties": {"s": {"type": "string", "pattern": "("}}})
+            ),
+            [
+                "properties[s].pattern: Invalid value: \"(\": must be a valid regular expression, but isn't: regex parse error:\n    (\n    ^\nerror: unclosed group"
+            ]
         );
     }
 
     #[test]
     fn openapi_rules_refuse_what_crds_never_allow() {
         assert_eq!(
-            refused(json!({"type": "object", "properties": {"p": {"type": "object",
-                "properties": {"a": {"type": "string"}}, "additionalProperties": {"type": "string"}}}})),
-            ["properties[p].additionalProperties: Forbidden: additionalProperties and properties are mutual exclusive"]
-        );
-        assert_eq!(
-            refused(json!({"type": "object", "properties": {"l": {"type": "array", "uniqueItems": true, "items": {"type": "string"}}}})),
-            ["properties[l].uniqueItems: Forbidden: uniqueItems cannot be set to true since the runtime complexity becomes quadratic"]
-        );
-        assert_eq!(
-            refused(json!({"type": "object", "properties": {"r": {"$ref": "#/definitions/x"}}})),
+            refused(
+                json!({"type": "object", "properties": {"p": {"type": "object",
+                "properties": {"a": {"type": "string"}}, "additionalProperties": {"type": "string"}}}})
+            ),
             [
-                "properties[r].$ref: Forbidden: $ref is not supported",
+                "properties[p].additionalProperties: Forbidden: additionalProperties and properties are mutual exclusive"
             ]
         );
         assert_eq!(
+            refused(
+                json!({"type": "object", "properties": {"l": {"type": "array", "uniqueItems": true, "items": {"type": "string"}}}})
+            ),
+            [
+                "properties[l].uniqueItems: Forbidden: uniqueItems cannot be set to true since the runtime complexity becomes quadratic"
+            ]
+        );
+        assert_eq!(
+            refused(json!({"type": "object", "properties": {"r": {"$ref": "#/definitions/x"}}})),
+            ["properties[r].$ref: Forbidden: $ref is not supported",]
+        );
+        assert_eq!(
             refused(json!({"type": "object", "properties": {"n": {"type": "null"}}})),
-            ["properties[n].type: Forbidden: type cannot be set to null, use nullable as an alternative"]
+            [
+                "properties[n].type: Forbidden: type cannot be set to null, use nullable as an alternative"
+            ]
         );
         assert_eq!(
             refused(json!({"type": "object", "properties": {"n": {"type": "float"}}})),
-            ["properties[n].type: Unsupported value: \"float\": supported values: \"array\", \"boolean\", \"integer\", \"number\", \"object\", \"string\""]
+            [
+                "properties[n].type: Unsupported value: \"float\": supported values: \"array\", \"boolean\", \"integer\", \"number\", \"object\", \"string\""
+            ]
         );
         assert_eq!(
-            refused(json!({"type": "object", "properties": {"l": {"type": "array", "x-kubernetes-list-type": "map",
-                "items": {"type": "object", "properties": {"name": {"type": "string"}}}}}})),
-            ["properties[l].x-kubernetes-list-map-keys: Required value: must not be empty if x-kubernetes-list-type is map"]
+            refused(
+                json!({"type": "object", "properties": {"l": {"type": "array", "x-kubernetes-list-type": "map",
+                "items": {"type": "object", "properties": {"name": {"type": "string"}}}}}})
+            ),
+            [
+                "properties[l].x-kubernetes-list-map-keys: Required value: must not be empty if x-kubernetes-list-type is map"
+            ]
         );
         assert_eq!(
-            refused(json!({"type": "object", "properties": {"l": {"type": "array", "x-kubernetes-list-type": "map",
+            refused(
+                json!({"type": "object", "properties": {"l": {"type": "array", "x-kubernetes-list-type": "map",
                 "x-kubernetes-list-map-keys": ["name"],
-                "items": {"type": "object", "properties": {"name": {"type": "string"}}}}}})),
-            ["properties[l].items.properties[name].default: Required value: this property is in x-kubernetes-list-map-keys, so it must have a default or be a required property"]
+                "items": {"type": "object", "properties": {"name": {"type": "string"}}}}}})
+            ),
+            [
+                "properties[l].items.properties[name].default: Required value: this property is in x-kubernetes-list-map-keys, so it must have a default or be a required property"
+            ]
         );
     }
 

@@ -11,7 +11,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{Map, Value, json};
 
 use super::cel;
-use super::schema::{Additional, Schema, Structural, child, go_float, go_number, go_value, index, key};
+use super::schema::{
+    Additional, Schema, Structural, child, go_float, go_number, go_value, index, key,
+};
 use crate::apiserver::admission::{DNS1123_SUBDOMAIN, is_dns1123_subdomain, qualified_name_causes};
 use crate::apiserver::errors::Cause;
 
@@ -65,7 +67,13 @@ fn defaults(s: &Schema, path: &str, inside_meta: bool, causes: &mut Vec<Cause>) 
         let dpath = child(path, "default");
         let mut pruned = default.clone();
         let mut removed = Vec::new();
-        super::prune::prune_node(&mut pruned, Some(s), s.embedded, &mut Vec::new(), &mut removed);
+        super::prune::prune_node(
+            &mut pruned,
+            Some(s),
+            s.embedded,
+            &mut Vec::new(),
+            &mut removed,
+        );
         if pruned != *default {
             causes.push(Cause::invalid_shown(
                 &dpath,
@@ -150,7 +158,10 @@ pub(crate) fn validate_metadata(object: &Value) -> Vec<Cause> {
     }
     if let Some(annotations) = meta["annotations"].as_object() {
         for k in annotations.keys() {
-            causes.extend(qualified_name_causes("metadata.annotations", &k.to_lowercase()));
+            causes.extend(qualified_name_causes(
+                "metadata.annotations",
+                &k.to_lowercase(),
+            ));
         }
     }
     causes
@@ -181,11 +192,20 @@ fn subdomain_errors(name: &str) -> Vec<String> {
 
 /// `ValidateTypeMeta` of the custom resource validator: the object's `kind` and `apiVersion`
 /// must be the served version's.
-pub(crate) fn validate_type_meta(object: &Value, group: &str, version: &str, kind: &str) -> Vec<Cause> {
+pub(crate) fn validate_type_meta(
+    object: &Value,
+    group: &str,
+    version: &str,
+    kind: &str,
+) -> Vec<Cause> {
     let mut causes = Vec::new();
     let got_kind = object["kind"].as_str().unwrap_or_default();
     if got_kind != kind {
-        causes.push(Cause::invalid("kind", &json!(got_kind), format!("must be {kind}")));
+        causes.push(Cause::invalid(
+            "kind",
+            &json!(got_kind),
+            format!("must be {kind}"),
+        ));
     }
     let api_version = format!("{group}/{version}");
     let got = object["apiVersion"].as_str().unwrap_or_default();
@@ -273,7 +293,13 @@ impl Validator {
         res
     }
 
-    fn node_unratcheted(&mut self, s: &Schema, data: &Value, old: Option<&Value>, name: &str) -> Res {
+    fn node_unratcheted(
+        &mut self,
+        s: &Schema,
+        data: &Value,
+        old: Option<&Value>,
+        name: &str,
+    ) -> Res {
         let mut res = Res::default();
         if data.is_null() {
             res.causes.extend(self.type_check(s, data, name));
@@ -336,7 +362,9 @@ impl Validator {
         }
         let actual = json_type(data);
         let float_int = actual == "number"
-            && data.as_f64().is_some_and(|f| f.fract() == 0.0 && f.is_finite())
+            && data
+                .as_f64()
+                .is_some_and(|f| f.fract() == 0.0 && f.is_finite())
             && types.contains(&"integer");
         let int_float = actual == "integer" && types.contains(&"number");
         if types.contains(&actual) || float_int || int_float {
@@ -395,13 +423,24 @@ impl Validator {
             out.push(self.invalid(
                 name,
                 &shown,
-                format!("{name} in body should be a multiple of {}", go_float(factor)),
+                format!(
+                    "{name} in body should be a multiple of {}",
+                    go_float(factor)
+                ),
             ));
         }
         if let Some(max) = s.maximum {
-            let over = if s.exclusive_maximum { value >= max } else { value > max };
+            let over = if s.exclusive_maximum {
+                value >= max
+            } else {
+                value > max
+            };
             if over {
-                let how = if s.exclusive_maximum { "less than" } else { "less than or equal to" };
+                let how = if s.exclusive_maximum {
+                    "less than"
+                } else {
+                    "less than or equal to"
+                };
                 out.push(self.invalid(
                     name,
                     &shown,
@@ -410,7 +449,11 @@ impl Validator {
             }
         }
         if let Some(min) = s.minimum {
-            let under = if s.exclusive_minimum { value <= min } else { value < min };
+            let under = if s.exclusive_minimum {
+                value <= min
+            } else {
+                value < min
+            };
             if under {
                 let how = if s.exclusive_minimum {
                     "greater than"
@@ -481,12 +524,22 @@ impl Validator {
                 other => other.to_string(),
             })
             .collect();
-        Some(Cause::not_supported_shown(self.path(name), &go_value(data), &values))
+        Some(Cause::not_supported_shown(
+            self.path(name),
+            &go_value(data),
+            &values,
+        ))
     }
 
     /// `objectValidator`: minProperties and maxProperties first (and alone), then each
     /// property, `additionalProperties` values, and `required`.
-    fn object(&mut self, s: &Schema, map: &Map<String, Value>, old: Option<&Value>, name: &str) -> Res {
+    fn object(
+        &mut self,
+        s: &Schema,
+        map: &Map<String, Value>,
+        old: Option<&Value>,
+        name: &str,
+    ) -> Res {
         let mut res = Res::default();
         let size = map.len() as i64;
         if let Some(min) = s.min_properties
@@ -516,14 +569,19 @@ impl Validator {
         }
         for (k, p) in &s.properties {
             if let Some(v) = map.get(k) {
-                let child_name = if name.is_empty() { k.clone() } else { format!("{name}.{k}") };
+                let child_name = if name.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{name}.{k}")
+                };
                 let r = self.node(p, v, old_map.and_then(|o| o.get(k)), &child_name);
                 res.merge(r);
             }
         }
         for k in &s.required {
             if !map.contains_key(k) {
-                res.causes.push(Cause::required(self.path(&format!("{name}.{k}"))));
+                res.causes
+                    .push(Cause::required(self.path(&format!("{name}.{k}"))));
             }
         }
         res
@@ -605,7 +663,11 @@ impl Validator {
                 main.merge(r);
             }
             if validated != s.all_of.len() {
-                let more = if validated == 0 { ". None validated" } else { "" };
+                let more = if validated == 0 {
+                    ". None validated"
+                } else {
+                    ""
+                };
                 main.causes.push(Cause::invalid(
                     self.root_path(),
                     &json!(""),
@@ -665,7 +727,13 @@ fn correlate_item<'a>(s: &Schema, item: &Value, old: &'a [Value]) -> Option<&'a 
 
 /// `objectmeta.Validate`: every `x-kubernetes-embedded-resource` object needs a string
 /// `apiVersion` and `kind`, and a valid `metadata`.
-pub(crate) fn embedded_meta(s: &Schema, value: &Value, path: &str, is_root: bool, causes: &mut Vec<Cause>) {
+pub(crate) fn embedded_meta(
+    s: &Schema,
+    value: &Value,
+    path: &str,
+    is_root: bool,
+    causes: &mut Vec<Cause>,
+) {
     match value {
         Value::Object(map) => {
             if s.embedded && !is_root {
@@ -692,16 +760,30 @@ pub(crate) fn embedded_meta(s: &Schema, value: &Value, path: &str, is_root: bool
 
 fn embedded_resource(map: &Map<String, Value>, path: &str, causes: &mut Vec<Cause>) {
     if !map.contains_key("apiVersion") {
-        causes.push(Cause::required_because(child(path, "apiVersion"), "must not be empty"));
+        causes.push(Cause::required_because(
+            child(path, "apiVersion"),
+            "must not be empty",
+        ));
     }
     if !map.contains_key("kind") {
-        causes.push(Cause::required_because(child(path, "kind"), "must not be empty"));
+        causes.push(Cause::required_because(
+            child(path, "kind"),
+            "must not be empty",
+        ));
     }
     for (k, v) in map {
         match k.as_str() {
             "apiVersion" => match v.as_str() {
-                None => causes.push(Cause::invalid_shown(child(path, "apiVersion"), &go_value(v), "must be a string")),
-                Some("") => causes.push(Cause::invalid(child(path, "apiVersion"), v, "must not be empty")),
+                None => causes.push(Cause::invalid_shown(
+                    child(path, "apiVersion"),
+                    &go_value(v),
+                    "must be a string",
+                )),
+                Some("") => causes.push(Cause::invalid(
+                    child(path, "apiVersion"),
+                    v,
+                    "must not be empty",
+                )),
                 Some(av) => {
                     if let Some(e) = group_version_error(av) {
                         causes.push(Cause::invalid(child(path, "apiVersion"), v, e));
@@ -709,15 +791,24 @@ fn embedded_resource(map: &Map<String, Value>, path: &str, causes: &mut Vec<Caus
                 }
             },
             "kind" => match v.as_str() {
-                None => causes.push(Cause::invalid_shown(child(path, "kind"), &go_value(v), "must be a string")),
-                Some("") => causes.push(Cause::invalid(child(path, "kind"), v, "must not be empty")),
+                None => causes.push(Cause::invalid_shown(
+                    child(path, "kind"),
+                    &go_value(v),
+                    "must be a string",
+                )),
+                Some("") => {
+                    causes.push(Cause::invalid(child(path, "kind"), v, "must not be empty"))
+                }
                 Some(kind) => {
                     let errs = super::validation::dns1035_label_errors(&kind.to_lowercase());
                     if !errs.is_empty() {
                         causes.push(Cause::invalid(
                             child(path, "kind"),
                             v,
-                            format!("may have mixed case, but should otherwise match: {}", errs.join(",")),
+                            format!(
+                                "may have mixed case, but should otherwise match: {}",
+                                errs.join(",")
+                            ),
                         ));
                     }
                 }
@@ -725,23 +816,27 @@ fn embedded_resource(map: &Map<String, Value>, path: &str, causes: &mut Vec<Caus
             "metadata" => {
                 let mpath = child(path, "metadata");
                 let Some(meta) = v.as_object() else {
-                    causes.push(Cause::invalid_shown(
-                        mpath,
-                        &go_value(v),
-                        "expected a map",
-                    ));
+                    causes.push(Cause::invalid_shown(mpath, &go_value(v), "expected a map"));
                     continue;
                 };
                 // `ValidateObjectMeta` with `ValidatePathSegmentName`; a missing name is fine.
                 if let Some(name) = meta.get("name").and_then(Value::as_str) {
                     for bad in [".", ".."] {
                         if name == bad {
-                            causes.push(Cause::invalid(child(&mpath, "name"), &json!(name), format!("may not be '{bad}'")));
+                            causes.push(Cause::invalid(
+                                child(&mpath, "name"),
+                                &json!(name),
+                                format!("may not be '{bad}'"),
+                            ));
                         }
                     }
                     for bad in ["/", "%"] {
                         if name.contains(bad) {
-                            causes.push(Cause::invalid(child(&mpath, "name"), &json!(name), format!("may not contain '{bad}'")));
+                            causes.push(Cause::invalid(
+                                child(&mpath, "name"),
+                                &json!(name),
+                                format!("may not contain '{bad}'"),
+                            ));
                         }
                     }
                 }
@@ -751,7 +846,11 @@ fn embedded_resource(map: &Map<String, Value>, path: &str, causes: &mut Vec<Caus
                         if let Some(lv) = lv.as_str()
                             && !is_label_value(lv)
                         {
-                            causes.push(Cause::invalid(child(&mpath, "labels"), &json!(lv), LABEL_VALUE));
+                            causes.push(Cause::invalid(
+                                child(&mpath, "labels"),
+                                &json!(lv),
+                                LABEL_VALUE,
+                            ));
                         }
                     }
                 }
@@ -828,7 +927,10 @@ fn list_map(s: &Schema, items: &[Value], path: &str, causes: &mut Vec<Cause>) {
         let keys: Vec<String> = s
             .list_map_keys
             .iter()
-            .map(|k| o.get(k).map_or_else(|| "\u{0}unspecified".to_owned(), Value::to_string))
+            .map(|k| {
+                o.get(k)
+                    .map_or_else(|| "\u{0}unspecified".to_owned(), Value::to_string)
+            })
             .collect();
         if !seen.insert(keys) {
             causes.push(Cause::duplicate_shown(index(path, i), &go_value(x)));
@@ -846,7 +948,10 @@ mod tests {
     }
 
     fn messages(causes: &[Cause]) -> Vec<String> {
-        causes.iter().map(|c| format!("{}: {}", c.field, c.message)).collect()
+        causes
+            .iter()
+            .map(|c| format!("{}: {}", c.field, c.message))
+            .collect()
     }
 
     fn crontab() -> Structural {
@@ -880,9 +985,14 @@ mod tests {
 
     #[test]
     fn a_valid_object_has_no_errors() {
-        let object = cr(json!({"cronSpec": "* * * * */5", "replicas": 3, "port": "http", "tags": ["x"],
-            "labels": {"a": "b"}, "maybe": null, "mode": "a", "size": 2, "ratio": 1.0, "when": "2024-01-02T03:04:05Z"}));
-        assert_eq!(messages(&crontab().validate(&object, None)), Vec::<String>::new());
+        let object = cr(
+            json!({"cronSpec": "* * * * */5", "replicas": 3, "port": "http", "tags": ["x"],
+            "labels": {"a": "b"}, "maybe": null, "mode": "a", "size": 2, "ratio": 1.0, "when": "2024-01-02T03:04:05Z"}),
+        );
+        assert_eq!(
+            messages(&crontab().validate(&object, None)),
+            Vec::<String>::new()
+        );
     }
 
     #[test]
@@ -892,15 +1002,21 @@ mod tests {
             (json!({}), &["spec.cronSpec: Required value"]),
             (
                 json!({"cronSpec": "* * * * *", "replicas": "string"}),
-                &["spec.replicas: Invalid value: \"string\": spec.replicas in body must be of type integer: \"string\""],
+                &[
+                    "spec.replicas: Invalid value: \"string\": spec.replicas in body must be of type integer: \"string\"",
+                ],
             ),
             (
                 json!({"cronSpec": "* * * * *", "replicas": 0}),
-                &["spec.replicas: Invalid value: 0: spec.replicas in body should be greater than or equal to 1"],
+                &[
+                    "spec.replicas: Invalid value: 0: spec.replicas in body should be greater than or equal to 1",
+                ],
             ),
             (
                 json!({"cronSpec": "* * * * *", "replicas": 11}),
-                &["spec.replicas: Invalid value: 11: spec.replicas in body should be less than or equal to 10"],
+                &[
+                    "spec.replicas: Invalid value: 11: spec.replicas in body should be less than or equal to 10",
+                ],
             ),
             (
                 json!({"cronSpec": "* * * * *", "ratio": 1.5}),
@@ -912,7 +1028,9 @@ mod tests {
             ),
             (
                 json!({"cronSpec": "x"}),
-                &["spec.cronSpec: Invalid value: \"x\": spec.cronSpec in body should match '^(\\d+|\\*)(/\\d+)?(\\s+(\\d+|\\*)(/\\d+)?){4}$'"],
+                &[
+                    "spec.cronSpec: Invalid value: \"x\": spec.cronSpec in body should match '^(\\d+|\\*)(/\\d+)?(\\s+(\\d+|\\*)(/\\d+)?){4}$'",
+                ],
             ),
             (
                 json!({"cronSpec": "* * * * *", "image": "toolong"}),
@@ -920,7 +1038,9 @@ mod tests {
             ),
             (
                 json!({"cronSpec": "* * * * *", "image": "x"}),
-                &["spec.image: Invalid value: \"x\": spec.image in body should be at least 2 chars long"],
+                &[
+                    "spec.image: Invalid value: \"x\": spec.image in body should be at least 2 chars long",
+                ],
             ),
             (
                 json!({"cronSpec": "* * * * *", "mode": "x"}),
@@ -932,7 +1052,9 @@ mod tests {
             ),
             (
                 json!({"cronSpec": "* * * * *", "port": true}),
-                &["spec.port: Invalid value: \"boolean\": spec.port in body must be of type integer,string: \"boolean\""],
+                &[
+                    "spec.port: Invalid value: \"boolean\": spec.port in body must be of type integer,string: \"boolean\"",
+                ],
             ),
             (
                 json!({"cronSpec": "* * * * *", "tags": []}),
@@ -947,19 +1069,25 @@ mod tests {
             ),
             (
                 json!({"cronSpec": "* * * * *", "labels": {"a": "1", "b": "2"}}),
-                &["spec.labels: Too many: 2: must have at most 1 items"],
+                &["spec.labels: Too many: 2: must have at most 1 item"],
             ),
             (
                 json!({"cronSpec": "* * * * *", "labels": {"a": 1}}),
-                &["spec.labels.a: Invalid value: \"integer\": spec.labels.a in body must be of type string: \"integer\""],
+                &[
+                    "spec.labels.a: Invalid value: \"integer\": spec.labels.a in body must be of type string: \"integer\"",
+                ],
             ),
             (
                 json!({"cronSpec": null}),
-                &["spec.cronSpec: Invalid value: \"null\": spec.cronSpec in body must be of type string: \"null\""],
+                &[
+                    "spec.cronSpec: Invalid value: \"null\": spec.cronSpec in body must be of type string: \"null\"",
+                ],
             ),
             (
                 json!({"cronSpec": "* * * * *", "when": "yesterday"}),
-                &["spec.when: Invalid value: \"yesterday\": spec.when in body must be of type date-time: \"yesterday\""],
+                &[
+                    "spec.when: Invalid value: \"yesterday\": spec.when in body must be of type date-time: \"yesterday\"",
+                ],
             ),
         ];
         for (spec, want) in cases {
@@ -971,8 +1099,13 @@ mod tests {
             messages(&s.validate_schema(&json!({"metadata": {"name": "c"}}), None)),
             Vec::<String>::new()
         );
-        let required = compile(json!({"type": "object", "required": ["spec"], "properties": {"spec": {"type": "object"}}}));
-        assert_eq!(messages(&required.validate_schema(&json!({}), None)), ["spec: Required value"]);
+        let required = compile(
+            json!({"type": "object", "required": ["spec"], "properties": {"spec": {"type": "object"}}}),
+        );
+        assert_eq!(
+            messages(&required.validate_schema(&json!({}), None)),
+            ["spec: Required value"]
+        );
     }
 
     #[test]
@@ -983,7 +1116,10 @@ mod tests {
             "oneOf": [{"required": ["a"]}, {"required": ["b"]}],
             "not": {"required": ["a", "b"]},
         }}}));
-        assert_eq!(messages(&s.validate_schema(&json!({"spec": {"a": "x"}}), None)), Vec::<String>::new());
+        assert_eq!(
+            messages(&s.validate_schema(&json!({"spec": {"a": "x"}}), None)),
+            Vec::<String>::new()
+        );
         assert_eq!(
             messages(&s.validate_schema(&json!({"spec": {}}), None)),
             [
@@ -1023,7 +1159,9 @@ mod tests {
         let s = compile(json!({"type": "object"}));
         assert_eq!(
             messages(&s.validate(&json!({"metadata": {"name": "Bad_Name"}}), None)),
-            [format!("metadata.name: Invalid value: \"Bad_Name\": {DNS1123_SUBDOMAIN}")]
+            [format!(
+                "metadata.name: Invalid value: \"Bad_Name\": {DNS1123_SUBDOMAIN}"
+            )]
         );
         assert_eq!(
             messages(&s.validate(&json!({"metadata": {}}), None)),
@@ -1032,9 +1170,17 @@ mod tests {
                 "<nil>: Invalid value: null: some validation rules were not checked because the object was invalid; correct the existing errors to complete validation",
             ]
         );
-        assert!(s.validate(&json!({"metadata": {"generateName": "web-"}}), None).is_empty());
+        assert!(
+            s.validate(&json!({"metadata": {"generateName": "web-"}}), None)
+                .is_empty()
+        );
         assert_eq!(
-            messages(&validate_type_meta(&json!({"kind": "X", "apiVersion": "a/v1"}), "stable.example.com", "v1", "CronTab")),
+            messages(&validate_type_meta(
+                &json!({"kind": "X", "apiVersion": "a/v1"}),
+                "stable.example.com",
+                "v1",
+                "CronTab"
+            )),
             [
                 "kind: Invalid value: \"X\": must be CronTab",
                 "apiVersion: Invalid value: \"a/v1\": must be stable.example.com/v1",
@@ -1079,11 +1225,16 @@ mod tests {
         let s = crontab();
         let old = cr(json!({"cronSpec": "bad", "replicas": 50}));
         let same = cr(json!({"cronSpec": "bad", "replicas": 50, "image": "ok"}));
-        assert_eq!(messages(&s.validate(&same, Some(&old))), Vec::<String>::new());
+        assert_eq!(
+            messages(&s.validate(&same, Some(&old))),
+            Vec::<String>::new()
+        );
         let changed = cr(json!({"cronSpec": "bad", "replicas": 60}));
         assert_eq!(
             messages(&s.validate(&changed, Some(&old))),
-            ["spec.replicas: Invalid value: 60: spec.replicas in body should be less than or equal to 10"]
+            [
+                "spec.replicas: Invalid value: 60: spec.replicas in body should be less than or equal to 10"
+            ]
         );
     }
 
