@@ -12,6 +12,7 @@
 //! [`ApiServer::client`] is the same router as an in-process `kube::Client`.
 
 pub mod admission;
+pub(crate) mod apiextensions;
 mod apply;
 pub mod auth;
 mod body;
