@@ -657,6 +657,9 @@ pub(crate) fn default_ingress_class(classes: &[Value]) -> Result<Option<String>,
 
 /// Validates a whole object, new or updated (`old` is the stored object on update).
 pub(crate) fn validate(resource: &Resource, object: &Value, old: Option<&Value>) -> Vec<Cause> {
+    if is_crd(resource) {
+        return validate_crd(object, old);
+    }
     let mut causes = Vec::new();
     validate_metadata(resource, object, &mut causes);
     validate_data_size(resource, object, &mut causes);
@@ -1195,8 +1198,29 @@ fn generate_job_selector(object: &mut Value) {
 /// What only a create sets, as the strategies' `PrepareForCreate` do: a new Namespace is
 /// Active and carries the `kubernetes` finalizer (which the namespace controller removes, so
 /// it is no default: an update may leave it out).
+/// Whether `resource` is `customresourcedefinitions.apiextensions.k8s.io`.
+pub(crate) fn is_crd(resource: &Resource) -> bool {
+    (resource.group, resource.kind) == ("apiextensions.k8s.io", "CustomResourceDefinition")
+}
+
+/// The CRD strategy's validation, on create or update.
+fn validate_crd(object: &Value, old: Option<&Value>) -> Vec<Cause> {
+    use super::apiextensions::validation;
+    let typed = |v: &Value| serde_json::from_value(v.clone());
+    let Ok(crd) = typed(object) else {
+        return vec![Cause::invalid("spec", &Value::Null, "cannot be read")];
+    };
+    match old.map(typed) {
+        Some(Ok(old)) => validation::validate_crd_update(&crd, &old),
+        _ => validation::validate_crd(&crd),
+    }
+}
+
 pub(crate) fn prepare_for_create(resource: &Resource, object: &mut Value) {
     super::storage::prepare_for_create(resource, object);
+    if is_crd(resource) {
+        super::apiextensions::validation::prepare_crd_for_create(object);
+    }
     if super::certificates::is_csr(resource) {
         super::certificates::prepare_for_create(object);
     }
@@ -1220,6 +1244,9 @@ pub(crate) fn prepare_for_create(resource: &Resource, object: &mut Value) {
 
 pub(crate) fn default(resource: &Resource, object: &mut Value) {
     super::storage::default(resource, object);
+    if is_crd(resource) {
+        super::apiextensions::validation::default_crd(object);
+    }
     match (resource.group, resource.kind) {
         ("", "LimitRange") => super::limitranger::default(object),
         ("", "Pod") => {

@@ -8,6 +8,7 @@
 use serde_json::{Value, json};
 
 use super::ipallocator;
+use super::strategy::Strategy;
 use crate::apimachinery::params::Params;
 use crate::apiserver::errors::{ApiError, Cause, from_store};
 use crate::apiserver::resources::{self, Resource};
@@ -232,6 +233,8 @@ pub(crate) async fn create_object(
     dry_run: bool,
     warnings: &mut Vec<String>,
 ) -> Result<Value, ApiError> {
+    let strategy = Strategy::of(api, resource).await?;
+    strategy.check_create()?;
     let meta = object["metadata"]
         .as_object_mut()
         .ok_or_else(|| ApiError::BadRequest("metadata must be an object".into()))?;
@@ -268,7 +271,7 @@ pub(crate) async fn create_object(
     meta.remove("resourceVersion");
     meta.remove("deletionTimestamp");
     meta.remove("deletionGracePeriodSeconds");
-    if has_generation(resource) {
+    if strategy.has_generation() {
         meta.insert("generation".into(), json!(1));
     } else {
         meta.remove("generation");
@@ -276,7 +279,7 @@ pub(crate) async fn create_object(
     // In Go's shape first, so defaulting sees a zero Go omits as unset, as Go's defaulting does.
     let mut object = canonical(resource, object)?;
     admission::prepare_for_create(resource, &mut object);
-    admission::default(resource, &mut object);
+    strategy.default(&mut object);
     let pod = resource.kind == "Pod" && resource.group.is_empty();
     if pod {
         // NamespaceLifecycle comes first: a pod in no namespace is refused for that.
@@ -299,7 +302,7 @@ pub(crate) async fn create_object(
     } else {
         None
     };
-    let created = finish_create(api, resource, object, manager, dry_run, pod, warnings).await;
+    let created = finish_create(api, &strategy, object, manager, dry_run, pod, warnings).await;
     if created.is_err()
         && let Some(reserved) = reserved
     {
@@ -311,13 +314,14 @@ pub(crate) async fn create_object(
 /// The rest of a create, once the object's addresses are reserved.
 async fn finish_create(
     api: &ApiServer,
-    resource: &'static Resource,
+    strategy: &Strategy,
     mut object: Value,
     manager: Option<&str>,
     dry_run: bool,
     pod: bool,
     warnings: &mut Vec<String>,
 ) -> Result<Value, ApiError> {
+    let resource = strategy.resource;
     if (resource.group, resource.kind) == ("", "PersistentVolumeClaim") {
         crate::apiserver::storage::admit_default_class(api, &mut object).await?;
     }
@@ -345,7 +349,7 @@ async fn finish_create(
         crate::apiserver::noderestriction::Op::Create(&object),
     )
     .await?;
-    let mut causes = admission::validate(resource, &object, None);
+    let mut causes = strategy.validate(&object, None);
     if crate::apiserver::certificates::is_csr(resource) {
         causes.extend(crate::apiserver::certificates::validate(
             &object,
@@ -473,6 +477,7 @@ pub(crate) async fn update_object(
     } = write;
     let key = resource.key(namespace, name);
     let qualified = resource.qualified();
+    let strategy = Strategy::of(api, resource).await?;
     for _ in 0..RETRIES {
         let current = api
             .store()
@@ -523,7 +528,14 @@ pub(crate) async fn update_object(
             UpdateKind::Main => {
                 let mut new = requested;
                 if resource.has_status() {
-                    new["status"] = old["status"].clone();
+                    match old.get("status") {
+                        Some(status) => new["status"] = status.clone(),
+                        None => {
+                            if let Some(map) = new.as_object_mut() {
+                                map.remove("status");
+                            }
+                        }
+                    }
                 }
                 // A pod's ephemeral containers change through their subresource alone (the
                 // pod strategy's `PrepareForUpdate` keeps them).
@@ -578,9 +590,12 @@ pub(crate) async fn update_object(
             )));
         }
         let mut new = canonical(resource, new)?;
-        admission::default(resource, &mut new);
+        strategy.default(&mut new);
         admission::keep_allocated(resource, &mut new, &old);
         crate::apiserver::storage::prepare_for_update(resource, &mut new, &old);
+        if admission::is_crd(resource) && kind == UpdateKind::Main {
+            crate::apiserver::apiextensions::validation::prepare_crd_for_update(&mut new, &old);
+        }
         let mut new = canonical(resource, new)?;
         if let Some(manager) = manager {
             new["metadata"]["managedFields"] = old["metadata"]["managedFields"].clone();
@@ -593,7 +608,10 @@ pub(crate) async fn update_object(
                 m.remove("managedFields");
             }
         }
-        if has_generation(resource) && kind == UpdateKind::Main && new["spec"] != old["spec"] {
+        if strategy.has_generation()
+            && kind == UpdateKind::Main
+            && strategy.generation_changed(&new, &old)
+        {
             let generation = old["metadata"]["generation"].as_i64().unwrap_or(1) + 1;
             new["metadata"]["generation"] = json!(generation);
         }
@@ -602,7 +620,7 @@ pub(crate) async fn update_object(
             old: &old,
         };
         crate::apiserver::noderestriction::admit(api, resource, kind.subresource(), op).await?;
-        let mut causes = admission::validate(resource, &new, Some(&old));
+        let mut causes = strategy.validate(&new, Some(&old));
         if crate::apiserver::certificates::is_csr(resource) {
             causes.extend(crate::apiserver::certificates::validate(
                 &new,
@@ -770,6 +788,7 @@ pub(crate) async fn delete_object(
     let expected_rv = options["preconditions"]["resourceVersion"]
         .as_str()
         .map(str::to_owned);
+    let strategy = Strategy::of(api, resource).await?;
     for _ in 0..RETRIES {
         let kv = api
             .store()
@@ -825,6 +844,14 @@ pub(crate) async fn delete_object(
             .as_array()
             .cloned()
             .unwrap_or_default();
+        // A CRD's objects go before it does (its REST storage's Delete).
+        if admission::is_crd(resource) && object["metadata"]["deletionTimestamp"].is_null() {
+            let cleanup = json!(crate::apiserver::apiextensions::served::CLEANUP_FINALIZER);
+            if !finalizers.contains(&cleanup) {
+                finalizers.push(cleanup);
+            }
+            terminating_condition(&mut object);
+        }
         match policy.as_deref() {
             Some("Foreground") if !finalizers.contains(&json!("foregroundDeletion")) => {
                 finalizers.push(json!("foregroundDeletion"))
@@ -911,7 +938,7 @@ pub(crate) async fn delete_object(
         if resource.kind == "Namespace" {
             object["status"]["phase"] = json!("Terminating");
         }
-        if has_generation(resource) {
+        if strategy.has_generation() {
             let generation = object["metadata"]["generation"].as_i64().unwrap_or(1) + 1;
             object["metadata"]["generation"] = json!(generation);
         }
@@ -949,5 +976,25 @@ pub(crate) async fn delete_object(
 async fn after_delete(api: &ApiServer, resource: &Resource, object: &Value) {
     if (resource.group, resource.kind) == ("", "Service") {
         ipallocator::release(api, object).await;
+    }
+}
+
+/// A CRD asked to go is `Terminating` until its objects have gone.
+fn terminating_condition(crd: &mut Value) {
+    let now = now();
+    let condition = json!({
+        "type": "Terminating",
+        "status": "True",
+        "lastTransitionTime": now,
+        "reason": "InstanceDeletionPending",
+        "message": "CustomResourceDefinition marked for deletion; CustomResource deletion will begin soon",
+    });
+    let conditions = &mut crd["status"]["conditions"];
+    match conditions.as_array_mut() {
+        Some(list) => {
+            list.retain(|c| c["type"] != "Terminating");
+            list.push(condition);
+        }
+        None => *conditions = json!([condition]),
     }
 }
