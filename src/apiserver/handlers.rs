@@ -175,12 +175,14 @@ fn name_of(object: &Value) -> &str {
     object["metadata"]["name"].as_str().unwrap_or_default()
 }
 
-/// Kinds whose `metadata.generation` counts spec changes.
+/// Kinds whose `metadata.generation` counts spec changes (a PodTemplate's: its template's).
 fn has_generation(resource: &Resource) -> bool {
     matches!(
         resource.kind,
         "Deployment"
             | "ReplicaSet"
+            | "ReplicationController"
+            | "PodTemplate"
             | "StatefulSet"
             | "DaemonSet"
             | "Job"
@@ -190,6 +192,16 @@ fn has_generation(resource: &Resource) -> bool {
             | "IngressClass"
             | "PodDisruptionBudget"
     )
+}
+
+/// The field whose changes bump `metadata.generation`: the spec, or a PodTemplate's
+/// `template` (its strategy's `PrepareForUpdate`).
+fn generation_source(resource: &Resource) -> &'static str {
+    if (resource.group, resource.kind) == ("", "PodTemplate") {
+        "template"
+    } else {
+        "spec"
+    }
 }
 
 fn invalid(resource: &Resource, name: &str, causes: Vec<Cause>) -> ApiError {
@@ -932,7 +944,8 @@ pub(super) async fn update_object(
                 m.remove("managedFields");
             }
         }
-        if has_generation(resource) && kind == UpdateKind::Main && new["spec"] != old["spec"] {
+        let desired = generation_source(resource);
+        if has_generation(resource) && kind == UpdateKind::Main && new[desired] != old[desired] {
             let generation = old["metadata"]["generation"].as_i64().unwrap_or(1) + 1;
             new["metadata"]["generation"] = json!(generation);
         }
@@ -1268,7 +1281,7 @@ pub(crate) async fn resource(
         }
         (Method::GET, Some(name), "scale") => {
             let object = get_object(api, resource, namespace.as_deref(), name).await?;
-            json_response(StatusCode::OK, &scale_of(&object))
+            json_response(StatusCode::OK, &scale_of(resource, &object))
         }
         (Method::GET, Some(name), "log") => {
             super::logs::serve(
@@ -1401,7 +1414,7 @@ pub(crate) async fn resource(
                 },
             )
             .await?;
-            json_response(StatusCode::OK, &scale_of(&updated.object))
+            json_response(StatusCode::OK, &scale_of(resource, &updated.object))
         }
         (
             Method::PATCH,
@@ -1472,18 +1485,56 @@ pub(crate) async fn get_object(
     Ok(resource.served(decode(&kv)?))
 }
 
+/// A selector as `labels.Selector.String()` writes it, the form `Scale.status.selector` has:
+/// requirements sorted by key, `k=v`, `k in (a,b)`, `k notin (a,b)`, `k`, `!k`. A
+/// ReplicationController's selector is an equality map (`labels.SelectorFromSet`), the other
+/// kinds' a `LabelSelector` (`LabelSelectorAsSelector`).
+fn selector_string(kind: &str, selector: &Value) -> String {
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+    let mut requirements: Vec<(String, String)> = Vec::new();
+    let equalities = if kind == "ReplicationController" {
+        selector.as_object()
+    } else {
+        selector["matchLabels"].as_object()
+    };
+    for (k, v) in equalities.into_iter().flatten() {
+        requirements.push((k.clone(), format!("{k}={}", text(v))));
+    }
+    if kind != "ReplicationController" {
+        for e in selector["matchExpressions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let key = text(&e["key"]);
+            let mut values: Vec<String> = e["values"]
+                .as_array()
+                .map(|v| v.iter().map(text).collect())
+                .unwrap_or_default();
+            values.sort();
+            values.dedup();
+            let shown = match e["operator"].as_str() {
+                Some("In") => format!("{key} in ({})", values.join(",")),
+                Some("NotIn") => format!("{key} notin ({})", values.join(",")),
+                Some("Exists") => key.clone(),
+                Some("DoesNotExist") => format!("!{key}"),
+                _ => continue,
+            };
+            requirements.push((key, shown));
+        }
+    }
+    requirements.sort();
+    requirements
+        .into_iter()
+        .map(|(_, shown)| shown)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// The `autoscaling/v1 Scale` of a scalable object.
-fn scale_of(object: &Value) -> Value {
+fn scale_of(resource: &Resource, object: &Value) -> Value {
     let meta = &object["metadata"];
-    let selector = object["spec"]["selector"]["matchLabels"]
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
-                .collect::<Vec<_>>()
-                .join(",")
-        })
-        .unwrap_or_default();
+    let selector = selector_string(resource.kind, &object["spec"]["selector"]);
     json!({
         "kind": "Scale",
         "apiVersion": "autoscaling/v1",
@@ -1550,7 +1601,7 @@ async fn patch_object(
         },
         |old| {
             let base = if sub == "scale" {
-                scale_of(old)
+                scale_of(resource, old)
             } else {
                 old.clone()
             };
@@ -1577,7 +1628,7 @@ async fn patch_object(
     warnings.extend(produced_warnings);
     warnings.extend(updated.warnings);
     let object = if sub == "scale" {
-        scale_of(&updated.object)
+        scale_of(resource, &updated.object)
     } else {
         updated.object
     };
@@ -1711,6 +1762,14 @@ fn grace_period(options: &Value, params: &Params) -> Option<i64> {
         .or_else(|| options["gracePeriodSeconds"].as_i64())
 }
 
+/// Whether deleting an object of `resource` without a `propagationPolicy` orphans its
+/// dependents: core/v1 ReplicationControllers do, for compatibility with the days before
+/// server-side garbage collection (the RC strategy's `DefaultGarbageCollectionPolicy`);
+/// `kubectl delete` always sends a policy (`Background`).
+fn orphans_by_default(resource: &Resource) -> bool {
+    (resource.group, resource.kind) == ("", "ReplicationController")
+}
+
 /// Deletes an object as the real server does: at once, or by setting `deletionTimestamp` when
 /// finalizers (including the garbage collector's `foregroundDeletion`/`orphan`, which record
 /// `propagationPolicy`) or a pod's grace period make it wait.
@@ -1792,6 +1851,15 @@ pub(super) async fn delete_object(
                 finalizers.push(json!("foregroundDeletion"))
             }
             Some("Orphan") if !finalizers.contains(&json!("orphan")) => {
+                finalizers.push(json!("orphan"))
+            }
+            // Upstream's `shouldOrphanDependents`: without a policy (nor a finalizer saying
+            // one), a kind whose strategy's `DefaultGarbageCollectionPolicy` is
+            // `OrphanDependents` orphans its dependents.
+            None if orphans_by_default(resource)
+                && !finalizers.contains(&json!("foregroundDeletion"))
+                && !finalizers.contains(&json!("orphan")) =>
+            {
                 finalizers.push(json!("orphan"))
             }
             _ => {}
