@@ -2500,6 +2500,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn scale_selectors_are_written_as_labels_selector_string() {
+        let rc = resources::find("", "v1", "replicationcontrollers").unwrap();
+        let object = json!({"metadata": {"name": "web"}, "spec": {"replicas": 2, "selector": {"tier": "front", "app": "web"}}, "status": {"replicas": 1}});
+        let scale = scale_of(rc, &object);
+        assert_eq!(scale["spec"]["replicas"], 2);
+        assert_eq!(
+            scale["status"],
+            json!({"replicas": 1, "selector": "app=web,tier=front"})
+        );
+        let deployments = resources::find("apps", "v1", "deployments").unwrap();
+        let selector = json!({"matchLabels": {"app": "web"}, "matchExpressions": [
+            {"key": "tier", "operator": "In", "values": ["front", "back"]},
+            {"key": "canary", "operator": "DoesNotExist"},
+            {"key": "zone", "operator": "Exists"},
+        ]});
+        assert_eq!(
+            selector_string(deployments.kind, &selector),
+            "app=web,!canary,tier in (back,front),zone"
+        );
+    }
+
+    #[test]
     fn write_options_are_validated_in_upstreams_words() {
         let check = |method: Method, query: &str, body: Option<Value>| {
             let params = crate::apimachinery::params::parse(query);

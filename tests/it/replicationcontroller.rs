@@ -129,6 +129,27 @@ fn a_replication_controller_keeps_scales_and_cascades_its_pods() {
     );
     assert_eq!(wide[1][5..], ["hello", "orrery/hello:1", "app=web"]);
 
+    // `kubectl describe rc` reads the RC, its pods and its Events.
+    let described = c.ok(&["describe", "rc", "web"]);
+    let field = |name: &str| {
+        described
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(str::trim)
+            .unwrap_or_else(|| panic!("no {name} in {described}"))
+            .to_owned()
+    };
+    assert_eq!(field("Replicas:"), "3 current / 3 desired");
+    assert_eq!(
+        field("Pods Status:"),
+        "3 Running / 0 Waiting / 0 Succeeded / 0 Failed"
+    );
+    assert_eq!(field("Selector:"), "app=web");
+    assert!(
+        described.contains("replication-controller  Created pod: web-"),
+        "{described}"
+    );
+
     // Events in upstream's words, from `replication-controller`.
     let (created, sources) = events(&c, "SuccessfulCreate");
     assert_eq!(created.len(), 3, "{created:?}");
