@@ -530,6 +530,30 @@ pub(crate) static RESOURCES: &[Resource] = &[
         core::v1::LimitRange
     ),
     resource!(
+        "",
+        "v1",
+        "replicationcontrollers",
+        "replicationcontroller",
+        "ReplicationController",
+        true,
+        &["rc"],
+        ALL,
+        &["status", "scale"],
+        core::v1::ReplicationController
+    ),
+    resource!(
+        "",
+        "v1",
+        "podtemplates",
+        "podtemplate",
+        "PodTemplate",
+        true,
+        NONE,
+        NONE,
+        NONE,
+        core::v1::PodTemplate
+    ),
+    resource!(
         "apps",
         "v1",
         "deployments",

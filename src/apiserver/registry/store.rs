@@ -42,12 +42,14 @@ pub(crate) fn name_of(object: &Value) -> &str {
     object["metadata"]["name"].as_str().unwrap_or_default()
 }
 
-/// Kinds whose `metadata.generation` counts spec changes.
+/// Kinds whose `metadata.generation` counts spec changes (a PodTemplate's: its template's).
 pub(crate) fn has_generation(resource: &Resource) -> bool {
     matches!(
         resource.kind,
         "Deployment"
             | "ReplicaSet"
+            | "ReplicationController"
+            | "PodTemplate"
             | "StatefulSet"
             | "DaemonSet"
             | "Job"
@@ -767,6 +769,14 @@ pub(crate) fn grace_period(options: &Value, params: &Params) -> Option<i64> {
         .or_else(|| options["gracePeriodSeconds"].as_i64())
 }
 
+/// Whether deleting an object of `resource` without a `propagationPolicy` orphans its
+/// dependents: core/v1 ReplicationControllers do, for compatibility with the days before
+/// server-side garbage collection (the RC strategy's `DefaultGarbageCollectionPolicy`);
+/// `kubectl delete` always sends a policy (`Background`).
+fn orphans_by_default(resource: &Resource) -> bool {
+    (resource.group, resource.kind) == ("", "ReplicationController")
+}
+
 /// Deletes an object as the real server does: at once, or by setting `deletionTimestamp` when
 /// finalizers (including the garbage collector's `foregroundDeletion`/`orphan`, which record
 /// `propagationPolicy`) or a pod's grace period make it wait.
@@ -857,6 +867,15 @@ pub(crate) async fn delete_object(
                 finalizers.push(json!("foregroundDeletion"))
             }
             Some("Orphan") if !finalizers.contains(&json!("orphan")) => {
+                finalizers.push(json!("orphan"))
+            }
+            // Upstream's `shouldOrphanDependents`: without a policy (nor a finalizer saying
+            // one), a kind whose strategy's `DefaultGarbageCollectionPolicy` is
+            // `OrphanDependents` orphans its dependents.
+            None if orphans_by_default(resource)
+                && !finalizers.contains(&json!("foregroundDeletion"))
+                && !finalizers.contains(&json!("orphan")) =>
+            {
                 finalizers.push(json!("orphan"))
             }
             _ => {}

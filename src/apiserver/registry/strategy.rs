@@ -86,10 +86,16 @@ impl Strategy {
     /// Every field error of `object` (`old`: the stored one, on update).
     pub(crate) fn validate(&self, object: &Value, old: Option<&Value>) -> Vec<Cause> {
         match &self.custom {
-            Some(v) => match &v.schema {
-                Some(schema) => schema.validate(object, old),
-                None => crate::apiserver::apiextensions::validate::validate_metadata(object),
-            },
+            Some(v) => {
+                use crate::apiserver::apiextensions::validate;
+                let r = v.resource;
+                let mut causes = validate::validate_type_meta(object, r.group, r.version, r.kind);
+                causes.extend(match &v.schema {
+                    Some(schema) => schema.validate(object, old),
+                    None => validate::validate_metadata(object),
+                });
+                causes
+            }
             None => admission::validate(self.resource, object, old),
         }
     }
@@ -103,7 +109,13 @@ impl Strategy {
     /// custom resource everything but `metadata` (and `status`, with a status subresource).
     pub(crate) fn generation_changed(&self, new: &Value, old: &Value) -> bool {
         if self.custom.is_none() {
-            return new["spec"] != old["spec"];
+            // A PodTemplate's generation counts its template's changes (its strategy's
+            // `PrepareForUpdate`).
+            let desired = match (self.resource.group, self.resource.kind) {
+                ("", "PodTemplate") => "template",
+                _ => "spec",
+            };
+            return new[desired] != old[desired];
         }
         let rest = |o: &Value| -> Value {
             let mut o = o.clone();
@@ -135,15 +147,7 @@ impl Strategy {
                 .unwrap_or_default()
                 .to_owned(),
             None if self.custom.is_some() => String::new(),
-            None => object["spec"]["selector"]["matchLabels"]
-                .as_object()
-                .map(|m| {
-                    m.iter()
-                        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
-                        .collect::<Vec<_>>()
-                        .join(",")
-                })
-                .unwrap_or_default(),
+            None => selector_string(self.resource.kind, &object["spec"]["selector"]),
         };
         let replicas = |path: &str| {
             at_path(object, path)
@@ -203,5 +207,79 @@ impl Strategy {
             "columnDefinitions": columns::definitions(&version.columns),
             "rows": rows,
         })
+    }
+}
+
+/// A selector as `labels.Selector.String()` writes it, the form `Scale.status.selector` has:
+/// requirements sorted by key, `k=v`, `k in (a,b)`, `k notin (a,b)`, `k`, `!k`. A
+/// ReplicationController's selector is an equality map (`labels.SelectorFromSet`), the other
+/// kinds' a `LabelSelector` (`LabelSelectorAsSelector`).
+fn selector_string(kind: &str, selector: &Value) -> String {
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+    let mut requirements: Vec<(String, String)> = Vec::new();
+    let equalities = if kind == "ReplicationController" {
+        selector.as_object()
+    } else {
+        selector["matchLabels"].as_object()
+    };
+    for (k, v) in equalities.into_iter().flatten() {
+        requirements.push((k.clone(), format!("{k}={}", text(v))));
+    }
+    if kind != "ReplicationController" {
+        for e in selector["matchExpressions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let key = text(&e["key"]);
+            let mut values: Vec<String> = e["values"]
+                .as_array()
+                .map(|v| v.iter().map(text).collect())
+                .unwrap_or_default();
+            values.sort();
+            values.dedup();
+            let shown = match e["operator"].as_str() {
+                Some("In") => format!("{key} in ({})", values.join(",")),
+                Some("NotIn") => format!("{key} notin ({})", values.join(",")),
+                Some("Exists") => key.clone(),
+                Some("DoesNotExist") => format!("!{key}"),
+                _ => continue,
+            };
+            requirements.push((key, shown));
+        }
+    }
+    requirements.sort();
+    requirements
+        .into_iter()
+        .map(|(_, shown)| shown)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apiserver::resources;
+
+    #[test]
+    fn scale_selectors_are_written_as_labels_selector_string() {
+        let rc = resources::find("", "v1", "replicationcontrollers").unwrap();
+        let object = json!({"metadata": {"name": "web"}, "spec": {"replicas": 2, "selector": {"tier": "front", "app": "web"}}, "status": {"replicas": 1}});
+        let scale = Strategy { resource: rc, custom: None }.scale(&object);
+        assert_eq!(scale["spec"]["replicas"], 2);
+        assert_eq!(
+            scale["status"],
+            json!({"replicas": 1, "selector": "app=web,tier=front"})
+        );
+        let deployments = resources::find("apps", "v1", "deployments").unwrap();
+        let selector = json!({"matchLabels": {"app": "web"}, "matchExpressions": [
+            {"key": "tier", "operator": "In", "values": ["front", "back"]},
+            {"key": "canary", "operator": "DoesNotExist"},
+            {"key": "zone", "operator": "Exists"},
+        ]});
+        assert_eq!(
+            selector_string(deployments.kind, &selector),
+            "app=web,!canary,tier in (back,front),zone"
+        );
     }
 }
