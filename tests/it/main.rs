@@ -12,6 +12,7 @@ mod cli;
 mod clients;
 mod containers;
 mod controllers;
+mod crds;
 mod cronjob;
 mod dashboard;
 mod disruption;
