@@ -12,7 +12,7 @@ use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 
-use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
+use kube::api::{Api, ApiResource, DynamicObject, ListParams, PostParams, WatchEvent, WatchParams};
 
 use super::percentile;
 use crate::apiserver::{kubeconfig, server};
@@ -50,6 +50,8 @@ pub struct ApiReport {
     options: Option<ApiBenchOptions>,
     creates_1: f64,
     creates_32: f64,
+    custom_creates_1: f64,
+    custom_creates_32: f64,
     gets_1: f64,
     gets_32: f64,
     write_p50: Duration,
@@ -78,6 +80,73 @@ fn pod(name: &str) -> Pod {
         "spec": {"containers": [{"name": "c", "image": "orrery/hello:1", "ports": [{"containerPort": 8080}]}]},
     }))
     .expect("a valid Pod")
+}
+
+/// The bench's custom resource: `benchmarks.bench.orrery.dev`, a schema with a default, an
+/// enum and a bound, so each create is pruned, defaulted and validated.
+fn bench_resource() -> ApiResource {
+    ApiResource {
+        group: "bench.orrery.dev".into(),
+        version: "v1".into(),
+        api_version: "bench.orrery.dev/v1".into(),
+        kind: "Benchmark".into(),
+        plural: "benchmarks".into(),
+    }
+}
+
+fn bench_object(name: &str) -> DynamicObject {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "bench.orrery.dev/v1",
+        "kind": "Benchmark",
+        "metadata": {"name": name},
+        "spec": {"size": 3, "mode": "fast", "note": "x".repeat(64)},
+    }))
+    .expect("a valid object")
+}
+
+/// Creates the bench's CRD and waits until it is established (20 s at most).
+async fn establish_bench_crd(api: &Arc<crate::apiserver::ApiServer>) -> Result<(), String> {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let crds: Api<CustomResourceDefinition> = Api::all(api.client("bench"));
+    let crd = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "benchmarks.bench.orrery.dev"},
+        "spec": {
+            "group": "bench.orrery.dev",
+            "scope": "Namespaced",
+            "names": {"plural": "benchmarks", "singular": "benchmark", "kind": "Benchmark"},
+            "versions": [{"name": "v1", "served": true, "storage": true, "schema": {"openAPIV3Schema": {
+                "type": "object",
+                "properties": {"spec": {"type": "object", "required": ["size"], "properties": {
+                    "size": {"type": "integer", "minimum": 1, "maximum": 100},
+                    "mode": {"type": "string", "enum": ["fast", "slow"]},
+                    "note": {"type": "string", "maxLength": 256},
+                    "replicas": {"type": "integer", "default": 1},
+                }}},
+            }}}],
+        },
+    }))
+    .map_err(|e| e.to_string())?;
+    crds.create(&PostParams::default(), &crd)
+        .await
+        .map_err(|e| e.to_string())?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let crd = crds
+            .get("benchmarks.bench.orrery.dev")
+            .await
+            .map_err(|e| e.to_string())?;
+        let established = crd.status.and_then(|s| s.conditions).is_some_and(|c| {
+            c.iter()
+                .any(|c| c.type_ == "Established" && c.status == "True")
+        });
+        if established {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err("the bench's CRD was not established within 20 s".into());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 async fn https_client(yaml: &str) -> Result<kube::Client, String> {
@@ -212,6 +281,24 @@ pub async fn run_apiserver_bench(options: &ApiBenchOptions) -> Result<ApiReport,
     };
     report.gets_1 = run(one, options.single, get).await?.0;
     report.gets_32 = run(&clients, options.concurrent, get).await?.0;
+
+    // A custom resource's creates, next to a ConfigMap's: the same path, plus its CRD's
+    // schema (pruning, defaulting, validation).
+    establish_bench_crd(&api).await?;
+    let custom = |client: kube::Client, i: usize| async move {
+        let api: Api<DynamicObject> = Api::namespaced_with(client, "default", &bench_resource());
+        api.create(&PostParams::default(), &bench_object(&format!("one-{i}")))
+            .await
+            .map(drop)
+    };
+    report.custom_creates_1 = run(one, options.single, custom).await?.0;
+    let custom_many = |client: kube::Client, i: usize| async move {
+        let api: Api<DynamicObject> = Api::namespaced_with(client, "default", &bench_resource());
+        api.create(&PostParams::default(), &bench_object(&format!("many-{i}")))
+            .await
+            .map(drop)
+    };
+    report.custom_creates_32 = run(&clients, options.concurrent, custom_many).await?.0;
 
     // LIST over many pods.
     let create_pod = |client: kube::Client, i: usize| async move {
@@ -379,6 +466,14 @@ impl fmt::Display for ApiReport {
         row(
             format!("creates/s, 32 clients ({} ConfigMaps)", o.concurrent),
             format!("{:.0}", self.creates_32),
+        )?;
+        row(
+            format!("custom resource creates/s, 1 client ({})", o.single),
+            format!("{:.0}", self.custom_creates_1),
+        )?;
+        row(
+            format!("custom resource creates/s, 32 clients ({})", o.concurrent),
+            format!("{:.0}", self.custom_creates_32),
         )?;
         row("gets/s, 1 client".into(), format!("{:.0}", self.gets_1))?;
         row("gets/s, 32 clients".into(), format!("{:.0}", self.gets_32))?;
