@@ -14,6 +14,7 @@ use super::errors::{ApiError, Cause, from_store};
 use super::path::Target;
 use super::resources::{self, Resource};
 use super::selectors;
+use super::webhook::Operation::{Create, Update};
 use super::{ApiServer, admission, apply, decode, encode, json_response, patch, tables, watch};
 use crate::flow::{FlowEvent, StepMode};
 use crate::store::{RangeRequest, Revision};
@@ -549,6 +550,11 @@ pub(crate) async fn create_object(
         }
         apply::record_update(resource, &Value::Null, &mut object, manager, "");
     }
+    let generated = name.is_empty();
+    let mut hooked =
+        super::webhook::Request::of(resource, "", Create, &object, None, manager, dry_run);
+    hooked.generated_name = generated;
+    super::webhook::mutate(api, &hooked, &mut object, warnings).await?;
     let name = name_of(&object).to_owned();
     super::noderestriction::admit(
         api,
@@ -580,6 +586,8 @@ pub(crate) async fn create_object(
         return Err(refusal);
     }
     warnings.extend(super::podsecurity::admit(api, resource, &object, None).await?);
+    let hooked = super::webhook::Request::of(resource, "", Create, &object, None, manager, dry_run);
+    super::webhook::validate(api, &hooked, Some(&object), warnings).await?;
     super::quota::admit(api, resource, &object, None, dry_run).await?;
     let key = resource.key(namespace.as_deref(), &name);
     if dry_run {
@@ -932,6 +940,14 @@ pub(super) async fn update_object(
                 m.remove("managedFields");
             }
         }
+        let mut hook_warnings = Vec::new();
+        let hooked = (kind != UpdateKind::Binding).then(|| {
+            let sub = kind.subresource();
+            super::webhook::Request::of(resource, sub, Update, &new, Some(&old), manager, dry_run)
+        });
+        if let Some(hooked) = &hooked {
+            super::webhook::mutate(api, hooked, &mut new, &mut hook_warnings).await?;
+        }
         if has_generation(resource) && kind == UpdateKind::Main && new["spec"] != old["spec"] {
             let generation = old["metadata"]["generation"].as_i64().unwrap_or(1) + 1;
             new["metadata"]["generation"] = json!(generation);
@@ -962,7 +978,12 @@ pub(super) async fn update_object(
                 return Err(refusal);
             }
         }
-        let warnings = super::podsecurity::admit(api, resource, &new, Some((&old, kind))).await?;
+        let mut warnings =
+            super::podsecurity::admit(api, resource, &new, Some((&old, kind))).await?;
+        if let Some(hooked) = &hooked {
+            super::webhook::validate(api, hooked, Some(&new), &mut hook_warnings).await?;
+        }
+        warnings.extend(hook_warnings);
         if kind == UpdateKind::Main {
             super::quota::admit(api, resource, &new, Some(&old), dry_run).await?;
         }
@@ -1776,6 +1797,10 @@ pub(super) async fn delete_object(
                 ),
             });
         }
+        let hooked = super::webhook::Request::delete(resource, &object, options, params);
+        super::webhook::mutate(api, &hooked, &mut Value::Null, &mut Vec::new()).await?;
+        super::webhook::validate(api, &hooked, None, &mut Vec::new()).await?;
+        drop(hooked);
         // kubectl sends dryRun in the DeleteOptions body; other clients in the query.
         let body_dry_run = options["dryRun"]
             .as_array()

@@ -44,6 +44,7 @@ pub(crate) mod storage;
 mod tables;
 mod validation;
 mod watch;
+pub(crate) mod webhook;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -141,6 +142,8 @@ pub struct ApiServer {
     tokens: std::sync::OnceLock<auth::tokens::Tokens>,
     /// The places for requests served at once ([`inflight`]).
     in_flight: inflight::InFlight,
+    /// The admission webhook configurations ([`webhook`]).
+    webhooks: webhook::Webhooks,
 }
 
 impl ApiServer {
@@ -165,6 +168,7 @@ impl ApiServer {
             constraints: constraints::Constraints::default(),
             tokens: std::sync::OnceLock::new(),
             in_flight: inflight::InFlight::default(),
+            webhooks: webhook::Webhooks::default(),
         })
     }
 
@@ -195,6 +199,12 @@ impl ApiServer {
     pub(crate) fn written(&self, kind: &str, revision: crate::store::Revision) {
         self.authorizer.written(kind, revision);
         self.constraints.written(kind, revision);
+        self.webhooks.written(kind, revision);
+    }
+
+    /// The admission webhooks' configurations.
+    pub(crate) fn webhooks(&self) -> &webhook::Webhooks {
+        &self.webhooks
     }
 
     /// Whether `namespace` has an object of `kind` (a ResourceQuota, a LimitRange).
