@@ -142,8 +142,14 @@ struct WebhookArgs {
     #[arg(long)]
     add_label: Option<String>,
     /// The refusal's message.
-    #[arg(long, default_value = "the object carries a label this webhook refuses")]
+    #[arg(
+        long,
+        default_value = "the object carries a label this webhook refuses"
+    )]
     message: String,
+    /// A warning to give with every answer.
+    #[arg(long)]
+    warning: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -540,7 +546,11 @@ pub fn main() -> ExitCode {
                 args.deny_label.as_deref(),
                 args.add_label.as_deref(),
                 &args.message,
-            );
+            )
+            .map(|policy| crate::apps::webhook::Policy {
+                warning: args.warning,
+                ..policy
+            });
             return match policy {
                 Ok(policy) => crate::apps::webhook::main(&args.cert, &args.key, args.port, policy),
                 Err(error) => {

@@ -3,7 +3,8 @@
 //! `MutatingWebhookConfiguration`. It serves HTTPS from a certificate and key (mounted from a
 //! Secret) and answers every `AdmissionReview` (v1 or v1beta1) on any path: it refuses an
 //! object carrying `--deny-label` (`key` or `key=value`) with `--message` (403, `Forbidden`),
-//! and otherwise allows it, adding `--add-label key=value` with a JSONPatch when asked to.
+//! and otherwise allows it, adding `--add-label key=value` with a JSONPatch when asked to;
+//! `--warning` is given with every answer.
 
 use std::sync::Arc;
 
@@ -20,6 +21,8 @@ pub struct Policy {
     pub add_label: Option<(String, String)>,
     /// The refusal's message.
     pub message: String,
+    /// A warning given with every answer, which the API server passes on to its client.
+    pub warning: Option<String>,
 }
 
 impl Policy {
@@ -39,6 +42,7 @@ impl Policy {
             }),
             add_label,
             message: message.to_owned(),
+            warning: None,
         })
     }
 }
@@ -59,6 +63,9 @@ pub fn answer(policy: &Policy, body: &[u8]) -> Result<Vec<u8>, String> {
             .is_some_and(|v| value.as_deref().is_none_or(|want| want == v))
     });
     let mut response = json!({"uid": request["uid"], "allowed": !denied});
+    if let Some(warning) = &policy.warning {
+        response["warnings"] = json!([warning]);
+    }
     if denied {
         response["status"] = json!({"code": 403, "reason": "Forbidden", "message": policy.message});
     } else if let Some((key, value)) = &policy.add_label
@@ -72,17 +79,16 @@ pub fn answer(policy: &Policy, body: &[u8]) -> Result<Vec<u8>, String> {
         };
         use base64::Engine;
         response["patchType"] = json!("JSONPatch");
-        response["patch"] = json!(
-            base64::engine::general_purpose::STANDARD.encode(patch.to_string())
-        );
+        response["patch"] =
+            json!(base64::engine::general_purpose::STANDARD.encode(patch.to_string()));
     }
     let api_version = review["apiVersion"]
         .as_str()
         .unwrap_or("admission.k8s.io/v1");
-    Ok(
-        serde_json::to_vec(&json!({"apiVersion": api_version, "kind": "AdmissionReview", "response": response}))
-            .expect("JSON values encode"),
+    Ok(serde_json::to_vec(
+        &json!({"apiVersion": api_version, "kind": "AdmissionReview", "response": response}),
     )
+    .expect("JSON values encode"))
 }
 
 /// The TLS a webhook serves with: its certificate chain and key (PEM).
@@ -119,23 +125,26 @@ pub async fn serve(
             let Ok(stream) = acceptor.accept(stream).await else {
                 return;
             };
-            let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-                let policy = policy.clone();
-                async move {
-                    let body = request.into_body().collect().await?.to_bytes();
-                    let (status, body) = match answer(&policy, &body) {
-                        Ok(review) => (200, review),
-                        Err(e) => (400, e.into_bytes()),
-                    };
-                    let mut response = hyper::Response::new(Full::new(Bytes::from(body)));
-                    *response.status_mut() = hyper::StatusCode::from_u16(status).expect("a status");
-                    response.headers_mut().insert(
-                        hyper::header::CONTENT_TYPE,
-                        hyper::header::HeaderValue::from_static("application/json"),
-                    );
-                    Ok::<_, hyper::Error>(response)
-                }
-            });
+            let service = hyper::service::service_fn(
+                move |request: hyper::Request<hyper::body::Incoming>| {
+                    let policy = policy.clone();
+                    async move {
+                        let body = request.into_body().collect().await?.to_bytes();
+                        let (status, body) = match answer(&policy, &body) {
+                            Ok(review) => (200, review),
+                            Err(e) => (400, e.into_bytes()),
+                        };
+                        let mut response = hyper::Response::new(Full::new(Bytes::from(body)));
+                        *response.status_mut() =
+                            hyper::StatusCode::from_u16(status).expect("a status");
+                        response.headers_mut().insert(
+                            hyper::header::CONTENT_TYPE,
+                            hyper::header::HeaderValue::from_static("application/json"),
+                        );
+                        Ok::<_, hyper::Error>(response)
+                    }
+                },
+            );
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
                 .await;
@@ -144,25 +153,37 @@ pub async fn serve(
 }
 
 /// `orrery webhook`: serves on `0.0.0.0:port` until SIGTERM.
-pub fn main(cert: &std::path::Path, key: &std::path::Path, port: u16, policy: Policy) -> std::process::ExitCode {
+pub fn main(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    port: u16,
+    policy: Policy,
+) -> std::process::ExitCode {
     use std::process::ExitCode;
     let run = async {
         let read = |path: &std::path::Path| {
             std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))
         };
         let tls = tls(&read(cert)?, &read(key)?)?;
-        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .map_err(|e| e.to_string())?;
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .map_err(|e| e.to_string())?;
         let listener = tokio::net::TcpListener::bind((std::net::Ipv4Addr::UNSPECIFIED, port))
             .await
             .map_err(|e| e.to_string())?;
-        println!("webhook: listening on {}", listener.local_addr().map_err(|e| e.to_string())?);
+        println!(
+            "webhook: listening on {}",
+            listener.local_addr().map_err(|e| e.to_string())?
+        );
         tokio::select! {
             served = serve(listener, tls, Arc::new(policy)) => served.map_err(|e| e.to_string()),
             _ = terminate.recv() => Ok(()),
         }
     };
-    match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => match runtime.block_on(run) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
@@ -187,8 +208,15 @@ mod tests {
 
     #[test]
     fn denies_labelled_objects_and_labels_the_others() {
-        let policy = Policy::parse(Some("team=red"), Some("checked.example.com/by=webhook"), "red is refused").unwrap();
-        let answer = |labels| -> Value { serde_json::from_slice(&answer(&policy, &review(labels)).unwrap()).unwrap() };
+        let policy = Policy::parse(
+            Some("team=red"),
+            Some("checked.example.com/by=webhook"),
+            "red is refused",
+        )
+        .unwrap();
+        let answer = |labels| -> Value {
+            serde_json::from_slice(&answer(&policy, &review(labels)).unwrap()).unwrap()
+        };
         let denied = answer(json!({"team": "red"}));
         assert_eq!(denied["response"]["uid"], "u1");
         assert_eq!(denied["response"]["allowed"], false);
@@ -196,13 +224,19 @@ mod tests {
         let allowed = answer(json!({"team": "blue"}));
         assert_eq!(allowed["response"]["allowed"], true);
         assert_eq!(allowed["response"]["patchType"], "JSONPatch");
-        let patch = crate::apimachinery::bytes::decode(allowed["response"]["patch"].as_str().unwrap()).unwrap();
+        let patch =
+            crate::apimachinery::bytes::decode(allowed["response"]["patch"].as_str().unwrap())
+                .unwrap();
         let patch: Value = serde_json::from_slice(&patch).unwrap();
         assert_eq!(patch[0]["path"], "/metadata/labels/checked.example.com~1by");
         let bare = answer(Value::Null);
-        let patch = crate::apimachinery::bytes::decode(bare["response"]["patch"].as_str().unwrap()).unwrap();
+        let patch = crate::apimachinery::bytes::decode(bare["response"]["patch"].as_str().unwrap())
+            .unwrap();
         let patch: Value = serde_json::from_slice(&patch).unwrap();
-        assert_eq!(patch[0]["value"], json!({"checked.example.com/by": "webhook"}));
+        assert_eq!(
+            patch[0]["value"],
+            json!({"checked.example.com/by": "webhook"})
+        );
         assert!(Policy::parse(None, Some("novalue"), "").is_err());
     }
 }

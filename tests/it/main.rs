@@ -41,4 +41,5 @@ mod store_conformance;
 mod store_embedded;
 mod store_etcd;
 mod tui_shell;
+mod webhooks;
 mod workloads;

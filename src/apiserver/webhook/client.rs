@@ -359,7 +359,8 @@ fn go_tls_error(e: &std::io::Error) -> String {
     };
     let verify = |detail: String| format!("tls: failed to verify certificate: x509: {detail}");
     match tls {
-        rustls::Error::InvalidCertificate(C::UnknownIssuer) => {
+        // A CA of the same name but another key is unknown too (Go adds why in parentheses).
+        rustls::Error::InvalidCertificate(C::UnknownIssuer | C::BadSignature) => {
             verify("certificate signed by unknown authority".into())
         }
         rustls::Error::InvalidCertificate(C::NotValidForNameContext {
