@@ -3,8 +3,9 @@
 //! `MutatingWebhookConfiguration`. It serves HTTPS from a certificate and key (mounted from a
 //! Secret) and answers every `AdmissionReview` (v1 or v1beta1) on any path: it refuses an
 //! object carrying `--deny-label` (`key` or `key=value`) with `--message` (403, `Forbidden`),
-//! and otherwise allows it, adding `--add-label key=value` with a JSONPatch when asked to;
-//! `--warning` is given with every answer.
+//! and otherwise allows it, adding `--add-label key=value` with a JSONPatch to reviews POSTed
+//! to `/mutate` (a validating webhook may not answer with a patch); `--warning` is given with
+//! every answer.
 
 use std::sync::Arc;
 
@@ -47,8 +48,9 @@ impl Policy {
     }
 }
 
-/// The answer to one `AdmissionReview` body: the review back, with `response` filled in.
-pub fn answer(policy: &Policy, body: &[u8]) -> Result<Vec<u8>, String> {
+/// The answer to one `AdmissionReview` body POSTed to `path`: the review back, with
+/// `response` filled in.
+pub fn answer(policy: &Policy, path: &str, body: &[u8]) -> Result<Vec<u8>, String> {
     let review: Value =
         serde_json::from_slice(body).map_err(|e| format!("not an AdmissionReview: {e}"))?;
     let request = &review["request"];
@@ -69,6 +71,7 @@ pub fn answer(policy: &Policy, body: &[u8]) -> Result<Vec<u8>, String> {
     if denied {
         response["status"] = json!({"code": 403, "reason": "Forbidden", "message": policy.message});
     } else if let Some((key, value)) = &policy.add_label
+        && path == "/mutate"
         && request["object"].is_object()
     {
         let patch = if labels.is_object() {
@@ -129,8 +132,9 @@ pub async fn serve(
                 move |request: hyper::Request<hyper::body::Incoming>| {
                     let policy = policy.clone();
                     async move {
+                        let path = request.uri().path().to_owned();
                         let body = request.into_body().collect().await?.to_bytes();
-                        let (status, body) = match answer(&policy, &body) {
+                        let (status, body) = match answer(&policy, &path, &body) {
                             Ok(review) => (200, review),
                             Err(e) => (400, e.into_bytes()),
                         };

@@ -692,6 +692,11 @@ spec:
     );
     let bundle = base64::engine::general_purpose::STANDARD.encode(&ca);
     let hook_yaml = |kind: &str, name: &str, extra: &str| {
+        let path = if kind.starts_with("Mutating") {
+            "mutate"
+        } else {
+            "validate"
+        };
         format!(
             r#"apiVersion: admissionregistration.k8s.io/v1
 kind: {kind}
@@ -699,7 +704,7 @@ metadata: {{name: {name}}}
 webhooks:
 - name: {name}.orrery.test
   clientConfig:
-    service: {{namespace: hooks, name: hook, path: /{name}}}
+    service: {{namespace: hooks, name: hook, path: /{path}}}
     caBundle: {bundle}
   rules:
   - {{operations: [CREATE], apiGroups: [""], apiVersions: [v1], resources: [configmaps]}}
