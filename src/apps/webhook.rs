@@ -219,8 +219,17 @@ mod tests {
         )
         .unwrap();
         let answer = |labels| -> Value {
-            serde_json::from_slice(&answer(&policy, &review(labels)).unwrap()).unwrap()
+            serde_json::from_slice(&answer(&policy, "/mutate", &review(labels)).unwrap()).unwrap()
         };
+        let validating: Value = serde_json::from_slice(
+            &super::answer(&policy, "/validate", &review(json!({}))).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(validating["response"]["allowed"], true);
+        assert!(
+            validating["response"].get("patch").is_none(),
+            "no patch but to /mutate"
+        );
         let denied = answer(json!({"team": "red"}));
         assert_eq!(denied["response"]["uid"], "u1");
         assert_eq!(denied["response"]["allowed"], false);
