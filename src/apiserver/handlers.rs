@@ -1,38 +1,39 @@
-//! The verbs on resources: get, list, create, update, patch, delete, deletecollection and the
-//! subresources (status, scale, binding, eviction, a CertificateSigningRequest's approval), plus Orrery's `/orrery/v1` control endpoints.
+//! The HTTP side of the verbs on resources, as kube-apiserver's `endpoints/handlers`: a
+//! request's body and options decoded and checked, then get, list, create, update, patch,
+//! delete, deletecollection and the subresources (status, scale, binding, eviction, a
+//! CertificateSigningRequest's approval) carried out through the [`super::registry`].
 
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::Request;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use base64::Engine;
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use super::errors::{ApiError, Cause, from_store};
 use super::path::Target;
-use super::resources::{self, Resource};
+use super::registry::store::{
+    UpdateKind, Write, create_object, delete_object, emit_read, get_object, invalid, name_of,
+    update_object,
+};
+use super::registry::strategy::Strategy;
+use super::resources::Resource;
 use super::selectors;
-use super::webhook::Operation::{Create, Update};
-use super::{ApiServer, admission, apply, decode, encode, json_response, patch, tables, watch};
-use crate::flow::{FlowEvent, StepMode};
+use super::{ApiServer, admission, apply, decode, json_response, patch, tables, watch};
+use crate::flow::FlowEvent;
 use crate::store::{RangeRequest, Revision};
 
 /// The most bytes a request body may have (a 1.5 MiB object plus its JSON framing): 3 MiB, as
 /// kube-apiserver's `MaxRequestBodyBytes`.
 const MAX_BODY: usize = 3 << 20;
-/// How many times a write that lost a race (no resourceVersion given) is retried. kube-apiserver's
-/// `GuaranteedUpdate` retries without bound: a write only loses when another one committed, so
-/// every retry means progress, and hundreds of concurrent patches of one object all succeed.
-/// The bound is only a guard against a bug turning into an endless loop.
-const RETRIES: usize = 100_000;
 
 pub(crate) use crate::apimachinery::params::Params;
 use crate::apimachinery::params::flag;
 use crate::apimachinery::wire;
 
-fn params(request: &Request) -> Params {
+pub(crate) fn params(request: &Request) -> Params {
     crate::apimachinery::params::parse(request.uri().query().unwrap_or_default())
 }
 
@@ -48,7 +49,7 @@ fn header(request: &Request, name: http::header::HeaderName) -> String {
 /// The request's body, refused as kube-apiserver's `limitedReadBody` refuses it once it is over
 /// [`MAX_BODY`] (413): at once when its `Content-Length` says so, else as soon as that much
 /// has arrived, so an oversized body is never held whole.
-async fn body_bytes(request: Request) -> Result<bytes::Bytes, ApiError> {
+pub(crate) async fn body_bytes(request: Request) -> Result<bytes::Bytes, ApiError> {
     let too_large = || ApiError::RequestEntityTooLarge(format!("limit is {MAX_BODY}"));
     let declared = request
         .headers()
@@ -156,52 +157,6 @@ async fn object_body(
     Ok(object)
 }
 
-fn now() -> String {
-    jiff::Timestamp::now()
-        .strftime("%Y-%m-%dT%H:%M:%SZ")
-        .to_string()
-}
-
-/// Five characters of upstream's `utilrand.String` alphabet: `generateName`'s suffix.
-pub(super) fn random_suffix() -> String {
-    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    let bytes = uuid::Uuid::new_v4().into_bytes();
-    bytes[..5]
-        .iter()
-        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
-        .collect()
-}
-
-fn name_of(object: &Value) -> &str {
-    object["metadata"]["name"].as_str().unwrap_or_default()
-}
-
-/// Kinds whose `metadata.generation` counts spec changes.
-fn has_generation(resource: &Resource) -> bool {
-    matches!(
-        resource.kind,
-        "Deployment"
-            | "ReplicaSet"
-            | "StatefulSet"
-            | "DaemonSet"
-            | "Job"
-            | "CronJob"
-            | "Pod"
-            | "Ingress"
-            | "IngressClass"
-            | "PodDisruptionBudget"
-    )
-}
-
-fn invalid(resource: &Resource, name: &str, causes: Vec<Cause>) -> ApiError {
-    ApiError::Invalid {
-        group: resource.group.into(),
-        kind: resource.kind.into(),
-        name: name.into(),
-        causes,
-    }
-}
-
 /// Fields in `input` that the typed form dropped: unknown to the type.
 fn unknown_fields(input: &Value, typed: &Value, path: &str, out: &mut Vec<String>) {
     if let (Value::Object(a), Value::Object(b)) = (input, typed) {
@@ -226,11 +181,12 @@ fn unknown_fields(input: &Value, typed: &Value, path: &str, out: &mut Vec<String
 
 /// Normalises a request object through its type, applying `fieldValidation`.
 fn normalize(
-    resource: &Resource,
+    strategy: &Strategy,
     mut object: Value,
     params: &Params,
     warnings: &mut Vec<String>,
 ) -> Result<Value, ApiError> {
+    let resource = strategy.resource;
     let version = resource.version;
     if !object.is_object() {
         return Err(ApiError::BadRequest(format!(
@@ -267,9 +223,15 @@ fn normalize(
     };
     crate::apimachinery::bytes::canonicalize(&mut object).map_err(|e| undecodable(&e))?;
     resource.convert_request(&mut object);
-    let typed = (resource.normalize)(object.clone()).map_err(|e| undecodable(&e))?;
+    let mut typed = (resource.normalize)(object.clone()).map_err(|e| undecodable(&e))?;
     let mut unknown = Vec::new();
     unknown_fields(&object, &typed, "", &mut unknown);
+    // A custom resource is pruned by its schema, its dropped fields told as a type's are.
+    unknown.extend(strategy.prune(&mut typed).iter().map(|w| {
+        w.trim_start_matches("unknown field \"")
+            .trim_end_matches('"')
+            .to_owned()
+    }));
     if !unknown.is_empty() {
         match params.get("fieldValidation").map(String::as_str) {
             Some("Strict") => {
@@ -301,761 +263,6 @@ fn with_warnings(mut response: Response, warnings: &[String]) -> Response {
         }
     }
     response
-}
-
-/// Checks the namespace a namespaced object is created in: it must exist and not be terminating.
-async fn check_namespace(
-    api: &ApiServer,
-    resource: &Resource,
-    namespace: &str,
-    name: &str,
-) -> Result<(), ApiError> {
-    let namespaces = resources::find("", "v1", "namespaces").expect("served");
-    let kv = api
-        .store()
-        .get(&namespaces.key(None, namespace))
-        .await
-        .map_err(|e| from_store(e, "namespaces", namespace))?
-        .ok_or_else(|| ApiError::NotFound {
-            resource: "namespaces".into(),
-            name: namespace.into(),
-        })?;
-    let ns = decode(&kv)?;
-    if ns["metadata"]["deletionTimestamp"].is_string() || ns["status"]["phase"] == "Terminating" {
-        return Err(ApiError::Forbidden {
-            resource: resource.qualified(),
-            name: name.into(),
-            detail: format!(
-                "unable to create new content in namespace {namespace} because it is being terminated"
-            ),
-        });
-    }
-    Ok(())
-}
-
-/// The object at the root of `object`'s controller ownerReferences, as `Kind/name`.
-async fn root_owner(api: &ApiServer, object: &Value) -> String {
-    let mut current = object.clone();
-    let mut root = format!(
-        "{}/{}",
-        current["kind"].as_str().unwrap_or_default(),
-        name_of(&current)
-    );
-    for _ in 0..5 {
-        let owner = current["metadata"]["ownerReferences"]
-            .as_array()
-            .and_then(|refs| {
-                refs.iter()
-                    .find(|r| r["controller"] == true)
-                    .or_else(|| refs.first())
-            })
-            .cloned();
-        let Some(owner) = owner else { break };
-        let kind = owner["kind"].as_str().unwrap_or_default();
-        let name = owner["name"].as_str().unwrap_or_default();
-        root = format!("{kind}/{name}");
-        let Some(resource) = resources::RESOURCES
-            .iter()
-            .find(|r| r.kind == kind && owner["apiVersion"] == r.api_version())
-        else {
-            break;
-        };
-        let namespace = current["metadata"]["namespace"].as_str().map(str::to_owned);
-        match api
-            .store()
-            .get(&resource.key(namespace.as_deref(), name))
-            .await
-        {
-            Ok(Some(kv)) => match decode(&kv) {
-                Ok(o) => current = o,
-                Err(_) => break,
-            },
-            _ => break,
-        }
-    }
-    root
-}
-
-/// Waits at the stepper's gate before a store write; returns the object's story (its root).
-pub(super) async fn gate_write(api: &ApiServer, verb: &str, object: &Value) -> String {
-    let root = root_owner(api, object).await;
-    let meta = &object["metadata"];
-    let mut hop = FlowEvent::new("apiserver", "store", verb).object(
-        object["kind"].as_str().unwrap_or_default(),
-        meta["namespace"].as_str().unwrap_or_default(),
-        name_of(object),
-    );
-    hop.root = root.clone();
-    let words = format!(
-        "apiserver wants to {verb} {} in the store",
-        store_key_words(&hop)
-    );
-    api.flow().gate_with(&hop, words).await;
-    root
-}
-
-/// `Kind namespace/name` or `Kind name`.
-fn store_key_words(hop: &FlowEvent) -> String {
-    if hop.namespace.is_empty() {
-        format!("{} {}", hop.kind, hop.name)
-    } else {
-        format!("{} {}/{}", hop.kind, hop.namespace, hop.name)
-    }
-}
-
-/// Emits a store read that serves a request (reads are not gated).
-pub(crate) fn emit_read(
-    api: &ApiServer,
-    verb: &str,
-    resource: &Resource,
-    namespace: Option<&str>,
-    name: &str,
-    revision: Revision,
-    detail: String,
-) {
-    let mut event = FlowEvent::new("apiserver", "store", verb)
-        .object(resource.kind, namespace.unwrap_or_default(), name)
-        .detail(detail);
-    event.revision = Some(revision);
-    api.emit(event);
-}
-
-pub(super) fn emit_store(
-    api: &ApiServer,
-    verb: &str,
-    object: &Value,
-    revision: Option<Revision>,
-    root: String,
-    detail: String,
-) {
-    let meta = &object["metadata"];
-    let mut event = FlowEvent::new("apiserver", "store", verb)
-        .object(
-            object["kind"].as_str().unwrap_or_default(),
-            meta["namespace"].as_str().unwrap_or_default(),
-            name_of(object),
-        )
-        .detail(detail);
-    event.uid = meta["uid"].as_str().unwrap_or_default().to_owned();
-    if let Some(revision) = revision {
-        api.written(&event.kind, revision);
-    }
-    event.revision = revision;
-    event.root = root;
-    api.emit(event);
-    if let Some(revision) = revision {
-        api.announced(revision);
-    }
-}
-
-/// An object through its type and into Go's shape (a failure is the server's own fault: the
-/// object was decoded through the same type before).
-fn canonical(resource: &Resource, object: Value) -> Result<Value, ApiError> {
-    resource
-        .canonical(object)
-        .map_err(|e| ApiError::Internal(e.to_string()))
-}
-
-/// Creates an object: the whole write path of a POST. A dry run (`dryRun=All`) takes every step
-/// but the store's write, as upstream's `DryRunnableStorage`: the name must still be free, and
-/// the object comes back as it would be stored, without a resourceVersion.
-pub(crate) async fn create_object(
-    api: &ApiServer,
-    resource: &'static Resource,
-    namespace: Option<&str>,
-    mut object: Value,
-    manager: Option<&str>,
-    dry_run: bool,
-    warnings: &mut Vec<String>,
-) -> Result<Value, ApiError> {
-    let meta = object["metadata"]
-        .as_object_mut()
-        .ok_or_else(|| ApiError::BadRequest("metadata must be an object".into()))?;
-    if resource.namespaced {
-        let ns = namespace.unwrap_or("default");
-        match meta.get("namespace").and_then(Value::as_str) {
-            Some(given) if !given.is_empty() && given != ns => {
-                return Err(ApiError::BadRequest(
-                    "the namespace of the provided object does not match the namespace sent on the request".into(),
-                ));
-            }
-            _ => {
-                meta.insert("namespace".into(), json!(ns));
-            }
-        }
-    } else {
-        meta.remove("namespace");
-    }
-    let name = meta
-        .get("name")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned();
-    if name.is_empty()
-        && let Some(prefix) = meta
-            .get("generateName")
-            .and_then(Value::as_str)
-            .filter(|p| !p.is_empty())
-    {
-        meta.insert("name".into(), json!(format!("{prefix}{}", random_suffix())));
-    }
-    meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
-    meta.insert("creationTimestamp".into(), json!(now()));
-    meta.remove("resourceVersion");
-    meta.remove("deletionTimestamp");
-    meta.remove("deletionGracePeriodSeconds");
-    if has_generation(resource) {
-        meta.insert("generation".into(), json!(1));
-    } else {
-        meta.remove("generation");
-    }
-    // In Go's shape first, so defaulting sees a zero Go omits as unset, as Go's defaulting does.
-    let mut object = canonical(resource, object)?;
-    admission::prepare_for_create(resource, &mut object);
-    admission::default(resource, &mut object);
-    let pod = resource.kind == "Pod" && resource.group.is_empty();
-    if pod {
-        // NamespaceLifecycle comes first: a pod in no namespace is refused for that.
-        let namespace = object["metadata"]["namespace"]
-            .as_str()
-            .unwrap_or("default");
-        check_namespace(api, resource, namespace, name_of(&object)).await?;
-        super::serviceaccount::admit(api, &mut object).await?;
-    }
-    if resource.kind == "Pod" {
-        admission::default_toleration_seconds(&mut object, api.default_toleration_seconds());
-    }
-    if resource.kind == "Service" {
-        allocate_service_ips(api, &mut object).await?;
-    }
-    if (resource.group, resource.kind) == ("networking.k8s.io", "Ingress") {
-        default_ingress_class(api, &mut object).await?;
-    }
-    if (resource.group, resource.kind) == ("", "PersistentVolumeClaim") {
-        super::storage::admit_default_class(api, &mut object).await?;
-    }
-    // LimitRanger's mutating half now; its refusal after validation, where upstream's
-    // validating admission runs.
-    let limit_refusal = super::limitranger::admit(api, resource, &mut object).await?;
-    if (resource.group, resource.kind) == ("", "Pod") {
-        object["status"]["qosClass"] = json!(admission::pod_qos(&object));
-    }
-
-    // Back through the type: whatever defaulting left empty (nulls) goes, as in the real server;
-    // field ownership is then computed on the object as Go's JSON has it.
-    let mut object = canonical(resource, object)?;
-    if let Some(manager) = manager {
-        if let Some(m) = object["metadata"].as_object_mut() {
-            m.remove("managedFields");
-        }
-        apply::record_update(resource, &Value::Null, &mut object, manager, "");
-    }
-    let generated = name.is_empty();
-    let mut hooked =
-        super::webhook::Request::of(resource, "", Create, &object, None, manager, dry_run);
-    hooked.generated_name = generated;
-    super::webhook::mutate(api, &hooked, &mut object, warnings).await?;
-    let name = name_of(&object).to_owned();
-    super::noderestriction::admit(
-        api,
-        resource,
-        "",
-        super::noderestriction::Op::Create(&object),
-    )
-    .await?;
-    let mut causes = admission::validate(resource, &object, None);
-    if super::certificates::is_csr(resource) {
-        causes.extend(super::certificates::validate(
-            &object,
-            None,
-            UpdateKind::Main,
-        ));
-    }
-    if !causes.is_empty() {
-        return Err(invalid(resource, &name, causes));
-    }
-    if super::certificates::is_csr(resource) {
-        super::certificates::admit(api, UpdateKind::Main, &object, None).await?;
-    }
-    super::auth::rbac::confirm_no_escalation(api, resource, &object, None).await?;
-    let namespace = object["metadata"]["namespace"].as_str().map(str::to_owned);
-    if let Some(ns) = namespace.as_ref().filter(|_| !pod) {
-        check_namespace(api, resource, ns, &name).await?;
-    }
-    if let Some(refusal) = limit_refusal {
-        return Err(refusal);
-    }
-    warnings.extend(super::podsecurity::admit(api, resource, &object, None).await?);
-    let hooked = super::webhook::Request::of(resource, "", Create, &object, None, manager, dry_run);
-    super::webhook::validate(api, &hooked, Some(&object), warnings).await?;
-    super::quota::admit(api, resource, &object, None, dry_run).await?;
-    let key = resource.key(namespace.as_deref(), &name);
-    if dry_run {
-        let existing = api
-            .store()
-            .get(&key)
-            .await
-            .map_err(|e| from_store(e, &resource.qualified(), &name))?;
-        if existing.is_some() {
-            return Err(ApiError::AlreadyExists {
-                resource: resource.qualified(),
-                name,
-            });
-        }
-        return Ok(object);
-    }
-    let root = gate_write(api, "CREATE", &object).await;
-    let revision = api
-        .store()
-        .create(&key, encode(resource.stored(object.clone())))
-        .await
-        .map_err(|e| from_store(e, &resource.qualified(), &name))?;
-    emit_store(
-        api,
-        "CREATE",
-        &object,
-        Some(revision),
-        root,
-        format!("create {key} at revision {revision}"),
-    );
-    object["metadata"]["resourceVersion"] = json!(revision.to_string());
-    Ok(object)
-}
-
-/// The service network, kube-apiserver's default `--service-cluster-ip-range`.
-const SERVICE_NETWORK: std::net::Ipv4Addr = std::net::Ipv4Addr::new(10, 96, 0, 0);
-/// Its size (a /12).
-const SERVICE_ADDRESSES: u32 = 1 << 20;
-/// The low band kept for Services that ask for their address (KEP-3070: `min(max(16, size/16),
-/// 256)` addresses): `kubernetes` at 10.96.0.1 and `kube-dns` at 10.96.0.10 live there, and
-/// dynamic allocation takes it only when the rest is full.
-const STATIC_BAND: u32 = 256;
-
-/// A random offset into the dynamic band.
-fn rand_offset() -> u32 {
-    let bytes = uuid::Uuid::new_v4().into_bytes();
-    u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]])
-}
-
-/// A free cluster IP as kube-apiserver's allocator picks one: from a random place in the upper
-/// (dynamic) band, the first free address from there on (wrapping); then the static band.
-/// The network and broadcast addresses are never given.
-fn dynamic_cluster_ip(used: impl Fn(u32) -> bool, random: u32) -> Option<std::net::Ipv4Addr> {
-    let dynamic = SERVICE_ADDRESSES - 1 - STATIC_BAND;
-    let start = random % dynamic;
-    (0..dynamic)
-        .map(|i| STATIC_BAND + (start + i) % dynamic)
-        .chain(1..STATIC_BAND)
-        .find(|n| !used(*n))
-        .map(|n| std::net::Ipv4Addr::from(u32::from(SERVICE_NETWORK) + n))
-}
-
-/// Gives a new Service its cluster IP (from 10.96.0.0/12, as kube-apiserver's default range) and
-/// node ports, the way the real API server allocates them on create.
-/// The DefaultIngressClass admission plugin: an Ingress created with neither
-/// `spec.ingressClassName` nor the `kubernetes.io/ingress.class` annotation gets the default
-/// IngressClass's name when exactly one is marked default, and is refused when several are
-/// (see [`admission::default_ingress_class`]).
-async fn default_ingress_class(api: &ApiServer, ingress: &mut Value) -> Result<(), ApiError> {
-    if ingress["spec"]["ingressClassName"].is_string()
-        || ingress["metadata"]["annotations"]["kubernetes.io/ingress.class"].is_string()
-    {
-        return Ok(());
-    }
-    let classes = resources::find("networking.k8s.io", "v1", "ingressclasses").expect("served");
-    let existing = api
-        .store()
-        .range(&RangeRequest::prefix(classes.key_prefix(None)))
-        .await
-        .map_err(|e| from_store(e, "ingressclasses.networking.k8s.io", ""))?;
-    let objects: Vec<Value> = existing
-        .kvs
-        .iter()
-        .filter_map(|kv| decode(kv).ok())
-        .collect();
-    match admission::default_ingress_class(&objects) {
-        Ok(Some(name)) => ingress["spec"]["ingressClassName"] = json!(name),
-        Ok(None) => {}
-        // admission.NewForbidden around an InternalError, in upstream's words.
-        Err(n) => {
-            return Err(ApiError::Forbidden {
-                resource: "ingresses.networking.k8s.io".into(),
-                name: name_of(ingress).to_owned(),
-                detail: format!(
-                    "Internal error occurred: {n} default IngressClasses were found, only 1 allowed"
-                ),
-            });
-        }
-    }
-    Ok(())
-}
-
-async fn allocate_service_ips(api: &ApiServer, service: &mut Value) -> Result<(), ApiError> {
-    let services = resources::find("", "v1", "services").expect("served");
-    let existing = api
-        .store()
-        .range(&RangeRequest::prefix(services.key_prefix(None)))
-        .await
-        .map_err(|e| from_store(e, "services", ""))?;
-    let objects: Vec<Value> = existing
-        .kvs
-        .iter()
-        .filter_map(|kv| decode(kv).ok())
-        .collect();
-    let spec = &mut service["spec"];
-    let kind = spec["type"].as_str().unwrap_or("ClusterIP").to_owned();
-    if kind != "ExternalName" && spec["clusterIP"].as_str().is_none_or(str::is_empty) {
-        // Offsets into the service network of the addresses taken.
-        let used: std::collections::HashSet<u32> = objects
-            .iter()
-            .filter_map(|s| {
-                s["spec"]["clusterIP"]
-                    .as_str()?
-                    .parse::<std::net::Ipv4Addr>()
-                    .ok()
-            })
-            .map(|ip| u32::from(ip).wrapping_sub(u32::from(SERVICE_NETWORK)))
-            .collect();
-        let ip = dynamic_cluster_ip(|n| used.contains(&n), rand_offset())
-            .ok_or_else(|| ApiError::Internal("the service IP range is full".into()))?
-            .to_string();
-        spec["clusterIP"] = json!(ip);
-        spec["clusterIPs"] = json!([ip]);
-    } else if let Some(ip) = spec["clusterIP"].as_str().map(str::to_owned) {
-        spec["clusterIPs"] = json!([ip]);
-    }
-    if matches!(kind.as_str(), "NodePort" | "LoadBalancer") {
-        let used: std::collections::HashSet<i64> = objects
-            .iter()
-            .flat_map(|s| s["spec"]["ports"].as_array().cloned().unwrap_or_default())
-            .filter_map(|p| p["nodePort"].as_i64())
-            .collect();
-        let mut next = 30000;
-        if let Some(ports) = spec["ports"].as_array_mut() {
-            for p in ports {
-                if p["nodePort"].as_i64().is_none() {
-                    while used.contains(&next) {
-                        next += 1;
-                    }
-                    p["nodePort"] = json!(next);
-                    next += 1;
-                }
-            }
-        }
-        if spec["externalTrafficPolicy"].is_null() {
-            spec["externalTrafficPolicy"] = json!("Cluster");
-        }
-    }
-    Ok(())
-}
-
-/// How an update treats the stored object.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(super) enum UpdateKind {
-    /// The main resource: status is kept as stored (for kinds with a status subresource).
-    Main,
-    /// The status subresource: only status changes.
-    Status,
-    /// Namespace finalize: only `spec.finalizers` changes.
-    Finalize,
-    /// A pod's binding: `spec.nodeName` and the PodScheduled condition change together.
-    Binding,
-    /// A pod's `ephemeralcontainers` subresource: only `spec.ephemeralContainers` changes.
-    EphemeralContainers,
-    /// A CertificateSigningRequest's `approval` subresource: only the conditions change.
-    Approval,
-}
-
-impl UpdateKind {
-    /// The subresource written (`""`: the object itself).
-    pub(super) fn subresource(self) -> &'static str {
-        match self {
-            UpdateKind::Main => "",
-            UpdateKind::Status => "status",
-            UpdateKind::Finalize => "finalize",
-            UpdateKind::Binding => "binding",
-            UpdateKind::EphemeralContainers => "ephemeralcontainers",
-            UpdateKind::Approval => "approval",
-        }
-    }
-}
-
-/// How an update writes.
-#[derive(Clone, Copy, Debug)]
-pub(super) struct Write<'a> {
-    pub(super) kind: UpdateKind,
-    /// The resourceVersion the client based its change on (`None`: retry until it sticks).
-    pub(super) precondition: Option<Revision>,
-    /// Whether a missing object is created (server-side apply).
-    pub(super) allow_create: bool,
-    /// Who changes the fields (`None`: the caller maintains managedFields itself).
-    pub(super) manager: Option<&'a str>,
-    /// `dryRun=All`: everything but the write.
-    pub(super) dry_run: bool,
-}
-
-/// The result of an update.
-pub(super) struct Updated {
-    pub(super) object: Value,
-    pub(super) created: bool,
-    /// What admission warns of (Pod Security's `warn` level).
-    pub(super) warnings: Vec<String>,
-}
-
-/// Writes `new` over the stored object, as PUT (and, after patching, PATCH) do.
-pub(super) async fn update_object(
-    api: &ApiServer,
-    resource: &'static Resource,
-    namespace: Option<&str>,
-    name: &str,
-    write: Write<'_>,
-    mut make_new: impl FnMut(&Value) -> Result<Value, ApiError>,
-) -> Result<Updated, ApiError> {
-    let Write {
-        kind,
-        precondition,
-        allow_create,
-        manager,
-        dry_run,
-    } = write;
-    let key = resource.key(namespace, name);
-    let qualified = resource.qualified();
-    for _ in 0..RETRIES {
-        let current = api
-            .store()
-            .get(&key)
-            .await
-            .map_err(|e| from_store(e, &qualified, name))?;
-        let Some(current) = current else {
-            if allow_create && kind == UpdateKind::Main {
-                let new = make_new(&Value::Null)?;
-                let mut warnings = Vec::new();
-                let object = create_object(
-                    api,
-                    resource,
-                    namespace,
-                    new,
-                    manager,
-                    dry_run,
-                    &mut warnings,
-                )
-                .await?;
-                return Ok(Updated {
-                    object,
-                    created: true,
-                    warnings,
-                });
-            }
-            return Err(ApiError::NotFound {
-                resource: qualified,
-                name: name.into(),
-            });
-        };
-        if let Some(expected) = precondition
-            && expected != current.mod_revision
-        {
-            return Err(from_store(
-                crate::store::Error::Conflict {
-                    key: key.clone(),
-                    expected,
-                    actual: current.mod_revision,
-                },
-                &qualified,
-                name,
-            ));
-        }
-        let old = resource.served(decode(&current)?);
-        let requested = make_new(&old)?;
-        let mut new = match kind {
-            UpdateKind::Main => {
-                let mut new = requested;
-                if resource.has_status() {
-                    new["status"] = old["status"].clone();
-                }
-                // A pod's ephemeral containers change through their subresource alone (the
-                // pod strategy's `PrepareForUpdate` keeps them).
-                if (resource.group, resource.kind) == ("", "Pod") {
-                    new["spec"]["ephemeralContainers"] = old["spec"]["ephemeralContainers"].clone();
-                }
-                new
-            }
-            UpdateKind::EphemeralContainers => {
-                let mut new = old.clone();
-                new["spec"]["ephemeralContainers"] =
-                    requested["spec"]["ephemeralContainers"].clone();
-                new
-            }
-            UpdateKind::Binding => requested,
-            UpdateKind::Status | UpdateKind::Approval => {
-                let mut new = old.clone();
-                new["status"] = requested["status"].clone();
-                new
-            }
-            UpdateKind::Finalize => {
-                let mut new = old.clone();
-                new["spec"]["finalizers"] = requested["spec"]["finalizers"].clone();
-                new
-            }
-        };
-        if super::certificates::is_csr(resource) {
-            super::certificates::prepare_for_update(kind, &mut new, &old);
-        }
-        // What only the server sets stays as stored.
-        for field in [
-            "uid",
-            "creationTimestamp",
-            "deletionTimestamp",
-            "deletionGracePeriodSeconds",
-            "generation",
-            "namespace",
-        ] {
-            match old["metadata"].get(field) {
-                Some(v) => new["metadata"][field] = v.clone(),
-                None => {
-                    if let Some(m) = new["metadata"].as_object_mut() {
-                        m.remove(field);
-                    }
-                }
-            }
-        }
-        if name_of(&new) != name {
-            return Err(ApiError::BadRequest(format!(
-                "the name of the object ({}) does not match the name on the URL ({name})",
-                name_of(&new)
-            )));
-        }
-        let mut new = canonical(resource, new)?;
-        admission::default(resource, &mut new);
-        admission::keep_allocated(resource, &mut new, &old);
-        super::storage::prepare_for_update(resource, &mut new, &old);
-        let mut new = canonical(resource, new)?;
-        if let Some(manager) = manager {
-            new["metadata"]["managedFields"] = old["metadata"]["managedFields"].clone();
-            apply::record_update(resource, &old, &mut new, manager, kind.subresource());
-            if new["metadata"]["managedFields"]
-                .as_array()
-                .is_some_and(Vec::is_empty)
-                && let Some(m) = new["metadata"].as_object_mut()
-            {
-                m.remove("managedFields");
-            }
-        }
-        let mut hook_warnings = Vec::new();
-        let hooked = (kind != UpdateKind::Binding).then(|| {
-            let sub = kind.subresource();
-            super::webhook::Request::of(resource, sub, Update, &new, Some(&old), manager, dry_run)
-        });
-        if let Some(hooked) = &hooked {
-            super::webhook::mutate(api, hooked, &mut new, &mut hook_warnings).await?;
-        }
-        if has_generation(resource) && kind == UpdateKind::Main && new["spec"] != old["spec"] {
-            let generation = old["metadata"]["generation"].as_i64().unwrap_or(1) + 1;
-            new["metadata"]["generation"] = json!(generation);
-        }
-        let op = super::noderestriction::Op::Update {
-            new: &new,
-            old: &old,
-        };
-        super::noderestriction::admit(api, resource, kind.subresource(), op).await?;
-        let mut causes = admission::validate(resource, &new, Some(&old));
-        if super::certificates::is_csr(resource) {
-            causes.extend(super::certificates::validate(&new, Some(&old), kind));
-        }
-        if !causes.is_empty() {
-            return Err(invalid(resource, name, causes));
-        }
-        if super::certificates::is_csr(resource) {
-            super::certificates::admit(api, kind, &new, Some(&old)).await?;
-        }
-        super::auth::rbac::confirm_no_escalation(api, resource, &new, Some(&old)).await?;
-        if (resource.group, resource.kind) == ("", "PersistentVolumeClaim")
-            && kind == UpdateKind::Main
-        {
-            super::storage::admit_resize(api, &new, &old).await?;
-            // LimitRanger holds a claim's new size to the namespace's bounds (pods' updates
-            // it passes over, as upstream).
-            if let Some(refusal) = super::limitranger::admit(api, resource, &mut new).await? {
-                return Err(refusal);
-            }
-        }
-        let mut warnings =
-            super::podsecurity::admit(api, resource, &new, Some((&old, kind))).await?;
-        if let Some(hooked) = &hooked {
-            super::webhook::validate(api, hooked, Some(&new), &mut hook_warnings).await?;
-        }
-        warnings.extend(hook_warnings);
-        if kind == UpdateKind::Main {
-            super::quota::admit(api, resource, &new, Some(&old), dry_run).await?;
-        }
-        new["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"].clone();
-        if new == old {
-            // A no-op update writes nothing, so the resourceVersion stays.
-            return Ok(Updated {
-                object: old,
-                created: false,
-                warnings,
-            });
-        }
-        if dry_run {
-            return Ok(Updated {
-                object: new,
-                created: false,
-                warnings,
-            });
-        }
-        // Upstream's `shouldDeleteDuringUpdate`: an object being deleted goes once its last
-        // finalizer does, unless it is still in its grace period (a pod whose kubelet is
-        // stopping it, and writes its status meanwhile, stays until the kubelet deletes it).
-        let finalized = old["metadata"]["deletionTimestamp"].is_string()
-            && old["metadata"]["deletionGracePeriodSeconds"]
-                .as_i64()
-                .is_none_or(|g| g == 0)
-            && new["metadata"]["finalizers"]
-                .as_array()
-                .is_none_or(Vec::is_empty)
-            && (resource.kind != "Namespace"
-                || new["spec"]["finalizers"]
-                    .as_array()
-                    .is_none_or(Vec::is_empty));
-        let root = gate_write(api, if finalized { "DELETE" } else { "UPDATE" }, &new).await;
-        let result = if finalized {
-            api.store().delete(&key, current.mod_revision).await
-        } else {
-            api.store()
-                .update(
-                    &key,
-                    encode(resource.stored(new.clone())),
-                    current.mod_revision,
-                )
-                .await
-        };
-        match result {
-            Ok(revision) => {
-                let verb = if finalized { "DELETE" } else { "UPDATE" };
-                emit_store(
-                    api,
-                    verb,
-                    &new,
-                    Some(revision),
-                    root,
-                    format!("{} {key} at revision {revision}", verb.to_lowercase()),
-                );
-                new["metadata"]["resourceVersion"] = json!(revision.to_string());
-                return Ok(Updated {
-                    object: new,
-                    created: false,
-                    warnings,
-                });
-            }
-            Err(crate::store::Error::Conflict { .. } | crate::store::Error::NotFound { .. })
-                if precondition.is_none() =>
-            {
-                continue;
-            }
-            Err(e) => return Err(from_store(e, &qualified, name)),
-        }
-    }
-    Err(ApiError::modified(&qualified, name))
 }
 
 /// `dryRun=All`: validate and answer as if written, but write nothing.
@@ -1235,6 +442,7 @@ pub(crate) async fn resource(
     if target.resource.namespaced && target.namespace.is_none() && target.name.is_some() {
         return Err(ApiError::NoSuchPath);
     }
+    let strategy = Strategy::of(api, resource).await?;
     let sub = target.subresource.as_deref().unwrap_or_default();
     if !matches!(sub, "proxy" | "exec" | "attach" | "portforward" | "log") {
         let query = request.uri().query().unwrap_or_default();
@@ -1281,7 +489,7 @@ pub(crate) async fn resource(
                 let rv = object["metadata"]["resourceVersion"].clone();
                 json_response(
                     StatusCode::OK,
-                    &tables::table(resource, &[object], json!({"resourceVersion": rv})),
+                    &strategy.table(&[object], json!({"resourceVersion": rv})),
                 )
             } else {
                 json_response(StatusCode::OK, &object)
@@ -1289,7 +497,7 @@ pub(crate) async fn resource(
         }
         (Method::GET, Some(name), "scale") => {
             let object = get_object(api, resource, namespace.as_deref(), name).await?;
-            json_response(StatusCode::OK, &scale_of(&object))
+            json_response(StatusCode::OK, &strategy.scale(&object))
         }
         (Method::GET, Some(name), "log") => {
             super::logs::serve(
@@ -1326,7 +534,7 @@ pub(crate) async fn resource(
         }
         (Method::POST, None, "") => {
             let object = object_body(resource, &content_type, body_bytes(request).await?).await?;
-            let object = normalize(resource, object, &params, &mut warnings)?;
+            let object = normalize(&strategy, object, &params, &mut warnings)?;
             let dry_run = params.get("dryRun").is_some_and(|d| d == "All");
             let object = create_object(
                 api,
@@ -1364,7 +572,7 @@ pub(crate) async fn resource(
             "" | "status" | "finalize" | "ephemeralcontainers" | "approval",
         ) => {
             let object = object_body(resource, &content_type, body_bytes(request).await?).await?;
-            let object = normalize(resource, object, &params, &mut warnings)?;
+            let object = normalize(&strategy, object, &params, &mut warnings)?;
             let kind = match sub {
                 "status" => UpdateKind::Status,
                 "finalize" => UpdateKind::Finalize,
@@ -1415,14 +623,10 @@ pub(crate) async fn resource(
                     manager,
                     dry_run: is_dry_run(&params),
                 },
-                |old| {
-                    let mut new = old.clone();
-                    new["spec"]["replicas"] = replicas.clone();
-                    Ok(new)
-                },
+                |old| Ok(strategy.scaled(old, replicas.clone())),
             )
             .await?;
-            json_response(StatusCode::OK, &scale_of(&updated.object))
+            json_response(StatusCode::OK, &strategy.scale(&updated.object))
         }
         (
             Method::PATCH,
@@ -1475,51 +679,6 @@ pub(crate) async fn resource(
     Ok(with_warnings(response, &warnings))
 }
 
-pub(crate) async fn get_object(
-    api: &ApiServer,
-    resource: &Resource,
-    namespace: Option<&str>,
-    name: &str,
-) -> Result<Value, ApiError> {
-    let kv = api
-        .store()
-        .get(&resource.key(namespace, name))
-        .await
-        .map_err(|e| from_store(e, &resource.qualified(), name))?
-        .ok_or_else(|| ApiError::NotFound {
-            resource: resource.qualified(),
-            name: name.into(),
-        })?;
-    Ok(resource.served(decode(&kv)?))
-}
-
-/// The `autoscaling/v1 Scale` of a scalable object.
-fn scale_of(object: &Value) -> Value {
-    let meta = &object["metadata"];
-    let selector = object["spec"]["selector"]["matchLabels"]
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
-                .collect::<Vec<_>>()
-                .join(",")
-        })
-        .unwrap_or_default();
-    json!({
-        "kind": "Scale",
-        "apiVersion": "autoscaling/v1",
-        "metadata": {
-            "name": meta["name"],
-            "namespace": meta["namespace"],
-            "uid": meta["uid"],
-            "resourceVersion": meta["resourceVersion"],
-            "creationTimestamp": meta["creationTimestamp"],
-        },
-        "spec": {"replicas": object["spec"]["replicas"].as_i64().unwrap_or(0)},
-        "status": {"replicas": object["status"]["replicas"].as_i64().unwrap_or(0), "selector": selector},
-    })
-}
-
 #[allow(clippy::too_many_arguments)]
 async fn patch_object(
     api: &ApiServer,
@@ -1543,6 +702,7 @@ async fn patch_object(
         let media = media.clone();
         off_thread(body, move |body| parse_body(&media, body)).await?
     };
+    let strategy = Strategy::of(api, resource).await?;
     if media == "application/apply-patch+yaml" {
         return apply_patch(
             api, resource, namespace, name, sub, patch_doc, params, warnings,
@@ -1571,7 +731,7 @@ async fn patch_object(
         },
         |old| {
             let base = if sub == "scale" {
-                scale_of(old)
+                strategy.scale(old)
             } else {
                 old.clone()
             };
@@ -1584,12 +744,10 @@ async fn patch_object(
                 _ => return Err(ApiError::UnsupportedMediaType),
             };
             if sub == "scale" {
-                let mut new = old.clone();
-                new["spec"]["replicas"] = patched["spec"]["replicas"].clone();
-                return Ok(new);
+                return Ok(strategy.scaled(old, patched["spec"]["replicas"].clone()));
             }
             let mut w = Vec::new();
-            let normalized = normalize(resource, patched, params, &mut w)?;
+            let normalized = normalize(&strategy, patched, params, &mut w)?;
             produced_warnings = w;
             Ok(normalized)
         },
@@ -1598,7 +756,7 @@ async fn patch_object(
     warnings.extend(produced_warnings);
     warnings.extend(updated.warnings);
     let object = if sub == "scale" {
-        scale_of(&updated.object)
+        strategy.scale(&updated.object)
     } else {
         updated.object
     };
@@ -1628,7 +786,8 @@ async fn apply_patch(
         })?
         .clone();
     let force = flag(params, "force");
-    let applied = normalize(resource, applied, params, warnings)?;
+    let strategy = Strategy::of(api, resource).await?;
+    let applied = normalize(&strategy, applied, params, warnings)?;
     if name_of(&applied) != name {
         return Err(ApiError::BadRequest(format!(
             "the name of the object ({}) does not match the name on the URL ({name})",
@@ -1723,211 +882,6 @@ async fn bind(
         StatusCode::CREATED,
         &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
     ))
-}
-
-fn grace_period(options: &Value, params: &Params) -> Option<i64> {
-    params
-        .get("gracePeriodSeconds")
-        .and_then(|g| g.parse().ok())
-        .or_else(|| options["gracePeriodSeconds"].as_i64())
-}
-
-/// Deletes an object as the real server does: at once, or by setting `deletionTimestamp` when
-/// finalizers (including the garbage collector's `foregroundDeletion`/`orphan`, which record
-/// `propagationPolicy`) or a pod's grace period make it wait.
-pub(super) async fn delete_object(
-    api: &ApiServer,
-    resource: &'static Resource,
-    namespace: Option<&str>,
-    name: &str,
-    options: &Value,
-    params: &Params,
-) -> Result<Value, ApiError> {
-    let key = resource.key(namespace, name);
-    let qualified = resource.qualified();
-    let policy = params
-        .get("propagationPolicy")
-        .cloned()
-        .or_else(|| options["propagationPolicy"].as_str().map(str::to_owned));
-    let expected_uid = options["preconditions"]["uid"].as_str().map(str::to_owned);
-    let expected_rv = options["preconditions"]["resourceVersion"]
-        .as_str()
-        .map(str::to_owned);
-    for _ in 0..RETRIES {
-        let kv = api
-            .store()
-            .get(&key)
-            .await
-            .map_err(|e| from_store(e, &qualified, name))?
-            .ok_or_else(|| ApiError::NotFound {
-                resource: qualified.clone(),
-                name: name.into(),
-            })?;
-        let mut object = resource.served(decode(&kv)?);
-        super::noderestriction::admit(
-            api,
-            resource,
-            "",
-            super::noderestriction::Op::Delete(&object),
-        )
-        .await?;
-        if let Some(uid) = &expected_uid
-            && object["metadata"]["uid"].as_str() != Some(uid)
-        {
-            return Err(ApiError::Conflict {
-                resource: qualified.clone(),
-                name: name.into(),
-                detail: format!(
-                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
-                    object["metadata"]["uid"].as_str().unwrap_or_default()
-                ),
-            });
-        }
-        if let Some(rv) = &expected_rv
-            && object["metadata"]["resourceVersion"].as_str() != Some(rv)
-        {
-            return Err(ApiError::Conflict {
-                resource: qualified.clone(),
-                name: name.into(),
-                detail: format!(
-                    "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
-                    object["metadata"]["resourceVersion"]
-                        .as_str()
-                        .unwrap_or_default()
-                ),
-            });
-        }
-        let hooked = super::webhook::Request::delete(resource, &object, options, params);
-        super::webhook::mutate(api, &hooked, &mut Value::Null, &mut Vec::new()).await?;
-        super::webhook::validate(api, &hooked, None, &mut Vec::new()).await?;
-        drop(hooked);
-        // kubectl sends dryRun in the DeleteOptions body; other clients in the query.
-        let body_dry_run = options["dryRun"]
-            .as_array()
-            .is_some_and(|d| d.iter().any(|v| v == "All"));
-        if is_dry_run(params) || body_dry_run {
-            return Ok(object);
-        }
-        let mut finalizers: Vec<Value> = object["metadata"]["finalizers"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        match policy.as_deref() {
-            Some("Foreground") if !finalizers.contains(&json!("foregroundDeletion")) => {
-                finalizers.push(json!("foregroundDeletion"))
-            }
-            Some("Orphan") if !finalizers.contains(&json!("orphan")) => {
-                finalizers.push(json!("orphan"))
-            }
-            _ => {}
-        }
-        let grace = if resource.kind == "Pod" {
-            let requested = grace_period(options, params).unwrap_or_else(|| {
-                object["spec"]["terminationGracePeriodSeconds"]
-                    .as_i64()
-                    .unwrap_or(30)
-            });
-            // Upstream's `CheckGracefulDelete`: a pod that never reached a node, or whose
-            // containers have all ended, has nothing to stop and goes at once; a negative period
-            // is one second.
-            let unscheduled = object["spec"]["nodeName"]
-                .as_str()
-                .is_none_or(str::is_empty);
-            let ended = matches!(
-                object["status"]["phase"].as_str(),
-                Some("Succeeded" | "Failed")
-            );
-            if unscheduled || ended {
-                0
-            } else if requested < 0 {
-                1
-            } else {
-                requested
-            }
-        } else {
-            0
-        };
-        let namespace_finalizers = resource.kind == "Namespace"
-            && object["spec"]["finalizers"]
-                .as_array()
-                .is_some_and(|f| !f.is_empty());
-        let waits = !finalizers.is_empty() || grace > 0 || namespace_finalizers;
-        if !waits {
-            let root = gate_write(api, "DELETE", &object).await;
-            match api.store().delete(&key, kv.mod_revision).await {
-                Ok(revision) => {
-                    emit_store(
-                        api,
-                        "DELETE",
-                        &object,
-                        Some(revision),
-                        root,
-                        format!("delete {key} at revision {revision}"),
-                    );
-                    return Ok(object);
-                }
-                Err(crate::store::Error::Conflict { .. }) => continue,
-                Err(e) => return Err(from_store(e, &qualified, name)),
-            }
-        }
-        // Already being deleted: only a shorter grace period is recorded, counted from when the
-        // deletion was asked for (upstream's `BeforeDelete`).
-        let mut asked = jiff::Timestamp::now();
-        if let Some(since) = object["metadata"]["deletionTimestamp"].as_str() {
-            let current = object["metadata"]["deletionGracePeriodSeconds"]
-                .as_i64()
-                .unwrap_or(0);
-            if grace >= current {
-                return Ok(object);
-            }
-            if let Ok(t) = since.parse::<jiff::Timestamp>() {
-                asked = t
-                    .checked_sub(jiff::SignedDuration::from_secs(current))
-                    .unwrap_or(t);
-            }
-        }
-        // A period past the year 9999 is the last moment a timestamp can say.
-        let deadline = asked
-            .checked_add(jiff::SignedDuration::from_secs(grace))
-            .unwrap_or(jiff::Timestamp::MAX);
-        object["metadata"]["deletionTimestamp"] =
-            json!(deadline.strftime("%Y-%m-%dT%H:%M:%SZ").to_string());
-        object["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
-        object["metadata"]["finalizers"] = json!(finalizers);
-        if resource.kind == "Namespace" {
-            object["status"]["phase"] = json!("Terminating");
-        }
-        if has_generation(resource) {
-            let generation = object["metadata"]["generation"].as_i64().unwrap_or(1) + 1;
-            object["metadata"]["generation"] = json!(generation);
-        }
-        let root = gate_write(api, "UPDATE", &object).await;
-        match api
-            .store()
-            .update(
-                &key,
-                encode(resource.stored(object.clone())),
-                kv.mod_revision,
-            )
-            .await
-        {
-            Ok(revision) => {
-                emit_store(
-                    api,
-                    "UPDATE",
-                    &object,
-                    Some(revision),
-                    root,
-                    format!("mark {key} for deletion (grace {grace}s)"),
-                );
-                object["metadata"]["resourceVersion"] = json!(revision.to_string());
-                return Ok(object);
-            }
-            Err(crate::store::Error::Conflict { .. }) => continue,
-            Err(e) => return Err(from_store(e, &qualified, name)),
-        }
-    }
-    Err(ApiError::modified(&qualified, name))
 }
 
 async fn delete_collection(
@@ -2123,7 +1077,7 @@ async fn list(
     if table {
         return Ok(json_response(
             StatusCode::OK,
-            &tables::table(resource, &items, metadata),
+            &Strategy::of(api, resource).await?.table(&items, metadata),
         ));
     }
     if !raw {
@@ -2166,290 +1120,6 @@ async fn list(
         http::HeaderValue::from_static("application/json"),
     );
     Ok(response)
-}
-
-/// `/orrery/v1/...`: the flow stream, the stepper, and the scheduler's decisions.
-pub(crate) async fn control(api: &Arc<ApiServer>, rest: &str, request: Request) -> Response {
-    match (request.method().clone(), rest) {
-        (Method::GET, path) if path.starts_with("scheduling/") => {
-            let mut parts = path["scheduling/".len()..].split('/');
-            match (parts.next(), parts.next(), parts.next()) {
-                (Some(namespace), Some(name), None)
-                    if !namespace.is_empty() && !name.is_empty() =>
-                {
-                    match api.decisions().get(namespace, name) {
-                        Some(decision) => json_response(StatusCode::OK, &decision),
-                        None => ApiError::NotFound {
-                            resource: "schedulingdecisions".into(),
-                            name: format!("{namespace}/{name}"),
-                        }
-                        .into_response(),
-                    }
-                }
-                _ => ApiError::NoSuchPath.into_response(),
-            }
-        }
-        (Method::GET, path) if path.starts_with("store/") => {
-            match store_info(api, &path["store/".len()..]).await {
-                Ok(answer) => json_response(StatusCode::OK, &answer),
-                Err(e) => e.into_response(),
-            }
-        }
-        (Method::GET, "flow") => {
-            let query = params(&request);
-            let since = query.get("since").and_then(|s| s.parse().ok()).unwrap_or(0);
-            // `follow=false`: the events kept so far, then the end (a script's look).
-            let follow = !query.contains_key("follow") || flag(&query, "follow");
-            let (backlog, mut live) = api.flow().subscribe(since);
-            let (tx, rx) =
-                tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::convert::Infallible>>(256);
-            tokio::spawn(async move {
-                let line = |e: &crate::flow::FlowEvent| {
-                    let mut line = serde_json::to_vec(e).unwrap_or_default();
-                    line.push(b'\n');
-                    bytes::Bytes::from(line)
-                };
-                let mut last = since;
-                for e in &backlog {
-                    last = e.seq;
-                    if tx.send(Ok(line(e))).await.is_err() {
-                        return;
-                    }
-                }
-                if !follow {
-                    return;
-                }
-                loop {
-                    match live.recv().await {
-                        Ok(e) if e.seq <= last => {}
-                        Ok(e) => {
-                            last = e.seq;
-                            if tx.send(Ok(line(&e))).await.is_err() {
-                                return;
-                            }
-                        }
-                        Err(tokio::sync::broadcast::error::RecvError::Lagged(lost)) => {
-                            // A reader too slow for the bus loses events, and is told how many.
-                            let line = format!("{{\"lost\":{lost}}}\n");
-                            if tx.send(Ok(bytes::Bytes::from(line))).await.is_err() {
-                                return;
-                            }
-                        }
-                        Err(_) => return,
-                    }
-                }
-            });
-            let mut response = Response::new(Body::from_stream(
-                tokio_stream::wrappers::ReceiverStream::new(rx),
-            ));
-            response.headers_mut().insert(
-                http::header::CONTENT_TYPE,
-                http::HeaderValue::from_static("application/x-ndjson"),
-            );
-            response
-        }
-        (Method::GET, "stepper") => {
-            json_response(StatusCode::OK, &json!(api.flow().stepper().state()))
-        }
-        (Method::POST, "stepper") => {
-            let body = match body_bytes(request).await {
-                Ok(b) => b,
-                Err(e) => return e.into_response(),
-            };
-            match step(api.flow().stepper(), &body) {
-                Ok(state) => json_response(StatusCode::OK, &json!(state)),
-                Err(e) => e.into_response(),
-            }
-        }
-        (Method::GET, "components") => match api.supervisor() {
-            Some(supervisor) => {
-                json_response(StatusCode::OK, &json!({"components": supervisor.list()}))
-            }
-            None => json_response(StatusCode::OK, &json!({"components": []})),
-        },
-        (Method::POST, rest) => match operate(api, rest) {
-            Ok(answer) => json_response(StatusCode::OK, &answer),
-            Err(e) => e.into_response(),
-        },
-        _ => ApiError::NoSuchPath.into_response(),
-    }
-}
-
-/// `GET /orrery/v1/store/<resource>/<namespace or ->/<name>`: what the store holds for one
-/// object, as etcd would say it: its key, the revisions that created and last changed it, and
-/// its version (how many writes since it was created, counted from the store's history; absent
-/// once that history is compacted away). `<resource>` is a plural, optionally with its group
-/// (`deployments.apps`).
-async fn store_info(api: &Arc<ApiServer>, rest: &str) -> Result<Value, ApiError> {
-    let parts: Vec<&str> = rest.split('/').collect();
-    let [plural, namespace, name] = parts[..] else {
-        return Err(ApiError::NoSuchPath);
-    };
-    let (plural, group) = plural.split_once('.').unwrap_or((plural, ""));
-    let resource = crate::apiserver::resources::RESOURCES
-        .iter()
-        .find(|r| r.plural == plural && (group.is_empty() || r.group == group))
-        .ok_or(ApiError::NoSuchPath)?;
-    let namespace = (resource.namespaced && namespace != "-").then_some(namespace);
-    if name.is_empty() || (resource.namespaced && namespace.is_none()) {
-        return Err(ApiError::NoSuchPath);
-    }
-    let key = resource.key(namespace, name);
-    let not_found = || ApiError::NotFound {
-        resource: resource.qualified(),
-        name: name.to_owned(),
-    };
-    let kv = api
-        .store()
-        .get(&key)
-        .await
-        .map_err(|e| from_store(e, &resource.qualified(), name))?
-        .ok_or_else(not_found)?;
-    let mut answer = json!({
-        "key": kv.key,
-        "createRevision": kv.create_revision,
-        "modRevision": kv.mod_revision,
-    });
-    if let Some(version) = version_of(api, &kv).await {
-        answer["version"] = json!(version);
-    }
-    Ok(answer)
-}
-
-/// How many times `kv` was written since it was created (etcd's `version`), by reading the
-/// store's history of its key from its creation to its latest change; `None` if that history is
-/// gone (compacted) or cannot be read in time.
-async fn version_of(api: &ApiServer, kv: &crate::store::KeyValue) -> Option<u64> {
-    use futures::StreamExt;
-    let mut events = api.store().watch(&kv.key, kv.create_revision).await.ok()?;
-    let count = async {
-        let mut version = 0u64;
-        while let Some(event) = events.next().await {
-            let event = event.ok()?;
-            if event.revision() > kv.mod_revision {
-                break;
-            }
-            if matches!(&event, crate::store::Event::Put { kv: put, .. } if put.key == kv.key) {
-                version += 1;
-            }
-            if event.revision() == kv.mod_revision {
-                break;
-            }
-        }
-        Some(version)
-    };
-    tokio::time::timeout(std::time::Duration::from_secs(2), count)
-        .await
-        .ok()
-        .flatten()
-        .filter(|v| *v > 0)
-}
-
-/// `POST /orrery/v1/stepper`: `{"mode": "run"|"step"}`, `{"release": n}` (the n oldest gates),
-/// `{"releaseGate": id}` (exactly that hop), `{"focus": {"namespace": .., "root": ..}}` or
-/// `{"focus": null}`; any together. Answers the stepper's state.
-fn step(
-    stepper: &crate::flow::Stepper,
-    body: &[u8],
-) -> Result<crate::flow::StepperState, ApiError> {
-    let command: Value = if body.iter().all(u8::is_ascii_whitespace) {
-        json!({})
-    } else {
-        serde_json::from_slice(body)
-            .map_err(|e| ApiError::BadRequest(format!("the stepper command is not JSON: {e}")))?
-    };
-    let Some(command) = command.as_object() else {
-        return Err(ApiError::BadRequest(
-            "the stepper command must be a JSON object".into(),
-        ));
-    };
-    let mode = match command.get("mode") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(m)) if m == "step" => Some(StepMode::Step),
-        Some(Value::String(m)) if m == "run" => Some(StepMode::Run),
-        Some(other) => {
-            return Err(ApiError::Invalid {
-                group: "orrery.dev".into(),
-                kind: "Stepper".into(),
-                name: "stepper".into(),
-                causes: vec![crate::apiserver::errors::Cause::unsupported(
-                    "mode",
-                    other,
-                    &["run", "step"],
-                )],
-            });
-        }
-    };
-    let focus = match command.get("focus") {
-        None => None,
-        Some(Value::Null) => Some(None),
-        Some(f) => Some(Some(
-            serde_json::from_value::<crate::flow::Focus>(f.clone())
-                .map_err(|e| ApiError::BadRequest(format!("focus: {e}")))?,
-        )),
-    };
-    let release = match command.get("release") {
-        None => None,
-        Some(n) => Some(
-            n.as_u64()
-                .ok_or_else(|| ApiError::BadRequest("release must be a number of gates".into()))?,
-        ),
-    };
-    let gate = match command.get("releaseGate") {
-        None => None,
-        Some(n) => Some(
-            n.as_u64()
-                .ok_or_else(|| ApiError::BadRequest("releaseGate must be a gate's id".into()))?,
-        ),
-    };
-    if let Some(mode) = mode {
-        stepper.set_mode(mode);
-    }
-    if let Some(focus) = focus {
-        stepper.set_focus(focus);
-    }
-    if let Some(n) = release {
-        stepper.release(n as usize);
-    }
-    if let Some(id) = gate
-        && !stepper.release_gate(id)
-    {
-        return Err(ApiError::NotFound {
-            resource: "gates".into(),
-            name: id.to_string(),
-        });
-    }
-    Ok(stepper.state())
-}
-
-/// `POST /orrery/v1/components/<name>/{stop,start}` and `/orrery/v1/nodes/<name>/{stop,start}`.
-fn operate(api: &ApiServer, rest: &str) -> Result<Value, ApiError> {
-    use crate::supervisor::Role;
-    // A node's component has a slash in its name (`kube-proxy/node-1`).
-    let Some((group, (name, action))) = rest
-        .split_once('/')
-        .and_then(|(group, rest)| Some((group, rest.rsplit_once('/')?)))
-    else {
-        return Err(ApiError::NoSuchPath);
-    };
-    let role = match group {
-        "components" => Role::Component,
-        "nodes" => Role::Node,
-        _ => return Err(ApiError::NoSuchPath),
-    };
-    let supervisor = api
-        .supervisor()
-        .ok_or_else(|| ApiError::Unavailable("this API server runs no components".into()))?;
-    let changed = match action {
-        "stop" => supervisor.stop(role, name),
-        "start" => supervisor.start(role, name),
-        _ => return Err(ApiError::NoSuchPath),
-    }
-    .map_err(|_| ApiError::NotFound {
-        resource: group.to_owned(),
-        name: name.to_owned(),
-    })?;
-    Ok(json!({"name": name, "running": action == "start", "changed": changed}))
 }
 
 #[cfg(test)]
@@ -2518,24 +1188,5 @@ mod tests {
             message.ends_with(r#"supported values: "", "Ignore", "Strict", "Warn""#),
             "{message}"
         );
-    }
-
-    #[test]
-    fn dynamic_cluster_ips_stay_out_of_the_static_band_until_the_rest_is_full() {
-        let ip = |used: &dyn Fn(u32) -> bool, random| {
-            dynamic_cluster_ip(used, random).map(|ip| ip.to_string())
-        };
-        let none = |_| false;
-        assert_eq!(ip(&none, 0).as_deref(), Some("10.96.1.0"));
-        let top = SERVICE_ADDRESSES - 2 - STATIC_BAND;
-        assert_eq!(ip(&none, top).as_deref(), Some("10.111.255.254"));
-        // Wraps round past the top, never onto the broadcast address.
-        let top_used = |n| n == SERVICE_ADDRESSES - 2;
-        assert_eq!(ip(&top_used, top).as_deref(), Some("10.96.1.0"));
-        // With the dynamic band full, the static band is used, from its first address.
-        let dynamic_full = |n| n >= STATIC_BAND;
-        assert_eq!(ip(&dynamic_full, 7).as_deref(), Some("10.96.0.1"));
-        let all = |_| true;
-        assert_eq!(ip(&all, 7), None);
     }
 }

@@ -12,6 +12,7 @@
 //! [`ApiServer::client`] is the same router as an in-process `kube::Client`.
 
 pub mod admission;
+pub(crate) mod apiextensions;
 mod apply;
 pub mod auth;
 mod body;
@@ -30,12 +31,14 @@ mod limitranger;
 mod logs;
 mod metrics;
 mod noderestriction;
+mod orrery;
 mod patch;
 mod path;
 mod podsecurity;
 mod protobuf;
 mod proxy;
 mod quota;
+mod registry;
 pub(crate) mod resources;
 mod selectors;
 pub mod server;
@@ -144,6 +147,8 @@ pub struct ApiServer {
     in_flight: inflight::InFlight,
     /// The admission webhook configurations ([`webhook`]).
     webhooks: webhook::Webhooks,
+    /// The CustomResourceDefinitions, and what they serve.
+    crds: apiextensions::served::Crds,
 }
 
 impl ApiServer {
@@ -169,6 +174,7 @@ impl ApiServer {
             tokens: std::sync::OnceLock::new(),
             in_flight: inflight::InFlight::default(),
             webhooks: webhook::Webhooks::default(),
+            crds: Default::default(),
         })
     }
 
@@ -200,6 +206,18 @@ impl ApiServer {
         self.authorizer.written(kind, revision);
         self.constraints.written(kind, revision);
         self.webhooks.written(kind, revision);
+        self.crds.written(kind, revision);
+    }
+
+    /// The CustomResourceDefinitions followed from the store.
+    pub(crate) fn crds(&self) -> &apiextensions::served::Crds {
+        &self.crds
+    }
+
+    /// What the established CRDs serve now (nothing until they are first listed, which
+    /// [`ApiServer::bootstrap`] does).
+    pub(crate) async fn custom_resources(&self) -> std::sync::Arc<apiextensions::served::Served> {
+        self.crds.definitions(&self.store).await.served()
     }
 
     /// The admission webhooks' configurations.
@@ -252,7 +270,7 @@ impl ApiServer {
         let namespaces = resources::find("", "v1", "namespaces").expect("namespaces are served");
         for ns in SYSTEM_NAMESPACES {
             let object = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
-            match handlers::create_object(
+            match registry::store::create_object(
                 self,
                 namespaces,
                 None,
@@ -272,6 +290,9 @@ impl ApiServer {
                 }
             }
         }
+        // The CRDs are listed before the first request, and their controllers start.
+        self.crds.definitions(&self.store).await;
+        tokio::spawn(apiextensions::controller::run(Arc::downgrade(self)));
         self.bootstrap_policy().await
     }
 
@@ -304,7 +325,7 @@ impl ApiServer {
                 .await
                 .map_err(|e| failed(errors::from_store(e, &resource.qualified(), &name)))?;
             let Some(existing) = existing else {
-                match handlers::create_object(
+                match registry::store::create_object(
                     self,
                     resource,
                     None,
@@ -323,14 +344,14 @@ impl ApiServer {
             if auth::policy::reconcile(&default, &existing).is_none() {
                 continue;
             }
-            let write = handlers::Write {
-                kind: handlers::UpdateKind::Main,
+            let write = registry::store::Write {
+                kind: registry::store::UpdateKind::Main,
                 precondition: None,
                 allow_create: false,
                 manager: Some("kube-apiserver"),
                 dry_run: false,
             };
-            handlers::update_object(self, resource, None, &name, write, |current| {
+            registry::store::update_object(self, resource, None, &name, write, |current| {
                 Ok(auth::policy::reconcile(&default, current).unwrap_or_else(|| current.clone()))
             })
             .await
@@ -476,7 +497,15 @@ fn agent_name(headers: &http::HeaderMap) -> String {
 
 async fn handle(State(api): State<Arc<ApiServer>>, mut request: Request) -> Response {
     let path = request.uri().path().to_owned();
-    let route = path::route(&path);
+    let mut route = path::route(&path);
+    if route == path::Route::Unknown && path.starts_with("/apis/") {
+        route = path::route_custom(&path, &*api.custom_resources().await);
+        if route == path::Route::Unknown {
+            // A CRD this server just established may not be followed yet.
+            api.crds.caught_up(&api.store).await;
+            route = path::route_custom(&path, &*api.custom_resources().await);
+        }
+    }
     let peer = request.extensions().get::<Peer>().cloned();
     let bearer = auth::bearer(request.headers());
     let user = match auth::authenticate(&api, peer, bearer).await {
@@ -565,7 +594,7 @@ async fn serve(
 ) -> Response {
     let api = api.clone();
     if let Some(rest) = path.strip_prefix("/orrery/v1/") {
-        return handlers::control(&api, rest, request).await;
+        return orrery::control(&api, rest, request).await;
     }
     let _in_flight = match api.in_flight.admit(&request) {
         Ok(slot) => slot,
@@ -612,7 +641,7 @@ async fn serve(
             metrics::serve(&api, target, request.method(), &params).await
         }
         path::Route::Unknown => Err(ApiError::NoSuchPath),
-        route => discovery::serve(route, request.headers()),
+        route => discovery::serve(route, request.headers(), &*api.custom_resources().await),
     };
     let response = result.unwrap_or_else(IntoResponse::into_response);
     // kube-apiserver's request log (httplog, at --v=3), written once the answer's head is

@@ -5,6 +5,7 @@
 
 mod common;
 
+mod allocator;
 mod auth;
 mod certificates;
 mod cli;
@@ -30,6 +31,7 @@ mod packages;
 mod podsecurity;
 mod proxy;
 mod quota;
+mod replicationcontroller;
 mod runtime_libcontainer;
 mod scheduler;
 mod seccomp;
