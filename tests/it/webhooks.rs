@@ -657,9 +657,6 @@ spec:
     command: [/orrery, webhook, --cert, /tls/tls.crt, --key, /tls/tls.key, --port, "8443",
               --deny-label, team=red, --message, red pods are not welcome,
               --add-label, checked.orrery.test/by=webhook]
-    readinessProbe:
-      tcpSocket: {port: 8443}
-      periodSeconds: 1
     volumeMounts:
     - {name: tls, mountPath: /tls, readOnly: true}
   volumes:
@@ -729,7 +726,14 @@ webhooks:
             "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: red, namespace: {namespace}, labels: {{team: red}}}}\ndata: {{a: b}}\n"
         )
     };
-    let denied = c.fails(&["apply", "-f", "-"], Some(&red("default")));
+    // The endpoint is ready once the container runs; the server listens a moment later.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let denied = loop {
+        let denied = c.fails(&["apply", "-f", "-"], Some(&red("default")));
+        if denied.contains("denied the request") || std::time::Instant::now() > deadline {
+            break denied;
+        }
+    };
     assert!(
         denied.contains(
             "admission webhook \"deny.orrery.test\" denied the request: red pods are not welcome"
