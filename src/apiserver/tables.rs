@@ -1436,6 +1436,28 @@ fn printer(kind: &str, group: &str) -> (Vec<Value>, Cells) {
                 created,
             ),
         ),
+        (
+            "admissionregistration.k8s.io",
+            "ValidatingWebhookConfiguration" | "MutatingWebhookConfiguration",
+        ) => (
+            vec![
+                name(),
+                col(
+                    "Webhooks",
+                    "integer",
+                    0,
+                    "Webhooks indicates the number of webhooks registered in this configuration",
+                ),
+                age_col(),
+            ],
+            |o: &Value| {
+                vec![
+                    json!(s(&o["metadata"]["name"])),
+                    json!(o["webhooks"].as_array().map_or(0, Vec::len)),
+                    json!(created(o)),
+                ]
+            },
+        ),
         ("networking.k8s.io", "IngressClass") => (
             vec![
                 name(),

@@ -44,4 +44,5 @@ mod store_conformance;
 mod store_embedded;
 mod store_etcd;
 mod tui_shell;
+mod webhooks;
 mod workloads;
