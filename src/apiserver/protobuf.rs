@@ -262,7 +262,9 @@ mod tests {
 
     #[test]
     fn every_served_kind_has_a_message() {
-        for r in RESOURCES {
+        // CustomResourceDefinitions are served as JSON and YAML only: the apiextensions
+        // `generated.proto` is not vendored yet.
+        for r in RESOURCES.iter().filter(|r| r.group != "apiextensions.k8s.io") {
             assert!(
                 message(&format!(
                     "{}.{}",
