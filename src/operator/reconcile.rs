@@ -111,7 +111,11 @@ pub async fn run(client: Client) -> Result<(), OperatorError> {
         .run(reconcile, error_policy, context)
         .for_each(|result| async move {
             match result {
-                Ok((website, _)) => println!("{MANAGER}: reconciled website {website}"),
+                Ok((website, _)) => println!(
+                    "{MANAGER}: reconciled website {}/{}",
+                    website.namespace.as_deref().unwrap_or_default(),
+                    website.name
+                ),
                 Err(error) => eprintln!("{MANAGER}: {error}"),
             }
         })
