@@ -1392,6 +1392,53 @@ pub(crate) fn default(resource: &Resource, object: &mut Value) {
     }
 }
 
+/// The DefaultIngressClass admission plugin: an Ingress created with neither
+/// `spec.ingressClassName` nor the `kubernetes.io/ingress.class` annotation gets the default
+/// IngressClass's name when exactly one is marked default, and is refused when several are
+/// (see [`default_ingress_class`]).
+pub(crate) async fn default_ingress_class_of(
+    api: &super::ApiServer,
+    ingress: &mut Value,
+) -> Result<(), super::errors::ApiError> {
+    if ingress["spec"]["ingressClassName"].is_string()
+        || ingress["metadata"]["annotations"]["kubernetes.io/ingress.class"].is_string()
+    {
+        return Ok(());
+    }
+    let classes =
+        super::resources::find("networking.k8s.io", "v1", "ingressclasses").expect("served");
+    let existing = api
+        .store()
+        .range(&crate::store::RangeRequest::prefix(
+            classes.key_prefix(None),
+        ))
+        .await
+        .map_err(|e| super::errors::from_store(e, "ingressclasses.networking.k8s.io", ""))?;
+    let objects: Vec<Value> = existing
+        .kvs
+        .iter()
+        .filter_map(|kv| super::decode(kv).ok())
+        .collect();
+    match default_ingress_class(&objects) {
+        Ok(Some(name)) => ingress["spec"]["ingressClassName"] = json!(name),
+        Ok(None) => {}
+        // admission.NewForbidden around an InternalError, in upstream's words.
+        Err(n) => {
+            return Err(super::errors::ApiError::Forbidden {
+                resource: "ingresses.networking.k8s.io".into(),
+                name: ingress["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                detail: format!(
+                    "Internal error occurred: {n} default IngressClasses were found, only 1 allowed"
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use super::ApiServer;
 use super::errors::{ApiError, Cause};
-use super::handlers::UpdateKind;
+use super::registry::store::UpdateKind;
 use super::resources::Resource;
 use crate::apimachinery::certificates::{
     self as certs, APPROVED, DENIED, FAILED, KNOWN_USAGES, KUBE_APISERVER_CLIENT, LEGACY_UNKNOWN,

@@ -108,6 +108,62 @@ impl Cause {
             message: format!("Forbidden: {}", detail.into()),
         }
     }
+
+    /// `field.TypeInvalid`: a value of the wrong JSON type, given as Go prints it.
+    pub(crate) fn type_invalid(field: impl Into<String>, shown: &str, detail: &str) -> Self {
+        Cause {
+            reason: "FieldValueTypeInvalid",
+            field: field.into(),
+            message: format!("Invalid value: {shown}: {detail}"),
+        }
+    }
+
+    /// `field.NotSupported` of a value Go prints as `shown`, the supported values already
+    /// written as strings (each is quoted, as upstream quotes them).
+    pub(crate) fn not_supported_shown(
+        field: impl Into<String>,
+        shown: &str,
+        supported: &[String],
+    ) -> Self {
+        let supported: Vec<String> = supported.iter().map(|s| format!("{s:?}")).collect();
+        Cause {
+            reason: "FieldValueNotSupported",
+            field: field.into(),
+            message: format!(
+                "Unsupported value: {shown}: supported values: {}",
+                supported.join(", ")
+            ),
+        }
+    }
+
+    /// `field.TooMany(path, actual, max)`: `Too many: 4: must have at most 3 items`.
+    pub(crate) fn too_many(field: impl Into<String>, actual: i64, max: i64) -> Self {
+        let items = if max == 1 { "item" } else { "items" };
+        Cause {
+            reason: "FieldValueTooMany",
+            field: field.into(),
+            message: format!("Too many: {actual}: must have at most {max} {items}"),
+        }
+    }
+
+    /// `field.TooLong(path, _, max)`: `Too long: may not be more than 5 bytes`.
+    pub(crate) fn too_long(field: impl Into<String>, max: i64) -> Self {
+        let bytes = if max == 1 { "byte" } else { "bytes" };
+        Cause {
+            reason: "FieldValueTooLong",
+            field: field.into(),
+            message: format!("Too long: may not be more than {max} {bytes}"),
+        }
+    }
+
+    /// `field.Duplicate` of a value Go prints as `shown`.
+    pub(crate) fn duplicate_shown(field: impl Into<String>, shown: &str) -> Self {
+        Cause {
+            reason: "FieldValueDuplicate",
+            field: field.into(),
+            message: format!("Duplicate value: {shown}"),
+        }
+    }
 }
 
 fn display_value(value: &Value) -> String {

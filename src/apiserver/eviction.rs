@@ -20,7 +20,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json::{Value, json};
 
 use super::errors::{ApiError, from_store};
-use super::handlers::{Params, UpdateKind, Write, delete_object, get_object, update_object};
+use super::handlers::Params;
+use super::registry::store::{UpdateKind, Write, delete_object, get_object, update_object};
 use super::resources::{self, Resource};
 use super::{ApiServer, decode, json_response};
 use crate::apimachinery::disruption;

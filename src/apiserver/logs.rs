@@ -13,7 +13,8 @@ use serde_json::{Value, json};
 
 use super::ApiServer;
 use super::errors::{ApiError, Cause};
-use super::handlers::{Params, get_object};
+use super::handlers::Params;
+use super::registry::store::get_object;
 use super::resources;
 
 /// The boolean query parameters the kubelet understands: read as the API server reads

@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use super::ApiServer;
 use super::errors::ApiError;
-use super::handlers::get_object;
+use super::registry::store::get_object;
 use super::resources;
 use super::selectors;
 use crate::apimachinery::gotypes::go_duration;

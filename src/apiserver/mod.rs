@@ -12,6 +12,7 @@
 //! [`ApiServer::client`] is the same router as an in-process `kube::Client`.
 
 pub mod admission;
+pub(crate) mod apiextensions;
 mod apply;
 pub mod auth;
 mod body;
@@ -30,12 +31,14 @@ mod limitranger;
 mod logs;
 mod metrics;
 mod noderestriction;
+mod orrery;
 mod patch;
 mod path;
 mod podsecurity;
 mod protobuf;
 mod proxy;
 mod quota;
+mod registry;
 pub(crate) mod resources;
 mod selectors;
 pub mod server;
@@ -242,7 +245,7 @@ impl ApiServer {
         let namespaces = resources::find("", "v1", "namespaces").expect("namespaces are served");
         for ns in SYSTEM_NAMESPACES {
             let object = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
-            match handlers::create_object(
+            match registry::store::create_object(
                 self,
                 namespaces,
                 None,
@@ -294,7 +297,7 @@ impl ApiServer {
                 .await
                 .map_err(|e| failed(errors::from_store(e, &resource.qualified(), &name)))?;
             let Some(existing) = existing else {
-                match handlers::create_object(
+                match registry::store::create_object(
                     self,
                     resource,
                     None,
@@ -313,14 +316,14 @@ impl ApiServer {
             if auth::policy::reconcile(&default, &existing).is_none() {
                 continue;
             }
-            let write = handlers::Write {
-                kind: handlers::UpdateKind::Main,
+            let write = registry::store::Write {
+                kind: registry::store::UpdateKind::Main,
                 precondition: None,
                 allow_create: false,
                 manager: Some("kube-apiserver"),
                 dry_run: false,
             };
-            handlers::update_object(self, resource, None, &name, write, |current| {
+            registry::store::update_object(self, resource, None, &name, write, |current| {
                 Ok(auth::policy::reconcile(&default, current).unwrap_or_else(|| current.clone()))
             })
             .await
@@ -555,7 +558,7 @@ async fn serve(
 ) -> Response {
     let api = api.clone();
     if let Some(rest) = path.strip_prefix("/orrery/v1/") {
-        return handlers::control(&api, rest, request).await;
+        return orrery::control(&api, rest, request).await;
     }
     let _in_flight = match api.in_flight.admit(&request) {
         Ok(slot) => slot,

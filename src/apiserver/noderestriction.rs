@@ -86,7 +86,7 @@ pub(crate) async fn admit(
         Refusal::CheckNodeUid { owner_uid } => {
             // The owner must be the Node as it is now.
             let node_object =
-                super::handlers::get_object(api, node_resource(), None, &node).await?;
+                super::registry::store::get_object(api, node_resource(), None, &node).await?;
             let uid = node_object["metadata"]["uid"].as_str().unwrap_or_default();
             if uid == owner_uid {
                 return Ok(());
@@ -305,7 +305,8 @@ pub(crate) async fn admit_token_request(
     if uid.is_empty() {
         return no("node requested token with a pod binding without a uid");
     }
-    let pod = super::handlers::get_object(api, pod_resource(), Some(namespace), pod_name).await?;
+    let pod =
+        super::registry::store::get_object(api, pod_resource(), Some(namespace), pod_name).await?;
     if pod["metadata"]["uid"].as_str() != Some(uid) {
         return no(&format!(
             "the UID in the bound object reference ({uid}) does not match the UID in record. The object might have been deleted and then recreated"
@@ -326,7 +327,8 @@ pub(crate) async fn admit_eviction(
     let Some(node) = requesting_node() else {
         return Ok(());
     };
-    let pod = super::handlers::get_object(api, pod_resource(), Some(namespace), pod_name).await?;
+    let pod =
+        super::registry::store::get_object(api, pod_resource(), Some(namespace), pod_name).await?;
     if node_name_of(&pod) != node {
         return Err(refused(
             "pods",

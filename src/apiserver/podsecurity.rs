@@ -12,7 +12,7 @@
 use serde_json::{Map, Value};
 
 use super::errors::{ApiError, Cause};
-use super::handlers::UpdateKind;
+use super::registry::store::UpdateKind;
 use super::resources::{self, Resource};
 use super::{ApiServer, decode};
 use crate::store::RangeRequest;

@@ -25,8 +25,8 @@ use hyper_util::rt::TokioIo;
 
 use super::ApiServer;
 use super::errors::ApiError;
-use super::handlers::get_object;
 use super::logs::{kubelet_of, kubelet_of_node, pick_container};
+use super::registry::store::get_object;
 use super::resources;
 
 /// The request headers an upgrade needs, passed to the kubelet.

@@ -298,14 +298,14 @@ pub(crate) async fn admit(
         for (read, used) in writes {
             let mut quota = read.quota;
             quota["status"]["used"] = to_json(&used);
-            let root = super::handlers::gate_write(api, "UPDATE", &quota).await;
+            let root = super::registry::store::gate_write(api, "UPDATE", &quota).await;
             match api
                 .store()
                 .update(&read.key, encode(quota.clone()), read.revision)
                 .await
             {
                 Ok(revision) => {
-                    super::handlers::emit_store(
+                    super::registry::store::emit_store(
                         api,
                         "UPDATE",
                         &quota,

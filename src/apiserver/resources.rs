@@ -35,6 +35,92 @@ pub(crate) struct Resource {
     /// For a resource served in another form than it is stored in (events.k8s.io Events are
     /// kept as core Events, as the real server keeps them).
     pub(crate) conversion: Option<Conversion>,
+    /// For a custom resource (a CustomResourceDefinition's version): where its objects are kept
+    /// and in which version.
+    pub(crate) custom: Option<CustomStorage>,
+}
+
+/// Where a custom resource's objects are kept: every version of a CustomResourceDefinition
+/// under `/registry/<group>/<plural>/`, in its storage version (conversion `None` only
+/// rewrites `apiVersion`, as apiextensions-apiserver's nop converter does).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct CustomStorage {
+    /// `example.com/crontabs`.
+    pub(crate) stored_as: &'static str,
+    /// The storage version's `apiVersion` (`example.com/v1`).
+    pub(crate) storage_api_version: &'static str,
+}
+
+/// What a custom resource is served as: everything of a [`Resource`] that is not a function,
+/// owned, so that the API server can make one from a CustomResourceDefinition at run time.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct CustomResource {
+    pub(crate) group: String,
+    pub(crate) version: String,
+    pub(crate) plural: String,
+    pub(crate) singular: String,
+    pub(crate) kind: String,
+    pub(crate) namespaced: bool,
+    pub(crate) short_names: Vec<String>,
+    pub(crate) categories: Vec<String>,
+    pub(crate) subresources: Vec<String>,
+    pub(crate) storage_version: String,
+}
+
+/// Custom resources are handed round as `&'static Resource` like the built-in ones: each
+/// distinct one is made once and kept for the life of the process (a CRD deleted and created
+/// again, or changed back, is served by the one made before), so what is kept is bounded by
+/// how many distinct definitions the process ever saw.
+fn interned() -> &'static std::sync::Mutex<
+    std::collections::HashMap<CustomResource, &'static Resource>,
+> {
+    static INTERNED: std::sync::OnceLock<
+        std::sync::Mutex<std::collections::HashMap<CustomResource, &'static Resource>>,
+    > = std::sync::OnceLock::new();
+    INTERNED.get_or_init(Default::default)
+}
+
+fn leak(s: &str) -> &'static str {
+    Box::leak(s.to_owned().into_boxed_str())
+}
+
+fn leak_all(list: &[String]) -> &'static [&'static str] {
+    Box::leak(list.iter().map(|s| leak(s)).collect::<Vec<_>>().into_boxed_slice())
+}
+
+/// Custom resources keep what they are sent: pruning is their schema's
+/// ([`crate::apiserver::apiextensions`]), not a type's.
+fn unstructured(value: Value) -> Result<Value, serde_json::Error> {
+    Ok(value)
+}
+
+impl CustomResource {
+    /// The served resource, made once per distinct definition.
+    pub(crate) fn resource(&self) -> &'static Resource {
+        let mut interned = interned().lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(resource) = interned.get(self) {
+            return resource;
+        }
+        let resource: &'static Resource = Box::leak(Box::new(Resource {
+            group: leak(&self.group),
+            version: leak(&self.version),
+            plural: leak(&self.plural),
+            singular: leak(&self.singular),
+            kind: leak(&self.kind),
+            namespaced: self.namespaced,
+            short_names: leak_all(&self.short_names),
+            categories: leak_all(&self.categories),
+            subresources: leak_all(&self.subresources),
+            normalize: unstructured,
+            conversion: None,
+            custom: Some(CustomStorage {
+                stored_as: leak(&format!("{}/{}", self.group, self.plural)),
+                storage_api_version: leak(&format!("{}/{}", self.group, self.storage_version)),
+            }),
+        }));
+        interned.insert(self.clone(), resource);
+        resource
+    }
 }
 
 /// Converts between how a resource is served and how it is stored.
@@ -74,6 +160,9 @@ impl Resource {
     /// An object through its type and into the shape Go gives it: what the type does not know
     /// is dropped, and the zeros Go omits go (see [`crate::apimachinery::wire`]).
     pub(crate) fn canonical(&self, object: Value) -> Result<Value, serde_json::Error> {
+        if self.custom.is_some() {
+            return canonical_metadata(object);
+        }
         (self.normalize)(object).map(crate::apimachinery::wire::shape)
     }
 
@@ -102,27 +191,32 @@ impl Resource {
 
     /// An object as stored, in the form this resource serves.
     pub(crate) fn served(&self, stored: Value) -> Value {
-        match &self.conversion {
-            Some(c) => (c.to_served)(stored),
-            None => stored,
+        match (&self.conversion, &self.custom) {
+            (Some(c), _) => (c.to_served)(stored),
+            (None, Some(custom)) => with_api_version(stored, custom, &self.api_version()),
+            (None, None) => stored,
         }
     }
 
     /// An object as served, in the form it is stored in.
     pub(crate) fn stored(&self, served: Value) -> Value {
-        match &self.conversion {
-            Some(c) => (c.to_stored)(served),
-            None => served,
+        match (&self.conversion, &self.custom) {
+            (Some(c), _) => (c.to_stored)(served),
+            (None, Some(custom)) => {
+                with_api_version(served, custom, custom.storage_api_version)
+            }
+            (None, None) => served,
         }
     }
 
     /// The store key prefix for all objects of this resource (in one namespace, if given):
     /// `/registry/<resource>/<namespace>/`, as the real API server keys etcd.
     pub(crate) fn key_prefix(&self, namespace: Option<&str>) -> String {
-        let resource = self
-            .conversion
-            .as_ref()
-            .map_or(self.plural, |c| c.stored_as);
+        let resource = match (&self.conversion, &self.custom) {
+            (Some(c), _) => c.stored_as,
+            (None, Some(custom)) => custom.stored_as,
+            (None, None) => self.plural,
+        };
         match namespace {
             Some(ns) if self.namespaced => format!("/registry/{resource}/{ns}/"),
             _ => format!("/registry/{resource}/"),
@@ -133,6 +227,28 @@ impl Resource {
     pub(crate) fn key(&self, namespace: Option<&str>, name: &str) -> String {
         format!("{}{name}", self.key_prefix(namespace))
     }
+}
+
+/// A custom resource's `apiVersion` set to `api_version` (what converting between a CRD's
+/// versions with strategy `None` does).
+fn with_api_version(mut object: Value, _custom: &CustomStorage, api_version: &str) -> Value {
+    if let Some(map) = object.as_object_mut()
+        && map.get("apiVersion").and_then(Value::as_str) != Some(api_version)
+    {
+        map.insert("apiVersion".into(), Value::String(api_version.to_owned()));
+    }
+    object
+}
+
+/// A custom resource's `metadata` through `ObjectMeta` (what it does not know is dropped, and
+/// Go's zeros go), the rest as it is.
+fn canonical_metadata(mut object: Value) -> Result<Value, serde_json::Error> {
+    if let Some(meta) = object.get_mut("metadata") {
+        let typed: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta =
+            serde_json::from_value(meta.take())?;
+        *meta = serde_json::to_value(typed)?;
+    }
+    Ok(object)
 }
 
 /// `stringData` into `data`, as `Convert_v1_Secret_To_core_Secret` does.
@@ -188,6 +304,7 @@ macro_rules! resource {
             subresources: $subresources,
             normalize: normalize::<$ty>,
             conversion: None,
+            custom: None,
         }
     };
     ($($args:expr),+ ; $ty:ty ; $conversion:expr) => {
@@ -567,6 +684,18 @@ pub(crate) static RESOURCES: &[Resource] = &[
         NONE,
         &["status"],
         networking::v1::Ingress
+    ),
+    resource!(
+        "networking.k8s.io",
+        "v1",
+        "ipaddresses",
+        "ipaddress",
+        "IPAddress",
+        false,
+        &["ip"],
+        NONE,
+        NONE,
+        networking::v1::IPAddress
     ),
     resource!(
         "networking.k8s.io",

@@ -92,7 +92,10 @@ pub(crate) async fn admit(api: &ApiServer, pod: &mut Value) -> Result<(), ApiErr
     if mounted_already(&spec["containers"]) || mounted_already(&spec["initContainers"]) {
         return Ok(());
     }
-    let volume_name = format!("kube-api-access-{}", super::handlers::random_suffix());
+    let volume_name = format!(
+        "kube-api-access-{}",
+        super::registry::store::random_suffix()
+    );
     let volume = json!({
         "name": volume_name,
         "projected": {

@@ -232,7 +232,7 @@ pub(crate) async fn serve(
     };
     let explicit_initial = flag(&params, "sendInitialEvents");
     let events = api.store().watch(&prefix, from).await;
-    super::handlers::emit_read(
+    super::registry::store::emit_read(
         &api,
         "WATCH",
         resource,

@@ -5,6 +5,7 @@
 
 mod common;
 
+mod allocator;
 mod auth;
 mod certificates;
 mod cli;
