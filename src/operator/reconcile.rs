@@ -10,7 +10,9 @@
 //! and a child the API server refused.
 //!
 //! No finalizer: every child is owned through an owner reference, so the garbage collector
-//! deletes them with the Website, and nothing outside the cluster needs cleaning up.
+//! deletes them with the Website, and nothing outside the cluster needs cleaning up. A Website
+//! already being deleted is not reconciled (a foreground deletion waits for the collector to
+//! delete its children, which a reconcile would make again).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -126,6 +128,11 @@ pub async fn run(client: Client) -> Result<(), OperatorError> {
 
 /// Makes the cluster match one Website.
 async fn reconcile(website: Arc<Website>, context: Arc<Context>) -> Result<Action, ReconcileError> {
+    // A Website being deleted (in the foreground, its children first) is left to the garbage
+    // collector: applying its children again would undo the collector's work.
+    if website.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
     let children = desired::children(&website)?;
     let namespace = website.namespace().unwrap_or_default();
     let name = website.name_any();
