@@ -8,7 +8,6 @@
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceColumnDefinition;
 use serde_json::{Value, json};
 
-use super::schema::go_float;
 use crate::apimachinery::jsonpath::{JsonPath, JsonPathError};
 use crate::apiserver::tables::human_duration;
 
@@ -109,11 +108,7 @@ fn cell(column_type: &str, value: &Value, now: jiff::Timestamp) -> Value {
             Some(i) => json!(i),
             None => json!(n.as_f64().unwrap_or_default().trunc() as i64),
         },
-        ("number", Value::Number(n)) => {
-            let f = n.as_f64().unwrap_or_default();
-            let _ = go_float;
-            json!(f)
-        }
+        ("number", Value::Number(n)) => json!(n.as_f64().unwrap_or_default()),
         ("boolean", Value::Bool(b)) => json!(b),
         ("date", Value::String(s)) => match s.parse::<jiff::Timestamp>() {
             Ok(t) => json!(human_duration(now.as_second() - t.as_second())),

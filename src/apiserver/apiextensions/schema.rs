@@ -873,7 +873,7 @@ fn list_type_checks(s: &JSONSchemaProps, path: &str, out: &mut Vec<Cause>) {
         if flag(item.nullable) {
             out.push(Cause::forbidden(
                 child(&child(path, "items"), "nullable"),
-                &format!("cannot be nullable when x-kubernetes-list-type is {lt}"),
+                format!("cannot be nullable when x-kubernetes-list-type is {lt}"),
             ));
         }
         if lt == "map" {

@@ -11,9 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{Map, Value, json};
 
 use super::cel;
-use super::schema::{
-    Additional, Schema, Structural, child, go_float, go_number, go_value, index, key,
-};
+use super::schema::{Additional, Schema, Structural, child, go_float, go_value, index, key};
 use crate::apiserver::admission::{DNS1123_SUBDOMAIN, is_dns1123_subdomain, qualified_name_causes};
 use crate::apiserver::errors::Cause;
 
@@ -45,10 +43,7 @@ impl Structural {
     /// Only the OpenAPI schema's checks (type, required, enum, bounds, junctors), with
     /// ratcheting against `old`; what [`Structural::validate`] runs after `metadata`.
     pub(crate) fn validate_schema(&self, object: &Value, old: Option<&Value>) -> Vec<Cause> {
-        let mut v = Validator {
-            base: None,
-            causes: Vec::new(),
-        };
+        let mut v = Validator { base: None };
         let res = v.node(self.root(), object, old, "");
         res.causes
     }
@@ -83,7 +78,6 @@ fn defaults(s: &Schema, path: &str, inside_meta: bool, causes: &mut Vec<Cause>) 
         } else {
             let mut v = Validator {
                 base: Some(dpath.clone()),
-                causes: Vec::new(),
             };
             let res = v.node(s, default, None, "");
             if !res.causes.is_empty() {
@@ -238,7 +232,6 @@ impl Res {
 struct Validator {
     /// The `field.Path` errors hang off (`None`: upstream's nil path).
     base: Option<String>,
-    causes: Vec<Cause>,
 }
 
 /// The JSON type kube-openapi infers for a decoded value.
@@ -467,7 +460,6 @@ impl Validator {
                 ));
             }
         }
-        let _ = go_number;
         out
     }
 
@@ -685,7 +677,6 @@ impl Validator {
                 ));
             }
         }
-        let _ = &self.causes;
         main
     }
 }
