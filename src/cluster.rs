@@ -876,6 +876,9 @@ fn controller_manager(
     let ctx = controllers::Context::new(flow.clone(), move |name| clients.client(name));
     let controllers: Vec<futures::future::BoxFuture<'static, ()>> = vec![
         ReplicaSetController::new(&ctx).run().boxed(),
+        controllers::replication::ReplicationManager::new(&ctx)
+            .run()
+            .boxed(),
         DeploymentController::new(&ctx).run().boxed(),
         NamespaceController::new(&ctx).run().boxed(),
         ServiceAccountController::new(&ctx).run().boxed(),
@@ -938,6 +941,7 @@ fn controller_manager(
     tasks.extend(controllers.into_iter().map(tokio::spawn));
     for controller in [
         "replicaset-controller",
+        "replicationcontroller-controller",
         "deployment-controller",
         "namespace-controller",
         "serviceaccount-controller",

@@ -295,14 +295,143 @@ fn validate_workload_selector(path_prefix: &str, spec: &Value, causes: &mut Vec<
         })
         .unwrap_or(true);
     if !matches {
-        let rendered: Vec<String> = template_labels
-            .iter()
-            .map(|(k, v)| format!("{k:?}:{v:?}"))
-            .collect();
-        causes.push(Cause::invalid(
+        causes.push(Cause::invalid_shown(
             format!("{path_prefix}.template.metadata.labels"),
-            &json!(format!("map[string]string{{{}}}", rendered.join(", "))),
+            &go_string_map(&spec["template"]["metadata"]["labels"]),
             "`selector` does not match template `labels`",
+        ));
+    }
+}
+
+/// A `map[string]string` as Go's `%#v` prints it (how `field.Invalid` shows one): keys sorted,
+/// `map[string]string{"app":"web", "tier":"db"}`, or `map[string]string(nil)` when absent.
+fn go_string_map(map: &Value) -> String {
+    match map.as_object() {
+        None => "map[string]string(nil)".to_owned(),
+        Some(m) => {
+            let mut pairs: Vec<(&String, &str)> = m
+                .iter()
+                .map(|(k, v)| (k, v.as_str().unwrap_or_default()))
+                .collect();
+            pairs.sort();
+            let shown: Vec<String> = pairs.iter().map(|(k, v)| format!("{k:?}:{v:?}")).collect();
+            format!("map[string]string{{{}}}", shown.join(", "))
+        }
+    }
+}
+
+/// `ValidateNonnegativeField`.
+fn nonnegative(field: &str, value: &Value, causes: &mut Vec<Cause>) {
+    if value.as_i64().is_some_and(|n| n < 0) {
+        causes.push(Cause::invalid(
+            field,
+            value,
+            "must be greater than or equal to 0",
+        ));
+    }
+}
+
+/// `ValidatePodTemplateSpec` at `path` (`spec.template`, or a PodTemplate's `template`): the
+/// template's labels (checked as `<path>.labels`, as upstream names them), its pod spec
+/// (`restart` the restart policies allowed), and no ephemeral containers.
+fn validate_pod_template_spec(
+    path: &str,
+    template: &Value,
+    restart: &[&str],
+    causes: &mut Vec<Cause>,
+) {
+    if let Some(labels) = template["metadata"]["labels"].as_object() {
+        for (k, v) in labels {
+            causes.extend(qualified_name_causes(&format!("{path}.labels"), k));
+            let v = v.as_str().unwrap_or_default();
+            if !is_label_value(v) {
+                causes.push(Cause::invalid(
+                    format!("{path}.labels"),
+                    &json!(v),
+                    LABEL_VALUE,
+                ));
+            }
+        }
+    }
+    if let Some(annotations) = template["metadata"]["annotations"].as_object() {
+        for k in annotations.keys() {
+            causes.extend(qualified_name_causes(&format!("{path}.annotations"), k));
+        }
+    }
+    let spec = &template["spec"];
+    validate_pod_spec(&format!("{path}.spec"), spec, restart, causes);
+    if spec["ephemeralContainers"]
+        .as_array()
+        .is_some_and(|l| !l.is_empty())
+    {
+        causes.push(Cause::forbidden(
+            format!("{path}.spec.ephemeralContainers"),
+            "ephemeral containers not allowed in pod template",
+        ));
+    }
+}
+
+/// `ValidateReplicationController` (after `SetDefaults_ReplicationController`): a non-negative
+/// `minReadySeconds` and `replicas`, a selector (an equality map) that is not empty, and a
+/// template whose labels it matches, restarting `Always` and without `activeDeadlineSeconds`;
+/// and `ValidateReplicationControllerStatus` (the counts non-negative, none above `replicas`,
+/// `availableReplicas` not above `readyReplicas`).
+fn validate_replication_controller(object: &Value, causes: &mut Vec<Cause>) {
+    let spec = &object["spec"];
+    nonnegative("spec.minReadySeconds", &spec["minReadySeconds"], causes);
+    let selector = spec["selector"].as_object().cloned().unwrap_or_default();
+    if selector.is_empty() {
+        causes.push(Cause::required("spec.selector"));
+    }
+    nonnegative("spec.replicas", &spec["replicas"], causes);
+    let template = &spec["template"];
+    if !template.is_object() {
+        causes.push(Cause::required("spec.template"));
+    } else {
+        let labels = &template["metadata"]["labels"];
+        let matches = selector
+            .iter()
+            .all(|(k, v)| labels.get(k).and_then(Value::as_str) == v.as_str());
+        if !selector.is_empty() && !matches {
+            causes.push(Cause::invalid_shown(
+                "spec.template.metadata.labels",
+                &go_string_map(labels),
+                "`selector` does not match template `labels`",
+            ));
+        }
+        validate_pod_template_spec("spec.template", template, &["Always"], causes);
+        if !template["spec"]["activeDeadlineSeconds"].is_null() {
+            causes.push(Cause::forbidden(
+                "spec.template.spec.activeDeadlineSeconds",
+                "activeDeadlineSeconds in ReplicationController is not Supported",
+            ));
+        }
+    }
+    let status = &object["status"];
+    for field in [
+        "replicas",
+        "fullyLabeledReplicas",
+        "readyReplicas",
+        "availableReplicas",
+        "observedGeneration",
+    ] {
+        nonnegative(&format!("status.{field}"), &status[field], causes);
+    }
+    let count = |field: &str| status[field].as_i64().unwrap_or(0);
+    for field in ["fullyLabeledReplicas", "readyReplicas", "availableReplicas"] {
+        if count(field) > count("replicas") {
+            causes.push(Cause::invalid(
+                format!("status.{field}"),
+                &json!(count(field)),
+                "cannot be greater than status.replicas",
+            ));
+        }
+    }
+    if count("availableReplicas") > count("readyReplicas") {
+        causes.push(Cause::invalid(
+            "status.availableReplicas",
+            &json!(count("availableReplicas")),
+            "cannot be greater than readyReplicas",
         ));
     }
 }
@@ -657,6 +786,9 @@ pub(crate) fn default_ingress_class(classes: &[Value]) -> Result<Option<String>,
 
 /// Validates a whole object, new or updated (`old` is the stored object on update).
 pub(crate) fn validate(resource: &Resource, object: &Value, old: Option<&Value>) -> Vec<Cause> {
+    if is_crd(resource) {
+        return validate_crd(object, old);
+    }
     let mut causes = Vec::new();
     validate_metadata(resource, object, &mut causes);
     validate_data_size(resource, object, &mut causes);
@@ -667,6 +799,14 @@ pub(crate) fn validate(resource: &Resource, object: &Value, old: Option<&Value>)
         }
         ("", "LimitRange") => super::limitranger::validate(object, &mut causes),
         ("", "ResourceQuota") => super::quota::validate(object, &mut causes),
+        ("", "ReplicationController") => validate_replication_controller(object, &mut causes),
+        // `ValidatePodTemplate`: any restart policy.
+        ("", "PodTemplate") => validate_pod_template_spec(
+            "template",
+            &object["template"],
+            &["Always", "OnFailure", "Never"],
+            &mut causes,
+        ),
         ("apps", "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet") => {
             validate_workload_selector("spec", spec, &mut causes);
             validate_pod_spec(
@@ -1109,6 +1249,35 @@ fn default_template(spec: &mut Value) {
     }
 }
 
+/// `SetDefaults_ReplicationController`: a template with labels (even none) gives an empty
+/// selector and empty object labels its labels; `replicas` is 1. The template, when there is
+/// one (it may be missing, which validation refuses), gets a pod spec's defaults.
+fn default_replication_controller(object: &mut Value) {
+    let labels = object["spec"]["template"]["metadata"]["labels"].clone();
+    if labels.is_object() {
+        let spec = object_at(object, "spec");
+        if spec
+            .get("selector")
+            .and_then(Value::as_object)
+            .is_none_or(Map::is_empty)
+        {
+            spec.insert("selector".into(), labels.clone());
+        }
+        let meta = object_at(object, "metadata");
+        if meta
+            .get("labels")
+            .and_then(Value::as_object)
+            .is_none_or(Map::is_empty)
+        {
+            meta.insert("labels".into(), labels);
+        }
+    }
+    set_default(object_at(object, "spec"), "replicas", json!(1));
+    if object["spec"]["template"].is_object() {
+        default_template(&mut object["spec"]);
+    }
+}
+
 /// What an update leaves out but the server allocated keeps its old value, as the real
 /// Service strategy does: the cluster IPs and the node ports.
 pub(crate) fn keep_allocated(resource: &Resource, new: &mut Value, old: &Value) {
@@ -1195,13 +1364,38 @@ fn generate_job_selector(object: &mut Value) {
 /// What only a create sets, as the strategies' `PrepareForCreate` do: a new Namespace is
 /// Active and carries the `kubernetes` finalizer (which the namespace controller removes, so
 /// it is no default: an update may leave it out).
+/// Whether `resource` is `customresourcedefinitions.apiextensions.k8s.io`.
+pub(crate) fn is_crd(resource: &Resource) -> bool {
+    (resource.group, resource.kind) == ("apiextensions.k8s.io", "CustomResourceDefinition")
+}
+
+/// The CRD strategy's validation, on create or update.
+fn validate_crd(object: &Value, old: Option<&Value>) -> Vec<Cause> {
+    use super::apiextensions::validation;
+    let typed = |v: &Value| serde_json::from_value(v.clone());
+    let Ok(crd) = typed(object) else {
+        return vec![Cause::invalid("spec", &Value::Null, "cannot be read")];
+    };
+    match old.map(typed) {
+        Some(Ok(old)) => validation::validate_crd_update(&crd, &old),
+        _ => validation::validate_crd(&crd),
+    }
+}
+
 pub(crate) fn prepare_for_create(resource: &Resource, object: &mut Value) {
     super::storage::prepare_for_create(resource, object);
+    if is_crd(resource) {
+        super::apiextensions::validation::prepare_crd_for_create(object);
+    }
     if super::certificates::is_csr(resource) {
         super::certificates::prepare_for_create(object);
     }
     if (resource.group, resource.kind) == ("", "ResourceQuota") {
         super::quota::prepare_for_create(object);
+    }
+    if (resource.group, resource.kind) == ("", "ReplicationController") {
+        // The RC strategy's `PrepareForCreate`: the status is the controller's to write.
+        object["status"] = json!({});
     }
     if (resource.group, resource.kind) == ("", "Namespace") {
         let spec = object_at(object, "spec");
@@ -1220,6 +1414,9 @@ pub(crate) fn prepare_for_create(resource: &Resource, object: &mut Value) {
 
 pub(crate) fn default(resource: &Resource, object: &mut Value) {
     super::storage::default(resource, object);
+    if is_crd(resource) {
+        super::apiextensions::validation::default_crd(object);
+    }
     match (resource.group, resource.kind) {
         ("", "LimitRange") => super::limitranger::default(object),
         ("", "Pod") => {
@@ -1265,6 +1462,11 @@ pub(crate) fn default(resource: &Resource, object: &mut Value) {
         ("apps", "ReplicaSet") => {
             set_default(object_at(object, "spec"), "replicas", json!(1));
             default_template(&mut object["spec"]);
+        }
+        ("", "ReplicationController") => default_replication_controller(object),
+        ("", "PodTemplate") => {
+            // The template is a value in Go, so it is always there to default.
+            default_template(object);
         }
         ("apps", "StatefulSet") => {
             let spec = object_at(object, "spec");
@@ -1676,6 +1878,10 @@ mod tests {
         let d = json!({"metadata": {"name": "d"}, "spec": {"selector": {"matchLabels": {"app": "a"}}, "template": {"metadata": {"labels": {"app": "b"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}}});
         let causes = validate(deploy, &d, None);
         assert_eq!(causes[0].field, "spec.template.metadata.labels");
+        assert_eq!(
+            causes[0].message,
+            r#"Invalid value: map[string]string{"app":"b"}: `selector` does not match template `labels`"#
+        );
         let mut changed = d.clone();
         changed["spec"]["selector"]["matchLabels"]["app"] = json!("b");
         let causes = validate(deploy, &changed, Some(&d));
@@ -1683,6 +1889,169 @@ mod tests {
             causes
                 .iter()
                 .any(|c| c.field == "spec.selector" && c.message.contains("field is immutable"))
+        );
+    }
+
+    /// `(field, message)` of each cause, as `Status.details.causes` carries them.
+    fn causes_of(causes: Vec<Cause>) -> Vec<(String, String)> {
+        causes.into_iter().map(|c| (c.field, c.message)).collect()
+    }
+
+    #[test]
+    fn replication_controllers_default_as_set_defaults_replication_controller() {
+        let rcs = find("", "v1", "replicationcontrollers").unwrap();
+        // Selector and labels from the template's labels; one replica; the pod spec's
+        // defaults in the template.
+        let mut rc = json!({"metadata": {"name": "web"}, "spec": {"template": {
+            "metadata": {"labels": {"app": "web", "tier": "front"}},
+            "spec": {"containers": [{"name": "c", "image": "nginx:1.27"}]}}}});
+        default(rcs, &mut rc);
+        let labels = json!({"app": "web", "tier": "front"});
+        assert_eq!(rc["spec"]["selector"], labels);
+        assert_eq!(rc["metadata"]["labels"], labels);
+        assert_eq!(rc["spec"]["replicas"], 1);
+        let pod = &rc["spec"]["template"]["spec"];
+        assert_eq!(pod["restartPolicy"], "Always");
+        assert_eq!(pod["dnsPolicy"], "ClusterFirst");
+        assert_eq!(pod["containers"][0]["imagePullPolicy"], "IfNotPresent");
+        assert!(validate(rcs, &rc, None).is_empty());
+        // What is given stays: a selector, labels, zero replicas.
+        let mut given = json!({"metadata": {"name": "web", "labels": {"mine": "x"}}, "spec": {
+            "replicas": 0, "selector": {"app": "web"},
+            "template": {"metadata": {"labels": {"app": "web", "v": "2"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}}});
+        default(rcs, &mut given);
+        assert_eq!(given["spec"]["selector"], json!({"app": "web"}));
+        assert_eq!(given["metadata"]["labels"], json!({"mine": "x"}));
+        assert_eq!(given["spec"]["replicas"], 0);
+        // No template: nothing made up for it, and no selector to take.
+        let mut bare = json!({"metadata": {"name": "web"}, "spec": {}});
+        default(rcs, &mut bare);
+        assert!(bare["spec"]["template"].is_null());
+        assert!(bare["spec"]["selector"].is_null());
+        assert_eq!(bare["spec"]["replicas"], 1);
+    }
+
+    #[test]
+    fn replication_controller_validation_speaks_upstreams_words() {
+        let rcs = find("", "v1", "replicationcontrollers").unwrap();
+        let rc = |spec: Value| {
+            let mut rc = json!({"metadata": {"name": "web"}, "spec": spec});
+            default(rcs, &mut rc);
+            causes_of(validate(rcs, &rc, None))
+        };
+        let containers = json!([{"name": "c", "image": "i"}]);
+        assert_eq!(
+            rc(json!({"selector": {"app": "web"}, "template": {
+                "metadata": {"labels": {"app": "other", "tier": "x"}}, "spec": {"containers": containers}}})),
+            [(
+                "spec.template.metadata.labels".to_owned(),
+                r#"Invalid value: map[string]string{"app":"other", "tier":"x"}: `selector` does not match template `labels`"#.to_owned()
+            )]
+        );
+        assert_eq!(
+            rc(json!({"selector": {"app": "web"}, "template": {"spec": {"containers": containers}}})),
+            [(
+                "spec.template.metadata.labels".to_owned(),
+                "Invalid value: map[string]string(nil): `selector` does not match template `labels`".to_owned()
+            )]
+        );
+        assert_eq!(
+            rc(json!({})),
+            [
+                ("spec.selector".to_owned(), "Required value".to_owned()),
+                ("spec.template".to_owned(), "Required value".to_owned()),
+            ]
+        );
+        assert_eq!(
+            rc(json!({"replicas": -1, "minReadySeconds": -2, "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": containers, "restartPolicy": "Never", "activeDeadlineSeconds": 5}}})),
+            [
+                (
+                    "spec.minReadySeconds".to_owned(),
+                    "Invalid value: -2: must be greater than or equal to 0".to_owned()
+                ),
+                (
+                    "spec.replicas".to_owned(),
+                    "Invalid value: -1: must be greater than or equal to 0".to_owned()
+                ),
+                (
+                    "spec.template.spec.restartPolicy".to_owned(),
+                    r#"Unsupported value: "Never": supported values: "Always""#.to_owned()
+                ),
+                (
+                    "spec.template.spec.activeDeadlineSeconds".to_owned(),
+                    "Forbidden: activeDeadlineSeconds in ReplicationController is not Supported"
+                        .to_owned()
+                ),
+            ]
+        );
+        // The template's own labels are checked where upstream names them.
+        let mut bad_label = json!({"metadata": {"name": "web", "labels": {"ok": "yes"}}, "spec": {
+            "template": {"metadata": {"labels": {"app": "-web"}}, "spec": {"containers": containers}}}});
+        default(rcs, &mut bad_label);
+        let fields: Vec<String> = causes_of(validate(rcs, &bad_label, None))
+            .into_iter()
+            .map(|(field, _)| field)
+            .collect();
+        assert_eq!(fields, ["spec.template.labels"]);
+        // The selector may change (an RC's is not immutable), the status is checked.
+        let mut old = json!({"metadata": {"name": "web"}, "spec": {"selector": {"app": "web"},
+            "template": {"metadata": {"labels": {"app": "web", "v": "1"}}, "spec": {"containers": containers}}}});
+        default(rcs, &mut old);
+        let mut new = old.clone();
+        new["spec"]["selector"] = json!({"v": "1"});
+        assert!(validate(rcs, &new, Some(&old)).is_empty());
+        new["status"] = json!({"replicas": 1, "readyReplicas": 2, "availableReplicas": 2, "fullyLabeledReplicas": -1});
+        assert_eq!(
+            causes_of(validate(rcs, &new, Some(&old))),
+            [
+                (
+                    "status.fullyLabeledReplicas".to_owned(),
+                    "Invalid value: -1: must be greater than or equal to 0".to_owned()
+                ),
+                (
+                    "status.readyReplicas".to_owned(),
+                    "Invalid value: 2: cannot be greater than status.replicas".to_owned()
+                ),
+                (
+                    "status.availableReplicas".to_owned(),
+                    "Invalid value: 2: cannot be greater than status.replicas".to_owned()
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn pod_templates_default_and_validate_their_template() {
+        let templates = find("", "v1", "podtemplates").unwrap();
+        let mut t = json!({"metadata": {"name": "t"}, "template": {"metadata": {"labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "c", "image": "busybox"}], "restartPolicy": "Never"}}});
+        default(templates, &mut t);
+        assert_eq!(t["template"]["spec"]["dnsPolicy"], "ClusterFirst");
+        assert_eq!(t["template"]["spec"]["restartPolicy"], "Never");
+        assert_eq!(
+            t["template"]["spec"]["containers"][0]["imagePullPolicy"],
+            "Always"
+        );
+        assert!(validate(templates, &t, None).is_empty());
+        let mut empty = json!({"metadata": {"name": "t"}});
+        default(templates, &mut empty);
+        assert_eq!(
+            causes_of(validate(templates, &empty, None)),
+            [(
+                "template.spec.containers".to_owned(),
+                "Required value".to_owned()
+            )]
+        );
+        t["template"]["spec"]["ephemeralContainers"] =
+            json!([{"name": "debug", "image": "busybox"}]);
+        assert_eq!(
+            causes_of(validate(templates, &t, None)),
+            [(
+                "template.spec.ephemeralContainers".to_owned(),
+                "Forbidden: ephemeral containers not allowed in pod template".to_owned()
+            )]
         );
     }
 

@@ -87,9 +87,13 @@ fn api_resource(r: &Resource) -> Vec<Value> {
     out
 }
 
-fn resource_list(group: &str, version: &str) -> Option<Value> {
-    let served: Vec<&Resource> = RESOURCES
-        .iter()
+/// The built-in resources, then the custom ones.
+fn all(custom: &[&'static Resource]) -> impl Iterator<Item = &'static Resource> {
+    RESOURCES.iter().chain(custom.iter().copied())
+}
+
+fn resource_list(group: &str, version: &str, custom: &[&'static Resource]) -> Option<Value> {
+    let served: Vec<&Resource> = all(custom)
         .filter(|r| r.group == group && r.version == version)
         .collect();
     let group_version = if group.is_empty() {
@@ -119,8 +123,16 @@ fn resource_list(group: &str, version: &str) -> Option<Value> {
 
 /// The named groups with their versions, the preferred first: the served resources' groups,
 /// then the aggregated `metrics.k8s.io` (listed last, as aggregated groups are).
-fn groups() -> Vec<(&'static str, Vec<&'static str>)> {
+fn groups(custom: &[&'static Resource]) -> Vec<(&'static str, Vec<&'static str>)> {
     let mut groups = resources::groups();
+    // A CRD's group comes after the built-in ones, its versions in the CRD's order.
+    for r in custom {
+        match groups.iter_mut().find(|(g, _)| *g == r.group) {
+            Some((_, versions)) if !versions.contains(&r.version) => versions.push(r.version),
+            Some(_) => {}
+            None => groups.push((r.group, vec![r.version])),
+        }
+    }
     let (group, version) = metrics::GROUP_VERSION
         .split_once('/')
         .expect("group/version");
@@ -138,7 +150,7 @@ fn api_group(group: &str, versions: &[&str]) -> Value {
     })
 }
 
-fn aggregated_version(group: &str, version: &str) -> Value {
+fn aggregated_version(group: &str, version: &str, custom: &[&'static Resource]) -> Value {
     if format!("{group}/{version}") == metrics::GROUP_VERSION {
         let resources: Vec<Value> = metrics::RESOURCES
             .iter()
@@ -154,8 +166,7 @@ fn aggregated_version(group: &str, version: &str) -> Value {
             .collect();
         return json!({"version": version, "resources": resources, "freshness": "Current"});
     }
-    let resources: Vec<Value> = RESOURCES
-        .iter()
+    let resources: Vec<Value> = all(custom)
         .filter(|r| r.group == group && r.version == version)
         .map(|r| {
             let subresources: Vec<Value> = r
@@ -187,11 +198,11 @@ fn aggregated_version(group: &str, version: &str) -> Value {
 }
 
 /// The aggregated discovery document for the core group (`/api`) or the named groups (`/apis`).
-fn aggregated(core: bool) -> Value {
+fn aggregated(core: bool, custom: &[&'static Resource]) -> Value {
     let groups: Vec<(&str, Vec<&str>)> = if core {
         vec![("", vec!["v1"])]
     } else {
-        groups()
+        groups(custom)
     };
     let items: Vec<Value> = groups
         .iter()
@@ -203,7 +214,7 @@ fn aggregated(core: bool) -> Value {
             };
             let versions: Vec<Value> = versions
                 .iter()
-                .map(|v| aggregated_version(group, v))
+                .map(|v| aggregated_version(group, v, custom))
                 .collect();
             json!({"metadata": metadata, "versions": versions})
         })
@@ -279,26 +290,31 @@ fn openapi_index() -> Value {
 }
 
 /// Serves a discovery route.
-pub(crate) fn serve(route: Route, headers: &HeaderMap) -> Result<Response, ApiError> {
+pub(crate) fn serve(
+    route: Route,
+    headers: &HeaderMap,
+    served: &super::apiextensions::served::Served,
+) -> Result<Response, ApiError> {
+    let custom = &served.resources();
     let ok = |body: Value| json_response(http::StatusCode::OK, &body);
     match route {
         Route::CoreVersions if wants_aggregated(headers) => {
-            Ok(aggregated_response(aggregated(true)))
+            Ok(aggregated_response(aggregated(true, custom)))
         }
         Route::CoreVersions => Ok(ok(json!({
             "kind": "APIVersions",
             "versions": ["v1"],
             "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1:6443"}],
         }))),
-        Route::CoreResources => Ok(ok(resource_list("", "v1").expect("core is served"))),
-        Route::Groups if wants_aggregated(headers) => Ok(aggregated_response(aggregated(false))),
+        Route::CoreResources => Ok(ok(resource_list("", "v1", custom).expect("core is served"))),
+        Route::Groups if wants_aggregated(headers) => Ok(aggregated_response(aggregated(false, custom))),
         Route::Groups => Ok(ok(json!({
             "kind": "APIGroupList",
             "apiVersion": "v1",
-            "groups": groups().iter().map(|(g, v)| api_group(g, v)).collect::<Vec<_>>(),
+            "groups": groups(custom).iter().map(|(g, v)| api_group(g, v)).collect::<Vec<_>>(),
         }))),
         Route::Group(group) => {
-            let (g, v) = groups()
+            let (g, v) = groups(custom)
                 .into_iter()
                 .find(|(g, _)| *g == group)
                 .ok_or(ApiError::NoSuchPath)?;
@@ -307,7 +323,7 @@ pub(crate) fn serve(route: Route, headers: &HeaderMap) -> Result<Response, ApiEr
             body["apiVersion"] = json!("v1");
             Ok(ok(body))
         }
-        Route::GroupResources(group, version) => resource_list(&group, &version)
+        Route::GroupResources(group, version) => resource_list(&group, &version, custom)
             .map(ok)
             .ok_or(ApiError::NoSuchPath),
         Route::OpenApiIndex => Ok(ok(openapi_index())),

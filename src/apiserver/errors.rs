@@ -219,6 +219,9 @@ pub(crate) enum ApiError {
     RequestEntityTooLarge(String),
     #[error("the server does not allow this method on the requested resource")]
     MethodNotAllowed,
+    /// 405 with its own message (`errors.NewMethodNotSupported` whose message is replaced).
+    #[error("{0}")]
+    MethodNotAllowedWith(String),
     #[error("the server could not find the requested resource")]
     NoSuchPath,
     #[error(
@@ -280,7 +283,9 @@ impl ApiError {
             ApiError::Expired(_) => StatusCode::GONE,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::RequestEntityTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::MethodNotAllowed | ApiError::MethodNotAllowedWith(_) => {
+                StatusCode::METHOD_NOT_ALLOWED
+            }
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -300,7 +305,7 @@ impl ApiError {
             ApiError::Expired(_) => "Expired",
             ApiError::TooManyRequests { .. } => "TooManyRequests",
             ApiError::RequestEntityTooLarge(_) => "RequestEntityTooLarge",
-            ApiError::MethodNotAllowed => "MethodNotAllowed",
+            ApiError::MethodNotAllowed | ApiError::MethodNotAllowedWith(_) => "MethodNotAllowed",
             ApiError::UnsupportedMediaType => "UnsupportedMediaType",
             ApiError::Unauthorized => "Unauthorized",
             ApiError::Unavailable(_) => "ServiceUnavailable",

@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 
 use super::errors::{ApiError, Cause, from_store};
 use super::path::Target;
+use super::registry::strategy::Strategy;
 use super::registry::store::{
     UpdateKind, Write, create_object, delete_object, emit_read, get_object, invalid, name_of,
     update_object,
@@ -180,11 +181,12 @@ fn unknown_fields(input: &Value, typed: &Value, path: &str, out: &mut Vec<String
 
 /// Normalises a request object through its type, applying `fieldValidation`.
 fn normalize(
-    resource: &Resource,
+    strategy: &Strategy,
     mut object: Value,
     params: &Params,
     warnings: &mut Vec<String>,
 ) -> Result<Value, ApiError> {
+    let resource = strategy.resource;
     let version = resource.version;
     if !object.is_object() {
         return Err(ApiError::BadRequest(format!(
@@ -221,9 +223,16 @@ fn normalize(
     };
     crate::apimachinery::bytes::canonicalize(&mut object).map_err(|e| undecodable(&e))?;
     resource.convert_request(&mut object);
-    let typed = (resource.normalize)(object.clone()).map_err(|e| undecodable(&e))?;
+    let mut typed = (resource.normalize)(object.clone()).map_err(|e| undecodable(&e))?;
     let mut unknown = Vec::new();
     unknown_fields(&object, &typed, "", &mut unknown);
+    // A custom resource is pruned by its schema, its dropped fields told as a type's are.
+    unknown.extend(
+        strategy
+            .prune(&mut typed)
+            .iter()
+            .map(|w| w.trim_start_matches("unknown field \"").trim_end_matches('"').to_owned()),
+    );
     if !unknown.is_empty() {
         match params.get("fieldValidation").map(String::as_str) {
             Some("Strict") => {
@@ -434,6 +443,7 @@ pub(crate) async fn resource(
     if target.resource.namespaced && target.namespace.is_none() && target.name.is_some() {
         return Err(ApiError::NoSuchPath);
     }
+    let strategy = Strategy::of(api, resource).await?;
     let sub = target.subresource.as_deref().unwrap_or_default();
     if !matches!(sub, "proxy" | "exec" | "attach" | "portforward" | "log") {
         let query = request.uri().query().unwrap_or_default();
@@ -480,7 +490,7 @@ pub(crate) async fn resource(
                 let rv = object["metadata"]["resourceVersion"].clone();
                 json_response(
                     StatusCode::OK,
-                    &tables::table(resource, &[object], json!({"resourceVersion": rv})),
+                    &strategy.table(&[object], json!({"resourceVersion": rv})),
                 )
             } else {
                 json_response(StatusCode::OK, &object)
@@ -488,7 +498,7 @@ pub(crate) async fn resource(
         }
         (Method::GET, Some(name), "scale") => {
             let object = get_object(api, resource, namespace.as_deref(), name).await?;
-            json_response(StatusCode::OK, &scale_of(&object))
+            json_response(StatusCode::OK, &strategy.scale(&object))
         }
         (Method::GET, Some(name), "log") => {
             super::logs::serve(
@@ -525,7 +535,7 @@ pub(crate) async fn resource(
         }
         (Method::POST, None, "") => {
             let object = object_body(resource, &content_type, body_bytes(request).await?).await?;
-            let object = normalize(resource, object, &params, &mut warnings)?;
+            let object = normalize(&strategy, object, &params, &mut warnings)?;
             let dry_run = params.get("dryRun").is_some_and(|d| d == "All");
             let object = create_object(
                 api,
@@ -563,7 +573,7 @@ pub(crate) async fn resource(
             "" | "status" | "finalize" | "ephemeralcontainers" | "approval",
         ) => {
             let object = object_body(resource, &content_type, body_bytes(request).await?).await?;
-            let object = normalize(resource, object, &params, &mut warnings)?;
+            let object = normalize(&strategy, object, &params, &mut warnings)?;
             let kind = match sub {
                 "status" => UpdateKind::Status,
                 "finalize" => UpdateKind::Finalize,
@@ -614,14 +624,10 @@ pub(crate) async fn resource(
                     manager,
                     dry_run: is_dry_run(&params),
                 },
-                |old| {
-                    let mut new = old.clone();
-                    new["spec"]["replicas"] = replicas.clone();
-                    Ok(new)
-                },
+                |old| Ok(strategy.scaled(old, replicas.clone())),
             )
             .await?;
-            json_response(StatusCode::OK, &scale_of(&updated.object))
+            json_response(StatusCode::OK, &strategy.scale(&updated.object))
         }
         (
             Method::PATCH,
@@ -674,32 +680,6 @@ pub(crate) async fn resource(
     Ok(with_warnings(response, &warnings))
 }
 
-/// The `autoscaling/v1 Scale` of a scalable object.
-fn scale_of(object: &Value) -> Value {
-    let meta = &object["metadata"];
-    let selector = object["spec"]["selector"]["matchLabels"]
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
-                .collect::<Vec<_>>()
-                .join(",")
-        })
-        .unwrap_or_default();
-    json!({
-        "kind": "Scale",
-        "apiVersion": "autoscaling/v1",
-        "metadata": {
-            "name": meta["name"],
-            "namespace": meta["namespace"],
-            "uid": meta["uid"],
-            "resourceVersion": meta["resourceVersion"],
-            "creationTimestamp": meta["creationTimestamp"],
-        },
-        "spec": {"replicas": object["spec"]["replicas"].as_i64().unwrap_or(0)},
-        "status": {"replicas": object["status"]["replicas"].as_i64().unwrap_or(0), "selector": selector},
-    })
-}
 
 #[allow(clippy::too_many_arguments)]
 async fn patch_object(
@@ -724,6 +704,7 @@ async fn patch_object(
         let media = media.clone();
         off_thread(body, move |body| parse_body(&media, body)).await?
     };
+    let strategy = Strategy::of(api, resource).await?;
     if media == "application/apply-patch+yaml" {
         return apply_patch(
             api, resource, namespace, name, sub, patch_doc, params, warnings,
@@ -752,7 +733,7 @@ async fn patch_object(
         },
         |old| {
             let base = if sub == "scale" {
-                scale_of(old)
+                strategy.scale(old)
             } else {
                 old.clone()
             };
@@ -765,12 +746,10 @@ async fn patch_object(
                 _ => return Err(ApiError::UnsupportedMediaType),
             };
             if sub == "scale" {
-                let mut new = old.clone();
-                new["spec"]["replicas"] = patched["spec"]["replicas"].clone();
-                return Ok(new);
+                return Ok(strategy.scaled(old, patched["spec"]["replicas"].clone()));
             }
             let mut w = Vec::new();
-            let normalized = normalize(resource, patched, params, &mut w)?;
+            let normalized = normalize(&strategy, patched, params, &mut w)?;
             produced_warnings = w;
             Ok(normalized)
         },
@@ -779,7 +758,7 @@ async fn patch_object(
     warnings.extend(produced_warnings);
     warnings.extend(updated.warnings);
     let object = if sub == "scale" {
-        scale_of(&updated.object)
+        strategy.scale(&updated.object)
     } else {
         updated.object
     };
@@ -809,7 +788,8 @@ async fn apply_patch(
         })?
         .clone();
     let force = flag(params, "force");
-    let applied = normalize(resource, applied, params, warnings)?;
+    let strategy = Strategy::of(api, resource).await?;
+    let applied = normalize(&strategy, applied, params, warnings)?;
     if name_of(&applied) != name {
         return Err(ApiError::BadRequest(format!(
             "the name of the object ({}) does not match the name on the URL ({name})",
@@ -1099,7 +1079,7 @@ async fn list(
     if table {
         return Ok(json_response(
             StatusCode::OK,
-            &tables::table(resource, &items, metadata),
+            &Strategy::of(api, resource).await?.table(&items, metadata),
         ));
     }
     if !raw {

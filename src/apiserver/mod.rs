@@ -144,6 +144,8 @@ pub struct ApiServer {
     tokens: std::sync::OnceLock<auth::tokens::Tokens>,
     /// The places for requests served at once ([`inflight`]).
     in_flight: inflight::InFlight,
+    /// The CustomResourceDefinitions, and what they serve.
+    crds: apiextensions::served::Crds,
 }
 
 impl ApiServer {
@@ -168,6 +170,7 @@ impl ApiServer {
             constraints: constraints::Constraints::default(),
             tokens: std::sync::OnceLock::new(),
             in_flight: inflight::InFlight::default(),
+            crds: Default::default(),
         })
     }
 
@@ -198,6 +201,18 @@ impl ApiServer {
     pub(crate) fn written(&self, kind: &str, revision: crate::store::Revision) {
         self.authorizer.written(kind, revision);
         self.constraints.written(kind, revision);
+        self.crds.written(kind, revision);
+    }
+
+    /// The CustomResourceDefinitions followed from the store.
+    pub(crate) fn crds(&self) -> &apiextensions::served::Crds {
+        &self.crds
+    }
+
+    /// What the established CRDs serve now (nothing until they are first listed, which
+    /// [`ApiServer::bootstrap`] does).
+    pub(crate) async fn custom_resources(&self) -> std::sync::Arc<apiextensions::served::Served> {
+        self.crds.definitions(&self.store).await.served()
     }
 
     /// Whether `namespace` has an object of `kind` (a ResourceQuota, a LimitRange).
@@ -265,6 +280,9 @@ impl ApiServer {
                 }
             }
         }
+        // The CRDs are listed before the first request, and their controllers start.
+        self.crds.definitions(&self.store).await;
+        tokio::spawn(apiextensions::controller::run(Arc::downgrade(self)));
         self.bootstrap_policy().await
     }
 
@@ -469,7 +487,15 @@ fn agent_name(headers: &http::HeaderMap) -> String {
 
 async fn handle(State(api): State<Arc<ApiServer>>, mut request: Request) -> Response {
     let path = request.uri().path().to_owned();
-    let route = path::route(&path);
+    let mut route = path::route(&path);
+    if route == path::Route::Unknown && path.starts_with("/apis/") {
+        route = path::route_custom(&path, &*api.custom_resources().await);
+        if route == path::Route::Unknown {
+            // A CRD this server just established may not be followed yet.
+            api.crds.caught_up(&api.store).await;
+            route = path::route_custom(&path, &*api.custom_resources().await);
+        }
+    }
     let peer = request.extensions().get::<Peer>().cloned();
     let bearer = auth::bearer(request.headers());
     let user = match auth::authenticate(&api, peer, bearer).await {
@@ -605,7 +631,7 @@ async fn serve(
             metrics::serve(&api, target, request.method(), &params).await
         }
         path::Route::Unknown => Err(ApiError::NoSuchPath),
-        route => discovery::serve(route, request.headers()),
+        route => discovery::serve(route, request.headers(), &*api.custom_resources().await),
     };
     let response = result.unwrap_or_else(IntoResponse::into_response);
     // kube-apiserver's request log (httplog, at --v=3), written once the answer's head is

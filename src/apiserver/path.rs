@@ -67,8 +67,25 @@ pub(crate) fn route(path: &str) -> Route {
     }
 }
 
+/// Routes a path of a custom resource (`/apis/<group>/<version>/...`), which [`route`] does
+/// not know, among those `served`.
+pub(crate) fn route_custom(path: &str, served: &crate::apiserver::apiextensions::served::Served) -> Route {
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    match segments.as_slice() {
+        ["apis", group, version, rest @ ..] if !rest.is_empty() => {
+            let find = |plural: &str| served.find(group, version, plural).map(|v| v.resource);
+            route_among(&find, rest)
+        }
+        _ => Route::Unknown,
+    }
+}
+
 fn resource_route(group: &str, version: &str, rest: &[&str]) -> Route {
     let find = |plural: &str| resources::find(group, version, plural);
+    route_among(&find, rest)
+}
+
+fn route_among(find: &dyn Fn(&str) -> Option<&'static Resource>, rest: &[&str]) -> Route {
     let target = |resource, namespace: Option<&str>, name: Option<&str>, sub: Option<&str>| {
         Route::Resource(Target {
             resource,

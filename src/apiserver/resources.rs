@@ -5,6 +5,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions;
 use k8s_openapi::api::{
     apps, authentication, authorization, autoscaling, batch, certificates, coordination, core,
     discovery, events, networking, policy, rbac, storage,
@@ -529,6 +530,30 @@ pub(crate) static RESOURCES: &[Resource] = &[
         core::v1::LimitRange
     ),
     resource!(
+        "",
+        "v1",
+        "replicationcontrollers",
+        "replicationcontroller",
+        "ReplicationController",
+        true,
+        &["rc"],
+        ALL,
+        &["status", "scale"],
+        core::v1::ReplicationController
+    ),
+    resource!(
+        "",
+        "v1",
+        "podtemplates",
+        "podtemplate",
+        "PodTemplate",
+        true,
+        NONE,
+        NONE,
+        NONE,
+        core::v1::PodTemplate
+    ),
+    resource!(
         "apps",
         "v1",
         "deployments",
@@ -865,6 +890,18 @@ pub(crate) static RESOURCES: &[Resource] = &[
         NONE,
         NONE,
         authorization::v1::SubjectAccessReview
+    ),
+    resource!(
+        "apiextensions.k8s.io",
+        "v1",
+        "customresourcedefinitions",
+        "customresourcedefinition",
+        "CustomResourceDefinition",
+        false,
+        &["crd", "crds"],
+        &["api-extensions"],
+        &["status"],
+        apiextensions::v1::CustomResourceDefinition
     ),
 ];
 

@@ -201,7 +201,7 @@ fn selectable(kind: &str) -> &'static [&'static str] {
         "Secret" => &["type"],
         "Node" => &["spec.unschedulable"],
         "Namespace" => &["status.phase"],
-        "ReplicaSet" => &["status.replicas"],
+        "ReplicaSet" | "ReplicationController" => &["status.replicas"],
         "Job" => &["status.successful"],
         _ => &[],
     }

@@ -1106,6 +1106,75 @@ fn printer(kind: &str, group: &str) -> (Vec<Value>, Cells) {
                 |o: &Value| labels_selector(&o["spec"]["selector"]),
             ),
         ),
+        ("", "ReplicationController") => (
+            vec![
+                name(),
+                col(
+                    "Desired",
+                    "integer",
+                    0,
+                    "Replicas is the number of desired replicas. This is a pointer to distinguish between explicit zero and unspecified. Defaults to 1. More info: https://kubernetes.io/docs/concepts/workloads/controllers/replicationcontroller#what-is-a-replicationcontroller",
+                ),
+                col(
+                    "Current",
+                    "integer",
+                    0,
+                    "Replicas is the most recently observed number of replicas. More info: https://kubernetes.io/docs/concepts/workloads/controllers/replicationcontroller#what-is-a-replicationcontroller",
+                ),
+                col(
+                    "Ready",
+                    "integer",
+                    0,
+                    "The number of ready replicas for this replication controller.",
+                ),
+                age_col(),
+                containers_col(),
+                images_col(),
+                col(
+                    "Selector",
+                    "string",
+                    1,
+                    "Selector is a label query over pods that should match the Replicas count. If Selector is empty, it is defaulted to the labels present on the Pod template. Label keys and values that must match in order to be controlled by this replication controller, if empty defaulted to labels on Pod template. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/labels/#label-selectors",
+                ),
+            ],
+            cells!(
+                |o: &Value| int(&o["spec"]["replicas"]),
+                |o: &Value| int(&o["status"]["replicas"]),
+                |o: &Value| int(&o["status"]["readyReplicas"]),
+                created,
+                |o: &Value| containers_and_images(&o["spec"]["template"]["spec"]).0,
+                |o: &Value| containers_and_images(&o["spec"]["template"]["spec"]).1,
+                |o: &Value| map_selector(&o["spec"]["selector"]),
+            ),
+        ),
+        ("", "PodTemplate") => (
+            vec![
+                name(),
+                col(
+                    "Containers",
+                    "string",
+                    0,
+                    "Names of each container in the template.",
+                ),
+                col(
+                    "Images",
+                    "string",
+                    0,
+                    "Images referenced by each container in the template.",
+                ),
+                col(
+                    "Pod Labels",
+                    "string",
+                    0,
+                    "The labels for the pod template.",
+                ),
+            ],
+            cells!(
+                |o: &Value| containers_and_images(&o["template"]["spec"]).0,
+                |o: &Value| containers_and_images(&o["template"]["spec"]).1,
+                |o: &Value| map_selector(&o["template"]["metadata"]["labels"]),
+            ),
+        ),
         ("apps", "DaemonSet") => (
             vec![
                 name(),

@@ -2,8 +2,9 @@
 //! disruption`: keeps each PodDisruptionBudget's status current, which is what the eviction
 //! subresource reads. For the pods its selector matches (none without a selector, all with an
 //! empty one): `expectedPods` (the pods themselves for an integer `minAvailable`; otherwise the
-//! summed scale of their controllers, a Deployment through its ReplicaSet, a ReplicaSet or a
-//! StatefulSet; an owner without a scale subresource fails the sync), `desiredHealthy` (from
+//! summed scale of their controllers, a ReplicationController, a Deployment through its
+//! ReplicaSet, a ReplicaSet or a StatefulSet; an owner without a scale subresource fails the
+//! sync), `desiredHealthy` (from
 //! `minAvailable`, or `expectedPods - maxUnavailable`, percentages rounded up),
 //! `currentHealthy` (ready pods not being deleted and not in `disruptedPods`),
 //! `disruptionsAllowed` (their difference, never below 0, 0 while no pod is expected),
@@ -19,7 +20,7 @@ use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, ReplicationController};
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, OwnerReference, Time};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -262,7 +263,6 @@ fn resource_of(owner: &OwnerReference) -> String {
         (Some("batch"), "Job") => "jobs.batch".into(),
         (Some("batch"), "CronJob") => "cronjobs.batch".into(),
         (None, "Node") => "nodes".into(),
-        (None, "ReplicationController") => "replicationcontrollers".into(),
         _ => String::new(),
     }
 }
@@ -281,6 +281,7 @@ pub struct DisruptionController {
     budgets: Informer<PodDisruptionBudget>,
     pods: Informer<Pod>,
     replicasets: Informer<ReplicaSet>,
+    replication_controllers: Informer<ReplicationController>,
     deployments: Informer<Deployment>,
     statefulsets: Informer<StatefulSet>,
     queue: WorkQueue,
@@ -320,6 +321,7 @@ impl DisruptionController {
             budgets,
             pods,
             replicasets: ctx.factory.informer::<ReplicaSet>(),
+            replication_controllers: ctx.factory.informer::<ReplicationController>(),
             deployments: ctx.factory.informer::<Deployment>(),
             statefulsets: ctx.factory.informer::<StatefulSet>(),
             queue,
@@ -331,6 +333,7 @@ impl DisruptionController {
         self.budgets.synced().await;
         self.pods.synced().await;
         self.replicasets.synced().await;
+        self.replication_controllers.synced().await;
         self.deployments.synced().await;
         self.statefulsets.synced().await;
         let this = Arc::new(self);
@@ -341,11 +344,22 @@ impl DisruptionController {
         .await;
     }
 
-    /// The finders, in upstream's order: a Deployment through its ReplicaSet, a ReplicaSet
-    /// (not a Deployment's), a StatefulSet; anything else has no scale here.
+    /// The finders, in upstream's order: a ReplicationController (by kind alone, as
+    /// upstream's), a Deployment through its ReplicaSet, a ReplicaSet (not a Deployment's), a
+    /// StatefulSet; anything else has no scale here.
     fn find(&self, owner: &OwnerReference, namespace: &str) -> Result<Option<Scale>, String> {
         let apps = owner.api_version.starts_with("apps/");
         match (apps, owner.kind.as_str()) {
+            (_, "ReplicationController") => Ok(self
+                .replication_controllers
+                .get(namespace, &owner.name)
+                .filter(|rc| rc.metadata.uid.as_deref() == Some(owner.uid.as_str()))
+                .map(|rc| {
+                    (
+                        owner.uid.clone(),
+                        rc.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
+                    )
+                })),
             (true, "ReplicaSet") => {
                 let Some(rs) = self
                     .replicasets

@@ -472,6 +472,8 @@ fn every_kind(v: &mut impl Kinds) {
     v.kind::<core::v1::PersistentVolume>(false);
     v.kind::<core::v1::ResourceQuota>(true);
     v.kind::<core::v1::LimitRange>(true);
+    v.kind::<core::v1::ReplicationController>(true);
+    v.kind::<core::v1::PodTemplate>(true);
     v.kind::<apps::v1::Deployment>(true);
     v.kind::<apps::v1::ReplicaSet>(true);
     v.kind::<apps::v1::DaemonSet>(true);

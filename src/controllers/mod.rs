@@ -5,7 +5,8 @@
 //! share one [`expectations::Expectations`]. Every write goes through the API server under the
 //! controller's own name (`controller/<name>`), as an ordinary API client.
 //!
-//! So far: the Deployment ([`deployment`]), ReplicaSet ([`replicaset`]), DaemonSet
+//! So far: the Deployment ([`deployment`]), ReplicaSet ([`replicaset`]), ReplicationController
+//! ([`replication`]: the ReplicaSet controller over RCs), DaemonSet
 //! ([`daemonset`]), StatefulSet ([`statefulset`]), Job ([`job`]), CronJob ([`cronjob`]),
 //! disruption ([`disruption`]: PodDisruptionBudget status), EndpointSlice and Endpoints ([`endpointslice`]), Namespace
 //! ([`namespace`]), ServiceAccount ([`serviceaccount`]) and node lifecycle ([`nodelifecycle`],
@@ -32,6 +33,7 @@ pub mod podautoscaler;
 pub mod pvcprotection;
 pub mod pvprotection;
 pub mod replicaset;
+pub mod replication;
 pub mod resourcequota;
 pub mod rootcacertpublisher;
 pub mod serviceaccount;
@@ -146,6 +148,16 @@ pub(crate) fn owner_changed<K: kube::Resource>(
         expectations.forget(&key.to_string());
     }
     queue.add(key);
+}
+
+/// What an API error says, as Go's `err.Error()` of a `StatusError` says it (the Status's
+/// message: `pods "web-x" is forbidden: exceeded quota: ...`); other errors as they display.
+/// Controllers put it in Events and conditions, where upstream's put `err.Error()`.
+pub(crate) fn api_message(error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(status) => status.message.clone(),
+        other => other.to_string(),
+    }
 }
 
 /// Records a core/v1 Event about `object` (its kind, namespace, name and uid), as controllers do.

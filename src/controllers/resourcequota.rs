@@ -17,7 +17,7 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{
-    ConfigMap, PersistentVolumeClaim, Pod, ResourceQuota, Secret, Service,
+    ConfigMap, PersistentVolumeClaim, Pod, ReplicationController, ResourceQuota, Secret, Service,
 };
 use kube::api::{Api, ApiResource, DynamicObject, ListParams, PostParams};
 use serde_json::Value;
@@ -207,6 +207,7 @@ impl ResourceQuotaController {
         });
         on_add_delete::<ConfigMap>(ctx, &quotas, &queue, never);
         on_add_delete::<Secret>(ctx, &quotas, &queue, never);
+        on_add_delete::<ReplicationController>(ctx, &quotas, &queue, never);
         on_add_delete::<Deployment>(ctx, &quotas, &queue, never);
         on_add_delete::<ReplicaSet>(ctx, &quotas, &queue, never);
         on_add_delete::<StatefulSet>(ctx, &quotas, &queue, never);

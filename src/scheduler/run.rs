@@ -18,7 +18,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ReplicaSet, StatefulSet};
 use k8s_openapi::api::core::v1::{
-    Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod, Service,
+    Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod, ReplicationController, Service,
 };
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Api, Patch, PatchParams, PostParams};
@@ -106,8 +106,8 @@ pub struct View<'a> {
     pub nodes_with_image: &'a dyn Fn(&str) -> usize,
     /// Namespace labels, for pod affinity `namespaceSelector`s.
     pub namespace_labels: NamespaceLabels<'a>,
-    /// The selector of the Services, ReplicaSets and StatefulSets selecting the pod (for the
-    /// default topology spread constraints).
+    /// The selector of the Services, ReplicationControllers, ReplicaSets and StatefulSets
+    /// selecting the pod (for the default topology spread constraints).
     pub default_selector: k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
     /// The claims, volumes and classes (for VolumeBinding).
     pub storage: Storage<'a>,
@@ -338,6 +338,7 @@ struct Loop {
     reported: HashMap<String, String>,
     bound: tokio::sync::mpsc::UnboundedSender<Bound>,
     services: Store<Service>,
+    replication_controllers: Store<ReplicationController>,
     replica_sets: Store<ReplicaSet>,
     stateful_sets: Store<StatefulSet>,
     namespaces: Store<Namespace>,
@@ -366,13 +367,20 @@ impl Scheduler {
             crate::informers::changes_as(&self.client, config(), PodInfo::new);
         let (services, service_changes) =
             crate::informers::cache::<Service>(&self.client, config());
+        let (replication_controllers, rc_changes) =
+            crate::informers::cache::<ReplicationController>(&self.client, config());
         let (replica_sets, rs_changes) =
             crate::informers::cache::<ReplicaSet>(&self.client, config());
         let (stateful_sets, ss_changes) =
             crate::informers::cache::<StatefulSet>(&self.client, config());
         let (namespaces, ns_changes) = crate::informers::cache::<Namespace>(&self.client, config());
-        let mut others =
-            futures::stream::select_all([service_changes, rs_changes, ss_changes, ns_changes]);
+        let mut others = futures::stream::select_all([
+            service_changes,
+            rc_changes,
+            rs_changes,
+            ss_changes,
+            ns_changes,
+        ]);
         let (claims, claim_changes) =
             crate::informers::cache::<PersistentVolumeClaim>(&self.client, config());
         let (volumes, volume_changes) =
@@ -391,6 +399,7 @@ impl Scheduler {
             reported: HashMap::new(),
             bound,
             services,
+            replication_controllers,
             replica_sets,
             stateful_sets,
             namespaces,
@@ -521,11 +530,16 @@ impl Loop {
             return Default::default();
         }
         let services = self.services.state();
+        let replication_controllers = self.replication_controllers.state();
         let replica_sets = self.replica_sets.state();
         let stateful_sets = self.stateful_sets.state();
         topology::default_selector(
             pod,
             &services.iter().map(|s| &**s).collect::<Vec<_>>(),
+            &replication_controllers
+                .iter()
+                .map(|s| &**s)
+                .collect::<Vec<_>>(),
             &replica_sets.iter().map(|s| &**s).collect::<Vec<_>>(),
             &stateful_sets.iter().map(|s| &**s).collect::<Vec<_>>(),
         )

@@ -10,12 +10,13 @@
 //! `Ignore`); fewer domains than `minDomains` make the global minimum 0. A pod without
 //! constraints gets the system defaults (`kubernetes.io/hostname` maxSkew 3 and
 //! `topology.kubernetes.io/zone` maxSkew 5, both `ScheduleAnyway`) over the pods selected by
-//! the Services, ReplicaSets and StatefulSets that select it, if any do.
+//! the Services, ReplicationControllers, ReplicaSets and StatefulSets that select it, if any
+//! do.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use k8s_openapi::api::apps::v1::{ReplicaSet, StatefulSet};
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::{Pod, ReplicationController, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
     LabelSelector, LabelSelectorRequirement, ObjectMeta,
 };
@@ -82,10 +83,12 @@ fn label<'a>(node: &'a NodeInfo, key: &str) -> Option<&'a String> {
 }
 
 /// The selector kube-scheduler's system defaults use: the conjunction of the selectors of the
-/// Services, ReplicaSets and StatefulSets in the pod's namespace that select it (empty if none).
+/// Services, ReplicationControllers, ReplicaSets and StatefulSets in the pod's namespace that
+/// select it (empty if none).
 pub fn default_selector(
     pod: &Pod,
     services: &[&Service],
+    replication_controllers: &[&ReplicationController],
     replica_sets: &[&ReplicaSet],
     stateful_sets: &[&StatefulSet],
 ) -> LabelSelector {
@@ -99,14 +102,19 @@ pub fn default_selector(
             .get_or_insert_with(BTreeMap::new)
             .extend(m.clone());
     };
-    for s in services {
-        if s.metadata.namespace.as_deref().unwrap_or_default() != namespace {
-            continue;
-        }
-        if let Some(m) = s.spec.as_ref().and_then(|s| s.selector.as_ref())
-            && !m.is_empty()
-            && m.iter().all(|(k, v)| pod_labels.get(k) == Some(v))
-        {
+    // Services' and RCs' selectors are equality maps.
+    let maps = services
+        .iter()
+        .filter(|s| s.metadata.namespace.as_deref().unwrap_or_default() == namespace)
+        .filter_map(|s| s.spec.as_ref().and_then(|s| s.selector.as_ref()))
+        .chain(
+            replication_controllers
+                .iter()
+                .filter(|r| r.metadata.namespace.as_deref().unwrap_or_default() == namespace)
+                .filter_map(|r| r.spec.as_ref().and_then(|s| s.selector.as_ref())),
+        );
+    for m in maps {
+        if !m.is_empty() && m.iter().all(|(k, v)| pod_labels.get(k) == Some(v)) {
             add_labels(m, &mut selector);
         }
     }
@@ -398,7 +406,7 @@ impl ScoreState {
 #[cfg(test)]
 mod tests {
     use k8s_openapi::api::core::v1::Node;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     use super::*;
 
@@ -529,11 +537,32 @@ mod tests {
         // Selected by a Service: the system defaults spread by host (maxSkew 3) and zone (5);
         // nodes without a zone are not ignored.
         let service: Service = serde_json::from_value(json!({"metadata": {"name": "web", "namespace": "default"}, "spec": {"selector": {"app": "web"}}})).unwrap();
-        let selector = default_selector(&bare, &[&service], &[], &[]);
+        let selector = default_selector(&bare, &[&service], &[], &[], &[]);
         assert_eq!(
             selector.match_labels,
             Some(BTreeMap::from([("app".into(), "web".into())]))
         );
+        // A ReplicationController's equality selector counts as a Service's does; one of
+        // another namespace or that does not select the pod does not.
+        let rc = |namespace: &str, selector: Value| -> ReplicationController {
+            serde_json::from_value(json!({"metadata": {"name": "rc", "namespace": namespace}, "spec": {"selector": selector}})).unwrap()
+        };
+        let (mine, theirs, other) = (
+            rc("default", json!({"app": "web"})),
+            rc("elsewhere", json!({"tier": "x"})),
+            rc("default", json!({"app": "db"})),
+        );
+        assert_eq!(
+            default_selector(&bare, &[], &[&mine, &theirs, &other], &[], &[]).match_labels,
+            Some(BTreeMap::from([("app".into(), "web".into())]))
+        );
+        assert!(labels::is_empty(&default_selector(
+            &bare,
+            &[],
+            &[&theirs, &other],
+            &[],
+            &[]
+        )));
         let (raw, normalized) = run(&bare, &selector).unwrap();
         let (host_w, zone_w) = (6f64.ln(), 4f64.ln());
         let expected_raw = [

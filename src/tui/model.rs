@@ -74,11 +74,12 @@ pub struct DeploymentRow {
     pub available: i32,
 }
 
-/// A StatefulSet, CronJob or PodDisruptionBudget as the dashboard lists it: after namespace and
-/// name, the columns `kubectl get` prints for its kind ([`View::workload_columns`]).
+/// A StatefulSet, ReplicationController, CronJob or PodDisruptionBudget as the dashboard lists
+/// it: after namespace and name, the columns `kubectl get` prints for its kind
+/// ([`View::workload_columns`]).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct WorkloadRow {
-    /// `StatefulSet`, `CronJob` or `PodDisruptionBudget`.
+    /// `StatefulSet`, `ReplicationController`, `CronJob` or `PodDisruptionBudget`.
     pub kind: String,
     /// Its namespace.
     pub namespace: String,
@@ -432,6 +433,8 @@ pub enum View {
     Deployments,
     /// `:sts`.
     StatefulSets,
+    /// `:rc`.
+    ReplicationControllers,
     /// `:cj`.
     CronJobs,
     /// `:pdb`.
@@ -459,6 +462,7 @@ impl View {
     pub fn workload_kind(self) -> Option<&'static str> {
         match self {
             View::StatefulSets => Some("StatefulSet"),
+            View::ReplicationControllers => Some("ReplicationController"),
             View::CronJobs => Some("CronJob"),
             View::Budgets => Some("PodDisruptionBudget"),
             _ => None,
@@ -469,6 +473,7 @@ impl View {
     pub fn workload_columns(self) -> &'static [&'static str] {
         match self {
             View::StatefulSets => &["READY"],
+            View::ReplicationControllers => &["DESIRED", "CURRENT", "READY"],
             View::CronJobs => &["SCHEDULE", "TIMEZONE", "SUSPEND", "ACTIVE", "LAST SCHEDULE"],
             View::Budgets => &["MIN AVAILABLE", "MAX UNAVAILABLE", "ALLOWED DISRUPTIONS"],
             _ => &[],
@@ -483,6 +488,7 @@ impl View {
             View::Pods => "pods",
             View::Deployments => "deploy",
             View::StatefulSets => "sts",
+            View::ReplicationControllers => "rc",
             View::CronJobs => "cj",
             View::Budgets => "pdb",
             View::Nodes => "nodes",
@@ -1037,7 +1043,7 @@ impl Model {
         match self.view {
             View::Pods | View::Top => self.pod_rows().len(),
             View::Deployments => self.deployment_rows().len(),
-            View::StatefulSets | View::CronJobs | View::Budgets => {
+            View::StatefulSets | View::ReplicationControllers | View::CronJobs | View::Budgets => {
                 self.workload_rows(self.view).len()
             }
             View::Nodes => self.node_rows().len(),
@@ -1269,7 +1275,7 @@ impl Model {
                 let d = rows[self.selected(View::Deployments, rows.len())?];
                 Some(format!("Deployment/{}", d.name))
             }
-            View::StatefulSets | View::CronJobs | View::Budgets => {
+            View::StatefulSets | View::ReplicationControllers | View::CronJobs | View::Budgets => {
                 let rows = self.workload_rows(self.view);
                 let w = rows[self.selected(self.view, rows.len())?];
                 Some(format!("{}/{}", w.kind, w.name))
@@ -1324,7 +1330,7 @@ impl Model {
                 let d = rows[self.selected(View::Deployments, rows.len())?];
                 Some(("Deployment".to_owned(), d.namespace.clone(), d.name.clone()))
             }
-            View::StatefulSets | View::CronJobs | View::Budgets => {
+            View::StatefulSets | View::ReplicationControllers | View::CronJobs | View::Budgets => {
                 let rows = self.workload_rows(self.view);
                 let w = rows[self.selected(self.view, rows.len())?];
                 Some((w.kind.clone(), w.namespace.clone(), w.name.clone()))
@@ -1604,6 +1610,9 @@ impl Model {
             "pods" | "pod" | "po" => Some(View::Pods),
             "deploy" | "deployments" | "deployment" | "dp" => Some(View::Deployments),
             "sts" | "statefulsets" | "statefulset" => Some(View::StatefulSets),
+            "rc" | "replicationcontrollers" | "replicationcontroller" => {
+                Some(View::ReplicationControllers)
+            }
             "cj" | "cronjobs" | "cronjob" => Some(View::CronJobs),
             "pdb" | "poddisruptionbudgets" | "poddisruptionbudget" => Some(View::Budgets),
             "nodes" | "node" | "no" => Some(View::Nodes),

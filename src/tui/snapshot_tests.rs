@@ -190,7 +190,7 @@ fn deployments() {
 }
 
 #[test]
-fn statefulsets_cronjobs_and_budgets() {
+fn statefulsets_replicationcontrollers_cronjobs_and_budgets() {
     use crate::tui::model::WorkloadRow;
     let mut m = fixture(Host::Attached);
     let row = |kind: &str, name: &str, columns: &[&str], healthy| WorkloadRow {
@@ -201,6 +201,12 @@ fn statefulsets_cronjobs_and_budgets() {
         healthy,
     };
     m.update(Msg::Workload(row("StatefulSet", "db", &["2/3"], false)));
+    m.update(Msg::Workload(row(
+        "ReplicationController",
+        "legacy",
+        &["3", "3", "2"],
+        false,
+    )));
     m.update(Msg::Workload(row(
         "CronJob",
         "backup",
@@ -215,6 +221,8 @@ fn statefulsets_cronjobs_and_budgets() {
     )));
     command(&mut m, "sts");
     snap!("statefulsets", m, 100, 8);
+    command(&mut m, "rc");
+    snap!("replicationcontrollers", m, 100, 8);
     command(&mut m, "cj");
     snap!("cronjobs", m, 100, 8);
     command(&mut m, "pdb");
@@ -495,6 +503,7 @@ fn every_view_survives_tiny_terminals() {
         View::Pods,
         View::Deployments,
         View::StatefulSets,
+        View::ReplicationControllers,
         View::CronJobs,
         View::Budgets,
         View::Nodes,

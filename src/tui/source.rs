@@ -1,7 +1,7 @@
 //! What the dashboard reads from the cluster, turned into [`Msg`]s on one channel: watches of
-//! Pods (with ReplicaSets, to name each pod's story), Nodes, Deployments, Events, Services and
-//! EndpointSlices through a
-//! `kube::Client`, converted into the model's rows the way `kubectl get` prints them; the flow
+//! Pods (with ReplicaSets, to name each pod's story), Nodes, Deployments, the other workloads
+//! (StatefulSets, ReplicationControllers, CronJobs, PodDisruptionBudgets), Events, Services and
+//! EndpointSlices through a `kube::Client`, converted into the model's rows the way `kubectl get` prints them; the flow
 //! stream (`GET /orrery/v1/flow`, reconnecting from the last sequence number it saw); the stepper
 //! and the components, polled (`/orrery/v1/stepper`, `/orrery/v1/components`) and sent only
 //! when they change; the metrics API (`metrics.k8s.io/v1beta1` nodes and pods), polled every
@@ -21,7 +21,7 @@ use std::time::Duration;
 use futures::{AsyncBufReadExt, StreamExt};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::{Event, Node, Pod, Service};
+use k8s_openapi::api::core::v1::{Event, Node, Pod, ReplicationController, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
@@ -112,6 +112,12 @@ pub fn spawn(client: Client, tx: mpsc::Sender<Msg>, manifests: Option<PathBuf>) 
             tx.clone(),
             |o: &StatefulSet| vec![Msg::Workload(statefulset_row(o))],
             |o: &StatefulSet| Some(workload_gone("StatefulSet", &o.metadata)),
+        )),
+        tokio::spawn(watch_rows(
+            Api::<ReplicationController>::all(client.clone()),
+            tx.clone(),
+            |o: &ReplicationController| vec![Msg::Workload(replication_controller_row(o))],
+            |o: &ReplicationController| Some(workload_gone("ReplicationController", &o.metadata)),
         )),
         tokio::spawn(watch_rows(
             Api::<CronJob>::all(client.clone()),
@@ -733,6 +739,23 @@ pub fn statefulset_row(sts: &StatefulSet) -> WorkloadRow {
     )
 }
 
+/// A ReplicationController as `kubectl get rc` prints it: DESIRED, CURRENT, READY.
+pub fn replication_controller_row(rc: &ReplicationController) -> WorkloadRow {
+    let desired = rc.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let status = rc.status.clone().unwrap_or_default();
+    let ready = status.ready_replicas.unwrap_or(0);
+    workload(
+        "ReplicationController",
+        &rc.metadata,
+        vec![
+            desired.to_string(),
+            status.replicas.to_string(),
+            ready.to_string(),
+        ],
+        ready >= desired,
+    )
+}
+
 /// A CronJob as `kubectl get cronjob` prints it (the last schedule as a time, not an age: the
 /// view has no clock).
 pub fn cronjob_row(cj: &CronJob) -> WorkloadRow {
@@ -1277,7 +1300,34 @@ mod tests {
         let job = json!([{"apiVersion": "batch/v1", "kind": "Job", "name": "pi", "uid": "2",
                           "controller": true}]);
         assert_eq!(root_owner(&meta(job), replicasets), "Job/pi");
+        // A ReplicationController is its pods' story itself.
+        let rc = json!([{"apiVersion": "v1", "kind": "ReplicationController", "name": "legacy",
+                         "uid": "3", "controller": true}]);
+        assert_eq!(
+            root_owner(&meta(rc), replicasets),
+            "ReplicationController/legacy"
+        );
         assert_eq!(root_owner(&meta(json!(null)), replicasets), "Pod/p");
+    }
+
+    #[test]
+    fn replication_controller_rows_read_like_kubectl_get_rc() {
+        let rc: ReplicationController = serde_json::from_value(json!({
+            "metadata": {"name": "legacy", "namespace": "default"},
+            "spec": {"replicas": 3, "selector": {"app": "legacy"}},
+            "status": {"replicas": 3, "readyReplicas": 2},
+        }))
+        .unwrap();
+        let row = replication_controller_row(&rc);
+        assert_eq!(
+            (row.kind.as_str(), row.name.as_str(), row.columns.clone()),
+            (
+                "ReplicationController",
+                "legacy",
+                vec!["3".to_owned(), "3".to_owned(), "2".to_owned()]
+            )
+        );
+        assert!(!row.healthy);
     }
 
     #[test]

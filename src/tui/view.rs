@@ -173,7 +173,7 @@ pub fn draw(frame: &mut Frame<'_>, model: &Model) {
         View::Store => timeline::draw_store(frame, model, body, theme),
         View::Pods => lists::pods(frame, model, body, theme),
         View::Deployments => lists::deployments(frame, model, body, theme),
-        View::StatefulSets | View::CronJobs | View::Budgets => {
+        View::StatefulSets | View::ReplicationControllers | View::CronJobs | View::Budgets => {
             lists::workloads(frame, model, model.view, body, theme)
         }
         View::Nodes => lists::nodes(frame, model, body, theme),

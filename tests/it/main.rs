@@ -32,6 +32,7 @@ mod packages;
 mod podsecurity;
 mod proxy;
 mod quota;
+mod replicationcontroller;
 mod runtime_libcontainer;
 mod scheduler;
 mod seccomp;

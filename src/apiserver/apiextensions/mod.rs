@@ -4,17 +4,17 @@
 //! (`default`), validation in kube-apiserver's words (`validate`, with the
 //! `x-kubernetes-validations` CEL rules of [`cel`]); the CustomResourceDefinition object's own
 //! defaulting and validation ([`validation`]); and printer columns for tables ([`columns`]).
-//! Nothing here reads the store or knows HTTP.
-
-// The REST side that serves custom resources is being built against this API; until it
-// lands, parts of it are used only by this module's tests.
-#![allow(dead_code)]
+//! Those parts read no store and know no HTTP; [`served`] follows the CRDs from the store into
+//! the resources the API server serves, and [`controller`] runs the naming, establishing and
+//! finalizer controllers over a loopback client.
 
 pub(crate) mod cel;
 pub(crate) mod columns;
+pub(crate) mod controller;
 mod defaulting;
 mod formats;
 mod prune;
 pub(crate) mod schema;
+pub(crate) mod served;
 pub(crate) mod validate;
 pub(crate) mod validation;

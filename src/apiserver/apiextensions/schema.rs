@@ -75,6 +75,15 @@ impl Schema {
         }
     }
 
+    /// Whether this node or any under it has `x-kubernetes-validations` rules (else there is
+    /// no CEL validator at all, as upstream's `cel.NewValidator` gives none).
+    pub(crate) fn has_rules(&self) -> bool {
+        !self.rules.is_empty()
+            || self.properties.values().any(Schema::has_rules)
+            || self.items.as_deref().is_some_and(Schema::has_rules)
+            || self.additional_schema().is_some_and(Schema::has_rules)
+    }
+
     /// The schema of a child key: its property, else the `additionalProperties` schema.
     /// `Err(())` when the key is unknown to this node.
     pub(crate) fn child(&self, key: &str) -> Result<Option<&Schema>, ()> {

@@ -28,6 +28,9 @@ impl Structural {
         causes.extend(self.validate_schema(object, old));
         embedded_meta(self.root(), object, "", false, &mut causes);
         list_sets_and_maps(self.root(), object, "", &mut causes);
+        if !self.root().has_rules() {
+            return causes;
+        }
         if causes.iter().any(blocks_rules) {
             causes.push(Cause::invalid(
                 NIL,

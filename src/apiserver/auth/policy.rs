@@ -120,6 +120,7 @@ pub(crate) fn controller_account(controller: &str) -> &'static str {
     match controller {
         "deployment" => "deployment-controller",
         "replicaset" => "replicaset-controller",
+        "replicationcontroller" => "replication-controller",
         "statefulset" => "statefulset-controller",
         "daemonset" => "daemon-set-controller",
         "job" => "job-controller",
@@ -380,6 +381,21 @@ fn controller_rules(account: &str) -> Vec<Value> {
                 &["pods"],
             ),
         ],
+        "replication-controller" => vec![
+            // 1.0 controllers needed get and update, so old controllers keep them.
+            r(
+                &["get", "list", "update", "watch"],
+                &[""],
+                &["replicationcontrollers"],
+            ),
+            r(&["update"], &[""], &["replicationcontrollers/status"]),
+            r(&["update"], &[""], &["replicationcontrollers/finalizers"]),
+            r(
+                &["create", "delete", "list", "patch", "watch"],
+                &[""],
+                &["pods"],
+            ),
+        ],
         "resourcequota-controller" => vec![
             // Quota can count anything, so it lists and watches everything.
             r(&["list", "watch"], &["*"], &["*"]),
@@ -442,6 +458,7 @@ const CONTROLLER_ACCOUNTS: &[&str] = &[
     "pvc-protection-controller",
     "pv-protection-controller",
     "replicaset-controller",
+    "replication-controller",
     "root-ca-cert-publisher",
     "resourcequota-controller",
     "service-account-controller",
@@ -1228,6 +1245,7 @@ mod tests {
         for controller in [
             "deployment",
             "replicaset",
+            "replicationcontroller",
             "statefulset",
             "daemonset",
             "job",

@@ -4,3 +4,4 @@
 
 pub(crate) mod ipallocator;
 pub(crate) mod store;
+pub(crate) mod strategy;

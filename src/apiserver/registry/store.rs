@@ -8,6 +8,7 @@
 use serde_json::{Value, json};
 
 use super::ipallocator;
+use super::strategy::Strategy;
 use crate::apimachinery::params::Params;
 use crate::apiserver::errors::{ApiError, Cause, from_store};
 use crate::apiserver::resources::{self, Resource};
@@ -41,12 +42,14 @@ pub(crate) fn name_of(object: &Value) -> &str {
     object["metadata"]["name"].as_str().unwrap_or_default()
 }
 
-/// Kinds whose `metadata.generation` counts spec changes.
+/// Kinds whose `metadata.generation` counts spec changes (a PodTemplate's: its template's).
 pub(crate) fn has_generation(resource: &Resource) -> bool {
     matches!(
         resource.kind,
         "Deployment"
             | "ReplicaSet"
+            | "ReplicationController"
+            | "PodTemplate"
             | "StatefulSet"
             | "DaemonSet"
             | "Job"
@@ -232,6 +235,8 @@ pub(crate) async fn create_object(
     dry_run: bool,
     warnings: &mut Vec<String>,
 ) -> Result<Value, ApiError> {
+    let strategy = Strategy::of(api, resource).await?;
+    strategy.check_create()?;
     let meta = object["metadata"]
         .as_object_mut()
         .ok_or_else(|| ApiError::BadRequest("metadata must be an object".into()))?;
@@ -268,7 +273,7 @@ pub(crate) async fn create_object(
     meta.remove("resourceVersion");
     meta.remove("deletionTimestamp");
     meta.remove("deletionGracePeriodSeconds");
-    if has_generation(resource) {
+    if strategy.has_generation() {
         meta.insert("generation".into(), json!(1));
     } else {
         meta.remove("generation");
@@ -276,7 +281,7 @@ pub(crate) async fn create_object(
     // In Go's shape first, so defaulting sees a zero Go omits as unset, as Go's defaulting does.
     let mut object = canonical(resource, object)?;
     admission::prepare_for_create(resource, &mut object);
-    admission::default(resource, &mut object);
+    strategy.default(&mut object);
     let pod = resource.kind == "Pod" && resource.group.is_empty();
     if pod {
         // NamespaceLifecycle comes first: a pod in no namespace is refused for that.
@@ -299,7 +304,7 @@ pub(crate) async fn create_object(
     } else {
         None
     };
-    let created = finish_create(api, resource, object, manager, dry_run, pod, warnings).await;
+    let created = finish_create(api, &strategy, object, manager, dry_run, pod, warnings).await;
     if created.is_err()
         && let Some(reserved) = reserved
     {
@@ -311,13 +316,14 @@ pub(crate) async fn create_object(
 /// The rest of a create, once the object's addresses are reserved.
 async fn finish_create(
     api: &ApiServer,
-    resource: &'static Resource,
+    strategy: &Strategy,
     mut object: Value,
     manager: Option<&str>,
     dry_run: bool,
     pod: bool,
     warnings: &mut Vec<String>,
 ) -> Result<Value, ApiError> {
+    let resource = strategy.resource;
     if (resource.group, resource.kind) == ("", "PersistentVolumeClaim") {
         crate::apiserver::storage::admit_default_class(api, &mut object).await?;
     }
@@ -345,7 +351,7 @@ async fn finish_create(
         crate::apiserver::noderestriction::Op::Create(&object),
     )
     .await?;
-    let mut causes = admission::validate(resource, &object, None);
+    let mut causes = strategy.validate(&object, None);
     if crate::apiserver::certificates::is_csr(resource) {
         causes.extend(crate::apiserver::certificates::validate(
             &object,
@@ -473,6 +479,7 @@ pub(crate) async fn update_object(
     } = write;
     let key = resource.key(namespace, name);
     let qualified = resource.qualified();
+    let strategy = Strategy::of(api, resource).await?;
     for _ in 0..RETRIES {
         let current = api
             .store()
@@ -523,7 +530,14 @@ pub(crate) async fn update_object(
             UpdateKind::Main => {
                 let mut new = requested;
                 if resource.has_status() {
-                    new["status"] = old["status"].clone();
+                    match old.get("status") {
+                        Some(status) => new["status"] = status.clone(),
+                        None => {
+                            if let Some(map) = new.as_object_mut() {
+                                map.remove("status");
+                            }
+                        }
+                    }
                 }
                 // A pod's ephemeral containers change through their subresource alone (the
                 // pod strategy's `PrepareForUpdate` keeps them).
@@ -578,9 +592,12 @@ pub(crate) async fn update_object(
             )));
         }
         let mut new = canonical(resource, new)?;
-        admission::default(resource, &mut new);
+        strategy.default(&mut new);
         admission::keep_allocated(resource, &mut new, &old);
         crate::apiserver::storage::prepare_for_update(resource, &mut new, &old);
+        if admission::is_crd(resource) && kind == UpdateKind::Main {
+            crate::apiserver::apiextensions::validation::prepare_crd_for_update(&mut new, &old);
+        }
         let mut new = canonical(resource, new)?;
         if let Some(manager) = manager {
             new["metadata"]["managedFields"] = old["metadata"]["managedFields"].clone();
@@ -593,7 +610,10 @@ pub(crate) async fn update_object(
                 m.remove("managedFields");
             }
         }
-        if has_generation(resource) && kind == UpdateKind::Main && new["spec"] != old["spec"] {
+        if strategy.has_generation()
+            && kind == UpdateKind::Main
+            && strategy.generation_changed(&new, &old)
+        {
             let generation = old["metadata"]["generation"].as_i64().unwrap_or(1) + 1;
             new["metadata"]["generation"] = json!(generation);
         }
@@ -602,7 +622,7 @@ pub(crate) async fn update_object(
             old: &old,
         };
         crate::apiserver::noderestriction::admit(api, resource, kind.subresource(), op).await?;
-        let mut causes = admission::validate(resource, &new, Some(&old));
+        let mut causes = strategy.validate(&new, Some(&old));
         if crate::apiserver::certificates::is_csr(resource) {
             causes.extend(crate::apiserver::certificates::validate(
                 &new,
@@ -749,6 +769,14 @@ pub(crate) fn grace_period(options: &Value, params: &Params) -> Option<i64> {
         .or_else(|| options["gracePeriodSeconds"].as_i64())
 }
 
+/// Whether deleting an object of `resource` without a `propagationPolicy` orphans its
+/// dependents: core/v1 ReplicationControllers do, for compatibility with the days before
+/// server-side garbage collection (the RC strategy's `DefaultGarbageCollectionPolicy`);
+/// `kubectl delete` always sends a policy (`Background`).
+fn orphans_by_default(resource: &Resource) -> bool {
+    (resource.group, resource.kind) == ("", "ReplicationController")
+}
+
 /// Deletes an object as the real server does: at once, or by setting `deletionTimestamp` when
 /// finalizers (including the garbage collector's `foregroundDeletion`/`orphan`, which record
 /// `propagationPolicy`) or a pod's grace period make it wait.
@@ -770,6 +798,7 @@ pub(crate) async fn delete_object(
     let expected_rv = options["preconditions"]["resourceVersion"]
         .as_str()
         .map(str::to_owned);
+    let strategy = Strategy::of(api, resource).await?;
     for _ in 0..RETRIES {
         let kv = api
             .store()
@@ -825,11 +854,28 @@ pub(crate) async fn delete_object(
             .as_array()
             .cloned()
             .unwrap_or_default();
+        // A CRD's objects go before it does (its REST storage's Delete).
+        if admission::is_crd(resource) && object["metadata"]["deletionTimestamp"].is_null() {
+            let cleanup = json!(crate::apiserver::apiextensions::served::CLEANUP_FINALIZER);
+            if !finalizers.contains(&cleanup) {
+                finalizers.push(cleanup);
+            }
+            terminating_condition(&mut object);
+        }
         match policy.as_deref() {
             Some("Foreground") if !finalizers.contains(&json!("foregroundDeletion")) => {
                 finalizers.push(json!("foregroundDeletion"))
             }
             Some("Orphan") if !finalizers.contains(&json!("orphan")) => {
+                finalizers.push(json!("orphan"))
+            }
+            // Upstream's `shouldOrphanDependents`: without a policy (nor a finalizer saying
+            // one), a kind whose strategy's `DefaultGarbageCollectionPolicy` is
+            // `OrphanDependents` orphans its dependents.
+            None if orphans_by_default(resource)
+                && !finalizers.contains(&json!("foregroundDeletion"))
+                && !finalizers.contains(&json!("orphan")) =>
+            {
                 finalizers.push(json!("orphan"))
             }
             _ => {}
@@ -911,7 +957,7 @@ pub(crate) async fn delete_object(
         if resource.kind == "Namespace" {
             object["status"]["phase"] = json!("Terminating");
         }
-        if has_generation(resource) {
+        if strategy.has_generation() {
             let generation = object["metadata"]["generation"].as_i64().unwrap_or(1) + 1;
             object["metadata"]["generation"] = json!(generation);
         }
@@ -949,5 +995,25 @@ pub(crate) async fn delete_object(
 async fn after_delete(api: &ApiServer, resource: &Resource, object: &Value) {
     if (resource.group, resource.kind) == ("", "Service") {
         ipallocator::release(api, object).await;
+    }
+}
+
+/// A CRD asked to go is `Terminating` until its objects have gone.
+fn terminating_condition(crd: &mut Value) {
+    let now = now();
+    let condition = json!({
+        "type": "Terminating",
+        "status": "True",
+        "lastTransitionTime": now,
+        "reason": "InstanceDeletionPending",
+        "message": "CustomResourceDefinition marked for deletion; CustomResource deletion will begin soon",
+    });
+    let conditions = &mut crd["status"]["conditions"];
+    match conditions.as_array_mut() {
+        Some(list) => {
+            list.retain(|c| c["type"] != "Terminating");
+            list.push(condition);
+        }
+        None => *conditions = json!([condition]),
     }
 }

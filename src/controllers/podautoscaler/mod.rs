@@ -1,11 +1,11 @@
 //! The HorizontalPodAutoscaler controller (`horizontal-pod-autoscaler`), kube-controller-manager's
 //! `pkg/controller/podautoscaler`: every sync period (`--horizontal-pod-autoscaler-sync-period`,
 //! 15 s) and on every change of an HPA, it reads the target's scale subresource (so
-//! Deployments, ReplicaSets and StatefulSets alike), the pods its selector matches and their
-//! metrics from `metrics.k8s.io` (all through the API server, as an ordinary client), computes
-//! each Resource metric's proposal ([`replicas`]: cpu or memory, Utilization of the requests or
-//! AverageValue, the 10% tolerance, unready and missing pods as upstream treats them), takes
-//! the largest, normalizes it ([`normalize`]: the stabilization windows and the scale-up and
+//! Deployments, ReplicaSets, StatefulSets and ReplicationControllers alike), the pods its
+//! selector matches and their metrics from `metrics.k8s.io` (all through the API server, as an
+//! ordinary client), computes each Resource metric's proposal ([`replicas`]: cpu or memory,
+//! Utilization of the requests or AverageValue, the 10% tolerance, unready and missing pods as
+//! upstream treats them), takes the largest, normalizes it ([`normalize`]: the stabilization windows and the scale-up and
 //! scale-down policies of `behavior`, or the legacy rules without one; then min and max),
 //! and, when the count changes, writes the scale (a gated hop, so step mode holds it) and
 //! records `SuccessfulRescale` (`New size: 4; reason: cpu resource utilization (percentage of
@@ -32,8 +32,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams, PostParams};
 use serde_json::{Value, json};
 
-use super::Context;
 use super::workqueue::{Action, Key, WorkQueue, run_workers};
+use super::{Context, api_message};
 use crate::apimachinery::quantity;
 use crate::flow::{Flow, FlowEvent};
 use crate::informers::Informer;
@@ -96,6 +96,7 @@ fn target_resource(api_version: &str, kind: &str) -> Option<ApiResource> {
         ("apps", "Deployment") => "deployments",
         ("apps", "ReplicaSet") => "replicasets",
         ("apps", "StatefulSet") => "statefulsets",
+        ("", "ReplicationController") => "replicationcontrollers",
         _ => return None,
     };
     Some(ApiResource {
@@ -754,14 +755,6 @@ fn quantity_of(
     k8s_openapi::apimachinery::pkg::api::resource::Quantity(text)
 }
 
-/// An API error's message, as client-go's `err.Error()` reads.
-fn api_message(error: &kube::Error) -> String {
-    match error {
-        kube::Error::Api(status) => status.message.clone(),
-        other => other.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -806,6 +799,12 @@ mod tests {
             target_resource("apps/v1", "Deployment").unwrap().plural,
             "deployments"
         );
-        assert!(target_resource("v1", "ReplicationController").is_none());
+        assert_eq!(
+            target_resource("v1", "ReplicationController")
+                .unwrap()
+                .plural,
+            "replicationcontrollers"
+        );
+        assert!(target_resource("apps/v1", "DaemonSet").is_none());
     }
 }

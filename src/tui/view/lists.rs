@@ -139,7 +139,8 @@ pub(super) fn deployments(frame: &mut Frame<'_>, model: &Model, area: Rect, them
     );
 }
 
-/// `:sts`, `:cj`, `:pdb`: NAMESPACE NAME and the kind's `kubectl get` columns.
+/// `:sts`, `:rc`, `:cj`, `:pdb`: NAMESPACE NAME and the kind's `kubectl get` columns, the ones
+/// that say whether it is as wanted coloured by it.
 pub(super) fn workloads(
     frame: &mut Frame<'_>,
     model: &Model,
@@ -149,6 +150,11 @@ pub(super) fn workloads(
 ) {
     let rows = model.workload_rows(view);
     let columns = view.workload_columns();
+    let health_columns: &[usize] = match view {
+        View::Budgets => &[0, 2],
+        View::ReplicationControllers => &[2],
+        _ => &[0],
+    };
     let mut headers = vec!["NAMESPACE", "NAME"];
     headers.extend_from_slice(columns);
     let mut widths = vec![Constraint::Max(12), Constraint::Fill(2)];
@@ -159,6 +165,7 @@ pub(super) fn workloads(
     );
     let title = match view {
         View::StatefulSets => "statefulsets",
+        View::ReplicationControllers => "replicationcontrollers",
         View::CronJobs => "cronjobs",
         _ => "poddisruptionbudgets",
     };
@@ -181,7 +188,7 @@ pub(super) fn workloads(
             };
             let mut cells = vec![Cell::from(w.namespace.clone()), Cell::from(w.name.clone())];
             cells.extend(w.columns.iter().enumerate().map(|(j, c)| {
-                if j == 0 || (view == View::Budgets && j == 2) {
+                if health_columns.contains(&j) {
                     Cell::from(Span::styled(c.clone(), style))
                 } else {
                     Cell::from(c.clone())
