@@ -307,7 +307,9 @@ pub(crate) fn serve(
             "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1:6443"}],
         }))),
         Route::CoreResources => Ok(ok(resource_list("", "v1", custom).expect("core is served"))),
-        Route::Groups if wants_aggregated(headers) => Ok(aggregated_response(aggregated(false, custom))),
+        Route::Groups if wants_aggregated(headers) => {
+            Ok(aggregated_response(aggregated(false, custom)))
+        }
         Route::Groups => Ok(ok(json!({
             "kind": "APIGroupList",
             "apiVersion": "v1",

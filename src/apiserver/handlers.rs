@@ -14,11 +14,11 @@ use serde_json::{Value, json};
 
 use super::errors::{ApiError, Cause, from_store};
 use super::path::Target;
-use super::registry::strategy::Strategy;
 use super::registry::store::{
     UpdateKind, Write, create_object, delete_object, emit_read, get_object, invalid, name_of,
     update_object,
 };
+use super::registry::strategy::Strategy;
 use super::resources::Resource;
 use super::selectors;
 use super::{ApiServer, admission, apply, decode, json_response, patch, tables, watch};
@@ -227,12 +227,11 @@ fn normalize(
     let mut unknown = Vec::new();
     unknown_fields(&object, &typed, "", &mut unknown);
     // A custom resource is pruned by its schema, its dropped fields told as a type's are.
-    unknown.extend(
-        strategy
-            .prune(&mut typed)
-            .iter()
-            .map(|w| w.trim_start_matches("unknown field \"").trim_end_matches('"').to_owned()),
-    );
+    unknown.extend(strategy.prune(&mut typed).iter().map(|w| {
+        w.trim_start_matches("unknown field \"")
+            .trim_end_matches('"')
+            .to_owned()
+    }));
     if !unknown.is_empty() {
         match params.get("fieldValidation").map(String::as_str) {
             Some("Strict") => {
@@ -679,7 +678,6 @@ pub(crate) async fn resource(
     };
     Ok(with_warnings(response, &warnings))
 }
-
 
 #[allow(clippy::too_many_arguments)]
 async fn patch_object(

@@ -69,7 +69,10 @@ pub(crate) fn route(path: &str) -> Route {
 
 /// Routes a path of a custom resource (`/apis/<group>/<version>/...`), which [`route`] does
 /// not know, among those `served`.
-pub(crate) fn route_custom(path: &str, served: &crate::apiserver::apiextensions::served::Served) -> Route {
+pub(crate) fn route_custom(
+    path: &str,
+    served: &crate::apiserver::apiextensions::served::Served,
+) -> Route {
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     match segments.as_slice() {
         ["apis", group, version, rest @ ..] if !rest.is_empty() => {

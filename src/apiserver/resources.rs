@@ -5,11 +5,11 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions;
 use k8s_openapi::api::{
     apps, authentication, authorization, autoscaling, batch, certificates, coordination, core,
     discovery, events, networking, policy, rbac, storage,
 };
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions;
 
 /// Turns a JSON object into its typed form and back: what the type does not know is dropped
 /// (the real server prunes unknown fields too) and what it knows is kept exactly.
@@ -72,9 +72,8 @@ pub(crate) struct CustomResource {
 /// distinct one is made once and kept for the life of the process (a CRD deleted and created
 /// again, or changed back, is served by the one made before), so what is kept is bounded by
 /// how many distinct definitions the process ever saw.
-fn interned() -> &'static std::sync::Mutex<
-    std::collections::HashMap<CustomResource, &'static Resource>,
-> {
+fn interned()
+-> &'static std::sync::Mutex<std::collections::HashMap<CustomResource, &'static Resource>> {
     static INTERNED: std::sync::OnceLock<
         std::sync::Mutex<std::collections::HashMap<CustomResource, &'static Resource>>,
     > = std::sync::OnceLock::new();
@@ -86,7 +85,12 @@ fn leak(s: &str) -> &'static str {
 }
 
 fn leak_all(list: &[String]) -> &'static [&'static str] {
-    Box::leak(list.iter().map(|s| leak(s)).collect::<Vec<_>>().into_boxed_slice())
+    Box::leak(
+        list.iter()
+            .map(|s| leak(s))
+            .collect::<Vec<_>>()
+            .into_boxed_slice(),
+    )
 }
 
 /// Custom resources keep what they are sent: pruning is their schema's
@@ -203,9 +207,7 @@ impl Resource {
     pub(crate) fn stored(&self, served: Value) -> Value {
         match (&self.conversion, &self.custom) {
             (Some(c), _) => (c.to_stored)(served),
-            (None, Some(custom)) => {
-                with_api_version(served, custom, custom.storage_api_version)
-            }
+            (None, Some(custom)) => with_api_version(served, custom, custom.storage_api_version),
             (None, None) => served,
         }
     }

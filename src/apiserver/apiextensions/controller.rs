@@ -78,7 +78,12 @@ async fn reconcile_all(api: &Arc<ApiServer>) {
     }
 }
 
-fn condition(type_: &str, status: &str, reason: &str, message: &str) -> CustomResourceDefinitionCondition {
+fn condition(
+    type_: &str,
+    status: &str,
+    reason: &str,
+    message: &str,
+) -> CustomResourceDefinitionCondition {
     CustomResourceDefinitionCondition {
         type_: type_.into(),
         status: status.into(),
@@ -129,12 +134,17 @@ fn conflict(
     if taken(&|o| Some(o.plural.clone()), &names.plural)
         || taken(&|o| o.singular.clone(), &names.plural)
     {
-        return Some(("PluralConflict", format!("\"{}\" is already in use", names.plural)));
+        return Some((
+            "PluralConflict",
+            format!("\"{}\" is already in use", names.plural),
+        ));
     }
     let singular = names.singular.clone().unwrap_or_default();
-    if taken(&|o| Some(o.plural.clone()), &singular) || taken(&|o| o.singular.clone(), &singular)
-    {
-        return Some(("SingularConflict", format!("\"{singular}\" is already in use")));
+    if taken(&|o| Some(o.plural.clone()), &singular) || taken(&|o| o.singular.clone(), &singular) {
+        return Some((
+            "SingularConflict",
+            format!("\"{singular}\" is already in use"),
+        ));
     }
     for short in names.short_names.iter().flatten() {
         let used = others.iter().any(|o| {
@@ -143,15 +153,24 @@ fn conflict(
                 || o.singular.as_deref() == Some(short)
         });
         if used {
-            return Some(("ShortNamesConflict", format!("\"{short}\" is already in use")));
+            return Some((
+                "ShortNamesConflict",
+                format!("\"{short}\" is already in use"),
+            ));
         }
     }
     if taken(&|o| Some(o.kind.clone()), &names.kind) {
-        return Some(("KindConflict", format!("\"{}\" is already in use", names.kind)));
+        return Some((
+            "KindConflict",
+            format!("\"{}\" is already in use", names.kind),
+        ));
     }
     let list_kind = names.list_kind.clone().unwrap_or_default();
     if taken(&|o| o.list_kind.clone(), &list_kind) {
-        return Some(("ListKindConflict", format!("\"{list_kind}\" is already in use")));
+        return Some((
+            "ListKindConflict",
+            format!("\"{list_kind}\" is already in use"),
+        ));
     }
     None
 }

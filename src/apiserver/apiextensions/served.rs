@@ -85,8 +85,7 @@ pub(crate) struct Definitions {
 }
 
 impl State for Definitions {
-    const KINDS: &'static [(&'static str, &'static str)] =
-        &[("CustomResourceDefinition", PREFIX)];
+    const KINDS: &'static [(&'static str, &'static str)] = &[("CustomResourceDefinition", PREFIX)];
 
     fn reset(&self, _kind: usize, objects: &[KeyValue]) {
         let mut crds = self.crds.lock().unwrap_or_else(|p| p.into_inner());
@@ -173,11 +172,13 @@ fn served_versions(crd: &CustomResourceDefinition) -> Vec<Arc<Version>> {
             if subresources.is_some_and(|s| s.status.is_some()) {
                 subs.push("status".to_owned());
             }
-            let scale = subresources.and_then(|s| s.scale.as_ref()).map(|s| ScalePaths {
-                spec_replicas: s.spec_replicas_path.clone(),
-                status_replicas: s.status_replicas_path.clone(),
-                label_selector: s.label_selector_path.clone(),
-            });
+            let scale = subresources
+                .and_then(|s| s.scale.as_ref())
+                .map(|s| ScalePaths {
+                    spec_replicas: s.spec_replicas_path.clone(),
+                    status_replicas: s.status_replicas_path.clone(),
+                    label_selector: s.label_selector_path.clone(),
+                });
             if scale.is_some() {
                 subs.push("scale".to_owned());
             }
@@ -312,7 +313,11 @@ mod tests {
             version.resource.key("default".into(), "a"),
             "/registry/stable.example.com/crontabs/default/a"
         );
-        assert!(served.find("stable.example.com", "v1beta1", "crontabs").is_none());
+        assert!(
+            served
+                .find("stable.example.com", "v1beta1", "crontabs")
+                .is_none()
+        );
         // The same definition is served by the same resource.
         definitions.reset(0, &[kv(&crd(true))]);
         assert!(std::ptr::eq(

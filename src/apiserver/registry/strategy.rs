@@ -149,11 +149,7 @@ impl Strategy {
             None if self.custom.is_some() => String::new(),
             None => selector_string(self.resource.kind, &object["spec"]["selector"]),
         };
-        let replicas = |path: &str| {
-            at_path(object, path)
-                .and_then(Value::as_i64)
-                .unwrap_or(0)
-        };
+        let replicas = |path: &str| at_path(object, path).and_then(Value::as_i64).unwrap_or(0);
         let mut status = json!({"replicas": replicas(&paths.status_replicas)});
         if !selector.is_empty() || self.custom.is_none() {
             status["selector"] = json!(selector);
@@ -265,7 +261,11 @@ mod tests {
     fn scale_selectors_are_written_as_labels_selector_string() {
         let rc = resources::find("", "v1", "replicationcontrollers").unwrap();
         let object = json!({"metadata": {"name": "web"}, "spec": {"replicas": 2, "selector": {"tier": "front", "app": "web"}}, "status": {"replicas": 1}});
-        let scale = Strategy { resource: rc, custom: None }.scale(&object);
+        let scale = Strategy {
+            resource: rc,
+            custom: None,
+        }
+        .scale(&object);
         assert_eq!(scale["spec"]["replicas"], 2);
         assert_eq!(
             scale["status"],
