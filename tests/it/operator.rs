@@ -392,21 +392,31 @@ fn the_operator_runs_in_cluster_with_only_its_role() {
         10,
         |op| op == "Apply",
     );
-    for (verb, resource, allowed) in [
-        ("patch", "websites.samples.orrery.dev/status", "yes"),
-        ("create", "deployments.apps", "yes"),
-        ("delete", "deployments.apps", "no"),
-        ("get", "secrets", "no"),
+    for (verb, resource, subresource, allowed) in [
+        ("patch", "websites.samples.orrery.dev", "status", "yes"),
+        ("patch", "websites.samples.orrery.dev", "", "no"),
+        ("create", "deployments.apps", "", "yes"),
+        ("delete", "deployments.apps", "", "no"),
+        ("get", "secrets", "", "no"),
     ] {
         let out = c.kubectl(
-            &["auth", "can-i", verb, resource, "-A", "--as", account],
+            &[
+                "auth",
+                "can-i",
+                verb,
+                resource,
+                &format!("--subresource={subresource}"),
+                "-A",
+                "--as",
+                account,
+            ],
             None,
             &[],
         );
         assert_eq!(
             String::from_utf8_lossy(&out.stdout).trim(),
             allowed,
-            "{verb} {resource}"
+            "{verb} {resource} {subresource}"
         );
     }
     let logs = c.ok(&["logs", "-n", "website-operator", "deploy/website-operator"]);
