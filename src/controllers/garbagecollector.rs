@@ -612,12 +612,14 @@ fn every_kind(v: &mut impl Kinds) {
     v.kind::<discovery::v1::EndpointSlice>(true);
     v.kind::<networking::v1::Ingress>(true);
     v.kind::<networking::v1::IngressClass>(false);
+    v.kind::<networking::v1::IPAddress>(false);
     v.kind::<policy::v1::PodDisruptionBudget>(true);
     v.kind::<storage::v1::StorageClass>(false);
     v.kind::<rbac::v1::ClusterRole>(false);
     v.kind::<rbac::v1::ClusterRoleBinding>(false);
     v.kind::<rbac::v1::Role>(true);
     v.kind::<rbac::v1::RoleBinding>(true);
+    v.kind::<CustomResourceDefinition>(false);
 }
 
 /// Takes each kind's shared informer into a collector.
