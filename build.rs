@@ -26,6 +26,7 @@ const FILES: &[&str] = &[
     "api/authentication/v1",
     "api/authorization/v1",
     "api/certificates/v1",
+    "api/admissionregistration/v1",
 ];
 
 fn main() {

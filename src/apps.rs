@@ -1,11 +1,14 @@
 //! The programs inside the built-in images: `orrery hello`, a small HTTP server that says which
 //! pod answered, and `orrery pause`, what a pod sandbox's pause container does; and the few
 //! tools the sample manifests run in them, since the images hold no shell: `sleep`, `exit`,
-//! `write`, `hog`, `burn`, `fetch`, and `whoami` (an in-cluster API client).
+//! `write`, `hog`, `burn`, `fetch`, `whoami` (an in-cluster API client), and `webhook` (an
+//! HTTPS admission webhook, [`webhook`]).
 //!
 //! Both run as the container's process (the `orrery` binary at `/orrery`), so they start before
 //! and without the command line's multi-threaded runtime: `hello` uses a current-thread tokio
 //! runtime, `pause` no runtime at all.
+
+pub mod webhook;
 
 use std::convert::Infallible;
 use std::net::{Ipv4Addr, SocketAddr};

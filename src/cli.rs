@@ -122,6 +122,38 @@ enum Command {
     /// is (its service account) and how many pods its namespace has, or why it may not list them.
     #[command(hide = true)]
     Whoami,
+    /// In the built-in images: an HTTPS admission webhook that refuses objects with a label
+    /// and labels the others.
+    #[command(hide = true)]
+    Webhook(WebhookArgs),
+}
+
+#[derive(Debug, Args)]
+struct WebhookArgs {
+    /// The serving certificate (PEM).
+    #[arg(long)]
+    cert: PathBuf,
+    /// Its private key (PEM).
+    #[arg(long)]
+    key: PathBuf,
+    /// The port to listen on, on every address.
+    #[arg(long, default_value_t = 8443)]
+    port: u16,
+    /// Refuse objects with this label: `key` or `key=value`.
+    #[arg(long)]
+    deny_label: Option<String>,
+    /// Add this label (`key=value`) to the objects allowed.
+    #[arg(long)]
+    add_label: Option<String>,
+    /// The refusal's message.
+    #[arg(
+        long,
+        default_value = "the object carries a label this webhook refuses"
+    )]
+    message: String,
+    /// A warning to give with every answer.
+    #[arg(long)]
+    warning: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -541,6 +573,24 @@ pub fn main() -> ExitCode {
         }
         Command::Fetch { url, count } => return crate::apps::fetch(&url, count),
         Command::Whoami => return crate::apps::whoami(),
+        Command::Webhook(args) => {
+            let policy = crate::apps::webhook::Policy::parse(
+                args.deny_label.as_deref(),
+                args.add_label.as_deref(),
+                &args.message,
+            )
+            .map(|policy| crate::apps::webhook::Policy {
+                warning: args.warning,
+                ..policy
+            });
+            return match policy {
+                Ok(policy) => crate::apps::webhook::main(&args.cert, &args.key, args.port, policy),
+                Err(error) => {
+                    eprintln!("webhook: {error}");
+                    ExitCode::from(2)
+                }
+            };
+        }
         _ => {}
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -784,7 +834,8 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         | Command::Hog { .. }
         | Command::Burn { .. }
         | Command::Fetch { .. }
-        | Command::Whoami => Ok(()),
+        | Command::Whoami
+        | Command::Webhook(_) => Ok(()),
         Command::Bench(BenchCommand::Store(options)) => {
             let report = bench::run_store_bench(&options)
                 .await

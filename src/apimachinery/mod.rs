@@ -2,7 +2,7 @@
 //! `k8s.io/apimachinery` is shared: how query parameters convert ([`params`]), how Go decodes
 //! `[]byte` fields ([`bytes`]), how cron schedules parse and fire ([`cron`]), the JSONPath subset printer columns use ([`jsonpath`]), a disruption budget's condition ([`disruption`]), which facts of the Go types decide what a client sees
 //! ([`gotypes`]), and how objects are written on the wire as Go's `encoding/json` writes them
-//! ([`wire`]), label selectors and the well-known labels ([`labels`]), resource quantities ([`quantity`]), quota accounting ([`quota`]), pod readiness and ownership as every controller reads them ([`pods`]), readiness and load-balancer addresses as every Service reader reads them ([`services`]), the storage API's well-known annotations and finalizers ([`storage`]), CertificateSigningRequests' signer names, PEM and conditions ([`certificates`]), and the Kubernetes version Orrery is ([`KUBERNETES_VERSION`]). Nothing here knows of any component; every component may import it.
+//! ([`wire`]), label selectors and the well-known labels ([`labels`]), resource quantities ([`quantity`]), quota accounting ([`quota`]), pod readiness and ownership as every controller reads them ([`pods`]), kubectl's printers for what more than one component prints, the pod's row and the ages ([`printers`]), readiness and load-balancer addresses as every Service reader reads them ([`services`]), the storage API's well-known annotations and finalizers ([`storage`]), CertificateSigningRequests' signer names, PEM and conditions ([`certificates`]), and the Kubernetes version Orrery is ([`KUBERNETES_VERSION`]). Nothing here knows of any component; every component may import it.
 
 pub mod autoscaling;
 pub mod bytes;
@@ -14,6 +14,7 @@ pub mod jsonpath;
 pub mod labels;
 pub mod params;
 pub mod pods;
+pub mod printers;
 pub mod quantity;
 pub mod quota;
 pub mod services;

@@ -893,6 +893,7 @@ pub(crate) fn validate(resource: &Resource, object: &Value, old: Option<&Value>)
         validate_update(resource, object, old, &mut causes);
     }
     causes.extend(super::storage::validate(resource, object, old));
+    causes.extend(super::webhook::config::validate(resource, object, old));
     causes
 }
 
@@ -1414,6 +1415,7 @@ pub(crate) fn prepare_for_create(resource: &Resource, object: &mut Value) {
 
 pub(crate) fn default(resource: &Resource, object: &mut Value) {
     super::storage::default(resource, object);
+    super::webhook::config::default(resource, object);
     if is_crd(resource) {
         super::apiextensions::validation::default_crd(object);
     }

@@ -236,6 +236,11 @@ pub(crate) enum ApiError {
     Timeout(String),
     #[error("Internal error occurred: {0}")]
     Internal(String),
+    /// A `metav1.Status` made elsewhere and passed on whole, as kube-apiserver passes on an
+    /// admission webhook's refusal (its code, reason, message and details), or
+    /// `errors.NewInternalError` with its one cause.
+    #[error("{}", .0["message"].as_str().unwrap_or_default())]
+    Status(Box<Value>),
 }
 
 /// `errors.NewInvalid`: the kind qualified by its group (`Deployment.apps`), as
@@ -291,7 +296,27 @@ impl ApiError {
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Status(status) => status["code"]
+                .as_u64()
+                .and_then(|c| u16::try_from(c).ok())
+                .and_then(|c| StatusCode::from_u16(c).ok())
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
         }
+    }
+
+    /// `errors.NewInternalError(err)`: 500, `Internal error occurred: <err>`, and the error
+    /// again as the one cause of its details.
+    pub(crate) fn internal_with_cause(error: &str) -> Self {
+        ApiError::Status(Box::new(json!({
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": format!("Internal error occurred: {error}"),
+            "reason": "InternalError",
+            "details": {"causes": [{"message": error}]},
+            "code": 500,
+        })))
     }
 
     fn reason(&self) -> &'static str {
@@ -310,12 +335,20 @@ impl ApiError {
             ApiError::Unauthorized => "Unauthorized",
             ApiError::Unavailable(_) => "ServiceUnavailable",
             ApiError::Timeout(_) => "Timeout",
-            ApiError::Internal(_) => "InternalError",
+            ApiError::Internal(_) | ApiError::Status(_) => "InternalError",
         }
     }
 
     /// The `metav1.Status` object for this error.
     pub(crate) fn status(&self) -> Value {
+        if let ApiError::Status(status) = self {
+            // As `ErrorToAPIStatus` writes a StatusError: its own kind and version, whatever
+            // the Status said.
+            let mut status = (**status).clone();
+            status["kind"] = json!("Status");
+            status["apiVersion"] = json!("v1");
+            return status;
+        }
         let mut status = json!({
             "kind": "Status",
             "apiVersion": "v1",

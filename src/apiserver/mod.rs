@@ -47,6 +47,7 @@ pub(crate) mod storage;
 mod tables;
 mod validation;
 mod watch;
+pub(crate) mod webhook;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -144,6 +145,8 @@ pub struct ApiServer {
     tokens: std::sync::OnceLock<auth::tokens::Tokens>,
     /// The places for requests served at once ([`inflight`]).
     in_flight: inflight::InFlight,
+    /// The admission webhook configurations ([`webhook`]).
+    webhooks: webhook::Webhooks,
     /// The CustomResourceDefinitions, and what they serve.
     crds: apiextensions::served::Crds,
 }
@@ -170,6 +173,7 @@ impl ApiServer {
             constraints: constraints::Constraints::default(),
             tokens: std::sync::OnceLock::new(),
             in_flight: inflight::InFlight::default(),
+            webhooks: webhook::Webhooks::default(),
             crds: Default::default(),
         })
     }
@@ -201,6 +205,7 @@ impl ApiServer {
     pub(crate) fn written(&self, kind: &str, revision: crate::store::Revision) {
         self.authorizer.written(kind, revision);
         self.constraints.written(kind, revision);
+        self.webhooks.written(kind, revision);
         self.crds.written(kind, revision);
     }
 
@@ -213,6 +218,11 @@ impl ApiServer {
     /// [`ApiServer::bootstrap`] does).
     pub(crate) async fn custom_resources(&self) -> std::sync::Arc<apiextensions::served::Served> {
         self.crds.definitions(&self.store).await.served()
+    }
+
+    /// The admission webhooks' configurations.
+    pub(crate) fn webhooks(&self) -> &webhook::Webhooks {
+        &self.webhooks
     }
 
     /// Whether `namespace` has an object of `kind` (a ResourceQuota, a LimitRange).

@@ -6,8 +6,8 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use k8s_openapi::api::{
-    apps, authentication, authorization, autoscaling, batch, certificates, coordination, core,
-    discovery, events, networking, policy, rbac, storage,
+    admissionregistration, apps, authentication, authorization, autoscaling, batch, certificates,
+    coordination, core, discovery, events, networking, policy, rbac, storage,
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions;
 
@@ -291,6 +291,8 @@ fn merge_string_data(secret: &mut Value) {
 
 const ALL: &[&str] = &["all"];
 const NONE: &[&str] = &[];
+/// The category `kubectl get api-extensions` lists (webhook configurations, CRDs, APIServices).
+const API_EXTENSIONS: &[&str] = &["api-extensions"];
 
 macro_rules! resource {
     ($group:expr, $version:expr, $plural:expr, $singular:expr, $kind:expr, $namespaced:expr,
@@ -759,6 +761,30 @@ pub(crate) static RESOURCES: &[Resource] = &[
         NONE,
         NONE,
         storage::v1::StorageClass
+    ),
+    resource!(
+        "admissionregistration.k8s.io",
+        "v1",
+        "mutatingwebhookconfigurations",
+        "mutatingwebhookconfiguration",
+        "MutatingWebhookConfiguration",
+        false,
+        NONE,
+        API_EXTENSIONS,
+        NONE,
+        admissionregistration::v1::MutatingWebhookConfiguration
+    ),
+    resource!(
+        "admissionregistration.k8s.io",
+        "v1",
+        "validatingwebhookconfigurations",
+        "validatingwebhookconfiguration",
+        "ValidatingWebhookConfiguration",
+        false,
+        NONE,
+        API_EXTENSIONS,
+        NONE,
+        admissionregistration::v1::ValidatingWebhookConfiguration
     ),
     resource!(
         "events.k8s.io",

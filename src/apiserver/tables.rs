@@ -4,6 +4,7 @@
 use serde_json::{Value, json};
 
 use super::resources::Resource;
+use crate::apimachinery::printers::{self, human_duration};
 
 /// Whether the client asked for a Table (`Accept: application/json;as=Table;v=v1;g=meta.k8s.io`).
 pub(crate) fn wants_table(accept: &str) -> bool {
@@ -13,59 +14,10 @@ pub(crate) fn wants_table(accept: &str) -> bool {
         .is_some_and(|first| first.contains("as=Table"))
 }
 
-/// kube's `duration.HumanDuration`: how `kubectl get` shows ages.
-pub(crate) fn human_duration(seconds: i64) -> String {
-    if seconds < -1 {
-        return "<invalid>".into();
-    }
-    let s = seconds.max(0);
-    let (m, h, d) = (s / 60, s / 3600, s / 86400);
-    if s < 120 {
-        format!("{s}s")
-    } else if m < 10 {
-        if s % 60 == 0 {
-            format!("{m}m")
-        } else {
-            format!("{m}m{}s", s % 60)
-        }
-    } else if m < 180 {
-        format!("{m}m")
-    } else if h < 8 {
-        if m % 60 == 0 {
-            format!("{h}h")
-        } else {
-            format!("{h}h{}m", m % 60)
-        }
-    } else if h < 48 {
-        format!("{h}h")
-    } else if h < 24 * 8 {
-        if h % 24 == 0 {
-            format!("{d}d")
-        } else {
-            format!("{d}d{}h", h % 24)
-        }
-    } else if d < 365 * 2 {
-        format!("{d}d")
-    } else if d < 365 * 8 {
-        let y = d / 365;
-        if d % 365 == 0 {
-            format!("{y}y")
-        } else {
-            format!("{y}y{}d", d % 365)
-        }
-    } else {
-        format!("{}y", d / 365)
-    }
-}
-
+/// `translateTimestampSince` of a timestamp field, now.
 fn age(field: &Value) -> String {
-    match field
-        .as_str()
-        .and_then(|t| t.parse::<jiff::Timestamp>().ok())
-    {
-        Some(t) => human_duration(jiff::Timestamp::now().as_second() - t.as_second()),
-        None => "<unknown>".into(),
-    }
+    let time = field.as_str().and_then(|t| t.parse().ok());
+    printers::since(time, jiff::Timestamp::now())
 }
 
 fn s(v: &Value) -> String {
@@ -292,115 +244,34 @@ fn containers_and_images(template_spec: &Value) -> (String, String) {
     (names.join(","), images.join(","))
 }
 
-/// The real pod printer's STATUS column (the reason a pod is in, much as `kubectl get` shows it).
-fn pod_status(pod: &Value) -> String {
-    let status = &pod["status"];
-    let mut reason = s(&status["phase"]);
-    if let Some(r) = status["reason"].as_str() {
-        reason = r.to_owned();
-    }
-    let mut initializing = false;
-    let init_total = pod["spec"]["initContainers"].as_array().map_or(0, Vec::len);
-    for (i, c) in status["initContainerStatuses"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .iter()
-        .enumerate()
-    {
-        let state = &c["state"];
-        if let Some(t) = state.get("terminated") {
-            if int(&t["exitCode"]) == 0 {
-                continue;
-            }
-            reason = match t["reason"].as_str() {
-                Some(r) => format!("Init:{r}"),
-                None => match t["signal"].as_i64() {
-                    Some(sig) if sig != 0 => format!("Init:Signal:{sig}"),
-                    _ => format!("Init:ExitCode:{}", int(&t["exitCode"])),
-                },
-            };
-        } else if let Some(r) = state["waiting"]["reason"]
-            .as_str()
-            .filter(|r| !r.is_empty() && *r != "PodInitializing")
-        {
-            reason = format!("Init:{r}");
-        } else {
-            reason = format!("Init:{i}/{init_total}");
-        }
-        initializing = true;
-        break;
-    }
-    if !initializing {
-        let mut has_running = false;
-        for c in status["containerStatuses"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-            .iter()
-            .rev()
-        {
-            let state = &c["state"];
-            if let Some(r) = state["waiting"]["reason"]
-                .as_str()
-                .filter(|r| !r.is_empty())
-            {
-                reason = r.to_owned();
-            } else if let Some(t) = state.get("terminated") {
-                reason = match t["reason"].as_str() {
-                    Some(r) => r.to_owned(),
-                    None => match t["signal"].as_i64() {
-                        Some(sig) if sig != 0 => format!("Signal:{sig}"),
-                        _ => format!("ExitCode:{}", int(&t["exitCode"])),
-                    },
-                };
-            } else if state.get("running").is_some() && c["ready"].as_bool() == Some(true) {
-                has_running = true;
-            }
-        }
-        if reason == "Completed" && has_running {
-            reason = "Running".into();
-        }
-    }
-    // A deleted pod that has ended shows how it ended (`Completed`, `Error`) until it goes.
-    let ended = matches!(status["phase"].as_str(), Some("Succeeded" | "Failed"));
-    if pod["metadata"]["deletionTimestamp"].is_string() {
-        if status["reason"].as_str() == Some("NodeLost") {
-            reason = "Unknown".into();
-        } else if !ended {
-            reason = "Terminating".into();
-        }
-    }
-    reason
+/// The pod's row through kubectl's pod printer ([`printers::pod_cells`]), on the typed pod.
+fn pod_row(o: &Value) -> Vec<Value> {
+    let pod = typed_pod(o);
+    printers::pod_cells(&pod, jiff::Timestamp::now())
+        .into_iter()
+        .map(Value::String)
+        .collect()
 }
 
-fn pod_row(pod: &Value) -> Vec<Value> {
-    let statuses = pod["status"]["containerStatuses"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let total = pod["spec"]["containers"].as_array().map_or(0, Vec::len);
-    let ready = statuses
-        .iter()
-        .filter(|c| c["ready"].as_bool() == Some(true))
-        .count();
-    let restarts: i64 = statuses.iter().map(|c| int(&c["restartCount"])).sum();
-    let gates = pod["spec"]["readinessGates"].as_array().map_or(0, Vec::len);
-    vec![
-        json!(s(&pod["metadata"]["name"])),
-        json!(format!("{ready}/{total}")),
-        json!(pod_status(pod)),
-        json!(restarts),
-        json!(age(&pod["metadata"]["creationTimestamp"])),
-        json!(or_none(s(&pod["status"]["podIP"]))),
-        json!(or_none(s(&pod["spec"]["nodeName"]))),
-        json!(or_none(s(&pod["status"]["nominatedNodeName"]))),
-        json!(if gates == 0 {
-            "<none>".to_owned()
-        } else {
-            format!("0/{gates}")
-        }),
-    ]
+/// A stored pod as k8s-openapi's `Pod` (read in place, not cloned). Stored pods were validated
+/// on their way in, so this always decodes; were one not to, its row would still show its name.
+fn typed_pod(o: &Value) -> k8s_openapi::api::core::v1::Pod {
+    use serde::Deserialize;
+    k8s_openapi::api::core::v1::Pod::deserialize(o).unwrap_or_else(|_| {
+        k8s_openapi::api::core::v1::Pod {
+            metadata: Deserialize::deserialize(&o["metadata"]).unwrap_or_default(),
+            ..Default::default()
+        }
+    })
+}
+
+/// The conditions of a row: a finished pod's `Completed` ([`printers::pod_row_condition`]).
+fn row_conditions(resource: &Resource, o: &Value) -> Option<Value> {
+    if (resource.group, resource.kind) != ("", "Pod") {
+        return None;
+    }
+    let c = printers::pod_row_condition(o["status"]["phase"].as_str()?)?;
+    Some(json!([{"type": c.type_, "status": c.status, "reason": c.reason, "message": c.message}]))
 }
 
 fn service_ports(ports: &Value) -> String {
@@ -1565,6 +1436,28 @@ fn printer(kind: &str, group: &str) -> (Vec<Value>, Cells) {
                 created,
             ),
         ),
+        (
+            "admissionregistration.k8s.io",
+            "ValidatingWebhookConfiguration" | "MutatingWebhookConfiguration",
+        ) => (
+            vec![
+                name(),
+                col(
+                    "Webhooks",
+                    "integer",
+                    0,
+                    "Webhooks indicates the number of webhooks registered in this configuration",
+                ),
+                age_col(),
+            ],
+            |o: &Value| {
+                vec![
+                    json!(s(&o["metadata"]["name"])),
+                    json!(o["webhooks"].as_array().map_or(0, Vec::len)),
+                    json!(created(o)),
+                ]
+            },
+        ),
         ("networking.k8s.io", "IngressClass") => (
             vec![
                 name(),
@@ -1764,14 +1657,18 @@ pub(crate) fn table(resource: &Resource, objects: &[Value], list_metadata: Value
     let rows: Vec<Value> = objects
         .iter()
         .map(|o| {
-            json!({
+            let mut row = json!({
                 "cells": cells(o),
                 "object": {
                     "kind": "PartialObjectMetadata",
                     "apiVersion": "meta.k8s.io/v1",
                     "metadata": o["metadata"],
                 },
-            })
+            });
+            if let Some(conditions) = row_conditions(resource, o) {
+                row["conditions"] = conditions;
+            }
+            row
         })
         .collect();
     json!({
@@ -1789,62 +1686,43 @@ mod tests {
     use crate::apiserver::resources;
 
     #[test]
-    fn human_durations() {
-        for (seconds, text) in [
-            (5, "5s"),
-            (119, "119s"),
-            (150, "2m30s"),
-            (600, "10m"),
-            (3 * 3600 + 60, "3h1m"),
-            (9 * 3600, "9h"),
-            (3 * 86400 + 3600, "3d1h"),
-            (30 * 86400, "30d"),
-            (800 * 86400, "2y70d"),
-        ] {
-            assert_eq!(human_duration(seconds), text);
-        }
-    }
-
-    #[test]
-    fn pod_rows() {
+    fn pod_rows_are_printed_by_kubectls_pod_printer() {
         let pods = resources::find("", "v1", "pods").unwrap();
         let pod = json!({
             "metadata": {"name": "web", "namespace": "default", "creationTimestamp": "2020-01-01T00:00:00Z"},
-            "spec": {"containers": [{"name": "a"}, {"name": "b"}], "nodeName": "node-1"},
-            "status": {"phase": "Running", "podIP": "10.244.1.5", "containerStatuses": [
-                {"name": "a", "ready": true, "restartCount": 2, "state": {"running": {}}},
-                {"name": "b", "ready": false, "restartCount": 1, "state": {"waiting": {"reason": "CrashLoopBackOff"}}},
+            "spec": {"containers": [{"name": "a", "image": "i"}, {"name": "b", "image": "i"}], "nodeName": "node-1"},
+            "status": {"phase": "Running", "podIP": "10.244.1.5", "podIPs": [{"ip": "10.244.1.5"}], "containerStatuses": [
+                {"name": "a", "image": "i", "imageID": "", "ready": true, "restartCount": 2, "state": {"running": {}}},
+                {"name": "b", "image": "i", "imageID": "", "ready": false, "restartCount": 1, "state": {"waiting": {"reason": "CrashLoopBackOff"}}},
             ]},
         });
-        let t = table(pods, &[pod], json!({"resourceVersion": "5"}));
-        let cells = &t["rows"][0]["cells"];
-        assert_eq!(cells[0], "web");
-        assert_eq!(cells[1], "1/2");
-        assert_eq!(cells[2], "CrashLoopBackOff");
-        assert_eq!(cells[3], 3);
-        assert_eq!(cells[5], "10.244.1.5");
-        assert_eq!(cells[6], "node-1");
+        let done = json!({
+            "metadata": {"name": "job-1", "namespace": "default"},
+            "spec": {"containers": [{"name": "a", "image": "i"}]},
+            "status": {"phase": "Succeeded"},
+        });
+        let t = table(pods, &[pod, done], json!({"resourceVersion": "5"}));
+        let cells: Vec<&str> = t["rows"][0]["cells"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap())
+            .collect();
+        assert_eq!(cells[..4], ["web", "1/2", "CrashLoopBackOff", "3"]);
+        assert_eq!(cells[5..], ["10.244.1.5", "node-1", "<none>", "<none>"]);
         assert_eq!(
             t["columnDefinitions"].as_array().unwrap().len(),
-            cells.as_array().unwrap().len()
+            cells.len()
         );
         assert_eq!(t["rows"][0]["object"]["metadata"]["namespace"], "default");
-    }
-
-    #[test]
-    fn a_deleted_pod_shows_terminating_until_it_has_ended() {
-        let status = |phase: &str, state: Value| {
-            pod_status(&json!({
-                "metadata": {"name": "web", "deletionTimestamp": "2020-01-01T00:00:00Z"},
-                "status": {"phase": phase, "containerStatuses": [{"name": "a", "state": state}]},
-            }))
-        };
-        let running = json!({"running": {}});
-        assert_eq!(status("Running", running), "Terminating");
-        let killed = json!({"terminated": {"exitCode": 143, "reason": "Error"}});
-        assert_eq!(status("Failed", killed), "Error");
-        let clean = json!({"terminated": {"exitCode": 0, "reason": "Completed"}});
-        assert_eq!(status("Succeeded", clean), "Completed");
+        assert_eq!(t["rows"][0].get("conditions"), None);
+        // A finished pod's row says so, as upstream's `podSuccessConditions`.
+        assert_eq!(
+            t["rows"][1]["conditions"],
+            json!([{"type": "Completed", "status": "True", "reason": "Succeeded",
+                    "message": "The pod has completed successfully."}])
+        );
+        assert_eq!(t["rows"][1]["cells"][4], "<unknown>");
     }
 
     #[test]

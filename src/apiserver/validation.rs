@@ -233,7 +233,7 @@ pub(crate) fn pod_disruption_budget(object: &Value, causes: &mut Vec<Cause>) {
 }
 
 /// `ValidateLabelSelector`: each requirement's operator and values.
-fn label_selector(path: &str, selector: &Value, causes: &mut Vec<Cause>) {
+pub(crate) fn label_selector(path: &str, selector: &Value, causes: &mut Vec<Cause>) {
     let Some(requirements) = selector["matchExpressions"].as_array() else {
         return;
     };

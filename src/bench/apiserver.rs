@@ -1,7 +1,8 @@
 //! `orrery bench apiserver`: the Kubernetes API as clients see it, over HTTPS with client
 //! certificates, on the embedded store (durable on acknowledgement). Creates and gets per second
 //! with 1 and 32 clients (each its own `kube::Client`, like 32 kubectls), single-object write
-//! latency, LIST latency over 10,000 pods, and 100 concurrent watchers receiving every event.
+//! latency, LIST latency over 10,000 pods (as JSON, and as the Table `kubectl get` asks for),
+//! and 100 concurrent watchers receiving every event.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -12,7 +13,7 @@ use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 
-use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
+use kube::api::{Api, ApiResource, DynamicObject, ListParams, PostParams, WatchEvent, WatchParams};
 
 use super::percentile;
 use crate::apiserver::{kubeconfig, server};
@@ -50,12 +51,15 @@ pub struct ApiReport {
     options: Option<ApiBenchOptions>,
     creates_1: f64,
     creates_32: f64,
+    custom_creates_1: f64,
+    custom_creates_32: f64,
     gets_1: f64,
     gets_32: f64,
     write_p50: Duration,
     write_p99: Duration,
     list_all: Duration,
     list_paged: Duration,
+    list_table: Duration,
     list_in_process: Duration,
     listed: usize,
     watch_p50: Duration,
@@ -78,6 +82,73 @@ fn pod(name: &str) -> Pod {
         "spec": {"containers": [{"name": "c", "image": "orrery/hello:1", "ports": [{"containerPort": 8080}]}]},
     }))
     .expect("a valid Pod")
+}
+
+/// The bench's custom resource: `benchmarks.bench.orrery.dev`, a schema with a default, an
+/// enum and a bound, so each create is pruned, defaulted and validated.
+fn bench_resource() -> ApiResource {
+    ApiResource {
+        group: "bench.orrery.dev".into(),
+        version: "v1".into(),
+        api_version: "bench.orrery.dev/v1".into(),
+        kind: "Benchmark".into(),
+        plural: "benchmarks".into(),
+    }
+}
+
+fn bench_object(name: &str) -> DynamicObject {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "bench.orrery.dev/v1",
+        "kind": "Benchmark",
+        "metadata": {"name": name},
+        "spec": {"size": 3, "mode": "fast", "note": "x".repeat(64)},
+    }))
+    .expect("a valid object")
+}
+
+/// Creates the bench's CRD and waits until it is established (20 s at most).
+async fn establish_bench_crd(api: &Arc<crate::apiserver::ApiServer>) -> Result<(), String> {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let crds: Api<CustomResourceDefinition> = Api::all(api.client("bench"));
+    let crd = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "benchmarks.bench.orrery.dev"},
+        "spec": {
+            "group": "bench.orrery.dev",
+            "scope": "Namespaced",
+            "names": {"plural": "benchmarks", "singular": "benchmark", "kind": "Benchmark"},
+            "versions": [{"name": "v1", "served": true, "storage": true, "schema": {"openAPIV3Schema": {
+                "type": "object",
+                "properties": {"spec": {"type": "object", "required": ["size"], "properties": {
+                    "size": {"type": "integer", "minimum": 1, "maximum": 100},
+                    "mode": {"type": "string", "enum": ["fast", "slow"]},
+                    "note": {"type": "string", "maxLength": 256},
+                    "replicas": {"type": "integer", "default": 1},
+                }}},
+            }}}],
+        },
+    }))
+    .map_err(|e| e.to_string())?;
+    crds.create(&PostParams::default(), &crd)
+        .await
+        .map_err(|e| e.to_string())?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let crd = crds
+            .get("benchmarks.bench.orrery.dev")
+            .await
+            .map_err(|e| e.to_string())?;
+        let established = crd.status.and_then(|s| s.conditions).is_some_and(|c| {
+            c.iter()
+                .any(|c| c.type_ == "Established" && c.status == "True")
+        });
+        if established {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err("the bench's CRD was not established within 20 s".into());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 async fn https_client(yaml: &str) -> Result<kube::Client, String> {
@@ -213,6 +284,24 @@ pub async fn run_apiserver_bench(options: &ApiBenchOptions) -> Result<ApiReport,
     report.gets_1 = run(one, options.single, get).await?.0;
     report.gets_32 = run(&clients, options.concurrent, get).await?.0;
 
+    // A custom resource's creates, next to a ConfigMap's: the same path, plus its CRD's
+    // schema (pruning, defaulting, validation).
+    establish_bench_crd(&api).await?;
+    let custom = |client: kube::Client, i: usize| async move {
+        let api: Api<DynamicObject> = Api::namespaced_with(client, "default", &bench_resource());
+        api.create(&PostParams::default(), &bench_object(&format!("one-{i}")))
+            .await
+            .map(drop)
+    };
+    report.custom_creates_1 = run(one, options.single, custom).await?.0;
+    let custom_many = |client: kube::Client, i: usize| async move {
+        let api: Api<DynamicObject> = Api::namespaced_with(client, "default", &bench_resource());
+        api.create(&PostParams::default(), &bench_object(&format!("many-{i}")))
+            .await
+            .map(drop)
+    };
+    report.custom_creates_32 = run(&clients, options.concurrent, custom_many).await?.0;
+
     // LIST over many pods.
     let create_pod = |client: kube::Client, i: usize| async move {
         let api: Api<Pod> = Api::namespaced(client, "default");
@@ -232,21 +321,39 @@ pub async fn run_apiserver_bench(options: &ApiBenchOptions) -> Result<ApiReport,
         #[serde(rename = "continue", default)]
         continue_: Option<String>,
     }
-    let list = |query: String| {
+    // A Table's rows are its items; kubectl asks for one with this Accept header.
+    #[derive(serde::Deserialize)]
+    struct TablePage {
+        metadata: PageMeta,
+        #[allow(dead_code)] // read to be sure the body is a Table
+        rows: Vec<serde::de::IgnoredAny>,
+    }
+    const TABLE: &str = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json";
+    let get = |query: String, accept: Option<&'static str>| {
         let client = clients[0].clone();
         async move {
-            let request = http::Request::get(format!("/api/v1/namespaces/default/pods{query}"))
-                .body(Vec::new())
-                .map_err(|e| e.to_string())?;
-            let text = client
+            let mut request = http::Request::get(format!("/api/v1/namespaces/default/pods{query}"));
+            if let Some(accept) = accept {
+                request = request.header(http::header::ACCEPT, accept);
+            }
+            let request = request.body(Vec::new()).map_err(|e| e.to_string())?;
+            client
                 .request_text(request)
                 .await
-                .map_err(|e| e.to_string())?;
-            serde_json::from_str::<Page>(&text).map_err(|e| e.to_string())
+                .map_err(|e| e.to_string())
         }
+    };
+    let list = |query: String| {
+        let text = get(query, None);
+        async move { serde_json::from_str::<Page>(&text.await?).map_err(|e| e.to_string()) }
+    };
+    let list_table = |query: String| {
+        let text = get(query, Some(TABLE));
+        async move { serde_json::from_str::<TablePage>(&text.await?).map_err(|e| e.to_string()) }
     };
     let mut all_times = Vec::new();
     let mut paged_times = Vec::new();
+    let mut table_times = Vec::new();
     let mut in_process_times = Vec::new();
     let in_process = api.client("bench");
     for _ in 0..5 {
@@ -274,13 +381,25 @@ pub async fn run_apiserver_bench(options: &ApiBenchOptions) -> Result<ApiReport,
             }
         }
         paged_times.push(t.elapsed());
+        let t = Instant::now();
+        let mut query = "?limit=500".to_owned();
+        loop {
+            let page = list_table(query.clone()).await?;
+            match page.metadata.continue_ {
+                Some(token) if !token.is_empty() => query = format!("?limit=500&continue={token}"),
+                _ => break,
+            }
+        }
+        table_times.push(t.elapsed());
     }
     all_times.sort();
     paged_times.sort();
+    table_times.sort();
     in_process_times.sort();
     report.list_in_process = percentile(&in_process_times, 0.5);
     report.list_all = percentile(&all_times, 0.5);
     report.list_paged = percentile(&paged_times, 0.5);
+    report.list_table = percentile(&table_times, 0.5);
 
     // Watchers: each must see every event; latency from the create's start to each delivery.
     let cms: Api<ConfigMap> = Api::namespaced(clients[0].clone(), "default");
@@ -380,6 +499,14 @@ impl fmt::Display for ApiReport {
             format!("creates/s, 32 clients ({} ConfigMaps)", o.concurrent),
             format!("{:.0}", self.creates_32),
         )?;
+        row(
+            format!("custom resource creates/s, 1 client ({})", o.single),
+            format!("{:.0}", self.custom_creates_1),
+        )?;
+        row(
+            format!("custom resource creates/s, 32 clients ({})", o.concurrent),
+            format!("{:.0}", self.custom_creates_32),
+        )?;
         row("gets/s, 1 client".into(), format!("{:.0}", self.gets_1))?;
         row("gets/s, 32 clients".into(), format!("{:.0}", self.gets_32))?;
         row(
@@ -397,6 +524,10 @@ impl fmt::Display for ApiReport {
         row(
             format!("LIST {} pods, pages of 500 like kubectl (ms)", self.listed),
             format!("{:.1}", ms(self.list_paged)),
+        )?;
+        row(
+            format!("LIST {} pods as Tables (kubectl get, ms)", self.listed),
+            format!("{:.1}", ms(self.list_table)),
         )?;
         row(
             format!("LIST {} pods, in-process client, no TLS (ms)", self.listed),

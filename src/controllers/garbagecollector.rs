@@ -28,8 +28,8 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::{
-    apps, autoscaling, batch, certificates, coordination, core, discovery, networking, policy,
-    rbac, storage,
+    admissionregistration, apps, autoscaling, batch, certificates, coordination, core, discovery,
+    networking, policy, rbac, storage,
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
@@ -615,6 +615,8 @@ fn every_kind(v: &mut impl Kinds) {
     v.kind::<networking::v1::IPAddress>(false);
     v.kind::<policy::v1::PodDisruptionBudget>(true);
     v.kind::<storage::v1::StorageClass>(false);
+    v.kind::<admissionregistration::v1::MutatingWebhookConfiguration>(false);
+    v.kind::<admissionregistration::v1::ValidatingWebhookConfiguration>(false);
     v.kind::<rbac::v1::ClusterRole>(false);
     v.kind::<rbac::v1::ClusterRoleBinding>(false);
     v.kind::<rbac::v1::Role>(true);

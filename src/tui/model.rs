@@ -34,12 +34,27 @@ pub struct PodRow {
     pub ready: u32,
     /// All containers.
     pub containers: u32,
-    /// Restarts, summed over containers.
-    pub restarts: u32,
+    /// Restarts, summed over the containers kubectl counts.
+    pub restarts: i64,
+    /// When the last of those restarts was, if a container says.
+    pub last_restart: Option<jiff::Timestamp>,
     /// The root of its ownerReferences chain (`Deployment/web`), when the dashboard knows it.
     pub owner: String,
     /// `metadata.creationTimestamp` (RFC 3339).
     pub created: String,
+}
+
+impl PodRow {
+    /// RESTARTS as kubectl prints it at `now` (`3 (5m ago)`); the bare count before the
+    /// dashboard's first tick.
+    pub fn restarts_text(&self, now: Option<jiff::Timestamp>) -> String {
+        match now {
+            Some(now) => {
+                crate::apimachinery::printers::restarts_text(self.restarts, self.last_restart, now)
+            }
+            None => self.restarts.to_string(),
+        }
+    }
 }
 
 /// A node as the dashboard shows it.

@@ -298,7 +298,7 @@ fn pod(
     phase: &str,
     status: &str,
     ready: u32,
-    restarts: u32,
+    restarts: i64,
     owner: &str,
 ) -> PodRow {
     PodRow {
@@ -311,6 +311,7 @@ fn pod(
         ready,
         containers: 1,
         restarts,
+        last_restart: None,
         owner: owner.to_owned(),
         created: "2026-01-01T12:00:03Z".to_owned(),
     }
@@ -399,15 +400,19 @@ pub(crate) fn fixture(host: Host) -> Model {
             0,
             web,
         )),
-        Msg::Pod(pod(
-            "lonely",
-            Some("node-2"),
-            "Running",
-            "CrashLoopBackOff",
-            0,
-            4,
-            "Pod/lonely",
-        )),
+        // Its container last ended five seconds before the tick: RESTARTS `4 (5s ago)`.
+        Msg::Pod(PodRow {
+            last_restart: Some("2026-01-01T12:00:25Z".parse().unwrap()),
+            ..pod(
+                "lonely",
+                Some("node-2"),
+                "Running",
+                "CrashLoopBackOff",
+                0,
+                4,
+                "Pod/lonely",
+            )
+        }),
         Msg::Deployment(DeploymentRow {
             namespace: "default".into(),
             name: "web".into(),

@@ -36,6 +36,7 @@ use super::model::{
     ComponentRow, DeploymentRow, EventRow, Msg, NodeRow, PodRow, StepperView, WorkloadRow,
 };
 use super::services::{EndpointRow, PortRow, ServiceRow, SliceRow};
+use crate::apimachinery::printers::print_pod;
 use crate::flow::{Data, FlowEvent};
 
 /// How often the stepper and the components are polled.
@@ -394,7 +395,8 @@ pub fn root_owner(meta: &ObjectMeta, parent_owner: impl Fn(&str) -> Option<Strin
 /// CronJob's Jobs.
 const INTERMEDIATE: &[&str] = &["ReplicaSet", "Job"];
 
-/// A pod as the dashboard shows it, with its story `owner`.
+/// A pod as the dashboard shows it, with its story `owner`: READY, STATUS and RESTARTS as
+/// kubectl's pod printer has them ([`print_pod`]).
 pub fn pod_row(pod: &Pod, owner: String) -> PodRow {
     let printed = print_pod(pod);
     let spec = pod.spec.as_ref();
@@ -416,6 +418,7 @@ pub fn pod_row(pod: &Pod, owner: String) -> PodRow {
         ready: printed.ready,
         containers: printed.total,
         restarts: printed.restarts,
+        last_restart: printed.last_restart,
         owner,
         created: pod
             .metadata
@@ -423,150 +426,6 @@ pub fn pod_row(pod: &Pod, owner: String) -> PodRow {
             .as_ref()
             .map(|t| t.0.to_string())
             .unwrap_or_default(),
-    }
-}
-
-/// What `kubectl get pods` prints for a pod: STATUS, READY as ready/total, RESTARTS.
-#[derive(Debug, PartialEq)]
-pub struct PrintedPod {
-    /// STATUS.
-    pub status: String,
-    /// Ready containers.
-    pub ready: u32,
-    /// Containers (and restartable init containers, the sidecars).
-    pub total: u32,
-    /// Restarts.
-    pub restarts: u32,
-}
-
-/// kubectl's pod printer (`printPod` in kubernetes/pkg/printers/internalversion): the phase or
-/// the status's reason, overridden by the first unfinished init container (`Init:0/1`,
-/// `Init:CrashLoopBackOff`), then by the last container's waiting or terminated reason
-/// (`CrashLoopBackOff`, `ErrImagePull`, `Completed`), and `Terminating` for a deleted pod that
-/// has not finished.
-pub fn print_pod(pod: &Pod) -> PrintedPod {
-    let spec = pod.spec.clone().unwrap_or_default();
-    let status = pod.status.clone().unwrap_or_default();
-    let phase = status.phase.clone().unwrap_or_default();
-    let mut reason = status.reason.clone().unwrap_or_else(|| phase.clone());
-    let conditions = status.conditions.as_deref().unwrap_or_default();
-    if conditions
-        .iter()
-        .any(|c| c.type_ == "PodScheduled" && c.reason.as_deref() == Some("SchedulingGated"))
-    {
-        reason = "SchedulingGated".into();
-    }
-    let init_containers = spec.init_containers.as_deref().unwrap_or_default();
-    let sidecar = |name: &str| {
-        init_containers
-            .iter()
-            .any(|c| c.name == name && c.restart_policy.as_deref() == Some("Always"))
-    };
-    let total = spec.containers.len() as u32
-        + init_containers
-            .iter()
-            .filter(|c| c.restart_policy.as_deref() == Some("Always"))
-            .count() as u32;
-    let mut ready = 0u32;
-    let mut restarts = 0u32;
-    let mut sidecar_restarts = 0u32;
-    let mut initializing = false;
-    for (i, container) in status
-        .init_container_statuses
-        .as_deref()
-        .unwrap_or_default()
-        .iter()
-        .enumerate()
-    {
-        let count = u32::try_from(container.restart_count).unwrap_or(0);
-        restarts += count;
-        let is_sidecar = sidecar(&container.name);
-        if is_sidecar {
-            sidecar_restarts += count;
-        }
-        let state = container.state.clone().unwrap_or_default();
-        if let Some(terminated) = &state.terminated
-            && terminated.exit_code == 0
-        {
-            continue;
-        }
-        if is_sidecar && container.started == Some(true) {
-            if container.ready {
-                ready += 1;
-            }
-            continue;
-        }
-        if let Some(terminated) = &state.terminated {
-            reason = match terminated.reason.as_deref() {
-                Some(r) if !r.is_empty() => format!("Init:{r}"),
-                _ => match terminated.signal {
-                    Some(signal) if signal != 0 => format!("Init:Signal:{signal}"),
-                    _ => format!("Init:ExitCode:{}", terminated.exit_code),
-                },
-            };
-        } else if let Some(waiting) = &state.waiting
-            && let Some(r) = waiting.reason.as_deref()
-            && !r.is_empty()
-            && r != "PodInitializing"
-        {
-            reason = format!("Init:{r}");
-        } else {
-            reason = format!("Init:{i}/{}", init_containers.len());
-        }
-        initializing = true;
-        break;
-    }
-    let initialized = conditions
-        .iter()
-        .any(|c| c.type_ == "Initialized" && c.status == "True");
-    if !initializing || initialized {
-        restarts = sidecar_restarts;
-        let mut has_running = false;
-        for container in status
-            .container_statuses
-            .as_deref()
-            .unwrap_or_default()
-            .iter()
-            .rev()
-        {
-            restarts += u32::try_from(container.restart_count).unwrap_or(0);
-            let state = container.state.clone().unwrap_or_default();
-            let waiting = state.waiting.as_ref().and_then(|w| w.reason.clone());
-            let terminated = state.terminated.as_ref();
-            if let Some(r) = waiting.filter(|r| !r.is_empty()) {
-                reason = r;
-            } else if let Some(t) = terminated {
-                reason = match t.reason.as_deref() {
-                    Some(r) if !r.is_empty() => r.to_owned(),
-                    _ => match t.signal {
-                        Some(signal) if signal != 0 => format!("Signal:{signal}"),
-                        _ => format!("ExitCode:{}", t.exit_code),
-                    },
-                };
-            } else if container.ready && state.running.is_some() {
-                has_running = true;
-                ready += 1;
-            }
-        }
-        if reason == "Completed" && has_running {
-            let pod_ready = conditions
-                .iter()
-                .any(|c| c.type_ == "Ready" && c.status == "True");
-            reason = if pod_ready { "Running" } else { "NotReady" }.into();
-        }
-    }
-    if pod.metadata.deletion_timestamp.is_some() {
-        if status.reason.as_deref() == Some("NodeLost") {
-            reason = "Unknown".into();
-        } else if phase != "Succeeded" && phase != "Failed" {
-            reason = "Terminating".into();
-        }
-    }
-    PrintedPod {
-        status: reason,
-        ready,
-        total,
-        restarts,
     }
 }
 
@@ -1169,96 +1028,29 @@ mod tests {
                "restartCount": restarts, "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}}})
     }
 
-    fn waiting(name: &str, reason: &str, restarts: i32) -> serde_json::Value {
-        json!({"name": name, "image": "orrery/hello", "imageID": "", "ready": false,
-               "restartCount": restarts, "state": {"waiting": {"reason": reason}}})
-    }
-
     #[test]
-    fn pod_status_reads_like_kubectl_get_pods() {
-        let cases = [
-            (
-                "Running",
-                json!({"metadata": {"name": "a"}, "spec": {"containers": [{"name": "app"}]},
-                       "status": {"phase": "Running", "containerStatuses": [running("app", true, 0)]}}),
-                (1, 1, 0),
-            ),
-            (
-                "CrashLoopBackOff",
-                json!({"metadata": {"name": "a"}, "spec": {"containers": [{"name": "app"}]},
-                       "status": {"phase": "Running",
-                                  "containerStatuses": [waiting("app", "CrashLoopBackOff", 4)]}}),
-                (0, 1, 4),
-            ),
-            (
-                "ErrImagePull",
-                json!({"metadata": {"name": "a"}, "spec": {"containers": [{"name": "app"}, {"name": "side"}]},
-                       "status": {"phase": "Pending",
-                                  "containerStatuses": [waiting("app", "ErrImagePull", 0),
-                                                        waiting("side", "ContainerCreating", 0)]}}),
-                (0, 2, 0),
-            ),
-            (
-                "Init:0/1",
-                json!({"metadata": {"name": "a"},
-                       "spec": {"initContainers": [{"name": "setup"}], "containers": [{"name": "app"}]},
-                       "status": {"phase": "Pending",
-                                  "conditions": [{"type": "Initialized", "status": "False"}],
-                                  "initContainerStatuses": [running("setup", false, 0)],
-                                  "containerStatuses": [waiting("app", "PodInitializing", 0)]}}),
-                (0, 1, 0),
-            ),
-            (
-                "Init:CrashLoopBackOff",
-                json!({"metadata": {"name": "a"},
-                       "spec": {"initContainers": [{"name": "setup"}], "containers": [{"name": "app"}]},
-                       "status": {"phase": "Pending",
-                                  "initContainerStatuses": [waiting("setup", "CrashLoopBackOff", 2)]}}),
-                (0, 1, 2),
-            ),
-            (
-                "Completed",
-                json!({"metadata": {"name": "a"}, "spec": {"containers": [{"name": "app"}]},
-                       "status": {"phase": "Succeeded", "containerStatuses": [
-                           {"name": "app", "image": "x", "imageID": "", "ready": false, "restartCount": 0,
-                            "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}}]}}),
-                (0, 1, 0),
-            ),
-            (
-                "Error",
-                json!({"metadata": {"name": "a"}, "spec": {"containers": [{"name": "app"}]},
-                       "status": {"phase": "Failed", "containerStatuses": [
-                           {"name": "app", "image": "x", "imageID": "", "ready": false, "restartCount": 0,
-                            "state": {"terminated": {"exitCode": 1, "reason": "Error"}}}]}}),
-                (0, 1, 0),
-            ),
-            (
-                "Terminating",
-                json!({"metadata": {"name": "a", "deletionTimestamp": "2026-01-01T00:00:00Z"},
-                       "spec": {"containers": [{"name": "app"}]},
-                       "status": {"phase": "Running", "containerStatuses": [running("app", true, 1)]}}),
-                (1, 1, 1),
-            ),
-            (
-                "Pending",
-                json!({"metadata": {"name": "a"}, "spec": {"containers": [{"name": "app"}]},
-                       "status": {"phase": "Pending"}}),
-                (0, 1, 0),
-            ),
-        ];
-        for (want, object, (ready, total, restarts)) in cases {
-            let printed = print_pod(&pod(object));
-            assert_eq!(
-                printed,
-                PrintedPod {
-                    status: want.to_owned(),
-                    ready,
-                    total,
-                    restarts
-                },
-                "{want}"
-            );
-        }
+    fn pod_rows_are_printed_by_kubectls_pod_printer() {
+        let object = pod(json!({
+            "metadata": {"name": "crash", "namespace": "default"},
+            "spec": {"initContainers": [{"name": "proxy", "restartPolicy": "Always"}],
+                     "containers": [{"name": "app"}]},
+            "status": {"phase": "Running",
+                       "initContainerStatuses": [
+                           {"name": "proxy", "image": "i", "imageID": "", "ready": true, "started": true,
+                            "restartCount": 1, "state": {"running": {}}}],
+                       "containerStatuses": [{
+                           "name": "app", "image": "i", "imageID": "", "ready": false, "restartCount": 4,
+                           "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                           "lastState": {"terminated": {"exitCode": 1, "finishedAt": "2026-01-01T00:00:00Z"}}}]}
+        }));
+        let row = pod_row(&object, "Pod/crash".into());
+        assert_eq!(
+            (row.status.as_str(), row.ready, row.containers, row.restarts),
+            ("CrashLoopBackOff", 1, 2, 5)
+        );
+        let now: jiff::Timestamp = "2026-01-01T00:05:00Z".parse().unwrap();
+        assert_eq!(row.restarts_text(Some(now)), "5 (5m ago)");
+        assert_eq!(row.restarts_text(None), "5");
     }
 
     #[test]

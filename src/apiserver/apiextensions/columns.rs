@@ -9,7 +9,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use serde_json::{Value, json};
 
 use crate::apimachinery::jsonpath::{JsonPath, JsonPathError};
-use crate::apiserver::tables::human_duration;
+use crate::apimachinery::printers::human_duration;
 
 /// `metav1.ObjectMeta`'s documentation of `name`, the `Name` column's description.
 const NAME_DESCRIPTION: &str = "Name must be unique within a namespace. Is required when creating resources, although some resources may allow a client to request the generation of an appropriate name automatically. Name is primarily intended for creation idempotence and configuration definition. Cannot be updated. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names";

@@ -51,9 +51,10 @@ pub(crate) async fn run(api: Weak<ApiServer>) {
         } else {
             std::time::Duration::from_secs(3600)
         };
-        match tokio::time::timeout(wait, changed.changed()).await {
-            Ok(Err(_)) => return,
-            Ok(Ok(())) | Err(_) => {}
+        // The sender gone (the API server dropped) ends the loop; a change or the wait's end
+        // goes round again.
+        if let Ok(Err(_)) = tokio::time::timeout(wait, changed.changed()).await {
+            return;
         }
     }
 }

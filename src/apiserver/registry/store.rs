@@ -12,6 +12,7 @@ use super::strategy::Strategy;
 use crate::apimachinery::params::Params;
 use crate::apiserver::errors::{ApiError, Cause, from_store};
 use crate::apiserver::resources::{self, Resource};
+use crate::apiserver::webhook::{self, Operation::Create, Operation::Update};
 use crate::apiserver::{ApiServer, admission, apply, decode, encode};
 use crate::flow::FlowEvent;
 use crate::store::Revision;
@@ -313,6 +314,24 @@ pub(crate) async fn create_object(
     created
 }
 
+/// Whether a new object's name came from its `generateName` (the prefix and five random
+/// characters, [`random_suffix`]'s), which mutating webhooks do not see yet: upstream names the
+/// object after mutating admission.
+fn generated_name(object: &Value) -> bool {
+    let meta = &object["metadata"];
+    match (meta["generateName"].as_str(), meta["name"].as_str()) {
+        (Some(prefix), Some(name)) if !prefix.is_empty() => {
+            name.strip_prefix(prefix).is_some_and(|rest| {
+                rest.len() == 5
+                    && rest
+                        .bytes()
+                        .all(|b| b"bcdfghjklmnpqrstvwxz2456789".contains(&b))
+            })
+        }
+        _ => false,
+    }
+}
+
 /// The rest of a create, once the object's addresses are reserved.
 async fn finish_create(
     api: &ApiServer,
@@ -343,6 +362,9 @@ async fn finish_create(
         }
         apply::record_update(resource, &Value::Null, &mut object, manager, "");
     }
+    let mut hooked = webhook::Request::of(resource, "", Create, &object, None, manager, dry_run);
+    hooked.generated_name = generated_name(&object);
+    webhook::mutate(api, &hooked, &mut object, warnings).await?;
     let name = name_of(&object).to_owned();
     crate::apiserver::noderestriction::admit(
         api,
@@ -374,6 +396,8 @@ async fn finish_create(
         return Err(refusal);
     }
     warnings.extend(crate::apiserver::podsecurity::admit(api, resource, &object, None).await?);
+    let hooked = webhook::Request::of(resource, "", Create, &object, None, manager, dry_run);
+    webhook::validate(api, &hooked, Some(&object), warnings).await?;
     crate::apiserver::quota::admit(api, resource, &object, None, dry_run).await?;
     let key = resource.key(namespace.as_deref(), &name);
     if dry_run {
@@ -610,6 +634,14 @@ pub(crate) async fn update_object(
                 m.remove("managedFields");
             }
         }
+        let mut hook_warnings = Vec::new();
+        let hooked = (kind != UpdateKind::Binding).then(|| {
+            let sub = kind.subresource();
+            webhook::Request::of(resource, sub, Update, &new, Some(&old), manager, dry_run)
+        });
+        if let Some(hooked) = &hooked {
+            webhook::mutate(api, hooked, &mut new, &mut hook_warnings).await?;
+        }
         if strategy.has_generation()
             && kind == UpdateKind::Main
             && strategy.generation_changed(&new, &old)
@@ -650,8 +682,12 @@ pub(crate) async fn update_object(
                 return Err(refusal);
             }
         }
-        let warnings =
+        let mut warnings =
             crate::apiserver::podsecurity::admit(api, resource, &new, Some((&old, kind))).await?;
+        if let Some(hooked) = &hooked {
+            webhook::validate(api, hooked, Some(&new), &mut hook_warnings).await?;
+        }
+        warnings.extend(hook_warnings);
         if kind == UpdateKind::Main {
             crate::apiserver::quota::admit(api, resource, &new, Some(&old), dry_run).await?;
         }
@@ -843,6 +879,10 @@ pub(crate) async fn delete_object(
                 ),
             });
         }
+        let hooked = webhook::Request::delete(resource, &object, options, params);
+        webhook::mutate(api, &hooked, &mut Value::Null, &mut Vec::new()).await?;
+        webhook::validate(api, &hooked, None, &mut Vec::new()).await?;
+        drop(hooked);
         // kubectl sends dryRun in the DeleteOptions body; other clients in the query.
         let body_dry_run = options["dryRun"]
             .as_array()

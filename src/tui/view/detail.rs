@@ -43,7 +43,7 @@ fn status_lines(model: &Model, yaml: &str, theme: Theme) -> Vec<Line<'static>> {
                         "   ready {}/{}   restarts {}   node {}",
                         p.ready,
                         p.containers,
-                        p.restarts,
+                        p.restarts_text(model.now),
                         p.node.as_deref().unwrap_or("<none>")
                     )),
                 ]));

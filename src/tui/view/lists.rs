@@ -70,6 +70,13 @@ pub(super) fn list<'a>(
 /// `:pods`: NAMESPACE NAME READY STATUS RESTARTS NODE.
 pub(super) fn pods(frame: &mut Frame<'_>, model: &Model, area: Rect, theme: Theme) {
     let rows = model.pod_rows();
+    // RESTARTS is as wide as its longest text, as kubectl's columns are: `3 (5m ago)` is only
+    // written for pods that restarted and say when.
+    let restarts_width = rows
+        .iter()
+        .filter(|p| p.restarts != 0 && p.last_restart.is_some())
+        .map(|p| p.restarts_text(model.now).len() as u16)
+        .fold(8, u16::max);
     list(
         frame,
         model,
@@ -83,7 +90,7 @@ pub(super) fn pods(frame: &mut Frame<'_>, model: &Model, area: Rect, theme: Them
             Constraint::Fill(1),
             Constraint::Length(5),
             Constraint::Length(16),
-            Constraint::Length(8),
+            Constraint::Length(restarts_width),
             Constraint::Length(10),
         ],
         rows.len(),
@@ -95,7 +102,7 @@ pub(super) fn pods(frame: &mut Frame<'_>, model: &Model, area: Rect, theme: Them
                 Cell::from(p.name.clone()),
                 Cell::from(format!("{}/{}", p.ready, p.containers)),
                 Cell::from(Span::styled(p.status.clone(), theme.pod(class))),
-                Cell::from(p.restarts.to_string()),
+                Cell::from(p.restarts_text(model.now)),
                 Cell::from(p.node.clone().unwrap_or_else(|| "<none>".to_owned())),
             ]
         },
