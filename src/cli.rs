@@ -74,6 +74,10 @@ enum Command {
     /// List, pull, load and remove container images in the state directory's image store.
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Run a sample operator: an ordinary API client that reconciles a custom resource, from
+    /// the host against any cluster or in a pod of the built-in image.
+    #[command(subcommand)]
+    Operator(OperatorCommand),
     /// The built-in `orrery/hello` image's program: an HTTP server on $PORT (8080).
     #[command(hide = true)]
     Hello,
@@ -380,6 +384,32 @@ enum StoreCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum OperatorCommand {
+    /// The website operator: each Website (samples.orrery.dev/v1) gets a ConfigMap with its
+    /// page, a Deployment of orrery/hello serving it and a Service, and a status. Runs until
+    /// Ctrl-C or SIGTERM.
+    Website(WebsiteArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+struct WebsiteArgs {
+    /// The kubeconfig to use [default: $KUBECONFIG, ~/.kube/config, else the pod's in-cluster
+    /// configuration].
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<WebsiteCommand>,
+}
+
+#[derive(Debug, Subcommand)]
+enum WebsiteCommand {
+    /// Print the Website CustomResourceDefinition the operator's Rust type generates (what
+    /// manifests/website-crd.yaml holds).
+    Crd,
+}
+
+#[derive(Debug, Subcommand)]
 enum BenchCommand {
     /// Run one workload against the embedded store and a real etcd, and print both.
     Store(bench::StoreBenchOptions),
@@ -456,6 +486,8 @@ enum CliError {
     Image(#[from] crate::images::ImageError),
     #[error(transparent)]
     Tui(#[from] crate::tui::app::TuiError),
+    #[error(transparent)]
+    Operator(#[from] crate::operator::OperatorError),
 }
 
 /// A cluster name: 1 to 32 lowercase letters, digits and `-`, starting and ending with a letter
@@ -783,6 +815,17 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             let store = crate::images::ImageStore::open(&crate::images::store_dir(&state_dir))?;
             run_image(store, command).await
         }
+        Command::Operator(OperatorCommand::Website(args)) => match args.command {
+            Some(WebsiteCommand::Crd) => {
+                print!("{}", crate::operator::website::crd_yaml());
+                Ok(())
+            }
+            None => {
+                let client = crate::operator::client(args.kubeconfig.as_deref()).await?;
+                crate::operator::reconcile::run(client).await?;
+                Ok(())
+            }
+        },
         Command::Hello
         | Command::Pause
         | Command::Sleep { .. }

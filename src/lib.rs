@@ -37,6 +37,7 @@ pub mod informers;
 pub mod ingress;
 pub mod kubelet;
 pub mod metrics_server;
+pub mod operator;
 pub mod pki;
 pub mod provisioner;
 pub mod proxy;

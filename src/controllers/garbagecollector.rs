@@ -13,23 +13,33 @@
 //! and the finalizer comes off once no dependent with `blockOwnerDeletion` is left. Orphan: an
 //! owner being deleted with the `orphan` finalizer has its ownerReferences removed from its
 //! dependents, then the finalizer.
+//!
+//! Custom resources are in the graph too, as upstream's collector monitors every deletable
+//! resource discovery lists: each Established CustomResourceDefinition's storage version is
+//! watched (a watcher of its own, started when the definition is seen Established and stopped,
+//! its objects taken out of the graph, when the definition goes), so a custom resource owns
+//! and is owned like a built-in object. Upstream finds them by polling discovery every 30 s;
+//! following the definitions' shared informer finds them at once.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use futures::FutureExt;
 use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::{
     admissionregistration, apps, autoscaling, batch, certificates, coordination, core, discovery,
     networking, policy, rbac, storage,
 };
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{
     Api, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions, PropagationPolicy,
 };
 use kube::discovery::ApiResource;
+use kube::runtime::watcher;
 use serde_json::json;
+use tokio::sync::mpsc;
 
 use super::Context;
 use super::workqueue::{self, WorkQueue};
@@ -78,7 +88,7 @@ pub enum GcError {
 }
 
 /// One served resource the graph covers.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 struct Served {
     resource: ApiResource,
     namespaced: bool,
@@ -373,6 +383,108 @@ fn node_of(resource: usize, kind: &str, meta: &ObjectMeta) -> Option<Node> {
     })
 }
 
+/// What a CustomResourceDefinition's change means to the collector.
+#[derive(Debug)]
+enum Definition {
+    /// The definition (by name) is Established: its storage version is served.
+    Served(String, Served),
+    /// The definition is gone, or not (or no longer) Established.
+    Gone(String),
+}
+
+fn crd_name(crd: &CustomResourceDefinition) -> String {
+    crd.metadata.name.clone().unwrap_or_default()
+}
+
+/// The resource an Established definition serves, in its storage version (where its objects
+/// are kept, as the collector keeps every kind in the form it is stored in).
+fn custom_resource(crd: &CustomResourceDefinition) -> Option<Served> {
+    let established = crd.status.as_ref().is_some_and(|s| {
+        s.conditions
+            .iter()
+            .flatten()
+            .any(|c| c.type_ == "Established" && c.status == "True")
+    });
+    if !established || crd.metadata.deletion_timestamp.is_some() {
+        return None;
+    }
+    let spec = &crd.spec;
+    let version = spec.versions.iter().find(|v| v.storage)?;
+    Some(Served {
+        resource: ApiResource {
+            group: spec.group.clone(),
+            version: version.name.clone(),
+            api_version: format!("{}/{}", spec.group, version.name),
+            kind: spec.names.kind.clone(),
+            plural: spec.names.plural.clone(),
+        },
+        namespaced: spec.scope == "Namespaced",
+    })
+}
+
+/// The index of `served` in the list, added if new.
+fn register(list: &Mutex<Vec<Served>>, served: Served) -> usize {
+    let mut list = lock(list);
+    match list.iter().position(|s| *s == served) {
+        Some(index) => index,
+        None => {
+            list.push(served);
+            list.len() - 1
+        }
+    }
+}
+
+/// Follows one custom resource's objects into the graph until aborted: a watcher (relisting
+/// with kube's default backoff when its watch ends), each object upserted as the built-in
+/// kinds' handlers do, and after a relist the objects it no longer lists taken out.
+async fn watch_custom(
+    client: kube::Client,
+    index: usize,
+    served: Served,
+    shared: Arc<Shared>,
+    queue: WorkQueue<String>,
+) {
+    use kube::runtime::WatchStreamExt;
+    use kube::runtime::watcher::Event;
+    let api: Api<DynamicObject> = Api::all_with(client, &served.resource);
+    let kind = served.resource.kind;
+    let mut known: HashSet<String> = HashSet::new();
+    let mut listed: HashSet<String> = HashSet::new();
+    let mut events = watcher::watcher(api, watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    while let Some(event) = events.next().await {
+        match event {
+            Ok(Event::Init) => listed.clear(),
+            Ok(Event::InitApply(object)) => {
+                if let Some(node) = node_of(index, &kind, &object.metadata) {
+                    listed.insert(node.uid.clone());
+                    shared.upsert(node, &queue);
+                }
+            }
+            Ok(Event::InitDone) => {
+                for uid in known.difference(&listed) {
+                    shared.delete(uid, &queue);
+                }
+                known = std::mem::take(&mut listed);
+            }
+            Ok(Event::Apply(object)) => {
+                if let Some(node) = node_of(index, &kind, &object.metadata) {
+                    known.insert(node.uid.clone());
+                    shared.upsert(node, &queue);
+                }
+            }
+            Ok(Event::Delete(object)) => {
+                if let Some(uid) = &object.metadata.uid {
+                    known.remove(uid);
+                    shared.delete(uid, &queue);
+                }
+            }
+            Err(error) => tracing::debug!(%error, kind, "garbage collector: watching"),
+        }
+    }
+}
+
 /// A JSON patch that sets (or, when empty, removes) one metadata list, only if the object is
 /// still the one (uid) and the version (resourceVersion) the decision was made on.
 fn guarded_replace(node: &Node, field: &str, value: serde_json::Value) -> json_patch::Patch {
@@ -437,6 +549,19 @@ impl Shared {
 
     /// An object went: its dependents have an owner missing now, and its owners one dependent
     /// fewer.
+    /// Takes every object of the resource at `index` out of the graph (its definition went).
+    fn forget_resource(&self, index: usize, queue: &WorkQueue<String>) {
+        let uids: Vec<String> = lock(&self.graph)
+            .nodes
+            .values()
+            .filter(|n| n.resource == index)
+            .map(|n| n.uid.clone())
+            .collect();
+        for uid in uids {
+            self.delete(&uid, queue);
+        }
+    }
+
     fn delete(&self, uid: &str, queue: &WorkQueue<String>) {
         let mut graph = lock(&self.graph);
         let Some(old) = graph.remove(uid) else {
@@ -487,6 +612,7 @@ fn every_kind(v: &mut impl Kinds) {
     v.kind::<discovery::v1::EndpointSlice>(true);
     v.kind::<networking::v1::Ingress>(true);
     v.kind::<networking::v1::IngressClass>(false);
+    v.kind::<networking::v1::IPAddress>(false);
     v.kind::<policy::v1::PodDisruptionBudget>(true);
     v.kind::<storage::v1::StorageClass>(false);
     v.kind::<admissionregistration::v1::MutatingWebhookConfiguration>(false);
@@ -497,6 +623,7 @@ fn every_kind(v: &mut impl Kinds) {
     v.kind::<rbac::v1::ClusterRoleBinding>(false);
     v.kind::<rbac::v1::Role>(true);
     v.kind::<rbac::v1::RoleBinding>(true);
+    v.kind::<CustomResourceDefinition>(false);
 }
 
 /// Takes each kind's shared informer into a collector.
@@ -518,8 +645,12 @@ type Synced = Box<dyn Fn() -> BoxFuture<'static, ()> + Send + Sync>;
 pub struct GarbageCollector {
     client: kube::Client,
     flow: Flow,
-    /// Every resource the graph covers; a node's `resource` indexes it.
-    served: Vec<Served>,
+    /// Every resource the graph covers; a node's `resource` indexes it. Built-in kinds first,
+    /// then each custom resource as its definition is seen (never removed: a definition made
+    /// again reuses its index).
+    served: Arc<Mutex<Vec<Served>>>,
+    /// The CustomResourceDefinitions' changes, for [`GarbageCollector::run`] to follow.
+    definitions: Mutex<Option<mpsc::UnboundedReceiver<Definition>>>,
     shared: Arc<Shared>,
     queue: WorkQueue<String>,
     /// Each informer's first list, to wait for.
@@ -533,24 +664,50 @@ impl GarbageCollector {
         let mut gc = GarbageCollector {
             client: ctx.client("garbagecollector"),
             flow: ctx.flow.clone(),
-            served: Vec::new(),
+            served: Arc::default(),
+            definitions: Mutex::new(None),
             shared: Arc::default(),
             queue: WorkQueue::new("garbagecollector"),
             synced: Vec::new(),
         };
         every_kind(&mut Taking { gc: &mut gc, ctx });
+        gc.follow_definitions(ctx);
         gc
+    }
+
+    /// Takes the shared informer of CustomResourceDefinitions: each change says which custom
+    /// resource is served (or no longer) to [`GarbageCollector::run`].
+    fn follow_definitions(&mut self, ctx: &Context) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        *lock(&self.definitions) = Some(rx);
+        let informer = ctx.factory.informer::<CustomResourceDefinition>();
+        informer.add_handler(move |change: Change<'_, CustomResourceDefinition>| {
+            let definition = match change {
+                Change::Add(crd) | Change::Update { new: crd, .. } => match custom_resource(crd) {
+                    Some(served) => Definition::Served(crd_name(crd), served),
+                    None => Definition::Gone(crd_name(crd)),
+                },
+                Change::Delete(crd) => Definition::Gone(crd_name(crd)),
+            };
+            let _ = tx.send(definition);
+        });
+        self.synced.push(Box::new(move || {
+            let informer = informer.clone();
+            async move { informer.synced().await }.boxed()
+        }));
     }
 
     /// Takes the shared informer of `K` into the graph.
     fn watch<K: Watched>(&mut self, ctx: &Context, namespaced: bool) {
-        let index = self.served.len();
         let resource = ApiResource::erase::<K>(&());
         let kind = resource.kind.clone();
-        self.served.push(Served {
-            resource,
-            namespaced,
-        });
+        let index = register(
+            &self.served,
+            Served {
+                resource,
+                namespaced,
+            },
+        );
         let informer = ctx.factory.informer::<K>();
         let (shared, queue) = (self.shared.clone(), self.queue.clone());
         informer.add_handler(move |change: Change<'_, K>| match change {
@@ -582,12 +739,55 @@ impl GarbageCollector {
         }));
     }
 
-    /// Waits for every informer's first list, then collects, forever.
+    /// Waits for every informer's first list, then collects, forever (following the custom
+    /// resources as their definitions come and go).
     pub async fn run(self) {
         for synced in &self.synced {
             synced().await;
         }
-        workqueue::run_workers(self.queue.clone(), WORKERS, |uid| self.sync(uid)).await;
+        let definitions = lock(&self.definitions).take();
+        let custom = async {
+            if let Some(definitions) = definitions {
+                self.follow_custom_resources(definitions).await;
+            }
+        };
+        let workers = workqueue::run_workers(self.queue.clone(), WORKERS, |uid| self.sync(uid));
+        futures::join!(workers, custom);
+    }
+
+    /// Runs a watcher per served custom resource, started when its definition is Established
+    /// and stopped (its objects taken out of the graph) when the definition goes or changes
+    /// its storage version. The watchers live in a `JoinSet`, so they end with the collector.
+    async fn follow_custom_resources(&self, mut definitions: mpsc::UnboundedReceiver<Definition>) {
+        let mut watching: HashMap<String, (usize, tokio::task::AbortHandle)> = HashMap::new();
+        let mut tasks = tokio::task::JoinSet::new();
+        while let Some(definition) = definitions.recv().await {
+            while tasks.try_join_next().is_some() {}
+            let (name, served) = match definition {
+                Definition::Served(name, served) => (name, Some(served)),
+                Definition::Gone(name) => (name, None),
+            };
+            let index = served.as_ref().map(|s| register(&self.served, s.clone()));
+            if let Some((watched, _)) = watching.get(&name)
+                && Some(*watched) == index
+            {
+                continue;
+            }
+            if let Some((watched, task)) = watching.remove(&name) {
+                task.abort();
+                self.shared.forget_resource(watched, &self.queue);
+            }
+            if let (Some(index), Some(served)) = (index, served) {
+                let task = tasks.spawn(watch_custom(
+                    self.client.clone(),
+                    index,
+                    served,
+                    self.shared.clone(),
+                    self.queue.clone(),
+                ));
+                watching.insert(name, (index, task));
+            }
+        }
     }
 
     /// Decides and acts for the object of `uid` (upstream's `attemptToDeleteItem` and
@@ -670,11 +870,11 @@ impl GarbageCollector {
                 continue;
             }
             let group = owner.api_version.split_once('/').map_or("", |(g, _)| g);
-            let Some(target) = self
-                .served
+            let target = lock(&self.served)
                 .iter()
                 .find(|s| s.resource.group == group && s.resource.kind == owner.kind)
-            else {
+                .cloned();
+            let Some(target) = target else {
                 // A kind the server does not serve: nothing can be said of it.
                 continue;
             };
@@ -711,10 +911,10 @@ impl GarbageCollector {
     }
 
     fn api(&self, node: &Node) -> Api<DynamicObject> {
-        let resource = &self.served[node.resource].resource;
+        let resource = lock(&self.served)[node.resource].resource.clone();
         match &node.namespace {
-            Some(ns) => Api::namespaced_with(self.client.clone(), ns, resource),
-            None => Api::all_with(self.client.clone(), resource),
+            Some(ns) => Api::namespaced_with(self.client.clone(), ns, &resource),
+            None => Api::all_with(self.client.clone(), &resource),
         }
     }
 
