@@ -617,8 +617,6 @@ fn every_kind(v: &mut impl Kinds) {
     v.kind::<storage::v1::StorageClass>(false);
     v.kind::<admissionregistration::v1::MutatingWebhookConfiguration>(false);
     v.kind::<admissionregistration::v1::ValidatingWebhookConfiguration>(false);
-    v.kind::<networking::v1::IPAddress>(false);
-    v.kind::<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>(false);
     v.kind::<rbac::v1::ClusterRole>(false);
     v.kind::<rbac::v1::ClusterRoleBinding>(false);
     v.kind::<rbac::v1::Role>(true);
