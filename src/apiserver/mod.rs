@@ -30,6 +30,7 @@ mod limitranger;
 mod logs;
 mod metrics;
 mod noderestriction;
+pub(crate) mod openapi;
 mod patch;
 mod path;
 mod podsecurity;
@@ -602,6 +603,9 @@ async fn serve(
             metrics::serve(&api, target, request.method(), &params).await
         }
         path::Route::Unknown => Err(ApiError::NoSuchPath),
+        route @ (path::Route::OpenApiIndex | path::Route::OpenApi(_) | path::Route::OpenApiV2) => {
+            openapi::serve(&route, request.headers(), request.uri().query())
+        }
         route => discovery::serve(route, request.headers()),
     };
     let response = result.unwrap_or_else(IntoResponse::into_response);

@@ -26,6 +26,7 @@ mod manifests;
 mod metrics;
 mod network;
 mod nodes;
+mod openapi;
 mod packages;
 mod podsecurity;
 mod proxy;

@@ -1,0 +1,539 @@
+//! OpenAPI: `/openapi/v2` (Swagger 2.0) and `/openapi/v3` (an index, and one OpenAPI 3.0
+//! document per group-version), what `kubectl explain`, kubectl's field validation check and
+//! clients' generators read. The schemas are Kubernetes v1.33's own ([`definitions`], vendored in
+//! `openapi/`); the paths are made from the served resources ([`paths`]); custom resources add
+//! theirs at run time ([`crd`], [`Extra`]). A document holds only the definitions its paths reach.
+//!
+//! Documents are built on first request and kept gzipped with their ETag (upstream's: the SHA-512
+//! of the JSON, in hex capitals) and time of building; they are served as kube-openapi's handlers
+//! serve them: `If-None-Match` answered with 304, v3 documents with `?hash=` immutable (and
+//! redirected when the hash is stale), v2 gzipped for clients that accept it, 406 for a media type
+//! not served.
+
+// The CustomResourceDefinition serving code (on its way from another branch) calls it; until
+// then only the unit tests do.
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) mod crd;
+mod definitions;
+pub(crate) mod paths;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::{Read, Write};
+use std::sync::{Arc, LazyLock, Mutex};
+
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha512};
+
+use super::errors::ApiError;
+use super::path::Route;
+use super::resources::{self, RESOURCES, Resource};
+use crate::apimachinery::{KUBERNETES_VERSION, wire};
+use paths::Shape;
+
+/// What can go wrong building a document.
+#[derive(Debug, Clone, thiserror::Error)]
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) enum OpenApiError {
+    #[error("the vendored OpenAPI definitions cannot be read: {0}")]
+    Vendored(String),
+    #[error("CustomResourceDefinition {crd} has no version {version}")]
+    NoSuchVersion { crd: String, version: String },
+    #[error(
+        "CustomResourceDefinition {crd} version {version} has a schema that is not JSON: {error}"
+    )]
+    Schema {
+        crd: String,
+        version: String,
+        error: String,
+    },
+}
+
+/// A group, version and kind, as `x-kubernetes-group-version-kind` lists them.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub(crate) struct Gvk {
+    pub(crate) group: String,
+    pub(crate) version: String,
+    pub(crate) kind: String,
+}
+
+impl Gvk {
+    pub(crate) fn new(group: &str, version: &str, kind: &str) -> Self {
+        Gvk {
+            group: group.to_owned(),
+            version: version.to_owned(),
+            kind: kind.to_owned(),
+        }
+    }
+}
+
+/// Which OpenAPI a document or schema is written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Version {
+    V2,
+    V3,
+}
+
+impl Version {
+    /// The `$ref` prefix of a definition.
+    pub(crate) fn prefix(self) -> &'static str {
+        match self {
+            Version::V2 => definitions::V2_PREFIX,
+            Version::V3 => definitions::V3_PREFIX,
+        }
+    }
+}
+
+/// What one served version of a custom resource adds to the documents ([`crd::openapi`]): its
+/// definitions (named as upstream names them, `com.example.stable.v1.CronTab`, written in the
+/// document's OpenAPI version) and the shape of its paths.
+#[derive(Debug, Clone)]
+pub(crate) struct Extra {
+    pub(crate) definitions: Vec<(String, Value)>,
+    pub(crate) shape: Shape,
+}
+
+/// A built document: its JSON gzipped, its ETag and when it was built.
+#[derive(Debug)]
+pub(crate) struct Document {
+    gzipped: Bytes,
+    /// Upstream's ETag value (unquoted): the SHA-512 of the JSON in hex capitals.
+    pub(crate) etag: String,
+    built: jiff::Timestamp,
+}
+
+impl Document {
+    fn new(json: &[u8]) -> Self {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        encoder
+            .write_all(json)
+            .expect("writing to a Vec does not fail");
+        let gzipped = encoder.finish().expect("writing to a Vec does not fail");
+        Document {
+            gzipped: Bytes::from(gzipped),
+            etag: format!("{:X}", Sha512::digest(json)),
+            built: jiff::Timestamp::now(),
+        }
+    }
+
+    /// The document's JSON.
+    pub(crate) fn json(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(&self.gzipped[..])
+            .read_to_end(&mut out)
+            .expect("a document gzipped here decompresses");
+        out
+    }
+}
+
+/// `api/v1` or `apis/apps/v1`: a group-version's `/openapi/v3/` path.
+pub(crate) fn v3_path(group: &str, version: &str) -> String {
+    paths::gv_root(group, version)
+        .trim_start_matches('/')
+        .to_owned()
+}
+
+/// The definition named for a kind: an extra's first, then a vendored one.
+fn lookup<'a>(
+    defs: &'a definitions::Definitions,
+    extra: &'a [Extra],
+) -> impl Fn(&Gvk) -> Option<String> + 'a {
+    move |gvk: &Gvk| {
+        extra
+            .iter()
+            .flat_map(|e| &e.definitions)
+            .find(|(_, schema)| definitions::gvks(schema).contains(gvk))
+            .map(|(name, _)| name.clone())
+            .or_else(|| defs.by_gvk.get(gvk).cloned())
+    }
+}
+
+/// Writes a document: its paths (of `shapes`, plus the group-versions' resource lists) and the
+/// definitions they reach, as JSON text assembled from the definitions' own text.
+fn assemble(
+    version: Version,
+    shapes: &[Shape],
+    resource_lists: &[(String, String)],
+    extra: &[Extra],
+) -> Result<Vec<u8>, OpenApiError> {
+    let defs = definitions::get()?;
+    let lookup = lookup(defs, extra);
+    let mut items: Vec<paths::PathItem> = resource_lists
+        .iter()
+        .map(|(g, v)| paths::resource_list(g, v))
+        .collect();
+    for shape in shapes {
+        items.extend(paths::for_resource(shape, defs, &lookup));
+    }
+    let extras: HashMap<&str, &Value> = extra
+        .iter()
+        .flat_map(|e| &e.definitions)
+        .map(|(name, schema)| (name.as_str(), schema))
+        .collect();
+    // Every definition the paths name, and every one those refer to.
+    let mut reached: BTreeSet<String> = BTreeSet::new();
+    let mut queue: Vec<String> = items
+        .iter()
+        .flat_map(paths::named_definitions)
+        .map(str::to_owned)
+        .collect();
+    while let Some(name) = queue.pop() {
+        if reached.contains(&name) {
+            continue;
+        }
+        let refs = if let Some(schema) = extras.get(name.as_str()) {
+            definitions::refs(schema, version.prefix())
+        } else if let Some(def) = defs.by_name.get(&name) {
+            def.refs.clone()
+        } else {
+            continue;
+        };
+        reached.insert(name);
+        queue.extend(refs.into_iter().filter(|r| !reached.contains(r)));
+    }
+    let mut path_values: BTreeMap<String, Value> = BTreeMap::new();
+    // Written as Go writes JSON: sorted keys, its escaping and number forms.
+    for item in &items {
+        path_values.insert(item.path.clone(), item.value(version));
+    }
+    let mut out = Vec::with_capacity(1 << 20);
+    let (head, tail) = match version {
+        Version::V2 => (
+            json!({"swagger": "2.0", "info": {"title": "Kubernetes", "version": KUBERNETES_VERSION}}),
+            "\"definitions\":",
+        ),
+        Version::V3 => (
+            json!({"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": KUBERNETES_VERSION}}),
+            "\"components\":{\"schemas\":",
+        ),
+    };
+    let mut head_text = Vec::new();
+    wire::generic(&head, &mut head_text);
+    head_text.pop();
+    out.extend_from_slice(&head_text);
+    out.extend_from_slice(b",\"paths\":");
+    wire::generic(&Value::Object(path_values.into_iter().collect()), &mut out);
+    out.push(b',');
+    out.extend_from_slice(tail.as_bytes());
+    out.push(b'{');
+    for (i, name) in reached.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        wire::string(name, &mut out);
+        out.push(b':');
+        if let Some(schema) = extras.get(name.as_str()) {
+            wire::generic(schema, &mut out);
+        } else if let Some(def) = defs.by_name.get(name) {
+            match version {
+                Version::V2 => out.extend_from_slice(def.raw.as_bytes()),
+                Version::V3 => out.extend_from_slice(
+                    def.raw
+                        .replace(
+                            &format!("\"{}", definitions::V2_PREFIX),
+                            &format!("\"{}", definitions::V3_PREFIX),
+                        )
+                        .as_bytes(),
+                ),
+            }
+        }
+    }
+    out.push(b'}');
+    let security = r#"{"BearerToken":{"description":"Bearer Token authentication","in":"header","name":"authorization","type":"apiKey"}}"#;
+    match version {
+        Version::V2 => {
+            out.extend_from_slice(b",\"securityDefinitions\":");
+            out.extend_from_slice(security.as_bytes());
+            out.extend_from_slice(br#","security":[{"BearerToken":[]}]}"#);
+        }
+        Version::V3 => {
+            out.extend_from_slice(b",\"securitySchemes\":");
+            out.extend_from_slice(security.as_bytes());
+            out.extend_from_slice(b"}}");
+        }
+    }
+    Ok(out)
+}
+
+/// The OpenAPI v3 document of one group-version (`api/v1`, `apis/apps/v1`): the served
+/// `resources` there and the extras of that group-version. `None` when nothing is served there.
+pub(crate) fn v3_document(
+    path: &str,
+    resources: &[&Resource],
+    extra: &[Extra],
+) -> Result<Option<Document>, OpenApiError> {
+    let mut shapes: Vec<Shape> = resources
+        .iter()
+        .filter(|r| v3_path(r.group, r.version) == path)
+        .map(|r| Shape::of(r))
+        .collect();
+    let built_in = shapes.first().map(|s| (s.group.clone(), s.version.clone()));
+    let extra: Vec<Extra> = extra
+        .iter()
+        .filter(|e| v3_path(&e.shape.group, &e.shape.version) == path)
+        .cloned()
+        .collect();
+    shapes.extend(extra.iter().map(|e| e.shape.clone()));
+    if shapes.is_empty() {
+        return Ok(None);
+    }
+    let lists: Vec<(String, String)> = built_in.into_iter().collect();
+    let json = assemble(Version::V3, &shapes, &lists, &extra)?;
+    Ok(Some(Document::new(&json)))
+}
+
+/// The OpenAPI v2 document: every served resource and every extra.
+pub(crate) fn v2_document(
+    resources: &[&Resource],
+    extra: &[Extra],
+) -> Result<Document, OpenApiError> {
+    let mut shapes: Vec<Shape> = resources.iter().map(|r| Shape::of(r)).collect();
+    shapes.extend(extra.iter().map(|e| e.shape.clone()));
+    let mut lists: Vec<(String, String)> = Vec::new();
+    for r in resources {
+        let gv = (r.group.to_owned(), r.version.to_owned());
+        if !lists.contains(&gv) {
+            lists.push(gv);
+        }
+    }
+    let json = assemble(Version::V2, &shapes, &lists, extra)?;
+    Ok(Document::new(&json))
+}
+
+/// The `/openapi/v3` index: each group-version's document path with its hash.
+pub(crate) fn v3_index<'a>(documents: impl IntoIterator<Item = (String, &'a Document)>) -> Vec<u8> {
+    let paths: BTreeMap<String, Value> = documents
+        .into_iter()
+        .map(|(path, doc)| {
+            let url = format!("/openapi/v3/{path}?hash={}", doc.etag);
+            (path, json!({"serverRelativeURL": url}))
+        })
+        .collect();
+    serde_json::to_vec(&json!({"paths": paths})).expect("plain JSON serialises")
+}
+
+/// Documents built once and kept: the built-in resources' (custom resources' callers keep
+/// theirs, rebuilding when their definitions change).
+#[derive(Default)]
+struct Cache {
+    documents: Mutex<HashMap<String, Arc<Document>>>,
+}
+
+impl Cache {
+    fn get_or_build(
+        &self,
+        key: &str,
+        build: impl FnOnce() -> Result<Option<Document>, OpenApiError>,
+    ) -> Result<Option<Arc<Document>>, OpenApiError> {
+        let mut documents = self.documents.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(doc) = documents.get(key) {
+            return Ok(Some(doc.clone()));
+        }
+        let Some(doc) = build()? else {
+            return Ok(None);
+        };
+        let doc = Arc::new(doc);
+        documents.insert(key.to_owned(), doc.clone());
+        Ok(Some(doc))
+    }
+}
+
+static BUILT_IN: LazyLock<Cache> = LazyLock::new(Cache::default);
+
+fn served() -> Vec<&'static Resource> {
+    RESOURCES.iter().collect()
+}
+
+/// The group-versions served, core first, as `/openapi/v3` lists them.
+fn group_versions() -> Vec<String> {
+    let mut out = vec![v3_path("", "v1")];
+    for (group, versions) in resources::groups() {
+        out.extend(versions.into_iter().map(|v| v3_path(group, v)));
+    }
+    out
+}
+
+fn built_in_v3(path: &str) -> Result<Option<Arc<Document>>, ApiError> {
+    BUILT_IN
+        .get_or_build(path, || v3_document(path, &served(), &[]))
+        .map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+const PROTOBUF_V2: &str = "com.github.proto-openapi.spec.v2.v1.0+protobuf";
+const PROTOBUF_V2_DEPRECATED: &str = "com.github.proto-openapi.spec.v2@v1.0+protobuf";
+const PROTOBUF_V3: &str = "com.github.proto-openapi.spec.v3.v1.0+protobuf";
+const PROTOBUF_V3_DEPRECATED: &str = "com.github.proto-openapi.spec.v3@v1.0+protobuf";
+
+/// What an `Accept` header picks among `offered` subtypes of `application/`: the first clause
+/// (by quality, then order) an offered type matches, as goautoneg orders them.
+fn negotiate<'a>(headers: &HeaderMap, offered: &[&'a str]) -> Option<&'a str> {
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or("*/*");
+    let mut clauses: Vec<(f32, &str, &str)> = accept
+        .split(',')
+        .filter_map(|clause| {
+            let mut parts = clause.split(';');
+            let media = parts.next()?.trim();
+            let q = parts
+                .filter_map(|p| p.trim().strip_prefix("q="))
+                .find_map(|q| q.parse::<f32>().ok())
+                .unwrap_or(1.0);
+            let (ty, sub) = media.split_once('/').unwrap_or((media, "*"));
+            Some((q, ty, sub))
+        })
+        .filter(|(q, _, _)| *q > 0.0)
+        .collect();
+    clauses.sort_by(|a, b| b.0.total_cmp(&a.0));
+    clauses.iter().find_map(|(_, ty, sub)| {
+        if *ty != "application" && *ty != "*" {
+            return None;
+        }
+        offered.iter().find(|o| *sub == "*" || sub == *o).copied()
+    })
+}
+
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|e| e.split(';').next().is_some_and(|e| e.trim() == "gzip"))
+}
+
+/// Go's `http.ServeContent` check of `If-None-Match` (weak comparison, a list, or `*`).
+fn not_modified(headers: &HeaderMap, etag: &str) -> bool {
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .any(|tag| tag == "*" || tag.trim_start_matches("W/") == etag)
+}
+
+fn http_date(t: jiff::Timestamp) -> String {
+    t.strftime("%a, %d %b %Y %H:%M:%S GMT").to_string()
+}
+
+fn header_value(s: &str) -> HeaderValue {
+    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// A document as kube-openapi's handlers answer it.
+fn document_response(
+    doc: &Document,
+    content_type: &str,
+    headers: &HeaderMap,
+    gzip: bool,
+) -> Response {
+    let quoted = format!("\"{}\"", doc.etag);
+    let mut response = if not_modified(headers, &quoted) {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else if gzip && accepts_gzip(headers) {
+        let mut r = (StatusCode::OK, doc.gzipped.clone()).into_response();
+        r.headers_mut()
+            .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        r
+    } else {
+        (StatusCode::OK, doc.json()).into_response()
+    };
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, header_value(content_type));
+    h.insert(header::ETAG, header_value(&quoted));
+    h.insert(header::LAST_MODIFIED, header_value(&http_date(doc.built)));
+    h.insert(header::VARY, HeaderValue::from_static("Accept"));
+    response
+}
+
+fn not_acceptable() -> Response {
+    let mut response = StatusCode::NOT_ACCEPTABLE.into_response();
+    response
+        .headers_mut()
+        .insert(header::VARY, HeaderValue::from_static("Accept"));
+    response
+}
+
+fn hash_param(query: Option<&str>) -> Option<String> {
+    form_urlencoded::parse(query?.as_bytes())
+        .find(|(k, _)| k == "hash")
+        .map(|(_, v)| v.into_owned())
+        .filter(|v| !v.is_empty())
+}
+
+/// Serves `/openapi/v2`, `/openapi/v3` and `/openapi/v3/<group-version>`.
+pub(crate) fn serve(
+    route: &Route,
+    headers: &HeaderMap,
+    query: Option<&str>,
+) -> Result<Response, ApiError> {
+    match route {
+        Route::OpenApiV2 => {
+            match negotiate(headers, &["json", PROTOBUF_V2_DEPRECATED, PROTOBUF_V2]) {
+                Some("json") => {}
+                // The protobuf form (gnostic's OpenAPIv2) is not served: a client asking only
+                // for it is told so, as kube-apiserver tells a client asking for neither.
+                _ => return Ok(not_acceptable()),
+            }
+            let doc = BUILT_IN
+                .get_or_build("v2", || v2_document(&served(), &[]).map(Some))
+                .map_err(|e| ApiError::Internal(e.to_string()))?
+                .ok_or_else(|| ApiError::Internal("no OpenAPI v2 document".into()))?;
+            Ok(document_response(&doc, "application/json", headers, true))
+        }
+        Route::OpenApiIndex => {
+            let mut docs = Vec::new();
+            for path in group_versions() {
+                if let Some(doc) = built_in_v3(&path)? {
+                    docs.push((path, doc));
+                }
+            }
+            let body = v3_index(docs.iter().map(|(p, d)| (p.clone(), &**d)));
+            let index = Document::new(&body);
+            Ok(document_response(
+                &index,
+                "application/json",
+                headers,
+                false,
+            ))
+        }
+        Route::OpenApi(path) => {
+            let doc = built_in_v3(path)?.ok_or(ApiError::NoSuchPath)?;
+            if negotiate(headers, &["json", PROTOBUF_V3, PROTOBUF_V3_DEPRECATED]) != Some("json") {
+                return Ok(not_acceptable());
+            }
+            if let Some(hash) = hash_param(query) {
+                if hash != doc.etag {
+                    let mut response = StatusCode::MOVED_PERMANENTLY.into_response();
+                    response.headers_mut().insert(
+                        header::LOCATION,
+                        header_value(&format!("/openapi/v3/{path}?hash={}", doc.etag)),
+                    );
+                    return Ok(response);
+                }
+                let mut response = document_response(&doc, "application/json", headers, false);
+                let h = response.headers_mut();
+                h.insert(
+                    header::CACHE_CONTROL,
+                    HeaderValue::from_static("public, immutable"),
+                );
+                let expires = jiff::Timestamp::now()
+                    .checked_add(jiff::SignedDuration::from_hours(24 * 365))
+                    .unwrap_or_else(|_| jiff::Timestamp::now());
+                h.insert(header::EXPIRES, header_value(&http_date(expires)));
+                return Ok(response);
+            }
+            Ok(document_response(&doc, "application/json", headers, false))
+        }
+        _ => Err(ApiError::NoSuchPath),
+    }
+}
+
+#[cfg(test)]
+mod tests;
