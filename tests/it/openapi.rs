@@ -1,5 +1,5 @@
-//! The OpenAPI documents as their users read them: `kubectl explain`, kubectl's server-side
-//! field validation, and `/openapi/v2` fetched raw.
+//! The OpenAPI documents as their users read them: `kubectl explain` (on OpenAPI v3, and on v2's
+//! protobuf), kubectl's server-side field validation, and the documents fetched raw.
 
 use crate::common;
 
@@ -52,6 +52,38 @@ fn kubectl_explain_reads_upstreams_schemas() {
         unknown.contains("field \"bogus\" does not exist"),
         "{unknown}"
     );
+}
+
+#[test]
+fn kubectl_explain_reads_the_protobuf_openapi_v2() {
+    let c = Cluster::start();
+    let pods = c.ok(&["explain", "pods", "--output=plaintext-openapiv2"]);
+    for expected in [
+        "KIND:     Pod",
+        "VERSION:  v1",
+        "Pod is a collection of containers that can run on a host.",
+        "spec\t<Object>",
+    ] {
+        assert!(
+            pods.contains(expected),
+            "{expected:?} missing from:\n{pods}"
+        );
+    }
+    let containers = c.ok(&[
+        "explain",
+        "pod.spec.containers",
+        "--output=plaintext-openapiv2",
+    ]);
+    for expected in [
+        "RESOURCE: containers <[]Object>",
+        "List of containers belonging to the pod.",
+        "image\t<string>",
+    ] {
+        assert!(
+            containers.contains(expected),
+            "{expected:?} missing from:\n{containers}"
+        );
+    }
 }
 
 #[test]

@@ -7,8 +7,8 @@
 //! Documents are built on first request and kept gzipped with their ETag (upstream's: the SHA-512
 //! of the JSON, in hex capitals) and time of building; they are served as kube-openapi's handlers
 //! serve them: `If-None-Match` answered with 304, v3 documents with `?hash=` immutable (and
-//! redirected when the hash is stale), v2 gzipped for clients that accept it, 406 for a media type
-//! not served.
+//! redirected when the hash is stale), v2 as JSON or gnostic's protobuf ([`proto`]) and gzipped
+//! for clients that accept it, 406 for a media type not served (v3's protobuf).
 
 // The CustomResourceDefinition serving code (on its way from another branch) calls it; until
 // then only the unit tests do.
@@ -16,6 +16,7 @@
 pub(crate) mod crd;
 mod definitions;
 pub(crate) mod paths;
+mod proto;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{Read, Write};
@@ -116,6 +117,14 @@ impl Document {
             gzipped: Bytes::from(gzipped),
             etag: format!("{:X}", Sha512::digest(json)),
             built: jiff::Timestamp::now(),
+        }
+    }
+
+    /// A document whose ETag is another's (the protobuf form of a JSON document).
+    fn with_etag(bytes: &[u8], etag: &str) -> Self {
+        Document {
+            etag: etag.to_owned(),
+            ..Document::new(bytes)
         }
     }
 
@@ -303,6 +312,14 @@ pub(crate) fn v2_document(
     Ok(Document::new(&json))
 }
 
+/// The OpenAPI v2 document in gnostic's protobuf form, with the JSON document's ETag (as
+/// kube-openapi gives both forms one).
+pub(crate) fn v2_protobuf(json: &Document) -> Result<Document, OpenApiError> {
+    let value: Value =
+        serde_json::from_slice(&json.json()).map_err(|e| OpenApiError::Vendored(e.to_string()))?;
+    Ok(Document::with_etag(&proto::document(&value), &json.etag))
+}
+
 /// The `/openapi/v3` index: each group-version's document path with its hash.
 pub(crate) fn v3_index<'a>(documents: impl IntoIterator<Item = (String, &'a Document)>) -> Vec<u8> {
     let paths: BTreeMap<String, Value> = documents
@@ -475,17 +492,32 @@ pub(crate) fn serve(
 ) -> Result<Response, ApiError> {
     match route {
         Route::OpenApiV2 => {
-            match negotiate(headers, &["json", PROTOBUF_V2_DEPRECATED, PROTOBUF_V2]) {
-                Some("json") => {}
-                // The protobuf form (gnostic's OpenAPIv2) is not served: a client asking only
-                // for it is told so, as kube-apiserver tells a client asking for neither.
-                _ => return Ok(not_acceptable()),
+            let Some(picked) = negotiate(headers, &["json", PROTOBUF_V2_DEPRECATED, PROTOBUF_V2])
+            else {
+                return Ok(not_acceptable());
+            };
+            let internal = |e: OpenApiError| ApiError::Internal(e.to_string());
+            let json = || {
+                BUILT_IN
+                    .get_or_build("v2", || v2_document(&served(), &[]).map(Some))
+                    .map_err(internal)?
+                    .ok_or_else(|| ApiError::Internal("no OpenAPI v2 document".into()))
+            };
+            if picked == "json" {
+                let doc = json()?;
+                return Ok(document_response(&doc, "application/json", headers, true));
             }
+            let json = json()?;
             let doc = BUILT_IN
-                .get_or_build("v2", || v2_document(&served(), &[]).map(Some))
-                .map_err(|e| ApiError::Internal(e.to_string()))?
+                .get_or_build("v2.pb", || v2_protobuf(&json).map(Some))
+                .map_err(internal)?
                 .ok_or_else(|| ApiError::Internal("no OpenAPI v2 document".into()))?;
-            Ok(document_response(&doc, "application/json", headers, true))
+            Ok(document_response(
+                &doc,
+                &format!("application/{PROTOBUF_V2}"),
+                headers,
+                true,
+            ))
         }
         Route::OpenApiIndex => {
             let mut docs = Vec::new();

@@ -441,3 +441,85 @@ fn the_index_hash_follows_the_content() {
         format!("/openapi/v3/apis/stable.example.com/v1?hash={}", with.etag)
     );
 }
+
+/// gnostic's `openapi.v2.Document`, from `openapi/OpenAPIv2.proto`.
+fn gnostic(name: &str) -> protobuf::reflect::MessageDescriptor {
+    use protobuf::Message as _;
+    static SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/openapiv2.fds"));
+    let set = protobuf::descriptor::FileDescriptorSet::parse_from_bytes(SET).unwrap();
+    let files = protobuf::reflect::FileDescriptor::new_dynamic_fds(set.file, &[]).unwrap();
+    files
+        .iter()
+        .find_map(|f| f.message_by_full_name(&format!(".openapi.v2.{name}")))
+        .unwrap()
+}
+
+#[test]
+fn the_protobuf_v2_document_reads_back_as_gnostics() {
+    let json = v2_document(
+        &served(),
+        &[crd::openapi(&crontab(), "v1", Version::V2).unwrap()],
+    )
+    .unwrap();
+    let bytes = v2_protobuf(&json).unwrap().json();
+    let document = gnostic("Document").parse_from_bytes(&bytes).unwrap();
+    // The protobuf as JSON (protobuf's own mapping of the message), to read it field by field.
+    let read: Value =
+        serde_json::from_str(&protobuf_json_mapping::print_to_string(&*document).unwrap()).unwrap();
+    assert_eq!(read["swagger"], "2.0");
+    let definitions = read["definitions"]["additionalProperties"]
+        .as_array()
+        .unwrap();
+    let pod = definitions
+        .iter()
+        .find(|d| d["name"] == "io.k8s.api.core.v1.Pod")
+        .unwrap();
+    assert_eq!(pod["value"]["type"]["value"], json!(["object"]));
+    let gvk = pod["value"]["vendorExtension"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "x-kubernetes-group-version-kind")
+        .unwrap();
+    let yaml: Value = serde_yaml::from_str(gvk["value"]["yaml"].as_str().unwrap()).unwrap();
+    assert_eq!(yaml, json!([{"group": "", "kind": "Pod", "version": "v1"}]));
+    let spec = definitions
+        .iter()
+        .find(|d| d["name"] == "io.k8s.api.core.v1.PodSpec")
+        .unwrap();
+    let containers = spec["value"]["properties"]["additionalProperties"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "containers")
+        .unwrap();
+    assert_eq!(
+        containers["value"]["items"]["schema"][0]["Ref"],
+        "#/definitions/io.k8s.api.core.v1.Container"
+    );
+    let paths = read["paths"]["path"].as_array().unwrap();
+    let pods = paths
+        .iter()
+        .find(|p| p["name"] == "/api/v1/namespaces/{namespace}/pods/{name}")
+        .unwrap();
+    let patch = &pods["value"]["patch"];
+    assert_eq!(patch["operationId"], "patchCoreV1NamespacedPod");
+    let names: Vec<&str> = patch["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| {
+            p["parameter"]["nonBodyParameter"]["queryParameterSubSchema"]["name"].as_str()
+        })
+        .collect();
+    assert!(names.contains(&"fieldValidation"), "{names:?}");
+    let path_param =
+        &pods["value"]["parameters"][0]["parameter"]["nonBodyParameter"]["pathParameterSubSchema"];
+    assert_eq!(path_param["name"], "name");
+    assert_eq!(path_param["required"], true);
+    assert!(
+        definitions
+            .iter()
+            .any(|d| d["name"] == "com.example.stable.v1.CronTab")
+    );
+}
