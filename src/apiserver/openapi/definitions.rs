@@ -12,7 +12,8 @@ use serde_json::value::RawValue;
 
 use super::{Gvk, OpenApiError};
 
-static VENDORED: &[u8] = include_bytes!("../../../openapi/definitions-v1.33.json.gz");
+/// The vendored definitions, gzipped.
+pub(super) static VENDORED: &[u8] = include_bytes!("../../../openapi/definitions-v1.33.json.gz");
 
 /// The prefix of an OpenAPI v2 `$ref`.
 pub(super) const V2_PREFIX: &str = "#/definitions/";

@@ -4,8 +4,9 @@
 //! `openapi/`); the paths are made from the served resources ([`paths`]); custom resources add
 //! theirs at run time ([`crd`], [`Extra`]). A document holds only the definitions its paths reach.
 //!
-//! Documents are built on first request and kept gzipped with their ETag (upstream's: the SHA-512
-//! of the JSON, in hex capitals) and time of building; they are served as kube-openapi's handlers
+//! Documents are built on first request and kept gzipped with their ETag (a SHA-512 in hex
+//! capitals, as upstream's, of what the document is written from: [`Plan::hash`]) and time of
+//! building; they are served as kube-openapi's handlers
 //! serve them: `If-None-Match` answered with 304, v3 documents with `?hash=` immutable (and
 //! redirected when the hash is stale), v2 as JSON or gnostic's protobuf ([`proto`]) and gzipped
 //! for clients that accept it, 406 for a media type not served (v3's protobuf).
@@ -26,7 +27,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha512};
 
 use super::errors::ApiError;
@@ -160,14 +161,24 @@ fn lookup<'a>(
     }
 }
 
-/// Writes a document: its paths (of `shapes`, plus the group-versions' resource lists) and the
-/// definitions they reach, as JSON text assembled from the definitions' own text.
-fn assemble(
+/// What a document holds, before it is written: its paths (as JSON text) and the definitions
+/// they reach.
+struct Plan<'a> {
+    version: Version,
+    paths: Vec<u8>,
+    reached: BTreeSet<String>,
+    extras: HashMap<&'a str, &'a Value>,
+    defs: &'static definitions::Definitions,
+}
+
+/// Plans a document: the paths of `shapes` (and the group-versions' resource lists) and every
+/// definition they name, and every one those refer to.
+fn plan<'a>(
     version: Version,
     shapes: &[Shape],
     resource_lists: &[(String, String)],
-    extra: &[Extra],
-) -> Result<Vec<u8>, OpenApiError> {
+    extra: &'a [Extra],
+) -> Result<Plan<'a>, OpenApiError> {
     let defs = definitions::get()?;
     let lookup = lookup(defs, extra);
     let mut items: Vec<paths::PathItem> = resource_lists
@@ -182,7 +193,6 @@ fn assemble(
         .flat_map(|e| &e.definitions)
         .map(|(name, schema)| (name.as_str(), schema))
         .collect();
-    // Every definition the paths name, and every one those refer to.
     let mut reached: BTreeSet<String> = BTreeSet::new();
     let mut queue: Vec<String> = items
         .iter()
@@ -203,68 +213,132 @@ fn assemble(
         reached.insert(name);
         queue.extend(refs.into_iter().filter(|r| !reached.contains(r)));
     }
-    let mut path_values: BTreeMap<String, Value> = BTreeMap::new();
     // Written as Go writes JSON: sorted keys, its escaping and number forms.
-    for item in &items {
-        path_values.insert(item.path.clone(), item.value(version));
-    }
-    let mut out = Vec::with_capacity(1 << 20);
-    let (head, tail) = match version {
-        Version::V2 => (
-            json!({"swagger": "2.0", "info": {"title": "Kubernetes", "version": KUBERNETES_VERSION}}),
-            "\"definitions\":",
-        ),
-        Version::V3 => (
-            json!({"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": KUBERNETES_VERSION}}),
-            "\"components\":{\"schemas\":",
-        ),
-    };
-    let mut head_text = Vec::new();
-    wire::generic(&head, &mut head_text);
-    head_text.pop();
-    out.extend_from_slice(&head_text);
-    out.extend_from_slice(b",\"paths\":");
-    wire::generic(&Value::Object(path_values.into_iter().collect()), &mut out);
-    out.push(b',');
-    out.extend_from_slice(tail.as_bytes());
-    out.push(b'{');
-    for (i, name) in reached.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
+    let path_values: Map<String, Value> = items
+        .iter()
+        .map(|item| (item.path.clone(), item.value(version)))
+        .collect();
+    let mut paths = Vec::new();
+    wire::generic(&Value::Object(path_values), &mut paths);
+    Ok(Plan {
+        version,
+        paths,
+        reached,
+        extras,
+        defs,
+    })
+}
+
+impl Plan<'_> {
+    /// The document's hash. Upstream's is the SHA-512 of the document's JSON; this is the
+    /// SHA-512 of everything the JSON is written from (this build's vendored definitions and
+    /// version, the paths, the definitions reached, the extras' text), which changes exactly when
+    /// the JSON does, and lets `/openapi/v3` list every group-version's hash without writing
+    /// every document.
+    fn hash(&self) -> String {
+        let mut hasher = Sha512::new();
+        hasher.update(definitions::VENDORED);
+        hasher.update(env!("CARGO_PKG_VERSION"));
+        hasher.update([self.version as u8]);
+        hasher.update(&self.paths);
+        for name in &self.reached {
+            hasher.update(name);
+            if let Some(schema) = self.extras.get(name.as_str()) {
+                let mut text = Vec::new();
+                wire::generic(schema, &mut text);
+                hasher.update(&text);
+            }
+            hasher.update([0]);
         }
-        wire::string(name, &mut out);
-        out.push(b':');
-        if let Some(schema) = extras.get(name.as_str()) {
-            wire::generic(schema, &mut out);
-        } else if let Some(def) = defs.by_name.get(name) {
-            match version {
-                Version::V2 => out.extend_from_slice(def.raw.as_bytes()),
-                Version::V3 => out.extend_from_slice(
-                    def.raw
-                        .replace(
-                            &format!("\"{}", definitions::V2_PREFIX),
-                            &format!("\"{}", definitions::V3_PREFIX),
-                        )
-                        .as_bytes(),
-                ),
+        format!("{:X}", hasher.finalize())
+    }
+
+    /// The document's JSON, assembled from the definitions' own text.
+    fn write(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(1 << 20);
+        let (head, tail) = match self.version {
+            Version::V2 => (
+                json!({"swagger": "2.0", "info": {"title": "Kubernetes", "version": KUBERNETES_VERSION}}),
+                "\"definitions\":",
+            ),
+            Version::V3 => (
+                json!({"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": KUBERNETES_VERSION}}),
+                "\"components\":{\"schemas\":",
+            ),
+        };
+        wire::generic(&head, &mut out);
+        out.pop();
+        out.extend_from_slice(b",\"paths\":");
+        out.extend_from_slice(&self.paths);
+        out.push(b',');
+        out.extend_from_slice(tail.as_bytes());
+        out.push(b'{');
+        let (v2_ref, v3_ref) = (
+            format!("\"{}", definitions::V2_PREFIX),
+            format!("\"{}", definitions::V3_PREFIX),
+        );
+        for (i, name) in self.reached.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            wire::string(name, &mut out);
+            out.push(b':');
+            if let Some(schema) = self.extras.get(name.as_str()) {
+                wire::generic(schema, &mut out);
+            } else if let Some(def) = self.defs.by_name.get(name) {
+                match self.version {
+                    Version::V2 => out.extend_from_slice(def.raw.as_bytes()),
+                    Version::V3 => {
+                        out.extend_from_slice(def.raw.replace(&v2_ref, &v3_ref).as_bytes())
+                    }
+                }
             }
         }
-    }
-    out.push(b'}');
-    let security = r#"{"BearerToken":{"description":"Bearer Token authentication","in":"header","name":"authorization","type":"apiKey"}}"#;
-    match version {
-        Version::V2 => {
-            out.extend_from_slice(b",\"securityDefinitions\":");
-            out.extend_from_slice(security.as_bytes());
-            out.extend_from_slice(br#","security":[{"BearerToken":[]}]}"#);
+        out.push(b'}');
+        let security = r#"{"BearerToken":{"description":"Bearer Token authentication","in":"header","name":"authorization","type":"apiKey"}}"#;
+        match self.version {
+            Version::V2 => {
+                out.extend_from_slice(b",\"securityDefinitions\":");
+                out.extend_from_slice(security.as_bytes());
+                out.extend_from_slice(br#","security":[{"BearerToken":[]}]}"#);
+            }
+            Version::V3 => {
+                out.extend_from_slice(b",\"securitySchemes\":");
+                out.extend_from_slice(security.as_bytes());
+                out.extend_from_slice(b"}}");
+            }
         }
-        Version::V3 => {
-            out.extend_from_slice(b",\"securitySchemes\":");
-            out.extend_from_slice(security.as_bytes());
-            out.extend_from_slice(b"}}");
-        }
+        out
     }
-    Ok(out)
+
+    fn document(&self) -> Document {
+        Document::with_etag(&self.write(), &self.hash())
+    }
+}
+
+/// What one group-version's v3 document is made of: its resources' shapes (built-in, then
+/// extras'), its resource list path (built-in group-versions only) and its extras. `None` when
+/// nothing is served there.
+type V3Parts = (Vec<Shape>, Vec<(String, String)>, Vec<Extra>);
+
+fn v3_parts(path: &str, resources: &[&Resource], extra: &[Extra]) -> Option<V3Parts> {
+    let mut shapes: Vec<Shape> = resources
+        .iter()
+        .filter(|r| v3_path(r.group, r.version) == path)
+        .map(|r| Shape::of(r))
+        .collect();
+    let lists: Vec<(String, String)> = shapes
+        .first()
+        .map(|s| (s.group.clone(), s.version.clone()))
+        .into_iter()
+        .collect();
+    let extra: Vec<Extra> = extra
+        .iter()
+        .filter(|e| v3_path(&e.shape.group, &e.shape.version) == path)
+        .cloned()
+        .collect();
+    shapes.extend(extra.iter().map(|e| e.shape.clone()));
+    (!shapes.is_empty()).then_some((shapes, lists, extra))
 }
 
 /// The OpenAPI v3 document of one group-version (`api/v1`, `apis/apps/v1`): the served
@@ -274,24 +348,10 @@ pub(crate) fn v3_document(
     resources: &[&Resource],
     extra: &[Extra],
 ) -> Result<Option<Document>, OpenApiError> {
-    let mut shapes: Vec<Shape> = resources
-        .iter()
-        .filter(|r| v3_path(r.group, r.version) == path)
-        .map(|r| Shape::of(r))
-        .collect();
-    let built_in = shapes.first().map(|s| (s.group.clone(), s.version.clone()));
-    let extra: Vec<Extra> = extra
-        .iter()
-        .filter(|e| v3_path(&e.shape.group, &e.shape.version) == path)
-        .cloned()
-        .collect();
-    shapes.extend(extra.iter().map(|e| e.shape.clone()));
-    if shapes.is_empty() {
+    let Some((shapes, lists, extra)) = v3_parts(path, resources, extra) else {
         return Ok(None);
-    }
-    let lists: Vec<(String, String)> = built_in.into_iter().collect();
-    let json = assemble(Version::V3, &shapes, &lists, &extra)?;
-    Ok(Some(Document::new(&json)))
+    };
+    Ok(Some(plan(Version::V3, &shapes, &lists, &extra)?.document()))
 }
 
 /// The OpenAPI v2 document: every served resource and every extra.
@@ -308,8 +368,7 @@ pub(crate) fn v2_document(
             lists.push(gv);
         }
     }
-    let json = assemble(Version::V2, &shapes, &lists, extra)?;
-    Ok(Document::new(&json))
+    Ok(plan(Version::V2, &shapes, &lists, extra)?.document())
 }
 
 /// The OpenAPI v2 document in gnostic's protobuf form, with the JSON document's ETag (as
@@ -320,16 +379,34 @@ pub(crate) fn v2_protobuf(json: &Document) -> Result<Document, OpenApiError> {
     Ok(Document::with_etag(&proto::document(&value), &json.etag))
 }
 
-/// The `/openapi/v3` index: each group-version's document path with its hash.
-pub(crate) fn v3_index<'a>(documents: impl IntoIterator<Item = (String, &'a Document)>) -> Vec<u8> {
-    let paths: BTreeMap<String, Value> = documents
-        .into_iter()
-        .map(|(path, doc)| {
-            let url = format!("/openapi/v3/{path}?hash={}", doc.etag);
-            (path, json!({"serverRelativeURL": url}))
-        })
-        .collect();
-    serde_json::to_vec(&json!({"paths": paths})).expect("plain JSON serialises")
+/// The `/openapi/v3` index: every group-version the `resources` and the extras are served at
+/// (core first, then groups in the order given), with its document's path and hash (the ETag
+/// [`v3_document`] gives it), computed without writing the documents.
+pub(crate) fn v3_index(resources: &[&Resource], extra: &[Extra]) -> Result<Vec<u8>, OpenApiError> {
+    let mut group_versions: Vec<String> = Vec::new();
+    let all = resources.iter().map(|r| (r.group, r.version)).chain(
+        extra
+            .iter()
+            .map(|e| (e.shape.group.as_str(), e.shape.version.as_str())),
+    );
+    for (group, version) in all {
+        let path = v3_path(group, version);
+        if !group_versions.contains(&path) {
+            group_versions.push(path);
+        }
+    }
+    let mut paths = Map::new();
+    for path in group_versions {
+        let Some((shapes, lists, extra)) = v3_parts(&path, resources, extra) else {
+            continue;
+        };
+        let hash = plan(Version::V3, &shapes, &lists, &extra)?.hash();
+        let url = format!("/openapi/v3/{path}?hash={hash}");
+        paths.insert(path, json!({"serverRelativeURL": url}));
+    }
+    let mut out = Vec::new();
+    wire::generic(&json!({"paths": paths}), &mut out);
+    Ok(out)
 }
 
 /// Documents built once and kept: the built-in resources' (custom resources' callers keep
@@ -362,15 +439,6 @@ static BUILT_IN: LazyLock<Cache> = LazyLock::new(Cache::default);
 
 fn served() -> Vec<&'static Resource> {
     RESOURCES.iter().collect()
-}
-
-/// The group-versions served, core first, as `/openapi/v3` lists them.
-fn group_versions() -> Vec<String> {
-    let mut out = vec![v3_path("", "v1")];
-    for (group, versions) in resources::groups() {
-        out.extend(versions.into_iter().map(|v| v3_path(group, v)));
-    }
-    out
 }
 
 fn built_in_v3(path: &str) -> Result<Option<Arc<Document>>, ApiError> {
@@ -520,14 +588,12 @@ pub(crate) fn serve(
             ))
         }
         Route::OpenApiIndex => {
-            let mut docs = Vec::new();
-            for path in group_versions() {
-                if let Some(doc) = built_in_v3(&path)? {
-                    docs.push((path, doc));
-                }
-            }
-            let body = v3_index(docs.iter().map(|(p, d)| (p.clone(), &**d)));
-            let index = Document::new(&body);
+            let index = BUILT_IN
+                .get_or_build("", || {
+                    v3_index(&served(), &[]).map(|body| Some(Document::new(&body)))
+                })
+                .map_err(|e| ApiError::Internal(e.to_string()))?
+                .ok_or_else(|| ApiError::Internal("no OpenAPI v3 index".into()))?;
             Ok(document_response(
                 &index,
                 "application/json",

@@ -35,7 +35,14 @@ fn has_gvk(schema: &Value, gvk: &Gvk) -> bool {
 fn every_served_resource_has_a_definition_with_its_kind() {
     let v2 = parse(&v2_document(&served(), &[]).unwrap());
     let v2_definitions = v2["definitions"].as_object().unwrap();
-    for path in group_versions() {
+    let mut group_versions: Vec<String> = RESOURCES
+        .iter()
+        .map(|r| v3_path(r.group, r.version))
+        .collect();
+    group_versions.dedup();
+    group_versions.sort();
+    group_versions.dedup();
+    for path in group_versions {
         let doc = v3(&path);
         let schemas = doc["components"]["schemas"].as_object().unwrap();
         for r in RESOURCES
@@ -380,16 +387,41 @@ fn documents_are_served_with_etags_as_kube_openapi_serves_them() {
             "application/com.github.proto-openapi.spec.v2@v1.0+protobuf",
         )],
     );
-    assert_eq!(protobuf.status(), StatusCode::NOT_ACCEPTABLE);
+    assert_eq!(protobuf.status(), StatusCode::OK);
+    assert_eq!(
+        protobuf.headers()[header::CONTENT_TYPE],
+        "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
+    );
+    assert_eq!(protobuf.headers()[header::ETAG].to_str().unwrap(), etag);
+    let yaml = get("/openapi/v2", &[("accept", "application/yaml")]);
+    assert_eq!(yaml.status(), StatusCode::NOT_ACCEPTABLE);
+    let v3_protobuf = get(
+        "/openapi/v3/api/v1",
+        &[(
+            "accept",
+            "application/com.github.proto-openapi.spec.v3.v1.0+protobuf",
+        )],
+    );
+    assert_eq!(v3_protobuf.status(), StatusCode::NOT_ACCEPTABLE);
 
     let index = get("/openapi/v3", &[]);
     assert_eq!(index.status(), StatusCode::OK);
-    let hash = BUILT_IN
-        .get_or_build("api/v1", || unreachable!("built for the index"))
+    let body = axum::body::to_bytes(index.into_body(), usize::MAX);
+    let body = futures::executor::block_on(body).unwrap();
+    let index: Value = serde_json::from_slice(&body).unwrap();
+    let url = index["paths"]["api/v1"]["serverRelativeURL"]
+        .as_str()
+        .unwrap();
+    let hash = url
+        .strip_prefix("/openapi/v3/api/v1?hash=")
         .unwrap()
-        .unwrap()
-        .etag
-        .clone();
+        .to_owned();
+    let document = get("/openapi/v3/api/v1", &[]);
+    assert_eq!(
+        document.headers()[header::ETAG].to_str().unwrap(),
+        format!("\"{hash}\""),
+        "the index's hash is the document's ETag"
+    );
     let current = get(&format!("/openapi/v3/api/v1?hash={hash}"), &[]);
     assert_eq!(current.status(), StatusCode::OK);
     assert_eq!(
@@ -414,13 +446,10 @@ fn documents_are_served_with_etags_as_kube_openapi_serves_them() {
 
 #[test]
 fn the_index_hash_follows_the_content() {
-    let with = v3_document(
-        "apis/stable.example.com/v1",
-        &served(),
-        &[crd::openapi(&crontab(), "v1", Version::V3).unwrap()],
-    )
-    .unwrap()
-    .unwrap();
+    let extra = [crd::openapi(&crontab(), "v1", Version::V3).unwrap()];
+    let with = v3_document("apis/stable.example.com/v1", &served(), &extra)
+        .unwrap()
+        .unwrap();
     let mut changed = crontab();
     changed.spec.names.plural = "crontabz".into();
     let other = v3_document(
@@ -431,18 +460,20 @@ fn the_index_hash_follows_the_content() {
     .unwrap()
     .unwrap();
     assert_ne!(with.etag, other.etag);
-    let index: Value = serde_json::from_slice(&v3_index([(
-        "apis/stable.example.com/v1".to_owned(),
-        &with,
-    )]))
-    .unwrap();
+    let again = v3_document("apis/stable.example.com/v1", &served(), &extra)
+        .unwrap()
+        .unwrap();
+    assert_eq!(with.etag, again.etag, "the same content, the same hash");
+    let index: Value = serde_json::from_slice(&v3_index(&served(), &extra).unwrap()).unwrap();
     assert_eq!(
         index["paths"]["apis/stable.example.com/v1"]["serverRelativeURL"],
         format!("/openapi/v3/apis/stable.example.com/v1?hash={}", with.etag)
     );
+    assert!(index["paths"]["api/v1"].is_object());
+    assert!(index["paths"]["apis/apps/v1"].is_object());
 }
 
-/// gnostic's `openapi.v2.Document`, from `openapi/OpenAPIv2.proto`.
+/// gnostic's `openapi.v2.<name>`, from `openapi/OpenAPIv2.proto`.
 fn gnostic(name: &str) -> protobuf::reflect::MessageDescriptor {
     use protobuf::Message as _;
     static SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/openapiv2.fds"));
@@ -470,10 +501,13 @@ fn the_protobuf_v2_document_reads_back_as_gnostics() {
     let definitions = read["definitions"]["additionalProperties"]
         .as_array()
         .unwrap();
-    let pod = definitions
-        .iter()
-        .find(|d| d["name"] == "io.k8s.api.core.v1.Pod")
-        .unwrap();
+    let named = |name: &str| {
+        definitions
+            .iter()
+            .find(|d| d["name"] == name)
+            .unwrap_or_else(|| panic!("no {name}"))
+    };
+    let pod = named("io.k8s.api.core.v1.Pod");
     assert_eq!(pod["value"]["type"]["value"], json!(["object"]));
     let gvk = pod["value"]["vendorExtension"]
         .as_array()
@@ -483,20 +517,18 @@ fn the_protobuf_v2_document_reads_back_as_gnostics() {
         .unwrap();
     let yaml: Value = serde_yaml::from_str(gvk["value"]["yaml"].as_str().unwrap()).unwrap();
     assert_eq!(yaml, json!([{"group": "", "kind": "Pod", "version": "v1"}]));
-    let spec = definitions
-        .iter()
-        .find(|d| d["name"] == "io.k8s.api.core.v1.PodSpec")
-        .unwrap();
-    let containers = spec["value"]["properties"]["additionalProperties"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == "containers")
-        .unwrap();
+    let containers =
+        named("io.k8s.api.core.v1.PodSpec")["value"]["properties"]["additionalProperties"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "containers")
+            .unwrap();
     assert_eq!(
         containers["value"]["items"]["schema"][0]["Ref"],
         "#/definitions/io.k8s.api.core.v1.Container"
     );
+    named("com.example.stable.v1.CronTab");
     let paths = read["paths"]["path"].as_array().unwrap();
     let pods = paths
         .iter()
@@ -513,13 +545,9 @@ fn the_protobuf_v2_document_reads_back_as_gnostics() {
         })
         .collect();
     assert!(names.contains(&"fieldValidation"), "{names:?}");
-    let path_param =
+    let name =
         &pods["value"]["parameters"][0]["parameter"]["nonBodyParameter"]["pathParameterSubSchema"];
-    assert_eq!(path_param["name"], "name");
-    assert_eq!(path_param["required"], true);
-    assert!(
-        definitions
-            .iter()
-            .any(|d| d["name"] == "com.example.stable.v1.CronTab")
-    );
+    assert_eq!(name["name"], "name");
+    assert_eq!(name["required"], true);
+    assert_eq!(name["type"], "string");
 }
