@@ -19,7 +19,7 @@ mod definitions;
 pub(crate) mod paths;
 mod proto;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::io::{Read, Write};
 use std::sync::{Arc, LazyLock, Mutex};
 
@@ -32,7 +32,7 @@ use sha2::{Digest, Sha512};
 
 use super::errors::ApiError;
 use super::path::Route;
-use super::resources::{self, RESOURCES, Resource};
+use super::resources::{RESOURCES, Resource};
 use crate::apimachinery::{KUBERNETES_VERSION, wire};
 use paths::Shape;
 
