@@ -1,5 +1,7 @@
 //! Parses the Kubernetes API's protobuf definitions (`proto/`) into a descriptor set, with the
-//! pure-Rust parser (no `protoc`), for decoding protobuf request bodies at run time.
+//! pure-Rust parser (no `protoc`), for decoding protobuf request bodies at run time; and
+//! gnostic's OpenAPI v2 message (`openapi/OpenAPIv2.proto`) into another, with which the unit
+//! tests read back the protobuf `/openapi/v2`.
 
 use std::path::PathBuf;
 
@@ -31,6 +33,7 @@ const FILES: &[&str] = &[
 
 fn main() {
     println!("cargo:rerun-if-changed=proto");
+    println!("cargo:rerun-if-changed=openapi/OpenAPIv2.proto");
     let inputs: Vec<PathBuf> = FILES
         .iter()
         .map(|f| PathBuf::from(format!("proto/{f}/generated.proto")))
@@ -45,6 +48,19 @@ fn main() {
     set.file = parsed.file_descriptors;
     let out =
         PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("kubernetes.fds");
+    std::fs::write(out, set.write_to_bytes().expect("a descriptor set encodes"))
+        .expect("OUT_DIR is writable");
+
+    let parsed = protobuf_parse::Parser::new()
+        .pure()
+        .include("openapi")
+        .input("openapi/OpenAPIv2.proto")
+        .parse_and_typecheck()
+        .expect("openapi/OpenAPIv2.proto parses");
+    let mut set = protobuf::descriptor::FileDescriptorSet::new();
+    set.file = parsed.file_descriptors;
+    let out =
+        PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("openapiv2.fds");
     std::fs::write(out, set.write_to_bytes().expect("a descriptor set encodes"))
         .expect("OUT_DIR is writable");
 }

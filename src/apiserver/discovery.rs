@@ -1,6 +1,5 @@
-//! Discovery: `/version`, `/api`, `/apis`, each group-version's resource list, aggregated
-//! discovery (`apidiscovery.k8s.io/v2`), and a minimal OpenAPI v3 that tells kubectl the server
-//! validates fields itself.
+//! Discovery: `/version`, `/api`, `/apis`, each group-version's resource list and aggregated
+//! discovery (`apidiscovery.k8s.io/v2`). The OpenAPI documents are [`super::openapi`]'s.
 
 use axum::response::{IntoResponse, Response};
 use http::HeaderMap;
@@ -233,62 +232,6 @@ fn wants_aggregated(headers: &HeaderMap) -> bool {
         })
 }
 
-fn openapi_path(group: &str, version: &str) -> String {
-    if group.is_empty() {
-        format!("api/{version}")
-    } else {
-        format!("apis/{group}/{version}")
-    }
-}
-
-/// A minimal OpenAPI v3 document for one group-version: a path per kind whose PATCH carries the
-/// kind and a `fieldValidation` parameter, which is what makes kubectl leave field validation to
-/// the server.
-fn openapi_document(path: &str) -> Option<Value> {
-    let mut paths = serde_json::Map::new();
-    for r in RESOURCES
-        .iter()
-        .filter(|r| openapi_path(r.group, r.version) == path)
-    {
-        let base = if r.namespaced {
-            format!("/{path}/namespaces/{{namespace}}/{}/{{name}}", r.plural)
-        } else {
-            format!("/{path}/{}/{{name}}", r.plural)
-        };
-        let gvk = json!({"group": r.group, "version": r.version, "kind": r.kind});
-        let params = json!([
-            {"name": "dryRun", "in": "query", "schema": {"type": "string", "uniqueItems": true}},
-            {"name": "fieldManager", "in": "query", "schema": {"type": "string", "uniqueItems": true}},
-            {"name": "fieldValidation", "in": "query", "schema": {"type": "string", "uniqueItems": true}},
-            {"name": "force", "in": "query", "schema": {"type": "boolean", "uniqueItems": true}},
-        ]);
-        let op = |action: &str| json!({"operationId": format!("{action}{}", r.kind), "x-kubernetes-action": action, "x-kubernetes-group-version-kind": gvk, "parameters": params, "responses": {"200": {"description": "OK"}}});
-        paths.insert(base, json!({"get": op("get"), "put": op("put"), "patch": op("patch"), "delete": op("delete")}));
-    }
-    if paths.is_empty() {
-        return None;
-    }
-    Some(json!({
-        "openapi": "3.0.0",
-        "info": {"title": "Kubernetes", "version": KUBERNETES_VERSION},
-        "paths": paths,
-        "components": {"schemas": {}},
-    }))
-}
-
-fn openapi_index() -> Value {
-    let mut paths = serde_json::Map::new();
-    let mut gvs = vec![("", "v1")];
-    for (group, versions) in resources::groups() {
-        gvs.extend(versions.into_iter().map(|v| (group, v)));
-    }
-    for (group, version) in gvs {
-        let path = openapi_path(group, version);
-        paths.insert(path.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{path}?hash=orrery-{}", env!("CARGO_PKG_VERSION"))}));
-    }
-    json!({"paths": paths})
-}
-
 /// Serves a discovery route.
 pub(crate) fn serve(
     route: Route,
@@ -328,10 +271,6 @@ pub(crate) fn serve(
         Route::GroupResources(group, version) => resource_list(&group, &version, custom)
             .map(ok)
             .ok_or(ApiError::NoSuchPath),
-        Route::OpenApiIndex => Ok(ok(openapi_index())),
-        Route::OpenApi(path) => openapi_document(&path).map(ok).ok_or(ApiError::NoSuchPath),
-        // The real /openapi/v2 is protobuf-only; kubectl uses v3 when it is there.
-        Route::OpenApiV2 => Err(ApiError::NoSuchPath),
         _ => Err(ApiError::NoSuchPath),
     }
 }

@@ -31,6 +31,7 @@ mod limitranger;
 mod logs;
 mod metrics;
 mod noderestriction;
+mod openapi;
 mod orrery;
 mod patch;
 mod path;
@@ -641,6 +642,12 @@ async fn serve(
             metrics::serve(&api, target, request.method(), &params).await
         }
         path::Route::Unknown => Err(ApiError::NoSuchPath),
+        route @ (path::Route::OpenApiIndex | path::Route::OpenApi(_) | path::Route::OpenApiV2) => {
+            let definitions = api.crds.definitions(&api.store).await;
+            let custom =
+                openapi::Custom::of(&definitions.crds(), &definitions.served().resources());
+            openapi::serve(&route, request.headers(), request.uri().query(), &custom)
+        }
         route => discovery::serve(route, request.headers(), &*api.custom_resources().await),
     };
     let response = result.unwrap_or_else(IntoResponse::into_response);

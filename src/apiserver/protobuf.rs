@@ -264,7 +264,10 @@ mod tests {
     fn every_served_kind_has_a_message() {
         // CustomResourceDefinitions are served as JSON and YAML only: the apiextensions
         // `generated.proto` is not vendored yet.
-        for r in RESOURCES.iter().filter(|r| r.group != "apiextensions.k8s.io") {
+        for r in RESOURCES
+            .iter()
+            .filter(|r| r.group != "apiextensions.k8s.io")
+        {
             assert!(
                 message(&format!(
                     "{}.{}",

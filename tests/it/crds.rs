@@ -45,6 +45,15 @@ fn a_crd_is_established_served_validated_defaulted_pruned_and_printed() {
         "{resources}"
     );
 
+    // `kubectl explain` reads the CRD's schema from the OpenAPI documents.
+    let explained = cluster.ok(&["explain", "crontab.spec"]);
+    assert!(
+        explained.contains("KIND:       CronTab")
+            && explained.contains("cronSpec\t<string> -required-")
+            && explained.contains("enum: fast, slow"),
+        "{explained}"
+    );
+
     // Unknown fields: refused by kubectl's strict validation, pruned with a warning otherwise.
     let with_extra = "apiVersion: stable.example.com/v1\nkind: CronTab\nmetadata: {name: nightly, labels: {tier: batch}}\nspec: {cronSpec: '* * * * */5', extra: dropped}\n";
     let strict = cluster.fails(&["apply", "-f", "-"], Some(with_extra));

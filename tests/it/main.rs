@@ -28,6 +28,7 @@ mod manifests;
 mod metrics;
 mod network;
 mod nodes;
+mod openapi;
 mod operator;
 mod packages;
 mod podsecurity;

@@ -1159,9 +1159,7 @@ mod tests {
         );
         assert_eq!(
             messages(&s.validate(&json!({"metadata": {}}), None)),
-            [
-                "metadata.name: Required value: name or generateName is required",
-            ]
+            ["metadata.name: Required value: name or generateName is required",]
         );
         assert!(
             s.validate(&json!({"metadata": {"generateName": "web-"}}), None)
