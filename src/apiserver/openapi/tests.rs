@@ -361,7 +361,13 @@ fn get(path: &str, headers: &[(&str, &str)]) -> Response {
             HeaderValue::from_str(v).unwrap(),
         );
     }
-    serve(&route, &map, path.split_once('?').map(|(_, q)| q)).unwrap()
+    serve(
+        &route,
+        &map,
+        path.split_once('?').map(|(_, q)| q),
+        &Custom::default(),
+    )
+    .unwrap()
 }
 
 #[test]
@@ -438,7 +444,8 @@ fn documents_are_served_with_etags_as_kube_openapi_serves_them() {
         serve(
             &Route::OpenApi("apis/nothing.example.com/v1".into()),
             &HeaderMap::new(),
-            None
+            None,
+            &Custom::default(),
         ),
         Err(ApiError::NoSuchPath)
     ));
