@@ -244,25 +244,14 @@ fn containers_and_images(template_spec: &Value) -> (String, String) {
     (names.join(","), images.join(","))
 }
 
-/// The pod's row through kubectl's pod printer ([`printers::pod_cells`]), on the typed pod.
+/// The pod's row through kubectl's pod printer, read straight from the stored JSON
+/// ([`printers::PodView::from_json`]: a typed copy of every pod would cost more than printing).
 fn pod_row(o: &Value) -> Vec<Value> {
-    let pod = typed_pod(o);
-    printers::pod_cells(&pod, jiff::Timestamp::now())
+    printers::PodView::from_json(o)
+        .cells(jiff::Timestamp::now())
         .into_iter()
         .map(Value::String)
         .collect()
-}
-
-/// A stored pod as k8s-openapi's `Pod` (read in place, not cloned). Stored pods were validated
-/// on their way in, so this always decodes; were one not to, its row would still show its name.
-fn typed_pod(o: &Value) -> k8s_openapi::api::core::v1::Pod {
-    use serde::Deserialize;
-    k8s_openapi::api::core::v1::Pod::deserialize(o).unwrap_or_else(|_| {
-        k8s_openapi::api::core::v1::Pod {
-            metadata: Deserialize::deserialize(&o["metadata"]).unwrap_or_default(),
-            ..Default::default()
-        }
-    })
 }
 
 /// The conditions of a row: a finished pod's `Completed` ([`printers::pod_row_condition`]).
