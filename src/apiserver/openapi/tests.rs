@@ -78,11 +78,14 @@ fn documents_hold_only_what_their_paths_reach() {
     assert_refs_resolve(&v2, Version::V2);
     let definitions = v2["definitions"].as_object().unwrap();
     assert!(definitions.contains_key("io.k8s.api.apps.v1.Deployment"));
-    // Not served: FlowSchemas, ValidatingWebhookConfigurations.
+    // Served: ValidatingWebhookConfigurations. Not served: FlowSchemas, ValidatingAdmissionPolicies.
+    assert!(
+        definitions
+            .contains_key("io.k8s.api.admissionregistration.v1.ValidatingWebhookConfiguration")
+    );
     assert!(!definitions.contains_key("io.k8s.api.flowcontrol.v1.FlowSchema"));
     assert!(
-        !definitions
-            .contains_key("io.k8s.api.admissionregistration.v1.ValidatingWebhookConfiguration")
+        !definitions.contains_key("io.k8s.api.admissionregistration.v1.ValidatingAdmissionPolicy")
     );
     assert_eq!(v2["swagger"], "2.0");
     assert_eq!(core["openapi"], "3.0.0");
