@@ -33,6 +33,7 @@ mod metrics;
 mod noderestriction;
 mod openapi;
 mod orrery;
+mod owners;
 mod patch;
 mod path;
 mod podsecurity;
@@ -150,6 +151,8 @@ pub struct ApiServer {
     webhooks: webhook::Webhooks,
     /// The CustomResourceDefinitions, and what they serve.
     crds: apiextensions::served::Crds,
+    /// The workload objects' owners, which name each write's story ([`owners`]).
+    owners: owners::Owners,
 }
 
 impl ApiServer {
@@ -176,6 +179,7 @@ impl ApiServer {
             in_flight: inflight::InFlight::default(),
             webhooks: webhook::Webhooks::default(),
             crds: Default::default(),
+            owners: Default::default(),
         })
     }
 
@@ -208,6 +212,13 @@ impl ApiServer {
         self.constraints.written(kind, revision);
         self.webhooks.written(kind, revision);
         self.crds.written(kind, revision);
+        self.owners.written(kind, revision);
+    }
+
+    /// The object at the root of `object`'s owner references, which names its story in the
+    /// flow (`Deployment/web` for a pod of that Deployment's ReplicaSet).
+    pub(crate) async fn root_owner(&self, object: &Value) -> String {
+        self.owners.root(&self.store, object).await
     }
 
     /// The CustomResourceDefinitions followed from the store.

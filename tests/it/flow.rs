@@ -78,6 +78,71 @@ async fn a_create_is_a_request_then_a_store_write() {
     assert!(write.seq > request.seq);
 }
 
+/// A write's story is the root of its owner references, read from the API server's owner
+/// index: a pod of a Deployment's ReplicaSet is the Deployment's, even when the ReplicaSet was
+/// written just before it.
+#[tokio::test]
+async fn a_writes_story_is_the_root_of_its_owners() {
+    let (api, _dir) = cluster().await;
+    let client = api.client_as("controller/demo", admin());
+    let create = |kind: &str, body: Value| {
+        let client = client.clone();
+        let (group, plural) = match kind {
+            "Deployment" => ("apis/apps/v1", "deployments"),
+            "ReplicaSet" => ("apis/apps/v1", "replicasets"),
+            _ => ("api/v1", "pods"),
+        };
+        let uri = format!("/{group}/namespaces/default/{plural}");
+        async move {
+            let request = http::Request::post(uri)
+                .header("content-type", "application/json")
+                .body(serde_json::to_vec(&body).unwrap())
+                .unwrap();
+            client.request::<Value>(request).await.unwrap()
+        }
+    };
+    let labels = serde_json::json!({"app": "web"});
+    let template = serde_json::json!({"metadata": {"labels": labels},
+        "spec": {"containers": [{"name": "c", "image": "busybox"}]}});
+    let deployment = create(
+        "Deployment",
+        serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web"},
+            "spec": {"selector": {"matchLabels": labels}, "template": template}}),
+    )
+    .await;
+    let owner = |value: &Value, kind: &str| {
+        serde_json::json!([{"apiVersion": "apps/v1", "kind": kind,
+            "name": value["metadata"]["name"], "uid": value["metadata"]["uid"],
+            "controller": true}])
+    };
+    let rs = create(
+        "ReplicaSet",
+        serde_json::json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
+            "metadata": {"name": "web-1", "ownerReferences": owner(&deployment, "Deployment")},
+            "spec": {"selector": {"matchLabels": labels}, "template": template}}),
+    )
+    .await;
+    let pod = |name: &str| {
+        serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "labels": labels,
+                "ownerReferences": owner(&rs, "ReplicaSet")},
+            "spec": template["spec"]})
+    };
+    // The story of the last store write creating `name`.
+    let story_of = |name: &str| {
+        let (recent, _) = api.flow().subscribe(0);
+        recent
+            .into_iter()
+            .rev()
+            .find(|hop| hop.to == "store" && hop.verb == "CREATE" && hop.name == name)
+            .map(|hop| hop.root)
+            .unwrap()
+    };
+    create("Pod", pod("web-1-a")).await;
+    assert_eq!(story_of("web-1-a"), "Deployment/web");
+}
+
 #[tokio::test]
 async fn the_flow_endpoint_streams_json_lines() {
     let (api, _dir) = cluster().await;

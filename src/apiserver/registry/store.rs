@@ -101,52 +101,9 @@ pub(crate) async fn check_namespace(
     Ok(())
 }
 
-/// The object at the root of `object`'s controller ownerReferences, as `Kind/name`.
-async fn root_owner(api: &ApiServer, object: &Value) -> String {
-    let mut current = object.clone();
-    let mut root = format!(
-        "{}/{}",
-        current["kind"].as_str().unwrap_or_default(),
-        name_of(&current)
-    );
-    for _ in 0..5 {
-        let owner = current["metadata"]["ownerReferences"]
-            .as_array()
-            .and_then(|refs| {
-                refs.iter()
-                    .find(|r| r["controller"] == true)
-                    .or_else(|| refs.first())
-            })
-            .cloned();
-        let Some(owner) = owner else { break };
-        let kind = owner["kind"].as_str().unwrap_or_default();
-        let name = owner["name"].as_str().unwrap_or_default();
-        root = format!("{kind}/{name}");
-        let Some(resource) = resources::RESOURCES
-            .iter()
-            .find(|r| r.kind == kind && owner["apiVersion"] == r.api_version())
-        else {
-            break;
-        };
-        let namespace = current["metadata"]["namespace"].as_str().map(str::to_owned);
-        match api
-            .store()
-            .get(&resource.key(namespace.as_deref(), name))
-            .await
-        {
-            Ok(Some(kv)) => match decode(&kv) {
-                Ok(o) => current = o,
-                Err(_) => break,
-            },
-            _ => break,
-        }
-    }
-    root
-}
-
 /// Waits at the stepper's gate before a store write; returns the object's story (its root).
 pub(crate) async fn gate_write(api: &ApiServer, verb: &str, object: &Value) -> String {
-    let root = root_owner(api, object).await;
+    let root = api.root_owner(object).await;
     let meta = &object["metadata"];
     let mut hop = FlowEvent::new("apiserver", "store", verb).object(
         object["kind"].as_str().unwrap_or_default(),
