@@ -489,7 +489,7 @@ pub(crate) async fn resource(
                 let rv = object["metadata"]["resourceVersion"].clone();
                 json_response(
                     StatusCode::OK,
-                    &strategy.table(&[object], json!({"resourceVersion": rv})),
+                    &strategy.table(vec![object], json!({"resourceVersion": rv})),
                 )
             } else {
                 json_response(StatusCode::OK, &object)
@@ -963,7 +963,7 @@ fn decode_continue(token: &str, prefix: &str) -> Result<(Revision, String), ApiE
 }
 
 async fn list(
-    api: &ApiServer,
+    api: &Arc<ApiServer>,
     resource: &'static Resource,
     namespace: Option<&str>,
     params: &Params,
@@ -999,6 +999,23 @@ async fn list(
     // selectors on other fields need whole objects.
     let table = tables::wants_table(accept);
     let raw = !table && fields.only_metadata() && resource.conversion.is_none();
+    if raw && limit == 0 {
+        let request = RangeRequest {
+            prefix,
+            start_after,
+            limit: Some(STREAMED_PAGE),
+            at_revision: at,
+        };
+        return list_streamed(
+            api,
+            resource,
+            namespace.map(str::to_owned),
+            request,
+            labels,
+            fields,
+        )
+        .await;
+    }
     let mut items: Vec<Value> = Vec::new();
     let mut raw_items: Vec<bytes::Bytes> = Vec::new();
     let mut revision: Option<Revision>;
@@ -1012,31 +1029,19 @@ async fn list(
         } else {
             Some(limit - taken)
         };
-        let request = RangeRequest {
-            prefix: prefix.clone(),
-            start_after: start_after.clone(),
-            limit: page_limit,
-            at_revision: at,
-        };
-        let page = api.store().range(&request).await.map_err(|e| match e {
-            crate::store::Error::Compacted { .. } => ApiError::Expired("The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.".into()),
-            other => from_store(other, &resource.qualified(), ""),
-        })?;
-        revision = Some(page.revision);
-        emit_read(
+        let page = read_page(
             api,
-            "RANGE",
             resource,
             namespace,
-            "",
-            page.revision,
-            format!(
-                "range {prefix} from {:?}: {} keys at revision {}",
-                request.start_after,
-                page.kvs.len(),
-                page.revision
-            ),
-        );
+            RangeRequest {
+                prefix: prefix.clone(),
+                start_after: start_after.clone(),
+                limit: page_limit,
+                at_revision: at,
+            },
+        )
+        .await?;
+        revision = Some(page.revision);
         at = Some(page.revision);
         let mut last_key = None;
         for kv in &page.kvs {
@@ -1046,7 +1051,7 @@ async fn list(
                 if labels.matches(&object.labels)
                     && fields.matches_metadata(&object.name, &object.namespace)
                 {
-                    raw_items.push(object.json);
+                    raw_items.push(object.json.clone());
                 }
             } else {
                 let object = resource.served(decode(kv)?);
@@ -1077,49 +1082,202 @@ async fn list(
     if table {
         return Ok(json_response(
             StatusCode::OK,
-            &Strategy::of(api, resource).await?.table(&items, metadata),
+            &Strategy::of(api, resource).await?.table(items, metadata),
         ));
     }
     if !raw {
         let body = json!({"kind": format!("{}List", resource.kind), "apiVersion": resource.api_version(), "metadata": metadata, "items": list_items(items)});
         return Ok(json_response(StatusCode::OK, &body));
     }
-    // The body goes out in chunks of about 256 KiB, so a large list starts flowing at once.
-    const CHUNK: usize = 256 << 10;
-    // Go's order: kind, apiVersion, metadata (a ListMeta), items; and a newline at the end.
-    let mut head = format!(
-        "{{\"kind\":\"{}List\",\"apiVersion\":\"{}\",\"metadata\":",
-        resource.kind,
-        resource.api_version(),
-    )
-    .into_bytes();
-    wire::write_as(
-        &metadata,
-        "apimachinery.pkg.apis.meta.v1.ListMeta",
-        &mut head,
+    let mut body = ListBody::new(resource, &metadata);
+    for item in &raw_items {
+        body.item(item);
+    }
+    let stream = futures::stream::iter(body.finish().into_iter().map(Ok::<_, std::io::Error>));
+    Ok(list_response(Body::from_stream(stream)))
+}
+
+/// One store read of a LIST, on the flow as a `RANGE` hop.
+async fn read_page(
+    api: &ApiServer,
+    resource: &Resource,
+    namespace: Option<&str>,
+    request: RangeRequest,
+) -> Result<crate::store::RangeResult, ApiError> {
+    let page = api.store().range(&request).await.map_err(|e| match e {
+        crate::store::Error::Compacted { .. } => ApiError::Expired("The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.".into()),
+        other => from_store(other, &resource.qualified(), ""),
+    })?;
+    emit_read(
+        api,
+        "RANGE",
+        resource,
+        namespace,
+        "",
+        page.revision,
+        format!(
+            "range {} from {:?}: {} keys at revision {}",
+            request.prefix,
+            request.start_after,
+            page.kvs.len(),
+            page.revision
+        ),
     );
-    head.extend_from_slice(b",\"items\":[");
-    let mut chunks = Vec::new();
-    let mut chunk = bytes::BytesMut::with_capacity(CHUNK);
-    chunk.extend_from_slice(&head);
-    for (i, item) in raw_items.iter().enumerate() {
-        if i > 0 {
-            chunk.extend_from_slice(b",");
-        }
-        chunk.extend_from_slice(item);
-        if chunk.len() >= CHUNK {
-            chunks.push(chunk.split().freeze());
+    Ok(page)
+}
+
+/// The store page a LIST without a `limit` is read in: the first one decides the list's
+/// revision, and the body starts going out while the rest are read at that revision.
+const STREAMED_PAGE: usize = 500;
+
+/// A plain JSON list body, built of the stored objects' encodings in chunks of about
+/// [`ListBody::CHUNK`] bytes, in Go's order: kind, apiVersion, metadata (a ListMeta), items; and
+/// a newline at the end.
+struct ListBody {
+    chunks: Vec<bytes::Bytes>,
+    chunk: bytes::BytesMut,
+    first: bool,
+}
+
+impl ListBody {
+    const CHUNK: usize = 256 << 10;
+
+    fn new(resource: &Resource, metadata: &Value) -> Self {
+        let mut chunk = bytes::BytesMut::with_capacity(Self::CHUNK);
+        chunk.extend_from_slice(
+            format!(
+                "{{\"kind\":\"{}List\",\"apiVersion\":\"{}\",\"metadata\":",
+                resource.kind,
+                resource.api_version(),
+            )
+            .as_bytes(),
+        );
+        let mut meta = Vec::new();
+        wire::write_as(
+            metadata,
+            "apimachinery.pkg.apis.meta.v1.ListMeta",
+            &mut meta,
+        );
+        chunk.extend_from_slice(&meta);
+        chunk.extend_from_slice(b",\"items\":[");
+        ListBody {
+            chunks: Vec::new(),
+            chunk,
+            first: true,
         }
     }
-    chunk.extend_from_slice(b"]}\n");
-    chunks.push(chunk.freeze());
-    let stream = futures::stream::iter(chunks.into_iter().map(Ok::<_, std::convert::Infallible>));
-    let mut response = Response::new(Body::from_stream(stream));
+
+    fn item(&mut self, json: &[u8]) {
+        if !std::mem::take(&mut self.first) {
+            self.chunk.extend_from_slice(b",");
+        }
+        self.chunk.extend_from_slice(json);
+        if self.chunk.len() >= Self::CHUNK {
+            self.chunks.push(self.chunk.split().freeze());
+        }
+    }
+
+    /// The items of one store page that the selectors match.
+    fn page(
+        &mut self,
+        api: &ApiServer,
+        kvs: &[crate::store::KeyValue],
+        labels: &selectors::LabelSelector,
+        fields: &selectors::FieldSelector,
+    ) -> Result<(), ApiError> {
+        for kv in kvs {
+            let object = api.list_item(kv)?;
+            if labels.matches(&object.labels)
+                && fields.matches_metadata(&object.name, &object.namespace)
+            {
+                self.item(&object.json);
+            }
+        }
+        Ok(())
+    }
+
+    /// The chunks not taken yet, the list's end included.
+    fn finish(mut self) -> Vec<bytes::Bytes> {
+        self.chunk.extend_from_slice(b"]}\n");
+        self.chunks.push(self.chunk.freeze());
+        self.chunks
+    }
+}
+
+fn list_response(body: Body) -> Response {
+    let mut response = Response::new(body);
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/json"),
     );
-    Ok(response)
+    response
+}
+
+/// A plain JSON LIST without a `limit`, as the stored objects' encodings: the first store page
+/// is read before answering (its revision is the list's, and its errors are the answer's);
+/// the rest are read at that revision while the body already flows, so the client's reading
+/// overlaps the server's. A later page that fails (its revision compacted in the meantime) ends
+/// the body with an error, which the client sees as a broken response, never as a short list.
+async fn list_streamed(
+    api: &Arc<ApiServer>,
+    resource: &'static Resource,
+    namespace: Option<String>,
+    mut request: RangeRequest,
+    labels: selectors::LabelSelector,
+    fields: selectors::FieldSelector,
+) -> Result<Response, ApiError> {
+    let page = read_page(api, resource, namespace.as_deref(), request.clone()).await?;
+    let metadata = json!({"resourceVersion": page.revision.to_string()});
+    let mut body = ListBody::new(resource, &metadata);
+    body.page(api, &page.kvs, &labels, &fields)?;
+    if !page.more {
+        let stream = futures::stream::iter(body.finish().into_iter().map(Ok::<_, std::io::Error>));
+        return Ok(list_response(Body::from_stream(stream)));
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(4);
+    let first = std::mem::take(&mut body.chunks);
+    request.at_revision = Some(page.revision);
+    request.start_after = page.kvs.last().map(|kv| kv.key.clone());
+    let api = api.clone();
+    tokio::spawn(async move {
+        for chunk in first {
+            if tx.send(Ok(chunk)).await.is_err() {
+                return;
+            }
+        }
+        loop {
+            let page = match read_page(&api, resource, namespace.as_deref(), request.clone()).await
+            {
+                Ok(page) => page,
+                Err(error) => {
+                    let _ = tx.send(Err(std::io::Error::other(error.to_string()))).await;
+                    return;
+                }
+            };
+            if let Err(error) = body.page(&api, &page.kvs, &labels, &fields) {
+                let _ = tx.send(Err(std::io::Error::other(error.to_string()))).await;
+                return;
+            }
+            for chunk in std::mem::take(&mut body.chunks) {
+                if tx.send(Ok(chunk)).await.is_err() {
+                    return;
+                }
+            }
+            if !page.more {
+                for chunk in body.finish() {
+                    if tx.send(Ok(chunk)).await.is_err() {
+                        return;
+                    }
+                }
+                return;
+            }
+            request.start_after = page.kvs.last().map(|kv| kv.key.clone());
+        }
+    });
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|chunk| (chunk, rx))
+    });
+    Ok(list_response(Body::from_stream(stream)))
 }
 
 #[cfg(test)]

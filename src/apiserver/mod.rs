@@ -92,21 +92,21 @@ pub struct BootstrapError {
 /// whole cache is dropped when it grows past its budget.
 #[derive(Default)]
 pub(crate) struct ListCache {
-    entries: std::collections::HashMap<String, (crate::store::Revision, RawObject)>,
+    entries: std::collections::HashMap<String, (crate::store::Revision, Arc<RawObject>)>,
     bytes: usize,
 }
 
 const LIST_CACHE_BYTES: usize = 64 << 20;
 
 impl ListCache {
-    pub(crate) fn get(&self, kv: &KeyValue) -> Option<RawObject> {
+    pub(crate) fn get(&self, kv: &KeyValue) -> Option<Arc<RawObject>> {
         self.entries
             .get(&kv.key)
             .filter(|(rev, _)| *rev == kv.mod_revision)
             .map(|(_, o)| o.clone())
     }
 
-    pub(crate) fn put(&mut self, kv: &KeyValue, object: RawObject) {
+    pub(crate) fn put(&mut self, kv: &KeyValue, object: Arc<RawObject>) {
         self.bytes += object.json.len() + kv.key.len();
         if self.bytes > LIST_CACHE_BYTES {
             self.entries.clear();
@@ -463,7 +463,9 @@ impl ApiServer {
     }
 
     /// A list item for `kv`, from the cache or freshly encoded.
-    pub(crate) fn list_item(&self, kv: &KeyValue) -> Result<RawObject, ApiError> {
+    /// A stored object as list items need it, from the list cache when it has this revision
+    /// (shared, so a hit allocates nothing).
+    pub(crate) fn list_item(&self, kv: &KeyValue) -> Result<Arc<RawObject>, ApiError> {
         if let Some(hit) = self
             .list_cache
             .lock()
@@ -472,7 +474,7 @@ impl ApiServer {
         {
             return Ok(hit);
         }
-        let object = decode_raw(kv)?;
+        let object = Arc::new(decode_raw(kv)?);
         self.list_cache
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -718,7 +720,6 @@ pub(crate) fn decode(kv: &KeyValue) -> Result<Value, ApiError> {
 /// field is copied as it is, which keeps LISTs of many objects cheap. Stored objects are in Go's
 /// field order already; the order is kept, `resourceVersion` goes where `ObjectMeta` has it, and
 /// `kind` and `apiVersion` are left out, as kube-apiserver leaves them out of list items.
-#[derive(Clone)]
 pub(crate) struct RawObject {
     pub(crate) json: Bytes,
     pub(crate) name: String,

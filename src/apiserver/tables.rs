@@ -4,6 +4,7 @@
 use serde_json::{Value, json};
 
 use super::resources::Resource;
+use crate::apimachinery::labels;
 use crate::apimachinery::printers::{self, human_duration};
 
 /// Whether the client asked for a Table (`Accept: application/json;as=Table;v=v1;g=meta.k8s.io`).
@@ -189,49 +190,14 @@ fn int(v: &Value) -> i64 {
     v.as_i64().unwrap_or(0)
 }
 
+/// A `LabelSelector` as kubectl prints it (`metav1.FormatLabelSelector`).
 fn labels_selector(selector: &Value) -> String {
-    let mut parts = Vec::new();
-    if let Some(labels) = selector.get("matchLabels").and_then(Value::as_object) {
-        parts.extend(labels.iter().map(|(k, v)| format!("{k}={}", s(v))));
-    }
-    if let Some(exprs) = selector.get("matchExpressions").and_then(Value::as_array) {
-        for e in exprs {
-            let values: Vec<String> = e["values"]
-                .as_array()
-                .map(|v| v.iter().map(s).collect())
-                .unwrap_or_default();
-            match e["operator"].as_str() {
-                Some("In") => parts.push(format!("{} in ({})", s(&e["key"]), values.join(","))),
-                Some("NotIn") => {
-                    parts.push(format!("{} notin ({})", s(&e["key"]), values.join(",")))
-                }
-                Some("Exists") => parts.push(s(&e["key"])),
-                Some("DoesNotExist") => parts.push(format!("!{}", s(&e["key"]))),
-                _ => {}
-            }
-        }
-    }
-    if parts.is_empty()
-        && selector.is_object()
-        && !selector.as_object().is_some_and(|m| m.is_empty())
-    {
-        return "<none>".into();
-    }
-    or_none(parts.join(","))
+    or_none(labels::selector_string(selector))
 }
 
+/// A label set as kubectl prints it (`labels.FormatLabels`).
 fn map_selector(selector: &Value) -> String {
-    or_none(
-        selector
-            .as_object()
-            .map(|m| {
-                m.iter()
-                    .map(|(k, v)| format!("{k}={}", s(v)))
-                    .collect::<Vec<_>>()
-                    .join(",")
-            })
-            .unwrap_or_default(),
-    )
+    or_none(labels::set_string(selector))
 }
 
 fn containers_and_images(template_spec: &Value) -> (String, String) {
@@ -1639,34 +1605,47 @@ fn printer(kind: &str, group: &str) -> (Vec<Value>, Cells) {
     }
 }
 
+/// One row of a Table: its cells, and the object's `metadata` (moved in, not copied: `json!`
+/// would serialize it again) as a `PartialObjectMetadata`.
+pub(crate) fn table_row(cells: Vec<Value>, metadata: Value) -> serde_json::Map<String, Value> {
+    let mut object = serde_json::Map::new();
+    object.insert("kind".into(), Value::from("PartialObjectMetadata"));
+    object.insert("apiVersion".into(), Value::from("meta.k8s.io/v1"));
+    object.insert("metadata".into(), metadata);
+    let mut row = serde_json::Map::new();
+    row.insert("cells".into(), Value::Array(cells));
+    row.insert("object".into(), Value::Object(object));
+    row
+}
+
 /// The Table for `objects` of `resource`. Each row carries the object's metadata as a
 /// `PartialObjectMetadata`, which is where `kubectl get -A` finds the NAMESPACE column.
-pub(crate) fn table(resource: &Resource, objects: &[Value], list_metadata: Value) -> Value {
+pub(crate) fn table(resource: &Resource, objects: Vec<Value>, list_metadata: Value) -> Value {
     let (columns, cells) = printer(resource.kind, resource.group);
     let rows: Vec<Value> = objects
-        .iter()
-        .map(|o| {
-            let mut row = json!({
-                "cells": cells(o),
-                "object": {
-                    "kind": "PartialObjectMetadata",
-                    "apiVersion": "meta.k8s.io/v1",
-                    "metadata": o["metadata"],
-                },
-            });
-            if let Some(conditions) = row_conditions(resource, o) {
-                row["conditions"] = conditions;
+        .into_iter()
+        .map(|mut o| {
+            let cells = cells(&o);
+            let conditions = row_conditions(resource, &o);
+            let mut row = table_row(cells, o["metadata"].take());
+            if let Some(conditions) = conditions {
+                row.insert("conditions".into(), conditions);
             }
-            row
+            Value::Object(row)
         })
         .collect();
-    json!({
-        "kind": "Table",
-        "apiVersion": "meta.k8s.io/v1",
-        "metadata": list_metadata,
-        "columnDefinitions": columns,
-        "rows": rows,
-    })
+    table_of(list_metadata, columns, rows)
+}
+
+/// A `meta.k8s.io/v1` Table of `rows` (moved in: `json!` would serialize them again).
+pub(crate) fn table_of(list_metadata: Value, columns: Vec<Value>, rows: Vec<Value>) -> Value {
+    let mut table = serde_json::Map::new();
+    table.insert("kind".into(), Value::from("Table"));
+    table.insert("apiVersion".into(), Value::from("meta.k8s.io/v1"));
+    table.insert("metadata".into(), list_metadata);
+    table.insert("columnDefinitions".into(), Value::Array(columns));
+    table.insert("rows".into(), Value::Array(rows));
+    Value::Object(table)
 }
 
 #[cfg(test)]
@@ -1690,7 +1669,7 @@ mod tests {
             "spec": {"containers": [{"name": "a", "image": "i"}]},
             "status": {"phase": "Succeeded"},
         });
-        let t = table(pods, &[pod, done], json!({"resourceVersion": "5"}));
+        let t = table(pods, vec![pod, done], json!({"resourceVersion": "5"}));
         let cells: Vec<&str> = t["rows"][0]["cells"]
             .as_array()
             .unwrap()
@@ -1731,8 +1710,8 @@ mod tests {
     fn certificate_signing_request_columns_are_kubectls() {
         let csrs =
             resources::find("certificates.k8s.io", "v1", "certificatesigningrequests").unwrap();
-        let cells = |o: Value| table(csrs, &[o], json!({}))["rows"][0]["cells"].clone();
-        let names: Vec<Value> = table(csrs, &[], json!({}))["columnDefinitions"]
+        let cells = |o: Value| table(csrs, vec![o], json!({}))["rows"][0]["cells"].clone();
+        let names: Vec<Value> = table(csrs, vec![], json!({}))["columnDefinitions"]
             .as_array()
             .unwrap()
             .iter()
@@ -1764,7 +1743,7 @@ mod tests {
     #[test]
     fn storage_columns_are_kubectls() {
         let find = |g: &str, p: &str| resources::find(g, "v1", p).unwrap();
-        let cells = |r, o: Value| table(r, &[o], json!({}))["rows"][0]["cells"].clone();
+        let cells = |r, o: Value| table(r, vec![o], json!({}))["rows"][0]["cells"].clone();
         let pending = json!({"metadata": {"name": "data"}, "spec": {"volumeMode": "Filesystem", "storageClassName": "standard", "resources": {"requests": {"storage": "1Gi"}}}, "status": {"phase": "Pending"}});
         assert_eq!(
             cells(find("", "persistentvolumeclaims"), pending),
@@ -1852,7 +1831,7 @@ mod tests {
         let ingresses = resources::find("networking.k8s.io", "v1", "ingresses").unwrap();
         let t = table(
             ingresses,
-            &[
+            vec![
                 json!({"metadata": {"name": "web"}, "spec": {"tls": [{}], "rules": [{"host": "foo.com"}]}}),
             ],
             json!({}),

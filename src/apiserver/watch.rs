@@ -66,7 +66,7 @@ impl Watcher {
         let object = if self.table && kind != "BOOKMARK" && kind != "ERROR" {
             tables::table(
                 self.resource,
-                std::slice::from_ref(object),
+                vec![object.clone()],
                 json!({"resourceVersion": object["metadata"]["resourceVersion"]}),
             )
         } else {

@@ -66,7 +66,7 @@ impl Default for EmbeddedOptions {
     fn default() -> Self {
         EmbeddedOptions {
             history_memory_bytes: 8 << 20,
-            page_cache_bytes: 8 << 20,
+            page_cache_bytes: 64 << 20,
         }
     }
 }

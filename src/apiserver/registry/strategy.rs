@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
+use crate::apimachinery::labels;
 use crate::apiserver::apiextensions::columns;
 use crate::apiserver::apiextensions::served::{ScalePaths, Version, at_path, set_path};
 use crate::apiserver::errors::{ApiError, Cause};
@@ -178,78 +179,31 @@ impl Strategy {
 
     /// The objects as a `meta.k8s.io/v1` Table: kubectl's columns for a built-in kind, the
     /// CRD version's printer columns for a custom resource.
-    pub(crate) fn table(&self, objects: &[Value], list_metadata: Value) -> Value {
+    pub(crate) fn table(&self, objects: Vec<Value>, list_metadata: Value) -> Value {
         let Some(version) = &self.custom else {
             return tables::table(self.resource, objects, list_metadata);
         };
         let now = jiff::Timestamp::now();
         let rows: Vec<Value> = objects
-            .iter()
-            .map(|o| {
-                json!({
-                    "cells": columns::cells(&version.columns, o, now),
-                    "object": {
-                        "kind": "PartialObjectMetadata",
-                        "apiVersion": "meta.k8s.io/v1",
-                        "metadata": o["metadata"],
-                    },
-                })
+            .into_iter()
+            .map(|mut o| {
+                let cells = columns::cells(&version.columns, &o, now);
+                Value::Object(tables::table_row(cells, o["metadata"].take()))
             })
             .collect();
-        json!({
-            "kind": "Table",
-            "apiVersion": "meta.k8s.io/v1",
-            "metadata": list_metadata,
-            "columnDefinitions": columns::definitions(&version.columns),
-            "rows": rows,
-        })
+        tables::table_of(list_metadata, columns::definitions(&version.columns), rows)
     }
 }
 
-/// A selector as `labels.Selector.String()` writes it, the form `Scale.status.selector` has:
-/// requirements sorted by key, `k=v`, `k in (a,b)`, `k notin (a,b)`, `k`, `!k`. A
-/// ReplicationController's selector is an equality map (`labels.SelectorFromSet`), the other
-/// kinds' a `LabelSelector` (`LabelSelectorAsSelector`).
+/// A scale subresource's `status.selector`: `labels.Selector.String()` of the object's
+/// selector, an equality map for a ReplicationController (`labels.SelectorFromSet`), a
+/// `LabelSelector` for the other kinds (`LabelSelectorAsSelector`).
 fn selector_string(kind: &str, selector: &Value) -> String {
-    let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
-    let mut requirements: Vec<(String, String)> = Vec::new();
-    let equalities = if kind == "ReplicationController" {
-        selector.as_object()
+    if kind == "ReplicationController" {
+        labels::set_string(selector)
     } else {
-        selector["matchLabels"].as_object()
-    };
-    for (k, v) in equalities.into_iter().flatten() {
-        requirements.push((k.clone(), format!("{k}={}", text(v))));
+        labels::selector_string(selector)
     }
-    if kind != "ReplicationController" {
-        for e in selector["matchExpressions"]
-            .as_array()
-            .into_iter()
-            .flatten()
-        {
-            let key = text(&e["key"]);
-            let mut values: Vec<String> = e["values"]
-                .as_array()
-                .map(|v| v.iter().map(text).collect())
-                .unwrap_or_default();
-            values.sort();
-            values.dedup();
-            let shown = match e["operator"].as_str() {
-                Some("In") => format!("{key} in ({})", values.join(",")),
-                Some("NotIn") => format!("{key} notin ({})", values.join(",")),
-                Some("Exists") => key.clone(),
-                Some("DoesNotExist") => format!("!{key}"),
-                _ => continue,
-            };
-            requirements.push((key, shown));
-        }
-    }
-    requirements.sort();
-    requirements
-        .into_iter()
-        .map(|(_, shown)| shown)
-        .collect::<Vec<_>>()
-        .join(",")
 }
 
 #[cfg(test)]

@@ -8,10 +8,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use k8s_openapi::api::admissionregistration::v1::{
-    MutatingWebhookConfiguration, RuleWithOperations, ValidatingWebhookConfiguration,
-};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::api::admissionregistration::v1::{MutatingWebhook, RuleWithOperations};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 
 use super::client::Endpoint;
 use crate::apiserver::follow::State;
@@ -105,63 +103,43 @@ impl Configurations {
 /// A stored configuration's webhooks (none when it cannot be read: it was validated before it
 /// was stored, so only a hand-edited store gets there).
 fn parse(kind: usize, value: &[u8]) -> Vec<Arc<Hook>> {
-    if kind == Kind::Mutating as usize {
-        let Ok(config) = serde_json::from_slice::<MutatingWebhookConfiguration>(value) else {
-            return Vec::new();
-        };
-        let name = config.metadata.name.unwrap_or_default();
-        config
-            .webhooks
-            .unwrap_or_default()
-            .into_iter()
-            .map(|w| {
-                Arc::new(Hook {
-                    configuration: name.clone(),
-                    mutating: true,
-                    ignore_failures: w.failure_policy.as_deref() == Some("Ignore"),
-                    equivalent: w.match_policy.as_deref() != Some("Exact"),
-                    namespace_selector: w.namespace_selector.unwrap_or_default(),
-                    object_selector: w.object_selector.unwrap_or_default(),
-                    side_effects: w.side_effects,
-                    timeout: timeout(w.timeout_seconds),
-                    review_versions: w.admission_review_versions,
-                    reinvoke: w.reinvocation_policy.as_deref() == Some("IfNeeded"),
-                    match_conditions: w.match_conditions.map_or(0, |c| c.len()),
-                    endpoint: Endpoint::new(&w.client_config),
-                    rules: w.rules.unwrap_or_default(),
-                    name: w.name,
-                })
+    let Ok(config) = serde_json::from_slice::<Stored>(value) else {
+        return Vec::new();
+    };
+    let mutating = kind == Kind::Mutating as usize;
+    let name = config.metadata.name.unwrap_or_default();
+    config
+        .webhooks
+        .unwrap_or_default()
+        .into_iter()
+        .map(|w| {
+            Arc::new(Hook {
+                configuration: name.clone(),
+                mutating,
+                ignore_failures: w.failure_policy.as_deref() == Some("Ignore"),
+                equivalent: w.match_policy.as_deref() != Some("Exact"),
+                namespace_selector: w.namespace_selector.unwrap_or_default(),
+                object_selector: w.object_selector.unwrap_or_default(),
+                side_effects: w.side_effects,
+                timeout: timeout(w.timeout_seconds),
+                review_versions: w.admission_review_versions,
+                reinvoke: mutating && w.reinvocation_policy.as_deref() == Some("IfNeeded"),
+                match_conditions: w.match_conditions.map_or(0, |c| c.len()),
+                endpoint: Endpoint::new(&w.client_config),
+                rules: w.rules.unwrap_or_default(),
+                name: w.name,
             })
-            .collect()
-    } else {
-        let Ok(config) = serde_json::from_slice::<ValidatingWebhookConfiguration>(value) else {
-            return Vec::new();
-        };
-        let name = config.metadata.name.unwrap_or_default();
-        config
-            .webhooks
-            .unwrap_or_default()
-            .into_iter()
-            .map(|w| {
-                Arc::new(Hook {
-                    configuration: name.clone(),
-                    mutating: false,
-                    ignore_failures: w.failure_policy.as_deref() == Some("Ignore"),
-                    equivalent: w.match_policy.as_deref() != Some("Exact"),
-                    namespace_selector: w.namespace_selector.unwrap_or_default(),
-                    object_selector: w.object_selector.unwrap_or_default(),
-                    side_effects: w.side_effects,
-                    timeout: timeout(w.timeout_seconds),
-                    review_versions: w.admission_review_versions,
-                    reinvoke: false,
-                    match_conditions: w.match_conditions.map_or(0, |c| c.len()),
-                    endpoint: Endpoint::new(&w.client_config),
-                    rules: w.rules.unwrap_or_default(),
-                    name: w.name,
-                })
-            })
-            .collect()
-    }
+        })
+        .collect()
+}
+
+/// A stored configuration of either kind: a `ValidatingWebhook` is a `MutatingWebhook` without
+/// `reinvocationPolicy`, so both read as the latter.
+#[derive(serde::Deserialize)]
+struct Stored {
+    #[serde(default)]
+    metadata: ObjectMeta,
+    webhooks: Option<Vec<MutatingWebhook>>,
 }
 
 fn timeout(seconds: Option<i32>) -> Duration {
@@ -221,5 +199,19 @@ mod tests {
         configurations.apply(0, &format!("{prefix}b"), None);
         assert_eq!(names(&configurations), ["a1.x.y"]);
         assert!(configurations.hooks(Kind::Mutating).is_empty());
+        assert!(!hook.mutating && !hook.reinvoke);
+
+        // Both kinds read alike; only a mutating webhook is reinvoked.
+        let mut m = config("m", &["m1.x.y"]);
+        m["kind"] = "MutatingWebhookConfiguration".into();
+        m["webhooks"][0]["reinvocationPolicy"] = "IfNeeded".into();
+        configurations.apply(
+            1,
+            "/registry/mutatingwebhookconfigurations/m",
+            Some(&serde_json::to_vec(&m).unwrap()),
+        );
+        let hook = &configurations.hooks(Kind::Mutating)[0];
+        assert!(hook.mutating && hook.reinvoke);
+        assert_eq!(hook.configuration, "m");
     }
 }
