@@ -795,7 +795,8 @@ pub(crate) fn validate(resource: &Resource, object: &Value, old: Option<&Value>)
     let spec = &object["spec"];
     match (resource.group, resource.kind) {
         ("", "Pod") => {
-            validate_pod_spec("spec", spec, &["Always", "OnFailure", "Never"], &mut causes)
+            validate_pod_spec("spec", spec, &["Always", "OnFailure", "Never"], &mut causes);
+            validate_scheduling_gates(&spec["schedulingGates"], &mut causes);
         }
         ("", "LimitRange") => super::limitranger::validate(object, &mut causes),
         ("", "ResourceQuota") => super::quota::validate(object, &mut causes),
@@ -1012,8 +1013,48 @@ fn validate_update(resource: &Resource, new: &Value, old: &Value, causes: &mut V
                 ));
             }
             validate_ephemeral_containers(&new["spec"], &old["spec"], causes);
+            validate_scheduling_gates(&new["spec"]["schedulingGates"], causes);
+            only_deleted_scheduling_gates(
+                &new["spec"]["schedulingGates"],
+                &old["spec"]["schedulingGates"],
+                causes,
+            );
         }
         _ => {}
+    }
+}
+
+/// `validateSchedulingGates`: each gate's name a qualified name, none twice.
+fn validate_scheduling_gates(gates: &Value, causes: &mut Vec<Cause>) {
+    let mut seen = BTreeSet::new();
+    for (i, gate) in gates.as_array().into_iter().flatten().enumerate() {
+        let path = format!("spec.schedulingGates[{i}]");
+        let name = gate["name"].as_str().unwrap_or_default();
+        causes.extend(qualified_name_causes(&path, name));
+        if !seen.insert(name) {
+            causes.push(Cause::duplicate(path, &json!(name)));
+        }
+    }
+}
+
+/// `validateOnlyDeletedSchedulingGates`: gates may be removed from a pod, never added.
+fn only_deleted_scheduling_gates(new: &Value, old: &Value, causes: &mut Vec<Cause>) {
+    let names = |gates: &Value| -> Vec<String> {
+        gates
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|g| g["name"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    };
+    let before = names(old);
+    for (i, name) in names(new).iter().enumerate() {
+        if !before.contains(name) {
+            causes.push(Cause::forbidden(
+                format!("spec.schedulingGates[{i}].name"),
+                format!("only deletion is allowed, but found new scheduling gate '{name}'"),
+            ));
+        }
     }
 }
 
@@ -1413,6 +1454,37 @@ pub(crate) fn prepare_for_create(resource: &Resource, object: &mut Value) {
     }
 }
 
+/// The pod strategy's `applySchedulingGatedCondition`, on create: a pod with scheduling gates
+/// starts `PodScheduled=False` (`SchedulingGated`), which `kubectl get` prints as its status,
+/// unless it already has a `PodScheduled` condition.
+pub(crate) fn scheduling_gated(pod: &mut Value) {
+    if pod["spec"]["schedulingGates"]
+        .as_array()
+        .is_none_or(Vec::is_empty)
+    {
+        return;
+    }
+    let conditions = &mut pod["status"]["conditions"];
+    if conditions
+        .as_array()
+        .is_some_and(|c| c.iter().any(|c| c["type"] == "PodScheduled"))
+    {
+        return;
+    }
+    let condition = json!({
+        "type": "PodScheduled",
+        "status": "False",
+        "lastProbeTime": null,
+        "lastTransitionTime": jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        "reason": "SchedulingGated",
+        "message": "Scheduling is blocked due to non-empty scheduling gates",
+    });
+    match conditions.as_array_mut() {
+        Some(list) => list.push(condition),
+        None => *conditions = json!([condition]),
+    }
+}
+
 pub(crate) fn default(resource: &Resource, object: &mut Value) {
     super::storage::default(resource, object);
     super::webhook::config::default(resource, object);
@@ -1664,6 +1736,40 @@ mod tests {
         assert_eq!(pod_qos(&pod), "Guaranteed");
         pod["spec"]["containers"][0]["resources"] = json!({});
         assert_eq!(pod_qos(&pod), "BestEffort");
+    }
+
+    #[test]
+    fn a_gated_pod_starts_scheduling_gated_and_gates_can_only_go() {
+        let mut pod = json!({"spec": {"schedulingGates": [{"name": "a"}]}, "status": {}});
+        scheduling_gated(&mut pod);
+        let conditions = pod["status"]["conditions"].as_array().unwrap();
+        assert_eq!(conditions.len(), 1);
+        assert_eq!(conditions[0]["reason"], "SchedulingGated");
+        assert_eq!(conditions[0]["status"], "False");
+        // Not twice, and not on an ungated pod.
+        scheduling_gated(&mut pod);
+        assert_eq!(pod["status"]["conditions"].as_array().unwrap().len(), 1);
+        let mut free = json!({"spec": {"schedulingGates": []}, "status": {}});
+        scheduling_gated(&mut free);
+        assert!(free["status"]["conditions"].is_null());
+
+        let mut causes = Vec::new();
+        only_deleted_scheduling_gates(
+            &json!([{"name": "a"}, {"name": "c"}]),
+            &json!([{"name": "a"}, {"name": "b"}]),
+            &mut causes,
+        );
+        assert_eq!(causes.len(), 1);
+        assert_eq!(causes[0].field, "spec.schedulingGates[1].name");
+        assert_eq!(
+            causes[0].message,
+            "Forbidden: only deletion is allowed, but found new scheduling gate 'c'"
+        );
+        let mut causes = Vec::new();
+        validate_scheduling_gates(&json!([{"name": "a"}, {"name": "a"}]), &mut causes);
+        assert_eq!(causes.len(), 1);
+        assert_eq!(causes[0].field, "spec.schedulingGates[1]");
+        assert_eq!(causes[0].message, "Duplicate value: \"a\"");
     }
 
     #[test]

@@ -125,10 +125,16 @@ pub fn nodes_to_find(nodes: usize) -> usize {
     (nodes * percentage / 100).max(MIN_FEASIBLE)
 }
 
+/// Whether `pod` is this scheduler's to place: no node yet, not deleted or finished, and (the
+/// `SchedulingGates` PreEnqueue plugin) no scheduling gate left; removing the last gate is a
+/// pod update, which queues it.
 fn needs_scheduling(pod: &Pod) -> bool {
     let spec = pod.spec.as_ref();
     let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
     spec.is_some_and(|s| s.node_name.as_deref().is_none_or(str::is_empty))
+        && spec
+            .and_then(|s| s.scheduling_gates.as_ref())
+            .is_none_or(Vec::is_empty)
         && spec
             .and_then(|s| s.scheduler_name.as_deref())
             .is_none_or(|n| n == SCHEDULER_NAME)

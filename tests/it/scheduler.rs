@@ -194,3 +194,86 @@ fn affinity_spread_requeue_and_decisions() {
     }
     assert_eq!(placed, freed);
 }
+
+/// Scheduling gates (the pod strategy's `SchedulingGated` condition, the scheduler's
+/// `SchedulingGates` PreEnqueue plugin): a gated pod is never placed, kubectl shows it
+/// `SchedulingGated`, a gate can be removed but not added, and removing the last one schedules
+/// it.
+#[test]
+fn scheduling_gates_hold_a_pod_until_the_last_is_removed() {
+    let c = Cluster::start();
+    c.ok_with(&["create", "-f", "-"], Some(&node("node-1", "a")));
+    let gates = "  schedulingGates: [{name: example.com/quota}, {name: example.com/arch}]";
+    c.ok_with(&["create", "-f", "-"], Some(&pod("gated", "gated", gates)));
+    let condition = c.ok(&[
+        "get",
+        "pod",
+        "gated",
+        "-o",
+        "jsonpath={.status.conditions[?(@.type==\"PodScheduled\")].reason}|{.status.conditions[?(@.type==\"PodScheduled\")].message}",
+    ]);
+    assert_eq!(
+        condition,
+        "SchedulingGated|Scheduling is blocked due to non-empty scheduling gates"
+    );
+    let table = c.ok(&["get", "pod", "gated", "--no-headers"]);
+    assert!(table.contains("SchedulingGated"), "{table}");
+
+    // An ungated pod created after it is placed; the gated one still is not.
+    let placed = |name: &str| c.ok(&["get", "pod", name, "-o", "jsonpath={.spec.nodeName}"]);
+    let mut bound = 0;
+    let mut bind_one = |name: &str| {
+        bound += 1;
+        let name = format!("{name}-{bound}");
+        c.ok_with(&["create", "-f", "-"], Some(&pod(&name, "free", "")));
+        c.eventually(
+            &["get", "pod", &name, "-o", "jsonpath={.spec.nodeName}"],
+            20,
+            |n| n == "node-1",
+        );
+    };
+    bind_one("free");
+    assert_eq!(placed("gated"), "");
+
+    // Adding a gate is refused in upstream's words; removing one is not enough.
+    let refused = c.fails(
+        &[
+            "patch",
+            "pod",
+            "gated",
+            "--type=json",
+            "-p",
+            r#"[{"op":"add","path":"/spec/schedulingGates/-","value":{"name":"example.com/more"}}]"#,
+        ],
+        None,
+    );
+    assert!(
+        refused.contains("spec.schedulingGates[2].name: Forbidden: only deletion is allowed, but found new scheduling gate 'example.com/more'"),
+        "{refused}"
+    );
+    c.ok(&[
+        "patch",
+        "pod",
+        "gated",
+        "--type=json",
+        "-p",
+        r#"[{"op":"remove","path":"/spec/schedulingGates/0"}]"#,
+    ]);
+    bind_one("free");
+    assert_eq!(placed("gated"), "");
+
+    // The last gate removed: scheduled.
+    c.ok(&[
+        "patch",
+        "pod",
+        "gated",
+        "--type=json",
+        "-p",
+        r#"[{"op":"remove","path":"/spec/schedulingGates"}]"#,
+    ]);
+    c.eventually(
+        &["get", "pod", "gated", "-o", "jsonpath={.spec.nodeName}"],
+        20,
+        |n| n == "node-1",
+    );
+}

@@ -308,6 +308,7 @@ async fn finish_create(
     let limit_refusal = crate::apiserver::limitranger::admit(api, resource, &mut object).await?;
     if (resource.group, resource.kind) == ("", "Pod") {
         object["status"]["qosClass"] = json!(admission::pod_qos(&object));
+        admission::scheduling_gated(&mut object);
     }
 
     // Back through the type: whatever defaulting left empty (nulls) goes, as in the real server;
