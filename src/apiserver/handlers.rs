@@ -1174,6 +1174,9 @@ impl ListBody {
         self.chunk.extend_from_slice(json);
         if self.chunk.len() >= Self::CHUNK {
             self.chunks.push(self.chunk.split().freeze());
+            // A whole chunk's room at once: grown item by item from empty, the buffer would be
+            // copied again at every doubling.
+            self.chunk.reserve(Self::CHUNK + json.len());
         }
     }
 
