@@ -1097,6 +1097,19 @@ async fn list(
     Ok(list_response(Body::from_stream(stream)))
 }
 
+/// Hands `chunks` to a streamed body; `false` once its client has gone.
+async fn send_all(
+    tx: &tokio::sync::mpsc::Sender<Result<bytes::Bytes, std::io::Error>>,
+    chunks: Vec<bytes::Bytes>,
+) -> bool {
+    for chunk in chunks {
+        if tx.send(Ok(chunk)).await.is_err() {
+            return false;
+        }
+    }
+    true
+}
+
 /// One store read of a LIST, on the flow as a `RANGE` hop.
 async fn read_page(
     api: &ApiServer,
@@ -1243,10 +1256,8 @@ async fn list_streamed(
     request.start_after = page.kvs.last().map(|kv| kv.key.clone());
     let api = api.clone();
     tokio::spawn(async move {
-        for chunk in first {
-            if tx.send(Ok(chunk)).await.is_err() {
-                return;
-            }
+        if !send_all(&tx, first).await {
+            return;
         }
         loop {
             let page = match read_page(&api, resource, namespace.as_deref(), request.clone()).await
@@ -1261,17 +1272,11 @@ async fn list_streamed(
                 let _ = tx.send(Err(std::io::Error::other(error.to_string()))).await;
                 return;
             }
-            for chunk in std::mem::take(&mut body.chunks) {
-                if tx.send(Ok(chunk)).await.is_err() {
-                    return;
-                }
-            }
             if !page.more {
-                for chunk in body.finish() {
-                    if tx.send(Ok(chunk)).await.is_err() {
-                        return;
-                    }
-                }
+                send_all(&tx, body.finish()).await;
+                return;
+            }
+            if !send_all(&tx, std::mem::take(&mut body.chunks)).await {
                 return;
             }
             request.start_after = page.kvs.last().map(|kv| kv.key.clone());
