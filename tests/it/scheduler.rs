@@ -236,6 +236,10 @@ fn scheduling_gates_hold_a_pod_until_the_last_is_removed() {
     assert_eq!(placed("gated"), "");
 
     // Adding a gate is refused in upstream's words; removing one is not enough.
+    let remove = |path: &str| {
+        let patch = format!(r#"[{{"op":"remove","path":"{path}"}}]"#);
+        c.ok(&["patch", "pod", "gated", "--type=json", "-p", &patch]);
+    };
     let refused = c.fails(
         &[
             "patch",
@@ -251,26 +255,12 @@ fn scheduling_gates_hold_a_pod_until_the_last_is_removed() {
         refused.contains("spec.schedulingGates[2].name: Forbidden: only deletion is allowed, but found new scheduling gate 'example.com/more'"),
         "{refused}"
     );
-    c.ok(&[
-        "patch",
-        "pod",
-        "gated",
-        "--type=json",
-        "-p",
-        r#"[{"op":"remove","path":"/spec/schedulingGates/0"}]"#,
-    ]);
+    remove("/spec/schedulingGates/0");
     bind_one("free");
     assert_eq!(placed("gated"), "");
 
     // The last gate removed: scheduled.
-    c.ok(&[
-        "patch",
-        "pod",
-        "gated",
-        "--type=json",
-        "-p",
-        r#"[{"op":"remove","path":"/spec/schedulingGates"}]"#,
-    ]);
+    remove("/spec/schedulingGates");
     c.eventually(
         &["get", "pod", "gated", "-o", "jsonpath={.spec.nodeName}"],
         20,
