@@ -113,6 +113,99 @@ impl PartialEq for Data {
     }
 }
 
+/// A pattern over hops, as lessons and the dashboard's highlights name them: each field given
+/// must match (all of them), and an absent one matches anything. A field is a glob: `*`
+/// stands for any run of characters (`kubelet/*`, `WATCH *`), and a leading `!` negates it
+/// (`!apiserver`: any component but the API server). Matching is exact otherwise, case and all.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HopPattern {
+    /// Who acted (`FlowEvent::from`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// Who was acted on (`FlowEvent::to`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    /// What (`FlowEvent::verb`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verb: Option<String>,
+    /// The object's kind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// The object's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// The object's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+impl HopPattern {
+    /// Whether `hop` matches every field given.
+    pub fn matches(&self, hop: &FlowEvent) -> bool {
+        [
+            (&self.from, &hop.from),
+            (&self.to, &hop.to),
+            (&self.verb, &hop.verb),
+            (&self.kind, &hop.kind),
+            (&self.namespace, &hop.namespace),
+            (&self.name, &hop.name),
+        ]
+        .into_iter()
+        .all(|(pattern, value)| pattern.as_deref().is_none_or(|p| field_matches(p, value)))
+    }
+}
+
+impl std::fmt::Display for HopPattern {
+    /// `from -> to VERB Kind namespace/name`, `*` for what is not given.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let any = |field: &Option<String>| field.clone().unwrap_or_else(|| "*".to_owned());
+        write!(
+            f,
+            "{} -> {} {} {}",
+            any(&self.from),
+            any(&self.to),
+            any(&self.verb),
+            any(&self.kind)
+        )?;
+        match (&self.namespace, &self.name) {
+            (None, None) => Ok(()),
+            (namespace, name) => match namespace {
+                Some(namespace) => write!(f, " {namespace}/{}", any(name)),
+                None => write!(f, " {}", any(name)),
+            },
+        }
+    }
+}
+
+/// One field of a [`HopPattern`]: `!` negates, `*` is any run of characters.
+fn field_matches(pattern: &str, value: &str) -> bool {
+    match pattern.strip_prefix('!') {
+        Some(rest) => !glob(rest, value),
+        None => glob(pattern, value),
+    }
+}
+
+/// Whether `value` matches `pattern`, where `*` stands for any run of characters.
+fn glob(pattern: &str, value: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let first = parts.next().unwrap_or_default();
+    let Some(mut rest) = value.strip_prefix(first) else {
+        return false;
+    };
+    let parts: Vec<&str> = parts.collect();
+    let Some((last, middle)) = parts.split_last() else {
+        return rest.is_empty();
+    };
+    for part in middle {
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
+}
+
 /// How many recent events a late subscriber can catch up on.
 const RECENT: usize = 10_000;
 
@@ -558,6 +651,33 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    #[test]
+    fn hop_patterns_match_globs_negations_and_every_field_given() {
+        let hop = FlowEvent::new("controller/deployment", "apiserver", "POST").object(
+            "ReplicaSet",
+            "default",
+            "web-7d4b9",
+        );
+        let pattern = |yaml: &str| serde_yaml::from_str::<HopPattern>(yaml).unwrap();
+        assert!(pattern("{}").matches(&hop));
+        assert!(pattern("{from: controller/*, verb: POST, kind: ReplicaSet}").matches(&hop));
+        assert!(pattern("{name: web-*}").matches(&hop));
+        assert!(pattern("{name: '*-7d4b9'}").matches(&hop));
+        assert!(pattern("{name: 'w*4*9'}").matches(&hop));
+        assert!(!pattern("{name: 'w*4*8'}").matches(&hop));
+        assert!(!pattern("{from: controller}").matches(&hop));
+        assert!(pattern("{from: '!apiserver', to: apiserver}").matches(&hop));
+        assert!(!pattern("{from: '!controller/*'}").matches(&hop));
+        assert!(!pattern("{verb: POST, kind: Pod}").matches(&hop));
+        assert!(glob("a*a", "aa"));
+        assert!(!glob("a*a", "a"));
+        assert!(serde_yaml::from_str::<HopPattern>("{verbs: POST}").is_err());
+        assert_eq!(
+            pattern("{from: kubectl, verb: POST, namespace: default}").to_string(),
+            "kubectl -> * POST * default/*"
+        );
+    }
 
     #[tokio::test]
     async fn events_are_numbered_and_caught_up() {

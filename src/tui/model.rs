@@ -390,6 +390,26 @@ pub struct Model {
     /// Live usage from the metrics API, allocatable, requests and limits, and the
     /// autoscalers' decisions from the flow (`:top`).
     pub metrics: Metrics,
+    /// What a lesson asks the learner to watch: drawn marked on the map and the timeline.
+    pub highlight: Highlight,
+}
+
+/// What the map and timeline mark for the learner (a lesson's step sets it): components by
+/// name as the supervisor and the flow name them (`apiserver`, `store`, `scheduler`,
+/// `controller-manager`, `kubelet`, `kube-proxy`, `runtime`, `etcd-2`, ...), and hops by pattern.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Highlight {
+    /// Components to mark.
+    pub components: BTreeSet<String>,
+    /// Hops to mark.
+    pub hops: Vec<crate::flow::HopPattern>,
+}
+
+impl Highlight {
+    /// Whether `hop` is one to mark.
+    pub fn hop(&self, hop: &FlowEvent) -> bool {
+        self.hops.iter().any(|pattern| pattern.matches(hop))
+    }
 }
 
 impl Model {
@@ -431,6 +451,7 @@ impl Model {
             slices: BTreeMap::new(),
             kube_proxy: BTreeMap::new(),
             metrics: Metrics::default(),
+            highlight: Highlight::default(),
         }
     }
 }
