@@ -266,6 +266,33 @@ struct UpArgs {
     /// The ingress controller's HTTPS port on 127.0.0.1 (0: any free port).
     #[arg(long, default_value_t = 8443)]
     ingress_https_port: u16,
+    /// How many schedulers to run, competing for the `kube-system/kube-scheduler` Lease (only
+    /// the leader schedules): one is `scheduler`, more are `scheduler-1` .. `scheduler-N`.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=9))]
+    schedulers: u16,
+    /// How many controller managers to run, competing for the
+    /// `kube-system/kube-controller-manager` Lease: `controller-manager` or
+    /// `controller-manager-1` .. `controller-manager-N`.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=9))]
+    controller_managers: u16,
+    /// How long a standby waits, from the last change it saw to its Lease, before it takes the
+    /// Lease over (kube-scheduler's and kube-controller-manager's flag; a Go duration).
+    #[arg(long, default_value = "15s", value_parser = parse_go_duration)]
+    leader_elect_lease_duration: std::time::Duration,
+    /// How long a leader tries to renew its Lease before it stops leading.
+    #[arg(long, default_value = "10s", value_parser = parse_go_duration)]
+    leader_elect_renew_deadline: std::time::Duration,
+    /// How long the candidates wait between tries (a standby: 1 to 2.2 times it).
+    #[arg(long, default_value = "2s", value_parser = parse_go_duration)]
+    leader_elect_retry_period: std::time::Duration,
+}
+
+/// A Go duration (`15s`, `1m30s`, `500ms`), as Kubernetes components take them.
+fn parse_go_duration(text: &str) -> Result<std::time::Duration, String> {
+    let nanos = crate::apimachinery::gotypes::parse_go_duration(text)?;
+    u64::try_from(nanos)
+        .map(std::time::Duration::from_nanos)
+        .map_err(|_| format!("{text}: must be greater than zero"))
 }
 
 #[derive(Debug, Subcommand)]
@@ -287,14 +314,16 @@ enum ComponentCommand {
     /// Stop a component (a stopped API server answers 503; a stopped kube-proxy leaves its
     /// node's rules as they were).
     Stop {
-        /// apiserver, scheduler, controller-manager, kube-dns, ingress-controller,
-        /// service-lb-controller, or a node's kube-proxy/<node>.
+        /// apiserver, scheduler, controller-manager (scheduler-2 and so on with `up
+        /// --schedulers`), kube-dns, ingress-controller, service-lb-controller, or a node's
+        /// kube-proxy/<node>.
         name: String,
     },
     /// Start a stopped component again.
     Start {
-        /// apiserver, scheduler, controller-manager, kube-dns, ingress-controller,
-        /// service-lb-controller, or a node's kube-proxy/<node>.
+        /// apiserver, scheduler, controller-manager (scheduler-2 and so on with `up
+        /// --schedulers`), kube-dns, ingress-controller, service-lb-controller, or a node's
+        /// kube-proxy/<node>.
         name: String,
     },
 }
@@ -677,7 +706,18 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 cluster_cidr: args.cluster_cidr,
                 cluster_domain: args.cluster_domain,
                 ingress_ports: (args.ingress_port, args.ingress_https_port),
+                schedulers: args.schedulers,
+                controller_managers: args.controller_managers,
+                leader_election: crate::leaderelection::Timings {
+                    lease_duration: args.leader_elect_lease_duration,
+                    renew_deadline: args.leader_elect_renew_deadline,
+                    retry_period: args.leader_elect_retry_period,
+                },
             };
+            options
+                .leader_election
+                .validate()
+                .map_err(|e| CliError::Usage(e.to_string()))?;
             if u32::from(options.nodes) > options.cluster_cidr.capacity() {
                 return Err(CliError::Usage(format!(
                     "--cluster-cidr {} has room for {} nodes' /24s, not {}",

@@ -12,7 +12,7 @@ use std::time::Duration;
 use nix::fcntl::{Flock, FlockArg};
 
 use crate::apiserver::{ApiServer, kubeconfig, server};
-use crate::complog::Component;
+use crate::complog::{Component, Instance};
 use crate::control_plane;
 use crate::controllers;
 use crate::controllers::daemonset::DaemonSetController;
@@ -28,6 +28,7 @@ use crate::controllers::statefulset::StatefulSetController;
 use crate::flow::Flow;
 use crate::images::ImageStore;
 use crate::kubelet::{ControlPlane, DEFAULT_POD_PIDS_LIMIT, Kubelet, NodeConfig};
+use crate::leaderelection::{self, Candidate, LeaderElector};
 use crate::pki::Pki;
 use crate::proxy::{KubeProxy, ProxyConfig, ProxyError, ProxyMode};
 use crate::runtime::ContainerRuntime;
@@ -82,6 +83,36 @@ pub struct UpOptions {
     /// The ingress controller's HTTP and HTTPS ports on 127.0.0.1 (`--ingress-port`,
     /// `--ingress-https-port`; 0: any free port).
     pub ingress_ports: (u16, u16),
+    /// How many schedulers compete for the `kube-scheduler` Lease (`--schedulers`): one is
+    /// `scheduler`, more are `scheduler-1` .. `scheduler-N`.
+    pub schedulers: u16,
+    /// How many controller managers compete for the `kube-controller-manager` Lease
+    /// (`--controller-managers`), named as the schedulers are.
+    pub controller_managers: u16,
+    /// Their leader election's lease duration, renew deadline and retry period
+    /// (`--leader-elect-lease-duration`, ...).
+    pub leader_election: crate::leaderelection::Timings,
+}
+
+/// The replicas of a component that elects a leader, `n` of them: the only one
+/// (`scheduler`, as before there were replicas), or `scheduler-1` .. `scheduler-N`.
+pub fn replicas(component: Component, n: u16) -> Vec<Instance> {
+    if n <= 1 {
+        vec![Instance::from(component)]
+    } else {
+        (1..=n).map(|i| Instance::replica(component, i)).collect()
+    }
+}
+
+/// The tasks a leader started, aborted when it stops leading.
+struct Tasks(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
 }
 
 /// Which container runtime the kubelets drive.
@@ -238,19 +269,9 @@ where
             })]
         }
     });
-    supervisor.add("scheduler", Role::Component, {
-        let (api, flow) = (api.clone(), flow.clone());
-        move || {
-            vec![tokio::spawn(
-                Scheduler::new(api.client("scheduler"), flow.clone()).run(),
-            )]
-        }
-    });
-    supervisor.add("controller-manager", Role::Component, {
-        let (api, flow, options) = (api.clone(), flow.clone(), options.clone());
-        let pki = Arc::new(pki.clone());
-        move || controller_manager(&api, &flow, &options, &pki)
-    });
+    // The scheduler and the controller manager, each as many replicas as asked, competing for
+    // their Lease: only the leader acts.
+    let candidates = add_electing_components(&options, &supervisor, &api, &flow, &pki);
     // The add-ons a cluster ships with, each an API client of its own: the service load
     // balancer (what k3s's ServiceLB and kind's cloud-provider-kind are).
     supervisor.add(crate::servicelb::COMPONENT, Role::Component, {
@@ -456,6 +477,8 @@ where
     }
 
     println!("orrery: stopping cluster {:?}", options.name);
+    // The leaders stop their work and give their Leases up while the API still serves.
+    futures::future::join_all(candidates.iter().map(|c| c.resign())).await;
     compactor.abort();
     kubernetes_service.abort();
     supervisor.stop_all().await;
@@ -638,6 +661,8 @@ async fn add_control_plane_node(
             options.default_not_ready_toleration_seconds,
             options.default_unreachable_toleration_seconds,
         ),
+        replicas: (options.schedulers, options.controller_managers),
+        leader_election: options.leader_election,
     };
     control_plane::write_manifests(&manifests, &layout).map_err(|source| {
         ClusterError::StateFile {
@@ -864,16 +889,107 @@ fn add_node(
     Ok(())
 }
 
-/// The controller manager: the shared informers, then every controller, each writing as an API
-/// client of its own.
+/// Adds the scheduler's and the controller manager's replicas under the supervisor, each a
+/// candidate for its Lease (`kube-system/kube-scheduler`, `kube-system/kube-controller-manager`)
+/// as `<cluster>-control-plane_<replica>`, whose work starts when it leads and stops when it no
+/// longer does. Returns the candidates, to resign as the cluster goes down.
+fn add_electing_components(
+    options: &UpOptions,
+    supervisor: &Supervisor,
+    api: &Arc<ApiServer>,
+    flow: &Flow,
+    pki: &Pki,
+) -> Vec<Arc<Candidate>> {
+    let host = control_plane::node_name(&options.name);
+    let mut candidates = Vec::new();
+    let mut elect = |instance: Instance, lease: &str, event_source: &str| {
+        let name = instance.supervised_as().unwrap_or_default();
+        let candidate = Candidate::new(
+            lease,
+            &leaderelection::identity(&host, &name),
+            &name,
+            event_source,
+            instance,
+            options.leader_election,
+        );
+        candidates.push(candidate.clone());
+        let election = crate::supervisor::Election {
+            lease: candidate.lease(),
+            leading: Box::new({
+                let candidate = candidate.clone();
+                move || candidate.leading()
+            }),
+        };
+        (name, candidate, election)
+    };
+    for instance in replicas(Component::Scheduler, options.schedulers) {
+        let (name, candidate, election) = elect(
+            instance,
+            leaderelection::SCHEDULER_LEASE,
+            crate::scheduler::run::SCHEDULER_NAME,
+        );
+        supervisor.add_electing(&name.clone(), election, {
+            let (api, flow) = (api.clone(), flow.clone());
+            move || {
+                let client = api.client(&name);
+                let elector = LeaderElector::new(candidate.clone(), client.clone(), flow.clone());
+                let flow = flow.clone();
+                vec![tokio::spawn(elector.run(move || {
+                    Scheduler::replica(instance, client.clone(), flow.clone()).run()
+                }))]
+            }
+        });
+    }
+    let pki = Arc::new(pki.clone());
+    for instance in replicas(Component::ControllerManager, options.controller_managers) {
+        let (name, candidate, election) = elect(
+            instance,
+            leaderelection::CONTROLLER_MANAGER_LEASE,
+            "kube-controller-manager",
+        );
+        supervisor.add_electing(&name.clone(), election, {
+            let (api, flow, options, pki) =
+                (api.clone(), flow.clone(), options.clone(), pki.clone());
+            move || {
+                let elector =
+                    LeaderElector::new(candidate.clone(), api.client(&name), flow.clone());
+                let (api, flow, options, pki) =
+                    (api.clone(), flow.clone(), options.clone(), pki.clone());
+                vec![tokio::spawn(elector.run(move || {
+                    let tasks = Tasks(controller_manager(&api, &flow, &options, &pki, instance));
+                    async move {
+                        let _tasks = tasks;
+                        std::future::pending::<()>().await
+                    }
+                }))]
+            }
+        });
+    }
+    candidates
+}
+
+/// The controller manager (replica `instance`): the shared informers, then every controller,
+/// each writing as an API client of its own.
 fn controller_manager(
     api: &Arc<ApiServer>,
     flow: &Flow,
     options: &UpOptions,
     pki: &Arc<Pki>,
+    instance: Instance,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let clients = api.clone();
-    let ctx = controllers::Context::new(flow.clone(), move |name| clients.client(name));
+    // The informers watch as the replica (`controller-manager-2`); each controller writes as
+    // its own service account, whichever replica runs it.
+    let informers = instance
+        .supervised_as()
+        .unwrap_or_else(|| controllers::INFORMERS_CLIENT.to_owned());
+    let ctx = controllers::Context::new(flow.clone(), move |name| {
+        if name == controllers::INFORMERS_CLIENT {
+            clients.client(&informers)
+        } else {
+            clients.client(name)
+        }
+    });
     let controllers: Vec<futures::future::BoxFuture<'static, ()>> = vec![
         ReplicaSetController::new(&ctx).run().boxed(),
         controllers::replication::ReplicationManager::new(&ctx)
@@ -963,7 +1079,7 @@ fn controller_manager(
         "resourcequota-controller",
     ] {
         flow.logs().info(
-            Component::ControllerManager,
+            instance,
             "Started controller",
             &[("controller", controller.into())],
         );

@@ -79,10 +79,82 @@ impl Component {
         Component::ALL.into_iter().find(|c| c.log_name() == name)
     }
 
-    fn from_supervised(name: &str) -> Option<Component> {
-        Component::ALL
-            .into_iter()
-            .find(|c| c.supervised_as() == Some(name))
+    /// Whether `orrery up --schedulers N` / `--controller-managers N` runs several of it, each
+    /// with a log of its own.
+    pub fn replicated(self) -> bool {
+        matches!(self, Component::Scheduler | Component::ControllerManager)
+    }
+}
+
+/// One running copy of a component, with a log of its own: replica 0 is the only one
+/// (`kube-scheduler`, which the supervisor knows as `scheduler`); with `orrery up --schedulers
+/// 3` the replicas are 1 to 3 (`kube-scheduler-2`, supervised as `scheduler-2`), as an HA
+/// control plane has one kube-scheduler per control-plane node. Only the scheduler and the
+/// controller manager are replicated ([`Component::replicated`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Instance {
+    /// What it is.
+    pub component: Component,
+    /// Which copy: 0 when it is the only one, else from 1.
+    pub replica: u16,
+}
+
+impl From<Component> for Instance {
+    fn from(component: Component) -> Self {
+        Instance {
+            component,
+            replica: 0,
+        }
+    }
+}
+
+impl Instance {
+    /// Replica `replica` (from 1) of `component`, or the only one (0).
+    pub fn replica(component: Component, replica: u16) -> Self {
+        Instance { component, replica }
+    }
+
+    fn suffixed(&self, base: &str) -> String {
+        match self.replica {
+            0 => base.to_owned(),
+            n => format!("{base}-{n}"),
+        }
+    }
+
+    /// Its log's name (a directory under the logs directory, a static pod's name):
+    /// `kube-scheduler`, `kube-scheduler-2`.
+    pub fn log_name(&self) -> String {
+        self.suffixed(self.component.log_name())
+    }
+
+    /// Its name in the supervisor and on the flow (`scheduler`, `scheduler-2`), if it can be
+    /// stopped.
+    pub fn supervised_as(&self) -> Option<String> {
+        self.component.supervised_as().map(|s| self.suffixed(s))
+    }
+
+    /// Reads `<base>` or, for a replicated component, `<base>-<n>` (n from 1) back.
+    fn parse(name: &str, base: impl Fn(Component) -> Option<&'static str>) -> Option<Instance> {
+        Component::ALL.into_iter().find_map(|component| {
+            let base = base(component)?;
+            if name == base {
+                return Some(Instance::from(component));
+            }
+            let n: u16 = name.strip_prefix(base)?.strip_prefix('-')?.parse().ok()?;
+            let digits_only = !name[base.len() + 1..].starts_with(['+', '0']);
+            (component.replicated() && n > 0 && digits_only)
+                .then_some(Instance::replica(component, n))
+        })
+    }
+
+    /// The instance with this log name (`kube-scheduler-2`).
+    pub fn from_log_name(name: &str) -> Option<Instance> {
+        Self::parse(name, |c| Some(c.log_name()))
+    }
+
+    /// The instance the supervisor knows by this name (`scheduler-2`).
+    pub fn from_supervised(name: &str) -> Option<Instance> {
+        Self::parse(name, Component::supervised_as)
     }
 }
 
@@ -170,24 +242,38 @@ pub fn klog_line(
 
 enum Record {
     Line {
-        component: Component,
+        component: Instance,
         time: jiff::Timestamp,
         text: String,
     },
     /// The supervisor started the component again: a new run, a new file.
-    Restart(Component),
+    Restart(Instance),
 }
 
 /// A cluster's component logs. Cheap to clone; writes nothing until [`ComponentLogs::write_to`]
 /// gives it a directory (a [`crate::flow::Flow`] made for a test or a benchmark keeps none).
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct ComponentLogs {
     sink: Arc<OnceLock<mpsc::Sender<Record>>>,
+    /// The controller manager replica that leads, whose controllers' hops are its lines.
+    leading_controller_manager: Arc<std::sync::Mutex<Instance>>,
+}
+
+impl Default for ComponentLogs {
+    fn default() -> Self {
+        ComponentLogs {
+            sink: Arc::default(),
+            leading_controller_manager: Arc::new(std::sync::Mutex::new(Instance::from(
+                Component::ControllerManager,
+            ))),
+        }
+    }
 }
 
 /// Where run `run` of `component` keeps its log under `dir`.
-pub fn log_path(dir: &Path, component: Component, run: u32) -> PathBuf {
-    dir.join(component.log_name()).join(format!("{run}.log"))
+pub fn log_path(dir: &Path, component: impl Into<Instance>, run: u32) -> PathBuf {
+    dir.join(component.into().log_name())
+        .join(format!("{run}.log"))
 }
 
 impl ComponentLogs {
@@ -203,6 +289,21 @@ impl ComponentLogs {
     pub fn write_to(&self, dir: &Path) -> std::io::Result<()> {
         if self.sink.get().is_some() {
             return Ok(());
+        }
+        // An earlier run's replicas (`kube-scheduler-2`) go too.
+        let earlier: Vec<PathBuf> = match std::fs::read_dir(dir) {
+            Ok(entries) => entries
+                .filter_map(|e| e.ok())
+                .filter(|e| {
+                    Instance::from_log_name(&e.file_name().to_string_lossy())
+                        .is_some_and(|i| i.replica > 0)
+                })
+                .map(|e| e.path())
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        for gone in earlier {
+            std::fs::remove_dir_all(gone)?;
         }
         for component in Component::ALL {
             let own = dir.join(component.log_name());
@@ -229,7 +330,7 @@ impl ComponentLogs {
 
     fn line(
         &self,
-        component: Component,
+        component: Instance,
         severity: char,
         location: &Location<'_>,
         message: &str,
@@ -254,38 +355,58 @@ impl ComponentLogs {
         });
     }
 
-    /// Writes an info line to `component`'s log, located at the caller.
+    /// Writes an info line to `component`'s log (a replica's own, for an [`Instance`]),
+    /// located at the caller.
     #[track_caller]
-    pub fn info(&self, component: Component, message: &str, fields: &[(&str, Field)]) {
-        self.line(component, 'I', Location::caller(), message, fields);
+    pub fn info(&self, component: impl Into<Instance>, message: &str, fields: &[(&str, Field)]) {
+        self.line(component.into(), 'I', Location::caller(), message, fields);
     }
 
     /// Writes an error line (`err=` first, as klog's `ErrorS` does), located at the caller.
     #[track_caller]
-    pub fn error(&self, component: Component, message: &str, err: &str, fields: &[(&str, Field)]) {
+    pub fn error(
+        &self,
+        component: impl Into<Instance>,
+        message: &str,
+        err: &str,
+        fields: &[(&str, Field)],
+    ) {
         let mut all = vec![("err", Field::from(err))];
         all.extend(fields.iter().cloned());
-        self.line(component, 'E', Location::caller(), message, &all);
+        self.line(component.into(), 'E', Location::caller(), message, &all);
     }
 
     /// Takes what belongs in a log from a flow event emitted at `location`: a controller's hop
-    /// (kube-controller-manager's), the API server's own controllers' (`kube-apiserver/...`: its
-    /// endpoint reconciler), and
-    /// the supervisor's starting a component again (a new run).
+    /// (kube-controller-manager's: the leading replica's, as a `LEADER` hop said), the API
+    /// server's own controllers' (`kube-apiserver/...`: its endpoint reconciler), and the
+    /// supervisor's starting a component again (a new run).
     pub(crate) fn observe(&self, event: &FlowEvent, location: &Location<'_>) {
         if self.sink.get().is_none() || event.verb == "GATE" {
             return;
         }
         if event.from == "orrery" && event.verb == "START" {
-            if let Some(component) = Component::from_supervised(&event.to) {
+            if let Some(component) = Instance::from_supervised(&event.to) {
                 self.send(Record::Restart(component));
             }
             return;
         }
+        if event.verb == crate::flow::LEADER
+            && let Some(leader) = Instance::from_supervised(&event.from)
+                .filter(|i| i.component == Component::ControllerManager)
+        {
+            *self
+                .leading_controller_manager
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = leader;
+        }
         let (component, logger) = if let Some(controller) = event.from.strip_prefix("controller/") {
-            (Component::ControllerManager, Some(logger_name(controller)))
+            let leader = *self
+                .leading_controller_manager
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            (leader, Some(logger_name(controller)))
         } else if event.from.starts_with("kube-apiserver/") {
-            (Component::ApiServer, None)
+            (Instance::from(Component::ApiServer), None)
         } else {
             return;
         };
@@ -337,8 +458,10 @@ struct Open {
     bytes: u64,
 }
 
-fn open(dir: &Path, component: Component, run: u32) -> Option<Open> {
+fn open(dir: &Path, component: Instance, run: u32) -> Option<Open> {
     let path = log_path(dir, component, run);
+    // A replica's directory (`kube-scheduler-2`) is made on its first line.
+    std::fs::create_dir_all(path.parent()?).ok()?;
     let file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -352,7 +475,7 @@ fn open(dir: &Path, component: Component, run: u32) -> Option<Open> {
 /// is full, and starts a new file for a new run (removing the run before the previous one, as
 /// the kubelet keeps one dead container per container).
 fn write_records(dir: &Path, records: &mpsc::Receiver<Record>) {
-    let mut files: HashMap<Component, Open> = HashMap::new();
+    let mut files: HashMap<Instance, Open> = HashMap::new();
     while let Ok(record) = records.recv() {
         match record {
             Record::Restart(component) => {
@@ -436,6 +559,36 @@ mod tests {
     }
 
     #[test]
+    fn replicas_have_names_and_logs_of_their_own() {
+        let second = Instance::replica(Component::Scheduler, 2);
+        assert_eq!(second.log_name(), "kube-scheduler-2");
+        assert_eq!(second.supervised_as().as_deref(), Some("scheduler-2"));
+        let only = Instance::from(Component::ControllerManager);
+        assert_eq!(only.log_name(), "kube-controller-manager");
+        assert_eq!(only.supervised_as().as_deref(), Some("controller-manager"));
+        for (name, parsed) in [
+            ("scheduler", Some(Instance::from(Component::Scheduler))),
+            ("scheduler-2", Some(second)),
+            (
+                "controller-manager-12",
+                Some(Instance::replica(Component::ControllerManager, 12)),
+            ),
+            ("apiserver", Some(Instance::from(Component::ApiServer))),
+            // Only the scheduler and the controller manager have replicas.
+            ("apiserver-2", None),
+            ("scheduler-0", None),
+            ("scheduler-02", None),
+            ("scheduler-+2", None),
+            ("scheduler-x", None),
+            ("node-1", None),
+        ] {
+            assert_eq!(Instance::from_supervised(name), parsed, "{name}");
+        }
+        assert_eq!(Instance::from_log_name("kube-scheduler-2"), Some(second));
+        assert_eq!(Instance::from_log_name("kube-apiserver-2"), None);
+    }
+
+    #[test]
     #[allow(clippy::disallowed_methods)] // a plain test thread waiting for the writer thread
     fn runs_get_files_of_their_own_and_hops_become_lines() {
         let dir = tempfile::tempdir().unwrap();
@@ -467,7 +620,7 @@ mod tests {
             Location::caller(),
         );
         logs.info(Component::Scheduler, "fourth run", &[]);
-        let read = |component, run| {
+        let read = |component: Instance, run| {
             let path = log_path(dir.path(), component, run);
             for _ in 0..200 {
                 if let Ok(text) = std::fs::read_to_string(&path)
@@ -479,14 +632,14 @@ mod tests {
             }
             panic!("{} never written", path.display());
         };
-        let fourth = read(Component::Scheduler, 3);
+        let fourth = read(Component::Scheduler.into(), 3);
         assert!(fourth.contains("\"fourth run\""), "{fourth}");
         assert!(fourth.contains(" stderr F I"), "{fourth}");
         // Two runs back are gone; the one before the current is kept (for --previous).
         assert!(!log_path(dir.path(), Component::Scheduler, 0).exists());
         assert!(!log_path(dir.path(), Component::Scheduler, 1).exists());
         assert!(log_path(dir.path(), Component::Scheduler, 2).exists());
-        let controllers = read(Component::ControllerManager, 0);
+        let controllers = read(Component::ControllerManager.into(), 0);
         assert!(
             controllers.contains(
                 "\"0 of 3 pods exist: creating 3\" logger=\"replicaset-controller\" verb=\"SCALE UP\" replicaSet=\"default/web-7d4b9\""
@@ -494,5 +647,34 @@ mod tests {
             "{controllers}"
         );
         assert_eq!(controllers.lines().count(), 1, "{controllers}");
+
+        // A replica writes its own log; the controllers' lines go to the leading controller
+        // manager's, as its LEADER hop says.
+        let second = Instance::replica(Component::ControllerManager, 2);
+        logs.observe(
+            &FlowEvent::new("controller-manager-2", "controller-manager-2", "LEADER").object(
+                "Lease",
+                "kube-system",
+                "kube-controller-manager",
+            ),
+            Location::caller(),
+        );
+        logs.observe(&hop, Location::caller());
+        logs.info(
+            Instance::replica(Component::Scheduler, 3),
+            "a replica's line",
+            &[],
+        );
+        let replica = read(second, 0);
+        assert!(
+            replica.contains("logger=\"replicaset-controller\""),
+            "{replica}"
+        );
+        let third = read(Instance::replica(Component::Scheduler, 3), 0);
+        assert!(third.contains("\"a replica's line\""), "{third}");
+        // An earlier run's replica logs are gone when the logs start again.
+        ComponentLogs::new().write_to(dir.path()).unwrap();
+        assert!(!dir.path().join("kube-scheduler-3").exists());
+        assert!(dir.path().join("kube-scheduler").exists());
     }
 }

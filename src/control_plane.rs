@@ -19,7 +19,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::apimachinery::KUBERNETES_VERSION;
-use crate::complog::Component;
+use crate::complog::{Component, Instance};
 use crate::store::StoreUrl;
 
 /// The annotation that says a static pod is a picture of an in-process component.
@@ -62,6 +62,12 @@ pub struct Layout<'a> {
     pub node_monitor_grace_period: Duration,
     /// The API server's default not-ready and unreachable toleration seconds.
     pub toleration_seconds: (u32, u32),
+    /// How many schedulers and controller managers run (`--schedulers`,
+    /// `--controller-managers`): one static pod each, as an HA control plane has one per
+    /// control-plane node.
+    pub replicas: (u16, u16),
+    /// Their leader election's timings.
+    pub leader_election: crate::leaderelection::Timings,
 }
 
 /// The manifest file of the store that is not in use, removed when the store changes.
@@ -72,9 +78,47 @@ fn other_store_file(store: &StoreUrl) -> &'static str {
     }
 }
 
+/// The flags kubeadm's manifests give a component that elects a leader: `--leader-elect=true`
+/// (kubeadm writes it though it is the default), and the timings where they are not upstream's
+/// defaults, in Go's duration words.
+fn leader_election_flags(timings: &crate::leaderelection::Timings) -> Vec<String> {
+    use crate::apimachinery::gotypes::go_duration;
+    let defaults = crate::leaderelection::Timings::default();
+    let mut flags = Vec::new();
+    for (flag, value, default) in [
+        (
+            "lease-duration",
+            timings.lease_duration,
+            defaults.lease_duration,
+        ),
+        (
+            "renew-deadline",
+            timings.renew_deadline,
+            defaults.renew_deadline,
+        ),
+        ("retry-period", timings.retry_period, defaults.retry_period),
+    ] {
+        if value != default {
+            flags.push(format!("--leader-elect-{flag}={}", go_duration(value)));
+        }
+    }
+    flags.insert(0, "--leader-elect=true".to_owned());
+    flags
+}
+
+/// Replica `instance`'s static pod from its component's: named `kube-scheduler-2` (its file
+/// `kube-scheduler-2.yaml`), with the `component` label every replica shares.
+fn replica_of(pod: &Value, instance: Instance) -> (String, Value) {
+    let mut pod = pod.clone();
+    pod["metadata"]["name"] = json!(instance.log_name());
+    pod["metadata"]["annotations"][PICTURE] =
+        json!(picture(&instance.log_name(), instance.supervised_as()));
+    (format!("{}.yaml", instance.log_name()), pod)
+}
+
 /// The static pods, by file name: kube-apiserver, the store, kube-scheduler and
-/// kube-controller-manager.
-pub fn manifests(layout: &Layout<'_>) -> Vec<(&'static str, Value)> {
+/// kube-controller-manager (one of each replica, `kube-scheduler-1.yaml` .. with several).
+pub fn manifests(layout: &Layout<'_>) -> Vec<(String, Value)> {
     let pki = layout.state_dir.join("pki");
     let pki = pki.display();
     let (not_ready, unreachable) = layout.toleration_seconds;
@@ -141,41 +185,60 @@ pub fn manifests(layout: &Layout<'_>) -> Vec<(&'static str, Value)> {
         }
     };
     let grace = layout.node_monitor_grace_period.as_secs();
+    let election = leader_election_flags(&layout.leader_election);
+    let mut controller_manager_command = vec![
+        "kube-controller-manager".to_owned(),
+        format!("--cluster-cidr={}", layout.cluster_cidr),
+        "--controllers=cronjob,daemonset,deployment,disruption,endpoint,endpointslice,garbagecollector,job,namespace,nodelifecycle,persistentvolume-binder,pv-protection,pvc-protection,replicaset,serviceaccount,statefulset".to_owned(),
+    ];
+    controller_manager_command.extend(election.iter().cloned());
+    controller_manager_command.extend([
+        format!("--node-monitor-grace-period={grace}s"),
+        "--v=2".to_owned(),
+    ]);
     let controller_manager = pod(
         "kube-controller-manager",
         &format!("registry.k8s.io/kube-controller-manager:{KUBERNETES_VERSION}"),
-        vec![
-            "kube-controller-manager".to_owned(),
-            format!("--cluster-cidr={}", layout.cluster_cidr),
-            "--controllers=cronjob,daemonset,deployment,disruption,endpoint,endpointslice,garbagecollector,job,namespace,nodelifecycle,persistentvolume-binder,pv-protection,pvc-protection,replicaset,serviceaccount,statefulset".to_owned(),
-            "--leader-elect=false".to_owned(),
-            format!("--node-monitor-grace-period={grace}s"),
-            "--v=2".to_owned(),
-        ],
+        controller_manager_command,
         "200m",
         None,
         json!({}),
         None,
     );
+    let mut scheduler_command = vec!["kube-scheduler".to_owned()];
+    scheduler_command.extend(election);
+    scheduler_command.push("--v=2".to_owned());
     let scheduler = pod(
         "kube-scheduler",
         &format!("registry.k8s.io/kube-scheduler:{KUBERNETES_VERSION}"),
-        vec![
-            "kube-scheduler".to_owned(),
-            "--leader-elect=false".to_owned(),
-            "--v=2".to_owned(),
-        ],
+        scheduler_command,
         "100m",
         None,
         json!({}),
         None,
     );
-    vec![
-        ("kube-apiserver.yaml", apiserver),
-        store,
-        ("kube-controller-manager.yaml", controller_manager),
-        ("kube-scheduler.yaml", scheduler),
-    ]
+    let mut all = vec![("kube-apiserver.yaml".to_owned(), apiserver)];
+    all.push((store.0.to_owned(), store.1));
+    let (schedulers, controller_managers) = layout.replicas;
+    for instance in crate::cluster::replicas(Component::ControllerManager, controller_managers) {
+        all.push(replica_of(&controller_manager, instance));
+    }
+    for instance in crate::cluster::replicas(Component::Scheduler, schedulers) {
+        all.push(replica_of(&scheduler, instance));
+    }
+    all
+}
+
+/// What a static pod's [`PICTURE`] annotation says of component `name`, which the supervisor
+/// knows as `supervised` (if it can be stopped).
+fn picture(name: &str, supervised: Option<String>) -> String {
+    format!(
+        "{name} runs inside the `orrery up` process as one of its components, not in a \
+         container. This static pod is kubeadm's manifest for it with Orrery's settings; its \
+         status follows the component (orrery component stop|start {}), its log is the \
+         component's own lines.",
+        supervised.unwrap_or_else(|| "- the store cannot be stopped".to_owned())
+    )
 }
 
 /// One static pod as kubeadm writes it, for the component `name` (its label `component` and
@@ -191,15 +254,7 @@ fn pod(
     volume: Option<(&str, PathBuf)>,
 ) -> Value {
     let component = Component::from_log_name(name).unwrap_or(Component::Store);
-    annotations[PICTURE] = json!(format!(
-        "{name} runs inside the `orrery up` process as one of its components, not in a \
-         container. This static pod is kubeadm's manifest for it with Orrery's settings; its \
-         status follows the component (orrery component stop|start {}), its log is the \
-         component's own lines.",
-        component
-            .supervised_as()
-            .unwrap_or("- the store cannot be stopped")
-    ));
+    annotations[PICTURE] = json!(picture(name, component.supervised_as().map(str::to_owned)));
     let mut container = json!({
         "name": name,
         "image": image,
@@ -244,16 +299,28 @@ fn pod(
 }
 
 /// Writes the manifests into `dir` (kubeadm's `/etc/kubernetes/manifests`), replacing what an
-/// earlier `orrery up` wrote there.
+/// earlier `orrery up` wrote there: the other store's manifest and replicas no longer run
+/// (`kube-scheduler-3.yaml` after `--schedulers 2`) are removed.
 pub fn write_manifests(dir: &Path, layout: &Layout<'_>) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     match std::fs::remove_file(dir.join(other_store_file(layout.store))) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
         _ => {}
     }
-    for (file, pod) in manifests(layout) {
+    let manifests = manifests(layout);
+    for entry in std::fs::read_dir(dir)? {
+        let file = entry?.file_name().to_string_lossy().into_owned();
+        let replica = file
+            .strip_suffix(".yaml")
+            .and_then(Instance::from_log_name)
+            .is_some_and(|i| i.component.replicated());
+        if replica && !manifests.iter().any(|(f, _)| *f == file) {
+            std::fs::remove_file(dir.join(&file))?;
+        }
+    }
+    for (file, pod) in manifests {
         let text = serde_yaml::to_string(&pod).map_err(std::io::Error::other)?;
-        let path = dir.join(file);
+        let path = dir.join(&file);
         let temporary = dir.join(format!(".{file}.tmp"));
         std::fs::write(&temporary, text)?;
         std::fs::rename(&temporary, &path)?;
@@ -277,6 +344,8 @@ mod tests {
             cluster_cidr: "10.244.0.0/14".into(),
             node_monitor_grace_period: Duration::from_secs(40),
             toleration_seconds: (300, 300),
+            replicas: (1, 1),
+            leader_election: crate::leaderelection::Timings::default(),
         };
         let manifests_dir = manifests_dir(dir.path());
         write_manifests(&manifests_dir, &layout).unwrap();
@@ -339,7 +408,7 @@ mod tests {
             &manifests_dir,
             &Layout {
                 store: &etcd,
-                ..layout
+                ..layout.clone()
             },
         )
         .unwrap();
@@ -347,5 +416,68 @@ mod tests {
         let etcd = read("etcd.yaml");
         assert_eq!(etcd["spec"]["containers"][0]["image"], ETCD_IMAGE);
         assert_eq!(etcd["metadata"]["labels"]["component"], "etcd");
+        assert_eq!(
+            scheduler["spec"]["containers"][0]["command"],
+            json!(["kube-scheduler", "--leader-elect=true", "--v=2"])
+        );
+
+        // Replicas: one static pod each, sharing the component label; timings that are not
+        // upstream's defaults are flags. Fewer replicas later remove the extra manifests.
+        let replicated = Layout {
+            replicas: (2, 3),
+            leader_election: crate::leaderelection::Timings {
+                lease_duration: Duration::from_secs(4),
+                renew_deadline: Duration::from_secs(3),
+                retry_period: Duration::from_millis(1500),
+            },
+            store: &embedded,
+            ..layout.clone()
+        };
+        write_manifests(&manifests_dir, &replicated).unwrap();
+        let mut files: Vec<String> = std::fs::read_dir(&manifests_dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        files.sort();
+        assert_eq!(
+            files,
+            [
+                "kube-apiserver.yaml",
+                "kube-controller-manager-1.yaml",
+                "kube-controller-manager-2.yaml",
+                "kube-controller-manager-3.yaml",
+                "kube-scheduler-1.yaml",
+                "kube-scheduler-2.yaml",
+                "orrery-store.yaml"
+            ]
+        );
+        let second = read("kube-scheduler-2.yaml");
+        assert_eq!(second["metadata"]["name"], "kube-scheduler-2");
+        assert_eq!(second["metadata"]["labels"]["component"], "kube-scheduler");
+        assert_eq!(
+            second["spec"]["containers"][0]["command"],
+            json!([
+                "kube-scheduler",
+                "--leader-elect=true",
+                "--leader-elect-lease-duration=4s",
+                "--leader-elect-renew-deadline=3s",
+                "--leader-elect-retry-period=1.5s",
+                "--v=2"
+            ])
+        );
+        assert!(
+            second["metadata"]["annotations"][PICTURE]
+                .as_str()
+                .unwrap()
+                .contains("orrery component stop|start scheduler-2")
+        );
+        write_manifests(&manifests_dir, &layout).unwrap();
+        assert!(!manifests_dir.join("kube-scheduler-2.yaml").exists());
+        assert!(
+            !manifests_dir
+                .join("kube-controller-manager-3.yaml")
+                .exists()
+        );
+        assert!(manifests_dir.join("kube-scheduler.yaml").exists());
     }
 }

@@ -41,6 +41,7 @@ pub async fn record(
         "Job" | "CronJob" => "batch/v1",
         "PodDisruptionBudget" => "policy/v1",
         "HorizontalPodAutoscaler" => "autoscaling/v2",
+        "Lease" => "coordination.k8s.io/v1",
         _ => "v1",
     };
     // Events about cluster-scoped objects (Nodes, PersistentVolumes) live in `default`.

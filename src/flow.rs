@@ -95,6 +95,26 @@ impl FlowEvent {
     }
 }
 
+/// The verb of the hop a replica of an electing component (`scheduler-2`) emits on becoming the
+/// leader of its Lease ([`crate::leaderelection`]).
+pub const LEADER: &str = "LEADER";
+/// ... on finding another replica leading, so that it waits as a standby.
+pub const STANDBY: &str = "STANDBY";
+/// ... on failing to renew its Lease within the renew deadline: it stops acting.
+pub const LOST: &str = "LOST";
+/// ... on giving its Lease up as the cluster goes down (`orrery down`).
+pub const RESIGN: &str = "RESIGN";
+
+impl FlowEvent {
+    /// Whether the hop is a heartbeat: any hop about a Lease (a kubelet's or a leader's
+    /// renewal, its request, store write and watch delivery), but for the leader election's own
+    /// hops ([`LEADER`], [`STANDBY`], [`LOST`], [`RESIGN`]), which are steps of a story. The
+    /// dashboard hides heartbeats unless asked (`h`).
+    pub fn is_heartbeat(&self) -> bool {
+        self.kind == "Lease" && ![LEADER, STANDBY, LOST, RESIGN].contains(&self.verb.as_str())
+    }
+}
+
 /// An event's structured data: its JSON text, shared by every copy of the event.
 #[derive(Clone, Debug, Serialize)]
 #[serde(transparent)]

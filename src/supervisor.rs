@@ -6,7 +6,8 @@
 //!
 //! A component is a function that starts its tasks; stopping it aborts them (dropping every
 //! future it owns, so its watches close and its timers stop). The supervisor knows nothing about
-//! what the components are.
+//! what the components are; of a replica that competes for a Lease ([`Election`]) it only shows
+//! which Lease and whether it leads.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -43,8 +44,18 @@ pub enum SupervisorError {
 
 type Starter = Box<dyn Fn() -> Vec<JoinHandle<()>> + Send + Sync>;
 
+/// What `/orrery/v1/components` shows of a component that elects a leader
+/// ([`crate::leaderelection`]): the Lease it competes for and whether it holds it now.
+pub struct Election {
+    /// `kube-system/kube-scheduler`.
+    pub lease: String,
+    /// Whether it leads now.
+    pub leading: Box<dyn Fn() -> bool + Send + Sync>,
+}
+
 struct Entry {
     role: Role,
+    election: Option<Election>,
     /// The node whose stop and start it follows (a node's kube-proxy), if any.
     follows: Option<String>,
     start: Starter,
@@ -83,6 +94,12 @@ pub struct ComponentState {
     pub restarts: u32,
     /// Its last runs, oldest first: the current (or last) one and the one before it.
     pub runs: Vec<Run>,
+    /// The Lease it competes for, if it elects a leader (`kube-system/kube-scheduler`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lease: Option<String>,
+    /// Whether it holds that Lease now (never while stopped), if it elects a leader.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leading: Option<bool>,
 }
 
 fn now() -> String {
@@ -117,7 +134,17 @@ impl Supervisor {
         role: Role,
         start: impl Fn() -> Vec<JoinHandle<()>> + Send + Sync + 'static,
     ) {
-        self.insert(name, role, None, Box::new(start));
+        self.insert(name, role, None, None, Box::new(start));
+    }
+
+    /// Adds a component that competes for a Lease with its other replicas, and starts it.
+    pub fn add_electing(
+        &self,
+        name: &str,
+        election: Election,
+        start: impl Fn() -> Vec<JoinHandle<()>> + Send + Sync + 'static,
+    ) {
+        self.insert(name, Role::Component, None, Some(election), Box::new(start));
     }
 
     /// Adds a component that lives on a node, as a node's kube-proxy does, and starts it: it
@@ -132,11 +159,19 @@ impl Supervisor {
             name,
             Role::Component,
             Some(node.to_owned()),
+            None,
             Box::new(start),
         );
     }
 
-    fn insert(&self, name: &str, role: Role, follows: Option<String>, start: Starter) {
+    fn insert(
+        &self,
+        name: &str,
+        role: Role,
+        follows: Option<String>,
+        election: Option<Election>,
+        start: Starter,
+    ) {
         let runs = vec![Run {
             started_at: now(),
             stopped_at: None,
@@ -146,6 +181,7 @@ impl Supervisor {
             name.to_owned(),
             Entry {
                 role,
+                election,
                 follows,
                 start,
                 running,
@@ -268,6 +304,11 @@ impl Supervisor {
                 running: e.running.is_some(),
                 restarts: e.restarts,
                 runs: e.runs.clone(),
+                lease: e.election.as_ref().map(|el| el.lease.clone()),
+                leading: e
+                    .election
+                    .as_ref()
+                    .map(|el| e.running.is_some() && (el.leading)()),
             })
             .collect()
     }
@@ -339,6 +380,39 @@ mod tests {
         assert!(restarted.runs[1].stopped_at.is_none());
         let unknown = supervisor.stop(Role::Node, "scheduler").unwrap_err();
         assert_eq!(unknown.to_string(), "no node named \"scheduler\" (known: )");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_electing_component_shows_its_lease_and_whether_it_leads() {
+        use std::sync::atomic::AtomicBool;
+        let supervisor = Supervisor::new(Flow::new());
+        let forever = || vec![tokio::spawn(std::future::pending::<()>())];
+        let leading = Arc::new(AtomicBool::new(true));
+        let election = Election {
+            lease: "kube-system/kube-scheduler".into(),
+            leading: Box::new({
+                let leading = leading.clone();
+                move || leading.load(Ordering::SeqCst)
+            }),
+        };
+        supervisor.add_electing("scheduler-1", election, forever);
+        supervisor.add("apiserver", Role::Component, forever);
+        let listed = |name: &str| {
+            let state = supervisor.list().into_iter().find(|c| c.name == name);
+            serde_json::to_value(state.unwrap()).unwrap()
+        };
+        let shown = listed("scheduler-1");
+        assert_eq!(shown["lease"], "kube-system/kube-scheduler");
+        assert_eq!(shown["leading"], true);
+        // Other components say nothing of leases.
+        let apiserver = listed("apiserver");
+        assert!(apiserver.get("lease").is_none() && apiserver.get("leading").is_none());
+        leading.store(false, Ordering::SeqCst);
+        assert_eq!(listed("scheduler-1")["leading"], false);
+        // A stopped replica never leads, whatever its last word was.
+        leading.store(true, Ordering::SeqCst);
+        supervisor.stop(Role::Component, "scheduler-1").unwrap();
+        assert_eq!(listed("scheduler-1")["leading"], false);
     }
 
     #[tokio::test(start_paused = true)]

@@ -23,6 +23,8 @@
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp, Zoned};
 
+use super::gotypes::{go_quote, parse_go_duration};
+
 /// Why a schedule does not parse, in robfig/cron's words (each variant's message is its doc).
 #[allow(missing_docs)]
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -144,26 +146,6 @@ fn bits(min: u64, max: u64, step: u64) -> u64 {
 
 fn all(b: &Bounds) -> u64 {
     bits(b.min, b.max, 1) | STAR
-}
-
-/// Go's `strconv.Quote`, enough for error messages.
-fn go_quote(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            '\r' => out.push_str("\\r"),
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                out.push_str(&format!("\\x{:02x}", c as u32))
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 /// robfig's `mustParseInt`: Go's `strconv.Atoi`, then no negatives.
@@ -338,7 +320,7 @@ fn descriptor(d: &str, location: Option<TimeZone>) -> Result<Schedule, Error> {
         "@hourly" => spec(minute, all(&HOURS), all(&DOM), all(&MONTHS), all(&DOW)),
         _ => match d.strip_prefix("@every ") {
             Some(text) => {
-                let nanos = go_duration(text).map_err(|reason| Error::Duration {
+                let nanos = parse_go_duration(text).map_err(|reason| Error::Duration {
                     descriptor: d.to_owned(),
                     reason,
                 })?;
@@ -350,75 +332,6 @@ fn descriptor(d: &str, location: Option<TimeZone>) -> Result<Schedule, Error> {
             None => Err(Error::UnknownDescriptor(d.to_owned())),
         },
     }
-}
-
-/// Go's `time.ParseDuration`, in nanoseconds, with its error words.
-fn go_duration(text: &str) -> Result<i128, String> {
-    let quoted = go_quote(text);
-    let invalid = || format!("time: invalid duration {quoted}");
-    let mut s = text;
-    let negative = s.starts_with('-');
-    s = s.strip_prefix(['-', '+']).unwrap_or(s);
-    if s == "0" {
-        return Ok(0);
-    }
-    if s.is_empty() {
-        return Err(invalid());
-    }
-    let mut total: i128 = 0;
-    while !s.is_empty() {
-        let digits = s.bytes().take_while(u8::is_ascii_digit).count();
-        let (whole, rest) = s.split_at(digits);
-        let (fraction, rest) = match rest.strip_prefix('.') {
-            Some(r) => {
-                let n = r.bytes().take_while(u8::is_ascii_digit).count();
-                r.split_at(n)
-            }
-            None => ("", rest),
-        };
-        if whole.is_empty() && fraction.is_empty() {
-            return Err(invalid());
-        }
-        let unit_len = rest
-            .char_indices()
-            .find(|(_, c)| *c == '.' || c.is_ascii_digit())
-            .map_or(rest.len(), |(i, _)| i);
-        let (unit, rest) = rest.split_at(unit_len);
-        if unit.is_empty() {
-            return Err(format!("time: missing unit in duration {quoted}"));
-        }
-        let scale: i128 = match unit {
-            "ns" => 1,
-            "us" | "\u{b5}s" | "\u{3bc}s" => 1_000,
-            "ms" => 1_000_000,
-            "s" => 1_000_000_000,
-            "m" => 60_000_000_000,
-            "h" => 3_600_000_000_000,
-            _ => {
-                return Err(format!(
-                    "time: unknown unit {} in duration {quoted}",
-                    go_quote(unit)
-                ));
-            }
-        };
-        let whole: i128 = if whole.is_empty() {
-            0
-        } else {
-            whole.parse().map_err(|_| invalid())?
-        };
-        let mut value = whole.checked_mul(scale).ok_or_else(invalid)?;
-        let mut place = scale;
-        for d in fraction.bytes().take(30) {
-            place /= 10;
-            value += i128::from(d - b'0') * place;
-        }
-        total += value;
-        if total > i128::from(i64::MAX) + i128::from(negative) {
-            return Err(invalid());
-        }
-        s = rest;
-    }
-    Ok(if negative { -total } else { total })
 }
 
 impl Spec {

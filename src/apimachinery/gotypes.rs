@@ -415,6 +415,96 @@ mod tests {
     }
 }
 
+/// Go's `strconv.Quote`, enough for error messages.
+pub fn go_quote(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Go's `time.ParseDuration`, in nanoseconds (negative ones too), with its error words
+/// (`time: invalid duration "x"`, `time: missing unit in duration "1"`).
+pub fn parse_go_duration(text: &str) -> Result<i128, String> {
+    let quoted = go_quote(text);
+    let invalid = || format!("time: invalid duration {quoted}");
+    let mut s = text;
+    let negative = s.starts_with('-');
+    s = s.strip_prefix(['-', '+']).unwrap_or(s);
+    if s == "0" {
+        return Ok(0);
+    }
+    if s.is_empty() {
+        return Err(invalid());
+    }
+    let mut total: i128 = 0;
+    while !s.is_empty() {
+        let digits = s.bytes().take_while(u8::is_ascii_digit).count();
+        let (whole, rest) = s.split_at(digits);
+        let (fraction, rest) = match rest.strip_prefix('.') {
+            Some(r) => {
+                let n = r.bytes().take_while(u8::is_ascii_digit).count();
+                r.split_at(n)
+            }
+            None => ("", rest),
+        };
+        if whole.is_empty() && fraction.is_empty() {
+            return Err(invalid());
+        }
+        let unit_len = rest
+            .char_indices()
+            .find(|(_, c)| *c == '.' || c.is_ascii_digit())
+            .map_or(rest.len(), |(i, _)| i);
+        let (unit, rest) = rest.split_at(unit_len);
+        if unit.is_empty() {
+            return Err(format!("time: missing unit in duration {quoted}"));
+        }
+        let scale: i128 = match unit {
+            "ns" => 1,
+            "us" | "\u{b5}s" | "\u{3bc}s" => 1_000,
+            "ms" => 1_000_000,
+            "s" => 1_000_000_000,
+            "m" => 60_000_000_000,
+            "h" => 3_600_000_000_000,
+            _ => {
+                return Err(format!(
+                    "time: unknown unit {} in duration {quoted}",
+                    go_quote(unit)
+                ));
+            }
+        };
+        let whole: i128 = if whole.is_empty() {
+            0
+        } else {
+            whole.parse().map_err(|_| invalid())?
+        };
+        let mut value = whole.checked_mul(scale).ok_or_else(invalid)?;
+        let mut place = scale;
+        for d in fraction.bytes().take(30) {
+            place /= 10;
+            value += i128::from(d - b'0') * place;
+        }
+        total += value;
+        if total > i128::from(i64::MAX) + i128::from(negative) {
+            return Err(invalid());
+        }
+        s = rest;
+    }
+    Ok(if negative { -total } else { total })
+}
+
 /// A duration as Go's `time.Duration.String` writes it, which is how `metav1.Duration` goes on
 /// the wire (`15.012s`, `1m30s`, `1h0m0s`, `500ms`, `0s`).
 pub fn go_duration(d: std::time::Duration) -> String {

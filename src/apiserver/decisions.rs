@@ -30,7 +30,9 @@ impl Decisions {
     /// Keeps the decision an event carries, if it is a scheduler's `DECIDE`.
     pub fn record(&self, event: &FlowEvent) {
         let (true, Some(data)) = (
-            event.verb == "DECIDE" && event.from == "scheduler",
+            event.verb == "DECIDE"
+                && crate::complog::Instance::from_supervised(&event.from)
+                    .is_some_and(|i| i.component == crate::complog::Component::Scheduler),
             event.data.as_ref(),
         ) else {
             return;

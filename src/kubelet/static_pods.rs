@@ -36,7 +36,7 @@ use serde_json::{Value, json};
 use sha2::Digest;
 
 use super::Kubelet;
-use crate::complog::Component;
+use crate::complog::{Component, Instance};
 use crate::runtime::{
     ContainerConfig, ContainerRuntime, ContainerState, ContainerStats, ContainerStatus,
     ExecRequest, ExecSession, LogLine, Result, RuntimeError, SandboxConfig, SandboxStatus,
@@ -87,7 +87,8 @@ pub(super) struct StaticPod {
     name: String,
     container: String,
     image: String,
-    component: Component,
+    /// The component (the replica, for a replicated one) it pictures.
+    component: Instance,
     hash: String,
     /// The pod as the kubelet runs it (defaults applied).
     pod: Value,
@@ -121,13 +122,17 @@ fn static_pod(file: &Path, text: &str, node: &str, seen: &str) -> Result<StaticP
         .and_then(|l| l.get("component"))
         .cloned()
         .unwrap_or_default();
-    let component = component_of(&label).ok_or_else(|| {
+    let kind = component_of(&label).ok_or_else(|| {
         format!(
             "{}: no Orrery component is labelled component={label:?}: only the control plane's \
              static pods are shown",
             file.display()
         )
     })?;
+    // A replica's pod is named after it (`kube-scheduler-2`); the label is the component's.
+    let component = Instance::from_log_name(&name)
+        .filter(|i| i.component == kind)
+        .unwrap_or(Instance::from(kind));
     // The UID is a hash of where the pod came from and what it is, as the kubelet makes it.
     let mut hasher = sha2::Sha256::new();
     hasher.update(format!("host:{node}file:{}", file.display()));
@@ -240,11 +245,11 @@ struct Components {
 #[derive(Default)]
 pub(super) struct Pictures {
     pods: Mutex<Vec<StaticPod>>,
-    states: Mutex<HashMap<Component, Seen>>,
+    states: Mutex<HashMap<Instance, Seen>>,
 }
 
 impl Pictures {
-    fn state(&self, component: Component) -> Option<Seen> {
+    fn state(&self, component: Instance) -> Option<Seen> {
         self.states
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -268,26 +273,27 @@ fn seconds(time: &str) -> String {
         .unwrap_or_else(|_| time.to_owned())
 }
 
-/// A container id for run `run` of `component`: `in-process/kube-scheduler/2`.
-fn container_id(component: Component, run: u32) -> String {
+/// A container id for run `run` of `component`: `in-process/kube-scheduler/2`
+/// (`in-process/kube-scheduler-2/0` for a replica).
+fn container_id(component: Instance, run: u32) -> String {
     format!("in-process/{}/{run}", component.log_name())
 }
 
 /// The `containerID` of run `run` of `component`: `in-process://kube-scheduler/2`.
-fn container_uri(component: Component, run: u32) -> String {
+fn container_uri(component: Instance, run: u32) -> String {
     format!("in-process://{}/{run}", component.log_name())
 }
 
 /// The component and run of an in-process container id.
-fn parse_container_id(id: &str) -> Option<(Component, u32)> {
+fn parse_container_id(id: &str) -> Option<(Instance, u32)> {
     let mut parts = id.strip_prefix("in-process/")?.split('/');
-    let component = Component::from_log_name(parts.next()?)?;
+    let component = Instance::from_log_name(parts.next()?)?;
     let run = parts.next()?.parse().ok()?;
     parts.next().is_none().then_some((component, run))
 }
 
 /// A terminated container state for run `run` of a component.
-fn terminated(component: Component, run_index: u32, run: &Run) -> Value {
+fn terminated(component: Instance, run_index: u32, run: &Run) -> Value {
     json!({"terminated": {
         "exitCode": KILLED,
         "reason": "Error",
@@ -564,15 +570,12 @@ impl Manager {
         {
             let mut states = pictures.states.lock().unwrap_or_else(|p| p.into_inner());
             for seen in components.components {
-                if let Some(component) = Component::ALL
-                    .into_iter()
-                    .find(|c| c.supervised_as() == Some(seen.name.as_str()))
-                {
+                if let Some(component) = Instance::from_supervised(&seen.name) {
                     states.insert(component, seen);
                 }
             }
             states.insert(
-                Component::Store,
+                Instance::from(Component::Store),
                 Seen {
                     name: "store".into(),
                     running: true,
@@ -856,7 +859,7 @@ mod tests {
         let pod = scheduler();
         assert_eq!(pod.name, "kube-scheduler-orrery-control-plane");
         assert_eq!(pod.namespace, "kube-system");
-        assert_eq!(pod.component, Component::Scheduler);
+        assert_eq!(pod.component, Instance::from(Component::Scheduler));
         assert_eq!(pod.hash.len(), 32);
         let annotations = &pod.pod["metadata"]["annotations"];
         assert_eq!(annotations[HASH], json!(pod.hash));
@@ -877,6 +880,19 @@ mod tests {
         assert_eq!(
             mirror["metadata"]["ownerReferences"],
             json!([{"apiVersion": "v1", "kind": "Node", "name": "orrery-control-plane", "uid": "uid-1", "controller": true}])
+        );
+        // A replica's static pod pictures that replica.
+        let replica = static_pod(
+            Path::new("/m/kube-scheduler-2.yaml"),
+            &SCHEDULER.replace("name: kube-scheduler\n", "name: kube-scheduler-2\n"),
+            "orrery-control-plane",
+            "",
+        )
+        .unwrap();
+        assert_eq!(replica.name, "kube-scheduler-2-orrery-control-plane");
+        assert_eq!(
+            replica.component,
+            Instance::replica(Component::Scheduler, 2)
         );
         // What cannot be shown is said, not run.
         for (text, words) in [
@@ -995,8 +1011,14 @@ mod tests {
     #[test]
     fn in_process_container_ids_name_a_component_and_a_run() {
         assert_eq!(
-            parse_container_id(&container_id(Component::ControllerManager, 3)),
-            Some((Component::ControllerManager, 3))
+            parse_container_id(&container_id(Component::ControllerManager.into(), 3)),
+            Some((Component::ControllerManager.into(), 3))
+        );
+        let replica = Instance::replica(Component::Scheduler, 2);
+        assert_eq!(container_id(replica, 1), "in-process/kube-scheduler-2/1");
+        assert_eq!(
+            parse_container_id("in-process/kube-scheduler-2/1"),
+            Some((replica, 1))
         );
         for other in [
             "abc123",

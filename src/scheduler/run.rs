@@ -33,7 +33,7 @@ use super::interpod::{self, NamespaceLabels};
 use super::queue::{ClusterEvent, Failure, SchedulingQueue, key};
 use super::volumebinding::{self, Bindings, Storage};
 use super::{affinity, scores, topology};
-use crate::complog::Component;
+use crate::complog::{Component, Instance};
 use crate::flow::{Flow, FlowEvent};
 
 /// The scheduler's name, in `spec.schedulerName` and in its events.
@@ -331,12 +331,17 @@ struct Bound {
 pub struct Scheduler {
     client: kube::Client,
     flow: Flow,
+    log: Instance,
 }
 
 /// The loop's state.
 struct Loop {
     client: kube::Client,
     flow: Flow,
+    /// Its name on the flow: `scheduler`, or the replica's (`scheduler-2`).
+    name: String,
+    /// Its log: kube-scheduler's, or the replica's.
+    log: Instance,
     cache: Cache,
     queue: SchedulingQueue,
     next_start: usize,
@@ -357,13 +362,19 @@ struct Loop {
 impl Scheduler {
     /// A scheduler talking to the API server through `client`.
     pub fn new(client: kube::Client, flow: Flow) -> Self {
-        Scheduler { client, flow }
+        Self::replica(Instance::from(Component::Scheduler), client, flow)
+    }
+
+    /// Replica `log` of the scheduler (`orrery up --schedulers N`): its hops are from its own
+    /// name (`scheduler-2`), its lines in its own log.
+    pub fn replica(log: Instance, client: kube::Client, flow: Flow) -> Self {
+        Scheduler { client, flow, log }
     }
 
     /// Watches nodes and pods and schedules pending pods, forever.
     pub async fn run(self) {
         self.flow.logs().info(
-            Component::Scheduler,
+            self.log,
             "Starting Kubernetes Scheduler",
             &[("version", crate::apimachinery::KUBERNETES_VERSION.into())],
         );
@@ -399,6 +410,11 @@ impl Scheduler {
         let mut state = Loop {
             client: self.client,
             flow: self.flow,
+            name: self
+                .log
+                .supervised_as()
+                .unwrap_or_else(|| "scheduler".to_owned()),
+            log: self.log,
             cache: Cache::new(),
             queue: SchedulingQueue::new(),
             next_start: 0,
@@ -555,6 +571,8 @@ impl Loop {
         Binder {
             client: self.client.clone(),
             flow: self.flow.clone(),
+            name: self.name.clone(),
+            log: self.log,
             claims: self.claims.clone(),
             pods: self.pods.clone(),
         }
@@ -616,7 +634,7 @@ impl Loop {
             ),
             None => decision.message.clone().unwrap_or_default(),
         };
-        let event = flow_event("DECIDE", "scheduler", &pod, summary).data(&decision);
+        let event = flow_event(&self.name, "DECIDE", &self.name, &pod, summary).data(&decision);
         self.flow.emit(event);
         match decision.chosen.clone() {
             Some(node) => {
@@ -661,8 +679,8 @@ fn api_error_words(error: &kube::Error) -> String {
     }
 }
 
-fn flow_event(verb: &str, to: &str, pod: &Pod, detail: String) -> FlowEvent {
-    let mut event = FlowEvent::new("scheduler", to, verb)
+fn flow_event(from: &str, verb: &str, to: &str, pod: &Pod, detail: String) -> FlowEvent {
+    let mut event = FlowEvent::new(from, to, verb)
         .object(
             "Pod",
             pod.metadata.namespace.as_deref().unwrap_or_default(),
@@ -677,6 +695,8 @@ fn flow_event(verb: &str, to: &str, pod: &Pod, detail: String) -> FlowEvent {
 struct Binder {
     client: kube::Client,
     flow: Flow,
+    name: String,
+    log: Instance,
     /// The claims, for PreBind's wait.
     claims: Store<PersistentVolumeClaim>,
     /// The pods, so PreBind stops waiting for a pod that is gone.
@@ -734,6 +754,7 @@ impl Binder {
                 .or_insert_with(|| "yes".into());
             self.flow
                 .gate_emit(flow_event(
+                    &self.name,
                     "BIND VOLUME",
                     "apiserver",
                     pod,
@@ -756,6 +777,7 @@ impl Binder {
             }
             self.flow
                 .gate_emit(flow_event(
+                    &self.name,
                     "SELECT NODE",
                     "apiserver",
                     pod,
@@ -811,7 +833,7 @@ impl Binder {
             pod.metadata.name.as_deref().unwrap_or_default(),
         );
         self.flow.logs().error(
-            Component::Scheduler,
+            self.log,
             "Error scheduling pod; retrying",
             &error.to_string(),
             &[("pod", format!("{namespace}/{name}").into())],
@@ -824,8 +846,8 @@ impl Binder {
             pod.metadata.namespace.clone().unwrap_or_default(),
             pod.metadata.name.clone().unwrap_or_default(),
         );
-        let hop = flow_event("BIND", "apiserver", pod, detail);
-        let words = format!("scheduler wants to BIND {namespace}/{name} to {node}");
+        let hop = flow_event(&self.name, "BIND", "apiserver", pod, detail);
+        let words = format!("{} wants to BIND {namespace}/{name} to {node}", self.name);
         self.flow.gate_with(&hop, words).await;
         self.flow.emit(hop);
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
@@ -841,7 +863,7 @@ impl Binder {
         {
             Ok(_) => {
                 self.flow.logs().info(
-                    Component::Scheduler,
+                    self.log,
                     "Successfully bound pod to node",
                     &[
                         ("pod", format!("{namespace}/{name}").into()),
@@ -862,7 +884,7 @@ impl Binder {
             Err(error) => {
                 tracing::debug!(%error, pod = %name, "binding failed");
                 self.flow.logs().error(
-                    Component::Scheduler,
+                    self.log,
                     "Error scheduling pod; retrying",
                     &format!("binding rejected: {}", api_error_words(&error)),
                     &[("pod", format!("{namespace}/{name}").into())],
@@ -879,6 +901,7 @@ impl Binder {
         );
         self.flow
             .gate_emit(flow_event(
+                &self.name,
                 "UNSCHEDULABLE",
                 "apiserver",
                 pod,
@@ -886,7 +909,7 @@ impl Binder {
             ))
             .await;
         self.flow.logs().info(
-            Component::Scheduler,
+            self.log,
             "Unable to schedule pod; no fit; waiting",
             &[
                 ("pod", format!("{namespace}/{name}").into()),

@@ -355,8 +355,9 @@ pub struct Model {
     pub timeline_selected: Option<u64>,
     /// The timeline groups events by story (`g`) instead of listing them live.
     pub grouped: bool,
-    /// The timeline shows heartbeats (every hop about a Lease: the kubelets' renewals and their
-    /// watch deliveries), which `h` toggles; hidden at first, so a story is not drowned by them.
+    /// The timeline shows heartbeats (every hop about a Lease but the leader election's own,
+    /// [`FlowEvent::is_heartbeat`]: the kubelets' and leaders' renewals and their watch
+    /// deliveries), which `h` toggles; hidden at first, so a story is not drowned by them.
     pub heartbeats: bool,
     /// The `/` filter over the current list or timeline (name, namespace or component).
     pub filter: String,
@@ -877,7 +878,7 @@ impl Model {
             .iter()
             .rev()
             .take(256)
-            .find(|e| e.verb != "GATE" && e.kind != "Lease" && e.kind != "Event")
+            .find(|e| e.verb != "GATE" && !e.is_heartbeat() && e.kind != "Event")
             .map(|e| {
                 (
                     e.from.clone(),
@@ -912,7 +913,7 @@ impl Model {
             .enumerate()
             .filter(|(_, e)| {
                 e.verb != "GATE"
-                    && (self.heartbeats || e.kind != "Lease")
+                    && (self.heartbeats || !e.is_heartbeat())
                     && Self::event_matches(e, &f)
             })
             .map(|(i, _)| i);
@@ -1687,7 +1688,12 @@ impl Model {
             ("stop" | "start", Some(target)) => {
                 let start = verb == "start";
                 let target = target.strip_prefix("kubelet/").unwrap_or(target);
-                if COMPONENTS.contains(&target) {
+                // A replica (`scheduler-2`, with `orrery up --schedulers 2`) is a component too.
+                let replica = self
+                    .components
+                    .iter()
+                    .any(|c| c.role == "component" && c.name == target);
+                if COMPONENTS.contains(&target) || replica {
                     self.say(format!("{verb}ing {target}"), false);
                     vec![Effect::Component(target.to_owned(), start)]
                 } else if self.nodes.contains_key(target)

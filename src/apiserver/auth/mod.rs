@@ -189,11 +189,16 @@ pub fn component_user(component: &str) -> UserInfo {
     if let Some(controller) = component.strip_prefix("controller/") {
         return UserInfo::service_account("kube-system", policy::controller_account(controller));
     }
-    match component {
-        "scheduler" => UserInfo::new("system:kube-scheduler", &[]),
-        crate::controllers::INFORMERS_CLIENT => {
-            UserInfo::new("system:kube-controller-manager", &[])
+    // The scheduler and the controller manager, or one of their replicas (`scheduler-2`).
+    use crate::complog::{Component, Instance};
+    match Instance::from_supervised(component).map(|i| i.component) {
+        Some(Component::Scheduler) => return UserInfo::new("system:kube-scheduler", &[]),
+        Some(Component::ControllerManager) => {
+            return UserInfo::new("system:kube-controller-manager", &[]);
         }
+        _ => {}
+    }
+    match component {
         "kube-apiserver" => UserInfo::new("system:apiserver", &[MASTERS]),
         crate::dns::COMPONENT => UserInfo::service_account("kube-system", "coredns"),
         crate::metrics_server::COMPONENT
