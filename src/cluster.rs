@@ -931,6 +931,7 @@ fn add_electing_components(
         supervisor.add_electing(&name.clone(), election, {
             let (api, flow) = (api.clone(), flow.clone());
             move || {
+                Scheduler::starting(instance, &flow);
                 let client = api.client(&name);
                 let elector = LeaderElector::new(candidate.clone(), client.clone(), flow.clone());
                 let flow = flow.clone();

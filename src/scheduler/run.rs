@@ -371,13 +371,18 @@ impl Scheduler {
         Scheduler { client, flow, log }
     }
 
-    /// Watches nodes and pods and schedules pending pods, forever.
-    pub async fn run(self) {
-        self.flow.logs().info(
-            self.log,
+    /// Says in its log that replica `log` starts, as kube-scheduler does first thing (before it
+    /// competes for its Lease, and so before it [`Scheduler::run`]s).
+    pub fn starting(log: Instance, flow: &Flow) {
+        flow.logs().info(
+            log,
             "Starting Kubernetes Scheduler",
             &[("version", crate::apimachinery::KUBERNETES_VERSION.into())],
         );
+    }
+
+    /// Watches nodes and pods and schedules pending pods, forever.
+    pub async fn run(self) {
         let config = watcher::Config::default;
         let (nodes, mut node_events) = crate::informers::changes::<Node>(&self.client, config());
         let (pods, mut pod_events) =
