@@ -460,6 +460,10 @@ enum BenchCommand {
     /// The data plane of Services: kube-proxy's programming latency, HTTP through a ClusterIP
     /// next to the pod IP (real containers, root), cluster DNS queries per second.
     Services(bench::ServicesBenchOptions),
+    /// Measure leader election: how long after the leader of each Lease stops (`orrery
+    /// component stop`) its standby holds the Lease and acts, next to the goal (the lease
+    /// duration), with upstream's timings and short ones.
+    Leader(bench::LeaderBenchOptions),
     /// Create and start one image's container directly through libcontainer, N times, and
     /// print the p50 and p99 in microseconds (the image must be in the state dir's store).
     RawContainer(RawContainerArgs),
@@ -928,6 +932,19 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 .map_err(CliError::Bench)?;
             print!("{report}");
             Ok(())
+        }
+        Command::Bench(BenchCommand::Leader(options)) => {
+            let report = bench::run_leader_bench(&options)
+                .await
+                .map_err(CliError::Bench)?;
+            print!("{report}");
+            if report.complete() {
+                Ok(())
+            } else {
+                Err(CliError::Bench(
+                    "a round could not be measured (see above)".into(),
+                ))
+            }
         }
         Command::Bench(BenchCommand::Scheduler(options)) => {
             let report = bench::run_scheduler_bench(&options)
