@@ -175,10 +175,10 @@ impl LeaseLock {
 
     /// Records a Normal `LeaderElection` Event about the Lease, `<identity> <what>`
     /// (`... became leader`), as client-go's `LeaseLock.RecordEvent` does; in the background, as
-    /// an event recorder sends them.
-    pub fn record_event(&self, what: &str) {
+    /// an event recorder sends them (the task is returned, for a caller about to stop to wait).
+    pub fn record_event(&self, what: &str) -> Option<tokio::task::JoinHandle<()>> {
         let Some(lease) = &self.lease else {
-            return;
+            return None;
         };
         let uid = lease.metadata.uid.clone().unwrap_or_default();
         let (client, namespace, name) = (
@@ -190,7 +190,7 @@ impl LeaseLock {
             self.event_source.clone(),
             format!("{} {what}", self.identity),
         );
-        tokio::spawn(async move {
+        Some(tokio::spawn(async move {
             let about = crate::events::Involved {
                 kind: "Lease",
                 namespace: &namespace,
@@ -211,7 +211,7 @@ impl LeaseLock {
                 &message,
             )
             .await;
-        });
+        }))
     }
 
     /// `namespace/name`.

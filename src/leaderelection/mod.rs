@@ -329,9 +329,12 @@ impl LeaderElector {
             // The work is dropped here, before anything else: a replica that no longer leads
             // does nothing.
             candidate.leading.store(false, Ordering::SeqCst);
+            // Upstream's `ReleaseOnCancel` gives the Lease up whenever leading ends, lost
+            // included (where the write usually fails: the API server did not answer).
+            let released = self.release().await;
             match term {
                 Term::Resigned => {
-                    if self.release().await {
+                    if released {
                         self.hop(
                             crate::flow::RESIGN,
                             format!(
@@ -341,7 +344,10 @@ impl LeaderElector {
                             ),
                         );
                     }
-                    self.lock.record_event("stopped leading");
+                    // Recorded before the cluster stops serving.
+                    if let Some(recording) = self.lock.record_event("stopped leading") {
+                        let _ = recording.await;
+                    }
                     return;
                 }
                 Term::Lost => {
@@ -360,6 +366,13 @@ impl LeaderElector {
                             go_duration(candidate.timings.renew_deadline)
                         ),
                     );
+                    // Stands again after a retry period, as a restarted process would, not at
+                    // once: a Lease it just freed goes to a standby first.
+                    tokio::select! {
+                        biased;
+                        _ = resign.wait_for(|r| *r) => return,
+                        () = tokio::time::sleep(jitter(candidate.timings.retry_period)) => {}
+                    }
                 }
             }
         }

@@ -24,11 +24,12 @@ const FLAGS: [&str; 10] = [
     "1s",
 ];
 
-/// How long a handover may take after the leader stops: the lease duration (from the last
-/// renewal the standby saw, at most a retry period before the stop), then the standby's next
-/// try, each try at most 2.2 retry periods after the last (upstream's jitter); with a second
-/// for kubectl.
-const HANDOVER: Duration = Duration::from_millis(4000 + 2 * 2200 + 1000);
+/// How long a handover may take after the leader stops: the standby saw the leader's last
+/// renewal (at most a retry period before the stop) at its next try, takes over a lease
+/// duration after that, at its first try since; each try comes at most 2.2 retry periods after
+/// the last (upstream's jitter). With three seconds for the two stops and kubectl on a loaded
+/// machine.
+const HANDOVER: Duration = Duration::from_millis(4000 + 2 * 2200 + 3000);
 
 /// The replica an identity (`orrery-control-plane_scheduler-2`) names.
 fn replica(identity: &str) -> &str {
