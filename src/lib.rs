@@ -36,6 +36,7 @@ pub mod images;
 pub mod informers;
 pub mod ingress;
 pub mod kubelet;
+pub mod learn;
 pub mod metrics_server;
 pub mod operator;
 pub mod pki;

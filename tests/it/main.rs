@@ -24,6 +24,7 @@ mod kube_client;
 mod kube_system;
 mod kubectl;
 mod kubelet;
+mod learn;
 mod manifests;
 mod metrics;
 mod network;
