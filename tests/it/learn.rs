@@ -30,8 +30,16 @@ fn text(out: &Output) -> String {
 
 /// Runs `orrery learn run NAME --check` and fails with its report unless every check held.
 fn check(name: &str) {
+    check_with(name, &[]);
+}
+
+/// [`check`] with more `learn run` flags: a lesson on real containers gives its own pod
+/// network (`--cluster-cidr 10.25x.0.0/16`).
+fn check_with(name: &str, flags: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
-    let out = orrery(dir.path(), &["learn", "run", name, "--check"]);
+    let mut args = vec!["learn", "run", name, "--check"];
+    args.extend_from_slice(flags);
+    let out = orrery(dir.path(), &args);
     let report = text(&out);
     assert!(
         out.status.success(),
@@ -47,6 +55,16 @@ fn check(name: &str) {
 #[test]
 fn lesson_deployment_holds() {
     check("deployment");
+}
+
+#[test]
+fn lesson_store_access_holds() {
+    check("store-access");
+}
+
+#[test]
+fn lesson_self_healing_holds() {
+    check("self-healing");
 }
 
 /// A lesson on a cluster without nodes whose second check cannot hold.
