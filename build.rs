@@ -1,7 +1,8 @@
 //! Parses the Kubernetes API's protobuf definitions (`proto/`) into a descriptor set, with the
 //! pure-Rust parser (no `protoc`), for decoding protobuf request bodies at run time; and
 //! gnostic's OpenAPI v2 message (`openapi/OpenAPIv2.proto`) into another, with which the unit
-//! tests read back the protobuf `/openapi/v2`.
+//! tests read back the protobuf `/openapi/v2`. It also lists the lessons (`lessons/*.yaml`) for
+//! `learn::catalogue` to embed, so adding a lesson file is all it takes.
 
 use std::path::PathBuf;
 
@@ -34,6 +35,8 @@ const FILES: &[&str] = &[
 fn main() {
     println!("cargo:rerun-if-changed=proto");
     println!("cargo:rerun-if-changed=openapi/OpenAPIv2.proto");
+    println!("cargo:rerun-if-changed=lessons");
+    embed_lessons();
     let inputs: Vec<PathBuf> = FILES
         .iter()
         .map(|f| PathBuf::from(format!("proto/{f}/generated.proto")))
@@ -63,4 +66,38 @@ fn main() {
         PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("openapiv2.fds");
     std::fs::write(out, set.write_to_bytes().expect("a descriptor set encodes"))
         .expect("OUT_DIR is writable");
+}
+
+/// Writes `lessons.rs` into `OUT_DIR`: every `lessons/*.yaml` as `(file name, text)`, in name
+/// order, each through `include_str!` (so a changed lesson rebuilds the binary).
+fn embed_lessons() {
+    let dir =
+        PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets it")).join("lessons");
+    let mut files: Vec<(String, PathBuf)> = std::fs::read_dir(&dir)
+        .expect("lessons/ is readable")
+        .map(|entry| entry.expect("lessons/ is readable").path())
+        .filter(|path| path.extension().is_some_and(|e| e == "yaml"))
+        .map(|path| {
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .expect("lesson file names are UTF-8")
+                .to_owned();
+            (name, path)
+        })
+        .collect();
+    files.sort();
+    let mut code = String::from(
+        "/// Every lesson file in `lessons/`: (file name, text).\npub(crate) const EMBEDDED: &[(&str, &str)] = &[\n",
+    );
+    for (name, path) in files {
+        code.push_str(&format!(
+            "    ({name:?}, include_str!({:?})),\n",
+            path.display().to_string()
+        ));
+    }
+    code.push_str("];\n");
+    let out =
+        PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("lessons.rs");
+    std::fs::write(out, code).expect("OUT_DIR is writable");
 }

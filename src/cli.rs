@@ -65,6 +65,9 @@ enum Command {
     /// Read and write the cluster's store directly, like etcdctl.
     #[command(subcommand)]
     Store(StoreCommand),
+    /// Lessons: each claim the architecture guides make, run on a live cluster and checked
+    /// there. `orrery learn NAME` starts the lesson's cluster and opens the dashboard in it.
+    Learn(LearnArgs),
     /// Measure Orrery's parts.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -438,6 +441,61 @@ enum WebsiteCommand {
     Crd,
 }
 
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+struct LearnArgs {
+    /// A directory of lesson files (NN-name.yaml) to add to the built-in ones; one named as a
+    /// built-in lesson replaces it.
+    #[arg(long, global = true, env = "ORRERY_LESSONS")]
+    lessons: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<LearnCommand>,
+    /// The lesson to open: its name, number or file stem [default: the first one not done].
+    name: Option<String>,
+    /// The API server's port on 127.0.0.1 (0: any free port).
+    #[arg(long, default_value_t = 6443)]
+    port: u16,
+    /// Do not merge the cluster's context into $KUBECONFIG or ~/.kube/config.
+    #[arg(long)]
+    no_kubeconfig_merge: bool,
+    /// The ingress controller's HTTP port on 127.0.0.1 (0: any free port).
+    #[arg(long, default_value_t = 8080)]
+    ingress_port: u16,
+    /// The ingress controller's HTTPS port on 127.0.0.1 (0: any free port).
+    #[arg(long, default_value_t = 8443)]
+    ingress_https_port: u16,
+    /// The pod network of a lesson on real containers.
+    #[arg(long, default_value = "10.244.0.0/14")]
+    cluster_cidr: crate::kubelet::ClusterCidr,
+}
+
+#[derive(Debug, Subcommand)]
+enum LearnCommand {
+    /// List the lessons: NAME, RUNTIME, PROGRESS (this cluster's state directory's) and TITLE.
+    List,
+    /// Run lessons headless, each on a cluster of its own, printing every action and check.
+    Run(LearnRunArgs),
+}
+
+#[derive(Debug, Args)]
+struct LearnRunArgs {
+    /// The lesson: its name, number or file stem.
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    name: Option<String>,
+    /// Every lesson, in order.
+    #[arg(long)]
+    all: bool,
+    /// Exit 1, naming them, if any check did not hold.
+    #[arg(long)]
+    check: bool,
+    /// With --all: only the lessons on this runtime.
+    #[arg(long, value_parser = ["sim", "real"])]
+    runtime: Option<String>,
+    /// The pod network of a lesson on real containers (a /16 no other cluster here uses).
+    #[arg(long)]
+    cluster_cidr: Option<crate::kubelet::ClusterCidr>,
+}
+
 #[derive(Debug, Subcommand)]
 enum BenchCommand {
     /// Run one workload against the embedded store and a real etcd, and print both.
@@ -464,6 +522,9 @@ enum BenchCommand {
     /// component stop`) its standby holds the Lease and acts, next to the goal (the lease
     /// duration), with upstream's timings and short ones.
     Leader(bench::LeaderBenchOptions),
+    /// Run each lesson's check (or those named) and print the seconds each took, and the total
+    /// next to the goal (the whole catalogue in CI in a few minutes).
+    Lessons(bench::LessonBenchOptions),
     /// Create and start one image's container directly through libcontainer, N times, and
     /// print the p50 and p99 in microseconds (the image must be in the state dir's store).
     RawContainer(RawContainerArgs),
@@ -521,6 +582,14 @@ enum CliError {
     Tui(#[from] crate::tui::app::TuiError),
     #[error(transparent)]
     Operator(#[from] crate::operator::OperatorError),
+    #[error(transparent)]
+    Lesson(#[from] crate::learn::LessonError),
+    #[error(transparent)]
+    LessonRun(#[from] crate::learn::run::RunError),
+    #[error(transparent)]
+    Progress(#[from] crate::learn::progress::ProgressError),
+    #[error("{0}")]
+    LessonFailed(String),
 }
 
 /// A cluster name: 1 to 32 lowercase letters, digits and `-`, starting and ending with a letter
@@ -946,6 +1015,18 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 ))
             }
         }
+        Command::Learn(args) => learn(&cli.cluster, args).await,
+        Command::Bench(BenchCommand::Lessons(options)) => {
+            let report = bench::run_lesson_bench(&options)
+                .await
+                .map_err(CliError::Bench)?;
+            print!("{report}");
+            if report.passed() {
+                Ok(())
+            } else {
+                Err(CliError::Bench("a lesson did not hold (see above)".into()))
+            }
+        }
         Command::Bench(BenchCommand::Scheduler(options)) => {
             let report = bench::run_scheduler_bench(&options)
                 .await
@@ -957,6 +1038,116 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             CliError::Usage("runtime-helper runs before the async runtime starts".into()),
         ),
     }
+}
+
+/// `orrery learn`: list the lessons, run them headless, or open one in the dashboard.
+async fn learn(cluster: &ClusterArgs, args: LearnArgs) -> Result<(), CliError> {
+    use crate::learn::progress::{self, Progress};
+    let catalogue = crate::learn::Catalogue::load(args.lessons.as_deref())?;
+    match args.command {
+        Some(LearnCommand::List) => {
+            let progress = Progress::load(&progress::path(&cluster.state_dir()?))?;
+            let rows: Vec<[String; 4]> = catalogue
+                .lessons()
+                .iter()
+                .map(|l| {
+                    [
+                        l.name.clone(),
+                        l.cluster.runtime.word().to_owned(),
+                        progress.summary(&l.name, l.steps.len()),
+                        l.title.clone(),
+                    ]
+                })
+                .collect();
+            print!(
+                "{}",
+                table(
+                    &["NAME", "RUNTIME", "PROGRESS", "TITLE"].map(str::to_owned),
+                    &rows
+                )
+            );
+            Ok(())
+        }
+        Some(LearnCommand::Run(run)) => {
+            let lessons: Vec<&crate::learn::Lesson> = match &run.name {
+                Some(name) => vec![catalogue.get(name)?],
+                None => catalogue
+                    .lessons()
+                    .iter()
+                    .filter(|l| {
+                        run.runtime
+                            .as_deref()
+                            .is_none_or(|r| r == l.cluster.runtime.word())
+                    })
+                    .collect(),
+            };
+            let options = crate::learn::run::RunOptions {
+                cluster_cidr: run.cluster_cidr.map(|c| c.to_string()),
+                quiet: false,
+            };
+            let mut reports = Vec::new();
+            for lesson in lessons {
+                let report = match crate::learn::run::run(lesson, &options).await {
+                    Ok(report) => report,
+                    Err(error) => {
+                        println!("lesson {}: FAILED: {error}", lesson.name);
+                        crate::learn::run::LessonReport {
+                            name: lesson.name.clone(),
+                            runtime: lesson.cluster.runtime,
+                            took: std::time::Duration::ZERO,
+                            startup: std::time::Duration::ZERO,
+                            passed: 0,
+                            steps: lesson.steps.len(),
+                            failures: vec![error.to_string()],
+                        }
+                    }
+                };
+                if run.all {
+                    println!();
+                }
+                reports.push(report);
+            }
+            if run.all {
+                print!("{}", bench::LessonReports(reports.clone()));
+            }
+            let failed: Vec<String> = reports
+                .iter()
+                .filter(|r| !r.passed())
+                .map(|r| format!("lesson {}: {}", r.name, r.failures.join("; ")))
+                .collect();
+            if run.check && !failed.is_empty() {
+                return Err(CliError::LessonFailed(failed.join("\n")));
+            }
+            Ok(())
+        }
+        None => Err(CliError::Usage(
+            "orrery learn NAME opens a lesson in the dashboard: not built yet".into(),
+        )),
+    }
+}
+
+/// Rows under a header, columns padded as kubectl pads them (three spaces apart).
+fn table(header: &[String], rows: &[[String; 4]]) -> String {
+    let mut widths = [0usize; 4];
+    for row in std::iter::once(header).chain(rows.iter().map(|r| &r[..])) {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in std::iter::once(header).chain(rows.iter().map(|r| &r[..])) {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            if i + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<w$}   ", w = widths[i]));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
 }
 
 /// The dashboard of `orrery up`, on the API server's in-process client; returns when the

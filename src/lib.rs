@@ -37,6 +37,7 @@ pub mod informers;
 pub mod ingress;
 pub mod kubelet;
 pub mod leaderelection;
+pub mod learn;
 pub mod metrics_server;
 pub mod operator;
 pub mod pki;

@@ -6,14 +6,16 @@
 //! time and key latency under load, the flow bus with slow readers, an attached dashboard's
 //! CPU), `metrics` (the metrics pipeline's cost with 10,000 pods and a load change's time to
 //! the HPA's scale), `leader` (how long after a leader stops its standby holds the Lease and
-//! acts) and the cluster DNS server's queries per second and latency ([`dns_queries`]). Every
-//! loop is bounded in count and in time.
+//! acts), `lessons` (each lesson's headless check, and the catalogue's total) and the cluster
+//! DNS server's queries per second and latency ([`dns_queries`]). Every loop is bounded in
+//! count and in time.
 
 mod apiserver;
 mod cluster;
 mod dataplane;
 mod dns;
 mod leader;
+mod lessons;
 mod metrics;
 mod pods;
 mod routing;
@@ -27,6 +29,9 @@ pub use cluster::{ClusterBenchOptions, ClusterReport, run_cluster_bench};
 pub use dataplane::{ServicesBenchOptions, ServicesReport, run_services_bench};
 pub use dns::{DnsReport, queries as dns_queries};
 pub use leader::{LeaderBenchOptions, LeaderReport, run_leader_bench};
+pub use lessons::{
+    GOAL_TOTAL as LESSONS_GOAL, LessonBenchOptions, LessonReports, run_lesson_bench,
+};
 pub use metrics::{MetricsBenchOptions, MetricsReport, run_metrics_bench};
 pub use pods::{PodBenchOptions, PodReport, run_pod_bench};
 pub use routing::{RoutingFigures, routing};

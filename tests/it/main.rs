@@ -25,6 +25,7 @@ mod kube_system;
 mod kubectl;
 mod kubelet;
 mod leader;
+mod learn;
 mod manifests;
 mod metrics;
 mod network;
