@@ -6,7 +6,8 @@
 //! `spawn_blocking`, no `tokio::fs`) whose one loop takes requests from the client socket,
 //! child-exit notices (SIGCHLD) and log-reader endings, in turn. It is a child subreaper and
 //! `waitpid`s exactly the pids it knows (containers' and execs' init processes), never `-1`:
-//! libcontainer reaps its own intermediate processes. It writes each container's stdout and
+//! libcontainer reaps its own intermediate processes; the one exception is a killed container's
+//! init, which ends only once the zombies of a failed exec in its pid namespace are reaped. It writes each container's stdout and
 //! stderr as CRI log files. When the socket to the main process closes (or on `Shutdown`), it
 //! kills every container, unmounts, deletes, removes cgroups and network namespaces, and exits;
 //! at start it sweeps whatever a crashed previous helper left under the same root.
@@ -269,6 +270,32 @@ pub enum HelperError {
     /// The pod network's settings are wrong.
     #[error(transparent)]
     Network(#[from] super::network::NetworkError),
+}
+
+/// This process's children that have ended and wait to be reaped (state `Z`), from
+/// `/proc/self/task/*/children`.
+fn zombie_children() -> Vec<Pid> {
+    let mut zombies = Vec::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return zombies;
+    };
+    for task in tasks.flatten() {
+        let Ok(children) = std::fs::read_to_string(task.path().join("children")) else {
+            continue;
+        };
+        for child in children
+            .split_whitespace()
+            .filter_map(|c| c.parse::<i32>().ok())
+        {
+            let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
+            // `pid (comm) S ...`: the state follows the last `)`, since comm may hold one.
+            let state = stat.rsplit_once(')').map(|(_, rest)| rest.trim_start());
+            if state.is_some_and(|rest| rest.starts_with('Z')) {
+                zombies.push(Pid::from_raw(child));
+            }
+        }
+    }
+    zombies
 }
 
 fn now_nanos() -> i64 {
@@ -967,7 +994,7 @@ impl Helper {
             // SIGKILL to the init of its pid namespace ends every process in it; wait for it
             // so its cgroup is empty before it is removed.
             let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
-            let _ = waitpid(pid, None);
+            self.wait_killed(pid);
             self.pids.remove(&pid);
             if let Some(c) = self.containers.get_mut(id) {
                 c.exit_code = Some(128 + Signal::SIGKILL as i32);
@@ -1050,6 +1077,33 @@ impl Helper {
                 }
                 None => {}
             }
+        }
+    }
+
+    /// Waits for a killed container's init. The kernel lets the init of a pid namespace end only
+    /// once every other process of the namespace has been reaped, and an exec that failed
+    /// inside libcontainer (`kubectl exec` of a program the image lacks) leaves processes there
+    /// whose parent is this helper (the subreaper) but whose pids it never learned: those
+    /// zombies are reaped here, or the wait would never end. Bounded: after 10 s it gives up
+    /// (the next start's sweep removes what is left).
+    #[allow(clippy::disallowed_methods)] // The helper's one thread has nothing else to do.
+    fn wait_killed(&self, pid: Pid) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) => {}
+                _ => return,
+            }
+            for stray in zombie_children() {
+                if !self.pids.contains_key(&stray) {
+                    let _ = waitpid(stray, Some(WaitPidFlag::WNOHANG));
+                }
+            }
+            if std::time::Instant::now() >= deadline {
+                tracing::warn!(%pid, "a killed container's init did not end within 10 s");
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
         }
     }
 
