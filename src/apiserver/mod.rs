@@ -41,6 +41,7 @@ mod protobuf;
 mod proxy;
 mod quota;
 mod registry;
+mod reported;
 pub(crate) mod resources;
 mod selectors;
 pub mod server;
@@ -162,7 +163,7 @@ impl ApiServer {
         decisions.follow(&flow);
         Arc::new(ApiServer {
             list_cache: Default::default(),
-            store,
+            store: Arc::new(reported::Reported::new(store, flow.clone())),
             flow,
             serving: AtomicBool::new(true),
             supervisor: std::sync::OnceLock::new(),
