@@ -1,21 +1,21 @@
 //! The `orrery` command line: parses arguments with clap, sets up `tracing` from `RUST_LOG`, and
 //! runs the chosen command.
 //!
-//! The `store` commands read and write a cluster's store directly, the way `etcdctl` does for a
-//! real cluster: they are for learning what the API server keeps and for debugging, and on the
-//! embedded store they work only while no cluster has the store open.
+//! The `store` commands read and write a cluster's store the way `etcdctl` does for a real
+//! cluster ([`store_cmd`]): for learning what the API server keeps, for backups, and for
+//! debugging.
+
+mod store_cmd;
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use clap::{Args, Parser, Subcommand};
-use futures::StreamExt;
 
 use crate::bench;
-use crate::store::{self, Event, RangeRequest, Revision, Store, StoreUrl};
+use crate::store::{self, StoreUrl};
 
 /// Orrery: a see-through Kubernetes on one machine.
 #[derive(Debug, Parser)]
@@ -62,9 +62,9 @@ enum Command {
     /// Stop or start a control-plane component of the running cluster.
     #[command(subcommand)]
     Component(ComponentCommand),
-    /// Read and write the cluster's store directly, like etcdctl.
+    /// Read and write the cluster's store, like etcdctl; save and restore snapshots.
     #[command(subcommand)]
-    Store(StoreCommand),
+    Store(store_cmd::StoreCommand),
     /// Lessons: each claim the architecture guides make, run on a live cluster and checked
     /// there. `orrery learn NAME` starts the lesson's cluster and opens the dashboard in it.
     Learn(LearnArgs),
@@ -343,76 +343,6 @@ pub(crate) fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
         _ => return Err(format!("invalid duration {s:?}: use e.g. 30s, 5m, 1h")),
     };
     Ok(std::time::Duration::from_secs(seconds))
-}
-
-#[derive(Debug, Subcommand)]
-enum StoreCommand {
-    /// Print a key's value (with --revisions, its create and mod revisions first).
-    Get {
-        /// The key, such as /registry/pods/default/web-1.
-        key: String,
-        /// Also print the key's revisions.
-        #[arg(long)]
-        revisions: bool,
-    },
-    /// Create a key or replace its value (compare-and-swap on its current revision).
-    Put {
-        /// The key.
-        key: String,
-        /// The value.
-        value: String,
-    },
-    /// Delete a key.
-    Del {
-        /// The key.
-        key: String,
-    },
-    /// List the keys under a prefix, with their mod revisions.
-    Ls {
-        /// The prefix (empty: every key).
-        #[arg(default_value = "")]
-        prefix: String,
-        /// At most this many keys.
-        #[arg(long)]
-        limit: Option<usize>,
-        /// Read the keys as they were at this revision.
-        #[arg(long)]
-        revision: Option<Revision>,
-        /// Print the values too.
-        #[arg(long)]
-        values: bool,
-    },
-    /// Print changes under a prefix as they happen (or from a past revision).
-    Watch {
-        /// The prefix (empty: every key).
-        #[arg(default_value = "")]
-        prefix: String,
-        /// Start from this revision (default: changes from now on).
-        #[arg(long, default_value_t = 0)]
-        from: Revision,
-    },
-    /// Discard the history before a revision.
-    Compact {
-        /// The revision.
-        revision: Revision,
-    },
-    /// Print the store's current revision and key count.
-    Status,
-    /// Write new keys from concurrent writers, printing `KEY REVISION` for each acknowledged
-    /// write as soon as it is acknowledged (a load generator; the crash test uses it).
-    Fill {
-        /// The prefix of the keys to create.
-        prefix: String,
-        /// How many keys to write in all.
-        #[arg(long, default_value_t = 1000)]
-        count: usize,
-        /// How many concurrent writers.
-        #[arg(long, default_value_t = 8)]
-        writers: usize,
-        /// The size of each value in bytes.
-        #[arg(long, default_value_t = 256)]
-        value_size: usize,
-    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -919,8 +849,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Store(command) => {
             let state_dir = cli.cluster.state_dir()?;
             crate::cluster::prepare_state_dir(&state_dir)?;
-            let store = store::open(&cli.cluster.store, &state_dir).await?;
-            run_store(store, command).await
+            store_cmd::run(&cli.cluster.store, &state_dir, command).await
         }
         Command::Image(command) => {
             let state_dir = cli.cluster.state_dir()?;
@@ -1272,141 +1201,6 @@ async fn control(
         println!("orrery: {role} {name} {state}");
     } else {
         println!("orrery: {role} {name} was already {state}");
-    }
-    Ok(())
-}
-
-async fn run_store(store: Arc<dyn Store>, command: StoreCommand) -> Result<(), CliError> {
-    let mut out = std::io::stdout().lock();
-    match command {
-        StoreCommand::Get { key, revisions } => {
-            let kv = store.get(&key).await?.ok_or(CliError::KeyNotFound(key))?;
-            if revisions {
-                writeln!(
-                    out,
-                    "create_revision={} mod_revision={}",
-                    kv.create_revision, kv.mod_revision
-                )?;
-            }
-            out.write_all(&kv.value)?;
-            writeln!(out)?;
-        }
-        StoreCommand::Put { key, value } => {
-            let value = Bytes::from(value);
-            let revision = match store.get(&key).await? {
-                Some(kv) => store.update(&key, value, kv.mod_revision).await?,
-                None => store.create(&key, value).await?,
-            };
-            writeln!(out, "revision {revision}")?;
-        }
-        StoreCommand::Del { key } => {
-            let kv = store
-                .get(&key)
-                .await?
-                .ok_or_else(|| CliError::KeyNotFound(key.clone()))?;
-            let revision = store.delete(&key, kv.mod_revision).await?;
-            writeln!(out, "revision {revision}")?;
-        }
-        StoreCommand::Ls {
-            prefix,
-            limit,
-            revision,
-            values,
-        } => {
-            let request = RangeRequest {
-                prefix,
-                start_after: None,
-                limit,
-                at_revision: revision,
-            };
-            let result = store.range(&request).await?;
-            for kv in &result.kvs {
-                writeln!(out, "{}\tmod_revision={}", kv.key, kv.mod_revision)?;
-                if values {
-                    out.write_all(&kv.value)?;
-                    writeln!(out)?;
-                }
-            }
-            let more = if result.more {
-                " (more keys follow)"
-            } else {
-                ""
-            };
-            writeln!(
-                out,
-                "# {} keys at revision {}{more}",
-                result.kvs.len(),
-                result.revision
-            )?;
-        }
-        StoreCommand::Watch { prefix, from } => {
-            drop(out);
-            let mut events = store.watch(&prefix, from).await?;
-            while let Some(event) = events.next().await {
-                let line = match event? {
-                    Event::Put { kv, prev } => format!(
-                        "{} PUT {} {}{}",
-                        kv.mod_revision,
-                        kv.key,
-                        String::from_utf8_lossy(&kv.value),
-                        if prev.is_some() { "" } else { " (created)" }
-                    ),
-                    Event::Delete { key, revision, .. } => format!("{revision} DELETE {key}"),
-                };
-                let mut out = std::io::stdout().lock();
-                writeln!(out, "{line}")?;
-                out.flush()?;
-            }
-        }
-        StoreCommand::Compact { revision } => {
-            store.compact(revision).await?;
-            writeln!(out, "compacted to revision {revision}")?;
-        }
-        StoreCommand::Status => {
-            let revision = store.current_revision().await?;
-            let keys = store.range(&RangeRequest::prefix("")).await?.kvs.len();
-            writeln!(out, "revision {revision}, {keys} keys")?;
-        }
-        StoreCommand::Fill {
-            prefix,
-            count,
-            writers,
-            value_size,
-        } => {
-            drop(out);
-            fill(store, &prefix, count, writers.max(1), value_size).await?;
-        }
-    }
-    Ok(())
-}
-
-/// Creates `count` keys from `writers` concurrent tasks, printing each acknowledged one.
-async fn fill(
-    store: Arc<dyn Store>,
-    prefix: &str,
-    count: usize,
-    writers: usize,
-    value_size: usize,
-) -> Result<(), CliError> {
-    let value = Bytes::from(vec![b'v'; value_size]);
-    let mut tasks = tokio::task::JoinSet::new();
-    for writer in 0..writers {
-        let (store, value) = (store.clone(), value.clone());
-        let keys: Vec<String> = (writer..count)
-            .step_by(writers)
-            .map(|i| format!("{prefix}{i:08}"))
-            .collect();
-        tasks.spawn(async move {
-            for key in keys {
-                let revision = store.create(&key, value.clone()).await?;
-                // One line per acknowledged write, flushed at once (stdout is line-buffered).
-                println!("{key} {revision}");
-            }
-            Ok::<_, store::Error>(())
-        });
-    }
-    while let Some(result) = tasks.join_next().await {
-        result.map_err(|e| CliError::Task(e.to_string()))??;
     }
     Ok(())
 }

@@ -177,9 +177,17 @@ pub enum ClusterError {
     /// No cluster is running for this state directory.
     #[error("no cluster is running with state directory {0} (no orrery.pid there)")]
     NotRunning(PathBuf),
-    /// The running cluster refused or failed a control request.
+    /// The running cluster's control request could not be made.
     #[error("{0}")]
     Control(String),
+    /// The running cluster answered a control request with an error Status.
+    #[error("{message}")]
+    Refused {
+        /// The HTTP status code.
+        code: u16,
+        /// The Status's message.
+        message: String,
+    },
     /// The image store could not be opened.
     #[error(transparent)]
     Images(#[from] crate::images::ImageError),
@@ -238,7 +246,10 @@ where
     flow.logs()
         .write_to(&logs)
         .map_err(|source| ClusterError::StateFile { path: logs, source })?;
-    let store = store::open(&options.store, state_dir).await?;
+    // Every component runs under the supervisor, so that `orrery component|node stop|start` can
+    // take it down and bring it back: an etcd cluster's members first.
+    let supervisor = Arc::new(Supervisor::new(flow.clone()));
+    let (store, etcd_members) = open_store(&options, &supervisor, &flow).await?;
     log_store_opened(&flow, &options.store, state_dir, &*store).await;
     let pki = Pki::load_or_create(&state_dir.join("pki"))?;
     let api = ApiServer::new(store.clone(), flow.clone());
@@ -254,9 +265,7 @@ where
         options.default_unreachable_toleration_seconds,
     );
     let compactor = Compactor::new(store.clone(), options.compaction.clone()).spawn();
-    // Every other component is an API client like any other, run under the supervisor so that
-    // `orrery component|node stop|start` can take it down and bring it back.
-    let supervisor = Arc::new(Supervisor::new(flow.clone()));
+    // Every other component is an API client like any other.
     api.set_supervisor(supervisor.clone());
     supervisor.add("apiserver", Role::Component, {
         let api = api.clone();
@@ -409,6 +418,7 @@ where
             real.as_ref(),
             &pki,
             std::net::SocketAddrV4::new(advertise, port),
+            &etcd_members,
         )
         .await?;
     }
@@ -437,6 +447,17 @@ where
         "orrery: cluster {:?} is up at {server_url} (store: {})",
         options.name, options.store
     );
+    if !etcd_members.is_empty() {
+        let members: Vec<String> = etcd_members
+            .iter()
+            .map(|m| format!("{} at {}", m.name, m.client_url))
+            .collect();
+        println!(
+            "orrery: etcd members {} (data and logs in {}; orrery component stop|start etcd-N)",
+            members.join(", "),
+            store::etcd_cluster_dir(state_dir).display()
+        );
+    }
     println!(
         "orrery: kubectl --kubeconfig {} get namespaces",
         own_kubeconfig.display()
@@ -628,6 +649,10 @@ async fn log_store_opened(
             ),
         ),
         StoreUrl::Etcd(endpoints) => ("Connected to etcd", ("endpoints", endpoints.join(","))),
+        StoreUrl::EtcdCluster(members) => (
+            "Started the etcd cluster and connected to it",
+            ("members", members.to_string()),
+        ),
     };
     flow.logs().info(
         Component::Store,
@@ -636,9 +661,122 @@ async fn log_store_opened(
     );
 }
 
+/// Opens the store `--store` names. For `etcd-cluster=N` that is first starting its members (each
+/// a supervised component `etcd-N`, which `orrery component stop|start` kills and starts again
+/// on its data and ports) and waiting until they serve; they are returned as the control-plane
+/// node's static pods show them.
+#[cfg_attr(not(feature = "etcd"), allow(unused_variables))]
+async fn open_store(
+    options: &UpOptions,
+    supervisor: &Arc<Supervisor>,
+    flow: &Flow,
+) -> Result<(Arc<dyn store::Store>, Vec<control_plane::EtcdMember>), ClusterError> {
+    match &options.store {
+        #[cfg(feature = "etcd")]
+        StoreUrl::EtcdCluster(members) => {
+            use crate::store::etcd::cluster::{self as etcd_cluster, EtcdCluster};
+            let cluster = Arc::new(EtcdCluster::open(&options.state_dir, *members)?);
+            let mut running = Vec::new();
+            for spec in cluster.members() {
+                running.push(cluster.start(&spec.name).await?);
+            }
+            cluster.wait_until_serving(&mut running).await?;
+            let initial = etcd_cluster::initial_cluster(cluster.members());
+            let mut pods = Vec::new();
+            for (spec, member) in cluster.members().iter().zip(running) {
+                add_etcd_member(supervisor, flow, &cluster, &spec.name, member);
+                let mut command = vec![
+                    "etcd".to_owned(),
+                    format!("--data-dir={}", spec.data_dir.display()),
+                    format!("--name={}", spec.name),
+                ];
+                command.extend(spec.flags(
+                    &initial,
+                    etcd_cluster::ClusterState::Existing,
+                    cluster.token(),
+                ));
+                command[1..].sort();
+                pods.push(control_plane::EtcdMember {
+                    name: spec.name.clone(),
+                    client_url: spec.client_url(),
+                    data_dir: spec.data_dir.clone(),
+                    log: cluster.log_path(&spec.name),
+                    command,
+                });
+            }
+            let store = store::etcd::EtcdStore::connect(&cluster.endpoints()).await?;
+            Ok((Arc::new(store), pods))
+        }
+        url => Ok((store::open(url, &options.state_dir).await?, Vec::new())),
+    }
+}
+
+/// Member `name` of `cluster` under the supervisor: its first run is `first` (started already),
+/// a later one starts the member again on its data and ports. Stopping it kills the process.
+#[cfg(feature = "etcd")]
+fn add_etcd_member(
+    supervisor: &Supervisor,
+    flow: &Flow,
+    cluster: &Arc<crate::store::etcd::cluster::EtcdCluster>,
+    name: &str,
+    first: crate::store::etcd::cluster::Member,
+) {
+    let first = std::sync::Mutex::new(Some(first));
+    let (cluster, flow, member_name) = (cluster.clone(), flow.clone(), name.to_owned());
+    supervisor.add(name, Role::Component, move || {
+        let started = first.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let (cluster, flow, name) = (cluster.clone(), flow.clone(), member_name.clone());
+        vec![tokio::spawn(async move {
+            let mut member = match started {
+                Some(member) => member,
+                None => match cluster.start(&name).await {
+                    Ok(member) => member,
+                    Err(error) => {
+                        flow.logs().error(
+                            Component::Store,
+                            "Could not start the etcd member",
+                            &error.to_string(),
+                            &[("member", name.as_str().into())],
+                        );
+                        return;
+                    }
+                },
+            };
+            flow.logs().info(
+                Component::Store,
+                "Started the etcd member",
+                &[
+                    ("member", name.as_str().into()),
+                    ("pid", i64::from(member.pid()).into()),
+                ],
+            );
+            // Until it is stopped (the task aborted: dropping `member` kills it) or it exits.
+            let mut tick = tokio::time::interval(Duration::from_millis(500));
+            loop {
+                tick.tick().await;
+                if let Some(status) = member.exited() {
+                    let log = cluster.log_path(&name);
+                    flow.logs().error(
+                        Component::Store,
+                        "The etcd member exited",
+                        &status.to_string(),
+                        &[
+                            ("member", name.as_str().into()),
+                            ("log", log.display().to_string().as_str().into()),
+                        ],
+                    );
+                    tracing::warn!(member = %name, %status, log = %log.display(), "an etcd member exited");
+                    return;
+                }
+            }
+        })]
+    });
+}
+
 /// The control-plane node, as kubeadm sets one up: `orrery up` writes the static pod manifests
 /// (kubeadm's part), and the node's kubelet shows them as mirror pods. Its kubelet runs pods
 /// that tolerate its taint on the cluster's runtime, like any kubelet.
+#[allow(clippy::too_many_arguments)]
 async fn add_control_plane_node(
     options: &UpOptions,
     supervisor: &Supervisor,
@@ -647,6 +785,7 @@ async fn add_control_plane_node(
     real: Option<&LibcontainerRuntime>,
     pki: &Pki,
     apiserver: std::net::SocketAddrV4,
+    etcd_members: &[control_plane::EtcdMember],
 ) -> Result<(), ClusterError> {
     let state_dir = &options.state_dir;
     let manifests = control_plane::manifests_dir(state_dir);
@@ -655,6 +794,7 @@ async fn add_control_plane_node(
         advertise: *apiserver.ip(),
         port: apiserver.port(),
         store: &options.store,
+        etcd_members,
         cluster_cidr: options.cluster_cidr.to_string(),
         node_monitor_grace_period: options.node_monitor_grace_period,
         toleration_seconds: (
@@ -1122,30 +1262,66 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// Whether a cluster runs with `state_dir`: its pid file names a live process.
+pub fn running(state_dir: &Path) -> bool {
+    std::fs::read_to_string(pid_file(state_dir))
+        .ok()
+        .and_then(|text| text.split_whitespace().next()?.parse().ok())
+        .is_some_and(alive)
+}
+
 /// Sends `POST /orrery/v1/<path>` (say `nodes/node-2/stop`) to the cluster running with
 /// `state_dir`, authenticated with its admin kubeconfig, and returns the answer.
 pub async fn control(state_dir: &Path, path: &str) -> Result<serde_json::Value, ClusterError> {
+    let answer = request(state_dir, http::Method::POST, path, Vec::new()).await?;
+    serde_json::from_slice(&answer).map_err(|e| ClusterError::Control(e.to_string()))
+}
+
+/// Sends `<method> /orrery/v1/<path>` with `body` to the cluster running with `state_dir`,
+/// authenticated with its admin kubeconfig, and returns the answer's body; a refusal is its
+/// Status's message.
+pub async fn request(
+    state_dir: &Path,
+    method: http::Method,
+    path: &str,
+    body: Vec<u8>,
+) -> Result<Vec<u8>, ClusterError> {
+    use futures::AsyncReadExt;
     if !pid_file(state_dir).exists() {
         return Err(ClusterError::NotRunning(state_dir.to_owned()));
     }
     let file = state_dir.join("kubeconfig");
     let kubeconfig = kube::config::Kubeconfig::read_from(&file)
         .map_err(|e| ClusterError::Control(format!("{}: {e}", file.display())))?;
-    let config = kube::Config::from_custom_kubeconfig(
+    let mut config = kube::Config::from_custom_kubeconfig(
         kubeconfig,
         &kube::config::KubeConfigOptions::default(),
     )
     .await
     .map_err(|e| ClusterError::Control(format!("{}: {e}", file.display())))?;
+    // A snapshot of a large store takes a while; an etcd without quorum answers in 7 s.
+    config.read_timeout = Some(Duration::from_secs(300));
     let client =
         kube::Client::try_from(config).map_err(|e| ClusterError::Control(e.to_string()))?;
-    let request = http::Request::post(format!("/orrery/v1/{path}"))
-        .body(Vec::new())
+    let request = http::Request::builder()
+        .method(method)
+        .uri(format!("/orrery/v1/{path}"))
+        .body(body)
         .map_err(|e| ClusterError::Control(e.to_string()))?;
-    client.request(request).await.map_err(|e| match e {
-        kube::Error::Api(status) => ClusterError::Control(status.message),
+    let failed = |e: kube::Error| match e {
+        kube::Error::Api(status) => ClusterError::Refused {
+            code: status.code,
+            message: status.message,
+        },
         other => ClusterError::Control(other.to_string()),
-    })
+    };
+    let mut stream = client.request_stream(request).await.map_err(failed)?;
+    let mut answer = Vec::new();
+    stream
+        .read_to_end(&mut answer)
+        .await
+        .map_err(|e| ClusterError::Control(e.to_string()))?;
+    Ok(answer)
 }
 
 /// Stops the cluster running with `state_dir`: SIGTERM, then waits for it to exit.

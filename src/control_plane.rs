@@ -12,6 +12,12 @@
 //! runs them: Orrery's components run inside the `orrery up` process. Each manifest says so in
 //! its [`PICTURE`] annotation, and has no probes: the kubelet learns each component's state from
 //! the API server's `/orrery/v1/components` instead of probing its port.
+//!
+//! The store's pod says what runs: `orrery-store` for the embedded store, `etcd` for an etcd
+//! elsewhere (`--store etcd=URL`), and for `--store etcd-cluster=N` one `etcd-<n>` pod per
+//! member, with the member's real command line: those members are real `etcd` processes (children
+//! of `orrery up`, not containers), and each pod names the supervised component it follows
+//! ([`MEMBER`]).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -24,6 +30,29 @@ use crate::store::StoreUrl;
 
 /// The annotation that says a static pod is a picture of an in-process component.
 pub const PICTURE: &str = "orrery.dev/in-process";
+
+/// The annotation of an etcd member's static pod: the member (a supervised component, such as
+/// `etcd-2`) whose state its container shows.
+pub const MEMBER: &str = "orrery.dev/etcd-member";
+
+/// The annotation of an etcd member's static pod that names the member's log file, which its
+/// container's log is.
+pub const MEMBER_LOG: &str = "orrery.dev/etcd-member-log";
+
+/// One member of `--store etcd-cluster=N`, as its static pod shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EtcdMember {
+    /// `etcd-1`: the supervised component and the pod's name.
+    pub name: String,
+    /// Its client URL.
+    pub client_url: String,
+    /// Its data directory.
+    pub data_dir: PathBuf,
+    /// Its log file.
+    pub log: PathBuf,
+    /// Its command line, `etcd` first.
+    pub command: Vec<String>,
+}
 
 /// The image kubeadm 1.33 runs etcd from.
 const ETCD_IMAGE: &str = "registry.k8s.io/etcd:3.5.21-0";
@@ -56,6 +85,8 @@ pub struct Layout<'a> {
     pub port: u16,
     /// The store.
     pub store: &'a StoreUrl,
+    /// With `--store etcd-cluster=N`, its members.
+    pub etcd_members: &'a [EtcdMember],
     /// The pod network (`--cluster-cidr`).
     pub cluster_cidr: String,
     /// The node lifecycle controller's grace period.
@@ -70,12 +101,15 @@ pub struct Layout<'a> {
     pub leader_election: crate::leaderelection::Timings,
 }
 
-/// The manifest file of the store that is not in use, removed when the store changes.
-fn other_store_file(store: &StoreUrl) -> &'static str {
-    match store {
-        StoreUrl::Embedded => "etcd.yaml",
-        StoreUrl::Etcd(_) => "orrery-store.yaml",
-    }
+/// Whether manifest file `name` is one of a store's (`orrery-store.yaml`, `etcd.yaml`,
+/// `etcd-<n>.yaml`): those not written for the store in use are removed.
+fn is_store_file(name: &str) -> bool {
+    name == "orrery-store.yaml"
+        || name == "etcd.yaml"
+        || name
+            .strip_prefix("etcd-")
+            .and_then(|n| n.strip_suffix(".yaml"))
+            .is_some_and(|n| n.parse::<u8>().is_ok())
 }
 
 /// The flags kubeadm's manifests give a component that elects a leader: `--leader-elect=true`
@@ -129,8 +163,19 @@ pub fn manifests(layout: &Layout<'_>) -> Vec<(String, Value)> {
         format!("--default-not-ready-toleration-seconds={not_ready}"),
         format!("--default-unreachable-toleration-seconds={unreachable}"),
     ];
-    if let StoreUrl::Etcd(endpoints) = layout.store {
-        apiserver_command.push(format!("--etcd-servers={}", endpoints.join(",")));
+    match layout.store {
+        StoreUrl::Etcd(endpoints) => {
+            apiserver_command.push(format!("--etcd-servers={}", endpoints.join(",")));
+        }
+        StoreUrl::EtcdCluster(_) => {
+            let servers: Vec<&str> = layout
+                .etcd_members
+                .iter()
+                .map(|m| m.client_url.as_str())
+                .collect();
+            apiserver_command.push(format!("--etcd-servers={}", servers.join(",")));
+        }
+        StoreUrl::Embedded => {}
     }
     apiserver_command.extend([
         format!("--kubelet-client-certificate={pki}/apiserver-kubelet-client.crt"),
@@ -149,9 +194,10 @@ pub fn manifests(layout: &Layout<'_>) -> Vec<(String, Value)> {
         json!({"kubeadm.kubernetes.io/kube-apiserver.advertise-address.endpoint": format!("{}:{}", layout.advertise, layout.port)}),
         Some(("k8s-certs", layout.state_dir.join("pki"))),
     );
-    let store = match layout.store {
-        StoreUrl::Etcd(endpoints) => (
-            "etcd.yaml",
+    let stores = match layout.store {
+        StoreUrl::EtcdCluster(_) => layout.etcd_members.iter().map(member_pod).collect(),
+        StoreUrl::Etcd(endpoints) => vec![(
+            "etcd.yaml".to_owned(),
             pod(
                 "etcd",
                 ETCD_IMAGE,
@@ -164,11 +210,11 @@ pub fn manifests(layout: &Layout<'_>) -> Vec<(String, Value)> {
                 json!({"kubeadm.kubernetes.io/etcd.advertise-client-urls": endpoints.join(",")}),
                 None,
             ),
-        ),
+        )],
         StoreUrl::Embedded => {
             let file = crate::store::embedded_path(layout.state_dir);
-            (
-                "orrery-store.yaml",
+            vec![(
+                "orrery-store.yaml".to_owned(),
                 pod(
                     "orrery-store",
                     &format!("orrery/store:{}", env!("CARGO_PKG_VERSION")),
@@ -181,7 +227,7 @@ pub fn manifests(layout: &Layout<'_>) -> Vec<(String, Value)> {
                     json!({}),
                     file.parent().map(|dir| ("store-data", dir.to_owned())),
                 ),
-            )
+            )]
         }
     };
     let grace = layout.node_monitor_grace_period.as_secs();
@@ -218,7 +264,7 @@ pub fn manifests(layout: &Layout<'_>) -> Vec<(String, Value)> {
         None,
     );
     let mut all = vec![("kube-apiserver.yaml".to_owned(), apiserver)];
-    all.push((store.0.to_owned(), store.1));
+    all.extend(stores);
     let (schedulers, controller_managers) = layout.replicas;
     for instance in crate::cluster::replicas(Component::ControllerManager, controller_managers) {
         all.push(replica_of(&controller_manager, instance));
@@ -239,6 +285,38 @@ fn picture(name: &str, supervised: Option<String>) -> String {
          component's own lines.",
         supervised.unwrap_or_else(|| "- the store cannot be stopped".to_owned())
     )
+}
+
+/// An etcd member's static pod, as kubeadm writes `etcd.yaml` on each control-plane node: its
+/// real command line, its data directory mounted, named after the member.
+fn member_pod(member: &EtcdMember) -> (String, Value) {
+    let mut pod = pod(
+        &member.name,
+        ETCD_IMAGE,
+        member.command.clone(),
+        "100m",
+        None,
+        json!({
+            "kubeadm.kubernetes.io/etcd.advertise-client-urls": member.client_url,
+            MEMBER: member.name,
+            MEMBER_LOG: member.log.display().to_string(),
+        }),
+        Some(("etcd-data", member.data_dir.clone())),
+    );
+    pod["metadata"]["labels"]["component"] = json!("etcd");
+    pod["metadata"]["annotations"][PICTURE] = json!(format!(
+        "{name} is a real etcd process, a child of `orrery up` (not in a container). This static          pod is kubeadm's etcd manifest for it with its real command line; its status follows          the member (orrery component stop|start {name}), its log is the member's own ({}).",
+        member.log.display(),
+        name = member.name,
+    ));
+    let container = &mut pod["spec"]["containers"][0];
+    container["name"] = json!("etcd");
+    container["resources"]["requests"]["memory"] = json!("100Mi");
+    // etcd writes its data: kubeadm mounts it read-write.
+    if let Some(mount) = container["volumeMounts"][0].as_object_mut() {
+        mount.remove("readOnly");
+    }
+    (format!("{}.yaml", member.name), pod)
 }
 
 /// One static pod as kubeadm writes it, for the component `name` (its label `component` and
@@ -303,11 +381,17 @@ fn pod(
 /// (`kube-scheduler-3.yaml` after `--schedulers 2`) are removed.
 pub fn write_manifests(dir: &Path, layout: &Layout<'_>) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
-    match std::fs::remove_file(dir.join(other_store_file(layout.store))) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-        _ => {}
-    }
     let manifests = manifests(layout);
+    // The manifests of a store no longer in use go.
+    for entry in std::fs::read_dir(dir)? {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        if is_store_file(&name) && !manifests.iter().any(|(file, _)| *file == name) {
+            match std::fs::remove_file(dir.join(&name)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+    }
     for entry in std::fs::read_dir(dir)? {
         let file = entry?.file_name().to_string_lossy().into_owned();
         let replica = file
@@ -341,6 +425,7 @@ mod tests {
             advertise: std::net::Ipv4Addr::LOCALHOST,
             port: 40123,
             store: &embedded,
+            etcd_members: &[],
             cluster_cidr: "10.244.0.0/14".into(),
             node_monitor_grace_period: Duration::from_secs(40),
             toleration_seconds: (300, 300),
@@ -479,5 +564,50 @@ mod tests {
                 .exists()
         );
         assert!(manifests_dir.join("kube-scheduler.yaml").exists());
+
+        // An etcd cluster: a pod per member, with its command line; the single one goes.
+        let members: Vec<EtcdMember> = (1..=3)
+            .map(|n| EtcdMember {
+                name: format!("etcd-{n}"),
+                client_url: format!("http://127.0.0.1:4000{n}"),
+                data_dir: dir.path().join(format!("etcd/etcd-{n}")),
+                log: dir.path().join(format!("etcd/etcd-{n}.log")),
+                command: vec!["etcd".into(), format!("--name=etcd-{n}")],
+            })
+            .collect();
+        let cluster = StoreUrl::EtcdCluster(3);
+        write_manifests(
+            &manifests_dir,
+            &Layout {
+                store: &cluster,
+                etcd_members: &members,
+                ..layout.clone()
+            },
+        )
+        .unwrap();
+        assert!(!manifests_dir.join("etcd.yaml").exists());
+        let second = read("etcd-2.yaml");
+        assert_eq!(second["metadata"]["name"], "etcd-2");
+        assert_eq!(second["metadata"]["labels"]["component"], "etcd");
+        assert_eq!(second["metadata"]["annotations"][MEMBER], "etcd-2");
+        assert_eq!(
+            second["spec"]["containers"][0]["command"],
+            json!(["etcd", "--name=etcd-2"])
+        );
+        let apiserver = read("kube-apiserver.yaml");
+        assert!(
+            apiserver["spec"]["containers"][0]["command"]
+                .as_array()
+                .unwrap()
+                .contains(&json!(
+                    "--etcd-servers=http://127.0.0.1:40001,http://127.0.0.1:40002,http://127.0.0.1:40003"
+                ))
+        );
+        // Back to the embedded store: every member's pod goes.
+        write_manifests(&manifests_dir, &layout).unwrap();
+        for n in 1..=3 {
+            assert!(!manifests_dir.join(format!("etcd-{n}.yaml")).exists());
+        }
+        assert!(manifests_dir.join("orrery-store.yaml").exists());
     }
 }

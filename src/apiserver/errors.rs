@@ -236,6 +236,11 @@ pub(crate) enum ApiError {
     Timeout(String),
     #[error("Internal error occurred: {0}")]
     Internal(String),
+    /// 500 with no reason (`StatusReasonUnknown`) and the error's own words: what
+    /// `ErrorToAPIStatus` makes of an error that is not a Status, such as etcd's `etcdserver:
+    /// request timed out` when it has no quorum (kubectl: `Error from server: <words>`).
+    #[error("{0}")]
+    Unknown(String),
     /// A `metav1.Status` made elsewhere and passed on whole, as kube-apiserver passes on an
     /// admission webhook's refusal (its code, reason, message and details), or
     /// `errors.NewInternalError` with its one cause.
@@ -295,7 +300,7 @@ impl ApiError {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
-            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Internal(_) | ApiError::Unknown(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Status(status) => status["code"]
                 .as_u64()
                 .and_then(|c| u16::try_from(c).ok())
@@ -336,6 +341,7 @@ impl ApiError {
             ApiError::Unavailable(_) => "ServiceUnavailable",
             ApiError::Timeout(_) => "Timeout",
             ApiError::Internal(_) | ApiError::Status(_) => "InternalError",
+            ApiError::Unknown(_) => "",
         }
     }
 
@@ -358,6 +364,12 @@ impl ApiError {
             "reason": self.reason(),
             "code": self.code().as_u16(),
         });
+        if self.reason().is_empty()
+            && let Some(fields) = status.as_object_mut()
+        {
+            // `reason` is omitempty.
+            fields.remove("reason");
+        }
         let details = match self {
             ApiError::NotFound { resource, name }
             | ApiError::AlreadyExists { resource, name }
@@ -447,6 +459,8 @@ pub(crate) fn from_store(error: crate::store::Error, resource: &str, name: &str)
             "Too large resource version: {requested}, current: {current}"
         )),
         S::ValueTooLarge { .. } => ApiError::BadRequest("etcdserver: request is too large".into()),
+        // What etcd said, as kube-apiserver passes on an etcd error it does not recognise.
+        S::Unavailable { message, .. } => ApiError::Unknown(message),
         other => ApiError::Internal(other.to_string()),
     }
 }
@@ -522,6 +536,31 @@ mod tests {
         assert_eq!(
             two.status()["details"]["causes"][1]["reason"],
             "FieldValueInvalid"
+        );
+    }
+
+    #[test]
+    fn an_etcd_without_quorum_is_passed_on_in_its_words() {
+        // `convertStorageErrorOrNot`: 500, no reason, etcd's message.
+        let e = from_store(
+            crate::store::Error::Unavailable {
+                endpoint: "http://127.0.0.1:2379".into(),
+                message: "etcdserver: request timed out".into(),
+                why: Some("no quorum: 1 of 3 members up".into()),
+            },
+            "configmaps",
+            "c",
+        );
+        assert_eq!(
+            e.status(),
+            json!({
+                "kind": "Status",
+                "apiVersion": "v1",
+                "metadata": {},
+                "status": "Failure",
+                "message": "etcdserver: request timed out",
+                "code": 500,
+            })
         );
     }
 }

@@ -41,6 +41,7 @@ mod protobuf;
 mod proxy;
 mod quota;
 mod registry;
+mod reported;
 pub(crate) mod resources;
 mod selectors;
 pub mod server;
@@ -52,7 +53,7 @@ mod watch;
 pub(crate) mod webhook;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 
 use axum::Router;
 use axum::body::Body;
@@ -122,8 +123,9 @@ pub struct ApiServer {
     list_cache: std::sync::Mutex<ListCache>,
     store: Arc<dyn Store>,
     flow: Flow,
-    /// Whether the Kubernetes API answers (`orrery component stop apiserver` turns it off).
-    serving: AtomicBool,
+    /// Whether the Kubernetes API answers (`orrery component stop apiserver` turns it off);
+    /// open watches end when it goes off, as a stopped kube-apiserver's connections do.
+    serving: tokio::sync::watch::Sender<bool>,
     /// The cluster's components, for `/orrery/v1/components` and `/orrery/v1/nodes`.
     supervisor: std::sync::OnceLock<Arc<crate::supervisor::Supervisor>>,
     /// Its TLS towards the kubelets (`--kubelet-client-certificate`).
@@ -162,9 +164,9 @@ impl ApiServer {
         decisions.follow(&flow);
         Arc::new(ApiServer {
             list_cache: Default::default(),
-            store,
+            store: Arc::new(reported::Reported::new(store, flow.clone())),
             flow,
-            serving: AtomicBool::new(true),
+            serving: tokio::sync::watch::Sender::new(true),
             supervisor: std::sync::OnceLock::new(),
             kubelet_client: std::sync::OnceLock::new(),
             metrics: std::sync::OnceLock::new(),
@@ -419,9 +421,18 @@ impl ApiServer {
         ((packed >> 32) as u32, packed as u32)
     }
 
-    /// Turns the Kubernetes API on or off (off: every API request gets 503).
+    /// Turns the Kubernetes API on or off (off: every API request gets 503, and every open
+    /// watch ends, as the connections of a kube-apiserver that stopped do).
     pub fn set_serving(&self, serving: bool) {
-        self.serving.store(serving, Ordering::SeqCst);
+        self.serving.send_replace(serving);
+    }
+
+    /// Resolves once the Kubernetes API is off (at once if it is off now).
+    pub(crate) fn stopped(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut serving = self.serving.subscribe();
+        async move {
+            let _ = serving.wait_for(|on| !*on).await;
+        }
     }
 
     /// The flow bus.
@@ -614,7 +625,7 @@ async fn serve(
         Ok(slot) => slot,
         Err(too_many) => return too_many.into_response(),
     };
-    if !api.serving.load(Ordering::SeqCst) {
+    if !*api.serving.borrow() {
         return ApiError::Unavailable(
             "the API server is stopped (orrery component start apiserver)".into(),
         )

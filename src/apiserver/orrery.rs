@@ -1,6 +1,9 @@
 //! Orrery's own API, `/orrery/v1/...`: the flow stream, the stepper, the components and nodes,
 //! the store's keys and history, and the scheduler's decisions. Served next to the Kubernetes
-//! API by the same server, for the dashboard and `orrery` subcommands.
+//! API by the same server, for the dashboard and `orrery` subcommands. The store itself (status,
+//! keys, snapshots) is [`store`].
+
+mod store;
 
 use std::sync::Arc;
 
@@ -18,6 +21,15 @@ use crate::flow::StepMode;
 
 /// `/orrery/v1/...`: the flow stream, the stepper, and the scheduler's decisions.
 pub(crate) async fn control(api: &Arc<ApiServer>, rest: &str, request: Request) -> Response {
+    let request = match rest {
+        "store" | "store/keys" | "store/kv" | "store/compact" | "store/snapshot" => {
+            if let Some(response) = store::serve(api, rest, request).await {
+                return response;
+            }
+            return ApiError::NoSuchPath.into_response();
+        }
+        _ => request,
+    };
     match (request.method().clone(), rest) {
         (Method::GET, path) if path.starts_with("scheduling/") => {
             let mut parts = path["scheduling/".len()..].split('/');

@@ -294,11 +294,15 @@ pub(crate) async fn serve(
         };
         let deadline = tokio::time::sleep(timeout);
         tokio::pin!(deadline);
+        // A stopped API server's watches end (its clients list and watch again once it is back).
+        let stopped = api.stopped();
+        tokio::pin!(stopped);
         let mut ticker = tokio::time::interval(BOOKMARK_EVERY);
         ticker.tick().await;
         loop {
             tokio::select! {
                 _ = &mut deadline => return,
+                _ = &mut stopped => return,
                 _ = ticker.tick(), if bookmarks => {
                     if !watcher.bookmark(last, false).await {
                         return;

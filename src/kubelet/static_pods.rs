@@ -22,6 +22,11 @@
 //! the API server itself is stopped no status can be written, as in a real cluster: its mirror
 //! pod shows the change only when it is back. The containers' logs are the components' own
 //! ([`InProcess`], [`crate::complog`]).
+//!
+//! The members of `--store etcd-cluster=N` are real processes (children of `orrery up`), one
+//! static pod each (`etcd-1`, ...: [`crate::control_plane::MEMBER`] names the member): their
+//! pods follow the supervised component of that name the same way, their container ids say
+//! `child-process`, and their logs are the members' own log files.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -80,6 +85,42 @@ fn component_of(label: &str) -> Option<Component> {
     }
 }
 
+/// What a static pod's container is a picture of.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Picture {
+    /// A component (the replica, for a replicated one) inside the `orrery up` process.
+    InProcess(Instance),
+    /// An etcd member: a child process of `orrery up`, supervised as the component of this name,
+    /// and its log file.
+    Member(String, PathBuf),
+}
+
+impl Picture {
+    /// The key of its container ids and states: `kube-scheduler`, `etcd-2`.
+    fn key(&self) -> String {
+        match self {
+            Picture::InProcess(component) => component.log_name(),
+            Picture::Member(name, _) => name.clone(),
+        }
+    }
+
+    /// The supervised component it follows (none for the store, which cannot be stopped).
+    fn follows(&self) -> Option<String> {
+        match self {
+            Picture::InProcess(component) => component.supervised_as(),
+            Picture::Member(name, _) => Some(name.clone()),
+        }
+    }
+
+    /// The container ids' prefix.
+    fn scheme(&self) -> &'static str {
+        match self {
+            Picture::InProcess(_) => "in-process",
+            Picture::Member(..) => "child-process",
+        }
+    }
+}
+
 /// A static pod read from a manifest.
 #[derive(Clone, Debug, PartialEq)]
 pub(super) struct StaticPod {
@@ -87,8 +128,10 @@ pub(super) struct StaticPod {
     name: String,
     container: String,
     image: String,
-    /// The component (the replica, for a replicated one) it pictures.
-    component: Instance,
+    component: Component,
+    /// What its container is: an in-process component (its log name, `kube-scheduler`), or an
+    /// etcd member's process (the member, `etcd-2`). Container ids and states are keyed by it.
+    picture: Picture,
     hash: String,
     /// The pod as the kubelet runs it (defaults applied).
     pod: Value,
@@ -122,17 +165,36 @@ fn static_pod(file: &Path, text: &str, node: &str, seen: &str) -> Result<StaticP
         .and_then(|l| l.get("component"))
         .cloned()
         .unwrap_or_default();
-    let kind = component_of(&label).ok_or_else(|| {
+    let component = component_of(&label).ok_or_else(|| {
         format!(
             "{}: no Orrery component is labelled component={label:?}: only the control plane's \
              static pods are shown",
             file.display()
         )
     })?;
-    // A replica's pod is named after it (`kube-scheduler-2`); the label is the component's.
-    let component = Instance::from_log_name(&name)
-        .filter(|i| i.component == kind)
-        .unwrap_or(Instance::from(kind));
+    let annotation = |name: &str| {
+        typed
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(name))
+            .cloned()
+            .unwrap_or_default()
+    };
+    let member = annotation(crate::control_plane::MEMBER);
+    let picture = if component == Component::Store && !member.is_empty() && !member.contains('/') {
+        Picture::Member(
+            member,
+            PathBuf::from(annotation(crate::control_plane::MEMBER_LOG)),
+        )
+    } else {
+        // A replica's pod is named after it (`kube-scheduler-2`); the label is the component's.
+        Picture::InProcess(
+            Instance::from_log_name(&name)
+                .filter(|i| i.component == component)
+                .unwrap_or(Instance::from(component)),
+        )
+    };
     // The UID is a hash of where the pod came from and what it is, as the kubelet makes it.
     let mut hasher = sha2::Sha256::new();
     hasher.update(format!("host:{node}file:{}", file.display()));
@@ -174,6 +236,7 @@ fn static_pod(file: &Path, text: &str, node: &str, seen: &str) -> Result<StaticP
         container: first.name.clone(),
         image: first.image.clone().unwrap_or_default(),
         component,
+        picture,
         hash,
         pod,
     })
@@ -245,15 +308,26 @@ struct Components {
 #[derive(Default)]
 pub(super) struct Pictures {
     pods: Mutex<Vec<StaticPod>>,
-    states: Mutex<HashMap<Instance, Seen>>,
+    /// By [`Picture::key`].
+    states: Mutex<HashMap<String, Seen>>,
 }
 
 impl Pictures {
-    fn state(&self, component: Instance) -> Option<Seen> {
+    fn state(&self, key: &str) -> Option<Seen> {
         self.states
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get(&component)
+            .get(key)
+            .cloned()
+    }
+
+    /// The static pod whose container ids have `key`.
+    fn pod(&self, key: &str) -> Option<StaticPod> {
+        self.pods
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .find(|p| p.picture.key() == key)
             .cloned()
     }
 }
@@ -266,6 +340,39 @@ pub(super) enum MirrorEvent {
     Deleted(Pod),
 }
 
+/// An etcd member's log lines (zap's JSON, one object a line) as container log lines: the time
+/// from each line's `ts` where it reads as one, the text as written.
+fn member_log(text: &str) -> Vec<LogLine> {
+    let mut last = jiff::Timestamp::UNIX_EPOCH;
+    text.lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| {
+            let ts = serde_json::from_str::<Value>(line)
+                .ok()
+                .and_then(|v| v["ts"].as_str().map(str::to_owned));
+            // etcd 3.4 writes `2026-12-04T16:00:00.123+0100`: jiff wants `+01:00`.
+            if let Some(time) = ts.and_then(|ts| {
+                ts.parse::<jiff::Timestamp>().ok().or_else(|| {
+                    let (head, zone) = ts.split_at(ts.len().saturating_sub(5));
+                    let fixed = format!(
+                        "{head}{}:{}",
+                        &zone[..zone.len().min(3)],
+                        &zone[zone.len().min(3)..]
+                    );
+                    fixed.parse::<jiff::Timestamp>().ok()
+                })
+            }) {
+                last = time;
+            }
+            LogLine {
+                time: last,
+                stream: "stderr",
+                text: line.to_owned(),
+            }
+        })
+        .collect()
+}
+
 /// The time as Kubernetes writes it (seconds).
 fn seconds(time: &str) -> String {
     time.parse::<jiff::Timestamp>()
@@ -273,37 +380,46 @@ fn seconds(time: &str) -> String {
         .unwrap_or_else(|_| time.to_owned())
 }
 
-/// A container id for run `run` of `component`: `in-process/kube-scheduler/2`
-/// (`in-process/kube-scheduler-2/0` for a replica).
-fn container_id(component: Instance, run: u32) -> String {
-    format!("in-process/{}/{run}", component.log_name())
+/// A container id for run `run` of `picture`: `in-process/kube-scheduler/2`,
+/// `child-process/etcd-2/0`.
+fn container_id(picture: &Picture, run: u32) -> String {
+    format!("{}/{}/{run}", picture.scheme(), picture.key())
 }
 
-/// The `containerID` of run `run` of `component`: `in-process://kube-scheduler/2`.
-fn container_uri(component: Instance, run: u32) -> String {
-    format!("in-process://{}/{run}", component.log_name())
+/// The `containerID` of run `run` of `picture`: `in-process://kube-scheduler/2`.
+fn container_uri(picture: &Picture, run: u32) -> String {
+    format!("{}://{}/{run}", picture.scheme(), picture.key())
 }
 
-/// The component and run of an in-process container id.
-fn parse_container_id(id: &str) -> Option<(Instance, u32)> {
-    let mut parts = id.strip_prefix("in-process/")?.split('/');
-    let component = Instance::from_log_name(parts.next()?)?;
+/// The picture's key and run of a static pod's container id (an in-process component's, or an
+/// etcd member's: any key, which [`Pictures`] may or may not know).
+fn parse_container_id(id: &str) -> Option<(String, u32)> {
+    let rest = match id.strip_prefix("in-process/") {
+        Some(rest) => {
+            let key = rest.split('/').next()?;
+            Instance::from_log_name(key)?;
+            rest
+        }
+        None => id.strip_prefix("child-process/")?,
+    };
+    let mut parts = rest.split('/');
+    let key = parts.next().filter(|k| !k.is_empty())?.to_owned();
     let run = parts.next()?.parse().ok()?;
-    parts.next().is_none().then_some((component, run))
+    parts.next().is_none().then_some((key, run))
 }
 
-/// A terminated container state for run `run` of a component.
-fn terminated(component: Instance, run_index: u32, run: &Run) -> Value {
+/// A terminated container state for run `run` of a picture.
+fn terminated(picture: &Picture, run_index: u32, run: &Run) -> Value {
     json!({"terminated": {
         "exitCode": KILLED,
         "reason": "Error",
         "message": format!(
             "stopped by the operator (orrery component stop {})",
-            component.supervised_as().unwrap_or_default()
+            picture.follows().unwrap_or_default()
         ),
         "startedAt": seconds(&run.started_at),
         "finishedAt": run.stopped_at.as_deref().map(seconds),
-        "containerID": container_uri(component, run_index),
+        "containerID": container_uri(picture, run_index),
     }})
 }
 
@@ -324,11 +440,11 @@ fn status(
     let state = if seen.running {
         json!({"running": {"startedAt": seconds(&current.started_at)}})
     } else {
-        terminated(pod.component, current_run, &current)
+        terminated(&pod.picture, current_run, &current)
     };
     let last_state = match seen.runs.len() {
         2.. if current_run > 0 => terminated(
-            pod.component,
+            &pod.picture,
             current_run - 1,
             &seen.runs[seen.runs.len() - 2],
         ),
@@ -339,7 +455,7 @@ fn status(
         "name": pod.container,
         "image": pod.image,
         "imageID": "",
-        "containerID": container_uri(pod.component, current_run),
+        "containerID": container_uri(&pod.picture, current_run),
         "ready": ready,
         "started": ready,
         "restartCount": seen.restarts,
@@ -570,12 +686,14 @@ impl Manager {
         {
             let mut states = pictures.states.lock().unwrap_or_else(|p| p.into_inner());
             for seen in components.components {
-                if let Some(component) = Instance::from_supervised(&seen.name) {
-                    states.insert(component, seen);
+                for pod in &self.pods {
+                    if pod.picture.follows().as_deref() == Some(seen.name.as_str()) {
+                        states.insert(pod.picture.key(), seen.clone());
+                    }
                 }
             }
             states.insert(
-                Instance::from(Component::Store),
+                Component::Store.log_name().to_owned(),
                 Seen {
                     name: "store".into(),
                     running: true,
@@ -588,7 +706,7 @@ impl Manager {
             );
         }
         for pod in self.pods.clone() {
-            let Some(seen) = pictures.state(pod.component) else {
+            let Some(seen) = pictures.state(&pod.picture.key()) else {
                 continue;
             };
             let Some(mirror) = self.ensure_mirror(&pod).await else {
@@ -743,19 +861,15 @@ impl ContainerRuntime for InProcess {
         }
     }
     async fn container_status(&self, id: &str) -> Result<ContainerStatus> {
-        let Some((component, run)) = parse_container_id(id) else {
+        let Some((key, run)) = parse_container_id(id) else {
             return self.inner.container_status(id).await;
         };
-        let seen = self.pictures.state(component).unwrap_or_default();
+        let seen = self.pictures.state(&key).unwrap_or_default();
         let running = seen.running && run == seen.restarts;
         let container = self
             .pictures
-            .pods
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .find(|p| p.component == component)
-            .map(|p| p.container.clone())
+            .pod(&key)
+            .map(|p| p.container)
             .unwrap_or_default();
         Ok(ContainerStatus {
             id: id.to_owned(),
@@ -774,11 +888,25 @@ impl ContainerRuntime for InProcess {
         })
     }
     async fn container_logs(&self, id: &str) -> Result<Vec<LogLine>> {
-        let Some((component, run)) = parse_container_id(id) else {
+        let Some((key, run)) = parse_container_id(id) else {
             return self.inner.container_logs(id).await;
         };
-        let path = crate::complog::log_path(&self.logs, component, run);
+        let picture = self.pictures.pod(&key).map(|p| p.picture);
+        let (path, member) = match picture {
+            Some(Picture::InProcess(component)) => {
+                (crate::complog::log_path(&self.logs, component, run), false)
+            }
+            // The member's own log, every run appended.
+            Some(Picture::Member(_, log)) => (log, true),
+            None => {
+                return Err(RuntimeError::NotFound {
+                    kind: "container",
+                    id: id.to_owned(),
+                });
+            }
+        };
         match tokio::fs::read_to_string(&path).await {
+            Ok(text) if member => Ok(member_log(&text)),
             Ok(text) => Ok(crate::runtime::libcontainer::logs::parse(&text)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
             Err(e) => Err(RuntimeError::Failed {
@@ -814,27 +942,27 @@ impl ContainerRuntime for InProcess {
         container: &str,
         previous: bool,
     ) -> Option<String> {
-        let component = self
+        let picture = self
             .pictures
             .pods
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
             .find(|p| p.namespace == namespace && p.name == pod && p.container == container)
-            .map(|p| p.component);
-        let Some(component) = component else {
+            .map(|p| p.picture.clone());
+        let Some(picture) = picture else {
             return self
                 .inner
                 .find_container(namespace, pod, container, previous)
                 .await;
         };
-        let seen = self.pictures.state(component)?;
+        let seen = self.pictures.state(&picture.key())?;
         let run = if previous {
             seen.restarts.checked_sub(1)?
         } else {
             seen.restarts
         };
-        Some(container_id(component, run))
+        Some(container_id(&picture, run))
     }
 }
 
@@ -859,7 +987,24 @@ mod tests {
         let pod = scheduler();
         assert_eq!(pod.name, "kube-scheduler-orrery-control-plane");
         assert_eq!(pod.namespace, "kube-system");
-        assert_eq!(pod.component, Instance::from(Component::Scheduler));
+        assert_eq!(pod.component, Component::Scheduler);
+        assert_eq!(
+            pod.picture,
+            Picture::InProcess(Instance::from(Component::Scheduler))
+        );
+        // A replica's static pod pictures that replica.
+        let replica = static_pod(
+            Path::new("/m/kube-scheduler-2.yaml"),
+            &SCHEDULER.replace("name: kube-scheduler\n", "name: kube-scheduler-2\n"),
+            "orrery-control-plane",
+            "",
+        )
+        .unwrap();
+        assert_eq!(replica.name, "kube-scheduler-2-orrery-control-plane");
+        assert_eq!(
+            replica.picture,
+            Picture::InProcess(Instance::replica(Component::Scheduler, 2))
+        );
         assert_eq!(pod.hash.len(), 32);
         let annotations = &pod.pod["metadata"]["annotations"];
         assert_eq!(annotations[HASH], json!(pod.hash));
@@ -880,19 +1025,6 @@ mod tests {
         assert_eq!(
             mirror["metadata"]["ownerReferences"],
             json!([{"apiVersion": "v1", "kind": "Node", "name": "orrery-control-plane", "uid": "uid-1", "controller": true}])
-        );
-        // A replica's static pod pictures that replica.
-        let replica = static_pod(
-            Path::new("/m/kube-scheduler-2.yaml"),
-            &SCHEDULER.replace("name: kube-scheduler\n", "name: kube-scheduler-2\n"),
-            "orrery-control-plane",
-            "",
-        )
-        .unwrap();
-        assert_eq!(replica.name, "kube-scheduler-2-orrery-control-plane");
-        assert_eq!(
-            replica.component,
-            Instance::replica(Component::Scheduler, 2)
         );
         // What cannot be shown is said, not run.
         for (text, words) in [
@@ -1011,22 +1143,82 @@ mod tests {
     #[test]
     fn in_process_container_ids_name_a_component_and_a_run() {
         assert_eq!(
-            parse_container_id(&container_id(Component::ControllerManager.into(), 3)),
-            Some((Component::ControllerManager.into(), 3))
+            parse_container_id(&container_id(
+                &Picture::InProcess(Component::ControllerManager.into()),
+                3
+            )),
+            Some(("kube-controller-manager".to_owned(), 3))
         );
-        let replica = Instance::replica(Component::Scheduler, 2);
-        assert_eq!(container_id(replica, 1), "in-process/kube-scheduler-2/1");
+        let replica = Picture::InProcess(Instance::replica(Component::Scheduler, 2));
+        assert_eq!(container_id(&replica, 1), "in-process/kube-scheduler-2/1");
         assert_eq!(
             parse_container_id("in-process/kube-scheduler-2/1"),
-            Some((replica, 1))
+            Some(("kube-scheduler-2".to_owned(), 1))
+        );
+        let member = Picture::Member("etcd-2".into(), PathBuf::from("/s/etcd/etcd-2.log"));
+        assert_eq!(container_id(&member, 1), "child-process/etcd-2/1");
+        assert_eq!(container_uri(&member, 1), "child-process://etcd-2/1");
+        assert_eq!(
+            parse_container_id("child-process/etcd-2/1"),
+            Some(("etcd-2".to_owned(), 1))
         );
         for other in [
             "abc123",
             "in-process/nope/1",
             "in-process/kube-scheduler/x",
             "in-process/kube-scheduler/1/2",
+            "child-process//1",
         ] {
             assert_eq!(parse_container_id(other), None, "{other}");
         }
+    }
+
+    #[test]
+    fn an_etcd_members_pod_follows_the_member() {
+        let text = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: etcd-2\n  namespace: kube-system\n  labels: {component: etcd, tier: control-plane}\n  annotations: {orrery.dev/etcd-member: etcd-2, orrery.dev/etcd-member-log: /s/etcd/etcd-2.log}\nspec:\n  hostNetwork: true\n  containers:\n  - name: etcd\n    image: registry.k8s.io/etcd:3.5.21-0\n    command: [etcd, --name=etcd-2]\n";
+        let pod = static_pod(
+            Path::new("/m/etcd-2.yaml"),
+            text,
+            "orrery-control-plane",
+            "",
+        )
+        .unwrap();
+        assert_eq!(pod.name, "etcd-2-orrery-control-plane");
+        assert_eq!(
+            pod.picture,
+            Picture::Member("etcd-2".into(), PathBuf::from("/s/etcd/etcd-2.log"))
+        );
+        assert_eq!(pod.picture.follows().as_deref(), Some("etcd-2"));
+        let stopped = Seen {
+            name: "etcd-2".into(),
+            running: false,
+            restarts: 0,
+            runs: vec![Run {
+                started_at: "2026-12-04T16:00:00Z".into(),
+                stopped_at: Some("2026-12-04T16:01:00Z".into()),
+            }],
+        };
+        let status = status(
+            &pod,
+            &stopped,
+            "2026-12-04T16:00:00Z",
+            &[],
+            std::net::Ipv4Addr::LOCALHOST,
+        );
+        let terminated = &status["containerStatuses"][0]["state"]["terminated"];
+        assert_eq!(terminated["containerID"], "child-process://etcd-2/0");
+        assert_eq!(
+            terminated["message"],
+            "stopped by the operator (orrery component stop etcd-2)"
+        );
+        let lines = member_log(
+            "{\"level\":\"info\",\"ts\":\"2026-12-04T16:00:00.250+0100\",\"msg\":\"ready\"}\nnot json\n",
+        );
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0].time.to_string(), "2026-12-04T15:00:00.25Z");
+        assert_eq!(
+            lines[1].time, lines[0].time,
+            "a line without a time keeps the last one"
+        );
     }
 }

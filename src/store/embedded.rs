@@ -12,6 +12,10 @@
 //! each fsync, and every write is on disk before it is acknowledged. After a commit the writer
 //! appends the batch's events to the in-memory [`History`], from which watches are served.
 //! Reads use `redb`'s MVCC snapshots and never wait for the writer.
+//!
+//! A restore ([`Store::restore`]) is one transaction of its own on the writer: the changed keys
+//! written and the others deleted, the whole change log dropped and the compacted revision set
+//! to the new one; then the history starts a new epoch, which ends every watch opened before.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -29,8 +33,8 @@ use tokio::sync::{oneshot, watch};
 
 use super::history::{History, Next};
 use super::{
-    Error, Event, KeyValue, RangeRequest, RangeResult, Result, Revision, Store, WatchStream,
-    check_value_size, prefix_end,
+    Error, Event, KeyValue, RangeRequest, RangeResult, Restored, Result, Revision, Store,
+    StoreStatus, WatchStream, check_value_size, prefix_end,
 };
 
 /// key -> (create_revision, mod_revision, value)
@@ -77,7 +81,7 @@ pub struct EmbeddedStore {
     path: PathBuf,
     history: Arc<Mutex<History>>,
     revisions: watch::Receiver<Revision>,
-    requests: Option<mpsc::Sender<Request>>,
+    requests: Option<mpsc::Sender<Message>>,
     writer: Option<JoinHandle<()>>,
     commits: Arc<AtomicU64>,
 }
@@ -104,6 +108,16 @@ enum Op {
 struct Request {
     op: Op,
     reply: oneshot::Sender<Result<Revision>>,
+}
+
+/// What the writer thread is asked: a write (grouped with others into one commit), or a
+/// restore (a commit of its own).
+enum Message {
+    Write(Request),
+    Restore {
+        kvs: Vec<(String, Bytes)>,
+        reply: oneshot::Sender<Result<Restored>>,
+    },
 }
 
 fn db_error(path: &Path) -> impl Fn(redb::Error) -> Error + '_ {
@@ -270,7 +284,7 @@ impl EmbeddedStore {
         let (reply, answer) = oneshot::channel();
         let requests = self.requests.as_ref().ok_or(Error::Closed)?;
         requests
-            .send(Request { op, reply })
+            .send(Message::Write(Request { op, reply }))
             .map_err(|_| Error::Closed)?;
         answer.await.map_err(|_| Error::Closed)?
     }
@@ -359,13 +373,30 @@ enum Outcome {
 }
 
 impl Writer {
-    fn run(mut self, queue: mpsc::Receiver<Request>) {
+    fn run(mut self, queue: mpsc::Receiver<Message>) {
         let mut last_batch = 1;
-        while let Ok(first) = queue.recv() {
+        // A restore that arrived while a batch was gathered: it goes after that batch.
+        let mut next = None;
+        loop {
+            let first = match next.take() {
+                Some(message) => message,
+                None => match queue.recv() {
+                    Ok(message) => message,
+                    Err(_) => return,
+                },
+            };
+            let first = match first {
+                Message::Write(request) => request,
+                Message::Restore { kvs, reply } => {
+                    let _ = reply.send(self.restore(&kvs));
+                    continue;
+                }
+            };
             let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
+            while batch.len() < MAX_BATCH && next.is_none() {
                 match queue.try_recv() {
-                    Ok(request) => batch.push(request),
+                    Ok(Message::Write(request)) => batch.push(request),
+                    Ok(restore) => next = Some(restore),
                     Err(_) => break,
                 }
             }
@@ -373,10 +404,11 @@ impl Writer {
             // short wait the first of them would be committed alone and the rest would queue up
             // behind it. Wait briefly for as many writers as the last batch had.
             let deadline = std::time::Instant::now() + GATHER_WAIT;
-            while batch.len() < last_batch.min(MAX_BATCH) {
+            while batch.len() < last_batch.min(MAX_BATCH) && next.is_none() {
                 let left = deadline.saturating_duration_since(std::time::Instant::now());
                 match queue.recv_timeout(left) {
-                    Ok(request) => batch.push(request),
+                    Ok(Message::Write(request)) => batch.push(request),
+                    Ok(restore) => next = Some(restore),
                     Err(_) => break,
                 }
             }
@@ -384,6 +416,84 @@ impl Writer {
             tracing::trace!(requests = batch.len(), "group commit");
             self.commit(batch);
         }
+    }
+
+    /// Makes `kvs` the whole content in one transaction: keys whose value differs written (a
+    /// key that existed keeps its create revision), keys not in `kvs` deleted, each change a
+    /// revision of its own above the current one (at least one: a restore is a write), the
+    /// change log dropped and history compacted at the new revision. Then the history starts a
+    /// new epoch, which ends every watch opened before it.
+    fn restore(&mut self, kvs: &[(String, Bytes)]) -> Result<Restored> {
+        let path = self.path.clone();
+        let path = path.as_path();
+        let mut done = Restored::default();
+        let txn = try_db!(path, self.db.begin_write());
+        let mut revision = self.current;
+        {
+            let mut kv = try_db!(path, txn.open_table(KV));
+            let mut log = try_db!(path, txn.open_table(LOG));
+            let mut meta = try_db!(path, txn.open_table(META));
+            let wanted: std::collections::HashSet<&str> =
+                kvs.iter().map(|(key, _)| key.as_str()).collect();
+            let mut gone = Vec::new();
+            for entry in try_db!(path, kv.iter()) {
+                let (key, _) = try_db!(path, entry);
+                if !wanted.contains(key.value()) {
+                    gone.push(key.value().to_owned());
+                }
+            }
+            for key in &gone {
+                revision += 1;
+                try_db!(path, kv.remove(key.as_str()));
+                done.deleted += 1;
+            }
+            for (key, value) in kvs {
+                check_value_size(key, value)?;
+                let before = try_db!(path, kv.get(key.as_str())).map(|v| {
+                    let (create, _, old) = v.value();
+                    (create, old == &value[..])
+                });
+                match before {
+                    Some((_, true)) => done.unchanged += 1,
+                    Some((create, false)) => {
+                        revision += 1;
+                        try_db!(
+                            path,
+                            kv.insert(key.as_str(), (create, revision, &value[..]))
+                        );
+                        done.written += 1;
+                    }
+                    None => {
+                        revision += 1;
+                        try_db!(
+                            path,
+                            kv.insert(key.as_str(), (revision, revision, &value[..]))
+                        );
+                        done.written += 1;
+                    }
+                }
+            }
+            if revision == self.current {
+                revision += 1;
+            }
+            try_db!(path, log.retain_in::<u64, _>(.., |_, _| false));
+            try_db!(path, meta.insert(META_REVISION, revision));
+            try_db!(path, meta.insert(META_COMPACTED, revision));
+        }
+        try_db!(path, txn.commit());
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        self.current = revision;
+        self.compacted = revision;
+        lock(&self.history).restart(revision);
+        self.revisions.send_replace(revision);
+        done.revision = revision;
+        tracing::info!(
+            revision,
+            written = done.written,
+            deleted = done.deleted,
+            "embedded store restored"
+        );
+        Ok(done)
     }
 
     fn commit(&mut self, batch: Vec<Request>) {
@@ -723,6 +833,8 @@ struct Cursor {
     revisions: watch::Receiver<Revision>,
     prefix: String,
     next: Revision,
+    /// The history's epoch when the watch began: a restore starts another, and ends it.
+    epoch: u64,
     pending: std::collections::VecDeque<Event>,
     finished: bool,
 }
@@ -739,7 +851,18 @@ impl Cursor {
             // Mark the current revision seen before looking, so a write published after the look
             // wakes the wait below.
             self.revisions.borrow_and_update();
-            let next = lock(&self.history).next(&self.prefix, self.next, WATCH_CHUNK);
+            let next = {
+                let history = lock(&self.history);
+                if history.epoch() == self.epoch {
+                    history.next(&self.prefix, self.next, WATCH_CHUNK)
+                } else {
+                    // Restored since: what was in between is never delivered.
+                    Err(Error::Compacted {
+                        requested: self.next,
+                        compacted: Some(history.compacted()),
+                    })
+                }
+            };
             let fetched = match next {
                 Ok(Next::Events(events, next)) => Ok((events, next)),
                 Ok(Next::FromDisk) => self.read_disk().await,
@@ -822,14 +945,15 @@ impl Store for EmbeddedStore {
     }
 
     async fn watch(&self, prefix: &str, from_revision: Revision) -> Result<WatchStream> {
-        let next = {
+        let (next, epoch) = {
             let history = lock(&self.history);
-            if from_revision == 0 {
+            let next = if from_revision == 0 {
                 history.current() + 1
             } else {
                 history.check_available(from_revision)?;
                 from_revision
-            }
+            };
+            (next, history.epoch())
         };
         let cursor = Cursor {
             db: Arc::downgrade(&self.db),
@@ -838,6 +962,7 @@ impl Store for EmbeddedStore {
             revisions: self.revisions.clone(),
             prefix: prefix.to_owned(),
             next,
+            epoch,
             pending: Default::default(),
             finished: false,
         };
@@ -853,5 +978,29 @@ impl Store for EmbeddedStore {
 
     async fn current_revision(&self) -> Result<Revision> {
         Ok(*self.revisions.borrow())
+    }
+
+    async fn restore(&self, kvs: &[(String, Bytes)]) -> Result<Restored> {
+        for (key, value) in kvs {
+            check_value_size(key, value)?;
+        }
+        let (reply, answer) = oneshot::channel();
+        let requests = self.requests.as_ref().ok_or(Error::Closed)?;
+        requests
+            .send(Message::Restore {
+                kvs: kvs.to_vec(),
+                reply,
+            })
+            .map_err(|_| Error::Closed)?;
+        answer.await.map_err(|_| Error::Closed)?
+    }
+
+    async fn status(&self) -> Result<StoreStatus> {
+        Ok(StoreStatus {
+            backend: "embedded".into(),
+            revision: Some(*self.revisions.borrow()),
+            compacted: Some(self.compacted_revision()),
+            members: Vec::new(),
+        })
     }
 }

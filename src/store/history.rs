@@ -31,6 +31,8 @@ pub(super) struct History {
     compacted: Revision,
     bytes: usize,
     max_bytes: usize,
+    /// Restores since the store opened ([`History::restart`]).
+    epoch: u64,
 }
 
 /// Roughly what an event costs in memory.
@@ -54,6 +56,7 @@ impl History {
             compacted,
             bytes: 0,
             max_bytes,
+            epoch: 0,
         }
     }
 
@@ -63,6 +66,23 @@ impl History {
 
     pub(super) fn compacted(&self) -> Revision {
         self.compacted
+    }
+
+    /// How many times the store was restored since it opened: a watch begun in an earlier
+    /// epoch must end.
+    pub(super) fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// Starts over after a restore: nothing before `revision` (which is the current and the
+    /// compacted revision) is kept, and a new epoch begins.
+    pub(super) fn restart(&mut self, revision: Revision) {
+        self.events.clear();
+        self.bytes = 0;
+        self.current = revision;
+        self.compacted = revision;
+        self.first = revision + 1;
+        self.epoch += 1;
     }
 
     /// Appends the events of one committed batch, which must continue the run of revisions.

@@ -14,7 +14,9 @@
 //! [`embedded::EmbeddedStore`] (the default: `redb` on disk, group-committed, watches served from
 //! memory) and, with the `etcd` cargo feature, [`etcd::EtcdStore`] (a real etcd through the
 //! `etcd-client` crate). [`open`] picks one from a store URL such as `embedded` or
-//! `etcd=http://127.0.0.1:2379`. [`compactor::Compactor`] trims history on either.
+//! `etcd=http://127.0.0.1:2379`; `etcd-cluster=3` is a real etcd cluster whose members `orrery
+//! up` runs as child processes ([`etcd::cluster`]). [`compactor::Compactor`] trims history on
+//! either, and [`snapshot`] saves every key at one revision to a file and restores it.
 //!
 //! Only the API server may import this module (see ARCHITECTURE.md).
 
@@ -23,6 +25,7 @@ pub mod embedded;
 #[cfg(feature = "etcd")]
 pub mod etcd;
 mod history;
+pub mod snapshot;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -32,6 +35,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::BoxStream;
+use serde::Serialize;
 
 /// A store revision: etcd's global, monotonically increasing write counter.
 pub type Revision = u64;
@@ -209,6 +213,30 @@ pub enum Error {
         /// The database file.
         path: PathBuf,
     },
+    /// The store cannot serve the request now: etcd has no leader or no quorum, or no member
+    /// answers. `message` is what etcd (or the connection) said, such as `etcdserver: request
+    /// timed out`; `why` is what the members' states explain, such as `no quorum: 1 of 3
+    /// members up`.
+    #[error(
+        "etcd at {endpoint}: {message}{}",
+        why.as_deref().map(|w| format!(" ({w})")).unwrap_or_default()
+    )]
+    Unavailable {
+        /// The etcd endpoints.
+        endpoint: String,
+        /// What etcd said.
+        message: String,
+        /// Why, from the members' states, when they explain it.
+        why: Option<String>,
+    },
+    /// An etcd cluster of `--store etcd-cluster=N` could not be laid out or started.
+    #[error("the etcd cluster in {dir}: {message}")]
+    EtcdCluster {
+        /// Its directory.
+        dir: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
     /// etcd failed or could not be reached.
     #[error("etcd at {endpoint}: {message}")]
     Etcd {
@@ -263,6 +291,100 @@ pub trait Store: Send + Sync + 'static {
 
     /// The store's current revision: that of the latest write (1 for an empty store).
     async fn current_revision(&self) -> Result<Revision>;
+
+    /// Makes `kvs` (keys in ascending order, each once) the whole content of the store, as
+    /// `etcdutl snapshot restore --bump-revision --mark-compacted` would: keys whose value
+    /// differs are written and keys not in `kvs` deleted, all in one transaction at revisions
+    /// above the current one; then history is compacted at the new revision, so that every
+    /// watch open before the restore ends with [`Error::Compacted`] (its client lists again)
+    /// and nothing in between is ever delivered.
+    async fn restore(&self, kvs: &[(String, Bytes)]) -> Result<Restored>;
+
+    /// What the store says of itself: which backend, its revision, and for etcd each member's
+    /// health and whether there is a quorum.
+    async fn status(&self) -> Result<StoreStatus>;
+}
+
+/// What [`Store::restore`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Restored {
+    /// The store's revision after the restore, at which history was compacted.
+    pub revision: Revision,
+    /// Keys written: absent before, or with another value.
+    pub written: usize,
+    /// Keys deleted: present before, absent from the snapshot.
+    pub deleted: usize,
+    /// Keys that already held the snapshot's value, left as they were.
+    pub unchanged: usize,
+}
+
+/// One etcd member as [`Store::status`] found it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct MemberStatus {
+    /// Its name (`etcd-2`), or its endpoint when it could not be asked.
+    pub name: String,
+    /// Its client URL.
+    pub endpoint: String,
+    /// Whether it answered.
+    pub up: bool,
+    /// Whether it is the leader.
+    pub leader: bool,
+    /// Its own (serializable) revision, when it answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revision: Option<Revision>,
+    /// Why it did not answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// What a store says of itself ([`Store::status`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoreStatus {
+    /// `embedded` or `etcd`.
+    pub backend: String,
+    /// The current revision, when the store can say it (an etcd without quorum cannot).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revision: Option<Revision>,
+    /// The revision history was compacted at, where the backend says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compacted: Option<Revision>,
+    /// etcd's members (empty for the embedded store).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<MemberStatus>,
+}
+
+impl StoreStatus {
+    /// For etcd: whether a majority of the members is up and they have a leader, so that
+    /// writes (and quorum reads) can be served. `None` for the embedded store.
+    pub fn quorum(&self) -> Option<bool> {
+        if self.members.is_empty() {
+            return None;
+        }
+        let up = self.members.iter().filter(|m| m.up).count();
+        Some(up * 2 > self.members.len() && self.members.iter().any(|m| m.up && m.leader))
+    }
+
+    /// The quorum in words: `quorum: 3 of 3 members up, leader etcd-1` or `no quorum: 1 of 3
+    /// members up` (`None` for the embedded store).
+    pub fn quorum_words(&self) -> Option<String> {
+        let quorum = self.quorum()?;
+        let up = self.members.iter().filter(|m| m.up).count();
+        let total = self.members.len();
+        let leader = self.members.iter().find(|m| m.up && m.leader);
+        Some(match (quorum, leader) {
+            (true, Some(leader)) => {
+                format!("quorum: {up} of {total} members up, leader {}", leader.name)
+            }
+            (true, None) => format!("quorum: {up} of {total} members up"),
+            (false, _) if up * 2 > total => {
+                format!("no quorum: {up} of {total} members up but no leader elected yet")
+            }
+            (false, _) => format!("no quorum: {up} of {total} members up"),
+        })
+    }
 }
 
 /// Which store to use, as given by `--store`.
@@ -272,7 +394,14 @@ pub enum StoreUrl {
     Embedded,
     /// A real etcd at these comma-separated endpoints.
     Etcd(Vec<String>),
+    /// A real etcd cluster of this many members (odd, 1 to 7) that `orrery up` runs as child
+    /// processes on 127.0.0.1, with their data under the state directory
+    /// ([`etcd::cluster`]).
+    EtcdCluster(usize),
 }
+
+/// The most members `--store etcd-cluster=N` starts.
+pub const MAX_CLUSTER_MEMBERS: usize = 7;
 
 impl FromStr for StoreUrl {
     type Err = Error;
@@ -285,9 +414,31 @@ impl FromStr for StoreUrl {
         if s == "embedded" {
             return Ok(StoreUrl::Embedded);
         }
+        if let Some(members) = s.strip_prefix("etcd-cluster=") {
+            let members: usize = members
+                .parse()
+                .map_err(|_| invalid("etcd-cluster=N needs a number of members: 1, 3, 5 or 7"))?;
+            if members == 0 || members > MAX_CLUSTER_MEMBERS {
+                return Err(invalid(&format!(
+                    "etcd-cluster=N needs an odd number of members from 1 to \
+                     {MAX_CLUSTER_MEMBERS}, not {members}"
+                )));
+            }
+            if members.is_multiple_of(2) {
+                return Err(invalid(&format!(
+                    "etcd-cluster=N needs an odd number of members from 1 to \
+                     {MAX_CLUSTER_MEMBERS}: {members} members tolerate no more failures than {} \
+                     do (a majority of either is lost with {} down)",
+                    members - 1,
+                    members / 2
+                )));
+            }
+            return Ok(StoreUrl::EtcdCluster(members));
+        }
         let Some(endpoints) = s.strip_prefix("etcd=") else {
             return Err(invalid(
-                "expected `embedded` or `etcd=http://HOST:PORT[,http://HOST:PORT...]`",
+                "expected `embedded`, `etcd=http://HOST:PORT[,http://HOST:PORT...]` or \
+                 `etcd-cluster=N` (N = 1, 3, 5 or 7)",
             ));
         };
         let endpoints: Vec<String> = endpoints.split(',').map(str::to_owned).collect();
@@ -308,6 +459,7 @@ impl fmt::Display for StoreUrl {
         match self {
             StoreUrl::Embedded => f.write_str("embedded"),
             StoreUrl::Etcd(endpoints) => write!(f, "etcd={}", endpoints.join(",")),
+            StoreUrl::EtcdCluster(members) => write!(f, "etcd-cluster={members}"),
         }
     }
 }
@@ -315,6 +467,11 @@ impl fmt::Display for StoreUrl {
 /// The embedded store's file inside a cluster's state directory.
 pub fn embedded_path(state_dir: &Path) -> PathBuf {
     state_dir.join("store.redb")
+}
+
+/// Where `--store etcd-cluster=N` keeps its members' data and logs in a state directory.
+pub fn etcd_cluster_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("etcd")
 }
 
 /// Opens the store `url` names; the embedded one lives in `state_dir`.
@@ -341,8 +498,15 @@ pub async fn open(url: &StoreUrl, state_dir: &Path) -> Result<Arc<dyn Store>> {
         }
         #[cfg(feature = "etcd")]
         StoreUrl::Etcd(endpoints) => Ok(Arc::new(etcd::EtcdStore::connect(endpoints).await?)),
+        #[cfg(feature = "etcd")]
+        StoreUrl::EtcdCluster(_) => Err(Error::InvalidUrl {
+            url: url.to_string(),
+            reason: "an etcd cluster's members must run first: `orrery up` starts them (and \
+                     `orrery store` while no cluster runs), see store::etcd::cluster"
+                .to_owned(),
+        }),
         #[cfg(not(feature = "etcd"))]
-        StoreUrl::Etcd(_) => Err(Error::InvalidUrl {
+        StoreUrl::Etcd(_) | StoreUrl::EtcdCluster(_) => Err(Error::InvalidUrl {
             url: url.to_string(),
             reason: "this orrery was built without the `etcd` feature; rebuild with \
                      `cargo build --release --features etcd` (needs protoc: apt-get install \
@@ -399,6 +563,77 @@ mod tests {
                 "{bad}"
             );
         }
+        for (members, good) in [(1, true), (3, true), (5, true), (7, true), (2, false)] {
+            let url = format!("etcd-cluster={members}");
+            let parsed = url.parse::<StoreUrl>();
+            assert_eq!(parsed.is_ok(), good, "{url}");
+            if good {
+                assert_eq!(parsed.unwrap().to_string(), url);
+            }
+        }
+        for (bad, words) in [
+            ("etcd-cluster=2", "odd number of members from 1 to 7"),
+            (
+                "etcd-cluster=4",
+                "4 members tolerate no more failures than 3 do (a majority of either is lost \
+                 with 2 down)",
+            ),
+            ("etcd-cluster=9", "not 9"),
+            ("etcd-cluster=0", "not 0"),
+            ("etcd-cluster=three", "needs a number of members"),
+            ("etcd-cluster=", "needs a number of members"),
+        ] {
+            let error = bad.parse::<StoreUrl>().unwrap_err().to_string();
+            assert!(error.contains(words), "{bad}: {error}");
+        }
+    }
+
+    #[test]
+    fn quorum_in_words() {
+        let member = |name: &str, up: bool, leader: bool| MemberStatus {
+            name: name.into(),
+            up,
+            leader,
+            ..MemberStatus::default()
+        };
+        let status = |members| StoreStatus {
+            backend: "etcd".into(),
+            members,
+            ..StoreStatus::default()
+        };
+        let all = status(vec![
+            member("etcd-1", true, false),
+            member("etcd-2", true, true),
+            member("etcd-3", true, false),
+        ]);
+        assert_eq!(all.quorum(), Some(true));
+        assert_eq!(
+            all.quorum_words().unwrap(),
+            "quorum: 3 of 3 members up, leader etcd-2"
+        );
+        let two = status(vec![
+            member("etcd-1", true, true),
+            member("etcd-2", true, false),
+            member("etcd-3", false, false),
+        ]);
+        assert_eq!(two.quorum(), Some(true));
+        let electing = status(vec![
+            member("etcd-1", true, false),
+            member("etcd-2", true, false),
+            member("etcd-3", false, false),
+        ]);
+        assert_eq!(electing.quorum(), Some(false));
+        assert_eq!(
+            electing.quorum_words().unwrap(),
+            "no quorum: 2 of 3 members up but no leader elected yet"
+        );
+        let one = status(vec![
+            member("etcd-1", true, false),
+            member("etcd-2", false, false),
+            member("etcd-3", false, false),
+        ]);
+        assert_eq!(one.quorum_words().unwrap(), "no quorum: 1 of 3 members up");
+        assert_eq!(status(Vec::new()).quorum(), None);
     }
 
     #[test]

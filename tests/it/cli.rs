@@ -133,10 +133,9 @@ fn bad_input_gets_a_clear_error() {
     );
     let bad_url = orrery(dir.path(), &["--store", "redis://x", "store", "status"]);
     assert_eq!(bad_url.status.code(), Some(2), "a usage error");
-    assert!(
-        String::from_utf8_lossy(&bad_url.stderr)
-            .contains("expected `embedded` or `etcd=http://HOST:PORT")
-    );
+    assert!(String::from_utf8_lossy(&bad_url.stderr).contains(
+        "expected `embedded`, `etcd=http://HOST:PORT[,http://HOST:PORT...]` or `etcd-cluster=N`"
+    ));
     // The built-in images' `burn` takes a CPU quantity, and says what it wants otherwise.
     for bad in ["lots", "-1", "2000"] {
         let out = orrery(dir.path(), &["burn", bad]);

@@ -162,8 +162,33 @@ fn stopped_components_stop_working_until_started_again() {
         |_| true,
     );
 
-    // No API server: kubectl gets 503, the control endpoints still answer.
+    // No API server: kubectl gets 503, the control endpoints still answer, and a watch opened
+    // before ends (as a stopped kube-apiserver's connections do).
+    let mut watch = std::process::Command::new("kubectl")
+        .args(["get", "pods", "--watch", "--request-timeout=0"])
+        .env("KUBECONFIG", c.kubeconfig())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(watch.stdout.as_mut().unwrap()),
+        &mut first,
+    )
+    .unwrap();
+    assert!(first.contains("NAME"), "{first}");
     c.orrery_ok(&["component", "stop", "apiserver"]);
+    let ended = (0..100).any(|_| {
+        #[allow(clippy::disallowed_methods)] // a plain test thread, not a tokio worker
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        watch.try_wait().unwrap().is_some()
+    });
+    if !ended {
+        let _ = watch.kill();
+    }
+    let _ = watch.wait();
+    assert!(ended, "a watch outlived the API server's stop");
     let err = c.fails(&["get", "pods"], None);
     assert!(
         err.contains("the API server is stopped")

@@ -87,6 +87,7 @@ conformance!(
     delete_events_carry_previous_value,
     concurrent_writers_lose_no_update,
     large_values,
+    restore_makes_a_snapshot_the_whole_content,
 );
 
 fn b(s: &str) -> Bytes {
@@ -555,4 +556,92 @@ async fn large_values(store: &Arc<dyn Store>) {
     ));
     assert_eq!(store.get("/big/d").await.unwrap(), None);
     assert_eq!(store.get("/big/a").await.unwrap().unwrap().mod_revision, r2);
+}
+
+/// A snapshot taken, the store changed, the snapshot restored: its keys are the whole content
+/// at a new revision, history is compacted there, and every watch open before ends with
+/// `Compacted` without delivering anything of the restore.
+async fn restore_makes_a_snapshot_the_whole_content(store: &Arc<dyn Store>) {
+    use orrery::store::snapshot::{self, Snapshot};
+    let a1 = store.create("/s/a", b("a1")).await.unwrap();
+    store.create("/s/b", b("b1")).await.unwrap();
+    let c1 = store.create("/s/c", b("c1")).await.unwrap();
+    let taken = snapshot::take(&**store).await.unwrap();
+    assert_eq!(taken.revision, c1);
+    assert_eq!(
+        taken.kvs,
+        vec![
+            ("/s/a".to_owned(), b("a1")),
+            ("/s/b".to_owned(), b("b1")),
+            ("/s/c".to_owned(), b("c1")),
+        ]
+    );
+    // Through the file format and back.
+    let taken = Snapshot::decode(&taken.encode()).unwrap();
+    // After it: a changed, b deleted, d created.
+    store.update("/s/a", b("a2"), a1).await.unwrap();
+    let b_now = store.get("/s/b").await.unwrap().unwrap();
+    store.delete("/s/b", b_now.mod_revision).await.unwrap();
+    store.create("/s/d", b("d1")).await.unwrap();
+    let before = store.current_revision().await.unwrap();
+    let mut live = store.watch("/s/", 0).await.unwrap();
+    let mut behind = store.watch("/s/", a1 + 1).await.unwrap();
+
+    let restored = store.restore(&taken.kvs).await.unwrap();
+    assert!(restored.revision > before, "{restored:?} after {before}");
+    assert_eq!(
+        (restored.written, restored.deleted, restored.unchanged),
+        (2, 1, 1),
+        "a and b written, d deleted, c unchanged"
+    );
+    let now = store.range(&RangeRequest::prefix("/s/")).await.unwrap();
+    let content: Vec<(String, Bytes)> = now
+        .kvs
+        .iter()
+        .map(|kv| (kv.key.clone(), kv.value.clone()))
+        .collect();
+    assert_eq!(content, taken.kvs);
+    let c = now.kvs.iter().find(|kv| kv.key == "/s/c").unwrap();
+    assert_eq!(c.mod_revision, c1, "an unchanged key is not rewritten");
+    assert!(now.revision >= restored.revision);
+
+    for (name, watch) in [("live", &mut live), ("behind", &mut behind)] {
+        let end = tokio::time::timeout(Duration::from_secs(10), async {
+            while let Some(item) = watch.next().await {
+                match item {
+                    Ok(event) => assert!(
+                        event.revision() <= before,
+                        "the {name} watch delivered the restore: {event:?}"
+                    ),
+                    Err(error) => return Some(error),
+                }
+            }
+            None
+        })
+        .await
+        .unwrap_or_else(|_| panic!("the {name} watch did not end"));
+        assert!(
+            matches!(end, Some(Error::Compacted { .. })),
+            "the {name} watch ended with {end:?}"
+        );
+    }
+    // History before the restore is gone; writes go on above it.
+    assert!(
+        matches!(
+            store.watch("/s/", before).await.map(|_| ()),
+            Err(Error::Compacted { .. })
+        ) || matches!(
+            store.watch("/s/", before).await.unwrap().next().await,
+            Some(Err(Error::Compacted { .. }))
+        )
+    );
+    let mut after = store.watch("/s/", 0).await.unwrap();
+    let e = store.create("/s/e", b("e1")).await.unwrap();
+    assert!(e > restored.revision);
+    assert_eq!(next_event(&mut after).await.revision(), e);
+    // Restoring what is already there changes nothing but the revision.
+    let same = snapshot::take(&**store).await.unwrap();
+    let again = store.restore(&same.kvs).await.unwrap();
+    assert_eq!((again.written, again.deleted), (0, 0));
+    assert_eq!(again.unchanged, same.kvs.len());
 }
