@@ -18,6 +18,7 @@ pub mod dns;
 mod env;
 mod exec;
 mod logs;
+mod phase;
 mod pod;
 mod portforward;
 mod probes;

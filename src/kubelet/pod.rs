@@ -22,7 +22,7 @@ use tokio::time::Instant;
 use super::env::{self, NodeFacts, Sources};
 use super::probes::{self, Attempt, Probing, Target};
 use super::status::StatusWriter;
-use super::{Kubelet, config, now, volumes};
+use super::{Kubelet, config, now, phase, volumes};
 use crate::flow::FlowEvent;
 use crate::runtime::{ContainerConfig, ContainerState, ContainerStatus, Mount, SandboxConfig};
 
@@ -761,7 +761,6 @@ impl PodWorker {
             &self.containers,
             &self.ip,
             &self.start_time,
-            &self.policy,
             report,
         ))
         .await
@@ -1535,9 +1534,8 @@ async fn kill(ctx: &Ctx<'_>, c: &Container, id: &str, grace: Duration, why: Stri
 const UNKNOWN_REASON: &str = "ContainerStatusUnknown";
 const UNKNOWN_MESSAGE: &str = "The container could not be located when the pod was terminated";
 
-/// One entry of `containerStatuses` or `initContainerStatuses`; with whether the container is
-/// ready, whether it runs, and its exit code if it has exited for good. `previous` is the
-/// container's entry in the status the API server has.
+/// One entry of `containerStatuses` or `initContainerStatuses`, with whether the container is
+/// ready. `previous` is the container's entry in the status the API server has.
 async fn container_entry(
     kubelet: &Kubelet,
     c: &Container,
@@ -1545,7 +1543,7 @@ async fn container_entry(
     kind: Kind,
     report: Report,
     previous: Option<&Value>,
-) -> (Value, bool, bool, Option<i32>) {
+) -> (Value, bool) {
     let current = match &state.id {
         Some(id) => kubelet.runtime.container_status(id).await.ok(),
         None => None,
@@ -1561,10 +1559,7 @@ async fn container_entry(
             entry["started"] = json!(false);
         }
         let ready = entry["ready"].as_bool() == Some(true);
-        let code = entry["state"]["terminated"]["exitCode"]
-            .as_i64()
-            .map(|c| c as i32);
-        return (entry, ready, false, code);
+        return (entry, ready);
     }
     let scheme = kubelet.runtime.version().0;
     // A deleted pod's containers are not started again: one that has exited shows its exit,
@@ -1574,7 +1569,6 @@ async fn container_entry(
         && current
             .as_ref()
             .is_some_and(|s| s.state == ContainerState::Exited);
-    let mut exited = None;
     let (state_json, running) = match (&state.waiting, &current) {
         (Some((reason, message)), _) if !exited_now => (
             json!({"waiting": {"reason": reason, "message": message}}),
@@ -1585,16 +1579,18 @@ async fn container_entry(
             true,
         ),
         (_, Some(s)) if s.state == ContainerState::Exited => {
-            exited = s.exit_code;
             (terminated(scheme, s, message_of(state, &s.id)), false)
         }
         _ => (json!({"waiting": {"reason": "PodInitializing"}}), false),
     };
     // An init container is ready once it has succeeded; others while they run, have
-    // started (by their startup probe) and pass their readiness probe.
+    // started (by their startup probe) and pass their readiness probe. Until the probes of
+    // this very container (not the one before a restart) have run, it is as upstream's prober
+    // has it: not started while it has a startup probe, not ready while it has a readiness
+    // probe.
     let (started, probed_ready) = match (&state.probing, &current) {
         (Some(p), Some(s)) if p.id == s.id => p.peek(),
-        _ => (true, true),
+        _ => probes::Health::before_probing(c).says(),
     };
     let ready = match kind {
         Kind::Init => state.done,
@@ -1622,7 +1618,7 @@ async fn container_entry(
     if let Some(last) = last {
         entry["lastState"] = last.clone();
     }
-    (entry, ready, running, exited)
+    (entry, ready)
 }
 
 /// The conditions the kubelet owns (upstream's `PodConditionsByKubelet`); it keeps every other
@@ -1638,19 +1634,18 @@ const KUBELET_CONDITIONS: [&str; 7] = [
     "PodResizeInProgress",
 ];
 
-/// The pod's status as upstream's `generateAPIPodStatus` makes it: phase, conditions and
-/// container statuses. The `Terminal` report is the one written once every container has
-/// stopped: a container without an end of its own is given one as upstream's status manager
-/// does (`ContainerStatusUnknown`, 137), and the phase is terminal: `Succeeded` when every
-/// container ended with 0, else `Failed` (since Kubernetes 1.27, a deleted pod is never left
-/// `Running`).
+/// The pod's status as upstream's `generateAPIPodStatus` makes it: phase (`phase::phase`),
+/// conditions and container statuses. The `Terminal` report is the one written once every
+/// container has stopped: a container without an end of its own is given one as upstream's
+/// status manager does (`ContainerStatusUnknown`, 137), and the phase is terminal: `Succeeded`
+/// when every container ended with 0, else `Failed` (since Kubernetes 1.27, a deleted pod is
+/// never left `Running`).
 async fn status_of(
     kubelet: &Kubelet,
     pod: &Pod,
     containers: &Tracked,
     ip: &str,
     start_time: &str,
-    policy: &str,
     report: Report,
 ) -> Value {
     let spec = spec_of(pod);
@@ -1668,10 +1663,9 @@ async fn status_of(
     );
     let mut init_statuses = Vec::new();
     let mut incomplete = Vec::new();
-    let mut init_failed = false;
     for c in init {
         let state = &containers[&c.name];
-        let (entry, done, _, exited) = container_entry(
+        let (entry, done) = container_entry(
             kubelet,
             c,
             state,
@@ -1682,17 +1676,14 @@ async fn status_of(
         .await;
         if !done {
             incomplete.push(c.name.clone());
-            init_failed |= exited.is_some_and(|code| !restarts(Kind::Init, policy, code))
-                && state.not_before.is_none();
         }
         init_statuses.push(entry);
     }
     let mut statuses = Vec::new();
     let mut unready = Vec::new();
-    let (mut running, mut finished, mut failed) = (0, 0, 0);
     for c in &spec.containers {
         let state = &containers[&c.name];
-        let (mut entry, ready, runs, exited) = container_entry(
+        let (mut entry, ready) = container_entry(
             kubelet,
             c,
             state,
@@ -1704,52 +1695,32 @@ async fn status_of(
         if !incomplete.is_empty() && state.id.is_none() {
             entry["state"] = json!({"waiting": {"reason": "PodInitializing"}});
         }
-        if runs {
-            running += 1;
-        }
         if !ready {
             unready.push(c.name.clone());
         }
-        if let Some(code) = exited {
-            finished += 1;
-            if code != 0 {
-                failed += 1;
-            }
-        }
         statuses.push(entry);
     }
-    let total = spec.containers.len();
     let initialized = incomplete.is_empty();
-    let all_ready = unready.is_empty() && total > 0;
+    let all_ready = unready.is_empty() && !spec.containers.is_empty();
+    // A regular container of this sandbox exists: the init containers have run.
+    let has_initialized = spec
+        .containers
+        .iter()
+        .any(|c| containers[&c.name].id.is_some());
     let api_phase = api.phase.as_deref().unwrap_or_default();
-    let phase = if report == Report::Terminal {
-        if matches!(api_phase, "Succeeded" | "Failed") {
-            // A pod never leaves a terminal phase.
-            api_phase
-        } else {
-            terminate_statuses(init, &mut init_statuses, &mut statuses);
-            let succeeded = statuses
-                .iter()
-                .all(|s| s["state"]["terminated"]["exitCode"].as_i64() == Some(0));
-            if total > 0 && succeeded {
-                "Succeeded"
-            } else {
-                "Failed"
-            }
+    let phase = if matches!(api_phase, "Succeeded" | "Failed") {
+        // A pod never leaves a terminal phase.
+        api_phase
+    } else if report == Report::Terminal {
+        terminate_statuses(init, &mut init_statuses, &mut statuses);
+        // As upstream's status manager ends a pod (`TerminatePod`): one its containers leave
+        // neither succeeded nor failed has failed.
+        match phase::phase(spec, &init_statuses, &statuses, true, has_initialized) {
+            "Succeeded" => "Succeeded",
+            _ => "Failed",
         }
-    } else if init_failed {
-        "Failed"
-    } else if !initialized {
-        "Pending"
-    } else if finished == total
-        && total > 0
-        && (policy == "Never" || (policy == "OnFailure" && failed == 0))
-    {
-        if failed > 0 { "Failed" } else { "Succeeded" }
-    } else if running > 0 || finished > 0 {
-        "Running"
     } else {
-        "Pending"
+        phase::phase(spec, &init_statuses, &statuses, false, has_initialized)
     };
     // A condition's lastTransitionTime moves only when its status changes.
     let previous_conditions = api.conditions.clone().unwrap_or_default();

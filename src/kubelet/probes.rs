@@ -118,6 +118,25 @@ pub(crate) struct Health {
     pub(crate) unhealthy: Vec<String>,
 }
 
+impl Health {
+    /// What a container's probes say before any has run: started unless it has a startup
+    /// probe, ready unless it has a readiness probe (upstream's prober keeps a probed container
+    /// not started, or not ready, until its first success).
+    pub(crate) fn before_probing(container: &Container) -> Health {
+        Health {
+            started: container.startup_probe.is_none(),
+            ready: container.readiness_probe.is_none(),
+            failed: None,
+            unhealthy: Vec::new(),
+        }
+    }
+
+    /// `(started, ready)`: ready only once started.
+    pub(crate) fn says(&self) -> (bool, bool) {
+        (self.started, self.started && self.ready)
+    }
+}
+
 /// How one attempt went.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Attempt {
@@ -562,12 +581,7 @@ impl Probing {
     ) -> Probing {
         let started = tokio::time::Instant::now();
         let has_startup = container.startup_probe.is_some();
-        let health = Arc::new(Mutex::new(Health {
-            started: !has_startup,
-            ready: container.readiness_probe.is_none(),
-            failed: None,
-            unhealthy: Vec::new(),
-        }));
+        let health = Arc::new(Mutex::new(Health::before_probing(container)));
         let mut tasks = Vec::new();
         for (kind, probe) in [
             (ProbeKind::Startup, &container.startup_probe),
@@ -607,15 +621,15 @@ impl Probing {
 
     /// `(started, ready)` now.
     pub(crate) fn peek(&self) -> (bool, bool) {
-        let h = self.health.lock().expect("health lock");
-        (h.started, h.started && h.ready)
+        self.health.lock().expect("health lock").says()
     }
 
     /// `(started, ready, failed probe)`, and the failures to report.
     pub(crate) fn read(&self) -> (bool, bool, Option<ProbeKind>, Vec<String>) {
         let mut h = self.health.lock().expect("health lock");
         let reports = std::mem::take(&mut h.unhealthy);
-        (h.started, h.started && h.ready, h.failed, reports)
+        let (started, ready) = h.says();
+        (started, ready, h.failed, reports)
     }
 }
 
@@ -633,6 +647,30 @@ mod tests {
             timeout: Duration::from_secs(1),
             success,
             failure,
+        }
+    }
+
+    #[test]
+    fn before_its_first_probe_a_probed_container_is_neither_started_nor_ready() {
+        let probe = || Some(Probe::default());
+        for (readiness, startup, want) in [
+            (None, None, (true, true)),
+            (probe(), None, (true, false)),
+            (None, probe(), (false, false)),
+            (probe(), probe(), (false, false)),
+        ] {
+            let c = Container {
+                readiness_probe: readiness.clone(),
+                startup_probe: startup.clone(),
+                ..Container::default()
+            };
+            assert_eq!(
+                Health::before_probing(&c).says(),
+                want,
+                "readiness {} startup {}",
+                readiness.is_some(),
+                startup.is_some()
+            );
         }
     }
 

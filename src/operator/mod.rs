@@ -54,7 +54,8 @@ pub enum OperatorError {
 
 /// A client as any operator makes one: from `kubeconfig` when given, else inferred as kube
 /// (and client-go) infer it: `KUBECONFIG` or `~/.kube/config`, then the in-cluster
-/// configuration a pod's service account gives.
+/// configuration a pod's service account gives. Its requests carry the operator's name as
+/// their user agent ([`named`]).
 pub async fn client(kubeconfig: Option<&Path>) -> Result<kube::Client, OperatorError> {
     // kube's rustls needs a process-wide crypto provider; Orrery builds rustls on ring.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -71,5 +72,41 @@ pub async fn client(kubeconfig: Option<&Path>) -> Result<kube::Client, OperatorE
         }
         None => kube::Config::infer().await?,
     };
-    kube::Client::try_from(config).map_err(OperatorError::Client)
+    kube::Client::try_from(named(config)).map_err(OperatorError::Client)
+}
+
+/// `config` with the operator's name (`website-operator`) as the `User-Agent` of every request,
+/// as a client-go program names itself (`rest.Config.UserAgent`): kube sends none of its own,
+/// and the API server names a request's client after its user agent (the dashboard's
+/// `website-operator` hops, upstream's audit log and metrics).
+pub fn named(mut config: kube::Config) -> kube::Config {
+    config
+        .headers
+        .retain(|(name, _)| name != http::header::USER_AGENT);
+    config.headers.push((
+        http::header::USER_AGENT,
+        http::HeaderValue::from_static(reconcile::MANAGER),
+    ));
+    config
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_operators_requests_carry_its_name_as_user_agent() {
+        let mut config = kube::Config::new("https://127.0.0.1:6443".parse().unwrap());
+        config.headers.push((
+            http::header::USER_AGENT,
+            http::HeaderValue::from_static("someone-else"),
+        ));
+        let agents: Vec<_> = named(config)
+            .headers
+            .iter()
+            .filter(|(name, _)| name == http::header::USER_AGENT)
+            .map(|(_, value)| value.to_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(agents, ["website-operator"]);
+    }
 }

@@ -33,7 +33,8 @@ use super::OperatorError;
 use super::desired::{self, DesiredError};
 use super::website::{Website, WebsiteStatus};
 
-/// The operator's name: its field manager, and the reporting controller of its Events.
+/// The operator's name: its field manager, the reporting controller of its Events, and its
+/// requests' user agent (`super::named`).
 pub const MANAGER: &str = "website-operator";
 
 /// How long a reconciled Website waits before it is looked at again with nothing changed (the

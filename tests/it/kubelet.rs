@@ -135,6 +135,109 @@ fn readiness_http_get_gates_the_ready_condition() {
     assert!(row.contains("1/1"), "{row}");
 }
 
+/// A probed container is not ready (readinessProbe) or not started (startupProbe) until its
+/// probe has succeeded for that very container, when it first starts and again after each
+/// restart, as upstream's prober has it: the kubelet never says `1/1` before the first success.
+/// And a pod whose containers crash-loop under `restartPolicy: Always` is `Running` (upstream's
+/// `getPhase` counts a waiting container that ran before as stopped), never back to `Pending`.
+#[test]
+fn probed_containers_wait_for_their_own_first_success_and_a_crash_loop_stays_running() {
+    let c = Cluster::with_nodes(1);
+    let server = TestServer::start(200);
+    let probe = serde_json::json!({
+        "httpGet": {"host": "127.0.0.1", "port": server.port, "path": "/ok"},
+        "initialDelaySeconds": 1, "periodSeconds": 1,
+    });
+    // Each run ends after 5 s: the first restart is at once, the second after a 10 s back-off.
+    let command = serde_json::json!(["sh", "-c", "sleep 5; exit 1"]);
+    let pod = serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "probed"},
+        "spec": {"containers": [
+            {"name": "r", "image": "busybox:1", "command": command, "readinessProbe": probe},
+            {"name": "s", "image": "busybox:1", "command": command, "startupProbe": probe},
+        ]}
+    });
+    let statuses = |p: &Pod| {
+        p.status
+            .as_ref()
+            .and_then(|s| s.container_statuses.clone())
+            .unwrap_or_default()
+    };
+    // Until both are waiting out their back-off after the second run.
+    let seen = c.create_pod_watching(pod, 60, |p| {
+        let all = statuses(p);
+        all.len() == 2
+            && all.iter().all(|s| {
+                s.restart_count == 1
+                    && s.state
+                        .as_ref()
+                        .and_then(|s| s.waiting.as_ref())
+                        .and_then(|w| w.reason.as_deref())
+                        == Some("CrashLoopBackOff")
+            })
+    });
+    let story = || {
+        seen.iter()
+            .map(|p| serde_json::to_string(&p.status).unwrap())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    // Every running container instance, by its ID: (name, ready, started), status by status.
+    type Seen = (String, bool, bool);
+    let mut instances: Vec<(String, Vec<Seen>)> = Vec::new();
+    for pod in &seen {
+        for s in statuses(pod) {
+            let runs = s.state.as_ref().is_some_and(|s| s.running.is_some());
+            let Some(id) = s.container_id.clone().filter(|_| runs) else {
+                continue;
+            };
+            let now = (s.name.clone(), s.ready, s.started == Some(true));
+            match instances.iter_mut().find(|(i, _)| *i == id) {
+                Some((_, list)) => list.push(now),
+                None => instances.push((id, vec![now])),
+            }
+        }
+    }
+    // Two runs of each container.
+    assert_eq!(instances.len(), 4, "{}", story());
+    for (id, list) in &instances {
+        let (name, ready, started) = &list[0];
+        assert!(!ready, "{name} {id} ready at its start:\n{}", story());
+        if name == "s" {
+            assert!(
+                !started,
+                "{name} {id} started before its startup probe:\n{}",
+                story()
+            );
+        }
+        // Its probe succeeded while it ran: ready from then on, never before.
+        let first_ready = list.iter().position(|(_, ready, _)| *ready);
+        let first_ready =
+            first_ready.unwrap_or_else(|| panic!("{name} {id} never ready:\n{}", story()));
+        assert!(
+            list[first_ready..].iter().all(|(_, ready, _)| *ready),
+            "{name} {id} unready again:\n{}",
+            story()
+        );
+        assert!(list[first_ready..].iter().all(|(_, _, started)| *started));
+    }
+    // Once Running, the pod stays Running: restarts and the back-off included.
+    let phases: Vec<&str> = seen
+        .iter()
+        .filter_map(|p| p.status.as_ref()?.phase.as_deref())
+        .collect();
+    let running = phases.iter().position(|p| *p == "Running").unwrap();
+    assert!(
+        phases[running..].iter().all(|p| *p == "Running"),
+        "{phases:?}:\n{}",
+        story()
+    );
+    assert_eq!(
+        c.ok(&["get", "pod", "probed", "-o", "jsonpath={.status.phase}"]),
+        "Running"
+    );
+}
+
 /// A probe of a simulated pod never leaves the machine: the built-in hello answers its
 /// readiness httpGet, an unknown program accepts a tcpSocket on its declared port, and an
 /// httpGet to a port nothing simulated listens on is refused: that pod stays unready and the

@@ -214,6 +214,31 @@ fn a_website_becomes_an_owned_configmap_deployment_and_service() {
     c.eventually(&["get", "website", "hello-site", "-o", READY], 60, |s| {
         s == "True 1/1 1"
     });
+    // Its requests are named on the flow by its user agent, as the README's dashboard shows
+    // them: the page's ConfigMap was written by `website-operator` alone (the kubelet and
+    // kubectl only read it), and nothing asked as an unnamed `client`.
+    let flow: Vec<serde_json::Value> = c
+        .ok(&["get", "--raw", "/orrery/v1/flow?since=0&follow=false"])
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter(|hop: &serde_json::Value| hop["to"] == "apiserver")
+        .collect();
+    let page_writers: Vec<&str> = flow
+        .iter()
+        .filter(|hop| hop["kind"] == "ConfigMap" && hop["name"] == "hello-site-page")
+        .filter(|hop| !matches!(hop["verb"].as_str(), Some("GET" | "LIST" | "WATCH")))
+        .filter_map(|hop| hop["from"].as_str())
+        .collect();
+    assert!(
+        !page_writers.is_empty(),
+        "no request for the page's ConfigMap"
+    );
+    assert!(
+        page_writers.iter().all(|from| *from == "website-operator"),
+        "{page_writers:?}"
+    );
+    let unnamed = flow.iter().filter(|hop| hop["from"] == "client").count();
+    assert_eq!(unnamed, 0, "requests without a user agent on the flow");
     // The printer columns, by name and short name.
     let table = rows(&c.ok(&["get", "websites"]));
     assert_eq!(table[0], ["NAME", "REPLICAS", "READY", "AGE"], "{table:?}");

@@ -392,6 +392,66 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// Creates `pod` in `default` through kube-rs and watches it from its creation, as a
+    /// client following it would: every version of it the API server had, in order, until
+    /// `done` holds for one (that one included), for at most `seconds`. The test fails if
+    /// `done` never holds, with every version seen.
+    pub fn create_pod_watching(
+        &self,
+        pod: serde_json::Value,
+        seconds: u64,
+        done: impl Fn(&k8s_openapi::api::core::v1::Pod) -> bool,
+    ) -> Vec<k8s_openapi::api::core::v1::Pod> {
+        use futures::StreamExt;
+        use k8s_openapi::api::core::v1::Pod;
+        use kube::api::{Api, PostParams, WatchEvent, WatchParams};
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let kubeconfig = kube::config::Kubeconfig::read_from(self.kubeconfig()).unwrap();
+            let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+                .await
+                .unwrap();
+            let pods: Api<Pod> =
+                Api::namespaced(kube::Client::try_from(config).unwrap(), "default");
+            let pod: Pod = serde_json::from_value(pod).unwrap();
+            let created = pods.create(&PostParams::default(), &pod).await.unwrap();
+            let name = created.metadata.name.clone().unwrap();
+            let version = created.metadata.resource_version.clone().unwrap();
+            let params = WatchParams::default()
+                .fields(&format!("metadata.name={name}"))
+                .timeout(seconds as u32);
+            let mut stream = pods.watch(&params, &version).await.unwrap().boxed();
+            let mut seen = vec![created];
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
+            while let Ok(Some(event)) = tokio::time::timeout_at(deadline, stream.next()).await {
+                match event.unwrap() {
+                    WatchEvent::Added(p) | WatchEvent::Modified(p) | WatchEvent::Deleted(p) => {
+                        let finished = done(&p);
+                        seen.push(p);
+                        if finished {
+                            return seen;
+                        }
+                    }
+                    WatchEvent::Bookmark(_) => {}
+                    WatchEvent::Error(e) => panic!("the watch failed: {e:?}"),
+                }
+            }
+            let story: Vec<String> = seen
+                .iter()
+                .map(|p| serde_json::to_string(&p.status).unwrap())
+                .collect();
+            panic!(
+                "pod {name} never got there within {seconds} s:\n{}",
+                story.join("\n")
+            );
+        })
+    }
+}
+
 /// The pod as the last event before `DELETED` showed it, once `events` (from
 /// [`Cluster::delete_pod_watching`]) are checked to end with `DELETED` after an event in which
 /// the pod is no longer `Ready`.
