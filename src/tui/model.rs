@@ -1920,7 +1920,7 @@ pub const HELP: &[(&str, &str)] = &[
     ),
     (
         "d",
-        "describe the selected object: YAML, status, decision, store, events",
+        "describe: a hop and why it happens, YAML, status, decision, store, events",
     ),
     ("l", "logs of the selected pod"),
     (

@@ -465,7 +465,8 @@ impl<'a> Map<'a> {
         }
     }
 
-    /// How tall the map wants to be: what it needs, at most about half of the body.
+    /// How tall the map wants to be: what it needs, at most about three fifths of the body
+    /// (and at least its control plane and wires).
     pub(super) fn height(&self, width: u16) -> u16 {
         let top = self.control_plane.height() + self.wires;
         let (per_row, rows) = grid(self.model, width);
@@ -517,17 +518,15 @@ impl<'a> Map<'a> {
         }
         // The hop in flight's ends, found among what is drawn.
         let anchor = |who: &str, other: &str| end(model, &placed, first_row, who, other);
-        let current = self.hops.first().map(|(hop, waiting)| {
-            (
-                anchor(&hop.from, &hop.to),
-                anchor(&hop.to, &hop.from),
-                hop,
-                *waiting,
-            )
-        });
-        let ends = current
-            .as_ref()
-            .map(|(from, to, _, _)| (end_who(from), end_who(to)))
+        let ends = self
+            .hops
+            .first()
+            .map(|(hop, _)| {
+                (
+                    end_who(&anchor(&hop.from, &hop.to)),
+                    end_who(&anchor(&hop.to, &hop.from)),
+                )
+            })
             .unwrap_or_default();
         frame.render_widget(
             block(format!(" {} · control plane ", model.cluster), self.theme),
@@ -575,10 +574,7 @@ impl<'a> Map<'a> {
         let mut joins = Vec::new();
         for (row, (hop, waiting)) in self.hops.iter().enumerate().take(usize::from(wires)) {
             let y = wire_area.y + row as u16;
-            let (from, to) = match (&current, row) {
-                (Some((from, to, _, _)), 0) => (from.clone(), to.clone()),
-                _ => (anchor(&hop.from, &hop.to), anchor(&hop.to, &hop.from)),
-            };
+            let (from, to) = (anchor(&hop.from, &hop.to), anchor(&hop.to, &hop.from));
             let style = match row {
                 0 => theme.fg(Color::Yellow).add_modifier(Modifier::BOLD),
                 1 => theme.fg(Color::Gray),
