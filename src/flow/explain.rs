@@ -122,11 +122,8 @@ fn sentence(hop: &FlowEvent) -> Option<Cow<'static, str>> {
              story stands still between two hops while you look."
         ));
     }
-    if verb == "LEADER" {
-        return owned(format!(
-            "{from} holds its leader Lease now, so it is the replica that acts; the others wait \
-             as standbys and take over if it stops renewing the Lease."
-        ));
+    if let Some(election) = leader_election(from, verb) {
+        return Some(election);
     }
     if from == "orrery" {
         return operator(verb, to);
@@ -176,6 +173,31 @@ fn sentence(hop: &FlowEvent) -> Option<Cow<'static, str>> {
         return Some(found);
     }
     client(from, verb, kind)
+}
+
+/// `<replica> -> <replica>`, about its Lease: a replica of the scheduler or the controller
+/// manager in the leader election.
+fn leader_election(from: &str, verb: &str) -> Option<Cow<'static, str>> {
+    owned(match verb {
+        super::LEADER => format!(
+            "{from} now holds its Lease (free, expired, or still its own), so it is the replica \
+             that acts; the others stand by and take over if it stops renewing the Lease."
+        ),
+        super::STANDBY => format!(
+            "{from} finds the Lease held and renewed by another replica, so it stands by: it \
+             starts none of its work and takes over only if the holder's renewals stop for a \
+             lease duration."
+        ),
+        super::LOST => format!(
+            "{from} could not renew its Lease within the renew deadline, so it stops acting at \
+             once (another replica may lead by now) and competes for the Lease again."
+        ),
+        super::RESIGN => format!(
+            "{from} gives its Lease up as the cluster goes down, so the next leader need not \
+             wait for it to expire."
+        ),
+        _ => return None,
+    })
 }
 
 /// `orrery -> <component>`: the operator stops or starts a component.
