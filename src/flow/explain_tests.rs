@@ -687,14 +687,14 @@ fn emitted() -> BTreeMap<String, BTreeSet<String>> {
         if !text.contains("FlowEvent::new(") {
             continue;
         }
-        for found in literal.captures_iter(&text) {
+        for found in literal.captures_iter(text) {
             verbs
                 .entry(found[1].to_owned())
                 .or_default()
                 .insert(name.clone());
         }
         if text.contains("reason.to_uppercase()") {
-            for found in reason.captures_iter(&text) {
+            for found in reason.captures_iter(text) {
                 verbs
                     .entry(found[1].to_uppercase())
                     .or_default()

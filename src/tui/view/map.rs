@@ -723,7 +723,9 @@ fn end(model: &Model, placed: &[Placed], first_row: Option<u16>, who: &str, othe
             .and_then(|n| n.strip_prefix('-'))
             .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
     };
+    // The API server's own clients (its endpoint reconciler, its CRD controller) are itself.
     let candidates: Vec<String> = if who == "apiserver"
+        || who == "kube-apiserver"
         || who.starts_with("kube-apiserver/")
         || who == "apiextensions-controller"
     {
