@@ -7,6 +7,8 @@
 //! every subscriber sees them in the order they happened. A ring of recent events lets a
 //! subscriber that attaches late catch up from a sequence number.
 
+pub mod explain;
+
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 

@@ -147,6 +147,19 @@ fn waits(pod: &PodInfo) -> bool {
     pod.pod().is_some_and(|p| needs_scheduling(p))
 }
 
+/// The Filter plugins, in kube-scheduler's order: a node passes them all to be feasible, and the
+/// first that rejects it ends its checks (a [`Rejection`] names that one).
+pub const FILTERS: [&str; 8] = [
+    "NodeUnschedulable",
+    "NodeName",
+    "TaintToleration",
+    "NodeAffinity",
+    "NodeResourcesFit",
+    volumebinding::NAME,
+    topology::NAME,
+    interpod::NAME,
+];
+
 /// Filters and scores `pod` against the view's nodes, starting at node `start` (round robin, as
 /// upstream, so samples move over the cluster). Returns the decision and where the next pod
 /// starts.
@@ -192,34 +205,31 @@ pub fn decide(pod: &Pod, view: &View<'_>, start: usize) -> (Decision, usize) {
         }
         processed += 1;
         let node = &all[(start + i) % all.len()];
-        // kube-scheduler's filter order; the first plugin that rejects a node ends its checks.
-        let filters: [(&str, &dyn Fn() -> Filter); 8] = [
-            ("NodeUnschedulable", &|| {
-                filters::node_unschedulable(pod, node)
-            }),
-            ("NodeName", &|| filters::node_name(pod, node)),
-            ("TaintToleration", &|| filters::taint_toleration(pod, node)),
-            ("NodeAffinity", &|| affinity::filter(pod, node)),
-            ("NodeResourcesFit", &|| filters::fits(&wanted, node)),
-            (volumebinding::NAME, &|| {
+        // In the order of [`FILTERS`]; the first plugin that rejects a node ends its checks.
+        let filters: [&dyn Fn() -> Filter; 8] = [
+            &|| filters::node_unschedulable(pod, node),
+            &|| filters::node_name(pod, node),
+            &|| filters::taint_toleration(pod, node),
+            &|| affinity::filter(pod, node),
+            &|| filters::fits(&wanted, node),
+            &|| {
                 pod_volumes.as_ref().map_or(Filter::Ok, |v| {
                     volumebinding::filter(v, node, &view.storage)
                 })
-            }),
-            (topology::NAME, &|| {
-                spread.as_ref().map_or(Filter::Ok, |s| s.filter(node))
-            }),
-            (interpod::NAME, &|| {
-                inter.as_ref().map_or(Filter::Ok, |s| s.filter(node))
-            }),
+            },
+            &|| spread.as_ref().map_or(Filter::Ok, |s| s.filter(node)),
+            &|| inter.as_ref().map_or(Filter::Ok, |s| s.filter(node)),
         ];
-        let rejection = filters.iter().find_map(|(plugin, filter)| match filter() {
-            Filter::Ok => None,
-            Filter::Unschedulable(reasons) => Some(Rejection {
-                plugin: (*plugin).to_owned(),
-                reasons,
-            }),
-        });
+        let rejection = FILTERS
+            .iter()
+            .zip(filters)
+            .find_map(|(plugin, filter)| match filter() {
+                Filter::Ok => None,
+                Filter::Unschedulable(reasons) => Some(Rejection {
+                    plugin: (*plugin).to_owned(),
+                    reasons,
+                }),
+            });
         match rejection {
             Some(r) => {
                 decision.rejected.insert(node.name().to_owned(), r);

@@ -138,6 +138,12 @@ pub struct ComponentRow {
     pub role: String,
     /// Whether it runs.
     pub running: bool,
+    /// For a component that elects a leader, its Lease (`kube-system/kube-scheduler`).
+    #[serde(default)]
+    pub lease: Option<String>,
+    /// For a component that elects a leader, whether it holds its Lease (leads) or stands by.
+    #[serde(default)]
+    pub leading: Option<bool>,
 }
 
 /// A gate waiting for the learner, as `GET /orrery/v1/stepper` lists it.
@@ -393,6 +399,9 @@ pub struct Model {
     pub metrics: Metrics,
     /// What a lesson asks the learner to watch: drawn marked on the map and the timeline.
     pub highlight: Highlight,
+    /// The flow hop the detail view was opened from (`d` on a timeline row): the detail starts
+    /// with it and why it happened.
+    pub detail_hop: Option<FlowEvent>,
 }
 
 /// What the map and timeline mark for the learner (a lesson's step sets it): components by
@@ -410,6 +419,27 @@ impl Highlight {
     /// Whether `hop` is one to mark.
     pub fn hop(&self, hop: &FlowEvent) -> bool {
         self.hops.iter().any(|pattern| pattern.matches(hop))
+    }
+
+    /// Whether the map marks the component `who` (a name as the flow and the supervisor give
+    /// it): named itself, or by what it is an instance of — `kubelet` marks every
+    /// `kubelet/<node>`, `scheduler` every replica `scheduler-<n>`, `etcd` every `etcd-<n>`,
+    /// and `controller/deployment` may also be named `deployment`.
+    pub fn component(&self, who: &str) -> bool {
+        if self.components.is_empty() {
+            return false;
+        }
+        let base = who.split('/').next().unwrap_or(who);
+        let instance_of = base
+            .rsplit_once('-')
+            .filter(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            .map(|(kind, _)| kind);
+        self.components.contains(who)
+            || (base != who && base != "controller" && self.components.contains(base))
+            || instance_of.is_some_and(|kind| self.components.contains(kind))
+            || who
+                .strip_prefix("controller/")
+                .is_some_and(|short| self.components.contains(short))
     }
 }
 
@@ -453,6 +483,7 @@ impl Model {
             kube_proxy: BTreeMap::new(),
             metrics: Metrics::default(),
             highlight: Highlight::default(),
+            detail_hop: None,
         }
     }
 }
@@ -652,12 +683,13 @@ pub enum TimelineRow {
     Event(usize),
 }
 
-/// The add-ons the map draws with the controllers once seen in the flow.
-pub const ADDONS: [&str; 4] = [
+/// The add-ons the map draws beside the control plane once seen in the flow.
+pub const ADDONS: [&str; 5] = [
     "kube-dns",
     "ingress-controller",
     "service-lb-controller",
     "local-path-provisioner",
+    "metrics-server",
 ];
 
 /// The components `:stop`/`:start` know besides nodes.
@@ -857,36 +889,139 @@ impl Model {
             .map(|i| &self.events[i])
     }
 
-    /// The hop in flight, as (from, to, verb, object): the oldest pending gate in step mode,
-    /// otherwise the newest hop (leases and Events, the heartbeat noise, are skipped).
-    pub fn hop_in_flight(&self) -> Option<(String, String, String, String)> {
-        if self.stepping()
-            && let Some(gate) = self.pending_gate()
-        {
-            let to = self
-                .event_by_seq(gate.id)
-                .map(|e| e.to.clone())
-                .unwrap_or_default();
-            return Some((
-                gate.from.clone(),
-                to,
-                gate.verb.clone(),
-                object_words(&gate.kind, &gate.namespace, &gate.name),
-            ));
+    /// The hop waiting at the oldest pending gate in step mode, as a flow event: its `seq` is
+    /// the gate's id, its `to` the `GATE` event's.
+    pub fn waiting_hop(&self) -> Option<FlowEvent> {
+        if !self.stepping() {
+            return None;
         }
+        let gate = self.pending_gate()?;
+        let to = self
+            .event_by_seq(gate.id)
+            .map(|e| e.to.clone())
+            .unwrap_or_default();
+        let mut hop = FlowEvent::new(gate.from.clone(), to, gate.verb.clone()).object(
+            &gate.kind,
+            &gate.namespace,
+            &gate.name,
+        );
+        hop.seq = gate.id;
+        hop.root = gate.root.clone();
+        hop.detail = gate.words.clone();
+        Some(hop)
+    }
+
+    /// The hop in flight: the one waiting at the oldest pending gate in step mode, otherwise
+    /// the newest hop (leases and Events, the heartbeat noise, are skipped).
+    pub fn hop_in_flight(&self) -> Option<FlowEvent> {
+        self.waiting_hop()
+            .or_else(|| self.recent_hops().next().cloned())
+    }
+
+    /// The hops the map draws, newest first: the hop in flight (and whether it waits at its
+    /// gate), then up to `fading - 1` hops before it.
+    pub fn map_hops(&self, fading: usize) -> Vec<(FlowEvent, bool)> {
+        let mut hops = Vec::with_capacity(fading);
+        if let Some(waiting) = self.waiting_hop() {
+            hops.push((waiting, true));
+        }
+        hops.extend(
+            self.recent_hops()
+                .take(fading.saturating_sub(hops.len()))
+                .map(|e| (e.clone(), false)),
+        );
+        hops
+    }
+
+    /// The recent hops a learner follows, newest first: not `GATE` announcements, heartbeats
+    /// ([`FlowEvent::is_heartbeat`]) or Events, among the last 256.
+    fn recent_hops(&self) -> impl Iterator<Item = &FlowEvent> {
         self.events
             .iter()
             .rev()
             .take(256)
-            .find(|e| e.verb != "GATE" && !e.is_heartbeat() && e.kind != "Event")
-            .map(|e| {
-                (
-                    e.from.clone(),
-                    e.to.clone(),
-                    e.verb.clone(),
-                    object_words(&e.kind, &e.namespace, &e.name),
-                )
+            .filter(|e| e.verb != "GATE" && !e.is_heartbeat() && e.kind != "Event")
+    }
+
+    /// The hop the step bar explains: the selected timeline row's hop while the learner has
+    /// chosen one, otherwise the hop waiting at the pending gate.
+    pub fn explained_hop(&self) -> Option<FlowEvent> {
+        if self.view.timeline() && self.timeline_selected.is_some() {
+            return self.selected_event().cloned();
+        }
+        self.waiting_hop()
+    }
+
+    /// The scheduler's decision behind a `DECIDE` or `BIND` hop: the `DECIDE` hop's data (for a
+    /// `BIND`, the latest `DECIDE` about the same pod before it), else the decision the detail
+    /// view fetched for that pod.
+    pub fn decision_of(&self, hop: &FlowEvent) -> Option<serde_json::Value> {
+        let scheduling = hop.from == "scheduler" || hop.from.starts_with("scheduler-");
+        if !scheduling || !matches!(hop.verb.as_str(), "DECIDE" | "BIND") || hop.kind != "Pod" {
+            return None;
+        }
+        let parse = |e: &FlowEvent| {
+            e.data
+                .as_ref()
+                .and_then(|d| serde_json::from_str::<serde_json::Value>(d.get()).ok())
+        };
+        if hop.verb == "DECIDE"
+            && let Some(decision) = parse(hop)
+        {
+            return Some(decision);
+        }
+        let before = if hop.seq == 0 { u64::MAX } else { hop.seq };
+        self.events
+            .iter()
+            .rev()
+            .filter(|e| e.seq < before)
+            .take(KEPT_EVENTS)
+            .find(|e| {
+                e.verb == "DECIDE"
+                    && e.kind == "Pod"
+                    && e.namespace == hop.namespace
+                    && e.name == hop.name
             })
+            .and_then(parse)
+            .or_else(|| {
+                let detail = self.detail.as_ref()?;
+                (detail.kind == "Pod"
+                    && detail.namespace == hop.namespace
+                    && detail.name == hop.name)
+                    .then(|| detail.decision.clone())
+                    .flatten()
+            })
+    }
+
+    /// Why `hop` happens, in words (`flow::explain::why`), and for a scheduling hop what the
+    /// decision found on the chosen node.
+    pub fn explanation(&self, hop: &FlowEvent) -> String {
+        let mut words = crate::flow::explain::why(hop).into_owned();
+        if let Some(found) = self
+            .decision_of(hop)
+            .and_then(|d| crate::flow::explain::decision(&d))
+        {
+            words.push_str(" Decision: ");
+            words.push_str(&found);
+            words.push('.');
+        }
+        words
+    }
+
+    /// How many rows the step bar takes on a terminal `height` rows tall: a second one says why
+    /// the explained hop happens, when there is one and room for it.
+    pub fn step_bar_rows(&self, height: u16) -> u16 {
+        if height >= 12 && self.explained_hop().is_some() {
+            2
+        } else {
+            1
+        }
+    }
+
+    /// Sets what the map and the timeline mark (a lesson's step calls it; an empty
+    /// [`Highlight`] clears the marks).
+    pub fn set_highlight(&mut self, highlight: Highlight) {
+        self.highlight = highlight;
     }
 
     fn filter_lower(&self) -> String {
@@ -1396,12 +1531,27 @@ impl Model {
     }
 
     fn describe(&mut self) -> Vec<Effect> {
+        // A timeline row's detail starts with the hop itself; a hop that names no object (a
+        // watch's initial sync, a scrape) has only that.
+        let hop = match self.view {
+            View::Home | View::Flow => self.selected_event().cloned(),
+            View::Detail | View::Logs => self.detail_hop.clone(),
+            _ => None,
+        };
         match self.selected_object() {
             Some((kind, ns, name)) => {
                 self.detail = None;
+                self.detail_hop = hop;
                 self.detail_target = Some((kind.clone(), ns.clone(), name.clone()));
                 self.open(View::Detail);
                 vec![Effect::Describe(kind, ns, name)]
+            }
+            None if hop.is_some() => {
+                self.detail = None;
+                self.detail_hop = hop;
+                self.detail_target = None;
+                self.open(View::Detail);
+                Vec::new()
             }
             None => {
                 self.say("the selected row names no object", true);
@@ -1533,7 +1683,11 @@ impl Model {
     /// How far the detail, logs or help view scrolls: its lines less the lines the terminal
     /// shows (the view clamps the same way, so a key press always moves what is seen).
     fn content_len(&self) -> usize {
-        let shown = usize::from(self.size.1.saturating_sub(4));
+        let shown = usize::from(
+            self.size
+                .1
+                .saturating_sub(3 + self.step_bar_rows(self.size.1)),
+        );
         super::view::scrollable_lines(self).saturating_sub(shown)
     }
 
@@ -1766,7 +1920,7 @@ pub const HELP: &[(&str, &str)] = &[
     ),
     (
         "d",
-        "describe the selected object: YAML, status, decision, store, events",
+        "describe: a hop and why it happens, YAML, status, decision, store, events",
     ),
     ("l", "logs of the selected pod"),
     (

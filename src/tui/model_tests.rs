@@ -446,31 +446,11 @@ pub(crate) fn fixture(host: Host) -> Model {
             20,
         )),
         Msg::Components(vec![
-            ComponentRow {
-                name: "apiserver".into(),
-                role: "component".into(),
-                running: true,
-            },
-            ComponentRow {
-                name: "scheduler".into(),
-                role: "component".into(),
-                running: true,
-            },
-            ComponentRow {
-                name: "controller-manager".into(),
-                role: "component".into(),
-                running: true,
-            },
-            ComponentRow {
-                name: "node-1".into(),
-                role: "node".into(),
-                running: true,
-            },
-            ComponentRow {
-                name: "node-2".into(),
-                role: "node".into(),
-                running: false,
-            },
+            component("apiserver", "component", true),
+            component("scheduler", "component", true),
+            component("controller-manager", "component", true),
+            component("node-1", "node", true),
+            component("node-2", "node", false),
         ]),
         Msg::Stepper(StepperView {
             mode: "run".into(),
@@ -490,6 +470,16 @@ pub(crate) fn fixture(host: Host) -> Model {
         assert!(m.update(Msg::Flow(e)).is_empty());
     }
     m
+}
+
+/// A component as `/orrery/v1/components` lists it.
+pub(crate) fn component(name: &str, role: &str, running: bool) -> ComponentRow {
+    ComponentRow {
+        name: name.into(),
+        role: role.into(),
+        running,
+        ..Default::default()
+    }
 }
 
 /// A key press.
@@ -1095,13 +1085,17 @@ fn the_hop_in_flight_is_the_newest_hop_or_the_pending_gate() {
         "",
         "",
     )));
-    let (from, to, verb, object) = m.hop_in_flight().unwrap();
+    let in_flight = m.hop_in_flight().unwrap();
     assert_eq!(
-        (from.as_str(), to.as_str(), verb.as_str()),
+        (
+            in_flight.from.as_str(),
+            in_flight.to.as_str(),
+            in_flight.verb.as_str()
+        ),
         ("apiserver", "store", "UPDATE"),
         "heartbeats are skipped"
     );
-    assert_eq!(object, "Pod default/web-7d4b9-abcde");
+    assert_eq!(in_flight.name, "web-7d4b9-abcde");
     m.update(Msg::Flow(hop(
         23,
         9,
@@ -1119,12 +1113,211 @@ fn the_hop_in_flight_is_the_newest_hop_or_the_pending_gate() {
         pending: vec![gate(23, "words")],
         focus: None,
     }));
-    let (from, to, verb, object) = m.hop_in_flight().unwrap();
+    let in_flight = m.hop_in_flight().unwrap();
     assert_eq!(
-        (from.as_str(), to.as_str(), verb.as_str()),
+        (
+            in_flight.from.as_str(),
+            in_flight.to.as_str(),
+            in_flight.verb.as_str()
+        ),
         ("scheduler", "apiserver", "BIND")
     );
-    assert_eq!(object, "Pod default/web-7d4b9-fghij");
+    assert_eq!(
+        (
+            in_flight.kind.as_str(),
+            in_flight.namespace.as_str(),
+            in_flight.name.as_str()
+        ),
+        ("Pod", "default", "web-7d4b9-fghij")
+    );
+    assert_eq!(in_flight.seq, 23, "the gate's id");
+}
+
+#[test]
+fn a_lesson_s_highlight_marks_components_by_name_or_kind_and_hops_by_pattern() {
+    let mut m = fixture(Host::Attached);
+    assert!(!m.highlight.component("scheduler"));
+    m.set_highlight(Highlight {
+        components: ["kubelet", "scheduler", "deployment", "etcd-2", "node-2"]
+            .map(String::from)
+            .into(),
+        hops: vec![serde_yaml::from_str("{verb: BIND, kind: Pod}").unwrap()],
+    });
+    let marked = |who: &str| m.highlight.component(who);
+    assert!(marked("kubelet/node-1"), "every kubelet");
+    assert!(
+        marked("scheduler") && marked("scheduler-2"),
+        "every scheduler"
+    );
+    assert!(marked("controller/deployment") && !marked("controller/replicaset"));
+    assert!(marked("etcd-2") && !marked("etcd-1") && !marked("store"));
+    assert!(marked("node-2") && !marked("node-1"));
+    assert!(!marked("runtime/node-1") && !marked("apiserver") && !marked(""));
+    let hops: Vec<&str> = m
+        .events
+        .iter()
+        .filter(|e| m.highlight.hop(e))
+        .map(|e| e.name.as_str())
+        .collect();
+    assert_eq!(hops, ["web-7d4b9-abcde"], "the one BIND");
+    m.set_highlight(Highlight::default());
+    assert!(!m.highlight.component("scheduler"));
+}
+
+#[test]
+fn the_step_bar_explains_the_selected_hop_or_the_one_at_the_gate() {
+    let mut m = fixture(Host::Attached);
+    assert_eq!(m.explained_hop(), None, "nothing selected, nothing waits");
+    assert_eq!(m.step_bar_rows(24), 1);
+    let web = "Deployment/web";
+    let chosen = json!({
+        "nodes": 2, "evaluated": 2, "feasible": 2, "rejected": {},
+        "scores": {"node-1": {"NodeResourcesFit": {"raw": 90, "normalized": 90, "weight": 1}},
+                   "node-2": {"NodeResourcesFit": {"raw": 60, "normalized": 60, "weight": 1}}},
+        "totals": {"node-1": 90, "node-2": 60}, "chosen": "node-1"
+    });
+    let k = "web-7d4b9-klmno";
+    let decide = hop(
+        30,
+        10,
+        "scheduler",
+        "scheduler",
+        "DECIDE",
+        "Pod",
+        k,
+        None,
+        web,
+        "",
+    )
+    .data(&chosen);
+    m.update(Msg::Flow(decide));
+    m.update(Msg::Flow(hop(
+        31,
+        10,
+        "scheduler",
+        "apiserver",
+        "BIND",
+        "Pod",
+        k,
+        None,
+        web,
+        "bind to node-1",
+    )));
+    // The selected BIND row is explained with the decision that chose its node.
+    m.timeline_selected = Some(31);
+    let bind = m.explained_hop().unwrap();
+    assert_eq!((bind.verb.as_str(), bind.name.as_str()), ("BIND", k));
+    assert_eq!(m.decision_of(&bind), Some(chosen.clone()));
+    let words = m.explanation(&bind);
+    assert!(words.starts_with("The scheduler binds the pod"), "{words}");
+    assert!(
+        words.ends_with(
+            "Decision: node-1 passed every filter (NodeUnschedulable, NodeName, \
+             TaintToleration, NodeAffinity, NodeResourcesFit, VolumeBinding, PodTopologySpread, \
+             InterPodAffinity) and scored 90 (NodeResourcesFit 90) against node-2's 60."
+        ),
+        "{words}"
+    );
+    assert_eq!(m.step_bar_rows(24), 2);
+    assert_eq!(m.step_bar_rows(11), 1, "no room for it");
+    // A BIND whose DECIDE the ring no longer holds takes the detail's decision of its pod.
+    let older = m.events.iter().find(|e| e.verb == "BIND").unwrap().clone();
+    assert_eq!(m.decision_of(&older), None);
+    m.detail = Some(Detail {
+        kind: "Pod".into(),
+        namespace: "default".into(),
+        name: older.name.clone(),
+        decision: Some(decision()),
+        ..Default::default()
+    });
+    assert_eq!(m.decision_of(&older), Some(decision()));
+    // Not following a selection, in step mode: the hop waiting at the gate.
+    m.timeline_selected = None;
+    m.update(Msg::Flow(hop(
+        32,
+        11,
+        "scheduler",
+        "apiserver",
+        "GATE",
+        "Pod",
+        "web-7d4b9-fghij",
+        None,
+        web,
+        "scheduler wants to BIND default/web-7d4b9-fghij to node-2",
+    )));
+    m.update(Msg::Stepper(StepperView {
+        mode: "step".into(),
+        pending: vec![gate(
+            32,
+            "scheduler wants to BIND default/web-7d4b9-fghij to node-2",
+        )],
+        focus: None,
+    }));
+    let waiting = m.explained_hop().unwrap();
+    assert_eq!(
+        (
+            waiting.verb.as_str(),
+            waiting.to.as_str(),
+            waiting.name.as_str()
+        ),
+        ("BIND", "apiserver", "web-7d4b9-fghij")
+    );
+    // The map draws it first, waiting, then the hops before it (not the GATE announcement).
+    let hops = m.map_hops(3);
+    let drawn: Vec<(&str, &str, bool)> = hops
+        .iter()
+        .map(|(h, waits)| (h.verb.as_str(), h.name.as_str(), *waits))
+        .collect();
+    assert_eq!(
+        drawn,
+        [
+            ("BIND", "web-7d4b9-fghij", true),
+            ("BIND", k, false),
+            ("DECIDE", k, false)
+        ]
+    );
+}
+
+#[test]
+fn describing_a_timeline_hop_opens_it_with_its_object() {
+    let mut m = fixture(Host::Attached);
+    m.timeline_selected = Some(16);
+    assert_eq!(
+        m.update(key(KeyCode::Char('d'))),
+        [Effect::Describe(
+            "Pod".into(),
+            "default".into(),
+            "web-7d4b9-abcde".into()
+        )]
+    );
+    assert_eq!(m.detail_hop.as_ref().map(|h| h.seq), Some(16));
+    // A hop that names no object opens alone.
+    m.update(key(KeyCode::Esc));
+    m.update(Msg::Flow(hop(
+        22,
+        12,
+        "apiserver",
+        "controller/job",
+        "WATCH SYNC",
+        "Job",
+        "",
+        Some(108),
+        "",
+        "3 objects to controller/job",
+    )));
+    m.timeline_selected = Some(22);
+    assert!(m.update(key(KeyCode::Char('d'))).is_empty());
+    assert_eq!(m.view, View::Detail);
+    assert_eq!(m.detail_target, None);
+    assert_eq!(
+        m.detail_hop.as_ref().map(|h| h.verb.as_str()),
+        Some("WATCH SYNC")
+    );
+    // An object from a list is no hop.
+    m.update(key(KeyCode::Esc));
+    command(&mut m, "pods");
+    m.update(key(KeyCode::Char('d')));
+    assert_eq!(m.detail_hop, None);
 }
 
 #[test]

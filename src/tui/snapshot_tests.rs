@@ -7,8 +7,11 @@ use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 
 use super::draw;
-use crate::tui::model::tests::{command, ctrl, decision, fixture, gate, key, typing};
-use crate::tui::model::{Detail, EventRow, Host, Model, Msg, PodRow, StepperView, StoreInfo};
+use crate::flow::{FlowEvent, HopPattern};
+use crate::tui::model::tests::{command, component, ctrl, decision, fixture, gate, key, typing};
+use crate::tui::model::{
+    ComponentRow, Detail, EventRow, Highlight, Host, Model, Msg, PodRow, StepperView, StoreInfo,
+};
 
 /// Draws `model` on a `width` x `height` terminal.
 fn render(model: &Model, width: u16, height: u16) -> Terminal<TestBackend> {
@@ -100,6 +103,193 @@ fn home_with_the_control_plane_node_and_its_mirror_pods_120x40() {
         }));
     }
     snap!("home_control_plane_120x40", m, 120, 40);
+}
+
+/// A hop at second 40 of the fixture's minute, numbered after its flow.
+fn later(seq: u64, from: &str, to: &str, verb: &str, kind: &str, name: &str) -> FlowEvent {
+    let mut e = FlowEvent::new(from, to, verb).object(kind, "default", name);
+    e.seq = seq;
+    e.time = format!("2026-01-01T12:00:40.{seq:03}000Z");
+    e.root = "Deployment/web".into();
+    e
+}
+
+/// The fixture as an HA cluster: three etcd members (etcd-2 down), two schedulers and two
+/// controller managers (one leading, one standing by), the cluster DNS seen in the flow, and a
+/// watch delivery to node-2's kubelet in flight after a store write and a status update.
+fn architecture() -> Model {
+    let mut m = fixture(Host::Attached);
+    let electing = |name: &str, lease: &str, leading: bool| ComponentRow {
+        lease: Some(format!("kube-system/{lease}")),
+        leading: Some(leading),
+        ..component(name, "component", true)
+    };
+    m.update(Msg::Components(vec![
+        component("apiserver", "component", true),
+        component("etcd-1", "component", true),
+        component("etcd-2", "component", false),
+        component("etcd-3", "component", true),
+        electing("scheduler-1", "kube-scheduler", true),
+        electing("scheduler-2", "kube-scheduler", false),
+        electing("controller-manager-1", "kube-controller-manager", true),
+        electing("controller-manager-2", "kube-controller-manager", false),
+        component("kube-dns", "component", true),
+        component("node-1", "node", true),
+        component("node-2", "node", true),
+    ]));
+    for e in [
+        later(30, "kube-dns", "apiserver", "WATCH", "Service", ""),
+        later(
+            31,
+            "controller/endpointslice",
+            "apiserver",
+            "UPDATE",
+            "EndpointSlice",
+            "web-x1",
+        ),
+        later(
+            32,
+            "kubelet/node-2",
+            "apiserver",
+            "STATUS",
+            "Pod",
+            "web-7d4b9-fghij",
+        ),
+        later(33, "apiserver", "store", "UPDATE", "Pod", "web-7d4b9-fghij"),
+        later(
+            34,
+            "apiserver",
+            "kubelet/node-2",
+            "WATCH MODIFIED",
+            "Pod",
+            "web-7d4b9-fghij",
+        ),
+    ] {
+        m.update(Msg::Flow(e));
+    }
+    m
+}
+
+#[test]
+fn home_as_the_architecture_diagram() {
+    let m = architecture();
+    snap!("architecture_80x24", m);
+    snap!("architecture_120x40", m, 120, 40);
+    snap!("architecture_200x50", m, 200, 50);
+}
+
+#[test]
+fn home_draws_the_hop_in_flight_s_ends_reversed() {
+    let m = architecture();
+    let terminal = render(&m, 120, 40);
+    let buffer = terminal.backend().buffer();
+    let find = |text: &str| {
+        (0..40u16)
+            .find_map(|y| {
+                let row: Vec<String> = (0..120u16)
+                    .map(|x| buffer[(x, y)].symbol().to_owned())
+                    .collect();
+                let joined = row.concat();
+                let at = joined.find(text)?;
+                Some((joined[..at].chars().count() as u16, y))
+            })
+            .unwrap_or_else(|| panic!("{text} is not drawn"))
+    };
+    use ratatui::style::Modifier;
+    let reversed = |text: &str| buffer[find(text)].modifier.contains(Modifier::REVERSED);
+    assert!(reversed("apiserver"), "the hop leaves the API server");
+    assert!(reversed("kubelet/node-2"), "and reaches node-2's kubelet");
+    assert!(!reversed("kubelet/node-1"));
+    assert!(!reversed("scheduler-1"));
+}
+
+#[test]
+fn home_with_clients_outside_and_nodes_that_do_not_fit() {
+    let mut m = architecture();
+    m.update(Msg::Flow(later(
+        35,
+        "kubectl",
+        "apiserver",
+        "POST",
+        "Deployment",
+        "web",
+    )));
+    snap!("client_hop_80x24", m);
+    for n in 3..=12 {
+        m.update(Msg::Node(crate::tui::model::NodeRow {
+            name: format!("node-{n:02}"),
+            ready: "True".into(),
+            ..Default::default()
+        }));
+    }
+    m.update(Msg::Flow(later(
+        36,
+        "apiserver",
+        "pods.policy.example",
+        "ADMIT",
+        "Pod",
+        "web-7d4b9-pqrst",
+    )));
+    m.update(Msg::Flow(later(
+        37,
+        "apiserver",
+        "kubelet/node-12",
+        "WATCH ADDED",
+        "Pod",
+        "web-7d4b9-pqrst",
+    )));
+    snap!("many_nodes_120x40", m, 120, 40);
+}
+
+#[test]
+fn home_with_a_lesson_s_highlights_and_a_selected_bind() {
+    let mut m = architecture();
+    m.set_highlight(Highlight {
+        components: ["scheduler".to_owned(), "etcd-2".to_owned()].into(),
+        hops: vec![HopPattern {
+            verb: Some("BIND".into()),
+            ..Default::default()
+        }],
+    });
+    // The BIND row: its sentence in the step bar.
+    for _ in 0..10 {
+        m.update(key(KeyCode::Up));
+    }
+    assert_eq!(m.selected_event().unwrap().verb, "BIND");
+    snap!("highlights_80x24", m);
+    snap!("highlights_120x40", m, 120, 40);
+    // Marked cells are drawn bold and underlined, in monochrome too.
+    m.monochrome = true;
+    let terminal = render(&m, 120, 40);
+    let buffer = terminal.backend().buffer();
+    let row = |y: u16| -> String {
+        (0..120)
+            .map(|x| buffer[(x, y)].symbol().to_owned())
+            .collect()
+    };
+    let (y, x) = (0..40)
+        .find_map(|y| row(y).find("etcd-2").map(|x| (y, x)))
+        .expect("etcd-2 is drawn");
+    let x = row(y)[..x].chars().count() as u16;
+    let cell = &buffer[(x, y)];
+    assert!(cell.modifier.contains(ratatui::style::Modifier::UNDERLINED));
+    assert_eq!(cell.fg, ratatui::style::Color::Reset);
+}
+
+#[test]
+fn detail_of_a_bind_hop_says_why_and_what_the_scheduler_found() {
+    let mut m = fixture(Host::Attached);
+    m.size = (100, 34);
+    // The BIND row of the timeline, described.
+    for _ in 0..5 {
+        m.update(key(KeyCode::Up));
+    }
+    assert_eq!(m.selected_event().unwrap().verb, "BIND");
+    m.update(key(KeyCode::Char('d')));
+    let mut detail = pod_detail();
+    detail.yaml = "apiVersion: v1\nkind: Pod\n".into();
+    m.update(Msg::Detail(detail));
+    snap!("detail_bind_hop", m, 100, 34);
 }
 
 #[test]

@@ -65,6 +65,12 @@ impl Theme {
         self.fg(Color::Red).add_modifier(Modifier::BOLD)
     }
 
+    /// What a lesson asks the learner to watch.
+    fn marked(self) -> Style {
+        self.fg(Color::Cyan)
+            .add_modifier(Modifier::BOLD | Modifier::UNDERLINED)
+    }
+
     /// The component a hop comes from / goes to.
     fn hop(self, from: bool) -> Style {
         let color = if from { Color::Yellow } else { Color::Magenta };
@@ -152,21 +158,19 @@ pub fn draw(frame: &mut Frame<'_>, model: &Model) {
     let theme = Theme::of(model);
     let [body, step, status] = Layout::vertical([
         Constraint::Min(1),
-        Constraint::Length(1),
+        Constraint::Length(model.step_bar_rows(frame.area().height)),
         Constraint::Length(1),
     ])
     .areas(frame.area());
     match model.view {
         View::Home => {
-            let map_height = map::height(model, body);
-            let [top, hop, rest] = Layout::vertical([
-                Constraint::Length(map_height),
-                Constraint::Length(1),
+            let map = map::Map::plan(model, body, theme);
+            let [top, rest] = Layout::vertical([
+                Constraint::Length(map.height(body.width)),
                 Constraint::Min(0),
             ])
             .areas(body);
-            map::draw(frame, model, top, theme);
-            map::draw_hop(frame, model, hop, theme);
+            map.draw(frame, top);
             timeline::draw(frame, model, rest, theme);
         }
         View::Flow => timeline::draw(frame, model, body, theme),
@@ -192,8 +196,28 @@ pub fn draw(frame: &mut Frame<'_>, model: &Model) {
 }
 
 /// The step bar: `RUN`, or `STEP` and the pending gate's words; the focus, lost events and the
-/// keys that step.
+/// keys that step; and on a second row, when there is one, why the selected hop (or the one
+/// waiting at the gate) happens.
 fn draw_step_bar(frame: &mut Frame<'_>, model: &Model, area: Rect, theme: Theme) {
+    if area.height > 1
+        && let Some(hop) = model.explained_hop()
+    {
+        let why = Rect {
+            y: area.y + 1,
+            height: 1,
+            ..area
+        };
+        let lead = " why ";
+        let room = usize::from(area.width).saturating_sub(lead.len());
+        frame.render_widget(
+            Paragraph::new(Line::from(vec![
+                Span::styled(lead, theme.heading()),
+                Span::raw(fit(&model.explanation(&hop), room)),
+            ])),
+            why,
+        );
+    }
+    let area = Rect { height: 1, ..area };
     let mut spans = Vec::new();
     if model.stepping() {
         spans.push(Span::styled(

@@ -231,18 +231,106 @@ fn decision_lines(decision: &Value, theme: Theme) -> Vec<Line<'static>> {
     lines
 }
 
+/// `text` as lines of at most `width` columns, broken between words, the first after `label`
+/// and the others indented as far.
+fn wrapped(label: &str, text: &str, width: usize, style: Style) -> Vec<Line<'static>> {
+    let indent = label.chars().count();
+    let room = width.saturating_sub(indent).max(20);
+    let mut lines: Vec<String> = Vec::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        let used = line.chars().count();
+        if used > 0 && used + 1 + word.chars().count() > room {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    lines.push(line);
+    lines
+        .into_iter()
+        .enumerate()
+        .map(|(n, text)| {
+            let lead = if n == 0 {
+                label.to_owned()
+            } else {
+                " ".repeat(indent)
+            };
+            Line::from(vec![
+                Span::styled(lead, Style::new().add_modifier(Modifier::BOLD)),
+                Span::styled(text, style),
+            ])
+        })
+        .collect()
+}
+
+/// The hop the detail was opened from: when, who to whom, what, why it happens, and for a
+/// scheduling hop what the scheduler found on the chosen node.
+fn hop_lines(model: &Model, theme: Theme) -> Vec<Line<'static>> {
+    let Some(hop) = &model.detail_hop else {
+        return Vec::new();
+    };
+    let width = usize::from(model.size.0.saturating_sub(2));
+    let mut lines = vec![Line::from(vec![
+        Span::styled(
+            format!("{:10}", "hop"),
+            Style::new().add_modifier(Modifier::BOLD),
+        ),
+        Span::styled(
+            format!(
+                "{}  {} -> {}  {}  {}",
+                super::timeline::clock(&hop.time),
+                hop.from,
+                hop.to,
+                hop.verb,
+                object_words(&hop.kind, &hop.namespace, &hop.name)
+            ),
+            theme.heading(),
+        ),
+    ])];
+    if !hop.detail.is_empty() {
+        lines.extend(wrapped(&" ".repeat(10), &hop.detail, width, theme.dim()));
+    }
+    lines.extend(wrapped(
+        &format!("{:10}", "why"),
+        &crate::flow::explain::why(hop),
+        width,
+        Style::new(),
+    ));
+    if let Some(found) = model
+        .decision_of(hop)
+        .and_then(|d| crate::flow::explain::decision(&d))
+    {
+        lines.extend(wrapped(
+            &format!("{:10}", "decision"),
+            &found,
+            width,
+            theme.fg(Color::Green),
+        ));
+    }
+    lines.push(Line::raw(""));
+    lines
+}
+
 /// The detail page's lines.
 pub(super) fn page(model: &Model, theme: Theme) -> Vec<Line<'static>> {
+    let mut lines = hop_lines(model, theme);
     let Some((kind, ns, name)) = &model.detail_target else {
-        return vec![Line::styled("nothing selected", theme.dim())];
+        if lines.is_empty() {
+            lines.push(Line::styled("nothing selected", theme.dim()));
+        }
+        return lines;
     };
     let Some(detail) = &model.detail else {
-        return vec![Line::styled(
+        lines.push(Line::styled(
             format!("fetching {} ...", object_words(kind, ns, name)),
             theme.dim(),
-        )];
+        ));
+        return lines;
     };
-    let mut lines = status_lines(model, &detail.yaml, theme);
+    lines.extend(status_lines(model, &detail.yaml, theme));
     if let Some(decision) = &detail.decision {
         lines.push(Line::raw(""));
         lines.extend(decision_lines(decision, theme));
@@ -314,16 +402,14 @@ pub(super) fn page(model: &Model, theme: Theme) -> Vec<Line<'static>> {
 
 /// The detail view.
 pub(super) fn draw(frame: &mut Frame<'_>, model: &Model, area: Rect, theme: Theme) {
-    let title = model
-        .detail_target
-        .as_ref()
-        .map(|(k, ns, n)| {
-            format!(
-                " {} (j/k scroll, l logs, esc back) ",
-                object_words(k, ns, n)
-            )
-        })
-        .unwrap_or_default();
+    let title = match (&model.detail_target, &model.detail_hop) {
+        (Some((k, ns, n)), _) => format!(
+            " {} (j/k scroll, l logs, esc back) ",
+            object_words(k, ns, n)
+        ),
+        (None, Some(hop)) => format!(" hop {} {} (esc back) ", hop.seq, hop.verb),
+        (None, None) => String::new(),
+    };
     let b = block(title, theme);
     let inner = b.inner(area);
     let lines = page(model, theme);

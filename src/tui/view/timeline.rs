@@ -54,7 +54,7 @@ impl Widths {
 
 /// The event's object in `width` columns: `Kind ns/name`; on a narrow terminal `Kind name`,
 /// then `Kind …` and the end of the name (where generated names differ).
-fn fit_object(e: &FlowEvent, width: usize) -> String {
+pub(super) fn fit_object(e: &FlowEvent, width: usize) -> String {
     let full = object_words(&e.kind, &e.namespace, &e.name);
     if full.chars().count() <= width || e.name.is_empty() {
         return fit(&full, width);
@@ -182,12 +182,14 @@ pub(super) fn draw(frame: &mut Frame<'_>, model: &Model, area: Rect, theme: Them
     let height = usize::from(inner.height);
     let first = offset(cursor, height);
     let visible = &rows[first.min(rows.len())..(first + height).min(rows.len())];
+    // A lesson's hops are marked `▶` in a column of their own.
+    let marking = !model.highlight.hops.is_empty();
     let widths = Widths::of(
         visible.iter().filter_map(|r| match r {
             TimelineRow::Event(i) => model.events.get(*i),
             TimelineRow::Story(..) => None,
         }),
-        inner.width,
+        inner.width.saturating_sub(if marking { 2 } else { 0 }),
     );
     let lines: Vec<Line<'_>> = visible
         .iter()
@@ -211,8 +213,19 @@ pub(super) fn draw(frame: &mut Frame<'_>, model: &Model, area: Rect, theme: Them
                 }
                 TimelineRow::Event(i) => {
                     let e = &model.events[*i];
+                    let marked = marking && model.highlight.hop(e);
+                    let style = if marked {
+                        style.add_modifier(Modifier::BOLD)
+                    } else {
+                        style
+                    };
                     let mut line = event_line(e, &widths, style, theme);
                     if model.grouped {
+                        line.spans.insert(0, Span::raw("  "));
+                    }
+                    if marked {
+                        line.spans.insert(0, Span::styled("▶ ", theme.marked()));
+                    } else if marking {
                         line.spans.insert(0, Span::raw("  "));
                     }
                     line
