@@ -61,7 +61,7 @@ pub enum LessonError {
 }
 
 /// One lesson.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Lesson {
     /// The file it came from (`01-deployment.yaml`).
     pub file: String,
@@ -112,7 +112,7 @@ pub struct ClusterSpec {
 }
 
 /// One step: what to do, what to watch, what must then hold, and why it did.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Step {
     /// One line.
     pub title: String,
@@ -197,7 +197,7 @@ pub struct Watch {
 }
 
 /// One check, retried until it holds or `within` passes.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Check {
     /// What is checked.
     pub kind: CheckKind,
@@ -208,7 +208,7 @@ pub struct Check {
 }
 
 /// The check kinds.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum CheckKind {
     /// A command succeeds and its output is as expected.
     Run {
@@ -251,7 +251,7 @@ pub enum CheckKind {
 }
 
 /// What a text must be.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Expect {
     /// Anything.
     Anything,
