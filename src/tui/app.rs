@@ -64,7 +64,9 @@ impl LearnOptions {
     /// The built-in lessons (and `ORRERY_LESSONS`'s) for the cluster in `state_dir`, its
     /// progress kept there.
     pub fn for_cluster(state_dir: &Path) -> LearnOptions {
-        let lessons = std::env::var_os("ORRERY_LESSONS").map(PathBuf::from);
+        let lessons = std::env::var_os("ORRERY_LESSONS")
+            .filter(|dir| !dir.is_empty())
+            .map(PathBuf::from);
         LearnOptions {
             catalogue: crate::learn::Catalogue::load(lessons.as_deref()).map_err(|e| e.to_string()),
             state_dir: state_dir.to_owned(),
