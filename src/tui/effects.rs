@@ -271,7 +271,7 @@ impl Effects {
                 let mut outcomes = Vec::new();
                 for check in &checks {
                     let outcome =
-                        crate::learn::check::evaluate(check, &mut session, &mut log, since).await;
+                        crate::learn::check::check_once(check, &mut session, &mut log, since).await;
                     let held = outcome.held;
                     outcomes.push(outcome);
                     if !held {

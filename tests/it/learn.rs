@@ -392,3 +392,58 @@ fn orrery_learn_starts_the_lessons_cluster_in_the_lesson() {
         text(&out)
     );
 }
+
+/// A lesson on real containers: a pod reached over its IP from the host, with and without the
+/// API server.
+const REAL: &str = r#"
+title: Pods answer while the API server is down
+claim: >
+  The API server keeps the cluster's state; it does not carry the pods' traffic. With it
+  stopped, kubectl gets 503, and the pods already running keep answering.
+cluster: {runtime: real, nodes: 1}
+steps:
+  - title: Run a hello pod and reach it
+    do:
+      - run: kubectl run hello --image=orrery/hello --port=8080
+    check:
+      - run: kubectl get pod hello -o jsonpath={.status.phase}
+        expect: Running
+        within: 90s
+      - capture: ip
+        run: kubectl get pod hello -o jsonpath={.status.podIP}
+      - run: echo ${ip}
+        matches: ^10\.248\.
+      - http: http://${ip}:8080/
+        contains: Hello from hello
+  - title: Stop the API server
+    do:
+      - run: orrery component stop apiserver
+    check:
+      - run: kubectl get pods
+        fails-with: ServiceUnavailable
+      - http: http://${ip}:8080/
+        contains: Hello from hello
+        for: 2s
+  - title: Start it again
+    do:
+      - run: orrery component start apiserver
+    check:
+      - run: kubectl get pod hello -o jsonpath={.status.phase}
+        expect: Running
+"#;
+
+/// Needs root (real containers), as CI runs: without it the run fails, and so does the test.
+#[test]
+fn a_lesson_on_real_containers_runs_on_the_pod_network_it_is_given() {
+    let lessons = tempfile::tempdir().unwrap();
+    std::fs::write(lessons.path().join("90-apiserver-down.yaml"), REAL).unwrap();
+    check_with(
+        "apiserver-down",
+        &[
+            "--lessons",
+            lessons.path().to_str().unwrap(),
+            "--cluster-cidr",
+            "10.248.0.0/16",
+        ],
+    );
+}

@@ -97,8 +97,8 @@ pub(super) fn list(frame: &mut Frame<'_>, model: &Model, area: Rect, theme: Them
             notes.push(Line::styled(format!(" {line}"), style));
         }
         let mut cluster = format!(
-            " for a cluster of {} {} nodes · {} steps",
-            lesson.cluster.nodes,
+            " for a cluster of {} ({}) · {} steps",
+            lesson.cluster.nodes_words(),
             lesson.cluster.runtime.word(),
             lesson.steps.len()
         );
