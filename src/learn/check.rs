@@ -96,7 +96,8 @@ impl Session {
     /// Runs `command` with `sh -c` in the lesson's environment, feeding it `stdin`, for at most
     /// `limit`.
     pub async fn shell(&self, command: &str, stdin: Option<&str>, limit: Duration) -> Shell {
-        let mut child = tokio::process::Command::new("sh");
+        // /bin/sh, as POSIX has it (dash on Debian, an essential package).
+        let mut child = tokio::process::Command::new("/bin/sh");
         child
             .arg("-c")
             .arg(command)
