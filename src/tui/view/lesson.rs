@@ -96,11 +96,12 @@ pub(super) fn list(frame: &mut Frame<'_>, model: &Model, area: Rect, theme: Them
             };
             notes.push(Line::styled(format!(" {line}"), style));
         }
+        let steps = lesson.steps.len();
         let mut cluster = format!(
-            " for a cluster of {} ({}) · {} steps",
+            " for a cluster of {} ({}) · {steps} {}",
             lesson.cluster.nodes_words(),
             lesson.cluster.runtime.word(),
-            lesson.steps.len()
+            if steps == 1 { "step" } else { "steps" }
         );
         if let Some(mismatch) = model.lesson_mismatch(lesson) {
             cluster.push_str(&format!(" · {mismatch}"));
