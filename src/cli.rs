@@ -381,13 +381,11 @@ struct LearnArgs {
     #[command(subcommand)]
     command: Option<LearnCommand>,
     /// The lesson to open: its name, number or file stem [default: the first one not done].
-    name: Option<String>,
+    #[arg(id = "lesson", value_name = "LESSON")]
+    lesson: Option<String>,
     /// The API server's port on 127.0.0.1 (0: any free port).
     #[arg(long, default_value_t = 6443)]
     port: u16,
-    /// Do not merge the cluster's context into $KUBECONFIG or ~/.kube/config.
-    #[arg(long)]
-    no_kubeconfig_merge: bool,
     /// The ingress controller's HTTP port on 127.0.0.1 (0: any free port).
     #[arg(long, default_value_t = 8080)]
     ingress_port: u16,
@@ -410,8 +408,13 @@ enum LearnCommand {
 #[derive(Debug, Args)]
 struct LearnRunArgs {
     /// The lesson: its name, number or file stem.
-    #[arg(required_unless_present = "all", conflicts_with = "all")]
-    name: Option<String>,
+    #[arg(
+        id = "lesson",
+        value_name = "LESSON",
+        required_unless_present = "all",
+        conflicts_with = "all"
+    )]
+    lesson: Option<String>,
     /// Every lesson, in order.
     #[arg(long)]
     all: bool,
@@ -635,7 +638,7 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    match runtime.block_on(run(cli, None)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("orrery: {error}");
@@ -669,7 +672,7 @@ impl ClusterArgs {
 /// network must not overlap.
 const SERVICE_CIDR: (std::net::Ipv4Addr, u8) = (std::net::Ipv4Addr::new(10, 96, 0, 0), 12);
 
-async fn run(cli: Cli) -> Result<(), CliError> {
+async fn run(cli: Cli, learn: Option<crate::tui::app::LearnOptions>) -> Result<(), CliError> {
     match cli.command {
         Command::Up(args) => {
             use std::io::IsTerminal;
@@ -763,7 +766,10 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             let log = state_dir.join("orrery.log");
             let _stderr = crate::tui::app::redirect_stderr(&log)?;
             let name = options.name.clone();
-            crate::cluster::up_until(options, move |api| up_dashboard(api, name, log)).await?;
+            let learn =
+                learn.unwrap_or_else(|| crate::tui::app::LearnOptions::for_cluster(&state_dir));
+            crate::cluster::up_until(options, move |api| up_dashboard(api, name, log, learn))
+                .await?;
             Ok(())
         }
         Command::Tui => {
@@ -944,7 +950,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 ))
             }
         }
-        Command::Learn(args) => learn(&cli.cluster, args).await,
+        Command::Learn(args) => learn_command(&cli.cluster, args).await,
         Command::Bench(BenchCommand::Lessons(options)) => {
             let report = bench::run_lesson_bench(&options)
                 .await
@@ -970,7 +976,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
 }
 
 /// `orrery learn`: list the lessons, run them headless, or open one in the dashboard.
-async fn learn(cluster: &ClusterArgs, args: LearnArgs) -> Result<(), CliError> {
+async fn learn_command(cluster: &ClusterArgs, args: LearnArgs) -> Result<(), CliError> {
     use crate::learn::progress::{self, Progress};
     let catalogue = crate::learn::Catalogue::load(args.lessons.as_deref())?;
     match args.command {
@@ -998,7 +1004,7 @@ async fn learn(cluster: &ClusterArgs, args: LearnArgs) -> Result<(), CliError> {
             Ok(())
         }
         Some(LearnCommand::Run(run)) => {
-            let lessons: Vec<&crate::learn::Lesson> = match &run.name {
+            let lessons: Vec<&crate::learn::Lesson> = match &run.lesson {
                 Some(name) => vec![catalogue.get(name)?],
                 None => catalogue
                     .lessons()
@@ -1049,9 +1055,94 @@ async fn learn(cluster: &ClusterArgs, args: LearnArgs) -> Result<(), CliError> {
             }
             Ok(())
         }
-        None => Err(CliError::Usage(
-            "orrery learn NAME opens a lesson in the dashboard: not built yet".into(),
-        )),
+        None => {
+            use std::io::IsTerminal;
+            if !std::io::stdout().is_terminal() {
+                return Err(CliError::Usage(
+                    "orrery learn opens the lesson in the dashboard, which needs a terminal \
+                     (orrery learn run NAME runs a lesson headless)"
+                        .into(),
+                ));
+            }
+            let base = cluster.state_dir()?;
+            let progress_file = progress::path(&base);
+            let progress = Progress::load(&progress_file)?;
+            let lesson = match &args.lesson {
+                Some(name) => catalogue.get(name)?,
+                None => catalogue
+                    .lessons()
+                    .iter()
+                    .find(|l| progress.summary(&l.name, l.steps.len()) != "done")
+                    .or_else(|| catalogue.lessons().first())
+                    .ok_or_else(|| CliError::Usage("there are no lessons".into()))?,
+            };
+            // The lesson's own cluster, fresh each time, beside the progress it adds to.
+            let dir = base.join("learn").join("cluster");
+            fresh_lesson_dir(&dir)?;
+            let mut argv: Vec<std::ffi::OsString> = vec![
+                "orrery".into(),
+                "--name".into(),
+                cluster.name.clone().into(),
+                "--state-dir".into(),
+                dir.clone().into(),
+            ];
+            if let Some(store) = &lesson.cluster.store {
+                argv.extend(["--store".into(), store.into()]);
+            }
+            let real = lesson.cluster.runtime == crate::learn::lesson::Runtime::Real;
+            let words = [
+                "up".to_owned(),
+                "--no-kubeconfig-merge".to_owned(),
+                "--runtime".to_owned(),
+                if real { "libcontainer" } else { "sim" }.to_owned(),
+                "--nodes".to_owned(),
+                lesson.cluster.nodes.to_string(),
+                "--port".to_owned(),
+                args.port.to_string(),
+                "--ingress-port".to_owned(),
+                args.ingress_port.to_string(),
+                "--ingress-https-port".to_owned(),
+                args.ingress_https_port.to_string(),
+                "--cluster-cidr".to_owned(),
+                args.cluster_cidr.to_string(),
+            ];
+            argv.extend(words.into_iter().map(Into::into));
+            argv.extend(lesson.cluster.args.iter().map(Into::into));
+            let up = Cli::try_parse_from(argv).map_err(|e| {
+                CliError::Usage(format!("lesson {}: its cluster's flags: {e}", lesson.name))
+            })?;
+            let learn = crate::tui::app::LearnOptions {
+                catalogue: Ok(catalogue.clone()),
+                state_dir: dir,
+                progress: progress_file,
+                open: Some(lesson.name.clone()),
+            };
+            Box::pin(run(up, Some(learn))).await
+        }
+    }
+}
+
+/// Makes `dir` an empty directory for a lesson's cluster: what an earlier lesson left there
+/// goes, unless a cluster still runs there.
+fn fresh_lesson_dir(dir: &std::path::Path) -> Result<(), CliError> {
+    if let Ok(text) = std::fs::read_to_string(crate::cluster::pid_file(dir))
+        && let Some(pid) = text.split_whitespace().next().and_then(|p| p.parse().ok())
+        && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
+    {
+        return Err(CliError::Usage(format!(
+            "a lesson's cluster still runs in {} (pid {pid}): quit its dashboard, or orrery \
+             --state-dir {} down",
+            dir.display(),
+            dir.display()
+        )));
+    }
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(CliError::Usage(format!(
+            "cannot clear the last lesson's cluster in {}: {e}",
+            dir.display()
+        ))),
     }
 }
 
@@ -1082,13 +1173,19 @@ fn table(header: &[String], rows: &[[String; 4]]) -> String {
 /// The dashboard of `orrery up`, on the API server's in-process client; returns when the
 /// cluster should stop. Quitting without stopping (or a dashboard that fails) leaves the cluster
 /// running headless until Ctrl-C or `orrery down`.
-async fn up_dashboard(api: Arc<crate::apiserver::ApiServer>, name: String, log: PathBuf) {
+async fn up_dashboard(
+    api: Arc<crate::apiserver::ApiServer>,
+    name: String,
+    log: PathBuf,
+    learn: crate::tui::app::LearnOptions,
+) {
     use crate::tui::app::{self, Exit};
     let options = app::Options {
         host: crate::tui::model::Host::Up,
         cluster: name,
         client: api.client("dashboard"),
         manifests: crate::tui::source::manifests_dir(),
+        learn: Some(learn),
     };
     let ended = tokio::spawn(app::run(options)).await;
     // The terminal is the cluster's again: what it says while stopping is seen.

@@ -77,6 +77,15 @@ impl Catalogue {
         Self::from_files(files)
     }
 
+    /// The lessons in these files (name, text): a test's, or a tool's.
+    pub fn parse(files: &[(&str, &str)]) -> Result<Catalogue, LessonError> {
+        Self::from_files(
+            files
+                .iter()
+                .map(|(file, text)| ((*file).to_owned(), (*text).to_owned())),
+        )
+    }
+
     fn from_files(
         files: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Catalogue, LessonError> {

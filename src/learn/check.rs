@@ -93,20 +93,11 @@ impl Session {
         expand(text, |name| self.vars.get(name).cloned())
     }
 
-    /// The environment commands run with, for a learner's other terminal: `export ...`.
-    pub fn exports(&self) -> String {
-        self.env
-            .iter()
-            .filter(|(k, _)| k == "KUBECONFIG" || k == "ORRERY_STATE_DIR")
-            .map(|(k, v)| format!("{k}={}", v.to_string_lossy()))
-            .collect::<Vec<_>>()
-            .join(" ")
-    }
-
     /// Runs `command` with `sh -c` in the lesson's environment, feeding it `stdin`, for at most
     /// `limit`.
     pub async fn shell(&self, command: &str, stdin: Option<&str>, limit: Duration) -> Shell {
-        let mut child = tokio::process::Command::new("sh");
+        // /bin/sh, as POSIX has it (dash on Debian, an essential package).
+        let mut child = tokio::process::Command::new("/bin/sh");
         child
             .arg("-c")
             .arg(command)
@@ -634,6 +625,21 @@ pub async fn evaluate(
     }
 }
 
+/// Tries `check` once, as the dashboard's `c` does; one with `for:` that holds is tried again
+/// until it has held that long (an absence is not seen in one look).
+pub async fn check_once(
+    check: &Check,
+    session: &mut Session,
+    log: &mut FlowLog,
+    since: u64,
+) -> Outcome {
+    let once = Check {
+        within: Duration::ZERO,
+        ..check.clone()
+    };
+    check_until(&once, session, log, since, false).await.outcome
+}
+
 /// What came of a check tried until it held.
 #[derive(Clone, Debug)]
 pub struct Tried {
@@ -677,7 +683,9 @@ pub async fn check_until(
         }
         if Instant::now() + RETRY > deadline {
             let mut outcome = outcome;
-            outcome.seen = format!("after {}: {}", seconds(check.within), outcome.seen);
+            if tries > 1 {
+                outcome.seen = format!("after {}: {}", seconds(check.within), outcome.seen);
+            }
             return Tried {
                 outcome,
                 took: started.elapsed(),
@@ -877,5 +885,133 @@ mod tests {
             "Hello, world"
         );
         assert_eq!(quote("a\n  b\tc"), "a b c");
+    }
+}
+
+#[cfg(test)]
+mod kinds {
+    //! Every check kind but the flow's (which needs a cluster: `tests/it/learn.rs`), tried
+    //! against commands and a local HTTP server.
+
+    use super::*;
+    use crate::learn::lesson::Lesson;
+
+    /// A session whose client reaches nothing (no check here asks the API).
+    fn session(tmp: &Path) -> Session {
+        let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
+        let client = kube::Client::try_from(config).unwrap();
+        Session::new(client, Path::new("/tmp/lesson-state"), "lesson", tmp)
+    }
+
+    /// The checks of a one-step lesson whose `check:` is `checks`.
+    fn checks(checks: &str) -> Vec<Check> {
+        let text = format!("title: t\nclaim: c\nsteps:\n  - title: s\n    check:\n{checks}");
+        Lesson::parse("01-t.yaml", &text)
+            .unwrap()
+            .steps
+            .remove(0)
+            .checks
+    }
+
+    #[tokio::test]
+    async fn commands_are_checked_by_their_output_and_exit() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut session = session(tmp.path());
+        let mut log = FlowLog::after(0);
+        let all = checks(
+            r#"      - capture: who
+        run: printf ' web-1 \n'
+      - run: echo "${who} at $ORRERY_NAME in $${KUBECONFIG}"
+        expect: web-1 at lesson in /tmp/lesson-state/kubeconfig
+      - run: echo hello there
+        contains: lo th
+      - run: echo pod/web-12
+        matches: ^pod/${who}\d$
+      - run: cat
+        stdin: "fed ${who}"
+        expect: fed web-1
+      - run: echo nope >&2; exit 3
+        fails-with: nope
+      - run: echo 3
+        expect: "4"
+      - run: "false"
+      - run: echo fine
+        fails-with: fine
+"#,
+        );
+        let mut outcomes = Vec::new();
+        for check in &all {
+            outcomes.push(evaluate(check, &mut session, &mut log, 0).await);
+        }
+        let held: Vec<bool> = outcomes.iter().map(|o| o.held).collect();
+        assert_eq!(
+            held,
+            [true, true, true, true, true, true, false, false, false],
+            "{outcomes:#?}"
+        );
+        assert_eq!(session.vars()["who"], "web-1");
+        assert_eq!(outcomes[0].seen, "${who} = \"web-1\"");
+        assert_eq!(
+            outcomes[1].expected,
+            "echo \"web-1 at $ORRERY_NAME in ${KUBECONFIG}\" = \"web-1 at lesson in /tmp/lesson-state/kubeconfig\""
+        );
+        assert_eq!(outcomes[5].seen, "exit 3: nope");
+        assert_eq!(outcomes[6].seen, "\"3\"");
+        assert_eq!(outcomes[7].seen, "exit 1");
+        assert_eq!(outcomes[8].seen, "exit 0: fine");
+    }
+
+    #[tokio::test]
+    async fn http_checks_get_from_the_host_and_for_keeps_trying() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let served = tokio::spawn(async move {
+            loop {
+                let Ok((mut stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let mut request = [0u8; 1024];
+                let _ = stream.read(&mut request).await;
+                let _ = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 16\r\n\r\nHello from hello")
+                    .await;
+            }
+        });
+        let tmp = tempfile::tempdir().unwrap();
+        let mut session = session(tmp.path());
+        let mut log = FlowLog::after(0);
+        let all = checks(&format!(
+            r#"      - http: http://127.0.0.1:{port}/
+        contains: Hello from
+        for: 500ms
+      - http: http://127.0.0.1:{port}/
+        expect: Goodbye
+        within: 300ms
+      - http: http://127.0.0.1:1/
+        within: 200ms
+"#
+        ));
+        let tried = check_until(&all[0], &mut session, &mut log, 0, false).await;
+        assert!(tried.outcome.held, "{tried:?}");
+        assert!(tried.tries >= 3, "kept trying for 500ms: {tried:?}");
+        assert!(
+            tried
+                .outcome
+                .seen
+                .starts_with("held for 0.5s: 200: \"Hello from hello\"")
+        );
+        let tried = check_until(&all[1], &mut session, &mut log, 0, false).await;
+        assert!(!tried.outcome.held);
+        assert!(
+            tried.outcome.seen.starts_with("after 0.3s: 200: "),
+            "{tried:?}"
+        );
+        let tried = check_until(&all[2], &mut session, &mut log, 0, false).await;
+        assert!(!tried.outcome.held);
+        assert!(
+            tried.outcome.seen.contains("connect 127.0.0.1:1"),
+            "{tried:?}"
+        );
+        served.abort();
     }
 }

@@ -61,7 +61,7 @@ pub enum LessonError {
 }
 
 /// One lesson.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Lesson {
     /// The file it came from (`01-deployment.yaml`).
     pub file: String,
@@ -111,8 +111,18 @@ pub struct ClusterSpec {
     pub args: Vec<String>,
 }
 
+impl ClusterSpec {
+    /// `1 node`, `3 nodes`.
+    pub fn nodes_words(&self) -> String {
+        match self.nodes {
+            1 => "1 node".to_owned(),
+            n => format!("{n} nodes"),
+        }
+    }
+}
+
 /// One step: what to do, what to watch, what must then hold, and why it did.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Step {
     /// One line.
     pub title: String,
@@ -197,7 +207,7 @@ pub struct Watch {
 }
 
 /// One check, retried until it holds or `within` passes.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Check {
     /// What is checked.
     pub kind: CheckKind,
@@ -208,7 +218,7 @@ pub struct Check {
 }
 
 /// The check kinds.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum CheckKind {
     /// A command succeeds and its output is as expected.
     Run {
@@ -251,7 +261,7 @@ pub enum CheckKind {
 }
 
 /// What a text must be.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Expect {
     /// Anything.
     Anything,
@@ -259,8 +269,8 @@ pub enum Expect {
     Equals(String),
     /// Containing this.
     Contains(String),
-    /// Matching this regular expression (checked when the lesson is read; `${var}`s are filled
-    /// in before it is compiled).
+    /// Matching this regular expression, the text's trailing newline and spaces left out
+    /// (checked when the lesson is read; `${var}`s are filled in before it is compiled).
     Matches(String),
 }
 
@@ -271,7 +281,9 @@ impl Expect {
             Expect::Anything => true,
             Expect::Equals(_) => text.trim() == want.trim(),
             Expect::Contains(_) => text.contains(want),
-            Expect::Matches(_) => regex::Regex::new(want).is_ok_and(|r| r.is_match(text)),
+            Expect::Matches(_) => {
+                regex::Regex::new(want).is_ok_and(|r| r.is_match(text.trim_end()))
+            }
         }
     }
 

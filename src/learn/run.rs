@@ -308,10 +308,10 @@ pub async fn run(lesson: &Lesson, options: &RunOptions) -> Result<LessonReport, 
     let (cluster, client) = LessonCluster::start(lesson, options).await?;
     let startup = started.elapsed();
     out.line(format!(
-        "  cluster {}: {} runtime, {} nodes, up in {} (state dir {})",
+        "  cluster {}: {} runtime, {}, up in {} (state dir {})",
         cluster.name,
         lesson.cluster.runtime.word(),
-        lesson.cluster.nodes,
+        lesson.cluster.nodes_words(),
         seconds(startup),
         cluster.state_dir().display()
     ))?;

@@ -21,7 +21,7 @@ use ratatui::backend::CrosstermBackend;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::effects::Effects;
+use super::effects::{Effects, LessonPlace};
 use super::model::{Effect, Host, Model, Msg};
 use super::{source, view};
 
@@ -44,6 +44,36 @@ pub struct Options {
     pub client: Client,
     /// The manifests directory, if any ([`source::manifests_dir`]).
     pub manifests: Option<PathBuf>,
+    /// The lessons, and where their commands run and their progress is kept.
+    pub learn: Option<LearnOptions>,
+}
+
+/// What the dashboard needs for lessons (`:learn`).
+pub struct LearnOptions {
+    /// The lessons, or why they could not be read.
+    pub catalogue: Result<crate::learn::Catalogue, String>,
+    /// The cluster's state directory (where its commands reach it).
+    pub state_dir: PathBuf,
+    /// The progress file.
+    pub progress: PathBuf,
+    /// A lesson to open at once (`orrery learn NAME`).
+    pub open: Option<String>,
+}
+
+impl LearnOptions {
+    /// The built-in lessons (and `ORRERY_LESSONS`'s) for the cluster in `state_dir`, its
+    /// progress kept there.
+    pub fn for_cluster(state_dir: &Path) -> LearnOptions {
+        let lessons = std::env::var_os("ORRERY_LESSONS")
+            .filter(|dir| !dir.is_empty())
+            .map(PathBuf::from);
+        LearnOptions {
+            catalogue: crate::learn::Catalogue::load(lessons.as_deref()).map_err(|e| e.to_string()),
+            state_dir: state_dir.to_owned(),
+            progress: crate::learn::progress::path(state_dir),
+            open: None,
+        }
+    }
 }
 
 /// How the dashboard ended.
@@ -111,6 +141,7 @@ pub async fn attach(state_dir: &Path, cluster: &str) -> Result<Exit, TuiError> {
         cluster: cluster.to_owned(),
         client,
         manifests: source::manifests_dir(),
+        learn: Some(LearnOptions::for_cluster(state_dir)),
     })
     .await
 }
@@ -159,11 +190,21 @@ pub async fn run(options: Options) -> Result<Exit, TuiError> {
         tx.clone(),
         options.manifests.clone(),
     );
-    let effects = Effects::new(options.client, tx, options.manifests, sources.poker());
+    let mut effects = Effects::new(options.client, tx, options.manifests, sources.poker());
     let mut model = Model::new(options.host, &options.cluster);
     model.monochrome = monochrome();
+    let mut first = Vec::new();
+    if let Some(learn) = options.learn {
+        effects = effects.with_lessons(LessonPlace {
+            state_dir: learn.state_dir.clone(),
+            name: options.cluster.clone(),
+            tmp: learn.state_dir.join("learn").join("tmp"),
+            progress: learn.progress.clone(),
+        });
+        first = learn_model(&mut model, learn);
+    }
     let screen = Screen::enter()?;
-    let exit = event_loop(screen.terminal()?, model, rx, &effects).await;
+    let exit = event_loop(screen.terminal()?, model, rx, &effects, first).await;
     drop(screen);
     drop(sources);
     exit
@@ -171,11 +212,35 @@ pub async fn run(options: Options) -> Result<Exit, TuiError> {
 
 type Term = Terminal<CrosstermBackend<Stdout>>;
 
+/// Gives the model its lessons and progress, and opens the lesson asked for: the effects that
+/// opening it asks for.
+fn learn_model(model: &mut Model, learn: LearnOptions) -> Vec<Effect> {
+    let progress = crate::learn::progress::Progress::load(&learn.progress);
+    match learn.catalogue {
+        Ok(catalogue) => model.learn.catalogue = catalogue,
+        Err(error) => model.learn.error = Some(error),
+    }
+    match progress {
+        Ok(progress) => model.learn.progress = progress,
+        Err(error) => model.learn.error = Some(error.to_string()),
+    }
+    model.learn.exports = format!(
+        "KUBECONFIG={} ORRERY_STATE_DIR={}",
+        learn.state_dir.join("kubeconfig").display(),
+        learn.state_dir.display()
+    );
+    match learn.open {
+        Some(name) => model.open_lesson_named(&name),
+        None => Vec::new(),
+    }
+}
+
 async fn event_loop(
     mut terminal: Term,
     mut model: Model,
     mut rx: mpsc::Receiver<Msg>,
     effects: &Effects,
+    first: Vec<Effect>,
 ) -> Result<Exit, TuiError> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate())?;
@@ -185,7 +250,8 @@ async fn event_loop(
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let size = terminal.size()?;
-    let mut pending = model.update(Msg::Resize(size.width, size.height));
+    let mut pending = first;
+    pending.extend(model.update(Msg::Resize(size.width, size.height)));
     let mut pacer = Pacer::default();
     pacer.changed();
     loop {

@@ -2,7 +2,9 @@
 //! apply, the scale subresource, delete, cordon, evictions) or a `/orrery/v1` control endpoint
 //! (the stepper, stopping and starting components and kubelets), so the cluster's flow shows the
 //! action itself. Each answer comes back as a [`Msg`]; every failure as [`Msg::Done`] in
-//! Kubernetes' words (the `Status` message).
+//! Kubernetes' words (the `Status` message). A lesson's actions and checks run here too, as
+//! `learn::check` runs them headless (its commands in the cluster's environment), and its
+//! progress is saved here.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -43,6 +45,9 @@ pub enum EffectError {
     /// No served resource has this kind.
     #[error("the server doesn't have a resource type for {0}")]
     UnknownKind(String),
+    /// A lesson's action, check or progress could not be carried out.
+    #[error("lesson: {0}")]
+    Lesson(String),
     /// No manifests directory was found.
     #[error(
         "no manifests directory (looked in ./manifests, next to the executable, and $ORRERY_MANIFESTS)"
@@ -71,7 +76,25 @@ pub struct Effects {
     manifests: Option<PathBuf>,
     poke: Arc<Notify>,
     discovery: Arc<Mutex<Option<Arc<Discovery>>>>,
+    lessons: Option<Arc<LessonPlace>>,
 }
+
+/// Where a lesson's commands run and its progress is kept.
+#[derive(Clone, Debug)]
+pub struct LessonPlace {
+    /// The cluster's state directory (its kubeconfig; `ORRERY_STATE_DIR` for its commands).
+    pub state_dir: PathBuf,
+    /// The cluster's name.
+    pub name: String,
+    /// A directory of the lessons' own (`${tmp}`).
+    pub tmp: PathBuf,
+    /// The progress file.
+    pub progress: PathBuf,
+}
+
+/// How long one of a lesson's actions may run from the dashboard (in step mode, it may wait
+/// at gates for the learner's `n`).
+const LESSON_ACTION_LIMIT: std::time::Duration = std::time::Duration::from_secs(600);
 
 impl Effects {
     /// Effects through `client`, answering on `tx`; manifests are read from `manifests`, and
@@ -88,7 +111,35 @@ impl Effects {
             manifests,
             poke,
             discovery: Arc::new(Mutex::new(None)),
+            lessons: None,
         }
+    }
+
+    /// These effects with lessons: their commands run against the cluster in `place`.
+    pub fn with_lessons(mut self, place: LessonPlace) -> Self {
+        self.lessons = Some(Arc::new(place));
+        self
+    }
+
+    /// A lesson session on this cluster with `vars` known, or why there is none.
+    fn session(
+        &self,
+        vars: &std::collections::BTreeMap<String, String>,
+    ) -> Result<(crate::learn::check::Session, Arc<LessonPlace>), String> {
+        let place = self
+            .lessons
+            .clone()
+            .ok_or("this dashboard does not know the cluster's state directory")?;
+        let mut session = crate::learn::check::Session::new(
+            self.client.clone(),
+            &place.state_dir,
+            &place.name,
+            &place.tmp,
+        );
+        for (name, value) in vars {
+            session.set(name, value);
+        }
+        Ok((session, place))
     }
 
     /// Carries out `effect` on a task of its own (the dashboard keeps drawing meanwhile).
@@ -102,7 +153,10 @@ impl Effects {
     pub async fn perform(&self, effect: Effect) {
         let pokes = matches!(
             effect,
-            Effect::Stepper(_) | Effect::Kubelet(..) | Effect::Component(..)
+            Effect::Stepper(_)
+                | Effect::Kubelet(..)
+                | Effect::Component(..)
+                | Effect::LessonDo { .. }
         );
         let msg = match self.run(effect).await {
             Ok(Some(msg)) => Some(msg),
@@ -177,6 +231,71 @@ impl Effects {
                     .control(&format!("components/{name}/{action}"), None)
                     .await?;
                 Msg::Done(said("component", &name, &answer), false)
+            }
+            Effect::LessonDo {
+                lesson,
+                step,
+                actions,
+                vars,
+            } => {
+                let (session, place) = self.session(&vars).map_err(EffectError::Lesson)?;
+                std::fs::create_dir_all(&place.tmp).map_err(|source| EffectError::Read {
+                    path: place.tmp.clone(),
+                    source,
+                })?;
+                for action in &actions {
+                    let outcome =
+                        crate::learn::check::perform(action, &session, LESSON_ACTION_LIMIT).await;
+                    let held = outcome.held;
+                    // The poller looks again: a stepper action changes the step bar.
+                    self.poke.notify_one();
+                    let _ = self
+                        .tx
+                        .send(Msg::LessonAction(lesson, step, Some(outcome)))
+                        .await;
+                    if !held {
+                        break;
+                    }
+                }
+                Msg::LessonAction(lesson, step, None)
+            }
+            Effect::LessonCheck {
+                lesson,
+                step,
+                checks,
+                vars,
+                since,
+            } => {
+                let (mut session, _) = self.session(&vars).map_err(EffectError::Lesson)?;
+                let mut log = crate::learn::check::FlowLog::after(since);
+                let mut outcomes = Vec::new();
+                for check in &checks {
+                    let outcome =
+                        crate::learn::check::check_once(check, &mut session, &mut log, since).await;
+                    let held = outcome.held;
+                    outcomes.push(outcome);
+                    if !held {
+                        break;
+                    }
+                }
+                Msg::LessonChecked(lesson, step, outcomes, session.vars().clone())
+            }
+            Effect::SaveProgress {
+                lesson,
+                step,
+                steps,
+            } => {
+                let place = self
+                    .lessons
+                    .clone()
+                    .ok_or_else(|| EffectError::Lesson("no progress file".into()))?;
+                let mut progress = crate::learn::progress::Progress::load(&place.progress)
+                    .map_err(|e| EffectError::Lesson(e.to_string()))?;
+                progress.pass(&lesson, step, steps);
+                progress
+                    .save(&place.progress)
+                    .map_err(|e| EffectError::Lesson(e.to_string()))?;
+                Msg::Progress(progress)
             }
             Effect::Quit | Effect::QuitAndStop => return Ok(None),
         }))

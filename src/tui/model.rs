@@ -8,6 +8,10 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use crossterm::event::KeyEvent;
 use serde::Deserialize;
 
+mod lesson;
+
+pub use lesson::{Busy, Learn, OpenLesson, fill};
+
 use super::metrics::{Metrics, MetricsRead, Resources, Usage};
 use super::services::{NodeProxy, ServiceRow, SliceRow, sync_of};
 use crate::flow::FlowEvent;
@@ -277,6 +281,19 @@ pub enum Msg {
     Done(String, bool),
     /// Time passed (the shell ticks a few times a second, for ages and fades).
     Tick(jiff::Timestamp),
+    /// The learner's progress, as read or just saved.
+    Progress(crate::learn::progress::Progress),
+    /// One action's outcome (`Some`), or the end of them (`None`), of a lesson's step (lesson
+    /// index, step index).
+    LessonAction(usize, usize, Option<crate::learn::check::Outcome>),
+    /// What a lesson step's checks found (lesson index, step index, outcomes in order, the
+    /// variables they captured).
+    LessonChecked(
+        usize,
+        usize,
+        Vec<crate::learn::check::Outcome>,
+        BTreeMap<String, String>,
+    ),
 }
 
 /// Something the shell must do for the model. Every action goes through the Kubernetes API or
@@ -308,6 +325,39 @@ pub enum Effect {
     Quit,
     /// Leave the dashboard and stop the cluster (`orrery up`, after the learner confirmed).
     QuitAndStop,
+    /// Perform a lesson step's actions, in order (`x`), answering [`Msg::LessonAction`].
+    LessonDo {
+        /// The lesson's index in the catalogue.
+        lesson: usize,
+        /// The step's index.
+        step: usize,
+        /// Its actions.
+        actions: Vec<crate::learn::lesson::Action>,
+        /// The lesson's variables so far.
+        vars: BTreeMap<String, String>,
+    },
+    /// Try a lesson step's checks once each, in order (`c`), answering [`Msg::LessonChecked`].
+    LessonCheck {
+        /// The lesson's index in the catalogue.
+        lesson: usize,
+        /// The step's index.
+        step: usize,
+        /// Its checks.
+        checks: Vec<crate::learn::lesson::Check>,
+        /// The lesson's variables so far.
+        vars: BTreeMap<String, String>,
+        /// Its flow checks look at the hops after this sequence number.
+        since: u64,
+    },
+    /// Record that a lesson's step held, in the progress file (answering [`Msg::Progress`]).
+    SaveProgress {
+        /// The lesson's name.
+        lesson: String,
+        /// The step's index.
+        step: usize,
+        /// How many steps the lesson has.
+        steps: usize,
+    },
 }
 
 /// Where the dashboard runs: inside `orrery up` (quitting asks, then stops the cluster) or
@@ -402,6 +452,8 @@ pub struct Model {
     /// The flow hop the detail view was opened from (`d` on a timeline row): the detail starts
     /// with it and why it happened.
     pub detail_hop: Option<FlowEvent>,
+    /// The lessons, the learner's progress and the lesson open (`:learn`).
+    pub learn: Learn,
 }
 
 /// What the map and timeline mark for the learner (a lesson's step sets it): components by
@@ -484,6 +536,7 @@ impl Model {
             metrics: Metrics::default(),
             highlight: Highlight::default(),
             detail_hop: None,
+            learn: Learn::default(),
         }
     }
 }
@@ -523,6 +576,8 @@ pub enum View {
     Logs,
     /// Every key.
     Help,
+    /// `:learn`: the lessons, with the learner's progress.
+    Learn,
 }
 
 impl View {
@@ -567,6 +622,7 @@ impl View {
             View::Detail => "detail",
             View::Logs => "logs",
             View::Help => "help",
+            View::Learn => "learn",
         }
     }
 
@@ -813,6 +869,11 @@ impl Model {
             Msg::Manifests(manifests) => self.manifests = manifests,
             Msg::Done(message, failed) => self.status = Some((message, failed)),
             Msg::Tick(now) => self.now = Some(now),
+            Msg::Progress(progress) => self.learn.progress = progress,
+            Msg::LessonAction(lesson, step, outcome) => self.lesson_acted(lesson, step, outcome),
+            Msg::LessonChecked(lesson, step, outcomes, vars) => {
+                return self.lesson_checked(lesson, step, outcomes, vars);
+            }
         }
         Vec::new()
     }
@@ -1222,6 +1283,7 @@ impl Model {
             View::Events => self.event_rows().len(),
             View::Services => self.service_rows().len(),
             View::Store => self.store_rows().len(),
+            View::Learn => self.learn.catalogue.lessons().len(),
             _ => 0,
         }
     }
@@ -1297,16 +1359,24 @@ impl Model {
                 _ => Vec::new(),
             };
         }
+        if self.view == View::Home
+            && self.learn.open.is_some()
+            && let Some(effects) = self.lesson_key(key.code)
+        {
+            return effects;
+        }
         match key.code {
             KeyCode::Char('q') => return self.quit(),
             KeyCode::Char('?') => self.open(View::Help),
             KeyCode::Char(':') => self.prompt = Some(Prompt::Command(String::new())),
             KeyCode::Char('/') => self.prompt = Some(Prompt::Filter(self.filter.clone())),
             KeyCode::Esc => {
-                if self.filter.is_empty() {
-                    self.go_back();
-                } else {
+                if !self.filter.is_empty() {
                     self.filter.clear();
+                } else if self.view == View::Home && self.learn.open.is_some() {
+                    return self.close_lesson();
+                } else {
+                    self.go_back();
                 }
                 self.status = None;
             }
@@ -1320,6 +1390,16 @@ impl Model {
                 if self.view.timeline() && self.stepping() && self.pending_gate().is_some() =>
             {
                 return self.release();
+            }
+            KeyCode::Enter if self.view == View::Learn => {
+                let len = self.learn.catalogue.lessons().len();
+                return match self.selected(View::Learn, len) {
+                    Some(index) => self.open_lesson(index),
+                    None => {
+                        self.say("no lessons", true);
+                        Vec::new()
+                    }
+                };
             }
             KeyCode::Enter | KeyCode::Char('d') => return self.describe(),
             KeyCode::Char('f') => return self.focus(),
@@ -1525,7 +1605,7 @@ impl Model {
                 Some((kind.to_owned(), namespace, name.to_owned()))
             }
             View::Detail | View::Logs => self.detail_target.clone(),
-            View::Help => None,
+            View::Help | View::Learn => None,
         }?;
         (!object.0.is_empty() && !object.2.is_empty()).then_some(object)
     }
@@ -1814,6 +1894,7 @@ impl Model {
             "store" => Some(View::Store),
             "map" | "home" => Some(View::Home),
             "help" => Some(View::Help),
+            "learn" | "lessons" if arg.is_none() => Some(View::Learn),
             _ => None,
         };
         if let Some(view) = view {
@@ -1826,6 +1907,7 @@ impl Model {
             return Vec::new();
         }
         match (verb, arg) {
+            ("learn" | "lessons", Some(name)) => self.open_lesson_named(name),
             ("q" | "quit" | "q!", None) => self.quit(),
             ("apply", None) => {
                 if self.manifests.is_empty() {
@@ -1895,6 +1977,10 @@ pub const HELP: &[(&str, &str)] = &[
         "command mode (:pods :deploy :nodes :events :svc :top :flow :store :map :help)",
     ),
     (
+        ":learn [name]",
+        "lessons and your progress (enter opens one); with a name, open it",
+    ),
+    (
         ":apply [path]",
         "apply a manifest (no path: pick one from manifests/)",
     ),
@@ -1946,6 +2032,10 @@ pub const HELP: &[(&str, &str)] = &[
     ("c", ":nodes: cordon or uncordon the selected node"),
     ("r", ":nodes: drain the selected node (asks)"),
     ("k", ":nodes: stop or start the selected node's kubelet"),
+    ("x", "lesson: perform the step's actions"),
+    ("c", "lesson: check the step on the cluster now"),
+    ("] [", "lesson: the next or the previous step"),
+    ("esc", "lesson: close it, back to :learn"),
     (
         "q / ctrl-c",
         "quit (orrery up asks, then stops the cluster)",

@@ -1908,3 +1908,318 @@ fn top_opens_by_key_and_command_and_its_pods_are_selectable() {
     );
     assert!(HELP.iter().any(|(k, _)| *k == "t"));
 }
+
+/// Two lessons for the dashboard's tests: one of three steps (the second in step mode, with a
+/// focus), and one of a single step.
+pub(crate) const LESSONS: [(&str, &str); 2] = [
+    (
+        "01-deployment.yaml",
+        r#"
+title: A Deployment, hop by hop
+claim: kubectl apply of a Deployment; the API server stores it; controllers do the rest.
+cluster: {runtime: sim, nodes: 2}
+steps:
+  - title: Apply the Deployment
+    say: |
+      In another terminal, apply a Deployment of three hello pods,
+      then watch the timeline.
+    do:
+      - run: kubectl apply -f -
+        stdin: "kind: Deployment"
+    watch:
+      components: [apiserver, controller-manager]
+      hops: [{from: kubectl, kind: Deployment}]
+    check:
+      - capture: pod
+        run: kubectl get pods -o name
+      - run: kubectl get deployment web -o jsonpath={.status.readyReplicas}
+        expect: "3"
+      - flow: [{from: kubectl, to: apiserver, verb: POST}]
+    explain: |
+      kubectl POSTed the Deployment and the API server CREATEd it in the store.
+  - title: Scale it hop by hop
+    say: Scale ${pod}'s Deployment to four, and press n for each hop.
+    do:
+      - run: kubectl scale deployment web --replicas=4
+    watch:
+      step: true
+      focus: {root: Deployment/web}
+      hops: [{name: "${pod}"}]
+    check:
+      - run: kubectl get deployment web -o jsonpath={.status.readyReplicas}
+        expect: "4"
+    explain: The Deployment controller SCALEd its ReplicaSet.
+  - title: Read the store
+    say: Look at what the store holds.
+    check:
+      - run: kubectl get deployment web
+"#,
+    ),
+    (
+        "02-store.yaml",
+        r#"
+title: Only the API server talks to the store
+claim: Nobody else writes there.
+cluster: {runtime: sim, nodes: 3}
+steps:
+  - title: Look
+    check:
+      - no-flow: [{from: "!apiserver", to: store}]
+"#,
+    ),
+];
+
+/// The fixture with [`LESSONS`], lesson 01's first step already held, and the exports line.
+pub(crate) fn learning(host: Host) -> Model {
+    let mut m = fixture(host);
+    m.learn.catalogue = crate::learn::Catalogue::parse(&LESSONS).unwrap();
+    m.learn.progress.pass("deployment", 0, 3);
+    m.learn.exports =
+        "KUBECONFIG=/home/learner/.local/state/orrery/orrery/kubeconfig ORRERY_STATE_DIR=/home/learner/.local/state/orrery/orrery".into();
+    m
+}
+
+fn outcome(held: bool, expected: &str, seen: &str) -> crate::learn::check::Outcome {
+    crate::learn::check::Outcome {
+        held,
+        expected: expected.into(),
+        seen: seen.into(),
+    }
+}
+
+/// The learner's open lesson.
+fn open_lesson(m: &Model) -> &OpenLesson {
+    m.learn.open.as_ref().expect("a lesson is open")
+}
+
+#[test]
+fn learn_lists_the_lessons_and_enter_opens_the_first_step_not_held() {
+    let mut m = learning(Host::Up);
+    assert!(command(&mut m, "learn").is_empty());
+    assert_eq!(m.view, View::Learn);
+    // Lesson 01 has step 1 held: it opens at step 2, which asks for step mode on its story.
+    let effects = m.update(key(KeyCode::Enter));
+    assert_eq!(m.view, View::Home);
+    let open = open_lesson(&m);
+    assert_eq!((open.lesson, open.step), (0, 1));
+    assert_eq!(
+        open.since,
+        m.events.back().unwrap().seq,
+        "its hops count from now"
+    );
+    assert!(open.stepping);
+    assert_eq!(
+        effects,
+        [Effect::Stepper(
+            json!({"mode": "step", "focus": {"root": "Deployment/web"}})
+        )]
+    );
+    // What the step watches is marked (its ${pod} has no value yet: left as written).
+    assert_eq!(m.highlight.hops.len(), 1);
+    assert_eq!(m.highlight.hops[0].name.as_deref(), Some("${pod}"));
+    // `[` goes back to step 1: run mode again, and step 1's marks.
+    let effects = m.update(key(KeyCode::Char('[')));
+    assert_eq!(
+        effects,
+        [Effect::Stepper(json!({"mode": "run", "focus": null}))]
+    );
+    assert_eq!(open_lesson(&m).step, 0);
+    assert!(!open_lesson(&m).stepping);
+    assert_eq!(
+        m.highlight.components,
+        ["apiserver", "controller-manager"]
+            .map(str::to_owned)
+            .into_iter()
+            .collect()
+    );
+    assert!(m.update(key(KeyCode::Char('['))).is_empty());
+    assert_eq!(
+        m.status.as_ref().unwrap().0,
+        "this is the lesson's first step"
+    );
+    // Down the list to lesson 02, which is not begun: it opens at its first step.
+    command(&mut m, "learn");
+    m.update(key(KeyCode::Down));
+    m.update(key(KeyCode::Enter));
+    assert_eq!((open_lesson(&m).lesson, open_lesson(&m).step), (1, 0));
+    // By name too; an unknown one is said.
+    command(&mut m, "learn deployment");
+    assert_eq!(open_lesson(&m).lesson, 0);
+    assert!(command(&mut m, "learn nothing").is_empty());
+    assert_eq!(
+        m.status,
+        Some((
+            "no lesson named \"nothing\" (:learn lists them)".into(),
+            true
+        ))
+    );
+}
+
+#[test]
+fn x_performs_the_steps_actions_and_c_checks_them() {
+    let mut m = learning(Host::Up);
+    command(&mut m, "learn");
+    m.update(key(KeyCode::Enter));
+    m.update(key(KeyCode::Char('[')));
+    let since = open_lesson(&m).since;
+    let effects = m.update(key(KeyCode::Char('x')));
+    let Effect::LessonDo {
+        lesson: 0,
+        step: 0,
+        actions,
+        vars,
+    } = &effects[0]
+    else {
+        panic!("{effects:?}");
+    };
+    assert_eq!(actions.len(), 1);
+    assert!(vars.is_empty());
+    assert_eq!(open_lesson(&m).busy, Some(Busy::Performing));
+    // Busy: neither x nor c again until the actions are done.
+    assert!(m.update(key(KeyCode::Char('c'))).is_empty());
+    assert!(m.status.as_ref().unwrap().1);
+    m.update(Msg::LessonAction(
+        0,
+        0,
+        Some(outcome(
+            true,
+            "kubectl apply -f -",
+            "exit 0: deployment.apps/web created",
+        )),
+    ));
+    // A late answer for another step is dropped.
+    m.update(Msg::LessonAction(0, 1, Some(outcome(false, "x", "y"))));
+    m.update(Msg::LessonAction(0, 0, None));
+    assert_eq!(open_lesson(&m).actions.len(), 1);
+    assert_eq!(open_lesson(&m).busy, None);
+    // c: every check once, the flow ones on the hops since the step began.
+    let effects = m.update(key(KeyCode::Char('c')));
+    let Effect::LessonCheck {
+        lesson: 0,
+        step: 0,
+        checks,
+        since: checked_since,
+        ..
+    } = &effects[0]
+    else {
+        panic!("{effects:?}");
+    };
+    assert_eq!((checks.len(), *checked_since), (3, since));
+    // One did not hold: nothing recorded.
+    let effects = m.update(Msg::LessonChecked(
+        0,
+        0,
+        vec![
+            outcome(true, "${pod}", "pod/web-1"),
+            outcome(false, "= \"3\"", "\"2\""),
+        ],
+        [("pod".to_owned(), "web-1".to_owned())].into(),
+    ));
+    assert!(effects.is_empty());
+    assert!(!open_lesson(&m).held);
+    assert_eq!(open_lesson(&m).vars["pod"], "web-1");
+    // All held: the step is passed and saved.
+    m.update(key(KeyCode::Char('c')));
+    let effects = m.update(Msg::LessonChecked(
+        0,
+        0,
+        vec![
+            outcome(true, "a", "b"),
+            outcome(true, "c", "d"),
+            outcome(true, "e", "f"),
+        ],
+        Default::default(),
+    ));
+    assert!(open_lesson(&m).held);
+    assert_eq!(
+        effects,
+        [Effect::SaveProgress {
+            lesson: "deployment".into(),
+            step: 0,
+            steps: 3
+        }]
+    );
+    assert_eq!(m.status.as_ref().unwrap().0, "step 1 held: ] for the next");
+    // The next step's marks use the captured ${pod}.
+    m.update(key(KeyCode::Char(']')));
+    assert_eq!(m.highlight.hops[0].name.as_deref(), Some("web-1"));
+    assert_eq!(open_lesson(&m).vars["pod"], "web-1");
+}
+
+#[test]
+fn the_last_step_completes_the_lesson_and_esc_closes_it() {
+    let mut m = learning(Host::Attached);
+    m.learn.progress.pass("deployment", 1, 3);
+    command(&mut m, "learn");
+    m.update(key(KeyCode::Enter));
+    assert_eq!(open_lesson(&m).step, 2);
+    // Nothing to perform in this step.
+    assert!(m.update(key(KeyCode::Char('x'))).is_empty());
+    m.update(key(KeyCode::Char('c')));
+    let effects = m.update(Msg::LessonChecked(
+        0,
+        2,
+        vec![outcome(true, "kubectl get deployment web", "\"web\"")],
+        Default::default(),
+    ));
+    assert_eq!(effects.len(), 1);
+    assert!(m.learn.complete(0));
+    assert_eq!(
+        m.status.as_ref().unwrap().0,
+        "lesson deployment complete: every step held"
+    );
+    m.update(key(KeyCode::Char(']')));
+    assert_eq!(
+        m.status.as_ref().unwrap().0,
+        "the lesson is complete: esc closes it"
+    );
+    // The progress the shell saved comes back.
+    let saved = m.learn.progress.clone();
+    m.update(Msg::Progress(saved.clone()));
+    assert_eq!(m.learn.progress, saved);
+    // esc: the lesson closes, nothing stays marked, back to the list. A complete lesson opens
+    // at its first step again.
+    assert!(m.update(key(KeyCode::Esc)).is_empty());
+    assert!(m.learn.open.is_none());
+    assert_eq!(m.highlight, Highlight::default());
+    assert_eq!(m.view, View::Learn);
+    m.update(key(KeyCode::Enter));
+    assert_eq!(open_lesson(&m).step, 0);
+    // Leaving a stepping step by esc turns run mode back on.
+    m.update(key(KeyCode::Char(']')));
+    assert!(open_lesson(&m).stepping);
+    assert_eq!(
+        m.update(key(KeyCode::Esc)),
+        [Effect::Stepper(json!({"mode": "run", "focus": null}))]
+    );
+}
+
+#[test]
+fn lesson_keys_are_the_home_screens_only() {
+    let mut m = learning(Host::Up);
+    command(&mut m, "learn");
+    m.update(key(KeyCode::Enter));
+    // On :nodes, c still cordons the selected node.
+    command(&mut m, "nodes");
+    assert_eq!(
+        m.update(key(KeyCode::Char('c'))),
+        [Effect::Cordon("node-1".into(), true)]
+    );
+    // Without an open lesson, x and ] do nothing on the home screen.
+    let mut m = learning(Host::Up);
+    assert!(m.update(key(KeyCode::Char('x'))).is_empty());
+    assert!(m.update(key(KeyCode::Char(']'))).is_empty());
+    assert!(HELP.iter().any(|(k, _)| *k == "x"));
+    assert!(HELP.iter().any(|(k, _)| *k == ":learn [name]"));
+}
+
+#[test]
+fn a_lesson_written_for_another_cluster_says_so() {
+    let m = learning(Host::Up);
+    let lessons = m.learn.catalogue.lessons();
+    assert_eq!(m.lesson_mismatch(&lessons[0]), None);
+    assert_eq!(
+        m.lesson_mismatch(&lessons[1]).as_deref(),
+        Some("written for 3 sim nodes; this cluster has 2 sim")
+    );
+}

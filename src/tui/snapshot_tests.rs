@@ -715,3 +715,109 @@ fn every_view_survives_tiny_terminals() {
     m.update(key(KeyCode::Char('a')));
     render(&m, 12, 4);
 }
+
+/// The fixture with the test lessons open in `:learn`.
+fn lesson_list() -> Model {
+    let mut m = crate::tui::model::tests::learning(Host::Up);
+    command(&mut m, "learn");
+    m
+}
+
+/// The fixture with lesson 01 open at its first step, after `x` and a `c` that held.
+fn lesson_checked() -> Model {
+    use crate::learn::check::Outcome;
+    let mut m = lesson_list();
+    m.update(key(KeyCode::Enter));
+    m.update(key(KeyCode::Char('[')));
+    m.update(key(KeyCode::Char('x')));
+    m.update(Msg::LessonAction(
+        0,
+        0,
+        Some(Outcome {
+            held: true,
+            expected: "kubectl apply -f -".into(),
+            seen: "exit 0: deployment.apps/web created".into(),
+        }),
+    ));
+    m.update(Msg::LessonAction(0, 0, None));
+    m.update(key(KeyCode::Char('c')));
+    let held = |expected: &str, seen: &str| Outcome {
+        held: true,
+        expected: expected.into(),
+        seen: seen.into(),
+    };
+    m.update(Msg::LessonChecked(
+        0,
+        0,
+        vec![
+            held(
+                "${pod} from kubectl get pods -o name",
+                "${pod} = \"pod/web-7d4b9-abcde\"",
+            ),
+            held(
+                "kubectl get deployment web -o jsonpath={.status.readyReplicas} = \"3\"",
+                "\"3\"",
+            ),
+            held("flow: kubectl -> apiserver POST *", "#1"),
+        ],
+        Default::default(),
+    ));
+    m
+}
+
+#[test]
+fn learn_list_80x24() {
+    snap!("learn_list_80x24", lesson_list());
+}
+
+#[test]
+fn learn_list_120x40() {
+    let mut m = lesson_list();
+    m.update(key(KeyCode::Down));
+    snap!("learn_list_120x40", m, 120, 40);
+}
+
+#[test]
+fn lesson_pane_80x24() {
+    let mut m = lesson_list();
+    m.update(key(KeyCode::Enter));
+    m.update(key(KeyCode::Char('[')));
+    snap!("lesson_pane_80x24", m);
+}
+
+#[test]
+fn lesson_pane_120x40() {
+    let mut m = lesson_list();
+    m.update(key(KeyCode::Enter));
+    snap!("lesson_pane_120x40", m, 120, 40);
+}
+
+#[test]
+fn lesson_pane_checked_80x24() {
+    snap!("lesson_pane_checked_80x24", lesson_checked());
+}
+
+#[test]
+fn lesson_pane_checked_120x40() {
+    snap!("lesson_pane_checked_120x40", lesson_checked(), 120, 40);
+}
+
+#[test]
+fn lesson_pane_a_check_did_not_hold_80x24() {
+    use crate::learn::check::Outcome;
+    let mut m = lesson_list();
+    m.update(key(KeyCode::Enter));
+    m.update(key(KeyCode::Char('c')));
+    m.update(Msg::LessonChecked(
+        0,
+        1,
+        vec![Outcome {
+            held: false,
+            expected: "kubectl get deployment web -o jsonpath={.status.readyReplicas} = \"4\""
+                .into(),
+            seen: "\"3\"".into(),
+        }],
+        Default::default(),
+    ));
+    snap!("lesson_pane_failed_80x24", m);
+}

@@ -1,10 +1,11 @@
 //! Drawing the [`Model`]: the cluster map, the flow timeline, the lists (`:pods`, `:deploy`,
 //! `:nodes`, `:events`, `:svc`, `:store`), `:top`'s usage bars and autoscaling decisions, the
-//! detail, help and the step bar. Pure: the same model draws
+//! detail, help, the lessons (`:learn`, and the open lesson's pane) and the step bar. Pure: the same model draws
 //! the same frame, which is what the `TestBackend` snapshot tests rely on. Every view formats
 //! only the rows it shows, so 10,000 pods and 5,000 flow events draw as fast as ten.
 
 mod detail;
+mod lesson;
 mod lists;
 mod map;
 mod services;
@@ -164,6 +165,10 @@ pub fn draw(frame: &mut Frame<'_>, model: &Model) {
     .areas(frame.area());
     match model.view {
         View::Home => {
+            // An open lesson's pane sits at the bottom, above the step bar.
+            let pane_height = lesson::pane_height(model, body);
+            let [body, pane] =
+                Layout::vertical([Constraint::Min(0), Constraint::Length(pane_height)]).areas(body);
             let map = map::Map::plan(model, body, theme);
             let [top, rest] = Layout::vertical([
                 Constraint::Length(map.height(body.width)),
@@ -172,7 +177,11 @@ pub fn draw(frame: &mut Frame<'_>, model: &Model) {
             .areas(body);
             map.draw(frame, top);
             timeline::draw(frame, model, rest, theme);
+            if pane_height > 0 {
+                lesson::pane(frame, model, pane, theme);
+            }
         }
+        View::Learn => lesson::list(frame, model, body, theme),
         View::Flow => timeline::draw(frame, model, body, theme),
         View::Store => timeline::draw_store(frame, model, body, theme),
         View::Pods => lists::pods(frame, model, body, theme),

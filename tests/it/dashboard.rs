@@ -16,13 +16,13 @@ use std::time::{Duration, Instant};
 use common::Cluster;
 
 /// A tmux server of this test's own (its own socket), with one session; killed when dropped.
-struct Tmux {
+pub(crate) struct Tmux {
     socket: String,
 }
 
 impl Tmux {
     /// Starts `command` (a `sh` command line) in a detached `width`x`height` session.
-    fn start(name: &str, width: u16, height: u16, command: &str) -> Tmux {
+    pub(crate) fn start(name: &str, width: u16, height: u16, command: &str) -> Tmux {
         let tmux = Tmux {
             socket: format!("orrery-test-{}-{name}", std::process::id()),
         };
@@ -55,7 +55,7 @@ impl Tmux {
     }
 
     /// What the pane shows now, one line per row (wrapped lines joined).
-    fn capture(&self) -> String {
+    pub(crate) fn capture(&self) -> String {
         let out = self.run(&["capture-pane", "-p", "-J", "-t", "main"]);
         assert!(
             out.status.success(),
@@ -66,7 +66,7 @@ impl Tmux {
     }
 
     /// Presses keys, named as tmux names them (`Space`, `Escape`, `Enter`, `n`).
-    fn keys(&self, keys: &[&str]) {
+    pub(crate) fn keys(&self, keys: &[&str]) {
         let mut args = vec!["send-keys", "-t", "main"];
         args.extend_from_slice(keys);
         let out = self.run(&args);
@@ -76,7 +76,7 @@ impl Tmux {
     /// Captures every 50 ms until `done` holds of the screen, for at most `seconds`; returns
     /// that screen or fails with the last one.
     #[allow(clippy::disallowed_methods)] // a plain test thread, not a tokio worker
-    fn wait_for(&self, what: &str, seconds: u64, done: impl Fn(&str) -> bool) -> String {
+    pub(crate) fn wait_for(&self, what: &str, seconds: u64, done: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + Duration::from_secs(seconds);
         loop {
             let screen = self.capture();
@@ -108,7 +108,7 @@ fn quote(text: impl AsRef<std::ffi::OsStr>) -> String {
 
 /// A pane command: `orrery <args>`, then what it exited with and whether the terminal is back
 /// in cooked mode with echo (`stty`), then a long sleep so the pane stays to be read.
-fn orrery_then_report(state_dir: &Path, args: &str) -> String {
+pub(crate) fn orrery_then_report(state_dir: &Path, args: &str) -> String {
     format!(
         "{} --state-dir {} {args}; echo ORRERY-EXIT=$?; stty -a | tr -s ' ;' '\\n\\n' | grep -x -e icanon -e -icanon -e echo -e -echo | sed 's/^/TTY=/'; sleep 600",
         quote(env!("CARGO_BIN_EXE_orrery")),
@@ -443,7 +443,7 @@ fn web_story() -> Vec<(&'static str, Hop)> {
 
 /// Waits until the cluster in `dir` answers kubectl with `nodes` Ready worker nodes (and its
 /// control-plane node Ready too).
-fn wait_ready(dir: &Path, nodes: usize) {
+pub(crate) fn wait_ready(dir: &Path, nodes: usize) {
     kubectl_until(dir, &["get", "nodes", "--no-headers"], 60, |text| {
         let (control_plane, workers): (Vec<&str>, Vec<&str>) =
             text.lines().partition(|l| l.contains("control-plane"));

@@ -240,3 +240,210 @@ fn learn_list_shows_every_lesson_with_its_progress() {
         "{listed}"
     );
 }
+
+/// Whether the pane's lesson line says this step and, with `held`, that it held.
+fn pane_says(screen: &str, step: &str, held: bool) -> bool {
+    screen.lines().any(|l| {
+        l.contains(&format!("lesson deployment · step {step}"))
+            && (!held || l.contains(&format!("step {step} ✓")))
+    })
+}
+
+/// Presses `key` every 2 s (at most `seconds`) until the screen satisfies `done`.
+#[allow(clippy::disallowed_methods)] // a plain test thread, not a tokio worker
+fn press_until(
+    tmux: &crate::dashboard::Tmux,
+    key: &str,
+    what: &str,
+    seconds: u64,
+    done: impl Fn(&str) -> bool,
+) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    loop {
+        tmux.keys(&[key]);
+        let waited = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        while std::time::Instant::now() < waited {
+            let screen = tmux.capture();
+            if done(&screen) {
+                return screen;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} not seen within {seconds} s of pressing {key}; the pane shows:\n{}",
+            tmux.capture()
+        );
+    }
+}
+
+#[test]
+fn a_lesson_is_walked_in_the_dashboard_with_keys_only() {
+    use crate::dashboard::{Tmux, orrery_then_report, wait_ready};
+    let dir = tempfile::tempdir().unwrap();
+    let tmux = Tmux::start(
+        "learn",
+        120,
+        40,
+        &orrery_then_report(
+            dir.path(),
+            "up --runtime sim --nodes 2 --port 0 --no-kubeconfig-merge --ingress-port 0 --ingress-https-port 0",
+        ),
+    );
+    wait_ready(dir.path(), 2);
+    tmux.wait_for("the dashboard", 20, |s| {
+        s.contains("node-2") && s.contains("RUN")
+    });
+    // :learn lists the lessons; the first is selected; enter opens it at its first step.
+    tmux.keys(&[":", "l", "e", "a", "r", "n", "Enter"]);
+    tmux.wait_for("the lesson list", 10, |s| {
+        s.contains(":learn") && s.contains("deployment") && s.contains("self-healing")
+    });
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("step 1 in the lesson pane", 10, |s| {
+        pane_says(s, "1/2", false)
+    });
+    // x applies the Deployment; c checks until every check held and the explanation shows.
+    tmux.keys(&["x"]);
+    tmux.wait_for("the action done", 30, |s| {
+        s.contains("✓ do: kubectl apply -f -")
+    });
+    let held = press_until(&tmux, "c", "step 1 held", 60, |s| pane_says(s, "1/2", true));
+    assert!(held.contains("why:"), "{held}");
+    // ] goes to step 2, which puts the cluster in step mode.
+    tmux.keys(&["]"]);
+    tmux.wait_for("step 2 in step mode", 10, |s| {
+        pane_says(s, "2/2", false) && s.lines().any(|l| l.trim_start().starts_with("STEP"))
+    });
+    // x scales the Deployment: its write waits at its gate until n lets it through.
+    tmux.keys(&["x"]);
+    press_until(&tmux, "n", "kubectl scale done", 60, |s| {
+        s.contains("✓ do: kubectl scale deployment web --replicas=4")
+    });
+    // Back in run mode, the rest of the story runs; c until the lesson is complete.
+    tmux.keys(&["Space"]);
+    tmux.wait_for("run mode", 10, |s| {
+        s.lines().any(|l| l.trim_start().starts_with("RUN"))
+    });
+    let done = press_until(&tmux, "c", "the lesson complete", 90, |s| {
+        s.contains("lesson deployment complete")
+    });
+    assert!(pane_says(&done, "2/2", true), "{done}");
+    // The progress is in the state directory: learn list says so.
+    let out = orrery(dir.path(), &["learn", "list"]);
+    let listed = String::from_utf8_lossy(&out.stdout);
+    let row = crate::common::rows(&listed)
+        .into_iter()
+        .find(|r| r[0] == "deployment")
+        .unwrap();
+    assert_eq!(row[2], "done", "{listed}");
+    // esc closes the lesson (back to the list); q and y stop the cluster.
+    tmux.keys(&["Escape"]);
+    tmux.wait_for("the lesson list again", 10, |s| {
+        s.contains(":learn") && !pane_says(s, "2/2", false)
+    });
+    tmux.keys(&["q"]);
+    tmux.wait_for("the question", 10, |s| s.contains("y/n"));
+    tmux.keys(&["y"]);
+    let end = tmux.wait_for("orrery up's exit", 60, |s| s.contains("ORRERY-EXIT="));
+    assert!(end.contains("ORRERY-EXIT=0"), "{end}");
+}
+
+#[test]
+fn orrery_learn_starts_the_lessons_cluster_in_the_lesson() {
+    use crate::dashboard::{Tmux, orrery_then_report};
+    let dir = tempfile::tempdir().unwrap();
+    // Lesson 01 done: `orrery learn` opens the next one not done, store-access.
+    std::fs::create_dir_all(dir.path().join("learn")).unwrap();
+    std::fs::write(
+        dir.path().join("learn/progress.json"),
+        r#"{"lessons": {"deployment": {"passed": [0, 1], "steps": 2}}}"#,
+    )
+    .unwrap();
+    let tmux = Tmux::start(
+        "learn-cli",
+        100,
+        30,
+        &orrery_then_report(
+            dir.path(),
+            "learn --port 0 --ingress-port 0 --ingress-https-port 0",
+        ),
+    );
+    let screen = tmux.wait_for("the lesson pane", 30, |s| {
+        s.contains("lesson store-access · step 1/3") && s.contains("node-2")
+    });
+    // Its cluster is the lesson's own (2 sim nodes), in the state directory's learn/cluster.
+    let cluster = dir.path().join("learn/cluster");
+    assert!(cluster.join("orrery.pid").exists(), "{screen}");
+    assert!(!screen.contains("node-3"), "{screen}");
+    tmux.keys(&["q"]);
+    tmux.wait_for("the question", 10, |s| s.contains("y/n"));
+    tmux.keys(&["y"]);
+    let end = tmux.wait_for("orrery learn's exit", 60, |s| s.contains("ORRERY-EXIT="));
+    assert!(end.contains("ORRERY-EXIT=0"), "{end}");
+    assert!(!cluster.join("orrery.pid").exists());
+    // Without a terminal, it says what to do instead.
+    let out = orrery(dir.path(), &["learn", "deployment"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("orrery learn run NAME runs a lesson headless"),
+        "{}",
+        text(&out)
+    );
+}
+
+/// A lesson on real containers: a pod reached over its IP from the host, with and without the
+/// API server.
+const REAL: &str = r#"
+title: Pods answer while the API server is down
+claim: >
+  The API server keeps the cluster's state; it does not carry the pods' traffic. With it
+  stopped, kubectl gets 503, and the pods already running keep answering.
+cluster: {runtime: real, nodes: 1}
+steps:
+  - title: Run a hello pod and reach it
+    do:
+      - run: kubectl run hello --image=orrery/hello --port=8080
+    check:
+      - run: kubectl get pod hello -o jsonpath={.status.phase}
+        expect: Running
+        within: 90s
+      - capture: ip
+        run: kubectl get pod hello -o jsonpath={.status.podIP}
+      - run: echo ${ip}
+        matches: ^10\.248\.
+      - http: http://${ip}:8080/
+        contains: Hello from hello
+  - title: Stop the API server
+    do:
+      - run: orrery component stop apiserver
+    check:
+      - run: kubectl get pods
+        fails-with: ServiceUnavailable
+      - http: http://${ip}:8080/
+        contains: Hello from hello
+        for: 2s
+  - title: Start it again
+    do:
+      - run: orrery component start apiserver
+    check:
+      - run: kubectl get pod hello -o jsonpath={.status.phase}
+        expect: Running
+"#;
+
+/// Needs root (real containers), as CI runs: without it the run fails, and so does the test.
+#[test]
+fn a_lesson_on_real_containers_runs_on_the_pod_network_it_is_given() {
+    let lessons = tempfile::tempdir().unwrap();
+    std::fs::write(lessons.path().join("90-apiserver-down.yaml"), REAL).unwrap();
+    check_with(
+        "apiserver-down",
+        &[
+            "--lessons",
+            lessons.path().to_str().unwrap(),
+            "--cluster-cidr",
+            "10.248.0.0/16",
+        ],
+    );
+}

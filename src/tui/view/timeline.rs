@@ -195,10 +195,11 @@ pub(super) fn draw(frame: &mut Frame<'_>, model: &Model, area: Rect, theme: Them
         .iter()
         .enumerate()
         .map(|(n, row)| {
-            let style = if Some(first + n) == cursor {
-                theme.selected()
-            } else {
-                Style::new()
+            let style = match row {
+                _ if Some(first + n) == cursor => theme.selected(),
+                // What the open lesson's step asks the learner to watch.
+                TimelineRow::Event(i) if model.highlight.hop(&model.events[*i]) => theme.marked(),
+                _ => Style::new(),
             };
             match row {
                 TimelineRow::Story(root, count) => {
