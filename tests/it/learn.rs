@@ -67,6 +67,31 @@ fn lesson_self_healing_holds() {
     check("self-healing");
 }
 
+#[test]
+fn lesson_apiserver_down_holds() {
+    check_with("apiserver-down", &["--cluster-cidr", "10.248.0.0/16"]);
+}
+
+#[test]
+fn lesson_ready_endpoints_holds() {
+    check_with("ready-endpoints", &["--cluster-cidr", "10.249.0.0/16"]);
+}
+
+#[test]
+fn lesson_pod_network_holds() {
+    check_with("pod-network", &["--cluster-cidr", "10.250.0.0/16"]);
+}
+
+#[test]
+fn lesson_config_holds() {
+    check_with("config", &["--cluster-cidr", "10.251.0.0/16"]);
+}
+
+#[test]
+fn lesson_dns_ingress_holds() {
+    check_with("dns-ingress", &["--cluster-cidr", "10.252.0.0/16"]);
+}
+
 /// A lesson on a cluster without nodes whose second check cannot hold.
 const IMPOSSIBLE: &str = r#"
 title: A claim that is false
