@@ -67,6 +67,11 @@ fn lesson_self_healing_holds() {
     check("self-healing");
 }
 
+#[test]
+fn lesson_scheduling_holds() {
+    check("scheduling");
+}
+
 /// A lesson on a cluster without nodes whose second check cannot hold.
 const IMPOSSIBLE: &str = r#"
 title: A claim that is false
