@@ -72,6 +72,11 @@ fn lesson_scheduling_holds() {
     check("scheduling");
 }
 
+#[test]
+fn lesson_node_failure_holds() {
+    check("node-failure");
+}
+
 /// A lesson on a cluster without nodes whose second check cannot hold.
 const IMPOSSIBLE: &str = r#"
 title: A claim that is false
