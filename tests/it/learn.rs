@@ -77,6 +77,11 @@ fn lesson_node_failure_holds() {
     check("node-failure");
 }
 
+#[test]
+fn lesson_restarts_and_probes_holds() {
+    check("restarts-and-probes");
+}
+
 /// A lesson on a cluster without nodes whose second check cannot hold.
 const IMPOSSIBLE: &str = r#"
 title: A claim that is false
