@@ -82,6 +82,11 @@ fn lesson_restarts_and_probes_holds() {
     check("restarts-and-probes");
 }
 
+#[test]
+fn lesson_tenancy_holds() {
+    check("tenancy");
+}
+
 /// A lesson on a cluster without nodes whose second check cannot hold.
 const IMPOSSIBLE: &str = r#"
 title: A claim that is false
