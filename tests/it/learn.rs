@@ -87,6 +87,11 @@ fn lesson_tenancy_holds() {
     check("tenancy");
 }
 
+#[test]
+fn lesson_autoscaling_holds() {
+    check("autoscaling");
+}
+
 /// A lesson on a cluster without nodes whose second check cannot hold.
 const IMPOSSIBLE: &str = r#"
 title: A claim that is false
