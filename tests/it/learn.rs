@@ -92,6 +92,11 @@ fn lesson_autoscaling_holds() {
     check("autoscaling");
 }
 
+#[test]
+fn lesson_rolling_update_holds() {
+    check("rolling-update");
+}
+
 /// A lesson on a cluster without nodes whose second check cannot hold.
 const IMPOSSIBLE: &str = r#"
 title: A claim that is false
