@@ -97,6 +97,11 @@ fn lesson_rolling_update_holds() {
     check("rolling-update");
 }
 
+#[test]
+fn lesson_jobs_holds() {
+    check("jobs");
+}
+
 /// A lesson on a cluster without nodes whose second check cannot hold.
 const IMPOSSIBLE: &str = r#"
 title: A claim that is false
