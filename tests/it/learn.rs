@@ -102,6 +102,11 @@ fn lesson_jobs_holds() {
     check("jobs");
 }
 
+#[test]
+fn lesson_controllers_holds() {
+    check("controllers");
+}
+
 /// A lesson on a cluster without nodes whose second check cannot hold.
 const IMPOSSIBLE: &str = r#"
 title: A claim that is false
