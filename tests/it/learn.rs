@@ -107,6 +107,11 @@ fn lesson_controllers_holds() {
     check("controllers");
 }
 
+#[test]
+fn lesson_operator_holds() {
+    check("operator");
+}
+
 /// A lesson on a cluster without nodes whose second check cannot hold.
 const IMPOSSIBLE: &str = r#"
 title: A claim that is false
