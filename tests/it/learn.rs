@@ -92,6 +92,51 @@ fn lesson_dns_ingress_holds() {
     check_with("dns-ingress", &["--cluster-cidr", "10.252.0.0/16"]);
 }
 
+#[test]
+fn lesson_scheduling_holds() {
+    check("scheduling");
+}
+
+#[test]
+fn lesson_node_failure_holds() {
+    check("node-failure");
+}
+
+#[test]
+fn lesson_restarts_and_probes_holds() {
+    check("restarts-and-probes");
+}
+
+#[test]
+fn lesson_tenancy_holds() {
+    check("tenancy");
+}
+
+#[test]
+fn lesson_autoscaling_holds() {
+    check("autoscaling");
+}
+
+#[test]
+fn lesson_rolling_update_holds() {
+    check("rolling-update");
+}
+
+#[test]
+fn lesson_jobs_holds() {
+    check("jobs");
+}
+
+#[test]
+fn lesson_controllers_holds() {
+    check("controllers");
+}
+
+#[test]
+fn lesson_operator_holds() {
+    check("operator");
+}
+
 /// A lesson on a cluster without nodes whose second check cannot hold.
 const IMPOSSIBLE: &str = r#"
 title: A claim that is false
@@ -468,7 +513,22 @@ fn a_lesson_on_real_containers_runs_on_the_pod_network_it_is_given() {
             "--lessons",
             lessons.path().to_str().unwrap(),
             "--cluster-cidr",
-            "10.248.0.0/16",
+            "10.208.0.0/16",
         ],
     );
+}
+
+#[test]
+fn lesson_backup_holds() {
+    check_with("backup", &["--cluster-cidr", "10.253.0.0/16"]);
+}
+
+#[test]
+fn lesson_quorum_holds() {
+    check("quorum");
+}
+
+#[test]
+fn lesson_leader_election_holds() {
+    check("leader-election");
 }
