@@ -245,6 +245,16 @@ fn store(verb: &str, kind: &str) -> Option<Cow<'static, str>> {
             "The API server watches the store's {kinds} from a revision: one stream it fans out \
              to every client watching them, so the store serves one watcher, not hundreds."
         )),
+        "FAILED" => fixed(
+            "The store could not do what the API server asked (an etcd cluster without a quorum \
+             of its members, a member gone), so the request fails with an error and nothing \
+             changed; writes go on once a quorum answers again.",
+        ),
+        "RESTORE" => fixed(
+            "The API server writes a snapshot's keys back into the store (orrery store snapshot \
+             restore): objects return to how they were at the snapshot, the history before is \
+             compacted, and every watch ends so its client lists again.",
+        ),
         _ => None,
     }
 }

@@ -39,6 +39,8 @@ const HOPS: &[(&str, &str, &str, &str, &str)] = &[
     ("apiserver", "store", "GET", "Pod", ""),
     ("apiserver", "store", "RANGE", "Pod", ""),
     ("apiserver", "store", "WATCH", "Pod", ""),
+    ("apiserver", "store", "FAILED", "Pod", ""),
+    ("apiserver", "store", "RESTORE", "", ""),
     // Watch deliveries.
     ("apiserver", "scheduler", "WATCH ADDED", "Pod", ""),
     ("apiserver", "kubelet/node-1", "WATCH MODIFIED", "Pod", ""),
@@ -599,6 +601,10 @@ const NOT_VERBS: &[(&str, &str)] = &[
     ("UDP", "a protocol (Service ports)"),
     ("TZ", "an environment variable (CronJob time zones)"),
     ("URI", "a log line's field"),
+    (
+        "COMPACT",
+        "a store operation a FAILED hop names in its data (apiserver::reported)",
+    ),
     ("VIP", "the ipMode of a load balancer's address"),
     (
         "ADDED",
