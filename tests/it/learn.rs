@@ -482,7 +482,7 @@ steps:
       - capture: ip
         run: kubectl get pod hello -o jsonpath={.status.podIP}
       - run: echo ${ip}
-        matches: ^10\.248\.
+        matches: ^10\.208\.
       - http: http://${ip}:8080/
         contains: Hello from hello
   - title: Stop the API server
