@@ -416,6 +416,16 @@ pub fn write_manifests(dir: &Path, layout: &Layout<'_>) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
+    /// The names of the files in `dir`, sorted.
+    fn files_in(dir: &Path) -> Vec<String> {
+        let mut files: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        files.sort();
+        files
+    }
+
     #[test]
     fn manifests_are_kubeadms_with_orrerys_settings() {
         let dir = tempfile::tempdir().unwrap();
@@ -434,13 +444,8 @@ mod tests {
         };
         let manifests_dir = manifests_dir(dir.path());
         write_manifests(&manifests_dir, &layout).unwrap();
-        let mut files: Vec<String> = std::fs::read_dir(&manifests_dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        files.sort();
         assert_eq!(
-            files,
+            files_in(&manifests_dir),
             [
                 "kube-apiserver.yaml",
                 "kube-controller-manager.yaml",
@@ -519,13 +524,8 @@ mod tests {
             ..layout.clone()
         };
         write_manifests(&manifests_dir, &replicated).unwrap();
-        let mut files: Vec<String> = std::fs::read_dir(&manifests_dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        files.sort();
         assert_eq!(
-            files,
+            files_in(&manifests_dir),
             [
                 "kube-apiserver.yaml",
                 "kube-controller-manager-1.yaml",

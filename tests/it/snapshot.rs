@@ -66,12 +66,8 @@ fn watch_configmaps(
             .build()
             .unwrap();
         runtime.block_on(async move {
-            let kubeconfig = kube::config::Kubeconfig::read_from(kubeconfig).unwrap();
-            let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-                .await
-                .unwrap();
             let api: Api<ConfigMap> =
-                Api::namespaced(kube::Client::try_from(config).unwrap(), "default");
+                Api::namespaced(crate::common::kube_client(&kubeconfig).await, "default");
             let mut stream = api
                 .watch(&WatchParams::default().timeout(60), &version)
                 .await

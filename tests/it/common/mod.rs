@@ -359,12 +359,7 @@ impl Cluster {
             .build()
             .unwrap();
         runtime.block_on(async {
-            let kubeconfig = kube::config::Kubeconfig::read_from(self.kubeconfig()).unwrap();
-            let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-                .await
-                .unwrap();
-            let pods: Api<Pod> =
-                Api::namespaced(kube::Client::try_from(config).unwrap(), namespace);
+            let pods: Api<Pod> = Api::namespaced(kube_client(&self.kubeconfig()).await, namespace);
             let before = pods.get(name).await.unwrap();
             let version = before.metadata.resource_version.unwrap();
             let params = WatchParams::default()
@@ -411,12 +406,7 @@ impl Cluster {
             .build()
             .unwrap();
         runtime.block_on(async {
-            let kubeconfig = kube::config::Kubeconfig::read_from(self.kubeconfig()).unwrap();
-            let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-                .await
-                .unwrap();
-            let pods: Api<Pod> =
-                Api::namespaced(kube::Client::try_from(config).unwrap(), "default");
+            let pods: Api<Pod> = Api::namespaced(kube_client(&self.kubeconfig()).await, "default");
             let pod: Pod = serde_json::from_value(pod).unwrap();
             let created = pods.create(&PostParams::default(), &pod).await.unwrap();
             let name = created.metadata.name.clone().unwrap();
@@ -615,4 +605,13 @@ pub async fn default_account(api: &std::sync::Arc<orrery::apiserver::ApiServer>,
         )
         .await
         .unwrap();
+}
+
+/// A kube-rs client from the kubeconfig at `path`, as a user's program makes one.
+pub async fn kube_client(path: &std::path::Path) -> kube::Client {
+    let kubeconfig = kube::config::Kubeconfig::read_from(path).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .unwrap();
+    kube::Client::try_from(config).unwrap()
 }
