@@ -535,12 +535,12 @@ async fn handle(State(api): State<Arc<ApiServer>>, mut request: Request) -> Resp
     let bearer = auth::bearer(request.headers());
     let user = match auth::authenticate(&api, peer, bearer).await {
         Ok(user) => user,
-        Err(e) => return e.into_response(),
+        Err(e) => return refuse(request, e.into_response()).await,
     };
     let (method, uri) = (request.method().clone(), request.uri().clone());
     let user = match authorize(&api, user, &method, &uri, request.headers(), &route).await {
         Ok(authorized) => authorized,
-        Err(refusal) => return refusal,
+        Err(refusal) => return refuse(request, refusal).await,
     };
     let rbac_write = matches!(&route, path::Route::Resource(t) if t.resource.group == "rbac.authorization.k8s.io")
         && request.method() != http::Method::GET;
@@ -551,6 +551,21 @@ async fn handle(State(api): State<Arc<ApiServer>>, mut request: Request) -> Resp
         // The next request is decided by what this one wrote.
         api.authorizer.rbac().caught_up(&api.store).await;
     }
+    response
+}
+
+/// The most of a refused request's body [`refuse`] reads, and how long it waits for it.
+const REFUSED_BODY_LIMIT: usize = 256 << 10;
+const REFUSED_BODY_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Answers a request refused before its body was read (401, 403, 404, 429, 503), once the body
+/// (up to [`REFUSED_BODY_LIMIT`]) has arrived. Answering first makes HTTP/2 end the client's
+/// still-open stream with RST_STREAM(NO_ERROR), which RFC 9113 allows but which some clients
+/// (curl 7.88 among them) report as a stream error instead of the answer; Go's HTTP/1 server
+/// reads an unread body the same way before it answers.
+async fn refuse(request: Request, response: Response) -> Response {
+    let body = axum::body::to_bytes(request.into_body(), REFUSED_BODY_LIMIT);
+    let _unread = tokio::time::timeout(REFUSED_BODY_WAIT, body).await;
     response
 }
 
@@ -623,13 +638,13 @@ async fn serve(
     }
     let _in_flight = match api.in_flight.admit(&request) {
         Ok(slot) => slot,
-        Err(too_many) => return too_many.into_response(),
+        Err(too_many) => return refuse(request, too_many.into_response()).await,
     };
     if !*api.serving.borrow() {
-        return ApiError::Unavailable(
+        let stopped = ApiError::Unavailable(
             "the API server is stopped (orrery component start apiserver)".into(),
-        )
-        .into_response();
+        );
+        return refuse(request, stopped.into_response()).await;
     }
     let started = std::time::Instant::now();
     // What the client asked for (the request line's target), not the absolute URI HTTP/2 gives.
@@ -665,7 +680,7 @@ async fn serve(
             }
             metrics::serve(&api, target, request.method(), &params).await
         }
-        path::Route::Unknown => Err(ApiError::NoSuchPath),
+        path::Route::Unknown => Ok(refuse(request, ApiError::NoSuchPath.into_response()).await),
         route @ (path::Route::OpenApiIndex | path::Route::OpenApi(_) | path::Route::OpenApiV2) => {
             let definitions = api.crds.definitions(&api.store).await;
             let custom =
