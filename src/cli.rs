@@ -314,12 +314,19 @@ enum NodeCommand {
 
 #[derive(Debug, Subcommand)]
 enum ComponentCommand {
-    /// Stop a component (a stopped API server answers 503; a stopped kube-proxy leaves its
-    /// node's rules as they were).
+    /// Stop a component as its process is stopped (SIGTERM): a stopped API server answers 503,
+    /// a stopped kube-proxy leaves its node's rules as they were, a leading kube-scheduler gives
+    /// its Lease up first (a kube-controller-manager does not, as upstream's).
     Stop {
         /// apiserver, scheduler, controller-manager (scheduler-2 and so on with `up
         /// --schedulers`), kube-dns, ingress-controller, service-lb-controller, or a node's
         /// kube-proxy/<node>.
+        name: String,
+    },
+    /// Stop a component as if its process died (SIGKILL): nothing is given back, so a leader's
+    /// standby waits for its Lease to expire.
+    Kill {
+        /// As for `stop`.
         name: String,
     },
     /// Start a stopped component again.
@@ -842,6 +849,7 @@ async fn run(cli: Cli, learn: Option<crate::tui::app::LearnOptions>) -> Result<(
         Command::Component(command) => {
             let (action, name) = match command {
                 ComponentCommand::Stop { name } => ("stop", name),
+                ComponentCommand::Kill { name } => ("kill", name),
                 ComponentCommand::Start { name } => ("start", name),
             };
             control(
@@ -1293,7 +1301,11 @@ async fn control(
     let answer = crate::cluster::control(&cluster.state_dir()?, path).await?;
     let running = answer["running"].as_bool().unwrap_or(false);
     let changed = answer["changed"].as_bool().unwrap_or(false);
-    let state = if running { "started" } else { "stopped" };
+    let state = match (running, path.ends_with("/kill")) {
+        (true, _) => "started",
+        (false, false) => "stopped",
+        (false, true) => "killed",
+    };
     if changed {
         println!("orrery: {role} {name} {state}");
     } else {

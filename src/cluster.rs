@@ -1042,7 +1042,7 @@ fn add_electing_components(
 ) -> Vec<Arc<Candidate>> {
     let host = control_plane::node_name(&options.name);
     let mut candidates = Vec::new();
-    let mut elect = |instance: Instance, lease: &str, event_source: &str| {
+    let mut elect = |instance: Instance, lease: &str, event_source: &str, release: bool| {
         let name = instance.supervised_as().unwrap_or_default();
         let candidate = Candidate::new(
             lease,
@@ -1051,6 +1051,7 @@ fn add_electing_components(
             event_source,
             instance,
             options.leader_election,
+            release,
         );
         candidates.push(candidate.clone());
         let election = crate::supervisor::Election {
@@ -1059,14 +1060,23 @@ fn add_electing_components(
                 let candidate = candidate.clone();
                 move || candidate.leading()
             }),
+            on_stop: Box::new({
+                let candidate = candidate.clone();
+                move || {
+                    let candidate = candidate.clone();
+                    async move { candidate.stop().await }.boxed()
+                }
+            }),
         };
         (name, candidate, election)
     };
     for instance in replicas(Component::Scheduler, options.schedulers) {
+        // kube-scheduler releases its Lease when it is stopped (`ReleaseOnCancel: true`).
         let (name, candidate, election) = elect(
             instance,
             leaderelection::SCHEDULER_LEASE,
             crate::scheduler::run::SCHEDULER_NAME,
+            true,
         );
         supervisor.add_electing(&name.clone(), election, {
             let (api, flow) = (api.clone(), flow.clone());
@@ -1083,10 +1093,12 @@ fn add_electing_components(
     }
     let pki = Arc::new(pki.clone());
     for instance in replicas(Component::ControllerManager, options.controller_managers) {
+        // kube-controller-manager does not: its standby waits for the Lease to expire.
         let (name, candidate, election) = elect(
             instance,
             leaderelection::CONTROLLER_MANAGER_LEASE,
             "kube-controller-manager",
+            false,
         );
         supervisor.add_electing(&name.clone(), election, {
             let (api, flow, options, pki) =

@@ -5,9 +5,12 @@
 //! `/orrery/v1` control endpoints.
 //!
 //! A component is a function that starts its tasks; stopping it aborts them (dropping every
-//! future it owns, so its watches close and its timers stop). The supervisor knows nothing about
-//! what the components are; of a replica that competes for a Lease ([`Election`]) it only shows
-//! which Lease and whether it leads.
+//! future it owns, so its watches close and its timers stop). A stop is clean ([`Stop::Clean`],
+//! the process given SIGTERM) or a kill ([`Stop::Kill`], the process dying); they differ only
+//! for a replica that competes for a Lease ([`Election`]), which on a clean stop first does what
+//! its component does on SIGTERM (kube-scheduler gives its Lease up). The supervisor knows
+//! nothing else about what the components are; of an election it only shows which Lease and
+//! whether the replica leads.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -44,6 +47,15 @@ pub enum SupervisorError {
 
 type Starter = Box<dyn Fn() -> Vec<JoinHandle<()>> + Send + Sync>;
 
+/// How a component is stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// As its process is stopped (SIGTERM): it may finish what it does on the way out.
+    Clean,
+    /// As its process dies (SIGKILL): nothing more happens.
+    Kill,
+}
+
 /// What `/orrery/v1/components` shows of a component that elects a leader
 /// ([`crate::leaderelection`]): the Lease it competes for and whether it holds it now.
 pub struct Election {
@@ -51,6 +63,9 @@ pub struct Election {
     pub lease: String,
     /// Whether it leads now.
     pub leading: Box<dyn Fn() -> bool + Send + Sync>,
+    /// What it does on a clean stop before its tasks are aborted (kube-scheduler gives its
+    /// Lease up); done while it still runs.
+    pub on_stop: Box<dyn Fn() -> futures::future::BoxFuture<'static, ()> + Send + Sync>,
 }
 
 struct Entry {
@@ -227,18 +242,37 @@ impl Supervisor {
             .collect()
     }
 
-    /// Stops a component (a node with the components on it); whether it was running.
-    pub fn stop(&self, role: Role, name: &str) -> Result<bool, SupervisorError> {
-        let mut entries = self.lock();
-        Self::find(&mut entries, role, name)?;
-        let mut stopped = false;
-        for follower in Self::followers(&entries, role, name) {
-            stopped |= self.stop_entry(&mut entries, &follower);
+    /// Stops a component (a node with the components on it), cleanly or as a kill; whether it
+    /// was running.
+    pub async fn stop(&self, role: Role, name: &str, how: Stop) -> Result<bool, SupervisorError> {
+        let mut names = {
+            let mut entries = self.lock();
+            Self::find(&mut entries, role, name)?;
+            Self::followers(&entries, role, name)
+        };
+        names.push(name.to_owned());
+        if how == Stop::Clean {
+            // What each running replica does on its way out, while it still runs.
+            let leaving: Vec<_> = {
+                let entries = self.lock();
+                names
+                    .iter()
+                    .filter_map(|n| entries.get(n))
+                    .filter(|e| e.running.is_some())
+                    .filter_map(|e| e.election.as_ref().map(|el| (el.on_stop)()))
+                    .collect()
+            };
+            futures::future::join_all(leaving).await;
         }
-        Ok(self.stop_entry(&mut entries, name) || stopped)
+        let mut entries = self.lock();
+        let mut stopped = false;
+        for name in &names {
+            stopped |= self.stop_entry(&mut entries, name, how);
+        }
+        Ok(stopped)
     }
 
-    fn stop_entry(&self, entries: &mut BTreeMap<String, Entry>, name: &str) -> bool {
+    fn stop_entry(&self, entries: &mut BTreeMap<String, Entry>, name: &str, how: Stop) -> bool {
         let Some(entry) = entries.get_mut(name) else {
             return false;
         };
@@ -251,10 +285,12 @@ impl Supervisor {
         if let Some(run) = entry.runs.last_mut() {
             run.stopped_at = Some(now());
         }
-        self.flow.emit(
-            FlowEvent::new("orrery", name, "STOP")
-                .detail(format!("{name} stopped by the operator")),
-        );
+        let detail = match how {
+            Stop::Clean => format!("{name} stopped by the operator"),
+            Stop::Kill => format!("{name} killed by the operator: it did nothing on its way out"),
+        };
+        self.flow
+            .emit(FlowEvent::new("orrery", name, "STOP").detail(detail));
         true
     }
 
@@ -357,8 +393,18 @@ mod tests {
         });
         tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
         assert_eq!(ticks.load(Ordering::SeqCst), 2);
-        assert_eq!(supervisor.stop(Role::Component, "scheduler"), Ok(true));
-        assert_eq!(supervisor.stop(Role::Component, "scheduler"), Ok(false));
+        assert_eq!(
+            supervisor
+                .stop(Role::Component, "scheduler", Stop::Clean)
+                .await,
+            Ok(true)
+        );
+        assert_eq!(
+            supervisor
+                .stop(Role::Component, "scheduler", Stop::Clean)
+                .await,
+            Ok(false)
+        );
         tokio::time::sleep(std::time::Duration::from_secs(10)).await;
         assert_eq!(
             ticks.load(Ordering::SeqCst),
@@ -378,7 +424,10 @@ mod tests {
         assert_eq!(restarted.restarts, 1);
         assert_eq!(restarted.runs.len(), 2);
         assert!(restarted.runs[1].stopped_at.is_none());
-        let unknown = supervisor.stop(Role::Node, "scheduler").unwrap_err();
+        let unknown = supervisor
+            .stop(Role::Node, "scheduler", Stop::Clean)
+            .await
+            .unwrap_err();
         assert_eq!(unknown.to_string(), "no node named \"scheduler\" (known: )");
     }
 
@@ -388,14 +437,23 @@ mod tests {
         let supervisor = Supervisor::new(Flow::new());
         let forever = || vec![tokio::spawn(std::future::pending::<()>())];
         let leading = Arc::new(AtomicBool::new(true));
-        let election = Election {
+        let leaving = Arc::new(AtomicUsize::new(0));
+        let election = |leading: &Arc<AtomicBool>| Election {
             lease: "kube-system/kube-scheduler".into(),
             leading: Box::new({
                 let leading = leading.clone();
                 move || leading.load(Ordering::SeqCst)
             }),
+            on_stop: Box::new({
+                let leaving = leaving.clone();
+                move || {
+                    leaving.fetch_add(1, Ordering::SeqCst);
+                    Box::pin(async {})
+                }
+            }),
         };
-        supervisor.add_electing("scheduler-1", election, forever);
+        supervisor.add_electing("scheduler-1", election(&leading), forever);
+        supervisor.add_electing("scheduler-2", election(&leading), forever);
         supervisor.add("apiserver", Role::Component, forever);
         let listed = |name: &str| {
             let state = supervisor.list().into_iter().find(|c| c.name == name);
@@ -411,8 +469,26 @@ mod tests {
         assert_eq!(listed("scheduler-1")["leading"], false);
         // A stopped replica never leads, whatever its last word was.
         leading.store(true, Ordering::SeqCst);
-        supervisor.stop(Role::Component, "scheduler-1").unwrap();
+        supervisor
+            .stop(Role::Component, "scheduler-1", Stop::Clean)
+            .await
+            .unwrap();
         assert_eq!(listed("scheduler-1")["leading"], false);
+        // A clean stop lets it do what it does on its way out; a kill does not, nor a second
+        // stop of a stopped replica.
+        assert_eq!(leaving.load(Ordering::SeqCst), 1);
+        supervisor
+            .stop(Role::Component, "scheduler-1", Stop::Clean)
+            .await
+            .unwrap();
+        assert_eq!(
+            supervisor
+                .stop(Role::Component, "scheduler-2", Stop::Kill)
+                .await,
+            Ok(true)
+        );
+        assert_eq!(leaving.load(Ordering::SeqCst), 1);
+        assert_eq!(listed("scheduler-2")["leading"], false);
     }
 
     #[tokio::test(start_paused = true)]
@@ -431,21 +507,27 @@ mod tests {
                 .unwrap()
                 .running
         };
-        assert_eq!(supervisor.stop(Role::Node, "node-1"), Ok(true));
+        assert_eq!(
+            supervisor.stop(Role::Node, "node-1", Stop::Clean).await,
+            Ok(true)
+        );
         assert!(!running("node-1") && !running("kube-proxy/node-1"));
         assert!(running("node-2") && running("kube-proxy/node-2"));
         assert_eq!(supervisor.start(Role::Node, "node-1"), Ok(true));
         assert!(running("node-1") && running("kube-proxy/node-1"));
         // On its own, as a component; the node's kubelet runs on.
         assert_eq!(
-            supervisor.stop(Role::Component, "kube-proxy/node-2"),
+            supervisor
+                .stop(Role::Component, "kube-proxy/node-2", Stop::Clean)
+                .await,
             Ok(true)
         );
         assert!(running("node-2") && !running("kube-proxy/node-2"));
         assert_eq!(supervisor.start(Role::Node, "node-2"), Ok(true));
         assert!(running("kube-proxy/node-2"));
         let unknown = supervisor
-            .stop(Role::Node, "kube-proxy/node-1")
+            .stop(Role::Node, "kube-proxy/node-1", Stop::Clean)
+            .await
             .unwrap_err();
         assert_eq!(
             unknown.to_string(),

@@ -522,6 +522,14 @@ fn agent_name(headers: &http::HeaderMap) -> String {
 
 async fn handle(State(api): State<Arc<ApiServer>>, mut request: Request) -> Response {
     let path = request.uri().path().to_owned();
+    // A stopped API server serves nothing of the Kubernetes API, and asks no one who they are
+    // first (a stopped kube-apiserver refuses the connection); `/orrery/v1` stays up.
+    if !*api.serving.borrow() && !path.starts_with("/orrery/v1/") {
+        let stopped = ApiError::Unavailable(
+            "the API server is stopped (orrery component start apiserver)".into(),
+        );
+        return refuse(request, stopped.into_response()).await;
+    }
     let mut route = path::route(&path);
     if route == path::Route::Unknown && path.starts_with("/apis/") {
         route = path::route_custom(&path, &*api.custom_resources().await);
@@ -558,7 +566,7 @@ async fn handle(State(api): State<Arc<ApiServer>>, mut request: Request) -> Resp
 const REFUSED_BODY_LIMIT: usize = 256 << 10;
 const REFUSED_BODY_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Answers a request refused before its body was read (401, 403, 404, 429, 503), once the body
+/// Answers a request refused before its body was read (503, 401, 403, 404, 429), once the body
 /// (up to [`REFUSED_BODY_LIMIT`]) has arrived. Answering first makes HTTP/2 end the client's
 /// still-open stream with RST_STREAM(NO_ERROR), which RFC 9113 allows but which some clients
 /// (curl 7.88 among them) report as a stream error instead of the answer; Go's HTTP/1 server
@@ -640,12 +648,6 @@ async fn serve(
         Ok(slot) => slot,
         Err(too_many) => return refuse(request, too_many.into_response()).await,
     };
-    if !*api.serving.borrow() {
-        let stopped = ApiError::Unavailable(
-            "the API server is stopped (orrery component start apiserver)".into(),
-        );
-        return refuse(request, stopped.into_response()).await;
-    }
     let started = std::time::Instant::now();
     // What the client asked for (the request line's target), not the absolute URI HTTP/2 gives.
     let uri = request

@@ -127,7 +127,7 @@ pub(crate) async fn control(api: &Arc<ApiServer>, rest: &str, request: Request) 
             }
             None => json_response(StatusCode::OK, &json!({"components": []})),
         },
-        (Method::POST, rest) => match operate(api, rest) {
+        (Method::POST, rest) => match operate(api, rest).await {
             Ok(answer) => json_response(StatusCode::OK, &answer),
             Err(e) => e.into_response(),
         },
@@ -282,9 +282,10 @@ fn step(
     Ok(stepper.state())
 }
 
-/// `POST /orrery/v1/components/<name>/{stop,start}` and `/orrery/v1/nodes/<name>/{stop,start}`.
-fn operate(api: &ApiServer, rest: &str) -> Result<Value, ApiError> {
-    use crate::supervisor::Role;
+/// `POST /orrery/v1/components/<name>/{stop,kill,start}` and
+/// `/orrery/v1/nodes/<name>/{stop,kill,start}`.
+async fn operate(api: &ApiServer, rest: &str) -> Result<Value, ApiError> {
+    use crate::supervisor::{Role, Stop};
     // A node's component has a slash in its name (`kube-proxy/node-1`).
     let Some((group, (name, action))) = rest
         .split_once('/')
@@ -301,7 +302,8 @@ fn operate(api: &ApiServer, rest: &str) -> Result<Value, ApiError> {
         .supervisor()
         .ok_or_else(|| ApiError::Unavailable("this API server runs no components".into()))?;
     let changed = match action {
-        "stop" => supervisor.stop(role, name),
+        "stop" => supervisor.stop(role, name, Stop::Clean).await,
+        "kill" => supervisor.stop(role, name, Stop::Kill).await,
         "start" => supervisor.start(role, name),
         _ => return Err(ApiError::NoSuchPath),
     }

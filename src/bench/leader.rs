@@ -1,13 +1,15 @@
-//! `orrery bench leader`: how long a leader's death leaves the cluster without one. For each set
+//! `orrery bench leader`: how long a leader's end leaves the cluster without one. For each set
 //! of timings it starts `orrery up --headless --schedulers 2 --controller-managers 2` (this
 //! binary, on the simulated runtime, a temporary state directory, a free port) as a child
-//! process, then runs rounds: it stops the current holder of each Lease (`orrery component
-//! stop`, the leader dying: no release), creates a bare pod and a ReplicaSet of one at once, and
-//! times, from the stop, until the standby holds each Lease (`kube-system/kube-scheduler`,
-//! `kube-system/kube-controller-manager`) and until it acts: the pod is bound (the new
-//! scheduler), the ReplicaSet's pod exists (the new controller manager). The stopped replicas
-//! are started again (standbys now) before the next round. The figures are printed next to the
-//! goal, the lease duration. Every wait is bounded.
+//! process, then runs rounds. Each round ends the current holder of each Lease twice: first with
+//! `orrery component stop` (a clean stop: kube-scheduler gives its Lease up, as upstream's
+//! `ReleaseOnCancel`; kube-controller-manager does not), then with `orrery component kill` (the
+//! process dying: nothing is given back). Each time it creates a bare pod and a ReplicaSet of
+//! one at once, and times, from the stop, until the standby holds each Lease
+//! (`kube-system/kube-scheduler`, `kube-system/kube-controller-manager`) and until it acts: the
+//! pod is bound (the new scheduler), the ReplicaSet's pod exists (the new controller manager).
+//! The stopped replicas are started again (standbys now) before the next handover. The figures
+//! are printed next to the goal, the lease duration. Every wait is bounded.
 
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -64,12 +66,40 @@ struct Handover {
     acted: Duration,
 }
 
+/// How a round ends the leaders.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ending {
+    /// `orrery component stop`.
+    Stop,
+    /// `orrery component kill`.
+    Kill,
+}
+
+impl Ending {
+    const ALL: [Ending; 2] = [Ending::Stop, Ending::Kill];
+
+    /// The control endpoint's action, and the command's word.
+    fn action(self) -> &'static str {
+        match self {
+            Ending::Stop => "stop",
+            Ending::Kill => "kill",
+        }
+    }
+}
+
+/// The handovers after one kind of ending.
+#[derive(Clone, Debug, Default)]
+struct Handovers {
+    scheduler: Vec<Handover>,
+    controller_manager: Vec<Handover>,
+}
+
 /// The rounds of one set of timings.
 #[derive(Clone, Debug)]
 struct Set {
     timings: Timings,
-    scheduler: Vec<Handover>,
-    controller_manager: Vec<Handover>,
+    /// After `stop`, after `kill`.
+    ended: [Handovers; 2],
     /// Why the rounds stopped early, if they did.
     failed: Option<String>,
 }
@@ -116,13 +146,15 @@ impl fmt::Display for LeaderReport {
         writeln!(
             f,
             "orrery bench leader: 2 schedulers, 2 controller managers (simulated runtime, 1 node); \
-             each round stops the holder of each Lease (orrery component stop) and times from the stop"
+             each round ends the holder of each Lease with `orrery component stop` (kube-scheduler \
+             gives its Lease up, kube-controller-manager does not), then with `orrery component kill` \
+             (nothing given back), and times from the stop"
         )?;
         writeln!(
             f,
-            "| timings (lease/renew/retry) | Lease | standby holds the Lease: median / max (rounds) | standby acts: median / max (rounds) | goal: within the lease duration |"
+            "| timings (lease/renew/retry) | leader | Lease | standby holds the Lease: median / max (rounds) | standby acts: median / max (rounds) | goal: within the lease duration |"
         )?;
-        writeln!(f, "|---|---|---|---|---|")?;
+        writeln!(f, "|---|---|---|---|---|---|")?;
         for set in &self.sets {
             let t = set.timings;
             let name = format!(
@@ -131,32 +163,38 @@ impl fmt::Display for LeaderReport {
                 go_duration(t.renew_deadline),
                 go_duration(t.retry_period)
             );
-            for (lease, acts, rounds) in [
-                (
-                    leaderelection::SCHEDULER_LEASE,
-                    "a new pod bound",
-                    &set.scheduler,
-                ),
-                (
-                    leaderelection::CONTROLLER_MANAGER_LEASE,
-                    "a new ReplicaSet's pod created",
-                    &set.controller_manager,
-                ),
-            ] {
-                let held: Vec<Duration> = rounds.iter().map(|r| r.held).collect();
-                let acted: Vec<Duration> = rounds.iter().map(|r| r.acted).collect();
-                let within = held.iter().filter(|d| **d <= t.lease_duration).count();
-                writeln!(
-                    f,
-                    "| {name} | {lease} | {} | {} ({acts}) | {} s: {within} of {} rounds |",
-                    summary(&held),
-                    summary(&acted),
-                    t.lease_duration.as_secs_f64(),
-                    held.len()
-                )?;
+            for (ending, handovers) in Ending::ALL.iter().zip(&set.ended) {
+                let how = match ending {
+                    Ending::Stop => "stopped",
+                    Ending::Kill => "killed",
+                };
+                for (lease, acts, rounds) in [
+                    (
+                        leaderelection::SCHEDULER_LEASE,
+                        "a new pod bound",
+                        &handovers.scheduler,
+                    ),
+                    (
+                        leaderelection::CONTROLLER_MANAGER_LEASE,
+                        "a new ReplicaSet's pod created",
+                        &handovers.controller_manager,
+                    ),
+                ] {
+                    let held: Vec<Duration> = rounds.iter().map(|r| r.held).collect();
+                    let acted: Vec<Duration> = rounds.iter().map(|r| r.acted).collect();
+                    let within = held.iter().filter(|d| **d <= t.lease_duration).count();
+                    writeln!(
+                        f,
+                        "| {name} | {how} | {lease} | {} | {} ({acts}) | {} s: {within} of {} rounds |",
+                        summary(&held),
+                        summary(&acted),
+                        t.lease_duration.as_secs_f64(),
+                        held.len()
+                    )?;
+                }
             }
             if let Some(why) = &set.failed {
-                writeln!(f, "| {name} | stopped early: {why} | | | |")?;
+                writeln!(f, "| {name} | stopped early: {why} | | | | |")?;
             }
         }
         Ok(())
@@ -222,17 +260,21 @@ async fn measure(timings: Timings, rounds: u32) -> Result<Set, String> {
     let (dir, up, client, _) = super::cluster::start(1, &flags).await?;
     let mut set = Set {
         timings,
-        scheduler: Vec::new(),
-        controller_manager: Vec::new(),
+        ended: Default::default(),
         failed: None,
     };
     // Long enough for the worst handover (a lease duration after the standby saw the last
     // renewal, two jittered retries) with room to spare.
     let limit = timings.lease_duration * 3 + timings.retry_period * 10 + Duration::from_secs(30);
-    for round in 1..=rounds {
-        if let Err(why) = one_round(dir.path(), &client, round, limit, &mut set).await {
-            set.failed = Some(why);
-            break;
+    'rounds: for round in 1..=rounds {
+        for (i, ending) in Ending::ALL.into_iter().enumerate() {
+            let probe = format!("{}-{round}", ending.action());
+            let handovers = &mut set.ended[i];
+            if let Err(why) = one_round(dir.path(), &client, &probe, ending, limit, handovers).await
+            {
+                set.failed = Some(why);
+                break 'rounds;
+            }
         }
     }
     drop(up);
@@ -270,12 +312,14 @@ async fn settled(client: &kube::Client, limit: Duration) -> Result<(), String> {
     }
 }
 
+/// Ends both leaders as `ending` says and times the handovers; `round` names what it creates.
 async fn one_round(
     dir: &std::path::Path,
     client: &kube::Client,
-    round: u32,
+    round: &str,
+    ending: Ending,
     limit: Duration,
-    set: &mut Set,
+    set: &mut Handovers,
 ) -> Result<(), String> {
     settled(client, limit).await?;
     let scheduler = holder(client, leaderelection::SCHEDULER_LEASE).await;
@@ -285,9 +329,10 @@ async fn one_round(
             .await
             .map_err(|e| format!("{path}: {e}"))
     };
-    control(format!("components/{scheduler}/stop")).await?;
-    control(format!("components/{manager}/stop")).await?;
+    let action = ending.action();
     let stopped = Instant::now();
+    control(format!("components/{scheduler}/{action}")).await?;
+    control(format!("components/{manager}/{action}")).await?;
     // What only a leader does: bind a new pod, make a new ReplicaSet's pod.
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let probe = format!("probe-{round}");

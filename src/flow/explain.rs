@@ -193,8 +193,8 @@ fn leader_election(from: &str, verb: &str) -> Option<Cow<'static, str>> {
              once (another replica may lead by now) and competes for the Lease again."
         ),
         super::RESIGN => format!(
-            "{from} gives its Lease up as the cluster goes down, so the next leader need not \
-             wait for it to expire."
+            "{from} gives its Lease up on its way out (it was stopped cleanly, or the cluster goes \
+             down), so the next leader takes it at once instead of waiting for it to expire."
         ),
         _ => return None,
     })
@@ -204,8 +204,9 @@ fn leader_election(from: &str, verb: &str) -> Option<Cow<'static, str>> {
 fn operator(verb: &str, to: &str) -> Option<Cow<'static, str>> {
     match verb {
         "STOP" => owned(format!(
-            "The operator stopped {to} (orrery component stop): everything else keeps running on \
-             what it already has, so you can see which work needs {to} and which does not."
+            "The operator stopped {to} (orrery component stop, or kill: a crash that gives \
+             nothing back): everything else keeps running on what it already has, so you can \
+             see which work needs {to} and which does not."
         )),
         "START" => owned(format!(
             "The operator started {to} again: it lists and watches what it needs from the API \

@@ -18,10 +18,17 @@
 //! future [`LeaderElector::run`] is given is polled while the replica leads and dropped (so its
 //! tasks are aborted) when it stops. Upstream's components then exit and are restarted; here the
 //! replica goes back to being a candidate at once, which is what that restart comes to.
-//! [`Candidate::resign`] gives the Lease up on a clean `orrery down` (upstream's
-//! `ReleaseOnCancel`); a replica stopped by `orrery component stop` does not: that is the leader
-//! dying, and the standby takes over once the Lease expires. Time is tokio's, so tests run on a
-//! paused clock.
+//! How a replica ends decides whether it gives its Lease up (writes it free, so a standby takes
+//! it at its next try instead of waiting for it to expire), as upstream's `ReleaseOnCancel`:
+//! - `orrery component stop` is the process stopped cleanly (SIGTERM): [`Candidate::stop`]
+//!   releases the Lease if the component is configured to, as kube-scheduler is
+//!   (`ReleaseOnCancel: true`); kube-controller-manager is not, so its standby waits for the
+//!   Lease to expire.
+//! - `orrery component kill` is the process dying (SIGKILL): nothing is given back.
+//! - A clean `orrery down` ([`Candidate::resign`]) gives every Lease up, so the next
+//!   `orrery up` need not wait for one to expire.
+//!
+//! Time is tokio's, so tests run on a paused clock.
 
 pub mod lock;
 
@@ -163,17 +170,29 @@ pub struct Candidate {
     event_source: String,
     log: Instance,
     timings: Timings,
+    /// Whether a clean stop gives the Lease up (upstream's `ReleaseOnCancel`).
+    release_on_stop: bool,
     leading: AtomicBool,
     /// Whether an elector runs for it now.
     running: tokio::sync::watch::Sender<bool>,
-    /// Set once, when the cluster goes down.
-    resign: tokio::sync::watch::Sender<bool>,
+    /// Why the running elector is asked to end, once it is.
+    cancel: tokio::sync::watch::Sender<Option<Cancel>>,
+}
+
+/// Why a running elector is asked to end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Cancel {
+    /// The replica is stopped cleanly (`orrery component stop`).
+    Stop,
+    /// The cluster goes down (`orrery down`).
+    Down,
 }
 
 impl Candidate {
     /// Replica `name` (`scheduler-2`, its name on the flow) of the component logging as `log`,
     /// competing for `kube-system/<lease>` as `identity`, its Events recorded as `event_source`
-    /// (`default-scheduler`, `kube-controller-manager`).
+    /// (`default-scheduler`, `kube-controller-manager`); `release_on_stop` as the component's
+    /// `ReleaseOnCancel` (kube-scheduler's is true, kube-controller-manager's false).
     pub fn new(
         lease: &str,
         identity: &str,
@@ -181,6 +200,7 @@ impl Candidate {
         event_source: &str,
         log: Instance,
         timings: Timings,
+        release_on_stop: bool,
     ) -> Arc<Candidate> {
         Arc::new(Candidate {
             namespace: NAMESPACE.to_owned(),
@@ -190,9 +210,10 @@ impl Candidate {
             event_source: event_source.to_owned(),
             log,
             timings,
+            release_on_stop,
             leading: AtomicBool::new(false),
             running: tokio::sync::watch::Sender::new(false),
-            resign: tokio::sync::watch::Sender::new(false),
+            cancel: tokio::sync::watch::Sender::new(None),
         })
     }
 
@@ -211,16 +232,30 @@ impl Candidate {
         self.leading.load(Ordering::SeqCst)
     }
 
-    /// Gives the Lease up for good as the cluster goes down (upstream's `ReleaseOnCancel`): the
-    /// running elector stops its work, then writes the Lease free (no holder, a one-second
-    /// duration) if it holds it, so that the next `orrery up` need not wait for it to expire.
-    /// Returns once the elector has ended (at most the renew deadline); at once if none runs.
+    /// Gives the Lease up for good as the cluster goes down: the running elector stops its
+    /// work, then writes the Lease free (no holder, a one-second duration) if it holds it, so
+    /// that the next `orrery up` need not wait for it to expire. Returns once the elector has
+    /// ended (at most the renew deadline); at once if none runs.
     pub async fn resign(&self) {
+        self.cancel(Cancel::Down).await;
+    }
+
+    /// What a clean stop of the replica's process does before it ends (`orrery component
+    /// stop`): if the component releases on cancel (kube-scheduler), the running elector stops
+    /// its work and gives the Lease up as [`Candidate::resign`] does; otherwise (and when it is
+    /// killed instead) nothing: its Lease is taken over once it expires.
+    pub async fn stop(&self) {
+        if self.release_on_stop {
+            self.cancel(Cancel::Stop).await;
+        }
+    }
+
+    async fn cancel(&self, why: Cancel) {
         let mut running = self.running.subscribe();
         if !*running.borrow_and_update() {
             return;
         }
-        self.resign.send_replace(true);
+        self.cancel.send_replace(Some(why));
         let _ = tokio::time::timeout(self.timings.renew_deadline, running.wait_for(|r| !r)).await;
     }
 }
@@ -244,11 +279,12 @@ impl Drop for Running {
 }
 
 /// How a term as leader ended.
+#[derive(PartialEq, Eq)]
 enum Term {
     /// A renewal did not succeed within the renew deadline.
     Lost,
-    /// The cluster is going down.
-    Resigned,
+    /// The replica was asked to end.
+    Cancelled(Cancel),
 }
 
 /// One run of a candidate: its view of the record and when it last saw it change.
@@ -295,8 +331,10 @@ impl LeaderElector {
         Fut: Future<Output = ()>,
     {
         let candidate = self.candidate.clone();
+        // A run starts uncancelled (a replica stopped cleanly may be started again).
+        candidate.cancel.send_replace(None);
         let _running = Running::on(&candidate);
-        let mut resign = candidate.resign.subscribe();
+        let mut cancel = candidate.cancel.subscribe();
         let logs = self.flow.logs().clone();
         logs.info(
             candidate.log,
@@ -309,7 +347,7 @@ impl LeaderElector {
         loop {
             tokio::select! {
                 biased;
-                _ = resign.wait_for(|r| *r) => return,
+                _ = cancel.wait_for(Option::is_some) => return,
                 () = self.acquire() => {}
             }
             candidate.leading.store(true, Ordering::SeqCst);
@@ -322,7 +360,9 @@ impl LeaderElector {
             };
             let term = tokio::select! {
                 biased;
-                _ = resign.wait_for(|r| *r) => Term::Resigned,
+                why = cancel.wait_for(Option::is_some) => {
+                    Term::Cancelled(why.ok().and_then(|w| *w).unwrap_or(Cancel::Down))
+                }
                 () = self.renew() => Term::Lost,
                 term = work => term,
             };
@@ -330,21 +370,28 @@ impl LeaderElector {
             // does nothing.
             candidate.leading.store(false, Ordering::SeqCst);
             // Upstream's `ReleaseOnCancel` gives the Lease up whenever leading ends, lost
-            // included (where the write usually fails: the API server did not answer).
-            let released = self.release().await;
+            // included (where the write usually fails: the API server did not answer); going
+            // down, every replica gives it up.
+            let release = candidate.release_on_stop || term == Term::Cancelled(Cancel::Down);
+            let released = release && self.release().await;
             match term {
-                Term::Resigned => {
+                Term::Cancelled(why) => {
                     if released {
-                        self.hop(
-                            crate::flow::RESIGN,
-                            format!(
+                        let detail = match why {
+                            Cancel::Down => format!(
                                 "{} gave {} up as the cluster goes down: the next leader need not wait for it to expire",
                                 candidate.name,
                                 candidate.lease()
                             ),
-                        );
+                            Cancel::Stop => format!(
+                                "{} gave {} up as it was stopped (ReleaseOnCancel): a standby takes it at its next try, without waiting for it to expire",
+                                candidate.name,
+                                candidate.lease()
+                            ),
+                        };
+                        self.hop(crate::flow::RESIGN, detail);
                     }
-                    // Recorded before the cluster stops serving.
+                    // Recorded before the replica (or the cluster) stops serving.
                     if let Some(recording) = self.lock.record_event("stopped leading") {
                         let _ = recording.await;
                     }
@@ -370,7 +417,7 @@ impl LeaderElector {
                     // once: a Lease it just freed goes to a standby first.
                     tokio::select! {
                         biased;
-                        _ = resign.wait_for(|r| *r) => return,
+                        _ = cancel.wait_for(Option::is_some) => return,
                         () = tokio::time::sleep(jitter(candidate.timings.retry_period)) => {}
                     }
                 }

@@ -36,12 +36,20 @@ fn status(code: u16, reason: &str, message: &str) -> (u16, Value) {
 impl Server {
     fn serve(&mut self, method: &http::Method, path: &str, body: &[u8]) -> (u16, Value) {
         let body: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-        let named = format!("{LEASE_PATH}/{SCHEDULER_LEASE}");
+        // The one Lease it keeps, whatever its name.
+        let lease_name = path.strip_prefix(&format!("{LEASE_PATH}/"));
+        let named = match lease_name {
+            Some(name) if !name.contains('/') => path.to_owned(),
+            _ => format!("{LEASE_PATH}/{SCHEDULER_LEASE}"),
+        };
         let not_found = || {
             status(
                 404,
                 "NotFound",
-                "leases.coordination.k8s.io \"kube-scheduler\" not found",
+                &format!(
+                    "leases.coordination.k8s.io \"{}\" not found",
+                    lease_name.unwrap_or(SCHEDULER_LEASE)
+                ),
             )
         };
         match (method.as_str(), path) {
@@ -160,6 +168,21 @@ fn replica(n: u16, timings: Timings) -> Arc<Candidate> {
         "default-scheduler",
         Instance::replica(Component::Scheduler, n),
         timings,
+        true,
+    )
+}
+
+/// Replica `n` of the controller manager, which does not give its Lease up when stopped.
+fn manager(n: u16, timings: Timings) -> Arc<Candidate> {
+    let name = format!("controller-manager-{n}");
+    Candidate::new(
+        CONTROLLER_MANAGER_LEASE,
+        &identity("host", &name),
+        &name,
+        "kube-controller-manager",
+        Instance::replica(Component::ControllerManager, n),
+        timings,
+        false,
     )
 }
 
@@ -461,6 +484,58 @@ async fn resigning_frees_the_lease_for_the_standby() {
     );
     // A candidate that runs no elector resigns at once.
     replica(3, timings).resign().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_clean_stop_gives_the_schedulers_lease_up_but_not_the_controller_managers() {
+    let (server, flow) = (Shared::default(), Flow::new());
+    let timings = Timings::default();
+    let (a, b) = (replica(1, timings), replica(2, timings));
+    let (work_a, work_b) = (Work::default(), Work::default());
+    let task_a = run(&a, &server, &Link::default(), &flow, &work_a);
+    assert!(within(secs(0.1), || work_a.active()).await.is_some());
+    let _task_b = run(&b, &server, &Link::default(), &flow, &work_b);
+    tokio::time::sleep(secs(5.0)).await;
+    // kube-scheduler stopped cleanly: it stops its work and frees the Lease before it ends.
+    a.stop().await;
+    task_a.abort();
+    assert!(!work_a.active() && !a.leading());
+    assert_eq!(lease(&server)["spec"]["holderIdentity"], "");
+    let resigned = hops(&flow, crate::flow::RESIGN);
+    assert_eq!(resigned.len(), 1);
+    assert!(resigned[0].1.contains("as it was stopped"), "{resigned:?}");
+    // The standby takes it at its next try (at most 2.2 retry periods), well within the lease
+    // duration.
+    assert!(within(secs(4.5), || work_b.active()).await.is_some());
+    // Started again, the stopped replica competes again and stands by.
+    let _again = run(&a, &server, &Link::default(), &flow, &work_a);
+    tokio::time::sleep(secs(5.0)).await;
+    assert!(!work_a.active() && work_b.active());
+    assert_eq!(lease(&server)["spec"]["holderIdentity"], "host_scheduler-2");
+
+    // kube-controller-manager stopped cleanly does nothing on its way out: its standby waits
+    // for the Lease to expire.
+    let (server, flow) = (Shared::default(), Flow::new());
+    let (m, n) = (manager(1, timings), manager(2, timings));
+    let (work_m, work_n) = (Work::default(), Work::default());
+    let task_m = run(&m, &server, &Link::default(), &flow, &work_m);
+    assert!(within(secs(0.1), || work_m.active()).await.is_some());
+    let _task_n = run(&n, &server, &Link::default(), &flow, &work_n);
+    tokio::time::sleep(secs(5.0)).await;
+    m.stop().await;
+    task_m.abort();
+    assert_eq!(
+        lease(&server)["spec"]["holderIdentity"],
+        "host_controller-manager-1"
+    );
+    assert!(hops(&flow, crate::flow::RESIGN).is_empty());
+    // Its last renewal was at most a retry period before the stop; the standby saw it at most
+    // 2.2 retry periods later and takes over at its first try a lease duration after that.
+    assert!(within(secs(10.0), || work_n.active()).await.is_none());
+    assert!(within(secs(15.0), || work_n.active()).await.is_some());
+    // Going down, it does give its Lease up.
+    n.resign().await;
+    assert_eq!(lease(&server)["spec"]["holderIdentity"], "");
 }
 
 #[tokio::test(start_paused = true)]

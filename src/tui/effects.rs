@@ -223,14 +223,14 @@ impl Effects {
                 let answer: Value = self
                     .control(&format!("nodes/{node}/{action}"), None)
                     .await?;
-                Msg::Done(said("kubelet", &node, &answer), false)
+                Msg::Done(said("kubelet", &node, &answer, action), false)
             }
-            Effect::Component(name, start) => {
-                let action = if start { "start" } else { "stop" };
+            Effect::Component(name, operation) => {
+                let action = operation.action();
                 let answer: Value = self
                     .control(&format!("components/{name}/{action}"), None)
                     .await?;
-                Msg::Done(said("component", &name, &answer), false)
+                Msg::Done(said("component", &name, &answer, action), false)
             }
             Effect::LessonDo {
                 lesson,
@@ -312,7 +312,10 @@ impl Effects {
             Some(body) => http::Request::post(uri)
                 .header(http::header::CONTENT_TYPE, "application/json")
                 .body(serde_json::to_vec(&body).unwrap_or_default()),
-            None if path.ends_with("/stop") || path.ends_with("/start") => {
+            None if ["/stop", "/kill", "/start"]
+                .iter()
+                .any(|action| path.ends_with(action)) =>
+            {
                 http::Request::post(uri).body(Vec::new())
             }
             None => http::Request::get(uri).body(Vec::new()),
@@ -588,10 +591,14 @@ const DRAIN_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
 const DRAIN_PATIENCE: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// What a component or kubelet control request did, in the words `orrery node|component` prints.
-fn said(role: &str, name: &str, answer: &Value) -> String {
+fn said(role: &str, name: &str, answer: &Value, action: &str) -> String {
     let running = answer["running"].as_bool().unwrap_or(false);
     let changed = answer["changed"].as_bool().unwrap_or(false);
-    let state = if running { "started" } else { "stopped" };
+    let state = match (running, action) {
+        (true, _) => "started",
+        (false, "kill") => "killed",
+        (false, _) => "stopped",
+    };
     if changed {
         format!("{role} {name} {state}")
     } else {

@@ -318,9 +318,9 @@ pub enum Effect {
     Drain(String),
     /// Stop (false) or start (true) a node's kubelet: `POST /orrery/v1/nodes/<name>/{stop,start}`.
     Kubelet(String, bool),
-    /// Stop (false) or start (true) a component (`apiserver`, `scheduler`,
-    /// `controller-manager`): `POST /orrery/v1/components/<name>/{stop,start}`.
-    Component(String, bool),
+    /// Stop, kill or start a component (`apiserver`, `scheduler`, `controller-manager`):
+    /// `POST /orrery/v1/components/<name>/{stop,kill,start}`.
+    Component(String, Operation),
     /// Leave the dashboard; the cluster keeps running (an attached dashboard).
     Quit,
     /// Leave the dashboard and stop the cluster (`orrery up`, after the learner confirmed).
@@ -358,6 +358,28 @@ pub enum Effect {
         /// How many steps the lesson has.
         steps: usize,
     },
+}
+
+/// What `:stop`, `:kill` and `:start` do to a component.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Operation {
+    /// Stop it as its process is stopped (a leading kube-scheduler gives its Lease up).
+    Stop,
+    /// Stop it as if its process died: nothing is given back.
+    Kill,
+    /// Start it again.
+    Start,
+}
+
+impl Operation {
+    /// The control endpoint's action: `stop`, `kill`, `start`.
+    pub fn action(self) -> &'static str {
+        match self {
+            Operation::Stop => "stop",
+            Operation::Kill => "kill",
+            Operation::Start => "start",
+        }
+    }
 }
 
 /// Where the dashboard runs: inside `orrery up` (quitting asks, then stops the cluster) or
@@ -1921,8 +1943,13 @@ impl Model {
                 self.say(format!("applying {path}"), false);
                 vec![Effect::Apply(path.to_owned())]
             }
-            ("stop" | "start", Some(target)) => {
+            ("stop" | "start" | "kill", Some(target)) => {
                 let start = verb == "start";
+                let operation = match verb {
+                    "start" => Operation::Start,
+                    "kill" => Operation::Kill,
+                    _ => Operation::Stop,
+                };
                 let target = target.strip_prefix("kubelet/").unwrap_or(target);
                 // A replica (`scheduler-2`, with `orrery up --schedulers 2`) is a component too.
                 let replica = self
@@ -1930,15 +1957,22 @@ impl Model {
                     .iter()
                     .any(|c| c.role == "component" && c.name == target);
                 if COMPONENTS.contains(&target) || replica {
-                    self.say(format!("{verb}ing {target}"), false);
-                    vec![Effect::Component(target.to_owned(), start)]
-                } else if self.nodes.contains_key(target)
-                    || self
-                        .components
-                        .iter()
-                        .any(|c| c.role == "node" && c.name == target)
+                    let doing = match operation {
+                        Operation::Stop => "stopping",
+                        Operation::Kill => "killing",
+                        Operation::Start => "starting",
+                    };
+                    self.say(format!("{doing} {target}"), false);
+                    vec![Effect::Component(target.to_owned(), operation)]
+                } else if operation != Operation::Kill
+                    && (self.nodes.contains_key(target)
+                        || self
+                            .components
+                            .iter()
+                            .any(|c| c.role == "node" && c.name == target))
                 {
-                    self.say(format!("{verb}ing the kubelet of {target}"), false);
+                    let doing = if start { "starting" } else { "stopping" };
+                    self.say(format!("{doing} the kubelet of {target}"), false);
                     vec![Effect::Kubelet(target.to_owned(), start)]
                 } else {
                     self.say(
@@ -1951,7 +1985,7 @@ impl Model {
                     Vec::new()
                 }
             }
-            ("stop" | "start", None) => {
+            ("stop" | "start" | "kill", None) => {
                 self.say(
                     format!(":{verb} needs a component: apiserver, scheduler, controller-manager or node-N"),
                     true,
@@ -1987,6 +2021,10 @@ pub const HELP: &[(&str, &str)] = &[
     (
         ":stop X / :start X",
         "stop or start apiserver, scheduler, controller-manager or node-N",
+    ),
+    (
+        ":kill X",
+        "stop a component as if it crashed (a leader keeps its Lease until it expires)",
     ),
     (":q", "quit"),
     (

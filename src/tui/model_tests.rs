@@ -700,16 +700,28 @@ fn stop_and_start_commands_name_components_and_nodes() {
     let mut m = fixture(Host::Attached);
     assert_eq!(
         command(&mut m, "stop scheduler"),
-        [Effect::Component("scheduler".into(), false)]
+        [Effect::Component("scheduler".into(), Operation::Stop)]
     );
+    assert_eq!(m.status.as_ref().unwrap().0, "stopping scheduler");
     assert_eq!(
         command(&mut m, "start controller-manager"),
-        [Effect::Component("controller-manager".into(), true)]
+        [Effect::Component(
+            "controller-manager".into(),
+            Operation::Start
+        )]
     );
     assert_eq!(
         command(&mut m, "stop apiserver"),
-        [Effect::Component("apiserver".into(), false)]
+        [Effect::Component("apiserver".into(), Operation::Stop)]
     );
+    // A kill is a component's crash; a node's kubelet is only stopped.
+    assert_eq!(
+        command(&mut m, "kill scheduler"),
+        [Effect::Component("scheduler".into(), Operation::Kill)]
+    );
+    assert_eq!(m.status.as_ref().unwrap().0, "killing scheduler");
+    assert!(command(&mut m, "kill node-2").is_empty());
+    assert!(m.status.as_ref().unwrap().1);
     assert_eq!(
         command(&mut m, "stop node-2"),
         [Effect::Kubelet("node-2".into(), false)]

@@ -1,8 +1,10 @@
 //! Leader election end to end: `orrery up --schedulers 2 --controller-managers 2` on the
 //! simulated runtime with short leases (4 s, renew deadline 3 s, retry 1 s), seen as a user sees
 //! it: `kubectl get lease -n kube-system`, the Events, `/orrery/v1/components` and the flow.
-//! Only the leaders act; stopping them hands their Leases over to the standbys, which then
-//! act; the old leaders, started again, stay standby; `orrery down` gives the Leases up.
+//! Only the leaders act; ending them hands their Leases over to the standbys, which then act:
+//! a stopped kube-scheduler gives its Lease up (the standby takes it at its next try), a killed
+//! kube-controller-manager leaves its Lease to expire; the old leaders, started again, stay
+//! standby; `orrery down` gives the Leases up.
 
 use std::time::{Duration, Instant};
 
@@ -24,12 +26,16 @@ const FLAGS: [&str; 10] = [
     "1s",
 ];
 
-/// How long a handover may take after the leader stops: the standby saw the leader's last
-/// renewal (at most a retry period before the stop) at its next try, takes over a lease
+/// How long a handover may take after the leader dies: the standby saw the leader's last
+/// renewal (at most a retry period before the kill) at its next try, takes over a lease
 /// duration after that, at its first try since; each try comes at most 2.2 retry periods after
-/// the last (upstream's jitter). With three seconds for the two stops and kubectl on a loaded
+/// the last (upstream's jitter). With three seconds for the kill and kubectl on a loaded
 /// machine.
 const HANDOVER: Duration = Duration::from_millis(4000 + 2 * 2200 + 3000);
+
+/// How long a handover may take after the leader stops cleanly and gives its Lease up: the
+/// standby's next try (at most 2.2 retry periods), with the same three seconds.
+const RELEASED_HANDOVER: Duration = Duration::from_millis(2200 + 3000);
 
 /// The replica an identity (`orrery-control-plane_scheduler-2`) names.
 fn replica(identity: &str) -> &str {
@@ -200,39 +206,57 @@ fn only_the_leader_acts_and_the_standby_takes_over_when_it_stops() {
         "the leading controller manager's informers"
     );
 
-    // The leaders stop, as a process dies: they do not give their Leases up.
+    // The scheduler is stopped cleanly: it gives its Lease up on its way out (upstream's
+    // kube-scheduler runs with ReleaseOnCancel), so the standby need not wait for it to expire.
+    let lease_holder = |lease: &str| {
+        [
+            "get",
+            "lease",
+            "-n",
+            "kube-system",
+            lease,
+            "-o",
+            "jsonpath={.spec.holderIdentity}",
+        ]
+        .map(str::to_owned)
+    };
     let stopped = Instant::now();
-    c.orrery_ok(&["component", "stop", &scheduler]);
-    c.orrery_ok(&["component", "stop", &manager]);
-    let seconds = HANDOVER.as_secs() + 1;
-    c.eventually(
-        &[
-            "get",
-            "lease",
-            "-n",
-            "kube-system",
-            "kube-scheduler",
-            "-o",
-            "jsonpath={.spec.holderIdentity}",
-        ],
-        seconds,
-        |h| replica(h) == standby_scheduler,
+    let said = c.orrery_ok(&["component", "stop", &scheduler]);
+    assert_eq!(
+        said.trim(),
+        format!("orrery: component {scheduler} stopped")
     );
-    c.eventually(
-        &[
-            "get",
-            "lease",
-            "-n",
-            "kube-system",
-            "kube-controller-manager",
-            "-o",
-            "jsonpath={.spec.holderIdentity}",
-        ],
-        seconds,
-        |h| replica(h) == standby_manager,
-    );
+    let args = lease_holder("kube-scheduler");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    c.eventually(&args, RELEASED_HANDOVER.as_secs() + 1, |h| {
+        replica(h) == standby_scheduler
+    });
     let handed_over = stopped.elapsed();
+    assert!(
+        handed_over <= RELEASED_HANDOVER,
+        "handover took {handed_over:?}"
+    );
+    // The controller manager is killed, as a process dies: nothing is given back, and the
+    // standby takes the Lease once it has seen no renewal for a lease duration.
+    let killed = Instant::now();
+    let said = c.orrery_ok(&["component", "kill", &manager]);
+    assert_eq!(said.trim(), format!("orrery: component {manager} killed"));
+    let args = lease_holder("kube-controller-manager");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    assert_eq!(
+        replica(&c.ok(&args)),
+        manager,
+        "a killed leader keeps its Lease"
+    );
+    c.eventually(&args, HANDOVER.as_secs() + 1, |h| {
+        replica(h) == standby_manager
+    });
+    let handed_over = killed.elapsed();
     assert!(handed_over <= HANDOVER, "handover took {handed_over:?}");
+    assert!(
+        handed_over >= Duration::from_secs(2),
+        "a killed leader's Lease is taken only once it expires: {handed_over:?}"
+    );
     for lease in ["kube-scheduler", "kube-controller-manager"] {
         let transitions = c.ok(&[
             "get",
@@ -257,6 +281,20 @@ fn only_the_leader_acts_and_the_standby_takes_over_when_it_stops() {
         .map(|h| field(h, "from"))
         .collect();
     assert_eq!(binds, [standby_scheduler.as_str(); 2]);
+    let resigned = hops
+        .iter()
+        .find(|h| field(h, "verb") == "RESIGN" && field(h, "from") == scheduler)
+        .expect("the stopped scheduler's RESIGN hop");
+    assert!(
+        field(resigned, "detail").contains("as it was stopped (ReleaseOnCancel)"),
+        "{resigned}"
+    );
+    assert!(
+        !hops
+            .iter()
+            .any(|h| field(h, "verb") == "RESIGN" && field(h, "from") == manager),
+        "a killed controller manager gives nothing up"
+    );
     let took_over = hops
         .iter()
         .find(|h| field(h, "verb") == "LEADER" && field(h, "from") == standby_scheduler)
@@ -264,7 +302,17 @@ fn only_the_leader_acts_and_the_standby_takes_over_when_it_stops() {
     assert_eq!(
         field(took_over, "detail"),
         format!(
-            "{standby_scheduler} became leader of kube-system/kube-scheduler after {scheduler}'s lease expired (no renewal seen for 4s)"
+            "{standby_scheduler} became leader of kube-system/kube-scheduler, which no one held"
+        )
+    );
+    let took_over = hops
+        .iter()
+        .find(|h| field(h, "verb") == "LEADER" && field(h, "from") == standby_manager)
+        .expect("the new controller manager's LEADER hop");
+    assert_eq!(
+        field(took_over, "detail"),
+        format!(
+            "{standby_manager} became leader of kube-system/kube-controller-manager after {manager}'s lease expired (no renewal seen for 4s)"
         )
     );
     // The Events on the Leases, as upstream's recorder writes them.

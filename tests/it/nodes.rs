@@ -196,6 +196,14 @@ fn stopped_components_stop_working_until_started_again() {
             || err.contains("503"),
         "{err}"
     );
+    // Nor does it ask who is asking: a stranger gets the same 503, not a 401.
+    let stranger = std::process::Command::new("curl")
+        .args(["-sk", "-o", "/dev/null", "-w", "%{http_code}"])
+        .args(["-H", "Authorization: Bearer not.a.token"])
+        .arg(format!("https://127.0.0.1:{}/api/v1/pods", c.port))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&stranger.stdout), "503");
     c.orrery_ok(&["component", "start", "apiserver"]);
     assert!(c.ok(&["get", "pods"]).contains("waiting"));
 

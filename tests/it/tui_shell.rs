@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::Cluster;
 use orrery::tui::effects::Effects;
-use orrery::tui::model::{Effect, Msg};
+use orrery::tui::model::{Effect, Msg, Operation};
 use orrery::tui::source;
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -503,19 +503,29 @@ async fn the_shell_reads_the_cluster_and_every_action_goes_through_the_api() {
             "kubelet node-2 started",
         ),
         (
-            Effect::Component("scheduler".into(), false),
+            Effect::Component("scheduler".into(), Operation::Stop),
             "scheduler",
             "component scheduler stopped",
         ),
         (
-            Effect::Component("scheduler".into(), true),
+            Effect::Component("scheduler".into(), Operation::Start),
+            "scheduler",
+            "component scheduler started",
+        ),
+        (
+            Effect::Component("scheduler".into(), Operation::Kill),
+            "scheduler",
+            "component scheduler killed",
+        ),
+        (
+            Effect::Component("scheduler".into(), Operation::Start),
             "scheduler",
             "component scheduler started",
         ),
     ] {
         let running = matches!(
             effect,
-            Effect::Kubelet(_, true) | Effect::Component(_, true)
+            Effect::Kubelet(_, true) | Effect::Component(_, Operation::Start)
         );
         inbox.act(&effects, effect).await;
         let msg = inbox.until(30, words, |m| done(m).is_some()).await;
@@ -528,7 +538,10 @@ async fn the_shell_reads_the_cluster_and_every_action_goes_through_the_api() {
             .await;
     }
     inbox
-        .act(&effects, Effect::Component("nothing".into(), false))
+        .act(
+            &effects,
+            Effect::Component("nothing".into(), Operation::Stop),
+        )
         .await;
     let msg = inbox.until(30, "the refusal", |m| done(m).is_some()).await;
     assert!(matches!(done(&msg), Some((_, true))), "{msg:?}");
