@@ -240,6 +240,9 @@ pub struct Outcome {
     pub expected: String,
     /// What was seen, in words.
     pub seen: String,
+    /// The hops a flow check matched, each with why it happens (`flow::explain`); empty for
+    /// every other check.
+    pub hops: Vec<String>,
 }
 
 impl Outcome {
@@ -248,6 +251,7 @@ impl Outcome {
             held,
             expected: expected.into(),
             seen: seen.into(),
+            hops: Vec::new(),
         }
     }
 }
@@ -586,15 +590,21 @@ pub async fn evaluate(
                 };
             }
             match in_order(hops, &patterns) {
-                Ok(matched) => Outcome::new(
-                    true,
-                    expected,
-                    matched
+                Ok(matched) => Outcome {
+                    hops: matched
                         .iter()
-                        .map(|h| format!("#{}", h.seq))
-                        .collect::<Vec<_>>()
-                        .join(" "),
-                ),
+                        .map(|h| format!("{}: {}", hop_words(h), crate::flow::explain::why(h)))
+                        .collect(),
+                    ..Outcome::new(
+                        true,
+                        expected,
+                        matched
+                            .iter()
+                            .map(|h| format!("#{}", h.seq))
+                            .collect::<Vec<_>>()
+                            .join(" "),
+                    )
+                },
                 Err((count, matched)) => {
                     let after = matched.last().map_or(0, |h| h.seq);
                     let later: Vec<String> = hops

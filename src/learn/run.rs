@@ -473,6 +473,10 @@ async fn run_step(
                 }
             ))?;
             out.line(format!("      seen: {}", outcome.seen))?;
+            // A flow check's hops, each with why it happens, as the dashboard's detail says it.
+            for hop in &outcome.hops {
+                out.line(format!("        {hop}"))?;
+            }
             if !outcome.held {
                 failures.push(failure(format!(
                     "check {}: {}: {}",

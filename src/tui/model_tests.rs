@@ -1996,6 +1996,7 @@ fn outcome(held: bool, expected: &str, seen: &str) -> crate::learn::check::Outco
         held,
         expected: expected.into(),
         seen: seen.into(),
+        hops: Vec::new(),
     }
 }
 

@@ -737,6 +737,7 @@ fn lesson_checked() -> Model {
             held: true,
             expected: "kubectl apply -f -".into(),
             seen: "exit 0: deployment.apps/web created".into(),
+            hops: Vec::new(),
         }),
     ));
     m.update(Msg::LessonAction(0, 0, None));
@@ -745,6 +746,7 @@ fn lesson_checked() -> Model {
         held: true,
         expected: expected.into(),
         seen: seen.into(),
+        hops: Vec::new(),
     };
     m.update(Msg::LessonChecked(
         0,
@@ -816,6 +818,7 @@ fn lesson_pane_a_check_did_not_hold_80x24() {
             expected: "kubectl get deployment web -o jsonpath={.status.readyReplicas} = \"4\""
                 .into(),
             seen: "\"3\"".into(),
+            hops: Vec::new(),
         }],
         Default::default(),
     ));

@@ -54,7 +54,19 @@ fn check_with(name: &str, flags: &[&str]) {
 
 #[test]
 fn lesson_deployment_holds() {
-    check("deployment");
+    let dir = tempfile::tempdir().unwrap();
+    let out = orrery(dir.path(), &["learn", "run", "deployment", "--check"]);
+    let report = text(&out);
+    assert!(out.status.success(), "{report}");
+    assert!(!report.contains('✗'), "{report}");
+    // A flow check's hops are printed with why each happens, as the dashboard explains them.
+    assert!(
+        report.lines().any(
+            |l| l.contains("scheduler -> apiserver BIND Pod default/web-")
+                && l.contains("The scheduler binds the pod to the node it chose with a Binding")
+        ),
+        "{report}"
+    );
 }
 
 #[test]
