@@ -1301,7 +1301,8 @@ async fn control(
     let answer = crate::cluster::control(&cluster.state_dir()?, path).await?;
     let running = answer["running"].as_bool().unwrap_or(false);
     let changed = answer["changed"].as_bool().unwrap_or(false);
-    let state = match (running, path.ends_with("/kill")) {
+    // Killed only now: one that was already down is just stopped.
+    let state = match (running, changed && path.ends_with("/kill")) {
         (true, _) => "started",
         (false, false) => "stopped",
         (false, true) => "killed",

@@ -594,10 +594,11 @@ const DRAIN_PATIENCE: std::time::Duration = std::time::Duration::from_secs(120);
 fn said(role: &str, name: &str, answer: &Value, action: &str) -> String {
     let running = answer["running"].as_bool().unwrap_or(false);
     let changed = answer["changed"].as_bool().unwrap_or(false);
-    let state = match (running, action) {
+    // Killed only now: one that was already down is just stopped.
+    let state = match (running, changed && action == "kill") {
         (true, _) => "started",
-        (false, "kill") => "killed",
-        (false, _) => "stopped",
+        (false, true) => "killed",
+        (false, false) => "stopped",
     };
     if changed {
         format!("{role} {name} {state}")
