@@ -190,6 +190,25 @@ impl Tracked {
         self.0.iter_mut().find(|(n, _)| n == name).map(|(_, r)| r)
     }
 
+    /// Whether `status` shows a container (init or regular) terminated whose exit this kubelet
+    /// has not noted yet: the runtime reported it after this round looked at the container.
+    fn unnoted_exit(&self, status: &Value) -> bool {
+        ["initContainerStatuses", "containerStatuses"]
+            .iter()
+            .filter_map(|list| status[*list].as_array())
+            .flatten()
+            .filter(|entry| entry["state"]["terminated"].is_object())
+            .any(|entry| {
+                let shown = entry["containerID"].as_str().unwrap_or_default();
+                self.0.iter().any(|(name, c)| {
+                    entry["name"] == name.as_str()
+                        && c.id.as_deref().is_some_and(|id| {
+                            shown.ends_with(&format!("://{id}")) && c.handled.as_deref() != Some(id)
+                        })
+                })
+            })
+    }
+
     fn clear(&mut self) {
         self.0.clear();
     }
@@ -776,6 +795,7 @@ impl PodWorker {
         };
         let mut volumes_at: Option<Instant> = None;
         let mut mount_reported: Option<(String, Instant)> = None;
+        let mut looked_again = false;
         loop {
             if self.deleting() {
                 return Outcome::Deleted;
@@ -836,6 +856,14 @@ impl PodWorker {
                 }
             }
             let status = self.status_now(Report::Syncing).await;
+            // A container that exited after this round looked at it (one that fails at once)
+            // is noted first, its CONTAINER EXITED hop and its restart, then reported: the flow
+            // shows the kubelet hearing of an exit before it writes the status that tells it.
+            if !looked_again && self.containers.unnoted_exit(&status) {
+                looked_again = true;
+                continue;
+            }
+            looked_again = false;
             // A write the API server did not take is tried again at the next sync.
             let _ = Box::pin(self.status.write(&self.kubelet, &status)).await;
             // Finished, and the API server has it: nothing more to run until the pod changes.

@@ -854,3 +854,57 @@ fn a_shorter_second_deletion_cuts_the_termination_short() {
     c.ok(&["delete", "pod", "slow", "--wait=false", "--grace-period=1"]);
     c.ok(&["wait", "--for=delete", "pod/slow", "--timeout=30s"]);
 }
+
+/// A container that fails at once can exit between the kubelet's look at it and its status
+/// report of the same round. The kubelet still notes the exit (the runtime's `CONTAINER
+/// EXITED` hop) before it writes the `Failed` status, so the flow tells it in the order it
+/// happened; before, about half of such pods had their `Failed` STATUS hop first.
+#[test]
+fn an_exit_is_heard_before_the_status_that_reports_it() {
+    let c = Cluster::with_nodes(1);
+    let names: Vec<String> = (1..=8).map(|i| format!("fails-{i}")).collect();
+    for name in &names {
+        c.ok(&[
+            "run",
+            name,
+            "--image=orrery/hello",
+            "--restart=Never",
+            "--command",
+            "--",
+            "/orrery",
+            "exit",
+            "1",
+        ]);
+    }
+    for name in &names {
+        c.eventually(
+            &["get", "pod", name, "-o", "jsonpath={.status.phase}"],
+            30,
+            |p| p == "Failed",
+        );
+    }
+    let hops: Vec<serde_json::Value> = c
+        .ok(&["get", "--raw", "/orrery/v1/flow?since=0&follow=false"])
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    for name in &names {
+        let of: Vec<&serde_json::Value> = hops
+            .iter()
+            .filter(|h| h["kind"] == "Pod" && h["name"] == name.as_str())
+            .collect();
+        let seq = |verb: &str, detail: &str| {
+            of.iter()
+                .find(|h| {
+                    h["verb"] == verb && h["detail"].as_str().unwrap_or("").starts_with(detail)
+                })
+                .and_then(|h| h["seq"].as_u64())
+                .unwrap_or_else(|| panic!("{name}: no {verb} {detail} in {of:#?}"))
+        };
+        let (exited, reported) = (seq("CONTAINER EXITED", ""), seq("STATUS", "Failed"));
+        assert!(
+            exited < reported,
+            "{name}: STATUS Failed #{reported} before CONTAINER EXITED #{exited}"
+        );
+    }
+}
