@@ -251,28 +251,41 @@ impl Supervisor {
             Self::followers(&entries, role, name)
         };
         names.push(name.to_owned());
-        if how == Stop::Clean {
-            // What each running replica does on its way out, while it still runs.
-            let leaving: Vec<_> = {
-                let entries = self.lock();
-                names
-                    .iter()
-                    .filter_map(|n| entries.get(n))
-                    .filter(|e| e.running.is_some())
-                    .filter_map(|e| e.election.as_ref().map(|el| (el.on_stop)()))
-                    .collect()
-            };
-            futures::future::join_all(leaving).await;
-        }
+        // The operator's word first (the STOP hops), then what each running replica does on
+        // its way out while it still runs (a clean stop only), then the end of its tasks.
+        let leaving: Vec<_> = {
+            let entries = self.lock();
+            let running = names
+                .iter()
+                .filter_map(|n| Some((n, entries.get(n)?)))
+                .filter(|(_, e)| e.running.is_some());
+            let mut leaving = Vec::new();
+            for (name, entry) in running {
+                let detail = match how {
+                    Stop::Clean => format!("{name} stopped by the operator"),
+                    Stop::Kill => {
+                        format!("{name} killed by the operator: it did nothing on its way out")
+                    }
+                };
+                self.flow
+                    .emit(FlowEvent::new("orrery", name.as_str(), "STOP").detail(detail));
+                if let (Stop::Clean, Some(election)) = (how, &entry.election) {
+                    leaving.push((election.on_stop)());
+                }
+            }
+            leaving
+        };
+        futures::future::join_all(leaving).await;
         let mut entries = self.lock();
         let mut stopped = false;
         for name in &names {
-            stopped |= self.stop_entry(&mut entries, name, how);
+            stopped |= Self::stop_entry(&mut entries, name);
         }
         Ok(stopped)
     }
 
-    fn stop_entry(&self, entries: &mut BTreeMap<String, Entry>, name: &str, how: Stop) -> bool {
+    /// Aborts a component's tasks; whether it ran.
+    fn stop_entry(entries: &mut BTreeMap<String, Entry>, name: &str) -> bool {
         let Some(entry) = entries.get_mut(name) else {
             return false;
         };
@@ -285,12 +298,6 @@ impl Supervisor {
         if let Some(run) = entry.runs.last_mut() {
             run.stopped_at = Some(now());
         }
-        let detail = match how {
-            Stop::Clean => format!("{name} stopped by the operator"),
-            Stop::Kill => format!("{name} killed by the operator: it did nothing on its way out"),
-        };
-        self.flow
-            .emit(FlowEvent::new("orrery", name, "STOP").detail(detail));
         true
     }
 
@@ -434,7 +441,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn an_electing_component_shows_its_lease_and_whether_it_leads() {
         use std::sync::atomic::AtomicBool;
-        let supervisor = Supervisor::new(Flow::new());
+        let flow = Flow::new();
+        let supervisor = Supervisor::new(flow.clone());
         let forever = || vec![tokio::spawn(std::future::pending::<()>())];
         let leading = Arc::new(AtomicBool::new(true));
         let leaving = Arc::new(AtomicUsize::new(0));
@@ -445,8 +453,16 @@ mod tests {
                 move || leading.load(Ordering::SeqCst)
             }),
             on_stop: Box::new({
-                let leaving = leaving.clone();
+                let (leaving, flow) = (leaving.clone(), flow.clone());
                 move || {
+                    // The operator's STOP is on the flow before the replica's way out.
+                    let stops = flow
+                        .subscribe(0)
+                        .0
+                        .iter()
+                        .filter(|e| e.verb == "STOP")
+                        .count();
+                    assert_eq!(stops, 1);
                     leaving.fetch_add(1, Ordering::SeqCst);
                     Box::pin(async {})
                 }
