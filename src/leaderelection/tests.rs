@@ -456,16 +456,27 @@ async fn a_renewal_that_hangs_is_given_up_at_the_deadline() {
     assert!(!a.leading());
 }
 
+/// `a` leading and `b` standing by on `server`, five seconds after `a` took the Lease: each
+/// one's task and work.
+async fn leader_and_standby(
+    (a, b): (&Arc<Candidate>, &Arc<Candidate>),
+    server: &Shared,
+    flow: &Flow,
+) -> [(tokio::task::JoinHandle<()>, Work); 2] {
+    let (work_a, work_b) = (Work::default(), Work::default());
+    let task_a = run(a, server, &Link::default(), flow, &work_a);
+    assert!(within(secs(0.1), || work_a.active()).await.is_some());
+    let task_b = run(b, server, &Link::default(), flow, &work_b);
+    tokio::time::sleep(secs(5.0)).await;
+    [(task_a, work_a), (task_b, work_b)]
+}
+
 #[tokio::test(start_paused = true)]
 async fn resigning_frees_the_lease_for_the_standby() {
     let (server, flow) = (Shared::default(), Flow::new());
     let timings = Timings::default();
     let (a, b) = (replica(1, timings), replica(2, timings));
-    let (work_a, work_b) = (Work::default(), Work::default());
-    let _task_a = run(&a, &server, &Link::default(), &flow, &work_a);
-    assert!(within(secs(0.1), || work_a.active()).await.is_some());
-    let _task_b = run(&b, &server, &Link::default(), &flow, &work_b);
-    tokio::time::sleep(secs(5.0)).await;
+    let [(_task_a, work_a), (_task_b, work_b)] = leader_and_standby((&a, &b), &server, &flow).await;
     a.resign().await;
     assert!(!work_a.active() && !a.leading());
     let freed = lease(&server);
@@ -491,11 +502,7 @@ async fn a_clean_stop_gives_the_schedulers_lease_up_but_not_the_controller_manag
     let (server, flow) = (Shared::default(), Flow::new());
     let timings = Timings::default();
     let (a, b) = (replica(1, timings), replica(2, timings));
-    let (work_a, work_b) = (Work::default(), Work::default());
-    let task_a = run(&a, &server, &Link::default(), &flow, &work_a);
-    assert!(within(secs(0.1), || work_a.active()).await.is_some());
-    let _task_b = run(&b, &server, &Link::default(), &flow, &work_b);
-    tokio::time::sleep(secs(5.0)).await;
+    let [(task_a, work_a), (_task_b, work_b)] = leader_and_standby((&a, &b), &server, &flow).await;
     // kube-scheduler stopped cleanly: it stops its work and frees the Lease before it ends.
     a.stop().await;
     task_a.abort();
@@ -517,11 +524,7 @@ async fn a_clean_stop_gives_the_schedulers_lease_up_but_not_the_controller_manag
     // for the Lease to expire.
     let (server, flow) = (Shared::default(), Flow::new());
     let (m, n) = (manager(1, timings), manager(2, timings));
-    let (work_m, work_n) = (Work::default(), Work::default());
-    let task_m = run(&m, &server, &Link::default(), &flow, &work_m);
-    assert!(within(secs(0.1), || work_m.active()).await.is_some());
-    let _task_n = run(&n, &server, &Link::default(), &flow, &work_n);
-    tokio::time::sleep(secs(5.0)).await;
+    let [(task_m, _), (_task_n, work_n)] = leader_and_standby((&m, &n), &server, &flow).await;
     m.stop().await;
     task_m.abort();
     assert_eq!(
