@@ -1002,13 +1002,7 @@ async fn learn_command(cluster: &ClusterArgs, args: LearnArgs) -> Result<(), Cli
                     ]
                 })
                 .collect();
-            print!(
-                "{}",
-                table(
-                    &["NAME", "RUNTIME", "PROGRESS", "TITLE"].map(str::to_owned),
-                    &rows
-                )
-            );
+            print!("{}", table(["NAME", "RUNTIME", "PROGRESS", "TITLE"], &rows));
             Ok(())
         }
         Some(LearnCommand::Run(run)) => {
@@ -1154,19 +1148,21 @@ fn fresh_lesson_dir(dir: &std::path::Path) -> Result<(), CliError> {
     }
 }
 
-/// Rows under a header, columns padded as kubectl pads them (three spaces apart).
-fn table(header: &[String], rows: &[[String; 4]]) -> String {
-    let mut widths = [0usize; 4];
-    for row in std::iter::once(header).chain(rows.iter().map(|r| &r[..])) {
+/// Rows under a header, columns padded as kubectl pads them (three spaces apart), each line
+/// without trailing spaces.
+pub(crate) fn table<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {
+    let header = header.map(str::to_owned);
+    let mut widths = [0usize; N];
+    for row in std::iter::once(&header).chain(rows) {
         for (width, cell) in widths.iter_mut().zip(row) {
             *width = (*width).max(cell.chars().count());
         }
     }
     let mut out = String::new();
-    for row in std::iter::once(header).chain(rows.iter().map(|r| &r[..])) {
+    for row in std::iter::once(&header).chain(rows) {
         let mut line = String::new();
         for (i, cell) in row.iter().enumerate() {
-            if i + 1 == row.len() {
+            if i + 1 == N {
                 line.push_str(cell);
             } else {
                 line.push_str(&format!("{cell:<w$}   ", w = widths[i]));
@@ -1233,26 +1229,11 @@ async fn run_image(
                     ]
                 })
                 .collect();
-            let header = ["IMAGE", "TAG", "IMAGE ID", "SIZE"].map(str::to_owned);
-            let mut widths = [0; 4];
-            for row in std::iter::once(&header).chain(&rows) {
-                for (width, cell) in widths.iter_mut().zip(row) {
-                    *width = (*width).max(cell.len());
-                }
-            }
-            for row in std::iter::once(&header).chain(&rows) {
-                let line = format!(
-                    "{:<w0$}   {:<w1$}   {:<w2$}   {}",
-                    row[0],
-                    row[1],
-                    row[2],
-                    row[3],
-                    w0 = widths[0],
-                    w1 = widths[1],
-                    w2 = widths[2]
-                );
-                writeln!(out, "{}", line.trim_end())?;
-            }
+            write!(
+                out,
+                "{}",
+                table(["IMAGE", "TAG", "IMAGE ID", "SIZE"], &rows)
+            )?;
         }
         ImageCommand::Pull { reference } => {
             drop(out);

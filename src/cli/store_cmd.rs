@@ -264,28 +264,8 @@ fn print_status(status: &StoreStatus, keys: Option<usize>) -> std::io::Result<()
                 ]
             })
             .collect();
-        let header = ["MEMBER", "ENDPOINT", "STATUS", "LEADER", "REVISION"].map(str::to_owned);
-        let mut widths = [0; 4];
-        for row in std::iter::once(&header).chain(&rows) {
-            for (width, cell) in widths.iter_mut().zip(row) {
-                *width = (*width).max(cell.len());
-            }
-        }
-        for row in std::iter::once(&header).chain(&rows) {
-            writeln!(
-                out,
-                "{:<w0$}   {:<w1$}   {:<w2$}   {:<w3$}   {}",
-                row[0],
-                row[1],
-                row[2],
-                row[3],
-                row[4],
-                w0 = widths[0],
-                w1 = widths[1],
-                w2 = widths[2],
-                w3 = widths[3]
-            )?;
-        }
+        let header = ["MEMBER", "ENDPOINT", "STATUS", "LEADER", "REVISION"];
+        write!(out, "{}", super::table(header, &rows))?;
     }
     Ok(())
 }

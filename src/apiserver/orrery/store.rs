@@ -143,18 +143,21 @@ async fn keys(api: &Arc<ApiServer>, query: &Params) -> Result<Value, ApiError> {
     }))
 }
 
-async fn get(api: &Arc<ApiServer>, query: &Params) -> Result<Value, ApiError> {
-    let key = key_param(query)?;
-    let kv = api
-        .store()
-        .get(&key)
+/// The key as the store has it now, or NotFound.
+async fn existing(api: &ApiServer, key: &str) -> Result<KeyValue, ApiError> {
+    api.store()
+        .get(key)
         .await
-        .map_err(|e| failed(e, &key))?
+        .map_err(|e| failed(e, key))?
         .ok_or_else(|| ApiError::NotFound {
             resource: "keys".into(),
-            name: key.clone(),
-        })?;
-    Ok(kv_json(&kv, true))
+            name: key.to_owned(),
+        })
+}
+
+async fn get(api: &Arc<ApiServer>, query: &Params) -> Result<Value, ApiError> {
+    let key = key_param(query)?;
+    Ok(kv_json(&existing(api, &key).await?, true))
 }
 
 /// Creates the key or replaces its value (compare-and-swap on the revision just read, as
@@ -184,16 +187,7 @@ async fn delete(api: &Arc<ApiServer>, query: &Params) -> Result<Value, ApiError>
             .map_err(|e| failed(e, &key))?
             .kvs
     } else {
-        vec![
-            store
-                .get(&key)
-                .await
-                .map_err(|e| failed(e, &key))?
-                .ok_or_else(|| ApiError::NotFound {
-                    resource: "keys".into(),
-                    name: key.clone(),
-                })?,
-        ]
+        vec![existing(api, &key).await?]
     };
     let mut revision = None;
     let mut deleted = Vec::new();
