@@ -84,6 +84,11 @@ impl LockError {
     pub fn is_not_found(&self) -> bool {
         matches!(self, LockError::Api(kube::Error::Api(status)) if status.code == 404)
     }
+
+    /// Whether the Lease changed since it was last seen (409).
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, LockError::Api(kube::Error::Api(status)) if status.code == 409)
+    }
 }
 
 /// One Lease as a lock (`resourcelock.LeaseLock`), with the Lease as last read or written.

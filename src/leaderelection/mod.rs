@@ -577,7 +577,19 @@ impl LeaderElector {
             renew_time: Some(now),
             leader_transitions: self.observed.leader_transitions,
         };
-        match self.lock.update(&record).await {
+        let mut written = self.lock.update(&record).await;
+        // A renewal cut short as the replica stopped may still have been written: the Lease is
+        // then newer than the one last seen. Read it again, and release it if it is still ours.
+        if written.as_ref().is_err_and(LockError::is_conflict)
+            && self
+                .lock
+                .get()
+                .await
+                .is_ok_and(|now| now.holder_identity == self.candidate.identity)
+        {
+            written = self.lock.update(&record).await;
+        }
+        match written {
             Ok(()) => {
                 self.set_observed(record);
                 true
